@@ -1,0 +1,76 @@
+/* The blob storage seam: content-addressed immutable blobs and the byte files of
+ * in-progress upload sessions. One ops table per backend (blobstore_fs.c today,
+ * S3 later), in the manner of varnish's stevedores. Handlers never build paths.
+ *
+ * Invariant: a blob is readable only once all its bytes were verified against its
+ * digest and made durable (fsync, rename, fsync dir). A partial blob is never visible. */
+#ifndef MERIDIAN_BLOBSTORE_H
+#define MERIDIAN_BLOBSTORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "digest.h"
+#include "err.h"
+
+struct blobstore;
+
+/* Upload files ------------------------------------------------------------ */
+
+/* Creates an empty upload file for session id (32 hex chars). ERR_IO on failure. */
+typedef int blobstore_upload_create_f(struct blobstore *bs, const char *id, struct err *e);
+/* Opens the upload file for appending; returns an fd (caller closes) and its current
+ * size. ERR_BLOB_UPLOAD_UNKNOWN if it does not exist. */
+typedef int blobstore_upload_open_f(struct blobstore *bs, const char *id, uint64_t *size,
+                                    struct err *e);
+/* Makes the upload's first `len` bytes durable as blob d: fsync, rename into place,
+ * fsync the directory. The caller has already verified the digest. If the blob
+ * already exists the upload file is simply removed (same content, stored once). */
+typedef int blobstore_upload_commit_f(struct blobstore *bs, const char *id,
+                                      const struct digest *d, struct err *e);
+/* Removes the upload file; missing is not an error. */
+typedef void blobstore_upload_remove_f(struct blobstore *bs, const char *id);
+
+/* Blobs ------------------------------------------------------------------- */
+
+/* Opens blob d read-only: fd (caller closes) and size. ERR_BLOB_UNKNOWN if absent. */
+typedef int blobstore_open_f(struct blobstore *bs, const struct digest *d, int *fd,
+                             uint64_t *size, struct err *e);
+/* Size of blob d, or -1 with ERR_BLOB_UNKNOWN. */
+typedef int blobstore_stat_f(struct blobstore *bs, const struct digest *d, uint64_t *size,
+                             struct err *e);
+/* Removes blob d's bytes (garbage collection). Missing is not an error. */
+typedef void blobstore_remove_f(struct blobstore *bs, const struct digest *d);
+/* Stores `len` bytes from memory as blob d durably (used for small blobs such as
+ * replicated manifests' configs in tests and tools). The caller verified d. */
+typedef int blobstore_put_f(struct blobstore *bs, const struct digest *d, const void *p,
+                            uint64_t len, struct err *e);
+typedef void blobstore_close_f(struct blobstore *bs);
+
+struct blobstore_ops {
+    const char *name;
+    blobstore_upload_create_f *upload_create;
+    blobstore_upload_open_f *upload_open;
+    blobstore_upload_commit_f *upload_commit;
+    blobstore_upload_remove_f *upload_remove;
+    blobstore_open_f *open;
+    blobstore_stat_f *stat;
+    blobstore_remove_f *remove;
+    blobstore_put_f *put;
+    blobstore_close_f *close;
+};
+
+struct blobstore {
+    const struct blobstore_ops *ops;
+};
+
+/* Opens the filesystem blobstore rooted at dir (created if missing); removes
+ * leftover temporary files from a previous crash. NULL with e set on failure. */
+struct blobstore *blobstore_fs_open(const char *dir, struct err *e);
+
+/* Lists upload session ids present on disk (for expiry sweeps). Calls fn for each id.
+ * Filesystem backend only. */
+void blobstore_fs_each_upload(struct blobstore *bs, void (*fn)(const char *id, void *arg),
+                              void *arg);
+
+#endif

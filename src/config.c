@@ -1,0 +1,306 @@
+/* Option table shared by flags, environment variables and the config file, so the
+ * three can never disagree on names. */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+enum opt_kind { OPT_STRING, OPT_LISTEN, OPT_UINT, OPT_DURATION, OPT_BOOL_ON, OPT_BOOL_OFF,
+                OPT_LEVEL };
+
+struct option_def {
+    const char *key;  /* flag "--key", env "MERIDIAN_KEY" (dashes -> underscores), file "key" */
+    enum opt_kind kind;
+    const char *help;
+    const char *default_text;
+};
+
+static const struct option_def options[] = {
+    {"listen", OPT_LISTEN, "address and port to listen on (HOST:PORT, [V6]:PORT; port 0 picks one)",
+     "127.0.0.1:5000"},
+    {"data", OPT_STRING, "data directory: blobs/, uploads/, meta.db", "./data"},
+    {"region", OPT_STRING, "name of this region, stamped on log lines and events", "local"},
+    {"threads", OPT_UINT, "HTTP worker threads", "16"},
+    {"upload-ttl", OPT_DURATION, "upload sessions expire after this long (e.g. 90s, 15m, 24h)",
+     "24h"},
+    {"upload-sweep-interval", OPT_DURATION, "how often expired upload sessions are reclaimed",
+     "5m"},
+    {"log-level", OPT_LEVEL, "error, warn, info or debug", "info"},
+    {"no-access-log", OPT_BOOL_OFF, "do not log one line per request", "(logged)"},
+    {"access-log", OPT_BOOL_ON, "log one line per request", "on"},
+    {"no-delete", OPT_BOOL_OFF, "refuse DELETE on /v2/ with 405 UNSUPPORTED", "(allowed)"},
+    {"delete", OPT_BOOL_ON, "allow DELETE of manifests, tags and blobs", "on"},
+    {"conn-timeout", OPT_DURATION, "close connections idle for this long", "120s"},
+    {"conn-limit", OPT_UINT, "maximum concurrent connections", "4096"},
+    {"shutdown-grace", OPT_DURATION, "on SIGTERM, wait this long for in-flight requests", "30s"},
+};
+
+#define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->listen_host = xstrdup("127.0.0.1");
+    cfg->listen_port = 5000;
+    cfg->data_dir = xstrdup("./data");
+    cfg->region = xstrdup("local");
+    cfg->threads = 16;
+    cfg->upload_ttl_s = 86400;
+    cfg->upload_sweep_interval_s = 300;
+    cfg->log_level = LOG_LEVEL_INFO;
+    cfg->is_access_log = true;
+    cfg->is_delete_enabled = true;
+    cfg->conn_timeout_s = 120;
+    cfg->conn_limit = 4096;
+    cfg->shutdown_grace_ms = 30000;
+}
+
+void config_fini(struct config *cfg)
+{
+    FREE_AND_NULL(cfg->listen_host);
+    FREE_AND_NULL(cfg->data_dir);
+    FREE_AND_NULL(cfg->region);
+}
+
+int config_parse_duration(const char *s, int64_t *out_s)
+{
+    size_t len = strlen(s);
+    uint64_t mult = 1;
+    if (len == 0)
+        return -1;
+    switch (s[len - 1]) {
+    case 's': mult = 1; len--; break;
+    case 'm': mult = 60; len--; break;
+    case 'h': mult = 3600; len--; break;
+    case 'd': mult = 86400; len--; break;
+    default: break;
+    }
+    uint64_t v;
+    if (util_parse_u64(s, len, &v) != 0 || v > (uint64_t)INT64_MAX / mult / 1000)
+        return -1;
+    *out_s = (int64_t)(v * mult);
+    return 0;
+}
+
+static int parse_listen(struct config *cfg, const char *v, struct err *e)
+{
+    const char *colon = strrchr(v, ':');
+    if (colon == NULL)
+        return err_set(e, ERR_BAD_REQUEST, "listen: expected HOST:PORT, got \"%s\"", v);
+    const char *host = v;
+    size_t host_len = (size_t)(colon - v);
+    if (host_len >= 2 && host[0] == '[' && host[host_len - 1] == ']') {
+        host++;
+        host_len -= 2;
+    }
+    uint64_t port;
+    if (host_len == 0 || util_parse_u64(colon + 1, strlen(colon + 1), &port) != 0 ||
+        port > 65535)
+        return err_set(e, ERR_BAD_REQUEST, "listen: bad address or port in \"%s\"", v);
+    free(cfg->listen_host);
+    cfg->listen_host = xstrndup(host, host_len);
+    cfg->listen_port = (uint16_t)port;
+    return 0;
+}
+
+int config_set(struct config *cfg, const char *key, const char *value, struct err *e)
+{
+    const struct option_def *o = NULL;
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        if (strcmp(options[i].key, key) == 0)
+            o = &options[i];
+    }
+    if (o == NULL)
+        return err_set(e, ERR_BAD_REQUEST, "unknown option \"%s\"", key);
+    bool needs_value = o->kind != OPT_BOOL_ON && o->kind != OPT_BOOL_OFF;
+    if (needs_value && (value == NULL || value[0] == '\0'))
+        return err_set(e, ERR_BAD_REQUEST, "option \"%s\" needs a value", key);
+    uint64_t u;
+    int64_t d;
+    switch (o->kind) {
+    case OPT_LISTEN:
+        return parse_listen(cfg, value, e);
+    case OPT_STRING:
+        if (strcmp(key, "data") == 0) {
+            free(cfg->data_dir);
+            cfg->data_dir = xstrdup(value);
+        } else {
+            free(cfg->region);
+            cfg->region = xstrdup(value);
+        }
+        return 0;
+    case OPT_UINT:
+        if (util_parse_u64(value, strlen(value), &u) != 0 || u == 0 || u > 1000000)
+            return err_set(e, ERR_BAD_REQUEST, "option \"%s\": bad number \"%s\"", key, value);
+        if (strcmp(key, "threads") == 0)
+            cfg->threads = (unsigned)u;
+        else
+            cfg->conn_limit = (unsigned)u;
+        return 0;
+    case OPT_DURATION:
+        if (config_parse_duration(value, &d) != 0)
+            return err_set(e, ERR_BAD_REQUEST, "option \"%s\": bad duration \"%s\"", key, value);
+        if (strcmp(key, "upload-ttl") == 0)
+            cfg->upload_ttl_s = d;
+        else if (strcmp(key, "upload-sweep-interval") == 0)
+            cfg->upload_sweep_interval_s = d > 0 ? d : 1;
+        else if (strcmp(key, "conn-timeout") == 0)
+            cfg->conn_timeout_s = (unsigned)(d > 0 ? d : 1);
+        else
+            cfg->shutdown_grace_ms = (int)(d * 1000);
+        return 0;
+    case OPT_LEVEL:
+        if (log_parse_level(value, &cfg->log_level) != 0)
+            return err_set(e, ERR_BAD_REQUEST, "log-level: expected error|warn|info|debug");
+        return 0;
+    case OPT_BOOL_ON:
+    case OPT_BOOL_OFF: {
+        bool on = o->kind == OPT_BOOL_ON;
+        if (value != NULL && value[0] != '\0') {
+            if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 ||
+                strcmp(value, "no") == 0)
+                on = !on;
+            else if (strcmp(value, "true") != 0 && strcmp(value, "1") != 0 &&
+                     strcmp(value, "yes") != 0)
+                return err_set(e, ERR_BAD_REQUEST, "option \"%s\": expected true or false",
+                               key);
+        }
+        if (strstr(key, "access-log"))
+            cfg->is_access_log = on;
+        else
+            cfg->is_delete_enabled = on;
+        return 0;
+    }
+    }
+    return err_set(e, ERR_INTERNAL, "unhandled option kind");
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+static int load_file(struct config *cfg, const char *path, struct err *e)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return err_set(e, ERR_BAD_REQUEST, "cannot open config file %s", path);
+    char line[1024];
+    int lineno = 0;
+    int rc = 0;
+    while (rc == 0 && fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (eq == NULL) {
+            rc = err_set(e, ERR_BAD_REQUEST, "%s:%d: expected key = value", path, lineno);
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s);
+        char *value = trim(eq + 1);
+        size_t vlen = strlen(value);
+        if (vlen >= 2 && value[0] == '"' && value[vlen - 1] == '"') {
+            value[vlen - 1] = '\0';
+            value++;
+        }
+        struct err sub = {0};
+        if (config_set(cfg, key, value, &sub) != 0)
+            rc = err_set(e, ERR_BAD_REQUEST, "%s:%d: %s", path, lineno, err_message(&sub));
+    }
+    fclose(f);
+    return rc;
+}
+
+static void env_name(const char *key, char *out, size_t out_len)
+{
+    size_t n = (size_t)snprintf(out, out_len, "MERIDIAN_");
+    for (const char *p = key; *p && n + 1 < out_len; p++)
+        out[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    out[n] = '\0';
+}
+
+int config_load(struct config *cfg, int argc, char **argv, bool *is_help, struct err *e)
+{
+    *is_help = false;
+    /* The config file comes first, wherever --config stands on the command line. */
+    const char *file = getenv("MERIDIAN_CONFIG");
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            file = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            file = argv[i] + 9;
+    }
+    if (file != NULL && load_file(cfg, file, e) != 0)
+        return -1;
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        char name[64];
+        env_name(options[i].key, name, sizeof(name));
+        const char *v = getenv(name);
+        if (v != NULL && config_set(cfg, options[i].key, v, e) != 0)
+            return -1;
+    }
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            *is_help = true;
+            return 0;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            return err_set(e, ERR_BAD_REQUEST, "unexpected argument \"%s\"", a);
+        char key[64];
+        const char *value = NULL;
+        const char *eq = strchr(a + 2, '=');
+        size_t klen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (klen >= sizeof(key))
+            return err_set(e, ERR_BAD_REQUEST, "unknown option \"%s\"", a);
+        memcpy(key, a + 2, klen);
+        key[klen] = '\0';
+        if (strcmp(key, "config") == 0) {
+            i += eq ? 0 : 1;
+            continue;
+        }
+        bool is_bool = false;
+        for (size_t j = 0; j < N_OPTIONS; j++) {
+            if (strcmp(options[j].key, key) == 0)
+                is_bool = options[j].kind == OPT_BOOL_ON || options[j].kind == OPT_BOOL_OFF;
+        }
+        if (eq)
+            value = eq + 1;
+        else if (!is_bool && i + 1 < argc)
+            value = argv[++i];
+        if (config_set(cfg, key, value, e) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+void config_usage(FILE *out)
+{
+    fprintf(out, "usage: meridian serve [options]\n\n"
+                 "Runs one node of a Meridian registry on the embedded default: blobs on the\n"
+                 "local filesystem, metadata in SQLite, serving the OCI Distribution API on /v2/,\n"
+                 "/healthz, /readyz and /metrics.\n\n"
+                 "Each option can also be given as an environment variable MERIDIAN_<NAME>\n"
+                 "(upper case, dashes as underscores) or as `name = value` in the file named by\n"
+                 "--config FILE (or MERIDIAN_CONFIG). Flags override the environment, which\n"
+                 "overrides the file.\n\noptions:\n");
+    fprintf(out, "  %-28s %s\n", "--config FILE", "read options from FILE first");
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        char flag[64];
+        bool is_bool = options[i].kind == OPT_BOOL_ON || options[i].kind == OPT_BOOL_OFF;
+        snprintf(flag, sizeof(flag), "--%s%s", options[i].key, is_bool ? "" : " VALUE");
+        fprintf(out, "  %-28s %s (default: %s)\n", flag, options[i].help,
+                options[i].default_text);
+    }
+}

@@ -1,0 +1,434 @@
+/* libmicrohttpd glue: per-request context, body streaming, replies, access log.
+ * The only file that includes <microhttpd.h>. MHD runs a pool of worker threads,
+ * each with its own epoll loop; a handler runs on the worker that owns the
+ * connection, so handlers must not block on anything but local disk and SQLite.
+ *
+ * Request life cycle (MHD calls on_request repeatedly for one request):
+ *   1st call            -> new http_req, registry_on_headers (route, sink or cap)
+ *   calls with a body   -> sink(req, bytes) or append to req->body (capped)
+ *   last call (no body) -> registry_on_complete unless a reply exists; queue reply
+ *   on_completed        -> metrics, access log, free everything */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "registry.h"
+#include "util.h"
+
+#define HTTP_REQ_MAGIC 0x48545251u
+#define REPLY_HEADERS_MAX (64 * 1024)
+#define REPLY_BODY_MAX (64 * 1024 * 1024)
+#define DEFAULT_BODY_MAX (64 * 1024)
+#define JOINED_HEADER_MAX (16 * 1024)
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    struct registry *reg;
+    bool is_access_log;
+    _Atomic int in_flight;
+    _Atomic uint64_t next_id;
+};
+
+/* Request accessors ------------------------------------------------------- */
+
+const char *http_req_header(struct http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->impl, MHD_HEADER_KIND, name);
+}
+
+struct joined_header {
+    const char *name;
+    struct buf out;
+};
+
+static enum MHD_Result on_header_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    struct joined_header *j = cls;
+    (void)kind;
+    if (key && value && strcasecmp(key, j->name) == 0) {
+        if (j->out.len)
+            buf_append(&j->out, ", ", 2);
+        buf_appends(&j->out, value);
+    }
+    return MHD_YES;
+}
+
+const char *http_req_header_all(struct http_req *req, const char *name)
+{
+    if (req->n_kept == sizeof(req->kept) / sizeof(req->kept[0]))
+        return http_req_header(req, name);
+    struct joined_header j = {.name = name};
+    buf_init(&j.out, JOINED_HEADER_MAX);
+    MHD_get_connection_values(req->impl, MHD_HEADER_KIND, on_header_value, &j);
+    if (j.out.len == 0) {
+        buf_fini(&j.out);
+        return NULL;
+    }
+    char *s = buf_steal(&j.out, NULL);
+    req->kept[req->n_kept++] = s;
+    return s;
+}
+
+const char *http_req_query(struct http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->impl, MHD_GET_ARGUMENT_KIND, name);
+}
+
+bool http_req_has_query(struct http_req *req, const char *name)
+{
+    const char *v = NULL;
+    size_t v_len = 0;
+    return MHD_lookup_connection_value_n(req->impl, MHD_GET_ARGUMENT_KIND, name, strlen(name),
+                                         &v, &v_len) == MHD_YES;
+}
+
+/* Replies ------------------------------------------------------------------ */
+
+void http_reply_header(struct http_req *req, const char *name, const char *fmt, ...)
+{
+    char value[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(value, sizeof(value), fmt, ap);
+    va_end(ap);
+    /* Header values never carry newlines: they would split the header list. */
+    for (char *p = value; *p; p++) {
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    }
+    buf_printf(&req->reply_headers, "%s: %s\n", name, value);
+}
+
+static void drop_reply_fd(struct http_req *req)
+{
+    if (req->reply_fd >= 0) {
+        close(req->reply_fd);
+        req->reply_fd = -1;
+    }
+}
+
+void http_reply(struct http_req *req, int status, const char *ct, const void *p, size_t n)
+{
+    drop_reply_fd(req);
+    req->status = status;
+    buf_reset(&req->reply_body);
+    if (n)
+        buf_append(&req->reply_body, p, n);
+    if (ct)
+        http_reply_header(req, "Content-Type", "%s", ct);
+    req->is_replied = true;
+}
+
+void http_reply_fd(struct http_req *req, int status, int fd, uint64_t offset, uint64_t len)
+{
+    drop_reply_fd(req);
+    req->status = status;
+    buf_reset(&req->reply_body);
+    req->reply_fd = fd;
+    req->reply_fd_offset = offset;
+    req->reply_fd_len = len;
+    req->is_replied = true;
+}
+
+void http_reply_err(struct http_req *req, const struct err *e)
+{
+    struct buf b;
+    buf_init(&b, 4096);
+    buf_appends(&b, "{\"errors\":[{\"code\":");
+    buf_append_json_string(&b, err_oci_code(e->code));
+    buf_appends(&b, ",\"message\":");
+    buf_append_json_string(&b, err_message(e));
+    buf_appends(&b, ",\"detail\":null}]}\n");
+    /* A failed request's reply carries only the error: drop headers set so far. */
+    buf_reset(&req->reply_headers);
+    http_reply(req, err_http_status(e->code), "application/json", b.data, b.len);
+    if (e->code == ERR_UNAUTHORIZED)
+        http_reply_header(req, "WWW-Authenticate", "Basic realm=\"meridian\"");
+    buf_fini(&b);
+}
+
+void http_reply_error(struct http_req *req, enum err_code code, const char *fmt, ...)
+{
+    struct err e = {.code = code};
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
+        va_end(ap);
+    }
+    http_reply_err(req, &e);
+}
+
+void http_reply_mgmt_err(struct http_req *req, const struct err *e)
+{
+    struct buf b;
+    buf_init(&b, 4096);
+    buf_appends(&b, "{\"error\":{\"code\":");
+    buf_append_json_string(&b, err_oci_code(e->code));
+    buf_appends(&b, ",\"message\":");
+    buf_append_json_string(&b, err_message(e));
+    buf_appends(&b, "}}\n");
+    buf_reset(&req->reply_headers);
+    http_reply(req, err_http_status(e->code), "application/json", b.data, b.len);
+    buf_fini(&b);
+}
+
+/* Request context ---------------------------------------------------------- */
+
+static struct http_req *req_new(struct http_server *s, struct MHD_Connection *conn,
+                                const char *method, const char *url)
+{
+    struct http_req *req = xcalloc(1, sizeof(*req));
+    req->magic = HTTP_REQ_MAGIC;
+    req->reg = s->reg;
+    req->impl = conn;
+    req->method = method;
+    req->path = url;
+    req->reply_fd = -1;
+    req->start_ns = util_mono_ns();
+    snprintf(req->request_id, sizeof(req->request_id), "%016llx",
+             (unsigned long long)atomic_fetch_add(&s->next_id, 1));
+    buf_init(&req->body, DEFAULT_BODY_MAX);
+    buf_init(&req->reply_headers, REPLY_HEADERS_MAX);
+    buf_init(&req->reply_body, REPLY_BODY_MAX);
+    return req;
+}
+
+static void req_free(struct http_req *req)
+{
+    if (req == NULL)
+        return;
+    ASSERT(req->magic == HTTP_REQ_MAGIC);
+    if (req->sink_cleanup)
+        req->sink_cleanup(req);
+    drop_reply_fd(req);
+    buf_fini(&req->body);
+    buf_fini(&req->reply_headers);
+    buf_fini(&req->reply_body);
+    for (size_t i = 0; i < req->n_kept; i++)
+        free(req->kept[i]);
+    free(req->repo);
+    free(req->ref);
+    req->magic = 0;
+    free(req);
+}
+
+static void add_headers(struct MHD_Response *resp, struct http_req *req)
+{
+    char *p = req->reply_headers.data;
+    if (p == NULL)
+        return;
+    while (*p) {
+        char *nl = strchr(p, '\n');
+        if (nl == NULL)
+            break;
+        *nl = '\0';
+        char *colon = strstr(p, ": ");
+        if (colon) {
+            *colon = '\0';
+            MHD_add_response_header(resp, p, colon + 2);
+            *colon = ':';
+        }
+        *nl = '\n';
+        p = nl + 1;
+    }
+}
+
+static enum MHD_Result queue_reply(struct MHD_Connection *conn, struct http_req *req)
+{
+    struct MHD_Response *resp;
+    if (req->status == 0) {
+        struct err e = {.code = ERR_INTERNAL};
+        log_error("http", "failed to answer request: handler set no reply id=%s",
+                  req->request_id);
+        http_reply_err(req, &e);
+    }
+    if (req->reply_fd >= 0) {
+        /* MHD sends it with sendfile(2) and closes the fd when the response goes. */
+        resp = MHD_create_response_from_fd_at_offset64(req->reply_fd_len, req->reply_fd,
+                                                      req->reply_fd_offset);
+        if (resp)
+            req->reply_fd = -1;
+        req->bytes_out = req->reply_fd_len;
+    } else {
+        size_t len = 0;
+        char *body = buf_steal(&req->reply_body, &len);
+        resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        if (resp == NULL)
+            free(body);
+        req->bytes_out = len;
+    }
+    if (resp == NULL)
+        return MHD_NO;
+    add_headers(resp, req);
+    if (strcmp(req->method, "HEAD") == 0)
+        req->bytes_out = 0;
+    enum MHD_Result rc = MHD_queue_response(conn, (unsigned)req->status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct http_server *s = cls;
+    struct http_req *req = *con_cls;
+    (void)version;
+
+    if (req == NULL) {
+        req = req_new(s, conn, method, url);
+        *con_cls = req;
+        atomic_fetch_add(&s->in_flight, 1);
+        registry_on_headers(req);
+        return MHD_YES;
+    }
+    ASSERT(req->magic == HTTP_REQ_MAGIC);
+
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        req->body_bytes += n;
+        /* After an error the rest of the body is read and dropped, so the
+         * connection stays usable and the error reply goes out once. */
+        if (req->is_body_error || req->is_replied)
+            return MHD_YES;
+        if (req->sink) {
+            if (req->sink(req, upload_data, n) != 0)
+                req->is_body_error = true;
+        } else if (buf_append(&req->body, upload_data, n) != 0) {
+            req->is_body_error = true;
+            if (req->err.code == ERR_NONE)
+                err_set(&req->err, ERR_BAD_REQUEST, "request body too large");
+        }
+        return MHD_YES;
+    }
+
+    if (req->is_body_error)
+        http_reply_err(req, &req->err);
+    else if (!req->is_replied)
+        registry_on_complete(req);
+    return queue_reply(conn, req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_server *s = cls;
+    struct http_req *req = *con_cls;
+    (void)conn;
+    if (req == NULL)
+        return;
+    ASSERT(req->magic == HTTP_REQ_MAGIC);
+    int status = req->status;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status == 0)
+        status = 499; /* client went away before a reply */
+    metrics_count_request((enum route_id)req->route, req->method, status, req->body_bytes,
+                          toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? req->bytes_out : 0);
+    if (s->is_access_log) {
+        double ms = (double)(util_mono_ns() - req->start_ns) / 1e6;
+        log_info("access", "id=%s method=%s path=%s status=%d bytes_in=%llu bytes_out=%llu "
+                           "ms=%.2f%s",
+                 req->request_id, req->method, req->path, status,
+                 (unsigned long long)req->body_bytes, (unsigned long long)req->bytes_out, ms,
+                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    }
+    req_free(req);
+    *con_cls = NULL;
+    atomic_fetch_sub(&s->in_flight, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_debug("http", "libmicrohttpd: %s", msg);
+}
+
+/* Server ------------------------------------------------------------------- */
+
+struct http_server *http_server_start(const struct http_config *cfg, struct registry *reg,
+                                      struct err *e)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", cfg->listen_port);
+    int gai = getaddrinfo(cfg->listen_host, port, &hints, &ai);
+    if (gai != 0 || ai == NULL) {
+        err_set(e, ERR_BAD_REQUEST, "cannot resolve listen address %s", cfg->listen_host);
+        return NULL;
+    }
+    struct http_server *s = xcalloc(1, sizeof(*s));
+    s->reg = reg;
+    s->is_access_log = cfg->is_access_log;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads ? cfg->threads : 1),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->conn_limit,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (s->daemon == NULL) {
+        err_set(e, ERR_UNAVAILABLE, "cannot listen on %s:%u", cfg->listen_host,
+                cfg->listen_port);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+uint16_t http_server_port(struct http_server *s)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return info ? info->port : 0;
+}
+
+void http_server_stop(struct http_server *s, int grace_ms)
+{
+    if (s == NULL)
+        return;
+    /* Stop accepting, then give requests already being served time to finish. */
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    int64_t deadline = util_mono_ns() + (int64_t)grace_ms * 1000000;
+    while (atomic_load(&s->in_flight) > 0 && util_mono_ns() < deadline) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&s->in_flight) > 0)
+        log_warn("http", "stopping with %d requests still in flight", atomic_load(&s->in_flight));
+    MHD_stop_daemon(s->daemon);
+    free(s);
+}

@@ -1,0 +1,108 @@
+/* The HTTP layer: the only file that includes <microhttpd.h>. It owns the listening
+ * daemon, the per-request context, body streaming, routing to handlers and turning
+ * a struct err into an OCI error body. Handlers see only struct http_req.
+ *
+ * A handler runs once all of the request body has arrived, except for routes that
+ * set a body sink in their `on_headers` step: those get the bytes as they arrive
+ * (blob uploads), so memory does not grow with body size. */
+#ifndef MERIDIAN_HTTP_H
+#define MERIDIAN_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "err.h"
+
+struct http_req;
+struct registry;
+
+/* Called with each piece of a streamed body; return 0 to continue, -1 to fail the
+ * request (the sink has set req's error). */
+typedef int http_body_sink_f(struct http_req *req, const char *data, size_t len);
+
+struct http_req {
+    unsigned magic;
+    struct registry *reg;
+    const char *method;     /* "GET", "PUT", ... */
+    const char *path;       /* URL path without the query string */
+    char request_id[17];
+    int route;              /* enum route_id of routes.h, for metrics */
+
+    /* path captures filled by the router */
+    char *repo;             /* repository name, or NULL */
+    char *ref;              /* tag, digest or upload id, or NULL */
+
+    /* body */
+    struct buf body;        /* buffered body (capped) when no sink is set */
+    http_body_sink_f *sink; /* streaming sink, set in the headers phase */
+    void *sink_state;       /* owned by the handler; freed by its cleanup */
+    void (*sink_cleanup)(struct http_req *req);
+    uint64_t body_bytes;    /* bytes received so far */
+    bool is_body_error;     /* the sink or cap failed; err holds why */
+    struct err err;
+
+    /* reply */
+    int status;
+    struct buf reply_headers; /* "Name: value\n" lines */
+    struct buf reply_body;
+    int reply_fd;             /* >= 0: send this fd (sendfile) instead of reply_body */
+    uint64_t reply_fd_offset;
+    uint64_t reply_fd_len;
+    bool is_head;             /* HEAD: send headers with the body's length, no body */
+    uint64_t head_len;        /* Content-Length to announce on HEAD when no body is set */
+
+    char *kept[8];            /* strings owned by the request (joined headers) */
+    size_t n_kept;
+    bool is_replied;          /* a reply was set before the body ended */
+
+    void *impl;               /* the MHD connection; http.c only */
+    int64_t start_ns;
+    uint64_t bytes_out;
+};
+
+/* Request accessors. Return NULL when absent. Header lookups are case-insensitive;
+ * http_req_header_all joins every occurrence with ", " (Accept may be repeated;
+ * the result lives as long as req). */
+const char *http_req_header(struct http_req *req, const char *name);
+const char *http_req_header_all(struct http_req *req, const char *name);
+const char *http_req_query(struct http_req *req, const char *name);
+/* Is the query parameter present at all (even empty)? */
+bool http_req_has_query(struct http_req *req, const char *name);
+
+/* Replies. */
+void http_reply_header(struct http_req *req, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Sets status and a body copied from p (n bytes) with Content-Type ct (may be NULL). */
+void http_reply(struct http_req *req, int status, const char *ct, const void *p, size_t n);
+/* Sets status and an fd to send [offset, offset+len) from; takes ownership of fd. */
+void http_reply_fd(struct http_req *req, int status, int fd, uint64_t offset, uint64_t len);
+/* OCI error body {"errors":[{"code","message","detail"}]} with the code's status. */
+void http_reply_err(struct http_req *req, const struct err *e);
+/* Shorthand: builds an err from code and message and replies with it. */
+void http_reply_error(struct http_req *req, enum err_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Management-API style error {"error":{"code","message"}}. */
+void http_reply_mgmt_err(struct http_req *req, const struct err *e);
+
+/* Server. */
+struct http_server;
+struct http_config {
+    const char *listen_host;  /* IPv4/IPv6 literal or hostname */
+    uint16_t listen_port;
+    unsigned threads;
+    bool is_access_log;
+    unsigned conn_timeout_s;
+    size_t conn_limit;
+};
+/* Starts listening; NULL with e set on failure. */
+struct http_server *http_server_start(const struct http_config *cfg, struct registry *reg,
+                                      struct err *e);
+/* Stops accepting new connections, lets in-flight requests finish (up to grace_ms),
+ * then stops. */
+void http_server_stop(struct http_server *s, int grace_ms);
+/* Port actually bound (useful with port 0). */
+uint16_t http_server_port(struct http_server *s);
+
+#endif

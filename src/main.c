@@ -1,0 +1,35 @@
+/* argv -> serve | <noun> <verb>; nothing else. */
+#include <stdio.h>
+#include <string.h>
+
+#include "server.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: meridian <command> [options]\n\n"
+                 "commands:\n"
+                 "  serve      run a registry node (see meridian serve --help)\n"
+                 "  version    print the version\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "serve") == 0)
+        return server_main(argc - 2, argv + 2);
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("meridian 0.1.0\n");
+        return 0;
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "meridian: unknown command \"%s\"\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

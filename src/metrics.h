@@ -1,0 +1,39 @@
+/* Process-wide counters exposed on /metrics in the Prometheus text format.
+ * Counting is lock-free (atomics) on the request path. */
+#ifndef MERIDIAN_METRICS_H
+#define MERIDIAN_METRICS_H
+
+#include <stdint.h>
+
+#include "buf.h"
+
+/* Routes, for per-route request counts. */
+enum route_id {
+    ROUTE_OTHER = 0,
+    ROUTE_BASE,
+    ROUTE_BLOB,
+    ROUTE_UPLOAD_START,
+    ROUTE_UPLOAD,
+    ROUTE_MANIFEST,
+    ROUTE_TAGS,
+    ROUTE_REFERRERS,
+    ROUTE_CATALOG,
+    ROUTE_HEALTHZ,
+    ROUTE_READYZ,
+    ROUTE_METRICS,
+    ROUTE_COUNT_
+};
+
+const char *metrics_route_name(enum route_id r);
+
+/* Records one finished request. method is "GET", "PUT", ...; status the HTTP status. */
+void metrics_count_request(enum route_id route, const char *method, int status,
+                           uint64_t bytes_in, uint64_t bytes_out);
+void metrics_uploads_in_progress_add(int delta);
+void metrics_count_fsync(void);
+void metrics_count_blob_committed(uint64_t size_bytes);
+void metrics_count_manifest_put(void);
+/* Appends the whole exposition to out. */
+void metrics_render(struct buf *out);
+
+#endif

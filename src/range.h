@@ -1,0 +1,28 @@
+/* HTTP Range (blob GET) and upload Content-Range parsing. Pure: no I/O. */
+#ifndef MERIDIAN_RANGE_H
+#define MERIDIAN_RANGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum range_result {
+    RANGE_OK = 0,            /* *start..*end (inclusive) is the one satisfiable range */
+    RANGE_IGNORE = 1,        /* malformed or multi-range: serve the whole body (RFC 9110 14.2) */
+    RANGE_UNSATISFIABLE = 2, /* well-formed but outside the representation: answer 416 */
+};
+
+/* Parses a Range header value such as "bytes=0-99", "bytes=100-", "bytes=-50"
+ * against a representation of `size` bytes. Only single ranges are honoured. s may be
+ * NULL (RANGE_IGNORE). last-pos beyond the end is clipped to size - 1; first-pos >= size,
+ * "bytes=-0" and any range on a 0-byte representation are RANGE_UNSATISFIABLE;
+ * last-pos < first-pos, other units and lists are RANGE_IGNORE. *start and *end are
+ * written only on RANGE_OK, and then start <= end < size. */
+enum range_result range_parse_request(const char *s, uint64_t size, uint64_t *start,
+                                      uint64_t *end);
+
+/* Parses an upload Content-Range "<start>-<end>" (inclusive; a leading "bytes "
+ * or "bytes=" is tolerated). 0 on success with end >= start, -1 otherwise (outputs
+ * then untouched). */
+int range_parse_content_range(const char *s, uint64_t *start, uint64_t *end);
+
+#endif

@@ -1,0 +1,260 @@
+/* The registry context (storage opened under the data directory) and the router.
+ *
+ * Routes of the OCI Distribution API (distribution-spec "Endpoints"); <name> may
+ * hold slashes, so each route is found by its rightmost marker whose remainder
+ * has no slash:
+ *   /v2/                              base            GET HEAD
+ *   /v2/_catalog                      catalog         GET
+ *   /v2/<name>/tags/list              tags            GET
+ *   /v2/<name>/manifests/<ref>        manifest        GET HEAD PUT DELETE
+ *   /v2/<name>/blobs/uploads/[<id>]   upload          POST | GET PATCH PUT DELETE
+ *   /v2/<name>/blobs/<digest>         blob            GET HEAD DELETE
+ *   /v2/<name>/referrers/<digest>     referrers       GET
+ *   /healthz /readyz /metrics         operations      GET */
+#include "registry.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "manifest.h"
+#include "metrics.h"
+#include "name.h"
+#include "upload_sessions.h"
+#include "util.h"
+
+struct registry *registry_open(struct config *cfg, struct err *e)
+{
+    char path[4096];
+    if (util_mkdirs(cfg->data_dir) != 0) {
+        err_set(e, ERR_IO, "cannot create data directory");
+        return NULL;
+    }
+    struct registry *reg = xcalloc(1, sizeof(*reg));
+    reg->cfg = cfg;
+    AZ(pthread_rwlock_init(&reg->gc_lock, NULL));
+    reg->bs = blobstore_fs_open(cfg->data_dir, e);
+    if (reg->bs == NULL)
+        goto fail;
+    snprintf(path, sizeof(path), "%s/meta.db", cfg->data_dir);
+    reg->ms = metastore_sqlite_open(path, cfg->region, e);
+    if (reg->ms == NULL)
+        goto fail;
+    reg->uploads = upload_sessions_new(reg->bs, reg->ms);
+    return reg;
+fail:
+    registry_close(reg);
+    return NULL;
+}
+
+void registry_close(struct registry *reg)
+{
+    if (reg == NULL)
+        return;
+    upload_sessions_free(reg->uploads);
+    if (reg->ms)
+        reg->ms->ops->close(reg->ms);
+    if (reg->bs)
+        reg->bs->ops->close(reg->bs);
+    pthread_rwlock_destroy(&reg->gc_lock);
+    free(reg);
+}
+
+struct sweep_ctx {
+    struct registry *reg;
+    size_t n_removed;
+};
+
+/* Upload files with no session row (left by a crash between creating the file and
+ * committing the row) are removed too. */
+static void on_upload_file(const char *id, void *arg)
+{
+    struct sweep_ctx *ctx = arg;
+    struct registry *reg = ctx->reg;
+    struct err e = {0};
+    if (reg->ms->ops->upload_get(reg->ms, id, NULL, &e) == 0)
+        return;
+    if (e.code != ERR_BLOB_UPLOAD_UNKNOWN)
+        return;
+    if (upload_sessions_is_active(reg->uploads, id))
+        return;
+    reg->bs->ops->upload_remove(reg->bs, id);
+    ctx->n_removed++;
+}
+
+void registry_sweep_uploads(struct registry *reg)
+{
+    struct meta_name_list expired = {0};
+    struct err e = {0};
+    struct sweep_ctx ctx = {.reg = reg};
+    if (reg->ms->ops->upload_list_expired(reg->ms, util_now_s(), &expired, &e) != 0) {
+        log_error("uploads", "failed to list expired upload sessions: %s", err_message(&e));
+        return;
+    }
+    for (size_t i = 0; i < expired.n; i++) {
+        if (upload_sessions_expire(reg->uploads, expired.names[i]) == 0)
+            ctx.n_removed++;
+    }
+    meta_name_list_fini(&expired);
+    blobstore_fs_each_upload(reg->bs, on_upload_file, &ctx);
+    if (ctx.n_removed)
+        log_info("uploads", "reclaimed %zu expired or orphaned upload sessions", ctx.n_removed);
+}
+
+/* Routing ------------------------------------------------------------------ */
+
+/* Finds the rightmost occurrence of marker in s whose remainder has no '/'. */
+static const char *find_marker(const char *s, const char *marker)
+{
+    size_t mlen = strlen(marker);
+    const char *found = NULL;
+    for (const char *p = strstr(s, marker); p; p = strstr(p + 1, marker)) {
+        if (strchr(p + mlen, '/') == NULL)
+            found = p;
+    }
+    return found;
+}
+
+static bool method_is(struct http_req *req, const char *m)
+{
+    return strcmp(req->method, m) == 0;
+}
+
+static bool allow(struct http_req *req, const char *const *methods)
+{
+    for (size_t i = 0; methods[i]; i++) {
+        if (method_is(req, methods[i]))
+            return true;
+    }
+    http_reply_error(req, ERR_METHOD_NOT_ALLOWED, "method %s not allowed here", req->method);
+    return false;
+}
+
+static void set_capture(struct http_req *req, const char *name, size_t name_len,
+                        const char *ref)
+{
+    req->repo = xstrndup(name, name_len);
+    req->ref = ref ? xstrdup(ref) : NULL;
+}
+
+static void route(struct http_req *req)
+{
+    static const char *const get_head[] = {"GET", "HEAD", NULL};
+    static const char *const get_only[] = {"GET", NULL};
+    static const char *const manifest_methods[] = {"GET", "HEAD", "PUT", "DELETE", NULL};
+    static const char *const blob_methods[] = {"GET", "HEAD", "DELETE", NULL};
+    static const char *const upload_methods[] = {"GET", "PATCH", "PUT", "DELETE", NULL};
+    static const char *const post_only[] = {"POST", NULL};
+    const char *path = req->path;
+    const char *m;
+
+    if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
+        strcmp(path, "/metrics") == 0) {
+        req->route = path[1] == 'h' ? ROUTE_HEALTHZ : path[1] == 'r' ? ROUTE_READYZ : ROUTE_METRICS;
+        if (allow(req, get_head))
+            oci_health(req);
+        return;
+    }
+    if (strcmp(path, "/v2") == 0 || strcmp(path, "/v2/") == 0) {
+        req->route = ROUTE_BASE;
+        if (allow(req, get_head))
+            oci_base(req);
+        return;
+    }
+    if (strncmp(path, "/v2/", 4) != 0) {
+        http_reply_error(req, ERR_NOT_FOUND, "no such endpoint");
+        return;
+    }
+    const char *rest = path + 4;
+    size_t rest_len = strlen(rest);
+    if (strcmp(rest, "_catalog") == 0) {
+        req->route = ROUTE_CATALOG;
+        if (allow(req, get_only))
+            oci_catalog(req);
+        return;
+    }
+    if (rest_len > 10 && strcmp(rest + rest_len - 10, "/tags/list") == 0) {
+        req->route = ROUTE_TAGS;
+        set_capture(req, rest, rest_len - 10, NULL);
+        if (allow(req, get_only))
+            oci_tags(req);
+        return;
+    }
+    if ((m = find_marker(rest, "/blobs/uploads/")) != NULL ||
+        (rest_len > 14 && strcmp(rest + rest_len - 14, "/blobs/uploads") == 0 &&
+         (m = rest + rest_len - 14) != NULL)) {
+        const char *id = m + 14;
+        id += *id == '/';
+        set_capture(req, rest, (size_t)(m - rest), *id ? id : NULL);
+        if (*id == '\0') {
+            req->route = ROUTE_UPLOAD_START;
+            if (allow(req, post_only))
+                oci_upload_headers(req);
+        } else {
+            req->route = ROUTE_UPLOAD;
+            if (allow(req, upload_methods))
+                oci_upload_headers(req);
+        }
+        return;
+    }
+    if ((m = find_marker(rest, "/manifests/")) != NULL) {
+        req->route = ROUTE_MANIFEST;
+        set_capture(req, rest, (size_t)(m - rest), m + 11);
+        if (!allow(req, manifest_methods))
+            return;
+        if (method_is(req, "PUT")) {
+            /* distribution-spec: manifests over the limit get 413. */
+            const char *cl = http_req_header(req, "Content-Length");
+            uint64_t n;
+            if (cl && util_parse_u64(cl, strlen(cl), &n) == 0 && n > MANIFEST_MAX_BYTES) {
+                http_reply_error(req, ERR_MANIFEST_TOO_LARGE, "manifest exceeds %d bytes",
+                                 MANIFEST_MAX_BYTES);
+                return;
+            }
+            req->body.max_bytes = MANIFEST_MAX_BYTES;
+            err_set(&req->err, ERR_MANIFEST_TOO_LARGE, "manifest exceeds %d bytes",
+                    MANIFEST_MAX_BYTES);
+        }
+        return;
+    }
+    if ((m = find_marker(rest, "/blobs/")) != NULL) {
+        req->route = ROUTE_BLOB;
+        set_capture(req, rest, (size_t)(m - rest), m + 7);
+        if (allow(req, blob_methods))
+            oci_blob(req);
+        return;
+    }
+    if ((m = find_marker(rest, "/referrers/")) != NULL) {
+        req->route = ROUTE_REFERRERS;
+        set_capture(req, rest, (size_t)(m - rest), m + 11);
+        if (allow(req, get_only))
+            oci_referrers(req);
+        return;
+    }
+    http_reply_error(req, ERR_NOT_FOUND, "no such endpoint");
+}
+
+void registry_on_headers(struct http_req *req)
+{
+    http_reply_header(req, "Docker-Distribution-API-Version", "registry/2.0");
+    route(req);
+}
+
+void registry_on_complete(struct http_req *req)
+{
+    switch (req->route) {
+    case ROUTE_MANIFEST:
+        oci_manifest(req);
+        break;
+    case ROUTE_UPLOAD_START:
+    case ROUTE_UPLOAD:
+        oci_upload(req);
+        break;
+    default:
+        /* Every other route replied in the headers phase. */
+        if (!req->is_replied)
+            http_reply_error(req, ERR_INTERNAL, NULL);
+        break;
+    }
+}

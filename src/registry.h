@@ -1,0 +1,61 @@
+/* The registry context shared by every handler (config, the two storage seams, the
+ * upload-session table) and the router that maps a request to its handler.
+ * Handlers are declared here and defined one resource per file (oci_*.c). */
+#ifndef MERIDIAN_REGISTRY_H
+#define MERIDIAN_REGISTRY_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "blobstore.h"
+#include "config.h"
+#include "http.h"
+#include "metastore.h"
+
+struct upload_sessions;
+
+struct registry {
+    struct config *cfg;
+    struct blobstore *bs;
+    struct metastore *ms;
+    struct upload_sessions *uploads;
+    /* Blob commits hold it shared, garbage collection of a blob's bytes holds it
+     * exclusive, so a blob being re-pushed is never removed under the new link. */
+    pthread_rwlock_t gc_lock;
+    volatile bool is_ready;
+};
+
+/* Opens storage under cfg->data_dir. NULL with e set on failure. */
+struct registry *registry_open(struct config *cfg, struct err *e);
+void registry_close(struct registry *reg);
+/* Reclaims expired upload sessions (bytes and metadata); called periodically. */
+void registry_sweep_uploads(struct registry *reg);
+
+/* Routing, called by http.c. registry_on_headers runs once the request line and
+ * headers are in: it fills req->route/repo/ref, and either sets a streaming sink,
+ * sets the body cap, or replies at once. registry_on_complete runs when the body is
+ * in (unless a reply was already made). */
+void registry_on_headers(struct http_req *req);
+void registry_on_complete(struct http_req *req);
+
+/* Handlers: each a resource of the OCI API (file in parentheses). */
+void oci_base(struct http_req *req);                   /* oci_base.c: /v2/ */
+void oci_health(struct http_req *req);                 /* oci_base.c: /healthz /readyz /metrics */
+void oci_blob(struct http_req *req);                   /* oci_blobs.c: GET HEAD DELETE */
+int oci_upload_headers(struct http_req *req);          /* oci_uploads.c: sets sinks */
+void oci_upload(struct http_req *req);                 /* oci_uploads.c */
+void oci_manifest(struct http_req *req);               /* oci_manifests.c */
+void oci_tags(struct http_req *req);                   /* oci_tags.c */
+void oci_referrers(struct http_req *req);              /* oci_referrers.c */
+void oci_catalog(struct http_req *req);                /* oci_catalog.c */
+
+/* Shared by handlers: validates req->repo; replies NAME_INVALID and returns false
+ * when it is not a valid repository name. */
+bool oci_check_repo(struct http_req *req);
+/* Parses the n/last pagination parameters; replies and returns -1 when invalid.
+ * *n is -1 when absent. */
+int oci_pagination(struct http_req *req, long *n, const char **last);
+/* Adds the Link header for the next page when there is more. base is the path. */
+void oci_link_next(struct http_req *req, const char *base, long n, const char *last);
+
+#endif

@@ -1,0 +1,284 @@
+/* Upload session table: a mutex-guarded list of in-memory states for sessions that
+ * were touched since start. The list is short (sessions in use, plus idle ones until
+ * they finish or expire), so a linear scan costs less than a hash table's upkeep. */
+#include "upload_sessions.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+struct upload_sessions {
+    struct blobstore *bs;
+    struct metastore *ms;
+    pthread_mutex_t mu;
+    struct upload_state *head;
+};
+
+struct upload_sessions *upload_sessions_new(struct blobstore *bs, struct metastore *ms)
+{
+    struct upload_sessions *us = xcalloc(1, sizeof(*us));
+    us->bs = bs;
+    us->ms = ms;
+    AZ(pthread_mutex_init(&us->mu, NULL));
+    return us;
+}
+
+static void state_free(struct upload_state *st)
+{
+    if (st->fd >= 0)
+        close(st->fd);
+    digest_hasher_free(st->hasher);
+    free(st->repo);
+    free(st);
+}
+
+void upload_sessions_free(struct upload_sessions *us)
+{
+    if (us == NULL)
+        return;
+    while (us->head) {
+        struct upload_state *st = us->head;
+        us->head = st->next;
+        state_free(st);
+    }
+    pthread_mutex_destroy(&us->mu);
+    free(us);
+}
+
+/* Caller holds us->mu. */
+static struct upload_state *find(struct upload_sessions *us, const char *id)
+{
+    for (struct upload_state *st = us->head; st; st = st->next) {
+        if (strcmp(st->id, id) == 0)
+            return st;
+    }
+    return NULL;
+}
+
+/* Caller holds us->mu. */
+static void unlink_state(struct upload_sessions *us, struct upload_state *st)
+{
+    for (struct upload_state **pp = &us->head; *pp; pp = &(*pp)->next) {
+        if (*pp == st) {
+            *pp = st->next;
+            return;
+        }
+    }
+}
+
+int upload_sessions_create(struct upload_sessions *us, const char *repo, int64_t ttl_s,
+                           char id_out[33], struct err *e)
+{
+    util_random_id(id_out);
+    if (us->bs->ops->upload_create(us->bs, id_out, e) != 0)
+        return -1;
+    if (us->ms->ops->upload_create(us->ms, id_out, repo, util_now_s() + ttl_s, e) != 0) {
+        us->bs->ops->upload_remove(us->bs, id_out);
+        return -1;
+    }
+    return 0;
+}
+
+static bool is_valid_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n != 32)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return false;
+    }
+    return true;
+}
+
+/* Re-hashes the bytes already in the file (after a restart or a rolled-back write). */
+static int rebuild_hash(struct upload_state *st, struct err *e)
+{
+    char *chunk = xmalloc(1 << 20);
+    struct hasher *h = digest_hasher_new(DIGEST_SHA256);
+    uint64_t pos = 0;
+    while (pos < st->offset) {
+        size_t want = st->offset - pos < (1u << 20) ? (size_t)(st->offset - pos) : (1u << 20);
+        ssize_t got = pread(st->fd, chunk, want, (off_t)pos);
+        if (got <= 0) {
+            log_error("uploads", "failed to re-read upload %s: %s", st->id,
+                      got < 0 ? strerror(errno) : "short file");
+            digest_hasher_free(h);
+            free(chunk);
+            return err_set(e, ERR_IO, NULL);
+        }
+        digest_hasher_update(h, chunk, (size_t)got);
+        pos += (uint64_t)got;
+    }
+    free(chunk);
+    digest_hasher_free(st->hasher);
+    st->hasher = h;
+    return 0;
+}
+
+int upload_sessions_acquire(struct upload_sessions *us, const char *id, const char *repo,
+                            struct upload_state **out, struct err *e)
+{
+    *out = NULL;
+    if (!is_valid_id(id))
+        return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
+    AZ(pthread_mutex_lock(&us->mu));
+    struct upload_state *st = find(us, id);
+    if (st) {
+        if (st->is_busy) {
+            AZ(pthread_mutex_unlock(&us->mu));
+            return err_set(e, ERR_BLOB_UPLOAD_INVALID, "upload session is in use by another "
+                                                       "request");
+        }
+        if (strcmp(st->repo, repo) != 0) {
+            AZ(pthread_mutex_unlock(&us->mu));
+            return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
+        }
+        st->is_busy = true;
+        AZ(pthread_mutex_unlock(&us->mu));
+        *out = st;
+        return 0;
+    }
+    AZ(pthread_mutex_unlock(&us->mu));
+
+    /* Not in memory: load it from storage, then publish it unless another request
+     * loaded it meanwhile. */
+    if (us->ms->ops->upload_get(us->ms, id, repo, e) != 0)
+        return -1;
+    uint64_t size = 0;
+    int fd = us->bs->ops->upload_open(us->bs, id, &size, e);
+    if (fd < 0)
+        return -1;
+    st = xcalloc(1, sizeof(*st));
+    memcpy(st->id, id, 33);
+    st->repo = xstrdup(repo);
+    st->fd = fd;
+    st->offset = size;
+    st->is_busy = true;
+    AZ(pthread_mutex_lock(&us->mu));
+    if (find(us, id) != NULL) {
+        AZ(pthread_mutex_unlock(&us->mu));
+        state_free(st);
+        return err_set(e, ERR_BLOB_UPLOAD_INVALID, "upload session is in use by another "
+                                                   "request");
+    }
+    st->next = us->head;
+    us->head = st;
+    AZ(pthread_mutex_unlock(&us->mu));
+    *out = st;
+    return 0;
+}
+
+void upload_sessions_release(struct upload_sessions *us, struct upload_state *st)
+{
+    if (st == NULL)
+        return;
+    AZ(pthread_mutex_lock(&us->mu));
+    st->is_busy = false;
+    AZ(pthread_mutex_unlock(&us->mu));
+}
+
+int upload_sessions_append(struct upload_state *st, const void *p, size_t n, struct err *e)
+{
+    ASSERT(st->is_busy);
+    if (st->hasher == NULL && rebuild_hash(st, e) != 0)
+        return -1;
+    const char *c = p;
+    size_t left = n;
+    while (left > 0) {
+        ssize_t w = pwrite(st->fd, c, left, (off_t)st->offset);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("uploads", "failed to write upload %s: %s", st->id, strerror(errno));
+            return err_set(e, errno == ENOSPC || errno == EDQUOT ? ERR_NO_SPACE : ERR_IO, NULL);
+        }
+        digest_hasher_update(st->hasher, c, (size_t)w);
+        st->offset += (uint64_t)w;
+        c += w;
+        left -= (size_t)w;
+    }
+    return 0;
+}
+
+int upload_sessions_truncate(struct upload_state *st, uint64_t offset, struct err *e)
+{
+    ASSERT(st->is_busy);
+    if (offset == st->offset)
+        return 0;
+    if (ftruncate(st->fd, (off_t)offset) != 0) {
+        log_error("uploads", "failed to truncate upload %s: %s", st->id, strerror(errno));
+        return err_set(e, ERR_IO, NULL);
+    }
+    st->offset = offset;
+    /* The running hash covered the dropped bytes; rebuild it on next use. */
+    digest_hasher_free(st->hasher);
+    st->hasher = NULL;
+    return 0;
+}
+
+int upload_sessions_commit(struct upload_sessions *us, struct upload_state *st,
+                           const struct digest *want, struct err *e)
+{
+    ASSERT(st->is_busy);
+    struct digest got;
+    if (want->alg == DIGEST_SHA256) {
+        if (st->hasher == NULL && rebuild_hash(st, e) != 0)
+            return -1;
+        digest_hasher_final(st->hasher, &got);
+        digest_hasher_free(st->hasher);
+        st->hasher = NULL;
+    } else if (digest_of_fd(want->alg, st->fd, st->offset, &got) != 0) {
+        log_error("uploads", "failed to hash upload %s: %s", st->id, strerror(errno));
+        return err_set(e, ERR_IO, NULL);
+    }
+    if (!digest_equal(&got, want))
+        return err_set(e, ERR_DIGEST_INVALID, "content digest %s does not match %s", got.str,
+                       want->str);
+    return us->bs->ops->upload_commit(us->bs, st->id, want, e);
+}
+
+void upload_sessions_delete(struct upload_sessions *us, struct upload_state *st)
+{
+    struct err e = {0};
+    if (us->ms->ops->upload_delete(us->ms, st->id, &e) != 0)
+        log_warn("uploads", "failed to delete upload session %s: %s", st->id, err_message(&e));
+    us->bs->ops->upload_remove(us->bs, st->id);
+    AZ(pthread_mutex_lock(&us->mu));
+    unlink_state(us, st);
+    AZ(pthread_mutex_unlock(&us->mu));
+    state_free(st);
+}
+
+int upload_sessions_expire(struct upload_sessions *us, const char *id)
+{
+    AZ(pthread_mutex_lock(&us->mu));
+    struct upload_state *st = find(us, id);
+    if (st && st->is_busy) {
+        AZ(pthread_mutex_unlock(&us->mu));
+        return -1;
+    }
+    if (st)
+        unlink_state(us, st);
+    AZ(pthread_mutex_unlock(&us->mu));
+    if (st)
+        state_free(st);
+    struct err e = {0};
+    us->ms->ops->upload_delete(us->ms, id, &e);
+    us->bs->ops->upload_remove(us->bs, id);
+    return 0;
+}
+
+bool upload_sessions_is_active(struct upload_sessions *us, const char *id)
+{
+    AZ(pthread_mutex_lock(&us->mu));
+    struct upload_state *st = find(us, id);
+    bool active = st != NULL && st->is_busy;
+    AZ(pthread_mutex_unlock(&us->mu));
+    return active;
+}

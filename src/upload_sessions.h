@@ -1,0 +1,55 @@
+/* Upload sessions of this node: the durable part (a metastore row and an upload file
+ * in the blobstore) plus, for sessions in use, an in-memory state holding the open
+ * file and the running SHA-256 of the bytes so far, so that a chunked upload is
+ * hashed once as it arrives. After a restart the state is rebuilt from the file.
+ * One request at a time may hold a session; a second one gets BLOB_UPLOAD_INVALID. */
+#ifndef MERIDIAN_UPLOAD_SESSIONS_H
+#define MERIDIAN_UPLOAD_SESSIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "blobstore.h"
+#include "digest.h"
+#include "err.h"
+#include "metastore.h"
+
+struct upload_sessions;
+
+struct upload_state {
+    char id[33];
+    char *repo;
+    int fd;                 /* open for writing at the end of the file */
+    uint64_t offset;        /* bytes received */
+    struct hasher *hasher;  /* sha256 of bytes [0, offset); NULL until rebuilt */
+    bool is_busy;
+    struct upload_state *next;
+};
+
+struct upload_sessions *upload_sessions_new(struct blobstore *bs, struct metastore *ms);
+void upload_sessions_free(struct upload_sessions *us);
+
+/* Creates a session for repo expiring ttl_s from now; writes its id to id_out. */
+int upload_sessions_create(struct upload_sessions *us, const char *repo, int64_t ttl_s,
+                           char id_out[33], struct err *e);
+/* Takes exclusive use of session id of repo. ERR_BLOB_UPLOAD_UNKNOWN if there is no
+ * such session for repo, ERR_BLOB_UPLOAD_INVALID if another request holds it. */
+int upload_sessions_acquire(struct upload_sessions *us, const char *id, const char *repo,
+                            struct upload_state **out, struct err *e);
+void upload_sessions_release(struct upload_sessions *us, struct upload_state *st);
+/* Appends bytes to the session's file and hash. ERR_IO / ERR_NO_SPACE on failure. */
+int upload_sessions_append(struct upload_state *st, const void *p, size_t n, struct err *e);
+/* Cuts the session back to `offset` bytes, undoing a failed request's appends. */
+int upload_sessions_truncate(struct upload_state *st, uint64_t offset, struct err *e);
+/* Verifies the bytes against want (ERR_DIGEST_INVALID if they differ) and commits
+ * them as a blob (durable). The session stays held; delete it after linking. */
+int upload_sessions_commit(struct upload_sessions *us, struct upload_state *st,
+                           const struct digest *want, struct err *e);
+/* Ends a held session: its row, file and state go. */
+void upload_sessions_delete(struct upload_sessions *us, struct upload_state *st);
+/* Removes an idle session by id (expiry). 0 if removed, -1 if busy or unknown. */
+int upload_sessions_expire(struct upload_sessions *us, const char *id);
+/* Is a request holding session id right now? */
+bool upload_sessions_is_active(struct upload_sessions *us, const char *id);
+
+#endif
