@@ -99,17 +99,34 @@ typedef int ms_referrers_f(struct metastore *ms, const char *repo, const struct 
                            const char *artifact_type, struct meta_referrer_list *out,
                            struct err *e);
 
-/* Upload sessions. */
+/* Upload sessions (region-local: not in the event log). ERR_CONFLICT if id exists. */
 typedef int ms_upload_create_f(struct metastore *ms, const char *id, const char *repo,
                                int64_t expires_at_s, struct err *e);
 /* 0 if session id exists for repo, -1 ERR_BLOB_UPLOAD_UNKNOWN otherwise. */
 typedef int ms_upload_get_f(struct metastore *ms, const char *id, const char *repo,
                             struct err *e);
+/* ERR_BLOB_UPLOAD_UNKNOWN if id does not exist. */
 typedef int ms_upload_delete_f(struct metastore *ms, const char *id, struct err *e);
 /* Ids of sessions that expired before now_s (caller frees the list). */
 typedef int ms_upload_list_expired_f(struct metastore *ms, int64_t now_s,
                                      struct meta_name_list *out, struct err *e);
+/* Closes every connection and frees ms. No other thread may be using ms, or be exiting
+ * after having used it, while this runs. NULL is accepted. */
 typedef void ms_close_f(struct metastore *ms);
+
+struct buf;
+
+/* Replication feed: appends to out_json a JSON array of the events whose local sequence
+ * number is above after_seq, oldest first, at most max of them:
+ *   [{"seq":12,"origin":"westeurope","hlc":113..,"kind":"tag_set","repo":"a/b",
+ *     "name":"v1","digest":"sha256:..","payload":{...}}, ...]
+ * kind is blob_link, blob_unlink, manifest_put, tag_set, tag_delete or manifest_delete;
+ * repo, name and digest are null when they do not apply. Fewer than max events are
+ * returned when out_json's maximum would otherwise be passed. *last_seq is the seq of the
+ * last event written, or after_seq when none was. ERR_IO on a storage failure,
+ * ERR_INTERNAL if not even one event fits in out_json. */
+typedef int ms_events_since_f(struct metastore *ms, int64_t after_seq, size_t max,
+                              struct buf *out_json, int64_t *last_seq, struct err *e);
 
 struct metastore_ops {
     const char *name;
@@ -129,6 +146,7 @@ struct metastore_ops {
     ms_upload_delete_f *upload_delete;
     ms_upload_list_expired_f *upload_list_expired;
     ms_close_f *close;
+    ms_events_since_f *events_since;
 };
 
 struct metastore {
@@ -136,7 +154,9 @@ struct metastore {
 };
 
 /* Opens (creating if needed) the SQLite metastore at path, WAL mode, synchronous=FULL.
- * region names the origin stamped on event-log entries. NULL with e set on failure. */
+ * region names the origin stamped on event-log entries. NULL with e set on failure.
+ * Each calling thread gets its own connection, opened on first use and closed when the
+ * thread exits (or by close), so readers never wait for a writer. */
 struct metastore *metastore_sqlite_open(const char *path, const char *region, struct err *e);
 
 #endif

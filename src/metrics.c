@@ -115,7 +115,7 @@ void metrics_render(struct buf *out)
     counter(out, "meridian_http_bytes_out_total", "Response body bytes sent.",
             atomic_load(&bytes_out_total));
     buf_printf(out,
-               "# HELP meridian_uploads_in_progress Upload requests currently streaming.\n"
+               "# HELP meridian_uploads_in_progress Upload sessions open (started, not yet finished).\n"
                "# TYPE meridian_uploads_in_progress gauge\nmeridian_uploads_in_progress %lld\n",
                (long long)atomic_load(&uploads_in_progress));
     counter(out, "meridian_blob_fsyncs_total", "fsync calls made to commit blobs.",

@@ -29,6 +29,7 @@ const char *metrics_route_name(enum route_id r);
 /* Records one finished request. method is "GET", "PUT", ...; status the HTTP status. */
 void metrics_count_request(enum route_id route, const char *method, int status,
                            uint64_t bytes_in, uint64_t bytes_out);
+/* Open upload sessions: +1 when one starts, -1 when it finishes, is cancelled or expires. */
 void metrics_uploads_in_progress_add(int delta);
 void metrics_count_fsync(void);
 void metrics_count_blob_committed(uint64_t size_bytes);

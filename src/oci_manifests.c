@@ -27,7 +27,12 @@ static int parse_reference(struct http_req *req, bool *is_digest, struct digest 
         return 0;
     }
     if (!name_is_valid_tag(req->ref, len)) {
-        http_reply_error(req, ERR_TAG_INVALID, "invalid tag");
+        /* Only a push names a new tag; on reads and deletes a malformed tag is one
+         * the registry cannot hold, so it is unknown (as distribution answers). */
+        if (strcmp(req->method, "PUT") == 0)
+            http_reply_error(req, ERR_TAG_INVALID, "invalid tag");
+        else
+            http_reply_error(req, ERR_MANIFEST_UNKNOWN, "no manifest with that reference");
         return -1;
     }
     return 0;

@@ -65,7 +65,6 @@ static void on_cleanup(struct http_req *req)
             upload_sessions_truncate(u->st, u->start_offset, &e);
         upload_sessions_release(req->reg->uploads, u->st);
     }
-    metrics_uploads_in_progress_add(-1);
     u->magic = 0;
     free(u);
     req->sink_state = NULL;
@@ -81,7 +80,6 @@ static int begin_stream(struct http_req *req, struct upload_state *st)
     req->sink_state = u;
     req->sink = on_body;
     req->sink_cleanup = on_cleanup;
-    metrics_uploads_in_progress_add(1);
     return 0;
 }
 

@@ -8,7 +8,7 @@
 enum range_result {
     RANGE_OK = 0,            /* *start..*end (inclusive) is the one satisfiable range */
     RANGE_IGNORE = 1,        /* malformed or multi-range: serve the whole body (RFC 9110 14.2) */
-    RANGE_UNSATISFIABLE = 2, /* well-formed but outside the representation: answer 416 */
+    RANGE_UNSATISFIABLE = 2, /* outside the representation, or last < first: answer 416 */
 };
 
 /* Parses a Range header value such as "bytes=0-99", "bytes=100-", "bytes=-50"

@@ -24,6 +24,12 @@
 #include "upload_sessions.h"
 #include "util.h"
 
+static void count_upload(const char *id, void *arg)
+{
+    (void)id;
+    (*(size_t *)arg)++;
+}
+
 struct registry *registry_open(struct config *cfg, struct err *e)
 {
     char path[4096];
@@ -42,6 +48,10 @@ struct registry *registry_open(struct config *cfg, struct err *e)
     if (reg->ms == NULL)
         goto fail;
     reg->uploads = upload_sessions_new(reg->bs, reg->ms);
+    /* Sessions left from before a restart are still open until they finish or expire. */
+    size_t n_open = 0;
+    blobstore_fs_each_upload(reg->bs, count_upload, &n_open);
+    metrics_uploads_in_progress_add((int)n_open);
     return reg;
 fail:
     registry_close(reg);
@@ -80,6 +90,7 @@ static void on_upload_file(const char *id, void *arg)
     if (upload_sessions_is_active(reg->uploads, id))
         return;
     reg->bs->ops->upload_remove(reg->bs, id);
+    metrics_uploads_in_progress_add(-1);
     ctx->n_removed++;
 }
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 struct upload_sessions {
@@ -81,6 +82,7 @@ int upload_sessions_create(struct upload_sessions *us, const char *repo, int64_t
         us->bs->ops->upload_remove(us->bs, id_out);
         return -1;
     }
+    metrics_uploads_in_progress_add(1);
     return 0;
 }
 
@@ -253,6 +255,7 @@ void upload_sessions_delete(struct upload_sessions *us, struct upload_state *st)
     unlink_state(us, st);
     AZ(pthread_mutex_unlock(&us->mu));
     state_free(st);
+    metrics_uploads_in_progress_add(-1);
 }
 
 int upload_sessions_expire(struct upload_sessions *us, const char *id)
@@ -271,6 +274,7 @@ int upload_sessions_expire(struct upload_sessions *us, const char *id)
     struct err e = {0};
     us->ms->ops->upload_delete(us->ms, id, &e);
     us->bs->ops->upload_remove(us->bs, id);
+    metrics_uploads_in_progress_add(-1);
     return 0;
 }
 

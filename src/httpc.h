@@ -1,0 +1,62 @@
+/* Outbound HTTP: the only file that includes <curl/curl.h>. Blocking calls for the
+ * command-line client, replication and webhooks; each call uses its own easy handle
+ * (connection reuse comes from a per-thread share, see httpc.c). */
+#ifndef MERIDIAN_HTTPC_H
+#define MERIDIAN_HTTPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "err.h"
+
+struct httpc_response {
+    long status;
+    struct buf body;     /* capped at body_max given to the call */
+    struct buf headers;  /* raw response header lines */
+    double total_s;      /* time taken */
+};
+
+void httpc_response_init(struct httpc_response *r, size_t body_max);
+void httpc_response_fini(struct httpc_response *r);
+/* Value of response header name (case-insensitive), copied into out; -1 if absent. */
+int httpc_response_header(const struct httpc_response *r, const char *name, char *out,
+                          size_t out_len);
+
+struct httpc_request {
+    const char *method;          /* "GET", "PUT", ... */
+    const char *url;
+    const char *const *headers;  /* NULL-terminated "Name: value" list, or NULL */
+    const void *body;            /* request body or NULL */
+    size_t body_len;
+    long timeout_ms;             /* whole request; 0 = none */
+    long connect_timeout_ms;     /* 0 = 10 s */
+};
+
+/* Performs the request; the response body is kept up to out->body.max_bytes.
+ * 0 when an HTTP response arrived (any status); -1 with ERR_UNAVAILABLE when the
+ * peer could not be reached or the transfer failed. */
+int httpc_do(const struct httpc_request *rq, struct httpc_response *out, struct err *e);
+
+/* Sink for streamed downloads: return 0 to continue, -1 to abort. */
+typedef int httpc_sink_f(void *arg, const void *p, size_t n);
+
+struct httpc_stream {
+    const char *url;
+    const char *const *headers;
+    uint64_t range_start;        /* > 0: ask for bytes from here (Range: bytes=N-) */
+    long low_speed_bytes;        /* abort when slower than this ... */
+    long low_speed_time_s;       /* ... for this long (stall detection, not a timeout) */
+    httpc_sink_f *sink;
+    void *sink_arg;
+};
+
+/* Streams the body of a GET into the sink; *status gets the HTTP status. 0 when the
+ * transfer completed, -1 when it broke (ERR_UNAVAILABLE) or the sink aborted. */
+int httpc_stream_get(const struct httpc_stream *st, long *status, struct err *e);
+
+/* Call once at start (curl_global_init is not thread-safe). */
+void httpc_global_init(void);
+
+#endif

@@ -1,0 +1,172 @@
+/* config: defaults, flags, environment, config file, precedence, bad values. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+static void test_defaults(void **state)
+{
+    struct config c;
+    (void)state;
+    config_defaults(&c);
+    assert_string_equal(c.listen_host, "127.0.0.1");
+    assert_int_equal(c.listen_port, 5000);
+    assert_string_equal(c.data_dir, "./data");
+    assert_int_equal(c.upload_ttl_s, 86400);
+    assert_true(c.is_delete_enabled);
+    assert_true(c.is_access_log);
+    config_fini(&c);
+}
+
+static void test_flags(void **state)
+{
+    struct config c;
+    struct err e = {0};
+    bool help;
+    char *argv[] = {"--listen", "127.0.1.2:0", "--data=/tmp/x", "--no-delete", "--threads",
+                    "4", "--upload-ttl", "15m", "--no-access-log", "--log-level", "debug"};
+    (void)state;
+    config_defaults(&c);
+    assert_int_equal(config_load(&c, 11, argv, &help, &e), 0);
+    assert_false(help);
+    assert_string_equal(c.listen_host, "127.0.1.2");
+    assert_int_equal(c.listen_port, 0);
+    assert_string_equal(c.data_dir, "/tmp/x");
+    assert_false(c.is_delete_enabled);
+    assert_false(c.is_access_log);
+    assert_int_equal(c.threads, 4);
+    assert_int_equal(c.upload_ttl_s, 900);
+    assert_int_equal(c.log_level, LOG_LEVEL_DEBUG);
+    config_fini(&c);
+}
+
+static void test_ipv6_listen(void **state)
+{
+    struct config c;
+    struct err e = {0};
+    (void)state;
+    config_defaults(&c);
+    assert_int_equal(config_set(&c, "listen", "[::1]:8080", &e), 0);
+    assert_string_equal(c.listen_host, "::1");
+    assert_int_equal(c.listen_port, 8080);
+    config_fini(&c);
+}
+
+static void test_bad_values(void **state)
+{
+    static const struct {
+        const char *key, *value;
+    } bad[] = {
+        {"listen", "nope"},        {"listen", "host:99999"}, {"listen", ":80"},
+        {"threads", "0"},          {"threads", "x"},         {"upload-ttl", "5y"},
+        {"upload-ttl", "-1"},      {"log-level", "loud"},    {"no-such-option", "1"},
+        {"delete", "maybe"},       {"data", ""},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct config c;
+        struct err e = {0};
+        config_defaults(&c);
+        assert_int_equal(config_set(&c, bad[i].key, bad[i].value, &e), -1);
+        assert_int_equal(e.code, ERR_BAD_REQUEST);
+        assert_true(strlen(e.msg) > 0);
+        config_fini(&c);
+    }
+}
+
+static void test_durations(void **state)
+{
+    int64_t v;
+    (void)state;
+    assert_int_equal(config_parse_duration("90", &v), 0);
+    assert_int_equal(v, 90);
+    assert_int_equal(config_parse_duration("2d", &v), 0);
+    assert_int_equal(v, 172800);
+    assert_int_equal(config_parse_duration("24h", &v), 0);
+    assert_int_equal(v, 86400);
+    assert_int_equal(config_parse_duration("", &v), -1);
+    assert_int_equal(config_parse_duration("h", &v), -1);
+    assert_int_equal(config_parse_duration("1.5h", &v), -1);
+}
+
+/* File < environment < flags. */
+static void test_precedence(void **state)
+{
+    char path[] = "/tmp/meridian-config-XXXXXX";
+    int fd = mkstemp(path);
+    (void)state;
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "# comment\nregion = \"from-file\"\ndata = /from/file\nthreads = 3\n"
+               "upload-ttl = 1h\n");
+    fclose(f);
+    setenv("MERIDIAN_DATA", "/from/env", 1);
+    setenv("MERIDIAN_THREADS", "5", 1);
+    char *argv[] = {"--config", path, "--threads", "7"};
+    struct config c;
+    struct err e = {0};
+    bool help;
+    config_defaults(&c);
+    assert_int_equal(config_load(&c, 4, argv, &help, &e), 0);
+    assert_string_equal(c.region, "from-file");
+    assert_string_equal(c.data_dir, "/from/env");
+    assert_int_equal(c.threads, 7);
+    assert_int_equal(c.upload_ttl_s, 3600);
+    config_fini(&c);
+    unsetenv("MERIDIAN_DATA");
+    unsetenv("MERIDIAN_THREADS");
+    unlink(path);
+}
+
+static void test_bad_file_line(void **state)
+{
+    char path[] = "/tmp/meridian-config-XXXXXX";
+    int fd = mkstemp(path);
+    (void)state;
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "threads = 2\nthis line has no equals sign\n");
+    fclose(f);
+    char *argv[] = {"--config", path};
+    struct config c;
+    struct err e = {0};
+    bool help;
+    config_defaults(&c);
+    assert_int_equal(config_load(&c, 2, argv, &help, &e), -1);
+    assert_non_null(strstr(e.msg, ":2:"));
+    config_fini(&c);
+    unlink(path);
+}
+
+static void test_help_and_unexpected(void **state)
+{
+    char *help_argv[] = {"--help"};
+    char *bad_argv[] = {"positional"};
+    struct config c;
+    struct err e = {0};
+    bool help;
+    (void)state;
+    config_defaults(&c);
+    assert_int_equal(config_load(&c, 1, help_argv, &help, &e), 0);
+    assert_true(help);
+    assert_int_equal(config_load(&c, 1, bad_argv, &help, &e), -1);
+    config_fini(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),    cmocka_unit_test(test_flags),
+        cmocka_unit_test(test_ipv6_listen), cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_durations),   cmocka_unit_test(test_precedence),
+        cmocka_unit_test(test_bad_file_line), cmocka_unit_test(test_help_and_unexpected),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
