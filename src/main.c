@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "server.h"
 
 static void usage(FILE *out)
@@ -9,6 +10,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: meridian <command> [options]\n\n"
                  "commands:\n"
                  "  serve      run a registry node (see meridian serve --help)\n"
+                 "  <noun> <verb> ...  manage a registry through a node's management API\n"
+                 "             (nouns: info)\n"
                  "  version    print the version\n");
 }
 
@@ -29,7 +32,5 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "meridian: unknown command \"%s\"\n", argv[1]);
-    usage(stderr);
-    return 2;
+    return cli_main(argc - 1, argv + 1);
 }

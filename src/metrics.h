@@ -21,6 +21,7 @@ enum route_id {
     ROUTE_HEALTHZ,
     ROUTE_READYZ,
     ROUTE_METRICS,
+    ROUTE_MGMT,
     ROUTE_COUNT_
 };
 

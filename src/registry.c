@@ -10,7 +10,8 @@
  *   /v2/<name>/blobs/uploads/[<id>]   upload          POST | GET PATCH PUT DELETE
  *   /v2/<name>/blobs/<digest>         blob            GET HEAD DELETE
  *   /v2/<name>/referrers/<digest>     referrers       GET
- *   /healthz /readyz /metrics         operations      GET */
+ *   /healthz /readyz /metrics         operations      GET
+ *   /_meridian/v1/...                 management API  (mgmt_api.c) */
 #include "registry.h"
 
 #include <stdio.h>
@@ -19,6 +20,7 @@
 
 #include "log.h"
 #include "manifest.h"
+#include "mgmt_api.h"
 #include "metrics.h"
 #include "name.h"
 #include "upload_sessions.h"
@@ -167,6 +169,13 @@ static void route(struct http_req *req)
             oci_health(req);
         return;
     }
+    if (strncmp(path, MGMT_PREFIX, strlen(MGMT_PREFIX)) == 0) {
+        /* Management requests are small JSON documents, handled once the body is in. */
+        req->route = ROUTE_MGMT;
+        req->body.max_bytes = MGMT_BODY_MAX;
+        err_set(&req->err, ERR_BAD_REQUEST, "request body exceeds %d bytes", MGMT_BODY_MAX);
+        return;
+    }
     if (strcmp(path, "/v2") == 0 || strcmp(path, "/v2/") == 0) {
         req->route = ROUTE_BASE;
         if (allow(req, get_head))
@@ -261,6 +270,9 @@ void registry_on_complete(struct http_req *req)
     case ROUTE_UPLOAD_START:
     case ROUTE_UPLOAD:
         oci_upload(req);
+        break;
+    case ROUTE_MGMT:
+        mgmt_api_handle(req);
         break;
     default:
         /* Every other route replied in the headers phase. */
