@@ -102,12 +102,11 @@ static bool is_valid_media_type(const char *s)
  * (image-spec annotations "Rules"). */
 static int check_annotations(const json_t *j, const char *where, struct err *e)
 {
-    const char *key;
-    json_t *val;
     if (!json_is_object(j))
         return err_set(e, ERR_MANIFEST_INVALID, "%s: must be an object", where);
-    json_object_foreach((json_t *)j, key, val) {
-        if (!json_is_string(val))
+    for (void *it = json_object_iter((json_t *)j); it != NULL;
+         it = json_object_iter_next((json_t *)j, it)) {
+        if (!json_is_string(json_object_iter_value(it)))
             return err_set(e, ERR_MANIFEST_INVALID, "%s: value of every key must be a string",
                            where);
     }
@@ -116,8 +115,8 @@ static int check_annotations(const json_t *j, const char *where, struct err *e)
 
 /* Reads optional media-type member `key` (artifactType) of obj into *out: a copy,
  * or NULL when absent or empty. A non-empty value must be an RFC 6838 media type. */
-static int get_opt_type_string(const json_t *obj, const char *key, const char *where,
-                               char **out, struct err *e)
+static int get_opt_type_string(const json_t *obj, const char *key, const char *where, char **out,
+                               struct err *e)
 {
     *out = NULL;
     const json_t *j = json_object_get(obj, key);
@@ -147,8 +146,7 @@ static void desc_fini(struct manifest_desc *d)
 /* Parses the descriptor j named `where` (e.g. "layers[2]") into *out. image-spec
  * descriptor "Properties": mediaType, digest and size are REQUIRED. On failure *out
  * holds nothing to free. */
-static int parse_desc(const json_t *j, const char *where, struct manifest_desc *out,
-                      struct err *e)
+static int parse_desc(const json_t *j, const char *where, struct manifest_desc *out, struct err *e)
 {
     struct err derr;
     memset(out, 0, sizeof(*out));
@@ -175,8 +173,7 @@ static int parse_desc(const json_t *j, const char *where, struct manifest_desc *
     if (sz == NULL)
         return err_set(e, ERR_MANIFEST_INVALID, "%s.size: required", where);
     if (!json_is_integer(sz) || json_integer_value(sz) < 0)
-        return err_set(e, ERR_MANIFEST_INVALID, "%s.size: must be a non-negative integer",
-                       where);
+        return err_set(e, ERR_MANIFEST_INVALID, "%s.size: must be a non-negative integer", where);
     out->size = (int64_t)json_integer_value(sz);
 
     /* Optional members are only type-checked: their content is the client's. */
@@ -189,14 +186,11 @@ static int parse_desc(const json_t *j, const char *where, struct manifest_desc *
     }
     const json_t *urls = json_object_get(j, "urls");
     if (urls != NULL) {
-        size_t i;
-        const json_t *u;
         if (!json_is_array(urls))
             return err_set(e, ERR_MANIFEST_INVALID, "%s.urls: must be an array", where);
-        json_array_foreach(urls, i, u) {
-            if (!json_is_string(u))
-                return err_set(e, ERR_MANIFEST_INVALID, "%s.urls[%zu]: must be a string",
-                               where, i);
+        for (size_t i = 0; i < json_array_size(urls); i++) {
+            if (!json_is_string(json_array_get(urls, i)))
+                return err_set(e, ERR_MANIFEST_INVALID, "%s.urls[%zu]: must be a string", where, i);
         }
     }
     const json_t *data = json_object_get(j, "data");
@@ -310,8 +304,7 @@ static int parse_root(const json_t *root, const char *content_type, struct manif
             return -1;
     } else {
         if (json_object_get(root, "manifests") != NULL)
-            return err_set(e, ERR_MANIFEST_INVALID,
-                           "an image manifest must not contain manifests");
+            return err_set(e, ERR_MANIFEST_INVALID, "an image manifest must not contain manifests");
         m->kind = MANIFEST_KIND_IMAGE;
         const json_t *config = json_object_get(root, "config");
         if (config == NULL)
@@ -353,16 +346,15 @@ static int parse_root(const json_t *root, const char *content_type, struct manif
     return 0;
 }
 
-int manifest_parse(const char *body, size_t len, const char *content_type,
-                   struct manifest *out, struct err *e)
+int manifest_parse(const char *body, size_t len, const char *content_type, struct manifest *out,
+                   struct err *e)
 {
     json_error_t jerr;
     int rc = -1;
 
     memset(out, 0, sizeof(*out));
     if (len > MANIFEST_MAX_BYTES)
-        return err_set(e, ERR_MANIFEST_TOO_LARGE, "manifest exceeds %d bytes",
-                       MANIFEST_MAX_BYTES);
+        return err_set(e, ERR_MANIFEST_TOO_LARGE, "manifest exceeds %d bytes", MANIFEST_MAX_BYTES);
     if (body == NULL || len == 0)
         return err_set(e, ERR_MANIFEST_INVALID, "manifest is empty");
 

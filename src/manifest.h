@@ -23,7 +23,7 @@
 enum manifest_kind { MANIFEST_KIND_IMAGE = 1, MANIFEST_KIND_INDEX = 2 };
 
 struct manifest_desc {
-    char *media_type;    /* never NULL: image-spec makes it REQUIRED in every descriptor */
+    char *media_type; /* never NULL: image-spec makes it REQUIRED in every descriptor */
     struct digest digest;
     int64_t size;
     char *artifact_type; /* descriptor's artifactType or NULL (absent or "") */
@@ -31,11 +31,11 @@ struct manifest_desc {
 
 struct manifest {
     enum manifest_kind kind;
-    char *media_type;      /* the effective media type (see manifest_parse) */
-    char *artifact_type;   /* manifest.artifactType, else config.mediaType for images
-                              (per referrers API rules), else NULL */
-    char *annotations_json; /* compact, key-sorted JSON object of annotations; NULL when
-                               absent or empty */
+    char *media_type;             /* the effective media type (see manifest_parse) */
+    char *artifact_type;          /* manifest.artifactType, else config.mediaType for images
+                                     (per referrers API rules), else NULL */
+    char *annotations_json;       /* compact, key-sorted JSON object of annotations; NULL when
+                                     absent or empty */
     struct manifest_desc config;  /* images only */
     struct manifest_desc *layers; /* images: layers; indexes: NULL */
     size_t n_layers;
@@ -58,8 +58,8 @@ bool manifest_is_known_media_type(const char *mt);
  * type from either, a body with "manifests" is an OCI index and one with "config" an
  * OCI image manifest. On success the caller owns *out (release with manifest_fini).
  * On failure *out is zeroed and holds nothing to free. */
-int manifest_parse(const char *body, size_t len, const char *content_type,
-                   struct manifest *out, struct err *e);
+int manifest_parse(const char *body, size_t len, const char *content_type, struct manifest *out,
+                   struct err *e);
 /* Frees what *m owns and zeroes it; m may be NULL, and fini twice is harmless. */
 void manifest_fini(struct manifest *m);
 

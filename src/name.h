@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define NAME_MAX_BYTES 255  /* distribution-spec: name + hostname SHOULD fit in 255 */
+#define NAME_MAX_BYTES 255 /* distribution-spec: name + hostname SHOULD fit in 255 */
 #define TAG_MAX_BYTES 128
 
 /* distribution-spec "Pulling manifests":

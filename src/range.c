@@ -46,8 +46,7 @@ static uint64_t parse_saturating(const char *s, size_t len)
     return v;
 }
 
-enum range_result range_parse_request(const char *s, uint64_t size, uint64_t *start,
-                                      uint64_t *end)
+enum range_result range_parse_request(const char *s, uint64_t size, uint64_t *start, uint64_t *end)
 {
     if (s == NULL)
         return RANGE_IGNORE;

@@ -14,11 +14,10 @@ enum range_result {
 /* Parses a Range header value such as "bytes=0-99", "bytes=100-", "bytes=-50"
  * against a representation of `size` bytes. Only single ranges are honoured. s may be
  * NULL (RANGE_IGNORE). last-pos beyond the end is clipped to size - 1; first-pos >= size,
- * "bytes=-0" and any range on a 0-byte representation are RANGE_UNSATISFIABLE;
- * last-pos < first-pos, other units and lists are RANGE_IGNORE. *start and *end are
- * written only on RANGE_OK, and then start <= end < size. */
-enum range_result range_parse_request(const char *s, uint64_t size, uint64_t *start,
-                                      uint64_t *end);
+ * last-pos < first-pos, "bytes=-0" and any range on a 0-byte representation are
+ * RANGE_UNSATISFIABLE; other syntax errors, other units and lists are RANGE_IGNORE.
+ * *start and *end are written only on RANGE_OK, and then start <= end < size. */
+enum range_result range_parse_request(const char *s, uint64_t size, uint64_t *start, uint64_t *end);
 
 /* Parses an upload Content-Range "<start>-<end>" (inclusive; a leading "bytes "
  * or "bytes=" is tolerated). 0 on success with end >= start, -1 otherwise (outputs
