@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "httpc.h"
 #include "util.h"
 
@@ -156,8 +157,24 @@ json_t *cli_call(const struct cli *c, const char *method, const char *path, json
     char url[4096];
     snprintf(url, sizeof(url), "%s/_meridian/v1/%s", c->registry_url, path);
     char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    /* Credentials: --username/--password, or MERIDIAN_USERNAME/MERIDIAN_PASSWORD (the
+     * environment keeps the password out of the process list). */
+    const char *user = cli_opt(c, "username");
+    const char *pass = cli_opt(c, "password");
+    if (user == NULL)
+        user = getenv("MERIDIAN_USERNAME");
+    if (pass == NULL)
+        pass = getenv("MERIDIAN_PASSWORD");
+    char *auth_header = NULL;
+    if (user != NULL && pass != NULL) {
+        char *value = auth_basic_value(user, pass);
+        size_t n = strlen(value) + 16;
+        auth_header = xmalloc(n);
+        snprintf(auth_header, n, "Authorization: %s", value);
+        free(value);
+    }
     const char *headers[] = {"Content-Type: application/json", "Accept: application/json",
-                             NULL};
+                             auth_header, NULL};
     struct httpc_request rq = {.method = method, .url = url, .headers = headers,
                                .body = payload, .body_len = payload ? strlen(payload) : 0,
                                .timeout_ms = 120000};
@@ -174,6 +191,7 @@ json_t *cli_call(const struct cli *c, const char *method, const char *path, json
     }
     httpc_response_fini(&resp);
     free(payload);
+    free(auth_header);
     return out;
 }
 

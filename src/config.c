@@ -36,6 +36,34 @@ static const struct option_def options[] = {
     {"conn-timeout", OPT_DURATION, "close connections idle for this long", "120s"},
     {"conn-limit", OPT_UINT, "maximum concurrent connections", "4096"},
     {"shutdown-grace", OPT_DURATION, "on SIGTERM, wait this long for in-flight requests", "30s"},
+    {"advertise", OPT_STRING, "URL other regions use to reach this node", "http://<listen>"},
+    {"registry-name", OPT_STRING, "name of the registry this region belongs to", "meridian"},
+    {"peer-secret", OPT_STRING, "shared secret authenticating replication traffic", "(none)"},
+    {"sync-interval", OPT_DURATION, "how often regions compare what they hold", "60s"},
+    {"fetch-backoff-max", OPT_DURATION, "longest wait between retries of a blob fetch", "60s"},
+    {"webhook-backoff-max", OPT_DURATION, "longest wait between retries of a webhook delivery",
+     "5m"},
+    {"webhook-max-attempts", OPT_UINT, "attempts before a webhook delivery is given up", "10"},
+    /* access control and hardening (authz.c, tls.c) */
+    {"auth", OPT_BOOL_ON, "require credentials: users, robots, tokens (README: access control)",
+     "on unless listening on loopback"},
+    {"no-auth", OPT_BOOL_OFF, "serve every client without credentials", "(see auth)"},
+    {"admin-password", OPT_STRING, "password of user admin, created on first start with auth on",
+     "(random, in DATA/admin-password)"},
+    {"token-ttl", OPT_DURATION, "lifetime of the tokens the token endpoint issues", "5m"},
+    {"token-key-file", OPT_STRING, "secret signing tokens; the same file on nodes that share them",
+     "DATA/token.key"},
+    {"token-realm", OPT_STRING, "token endpoint URL announced in 401 challenges",
+     "(from the Host header)"},
+    {"tls-cert", OPT_STRING, "PEM certificate chain: serve HTTPS (reloaded on SIGHUP)",
+     "(plain HTTP)"},
+    {"tls-key", OPT_STRING, "PEM private key of tls-cert", "(none)"},
+    {"header-timeout", OPT_DURATION, "close connections that take longer to send request headers",
+     "30s"},
+    {"conn-limit-per-ip", OPT_UINT, "maximum concurrent connections from one address, 0: none",
+     "0"},
+    {"upload-limit-per-identity", OPT_UINT, "concurrent upload sessions one user or robot may hold",
+     "64"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -56,6 +84,15 @@ void config_defaults(struct config *cfg)
     cfg->conn_timeout_s = 120;
     cfg->conn_limit = 4096;
     cfg->shutdown_grace_ms = 30000;
+    cfg->auth_mode = -1;
+    cfg->token_ttl_s = 300;
+    cfg->header_timeout_s = 30;
+    cfg->upload_sessions_per_identity = 64;
+    cfg->registry_name = xstrdup("meridian");
+    cfg->sync_interval_s = 60;
+    cfg->fetch_backoff_max_s = 60;
+    cfg->webhook_backoff_max_ms = 300000;
+    cfg->webhook_max_attempts = 10;
 }
 
 void config_fini(struct config *cfg)
@@ -63,6 +100,14 @@ void config_fini(struct config *cfg)
     FREE_AND_NULL(cfg->listen_host);
     FREE_AND_NULL(cfg->data_dir);
     FREE_AND_NULL(cfg->region);
+    FREE_AND_NULL(cfg->advertise);
+    FREE_AND_NULL(cfg->registry_name);
+    FREE_AND_NULL(cfg->peer_secret);
+    FREE_AND_NULL(cfg->admin_password);
+    FREE_AND_NULL(cfg->token_key_file);
+    FREE_AND_NULL(cfg->token_realm);
+    FREE_AND_NULL(cfg->tls_cert_file);
+    FREE_AND_NULL(cfg->tls_key_file);
 }
 
 int config_parse_duration(const char *s, int64_t *out_s)
@@ -123,20 +168,39 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
     switch (o->kind) {
     case OPT_LISTEN:
         return parse_listen(cfg, value, e);
-    case OPT_STRING:
-        if (strcmp(key, "data") == 0) {
-            free(cfg->data_dir);
-            cfg->data_dir = xstrdup(value);
-        } else {
-            free(cfg->region);
-            cfg->region = xstrdup(value);
-        }
+    case OPT_STRING: {
+        char **slot = strcmp(key, "data") == 0            ? &cfg->data_dir
+                      : strcmp(key, "region") == 0        ? &cfg->region
+                      : strcmp(key, "advertise") == 0     ? &cfg->advertise
+                      : strcmp(key, "registry-name") == 0 ? &cfg->registry_name
+                      : strcmp(key, "admin-password") == 0 ? &cfg->admin_password
+                      : strcmp(key, "token-key-file") == 0 ? &cfg->token_key_file
+                      : strcmp(key, "token-realm") == 0 ? &cfg->token_realm
+                      : strcmp(key, "tls-cert") == 0 ? &cfg->tls_cert_file
+                      : strcmp(key, "tls-key") == 0 ? &cfg->tls_key_file
+                                                          : &cfg->peer_secret;
+        if (strcmp(key, "region") == 0 && !config_is_valid_region(value))
+            return err_set(e, ERR_BAD_REQUEST,
+                           "region: 1-63 characters of a-z, 0-9 and '-', got \"%s\"", value);
+        if (strcmp(key, "advertise") == 0 && strncmp(value, "http://", 7) != 0 &&
+            strncmp(value, "https://", 8) != 0)
+            return err_set(e, ERR_BAD_REQUEST, "advertise: expected an http(s):// URL");
+        free(*slot);
+        *slot = xstrdup(value);
         return 0;
+    }
     case OPT_UINT:
-        if (util_parse_u64(value, strlen(value), &u) != 0 || u == 0 || u > 1000000)
+        if (util_parse_u64(value, strlen(value), &u) != 0 || u > 1000000 ||
+            (u == 0 && strcmp(key, "conn-limit-per-ip") != 0))
             return err_set(e, ERR_BAD_REQUEST, "option \"%s\": bad number \"%s\"", key, value);
         if (strcmp(key, "threads") == 0)
             cfg->threads = (unsigned)u;
+        else if (strcmp(key, "conn-limit-per-ip") == 0)
+            cfg->conn_limit_per_ip = (unsigned)u;
+        else if (strcmp(key, "upload-limit-per-identity") == 0)
+            cfg->upload_sessions_per_identity = (unsigned)u;
+        else if (strcmp(key, "webhook-max-attempts") == 0)
+            cfg->webhook_max_attempts = (unsigned)u;
         else
             cfg->conn_limit = (unsigned)u;
         return 0;
@@ -149,6 +213,16 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->upload_sweep_interval_s = d > 0 ? d : 1;
         else if (strcmp(key, "conn-timeout") == 0)
             cfg->conn_timeout_s = (unsigned)(d > 0 ? d : 1);
+        else if (strcmp(key, "token-ttl") == 0)
+            cfg->token_ttl_s = d > 0 ? d : 1;
+        else if (strcmp(key, "header-timeout") == 0)
+            cfg->header_timeout_s = d; /* 0: no deadline */
+        else if (strcmp(key, "sync-interval") == 0)
+            cfg->sync_interval_s = d > 0 ? d : 1;
+        else if (strcmp(key, "fetch-backoff-max") == 0)
+            cfg->fetch_backoff_max_s = d > 0 ? d : 1;
+        else if (strcmp(key, "webhook-backoff-max") == 0)
+            cfg->webhook_backoff_max_ms = (d > 0 ? d : 1) * 1000;
         else
             cfg->shutdown_grace_ms = (int)(d * 1000);
         return 0;
@@ -170,12 +244,38 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
         }
         if (strstr(key, "access-log"))
             cfg->is_access_log = on;
+        else if (strcmp(key, "auth") == 0 || strcmp(key, "no-auth") == 0)
+            cfg->auth_mode = on ? 1 : 0;
         else
             cfg->is_delete_enabled = on;
         return 0;
     }
     }
     return err_set(e, ERR_INTERNAL, "unhandled option kind");
+}
+
+bool config_is_valid_region(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 || s[0] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!islower((unsigned char)s[i]) && !isdigit((unsigned char)s[i]) && s[i] != '-')
+            return false;
+    }
+    return true;
+}
+
+bool config_is_auth_on(const struct config *cfg)
+{
+    if (cfg->auth_mode >= 0)
+        return cfg->auth_mode == 1;
+    /* A node only this machine can reach may stay open (the quick start, tests); one
+     * that others can reach requires credentials unless told otherwise. */
+    const char *h = cfg->listen_host;
+    bool is_loopback = strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0 ||
+                       strcmp(h, "localhost") == 0;
+    return !is_loopback;
 }
 
 static char *trim(char *s)

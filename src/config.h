@@ -25,6 +25,26 @@ struct config {
     unsigned conn_timeout_s;       /* idle connection timeout, default 120 */
     unsigned conn_limit;           /* max concurrent connections, default 4096 */
     int shutdown_grace_ms;         /* how long SIGTERM waits for in-flight requests, default 30000 */
+    /* geo-replication (docs/replication.md) */
+    char *advertise;               /* URL peers use to reach this node; NULL = http://listen */
+    char *registry_name;           /* the registry this region belongs to, default "meridian" */
+    char *peer_secret;             /* shared secret of replication traffic; NULL = none */
+    int64_t sync_interval_s;       /* anti-entropy comparison period, default 60 */
+    int64_t fetch_backoff_max_s;   /* longest wait between blob fetch retries, default 60 */
+    /* webhooks (docs/webhooks.md) */
+    int64_t webhook_backoff_max_ms; /* longest wait between delivery retries, default 5 min */
+    unsigned webhook_max_attempts;  /* attempts before a delivery is given up, default 10 */
+    /* access control and hardening (authz.c, README "Access control") */
+    int auth_mode;                 /* 1 on, 0 off, -1 (default) on unless listening on loopback */
+    char *admin_password;          /* bootstrap admin's password; NULL = generate */
+    int64_t token_ttl_s;           /* lifetime of issued tokens, default 300 */
+    char *token_key_file;          /* token signing secret; NULL = DATA/token.key */
+    char *token_realm;             /* token endpoint URL in challenges; NULL = from Host */
+    char *tls_cert_file;           /* PEM chain: serve HTTPS when set (with tls_key_file) */
+    char *tls_key_file;
+    int64_t header_timeout_s;      /* request headers must arrive within this, default 30 */
+    unsigned conn_limit_per_ip;    /* 0 = no limit */
+    unsigned upload_sessions_per_identity; /* concurrent upload sessions per identity, 64 */
 };
 
 /* Fills cfg with defaults. */
@@ -38,6 +58,10 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
 /* Parses durations such as "90", "90s", "15m", "24h", "2d" into seconds. */
 int config_parse_duration(const char *s, int64_t *out_s);
 void config_usage(FILE *out);
+/* Region names: 1-63 of [a-z0-9-], not starting with '-'. */
+bool config_is_valid_region(const char *s);
+/* Is access control on: auth_mode, or when not set, unless listening on loopback? */
+bool config_is_auth_on(const struct config *cfg);
 void config_fini(struct config *cfg);
 
 #endif

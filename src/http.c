@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
+#include "tls.h"
 #include "util.h"
 
 #define HTTP_REQ_MAGIC 0x48545251u
@@ -35,10 +37,32 @@
 #define DEFAULT_BODY_MAX (64 * 1024)
 #define JOINED_HEADER_MAX (16 * 1024)
 
+/* Slow clients. MHD's connection timeout is an idle timeout: a client that trickles a
+ * byte every few seconds keeps a connection forever. Every connection therefore has a
+ * deadline by which the headers of its next request must be in; a watchdog thread
+ * shuts down the sockets of connections past it, and MHD then closes them as it would
+ * any connection the peer dropped. The list is changed only under watch_mu, and MHD
+ * tells us a connection is closed (on_connection) before it closes the socket, so the
+ * watchdog never touches a descriptor that has been reused. */
+struct conn_watch {
+    int fd;
+    int64_t deadline_ns; /* 0: disarmed (a request is being served) */
+    struct conn_watch *prev;
+    struct conn_watch *next;
+};
+
 struct http_server {
     struct MHD_Daemon *daemon;
     struct registry *reg;
     bool is_access_log;
+    int64_t header_timeout_ns;  /* 0: no deadline */
+    int64_t idle_timeout_ns;
+    pthread_mutex_t watch_mu;
+    pthread_cond_t watch_cv;
+    struct conn_watch *watches; /* under watch_mu */
+    bool is_watch_stopping;     /* under watch_mu */
+    pthread_t watchdog;
+    bool has_watchdog;
     _Atomic int in_flight;
     _Atomic uint64_t next_id;
 };
@@ -95,6 +119,58 @@ bool http_req_has_query(struct http_req *req, const char *name)
     size_t v_len = 0;
     return MHD_lookup_connection_value_n(req->impl, MHD_GET_ARGUMENT_KIND, name, strlen(name),
                                          &v, &v_len) == MHD_YES;
+}
+
+struct joined_query {
+    const char *name;
+    struct buf out;
+};
+
+static enum MHD_Result on_query_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    struct joined_query *j = cls;
+    (void)kind;
+    if (key && value && strcmp(key, j->name) == 0) {
+        if (j->out.len)
+            buf_append(&j->out, " ", 1);
+        buf_appends(&j->out, value);
+    }
+    return MHD_YES;
+}
+
+const char *http_req_query_joined(struct http_req *req, const char *name)
+{
+    if (req->n_kept == sizeof(req->kept) / sizeof(req->kept[0]))
+        return http_req_query(req, name);
+    struct joined_query j = {.name = name};
+    buf_init(&j.out, JOINED_HEADER_MAX);
+    MHD_get_connection_values(req->impl, MHD_GET_ARGUMENT_KIND, on_query_value, &j);
+    if (!http_req_has_query(req, name)) {
+        buf_fini(&j.out);
+        return NULL;
+    }
+    char *s = buf_steal(&j.out, NULL);
+    if (s == NULL)
+        s = xstrdup("");
+    req->kept[req->n_kept++] = s;
+    return s;
+}
+
+void http_req_remote_addr(struct http_req *req, char *out, size_t out_len)
+{
+    out[0] = '\0';
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->impl, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)out_len);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)out_len);
 }
 
 /* Replies ------------------------------------------------------------------ */
@@ -157,8 +233,7 @@ void http_reply_err(struct http_req *req, const struct err *e)
     /* A failed request's reply carries only the error: drop headers set so far. */
     buf_reset(&req->reply_headers);
     http_reply(req, err_http_status(e->code), "application/json", b.data, b.len);
-    if (e->code == ERR_UNAUTHORIZED)
-        http_reply_header(req, "WWW-Authenticate", "Basic realm=\"meridian\"");
+    /* The challenge (WWW-Authenticate) of a 401 is added by authz.c, which knows it. */
     buf_fini(&b);
 }
 
@@ -186,6 +261,20 @@ void http_reply_mgmt_err(struct http_req *req, const struct err *e)
     buf_reset(&req->reply_headers);
     http_reply(req, err_http_status(e->code), "application/json", b.data, b.len);
     buf_fini(&b);
+}
+
+void http_req_suspend(struct http_req *req)
+{
+    ASSERT(!req->is_suspended);
+    req->is_suspended = true;
+    MHD_suspend_connection(req->impl);
+}
+
+void http_req_resume(struct http_req *req)
+{
+    ASSERT(req->is_suspended);
+    req->is_suspended = false;
+    MHD_resume_connection(req->impl);
 }
 
 /* Request context ---------------------------------------------------------- */
@@ -216,6 +305,8 @@ static void req_free(struct http_req *req)
     ASSERT(req->magic == HTTP_REQ_MAGIC);
     if (req->sink_cleanup)
         req->sink_cleanup(req);
+    if (req->handler_cleanup)
+        req->handler_cleanup(req);
     drop_reply_fd(req);
     buf_fini(&req->body);
     buf_fini(&req->reply_headers);
@@ -283,6 +374,92 @@ static enum MHD_Result queue_reply(struct MHD_Connection *conn, struct http_req 
     return rc;
 }
 
+/* Slow clients ------------------------------------------------------------- */
+
+static struct conn_watch *watch_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* Arms (deadline from now) or disarms (0) the connection's header deadline. */
+static void watch_set(struct http_server *s, struct MHD_Connection *conn, int64_t in_ns)
+{
+    struct conn_watch *w = watch_of(conn);
+    if (w == NULL || s->header_timeout_ns == 0)
+        return;
+    AZ(pthread_mutex_lock(&s->watch_mu));
+    w->deadline_ns = in_ns > 0 ? util_mono_ns() + in_ns : 0;
+    AZ(pthread_mutex_unlock(&s->watch_mu));
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct http_server *s = cls;
+    if (s->header_timeout_ns == 0)
+        return;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct conn_watch *w = xcalloc(1, sizeof(*w));
+        w->fd = ci != NULL ? ci->connect_fd : -1;
+        w->deadline_ns = util_mono_ns() + s->header_timeout_ns;
+        AZ(pthread_mutex_lock(&s->watch_mu));
+        w->next = s->watches;
+        if (s->watches != NULL)
+            s->watches->prev = w;
+        s->watches = w;
+        AZ(pthread_mutex_unlock(&s->watch_mu));
+        *socket_context = w;
+        return;
+    }
+    struct conn_watch *w = *socket_context;
+    if (w == NULL)
+        return;
+    AZ(pthread_mutex_lock(&s->watch_mu));
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        s->watches = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    AZ(pthread_mutex_unlock(&s->watch_mu));
+    free(w);
+    *socket_context = NULL;
+}
+
+static void *watchdog_loop(void *arg)
+{
+    struct http_server *s = arg;
+    AZ(pthread_mutex_lock(&s->watch_mu));
+    while (!s->is_watch_stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 250 * 1000 * 1000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&s->watch_cv, &s->watch_mu, &until);
+        int64_t now = util_mono_ns();
+        size_t n_cut = 0;
+        for (struct conn_watch *w = s->watches; w != NULL; w = w->next) {
+            if (w->deadline_ns != 0 && w->deadline_ns < now && w->fd >= 0) {
+                shutdown(w->fd, SHUT_RDWR);
+                w->deadline_ns = 0;
+                n_cut++;
+            }
+        }
+        if (n_cut > 0)
+            log_info("http", "closed %zu connections that sent no complete request in time",
+                     n_cut);
+    }
+    AZ(pthread_mutex_unlock(&s->watch_mu));
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -296,6 +473,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req = req_new(s, conn, method, url);
         *con_cls = req;
         atomic_fetch_add(&s->in_flight, 1);
+        watch_set(s, conn, 0);
         registry_on_headers(req);
         return MHD_YES;
     }
@@ -320,10 +498,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
-    if (req->is_body_error)
+    if (req->is_body_error) {
         http_reply_err(req, &req->err);
+        /* Undo and release what the sink held now, before the reply goes out, so the
+         * client's immediate retry finds its upload session free. */
+        if (req->sink_cleanup) {
+            req->sink_cleanup(req);
+            req->sink_cleanup = NULL;
+        }
+    }
     else if (!req->is_replied)
         registry_on_complete(req);
+    if (req->is_suspended)
+        return MHD_YES; /* a long poll: the handler runs again on resume */
     return queue_reply(conn, req);
 }
 
@@ -332,7 +519,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct http_server *s = cls;
     struct http_req *req = *con_cls;
-    (void)conn;
     if (req == NULL)
         return;
     ASSERT(req->magic == HTTP_REQ_MAGIC);
@@ -349,8 +535,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                  (unsigned long long)req->body_bytes, (unsigned long long)req->bytes_out, ms,
                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     }
+    registry_on_finished(req, status);
     req_free(req);
     *con_cls = NULL;
+    /* A kept-alive connection may idle, then must send its next headers in time. */
+    watch_set(s, conn, s->idle_timeout_ns + s->header_timeout_ns);
     atomic_fetch_sub(&s->in_flight, 1);
 }
 
@@ -383,10 +572,32 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
     struct http_server *s = xcalloc(1, sizeof(*s));
     s->reg = reg;
     s->is_access_log = cfg->is_access_log;
+    s->header_timeout_ns = (int64_t)cfg->header_timeout_s * 1000000000;
+    s->idle_timeout_ns = (int64_t)cfg->conn_timeout_s * 1000000000;
+    AZ(pthread_mutex_init(&s->watch_mu, NULL));
+    AZ(pthread_cond_init(&s->watch_cv, NULL));
+    /* Options that depend on the configuration. */
+    struct MHD_OptionItem extra[4];
+    size_t n_extra = 0;
+    extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                               (intptr_t)cfg->conn_limit_per_ip, NULL};
+    if (cfg->is_tls) {
+        if (MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
+            freeaddrinfo(ai);
+            free(s);
+            err_set(e, ERR_UNAVAILABLE, "libmicrohttpd is built without HTTPS support");
+            return NULL;
+        }
+        extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
+                                                   tls_cert_callback()};
+    }
+    extra[n_extra] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+                     MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (cfg->is_tls)
+        flags |= MHD_USE_TLS;
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
@@ -396,14 +607,22 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_ARRAY, extra,
         MHD_OPTION_END);
     freeaddrinfo(ai);
     if (s->daemon == NULL) {
         err_set(e, ERR_UNAVAILABLE, "cannot listen on %s:%u", cfg->listen_host,
                 cfg->listen_port);
+        pthread_mutex_destroy(&s->watch_mu);
+        pthread_cond_destroy(&s->watch_cv);
         free(s);
         return NULL;
+    }
+    if (s->header_timeout_ns > 0) {
+        AZ(pthread_create(&s->watchdog, NULL, watchdog_loop, s));
+        s->has_watchdog = true;
     }
     return s;
 }
@@ -430,5 +649,14 @@ void http_server_stop(struct http_server *s, int grace_ms)
     if (atomic_load(&s->in_flight) > 0)
         log_warn("http", "stopping with %d requests still in flight", atomic_load(&s->in_flight));
     MHD_stop_daemon(s->daemon);
+    if (s->has_watchdog) {
+        AZ(pthread_mutex_lock(&s->watch_mu));
+        s->is_watch_stopping = true;
+        AZ(pthread_cond_signal(&s->watch_cv));
+        AZ(pthread_mutex_unlock(&s->watch_mu));
+        AZ(pthread_join(s->watchdog, NULL));
+    }
+    pthread_mutex_destroy(&s->watch_mu);
+    pthread_cond_destroy(&s->watch_cv);
     free(s);
 }

@@ -17,6 +17,7 @@
 
 struct http_req;
 struct registry;
+struct auth_request;
 
 /* Called with each piece of a streamed body; return 0 to continue, -1 to fail the
  * request (the sink has set req's error). */
@@ -53,10 +54,14 @@ struct http_req {
     bool is_head;             /* HEAD: send headers with the body's length, no body */
     uint64_t head_len;        /* Content-Length to announce on HEAD when no body is set */
 
+    void *handler_state;      /* kept across a suspension; freed by handler_cleanup */
+    void (*handler_cleanup)(struct http_req *req);
+    bool is_suspended;
     char *kept[8];            /* strings owned by the request (joined headers) */
     size_t n_kept;
     bool is_replied;          /* a reply was set before the body ended */
 
+    struct auth_request *auth; /* who asks and what they may do (authz.c); owned by it */
     void *impl;               /* the MHD connection; http.c only */
     int64_t start_ns;
     uint64_t bytes_out;
@@ -70,6 +75,12 @@ const char *http_req_header_all(struct http_req *req, const char *name);
 const char *http_req_query(struct http_req *req, const char *name);
 /* Is the query parameter present at all (even empty)? */
 bool http_req_has_query(struct http_req *req, const char *name);
+
+/* Every value of query parameter name (it may repeat), joined with single spaces;
+ * NULL when absent. The result lives as long as req. */
+const char *http_req_query_joined(struct http_req *req, const char *name);
+/* The client's address as text ("127.0.0.1", "::1"); "" when unknown. */
+void http_req_remote_addr(struct http_req *req, char *out, size_t out_len);
 
 /* Replies. */
 void http_reply_header(struct http_req *req, const char *name, const char *fmt, ...)
@@ -86,6 +97,13 @@ void http_reply_error(struct http_req *req, enum err_code code, const char *fmt,
 /* Management-API style error {"error":{"code","message"}}. */
 void http_reply_mgmt_err(struct http_req *req, const struct err *e);
 
+/* Long polls. A handler that has nothing to answer yet calls http_req_suspend and
+ * returns without a reply; the connection then waits without holding a worker thread.
+ * Another thread later calls http_req_resume, and the handler runs again (it keeps
+ * what it needs in req->handler_state). Resume only a request that is suspended. */
+void http_req_suspend(struct http_req *req);
+void http_req_resume(struct http_req *req);
+
 /* Server. */
 struct http_server;
 struct http_config {
@@ -95,6 +113,9 @@ struct http_config {
     bool is_access_log;
     unsigned conn_timeout_s;
     size_t conn_limit;
+    unsigned conn_limit_per_ip;  /* 0 = no limit */
+    unsigned header_timeout_s;   /* a request's headers must arrive within this; 0 = no limit */
+    bool is_tls;                 /* HTTPS with the certificate of tls.c (loaded before start) */
 };
 /* Starts listening; NULL with e set on failure. */
 struct http_server *http_server_start(const struct http_config *cfg, struct registry *reg,

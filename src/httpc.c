@@ -70,6 +70,26 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    const volatile bool *abort_flag = arg;
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return *abort_flag ? 1 : 0;
+}
+
+static void set_abort(CURL *c, const volatile bool *abort_flag)
+{
+    if (abort_flag == NULL)
+        return;
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)abort_flag);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+}
+
 static struct curl_slist *make_headers(const char *const *headers)
 {
     struct curl_slist *list = NULL;
@@ -97,6 +117,9 @@ int httpc_do(const struct httpc_request *rq, struct httpc_response *out, struct 
                      rq->connect_timeout_ms ? rq->connect_timeout_ms : 10000L);
     if (rq->timeout_ms)
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, rq->timeout_ms);
+    if (rq->interface)
+        curl_easy_setopt(c, CURLOPT_INTERFACE, rq->interface);
+    set_abort(c, rq->abort);
     if (strcmp(rq->method, "HEAD") == 0)
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     if (rq->body) {
@@ -124,6 +147,7 @@ struct stream_ctx {
     bool is_sink_error;
     bool is_status_checked;
     bool is_ok_status;
+    long status;
 };
 
 static size_t on_stream(char *p, size_t size, size_t n, void *arg)
@@ -132,13 +156,14 @@ static size_t on_stream(char *p, size_t size, size_t n, void *arg)
     if (!ctx->is_status_checked) {
         long status = 0;
         curl_easy_getinfo(ctx->c, CURLINFO_RESPONSE_CODE, &status);
+        ctx->status = status;
         ctx->is_ok_status = status == 200 || status == 206;
         ctx->is_status_checked = true;
     }
     /* Error bodies are not blob bytes: drop them. */
     if (!ctx->is_ok_status)
         return size * n;
-    if (ctx->st->sink(ctx->st->sink_arg, p, size * n) != 0) {
+    if (ctx->st->sink(ctx->st->sink_arg, ctx->status, p, size * n) != 0) {
         ctx->is_sink_error = true;
         return 0;
     }
@@ -163,6 +188,9 @@ int httpc_stream_get(const struct httpc_stream *st, long *status, struct err *e)
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, st->low_speed_bytes);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, st->low_speed_time_s);
     }
+    if (st->interface)
+        curl_easy_setopt(c, CURLOPT_INTERFACE, st->interface);
+    set_abort(c, st->abort);
     if (st->range_start > 0) {
         snprintf(range, sizeof(range), "%llu-", (unsigned long long)st->range_start);
         curl_easy_setopt(c, CURLOPT_RANGE, range);

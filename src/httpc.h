@@ -32,6 +32,8 @@ struct httpc_request {
     size_t body_len;
     long timeout_ms;             /* whole request; 0 = none */
     long connect_timeout_ms;     /* 0 = 10 s */
+    const char *interface;       /* local address to bind outbound traffic to, or NULL */
+    const volatile bool *abort;  /* when it turns true the transfer is abandoned; or NULL */
 };
 
 /* Performs the request; the response body is kept up to out->body.max_bytes.
@@ -39,8 +41,9 @@ struct httpc_request {
  * peer could not be reached or the transfer failed. */
 int httpc_do(const struct httpc_request *rq, struct httpc_response *out, struct err *e);
 
-/* Sink for streamed downloads: return 0 to continue, -1 to abort. */
-typedef int httpc_sink_f(void *arg, const void *p, size_t n);
+/* Sink for streamed downloads, called only for 200/206 bodies with the status:
+ * return 0 to continue, -1 to abort. */
+typedef int httpc_sink_f(void *arg, long status, const void *p, size_t n);
 
 struct httpc_stream {
     const char *url;
@@ -50,6 +53,8 @@ struct httpc_stream {
     long low_speed_time_s;       /* ... for this long (stall detection, not a timeout) */
     httpc_sink_f *sink;
     void *sink_arg;
+    const char *interface;       /* local address to bind, or NULL */
+    const volatile bool *abort;  /* when it turns true the transfer is abandoned; or NULL */
 };
 
 /* Streams the body of a GET into the sink; *status gets the HTTP status. 0 when the

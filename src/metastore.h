@@ -128,6 +128,250 @@ struct buf;
 typedef int ms_events_since_f(struct metastore *ms, int64_t after_seq, size_t max,
                               struct buf *out_json, int64_t *last_seq, struct err *e);
 
+/* Replicated registry objects (replications, webhooks, ...): (kind, key) -> JSON value,
+ * last-writer-wins by (hlc, origin) across regions. Each put/delete is an event.
+ * object_get/object_delete: ERR_NOT_FOUND when absent (or deleted). object_list
+ * returns keys and values (same order, by key). value_json must be a JSON object. */
+typedef int ms_object_put_f(struct metastore *ms, const char *kind, const char *key,
+                            const char *value_json, struct err *e);
+typedef int ms_object_delete_f(struct metastore *ms, const char *kind, const char *key,
+                               struct err *e);
+typedef int ms_object_get_f(struct metastore *ms, const char *kind, const char *key,
+                            char **value_json, struct err *e);
+typedef int ms_object_list_f(struct metastore *ms, const char *kind, struct meta_name_list *keys,
+                             struct meta_name_list *values, struct err *e);
+
+/* Replication --------------------------------------------------------------
+ * Every change is an event stamped with its origin region, the origin's sequence
+ * number and a hybrid logical clock. Events applied from peers are appended to the
+ * local log too (keeping origin and origin_seq), so any region can relay them. */
+
+struct meta_event {
+    int64_t seq;         /* position in this region's log */
+    char *origin;        /* region that made the change */
+    int64_t origin_seq;  /* position in the origin's own numbering, from 1 */
+    uint64_t hlc;
+    char *kind;          /* see repl_apply.c for the kinds and their payloads */
+    char *repo;          /* NULL if none */
+    char *name;          /* tag or object key; NULL if none */
+    char *digest;        /* NULL if none */
+    char *payload;       /* JSON object text or NULL */
+};
+void meta_event_fini(struct meta_event *ev);
+
+/* A version vector: per origin region, the highest origin_seq applied here. */
+struct meta_vv {
+    char **origins;
+    int64_t *seqs;
+    size_t n;
+};
+void meta_vv_fini(struct meta_vv *vv);
+/* Highest seq of origin in vv, 0 if absent. */
+int64_t meta_vv_get(const struct meta_vv *vv, const char *origin);
+
+/* Reads up to max events at log positions > after_seq that vv does not cover (vv may
+ * be NULL: all). *last_seq: the last log position examined (so the caller can resume
+ * after it). Caller frees each event and the array. */
+typedef int ms_events_read_f(struct metastore *ms, int64_t after_seq, const struct meta_vv *vv,
+                             size_t max, struct meta_event **out, size_t *n_out,
+                             int64_t *last_seq, struct err *e);
+/* This region's version vector. */
+typedef int ms_vv_get_f(struct metastore *ms, struct meta_vv *out, struct err *e);
+/* Applies an event from a peer in one transaction: skipped (is_new false) when the
+ * version vector already covers it or it is not the next of its origin (is_gap true);
+ * otherwise merged into state by last-writer-wins, appended to the log and the
+ * version vector advanced. A manifest_put is recorded not visible (pending content)
+ * unless this region already shows it. */
+typedef int ms_event_apply_f(struct metastore *ms, const struct meta_event *ev, bool *is_new,
+                             bool *is_gap, struct err *e);
+
+/* A manifest recorded but not yet visible here, and what it needs. */
+struct meta_pending {
+    char *repo;
+    struct digest digest;
+    struct meta_ref *refs;
+    size_t n_refs;
+    int64_t *ref_sizes;   /* blob sizes as the manifest declares them (-1 for manifests) */
+};
+void meta_pending_fini(struct meta_pending *p);
+typedef int ms_pending_list_f(struct metastore *ms, size_t max, struct meta_pending **out,
+                              size_t *n_out, struct err *e);
+/* Makes a pending manifest visible: links its blobs (which the caller has stored and
+ * verified; sizes given) into the repository. Fails with ERR_MANIFEST_BLOB_UNKNOWN if a
+ * child manifest is not visible yet. */
+typedef int ms_pending_complete_f(struct metastore *ms, const struct meta_pending *p,
+                                  struct err *e);
+
+/* Replication status of one artifact in one region. */
+struct meta_status {
+    char *region;
+    char *state;          /* Pending | InProgress | Completed | Failed */
+    int64_t bytes_done;
+    int64_t bytes_total;
+    int64_t updated_ms;
+    char *details;
+};
+/* Records this region's status of repo@digest; when is_event, also as a replicated
+ * status event (state changes, not every progress tick). */
+typedef int ms_status_set_f(struct metastore *ms, const char *repo, const struct digest *d,
+                            const struct meta_status *st, bool is_event, struct err *e);
+typedef int ms_status_list_f(struct metastore *ms, const char *repo, const struct digest *d,
+                             struct meta_status **out, size_t *n_out, struct err *e);
+void meta_status_free(struct meta_status *list, size_t n);
+
+/* Last log position of a peer this region has consumed (for resuming the stream). */
+typedef int ms_cursor_get_f(struct metastore *ms, const char *peer, int64_t *seq,
+                            struct err *e);
+typedef int ms_cursor_set_f(struct metastore *ms, const char *peer, int64_t seq,
+                            struct err *e);
+/* Highest local log position (0 if empty). */
+typedef int ms_log_head_f(struct metastore *ms, int64_t *seq, struct err *e);
+
+/* Anti-entropy: per repository a digest over its visible tags (name, digest, hlc) and
+ * manifests; written as a JSON object {"repo": "sha256:..."} into out. */
+typedef int ms_summary_f(struct metastore *ms, struct buf *out, struct err *e);
+/* The replicated state of one repository as a list of synthetic events (manifest_put
+ * for each manifest with its body, tag_set/tag_delete for each tag register,
+ * manifest_delete for each tombstone), for a peer to merge. */
+typedef int ms_repo_state_f(struct metastore *ms, const char *repo, struct meta_event **out,
+                            size_t *n_out, struct err *e);
+/* Merges one synthetic state event (as from repo_state) without touching the log. */
+typedef int ms_state_merge_f(struct metastore *ms, const struct meta_event *ev, struct err *e);
+
+/* Webhook deliveries -------------------------------------------------------
+ * Region-local (not in the event log): a delivery belongs to the region whose
+ * webhook fired. Each add/update is one durable transaction. */
+
+enum meta_delivery_state {
+    META_DELIVERY_PENDING,   /* due at next_attempt_ms */
+    META_DELIVERY_DELIVERED, /* a 2xx answer arrived */
+    META_DELIVERY_FAILED,    /* gave up */
+};
+
+struct meta_delivery {
+    char id[37];             /* UUID, also the "id" of the payload */
+    char *webhook;           /* name of the webhook */
+    char *action;            /* push | delete | ping */
+    char *payload;           /* JSON body to send */
+    enum meta_delivery_state state;
+    int attempts;            /* attempts made so far */
+    int status_code;         /* HTTP status of the last attempt; 0 if none answered */
+    int64_t latency_ms;      /* of the last attempt; -1 before the first */
+    char *response;          /* excerpt of the last answer or transport error, or NULL */
+    int64_t created_ms;
+    int64_t updated_ms;
+    int64_t next_attempt_ms; /* when a pending delivery is due */
+};
+struct meta_delivery_list {
+    struct meta_delivery *items;
+    size_t n;
+};
+void meta_delivery_fini(struct meta_delivery *d);
+void meta_delivery_list_fini(struct meta_delivery_list *l);
+
+/* Stores n new deliveries in one transaction (ERR_CONFLICT if an id exists). */
+typedef int ms_delivery_add_f(struct metastore *ms, const struct meta_delivery *items, size_t n,
+                              struct err *e);
+/* Pending deliveries due at now_ms, oldest due first, at most max. *next_due_ms: when
+ * the earliest pending delivery not returned is due (INT64_MAX if none). */
+typedef int ms_delivery_due_f(struct metastore *ms, int64_t now_ms, size_t max,
+                              struct meta_delivery_list *out, int64_t *next_due_ms,
+                              struct err *e);
+/* Records an attempt: state, attempts, status_code, latency_ms, response, updated_ms and
+ * next_attempt_ms of the delivery d->id. ERR_NOT_FOUND if it does not exist. */
+typedef int ms_delivery_update_f(struct metastore *ms, const struct meta_delivery *d,
+                                 struct err *e);
+/* Deliveries of webhook, newest first, at most max. */
+typedef int ms_delivery_list_f(struct metastore *ms, const char *webhook, size_t max,
+                               struct meta_delivery_list *out, struct err *e);
+/* Deletes the finished deliveries of webhook except the newest keep; with is_pending_too
+ * its pending ones as well (the webhook is gone). */
+typedef int ms_delivery_prune_f(struct metastore *ms, const char *webhook, size_t keep,
+                                bool is_pending_too, struct err *e);
+
+/* Access control (authz.c) ----------------------------------------------------
+ * Identities (users and robots, each with an Argon2id hash of its secret), role
+ * bindings and the audit log. Region-local for now: not in the event log. Every change
+ * to identities or bindings bumps a generation number in the same transaction, so that
+ * every node serving this store notices it by polling auth_generation. */
+
+struct meta_identity {
+    char *name;
+    char *kind;          /* "user" | "robot" */
+    char *secret_hash;   /* encoded Argon2id string (secret.c) */
+    char *description;   /* NULL if none */
+    int64_t created_ms;
+    int64_t expires_s;   /* robots: expiry (epoch seconds); 0 = never */
+};
+struct meta_binding {
+    char *subject;       /* identity name or "anonymous" */
+    char *role;          /* consumer | publisher | admin */
+    char *pattern;       /* repository pattern ("*", "golden/<star>") */
+    int64_t created_ms;
+};
+struct meta_auth_state {
+    struct meta_identity *identities;
+    size_t n_identities;
+    struct meta_binding *bindings;
+    size_t n_bindings;
+    int64_t generation;
+};
+void meta_auth_state_fini(struct meta_auth_state *s);
+
+/* Creates an identity (is_create; ERR_CONFLICT when the name is taken) or replaces the
+ * secret hash, description and expiry of an existing one of the same kind
+ * (ERR_NOT_FOUND when there is none). */
+typedef int ms_identity_put_f(struct metastore *ms, const struct meta_identity *id,
+                              bool is_create, struct err *e);
+/* Deletes identity name of kind (NULL: any kind) and every binding of it;
+ * ERR_NOT_FOUND when absent. */
+typedef int ms_identity_delete_f(struct metastore *ms, const char *name, const char *kind,
+                                 struct err *e);
+/* Adds (is_bound) or removes a binding. Adding is idempotent (*is_changed false when it
+ * existed); removing an absent binding is ERR_NOT_FOUND. created_ms is ignored. */
+typedef int ms_role_set_f(struct metastore *ms, const struct meta_binding *b, bool is_bound,
+                          bool *is_changed, struct err *e);
+/* Every identity and binding, and the generation they make up, from one snapshot. */
+typedef int ms_auth_load_f(struct metastore *ms, struct meta_auth_state *out, struct err *e);
+/* The current generation only (cheap; polled). */
+typedef int ms_auth_generation_f(struct metastore *ms, int64_t *out, struct err *e);
+
+struct meta_audit {
+    int64_t id;          /* assigned by audit_append, increasing */
+    int64_t time_ms;
+    char *actor;         /* identity, "anonymous", "peer", or "-" when auth is off */
+    char *action;        /* "manifest.put", "role.assign", "login.failed", ... */
+    char *target;        /* "repo:ref", an identity, ...; NULL if none */
+    int status;          /* HTTP status the request got */
+    char *remote;        /* client address */
+    char *detail;        /* short text or NULL; never a secret */
+};
+void meta_audit_free(struct meta_audit *list, size_t n);
+struct meta_audit_query {
+    int64_t before_id;   /* only entries with id < before_id; 0 = from the newest */
+    size_t limit;        /* at most this many, newest first */
+    const char *actor;   /* only this actor, or NULL */
+    const char *action;  /* only actions starting with this, or NULL */
+};
+typedef int ms_audit_append_f(struct metastore *ms, const struct meta_audit *a,
+                              struct err *e);
+typedef int ms_audit_list_f(struct metastore *ms, const struct meta_audit_query *q,
+                            struct meta_audit **out, size_t *n_out, struct err *e);
+
+/* Records who started upload session id (for the per-identity cap). */
+typedef int ms_upload_set_owner_f(struct metastore *ms, const char *id, const char *owner,
+                                  struct err *e);
+/* Number of sessions owner holds that expire at or after now_s. */
+typedef int ms_upload_count_owned_f(struct metastore *ms, const char *owner, int64_t now_s,
+                                    int64_t *n, struct err *e);
+
+/* Resolves reference (tag or digest) in repo whether or not the manifest is visible
+ * here yet (replication status is answerable before content arrives). ERR_MANIFEST_UNKNOWN
+ * if this region has no record of it. media_type: caller frees. */
+typedef int ms_manifest_lookup_f(struct metastore *ms, const char *repo, const char *reference,
+                                 struct digest *d, char **media_type, int64_t *size,
+                                 bool *is_visible, struct err *e);
+
 struct metastore_ops {
     const char *name;
     ms_blob_link_f *blob_link;
@@ -147,6 +391,39 @@ struct metastore_ops {
     ms_upload_list_expired_f *upload_list_expired;
     ms_close_f *close;
     ms_events_since_f *events_since;
+    ms_object_put_f *object_put;
+    ms_object_delete_f *object_delete;
+    ms_object_get_f *object_get;
+    ms_object_list_f *object_list;
+    ms_events_read_f *events_read;
+    ms_vv_get_f *vv_get;
+    ms_event_apply_f *event_apply;
+    ms_pending_list_f *pending_list;
+    ms_pending_complete_f *pending_complete;
+    ms_status_set_f *status_set;
+    ms_status_list_f *status_list;
+    ms_cursor_get_f *cursor_get;
+    ms_cursor_set_f *cursor_set;
+    ms_log_head_f *log_head;
+    ms_summary_f *summary;
+    ms_repo_state_f *repo_state;
+    ms_state_merge_f *state_merge;
+    ms_delivery_add_f *delivery_add;
+    ms_delivery_due_f *delivery_due;
+    ms_delivery_update_f *delivery_update;
+    ms_delivery_list_f *delivery_list;
+    ms_delivery_prune_f *delivery_prune;
+    /* access control */
+    ms_identity_put_f *identity_put;
+    ms_identity_delete_f *identity_delete;
+    ms_role_set_f *role_set;
+    ms_auth_load_f *auth_load;
+    ms_auth_generation_f *auth_generation;
+    ms_audit_append_f *audit_append;
+    ms_audit_list_f *audit_list;
+    ms_upload_set_owner_f *upload_set_owner;
+    ms_upload_count_owned_f *upload_count_owned;
+    ms_manifest_lookup_f *manifest_lookup;
 };
 
 struct metastore {

@@ -6,6 +6,7 @@
 #include "metastore.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -15,12 +16,14 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "base64.h"
+#include "hlc.h"
 #include "log.h"
 #include "util.h"
 
 #define SQ_STORE_MAGIC 0x6d737173u /* "msqs" */
 #define SQ_CONN_MAGIC 0x6d737163u  /* "msqc" */
-#define SQ_SCHEMA_VERSION 1
+#define SQ_SCHEMA_VERSION 2
 #define SQ_BUSY_TIMEOUT_MS 10000
 #define SQ_PAYLOAD_MAX_BYTES (16u << 20)
 
@@ -86,6 +89,42 @@ static const char schema_v1[] =
     "  digest TEXT,"
     "  payload TEXT);";
 
+/* Version 2: geo-replication. Events carry their origin's sequence number; a version
+ * vector records how far each origin's events have been applied; tags are
+ * last-writer-wins registers (tag_regs, digest NULL = deleted) of which `tags` holds
+ * the resolvable part; deleted manifests leave tombstones; manifests replicated from
+ * a peer stay invisible until their content is here (visible means pullable);
+ * per-region replication status; replicated registry objects; peer cursors. */
+static const char schema_v2[] =
+    "ALTER TABLE events ADD COLUMN origin_seq INTEGER NOT NULL DEFAULT 0;"
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_origin ON events(origin, origin_seq);"
+    "CREATE TABLE IF NOT EXISTS vv (origin TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
+    "  WITHOUT ROWID;"
+    "ALTER TABLE manifests ADD COLUMN is_visible INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE manifests ADD COLUMN hlc INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE manifests ADD COLUMN origin TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX IF NOT EXISTS manifests_pending ON manifests(is_visible)"
+    "  WHERE is_visible = 0;"
+    "ALTER TABLE manifest_refs ADD COLUMN size INTEGER;"
+    "CREATE TABLE IF NOT EXISTS tag_regs ("
+    "  repo TEXT NOT NULL, name TEXT NOT NULL, digest TEXT,"
+    "  hlc INTEGER NOT NULL, origin TEXT NOT NULL,"
+    "  PRIMARY KEY (repo, name)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS tag_regs_digest ON tag_regs(repo, digest);"
+    "CREATE TABLE IF NOT EXISTS manifest_tombs ("
+    "  repo TEXT NOT NULL, digest TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL,"
+    "  PRIMARY KEY (repo, digest)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS repl_status ("
+    "  repo TEXT NOT NULL, digest TEXT NOT NULL, region TEXT NOT NULL, state TEXT NOT NULL,"
+    "  bytes_done INTEGER NOT NULL, bytes_total INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+    "  details TEXT, PRIMARY KEY (repo, digest, region)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS objects ("
+    "  kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT, hlc INTEGER NOT NULL,"
+    "  origin TEXT NOT NULL, is_deleted INTEGER NOT NULL,"
+    "  PRIMARY KEY (kind, key)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS cursors (peer TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
+    "  WITHOUT ROWID;";
+
 /* Every statement the store runs, prepared once per connection on first use. */
 #define SQ_STATEMENTS(X)                                                                       \
     X(BEGIN_READ, "BEGIN")                                                                     \
@@ -107,22 +146,23 @@ static const char schema_v1[] =
     X(LINK_GET, "SELECT b.size FROM repos r JOIN repo_blobs rb ON rb.repo_id = r.id"           \
                 " JOIN blobs b ON b.digest = rb.digest WHERE r.name = ?1 AND rb.digest = ?2")  \
     X(LINK_DELETE, "DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")                \
-    X(MANIFEST_EXISTS, "SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")           \
+    X(MANIFEST_EXISTS, "SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2"            \
+                       " AND is_visible = 1")                                                  \
     X(MANIFEST_INSERT, "INSERT OR IGNORE INTO manifests(repo_id, digest, media_type,"          \
                        " artifact_type, annotations, subject, size, body, created_ms)"         \
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                         \
     X(MANIFEST_BY_DIGEST, "SELECT digest, media_type, artifact_type, annotations, body"        \
-                          " FROM manifests WHERE repo_id = ?1 AND digest = ?2")                \
+                          " FROM manifests WHERE repo_id = ?1 AND digest = ?2 AND is_visible = 1")\
     X(MANIFEST_BY_TAG, "SELECT m.digest, m.media_type, m.artifact_type, m.annotations, m.body" \
                        " FROM tags t JOIN manifests m"                                         \
                        " ON m.repo_id = t.repo_id AND m.digest = t.digest"                     \
-                       " WHERE t.repo_id = ?1 AND t.name = ?2")                                \
+                       " WHERE t.repo_id = ?1 AND t.name = ?2 AND m.is_visible = 1")         \
     X(MANIFEST_DELETE, "DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")             \
     X(REF_INSERT, "INSERT OR IGNORE INTO manifest_refs(repo_id, manifest_digest, ref_digest,"  \
                   " is_manifest) VALUES (?1, ?2, ?3, ?4)")                                     \
     X(REFS_DELETE, "DELETE FROM manifest_refs WHERE repo_id = ?1 AND manifest_digest = ?2")    \
     X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, length(body)"         \
-                 " FROM manifests WHERE repo_id = ?1 AND subject = ?2"                         \
+                 " FROM manifests WHERE repo_id = ?1 AND subject = ?2 AND is_visible = 1"   \
                  " AND (?3 IS NULL OR artifact_type = ?3) ORDER BY digest")                    \
     X(TAG_GET, "SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")                     \
     X(TAG_UPSERT, "INSERT INTO tags(repo_id, name, digest, updated_ms) VALUES (?1, ?2, ?3, ?4)" \
@@ -132,15 +172,82 @@ static const char schema_v1[] =
     X(TAGS_OF_MANIFEST, "SELECT name FROM tags WHERE repo_id = ?1 AND digest = ?2"             \
                         " ORDER BY name")                                                      \
     X(TAGS_DELETE_OF_MANIFEST, "DELETE FROM tags WHERE repo_id = ?1 AND digest = ?2")          \
-    X(TAG_LIST, "SELECT name FROM tags WHERE repo_id = ?1 AND name > ?2"                       \
-                " ORDER BY name COLLATE BINARY LIMIT ?3")                                      \
+    X(TAG_LIST, "SELECT t.name FROM tags t JOIN manifests m ON m.repo_id = t.repo_id"          \
+                " AND m.digest = t.digest AND m.is_visible = 1 WHERE t.repo_id = ?1 AND t.name > ?2" \
+                " ORDER BY t.name COLLATE BINARY LIMIT ?3")                                    \
     X(UPLOAD_INSERT, "INSERT INTO uploads(id, repo, created_s, expires_s)"                     \
                      " VALUES (?1, ?2, ?3, ?4)")                                               \
-    X(UPLOAD_GET, "SELECT 1 FROM uploads WHERE id = ?1 AND repo = ?2")                         \
+    X(UPLOAD_GET, "SELECT 1 FROM uploads WHERE id = ?1 AND (?2 IS NULL OR repo = ?2)")         \
     X(UPLOAD_DELETE, "DELETE FROM uploads WHERE id = ?1")                                      \
     X(UPLOAD_EXPIRED, "SELECT id FROM uploads WHERE expires_s < ?1 ORDER BY id")               \
-    X(EVENT_INSERT, "INSERT INTO events(origin, hlc, kind, repo, name, digest, payload)"       \
-                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")                                    \
+    X(EVENT_INSERT, "INSERT INTO events(origin, hlc, kind, repo, name, digest, payload,"       \
+                    " origin_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                    \
+    X(VV_GET_ONE, "SELECT seq FROM vv WHERE origin = ?1")                                      \
+    X(VV_SET, "INSERT INTO vv(origin, seq) VALUES (?1, ?2)"                                    \
+              " ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq")                         \
+    X(VV_ALL, "SELECT origin, seq FROM vv ORDER BY origin")                                    \
+    X(EVENTS_READ, "SELECT seq, origin, origin_seq, hlc, kind, repo, name, digest, payload"    \
+                   " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")                        \
+    X(LOG_HEAD, "SELECT coalesce(max(seq), 0) FROM events")                                    \
+    X(TREG_GET, "SELECT digest, hlc, origin FROM tag_regs WHERE repo = ?1 AND name = ?2")      \
+    X(TREG_SET, "INSERT INTO tag_regs(repo, name, digest, hlc, origin)"                        \
+                " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(repo, name) DO UPDATE"               \
+                " SET digest = excluded.digest, hlc = excluded.hlc, origin = excluded.origin") \
+    X(TREG_OF_DIGEST, "SELECT name, hlc, origin FROM tag_regs WHERE repo = ?1 AND digest = ?2") \
+    X(TREG_OF_REPO, "SELECT name, digest, hlc, origin FROM tag_regs WHERE repo = ?1"          \
+                    " ORDER BY name")                                                          \
+    X(TOMB_GET, "SELECT hlc, origin FROM manifest_tombs WHERE repo = ?1 AND digest = ?2")      \
+    X(TOMB_SET, "INSERT INTO manifest_tombs(repo, digest, hlc, origin) VALUES (?1, ?2, ?3, ?4)" \
+                " ON CONFLICT(repo, digest) DO UPDATE SET hlc = excluded.hlc,"                 \
+                " origin = excluded.origin")                                                   \
+    X(TOMB_OF_REPO, "SELECT digest, hlc, origin FROM manifest_tombs WHERE repo = ?1"          \
+                    " ORDER BY digest")                                                        \
+    X(MANIFEST_CLOCK, "SELECT hlc, origin, is_visible FROM manifests"                          \
+                      " WHERE repo_id = ?1 AND digest = ?2")                                   \
+    X(MANIFEST_SET_CLOCK, "UPDATE manifests SET hlc = ?3, origin = ?4"                         \
+                          " WHERE repo_id = ?1 AND digest = ?2")                               \
+    X(MANIFEST_INSERT_REMOTE, "INSERT OR IGNORE INTO manifests(repo_id, digest, media_type,"   \
+                              " artifact_type, annotations, subject, size, body, created_ms,"  \
+                              " is_visible, hlc, origin)"                                      \
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11)")     \
+    X(MANIFEST_LOOKUP, "SELECT media_type, size, is_visible FROM manifests"                    \
+                       " WHERE repo_id = ?1 AND digest = ?2")                                  \
+    X(MANIFEST_SET_VISIBLE, "UPDATE manifests SET is_visible = 1"                              \
+                            " WHERE repo_id = ?1 AND digest = ?2")                             \
+    X(MANIFESTS_OF_REPO, "SELECT digest, media_type, artifact_type, annotations, subject,"     \
+                         " body, hlc, origin FROM manifests WHERE repo_id = ?1 ORDER BY digest") \
+    X(REF_INSERT_SIZED, "INSERT OR IGNORE INTO manifest_refs(repo_id, manifest_digest,"        \
+                        " ref_digest, is_manifest, size) VALUES (?1, ?2, ?3, ?4, ?5)")         \
+    X(REFS_OF_MANIFEST, "SELECT ref_digest, is_manifest, coalesce(size, -1) FROM manifest_refs" \
+                        " WHERE repo_id = ?1 AND manifest_digest = ?2")                        \
+    X(PENDING_LIST, "SELECT r.name, m.digest, m.repo_id FROM manifests m"                      \
+                    " JOIN repos r ON r.id = m.repo_id WHERE m.is_visible = 0"                 \
+                    " ORDER BY m.created_ms LIMIT ?1")                                         \
+    X(VISIBLE_CHILD, "SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2"             \
+                     " AND is_visible = 1")                                                    \
+    X(STATUS_GET, "SELECT updated_ms FROM repl_status WHERE repo = ?1 AND digest = ?2"         \
+                  " AND region = ?3")                                                          \
+    X(STATUS_SET, "INSERT INTO repl_status(repo, digest, region, state, bytes_done,"           \
+                  " bytes_total, updated_ms, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" \
+                  " ON CONFLICT(repo, digest, region) DO UPDATE SET state = excluded.state,"   \
+                  " bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total,"     \
+                  " updated_ms = excluded.updated_ms, details = excluded.details")             \
+    X(STATUS_LIST, "SELECT region, state, bytes_done, bytes_total, updated_ms, details"        \
+                   " FROM repl_status WHERE repo = ?1 AND digest = ?2 ORDER BY region")        \
+    X(OBJ_GET, "SELECT value, hlc, origin, is_deleted FROM objects WHERE kind = ?1"            \
+               " AND key = ?2")                                                                \
+    X(OBJ_SET, "INSERT INTO objects(kind, key, value, hlc, origin, is_deleted)"                \
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(kind, key) DO UPDATE"             \
+               " SET value = excluded.value, hlc = excluded.hlc, origin = excluded.origin,"    \
+               " is_deleted = excluded.is_deleted")                                            \
+    X(OBJ_LIST, "SELECT key, value FROM objects WHERE kind = ?1 AND is_deleted = 0"            \
+                " ORDER BY key")                                                               \
+    X(CURSOR_GET, "SELECT seq FROM cursors WHERE peer = ?1")                                   \
+    X(CURSOR_SET, "INSERT INTO cursors(peer, seq) VALUES (?1, ?2)"                             \
+                  " ON CONFLICT(peer) DO UPDATE SET seq = excluded.seq")                       \
+    X(ALL_REPOS, "SELECT id, name FROM repos ORDER BY name")                                   \
+    X(REFERENCED_BY, "SELECT manifest_digest FROM manifest_refs WHERE repo_id = ?1"            \
+                     " AND ref_digest = ?2 AND manifest_digest != ?2 LIMIT 1")                 \
     X(EVENTS_SINCE, "SELECT seq, origin, hlc, kind, repo, name, digest, payload"               \
                     " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
 
@@ -459,28 +566,262 @@ static int tx_commit(struct sq_conn *c, struct err *e)
 
 /* Events ------------------------------------------------------------------ */
 
-/* XXX: a placeholder clock until the HLC module lands: physical ms in the high bits,
- * a counter in the low 16, never going backwards within this process. Called inside
- * the write transaction, so hlc order is commit order. */
+/* The hybrid logical clock (hlc.c) of this store. Called inside the write transaction,
+ * so hlc order is commit order on this node. */
 static int64_t hlc_next(struct sq_store *st)
 {
-    int64_t now = util_now_ms() * 65536;
     AZ(pthread_mutex_lock(&st->mu));
-    int64_t v = now > st->hlc_last ? now : st->hlc_last + 1;
-    st->hlc_last = v;
+    st->hlc_last = (int64_t)hlc_tick((uint64_t)st->hlc_last, util_now_ms());
+    int64_t v = st->hlc_last;
     AZ(pthread_mutex_unlock(&st->mu));
     return v;
 }
 
-/* Appends one event row inside the caller's write transaction. payload is a JSON
- * object or NULL. */
+/* Moves the clock past a timestamp seen from a peer. */
+static void hlc_seen(struct sq_store *st, uint64_t remote)
+{
+    AZ(pthread_mutex_lock(&st->mu));
+    st->hlc_last = (int64_t)hlc_observe((uint64_t)st->hlc_last, remote, util_now_ms());
+    AZ(pthread_mutex_unlock(&st->mu));
+}
+
+/* Reads the version-vector entry of origin (0 if none) inside a transaction. */
+static int vv_read(struct sq_conn *c, const char *origin, int64_t *seq, struct err *e)
+{
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_VV_GET_ONE, &s, e, "t", origin);
+    if (rc < 0)
+        return -1;
+    *seq = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    stmt_done(s);
+    return 0;
+}
+
+/* Appends one event row with an explicit origin, origin_seq and hlc, and advances the
+ * version vector; the caller's write transaction makes both durable together. */
+static int event_insert(struct sq_conn *c, const char *origin, int64_t origin_seq, int64_t hlc,
+                        const char *kind, const char *repo, const char *name,
+                        const char *digest, const char *payload, struct err *e)
+{
+    if (exec(c, SQ_EVENT_INSERT, e, "tittttti", origin, hlc, kind, repo, name, digest, payload,
+             origin_seq) != 0)
+        return -1;
+    return exec(c, SQ_VV_SET, e, "ti", origin, origin_seq);
+}
+
+/* Appends one local event inside the caller's write transaction, stamped with the next
+ * sequence number of this region and a fresh clock (*hlc_out if non-NULL). payload is
+ * a JSON object or NULL. */
+static int event_append_clock(struct sq_conn *c, const char *kind, const char *repo,
+                              const char *name, const char *digest, const char *payload,
+                              int64_t hlc, struct err *e)
+{
+    struct sq_store *st = c->store;
+    int64_t seq;
+    if (vv_read(c, st->region, &seq, e) != 0)
+        return -1;
+    return event_insert(c, st->region, seq + 1, hlc, kind, repo, name, digest, payload, e);
+}
+
 static int event_append(struct sq_conn *c, const char *kind, const char *repo,
                         const char *name, const char *digest, const char *payload,
                         struct err *e)
 {
-    struct sq_store *st = c->store;
-    return exec(c, SQ_EVENT_INSERT, e, "tittttt", st->region, hlc_next(st), kind, repo, name,
-                digest, payload);
+    return event_append_clock(c, kind, repo, name, digest, payload, hlc_next(c->store), e);
+}
+
+/* Last-writer-wins state ------------------------------------------------------
+ * Local writes and events applied from peers go through the same merge functions, so
+ * that every region reaches the same state whatever order the events arrive in:
+ *   tag register (repo, name) -> digest | deleted, ordered by (hlc, origin)
+ *   manifest (repo, digest): present since its put clock, or a tombstone with its own;
+ *     the later of the two wins, and a tombstone also deletes older tag registers
+ *     naming the manifest. */
+
+static int repo_find(struct sq_conn *c, const char *repo, int64_t *id, struct err *e);
+static int repo_ensure(struct sq_conn *c, const char *repo, int64_t *id, struct err *e);
+
+/* Makes `tags` agree with the register of (repo, name): a row when the register names a
+ * manifest this region has a record of, none otherwise. */
+static int tag_materialize(struct sq_conn *c, int64_t repo_id, const char *repo,
+                           const char *name, struct err *e)
+{
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_TREG_GET, &s, e, "tt", repo, name);
+    if (rc < 0)
+        return -1;
+    char *digest = rc == SQLITE_ROW ? col_strdup(s, 0) : NULL;
+    stmt_done(s);
+    bool has_manifest = false;
+    if (digest != NULL) {
+        rc = query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, digest);
+        if (rc < 0) {
+            free(digest);
+            return -1;
+        }
+        has_manifest = rc == SQLITE_ROW;
+        stmt_done(s);
+    }
+    if (has_manifest)
+        rc = exec(c, SQ_TAG_UPSERT, e, "itti", repo_id, name, digest, util_now_ms());
+    else
+        rc = exec(c, SQ_TAG_DELETE, e, "it", repo_id, name);
+    free(digest);
+    return rc;
+}
+
+/* Merges a write of tag register (repo, name) := digest (NULL: delete) at (hlc, origin).
+ * *is_applied tells whether it won. */
+static int tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const char *name,
+                     const char *digest, int64_t hlc, const char *origin, bool *is_applied,
+                     struct err *e)
+{
+    sqlite3_stmt *s;
+    *is_applied = false;
+    int rc = query(c, SQ_TREG_GET, &s, e, "tt", repo, name);
+    if (rc < 0)
+        return -1;
+    bool wins = true;
+    if (rc == SQLITE_ROW) {
+        int64_t cur_hlc = sqlite3_column_int64(s, 1);
+        const char *cur_origin = (const char *)sqlite3_column_text(s, 2);
+        wins = hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)cur_hlc, cur_origin ? cur_origin : "");
+    }
+    stmt_done(s);
+    if (!wins)
+        return 0;
+    if (exec(c, SQ_TREG_SET, e, "tttit", repo, name, digest, hlc, origin) != 0)
+        return -1;
+    *is_applied = true;
+    return tag_materialize(c, repo_id, repo, name, e);
+}
+
+/* Merges a manifest tombstone at (hlc, origin): deletes the manifest when it is older
+ * and every older tag register naming it. */
+static int tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const char *digest,
+                      int64_t hlc, const char *origin, struct err *e)
+{
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_TOMB_GET, &s, e, "tt", repo, digest);
+    if (rc < 0)
+        return -1;
+    bool wins = true;
+    if (rc == SQLITE_ROW)
+        wins = hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sqlite3_column_int64(s, 0),
+                            (const char *)sqlite3_column_text(s, 1));
+    stmt_done(s);
+    if (!wins)
+        return 0;
+    if (exec(c, SQ_TOMB_SET, e, "ttit", repo, digest, hlc, origin) != 0)
+        return -1;
+    rc = query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, digest);
+    if (rc < 0)
+        return -1;
+    bool is_older = rc == SQLITE_ROW &&
+                    hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sqlite3_column_int64(s, 0),
+                                 (const char *)sqlite3_column_text(s, 1));
+    stmt_done(s);
+    if (is_older) {
+        if (exec(c, SQ_TAGS_DELETE_OF_MANIFEST, e, "it", repo_id, digest) != 0 ||
+            exec(c, SQ_REFS_DELETE, e, "it", repo_id, digest) != 0 ||
+            exec(c, SQ_MANIFEST_DELETE, e, "it", repo_id, digest) != 0)
+            return -1;
+    }
+    /* Tag registers naming the manifest that are older than the delete go with it. */
+    rc = query(c, SQ_TREG_OF_DIGEST, &s, e, "tt", repo, digest);
+    if (rc < 0)
+        return -1;
+    size_t n = 0, cap = 0;
+    char **names = NULL;
+    for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+        if (!hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sqlite3_column_int64(s, 1),
+                          (const char *)sqlite3_column_text(s, 2)))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            names = xrealloc(names, cap * sizeof(char *));
+        }
+        names[n++] = col_strdup(s, 0);
+    }
+    stmt_done(s);
+    int result = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool applied;
+        if (result == 0 && tag_merge(c, repo_id, repo, names[i], NULL, hlc, origin, &applied,
+                                     e) != 0)
+            result = -1;
+        free(names[i]);
+    }
+    free(names);
+    return result;
+}
+
+/* Is a manifest put at (hlc, origin) superseded by a tombstone? */
+static int tomb_covers(struct sq_conn *c, const char *repo, const char *digest, int64_t hlc,
+                       const char *origin, bool *covered, struct err *e)
+{
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_TOMB_GET, &s, e, "tt", repo, digest);
+    if (rc < 0)
+        return -1;
+    *covered = rc == SQLITE_ROW &&
+               hlc_lww_wins((uint64_t)sqlite3_column_int64(s, 0),
+                            (const char *)sqlite3_column_text(s, 1), (uint64_t)hlc, origin);
+    stmt_done(s);
+    return 0;
+}
+
+/* Tags whose register names digest get their row back once the manifest is here. */
+static int tags_rematerialize(struct sq_conn *c, int64_t repo_id, const char *repo,
+                              const char *digest, struct err *e)
+{
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_TREG_OF_DIGEST, &s, e, "tt", repo, digest);
+    if (rc < 0)
+        return -1;
+    size_t n = 0, cap = 0;
+    char **names = NULL;
+    for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            names = xrealloc(names, cap * sizeof(char *));
+        }
+        names[n++] = col_strdup(s, 0);
+    }
+    stmt_done(s);
+    int result = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (result == 0 && tag_materialize(c, repo_id, repo, names[i], e) != 0)
+            result = -1;
+        free(names[i]);
+    }
+    free(names);
+    return result;
+}
+
+/* Records this region's status of an artifact, optionally as a replicated event. */
+static int status_write(struct sq_conn *c, const char *repo, const char *digest,
+                        const struct meta_status *st, bool is_event, struct err *e)
+{
+    if (exec(c, SQ_STATUS_SET, e, "ttttiiit", repo, digest, st->region, st->state,
+             st->bytes_done, st->bytes_total, st->updated_ms, st->details) != 0)
+        return -1;
+    if (!is_event)
+        return 0;
+    struct buf p;
+    buf_init(&p, 64 * 1024);
+    buf_appends(&p, "{\"region\":");
+    buf_append_json_string(&p, st->region);
+    buf_appends(&p, ",\"state\":");
+    buf_append_json_string(&p, st->state);
+    buf_printf(&p, ",\"bytesDone\":%" PRId64 ",\"bytesTotal\":%" PRId64
+                   ",\"updatedMs\":%" PRId64 ",\"details\":",
+               st->bytes_done, st->bytes_total, st->updated_ms);
+    buf_append_json_string(&p, st->details ? st->details : "");
+    buf_appends(&p, "}");
+    int rc = event_append(c, "status", repo, NULL, digest, p.data, e);
+    buf_fini(&p);
+    return rc;
 }
 
 /* Checks a payload builder once, as its sticky error allows. */
@@ -636,6 +977,20 @@ static int sq_blob_find(struct metastore *ms, const struct digest *d, uint64_t *
     return 0;
 }
 
+/* 0 when no manifest of repo_id references digest; else -1 with ERR_IN_USE naming one. */
+static int referenced_by(struct sq_conn *c, int64_t repo_id, const char *digest, struct err *e)
+{
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_REFERENCED_BY, &s, e, "it", repo_id, digest);
+    if (rc < 0)
+        return -1;
+    if (rc == SQLITE_ROW)
+        err_set(e, ERR_IN_USE, "%s is referenced by manifest %s; delete that first", digest,
+                (const char *)sqlite3_column_text(s, 0));
+    stmt_done(s);
+    return rc == SQLITE_ROW ? -1 : 0;
+}
+
 static int sq_blob_unlink(struct metastore *ms, const char *repo, const struct digest *d,
                           bool *is_orphan, struct err *e)
 {
@@ -654,6 +1009,9 @@ static int sq_blob_unlink(struct metastore *ms, const char *repo, const struct d
             err_set(e, ERR_BLOB_UNKNOWN, NULL);
         goto fail;
     }
+    /* Visible means pullable: a blob a manifest of the repository needs stays. */
+    if (referenced_by(c, repo_id, d->str, e) != 0)
+        goto fail;
     if (exec(c, SQ_LINK_DELETE, e, "it", repo_id, d->str) != 0)
         goto fail;
     if (sqlite3_changes(c->db) == 0) {
@@ -753,46 +1111,89 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
         if (check_ref(c, repo, repo_id, &refs[i], e) != 0)
             goto fail;
     }
+    /* A local write is newer than anything this region has seen, so its clock puts it
+     * after any tombstone of the same manifest (the tombstone stays: it still orders
+     * older puts arriving from peers). */
+    int64_t put_hlc = hlc_next(c->store);
     if (exec(c, SQ_MANIFEST_INSERT, e, "itttttibi", repo_id, m->digest.str, m->media_type,
              m->artifact_type, m->annotations_json, subject_str, (int64_t)m->body_len,
              (const void *)m->body, m->body_len, util_now_ms()) != 0)
         goto fail;
     /* The same digest is the same bytes: a repeated put only (re)points the tag. */
     if (sqlite3_changes(c->db) > 0) {
-        for (size_t i = 0; i < n_refs; i++) {
-            if (exec(c, SQ_REF_INSERT, e, "itti", repo_id, m->digest.str, refs[i].digest.str,
-                     (int64_t)refs[i].is_manifest) != 0)
-                goto fail;
-        }
-        buf_appends(&payload, "{\"media_type\":");
+        buf_appends(&payload, "{\"mediaType\":");
         buf_append_json_string(&payload, m->media_type);
-        buf_printf(&payload, ",\"size\":%zu", m->body_len);
         if (m->artifact_type != NULL) {
-            buf_appends(&payload, ",\"artifact_type\":");
+            buf_appends(&payload, ",\"artifactType\":");
             buf_append_json_string(&payload, m->artifact_type);
+        }
+        if (m->annotations_json != NULL) {
+            buf_appends(&payload, ",\"annotations\":");
+            buf_append_json_string(&payload, m->annotations_json);
         }
         if (subject_str != NULL) {
             buf_appends(&payload, ",\"subject\":");
             buf_append_json_string(&payload, subject_str);
         }
-        buf_appends(&payload, "}");
+        buf_appends(&payload, ",\"refs\":[");
+        int64_t blob_bytes = 0;
+        for (size_t i = 0; i < n_refs; i++) {
+            int64_t size = -1;
+            if (!refs[i].is_manifest) {
+                int rc = query(c, SQ_BLOB_SIZE, &s, e, "t", refs[i].digest.str);
+                if (rc < 0)
+                    goto fail;
+                size = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+                stmt_done(s);
+                blob_bytes += size > 0 ? size : 0;
+            }
+            if (exec(c, SQ_REF_INSERT_SIZED, e, "ittii", repo_id, m->digest.str,
+                     refs[i].digest.str, (int64_t)refs[i].is_manifest, size) != 0)
+                goto fail;
+            buf_printf(&payload, "%s{\"digest\":\"%s\",\"size\":%" PRId64 ",\"isManifest\":%s}",
+                       i ? "," : "", refs[i].digest.str, size,
+                       refs[i].is_manifest ? "true" : "false");
+        }
+        char *body64 = base64_encode(m->body, m->body_len);
+        buf_appends(&payload, "],\"body\":\"");
+        buf_appends(&payload, body64);
+        buf_appends(&payload, "\"}");
+        free(body64);
         if (payload_check(&payload, e) != 0)
             goto fail;
-        if (event_append(c, "manifest_put", repo, NULL, m->digest.str, payload.data, e) != 0)
+        if (exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, m->digest.str, put_hlc,
+                 c->store->region) != 0)
+            goto fail;
+        if (event_append_clock(c, "manifest_put", repo, NULL, m->digest.str, payload.data,
+                               put_hlc, e) != 0)
+            goto fail;
+        struct meta_status done = {.region = c->store->region, .state = "Completed",
+                                   .bytes_done = blob_bytes, .bytes_total = blob_bytes,
+                                   .updated_ms = util_now_ms(), .details = ""};
+        if (status_write(c, repo, m->digest.str, &done, true, e) != 0)
+            goto fail;
+        if (tags_rematerialize(c, repo_id, repo, m->digest.str, e) != 0)
             goto fail;
     }
+    /* A copy replicated from a peer and still waiting for content is complete now:
+     * every reference was checked above. */
+    if (exec(c, SQ_MANIFEST_SET_VISIBLE, e, "it", repo_id, m->digest.str) != 0)
+        goto fail;
     if (tag != NULL) {
-        int rc = query(c, SQ_TAG_GET, &s, e, "it", repo_id, tag);
+        int rc = query(c, SQ_TREG_GET, &s, e, "tt", repo, tag);
         if (rc < 0)
             goto fail;
-        bool is_same = rc == SQLITE_ROW &&
-                       strcmp((const char *)sqlite3_column_text(s, 0), m->digest.str) == 0;
+        const unsigned char *cur = rc == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
+        bool is_same = cur != NULL && strcmp((const char *)cur, m->digest.str) == 0;
         stmt_done(s);
         if (!is_same) {
-            if (exec(c, SQ_TAG_UPSERT, e, "itti", repo_id, tag, m->digest.str,
-                     util_now_ms()) != 0)
+            int64_t tag_hlc = hlc_next(c->store);
+            bool applied;
+            if (tag_merge(c, repo_id, repo, tag, m->digest.str, tag_hlc, c->store->region,
+                          &applied, e) != 0)
                 goto fail;
-            if (event_append(c, "tag_set", repo, tag, m->digest.str, "{}", e) != 0)
+            if (event_append_clock(c, "tag_set", repo, tag, m->digest.str, NULL, tag_hlc, e) !=
+                0)
                 goto fail;
         }
     }
@@ -899,6 +1300,9 @@ static int sq_manifest_delete(struct metastore *ms, const char *repo, const stru
         err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
         goto fail;
     }
+    /* An index that needs this manifest keeps it (visible means pullable). */
+    if (referenced_by(c, repo_id, d->str, e) != 0)
+        goto fail;
     /* The event names the tags that went with the manifest. */
     buf_appends(&payload, "{\"tags\":[");
     rc = query(c, SQ_TAGS_OF_MANIFEST, &s, e, "it", repo_id, d->str);
@@ -918,13 +1322,11 @@ static int sq_manifest_delete(struct metastore *ms, const char *repo, const stru
     if (payload_check(&payload, e) != 0)
         goto fail;
 
-    if (exec(c, SQ_TAGS_DELETE_OF_MANIFEST, e, "it", repo_id, d->str) != 0)
+    int64_t del_hlc = hlc_next(c->store);
+    if (tomb_merge(c, repo_id, repo, d->str, del_hlc, c->store->region, e) != 0)
         goto fail;
-    if (exec(c, SQ_REFS_DELETE, e, "it", repo_id, d->str) != 0)
-        goto fail;
-    if (exec(c, SQ_MANIFEST_DELETE, e, "it", repo_id, d->str) != 0)
-        goto fail;
-    if (event_append(c, "manifest_delete", repo, NULL, d->str, payload.data, e) != 0)
+    if (event_append_clock(c, "manifest_delete", repo, NULL, d->str, payload.data, del_hlc,
+                           e) != 0)
         goto fail;
     if (tx_commit(c, e) != 0)
         goto out;
@@ -968,9 +1370,11 @@ static int sq_tag_delete(struct metastore *ms, const char *repo, const char *tag
         err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
         goto fail;
     }
-    if (exec(c, SQ_TAG_DELETE, e, "it", repo_id, tag) != 0)
+    int64_t del_hlc = hlc_next(c->store);
+    bool applied;
+    if (tag_merge(c, repo_id, repo, tag, NULL, del_hlc, c->store->region, &applied, e) != 0)
         goto fail;
-    if (event_append(c, "tag_delete", repo, tag, old.str, "{}", e) != 0)
+    if (event_append_clock(c, "tag_delete", repo, tag, old.str, NULL, del_hlc, e) != 0)
         goto fail;
     return tx_commit(c, e);
 
@@ -1277,7 +1681,15 @@ static int migrate(struct sq_conn *c, struct err *e)
         }
         log_info("metastore", "created schema version %d", SQ_SCHEMA_VERSION);
     }
-    /* Future versions: `if (version < 2) { ALTER ...; PRAGMA user_version = 2; }`. */
+    if (version < 2) {
+        rc = sqlite3_exec(c->db, schema_v2, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(c->db, "PRAGMA user_version = 2", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            db_fail(c, rc, "upgrade schema to version 2", NULL, e);
+            goto fail;
+        }
+    }
     return tx_commit(c, e);
 
 fail:
@@ -1319,6 +1731,46 @@ static int hlc_seed(struct sq_conn *c, struct err *e)
     return 0;
 }
 
+/* Webhook deliveries: defined in their own section at the end of this file. */
+static int deliveries_schema(struct sq_conn *c, struct err *e);
+static ms_delivery_add_f sq_delivery_add;
+static ms_delivery_due_f sq_delivery_due;
+static ms_delivery_update_f sq_delivery_update;
+static ms_delivery_list_f sq_delivery_list;
+static ms_delivery_prune_f sq_delivery_prune;
+
+/* Replication: defined in its own section at the end of this file. */
+static ms_events_read_f sq_events_read;
+static ms_vv_get_f sq_vv_get;
+static ms_event_apply_f sq_event_apply;
+static ms_pending_list_f sq_pending_list;
+static ms_pending_complete_f sq_pending_complete;
+static ms_status_set_f sq_status_set;
+static ms_status_list_f sq_status_list;
+static ms_cursor_get_f sq_cursor_get;
+static ms_cursor_set_f sq_cursor_set;
+static ms_log_head_f sq_log_head;
+static ms_summary_f sq_summary;
+static ms_repo_state_f sq_repo_state;
+static ms_state_merge_f sq_state_merge;
+static ms_manifest_lookup_f sq_manifest_lookup;
+static ms_object_put_f sq_object_put;
+static ms_object_delete_f sq_object_delete;
+static ms_object_get_f sq_object_get;
+static ms_object_list_f sq_object_list;
+
+/* Access control: defined in its own section at the end of this file. */
+static int auth_schema(struct sq_conn *c, struct err *e);
+static ms_identity_put_f sq_identity_put;
+static ms_identity_delete_f sq_identity_delete;
+static ms_role_set_f sq_role_set;
+static ms_auth_load_f sq_auth_load;
+static ms_auth_generation_f sq_auth_generation;
+static ms_audit_append_f sq_audit_append;
+static ms_audit_list_f sq_audit_list;
+static ms_upload_set_owner_f sq_upload_set_owner;
+static ms_upload_count_owned_f sq_upload_count_owned;
+
 static const struct metastore_ops sq_ops = {
     .name = "sqlite",
     .blob_link = sq_blob_link,
@@ -1338,6 +1790,38 @@ static const struct metastore_ops sq_ops = {
     .upload_list_expired = sq_upload_list_expired,
     .close = sq_close,
     .events_since = sq_events_since,
+    .events_read = sq_events_read,
+    .vv_get = sq_vv_get,
+    .event_apply = sq_event_apply,
+    .pending_list = sq_pending_list,
+    .pending_complete = sq_pending_complete,
+    .status_set = sq_status_set,
+    .status_list = sq_status_list,
+    .cursor_get = sq_cursor_get,
+    .cursor_set = sq_cursor_set,
+    .log_head = sq_log_head,
+    .summary = sq_summary,
+    .repo_state = sq_repo_state,
+    .state_merge = sq_state_merge,
+    .manifest_lookup = sq_manifest_lookup,
+    .object_put = sq_object_put,
+    .object_delete = sq_object_delete,
+    .object_get = sq_object_get,
+    .object_list = sq_object_list,
+    .delivery_add = sq_delivery_add,
+    .delivery_due = sq_delivery_due,
+    .delivery_update = sq_delivery_update,
+    .delivery_list = sq_delivery_list,
+    .delivery_prune = sq_delivery_prune,
+    .identity_put = sq_identity_put,
+    .identity_delete = sq_identity_delete,
+    .role_set = sq_role_set,
+    .auth_load = sq_auth_load,
+    .auth_generation = sq_auth_generation,
+    .audit_append = sq_audit_append,
+    .audit_list = sq_audit_list,
+    .upload_set_owner = sq_upload_set_owner,
+    .upload_count_owned = sq_upload_count_owned,
 };
 
 struct metastore *metastore_sqlite_open(const char *path, const char *region, struct err *e)
@@ -1360,7 +1844,8 @@ struct metastore *metastore_sqlite_open(const char *path, const char *region, st
     struct sq_conn *c = conn_get(st, e);
     if (c == NULL)
         goto fail;
-    if (enable_wal(c, e) != 0 || migrate(c, e) != 0 || hlc_seed(c, e) != 0)
+    if (enable_wal(c, e) != 0 || migrate(c, e) != 0 || hlc_seed(c, e) != 0 ||
+        deliveries_schema(c, e) != 0 || auth_schema(c, e) != 0)
         goto fail;
     return &st->base;
 
@@ -1406,4 +1891,1551 @@ void meta_referrer_list_fini(struct meta_referrer_list *l)
     }
     FREE_AND_NULL(l->items);
     l->n = 0;
+}
+
+/* ==========================================================================
+ * Webhook deliveries (webhook.c). Region-local rows, no event rows.
+ * Kept apart from the tables above: the table is created idempotently at open
+ * (CREATE ... IF NOT EXISTS) rather than by a user_version step, and the few
+ * statements are prepared per call.
+ * XXX: fold the table into the next schema migration and the statements into
+ * SQ_STATEMENTS once the replication schema settles.
+ *
+ *   webhook_deliveries: seq (insertion order) | id (UUID) | webhook | action | payload
+ *     | state pending/delivered/failed | attempts | status_code | latency_ms | response
+ *     | created_ms | updated_ms | next_attempt_ms
+ *   pending --attempt 2xx--> delivered
+ *   pending --attempt fails--> pending (next_attempt_ms later) | failed (attempts used up)
+ * ========================================================================== */
+
+static const char schema_deliveries[] =
+    "CREATE TABLE IF NOT EXISTS webhook_deliveries ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  webhook TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),"
+    "  attempts INTEGER NOT NULL,"
+    "  status_code INTEGER NOT NULL,"
+    "  latency_ms INTEGER NOT NULL,"
+    "  response TEXT,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  next_attempt_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS webhook_deliveries_due"
+    "  ON webhook_deliveries(next_attempt_ms) WHERE state = 'pending';"
+    "CREATE INDEX IF NOT EXISTS webhook_deliveries_webhook ON webhook_deliveries(webhook, seq);";
+
+#define DQ_COLUMNS                                                                              \
+    "id, webhook, action, payload, state, attempts, status_code, latency_ms, response,"        \
+    " created_ms, updated_ms, next_attempt_ms"
+
+static const char *const delivery_states[] = {
+    [META_DELIVERY_PENDING] = "pending",
+    [META_DELIVERY_DELIVERED] = "delivered",
+    [META_DELIVERY_FAILED] = "failed",
+};
+
+static int deliveries_schema(struct sq_conn *c, struct err *e)
+{
+    int rc = sqlite3_exec(c->db, schema_deliveries, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(c, rc, "create webhook_deliveries", NULL, e);
+    return 0;
+}
+
+/* Prepares sql, binds (bind_args formats) and steps once. SQLITE_ROW or SQLITE_DONE with
+ * the statement in *out (the caller finalizes it), or -1 with e set. */
+static int dq_run(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e,
+                  const char *fmt, ...)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, &s, NULL);
+    if (rc != SQLITE_OK) {
+        db_fail(c, rc, "prepare statement", sql, e);
+        sqlite3_finalize(s);
+        return -1;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    rc = bind_args(s, fmt, ap);
+    va_end(ap);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        db_fail(c, rc, "run statement", sql, e);
+        sqlite3_finalize(s);
+        return -1;
+    }
+    *out = s;
+    return rc;
+}
+
+static void delivery_from_row(sqlite3_stmt *s, struct meta_delivery *d)
+{
+    memset(d, 0, sizeof(*d));
+    const unsigned char *id = sqlite3_column_text(s, 0);
+    snprintf(d->id, sizeof(d->id), "%s", id != NULL ? (const char *)id : "");
+    d->webhook = col_strdup(s, 1);
+    d->action = col_strdup(s, 2);
+    d->payload = col_strdup(s, 3);
+    const unsigned char *state = sqlite3_column_text(s, 4);
+    d->state = META_DELIVERY_PENDING;
+    for (int i = 0; i < 3; i++) {
+        if (state != NULL && strcmp((const char *)state, delivery_states[i]) == 0)
+            d->state = (enum meta_delivery_state)i;
+    }
+    d->attempts = sqlite3_column_int(s, 5);
+    d->status_code = sqlite3_column_int(s, 6);
+    d->latency_ms = sqlite3_column_int64(s, 7);
+    d->response = col_strdup(s, 8);
+    d->created_ms = sqlite3_column_int64(s, 9);
+    d->updated_ms = sqlite3_column_int64(s, 10);
+    d->next_attempt_ms = sqlite3_column_int64(s, 11);
+}
+
+/* Reads every row of s (first step result rc) into out; finalizes s. */
+static int collect_deliveries(struct sq_conn *c, sqlite3_stmt *s, int rc,
+                              struct meta_delivery_list *out, struct err *e)
+{
+    size_t cap = 0;
+    int row = rc == SQLITE_ROW ? 1 : 0;
+    while (row == 1) {
+        if (out->n == cap) {
+            cap = cap ? cap * 2 : 16;
+            out->items = xrealloc(out->items, cap * sizeof(*out->items));
+        }
+        delivery_from_row(s, &out->items[out->n++]);
+        row = next_row(c, s, e);
+    }
+    sqlite3_finalize(s);
+    if (row < 0) {
+        meta_delivery_list_fini(out);
+        return -1;
+    }
+    return 0;
+}
+
+static int sq_delivery_add(struct metastore *ms, const struct meta_delivery *items, size_t n,
+                           struct err *e)
+{
+    static const char sql[] = "INSERT INTO webhook_deliveries(" DQ_COLUMNS ")"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (n == 0)
+        return 0;
+    if (tx_begin(c, true, e) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const struct meta_delivery *d = &items[i];
+        sqlite3_stmt *s;
+        if (dq_run(c, sql, &s, e, "tttttiiitiii", d->id, d->webhook, d->action, d->payload,
+                   delivery_states[d->state], (int64_t)d->attempts, (int64_t)d->status_code,
+                   d->latency_ms, d->response, d->created_ms, d->updated_ms,
+                   d->next_attempt_ms) < 0)
+            goto fail;
+        sqlite3_finalize(s);
+    }
+    return tx_commit(c, e);
+fail:
+    tx_rollback(c);
+    return -1;
+}
+
+static int sq_delivery_due(struct metastore *ms, int64_t now_ms, size_t max,
+                           struct meta_delivery_list *out, int64_t *next_due_ms, struct err *e)
+{
+    static const char due[] = "SELECT " DQ_COLUMNS " FROM webhook_deliveries"
+                              " WHERE state = 'pending' AND next_attempt_ms <= ?1"
+                              " ORDER BY next_attempt_ms, seq LIMIT ?2";
+    static const char next[] = "SELECT min(next_attempt_ms) FROM webhook_deliveries"
+                               " WHERE state = 'pending' AND next_attempt_ms > ?1";
+    memset(out, 0, sizeof(*out));
+    *next_due_ms = INT64_MAX;
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    int64_t limit = max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
+    if (tx_begin(c, false, e) != 0)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = dq_run(c, due, &s, e, "ii", now_ms, limit);
+    if (rc < 0 || collect_deliveries(c, s, rc, out, e) != 0)
+        goto fail;
+    if (out->n == max) {
+        *next_due_ms = now_ms; /* more may be due at once */
+    } else {
+        rc = dq_run(c, next, &s, e, "i", now_ms);
+        if (rc < 0)
+            goto fail;
+        if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+            *next_due_ms = sqlite3_column_int64(s, 0);
+        sqlite3_finalize(s);
+    }
+    tx_rollback(c); /* read-only: nothing to commit */
+    return 0;
+fail:
+    tx_rollback(c);
+    meta_delivery_list_fini(out);
+    return -1;
+}
+
+static int sq_delivery_update(struct metastore *ms, const struct meta_delivery *d,
+                              struct err *e)
+{
+    static const char sql[] = "UPDATE webhook_deliveries SET state = ?2, attempts = ?3,"
+                              " status_code = ?4, latency_ms = ?5, response = ?6,"
+                              " updated_ms = ?7, next_attempt_ms = ?8 WHERE id = ?1";
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    if (dq_run(c, sql, &s, e, "ttiiitii", d->id, delivery_states[d->state],
+               (int64_t)d->attempts, (int64_t)d->status_code, d->latency_ms, d->response,
+               d->updated_ms, d->next_attempt_ms) < 0)
+        return -1;
+    sqlite3_finalize(s);
+    if (sqlite3_changes(c->db) == 0)
+        return err_set(e, ERR_NOT_FOUND, "no such delivery");
+    return 0;
+}
+
+static int sq_delivery_list(struct metastore *ms, const char *webhook, size_t max,
+                            struct meta_delivery_list *out, struct err *e)
+{
+    static const char sql[] = "SELECT " DQ_COLUMNS " FROM webhook_deliveries"
+                              " WHERE webhook = ?1 ORDER BY seq DESC LIMIT ?2";
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    int64_t limit = max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
+    sqlite3_stmt *s;
+    int rc = dq_run(c, sql, &s, e, "ti", webhook, limit);
+    if (rc < 0)
+        return -1;
+    return collect_deliveries(c, s, rc, out, e);
+}
+
+static int sq_delivery_prune(struct metastore *ms, const char *webhook, size_t keep,
+                             bool is_pending_too, struct err *e)
+{
+    static const char sql[] =
+        "DELETE FROM webhook_deliveries WHERE webhook = ?1 AND (?3 OR state <> 'pending')"
+        " AND seq NOT IN (SELECT seq FROM webhook_deliveries WHERE webhook = ?1"
+        " AND state <> 'pending' ORDER BY seq DESC LIMIT ?2)";
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    int64_t limit = keep > (size_t)INT64_MAX ? INT64_MAX : (int64_t)keep;
+    sqlite3_stmt *s;
+    if (dq_run(c, sql, &s, e, "tii", webhook, limit, (int64_t)is_pending_too) < 0)
+        return -1;
+    sqlite3_finalize(s);
+    return 0;
+}
+
+void meta_delivery_fini(struct meta_delivery *d)
+{
+    if (d == NULL)
+        return;
+    FREE_AND_NULL(d->webhook);
+    FREE_AND_NULL(d->action);
+    FREE_AND_NULL(d->payload);
+    FREE_AND_NULL(d->response);
+}
+
+void meta_delivery_list_fini(struct meta_delivery_list *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        meta_delivery_fini(&l->items[i]);
+    FREE_AND_NULL(l->items);
+    l->n = 0;
+}
+
+/* ==========================================================================
+ * Access control (authz.c): identities, role bindings, the audit log and upload
+ * session owners. Region-local rows, no event rows. Like the webhook deliveries above,
+ * the tables are created idempotently at open and the statements prepared per call
+ * (none of them is on the hot path: authz.c keeps a snapshot of identities and
+ * bindings in memory and polls the generation).
+ * XXX: fold into the next schema migration and SQ_STATEMENTS when the schema settles.
+ *
+ *   identities:     name | kind user/robot | secret_hash | description | created_ms
+ *                   | expires_s (0 = never)
+ *   role_bindings:  (subject, role, pattern) | created_ms
+ *   auth_meta:      k = 'generation' -> v, bumped by every identity or binding change
+ *   audit_log:      id (increasing) | time_ms | actor | action | target | status
+ *                   | remote | detail
+ *   upload_owners:  upload id -> owner; rows whose session is gone are not counted and
+ *                   are pruned when a new owner row is written
+ * ========================================================================== */
+
+static const char schema_auth[] =
+    "CREATE TABLE IF NOT EXISTS identities ("
+    "  name TEXT PRIMARY KEY,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('user', 'robot')),"
+    "  secret_hash TEXT NOT NULL,"
+    "  description TEXT,"
+    "  created_ms INTEGER NOT NULL,"
+    "  expires_s INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS role_bindings ("
+    "  subject TEXT NOT NULL,"
+    "  role TEXT NOT NULL,"
+    "  pattern TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (subject, role, pattern)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS auth_meta ("
+    "  k TEXT PRIMARY KEY,"
+    "  v INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT OR IGNORE INTO auth_meta(k, v) VALUES ('generation', 1);"
+    "CREATE TABLE IF NOT EXISTS audit_log ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  time_ms INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  target TEXT,"
+    "  status INTEGER NOT NULL,"
+    "  remote TEXT,"
+    "  detail TEXT);"
+    "CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log(actor, id);"
+    "CREATE TABLE IF NOT EXISTS upload_owners ("
+    "  id TEXT PRIMARY KEY,"
+    "  owner TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS upload_owners_owner ON upload_owners(owner);";
+
+static int auth_schema(struct sq_conn *c, struct err *e)
+{
+    int rc = sqlite3_exec(c->db, schema_auth, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(c, rc, "create access-control tables", NULL, e);
+    return 0;
+}
+
+/* Prepares sql, binds (bind_args formats) and steps once: SQLITE_ROW or SQLITE_DONE with
+ * the statement in *out (the caller finalizes it), or -1 with e set. */
+static int az_vrun(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e,
+                   const char *fmt, va_list ap)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, &s, NULL);
+    if (rc != SQLITE_OK) {
+        db_fail(c, rc, "prepare statement", sql, e);
+        sqlite3_finalize(s);
+        return -1;
+    }
+    rc = bind_args(s, fmt, ap);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        db_fail(c, rc, "run statement", sql, e);
+        sqlite3_finalize(s);
+        return -1;
+    }
+    *out = s;
+    return rc;
+}
+
+static int az_run(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e,
+                  const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = az_vrun(c, sql, out, e, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* az_run for statements whose rows are not read: 0 or -1. */
+static int az_exec(struct sq_conn *c, const char *sql, struct err *e, const char *fmt, ...)
+{
+    sqlite3_stmt *s = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = az_vrun(c, sql, &s, e, fmt, ap);
+    va_end(ap);
+    if (rc < 0)
+        return -1;
+    sqlite3_finalize(s);
+    return 0;
+}
+
+static int bump_generation(struct sq_conn *c, struct err *e)
+{
+    return az_exec(c, "UPDATE auth_meta SET v = v + 1 WHERE k = 'generation'", e, "");
+}
+
+static int sq_identity_put(struct metastore *ms, const struct meta_identity *id,
+                           bool is_create, struct err *e)
+{
+    static const char insert[] =
+        "INSERT INTO identities(name, kind, secret_hash, description, created_ms, expires_s)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    static const char update[] =
+        "UPDATE identities SET secret_hash = ?3, description = coalesce(?4, description),"
+        " expires_s = ?5 WHERE name = ?1 AND kind = ?2";
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, true, e) != 0)
+        return -1;
+    if (is_create) {
+        sqlite3_stmt *s;
+        int rc = az_run(c, "SELECT 1 FROM identities WHERE name = ?1", &s, e, "t", id->name);
+        if (rc < 0)
+            goto fail;
+        sqlite3_finalize(s);
+        if (rc == SQLITE_ROW) {
+            err_set(e, ERR_CONFLICT, "an identity named %s exists", id->name);
+            goto fail;
+        }
+        if (az_exec(c, insert, e, "ttttii", id->name, id->kind, id->secret_hash,
+                    id->description, util_now_ms(), id->expires_s) != 0)
+            goto fail;
+    } else {
+        if (az_exec(c, update, e, "tttti", id->name, id->kind, id->secret_hash,
+                    id->description, id->expires_s) != 0)
+            goto fail;
+        if (sqlite3_changes(c->db) == 0) {
+            err_set(e, ERR_NOT_FOUND, "no %s named %s", id->kind, id->name);
+            goto fail;
+        }
+    }
+    if (bump_generation(c, e) != 0)
+        goto fail;
+    return tx_commit(c, e);
+fail:
+    tx_rollback(c);
+    return -1;
+}
+
+static int sq_identity_delete(struct metastore *ms, const char *name, const char *kind,
+                              struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, true, e) != 0)
+        return -1;
+    if (az_exec(c, "DELETE FROM identities WHERE name = ?1 AND (?2 IS NULL OR kind = ?2)", e,
+                "tt", name, kind) != 0)
+        goto fail;
+    if (sqlite3_changes(c->db) == 0) {
+        err_set(e, ERR_NOT_FOUND, "no %s named %s", kind != NULL ? kind : "identity", name);
+        goto fail;
+    }
+    if (az_exec(c, "DELETE FROM role_bindings WHERE subject = ?1", e, "t", name) != 0 ||
+        bump_generation(c, e) != 0)
+        goto fail;
+    return tx_commit(c, e);
+fail:
+    tx_rollback(c);
+    return -1;
+}
+
+static int sq_role_set(struct metastore *ms, const struct meta_binding *b, bool is_bound,
+                       bool *is_changed, struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    *is_changed = false;
+    if (tx_begin(c, true, e) != 0)
+        return -1;
+    int rc = is_bound ? az_exec(c, "INSERT OR IGNORE INTO role_bindings(subject, role, pattern,"
+                                   " created_ms) VALUES (?1, ?2, ?3, ?4)",
+                                e, "ttti", b->subject, b->role, b->pattern, util_now_ms())
+                      : az_exec(c, "DELETE FROM role_bindings WHERE subject = ?1 AND role = ?2"
+                                   " AND pattern = ?3",
+                                e, "ttt", b->subject, b->role, b->pattern);
+    if (rc != 0)
+        goto fail;
+    *is_changed = sqlite3_changes(c->db) > 0;
+    if (!is_bound && !*is_changed) {
+        err_set(e, ERR_NOT_FOUND, "no such role binding");
+        goto fail;
+    }
+    if (*is_changed && bump_generation(c, e) != 0)
+        goto fail;
+    return tx_commit(c, e);
+fail:
+    tx_rollback(c);
+    return -1;
+}
+
+static int read_generation(struct sq_conn *c, int64_t *out, struct err *e)
+{
+    sqlite3_stmt *s;
+    int rc = az_run(c, "SELECT v FROM auth_meta WHERE k = 'generation'", &s, e, "");
+    if (rc < 0)
+        return -1;
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_finalize(s);
+    return 0;
+}
+
+static int sq_auth_generation(struct metastore *ms, int64_t *out, struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    return read_generation(c, out, e);
+}
+
+static int sq_auth_load(struct metastore *ms, struct meta_auth_state *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s = NULL;
+    size_t cap = 0;
+    if (tx_begin(c, false, e) != 0)
+        return -1;
+    if (read_generation(c, &out->generation, e) != 0)
+        goto fail;
+    int rc = az_run(c, "SELECT name, kind, secret_hash, description, created_ms, expires_s"
+                       " FROM identities ORDER BY name",
+                    &s, e, "");
+    if (rc < 0)
+        goto fail;
+    int row = rc == SQLITE_ROW ? 1 : 0;
+    while (row == 1) {
+        if (out->n_identities == cap) {
+            cap = cap ? cap * 2 : 16;
+            out->identities = xrealloc(out->identities, cap * sizeof(*out->identities));
+        }
+        struct meta_identity *id = &out->identities[out->n_identities++];
+        id->name = col_strdup(s, 0);
+        id->kind = col_strdup(s, 1);
+        id->secret_hash = col_strdup(s, 2);
+        id->description = col_strdup(s, 3);
+        id->created_ms = sqlite3_column_int64(s, 4);
+        id->expires_s = sqlite3_column_int64(s, 5);
+        row = next_row(c, s, e);
+    }
+    sqlite3_finalize(s);
+    if (row < 0)
+        goto fail;
+    cap = 0;
+    rc = az_run(c, "SELECT subject, role, pattern, created_ms FROM role_bindings"
+                   " ORDER BY subject, pattern, role",
+                &s, e, "");
+    if (rc < 0)
+        goto fail;
+    row = rc == SQLITE_ROW ? 1 : 0;
+    while (row == 1) {
+        if (out->n_bindings == cap) {
+            cap = cap ? cap * 2 : 16;
+            out->bindings = xrealloc(out->bindings, cap * sizeof(*out->bindings));
+        }
+        struct meta_binding *b = &out->bindings[out->n_bindings++];
+        b->subject = col_strdup(s, 0);
+        b->role = col_strdup(s, 1);
+        b->pattern = col_strdup(s, 2);
+        b->created_ms = sqlite3_column_int64(s, 3);
+        row = next_row(c, s, e);
+    }
+    sqlite3_finalize(s);
+    if (row < 0)
+        goto fail;
+    tx_rollback(c); /* read-only */
+    return 0;
+fail:
+    tx_rollback(c);
+    meta_auth_state_fini(out);
+    return -1;
+}
+
+static int sq_audit_append(struct metastore *ms, const struct meta_audit *a, struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    return az_exec(c, "INSERT INTO audit_log(time_ms, actor, action, target, status, remote,"
+                      " detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                   e, "itttitt", a->time_ms, a->actor, a->action, a->target, (int64_t)a->status,
+                   a->remote, a->detail);
+}
+
+static int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
+                         struct meta_audit **out, size_t *n_out, struct err *e)
+{
+    *out = NULL;
+    *n_out = 0;
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    int64_t limit = q->limit > 10000 ? 10000 : (int64_t)q->limit;
+    sqlite3_stmt *s;
+    int rc = az_run(c, "SELECT id, time_ms, actor, action, target, status, remote, detail"
+                       " FROM audit_log WHERE (?1 = 0 OR id < ?1) AND (?2 IS NULL OR actor = ?2)"
+                       " AND (?3 IS NULL OR substr(action, 1, length(?3)) = ?3)"
+                       " ORDER BY id DESC LIMIT ?4",
+                    &s, e, "itti", q->before_id, q->actor, q->action, limit);
+    if (rc < 0)
+        return -1;
+    size_t cap = 0;
+    int row = rc == SQLITE_ROW ? 1 : 0;
+    while (row == 1) {
+        if (*n_out == cap) {
+            cap = cap ? cap * 2 : 32;
+            *out = xrealloc(*out, cap * sizeof(**out));
+        }
+        struct meta_audit *a = &(*out)[(*n_out)++];
+        a->id = sqlite3_column_int64(s, 0);
+        a->time_ms = sqlite3_column_int64(s, 1);
+        a->actor = col_strdup(s, 2);
+        a->action = col_strdup(s, 3);
+        a->target = col_strdup(s, 4);
+        a->status = sqlite3_column_int(s, 5);
+        a->remote = col_strdup(s, 6);
+        a->detail = col_strdup(s, 7);
+        row = next_row(c, s, e);
+    }
+    sqlite3_finalize(s);
+    if (row < 0) {
+        meta_audit_free(*out, *n_out);
+        *out = NULL;
+        *n_out = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static int sq_upload_set_owner(struct metastore *ms, const char *id, const char *owner,
+                               struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, true, e) != 0)
+        return -1;
+    if (az_exec(c, "DELETE FROM upload_owners WHERE id NOT IN (SELECT id FROM uploads)", e,
+                "") != 0 ||
+        az_exec(c, "INSERT OR REPLACE INTO upload_owners(id, owner) VALUES (?1, ?2)", e, "tt",
+                id, owner) != 0) {
+        tx_rollback(c);
+        return -1;
+    }
+    return tx_commit(c, e);
+}
+
+static int sq_upload_count_owned(struct metastore *ms, const char *owner, int64_t now_s,
+                                 int64_t *n, struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = az_run(c, "SELECT count(*) FROM upload_owners o JOIN uploads u ON u.id = o.id"
+                       " WHERE o.owner = ?1 AND u.expires_s >= ?2",
+                    &s, e, "ti", owner, now_s);
+    if (rc < 0)
+        return -1;
+    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_finalize(s);
+    return 0;
+}
+
+void meta_auth_state_fini(struct meta_auth_state *st)
+{
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < st->n_identities; i++) {
+        free(st->identities[i].name);
+        free(st->identities[i].kind);
+        free(st->identities[i].secret_hash);
+        free(st->identities[i].description);
+    }
+    for (size_t i = 0; i < st->n_bindings; i++) {
+        free(st->bindings[i].subject);
+        free(st->bindings[i].role);
+        free(st->bindings[i].pattern);
+    }
+    FREE_AND_NULL(st->identities);
+    FREE_AND_NULL(st->bindings);
+    st->n_identities = 0;
+    st->n_bindings = 0;
+}
+
+void meta_audit_free(struct meta_audit *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(list[i].actor);
+        free(list[i].action);
+        free(list[i].target);
+        free(list[i].remote);
+        free(list[i].detail);
+    }
+    free(list);
+}
+
+/* ==========================================================================
+ * Replication (repl.c): the event log read by peers, events applied from them, pending
+ * manifests, per-region status, replicated objects, peer cursors, anti-entropy.
+ *
+ *   peer event --event_apply--> vv check --merge_event--> tag_regs / manifest_tombs /
+ *                                                          manifests (is_visible = 0) /
+ *                                                          objects / repl_status
+ *                                           \--> appended to events (relay), vv advanced
+ *   fetcher --pending_list--> content fetched --pending_complete--> is_visible = 1
+ * ========================================================================== */
+
+void meta_event_fini(struct meta_event *ev)
+{
+    if (ev == NULL)
+        return;
+    FREE_AND_NULL(ev->origin);
+    FREE_AND_NULL(ev->kind);
+    FREE_AND_NULL(ev->repo);
+    FREE_AND_NULL(ev->name);
+    FREE_AND_NULL(ev->digest);
+    FREE_AND_NULL(ev->payload);
+}
+
+void meta_vv_fini(struct meta_vv *vv)
+{
+    for (size_t i = 0; i < vv->n; i++)
+        free(vv->origins[i]);
+    FREE_AND_NULL(vv->origins);
+    FREE_AND_NULL(vv->seqs);
+    vv->n = 0;
+}
+
+int64_t meta_vv_get(const struct meta_vv *vv, const char *origin)
+{
+    for (size_t i = 0; vv != NULL && i < vv->n; i++) {
+        if (strcmp(vv->origins[i], origin) == 0)
+            return vv->seqs[i];
+    }
+    return 0;
+}
+
+void meta_pending_fini(struct meta_pending *p)
+{
+    FREE_AND_NULL(p->repo);
+    FREE_AND_NULL(p->refs);
+    FREE_AND_NULL(p->ref_sizes);
+    p->n_refs = 0;
+}
+
+void meta_status_free(struct meta_status *list, size_t n)
+{
+    for (size_t i = 0; list != NULL && i < n; i++) {
+        free(list[i].region);
+        free(list[i].state);
+        free(list[i].details);
+    }
+    free(list);
+}
+
+static void event_from_row(sqlite3_stmt *s, struct meta_event *ev)
+{
+    ev->seq = sqlite3_column_int64(s, 0);
+    ev->origin = col_strdup(s, 1);
+    ev->origin_seq = sqlite3_column_int64(s, 2);
+    ev->hlc = (uint64_t)sqlite3_column_int64(s, 3);
+    ev->kind = col_strdup(s, 4);
+    ev->repo = col_strdup(s, 5);
+    ev->name = col_strdup(s, 6);
+    ev->digest = col_strdup(s, 7);
+    ev->payload = col_strdup(s, 8);
+}
+
+#define EVENTS_SCAN_MAX 20000 /* rows examined per read, so one call stays short */
+
+static int sq_events_read(struct metastore *ms, int64_t after_seq, const struct meta_vv *vv,
+                          size_t max, struct meta_event **out, size_t *n_out, int64_t *last_seq,
+                          struct err *e)
+{
+    *out = NULL;
+    *n_out = 0;
+    *last_seq = after_seq;
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, false, e) != 0)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_EVENTS_READ, &s, e, "ii", after_seq, (int64_t)EVENTS_SCAN_MAX);
+    if (rc < 0)
+        goto fail;
+    struct meta_event *list = xcalloc(max ? max : 1, sizeof(*list));
+    size_t n = 0;
+    int row = rc == SQLITE_ROW;
+    while (row == 1 && n < max) {
+        int64_t seq = sqlite3_column_int64(s, 0);
+        const char *origin = (const char *)sqlite3_column_text(s, 1);
+        int64_t origin_seq = sqlite3_column_int64(s, 2);
+        *last_seq = seq;
+        if (origin_seq > meta_vv_get(vv, origin ? origin : ""))
+            event_from_row(s, &list[n++]);
+        row = next_row(c, s, e);
+    }
+    stmt_done(s);
+    if (row < 0) {
+        for (size_t i = 0; i < n; i++)
+            meta_event_fini(&list[i]);
+        free(list);
+        goto fail;
+    }
+    tx_commit(c, e);
+    *out = list;
+    *n_out = n;
+    return 0;
+fail:
+    tx_rollback(c);
+    return -1;
+}
+
+static int sq_vv_get(struct metastore *ms, struct meta_vv *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_VV_ALL, &s, e, "");
+    if (rc < 0)
+        return -1;
+    for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+        out->origins = xrealloc(out->origins, (out->n + 1) * sizeof(char *));
+        out->seqs = xrealloc(out->seqs, (out->n + 1) * sizeof(int64_t));
+        out->origins[out->n] = col_strdup(s, 0);
+        out->seqs[out->n++] = sqlite3_column_int64(s, 1);
+    }
+    stmt_done(s);
+    return 0;
+}
+
+/* manifest_put payload: verifies the body against the digest, then records the
+ * manifest, not visible until its content is here. */
+static int merge_manifest_put(struct sq_conn *c, const struct meta_event *ev, struct err *e)
+{
+    json_error_t je;
+    json_t *p = ev->payload ? json_loads(ev->payload, 0, &je) : NULL;
+    const char *body64 = json_string_value(json_object_get(p, "body"));
+    const char *media_type = json_string_value(json_object_get(p, "mediaType"));
+    struct digest d;
+    size_t body_len = 0;
+    char *body = NULL;
+    int result = -1;
+    if (ev->repo == NULL || ev->digest == NULL || body64 == NULL || media_type == NULL ||
+        digest_parse(ev->digest, strlen(ev->digest), &d, e) != 0) {
+        err_set(e, ERR_BAD_REQUEST, "manifest_put event without repo, digest or body");
+        goto out;
+    }
+    body = base64_decode(body64, strlen(body64), &body_len);
+    struct digest got;
+    if (body == NULL)
+        goto bad;
+    digest_of_buffer(d.alg, body, body_len, &got);
+    if (!digest_equal(&got, &d)) {
+        log_warn("metastore", "manifest %s from %s does not match its digest", d.str,
+                 ev->origin);
+        goto bad;
+    }
+    bool covered;
+    if (tomb_covers(c, ev->repo, d.str, (int64_t)ev->hlc, ev->origin, &covered, e) != 0)
+        goto out;
+    if (covered) {
+        result = 0; /* deleted later than it was put */
+        goto out;
+    }
+    int64_t repo_id;
+    if (repo_ensure(c, ev->repo, &repo_id, e) != 0)
+        goto out;
+    json_t *annotations = json_object_get(p, "annotations");
+    if (exec(c, SQ_MANIFEST_INSERT_REMOTE, e, "itttttibiit", repo_id, d.str, media_type,
+             json_string_value(json_object_get(p, "artifactType")),
+             json_is_string(annotations) ? json_string_value(annotations) : NULL,
+             json_string_value(json_object_get(p, "subject")), (int64_t)body_len,
+             (const void *)body, body_len, util_now_ms(), (int64_t)ev->hlc, ev->origin) != 0)
+        goto out;
+    if (sqlite3_changes(c->db) > 0) {
+        json_t *refs = json_object_get(p, "refs");
+        for (size_t i = 0; i < json_array_size(refs); i++) {
+            json_t *r = json_array_get(refs, i);
+            const char *rd = json_string_value(json_object_get(r, "digest"));
+            struct digest rdig;
+            struct err ignore = {0};
+            if (rd == NULL || digest_parse(rd, strlen(rd), &rdig, &ignore) != 0)
+                goto bad;
+            if (exec(c, SQ_REF_INSERT_SIZED, e, "ittii", repo_id, d.str, rdig.str,
+                     (int64_t)json_is_true(json_object_get(r, "isManifest")),
+                     (int64_t)json_integer_value(json_object_get(r, "size"))) != 0)
+                goto out;
+        }
+        if (tags_rematerialize(c, repo_id, ev->repo, d.str, e) != 0)
+            goto out;
+    }
+    result = 0;
+    goto out;
+bad:
+    err_set(e, ERR_BAD_REQUEST, "malformed manifest_put event");
+out:
+    free(body);
+    json_decref(p);
+    return result;
+}
+
+static int merge_object(struct sq_conn *c, const struct meta_event *ev, bool is_delete,
+                        struct err *e)
+{
+    json_error_t je;
+    json_t *p = ev->payload ? json_loads(ev->payload, 0, &je) : NULL;
+    const char *kind = json_string_value(json_object_get(p, "kind"));
+    if (kind == NULL || ev->name == NULL) {
+        json_decref(p);
+        return err_set(e, ERR_BAD_REQUEST, "object event without kind or key");
+    }
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_OBJ_GET, &s, e, "tt", kind, ev->name);
+    if (rc < 0) {
+        json_decref(p);
+        return -1;
+    }
+    bool wins = rc != SQLITE_ROW ||
+                hlc_lww_wins(ev->hlc, ev->origin, (uint64_t)sqlite3_column_int64(s, 1),
+                             (const char *)sqlite3_column_text(s, 2));
+    stmt_done(s);
+    rc = 0;
+    if (wins) {
+        char *value = is_delete ? NULL
+                                : json_dumps(json_object_get(p, "value"), JSON_COMPACT);
+        rc = exec(c, SQ_OBJ_SET, e, "tttiti", kind, ev->name, value, (int64_t)ev->hlc,
+                  ev->origin, (int64_t)is_delete);
+        free(value);
+    }
+    json_decref(p);
+    return rc;
+}
+
+static int merge_status(struct sq_conn *c, const struct meta_event *ev, struct err *e)
+{
+    json_error_t je;
+    json_t *p = ev->payload ? json_loads(ev->payload, 0, &je) : NULL;
+    struct meta_status st = {
+        .region = (char *)json_string_value(json_object_get(p, "region")),
+        .state = (char *)json_string_value(json_object_get(p, "state")),
+        .bytes_done = json_integer_value(json_object_get(p, "bytesDone")),
+        .bytes_total = json_integer_value(json_object_get(p, "bytesTotal")),
+        .updated_ms = json_integer_value(json_object_get(p, "updatedMs")),
+        .details = (char *)json_string_value(json_object_get(p, "details")),
+    };
+    int rc = 0;
+    /* A region is the authority on its own status: others' reports of it are ignored. */
+    if (st.region && st.state && ev->repo && ev->digest &&
+        strcmp(st.region, c->store->region) != 0) {
+        sqlite3_stmt *s;
+        rc = query(c, SQ_STATUS_GET, &s, e, "ttt", ev->repo, ev->digest, st.region);
+        if (rc >= 0) {
+            bool is_newer = rc != SQLITE_ROW || sqlite3_column_int64(s, 0) <= st.updated_ms;
+            stmt_done(s);
+            rc = is_newer ? status_write(c, ev->repo, ev->digest, &st, false, e) : 0;
+        }
+    }
+    json_decref(p);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Merges one event into state (no log, no version vector). */
+static int merge_event(struct sq_conn *c, const struct meta_event *ev, struct err *e)
+{
+    hlc_seen(c->store, ev->hlc);
+    const char *k = ev->kind;
+    int64_t repo_id;
+    bool applied;
+    if (strcmp(k, "manifest_put") == 0)
+        return merge_manifest_put(c, ev, e);
+    if (strcmp(k, "object_put") == 0 || strcmp(k, "object_delete") == 0)
+        return merge_object(c, ev, k[7] == 'd', e);
+    if (strcmp(k, "status") == 0)
+        return merge_status(c, ev, e);
+    bool is_tag = strcmp(k, "tag_set") == 0 || strcmp(k, "tag_delete") == 0;
+    bool is_tomb = strcmp(k, "manifest_delete") == 0;
+    if (!is_tag && !is_tomb)
+        return 0; /* region-local bookkeeping (blob links): nothing to merge */
+    if (ev->repo == NULL || (is_tag && ev->name == NULL) || (is_tomb && ev->digest == NULL))
+        return err_set(e, ERR_BAD_REQUEST, "%s event without its fields", k);
+    if (repo_ensure(c, ev->repo, &repo_id, e) != 0)
+        return -1;
+    if (is_tomb)
+        return tomb_merge(c, repo_id, ev->repo, ev->digest, (int64_t)ev->hlc, ev->origin, e);
+    const char *digest = strcmp(k, "tag_set") == 0 ? ev->digest : NULL;
+    if (digest == NULL && strcmp(k, "tag_set") == 0)
+        return err_set(e, ERR_BAD_REQUEST, "tag_set event without digest");
+    return tag_merge(c, repo_id, ev->repo, ev->name, digest, (int64_t)ev->hlc, ev->origin,
+                     &applied, e);
+}
+
+static int sq_event_apply(struct metastore *ms, const struct meta_event *ev, bool *is_new,
+                          bool *is_gap, struct err *e)
+{
+    *is_new = false;
+    *is_gap = false;
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, true, e) != 0)
+        return -1;
+    int64_t have;
+    if (vv_read(c, ev->origin, &have, e) != 0)
+        goto fail;
+    if (ev->origin_seq <= have || strcmp(ev->origin, c->store->region) == 0) {
+        tx_rollback(c);
+        return 0; /* seen already (our own events come back through relays too) */
+    }
+    if (ev->origin_seq > have + 1) {
+        *is_gap = true;
+        tx_rollback(c);
+        return 0;
+    }
+    if (merge_event(c, ev, e) != 0)
+        goto fail;
+    if (event_insert(c, ev->origin, ev->origin_seq, (int64_t)ev->hlc, ev->kind, ev->repo,
+                     ev->name, ev->digest, ev->payload, e) != 0)
+        goto fail;
+    if (tx_commit(c, e) != 0)
+        return -1;
+    *is_new = true;
+    return 0;
+fail:
+    tx_rollback(c);
+    return -1;
+}
+
+static int sq_state_merge(struct metastore *ms, const struct meta_event *ev, struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, true, e) != 0)
+        return -1;
+    if (merge_event(c, ev, e) != 0) {
+        tx_rollback(c);
+        return -1;
+    }
+    return tx_commit(c, e);
+}
+
+static int sq_pending_list(struct metastore *ms, size_t max, struct meta_pending **out,
+                           size_t *n_out, struct err *e)
+{
+    *out = NULL;
+    *n_out = 0;
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, false, e) != 0)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_PENDING_LIST, &s, e, "i", (int64_t)max);
+    if (rc < 0)
+        goto fail;
+    struct meta_pending *list = xcalloc(max ? max : 1, sizeof(*list));
+    int64_t *repo_ids = xcalloc(max ? max : 1, sizeof(int64_t));
+    size_t n = 0;
+    for (int row = rc == SQLITE_ROW; row == 1 && n < max; row = next_row(c, s, e)) {
+        list[n].repo = col_strdup(s, 0);
+        col_digest(s, 1, &list[n].digest);
+        repo_ids[n++] = sqlite3_column_int64(s, 2);
+    }
+    stmt_done(s);
+    for (size_t i = 0; i < n; i++) {
+        rc = query(c, SQ_REFS_OF_MANIFEST, &s, e, "it", repo_ids[i], list[i].digest.str);
+        if (rc < 0)
+            break;
+        for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+            size_t k = list[i].n_refs++;
+            list[i].refs = xrealloc(list[i].refs, list[i].n_refs * sizeof(*list[i].refs));
+            list[i].ref_sizes = xrealloc(list[i].ref_sizes, list[i].n_refs * sizeof(int64_t));
+            memset(&list[i].refs[k], 0, sizeof(list[i].refs[k]));
+            col_digest(s, 0, &list[i].refs[k].digest);
+            list[i].refs[k].is_manifest = sqlite3_column_int64(s, 1) != 0;
+            list[i].ref_sizes[k] = sqlite3_column_int64(s, 2);
+        }
+        stmt_done(s);
+    }
+    free(repo_ids);
+    tx_commit(c, e);
+    *out = list;
+    *n_out = n;
+    return 0;
+fail:
+    tx_rollback(c);
+    return -1;
+}
+
+static int sq_pending_complete(struct metastore *ms, const struct meta_pending *p,
+                               struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, true, e) != 0)
+        return -1;
+    int64_t repo_id;
+    sqlite3_stmt *s;
+    if (repo_ensure(c, p->repo, &repo_id, e) != 0)
+        goto fail;
+    for (size_t i = 0; i < p->n_refs; i++) {
+        const char *d = p->refs[i].digest.str;
+        if (p->refs[i].is_manifest) {
+            int rc = query(c, SQ_VISIBLE_CHILD, &s, e, "it", repo_id, d);
+            if (rc < 0)
+                goto fail;
+            stmt_done(s);
+            if (rc != SQLITE_ROW) {
+                err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, "child manifest %s not here yet", d);
+                goto fail;
+            }
+            continue;
+        }
+        if (exec(c, SQ_BLOB_INSERT, e, "ti", d, p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0) != 0 ||
+            exec(c, SQ_LINK_INSERT, e, "it", repo_id, d) != 0)
+            goto fail;
+    }
+    if (exec(c, SQ_MANIFEST_SET_VISIBLE, e, "it", repo_id, p->digest.str) != 0)
+        goto fail;
+    return tx_commit(c, e);
+fail:
+    tx_rollback(c);
+    return -1;
+}
+
+static int sq_status_set(struct metastore *ms, const char *repo, const struct digest *d,
+                         const struct meta_status *st, bool is_event, struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, true, e) != 0)
+        return -1;
+    if (status_write(c, repo, d->str, st, is_event, e) != 0) {
+        tx_rollback(c);
+        return -1;
+    }
+    return tx_commit(c, e);
+}
+
+static int sq_status_list(struct metastore *ms, const char *repo, const struct digest *d,
+                          struct meta_status **out, size_t *n_out, struct err *e)
+{
+    *out = NULL;
+    *n_out = 0;
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_STATUS_LIST, &s, e, "tt", repo, d->str);
+    if (rc < 0)
+        return -1;
+    struct meta_status *list = NULL;
+    size_t n = 0;
+    for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+        list = xrealloc(list, (n + 1) * sizeof(*list));
+        list[n].region = col_strdup(s, 0);
+        list[n].state = col_strdup(s, 1);
+        list[n].bytes_done = sqlite3_column_int64(s, 2);
+        list[n].bytes_total = sqlite3_column_int64(s, 3);
+        list[n].updated_ms = sqlite3_column_int64(s, 4);
+        list[n].details = col_strdup(s, 5);
+        n++;
+    }
+    stmt_done(s);
+    *out = list;
+    *n_out = n;
+    return 0;
+}
+
+static int sq_cursor_get(struct metastore *ms, const char *peer, int64_t *seq, struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_CURSOR_GET, &s, e, "t", peer);
+    if (rc < 0)
+        return -1;
+    *seq = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    stmt_done(s);
+    return 0;
+}
+
+static int sq_cursor_set(struct metastore *ms, const char *peer, int64_t seq, struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    return exec(c, SQ_CURSOR_SET, e, "ti", peer, seq);
+}
+
+static int sq_log_head(struct metastore *ms, int64_t *seq, struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_LOG_HEAD, &s, e, "");
+    if (rc < 0)
+        return -1;
+    *seq = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    stmt_done(s);
+    return 0;
+}
+
+/* Hashes the replicated state of one repository: tag registers, manifests, tombstones. */
+static int repo_digest(struct sq_conn *c, int64_t repo_id, const char *repo,
+                       struct digest *out, struct err *e)
+{
+    struct hasher *h = digest_hasher_new(DIGEST_SHA256);
+    sqlite3_stmt *s;
+    char line[1024];
+    int rc = query(c, SQ_TREG_OF_REPO, &s, e, "t", repo);
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+        const unsigned char *dg = sqlite3_column_text(s, 1);
+        int n = snprintf(line, sizeof(line), "t %s %s %" PRId64 " %s\n",
+                         sqlite3_column_text(s, 0), dg ? (const char *)dg : "-",
+                         (int64_t)sqlite3_column_int64(s, 2), sqlite3_column_text(s, 3));
+        digest_hasher_update(h, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    }
+    if (rc >= 0)
+        stmt_done(s);
+    if (rc >= 0)
+        rc = query(c, SQ_MANIFESTS_OF_REPO, &s, e, "i", repo_id);
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+        int n = snprintf(line, sizeof(line), "m %s\n", sqlite3_column_text(s, 0));
+        digest_hasher_update(h, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    }
+    if (rc >= 0)
+        stmt_done(s);
+    if (rc >= 0)
+        rc = query(c, SQ_TOMB_OF_REPO, &s, e, "t", repo);
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+        int n = snprintf(line, sizeof(line), "x %s %" PRId64 " %s\n", sqlite3_column_text(s, 0),
+                         (int64_t)sqlite3_column_int64(s, 1), sqlite3_column_text(s, 2));
+        digest_hasher_update(h, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    }
+    if (rc >= 0)
+        stmt_done(s);
+    digest_hasher_final(h, out);
+    digest_hasher_free(h);
+    return rc < 0 ? -1 : 0;
+}
+
+static int sq_summary(struct metastore *ms, struct buf *out, struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, false, e) != 0)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_ALL_REPOS, &s, e, "");
+    if (rc < 0)
+        goto fail;
+    size_t n = 0;
+    int64_t *ids = NULL;
+    char **names = NULL;
+    for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+        ids = xrealloc(ids, (n + 1) * sizeof(int64_t));
+        names = xrealloc(names, (n + 1) * sizeof(char *));
+        ids[n] = sqlite3_column_int64(s, 0);
+        names[n++] = col_strdup(s, 1);
+    }
+    stmt_done(s);
+    buf_appends(out, "{");
+    int result = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct digest d;
+        if (result == 0 && repo_digest(c, ids[i], names[i], &d, e) == 0) {
+            if (i)
+                buf_append(out, ",", 1);
+            buf_append_json_string(out, names[i]);
+            buf_printf(out, ":\"%s\"", d.str);
+        } else {
+            result = -1;
+        }
+        free(names[i]);
+    }
+    buf_appends(out, "}");
+    free(ids);
+    free(names);
+    tx_commit(c, e);
+    return result;
+fail:
+    tx_rollback(c);
+    return -1;
+}
+
+static struct meta_event *state_add(struct meta_event **list, size_t *n, const char *kind,
+                                    const char *repo, int64_t hlc, const char *origin)
+{
+    *list = xrealloc(*list, (*n + 1) * sizeof(**list));
+    struct meta_event *ev = &(*list)[(*n)++];
+    memset(ev, 0, sizeof(*ev));
+    ev->kind = xstrdup(kind);
+    ev->repo = xstrdup(repo);
+    ev->hlc = (uint64_t)hlc;
+    ev->origin = xstrdup(origin && *origin ? origin : "unknown");
+    ev->origin_seq = 1;
+    return ev;
+}
+
+static int sq_repo_state(struct metastore *ms, const char *repo, struct meta_event **out,
+                         size_t *n_out, struct err *e)
+{
+    *out = NULL;
+    *n_out = 0;
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, false, e) != 0)
+        return -1;
+    int64_t repo_id;
+    sqlite3_stmt *s, *r;
+    struct meta_event *list = NULL;
+    size_t n = 0;
+    int rc = repo_find(c, repo, &repo_id, e);
+    if (rc != 0) {
+        tx_commit(c, e);
+        return rc < 0 ? -1 : 0;
+    }
+    rc = query(c, SQ_MANIFESTS_OF_REPO, &s, e, "i", repo_id);
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+        struct meta_event *ev = state_add(&list, &n, "manifest_put", repo,
+                                          sqlite3_column_int64(s, 6),
+                                          (const char *)sqlite3_column_text(s, 7));
+        ev->digest = col_strdup(s, 0);
+        struct buf p;
+        buf_init(&p, SQ_PAYLOAD_MAX_BYTES);
+        buf_appends(&p, "{\"mediaType\":");
+        buf_append_json_string(&p, (const char *)sqlite3_column_text(s, 1));
+        for (int col = 2; col <= 4; col++) {
+            static const char *const keys[] = {"", "", "artifactType", "annotations", "subject"};
+            if (sqlite3_column_type(s, col) == SQLITE_NULL)
+                continue;
+            buf_printf(&p, ",\"%s\":", keys[col]);
+            buf_append_json_string(&p, (const char *)sqlite3_column_text(s, col));
+        }
+        buf_appends(&p, ",\"refs\":[");
+        int rr = query(c, SQ_REFS_OF_MANIFEST, &r, e, "it", repo_id, ev->digest);
+        int k = 0;
+        for (int row2 = rr == SQLITE_ROW; rr >= 0 && row2 == 1; row2 = next_row(c, r, e), k++)
+            buf_printf(&p, "%s{\"digest\":\"%s\",\"isManifest\":%s,\"size\":%" PRId64 "}",
+                       k ? "," : "", sqlite3_column_text(r, 0),
+                       sqlite3_column_int64(r, 1) ? "true" : "false",
+                       (int64_t)sqlite3_column_int64(r, 2));
+        if (rr >= 0)
+            stmt_done(r);
+        char *b64 = base64_encode(sqlite3_column_blob(s, 5), (size_t)sqlite3_column_bytes(s, 5));
+        buf_printf(&p, "],\"body\":\"%s\"}", b64);
+        free(b64);
+        ev->payload = buf_steal(&p, NULL);
+        buf_fini(&p);
+    }
+    if (rc >= 0)
+        stmt_done(s);
+    if (rc >= 0)
+        rc = query(c, SQ_TREG_OF_REPO, &s, e, "t", repo);
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+        bool is_deleted = sqlite3_column_type(s, 1) == SQLITE_NULL;
+        struct meta_event *ev = state_add(&list, &n, is_deleted ? "tag_delete" : "tag_set", repo,
+                                          sqlite3_column_int64(s, 2),
+                                          (const char *)sqlite3_column_text(s, 3));
+        ev->name = col_strdup(s, 0);
+        ev->digest = col_strdup(s, 1);
+    }
+    if (rc >= 0)
+        stmt_done(s);
+    if (rc >= 0)
+        rc = query(c, SQ_TOMB_OF_REPO, &s, e, "t", repo);
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+        struct meta_event *ev = state_add(&list, &n, "manifest_delete", repo,
+                                          sqlite3_column_int64(s, 1),
+                                          (const char *)sqlite3_column_text(s, 2));
+        ev->digest = col_strdup(s, 0);
+    }
+    if (rc >= 0)
+        stmt_done(s);
+    tx_commit(c, e);
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++)
+            meta_event_fini(&list[i]);
+        free(list);
+        return -1;
+    }
+    *out = list;
+    *n_out = n;
+    return 0;
+}
+
+static int sq_manifest_lookup(struct metastore *ms, const char *repo, const char *reference,
+                              struct digest *d, char **media_type, int64_t *size,
+                              bool *is_visible, struct err *e)
+{
+    *media_type = NULL;
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, false, e) != 0)
+        return -1;
+    int64_t repo_id;
+    sqlite3_stmt *s;
+    int rc = repo_find(c, repo, &repo_id, e);
+    if (rc != 0) {
+        if (rc > 0)
+            err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
+        goto fail;
+    }
+    if (strchr(reference, ':') != NULL) {
+        if (digest_parse(reference, strlen(reference), d, e) != 0)
+            goto fail;
+    } else {
+        rc = query(c, SQ_TREG_GET, &s, e, "tt", repo, reference);
+        if (rc < 0)
+            goto fail;
+        bool found = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL;
+        if (found)
+            col_digest(s, 0, d);
+        stmt_done(s);
+        if (!found) {
+            err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
+            goto fail;
+        }
+    }
+    rc = query(c, SQ_MANIFEST_LOOKUP, &s, e, "it", repo_id, d->str);
+    if (rc < 0)
+        goto fail;
+    if (rc == SQLITE_ROW) {
+        *media_type = col_strdup(s, 0);
+        *size = sqlite3_column_int64(s, 1);
+        *is_visible = sqlite3_column_int64(s, 2) != 0;
+    }
+    stmt_done(s);
+    if (rc != SQLITE_ROW) {
+        err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
+        goto fail;
+    }
+    tx_commit(c, e);
+    return 0;
+fail:
+    tx_rollback(c);
+    return -1;
+}
+
+/* Replicated objects ------------------------------------------------------------ */
+
+static int sq_object_put(struct metastore *ms, const char *kind, const char *key,
+                         const char *value_json, struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct buf p;
+    buf_init(&p, SQ_PAYLOAD_MAX_BYTES);
+    buf_appends(&p, "{\"kind\":");
+    buf_append_json_string(&p, kind);
+    buf_appends(&p, ",\"value\":");
+    buf_appends(&p, value_json);
+    buf_appends(&p, "}");
+    if (payload_check(&p, e) != 0 || tx_begin(c, true, e) != 0) {
+        buf_fini(&p);
+        return -1;
+    }
+    int64_t hlc = hlc_next(c->store);
+    if (exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, value_json, hlc, c->store->region,
+             (int64_t)0) != 0 ||
+        event_append_clock(c, "object_put", NULL, key, NULL, p.data, hlc, e) != 0) {
+        tx_rollback(c);
+        buf_fini(&p);
+        return -1;
+    }
+    buf_fini(&p);
+    return tx_commit(c, e);
+}
+
+static int sq_object_delete(struct metastore *ms, const char *kind, const char *key,
+                            struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, true, e) != 0)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_OBJ_GET, &s, e, "tt", kind, key);
+    if (rc < 0)
+        goto fail;
+    bool exists = rc == SQLITE_ROW && sqlite3_column_int64(s, 3) == 0;
+    stmt_done(s);
+    if (!exists) {
+        err_set(e, ERR_NOT_FOUND, "no %s named %s", kind, key);
+        goto fail;
+    }
+    int64_t hlc = hlc_next(c->store);
+    struct buf p;
+    buf_init(&p, 4096);
+    buf_appends(&p, "{\"kind\":");
+    buf_append_json_string(&p, kind);
+    buf_appends(&p, "}");
+    rc = exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, NULL, hlc, c->store->region, (int64_t)1);
+    if (rc == 0)
+        rc = event_append_clock(c, "object_delete", NULL, key, NULL, p.data, hlc, e);
+    buf_fini(&p);
+    if (rc != 0)
+        goto fail;
+    return tx_commit(c, e);
+fail:
+    tx_rollback(c);
+    return -1;
+}
+
+static int sq_object_get(struct metastore *ms, const char *kind, const char *key,
+                         char **value_json, struct err *e)
+{
+    *value_json = NULL;
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_OBJ_GET, &s, e, "tt", kind, key);
+    if (rc < 0)
+        return -1;
+    if (rc == SQLITE_ROW && sqlite3_column_int64(s, 3) == 0)
+        *value_json = col_strdup(s, 0);
+    stmt_done(s);
+    if (*value_json == NULL)
+        return err_set(e, ERR_NOT_FOUND, "no %s named %s", kind, key);
+    return 0;
+}
+
+static int sq_object_list(struct metastore *ms, const char *kind, struct meta_name_list *keys,
+                          struct meta_name_list *values, struct err *e)
+{
+    memset(keys, 0, sizeof(*keys));
+    memset(values, 0, sizeof(*values));
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_OBJ_LIST, &s, e, "t", kind);
+    if (rc < 0)
+        return -1;
+    for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+        keys->names = xrealloc(keys->names, (keys->n + 1) * sizeof(char *));
+        values->names = xrealloc(values->names, (values->n + 1) * sizeof(char *));
+        keys->names[keys->n++] = col_strdup(s, 0);
+        char *v = col_strdup(s, 1);
+        values->names[values->n++] = v ? v : xstrdup("{}");
+    }
+    stmt_done(s);
+    return 0;
 }

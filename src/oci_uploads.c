@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authz.h"
 #include "log.h"
 #include "metrics.h"
 #include "name.h"
@@ -70,6 +71,20 @@ static void on_cleanup(struct http_req *req)
     req->sink_state = NULL;
 }
 
+/* Ends a failed request's use of its session at once: its bytes are cut away and the
+ * session is free for the client's retry even before this reply is on the wire. */
+static void end_failed(struct http_req *req, struct upload_req *u)
+{
+    struct err e = {0};
+    if (u->st == NULL)
+        return;
+    if (u->st->offset != u->start_offset)
+        upload_sessions_truncate(u->st, u->start_offset, &e);
+    upload_sessions_release(req->reg->uploads, u->st);
+    u->st = NULL;
+    u->is_done = true;
+}
+
 /* Takes the session and prepares to stream the body into it. */
 static int begin_stream(struct http_req *req, struct upload_state *st)
 {
@@ -93,6 +108,7 @@ static int check_content_range(struct http_req *req, struct upload_req *u)
     uint64_t start, end;
     if (range_parse_content_range(cr, &start, &end) != 0) {
         http_reply_error(req, ERR_BLOB_UPLOAD_INVALID, "malformed Content-Range");
+        end_failed(req, u);
         return -1;
     }
     /* distribution-spec: a chunk out of order gets 416 with the session's state. */
@@ -100,6 +116,7 @@ static int check_content_range(struct http_req *req, struct upload_req *u)
         http_reply_error(req, ERR_RANGE_INVALID, "chunk starts at %llu, upload is at %llu",
                          (unsigned long long)start, (unsigned long long)u->st->offset);
         set_session_headers(req, u->st->id, u->st->offset);
+        end_failed(req, u);
         return -1;
     }
     u->has_range = true;
@@ -108,6 +125,7 @@ static int check_content_range(struct http_req *req, struct upload_req *u)
     uint64_t n;
     if (cl && util_parse_u64(cl, strlen(cl), &n) == 0 && n != u->range_len) {
         http_reply_error(req, ERR_SIZE_INVALID, "Content-Length does not match Content-Range");
+        end_failed(req, u);
         return -1;
     }
     return 0;
@@ -142,6 +160,9 @@ static bool try_mount(struct http_req *req)
         return false;
     if (!name_is_valid_repo(from, strlen(from)))
         return false;
+    /* Mounting reads the source: without pull on it, fall back to an upload. */
+    if (!authz_can(req, from, AUTH_PERM_PULL, true))
+        return false;
     if (reg->ms->ops->blob_get(reg->ms, from, &d, &size, &e) != 0)
         return false;
     if (reg->ms->ops->blob_link(reg->ms, req->repo, &d, size, &e) != 0) {
@@ -165,10 +186,13 @@ static void start_upload(struct http_req *req)
     bool is_monolithic = http_req_has_query(req, "digest");
     if (is_monolithic && parse_digest_param(req, &d) != 0)
         return;
+    if (authz_upload_admit(req) != 0)
+        return;
     if (upload_sessions_create(reg->uploads, req->repo, reg->cfg->upload_ttl_s, id, &e) != 0) {
         http_reply_err(req, &e);
         return;
     }
+    authz_upload_started(req, id);
     if (!is_monolithic) {
         set_session_headers(req, id, 0);
         http_reply(req, 202, NULL, NULL, 0);
@@ -239,6 +263,7 @@ static void finish_upload(struct http_req *req, struct upload_req *u)
     AZ(pthread_rwlock_unlock(&reg->gc_lock));
     if (rc != 0) {
         http_reply_err(req, &e);
+        end_failed(req, u);
         return;
     }
     metrics_count_blob_committed(size);
@@ -259,6 +284,7 @@ void oci_upload(struct http_req *req)
     }
     if (u->has_range && u->st->offset - u->start_offset != u->range_len) {
         http_reply_error(req, ERR_SIZE_INVALID, "chunk is shorter than its Content-Range");
+        end_failed(req, u);
         return;
     }
     if (u->has_digest) {
@@ -267,4 +293,10 @@ void oci_upload(struct http_req *req)
     }
     set_session_headers(req, u->st->id, u->st->offset);
     http_reply(req, 202, NULL, NULL, 0);
+    /* Release the session now, not when the request is freed: that happens after the
+     * reply is on the wire, and a client may already send its next chunk or the final
+     * PUT on another connection. */
+    u->is_done = true;
+    upload_sessions_release(req->reg->uploads, u->st);
+    u->st = NULL;
 }

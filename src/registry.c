@@ -18,13 +18,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authz.h"
 #include "log.h"
 #include "manifest.h"
 #include "mgmt_api.h"
 #include "metrics.h"
 #include "name.h"
+#include "repl.h"
 #include "upload_sessions.h"
 #include "util.h"
+#include "webhook.h"
 
 static void count_upload(const char *id, void *arg)
 {
@@ -50,6 +53,12 @@ struct registry *registry_open(struct config *cfg, struct err *e)
     if (reg->ms == NULL)
         goto fail;
     reg->uploads = upload_sessions_new(reg->bs, reg->ms);
+    reg->authz = authz_open(cfg, reg->ms, e);
+    if (reg->authz == NULL)
+        goto fail;
+    /* Resumes deliveries left pending before a restart. */
+    reg->webhooks = webhook_worker_start(reg);
+    reg->repl = repl_new(reg);
     /* Sessions left from before a restart are still open until they finish or expire. */
     size_t n_open = 0;
     blobstore_fs_each_upload(reg->bs, count_upload, &n_open);
@@ -64,7 +73,12 @@ void registry_close(struct registry *reg)
 {
     if (reg == NULL)
         return;
+    repl_stop(reg->repl);
+    repl_free(reg->repl);
+    /* After replication, which reports effects to webhooks; before the metastore. */
+    webhook_worker_stop(reg->webhooks);
     upload_sessions_free(reg->uploads);
+    authz_close(reg->authz);
     if (reg->ms)
         reg->ms->ops->close(reg->ms);
     if (reg->bs)
@@ -151,7 +165,35 @@ static void set_capture(struct http_req *req, const char *name, size_t name_len,
     req->ref = ref ? xstrdup(ref) : NULL;
 }
 
-static void route(struct http_req *req)
+/* Checks a manifest PUT's declared size before its body is read. */
+static void manifest_headers(struct http_req *req)
+{
+    if (strcmp(req->method, "PUT") != 0)
+        return;
+    /* distribution-spec: manifests over the limit get 413. */
+    const char *cl = http_req_header(req, "Content-Length");
+    uint64_t n;
+    if (cl && util_parse_u64(cl, strlen(cl), &n) == 0 && n > MANIFEST_MAX_BYTES) {
+        http_reply_error(req, ERR_MANIFEST_TOO_LARGE, "manifest exceeds %d bytes",
+                         MANIFEST_MAX_BYTES);
+        return;
+    }
+    req->body.max_bytes = MANIFEST_MAX_BYTES;
+    err_set(&req->err, ERR_MANIFEST_TOO_LARGE, "manifest exceeds %d bytes", MANIFEST_MAX_BYTES);
+}
+
+static void upload_headers(struct http_req *req)
+{
+    oci_upload_headers(req);
+}
+
+/* The headers-phase step of a route: runs once the request is authorized. */
+typedef void route_step_f(struct http_req *req);
+
+/* Classifies the request: sets route, repo and ref, replies at once to an unknown path
+ * or a method the route does not take, and returns the step to run in the headers phase
+ * (NULL: none; the handler runs when the body is in). */
+static route_step_f *route(struct http_req *req)
 {
     static const char *const get_head[] = {"GET", "HEAD", NULL};
     static const char *const get_only[] = {"GET", NULL};
@@ -165,41 +207,33 @@ static void route(struct http_req *req)
     if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
         strcmp(path, "/metrics") == 0) {
         req->route = path[1] == 'h' ? ROUTE_HEALTHZ : path[1] == 'r' ? ROUTE_READYZ : ROUTE_METRICS;
-        if (allow(req, get_head))
-            oci_health(req);
-        return;
+        return allow(req, get_head) ? oci_health : NULL;
     }
     if (strncmp(path, MGMT_PREFIX, strlen(MGMT_PREFIX)) == 0) {
         /* Management requests are small JSON documents, handled once the body is in. */
         req->route = ROUTE_MGMT;
         req->body.max_bytes = MGMT_BODY_MAX;
         err_set(&req->err, ERR_BAD_REQUEST, "request body exceeds %d bytes", MGMT_BODY_MAX);
-        return;
+        return NULL;
     }
     if (strcmp(path, "/v2") == 0 || strcmp(path, "/v2/") == 0) {
         req->route = ROUTE_BASE;
-        if (allow(req, get_head))
-            oci_base(req);
-        return;
+        return allow(req, get_head) ? oci_base : NULL;
     }
     if (strncmp(path, "/v2/", 4) != 0) {
-        http_reply_error(req, ERR_NOT_FOUND, "no such endpoint");
-        return;
+        http_reply_error(req, ERR_ROUTE_UNKNOWN, "no such endpoint");
+        return NULL;
     }
     const char *rest = path + 4;
     size_t rest_len = strlen(rest);
     if (strcmp(rest, "_catalog") == 0) {
         req->route = ROUTE_CATALOG;
-        if (allow(req, get_only))
-            oci_catalog(req);
-        return;
+        return allow(req, get_only) ? oci_catalog : NULL;
     }
     if (rest_len > 10 && strcmp(rest + rest_len - 10, "/tags/list") == 0) {
         req->route = ROUTE_TAGS;
         set_capture(req, rest, rest_len - 10, NULL);
-        if (allow(req, get_only))
-            oci_tags(req);
-        return;
+        return allow(req, get_only) ? oci_tags : NULL;
     }
     if ((m = find_marker(rest, "/blobs/uploads/")) != NULL ||
         (rest_len > 14 && strcmp(rest + rest_len - 14, "/blobs/uploads") == 0 &&
@@ -207,58 +241,43 @@ static void route(struct http_req *req)
         const char *id = m + 14;
         id += *id == '/';
         set_capture(req, rest, (size_t)(m - rest), *id ? id : NULL);
-        if (*id == '\0') {
-            req->route = ROUTE_UPLOAD_START;
-            if (allow(req, post_only))
-                oci_upload_headers(req);
-        } else {
-            req->route = ROUTE_UPLOAD;
-            if (allow(req, upload_methods))
-                oci_upload_headers(req);
-        }
-        return;
+        req->route = *id == '\0' ? ROUTE_UPLOAD_START : ROUTE_UPLOAD;
+        return allow(req, *id == '\0' ? post_only : upload_methods) ? upload_headers : NULL;
     }
     if ((m = find_marker(rest, "/manifests/")) != NULL) {
         req->route = ROUTE_MANIFEST;
         set_capture(req, rest, (size_t)(m - rest), m + 11);
-        if (!allow(req, manifest_methods))
-            return;
-        if (method_is(req, "PUT")) {
-            /* distribution-spec: manifests over the limit get 413. */
-            const char *cl = http_req_header(req, "Content-Length");
-            uint64_t n;
-            if (cl && util_parse_u64(cl, strlen(cl), &n) == 0 && n > MANIFEST_MAX_BYTES) {
-                http_reply_error(req, ERR_MANIFEST_TOO_LARGE, "manifest exceeds %d bytes",
-                                 MANIFEST_MAX_BYTES);
-                return;
-            }
-            req->body.max_bytes = MANIFEST_MAX_BYTES;
-            err_set(&req->err, ERR_MANIFEST_TOO_LARGE, "manifest exceeds %d bytes",
-                    MANIFEST_MAX_BYTES);
-        }
-        return;
+        return allow(req, manifest_methods) ? manifest_headers : NULL;
     }
     if ((m = find_marker(rest, "/blobs/")) != NULL) {
         req->route = ROUTE_BLOB;
         set_capture(req, rest, (size_t)(m - rest), m + 7);
-        if (allow(req, blob_methods))
-            oci_blob(req);
-        return;
+        return allow(req, blob_methods) ? oci_blob : NULL;
     }
     if ((m = find_marker(rest, "/referrers/")) != NULL) {
         req->route = ROUTE_REFERRERS;
         set_capture(req, rest, (size_t)(m - rest), m + 11);
-        if (allow(req, get_only))
-            oci_referrers(req);
-        return;
+        return allow(req, get_only) ? oci_referrers : NULL;
     }
-    http_reply_error(req, ERR_NOT_FOUND, "no such endpoint");
+    http_reply_error(req, ERR_ROUTE_UNKNOWN, "no such endpoint");
+    return NULL;
 }
 
 void registry_on_headers(struct http_req *req)
 {
     http_reply_header(req, "Docker-Distribution-API-Version", "registry/2.0");
-    route(req);
+    route_step_f *step = route(req);
+    /* Access control runs for every request once its route, repository and method are
+     * known, before any handler (authz.c replies 401/403 itself). */
+    if (req->is_replied || !authz_check(req))
+        return;
+    if (step != NULL)
+        step(req);
+}
+
+void registry_on_finished(struct http_req *req, int status)
+{
+    authz_finish(req, status);
 }
 
 void registry_on_complete(struct http_req *req)
@@ -280,4 +299,10 @@ void registry_on_complete(struct http_req *req)
             http_reply_error(req, ERR_INTERNAL, NULL);
         break;
     }
+}
+
+void registry_on_replicated(struct registry *reg, const char *repo, const struct digest *d)
+{
+    (void)reg;
+    log_debug("registry", "push of %s@%s took effect in this region", repo, d->str);
 }

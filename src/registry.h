@@ -13,12 +13,18 @@
 #include "metastore.h"
 
 struct upload_sessions;
+struct authz;
+struct webhook_worker;
+struct repl;
 
 struct registry {
     struct config *cfg;
     struct blobstore *bs;
     struct metastore *ms;
     struct upload_sessions *uploads;
+    struct authz *authz;             /* authz.c: access control */
+    struct webhook_worker *webhooks; /* webhook.c: the delivery worker */
+    struct repl *repl;
     /* Blob commits hold it shared, garbage collection of a blob's bytes holds it
      * exclusive, so a blob being re-pushed is never removed under the new link. */
     pthread_rwlock_t gc_lock;
@@ -28,6 +34,10 @@ struct registry {
 /* Opens storage under cfg->data_dir. NULL with e set on failure. */
 struct registry *registry_open(struct config *cfg, struct err *e);
 void registry_close(struct registry *reg);
+/* A manifest pushed in another region became visible here (replication into this
+ * region completed): the push takes effect here now (regional webhooks fire). */
+void registry_on_replicated(struct registry *reg, const char *repo, const struct digest *d);
+
 /* Reclaims expired upload sessions (bytes and metadata); called periodically. */
 void registry_sweep_uploads(struct registry *reg);
 
@@ -37,6 +47,9 @@ void registry_sweep_uploads(struct registry *reg);
  * in (unless a reply was already made). */
 void registry_on_headers(struct http_req *req);
 void registry_on_complete(struct http_req *req);
+/* Called once per request when it is done (status 499 when the client went away),
+ * before the request is freed: the audit log. */
+void registry_on_finished(struct http_req *req, int status);
 
 /* Handlers: each a resource of the OCI API (file in parentheses). */
 void oci_base(struct http_req *req);                   /* oci_base.c: /v2/ */

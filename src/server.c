@@ -16,6 +16,8 @@
 #include "http.h"
 #include "log.h"
 #include "registry.h"
+#include "tls.h"
+#include "repl.h"
 #include "util.h"
 
 struct sweeper {
@@ -92,16 +94,31 @@ int server_main(int argc, char **argv)
         .is_access_log = cfg.is_access_log,
         .conn_timeout_s = cfg.conn_timeout_s,
         .conn_limit = cfg.conn_limit,
+        .conn_limit_per_ip = cfg.conn_limit_per_ip,
+        .header_timeout_s = (unsigned)cfg.header_timeout_s,
+        .is_tls = cfg.tls_cert_file != NULL,
     };
+    if ((cfg.tls_cert_file == NULL) != (cfg.tls_key_file == NULL)) {
+        log_error("server", "failed to set up TLS: tls-cert and tls-key go together");
+        goto out;
+    }
+    if (hc.is_tls && tls_load(cfg.tls_cert_file, cfg.tls_key_file, &e) != 0) {
+        log_error("server", "failed to load the TLS certificate: %s", err_message(&e));
+        goto out;
+    }
     http = http_server_start(&hc, reg, &e);
     if (http == NULL) {
         log_error("server", "failed to start HTTP server: %s", err_message(&e));
         goto out;
     }
     bool is_v6 = strchr(cfg.listen_host, ':') != NULL;
-    log_info("server", "listening on http://%s%s%s:%u data=%s threads=%u", is_v6 ? "[" : "",
-             cfg.listen_host, is_v6 ? "]" : "", http_server_port(http), cfg.data_dir,
-             cfg.threads);
+    log_info("server", "listening on %s://%s%s%s:%u data=%s threads=%u",
+             hc.is_tls ? "https" : "http", is_v6 ? "[" : "", cfg.listen_host, is_v6 ? "]" : "",
+             http_server_port(http), cfg.data_dir, cfg.threads);
+    if (repl_start(reg->repl, &e) != 0) {
+        log_error("server", "failed to start replication: %s", err_message(&e));
+        goto out;
+    }
     reg->is_ready = true;
 
     struct sweeper sw = {.reg = reg};
@@ -115,13 +132,22 @@ int server_main(int argc, char **argv)
         if (sigwait(&sigs, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            log_info("server", "SIGHUP: nothing to reload yet");
+            /* New handshakes get the new pair; a bad pair keeps the old one. */
+            if (hc.is_tls && tls_load(cfg.tls_cert_file, cfg.tls_key_file, &e) != 0)
+                log_error("server", "failed to reload the TLS certificate: %s",
+                          err_message(&e));
+            else if (hc.is_tls)
+                log_info("server", "SIGHUP: reloaded TLS certificate %s", cfg.tls_cert_file);
+            else
+                log_info("server", "SIGHUP: nothing to reload");
             continue;
         }
         log_info("server", "received signal %d: shutting down", sig);
         break;
     }
     reg->is_ready = false;
+    /* Replication first: it answers the long polls parked on the HTTP server. */
+    repl_stop(reg->repl);
     http_server_stop(http, cfg.shutdown_grace_ms);
     http = NULL;
 

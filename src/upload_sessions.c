@@ -176,6 +176,35 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     return 0;
 }
 
+int upload_sessions_acquire_or_create(struct upload_sessions *us, const char *id,
+                                      const char *repo, int64_t ttl_s,
+                                      struct upload_state **out, struct err *e)
+{
+    if (upload_sessions_acquire(us, id, repo, out, e) == 0)
+        return 0;
+    if (e->code != ERR_BLOB_UPLOAD_UNKNOWN || !is_valid_id(id))
+        return -1;
+    /* If a session of that id is held for another repository (the same blob fetched
+     * for another one), drop it: its bytes are fetched again under this one. A file
+     * without a row (the row was lost in a crash) is reused as it is. */
+    struct err ignore = {0};
+    uint64_t size;
+    int fd = us->bs->ops->upload_open(us->bs, id, &size, &ignore);
+    if (fd >= 0 && us->ms->ops->upload_get(us->ms, id, NULL, &ignore) == 0) {
+        close(fd);
+        upload_sessions_expire(us, id);
+        fd = -1;
+    }
+    if (fd >= 0)
+        close(fd);
+    else if (us->bs->ops->upload_create(us->bs, id, e) != 0)
+        return -1;
+    if (us->ms->ops->upload_create(us->ms, id, repo, util_now_s() + ttl_s, e) != 0)
+        return -1;
+    metrics_uploads_in_progress_add(1);
+    return upload_sessions_acquire(us, id, repo, out, e);
+}
+
 void upload_sessions_release(struct upload_sessions *us, struct upload_state *st)
 {
     if (st == NULL)

@@ -36,6 +36,12 @@ int upload_sessions_create(struct upload_sessions *us, const char *repo, int64_t
  * such session for repo, ERR_BLOB_UPLOAD_INVALID if another request holds it. */
 int upload_sessions_acquire(struct upload_sessions *us, const char *id, const char *repo,
                             struct upload_state **out, struct err *e);
+/* Like acquire, but creates session id (a caller-chosen 32-hex id) for repo when it
+ * does not exist: replication fetches name their session after the blob's digest so
+ * that a transfer broken by a crash resumes from the bytes already on disk. */
+int upload_sessions_acquire_or_create(struct upload_sessions *us, const char *id,
+                                      const char *repo, int64_t ttl_s,
+                                      struct upload_state **out, struct err *e);
 void upload_sessions_release(struct upload_sessions *us, struct upload_state *st);
 /* Appends bytes to the session's file and hash. ERR_IO / ERR_NO_SPACE on failure. */
 int upload_sessions_append(struct upload_state *st, const void *p, size_t n, struct err *e);

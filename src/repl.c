@@ -1,0 +1,1231 @@
+/* The replication engine: peer set, pullers, fetch workers, manager.
+ *
+ *   manager ──(1 s)── reload replications -> start/stop one puller per peer
+ *      │     ─(100 ms)─ wake long polls whose log grew or whose deadline passed
+ *      │     ─(5 s)──── measure round trips (nearest peer first when fetching)
+ *      └─────(sync-interval)── anti-entropy: compare summaries, merge differences
+ *   puller[peer] ── GET peer/events?vv=..&after=cursor (long poll) -> apply -> cursor
+ *   fetcher[2]  ── pending manifests -> fetch missing blobs (Range resume, verify)
+ *                  -> make visible -> status Completed (a replicated event)
+ *
+ * Shared state (peers, waiters, in-flight fetches) is under r->mu; no lock is held
+ * across a network or disk wait. */
+#include "repl.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base64.h"
+#include "hlc.h"
+#include "httpc.h"
+#include "log.h"
+#include "metrics.h"
+#include "registry.h"
+#include "repl_codec.h"
+#include "upload_sessions.h"
+#include "util.h"
+
+#define REPL_POLL_WAIT_S 20
+#define REPL_BATCH_MAX 500
+#define REPL_EVENTS_BODY_MAX (64u << 20)
+#define FETCH_WORKERS 2
+#define FETCH_ATTEMPTS_BEFORE_FAILED 5
+#define STALL_BYTES_PER_S 1024
+#define STALL_SECONDS 30
+
+struct peer {
+    char *location;
+    char *endpoint;
+    bool is_stopping;      /* set under repl.mu; the puller exits and frees the peer */
+    /* live state, under repl.mu */
+    int failures;
+    int64_t last_ok_ms;
+    int64_t lag_events;
+    double lag_seconds;
+    double rtt_ms;
+    uint64_t bytes_copied;
+    uint64_t fetch_retries;
+    uint64_t fetch_failures;
+    int n_started;
+    struct repl *r;
+    struct peer *next;
+};
+
+struct waiter {
+    struct http_req *req;
+    int64_t seen_head;
+    int64_t deadline_ms;
+    struct waiter *next;
+};
+
+/* A manifest or blob being fetched, so that no two workers copy the same thing. */
+struct inflight {
+    char key[600];
+    int64_t done;
+    int64_t total;
+    struct inflight *next;
+};
+
+/* Retry bookkeeping for pending manifests that failed to complete. */
+struct retry {
+    char key[600];
+    int attempts;
+    int64_t next_ms;
+    struct retry *next;
+};
+
+struct repl {
+    struct registry *reg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    volatile bool is_stopping;
+    bool is_kicked;
+    struct peer *peers;
+    int n_pullers;          /* live puller threads */
+    struct waiter *waiters;
+    struct inflight *inflight;
+    struct retry *retries;
+    pthread_t manager;
+    pthread_t fetchers[FETCH_WORKERS];
+    bool is_started;
+    char auth_header[512];   /* "Authorization: Basic ..." or empty */
+    char bind_ip[128];       /* local address for outbound traffic, or empty */
+    char self_endpoint[512];
+};
+
+static const char *self_region(struct repl *r)
+{
+    return r->reg->cfg->region;
+}
+
+static struct metastore *ms_of(struct repl *r)
+{
+    return r->reg->ms;
+}
+
+/* Sleeps up to ms, waking early on stop. Returns true when stopping. */
+static bool nap(struct repl *r, int64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    AZ(pthread_mutex_lock(&r->mu));
+    while (!r->is_stopping) {
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT)
+            break;
+    }
+    bool stopping = r->is_stopping;
+    AZ(pthread_mutex_unlock(&r->mu));
+    return stopping;
+}
+
+struct repl *repl_new(struct registry *reg)
+{
+    struct repl *r = xcalloc(1, sizeof(*r));
+    r->reg = reg;
+    AZ(pthread_mutex_init(&r->mu, NULL));
+    AZ(pthread_cond_init(&r->cv, NULL));
+    const struct config *cfg = reg->cfg;
+    if (cfg->peer_secret) {
+        char cred[400];
+        snprintf(cred, sizeof(cred), "peer:%s", cfg->peer_secret);
+        char *b64 = base64_encode(cred, strlen(cred));
+        snprintf(r->auth_header, sizeof(r->auth_header), "Authorization: Basic %s", b64);
+        free(b64);
+    }
+    /* Outbound traffic leaves from the listen address, which names this region to
+     * peers and proxies; a wildcard listen address leaves the choice to the kernel. */
+    if (strcmp(cfg->listen_host, "0.0.0.0") != 0 && strcmp(cfg->listen_host, "::") != 0 &&
+        strcmp(cfg->listen_host, "localhost") != 0)
+        snprintf(r->bind_ip, sizeof(r->bind_ip), "%s", cfg->listen_host);
+    if (cfg->advertise)
+        snprintf(r->self_endpoint, sizeof(r->self_endpoint), "%s", cfg->advertise);
+    else
+        snprintf(r->self_endpoint, sizeof(r->self_endpoint), "http://%s:%u", cfg->listen_host,
+                 cfg->listen_port);
+    return r;
+}
+
+void repl_free(struct repl *r)
+{
+    if (r == NULL)
+        return;
+    while (r->peers) {
+        struct peer *p = r->peers;
+        r->peers = p->next;
+        free(p->location);
+        free(p->endpoint);
+        free(p);
+    }
+    while (r->inflight) {
+        struct inflight *f = r->inflight;
+        r->inflight = f->next;
+        free(f);
+    }
+    while (r->retries) {
+        struct retry *t = r->retries;
+        r->retries = t->next;
+        free(t);
+    }
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+/* Outbound HTTP with the peer credential ------------------------------------ */
+
+static int peer_call(struct repl *r, const char *method, const char *url, const char *body,
+                     long timeout_ms, struct httpc_response *resp, struct err *e)
+{
+    const char *headers[3] = {NULL, NULL, NULL};
+    size_t n = 0;
+    if (r->auth_header[0])
+        headers[n++] = r->auth_header;
+    if (body)
+        headers[n++] = "Content-Type: application/json";
+    struct httpc_request rq = {.method = method, .url = url, .headers = headers,
+                               .body = body, .body_len = body ? strlen(body) : 0,
+                               .timeout_ms = timeout_ms, .connect_timeout_ms = 5000,
+                               .interface = r->bind_ip[0] ? r->bind_ip : NULL,
+                               .abort = &r->is_stopping};
+    return httpc_do(&rq, resp, e);
+}
+
+/* Peer set -------------------------------------------------------------------- */
+
+static struct peer *find_peer(struct repl *r, const char *location)
+{
+    for (struct peer *p = r->peers; p; p = p->next) {
+        if (strcmp(p->location, location) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+static void *puller_main(void *arg);
+
+/* Reloads the replications and starts or stops pullers to match. */
+static void sync_peers(struct repl *r)
+{
+    struct meta_name_list keys = {0}, values = {0};
+    struct err e = {0};
+    if (ms_of(r)->ops->object_list(ms_of(r), "replication", &keys, &values, &e) != 0)
+        return;
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct peer *p = r->peers; p; p = p->next)
+        p->is_stopping = true;
+    for (size_t i = 0; i < keys.n; i++) {
+        if (strcmp(keys.names[i], self_region(r)) == 0)
+            continue;
+        json_error_t je;
+        json_t *v = json_loads(values.names[i], 0, &je);
+        const char *endpoint = v ? json_string_value(json_object_get(v, "endpoint")) : NULL;
+        if (endpoint == NULL) {
+            json_decref(v);
+            continue;
+        }
+        struct peer *p = find_peer(r, keys.names[i]);
+        if (p && strcmp(p->endpoint, endpoint) != 0) {
+            free(p->endpoint);
+            p->endpoint = xstrdup(endpoint);
+        }
+        if (p == NULL) {
+            p = xcalloc(1, sizeof(*p));
+            p->r = r;
+            p->location = xstrdup(keys.names[i]);
+            p->endpoint = xstrdup(endpoint);
+            p->rtt_ms = 1e9;
+            p->next = r->peers;
+            r->peers = p;
+        }
+        p->is_stopping = false;
+        json_decref(v);
+    }
+    /* Start pullers for new peers; peers gone from the set are unlinked and their
+     * pullers, seeing is_stopping, free them on the way out. */
+    for (struct peer **pp = &r->peers; *pp;) {
+        struct peer *p = *pp;
+        if (p->is_stopping) {
+            *pp = p->next;
+            log_info("repl", "stopped replicating with %s", p->location);
+            continue;
+        }
+        if (p->n_started == 0 && !r->is_stopping) {
+            pthread_t t;
+            p->n_started = 1;
+            r->n_pullers++;
+            AZ(pthread_create(&t, NULL, puller_main, p));
+            AZ(pthread_detach(t));
+        }
+        pp = &p->next;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+    meta_name_list_fini(&keys);
+    meta_name_list_fini(&values);
+}
+
+/* Pulling events ---------------------------------------------------------------- */
+
+static bool peer_should_stop(struct peer *p)
+{
+    AZ(pthread_mutex_lock(&p->r->mu));
+    bool stop = p->is_stopping || p->r->is_stopping;
+    AZ(pthread_mutex_unlock(&p->r->mu));
+    return stop;
+}
+
+static void note_failure(struct peer *p, const char *what, const struct err *e)
+{
+    AZ(pthread_mutex_lock(&p->r->mu));
+    p->failures++;
+    int failures = p->failures;
+    AZ(pthread_mutex_unlock(&p->r->mu));
+    if (failures == 1 || failures % 30 == 0)
+        log_warn("repl", "failed to %s from %s: %s (failures=%d)", what, p->location,
+                 e ? err_message(e) : "bad reply", failures);
+}
+
+/* Applies one batch; returns the log position to resume after, or -1 on failure. */
+static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool *any_pending)
+{
+    struct repl *r = p->r;
+    size_t n = json_array_size(events);
+    for (size_t i = 0; i < n; i++) {
+        struct meta_event ev;
+        struct err e = {0};
+        if (repl_codec_event_from_json(json_array_get(events, i), &ev, &e) != 0) {
+            log_warn("repl", "failed to read event from %s: %s", p->location, err_message(&e));
+            return -1;
+        }
+        bool is_new = false, is_gap = false;
+        if (ms_of(r)->ops->event_apply(ms_of(r), &ev, &is_new, &is_gap, &e) != 0) {
+            log_error("repl", "failed to apply event %s#%" PRId64 " from %s: %s", ev.origin,
+                      ev.origin_seq, p->location, err_message(&e));
+            meta_event_fini(&ev);
+            return i ? cursor : -1;
+        }
+        if (is_gap) {
+            /* Not the next event of its origin: leave it for a later pass. */
+            meta_event_fini(&ev);
+            return cursor;
+        }
+        if (is_new && strcmp(ev.kind, "manifest_put") == 0)
+            *any_pending = true;
+        cursor = ev.seq;
+        meta_event_fini(&ev);
+    }
+    return cursor;
+}
+
+static void *puller_main(void *arg)
+{
+    struct peer *p = arg;
+    struct repl *r = p->r;
+    int64_t backoff_ms = 200;
+    log_info("repl", "replicating with %s at %s", p->location, p->endpoint);
+    while (!peer_should_stop(p)) {
+        struct err e = {0};
+        struct meta_vv vv = {0};
+        int64_t cursor = 0;
+        if (ms_of(r)->ops->vv_get(ms_of(r), &vv, &e) != 0 ||
+            ms_of(r)->ops->cursor_get(ms_of(r), p->location, &cursor, &e) != 0) {
+            meta_vv_fini(&vv);
+            nap(r, 1000);
+            continue;
+        }
+        struct buf url;
+        buf_init(&url, 64 * 1024);
+        AZ(pthread_mutex_lock(&r->mu));
+        buf_printf(&url, "%s/_meridian/v1/replication/events?after=%" PRId64 "&wait=%d&max=%d"
+                         "&from=%s&vv=",
+                   p->endpoint, cursor, REPL_POLL_WAIT_S, REPL_BATCH_MAX, self_region(r));
+        AZ(pthread_mutex_unlock(&r->mu));
+        repl_codec_vv_to_string(&vv, &url);
+        meta_vv_fini(&vv);
+        struct httpc_response resp;
+        httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
+        int rc = peer_call(r, "GET", url.data, NULL, (REPL_POLL_WAIT_S + 15) * 1000L, &resp, &e);
+        buf_fini(&url);
+        json_t *body = NULL;
+        if (rc == 0 && resp.status == 200 && !resp.body.is_too_big) {
+            json_error_t je;
+            body = json_loadb(resp.body.data, resp.body.len, 0, &je);
+        }
+        if (body == NULL) {
+            if (rc == 0)
+                err_set(&e, ERR_UNAVAILABLE, "peer answered %ld", resp.status);
+            httpc_response_fini(&resp);
+            note_failure(p, "pull events", &e);
+            if (nap(r, backoff_ms))
+                break;
+            backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
+            continue;
+        }
+        httpc_response_fini(&resp);
+        backoff_ms = 200;
+        json_t *events = json_object_get(body, "events");
+        json_int_t last = json_integer_value(json_object_get(body, "last"));
+        json_int_t head = json_integer_value(json_object_get(body, "head"));
+        bool any_pending = false;
+        int64_t next = apply_batch(p, events, cursor, &any_pending);
+        size_t n_events = json_array_size(events);
+        /* With every event of the batch handled, resume after what the peer examined. */
+        if (next >= 0 && (n_events == 0 || next == json_integer_value(json_object_get(
+                                                      json_array_get(events, n_events - 1),
+                                                      "seq"))))
+            next = last > next ? last : next;
+        if (next > cursor)
+            ms_of(r)->ops->cursor_set(ms_of(r), p->location, next, &e);
+        double lag_s = 0;
+        if (n_events > 0) {
+            uint64_t first_hlc = (uint64_t)json_integer_value(
+                json_object_get(json_array_get(events, 0), "hlc"));
+            lag_s = (double)(util_now_ms() - hlc_wall_ms(first_hlc)) / 1000.0;
+            if (lag_s < 0)
+                lag_s = 0;
+        }
+        AZ(pthread_mutex_lock(&r->mu));
+        p->failures = 0;
+        p->last_ok_ms = util_now_ms();
+        p->lag_events = head > next ? (int64_t)(head - next) : 0;
+        p->lag_seconds = p->lag_events > 0 ? lag_s : 0;
+        AZ(pthread_mutex_unlock(&r->mu));
+        json_decref(body);
+        if (any_pending)
+            repl_kick(r);
+        if (next < 0 && nap(r, 1000))
+            break;
+    }
+    log_debug("repl", "puller for %s exits", p->location);
+    AZ(pthread_mutex_lock(&r->mu));
+    r->n_pullers--;
+    /* A peer still in the set is freed by repl_free; a removed one is ours to free. */
+    bool is_ours = p->is_stopping && find_peer(r, p->location) != p;
+    if (is_ours) {
+        free(p->location);
+        free(p->endpoint);
+        free(p);
+    }
+    AZ(pthread_cond_broadcast(&r->cv));
+    AZ(pthread_mutex_unlock(&r->mu));
+    return NULL;
+}
+
+/* Fetching content ---------------------------------------------------------------- */
+
+/* Peers ordered nearest first (by measured round trip), reachable ones before the
+ * rest. Returns copies of (location, endpoint) pairs; caller frees. */
+struct peer_ref {
+    char *location;
+    char *endpoint;
+    double rtt_ms;
+};
+
+static int by_rtt(const void *a, const void *b)
+{
+    const struct peer_ref *x = a, *y = b;
+    return x->rtt_ms < y->rtt_ms ? -1 : x->rtt_ms > y->rtt_ms ? 1 : 0;
+}
+
+static struct peer_ref *peers_by_distance(struct repl *r, size_t *n)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    size_t count = 0;
+    for (struct peer *p = r->peers; p; p = p->next)
+        count++;
+    struct peer_ref *out = xcalloc(count + 1, sizeof(*out));
+    size_t i = 0;
+    for (struct peer *p = r->peers; p; p = p->next, i++) {
+        out[i].location = xstrdup(p->location);
+        out[i].endpoint = xstrdup(p->endpoint);
+        out[i].rtt_ms = p->rtt_ms + (p->failures ? 1e6 : 0);
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+    qsort(out, count, sizeof(*out), by_rtt);
+    *n = count;
+    return out;
+}
+
+static void peer_refs_free(struct peer_ref *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(refs[i].location);
+        free(refs[i].endpoint);
+    }
+    free(refs);
+}
+
+static void count_peer(struct repl *r, const char *location, uint64_t bytes, int retries,
+                       int failures)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    struct peer *p = find_peer(r, location);
+    if (p) {
+        p->bytes_copied += bytes;
+        p->fetch_retries += (uint64_t)retries;
+        p->fetch_failures += (uint64_t)failures;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+/* Claims key for this worker; false if another worker has it. */
+static bool inflight_claim(struct repl *r, const char *key, int64_t total)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct inflight *f = r->inflight; f; f = f->next) {
+        if (strcmp(f->key, key) == 0) {
+            AZ(pthread_mutex_unlock(&r->mu));
+            return false;
+        }
+    }
+    struct inflight *f = xcalloc(1, sizeof(*f));
+    snprintf(f->key, sizeof(f->key), "%s", key);
+    f->total = total;
+    f->next = r->inflight;
+    r->inflight = f;
+    AZ(pthread_mutex_unlock(&r->mu));
+    return true;
+}
+
+static void inflight_progress(struct repl *r, const char *key, int64_t done)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct inflight *f = r->inflight; f; f = f->next) {
+        if (strcmp(f->key, key) == 0)
+            f->done = done;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+static void inflight_release(struct repl *r, const char *key)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct inflight **pp = &r->inflight; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->key, key) == 0) {
+            struct inflight *f = *pp;
+            *pp = f->next;
+            free(f);
+            break;
+        }
+    }
+    AZ(pthread_cond_broadcast(&r->cv));
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+struct fetch_sink {
+    struct upload_state *st;
+    struct err err;
+    uint64_t received;
+    const char *progress_key;   /* manifest key whose progress this adds to, or NULL */
+    int64_t progress_base;
+    struct repl *r;
+};
+
+static int on_fetch_bytes(void *arg, long status, const void *p, size_t n)
+{
+    struct fetch_sink *fs = arg;
+    /* A peer that ignored our Range sends the whole blob again: start over. */
+    if (status == 200 && fs->received == 0 && fs->st->offset > 0 &&
+        upload_sessions_truncate(fs->st, 0, &fs->err) != 0)
+        return -1;
+    if (upload_sessions_append(fs->st, p, n, &fs->err) != 0)
+        return -1;
+    fs->received += n;
+    if (fs->progress_key)
+        inflight_progress(fs->r, fs->progress_key, fs->progress_base + (int64_t)fs->st->offset);
+    return 0;
+}
+
+/* Upload-session id for a fetch of d: derived from the digest so that a fetch broken
+ * by a crash resumes from the bytes already on disk. */
+static void fetch_id(const struct digest *d, char id[33])
+{
+    memcpy(id, digest_hex(d), 32);
+    id[32] = '\0';
+}
+
+/* Fetches blob d of repo from the nearest peer holding it, resuming with Range,
+ * verifying the digest, committing it and linking it into repo. */
+static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
+                      const char *progress_key, int64_t progress_base, struct err *e)
+{
+    struct registry *reg = r->reg;
+    uint64_t size;
+    struct err ignore = {0};
+    if (reg->bs->ops->stat(reg->bs, d, &size, &ignore) == 0) {
+        /* Bytes already here (another repository, or an earlier fetch). */
+        return reg->ms->ops->blob_link(reg->ms, repo, d, size, e);
+    }
+    char id[33];
+    fetch_id(d, id);
+    struct upload_state *st = NULL;
+    if (upload_sessions_acquire_or_create(reg->uploads, id, repo, reg->cfg->upload_ttl_s, &st,
+                                          e) != 0)
+        return -1;
+    size_t n_peers;
+    struct peer_ref *peers = peers_by_distance(r, &n_peers);
+    int rc = -1;
+    err_set(e, ERR_BLOB_UNKNOWN, "no region holds %s", d->str);
+    for (size_t i = 0; i < n_peers && rc != 0 && !r->is_stopping; i++) {
+        char url[2048];
+        snprintf(url, sizeof(url), "%s/v2/%s/blobs/%s", peers[i].endpoint, repo, d->str);
+        const char *headers[2] = {r->auth_header[0] ? r->auth_header : NULL, NULL};
+        /* A few resumed attempts per peer: each continues where the last one broke. */
+        for (int attempt = 0; attempt < 3 && rc != 0 && !r->is_stopping; attempt++) {
+            struct fetch_sink fs = {.st = st, .r = r, .progress_key = progress_key,
+                                    .progress_base = progress_base};
+            struct httpc_stream hs = {.url = url, .headers = headers,
+                                      .range_start = st->offset,
+                                      .low_speed_bytes = STALL_BYTES_PER_S,
+                                      .low_speed_time_s = STALL_SECONDS,
+                                      .sink = on_fetch_bytes, .sink_arg = &fs,
+                                      .interface = r->bind_ip[0] ? r->bind_ip : NULL,
+                                      .abort = &r->is_stopping};
+            long status = 0;
+            struct err te = {0};
+            int trc = httpc_stream_get(&hs, &status, &te);
+            count_peer(r, peers[i].location, fs.received, attempt > 0, 0);
+            if (fs.err.code != ERR_NONE) {
+                *e = fs.err;
+                break; /* local disk trouble: no point asking others */
+            }
+            if (status == 404 || status == 401 || status == 403) {
+                err_set(e, ERR_BLOB_UNKNOWN, "%s does not hold %s", peers[i].location, d->str);
+                break; /* this peer cannot serve it: try the next */
+            }
+            if (status == 416 && st->offset > 0) {
+                /* Our partial file is longer than the blob: start again. */
+                upload_sessions_truncate(st, 0, &ignore);
+                continue;
+            }
+            if (trc != 0 || (status != 200 && status != 206)) {
+                if (trc == 0)
+                    err_set(&te, ERR_UNAVAILABLE, "%s answered %ld", peers[i].location, status);
+                *e = te;
+                log_info("repl", "fetch of %s from %s broke at %" PRIu64 " bytes: %s", d->str,
+                         peers[i].location, st->offset, err_message(&te));
+                continue;
+            }
+            AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+            uint64_t got = st->offset;
+            rc = upload_sessions_commit(reg->uploads, st, d, e);
+            if (rc == 0)
+                rc = reg->ms->ops->blob_link(reg->ms, repo, d, got, e);
+            AZ(pthread_rwlock_unlock(&reg->gc_lock));
+            if (rc != 0 && e->code == ERR_DIGEST_INVALID) {
+                log_warn("repl", "content of %s from %s did not verify; fetching again", d->str,
+                         peers[i].location);
+                upload_sessions_truncate(st, 0, &ignore);
+                count_peer(r, peers[i].location, 0, 0, 1);
+            }
+        }
+    }
+    peer_refs_free(peers, n_peers);
+    if (rc == 0) {
+        upload_sessions_delete(reg->uploads, st);
+        metrics_count_blob_committed(size);
+    } else {
+        upload_sessions_release(reg->uploads, st);
+    }
+    return rc;
+}
+
+static void set_status(struct repl *r, const char *repo, const struct digest *d,
+                       const char *state, int64_t done, int64_t total, const char *details,
+                       bool is_event)
+{
+    struct meta_status st = {.region = (char *)self_region(r), .state = (char *)state,
+                             .bytes_done = done, .bytes_total = total,
+                             .updated_ms = util_now_ms(), .details = (char *)details};
+    struct err e = {0};
+    if (ms_of(r)->ops->status_set(ms_of(r), repo, d, &st, is_event, &e) != 0)
+        log_warn("repl", "failed to record status of %s@%s: %s", repo, d->str, err_message(&e));
+}
+
+static struct retry *retry_of(struct repl *r, const char *key, bool create)
+{
+    for (struct retry *t = r->retries; t; t = t->next) {
+        if (strcmp(t->key, key) == 0)
+            return t;
+    }
+    if (!create)
+        return NULL;
+    struct retry *t = xcalloc(1, sizeof(*t));
+    snprintf(t->key, sizeof(t->key), "%s", key);
+    t->next = r->retries;
+    r->retries = t;
+    return t;
+}
+
+static void retry_forget(struct repl *r, const char *key)
+{
+    for (struct retry **pp = &r->retries; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->key, key) == 0) {
+            struct retry *t = *pp;
+            *pp = t->next;
+            free(t);
+            return;
+        }
+    }
+}
+
+/* Brings one pending manifest's content here and makes it visible. */
+static void complete_pending(struct repl *r, const struct meta_pending *p)
+{
+    char key[600];
+    snprintf(key, sizeof(key), "%s@%s", p->repo, p->digest.str);
+    AZ(pthread_mutex_lock(&r->mu));
+    struct retry *t = retry_of(r, key, false);
+    bool is_waiting = t && t->next_ms > util_now_ms();
+    AZ(pthread_mutex_unlock(&r->mu));
+    if (is_waiting)
+        return;
+    int64_t total = 0;
+    for (size_t i = 0; i < p->n_refs; i++)
+        total += p->refs[i].is_manifest ? 0 : (p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0);
+    if (!inflight_claim(r, key, total))
+        return;
+    set_status(r, p->repo, &p->digest, "InProgress", 0, total, "", !t);
+    struct err e = {0};
+    int64_t done = 0;
+    bool is_ok = true;
+    bool is_waiting_child = false;
+    for (size_t i = 0; i < p->n_refs && is_ok && !r->is_stopping; i++) {
+        if (p->refs[i].is_manifest)
+            continue; /* children become visible through their own events */
+        char blob_key[600];
+        snprintf(blob_key, sizeof(blob_key), "blob:%s", p->refs[i].digest.str);
+        /* Another worker may be fetching the same blob for another manifest: wait for
+         * it rather than copy it twice. */
+        while (!inflight_claim(r, blob_key, 0) && !r->is_stopping)
+            nap(r, 50);
+        if (fetch_blob(r, p->repo, &p->refs[i].digest, key, done, &e) != 0)
+            is_ok = false;
+        inflight_release(r, blob_key);
+        done += p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0;
+        inflight_progress(r, key, done);
+    }
+    if (is_ok && !r->is_stopping) {
+        if (ms_of(r)->ops->pending_complete(ms_of(r), p, &e) == 0) {
+            set_status(r, p->repo, &p->digest, "Completed", total, total, "", true);
+            log_info("repl", "replicated %s@%s (%" PRId64 " bytes)", p->repo, p->digest.str,
+                     total);
+            AZ(pthread_mutex_lock(&r->mu));
+            retry_forget(r, key);
+            AZ(pthread_mutex_unlock(&r->mu));
+            registry_on_replicated(r->reg, p->repo, &p->digest);
+        } else if (e.code == ERR_MANIFEST_BLOB_UNKNOWN) {
+            is_waiting_child = true; /* a child manifest is not here yet */
+        } else {
+            is_ok = false;
+        }
+    }
+    if (!is_ok && !r->is_stopping) {
+        AZ(pthread_mutex_lock(&r->mu));
+        t = retry_of(r, key, true);
+        t->attempts++;
+        int64_t delay_ms = 500LL << (t->attempts < 10 ? t->attempts : 10);
+        if (delay_ms > r->reg->cfg->fetch_backoff_max_s * 1000)
+            delay_ms = r->reg->cfg->fetch_backoff_max_s * 1000;
+        t->next_ms = util_now_ms() + delay_ms;
+        int attempts = t->attempts;
+        AZ(pthread_mutex_unlock(&r->mu));
+        bool is_failed = attempts >= FETCH_ATTEMPTS_BEFORE_FAILED;
+        set_status(r, p->repo, &p->digest, is_failed ? "Failed" : "InProgress", done, total,
+                   err_message(&e), is_failed && attempts == FETCH_ATTEMPTS_BEFORE_FAILED);
+        log_warn("repl", "failed to replicate %s@%s (attempt %d, next in %" PRId64 " ms): %s",
+                 p->repo, p->digest.str, attempts, delay_ms, err_message(&e));
+    }
+    (void)is_waiting_child;
+    inflight_release(r, key);
+}
+
+static void *fetcher_main(void *arg)
+{
+    struct repl *r = arg;
+    while (!r->is_stopping) {
+        struct meta_pending *list = NULL;
+        size_t n = 0;
+        struct err e = {0};
+        if (ms_of(r)->ops->pending_list(ms_of(r), 64, &list, &n, &e) == 0) {
+            for (size_t i = 0; i < n && !r->is_stopping; i++)
+                complete_pending(r, &list[i]);
+            for (size_t i = 0; i < n; i++)
+                meta_pending_fini(&list[i]);
+            free(list);
+        }
+        AZ(pthread_mutex_lock(&r->mu));
+        if (!r->is_kicked && !r->is_stopping) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait(&r->cv, &r->mu, &until);
+        }
+        r->is_kicked = false;
+        AZ(pthread_mutex_unlock(&r->mu));
+    }
+    return NULL;
+}
+
+void repl_kick(struct repl *r)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    r->is_kicked = true;
+    AZ(pthread_cond_broadcast(&r->cv));
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+bool repl_progress(struct repl *r, const char *repo, const struct digest *d, int64_t *done,
+                   int64_t *total)
+{
+    char key[600];
+    snprintf(key, sizeof(key), "%s@%s", repo, d->str);
+    bool found = false;
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct inflight *f = r->inflight; f; f = f->next) {
+        if (strcmp(f->key, key) == 0) {
+            *done = f->done;
+            *total = f->total;
+            found = true;
+        }
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+    return found;
+}
+
+int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d,
+                        struct err *e)
+{
+    char blob_key[600];
+    snprintf(blob_key, sizeof(blob_key), "blob:%s", d->str);
+    while (!inflight_claim(r, blob_key, 0)) {
+        if (nap(r, 50))
+            return err_set(e, ERR_UNAVAILABLE, "shutting down");
+    }
+    int rc = fetch_blob(r, repo, d, NULL, 0, e);
+    inflight_release(r, blob_key);
+    return rc;
+}
+
+/* Long polls ------------------------------------------------------------------------ */
+
+void repl_wait_register(struct repl *r, struct http_req *req, int64_t seen_head,
+                        int64_t deadline_ms)
+{
+    struct waiter *w = xcalloc(1, sizeof(*w));
+    w->req = req;
+    w->seen_head = seen_head;
+    w->deadline_ms = deadline_ms;
+    AZ(pthread_mutex_lock(&r->mu));
+    if (r->is_stopping) {
+        AZ(pthread_mutex_unlock(&r->mu));
+        free(w);
+        http_req_resume(req);
+        return;
+    }
+    w->next = r->waiters;
+    r->waiters = w;
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+/* Resumes waiters whose log grew or whose time is up (all of them when stopping). */
+static void wake_waiters(struct repl *r, bool is_all)
+{
+    int64_t head = 0;
+    struct err e = {0};
+    if (!is_all && ms_of(r)->ops->log_head(ms_of(r), &head, &e) != 0)
+        return;
+    int64_t now = util_now_ms();
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct waiter **pp = &r->waiters; *pp;) {
+        struct waiter *w = *pp;
+        if (is_all || head > w->seen_head || now >= w->deadline_ms) {
+            *pp = w->next;
+            http_req_resume(w->req);
+            free(w);
+            continue;
+        }
+        pp = &w->next;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+/* Round trips and anti-entropy ----------------------------------------------------------- */
+
+static void probe_peers(struct repl *r)
+{
+    size_t n;
+    struct peer_ref *peers = peers_by_distance(r, &n);
+    for (size_t i = 0; i < n && !r->is_stopping; i++) {
+        char url[1024];
+        snprintf(url, sizeof(url), "%s/healthz", peers[i].endpoint);
+        struct httpc_response resp;
+        struct err e = {0};
+        httpc_response_init(&resp, 4096);
+        int64_t t0 = util_mono_ns();
+        int rc = peer_call(r, "GET", url, NULL, 5000, &resp, &e);
+        double ms = (double)(util_mono_ns() - t0) / 1e6;
+        AZ(pthread_mutex_lock(&r->mu));
+        struct peer *p = find_peer(r, peers[i].location);
+        if (p && rc == 0 && resp.status == 200) {
+            /* Smooth the estimate so one slow probe does not reorder the peers. */
+            p->rtt_ms = p->rtt_ms >= 1e9 ? ms : 0.7 * p->rtt_ms + 0.3 * ms;
+        } else if (p) {
+            p->failures++;
+        }
+        AZ(pthread_mutex_unlock(&r->mu));
+        httpc_response_fini(&resp);
+    }
+    peer_refs_free(peers, n);
+}
+
+/* Fetches a peer's state of one repository and merges it (tags by last-writer-wins,
+ * manifests and tombstones); content then follows through the fetch workers. */
+static void repair_repo(struct repl *r, const struct peer_ref *peer, const char *repo)
+{
+    char *esc = xmalloc(strlen(repo) * 3 + 1);
+    size_t k = 0;
+    for (const char *c = repo; *c; c++) {
+        if (*c == '/') {
+            memcpy(esc + k, "%2F", 3);
+            k += 3;
+        } else {
+            esc[k++] = *c;
+        }
+    }
+    esc[k] = '\0';
+    char url[2048];
+    snprintf(url, sizeof(url), "%s/_meridian/v1/replication/state?repository=%s",
+             peer->endpoint, esc);
+    free(esc);
+    struct httpc_response resp;
+    struct err e = {0};
+    httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
+    if (peer_call(r, "GET", url, NULL, 60000, &resp, &e) != 0 || resp.status != 200) {
+        httpc_response_fini(&resp);
+        return;
+    }
+    json_error_t je;
+    json_t *body = json_loadb(resp.body.data, resp.body.len, 0, &je);
+    httpc_response_fini(&resp);
+    json_t *items = json_object_get(body, "state");
+    size_t merged = 0;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        struct meta_event ev;
+        if (repl_codec_event_from_json(json_array_get(items, i), &ev, &e) != 0)
+            continue;
+        if (ms_of(r)->ops->state_merge(ms_of(r), &ev, &e) == 0)
+            merged++;
+        meta_event_fini(&ev);
+    }
+    json_decref(body);
+    log_info("repl", "anti-entropy: merged %zu records of %s from %s", merged, repo,
+             peer->location);
+    repl_kick(r);
+}
+
+static void anti_entropy(struct repl *r)
+{
+    struct buf mine;
+    struct err e = {0};
+    buf_init(&mine, REPL_EVENTS_BODY_MAX);
+    if (ms_of(r)->ops->summary(ms_of(r), &mine, &e) != 0) {
+        buf_fini(&mine);
+        return;
+    }
+    json_error_t je;
+    json_t *local = json_loadb(mine.data, mine.len, 0, &je);
+    buf_fini(&mine);
+    size_t n;
+    struct peer_ref *peers = peers_by_distance(r, &n);
+    for (size_t i = 0; i < n && !r->is_stopping; i++) {
+        char url[1024];
+        snprintf(url, sizeof(url), "%s/_meridian/v1/replication/summary", peers[i].endpoint);
+        struct httpc_response resp;
+        httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
+        if (peer_call(r, "GET", url, NULL, 30000, &resp, &e) == 0 && resp.status == 200) {
+            json_t *remote = json_loadb(resp.body.data, resp.body.len, 0, &je);
+            const char *repo;
+            json_t *v;
+            json_object_foreach(remote, repo, v)
+            {
+                json_t *mine_v = json_object_get(local, repo);
+                if (mine_v == NULL || !json_equal(mine_v, v))
+                    repair_repo(r, &peers[i], repo);
+            }
+            json_decref(remote);
+        }
+        httpc_response_fini(&resp);
+    }
+    peer_refs_free(peers, n);
+    json_decref(local);
+}
+
+static void *manager_main(void *arg)
+{
+    struct repl *r = arg;
+    int64_t next_sync_peers = 0, next_probe = 0;
+    int64_t next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
+    while (!r->is_stopping) {
+        int64_t now = util_now_ms();
+        wake_waiters(r, false);
+        if (now >= next_sync_peers) {
+            sync_peers(r);
+            next_sync_peers = now + 1000;
+        }
+        if (now >= next_probe) {
+            probe_peers(r);
+            next_probe = now + 5000;
+        }
+        if (now >= next_anti_entropy) {
+            anti_entropy(r);
+            next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
+        }
+        nap(r, 100);
+    }
+    return NULL;
+}
+
+/* Lifecycle -------------------------------------------------------------------------- */
+
+static json_t *replication_value(const char *location, const char *endpoint)
+{
+    return json_pack("{s:s, s:s, s:I}", "location", location, "endpoint", endpoint,
+                     "createdMs", (json_int_t)util_now_ms());
+}
+
+static int put_replication(struct repl *r, const char *location, const char *endpoint,
+                           struct err *e)
+{
+    json_t *v = replication_value(location, endpoint);
+    char *s = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    int rc = ms_of(r)->ops->object_put(ms_of(r), "replication", location, s, e);
+    free(s);
+    return rc;
+}
+
+int repl_start(struct repl *r, struct err *e)
+{
+    char *value = NULL;
+    struct err ge = {0};
+    const char *self = self_region(r);
+    bool is_same = false;
+    if (ms_of(r)->ops->object_get(ms_of(r), "replication", self, &value, &ge) == 0) {
+        json_error_t je;
+        json_t *v = json_loads(value, 0, &je);
+        const char *ep = v ? json_string_value(json_object_get(v, "endpoint")) : NULL;
+        is_same = ep && strcmp(ep, r->self_endpoint) == 0;
+        json_decref(v);
+        free(value);
+    }
+    if (!is_same && put_replication(r, self, r->self_endpoint, e) != 0)
+        return -1;
+    AZ(pthread_create(&r->manager, NULL, manager_main, r));
+    for (int i = 0; i < FETCH_WORKERS; i++)
+        AZ(pthread_create(&r->fetchers[i], NULL, fetcher_main, r));
+    r->is_started = true;
+    return 0;
+}
+
+void repl_stop(struct repl *r)
+{
+    if (r == NULL || !r->is_started)
+        return;
+    AZ(pthread_mutex_lock(&r->mu));
+    r->is_stopping = true;
+    for (struct peer *p = r->peers; p; p = p->next)
+        p->is_stopping = true;
+    AZ(pthread_cond_broadcast(&r->cv));
+    AZ(pthread_mutex_unlock(&r->mu));
+    pthread_join(r->manager, NULL);
+    for (int i = 0; i < FETCH_WORKERS; i++)
+        pthread_join(r->fetchers[i], NULL);
+    wake_waiters(r, true);
+    AZ(pthread_mutex_lock(&r->mu));
+    while (r->n_pullers > 0)
+        pthread_cond_wait(&r->cv, &r->mu);
+    AZ(pthread_mutex_unlock(&r->mu));
+    r->is_started = false;
+}
+
+/* Replications (management API) -------------------------------------------------- */
+
+json_t *repl_replications_json(struct repl *r, const char *location)
+{
+    struct meta_name_list keys = {0}, values = {0};
+    struct err e = {0};
+    json_t *out = json_array();
+    if (ms_of(r)->ops->object_list(ms_of(r), "replication", &keys, &values, &e) != 0)
+        return out;
+    int64_t now = util_now_ms();
+    for (size_t i = 0; i < keys.n; i++) {
+        if (location && strcmp(location, keys.names[i]) != 0)
+            continue;
+        json_error_t je;
+        json_t *v = json_loads(values.names[i], 0, &je);
+        if (v == NULL)
+            continue;
+        bool is_local = strcmp(keys.names[i], self_region(r)) == 0;
+        const char *state = "Ready";
+        json_int_t lag_events = 0;
+        double lag_s = 0, rtt = 0;
+        json_int_t bytes_copied = 0;
+        AZ(pthread_mutex_lock(&r->mu));
+        struct peer *p = find_peer(r, keys.names[i]);
+        if (p) {
+            lag_events = p->lag_events;
+            lag_s = p->lag_seconds;
+            rtt = p->rtt_ms < 1e9 ? p->rtt_ms : 0;
+            bytes_copied = (json_int_t)p->bytes_copied;
+            if (p->failures >= 2 || p->last_ok_ms == 0 || now - p->last_ok_ms > 60000)
+                state = "Unreachable";
+            else if (p->lag_events > 0)
+                state = "Syncing";
+        }
+        int64_t to_copy = 0;
+        if (is_local) {
+            for (struct inflight *f = r->inflight; f; f = f->next) {
+                if (strncmp(f->key, "blob:", 5) != 0 && f->total > f->done)
+                    to_copy += f->total - f->done;
+            }
+            if (to_copy > 0)
+                state = "Syncing";
+        }
+        AZ(pthread_mutex_unlock(&r->mu));
+        json_object_set_new(v, "state", json_string(state));
+        json_object_set_new(v, "isLocal", json_boolean(is_local));
+        json_object_set_new(v, "lagEvents", json_integer(lag_events));
+        json_object_set_new(v, "lagSeconds", json_real(lag_s));
+        json_object_set_new(v, "bytesToCopy", json_integer(to_copy));
+        json_object_set_new(v, "bytesCopied", json_integer(bytes_copied));
+        json_object_set_new(v, "rttMs", json_real(rtt));
+        json_array_append_new(out, v);
+    }
+    meta_name_list_fini(&keys);
+    meta_name_list_fini(&values);
+    return out;
+}
+
+static bool is_valid_endpoint(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 8 && n < 400 && (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0) &&
+           strpbrk(s, " \t\r\n\"'<>") == NULL && s[n - 1] != '/';
+}
+
+int repl_add(struct repl *r, const char *location, const char *endpoint, struct err *e)
+{
+    if (location == NULL || !repl_codec_is_valid_region(location))
+        return err_set(e, ERR_BAD_REQUEST, "location must be 1-63 characters of a-z, 0-9, '-'");
+    if (endpoint == NULL || !is_valid_endpoint(endpoint))
+        return err_set(e, ERR_BAD_REQUEST, "endpoint must be an http(s) URL without a "
+                                           "trailing slash");
+    char *value = NULL;
+    struct err ge = {0};
+    if (ms_of(r)->ops->object_get(ms_of(r), "replication", location, &value, &ge) == 0) {
+        free(value);
+        return err_set(e, ERR_CONFLICT, "replication %s already exists", location);
+    }
+    /* Introduce ourselves first: a region that cannot be reached, or that belongs to
+     * another registry, is not recorded. */
+    json_t *intro = json_pack("{s:s, s:s, s:s}", "registry", r->reg->cfg->registry_name,
+                              "location", self_region(r), "endpoint", r->self_endpoint);
+    char *body = json_dumps(intro, JSON_COMPACT);
+    json_decref(intro);
+    char url[1024];
+    snprintf(url, sizeof(url), "%s/_meridian/v1/replication/introduce", endpoint);
+    struct httpc_response resp;
+    httpc_response_init(&resp, 64 * 1024);
+    int rc = peer_call(r, "POST", url, body, 15000, &resp, e);
+    free(body);
+    if (rc == 0 && resp.status != 200 && resp.status != 201) {
+        json_error_t je;
+        json_t *reply = json_loadb(resp.body.data, resp.body.len, 0, &je);
+        const char *msg = json_string_value(json_object_get(json_object_get(reply, "error"),
+                                                            "message"));
+        rc = err_set(e, resp.status == 401 || resp.status == 403 ? ERR_DENIED : ERR_CONFLICT,
+                     "%s refused to join: %s", location, msg ? msg : "no reason given");
+        json_decref(reply);
+    }
+    httpc_response_fini(&resp);
+    if (rc != 0)
+        return -1;
+    if (put_replication(r, location, endpoint, e) != 0)
+        return -1;
+    log_info("repl", "added replication %s at %s", location, endpoint);
+    return 0;
+}
+
+int repl_remove(struct repl *r, const char *location, struct err *e)
+{
+    if (location && strcmp(location, self_region(r)) == 0)
+        return err_set(e, ERR_CONFLICT, "a region cannot remove itself; ask another region");
+    if (ms_of(r)->ops->object_delete(ms_of(r), "replication", location, e) != 0)
+        return -1;
+    log_info("repl", "removed replication %s", location);
+    return 0;
+}
+
+int repl_introduce(struct repl *r, const char *registry_name, const char *location,
+                   const char *endpoint, struct err *e)
+{
+    if (registry_name == NULL || strcmp(registry_name, r->reg->cfg->registry_name) != 0)
+        return err_set(e, ERR_CONFLICT, "this region belongs to registry %s",
+                       r->reg->cfg->registry_name);
+    if (location == NULL || !repl_codec_is_valid_region(location) || endpoint == NULL ||
+        !is_valid_endpoint(endpoint))
+        return err_set(e, ERR_BAD_REQUEST, "bad location or endpoint");
+    if (strcmp(location, self_region(r)) == 0)
+        return err_set(e, ERR_CONFLICT, "a region of that name is this one");
+    char *value = NULL;
+    struct err ge = {0};
+    if (ms_of(r)->ops->object_get(ms_of(r), "replication", location, &value, &ge) == 0) {
+        free(value);
+        return 0; /* already known */
+    }
+    log_info("repl", "introduced to %s at %s", location, endpoint);
+    return put_replication(r, location, endpoint, e);
+}
+
+char **repl_target_regions(struct repl *r)
+{
+    struct meta_name_list keys = {0}, values = {0};
+    struct err e = {0};
+    char **out;
+    if (ms_of(r)->ops->object_list(ms_of(r), "replication", &keys, &values, &e) != 0) {
+        out = xcalloc(2, sizeof(char *));
+        out[0] = xstrdup(self_region(r));
+        return out;
+    }
+    out = xcalloc(keys.n + 2, sizeof(char *));
+    size_t n = 0;
+    bool has_self = false;
+    for (size_t i = 0; i < keys.n; i++) {
+        has_self |= strcmp(keys.names[i], self_region(r)) == 0;
+        out[n++] = xstrdup(keys.names[i]);
+    }
+    if (!has_self)
+        out[n++] = xstrdup(self_region(r));
+    meta_name_list_fini(&keys);
+    meta_name_list_fini(&values);
+    return out;
+}
+
+void repl_free_names(char **names)
+{
+    for (size_t i = 0; names && names[i]; i++)
+        free(names[i]);
+    free(names);
+}

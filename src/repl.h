@@ -1,0 +1,62 @@
+/* Geo-replication engine of one region (docs/replication.md): pulls every peer's event
+ * log with a long poll, merges events into local state, fetches the content of
+ * manifests this region must hold from the nearest peer that has it, reports
+ * per-artifact status, and periodically compares digest summaries with peers to
+ * repair anything an event stream missed. Threads: one puller per peer, fetch
+ * workers, and a manager (peer set, round-trip probes, anti-entropy, long-poll
+ * wake-ups). Request threads never wait on the network here except for the
+ * push-that-splits fetch (repl_fetch_blob_now), which holds no lock. */
+#ifndef MERIDIAN_REPL_H
+#define MERIDIAN_REPL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "digest.h"
+#include "err.h"
+#include "http.h"
+
+struct registry;
+struct repl;
+
+struct repl *repl_new(struct registry *reg);
+/* Records this region as a replication of the registry (first start) and starts the
+ * threads. */
+int repl_start(struct repl *r, struct err *e);
+/* Stops the threads and answers every suspended long poll. */
+void repl_stop(struct repl *r);
+void repl_free(struct repl *r);
+
+/* Long polls of the peer API: resumes req when the log grows past seen_head or at
+ * deadline_ms (wall clock). The request must already be suspended. */
+void repl_wait_register(struct repl *r, struct http_req *req, int64_t seen_head,
+                        int64_t deadline_ms);
+
+/* Replications (regions of the registry) as a JSON array, each with live state
+ * (state, lagEvents, lagSeconds, bytesToCopy, isLocal). location NULL = all. */
+json_t *repl_replications_json(struct repl *r, const char *location);
+/* Adds a region: records it and introduces this region to it. ERR_CONFLICT if it
+ * exists, ERR_BAD_REQUEST for bad input, ERR_UNAVAILABLE if it cannot be reached. */
+int repl_add(struct repl *r, const char *location, const char *endpoint, struct err *e);
+/* Removes a region. ERR_NOT_FOUND if unknown. */
+int repl_remove(struct repl *r, const char *location, struct err *e);
+/* Accepts an introduction from region `location` at `endpoint` (peer API). */
+int repl_introduce(struct repl *r, const char *registry_name, const char *location,
+                   const char *endpoint, struct err *e);
+
+/* Wakes the fetch workers (a manifest became pending). */
+void repl_kick(struct repl *r);
+/* Live progress of this region's copy of repo@digest, if a fetch is running. */
+bool repl_progress(struct repl *r, const char *repo, const struct digest *d, int64_t *done,
+                   int64_t *total);
+/* A manifest PUT names blob d that this region does not hold: fetch it now from a peer
+ * that does (a push never splits). ERR_BLOB_UNKNOWN if no peer has it. */
+int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d,
+                        struct err *e);
+/* The regions an artifact must reach (every replication today), as a NULL-terminated
+ * array of names (caller frees with repl_free_names). */
+char **repl_target_regions(struct repl *r);
+void repl_free_names(char **names);
+
+#endif

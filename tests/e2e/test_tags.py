@@ -1,0 +1,182 @@
+"""Tags: listing, lexical order, n/last pagination with Link rel="next", tag moves,
+tag grammar."""
+
+import urllib.parse
+
+import pytest
+
+from conftest import (LINK_NEXT_RE, MT_OCI_MANIFEST, assert_error, path_of)
+
+
+@pytest.fixture
+def tagged_repo(oci, repo):
+    """One image under 7 tags, pushed out of order."""
+    img = oci.push_image(repo, layers=1, layer_size=100)
+    tags = ["v1.0", "latest", "1", "a_b", "v1.0-rc1", "zeta", "beta"]
+    for t in tags:
+        assert oci.put_manifest(repo, t, img.body, MT_OCI_MANIFEST).status_code == 201
+    return repo, sorted(tags), img
+
+
+def test_list_tags(oci, tagged_repo):
+    repo, tags, _ = tagged_repo
+    r = oci.tags(repo)
+    assert r.status_code == 200
+    assert r.headers.get("Content-Type", "").startswith("application/json")
+    body = r.json()
+    assert body["name"] == repo
+    assert body["tags"] == tags
+    assert "Link" not in r.headers
+
+
+def test_list_tags_of_unknown_repository(oci):
+    assert_error(oci.tags("e2e/tags/never/pushed"), 404, "NAME_UNKNOWN")
+
+
+def test_list_tags_of_repository_without_tags(oci, repo):
+    oci.push_image(repo, layers=1)  # by digest only
+    r = oci.tags(repo)
+    assert r.status_code == 200
+    assert r.json()["name"] == repo
+    assert r.json().get("tags") in ([], None)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 6])
+def test_n_limits_and_link_points_to_the_rest(oci, tagged_repo, n):
+    repo, tags, _ = tagged_repo
+    r = oci.tags(repo, n=n)
+    assert r.status_code == 200
+    assert r.json()["tags"] == tags[:n]
+    link = r.headers.get("Link")
+    assert link, "a truncated page must carry Link rel=next"
+    m = LINK_NEXT_RE.search(link)
+    assert m, link
+    nxt = urllib.parse.urlparse(m.group(1))
+    assert nxt.path == "/v2/%s/tags/list" % repo
+    # following it gives the next page
+    r2 = oci.get(m.group(1))
+    assert r2.status_code == 200
+    assert r2.json()["tags"] == tags[n:2 * n]
+
+
+def test_following_links_yields_every_tag_once(oci, tagged_repo):
+    repo, tags, _ = tagged_repo
+    pages, resps = oci.paginate("/v2/%s/tags/list" % repo, {"n": 2})
+    got = [t for p in pages for t in p["tags"]]
+    assert got == tags
+    assert len(pages) == 4
+    assert "Link" not in resps[-1].headers
+
+
+def test_n_at_or_above_the_count_has_no_link(oci, tagged_repo):
+    repo, tags, _ = tagged_repo
+    for n in (len(tags), len(tags) + 1, 1000):
+        r = oci.tags(repo, n=n)
+        assert r.status_code == 200
+        assert r.json()["tags"] == tags
+        assert "Link" not in r.headers, (n, r.headers.get("Link"))
+
+
+def test_n_zero_is_empty_without_link(oci, tagged_repo):
+    repo, _tags, _ = tagged_repo
+    r = oci.tags(repo, n=0)
+    assert r.status_code == 200
+    assert r.json().get("tags") in ([], None)
+    assert "Link" not in r.headers
+
+
+def test_last_without_n(oci, tagged_repo):
+    repo, tags, _ = tagged_repo
+    r = oci.tags(repo, last=tags[2])
+    assert r.status_code == 200
+    assert r.json()["tags"] == tags[3:]
+
+
+def test_n_and_last(oci, tagged_repo):
+    repo, tags, _ = tagged_repo
+    r = oci.tags(repo, n=2, last=tags[1])
+    assert r.status_code == 200
+    assert r.json()["tags"] == tags[2:4]
+
+
+def test_last_that_is_not_a_tag(oci, tagged_repo):
+    repo, tags, _ = tagged_repo
+    r = oci.tags(repo, last="m")  # between "latest" and "v1.0"
+    assert r.status_code == 200
+    assert r.json()["tags"] == [t for t in tags if t > "m"]
+    r = oci.tags(repo, last="zzzz")
+    assert r.status_code == 200
+    assert r.json().get("tags") in ([], None)
+
+
+@pytest.mark.parametrize("n", ["abc", "-1", "1.5", ""])
+def test_invalid_n(oci, tagged_repo, n):
+    repo, _tags, _ = tagged_repo
+    r = oci.tags(repo, n=n)
+    assert r.status_code == 400, (n, r.status_code, r.text)
+
+
+def test_many_tags_paginate_completely(oci, repo):
+    img = oci.push_image(repo, layers=1, layer_size=10)
+    tags = ["t%03d" % i for i in range(130)]
+    for t in reversed(tags):
+        assert oci.put_manifest(repo, t, img.body, MT_OCI_MANIFEST).status_code == 201
+    assert oci.tag_list(repo) == tags
+    pages, _ = oci.paginate("/v2/%s/tags/list" % repo, {"n": 17})
+    got = [t for p in pages for t in p["tags"]]
+    assert got == tags
+    assert all(len(p["tags"]) == 17 for p in pages[:-1])
+
+
+def test_mixed_case_tags_page_consistently(oci, repo):
+    img = oci.push_image(repo, layers=1, layer_size=10)
+    tags = ["B", "a", "C", "b", "A", "c", "_x", "9"]
+    for t in tags:
+        assert oci.put_manifest(repo, t, img.body, MT_OCI_MANIFEST).status_code == 201
+    full = oci.tag_list(repo)
+    assert sorted(full) == sorted(tags)
+    # the spec says "lexical order"; byte order and case-insensitive order are both
+    # seen in the wild, but pages must agree with the full listing either way
+    assert full == sorted(tags) or \
+        [t.lower() for t in full] == sorted(t.lower() for t in tags), full
+    pages, _ = oci.paginate("/v2/%s/tags/list" % repo, {"n": 3})
+    assert [t for p in pages for t in p["tags"]] == full
+
+
+def test_tag_moves_to_the_new_manifest(oci, repo):
+    a = oci.push_image(repo, tag="moving", layers=1)
+    b = oci.push_image(repo, tag="moving", layers=1)
+    r = oci.get_manifest(repo, "moving")
+    assert r.content == b.body
+    assert r.headers.get("Docker-Content-Digest") == b.digest
+    # the old manifest stays pullable by digest
+    assert oci.get_manifest(repo, a.digest).content == a.body
+    assert oci.tag_list(repo) == ["moving"]
+    # and back again
+    assert oci.put_manifest(repo, "moving", a.body, MT_OCI_MANIFEST).status_code == 201
+    assert oci.get_manifest(repo, "moving").content == a.body
+
+
+def test_tag_can_move_across_manifest_types(oci, repo):
+    img = oci.push_image(repo, tag="t", layers=1)
+    idx = oci.push_index(repo, [img], tag="t")
+    r = oci.get_manifest(repo, "t")
+    assert r.content == idx.body
+    assert r.headers["Content-Type"] == "application/vnd.oci.image.index.v1+json"
+
+
+@pytest.mark.parametrize("tag", ["a", "_", "A1", "x" * 128, "v1.2.3-rc.1_build", "0", "__"])
+def test_valid_tag_grammar(oci, repo, tag):
+    img = oci.push_image(repo, layers=1, layer_size=10)
+    r = oci.put_manifest(repo, tag, img.body, MT_OCI_MANIFEST)
+    assert r.status_code == 201, (tag, r.status_code, r.text)
+    assert oci.get_manifest(repo, tag).content == img.body
+    assert tag in oci.tag_list(repo)
+
+
+def test_tag_location_points_to_the_manifest(oci, repo):
+    img = oci.push_image(repo, layers=1)
+    r = oci.put_manifest(repo, "here", img.body, MT_OCI_MANIFEST)
+    assert r.status_code == 201
+    assert path_of(r.headers["Location"]) in ("/v2/%s/manifests/here" % repo,
+                                              "/v2/%s/manifests/%s" % (repo, img.digest))

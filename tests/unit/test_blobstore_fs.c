@@ -1,0 +1,602 @@
+/* Unit tests for the filesystem blobstore: upload files, commit, blobs, put, the
+ * on-disk layout, crash leftovers and refusal of malformed ids and digests.
+ * Digests are built by hand: the blobstore trusts the caller to have verified them. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blobstore.h"
+#include "log.h"
+#include "util.h"
+
+struct fixture {
+    char dir[64];
+    struct blobstore *bs;
+};
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_rf(const char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int teardown(void **state);
+
+static int setup(void **state)
+{
+    struct fixture *f = xcalloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/meridian-bs-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    struct err e = {0};
+    f->bs = blobstore_fs_open(f->dir, &e);
+    *state = f;
+    if (f->bs == NULL) {
+        teardown(state); /* cmocka skips teardown when setup fails */
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    if (f->bs)
+        f->bs->ops->close(f->bs);
+    rm_rf(f->dir);
+    free(f);
+    return 0;
+}
+
+/* A well-formed digest whose hex is derived from seed (no hashing needed). */
+static void fake_digest(enum digest_alg alg, unsigned seed, struct digest *d)
+{
+    size_t hex_len = alg == DIGEST_SHA256 ? 64 : 128;
+    int n = snprintf(d->str, sizeof(d->str), "%s:", alg == DIGEST_SHA256 ? "sha256" : "sha512");
+    for (size_t i = 0; i < hex_len; i += 8)
+        n += snprintf(d->str + n, sizeof(d->str) - (size_t)n, "%08x",
+                      seed * 2654435761u + (unsigned)i);
+    d->alg = alg;
+}
+
+static void path_of_blob(const struct fixture *f, const struct digest *d, char *out)
+{
+    const char *hex = strchr(d->str, ':') + 1;
+    snprintf(out, PATH_MAX, "%s/blobs/%s/%.2s/%s", f->dir,
+             d->alg == DIGEST_SHA256 ? "sha256" : "sha512", hex, hex);
+}
+
+static size_t count_entries(const char *dir)
+{
+    DIR *dp = opendir(dir);
+    assert_non_null(dp);
+    size_t n = 0;
+    for (struct dirent *de = readdir(dp); de != NULL; de = readdir(dp)) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            n++;
+    }
+    closedir(dp);
+    return n;
+}
+
+static size_t count_sub(const struct fixture *f, const char *sub)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", f->dir, sub);
+    return count_entries(path);
+}
+
+static void write_str(int fd, const char *s)
+{
+    assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+/* Reads the whole of fd from offset 0 into a NUL-terminated heap string. */
+static char *read_all(int fd)
+{
+    char *out = xmalloc(1);
+    size_t len = 0;
+    char chunk[4096];
+    for (;;) {
+        ssize_t r = pread(fd, chunk, sizeof(chunk), (off_t)len);
+        assert_true(r >= 0);
+        if (r == 0)
+            break;
+        out = xrealloc(out, len + (size_t)r + 1);
+        memcpy(out + len, chunk, (size_t)r);
+        len += (size_t)r;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+/* Creates upload id holding s. */
+static void make_upload(struct blobstore *bs, const char *id, const char *s)
+{
+    struct err e = {0};
+    uint64_t size = 99;
+    assert_int_equal(bs->ops->upload_create(bs, id, &e), 0);
+    int fd = bs->ops->upload_open(bs, id, &size, &e);
+    assert_true(fd >= 0);
+    assert_int_equal(size, 0);
+    write_str(fd, s);
+    close(fd);
+}
+
+static void assert_blob_is(struct blobstore *bs, const struct digest *d, const char *s)
+{
+    struct err e = {0};
+    int fd = -1;
+    uint64_t size = 0;
+    assert_int_equal(bs->ops->open(bs, d, &fd, &size, &e), 0);
+    assert_true(fd >= 0);
+    assert_int_equal(size, strlen(s));
+    char *got = read_all(fd);
+    assert_string_equal(got, s);
+    free(got);
+    close(fd);
+}
+
+static void test_open_creates_layout(void **state)
+{
+    struct fixture *f = *state;
+    static const char *dirs[] = {"blobs", "blobs/sha256", "blobs/sha512", "uploads", "tmp"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        char path[PATH_MAX];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", f->dir, dirs[i]);
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+    }
+    assert_string_equal(f->bs->ops->name, "fs");
+}
+
+static void test_upload_append_commit_open(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct err e = {0};
+    struct digest d;
+    char id[33];
+    uint64_t size = 0;
+
+    util_random_id(id);
+    fake_digest(DIGEST_SHA256, 1, &d);
+    make_upload(bs, id, "hello ");
+
+    /* Reopening reports the current size and appends at the end. */
+    int fd = bs->ops->upload_open(bs, id, &size, &e);
+    assert_true(fd >= 0);
+    assert_int_equal(size, 6);
+    assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    write_str(fd, "world");
+    close(fd);
+
+    /* Not a blob until committed. */
+    assert_int_equal(bs->ops->stat(bs, &d, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
+
+    assert_int_equal(bs->ops->upload_commit(bs, id, &d, &e), 0);
+
+    /* The upload is gone and the blob sits at its layout path. */
+    assert_int_equal(bs->ops->upload_open(bs, id, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+    assert_int_equal(count_sub(f, "uploads"), 0);
+    char path[PATH_MAX];
+    struct stat st;
+    path_of_blob(f, &d, path);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_size, 11);
+
+    int bfd = -1;
+    assert_int_equal(bs->ops->open(bs, &d, &bfd, &size, &e), 0);
+    assert_int_equal(size, 11);
+    assert_int_equal(fcntl(bfd, F_GETFL) & O_ACCMODE, O_RDONLY);
+    assert_true(fcntl(bfd, F_GETFD) & FD_CLOEXEC);
+    close(bfd);
+    assert_blob_is(bs, &d, "hello world");
+
+    size = 0;
+    assert_int_equal(bs->ops->stat(bs, &d, &size, &e), 0);
+    assert_int_equal(size, 11);
+}
+
+static void test_upload_create_twice_conflicts(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char id[33];
+    util_random_id(id);
+    assert_int_equal(f->bs->ops->upload_create(f->bs, id, &e), 0);
+    assert_int_equal(f->bs->ops->upload_create(f->bs, id, &e), -1);
+    assert_int_equal(e.code, ERR_CONFLICT);
+}
+
+static void test_duplicate_commit_keeps_one_copy(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct err e = {0};
+    struct digest d;
+    char id1[33];
+    char id2[33];
+    char path[PATH_MAX];
+    struct stat st1;
+    struct stat st2;
+
+    fake_digest(DIGEST_SHA256, 2, &d);
+    util_random_id(id1);
+    util_random_id(id2);
+    make_upload(bs, id1, "same bytes");
+    make_upload(bs, id2, "same bytes");
+
+    assert_int_equal(bs->ops->upload_commit(bs, id1, &d, &e), 0);
+    path_of_blob(f, &d, path);
+    assert_int_equal(stat(path, &st1), 0);
+
+    assert_int_equal(bs->ops->upload_commit(bs, id2, &d, &e), 0);
+    assert_int_equal(stat(path, &st2), 0);
+    /* The first copy stays in place; the second upload is dropped. */
+    assert_int_equal(st1.st_ino, st2.st_ino);
+    assert_int_equal(st2.st_nlink, 1);
+    assert_int_equal(count_sub(f, "uploads"), 0);
+    assert_blob_is(bs, &d, "same bytes");
+}
+
+struct commit_arg {
+    struct blobstore *bs;
+    const struct digest *d;
+    char id[33];
+    int rc;
+};
+
+static void *commit_thread(void *p)
+{
+    struct commit_arg *a = p;
+    struct err e = {0};
+    a->rc = a->bs->ops->upload_commit(a->bs, a->id, a->d, &e);
+    return NULL;
+}
+
+static void test_concurrent_commits_same_digest(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 8 };
+    struct commit_arg args[N];
+    pthread_t threads[N];
+    struct digest d;
+    char path[PATH_MAX];
+    char sub[PATH_MAX];
+
+    fake_digest(DIGEST_SHA256, 3, &d);
+    for (int i = 0; i < N; i++) {
+        args[i].bs = f->bs;
+        args[i].d = &d;
+        args[i].rc = -2;
+        util_random_id(args[i].id);
+        make_upload(f->bs, args[i].id, "contended");
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, commit_thread, &args[i]), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(args[i].rc, 0);
+    assert_int_equal(count_sub(f, "uploads"), 0);
+    path_of_blob(f, &d, path);
+    snprintf(sub, sizeof(sub), "%.*s", (int)(strrchr(path, '/') - path), path);
+    assert_int_equal(count_entries(sub), 1);
+    assert_blob_is(f->bs, &d, "contended");
+}
+
+static void test_unknown_blob_and_upload(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct err e = {0};
+    struct digest d;
+    char id[33];
+    uint64_t size = 7;
+    int fd = 5;
+
+    fake_digest(DIGEST_SHA512, 4, &d);
+    util_random_id(id);
+    assert_int_equal(bs->ops->open(bs, &d, &fd, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
+    assert_int_equal(fd, -1);
+    assert_int_equal(bs->ops->stat(bs, &d, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
+    assert_int_equal(bs->ops->upload_open(bs, id, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+    assert_int_equal(bs->ops->upload_commit(bs, id, &d, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+    /* Removing what is not there is not an error. */
+    bs->ops->remove(bs, &d);
+    bs->ops->upload_remove(bs, id);
+}
+
+static void test_upload_remove(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char id[33];
+    uint64_t size;
+    util_random_id(id);
+    make_upload(f->bs, id, "abandoned");
+    assert_int_equal(count_sub(f, "uploads"), 1);
+    f->bs->ops->upload_remove(f->bs, id);
+    assert_int_equal(count_sub(f, "uploads"), 0);
+    assert_int_equal(f->bs->ops->upload_open(f->bs, id, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+}
+
+static void test_put_and_remove(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct err e = {0};
+    struct digest d256;
+    struct digest d512;
+    uint64_t size = 0;
+
+    fake_digest(DIGEST_SHA256, 5, &d256);
+    fake_digest(DIGEST_SHA512, 5, &d512);
+    assert_int_equal(bs->ops->put(bs, &d256, "{\"a\":1}", 7, &e), 0);
+    assert_int_equal(bs->ops->put(bs, &d512, "", 0, &e), 0);
+    /* Storing the same content again is fine and keeps one copy. */
+    assert_int_equal(bs->ops->put(bs, &d256, "{\"a\":1}", 7, &e), 0);
+    assert_int_equal(count_sub(f, "tmp"), 0);
+    assert_blob_is(bs, &d256, "{\"a\":1}");
+    assert_blob_is(bs, &d512, "");
+
+    char path[PATH_MAX];
+    struct stat st;
+    path_of_blob(f, &d512, path);
+    assert_non_null(strstr(path, "/blobs/sha512/"));
+    assert_int_equal(stat(path, &st), 0);
+
+    bs->ops->remove(bs, &d256);
+    assert_int_equal(bs->ops->stat(bs, &d256, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
+    assert_int_equal(bs->ops->stat(bs, &d512, &size, &e), 0);
+    assert_int_equal(size, 0);
+}
+
+static void test_open_removes_leftover_tmp(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    struct digest d;
+    char path[PATH_MAX];
+    char id[33];
+
+    fake_digest(DIGEST_SHA256, 6, &d);
+    assert_int_equal(f->bs->ops->put(f->bs, &d, "kept", 4, &e), 0);
+    util_random_id(id);
+    make_upload(f->bs, id, "in progress");
+    f->bs->ops->close(f->bs);
+    f->bs = NULL;
+
+    /* What a crash in the middle of put() leaves behind. */
+    static const char *leftovers[] = {"0123456789abcdef0123456789abcdef", "stray.partial"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/tmp/%s", f->dir, leftovers[i]);
+        FILE *fp = fopen(path, "w");
+        assert_non_null(fp);
+        fputs("half a blob", fp);
+        fclose(fp);
+    }
+    assert_int_equal(count_sub(f, "tmp"), 2);
+
+    f->bs = blobstore_fs_open(f->dir, &e);
+    assert_non_null(f->bs);
+    assert_int_equal(count_sub(f, "tmp"), 0);
+    /* Blobs and upload sessions survive a restart. */
+    assert_blob_is(f->bs, &d, "kept");
+    assert_int_equal(count_sub(f, "uploads"), 1);
+}
+
+static void test_bad_ids_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct digest d;
+    char victim[PATH_MAX];
+    struct stat st;
+    static const char *bad[] = {
+        "",
+        "abc",
+        "0123456789abcdef0123456789abcde",   /* 31 */
+        "0123456789abcdef0123456789abcdef0", /* 33 */
+        "0123456789ABCDEF0123456789ABCDEF",  /* upper case */
+        "../victim",
+        "../victim/////////////////////////",
+        "..//////////////////////////////",  /* 32 chars, not hex */
+        "0123456789abcdef0123456789abcde/",
+        NULL,
+    };
+
+    fake_digest(DIGEST_SHA256, 7, &d);
+    snprintf(victim, sizeof(victim), "%s/victim", f->dir);
+    FILE *fp = fopen(victim, "w");
+    assert_non_null(fp);
+    fclose(fp);
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct err e = {0};
+        uint64_t size = 0;
+        assert_int_equal(bs->ops->upload_create(bs, bad[i], &e), -1);
+        assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+        e.code = ERR_NONE;
+        assert_int_equal(bs->ops->upload_open(bs, bad[i], &size, &e), -1);
+        assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+        e.code = ERR_NONE;
+        assert_int_equal(bs->ops->upload_commit(bs, bad[i], &d, &e), -1);
+        assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+        bs->ops->upload_remove(bs, bad[i]);
+    }
+    assert_int_equal(stat(victim, &st), 0);
+    assert_int_equal(count_sub(f, "uploads"), 0);
+    assert_int_equal(bs->ops->stat(bs, &d, &(uint64_t){0}, &(struct err){0}), -1);
+}
+
+static void test_bad_digests_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct digest bad[6];
+    char id[33];
+
+    fake_digest(DIGEST_SHA256, 8, &bad[0]);
+    bad[0].str[10] = 'A'; /* upper-case hex */
+    fake_digest(DIGEST_SHA512, 8, &bad[1]);
+    bad[1].alg = DIGEST_SHA256; /* algorithm and length disagree */
+    fake_digest(DIGEST_SHA256, 8, &bad[2]);
+    memcpy(bad[2].str + 7, "../../", 6); /* traversal */
+    fake_digest(DIGEST_SHA256, 8, &bad[3]);
+    bad[3].alg = (enum digest_alg)0;
+    fake_digest(DIGEST_SHA256, 8, &bad[4]);
+    bad[4].str[6] = '/'; /* no colon */
+    fake_digest(DIGEST_SHA256, 8, &bad[5]);
+    bad[5].str[40] = '\0'; /* too short */
+
+    util_random_id(id);
+    make_upload(bs, id, "data");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct err e = {0};
+        uint64_t size = 0;
+        int fd = -1;
+        assert_int_equal(bs->ops->open(bs, &bad[i], &fd, &size, &e), -1);
+        assert_int_equal(e.code, ERR_DIGEST_INVALID);
+        assert_int_equal(bs->ops->stat(bs, &bad[i], &size, &e), -1);
+        assert_int_equal(e.code, ERR_DIGEST_INVALID);
+        assert_int_equal(bs->ops->put(bs, &bad[i], "x", 1, &e), -1);
+        assert_int_equal(e.code, ERR_DIGEST_INVALID);
+        assert_int_equal(bs->ops->upload_commit(bs, id, &bad[i], &e), -1);
+        assert_int_equal(e.code, ERR_DIGEST_INVALID);
+        bs->ops->remove(bs, &bad[i]);
+    }
+    /* Nothing was written anywhere. */
+    assert_int_equal(count_sub(f, "blobs/sha256"), 0);
+    assert_int_equal(count_sub(f, "blobs/sha512"), 0);
+    assert_int_equal(count_sub(f, "tmp"), 0);
+    assert_int_equal(count_sub(f, "uploads"), 1);
+    assert_int_equal(count_entries(f->dir), 3);
+}
+
+struct seen {
+    struct blobstore *bs;
+    char ids[8][33];
+    size_t n;
+    bool is_removing;
+};
+
+static void on_upload(const char *id, void *arg)
+{
+    struct seen *s = arg;
+    assert_true(s->n < 8);
+    snprintf(s->ids[s->n++], 33, "%s", id);
+    if (s->is_removing)
+        s->bs->ops->upload_remove(s->bs, id);
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static void test_each_upload(void **state)
+{
+    struct fixture *f = *state;
+    char ids[3][33];
+    char path[PATH_MAX];
+
+    for (int i = 0; i < 3; i++) {
+        util_random_id(ids[i]);
+        make_upload(f->bs, ids[i], "x");
+    }
+    /* A file that is not a session id is not reported. */
+    snprintf(path, sizeof(path), "%s/uploads/not-a-session", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+
+    struct seen s = {.bs = f->bs};
+    blobstore_fs_each_upload(f->bs, on_upload, &s);
+    assert_int_equal(s.n, 3);
+    qsort(ids, 3, sizeof(ids[0]), cmp_id);
+    qsort(s.ids, s.n, sizeof(s.ids[0]), cmp_id);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(s.ids[i], ids[i]);
+
+    /* The callback may remove the upload it is given. */
+    memset(&s, 0, sizeof(s));
+    s.bs = f->bs;
+    s.is_removing = true;
+    blobstore_fs_each_upload(f->bs, on_upload, &s);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(count_sub(f, "uploads"), 1);
+}
+
+static void test_open_fails_cleanly(void **state)
+{
+    struct fixture *f = *state;
+    char path[PATH_MAX];
+    struct err e = {0};
+
+    /* The root lies under a regular file: nothing can be created. */
+    snprintf(path, sizeof(path), "%s/file", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    snprintf(path, sizeof(path), "%s/file/store", f->dir);
+    assert_null(blobstore_fs_open(path, &e));
+    assert_int_equal(e.code, ERR_IO);
+    assert_null(strstr(err_message(&e), f->dir)); /* no paths in client messages */
+    assert_null(blobstore_fs_open("", &e));
+}
+
+int main(void)
+{
+    /* Expected failures are logged at error level, with their errno text. */
+    log_setup(LOG_LEVEL_ERROR, "test");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_creates_layout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_append_commit_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_create_twice_conflicts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_commit_keeps_one_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_commits_same_digest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_blob_and_upload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_and_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_removes_leftover_tmp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_ids_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_digests_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_each_upload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_fails_cleanly, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1189 @@
+/* Unit tests for the SQLite metastore: every op and its error codes, mounts, delete
+ * cascades, pagination edges, referrers, upload expiry, the event log, concurrent
+ * writers and readers that must not wait for a writer.
+ * This test opens its own raw SQLite connection in two places, standing in for another
+ * process on the same file (a second node, an operator's sqlite3 shell): to hold the
+ * write lock for as long as it likes, and to inspect or damage the schema. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "metastore.h"
+#include "util.h"
+
+#define REGION "westeurope"
+#define MT_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MT_INDEX "application/vnd.oci.image.index.v1+json"
+
+struct fixture {
+    char dir[64];
+    char path[96];
+    struct metastore *ms;
+};
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int teardown(void **state);
+
+static int setup(void **state)
+{
+    struct fixture *f = xcalloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/meridian-ms-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    snprintf(f->path, sizeof(f->path), "%s/meta.db", f->dir);
+    struct err e = {0};
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    *state = f;
+    if (f->ms == NULL) {
+        teardown(state); /* cmocka skips teardown when setup fails */
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    if (f->ms != NULL)
+        f->ms->ops->close(f->ms);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* A well-formed sha256 digest derived from seed; the metastore never hashes. */
+static struct digest dg(unsigned seed)
+{
+    struct digest d = {.alg = DIGEST_SHA256};
+    int n = snprintf(d.str, sizeof(d.str), "sha256:");
+    for (unsigned i = 0; i < 8; i++)
+        n += snprintf(d.str + n, sizeof(d.str) - (size_t)n, "%08x", seed * 2654435761u + i);
+    return d;
+}
+
+/* A manifest whose body is derived from seed (and contains a NUL byte, to prove the
+ * body is stored as bytes). body must have room for 128 bytes. */
+static struct meta_manifest mf(unsigned seed, char *body, const char *artifact_type)
+{
+    struct meta_manifest m = {0};
+    int n = snprintf(body, 128, "{\"schemaVersion\":2,\"seed\":%u}", seed);
+    body[n] = '\0';
+    m.digest = dg(100000 + seed);
+    m.media_type = (char *)MT_MANIFEST;
+    m.artifact_type = (char *)artifact_type;
+    m.annotations_json = artifact_type ? (char *)"{\"k\":\"v\"}" : NULL;
+    m.body = body;
+    m.body_len = (size_t)n + 1;
+    return m;
+}
+
+static void link_blob(struct metastore *ms, const char *repo, unsigned seed, uint64_t size)
+{
+    struct err e = {0};
+    struct digest d = dg(seed);
+    assert_int_equal(ms->ops->blob_link(ms, repo, &d, size, &e), 0);
+}
+
+static json_t *events_json(struct metastore *ms, int64_t after)
+{
+    struct buf b;
+    struct err e = {0};
+    int64_t last = -1;
+    json_error_t je;
+    buf_init(&b, 1 << 24);
+    assert_int_equal(ms->ops->events_since(ms, after, 1000000, &b, &last, &e), 0);
+    json_t *arr = json_loadb(b.data, b.len, 0, &je);
+    buf_fini(&b);
+    assert_non_null(arr);
+    assert_true(json_is_array(arr));
+    return arr;
+}
+
+static size_t event_count(struct metastore *ms)
+{
+    json_t *arr = events_json(ms, 0);
+    size_t n = json_array_size(arr);
+    json_decref(arr);
+    return n;
+}
+
+static const char *ev_str(json_t *ev, const char *key)
+{
+    json_t *v = json_object_get(ev, key);
+    assert_non_null(v);
+    return json_is_null(v) ? NULL : json_string_value(v);
+}
+
+/* The events after `after` that record a metadata change; other kinds (replication
+ * status reports) are left out so these tests assert only what they are about. */
+static json_t *change_events(struct metastore *ms, int64_t after)
+{
+    static const char *const change_kinds[] = {"blob_link", "blob_unlink",  "manifest_put",
+                                               "tag_set",   "tag_delete",   "manifest_delete"};
+    json_t *all = events_json(ms, after);
+    json_t *out = json_array();
+    for (size_t i = 0; i < json_array_size(all); i++) {
+        json_t *ev = json_array_get(all, i);
+        for (size_t k = 0; k < sizeof(change_kinds) / sizeof(change_kinds[0]); k++) {
+            if (strcmp(ev_str(ev, "kind"), change_kinds[k]) == 0)
+                json_array_append(out, ev);
+        }
+    }
+    json_decref(all);
+    return out;
+}
+
+/* Asserts the kinds of the change events after `after`, in order. */
+static void assert_kinds(struct metastore *ms, int64_t after, const char *const *kinds, size_t n)
+{
+    json_t *arr = change_events(ms, after);
+    assert_int_equal(json_array_size(arr), n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(ev_str(json_array_get(arr, i), "kind"), kinds[i]);
+    json_decref(arr);
+}
+
+static int64_t last_seq(struct metastore *ms)
+{
+    json_t *arr = events_json(ms, 0);
+    size_t n = json_array_size(arr);
+    int64_t seq = n ? json_integer_value(json_object_get(json_array_get(arr, n - 1), "seq")) : 0;
+    json_decref(arr);
+    return seq;
+}
+
+/* Opening ----------------------------------------------------------------- */
+
+static void test_open_sets_up_schema(void **state)
+{
+    struct fixture *f = *state;
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    assert_string_equal(f->ms->ops->name, "sqlite");
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    /* Later schema versions add tables; these must always be there. */
+    static const char *checks[][2] = {
+        {"SELECT user_version >= 1 FROM pragma_user_version", "1"},
+        {"PRAGMA journal_mode", "wal"},
+        {"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('blobs', 'events',"
+         " 'manifest_refs', 'manifests', 'repo_blobs', 'repos', 'tags', 'uploads')",
+         "8"},
+    };
+    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
+        assert_int_equal(sqlite3_prepare_v2(db, checks[i][0], -1, &s, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+        assert_string_equal((const char *)sqlite3_column_text(s, 0), checks[i][1]);
+        sqlite3_finalize(s);
+    }
+    sqlite3_close(db);
+}
+
+static void test_reopen_keeps_data_and_clock(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(1, body, NULL);
+    struct meta_manifest got;
+
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m, NULL, 0, NULL, "v1", &e), 0);
+    json_t *before = events_json(f->ms, 0);
+    json_t *newest = json_array_get(before, json_array_size(before) - 1);
+    json_int_t hlc_before = json_integer_value(json_object_get(newest, "hlc"));
+    int64_t seq_before = json_integer_value(json_object_get(newest, "seq"));
+    json_decref(before);
+    f->ms->ops->close(f->ms);
+
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    assert_non_null(f->ms);
+    assert_int_equal(f->ms->ops->manifest_get(f->ms, "r", "v1", &got, &e), 0);
+    assert_string_equal(got.digest.str, m.digest.str);
+    meta_manifest_fini(&got);
+    assert_int_equal(f->ms->ops->tag_delete(f->ms, "r", "v1", &e), 0);
+    /* The log continues after the restart, and its clock never goes back. */
+    json_t *after = events_json(f->ms, seq_before);
+    assert_true(json_array_size(after) >= 1);
+    for (size_t i = 0; i < json_array_size(after); i++)
+        assert_true(json_integer_value(json_object_get(json_array_get(after, i), "hlc")) >
+                    hlc_before);
+    json_decref(after);
+    static const char *const kinds[] = {"tag_delete"};
+    assert_kinds(f->ms, seq_before, kinds, 1);
+}
+
+static void test_open_failures(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char path[128];
+    sqlite3 *db;
+
+    snprintf(path, sizeof(path), "%s/missing/dir/meta.db", f->dir);
+    assert_null(metastore_sqlite_open(path, REGION, &e));
+    assert_int_equal(e.code, ERR_IO);
+
+    /* A database written by a newer build is refused rather than misread. */
+    snprintf(path, sizeof(path), "%s/newer.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    e.code = ERR_NONE;
+    assert_null(metastore_sqlite_open(path, REGION, &e));
+    assert_int_equal(e.code, ERR_IO);
+}
+
+static void test_sqlite_error_is_generic_io(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE uploads", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    assert_int_equal(f->ms->ops->upload_create(f->ms, "u1", "r", 10, &e), -1);
+    assert_int_equal(e.code, ERR_IO);
+    /* Nothing of SQLite's reaches the client. */
+    assert_string_equal(err_message(&e), err_default_message(ERR_IO));
+}
+
+/* Blobs ------------------------------------------------------------------- */
+
+static void test_blob_link_get_find_unlink(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    struct digest d = dg(1);
+    uint64_t size = 0;
+    bool is_orphan = true;
+
+    assert_int_equal(ms->ops->blob_find(ms, &d, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
+
+    link_blob(ms, "a", 1, 1234);
+    link_blob(ms, "a", 1, 1234); /* idempotent: no second event */
+    assert_int_equal(ms->ops->blob_get(ms, "a", &d, &size, &e), 0);
+    assert_int_equal(size, 1234);
+    assert_int_equal(ms->ops->blob_get(ms, "b", &d, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
+    size = 0;
+    assert_int_equal(ms->ops->blob_find(ms, &d, &size, &e), 0);
+    assert_int_equal(size, 1234);
+
+    /* Unlinking where it is not linked. */
+    assert_int_equal(ms->ops->blob_unlink(ms, "nosuchrepo", &d, &is_orphan, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
+    link_blob(ms, "b", 2, 5);
+    e.code = ERR_NONE;
+    assert_int_equal(ms->ops->blob_unlink(ms, "b", &d, &is_orphan, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
+
+    link_blob(ms, "b", 1, 1234);
+    assert_int_equal(ms->ops->blob_unlink(ms, "a", &d, &is_orphan, &e), 0);
+    assert_false(is_orphan); /* still linked in b */
+    assert_int_equal(ms->ops->blob_get(ms, "a", &d, &size, &e), -1);
+    assert_int_equal(ms->ops->blob_find(ms, &d, &size, &e), 0);
+    assert_int_equal(ms->ops->blob_unlink(ms, "b", &d, &is_orphan, &e), 0);
+    assert_true(is_orphan);
+    assert_int_equal(ms->ops->blob_find(ms, &d, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
+
+    static const char *const kinds[] = {"blob_link", "blob_link", "blob_link", "blob_unlink",
+                                        "blob_unlink"};
+    assert_kinds(ms, 0, kinds, 5);
+    json_t *arr = change_events(ms, 0);
+    json_t *ev = json_array_get(arr, 0);
+    assert_string_equal(ev_str(ev, "origin"), REGION);
+    assert_string_equal(ev_str(ev, "repo"), "a");
+    assert_string_equal(ev_str(ev, "digest"), d.str);
+    assert_null(ev_str(ev, "name"));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(ev, "payload"), "size")),
+                     1234);
+    ev = json_array_get(arr, 4);
+    assert_true(json_is_true(json_object_get(json_object_get(ev, "payload"), "is_orphan")));
+    json_decref(arr);
+}
+
+/* Visible means pullable: a blob a manifest of the repository needs cannot be unlinked
+ * from it; once the manifest is gone it can. */
+static void test_blob_referenced_by_manifest_is_not_orphan(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(1, body, NULL);
+    struct meta_ref ref = {.digest = dg(7)};
+    uint64_t size;
+    bool is_orphan = true;
+
+    link_blob(ms, "a", 7, 70);
+    link_blob(ms, "b", 7, 70);
+    assert_int_equal(ms->ops->manifest_put(ms, "a", &m, &ref, 1, NULL, NULL, &e), 0);
+    assert_int_equal(ms->ops->blob_unlink(ms, "a", &ref.digest, &is_orphan, &e), -1);
+    assert_int_equal(e.code, ERR_IN_USE);
+    assert_int_equal(ms->ops->blob_get(ms, "a", &ref.digest, &size, &e), 0);
+    assert_int_equal(ms->ops->manifest_delete(ms, "a", &m.digest, &e), 0);
+    assert_int_equal(ms->ops->blob_unlink(ms, "a", &ref.digest, &is_orphan, &e), 0);
+    /* Repository b still links it: its bytes stay, and it can still be mounted. */
+    assert_false(is_orphan);
+    assert_int_equal(ms->ops->blob_find(ms, &ref.digest, &size, &e), 0);
+    assert_int_equal(size, 70);
+}
+
+/* Manifests --------------------------------------------------------------- */
+
+static void test_manifest_put_get(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(1, body, "application/vnd.example");
+    struct meta_ref refs[2] = {{.digest = dg(1)}, {.digest = dg(2)}};
+    struct meta_manifest got;
+
+    link_blob(ms, "lib/app", 1, 10);
+    link_blob(ms, "lib/app", 2, 20);
+    int64_t seq0 = last_seq(ms);
+    assert_int_equal(ms->ops->manifest_put(ms, "lib/app", &m, refs, 2, NULL, "v1", &e), 0);
+    static const char *const put_kinds[] = {"manifest_put", "tag_set"};
+    assert_kinds(ms, seq0, put_kinds, 2);
+
+    static const char *const refs_by[] = {"v1", NULL};
+    for (int i = 0; i < 2; i++) {
+        const char *ref = refs_by[i] != NULL ? refs_by[i] : m.digest.str;
+        assert_int_equal(ms->ops->manifest_get(ms, "lib/app", ref, &got, &e), 0);
+        assert_string_equal(got.digest.str, m.digest.str);
+        assert_int_equal(got.digest.alg, DIGEST_SHA256);
+        assert_string_equal(got.media_type, MT_MANIFEST);
+        assert_string_equal(got.artifact_type, "application/vnd.example");
+        assert_string_equal(got.annotations_json, "{\"k\":\"v\"}");
+        assert_int_equal(got.body_len, m.body_len);
+        assert_memory_equal(got.body, m.body, m.body_len);
+        meta_manifest_fini(&got);
+    }
+
+    /* The same bytes again change nothing; a new tag adds only a tag_set. */
+    int64_t seq1 = last_seq(ms);
+    assert_int_equal(ms->ops->manifest_put(ms, "lib/app", &m, refs, 2, NULL, "v1", &e), 0);
+    assert_int_equal(last_seq(ms), seq1);
+    assert_int_equal(ms->ops->manifest_put(ms, "lib/app", &m, refs, 2, NULL, "latest", &e), 0);
+    static const char *const tag_kinds[] = {"tag_set"};
+    assert_kinds(ms, seq1, tag_kinds, 1);
+
+    /* Moving a tag to another manifest. */
+    char body2[128];
+    struct meta_manifest m2 = mf(2, body2, NULL);
+    assert_int_equal(ms->ops->manifest_put(ms, "lib/app", &m2, NULL, 0, NULL, "v1", &e), 0);
+    assert_int_equal(ms->ops->manifest_get(ms, "lib/app", "v1", &got, &e), 0);
+    assert_string_equal(got.digest.str, m2.digest.str);
+    assert_null(got.artifact_type);
+    assert_null(got.annotations_json);
+    meta_manifest_fini(&got);
+    assert_int_equal(ms->ops->manifest_get(ms, "lib/app", "latest", &got, &e), 0);
+    assert_string_equal(got.digest.str, m.digest.str);
+    meta_manifest_fini(&got);
+}
+
+static void test_manifest_get_errors(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    struct meta_manifest got;
+    struct digest unknown = dg(99);
+
+    assert_int_equal(ms->ops->manifest_get(ms, "nope", "v1", &got, &e), -1);
+    assert_int_equal(e.code, ERR_NAME_UNKNOWN);
+    assert_null(got.body);
+
+    link_blob(ms, "r", 1, 1); /* the repository now exists */
+    assert_int_equal(ms->ops->manifest_get(ms, "r", "v1", &got, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
+    e.code = ERR_NONE;
+    assert_int_equal(ms->ops->manifest_get(ms, "r", unknown.str, &got, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
+    assert_null(got.body);
+}
+
+static void test_manifest_put_unknown_refs_change_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(1, body, NULL);
+    struct meta_ref refs[2] = {{.digest = dg(1)}, {.digest = dg(2)}};
+    struct meta_manifest got;
+    struct meta_name_list l;
+
+    link_blob(ms, "other", 1, 10);
+    size_t n_events = event_count(ms);
+    /* dg(1) would be mounted from "other", but dg(2) is nowhere. */
+    assert_int_equal(ms->ops->manifest_put(ms, "fresh", &m, refs, 2, NULL, "v1", &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_BLOB_UNKNOWN);
+    assert_non_null(strstr(e.msg, refs[1].digest.str));
+    assert_non_null(strstr(e.msg, "blob"));
+
+    /* Nothing happened: no repository, no mount, no event. */
+    assert_int_equal(event_count(ms), n_events);
+    assert_int_equal(ms->ops->repo_list(ms, NULL, -1, &l, &e), 0);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.names[0], "other");
+    meta_name_list_fini(&l);
+    assert_int_equal(ms->ops->manifest_get(ms, "fresh", "v1", &got, &e), -1);
+    assert_int_equal(e.code, ERR_NAME_UNKNOWN);
+
+    /* A child manifest must exist in the same repository. */
+    char cbody[128];
+    struct meta_manifest child = mf(2, cbody, NULL);
+    assert_int_equal(ms->ops->manifest_put(ms, "other", &child, NULL, 0, NULL, NULL, &e), 0);
+    struct meta_ref cref = {.digest = child.digest, .is_manifest = true};
+    char ibody[128];
+    struct meta_manifest index = mf(3, ibody, NULL);
+    index.media_type = (char *)MT_INDEX;
+    n_events = event_count(ms);
+    assert_int_equal(ms->ops->manifest_put(ms, "fresh", &index, &cref, 1, NULL, NULL, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_BLOB_UNKNOWN);
+    assert_non_null(strstr(e.msg, child.digest.str));
+    assert_non_null(strstr(e.msg, "manifest"));
+    assert_int_equal(event_count(ms), n_events);
+
+    /* A blob digest passed as a manifest ref is not enough either. */
+    struct meta_ref bref = {.digest = dg(1), .is_manifest = true};
+    assert_int_equal(ms->ops->manifest_put(ms, "other", &index, &bref, 1, NULL, NULL, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_BLOB_UNKNOWN);
+
+    /* With the child present the index goes in. */
+    assert_int_equal(ms->ops->manifest_put(ms, "other", &index, &cref, 1, NULL, "multi", &e), 0);
+    assert_int_equal(ms->ops->manifest_get(ms, "other", "multi", &got, &e), 0);
+    assert_string_equal(got.media_type, MT_INDEX);
+    meta_manifest_fini(&got);
+}
+
+static void test_manifest_put_mounts_blobs(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(1, body, NULL);
+    struct meta_ref refs[2] = {{.digest = dg(1)}, {.digest = dg(2)}};
+    uint64_t size = 0;
+
+    link_blob(ms, "src", 1, 11);
+    link_blob(ms, "dst", 2, 22);
+    int64_t seq0 = last_seq(ms);
+    assert_int_equal(ms->ops->blob_get(ms, "dst", &refs[0].digest, &size, &e), -1);
+    assert_int_equal(ms->ops->manifest_put(ms, "dst", &m, refs, 2, NULL, NULL, &e), 0);
+    assert_int_equal(ms->ops->blob_get(ms, "dst", &refs[0].digest, &size, &e), 0);
+    assert_int_equal(size, 11);
+
+    static const char *const kinds[] = {"blob_link", "manifest_put"};
+    assert_kinds(ms, seq0, kinds, 2);
+    json_t *arr = change_events(ms, seq0);
+    json_t *ev = json_array_get(arr, 0);
+    assert_string_equal(ev_str(ev, "repo"), "dst");
+    assert_string_equal(ev_str(ev, "digest"), refs[0].digest.str);
+    assert_true(json_is_true(json_object_get(json_object_get(ev, "payload"), "is_mount")));
+    json_decref(arr);
+}
+
+static void test_manifest_delete_cascades(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[128];
+    char body2[128];
+    struct meta_manifest m = mf(1, body, NULL);
+    struct meta_manifest keep = mf(2, body2, NULL);
+    struct meta_ref ref = {.digest = dg(1)};
+    struct meta_manifest got;
+    struct meta_name_list l;
+    bool is_orphan = false;
+
+    link_blob(ms, "r", 1, 10);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, &ref, 1, NULL, "v2", &e), 0);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, &ref, 1, NULL, "v1", &e), 0);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &keep, NULL, 0, NULL, "stay", &e), 0);
+    int64_t seq0 = last_seq(ms);
+
+    assert_int_equal(ms->ops->manifest_delete(ms, "r", &m.digest, &e), 0);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", m.digest.str, &got, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", "v1", &got, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
+    assert_int_equal(ms->ops->tag_list(ms, "r", NULL, -1, &l, &e), 0);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.names[0], "stay");
+    meta_name_list_fini(&l);
+
+    /* One event naming the tags that went with it. */
+    json_t *arr = change_events(ms, seq0);
+    assert_int_equal(json_array_size(arr), 1);
+    json_t *ev = json_array_get(arr, 0);
+    assert_string_equal(ev_str(ev, "kind"), "manifest_delete");
+    assert_string_equal(ev_str(ev, "digest"), m.digest.str);
+    json_t *tags = json_object_get(json_object_get(ev, "payload"), "tags");
+    assert_int_equal(json_array_size(tags), 2);
+    assert_string_equal(json_string_value(json_array_get(tags, 0)), "v1");
+    assert_string_equal(json_string_value(json_array_get(tags, 1)), "v2");
+    json_decref(arr);
+
+    /* Its references went too: the layer is now an orphan once unlinked. */
+    assert_int_equal(ms->ops->blob_unlink(ms, "r", &ref.digest, &is_orphan, &e), 0);
+    assert_true(is_orphan);
+
+    assert_int_equal(ms->ops->manifest_delete(ms, "r", &m.digest, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
+    e.code = ERR_NONE;
+    assert_int_equal(ms->ops->manifest_delete(ms, "nope", &m.digest, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
+
+    /* A deleted manifest can be pushed again. */
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, NULL, 0, NULL, "v1", &e), 0);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", "v1", &got, &e), 0);
+    meta_manifest_fini(&got);
+}
+
+static void test_tag_delete(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(1, body, NULL);
+    struct meta_manifest got;
+
+    assert_int_equal(ms->ops->tag_delete(ms, "r", "v1", &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, NULL, 0, NULL, "v1", &e), 0);
+    int64_t seq0 = last_seq(ms);
+    assert_int_equal(ms->ops->tag_delete(ms, "r", "v1", &e), 0);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", "v1", &got, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
+    /* The manifest stays. */
+    assert_int_equal(ms->ops->manifest_get(ms, "r", m.digest.str, &got, &e), 0);
+    meta_manifest_fini(&got);
+    e.code = ERR_NONE;
+    assert_int_equal(ms->ops->tag_delete(ms, "r", "v1", &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
+
+    json_t *arr = change_events(ms, seq0);
+    assert_int_equal(json_array_size(arr), 1);
+    json_t *ev = json_array_get(arr, 0);
+    assert_string_equal(ev_str(ev, "kind"), "tag_delete");
+    assert_string_equal(ev_str(ev, "name"), "v1");
+    assert_string_equal(ev_str(ev, "digest"), m.digest.str);
+    json_decref(arr);
+}
+
+/* Listings ---------------------------------------------------------------- */
+
+struct page_case {
+    const char *last;
+    long n;
+    const char *want; /* names joined by ' ' */
+    bool has_more;
+};
+
+static void assert_page(const struct meta_name_list *l, const struct page_case *c)
+{
+    char got[256] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < l->n; i++)
+        len += (size_t)snprintf(got + len, sizeof(got) - len, "%s%s", i ? " " : "", l->names[i]);
+    if (strcmp(got, c->want) != 0 || l->has_more != c->has_more)
+        fail_msg("last=%s n=%ld: got '%s' has_more=%d, want '%s' has_more=%d",
+                 c->last ? c->last : "(null)", c->n, got, l->has_more, c->want, c->has_more);
+}
+
+static void test_tag_list_pagination(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    struct meta_name_list l;
+    char body[128];
+    struct meta_manifest m = mf(1, body, NULL);
+    /* Bytewise order: 'B' < 'a' and '-' < '.' < letters. */
+    static const char *tags[] = {"c", "a.1", "B", "b", "a", "a-1"};
+    static const struct page_case cases[] = {
+        {NULL, -1, "B a a-1 a.1 b c", false},
+        {NULL, 0, "", false},
+        {"c", 0, "", false},
+        {NULL, 2, "B a", true},
+        {"a", 2, "a-1 a.1", true},
+        {"a.1", 2, "b c", false}, /* the page ends exactly at the end */
+        {"b", 5, "c", false},
+        {"c", 5, "", false},      /* last is the last tag */
+        {"zzz", 5, "", false},    /* last past the end */
+        {"0", 1, "B", true},      /* last need not be a tag */
+        {NULL, 6, "B a a-1 a.1 b c", false},
+        {NULL, 100, "B a a-1 a.1 b c", false},
+        {"", -1, "B a a-1 a.1 b c", false},
+    };
+
+    assert_int_equal(ms->ops->tag_list(ms, "r", NULL, -1, &l, &e), -1);
+    assert_int_equal(e.code, ERR_NAME_UNKNOWN);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, NULL, 0, NULL, NULL, &e), 0);
+    assert_int_equal(ms->ops->tag_list(ms, "r", NULL, -1, &l, &e), 0);
+    assert_int_equal(l.n, 0);
+    assert_false(l.has_more);
+    meta_name_list_fini(&l);
+
+    for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
+        assert_int_equal(ms->ops->manifest_put(ms, "r", &m, NULL, 0, NULL, tags[i], &e), 0);
+    /* Tags of another repository do not leak in. */
+    assert_int_equal(ms->ops->manifest_put(ms, "r2", &m, NULL, 0, NULL, "bb", &e), 0);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(ms->ops->tag_list(ms, "r", cases[i].last, cases[i].n, &l, &e), 0);
+        assert_page(&l, &cases[i]);
+        meta_name_list_fini(&l);
+    }
+}
+
+static void test_repo_list_pagination(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    struct meta_name_list l;
+    static const char *repos[] = {"a/b", "a", "B/x", "a-b"};
+    static const struct page_case cases[] = {
+        {NULL, -1, "B/x a a-b a/b", false},
+        {NULL, 0, "", false},
+        {NULL, 1, "B/x", true},
+        {"B/x", 2, "a a-b", true},
+        {"a-b", 2, "a/b", false},
+        {"a/b", 2, "", false},
+        {"zz", -1, "", false},
+        {NULL, 4, "B/x a a-b a/b", false},
+    };
+
+    assert_int_equal(ms->ops->repo_list(ms, NULL, -1, &l, &e), 0);
+    assert_int_equal(l.n, 0);
+    meta_name_list_fini(&l);
+    for (size_t i = 0; i < sizeof(repos) / sizeof(repos[0]); i++)
+        link_blob(ms, repos[i], 1, 1);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(ms->ops->repo_list(ms, cases[i].last, cases[i].n, &l, &e), 0);
+        assert_page(&l, &cases[i]);
+        meta_name_list_fini(&l);
+    }
+}
+
+static void test_referrers(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    struct meta_referrer_list l;
+    char b[7][128];
+    struct meta_manifest subject = mf(1, b[0], NULL);
+    struct meta_manifest sig = mf(2, b[1], "application/vnd.example.sig");
+    struct meta_manifest sbom = mf(3, b[2], "application/vnd.example.sbom");
+    struct meta_manifest plain = mf(4, b[3], NULL);
+    struct meta_manifest elsewhere = mf(5, b[4], "application/vnd.example.sig");
+    struct meta_manifest other_subject = mf(6, b[5], "application/vnd.example.sig");
+    struct meta_manifest dangling = mf(7, b[6], NULL);
+    struct digest unknown = dg(77);
+
+    /* Unknown repository: no referrers, not an error (the referrers API never 404s). */
+    assert_int_equal(ms->ops->referrers(ms, "r", &subject.digest, NULL, &l, &e), 0);
+    assert_int_equal(l.n, 0);
+
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &subject, NULL, 0, NULL, "v1", &e), 0);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &sig, NULL, 0, &subject.digest, NULL, &e), 0);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &sbom, NULL, 0, &subject.digest, NULL, &e), 0);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &plain, NULL, 0, &subject.digest, NULL, &e),
+                     0);
+    assert_int_equal(
+        ms->ops->manifest_put(ms, "r2", &elsewhere, NULL, 0, &subject.digest, NULL, &e), 0);
+    assert_int_equal(
+        ms->ops->manifest_put(ms, "r", &other_subject, NULL, 0, &sig.digest, NULL, &e), 0);
+    /* A subject need not exist in the repository. */
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &dangling, NULL, 0, &unknown, NULL, &e), 0);
+
+    assert_int_equal(ms->ops->referrers(ms, "r", &subject.digest, NULL, &l, &e), 0);
+    assert_int_equal(l.n, 3);
+    bool seen[3] = {false, false, false};
+    const struct meta_manifest *want[3] = {&sig, &sbom, &plain};
+    for (size_t i = 0; i < l.n; i++) {
+        for (int j = 0; j < 3; j++) {
+            if (strcmp(l.items[i].digest.str, want[j]->digest.str) != 0)
+                continue;
+            seen[j] = true;
+            assert_int_equal(l.items[i].size, (int64_t)want[j]->body_len);
+            assert_string_equal(l.items[i].media_type, MT_MANIFEST);
+            if (want[j]->artifact_type == NULL) {
+                assert_null(l.items[i].artifact_type);
+                assert_null(l.items[i].annotations_json);
+            } else {
+                assert_string_equal(l.items[i].artifact_type, want[j]->artifact_type);
+                assert_string_equal(l.items[i].annotations_json, "{\"k\":\"v\"}");
+            }
+        }
+    }
+    assert_true(seen[0] && seen[1] && seen[2]);
+    meta_referrer_list_fini(&l);
+
+    assert_int_equal(
+        ms->ops->referrers(ms, "r", &subject.digest, "application/vnd.example.sig", &l, &e), 0);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].digest.str, sig.digest.str);
+    meta_referrer_list_fini(&l);
+
+    assert_int_equal(ms->ops->referrers(ms, "r", &subject.digest, "text/plain", &l, &e), 0);
+    assert_int_equal(l.n, 0);
+    meta_referrer_list_fini(&l);
+
+    assert_int_equal(ms->ops->referrers(ms, "r", &unknown, NULL, &l, &e), 0);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].digest.str, dangling.digest.str);
+    meta_referrer_list_fini(&l);
+
+    /* Referrers go when they are deleted. */
+    assert_int_equal(ms->ops->manifest_delete(ms, "r", &sig.digest, &e), 0);
+    assert_int_equal(ms->ops->referrers(ms, "r", &subject.digest, NULL, &l, &e), 0);
+    assert_int_equal(l.n, 2);
+    meta_referrer_list_fini(&l);
+}
+
+/* Upload sessions --------------------------------------------------------- */
+
+static void test_uploads(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    struct meta_name_list l;
+
+    size_t n_events = event_count(ms);
+    assert_int_equal(ms->ops->upload_create(ms, "u3", "a", 300, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u1", "a", 100, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u2", "b", 200, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u1", "b", 999, &e), -1);
+    assert_int_equal(e.code, ERR_CONFLICT);
+
+    assert_int_equal(ms->ops->upload_get(ms, "u1", "a", &e), 0);
+    assert_int_equal(ms->ops->upload_get(ms, "u1", "b", &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+    e.code = ERR_NONE;
+    assert_int_equal(ms->ops->upload_get(ms, "u9", "a", &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+
+    static const struct {
+        int64_t now_s;
+        const char *want;
+    } cases[] = {
+        {100, ""}, /* expires_s == now is not yet expired */
+        {101, "u1"},
+        {201, "u1 u2"},
+        {1000, "u1 u2 u3"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct page_case pc = {NULL, (long)cases[i].now_s, cases[i].want, false};
+        assert_int_equal(ms->ops->upload_list_expired(ms, cases[i].now_s, &l, &e), 0);
+        assert_page(&l, &pc);
+        meta_name_list_fini(&l);
+    }
+
+    assert_int_equal(ms->ops->upload_delete(ms, "u1", &e), 0);
+    assert_int_equal(ms->ops->upload_get(ms, "u1", "a", &e), -1);
+    assert_int_equal(ms->ops->upload_delete(ms, "u1", &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+    assert_int_equal(ms->ops->upload_list_expired(ms, 1000, &l, &e), 0);
+    assert_int_equal(l.n, 2);
+    meta_name_list_fini(&l);
+    /* Sessions are region-local: nothing in the event log. */
+    assert_int_equal(event_count(ms), n_events);
+}
+
+/* Event log --------------------------------------------------------------- */
+
+static void test_events_since(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    struct buf b;
+    int64_t last = -1;
+
+    buf_init(&b, 1 << 20);
+    assert_int_equal(ms->ops->events_since(ms, 0, 10, &b, &last, &e), 0);
+    assert_string_equal(b.data, "[]");
+    assert_int_equal(last, 0);
+    buf_fini(&b);
+
+    for (unsigned i = 1; i <= 5; i++) {
+        char repo[16];
+        snprintf(repo, sizeof(repo), "r\"%u", i); /* a quote, to exercise escaping */
+        link_blob(ms, repo, i, i);
+    }
+    /* All of them, in order, with strictly increasing seq and hlc. */
+    json_t *arr = events_json(ms, 0);
+    assert_int_equal(json_array_size(arr), 5);
+    json_int_t prev_seq = 0;
+    json_int_t prev_hlc = 0;
+    for (size_t i = 0; i < 5; i++) {
+        json_t *ev = json_array_get(arr, i);
+        json_int_t seq = json_integer_value(json_object_get(ev, "seq"));
+        json_int_t hlc = json_integer_value(json_object_get(ev, "hlc"));
+        assert_true(seq > prev_seq);
+        assert_true(hlc > prev_hlc);
+        assert_true(hlc >> 16 > 1600000000000LL); /* physical part in ms */
+        char repo[16];
+        snprintf(repo, sizeof(repo), "r\"%zu", i + 1);
+        assert_string_equal(ev_str(ev, "repo"), repo);
+        prev_seq = seq;
+        prev_hlc = hlc;
+    }
+    json_int_t seq2 = json_integer_value(json_object_get(json_array_get(arr, 1), "seq"));
+    json_int_t seq4 = json_integer_value(json_object_get(json_array_get(arr, 3), "seq"));
+    json_decref(arr);
+
+    /* Paging with max and after_seq. */
+    buf_init(&b, 1 << 20);
+    assert_int_equal(ms->ops->events_since(ms, seq2, 2, &b, &last, &e), 0);
+    assert_int_equal(last, seq4);
+    arr = json_loads(b.data, 0, NULL);
+    assert_int_equal(json_array_size(arr), 2);
+    json_decref(arr);
+    buf_fini(&b);
+
+    /* max 0, and after the end: empty, last_seq unchanged. */
+    buf_init(&b, 1 << 20);
+    assert_int_equal(ms->ops->events_since(ms, 0, 0, &b, &last, &e), 0);
+    assert_string_equal(b.data, "[]");
+    assert_int_equal(last, 0);
+    buf_reset(&b);
+    assert_int_equal(ms->ops->events_since(ms, prev_seq, 10, &b, &last, &e), 0);
+    assert_string_equal(b.data, "[]");
+    assert_int_equal(last, prev_seq);
+    buf_fini(&b);
+
+    /* A buffer with room for about two events returns fewer than max, still valid JSON. */
+    buf_init(&b, 1 << 20);
+    assert_int_equal(ms->ops->events_since(ms, 0, 1, &b, &last, &e), 0);
+    size_t one_len = b.len;
+    buf_fini(&b);
+    buf_init(&b, 2 * one_len + 8);
+    assert_int_equal(ms->ops->events_since(ms, 0, 10, &b, &last, &e), 0);
+    arr = json_loads(b.data, 0, NULL);
+    assert_non_null(arr);
+    size_t n = json_array_size(arr);
+    assert_true(n >= 1 && n < 5);
+    assert_int_equal(last, json_integer_value(json_object_get(json_array_get(arr, n - 1), "seq")));
+    json_decref(arr);
+    buf_fini(&b);
+
+    /* Not even one fits. */
+    buf_init(&b, 16);
+    assert_int_equal(ms->ops->events_since(ms, 0, 10, &b, &last, &e), -1);
+    assert_int_equal(e.code, ERR_INTERNAL);
+    assert_int_equal(last, 0);
+    buf_fini(&b);
+}
+
+static void test_every_mutation_logs(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char b1[128];
+    char b2[128];
+    struct meta_manifest m = mf(1, b1, NULL);
+    struct meta_manifest ref_m = mf(2, b2, "application/vnd.example.sig");
+    struct meta_ref ref = {.digest = dg(1)};
+    bool is_orphan;
+
+    link_blob(ms, "r", 1, 10);                                                   /* blob_link */
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, &ref, 1, NULL, "v1", &e), 0); /* 2 */
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &ref_m, NULL, 0, &m.digest, NULL, &e), 0);
+    assert_int_equal(ms->ops->tag_delete(ms, "r", "v1", &e), 0);
+    assert_int_equal(ms->ops->manifest_delete(ms, "r", &m.digest, &e), 0);
+    assert_int_equal(ms->ops->blob_unlink(ms, "r", &ref.digest, &is_orphan, &e), 0);
+    /* Failed mutations log nothing. */
+    assert_int_equal(ms->ops->tag_delete(ms, "r", "v1", &e), -1);
+    assert_int_equal(ms->ops->manifest_delete(ms, "r", &m.digest, &e), -1);
+    assert_int_equal(ms->ops->blob_unlink(ms, "r", &ref.digest, &is_orphan, &e), -1);
+
+    static const char *const kinds[] = {"blob_link",  "manifest_put",    "tag_set",
+                                        "manifest_put", "tag_delete",    "manifest_delete",
+                                        "blob_unlink"};
+    assert_kinds(ms, 0, kinds, 7);
+    json_t *arr = change_events(ms, 0);
+    for (size_t i = 0; i < 7; i++) {
+        json_t *ev = json_array_get(arr, i);
+        assert_string_equal(ev_str(ev, "origin"), REGION);
+        assert_string_equal(ev_str(ev, "repo"), "r");
+    }
+    assert_string_equal(ev_str(json_array_get(arr, 2), "name"), "v1");
+    assert_string_equal(ev_str(json_array_get(arr, 3), "digest"), ref_m.digest.str);
+    json_t *put = json_object_get(json_array_get(arr, 3), "payload");
+    assert_true(json_is_object(put));
+    assert_string_equal(json_string_value(json_object_get(put, "subject")), m.digest.str);
+    json_decref(arr);
+}
+
+/* Concurrency ------------------------------------------------------------- */
+
+enum { N_WRITERS = 8, PUTS_PER_WRITER = 10 };
+
+struct writer_arg {
+    struct metastore *ms;
+    pthread_barrier_t *start;
+    unsigned id;
+    int n_failed;
+};
+
+/* Each round: move "latest" to a new manifest, then set and delete a private tag. The
+ * delete starts with a read, so it also proves writes take the lock up front (a
+ * deferred transaction upgrading under contention fails with SQLITE_BUSY at once). */
+static void *writer_thread(void *p)
+{
+    struct writer_arg *a = p;
+    char mine[16];
+    snprintf(mine, sizeof(mine), "w%u", a->id);
+    pthread_barrier_wait(a->start);
+    for (unsigned i = 0; i < PUTS_PER_WRITER; i++) {
+        char body[128];
+        struct meta_manifest m = mf(1000 + a->id * 100 + i, body, NULL);
+        struct err e = {0};
+        if (a->ms->ops->manifest_put(a->ms, "race", &m, NULL, 0, NULL, "latest", &e) != 0)
+            a->n_failed++;
+        if (a->ms->ops->manifest_put(a->ms, "race", &m, NULL, 0, NULL, mine, &e) != 0)
+            a->n_failed++;
+        if (a->ms->ops->tag_delete(a->ms, "race", mine, &e) != 0)
+            a->n_failed++;
+    }
+    return NULL;
+}
+
+static void test_concurrent_writers_one_winner(void **state)
+{
+    struct fixture *f = *state;
+    struct writer_arg args[N_WRITERS];
+    pthread_t threads[N_WRITERS];
+    struct err e = {0};
+    struct meta_manifest got;
+    pthread_barrier_t start;
+
+    assert_int_equal(pthread_barrier_init(&start, NULL, N_WRITERS), 0);
+    for (unsigned i = 0; i < N_WRITERS; i++) {
+        args[i] = (struct writer_arg){.ms = f->ms, .start = &start, .id = i};
+        assert_int_equal(pthread_create(&threads[i], NULL, writer_thread, &args[i]), 0);
+    }
+    /* Join them all before asserting anything, so a failure leaves no thread behind. */
+    for (unsigned i = 0; i < N_WRITERS; i++)
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    for (unsigned i = 0; i < N_WRITERS; i++)
+        assert_int_equal(args[i].n_failed, 0);
+    pthread_barrier_destroy(&start);
+
+    assert_int_equal(f->ms->ops->manifest_get(f->ms, "race", "latest", &got, &e), 0);
+    /* The winner is the last tag_set in the log, and the log is in hlc order. */
+    json_t *arr = events_json(f->ms, 0);
+    size_t n_tag_set = 0;
+    size_t n_tag_delete = 0;
+    size_t n_put = 0;
+    const char *last_tagged = NULL;
+    json_int_t prev_hlc = 0;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *ev = json_array_get(arr, i);
+        json_int_t hlc = json_integer_value(json_object_get(ev, "hlc"));
+        assert_true(hlc > prev_hlc);
+        prev_hlc = hlc;
+        if (strcmp(ev_str(ev, "kind"), "tag_set") == 0) {
+            n_tag_set++;
+            if (strcmp(ev_str(ev, "name"), "latest") == 0)
+                last_tagged = ev_str(ev, "digest");
+        } else if (strcmp(ev_str(ev, "kind"), "tag_delete") == 0) {
+            n_tag_delete++;
+        } else if (strcmp(ev_str(ev, "kind"), "manifest_put") == 0) {
+            n_put++;
+        }
+    }
+    assert_int_equal(n_put, N_WRITERS * PUTS_PER_WRITER);
+    assert_int_equal(n_tag_set, 2 * N_WRITERS * PUTS_PER_WRITER);
+    assert_int_equal(n_tag_delete, N_WRITERS * PUTS_PER_WRITER);
+    assert_non_null(last_tagged);
+    assert_string_equal(got.digest.str, last_tagged);
+    json_decref(arr);
+    meta_manifest_fini(&got);
+
+    struct meta_name_list l;
+    assert_int_equal(f->ms->ops->tag_list(f->ms, "race", NULL, -1, &l, &e), 0);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.names[0], "latest");
+    meta_name_list_fini(&l);
+}
+
+struct reader_arg {
+    struct metastore *ms;
+    const struct digest *subject;
+    const struct digest *pending; /* written by the open transaction, not yet visible */
+    int64_t max_op_ns;
+    int n_failed;
+};
+
+static void *reader_thread(void *p)
+{
+    struct reader_arg *a = p;
+    for (int i = 0; i < 20; i++) {
+        struct err e = {0};
+        struct meta_manifest m;
+        struct meta_name_list l;
+        struct meta_referrer_list rl;
+        uint64_t size;
+        int64_t t0 = util_mono_ns();
+        int bad = 0;
+        bad |= a->ms->ops->manifest_get(a->ms, "r", "v1", &m, &e) != 0;
+        meta_manifest_fini(&m);
+        bad |= a->ms->ops->tag_list(a->ms, "r", NULL, -1, &l, &e) != 0 || l.n != 2;
+        meta_name_list_fini(&l);
+        bad |= a->ms->ops->repo_list(a->ms, NULL, -1, &l, &e) != 0 || l.n != 1;
+        meta_name_list_fini(&l);
+        bad |= a->ms->ops->referrers(a->ms, "r", a->subject, NULL, &rl, &e) != 0;
+        meta_referrer_list_fini(&rl);
+        /* The uncommitted blob is not visible. */
+        bad |= a->ms->ops->blob_find(a->ms, a->pending, &size, &e) != -1;
+        int64_t dt = util_mono_ns() - t0;
+        if (dt > a->max_op_ns)
+            a->max_op_ns = dt;
+        a->n_failed += bad;
+        if (bad)
+            break; /* a blocked reader already took the 10 s busy timeout */
+    }
+    return NULL;
+}
+
+struct late_writer_arg {
+    struct metastore *ms;
+    atomic_int is_done;
+    int rc;
+};
+
+/* tag_delete reads before it writes: only a transaction that took the write lock up
+ * front (BEGIN IMMEDIATE) can wait for the other writer and still succeed; a deferred
+ * one would fail with SQLITE_BUSY when upgrading its stale read snapshot. */
+static void *late_writer_thread(void *p)
+{
+    struct late_writer_arg *a = p;
+    struct err e = {0};
+    a->rc = a->ms->ops->tag_delete(a->ms, "r", "gone", &e);
+    atomic_store(&a->is_done, 1);
+    return NULL;
+}
+
+static void test_readers_not_blocked_by_writer(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(1, body, NULL);
+    struct digest pending = dg(444);
+    sqlite3 *db;
+    uint64_t size;
+
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, NULL, 0, NULL, "v1", &e), 0);
+    char body2[128];
+    struct meta_manifest m2 = mf(2, body2, NULL);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m2, NULL, 0, NULL, "gone", &e), 0);
+
+    /* Another writer holds the write lock for as long as it likes. */
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    char sql[256];
+    snprintf(sql, sizeof(sql), "BEGIN IMMEDIATE; INSERT INTO blobs(digest, size) VALUES ('%s', 4)",
+             pending.str);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+
+    enum { N_READERS = 4 };
+    struct reader_arg rargs[N_READERS];
+    pthread_t readers[N_READERS];
+    for (int i = 0; i < N_READERS; i++) {
+        rargs[i] = (struct reader_arg){.ms = ms, .subject = &m.digest, .pending = &pending};
+        assert_int_equal(pthread_create(&readers[i], NULL, reader_thread, &rargs[i]), 0);
+    }
+    for (int i = 0; i < N_READERS; i++)
+        assert_int_equal(pthread_join(readers[i], NULL), 0);
+    for (int i = 0; i < N_READERS; i++) {
+        assert_int_equal(rargs[i].n_failed, 0);
+        /* The busy timeout is 10 s: a reader that waited for the lock would show. */
+        assert_true(rargs[i].max_op_ns < 1000000000LL);
+    }
+
+    /* A writer through the metastore waits for the lock, then succeeds. */
+    struct late_writer_arg warg = {.ms = ms};
+    pthread_t writer;
+    assert_int_equal(pthread_create(&writer, NULL, late_writer_thread, &warg), 0);
+    usleep(300 * 1000);
+    int was_done_early = atomic_load(&warg.is_done);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(pthread_join(writer, NULL), 0);
+    assert_int_equal(was_done_early, 0);
+    assert_int_equal(warg.rc, 0);
+    assert_int_equal(ms->ops->blob_find(ms, &pending, &size, &e), 0);
+    assert_int_equal(size, 4);
+    struct meta_manifest got;
+    assert_int_equal(ms->ops->manifest_get(ms, "r", "gone", &got, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
+}
+
+int main(void)
+{
+    /* Expected failures are logged at error level; that is part of the behaviour. */
+    log_setup(LOG_LEVEL_ERROR, "test");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_sets_up_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_data_and_clock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_error_is_generic_io, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blob_link_get_find_unlink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blob_referenced_by_manifest_is_not_orphan, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_put_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_get_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_put_unknown_refs_change_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_put_mounts_blobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_delete_cascades, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tag_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tag_list_pagination, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repo_list_pagination, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_referrers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uploads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_since, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_mutation_logs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_writers_one_winner, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readers_not_blocked_by_writer, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,296 @@
+/* Property test of replication's merge: random writes in three regions, their events
+ * applied in random interleavings (each origin's own order kept, as the stream does)
+ * to fresh replicas, give identical state everywhere. Prints the seed on failure;
+ * MERIDIAN_SEED=<n> replays one. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "buf.h"
+#include "digest.h"
+#include "metastore.h"
+#include "util.h"
+
+#define N_REGIONS 3
+#define N_WRITES 40
+#define N_ORDERS 4
+
+static char tmpdir[] = "/tmp/meridian-merge-XXXXXX";
+static int db_counter;
+
+static struct metastore *open_store(const char *region)
+{
+    char path[256];
+    struct err e = {0};
+    snprintf(path, sizeof(path), "%s/db%d.sqlite", tmpdir, db_counter++);
+    struct metastore *ms = metastore_sqlite_open(path, region, &e);
+    assert_non_null(ms);
+    return ms;
+}
+
+static void put_manifest(struct metastore *ms, const char *repo, int body_id, const char *tag)
+{
+    char body[64];
+    struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json"};
+    snprintf(body, sizeof(body), "{\"schemaVersion\":2,\"n\":%d}", body_id);
+    m.body = body;
+    m.body_len = strlen(body);
+    digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
+    struct err e = {0};
+    assert_int_equal(ms->ops->manifest_put(ms, repo, &m, NULL, 0, NULL, tag, &e), 0);
+}
+
+static void random_write(struct metastore *ms, unsigned *seed)
+{
+    static const char *const repos[] = {"golden/base", "app"};
+    static const char *const tags[] = {"latest", "v1", "v2"};
+    const char *repo = repos[rand_r(seed) % 2];
+    const char *tag = tags[rand_r(seed) % 3];
+    int body_id = rand_r(seed) % 6;
+    struct err e = {0};
+    switch (rand_r(seed) % 5) {
+    case 0:
+    case 1:
+        put_manifest(ms, repo, body_id, tag);
+        break;
+    case 2:
+        ms->ops->tag_delete(ms, repo, tag, &e); /* absent is fine */
+        break;
+    case 3: {
+        char body[64];
+        struct digest d;
+        snprintf(body, sizeof(body), "{\"schemaVersion\":2,\"n\":%d}", body_id);
+        digest_of_buffer(DIGEST_SHA256, body, strlen(body), &d);
+        ms->ops->manifest_delete(ms, repo, &d, &e);
+        break;
+    }
+    default: {
+        char value[64];
+        snprintf(value, sizeof(value), "{\"v\":%d}", rand_r(seed) % 100);
+        assert_int_equal(ms->ops->object_put(ms, "webhook", tag, value, &e), 0);
+        break;
+    }
+    }
+}
+
+struct log {
+    struct meta_event *events;
+    size_t n;
+};
+
+static void read_log(struct metastore *ms, struct log *out)
+{
+    int64_t last = 0;
+    struct err e = {0};
+    assert_int_equal(ms->ops->events_read(ms, 0, NULL, 100000, &out->events, &out->n, &last, &e),
+                     0);
+}
+
+/* The state a client can observe, plus the registers behind it. */
+static char *observe(struct metastore *ms)
+{
+    struct buf b;
+    struct err e = {0};
+    buf_init(&b, 1 << 20);
+    assert_int_equal(ms->ops->summary(ms, &b, &e), 0);
+    /* What a tag resolves to (visibility aside: replicas here hold no content). */
+    static const char *const repos[] = {"golden/base", "app"};
+    static const char *const tags[] = {"latest", "v1", "v2", "t1", "t2"};
+    for (int r = 0; r < 2; r++) {
+        for (int t = 0; t < 5; t++) {
+            struct digest d;
+            char *mt = NULL;
+            int64_t size;
+            bool is_visible;
+            if (ms->ops->manifest_lookup(ms, repos[r], tags[t], &d, &mt, &size, &is_visible,
+                                         &e) == 0)
+                buf_printf(&b, "\n%s:%s=%s", repos[r], tags[t], d.str);
+            free(mt);
+        }
+    }
+    struct meta_name_list keys = {0}, values = {0};
+    assert_int_equal(ms->ops->object_list(ms, "webhook", &keys, &values, &e), 0);
+    for (size_t i = 0; i < keys.n; i++)
+        buf_printf(&b, "\nobj %s=%s", keys.names[i], values.names[i]);
+    meta_name_list_fini(&keys);
+    meta_name_list_fini(&values);
+    return buf_steal(&b, NULL);
+}
+
+/* Applies every log to ms in a random interleaving that keeps each origin's order. */
+static void apply_interleaved(struct metastore *ms, struct log *logs, unsigned *seed)
+{
+    size_t pos[N_REGIONS] = {0};
+    for (;;) {
+        int live[N_REGIONS], n_live = 0;
+        for (int i = 0; i < N_REGIONS; i++) {
+            if (pos[i] < logs[i].n)
+                live[n_live++] = i;
+        }
+        if (n_live == 0)
+            break;
+        int r = live[rand_r(seed) % n_live];
+        struct meta_event *ev = &logs[r].events[pos[r]++];
+        bool is_new, is_gap;
+        struct err e = {0};
+        assert_int_equal(ms->ops->event_apply(ms, ev, &is_new, &is_gap, &e), 0);
+        assert_false(is_gap);
+        /* Duplicates are harmless: apply some twice. */
+        if (rand_r(seed) % 4 == 0) {
+            assert_int_equal(ms->ops->event_apply(ms, ev, &is_new, &is_gap, &e), 0);
+            assert_false(is_new);
+        }
+    }
+}
+
+static void test_random_orders_converge(void **state)
+{
+    (void)state;
+    const char *env = getenv("MERIDIAN_SEED");
+    unsigned seed0 = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)time(NULL);
+    for (int round = 0; round < 3; round++) {
+        unsigned seed = seed0 + (unsigned)round;
+        printf("merge property: seed %u\n", seed);
+        static const char *const names[N_REGIONS] = {"r1", "r2", "r3"};
+        struct metastore *origin[N_REGIONS];
+        struct log logs[N_REGIONS];
+        for (int i = 0; i < N_REGIONS; i++)
+            origin[i] = open_store(names[i]);
+        for (int w = 0; w < N_WRITES; w++)
+            random_write(origin[rand_r(&seed) % N_REGIONS], &seed);
+        for (int i = 0; i < N_REGIONS; i++)
+            read_log(origin[i], &logs[i]);
+        char *expected = NULL;
+        for (int k = 0; k < N_ORDERS; k++) {
+            struct metastore *replica = open_store("observer");
+            apply_interleaved(replica, logs, &seed);
+            char *got = observe(replica);
+            if (expected == NULL) {
+                expected = got;
+            } else {
+                if (strcmp(expected, got) != 0)
+                    fprintf(stderr, "diverged with seed %u:\n%s\n---\n%s\n", seed, expected,
+                            got);
+                assert_string_equal(expected, got);
+                free(got);
+            }
+            replica->ops->close(replica);
+        }
+        /* The origins themselves converge too once each has every other's events. */
+        for (int i = 0; i < N_REGIONS; i++) {
+            for (int j = 0; j < N_REGIONS; j++) {
+                if (i == j)
+                    continue;
+                for (size_t x = 0; x < logs[j].n; x++) {
+                    bool is_new, is_gap;
+                    struct err e = {0};
+                    assert_int_equal(origin[i]->ops->event_apply(origin[i], &logs[j].events[x],
+                                                                  &is_new, &is_gap, &e), 0);
+                }
+            }
+        }
+        for (int i = 0; i < N_REGIONS; i++) {
+            char *got = observe(origin[i]);
+            if (strcmp(expected, got) != 0)
+                fprintf(stderr, "origin %s diverged with seed %u:\n%s\n---\n%s\n", names[i],
+                        seed, expected, got);
+            assert_string_equal(expected, got);
+            free(got);
+        }
+        free(expected);
+        for (int i = 0; i < N_REGIONS; i++) {
+            for (size_t x = 0; x < logs[i].n; x++)
+                meta_event_fini(&logs[i].events[x]);
+            free(logs[i].events);
+            origin[i]->ops->close(origin[i]);
+        }
+    }
+}
+
+/* Concurrent writes of one tag in two regions: both pick the same winner. */
+static void test_concurrent_tag_same_winner(void **state)
+{
+    (void)state;
+    struct metastore *a = open_store("eastus"), *b = open_store("westeurope");
+    put_manifest(a, "golden/base", 1, "v1");
+    put_manifest(b, "golden/base", 2, "v1");
+    struct log la, lb;
+    read_log(a, &la);
+    read_log(b, &lb);
+    for (size_t i = 0; i < lb.n; i++) {
+        bool n, g;
+        struct err e = {0};
+        assert_int_equal(a->ops->event_apply(a, &lb.events[i], &n, &g, &e), 0);
+    }
+    for (size_t i = 0; i < la.n; i++) {
+        bool n, g;
+        struct err e = {0};
+        assert_int_equal(b->ops->event_apply(b, &la.events[i], &n, &g, &e), 0);
+    }
+    char *sa = observe(a), *sb = observe(b);
+    assert_string_equal(sa, sb);
+    free(sa);
+    free(sb);
+    for (size_t i = 0; i < la.n; i++)
+        meta_event_fini(&la.events[i]);
+    for (size_t i = 0; i < lb.n; i++)
+        meta_event_fini(&lb.events[i]);
+    free(la.events);
+    free(lb.events);
+    a->ops->close(a);
+    b->ops->close(b);
+}
+
+/* An event whose predecessor from the same origin is missing is refused as a gap. */
+static void test_gap_is_refused(void **state)
+{
+    (void)state;
+    struct metastore *a = open_store("r1"), *b = open_store("r2");
+    put_manifest(a, "x", 1, "t1");
+    put_manifest(a, "x", 2, "t2");
+    struct log la;
+    read_log(a, &la);
+    assert_true(la.n >= 4);
+    bool is_new, is_gap;
+    struct err e = {0};
+    assert_int_equal(b->ops->event_apply(b, &la.events[la.n - 1], &is_new, &is_gap, &e), 0);
+    assert_true(is_gap);
+    assert_false(is_new);
+    for (size_t i = 0; i < la.n; i++)
+        meta_event_fini(&la.events[i]);
+    free(la.events);
+    a->ops->close(a);
+    b->ops->close(b);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_random_orders_converge),
+        cmocka_unit_test(test_concurrent_tag_same_winner),
+        cmocka_unit_test(test_gap_is_refused),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
