@@ -372,6 +372,10 @@ typedef int ms_manifest_lookup_f(struct metastore *ms, const char *repo, const c
                                  struct digest *d, char **media_type, int64_t *size,
                                  bool *is_visible, struct err *e);
 
+/* Tags of repo that point at manifest d (sorted). */
+typedef int ms_manifest_tags_f(struct metastore *ms, const char *repo, const struct digest *d,
+                               struct meta_name_list *out, struct err *e);
+
 struct metastore_ops {
     const char *name;
     ms_blob_link_f *blob_link;
@@ -424,6 +428,7 @@ struct metastore_ops {
     ms_upload_set_owner_f *upload_set_owner;
     ms_upload_count_owned_f *upload_count_owned;
     ms_manifest_lookup_f *manifest_lookup;
+    ms_manifest_tags_f *manifest_tags;
 };
 
 struct metastore {

@@ -1754,6 +1754,7 @@ static ms_summary_f sq_summary;
 static ms_repo_state_f sq_repo_state;
 static ms_state_merge_f sq_state_merge;
 static ms_manifest_lookup_f sq_manifest_lookup;
+static ms_manifest_tags_f sq_manifest_tags;
 static ms_object_put_f sq_object_put;
 static ms_object_delete_f sq_object_delete;
 static ms_object_get_f sq_object_get;
@@ -1804,6 +1805,7 @@ static const struct metastore_ops sq_ops = {
     .repo_state = sq_repo_state,
     .state_merge = sq_state_merge,
     .manifest_lookup = sq_manifest_lookup,
+    .manifest_tags = sq_manifest_tags,
     .object_put = sq_object_put,
     .object_delete = sq_object_delete,
     .object_get = sq_object_get,
@@ -3438,4 +3440,29 @@ static int sq_object_list(struct metastore *ms, const char *kind, struct meta_na
     }
     stmt_done(s);
     return 0;
+}
+
+static int sq_manifest_tags(struct metastore *ms, const char *repo, const struct digest *d,
+                            struct meta_name_list *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, false, e) != 0)
+        return -1;
+    int64_t repo_id;
+    sqlite3_stmt *s;
+    int rc = repo_find(c, repo, &repo_id, e);
+    if (rc == 0) {
+        rc = query(c, SQ_TAGS_OF_MANIFEST, &s, e, "it", repo_id, d->str);
+        for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+            out->names = xrealloc(out->names, (out->n + 1) * sizeof(char *));
+            out->names[out->n++] = col_strdup(s, 0);
+        }
+        if (rc >= 0)
+            stmt_done(s);
+    }
+    tx_commit(c, e);
+    return rc < 0 ? -1 : 0;
 }

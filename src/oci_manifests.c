@@ -11,7 +11,9 @@
 #include "metrics.h"
 #include "name.h"
 #include "registry.h"
+#include "repl.h"
 #include "util.h"
+#include "webhook.h"
 
 /* Validates req->ref as a tag or a digest; replies and returns -1 when invalid. */
 static int parse_reference(struct http_req *req, bool *is_digest, struct digest *d)
@@ -36,6 +38,17 @@ static int parse_reference(struct http_req *req, bool *is_digest, struct digest 
         return -1;
     }
     return 0;
+}
+
+/* A push or delete of m took effect in this region: regional webhooks fire. */
+static void notify(struct http_req *req, const char *action, const char *tag,
+                   const struct meta_manifest *m)
+{
+    struct webhook_effect ev = {.action = action, .repo = req->repo, .tag = tag,
+                                .digest = m->digest.str, .media_type = m->media_type,
+                                .size = (int64_t)m->body_len, .request_id = req->request_id,
+                                .method = req->method, .host = http_req_header(req, "Host")};
+    webhook_on_effect(req->reg, &ev);
 }
 
 static void manifest_get(struct http_req *req, bool is_digest)
@@ -108,6 +121,19 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
             refs[i].is_manifest = true;
         }
     }
+    /* DESIGN invariant 6: a push never splits. Blobs pushed to another region are
+     * fetched from it before the manifest is accepted here. */
+    for (size_t i = 0; i < n_refs; i++) {
+        uint64_t size;
+        struct err fe = {0};
+        if (refs[i].is_manifest ||
+            reg->ms->ops->blob_find(reg->ms, &refs[i].digest, &size, &fe) == 0)
+            continue;
+        if (repl_fetch_blob_now(reg->repl, req->repo, &refs[i].digest, &fe) != 0 &&
+            fe.code != ERR_BLOB_UNKNOWN)
+            log_warn("manifests", "failed to fetch %s from other regions: %s",
+                     refs[i].digest.str, err_message(&fe));
+    }
     int rc = reg->ms->ops->manifest_put(reg->ms, req->repo, &m, refs, n_refs,
                                         mf.has_subject ? &mf.subject.digest : NULL,
                                         is_digest ? NULL : req->ref, &e);
@@ -118,6 +144,7 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
         return;
     }
     metrics_count_manifest_put();
+    notify(req, "push", is_digest ? NULL : req->ref, &m);
     http_reply_header(req, "Location", "/v2/%s/manifests/%s", req->repo, m.digest.str);
     http_reply_header(req, "Docker-Content-Digest", "%s", m.digest.str);
     /* distribution-spec: a registry that processes subject answers with OCI-Subject. */
@@ -135,14 +162,22 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
         http_reply_error(req, ERR_UNSUPPORTED, "deletes are disabled on this registry");
         return;
     }
+    /* What is deleted, for the webhook payload (a tag delete names its manifest). */
+    struct meta_manifest gone = {0};
+    struct err ignored = {0};
+    bool is_known = reg->ms->ops->manifest_get(reg->ms, req->repo, req->ref, &gone, &ignored) == 0;
     int rc = is_digest ? reg->ms->ops->manifest_delete(reg->ms, req->repo, d, &e)
                        : reg->ms->ops->tag_delete(reg->ms, req->repo, req->ref, &e);
     if (rc != 0) {
+        meta_manifest_fini(&gone);
         if (e.code == ERR_NAME_UNKNOWN)
             e.code = ERR_MANIFEST_UNKNOWN;
         http_reply_err(req, &e);
         return;
     }
+    if (is_known)
+        notify(req, "delete", is_digest ? NULL : req->ref, &gone);
+    meta_manifest_fini(&gone);
     http_reply(req, 202, NULL, NULL, 0);
 }
 

@@ -34,9 +34,11 @@ struct registry {
 /* Opens storage under cfg->data_dir. NULL with e set on failure. */
 struct registry *registry_open(struct config *cfg, struct err *e);
 void registry_close(struct registry *reg);
-/* A manifest pushed in another region became visible here (replication into this
- * region completed): the push takes effect here now (regional webhooks fire). */
-void registry_on_replicated(struct registry *reg, const char *repo, const struct digest *d);
+/* A push or delete made in another region took effect here: for a push, when its
+ * content arrived and the manifest became visible; for a delete, when the event was
+ * applied. Regional webhooks of this region fire. tag: the deleted tag, or NULL. */
+void registry_on_replicated(struct registry *reg, const char *action, const char *repo,
+                            const struct digest *d, const char *tag);
 
 /* Reclaims expired upload sessions (bytes and metadata); called periodically. */
 void registry_sweep_uploads(struct registry *reg);

@@ -322,6 +322,14 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
         }
         if (is_new && strcmp(ev.kind, "manifest_put") == 0)
             *any_pending = true;
+        bool is_delete = strcmp(ev.kind, "manifest_delete") == 0 ||
+                         strcmp(ev.kind, "tag_delete") == 0;
+        struct digest d;
+        struct err ignore = {0};
+        if (is_new && is_delete && ev.repo && ev.digest &&
+            digest_parse(ev.digest, strlen(ev.digest), &d, &ignore) == 0)
+            registry_on_replicated(r->reg, "delete", ev.repo, &d,
+                                   strcmp(ev.kind, "tag_delete") == 0 ? ev.name : NULL);
         cursor = ev.seq;
         meta_event_fini(&ev);
     }
@@ -724,7 +732,7 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
             AZ(pthread_mutex_lock(&r->mu));
             retry_forget(r, key);
             AZ(pthread_mutex_unlock(&r->mu));
-            registry_on_replicated(r->reg, p->repo, &p->digest);
+            registry_on_replicated(r->reg, "push", p->repo, &p->digest, NULL);
         } else if (e.code == ERR_MANIFEST_BLOB_UNKNOWN) {
             is_waiting_child = true; /* a child manifest is not here yet */
         } else {
@@ -1228,4 +1236,31 @@ void repl_free_names(char **names)
     for (size_t i = 0; names && names[i]; i++)
         free(names[i]);
     free(names);
+}
+
+void repl_render_metrics(struct repl *r, struct buf *out)
+{
+    static const char *const families[][3] = {
+        {"meridian_replication_lag_events", "gauge", "Events a peer has that this region has not applied."},
+        {"meridian_replication_lag_seconds", "gauge", "Age of the oldest unapplied event of a peer."},
+        {"meridian_replication_bytes_copied_total", "counter", "Blob bytes fetched from a peer."},
+        {"meridian_replication_fetch_retries_total", "counter", "Blob fetches resumed or retried."},
+        {"meridian_replication_fetch_failures_total", "counter", "Blob fetches that failed verification."},
+        {"meridian_replication_peer_up", "gauge", "1 when the peer answered recently."},
+    };
+    AZ(pthread_mutex_lock(&r->mu));
+    for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+        buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", families[f][0], families[f][2],
+                   families[f][0], families[f][1]);
+        for (struct peer *p = r->peers; p; p = p->next) {
+            double v = f == 0   ? (double)p->lag_events
+                       : f == 1 ? p->lag_seconds
+                       : f == 2 ? (double)p->bytes_copied
+                       : f == 3 ? (double)p->fetch_retries
+                       : f == 4 ? (double)p->fetch_failures
+                                : (p->failures < 2 && p->last_ok_ms > 0 ? 1.0 : 0.0);
+            buf_printf(out, "%s{peer=\"%s\"} %.17g\n", families[f][0], p->location, v);
+        }
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
 }

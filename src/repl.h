@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "digest.h"
 #include "err.h"
 #include "http.h"
@@ -58,5 +59,7 @@ int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d
  * array of names (caller frees with repl_free_names). */
 char **repl_target_regions(struct repl *r);
 void repl_free_names(char **names);
+/* Appends per-peer replication metrics (Prometheus text) to out. */
+void repl_render_metrics(struct repl *r, struct buf *out);
 
 #endif
