@@ -369,6 +369,11 @@ static enum MHD_Result queue_reply(struct MHD_Connection *conn, struct http_req 
     add_headers(resp, req);
     if (strcmp(req->method, "HEAD") == 0)
         req->bytes_out = 0;
+    /* Counted when queued, not when the connection reports completion: a client that
+     * reads /metrics right after a reply then sees that reply counted. */
+    metrics_count_request((enum route_id)req->route, req->method, req->status,
+                          req->body_bytes, req->bytes_out);
+    req->is_counted = true;
     enum MHD_Result rc = MHD_queue_response(conn, (unsigned)req->status, resp);
     MHD_destroy_response(resp);
     return rc;
@@ -511,6 +516,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         registry_on_complete(req);
     if (req->is_suspended)
         return MHD_YES; /* a long poll: the handler runs again on resume */
+    registry_on_reply(req);
     return queue_reply(conn, req);
 }
 
@@ -525,8 +531,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int status = req->status;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status == 0)
         status = 499; /* client went away before a reply */
-    metrics_count_request((enum route_id)req->route, req->method, status, req->body_bytes,
-                          toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? req->bytes_out : 0);
+    if (!req->is_counted)
+        metrics_count_request((enum route_id)req->route, req->method, status, req->body_bytes,
+                              0);
     if (s->is_access_log) {
         double ms = (double)(util_mono_ns() - req->start_ns) / 1e6;
         log_info("access", "id=%s method=%s path=%s status=%d bytes_in=%llu bytes_out=%llu "

@@ -57,6 +57,7 @@ struct http_req {
     void *handler_state;      /* kept across a suspension; freed by handler_cleanup */
     void (*handler_cleanup)(struct http_req *req);
     bool is_suspended;
+    bool is_counted;          /* metrics already recorded this request */
     char *kept[8];            /* strings owned by the request (joined headers) */
     size_t n_kept;
     bool is_replied;          /* a reply was set before the body ended */
