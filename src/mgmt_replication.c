@@ -261,3 +261,21 @@ void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
     http_reply(req, 200, "application/json", b.data, b.len);
     buf_fini(&b);
 }
+
+/* POST replication/leave {"registry","location"}: this region was removed. */
+void mgmt_repl_leave(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct err e = {0};
+    json_t *body = mgmt_body_object(req);
+    if (body == NULL)
+        return;
+    int rc = repl_leave(req->reg->repl, json_string_value(json_object_get(body, "registry")),
+                        json_string_value(json_object_get(body, "location")), &e);
+    json_decref(body);
+    if (rc != 0) {
+        reply_err(req, &e);
+        return;
+    }
+    http_reply(req, 200, "application/json", "{}", 2);
+}

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "authz.h"
 #include "log.h"
@@ -59,6 +60,8 @@ struct registry *registry_open(struct config *cfg, struct err *e)
     /* Resumes deliveries left pending before a restart. */
     reg->webhooks = webhook_worker_start(reg);
     reg->repl = repl_new(reg);
+    snprintf(path, sizeof(path), "%s/REMOVED", cfg->data_dir);
+    reg->is_removed = access(path, F_OK) == 0;
     /* Sessions left from before a restart are still open until they finish or expire. */
     size_t n_open = 0;
     blobstore_fs_each_upload(reg->bs, count_upload, &n_open);
@@ -216,6 +219,10 @@ static route_step_f *route(struct http_req *req)
         err_set(&req->err, ERR_BAD_REQUEST, "request body exceeds %d bytes", MGMT_BODY_MAX);
         return NULL;
     }
+    if (req->reg->is_removed && strncmp(path, "/v2", 3) == 0) {
+        http_reply_error(req, ERR_UNAVAILABLE, "this region was removed from the registry");
+        return NULL;
+    }
     if (strcmp(path, "/v2") == 0 || strcmp(path, "/v2/") == 0) {
         req->route = ROUTE_BASE;
         return allow(req, get_head) ? oci_base : NULL;
@@ -275,6 +282,11 @@ void registry_on_headers(struct http_req *req)
         step(req);
 }
 
+void registry_on_reply(struct http_req *req)
+{
+    authz_record(req, req->status);
+}
+
 void registry_on_finished(struct http_req *req, int status)
 {
     authz_finish(req, status);
@@ -331,4 +343,26 @@ void registry_on_replicated(struct registry *reg, const char *action, const char
     }
     meta_name_list_fini(&tags);
     meta_manifest_fini(&m);
+}
+
+void registry_mark_removed(struct registry *reg)
+{
+    char path[4096];
+    if (reg->is_removed)
+        return;
+    reg->is_removed = true;
+    snprintf(path, sizeof(path), "%s/REMOVED", reg->cfg->data_dir);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs("this region was removed from its registry\n", f);
+        fflush(f);
+        fsync(fileno(f));
+        fclose(f);
+    }
+    /* Its content goes: nothing is served from here any more. */
+    char blobs[4096];
+    snprintf(blobs, sizeof(blobs), "%s/blobs", reg->cfg->data_dir);
+    size_t n = util_remove_tree(blobs);
+    log_warn("registry", "this region was removed from the registry: stopped serving, "
+                         "removed %zu blob files", n);
 }

@@ -29,6 +29,10 @@ struct registry {
      * exclusive, so a blob being re-pushed is never removed under the new link. */
     pthread_rwlock_t gc_lock;
     volatile bool is_ready;
+    /* This region was removed from the registry (replication delete): it stops
+     * replicating, answers 503 on /v2/, and its blobs are deleted. Kept across restarts
+     * by a marker file in the data directory. */
+    volatile bool is_removed;
 };
 
 /* Opens storage under cfg->data_dir. NULL with e set on failure. */
@@ -40,6 +44,9 @@ void registry_close(struct registry *reg);
 void registry_on_replicated(struct registry *reg, const char *action, const char *repo,
                             const struct digest *d, const char *tag);
 
+/* Takes this region out of the registry: see is_removed. */
+void registry_mark_removed(struct registry *reg);
+
 /* Reclaims expired upload sessions (bytes and metadata); called periodically. */
 void registry_sweep_uploads(struct registry *reg);
 
@@ -49,8 +56,10 @@ void registry_sweep_uploads(struct registry *reg);
  * in (unless a reply was already made). */
 void registry_on_headers(struct http_req *req);
 void registry_on_complete(struct http_req *req);
-/* Called once per request when it is done (status 499 when the client went away),
- * before the request is freed: the audit log. */
+/* Called when the reply is about to be queued (the audit log records the request before
+ * the client can see the answer), and once per request when it is done (status 499 when
+ * the client went away), before the request is freed. */
+void registry_on_reply(struct http_req *req);
 void registry_on_finished(struct http_req *req, int status);
 
 /* Handlers: each a resource of the OCI API (file in parentheses). */

@@ -222,10 +222,17 @@ static void sync_peers(struct repl *r)
     struct err e = {0};
     if (ms_of(r)->ops->object_list(ms_of(r), "replication", &keys, &values, &e) != 0)
         return;
+    bool is_member = false;
+    for (size_t i = 0; i < keys.n; i++)
+        is_member |= strcmp(keys.names[i], self_region(r)) == 0;
+    if (!is_member && !r->reg->is_removed) {
+        /* Another region deleted this one's replication: leave the registry. */
+        registry_mark_removed(r->reg);
+    }
     AZ(pthread_mutex_lock(&r->mu));
     for (struct peer *p = r->peers; p; p = p->next)
         p->is_stopping = true;
-    for (size_t i = 0; i < keys.n; i++) {
+    for (size_t i = 0; i < keys.n && !r->reg->is_removed; i++) {
         if (strcmp(keys.names[i], self_region(r)) == 0)
             continue;
         json_error_t je;
@@ -1038,6 +1045,10 @@ int repl_start(struct repl *r, struct err *e)
         json_decref(v);
         free(value);
     }
+    if (r->reg->is_removed) {
+        log_warn("repl", "this region was removed from the registry; not replicating");
+        return 0;
+    }
     if (!is_same && put_replication(r, self, r->self_endpoint, e) != 0)
         return -1;
     AZ(pthread_create(&r->manager, NULL, manager_main, r));
@@ -1180,9 +1191,49 @@ int repl_remove(struct repl *r, const char *location, struct err *e)
 {
     if (location && strcmp(location, self_region(r)) == 0)
         return err_set(e, ERR_CONFLICT, "a region cannot remove itself; ask another region");
+    char *value = NULL;
+    struct err ge = {0};
+    char endpoint[512] = "";
+    if (ms_of(r)->ops->object_get(ms_of(r), "replication", location, &value, &ge) == 0) {
+        json_error_t je;
+        json_t *v = json_loads(value, 0, &je);
+        const char *ep = json_string_value(json_object_get(v, "endpoint"));
+        snprintf(endpoint, sizeof(endpoint), "%s", ep ? ep : "");
+        json_decref(v);
+        free(value);
+    }
     if (ms_of(r)->ops->object_delete(ms_of(r), "replication", location, e) != 0)
         return -1;
     log_info("repl", "removed replication %s", location);
+    /* Tell the region itself: the others stop answering it, so it would not learn of
+     * its removal from their logs. Best effort: the removal stands either way. */
+    if (endpoint[0]) {
+        json_t *bye = json_pack("{s:s, s:s}", "registry", r->reg->cfg->registry_name,
+                                "location", location);
+        char *body = json_dumps(bye, JSON_COMPACT);
+        json_decref(bye);
+        char url[1024];
+        snprintf(url, sizeof(url), "%s/_meridian/v1/replication/leave", endpoint);
+        struct httpc_response resp;
+        struct err le = {0};
+        httpc_response_init(&resp, 64 * 1024);
+        if (peer_call(r, "POST", url, body, 10000, &resp, &le) != 0 || resp.status != 200)
+            log_warn("repl", "failed to tell %s it was removed: %s", location,
+                     le.code ? err_message(&le) : "it refused");
+        httpc_response_fini(&resp);
+        free(body);
+    }
+    return 0;
+}
+
+int repl_leave(struct repl *r, const char *registry_name, const char *location, struct err *e)
+{
+    if (registry_name == NULL || strcmp(registry_name, r->reg->cfg->registry_name) != 0 ||
+        location == NULL || strcmp(location, self_region(r)) != 0)
+        return err_set(e, ERR_CONFLICT, "this is region %s of registry %s", self_region(r),
+                       r->reg->cfg->registry_name);
+    registry_mark_removed(r->reg);
+    repl_kick(r);
     return 0;
 }
 

@@ -42,6 +42,8 @@ json_t *repl_replications_json(struct repl *r, const char *location);
 int repl_add(struct repl *r, const char *location, const char *endpoint, struct err *e);
 /* Removes a region. ERR_NOT_FOUND if unknown. */
 int repl_remove(struct repl *r, const char *location, struct err *e);
+/* This region was removed by another (peer API): it leaves the registry. */
+int repl_leave(struct repl *r, const char *registry_name, const char *location, struct err *e);
 /* Accepts an introduction from region `location` at `endpoint` (peer API). */
 int repl_introduce(struct repl *r, const char *registry_name, const char *location,
                    const char *endpoint, struct err *e);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -140,4 +141,22 @@ int util_mkdirs(const char *path)
         }
     }
     return 0;
+}
+
+static _Thread_local size_t removed_count;
+
+static int on_remove(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    if (remove(path) == 0 && flag == FTW_F)
+        removed_count++;
+    return 0;
+}
+
+size_t util_remove_tree(const char *path)
+{
+    removed_count = 0;
+    nftw(path, on_remove, 32, FTW_DEPTH | FTW_PHYS);
+    return removed_count;
 }

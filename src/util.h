@@ -41,6 +41,9 @@ int util_parse_u64(const char *s, size_t s_len, uint64_t *out);
 /* fsync the directory at path; 0 or -1 with errno. */
 int util_fsync_dir(const char *path);
 
+/* rm -r of path's contents and path itself; returns the number of files removed. */
+size_t util_remove_tree(const char *path);
+
 /* mkdir -p with mode 0755; 0 or -1 with errno. */
 int util_mkdirs(const char *path);
 
