@@ -87,9 +87,8 @@ static int parse(struct cli *c, int argc, char **argv)
     return 0;
 }
 
-static void usage(FILE *out)
+void cli_usage(FILE *out)
 {
-    fprintf(out, "usage: meridian <noun> <verb> [args] [--registry URL] [--output table|json]\n\n");
     for (size_t i = 0; i < N_NOUNS; i++)
         fprintf(out, "  %-16s %s\n", nouns[i].name, nouns[i].help);
 }
@@ -104,7 +103,9 @@ int cli_main(int argc, char **argv)
     }
     if (noun == NULL) {
         fprintf(stderr, "meridian: unknown command \"%s\"\n", argv[0]);
-        usage(stderr);
+        fprintf(stderr, "usage: meridian <noun> <verb> [args] [--registry URL] "
+                        "[--output table|json]\n");
+        cli_usage(stderr);
         return 2;
     }
     c.noun = argv[0];

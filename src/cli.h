@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "err.h"
 
@@ -25,6 +26,8 @@ struct cli {
     size_t n_opts;
 };
 
+/* Lists the nouns, one line each. */
+void cli_usage(FILE *out);
 /* Entry from main: argv[0] is the noun. Returns the exit status. */
 int cli_main(int argc, char **argv);
 

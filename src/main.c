@@ -7,12 +7,13 @@
 
 static void usage(FILE *out)
 {
+    /* The nouns come from the CLI's own table, so this list never goes stale. */
     fprintf(out, "usage: meridian <command> [options]\n\n"
                  "commands:\n"
                  "  serve      run a registry node (see meridian serve --help)\n"
-                 "  <noun> <verb> ...  manage a registry through a node's management API\n"
-                 "             (nouns: info)\n"
-                 "  version    print the version\n");
+                 "  version    print the version\n"
+                 "  <noun> <verb> ...  manage a registry through a node's management API:\n");
+    cli_usage(out);
 }
 
 int main(int argc, char **argv)

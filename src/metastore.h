@@ -367,10 +367,11 @@ typedef int ms_upload_count_owned_f(struct metastore *ms, const char *owner, int
 
 /* Resolves reference (tag or digest) in repo whether or not the manifest is visible
  * here yet (replication status is answerable before content arrives). ERR_MANIFEST_UNKNOWN
- * if this region has no record of it. media_type: caller frees. */
+ * if this region has no record of it. media_type: caller frees. recorded_ms: when this
+ * region first recorded it. */
 typedef int ms_manifest_lookup_f(struct metastore *ms, const char *repo, const char *reference,
                                  struct digest *d, char **media_type, int64_t *size,
-                                 bool *is_visible, struct err *e);
+                                 bool *is_visible, int64_t *recorded_ms, struct err *e);
 
 /* Tags of repo that point at manifest d (sorted). */
 typedef int ms_manifest_tags_f(struct metastore *ms, const char *repo, const struct digest *d,

@@ -210,7 +210,7 @@ static const char schema_v2[] =
                               " artifact_type, annotations, subject, size, body, created_ms,"  \
                               " is_visible, hlc, origin)"                                      \
                               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11)")     \
-    X(MANIFEST_LOOKUP, "SELECT media_type, size, is_visible FROM manifests"                    \
+    X(MANIFEST_LOOKUP, "SELECT media_type, size, is_visible, created_ms FROM manifests"        \
                        " WHERE repo_id = ?1 AND digest = ?2")                                  \
     X(MANIFEST_SET_VISIBLE, "UPDATE manifests SET is_visible = 1"                              \
                             " WHERE repo_id = ?1 AND digest = ?2")                             \
@@ -696,8 +696,9 @@ static int tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const
     return tag_materialize(c, repo_id, repo, name, e);
 }
 
-/* Merges a manifest tombstone at (hlc, origin): deletes the manifest when it is older
- * and every older tag register naming it. */
+/* Merges a manifest tombstone at (hlc, origin): deletes the manifest when its put is
+ * older. Tag registers are not touched here (that would depend on arrival order); the
+ * region where the delete happens writes a tag_delete for each tag naming it. */
 static int tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const char *digest,
                       int64_t hlc, const char *origin, struct err *e)
 {
@@ -727,16 +728,20 @@ static int tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, cons
             exec(c, SQ_MANIFEST_DELETE, e, "it", repo_id, digest) != 0)
             return -1;
     }
-    /* Tag registers naming the manifest that are older than the delete go with it. */
-    rc = query(c, SQ_TREG_OF_DIGEST, &s, e, "tt", repo, digest);
+    return 0;
+}
+
+/* Local delete of a manifest: a tag_delete event for every tag register naming it. */
+static int delete_tags_of(struct sq_conn *c, int64_t repo_id, const char *repo,
+                          const char *digest, struct err *e)
+{
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_TREG_OF_DIGEST, &s, e, "tt", repo, digest);
     if (rc < 0)
         return -1;
     size_t n = 0, cap = 0;
     char **names = NULL;
     for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
-        if (!hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sqlite3_column_int64(s, 1),
-                          (const char *)sqlite3_column_text(s, 2)))
-            continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 8;
             names = xrealloc(names, cap * sizeof(char *));
@@ -746,9 +751,12 @@ static int tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, cons
     stmt_done(s);
     int result = 0;
     for (size_t i = 0; i < n; i++) {
+        int64_t hlc = hlc_next(c->store);
         bool applied;
-        if (result == 0 && tag_merge(c, repo_id, repo, names[i], NULL, hlc, origin, &applied,
-                                     e) != 0)
+        if (result == 0 &&
+            (tag_merge(c, repo_id, repo, names[i], NULL, hlc, c->store->region, &applied, e) !=
+                 0 ||
+             event_append_clock(c, "tag_delete", repo, names[i], digest, NULL, hlc, e) != 0))
             result = -1;
         free(names[i]);
     }
@@ -1138,15 +1146,17 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
         buf_appends(&payload, ",\"refs\":[");
         int64_t blob_bytes = 0;
         for (size_t i = 0; i < n_refs; i++) {
+            /* Sizes of what the manifest needs (blobs and child manifests): the
+             * replication status counts bytes copied against their sum. */
             int64_t size = -1;
-            if (!refs[i].is_manifest) {
-                int rc = query(c, SQ_BLOB_SIZE, &s, e, "t", refs[i].digest.str);
-                if (rc < 0)
-                    goto fail;
-                size = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-                stmt_done(s);
-                blob_bytes += size > 0 ? size : 0;
-            }
+            int rc = refs[i].is_manifest
+                         ? query(c, SQ_MANIFEST_LOOKUP, &s, e, "it", repo_id, refs[i].digest.str)
+                         : query(c, SQ_BLOB_SIZE, &s, e, "t", refs[i].digest.str);
+            if (rc < 0)
+                goto fail;
+            size = rc == SQLITE_ROW ? sqlite3_column_int64(s, refs[i].is_manifest ? 1 : 0) : -1;
+            stmt_done(s);
+            blob_bytes += size > 0 ? size : 0;
             if (exec(c, SQ_REF_INSERT_SIZED, e, "ittii", repo_id, m->digest.str,
                      refs[i].digest.str, (int64_t)refs[i].is_manifest, size) != 0)
                 goto fail;
@@ -1292,7 +1302,9 @@ static int sq_manifest_delete(struct metastore *ms, const char *repo, const stru
             err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
         goto fail;
     }
-    rc = query(c, SQ_MANIFEST_EXISTS, &s, e, "it", repo_id, d->str);
+    /* A copy still waiting for its content (replicated, not visible yet) can be deleted
+     * too: the delete is a tombstone every region applies. */
+    rc = query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, d->str);
     if (rc < 0)
         goto fail;
     stmt_done(s);
@@ -1322,6 +1334,10 @@ static int sq_manifest_delete(struct metastore *ms, const char *repo, const stru
     if (payload_check(&payload, e) != 0)
         goto fail;
 
+    /* distribution-spec: deleting a manifest deletes its tags. They are written as tag
+     * deletes of their own, which every region merges like any tag write. */
+    if (delete_tags_of(c, repo_id, repo, d->str, e) != 0)
+        goto fail;
     int64_t del_hlc = hlc_next(c->store);
     if (tomb_merge(c, repo_id, repo, d->str, del_hlc, c->store->region, e) != 0)
         goto fail;
@@ -2776,6 +2792,20 @@ static int merge_manifest_put(struct sq_conn *c, const struct meta_event *ev, st
         }
         if (tags_rematerialize(c, repo_id, ev->repo, d.str, e) != 0)
             goto out;
+    } else {
+        /* Already here: the put clock is a last-writer-wins register too, so that a
+         * tombstone orders against the latest put whatever the arrival order. */
+        sqlite3_stmt *s;
+        int rc = query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, d.str);
+        if (rc < 0)
+            goto out;
+        bool is_later = rc == SQLITE_ROW &&
+                        hlc_lww_wins(ev->hlc, ev->origin, (uint64_t)sqlite3_column_int64(s, 0),
+                                     (const char *)sqlite3_column_text(s, 1));
+        stmt_done(s);
+        if (is_later && exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, d.str,
+                             (int64_t)ev->hlc, ev->origin) != 0)
+            goto out;
     }
     result = 0;
     goto out;
@@ -3281,7 +3311,7 @@ static int sq_repo_state(struct metastore *ms, const char *repo, struct meta_eve
 
 static int sq_manifest_lookup(struct metastore *ms, const char *repo, const char *reference,
                               struct digest *d, char **media_type, int64_t *size,
-                              bool *is_visible, struct err *e)
+                              bool *is_visible, int64_t *recorded_ms, struct err *e)
 {
     *media_type = NULL;
     struct sq_conn *c = conn_of(ms, e);
@@ -3320,6 +3350,7 @@ static int sq_manifest_lookup(struct metastore *ms, const char *repo, const char
         *media_type = col_strdup(s, 0);
         *size = sqlite3_column_int64(s, 1);
         *is_visible = sqlite3_column_int64(s, 2) != 0;
+        *recorded_ms = sqlite3_column_int64(s, 3);
     }
     stmt_done(s);
     if (rc != SQLITE_ROW) {

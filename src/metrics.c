@@ -32,6 +32,7 @@ static _Atomic uint64_t fsyncs_total;
 static _Atomic uint64_t blobs_committed_total;
 static _Atomic uint64_t blob_bytes_committed_total;
 static _Atomic uint64_t manifests_put_total;
+static _Atomic uint64_t webhook_deliveries[METRICS_WEBHOOK_COUNT_];
 
 const char *metrics_route_name(enum route_id r)
 {
@@ -83,6 +84,12 @@ void metrics_count_manifest_put(void)
     atomic_fetch_add_explicit(&manifests_put_total, 1, memory_order_relaxed);
 }
 
+void metrics_count_webhook_delivery(enum metrics_webhook_outcome outcome)
+{
+    if ((unsigned)outcome < METRICS_WEBHOOK_COUNT_)
+        atomic_fetch_add_explicit(&webhook_deliveries[outcome], 1, memory_order_relaxed);
+}
+
 static void counter(struct buf *out, const char *name, const char *help, uint64_t v)
 {
     buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
@@ -127,4 +134,15 @@ void metrics_render(struct buf *out)
             atomic_load(&blob_bytes_committed_total));
     counter(out, "meridian_manifests_put_total", "Manifests stored.",
             atomic_load(&manifests_put_total));
+    static const char *const outcomes[METRICS_WEBHOOK_COUNT_] = {
+        [METRICS_WEBHOOK_DELIVERED] = "delivered",
+        [METRICS_WEBHOOK_RETRIED] = "retried",
+        [METRICS_WEBHOOK_FAILED] = "failed",
+    };
+    buf_appends(out, "# HELP meridian_webhook_deliveries_total Webhook delivery attempts by "
+                     "outcome (retried: failed, will be retried; failed: given up).\n"
+                     "# TYPE meridian_webhook_deliveries_total counter\n");
+    for (size_t i = 0; i < METRICS_WEBHOOK_COUNT_; i++)
+        buf_printf(out, "meridian_webhook_deliveries_total{outcome=\"%s\"} %llu\n", outcomes[i],
+                   (unsigned long long)atomic_load(&webhook_deliveries[i]));
 }

@@ -35,6 +35,15 @@ void metrics_uploads_in_progress_add(int delta);
 void metrics_count_fsync(void);
 void metrics_count_blob_committed(uint64_t size_bytes);
 void metrics_count_manifest_put(void);
+/* Webhook delivery attempts by outcome: delivered (2xx), retried (failed, will be
+ * retried), failed (given up). */
+enum metrics_webhook_outcome {
+    METRICS_WEBHOOK_DELIVERED,
+    METRICS_WEBHOOK_RETRIED,
+    METRICS_WEBHOOK_FAILED,
+    METRICS_WEBHOOK_COUNT_
+};
+void metrics_count_webhook_delivery(enum metrics_webhook_outcome outcome);
 /* Appends the whole exposition to out. */
 void metrics_render(struct buf *out);
 

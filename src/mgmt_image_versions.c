@@ -57,8 +57,9 @@ void mgmt_image_versions_show(struct http_req *req, const struct mgmt_params *p)
     char *media_type = NULL;
     int64_t size = 0;
     bool is_visible = false;
+    int64_t recorded_ms = 0;
     if (reg->ms->ops->manifest_lookup(reg->ms, repo, ref, &d, &media_type, &size, &is_visible,
-                                      &e) != 0) {
+                                      &recorded_ms, &e) != 0) {
         if (e.code == ERR_NAME_UNKNOWN || e.code == ERR_MANIFEST_UNKNOWN)
             e.code = ERR_NOT_FOUND;
         http_reply_mgmt_err(req, &e);
@@ -98,7 +99,7 @@ void mgmt_image_versions_show(struct http_req *req, const struct mgmt_params *p)
             summary, json_pack("{s:s, s:s, s:I, s:I, s:o, s:s}", "region", targets[i], "state",
                                state, "bytesCopied", (json_int_t)done, "bytesTotal",
                                (json_int_t)total, "updatedAt",
-                               iso_time(row ? row->updated_ms : 0), "details",
+                               iso_time(row ? row->updated_ms : recorded_ms), "details",
                                row && row->details ? row->details : ""));
     }
     repl_free_names(targets);

@@ -329,8 +329,9 @@ void registry_on_replicated(struct registry *reg, const char *action, const char
         return;
     }
     struct webhook_effect ev = {.action = action, .repo = repo, .digest = d->str,
-                                .media_type = m.media_type ? m.media_type : "",
-                                .size = (int64_t)m.body_len, .request_id = "replication",
+                                .media_type = m.media_type,
+                                .size = is_push ? (int64_t)m.body_len : -1,
+                                .request_id = "replication",
                                 .method = "REPLICATE", .host = reg->cfg->region};
     if (is_push && tags.n > 0) {
         for (size_t i = 0; i < tags.n; i++) {

@@ -542,10 +542,16 @@ static void test_manifest_delete_cascades(void **state)
     assert_string_equal(l.names[0], "stay");
     meta_name_list_fini(&l);
 
-    /* One event naming the tags that went with it. */
+    /* A tag_delete for each tag that went with it (replicated like any tag write), then
+     * the manifest_delete naming them. */
     json_t *arr = change_events(ms, seq0);
-    assert_int_equal(json_array_size(arr), 1);
-    json_t *ev = json_array_get(arr, 0);
+    assert_int_equal(json_array_size(arr), 3);
+    for (int i = 0; i < 2; i++) {
+        json_t *td = json_array_get(arr, (size_t)i);
+        assert_string_equal(ev_str(td, "kind"), "tag_delete");
+        assert_string_equal(ev_str(td, "name"), i == 0 ? "v1" : "v2");
+    }
+    json_t *ev = json_array_get(arr, 2);
     assert_string_equal(ev_str(ev, "kind"), "manifest_delete");
     assert_string_equal(ev_str(ev, "digest"), m.digest.str);
     json_t *tags = json_object_get(json_object_get(ev, "payload"), "tags");

@@ -110,8 +110,9 @@ static char *observe(struct metastore *ms)
             char *mt = NULL;
             int64_t size;
             bool is_visible;
+            int64_t recorded_ms;
             if (ms->ops->manifest_lookup(ms, repos[r], tags[t], &d, &mt, &size, &is_visible,
-                                         &e) == 0)
+                                         &recorded_ms, &e) == 0)
                 buf_printf(&b, "\n%s:%s=%s", repos[r], tags[t], d.str);
             free(mt);
         }
@@ -157,8 +158,9 @@ static void test_random_orders_converge(void **state)
     const char *env = getenv("MERIDIAN_SEED");
     unsigned seed0 = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)time(NULL);
     for (int round = 0; round < 3; round++) {
-        unsigned seed = seed0 + (unsigned)round;
-        printf("merge property: seed %u\n", seed);
+        unsigned round_seed = seed0 + (unsigned)round;
+        unsigned seed = round_seed;
+        printf("merge property: seed %u (replay with MERIDIAN_SEED=%u)\n", round_seed, seed0);
         static const char *const names[N_REGIONS] = {"r1", "r2", "r3"};
         struct metastore *origin[N_REGIONS];
         struct log logs[N_REGIONS];
@@ -177,7 +179,7 @@ static void test_random_orders_converge(void **state)
                 expected = got;
             } else {
                 if (strcmp(expected, got) != 0)
-                    fprintf(stderr, "diverged with seed %u:\n%s\n---\n%s\n", seed, expected,
+                    fprintf(stderr, "diverged with seed %u:\n%s\n---\n%s\n", round_seed, expected,
                             got);
                 assert_string_equal(expected, got);
                 free(got);
@@ -201,7 +203,7 @@ static void test_random_orders_converge(void **state)
             char *got = observe(origin[i]);
             if (strcmp(expected, got) != 0)
                 fprintf(stderr, "origin %s diverged with seed %u:\n%s\n---\n%s\n", names[i],
-                        seed, expected, got);
+                        round_seed, expected, got);
             assert_string_equal(expected, got);
             free(got);
         }
