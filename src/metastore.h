@@ -377,6 +377,14 @@ typedef int ms_manifest_lookup_f(struct metastore *ms, const char *repo, const c
 typedef int ms_manifest_tags_f(struct metastore *ms, const char *repo, const struct digest *d,
                                struct meta_name_list *out, struct err *e);
 
+/* Every blob the registry records (digest and size), for a scrub of local copies. */
+typedef int ms_blob_list_all_f(struct metastore *ms, struct meta_name_list *digests,
+                               struct err *e);
+/* The bytes of blob d were found missing here: every manifest needing it becomes
+ * pending again (not visible until the blob is fetched back), and its links go. */
+typedef int ms_blob_lost_f(struct metastore *ms, const struct digest *d, size_t *n_manifests,
+                           struct err *e);
+
 struct metastore_ops {
     const char *name;
     ms_blob_link_f *blob_link;
@@ -430,6 +438,8 @@ struct metastore_ops {
     ms_upload_count_owned_f *upload_count_owned;
     ms_manifest_lookup_f *manifest_lookup;
     ms_manifest_tags_f *manifest_tags;
+    ms_blob_list_all_f *blob_list_all;
+    ms_blob_lost_f *blob_lost;
 };
 
 struct metastore {

@@ -246,6 +246,11 @@ static const char schema_v2[] =
     X(CURSOR_SET, "INSERT INTO cursors(peer, seq) VALUES (?1, ?2)"                             \
                   " ON CONFLICT(peer) DO UPDATE SET seq = excluded.seq")                       \
     X(ALL_REPOS, "SELECT id, name FROM repos ORDER BY name")                                   \
+    X(ALL_BLOBS, "SELECT digest FROM blobs ORDER BY digest")                                   \
+    X(BLOB_LOST_HIDE, "UPDATE manifests SET is_visible = 0 WHERE is_visible = 1 AND"           \
+                      " EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo_id = manifests.repo_id" \
+                      " AND r.manifest_digest = manifests.digest AND r.ref_digest = ?1)")      \
+    X(BLOB_LOST_UNLINK, "DELETE FROM repo_blobs WHERE digest = ?1")                            \
     X(REFERENCED_BY, "SELECT manifest_digest FROM manifest_refs WHERE repo_id = ?1"            \
                      " AND ref_digest = ?2 AND manifest_digest != ?2 LIMIT 1")                 \
     X(EVENTS_SINCE, "SELECT seq, origin, hlc, kind, repo, name, digest, payload"               \
@@ -1771,6 +1776,8 @@ static ms_repo_state_f sq_repo_state;
 static ms_state_merge_f sq_state_merge;
 static ms_manifest_lookup_f sq_manifest_lookup;
 static ms_manifest_tags_f sq_manifest_tags;
+static ms_blob_list_all_f sq_blob_list_all;
+static ms_blob_lost_f sq_blob_lost;
 static ms_object_put_f sq_object_put;
 static ms_object_delete_f sq_object_delete;
 static ms_object_get_f sq_object_get;
@@ -1822,6 +1829,8 @@ static const struct metastore_ops sq_ops = {
     .state_merge = sq_state_merge,
     .manifest_lookup = sq_manifest_lookup,
     .manifest_tags = sq_manifest_tags,
+    .blob_list_all = sq_blob_list_all,
+    .blob_lost = sq_blob_lost,
     .object_put = sq_object_put,
     .object_delete = sq_object_delete,
     .object_get = sq_object_get,
@@ -3496,4 +3505,43 @@ static int sq_manifest_tags(struct metastore *ms, const char *repo, const struct
     }
     tx_commit(c, e);
     return rc < 0 ? -1 : 0;
+}
+
+static int sq_blob_list_all(struct metastore *ms, struct meta_name_list *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_ALL_BLOBS, &s, e, "");
+    if (rc < 0)
+        return -1;
+    for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+        out->names = xrealloc(out->names, (out->n + 1) * sizeof(char *));
+        out->names[out->n++] = col_strdup(s, 0);
+    }
+    stmt_done(s);
+    return 0;
+}
+
+static int sq_blob_lost(struct metastore *ms, const struct digest *d, size_t *n_manifests,
+                        struct err *e)
+{
+    *n_manifests = 0;
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, true, e) != 0)
+        return -1;
+    if (exec(c, SQ_BLOB_LOST_HIDE, e, "t", d->str) != 0)
+        goto fail;
+    *n_manifests = (size_t)sqlite3_changes(c->db);
+    if (exec(c, SQ_BLOB_LOST_UNLINK, e, "t", d->str) != 0 ||
+        exec(c, SQ_BLOB_DELETE, e, "t", d->str) != 0)
+        goto fail;
+    return tx_commit(c, e);
+fail:
+    tx_rollback(c);
+    return -1;
 }

@@ -708,7 +708,7 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
         return;
     int64_t total = 0;
     for (size_t i = 0; i < p->n_refs; i++)
-        total += p->refs[i].is_manifest ? 0 : (p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0);
+        total += p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0;
     if (!inflight_claim(r, key, total))
         return;
     set_status(r, p->repo, &p->digest, "InProgress", 0, total, "", !t);
@@ -950,8 +950,38 @@ static void repair_repo(struct repl *r, const struct peer_ref *peer, const char 
     repl_kick(r);
 }
 
+/* Checks that every blob this region records is still on its disk; a lost copy makes
+ * the manifests needing it pending again, and the fetch workers bring it back. */
+static void scrub_blobs(struct repl *r)
+{
+    struct meta_name_list digests = {0};
+    struct err e = {0};
+    if (ms_of(r)->ops->blob_list_all(ms_of(r), &digests, &e) != 0)
+        return;
+    size_t n_lost = 0;
+    for (size_t i = 0; i < digests.n && !r->is_stopping; i++) {
+        struct digest d;
+        uint64_t size;
+        struct err se = {0};
+        if (digest_parse(digests.names[i], strlen(digests.names[i]), &d, &se) != 0)
+            continue;
+        if (r->reg->bs->ops->stat(r->reg->bs, &d, &size, &se) == 0 || se.code != ERR_BLOB_UNKNOWN)
+            continue;
+        size_t n_manifests = 0;
+        if (ms_of(r)->ops->blob_lost(ms_of(r), &d, &n_manifests, &e) == 0) {
+            n_lost++;
+            log_warn("repl", "blob %s is missing from local storage; %zu manifests wait for "
+                             "it to be fetched again", d.str, n_manifests);
+        }
+    }
+    meta_name_list_fini(&digests);
+    if (n_lost)
+        repl_kick(r);
+}
+
 static void anti_entropy(struct repl *r)
 {
+    scrub_blobs(r);
     struct buf mine;
     struct err e = {0};
     buf_init(&mine, REPL_EVENTS_BODY_MAX);
