@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs, with apt-get, what Meridian needs to build and test (and, with --bench, to run
+# the benchmarks). Installs only what is missing; runs `apt-get update` once, only if
+# something is missing. Debian 12; runs as root, or through sudo otherwise.
+#
+# usage: scripts/install-deps.sh [--bench]
+set -euo pipefail
+
+BUILD_PKGS=(build-essential meson ninja-build pkg-config
+            libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libjansson-dev libsqlite3-dev
+            libcmocka-dev libsodium-dev libgnutls28-dev)
+TEST_PKGS=(python3-pytest python3-requests skopeo buildah podman valgrind openssl)
+BENCH_PKGS=(docker-registry nginx wrk hyperfine)
+
+bench=0
+for arg in "$@"; do
+    case "$arg" in
+        --bench) bench=1 ;;
+        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+        *) echo "install-deps: unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+pkgs=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")
+if [ "$bench" = 1 ]; then
+    pkgs+=("${BENCH_PKGS[@]}")
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    if [ "$status" != "install ok installed" ]; then
+        missing+=("$p")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-deps: all ${#pkgs[@]} packages present"
+    exit 0
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+        echo "install-deps: missing ${missing[*]}; run as root or install sudo" >&2
+        exit 1
+    fi
+    sudo=(sudo)
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+
+# Debian starts the services of these packages on install; a registry already on port 5000
+# (Meridian's default) or nginx on port 80 would get in the way of runs and benchmarks.
+if [ "$bench" = 1 ] && [ -d /run/systemd/system ]; then
+    for svc in docker-registry nginx; do
+        if printf '%s\n' "${missing[@]}" | grep -qx "$svc"; then
+            "${sudo[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true
+        fi
+    done
+fi

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test suite:
+#   1. unit tests (cmocka, meson test --suite unit) on build/
+#   2. end-to-end tests (pytest tests/e2e) against build/meridian
+#   3. an AddressSanitizer + UBSan build in build-asan/: its unit tests, and the e2e tests
+#      matching $ASAN_E2E_FILTER against build-asan/meridian; any sanitizer report fails.
+# Counts the results of every suite and ends with one line `N passed, M failed` (skipped
+# tests are reported on the line before, not as passed). Exits non-zero if anything failed.
+#
+# usage: scripts/test.sh [--no-asan]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+ASAN=1
+for arg in "$@"; do
+    case "$arg" in
+        --no-asan) ASAN=0 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        *) echo "test.sh: unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+PYTHON=/usr/bin/python3  # Debian's, which has python3-pytest; not a pyenv shim
+ASAN_E2E_FILTER=${ASAN_E2E_FILTER:-(push or pull or manifests) and not large and not crash}
+E2E_TIMEOUT_S=${E2E_TIMEOUT_S:-1500}
+LOG_DIR=$ROOT/build-logs
+rm -rf "$LOG_DIR"
+mkdir -p "$LOG_DIR"
+
+total_pass=0
+total_fail=0
+total_skip=0
+report=()
+
+# record SUITE PASSED FAILED SKIPPED [NOTE]
+record() {
+    total_pass=$((total_pass + $2))
+    total_fail=$((total_fail + $3))
+    total_skip=$((total_skip + $4))
+    report+=("$(printf '%-22s %5d passed %5d failed %5d skipped  %s' "$1" "$2" "$3" "$4" "${5:-}")")
+}
+
+# step NAME LOGFILE CMD...: runs CMD with output to the terminal and LOGFILE; returns its status.
+step() {
+    local name=$1 log=$2
+    shift 2
+    echo
+    echo "=== $name: $*"
+    local start=$SECONDS rc=0
+    # With pipefail the pipeline fails with the command's status (tee itself succeeds).
+    "$@" 2>&1 | tee "$log" || rc=$?
+    echo "=== $name: exit $rc after $((SECONDS - start))s"
+    return "$rc"
+}
+
+# meson test's summary: "Ok: N", "Expected Fail: N", "Fail: N", "Unexpected Pass: N",
+# "Skipped: N", "Timeout: N".
+meson_count() {
+    local log=$1 key=$2
+    sed -n "s/^${key}:[[:space:]]*\([0-9][0-9]*\).*/\1/p" "$log" | tail -n 1
+}
+
+# run_unit SUITE BUILD_DIR
+run_unit() {
+    local suite=$1 dir=$2 log="$LOG_DIR/$1.log" rc=0
+    step "$suite" "$log" meson test -C "$dir" --suite unit --print-errorlogs || rc=$?
+    local ok xfail fail xpass skip timeout
+    ok=$(meson_count "$log" "Ok")
+    xfail=$(meson_count "$log" "Expected Fail")
+    fail=$(meson_count "$log" "Fail")
+    xpass=$(meson_count "$log" "Unexpected Pass")
+    skip=$(meson_count "$log" "Skipped")
+    timeout=$(meson_count "$log" "Timeout")
+    if [ -z "$ok" ]; then
+        record "$suite" 0 1 0 "no summary from meson test (exit $rc)"
+        return
+    fi
+    local passed=$((ok + ${xfail:-0})) failed=$((${fail:-0} + ${xpass:-0} + ${timeout:-0}))
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+        failed=1
+    fi
+    record "$suite" "$passed" "$failed" "${skip:-0}"
+}
+
+# pytest's closing line, e.g. "3 failed, 10 passed, 2 skipped, 1 error in 12.3s".
+pytest_count() {
+    local line=$1 word=$2
+    printf '%s\n' "$line" | grep -oE "[0-9]+ ${word}\b" | grep -oE '^[0-9]+' | head -n 1 || true
+}
+
+# run_pytest SUITE ENV... -- PYTEST_ARGS...
+run_pytest() {
+    local suite=$1 log="$LOG_DIR/$1.log" rc=0
+    shift
+    local envs=()
+    while [ "$1" != "--" ]; do
+        envs+=("$1")
+        shift
+    done
+    shift
+    # A hung suite is interrupted (SIGINT lets pytest tear its servers down and summarise).
+    step "$suite" "$log" timeout --signal=INT --kill-after=60 "$E2E_TIMEOUT_S" \
+        env "${envs[@]}" "$PYTHON" -m pytest -q -rfEs -p no:cacheprovider "$@" || rc=$?
+    local line
+    line=$(grep -E '^=*[[:space:]]*(no tests ran|[0-9]+ (passed|failed|skipped|errors?|deselected|xfailed|xpassed|warnings?))' \
+        "$log" | tail -n 1 || true)
+    local passed failed errors skipped xfailed xpassed
+    passed=$(pytest_count "$line" passed)
+    failed=$(pytest_count "$line" failed)
+    errors=$(pytest_count "$line" "errors?")
+    skipped=$(pytest_count "$line" skipped)
+    xfailed=$(pytest_count "$line" xfailed)
+    xpassed=$(pytest_count "$line" xpassed)
+    passed=$((${passed:-0} + ${xpassed:-0}))
+    failed=$((${failed:-0} + ${errors:-0}))
+    skipped=$((${skipped:-0} + ${xfailed:-0}))
+    local note=""
+    case "$rc" in
+        0) ;;
+        5) note="no tests collected" ;;  # pytest's exit 5: not a failure in itself
+        124|137) failed=$((failed + 1)); note="timed out after ${E2E_TIMEOUT_S}s" ;;
+        *) if [ "$failed" -eq 0 ]; then failed=1; note="pytest exit $rc"; fi ;;
+    esac
+    record "$suite" "$passed" "$failed" "$skipped" "$note"
+}
+
+finish() {
+    echo
+    echo "=== summary (logs in ${LOG_DIR#"$ROOT"/}/, total $((SECONDS / 60))m$((SECONDS % 60))s)"
+    printf '%s\n' "${report[@]}"
+    echo "skipped: $total_skip"
+    echo "$total_pass passed, $total_fail failed"
+    [ "$total_fail" -eq 0 ]
+}
+
+# --- dependencies and the release build ------------------------------------------------------
+
+if ! step deps "$LOG_DIR/deps.log" scripts/install-deps.sh; then
+    record deps 0 1 0 "scripts/install-deps.sh failed; no suite ran"
+    finish
+    exit 1
+fi
+
+if ! step build "$LOG_DIR/build.log" scripts/build.sh; then
+    record build 0 1 0 "scripts/build.sh failed; no suite ran"
+    finish
+    exit 1
+fi
+
+# --- 1 and 2: unit and e2e on the release build ----------------------------------------------
+
+run_unit unit build
+run_pytest e2e MERIDIAN_BIN="$ROOT/build/meridian" -- tests/e2e
+
+# --- 3: sanitizers ---------------------------------------------------------------------------
+
+if [ "$ASAN" = 1 ]; then
+    # halt on the first error; exit non-zero on a leak; reports of the e2e servers go to files
+    # (one per process) that are counted below, whatever the fixtures do with exit codes.
+    export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=86:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1"
+    export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=86"
+    asan_ok=1
+    # No -Werror here: GCC's instrumentation for -fsanitize makes its flow analysis report
+    # warnings (format-truncation on a "null" argument, ...) that the release build, which
+    # keeps -Werror, does not have. This build is for the run-time checks.
+    if [ ! -f build-asan/build.ninja ]; then
+        step asan-setup "$LOG_DIR/asan-setup.log" meson setup build-asan \
+            --buildtype=debugoptimized -Db_sanitize=address,undefined -Dwerror=false || asan_ok=0
+    fi
+    if [ "$asan_ok" = 1 ]; then
+        step asan-build "$LOG_DIR/asan-build.log" ninja -C build-asan || asan_ok=0
+    fi
+    if [ "$asan_ok" = 0 ]; then
+        record asan-build 0 1 0 "sanitizer build failed"
+    else
+        run_unit asan-unit build-asan
+        reports=$LOG_DIR/asan-reports
+        mkdir -p "$reports"
+        run_pytest asan-e2e MERIDIAN_BIN="$ROOT/build-asan/meridian" \
+            ASAN_OPTIONS="$ASAN_OPTIONS:log_path=$reports/asan" \
+            UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$reports/ubsan" \
+            -- tests/e2e -k "$ASAN_E2E_FILTER"
+        n_reports=$(find "$reports" -type f | wc -l)
+        if [ "$n_reports" -gt 0 ]; then
+            for f in "$reports"/*; do
+                echo "--- sanitizer report $f"
+                head -n 60 "$f"
+            done
+            record asan-reports 0 "$n_reports" 0 "sanitizer reports from e2e servers"
+        else
+            record asan-reports 0 0 0 "no sanitizer report from any e2e server"
+        fi
+    fi
+fi
+
+finish
