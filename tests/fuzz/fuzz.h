@@ -12,5 +12,7 @@ int fuzz_name_one(const uint8_t *data, size_t size);
 int fuzz_digest_one(const uint8_t *data, size_t size);
 int fuzz_range_one(const uint8_t *data, size_t size);
 int fuzz_manifest_one(const uint8_t *data, size_t size);
+int fuzz_auth_header_one(const uint8_t *data, size_t size);
+int fuzz_token_one(const uint8_t *data, size_t size);
 
 #endif

@@ -97,6 +97,8 @@ static struct target targets[] = {
     {"digest", fuzz_digest_one},
     {"range", fuzz_range_one},
     {"manifest", fuzz_manifest_one},
+    {"auth_header", fuzz_auth_header_one},
+    {"token", fuzz_token_one},
 };
 
 int main(int argc, char **argv)
@@ -112,6 +114,8 @@ int main(int argc, char **argv)
         {"replay_digest", replay, NULL, NULL, &targets[1]},
         {"replay_range", replay, NULL, NULL, &targets[2]},
         {"replay_manifest", replay, NULL, NULL, &targets[3]},
+        {"replay_auth_header", replay, NULL, NULL, &targets[4]},
+        {"replay_token", replay, NULL, NULL, &targets[5]},
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

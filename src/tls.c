@@ -1,0 +1,140 @@
+/* GnuTLS certificate handling for the HTTP server: PEM files -> pcert list + private
+ * key, published through an atomic pointer the handshake callback reads. */
+#include "tls.h"
+
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+#define TLS_MAX_CHAIN 8
+#define TLS_FILE_MAX (1024 * 1024)
+
+struct tls_pair {
+    gnutls_pcert_st pcerts[TLS_MAX_CHAIN];
+    unsigned n_pcerts;
+    gnutls_privkey_t key;
+    struct tls_pair *older; /* kept until exit: handshakes may still hold it */
+};
+
+static _Atomic(struct tls_pair *) current;
+
+static int read_file(const char *path, gnutls_datum_t *out, struct err *e)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return err_set(e, ERR_BAD_REQUEST, "cannot open %s", path);
+    unsigned char *data = xmalloc(TLS_FILE_MAX + 1);
+    size_t n = fread(data, 1, TLS_FILE_MAX + 1, f);
+    fclose(f);
+    if (n == 0 || n > TLS_FILE_MAX) {
+        free(data);
+        return err_set(e, ERR_BAD_REQUEST, "%s is empty or too large", path);
+    }
+    out->data = data;
+    out->size = (unsigned)n;
+    return 0;
+}
+
+static void pair_free(struct tls_pair *p)
+{
+    for (unsigned i = 0; i < p->n_pcerts; i++)
+        gnutls_pcert_deinit(&p->pcerts[i]);
+    if (p->key != NULL)
+        gnutls_privkey_deinit(p->key);
+    free(p);
+}
+
+/* Does key match the leaf certificate? GnuTLS checks the pair when it is set on a
+ * credentials structure, so build one and throw it away. */
+static int check_pair(const gnutls_datum_t *cert, const gnutls_datum_t *key, struct err *e)
+{
+    gnutls_certificate_credentials_t cred;
+    if (gnutls_certificate_allocate_credentials(&cred) != GNUTLS_E_SUCCESS)
+        return err_set(e, ERR_INTERNAL, "out of memory");
+    int rc = gnutls_certificate_set_x509_key_mem2(cred, cert, key, GNUTLS_X509_FMT_PEM, NULL, 0);
+    gnutls_certificate_free_credentials(cred);
+    if (rc < 0)
+        return err_set(e, ERR_BAD_REQUEST, "certificate and key do not form a pair: %s",
+                       gnutls_strerror(rc));
+    return 0;
+}
+
+int tls_load(const char *cert_file, const char *key_file, struct err *e)
+{
+    gnutls_datum_t cert = {0}, key = {0};
+    struct tls_pair *p = xcalloc(1, sizeof(*p));
+    int rc = -1;
+    if (read_file(cert_file, &cert, e) != 0 || read_file(key_file, &key, e) != 0)
+        goto out;
+    if (check_pair(&cert, &key, e) != 0)
+        goto out;
+    p->n_pcerts = TLS_MAX_CHAIN;
+    int grc =
+        gnutls_pcert_list_import_x509_raw(p->pcerts, &p->n_pcerts, &cert, GNUTLS_X509_FMT_PEM, 0);
+    if (grc < 0) {
+        p->n_pcerts = 0;
+        err_set(e, ERR_BAD_REQUEST, "cannot read certificate %s: %s", cert_file,
+                gnutls_strerror(grc));
+        goto out;
+    }
+    if (gnutls_privkey_init(&p->key) != GNUTLS_E_SUCCESS) {
+        err_set(e, ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    grc = gnutls_privkey_import_x509_raw(p->key, &key, GNUTLS_X509_FMT_PEM, NULL, 0);
+    if (grc < 0) {
+        err_set(e, ERR_BAD_REQUEST, "cannot read private key %s: %s", key_file,
+                gnutls_strerror(grc));
+        goto out;
+    }
+    p->older = atomic_load(&current);
+    atomic_store(&current, p);
+    p = NULL;
+    rc = 0;
+out:
+    if (p != NULL)
+        pair_free(p);
+    if (key.data != NULL) {
+        memset(key.data, 0, key.size); /* the private key's bytes */
+        free(key.data);
+    }
+    free(cert.data);
+    return rc;
+}
+
+int tls_is_loaded(void)
+{
+    return atomic_load(&current) != NULL;
+}
+
+static int on_certificate(gnutls_session_t session, const gnutls_datum_t *req_ca_rdn, int nreqs,
+                          const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                          gnutls_pcert_st **pcert, unsigned int *pcert_length,
+                          gnutls_privkey_t *privkey)
+{
+    (void)session;
+    (void)req_ca_rdn;
+    (void)nreqs;
+    (void)pk_algos;
+    (void)pk_algos_length;
+    struct tls_pair *p = atomic_load(&current);
+    if (p == NULL)
+        return -1;
+    *pcert = p->pcerts;
+    *pcert_length = p->n_pcerts;
+    *privkey = p->key;
+    return 0;
+}
+
+void *tls_cert_callback(void)
+{
+    gnutls_certificate_retrieve_function2 *f = on_certificate;
+    return (void *)f;
+}

@@ -1,0 +1,23 @@
+/* The TLS certificate the HTTP server presents, loaded from PEM files and replaceable
+ * while the server runs (SIGHUP): libmicrohttpd asks for it on every handshake through
+ * a callback, so a reload changes what new connections see without touching the
+ * listener or connections already open. The only file that includes <gnutls/...>. */
+#ifndef MERIDIAN_TLS_H
+#define MERIDIAN_TLS_H
+
+#include "err.h"
+
+/* Loads the certificate chain (PEM, leaf first) and its private key (PEM) and makes
+ * them the ones presented from the next handshake on. Checks that the key belongs to
+ * the certificate. On failure the previous pair stays in use. The process keeps the
+ * pairs it replaced until exit, as handshakes in flight may still use them. */
+int tls_load(const char *cert_file, const char *key_file, struct err *e);
+
+/* Has a pair been loaded? */
+int tls_is_loaded(void);
+
+/* The certificate callback for MHD_OPTION_HTTPS_CERT_CALLBACK, as an untyped pointer
+ * (its type is GnuTLS's gnutls_certificate_retrieve_function2). */
+void *tls_cert_callback(void);
+
+#endif

@@ -1,0 +1,261 @@
+"""Access control: every role against every kind of operation.
+
+Identities on one server with access control on: the bootstrap admin (admin on "*"),
+a publisher and a consumer of "golden/*", a robot publishing "golden/*", an outsider
+whose only role is on another pattern, and anonymous clients. Each operation runs
+against its own fresh image, with Basic credentials and with a Bearer token from the
+token endpoint. Allowed operations succeed; the others get 401 (no identity) or 403
+DENIED (an identity without the role) with an OCI error body, and change nothing.
+"""
+
+import secrets
+
+import pytest
+
+from auth_helpers import (ADMIN_PASSWORD, assert_oci_error, digest_of, image_parts,  # noqa: F401
+                          module_server, push_blob, push_image, token)
+
+IDENTITIES = ["admin", "publisher", "consumer", "robot", "outsider", "anonymous"]
+PUBLISHERS = {"admin", "publisher", "robot"}
+READERS = PUBLISHERS | {"consumer"}
+
+
+@pytest.fixture(scope="module")
+def world(module_server):
+    srv = module_server
+    adm = srv.admin()
+    creds = {"admin": ("admin", ADMIN_PASSWORD), "anonymous": None}
+    creds["publisher"] = adm.user("pub", role="publisher", pattern="golden/*")
+    creds["consumer"] = adm.user("con", "consumer-pass", role="consumer", pattern="golden/*")
+    creds["robot"] = adm.robot("ci", role="publisher", pattern="golden/*")
+    creds["outsider"] = adm.user("out", role="publisher", pattern="other/*")
+    return srv, creds
+
+
+def fresh(srv):
+    """A repository under golden/ holding one image, pushed as admin."""
+    repo = "golden/m-" + secrets.token_hex(4)
+    mdigest, ldigest = push_image(srv, ("admin", ADMIN_PASSWORD), repo)
+    return {"repo": repo, "manifest": mdigest, "layer": ldigest}
+
+
+def admin_status(srv, method, path, **kw):
+    return srv.request(method, path, auth=("admin", ADMIN_PASSWORD), **kw).status_code
+
+
+# Each operation: (scope actions it needs, function(srv, auth, ctx) -> response,
+# check(srv, ctx, allowed) asserting the state afterwards, who may do it).
+def op_pull_manifest(srv, auth, c):
+    return srv.request("GET", "/v2/%s/manifests/v1" % c["repo"], auth=auth,
+                       headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+
+
+def op_head_blob(srv, auth, c):
+    return srv.request("HEAD", "/v2/%s/blobs/%s" % (c["repo"], c["layer"]), auth=auth)
+
+
+def op_get_blob(srv, auth, c):
+    return srv.request("GET", "/v2/%s/blobs/%s" % (c["repo"], c["layer"]), auth=auth)
+
+
+def op_tags(srv, auth, c):
+    return srv.request("GET", "/v2/%s/tags/list" % c["repo"], auth=auth)
+
+
+def op_referrers(srv, auth, c):
+    return srv.request("GET", "/v2/%s/referrers/%s" % (c["repo"], c["manifest"]), auth=auth)
+
+
+def op_push_blob(srv, auth, c):
+    c["new_blob"] = secrets.token_bytes(100)
+    return push_blob(srv, auth, c["repo"], c["new_blob"])
+
+
+def check_push_blob(srv, c, allowed):
+    status = admin_status(srv, "HEAD", "/v2/%s/blobs/%s" % (c["repo"], digest_of(c["new_blob"])))
+    assert status == (200 if allowed else 404)
+
+
+def op_push_manifest(srv, auth, c):
+    _config, _layer, _ = image_parts()
+    # Re-tag the existing manifest under a new tag: a manifest PUT with known blobs.
+    body = srv.request("GET", "/v2/%s/manifests/v1" % c["repo"], auth=("admin", ADMIN_PASSWORD),
+                       headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).content
+    return srv.request("PUT", "/v2/%s/manifests/v2" % c["repo"], auth=auth, data=body,
+                       headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+
+
+def check_push_manifest(srv, c, allowed):
+    status = admin_status(srv, "GET", "/v2/%s/manifests/v2" % c["repo"])
+    assert status == (200 if allowed else 404)
+
+
+def op_delete_manifest(srv, auth, c):
+    return srv.request("DELETE", "/v2/%s/manifests/%s" % (c["repo"], c["manifest"]), auth=auth)
+
+
+def check_delete_manifest(srv, c, allowed):
+    status = admin_status(srv, "GET", "/v2/%s/manifests/%s" % (c["repo"], c["manifest"]))
+    assert status == (404 if allowed else 200)
+
+
+def op_delete_blob(srv, auth, c):
+    # A blob no manifest references (a referenced one may not be deleted).
+    loose = secrets.token_bytes(64)
+    assert push_blob(srv, ("admin", ADMIN_PASSWORD), c["repo"], loose).status_code == 201
+    c["loose"] = digest_of(loose)
+    return srv.request("DELETE", "/v2/%s/blobs/%s" % (c["repo"], c["loose"]), auth=auth)
+
+
+def check_delete_blob(srv, c, allowed):
+    status = admin_status(srv, "HEAD", "/v2/%s/blobs/%s" % (c["repo"], c["loose"]))
+    assert status == (404 if allowed else 200)
+
+
+def op_cross_mount(srv, auth, c):
+    # Mount the layer into another golden/ repository: a push that reads the source.
+    return srv.request("POST", "/v2/%s/blobs/uploads/" % c["target"], auth=auth,
+                       params={"mount": c["layer"], "from": c["repo"]}, data=b"")
+
+
+def check_cross_mount(srv, c, allowed):
+    status = admin_status(srv, "HEAD", "/v2/%s/blobs/%s" % (c["target"], c["layer"]))
+    assert status == (200 if allowed else 404)
+
+
+OPS = {
+    # name: (scope actions, op, check, allowed identities, success statuses)
+    "pull_manifest": ("pull", op_pull_manifest, None, READERS, {200}),
+    "head_blob": ("pull", op_head_blob, None, READERS, {200}),
+    "get_blob": ("pull", op_get_blob, None, READERS, {200}),
+    "tags_list": ("pull", op_tags, None, READERS, {200}),
+    "referrers": ("pull", op_referrers, None, READERS, {200}),
+    "push_blob": ("pull,push", op_push_blob, check_push_blob, PUBLISHERS, {201}),
+    "push_manifest": ("pull,push", op_push_manifest, check_push_manifest, PUBLISHERS, {201}),
+    "delete_manifest": ("delete", op_delete_manifest, check_delete_manifest, PUBLISHERS, {202}),
+    "delete_blob": ("delete", op_delete_blob, check_delete_blob, PUBLISHERS, {202}),
+    "cross_mount": ("pull,push", op_cross_mount, check_cross_mount, PUBLISHERS, {201}),
+}
+
+
+def credentials_for(srv, creds, who, mode, ctx, actions):
+    """Basic credentials, or a Bearer token for the operation's scope(s)."""
+    if mode == "basic":
+        return creds[who]
+    scopes = ["repository:%s:%s" % (ctx["repo"], actions)]
+    if "target" in ctx:
+        scopes.append("repository:%s:pull,push" % ctx["target"])
+    return token(srv, creds[who], scopes)
+
+
+@pytest.mark.parametrize("mode", ["basic", "bearer"])
+@pytest.mark.parametrize("op_name", list(OPS))
+@pytest.mark.parametrize("who", IDENTITIES)
+def test_repository_operation(world, who, op_name, mode):
+    srv, creds = world
+    actions, op, check, allowed_set, ok_statuses = OPS[op_name]
+    ctx = fresh(srv)
+    if op_name == "cross_mount":
+        ctx["target"] = "golden/mnt-" + secrets.token_hex(4)
+    addressed = ctx.get("target", ctx["repo"])
+    auth = credentials_for(srv, creds, who, mode, ctx, actions)
+    allowed = who in allowed_set
+    r = op(srv, auth, ctx)
+    if allowed:
+        assert r.status_code in ok_statuses, (who, op_name, mode, r.status_code, r.text[:300])
+    elif who == "anonymous":
+        assert_oci_error(r, 401, "UNAUTHORIZED")
+        challenge = r.headers.get("WWW-Authenticate", "")
+        assert challenge.startswith("Bearer realm="), challenge
+        assert 'service="meridian"' in challenge, challenge
+        assert 'scope="repository:%s:' % addressed in challenge, challenge
+    else:
+        assert_oci_error(r, 403, "DENIED")
+        assert "WWW-Authenticate" not in r.headers
+    if check is not None:
+        check(srv, ctx, allowed)
+
+
+def test_outsider_mount_from_unreadable_source_falls_back(world):
+    """A publisher of other/* mounting from golden/ (which it cannot read) gets an upload
+    session instead of the blob: nothing of golden/ leaks through a mount."""
+    srv, creds = world
+    ctx = fresh(srv)
+    target = "other/m-" + secrets.token_hex(4)
+    r = srv.request("POST", "/v2/%s/blobs/uploads/" % target, auth=creds["outsider"],
+                    params={"mount": ctx["layer"], "from": ctx["repo"]}, data=b"")
+    assert r.status_code == 202, r.text
+    assert admin_status(srv, "HEAD", "/v2/%s/blobs/%s" % (target, ctx["layer"])) == 404
+
+
+def test_denied_looks_the_same_for_missing_repositories(world):
+    """403 for a repository that exists and one that does not: nothing is revealed."""
+    srv, creds = world
+    ctx = fresh(srv)
+    a = srv.request("GET", "/v2/%s/tags/list" % ctx["repo"], auth=creds["outsider"])
+    b = srv.request("GET", "/v2/golden/nope-%s/tags/list" % secrets.token_hex(4),
+                    auth=creds["outsider"])
+    assert a.status_code == b.status_code == 403
+    assert a.json() == b.json()
+
+
+def test_base_endpoint(world):
+    srv, creds = world
+    r = srv.request("GET", "/v2/")
+    assert_oci_error(r, 401, "UNAUTHORIZED")
+    assert r.headers["WWW-Authenticate"].startswith('Bearer realm="http://')
+    assert r.headers.get("Docker-Distribution-API-Version") == "registry/2.0"
+    for who in ("admin", "consumer", "outsider", "robot"):
+        assert srv.request("GET", "/v2/", auth=creds[who]).status_code == 200
+        assert srv.request("GET", "/v2/", auth=token(srv, creds[who])).status_code == 200
+    # an anonymous token is enough for the version check
+    assert srv.request("GET", "/v2/", auth=token(srv, None)).status_code == 200
+    assert_oci_error(srv.request("GET", "/v2/", auth=("con", "wrong-password")), 401,
+                     "UNAUTHORIZED")
+    assert_oci_error(srv.request("GET", "/v2/", auth="not.a.token"), 401, "UNAUTHORIZED")
+
+
+MGMT_OPS = [
+    # (name, method, path, json body maker, allowed, success status)
+    ("create_user", "POST", "users", lambda: {"name": "u-" + secrets.token_hex(3),
+                                               "password": "password-1"}, {"admin"}, 201),
+    ("list_users", "GET", "users", None, {"admin"}, 200),
+    ("assign_role", "POST", "roles", lambda: {"subject": "con", "role": "publisher",
+                                               "pattern": "x-%s/*" % secrets.token_hex(3)},
+     {"admin"}, 201),
+    ("list_roles", "GET", "roles", None, {"admin"}, 200),
+    ("create_robot", "POST", "robots", lambda: {"name": "r-" + secrets.token_hex(3)},
+     {"admin"}, 201),
+    ("audit", "GET", "audit", None, {"admin"}, 200),
+    ("info", "GET", "info", None, {"admin", "publisher", "consumer", "robot", "outsider"}, 200),
+]
+
+
+@pytest.mark.parametrize("who", IDENTITIES)
+@pytest.mark.parametrize("name,method,path,body,allowed,ok", MGMT_OPS,
+                         ids=[m[0] for m in MGMT_OPS])
+def test_management_operation(world, who, name, method, path, body, allowed, ok):
+    srv, creds = world
+    adm = srv.admin()
+    payload = body() if body else None
+    before = adm.call("GET", "users", expect=200).json() + adm.call("GET", "robots").json()
+    roles_before = adm.call("GET", "roles", expect=200).json()
+    r = srv.request(method, "/_meridian/v1/" + path, auth=creds[who], json=payload)
+    if who in allowed:
+        assert r.status_code == ok, (who, name, r.status_code, r.text)
+        return
+    if who == "anonymous":
+        assert_oci_error(r, 401, "UNAUTHORIZED")
+        assert r.headers["WWW-Authenticate"].startswith("Basic ")
+    else:
+        assert_oci_error(r, 403, "DENIED")
+    after = adm.call("GET", "users", expect=200).json() + adm.call("GET", "robots").json()
+    assert [u["name"] for u in after] == [u["name"] for u in before]
+    assert adm.call("GET", "roles", expect=200).json() == roles_before
+
+
+def test_bearer_tokens_do_not_open_management(world):
+    srv, creds = world
+    tok = token(srv, creds["admin"], ["repository:golden/x:pull"])
+    r = srv.request("GET", "/_meridian/v1/users", auth=tok)
+    assert_oci_error(r, 401, "UNAUTHORIZED")

@@ -1,0 +1,193 @@
+"""Regions joining and leaving, and what `meridian replication list/show` say about them
+(docs/replication.md): a region added later backfills everything, tombstones included; a
+removed region is forgotten by every other and gets no more data; Ready / Syncing / Unreachable
+follow what the links do.
+"""
+
+import json
+import time
+
+from regions import (MIB, Pattern, REPLICATION_STATES, manifest_digest, push_blob_stream,
+                     push_image_with_layer, registry_state, unique_repo, wait_converged,
+                     wait_for, wait_replicated_cli)
+
+pytest_plugins = ["geo_plugin"]
+
+
+def test_region_added_later_backfills_everything(geo):
+    cluster = geo(2)
+    a, b = cluster
+    repos = [unique_repo("backfill-%d" % i) for i in range(3)]
+    deleted = []
+    for i, repo in enumerate(repos):
+        src = cluster[i % 2]
+        img = src.oci().push_image(repo, "v1", layers=2, layer_size=64 * 1024)
+        src.oci().push_image(repo, "v2")
+        src.oci().push_manifest(repo, "latest", img.body, img.media_type)
+        gone = src.oci().push_image(repo, "gone")
+        deleted.append((repo, gone.digest))
+    # deletes made before the new region exists must reach it as deletes (made in r2, once
+    # r2 has the manifest)
+    for repo, digest in deleted:
+        wait_for(lambda: manifest_digest(b, repo, digest) == digest, 60,
+                 "%s@%s to reach r2" % (repo, digest))
+        r = b.oci().delete("/v2/%s/manifests/%s" % (repo, digest))
+        assert r.status_code == 202, (r.status_code, r.text)
+    before = wait_converged(cluster, repos=repos, what="r1 and r2 before r3 joins")
+    assert all(set(before[repo]) == {"v1", "v2", "latest"} for repo in repos), before
+
+    c = cluster.add(via=b)                  # joined through a region that is not the home
+    cluster.wait_members()
+    wait_converged(cluster, repos=repos, expect=before, timeout_s=90,
+                   what="the new region r3 to backfill")
+    for repo, digest in deleted:
+        assert manifest_digest(c, repo, digest) is None, (repo, digest)
+    # backfilled content is really there: every blob of every image pulls from r3
+    for repo in repos:
+        for tag in ("v1", "v2"):
+            m = json.loads(c.get("/v2/%s/manifests/%s" % (repo, tag), headers={
+                "Accept": "application/vnd.oci.image.manifest.v1+json"}).content)
+            for d in [m["config"]["digest"]] + [layer["digest"] for layer in m["layers"]]:
+                r = c.get("/v2/%s/blobs/%s" % (repo, d))
+                assert r.status_code == 200, (repo, tag, d, r.status_code)
+        p = wait_replicated_cli(c, repo, "v1", timeout="1m", timeout_s=90)
+        assert p.returncode == 0, (p.stdout[-1000:], p.stderr[-1000:])
+    # and the new region takes writes that reach the others
+    repo = repos[0]
+    img = c.oci().push_image(repo, "from-r3")
+    wait_for(lambda: all(manifest_digest(r, repo, "from-r3") == img.digest for r in cluster),
+             60, "a write in r3 to reach r1 and r2")
+
+
+def test_removed_region_is_forgotten_and_gets_nothing_more(geo):
+    cluster = geo(3)
+    a, b, c = cluster
+    repo = unique_repo("leave")
+    first = a.oci().push_image(repo, "before")
+    wait_converged(cluster, repos=[repo], expect={repo: {"before": first.digest}})
+
+    b.cli("replication", "delete", c.name)        # asked of a region other than the home
+    cluster.forget(c)
+    cluster.wait_members(names=[a.name, b.name], regions=[a, b])
+    for r in (a, b):
+        shown = r.cli("replication", "show", c.name, check=False)
+        assert shown.returncode != 0, (r.name, shown.stdout)
+        assert r.api("GET", "replications/" + c.name).status_code == 404
+        table = r.cli("replication", "list").stdout
+        assert c.name not in table.split(), table
+
+    # "its data is removed": the region that left serves none of the registry's content
+    def c_forgot():
+        if not c.is_running():
+            return True
+        try:
+            return manifest_digest(c, repo, first.digest) is None
+        except Exception:  # noqa: BLE001 - a region that shut down is fine too
+            return True
+    wait_for(c_forgot, 60, "the removed region to drop the registry's content")
+
+    # the others stop sending to it: once their traffic with it has settled (long polls
+    # that were open when it left may end), a new image crosses r1 -> r2 while nothing
+    # more than a few refused calls flows to or from the removed region
+    def to_c():
+        return (a.proxy.stats(c.host)["down"] + b.proxy.stats(c.host)["down"]
+                + c.proxy.stats([a.host, b.host])["down"]
+                + c.proxy.stats([a.host, b.host])["up"])
+    settled = _settle(to_c, quiet_s=3, timeout_s=40)
+    layer = Pattern(seed=5, size=2 * MIB)
+    push_blob_stream(a, repo, layer)
+    after, _m, _cfg = push_image_with_layer(a, repo, "after", layer.digest, layer.size)
+    p = wait_replicated_cli(a, repo, "after", timeout="1m", timeout_s=90)
+    assert p.returncode == 0, ("wait should need r1 and r2 only", p.stdout[-1000:],
+                               p.stderr[-1000:])
+    wait_converged([a, b], repos=[repo],
+                   expect={repo: {"before": first.digest, "after": after}})
+    grew = to_c() - settled
+    assert grew < 64 * 1024, ("%d bytes moved between the removed region and the others "
+                              "after it left" % grew)
+    if c.is_running():
+        assert manifest_digest(c, repo, "after") is None
+
+
+def _settle(counter, quiet_s, timeout_s, slack=16 * 1024):
+    """Waits until counter() grows by less than `slack` over quiet_s; returns its value.
+    (A region that left may still knock and be refused: a few hundred bytes a call.)"""
+    samples = [(time.monotonic(), counter())]
+    deadline = samples[0][0] + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = (time.monotonic(), counter())
+        samples.append(now)
+        window = [v for t, v in samples if now[0] - t <= quiet_s]
+        if samples[0][0] <= now[0] - quiet_s and now[1] - min(window) < slack:
+            return now[1]
+    raise AssertionError("traffic with the removed region never settled: %s"
+                         % samples[-5:])
+
+
+def test_replication_list_and_show_report_ready_syncing_unreachable(geo):
+    cluster = geo(3)
+    a, b, c = cluster
+
+    # every region answers the same membership; one entry is itself
+    for r in cluster:
+        entries = r.cli_json("replication", "list")
+        if isinstance(entries, dict):
+            entries = entries.get("replications", entries.get("items", entries.get("value")))
+        by_loc = {e["location"]: e for e in entries}
+        assert set(by_loc) == set(cluster.names), (r.name, entries)
+        for loc, e in by_loc.items():
+            for k in ("location", "endpoint", "state", "lagEvents", "lagSeconds",
+                      "bytesToCopy", "isLocal"):
+                assert k in e, (r.name, k, e)
+            assert e["state"] == "Ready", (r.name, e)
+            assert e["endpoint"].rstrip("/") == cluster[loc].endpoint, (r.name, e)
+            assert e["isLocal"] is (loc == r.name), (r.name, e)
+            assert e["lagEvents"] == 0 and e["bytesToCopy"] == 0, (r.name, e)
+        one = r.cli_json("replication", "show", b.name)
+        assert one["location"] == b.name and one["state"] in REPLICATION_STATES, one
+        table = r.cli("replication", "list").stdout
+        for name in cluster.names:
+            assert name in table, table
+        assert "Ready" in table, table
+
+    # Syncing: r2 and r3 have a layer still to copy over slow links
+    for r in (b, c):
+        a.proxy.bandwidth(2 * MIB, src=r.host)
+    repo = unique_repo("syncing")
+    layer = Pattern(seed=3, size=16 * MIB)
+    push_blob_stream(a, repo, layer)
+    push_image_with_layer(a, repo, "v1", layer.digest, layer.size)
+
+    def syncing_seen():
+        for o in cluster:
+            for loc, e in o.replications().items():
+                if loc in (b.name, c.name) and e["state"] == "Syncing" and \
+                        e.get("bytesToCopy", 0) > 0:
+                    return (o.name, loc, e)
+        return None
+    wait_for(syncing_seen, 30, "r2 or r3 to be shown Syncing with bytes to copy",
+             interval_s=0.2)
+    a.proxy.bandwidth(None, src=[b.host, c.host])
+    p = wait_replicated_cli(a, repo, "v1", timeout="1m", timeout_s=90)
+    assert p.returncode == 0, (p.stdout[-1000:], p.stderr[-1000:])
+    cluster.wait_members(ready=True)
+    for o in cluster:
+        for loc, e in o.replications().items():
+            assert e["bytesToCopy"] == 0, (o.name, loc, e)
+
+    # Unreachable: nothing gets into r3 any more
+    c.proxy.cut()
+    cluster.wait_state([a, b], c.name, "Unreachable", timeout_s=60)
+    assert json.loads(a.cli("replication", "show", c.name, "--output", "json").stdout)[
+        "state"] == "Unreachable"
+    assert a.replication_states()[b.name] == "Ready"
+    c.proxy.heal()
+    cluster.wait_state([a, b], c.name, "Ready", timeout_s=60)
+
+    # a frozen region (SIGSTOP) is unreachable too, and Ready again once it continues
+    c.sigstop()
+    cluster.wait_state([a, b], c.name, "Unreachable", timeout_s=90)
+    c.sigcont()
+    cluster.wait_members(ready=True, timeout_s=60)
+    assert registry_state(c, [repo]) == registry_state(a, [repo])

@@ -1,0 +1,148 @@
+"""Per-artifact replication status under faults (docs/replication.md, "Image-version JSON"): while
+a region cannot get an image, any region reports it Pending or InProgress there, the aggregated
+state is not Completed and `meridian image-version wait --replicated --timeout 5s` exits 2;
+after the heal the same wait exits 0 and every region reports Completed with every byte copied.
+A transfer frozen mid-way (a blackholed link: the connection stays open and silent) is detected
+as stalled and resumed over a new connection.
+"""
+
+import json
+import time
+
+from regions import (MIB, ARTIFACT_STATES, Pattern, blob_stream_digest, image_version,
+                     manifest_digest, push_blob_stream, push_image_with_layer,
+                     replication_states, replication_summary, unique_repo, wait_for,
+                     wait_replicated_cli)
+
+pytest_plugins = ["geo_plugin"]
+
+
+def aggregate(states):
+    """The documented aggregation of per-region states."""
+    if "Failed" in states:
+        return "Failed"
+    if all(s == "Completed" for s in states):
+        return "Completed"
+    if any(s in ("InProgress", "Completed") for s in states):
+        return "InProgress"
+    return "Pending"
+
+
+def check_document(iv, repo, tag, digest, regions):
+    assert iv["repository"] == repo and iv["reference"] == tag and iv["digest"] == digest, iv
+    rs = iv["replicationStatus"]
+    summary = replication_summary(iv)
+    assert set(summary) == set(regions), (sorted(summary), iv)
+    for region, e in summary.items():
+        assert e["state"] in ARTIFACT_STATES, (region, e)
+        assert 0 <= e["bytesCopied"] <= e["bytesTotal"], (region, e)
+        assert isinstance(e.get("updatedAt"), str), (region, e)
+    assert rs["aggregatedState"] == aggregate([e["state"] for e in summary.values()]), iv
+    return summary
+
+
+def test_status_while_a_region_is_cut_off_then_healed(geo):
+    cluster = geo(3)
+    a, b, c = cluster
+    cluster.partition([b], [a, c])
+    repo = unique_repo("status")
+    img = a.oci().push_image(repo, "v1", layers=2, layer_size=256 * 1024)
+
+    def a_sees_c_done_b_not():
+        agg, states = replication_states(a, repo, "v1")
+        return states.get("r1") == "Completed" and states.get("r3") == "Completed" and (agg, states)
+    agg, states = wait_for(a_sees_c_done_b_not, 60, "r1 and r3 Completed as seen from r1")
+    assert states["r2"] in ("Pending", "InProgress"), states
+    assert agg == "InProgress", (agg, states)
+    # the same from r3, and in the CLI's JSON
+    iv = json.loads(c.cli("image-version", "show", "%s:v1" % repo, "--expand",
+                          "replication-status", "--output", "json").stdout)
+    summary = check_document(iv, repo, "v1", img.digest, cluster.names)
+    assert summary["r2"]["state"] in ("Pending", "InProgress"), iv
+    assert summary["r2"]["bytesCopied"] < summary["r2"]["bytesTotal"], iv
+    table = a.cli("image-version", "show", "%s:v1" % repo, "--expand",
+                  "replication-status").stdout
+    for name in cluster.names:
+        assert name in table, table
+
+    t0 = time.monotonic()
+    p = wait_replicated_cli(a, repo, "v1", timeout="5s", timeout_s=60)
+    took = time.monotonic() - t0
+    assert p.returncode == 2, ("wait must time out (exit 2) while r2 is cut off",
+                               p.returncode, p.stdout[-1000:], p.stderr[-1000:])
+    assert 4 <= took < 30, took
+    assert "r2" in p.stdout + p.stderr, (p.stdout, p.stderr)
+
+    cluster.heal()
+    p = wait_replicated_cli(a, repo, "v1", timeout="2m", timeout_s=150)
+    assert p.returncode == 0, (p.returncode, p.stdout[-1000:], p.stderr[-1000:])
+    for r in cluster:
+        iv = image_version(r, repo, "v1")
+        summary = check_document(iv, repo, "v1", img.digest, cluster.names)
+        assert iv["replicationStatus"]["aggregatedState"] == "Completed", (r.name, iv)
+        for region, e in summary.items():
+            assert e["state"] == "Completed" and e["bytesCopied"] == e["bytesTotal"] > 0, (
+                r.name, region, e)
+    assert manifest_digest(b, repo, "v1") == img.digest
+
+
+def test_status_through_a_stalled_transfer(geo):
+    cluster = geo(2, remove_data=True)
+    a, b = cluster
+    repo = unique_repo("stall")
+    size = 48 * MIB
+    content = Pattern(seed=17, size=size)
+    a.proxy.bandwidth(8 * MIB, src=b.host)
+    push_blob_stream(a, repo, content)
+    digest, _m, _cfg = push_image_with_layer(a, repo, "v1", content.digest, size)
+
+    progress = []
+
+    def b_in_progress():
+        for observer in (b, a):
+            iv = image_version(observer, repo, "v1", missing_ok=True)
+            e = replication_summary(iv).get("r2") if iv else None
+            if e and e["state"] == "InProgress" and 0 < e["bytesCopied"] < e["bytesTotal"]:
+                progress.append((observer.name, e))
+                return e
+        return None
+    wait_for(b_in_progress, 60, "r2 InProgress with some bytes copied", interval_s=0.2)
+    wait_for(lambda: a.proxy.stats(b.host)["down"] > size // 4, 60, "a quarter of the layer")
+
+    # the link goes silent: open connections freeze for good, new ones are never answered
+    a.proxy.blackhole(src=b.host)
+    agg, states = replication_states(a, repo, "v1")
+    assert states["r2"] in ("Pending", "InProgress") and agg != "Completed", (agg, states)
+    p = wait_replicated_cli(a, repo, "v1", timeout="5s", timeout_s=60)
+    assert p.returncode == 2, (p.returncode, p.stdout[-1000:], p.stderr[-1000:])
+    e = replication_summary(image_version(b, repo, "v1"))["r2"]
+    assert e["state"] in ("Pending", "InProgress") and e["bytesCopied"] < size, e
+    assert b.get("/v2/%s/blobs/%s" % (repo, content.digest)).status_code == 404
+
+    a.proxy.heal(src=b.host)
+    a.proxy.bandwidth(None, src=b.host)
+    p = wait_replicated_cli(a, repo, "v1", timeout="2m", timeout_s=150)
+    assert p.returncode == 0, ("the frozen transfer was never detected as stalled",
+                               p.returncode, p.stdout[-1000:], p.stderr[-1000:])
+    assert blob_stream_digest(b, repo, content.digest) == (200, size, content.digest)
+    assert manifest_digest(b, repo, "v1") == digest
+    assert a.proxy.stats(b.host)["down"] < 2 * size
+
+
+def test_wait_reports_progress_and_exits_zero_at_once_when_done(geo):
+    """`wait` on an image that is already everywhere returns 0 at once; on one still moving it
+    prints progress lines while it waits."""
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("progress")
+    a.proxy.bandwidth(2 * MIB, src=b.host)
+    content = Pattern(seed=23, size=12 * MIB)
+    push_blob_stream(a, repo, content)
+    push_image_with_layer(a, repo, "slow", content.digest, content.size)
+    p = wait_replicated_cli(a, repo, "slow", timeout="2m", timeout_s=150)
+    assert p.returncode == 0, (p.returncode, p.stdout[-1000:], p.stderr[-1000:])
+    lines = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.strip()]
+    assert len(lines) >= 2, ("wait printed no progress while it waited", p.stdout, p.stderr)
+    t0 = time.monotonic()
+    p = wait_replicated_cli(b, repo, "slow", timeout="30s", timeout_s=60)
+    assert p.returncode == 0 and time.monotonic() - t0 < 10, (p.returncode, p.stdout)

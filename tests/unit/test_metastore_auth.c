@@ -1,0 +1,242 @@
+/* Unit tests for the access-control ops of the SQLite metastore: identities (create,
+ * conflict, update, delete cascading to bindings), role bindings (idempotent add,
+ * remove, not found), the generation that moves with every change and survives a
+ * reopen, the audit log (order, filters, paging) and upload-session owners. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* cmocka.h needs the four headers above first. */
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "metastore.h"
+#include "util.h"
+
+struct fixture {
+    char dir[64];
+    char path[96];
+    struct metastore *ms;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = xcalloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/meridian-msauth-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    snprintf(f->path, sizeof(f->path), "%s/meta.db", f->dir);
+    struct err e = {0};
+    f->ms = metastore_sqlite_open(f->path, "local", &e);
+    *state = f;
+    return f->ms != NULL ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    if (f->ms != NULL)
+        f->ms->ops->close(f->ms);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    if (system(cmd) != 0)
+        return -1;
+    free(f);
+    return 0;
+}
+
+static int64_t generation(struct metastore *ms)
+{
+    int64_t g = -1;
+    struct err e = {0};
+    assert_int_equal(ms->ops->auth_generation(ms, &g, &e), 0);
+    return g;
+}
+
+static void test_identities(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    int64_t g0 = generation(ms);
+    struct meta_identity alice = {.name = "alice", .kind = "user", .secret_hash = "h1"};
+    struct meta_identity bot = {.name = "ci",
+                                .kind = "robot",
+                                .secret_hash = "h2",
+                                .description = "pipeline",
+                                .expires_s = 4000000000};
+    assert_int_equal(ms->ops->identity_put(ms, &alice, true, &e), 0);
+    assert_int_equal(ms->ops->identity_put(ms, &bot, true, &e), 0);
+    assert_true(generation(ms) > g0);
+    /* the name space is shared by users and robots */
+    struct meta_identity clash = {.name = "ci", .kind = "user", .secret_hash = "x"};
+    assert_int_equal(ms->ops->identity_put(ms, &clash, true, &e), -1);
+    assert_int_equal(e.code, ERR_CONFLICT);
+    /* update needs the same kind */
+    assert_int_equal(ms->ops->identity_put(ms, &clash, false, &e), -1);
+    assert_int_equal(e.code, ERR_NOT_FOUND);
+    alice.secret_hash = "h1b";
+    int64_t g1 = generation(ms);
+    assert_int_equal(ms->ops->identity_put(ms, &alice, false, &e), 0);
+    assert_true(generation(ms) > g1);
+
+    struct meta_auth_state st;
+    assert_int_equal(ms->ops->auth_load(ms, &st, &e), 0);
+    assert_int_equal(st.n_identities, 2);
+    assert_string_equal(st.identities[0].name, "alice"); /* by name */
+    assert_string_equal(st.identities[0].secret_hash, "h1b");
+    assert_string_equal(st.identities[1].kind, "robot");
+    assert_string_equal(st.identities[1].description, "pipeline");
+    assert_int_equal(st.identities[1].expires_s, 4000000000);
+    assert_true(st.identities[1].created_ms > 0);
+    assert_int_equal(st.generation, generation(ms));
+    meta_auth_state_fini(&st);
+
+    /* delete by kind */
+    assert_int_equal(ms->ops->identity_delete(ms, "ci", "user", &e), -1);
+    assert_int_equal(e.code, ERR_NOT_FOUND);
+    assert_int_equal(ms->ops->identity_delete(ms, "ci", "robot", &e), 0);
+    assert_int_equal(ms->ops->identity_delete(ms, "ci", NULL, &e), -1);
+}
+
+static void test_bindings(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    struct meta_identity bob = {.name = "bob", .kind = "user", .secret_hash = "h"};
+    assert_int_equal(ms->ops->identity_put(ms, &bob, true, &e), 0);
+    struct meta_binding b = {.subject = "bob", .role = "publisher", .pattern = "golden/*"};
+    struct meta_binding anon = {.subject = "anonymous", .role = "consumer", .pattern = "pub/*"};
+    bool is_changed = false;
+    int64_t g = generation(ms);
+    assert_int_equal(ms->ops->role_set(ms, &b, true, &is_changed, &e), 0);
+    assert_true(is_changed);
+    assert_true(generation(ms) > g);
+    g = generation(ms);
+    assert_int_equal(ms->ops->role_set(ms, &b, true, &is_changed, &e), 0);
+    assert_false(is_changed);
+    assert_int_equal(generation(ms), g); /* nothing changed */
+    assert_int_equal(ms->ops->role_set(ms, &anon, true, &is_changed, &e), 0);
+
+    struct meta_auth_state st;
+    assert_int_equal(ms->ops->auth_load(ms, &st, &e), 0);
+    assert_int_equal(st.n_bindings, 2);
+    meta_auth_state_fini(&st);
+
+    /* deleting an identity deletes its bindings, not others' */
+    assert_int_equal(ms->ops->identity_delete(ms, "bob", NULL, &e), 0);
+    assert_int_equal(ms->ops->auth_load(ms, &st, &e), 0);
+    assert_int_equal(st.n_bindings, 1);
+    assert_string_equal(st.bindings[0].subject, "anonymous");
+    assert_string_equal(st.bindings[0].pattern, "pub/*");
+    meta_auth_state_fini(&st);
+
+    assert_int_equal(ms->ops->role_set(ms, &anon, false, &is_changed, &e), 0);
+    assert_true(is_changed);
+    assert_int_equal(ms->ops->role_set(ms, &anon, false, &is_changed, &e), -1);
+    assert_int_equal(e.code, ERR_NOT_FOUND);
+}
+
+static void test_generation_survives_reopen(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    struct meta_identity u = {.name = "u", .kind = "user", .secret_hash = "h"};
+    assert_int_equal(f->ms->ops->identity_put(f->ms, &u, true, &e), 0);
+    int64_t g = generation(f->ms);
+    f->ms->ops->close(f->ms);
+    f->ms = metastore_sqlite_open(f->path, "local", &e);
+    assert_non_null(f->ms);
+    assert_int_equal(generation(f->ms), g);
+    struct meta_auth_state st;
+    assert_int_equal(f->ms->ops->auth_load(f->ms, &st, &e), 0);
+    assert_int_equal(st.n_identities, 1);
+    meta_auth_state_fini(&st);
+}
+
+static void test_audit(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    static const char *const actors[] = {"alice", "bob", "alice", "peer", "alice"};
+    static const char *const actions[] = {"manifest.put", "role.assign", "blob.push",
+                                          "manifest.put", "manifest.delete"};
+    for (int i = 0; i < 5; i++) {
+        struct meta_audit a = {.time_ms = 1000 + i,
+                               .actor = (char *)actors[i],
+                               .action = (char *)actions[i],
+                               .target = "r@v1",
+                               .status = 201,
+                               .remote = "127.0.0.1",
+                               .detail = i == 1 ? NULL : "PUT"};
+        assert_int_equal(ms->ops->audit_append(ms, &a, &e), 0);
+    }
+    struct meta_audit *list = NULL;
+    size_t n = 0;
+    struct meta_audit_query q = {.limit = 100};
+    assert_int_equal(ms->ops->audit_list(ms, &q, &list, &n, &e), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(list[0].action, "manifest.delete"); /* newest first */
+    assert_true(list[0].id > list[1].id);
+    assert_int_equal(list[0].time_ms, 1004);
+    assert_string_equal(list[0].remote, "127.0.0.1");
+    assert_null(list[3].detail);
+    int64_t second_id = list[1].id;
+    meta_audit_free(list, n);
+
+    q = (struct meta_audit_query){.limit = 100, .actor = "alice"};
+    assert_int_equal(ms->ops->audit_list(ms, &q, &list, &n, &e), 0);
+    assert_int_equal(n, 3);
+    meta_audit_free(list, n);
+    q = (struct meta_audit_query){.limit = 100, .action = "manifest."};
+    assert_int_equal(ms->ops->audit_list(ms, &q, &list, &n, &e), 0);
+    assert_int_equal(n, 3);
+    meta_audit_free(list, n);
+    q = (struct meta_audit_query){.limit = 2, .before_id = second_id};
+    assert_int_equal(ms->ops->audit_list(ms, &q, &list, &n, &e), 0);
+    assert_int_equal(n, 2);
+    assert_true(list[0].id < second_id);
+    assert_string_equal(list[0].action, "blob.push");
+    meta_audit_free(list, n);
+}
+
+static void test_upload_owners(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    int64_t n = -1;
+    assert_int_equal(ms->ops->upload_create(ms, "u1", "r", 2000, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u2", "r", 2000, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u3", "r", 500, &e), 0);
+    assert_int_equal(ms->ops->upload_set_owner(ms, "u1", "alice", &e), 0);
+    assert_int_equal(ms->ops->upload_set_owner(ms, "u2", "alice", &e), 0);
+    assert_int_equal(ms->ops->upload_set_owner(ms, "u3", "alice", &e), 0);
+    assert_int_equal(ms->ops->upload_count_owned(ms, "alice", 1000, &n, &e), 0);
+    assert_int_equal(n, 2); /* u3 expired */
+    assert_int_equal(ms->ops->upload_count_owned(ms, "bob", 1000, &n, &e), 0);
+    assert_int_equal(n, 0);
+    /* a finished session no longer counts */
+    assert_int_equal(ms->ops->upload_delete(ms, "u1", &e), 0);
+    assert_int_equal(ms->ops->upload_count_owned(ms, "alice", 1000, &n, &e), 0);
+    assert_int_equal(n, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_identities, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bindings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_generation_survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_owners, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
