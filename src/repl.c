@@ -1,9 +1,10 @@
 /* The replication engine: peer set, pullers, fetch workers, manager.
  *
  *   manager ──(1 s)── reload replications -> start/stop one puller per peer
- *      │     ─(100 ms)─ wake long polls whose log grew or whose deadline passed
- *      │     ─(5 s)──── measure round trips (nearest peer first when fetching)
- *      └─────(sync-interval)── anti-entropy: compare summaries, merge differences
+ *           ─(25 ms)── wake long polls whose log grew or whose deadline passed
+ *   syncer  ──(5 s)─── measure round trips (nearest peer first when fetching)
+ *           ─(sync-interval)── anti-entropy: scrub local blobs, compare summaries,
+ *                              merge differences
  *   puller[peer] ── GET peer/events?vv=..&after=cursor (long poll) -> apply -> cursor
  *   fetcher[2]  ── pending manifests -> fetch missing blobs (Range resume, verify)
  *                  -> make visible -> status Completed (a replicated event)
@@ -92,6 +93,7 @@ struct repl {
     struct inflight *inflight;
     struct retry *retries;
     pthread_t manager;
+    pthread_t syncer;
     pthread_t fetchers[FETCH_WORKERS];
     bool is_started;
     char auth_header[512];   /* "Authorization: Basic ..." or empty */
@@ -1017,11 +1019,12 @@ static void anti_entropy(struct repl *r)
     json_decref(local);
 }
 
+/* Waiters and the peer set: kept apart from the network work below, so a peer that
+ * does not answer never delays waking the long polls. */
 static void *manager_main(void *arg)
 {
     struct repl *r = arg;
-    int64_t next_sync_peers = 0, next_probe = 0;
-    int64_t next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
+    int64_t next_sync_peers = 0;
     while (!r->is_stopping) {
         int64_t now = util_now_ms();
         wake_waiters(r, false);
@@ -1029,15 +1032,29 @@ static void *manager_main(void *arg)
             sync_peers(r);
             next_sync_peers = now + 1000;
         }
+        /* Long polls wake within this period of a new event (a cheap max(seq) read). */
+        nap(r, 25);
+    }
+    return NULL;
+}
+
+/* Round-trip probes and anti-entropy, which wait on peers. */
+static void *syncer_main(void *arg)
+{
+    struct repl *r = arg;
+    int64_t next_probe = 0;
+    int64_t next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
+    while (!r->is_stopping) {
+        int64_t now = util_now_ms();
         if (now >= next_probe) {
             probe_peers(r);
-            next_probe = now + 5000;
+            next_probe = util_now_ms() + 5000;
         }
-        if (now >= next_anti_entropy) {
+        if (now >= next_anti_entropy && !r->reg->is_removed) {
             anti_entropy(r);
             next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
         }
-        nap(r, 100);
+        nap(r, 250);
     }
     return NULL;
 }
@@ -1082,6 +1099,7 @@ int repl_start(struct repl *r, struct err *e)
     if (!is_same && put_replication(r, self, r->self_endpoint, e) != 0)
         return -1;
     AZ(pthread_create(&r->manager, NULL, manager_main, r));
+    AZ(pthread_create(&r->syncer, NULL, syncer_main, r));
     for (int i = 0; i < FETCH_WORKERS; i++)
         AZ(pthread_create(&r->fetchers[i], NULL, fetcher_main, r));
     r->is_started = true;
@@ -1099,6 +1117,7 @@ void repl_stop(struct repl *r)
     AZ(pthread_cond_broadcast(&r->cv));
     AZ(pthread_mutex_unlock(&r->mu));
     pthread_join(r->manager, NULL);
+    pthread_join(r->syncer, NULL);
     for (int i = 0; i < FETCH_WORKERS; i++)
         pthread_join(r->fetchers[i], NULL);
     wake_waiters(r, true);
