@@ -72,6 +72,11 @@ void mgmt_image_versions_show(struct http_req *req, const struct mgmt_params *p)
         http_reply_mgmt_err(req, &e);
         return;
     }
+    /* Every region needs the same bytes: a region with nothing to report yet shows the
+     * total that others report. */
+    int64_t needed = 0;
+    for (size_t j = 0; j < n_rows; j++)
+        needed = rows[j].bytes_total > needed ? rows[j].bytes_total : needed;
     char **targets = repl_target_regions(reg->repl);
     json_t *summary = json_array();
     for (size_t i = 0; targets[i]; i++) {
@@ -81,7 +86,8 @@ void mgmt_image_versions_show(struct http_req *req, const struct mgmt_params *p)
                 row = &rows[j];
         }
         const char *state = row ? row->state : "Pending";
-        int64_t done = row ? row->bytes_done : 0, total = row ? row->bytes_total : 0;
+        int64_t done = row ? row->bytes_done : 0;
+        int64_t total = row && row->bytes_total > 0 ? row->bytes_total : needed;
         bool is_self = strcmp(targets[i], reg->cfg->region) == 0;
         if (is_self && is_visible) {
             state = "Completed"; /* visible here means pullable here */

@@ -898,6 +898,9 @@ static void probe_peers(struct repl *r)
         if (p && rc == 0 && resp.status == 200) {
             /* Smooth the estimate so one slow probe does not reorder the peers. */
             p->rtt_ms = p->rtt_ms >= 1e9 ? ms : 0.7 * p->rtt_ms + 0.3 * ms;
+            /* An answer proves the peer reachable even while a long poll is parked. */
+            p->last_ok_ms = util_now_ms();
+            p->failures = 0;
         } else if (p) {
             p->failures++;
         }
@@ -1157,9 +1160,11 @@ json_t *repl_replications_json(struct repl *r, const char *location)
             lag_s = p->lag_seconds;
             rtt = p->rtt_ms < 1e9 ? p->rtt_ms : 0;
             bytes_copied = (json_int_t)p->bytes_copied;
-            if (p->failures >= 2 || p->last_ok_ms == 0 || now - p->last_ok_ms > 60000)
+            /* Reachable means its last pull or round-trip probe answered. Before the
+             * first answer (a region just added) it is Syncing, not Unreachable. */
+            if (p->failures >= 2 || (p->last_ok_ms > 0 && now - p->last_ok_ms > 60000))
                 state = "Unreachable";
-            else if (p->lag_events > 0)
+            else if (p->last_ok_ms == 0 || p->lag_events > 0)
                 state = "Syncing";
         }
         int64_t to_copy = 0;
