@@ -216,6 +216,7 @@ static struct peer *find_peer(struct repl *r, const char *location)
 }
 
 static void *puller_main(void *arg);
+static void probe_one(struct repl *r, const char *location, const char *endpoint);
 
 /* Reloads the replications and starts or stops pullers to match. */
 static void sync_peers(struct repl *r)
@@ -351,6 +352,13 @@ static void *puller_main(void *arg)
     struct repl *r = p->r;
     int64_t backoff_ms = 200;
     log_info("repl", "replicating with %s at %s", p->location, p->endpoint);
+    /* Know at once whether it answers, rather than after the first long poll. */
+    AZ(pthread_mutex_lock(&r->mu));
+    char *location = xstrdup(p->location), *endpoint = xstrdup(p->endpoint);
+    AZ(pthread_mutex_unlock(&r->mu));
+    probe_one(r, location, endpoint);
+    free(location);
+    free(endpoint);
     while (!peer_should_stop(p)) {
         struct err e = {0};
         struct meta_vv vv = {0};
@@ -880,33 +888,38 @@ static void wake_waiters(struct repl *r, bool is_all)
 
 /* Round trips and anti-entropy ----------------------------------------------------------- */
 
+/* Times one GET /healthz of a peer; an answer marks it reachable. */
+static void probe_one(struct repl *r, const char *location, const char *endpoint)
+{
+    char url[1024];
+    snprintf(url, sizeof(url), "%s/healthz", endpoint);
+    struct httpc_response resp;
+    struct err e = {0};
+    httpc_response_init(&resp, 4096);
+    int64_t t0 = util_mono_ns();
+    int rc = peer_call(r, "GET", url, NULL, 5000, &resp, &e);
+    double ms = (double)(util_mono_ns() - t0) / 1e6;
+    AZ(pthread_mutex_lock(&r->mu));
+    struct peer *p = find_peer(r, location);
+    if (p && rc == 0 && resp.status == 200) {
+        /* Smooth the estimate so one slow probe does not reorder the peers. */
+        p->rtt_ms = p->rtt_ms >= 1e9 ? ms : 0.7 * p->rtt_ms + 0.3 * ms;
+        /* An answer proves the peer reachable even while a long poll is parked. */
+        p->last_ok_ms = util_now_ms();
+        p->failures = 0;
+    } else if (p) {
+        p->failures++;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+    httpc_response_fini(&resp);
+}
+
 static void probe_peers(struct repl *r)
 {
     size_t n;
     struct peer_ref *peers = peers_by_distance(r, &n);
-    for (size_t i = 0; i < n && !r->is_stopping; i++) {
-        char url[1024];
-        snprintf(url, sizeof(url), "%s/healthz", peers[i].endpoint);
-        struct httpc_response resp;
-        struct err e = {0};
-        httpc_response_init(&resp, 4096);
-        int64_t t0 = util_mono_ns();
-        int rc = peer_call(r, "GET", url, NULL, 5000, &resp, &e);
-        double ms = (double)(util_mono_ns() - t0) / 1e6;
-        AZ(pthread_mutex_lock(&r->mu));
-        struct peer *p = find_peer(r, peers[i].location);
-        if (p && rc == 0 && resp.status == 200) {
-            /* Smooth the estimate so one slow probe does not reorder the peers. */
-            p->rtt_ms = p->rtt_ms >= 1e9 ? ms : 0.7 * p->rtt_ms + 0.3 * ms;
-            /* An answer proves the peer reachable even while a long poll is parked. */
-            p->last_ok_ms = util_now_ms();
-            p->failures = 0;
-        } else if (p) {
-            p->failures++;
-        }
-        AZ(pthread_mutex_unlock(&r->mu));
-        httpc_response_fini(&resp);
-    }
+    for (size_t i = 0; i < n && !r->is_stopping; i++)
+        probe_one(r, peers[i].location, peers[i].endpoint);
     peer_refs_free(peers, n);
 }
 
