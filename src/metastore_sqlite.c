@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <unistd.h>
 #include <inttypes.h>
+#include <time.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -284,6 +285,7 @@ struct sq_store {
     /* Under mu: */
     struct sq_conn *conns; /* every open connection, for close */
     int64_t hlc_last;
+    pthread_mutex_t wmu;   /* one write transaction of this process at a time */
     /* Group commit (see durable_wait), under dmu: */
     pthread_mutex_t dmu;
     pthread_cond_t dcv;
@@ -296,6 +298,7 @@ struct sq_conn {
     unsigned magic;
     struct sq_store *store;
     bool is_write_tx;      /* the open transaction is a write transaction */
+    bool has_wmu;          /* this connection holds the store's writer mutex */
     sqlite3 *db;
     sqlite3_stmt *stmts[SQ_STMT_COUNT_];
     struct sq_conn *prev;
@@ -303,6 +306,7 @@ struct sq_conn {
 };
 
 static const struct metastore_ops sq_ops;
+static int on_busy(void *arg, int n);
 
 static struct sq_store *store_of(struct metastore *ms)
 {
@@ -389,7 +393,7 @@ static struct sq_conn *conn_open(struct sq_store *st, struct err *e)
         goto fail;
     }
     sqlite3_extended_result_codes(c->db, 1);
-    sqlite3_busy_timeout(c->db, SQ_BUSY_TIMEOUT_MS);
+    sqlite3_busy_handler(c->db, on_busy, NULL);
     /* Both are per connection. NORMAL: SQLite does not fsync the WAL at each commit;
      * tx_commit makes write transactions durable itself, sharing one fsync among the
      * commits that are waiting at the same time (group commit, durable_wait). */
@@ -558,10 +562,46 @@ static void col_digest(sqlite3_stmt *s, int i, struct digest *d)
 /* Write transactions take the write lock up front (IMMEDIATE) so they wait in the busy
  * handler instead of failing on lock upgrade; reads use a deferred transaction, which
  * in WAL mode sees one snapshot and never waits for a writer. */
+/* Write transactions of this process take wmu first: they queue on a mutex instead of
+ * colliding on SQLite's write lock and backing off in its busy handler. wmu is held
+ * until COMMIT or ROLLBACK, not across the group-commit wait. */
 static int tx_begin(struct sq_conn *c, bool is_write, struct err *e)
 {
     c->is_write_tx = is_write;
-    return exec(c, is_write ? SQ_BEGIN_WRITE : SQ_BEGIN_READ, e, "");
+    if (is_write) {
+        AZ(pthread_mutex_lock(&c->store->wmu));
+        c->has_wmu = true;
+    }
+    int rc = exec(c, is_write ? SQ_BEGIN_WRITE : SQ_BEGIN_READ, e, "");
+    if (rc != 0 && c->has_wmu) {
+        c->has_wmu = false;
+        AZ(pthread_mutex_unlock(&c->store->wmu));
+    }
+    return rc;
+}
+
+static void release_wmu(struct sq_conn *c)
+{
+    if (c->has_wmu) {
+        c->has_wmu = false;
+        AZ(pthread_mutex_unlock(&c->store->wmu));
+    }
+}
+
+/* SQLite's own busy_timeout sleeps in whole milliseconds; writers of this process queue on
+ * wmu instead (tx_begin), so the lock is busy only briefly (autocommit writes, another
+ * process): wait in short steps up to SQ_BUSY_TIMEOUT_MS. */
+static int on_busy(void *arg, int n)
+{
+    (void)arg;
+    int64_t waited_us = 0;
+    for (int i = 0; i < n; i++)
+        waited_us += i < 20 ? 50 * (i + 1) : 1000;
+    if (waited_us > (int64_t)SQ_BUSY_TIMEOUT_MS * 1000)
+        return 0;
+    struct timespec ts = {0, (n < 20 ? 50 * (n + 1) : 1000) * 1000L};
+    nanosleep(&ts, NULL);
+    return 1;
 }
 
 static int wal_sync(struct sq_store *st)
@@ -614,10 +654,11 @@ static int durable_wait(struct sq_store *st, struct err *e)
 static void tx_rollback(struct sq_conn *c)
 {
     /* SQLite may already have rolled back on its own (for example on SQLITE_FULL). */
-    if (sqlite3_get_autocommit(c->db))
-        return;
-    struct err ignored;
-    exec(c, SQ_ROLLBACK, &ignored, "");
+    if (!sqlite3_get_autocommit(c->db)) {
+        struct err ignored;
+        exec(c, SQ_ROLLBACK, &ignored, "");
+    }
+    release_wmu(c);
 }
 
 static int tx_commit(struct sq_conn *c, struct err *e)
@@ -626,6 +667,7 @@ static int tx_commit(struct sq_conn *c, struct err *e)
         tx_rollback(c);
         return -1;
     }
+    release_wmu(c);
     /* Acknowledged means durable: a write transaction returns once it is synced. */
     if (c->is_write_tx)
         return durable_wait(c->store, e);
@@ -1732,6 +1774,7 @@ static void sq_close(struct metastore *ms)
     }
     AZ(pthread_mutex_destroy(&st->mu));
     pthread_mutex_destroy(&st->dmu);
+    pthread_mutex_destroy(&st->wmu);
     pthread_cond_destroy(&st->dcv);
     st->magic = 0;
     FREE_AND_NULL(st->path);
@@ -1932,6 +1975,7 @@ struct metastore *metastore_sqlite_open(const char *path, const char *region, st
     st->region = xstrdup(region);
     AZ(pthread_mutex_init(&st->mu, NULL));
     AZ(pthread_mutex_init(&st->dmu, NULL));
+    AZ(pthread_mutex_init(&st->wmu, NULL));
     AZ(pthread_cond_init(&st->dcv, NULL));
     AZ(pthread_key_create(&st->key, on_thread_exit));
 
