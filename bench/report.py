@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""bench/report.py: results.jsonl from bench/run.sh -> Markdown tables of medians.
+
+One row per scenario: Meridian, the peer (docker-registry) and the limit (nginx for pulls and
+GETs, write+fsync for pushes), the ratios Meridian/peer and Meridian/limit, the target from the
+issue and whether it is met. Reads only the files it is given; standard library only.
+
+usage: bench/report.py RESULTS.jsonl [META.json]
+"""
+import json
+import statistics
+import sys
+
+GIB = 1024 ** 3
+
+
+def load(path):
+    recs = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                recs.append(json.loads(line))
+    return recs
+
+
+def values(recs, server, row, metric):
+    out = []
+    for r in recs:
+        if r["server"] != server or r["row"] != row:
+            continue
+        v = metric(r)
+        if v is not None:
+            out.append(v)
+    return out
+
+
+def med(vals):
+    return statistics.median(vals) if vals else None
+
+
+def res(key):
+    def get(r):
+        d = r["result"]
+        if d.get("failed"):
+            return None
+        return d.get(key)
+    return get
+
+
+def p99(r):
+    d = r["result"]
+    if d.get("failed"):
+        return None
+    return d.get("op_ms", {}).get("p99")
+
+
+def cpu_per_gib(r):
+    d = r["result"]
+    moved = d.get("bytes_down", 0) + d.get("bytes_up", 0)
+    if d.get("failed") or moved == 0:
+        return None
+    return r["cpu_s"] / (moved / GIB)
+
+
+def errors(recs, server, row):
+    total = 0
+    for r in recs:
+        if r["server"] == server and r["row"] == row:
+            d = r["result"]
+            total += int(d.get("errors", 0)) + int(d.get("req_errors", 0))
+    return total
+
+
+def mib(kib):
+    return None if kib is None else kib / 1024.0
+
+
+# Each row: id, label, unit, metric, limit (server, row, metric) or None, targets [(vs, op, x)]
+# with vs "peer" or "limit" (ratio Meridian/vs) or "hot" (Meridian's p99 growth with connections).
+def pretty(size):
+    """ "64K" -> "64 KiB", as run.sh passes sizes to the load generator."""
+    size = str(size)
+    units = {"K": "KiB", "M": "MiB", "G": "GiB"}
+    if size and size[-1] in units:
+        return "%s %s" % (size[:-1], units[size[-1]])
+    return size + " B"
+
+
+def rows(z):
+    """The table's rows for the sizes in meta z (the issue's sizes unless --quick)."""
+    z = dict(z)
+    for k in ("small_layer", "large_layer", "big_size", "chunk"):
+        z[k] = pretty(z[k])
+    small = "%s small images (%s x %s)" % (z["small_images"], z["small_layers"], z["small_layer"])
+    large = "%s x %s layers" % (z["large_images"], z["large_layer"])
+    return [
+        ("push-small", "push %s, %s clients" % (small, z["small_clients"]), "images/s",
+         res("ops_per_s"), ("limit", "push-small", res("ops_per_s")), [("peer", ">=", 5)]),
+        ("push-large", "push %s, %s clients" % (large, z["large_clients"]), "MiB/s",
+         res("mib_per_s"), ("limit", "push-large", res("mib_per_s")),
+         [("peer", ">=", 2), ("limit", ">=", 0.70)]),
+        ("push-1g-mono", "push %s monolithic (POST, PUT)" % z["big_size"], "MiB/s",
+         res("mib_per_s"), ("limit", "push-1g-mono", res("mib_per_s")),
+         [("peer", ">=", 2), ("limit", ">=", 0.70)]),
+        ("push-1g-chunked", "push %s in %s PATCHes" % (z["big_size"], z["chunk"]), "MiB/s",
+         res("mib_per_s"), ("limit", "push-1g-mono", res("mib_per_s")),
+         [("peer", ">=", 2), ("limit", ">=", 0.70)]),
+        ("pull-small", "pull the %s, %s clients" % (small, z["small_clients"]), "images/s",
+         res("ops_per_s"), ("nginx", "pull-small", res("ops_per_s")),
+         [("peer", ">=", 8), ("limit", ">=", 0.50)]),
+        ("pull-large", "pull the %s, %s clients" % (large, z["large_clients"]), "MiB/s",
+         res("mib_per_s"), ("nginx", "pull-large", res("mib_per_s")), [("limit", ">=", 0.95)]),
+        ("pull-large", "&nbsp;&nbsp;server CPU per GiB pulled", "CPU s/GiB", cpu_per_gib,
+         ("nginx", "pull-large", cpu_per_gib), [("limit", "<=", 1.5)]),
+        ("manifest", "manifest GET by tag, %s conns (loadgen)" % z["manifest_conns"], "req/s",
+         res("ops_per_s"), ("nginx", "manifest", res("ops_per_s")),
+         [("peer", ">=", 15), ("limit", ">=", 0.30)]),
+        ("manifest-wrk", "manifest GET by tag, %s conns (wrk)" % z["manifest_conns"], "req/s",
+         res("ops_per_s"), ("nginx", "manifest-wrk", res("ops_per_s")),
+         [("peer", ">=", 15), ("limit", ">=", 0.30)]),
+        ("mixed", "mixed 1 push : 4 pulls : 15 GETs, %s clients" % z["small_clients"], "ops/s",
+         res("ops_per_s"), None, [("peer", ">=", 5)]),
+        ("hot-low", "hot manifest+layer pull, %s conns: p99" % z["hot_conns"][0], "ms", p99,
+         None, []),
+        ("hot-high", "hot manifest+layer pull, %s conns: p99" % z["hot_conns"][1], "ms", p99,
+         None, [("hot", "<", 5)]),
+    ]
+
+
+DEFAULT_SIZES = {
+    "small_images": 200, "small_layers": 3, "small_layer": "64K", "small_clients": 8,
+    "large_images": 8, "large_layer": "256M", "large_clients": 2, "big_size": "1G",
+    "chunk": "64M", "manifest_conns": 32, "hot_conns": [32, 1000],
+}
+
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if unit == "x" and 0 < abs(v) < 0.1:
+        return "%.2g" % v
+    if unit in ("ms", "CPU s/GiB", "x") or abs(v) < 10:
+        return "%.2f" % v
+    if abs(v) < 1000:
+        return "%.1f" % v
+    return "%.0f" % v
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def check(op, v, x):
+    if v is None:
+        return None
+    return v >= x if op == ">=" else v <= x if op == "<=" else v < x
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    recs = load(sys.argv[1])
+    meta = {}
+    if len(sys.argv) > 2:
+        with open(sys.argv[2]) as f:
+            meta = json.load(f)
+    has_m = any(r["server"] == "meridian" for r in recs)
+    z = dict(DEFAULT_SIZES)
+    z.update(meta.get("sizes", {}))
+    hot_conns = z["hot_conns"]
+    ROWS = rows(z)
+
+    if meta:
+        print("Run: %s; %s; %s. Medians of %s runs%s; timed rows run %s s each after %s s of "
+              "warm-up; hot rows offer %s pulls/s in total." % (
+                  meta.get("date"), meta.get("machine"), meta.get("disk"), meta.get("reps"),
+                  " (--quick: sizes are tiny, speed means nothing)" if meta.get("quick") else "",
+                  meta.get("duration"), meta.get("warmup"), meta.get("hot_rate")))
+        print("Load average (1, 5, 15 min): %s." % meta.get("load"))
+        print("Peer: %s; %s; %s; Meridian %s." % (
+            meta.get("peer"), meta.get("nginx"), meta.get("curl"),
+            meta.get("meridian_rev") if meta.get("meridian") else "not serving /v2/ yet"))
+        print()
+
+    print("| scenario | unit | Meridian | peer | limit | M/peer | M/limit | target | met |")
+    print("|---|---|---:|---:|---:|---:|---:|---|---|")
+    met_count = [0, 0]
+    for rid, label, unit, metric, limit, targets in ROWS:
+        m = med(values(recs, "meridian", rid, metric))
+        p = med(values(recs, "peer", rid, metric))
+        lim = med(values(recs, limit[0], limit[1], limit[2])) if limit else None
+        if m is None and p is None and lim is None:
+            continue
+        rp, rl = ratio(m, p), ratio(m, lim)
+        texts, oks = [], []
+        for vs, op, x in targets:
+            if vs == "peer":
+                texts.append("%s %sx peer" % (op, fmt(x, "x")))
+                oks.append(check(op, rp, x))
+            elif vs == "limit":
+                name = "nginx" if limit and limit[0] == "nginx" else "limit"
+                texts.append("%s %d%% %s" % (op, round(x * 100), name) if x < 1.0 or op == ">="
+                             else "%s %sx %s" % (op, fmt(x, "x"), name))
+                oks.append(check(op, rl, x))
+            elif vs == "hot":
+                low = med(values(recs, "meridian", "hot-low", p99))
+                growth = ratio(m, low)
+                errs = errors(recs, "meridian", rid)
+                texts.append("0 errors, p99 < 5x p99 at %d conns (is %sx, %d errors)"
+                             % (hot_conns[0], fmt(growth, "x"), errs))
+                ok = check("<", growth, x)
+                oks.append(None if ok is None else ok and errs == 0)
+        met = "-" if not oks else ("n/a" if any(o is None for o in oks)
+                                    else ("yes" if all(oks) else "no"))
+        if met in ("yes", "no"):
+            met_count[0 if met == "yes" else 1] += 1
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            label, unit, fmt(m, unit), fmt(p, unit), fmt(lim, unit), fmt(rp, "x"), fmt(rl, "x"),
+            "; ".join(texts) or "-", met))
+
+    # Memory: idle after start; peak = highest VmHWM over the scenarios (reset before each).
+    idle_m = med(values(recs, "meridian", "idle", res("rss_kib")))
+    idle_p = med(values(recs, "peer", "idle", res("rss_kib")))
+    ok = None if idle_m is None else mib(idle_m) <= 8
+    print("| memory idle (VmRSS) | MiB | %s | %s | - | %s | - | <= 8 MiB | %s |" % (
+        fmt(mib(idle_m)), fmt(mib(idle_p)), fmt(ratio(idle_m, idle_p), "x"),
+        "n/a" if ok is None else "yes" if ok else "no"))
+    if ok is not None:
+        met_count[0 if ok else 1] += 1
+
+    def peak(server):
+        ks = [r["peak_kib"] for r in recs if r["server"] == server and r["row"] != "idle"
+              and r.get("peak_kib")]
+        return max(ks) if ks else None
+
+    pk_m, pk_p = peak("meridian"), peak("peer")
+    rp = ratio(pk_m, pk_p)
+    ok = check("<=", rp, 0.5)
+    print("| memory peak (max VmHWM) | MiB | %s | %s | - | %s | - | <= 0.50x peer | %s |" % (
+        fmt(mib(pk_m)), fmt(mib(pk_p)), fmt(rp, "x"),
+        "n/a" if ok is None else "yes" if ok else "no"))
+    if ok is not None:
+        met_count[0 if ok else 1] += 1
+    sha = med(values(recs, "limit", "limit-sha256", res("mib_per_s")))
+    print("| limit: OpenSSL SHA-256, one thread | MiB/s | - | - | %s | - | - | - | - |"
+          % fmt(sha))
+    print()
+    if has_m:
+        print("Targets met: %d of %d." % (met_count[0], met_count[0] + met_count[1]))
+    else:
+        print("Meridian was not measured: its columns, ratios and targets are empty.")
+    print()
+
+    # Detail: every server's median, spread, errors, CPU and peak memory per row.
+    print("| row | server | median | min | max | errors | CPU s | peak MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    seen = []
+    for r in recs:
+        key = (r["row"], r["server"])
+        if key not in seen and r["row"] not in ("idle", "final"):
+            seen.append(key)
+    for row, server in seen:
+        spec = next((x for x in ROWS if x[0] == row), None)
+        unit = spec[2] if spec else "MiB/s"
+        metric = spec[3] if spec else res("mib_per_s")
+        if server == "limit" and row == "push-small":
+            metric, unit = res("ops_per_s"), "images/s"
+        elif server == "limit":
+            metric, unit = res("mib_per_s"), "MiB/s"
+        vals = values(recs, server, row, metric)
+        cpus = [r["cpu_s"] for r in recs if r["server"] == server and r["row"] == row]
+        pks = [r["peak_kib"] for r in recs if r["server"] == server and r["row"] == row]
+        print("| %s | %s | %s %s | %s | %s | %d | %s | %s |" % (
+            row, server, fmt(med(vals), unit), unit, fmt(min(vals) if vals else None, unit),
+            fmt(max(vals) if vals else None, unit), errors(recs, server, row),
+            fmt(med(cpus), "ms") if server != "limit" else "-",
+            fmt(mib(max(pks))) if pks and server != "limit" else "-"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

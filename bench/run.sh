@@ -1,0 +1,595 @@
+#!/usr/bin/env bash
+# bench/run.sh: Meridian against its peer (Debian's docker-registry, CNCF Distribution 2.8) and
+# against the limits of this machine (nginx sendfile of the same files, OpenSSL SHA-256, file
+# write with fsync), all in one run, each scenario against each server in turn, then a table of
+# medians with ratios and targets (bench/report.py). Everything listens on 127.0.0.1 only; every
+# load step is bounded in count and time. It does not install or build Meridian: `ninja -C build`.
+#
+# usage: bench/run.sh [--quick] [--reps N] [--work DIR] [--meridian PATH] [--peer-only]
+#                     [--require-meridian] [--port-base N] [--only LIST] [--keep] [--strict]
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+
+quick=0
+reps=""
+work=/var/tmp/meridian-bench
+meridian_bin="$repo/build/meridian"
+peer_only=0
+require_meridian=0
+port_base=25300
+only=""
+keep=0
+strict=0
+hot_rate=""
+
+usage() {
+    cat <<EOF
+usage: bench/run.sh [options]
+  --quick              tiny sizes, ~1-2 s per scenario: a smoke test of the harness, not speed
+  --reps N             runs of each scenario per server, for medians (default 3, quick 1)
+  --work DIR           scratch directory on the data disk (default $work); emptied first
+  --meridian PATH      Meridian binary (default build/meridian)
+  --peer-only          leave Meridian out even if it serves /v2/
+  --require-meridian   fail if Meridian does not serve /v2/
+  --port-base N        Meridian on N, peer on N+1, nginx on N+2 (default $port_base)
+  --only LIST          comma-separated rows to run: push-small,push-large,push-1g-mono,
+                       push-1g-chunked,pull-small,pull-large,manifest,manifest-wrk,mixed,hot
+  --hot-rate R         pulls/s offered in the hot rows (default 200, quick 50)
+  --keep               keep the work directory (data, logs, results) afterwards
+  --strict             exit 1 if any request to any server failed (default: only peer/nginx)
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) quick=1 ;;
+    --reps) reps="$2"; shift ;;
+    --work) work="$2"; shift ;;
+    --meridian) meridian_bin="$2"; shift ;;
+    --peer-only) peer_only=1 ;;
+    --require-meridian) require_meridian=1 ;;
+    --port-base) port_base="$2"; shift ;;
+    --only) only=",$2," ; shift ;;
+    --hot-rate) hot_rate="$2"; shift ;;
+    --keep) keep=1 ;;
+    --strict) strict=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+# ------------------------------------------------------------------ sizes
+
+if [ "$quick" = 1 ]; then
+    : "${reps:=1}"
+    small_images=12 small_layer=4K small_clients=4
+    large_images=2 large_layer=2M large_clients=2
+    big_size=8M chunk=2M
+    duration=1 warmup=0.2
+    hot_conns_low=8 hot_conns_high=64
+    : "${hot_rate:=50}"
+else
+    : "${reps:=3}"
+    small_images=200 small_layer=64K small_clients=8
+    large_images=8 large_layer=256M large_clients=2
+    big_size=1G chunk=64M
+    duration=10 warmup=1
+    hot_conns_low=32 hot_conns_high=1000
+    : "${hot_rate:=200}"
+fi
+manifest_conns=32
+
+accept='Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json'
+accept+=', application/vnd.docker.distribution.manifest.v2+json'
+accept+=', application/vnd.docker.distribution.manifest.list.v2+json'
+
+# ------------------------------------------------------------------ tools
+
+missing=""
+for t in cc docker-registry nginx wrk curl python3 timeout sync; do
+    command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
+done
+if [ -n "$missing" ]; then
+    echo "run.sh: missing:$missing" >&2
+    echo "run.sh: scripts/install-deps.sh --bench installs them" >&2
+    exit 2
+fi
+
+hard=$(ulimit -Hn)
+ulimit -n "$hard" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((hot_conns_high * 2 + 256)) ]; then
+    echo "run.sh: open-file limit $(ulimit -n) is too low for $hot_conns_high connections" >&2
+    exit 2
+fi
+
+case "$work" in
+/|"") echo "run.sh: refusing --work '$work'" >&2; exit 2 ;;
+esac
+rm -rf "$work"
+mkdir -p "$work/logs" "$work/limit" || exit 2
+results="$work/results.jsonl"
+: >"$results"
+
+loadgen="$work/loadgen"
+if ! cc -O2 -g -std=c11 -Wall -Wextra -Werror -o "$loadgen" "$here/loadgen.c" \
+    -lcurl -lcrypto -lpthread; then
+    echo "run.sh: failed to build the load generator (scripts/install-deps.sh --bench?)" >&2
+    exit 2
+fi
+
+port_m=$port_base
+port_p=$((port_base + 1))
+port_n=$((port_base + 2))
+url_m="http://127.0.0.1:$port_m"
+url_p="http://127.0.0.1:$port_p"
+url_n="http://127.0.0.1:$port_n"
+clk_tck=$(getconf CLK_TCK)
+
+for p in $port_m $port_p $port_n; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        echo "run.sh: port $p on 127.0.0.1 is in use; pick another --port-base" >&2
+        exit 2
+    fi
+done
+
+# ------------------------------------------------------------------ servers
+
+declare -A pid url
+pid[meridian]="" pid[peer]="" pid[nginx]=""
+url[meridian]=$url_m url[peer]=$url_p url[nginx]=$url_n
+
+stop_server() {
+    local name=$1 p=${pid[$1]}
+    [ -n "$p" ] || return 0
+    kill -TERM "$p" 2>/dev/null
+    for _ in $(seq 1 50); do
+        kill -0 "$p" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+    pid[$name]=""
+}
+
+cleanup() {
+    stop_server meridian
+    stop_server peer
+    stop_server nginx
+    if [ "$keep" = 0 ]; then
+        rm -rf "$work/data-meridian" "$work/data-peer" "$work/static" "$work/limit"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_status URL CODE SECONDS: poll until URL answers CODE or the deadline passes.
+wait_status() {
+    local u=$1 want=$2 deadline=$((SECONDS + $3)) got
+    while [ $SECONDS -lt $deadline ]; do
+        got=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$u" 2>/dev/null)
+        [ "$got" = "$want" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+start_peer() {
+    mkdir -p "$work/data-peer"
+    cat >"$work/peer.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/data-peer
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$port_p
+EOF
+    docker-registry serve "$work/peer.yml" >"$work/logs/peer.log" 2>&1 &
+    pid[peer]=$!
+    wait_status "$url_p/v2/" 200 30
+}
+
+start_meridian() {
+    mkdir -p "$work/data-meridian"
+    # A copy: a rebuild of build/ during the run must not change the server under test.
+    cp "$meridian_bin" "$work/meridian" || return 1
+    "$work/meridian" serve --listen "127.0.0.1:$port_m" --data "$work/data-meridian" \
+        --no-access-log >"$work/logs/meridian.log" 2>&1 &
+    pid[meridian]=$!
+    wait_status "$url_m/readyz" 200 20 && wait_status "$url_m/v2/" 200 5
+}
+
+# nginx serves the exported sets as static files under the same URL paths as a registry.
+start_nginx() {
+    mkdir -p "$work/nginx/tmp" "$work/static/v2"
+    cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes auto;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/logs/nginx-error.log error;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path $work/nginx/tmp;
+    proxy_temp_path $work/nginx/tmp;
+    fastcgi_temp_path $work/nginx/tmp;
+    uwsgi_temp_path $work/nginx/tmp;
+    scgi_temp_path $work/nginx/tmp;
+    types { }
+    default_type application/octet-stream;
+    server {
+        listen 127.0.0.1:$port_n;
+        root $work/static;
+        location = /v2/ { default_type application/json; return 200 '{}'; }
+        location ~ /manifests/ { default_type application/vnd.oci.image.manifest.v1+json; }
+    }
+}
+EOF
+    nginx -c "$work/nginx/nginx.conf" -e "$work/logs/nginx-error.log" \
+        >"$work/logs/nginx.log" 2>&1 &
+    pid[nginx]=$!
+    wait_status "$url_n/v2/" 200 10
+}
+
+# All processes of a server: the process and its children (nginx workers).
+server_pids() {
+    local p=${pid[$1]}
+    [ -n "$p" ] || return 0
+    echo "$p"
+    pgrep -P "$p" 2>/dev/null
+}
+
+# Server CPU in clock ticks: utime + stime from /proc/<pid>/stat (fields 14, 15), all threads.
+cpu_ticks() {
+    local total=0 p s
+    for p in $(server_pids "$1"); do
+        s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        s=${s##*) }
+        set -- $s
+        total=$((total + ${12} + ${13}))
+    done
+    echo "$total"
+}
+
+# mem_kib SERVER FIELD: VmRSS or VmHWM summed over the server's processes.
+mem_kib() {
+    local total=0 p v
+    for p in $(server_pids "$1"); do
+        v=$(awk -v f="$2:" '$1 == f { print $2 }' "/proc/$p/status" 2>/dev/null)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+reset_peak() {
+    local p
+    for p in $(server_pids "$1"); do
+        echo 5 >"/proc/$p/clear_refs" 2>/dev/null
+    done
+}
+
+# ------------------------------------------------------------------ measuring
+
+harness_failed=0
+peer_errors=0
+meridian_errors=0
+
+record() { # record SERVER ROW REP CPU_TICKS PEAK_KIB JSON
+    local cpu
+    cpu=$(awk -v t="$4" -v h="$clk_tck" 'BEGIN { printf "%.3f", t / h }')
+    printf '{"server":"%s","row":"%s","rep":%s,"cpu_s":%s,"peak_kib":%s,"result":%s}\n' \
+        "$1" "$2" "$3" "$cpu" "$5" "$6" >>"$results"
+}
+
+count_errors() { # count_errors SERVER JSON
+    local e=0 re='"errors":([0-9]+)' rq='"req_errors":([0-9]+)'
+    [[ $2 =~ $re ]] && e=$((e + BASH_REMATCH[1]))
+    [[ $2 =~ $rq ]] && e=$((e + BASH_REMATCH[1]))
+    if [ "$1" = meridian ]; then
+        meridian_errors=$((meridian_errors + e))
+    else
+        peer_errors=$((peer_errors + e))
+    fi
+}
+
+# One line per run for the log: the figures that matter, from the JSON.
+summary() {
+    local out=${1%%\"kinds\"*} k line="" re
+    for k in ops_per_s mib_per_s errors; do
+        re="\"$k\":([0-9.]+)"
+        [[ $out =~ $re ]] && line="$line ${k//_per_s/\/s} ${BASH_REMATCH[1]}"
+    done
+    re='"op_ms":\{[^}]*"p99":([0-9.]+)'
+    [[ $out =~ $re ]] && line="$line p99_ms ${BASH_REMATCH[1]}"
+    echo "${line# }"
+}
+
+# measure SERVER ROW REP TOOL ARGS...: one measured run; TOOL is loadgen or wrk.
+measure() {
+    local server=$1 row=$2 rep=$3 tool=$4 out c0 c1 peak
+    shift 4
+    sync
+    reset_peak "$server"
+    c0=$(cpu_ticks "$server")
+    if [ "$tool" = wrk ]; then
+        out=$(timeout 600 wrk "$@" 2>>"$work/logs/wrk.err" | wrk_json)
+    else
+        out=$(timeout 900 "$loadgen" "$@" --url "${url[$server]}" 2>>"$work/logs/loadgen.err")
+    fi
+    c1=$(cpu_ticks "$server")
+    peak=$(mem_kib "$server" VmHWM)
+    if [ -z "$out" ] || [ "${out:0:1}" != "{" ]; then
+        echo "run.sh: $row against $server produced no result (see $work/logs/)" >&2
+        harness_failed=1
+        out='{"errors":1,"failed":true}'
+    fi
+    count_errors "$server" "$out"
+    record "$server" "$row" "$rep" $((c1 - c0)) "$peak" "$out"
+    printf '  [%4ds] %-16s %-9s rep %s: %s\n' $SECONDS "$row" "$server" "$rep" "$(summary "$out")"
+}
+
+# wrk's text report -> the loadgen's JSON shape (req/s, latency percentiles in ms, errors).
+wrk_json() {
+    awk '
+    function ms(v) {
+        if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+        if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+        if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+        return v + 0
+    }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "90%" { p90 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /requests in/ { reqs = $1 }
+    /Non-2xx or 3xx responses:/ { errs += $NF }
+    /Socket errors:/ { for (i = 4; i <= NF; i += 2) { v = $i; sub(",", "", v); errs += v } }
+    /^Requests\/sec:/ { rps = $2 }
+    END {
+        if (rps == "") exit
+        printf "{\"scenario\":\"wrk\",\"ops\":%d,\"requests\":%d,", reqs, reqs
+        printf "\"errors\":%d,\"req_errors\":0,", errs
+        printf "\"ops_per_s\":%s,\"req_per_s\":%s,\"mib_per_s\":0,", rps, rps
+        printf "\"op_ms\":{\"p50\":%s,\"p90\":%s,\"p99\":%s}}\n", p50 + 0, p90 + 0, p99 + 0
+    }'
+}
+
+want() { [ -z "$only" ] || [[ "$only" == *",$1,"* ]]; }
+
+# Servers in turn, the first one rotating with the repetition so none always goes first.
+order() { # order REP SERVER...
+    local rep=$1 i n
+    shift
+    local s=("$@")
+    n=${#s[@]}
+    for ((i = 0; i < n; i++)); do
+        echo "${s[$(((i + rep - 1) % n))]}"
+    done
+}
+
+# ------------------------------------------------------------------ start
+
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${load_start%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+    echo "   warning: load average $load_start before the run: other work will skew the figures"
+fi
+echo "== starting servers (work dir $work)"
+if ! start_peer; then
+    echo "run.sh: docker-registry did not become ready (see $work/logs/peer.log)" >&2
+    exit 1
+fi
+have_meridian=0
+if [ "$peer_only" = 0 ]; then
+    if [ -x "$meridian_bin" ] && start_meridian; then
+        have_meridian=1
+    else
+        stop_server meridian
+        echo "   Meridian ($meridian_bin) does not serve /v2/ yet: measuring the peer and limits"
+        if [ "$require_meridian" = 1 ]; then
+            echo "run.sh: --require-meridian given" >&2
+            exit 1
+        fi
+    fi
+fi
+if ! start_nginx; then
+    echo "run.sh: nginx did not become ready (see $work/logs/nginx-error.log)" >&2
+    exit 1
+fi
+regs=(peer)
+[ "$have_meridian" = 1 ] && regs=(meridian peer)
+pullers=("${regs[@]}" nginx)
+
+sleep 1
+for s in "${regs[@]}"; do
+    record "$s" idle 1 0 "$(mem_kib "$s" VmHWM)" \
+        "{\"rss_kib\":$(mem_kib "$s" VmRSS),\"hwm_kib\":$(mem_kib "$s" VmHWM),\"errors\":0}"
+    echo "   $s idle: VmRSS $(mem_kib "$s" VmRSS) KiB"
+done
+
+# ------------------------------------------------------------------ limits
+
+# limit ROW ARGS...: a machine limit measured by the load generator itself (no server).
+limit() {
+    local row=$1 out
+    shift
+    sync
+    out=$(timeout 600 "$loadgen" "$@" 2>>"$work/logs/loadgen.err")
+    if [ -z "$out" ]; then
+        echo "run.sh: limit $row produced no result" >&2
+        harness_failed=1
+        return
+    fi
+    record limit "$row" "$rep" 0 0 "$out"
+    printf '  [%4ds] %-16s %-9s rep %s: %s\n' $SECONDS "$row" limit "$rep" "$(summary "$out")"
+}
+
+dc=(--digest-cache "$work/digests.txt")
+small=(--layers 3 --layer-size "$small_layer" --images "$small_images")
+large=(--layers 1 --layer-size "$large_layer" --images "$large_images")
+big=(--layers 1 --layer-size "$big_size" --images 1)
+
+echo "== push"
+for ((rep = 1; rep <= reps; rep++)); do
+    limit limit-sha256 limit-sha256 --layer-size "$big_size"
+    if want push-small; then
+        for s in $(order $rep "${regs[@]}"); do
+            measure "$s" push-small $rep loadgen push --set small-r$rep "${small[@]}" \
+                --clients $small_clients
+        done
+        # 3 layers + config + manifest per image, each written and fsynced.
+        limit push-small limit-write --out "$work/limit" --images $((small_images * 5)) \
+            --layer-size "$small_layer" --clients $small_clients --files-per-op 5
+    fi
+    if want push-large; then
+        for s in $(order $rep "${regs[@]}"); do
+            measure "$s" push-large $rep loadgen push --set large-r$rep "${large[@]}" \
+                --clients $large_clients "${dc[@]}"
+        done
+        limit push-large limit-write --out "$work/limit" --images $large_images \
+            --layer-size "$large_layer" --clients $large_clients
+    fi
+    if want push-1g-mono || want push-1g-chunked; then
+        for s in $(order $rep "${regs[@]}"); do
+            want push-1g-mono && measure "$s" push-1g-mono $rep loadgen push \
+                --set mono-r$rep "${big[@]}" --upload mono "${dc[@]}"
+            want push-1g-chunked && measure "$s" push-1g-chunked $rep loadgen push \
+                --set chunk-r$rep "${big[@]}" --upload chunked --chunk-size "$chunk" "${dc[@]}"
+        done
+        limit push-1g-mono limit-write --out "$work/limit" --images 1 --layer-size "$big_size" \
+            --clients 1
+    fi
+done
+
+# The pull sets: what push-small/push-large stored in rep 1, or pushed now if those were skipped.
+echo "== pull sets"
+for s in "${regs[@]}"; do
+    want push-small || timeout 600 "$loadgen" push --url "${url[$s]}" --set small-r1 \
+        "${small[@]}" --clients $small_clients >/dev/null 2>>"$work/logs/loadgen.err"
+    want push-large || timeout 600 "$loadgen" push --url "${url[$s]}" --set large-r1 \
+        "${large[@]}" --clients $large_clients "${dc[@]}" >/dev/null 2>>"$work/logs/loadgen.err"
+done
+"$loadgen" export --out "$work/static" --set small-r1 "${small[@]}" >/dev/null || harness_failed=1
+"$loadgen" export --out "$work/static" --set large-r1 "${large[@]}" "${dc[@]}" >/dev/null ||
+    harness_failed=1
+# One unmeasured pull of each set from each server: page cache and server caches warm for all.
+for s in "${pullers[@]}"; do
+    for set in small large; do
+        if [ $set = small ]; then args=("${small[@]}" --clients $small_clients); else
+            args=("${large[@]}" --clients $large_clients); fi
+        if ! "$loadgen" pull --url "${url[$s]}" --set $set-r1 "${args[@]}" >/dev/null \
+            2>>"$work/logs/loadgen.err"; then
+            echo "   warm-up pull of $set-r1 from $s failed (see $work/logs/loadgen.err)"
+            [ "$s" = meridian ] || harness_failed=1
+        fi
+    done
+done
+
+echo "== pull and GET"
+timed=(--duration "$duration" --warmup "$warmup")
+hot_path="/v2/bench/small-r1-0/manifests/i0"
+for ((rep = 1; rep <= reps; rep++)); do
+    for s in $(order $rep "${pullers[@]}"); do
+        want pull-small && measure "$s" pull-small $rep loadgen pull --set small-r1 \
+            "${small[@]}" --clients $small_clients
+        want pull-large && measure "$s" pull-large $rep loadgen pull --set large-r1 \
+            "${large[@]}" --clients $large_clients
+    done
+done
+for ((rep = 1; rep <= reps; rep++)); do
+    for s in $(order $rep "${pullers[@]}"); do
+        want manifest && measure "$s" manifest $rep loadgen manifest --pull-set small-r1 \
+            --pull-images $small_images --clients $manifest_conns "${timed[@]}"
+        want manifest-wrk && measure "$s" manifest-wrk $rep wrk -t1 -c$manifest_conns \
+            -d"${duration}s" --latency -H "$accept" "${url[$s]}$hot_path"
+    done
+done
+if want mixed; then
+    for ((rep = 1; rep <= reps; rep++)); do
+        for s in $(order $rep "${regs[@]}"); do
+            measure "$s" mixed $rep loadgen mixed --set mixed-r$rep --pull-set small-r1 \
+                --pull-images $small_images --layers 3 --layer-size "$small_layer" \
+                --clients $small_clients "${timed[@]}"
+        done
+    done
+fi
+# Meridian against itself at low and high connection counts; nginx is left out to keep the run
+# under 15 minutes (its p99 at this offered load is a few ms either way).
+if want hot; then
+    for ((rep = 1; rep <= reps; rep++)); do
+        for s in $(order $rep "${regs[@]}"); do
+            measure "$s" hot-low $rep loadgen hot --pull-set small-r1 \
+                --pull-images $small_images --clients $hot_conns_low --rate "$hot_rate" \
+                "${timed[@]}"
+            measure "$s" hot-high $rep loadgen hot --pull-set small-r1 \
+                --pull-images $small_images --clients $hot_conns_high --rate "$hot_rate" \
+                "${timed[@]}"
+        done
+    done
+fi
+
+# ------------------------------------------------------------------ report
+
+for s in "${regs[@]}"; do
+    record "$s" final 1 0 "$(mem_kib "$s" VmHWM)" \
+        "{\"rss_kib\":$(mem_kib "$s" VmRSS),\"errors\":0}"
+done
+meta="$work/meta.json"
+python3 - "$meta" <<EOF
+import json, platform, subprocess, sys, time, os
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except Exception:
+        return ""
+model = sh("awk -F': ' '/model name/ { print \$2; exit }' /proc/cpuinfo")
+mem = sh("awk '/MemTotal/ { printf \"%.1f GiB\", \$2 / 1048576 }' /proc/meminfo")
+json.dump({
+    "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    "machine": "%s, %s cores, %s RAM, kernel %s" % (model, os.cpu_count(), mem, platform.release()),
+    "disk": " ".join(sh("df -h --output=source,fstype $work | tail -1").split()),
+    "load": "$load_start at the start, %s at the end"
+            % " ".join(open("/proc/loadavg").read().split()[:3]),
+    "quick": $quick, "reps": $reps, "hot_rate": "$hot_rate",
+    "duration": "$duration", "warmup": "$warmup",
+    "sizes": {"small_images": $small_images, "small_layers": 3, "small_layer": "$small_layer",
+              "small_clients": $small_clients, "large_images": $large_images,
+              "large_layer": "$large_layer", "large_clients": $large_clients,
+              "big_size": "$big_size", "chunk": "$chunk", "manifest_conns": $manifest_conns,
+              "hot_conns": [$hot_conns_low, $hot_conns_high]},
+    "meridian": "$have_meridian" == "1",
+    "meridian_rev": sh("git -C $repo rev-parse --short HEAD 2>/dev/null"),
+    "peer": sh("docker-registry --version"),
+    "nginx": sh("nginx -v 2>&1"),
+    "curl": sh("curl --version | head -1 | cut -d' ' -f1-3"),
+}, open(sys.argv[1], "w"))
+EOF
+python3 "$here/report.py" "$results" "$meta" | tee "$work/report.md"
+echo
+echo "results: $results  report: $work/report.md"
+
+if [ "$harness_failed" = 1 ]; then
+    echo "run.sh: the harness failed (see above and $work/logs/)" >&2
+    exit 1
+fi
+if [ "$peer_errors" != 0 ]; then
+    echo "run.sh: $peer_errors failed requests against the peer or nginx" >&2
+    exit 1
+fi
+if [ "$strict" = 1 ] && [ "$meridian_errors" != 0 ]; then
+    echo "run.sh: $meridian_errors failed requests against Meridian" >&2
+    exit 1
+fi
+exit 0
