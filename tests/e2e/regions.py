@@ -23,8 +23,15 @@ proxies' counters are attached to its report (full logs stay under the test's tm
 
 Fixtures
   geo        factory: geo(n=3) starts n regions, joins them and waits until every region
-             lists every other as Ready; returns a Cluster. geo(n, join=False) only starts.
+             lists every other as Ready and each has called each other through the proxies;
+             returns a Cluster. geo(n, join=False) only starts them. Per-test: every test
+             gets fresh regions (a cluster starts in about a second).
   geo_bin    path of the meridian binary (MERIDIAN_BIN, default build/meridian)
+
+Cluster: add() a region later (joined), forget() one removed with `replication delete`,
+cut_link(src, dst), partition(groups...), heal(), wait_members(), wait_state(), wait_contacted().
+Region: start/kill9/sigstop/sigcont/stop/restart, url, endpoint, proxy, cli(), cli_json(),
+api(), replications(), oci() (conftest's OCI client).
 
 Helpers: Cluster, Region, registry_state, wait_converged, manifest_digest, image_version,
 replication_states, Pattern (deterministic large content), push_blob_stream, blob_stream_digest,
@@ -767,9 +774,10 @@ def geo_bin():
 
 @pytest.fixture
 def geo(geo_bin, tmp_path_factory, request):
-    """Factory: geo(n=3, join=True, extra_args=()) -> a started Cluster (joined and all Ready
-    when join). Everything is stopped after the test; geo.cleanup_data(cluster) may be asked
-    to remove the data directories (large tests)."""
+    """Factory: geo(n=3, join=True, extra_args=(), remove_data=False) -> a started Cluster
+    (when join: joined, every region listing all as Ready, every pair of regions seen talking
+    through the proxies). Everything is stopped after the test; with remove_data=True the
+    data directories are removed then, pass or fail (large tests; logs are kept)."""
     clusters = []
     big = []
 
