@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "base64.h"
+#include "auth.h"
 #include "hlc.h"
 #include "httpc.h"
 #include "log.h"
@@ -139,13 +139,9 @@ struct repl *repl_new(struct registry *reg)
     AZ(pthread_mutex_init(&r->mu, NULL));
     AZ(pthread_cond_init(&r->cv, NULL));
     const struct config *cfg = reg->cfg;
-    if (cfg->peer_secret) {
-        char cred[400];
-        snprintf(cred, sizeof(cred), "peer:%s", cfg->peer_secret);
-        char *b64 = base64_encode(cred, strlen(cred));
-        snprintf(r->auth_header, sizeof(r->auth_header), "Authorization: Basic %s", b64);
-        free(b64);
-    }
+    const char *peer_auth = auth_peer_authorization(cfg);
+    if (peer_auth)
+        snprintf(r->auth_header, sizeof(r->auth_header), "Authorization: %s", peer_auth);
     /* Outbound traffic leaves from the listen address, which names this region to
      * peers and proxies; a wildcard listen address leaves the choice to the kernel. */
     if (strcmp(cfg->listen_host, "0.0.0.0") != 0 && strcmp(cfg->listen_host, "::") != 0 &&
