@@ -153,7 +153,8 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
         return;
     }
     meta_vv_fini(&vv);
-    if (n == 0 && util_now_ms() < w->deadline_ms) {
+    /* Hold the poll open until there is news, unless this node is shutting down. */
+    if (n == 0 && util_now_ms() < w->deadline_ms && reg->is_ready) {
         free(events);
         http_req_suspend(req);
         repl_wait_register(reg->repl, req, head, w->deadline_ms);
