@@ -155,12 +155,6 @@ static const char schema_v2[] =
     X(MANIFEST_INSERT, "INSERT OR IGNORE INTO manifests(repo_id, digest, media_type,"          \
                        " artifact_type, annotations, subject, size, body, created_ms)"         \
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                         \
-    X(MANIFEST_BY_DIGEST, "SELECT digest, media_type, artifact_type, annotations, body"        \
-                          " FROM manifests WHERE repo_id = ?1 AND digest = ?2 AND is_visible = 1")\
-    X(MANIFEST_BY_TAG, "SELECT m.digest, m.media_type, m.artifact_type, m.annotations, m.body" \
-                       " FROM tags t JOIN manifests m"                                         \
-                       " ON m.repo_id = t.repo_id AND m.digest = t.digest"                     \
-                       " WHERE t.repo_id = ?1 AND t.name = ?2 AND m.is_visible = 1")         \
     X(MANIFEST_DELETE, "DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")             \
     X(REF_INSERT, "INSERT OR IGNORE INTO manifest_refs(repo_id, manifest_digest, ref_digest,"  \
                   " is_manifest) VALUES (?1, ?2, ?3, ?4)")                                     \
@@ -250,6 +244,13 @@ static const char schema_v2[] =
     X(CURSOR_SET, "INSERT INTO cursors(peer, seq) VALUES (?1, ?2)"                             \
                   " ON CONFLICT(peer) DO UPDATE SET seq = excluded.seq")                       \
     X(ALL_REPOS, "SELECT id, name FROM repos ORDER BY name")                                   \
+    X(MANIFEST_BY_REPO_DIGEST, "SELECT m.digest, m.media_type, m.artifact_type, m.annotations," \
+                               " m.body FROM repos r JOIN manifests m ON m.repo_id = r.id"     \
+                               " WHERE r.name = ?1 AND m.digest = ?2 AND m.is_visible = 1")    \
+    X(MANIFEST_BY_REPO_TAG, "SELECT m.digest, m.media_type, m.artifact_type, m.annotations,"   \
+                            " m.body FROM repos r JOIN tags t ON t.repo_id = r.id"             \
+                            " JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest" \
+                            " WHERE r.name = ?1 AND t.name = ?2 AND m.is_visible = 1")         \
     X(ALL_BLOBS, "SELECT digest FROM blobs ORDER BY digest")                                   \
     X(BLOB_LOST_HIDE, "UPDATE manifests SET is_visible = 0 WHERE is_visible = 1 AND"           \
                       " EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo_id = manifests.repo_id" \
@@ -1360,37 +1361,24 @@ static int sq_manifest_get(struct metastore *ms, const char *repo, const char *r
     int64_t repo_id;
     sqlite3_stmt *s;
 
-    if (tx_begin(c, false, e) != 0)
-        return -1;
-    int rc = repo_find(c, repo, &repo_id, e);
-    if (rc != 0) {
-        if (rc > 0)
-            err_set(e, ERR_NAME_UNKNOWN, NULL);
-        goto fail;
-    }
-    /* A tag never contains ':', a digest always does (distribution-spec: Pulling
-     * manifests, the <reference> grammar). */
+    /* The hot path of every pull: one statement (its own implicit read transaction)
+     * resolves repository, tag and manifest at once. A tag never contains ':', a digest
+     * always does (distribution-spec: Pulling manifests, the <reference> grammar). */
     bool is_digest = strchr(reference, ':') != NULL;
-    rc = query(c, is_digest ? SQ_MANIFEST_BY_DIGEST : SQ_MANIFEST_BY_TAG, &s, e, "it", repo_id,
-               reference);
+    int rc = query(c, is_digest ? SQ_MANIFEST_BY_REPO_DIGEST : SQ_MANIFEST_BY_REPO_TAG, &s, e,
+                   "tt", repo, reference);
     if (rc < 0)
-        goto fail;
+        return -1;
     if (rc == SQLITE_ROW)
         manifest_from_row(s, out);
     stmt_done(s);
-    if (rc != SQLITE_ROW) {
-        err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
-        goto fail;
-    }
-    if (tx_commit(c, e) != 0) {
-        meta_manifest_fini(out);
+    if (rc == SQLITE_ROW)
+        return 0;
+    /* Not found: say whether the repository is unknown or only the manifest. */
+    rc = repo_find(c, repo, &repo_id, e);
+    if (rc < 0)
         return -1;
-    }
-    return 0;
-
-fail:
-    tx_rollback(c);
-    return -1;
+    return err_set(e, rc > 0 ? ERR_NAME_UNKNOWN : ERR_MANIFEST_UNKNOWN, NULL);
 }
 
 static int sq_manifest_delete(struct metastore *ms, const char *repo, const struct digest *d,
