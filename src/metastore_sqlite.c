@@ -842,24 +842,33 @@ static int tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, cons
     return 0;
 }
 
-/* Local delete of a manifest: a tag_delete event for every tag register naming it. */
-static int delete_tags_of(struct sq_conn *c, int64_t repo_id, const char *repo,
-                          const char *digest, struct err *e)
+/* Names of the tag registers of repo that name digest (read in full first: the caller
+ * then writes to the same table). */
+static int tag_names_of(struct sq_conn *c, const char *repo, const char *digest,
+                        struct meta_name_list *out, struct err *e)
 {
+    memset(out, 0, sizeof(*out));
     sqlite3_stmt *s;
     int rc = query(c, SQ_TREG_OF_DIGEST, &s, e, "tt", repo, digest);
     if (rc < 0)
         return -1;
-    size_t n = 0, cap = 0;
-    char **names = NULL;
     for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            names = xrealloc(names, cap * sizeof(char *));
-        }
-        names[n++] = col_strdup(s, 0);
+        out->names = xrealloc(out->names, (out->n + 1) * sizeof(char *));
+        out->names[out->n++] = col_strdup(s, 0);
     }
     stmt_done(s);
+    return 0;
+}
+
+/* Local delete of a manifest: a tag_delete event for every tag register naming it. */
+static int delete_tags_of(struct sq_conn *c, int64_t repo_id, const char *repo,
+                          const char *digest, struct err *e)
+{
+    struct meta_name_list tags;
+    if (tag_names_of(c, repo, digest, &tags, e) != 0)
+        return -1;
+    size_t n = tags.n;
+    char **names = tags.names;
     int result = 0;
     for (size_t i = 0; i < n; i++) {
         int64_t hlc = hlc_next(c->store);
@@ -894,20 +903,11 @@ static int tomb_covers(struct sq_conn *c, const char *repo, const char *digest, 
 static int tags_rematerialize(struct sq_conn *c, int64_t repo_id, const char *repo,
                               const char *digest, struct err *e)
 {
-    sqlite3_stmt *s;
-    int rc = query(c, SQ_TREG_OF_DIGEST, &s, e, "tt", repo, digest);
-    if (rc < 0)
+    struct meta_name_list tags;
+    if (tag_names_of(c, repo, digest, &tags, e) != 0)
         return -1;
-    size_t n = 0, cap = 0;
-    char **names = NULL;
-    for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            names = xrealloc(names, cap * sizeof(char *));
-        }
-        names[n++] = col_strdup(s, 0);
-    }
-    stmt_done(s);
+    size_t n = tags.n;
+    char **names = tags.names;
     int result = 0;
     for (size_t i = 0; i < n; i++) {
         if (result == 0 && tag_materialize(c, repo_id, repo, names[i], e) != 0)
