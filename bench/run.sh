@@ -265,6 +265,19 @@ cpu_ticks() {
 }
 
 # mem_kib SERVER FIELD: VmRSS or VmHWM summed over the server's processes.
+# rollup_kib SERVER FIELD...: the sum of smaps_rollup FIELDs (Pss, Private_Dirty, ...) in KiB.
+rollup_kib() {
+    local server=$1 total=0 p f v
+    shift
+    for p in $(server_pids "$server"); do
+        for f in "$@"; do
+            v=$(awk -v f="$f:" '$1 == f { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null)
+            total=$((total + ${v:-0}))
+        done
+    done
+    echo "$total"
+}
+
 mem_kib() {
     local total=0 p v
     for p in $(server_pids "$1"); do
@@ -413,9 +426,11 @@ pullers=("${regs[@]}" nginx)
 
 sleep 1
 for s in "${regs[@]}"; do
+    # Besides VmRSS: PSS (shared pages divided among the processes mapping them) and the
+    # private memory (USS) that the process alone costs.
     record "$s" idle 1 0 "$(mem_kib "$s" VmHWM)" \
-        "{\"rss_kib\":$(mem_kib "$s" VmRSS),\"hwm_kib\":$(mem_kib "$s" VmHWM),\"errors\":0}"
-    echo "   $s idle: VmRSS $(mem_kib "$s" VmRSS) KiB"
+        "{\"rss_kib\":$(mem_kib "$s" VmRSS),\"hwm_kib\":$(mem_kib "$s" VmHWM),\"pss_kib\":$(rollup_kib "$s" Pss),\"uss_kib\":$(rollup_kib "$s" Private_Clean Private_Dirty),\"anon_kib\":$(mem_kib "$s" RssAnon),\"errors\":0}"
+    echo "   $s idle: VmRSS $(mem_kib "$s" VmRSS) KiB, private $(rollup_kib "$s" Private_Clean Private_Dirty) KiB"
 done
 
 # ------------------------------------------------------------------ limits

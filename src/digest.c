@@ -1,11 +1,18 @@
-/* Digest parsing and hashing; the only file that includes OpenSSL's EVP API.
+/* Digest parsing and hashing; the only file that includes OpenSSL's hashing API.
  * Parsing is pure. Hashing streams through a fixed buffer: a blob is never held
  * whole in memory. A struct digest that left here successfully is always canonical
- * ("<alg>:<lowercase hex of the right length>"). */
+ * ("<alg>:<lowercase hex of the right length>").
+ *
+ * Hashing calls OpenSSL's SHA256_Update/SHA512_Update rather than EVP: the same
+ * CPU-accelerated code (SHA-NI, AVX2), but EVP's first use loads OpenSSL 3's provider
+ * machinery, 2 MiB of resident memory for nothing we need (docs/performance.md).
+ * Those calls are deprecated in OpenSSL 3 in favour of EVP, not removed; the API
+ * level below keeps them without warnings. */
+#define OPENSSL_API_COMPAT 10101
 #include "digest.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,7 +27,10 @@ struct hasher {
     enum digest_alg alg;
     bool is_final;
     uint64_t len;
-    EVP_MD_CTX *ctx;
+    union {
+        SHA256_CTX sha256;
+        SHA512_CTX sha512;
+    } ctx;
 };
 
 static const struct {
@@ -31,17 +41,6 @@ static const struct {
     {DIGEST_SHA256, "sha256", 64},
     {DIGEST_SHA512, "sha512", 128},
 };
-
-static const EVP_MD *evp_md(enum digest_alg alg)
-{
-    switch (alg) {
-    case DIGEST_SHA256:
-        return EVP_sha256();
-    case DIGEST_SHA512:
-        return EVP_sha512();
-    }
-    util_assert_fail("known digest algorithm", __FILE__, __LINE__);
-}
 
 static bool is_lower_hex(char c)
 {
@@ -111,11 +110,15 @@ struct hasher *digest_hasher_new(enum digest_alg alg)
     struct hasher *h = xcalloc(1, sizeof(*h));
     h->magic = HASHER_MAGIC;
     h->alg = alg;
-    h->ctx = EVP_MD_CTX_new();
-    /* Both fail only on allocation failure, which we treat like xmalloc does. */
-    AN(h->ctx);
-    ASSERT(EVP_DigestInit_ex(h->ctx, evp_md(alg), NULL) == 1);
-    return h;
+    switch (alg) {
+    case DIGEST_SHA256:
+        ASSERT(SHA256_Init(&h->ctx.sha256) == 1);
+        return h;
+    case DIGEST_SHA512:
+        ASSERT(SHA512_Init(&h->ctx.sha512) == 1);
+        return h;
+    }
+    util_assert_fail("known digest algorithm", __FILE__, __LINE__);
 }
 
 void digest_hasher_update(struct hasher *h, const void *p, size_t n)
@@ -125,7 +128,10 @@ void digest_hasher_update(struct hasher *h, const void *p, size_t n)
     ASSERT(!h->is_final);
     if (n == 0)
         return;
-    ASSERT(EVP_DigestUpdate(h->ctx, p, n) == 1);
+    if (h->alg == DIGEST_SHA256)
+        ASSERT(SHA256_Update(&h->ctx.sha256, p, n) == 1);
+    else
+        ASSERT(SHA512_Update(&h->ctx.sha512, p, n) == 1);
     h->len += n;
 }
 
@@ -138,12 +144,18 @@ uint64_t digest_hasher_len(const struct hasher *h)
 void digest_hasher_final(struct hasher *h, struct digest *out)
 {
     static const char xdigits[] = "0123456789abcdef";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
+    unsigned char md[SHA512_DIGEST_LENGTH];
+    unsigned int md_len;
 
     ASSERT(h->magic == HASHER_MAGIC);
     ASSERT(!h->is_final);
-    ASSERT(EVP_DigestFinal_ex(h->ctx, md, &md_len) == 1);
+    if (h->alg == DIGEST_SHA256) {
+        ASSERT(SHA256_Final(md, &h->ctx.sha256) == 1);
+        md_len = SHA256_DIGEST_LENGTH;
+    } else {
+        ASSERT(SHA512_Final(md, &h->ctx.sha512) == 1);
+        md_len = SHA512_DIGEST_LENGTH;
+    }
     h->is_final = true;
 
     const char *name = digest_alg_name(h->alg);
@@ -166,7 +178,6 @@ void digest_hasher_free(struct hasher *h)
     if (h == NULL)
         return;
     ASSERT(h->magic == HASHER_MAGIC);
-    EVP_MD_CTX_free(h->ctx);
     h->magic = 0;
     free(h);
 }

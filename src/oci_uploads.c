@@ -62,7 +62,7 @@ static void on_cleanup(struct http_req *req)
         return;
     if (u->st && !u->is_done) {
         struct err e = {0};
-        if (u->st->offset != u->start_offset && (req->status == 0 || req->status >= 300))
+        if (req->status == 0 || req->status >= 300)
             upload_sessions_truncate(u->st, u->start_offset, &e);
         upload_sessions_release(req->reg->uploads, u->st);
     }
@@ -78,8 +78,7 @@ static void end_failed(struct http_req *req, struct upload_req *u)
     struct err e = {0};
     if (u->st == NULL)
         return;
-    if (u->st->offset != u->start_offset)
-        upload_sessions_truncate(u->st, u->start_offset, &e);
+    upload_sessions_truncate(u->st, u->start_offset, &e);
     upload_sessions_release(req->reg->uploads, u->st);
     u->st = NULL;
     u->is_done = true;
@@ -289,6 +288,12 @@ void oci_upload(struct http_req *req)
     }
     if (u->has_digest) {
         finish_upload(req, u);
+        return;
+    }
+    struct err e = {0};
+    if (upload_sessions_flush(u->st, &e) != 0) {
+        http_reply_err(req, &e);
+        end_failed(req, u);
         return;
     }
     set_session_headers(req, u->st->id, u->st->offset);

@@ -16,6 +16,7 @@
 struct upload_sessions {
     struct blobstore *bs;
     struct metastore *ms;
+    struct upload_writer *writer;
     pthread_mutex_t mu;
     struct upload_state *head;
 };
@@ -25,15 +26,21 @@ struct upload_sessions *upload_sessions_new(struct blobstore *bs, struct metasto
     struct upload_sessions *us = xcalloc(1, sizeof(*us));
     us->bs = bs;
     us->ms = ms;
+    /* Two pool threads per core (at most 8): large uploads hash and write on other
+     * cores than the ones reading their sockets, and a thread waiting on the disk in
+     * a write lane leaves another to hash. */
+    long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    us->writer = upload_writer_new(n_cpus < 1 ? 2u : n_cpus > 4 ? 8u : 2u * (unsigned)n_cpus);
     AZ(pthread_mutex_init(&us->mu, NULL));
     return us;
 }
 
 static void state_free(struct upload_state *st)
 {
-    if (st->fd >= 0)
-        close(st->fd);
-    digest_hasher_free(st->hasher);
+    upload_stream_release(&st->stream);
+    if (st->stream.fd >= 0)
+        close(st->stream.fd);
+    digest_hasher_free(st->stream.hasher);
     free(st->repo);
     free(st);
 }
@@ -47,6 +54,7 @@ void upload_sessions_free(struct upload_sessions *us)
         us->head = st->next;
         state_free(st);
     }
+    upload_writer_free(us->writer);
     pthread_mutex_destroy(&us->mu);
     free(us);
 }
@@ -98,7 +106,8 @@ static bool is_valid_id(const char *id)
     return true;
 }
 
-/* Re-hashes the bytes already in the file (after a restart or a rolled-back write). */
+/* Re-hashes the bytes already in the file (after a restart or a rolled-back write).
+ * Nothing is staged or at a writer when the hash is missing. */
 static int rebuild_hash(struct upload_state *st, struct err *e)
 {
     char *chunk = xmalloc(1 << 20);
@@ -106,7 +115,7 @@ static int rebuild_hash(struct upload_state *st, struct err *e)
     uint64_t pos = 0;
     while (pos < st->offset) {
         size_t want = st->offset - pos < (1u << 20) ? (size_t)(st->offset - pos) : (1u << 20);
-        ssize_t got = pread(st->fd, chunk, want, (off_t)pos);
+        ssize_t got = pread(st->stream.fd, chunk, want, (off_t)pos);
         if (got <= 0) {
             log_error("uploads", "failed to re-read upload %s: %s", st->id,
                       got < 0 ? strerror(errno) : "short file");
@@ -118,8 +127,8 @@ static int rebuild_hash(struct upload_state *st, struct err *e)
         pos += (uint64_t)got;
     }
     free(chunk);
-    digest_hasher_free(st->hasher);
-    st->hasher = h;
+    digest_hasher_free(st->stream.hasher);
+    st->stream.hasher = h;
     return 0;
 }
 
@@ -159,7 +168,8 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     st = xcalloc(1, sizeof(*st));
     memcpy(st->id, id, 33);
     st->repo = xstrdup(repo);
-    st->fd = fd;
+    upload_stream_init(&st->stream, fd, size);
+    st->writer = us->writer;
     st->offset = size;
     st->is_busy = true;
     AZ(pthread_mutex_lock(&us->mu));
@@ -209,47 +219,53 @@ void upload_sessions_release(struct upload_sessions *us, struct upload_state *st
 {
     if (st == NULL)
         return;
+    int rc = upload_writer_flush(st->writer, &st->stream);
+    if (rc != 0) {
+        log_error("uploads", "failed to write upload %s: %s", st->id, strerror(rc));
+        upload_writer_discard(st->writer, &st->stream);
+        st->offset = st->stream.written;
+    }
+    upload_stream_release(&st->stream);
     AZ(pthread_mutex_lock(&us->mu));
     st->is_busy = false;
     AZ(pthread_mutex_unlock(&us->mu));
 }
 
+static int write_failed(struct upload_state *st, int errnum, struct err *e)
+{
+    log_error("uploads", "failed to write upload %s: %s", st->id, strerror(errnum));
+    return err_set(e, errnum == ENOSPC || errnum == EDQUOT ? ERR_NO_SPACE : ERR_IO, NULL);
+}
+
 int upload_sessions_append(struct upload_state *st, const void *p, size_t n, struct err *e)
 {
     ASSERT(st->is_busy);
-    if (st->hasher == NULL && rebuild_hash(st, e) != 0)
+    if (st->stream.hasher == NULL && rebuild_hash(st, e) != 0)
         return -1;
-    const char *c = p;
-    size_t left = n;
-    while (left > 0) {
-        ssize_t w = pwrite(st->fd, c, left, (off_t)st->offset);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            log_error("uploads", "failed to write upload %s: %s", st->id, strerror(errno));
-            return err_set(e, errno == ENOSPC || errno == EDQUOT ? ERR_NO_SPACE : ERR_IO, NULL);
-        }
-        digest_hasher_update(st->hasher, c, (size_t)w);
-        st->offset += (uint64_t)w;
-        c += w;
-        left -= (size_t)w;
-    }
+    int rc = upload_writer_append(st->writer, &st->stream, p, n);
+    if (rc != 0)
+        return write_failed(st, rc, e);
+    st->offset += n;
     return 0;
+}
+
+int upload_sessions_flush(struct upload_state *st, struct err *e)
+{
+    ASSERT(st->is_busy);
+    int rc = upload_writer_flush(st->writer, &st->stream);
+    return rc == 0 ? 0 : write_failed(st, rc, e);
 }
 
 int upload_sessions_truncate(struct upload_state *st, uint64_t offset, struct err *e)
 {
     ASSERT(st->is_busy);
-    if (offset == st->offset)
-        return 0;
-    if (ftruncate(st->fd, (off_t)offset) != 0) {
-        log_error("uploads", "failed to truncate upload %s: %s", st->id, strerror(errno));
+    /* Bytes still staged lie after `offset`: every request starts on a flushed file. */
+    int rc = upload_writer_truncate(st->writer, &st->stream, offset);
+    st->offset = st->stream.written;
+    if (rc != 0) {
+        log_error("uploads", "failed to truncate upload %s: %s", st->id, strerror(rc));
         return err_set(e, ERR_IO, NULL);
     }
-    st->offset = offset;
-    /* The running hash covered the dropped bytes; rebuild it on next use. */
-    digest_hasher_free(st->hasher);
-    st->hasher = NULL;
     return 0;
 }
 
@@ -257,14 +273,16 @@ int upload_sessions_commit(struct upload_sessions *us, struct upload_state *st,
                            const struct digest *want, struct err *e)
 {
     ASSERT(st->is_busy);
+    if (upload_sessions_flush(st, e) != 0)
+        return -1;
     struct digest got;
     if (want->alg == DIGEST_SHA256) {
-        if (st->hasher == NULL && rebuild_hash(st, e) != 0)
+        if (st->stream.hasher == NULL && rebuild_hash(st, e) != 0)
             return -1;
-        digest_hasher_final(st->hasher, &got);
-        digest_hasher_free(st->hasher);
-        st->hasher = NULL;
-    } else if (digest_of_fd(want->alg, st->fd, st->offset, &got) != 0) {
+        digest_hasher_final(st->stream.hasher, &got);
+        digest_hasher_free(st->stream.hasher);
+        st->stream.hasher = NULL;
+    } else if (digest_of_fd(want->alg, st->stream.fd, st->offset, &got) != 0) {
         log_error("uploads", "failed to hash upload %s: %s", st->id, strerror(errno));
         return err_set(e, ERR_IO, NULL);
     }
@@ -276,6 +294,7 @@ int upload_sessions_commit(struct upload_sessions *us, struct upload_state *st,
 
 void upload_sessions_delete(struct upload_sessions *us, struct upload_state *st)
 {
+    upload_writer_discard(st->writer, &st->stream);
     struct err e = {0};
     if (us->ms->ops->upload_delete(us->ms, st->id, &e) != 0)
         log_warn("uploads", "failed to delete upload session %s: %s", st->id, err_message(&e));

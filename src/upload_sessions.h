@@ -13,15 +13,16 @@
 #include "digest.h"
 #include "err.h"
 #include "metastore.h"
+#include "upload_writer.h"
 
 struct upload_sessions;
 
 struct upload_state {
     char id[33];
     char *repo;
-    int fd;                 /* open for writing at the end of the file */
-    uint64_t offset;        /* bytes received */
-    struct hasher *hasher;  /* sha256 of bytes [0, offset); NULL until rebuilt */
+    uint64_t offset;        /* bytes received (some may still be on their way to the file) */
+    struct upload_stream stream;  /* the file, its running sha256 and staged bytes */
+    struct upload_writer *writer;
     bool is_busy;
     struct upload_state *next;
 };
@@ -42,9 +43,16 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
 int upload_sessions_acquire_or_create(struct upload_sessions *us, const char *id,
                                       const char *repo, int64_t ttl_s,
                                       struct upload_state **out, struct err *e);
+/* Gives the session back; bytes still staged are written first (a failure to write them
+ * is logged and the session keeps only what its file holds). */
 void upload_sessions_release(struct upload_sessions *us, struct upload_state *st);
-/* Appends bytes to the session's file and hash. ERR_IO / ERR_NO_SPACE on failure. */
+/* Appends bytes to the session's file and hash; large uploads are written by a writer
+ * thread (upload_writer.h). ERR_IO / ERR_NO_SPACE on failure, after which the caller
+ * cuts the session back with upload_sessions_truncate. */
 int upload_sessions_append(struct upload_state *st, const void *p, size_t n, struct err *e);
+/* Puts every byte received into the session's file (not fsync'd): before telling a
+ * client how much of its upload the session holds. ERR_IO / ERR_NO_SPACE on failure. */
+int upload_sessions_flush(struct upload_state *st, struct err *e);
 /* Cuts the session back to `offset` bytes, undoing a failed request's appends. */
 int upload_sessions_truncate(struct upload_state *st, uint64_t offset, struct err *e);
 /* Verifies the bytes against want (ERR_DIGEST_INVALID if they differ) and commits

@@ -4,11 +4,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <ftw.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,7 +85,8 @@ void util_random_id(char out[33])
 {
     unsigned char raw[16];
     static const char hex[] = "0123456789abcdef";
-    AZ(RAND_bytes(raw, sizeof(raw)) == 1 ? 0 : 1);
+    /* The kernel's CSPRNG: OpenSSL's RAND would load its provider machinery (2 MiB). */
+    AZ(getrandom(raw, sizeof(raw), 0) == (ssize_t)sizeof(raw) ? 0 : 1);
     for (int i = 0; i < 16; i++) {
         out[2 * i] = hex[raw[i] >> 4];
         out[2 * i + 1] = hex[raw[i] & 15];
