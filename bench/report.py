@@ -266,6 +266,14 @@ def main():
     sha = med(values(recs, "limit", "limit-sha256", res("mib_per_s")))
     print("| limit: OpenSSL SHA-256, one thread | MiB/s | - | - | %s | - | - | - | - |"
           % fmt(sha))
+    # Reference only (the targets use the buffered limit above): writing past the page
+    # cache with O_DIRECT, then fsync, as Meridian writes large uploads.
+    for row, label in (("push-large-direct", "8 x 256 MiB, 2 threads"),
+                       ("push-1g-direct", "1 GiB, 1 thread")):
+        d = med(values(recs, "limit", row, res("mib_per_s")))
+        if d is not None:
+            print("| limit: write with O_DIRECT + fsync, %s | MiB/s | - | - | %s | - | - | - "
+                  "| - |" % (label, fmt(d)))
     print()
     if has_m:
         print("Targets met: %d of %d." % (met_count[0], met_count[0] + met_count[1]))

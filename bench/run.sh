@@ -474,6 +474,9 @@ for ((rep = 1; rep <= reps; rep++)); do
         done
         limit push-large limit-write --out "$work/limit" --images $large_images \
             --layer-size "$large_layer" --clients $large_clients
+        # For reference: the same past the page cache, as Meridian writes large uploads.
+        limit push-large-direct limit-write --direct --out "$work/limit" \
+            --images $large_images --layer-size "$large_layer" --clients $large_clients
     fi
     if want push-1g-mono || want push-1g-chunked; then
         for s in $(order $rep "${regs[@]}"); do
@@ -484,6 +487,8 @@ for ((rep = 1; rep <= reps; rep++)); do
         done
         limit push-1g-mono limit-write --out "$work/limit" --images 1 --layer-size "$big_size" \
             --clients 1
+        limit push-1g-direct limit-write --direct --out "$work/limit" --images 1 \
+            --layer-size "$big_size" --clients 1
     fi
 done
 
