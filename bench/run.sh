@@ -530,7 +530,7 @@ done
 for ((rep = 1; rep <= reps; rep++)); do
     for s in $(order $rep "${pullers[@]}"); do
         want manifest && measure "$s" manifest $rep loadgen manifest --pull-set small-r1 \
-            --pull-images $small_images --clients $manifest_conns "${timed[@]}"
+            --pull-images $small_images --clients $manifest_conns --threads 2 "${timed[@]}"
         want manifest-wrk && measure "$s" manifest-wrk $rep wrk -t1 -c$manifest_conns \
             -d"${duration}s" --latency -H "$accept" "${url[$s]}$hot_path"
     done
