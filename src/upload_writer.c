@@ -41,11 +41,12 @@ static bool set_direct(struct upload_stream *s, bool on)
 }
 
 /* Writes the pieces at the end of the file, in one call when it can: directly when
- * every piece and the offset are aligned, else buffered with writeback started every
- * UPLOAD_WRITER_WRITEBACK_BYTES. 0 or an errno. */
-static int write_pieces(struct upload_stream *s, struct iovec *iov, int n_iov)
+ * allowed and every piece and the offset are aligned, else buffered with writeback
+ * started every UPLOAD_WRITER_WRITEBACK_BYTES. 0 or an errno. */
+static int write_pieces(struct upload_stream *s, struct iovec *iov, int n_iov,
+                        bool may_be_direct)
 {
-    bool want_direct = !s->is_direct_refused && is_aligned(s->written);
+    bool want_direct = may_be_direct && !s->is_direct_refused && is_aligned(s->written);
     for (int k = 0; k < n_iov; k++)
         want_direct = want_direct && is_aligned((uintptr_t)iov[k].iov_base) &&
                       is_aligned(iov[k].iov_len);
@@ -91,10 +92,12 @@ static int write_pieces(struct upload_stream *s, struct iovec *iov, int n_iov)
     return 0;
 }
 
+/* A buffered write, for the first MiB and the tail: a direct write of a small piece
+ * would wait for the disk, and the commit's fsync writes these pages anyway. */
 static int write_bytes(struct upload_stream *s, const void *p, size_t n)
 {
     struct iovec iov = {(void *)p, n};
-    return write_pieces(s, &iov, 1);
+    return write_pieces(s, &iov, 1, false);
 }
 
 /* Caller holds w->mu. */
@@ -134,7 +137,7 @@ static void work_lane(struct upload_writer *w, struct upload_lane *l)
     if (l->kind == UPLOAD_LANE_HASH)
         digest_hasher_update(s->hasher, iov[0].iov_base, iov[0].iov_len);
     else if (!is_failed)
-        rc = write_pieces(s, iov, n);
+        rc = write_pieces(s, iov, n, true);
     AZ(pthread_mutex_lock(&w->mu));
     if (rc != 0 && s->lane_errno == 0)
         s->lane_errno = rc;
