@@ -1609,13 +1609,20 @@ fail:
 
 /* Upload sessions are region-local (design: a push never splits), so these are single
  * autocommit statements with no event rows. */
+/* Upload rows are written outside transactions (autocommit, not synced: a session is not
+ * a durable promise), but still queued on wmu like the transactions: without it they
+ * collided with them on SQLite's write lock and slept in on_busy (785 sleeps in 4 s of
+ * small-image pushes, all from these two). */
 static int sq_upload_create(struct metastore *ms, const char *id, const char *repo,
                             int64_t expires_at_s, struct err *e)
 {
     struct sq_conn *c = conn_of(ms, e);
     if (c == NULL)
         return -1;
-    return exec(c, SQ_UPLOAD_INSERT, e, "ttii", id, repo, util_now_s(), expires_at_s);
+    AZ(pthread_mutex_lock(&c->store->wmu));
+    int rc = exec(c, SQ_UPLOAD_INSERT, e, "ttii", id, repo, util_now_s(), expires_at_s);
+    AZ(pthread_mutex_unlock(&c->store->wmu));
+    return rc;
 }
 
 static int sq_upload_get(struct metastore *ms, const char *id, const char *repo,
@@ -1639,7 +1646,10 @@ static int sq_upload_delete(struct metastore *ms, const char *id, struct err *e)
     struct sq_conn *c = conn_of(ms, e);
     if (c == NULL)
         return -1;
-    if (exec(c, SQ_UPLOAD_DELETE, e, "t", id) != 0)
+    AZ(pthread_mutex_lock(&c->store->wmu));
+    int rc = exec(c, SQ_UPLOAD_DELETE, e, "t", id);
+    AZ(pthread_mutex_unlock(&c->store->wmu));
+    if (rc != 0)
         return -1;
     if (sqlite3_changes(c->db) == 0)
         return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
