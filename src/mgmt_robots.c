@@ -85,49 +85,15 @@ out:
 void mgmt_robots_list(struct http_req *req, const struct mgmt_params *p)
 {
     (void)p;
-    struct registry *reg = req->reg;
-    struct meta_auth_state st;
-    struct err e = {0};
-    if (reg->ms->ops->auth_load(reg->ms, &st, &e) != 0) {
-        http_reply_mgmt_err(req, &e);
-        return;
-    }
-    json_t *list = json_array();
-    for (size_t i = 0; i < st.n_identities; i++) {
-        if (strcmp(st.identities[i].kind, "robot") == 0)
-            json_array_append_new(list, mgmt_users_identity_json(&st, &st.identities[i]));
-    }
-    meta_auth_state_fini(&st);
-    mgmt_reply_json(req, 200, list);
+    mgmt_users_list_kind(req, "robot");
 }
 
 void mgmt_robots_get(struct http_req *req, const struct mgmt_params *p)
 {
-    struct registry *reg = req->reg;
-    struct meta_auth_state st;
-    struct err e = {0};
-    if (reg->ms->ops->auth_load(reg->ms, &st, &e) != 0) {
-        http_reply_mgmt_err(req, &e);
-        return;
-    }
-    const struct meta_identity *id = mgmt_users_find(&st, mgmt_param(p, "name"), "robot");
-    if (id == NULL)
-        mgmt_reply_error(req, ERR_NOT_FOUND, "no such robot");
-    else
-        mgmt_reply_json(req, 200, mgmt_users_identity_json(&st, id));
-    meta_auth_state_fini(&st);
+    mgmt_users_get_kind(req, mgmt_param(p, "name"), "robot", "no such robot");
 }
 
 void mgmt_robots_delete(struct http_req *req, const struct mgmt_params *p)
 {
-    struct registry *reg = req->reg;
-    const char *name = mgmt_param(p, "name");
-    struct err e = {0};
-    if (reg->ms->ops->identity_delete(reg->ms, name, "robot", &e) != 0) {
-        http_reply_mgmt_err(req, &e);
-        return;
-    }
-    authz_invalidate(reg->authz);
-    authz_audit_as(req, "robot.delete", "name=%s", name);
-    http_reply(req, 204, NULL, NULL, 0);
+    mgmt_users_delete_kind(req, mgmt_param(p, "name"), "robot", "robot.delete");
 }

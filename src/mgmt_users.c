@@ -124,9 +124,8 @@ out:
     json_decref(body);
 }
 
-void mgmt_users_list(struct http_req *req, const struct mgmt_params *p)
+void mgmt_users_list_kind(struct http_req *req, const char *kind)
 {
-    (void)p;
     struct registry *reg = req->reg;
     struct meta_auth_state st;
     struct err e = {0};
@@ -136,14 +135,15 @@ void mgmt_users_list(struct http_req *req, const struct mgmt_params *p)
     }
     json_t *list = json_array();
     for (size_t i = 0; i < st.n_identities; i++) {
-        if (strcmp(st.identities[i].kind, "user") == 0)
+        if (strcmp(st.identities[i].kind, kind) == 0)
             json_array_append_new(list, mgmt_users_identity_json(&st, &st.identities[i]));
     }
     meta_auth_state_fini(&st);
     mgmt_reply_json(req, 200, list);
 }
 
-void mgmt_users_get(struct http_req *req, const struct mgmt_params *p)
+void mgmt_users_get_kind(struct http_req *req, const char *name, const char *kind,
+                         const char *missing)
 {
     struct registry *reg = req->reg;
     struct meta_auth_state st;
@@ -152,26 +152,42 @@ void mgmt_users_get(struct http_req *req, const struct mgmt_params *p)
         http_reply_mgmt_err(req, &e);
         return;
     }
-    const struct meta_identity *id = mgmt_users_find(&st, mgmt_param(p, "user"), "user");
+    const struct meta_identity *id = mgmt_users_find(&st, name, kind);
     if (id == NULL)
-        mgmt_reply_error(req, ERR_NOT_FOUND, "no such user");
+        mgmt_reply_error(req, ERR_NOT_FOUND, missing);
     else
         mgmt_reply_json(req, 200, mgmt_users_identity_json(&st, id));
     meta_auth_state_fini(&st);
 }
 
-void mgmt_users_delete(struct http_req *req, const struct mgmt_params *p)
+void mgmt_users_delete_kind(struct http_req *req, const char *name, const char *kind,
+                            const char *action)
 {
     struct registry *reg = req->reg;
-    const char *name = mgmt_param(p, "user");
     struct err e = {0};
-    if (reg->ms->ops->identity_delete(reg->ms, name, "user", &e) != 0) {
+    if (reg->ms->ops->identity_delete(reg->ms, name, kind, &e) != 0) {
         http_reply_mgmt_err(req, &e);
         return;
     }
     authz_invalidate(reg->authz);
-    authz_audit_as(req, "user.delete", "name=%s", name);
+    authz_audit_as(req, action, "name=%s", name);
     http_reply(req, 204, NULL, NULL, 0);
+}
+
+void mgmt_users_list(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    mgmt_users_list_kind(req, "user");
+}
+
+void mgmt_users_get(struct http_req *req, const struct mgmt_params *p)
+{
+    mgmt_users_get_kind(req, mgmt_param(p, "user"), "user", "no such user");
+}
+
+void mgmt_users_delete(struct http_req *req, const struct mgmt_params *p)
+{
+    mgmt_users_delete_kind(req, mgmt_param(p, "user"), "user", "user.delete");
 }
 
 void mgmt_users_reset_secret(struct http_req *req, const struct mgmt_params *p)

@@ -16,4 +16,14 @@ json_t *mgmt_users_identity_json(const struct meta_auth_state *st, const struct 
 const struct meta_identity *mgmt_users_find(const struct meta_auth_state *st, const char *name,
                                             const char *kind);
 
+struct http_req;
+/* The handlers users and robots share, for identities of `kind` ("user", "robot"):
+ * list them; reply one (404 with `missing` if there is none); delete one, auditing
+ * `action` ("user.delete"). */
+void mgmt_users_list_kind(struct http_req *req, const char *kind);
+void mgmt_users_get_kind(struct http_req *req, const char *name, const char *kind,
+                         const char *missing);
+void mgmt_users_delete_kind(struct http_req *req, const char *name, const char *kind,
+                            const char *action);
+
 #endif
