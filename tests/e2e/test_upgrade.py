@@ -1,0 +1,206 @@
+"""Data written by an earlier release opens with this one.
+
+tests/e2e/fixtures/upgrade-<label>.tar.gz holds the data directories of two joined regions
+(west, east) written by an older binary (fixtures/make_upgrade_fixture.py says how each was
+made, expected.json what they hold). Each test unpacks one, starts the binary under test on
+it (the regions listen on the fixed loopback addresses they stored for each other) and checks
+what a user relies on: every image pulls byte for byte from both regions, deleted things stay
+deleted, users, roles and webhooks survive, an open upload session resumes at its
+acknowledged offset, and the regions go on replicating. A second start on the migrated data
+must be as good as the first."""
+
+import glob
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import tarfile
+import time
+
+import pytest
+import requests
+
+from regions import hermetic_env, meridian_bin, wait_for
+
+FIXTURES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "fixtures",
+                                         "upgrade-*.tar.gz")))
+ACCEPT = ",".join(["application/vnd.oci.image.manifest.v1+json",
+                   "application/vnd.oci.image.index.v1+json",
+                   "application/vnd.docker.distribution.manifest.v2+json",
+                   "application/vnd.docker.distribution.manifest.list.v2+json"])
+
+
+def sha256(b):
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+class Old:
+    """The unpacked fixture and its two regions, run by the binary under test."""
+
+    def __init__(self, archive, root):
+        self.root = str(root)
+        with tarfile.open(archive) as tar:
+            tar.extractall(self.root)
+        with open(os.path.join(self.root, "expected.json")) as f:
+            self.exp = json.load(f)
+        self.procs = {}
+        self.admin = ("admin", self.exp["admin_password"])
+
+    def url(self, name):
+        r = next(r for r in self.exp["regions"] if r["name"] == name)
+        return "http://%s:%d" % (r["host"], r["port"])
+
+    def start(self):
+        for r in self.exp["regions"]:
+            argv = [meridian_bin(), "serve", "--region", r["name"],
+                    "--listen", "%s:%d" % (r["host"], r["port"]),
+                    "--data", os.path.join(self.root, r["name"]),
+                    "--advertise", self.url(r["name"]),
+                    "--peer-secret", self.exp["peer_secret"], "--auth",
+                    "--sync-interval", "1s", "--shutdown-grace", "5s"]
+            log = open(os.path.join(self.root, r["name"] + ".log"), "ab")
+            self.procs[r["name"]] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                                     stdin=subprocess.DEVNULL,
+                                                     env=hermetic_env())
+        for name in self.procs:
+            wait_for(lambda: self._ready(name), 30, "%s /readyz" % name)
+
+    def _ready(self, name):
+        p = self.procs[name]
+        assert p.poll() is None, "%s exited %s:\n%s" % (name, p.returncode, self.log(name))
+        return requests.get(self.url(name) + "/readyz", timeout=2).status_code == 200
+
+    def stop(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for name, p in self.procs.items():
+            try:
+                rc = p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                rc = p.wait(10)
+            assert rc == 0, "%s exited %s:\n%s" % (name, rc, self.log(name))
+        self.procs = {}
+
+    def log(self, name):
+        with open(os.path.join(self.root, name + ".log"), "rb") as f:
+            return f.read().decode("utf-8", "replace")[-4000:]
+
+    def get(self, name, path, auth=None, **kw):
+        kw.setdefault("timeout", 10)
+        return requests.get(self.url(name) + path, auth=auth or self.admin, **kw)
+
+
+@pytest.fixture(params=FIXTURES, ids=[os.path.basename(p)[8:-7] for p in FIXTURES])
+def old(request, tmp_path):
+    o = Old(request.param, tmp_path)
+    yield o
+    o.stop()
+
+
+def check_images(old, name):
+    for img in old.exp["images"]:
+        r = old.get(name, "/v2/%s/manifests/%s" % (img["repo"], img["ref"]),
+                    headers={"Accept": ACCEPT})
+        assert r.status_code == 200, (name, img, r.status_code, r.text[:300])
+        assert r.headers["Docker-Content-Digest"] == img["digest"]
+        assert sha256(r.content) == img["digest"]
+        m = r.json()
+        for d in [m.get("config")] + m.get("layers", []) + m.get("manifests", []):
+            if d is None:
+                continue
+            kind = "manifests" if "manifests" in m else "blobs"
+            b = old.get(name, "/v2/%s/%s/%s" % (img["repo"], kind, d["digest"]),
+                        headers={"Accept": ACCEPT})
+            assert b.status_code == 200, (name, img["repo"], d, b.status_code)
+            assert sha256(b.content) == d["digest"] and len(b.content) == d["size"]
+    for gone in old.exp["absent"]:
+        r = old.get(name, "/v2/%s/manifests/%s" % (gone["repo"], gone["ref"]),
+                    headers={"Accept": ACCEPT})
+        assert r.status_code == 404, (name, gone, r.status_code)
+    ref = old.exp["referrers"]
+    r = old.get(name, "/v2/%s/referrers/%s" % (ref["repo"], ref["subject"]))
+    assert r.status_code == 200
+    assert sorted(d["digest"] for d in r.json()["manifests"]) == sorted(ref["digests"])
+
+
+def test_upgrade_keeps_content_in_every_region(old):
+    old.start()
+    for name in old.procs:
+        check_images(old, name)
+    old.stop()
+    old.start()  # the migrated data opens again
+    for name in old.procs:
+        check_images(old, name)
+
+
+def test_upgrade_keeps_identities_roles_and_webhooks(old):
+    old.start()
+    users = old.exp["users"]
+    bob = ("bob", users["bob"])
+    assert old.get("west", "/v2/team-a/app/tags/list", auth=bob).status_code == 200
+    assert old.get("west", "/v2/golden/base/tags/list", auth=bob).status_code == 403
+    assert old.get("west", "/v2/golden/base/tags/list",
+                   auth=("alice", users["alice"])).status_code == 200
+    assert old.get("west", "/v2/golden/base/tags/list",
+                   auth=("alice", "wrong-password")).status_code == 401
+    r = requests.get(old.url("west") + "/v2/public/hello/manifests/1",
+                     headers={"Accept": ACCEPT}, timeout=10)
+    assert r.status_code == 200  # anonymous consumer of public/*
+    r = old.get("west", "/_meridian/v1/webhooks/ciwebhook")
+    assert r.status_code == 200, r.text
+    hook = r.json()
+    assert hook["uri"] == "http://127.0.3.9:9/hook" and hook["scope"] == "golden/*"
+    assert "X-Secret" in hook["customHeaders"]
+
+
+def test_upgrade_resumes_open_upload_at_acknowledged_offset(old):
+    old.start()
+    up = old.exp["upload"]
+    path = up["location"]
+    if path.startswith("http"):
+        path = "/" + path.split("/", 3)[3]
+    r = old.get(up["region"], path)
+    assert r.status_code == 204, (r.status_code, r.text)
+    assert r.headers["Range"] == "0-%d" % (up["offset"] - 1)
+    rest = b"67890"
+    r = requests.patch(old.url(up["region"]) + path, data=rest, auth=old.admin, timeout=10,
+                       headers={"Content-Type": "application/octet-stream",
+                                "Content-Range": "%d-%d" % (up["offset"],
+                                                            up["offset"] + len(rest) - 1)})
+    assert r.status_code == 202, (r.status_code, r.text)
+    loc = r.headers["Location"]
+    sep = "&" if "?" in loc else "?"
+    r = requests.put((old.url(up["region"]) + loc if loc.startswith("/") else loc)
+                     + sep + "digest=" + sha256(b"12345" + rest), auth=old.admin, timeout=10)
+    assert r.status_code == 201, (r.status_code, r.text)
+
+
+def test_upgrade_regions_go_on_replicating(old):
+    old.start()
+    data = os.urandom(2048)
+    d = sha256(data)
+    r = requests.post(old.url("east") + "/v2/team-a/app/blobs/uploads/?digest=" + d, data=data,
+                      auth=old.admin, timeout=10)
+    assert r.status_code == 201, r.text
+    cfg = b'{"architecture":"amd64","os":"linux"}'
+    r = requests.post(old.url("east") + "/v2/team-a/app/blobs/uploads/?digest=" + sha256(cfg),
+                      data=cfg, auth=old.admin, timeout=10)
+    assert r.status_code == 201, r.text
+    body = json.dumps({"schemaVersion": 2,
+                       "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                  "digest": sha256(cfg), "size": len(cfg)},
+                       "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                   "digest": d, "size": len(data)}]}).encode()
+    r = requests.put(old.url("east") + "/v2/team-a/app/manifests/after-upgrade", data=body,
+                     auth=old.admin, timeout=10,
+                     headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 201, r.text
+
+    def replicated():
+        r = old.get("west", "/v2/team-a/app/blobs/" + d)
+        return r.status_code == 200 and r.content == data
+    wait_for(replicated, 30, "the new image to reach west")
