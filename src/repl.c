@@ -616,7 +616,14 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
     if (reg->bs->ops->stat(reg->bs, d, &size, &ignore) == 0) {
         if (is_link_checked && peer_links_blob(r, repo, d, e) != 0)
             return -1;
-        return reg->ms->ops->blob_link(reg->ms, repo, d, size, e);
+        /* Under the GC lock, looking again: a blob DELETE may have removed the bytes
+         * meanwhile (they were an orphan); then they are fetched like any others. */
+        AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+        bool is_here = reg->bs->ops->stat(reg->bs, d, &size, &ignore) == 0;
+        int rc = is_here ? reg->ms->ops->blob_link(reg->ms, repo, d, size, e) : 0;
+        AZ(pthread_rwlock_unlock(&reg->gc_lock));
+        if (is_here)
+            return rc;
     }
     char id[33];
     fetch_id(d, id);
