@@ -296,6 +296,9 @@ def test_split_push_uses_only_the_repositorys_links(geo):
     assert put_manifest(a, victim, "v1", body).status_code == 201
     wait_for(lambda: manifest_digest(b, victim, "v1") == digest_of(body), 60,
              "team-b's image to reach r2")
+    # replicated for team-b, linked in team-b only
+    assert blob_status(b, victim, digest_of(layer)) == 200
+    assert blob_status(b, loot, digest_of(layer)) == 404
 
     for region in (b, a):
         r = put_manifest(region, loot, "stolen", body)
