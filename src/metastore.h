@@ -29,10 +29,12 @@ struct meta_manifest {
 };
 void meta_manifest_fini(struct meta_manifest *m);
 
-/* A reference from a manifest: a blob (config/layer) or a child manifest. */
+/* A reference from a manifest: a blob (config/layer) or a child manifest, with the size
+ * its descriptor declares. */
 struct meta_ref {
     struct digest digest;
     bool is_manifest;
+    int64_t size;
 };
 
 struct meta_name_list {
@@ -61,7 +63,8 @@ typedef int ms_blob_link_f(struct metastore *ms, const char *repo, const struct 
 /* 0 if d is linked into repo (size set), -1 with ERR_BLOB_UNKNOWN otherwise. */
 typedef int ms_blob_get_f(struct metastore *ms, const char *repo, const struct digest *d,
                           uint64_t *size, struct err *e);
-/* 0 if the registry holds d in any repository (size set), else -1 ERR_BLOB_UNKNOWN. */
+/* 0 if the registry holds d in any repository (size set), else -1 ERR_BLOB_UNKNOWN.
+ * For bookkeeping only: never a reason to serve or accept d in some repository. */
 typedef int ms_blob_find_f(struct metastore *ms, const struct digest *d, uint64_t *size,
                            struct err *e);
 /* Unlinks d from repo; ERR_BLOB_UNKNOWN if it was not linked. Sets *is_orphan when no
@@ -71,8 +74,10 @@ typedef int ms_blob_unlink_f(struct metastore *ms, const char *repo, const struc
 
 /* Stores a manifest (idempotent for the same bytes) and optionally points tag at it,
  * in one transaction. Checks inside the transaction that every blob ref is linked in
- * repo (a blob held elsewhere in the registry is linked: a mount) and every manifest
- * ref exists in repo: ERR_MANIFEST_BLOB_UNKNOWN naming the first missing digest. */
+ * repo and every manifest ref is visible in repo: ERR_MANIFEST_BLOB_UNKNOWN naming the
+ * first missing digest (a blob linked only in other repositories is missing: it enters
+ * repo by a push or by a mount, whose caller may read the source). Each ref's size must
+ * equal the stored one: ERR_MANIFEST_INVALID otherwise. */
 typedef int ms_manifest_put_f(struct metastore *ms, const char *repo,
                               const struct meta_manifest *m, const struct meta_ref *refs,
                               size_t n_refs, const struct digest *subject, const char *tag,

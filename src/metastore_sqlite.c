@@ -146,12 +146,13 @@ static const char schema_v2[] =
     X(BLOB_IS_USED, "SELECT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1)"               \
                     " OR EXISTS (SELECT 1 FROM manifest_refs WHERE ref_digest = ?1)")          \
     X(LINK_INSERT, "INSERT OR IGNORE INTO repo_blobs(repo_id, digest) VALUES (?1, ?2)")        \
-    X(LINK_EXISTS, "SELECT 1 FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")              \
+    X(LINK_SIZE, "SELECT b.size FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest"       \
+                 " WHERE rb.repo_id = ?1 AND rb.digest = ?2")                                  \
     X(LINK_GET, "SELECT b.size FROM repos r JOIN repo_blobs rb ON rb.repo_id = r.id"           \
                 " JOIN blobs b ON b.digest = rb.digest WHERE r.name = ?1 AND rb.digest = ?2")  \
     X(LINK_DELETE, "DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")                \
-    X(MANIFEST_EXISTS, "SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2"            \
-                       " AND is_visible = 1")                                                  \
+    X(MANIFEST_SIZE, "SELECT size FROM manifests WHERE repo_id = ?1 AND digest = ?2"           \
+                     " AND is_visible = 1")                                                    \
     X(MANIFEST_INSERT, "INSERT OR IGNORE INTO manifests(repo_id, digest, media_type,"          \
                        " artifact_type, annotations, subject, size, body, created_ms)"         \
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                         \
@@ -1161,44 +1162,30 @@ fail:
 
 /* Manifests --------------------------------------------------------------- */
 
-/* Checks one reference of a manifest being put into repo_id, linking a blob the
- * registry holds in another repository (a mount). */
-static int check_ref(struct sq_conn *c, const char *repo, int64_t repo_id,
-                     const struct meta_ref *ref, struct err *e)
+/* Checks one reference of a manifest being put into repo_id: a blob must be linked in
+ * the repository (pushed or mounted there), a child manifest visible in it, either with
+ * the size its descriptor declares. A blob linked only in another repository does not
+ * count: otherwise a manifest naming it would let its pusher (and every reader of repo_id)
+ * read a repository they may not pull (OCI: "MAY reject"; distribution rejects too). */
+static int check_ref(struct sq_conn *c, int64_t repo_id, const struct meta_ref *ref,
+                     struct err *e)
 {
     sqlite3_stmt *s;
-    int rc;
-
-    if (ref->is_manifest) {
-        rc = query(c, SQ_MANIFEST_EXISTS, &s, e, "it", repo_id, ref->digest.str);
-        if (rc < 0)
-            return -1;
-        stmt_done(s);
-        if (rc != SQLITE_ROW)
-            return err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, "manifest references unknown manifest %s",
-                           ref->digest.str);
-        return 0;
-    }
-    rc = query(c, SQ_LINK_EXISTS, &s, e, "it", repo_id, ref->digest.str);
+    int rc = query(c, ref->is_manifest ? SQ_MANIFEST_SIZE : SQ_LINK_SIZE, &s, e, "it", repo_id,
+                   ref->digest.str);
     if (rc < 0)
         return -1;
-    stmt_done(s);
-    if (rc == SQLITE_ROW)
-        return 0;
-
-    rc = query(c, SQ_BLOB_SIZE, &s, e, "t", ref->digest.str);
-    if (rc < 0)
-        return -1;
-    int64_t size = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    int64_t size = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
     stmt_done(s);
     if (rc != SQLITE_ROW)
-        return err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, "manifest references unknown blob %s",
-                       ref->digest.str);
-    if (exec(c, SQ_LINK_INSERT, e, "it", repo_id, ref->digest.str) != 0)
-        return -1;
-    char payload[64];
-    snprintf(payload, sizeof(payload), "{\"size\":%" PRId64 ",\"is_mount\":true}", size);
-    return event_append(c, "blob_link", repo, NULL, ref->digest.str, payload, e);
+        return err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, "manifest references unknown %s %s",
+                       ref->is_manifest ? "manifest" : "blob", ref->digest.str);
+    /* image-spec descriptor: size is the exact length of the content it names. */
+    if (size != ref->size)
+        return err_set(e, ERR_MANIFEST_INVALID,
+                       "descriptor of %s declares size %" PRId64 ", the %s is %" PRId64 " bytes",
+                       ref->digest.str, ref->size, ref->is_manifest ? "manifest" : "blob", size);
+    return 0;
 }
 
 static int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_manifest *m,
@@ -1227,7 +1214,7 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
     /* distribution-spec: Pushing Manifests -- every referenced blob and child manifest
      * must be known, checked in the same transaction that makes the manifest visible. */
     for (size_t i = 0; i < n_refs; i++) {
-        if (check_ref(c, repo, repo_id, &refs[i], e) != 0)
+        if (check_ref(c, repo_id, &refs[i], e) != 0)
             goto fail;
     }
     /* A local write is newer than anything this region has seen, so its clock puts it
@@ -1257,17 +1244,10 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
         buf_appends(&payload, ",\"refs\":[");
         int64_t blob_bytes = 0;
         for (size_t i = 0; i < n_refs; i++) {
-            /* Sizes of what the manifest needs (blobs and child manifests): the
-             * replication status counts bytes copied against their sum. */
-            int64_t size = -1;
-            int rc = refs[i].is_manifest
-                         ? query(c, SQ_MANIFEST_LOOKUP, &s, e, "it", repo_id, refs[i].digest.str)
-                         : query(c, SQ_BLOB_SIZE, &s, e, "t", refs[i].digest.str);
-            if (rc < 0)
-                goto fail;
-            size = rc == SQLITE_ROW ? sqlite3_column_int64(s, refs[i].is_manifest ? 1 : 0) : -1;
-            stmt_done(s);
-            blob_bytes += size > 0 ? size : 0;
+            /* Sizes of what the manifest needs (blobs and child manifests, checked
+             * above): the replication status counts bytes copied against their sum. */
+            int64_t size = refs[i].size;
+            blob_bytes += size;
             if (exec(c, SQ_REF_INSERT_SIZED, e, "ittii", repo_id, m->digest.str,
                      refs[i].digest.str, (int64_t)refs[i].is_manifest, size) != 0)
                 goto fail;

@@ -113,21 +113,27 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     struct meta_ref *refs = xcalloc(n_refs, sizeof(*refs));
     if (mf.kind == MANIFEST_KIND_IMAGE) {
         refs[0].digest = mf.config.digest;
-        for (size_t i = 0; i < mf.n_layers; i++)
+        refs[0].size = mf.config.size;
+        for (size_t i = 0; i < mf.n_layers; i++) {
             refs[1 + i].digest = mf.layers[i].digest;
+            refs[1 + i].size = mf.layers[i].size;
+        }
     } else {
         for (size_t i = 0; i < mf.n_children; i++) {
             refs[i].digest = mf.children[i].digest;
+            refs[i].size = mf.children[i].size;
             refs[i].is_manifest = true;
         }
     }
-    /* DESIGN invariant 6: a push never splits. Blobs pushed to another region are
-     * fetched from it before the manifest is accepted here. */
+    /* DESIGN invariant 6: a push never splits. Blobs pushed into this repository in
+     * another region are fetched from it before the manifest is accepted here. Only
+     * this repository's links count, here and at the peers (a copy held for another
+     * repository is no proof: see manifest_put in metastore.h). */
     for (size_t i = 0; i < n_refs; i++) {
         uint64_t size;
         struct err fe = {0};
         if (refs[i].is_manifest ||
-            reg->ms->ops->blob_find(reg->ms, &refs[i].digest, &size, &fe) == 0)
+            reg->ms->ops->blob_get(reg->ms, req->repo, &refs[i].digest, &size, &fe) == 0)
             continue;
         if (repl_fetch_blob_now(reg->repl, req->repo, &refs[i].digest, &fe) != 0 &&
             fe.code != ERR_BLOB_UNKNOWN)

@@ -39,6 +39,7 @@
 #define FETCH_ATTEMPTS_BEFORE_FAILED 5
 #define STALL_BYTES_PER_S 1024
 #define STALL_SECONDS 30
+#define LINK_CHECK_TIMEOUT_MS 10000
 
 struct peer {
     char *location;
@@ -576,17 +577,53 @@ static void fetch_id(const struct digest *d, char id[33])
     id[32] = '\0';
 }
 
+/* 0 when a peer, asked nearest first, links blob d in repo (a HEAD of the blob in that
+ * repository, which a peer answers only for its own link); else ERR_BLOB_UNKNOWN. */
+static int peer_links_blob(struct repl *r, const char *repo, const struct digest *d,
+                           struct err *e)
+{
+    size_t n_peers;
+    struct peer_ref *peers = peers_by_distance(r, &n_peers);
+    bool is_linked = false;
+    for (size_t i = 0; i < n_peers && !is_linked && !r->is_stopping; i++) {
+        char url[2048];
+        snprintf(url, sizeof(url), "%s/v2/%s/blobs/%s", peers[i].endpoint, repo, d->str);
+        struct httpc_response resp;
+        struct err ignore = {0};
+        httpc_response_init(&resp, 1024);
+        is_linked = peer_call(r, "HEAD", url, NULL, LINK_CHECK_TIMEOUT_MS, &resp, &ignore) == 0 &&
+                    resp.status == 200;
+        httpc_response_fini(&resp);
+    }
+    peer_refs_free(peers, n_peers);
+    if (!is_linked)
+        return err_set(e, ERR_BLOB_UNKNOWN, "no region holds %s in %s", d->str, repo);
+    return 0;
+}
+
 /* Fetches blob d of repo from the nearest peer holding it, resuming with Range,
- * verifying the digest, committing it and linking it into repo. */
+ * verifying the digest, committing it and linking it into repo. Bytes already here
+ * (held for another repository, or fetched earlier) are linked without a copy: at once
+ * when the caller knows repo holds d (a manifest replicated from the region that
+ * accepted it), after a peer confirms that it links d in repo when is_link_checked. */
 static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
-                      const char *progress_key, int64_t progress_base, struct err *e)
+                      bool is_link_checked, const char *progress_key, int64_t progress_base,
+                      struct err *e)
 {
     struct registry *reg = r->reg;
     uint64_t size;
     struct err ignore = {0};
     if (reg->bs->ops->stat(reg->bs, d, &size, &ignore) == 0) {
-        /* Bytes already here (another repository, or an earlier fetch). */
-        return reg->ms->ops->blob_link(reg->ms, repo, d, size, e);
+        if (is_link_checked && peer_links_blob(r, repo, d, e) != 0)
+            return -1;
+        /* Under the GC lock, looking again: a blob DELETE may have removed the bytes
+         * meanwhile (they were an orphan); then they are fetched like any others. */
+        AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+        bool is_here = reg->bs->ops->stat(reg->bs, d, &size, &ignore) == 0;
+        int rc = is_here ? reg->ms->ops->blob_link(reg->ms, repo, d, size, e) : 0;
+        AZ(pthread_rwlock_unlock(&reg->gc_lock));
+        if (is_here)
+            return rc;
     }
     char id[33];
     fetch_id(d, id);
@@ -731,7 +768,7 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
          * it rather than copy it twice. */
         while (!inflight_claim(r, blob_key, 0) && !r->is_stopping)
             nap(r, 50);
-        if (fetch_blob(r, p->repo, &p->refs[i].digest, key, done, &e) != 0)
+        if (fetch_blob(r, p->repo, &p->refs[i].digest, false, key, done, &e) != 0)
             is_ok = false;
         inflight_release(r, blob_key);
         done += p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0;
@@ -834,7 +871,12 @@ int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d
         if (nap(r, 50))
             return err_set(e, ERR_UNAVAILABLE, "shutting down");
     }
-    int rc = fetch_blob(r, repo, d, NULL, 0, e);
+    /* Another request or worker may have linked it meanwhile. */
+    uint64_t size;
+    struct err ignore = {0};
+    int rc = 0;
+    if (r->reg->ms->ops->blob_get(r->reg->ms, repo, d, &size, &ignore) != 0)
+        rc = fetch_blob(r, repo, d, true, NULL, 0, e);
     inflight_release(r, blob_key);
     return rc;
 }

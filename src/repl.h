@@ -53,8 +53,10 @@ void repl_kick(struct repl *r);
 /* Live progress of this region's copy of repo@digest, if a fetch is running. */
 bool repl_progress(struct repl *r, const char *repo, const struct digest *d, int64_t *done,
                    int64_t *total);
-/* A manifest PUT names blob d that this region does not hold: fetch it now from a peer
- * that does (a push never splits). ERR_BLOB_UNKNOWN if no peer has it. */
+/* A manifest PUT names blob d that repo does not link in this region: fetch it now from
+ * a peer that links it in repo (a push never splits), or link the copy held here for
+ * another repository once a peer confirms repo links d. ERR_BLOB_UNKNOWN if no peer
+ * links d in repo. */
 int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d,
                         struct err *e);
 /* The regions an artifact must reach (every replication today), as a NULL-terminated

@@ -6,6 +6,9 @@ whose only role is on another pattern, and anonymous clients. Each operation run
 against its own fresh image, with Basic credentials and with a Bearer token from the
 token endpoint. Allowed operations succeed; the others get 401 (no identity) or 403
 DENIED (an identity without the role) with an OCI error body, and change nothing.
+One operation fails for everyone: a manifest naming blobs of another repository (issue 9)
+gets 400 MANIFEST_BLOB_UNKNOWN from those allowed to push, even the admin, who could read
+them: a blob enters a repository by a push or a mount, never through a manifest.
 """
 
 import secrets
@@ -123,6 +126,25 @@ def check_cross_mount(srv, c, allowed):
     assert status == (200 if allowed else 404)
 
 
+def op_push_foreign_manifest(srv, auth, c):
+    # An image of vault/ (which only the admin can read), its manifest PUT into golden/.
+    vault = "vault/s-" + secrets.token_hex(4)
+    _mdigest, c["foreign_layer"] = push_image(srv, ("admin", ADMIN_PASSWORD), vault)
+    body = srv.request("GET", "/v2/%s/manifests/v1" % vault, auth=("admin", ADMIN_PASSWORD),
+                       headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).content
+    c["response"] = srv.request("PUT", "/v2/%s/manifests/foreign" % c["repo"], auth=auth,
+                                data=body, headers={"Content-Type":
+                                                    "application/vnd.oci.image.manifest.v1+json"})
+    return c["response"]
+
+
+def check_push_foreign_manifest(srv, c, allowed):
+    if allowed:
+        assert_oci_error(c["response"], 400, "MANIFEST_BLOB_UNKNOWN")
+    assert admin_status(srv, "GET", "/v2/%s/manifests/foreign" % c["repo"]) == 404
+    assert admin_status(srv, "HEAD", "/v2/%s/blobs/%s" % (c["repo"], c["foreign_layer"])) == 404
+
+
 OPS = {
     # name: (scope actions, op, check, allowed identities, success statuses)
     "pull_manifest": ("pull", op_pull_manifest, None, READERS, {200}),
@@ -135,6 +157,8 @@ OPS = {
     "delete_manifest": ("delete", op_delete_manifest, check_delete_manifest, PUBLISHERS, {202}),
     "delete_blob": ("delete", op_delete_blob, check_delete_blob, PUBLISHERS, {202}),
     "cross_mount": ("pull,push", op_cross_mount, check_cross_mount, PUBLISHERS, {201}),
+    "push_foreign_manifest": ("pull,push", op_push_foreign_manifest, check_push_foreign_manifest,
+                              PUBLISHERS, {400}),
 }
 
 

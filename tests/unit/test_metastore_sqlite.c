@@ -335,7 +335,7 @@ static void test_blob_referenced_by_manifest_is_not_orphan(void **state)
     struct err e = {0};
     char body[128];
     struct meta_manifest m = mf(1, body, NULL);
-    struct meta_ref ref = {.digest = dg(7)};
+    struct meta_ref ref = {.digest = dg(7), .size = 70};
     uint64_t size;
     bool is_orphan = true;
 
@@ -362,7 +362,7 @@ static void test_manifest_put_get(void **state)
     struct err e = {0};
     char body[128];
     struct meta_manifest m = mf(1, body, "application/vnd.example");
-    struct meta_ref refs[2] = {{.digest = dg(1)}, {.digest = dg(2)}};
+    struct meta_ref refs[2] = {{.digest = dg(1), .size = 10}, {.digest = dg(2), .size = 20}};
     struct meta_manifest got;
 
     link_blob(ms, "lib/app", 1, 10);
@@ -436,19 +436,19 @@ static void test_manifest_put_unknown_refs_change_nothing(void **state)
     struct err e = {0};
     char body[128];
     struct meta_manifest m = mf(1, body, NULL);
-    struct meta_ref refs[2] = {{.digest = dg(1)}, {.digest = dg(2)}};
+    struct meta_ref refs[2] = {{.digest = dg(1), .size = 10}, {.digest = dg(2), .size = 20}};
     struct meta_manifest got;
     struct meta_name_list l;
 
     link_blob(ms, "other", 1, 10);
     size_t n_events = event_count(ms);
-    /* dg(1) would be mounted from "other", but dg(2) is nowhere. */
+    /* dg(1) is only in another repository (the first missing one), dg(2) nowhere. */
     assert_int_equal(ms->ops->manifest_put(ms, "fresh", &m, refs, 2, NULL, "v1", &e), -1);
     assert_int_equal(e.code, ERR_MANIFEST_BLOB_UNKNOWN);
-    assert_non_null(strstr(e.msg, refs[1].digest.str));
+    assert_non_null(strstr(e.msg, refs[0].digest.str));
     assert_non_null(strstr(e.msg, "blob"));
 
-    /* Nothing happened: no repository, no mount, no event. */
+    /* Nothing happened: no repository, no link, no event. */
     assert_int_equal(event_count(ms), n_events);
     assert_int_equal(ms->ops->repo_list(ms, NULL, -1, &l, &e), 0);
     assert_int_equal(l.n, 1);
@@ -461,7 +461,8 @@ static void test_manifest_put_unknown_refs_change_nothing(void **state)
     char cbody[128];
     struct meta_manifest child = mf(2, cbody, NULL);
     assert_int_equal(ms->ops->manifest_put(ms, "other", &child, NULL, 0, NULL, NULL, &e), 0);
-    struct meta_ref cref = {.digest = child.digest, .is_manifest = true};
+    struct meta_ref cref = {.digest = child.digest, .is_manifest = true,
+                            .size = (int64_t)child.body_len};
     char ibody[128];
     struct meta_manifest index = mf(3, ibody, NULL);
     index.media_type = (char *)MT_INDEX;
@@ -473,7 +474,7 @@ static void test_manifest_put_unknown_refs_change_nothing(void **state)
     assert_int_equal(event_count(ms), n_events);
 
     /* A blob digest passed as a manifest ref is not enough either. */
-    struct meta_ref bref = {.digest = dg(1), .is_manifest = true};
+    struct meta_ref bref = {.digest = dg(1), .is_manifest = true, .size = 10};
     assert_int_equal(ms->ops->manifest_put(ms, "other", &index, &bref, 1, NULL, NULL, &e), -1);
     assert_int_equal(e.code, ERR_MANIFEST_BLOB_UNKNOWN);
 
@@ -484,32 +485,84 @@ static void test_manifest_put_unknown_refs_change_nothing(void **state)
     meta_manifest_fini(&got);
 }
 
-static void test_manifest_put_mounts_blobs(void **state)
+/* Issue 9 item 1: a blob linked only in another repository does not satisfy a manifest
+ * (that was an implicit mount anyone could make, and a registry-wide existence oracle).
+ * Nothing changes: no link, no manifest, no tag, no event. Pushed or mounted into the
+ * repository, the same blob does. */
+static void test_manifest_put_does_not_link_other_repositories_blobs(void **state)
 {
     struct fixture *f = *state;
     struct metastore *ms = f->ms;
     struct err e = {0};
     char body[128];
     struct meta_manifest m = mf(1, body, NULL);
-    struct meta_ref refs[2] = {{.digest = dg(1)}, {.digest = dg(2)}};
+    struct meta_ref refs[2] = {{.digest = dg(1), .size = 11}, {.digest = dg(2), .size = 22}};
+    struct meta_manifest got;
     uint64_t size = 0;
 
-    link_blob(ms, "src", 1, 11);
-    link_blob(ms, "dst", 2, 22);
-    int64_t seq0 = last_seq(ms);
-    assert_int_equal(ms->ops->blob_get(ms, "dst", &refs[0].digest, &size, &e), -1);
-    assert_int_equal(ms->ops->manifest_put(ms, "dst", &m, refs, 2, NULL, NULL, &e), 0);
-    assert_int_equal(ms->ops->blob_get(ms, "dst", &refs[0].digest, &size, &e), 0);
-    assert_int_equal(size, 11);
+    link_blob(ms, "team-b/secret", 1, 11);
+    link_blob(ms, "team-a/loot", 2, 22);
+    size_t n_events = event_count(ms);
+    assert_int_equal(ms->ops->manifest_put(ms, "team-a/loot", &m, refs, 2, NULL, "v1", &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_BLOB_UNKNOWN);
+    assert_non_null(strstr(e.msg, refs[0].digest.str));
+    assert_int_equal(event_count(ms), n_events);
+    assert_int_equal(ms->ops->blob_get(ms, "team-a/loot", &refs[0].digest, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
+    assert_int_equal(ms->ops->manifest_get(ms, "team-a/loot", "v1", &got, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
+    assert_int_equal(ms->ops->manifest_get(ms, "team-a/loot", m.digest.str, &got, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
 
-    static const char *const kinds[] = {"blob_link", "manifest_put"};
-    assert_kinds(ms, seq0, kinds, 2);
-    json_t *arr = change_events(ms, seq0);
-    json_t *ev = json_array_get(arr, 0);
-    assert_string_equal(ev_str(ev, "repo"), "dst");
-    assert_string_equal(ev_str(ev, "digest"), refs[0].digest.str);
-    assert_true(json_is_true(json_object_get(json_object_get(ev, "payload"), "is_mount")));
-    json_decref(arr);
+    /* Linked into team-a/loot (a push, or a mount its caller may make), it is accepted. */
+    link_blob(ms, "team-a/loot", 1, 11);
+    assert_int_equal(ms->ops->manifest_put(ms, "team-a/loot", &m, refs, 2, NULL, "v1", &e), 0);
+    assert_int_equal(ms->ops->manifest_get(ms, "team-a/loot", "v1", &got, &e), 0);
+    meta_manifest_fini(&got);
+}
+
+/* Each descriptor's size must be the stored one, for blobs and for child manifests; a
+ * mismatch is MANIFEST_INVALID and changes nothing. */
+static void test_manifest_put_checks_descriptor_sizes(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(1, body, NULL);
+    struct meta_ref refs[2] = {{.digest = dg(1), .size = 10}, {.digest = dg(2), .size = 999999}};
+    struct meta_manifest got;
+
+    link_blob(ms, "r", 1, 10);
+    link_blob(ms, "r", 2, 20);
+    size_t n_events = event_count(ms);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, refs, 2, NULL, "v1", &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_INVALID);
+    assert_non_null(strstr(e.msg, refs[1].digest.str));
+    assert_non_null(strstr(e.msg, "999999"));
+    assert_int_equal(event_count(ms), n_events);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", m.digest.str, &got, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
+    refs[1].size = 19;
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, refs, 2, NULL, "v1", &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_INVALID);
+    refs[1].size = 20;
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, refs, 2, NULL, "v1", &e), 0);
+
+    /* A child manifest's size is its length. */
+    char ibody[128];
+    struct meta_manifest index = mf(2, ibody, NULL);
+    index.media_type = (char *)MT_INDEX;
+    struct meta_ref cref = {.digest = m.digest, .is_manifest = true,
+                            .size = (int64_t)m.body_len + 1};
+    n_events = event_count(ms);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &index, &cref, 1, NULL, "multi", &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_INVALID);
+    assert_int_equal(event_count(ms), n_events);
+    cref.size = (int64_t)m.body_len;
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &index, &cref, 1, NULL, "multi", &e), 0);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", "multi", &got, &e), 0);
+    meta_manifest_fini(&got);
 }
 
 static void test_manifest_delete_cascades(void **state)
@@ -521,7 +574,7 @@ static void test_manifest_delete_cascades(void **state)
     char body2[128];
     struct meta_manifest m = mf(1, body, NULL);
     struct meta_manifest keep = mf(2, body2, NULL);
-    struct meta_ref ref = {.digest = dg(1)};
+    struct meta_ref ref = {.digest = dg(1), .size = 10};
     struct meta_manifest got;
     struct meta_name_list l;
     bool is_orphan = false;
@@ -925,7 +978,7 @@ static void test_every_mutation_logs(void **state)
     char b2[128];
     struct meta_manifest m = mf(1, b1, NULL);
     struct meta_manifest ref_m = mf(2, b2, "application/vnd.example.sig");
-    struct meta_ref ref = {.digest = dg(1)};
+    struct meta_ref ref = {.digest = dg(1), .size = 10};
     bool is_orphan;
 
     link_blob(ms, "r", 1, 10);                                                   /* blob_link */
@@ -1179,7 +1232,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_manifest_get_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_put_unknown_refs_change_nothing, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_manifest_put_mounts_blobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_put_does_not_link_other_repositories_blobs,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_put_checks_descriptor_sizes, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_manifest_delete_cascades, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tag_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tag_list_pagination, setup, teardown),
