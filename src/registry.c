@@ -14,9 +14,12 @@
  *   /_meridian/v1/...                 management API  (mgmt_api.c) */
 #include "registry.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "authz.h"
@@ -36,11 +39,45 @@ static void count_upload(const char *id, void *arg)
     (*(size_t *)arg)++;
 }
 
+/* The data directory holds password hashes, keys and every blob: it is 0700 and its
+ * files 0600. A directory made by an older version (0755, files 0644) is fixed here:
+ * the directory itself (which alone bars other users from everything below it) and the
+ * files of secrets by name. meta.db is created 0600 before SQLite opens it, because
+ * SQLite gives its -wal and -shm files the mode of the database file. The blobstore
+ * fixes its own directories; blob files keep their old mode behind them. */
+static int make_private(const char *data_dir)
+{
+    static const char *const secret_files[] = {"meta.db", "meta.db-wal", "meta.db-shm",
+                                               "token.key", "admin-password"};
+    char path[4096];
+    if (chmod(data_dir, 0700) != 0) {
+        log_error("registry", "failed to make %s private: %s", data_dir, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(secret_files) / sizeof(secret_files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", data_dir, secret_files[i]);
+        if (chmod(path, 0600) != 0 && errno != ENOENT)
+            log_warn("registry", "failed to make %s private: %s", path, strerror(errno));
+    }
+    snprintf(path, sizeof(path), "%s/meta.db", data_dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("registry", "failed to create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
 struct registry *registry_open(struct config *cfg, struct err *e)
 {
     char path[4096];
     if (util_mkdirs(cfg->data_dir) != 0) {
         err_set(e, ERR_IO, "cannot create data directory");
+        return NULL;
+    }
+    if (make_private(cfg->data_dir) != 0) {
+        err_set(e, ERR_IO, "cannot make the data directory private");
         return NULL;
     }
     struct registry *reg = xcalloc(1, sizeof(*reg));
@@ -88,6 +125,27 @@ void registry_close(struct registry *reg)
         reg->bs->ops->close(reg->bs);
     pthread_rwlock_destroy(&reg->gc_lock);
     free(reg);
+}
+
+int registry_blob_recover(struct registry *reg, const char *repo, const struct digest *d,
+                          struct err *e)
+{
+    struct err fe = {0};
+    if (repo != NULL && reg->repl != NULL && repl_fetch_blob_now(reg->repl, repo, d, &fe) == 0) {
+        log_info("registry", "fetched blob %s back from a peer", d->str);
+        return 0;
+    }
+    size_t n_manifests = 0;
+    struct err le = {0};
+    if (reg->ms->ops->blob_lost(reg->ms, d, &n_manifests, &le) != 0)
+        log_error("registry", "failed to record the loss of blob %s: %s", d->str,
+                  err_message(&le));
+    else
+        log_warn("registry", "blob %s has no good copy here; %zu manifests are hidden until "
+                             "it is fetched from a peer or pushed again", d->str, n_manifests);
+    if (reg->repl != NULL)
+        repl_kick(reg->repl);
+    return err_set(e, ERR_BLOB_UNKNOWN, NULL);
 }
 
 struct sweep_ctx {
