@@ -38,10 +38,10 @@ struct scrub {
     bool is_stopping;
     bool is_requested;
     bool is_running;
-    int64_t next_due_ms;        /* 0: none scheduled */
+    int64_t next_due_ms; /* 0: none scheduled */
     int64_t last_started_ms;
     int64_t last_completed_ms;
-    uint64_t pass_blobs;        /* of the running pass, or the last one */
+    uint64_t pass_blobs; /* of the running pass, or the last one */
     uint64_t pass_bytes;
     uint64_t pass_corrupt;
     /* Rate keeping of the running pass (scrub thread only). */
@@ -99,8 +99,7 @@ static int on_chunk(void *arg, uint64_t bytes)
     s->pass_bytes += bytes;
     if (rate > 0) {
         int64_t due_ns = s->pass_start_ns + (int64_t)((double)s->pass_read * 1e9 / (double)rate);
-        for (int64_t now = util_mono_ns(); now < due_ns && !s->is_stopping;
-             now = util_mono_ns()) {
+        for (int64_t now = util_mono_ns(); now < due_ns && !s->is_stopping; now = util_mono_ns()) {
             /* The condition variable runs on the wall clock; wait by the remaining time. */
             int64_t left_ns = due_ns - now;
             struct timespec until;
@@ -173,8 +172,9 @@ static void run_pass(struct scrub *s)
         log_info("scrub", "scrub interrupted after %" PRIu64 " blobs", n_verified);
     } else {
         metrics_count_scrub_pass();
-        log_info("scrub", "scrub done: %" PRIu64 " blobs, %" PRIu64 " bytes in %.1f s, %" PRIu64
-                          " corrupt", n_verified, s->pass_read, secs, n_corrupt);
+        log_info("scrub",
+                 "scrub done: %" PRIu64 " blobs, %" PRIu64 " bytes in %.1f s, %" PRIu64 " corrupt",
+                 n_verified, s->pass_read, secs, n_corrupt);
     }
     meta_name_list_fini(&digests);
     if (!is_interrupted) {
