@@ -598,6 +598,7 @@ static const struct mgmt_rule {
     {NULL, "robots/{rest...}", NEED_ADMIN, 0, NULL},
     {NULL, "roles", NEED_ADMIN, 0, NULL},
     {NULL, "roles/{rest...}", NEED_ADMIN, 0, NULL},
+    {NULL, "scrub", NEED_ADMIN, 0, NULL}, /* lists stored digests */
     {NULL, "audit", NEED_ADMIN, 0, NULL},
     {NULL, "webhooks", NEED_ADMIN, 0, NULL},
     {NULL, "webhooks/{rest...}", NEED_ADMIN, 0, NULL},

@@ -23,9 +23,10 @@ typedef int blobstore_upload_create_f(struct blobstore *bs, const char *id, stru
  * size. ERR_BLOB_UPLOAD_UNKNOWN if it does not exist. */
 typedef int blobstore_upload_open_f(struct blobstore *bs, const char *id, uint64_t *size,
                                     struct err *e);
-/* Makes the upload's first `len` bytes durable as blob d: fsync, rename into place,
- * fsync the directory. The caller has already verified the digest. If the blob
- * already exists the upload file is simply removed (same content, stored once). */
+/* Makes the upload's bytes durable as blob d: fsync, rename into place, fsync the
+ * directory. The caller has already verified the digest. If the blob already exists
+ * the new verified copy replaces it atomically (a re-push repairs a damaged copy; see
+ * install() in blobstore_fs.c for why no re-hash is needed). */
 typedef int blobstore_upload_commit_f(struct blobstore *bs, const char *id,
                                       const struct digest *d, struct err *e);
 /* Removes the upload file; missing is not an error. */
@@ -33,9 +34,23 @@ typedef void blobstore_upload_remove_f(struct blobstore *bs, const char *id);
 
 /* Blobs ------------------------------------------------------------------- */
 
-/* Opens blob d read-only: fd (caller closes) and size. ERR_BLOB_UNKNOWN if absent. */
-typedef int blobstore_open_f(struct blobstore *bs, const struct digest *d, int *fd,
-                             uint64_t *size, struct err *e);
+/* Opens blob d read-only for serving: fd (caller closes) and size (== expected_size).
+ * A copy that cannot be trusted is never returned: one whose size is not expected_size
+ * (the size recorded when it was verified), or one written to since it was verified
+ * whose bytes no longer hash to d, is moved to quarantine and ERR_BLOB_CORRUPT is
+ * returned (answered as 404 BLOB_UNKNOWN if it reaches a client). ERR_BLOB_UNKNOWN if
+ * absent. */
+typedef int blobstore_open_f(struct blobstore *bs, const struct digest *d,
+                             uint64_t expected_size, int *fd, uint64_t *size, struct err *e);
+/* Called by verify after each chunk read (bytes: the chunk's length): the scrub sleeps
+ * here to keep its rate. Nonzero aborts the verification (ERR_UNAVAILABLE). */
+typedef int blobstore_throttle_f(void *arg, uint64_t bytes);
+/* Reads all of blob d and checks its size and digest (the scrub). 0 when good (the copy
+ * is then marked verified); ERR_BLOB_CORRUPT when bad (it was moved to quarantine);
+ * ERR_BLOB_UNKNOWN when absent; ERR_IO on a read error. */
+typedef int blobstore_verify_f(struct blobstore *bs, const struct digest *d,
+                               uint64_t expected_size, blobstore_throttle_f *throttle,
+                               void *throttle_arg, struct err *e);
 /* Size of blob d, or -1 with ERR_BLOB_UNKNOWN. */
 typedef int blobstore_stat_f(struct blobstore *bs, const struct digest *d, uint64_t *size,
                              struct err *e);
@@ -54,6 +69,7 @@ struct blobstore_ops {
     blobstore_upload_commit_f *upload_commit;
     blobstore_upload_remove_f *upload_remove;
     blobstore_open_f *open;
+    blobstore_verify_f *verify;
     blobstore_stat_f *stat;
     blobstore_remove_f *remove;
     blobstore_put_f *put;
@@ -67,6 +83,19 @@ struct blobstore {
 /* Opens the filesystem blobstore rooted at dir (created if missing); removes
  * leftover temporary files from a previous crash. NULL with e set on failure. */
 struct blobstore *blobstore_fs_open(const char *dir, struct err *e);
+
+/* A blob copy found bad and moved out of service, kept for inspection. */
+struct blobstore_quarantined {
+    struct digest digest;
+    char file[192];          /* name under DATA/quarantine/: <alg>-<hex>-<ms> */
+    int64_t quarantined_ms;  /* when it was moved there */
+    bool is_repaired;        /* a good copy has been stored since */
+};
+
+/* Lists the quarantined copies (filesystem backend only), oldest first: *out (caller
+ * frees) and *n. */
+void blobstore_fs_quarantined(struct blobstore *bs, struct blobstore_quarantined **out,
+                              size_t *n);
 
 /* Lists upload session ids present on disk (for expiry sweeps). Calls fn for each id.
  * Filesystem backend only. */

@@ -1,14 +1,18 @@
 /* Filesystem blobstore: content-addressed blobs, upload-session files and temporary
- * files under one root directory. It stores bytes only; digests are verified by the
- * caller and metadata lives in the metastore.
+ * files under one root directory. It stores bytes only; digests of new content are
+ * verified by the caller and metadata lives in the metastore. What it does check is that
+ * a stored copy is still what was verified (size on every open, the digest when the file
+ * was written to since, the whole digest on a scrub) and moves bad copies to quarantine.
  * Invariant: a blob path only ever names a complete, fsync'd file, linked into place
- * atomically and followed by an fsync of its directory before success is returned. */
+ * atomically and followed by an fsync of its directory before success is returned.
+ * Directories are created 0700 and files 0600: the store is private to the server. */
 #include "blobstore.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define FS_STORE_MAGIC 0x62736673u /* "bsfs" */
@@ -23,10 +28,24 @@
 /* Room left in PATH_MAX for "/blobs/sha512/xx/" + 128 hex and friends. */
 #define FS_ROOT_MAX (PATH_MAX - 256)
 
+/* The "verified" stamp: a committed blob file's mtime is set to this instant before its
+ * fsync. Any later write(2) or truncate(2) sets mtime to the current time, so an open
+ * whose fstat shows another mtime knows the bytes changed since they were verified and
+ * hashes them before serving (git's index uses stat data the same way). Damage that
+ * does not go through the file system (bit rot) keeps the stamp: the scrub finds it. */
+#define FS_VERIFIED_MTIME_S 946684800 /* 2000-01-01T00:00:00Z */
+#define FS_DIR_MODE 0700
+#define FS_FILE_MODE 0600
+
 struct fs_store {
     struct blobstore base; /* first: the ops table dispatches on &base */
     unsigned magic;
     char *dir;
+    /* Serialises the renames that replace or quarantine a blob's name, so a scrub never
+     * moves away a good copy a re-push just put in place of the bad one it read. */
+    pthread_mutex_t mu;
+    struct blobstore_quarantined *quarantined; /* under mu */
+    size_t n_quarantined;
 };
 
 static const struct blobstore_ops fs_ops;
@@ -100,6 +119,7 @@ enum fs_path {
     FS_PATH_UPLOAD,   /* DIR/uploads/<id> */
     FS_PATH_TMP,      /* DIR/tmp */
     FS_PATH_TMP_FILE, /* DIR/tmp/<id> */
+    FS_PATH_QUARANTINE, /* DIR/quarantine */
 };
 
 /* The one function that knows the on-disk layout:
@@ -113,7 +133,11 @@ enum fs_path {
  *   +-- uploads/
  *   |   +-- <id>                      bytes of an in-progress upload session (32 hex)
  *   +-- tmp/
- *       +-- <random id>               put() writes here first; leftovers removed at open
+ *   |   +-- <random id>               put() writes here first; leftovers removed at open
+ *   +-- quarantine/
+ *       +-- <alg>-<hex>-<ms>          a copy that failed its check, moved out of service at
+ *                                     <ms> (ms since the epoch); never served, kept for
+ *                                     inspection until an operator removes it
  *
  * Writes out[PATH_MAX]. `id` is used by FS_PATH_UPLOAD and FS_PATH_TMP_FILE, `d` by the
  * blob kinds. Returns -1 if the id or digest is malformed (nothing may escape DIR). */
@@ -160,6 +184,9 @@ static int fs_path(const struct fs_store *fs, enum fs_path kind, const char *id,
     case FS_PATH_TMP_FILE:
         n = snprintf(out, PATH_MAX, "%s/tmp/%s", fs->dir, id);
         break;
+    case FS_PATH_QUARANTINE:
+        n = snprintf(out, PATH_MAX, "%s/quarantine", fs->dir);
+        break;
     }
     /* The root's length is capped at open, so every path fits. */
     ASSERT(n > 0 && n < PATH_MAX);
@@ -186,7 +213,7 @@ static int fail_io(struct err *e, const char *verb, const char *path)
  * fsync'd so the new entry survives a crash. */
 static int ensure_dir(const char *path, const char *parent, struct err *e)
 {
-    if (mkdir(path, 0755) != 0) {
+    if (mkdir(path, FS_DIR_MODE) != 0) {
         if (errno == EEXIST)
             return 0;
         return fail_io(e, "create directory", path);
@@ -212,13 +239,113 @@ static int write_all(int fd, const unsigned char *p, uint64_t len)
     return 0;
 }
 
-/* Publishes src (a complete, fsync'd file inside this store) as blob d.
+/* Verified stamps and quarantine --------------------------------------------- */
+
+static bool is_stamped(const struct stat *st)
+{
+    return st->st_mtim.tv_sec == FS_VERIFIED_MTIME_S && st->st_mtim.tv_nsec == 0;
+}
+
+/* Marks the file open on fd as verified (FS_VERIFIED_MTIME_S); atime is left alone.
+ * The owner may set times through a read-only descriptor. */
+static int stamp(int fd)
+{
+    struct timespec times[2] = {{.tv_sec = 0, .tv_nsec = UTIME_OMIT},
+                                {.tv_sec = FS_VERIFIED_MTIME_S, .tv_nsec = 0}};
+    return futimens(fd, times);
+}
+
+/* A good copy of d is in place again: quarantined copies of d count as repaired.
+ * Under fs->mu. Returns true if one was waiting for repair. */
+static bool note_good_copy(struct fs_store *fs, const struct digest *d)
+{
+    bool was_waiting = false;
+    for (size_t i = 0; i < fs->n_quarantined; i++) {
+        struct blobstore_quarantined *q = &fs->quarantined[i];
+        if (!q->is_repaired && digest_equal(&q->digest, d)) {
+            q->is_repaired = true;
+            was_waiting = true;
+            metrics_blobs_quarantined_add(-1);
+        }
+    }
+    return was_waiting;
+}
+
+static void note_quarantined(struct fs_store *fs, const struct digest *d, const char *file,
+                             int64_t ms, bool is_repaired)
+{
+    fs->quarantined = xrealloc(fs->quarantined,
+                               (fs->n_quarantined + 1) * sizeof(*fs->quarantined));
+    struct blobstore_quarantined *q = &fs->quarantined[fs->n_quarantined++];
+    memset(q, 0, sizeof(*q));
+    q->digest = *d;
+    snprintf(q->file, sizeof(q->file), "%s", file);
+    q->quarantined_ms = ms;
+    q->is_repaired = is_repaired;
+    if (!is_repaired)
+        metrics_blobs_quarantined_add(1);
+}
+
+/* Moves blob d's file, found bad (why), to DIR/quarantine, provided its name still
+ * refers to the inode `bad` that was checked: a re-push may have put a new verified copy
+ * in its place meanwhile, and that one must stay. Returns 0 when moved, 1 when the name
+ * no longer refers to `bad` (nothing done), -1 when the move failed (logged; the caller
+ * still must not serve the copy). */
+static int quarantine(struct fs_store *fs, const struct digest *d, const struct stat *bad,
+                      const char *why)
+{
+    char path[PATH_MAX];
+    char blob_dir[PATH_MAX];
+    char qdir[PATH_MAX];
+    char qpath[PATH_MAX];
+    char name[192];
+    const char *alg;
+    const char *hex = digest_parts(d, &alg);
+    AN(hex);
+    AZ(fs_path(fs, FS_PATH_BLOB, NULL, d, path));
+    AZ(fs_path(fs, FS_PATH_BLOB_DIR, NULL, d, blob_dir));
+    AZ(fs_path(fs, FS_PATH_QUARANTINE, NULL, NULL, qdir));
+    int64_t now_ms = util_now_ms();
+    snprintf(name, sizeof(name), "%s-%s-%lld", alg, hex, (long long)now_ms);
+    int n = snprintf(qpath, sizeof(qpath), "%s/%s", qdir, name);
+    ASSERT(n > 0 && n < (int)sizeof(qpath));
+
+    int rc = -1;
+    struct stat st;
+    char text[128];
+    AZ(pthread_mutex_lock(&fs->mu));
+    if (stat(path, &st) != 0 || st.st_ino != bad->st_ino || st.st_dev != bad->st_dev) {
+        rc = 1;
+    } else if (rename(path, qpath) != 0) {
+        log_error("blobstore", "failed to quarantine %s to %s: %s", path, qpath,
+                  strerror_r(errno, text, sizeof(text)));
+    } else {
+        rc = 0;
+        note_quarantined(fs, d, name, now_ms, false);
+    }
+    AZ(pthread_mutex_unlock(&fs->mu));
+    if (rc != 0)
+        return rc;
+    metrics_count_blob_corrupt();
+    log_warn("blobstore", "quarantined blob %s: %s (%llu bytes); moved to %s", d->str, why,
+             (unsigned long long)bad->st_size, qpath);
+    if (util_fsync_dir(blob_dir) != 0 || util_fsync_dir(qdir) != 0)
+        log_warn("blobstore", "failed to fsync the directories of quarantined %s: %s", d->str,
+                 strerror_r(errno, text, sizeof(text)));
+    return 0;
+}
+
+/* Publishes src (a complete, fsync'd, stamped file inside this store whose bytes the
+ * caller verified against d) as blob d.
  *
- * link(2) rather than rename(2): link never replaces an existing name, so of two
- * concurrent commits of the same digest exactly one creates the blob and the other
- * sees EEXIST and drops its copy; readers never see the inode change under them.
- * Either way the blob directory is fsync'd before returning, so success means the
- * blob's name is durable even if another thread linked it an instant ago. */
+ * A new name is made with link(2); when d is already stored, rename(2) puts the new copy
+ * in place of the old one atomically. Replacing rather than dropping the duplicate is
+ * how a re-push repairs a damaged copy, and it costs no more than the unlink it
+ * replaces: the new bytes were already written, verified and fsync'd, so no byte of the
+ * old copy has to be read (no re-hash of a large layer on every re-push) and a bad copy
+ * of the right size is repaired as surely as a truncated one. Readers that opened the
+ * old copy keep reading its inode; two concurrent commits both put verified bytes in
+ * place. The blob directory is fsync'd before returning. */
 static int install(struct fs_store *fs, const char *src, const struct digest *d, struct err *e)
 {
     char blobs[PATH_MAX];
@@ -235,25 +362,45 @@ static int install(struct fs_store *fs, const char *src, const struct digest *d,
     if (ensure_dir(alg_dir, blobs, e) != 0 || ensure_dir(blob_dir, alg_dir, e) != 0)
         return -1;
 
-    bool is_moved = false;
+    struct stat new_st;
+    if (stat(src, &new_st) != 0)
+        return fail_io(e, "stat", src);
+    struct stat old_st;
+    bool had_old = false;
+    bool was_quarantined = false;
+    int err_no = 0;
+    AZ(pthread_mutex_lock(&fs->mu));
     if (link(src, dst) != 0) {
-        if (errno == EEXIST) {
-            log_debug("blobstore", "blob %s already stored; dropping the duplicate", d->str);
-        } else if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS) {
-            /* A filesystem without hard links: rename may replace an existing copy of
-             * the same verified bytes, which is harmless. */
-            if (rename(src, dst) != 0)
-                return fail_io(e, "rename into place", dst);
-            is_moved = true;
-        } else {
-            return fail_io(e, "link into place", dst);
-        }
-    }
-    if (!is_moved && unlink(src) != 0 && errno != ENOENT) {
+        int link_errno = errno;
+        had_old = link_errno == EEXIST && lstat(dst, &old_st) == 0;
+        /* EEXIST: replace the stored copy (see above); EPERM and friends: a file system
+         * without hard links. */
+        if (link_errno != EEXIST && link_errno != EPERM && link_errno != EOPNOTSUPP &&
+            link_errno != ENOSYS)
+            err_no = link_errno;
+        else if (rename(src, dst) != 0)
+            err_no = errno;
+    } else if (unlink(src) != 0 && errno != ENOENT) {
         /* The blob is in place; a stray source file is only wasted space. */
         char text[128];
         log_warn("blobstore", "failed to remove %s: %s", src,
                  strerror_r(errno, text, sizeof(text)));
+    }
+    if (err_no == 0)
+        was_quarantined = note_good_copy(fs, d);
+    AZ(pthread_mutex_unlock(&fs->mu));
+    if (err_no != 0) {
+        errno = err_no;
+        return fail_io(e, "put into place", dst);
+    }
+    bool was_wrong_size = had_old && old_st.st_size != new_st.st_size;
+    if (was_quarantined || was_wrong_size) {
+        metrics_count_blob_repaired();
+        log_warn("blobstore", "repaired blob %s: a verified copy replaced the %s one", d->str,
+                 was_quarantined ? "quarantined" : "wrong-sized");
+    } else if (had_old) {
+        log_debug("blobstore", "blob %s stored again; the new verified copy replaced the old",
+                  d->str);
     }
     if (util_fsync_dir(blob_dir) != 0)
         return fail_io(e, "fsync directory", blob_dir);
@@ -272,7 +419,7 @@ static int fs_upload_create(struct blobstore *bs, const char *id, struct err *e)
         return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
     AZ(fs_path(fs, FS_PATH_UPLOADS, NULL, NULL, dir));
 
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FS_FILE_MODE);
     if (fd < 0) {
         if (errno == EEXIST)
             return err_set(e, ERR_CONFLICT, "upload session already exists");
@@ -329,6 +476,12 @@ static int fs_upload_commit(struct blobstore *bs, const char *id, const struct d
             return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
         return fail_io(e, "open upload", path);
     }
+    /* Stamped before the fsync, which makes the stamp durable with the bytes. */
+    if (stamp(fd) != 0) {
+        fail_io(e, "stamp upload", path);
+        close(fd);
+        return -1;
+    }
     if (fsync(fd) != 0) {
         fail_io(e, "fsync upload", path);
         close(fd);
@@ -356,14 +509,76 @@ static void fs_upload_remove(struct blobstore *bs, const char *id)
 
 /* Blobs ------------------------------------------------------------------- */
 
-static int fs_open(struct blobstore *bs, const struct digest *d, int *fd_out, uint64_t *size,
-                   struct err *e)
+static int fs_open(struct blobstore *bs, const struct digest *d, uint64_t expected_size,
+                   int *fd_out, uint64_t *size, struct err *e)
 {
     struct fs_store *fs = fs_of(bs);
     char path[PATH_MAX];
     struct stat st;
 
     *fd_out = -1;
+    if (fs_path(fs, FS_PATH_BLOB, NULL, d, path) != 0)
+        return err_set(e, ERR_DIGEST_INVALID, NULL);
+    /* A second round only when a re-push replaced the bad copy while it was checked. */
+    for (int round = 0; round < 2; round++) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno == ENOENT)
+                return err_set(e, ERR_BLOB_UNKNOWN, NULL);
+            return fail_io(e, "open blob", path);
+        }
+        if (fstat(fd, &st) != 0) {
+            fail_io(e, "stat blob", path);
+            close(fd);
+            return -1;
+        }
+        const char *why = NULL;
+        if ((uint64_t)st.st_size != expected_size) {
+            why = "its size differs from the recorded size";
+        } else if (!is_stamped(&st)) {
+            /* Written to since it was verified (or stored by a version without stamps):
+             * hash it before serving a byte. */
+            struct digest got;
+            if (digest_of_fd(d->alg, fd, (uint64_t)st.st_size, &got) != 0) {
+                fail_io(e, "read blob", path);
+                close(fd);
+                return -1;
+            }
+            if (!digest_equal(&got, d)) {
+                why = "its content no longer matches its digest";
+            } else if (stamp(fd) != 0) {
+                char text[128];
+                log_warn("blobstore", "failed to stamp verified blob %s: %s", path,
+                         strerror_r(errno, text, sizeof(text)));
+            } else {
+                log_info("blobstore", "verified blob %s (changed since stored, or stored "
+                                      "without a stamp): content is intact", d->str);
+            }
+        }
+        if (why == NULL) {
+            *fd_out = fd;
+            *size = (uint64_t)st.st_size;
+            return 0;
+        }
+        close(fd);
+        log_error("blobstore", "failed to serve blob %s: %s (%llu bytes, recorded %llu)",
+                  d->str, why, (unsigned long long)st.st_size,
+                  (unsigned long long)expected_size);
+        if (quarantine(fs, d, &st, why) != 1)
+            break;
+    }
+    return err_set(e, ERR_BLOB_CORRUPT, NULL);
+}
+
+#define FS_VERIFY_CHUNK (1u << 20)
+
+static int fs_verify(struct blobstore *bs, const struct digest *d, uint64_t expected_size,
+                     blobstore_throttle_f *throttle, void *throttle_arg, struct err *e)
+{
+    struct fs_store *fs = fs_of(bs);
+    char path[PATH_MAX];
+    struct stat st;
+
     if (fs_path(fs, FS_PATH_BLOB, NULL, d, path) != 0)
         return err_set(e, ERR_DIGEST_INVALID, NULL);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -377,9 +592,52 @@ static int fs_open(struct blobstore *bs, const struct digest *d, int *fd_out, ui
         close(fd);
         return -1;
     }
-    *fd_out = fd;
-    *size = (uint64_t)st.st_size;
-    return 0;
+    const char *why = NULL;
+    int rc = 0;
+    if ((uint64_t)st.st_size != expected_size) {
+        why = "its size differs from the recorded size";
+    } else {
+        struct hasher *h = digest_hasher_new(d->alg);
+        unsigned char *chunk = xmalloc(FS_VERIFY_CHUNK);
+        uint64_t off = 0;
+        while (off < expected_size) {
+            ssize_t r = pread(fd, chunk, FS_VERIFY_CHUNK, (off_t)off);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0) {
+                rc = fail_io(e, "read blob", path);
+                break;
+            }
+            if (r == 0)
+                break; /* shrank while being read: the digest will not match */
+            digest_hasher_update(h, chunk, (size_t)r);
+            off += (uint64_t)r;
+            if (throttle != NULL && throttle(throttle_arg, (uint64_t)r) != 0) {
+                rc = err_set(e, ERR_UNAVAILABLE, "verification interrupted");
+                break;
+            }
+        }
+        struct digest got;
+        digest_hasher_final(h, &got);
+        digest_hasher_free(h);
+        free(chunk);
+        if (rc == 0 && !digest_equal(&got, d))
+            why = "its content no longer matches its digest";
+    }
+    if (rc == 0 && why == NULL && !is_stamped(&st) && stamp(fd) != 0) {
+        char text[128];
+        log_warn("blobstore", "failed to stamp verified blob %s: %s", path,
+                 strerror_r(errno, text, sizeof(text)));
+    }
+    close(fd);
+    if (rc != 0 || why == NULL)
+        return rc;
+    log_error("blobstore", "scrub found blob %s damaged: %s (%llu bytes, recorded %llu)",
+              d->str, why, (unsigned long long)st.st_size, (unsigned long long)expected_size);
+    /* 1: a re-push replaced it with a verified copy meanwhile; that one is good. */
+    if (quarantine(fs, d, &st, why) == 1)
+        return 0;
+    return err_set(e, ERR_BLOB_CORRUPT, NULL);
 }
 
 static int fs_stat(struct blobstore *bs, const struct digest *d, uint64_t *size, struct err *e)
@@ -431,11 +689,15 @@ static int fs_put(struct blobstore *bs, const struct digest *d, const void *p, u
     util_random_id(id);
     AZ(fs_path(fs, FS_PATH_TMP_FILE, id, NULL, tmp));
 
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FS_FILE_MODE);
     if (fd < 0)
         return fail_io(e, "create temporary file", tmp);
     if (write_all(fd, p, len) != 0) {
         fail_io(e, "write temporary file", tmp);
+        goto fail;
+    }
+    if (stamp(fd) != 0) {
+        fail_io(e, "stamp temporary file", tmp);
         goto fail;
     }
     if (fsync(fd) != 0) {
@@ -461,6 +723,14 @@ static void fs_close(struct blobstore *bs)
         return;
     struct fs_store *fs = fs_of(bs);
     fs->magic = 0;
+    AZ(pthread_mutex_lock(&fs->mu));
+    for (size_t i = 0; i < fs->n_quarantined; i++) {
+        if (!fs->quarantined[i].is_repaired)
+            metrics_blobs_quarantined_add(-1);
+    }
+    FREE_AND_NULL(fs->quarantined);
+    AZ(pthread_mutex_unlock(&fs->mu));
+    pthread_mutex_destroy(&fs->mu);
     FREE_AND_NULL(fs->dir);
     free(fs);
 }
@@ -472,6 +742,7 @@ static const struct blobstore_ops fs_ops = {
     .upload_commit = fs_upload_commit,
     .upload_remove = fs_upload_remove,
     .open = fs_open,
+    .verify = fs_verify,
     .stat = fs_stat,
     .remove = fs_remove,
     .put = fs_put,
@@ -479,6 +750,82 @@ static const struct blobstore_ops fs_ops = {
 };
 
 /* Opening ----------------------------------------------------------------- */
+
+/* Parses a quarantine file name "<alg>-<hex>-<ms>" into d and ms. */
+static bool parse_quarantine_name(const char *name, struct digest *d, int64_t *ms)
+{
+    const char *dash1 = strchr(name, '-');
+    const char *dash2 = dash1 ? strchr(dash1 + 1, '-') : NULL;
+    if (dash2 == NULL)
+        return false;
+    char text[DIGEST_STR_MAX];
+    int n = snprintf(text, sizeof(text), "%.*s:%.*s", (int)(dash1 - name), name,
+                     (int)(dash2 - dash1 - 1), dash1 + 1);
+    uint64_t v;
+    if (n <= 0 || n >= (int)sizeof(text) || digest_parse(text, (size_t)n, d, NULL) != 0 ||
+        util_parse_u64(dash2 + 1, strlen(dash2 + 1), &v) != 0 || v > INT64_MAX)
+        return false;
+    *ms = (int64_t)v;
+    return true;
+}
+
+static int by_time(const void *a, const void *b)
+{
+    const struct blobstore_quarantined *x = a;
+    const struct blobstore_quarantined *y = b;
+    return (x->quarantined_ms > y->quarantined_ms) - (x->quarantined_ms < y->quarantined_ms);
+}
+
+/* Reads DIR/quarantine: a copy counts as repaired when a blob file is in place again
+ * (quarantine moved the bad one away, so any file there now was installed since). */
+static void load_quarantine(struct fs_store *fs)
+{
+    char dir[PATH_MAX];
+    char path[PATH_MAX];
+    AZ(fs_path(fs, FS_PATH_QUARANTINE, NULL, NULL, dir));
+    DIR *dp = opendir(dir);
+    if (dp == NULL)
+        return;
+    for (struct dirent *de = readdir(dp); de != NULL; de = readdir(dp)) {
+        struct digest d;
+        int64_t ms;
+        if (!parse_quarantine_name(de->d_name, &d, &ms))
+            continue;
+        AZ(fs_path(fs, FS_PATH_BLOB, NULL, &d, path));
+        note_quarantined(fs, &d, de->d_name, ms, access(path, F_OK) == 0);
+    }
+    closedir(dp);
+    if (fs->n_quarantined > 1)
+        qsort(fs->quarantined, fs->n_quarantined, sizeof(*fs->quarantined), by_time);
+}
+
+/* Directories made by an older version were 0755: make every directory of the store
+ * 0700 (a few hundred chmods: blobs/<alg>/<xx> has at most 256 entries per algorithm).
+ * Files inside keep their mode; no other user can reach them through a 0700 directory. */
+static void tighten_dirs(struct fs_store *fs)
+{
+    static const char *const algs[] = {"sha256", "sha512"};
+    static const enum fs_path top[] = {FS_PATH_ROOT, FS_PATH_BLOBS, FS_PATH_UPLOADS,
+                                       FS_PATH_TMP, FS_PATH_QUARANTINE};
+    char path[PATH_MAX];
+    for (size_t i = 0; i < sizeof(top) / sizeof(top[0]); i++) {
+        AZ(fs_path(fs, top[i], NULL, NULL, path));
+        (void)chmod(path, FS_DIR_MODE);
+    }
+    for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s/blobs/%s", fs->dir, algs[i]);
+        (void)chmod(dir, FS_DIR_MODE);
+        DIR *dp = opendir(dir);
+        if (dp == NULL)
+            continue;
+        for (struct dirent *de = readdir(dp); de != NULL; de = readdir(dp)) {
+            if (strlen(de->d_name) == 2 && is_lower_hex(de->d_name, 2))
+                (void)fchmodat(dirfd(dp), de->d_name, FS_DIR_MODE, 0);
+        }
+        closedir(dp);
+    }
+}
 
 /* Removes everything a crashed put() left in DIR/tmp. Files there were never linked
  * into place, so none of them is a blob. */
@@ -530,6 +877,7 @@ struct blobstore *blobstore_fs_open(const char *dir, struct err *e)
     fs->base.ops = &fs_ops;
     fs->magic = FS_STORE_MAGIC;
     fs->dir = xstrndup(dir, dir_len);
+    AZ(pthread_mutex_init(&fs->mu, NULL));
     /* A trailing slash would only make paths uglier. */
     while (dir_len > 1 && fs->dir[dir_len - 1] == '/')
         fs->dir[--dir_len] = '\0';
@@ -541,7 +889,7 @@ struct blobstore *blobstore_fs_open(const char *dir, struct err *e)
             goto fail;
         }
     }
-    static const enum fs_path dirs[] = {FS_PATH_UPLOADS, FS_PATH_TMP};
+    static const enum fs_path dirs[] = {FS_PATH_UPLOADS, FS_PATH_TMP, FS_PATH_QUARANTINE};
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         AZ(fs_path(fs, dirs[i], NULL, NULL, path));
         if (util_mkdirs(path) != 0) {
@@ -559,6 +907,8 @@ struct blobstore *blobstore_fs_open(const char *dir, struct err *e)
         }
     }
     clean_tmp(fs);
+    tighten_dirs(fs);
+    load_quarantine(fs);
     return &fs->base;
 
 fail:
@@ -599,4 +949,17 @@ void blobstore_fs_each_upload(struct blobstore *bs, void (*fn)(const char *id, v
     for (size_t i = 0; i < n; i++)
         fn(ids[i], arg);
     free(ids);
+}
+
+void blobstore_fs_quarantined(struct blobstore *bs, struct blobstore_quarantined **out,
+                              size_t *n)
+{
+    ASSERT(bs->ops == &fs_ops);
+    struct fs_store *fs = fs_of(bs);
+    AZ(pthread_mutex_lock(&fs->mu));
+    *n = fs->n_quarantined;
+    *out = xcalloc(*n ? *n : 1, sizeof(**out));
+    if (*n)
+        memcpy(*out, fs->quarantined, *n * sizeof(**out));
+    AZ(pthread_mutex_unlock(&fs->mu));
 }

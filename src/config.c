@@ -9,7 +9,7 @@
 #include "util.h"
 
 enum opt_kind { OPT_STRING, OPT_LISTEN, OPT_UINT, OPT_DURATION, OPT_BOOL_ON, OPT_BOOL_OFF,
-                OPT_LEVEL };
+                OPT_LEVEL, OPT_BYTES };
 
 struct option_def {
     const char *key;  /* flag "--key", env "MERIDIAN_KEY" (dashes -> underscores), file "key" */
@@ -41,6 +41,10 @@ static const struct option_def options[] = {
     {"peer-secret", OPT_STRING, "shared secret authenticating replication traffic", "(none)"},
     {"sync-interval", OPT_DURATION, "how often regions compare what they hold", "60s"},
     {"fetch-backoff-max", OPT_DURATION, "longest wait between retries of a blob fetch", "60s"},
+    {"scrub-interval", OPT_DURATION,
+     "time between scrubs (every stored blob's size and digest checked), 0: none", "7d"},
+    {"scrub-rate", OPT_BYTES, "bytes per second a scrub reads at most (K, M, G suffixes), 0: no limit",
+     "32M"},
     {"webhook-backoff-max", OPT_DURATION, "longest wait between retries of a webhook delivery",
      "5m"},
     {"webhook-max-attempts", OPT_UINT, "attempts before a webhook delivery is given up", "10"},
@@ -91,6 +95,8 @@ void config_defaults(struct config *cfg)
     cfg->registry_name = xstrdup("meridian");
     cfg->sync_interval_s = 60;
     cfg->fetch_backoff_max_s = 60;
+    cfg->scrub_interval_s = 7 * 86400;
+    cfg->scrub_rate_bytes = 32u << 20;
     cfg->webhook_backoff_max_ms = 300000;
     cfg->webhook_max_attempts = 10;
 }
@@ -127,6 +133,25 @@ int config_parse_duration(const char *s, int64_t *out_s)
     if (util_parse_u64(s, len, &v) != 0 || v > (uint64_t)INT64_MAX / mult / 1000)
         return -1;
     *out_s = (int64_t)(v * mult);
+    return 0;
+}
+
+int config_parse_bytes(const char *s, uint64_t *out)
+{
+    size_t len = strlen(s);
+    unsigned shift = 0;
+    if (len == 0)
+        return -1;
+    switch (s[len - 1]) {
+    case 'K': case 'k': shift = 10; len--; break;
+    case 'M': case 'm': shift = 20; len--; break;
+    case 'G': case 'g': shift = 30; len--; break;
+    default: break;
+    }
+    uint64_t v;
+    if (util_parse_u64(s, len, &v) != 0 || v > (UINT64_MAX >> 31))
+        return -1;
+    *out = v << shift;
     return 0;
 }
 
@@ -221,10 +246,17 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->sync_interval_s = d > 0 ? d : 1;
         else if (strcmp(key, "fetch-backoff-max") == 0)
             cfg->fetch_backoff_max_s = d > 0 ? d : 1;
+        else if (strcmp(key, "scrub-interval") == 0)
+            cfg->scrub_interval_s = d; /* 0: no scheduled scrub */
         else if (strcmp(key, "webhook-backoff-max") == 0)
             cfg->webhook_backoff_max_ms = (d > 0 ? d : 1) * 1000;
         else
             cfg->shutdown_grace_ms = (int)(d * 1000);
+        return 0;
+    case OPT_BYTES:
+        if (config_parse_bytes(value, &u) != 0)
+            return err_set(e, ERR_BAD_REQUEST, "option \"%s\": bad size \"%s\"", key, value);
+        cfg->scrub_rate_bytes = u; /* the only size option */
         return 0;
     case OPT_LEVEL:
         if (log_parse_level(value, &cfg->log_level) != 0)

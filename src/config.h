@@ -31,6 +31,9 @@ struct config {
     char *peer_secret;             /* shared secret of replication traffic; NULL = none */
     int64_t sync_interval_s;       /* anti-entropy comparison period, default 60 */
     int64_t fetch_backoff_max_s;   /* longest wait between blob fetch retries, default 60 */
+    /* blob integrity (scrub.c) */
+    int64_t scrub_interval_s;      /* time between scrub passes, 0 = none; default 7 days */
+    uint64_t scrub_rate_bytes;     /* bytes per second a scrub reads at most, 0 = no limit */
     /* webhooks (docs/webhooks.md) */
     int64_t webhook_backoff_max_ms; /* longest wait between delivery retries, default 5 min */
     unsigned webhook_max_attempts;  /* attempts before a delivery is given up, default 10 */
@@ -55,6 +58,8 @@ void config_defaults(struct config *cfg);
 int config_load(struct config *cfg, int argc, char **argv, bool *is_help, struct err *e);
 /* Applies one option by its key (flag name without dashes, e.g. "listen"). */
 int config_set(struct config *cfg, const char *key, const char *value, struct err *e);
+/* Parses sizes such as "1048576", "512K", "64M", "2G" (powers of 1024) into bytes. */
+int config_parse_bytes(const char *s, uint64_t *out);
 /* Parses durations such as "90", "90s", "15m", "24h", "2d" into seconds. */
 int config_parse_duration(const char *s, int64_t *out_s);
 void config_usage(FILE *out);

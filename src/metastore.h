@@ -457,4 +457,13 @@ struct metastore {
  * thread exits (or by close), so readers never wait for a writer. */
 struct metastore *metastore_sqlite_open(const char *path, const char *region, struct err *e);
 
+/* Gives the store the 32-byte key that seals secrets at rest: the values of webhook
+ * customHeaders are kept encrypted (secret_seal) in the objects table and the event log
+ * and handed out in clear (to the webhook worker, and to peers, which seal them with their
+ * own key). Also seals the rows written in clear before (by a version without this, or
+ * before a key was given), and leaves no clear copy in the database or WAL file; rows still
+ * in clear are read as they are. Call once, right after opening, before the store is
+ * shared with other threads. ERR_IO on a storage failure. */
+int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32], struct err *e);
+
 #endif

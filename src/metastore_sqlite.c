@@ -23,6 +23,7 @@
 #include "base64.h"
 #include "hlc.h"
 #include "log.h"
+#include "secret.h"
 #include "util.h"
 
 #define SQ_STORE_MAGIC 0x6d737173u /* "msqs" */
@@ -294,7 +295,16 @@ struct sq_store {
     uint64_t d_requested;  /* commits that asked to be made durable */
     uint64_t d_synced;     /* commits known durable */
     bool is_d_busy;        /* a thread is syncing the WAL now */
+    /* Set once before the store is shared (metastore_sqlite_set_sealing_key). */
+    bool has_seal_key;
+    uint8_t seal_key[SECRET_BOX_KEY_BYTES];
 };
+
+/* Webhook secrets at rest (defined with the replicated objects, below). */
+static char *seal_value(const struct sq_store *st, const char *kind, const char *value_json,
+                        bool is_seal);
+static char *seal_payload(const struct sq_store *st, const char *event_kind,
+                          const char *payload, bool is_seal);
 
 struct sq_conn {
     unsigned magic;
@@ -1699,8 +1709,11 @@ static int sq_events_since(struct metastore *ms, int64_t after_seq, size_t max,
         json_text_col(&one, s, 6);
         buf_appends(&one, ",\"payload\":");
         /* Payloads are JSON objects this file wrote itself. */
-        const unsigned char *payload = sqlite3_column_text(s, 7);
-        buf_appends(&one, payload != NULL ? (const char *)payload : "null");
+        const char *payload = (const char *)sqlite3_column_text(s, 7);
+        char *clear = seal_payload(c->store, (const char *)sqlite3_column_text(s, 3), payload,
+                                   false);
+        buf_appends(&one, clear ? clear : payload ? payload : "null");
+        free(clear);
         buf_appends(&one, "}");
         /* Keep one byte for the closing bracket. */
         if (one.is_too_big || out_json->len + one.len + 1 > out_json->max_bytes)
@@ -2790,8 +2803,15 @@ static int sq_events_read(struct metastore *ms, int64_t after_seq, const struct 
         const char *origin = (const char *)sqlite3_column_text(s, 1);
         int64_t origin_seq = sqlite3_column_int64(s, 2);
         *last_seq = seq;
-        if (origin_seq > meta_vv_get(vv, origin ? origin : ""))
-            event_from_row(s, &list[n++]);
+        if (origin_seq > meta_vv_get(vv, origin ? origin : "")) {
+            struct meta_event *ev = &list[n++];
+            event_from_row(s, ev);
+            char *clear = seal_payload(c->store, ev->kind, ev->payload, false);
+            if (clear != NULL) {
+                free(ev->payload);
+                ev->payload = clear;
+            }
+        }
         row = next_row(c, s, e);
     }
     stmt_done(s);
@@ -2939,8 +2959,10 @@ static int merge_object(struct sq_conn *c, const struct meta_event *ev, bool is_
     if (wins) {
         char *value = is_delete ? NULL
                                 : json_dumps(json_object_get(p, "value"), JSON_COMPACT);
-        rc = exec(c, SQ_OBJ_SET, e, "tttiti", kind, ev->name, value, (int64_t)ev->hlc,
-                  ev->origin, (int64_t)is_delete);
+        char *sealed = value ? seal_value(c->store, kind, value, true) : NULL;
+        rc = exec(c, SQ_OBJ_SET, e, "tttiti", kind, ev->name, sealed ? sealed : value,
+                  (int64_t)ev->hlc, ev->origin, (int64_t)is_delete);
+        free(sealed);
         free(value);
     }
     json_decref(p);
@@ -3029,8 +3051,11 @@ static int sq_event_apply(struct metastore *ms, const struct meta_event *ev, boo
     }
     if (merge_event(c, ev, e) != 0)
         goto fail;
-    if (event_insert(c, ev->origin, ev->origin_seq, (int64_t)ev->hlc, ev->kind, ev->repo,
-                     ev->name, ev->digest, ev->payload, e) != 0)
+    char *sealed = seal_payload(c->store, ev->kind, ev->payload, true);
+    int irc = event_insert(c, ev->origin, ev->origin_seq, (int64_t)ev->hlc, ev->kind, ev->repo,
+                           ev->name, ev->digest, sealed ? sealed : ev->payload, e);
+    free(sealed);
+    if (irc != 0)
         goto fail;
     if (tx_commit(c, e) != 0)
         return -1;
@@ -3462,6 +3487,187 @@ fail:
     return -1;
 }
 
+/* Webhook secrets at rest -------------------------------------------------------
+ *
+ * The values of a webhook's customHeaders often are credentials (Authorization: Bearer
+ * ...). With a sealing key they are stored sealed (secret_seal: "enc:v1:...") in
+ * objects.value and in the payload of object_put events, and opened on the way out. The
+ * rest of the definition stays readable (it is what `webhook show` prints anyway).
+ *
+ *   write: object_put, merge_object (from a peer), event_apply   -> seal
+ *   read:  object_get, object_list, events_read, events_since     -> open
+ *
+ * A value that does not open under the key is left as it is: a row still in clear (read
+ * as written until the migration seals it), or one sealed under another key (logged). */
+
+#define SQ_SEALED_KIND "webhook"
+#define SQ_SEALED_MEMBER "customHeaders"
+
+/* Seals (is_seal) or opens the customHeaders values of object value v in place. True if
+ * any changed. A value is sealed unless it already opens under the key, so a clear value
+ * that merely starts like a sealed one is sealed too. */
+static bool seal_headers(const struct sq_store *st, json_t *v, bool is_seal)
+{
+    json_t *headers = json_object_get(v, SQ_SEALED_MEMBER);
+    const char *name;
+    json_t *val;
+    bool is_changed = false;
+    json_object_foreach(headers, name, val) {
+        const char *text = json_string_value(val);
+        if (text == NULL)
+            continue;
+        char *opened = secret_is_sealed(text) ? secret_open(st->seal_key, text) : NULL;
+        char *out = NULL;
+        if (is_seal && opened == NULL)
+            out = secret_seal(st->seal_key, text);
+        else if (!is_seal && opened != NULL)
+            out = opened, opened = NULL;
+        else if (!is_seal && secret_is_sealed(text))
+            log_error("metastore", "failed to open header %s of a webhook: sealed under another "
+                                   "key than this region's secrets.key", name);
+        if (out != NULL) {
+            AZ(json_string_set(val, out));
+            secret_wipe(out, strlen(out));
+            free(out);
+            is_changed = true;
+        }
+        if (opened != NULL) {
+            secret_wipe(opened, strlen(opened));
+            free(opened);
+        }
+    }
+    return is_changed;
+}
+
+/* value_json of an object of kind as it is stored (is_seal) or handed out: a heap string,
+ * or NULL when it is the same (no key, another kind, nothing to change). */
+static char *seal_value(const struct sq_store *st, const char *kind, const char *value_json,
+                        bool is_seal)
+{
+    if (!st->has_seal_key || kind == NULL || strcmp(kind, SQ_SEALED_KIND) != 0 ||
+        value_json == NULL)
+        return NULL;
+    json_error_t je;
+    json_t *v = json_loads(value_json, 0, &je);
+    char *out = NULL;
+    if (v != NULL && seal_headers(st, v, is_seal))
+        out = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    return out;
+}
+
+/* The same for an event payload: object_put events carry {"kind":K,"value":V}. */
+static char *seal_payload(const struct sq_store *st, const char *event_kind,
+                          const char *payload, bool is_seal)
+{
+    if (!st->has_seal_key || event_kind == NULL || strcmp(event_kind, "object_put") != 0 ||
+        payload == NULL)
+        return NULL;
+    json_error_t je;
+    json_t *p = json_loads(payload, 0, &je);
+    const char *kind = json_string_value(json_object_get(p, "kind"));
+    char *out = NULL;
+    if (kind != NULL && strcmp(kind, SQ_SEALED_KIND) == 0 &&
+        seal_headers(st, json_object_get(p, "value"), is_seal))
+        out = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    return out;
+}
+
+/* One table's rows to seal: (row key, new text), collected before any update. */
+struct seal_row {
+    char *k1;
+    char *k2;
+    int64_t seq;
+    char *text;
+};
+
+/* Seals the clear rows of objects (kind webhook) and events (object_put). */
+static int seal_clear_rows(struct sq_conn *c, size_t *n_sealed, struct err *e)
+{
+    struct seal_row *rows = NULL;
+    size_t n = 0;
+    sqlite3_stmt *s = NULL;
+    int rc = dq_run(c, "SELECT kind, key, value FROM objects WHERE kind = ?1"
+                       " AND value IS NOT NULL", &s, e, "t", SQ_SEALED_KIND);
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+        char *text = seal_value(c->store, (const char *)sqlite3_column_text(s, 0),
+                                (const char *)sqlite3_column_text(s, 2), true);
+        if (text == NULL)
+            continue;
+        rows = xrealloc(rows, (n + 1) * sizeof(*rows));
+        rows[n++] = (struct seal_row){col_strdup(s, 0), col_strdup(s, 1), 0, text};
+    }
+    if (rc >= 0)
+        sqlite3_finalize(s);
+    size_t n_objects = n;
+    if (rc >= 0)
+        rc = dq_run(c, "SELECT seq, payload FROM events WHERE kind = 'object_put'", &s, e, "");
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+        char *text = seal_payload(c->store, "object_put",
+                                  (const char *)sqlite3_column_text(s, 1), true);
+        if (text == NULL)
+            continue;
+        rows = xrealloc(rows, (n + 1) * sizeof(*rows));
+        rows[n++] = (struct seal_row){NULL, NULL, sqlite3_column_int64(s, 0), text};
+    }
+    if (rc >= 0)
+        sqlite3_finalize(s);
+    for (size_t i = 0; i < n && rc >= 0; i++) {
+        if (i < n_objects)
+            rc = dq_run(c, "UPDATE objects SET value = ?1 WHERE kind = ?2 AND key = ?3", &s, e,
+                        "ttt", rows[i].text, rows[i].k1, rows[i].k2);
+        else
+            rc = dq_run(c, "UPDATE events SET payload = ?1 WHERE seq = ?2", &s, e, "ti",
+                        rows[i].text, rows[i].seq);
+        if (rc >= 0)
+            sqlite3_finalize(s);
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(rows[i].k1);
+        free(rows[i].k2);
+        free(rows[i].text);
+    }
+    free(rows);
+    *n_sealed = n;
+    return rc < 0 ? -1 : 0;
+}
+
+int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32], struct err *e)
+{
+    struct sq_store *st = (struct sq_store *)ms;
+    ASSERT(st->magic == SQ_STORE_MAGIC);
+    memcpy(st->seal_key, key, SECRET_BOX_KEY_BYTES);
+    st->has_seal_key = true;
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    /* secure_delete: the clear bytes an update leaves behind on the page or the freelist
+     * are zeroed, not merely marked free. */
+    if (sqlite3_exec(c->db, "PRAGMA secure_delete = ON", NULL, NULL, NULL) != SQLITE_OK)
+        return err_set(e, ERR_IO, NULL);
+    size_t n_sealed = 0;
+    int rc = tx_begin(c, true, e);
+    if (rc == 0 && seal_clear_rows(c, &n_sealed, e) != 0) {
+        tx_rollback(c);
+        rc = -1;
+    } else if (rc == 0) {
+        rc = tx_commit(c, e);
+    }
+    sqlite3_exec(c->db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
+    if (rc != 0 || n_sealed == 0)
+        return rc;
+    /* The old page images are still in the WAL: copy the new ones home and empty it. */
+    int busy = 0;
+    if (sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, &busy) !=
+        SQLITE_OK)
+        log_warn("metastore", "failed to checkpoint after sealing webhook secrets: %s",
+                 sqlite3_errmsg(c->db));
+    log_info("metastore", "sealed %zu stored webhook definitions that held secrets in clear",
+             n_sealed);
+    return 0;
+}
+
 /* Replicated objects ------------------------------------------------------------ */
 
 static int sq_object_put(struct metastore *ms, const char *kind, const char *key,
@@ -3470,6 +3676,9 @@ static int sq_object_put(struct metastore *ms, const char *kind, const char *key
     struct sq_conn *c = conn_of(ms, e);
     if (c == NULL)
         return -1;
+    char *sealed = seal_value(c->store, kind, value_json, true);
+    if (sealed != NULL)
+        value_json = sealed;
     struct buf p;
     buf_init(&p, SQ_PAYLOAD_MAX_BYTES);
     buf_appends(&p, "{\"kind\":");
@@ -3479,6 +3688,7 @@ static int sq_object_put(struct metastore *ms, const char *kind, const char *key
     buf_appends(&p, "}");
     if (payload_check(&p, e) != 0 || tx_begin(c, true, e) != 0) {
         buf_fini(&p);
+        free(sealed);
         return -1;
     }
     int64_t hlc = hlc_next(c->store);
@@ -3487,9 +3697,11 @@ static int sq_object_put(struct metastore *ms, const char *kind, const char *key
         event_append_clock(c, "object_put", NULL, key, NULL, p.data, hlc, e) != 0) {
         tx_rollback(c);
         buf_fini(&p);
+        free(sealed);
         return -1;
     }
     buf_fini(&p);
+    free(sealed);
     return tx_commit(c, e);
 }
 
@@ -3545,6 +3757,11 @@ static int sq_object_get(struct metastore *ms, const char *kind, const char *key
     stmt_done(s);
     if (*value_json == NULL)
         return err_set(e, ERR_NOT_FOUND, "no %s named %s", kind, key);
+    char *clear = seal_value(c->store, kind, *value_json, false);
+    if (clear != NULL) {
+        free(*value_json);
+        *value_json = clear;
+    }
     return 0;
 }
 
@@ -3565,6 +3782,11 @@ static int sq_object_list(struct metastore *ms, const char *kind, struct meta_na
         values->names = xrealloc(values->names, (values->n + 1) * sizeof(char *));
         keys->names[keys->n++] = col_strdup(s, 0);
         char *v = col_strdup(s, 1);
+        char *clear = v ? seal_value(c->store, kind, v, false) : NULL;
+        if (clear != NULL) {
+            free(v);
+            v = clear;
+        }
         values->names[values->n++] = v ? v : xstrdup("{}");
     }
     stmt_done(s);

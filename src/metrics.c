@@ -33,6 +33,12 @@ static _Atomic uint64_t blobs_committed_total;
 static _Atomic uint64_t blob_bytes_committed_total;
 static _Atomic uint64_t manifests_put_total;
 static _Atomic uint64_t webhook_deliveries[METRICS_WEBHOOK_COUNT_];
+static _Atomic uint64_t blobs_corrupt_total;
+static _Atomic uint64_t blobs_repaired_total;
+static _Atomic int64_t blobs_quarantined;
+static _Atomic uint64_t scrub_blobs_verified_total;
+static _Atomic uint64_t scrub_bytes_verified_total;
+static _Atomic uint64_t scrub_passes_total;
 
 const char *metrics_route_name(enum route_id r)
 {
@@ -90,6 +96,32 @@ void metrics_count_webhook_delivery(enum metrics_webhook_outcome outcome)
         atomic_fetch_add_explicit(&webhook_deliveries[outcome], 1, memory_order_relaxed);
 }
 
+void metrics_count_blob_corrupt(void)
+{
+    atomic_fetch_add_explicit(&blobs_corrupt_total, 1, memory_order_relaxed);
+}
+
+void metrics_count_blob_repaired(void)
+{
+    atomic_fetch_add_explicit(&blobs_repaired_total, 1, memory_order_relaxed);
+}
+
+void metrics_blobs_quarantined_add(int delta)
+{
+    atomic_fetch_add_explicit(&blobs_quarantined, delta, memory_order_relaxed);
+}
+
+void metrics_count_scrub_verified(uint64_t size_bytes)
+{
+    atomic_fetch_add_explicit(&scrub_blobs_verified_total, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&scrub_bytes_verified_total, size_bytes, memory_order_relaxed);
+}
+
+void metrics_count_scrub_pass(void)
+{
+    atomic_fetch_add_explicit(&scrub_passes_total, 1, memory_order_relaxed);
+}
+
 static void counter(struct buf *out, const char *name, const char *help, uint64_t v)
 {
     buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
@@ -145,4 +177,23 @@ void metrics_render(struct buf *out)
     for (size_t i = 0; i < METRICS_WEBHOOK_COUNT_; i++)
         buf_printf(out, "meridian_webhook_deliveries_total{outcome=\"%s\"} %llu\n", outcomes[i],
                    (unsigned long long)atomic_load(&webhook_deliveries[i]));
+    counter(out, "meridian_scrub_passes_total", "Scrub passes completed over every stored blob.",
+            atomic_load(&scrub_passes_total));
+    counter(out, "meridian_scrub_blobs_verified_total",
+            "Stored blobs whose size and digest the scrub checked (good or bad).",
+            atomic_load(&scrub_blobs_verified_total));
+    counter(out, "meridian_scrub_bytes_verified_total", "Bytes of stored blobs the scrub read.",
+            atomic_load(&scrub_bytes_verified_total));
+    counter(out, "meridian_blobs_corrupt_total",
+            "Stored blob copies found with a wrong size or digest (by a read or the scrub) "
+            "and quarantined.",
+            atomic_load(&blobs_corrupt_total));
+    counter(out, "meridian_blobs_repaired_total",
+            "Damaged blob copies replaced by a verified copy (re-push or peer fetch).",
+            atomic_load(&blobs_repaired_total));
+    buf_printf(out,
+               "# HELP meridian_blobs_quarantined Quarantined blob copies not yet replaced by a "
+               "good copy.\n# TYPE meridian_blobs_quarantined gauge\nmeridian_blobs_quarantined "
+               "%lld\n",
+               (long long)atomic_load(&blobs_quarantined));
 }

@@ -44,6 +44,14 @@ enum metrics_webhook_outcome {
     METRICS_WEBHOOK_COUNT_
 };
 void metrics_count_webhook_delivery(enum metrics_webhook_outcome outcome);
+/* Blob integrity (blobstore_fs.c, scrub.c): a stored copy found bad (and quarantined),
+ * a bad copy replaced by a verified one, the quarantined copies still waiting for that,
+ * and what the scrub read. */
+void metrics_count_blob_corrupt(void);
+void metrics_count_blob_repaired(void);
+void metrics_blobs_quarantined_add(int delta);
+void metrics_count_scrub_verified(uint64_t size_bytes);
+void metrics_count_scrub_pass(void);
 /* Appends the whole exposition to out. */
 void metrics_render(struct buf *out);
 

@@ -1,6 +1,7 @@
 /* /v2/<name>/blobs/<digest>: GET (with Range, sent with sendfile), HEAD, DELETE.
  * A blob is served only when the repository links it, and its bytes come straight
- * from the blobstore's file descriptor. */
+ * from the blobstore's file descriptor, which the store hands out only for a copy of
+ * the recorded size that was not changed since it was verified. */
 #include <string.h>
 #include <unistd.h>
 
@@ -46,8 +47,20 @@ void oci_blob(struct http_req *req)
         blob_delete(req, &d);
         return;
     }
-    if (reg->ms->ops->blob_get(reg->ms, req->repo, &d, &size, &e) != 0 ||
-        reg->bs->ops->open(reg->bs, &d, &fd, &size, &e) != 0) {
+    uint64_t recorded_size;
+    if (reg->ms->ops->blob_get(reg->ms, req->repo, &d, &recorded_size, &e) != 0) {
+        http_reply_err(req, &e);
+        return;
+    }
+    /* The store serves only a copy of the recorded size that is still what was verified;
+     * a bad or lost one is fetched back from a peer now, or else answered as unknown. */
+    int rc = reg->bs->ops->open(reg->bs, &d, recorded_size, &fd, &size, &e);
+    if (rc != 0 && (e.code == ERR_BLOB_CORRUPT || e.code == ERR_BLOB_UNKNOWN) &&
+        registry_blob_recover(reg, req->repo, &d, &e) == 0)
+        rc = reg->bs->ops->open(reg->bs, &d, recorded_size, &fd, &size, &e);
+    if (rc != 0) {
+        if (e.code == ERR_BLOB_CORRUPT)
+            err_set(&e, ERR_BLOB_UNKNOWN, NULL);
         http_reply_err(req, &e);
         return;
     }

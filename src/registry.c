@@ -14,18 +14,23 @@
  *   /_meridian/v1/...                 management API  (mgmt_api.c) */
 #include "registry.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "authz.h"
+#include "base64.h"
 #include "log.h"
 #include "manifest.h"
 #include "mgmt_api.h"
 #include "metrics.h"
 #include "name.h"
 #include "repl.h"
+#include "secret.h"
 #include "upload_sessions.h"
 #include "util.h"
 #include "webhook.h"
@@ -36,11 +41,95 @@ static void count_upload(const char *id, void *arg)
     (*(size_t *)arg)++;
 }
 
+/* The data directory holds password hashes, keys and every blob: it is 0700 and its
+ * files 0600. A directory made by an older version (0755, files 0644) is fixed here:
+ * the directory itself (which alone bars other users from everything below it) and the
+ * files of secrets by name. meta.db is created 0600 before SQLite opens it, because
+ * SQLite gives its -wal and -shm files the mode of the database file. The blobstore
+ * fixes its own directories; blob files keep their old mode behind them. */
+static int make_private(const char *data_dir)
+{
+    static const char *const secret_files[] = {"meta.db", "meta.db-wal", "meta.db-shm",
+                                               "token.key", "admin-password", "secrets.key"};
+    char path[4096];
+    if (chmod(data_dir, 0700) != 0) {
+        log_error("registry", "failed to make %s private: %s", data_dir, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(secret_files) / sizeof(secret_files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", data_dir, secret_files[i]);
+        if (chmod(path, 0600) != 0 && errno != ENOENT)
+            log_warn("registry", "failed to make %s private: %s", path, strerror(errno));
+    }
+    snprintf(path, sizeof(path), "%s/meta.db", data_dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("registry", "failed to create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* DATA/secrets.key: the key that seals webhook secrets in the metastore, 32 random bytes
+ * as URL-safe base64 text, created (0600) at first start. Each region has its own: peers
+ * receive the secrets in clear over the authenticated peer API and seal them under theirs.
+ * XXX: nodes of one region sharing a metastore (scale-out) will need to share this file,
+ * as they share token.key. */
+static int load_sealing_key(const char *data_dir, uint8_t key[SECRET_BOX_KEY_BYTES])
+{
+    char path[4096];
+    char text[128];
+    snprintf(path, sizeof(path), "%s/secrets.key", data_dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        uint8_t raw[SECRET_BOX_KEY_BYTES];
+        secret_random(raw, sizeof(raw));
+        char *b64 = base64_encode(raw, sizeof(raw));
+        secret_wipe(raw, sizeof(raw));
+        size_t len = strlen(b64);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        bool is_ok = fd >= 0 && write(fd, b64, len) == (ssize_t)len && fsync(fd) == 0;
+        secret_wipe(b64, len);
+        free(b64);
+        if (fd >= 0)
+            close(fd);
+        if (!is_ok || util_fsync_dir(data_dir) != 0) {
+            log_error("registry", "failed to create %s: %s", path, strerror(errno));
+            return -1;
+        }
+        log_info("registry", "created the key that seals stored secrets: %s", path);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    ssize_t n = fd >= 0 ? read(fd, text, sizeof(text) - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' '))
+        n--;
+    size_t raw_len = 0;
+    uint8_t *raw = n > 0 ? base64_decode(text, (size_t)n, &raw_len) : NULL;
+    secret_wipe(text, sizeof(text));
+    if (raw == NULL || raw_len != SECRET_BOX_KEY_BYTES) {
+        log_error("registry", "failed to read %s: %s", path,
+                  n < 0 ? strerror(errno) : "not 32 bytes in base64");
+        free(raw);
+        return -1;
+    }
+    memcpy(key, raw, SECRET_BOX_KEY_BYTES);
+    secret_wipe(raw, raw_len);
+    free(raw);
+    return 0;
+}
+
 struct registry *registry_open(struct config *cfg, struct err *e)
 {
     char path[4096];
     if (util_mkdirs(cfg->data_dir) != 0) {
         err_set(e, ERR_IO, "cannot create data directory");
+        return NULL;
+    }
+    if (make_private(cfg->data_dir) != 0) {
+        err_set(e, ERR_IO, "cannot make the data directory private");
         return NULL;
     }
     struct registry *reg = xcalloc(1, sizeof(*reg));
@@ -52,6 +141,15 @@ struct registry *registry_open(struct config *cfg, struct err *e)
     snprintf(path, sizeof(path), "%s/meta.db", cfg->data_dir);
     reg->ms = metastore_sqlite_open(path, cfg->region, e);
     if (reg->ms == NULL)
+        goto fail;
+    uint8_t key[SECRET_BOX_KEY_BYTES];
+    if (load_sealing_key(cfg->data_dir, key) != 0) {
+        err_set(e, ERR_IO, "cannot read the key of stored secrets");
+        goto fail;
+    }
+    int rc = metastore_sqlite_set_sealing_key(reg->ms, key, e);
+    secret_wipe(key, sizeof(key));
+    if (rc != 0)
         goto fail;
     reg->uploads = upload_sessions_new(reg->bs, reg->ms);
     reg->authz = authz_open(cfg, reg->ms, e);
@@ -88,6 +186,27 @@ void registry_close(struct registry *reg)
         reg->bs->ops->close(reg->bs);
     pthread_rwlock_destroy(&reg->gc_lock);
     free(reg);
+}
+
+int registry_blob_recover(struct registry *reg, const char *repo, const struct digest *d,
+                          struct err *e)
+{
+    struct err fe = {0};
+    if (repo != NULL && reg->repl != NULL && repl_fetch_blob_now(reg->repl, repo, d, &fe) == 0) {
+        log_info("registry", "fetched blob %s back from a peer", d->str);
+        return 0;
+    }
+    size_t n_manifests = 0;
+    struct err le = {0};
+    if (reg->ms->ops->blob_lost(reg->ms, d, &n_manifests, &le) != 0)
+        log_error("registry", "failed to record the loss of blob %s: %s", d->str,
+                  err_message(&le));
+    else
+        log_warn("registry", "blob %s has no good copy here; %zu manifests are hidden until "
+                             "it is fetched from a peer or pushed again", d->str, n_manifests);
+    if (reg->repl != NULL)
+        repl_kick(reg->repl);
+    return err_set(e, ERR_BLOB_UNKNOWN, NULL);
 }
 
 struct sweep_ctx {

@@ -16,6 +16,7 @@ struct upload_sessions;
 struct authz;
 struct webhook_worker;
 struct repl;
+struct scrub;
 
 struct registry {
     struct config *cfg;
@@ -25,6 +26,7 @@ struct registry {
     struct authz *authz;             /* authz.c: access control */
     struct webhook_worker *webhooks; /* webhook.c: the delivery worker */
     struct repl *repl;
+    struct scrub *scrub;             /* scrub.c: background verification of stored blobs */
     /* Blob commits hold it shared, garbage collection of a blob's bytes holds it
      * exclusive, so a blob being re-pushed is never removed under the new link. */
     pthread_rwlock_t gc_lock;
@@ -43,6 +45,15 @@ void registry_close(struct registry *reg);
  * applied. Regional webhooks of this region fire. tag: the deleted tag, or NULL. */
 void registry_on_replicated(struct registry *reg, const char *action, const char *repo,
                             const struct digest *d, const char *tag);
+
+/* The copy of blob d here was found damaged (and quarantined) or is missing although
+ * recorded. With repo (a request names it), fetch it back now from a peer that holds it,
+ * as the push that splits does: 0 once it is back. Otherwise, or when no peer has it,
+ * every manifest needing it is hidden until the fetch workers bring it back or it is
+ * pushed again (visible means pullable), the event is logged, and -1 is returned with
+ * ERR_BLOB_UNKNOWN. Waits on the network (peers) but holds no lock. */
+int registry_blob_recover(struct registry *reg, const char *repo, const struct digest *d,
+                          struct err *e);
 
 /* Takes this region out of the registry: see is_removed. */
 void registry_mark_removed(struct registry *reg);

@@ -1,11 +1,12 @@
 /* libsodium behind a narrow interface: Argon2id with parameters fixed here, HMAC-SHA256,
- * randomness and constant-time comparison. Parameters: t=2 passes over 19 MiB (the
+ * randomness, constant-time comparison and secretbox sealing of secrets at rest. Parameters: t=2 passes over 19 MiB (the
  * OWASP minimum for Argon2id), so one verification costs ~30 ms and 19 MiB; callers
  * keep it off the per-request path with a cache of verified credentials. */
 #include "secret.h"
 
 #include <pthread.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
@@ -15,6 +16,7 @@
 
 _Static_assert(SECRET_HASH_MAX >= crypto_pwhash_STRBYTES, "SECRET_HASH_MAX too small");
 _Static_assert(SECRET_HMAC_BYTES == crypto_auth_hmacsha256_BYTES, "HMAC size");
+_Static_assert(SECRET_BOX_KEY_BYTES == crypto_secretbox_KEYBYTES, "secretbox key size");
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
@@ -87,4 +89,58 @@ bool secret_equal(const void *a, size_t a_len, const void *b, size_t b_len)
 void secret_wipe(void *p, size_t n)
 {
     sodium_memzero(p, n);
+}
+
+#define SEALED_VARIANT sodium_base64_VARIANT_URLSAFE_NO_PADDING
+
+char *secret_seal(const uint8_t key[SECRET_BOX_KEY_BYTES], const char *text)
+{
+    secret_init();
+    size_t text_len = strlen(text);
+    size_t raw_len = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + text_len;
+    uint8_t *raw = xmalloc(raw_len);
+    randombytes_buf(raw, crypto_secretbox_NONCEBYTES);
+    AZ(crypto_secretbox_easy(raw + crypto_secretbox_NONCEBYTES, (const uint8_t *)text,
+                             text_len, raw, key));
+    size_t prefix_len = strlen(SECRET_SEALED_PREFIX);
+    size_t b64_len = sodium_base64_ENCODED_LEN(raw_len, SEALED_VARIANT);
+    char *out = xmalloc(prefix_len + b64_len);
+    memcpy(out, SECRET_SEALED_PREFIX, prefix_len);
+    sodium_bin2base64(out + prefix_len, b64_len, raw, raw_len, SEALED_VARIANT);
+    free(raw);
+    return out;
+}
+
+bool secret_is_sealed(const char *s)
+{
+    return s != NULL && strncmp(s, SECRET_SEALED_PREFIX, strlen(SECRET_SEALED_PREFIX)) == 0;
+}
+
+char *secret_open(const uint8_t key[SECRET_BOX_KEY_BYTES], const char *s)
+{
+    secret_init();
+    if (!secret_is_sealed(s))
+        return NULL;
+    const char *b64 = s + strlen(SECRET_SEALED_PREFIX);
+    size_t b64_len = strlen(b64);
+    size_t raw_max = b64_len / 4 * 3 + 3;
+    uint8_t *raw = xmalloc(raw_max);
+    size_t raw_len = 0;
+    char *out = NULL;
+    if (sodium_base642bin(raw, raw_max, b64, b64_len, NULL, &raw_len, NULL, SEALED_VARIANT) ==
+            0 &&
+        raw_len >= crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES) {
+        size_t text_len = raw_len - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
+        out = xmalloc(text_len + 1);
+        if (crypto_secretbox_open_easy((uint8_t *)out, raw + crypto_secretbox_NONCEBYTES,
+                                       raw_len - crypto_secretbox_NONCEBYTES, raw, key) != 0) {
+            FREE_AND_NULL(out);
+        } else {
+            out[text_len] = '\0';
+            if (strlen(out) != text_len) /* a NUL inside: not something we sealed */
+                FREE_AND_NULL(out);
+        }
+    }
+    free(raw);
+    return out;
 }

@@ -38,6 +38,20 @@ void secret_random_token(size_t n_bytes, char *out, size_t out_len);
  * length itself is not secret). */
 bool secret_equal(const void *a, size_t a_len, const void *b, size_t b_len);
 
+/* Secrets at rest: authenticated encryption (crypto_secretbox: XSalsa20-Poly1305) under a
+ * 32-byte key, with a fresh random nonce per value. A sealed value is text:
+ * SECRET_SEALED_PREFIX followed by URL-safe base64 of nonce || MAC || ciphertext. */
+#define SECRET_BOX_KEY_BYTES 32
+#define SECRET_SEALED_PREFIX "enc:v1:"
+
+/* Seals NUL-terminated text under key: a heap string (caller frees). */
+char *secret_seal(const uint8_t key[SECRET_BOX_KEY_BYTES], const char *text);
+/* Does s look like the output of secret_seal (prefix only; says nothing of the key)? */
+bool secret_is_sealed(const char *s);
+/* Opens a sealed value: the heap plaintext (caller frees), or NULL when s is not a value
+ * sealed under key (malformed, tampered with, or sealed under another key). */
+char *secret_open(const uint8_t key[SECRET_BOX_KEY_BYTES], const char *s);
+
 /* Overwrites n bytes at p in a way the compiler does not remove. */
 void secret_wipe(void *p, size_t n);
 

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "config.h"
@@ -18,6 +19,7 @@
 #include "registry.h"
 #include "tls.h"
 #include "repl.h"
+#include "scrub.h"
 #include "util.h"
 
 struct sweeper {
@@ -69,6 +71,10 @@ int server_main(int argc, char **argv)
         return 0;
     }
     log_setup(cfg.log_level, cfg.region);
+    /* Everything the server creates is private to it (meta.db and its -wal/-shm,
+     * blobs, uploads, keys), whatever umask it was started with; the stores also
+     * create with explicit modes, this covers files made by libraries (SQLite). */
+    umask(077);
 
     /* Block the signals in every thread; this thread takes them with sigwait. */
     sigset_t sigs;
@@ -119,6 +125,7 @@ int server_main(int argc, char **argv)
         log_error("server", "failed to start replication: %s", err_message(&e));
         goto out;
     }
+    reg->scrub = scrub_start(reg);
     reg->is_ready = true;
 
     struct sweeper sw = {.reg = reg};
@@ -150,6 +157,8 @@ int server_main(int argc, char **argv)
     repl_stop(reg->repl);
     http_server_stop(http, cfg.shutdown_grace_ms);
     http = NULL;
+    scrub_stop(reg->scrub);
+    reg->scrub = NULL;
 
     AZ(pthread_mutex_lock(&sw.mu));
     sw.is_stopping = true;

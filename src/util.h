@@ -44,7 +44,7 @@ int util_fsync_dir(const char *path);
 /* rm -r of path's contents and path itself; returns the number of files removed. */
 size_t util_remove_tree(const char *path);
 
-/* mkdir -p with mode 0755; 0 or -1 with errno. */
+/* mkdir -p with mode 0700 (the data directory is private); 0 or -1 with errno. */
 int util_mkdirs(const char *path);
 
 #endif

@@ -149,7 +149,7 @@ static void assert_blob_is(struct blobstore *bs, const struct digest *d, const c
     struct err e = {0};
     int fd = -1;
     uint64_t size = 0;
-    assert_int_equal(bs->ops->open(bs, d, &fd, &size, &e), 0);
+    assert_int_equal(bs->ops->open(bs, d, strlen(s), &fd, &size, &e), 0);
     assert_true(fd >= 0);
     assert_int_equal(size, strlen(s));
     char *got = read_all(fd);
@@ -212,7 +212,7 @@ static void test_upload_append_commit_open(void **state)
     assert_int_equal(st.st_size, 11);
 
     int bfd = -1;
-    assert_int_equal(bs->ops->open(bs, &d, &bfd, &size, &e), 0);
+    assert_int_equal(bs->ops->open(bs, &d, 11, &bfd, &size, &e), 0);
     assert_int_equal(size, 11);
     assert_int_equal(fcntl(bfd, F_GETFL) & O_ACCMODE, O_RDONLY);
     assert_true(fcntl(bfd, F_GETFD) & FD_CLOEXEC);
@@ -235,7 +235,7 @@ static void test_upload_create_twice_conflicts(void **state)
     assert_int_equal(e.code, ERR_CONFLICT);
 }
 
-static void test_duplicate_commit_keeps_one_copy(void **state)
+static void test_duplicate_commit_replaces_copy(void **state)
 {
     struct fixture *f = *state;
     struct blobstore *bs = f->bs;
@@ -259,8 +259,9 @@ static void test_duplicate_commit_keeps_one_copy(void **state)
 
     assert_int_equal(bs->ops->upload_commit(bs, id2, &d, &e), 0);
     assert_int_equal(stat(path, &st2), 0);
-    /* The first copy stays in place; the second upload is dropped. */
-    assert_int_equal(st1.st_ino, st2.st_ino);
+    /* The second verified copy takes the name (that is how a re-push repairs a damaged
+     * copy); still one file, one link. */
+    assert_true(st1.st_ino != st2.st_ino);
     assert_int_equal(st2.st_nlink, 1);
     assert_int_equal(count_sub(f, "uploads"), 0);
     assert_blob_is(bs, &d, "same bytes");
@@ -324,7 +325,7 @@ static void test_unknown_blob_and_upload(void **state)
 
     fake_digest(DIGEST_SHA512, 4, &d);
     util_random_id(id);
-    assert_int_equal(bs->ops->open(bs, &d, &fd, &size, &e), -1);
+    assert_int_equal(bs->ops->open(bs, &d, 7, &fd, &size, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
     assert_int_equal(fd, -1);
     assert_int_equal(bs->ops->stat(bs, &d, &size, &e), -1);
@@ -489,7 +490,7 @@ static void test_bad_digests_refused(void **state)
         struct err e = {0};
         uint64_t size = 0;
         int fd = -1;
-        assert_int_equal(bs->ops->open(bs, &bad[i], &fd, &size, &e), -1);
+        assert_int_equal(bs->ops->open(bs, &bad[i], 0, &fd, &size, &e), -1);
         assert_int_equal(e.code, ERR_DIGEST_INVALID);
         assert_int_equal(bs->ops->stat(bs, &bad[i], &size, &e), -1);
         assert_int_equal(e.code, ERR_DIGEST_INVALID);
@@ -504,7 +505,7 @@ static void test_bad_digests_refused(void **state)
     assert_int_equal(count_sub(f, "blobs/sha512"), 0);
     assert_int_equal(count_sub(f, "tmp"), 0);
     assert_int_equal(count_sub(f, "uploads"), 1);
-    assert_int_equal(count_entries(f->dir), 3);
+    assert_int_equal(count_entries(f->dir), 4); /* blobs, uploads, tmp, quarantine */
 }
 
 struct seen {
@@ -579,6 +580,256 @@ static void test_open_fails_cleanly(void **state)
     assert_null(blobstore_fs_open("", &e));
 }
 
+/* Integrity: sizes, stamps, quarantine, repair ------------------------------------ */
+
+/* Commits s as a blob under its real sha256 digest *d. */
+static void commit_real(struct blobstore *bs, const char *s, struct digest *d)
+{
+    struct err e = {0};
+    char id[33];
+    util_random_id(id);
+    digest_of_buffer(DIGEST_SHA256, s, strlen(s), d);
+    make_upload(bs, id, s);
+    assert_int_equal(bs->ops->upload_commit(bs, id, d, &e), 0);
+}
+
+static void pwrite_at(const char *path, off_t off, const char *s)
+{
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, s, strlen(s), off), (ssize_t)strlen(s));
+    close(fd);
+}
+
+/* Puts the verified stamp back, as damage below the file system (bit rot) would leave it. */
+static void restamp(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    struct timespec times[2] = {st.st_atim, {.tv_sec = 946684800, .tv_nsec = 0}};
+    assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
+}
+
+static size_t count_quarantined(struct blobstore *bs, size_t *n_repaired)
+{
+    struct blobstore_quarantined *q = NULL;
+    size_t n = 0;
+    blobstore_fs_quarantined(bs, &q, &n);
+    *n_repaired = 0;
+    for (size_t i = 0; i < n; i++)
+        *n_repaired += q[i].is_repaired;
+    free(q);
+    return n;
+}
+
+static void test_open_refuses_wrong_size_and_quarantines(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct err e = {0};
+    struct digest d;
+    char path[PATH_MAX];
+    int fd = -1;
+    uint64_t size = 0;
+    size_t n_repaired;
+
+    commit_real(bs, "hello world", &d);
+    path_of_blob(f, &d, path);
+    /* A recorded size other than the file's: not served, whatever the content. */
+    assert_int_equal(bs->ops->open(bs, &d, 12, &fd, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_CORRUPT);
+    assert_int_equal(fd, -1);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(count_sub(f, "quarantine"), 1);
+    assert_int_equal(count_quarantined(bs, &n_repaired), 1);
+    assert_int_equal(n_repaired, 0);
+
+    /* Truncated: never served short. */
+    commit_real(bs, "hello world", &d);
+    assert_int_equal(count_quarantined(bs, &n_repaired), 1);
+    assert_int_equal(n_repaired, 1); /* the recommit repaired the first one */
+    assert_int_equal(truncate(path, 5), 0);
+    assert_int_equal(bs->ops->open(bs, &d, 11, &fd, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_CORRUPT);
+    assert_int_equal(count_sub(f, "quarantine"), 2);
+
+    /* A re-push repairs, and the list survives a restart. */
+    commit_real(bs, "hello world", &d);
+    assert_blob_is(bs, &d, "hello world");
+    bs->ops->close(bs);
+    f->bs = bs = blobstore_fs_open(f->dir, &e);
+    assert_non_null(bs);
+    assert_int_equal(count_quarantined(bs, &n_repaired), 2);
+    assert_int_equal(n_repaired, 2);
+}
+
+static void test_open_rehashes_written_copy(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct err e = {0};
+    struct digest d;
+    char path[PATH_MAX];
+    struct stat st;
+    int fd = -1;
+    uint64_t size = 0;
+
+    commit_real(bs, "hello world", &d);
+    path_of_blob(f, &d, path);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mtim.tv_sec, 946684800); /* stamped as verified */
+
+    /* Written to, same bytes: hashed, found intact, served and stamped again. */
+    pwrite_at(path, 0, "h");
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_mtim.tv_sec != 946684800);
+    assert_blob_is(bs, &d, "hello world");
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mtim.tv_sec, 946684800);
+
+    /* A flipped byte of the same size: caught at open, before a byte is served. */
+    pwrite_at(path, 4, "O");
+    assert_int_equal(bs->ops->open(bs, &d, 11, &fd, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_CORRUPT);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(count_sub(f, "quarantine"), 1);
+}
+
+struct throttle_count {
+    uint64_t bytes;
+    unsigned calls;
+    unsigned stop_after; /* 0: never */
+};
+
+static int on_chunk(void *arg, uint64_t bytes)
+{
+    struct throttle_count *t = arg;
+    t->bytes += bytes;
+    t->calls++;
+    return t->stop_after && t->calls >= t->stop_after;
+}
+
+static void test_verify_finds_damage_that_keeps_the_stamp(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct err e = {0};
+    struct digest d;
+    char path[PATH_MAX];
+    struct throttle_count t = {0};
+
+    commit_real(bs, "hello world", &d);
+    path_of_blob(f, &d, path);
+    assert_int_equal(bs->ops->verify(bs, &d, 11, on_chunk, &t, &e), 0);
+    assert_int_equal(t.bytes, 11);
+
+    /* Bit rot: the bytes change, the stamp stays. Open cannot tell; the scrub can. */
+    pwrite_at(path, 4, "O");
+    restamp(path);
+    assert_blob_is(bs, &d, "hellO world");
+    memset(&t, 0, sizeof(t));
+    assert_int_equal(bs->ops->verify(bs, &d, 11, on_chunk, &t, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_CORRUPT);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(count_sub(f, "quarantine"), 1);
+    assert_int_equal(bs->ops->verify(bs, &d, 11, NULL, NULL, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
+}
+
+static void test_verify_throttle_can_stop(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct err e = {0};
+    struct digest d;
+    char id[33];
+    enum { SIZE = 3 * (1 << 20) + 5 };
+    char *big = xmalloc(SIZE + 1);
+    memset(big, 'x', SIZE);
+    big[SIZE] = '\0';
+    util_random_id(id);
+    digest_of_buffer(DIGEST_SHA256, big, SIZE, &d);
+    make_upload(bs, id, big);
+    free(big);
+    assert_int_equal(bs->ops->upload_commit(bs, id, &d, &e), 0);
+
+    struct throttle_count t = {.stop_after = 2};
+    assert_int_equal(bs->ops->verify(bs, &d, SIZE, on_chunk, &t, &e), -1);
+    assert_int_equal(e.code, ERR_UNAVAILABLE);
+    assert_int_equal(t.calls, 2); /* read chunk by chunk, stopped between two */
+    assert_int_equal(count_sub(f, "quarantine"), 0); /* an interrupted check finds nothing */
+    memset(&t, 0, sizeof(t));
+    assert_int_equal(bs->ops->verify(bs, &d, SIZE, on_chunk, &t, &e), 0);
+    assert_int_equal(t.bytes, SIZE);
+    assert_int_equal(t.calls, 4);
+}
+
+static void test_recommit_repairs_same_size_damage(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct digest d;
+    char path[PATH_MAX];
+
+    commit_real(bs, "hello world", &d);
+    path_of_blob(f, &d, path);
+    pwrite_at(path, 4, "O");
+    restamp(path);
+    /* The re-push's bytes were verified by the caller: they replace the damaged copy
+     * without the old one being read. */
+    commit_real(bs, "hello world", &d);
+    assert_blob_is(bs, &d, "hello world");
+}
+
+static void assert_mode(const char *path, mode_t want)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    if ((st.st_mode & 07777) != want)
+        fail_msg("%s has mode %04o, want %04o", path, (unsigned)(st.st_mode & 07777),
+                 (unsigned)want);
+}
+
+static void test_private_modes_whatever_the_umask(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    struct digest d;
+    char path[PATH_MAX];
+    char id[33];
+
+    /* An older store: 0755 directories. */
+    f->bs->ops->close(f->bs);
+    f->bs = NULL;
+    snprintf(path, sizeof(path), "%s/blobs/sha256/ab", f->dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    assert_int_equal(chmod(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/uploads", f->dir);
+    assert_int_equal(chmod(path, 0755), 0);
+
+    mode_t old = umask(0);
+    f->bs = blobstore_fs_open(f->dir, &e);
+    assert_non_null(f->bs);
+    commit_real(f->bs, "private", &d);
+    util_random_id(id);
+    assert_int_equal(f->bs->ops->upload_create(f->bs, id, &e), 0);
+    assert_int_equal(f->bs->ops->put(f->bs, &d, "private", 7, &e), 0);
+    umask(old);
+
+    static const char *const dirs[] = {"", "/blobs", "/blobs/sha256", "/blobs/sha512",
+                                       "/blobs/sha256/ab", "/uploads", "/tmp", "/quarantine"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        snprintf(path, sizeof(path), "%s%s", f->dir, dirs[i]);
+        assert_mode(path, 0700);
+    }
+    path_of_blob(f, &d, path);
+    assert_mode(path, 0600);
+    snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s", f->dir, strchr(d.str, ':') + 1);
+    assert_mode(path, 0700);
+    snprintf(path, sizeof(path), "%s/uploads/%s", f->dir, id);
+    assert_mode(path, 0600);
+}
+
 int main(void)
 {
     /* Expected failures are logged at error level, with their errno text. */
@@ -587,7 +838,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_creates_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_append_commit_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_create_twice_conflicts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_duplicate_commit_keeps_one_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_commit_replaces_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_commits_same_digest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_blob_and_upload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_remove, setup, teardown),
@@ -597,6 +848,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_digests_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_each_upload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_fails_cleanly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_refuses_wrong_size_and_quarantines, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_open_rehashes_written_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_finds_damage_that_keeps_the_stamp, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_verify_throttle_can_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recommit_repairs_same_size_damage, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_private_modes_whatever_the_umask, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

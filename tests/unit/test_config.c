@@ -98,6 +98,39 @@ static void test_durations(void **state)
 }
 
 /* File < environment < flags. */
+static void test_scrub_options(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int rc;
+        uint64_t bytes;
+    } sizes[] = {
+        {"0", 0, 0},           {"1048576", 0, 1048576}, {"512K", 0, 512u << 10},
+        {"64M", 0, 64u << 20}, {"2g", 0, 2ull << 30},   {"", -1, 0},
+        {"M", -1, 0},          {"1.5M", -1, 0},         {"-1", -1, 0},
+        {"99999999999999999999", -1, 0},
+    };
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        uint64_t v = 12345;
+        assert_int_equal(config_parse_bytes(sizes[i].text, &v), sizes[i].rc);
+        if (sizes[i].rc == 0)
+            assert_int_equal(v, sizes[i].bytes);
+    }
+    struct config cfg;
+    struct err e = {0};
+    config_defaults(&cfg);
+    assert_int_equal(cfg.scrub_interval_s, 7 * 86400);
+    assert_int_equal(cfg.scrub_rate_bytes, 32u << 20);
+    assert_int_equal(config_set(&cfg, "scrub-interval", "0", &e), 0);
+    assert_int_equal(cfg.scrub_interval_s, 0);
+    assert_int_equal(config_set(&cfg, "scrub-rate", "8M", &e), 0);
+    assert_int_equal(cfg.scrub_rate_bytes, 8u << 20);
+    assert_int_equal(config_set(&cfg, "scrub-rate", "fast", &e), -1);
+    assert_int_equal(e.code, ERR_BAD_REQUEST);
+    config_fini(&cfg);
+}
+
 static void test_precedence(void **state)
 {
     char path[] = "/tmp/meridian-config-XXXXXX";
@@ -166,6 +199,7 @@ int main(void)
         cmocka_unit_test(test_defaults),    cmocka_unit_test(test_flags),
         cmocka_unit_test(test_ipv6_listen), cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_durations),   cmocka_unit_test(test_precedence),
+        cmocka_unit_test(test_scrub_options),
         cmocka_unit_test(test_bad_file_line), cmocka_unit_test(test_help_and_unexpected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

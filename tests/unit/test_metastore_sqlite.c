@@ -1216,6 +1216,151 @@ static void test_readers_not_blocked_by_writer(void **state)
     assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
 }
 
+/* Webhook secrets at rest ----------------------------------------------------------- */
+
+#define CLEAR_TOKEN "Bearer 0123456789abcdef-clear-token"
+#define HOOK_VALUE(token)                                                                   \
+    "{\"name\":\"hookone\",\"location\":\"westeurope\",\"uri\":\"http://127.0.0.1:9/h\","    \
+    "\"actions\":[\"push\"],\"scope\":\"*\",\"enabled\":true,"                              \
+    "\"customHeaders\":{\"Authorization\":\"" token "\",\"X-Team\":\"infra\"}}"
+
+/* Bytes of meta.db and its WAL contain needle? */
+static bool db_files_contain(const struct fixture *f, const char *needle)
+{
+    static const char *const suffixes[] = {"", "-wal"};
+    bool found = false;
+    for (size_t i = 0; i < 2 && !found; i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "%s%s", f->path, suffixes[i]);
+        FILE *fp = fopen(path, "rb");
+        if (fp == NULL)
+            continue;
+        fseek(fp, 0, SEEK_END);
+        long n = ftell(fp);
+        fseek(fp, 0, SEEK_SET);
+        char *data = xmalloc((size_t)n + 1);
+        assert_int_equal(fread(data, 1, (size_t)n, fp), (size_t)n);
+        fclose(fp);
+        found = memmem(data, (size_t)n, needle, strlen(needle)) != NULL;
+        free(data);
+    }
+    return found;
+}
+
+/* objects.value of (kind, key) as stored, read with plain SQLite. */
+static char *raw_object(const struct fixture *f, const char *kind, const char *key)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    char *out = NULL;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT value FROM objects WHERE kind = ?1 AND "
+                                            "key = ?2", -1, &s, NULL), SQLITE_OK);
+    sqlite3_bind_text(s, 1, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        out = xstrdup((const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    assert_non_null(out);
+    return out;
+}
+
+static void reopen(struct fixture *f, const uint8_t *key)
+{
+    struct err e = {0};
+    if (f->ms != NULL)
+        f->ms->ops->close(f->ms);
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    assert_non_null(f->ms);
+    if (key != NULL)
+        assert_int_equal(metastore_sqlite_set_sealing_key(f->ms, key, &e), 0);
+}
+
+static void test_webhook_secrets_sealed_and_clear_rows_migrated(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    uint8_t key[32];
+    uint8_t other_key[32];
+    memset(key, 7, sizeof(key));
+    memset(other_key, 9, sizeof(other_key));
+
+    /* A database as the version-2 code wrote it: no key, secrets in clear. */
+    assert_int_equal(f->ms->ops->object_put(f->ms, "webhook", "hookone", HOOK_VALUE(CLEAR_TOKEN),
+                                            &e), 0);
+    assert_int_equal(f->ms->ops->object_put(f->ms, "replication", "eastus",
+                                            "{\"endpoint\":\"http://x\"}", &e), 0);
+    reopen(f, NULL);
+    assert_true(db_files_contain(f, CLEAR_TOKEN));
+    char *v = NULL;
+    assert_int_equal(f->ms->ops->object_get(f->ms, "webhook", "hookone", &v, &e), 0);
+    assert_non_null(strstr(v, CLEAR_TOKEN)); /* clear rows read as written */
+    free(v);
+
+    /* With the key: the migration seals them, and no clear copy is left in the files. */
+    reopen(f, key);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_false(db_files_contain(f, CLEAR_TOKEN));
+    char *raw = raw_object(f, "webhook", "hookone");
+    assert_non_null(strstr(raw, "\"Authorization\":\"enc:v1:"));
+    assert_non_null(strstr(raw, "\"X-Team\":\"enc:v1:"));
+    assert_non_null(strstr(raw, "\"uri\":\"http://127.0.0.1:9/h\"")); /* the rest stays */
+    free(raw);
+    raw = raw_object(f, "replication", "eastus");
+    assert_string_equal(raw, "{\"endpoint\":\"http://x\"}"); /* other kinds untouched */
+    free(raw);
+
+    /* Handed out in clear: to the webhook worker and to peers. */
+    reopen(f, key);
+    assert_int_equal(f->ms->ops->object_get(f->ms, "webhook", "hookone", &v, &e), 0);
+    assert_non_null(strstr(v, CLEAR_TOKEN));
+    free(v);
+    struct meta_name_list keys = {0};
+    struct meta_name_list values = {0};
+    assert_int_equal(f->ms->ops->object_list(f->ms, "webhook", &keys, &values, &e), 0);
+    assert_int_equal(values.n, 1);
+    assert_non_null(strstr(values.names[0], CLEAR_TOKEN));
+    meta_name_list_fini(&keys);
+    meta_name_list_fini(&values);
+    json_t *ev = events_json(f->ms, 0);
+    char *text = json_dumps(ev, 0);
+    assert_non_null(strstr(text, CLEAR_TOKEN));
+    free(text);
+    json_decref(ev);
+
+    /* New definitions, from a client or from a peer, are sealed before they are written. */
+    assert_int_equal(f->ms->ops->object_put(f->ms, "webhook", "hookone",
+                                            HOOK_VALUE("Bearer second-token-1"), &e), 0);
+    ev = events_json(f->ms, 0);
+    uint64_t newest_hlc = (uint64_t)json_integer_value(
+        json_object_get(json_array_get(ev, json_array_size(ev) - 1), "hlc"));
+    json_decref(ev);
+    struct meta_event pe = {.origin = "eastus", .origin_seq = 1, .hlc = newest_hlc + 1000,
+                            .kind = "object_put", .name = "hookone",
+                            .payload = "{\"kind\":\"webhook\",\"value\":"
+                                       HOOK_VALUE("Bearer from-a-peer-2") "}"};
+    bool is_new = false;
+    bool is_gap = false;
+    assert_int_equal(f->ms->ops->event_apply(f->ms, &pe, &is_new, &is_gap, &e), 0);
+    assert_true(is_new);
+    assert_int_equal(f->ms->ops->object_get(f->ms, "webhook", "hookone", &v, &e), 0);
+    assert_non_null(strstr(v, "Bearer from-a-peer-2"));
+    free(v);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_false(db_files_contain(f, "second-token-1"));
+    assert_false(db_files_contain(f, "from-a-peer-2"));
+
+    /* Under another key the values do not open: they are never handed out as clear. */
+    reopen(f, other_key);
+    assert_int_equal(f->ms->ops->object_get(f->ms, "webhook", "hookone", &v, &e), 0);
+    assert_null(strstr(v, "from-a-peer-2"));
+    assert_non_null(strstr(v, "enc:v1:"));
+    free(v);
+}
+
 int main(void)
 {
     /* Expected failures are logged at error level; that is part of the behaviour. */
@@ -1246,6 +1391,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_every_mutation_logs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_one_winner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readers_not_blocked_by_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_webhook_secrets_sealed_and_clear_rows_migrated, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -136,7 +136,7 @@ static void test_mkdirs(void **state)
     assert_int_equal(stat(path, &st), 0);
     mode_t mask = umask(0);
     umask(mask);
-    assert_int_equal(st.st_mode & 0777, 0755 & ~mask);
+    assert_int_equal(st.st_mode & 0777, 0700 & ~mask);
     /* Existing directories are fine. */
     assert_int_equal(util_mkdirs(path), 0);
     /* A trailing slash is fine. */
