@@ -871,11 +871,13 @@ int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d
         if (nap(r, 50))
             return err_set(e, ERR_UNAVAILABLE, "shutting down");
     }
-    /* Another request or worker may have linked it meanwhile. */
-    uint64_t size;
+    /* Another request or worker may have linked it meanwhile; a link whose file is gone
+     * or has the wrong size (quarantined by the scrub or an open) is fetched again. */
+    uint64_t size, on_disk;
     struct err ignore = {0};
     int rc = 0;
-    if (r->reg->ms->ops->blob_get(r->reg->ms, repo, d, &size, &ignore) != 0)
+    if (r->reg->ms->ops->blob_get(r->reg->ms, repo, d, &size, &ignore) != 0 ||
+        r->reg->bs->ops->stat(r->reg->bs, d, &on_disk, &ignore) != 0 || on_disk != size)
         rc = fetch_blob(r, repo, d, true, NULL, 0, e);
     inflight_release(r, blob_key);
     return rc;
