@@ -91,10 +91,15 @@ static void enqueue(struct audit_agg *a, const struct agg_slot *s)
 }
 
 /* Which slot of a probe window gives way to a new key: unused ones first, then those
- * whose window ended, then (by last_ms) the least recently refused. */
+ * whose window ended, then (by last_ms) the least recently refused; the catch-all rows
+ * (source "*") last, since evicting one would start another row. */
 static int evict_rank(const struct agg_slot *s, int64_t now_ms)
 {
-    return !s->is_used ? 0 : !in_window(s, now_ms) ? 1 : 2;
+    if (!s->is_used)
+        return 0;
+    if (!in_window(s, now_ms))
+        return 1;
+    return strcmp(s->source, AUDIT_AGG_ANY) == 0 ? 3 : 2;
 }
 
 static struct agg_slot *lookup(struct audit_agg *a, const char *source, const char *actor,
