@@ -146,6 +146,11 @@ json_t *mgmt_body_object(struct http_req *req)
         return json_object();
     json_error_t je;
     json_t *v = json_loadb(req->body.data, req->body.len, JSON_REJECT_DUPLICATES, &je);
+    if (v == NULL && strstr(je.text, "u0000") != NULL) {
+        /* jansson refuses \u0000 in strings (C strings would cut names and secrets). */
+        mgmt_reply_error(req, ERR_BAD_REQUEST, "request body: NUL (\\u0000) is not allowed");
+        return NULL;
+    }
     if (v == NULL || !json_is_object(v)) {
         json_decref(v);
         mgmt_reply_error(req, ERR_BAD_REQUEST, "request body must be a JSON object");
