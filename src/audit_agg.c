@@ -22,9 +22,9 @@ struct agg_slot {
     char action[AUDIT_AGG_ACTION_MAX + 1];
     int64_t window_start_ms;
     int64_t last_ms;
-    int64_t count;   /* refusals in this window */
-    int64_t written; /* how many of them the row holds */
-    int64_t row_id;  /* > 0 the row; 0 being inserted; -1 none */
+    int64_t count;     /* refusals in this window */
+    int64_t written;   /* how many of them the row holds */
+    int64_t row_id;    /* > 0 the row; 0 being inserted; -1 none */
     unsigned n_actors; /* source keys (actor "*"): actors of the source this window */
 };
 
@@ -165,8 +165,8 @@ static void begin_row(struct audit_agg *a, struct agg_slot *s, int64_t now_ms,
     out->ticket = (uint64_t)((size_t)(s - a->slots)) << 32 | s->gen;
 }
 
-void audit_agg_note(struct audit_agg *a, const char *source, const char *actor,
-                    const char *action, int64_t now_ms, struct audit_agg_note *out)
+void audit_agg_note(struct audit_agg *a, const char *source, const char *actor, const char *action,
+                    int64_t now_ms, struct audit_agg_note *out)
 {
     memset(out, 0, sizeof(*out));
     snprintf(out->actor, sizeof(out->actor), "%s", actor);
@@ -240,8 +240,8 @@ size_t audit_agg_due(struct audit_agg *a, int64_t now_ms, bool is_all, struct au
         struct agg_slot *s = &a->slots[i];
         if (!s->is_used || s->row_id <= 0 || s->count <= s->written)
             continue;
-        out[n++] = (struct audit_agg_flush){
-            .row_id = s->row_id, .count = s->count, .last_ms = s->last_ms};
+        out[n++] =
+            (struct audit_agg_flush){.row_id = s->row_id, .count = s->count, .last_ms = s->last_ms};
         s->written = s->count;
     }
     if (n < max)

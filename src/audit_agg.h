@@ -26,7 +26,7 @@
 #define AUDIT_AGG_FLUSH_MS 1000
 #define AUDIT_AGG_ACTORS_PER_SOURCE 8
 #define AUDIT_AGG_ROWS_PER_WINDOW 1000
-#define AUDIT_AGG_ANY "*"  /* actor or source of a folded row */
+#define AUDIT_AGG_ANY "*" /* actor or source of a folded row */
 #define AUDIT_AGG_ACTION_MAX 31
 
 struct audit_agg;
@@ -44,8 +44,8 @@ struct audit_agg_note {
 };
 
 /* Counts one refusal of actor from source (login_limit_source) for action at now_ms. */
-void audit_agg_note(struct audit_agg *a, const char *source, const char *actor,
-                    const char *action, int64_t now_ms, struct audit_agg_note *out);
+void audit_agg_note(struct audit_agg *a, const char *source, const char *actor, const char *action,
+                    int64_t now_ms, struct audit_agg_note *out);
 /* The row of a note with is_new_row was written as row_id (-1: the write failed; the
  * window's later refusals then start a new row). */
 void audit_agg_inserted(struct audit_agg *a, uint64_t ticket, int64_t row_id);

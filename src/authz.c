@@ -1220,10 +1220,10 @@ static void flush_due(struct authz *az, bool is_all)
         AZ(pthread_mutex_unlock(&az->agg_mu));
         for (size_t i = 0; i < n; i++) {
             struct err e = {0};
-            if (az->ms->ops->audit_set_count(az->ms, due[i].row_id, due[i].count,
-                                             due[i].last_ms, &e) != 0)
-                log_error("authz", "failed to update audit entry %" PRId64 ": %s",
-                          due[i].row_id, err_message(&e));
+            if (az->ms->ops->audit_set_count(az->ms, due[i].row_id, due[i].count, due[i].last_ms,
+                                             &e) != 0)
+                log_error("authz", "failed to update audit entry %" PRId64 ": %s", due[i].row_id,
+                          err_message(&e));
         }
     } while (n == 32);
 }

@@ -153,8 +153,9 @@ void mgmt_token_post(struct http_req *req, const struct mgmt_params *p)
     struct auth_credentials cr;
     memset(&cr, 0, sizeof(cr));
     if (has_nul(body, len)) {
-        mgmt_reply_json(req, 400, json_pack("{s:s, s:s}", "error", "invalid_request",
-                                            "error_description", "NUL in a form value"));
+        mgmt_reply_json(req, 400,
+                        json_pack("{s:s, s:s}", "error", "invalid_request", "error_description",
+                                  "NUL in a form value"));
         goto out;
     }
     if (len > TOKEN_FORM_MAX || form_field(body, len, "grant_type", grant, sizeof(grant)) != 0 ||
