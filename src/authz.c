@@ -20,7 +20,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audit_agg.h"
 #include "log.h"
+#include "login_limit.h"
 #include "metrics.h"
 #include "mgmt_api.h"
 #include "name.h"
@@ -34,6 +36,8 @@
 #define AUTHZ_CACHE_SLOTS 256
 #define AUTHZ_CACHE_TTL_MS 60000
 #define AUTHZ_TOKEN_SLOTS 128
+#define AUTHZ_LIMIT_KEYS 8192 /* keys per failed-login budget (login_limit.h) */
+#define AUTHZ_AGG_KEYS 4096   /* refusal keys aggregated at once (audit_agg.h) */
 #define AUTHZ_KEY_FILE "token.key"
 #define AUTHZ_ADMIN_FILE "admin-password"
 
@@ -82,6 +86,11 @@ struct authz {
 
     pthread_mutex_t token_mu;
     struct token_slot *tokens; /* AUTHZ_TOKEN_SLOTS of them */
+
+    pthread_mutex_t limit_mu;
+    struct login_limit *limit; /* NULL: failed logins are not limited */
+    pthread_mutex_t agg_mu;
+    struct audit_agg *agg;
 };
 
 /* Per-request state, in req->auth. */
@@ -95,6 +104,8 @@ struct auth_request {
     bool is_recorded; /* the audit entry is written */
     struct auth_token token;
     char remote[64];
+    char source[LOGIN_LIMIT_SOURCE_MAX]; /* remote as the limits key it (login_limit.h) */
+    int64_t retry_after_s;               /* set when a login was refused as throttled */
     char action[48];
     char detail[240];
 };
@@ -327,8 +338,16 @@ struct authz *authz_open(const struct config *cfg, struct metastore *ms, struct 
     AZ(pthread_mutex_init(&az->reload_mu, NULL));
     AZ(pthread_mutex_init(&az->cache_mu, NULL));
     AZ(pthread_mutex_init(&az->token_mu, NULL));
+    AZ(pthread_mutex_init(&az->limit_mu, NULL));
+    AZ(pthread_mutex_init(&az->agg_mu, NULL));
     az->tokens = xcalloc(AUTHZ_TOKEN_SLOTS, sizeof(*az->tokens));
     secret_random(az->cache_key, sizeof(az->cache_key));
+    uint64_t seeds[2];
+    secret_random(seeds, sizeof(seeds));
+    if (cfg->failed_login_burst > 0)
+        az->limit = login_limit_new(cfg->failed_login_burst, cfg->failed_login_interval_ms,
+                                    AUTHZ_LIMIT_KEYS, seeds[0]);
+    az->agg = audit_agg_new(AUTHZ_AGG_KEYS, seeds[1]);
     if (reload(az, e) != 0)
         goto fail;
     if (!az->is_enabled)
@@ -355,7 +374,12 @@ void authz_close(struct authz *az)
     if (az == NULL)
         return;
     ASSERT(az->magic == AUTHZ_MAGIC);
+    authz_audit_flush(az); /* counts of refusals not written yet */
     policy_free(az->policy);
+    login_limit_free(az->limit);
+    audit_agg_free(az->agg);
+    pthread_mutex_destroy(&az->limit_mu);
+    pthread_mutex_destroy(&az->agg_mu);
     pthread_rwlock_destroy(&az->lock);
     pthread_mutex_destroy(&az->reload_mu);
     pthread_mutex_destroy(&az->cache_mu);
@@ -492,7 +516,48 @@ static bool is_peer_secret(struct authz *az, const struct auth_credentials *cr)
            secret_equal(cr->secret, cr->secret_len, ps, strlen(ps));
 }
 
-/* Fills ar from the credentials. 0, or -1 with a client message in msg. */
+/* Failed-login limit (login_limit.h) ------------------------------------------ */
+
+static int64_t mono_ms(void)
+{
+    return util_mono_ns() / 1000000;
+}
+
+/* Before a secret of user is checked: true when ar's source must wait (a 429; the
+ * seconds are in ar->retry_after_s). The peer credential has no per-identity budget:
+ * an attacker could spend it and cut replication off. */
+static bool login_is_throttled(struct authz *az, struct auth_request *ar, const char *user)
+{
+    if (az->limit == NULL)
+        return false;
+    bool is_peer = strcmp(user, AUTH_PEER_USER) == 0;
+    AZ(pthread_mutex_lock(&az->limit_mu));
+    int64_t wait_ms = login_limit_check(az->limit, ar->source, user, !is_peer, mono_ms());
+    AZ(pthread_mutex_unlock(&az->limit_mu));
+    if (wait_ms <= 0)
+        return false;
+    ar->retry_after_s = (wait_ms + 999) / 1000;
+    return true;
+}
+
+/* After it was checked. */
+static void login_result(struct authz *az, const struct auth_request *ar, const char *user,
+                         bool is_ok)
+{
+    if (az->limit == NULL)
+        return;
+    bool is_peer = strcmp(user, AUTH_PEER_USER) == 0;
+    AZ(pthread_mutex_lock(&az->limit_mu));
+    if (is_ok)
+        login_limit_succeeded(az->limit, ar->source, user, mono_ms());
+    else
+        login_limit_failed(az->limit, ar->source, user, !is_peer, mono_ms());
+    AZ(pthread_mutex_unlock(&az->limit_mu));
+}
+
+/* Fills ar from the credentials. 0, -1 with a client message in msg, or
+ * IDENTIFY_THROTTLED (the failed-login limit; nothing was checked). */
+#define IDENTIFY_THROTTLED (-2)
 static int identify(struct authz *az, struct auth_request *ar, const struct auth_credentials *cr,
                     const char **msg)
 {
@@ -504,21 +569,27 @@ static int identify(struct authz *az, struct auth_request *ar, const struct auth
     case AUTH_SCHEME_INVALID:
         *msg = "malformed Authorization header";
         return -1;
-    case AUTH_SCHEME_BASIC:
+    case AUTH_SCHEME_BASIC: {
         snprintf(ar->name, sizeof(ar->name), "%s", cr->user);
+        if (login_is_throttled(az, ar, cr->user)) {
+            *msg = "too many failed logins";
+            return IDENTIFY_THROTTLED;
+        }
+        bool is_ok;
         if (strcmp(cr->user, AUTH_PEER_USER) == 0) {
-            if (!is_peer_secret(az, cr)) {
+            is_ok = is_peer_secret(az, cr);
+            if (is_ok)
+                ar->kind = AUTHZ_PEER;
+            else
                 *msg = "invalid peer credentials";
-                return -1;
-            }
-            ar->kind = AUTHZ_PEER;
-            return 0;
+        } else {
+            is_ok = verify_secret(az, cr->user, cr->secret, cr->secret_len, &ar->kind) == 0;
+            if (!is_ok)
+                *msg = "invalid username or password";
         }
-        if (verify_secret(az, cr->user, cr->secret, cr->secret_len, &ar->kind) != 0) {
-            *msg = "invalid username or password";
-            return -1;
-        }
-        return 0;
+        login_result(az, ar, cr->user, is_ok);
+        return is_ok ? 0 : -1;
+    }
     case AUTH_SCHEME_BEARER: {
         struct err e = {0};
         if (verify_token(az, cr->token, cr->token_len, &ar->token, &e) != 0) {
@@ -600,6 +671,9 @@ static const struct mgmt_rule {
     {NULL, "roles/{rest...}", NEED_ADMIN, 0, NULL},
     {NULL, "scrub", NEED_ADMIN, 0, NULL}, /* lists stored digests */
     {NULL, "audit", NEED_ADMIN, 0, NULL},
+    /* Replication topology (endpoints, lag, bytes) is the operator's: admin, reads too. */
+    {NULL, "replications", NEED_ADMIN, 0, NULL},
+    {NULL, "replications/{rest...}", NEED_ADMIN, 0, NULL},
     {NULL, "webhooks", NEED_ADMIN, 0, NULL},
     {NULL, "webhooks/{rest...}", NEED_ADMIN, 0, NULL},
 };
@@ -772,6 +846,22 @@ static void reply_denied(struct http_req *req)
         http_reply_header(req, "Docker-Distribution-API-Version", "registry/2.0");
 }
 
+/* 429 TOOMANYREQUESTS with Retry-After: the failed-login limit. is_oci: an OCI error
+ * body (/v2/ and the token endpoint) rather than the management API's. */
+static void reply_throttled(struct http_req *req, struct auth_request *ar, bool is_oci)
+{
+    ar->is_denied = true;
+    snprintf(ar->action, sizeof(ar->action), "login.throttled");
+    const char *msg = "too many failed logins from this address; retry after %" PRId64 " s";
+    if (is_oci)
+        http_reply_error(req, ERR_TOOMANYREQUESTS, msg, ar->retry_after_s);
+    else
+        mgmt_reply_error(req, ERR_TOOMANYREQUESTS, msg, ar->retry_after_s);
+    http_reply_header(req, "Retry-After", "%" PRId64, ar->retry_after_s);
+    if (req->route != ROUTE_MGMT)
+        http_reply_header(req, "Docker-Distribution-API-Version", "registry/2.0");
+}
+
 /* The check ----------------------------------------------------------------- */
 
 /* Decides; true to go on, false after replying. */
@@ -872,6 +962,7 @@ bool authz_check(struct http_req *req)
     ar->kind = AUTHZ_OFF;
     req->auth = ar;
     http_req_remote_addr(req, ar->remote, sizeof(ar->remote));
+    login_limit_source(ar->remote, ar->source);
 
     struct requirement r = required(req);
     /* With access control off everything is open, except that a configured peer secret
@@ -890,6 +981,10 @@ bool authz_check(struct http_req *req)
     const char *msg = NULL;
     int rc = identify(az, ar, &cr, &msg);
     auth_credentials_wipe(&cr);
+    if (rc == IDENTIFY_THROTTLED) {
+        reply_throttled(req, ar, req->route != ROUTE_MGMT);
+        return false;
+    }
     if (rc != 0) {
         ar->is_denied = true;
         reply_unauthorized(req, az, &r, msg,
@@ -974,8 +1069,18 @@ int authz_login(struct http_req *req, const struct auth_credentials *cr, enum au
     maybe_reload(az);
     if (cr->scheme == AUTH_SCHEME_NONE)
         return 0;
-    if (cr->scheme != AUTH_SCHEME_BASIC || strcmp(cr->user, AUTH_PEER_USER) == 0 ||
-        verify_secret(az, cr->user, cr->secret, cr->secret_len, kind) != 0) {
+    if (ar != NULL && cr->scheme == AUTH_SCHEME_BASIC) {
+        snprintf(ar->name, sizeof(ar->name), "%s", cr->user);
+        if (login_is_throttled(az, ar, cr->user)) {
+            reply_throttled(req, ar, true);
+            return AUTHZ_LOGIN_THROTTLED;
+        }
+    }
+    bool is_ok = cr->scheme == AUTH_SCHEME_BASIC && strcmp(cr->user, AUTH_PEER_USER) != 0 &&
+                 verify_secret(az, cr->user, cr->secret, cr->secret_len, kind) == 0;
+    if (ar != NULL && cr->scheme == AUTH_SCHEME_BASIC)
+        login_result(az, ar, cr->user, is_ok);
+    if (!is_ok) {
         if (ar != NULL) {
             ar->is_denied = true;
             snprintf(ar->name, sizeof(ar->name), "%s",
@@ -1070,6 +1175,66 @@ static const char *route_action(struct http_req *req, int status)
     }
 }
 
+static int append(struct authz *az, const struct meta_audit *a, int64_t *id)
+{
+    struct err e = {0};
+    if (az->ms->ops->audit_append(az->ms, a, az->cfg->audit_max_rows, id, &e) == 0)
+        return 0;
+    log_error("authz", "failed to record audit entry %s: %s", a->action, err_message(&e));
+    return -1;
+}
+
+/* Refusals are aggregated (audit_agg.h): anyone can send them by the thousand. */
+static bool is_refusal(const char *action)
+{
+    return strcmp(action, "auth.failed") == 0 || strcmp(action, "login.failed") == 0 ||
+           strcmp(action, "login.throttled") == 0 || strcmp(action, "access.denied") == 0;
+}
+
+static void record_refusal(struct authz *az, const struct auth_request *ar, struct meta_audit *a)
+{
+    struct audit_agg_note note;
+    AZ(pthread_mutex_lock(&az->agg_mu));
+    audit_agg_note(az->agg, ar->source, a->actor, a->action, a->time_ms, &note);
+    AZ(pthread_mutex_unlock(&az->agg_mu));
+    if (!note.is_new_row)
+        return;
+    a->actor = note.actor;
+    if (note.is_any_source)
+        a->remote = AUDIT_AGG_ANY;
+    int64_t id = -1;
+    if (append(az, a, &id) != 0)
+        id = -1;
+    AZ(pthread_mutex_lock(&az->agg_mu));
+    audit_agg_inserted(az->agg, note.ticket, id);
+    AZ(pthread_mutex_unlock(&az->agg_mu));
+}
+
+/* Writes the aggregated counts that are due (all of them with is_all). */
+static void flush_due(struct authz *az, bool is_all)
+{
+    struct audit_agg_flush due[32];
+    size_t n;
+    do {
+        AZ(pthread_mutex_lock(&az->agg_mu));
+        n = audit_agg_due(az->agg, util_now_ms(), is_all, due, 32);
+        AZ(pthread_mutex_unlock(&az->agg_mu));
+        for (size_t i = 0; i < n; i++) {
+            struct err e = {0};
+            if (az->ms->ops->audit_set_count(az->ms, due[i].row_id, due[i].count, due[i].last_ms,
+                                             &e) != 0)
+                log_error("authz", "failed to update audit entry %" PRId64 ": %s", due[i].row_id,
+                          err_message(&e));
+        }
+    } while (n == 32);
+}
+
+void authz_audit_flush(struct authz *az)
+{
+    if (az != NULL && az->agg != NULL)
+        flush_due(az, true);
+}
+
 void authz_record(struct http_req *req, int status)
 {
     struct auth_request *ar = areq(req);
@@ -1115,9 +1280,11 @@ void authz_record(struct http_req *req, int status)
                                .status = status,
                                .remote = ar->remote,
                                .detail = detail};
-        struct err e = {0};
-        if (az->ms->ops->audit_append(az->ms, &a, &e) != 0)
-            log_error("authz", "failed to record audit entry %s: %s", action, err_message(&e));
+        if (is_refusal(action))
+            record_refusal(az, ar, &a);
+        else
+            append(az, &a, NULL);
+        flush_due(az, false);
     }
 }
 

@@ -46,6 +46,10 @@ bool authz_check(struct http_req *req);
  * done (for requests that never got a reply), which also frees req->auth. */
 void authz_record(struct http_req *req, int status);
 void authz_finish(struct http_req *req, int status);
+/* Refusals (auth.failed, login.failed, login.throttled, access.denied) are aggregated per
+ * source, actor and action and minute (audit_agg.h); their counts reach the store within
+ * a second, and at once by this call (before the audit log is read, at close). */
+void authz_audit_flush(struct authz *az);
 
 /* May the requester do perms on repo? Used by handlers for resources beyond the
  * request's own (the source of a cross-repository mount: token grants count too;
@@ -70,9 +74,12 @@ void authz_audit_as(struct http_req *req, const char *action, const char *fmt, .
 void authz_invalidate(struct authz *az);
 
 /* The token endpoint's two steps. authz_login authenticates Basic credentials (or
- * none: anonymous); 0 with *kind and name set, or -1 when the credentials are wrong
- * (the caller replies 401). authz_issue intersects the requested scopes with what the
+ * none: anonymous); 0 with *kind and name set, -1 when the credentials are wrong
+ * (the caller replies 401), or AUTHZ_LOGIN_THROTTLED after replying 429
+ * TOOMANYREQUESTS with Retry-After itself (too many failed logins from this address for
+ * this identity: the secret was not checked). authz_issue intersects the requested scopes with what the
  * identity may do now and appends the signed token to out; *ttl_s is its lifetime. */
+#define AUTHZ_LOGIN_THROTTLED (-2)
 int authz_login(struct http_req *req, const struct auth_credentials *cr, enum authz_kind *kind,
                 char name[AUTH_NAME_MAX + 1]);
 int authz_issue(struct http_req *req, enum authz_kind kind, const char *name,

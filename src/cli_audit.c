@@ -14,10 +14,11 @@ static const char usage_text[] =
     "Entries: who (actor), what (action, target, status), when (time) and from where\n"
     "(remote), newest first. Actions: manifest.put, manifest.delete, blob.push,\n"
     "blob.delete, upload.cancel, user.*, robot.*, role.assign, role.revoke, mgmt.write,\n"
-    "login.failed, auth.failed, access.denied.\n";
+    "login.failed, login.throttled, auth.failed, access.denied. Refusals (the last four) are\n"
+    "one entry per address, actor and action and minute: count says how many.\n";
 
-static const char *const audit_cols[] = {"id",     "time",   "actor",  "action",
-                                         "target", "status", "remote", NULL};
+static const char *const audit_cols[] = {"id",     "time",   "actor",  "action", "target",
+                                         "status", "remote", "count",  NULL};
 
 int cli_audit(struct cli *c)
 {

@@ -68,6 +68,11 @@ static const struct option_def options[] = {
      "0"},
     {"upload-limit-per-identity", OPT_UINT, "concurrent upload sessions one user or robot may hold",
      "64"},
+    {"failed-login-burst", OPT_UINT,
+     "wrong passwords one address may send for one identity before 429, 0: no limit", "5"},
+    {"failed-login-interval", OPT_DURATION, "then one more attempt per this long", "30s"},
+    {"audit-max-rows", OPT_UINT, "audit log entries kept (the oldest are deleted), 0: all",
+     "1000000"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -92,6 +97,9 @@ void config_defaults(struct config *cfg)
     cfg->token_ttl_s = 300;
     cfg->header_timeout_s = 30;
     cfg->upload_sessions_per_identity = 64;
+    cfg->failed_login_burst = 5;
+    cfg->failed_login_interval_ms = 30000;
+    cfg->audit_max_rows = 1000000;
     cfg->registry_name = xstrdup("meridian");
     cfg->sync_interval_s = 60;
     cfg->fetch_backoff_max_s = 60;
@@ -215,8 +223,10 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
         return 0;
     }
     case OPT_UINT:
-        if (util_parse_u64(value, strlen(value), &u) != 0 || u > 1000000 ||
-            (u == 0 && strcmp(key, "conn-limit-per-ip") != 0))
+        if (util_parse_u64(value, strlen(value), &u) != 0 ||
+            u > (strcmp(key, "audit-max-rows") == 0 ? 1000000000u : 1000000u) ||
+            (u == 0 && strcmp(key, "conn-limit-per-ip") != 0 &&
+             strcmp(key, "failed-login-burst") != 0 && strcmp(key, "audit-max-rows") != 0))
             return err_set(e, ERR_BAD_REQUEST, "option \"%s\": bad number \"%s\"", key, value);
         if (strcmp(key, "threads") == 0)
             cfg->threads = (unsigned)u;
@@ -226,6 +236,10 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->upload_sessions_per_identity = (unsigned)u;
         else if (strcmp(key, "webhook-max-attempts") == 0)
             cfg->webhook_max_attempts = (unsigned)u;
+        else if (strcmp(key, "failed-login-burst") == 0)
+            cfg->failed_login_burst = (unsigned)u;
+        else if (strcmp(key, "audit-max-rows") == 0)
+            cfg->audit_max_rows = u;
         else
             cfg->conn_limit = (unsigned)u;
         return 0;
@@ -250,6 +264,8 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->scrub_interval_s = d; /* 0: no scheduled scrub */
         else if (strcmp(key, "webhook-backoff-max") == 0)
             cfg->webhook_backoff_max_ms = (d > 0 ? d : 1) * 1000;
+        else if (strcmp(key, "failed-login-interval") == 0)
+            cfg->failed_login_interval_ms = (d > 0 ? d : 1) * 1000;
         else
             cfg->shutdown_grace_ms = (int)(d * 1000);
         return 0;

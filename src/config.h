@@ -48,6 +48,9 @@ struct config {
     int64_t header_timeout_s;      /* request headers must arrive within this, default 30 */
     unsigned conn_limit_per_ip;    /* 0 = no limit */
     unsigned upload_sessions_per_identity; /* concurrent upload sessions per identity, 64 */
+    unsigned failed_login_burst;   /* wrong secrets per (address, identity) before 429, 5; 0 off */
+    int64_t failed_login_interval_ms; /* then one more per interval, default 30 s */
+    uint64_t audit_max_rows;       /* audit log entries kept, default 1 000 000; 0 = all */
 };
 
 /* Fills cfg with defaults. */

@@ -348,8 +348,10 @@ struct meta_audit {
     char *action;        /* "manifest.put", "role.assign", "login.failed", ... */
     char *target;        /* "repo:ref", an identity, ...; NULL if none */
     int status;          /* HTTP status the request got */
-    char *remote;        /* client address */
+    char *remote;        /* client address; "*" for refusals folded from many sources */
     char *detail;        /* short text or NULL; never a secret */
+    int64_t count;       /* refusals this entry stands for (audit_agg.c); 1 for others */
+    int64_t last_ms;     /* time of the last of them (= time_ms when count is 1) */
 };
 void meta_audit_free(struct meta_audit *list, size_t n);
 struct meta_audit_query {
@@ -358,8 +360,15 @@ struct meta_audit_query {
     const char *actor;   /* only this actor, or NULL */
     const char *action;  /* only actions starting with this, or NULL */
 };
+/* Appends a (its id and count are ignored: count 1) as entry *id_out, then deletes the
+ * oldest entries so that at most max_rows remain (0: no cap; at most 100 per call, so
+ * a table far over a lowered cap shrinks over the next appends). */
 typedef int ms_audit_append_f(struct metastore *ms, const struct meta_audit *a,
-                              struct err *e);
+                              uint64_t max_rows, int64_t *id_out, struct err *e);
+/* Raises the count and last_ms of entry id to count and last_ms (never lowers them; an
+ * entry already rotated out is no error). */
+typedef int ms_audit_set_count_f(struct metastore *ms, int64_t id, int64_t count,
+                                 int64_t last_ms, struct err *e);
 typedef int ms_audit_list_f(struct metastore *ms, const struct meta_audit_query *q,
                             struct meta_audit **out, size_t *n_out, struct err *e);
 
@@ -439,6 +448,7 @@ struct metastore_ops {
     ms_auth_generation_f *auth_generation;
     ms_audit_append_f *audit_append;
     ms_audit_list_f *audit_list;
+    ms_audit_set_count_f *audit_set_count;
     ms_upload_set_owner_f *upload_set_owner;
     ms_upload_count_owned_f *upload_count_owned;
     ms_manifest_lookup_f *manifest_lookup;

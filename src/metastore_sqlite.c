@@ -28,7 +28,7 @@
 
 #define SQ_STORE_MAGIC 0x6d737173u /* "msqs" */
 #define SQ_CONN_MAGIC 0x6d737163u  /* "msqc" */
-#define SQ_SCHEMA_VERSION 2
+#define SQ_SCHEMA_VERSION 3
 #define SQ_BUSY_TIMEOUT_MS 10000
 #define SQ_PAYLOAD_MAX_BYTES (16u << 20)
 
@@ -129,6 +129,24 @@ static const char schema_v2[] =
     "  PRIMARY KEY (kind, key)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS cursors (peer TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
     "  WITHOUT ROWID;";
+
+/* Version 3: the audit log aggregates refusals (audit_agg.c): an entry stands for
+ * `count` of them, the last at last_ms. Self-contained: audit_log used to be created
+ * only by schema_auth (after the migrations), so this step creates the table as it was
+ * when absent (a fresh file, or one from before access control) and then adds the
+ * columns. */
+static const char schema_v3_audit[] =
+    "CREATE TABLE IF NOT EXISTS audit_log ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  time_ms INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  target TEXT,"
+    "  status INTEGER NOT NULL,"
+    "  remote TEXT,"
+    "  detail TEXT);"
+    "ALTER TABLE audit_log ADD COLUMN count INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE audit_log ADD COLUMN last_ms INTEGER;";
 
 /* Every statement the store runs, prepared once per connection on first use. */
 #define SQ_STATEMENTS(X)                                                                       \
@@ -1810,6 +1828,15 @@ static int migrate(struct sq_conn *c, struct err *e)
             goto fail;
         }
     }
+    if (version < 3) {
+        rc = sqlite3_exec(c->db, schema_v3_audit, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(c->db, "PRAGMA user_version = 3", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            db_fail(c, rc, "upgrade schema to version 3", NULL, e);
+            goto fail;
+        }
+    }
     return tx_commit(c, e);
 
 fail:
@@ -1891,6 +1918,7 @@ static ms_auth_load_f sq_auth_load;
 static ms_auth_generation_f sq_auth_generation;
 static ms_audit_append_f sq_audit_append;
 static ms_audit_list_f sq_audit_list;
+static ms_audit_set_count_f sq_audit_set_count;
 static ms_upload_set_owner_f sq_upload_set_owner;
 static ms_upload_count_owned_f sq_upload_count_owned;
 
@@ -1946,6 +1974,7 @@ static const struct metastore_ops sq_ops = {
     .auth_generation = sq_auth_generation,
     .audit_append = sq_audit_append,
     .audit_list = sq_audit_list,
+    .audit_set_count = sq_audit_set_count,
     .upload_set_owner = sq_upload_set_owner,
     .upload_count_owned = sq_upload_count_owned,
 };
@@ -2300,7 +2329,9 @@ void meta_delivery_list_fini(struct meta_delivery_list *l)
  *   role_bindings:  (subject, role, pattern) | created_ms
  *   auth_meta:      k = 'generation' -> v, bumped by every identity or binding change
  *   audit_log:      id (increasing) | time_ms | actor | action | target | status
- *                   | remote | detail
+ *                   | remote | detail | count | last_ms (count, last_ms: schema v3; the
+ *                   table itself is created by schema_v3_audit, so that its columns are
+ *                   defined in one place)
  *   upload_owners:  upload id -> owner; rows whose session is gone are not counted and
  *                   are pruned when a new owner row is written
  * ========================================================================== */
@@ -2323,15 +2354,6 @@ static const char schema_auth[] =
     "  k TEXT PRIMARY KEY,"
     "  v INTEGER NOT NULL) WITHOUT ROWID;"
     "INSERT OR IGNORE INTO auth_meta(k, v) VALUES ('generation', 1);"
-    "CREATE TABLE IF NOT EXISTS audit_log ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  time_ms INTEGER NOT NULL,"
-    "  actor TEXT NOT NULL,"
-    "  action TEXT NOT NULL,"
-    "  target TEXT,"
-    "  status INTEGER NOT NULL,"
-    "  remote TEXT,"
-    "  detail TEXT);"
     "CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log(actor, id);"
     "CREATE TABLE IF NOT EXISTS upload_owners ("
     "  id TEXT PRIMARY KEY,"
@@ -2581,15 +2603,51 @@ fail:
     return -1;
 }
 
-static int sq_audit_append(struct metastore *ms, const struct meta_audit *a, struct err *e)
+static int sq_audit_append(struct metastore *ms, const struct meta_audit *a, uint64_t max_rows,
+                           int64_t *id_out, struct err *e)
 {
     struct sq_conn *c = conn_of(ms, e);
     if (c == NULL)
         return -1;
-    return az_exec(c, "INSERT INTO audit_log(time_ms, actor, action, target, status, remote,"
-                      " detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                   e, "itttitt", a->time_ms, a->actor, a->action, a->target, (int64_t)a->status,
-                   a->remote, a->detail);
+    if (tx_begin(c, true, e) != 0)
+        return -1;
+    if (az_exec(c, "INSERT INTO audit_log(time_ms, actor, action, target, status, remote,"
+                   " detail, count, last_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?1)",
+                e, "itttitt", a->time_ms, a->actor, a->action, a->target, (int64_t)a->status,
+                a->remote, a->detail) != 0)
+        goto fail;
+    int64_t id = sqlite3_last_insert_rowid(c->db);
+    /* Ids only grow (AUTOINCREMENT), so the newest max_rows are those above id - max_rows. */
+    if (max_rows > 0 && (uint64_t)id > max_rows &&
+        az_exec(c, "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE id <= ?1"
+                   " ORDER BY id LIMIT 100)",
+                e, "i", id - (int64_t)max_rows) != 0)
+        goto fail;
+    if (tx_commit(c, e) != 0)
+        return -1;
+    if (id_out != NULL)
+        *id_out = id;
+    return 0;
+fail:
+    tx_rollback(c);
+    return -1;
+}
+
+static int sq_audit_set_count(struct metastore *ms, int64_t id, int64_t count, int64_t last_ms,
+                              struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (tx_begin(c, true, e) != 0)
+        return -1;
+    if (az_exec(c, "UPDATE audit_log SET count = max(count, ?2),"
+                   " last_ms = max(coalesce(last_ms, time_ms), ?3) WHERE id = ?1",
+                e, "iii", id, count, last_ms) != 0) {
+        tx_rollback(c);
+        return -1;
+    }
+    return tx_commit(c, e);
 }
 
 static int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
@@ -2602,8 +2660,8 @@ static int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
         return -1;
     int64_t limit = q->limit > 10000 ? 10000 : (int64_t)q->limit;
     sqlite3_stmt *s;
-    int rc = az_run(c, "SELECT id, time_ms, actor, action, target, status, remote, detail"
-                       " FROM audit_log WHERE (?1 = 0 OR id < ?1) AND (?2 IS NULL OR actor = ?2)"
+    int rc = az_run(c, "SELECT id, time_ms, actor, action, target, status, remote, detail,"
+                       " count, coalesce(last_ms, time_ms) FROM audit_log WHERE (?1 = 0 OR id < ?1) AND (?2 IS NULL OR actor = ?2)"
                        " AND (?3 IS NULL OR substr(action, 1, length(?3)) = ?3)"
                        " ORDER BY id DESC LIMIT ?4",
                     &s, e, "itti", q->before_id, q->actor, q->action, limit);
@@ -2625,6 +2683,8 @@ static int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
         a->status = sqlite3_column_int(s, 5);
         a->remote = col_strdup(s, 6);
         a->detail = col_strdup(s, 7);
+        a->count = sqlite3_column_int64(s, 8);
+        a->last_ms = sqlite3_column_int64(s, 9);
         row = next_row(c, s, e);
     }
     sqlite3_finalize(s);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authz.h"
 #include "registry.h"
 #include "util.h"
 
@@ -145,6 +146,11 @@ json_t *mgmt_body_object(struct http_req *req)
         return json_object();
     json_error_t je;
     json_t *v = json_loadb(req->body.data, req->body.len, JSON_REJECT_DUPLICATES, &je);
+    if (v == NULL && strstr(je.text, "u0000") != NULL) {
+        /* jansson refuses \u0000 in strings (C strings would cut names and secrets). */
+        mgmt_reply_error(req, ERR_BAD_REQUEST, "request body: NUL (\\u0000) is not allowed");
+        return NULL;
+    }
     if (v == NULL || !json_is_object(v)) {
         json_decref(v);
         mgmt_reply_error(req, ERR_BAD_REQUEST, "request body must be a JSON object");
@@ -153,12 +159,17 @@ json_t *mgmt_body_object(struct http_req *req)
     return v;
 }
 
-/* GET /_meridian/v1/info: who this node is. */
+/* GET /_meridian/v1/info: who this node is. Any user or robot learns which region
+ * answered (what a client of a geo-replicated registry needs); how the node is built
+ * (version, storage) is for admins on "*", like the replication topology. */
 void mgmt_info_get(struct http_req *req, const struct mgmt_params *p)
 {
     (void)p;
     struct registry *reg = req->reg;
-    mgmt_reply_json(req, 200,
-                    json_pack("{s:s, s:s, s:s}", "region", reg->cfg->region, "version", "0.1.0",
-                              "storage", "filesystem+sqlite"));
+    json_t *o = json_pack("{s:s}", "region", reg->cfg->region);
+    if (authz_can(req, NULL, AUTH_PERM_ADMIN, false)) {
+        json_object_set_new(o, "version", json_string("0.1.0"));
+        json_object_set_new(o, "storage", json_string("filesystem+sqlite"));
+    }
+    mgmt_reply_json(req, 200, o);
 }

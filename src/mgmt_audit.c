@@ -1,10 +1,14 @@
 /* /_meridian/v1/audit: the audit log, newest first.
  *   GET audit[?limit=N][&before=ID][&actor=NAME][&action=PREFIX]
- *     -> [{"id","time","actor","action","target","status","remote","detail"}]
+ *     -> [{"id","time","actor","action","target","status","remote","detail","count",
+ *          "lastTime"}]
+ * count: how many refusals the entry stands for (refusals are aggregated per source,
+ * actor, action and minute, audit_agg.h; 1 for every other entry), the last at lastTime.
  * Page with before = the last id of the previous page. Admin only (authz.c). */
 #include <stdio.h>
 #include <string.h>
 
+#include "authz.h"
 #include "mgmt_api.h"
 #include "mgmt_users.h"
 #include "registry.h"
@@ -34,6 +38,7 @@ void mgmt_audit_list(struct http_req *req, const struct mgmt_params *p)
         }
         q.before_id = (int64_t)v;
     }
+    authz_audit_flush(reg->authz); /* aggregated counts are exact when read */
     struct meta_audit *list = NULL;
     size_t n = 0;
     struct err e = {0};
@@ -45,9 +50,12 @@ void mgmt_audit_list(struct http_req *req, const struct mgmt_params *p)
     for (size_t i = 0; i < n; i++) {
         const struct meta_audit *a = &list[i];
         char when[32];
+        char last[32];
         mgmt_users_time(a->time_ms, when);
-        json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:i}", "id", (json_int_t)a->id, "time", when,
-                              "actor", a->actor, "action", a->action, "status", a->status);
+        mgmt_users_time(a->last_ms, last);
+        json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:I, s:s}", "id", (json_int_t)a->id,
+                              "time", when, "actor", a->actor, "action", a->action, "status",
+                              a->status, "count", (json_int_t)a->count, "lastTime", last);
         json_object_set_new(o, "target", a->target ? json_string(a->target) : json_null());
         json_object_set_new(o, "remote", a->remote ? json_string(a->remote) : json_null());
         json_object_set_new(o, "detail", a->detail ? json_string(a->detail) : json_null());

@@ -66,6 +66,19 @@ static int form_field(const char *body, size_t len, const char *name, char *out,
     return -1;
 }
 
+/* Does any form value hold a NUL, raw or as %00? C strings would cut the value there
+ * ("admin%00junk" would log in as admin), so such a form is refused as a whole. */
+static bool has_nul(const char *body, size_t len)
+{
+    if (memchr(body, '\0', len) != NULL)
+        return true;
+    for (size_t i = 0; i + 2 < len; i++) {
+        if (body[i] == '%' && body[i + 1] == '0' && body[i + 2] == '0')
+            return true;
+    }
+    return false;
+}
+
 static void reply_bad_credentials(struct http_req *req)
 {
     http_reply_error(req, ERR_UNAUTHORIZED, "invalid username or password");
@@ -77,7 +90,10 @@ static void issue(struct http_req *req, const struct auth_credentials *cr, const
 {
     enum authz_kind kind;
     char name[AUTH_NAME_MAX + 1];
-    if (authz_login(req, cr, &kind, name) != 0) {
+    int rc = authz_login(req, cr, &kind, name);
+    if (rc == AUTHZ_LOGIN_THROTTLED)
+        return; /* answered 429 */
+    if (rc != 0) {
         reply_bad_credentials(req);
         return;
     }
@@ -136,6 +152,12 @@ void mgmt_token_post(struct http_req *req, const struct mgmt_params *p)
     char *scope = xmalloc(TOKEN_FORM_MAX);
     struct auth_credentials cr;
     memset(&cr, 0, sizeof(cr));
+    if (has_nul(body, len)) {
+        mgmt_reply_json(req, 400,
+                        json_pack("{s:s, s:s}", "error", "invalid_request", "error_description",
+                                  "NUL in a form value"));
+        goto out;
+    }
     if (len > TOKEN_FORM_MAX || form_field(body, len, "grant_type", grant, sizeof(grant)) != 0 ||
         strcmp(grant, "password") != 0) {
         mgmt_reply_json(req, 400, json_pack("{s:s}", "error", "unsupported_grant_type"));

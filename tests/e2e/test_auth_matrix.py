@@ -9,6 +9,8 @@ DENIED (an identity without the role) with an OCI error body, and change nothing
 One operation fails for everyone: a manifest naming blobs of another repository (issue 9)
 gets 400 MANIFEST_BLOB_UNKNOWN from those allowed to push, even the admin, who could read
 them: a blob enters a repository by a push or a mount, never through a manifest.
+The management API is also tried as the replication peer (the peer secret), which may
+use the replication API and nothing else of it.
 """
 
 import secrets
@@ -19,6 +21,8 @@ from auth_helpers import (ADMIN_PASSWORD, assert_oci_error, digest_of, image_par
                           module_server, push_blob, push_image, token)
 
 IDENTITIES = ["admin", "publisher", "consumer", "robot", "outsider", "anonymous"]
+PEER_SECRET = "matrix-peer-" + secrets.token_hex(8)
+AUTH_ARGS = ["--peer-secret", PEER_SECRET]
 PUBLISHERS = {"admin", "publisher", "robot"}
 READERS = PUBLISHERS | {"consumer"}
 
@@ -27,7 +31,8 @@ READERS = PUBLISHERS | {"consumer"}
 def world(module_server):
     srv = module_server
     adm = srv.admin()
-    creds = {"admin": ("admin", ADMIN_PASSWORD), "anonymous": None}
+    creds = {"admin": ("admin", ADMIN_PASSWORD), "anonymous": None,
+             "peer": ("peer", PEER_SECRET)}
     creds["publisher"] = adm.user("pub", role="publisher", pattern="golden/*")
     creds["consumer"] = adm.user("con", "consumer-pass", role="consumer", pattern="golden/*")
     creds["robot"] = adm.robot("ci", role="publisher", pattern="golden/*")
@@ -251,11 +256,15 @@ MGMT_OPS = [
     ("create_robot", "POST", "robots", lambda: {"name": "r-" + secrets.token_hex(3)},
      {"admin"}, 201),
     ("audit", "GET", "audit", None, {"admin"}, 200),
+    # replication topology (endpoints, lag, bytes) is the operator's
+    ("list_replications", "GET", "replications", None, {"admin"}, 200),
+    ("show_replication", "GET", "replications/local", None, {"admin"}, 200),
+    ("delete_replication", "DELETE", "replications/elsewhere", None, {"admin"}, 404),
     ("info", "GET", "info", None, {"admin", "publisher", "consumer", "robot", "outsider"}, 200),
 ]
 
 
-@pytest.mark.parametrize("who", IDENTITIES)
+@pytest.mark.parametrize("who", IDENTITIES + ["peer"])
 @pytest.mark.parametrize("name,method,path,body,allowed,ok", MGMT_OPS,
                          ids=[m[0] for m in MGMT_OPS])
 def test_management_operation(world, who, name, method, path, body, allowed, ok):
@@ -276,6 +285,32 @@ def test_management_operation(world, who, name, method, path, body, allowed, ok)
     after = adm.call("GET", "users", expect=200).json() + adm.call("GET", "robots").json()
     assert [u["name"] for u in after] == [u["name"] for u in before]
     assert adm.call("GET", "roles", expect=200).json() == roles_before
+
+
+def test_info_shows_the_deployment_to_admins_only(world):
+    """Any user or robot learns which region answered; version and storage are admin's."""
+    srv, creds = world
+    for who in ("publisher", "consumer", "robot", "outsider"):
+        r = srv.request("GET", "/_meridian/v1/info", auth=creds[who])
+        assert r.status_code == 200
+        assert r.json() == {"region": "local"}, (who, r.json())
+    body = srv.request("GET", "/_meridian/v1/info", auth=creds["admin"]).json()
+    assert body["region"] == "local" and body["version"] and body["storage"]
+
+
+def test_peer_keeps_the_replication_api(world):
+    """The peer reads what replication needs (the replication API, /v2/ reads), and no
+    other management resource."""
+    srv, creds = world
+    peer = creds["peer"]
+    r = srv.request("GET", "/_meridian/v1/replication/summary", auth=peer, timeout=10)
+    assert r.status_code not in (401, 403), r.text
+    assert srv.request("GET", "/v2/_catalog", auth=peer).status_code == 200
+    for path in ("replications", "info", "audit"):
+        assert_oci_error(srv.request("GET", "/_meridian/v1/" + path, auth=peer), 403, "DENIED")
+    for who in ("admin", "consumer"):
+        r = srv.request("GET", "/_meridian/v1/replication/summary", auth=creds[who])
+        assert_oci_error(r, 401, "UNAUTHORIZED")
 
 
 def test_bearer_tokens_do_not_open_management(world):

@@ -1,7 +1,8 @@
 /* Unit tests for the access-control ops of the SQLite metastore: identities (create,
  * conflict, update, delete cascading to bindings), role bindings (idempotent add,
  * remove, not found), the generation that moves with every change and survives a
- * reopen, the audit log (order, filters, paging) and upload-session owners. */
+ * reopen, the audit log (order, filters, paging, aggregated counts, the row cap, the
+ * upgrade of a version-2 database) and upload-session owners. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "metastore.h"
 #include "util.h"
@@ -176,7 +179,9 @@ static void test_audit(void **state)
                                .status = 201,
                                .remote = "127.0.0.1",
                                .detail = i == 1 ? NULL : "PUT"};
-        assert_int_equal(ms->ops->audit_append(ms, &a, &e), 0);
+        int64_t id = 0;
+        assert_int_equal(ms->ops->audit_append(ms, &a, 0, &id, &e), 0);
+        assert_true(id > 0);
     }
     struct meta_audit *list = NULL;
     size_t n = 0;
@@ -188,6 +193,8 @@ static void test_audit(void **state)
     assert_int_equal(list[0].time_ms, 1004);
     assert_string_equal(list[0].remote, "127.0.0.1");
     assert_null(list[3].detail);
+    assert_int_equal(list[0].count, 1);
+    assert_int_equal(list[0].last_ms, 1004);
     int64_t second_id = list[1].id;
     meta_audit_free(list, n);
 
@@ -205,6 +212,132 @@ static void test_audit(void **state)
     assert_true(list[0].id < second_id);
     assert_string_equal(list[0].action, "blob.push");
     meta_audit_free(list, n);
+}
+
+static int64_t audit_rows(struct metastore *ms, int64_t *oldest, int64_t *newest)
+{
+    struct meta_audit *list = NULL;
+    size_t n = 0;
+    struct err e = {0};
+    struct meta_audit_query q = {.limit = 10000};
+    assert_int_equal(ms->ops->audit_list(ms, &q, &list, &n, &e), 0);
+    if (n > 0) {
+        *newest = list[0].id;
+        *oldest = list[n - 1].id;
+    }
+    meta_audit_free(list, n);
+    return (int64_t)n;
+}
+
+static int64_t append_one(struct metastore *ms, uint64_t max_rows, int64_t time_ms)
+{
+    struct meta_audit a = {.time_ms = time_ms,
+                           .actor = "alice",
+                           .action = "manifest.put",
+                           .target = "r@v1",
+                           .status = 201,
+                           .remote = "127.0.0.1"};
+    struct err e = {0};
+    int64_t id = 0;
+    assert_int_equal(ms->ops->audit_append(ms, &a, max_rows, &id, &e), 0);
+    return id;
+}
+
+/* The cap holds: the newest max_rows stay, the oldest go. */
+static void test_audit_cap(void **state)
+{
+    struct fixture *f = *state;
+    int64_t last = 0, oldest = 0, newest = 0;
+    for (int i = 0; i < 200; i++)
+        last = append_one(f->ms, 50, 1000 + i);
+    assert_int_equal(audit_rows(f->ms, &oldest, &newest), 50);
+    assert_int_equal(newest, last);
+    assert_int_equal(oldest, last - 49);
+    /* a lowered cap shrinks the table over the next appends (100 per append at most) */
+    for (int i = 0; i < 3; i++)
+        last = append_one(f->ms, 10, 2000 + i);
+    assert_int_equal(audit_rows(f->ms, &oldest, &newest), 10);
+    assert_int_equal(oldest, last - 9);
+    /* 0: no cap */
+    for (int i = 0; i < 20; i++)
+        append_one(f->ms, 0, 3000 + i);
+    assert_int_equal(audit_rows(f->ms, &oldest, &newest), 30);
+}
+
+/* Aggregated counts only grow; an entry rotated out is no error. */
+static void test_audit_set_count(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    int64_t id = append_one(ms, 0, 5000);
+    assert_int_equal(ms->ops->audit_set_count(ms, id, 7, 5900, &e), 0);
+    assert_int_equal(ms->ops->audit_set_count(ms, id, 3, 5100, &e), 0); /* late, older */
+    assert_int_equal(ms->ops->audit_set_count(ms, id + 1000, 3, 5100, &e), 0);
+    struct meta_audit *list = NULL;
+    size_t n = 0;
+    struct meta_audit_query q = {.limit = 1};
+    assert_int_equal(ms->ops->audit_list(ms, &q, &list, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(list[0].count, 7);
+    assert_int_equal(list[0].time_ms, 5000);
+    assert_int_equal(list[0].last_ms, 5900);
+    meta_audit_free(list, n);
+}
+
+static void exec_sql(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        fprintf(stderr, "sql failed: %s\n", msg ? msg : "?");
+    sqlite3_free(msg);
+    assert_int_equal(rc, SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* A database of schema version 2 (the audit log without count and last_ms, with entries;
+ * and one from before access control, without the table) opens and upgrades to 3. */
+static void test_audit_upgrade_from_v2(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    append_one(f->ms, 0, 1000);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    /* Back to what version 2 made: the v2 columns only, and an entry written by v2. */
+    exec_sql(f->path, "ALTER TABLE audit_log DROP COLUMN count;"
+                      "ALTER TABLE audit_log DROP COLUMN last_ms;"
+                      "INSERT INTO audit_log(time_ms, actor, action, target, status, remote,"
+                      " detail) VALUES (2000, 'bob', 'role.assign', 'roles', 201, '::1', 'x');"
+                      "PRAGMA user_version = 2;");
+    f->ms = metastore_sqlite_open(f->path, "local", &e);
+    assert_non_null(f->ms);
+    struct meta_audit *list = NULL;
+    size_t n = 0;
+    struct meta_audit_query q = {.limit = 10};
+    assert_int_equal(f->ms->ops->audit_list(f->ms, &q, &list, &n, &e), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].actor, "bob");
+    assert_int_equal(list[0].count, 1);
+    assert_int_equal(list[0].last_ms, 2000);
+    int64_t bob = list[0].id;
+    meta_audit_free(list, n);
+    assert_int_equal(f->ms->ops->audit_set_count(f->ms, bob, 4, 2500, &e), 0);
+    assert_true(append_one(f->ms, 0, 3000) > bob);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+
+    /* A version-2 database of a node that never had access control: no audit_log. */
+    exec_sql(f->path, "DROP TABLE audit_log; PRAGMA user_version = 2;");
+    f->ms = metastore_sqlite_open(f->path, "local", &e);
+    assert_non_null(f->ms);
+    int64_t oldest = 0, newest = 0;
+    assert_int_equal(audit_rows(f->ms, &oldest, &newest), 0);
+    append_one(f->ms, 0, 4000);
+    assert_int_equal(audit_rows(f->ms, &oldest, &newest), 1);
 }
 
 static void test_upload_owners(void **state)
@@ -236,6 +369,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bindings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generation_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_set_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_upgrade_from_v2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_owners, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
