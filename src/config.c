@@ -64,6 +64,8 @@ static const struct option_def options[] = {
      "0"},
     {"upload-limit-per-identity", OPT_UINT, "concurrent upload sessions one user or robot may hold",
      "64"},
+    {"upload-limit-per-ip", OPT_UINT,
+     "concurrent upload sessions started from one client address, 0: none", "256"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -88,6 +90,7 @@ void config_defaults(struct config *cfg)
     cfg->token_ttl_s = 300;
     cfg->header_timeout_s = 30;
     cfg->upload_sessions_per_identity = 64;
+    cfg->upload_sessions_per_ip = 256;
     cfg->registry_name = xstrdup("meridian");
     cfg->sync_interval_s = 60;
     cfg->fetch_backoff_max_s = 60;
@@ -191,7 +194,8 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
     }
     case OPT_UINT:
         if (util_parse_u64(value, strlen(value), &u) != 0 || u > 1000000 ||
-            (u == 0 && strcmp(key, "conn-limit-per-ip") != 0))
+            (u == 0 && strcmp(key, "conn-limit-per-ip") != 0 &&
+             strcmp(key, "upload-limit-per-ip") != 0))
             return err_set(e, ERR_BAD_REQUEST, "option \"%s\": bad number \"%s\"", key, value);
         if (strcmp(key, "threads") == 0)
             cfg->threads = (unsigned)u;
@@ -199,6 +203,8 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->conn_limit_per_ip = (unsigned)u;
         else if (strcmp(key, "upload-limit-per-identity") == 0)
             cfg->upload_sessions_per_identity = (unsigned)u;
+        else if (strcmp(key, "upload-limit-per-ip") == 0)
+            cfg->upload_sessions_per_ip = (unsigned)u;
         else if (strcmp(key, "webhook-max-attempts") == 0)
             cfg->webhook_max_attempts = (unsigned)u;
         else

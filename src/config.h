@@ -45,6 +45,7 @@ struct config {
     int64_t header_timeout_s;      /* request headers must arrive within this, default 30 */
     unsigned conn_limit_per_ip;    /* 0 = no limit */
     unsigned upload_sessions_per_identity; /* concurrent upload sessions per identity, 64 */
+    unsigned upload_sessions_per_ip; /* concurrent upload sessions per client address, 0: none */
 };
 
 /* Fills cfg with defaults. */

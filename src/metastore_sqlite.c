@@ -27,7 +27,7 @@
 
 #define SQ_STORE_MAGIC 0x6d737173u /* "msqs" */
 #define SQ_CONN_MAGIC 0x6d737163u  /* "msqc" */
-#define SQ_SCHEMA_VERSION 2
+#define SQ_SCHEMA_VERSION 3
 #define SQ_BUSY_TIMEOUT_MS 10000
 #define SQ_PAYLOAD_MAX_BYTES (16u << 20)
 
@@ -129,6 +129,17 @@ static const char schema_v2[] =
     "CREATE TABLE IF NOT EXISTS cursors (peer TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
     "  WITHOUT ROWID;";
 
+/* Version 3 (issue 9, items 4 and 16; self-contained): an upload session records the
+ * address of the client that started it, for the per-address cap, and the size last
+ * acknowledged to that client, so that a session cut by a crash in the middle of a PATCH
+ * resumes there. acked_bytes NULL: a region's own fetch session, or one from before this
+ * version, resumed from whatever its file holds. */
+static const char schema_v3_uploads[] =
+    "ALTER TABLE uploads ADD COLUMN source TEXT;"
+    "ALTER TABLE uploads ADD COLUMN acked_bytes INTEGER;"
+    "CREATE INDEX IF NOT EXISTS uploads_source ON uploads(source, expires_s)"
+    "  WHERE source IS NOT NULL;";
+
 /* Every statement the store runs, prepared once per connection on first use. */
 #define SQ_STATEMENTS(X)                                                                       \
     X(BEGIN_READ, "BEGIN")                                                                     \
@@ -173,9 +184,12 @@ static const char schema_v2[] =
     X(TAG_LIST, "SELECT t.name FROM tags t JOIN manifests m ON m.repo_id = t.repo_id"          \
                 " AND m.digest = t.digest AND m.is_visible = 1 WHERE t.repo_id = ?1 AND t.name > ?2" \
                 " ORDER BY t.name COLLATE BINARY LIMIT ?3")                                    \
-    X(UPLOAD_INSERT, "INSERT INTO uploads(id, repo, created_s, expires_s)"                     \
-                     " VALUES (?1, ?2, ?3, ?4)")                                               \
-    X(UPLOAD_GET, "SELECT 1 FROM uploads WHERE id = ?1 AND (?2 IS NULL OR repo = ?2)")         \
+    X(UPLOAD_INSERT, "INSERT INTO uploads(id, repo, created_s, expires_s, source, acked_bytes)" \
+                     " VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN NULL ELSE 0 END)") \
+    X(UPLOAD_GET, "SELECT acked_bytes FROM uploads WHERE id = ?1 AND (?2 IS NULL OR repo = ?2)") \
+    X(UPLOAD_SET_ACKED, "UPDATE uploads SET acked_bytes = ?2 WHERE id = ?1"                    \
+                        " AND acked_bytes IS NOT NULL")                                        \
+    X(UPLOAD_COUNT_FROM, "SELECT count(*) FROM uploads WHERE source = ?1 AND expires_s >= ?2")  \
     X(UPLOAD_DELETE, "DELETE FROM uploads WHERE id = ?1")                                      \
     X(UPLOAD_EXPIRED, "SELECT id FROM uploads WHERE expires_s < ?1 ORDER BY id")               \
     X(EVENT_INSERT, "INSERT INTO events(origin, hlc, kind, repo, name, digest, payload,"       \
@@ -1614,19 +1628,20 @@ fail:
  * collided with them on SQLite's write lock and slept in on_busy (785 sleeps in 4 s of
  * small-image pushes, all from these two). */
 static int sq_upload_create(struct metastore *ms, const char *id, const char *repo,
-                            int64_t expires_at_s, struct err *e)
+                            int64_t expires_at_s, const char *source, struct err *e)
 {
     struct sq_conn *c = conn_of(ms, e);
     if (c == NULL)
         return -1;
     AZ(pthread_mutex_lock(&c->store->wmu));
-    int rc = exec(c, SQ_UPLOAD_INSERT, e, "ttii", id, repo, util_now_s(), expires_at_s);
+    int rc = exec(c, SQ_UPLOAD_INSERT, e, "ttiit", id, repo, util_now_s(), expires_at_s,
+                  source);
     AZ(pthread_mutex_unlock(&c->store->wmu));
     return rc;
 }
 
 static int sq_upload_get(struct metastore *ms, const char *id, const char *repo,
-                         struct err *e)
+                         int64_t *acked_bytes, struct err *e)
 {
     struct sq_conn *c = conn_of(ms, e);
     if (c == NULL)
@@ -1635,9 +1650,41 @@ static int sq_upload_get(struct metastore *ms, const char *id, const char *repo,
     int rc = query(c, SQ_UPLOAD_GET, &s, e, "tt", id, repo);
     if (rc < 0)
         return -1;
+    if (rc == SQLITE_ROW && acked_bytes != NULL)
+        *acked_bytes = sqlite3_column_type(s, 0) == SQLITE_NULL ? -1
+                                                                : sqlite3_column_int64(s, 0);
     stmt_done(s);
     if (rc != SQLITE_ROW)
         return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
+    return 0;
+}
+
+/* Not synced, like the rest of the row: it outlives a crash of the process (the kernel
+ * holds the WAL), which is what it is for; see ms_upload_set_acked_f. */
+static int sq_upload_set_acked(struct metastore *ms, const char *id, uint64_t acked_bytes,
+                               struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    AZ(pthread_mutex_lock(&c->store->wmu));
+    int rc = exec(c, SQ_UPLOAD_SET_ACKED, e, "ti", id, (int64_t)acked_bytes);
+    AZ(pthread_mutex_unlock(&c->store->wmu));
+    return rc;
+}
+
+static int sq_upload_count_from(struct metastore *ms, const char *source, int64_t now_s,
+                                int64_t *n, struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_UPLOAD_COUNT_FROM, &s, e, "ti", source, now_s);
+    if (rc < 0)
+        return -1;
+    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    stmt_done(s);
     return 0;
 }
 
@@ -1817,6 +1864,15 @@ static int migrate(struct sq_conn *c, struct err *e)
             goto fail;
         }
     }
+    if (version < 3) {
+        rc = sqlite3_exec(c->db, schema_v3_uploads, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(c->db, "PRAGMA user_version = 3", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            db_fail(c, rc, "upgrade schema to version 3", NULL, e);
+            goto fail;
+        }
+    }
     return tx_commit(c, e);
 
 fail:
@@ -1918,6 +1974,8 @@ static const struct metastore_ops sq_ops = {
     .upload_get = sq_upload_get,
     .upload_delete = sq_upload_delete,
     .upload_list_expired = sq_upload_list_expired,
+    .upload_set_acked = sq_upload_set_acked,
+    .upload_count_from = sq_upload_count_from,
     .close = sq_close,
     .events_since = sq_events_since,
     .events_read = sq_events_read,

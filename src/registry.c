@@ -102,7 +102,7 @@ static void on_upload_file(const char *id, void *arg)
     struct sweep_ctx *ctx = arg;
     struct registry *reg = ctx->reg;
     struct err e = {0};
-    if (reg->ms->ops->upload_get(reg->ms, id, NULL, &e) == 0)
+    if (reg->ms->ops->upload_get(reg->ms, id, NULL, NULL, &e) == 0)
         return;
     if (e.code != ERR_BLOB_UPLOAD_UNKNOWN)
         return;

@@ -262,7 +262,7 @@ static void test_sqlite_error_is_generic_io(void **state)
     assert_int_equal(sqlite3_exec(db, "DROP TABLE uploads", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 
-    assert_int_equal(f->ms->ops->upload_create(f->ms, "u1", "r", 10, &e), -1);
+    assert_int_equal(f->ms->ops->upload_create(f->ms, "u1", "r", 10, NULL, &e), -1);
     assert_int_equal(e.code, ERR_IO);
     /* Nothing of SQLite's reaches the client. */
     assert_string_equal(err_message(&e), err_default_message(ERR_IO));
@@ -790,17 +790,17 @@ static void test_uploads(void **state)
     struct meta_name_list l;
 
     size_t n_events = event_count(ms);
-    assert_int_equal(ms->ops->upload_create(ms, "u3", "a", 300, &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "u1", "a", 100, &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "u2", "b", 200, &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "u1", "b", 999, &e), -1);
+    assert_int_equal(ms->ops->upload_create(ms, "u3", "a", 300, NULL, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u1", "a", 100, NULL, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u2", "b", 200, NULL, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u1", "b", 999, NULL, &e), -1);
     assert_int_equal(e.code, ERR_CONFLICT);
 
-    assert_int_equal(ms->ops->upload_get(ms, "u1", "a", &e), 0);
-    assert_int_equal(ms->ops->upload_get(ms, "u1", "b", &e), -1);
+    assert_int_equal(ms->ops->upload_get(ms, "u1", "a", NULL, &e), 0);
+    assert_int_equal(ms->ops->upload_get(ms, "u1", "b", NULL, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
     e.code = ERR_NONE;
-    assert_int_equal(ms->ops->upload_get(ms, "u9", "a", &e), -1);
+    assert_int_equal(ms->ops->upload_get(ms, "u9", "a", NULL, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
 
     static const struct {
@@ -820,7 +820,7 @@ static void test_uploads(void **state)
     }
 
     assert_int_equal(ms->ops->upload_delete(ms, "u1", &e), 0);
-    assert_int_equal(ms->ops->upload_get(ms, "u1", "a", &e), -1);
+    assert_int_equal(ms->ops->upload_get(ms, "u1", "a", NULL, &e), -1);
     assert_int_equal(ms->ops->upload_delete(ms, "u1", &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
     assert_int_equal(ms->ops->upload_list_expired(ms, 1000, &l, &e), 0);
