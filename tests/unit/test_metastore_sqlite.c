@@ -830,6 +830,107 @@ static void test_uploads(void **state)
     assert_int_equal(event_count(ms), n_events);
 }
 
+/* Client sessions carry their address (the per-address cap) and their acknowledged
+ * size; fetch sessions (source NULL) carry neither. */
+static void test_upload_sources_and_acked_size(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    int64_t acked = 99;
+    int64_t n = -1;
+
+    assert_int_equal(ms->ops->upload_create(ms, "c1", "a", 100, "192.0.2.1", &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "c2", "a", 200, "192.0.2.1", &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "c3", "b", 200, "2001:db8::1", &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "f1", "b", 200, NULL, &e), 0);
+
+    static const struct {
+        const char *source;
+        int64_t now_s;
+        int64_t want;
+    } counts[] = {
+        {"192.0.2.1", 50, 2}, {"192.0.2.1", 100, 2}, {"192.0.2.1", 101, 1},
+        {"192.0.2.1", 201, 0}, {"2001:db8::1", 50, 1}, {"198.51.100.7", 50, 0},
+    };
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        assert_int_equal(ms->ops->upload_count_from(ms, counts[i].source, counts[i].now_s, &n,
+                                                    &e), 0);
+        assert_int_equal(n, counts[i].want);
+    }
+
+    assert_int_equal(ms->ops->upload_get(ms, "c1", "a", &acked, &e), 0);
+    assert_int_equal(acked, 0);
+    assert_int_equal(ms->ops->upload_set_acked(ms, "c1", 1234567, &e), 0);
+    assert_int_equal(ms->ops->upload_get(ms, "c1", NULL, &acked, &e), 0);
+    assert_int_equal(acked, 1234567);
+    /* A fetch session is not tracked, and stays so. */
+    assert_int_equal(ms->ops->upload_get(ms, "f1", "b", &acked, &e), 0);
+    assert_int_equal(acked, -1);
+    assert_int_equal(ms->ops->upload_set_acked(ms, "f1", 10, &e), 0);
+    assert_int_equal(ms->ops->upload_get(ms, "f1", "b", &acked, &e), 0);
+    assert_int_equal(acked, -1);
+
+    /* Finished sessions no longer count. */
+    assert_int_equal(ms->ops->upload_delete(ms, "c2", &e), 0);
+    assert_int_equal(ms->ops->upload_count_from(ms, "192.0.2.1", 50, &n, &e), 0);
+    assert_int_equal(n, 1);
+}
+
+/* A database of schema version 2 (the uploads table without source and acked_bytes)
+ * with an upload session and a manifest in it opens with this build: the migration adds
+ * the columns, the old session is kept untracked (resumed from its file as before). The
+ * version-2 file is made from a current one by taking the version 3 step back out. */
+static void test_schema_v2_database_migrates(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(7, body, NULL);
+    struct meta_manifest got;
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    int64_t acked = 99;
+    int64_t n = -1;
+
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m, NULL, 0, NULL, "v1", &e), 0);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP INDEX uploads_source;"
+                                  "ALTER TABLE uploads DROP COLUMN acked_bytes;"
+                                  "ALTER TABLE uploads DROP COLUMN source;"
+                                  "INSERT INTO uploads(id, repo, created_s, expires_s)"
+                                  "  VALUES ('old', 'r', 1, 5000);"
+                                  "PRAGMA user_version = 2;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    assert_non_null(f->ms);
+    struct metastore *ms = f->ms;
+    assert_int_equal(ms->ops->manifest_get(ms, "r", "v1", &got, &e), 0);
+    assert_string_equal(got.digest.str, m.digest.str);
+    meta_manifest_fini(&got);
+    assert_int_equal(ms->ops->upload_get(ms, "old", "r", &acked, &e), 0);
+    assert_int_equal(acked, -1);
+    assert_int_equal(ms->ops->upload_create(ms, "new", "r", 5000, "192.0.2.9", &e), 0);
+    assert_int_equal(ms->ops->upload_set_acked(ms, "new", 42, &e), 0);
+    assert_int_equal(ms->ops->upload_get(ms, "new", "r", &acked, &e), 0);
+    assert_int_equal(acked, 42);
+    assert_int_equal(ms->ops->upload_count_from(ms, "192.0.2.9", 10, &n, &e), 0);
+    assert_int_equal(n, 1);
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(s, 0), 3);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
 /* Event log --------------------------------------------------------------- */
 
 static void test_events_since(void **state)
@@ -1171,6 +1272,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_sets_up_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data_and_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_sources_and_acked_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_v2_database_migrates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_error_is_generic_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_link_get_find_unlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_referenced_by_manifest_is_not_orphan, setup,
