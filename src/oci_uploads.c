@@ -4,7 +4,9 @@
  *
  * Bytes are written to the session's file and hashed as they arrive (the body sink),
  * so memory does not grow with blob size. A request that fails cuts the file back
- * to where it started: a failed request changes nothing. */
+ * to where it started, so a chunked upload resumes from what was acknowledged; a failed
+ * single-request upload (nothing to resume) deletes its session. A PATCH is acknowledged
+ * only once its size is recorded: after a crash the session resumes there. */
 #include <stdlib.h>
 #include <string.h>
 
