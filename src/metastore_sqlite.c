@@ -133,10 +133,12 @@ static const char schema_v2[] =
  * address of the client that started it, for the per-address cap, and the size last
  * acknowledged to that client, so that a session cut by a crash in the middle of a PATCH
  * resumes there. acked_bytes NULL: a region's own fetch session, or one from before this
- * version, resumed from whatever its file holds. */
+ * version, resumed from whatever its file holds. is_single_request: the session of one
+ * monolithic POST, which no client can resume (it never learnt the id). */
 static const char schema_v3_uploads[] =
     "ALTER TABLE uploads ADD COLUMN source TEXT;"
     "ALTER TABLE uploads ADD COLUMN acked_bytes INTEGER;"
+    "ALTER TABLE uploads ADD COLUMN is_single_request INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX IF NOT EXISTS uploads_source ON uploads(source, expires_s)"
     "  WHERE source IS NOT NULL;";
 
@@ -184,8 +186,10 @@ static const char schema_v3_uploads[] =
     X(TAG_LIST, "SELECT t.name FROM tags t JOIN manifests m ON m.repo_id = t.repo_id"          \
                 " AND m.digest = t.digest AND m.is_visible = 1 WHERE t.repo_id = ?1 AND t.name > ?2" \
                 " ORDER BY t.name COLLATE BINARY LIMIT ?3")                                    \
-    X(UPLOAD_INSERT, "INSERT INTO uploads(id, repo, created_s, expires_s, source, acked_bytes)" \
-                     " VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN NULL ELSE 0 END)") \
+    X(UPLOAD_INSERT, "INSERT INTO uploads(id, repo, created_s, expires_s, source, acked_bytes," \
+                     " is_single_request) VALUES (?1, ?2, ?3, ?4, ?5,"                         \
+                     " CASE WHEN ?5 IS NULL THEN NULL ELSE 0 END, ?6)")                        \
+    X(UPLOAD_SINGLE, "SELECT id FROM uploads WHERE is_single_request = 1 ORDER BY id")         \
     X(UPLOAD_GET, "SELECT acked_bytes FROM uploads WHERE id = ?1 AND (?2 IS NULL OR repo = ?2)") \
     X(UPLOAD_SET_ACKED, "UPDATE uploads SET acked_bytes = ?2 WHERE id = ?1"                    \
                         " AND acked_bytes IS NOT NULL")                                        \
@@ -1628,14 +1632,15 @@ fail:
  * collided with them on SQLite's write lock and slept in on_busy (785 sleeps in 4 s of
  * small-image pushes, all from these two). */
 static int sq_upload_create(struct metastore *ms, const char *id, const char *repo,
-                            int64_t expires_at_s, const char *source, struct err *e)
+                            int64_t expires_at_s, const char *source, bool is_single_request,
+                            struct err *e)
 {
     struct sq_conn *c = conn_of(ms, e);
     if (c == NULL)
         return -1;
     AZ(pthread_mutex_lock(&c->store->wmu));
-    int rc = exec(c, SQ_UPLOAD_INSERT, e, "ttiit", id, repo, util_now_s(), expires_at_s,
-                  source);
+    int rc = exec(c, SQ_UPLOAD_INSERT, e, "ttiiti", id, repo, util_now_s(), expires_at_s,
+                  source, (int64_t)is_single_request);
     AZ(pthread_mutex_unlock(&c->store->wmu));
     return rc;
 }
@@ -1671,6 +1676,20 @@ static int sq_upload_set_acked(struct metastore *ms, const char *id, uint64_t ac
     int rc = exec(c, SQ_UPLOAD_SET_ACKED, e, "ti", id, (int64_t)acked_bytes);
     AZ(pthread_mutex_unlock(&c->store->wmu));
     return rc;
+}
+
+static int sq_upload_list_single(struct metastore *ms, struct meta_name_list *out,
+                                 struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_UPLOAD_SINGLE, &s, e, "");
+    if (rc < 0)
+        return -1;
+    return collect_names(c, s, rc, -1, out, e);
 }
 
 static int sq_upload_count_from(struct metastore *ms, const char *source, int64_t now_s,
@@ -1976,6 +1995,7 @@ static const struct metastore_ops sq_ops = {
     .upload_list_expired = sq_upload_list_expired,
     .upload_set_acked = sq_upload_set_acked,
     .upload_count_from = sq_upload_count_from,
+    .upload_list_single = sq_upload_list_single,
     .close = sq_close,
     .events_since = sq_events_since,
     .events_read = sq_events_read,

@@ -234,8 +234,8 @@ static void start_upload(struct http_req *req)
     http_req_remote_addr(req, source, sizeof(source));
     if (admit_source(req, source) != 0)
         return;
-    if (upload_sessions_create(reg->uploads, req->repo, reg->cfg->upload_ttl_s, source, id,
-                               &e) != 0) {
+    if (upload_sessions_create(reg->uploads, req->repo, reg->cfg->upload_ttl_s, source,
+                               is_monolithic, id, &e) != 0) {
         http_reply_err(req, &e);
         return;
     }

@@ -82,13 +82,14 @@ static void unlink_state(struct upload_sessions *us, struct upload_state *st)
 }
 
 int upload_sessions_create(struct upload_sessions *us, const char *repo, int64_t ttl_s,
-                           const char *source, char id_out[33], struct err *e)
+                           const char *source, bool is_single_request, char id_out[33],
+                           struct err *e)
 {
     util_random_id(id_out);
     if (us->bs->ops->upload_create(us->bs, id_out, e) != 0)
         return -1;
-    if (us->ms->ops->upload_create(us->ms, id_out, repo, util_now_s() + ttl_s, source, e) !=
-        0) {
+    if (us->ms->ops->upload_create(us->ms, id_out, repo, util_now_s() + ttl_s, source,
+                                   is_single_request, e) != 0) {
         us->bs->ops->upload_remove(us->bs, id_out);
         return -1;
     }
@@ -229,7 +230,8 @@ int upload_sessions_acquire_or_create(struct upload_sessions *us, const char *id
         close(fd);
     else if (us->bs->ops->upload_create(us->bs, id, e) != 0)
         return -1;
-    if (us->ms->ops->upload_create(us->ms, id, repo, util_now_s() + ttl_s, NULL, e) != 0)
+    if (us->ms->ops->upload_create(us->ms, id, repo, util_now_s() + ttl_s, NULL, false, e) !=
+        0)
         return -1;
     metrics_uploads_in_progress_add(1);
     return upload_sessions_acquire(us, id, repo, out, e);
@@ -354,6 +356,24 @@ int upload_sessions_expire(struct upload_sessions *us, const char *id)
     us->bs->ops->upload_remove(us->bs, id);
     metrics_uploads_in_progress_add(-1);
     return 0;
+}
+
+size_t upload_sessions_remove_orphans(struct upload_sessions *us)
+{
+    struct meta_name_list orphans = {0};
+    struct err e = {0};
+    size_t n = 0;
+    if (us->ms->ops->upload_list_single(us->ms, &orphans, &e) != 0) {
+        log_error("uploads", "failed to list the sessions of monolithic uploads: %s",
+                  err_message(&e));
+        return 0;
+    }
+    for (size_t i = 0; i < orphans.n; i++) {
+        if (upload_sessions_expire(us, orphans.names[i]) == 0)
+            n++;
+    }
+    meta_name_list_fini(&orphans);
+    return n;
 }
 
 bool upload_sessions_is_active(struct upload_sessions *us, const char *id)

@@ -31,9 +31,14 @@ struct upload_sessions *upload_sessions_new(struct blobstore *bs, struct metasto
 void upload_sessions_free(struct upload_sessions *us);
 
 /* Creates a session for repo expiring ttl_s from now, started by a client at address
- * source (counted against the per-address cap); writes its id to id_out. */
+ * source (counted against the per-address cap); writes its id to id_out.
+ * is_single_request: for a monolithic POST, whose session no client can resume. */
 int upload_sessions_create(struct upload_sessions *us, const char *repo, int64_t ttl_s,
-                           const char *source, char id_out[33], struct err *e);
+                           const char *source, bool is_single_request, char id_out[33],
+                           struct err *e);
+/* At start, before serving: removes the sessions of monolithic POSTs that a crash cut
+ * (nobody can finish them) and returns how many. */
+size_t upload_sessions_remove_orphans(struct upload_sessions *us);
 /* Takes exclusive use of session id of repo. ERR_BLOB_UPLOAD_UNKNOWN if there is no
  * such session for repo, ERR_BLOB_UPLOAD_INVALID if another request holds it. A client
  * session loaded from storage (after a restart) is cut back to the size last

@@ -321,3 +321,27 @@ def test_crash_mid_patch_of_a_fresh_session_resumes_at_zero(server_factory):
     r = oci.put(loc, params={"digest": digest_of(data)}, data=data, headers=OCTET)
     assert r.status_code == 201, r.text
     assert oci.get_blob(repo, digest_of(data)) == data
+
+
+def test_crash_mid_monolithic_post_leaves_nothing_after_restart(server_factory):
+    """The session of a monolithic POST cut by a crash has no client that knows its id:
+    it is removed at start, bytes and all, and no longer holds a slot under the caps."""
+    srv = server_factory("--upload-limit-per-ip", "1")
+    oci = srv.oci()
+    repo = repo_name("crash-mono")
+    data = random_bytes(6 * MIB)
+    s, head = raw_upload_start(srv, "POST", "/v2/%s/blobs/uploads/?digest=%s" % (
+        repo, digest_of(data)), len(data), 0)
+    s.sendall(head.encode() + b"\r\n" + data[:4 * MIB])
+    wait_until(lambda: any(os.path.getsize(p) >= 2 * MIB for p in srv.upload_files()),
+               timeout_s=30, what="bytes in the upload file")
+    srv.kill()
+    s.close()
+    assert srv.upload_files()
+    srv.start()
+    assert srv.upload_files() == []
+    oci = srv.oci()
+    r = oci.post("/v2/%s/blobs/uploads/" % repo, params={"digest": digest_of(data)}, data=data,
+                 headers=OCTET)
+    assert r.status_code == 201, r.text
+    assert oci.get_blob(repo, digest_of(data)) == data

@@ -213,9 +213,9 @@ static void test_upload_owners(void **state)
     struct metastore *ms = f->ms;
     struct err e = {0};
     int64_t n = -1;
-    assert_int_equal(ms->ops->upload_create(ms, "u1", "r", 2000, NULL, &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "u2", "r", 2000, NULL, &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "u3", "r", 500, NULL, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u1", "r", 2000, NULL, false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u2", "r", 2000, NULL, false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u3", "r", 500, NULL, false, &e), 0);
     assert_int_equal(ms->ops->upload_set_owner(ms, "u1", "alice", &e), 0);
     assert_int_equal(ms->ops->upload_set_owner(ms, "u2", "alice", &e), 0);
     assert_int_equal(ms->ops->upload_set_owner(ms, "u3", "alice", &e), 0);

@@ -262,7 +262,7 @@ static void test_sqlite_error_is_generic_io(void **state)
     assert_int_equal(sqlite3_exec(db, "DROP TABLE uploads", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 
-    assert_int_equal(f->ms->ops->upload_create(f->ms, "u1", "r", 10, NULL, &e), -1);
+    assert_int_equal(f->ms->ops->upload_create(f->ms, "u1", "r", 10, NULL, false, &e), -1);
     assert_int_equal(e.code, ERR_IO);
     /* Nothing of SQLite's reaches the client. */
     assert_string_equal(err_message(&e), err_default_message(ERR_IO));
@@ -790,10 +790,10 @@ static void test_uploads(void **state)
     struct meta_name_list l;
 
     size_t n_events = event_count(ms);
-    assert_int_equal(ms->ops->upload_create(ms, "u3", "a", 300, NULL, &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "u1", "a", 100, NULL, &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "u2", "b", 200, NULL, &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "u1", "b", 999, NULL, &e), -1);
+    assert_int_equal(ms->ops->upload_create(ms, "u3", "a", 300, NULL, false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u1", "a", 100, NULL, false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u2", "b", 200, NULL, false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u1", "b", 999, NULL, false, &e), -1);
     assert_int_equal(e.code, ERR_CONFLICT);
 
     assert_int_equal(ms->ops->upload_get(ms, "u1", "a", NULL, &e), 0);
@@ -840,10 +840,12 @@ static void test_upload_sources_and_acked_size(void **state)
     int64_t acked = 99;
     int64_t n = -1;
 
-    assert_int_equal(ms->ops->upload_create(ms, "c1", "a", 100, "192.0.2.1", &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "c2", "a", 200, "192.0.2.1", &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "c3", "b", 200, "2001:db8::1", &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "f1", "b", 200, NULL, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "c1", "a", 100, "192.0.2.1", false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "c2", "a", 200, "192.0.2.1", false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "c3", "b", 200, "2001:db8::1", false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "f1", "b", 200, NULL, false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "m2", "b", 200, "192.0.2.2", true, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "m1", "b", 200, "192.0.2.2", true, &e), 0);
 
     static const struct {
         const char *source;
@@ -852,6 +854,7 @@ static void test_upload_sources_and_acked_size(void **state)
     } counts[] = {
         {"192.0.2.1", 50, 2}, {"192.0.2.1", 100, 2}, {"192.0.2.1", 101, 1},
         {"192.0.2.1", 201, 0}, {"2001:db8::1", 50, 1}, {"198.51.100.7", 50, 0},
+        {"192.0.2.2", 50, 2},
     };
     for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
         assert_int_equal(ms->ops->upload_count_from(ms, counts[i].source, counts[i].now_s, &n,
@@ -875,6 +878,14 @@ static void test_upload_sources_and_acked_size(void **state)
     assert_int_equal(ms->ops->upload_delete(ms, "c2", &e), 0);
     assert_int_equal(ms->ops->upload_count_from(ms, "192.0.2.1", 50, &n, &e), 0);
     assert_int_equal(n, 1);
+
+    /* Only the sessions of monolithic POSTs are listed as single requests. */
+    struct meta_name_list l;
+    assert_int_equal(ms->ops->upload_list_single(ms, &l, &e), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.names[0], "m1");
+    assert_string_equal(l.names[1], "m2");
+    meta_name_list_fini(&l);
 }
 
 /* A database of schema version 2 (the uploads table without source and acked_bytes)
@@ -900,6 +911,7 @@ static void test_schema_v2_database_migrates(void **state)
     assert_int_equal(sqlite3_exec(db,
                                   "DROP INDEX uploads_source;"
                                   "ALTER TABLE uploads DROP COLUMN acked_bytes;"
+                                  "ALTER TABLE uploads DROP COLUMN is_single_request;"
                                   "ALTER TABLE uploads DROP COLUMN source;"
                                   "INSERT INTO uploads(id, repo, created_s, expires_s)"
                                   "  VALUES ('old', 'r', 1, 5000);"
@@ -916,12 +928,16 @@ static void test_schema_v2_database_migrates(void **state)
     meta_manifest_fini(&got);
     assert_int_equal(ms->ops->upload_get(ms, "old", "r", &acked, &e), 0);
     assert_int_equal(acked, -1);
-    assert_int_equal(ms->ops->upload_create(ms, "new", "r", 5000, "192.0.2.9", &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "new", "r", 5000, "192.0.2.9", false, &e), 0);
     assert_int_equal(ms->ops->upload_set_acked(ms, "new", 42, &e), 0);
     assert_int_equal(ms->ops->upload_get(ms, "new", "r", &acked, &e), 0);
     assert_int_equal(acked, 42);
     assert_int_equal(ms->ops->upload_count_from(ms, "192.0.2.9", 10, &n, &e), 0);
     assert_int_equal(n, 1);
+    struct meta_name_list l;
+    assert_int_equal(ms->ops->upload_list_single(ms, &l, &e), 0);
+    assert_int_equal(l.n, 0);
+    meta_name_list_fini(&l);
 
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
