@@ -230,8 +230,10 @@ static void start_upload(struct http_req *req)
         return;
     if (authz_upload_admit(req) != 0)
         return;
+    char addr[64];
     char source[64];
-    http_req_remote_addr(req, source, sizeof(source));
+    http_req_remote_addr(req, addr, sizeof(addr));
+    util_addr_group(addr, source, sizeof(source));
     if (admit_source(req, source) != 0)
         return;
     if (upload_sessions_create(reg->uploads, req->repo, reg->cfg->upload_ttl_s, source,
