@@ -73,6 +73,8 @@ static const struct option_def options[] = {
     {"failed-login-interval", OPT_DURATION, "then one more attempt per this long", "30s"},
     {"audit-max-rows", OPT_UINT, "audit log entries kept (the oldest are deleted), 0: all",
      "1000000"},
+    {"upload-limit-per-ip", OPT_UINT,
+     "concurrent upload sessions started from one client address, 0: none", "256"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -100,6 +102,7 @@ void config_defaults(struct config *cfg)
     cfg->failed_login_burst = 5;
     cfg->failed_login_interval_ms = 30000;
     cfg->audit_max_rows = 1000000;
+    cfg->upload_sessions_per_ip = 256;
     cfg->registry_name = xstrdup("meridian");
     cfg->sync_interval_s = 60;
     cfg->fetch_backoff_max_s = 60;
@@ -226,7 +229,8 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
         if (util_parse_u64(value, strlen(value), &u) != 0 ||
             u > (strcmp(key, "audit-max-rows") == 0 ? 1000000000u : 1000000u) ||
             (u == 0 && strcmp(key, "conn-limit-per-ip") != 0 &&
-             strcmp(key, "failed-login-burst") != 0 && strcmp(key, "audit-max-rows") != 0))
+             strcmp(key, "failed-login-burst") != 0 && strcmp(key, "audit-max-rows") != 0 &&
+             strcmp(key, "upload-limit-per-ip") != 0))
             return err_set(e, ERR_BAD_REQUEST, "option \"%s\": bad number \"%s\"", key, value);
         if (strcmp(key, "threads") == 0)
             cfg->threads = (unsigned)u;
@@ -234,6 +238,8 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->conn_limit_per_ip = (unsigned)u;
         else if (strcmp(key, "upload-limit-per-identity") == 0)
             cfg->upload_sessions_per_identity = (unsigned)u;
+        else if (strcmp(key, "upload-limit-per-ip") == 0)
+            cfg->upload_sessions_per_ip = (unsigned)u;
         else if (strcmp(key, "webhook-max-attempts") == 0)
             cfg->webhook_max_attempts = (unsigned)u;
         else if (strcmp(key, "failed-login-burst") == 0)

@@ -51,6 +51,7 @@ struct config {
     unsigned failed_login_burst;   /* wrong secrets per (address, identity) before 429, 5; 0 off */
     int64_t failed_login_interval_ms; /* then one more per interval, default 30 s */
     uint64_t audit_max_rows;       /* audit log entries kept, default 1 000 000; 0 = all */
+    unsigned upload_sessions_per_ip; /* concurrent upload sessions per client address, 0: none */
 };
 
 /* Fills cfg with defaults. */

@@ -104,12 +104,31 @@ typedef int ms_referrers_f(struct metastore *ms, const char *repo, const struct 
                            const char *artifact_type, struct meta_referrer_list *out,
                            struct err *e);
 
-/* Upload sessions (region-local: not in the event log). ERR_CONFLICT if id exists. */
+/* Upload sessions (region-local: not in the event log). ERR_CONFLICT if id exists.
+ * source: the address of the client that starts the session (counted by
+ * upload_count_from; the session tracks its acknowledged size, starting at 0), or NULL
+ * for a region's own fetch session (not counted, not tracked). is_single_request: the
+ * session of one monolithic POST (listed by upload_list_single). */
 typedef int ms_upload_create_f(struct metastore *ms, const char *id, const char *repo,
-                               int64_t expires_at_s, struct err *e);
-/* 0 if session id exists for repo, -1 ERR_BLOB_UPLOAD_UNKNOWN otherwise. */
+                               int64_t expires_at_s, const char *source,
+                               bool is_single_request, struct err *e);
+/* 0 if session id exists for repo (repo NULL: for any), -1 ERR_BLOB_UPLOAD_UNKNOWN
+ * otherwise. acked_bytes (may be NULL) receives the size last acknowledged to the client,
+ * or -1 if the session does not track it. */
 typedef int ms_upload_get_f(struct metastore *ms, const char *id, const char *repo,
-                            struct err *e);
+                            int64_t *acked_bytes, struct err *e);
+/* Records that the first acked_bytes bytes of session id were acknowledged to its client
+ * (no-op for an untracked session). Kept as the upload row is, not synced: it outlives a
+ * crash of the process; after a power loss the session may resume earlier. */
+typedef int ms_upload_set_acked_f(struct metastore *ms, const char *id, uint64_t acked_bytes,
+                                  struct err *e);
+/* Ids of the sessions of monolithic POSTs (caller frees the list): at start no request
+ * holds them, and no client knows their id, so they are left from a crash. */
+typedef int ms_upload_list_single_f(struct metastore *ms, struct meta_name_list *out,
+                                    struct err *e);
+/* Number of sessions started from source that have not expired at now_s. */
+typedef int ms_upload_count_from_f(struct metastore *ms, const char *source, int64_t now_s,
+                                   int64_t *n, struct err *e);
 /* ERR_BLOB_UPLOAD_UNKNOWN if id does not exist. */
 typedef int ms_upload_delete_f(struct metastore *ms, const char *id, struct err *e);
 /* Ids of sessions that expired before now_s (caller frees the list). */
@@ -416,6 +435,9 @@ struct metastore_ops {
     ms_upload_get_f *upload_get;
     ms_upload_delete_f *upload_delete;
     ms_upload_list_expired_f *upload_list_expired;
+    ms_upload_set_acked_f *upload_set_acked;
+    ms_upload_count_from_f *upload_count_from;
+    ms_upload_list_single_f *upload_list_single;
     ms_close_f *close;
     ms_events_since_f *events_since;
     ms_object_put_f *object_put;

@@ -28,7 +28,7 @@
 
 #define SQ_STORE_MAGIC 0x6d737173u /* "msqs" */
 #define SQ_CONN_MAGIC 0x6d737163u  /* "msqc" */
-#define SQ_SCHEMA_VERSION 3
+#define SQ_SCHEMA_VERSION 4
 #define SQ_BUSY_TIMEOUT_MS 10000
 #define SQ_PAYLOAD_MAX_BYTES (16u << 20)
 
@@ -148,6 +148,19 @@ static const char schema_v3_audit[] =
     "ALTER TABLE audit_log ADD COLUMN count INTEGER NOT NULL DEFAULT 1;"
     "ALTER TABLE audit_log ADD COLUMN last_ms INTEGER;";
 
+/* Version 4 (issue 9, items 4 and 16; self-contained): an upload session records the
+ * address of the client that started it, for the per-address cap, and the size last
+ * acknowledged to that client, so that a session cut by a crash in the middle of a PATCH
+ * resumes there. acked_bytes NULL: a region's own fetch session, or one from before this
+ * version, resumed from whatever its file holds. is_single_request: the session of one
+ * monolithic POST, which no client can resume (it never learnt the id). */
+static const char schema_v4_uploads[] =
+    "ALTER TABLE uploads ADD COLUMN source TEXT;"
+    "ALTER TABLE uploads ADD COLUMN acked_bytes INTEGER;"
+    "ALTER TABLE uploads ADD COLUMN is_single_request INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX IF NOT EXISTS uploads_source ON uploads(source, expires_s)"
+    "  WHERE source IS NOT NULL;";
+
 /* Every statement the store runs, prepared once per connection on first use. */
 #define SQ_STATEMENTS(X)                                                                       \
     X(BEGIN_READ, "BEGIN")                                                                     \
@@ -193,9 +206,14 @@ static const char schema_v3_audit[] =
     X(TAG_LIST, "SELECT t.name FROM tags t JOIN manifests m ON m.repo_id = t.repo_id"          \
                 " AND m.digest = t.digest AND m.is_visible = 1 WHERE t.repo_id = ?1 AND t.name > ?2" \
                 " ORDER BY t.name COLLATE BINARY LIMIT ?3")                                    \
-    X(UPLOAD_INSERT, "INSERT INTO uploads(id, repo, created_s, expires_s)"                     \
-                     " VALUES (?1, ?2, ?3, ?4)")                                               \
-    X(UPLOAD_GET, "SELECT 1 FROM uploads WHERE id = ?1 AND (?2 IS NULL OR repo = ?2)")         \
+    X(UPLOAD_INSERT, "INSERT INTO uploads(id, repo, created_s, expires_s, source, acked_bytes," \
+                     " is_single_request) VALUES (?1, ?2, ?3, ?4, ?5,"                         \
+                     " CASE WHEN ?5 IS NULL THEN NULL ELSE 0 END, ?6)")                        \
+    X(UPLOAD_SINGLE, "SELECT id FROM uploads WHERE is_single_request = 1 ORDER BY id")         \
+    X(UPLOAD_GET, "SELECT acked_bytes FROM uploads WHERE id = ?1 AND (?2 IS NULL OR repo = ?2)") \
+    X(UPLOAD_SET_ACKED, "UPDATE uploads SET acked_bytes = ?2 WHERE id = ?1"                    \
+                        " AND acked_bytes IS NOT NULL")                                        \
+    X(UPLOAD_COUNT_FROM, "SELECT count(*) FROM uploads WHERE source = ?1 AND expires_s >= ?2")  \
     X(UPLOAD_DELETE, "DELETE FROM uploads WHERE id = ?1")                                      \
     X(UPLOAD_EXPIRED, "SELECT id FROM uploads WHERE expires_s < ?1 ORDER BY id")               \
     X(EVENT_INSERT, "INSERT INTO events(origin, hlc, kind, repo, name, digest, payload,"       \
@@ -1622,19 +1640,21 @@ fail:
  * collided with them on SQLite's write lock and slept in on_busy (785 sleeps in 4 s of
  * small-image pushes, all from these two). */
 static int sq_upload_create(struct metastore *ms, const char *id, const char *repo,
-                            int64_t expires_at_s, struct err *e)
+                            int64_t expires_at_s, const char *source, bool is_single_request,
+                            struct err *e)
 {
     struct sq_conn *c = conn_of(ms, e);
     if (c == NULL)
         return -1;
     AZ(pthread_mutex_lock(&c->store->wmu));
-    int rc = exec(c, SQ_UPLOAD_INSERT, e, "ttii", id, repo, util_now_s(), expires_at_s);
+    int rc = exec(c, SQ_UPLOAD_INSERT, e, "ttiiti", id, repo, util_now_s(), expires_at_s,
+                  source, (int64_t)is_single_request);
     AZ(pthread_mutex_unlock(&c->store->wmu));
     return rc;
 }
 
 static int sq_upload_get(struct metastore *ms, const char *id, const char *repo,
-                         struct err *e)
+                         int64_t *acked_bytes, struct err *e)
 {
     struct sq_conn *c = conn_of(ms, e);
     if (c == NULL)
@@ -1643,9 +1663,55 @@ static int sq_upload_get(struct metastore *ms, const char *id, const char *repo,
     int rc = query(c, SQ_UPLOAD_GET, &s, e, "tt", id, repo);
     if (rc < 0)
         return -1;
+    if (rc == SQLITE_ROW && acked_bytes != NULL)
+        *acked_bytes = sqlite3_column_type(s, 0) == SQLITE_NULL ? -1
+                                                                : sqlite3_column_int64(s, 0);
     stmt_done(s);
     if (rc != SQLITE_ROW)
         return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
+    return 0;
+}
+
+/* Not synced, like the rest of the row: it outlives a crash of the process (the kernel
+ * holds the WAL), which is what it is for; see ms_upload_set_acked_f. */
+static int sq_upload_set_acked(struct metastore *ms, const char *id, uint64_t acked_bytes,
+                               struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    AZ(pthread_mutex_lock(&c->store->wmu));
+    int rc = exec(c, SQ_UPLOAD_SET_ACKED, e, "ti", id, (int64_t)acked_bytes);
+    AZ(pthread_mutex_unlock(&c->store->wmu));
+    return rc;
+}
+
+static int sq_upload_list_single(struct metastore *ms, struct meta_name_list *out,
+                                 struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_UPLOAD_SINGLE, &s, e, "");
+    if (rc < 0)
+        return -1;
+    return collect_names(c, s, rc, -1, out, e);
+}
+
+static int sq_upload_count_from(struct metastore *ms, const char *source, int64_t now_s,
+                                int64_t *n, struct err *e)
+{
+    struct sq_conn *c = conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = query(c, SQ_UPLOAD_COUNT_FROM, &s, e, "ti", source, now_s);
+    if (rc < 0)
+        return -1;
+    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    stmt_done(s);
     return 0;
 }
 
@@ -1809,34 +1875,29 @@ static int migrate(struct sq_conn *c, struct err *e)
         err_set(e, ERR_IO, NULL);
         goto fail;
     }
-    if (version < 1) {
-        rc = sqlite3_exec(c->db, schema_v1, NULL, NULL, NULL);
+    /* Step i brings the schema from version i to i + 1; each runs once, in order. */
+    static const char *const steps[] = {schema_v1, schema_v2, schema_v3_audit,
+                                        schema_v4_uploads};
+    _Static_assert(sizeof(steps) / sizeof(steps[0]) == SQ_SCHEMA_VERSION,
+                   "one migration step per schema version");
+    for (int64_t v = version; v < SQ_SCHEMA_VERSION; v++) {
+        char set_version[64];
+        snprintf(set_version, sizeof(set_version), "PRAGMA user_version = %" PRId64, v + 1);
+        rc = sqlite3_exec(c->db, steps[v], NULL, NULL, NULL);
         if (rc == SQLITE_OK)
-            rc = sqlite3_exec(c->db, "PRAGMA user_version = 1", NULL, NULL, NULL);
+            rc = sqlite3_exec(c->db, set_version, NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
-            db_fail(c, rc, "create schema", NULL, e);
+            char what[64];
+            snprintf(what, sizeof(what), "upgrade schema to version %" PRId64, v + 1);
+            db_fail(c, rc, what, NULL, e);
             goto fail;
         }
+    }
+    if (version < 1)
         log_info("metastore", "created schema version %d", SQ_SCHEMA_VERSION);
-    }
-    if (version < 2) {
-        rc = sqlite3_exec(c->db, schema_v2, NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec(c->db, "PRAGMA user_version = 2", NULL, NULL, NULL);
-        if (rc != SQLITE_OK) {
-            db_fail(c, rc, "upgrade schema to version 2", NULL, e);
-            goto fail;
-        }
-    }
-    if (version < 3) {
-        rc = sqlite3_exec(c->db, schema_v3_audit, NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec(c->db, "PRAGMA user_version = 3", NULL, NULL, NULL);
-        if (rc != SQLITE_OK) {
-            db_fail(c, rc, "upgrade schema to version 3", NULL, e);
-            goto fail;
-        }
-    }
+    else if (version < SQ_SCHEMA_VERSION)
+        log_info("metastore", "upgraded schema from version %" PRId64 " to %d", version,
+                 SQ_SCHEMA_VERSION);
     return tx_commit(c, e);
 
 fail:
@@ -1939,6 +2000,9 @@ static const struct metastore_ops sq_ops = {
     .upload_get = sq_upload_get,
     .upload_delete = sq_upload_delete,
     .upload_list_expired = sq_upload_list_expired,
+    .upload_set_acked = sq_upload_set_acked,
+    .upload_count_from = sq_upload_count_from,
+    .upload_list_single = sq_upload_list_single,
     .close = sq_close,
     .events_since = sq_events_since,
     .events_read = sq_events_read,

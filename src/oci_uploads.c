@@ -4,7 +4,9 @@
  *
  * Bytes are written to the session's file and hashed as they arrive (the body sink),
  * so memory does not grow with blob size. A request that fails cuts the file back
- * to where it started: a failed request changes nothing. */
+ * to where it started, so a chunked upload resumes from what was acknowledged; a failed
+ * single-request upload (nothing to resume) deletes its session. A PATCH is acknowledged
+ * only once its size is recorded: after a crash the session resumes there. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +29,7 @@ struct upload_req {
     uint64_t range_len;
     bool has_digest;           /* finishing request (PUT, or POST ?digest=) */
     struct digest digest;
+    bool is_single_request;    /* the whole upload in this request: deleted if it fails */
     bool is_done;              /* committed or deleted: nothing to roll back */
 };
 
@@ -55,33 +58,49 @@ static int on_body(struct http_req *req, const char *data, size_t len)
     return upload_sessions_append(u->st, data, len, &req->err);
 }
 
+/* Ends a failed request's use of its session at once: its bytes are cut away and the
+ * session is free for the client's retry even before this reply is on the wire.
+ * A failed single-request upload (a monolithic POST, or a PUT bringing the whole body
+ * to an empty session) has nothing to resume: its session and file go at once, so
+ * that failures do not pile up against the session caps until they expire. */
+static void end_failed(struct http_req *req, struct upload_req *u)
+{
+    struct err e = {0};
+    if (u->st == NULL)
+        return;
+    if (u->is_single_request) {
+        upload_sessions_delete(req->reg->uploads, u->st);
+    } else {
+        upload_sessions_truncate(u->st, u->start_offset, &e);
+        upload_sessions_release(req->reg->uploads, u->st);
+    }
+    u->st = NULL;
+    u->is_done = true;
+}
+
 static void on_cleanup(struct http_req *req)
 {
     struct upload_req *u = upload_req_of(req);
     if (u == NULL)
         return;
     if (u->st && !u->is_done) {
-        struct err e = {0};
+        /* A failed body (an error, a full disk) or a client gone before the reply. */
         if (req->status == 0 || req->status >= 300)
-            upload_sessions_truncate(u->st, u->start_offset, &e);
-        upload_sessions_release(req->reg->uploads, u->st);
+            end_failed(req, u);
+        else
+            upload_sessions_release(req->reg->uploads, u->st);
     }
     u->magic = 0;
     free(u);
     req->sink_state = NULL;
 }
 
-/* Ends a failed request's use of its session at once: its bytes are cut away and the
- * session is free for the client's retry even before this reply is on the wire. */
-static void end_failed(struct http_req *req, struct upload_req *u)
+/* Ends a request refused on its headers: nothing was written, so the session stays as
+ * it was (even a single-request one: bad input changes nothing). */
+static void end_refused(struct http_req *req, struct upload_req *u)
 {
-    struct err e = {0};
-    if (u->st == NULL)
-        return;
-    upload_sessions_truncate(u->st, u->start_offset, &e);
-    upload_sessions_release(req->reg->uploads, u->st);
-    u->st = NULL;
-    u->is_done = true;
+    u->is_single_request = false;
+    end_failed(req, u);
 }
 
 /* Takes the session and prepares to stream the body into it. */
@@ -107,7 +126,7 @@ static int check_content_range(struct http_req *req, struct upload_req *u)
     uint64_t start, end;
     if (range_parse_content_range(cr, &start, &end) != 0) {
         http_reply_error(req, ERR_BLOB_UPLOAD_INVALID, "malformed Content-Range");
-        end_failed(req, u);
+        end_refused(req, u);
         return -1;
     }
     /* distribution-spec: a chunk out of order gets 416 with the session's state. */
@@ -115,7 +134,7 @@ static int check_content_range(struct http_req *req, struct upload_req *u)
         http_reply_error(req, ERR_RANGE_INVALID, "chunk starts at %llu, upload is at %llu",
                          (unsigned long long)start, (unsigned long long)u->st->offset);
         set_session_headers(req, u->st->id, u->st->offset);
-        end_failed(req, u);
+        end_refused(req, u);
         return -1;
     }
     u->has_range = true;
@@ -124,7 +143,7 @@ static int check_content_range(struct http_req *req, struct upload_req *u)
     uint64_t n;
     if (cl && util_parse_u64(cl, strlen(cl), &n) == 0 && n != u->range_len) {
         http_reply_error(req, ERR_SIZE_INVALID, "Content-Length does not match Content-Range");
-        end_failed(req, u);
+        end_refused(req, u);
         return -1;
     }
     return 0;
@@ -174,6 +193,30 @@ static bool try_mount(struct http_req *req)
     return true;
 }
 
+/* Per-address cap on sessions in progress: it holds for every client, also without
+ * auth, where the per-identity cap has no identity to count. Replies 429 and returns -1
+ * when source holds as many as allowed. XXX: count then create is not atomic, so
+ * concurrent POSTs from one address may pass the cap by up to the number of threads. */
+static int admit_source(struct http_req *req, const char *source)
+{
+    struct registry *reg = req->reg;
+    unsigned cap = reg->cfg->upload_sessions_per_ip;
+    int64_t n = 0;
+    struct err e = {0};
+    if (cap == 0)
+        return 0;
+    if (reg->ms->ops->upload_count_from(reg->ms, source, util_now_s(), &n, &e) != 0) {
+        http_reply_err(req, &e);
+        return -1;
+    }
+    if (n >= (int64_t)cap) {
+        http_reply_error(req, ERR_TOOMANYREQUESTS,
+                         "too many upload sessions in progress (at most %u per address)", cap);
+        return -1;
+    }
+    return 0;
+}
+
 static void start_upload(struct http_req *req)
 {
     struct registry *reg = req->reg;
@@ -187,7 +230,14 @@ static void start_upload(struct http_req *req)
         return;
     if (authz_upload_admit(req) != 0)
         return;
-    if (upload_sessions_create(reg->uploads, req->repo, reg->cfg->upload_ttl_s, id, &e) != 0) {
+    char addr[64];
+    char source[64];
+    http_req_remote_addr(req, addr, sizeof(addr));
+    util_addr_group(addr, source, sizeof(source));
+    if (admit_source(req, source) != 0)
+        return;
+    if (upload_sessions_create(reg->uploads, req->repo, reg->cfg->upload_ttl_s, source,
+                               is_monolithic, id, &e) != 0) {
         http_reply_err(req, &e);
         return;
     }
@@ -206,6 +256,7 @@ static void start_upload(struct http_req *req)
     struct upload_req *u = upload_req_of(req);
     u->has_digest = true;
     u->digest = d;
+    u->is_single_request = true;
 }
 
 int oci_upload_headers(struct http_req *req)
@@ -246,6 +297,8 @@ int oci_upload_headers(struct http_req *req)
     }
     if (check_content_range(req, u) != 0)
         return -1;
+    /* POST then PUT with the body: the upload is this one request (monolithic). */
+    u->is_single_request = is_put && u->start_offset == 0;
     return 0;
 }
 
@@ -291,7 +344,8 @@ void oci_upload(struct http_req *req)
         return;
     }
     struct err e = {0};
-    if (upload_sessions_flush(u->st, &e) != 0) {
+    if (upload_sessions_flush(u->st, &e) != 0 ||
+        upload_sessions_acknowledge(req->reg->uploads, u->st, &e) != 0) {
         http_reply_err(req, &e);
         end_failed(req, u);
         return;

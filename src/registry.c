@@ -160,10 +160,16 @@ struct registry *registry_open(struct config *cfg, struct err *e)
     reg->repl = repl_new(reg);
     snprintf(path, sizeof(path), "%s/REMOVED", cfg->data_dir);
     reg->is_removed = access(path, F_OK) == 0;
-    /* Sessions left from before a restart are still open until they finish or expire. */
+    /* Sessions left from before a restart are still open until they finish or expire,
+     * except those of monolithic POSTs cut by a crash, which nobody can finish: they go
+     * now rather than at expiry (their bytes, and their slots under the session caps). */
     size_t n_open = 0;
     blobstore_fs_each_upload(reg->bs, count_upload, &n_open);
     metrics_uploads_in_progress_add((int)n_open);
+    size_t n_orphans = upload_sessions_remove_orphans(reg->uploads);
+    if (n_orphans > 0)
+        log_info("uploads", "removed %zu sessions of monolithic uploads cut by a restart",
+                 n_orphans);
     return reg;
 fail:
     registry_close(reg);
@@ -221,7 +227,7 @@ static void on_upload_file(const char *id, void *arg)
     struct sweep_ctx *ctx = arg;
     struct registry *reg = ctx->reg;
     struct err e = {0};
-    if (reg->ms->ops->upload_get(reg->ms, id, NULL, &e) == 0)
+    if (reg->ms->ops->upload_get(reg->ms, id, NULL, NULL, &e) == 0)
         return;
     if (e.code != ERR_BLOB_UPLOAD_UNKNOWN)
         return;

@@ -4,6 +4,7 @@
 #include "upload_sessions.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,12 +82,14 @@ static void unlink_state(struct upload_sessions *us, struct upload_state *st)
 }
 
 int upload_sessions_create(struct upload_sessions *us, const char *repo, int64_t ttl_s,
-                           char id_out[33], struct err *e)
+                           const char *source, bool is_single_request, char id_out[33],
+                           struct err *e)
 {
     util_random_id(id_out);
     if (us->bs->ops->upload_create(us->bs, id_out, e) != 0)
         return -1;
-    if (us->ms->ops->upload_create(us->ms, id_out, repo, util_now_s() + ttl_s, e) != 0) {
+    if (us->ms->ops->upload_create(us->ms, id_out, repo, util_now_s() + ttl_s, source,
+                                   is_single_request, e) != 0) {
         us->bs->ops->upload_remove(us->bs, id_out);
         return -1;
     }
@@ -159,7 +162,8 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
 
     /* Not in memory: load it from storage, then publish it unless another request
      * loaded it meanwhile. */
-    if (us->ms->ops->upload_get(us->ms, id, repo, e) != 0)
+    int64_t acked = -1;
+    if (us->ms->ops->upload_get(us->ms, id, repo, &acked, e) != 0)
         return -1;
     uint64_t size = 0;
     int fd = us->bs->ops->upload_open(us->bs, id, &size, e);
@@ -172,6 +176,23 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     st->writer = us->writer;
     st->offset = size;
     st->is_busy = true;
+    if (acked >= 0 && size > (uint64_t)acked) {
+        /* The process died in the middle of a request: its bytes past the last
+         * acknowledged size were never promised. The hash is rebuilt from what stays. */
+        int rc = upload_writer_truncate(st->writer, &st->stream, (uint64_t)acked);
+        if (rc != 0) {
+            log_error("uploads", "failed to cut upload %s back to %" PRId64 " bytes: %s", id,
+                      acked, strerror(rc));
+            state_free(st);
+            return err_set(e, ERR_IO, NULL);
+        }
+        log_info("uploads", "cut upload %s back from %" PRIu64 " to the %" PRId64
+                 " bytes acknowledged before a restart", id, size, acked);
+        st->offset = st->stream.written;
+    } else if (acked >= 0 && size < (uint64_t)acked) {
+        log_warn("uploads", "upload %s holds %" PRIu64 " bytes, %" PRId64 " were acknowledged "
+                 "(lost in a power failure?); it resumes at %" PRIu64, id, size, acked, size);
+    }
     AZ(pthread_mutex_lock(&us->mu));
     if (find(us, id) != NULL) {
         AZ(pthread_mutex_unlock(&us->mu));
@@ -200,7 +221,7 @@ int upload_sessions_acquire_or_create(struct upload_sessions *us, const char *id
     struct err ignore = {0};
     uint64_t size;
     int fd = us->bs->ops->upload_open(us->bs, id, &size, &ignore);
-    if (fd >= 0 && us->ms->ops->upload_get(us->ms, id, NULL, &ignore) == 0) {
+    if (fd >= 0 && us->ms->ops->upload_get(us->ms, id, NULL, NULL, &ignore) == 0) {
         close(fd);
         upload_sessions_expire(us, id);
         fd = -1;
@@ -209,7 +230,8 @@ int upload_sessions_acquire_or_create(struct upload_sessions *us, const char *id
         close(fd);
     else if (us->bs->ops->upload_create(us->bs, id, e) != 0)
         return -1;
-    if (us->ms->ops->upload_create(us->ms, id, repo, util_now_s() + ttl_s, e) != 0)
+    if (us->ms->ops->upload_create(us->ms, id, repo, util_now_s() + ttl_s, NULL, false, e) !=
+        0)
         return -1;
     metrics_uploads_in_progress_add(1);
     return upload_sessions_acquire(us, id, repo, out, e);
@@ -254,6 +276,16 @@ int upload_sessions_flush(struct upload_state *st, struct err *e)
     ASSERT(st->is_busy);
     int rc = upload_writer_flush(st->writer, &st->stream);
     return rc == 0 ? 0 : write_failed(st, rc, e);
+}
+
+int upload_sessions_acknowledge(struct upload_sessions *us, struct upload_state *st,
+                                struct err *e)
+{
+    ASSERT(st->is_busy);
+    /* Every byte counted is in the file (the caller flushed): the row never promises
+     * more than the file holds after a crash of the process. */
+    ASSERT(st->stream.written == st->offset);
+    return us->ms->ops->upload_set_acked(us->ms, st->id, st->offset, e);
 }
 
 int upload_sessions_truncate(struct upload_state *st, uint64_t offset, struct err *e)
@@ -324,6 +356,24 @@ int upload_sessions_expire(struct upload_sessions *us, const char *id)
     us->bs->ops->upload_remove(us->bs, id);
     metrics_uploads_in_progress_add(-1);
     return 0;
+}
+
+size_t upload_sessions_remove_orphans(struct upload_sessions *us)
+{
+    struct meta_name_list orphans = {0};
+    struct err e = {0};
+    size_t n = 0;
+    if (us->ms->ops->upload_list_single(us->ms, &orphans, &e) != 0) {
+        log_error("uploads", "failed to list the sessions of monolithic uploads: %s",
+                  err_message(&e));
+        return 0;
+    }
+    for (size_t i = 0; i < orphans.n; i++) {
+        if (upload_sessions_expire(us, orphans.names[i]) == 0)
+            n++;
+    }
+    meta_name_list_fini(&orphans);
+    return n;
 }
 
 bool upload_sessions_is_active(struct upload_sessions *us, const char *id)

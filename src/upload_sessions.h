@@ -30,11 +30,19 @@ struct upload_state {
 struct upload_sessions *upload_sessions_new(struct blobstore *bs, struct metastore *ms);
 void upload_sessions_free(struct upload_sessions *us);
 
-/* Creates a session for repo expiring ttl_s from now; writes its id to id_out. */
+/* Creates a session for repo expiring ttl_s from now, started by a client at address
+ * source (counted against the per-address cap); writes its id to id_out.
+ * is_single_request: for a monolithic POST, whose session no client can resume. */
 int upload_sessions_create(struct upload_sessions *us, const char *repo, int64_t ttl_s,
-                           char id_out[33], struct err *e);
+                           const char *source, bool is_single_request, char id_out[33],
+                           struct err *e);
+/* At start, before serving: removes the sessions of monolithic POSTs that a crash cut
+ * (nobody can finish them) and returns how many. */
+size_t upload_sessions_remove_orphans(struct upload_sessions *us);
 /* Takes exclusive use of session id of repo. ERR_BLOB_UPLOAD_UNKNOWN if there is no
- * such session for repo, ERR_BLOB_UPLOAD_INVALID if another request holds it. */
+ * such session for repo, ERR_BLOB_UPLOAD_INVALID if another request holds it. A client
+ * session loaded from storage (after a restart) is cut back to the size last
+ * acknowledged to its client: bytes of a request that a crash interrupted are dropped. */
 int upload_sessions_acquire(struct upload_sessions *us, const char *id, const char *repo,
                             struct upload_state **out, struct err *e);
 /* Like acquire, but creates session id (a caller-chosen 32-hex id) for repo when it
@@ -53,6 +61,10 @@ int upload_sessions_append(struct upload_state *st, const void *p, size_t n, str
 /* Puts every byte received into the session's file (not fsync'd): before telling a
  * client how much of its upload the session holds. ERR_IO / ERR_NO_SPACE on failure. */
 int upload_sessions_flush(struct upload_state *st, struct err *e);
+/* Records the session's size as acknowledged to its client (call after a successful
+ * flush, before the reply): a crash later resumes the session there. ERR_IO on failure. */
+int upload_sessions_acknowledge(struct upload_sessions *us, struct upload_state *st,
+                                struct err *e);
 /* Cuts the session back to `offset` bytes, undoing a failed request's appends. */
 int upload_sessions_truncate(struct upload_state *st, uint64_t offset, struct err *e);
 /* Verifies the bytes against want (ERR_DIGEST_INVALID if they differ) and commits

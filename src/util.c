@@ -2,6 +2,7 @@
  * the two filesystem helpers every durable write needs. */
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -160,4 +161,21 @@ size_t util_remove_tree(const char *path)
     removed_count = 0;
     nftw(path, on_remove, 32, FTW_DEPTH | FTW_PHYS);
     return removed_count;
+}
+
+void util_addr_group(const char *addr, char *out, size_t out_len)
+{
+    struct in6_addr a6;
+    char text[INET6_ADDRSTRLEN];
+    snprintf(out, out_len, "%s", addr);
+    if (strchr(addr, ':') == NULL || inet_pton(AF_INET6, addr, &a6) != 1)
+        return;
+    if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+        if (inet_ntop(AF_INET, &a6.s6_addr[12], text, sizeof(text)) != NULL)
+            snprintf(out, out_len, "%s", text);
+        return;
+    }
+    memset(&a6.s6_addr[8], 0, 8);
+    if (inet_ntop(AF_INET6, &a6, text, sizeof(text)) != NULL)
+        snprintf(out, out_len, "%s/64", text);
 }

@@ -47,4 +47,10 @@ size_t util_remove_tree(const char *path);
 /* mkdir -p with mode 0700 (the data directory is private); 0 or -1 with errno. */
 int util_mkdirs(const char *path);
 
+/* The key under which per-address limits count a client at textual address addr: an
+ * IPv4 address as it is, an IPv6 address as its /64 ("2001:db8:1:2::/64": one host
+ * commonly holds a whole /64), an IPv4-mapped IPv6 address as the IPv4 one. Anything
+ * else is copied as it is. out_len of 64 is always enough. */
+void util_addr_group(const char *addr, char *out, size_t out_len);
+
 #endif

@@ -18,6 +18,7 @@
 
 #include <sqlite3.h>
 
+#include "schema_back_to_v2.h"
 #include "metastore.h"
 #include "util.h"
 
@@ -299,7 +300,7 @@ static void exec_sql(const char *path, const char *sql)
 }
 
 /* A database of schema version 2 (the audit log without count and last_ms, with entries;
- * and one from before access control, without the table) opens and upgrades to 3. */
+ * and one from before access control, without the table) opens and upgrades. */
 static void test_audit_upgrade_from_v2(void **state)
 {
     struct fixture *f = *state;
@@ -308,11 +309,9 @@ static void test_audit_upgrade_from_v2(void **state)
     f->ms->ops->close(f->ms);
     f->ms = NULL;
     /* Back to what version 2 made: the v2 columns only, and an entry written by v2. */
-    exec_sql(f->path, "ALTER TABLE audit_log DROP COLUMN count;"
-                      "ALTER TABLE audit_log DROP COLUMN last_ms;"
+    exec_sql(f->path, SQL_SCHEMA_BACK_TO_V2
                       "INSERT INTO audit_log(time_ms, actor, action, target, status, remote,"
-                      " detail) VALUES (2000, 'bob', 'role.assign', 'roles', 201, '::1', 'x');"
-                      "PRAGMA user_version = 2;");
+                      " detail) VALUES (2000, 'bob', 'role.assign', 'roles', 201, '::1', 'x');");
     f->ms = metastore_sqlite_open(f->path, "local", &e);
     assert_non_null(f->ms);
     struct meta_audit *list = NULL;
@@ -331,7 +330,7 @@ static void test_audit_upgrade_from_v2(void **state)
     f->ms = NULL;
 
     /* A version-2 database of a node that never had access control: no audit_log. */
-    exec_sql(f->path, "DROP TABLE audit_log; PRAGMA user_version = 2;");
+    exec_sql(f->path, SQL_SCHEMA_BACK_TO_V2 "DROP TABLE audit_log;");
     f->ms = metastore_sqlite_open(f->path, "local", &e);
     assert_non_null(f->ms);
     int64_t oldest = 0, newest = 0;
@@ -346,9 +345,9 @@ static void test_upload_owners(void **state)
     struct metastore *ms = f->ms;
     struct err e = {0};
     int64_t n = -1;
-    assert_int_equal(ms->ops->upload_create(ms, "u1", "r", 2000, &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "u2", "r", 2000, &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "u3", "r", 500, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u1", "r", 2000, NULL, false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u2", "r", 2000, NULL, false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u3", "r", 500, NULL, false, &e), 0);
     assert_int_equal(ms->ops->upload_set_owner(ms, "u1", "alice", &e), 0);
     assert_int_equal(ms->ops->upload_set_owner(ms, "u2", "alice", &e), 0);
     assert_int_equal(ms->ops->upload_set_owner(ms, "u3", "alice", &e), 0);

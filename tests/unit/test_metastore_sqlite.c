@@ -22,6 +22,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "schema_back_to_v2.h"
 #include "metastore.h"
 #include "util.h"
 
@@ -262,7 +263,7 @@ static void test_sqlite_error_is_generic_io(void **state)
     assert_int_equal(sqlite3_exec(db, "DROP TABLE uploads", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 
-    assert_int_equal(f->ms->ops->upload_create(f->ms, "u1", "r", 10, &e), -1);
+    assert_int_equal(f->ms->ops->upload_create(f->ms, "u1", "r", 10, NULL, false, &e), -1);
     assert_int_equal(e.code, ERR_IO);
     /* Nothing of SQLite's reaches the client. */
     assert_string_equal(err_message(&e), err_default_message(ERR_IO));
@@ -843,17 +844,17 @@ static void test_uploads(void **state)
     struct meta_name_list l;
 
     size_t n_events = event_count(ms);
-    assert_int_equal(ms->ops->upload_create(ms, "u3", "a", 300, &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "u1", "a", 100, &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "u2", "b", 200, &e), 0);
-    assert_int_equal(ms->ops->upload_create(ms, "u1", "b", 999, &e), -1);
+    assert_int_equal(ms->ops->upload_create(ms, "u3", "a", 300, NULL, false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u1", "a", 100, NULL, false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u2", "b", 200, NULL, false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "u1", "b", 999, NULL, false, &e), -1);
     assert_int_equal(e.code, ERR_CONFLICT);
 
-    assert_int_equal(ms->ops->upload_get(ms, "u1", "a", &e), 0);
-    assert_int_equal(ms->ops->upload_get(ms, "u1", "b", &e), -1);
+    assert_int_equal(ms->ops->upload_get(ms, "u1", "a", NULL, &e), 0);
+    assert_int_equal(ms->ops->upload_get(ms, "u1", "b", NULL, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
     e.code = ERR_NONE;
-    assert_int_equal(ms->ops->upload_get(ms, "u9", "a", &e), -1);
+    assert_int_equal(ms->ops->upload_get(ms, "u9", "a", NULL, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
 
     static const struct {
@@ -873,7 +874,7 @@ static void test_uploads(void **state)
     }
 
     assert_int_equal(ms->ops->upload_delete(ms, "u1", &e), 0);
-    assert_int_equal(ms->ops->upload_get(ms, "u1", "a", &e), -1);
+    assert_int_equal(ms->ops->upload_get(ms, "u1", "a", NULL, &e), -1);
     assert_int_equal(ms->ops->upload_delete(ms, "u1", &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
     assert_int_equal(ms->ops->upload_list_expired(ms, 1000, &l, &e), 0);
@@ -881,6 +882,119 @@ static void test_uploads(void **state)
     meta_name_list_fini(&l);
     /* Sessions are region-local: nothing in the event log. */
     assert_int_equal(event_count(ms), n_events);
+}
+
+/* Client sessions carry their address (the per-address cap) and their acknowledged
+ * size; fetch sessions (source NULL) carry neither. */
+static void test_upload_sources_and_acked_size(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    int64_t acked = 99;
+    int64_t n = -1;
+
+    assert_int_equal(ms->ops->upload_create(ms, "c1", "a", 100, "192.0.2.1", false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "c2", "a", 200, "192.0.2.1", false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "c3", "b", 200, "2001:db8::1", false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "f1", "b", 200, NULL, false, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "m2", "b", 200, "192.0.2.2", true, &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "m1", "b", 200, "192.0.2.2", true, &e), 0);
+
+    static const struct {
+        const char *source;
+        int64_t now_s;
+        int64_t want;
+    } counts[] = {
+        {"192.0.2.1", 50, 2}, {"192.0.2.1", 100, 2}, {"192.0.2.1", 101, 1},
+        {"192.0.2.1", 201, 0}, {"2001:db8::1", 50, 1}, {"198.51.100.7", 50, 0},
+        {"192.0.2.2", 50, 2},
+    };
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        assert_int_equal(ms->ops->upload_count_from(ms, counts[i].source, counts[i].now_s, &n,
+                                                    &e), 0);
+        assert_int_equal(n, counts[i].want);
+    }
+
+    assert_int_equal(ms->ops->upload_get(ms, "c1", "a", &acked, &e), 0);
+    assert_int_equal(acked, 0);
+    assert_int_equal(ms->ops->upload_set_acked(ms, "c1", 1234567, &e), 0);
+    assert_int_equal(ms->ops->upload_get(ms, "c1", NULL, &acked, &e), 0);
+    assert_int_equal(acked, 1234567);
+    /* A fetch session is not tracked, and stays so. */
+    assert_int_equal(ms->ops->upload_get(ms, "f1", "b", &acked, &e), 0);
+    assert_int_equal(acked, -1);
+    assert_int_equal(ms->ops->upload_set_acked(ms, "f1", 10, &e), 0);
+    assert_int_equal(ms->ops->upload_get(ms, "f1", "b", &acked, &e), 0);
+    assert_int_equal(acked, -1);
+
+    /* Finished sessions no longer count. */
+    assert_int_equal(ms->ops->upload_delete(ms, "c2", &e), 0);
+    assert_int_equal(ms->ops->upload_count_from(ms, "192.0.2.1", 50, &n, &e), 0);
+    assert_int_equal(n, 1);
+
+    /* Only the sessions of monolithic POSTs are listed as single requests. */
+    struct meta_name_list l;
+    assert_int_equal(ms->ops->upload_list_single(ms, &l, &e), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.names[0], "m1");
+    assert_string_equal(l.names[1], "m2");
+    meta_name_list_fini(&l);
+}
+
+/* A database of schema version 2 (the uploads table without source and acked_bytes)
+ * with an upload session and a manifest in it opens with this build: the migration adds
+ * the columns, the old session is kept untracked (resumed from its file as before). The
+ * version-2 file is made from a current one by taking the version 3 step back out. */
+static void test_schema_v2_database_migrates(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(7, body, NULL);
+    struct meta_manifest got;
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    int64_t acked = 99;
+    int64_t n = -1;
+
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m, NULL, 0, NULL, "v1", &e), 0);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  SQL_SCHEMA_BACK_TO_V2
+                                  "INSERT INTO uploads(id, repo, created_s, expires_s)"
+                                  "  VALUES ('old', 'r', 1, 5000);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    assert_non_null(f->ms);
+    struct metastore *ms = f->ms;
+    assert_int_equal(ms->ops->manifest_get(ms, "r", "v1", &got, &e), 0);
+    assert_string_equal(got.digest.str, m.digest.str);
+    meta_manifest_fini(&got);
+    assert_int_equal(ms->ops->upload_get(ms, "old", "r", &acked, &e), 0);
+    assert_int_equal(acked, -1);
+    assert_int_equal(ms->ops->upload_create(ms, "new", "r", 5000, "192.0.2.9", false, &e), 0);
+    assert_int_equal(ms->ops->upload_set_acked(ms, "new", 42, &e), 0);
+    assert_int_equal(ms->ops->upload_get(ms, "new", "r", &acked, &e), 0);
+    assert_int_equal(acked, 42);
+    assert_int_equal(ms->ops->upload_count_from(ms, "192.0.2.9", 10, &n, &e), 0);
+    assert_int_equal(n, 1);
+    struct meta_name_list l;
+    assert_int_equal(ms->ops->upload_list_single(ms, &l, &e), 0);
+    assert_int_equal(l.n, 0);
+    meta_name_list_fini(&l);
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(s, 0), 4);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
 }
 
 /* Event log --------------------------------------------------------------- */
@@ -1369,6 +1483,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_sets_up_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data_and_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_sources_and_acked_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_v2_database_migrates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_error_is_generic_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_link_get_find_unlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_referenced_by_manifest_is_not_orphan, setup,

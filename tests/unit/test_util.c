@@ -237,10 +237,32 @@ static void test_assert_aborts(void **state)
     assert_int_equal(WTERMSIG(status), SIGABRT);
 }
 
+static void test_addr_group_table(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"192.0.2.7", "192.0.2.7"},
+        {"127.0.0.1", "127.0.0.1"},
+        {"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+        {"2001:db8:1:2::ffff", "2001:db8:1:2::/64"},
+        {"::1", "::/64"},
+        {"fe80::1", "fe80::/64"},
+        {"::ffff:192.0.2.9", "192.0.2.9"},
+        {"", ""},
+        {"not:an:address", "not:an:address"},
+    };
+    char out[64];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        util_addr_group(cases[i][0], out, sizeof(out));
+        assert_string_equal(out, cases[i][1]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_u64_table),
+        cmocka_unit_test(test_addr_group_table),
         cmocka_unit_test(test_parse_u64_uses_length),
         cmocka_unit_test(test_random_id),
         cmocka_unit_test_setup_teardown(test_mkdirs, setup_tmpdir, teardown_tmpdir),

@@ -1,0 +1,19 @@
+/* SQL that turns a database made by the current schema back into the shape schema version
+ * 2 gave it (the last version before issue 9), for migration tests: they make data with
+ * today's code, step it back, add rows the way version 2 wrote them, and open it again.
+ * Each later schema step must add its undo here. */
+#ifndef MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
+#define MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
+
+#define SQL_SCHEMA_BACK_TO_V2                                                                  \
+    /* version 3: aggregated audit entries */                                                  \
+    "ALTER TABLE audit_log DROP COLUMN count;"                                                 \
+    "ALTER TABLE audit_log DROP COLUMN last_ms;"                                               \
+    /* version 4: upload sources and acknowledged sizes */                                     \
+    "DROP INDEX uploads_source;"                                                               \
+    "ALTER TABLE uploads DROP COLUMN acked_bytes;"                                             \
+    "ALTER TABLE uploads DROP COLUMN is_single_request;"                                       \
+    "ALTER TABLE uploads DROP COLUMN source;"                                                  \
+    "PRAGMA user_version = 2;"
+
+#endif
