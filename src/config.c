@@ -58,10 +58,16 @@ static const struct option_def options[] = {
     {"tls-cert", OPT_STRING, "PEM certificate chain: serve HTTPS (reloaded on SIGHUP)",
      "(plain HTTP)"},
     {"tls-key", OPT_STRING, "PEM private key of tls-cert", "(none)"},
+    {"tls-priorities", OPT_STRING, "GnuTLS priority string: TLS versions and cipher suites",
+     "TLS 1.2+, forward secrecy and AEAD only (README)"},
     {"header-timeout", OPT_DURATION, "close connections that take longer to send request headers",
      "30s"},
+    {"body-timeout", OPT_DURATION,
+     "a request body must arrive within this, plus a second per body-min-rate bytes; 0: off",
+     "30s"},
+    {"body-min-rate", OPT_UINT, "bytes of request body that earn it another second", "1024"},
     {"conn-limit-per-ip", OPT_UINT, "maximum concurrent connections from one address, 0: none",
-     "0"},
+     "128"},
     {"upload-limit-per-identity", OPT_UINT, "concurrent upload sessions one user or robot may hold",
      "64"},
 };
@@ -87,6 +93,10 @@ void config_defaults(struct config *cfg)
     cfg->auth_mode = -1;
     cfg->token_ttl_s = 300;
     cfg->header_timeout_s = 30;
+    cfg->body_timeout_s = 30;
+    cfg->body_min_rate = 1024;
+    cfg->conn_limit_per_ip = 128;
+    cfg->tls_priorities = xstrdup(CONFIG_TLS_PRIORITIES_DEFAULT);
     cfg->upload_sessions_per_identity = 64;
     cfg->registry_name = xstrdup("meridian");
     cfg->sync_interval_s = 60;
@@ -108,6 +118,7 @@ void config_fini(struct config *cfg)
     FREE_AND_NULL(cfg->token_realm);
     FREE_AND_NULL(cfg->tls_cert_file);
     FREE_AND_NULL(cfg->tls_key_file);
+    FREE_AND_NULL(cfg->tls_priorities);
 }
 
 int config_parse_duration(const char *s, int64_t *out_s)
@@ -178,6 +189,7 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
                       : strcmp(key, "token-realm") == 0 ? &cfg->token_realm
                       : strcmp(key, "tls-cert") == 0 ? &cfg->tls_cert_file
                       : strcmp(key, "tls-key") == 0 ? &cfg->tls_key_file
+                      : strcmp(key, "tls-priorities") == 0 ? &cfg->tls_priorities
                                                           : &cfg->peer_secret;
         if (strcmp(key, "region") == 0 && !config_is_valid_region(value))
             return err_set(e, ERR_BAD_REQUEST,
@@ -191,12 +203,15 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
     }
     case OPT_UINT:
         if (util_parse_u64(value, strlen(value), &u) != 0 || u > 1000000 ||
-            (u == 0 && strcmp(key, "conn-limit-per-ip") != 0))
+            (u == 0 && strcmp(key, "conn-limit-per-ip") != 0 &&
+             strcmp(key, "body-min-rate") != 0))
             return err_set(e, ERR_BAD_REQUEST, "option \"%s\": bad number \"%s\"", key, value);
         if (strcmp(key, "threads") == 0)
             cfg->threads = (unsigned)u;
         else if (strcmp(key, "conn-limit-per-ip") == 0)
             cfg->conn_limit_per_ip = (unsigned)u;
+        else if (strcmp(key, "body-min-rate") == 0)
+            cfg->body_min_rate = (unsigned)u;
         else if (strcmp(key, "upload-limit-per-identity") == 0)
             cfg->upload_sessions_per_identity = (unsigned)u;
         else if (strcmp(key, "webhook-max-attempts") == 0)
@@ -217,6 +232,8 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->token_ttl_s = d > 0 ? d : 1;
         else if (strcmp(key, "header-timeout") == 0)
             cfg->header_timeout_s = d; /* 0: no deadline */
+        else if (strcmp(key, "body-timeout") == 0)
+            cfg->body_timeout_s = d; /* 0: no deadline */
         else if (strcmp(key, "sync-interval") == 0)
             cfg->sync_interval_s = d > 0 ? d : 1;
         else if (strcmp(key, "fetch-backoff-max") == 0)
