@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,6 +60,7 @@ struct conn_watch {
     int64_t deadline_ns;         /* headers; 0: disarmed (a request is being served) */
     int64_t body_start_ns;       /* 0: no body being read; under watch_mu */
     _Atomic uint64_t body_bytes; /* of the body being read; added to without the lock */
+    bool is_lingering;           /* answered with the body unread: drain it at close */
     struct conn_watch *prev;
     struct conn_watch *next;
 };
@@ -69,7 +72,6 @@ struct http_server {
     int64_t header_timeout_ns;  /* 0: no deadline */
     int64_t body_timeout_ns;    /* 0: no deadline */
     uint64_t body_min_rate;     /* bytes/s that earn a body another second; 0: none */
-    bool is_watching;           /* either deadline is on: connections are watched */
     int64_t idle_timeout_ns;
     pthread_mutex_t watch_mu;
     pthread_cond_t watch_cv;
@@ -440,12 +442,64 @@ static int64_t body_deadline(const struct http_server *s, int64_t start_ns, uint
     return start_ns + s->body_timeout_ns + (int64_t)earned_ns;
 }
 
+/* A connection answered before its body was read is closed with the body still coming.
+ * Closing a socket with unread data makes the kernel send RST, which can destroy the
+ * answer before the client reads it, and a client still writing sees "connection reset"
+ * instead of our 401 or 413 (RFC 9112 section 9.6). So, like nginx's lingering_close, a
+ * duplicate of the socket outlives MHD's close: it sends FIN after the reply, then reads
+ * and drops what the client still sends, for a bounded time and amount. */
+#define LINGER_MS 2000
+#define LINGER_BYTES_MAX (64 * 1024 * 1024)
+#define LINGER_CONNS_MAX 256
+
+static _Atomic int n_lingering; /* process-wide: linger threads may outlive a server */
+
+static void *linger_loop(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char sink[16 * 1024];
+    uint64_t n_read = 0;
+    int64_t deadline = util_mono_ns() + (int64_t)LINGER_MS * 1000000;
+    shutdown(fd, SHUT_WR);
+    struct timeval tv = {0, 100 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    while (util_mono_ns() < deadline && n_read < LINGER_BYTES_MAX) {
+        ssize_t n = recv(fd, sink, sizeof(sink), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            break;
+        if (n > 0)
+            n_read += (uint64_t)n;
+    }
+    close(fd);
+    atomic_fetch_sub(&n_lingering, 1);
+    return NULL;
+}
+
+/* Called as MHD closes fd (it still holds it). Beyond LINGER_CONNS_MAX, plain close. */
+static void linger_start(int fd)
+{
+    if (fd < 0 || atomic_fetch_add(&n_lingering, 1) >= LINGER_CONNS_MAX) {
+        atomic_fetch_sub(&n_lingering, 1);
+        return;
+    }
+    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    pthread_attr_t attr;
+    pthread_t t;
+    AZ(pthread_attr_init(&attr));
+    AZ(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED));
+    if (dup_fd < 0 ||
+        pthread_create(&t, &attr, linger_loop, (void *)(intptr_t)dup_fd) != 0) {
+        if (dup_fd >= 0)
+            close(dup_fd);
+        atomic_fetch_sub(&n_lingering, 1);
+    }
+    pthread_attr_destroy(&attr);
+}
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
     struct http_server *s = cls;
-    if (!s->is_watching)
-        return;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -472,6 +526,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (w->next != NULL)
         w->next->prev = w->prev;
     AZ(pthread_mutex_unlock(&s->watch_mu));
+    if (w->is_lingering)
+        linger_start(w->fd);
     free(w);
     *socket_context = NULL;
 }
@@ -609,6 +665,9 @@ static const char *check_head(struct MHD_Connection *conn, struct http_req *req,
  * cannot make us wait for (or store) bytes we are going to refuse anyway. */
 static enum MHD_Result reply_before_body(struct MHD_Connection *conn, struct http_req *req)
 {
+    struct conn_watch *w = watch_of(conn);
+    if (w != NULL)
+        w->is_lingering = true;
     req->is_closing = true;
     req->is_queued = true;
     registry_on_reply(req);
@@ -771,7 +830,6 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
     s->header_timeout_ns = (int64_t)cfg->header_timeout_s * 1000000000;
     s->body_timeout_ns = (int64_t)cfg->body_timeout_s * 1000000000;
     s->body_min_rate = cfg->body_min_rate;
-    s->is_watching = s->header_timeout_ns > 0 || s->body_timeout_ns > 0;
     s->idle_timeout_ns = (int64_t)cfg->conn_timeout_s * 1000000000;
     AZ(pthread_mutex_init(&s->watch_mu, NULL));
     AZ(pthread_cond_init(&s->watch_cv, NULL));
@@ -827,7 +885,7 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
         free(s);
         return NULL;
     }
-    if (s->is_watching) {
+    {
         AZ(pthread_create(&s->watchdog, NULL, watchdog_loop, s));
         s->has_watchdog = true;
     }
