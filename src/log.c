@@ -34,39 +34,46 @@ int log_parse_level(const char *s, enum log_level *out)
 
 static const char hex_digits[] = "0123456789abcdef";
 
+/* Writes the escape of byte c into esc[4]; returns its length. */
+static size_t escape_byte(unsigned char c, char esc[4])
+{
+    if (c > 0x20 && c < 0x7f && c != '\\' && c != '"') {
+        esc[0] = (char)c;
+        return 1;
+    }
+    if (c == '\\' || c == '"') {
+        esc[0] = '\\';
+        esc[1] = (char)c;
+        return 2;
+    }
+    esc[0] = '\\';
+    esc[1] = 'x';
+    esc[2] = hex_digits[c >> 4];
+    esc[3] = hex_digits[c & 15];
+    return 4;
+}
+
 const char *log_escape(char *out, size_t out_len, const char *s, size_t s_len)
 {
-    size_t n = 0;
+    char esc[4];
+    size_t total = 0;
     if (out_len == 0)
         return out;
+    for (size_t i = 0; i < s_len; i++)
+        total += escape_byte((unsigned char)s[i], esc);
+    /* Cut: keep room for "..." and the NUL, and never split an escape. */
+    size_t room = total < out_len ? out_len - 1 : (out_len > 4 ? out_len - 4 : 0);
+    size_t n = 0;
     for (size_t i = 0; i < s_len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[4];
-        size_t esc_len;
-        if (c > 0x20 && c < 0x7f && c != '\\' && c != '"') {
-            esc[0] = (char)c;
-            esc_len = 1;
-        } else if (c == '\\' || c == '"') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            esc_len = 2;
-        } else {
-            esc[0] = '\\';
-            esc[1] = 'x';
-            esc[2] = hex_digits[c >> 4];
-            esc[3] = hex_digits[c & 15];
-            esc_len = 4;
-        }
-        /* Keep room for "..." and the NUL when cutting. */
-        if (n + esc_len + (i + 1 < s_len ? 3 : 0) + 1 > out_len) {
-            if (n + 4 <= out_len) {
-                memcpy(out + n, "...", 3);
-                n += 3;
-            }
+        size_t esc_len = escape_byte((unsigned char)s[i], esc);
+        if (n + esc_len > room)
             break;
-        }
         memcpy(out + n, esc, esc_len);
         n += esc_len;
+    }
+    if (total >= out_len && out_len > 4) {
+        memcpy(out + n, "...", 3);
+        n += 3;
     }
     out[n] = '\0';
     return out;
