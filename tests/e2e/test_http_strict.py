@@ -197,7 +197,7 @@ def test_issue9_trickled_body_is_cut_steady_body_is_not(server_pool):
         time.sleep(0.05)
     slow.close()
     assert cut_after is not None, "the trickling body was never cut"
-    assert 1.5 < cut_after < 4.5, cut_after
+    assert 1.5 < cut_after < 6.0, cut_after
     assert "request body came too slowly" in srv.log_text()
 
     # a body that keeps coming at 64 KiB/s takes 4 s, twice the timeout, and is served
