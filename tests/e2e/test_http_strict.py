@@ -270,3 +270,66 @@ def test_issue9_access_log_escapes_paths(server_pool):
     assert len(line) == 1, line
     assert ("path=/v2/app\\x0a2026-01-01T00:00:00.000Z\\x20info\\x20region=local\\x20access:"
             "\\x20forged=1\\x1b[31m\\x20status=200\\\\\\\"/tags/list status=4") in line[0], line[0]
+
+
+def test_issue9_trickling_puts_do_not_starve_others(server_pool):
+    """The issue's attack: many PUTs whose bodies trickle in (here 200 from one address,
+    a byte each on every round). The per-address cap bounds how many are held, the body
+    deadline closes the rest, and a client on another address is served throughout."""
+    srv = server_pool("--body-timeout", "3s", "--threads", "4", auth=False)
+    host, port = hostport(srv)
+    socks = []
+    for i in range(200):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.2", 0))
+        s.settimeout(2)
+        try:
+            s.connect((host, port))
+            s.sendall(b"PUT /v2/slow/put%d/manifests/v1 HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/vnd.oci.image.manifest.v1+json\r\n"
+                      b"Content-Length: 1000000\r\n\r\n{" % i)
+            s.setblocking(False)
+            socks.append(s)
+        except OSError:
+            s.close()
+    open_socks = list(socks)
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.is_set() and open_socks:
+            for s in list(open_socks):
+                try:
+                    s.send(b" ")
+                    if s.recv(4096) == b"":
+                        open_socks.remove(s)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    open_socks.remove(s)
+            time.sleep(0.3)
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    try:
+        time.sleep(1.0)
+        assert len(open_socks) <= 128, len(open_socks)  # the default per-address cap
+        latencies = []
+        end = time.monotonic() + 2.5
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            assert requests.get(srv.url + "/v2/_catalog", timeout=5).status_code == 200
+            latencies.append(time.monotonic() - t0)
+            time.sleep(0.05)
+        assert max(latencies) < 1.0, max(latencies)
+        deadline = time.monotonic() + 6
+        while open_socks and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not open_socks, "%d trickling PUTs still open" % len(open_socks)
+    finally:
+        stop.set()
+        t.join(10)
+        for s in socks:
+            s.close()
+    assert "request body came too slowly" in srv.log_text()
+    r = requests.get(srv.url + "/v2/slow/put0/manifests/v1", timeout=5)
+    assert r.status_code == 404  # nothing half-received was stored
