@@ -20,7 +20,7 @@ import time
 
 import requests
 
-from auth_helpers import ADMIN_PASSWORD, digest_of, server_pool  # noqa: F401
+from auth_helpers import digest_of, server_pool, wait_until  # noqa: F401
 
 MiB = 1024 * 1024
 
@@ -198,7 +198,9 @@ def test_issue9_trickled_body_is_cut_steady_body_is_not(server_pool):
     slow.close()
     assert cut_after is not None, "the trickling body was never cut"
     assert 1.5 < cut_after < 6.0, cut_after
-    assert "request body came too slowly" in srv.log_text()
+    # the watchdog logs after it has shut the sockets: the client may see EOF first
+    wait_until(lambda: "request body came too slowly" in srv.log_text(), timeout_s=5,
+               what="the slow-body log line")
 
     # a body that keeps coming at 64 KiB/s takes 4 s, twice the timeout, and is served
     path = start_put(srv, len(blob))
@@ -330,6 +332,7 @@ def test_issue9_trickling_puts_do_not_starve_others(server_pool):
         t.join(10)
         for s in socks:
             s.close()
-    assert "request body came too slowly" in srv.log_text()
+    wait_until(lambda: "request body came too slowly" in srv.log_text(), timeout_s=5,
+               what="the slow-body log line")
     r = requests.get(srv.url + "/v2/slow/put0/manifests/v1", timeout=5)
     assert r.status_code == 404  # nothing half-received was stored
