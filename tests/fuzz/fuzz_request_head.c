@@ -128,8 +128,7 @@ int fuzz_request_head_one(const uint8_t *data, size_t size)
             const char *v = colon + 1;
             while (v < e && (*v == ' ' || *v == '\t'))
                 v++;
-            fields[h.n_fields++] =
-                (struct http_field){p, (size_t)(colon - p), v, (size_t)(e - v)};
+            fields[h.n_fields++] = (struct http_field){p, (size_t)(colon - p), v, (size_t)(e - v)};
         }
         p = next;
     }

@@ -25,8 +25,7 @@ static void test_escape_table(void **state)
     } cases[] = {
         {"/v2/app/manifests/v1", 0, "/v2/app/manifests/v1"},
         {"/v2/a\nfake=1", 0, "/v2/a\\x0afake=1"},
-        {"/v2/a\r\n2026-01-01T00:00:00Z info", 0,
-         "/v2/a\\x0d\\x0a2026-01-01T00:00:00Z\\x20info"},
+        {"/v2/a\r\n2026-01-01T00:00:00Z info", 0, "/v2/a\\x0d\\x0a2026-01-01T00:00:00Z\\x20info"},
         {"\x1b[31mred", 0, "\\x1b[31mred"},
         {"a status=200", 0, "a\\x20status=200"},
         {"back\\slash", 0, "back\\\\slash"},
