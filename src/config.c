@@ -62,10 +62,16 @@ static const struct option_def options[] = {
     {"tls-cert", OPT_STRING, "PEM certificate chain: serve HTTPS (reloaded on SIGHUP)",
      "(plain HTTP)"},
     {"tls-key", OPT_STRING, "PEM private key of tls-cert", "(none)"},
+    {"tls-priorities", OPT_STRING, "GnuTLS priority string: TLS versions and cipher suites",
+     "TLS 1.2+, forward secrecy and AEAD only (README)"},
     {"header-timeout", OPT_DURATION, "close connections that take longer to send request headers",
      "30s"},
+    {"body-timeout", OPT_DURATION,
+     "a request body must arrive within this, plus a second per body-min-rate bytes; 0: off",
+     "30s"},
+    {"body-min-rate", OPT_UINT, "bytes of request body that earn it another second", "1024"},
     {"conn-limit-per-ip", OPT_UINT, "maximum concurrent connections from one address, 0: none",
-     "0"},
+     "128"},
     {"upload-limit-per-identity", OPT_UINT, "concurrent upload sessions one user or robot may hold",
      "64"},
     {"failed-login-burst", OPT_UINT,
@@ -98,6 +104,10 @@ void config_defaults(struct config *cfg)
     cfg->auth_mode = -1;
     cfg->token_ttl_s = 300;
     cfg->header_timeout_s = 30;
+    cfg->body_timeout_s = 30;
+    cfg->body_min_rate = 1024;
+    cfg->conn_limit_per_ip = 128;
+    cfg->tls_priorities = xstrdup(CONFIG_TLS_PRIORITIES_DEFAULT);
     cfg->upload_sessions_per_identity = 64;
     cfg->failed_login_burst = 5;
     cfg->failed_login_interval_ms = 30000;
@@ -125,6 +135,7 @@ void config_fini(struct config *cfg)
     FREE_AND_NULL(cfg->token_realm);
     FREE_AND_NULL(cfg->tls_cert_file);
     FREE_AND_NULL(cfg->tls_key_file);
+    FREE_AND_NULL(cfg->tls_priorities);
 }
 
 int config_parse_duration(const char *s, int64_t *out_s)
@@ -187,6 +198,18 @@ static int parse_listen(struct config *cfg, const char *v, struct err *e)
     return 0;
 }
 
+/* Numeric options for which 0 means "no limit" or "off"; for the others 0 is a mistake. */
+static bool uint_may_be_zero(const char *key)
+{
+    static const char *const keys[] = {"conn-limit-per-ip", "body-min-rate",
+                                       "failed-login-burst", "audit-max-rows",
+                                       "upload-limit-per-ip"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (strcmp(key, keys[i]) == 0)
+            return true;
+    return false;
+}
+
 int config_set(struct config *cfg, const char *key, const char *value, struct err *e)
 {
     const struct option_def *o = NULL;
@@ -214,6 +237,7 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
                       : strcmp(key, "token-realm") == 0 ? &cfg->token_realm
                       : strcmp(key, "tls-cert") == 0 ? &cfg->tls_cert_file
                       : strcmp(key, "tls-key") == 0 ? &cfg->tls_key_file
+                      : strcmp(key, "tls-priorities") == 0 ? &cfg->tls_priorities
                                                           : &cfg->peer_secret;
         if (strcmp(key, "region") == 0 && !config_is_valid_region(value))
             return err_set(e, ERR_BAD_REQUEST,
@@ -228,14 +252,14 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
     case OPT_UINT:
         if (util_parse_u64(value, strlen(value), &u) != 0 ||
             u > (strcmp(key, "audit-max-rows") == 0 ? 1000000000u : 1000000u) ||
-            (u == 0 && strcmp(key, "conn-limit-per-ip") != 0 &&
-             strcmp(key, "failed-login-burst") != 0 && strcmp(key, "audit-max-rows") != 0 &&
-             strcmp(key, "upload-limit-per-ip") != 0))
+            (u == 0 && !uint_may_be_zero(key)))
             return err_set(e, ERR_BAD_REQUEST, "option \"%s\": bad number \"%s\"", key, value);
         if (strcmp(key, "threads") == 0)
             cfg->threads = (unsigned)u;
         else if (strcmp(key, "conn-limit-per-ip") == 0)
             cfg->conn_limit_per_ip = (unsigned)u;
+        else if (strcmp(key, "body-min-rate") == 0)
+            cfg->body_min_rate = (unsigned)u;
         else if (strcmp(key, "upload-limit-per-identity") == 0)
             cfg->upload_sessions_per_identity = (unsigned)u;
         else if (strcmp(key, "upload-limit-per-ip") == 0)
@@ -262,6 +286,8 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->token_ttl_s = d > 0 ? d : 1;
         else if (strcmp(key, "header-timeout") == 0)
             cfg->header_timeout_s = d; /* 0: no deadline */
+        else if (strcmp(key, "body-timeout") == 0)
+            cfg->body_timeout_s = d; /* 0: no deadline */
         else if (strcmp(key, "sync-interval") == 0)
             cfg->sync_interval_s = d > 0 ? d : 1;
         else if (strcmp(key, "fetch-backoff-max") == 0)

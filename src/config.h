@@ -11,6 +11,13 @@
 #include "err.h"
 #include "log.h"
 
+/* TLS 1.2 and 1.3 only, and only suites with forward secrecy (ECDHE key exchange in
+ * 1.2; 1.3 has no other) and AEAD ciphers: no static RSA, no CBC. GnuTLS syntax. */
+#define CONFIG_TLS_PRIORITIES_DEFAULT                                                      \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:"        \
+    "-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:"           \
+    "%SERVER_PRECEDENCE"
+
 struct config {
     char *listen_host;             /* default 127.0.0.1 */
     uint16_t listen_port;          /* default 5000 */
@@ -45,8 +52,11 @@ struct config {
     char *token_realm;             /* token endpoint URL in challenges; NULL = from Host */
     char *tls_cert_file;           /* PEM chain: serve HTTPS when set (with tls_key_file) */
     char *tls_key_file;
+    char *tls_priorities;          /* GnuTLS priority string, CONFIG_TLS_PRIORITIES_DEFAULT */
     int64_t header_timeout_s;      /* request headers must arrive within this, default 30 */
-    unsigned conn_limit_per_ip;    /* 0 = no limit */
+    int64_t body_timeout_s;        /* a request body's initial allowance, default 30; 0 off */
+    unsigned body_min_rate;        /* bytes/s that extend it by a second, default 1024 */
+    unsigned conn_limit_per_ip;    /* 0 = no limit; default 128 */
     unsigned upload_sessions_per_identity; /* concurrent upload sessions per identity, 64 */
     unsigned failed_login_burst;   /* wrong secrets per (address, identity) before 429, 5; 0 off */
     int64_t failed_login_interval_ms; /* then one more per interval, default 30 s */

@@ -4,7 +4,10 @@
  * connection, so handlers must not block on anything but local disk and SQLite.
  *
  * Request life cycle (MHD calls on_request repeatedly for one request):
- *   1st call            -> new http_req, registry_on_headers (route, sink or cap)
+ *   request line in     -> on_uri: new http_req holding the raw request-target
+ *   1st call            -> strict framing check (http_strict.c), registry_on_headers
+ *                          (route, sink or cap); a request with a body that is already
+ *                          answered (401, 413, ...) is answered now, unread
  *   calls with a body   -> sink(req, bytes) or append to req->body (capped)
  *   last call (no body) -> registry_on_complete unless a reply exists; queue reply
  *   on_completed        -> metrics, access log, free everything */
@@ -12,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -22,9 +26,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "http_strict.h"
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
@@ -36,17 +42,25 @@
 #define REPLY_BODY_MAX (64 * 1024 * 1024)
 #define DEFAULT_BODY_MAX (64 * 1024)
 #define JOINED_HEADER_MAX (16 * 1024)
+#define LOG_PATH_MAX 1024
+#define RAW_TARGET_SPAN_MAX (64 * 1024) /* a request line fits MHD's connection pool */
 
 /* Slow clients. MHD's connection timeout is an idle timeout: a client that trickles a
  * byte every few seconds keeps a connection forever. Every connection therefore has a
- * deadline by which the headers of its next request must be in; a watchdog thread
- * shuts down the sockets of connections past it, and MHD then closes them as it would
- * any connection the peer dropped. The list is changed only under watch_mu, and MHD
- * tells us a connection is closed (on_connection) before it closes the socket, so the
- * watchdog never touches a descriptor that has been reused. */
+ * deadline by which the headers of its next request must be in, and a request body has
+ * one too (--body-timeout), pushed back a second for every --body-min-rate bytes that
+ * arrive (Apache's mod_reqtimeout "body=30,MinRate=1024"): a body that keeps coming at
+ * a useful rate is never cut, however large, and a trickle is. A watchdog thread
+ * shuts down the sockets of connections past their deadline, and MHD then closes them
+ * as it would any connection the peer dropped. The list is changed only under watch_mu,
+ * and MHD tells us a connection is closed (on_connection) before it closes the socket,
+ * so the watchdog never touches a descriptor that has been reused. */
 struct conn_watch {
     int fd;
-    int64_t deadline_ns; /* 0: disarmed (a request is being served) */
+    int64_t deadline_ns;         /* headers; 0: disarmed (a request is being served) */
+    int64_t body_start_ns;       /* 0: no body being read; under watch_mu */
+    _Atomic uint64_t body_bytes; /* of the body being read; added to without the lock */
+    bool is_lingering;           /* answered with the body unread: drain it at close */
     struct conn_watch *prev;
     struct conn_watch *next;
 };
@@ -56,6 +70,8 @@ struct http_server {
     struct registry *reg;
     bool is_access_log;
     int64_t header_timeout_ns;  /* 0: no deadline */
+    int64_t body_timeout_ns;    /* 0: no deadline */
+    uint64_t body_min_rate;     /* bytes/s that earn a body another second; 0: none */
     int64_t idle_timeout_ns;
     pthread_mutex_t watch_mu;
     pthread_cond_t watch_cv;
@@ -280,14 +296,13 @@ void http_req_resume(struct http_req *req)
 /* Request context ---------------------------------------------------------- */
 
 static struct http_req *req_new(struct http_server *s, struct MHD_Connection *conn,
-                                const char *method, const char *url)
+                                const char *raw_target)
 {
     struct http_req *req = xcalloc(1, sizeof(*req));
     req->magic = HTTP_REQ_MAGIC;
     req->reg = s->reg;
     req->impl = conn;
-    req->method = method;
-    req->path = url;
+    req->raw_target = xstrdup(raw_target != NULL ? raw_target : "");
     req->reply_fd = -1;
     req->start_ns = util_mono_ns();
     snprintf(req->request_id, sizeof(req->request_id), "%016llx",
@@ -315,6 +330,7 @@ static void req_free(struct http_req *req)
         free(req->kept[i]);
     free(req->repo);
     free(req->ref);
+    free(req->raw_target);
     req->magic = 0;
     free(req);
 }
@@ -367,6 +383,8 @@ static enum MHD_Result queue_reply(struct MHD_Connection *conn, struct http_req 
     if (resp == NULL)
         return MHD_NO;
     add_headers(resp, req);
+    if (req->is_closing)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (strcmp(req->method, "HEAD") == 0)
         req->bytes_out = 0;
     /* Counted when queued, not when the connection reports completion: a client that
@@ -392,25 +410,102 @@ static struct conn_watch *watch_of(struct MHD_Connection *conn)
 static void watch_set(struct http_server *s, struct MHD_Connection *conn, int64_t in_ns)
 {
     struct conn_watch *w = watch_of(conn);
-    if (w == NULL || s->header_timeout_ns == 0)
+    if (w == NULL)
         return;
     AZ(pthread_mutex_lock(&s->watch_mu));
-    w->deadline_ns = in_ns > 0 ? util_mono_ns() + in_ns : 0;
+    w->deadline_ns = in_ns > 0 && s->header_timeout_ns > 0 ? util_mono_ns() + in_ns : 0;
     AZ(pthread_mutex_unlock(&s->watch_mu));
+}
+
+/* Starts (is_reading) or ends the body deadline of the connection's request. */
+static void watch_body(struct http_server *s, struct MHD_Connection *conn, bool is_reading)
+{
+    struct conn_watch *w = watch_of(conn);
+    if (w == NULL)
+        return;
+    AZ(pthread_mutex_lock(&s->watch_mu));
+    w->body_start_ns = is_reading && s->body_timeout_ns > 0 ? util_mono_ns() : 0;
+    atomic_store(&w->body_bytes, 0);
+    AZ(pthread_mutex_unlock(&s->watch_mu));
+}
+
+/* When a body that started at start_ns with n bytes in so far runs out of time. */
+static int64_t body_deadline(const struct http_server *s, int64_t start_ns, uint64_t n)
+{
+    uint64_t earned_ns = 0;
+    if (s->body_min_rate > 0) {
+        uint64_t secs = n / s->body_min_rate;
+        if (secs > (uint64_t)INT64_MAX / 2000000000)
+            return INT64_MAX; /* centuries: never */
+        earned_ns = secs * 1000000000 + n % s->body_min_rate * 1000000000 / s->body_min_rate;
+    }
+    return start_ns + s->body_timeout_ns + (int64_t)earned_ns;
+}
+
+/* A connection answered before its body was read is closed with the body still coming.
+ * Closing a socket with unread data makes the kernel send RST, which can destroy the
+ * answer before the client reads it, and a client still writing sees "connection reset"
+ * instead of our 401 or 413 (RFC 9112 section 9.6). So, like nginx's lingering_close, a
+ * duplicate of the socket outlives MHD's close: it sends FIN after the reply, then reads
+ * and drops what the client still sends, for a bounded time and amount. */
+#define LINGER_MS 2000
+#define LINGER_BYTES_MAX (64 * 1024 * 1024)
+#define LINGER_CONNS_MAX 256
+
+static _Atomic int n_lingering; /* process-wide: linger threads may outlive a server */
+
+static void *linger_loop(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char sink[16 * 1024];
+    uint64_t n_read = 0;
+    int64_t deadline = util_mono_ns() + (int64_t)LINGER_MS * 1000000;
+    shutdown(fd, SHUT_WR);
+    struct timeval tv = {0, 100 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    while (util_mono_ns() < deadline && n_read < LINGER_BYTES_MAX) {
+        ssize_t n = recv(fd, sink, sizeof(sink), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            break;
+        if (n > 0)
+            n_read += (uint64_t)n;
+    }
+    close(fd);
+    atomic_fetch_sub(&n_lingering, 1);
+    return NULL;
+}
+
+/* Called as MHD closes fd (it still holds it). Beyond LINGER_CONNS_MAX, plain close. */
+static void linger_start(int fd)
+{
+    if (fd < 0 || atomic_fetch_add(&n_lingering, 1) >= LINGER_CONNS_MAX) {
+        atomic_fetch_sub(&n_lingering, 1);
+        return;
+    }
+    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    pthread_attr_t attr;
+    pthread_t t;
+    AZ(pthread_attr_init(&attr));
+    AZ(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED));
+    if (dup_fd < 0 ||
+        pthread_create(&t, &attr, linger_loop, (void *)(intptr_t)dup_fd) != 0) {
+        if (dup_fd >= 0)
+            close(dup_fd);
+        atomic_fetch_sub(&n_lingering, 1);
+    }
+    pthread_attr_destroy(&attr);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
     struct http_server *s = cls;
-    if (s->header_timeout_ns == 0)
-        return;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct conn_watch *w = xcalloc(1, sizeof(*w));
         w->fd = ci != NULL ? ci->connect_fd : -1;
-        w->deadline_ns = util_mono_ns() + s->header_timeout_ns;
+        w->deadline_ns = s->header_timeout_ns > 0 ? util_mono_ns() + s->header_timeout_ns : 0;
         AZ(pthread_mutex_lock(&s->watch_mu));
         w->next = s->watches;
         if (s->watches != NULL)
@@ -431,6 +526,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (w->next != NULL)
         w->next->prev = w->prev;
     AZ(pthread_mutex_unlock(&s->watch_mu));
+    if (w->is_lingering)
+        linger_start(w->fd);
     free(w);
     *socket_context = NULL;
 }
@@ -450,19 +547,157 @@ static void *watchdog_loop(void *arg)
         pthread_cond_timedwait(&s->watch_cv, &s->watch_mu, &until);
         int64_t now = util_mono_ns();
         size_t n_cut = 0;
+        size_t n_slow_bodies = 0;
         for (struct conn_watch *w = s->watches; w != NULL; w = w->next) {
-            if (w->deadline_ns != 0 && w->deadline_ns < now && w->fd >= 0) {
+            if (w->fd < 0)
+                continue;
+            if (w->deadline_ns != 0 && w->deadline_ns < now) {
                 shutdown(w->fd, SHUT_RDWR);
                 w->deadline_ns = 0;
                 n_cut++;
+            } else if (w->body_start_ns != 0 &&
+                       body_deadline(s, w->body_start_ns, atomic_load(&w->body_bytes)) < now) {
+                shutdown(w->fd, SHUT_RDWR);
+                w->body_start_ns = 0;
+                n_slow_bodies++;
             }
         }
         if (n_cut > 0)
             log_info("http", "closed %zu connections that sent no complete request in time",
                      n_cut);
+        if (n_slow_bodies > 0)
+            log_info("http", "closed %zu connections whose request body came too slowly "
+                             "(body-timeout %llds, body-min-rate %llu bytes/s)",
+                     n_slow_bodies, (long long)(s->body_timeout_ns / 1000000000),
+                     (unsigned long long)s->body_min_rate);
     }
     AZ(pthread_mutex_unlock(&s->watch_mu));
     return NULL;
+}
+
+/* MHD calls this once per request, as soon as the request line is in and before it
+ * decodes the target: the request context starts here, keeping the target as sent. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct http_req *req = req_new(cls, conn, uri);
+    req->raw_target_at = uri;
+    return req;
+}
+
+/* How many bytes of the request-target reach us. MHD 0.9.75 cuts the request line at the
+ * last space and hands on_uri a pointer into it, so the target spans [uri, version - 1)
+ * while the string we copied ends at its first NUL. A target with a NUL in it therefore
+ * comes out one byte longer than its copy: the NUL, which the strict check refuses. */
+static size_t raw_target_len(const struct http_req *req, const char *version)
+{
+    size_t len = strlen(req->raw_target);
+    const char *at = req->raw_target_at;
+    if (at != NULL && version != NULL && version > at + len + 1 &&
+        version - at <= (ptrdiff_t)RAW_TARGET_SPAN_MAX)
+        return len + 1; /* raw_target[len] is that NUL */
+    return len;
+}
+
+/* Strict framing (http_strict.c) --------------------------------------------- */
+
+struct field_list {
+    struct http_field *fields;
+    size_t n;
+    size_t cap;
+};
+
+static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                size_t key_size, const char *value, size_t value_size)
+{
+    static const char no_value[2] = ""; /* two NULs, as is_value_cut reads one past */
+    struct field_list *l = cls;
+    (void)kind;
+    if (l->n == l->cap || key == NULL)
+        return MHD_YES;
+    l->fields[l->n++] = (struct http_field){key, key_size, value != NULL ? value : no_value,
+                                            value != NULL ? value_size : 0};
+    return MHD_YES;
+}
+
+/* Was field i's value cut short by a NUL on the wire? MHD 0.9.75 parses header lines in
+ * place, writing NUL over each line's CR and LF, and measures values with strlen: a value
+ * "a<NUL>b" reaches us as "a". Clean, the byte after a value's terminating NUL is the LF
+ * of its CRLF, the next line's first byte (bare LF) or the empty line's NULed CR/LF; cut,
+ * it is the rest of the line. (A NUL just before the line end goes unseen; it hides
+ * nothing.) */
+static bool is_value_cut(const struct field_list *l, size_t i)
+{
+    const struct http_field *f = &l->fields[i];
+    const char *end = f->value + f->value_len;
+    if (end[1] == '\0')
+        return false;
+    return i + 1 == l->n || end + 1 != l->fields[i + 1].name;
+}
+
+/* Runs the strict check over what MHD parsed; NULL if the head is acceptable, else why
+ * not. Sets *has_body when the request announces a body. */
+static const char *check_head(struct MHD_Connection *conn, struct http_req *req,
+                              const char *version, bool *has_body)
+{
+    struct field_list l = {0};
+    int n = MHD_get_connection_values(conn, MHD_HEADER_KIND, NULL, NULL);
+    l.cap = n > 0 ? (size_t)n : 0;
+    l.fields = xcalloc(l.cap + 1, sizeof(*l.fields));
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, on_field, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        if (is_value_cut(&l, i))
+            l.fields[i].value_len++; /* value[value_len] is that NUL */
+    }
+    struct http_head head = {
+        .method = req->method, .method_len = strlen(req->method),
+        .target = req->raw_target, .target_len = raw_target_len(req, version),
+        .version = version != NULL ? version : "", .version_len = version ? strlen(version) : 0,
+        .fields = l.fields, .n_fields = l.n,
+    };
+    const char *why = http_strict_check(&head);
+    *has_body = why == NULL && http_strict_has_body(&head);
+    free(l.fields);
+    return why;
+}
+
+/* Queues the reply while the request body, if any, is still unread. MHD then sends no
+ * "100 Continue" and, as the reply says Connection: close, reads no body: a client
+ * cannot make us wait for (or store) bytes we are going to refuse anyway. */
+static enum MHD_Result reply_before_body(struct MHD_Connection *conn, struct http_req *req)
+{
+    struct conn_watch *w = watch_of(conn);
+    if (w != NULL)
+        w->is_lingering = true;
+    req->is_closing = true;
+    req->is_queued = true;
+    registry_on_reply(req);
+    return queue_reply(conn, req);
+}
+
+/* The first call for a request: its line and headers are in, its body is not. */
+static enum MHD_Result on_headers(struct http_server *s, struct MHD_Connection *conn,
+                                  struct http_req *req, const char *method, const char *url,
+                                  const char *version)
+{
+    req->method = method;
+    req->path = url;
+    req->is_started = true;
+    atomic_fetch_add(&s->in_flight, 1);
+    watch_set(s, conn, 0);
+    bool has_body = false;
+    const char *why = check_head(conn, req, version, &has_body);
+    if (why != NULL) {
+        /* RFC 9112: a request whose framing we doubt is answered 400 and the connection
+         * closed, since where its body ends (and the next request starts) is unknown. */
+        log_info("http", "refused a malformed request id=%s: %s", req->request_id, why);
+        registry_on_malformed(req, why);
+        return reply_before_body(conn, req);
+    }
+    registry_on_headers(req);
+    if (req->is_replied && has_body)
+        return reply_before_body(conn, req);
+    watch_body(s, conn, has_body);
+    return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -472,22 +707,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct http_server *s = cls;
     struct http_req *req = *con_cls;
-    (void)version;
 
-    if (req == NULL) {
-        req = req_new(s, conn, method, url);
-        *con_cls = req;
-        atomic_fetch_add(&s->in_flight, 1);
-        watch_set(s, conn, 0);
-        registry_on_headers(req);
+    ASSERT(req != NULL && req->magic == HTTP_REQ_MAGIC);
+    if (!req->is_started)
+        return on_headers(s, conn, req, method, url, version);
+    if (req->is_queued) {
+        *upload_data_size = 0; /* answered before the body: drop whatever MHD passes */
         return MHD_YES;
     }
-    ASSERT(req->magic == HTTP_REQ_MAGIC);
 
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         req->body_bytes += n;
+        struct conn_watch *w = watch_of(conn);
+        if (w != NULL)
+            atomic_fetch_add(&w->body_bytes, n);
         /* After an error the rest of the body is read and dropped, so the
          * connection stays usable and the error reply goes out once. */
         if (req->is_body_error || req->is_replied)
@@ -503,6 +738,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
+    watch_body(s, conn, false); /* the body is in */
     if (req->is_body_error) {
         http_reply_err(req, &req->err);
         /* Undo and release what the sink held now, before the reply goes out, so the
@@ -528,6 +764,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req == NULL)
         return;
     ASSERT(req->magic == HTTP_REQ_MAGIC);
+    if (!req->is_started) {
+        /* MHD refused the request itself (a header too large, a bad request line):
+         * no handler ran, nothing to count or record. */
+        req_free(req);
+        *con_cls = NULL;
+        return;
+    }
     int status = req->status;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status == 0)
         status = 499; /* client went away before a reply */
@@ -536,9 +779,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                               0);
     if (s->is_access_log) {
         double ms = (double)(util_mono_ns() - req->start_ns) / 1e6;
+        char method[32];
+        char path[LOG_PATH_MAX];
+        /* The path is decoded: %0A, %1b or %20 in it must not break or forge a line. */
+        log_escape(method, sizeof(method), req->method, strlen(req->method));
+        log_escape(path, sizeof(path), req->path, strlen(req->path));
         log_info("access", "id=%s method=%s path=%s status=%d bytes_in=%llu bytes_out=%llu "
                            "ms=%.2f%s",
-                 req->request_id, req->method, req->path, status,
+                 req->request_id, method, path, status,
                  (unsigned long long)req->body_bytes, (unsigned long long)req->bytes_out, ms,
                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     }
@@ -558,7 +806,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    log_debug("http", "libmicrohttpd: %s", msg);
+    log_debug("http", "libmicrohttpd: %s", msg); /* control bytes escaped by log_write */
 }
 
 /* Server ------------------------------------------------------------------- */
@@ -580,11 +828,13 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
     s->reg = reg;
     s->is_access_log = cfg->is_access_log;
     s->header_timeout_ns = (int64_t)cfg->header_timeout_s * 1000000000;
+    s->body_timeout_ns = (int64_t)cfg->body_timeout_s * 1000000000;
+    s->body_min_rate = cfg->body_min_rate;
     s->idle_timeout_ns = (int64_t)cfg->conn_timeout_s * 1000000000;
     AZ(pthread_mutex_init(&s->watch_mu, NULL));
     AZ(pthread_cond_init(&s->watch_cv, NULL));
     /* Options that depend on the configuration. */
-    struct MHD_OptionItem extra[4];
+    struct MHD_OptionItem extra[5];
     size_t n_extra = 0;
     extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                                                (intptr_t)cfg->conn_limit_per_ip, NULL};
@@ -597,6 +847,10 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
         }
         extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
                                                    tls_cert_callback()};
+        /* MHD copies the string: protocol versions and cipher suites (tls.h). */
+        if (cfg->tls_priorities != NULL)
+            extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                                       (void *)cfg->tls_priorities};
     }
     extra[n_extra] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
@@ -618,6 +872,7 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_ARRAY, extra,
         MHD_OPTION_END);
@@ -630,7 +885,7 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
         free(s);
         return NULL;
     }
-    if (s->header_timeout_ns > 0) {
+    {
         AZ(pthread_create(&s->watchdog, NULL, watchdog_loop, s));
         s->has_watchdog = true;
     }

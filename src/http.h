@@ -64,6 +64,11 @@ struct http_req {
 
     struct auth_request *auth; /* who asks and what they may do (authz.c); owned by it */
     void *impl;               /* the MHD connection; http.c only */
+    char *raw_target;         /* the request-target as sent (not decoded); http.c only */
+    const char *raw_target_at; /* where MHD had it in the request line (headers phase) */
+    bool is_started;          /* the headers are in: method and path are set */
+    bool is_queued;           /* the reply went to MHD before the body was read */
+    bool is_closing;          /* close the connection after the reply */
     int64_t start_ns;
     uint64_t bytes_out;
 };
@@ -116,7 +121,10 @@ struct http_config {
     size_t conn_limit;
     unsigned conn_limit_per_ip;  /* 0 = no limit */
     unsigned header_timeout_s;   /* a request's headers must arrive within this; 0 = no limit */
+    unsigned body_timeout_s;     /* a request body gets this long to start, 0 = no limit, */
+    unsigned body_min_rate;      /* plus a second per this many bytes received (0: none) */
     bool is_tls;                 /* HTTPS with the certificate of tls.c (loaded before start) */
+    const char *tls_priorities;  /* GnuTLS priority string of HTTPS connections */
 };
 /* Starts listening; NULL with e set on failure. */
 struct http_server *http_server_start(const struct http_config *cfg, struct registry *reg,

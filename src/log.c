@@ -1,5 +1,6 @@
 /* Log lines are formatted into one buffer and written with a single write(2), so
- * lines from concurrent threads never interleave. */
+ * lines from concurrent threads never interleave. One event is one line: control bytes
+ * in a message (a decoded %0A or %1b in a path, say) are written escaped, never raw. */
 #include "log.h"
 
 #include <stdarg.h>
@@ -31,6 +32,81 @@ int log_parse_level(const char *s, enum log_level *out)
     return -1;
 }
 
+static const char hex_digits[] = "0123456789abcdef";
+
+/* Writes the escape of byte c into esc[4]; returns its length. */
+static size_t escape_byte(unsigned char c, char esc[4])
+{
+    if (c > 0x20 && c < 0x7f && c != '\\' && c != '"') {
+        esc[0] = (char)c;
+        return 1;
+    }
+    if (c == '\\' || c == '"') {
+        esc[0] = '\\';
+        esc[1] = (char)c;
+        return 2;
+    }
+    esc[0] = '\\';
+    esc[1] = 'x';
+    esc[2] = hex_digits[c >> 4];
+    esc[3] = hex_digits[c & 15];
+    return 4;
+}
+
+const char *log_escape(char *out, size_t out_len, const char *s, size_t s_len)
+{
+    char esc[4];
+    size_t total = 0;
+    if (out_len == 0)
+        return out;
+    for (size_t i = 0; i < s_len; i++)
+        total += escape_byte((unsigned char)s[i], esc);
+    /* Cut: keep room for "..." and the NUL, and never split an escape. */
+    size_t room = total < out_len ? out_len - 1 : (out_len > 4 ? out_len - 4 : 0);
+    size_t n = 0;
+    for (size_t i = 0; i < s_len; i++) {
+        size_t esc_len = escape_byte((unsigned char)s[i], esc);
+        if (n + esc_len > room)
+            break;
+        memcpy(out + n, esc, esc_len);
+        n += esc_len;
+    }
+    if (total >= out_len && out_len > 4) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* Rewrites control bytes of line[0, *len) as \xNN, within line_max bytes. */
+static void escape_controls(char *line, size_t line_max, size_t *len)
+{
+    size_t i = 0;
+    while (i < *len && (unsigned char)line[i] >= 0x20 && line[i] != 0x7f)
+        i++;
+    if (i == *len)
+        return;
+    char tail[2048];
+    size_t tail_len = *len - i;
+    if (tail_len > sizeof(tail))
+        tail_len = sizeof(tail);
+    memcpy(tail, line + i, tail_len);
+    size_t n = i;
+    for (size_t j = 0; j < tail_len && n + 4 < line_max; j++) {
+        unsigned char c = (unsigned char)tail[j];
+        if (c >= 0x20 && c != 0x7f) {
+            line[n++] = (char)c;
+            continue;
+        }
+        line[n++] = '\\';
+        line[n++] = 'x';
+        line[n++] = hex_digits[c >> 4];
+        line[n++] = hex_digits[c & 15];
+    }
+    *len = n;
+}
+
 void log_write(enum log_level level, const char *module, const char *fmt, ...)
 {
     char line[2048];
@@ -50,6 +126,7 @@ void log_write(enum log_level level, const char *module, const char *fmt, ...)
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof(line) - 2)
         len = sizeof(line) - 2;
+    escape_controls(line, sizeof(line) - 1, &len);
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;

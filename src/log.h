@@ -4,6 +4,8 @@
 #ifndef MERIDIAN_LOG_H
 #define MERIDIAN_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 extern enum log_level log_current_level;
@@ -12,6 +14,13 @@ extern enum log_level log_current_level;
 void log_setup(enum log_level level, const char *region);
 /* Parses "error|warn|info|debug"; -1 if unknown. */
 int log_parse_level(const char *s, enum log_level *out);
+/* Writes s (s_len bytes, which may hold NUL) into out (out_len bytes) as one log field
+ * value: printable ASCII passes, except that \\ and \" are escaped and space, like every
+ * other byte, becomes \xNN; so a client cannot break a line, forge a key=value field or
+ * send terminal escapes. Cut with "..." when out is too small; always NUL-terminated.
+ * Returns out. */
+const char *log_escape(char *out, size_t out_len, const char *s, size_t s_len);
+/* Formats one line; control bytes in it are written as \xNN (see log_escape for fields). */
 void log_write(enum log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

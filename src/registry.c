@@ -407,6 +407,16 @@ void registry_on_headers(struct http_req *req)
         step(req);
 }
 
+void registry_on_malformed(struct http_req *req, const char *why)
+{
+    struct err e = {.code = ERR_BAD_REQUEST};
+    snprintf(e.msg, sizeof(e.msg), "malformed request: %s", why);
+    if (strncmp(req->path, MGMT_PREFIX, strlen(MGMT_PREFIX)) == 0)
+        http_reply_mgmt_err(req, &e);
+    else
+        http_reply_err(req, &e);
+}
+
 void registry_on_reply(struct http_req *req)
 {
     authz_record(req, req->status);

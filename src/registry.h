@@ -66,6 +66,9 @@ void registry_sweep_uploads(struct registry *reg);
  * sets the body cap, or replies at once. registry_on_complete runs when the body is
  * in (unless a reply was already made). */
 void registry_on_headers(struct http_req *req);
+/* Replies 400 to a request whose head failed the strict framing check (why says which
+ * rule), in the error format of the API its path names. */
+void registry_on_malformed(struct http_req *req, const char *why);
 void registry_on_complete(struct http_req *req);
 /* Called when the reply is about to be queued (the audit log records the request before
  * the client can see the answer), and once per request when it is done (status 499 when

@@ -102,7 +102,10 @@ int server_main(int argc, char **argv)
         .conn_limit = cfg.conn_limit,
         .conn_limit_per_ip = cfg.conn_limit_per_ip,
         .header_timeout_s = (unsigned)cfg.header_timeout_s,
+        .body_timeout_s = (unsigned)cfg.body_timeout_s,
+        .body_min_rate = cfg.body_min_rate,
         .is_tls = cfg.tls_cert_file != NULL,
+        .tls_priorities = cfg.tls_priorities,
     };
     if ((cfg.tls_cert_file == NULL) != (cfg.tls_key_file == NULL)) {
         log_error("server", "failed to set up TLS: tls-cert and tls-key go together");
@@ -110,6 +113,10 @@ int server_main(int argc, char **argv)
     }
     if (hc.is_tls && tls_load(cfg.tls_cert_file, cfg.tls_key_file, &e) != 0) {
         log_error("server", "failed to load the TLS certificate: %s", err_message(&e));
+        goto out;
+    }
+    if (hc.is_tls && tls_check_priorities(cfg.tls_priorities, &e) != 0) {
+        log_error("server", "failed to set up TLS: %s", err_message(&e));
         goto out;
     }
     http = http_server_start(&hc, reg, &e);

@@ -109,6 +109,18 @@ out:
     return rc;
 }
 
+int tls_check_priorities(const char *priorities, struct err *e)
+{
+    gnutls_priority_t p;
+    const char *where = NULL;
+    int rc = gnutls_priority_init(&p, priorities, &where);
+    if (rc < 0)
+        return err_set(e, ERR_BAD_REQUEST, "tls-priorities: %s at \"%.40s\"", gnutls_strerror(rc),
+                       where != NULL ? where : "");
+    gnutls_priority_deinit(p);
+    return 0;
+}
+
 int tls_is_loaded(void)
 {
     return atomic_load(&current) != NULL;

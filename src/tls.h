@@ -13,6 +13,10 @@
  * pairs it replaced until exit, as handshakes in flight may still use them. */
 int tls_load(const char *cert_file, const char *key_file, struct err *e);
 
+/* Is priorities a GnuTLS priority string GnuTLS accepts (MHD_OPTION_HTTPS_PRIORITIES)?
+ * 0, or -1 with ERR_BAD_REQUEST naming where it goes wrong. */
+int tls_check_priorities(const char *priorities, struct err *e);
+
 /* Has a pair been loaded? */
 int tls_is_loaded(void);
 

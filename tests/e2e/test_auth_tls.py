@@ -1,13 +1,17 @@
 """HTTPS: `meridian serve --tls-cert --tls-key` with a self-signed certificate made by
 `openssl req`; skopeo trusts it through --cert-dir (no --tls-verify=false), logs in and
 pushes and pulls through the token endpoint over HTTPS; SIGHUP swaps in a new
-certificate without a restart, and a broken one leaves the old one serving."""
+certificate without a restart, and a broken one leaves the old one serving. Issue 9:
+TLS 1.0/1.1, static RSA and CBC suites are refused by default (openssl s_client), and
+--tls-priorities changes that."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import ssl
+import subprocess
 
 import pytest
 
@@ -107,3 +111,52 @@ def test_tls_flags_must_come_in_pairs(tmp_path):
     with pytest.raises(AssertionError):
         srv.start(timeout_s=10)
     assert "tls-cert and tls-key go together" in srv.log_text()
+
+
+def handshake(srv, *args):
+    """Runs `openssl s_client` against srv with args; returns (ok, protocol, cipher).
+    SECLEVEL=0 lets the client offer what the server must refuse (old versions, RSA)."""
+    host, port = srv.hostport.rsplit(":", 1)
+    out = subprocess.run(["openssl", "s_client", "-connect", "%s:%s" % (host, port),
+                          "-servername", "localhost"] + list(args),
+                         input=b"", capture_output=True, timeout=20)
+    text = out.stdout.decode("utf-8", "replace")
+    m = re.search(r"New, (\S+), Cipher is (\S+)", text)
+    if out.returncode != 0 or m is None or m.group(2) == "(NONE)":
+        return False, None, None
+    return True, m.group(1), m.group(2)
+
+
+def test_issue9_tls_refuses_old_versions_and_static_rsa(tls_server):
+    srv = tls_server
+    # TLS 1.0 and 1.1: refused
+    for version in ("-tls1", "-tls1_1"):
+        ok, proto, _ = handshake(srv, version, "-cipher", "DEFAULT@SECLEVEL=0")
+        assert not ok, "%s was accepted (%s)" % (version, proto)
+    # TLS 1.2 with static RSA key exchange (no forward secrecy), and with CBC: refused
+    for cipher in ("AES128-SHA", "AES256-GCM-SHA384", "ECDHE-RSA-AES128-SHA"):
+        ok, _, got = handshake(srv, "-tls1_2", "-cipher", cipher + "@SECLEVEL=0")
+        assert not ok, "%s was accepted (%s)" % (cipher, got)
+    # ECDHE with AEAD on 1.2, and 1.3: accepted
+    ok, proto, cipher = handshake(srv, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")
+    assert ok and proto == "TLSv1.2" and cipher == "ECDHE-RSA-AES128-GCM-SHA256", (proto, cipher)
+    ok, proto, _ = handshake(srv, "-tls1_3")
+    assert ok and proto == "TLSv1.3", proto
+
+
+def test_issue9_tls_priorities_option(tmp_path):
+    cert, key = make_cert(tmp_path / "c")
+    srv = AuthServer(tmp_path / "srv", args=["--tls-cert", cert, "--tls-key", key,
+                                             "--tls-priorities", "NORMAL:-VERS-ALL:+VERS-TLS1.2"])
+    srv.verify = cert
+    srv.start()
+    try:
+        assert not handshake(srv, "-tls1_3")[0]
+        assert handshake(srv, "-tls1_2")[1] == "TLSv1.2"
+    finally:
+        assert srv.stop() == 0
+    bad = AuthServer(tmp_path / "bad", args=["--tls-cert", cert, "--tls-key", key,
+                                             "--tls-priorities", "NORMAL:+NO-SUCH-THING"])
+    with pytest.raises(AssertionError):
+        bad.start(timeout_s=10)
+    assert "tls-priorities" in bad.log_text()

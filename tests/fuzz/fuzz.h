@@ -14,5 +14,6 @@ int fuzz_range_one(const uint8_t *data, size_t size);
 int fuzz_manifest_one(const uint8_t *data, size_t size);
 int fuzz_auth_header_one(const uint8_t *data, size_t size);
 int fuzz_token_one(const uint8_t *data, size_t size);
+int fuzz_request_head_one(const uint8_t *data, size_t size);
 
 #endif

@@ -82,6 +82,35 @@ static void test_bad_values(void **state)
     }
 }
 
+/* Issue 9: slow bodies, the per-address cap and TLS suites have safe defaults. */
+static void test_hardening_defaults_and_options(void **state)
+{
+    struct config c;
+    struct err e = {0};
+    (void)state;
+    config_defaults(&c);
+    assert_int_equal(c.conn_limit_per_ip, 128);
+    assert_int_equal(c.body_timeout_s, 30);
+    assert_int_equal(c.body_min_rate, 1024);
+    assert_string_equal(c.tls_priorities, CONFIG_TLS_PRIORITIES_DEFAULT);
+    assert_non_null(strstr(c.tls_priorities, "-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"));
+    assert_non_null(strstr(c.tls_priorities, "-KX-ALL"));
+    assert_null(strstr(c.tls_priorities, "+RSA"));
+    char *argv[] = {"--body-timeout", "5s", "--body-min-rate", "0", "--tls-priorities",
+                    "SECURE256", "--conn-limit-per-ip", "0"};
+    bool help;
+    assert_int_equal(config_load(&c, 8, argv, &help, &e), 0);
+    assert_int_equal(c.body_timeout_s, 5);
+    assert_int_equal(c.body_min_rate, 0);
+    assert_int_equal(c.conn_limit_per_ip, 0);
+    assert_string_equal(c.tls_priorities, "SECURE256");
+    assert_int_equal(config_set(&c, "body-timeout", "0", &e), 0);
+    assert_int_equal(c.body_timeout_s, 0);
+    assert_int_equal(config_set(&c, "body-min-rate", "fast", &e), -1);
+    assert_int_equal(config_set(&c, "tls-priorities", "", &e), -1);
+    config_fini(&c);
+}
+
 static void test_durations(void **state)
 {
     int64_t v;
@@ -201,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_durations),   cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_scrub_options),
         cmocka_unit_test(test_bad_file_line), cmocka_unit_test(test_help_and_unexpected),
+        cmocka_unit_test(test_hardening_defaults_and_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

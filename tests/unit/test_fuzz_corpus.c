@@ -99,6 +99,7 @@ static struct target targets[] = {
     {"manifest", fuzz_manifest_one},
     {"auth_header", fuzz_auth_header_one},
     {"token", fuzz_token_one},
+    {"request_head", fuzz_request_head_one},
 };
 
 int main(int argc, char **argv)
@@ -116,6 +117,7 @@ int main(int argc, char **argv)
         {"replay_manifest", replay, NULL, NULL, &targets[3]},
         {"replay_auth_header", replay, NULL, NULL, &targets[4]},
         {"replay_token", replay, NULL, NULL, &targets[5]},
+        {"replay_request_head", replay, NULL, NULL, &targets[6]},
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
