@@ -119,7 +119,7 @@ int server_main(int argc, char **argv)
         log_error("server", "failed to start replication: %s", err_message(&e));
         goto out;
     }
-    reg->is_ready = true;
+    atomic_store(&reg->is_ready, true);
 
     struct sweeper sw = {.reg = reg};
     AZ(pthread_mutex_init(&sw.mu, NULL));
@@ -145,7 +145,7 @@ int server_main(int argc, char **argv)
         log_info("server", "received signal %d: shutting down", sig);
         break;
     }
-    reg->is_ready = false;
+    atomic_store(&reg->is_ready, false);
     /* Replication first: it answers the long polls parked on the HTTP server. */
     repl_stop(reg->repl);
     http_server_stop(http, cfg.shutdown_grace_ms);
