@@ -61,7 +61,7 @@ struct registry *registry_open(struct config *cfg, struct err *e)
     reg->webhooks = webhook_worker_start(reg);
     reg->repl = repl_new(reg);
     snprintf(path, sizeof(path), "%s/REMOVED", cfg->data_dir);
-    atomic_init(&reg->is_removed, access(path, F_OK) == 0);
+    atomic_store(&reg->is_removed, access(path, F_OK) == 0);
     /* Sessions left from before a restart are still open until they finish or expire. */
     size_t n_open = 0;
     blobstore_fs_each_upload(reg->bs, count_upload, &n_open);
