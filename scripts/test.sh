@@ -147,6 +147,7 @@ sanitizer_reports() {
         for f in "$dir"/*; do
             echo "--- sanitizer report $f"
             head -n 60 "$f"
+            grep '^SUMMARY' "$f" || true  # every report of the file, past the first
         done
         record "$suite" 0 "$n" 0 "sanitizer reports from e2e servers"
     else
