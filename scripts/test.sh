@@ -4,30 +4,42 @@
 #   2. end-to-end tests (pytest tests/e2e) against build/meridian
 #   3. an AddressSanitizer + UBSan build in build-asan/: its unit tests, and the e2e tests
 #      matching $ASAN_E2E_FILTER against build-asan/meridian; any sanitizer report fails.
+#   4. a ThreadSanitizer build in build-tsan/: its unit tests, and the e2e tests matching
+#      $TSAN_E2E_FILTER (those where several of Meridian's threads work at once) against
+#      build-tsan/meridian; any race or lock-order report fails (docs/threads.md).
 # Counts the results of every suite and ends with one line `N passed, M failed` (skipped
 # tests are reported on the line before, not as passed). Exits non-zero if anything failed.
 #
-# usage: scripts/test.sh [--no-asan]
+# usage: scripts/test.sh [--no-asan] [--no-tsan]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 ASAN=1
+TSAN=1
 for arg in "$@"; do
     case "$arg" in
         --no-asan) ASAN=0 ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        --no-tsan) TSAN=0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
 
 PYTHON=/usr/bin/python3  # Debian's, which has python3-pytest; not a pyenv shim
 ASAN_E2E_FILTER=${ASAN_E2E_FILTER:-(push or pull or manifests) and not large and not crash}
+# TSan makes code 5-15x slower: it runs the tests where several of Meridian's own threads
+# work at once (long polls and the replication threads, the webhook worker, the upload
+# sweeper and writer pool, the HTTP watchdog, token reloads, uploads and deletes racing on
+# the gc lock), not the one-request API checks. The 1 GiB geo test stays behind
+# MERIDIAN_SLOW (its threads are those of test_geo_crash's large image, at 20x the bytes).
+TSAN_E2E_FILTER=${TSAN_E2E_FILTER:-longpoll or concurrency or geo or webhooks or uploads_expiry or test_crash.py or test_push.py or push_staged or test_delete.py or slowloris or auth_tokens}
 E2E_TIMEOUT_S=${E2E_TIMEOUT_S:-1500}
 LOG_DIR=$ROOT/build-logs
 rm -rf "$LOG_DIR"
 mkdir -p "$LOG_DIR"
 
+RUN_PREFIX=()  # prepended to the suites' commands (the TSan stage may need setarch)
 total_pass=0
 total_fail=0
 total_skip=0
@@ -64,7 +76,8 @@ meson_count() {
 # run_unit SUITE BUILD_DIR
 run_unit() {
     local suite=$1 dir=$2 log="$LOG_DIR/$1.log" rc=0
-    step "$suite" "$log" meson test -C "$dir" --suite unit --print-errorlogs || rc=$?
+    step "$suite" "$log" "${RUN_PREFIX[@]}" meson test -C "$dir" --suite unit --print-errorlogs ||
+        rc=$?
     local ok xfail fail xpass skip timeout
     ok=$(meson_count "$log" "Ok")
     xfail=$(meson_count "$log" "Expected Fail")
@@ -100,7 +113,7 @@ run_pytest() {
     done
     shift
     # A hung suite is interrupted (SIGINT lets pytest tear its servers down and summarise).
-    step "$suite" "$log" timeout --signal=INT --kill-after=60 "$E2E_TIMEOUT_S" \
+    step "$suite" "$log" "${RUN_PREFIX[@]}" timeout --signal=INT --kill-after=60 "$E2E_TIMEOUT_S" \
         env "${envs[@]}" "$PYTHON" -m pytest -q -rfEs -p no:cacheprovider "$@" || rc=$?
     local line
     line=$(grep -E '^=*[[:space:]]*(no tests ran|[0-9]+ (passed|failed|skipped|errors?|deselected|xfailed|xpassed|warnings?))' \
@@ -123,6 +136,23 @@ run_pytest() {
         *) if [ "$failed" -eq 0 ]; then failed=1; note="pytest exit $rc"; fi ;;
     esac
     record "$suite" "$passed" "$failed" "$skipped" "$note"
+}
+
+# sanitizer_reports SUITE DIR: prints the report files the e2e servers left in DIR; each one
+# is a failure.
+sanitizer_reports() {
+    local suite=$1 dir=$2 n
+    n=$(find "$dir" -type f | wc -l)
+    if [ "$n" -gt 0 ]; then
+        for f in "$dir"/*; do
+            echo "--- sanitizer report $f"
+            head -n 60 "$f"
+            grep '^SUMMARY' "$f" || true  # every report of the file, past the first
+        done
+        record "$suite" 0 "$n" 0 "sanitizer reports from e2e servers"
+    else
+        record "$suite" 0 0 0 "no sanitizer report from any e2e server"
+    fi
 }
 
 finish() {
@@ -182,17 +212,47 @@ if [ "$ASAN" = 1 ]; then
             ASAN_OPTIONS="$ASAN_OPTIONS:log_path=$reports/asan" \
             UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$reports/ubsan" \
             -- tests/e2e -k "$ASAN_E2E_FILTER"
-        n_reports=$(find "$reports" -type f | wc -l)
-        if [ "$n_reports" -gt 0 ]; then
-            for f in "$reports"/*; do
-                echo "--- sanitizer report $f"
-                head -n 60 "$f"
-            done
-            record asan-reports 0 "$n_reports" 0 "sanitizer reports from e2e servers"
-        else
-            record asan-reports 0 0 0 "no sanitizer report from any e2e server"
-        fi
+        sanitizer_reports asan-reports "$reports"
     fi
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+fi
+
+# --- 4: ThreadSanitizer ----------------------------------------------------------------------
+
+if [ "$TSAN" = 1 ]; then
+    tsan_start=$SECONDS
+    # Go on after a report (halt_on_error=0) so that one run finds them all, but exit 66 at
+    # the end so that the fixtures fail the test; check the lock order too. The e2e servers
+    # write reports to files, counted below whatever became of the process (kill -9 too).
+    export TSAN_OPTIONS="halt_on_error=0:exitcode=66:detect_deadlocks=1:second_deadlock_stack=1:suppressions=$ROOT/tests/tsan.supp"
+    tsan_ok=1
+    # No -Werror, as for ASan: this build is for the run-time checks.
+    if [ ! -f build-tsan/build.ninja ]; then
+        step tsan-setup "$LOG_DIR/tsan-setup.log" meson setup build-tsan \
+            --buildtype=debugoptimized -Db_sanitize=thread -Dwerror=false || tsan_ok=0
+    fi
+    if [ "$tsan_ok" = 1 ]; then
+        step tsan-build "$LOG_DIR/tsan-build.log" ninja -C build-tsan || tsan_ok=0
+    fi
+    if [ "$tsan_ok" = 0 ]; then
+        record tsan-build 0 1 0 "ThreadSanitizer build failed"
+    else
+        # GCC 12's TSan runtime cannot place its shadow memory when the kernel randomises
+        # mmap with more than 28 bits: then the stage runs without address randomisation.
+        if ! build-tsan/meridian --help >/dev/null 2>"$LOG_DIR/tsan-probe.log" &&
+            grep -q 'unexpected memory mapping' "$LOG_DIR/tsan-probe.log"; then
+            RUN_PREFIX=(setarch "$(uname -m)" -R)
+        fi
+        run_unit tsan-unit build-tsan
+        reports=$LOG_DIR/tsan-reports
+        mkdir -p "$reports"
+        run_pytest tsan-e2e MERIDIAN_BIN="$ROOT/build-tsan/meridian" \
+            TSAN_OPTIONS="$TSAN_OPTIONS:log_path=$reports/tsan" \
+            -- tests/e2e -k "$TSAN_E2E_FILTER"
+        sanitizer_reports tsan-reports "$reports"
+        RUN_PREFIX=()
+    fi
+    echo "=== tsan stage: $((SECONDS - tsan_start))s"
 fi
 
 finish

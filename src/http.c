@@ -279,18 +279,33 @@ void http_reply_mgmt_err(struct http_req *req, const struct err *e)
     buf_fini(&b);
 }
 
-void http_req_suspend(struct http_req *req)
+void http_req_suspend(struct http_req *req, http_park_f *park, void *arg)
 {
-    ASSERT(!req->is_suspended);
-    req->is_suspended = true;
-    MHD_suspend_connection(req->impl);
+    ASSERT(req->park == NULL && !req->is_replied);
+    AN(park);
+    req->park = park;
+    req->park_arg = arg;
 }
 
 void http_req_resume(struct http_req *req)
 {
-    ASSERT(req->is_suspended);
-    req->is_suspended = false;
+    /* A second resume would answer the request twice. */
+    bool was_parked = atomic_exchange(&req->is_parked, false);
+    ASSERT(was_parked);
     MHD_resume_connection(req->impl);
+}
+
+/* The last thing the worker does with a request that asked to wait: after park()
+ * the request is another thread's, which may resume it at once (MHD orders that
+ * against the suspension under its own lock). */
+static void park(struct MHD_Connection *conn, struct http_req *req)
+{
+    http_park_f *to = req->park;
+    void *arg = req->park_arg;
+    req->park = NULL;
+    atomic_store(&req->is_parked, true);
+    MHD_suspend_connection(conn);
+    to(req, arg);
 }
 
 /* Request context ---------------------------------------------------------- */
@@ -750,8 +765,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     else if (!req->is_replied)
         registry_on_complete(req);
-    if (req->is_suspended)
-        return MHD_YES; /* a long poll: the handler runs again on resume */
+    if (req->park != NULL) {
+        park(conn, req); /* a long poll: the handler runs again on resume */
+        return MHD_YES;
+    }
     registry_on_reply(req);
     return queue_reply(conn, req);
 }

@@ -8,6 +8,7 @@
 #ifndef MERIDIAN_HTTP_H
 #define MERIDIAN_HTTP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,6 +23,9 @@ struct auth_request;
 /* Called with each piece of a streamed body; return 0 to continue, -1 to fail the
  * request (the sink has set req's error). */
 typedef int http_body_sink_f(struct http_req *req, const char *data, size_t len);
+
+/* Hands a suspended request to the thread that will resume it (see http_req_suspend). */
+typedef void http_park_f(struct http_req *req, void *arg);
 
 struct http_req {
     unsigned magic;
@@ -56,7 +60,9 @@ struct http_req {
 
     void *handler_state;      /* kept across a suspension; freed by handler_cleanup */
     void (*handler_cleanup)(struct http_req *req);
-    bool is_suspended;
+    http_park_f *park;        /* set by http_req_suspend; worker-only */
+    void *park_arg;
+    atomic_bool is_parked;    /* from park until http_req_resume */
     bool is_counted;          /* metrics already recorded this request */
     char *kept[8];            /* strings owned by the request (joined headers) */
     size_t n_kept;
@@ -105,9 +111,13 @@ void http_reply_mgmt_err(struct http_req *req, const struct err *e);
 
 /* Long polls. A handler that has nothing to answer yet calls http_req_suspend and
  * returns without a reply; the connection then waits without holding a worker thread.
- * Another thread later calls http_req_resume, and the handler runs again (it keeps
- * what it needs in req->handler_state). Resume only a request that is suspended. */
-void http_req_suspend(struct http_req *req);
+ * Once the HTTP layer is done with the request on this worker, it suspends the
+ * connection and calls park(req, arg) there; from then on the request belongs to
+ * whoever park gave it to, until that owner calls http_req_resume, exactly once (park
+ * itself may). The handler then runs again on a worker (it keeps what it needs in
+ * req->handler_state). Handing the request over only after the worker's last look at
+ * it is what keeps one owner at a time (issue 20). */
+void http_req_suspend(struct http_req *req, http_park_f *park, void *arg);
 void http_req_resume(struct http_req *req);
 
 /* Server. */

@@ -73,15 +73,15 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
-    const volatile bool *abort_flag = arg;
+    const atomic_bool *abort_flag = arg;
     (void)dltotal;
     (void)dlnow;
     (void)ultotal;
     (void)ulnow;
-    return *abort_flag ? 1 : 0;
+    return atomic_load(abort_flag) ? 1 : 0;
 }
 
-static void set_abort(CURL *c, const volatile bool *abort_flag)
+static void set_abort(CURL *c, const atomic_bool *abort_flag)
 {
     if (abort_flag == NULL)
         return;

@@ -4,6 +4,7 @@
 #ifndef MERIDIAN_HTTPC_H
 #define MERIDIAN_HTTPC_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,7 +34,7 @@ struct httpc_request {
     long timeout_ms;             /* whole request; 0 = none */
     long connect_timeout_ms;     /* 0 = 10 s */
     const char *interface;       /* local address to bind outbound traffic to, or NULL */
-    const volatile bool *abort;  /* when it turns true the transfer is abandoned; or NULL */
+    const atomic_bool *abort;    /* when it turns true the transfer is abandoned; or NULL */
 };
 
 /* Performs the request; the response body is kept up to out->body.max_bytes.
@@ -54,7 +55,7 @@ struct httpc_stream {
     httpc_sink_f *sink;
     void *sink_arg;
     const char *interface;       /* local address to bind, or NULL */
-    const volatile bool *abort;  /* when it turns true the transfer is abandoned; or NULL */
+    const atomic_bool *abort;    /* when it turns true the transfer is abandoned; or NULL */
 };
 
 /* Streams the body of a GET into the sink; *status gets the HTTP status. 0 when the

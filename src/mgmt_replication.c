@@ -81,6 +81,7 @@ void mgmt_replications_delete(struct http_req *req, const struct mgmt_params *p)
 struct events_wait {
     unsigned magic;
     int64_t deadline_ms;
+    int64_t seen_head;  /* the log head when the poll was parked */
 };
 #define EVENTS_WAIT_MAGIC 0x45565754u
 
@@ -91,6 +92,15 @@ static void events_wait_cleanup(struct http_req *req)
         ASSERT(w->magic == EVENTS_WAIT_MAGIC);
     free(w);
     req->handler_state = NULL;
+}
+
+/* http_park_f: the worker is done with req; the replication manager owns it now. */
+static void on_parked(struct http_req *req, void *arg)
+{
+    struct events_wait *w = req->handler_state;
+    (void)arg;
+    ASSERT(w->magic == EVENTS_WAIT_MAGIC);
+    repl_wait_register(req->reg->repl, req, w->seen_head, w->deadline_ms);
 }
 
 /* Only regions of this registry may read its log. */
@@ -154,10 +164,10 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
     }
     meta_vv_fini(&vv);
     /* Hold the poll open until there is news, unless this node is shutting down. */
-    if (n == 0 && util_now_ms() < w->deadline_ms && reg->is_ready) {
+    if (n == 0 && util_now_ms() < w->deadline_ms && atomic_load(&reg->is_ready)) {
         free(events);
-        http_req_suspend(req);
-        repl_wait_register(reg->repl, req, head, w->deadline_ms);
+        w->seen_head = head;
+        http_req_suspend(req, on_parked, NULL);
         return;
     }
     struct buf b;

@@ -26,7 +26,7 @@ void oci_health(struct http_req *req)
         buf_fini(&b);
         return;
     }
-    if (req->route == ROUTE_READYZ && !req->reg->is_ready) {
+    if (req->route == ROUTE_READYZ && !atomic_load(&req->reg->is_ready)) {
         http_reply(req, 503, "text/plain", "starting\n", 9);
         return;
     }

@@ -159,7 +159,7 @@ struct registry *registry_open(struct config *cfg, struct err *e)
     reg->webhooks = webhook_worker_start(reg);
     reg->repl = repl_new(reg);
     snprintf(path, sizeof(path), "%s/REMOVED", cfg->data_dir);
-    reg->is_removed = access(path, F_OK) == 0;
+    atomic_store(&reg->is_removed, access(path, F_OK) == 0);
     /* Sessions left from before a restart are still open until they finish or expire,
      * except those of monolithic POSTs cut by a crash, which nobody can finish: they go
      * now rather than at expiry (their bytes, and their slots under the session caps). */
@@ -344,7 +344,7 @@ static route_step_f *route(struct http_req *req)
         err_set(&req->err, ERR_BAD_REQUEST, "request body exceeds %d bytes", MGMT_BODY_MAX);
         return NULL;
     }
-    if (req->reg->is_removed && strncmp(path, "/v2", 3) == 0) {
+    if (atomic_load(&req->reg->is_removed) && strncmp(path, "/v2", 3) == 0) {
         http_reply_error(req, ERR_UNAVAILABLE, "this region was removed from the registry");
         return NULL;
     }
@@ -484,9 +484,9 @@ void registry_on_replicated(struct registry *reg, const char *action, const char
 void registry_mark_removed(struct registry *reg)
 {
     char path[4096];
-    if (reg->is_removed)
+    /* The manager (a peer deleted us) and a handler (a peer told us) may race here. */
+    if (atomic_exchange(&reg->is_removed, true))
         return;
-    reg->is_removed = true;
     snprintf(path, sizeof(path), "%s/REMOVED", reg->cfg->data_dir);
     FILE *f = fopen(path, "w");
     if (f) {

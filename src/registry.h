@@ -5,6 +5,7 @@
 #define MERIDIAN_REGISTRY_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "blobstore.h"
@@ -30,11 +31,11 @@ struct registry {
     /* Blob commits hold it shared, garbage collection of a blob's bytes holds it
      * exclusive, so a blob being re-pushed is never removed under the new link. */
     pthread_rwlock_t gc_lock;
-    volatile bool is_ready;
+    atomic_bool is_ready;   /* serving: written by the main thread, read by handlers */
     /* This region was removed from the registry (replication delete): it stops
      * replicating, answers 503 on /v2/, and its blobs are deleted. Kept across restarts
-     * by a marker file in the data directory. */
-    volatile bool is_removed;
+     * by a marker file in the data directory. Read by any thread. */
+    atomic_bool is_removed;
 };
 
 /* Opens storage under cfg->data_dir. NULL with e set on failure. */

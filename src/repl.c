@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,10 @@ struct repl {
     struct registry *reg;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    volatile bool is_stopping;
+    /* Set under mu (so waits on cv see it); read without it by the loops and by the
+     * transfers' progress callback, which abandons a transfer when it turns true.
+     * Plain reads of an atomic_bool (here and of reg->is_removed) are atomic loads. */
+    atomic_bool is_stopping;
     bool is_kicked;
     struct peer *peers;
     int n_pullers;          /* live puller threads */
@@ -96,7 +100,7 @@ struct repl {
     pthread_t manager;
     pthread_t syncer;
     pthread_t fetchers[FETCH_WORKERS];
-    bool is_started;
+    atomic_bool is_started; /* the threads run: set by repl_start, cleared by repl_stop */
     char auth_header[512];   /* "Authorization: Basic ..." or empty */
     char bind_ip[128];       /* local address for outbound traffic, or empty */
     char self_endpoint[512];
@@ -1158,16 +1162,16 @@ int repl_start(struct repl *r, struct err *e)
     AZ(pthread_create(&r->syncer, NULL, syncer_main, r));
     for (int i = 0; i < FETCH_WORKERS; i++)
         AZ(pthread_create(&r->fetchers[i], NULL, fetcher_main, r));
-    r->is_started = true;
+    atomic_store(&r->is_started, true);
     return 0;
 }
 
 void repl_stop(struct repl *r)
 {
-    if (r == NULL || !r->is_started)
+    if (r == NULL || !atomic_load(&r->is_started))
         return;
     AZ(pthread_mutex_lock(&r->mu));
-    r->is_stopping = true;
+    atomic_store(&r->is_stopping, true);
     for (struct peer *p = r->peers; p; p = p->next)
         p->is_stopping = true;
     AZ(pthread_cond_broadcast(&r->cv));
@@ -1181,7 +1185,7 @@ void repl_stop(struct repl *r)
     while (r->n_pullers > 0)
         pthread_cond_wait(&r->cv, &r->mu);
     AZ(pthread_mutex_unlock(&r->mu));
-    r->is_started = false;
+    atomic_store(&r->is_started, false);
 }
 
 /* Replications (management API) -------------------------------------------------- */

@@ -30,7 +30,8 @@ void repl_stop(struct repl *r);
 void repl_free(struct repl *r);
 
 /* Long polls of the peer API: resumes req when the log grows past seen_head or at
- * deadline_ms (wall clock). The request must already be suspended. */
+ * deadline_ms (wall clock). Called from the request's park callback (http.h): req is
+ * suspended, and belongs to the replication engine until it is resumed. */
 void repl_wait_register(struct repl *r, struct http_req *req, int64_t seen_head,
                         int64_t deadline_ms);
 

@@ -133,7 +133,7 @@ int server_main(int argc, char **argv)
         goto out;
     }
     reg->scrub = scrub_start(reg);
-    reg->is_ready = true;
+    atomic_store(&reg->is_ready, true);
 
     struct sweeper sw = {.reg = reg};
     AZ(pthread_mutex_init(&sw.mu, NULL));
@@ -159,7 +159,7 @@ int server_main(int argc, char **argv)
         log_info("server", "received signal %d: shutting down", sig);
         break;
     }
-    reg->is_ready = false;
+    atomic_store(&reg->is_ready, false);
     /* Replication first: it answers the long polls parked on the HTTP server. */
     repl_stop(reg->repl);
     http_server_stop(http, cfg.shutdown_grace_ms);
