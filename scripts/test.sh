@@ -33,7 +33,7 @@ ASAN_E2E_FILTER=${ASAN_E2E_FILTER:-(push or pull or manifests) and not large and
 # sweeper and writer pool, the HTTP watchdog, token reloads, uploads and deletes racing on
 # the gc lock), not the one-request API checks. The 1 GiB geo test stays behind
 # MERIDIAN_SLOW (its threads are those of test_geo_crash's large image, at 20x the bytes).
-TSAN_E2E_FILTER=${TSAN_E2E_FILTER:-longpoll or concurrency or geo or webhooks or uploads_expiry or test_crash.py or test_push.py or push_staged or test_delete.py or slowloris or auth_tokens}
+TSAN_E2E_FILTER=${TSAN_E2E_FILTER:-longpoll or concurrency or geo or webhooks or uploads_expiry or test_crash.py or test_push.py or push_staged or test_delete.py or slowloris or auth_tokens or blob_integrity or http_strict or auth_limits or upload_failures or blob_links}
 E2E_TIMEOUT_S=${E2E_TIMEOUT_S:-1500}
 LOG_DIR=$ROOT/build-logs
 rm -rf "$LOG_DIR"
