@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define FS_STORE_MAGIC 0x62736673u /* "bsfs" */
@@ -184,6 +185,23 @@ static int fail_io(struct err *e, const char *verb, const char *path)
 
 /* mkdir that tolerates an existing directory; when it does create one, the parent is
  * fsync'd so the new entry survives a crash. */
+/* Every fsync that commits a blob is counted (meridian_blob_fsyncs_total). */
+static int fsync_counted(int fd)
+{
+    int rc = fsync(fd);
+    if (rc == 0)
+        metrics_count_fsync();
+    return rc;
+}
+
+static int fsync_dir_counted(const char *path)
+{
+    int rc = util_fsync_dir(path);
+    if (rc == 0)
+        metrics_count_fsync();
+    return rc;
+}
+
 static int ensure_dir(const char *path, const char *parent, struct err *e)
 {
     if (mkdir(path, 0755) != 0) {
@@ -191,7 +209,7 @@ static int ensure_dir(const char *path, const char *parent, struct err *e)
             return 0;
         return fail_io(e, "create directory", path);
     }
-    if (util_fsync_dir(parent) != 0)
+    if (fsync_dir_counted(parent) != 0)
         return fail_io(e, "fsync directory", parent);
     return 0;
 }
@@ -255,7 +273,7 @@ static int install(struct fs_store *fs, const char *src, const struct digest *d,
         log_warn("blobstore", "failed to remove %s: %s", src,
                  strerror_r(errno, text, sizeof(text)));
     }
-    if (util_fsync_dir(blob_dir) != 0)
+    if (fsync_dir_counted(blob_dir) != 0)
         return fail_io(e, "fsync directory", blob_dir);
     return 0;
 }
@@ -329,7 +347,7 @@ static int fs_upload_commit(struct blobstore *bs, const char *id, const struct d
             return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
         return fail_io(e, "open upload", path);
     }
-    if (fsync(fd) != 0) {
+    if (fsync_counted(fd) != 0) {
         fail_io(e, "fsync upload", path);
         close(fd);
         return -1;
@@ -438,7 +456,7 @@ static int fs_put(struct blobstore *bs, const struct digest *d, const void *p, u
         fail_io(e, "write temporary file", tmp);
         goto fail;
     }
-    if (fsync(fd) != 0) {
+    if (fsync_counted(fd) != 0) {
         fail_io(e, "fsync temporary file", tmp);
         goto fail;
     }

@@ -655,7 +655,9 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
     peer_refs_free(peers, n_peers);
     if (rc == 0) {
         upload_sessions_delete(reg->uploads, st);
-        metrics_count_blob_committed(size);
+        /* size was only set if the bytes were here already: read what was committed. */
+        if (reg->bs->ops->stat(reg->bs, d, &size, &ignore) == 0)
+            metrics_count_blob_committed(size);
     } else {
         upload_sessions_release(reg->uploads, st);
     }
