@@ -1161,11 +1161,14 @@ json_t *repl_replications_json(struct repl *r, const char *location)
             continue;
         bool is_local = strcmp(keys.names[i], self_region(r)) == 0;
         const char *state = "Ready";
+        /* A removed region replicates with no one: it knows nothing of the others. */
+        if (r->reg->is_removed)
+            state = is_local ? "Removed" : "Unknown";
         json_int_t lag_events = 0;
         double lag_s = 0, rtt = 0;
         json_int_t bytes_copied = 0;
         AZ(pthread_mutex_lock(&r->mu));
-        struct peer *p = find_peer(r, keys.names[i]);
+        struct peer *p = r->reg->is_removed ? NULL : find_peer(r, keys.names[i]);
         if (p) {
             lag_events = p->lag_events;
             lag_s = p->lag_seconds;
@@ -1184,7 +1187,7 @@ json_t *repl_replications_json(struct repl *r, const char *location)
                 if (strncmp(f->key, "blob:", 5) != 0 && f->total > f->done)
                     to_copy += f->total - f->done;
             }
-            if (to_copy > 0)
+            if (to_copy > 0 && !r->reg->is_removed)
                 state = "Syncing";
         }
         AZ(pthread_mutex_unlock(&r->mu));
