@@ -103,6 +103,7 @@ struct repl {
     pthread_cond_t cv;
     volatile bool is_stopping;
     bool is_kicked;
+    bool is_log_grown;      /* see repl_log_grew */
     struct peer *peers;
     int n_pullers;          /* live puller threads */
     struct waiter *waiters;
@@ -449,6 +450,8 @@ static void *puller_main(void *arg)
         p->lag_seconds = p->lag_events > 0 ? lag_s : 0;
         AZ(pthread_mutex_unlock(&r->mu));
         json_decref(body);
+        if (n_events > 0)
+            repl_log_grew(r); /* relayed: this region's own pollers get them at once */
         if (any_pending)
             repl_kick(r);
         if (next < 0 && nap(r, 1000))
@@ -690,6 +693,11 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
         return -1;
     size_t n_peers;
     struct peer_ref *peers = peers_ranked(r, sources, &n_peers);
+    if (n_peers == 0 && sources) {
+        /* No known holder is a peer any more (the origin left): ask everyone. */
+        peer_refs_free(peers, n_peers);
+        peers = peers_ranked(r, NULL, &n_peers);
+    }
     int rc = -1;
     err_set(e, ERR_BLOB_UNKNOWN, "no region holds %s", d->str);
     char **urls = xcalloc(n_peers + 1, sizeof(*urls));
@@ -717,7 +725,11 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
                                   .abort = &r->is_stopping};
         int winner = -1;
         struct err te = {0};
+        int64_t t0_ns = util_mono_ns();
         int grc = httpc_get_any(&g, res, &winner, &te);
+        log_debug("repl", "fetch of %s from %s: %" PRIu64 " bytes in %.3f s", d->str,
+                  winner >= 0 ? peers[winner].location : "none", fs.received,
+                  (double)(util_mono_ns() - t0_ns) / 1e9);
         note_sources(r, peers, res, n_peers);
         if (winner >= 0)
             count_peer(r, peers[winner].location, fs.received, attempt > 0, 0);
@@ -746,6 +758,8 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
         if (rc == 0)
             rc = reg->ms->ops->blob_link(reg->ms, repo, d, got, e);
         AZ(pthread_rwlock_unlock(&reg->gc_lock));
+        log_debug("repl", "commit of %s: %.3f s after the fetch began", d->str,
+                  (double)(util_mono_ns() - t0_ns) / 1e9);
         if (rc != 0 && e->code == ERR_DIGEST_INVALID) {
             log_warn("repl", "content of %s from %s did not verify; fetching again", d->str,
                      peers[winner].location);
@@ -783,6 +797,8 @@ static void set_status(struct repl *r, const char *repo, const struct digest *d,
     if (ms_of(r)->ops->status_set(ms_of(r), repo, d, &st, is_event, &e) != 0)
         log_warn("repl", "failed to record status of %s@%s: %s", repo, d->str, err_message(&e));
     AZ(pthread_mutex_unlock(&r->status_mu));
+    if (is_event)
+        repl_log_grew(r);
 }
 
 static struct retry *retry_of(struct repl *r, const char *key, bool create)
@@ -1206,6 +1222,8 @@ static void emit_progress(struct repl *r)
                          err_message(&e));
         }
         AZ(pthread_mutex_unlock(&r->status_mu));
+        if (is_live)
+            repl_log_grew(r);
     }
 }
 
@@ -1334,10 +1352,34 @@ static void *manager_main(void *arg)
             sync_peers(r);
             next_sync_peers = now + 1000;
         }
-        /* Long polls wake within this period of a new event (a cheap max(seq) read). */
-        nap(r, 25);
+        /* Long polls wake at once on a write of this node (repl_log_grew), else
+         * within this period of a new event (a cheap max(seq) read). */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 25 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        AZ(pthread_mutex_lock(&r->mu));
+        while (!r->is_stopping && !r->is_log_grown) {
+            if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT)
+                break;
+        }
+        r->is_log_grown = false;
+        AZ(pthread_mutex_unlock(&r->mu));
     }
     return NULL;
+}
+
+void repl_log_grew(struct repl *r)
+{
+    if (r == NULL)
+        return;
+    AZ(pthread_mutex_lock(&r->mu));
+    r->is_log_grown = true;
+    AZ(pthread_cond_broadcast(&r->cv));
+    AZ(pthread_mutex_unlock(&r->mu));
 }
 
 /* Round-trip probes and anti-entropy, which wait on peers. */

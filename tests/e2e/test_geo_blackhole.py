@@ -45,8 +45,19 @@ def test_blackholed_nearest_peer_does_not_stall_the_others(geo):
     before = a.oci().push_image(repo, "before", layers=2, layer_size=64 * 1024)
     wait_converged(cluster, repos=[repo], expect={repo: {"before": before.digest}})
 
+    early = Pattern(seed=40, size=1 * MIB)
+    push_blob_stream(a, repo, early)
+
     t0 = time.monotonic()
     blackhole(cluster, b)
+    # at once, before anyone can know that r2 went silent: a push that splits (blob in r1,
+    # manifest in r3) makes r3 fetch the blob from any peer, nearest first; r2 does not
+    # answer, so r1 is raced beside it and wins
+    digest, _m, _cfg = push_image_with_layer(c, repo, "hedged", early.digest, early.size)
+    hedged = time.monotonic() - t0
+    assert hedged < 3, "the split push waited %.1f s on the silent nearest region" % hedged
+    assert manifest_digest(c, repo, "hedged") == digest
+
     # a peer that sends nothing is known as such within seconds, from both sides
     cluster.wait_state([a, c], "r2", "Unreachable", timeout_s=30)
     detected = time.monotonic() - t0
