@@ -9,9 +9,11 @@ them, then for a small image (3 x 64 KiB layers) and for one 256 MiB layer measu
   at A      time until A itself reports every region `Completed` (the status events' trip
             back included);
   raw       time the same link needs to move the same bytes: GETs of the same manifest
-            and blobs from A through the same proxy, one after another.
+            and blobs from A through the same proxy, one after another;
+  raw x N   the same, once per other region, all at once (what A's link carries when
+            every other region copies from it).
 Prints a table of medians. Usage: bench/repl_lag.py [--latency-ms 50] [--reps 3]
-  [--large-mib 256] [--regions 2,3] [--meridian build/meridian]
+  [--large-mib 256] [--regions 2,3] [--cases small,large] [--meridian build/meridian]
 """
 
 import argparse
@@ -167,12 +169,14 @@ def run(args, n_regions, work):
                             "--endpoint", region.proxy.url, "--registry", a.url], check=True,
                            stdout=subprocess.DEVNULL)
         time.sleep(3)  # let every region meet every other and the first long polls settle
-        cases = [("small image (3 x 64 KiB layers)", lambda: [os.urandom(64 << 10)
-                                                                 for _ in range(3)]),
-                 ("one %d MiB layer" % args.large_mib,
+        cases = [("small", "small image (3 x 64 KiB layers)",
+                  lambda: [os.urandom(64 << 10) for _ in range(3)]),
+                 ("large", "one %d MiB layer" % args.large_mib,
                   lambda: [os.urandom(args.large_mib << 20)])]
-        for case, (label, make) in enumerate(cases):
-            lags, at_origin, raws = [], [], []
+        for case, (name, label, make) in enumerate(cases):
+            if name not in args.cases.split(","):
+                continue
+            lags, at_origin, raws, fanouts = [], [], [], []
             for rep in range(args.reps):
                 repo = "bench/lag-%d-%d" % (case, rep)
                 layers = make()
@@ -181,13 +185,27 @@ def run(args, n_regions, work):
                 lags.append(t_all - t_pushed)
                 at_origin.append(t_origin - t_pushed)
                 raws.append(raw_copy(a, repo, descs, digest))
+                fanouts.append(raw_copies(a, repo, descs, digest, n_regions - 1))
                 del layers
             rows.append((label, statistics.median(lags), statistics.median(at_origin),
-                         statistics.median(raws)))
+                         statistics.median(raws), statistics.median(fanouts)))
     finally:
         for region in reversed(regions):
             region.stop()
     return rows
+
+
+def raw_copies(src, repo, descs, digest, n):
+    """n raw copies at once; the time until the last ends."""
+    import threading
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=raw_copy, args=(src, repo, descs, digest))
+               for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - t0
 
 
 def main():
@@ -196,6 +214,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--large-mib", type=int, default=256)
     ap.add_argument("--regions", default="2,3", help="registry sizes to run, e.g. 2,3")
+    ap.add_argument("--cases", default="small,large", help="small, large or both")
     ap.add_argument("--meridian", default=os.path.join(REPO, "build", "meridian"))
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="meridian-repl-lag-", dir="/var/tmp")
@@ -207,12 +226,12 @@ def main():
           % (args.latency_ms, args.reps))
     print("| regions | content | push 201 -> `Completed` in every other region | "
           "-> every region `Completed` as the origin reports it | raw link, same bytes | "
-          "ratio (lag / raw) |")
-    print("|---|---|---:|---:|---:|---:|")
+          "ratio (lag / raw) | raw, one copy per other region at once |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for n, rows in results:
-        for label, lag, at_origin, raw in rows:
-            print("| %d | %s | %.3f s | %.3f s | %.3f s | %.2f |"
-                  % (n, label, lag, at_origin, raw, lag / raw))
+        for label, lag, at_origin, raw, fanout in rows:
+            print("| %d | %s | %.3f s | %.3f s | %.3f s | %.2f | %.3f s |"
+                  % (n, label, lag, at_origin, raw, lag / raw, fanout))
 
 
 if __name__ == "__main__":
