@@ -564,6 +564,10 @@ static bool inflight_claim(struct repl *r, const char *key, int64_t total)
     struct inflight *f = xcalloc(1, sizeof(*f));
     snprintf(f->key, sizeof(f->key), "%s", key);
     f->total = total;
+    /* The first progress event goes out a PROGRESS_INTERVAL_MS after the start, moving
+     * or not: a copy that ends sooner sends only its final state. */
+    f->done_sent = -1;
+    f->sent_ms = util_now_ms();
     f->next = r->inflight;
     r->inflight = f;
     AZ(pthread_mutex_unlock(&r->mu));
@@ -926,7 +930,8 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
     }
     if (!inflight_claim(r, key, total))
         return;
-    set_status(r, p->repo, &p->digest, "InProgress", 0, total, "", !t);
+    /* Here at once; elsewhere with the first progress event (emit_progress). */
+    set_status(r, p->repo, &p->digest, "InProgress", 0, total, "", false);
     struct fetch_job job = {.r = r, .p = p, .sources = holders_of(r, p),
                             .blob_done = xcalloc(p->n_refs + 1, sizeof(int64_t))};
     snprintf(job.key, sizeof(job.key), "%s", key);
