@@ -1196,18 +1196,18 @@ static void emit_progress(struct repl *r)
     }
     AZ(pthread_mutex_unlock(&r->mu));
     for (size_t i = 0; i < n && !r->is_stopping; i++) {
-        char *at = strrchr(items[i].key, '@');
+        const char *at = strrchr(items[i].key, '@');
         struct digest d;
         struct err e = {0};
         if (at == NULL || digest_parse(at + 1, strlen(at + 1), &d, &e) != 0)
             continue;
-        *at = '\0';
+        char repo[sizeof(items[i].key)];
+        snprintf(repo, sizeof(repo), "%.*s", (int)(at - items[i].key), items[i].key);
         /* Under status_mu and only while the fetch is not finishing: the final state is
          * always the last status event of this fetch. */
         AZ(pthread_mutex_lock(&r->status_mu));
         bool is_live = false;
         AZ(pthread_mutex_lock(&r->mu));
-        *at = '@';
         for (struct inflight *f = r->inflight; f; f = f->next) {
             if (strcmp(f->key, items[i].key) == 0 && !f->is_finishing) {
                 is_live = true;
@@ -1215,14 +1215,13 @@ static void emit_progress(struct repl *r)
                 f->sent_ms = now;
             }
         }
-        *at = '\0';
         AZ(pthread_mutex_unlock(&r->mu));
         if (is_live) {
             struct meta_status st = {.region = (char *)self_region(r), .state = "InProgress",
                                      .bytes_done = items[i].done,
                                      .bytes_total = items[i].total,
                                      .updated_ms = util_now_ms(), .details = ""};
-            if (ms_of(r)->ops->status_set(ms_of(r), items[i].key, &d, &st, true, &e) != 0)
+            if (ms_of(r)->ops->status_set(ms_of(r), repo, &d, &st, true, &e) != 0)
                 log_warn("repl", "failed to record progress of %s: %s", items[i].key,
                          err_message(&e));
         }
