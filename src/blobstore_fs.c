@@ -209,6 +209,23 @@ static int fail_io(struct err *e, const char *verb, const char *path)
     return err_set(e, ERR_IO, NULL);
 }
 
+/* Every fsync that commits a blob is counted (meridian_blob_fsyncs_total). */
+static int fsync_counted(int fd)
+{
+    int rc = fsync(fd);
+    if (rc == 0)
+        metrics_count_fsync();
+    return rc;
+}
+
+static int fsync_dir_counted(const char *path)
+{
+    int rc = util_fsync_dir(path);
+    if (rc == 0)
+        metrics_count_fsync();
+    return rc;
+}
+
 /* mkdir that tolerates an existing directory; when it does create one, the parent is
  * fsync'd so the new entry survives a crash. */
 static int ensure_dir(const char *path, const char *parent, struct err *e)
@@ -218,7 +235,7 @@ static int ensure_dir(const char *path, const char *parent, struct err *e)
             return 0;
         return fail_io(e, "create directory", path);
     }
-    if (util_fsync_dir(parent) != 0)
+    if (fsync_dir_counted(parent) != 0)
         return fail_io(e, "fsync directory", parent);
     return 0;
 }
@@ -402,7 +419,7 @@ static int install(struct fs_store *fs, const char *src, const struct digest *d,
         log_debug("blobstore", "blob %s stored again; the new verified copy replaced the old",
                   d->str);
     }
-    if (util_fsync_dir(blob_dir) != 0)
+    if (fsync_dir_counted(blob_dir) != 0)
         return fail_io(e, "fsync directory", blob_dir);
     return 0;
 }
@@ -482,7 +499,7 @@ static int fs_upload_commit(struct blobstore *bs, const char *id, const struct d
         close(fd);
         return -1;
     }
-    if (fsync(fd) != 0) {
+    if (fsync_counted(fd) != 0) {
         fail_io(e, "fsync upload", path);
         close(fd);
         return -1;
@@ -700,7 +717,7 @@ static int fs_put(struct blobstore *bs, const struct digest *d, const void *p, u
         fail_io(e, "stamp temporary file", tmp);
         goto fail;
     }
-    if (fsync(fd) != 0) {
+    if (fsync_counted(fd) != 0) {
         fail_io(e, "fsync temporary file", tmp);
         goto fail;
     }

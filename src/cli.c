@@ -81,7 +81,7 @@ static int parse(struct cli *c, int argc, char **argv)
             free(name);
             return -1;
         }
-        c->opt_names[c->n_opts] = name; /* freed at exit: the CLI is a short process */
+        c->opt_names[c->n_opts] = name; /* freed by cli_main when the verb returns */
         c->opt_values[c->n_opts++] = value;
     }
     return 0;
@@ -109,8 +109,9 @@ int cli_main(int argc, char **argv)
         return 2;
     }
     c.noun = argv[0];
+    int rc = 2;
     if (parse(&c, argc - 1, argv + 1) != 0)
-        return 2;
+        goto out;
     if (c.n_args > 0) {
         c.verb = c.args[0];
         memmove(c.args, c.args + 1, (c.n_args - 1) * sizeof(c.args[0]));
@@ -124,11 +125,15 @@ int cli_main(int argc, char **argv)
     const char *output = cli_opt(&c, "output");
     if (output && strcmp(output, "json") != 0 && strcmp(output, "table") != 0) {
         fprintf(stderr, "meridian: --output must be table or json\n");
-        return 2;
+        goto out;
     }
     c.is_json = output && strcmp(output, "json") == 0;
     httpc_global_init();
-    return noun->run(&c);
+    rc = noun->run(&c);
+out:
+    for (size_t i = 0; i < c.n_opts; i++)
+        free(c.opt_names[i]);
+    return rc;
 }
 
 char *cli_escape(const char *s, bool keep_slash)

@@ -21,7 +21,7 @@ struct cli {
     bool is_json;                 /* --output json */
     const char *args[CLI_MAX_ARGS]; /* positional arguments after the verb */
     size_t n_args;
-    const char *opt_names[CLI_MAX_OPTS];
+    char *opt_names[CLI_MAX_OPTS]; /* owned */
     const char *opt_values[CLI_MAX_OPTS];
     size_t n_opts;
 };

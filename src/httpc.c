@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -209,4 +210,260 @@ int httpc_stream_get(const struct httpc_stream *st, long *status, struct err *e)
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
     return ret;
+}
+
+/* First of several sources ----------------------------------------------------------- */
+
+#define ANY_SOURCE_MAGIC 0x414e5953u
+
+struct any_ctx {
+    const struct httpc_get_any *g;
+    int winner;
+    bool is_sink_error;
+};
+
+struct any_source {
+    unsigned magic;
+    struct any_ctx *ctx;
+    CURL *c;
+    struct curl_slist *hdrs;
+    size_t index;
+    bool is_active;
+    bool is_status_checked;
+    bool is_ok_status;
+    long status;
+};
+
+static size_t on_any_body(char *p, size_t size, size_t n, void *arg)
+{
+    struct any_source *src = arg;
+    ASSERT(src->magic == ANY_SOURCE_MAGIC);
+    struct any_ctx *ctx = src->ctx;
+    if (!src->is_status_checked) {
+        curl_easy_getinfo(src->c, CURLINFO_RESPONSE_CODE, &src->status);
+        src->is_ok_status = src->status == 200 || src->status == 206;
+        src->is_status_checked = true;
+    }
+    /* Error bodies are not blob bytes: drop them. */
+    if (!src->is_ok_status)
+        return size * n;
+    if (ctx->winner < 0)
+        ctx->winner = (int)src->index;
+    if (ctx->winner != (int)src->index)
+        return 0; /* lost the race: ends this source before its bytes reach the sink */
+    if (ctx->g->sink(ctx->g->sink_arg, src->status, p, size * n) != 0) {
+        ctx->is_sink_error = true;
+        return 0;
+    }
+    return size * n;
+}
+
+static void any_start(CURLM *m, struct any_source *src, const char *range)
+{
+    const struct httpc_get_any *g = src->ctx->g;
+    CURL *c = curl_easy_init();
+    AN(c);
+    src->magic = ANY_SOURCE_MAGIC;
+    src->c = c;
+    src->hdrs = make_headers(g->headers);
+    src->is_active = true;
+    curl_easy_setopt(c, CURLOPT_URL, g->urls[src->index]);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, src->hdrs);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_any_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, src);
+    curl_easy_setopt(c, CURLOPT_PRIVATE, src);
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                     g->connect_timeout_ms ? g->connect_timeout_ms : 10000L);
+    if (g->stall_timeout_s > 0) {
+        /* Fewer than one byte a second over the window: nothing at all, from the
+         * request on (a peer that accepts and never answers, or freezes mid-body). */
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, g->stall_timeout_s);
+    }
+    if (g->interface)
+        curl_easy_setopt(c, CURLOPT_INTERFACE, g->interface);
+    if (range[0])
+        curl_easy_setopt(c, CURLOPT_RANGE, range);
+    AZ(curl_multi_add_handle(m, c));
+}
+
+static void any_finish(CURLM *m, struct any_source *src)
+{
+    if (!src->is_active)
+        return;
+    curl_multi_remove_handle(m, src->c);
+    curl_easy_cleanup(src->c);
+    curl_slist_free_all(src->hdrs);
+    src->c = NULL;
+    src->hdrs = NULL;
+    src->is_active = false;
+}
+
+int httpc_get_any(const struct httpc_get_any *g, struct httpc_source_result *results,
+                  int *winner, struct err *e)
+{
+    CURLM *m = curl_multi_init();
+    AN(m);
+    struct any_ctx ctx = {.g = g, .winner = -1};
+    struct any_source *srcs = xcalloc(g->n_urls ? g->n_urls : 1, sizeof(*srcs));
+    memset(results, 0, g->n_urls * sizeof(*results));
+    char range[64] = "";
+    if (g->range_start > 0)
+        snprintf(range, sizeof(range), "%llu-", (unsigned long long)g->range_start);
+    size_t next = 0;
+    int active = 0;
+    int64_t last_start_ns = 0;
+    int ret = -1;
+    bool is_done = false;
+    err_set(e, ERR_UNAVAILABLE, "no source to fetch from");
+    while (!is_done) {
+        if (g->abort && *g->abort) {
+            err_set(e, ERR_UNAVAILABLE, "transfer abandoned");
+            break;
+        }
+        int64_t now = util_mono_ns();
+        bool is_hedge_due = g->hedge_after_ms > 0 && active == 1 &&
+                            now - last_start_ns >= g->hedge_after_ms * 1000000LL;
+        if (ctx.winner < 0 && next < g->n_urls && (active == 0 || is_hedge_due)) {
+            srcs[next].ctx = &ctx;
+            srcs[next].index = next;
+            results[next].is_tried = true;
+            any_start(m, &srcs[next], range);
+            next++;
+            active++;
+            last_start_ns = now;
+        }
+        int running = 0;
+        curl_multi_perform(m, &running);
+        CURLMsg *msg;
+        int left = 0;
+        while (!is_done && (msg = curl_multi_info_read(m, &left)) != NULL) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            struct any_source *src = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&src);
+            ASSERT(src && src->magic == ANY_SOURCE_MAGIC);
+            CURLcode rc = msg->data.result;
+            long status = 0;
+            curl_easy_getinfo(src->c, CURLINFO_RESPONSE_CODE, &status);
+            size_t i = src->index;
+            results[i].status = status;
+            any_finish(m, src);
+            active--;
+            if (ctx.is_sink_error) {
+                is_done = true; /* the sink set its own error */
+            } else if (ctx.winner == (int)i) {
+                if (rc == CURLE_OK) {
+                    ret = 0;
+                } else {
+                    results[i].is_transport_error = true;
+                    err_set(e, ERR_UNAVAILABLE, "transfer from %s broke: %s", g->urls[i],
+                            curl_easy_strerror(rc));
+                }
+                is_done = true;
+            } else if (ctx.winner >= 0) {
+                results[i].is_cancelled = true;
+            } else if (rc == CURLE_OK && (status == 200 || status == 206)) {
+                ctx.winner = (int)i; /* an empty body: nothing reached the write callback */
+                ret = 0;
+                is_done = true;
+            } else if (rc != CURLE_OK) {
+                results[i].is_transport_error = true;
+                err_set(e, ERR_UNAVAILABLE, "cannot fetch from %s: %s", g->urls[i],
+                        curl_easy_strerror(rc));
+            } else if (status == 416) {
+                err_set(e, ERR_RANGE_INVALID, "%s answered 416", g->urls[i]);
+                is_done = true;
+            } else {
+                err_set(e, ERR_UNAVAILABLE, "%s answered %ld", g->urls[i], status);
+            }
+        }
+        if (is_done)
+            break;
+        /* A winner is chosen: the others stop now rather than at their next write. */
+        for (size_t i = 0; ctx.winner >= 0 && i < next; i++) {
+            if ((int)i != ctx.winner && srcs[i].is_active) {
+                any_finish(m, &srcs[i]);
+                results[i].is_cancelled = true;
+                active--;
+            }
+        }
+        if (ctx.winner < 0 && active == 0 && next >= g->n_urls)
+            break; /* every source answered without the body */
+        curl_multi_poll(m, NULL, 0, 50, NULL);
+    }
+    for (size_t i = 0; i < next; i++) {
+        if (srcs[i].is_active) {
+            any_finish(m, &srcs[i]);
+            if ((int)i != ctx.winner)
+                results[i].is_cancelled = true;
+        }
+    }
+    free(srcs);
+    curl_multi_cleanup(m);
+    *winner = ctx.winner;
+    return ret;
+}
+
+static size_t on_discard(char *p, size_t size, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return size * n;
+}
+
+void httpc_get_many(const char *const *urls, size_t n, const char *const *headers,
+                    long timeout_ms, const char *interface, long *statuses, double *times_ms)
+{
+    CURLM *m = curl_multi_init();
+    AN(m);
+    CURL **handles = xcalloc(n ? n : 1, sizeof(*handles));
+    struct curl_slist *hdrs = make_headers(headers);
+    for (size_t i = 0; i < n; i++) {
+        CURL *c = curl_easy_init();
+        AN(c);
+        curl_easy_setopt(c, CURLOPT_URL, urls[i]);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_discard);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+        if (interface)
+            curl_easy_setopt(c, CURLOPT_INTERFACE, interface);
+        AZ(curl_multi_add_handle(m, c));
+        handles[i] = c;
+        statuses[i] = 0;
+        times_ms[i] = (double)timeout_ms;
+    }
+    int running = 1;
+    while (running > 0) {
+        if (curl_multi_perform(m, &running) != CURLM_OK)
+            break;
+        if (running > 0)
+            curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    CURLMsg *msg;
+    int left = 0;
+    while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE || msg->data.result != CURLE_OK)
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            if (handles[i] != msg->easy_handle)
+                continue;
+            double total_s = 0;
+            curl_easy_getinfo(handles[i], CURLINFO_RESPONSE_CODE, &statuses[i]);
+            curl_easy_getinfo(handles[i], CURLINFO_TOTAL_TIME, &total_s);
+            times_ms[i] = total_s * 1000.0;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        curl_multi_remove_handle(m, handles[i]);
+        curl_easy_cleanup(handles[i]);
+    }
+    free(handles);
+    curl_slist_free_all(hdrs);
+    curl_multi_cleanup(m);
 }

@@ -62,6 +62,48 @@ struct httpc_stream {
  * transfer completed, -1 when it broke (ERR_UNAVAILABLE) or the sink aborted. */
 int httpc_stream_get(const struct httpc_stream *st, long *status, struct err *e);
 
+/* A GET of the same resource from the first of several sources to answer (replication
+ * fetches a blob from any peer that holds it). Sources are tried best first; while the
+ * current one has sent nothing for hedge_after_ms, the next is started beside it (a
+ * hedged request), and the first to deliver a 200/206 body wins: the other is dropped
+ * before it writes a byte. A source that answers another status, cannot be connected
+ * within connect_timeout_ms, or sends nothing for stall_timeout_s, is done with, and the
+ * next one is started. Only the winner's body reaches the sink. */
+struct httpc_get_any {
+    const char *const *urls;     /* the sources, best first */
+    size_t n_urls;
+    const char *const *headers;
+    uint64_t range_start;        /* > 0: ask for bytes from here (Range: bytes=N-) */
+    long connect_timeout_ms;     /* 0 = 10 s */
+    long stall_timeout_s;        /* a source that sends nothing for this long is dropped */
+    long hedge_after_ms;         /* 0: never run two sources at once */
+    httpc_sink_f *sink;
+    void *sink_arg;
+    const char *interface;       /* local address to bind, or NULL */
+    const atomic_bool *abort;    /* when it turns true the transfer is abandoned; or NULL */
+};
+
+/* What became of one source of httpc_get_any. */
+struct httpc_source_result {
+    bool is_tried;               /* a request was started */
+    bool is_transport_error;     /* no answer: could not connect, stalled or broke */
+    bool is_cancelled;           /* dropped because another source won */
+    long status;                 /* HTTP status, 0 if none arrived */
+};
+
+/* Runs g; results has g->n_urls entries. Returns 0 when the winner's transfer completed,
+ * with *winner its index. -1 otherwise: *winner is the index of a winner whose transfer
+ * broke (resume from what the sink got) or -1 when no source delivered (see results; a
+ * 416 ends the whole call at once, as the caller's range is wrong for every source), or
+ * when the sink failed or abort turned true. */
+int httpc_get_any(const struct httpc_get_any *g, struct httpc_source_result *results,
+                  int *winner, struct err *e);
+
+/* GETs every url at once and waits for all (bodies discarded): statuses[i] gets the
+ * status (0 when no answer within timeout_ms) and times_ms[i] the time it took. */
+void httpc_get_many(const char *const *urls, size_t n, const char *const *headers,
+                    long timeout_ms, const char *interface, long *statuses, double *times_ms);
+
 /* Call once at start (curl_global_init is not thread-safe). */
 void httpc_global_init(void);
 

@@ -213,6 +213,7 @@ typedef int ms_event_apply_f(struct metastore *ms, const struct meta_event *ev, 
 struct meta_pending {
     char *repo;
     struct digest digest;
+    char *origin;         /* region whose put is recorded (it holds the content), or "" */
     struct meta_ref *refs;
     size_t n_refs;
     int64_t *ref_sizes;   /* blob sizes as the manifest declares them (-1 for manifests) */

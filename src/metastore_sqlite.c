@@ -256,7 +256,7 @@ static const char schema_v4_uploads[] =
                         " ref_digest, is_manifest, size) VALUES (?1, ?2, ?3, ?4, ?5)")         \
     X(REFS_OF_MANIFEST, "SELECT ref_digest, is_manifest, coalesce(size, -1) FROM manifest_refs" \
                         " WHERE repo_id = ?1 AND manifest_digest = ?2")                        \
-    X(PENDING_LIST, "SELECT r.name, m.digest, m.repo_id FROM manifests m"                      \
+    X(PENDING_LIST, "SELECT r.name, m.digest, m.repo_id, m.origin FROM manifests m"            \
                     " JOIN repos r ON r.id = m.repo_id WHERE m.is_visible = 0"                 \
                     " ORDER BY m.created_ms LIMIT ?1")                                         \
     X(VISIBLE_CHILD, "SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2"             \
@@ -2873,6 +2873,7 @@ int64_t meta_vv_get(const struct meta_vv *vv, const char *origin)
 void meta_pending_fini(struct meta_pending *p)
 {
     FREE_AND_NULL(p->repo);
+    FREE_AND_NULL(p->origin);
     FREE_AND_NULL(p->refs);
     FREE_AND_NULL(p->ref_sizes);
     p->n_refs = 0;
@@ -3224,6 +3225,7 @@ static int sq_pending_list(struct metastore *ms, size_t max, struct meta_pending
     for (int row = rc == SQLITE_ROW; row == 1 && n < max; row = next_row(c, s, e)) {
         list[n].repo = col_strdup(s, 0);
         col_digest(s, 1, &list[n].digest);
+        list[n].origin = col_strdup(s, 3);
         repo_ids[n++] = sqlite3_column_int64(s, 2);
     }
     stmt_done(s);

@@ -164,7 +164,8 @@ void metrics_render(struct buf *out)
             atomic_load(&blobs_committed_total));
     counter(out, "meridian_blob_bytes_committed_total", "Bytes of blobs committed from uploads.",
             atomic_load(&blob_bytes_committed_total));
-    counter(out, "meridian_manifests_put_total", "Manifests stored.",
+    counter(out, "meridian_manifests_put_total",
+            "Manifests stored by a client PUT (not replicated ones).",
             atomic_load(&manifests_put_total));
     static const char *const outcomes[METRICS_WEBHOOK_COUNT_] = {
         [METRICS_WEBHOOK_DELIVERED] = "delivered",

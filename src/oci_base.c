@@ -26,6 +26,14 @@ void oci_health(struct http_req *req)
         buf_fini(&b);
         return;
     }
+    /* A region removed from its registry serves nothing on /v2/: not ready, ever. The
+     * process itself is sound, so /healthz (liveness) stays 200 but says why. */
+    if (atomic_load(&req->reg->is_removed)) {
+        static const char removed[] = "removed: this region was removed from its registry\n";
+        http_reply(req, req->route == ROUTE_READYZ ? 503 : 200, "text/plain", removed,
+                   sizeof(removed) - 1);
+        return;
+    }
     if (req->route == ROUTE_READYZ && !atomic_load(&req->reg->is_ready)) {
         http_reply(req, 503, "text/plain", "starting\n", 9);
         return;

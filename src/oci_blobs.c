@@ -2,6 +2,7 @@
  * A blob is served only when the repository links it, and its bytes come straight
  * from the blobstore's file descriptor, which the store hands out only for a copy of
  * the recorded size that was not changed since it was verified. */
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -67,9 +68,14 @@ void oci_blob(struct http_req *req)
     http_reply_header(req, "Docker-Content-Digest", "%s", d.str);
     http_reply_header(req, "Content-Type", "application/octet-stream");
     http_reply_header(req, "Accept-Ranges", "bytes");
-    http_reply_header(req, "ETag", "\"%s\"", d.str);
+    char etag[DIGEST_STR_MAX + 3];
+    snprintf(etag, sizeof(etag), "\"%s\"", d.str);
+    http_reply_header(req, "ETag", "%s", etag);
     http_reply_header(req, "Cache-Control", "max-age=31536000");
     const char *range = http_req_header(req, "Range");
+    /* RFC 9110 13.1.5: a Range under an If-Range that does not match is ignored. */
+    if (!range_if_range_matches(http_req_header(req, "If-Range"), etag))
+        range = NULL;
     uint64_t start = 0, end = 0;
     enum range_result rr = range ? range_parse_request(range, size, &start, &end) : RANGE_IGNORE;
     if (rr == RANGE_UNSATISFIABLE) {

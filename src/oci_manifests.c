@@ -150,6 +150,7 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
         return;
     }
     metrics_count_manifest_put();
+    repl_log_grew(reg->repl); /* peers' long polls get the event now, not at the next tick */
     notify(req, "push", is_digest ? NULL : req->ref, &m);
     http_reply_header(req, "Location", "/v2/%s/manifests/%s", req->repo, m.digest.str);
     http_reply_header(req, "Docker-Content-Digest", "%s", m.digest.str);

@@ -143,3 +143,16 @@ int range_parse_content_range(const char *s, uint64_t *start, uint64_t *end)
     *end = b;
     return 0;
 }
+
+bool range_if_range_matches(const char *if_range, const char *etag)
+{
+    if (if_range == NULL)
+        return true;
+    const char *s = if_range;
+    size_t len = strlen(s);
+    trim_ows(&s, &len);
+    /* An entity-tag starts with DQUOTE (strong) or W/ (weak); anything else is an
+     * HTTP-date, which cannot match (see the header). */
+    size_t etag_len = strlen(etag);
+    return len >= 2 && s[0] == '"' && len == etag_len && memcmp(s, etag, len) == 0;
+}

@@ -2,6 +2,7 @@
 #ifndef MERIDIAN_RANGE_H
 #define MERIDIAN_RANGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,5 +24,13 @@ enum range_result range_parse_request(const char *s, uint64_t size, uint64_t *st
  * or "bytes=" is tolerated). 0 on success with end >= start, -1 otherwise (outputs
  * then untouched). */
 int range_parse_content_range(const char *s, uint64_t *start, uint64_t *end);
+
+/* RFC 9110 13.1.5: true when a Range may be honoured given the If-Range value
+ * if_range (NULL: no If-Range, true) and the representation's strong entity tag etag
+ * (quoted, e.g. "\"sha256:...\""). Entity tags compare strongly: a weak tag (W/)
+ * never matches. A date never matches either: no Last-Modified is sent, so no date can
+ * be a strong validator of this representation. false means: ignore Range, send 200
+ * with the whole body. */
+bool range_if_range_matches(const char *if_range, const char *etag);
 
 #endif

@@ -2,12 +2,16 @@
  *
  *   manager ──(1 s)── reload replications -> start/stop one puller per peer
  *           ─(25 ms)── wake long polls whose log grew or whose deadline passed
- *   syncer  ──(5 s)─── measure round trips (nearest peer first when fetching)
- *           ─(sync-interval)── anti-entropy: scrub local blobs, compare summaries,
+ *   prober  ──(1 s)─── probe every peer at once (round trips: nearest first when
+ *                      fetching; two missed probes: Unreachable); ship fetch progress
+ *                      as InProgress status events
+ *   syncer  ─(sync-interval)── anti-entropy: scrub local blobs, compare summaries,
  *                              merge differences
  *   puller[peer] ── GET peer/events?vv=..&after=cursor (long poll) -> apply -> cursor
- *   fetcher[2]  ── pending manifests -> fetch missing blobs (Range resume, verify)
- *                  -> make visible -> status Completed (a replicated event)
+ *   fetcher[2]  ── pending manifests -> fetch missing blobs, up to 4 at once, each from
+ *                  the nearest reachable region known to hold it, a second source raced
+ *                  when the first is slow (Range resume, verify) -> make visible ->
+ *                  status Completed (a replicated event)
  *
  * Shared state (peers, waiters, in-flight fetches) is under r->mu; no lock is held
  * across a network or disk wait. */
@@ -33,14 +37,22 @@
 #include "upload_sessions.h"
 #include "util.h"
 
-#define REPL_POLL_WAIT_S 20
+/* A long poll that outlives wait + 5 s is a dead path (a peer whose link passes no bytes):
+ * it is dropped and the puller reconnects. */
+#define REPL_POLL_WAIT_S 10
 #define REPL_BATCH_MAX 500
 #define REPL_EVENTS_BODY_MAX (64u << 20)
 #define FETCH_WORKERS 2
 #define FETCH_ATTEMPTS_BEFORE_FAILED 5
-#define STALL_BYTES_PER_S 1024
-#define STALL_SECONDS 30
 #define LINK_CHECK_TIMEOUT_MS 10000
+#define FETCH_ATTEMPTS_PER_CALL 3
+#define FETCH_PARALLEL 4            /* blobs of one manifest fetched at once */
+#define FETCH_CONNECT_TIMEOUT_MS 3000
+#define FETCH_STALL_S 5             /* a source that sends nothing this long is dropped */
+#define FETCH_HEDGE_MIN_MS 400      /* start a second source after max(this, 4 x RTT) */
+#define PROBE_INTERVAL_MS 1000
+#define PROBE_TIMEOUT_MS 1500       /* two missed probes in a row: Unreachable */
+#define PROGRESS_INTERVAL_MS 1000   /* InProgress status events, at most this often */
 
 struct peer {
     char *location;
@@ -72,6 +84,9 @@ struct inflight {
     char key[600];
     int64_t done;
     int64_t total;
+    int64_t done_sent;      /* bytes last shipped in an InProgress status event */
+    int64_t sent_ms;        /* when */
+    bool is_finishing;      /* the final status is being written: send no progress */
     struct inflight *next;
 };
 
@@ -86,12 +101,14 @@ struct retry {
 struct repl {
     struct registry *reg;
     pthread_mutex_t mu;
+    pthread_mutex_t status_mu; /* this region's status writes (see set_status) */
     pthread_cond_t cv;
     /* Set under mu (so waits on cv see it); read without it by the loops and by the
      * transfers' progress callback, which abandons a transfer when it turns true.
      * Plain reads of an atomic_bool (here and of reg->is_removed) are atomic loads. */
     atomic_bool is_stopping;
     bool is_kicked;
+    bool is_log_grown;      /* see repl_log_grew */
     struct peer *peers;
     int n_pullers;          /* live puller threads */
     struct waiter *waiters;
@@ -99,6 +116,7 @@ struct repl {
     struct retry *retries;
     pthread_t manager;
     pthread_t syncer;
+    pthread_t prober;
     pthread_t fetchers[FETCH_WORKERS];
     atomic_bool is_started; /* the threads run: set by repl_start, cleared by repl_stop */
     char auth_header[512];   /* "Authorization: Basic ..." or empty */
@@ -142,6 +160,7 @@ struct repl *repl_new(struct registry *reg)
     struct repl *r = xcalloc(1, sizeof(*r));
     r->reg = reg;
     AZ(pthread_mutex_init(&r->mu, NULL));
+    AZ(pthread_mutex_init(&r->status_mu, NULL));
     AZ(pthread_cond_init(&r->cv, NULL));
     const struct config *cfg = reg->cfg;
     const char *peer_auth = auth_peer_authorization(cfg);
@@ -182,6 +201,7 @@ void repl_free(struct repl *r)
         free(t);
     }
     pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->status_mu);
     pthread_cond_destroy(&r->cv);
     free(r);
 }
@@ -214,6 +234,13 @@ static struct peer *find_peer(struct repl *r, const char *location)
             return p;
     }
     return NULL;
+}
+
+/* Reachable means its last pull or round-trip probe answered. Before the first answer
+ * (a region just added) it is not Unreachable yet. Caller holds r->mu. */
+static bool peer_is_unreachable(const struct peer *p, int64_t now_ms)
+{
+    return p->failures >= 2 || (p->last_ok_ms > 0 && now_ms - p->last_ok_ms > 60000);
 }
 
 static void *puller_main(void *arg);
@@ -381,7 +408,7 @@ static void *puller_main(void *arg)
         meta_vv_fini(&vv);
         struct httpc_response resp;
         httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
-        int rc = peer_call(r, "GET", url.data, NULL, (REPL_POLL_WAIT_S + 15) * 1000L, &resp, &e);
+        int rc = peer_call(r, "GET", url.data, NULL, (REPL_POLL_WAIT_S + 5) * 1000L, &resp, &e);
         buf_fini(&url);
         json_t *body = NULL;
         if (rc == 0 && resp.status == 200 && !resp.body.is_too_big) {
@@ -428,6 +455,8 @@ static void *puller_main(void *arg)
         p->lag_seconds = p->lag_events > 0 ? lag_s : 0;
         AZ(pthread_mutex_unlock(&r->mu));
         json_decref(body);
+        if (n_events > 0)
+            repl_log_grew(r); /* relayed: this region's own pollers get them at once */
         if (any_pending)
             repl_kick(r);
         if (next < 0 && nap(r, 1000))
@@ -455,8 +484,18 @@ static void *puller_main(void *arg)
 struct peer_ref {
     char *location;
     char *endpoint;
-    double rtt_ms;
+    double rtt_ms;          /* sort key: the round trip, pushed back by failures */
+    double measured_rtt_ms; /* the round trip itself (1e9 before the first probe) */
 };
+
+static bool is_listed(char *const *names, const char *name)
+{
+    for (size_t i = 0; names && names[i]; i++) {
+        if (strcmp(names[i], name) == 0)
+            return true;
+    }
+    return false;
+}
 
 static int by_rtt(const void *a, const void *b)
 {
@@ -464,23 +503,35 @@ static int by_rtt(const void *a, const void *b)
     return x->rtt_ms < y->rtt_ms ? -1 : x->rtt_ms > y->rtt_ms ? 1 : 0;
 }
 
-static struct peer_ref *peers_by_distance(struct repl *r, size_t *n)
+/* The peers named in only (every peer when only is NULL), nearest first; those marked
+ * Unreachable come last, after those with a recent failure. */
+static struct peer_ref *peers_ranked(struct repl *r, char *const *only, size_t *n)
 {
     AZ(pthread_mutex_lock(&r->mu));
+    int64_t now = util_now_ms();
     size_t count = 0;
     for (struct peer *p = r->peers; p; p = p->next)
         count++;
     struct peer_ref *out = xcalloc(count + 1, sizeof(*out));
     size_t i = 0;
-    for (struct peer *p = r->peers; p; p = p->next, i++) {
+    for (struct peer *p = r->peers; p; p = p->next) {
+        if (only && !is_listed(only, p->location))
+            continue;
         out[i].location = xstrdup(p->location);
         out[i].endpoint = xstrdup(p->endpoint);
-        out[i].rtt_ms = p->rtt_ms + (p->failures ? 1e6 : 0);
+        out[i].measured_rtt_ms = p->rtt_ms;
+        out[i].rtt_ms = p->rtt_ms + (peer_is_unreachable(p, now) ? 2e9 : p->failures ? 1e9 : 0);
+        i++;
     }
     AZ(pthread_mutex_unlock(&r->mu));
-    qsort(out, count, sizeof(*out), by_rtt);
-    *n = count;
+    qsort(out, i, sizeof(*out), by_rtt);
+    *n = i;
     return out;
+}
+
+static struct peer_ref *peers_by_distance(struct repl *r, size_t *n)
+{
+    return peers_ranked(r, NULL, n);
 }
 
 static void peer_refs_free(struct peer_ref *refs, size_t n)
@@ -518,20 +569,14 @@ static bool inflight_claim(struct repl *r, const char *key, int64_t total)
     struct inflight *f = xcalloc(1, sizeof(*f));
     snprintf(f->key, sizeof(f->key), "%s", key);
     f->total = total;
+    /* The first progress event goes out a PROGRESS_INTERVAL_MS after the start, moving
+     * or not: a copy that ends sooner sends only its final state. */
+    f->done_sent = -1;
+    f->sent_ms = util_now_ms();
     f->next = r->inflight;
     r->inflight = f;
     AZ(pthread_mutex_unlock(&r->mu));
     return true;
-}
-
-static void inflight_progress(struct repl *r, const char *key, int64_t done)
-{
-    AZ(pthread_mutex_lock(&r->mu));
-    for (struct inflight *f = r->inflight; f; f = f->next) {
-        if (strcmp(f->key, key) == 0)
-            f->done = done;
-    }
-    AZ(pthread_mutex_unlock(&r->mu));
 }
 
 static void inflight_release(struct repl *r, const char *key)
@@ -549,14 +594,42 @@ static void inflight_release(struct repl *r, const char *key)
     AZ(pthread_mutex_unlock(&r->mu));
 }
 
+/* One pending manifest whose blobs are being fetched, several at once. The per-blob
+ * progress sums into the manifest's in-flight entry (its live bytesCopied). */
+struct fetch_job {
+    struct repl *r;
+    const struct meta_pending *p;
+    char key[600];
+    char **sources;         /* regions that hold the content, NULL-terminated */
+    int64_t *blob_done;     /* per ref: bytes here so far; under r->mu */
+    size_t next;            /* next ref to take; under r->mu */
+    bool is_failed;         /* under r->mu */
+    struct err err;         /* the first failure; under r->mu */
+};
+
 struct fetch_sink {
     struct upload_state *st;
     struct err err;
     uint64_t received;
-    const char *progress_key;   /* manifest key whose progress this adds to, or NULL */
-    int64_t progress_base;
+    struct fetch_job *job;      /* the manifest this blob is fetched for, or NULL */
+    size_t ref;                 /* index of the blob in job->p->refs */
     struct repl *r;
 };
+
+static void job_progress(struct fetch_job *job, size_t ref, int64_t done)
+{
+    struct repl *r = job->r;
+    AZ(pthread_mutex_lock(&r->mu));
+    job->blob_done[ref] = done;
+    int64_t sum = 0;
+    for (size_t i = 0; i < job->p->n_refs; i++)
+        sum += job->blob_done[i];
+    for (struct inflight *f = r->inflight; f; f = f->next) {
+        if (strcmp(f->key, job->key) == 0)
+            f->done = sum;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+}
 
 static int on_fetch_bytes(void *arg, long status, const void *p, size_t n)
 {
@@ -568,8 +641,8 @@ static int on_fetch_bytes(void *arg, long status, const void *p, size_t n)
     if (upload_sessions_append(fs->st, p, n, &fs->err) != 0)
         return -1;
     fs->received += n;
-    if (fs->progress_key)
-        inflight_progress(fs->r, fs->progress_key, fs->progress_base + (int64_t)fs->st->offset);
+    if (fs->job)
+        job_progress(fs->job, fs->ref, (int64_t)fs->st->offset);
     return 0;
 }
 
@@ -605,14 +678,42 @@ static int peer_links_blob(struct repl *r, const char *repo, const struct digest
     return 0;
 }
 
-/* Fetches blob d of repo from the nearest peer holding it, resuming with Range,
- * verifying the digest, committing it and linking it into repo. Bytes already here
- * (held for another repository, or fetched earlier) are linked without a copy: at once
- * when the caller knows repo holds d (a manifest replicated from the region that
- * accepted it), after a peer confirms that it links d in repo when is_link_checked. */
+/* Sources that went silent count as failures of the peer (two make it Unreachable), so
+ * the next fetch starts elsewhere without waiting for the round-trip probe. */
+static void note_sources(struct repl *r, const struct peer_ref *peers,
+                         const struct httpc_source_result *res, size_t n)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    for (size_t i = 0; i < n; i++) {
+        struct peer *p = res[i].is_transport_error ? find_peer(r, peers[i].location) : NULL;
+        if (p)
+            p->failures++;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+/* True when every source answered that it does not hold (or will not serve) the blob. */
+static bool is_unknown_everywhere(const struct httpc_source_result *res, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        long s = res[i].status;
+        if (!res[i].is_tried || res[i].is_transport_error || (s != 404 && s != 401 && s != 403))
+            return false;
+    }
+    return n > 0;
+}
+
+/* Fetches blob d of repo, resuming with Range, verifying the digest, committing it and
+ * linking it into repo. Bytes already here (held for another repository, or fetched
+ * earlier) are linked without a copy: at once when the caller knows repo holds d (a
+ * manifest replicated from the region that accepted it), after a peer confirms that it
+ * links d in repo when is_link_checked. Sources: the regions named in `sources` (known to
+ * hold it; NULL: any peer), reachable and nearest first; a second is raced against the
+ * first when the first is slow to answer, and one that goes silent is dropped within
+ * FETCH_STALL_S. job (or NULL) receives the progress. */
 static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
-                      bool is_link_checked, const char *progress_key, int64_t progress_base,
-                      struct err *e)
+                      bool is_link_checked, char *const *sources, struct fetch_job *job,
+                      size_t ref, struct err *e)
 {
     struct registry *reg = r->reg;
     uint64_t size;
@@ -636,73 +737,99 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
                                           e) != 0)
         return -1;
     size_t n_peers;
-    struct peer_ref *peers = peers_by_distance(r, &n_peers);
+    struct peer_ref *peers = peers_ranked(r, sources, &n_peers);
+    if (n_peers == 0 && sources) {
+        /* No known holder is a peer any more (the origin left): ask everyone. */
+        peer_refs_free(peers, n_peers);
+        peers = peers_ranked(r, NULL, &n_peers);
+    }
     int rc = -1;
     err_set(e, ERR_BLOB_UNKNOWN, "no region holds %s", d->str);
-    for (size_t i = 0; i < n_peers && rc != 0 && !r->is_stopping; i++) {
-        char url[2048];
-        snprintf(url, sizeof(url), "%s/v2/%s/blobs/%s", peers[i].endpoint, repo, d->str);
-        const char *headers[2] = {r->auth_header[0] ? r->auth_header : NULL, NULL};
-        /* A few resumed attempts per peer: each continues where the last one broke. */
-        for (int attempt = 0; attempt < 3 && rc != 0 && !r->is_stopping; attempt++) {
-            struct fetch_sink fs = {.st = st, .r = r, .progress_key = progress_key,
-                                    .progress_base = progress_base};
-            struct httpc_stream hs = {.url = url, .headers = headers,
-                                      .range_start = st->offset,
-                                      .low_speed_bytes = STALL_BYTES_PER_S,
-                                      .low_speed_time_s = STALL_SECONDS,
-                                      .sink = on_fetch_bytes, .sink_arg = &fs,
-                                      .interface = r->bind_ip[0] ? r->bind_ip : NULL,
-                                      .abort = &r->is_stopping};
-            long status = 0;
-            struct err te = {0};
-            int trc = httpc_stream_get(&hs, &status, &te);
-            count_peer(r, peers[i].location, fs.received, attempt > 0, 0);
-            if (fs.err.code != ERR_NONE) {
-                *e = fs.err;
-                break; /* local disk trouble: no point asking others */
-            }
-            if (status == 404 || status == 401 || status == 403) {
-                err_set(e, ERR_BLOB_UNKNOWN, "%s does not hold %s", peers[i].location, d->str);
-                break; /* this peer cannot serve it: try the next */
-            }
-            if (status == 416 && st->offset > 0) {
+    char **urls = xcalloc(n_peers + 1, sizeof(*urls));
+    for (size_t i = 0; i < n_peers; i++) {
+        size_t len = strlen(peers[i].endpoint) + strlen(repo) + strlen(d->str) + 16;
+        urls[i] = xmalloc(len);
+        snprintf(urls[i], len, "%s/v2/%s/blobs/%s", peers[i].endpoint, repo, d->str);
+    }
+    struct httpc_source_result *res = xcalloc(n_peers + 1, sizeof(*res));
+    const char *headers[2] = {r->auth_header[0] ? r->auth_header : NULL, NULL};
+    double rtt = n_peers > 0 && peers[0].measured_rtt_ms < 1e9 ? peers[0].measured_rtt_ms : 0;
+    long hedge_ms = rtt * 4 > FETCH_HEDGE_MIN_MS ? (long)(rtt * 4) : FETCH_HEDGE_MIN_MS;
+    /* A few attempts: each resumes where the last one broke. */
+    for (int attempt = 0; n_peers > 0 && attempt < FETCH_ATTEMPTS_PER_CALL && rc != 0 &&
+                          !r->is_stopping;
+         attempt++) {
+        struct fetch_sink fs = {.st = st, .r = r, .job = job, .ref = ref};
+        struct httpc_get_any g = {.urls = (const char *const *)urls, .n_urls = n_peers,
+                                  .headers = headers, .range_start = st->offset,
+                                  .connect_timeout_ms = FETCH_CONNECT_TIMEOUT_MS,
+                                  .stall_timeout_s = FETCH_STALL_S,
+                                  .hedge_after_ms = n_peers > 1 ? hedge_ms : 0,
+                                  .sink = on_fetch_bytes, .sink_arg = &fs,
+                                  .interface = r->bind_ip[0] ? r->bind_ip : NULL,
+                                  .abort = &r->is_stopping};
+        int winner = -1;
+        struct err te = {0};
+        int64_t t0_ns = util_mono_ns();
+        int grc = httpc_get_any(&g, res, &winner, &te);
+        log_debug("repl", "fetch of %s from %s: %" PRIu64 " bytes in %.3f s", d->str,
+                  winner >= 0 ? peers[winner].location : "none", fs.received,
+                  (double)(util_mono_ns() - t0_ns) / 1e9);
+        note_sources(r, peers, res, n_peers);
+        if (winner >= 0)
+            count_peer(r, peers[winner].location, fs.received, attempt > 0, 0);
+        if (fs.err.code != ERR_NONE) {
+            *e = fs.err;
+            break; /* local disk trouble: no point asking others */
+        }
+        if (grc != 0) {
+            if (te.code == ERR_RANGE_INVALID && st->offset > 0) {
                 /* Our partial file is longer than the blob: start again. */
                 upload_sessions_truncate(st, 0, &ignore);
                 continue;
             }
-            if (trc != 0 || (status != 200 && status != 206)) {
-                if (trc == 0)
-                    err_set(&te, ERR_UNAVAILABLE, "%s answered %ld", peers[i].location, status);
-                *e = te;
-                log_info("repl", "fetch of %s from %s broke at %" PRIu64 " bytes: %s", d->str,
-                         peers[i].location, st->offset, err_message(&te));
-                continue;
+            if (is_unknown_everywhere(res, n_peers)) {
+                err_set(e, ERR_BLOB_UNKNOWN, "no region asked holds %s", d->str);
+                break;
             }
-            AZ(pthread_rwlock_rdlock(&reg->gc_lock));
-            uint64_t got = st->offset;
-            rc = upload_sessions_commit(reg->uploads, st, d, e);
-            if (rc == 0)
-                rc = reg->ms->ops->blob_link(reg->ms, repo, d, got, e);
-            AZ(pthread_rwlock_unlock(&reg->gc_lock));
-            if (rc != 0 && e->code == ERR_DIGEST_INVALID) {
-                log_warn("repl", "content of %s from %s did not verify; fetching again", d->str,
-                         peers[i].location);
-                upload_sessions_truncate(st, 0, &ignore);
-                count_peer(r, peers[i].location, 0, 0, 1);
-            }
+            *e = te;
+            log_info("repl", "fetch of %s broke at %" PRIu64 " bytes: %s", d->str, st->offset,
+                     err_message(&te));
+            continue;
+        }
+        AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+        uint64_t got = st->offset;
+        rc = upload_sessions_commit(reg->uploads, st, d, e);
+        if (rc == 0)
+            rc = reg->ms->ops->blob_link(reg->ms, repo, d, got, e);
+        AZ(pthread_rwlock_unlock(&reg->gc_lock));
+        log_debug("repl", "commit of %s: %.3f s after the fetch began", d->str,
+                  (double)(util_mono_ns() - t0_ns) / 1e9);
+        if (rc != 0 && e->code == ERR_DIGEST_INVALID) {
+            log_warn("repl", "content of %s from %s did not verify; fetching again", d->str,
+                     peers[winner].location);
+            upload_sessions_truncate(st, 0, &ignore);
+            count_peer(r, peers[winner].location, 0, 0, 1);
         }
     }
+    for (size_t i = 0; i < n_peers; i++)
+        free(urls[i]);
+    free(urls);
+    free(res);
     peer_refs_free(peers, n_peers);
     if (rc == 0) {
         upload_sessions_delete(reg->uploads, st);
-        metrics_count_blob_committed(size);
+        /* size was only set if the bytes were here already: read what was committed. */
+        if (reg->bs->ops->stat(reg->bs, d, &size, &ignore) == 0)
+            metrics_count_blob_committed(size);
     } else {
         upload_sessions_release(reg->uploads, st);
     }
     return rc;
 }
 
+/* Status rows and events of this region are written under status_mu, so a progress
+ * event never lands after the final state of the same fetch. */
 static void set_status(struct repl *r, const char *repo, const struct digest *d,
                        const char *state, int64_t done, int64_t total, const char *details,
                        bool is_event)
@@ -711,8 +838,12 @@ static void set_status(struct repl *r, const char *repo, const struct digest *d,
                              .bytes_done = done, .bytes_total = total,
                              .updated_ms = util_now_ms(), .details = (char *)details};
     struct err e = {0};
+    AZ(pthread_mutex_lock(&r->status_mu));
     if (ms_of(r)->ops->status_set(ms_of(r), repo, d, &st, is_event, &e) != 0)
         log_warn("repl", "failed to record status of %s@%s: %s", repo, d->str, err_message(&e));
+    AZ(pthread_mutex_unlock(&r->status_mu));
+    if (is_event)
+        repl_log_grew(r);
 }
 
 static struct retry *retry_of(struct repl *r, const char *key, bool create)
@@ -742,6 +873,85 @@ static void retry_forget(struct repl *r, const char *key)
     }
 }
 
+/* Regions known to hold the content of p: the region that put it and every region that
+ * announced it Completed (status events). Fetching only from them keeps a region that
+ * has nothing (or that nobody can reach) out of the way. NULL (any peer) when none is
+ * known, as for content recorded before origins were. */
+static char **holders_of(struct repl *r, const struct meta_pending *p)
+{
+    struct meta_status *rows = NULL;
+    size_t n_rows = 0;
+    struct err e = {0};
+    if (ms_of(r)->ops->status_list(ms_of(r), p->repo, &p->digest, &rows, &n_rows, &e) != 0)
+        n_rows = 0;
+    char **out = xcalloc(n_rows + 2, sizeof(*out));
+    size_t n = 0;
+    if (p->origin && p->origin[0] && strcmp(p->origin, self_region(r)) != 0)
+        out[n++] = xstrdup(p->origin);
+    for (size_t i = 0; i < n_rows; i++) {
+        if (strcmp(rows[i].state, "Completed") == 0 && !is_listed(out, rows[i].region) &&
+            strcmp(rows[i].region, self_region(r)) != 0)
+            out[n++] = xstrdup(rows[i].region);
+    }
+    meta_status_free(rows, n_rows);
+    if (n == 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* Takes the blobs of a job one after another until none is left or one failed. */
+static void *job_worker(void *arg)
+{
+    struct fetch_job *job = arg;
+    struct repl *r = job->r;
+    const struct meta_pending *p = job->p;
+    for (;;) {
+        AZ(pthread_mutex_lock(&r->mu));
+        while (job->next < p->n_refs && p->refs[job->next].is_manifest)
+            job->next++; /* children become visible through their own events */
+        size_t i = job->next;
+        bool is_over = i >= p->n_refs || job->is_failed || r->is_stopping;
+        if (!is_over)
+            job->next++;
+        AZ(pthread_mutex_unlock(&r->mu));
+        if (is_over)
+            return NULL;
+        char blob_key[600];
+        snprintf(blob_key, sizeof(blob_key), "blob:%s", p->refs[i].digest.str);
+        /* Another worker may be fetching the same blob for another manifest: wait for
+         * it rather than copy it twice. */
+        while (!inflight_claim(r, blob_key, 0) && !r->is_stopping)
+            nap(r, 50);
+        struct err e = {0};
+        int rc = fetch_blob(r, p->repo, &p->refs[i].digest, false, job->sources, job, i, &e);
+        inflight_release(r, blob_key);
+        if (rc == 0) {
+            job_progress(job, i, p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0);
+            continue;
+        }
+        AZ(pthread_mutex_lock(&r->mu));
+        if (!job->is_failed) {
+            job->is_failed = true;
+            job->err = e;
+        }
+        AZ(pthread_mutex_unlock(&r->mu));
+    }
+}
+
+/* Marks a manifest's in-flight entry as ending, so no progress event is sent for it
+ * any more (emit_progress). */
+static void inflight_finishing(struct repl *r, const char *key)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct inflight *f = r->inflight; f; f = f->next) {
+        if (strcmp(f->key, key) == 0)
+            f->is_finishing = true;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
 /* Brings one pending manifest's content here and makes it visible. */
 static void complete_pending(struct repl *r, const struct meta_pending *p)
 {
@@ -754,32 +964,40 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
     if (is_waiting)
         return;
     int64_t total = 0;
-    for (size_t i = 0; i < p->n_refs; i++)
+    size_t n_blobs = 0;
+    for (size_t i = 0; i < p->n_refs; i++) {
         total += p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0;
+        n_blobs += !p->refs[i].is_manifest;
+    }
     if (!inflight_claim(r, key, total))
         return;
-    set_status(r, p->repo, &p->digest, "InProgress", 0, total, "", !t);
-    struct err e = {0};
-    int64_t done = 0;
-    bool is_ok = true;
-    bool is_waiting_child = false;
-    for (size_t i = 0; i < p->n_refs && is_ok && !r->is_stopping; i++) {
-        if (p->refs[i].is_manifest)
-            continue; /* children become visible through their own events */
-        char blob_key[600];
-        snprintf(blob_key, sizeof(blob_key), "blob:%s", p->refs[i].digest.str);
-        /* Another worker may be fetching the same blob for another manifest: wait for
-         * it rather than copy it twice. */
-        while (!inflight_claim(r, blob_key, 0) && !r->is_stopping)
-            nap(r, 50);
-        if (fetch_blob(r, p->repo, &p->refs[i].digest, false, key, done, &e) != 0)
-            is_ok = false;
-        inflight_release(r, blob_key);
-        done += p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0;
-        inflight_progress(r, key, done);
+    /* Here at once; elsewhere with the first progress event (emit_progress). */
+    set_status(r, p->repo, &p->digest, "InProgress", 0, total, "", false);
+    struct fetch_job job = {.r = r, .p = p, .sources = holders_of(r, p),
+                            .blob_done = xcalloc(p->n_refs + 1, sizeof(int64_t))};
+    snprintf(job.key, sizeof(job.key), "%s", key);
+    /* Config and layers at once: each waits a round trip or more for its first byte. */
+    size_t n_threads = n_blobs < FETCH_PARALLEL ? n_blobs : FETCH_PARALLEL;
+    pthread_t threads[FETCH_PARALLEL];
+    size_t n_started = 0;
+    for (size_t i = 1; i < n_threads; i++) {
+        if (pthread_create(&threads[n_started], NULL, job_worker, &job) == 0)
+            n_started++;
     }
+    job_worker(&job);
+    for (size_t i = 0; i < n_started; i++)
+        AZ(pthread_join(threads[i], NULL));
+    struct err e = job.err;
+    bool is_ok = !job.is_failed;
+    int64_t done = 0;
+    for (size_t i = 0; i < p->n_refs; i++)
+        done += job.blob_done[i];
+    free(job.blob_done);
+    repl_free_names(job.sources);
+    bool is_waiting_child = false;
     if (is_ok && !r->is_stopping) {
         if (ms_of(r)->ops->pending_complete(ms_of(r), p, &e) == 0) {
+            inflight_finishing(r, key);
             set_status(r, p->repo, &p->digest, "Completed", total, total, "", true);
             log_info("repl", "replicated %s@%s (%" PRId64 " bytes)", p->repo, p->digest.str,
                      total);
@@ -804,6 +1022,7 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
         int attempts = t->attempts;
         AZ(pthread_mutex_unlock(&r->mu));
         bool is_failed = attempts >= FETCH_ATTEMPTS_BEFORE_FAILED;
+        inflight_finishing(r, key);
         set_status(r, p->repo, &p->digest, is_failed ? "Failed" : "InProgress", done, total,
                    err_message(&e), is_failed && attempts == FETCH_ATTEMPTS_BEFORE_FAILED);
         log_warn("repl", "failed to replicate %s@%s (attempt %d, next in %" PRId64 " ms): %s",
@@ -882,7 +1101,7 @@ int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d
     int rc = 0;
     if (r->reg->ms->ops->blob_get(r->reg->ms, repo, d, &size, &ignore) != 0 ||
         r->reg->bs->ops->stat(r->reg->bs, d, &on_disk, &ignore) != 0 || on_disk != size)
-        rc = fetch_blob(r, repo, d, true, NULL, 0, e);
+        rc = fetch_blob(r, repo, d, true, NULL, NULL, 0, e);
     inflight_release(r, blob_key);
     return rc;
 }
@@ -958,13 +1177,106 @@ static void probe_one(struct repl *r, const char *location, const char *endpoint
     httpc_response_fini(&resp);
 }
 
+/* Probes every peer at once (a silent one must not delay the others' probes), each
+ * bounded by PROBE_TIMEOUT_MS: two missed probes in a row make a peer Unreachable. */
 static void probe_peers(struct repl *r)
 {
     size_t n;
     struct peer_ref *peers = peers_by_distance(r, &n);
-    for (size_t i = 0; i < n && !r->is_stopping; i++)
-        probe_one(r, peers[i].location, peers[i].endpoint);
+    char **urls = xcalloc(n + 1, sizeof(*urls));
+    long *statuses = xcalloc(n + 1, sizeof(*statuses));
+    double *times_ms = xcalloc(n + 1, sizeof(*times_ms));
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(peers[i].endpoint) + 16;
+        urls[i] = xmalloc(len);
+        snprintf(urls[i], len, "%s/healthz", peers[i].endpoint);
+    }
+    const char *headers[2] = {r->auth_header[0] ? r->auth_header : NULL, NULL};
+    httpc_get_many((const char *const *)urls, n, headers, PROBE_TIMEOUT_MS,
+                   r->bind_ip[0] ? r->bind_ip : NULL, statuses, times_ms);
+    AZ(pthread_mutex_lock(&r->mu));
+    for (size_t i = 0; i < n; i++) {
+        struct peer *p = find_peer(r, peers[i].location);
+        if (p == NULL)
+            continue;
+        if (statuses[i] == 200) {
+            /* Smooth the estimate so one slow probe does not reorder the peers. */
+            p->rtt_ms = p->rtt_ms >= 1e9 ? times_ms[i] : 0.7 * p->rtt_ms + 0.3 * times_ms[i];
+            p->last_ok_ms = util_now_ms();
+            p->failures = 0;
+        } else {
+            p->failures++;
+            if (p->failures == 2)
+                log_warn("repl", "peer %s is unreachable: %s", p->location,
+                         statuses[i] ? "unexpected answer to a probe" : "no answer to probes");
+        }
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+    for (size_t i = 0; i < n; i++)
+        free(urls[i]);
+    free(urls);
+    free(statuses);
+    free(times_ms);
     peer_refs_free(peers, n);
+}
+
+/* Ships the progress of running fetches as InProgress status events (at most one per
+ * manifest per PROGRESS_INTERVAL_MS, only when bytes moved), so that every region, not
+ * only this one, sees how far this region's copy is. */
+static void emit_progress(struct repl *r)
+{
+    struct progress_item {
+        char key[600];
+        int64_t done;
+        int64_t total;
+    } items[16];
+    size_t n = 0;
+    int64_t now = util_now_ms();
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct inflight *f = r->inflight; f && n < 16; f = f->next) {
+        if (strncmp(f->key, "blob:", 5) == 0 || f->is_finishing || f->done == f->done_sent ||
+            now - f->sent_ms < PROGRESS_INTERVAL_MS)
+            continue;
+        snprintf(items[n].key, sizeof(items[n].key), "%s", f->key);
+        items[n].done = f->done;
+        items[n].total = f->total;
+        n++;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+    for (size_t i = 0; i < n && !r->is_stopping; i++) {
+        const char *at = strrchr(items[i].key, '@');
+        struct digest d;
+        struct err e = {0};
+        if (at == NULL || digest_parse(at + 1, strlen(at + 1), &d, &e) != 0)
+            continue;
+        char repo[sizeof(items[i].key)];
+        snprintf(repo, sizeof(repo), "%.*s", (int)(at - items[i].key), items[i].key);
+        /* Under status_mu and only while the fetch is not finishing: the final state is
+         * always the last status event of this fetch. */
+        AZ(pthread_mutex_lock(&r->status_mu));
+        bool is_live = false;
+        AZ(pthread_mutex_lock(&r->mu));
+        for (struct inflight *f = r->inflight; f; f = f->next) {
+            if (strcmp(f->key, items[i].key) == 0 && !f->is_finishing) {
+                is_live = true;
+                f->done_sent = items[i].done;
+                f->sent_ms = now;
+            }
+        }
+        AZ(pthread_mutex_unlock(&r->mu));
+        if (is_live) {
+            struct meta_status st = {.region = (char *)self_region(r), .state = "InProgress",
+                                     .bytes_done = items[i].done,
+                                     .bytes_total = items[i].total,
+                                     .updated_ms = util_now_ms(), .details = ""};
+            if (ms_of(r)->ops->status_set(ms_of(r), repo, &d, &st, true, &e) != 0)
+                log_warn("repl", "failed to record progress of %s: %s", items[i].key,
+                         err_message(&e));
+        }
+        AZ(pthread_mutex_unlock(&r->status_mu));
+        if (is_live)
+            repl_log_grew(r);
+    }
 }
 
 /* Fetches a peer's state of one repository and merges it (tags by last-writer-wins,
@@ -1092,29 +1404,64 @@ static void *manager_main(void *arg)
             sync_peers(r);
             next_sync_peers = now + 1000;
         }
-        /* Long polls wake within this period of a new event (a cheap max(seq) read). */
-        nap(r, 25);
+        /* Long polls wake at once on a write of this node (repl_log_grew), else
+         * within this period of a new event (a cheap max(seq) read). */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 25 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        AZ(pthread_mutex_lock(&r->mu));
+        while (!r->is_stopping && !r->is_log_grown) {
+            if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT)
+                break;
+        }
+        r->is_log_grown = false;
+        AZ(pthread_mutex_unlock(&r->mu));
     }
     return NULL;
+}
+
+void repl_log_grew(struct repl *r)
+{
+    if (r == NULL)
+        return;
+    AZ(pthread_mutex_lock(&r->mu));
+    r->is_log_grown = true;
+    AZ(pthread_cond_broadcast(&r->cv));
+    AZ(pthread_mutex_unlock(&r->mu));
 }
 
 /* Round-trip probes and anti-entropy, which wait on peers. */
 static void *syncer_main(void *arg)
 {
     struct repl *r = arg;
-    int64_t next_probe = 0;
     int64_t next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
     while (!r->is_stopping) {
         int64_t now = util_now_ms();
-        if (now >= next_probe) {
-            probe_peers(r);
-            next_probe = util_now_ms() + 5000;
-        }
         if (now >= next_anti_entropy && !r->reg->is_removed) {
             anti_entropy(r);
             next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
         }
         nap(r, 250);
+    }
+    return NULL;
+}
+
+/* Round-trip probes and progress events, every second: apart from anti-entropy, which
+ * may wait long on a peer, so that an unreachable peer is known within seconds. */
+static void *prober_main(void *arg)
+{
+    struct repl *r = arg;
+    while (!r->is_stopping) {
+        int64_t t0 = util_now_ms();
+        if (!r->reg->is_removed)
+            probe_peers(r);
+        emit_progress(r);
+        int64_t spent = util_now_ms() - t0;
+        nap(r, spent < PROBE_INTERVAL_MS ? PROBE_INTERVAL_MS - spent : 1);
     }
     return NULL;
 }
@@ -1160,6 +1507,7 @@ int repl_start(struct repl *r, struct err *e)
         return -1;
     AZ(pthread_create(&r->manager, NULL, manager_main, r));
     AZ(pthread_create(&r->syncer, NULL, syncer_main, r));
+    AZ(pthread_create(&r->prober, NULL, prober_main, r));
     for (int i = 0; i < FETCH_WORKERS; i++)
         AZ(pthread_create(&r->fetchers[i], NULL, fetcher_main, r));
     atomic_store(&r->is_started, true);
@@ -1178,6 +1526,7 @@ void repl_stop(struct repl *r)
     AZ(pthread_mutex_unlock(&r->mu));
     pthread_join(r->manager, NULL);
     pthread_join(r->syncer, NULL);
+    pthread_join(r->prober, NULL);
     for (int i = 0; i < FETCH_WORKERS; i++)
         pthread_join(r->fetchers[i], NULL);
     wake_waiters(r, true);
@@ -1207,19 +1556,20 @@ json_t *repl_replications_json(struct repl *r, const char *location)
             continue;
         bool is_local = strcmp(keys.names[i], self_region(r)) == 0;
         const char *state = "Ready";
+        /* A removed region replicates with no one: it knows nothing of the others. */
+        if (r->reg->is_removed)
+            state = is_local ? "Removed" : "Unknown";
         json_int_t lag_events = 0;
         double lag_s = 0, rtt = 0;
         json_int_t bytes_copied = 0;
         AZ(pthread_mutex_lock(&r->mu));
-        struct peer *p = find_peer(r, keys.names[i]);
+        struct peer *p = r->reg->is_removed ? NULL : find_peer(r, keys.names[i]);
         if (p) {
             lag_events = p->lag_events;
             lag_s = p->lag_seconds;
             rtt = p->rtt_ms < 1e9 ? p->rtt_ms : 0;
             bytes_copied = (json_int_t)p->bytes_copied;
-            /* Reachable means its last pull or round-trip probe answered. Before the
-             * first answer (a region just added) it is Syncing, not Unreachable. */
-            if (p->failures >= 2 || (p->last_ok_ms > 0 && now - p->last_ok_ms > 60000))
+            if (peer_is_unreachable(p, now))
                 state = "Unreachable";
             else if (p->last_ok_ms == 0 || p->lag_events > 0)
                 state = "Syncing";
@@ -1230,7 +1580,7 @@ json_t *repl_replications_json(struct repl *r, const char *location)
                 if (strncmp(f->key, "blob:", 5) != 0 && f->total > f->done)
                     to_copy += f->total - f->done;
             }
-            if (to_copy > 0)
+            if (to_copy > 0 && !r->reg->is_removed)
                 state = "Syncing";
         }
         AZ(pthread_mutex_unlock(&r->mu));

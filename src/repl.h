@@ -49,6 +49,9 @@ int repl_leave(struct repl *r, const char *registry_name, const char *location, 
 int repl_introduce(struct repl *r, const char *registry_name, const char *location,
                    const char *endpoint, struct err *e);
 
+/* The event log grew (a local write): wakes the long polls waiting on it now rather
+ * than at the next 25 ms tick. */
+void repl_log_grew(struct repl *r);
 /* Wakes the fetch workers (a manifest became pending). */
 void repl_kick(struct repl *r);
 /* Live progress of this region's copy of repo@digest, if a fetch is running. */

@@ -97,6 +97,17 @@ def test_removed_region_is_forgotten_and_gets_nothing_more(geo):
                               "after it left" % grew)
     assert not serves(c, repo, "after")
 
+    # issue 9 item 15: the region that left says so on its health endpoints and in its own
+    # replication list, and never reads Ready there
+    r = c.get("/readyz")
+    assert r.status_code == 503 and "removed" in r.text, (r.status_code, r.text)
+    r = c.get("/healthz")
+    assert r.status_code == 200 and "removed" in r.text, (r.status_code, r.text)
+    assert c.get("/v2/").status_code == 503
+    own = c.replication_states()
+    assert own.get(c.name) == "Removed", own
+    assert all(s == "Unknown" for loc, s in own.items() if loc != c.name), own
+
     # "its data is removed": the region that left serves none of the registry's content
     wait_for(lambda: not serves(c, repo, first.digest) and not serves(c, repo, "before"), 60,
              "the removed region to drop the registry's content")

@@ -135,6 +135,38 @@ def test_status_through_a_stalled_transfer(geo):
     assert a.proxy.stats(b.host)["down"] < 2 * size
 
 
+def test_progress_of_a_copy_is_visible_from_every_region(geo):
+    """Issue 9 item 13: r2's copy of a slow layer shows its bytes moving as seen from r1 (the
+    origin) and r3, not only from r2 itself (it used to read bytesCopied 0 elsewhere until it
+    jumped to Completed)."""
+    cluster = geo(3, remove_data=True)
+    a, b, c = cluster
+    for r in (a, c):
+        r.proxy.bandwidth(3 * MIB, src=b.host)
+    repo = unique_repo("progress-everywhere")
+    content = Pattern(seed=29, size=24 * MIB)
+    push_blob_stream(a, repo, content)
+    push_image_with_layer(a, repo, "v1", content.digest, content.size)
+
+    seen = {}
+
+    def moving_everywhere():
+        for observer in (a, c):
+            iv = image_version(observer, repo, "v1", missing_ok=True)
+            e = replication_summary(iv).get("r2") if iv else None
+            if e and e["state"] == "InProgress" and 0 < e["bytesCopied"] < e["bytesTotal"]:
+                seen.setdefault(observer.name, []).append(e["bytesCopied"])
+        return all(len(set(seen.get(n, []))) >= 2 for n in ("r1", "r3"))
+    wait_for(moving_everywhere, 60, lambda: "r2's bytes to be seen moving from r1 and r3 "
+             "(seen: %s)" % seen, interval_s=0.2)
+    p = wait_replicated_cli(a, repo, "v1", timeout="2m", timeout_s=150)
+    assert p.returncode == 0, (p.returncode, p.stdout[-1000:], p.stderr[-1000:])
+    for observer in cluster:
+        e = replication_summary(image_version(observer, repo, "v1"))["r2"]
+        assert e["state"] == "Completed" and e["bytesCopied"] == e["bytesTotal"], (
+            observer.name, e)
+
+
 def test_wait_reports_progress_and_exits_zero_at_once_when_done(geo):
     """`wait` on an image that is already everywhere returns 0 at once; on one still moving it
     prints progress lines while it waits."""

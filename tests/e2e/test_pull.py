@@ -176,6 +176,32 @@ def test_blob_unusable_range_serves_whole_blob(oci, repo, blob2k, spec):
         assert r.content == data
 
 
+def test_if_range_matching_etag_serves_the_range(oci, repo, blob2k):
+    data, d = blob2k
+    r = oci.get(oci.blob_path(repo, d), headers={"Range": "bytes=100-199",
+                                                 "If-Range": '"%s"' % d})
+    assert r.status_code == 206, (r.status_code, r.headers)
+    assert r.content == data[100:200]
+
+
+@pytest.mark.parametrize("if_range", [
+    '"sha256:%s"' % ("0" * 64),           # another representation's tag
+    'W/"{d}"',                            # weak: never matches by strong comparison
+    "Sun, 06 Nov 1994 08:49:37 GMT",      # a date: no Last-Modified is sent, never matches
+    "Tue, 01 Dec 2099 10:00:00 GMT",
+])
+def test_if_range_not_matching_serves_whole_blob(oci, repo, blob2k, if_range):
+    # issue 9 item 17, RFC 9110 13.1.5: a validator that does not match means the Range is
+    # ignored: 200 with the whole body (also for a range that would be unsatisfiable)
+    data, d = blob2k
+    for spec in ("bytes=100-199", "bytes=5000-"):
+        r = oci.get(oci.blob_path(repo, d), headers={"Range": spec,
+                                                     "If-Range": if_range.format(d=d)})
+        assert r.status_code == 200, (spec, if_range, r.status_code, r.headers)
+        assert r.content == data
+        assert "Content-Range" not in r.headers
+
+
 def test_resumable_pull_with_range(oci, repo):
     data = random_bytes(300 * 1024 + 7)
     d = oci.push_blob(repo, data)

@@ -165,12 +165,43 @@ static void test_content_range_table(void **state)
     assert_int_equal(range_parse_content_range(NULL, NULL, NULL), -1);
 }
 
+static void test_if_range(void **state)
+{
+    static const char etag[] = "\"sha256:abc\"";
+    static const struct {
+        const char *if_range;
+        bool want;
+    } cases[] = {
+        {NULL, true},
+        {"\"sha256:abc\"", true},
+        {" \"sha256:abc\"\t", true},
+        {"\"sha256:abd\"", false},
+        {"\"sha256:ab\"", false},
+        {"\"sha256:abcd\"", false},
+        {"W/\"sha256:abc\"", false},
+        {"sha256:abc", false},
+        {"\"\"", false},
+        {"", false},
+        {"*", false},
+        {"Tue, 01 Dec 2026 10:00:00 GMT", false},
+        {"Sun, 06 Nov 1994 08:49:37 GMT", false},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bool got = range_if_range_matches(cases[i].if_range, etag);
+        if (got != cases[i].want)
+            fail_msg("range_if_range_matches(\"%s\") = %d, want %d",
+                     cases[i].if_range ? cases[i].if_range : "(null)", got, cases[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_table),
         cmocka_unit_test(test_request_null_and_huge_size),
         cmocka_unit_test(test_content_range_table),
+        cmocka_unit_test(test_if_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
