@@ -1683,7 +1683,8 @@ static int sq_upload_set_acked(struct metastore *ms, const char *id, uint64_t ac
     AZ(pthread_mutex_lock(&c->store->wmu));
     int rc = exec(c, SQ_UPLOAD_SET_ACKED, e, "ti", id, (int64_t)acked_bytes);
     AZ(pthread_mutex_unlock(&c->store->wmu));
-    return rc;
+    /* The acknowledged size is what a PATCH's 202 promises: synced like a transaction. */
+    return rc == 0 ? durable_wait(c->store, e) : rc;
 }
 
 static int sq_upload_list_single(struct metastore *ms, struct meta_name_list *out,
