@@ -452,4 +452,15 @@ struct metastore {
  * thread exits (or by close), so readers never wait for a writer. */
 struct metastore *metastore_sqlite_open(const char *path, const char *region, struct err *e);
 
+/* Test support for the query-plan test (tests/unit/test_query_plans.c), which runs EXPLAIN
+ * QUERY PLAN over every statement the SQLite metastore prepares. */
+/* The SQL of the i-th statement of the prepared-statement list and its name in *id; NULL
+ * past the end. */
+const char *metastore_sqlite_statement(size_t i, const char **id);
+/* fn (NULL: none) is called with the text of every statement that any connection opened
+ * afterwards starts to run, the statements prepared per call included. Set it before
+ * opening a store; fn runs on the calling thread and must be thread-safe. */
+typedef void metastore_sqlite_trace_f(void *arg, const char *sql);
+void metastore_sqlite_trace(metastore_sqlite_trace_f *fn, void *arg);
+
 #endif

@@ -30,6 +30,12 @@
 #define SQ_SCHEMA_VERSION 2
 #define SQ_BUSY_TIMEOUT_MS 10000
 #define SQ_PAYLOAD_MAX_BYTES (16u << 20)
+/* Planner statistics: ANALYZE reads at most this many rows of each index (an estimate is
+ * all the planner needs), and PRAGMA optimize re-runs it on stale tables every so many
+ * write commits. The hot statements do not depend on it: their plans are right without
+ * statistics too (tests/unit/test_query_plans.c checks both). */
+#define SQ_ANALYSIS_LIMIT_ROWS 400
+#define SQ_OPTIMIZE_EVERY_COMMITS 10000
 
 /* Version 1 of the schema. Names compare with BINARY collation (bytewise), which is
  * the lexical order the distribution-spec asks of tag and catalog listings. Changes go
@@ -136,7 +142,10 @@ static const char schema_v2[] =
     X(COMMIT, "COMMIT")                                                                        \
     X(ROLLBACK, "ROLLBACK")                                                                    \
     X(USER_VERSION, "PRAGMA user_version")                                                     \
-    X(HLC_MAX, "SELECT max(hlc) FROM events")                                                  \
+    /* Each origin stamps its events with an increasing clock, so the newest clock in the   \
+     * log is among the last event of each origin: one lookup per region, not a log scan. */ \
+    X(HLC_MAX, "SELECT max(e.hlc) FROM vv JOIN events e ON e.origin = vv.origin"              \
+               " AND e.origin_seq = vv.seq")                                                   \
     X(REPO_ID, "SELECT id FROM repos WHERE name = ?1")                                         \
     X(REPO_INSERT, "INSERT OR IGNORE INTO repos(name) VALUES (?1)")                            \
     X(REPO_LIST, "SELECT name FROM repos WHERE name > ?1 ORDER BY name COLLATE BINARY LIMIT ?2") \
@@ -160,7 +169,7 @@ static const char schema_v2[] =
                   " is_manifest) VALUES (?1, ?2, ?3, ?4)")                                     \
     X(REFS_DELETE, "DELETE FROM manifest_refs WHERE repo_id = ?1 AND manifest_digest = ?2")    \
     X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, length(body)"         \
-                 " FROM manifests WHERE repo_id = ?1 AND subject = ?2 AND is_visible = 1"   \
+                 " FROM manifests INDEXED BY manifests_subject WHERE repo_id = ?1 AND subject = ?2 AND is_visible = 1"   \
                  " AND (?3 IS NULL OR artifact_type = ?3) ORDER BY digest")                    \
     X(TAG_GET, "SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")                     \
     X(TAG_UPSERT, "INSERT INTO tags(repo_id, name, digest, updated_ms) VALUES (?1, ?2, ?3, ?4)" \
@@ -177,7 +186,8 @@ static const char schema_v2[] =
                      " VALUES (?1, ?2, ?3, ?4)")                                               \
     X(UPLOAD_GET, "SELECT 1 FROM uploads WHERE id = ?1 AND (?2 IS NULL OR repo = ?2)")         \
     X(UPLOAD_DELETE, "DELETE FROM uploads WHERE id = ?1")                                      \
-    X(UPLOAD_EXPIRED, "SELECT id FROM uploads WHERE expires_s < ?1 ORDER BY id")               \
+    X(UPLOAD_EXPIRED, "SELECT id FROM uploads INDEXED BY uploads_expires WHERE expires_s < ?1" \
+                      " ORDER BY id")                                                          \
     X(EVENT_INSERT, "INSERT INTO events(origin, hlc, kind, repo, name, digest, payload,"       \
                     " origin_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                    \
     X(VV_GET_ONE, "SELECT seq FROM vv WHERE origin = ?1")                                      \
@@ -191,7 +201,10 @@ static const char schema_v2[] =
     X(TREG_SET, "INSERT INTO tag_regs(repo, name, digest, hlc, origin)"                        \
                 " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(repo, name) DO UPDATE"               \
                 " SET digest = excluded.digest, hlc = excluded.hlc, origin = excluded.origin") \
-    X(TREG_OF_DIGEST, "SELECT name, hlc, origin FROM tag_regs WHERE repo = ?1 AND digest = ?2") \
+    /* Pinned: without statistics SQLite rates (repo) of the primary key as selective as    \
+     * (repo, digest) and read every register of the repository on each push (issue 21). */ \
+    X(TREG_OF_DIGEST, "SELECT name, hlc, origin FROM tag_regs INDEXED BY tag_regs_digest"     \
+                      " WHERE repo = ?1 AND digest = ?2")                                      \
     X(TREG_OF_REPO, "SELECT name, digest, hlc, origin FROM tag_regs WHERE repo = ?1"          \
                     " ORDER BY name")                                                          \
     X(TOMB_GET, "SELECT hlc, origin FROM manifest_tombs WHERE repo = ?1 AND digest = ?2")      \
@@ -220,7 +233,7 @@ static const char schema_v2[] =
                         " WHERE repo_id = ?1 AND manifest_digest = ?2")                        \
     X(PENDING_LIST, "SELECT r.name, m.digest, m.repo_id FROM manifests m"                      \
                     " JOIN repos r ON r.id = m.repo_id WHERE m.is_visible = 0"                 \
-                    " ORDER BY m.created_ms LIMIT ?1")                                         \
+                    " ORDER BY m.rowid LIMIT ?1") /* rowid: insertion order, in the index */   \
     X(VISIBLE_CHILD, "SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2"             \
                      " AND is_visible = 1")                                                    \
     X(STATUS_GET, "SELECT updated_ms FROM repl_status WHERE repo = ?1 AND digest = ?2"         \
@@ -252,9 +265,10 @@ static const char schema_v2[] =
                             " JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest" \
                             " WHERE r.name = ?1 AND t.name = ?2 AND m.is_visible = 1")         \
     X(ALL_BLOBS, "SELECT digest FROM blobs ORDER BY digest")                                   \
-    X(BLOB_LOST_HIDE, "UPDATE manifests SET is_visible = 0 WHERE is_visible = 1 AND"           \
-                      " EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo_id = manifests.repo_id" \
-                      " AND r.manifest_digest = manifests.digest AND r.ref_digest = ?1)")      \
+    X(BLOB_LOST_HIDE, "UPDATE manifests SET is_visible = 0 WHERE rowid IN (SELECT m.rowid"     \
+                      " FROM manifest_refs r JOIN manifests m ON m.repo_id = r.repo_id"        \
+                      " AND m.digest = r.manifest_digest WHERE r.ref_digest = ?1"              \
+                      " AND m.is_visible = 1)")                                                \
     X(BLOB_LOST_UNLINK, "DELETE FROM repo_blobs WHERE digest = ?1")                            \
     X(REFERENCED_BY, "SELECT manifest_digest FROM manifest_refs WHERE repo_id = ?1"            \
                      " AND ref_digest = ?2 AND manifest_digest != ?2 LIMIT 1")                 \
@@ -274,6 +288,41 @@ static const char *const sq_sql[SQ_STMT_COUNT_] = {
 #undef X
 };
 
+static const char *const sq_names[SQ_STMT_COUNT_] = {
+#define X(id, sql) [SQ_##id] = #id,
+    SQ_STATEMENTS(X)
+#undef X
+};
+
+const char *metastore_sqlite_statement(size_t i, const char **id)
+{
+    if (i >= SQ_STMT_COUNT_)
+        return NULL;
+    if (id != NULL)
+        *id = sq_names[i];
+    return sq_sql[i];
+}
+
+/* The query-plan test's observer (metastore_sqlite_trace); set before any store opens. */
+static metastore_sqlite_trace_f *sq_trace_fn;
+static void *sq_trace_arg;
+
+void metastore_sqlite_trace(metastore_sqlite_trace_f *fn, void *arg)
+{
+    sq_trace_fn = fn;
+    sq_trace_arg = arg;
+}
+
+static int on_trace(unsigned type, void *ctx, void *p, void *x)
+{
+    (void)type;
+    (void)ctx;
+    (void)p;
+    if (sq_trace_fn != NULL && x != NULL)
+        sq_trace_fn(sq_trace_arg, (const char *)x);
+    return 0;
+}
+
 struct sq_conn;
 
 struct sq_store {
@@ -287,6 +336,7 @@ struct sq_store {
     struct sq_conn *conns; /* every open connection, for close */
     int64_t hlc_last;
     pthread_mutex_t wmu;   /* one write transaction of this process at a time */
+    uint64_t n_write_commits; /* under wmu: for the periodic PRAGMA optimize */
     /* Group commit (see durable_wait), under dmu: */
     pthread_mutex_t dmu;
     pthread_cond_t dcv;
@@ -395,11 +445,16 @@ static struct sq_conn *conn_open(struct sq_store *st, struct err *e)
     }
     sqlite3_extended_result_codes(c->db, 1);
     sqlite3_busy_handler(c->db, on_busy, NULL);
+    if (sq_trace_fn != NULL)
+        sqlite3_trace_v2(c->db, SQLITE_TRACE_STMT, on_trace, NULL);
     /* Both are per connection. NORMAL: SQLite does not fsync the WAL at each commit;
      * tx_commit makes write transactions durable itself, sharing one fsync among the
      * commits that are waiting at the same time (group commit, durable_wait). */
-    rc = sqlite3_exec(c->db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;", NULL,
-                      NULL, NULL);
+    char pragmas[160];
+    snprintf(pragmas, sizeof(pragmas),
+             "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA analysis_limit = %d;",
+             SQ_ANALYSIS_LIMIT_ROWS);
+    rc = sqlite3_exec(c->db, pragmas, NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         db_fail(c, rc, "configure connection", NULL, e);
         goto fail;
@@ -662,12 +717,25 @@ static void tx_rollback(struct sq_conn *c)
     release_wmu(c);
 }
 
+/* Every SQ_OPTIMIZE_EVERY_COMMITS write commits (under wmu, after the commit): PRAGMA
+ * optimize re-analyzes the tables this connection used whose statistics are missing or
+ * stale; usually a no-op. Statistics are advice to the planner, so a failure is logged. */
+static void stats_refresh(struct sq_conn *c)
+{
+    if (!c->has_wmu || ++c->store->n_write_commits % SQ_OPTIMIZE_EVERY_COMMITS != 0)
+        return;
+    int rc = sqlite3_exec(c->db, "PRAGMA optimize", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        log_warn("metastore", "failed to refresh planner statistics: %s", sqlite3_errmsg(c->db));
+}
+
 static int tx_commit(struct sq_conn *c, struct err *e)
 {
     if (exec(c, SQ_COMMIT, e, "") != 0) {
         tx_rollback(c);
         return -1;
     }
+    stats_refresh(c);
     release_wmu(c);
     /* Acknowledged means durable: a write transaction returns once it is synced. */
     if (c->is_write_tx)
@@ -1846,6 +1914,29 @@ static int enable_wal(struct sq_conn *c, struct err *e)
     return 0;
 }
 
+/* A database without planner statistics (new, or from before they were kept) gets them
+ * at open; ANALYZE reads at most SQ_ANALYSIS_LIMIT_ROWS rows per index, so this stays
+ * short on a large database. Later refreshes: stats_refresh. */
+static int stats_seed(struct sq_conn *c, struct err *e)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(c->db, "SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'",
+                                -1, &s, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE) {
+        AZ(pthread_mutex_lock(&c->store->wmu));
+        rc = sqlite3_exec(c->db, "ANALYZE", NULL, NULL, NULL);
+        AZ(pthread_mutex_unlock(&c->store->wmu));
+    }
+    if (rc != SQLITE_OK)
+        return db_fail(c, rc, "gather planner statistics", NULL, e);
+    return 0;
+}
+
 static int hlc_seed(struct sq_conn *c, struct err *e)
 {
     sqlite3_stmt *s;
@@ -1981,7 +2072,7 @@ struct metastore *metastore_sqlite_open(const char *path, const char *region, st
     if (c == NULL)
         goto fail;
     if (enable_wal(c, e) != 0 || migrate(c, e) != 0 || hlc_seed(c, e) != 0 ||
-        deliveries_schema(c, e) != 0 || auth_schema(c, e) != 0)
+        deliveries_schema(c, e) != 0 || auth_schema(c, e) != 0 || stats_seed(c, e) != 0)
         goto fail;
     return &st->base;
 
