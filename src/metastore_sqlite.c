@@ -243,6 +243,10 @@ static const char schema_v2[] =
                   " ON CONFLICT(repo, digest, region) DO UPDATE SET state = excluded.state,"   \
                   " bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total,"     \
                   " updated_ms = excluded.updated_ms, details = excluded.details")             \
+    X(STATUS_OF_REGION, "SELECT state, bytes_done, bytes_total, updated_ms, details"           \
+                        " FROM repl_status WHERE repo = ?1 AND digest = ?2 AND region = ?3")   \
+    X(MANIFEST_PAYLOAD, "SELECT digest, media_type, artifact_type, annotations, subject, body"  \
+                        " FROM manifests WHERE repo_id = ?1 AND digest = ?2")                  \
     X(STATUS_LIST, "SELECT region, state, bytes_done, bytes_total, updated_ms, details"        \
                    " FROM repl_status WHERE repo = ?1 AND digest = ?2 ORDER BY region")        \
     X(OBJ_GET, "SELECT value, hlc, origin, is_deleted FROM objects WHERE kind = ?1"            \
@@ -986,6 +990,20 @@ static int tags_rematerialize(struct sq_conn *c, int64_t repo_id, const char *re
     return result;
 }
 
+/* The payload of a status event (the format peers parse: merge_status). */
+static void status_payload(struct buf *p, const struct meta_status *st)
+{
+    buf_appends(p, "{\"region\":");
+    buf_append_json_string(p, st->region);
+    buf_appends(p, ",\"state\":");
+    buf_append_json_string(p, st->state);
+    buf_printf(p, ",\"bytesDone\":%" PRId64 ",\"bytesTotal\":%" PRId64
+                  ",\"updatedMs\":%" PRId64 ",\"details\":",
+               st->bytes_done, st->bytes_total, st->updated_ms);
+    buf_append_json_string(p, st->details ? st->details : "");
+    buf_appends(p, "}");
+}
+
 /* Records this region's status of an artifact, optionally as a replicated event. */
 static int status_write(struct sq_conn *c, const char *repo, const char *digest,
                         const struct meta_status *st, bool is_event, struct err *e)
@@ -995,17 +1013,13 @@ static int status_write(struct sq_conn *c, const char *repo, const char *digest,
         return -1;
     if (!is_event)
         return 0;
+    /* A region reports only its own status: the row just written is the payload, rebuilt
+     * when the event is read (event_payload_derive). */
+    if (strcmp(st->region, c->store->region) == 0)
+        return event_append(c, "status", repo, NULL, digest, NULL, e);
     struct buf p;
     buf_init(&p, 64 * 1024);
-    buf_appends(&p, "{\"region\":");
-    buf_append_json_string(&p, st->region);
-    buf_appends(&p, ",\"state\":");
-    buf_append_json_string(&p, st->state);
-    buf_printf(&p, ",\"bytesDone\":%" PRId64 ",\"bytesTotal\":%" PRId64
-                   ",\"updatedMs\":%" PRId64 ",\"details\":",
-               st->bytes_done, st->bytes_total, st->updated_ms);
-    buf_append_json_string(&p, st->details ? st->details : "");
-    buf_appends(&p, "}");
+    status_payload(&p, st);
     int rc = event_append(c, "status", repo, NULL, digest, p.data, e);
     buf_fini(&p);
     return rc;
@@ -1019,6 +1033,123 @@ static int payload_check(struct buf *b, struct err *e)
     log_error("metastore", "failed to build event payload: larger than %zu bytes",
               b->max_bytes);
     return err_set(e, ERR_INTERNAL, NULL);
+}
+
+
+/* Derived event payloads ------------------------------------------------------
+ * A manifest_put event used to carry the manifest (base64 body, references) and a status
+ * event the status row: copies of what the manifests, manifest_refs and repl_status tables
+ * hold. They are now stored without a payload (NULL) and rebuilt here when the event is
+ * read, in the same format, so peers of any version see the same events. Events written
+ * before keep their stored payload and are served as stored.
+ * A manifest_put whose manifest is gone was superseded by a tombstone that is in the log
+ * too (a row is deleted only when a later tombstone wins): it is served as a "superseded"
+ * event, which every version applies as a no-op (merge_event), leaving the same state as
+ * applying the put and then the tombstone. A status whose row is gone, likewise. */
+
+/* The manifest_put payload of the manifest in row s (MANIFEST_PAYLOAD or
+ * MANIFESTS_OF_REPO: digest, media_type, artifact_type, annotations, subject, body). */
+static char *manifest_payload(struct sq_conn *c, sqlite3_stmt *s, int64_t repo_id,
+                              struct err *e)
+{
+    struct buf p;
+    buf_init(&p, SQ_PAYLOAD_MAX_BYTES);
+    buf_appends(&p, "{\"mediaType\":");
+    buf_append_json_string(&p, (const char *)sqlite3_column_text(s, 1));
+    for (int col = 2; col <= 4; col++) {
+        static const char *const keys[] = {"", "", "artifactType", "annotations", "subject"};
+        if (sqlite3_column_type(s, col) == SQLITE_NULL)
+            continue;
+        buf_printf(&p, ",\"%s\":", keys[col]);
+        buf_append_json_string(&p, (const char *)sqlite3_column_text(s, col));
+    }
+    buf_appends(&p, ",\"refs\":[");
+    sqlite3_stmt *r;
+    int rr = query(c, SQ_REFS_OF_MANIFEST, &r, e, "it", repo_id,
+                   (const char *)sqlite3_column_text(s, 0));
+    int k = 0;
+    for (int row = rr == SQLITE_ROW; rr >= 0 && row == 1; row = next_row(c, r, e), k++)
+        buf_printf(&p, "%s{\"digest\":\"%s\",\"isManifest\":%s,\"size\":%" PRId64 "}",
+                   k ? "," : "", sqlite3_column_text(r, 0),
+                   sqlite3_column_int64(r, 1) ? "true" : "false",
+                   (int64_t)sqlite3_column_int64(r, 2));
+    if (rr >= 0)
+        stmt_done(r);
+    char *b64 = base64_encode(sqlite3_column_blob(s, 5), (size_t)sqlite3_column_bytes(s, 5));
+    buf_appends(&p, "],\"body\":\"");
+    buf_appends(&p, b64);
+    buf_appends(&p, "\"}");
+    free(b64);
+    char *out = buf_steal(&p, NULL);
+    buf_fini(&p);
+    return out;
+}
+
+/* Is this payload one that event_payload_derive rebuilds? (Then it is stored as NULL.) */
+static bool is_payload_derivable(const char *kind, const char *origin, const char *payload)
+{
+    if (strcmp(kind, "manifest_put") == 0)
+        return true;
+    if (strcmp(kind, "status") != 0 || payload == NULL)
+        return false;
+    /* A status event reports its origin's own status (merge_status keeps that row). */
+    json_error_t je;
+    json_t *p = json_loads(payload, 0, &je);
+    const char *region = json_string_value(json_object_get(p, "region"));
+    bool is_own = region != NULL && strcmp(region, origin) == 0;
+    json_decref(p);
+    return is_own;
+}
+
+/* Fills in the payload of an event stored without one (see above). *kind may become
+ * "superseded" (a static string: the caller must not free it if it changed). Returns the
+ * payload (the caller frees it; NULL for a superseded event) or sets *failed. */
+static char *event_payload_derive(struct sq_conn *c, const char **kind, const char *origin,
+                                  const char *repo, const char *digest, bool *failed,
+                                  struct err *e)
+{
+    *failed = false;
+    bool is_put = strcmp(*kind, "manifest_put") == 0;
+    if ((!is_put && strcmp(*kind, "status") != 0) || repo == NULL || digest == NULL)
+        return NULL;
+    sqlite3_stmt *s;
+    char *payload = NULL;
+    int rc;
+    if (is_put) {
+        int64_t repo_id;
+        rc = repo_find(c, repo, &repo_id, e);
+        if (rc == 0) {
+            rc = query(c, SQ_MANIFEST_PAYLOAD, &s, e, "it", repo_id, digest);
+            if (rc == SQLITE_ROW)
+                payload = manifest_payload(c, s, repo_id, e);
+            if (rc >= 0)
+                stmt_done(s);
+        }
+    } else {
+        rc = query(c, SQ_STATUS_OF_REGION, &s, e, "ttt", repo, digest, origin);
+        if (rc == SQLITE_ROW) {
+            struct meta_status st = {.region = (char *)origin,
+                                     .state = (char *)sqlite3_column_text(s, 0),
+                                     .bytes_done = sqlite3_column_int64(s, 1),
+                                     .bytes_total = sqlite3_column_int64(s, 2),
+                                     .updated_ms = sqlite3_column_int64(s, 3),
+                                     .details = (char *)sqlite3_column_text(s, 4)};
+            struct buf p;
+            buf_init(&p, 64 * 1024);
+            status_payload(&p, &st);
+            payload = buf_steal(&p, NULL);
+            buf_fini(&p);
+        }
+        if (rc >= 0)
+            stmt_done(s);
+    }
+    if (rc < 0) {
+        *failed = true;
+        return NULL;
+    }
+    if (payload == NULL)
+        *kind = "superseded";
+    return payload;
 }
 
 /* Repositories ------------------------------------------------------------ */
@@ -1282,8 +1413,6 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
     if (c == NULL)
         return -1;
     const char *subject_str = subject != NULL ? subject->str : NULL;
-    struct buf payload;
-    buf_init(&payload, SQ_PAYLOAD_MAX_BYTES);
     int64_t repo_id;
     sqlite3_stmt *s;
 
@@ -1306,23 +1435,10 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
              m->artifact_type, m->annotations_json, subject_str, (int64_t)m->body_len,
              (const void *)m->body, m->body_len, util_now_ms()) != 0)
         goto fail;
-    /* The same digest is the same bytes: a repeated put only (re)points the tag. */
+    /* The same digest is the same bytes: a repeated put only (re)points the tag. The
+     * event is stored without its payload: the manifest row and its references are the
+     * payload, rebuilt when the event is read (event_payload_derive). */
     if (sqlite3_changes(c->db) > 0) {
-        buf_appends(&payload, "{\"mediaType\":");
-        buf_append_json_string(&payload, m->media_type);
-        if (m->artifact_type != NULL) {
-            buf_appends(&payload, ",\"artifactType\":");
-            buf_append_json_string(&payload, m->artifact_type);
-        }
-        if (m->annotations_json != NULL) {
-            buf_appends(&payload, ",\"annotations\":");
-            buf_append_json_string(&payload, m->annotations_json);
-        }
-        if (subject_str != NULL) {
-            buf_appends(&payload, ",\"subject\":");
-            buf_append_json_string(&payload, subject_str);
-        }
-        buf_appends(&payload, ",\"refs\":[");
         int64_t blob_bytes = 0;
         for (size_t i = 0; i < n_refs; i++) {
             /* Sizes of what the manifest needs (blobs and child manifests): the
@@ -1339,22 +1455,12 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
             if (exec(c, SQ_REF_INSERT_SIZED, e, "ittii", repo_id, m->digest.str,
                      refs[i].digest.str, (int64_t)refs[i].is_manifest, size) != 0)
                 goto fail;
-            buf_printf(&payload, "%s{\"digest\":\"%s\",\"size\":%" PRId64 ",\"isManifest\":%s}",
-                       i ? "," : "", refs[i].digest.str, size,
-                       refs[i].is_manifest ? "true" : "false");
         }
-        char *body64 = base64_encode(m->body, m->body_len);
-        buf_appends(&payload, "],\"body\":\"");
-        buf_appends(&payload, body64);
-        buf_appends(&payload, "\"}");
-        free(body64);
-        if (payload_check(&payload, e) != 0)
-            goto fail;
         if (exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, m->digest.str, put_hlc,
                  c->store->region) != 0)
             goto fail;
-        if (event_append_clock(c, "manifest_put", repo, NULL, m->digest.str, payload.data,
-                               put_hlc, e) != 0)
+        if (event_append_clock(c, "manifest_put", repo, NULL, m->digest.str, NULL, put_hlc,
+                               e) != 0)
             goto fail;
         struct meta_status done = {.region = c->store->region, .state = "Completed",
                                    .bytes_done = blob_bytes, .bytes_total = blob_bytes,
@@ -1388,13 +1494,11 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
     }
     if (tx_commit(c, e) != 0)
         goto out;
-    buf_fini(&payload);
     return 0;
 
 fail:
     tx_rollback(c);
 out:
-    buf_fini(&payload);
     return -1;
 }
 
@@ -1775,10 +1879,25 @@ static int sq_events_since(struct metastore *ms, int64_t after_seq, size_t max,
     while (row == 1) {
         buf_reset(&one);
         int64_t seq = sqlite3_column_int64(s, 0);
+        const char *kind = (const char *)sqlite3_column_text(s, 3);
+        char *derived = NULL;
+        if (sqlite3_column_type(s, 7) == SQLITE_NULL && kind != NULL) {
+            bool failed;
+            derived = event_payload_derive(c, &kind, (const char *)sqlite3_column_text(s, 1),
+                                           (const char *)sqlite3_column_text(s, 4),
+                                           (const char *)sqlite3_column_text(s, 6), &failed, e);
+            if (failed) {
+                row = -1;
+                break;
+            }
+        }
         buf_printf(&one, "%s{\"seq\":%" PRId64 ",\"origin\":", n > 0 ? "," : "", seq);
         json_text_col(&one, s, 1);
         buf_printf(&one, ",\"hlc\":%" PRId64 ",\"kind\":", (int64_t)sqlite3_column_int64(s, 2));
-        json_text_col(&one, s, 3);
+        if (kind != NULL)
+            buf_append_json_string(&one, kind);
+        else
+            buf_appends(&one, "null");
         buf_appends(&one, ",\"repo\":");
         json_text_col(&one, s, 4);
         buf_appends(&one, ",\"name\":");
@@ -1787,9 +1906,10 @@ static int sq_events_since(struct metastore *ms, int64_t after_seq, size_t max,
         json_text_col(&one, s, 6);
         buf_appends(&one, ",\"payload\":");
         /* Payloads are JSON objects this file wrote itself. */
-        const unsigned char *payload = sqlite3_column_text(s, 7);
-        buf_appends(&one, payload != NULL ? (const char *)payload : "null");
+        const char *payload = derived != NULL ? derived : (const char *)sqlite3_column_text(s, 7);
+        buf_appends(&one, payload != NULL ? payload : "null");
         buf_appends(&one, "}");
+        free(derived);
         /* Keep one byte for the closing bracket. */
         if (one.is_too_big || out_json->len + one.len + 1 > out_json->max_bytes)
             break;
@@ -2901,8 +3021,24 @@ static int sq_events_read(struct metastore *ms, int64_t after_seq, const struct 
         const char *origin = (const char *)sqlite3_column_text(s, 1);
         int64_t origin_seq = sqlite3_column_int64(s, 2);
         *last_seq = seq;
-        if (origin_seq > meta_vv_get(vv, origin ? origin : ""))
-            event_from_row(s, &list[n++]);
+        if (origin_seq > meta_vv_get(vv, origin ? origin : "")) {
+            struct meta_event *ev = &list[n++];
+            event_from_row(s, ev);
+            if (ev->payload == NULL && ev->kind != NULL) {
+                const char *kind = ev->kind;
+                bool failed;
+                ev->payload = event_payload_derive(c, &kind, ev->origin, ev->repo, ev->digest,
+                                                   &failed, e);
+                if (failed) {
+                    row = -1;
+                    break;
+                }
+                if (kind != ev->kind) {
+                    free(ev->kind);
+                    ev->kind = xstrdup(kind);
+                }
+            }
+        }
         row = next_row(c, s, e);
     }
     stmt_done(s);
@@ -3140,8 +3276,11 @@ static int sq_event_apply(struct metastore *ms, const struct meta_event *ev, boo
     }
     if (merge_event(c, ev, e) != 0)
         goto fail;
+    /* Relayed as written locally: without the payload the tables already hold. */
+    const char *stored = is_payload_derivable(ev->kind, ev->origin, ev->payload) ? NULL
+                                                                                 : ev->payload;
     if (event_insert(c, ev->origin, ev->origin_seq, (int64_t)ev->hlc, ev->kind, ev->repo,
-                     ev->name, ev->digest, ev->payload, e) != 0)
+                     ev->name, ev->digest, stored, e) != 0)
         goto fail;
     if (tx_commit(c, e) != 0)
         return -1;
@@ -3441,7 +3580,7 @@ static int sq_repo_state(struct metastore *ms, const char *repo, struct meta_eve
     if (tx_begin(c, false, e) != 0)
         return -1;
     int64_t repo_id;
-    sqlite3_stmt *s, *r;
+    sqlite3_stmt *s;
     struct meta_event *list = NULL;
     size_t n = 0;
     int rc = repo_find(c, repo, &repo_id, e);
@@ -3455,32 +3594,7 @@ static int sq_repo_state(struct metastore *ms, const char *repo, struct meta_eve
                                           sqlite3_column_int64(s, 6),
                                           (const char *)sqlite3_column_text(s, 7));
         ev->digest = col_strdup(s, 0);
-        struct buf p;
-        buf_init(&p, SQ_PAYLOAD_MAX_BYTES);
-        buf_appends(&p, "{\"mediaType\":");
-        buf_append_json_string(&p, (const char *)sqlite3_column_text(s, 1));
-        for (int col = 2; col <= 4; col++) {
-            static const char *const keys[] = {"", "", "artifactType", "annotations", "subject"};
-            if (sqlite3_column_type(s, col) == SQLITE_NULL)
-                continue;
-            buf_printf(&p, ",\"%s\":", keys[col]);
-            buf_append_json_string(&p, (const char *)sqlite3_column_text(s, col));
-        }
-        buf_appends(&p, ",\"refs\":[");
-        int rr = query(c, SQ_REFS_OF_MANIFEST, &r, e, "it", repo_id, ev->digest);
-        int k = 0;
-        for (int row2 = rr == SQLITE_ROW; rr >= 0 && row2 == 1; row2 = next_row(c, r, e), k++)
-            buf_printf(&p, "%s{\"digest\":\"%s\",\"isManifest\":%s,\"size\":%" PRId64 "}",
-                       k ? "," : "", sqlite3_column_text(r, 0),
-                       sqlite3_column_int64(r, 1) ? "true" : "false",
-                       (int64_t)sqlite3_column_int64(r, 2));
-        if (rr >= 0)
-            stmt_done(r);
-        char *b64 = base64_encode(sqlite3_column_blob(s, 5), (size_t)sqlite3_column_bytes(s, 5));
-        buf_printf(&p, "],\"body\":\"%s\"}", b64);
-        free(b64);
-        ev->payload = buf_steal(&p, NULL);
-        buf_fini(&p);
+        ev->payload = manifest_payload(c, s, repo_id, e);
     }
     if (rc >= 0)
         stmt_done(s);
