@@ -137,6 +137,16 @@ EOF
 
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
 
+# Server CPU seconds so far (utime + stime, all threads): on a machine shared with other work
+# the CPU a push costs is steadier than the wall-clock rate.
+cpu_s() {
+    local st
+    st=$(cat "/proc/${pid[$1]}/stat" 2>/dev/null) || { echo 0; return; }
+    st=${st##*) }
+    set -- $st
+    awk -v t=$((${12} + ${13})) -v h="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", t / h }'
+}
+
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/${pid[$1]}/status" 2>/dev/null || echo 0; }
 
 # Metadata bytes: Meridian's database (file + write-ahead log); the peer's repository tree
@@ -161,7 +171,7 @@ record() { # record SERVER KIND SIZE JSON
 }
 
 grow() { # grow SERVER: the one-repository sizes
-    local s=$1 cur=0 size window out t0 t1 rss bytes prev_size=0 prev_bytes
+    local s=$1 cur=0 size window out t0 t1 rss bytes prev_size=0 prev_bytes c0 c1
     # Bytes per tag are marginal: the growth since the previous size (or the empty store).
     stop "$s"
     prev_bytes=$(meta_bytes "$s")
@@ -179,10 +189,12 @@ grow() { # grow SERVER: the one-repository sizes
                 echo "scale.sh: fill of $s to $((size - window)) had errors" >&2
             cur=$((size - window))
         fi
+        c0=$(cpu_s "$s")
         out=$("$client" push --url "${url[$s]}" --repo scale/app --from $cur \
             --count $((size - cur)) --clients "$clients")
+        c1=$(cpu_s "$s")
+        record "$s" push "$size" "${out%\}},\"server_cpu_ms_per_push\":$(awk -v a="$c1" -v b="$c0" -v n=$((size - cur)) 'BEGIN { printf "%.3f", (a - b) * 1000 / n }'),\"load\":\"$(cut -d' ' -f1 /proc/loadavg)\"}"
         cur=$size
-        record "$s" push "$size" "$out"
         record "$s" get "$size" "$("$client" get --url "${url[$s]}" --repo scale/app \
             --tags "$size" --count 2000)"
         record "$s" list "$size" "$("$client" list --url "${url[$s]}" --repo scale/app)"

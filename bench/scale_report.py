@@ -16,10 +16,11 @@ def get(server, kind, size, key, fmt="%.1f"):
 
 
 sizes = sorted({k[2] for k in rows if k[1] == "push"})
-print("| tags | server | pushes/s | vs first size | vs peer | GET p50 ms | GET p99 ms |"
+print("| tags | server | pushes/s | vs first size | vs peer | server CPU ms/push | load |"
+      " GET p50 ms | GET p99 ms |"
       " tag page ms (first/middle) | full list s | catalog ms | RSS MiB | bytes/tag |"
       " restart s |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for server in ("meridian", "peer"):
     base = rows.get((server, "push", sizes[0] if sizes else 0), {}).get("pushes_per_s")
     for size in sizes:
@@ -30,8 +31,10 @@ for server in ("meridian", "peer"):
         rel = "%.0f %%" % (100 * push / base) if base else "-"
         vs = "%.1fx" % (push / peer) if peer and server == "meridian" else "-"
         mem = rows.get((server, "memory", size), {})
-        print("| %d | %s | %.0f | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s |" % (
+        print("| %d | %s | %.0f | %s | %s | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s |" % (
             size, server, push, rel, vs,
+            get(server, "push", size, "server_cpu_ms_per_push", "%.2f"),
+            rows.get((server, "push", size), {}).get("load", "-"),
             get(server, "get", size, "p50_ms", "%.2f"), get(server, "get", size, "p99_ms", "%.2f"),
             get(server, "list", size, "first_page_ms", "%.1f"),
             get(server, "list", size, "middle_page_ms", "%.1f"),
