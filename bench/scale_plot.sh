@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/scale_plot.sh RESULTS.jsonl OUTDIR: the cost curves of bench/scale.sh as PNGs (gnuplot):
-# scale-push.png (pushes/s against tags, both servers) and scale-reads.png (manifest GET p50
+# scale-push.png (pushes/s against tags, both servers), scale-push-cpu.png (server CPU per push) and scale-reads.png (manifest GET p50
 # and p99, tag-list page, against tags, Meridian).
 set -euo pipefail
 results=$1
@@ -16,7 +16,8 @@ for line in open(sys.argv[1]):
 for server in ("meridian", "peer"):
     with open("%s/push-%s.dat" % (sys.argv[2], server), "w") as f:
         for size, r in sorted(rows.get((server, "push"), {}).items()):
-            f.write("%d %.1f\n" % (size, r["pushes_per_s"]))
+            f.write("%d %.1f %s\n" % (size, r["pushes_per_s"],
+                                       r.get("server_cpu_ms_per_push", "NaN")))
     with open("%s/reads-%s.dat" % (sys.argv[2], server), "w") as f:
         for size, r in sorted(rows.get((server, "get"), {}).items()):
             page = rows.get((server, "list"), {}).get(size, {}).get("first_page_ms", 0)
@@ -33,6 +34,10 @@ set ylabel "pushes/s (8 clients)"
 set yrange [0:*]
 plot "$tmp/push-meridian.dat" using 1:2 with linespoints lw 2 title "Meridian", \
      "$tmp/push-peer.dat" using 1:2 with linespoints lw 2 title "Distribution 2.8"
+set output "$out/scale-push-cpu.png"
+set ylabel "server CPU ms per push"
+plot "$tmp/push-meridian.dat" using 1:3 with linespoints lw 2 title "Meridian", \
+     "$tmp/push-peer.dat" using 1:3 with linespoints lw 2 title "Distribution 2.8"
 set output "$out/scale-reads.png"
 set ylabel "milliseconds"
 plot "$tmp/reads-meridian.dat" using 1:2 with linespoints lw 2 title "Meridian GET p50", \

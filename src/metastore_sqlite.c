@@ -227,6 +227,9 @@ static const char schema_v2[] =
                             " WHERE repo_id = ?1 AND digest = ?2")                             \
     X(MANIFESTS_OF_REPO, "SELECT digest, media_type, artifact_type, annotations, subject,"     \
                          " body, hlc, origin FROM manifests WHERE repo_id = ?1 ORDER BY digest") \
+    /* The anti-entropy digest needs only the digests: the covering index, no bodies read. */ \
+    X(MANIFEST_DIGESTS_OF_REPO, "SELECT digest FROM manifests WHERE repo_id = ?1"              \
+                                " ORDER BY digest")                                            \
     X(REF_INSERT_SIZED, "INSERT OR IGNORE INTO manifest_refs(repo_id, manifest_digest,"        \
                         " ref_digest, is_manifest, size) VALUES (?1, ?2, ?3, ?4, ?5)")         \
     X(REFS_OF_MANIFEST, "SELECT ref_digest, is_manifest, coalesce(size, -1) FROM manifest_refs" \
@@ -3489,7 +3492,7 @@ static int repo_digest(struct sq_conn *c, int64_t repo_id, const char *repo,
     if (rc >= 0)
         stmt_done(s);
     if (rc >= 0)
-        rc = query(c, SQ_MANIFESTS_OF_REPO, &s, e, "i", repo_id);
+        rc = query(c, SQ_MANIFEST_DIGESTS_OF_REPO, &s, e, "i", repo_id);
     for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
         int n = snprintf(line, sizeof(line), "m %s\n", sqlite3_column_text(s, 0));
         digest_hasher_update(h, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
