@@ -725,6 +725,17 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
     for (size_t i = 0; i < p->n_refs && is_ok && !r->is_stopping; i++) {
         if (p->refs[i].is_manifest)
             continue; /* children become visible through their own events */
+        /* Bytes already here (a shared base layer, most often): link them without
+         * queueing behind another worker's claim on the same blob. */
+        uint64_t have;
+        struct err absent = {0};
+        if (r->reg->bs->ops->stat(r->reg->bs, &p->refs[i].digest, &have, &absent) == 0) {
+            if (ms_of(r)->ops->blob_link(ms_of(r), p->repo, &p->refs[i].digest, have, &e) != 0)
+                is_ok = false;
+            done += p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0;
+            inflight_progress(r, key, done);
+            continue;
+        }
         char blob_key[600];
         snprintf(blob_key, sizeof(blob_key), "blob:%s", p->refs[i].digest.str);
         /* Another worker may be fetching the same blob for another manifest: wait for
