@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/scale_plot.sh RESULTS.jsonl OUTDIR: the cost curves of bench/scale.sh as PNGs (gnuplot):
-# scale-push.png (pushes/s against tags, both servers), scale-push-cpu.png (server CPU per push) and scale-reads.png (manifest GET p50
-# and p99, tag-list page, against tags, Meridian).
+# scale-push.png (pushes/s against tags, both servers), scale-push-cpu.png (server CPU per
+# push), scale-reads.png (manifest GET p50 and p99, first tag-list page, against tags). Rows
+# of a server named "meridian-before" (a run of an older build, renamed) are drawn dashed.
 set -euo pipefail
 results=$1
 out=$2
@@ -13,7 +14,7 @@ rows = {}
 for line in open(sys.argv[1]):
     r = json.loads(line)
     rows.setdefault((r["server"], r["kind"]), {})[r["size"]] = r["result"]
-for server in ("meridian", "peer"):
+for server in ("meridian", "peer", "meridian-before"):
     with open("%s/push-%s.dat" % (sys.argv[2], server), "w") as f:
         for size, r in sorted(rows.get((server, "push"), {}).items()):
             f.write("%d %.1f %s\n" % (size, r["pushes_per_s"],
@@ -33,11 +34,13 @@ set output "$out/scale-push.png"
 set ylabel "pushes/s (8 clients)"
 set yrange [0:*]
 plot "$tmp/push-meridian.dat" using 1:2 with linespoints lw 2 title "Meridian", \
-     "$tmp/push-peer.dat" using 1:2 with linespoints lw 2 title "Distribution 2.8"
+     "$tmp/push-peer.dat" using 1:2 with linespoints lw 2 title "Distribution 2.8", \
+     "$tmp/push-meridian-before.dat" using 1:2 with linespoints dt 2 title "Meridian before"
 set output "$out/scale-push-cpu.png"
 set ylabel "server CPU ms per push"
 plot "$tmp/push-meridian.dat" using 1:3 with linespoints lw 2 title "Meridian", \
-     "$tmp/push-peer.dat" using 1:3 with linespoints lw 2 title "Distribution 2.8"
+     "$tmp/push-peer.dat" using 1:3 with linespoints lw 2 title "Distribution 2.8", \
+     "$tmp/push-meridian-before.dat" using 1:3 with linespoints dt 2 title "Meridian before"
 set output "$out/scale-reads.png"
 set ylabel "milliseconds"
 plot "$tmp/reads-meridian.dat" using 1:2 with linespoints lw 2 title "Meridian GET p50", \

@@ -475,6 +475,36 @@ static int best_prefix(sqlite3 *db, const struct parsed *ps, const char *name,
     return best;
 }
 
+/* Is the argument of the statement's min() or max() the rowid alias or the first column of
+ * an index of the table known as name? */
+static bool is_minmax_indexed(sqlite3 *db, const struct parsed *ps, const char *sql,
+                              const char *name)
+{
+    const char *p = strstr(sql, "max(");
+    if (p == NULL)
+        p = strstr(sql, "min(");
+    if (p == NULL)
+        return false;
+    p += 4;
+    const char *dot = p + strcspn(p, ".)");
+    if (*dot == '.')
+        p = dot + 1;
+    char col[64];
+    snprintf(col, sizeof(col), "%.*s", (int)strcspn(p, ")"), p);
+    const char *table = table_of(ps, name);
+    char q[512];
+    snprintf(q, sizeof(q),
+             "SELECT 1 FROM pragma_table_info('%s') WHERE name = '%s' AND pk = 1 AND type ="
+             " 'INTEGER' UNION ALL SELECT 1 FROM pragma_index_list('%s') l WHERE l.partial = 0"
+             " AND (SELECT name FROM pragma_index_info(l.name) WHERE seqno = 0) = '%s'",
+             table, col, table, col);
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, q, -1, &s, NULL), SQLITE_OK);
+    bool is_indexed = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    return is_indexed;
+}
+
 /* Unique index name of table with exactly k key columns? ("" = the primary key) */
 static bool is_unique_point(sqlite3 *db, const char *table, const char *idx, int k)
 {
@@ -531,6 +561,16 @@ static bool line_ok(sqlite3 *db, struct parsed *ps, const char *sql, const char 
     const char *p = detail + 7;
     size_t nl = strcspn(p, " ");
     snprintf(name, sizeof(name), "%.*s", (int)nl, p);
+    /* A bare "SEARCH t" is the min()/max() shortcut: one seek only if the column leads an
+     * index (or is the rowid); otherwise SQLite reads the whole table. */
+    if (strstr(detail, " USING ") == NULL) {
+        if (!is_minmax_indexed(db, ps, sql, name)) {
+            snprintf(why, why_len, "min()/max() of an unindexed column reads every row: %s",
+                     detail);
+            return false;
+        }
+        return true;
+    }
     const char *cons = strchr(detail, '(');
     cons = cons != NULL ? cons : "";
     int k = count_eq(cons);
@@ -699,6 +739,12 @@ static void test_checker_catches_prefix_only_search(void **state)
                                      " ORDER BY updated_ms LIMIT 10",
                                      "no statistics"),
                      1);
+    assert_int_equal(check_statement(f->db, "log scan", "SELECT max(hlc) FROM events",
+                                     "no statistics"),
+                     1);
+    assert_int_equal(check_statement(f->db, "log head", "SELECT max(seq) FROM events",
+                                     "no statistics"),
+                     0);
     assert_int_equal(check_statement(f->db, "point", "SELECT digest FROM tags"
                                      " WHERE repo_id = ?1 AND name = ?2", "no statistics"),
                      0);
