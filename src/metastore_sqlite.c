@@ -1265,18 +1265,15 @@ static int sq_blob_link(struct metastore *ms, const char *repo, const struct dig
         goto fail;
     if (exec(c, SQ_LINK_INSERT, e, "it", repo_id, d->str) != 0)
         goto fail;
-    /* Linking what is already linked changes nothing and logs nothing (the link implies
-     * the blob row), so there is nothing to sync either: replication links every shared
-     * layer again for each manifest that uses it. */
-    bool is_changed = sqlite3_changes(c->db) > 0;
-    if (is_changed) {
+    /* Linking what is already linked changes nothing and logs nothing. */
+    if (sqlite3_changes(c->db) > 0) {
         buf_printf(&payload, "{\"size\":%" PRIu64 "}", size);
         if (payload_check(&payload, e) != 0)
             goto fail;
         if (event_append(c, "blob_link", repo, NULL, d->str, payload.data, e) != 0)
             goto fail;
     }
-    if ((is_changed ? tx_commit(c, e) : tx_commit_unsynced(c, e)) != 0)
+    if (tx_commit(c, e) != 0)
         goto out;
     buf_fini(&payload);
     return 0;

@@ -725,13 +725,12 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
     for (size_t i = 0; i < p->n_refs && is_ok && !r->is_stopping; i++) {
         if (p->refs[i].is_manifest)
             continue; /* children become visible through their own events */
-        /* Bytes already here (a shared base layer, most often): link them without
+        /* Bytes already here (a shared base layer, most often): nothing to fetch, and
+         * pending_complete links them into the repository in its own transaction, so no
          * queueing behind another worker's claim on the same blob. */
         uint64_t have;
         struct err absent = {0};
         if (r->reg->bs->ops->stat(r->reg->bs, &p->refs[i].digest, &have, &absent) == 0) {
-            if (ms_of(r)->ops->blob_link(ms_of(r), p->repo, &p->refs[i].digest, have, &e) != 0)
-                is_ok = false;
             done += p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0;
             inflight_progress(r, key, done);
             continue;
