@@ -169,7 +169,8 @@ static const char schema_v2[] =
                   " is_manifest) VALUES (?1, ?2, ?3, ?4)")                                     \
     X(REFS_DELETE, "DELETE FROM manifest_refs WHERE repo_id = ?1 AND manifest_digest = ?2")    \
     X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, length(body)"         \
-                 " FROM manifests INDEXED BY manifests_subject WHERE repo_id = ?1 AND subject = ?2 AND is_visible = 1"   \
+                 " FROM manifests INDEXED BY manifests_subject WHERE repo_id = ?1"            \
+                 " AND subject = ?2 AND is_visible = 1"                                        \
                  " AND (?3 IS NULL OR artifact_type = ?3) ORDER BY digest")                    \
     X(TAG_GET, "SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")                     \
     X(TAG_UPSERT, "INSERT INTO tags(repo_id, name, digest, updated_ms) VALUES (?1, ?2, ?3, ?4)" \
