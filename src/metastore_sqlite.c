@@ -1075,7 +1075,9 @@ static int payload_check(struct buf *b, struct err *e)
  * applying the put and then the tombstone. A status whose row is gone, likewise. */
 
 /* The manifest_put payload of the manifest in row s (MANIFEST_PAYLOAD or
- * MANIFESTS_OF_REPO: digest, media_type, artifact_type, annotations, subject, body). */
+ * MANIFESTS_OF_REPO: digest, media_type, artifact_type, annotations, subject, body); NULL
+ * with e set if its references cannot be read (a payload without them would make a peer
+ * show the manifest before its blobs are there). */
 static char *manifest_payload(struct sq_conn *c, sqlite3_stmt *s, int64_t repo_id,
                               struct err *e)
 {
@@ -1095,13 +1097,18 @@ static char *manifest_payload(struct sq_conn *c, sqlite3_stmt *s, int64_t repo_i
     int rr = query(c, SQ_REFS_OF_MANIFEST, &r, e, "it", repo_id,
                    (const char *)sqlite3_column_text(s, 0));
     int k = 0;
-    for (int row = rr == SQLITE_ROW; rr >= 0 && row == 1; row = next_row(c, r, e), k++)
+    int row = rr == SQLITE_ROW;
+    for (; rr >= 0 && row == 1; row = next_row(c, r, e), k++)
         buf_printf(&p, "%s{\"digest\":\"%s\",\"isManifest\":%s,\"size\":%" PRId64 "}",
                    k ? "," : "", sqlite3_column_text(r, 0),
                    sqlite3_column_int64(r, 1) ? "true" : "false",
                    (int64_t)sqlite3_column_int64(r, 2));
     if (rr >= 0)
         stmt_done(r);
+    if (rr < 0 || row < 0) {
+        buf_fini(&p);
+        return NULL;
+    }
     char *b64 = base64_encode(sqlite3_column_blob(s, 5), (size_t)sqlite3_column_bytes(s, 5));
     buf_appends(&p, "],\"body\":\"");
     buf_appends(&p, b64);
@@ -1147,8 +1154,11 @@ static char *event_payload_derive(struct sq_conn *c, const char **kind, const ch
         rc = repo_find(c, repo, &repo_id, e);
         if (rc == 0) {
             rc = query(c, SQ_MANIFEST_PAYLOAD, &s, e, "it", repo_id, digest);
-            if (rc == SQLITE_ROW)
+            if (rc == SQLITE_ROW) {
                 payload = manifest_payload(c, s, repo_id, e);
+                if (payload == NULL)
+                    rc = -1;
+            }
             if (rc >= 0)
                 stmt_done(s);
         }
@@ -3628,6 +3638,11 @@ static int sq_repo_state(struct metastore *ms, const char *repo, struct meta_eve
                                           (const char *)sqlite3_column_text(s, 7));
         ev->digest = col_strdup(s, 0);
         ev->payload = manifest_payload(c, s, repo_id, e);
+        if (ev->payload == NULL) {
+            stmt_done(s);
+            rc = -1;
+            break;
+        }
     }
     if (rc >= 0)
         stmt_done(s);
