@@ -143,9 +143,10 @@ static const char schema_v2[] =
     X(ROLLBACK, "ROLLBACK")                                                                    \
     X(USER_VERSION, "PRAGMA user_version")                                                     \
     /* Each origin stamps its events with an increasing clock, so the newest clock in the   \
-     * log is among the last event of each origin: one lookup per region, not a log scan. */ \
-    X(HLC_MAX, "SELECT max(e.hlc) FROM vv JOIN events e ON e.origin = vv.origin"              \
-               " AND e.origin_seq = vv.seq")                                                   \
+     * log is among the last event of each origin: one lookup per region, not a log scan.   \
+     * (A join let the planner take max(hlc) over the whole log first.) */                  \
+    X(HLC_MAX, "SELECT max((SELECT e.hlc FROM events e WHERE e.origin = vv.origin"            \
+               " AND e.origin_seq = vv.seq)) FROM vv")                                         \
     X(REPO_ID, "SELECT id FROM repos WHERE name = ?1")                                         \
     X(REPO_INSERT, "INSERT OR IGNORE INTO repos(name) VALUES (?1)")                            \
     X(REPO_LIST, "SELECT name FROM repos WHERE name > ?1 ORDER BY name COLLATE BINARY LIMIT ?2") \
