@@ -638,15 +638,22 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
  * place, writing NUL over each line's CR and LF, and measures values with strlen: a value
  * "a<NUL>b" reaches us as "a". Clean, the byte after a value's terminating NUL is the LF
  * of its CRLF, the next line's first byte (bare LF) or the empty line's NULed CR/LF; cut,
- * it is the rest of the line. (A NUL just before the line end goes unseen; it hides
- * nothing.) */
+ * it is the rest of the line. Between two fields only NULs may lie; after the last one the
+ * body may follow at once, so there a NUL followed by another NUL goes unseen. */
 static bool is_value_cut(const struct field_list *l, size_t i)
 {
     const struct http_field *f = &l->fields[i];
     const char *end = f->value + f->value_len;
-    if (end[1] == '\0')
-        return false;
-    return i + 1 == l->n || end + 1 != l->fields[i + 1].name;
+    if (i + 1 < l->n) {
+        /* Only the NULed line end may lie between a value and the next field's name:
+         * "a<NUL><NUL>b" must not pass as "a". */
+        const char *next = l->fields[i + 1].name;
+        const char *p = end;
+        while (p < next && *p == '\0')
+            p++;
+        return p != next;
+    }
+    return end[1] != '\0';
 }
 
 /* Runs the strict check over what MHD parsed; NULL if the head is acceptable, else why

@@ -395,7 +395,6 @@ struct sq_store {
     /* Set once before the store is shared (metastore_sqlite_set_sealing_key). */
     bool has_seal_key;
     uint8_t seal_key[SECRET_BOX_KEY_BYTES];
-    bool is_unsynced;      /* a commit skipped the sync (tx_commit_unsynced) */
 };
 
 /* Webhook secrets at rest (defined with the replicated objects, below). */
@@ -745,7 +744,6 @@ static int durable_wait(struct sq_store *st, struct err *e)
             continue;
         }
         st->is_d_busy = true;
-        st->is_unsynced = false; /* this sync covers every commit made before it */
         uint64_t target = st->d_requested;
         AZ(pthread_mutex_unlock(&st->dmu));
         int sync_rc = wal_sync(st);
@@ -793,9 +791,9 @@ static void stats_refresh(struct sq_conn *c)
  * fetched again: events applied from a peer (with the version-vector entry that says they
  * are here, in the same transaction) and a replicated manifest made visible (pending again
  * if lost). WAL order keeps the next synced commit covering them. One fsync per applied
- * event bounded replication to ~250 events/s on this machine. sq_vv_get syncs before the
- * version vector leaves the process, so no peer ever learns of an event that is not
- * durable here. */
+ * event bounded replication to ~250 events/s on this machine. sq_vv_get syncs after it
+ * reads the version vector and before it leaves the process, so no peer ever learns of
+ * an event that is not durable here. */
 static int tx_commit_unsynced(struct sq_conn *c, struct err *e)
 {
     if (exec(c, SQ_COMMIT, e, "") != 0) {
@@ -804,9 +802,6 @@ static int tx_commit_unsynced(struct sq_conn *c, struct err *e)
     }
     stats_refresh(c);
     release_wmu(c);
-    AZ(pthread_mutex_lock(&c->store->dmu));
-    c->store->is_unsynced = true;
-    AZ(pthread_mutex_unlock(&c->store->dmu));
     return 0;
 }
 
@@ -1090,10 +1085,9 @@ static int status_write(struct sq_conn *c, const char *repo, const char *digest,
         return -1;
     if (!is_event)
         return 0;
-    /* A region reports only its own status: the row just written is the payload, rebuilt
-     * when the event is read (event_payload_derive). */
-    if (strcmp(st->region, c->store->region) == 0)
-        return event_append(c, "status", repo, NULL, digest, NULL, e);
+    /* The payload is stored, not rebuilt from the row when read: the row moves on (a
+     * retry rewrites it as InProgress without an event), and a peer that reads this event
+     * later must still see the state it announced (Failed, with its details). */
     struct buf p;
     buf_init(&p, 64 * 1024);
     status_payload(&p, st);
@@ -1172,17 +1166,11 @@ static char *manifest_payload(struct sq_conn *c, sqlite3_stmt *s, int64_t repo_i
 /* Is this payload one that event_payload_derive rebuilds? (Then it is stored as NULL.) */
 static bool is_payload_derivable(const char *kind, const char *origin, const char *payload)
 {
-    if (strcmp(kind, "manifest_put") == 0)
-        return true;
-    if (strcmp(kind, "status") != 0 || payload == NULL)
-        return false;
-    /* A status event reports its origin's own status (merge_status keeps that row). */
-    json_error_t je;
-    json_t *p = json_loads(payload, 0, &je);
-    const char *region = json_string_value(json_object_get(p, "region"));
-    bool is_own = region != NULL && strcmp(region, origin) == 0;
-    json_decref(p);
-    return is_own;
+    /* Status events keep their payload: it is a snapshot the status row does not keep
+     * (see status_write). Status events stored without one are still derived when read. */
+    (void)origin;
+    (void)payload;
+    return strcmp(kind, "manifest_put") == 0;
 }
 
 /* Fills in the payload of an event stored without one (see above). *kind may become
@@ -1204,12 +1192,13 @@ static char *event_payload_derive(struct sq_conn *c, const char **kind, const ch
         rc = repo_find(c, repo, &repo_id, e);
         if (rc == 0) {
             rc = query(c, SQ_MANIFEST_PAYLOAD, &s, e, "it", repo_id, digest);
+            bool is_queried = rc >= 0;
             if (rc == SQLITE_ROW) {
                 payload = manifest_payload(c, s, repo_id, e);
                 if (payload == NULL)
                     rc = -1;
             }
-            if (rc >= 0)
+            if (is_queried) /* reset also when the payload failed: the statement is reused */
                 stmt_done(s);
         }
     } else {
@@ -3238,12 +3227,6 @@ static int sq_vv_get(struct metastore *ms, struct meta_vv *out, struct err *e)
     struct sq_conn *c = conn_of(ms, e);
     if (c == NULL)
         return -1;
-    /* What the version vector says is here must survive a crash (tx_commit_unsynced). */
-    AZ(pthread_mutex_lock(&c->store->dmu));
-    bool is_unsynced = c->store->is_unsynced;
-    AZ(pthread_mutex_unlock(&c->store->dmu));
-    if (is_unsynced && durable_wait(c->store, e) != 0)
-        return -1;
     sqlite3_stmt *s;
     int rc = query(c, SQ_VV_ALL, &s, e, "");
     if (rc < 0)
@@ -3255,6 +3238,13 @@ static int sq_vv_get(struct metastore *ms, struct meta_vv *out, struct err *e)
         out->seqs[out->n++] = sqlite3_column_int64(s, 1);
     }
     stmt_done(s);
+    /* What the version vector says is here must survive a crash (tx_commit_unsynced): a
+     * sync requested after the read covers every commit the read saw (checking a flag
+     * before the read would miss an event applied between that check and the read). */
+    if (durable_wait(c->store, e) != 0) {
+        meta_vv_fini(out);
+        return -1;
+    }
     return 0;
 }
 

@@ -88,12 +88,18 @@ static int load_sealing_key(const char *data_dir, uint8_t key[SECRET_BOX_KEY_BYT
         char *b64 = base64_encode(raw, sizeof(raw));
         secret_wipe(raw, sizeof(raw));
         size_t len = strlen(b64);
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        /* Written beside and renamed into place: a crash mid-write leaves no empty or
+         * partial key that would stop every later start. */
+        char tmp[4200];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         bool is_ok = fd >= 0 && write(fd, b64, len) == (ssize_t)len && fsync(fd) == 0;
         secret_wipe(b64, len);
         free(b64);
         if (fd >= 0)
             close(fd);
+        is_ok = is_ok && link(tmp, path) == 0; /* link: never replaces a key another made */
+        unlink(tmp);
         if (!is_ok || util_fsync_dir(data_dir) != 0) {
             log_error("registry", "failed to create %s: %s", path, strerror(errno));
             return -1;
@@ -204,7 +210,12 @@ int registry_blob_recover(struct registry *reg, const char *repo, const struct d
     }
     size_t n_manifests = 0;
     struct err le = {0};
-    if (reg->ms->ops->blob_lost(reg->ms, d, &n_manifests, &le) != 0)
+    /* Exclusive: a replicated manifest being made visible (repl.c complete_pending) either
+     * finished before (and is hidden now) or checks its blobs after (and waits). */
+    AZ(pthread_rwlock_wrlock(&reg->gc_lock));
+    int lrc = reg->ms->ops->blob_lost(reg->ms, d, &n_manifests, &le);
+    AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    if (lrc != 0)
         log_error("registry", "failed to record the loss of blob %s: %s", d->str,
                   err_message(&le));
     else

@@ -703,6 +703,17 @@ static bool is_unknown_everywhere(const struct httpc_source_result *res, size_t 
     return n > 0;
 }
 
+/* True when blob d's bytes are here with the size the registry recorded for them (a copy
+ * of another size is damaged: it is fetched again and the commit replaces it). */
+static bool is_usable_here(struct registry *reg, const struct digest *d, uint64_t *size)
+{
+    struct err ignore = {0};
+    uint64_t recorded;
+    if (reg->bs->ops->stat(reg->bs, d, size, &ignore) != 0)
+        return false;
+    return reg->ms->ops->blob_find(reg->ms, d, &recorded, &ignore) != 0 || recorded == *size;
+}
+
 /* Fetches blob d of repo, resuming with Range, verifying the digest, committing it and
  * linking it into repo. Bytes already here (held for another repository, or fetched
  * earlier) are linked without a copy: at once when the caller knows repo holds d (a
@@ -718,13 +729,13 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
     struct registry *reg = r->reg;
     uint64_t size;
     struct err ignore = {0};
-    if (reg->bs->ops->stat(reg->bs, d, &size, &ignore) == 0) {
+    if (is_usable_here(reg, d, &size)) {
         if (is_link_checked && peer_links_blob(r, repo, d, e) != 0)
             return -1;
         /* Under the GC lock, looking again: a blob DELETE may have removed the bytes
          * meanwhile (they were an orphan); then they are fetched like any others. */
         AZ(pthread_rwlock_rdlock(&reg->gc_lock));
-        bool is_here = reg->bs->ops->stat(reg->bs, d, &size, &ignore) == 0;
+        bool is_here = is_usable_here(reg, d, &size);
         int rc = is_here ? reg->ms->ops->blob_link(reg->ms, repo, d, size, e) : 0;
         AZ(pthread_rwlock_unlock(&reg->gc_lock));
         if (is_here)
@@ -1007,7 +1018,21 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
     repl_free_names(job.sources);
     bool is_waiting_child = false;
     if (is_ok && !r->is_stopping) {
-        if (ms_of(r)->ops->pending_complete(ms_of(r), p, &e) == 0) {
+        /* Visible means pullable: under the GC lock (shared), every blob must still be here
+         * with its size: a copy quarantined since it was looked at (registry_blob_recover
+         * records the loss under the exclusive lock) sends the manifest back to the queue. */
+        AZ(pthread_rwlock_rdlock(&r->reg->gc_lock));
+        int crc = 0;
+        for (size_t i = 0; i < p->n_refs && crc == 0; i++) {
+            uint64_t have;
+            if (!p->refs[i].is_manifest && !is_usable_here(r->reg, &p->refs[i].digest, &have))
+                crc = err_set(&e, ERR_BLOB_UNKNOWN, "blob %s went away before %s was shown",
+                              p->refs[i].digest.str, p->digest.str);
+        }
+        if (crc == 0)
+            crc = ms_of(r)->ops->pending_complete(ms_of(r), p, &e);
+        AZ(pthread_rwlock_unlock(&r->reg->gc_lock));
+        if (crc == 0) {
             inflight_finishing(r, key);
             set_status(r, p->repo, &p->digest, "Completed", total, total, "", true);
             log_info("repl", "replicated %s@%s (%" PRId64 " bytes)", p->repo, p->digest.str,

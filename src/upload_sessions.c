@@ -176,23 +176,9 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     st->writer = us->writer;
     st->offset = size;
     st->is_busy = true;
-    if (acked >= 0 && size > (uint64_t)acked) {
-        /* The process died in the middle of a request: its bytes past the last
-         * acknowledged size were never promised. The hash is rebuilt from what stays. */
-        int rc = upload_writer_truncate(st->writer, &st->stream, (uint64_t)acked);
-        if (rc != 0) {
-            log_error("uploads", "failed to cut upload %s back to %" PRId64 " bytes: %s", id,
-                      acked, strerror(rc));
-            state_free(st);
-            return err_set(e, ERR_IO, NULL);
-        }
-        log_info("uploads", "cut upload %s back from %" PRIu64 " to the %" PRId64
-                 " bytes acknowledged before a restart", id, size, acked);
-        st->offset = st->stream.written;
-    } else if (acked >= 0 && size < (uint64_t)acked) {
-        log_warn("uploads", "upload %s holds %" PRIu64 " bytes, %" PRId64 " were acknowledged "
-                 "(lost in a power failure?); it resumes at %" PRIu64, id, size, acked, size);
-    }
+    /* Published (busy) before the file is touched: a request that loaded the same session
+     * at the same moment finds it here and gives up, instead of cutting the file under a
+     * request that already appends to it. */
     AZ(pthread_mutex_lock(&us->mu));
     if (find(us, id) != NULL) {
         AZ(pthread_mutex_unlock(&us->mu));
@@ -203,6 +189,26 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     st->next = us->head;
     us->head = st;
     AZ(pthread_mutex_unlock(&us->mu));
+    if (acked >= 0 && size > (uint64_t)acked) {
+        /* The process died in the middle of a request: its bytes past the last
+         * acknowledged size were never promised. The hash is rebuilt from what stays. */
+        int rc = upload_writer_truncate(st->writer, &st->stream, (uint64_t)acked);
+        if (rc != 0) {
+            log_error("uploads", "failed to cut upload %s back to %" PRId64 " bytes: %s", id,
+                      acked, strerror(rc));
+            AZ(pthread_mutex_lock(&us->mu));
+            unlink_state(us, st);
+            AZ(pthread_mutex_unlock(&us->mu));
+            state_free(st);
+            return err_set(e, ERR_IO, NULL);
+        }
+        log_info("uploads", "cut upload %s back from %" PRIu64 " to the %" PRId64
+                 " bytes acknowledged before a restart", id, size, acked);
+        st->offset = st->stream.written;
+    } else if (acked >= 0 && size < (uint64_t)acked) {
+        log_warn("uploads", "upload %s holds %" PRIu64 " bytes, %" PRId64 " were acknowledged "
+                 "(lost in a power failure?); it resumes at %" PRIu64, id, size, acked, size);
+    }
     *out = st;
     return 0;
 }

@@ -82,6 +82,8 @@ MALFORMED = {
     "encoded_nul_in_path": b"GET /v2/a%00/tags/list HTTP/1.1\r\nHost: x\r\n\r\n" + SMUGGLED,
     "nul_in_header": b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\nAccept: */*\r\n\r\n"
                      + SMUGGLED,
+    "two_nuls_in_header": b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-A: a\x00\x00b\r\n"
+                          b"Accept: */*\r\n\r\n" + SMUGGLED,
     "nul_in_last_header": b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-A: chunked\x00b\r\n\r\n"
                           + SMUGGLED,
     "cr_in_header": b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n" + SMUGGLED,

@@ -1128,6 +1128,45 @@ static void test_every_mutation_logs(void **state)
     json_decref(arr);
 }
 
+/* A status event is a snapshot: a retry rewrites this region's row as InProgress without
+ * an event, and a peer that reads the Failed event afterwards must still see Failed and
+ * its details (image-version wait fails early on it). */
+static void test_status_event_keeps_its_snapshot(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    struct digest d = dg(9);
+    struct meta_status failed = {.region = (char *)REGION, .state = (char *)"Failed",
+                                 .bytes_total = 10, .updated_ms = 1,
+                                 .details = (char *)"no region holds it"};
+    assert_int_equal(ms->ops->status_set(ms, "r", &d, &failed, true, &e), 0);
+    struct meta_status retry = {.region = (char *)REGION, .state = (char *)"InProgress",
+                                .bytes_total = 10, .updated_ms = 2, .details = (char *)""};
+    assert_int_equal(ms->ops->status_set(ms, "r", &d, &retry, false, &e), 0);
+    struct meta_event *evs;
+    size_t n;
+    int64_t last;
+    assert_int_equal(ms->ops->events_read(ms, 0, NULL, 100, &evs, &n, &last, &e), 0);
+    bool is_seen = false;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(evs[i].kind, "status") != 0)
+            continue;
+        json_error_t je;
+        json_t *p = json_loads(evs[i].payload, 0, &je);
+        assert_non_null(p);
+        assert_string_equal(json_string_value(json_object_get(p, "state")), "Failed");
+        assert_string_equal(json_string_value(json_object_get(p, "details")),
+                            "no region holds it");
+        json_decref(p);
+        is_seen = true;
+    }
+    for (size_t i = 0; i < n; i++)
+        meta_event_fini(&evs[i]);
+    free(evs);
+    assert_true(is_seen);
+}
+
 /* Issue 21, bytes per tag: the manifest_put and status events of a push are stored without
  * their payload (the manifests, manifest_refs and repl_status rows hold it) and read back
  * with the payload peers of every version parse. */
@@ -1146,12 +1185,15 @@ static void test_manifest_put_event_payload_derived(void **state)
     sqlite3 *db;
     sqlite3_stmt *s;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM events WHERE kind IN"
-                                            " ('manifest_put', 'status') AND payload IS NULL",
+    /* The put is stored without its payload; status events keep theirs (a snapshot). */
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sum(kind = 'manifest_put'),"
+                                            " sum(kind = 'status') FROM events"
+                                            " WHERE payload IS NULL",
                                         -1, &s, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(s, 0), 2);
+    assert_int_equal(sqlite3_column_int(s, 0), 1);
+    assert_int_equal(sqlite3_column_int(s, 1), 0);
     sqlite3_finalize(s);
     sqlite3_close(db);
 
@@ -1678,6 +1720,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_uploads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_since, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_mutation_logs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_event_keeps_its_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_put_event_payload_derived, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_superseded_put_is_a_noop_for_peers, setup,
