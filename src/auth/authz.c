@@ -24,9 +24,8 @@
 #include "log.h"
 #include "login_limit.h"
 #include "metrics.h"
-#include "mgmt_api.h"
 #include "name.h"
-#include "registry.h"
+#include "registry_ctx.h"
 #include "secret.h"
 #include "util.h"
 
@@ -833,13 +832,26 @@ static void reply_unauthorized(struct http_req *req, struct authz *az, const str
     buf_fini(&ch);
 }
 
+/* A management API error body ({"error":{...}}); mgmt_api.c sits above this layer. */
+static void reply_mgmt_error(struct http_req *req, enum err_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reply_mgmt_error(struct http_req *req, enum err_code code, const char *fmt, ...)
+{
+    struct err e = {.code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
+    va_end(ap);
+    http_reply_mgmt_err(req, &e);
+}
+
 static void reply_denied(struct http_req *req)
 {
     struct auth_request *ar = areq(req);
     ar->is_denied = true;
     /* The same answer whether or not the repository exists: nothing is revealed. */
     if (req->route == ROUTE_MGMT)
-        mgmt_reply_error(req, ERR_DENIED, "requested access to the resource is denied");
+        reply_mgmt_error(req, ERR_DENIED, "requested access to the resource is denied");
     else
         http_reply_error(req, ERR_DENIED, "requested access to the resource is denied");
     if (req->route != ROUTE_MGMT)
@@ -856,7 +868,7 @@ static void reply_throttled(struct http_req *req, struct auth_request *ar, bool 
     if (is_oci)
         http_reply_error(req, ERR_TOOMANYREQUESTS, msg, ar->retry_after_s);
     else
-        mgmt_reply_error(req, ERR_TOOMANYREQUESTS, msg, ar->retry_after_s);
+        reply_mgmt_error(req, ERR_TOOMANYREQUESTS, msg, ar->retry_after_s);
     http_reply_header(req, "Retry-After", "%" PRId64, ar->retry_after_s);
     if (req->route != ROUTE_MGMT)
         http_reply_header(req, "Docker-Distribution-API-Version", "registry/2.0");

@@ -5,11 +5,11 @@
  *
  * Request life cycle (MHD calls on_request repeatedly for one request):
  *   request line in     -> on_uri: new http_req holding the raw request-target
- *   1st call            -> strict framing check (http_strict.c), registry_on_headers
+ *   1st call            -> strict framing check (http_strict.c), handlers->on_headers
  *                          (route, sink or cap); a request with a body that is already
  *                          answered (401, 413, ...) is answered now, unread
  *   calls with a body   -> sink(req, bytes) or append to req->body (capped)
- *   last call (no body) -> registry_on_complete unless a reply exists; queue reply
+ *   last call (no body) -> handlers->on_complete unless a reply exists; queue reply
  *   on_completed        -> metrics, access log, free everything */
 #include "http.h"
 
@@ -33,7 +33,6 @@
 #include "http_strict.h"
 #include "log.h"
 #include "metrics.h"
-#include "registry.h"
 #include "tls.h"
 #include "util.h"
 
@@ -67,6 +66,7 @@ struct conn_watch {
 
 struct http_server {
     struct MHD_Daemon *daemon;
+    const struct http_handlers *handlers;
     struct registry *reg;
     bool is_access_log;
     int64_t header_timeout_ns;  /* 0: no deadline */
@@ -316,6 +316,7 @@ static struct http_req *req_new(struct http_server *s, struct MHD_Connection *co
     struct http_req *req = xcalloc(1, sizeof(*req));
     req->magic = HTTP_REQ_MAGIC;
     req->reg = s->reg;
+    req->handlers = s->handlers;
     req->impl = conn;
     req->raw_target = xstrdup(raw_target != NULL ? raw_target : "");
     req->reply_fd = -1;
@@ -685,7 +686,7 @@ static enum MHD_Result reply_before_body(struct MHD_Connection *conn, struct htt
         w->is_lingering = true;
     req->is_closing = true;
     req->is_queued = true;
-    registry_on_reply(req);
+    req->handlers->on_reply(req);
     return queue_reply(conn, req);
 }
 
@@ -705,10 +706,10 @@ static enum MHD_Result on_headers(struct http_server *s, struct MHD_Connection *
         /* RFC 9112: a request whose framing we doubt is answered 400 and the connection
          * closed, since where its body ends (and the next request starts) is unknown. */
         log_info("http", "refused a malformed request id=%s: %s", req->request_id, why);
-        registry_on_malformed(req, why);
+        req->handlers->on_malformed(req, why);
         return reply_before_body(conn, req);
     }
-    registry_on_headers(req);
+    req->handlers->on_headers(req);
     if (req->is_replied && has_body)
         return reply_before_body(conn, req);
     watch_body(s, conn, has_body);
@@ -764,12 +765,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
     }
     else if (!req->is_replied)
-        registry_on_complete(req);
+        req->handlers->on_complete(req);
     if (req->park != NULL) {
         park(conn, req); /* a long poll: the handler runs again on resume */
         return MHD_YES;
     }
-    registry_on_reply(req);
+    req->handlers->on_reply(req);
     return queue_reply(conn, req);
 }
 
@@ -807,7 +808,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                  (unsigned long long)req->body_bytes, (unsigned long long)req->bytes_out, ms,
                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     }
-    registry_on_finished(req, status);
+    req->handlers->on_finished(req, status);
     req_free(req);
     *con_cls = NULL;
     /* A kept-alive connection may idle, then must send its next headers in time. */
@@ -828,8 +829,9 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* Server ------------------------------------------------------------------- */
 
-struct http_server *http_server_start(const struct http_config *cfg, struct registry *reg,
-                                      struct err *e)
+struct http_server *http_server_start(const struct http_config *cfg,
+                                      const struct http_handlers *handlers,
+                                      struct registry *reg, struct err *e)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
@@ -842,6 +844,7 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
         return NULL;
     }
     struct http_server *s = xcalloc(1, sizeof(*s));
+    s->handlers = handlers;
     s->reg = reg;
     s->is_access_log = cfg->is_access_log;
     s->header_timeout_ns = (int64_t)cfg->header_timeout_s * 1000000000;

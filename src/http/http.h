@@ -16,9 +16,13 @@
 #include "buf.h"
 #include "err.h"
 
+/* Where the management API lives: its errors have their own format (http_reply_mgmt_err). */
+#define MGMT_PREFIX "/_meridian/v1/"
+
 struct http_req;
 struct registry;
 struct auth_request;
+struct http_handlers;
 
 /* Called with each piece of a streamed body; return 0 to continue, -1 to fail the
  * request (the sink has set req's error). */
@@ -29,7 +33,8 @@ typedef void http_park_f(struct http_req *req, void *arg);
 
 struct http_req {
     unsigned magic;
-    struct registry *reg;
+    struct registry *reg;   /* opaque here: what the server passed to http_server_start */
+    const struct http_handlers *handlers; /* the server's, set by http.c */
     const char *method;     /* "GET", "PUT", ... */
     const char *path;       /* URL path without the query string */
     char request_id[17];
@@ -136,9 +141,33 @@ struct http_config {
     bool is_tls;                 /* HTTPS with the certificate of tls.c (loaded before start) */
     const char *tls_priorities;  /* GnuTLS priority string of HTTPS connections */
 };
-/* Starts listening; NULL with e set on failure. */
-struct http_server *http_server_start(const struct http_config *cfg, struct registry *reg,
-                                      struct err *e);
+/* What the server gives the HTTP layer at start-up: the HTTP layer calls these and knows
+ * nothing of the registry above it (the state machine at the top of http.c says when).
+ * on_headers runs once the request line and headers are in: it routes the request and
+ * either sets a streaming sink, sets the body cap, or replies at once. on_malformed
+ * replies 400 to a head that failed the strict framing check (why says which rule).
+ * on_complete runs when the body is in, unless a reply was already made. on_reply runs
+ * when the reply is about to be queued; on_finished once per request when it is done
+ * (status 499 when the client went away), before the request is freed. */
+typedef void http_on_headers_f(struct http_req *req);
+typedef void http_on_malformed_f(struct http_req *req, const char *why);
+typedef void http_on_complete_f(struct http_req *req);
+typedef void http_on_reply_f(struct http_req *req);
+typedef void http_on_finished_f(struct http_req *req, int status);
+
+struct http_handlers {
+    http_on_headers_f *on_headers;
+    http_on_malformed_f *on_malformed;
+    http_on_complete_f *on_complete;
+    http_on_reply_f *on_reply;
+    http_on_finished_f *on_finished;
+};
+
+/* Starts listening; NULL with e set on failure. handlers (every member set) and reg must
+ * outlive the server; each request carries reg to the handlers. */
+struct http_server *http_server_start(const struct http_config *cfg,
+                                      const struct http_handlers *handlers,
+                                      struct registry *reg, struct err *e);
 /* Stops accepting new connections, lets in-flight requests finish (up to grace_ms),
  * then stops. */
 void http_server_stop(struct http_server *s, int grace_ms);

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "authz.h"
-#include "registry.h"
+#include "registry_ctx.h"
 #include "util.h"
 
 /* Handlers of each resource (defined in mgmt_<resource>.c). */

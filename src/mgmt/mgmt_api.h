@@ -9,7 +9,6 @@
 
 #include "http.h"
 
-#define MGMT_PREFIX "/_meridian/v1/"
 #define MGMT_BODY_MAX (1024 * 1024)
 
 /* Path parameters captured from a route pattern such as "replications/{name}". */

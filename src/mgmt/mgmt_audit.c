@@ -11,7 +11,7 @@
 #include "authz.h"
 #include "mgmt_api.h"
 #include "mgmt_users.h"
-#include "registry.h"
+#include "registry_ctx.h"
 #include "util.h"
 
 void mgmt_audit_list(struct http_req *req, const struct mgmt_params *p)

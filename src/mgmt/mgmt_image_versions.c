@@ -8,7 +8,7 @@
 
 #include "mgmt_api.h"
 #include "name.h"
-#include "registry.h"
+#include "registry_ctx.h"
 #include "repl.h"
 #include "util.h"
 

@@ -7,7 +7,7 @@
 
 #include "log.h"
 #include "mgmt_api.h"
-#include "registry.h"
+#include "registry_ctx.h"
 #include "repl.h"
 #include "repl_codec.h"
 #include "util.h"

@@ -10,7 +10,7 @@
 #include "authz.h"
 #include "mgmt_api.h"
 #include "mgmt_users.h"
-#include "registry.h"
+#include "registry_ctx.h"
 #include "util.h"
 
 /* Checks a binding; replies 400/404 and returns -1 when it is not acceptable. */

@@ -1,7 +1,7 @@
 /* /_meridian/v1/scrub: GET the scrub's state and the quarantined blob copies; POST asks
  * for a pass now (202; it runs on the scrub thread). Admin only (authz.c). */
 #include "mgmt_api.h"
-#include "registry.h"
+#include "registry_ctx.h"
 #include "scrub.h"
 
 void mgmt_scrub_show(struct http_req *req, const struct mgmt_params *p)

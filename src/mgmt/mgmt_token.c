@@ -15,7 +15,7 @@
 #include "auth.h"
 #include "authz.h"
 #include "mgmt_api.h"
-#include "registry.h"
+#include "registry_ctx.h"
 #include "secret.h"
 #include "util.h"
 

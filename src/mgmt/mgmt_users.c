@@ -12,7 +12,7 @@
 #include "authz.h"
 #include "mgmt_api.h"
 #include "mgmt_users.h"
-#include "registry.h"
+#include "registry_ctx.h"
 #include "secret.h"
 #include "util.h"
 

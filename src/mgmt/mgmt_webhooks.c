@@ -9,7 +9,7 @@
 
 #include "log.h"
 #include "mgmt_api.h"
-#include "registry.h"
+#include "registry_ctx.h"
 #include "util.h"
 #include "webhook.h"
 

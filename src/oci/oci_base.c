@@ -5,7 +5,7 @@
 
 #include "metrics.h"
 #include "name.h"
-#include "registry.h"
+#include "oci.h"
 #include "repl.h"
 #include "util.h"
 

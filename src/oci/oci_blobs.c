@@ -6,8 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "oci.h"
 #include "range.h"
-#include "registry.h"
+#include "repl.h"
 #include "util.h"
 
 static void blob_delete(struct http_req *req, const struct digest *d)
@@ -57,7 +58,7 @@ void oci_blob(struct http_req *req)
      * a bad or lost one is fetched back from a peer now, or else answered as unknown. */
     int rc = reg->bs->ops->open(reg->bs, &d, recorded_size, &fd, &size, &e);
     if (rc != 0 && (e.code == ERR_BLOB_CORRUPT || e.code == ERR_BLOB_UNKNOWN) &&
-        registry_blob_recover(reg, req->repo, &d, &e) == 0)
+        repl_blob_recover(reg, req->repo, &d, &e) == 0)
         rc = reg->bs->ops->open(reg->bs, &d, recorded_size, &fd, &size, &e);
     if (rc != 0) {
         if (e.code == ERR_BLOB_CORRUPT)

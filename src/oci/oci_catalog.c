@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "authz.h"
-#include "registry.h"
+#include "oci.h"
 #include "util.h"
 
 #define CATALOG_BATCH 1000

@@ -10,7 +10,7 @@
 #include "manifest.h"
 #include "metrics.h"
 #include "name.h"
-#include "registry.h"
+#include "oci.h"
 #include "repl.h"
 #include "util.h"
 #include "webhook.h"

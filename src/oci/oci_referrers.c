@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "manifest.h"
-#include "registry.h"
+#include "oci.h"
 
 void oci_referrers(struct http_req *req)
 {

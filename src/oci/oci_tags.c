@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "registry.h"
+#include "oci.h"
 
 void oci_tags(struct http_req *req)
 {

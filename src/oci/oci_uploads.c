@@ -15,7 +15,7 @@
 #include "metrics.h"
 #include "name.h"
 #include "range.h"
-#include "registry.h"
+#include "oci.h"
 #include "upload_sessions.h"
 #include "util.h"
 

@@ -32,10 +32,34 @@
 #include "httpc.h"
 #include "log.h"
 #include "metrics.h"
-#include "registry.h"
+#include "registry_ctx.h"
 #include "repl_codec.h"
 #include "upload_sessions.h"
 #include "util.h"
+#include "webhook.h"
+
+/* Takes this region out of the registry: see registry_ctx.h's is_removed. */
+static void mark_removed(struct registry *reg)
+{
+    char path[4096];
+    /* The manager (a peer deleted us) and a handler (a peer told us) may race here. */
+    if (atomic_exchange(&reg->is_removed, true))
+        return;
+    snprintf(path, sizeof(path), "%s/REMOVED", reg->cfg->data_dir);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs("this region was removed from its registry\n", f);
+        fflush(f);
+        fsync(fileno(f));
+        fclose(f);
+    }
+    /* Its content goes: nothing is served from here any more. */
+    char blobs[4096];
+    snprintf(blobs, sizeof(blobs), "%s/blobs", reg->cfg->data_dir);
+    size_t n = util_remove_tree(blobs);
+    log_warn("registry", "this region was removed from the registry: stopped serving, "
+                         "removed %zu blob files", n);
+}
 
 /* A long poll that outlives wait + 5 s is a dead path (a peer whose link passes no bytes):
  * it is dropped and the puller reconnects. */
@@ -258,7 +282,7 @@ static void sync_peers(struct repl *r)
         is_member |= strcmp(keys.names[i], self_region(r)) == 0;
     if (!is_member && !r->reg->is_removed) {
         /* Another region deleted this one's replication: leave the registry. */
-        registry_mark_removed(r->reg);
+        mark_removed(r->reg);
     }
     AZ(pthread_mutex_lock(&r->mu));
     for (struct peer *p = r->peers; p; p = p->next)
@@ -366,7 +390,7 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
         struct err ignore = {0};
         if (is_new && is_delete && ev.repo && ev.digest &&
             digest_parse(ev.digest, strlen(ev.digest), &d, &ignore) == 0)
-            registry_on_replicated(r->reg, "delete", ev.repo, &d,
+            webhook_on_replicated(r->reg, "delete", ev.repo, &d,
                                    strcmp(ev.kind, "tag_delete") == 0 ? ev.name : NULL);
         cursor = ev.seq;
         meta_event_fini(&ev);
@@ -1004,7 +1028,7 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
             AZ(pthread_mutex_lock(&r->mu));
             retry_forget(r, key);
             AZ(pthread_mutex_unlock(&r->mu));
-            registry_on_replicated(r->reg, "push", p->repo, &p->digest, NULL);
+            webhook_on_replicated(r->reg, "push", p->repo, &p->digest, NULL);
         } else if (e.code == ERR_MANIFEST_BLOB_UNKNOWN) {
             is_waiting_child = true; /* a child manifest is not here yet */
         } else {
@@ -1693,7 +1717,7 @@ int repl_leave(struct repl *r, const char *registry_name, const char *location, 
         location == NULL || strcmp(location, self_region(r)) != 0)
         return err_set(e, ERR_CONFLICT, "this is region %s of registry %s", self_region(r),
                        r->reg->cfg->registry_name);
-    registry_mark_removed(r->reg);
+    mark_removed(r->reg);
     repl_kick(r);
     return 0;
 }
@@ -1775,4 +1799,25 @@ void repl_render_metrics(struct repl *r, struct buf *out)
         }
     }
     AZ(pthread_mutex_unlock(&r->mu));
+}
+
+int repl_blob_recover(struct registry *reg, const char *repo, const struct digest *d,
+                      struct err *e)
+{
+    struct err fe = {0};
+    if (repo != NULL && reg->repl != NULL && repl_fetch_blob_now(reg->repl, repo, d, &fe) == 0) {
+        log_info("registry", "fetched blob %s back from a peer", d->str);
+        return 0;
+    }
+    size_t n_manifests = 0;
+    struct err le = {0};
+    if (reg->ms->ops->blob_lost(reg->ms, d, &n_manifests, &le) != 0)
+        log_error("registry", "failed to record the loss of blob %s: %s", d->str,
+                  err_message(&le));
+    else
+        log_warn("registry", "blob %s has no good copy here; %zu manifests are hidden until "
+                             "it is fetched from a peer or pushed again", d->str, n_manifests);
+    if (reg->repl != NULL)
+        repl_kick(reg->repl);
+    return err_set(e, ERR_BLOB_UNKNOWN, NULL);
 }

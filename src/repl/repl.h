@@ -63,6 +63,16 @@ bool repl_progress(struct repl *r, const char *repo, const struct digest *d, int
  * links d in repo. */
 int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d,
                         struct err *e);
+
+/* The copy of blob d here was found damaged (and quarantined) or is missing although
+ * recorded. With repo (a request names it), fetch it back now from a peer that holds it,
+ * as the push that splits does: 0 once it is back. Otherwise, or when no peer has it,
+ * every manifest needing it is hidden until the fetch workers bring it back or it is
+ * pushed again (visible means pullable), the event is logged, and -1 is returned with
+ * ERR_BLOB_UNKNOWN. Waits on the network (peers) but holds no lock. reg->repl may be
+ * NULL (replication off). */
+int repl_blob_recover(struct registry *reg, const char *repo, const struct digest *d,
+                      struct err *e);
 /* The regions an artifact must reach (every replication today), as a NULL-terminated
  * array of names (caller frees with repl_free_names). */
 char **repl_target_regions(struct repl *r);

@@ -2,7 +2,7 @@
  * each read the stored copy through blobstore verify, sleeping between chunks so that
  * the pass reads at most scrub_rate_bytes per second (the disk stays free for clients).
  * A copy that fails is already in quarantine when verify returns; the pass then hands
- * it to registry_blob_recover, which hides the manifests that need it and wakes the
+ * it to repl_blob_recover, which hides the manifests that need it and wakes the
  * replication fetch workers to bring a good copy back from a peer. Missing files are
  * left to replication's own check (repl.c scrub_blobs).
  *
@@ -21,7 +21,8 @@
 
 #include "log.h"
 #include "metrics.h"
-#include "registry.h"
+#include "registry_ctx.h"
+#include "repl.h"
 #include "util.h"
 #include "webhook_def.h"
 
@@ -156,7 +157,7 @@ static void run_pass(struct scrub *s)
             s->pass_corrupt++;
             AZ(pthread_mutex_unlock(&s->mu));
             struct err re = {0};
-            registry_blob_recover(reg, NULL, &d, &re);
+            repl_blob_recover(reg, NULL, &d, &re);
         } else if (ve.code != ERR_BLOB_UNKNOWN) {
             log_error("scrub", "failed to verify blob %s: %s", d.str, err_message(&ve));
         }

@@ -2,7 +2,7 @@
  * (--scrub-rate) and checks its size and digest against what the metastore recorded,
  * every --scrub-interval and on request. It finds damage no write made (bit rot, a bad
  * disk, a restore gone wrong) before a client pulls it; a bad copy is quarantined by the
- * blobstore and recovered through registry_blob_recover (a peer's copy, or reported). */
+ * blobstore and recovered through repl_blob_recover (a peer's copy, or reported). */
 #ifndef MERIDIAN_SCRUB_H
 #define MERIDIAN_SCRUB_H
 

@@ -12,6 +12,8 @@
 #include "err.h"
 #include "webhook_def.h"
 
+struct digest;
+
 struct registry;
 struct webhook_worker;
 
@@ -29,6 +31,11 @@ struct webhook_worker;
  * Never fails the caller: a storage failure is logged (the effect itself stands).
  * ev and its strings are only read during the call. */
 void webhook_on_effect(struct registry *reg, const struct webhook_effect *ev);
+/* A push or delete made in another region took effect here: for a push, when its
+ * content arrived and the manifest became visible; for a delete, when the event was
+ * applied. Regional webhooks of this region fire. tag: the deleted tag, or NULL. */
+void webhook_on_replicated(struct registry *reg, const char *action, const char *repo,
+                           const struct digest *d, const char *tag);
 
 /* Queues a "ping" delivery to webhook name and wakes the worker; id_out gets the
  * delivery id. ERR_NOT_FOUND if there is no such webhook; ERR_CONFLICT if it is

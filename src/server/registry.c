@@ -29,6 +29,7 @@
 #include "mgmt_api.h"
 #include "metrics.h"
 #include "name.h"
+#include "oci.h"
 #include "repl.h"
 #include "secret.h"
 #include "upload_sessions.h"
@@ -192,27 +193,6 @@ void registry_close(struct registry *reg)
         reg->bs->ops->close(reg->bs);
     pthread_rwlock_destroy(&reg->gc_lock);
     free(reg);
-}
-
-int registry_blob_recover(struct registry *reg, const char *repo, const struct digest *d,
-                          struct err *e)
-{
-    struct err fe = {0};
-    if (repo != NULL && reg->repl != NULL && repl_fetch_blob_now(reg->repl, repo, d, &fe) == 0) {
-        log_info("registry", "fetched blob %s back from a peer", d->str);
-        return 0;
-    }
-    size_t n_manifests = 0;
-    struct err le = {0};
-    if (reg->ms->ops->blob_lost(reg->ms, d, &n_manifests, &le) != 0)
-        log_error("registry", "failed to record the loss of blob %s: %s", d->str,
-                  err_message(&le));
-    else
-        log_warn("registry", "blob %s has no good copy here; %zu manifests are hidden until "
-                             "it is fetched from a peer or pushed again", d->str, n_manifests);
-    if (reg->repl != NULL)
-        repl_kick(reg->repl);
-    return err_set(e, ERR_BLOB_UNKNOWN, NULL);
 }
 
 struct sweep_ctx {
@@ -395,7 +375,7 @@ static route_step_f *route(struct http_req *req)
     return NULL;
 }
 
-void registry_on_headers(struct http_req *req)
+static void on_headers(struct http_req *req)
 {
     http_reply_header(req, "Docker-Distribution-API-Version", "registry/2.0");
     route_step_f *step = route(req);
@@ -407,7 +387,7 @@ void registry_on_headers(struct http_req *req)
         step(req);
 }
 
-void registry_on_malformed(struct http_req *req, const char *why)
+static void on_malformed(struct http_req *req, const char *why)
 {
     struct err e = {.code = ERR_BAD_REQUEST};
     snprintf(e.msg, sizeof(e.msg), "malformed request: %s", why);
@@ -417,17 +397,17 @@ void registry_on_malformed(struct http_req *req, const char *why)
         http_reply_err(req, &e);
 }
 
-void registry_on_reply(struct http_req *req)
+static void on_reply(struct http_req *req)
 {
     authz_record(req, req->status);
 }
 
-void registry_on_finished(struct http_req *req, int status)
+static void on_finished(struct http_req *req, int status)
 {
     authz_finish(req, status);
 }
 
-void registry_on_complete(struct http_req *req)
+static void on_complete(struct http_req *req)
 {
     switch (req->route) {
     case ROUTE_MANIFEST:
@@ -448,57 +428,10 @@ void registry_on_complete(struct http_req *req)
     }
 }
 
-void registry_on_replicated(struct registry *reg, const char *action, const char *repo,
-                            const struct digest *d, const char *tag)
-{
-    struct meta_manifest m = {0};
-    struct meta_name_list tags = {0};
-    struct err e = {0};
-    bool is_push = strcmp(action, "push") == 0;
-    /* A push names its manifest's tags; a delete, what the event names. */
-    if (is_push && (reg->ms->ops->manifest_get(reg->ms, repo, d->str, &m, &e) != 0 ||
-                    reg->ms->ops->manifest_tags(reg->ms, repo, d, &tags, &e) != 0)) {
-        log_warn("registry", "failed to describe replicated %s@%s for webhooks: %s", repo,
-                 d->str, err_message(&e));
-        meta_manifest_fini(&m);
-        return;
-    }
-    struct webhook_effect ev = {.action = action, .repo = repo, .digest = d->str,
-                                .media_type = m.media_type,
-                                .size = is_push ? (int64_t)m.body_len : -1,
-                                .request_id = "replication",
-                                .method = "REPLICATE", .host = reg->cfg->region};
-    if (is_push && tags.n > 0) {
-        for (size_t i = 0; i < tags.n; i++) {
-            ev.tag = tags.names[i];
-            webhook_on_effect(reg, &ev);
-        }
-    } else {
-        ev.tag = tag;
-        webhook_on_effect(reg, &ev);
-    }
-    meta_name_list_fini(&tags);
-    meta_manifest_fini(&m);
-}
-
-void registry_mark_removed(struct registry *reg)
-{
-    char path[4096];
-    /* The manager (a peer deleted us) and a handler (a peer told us) may race here. */
-    if (atomic_exchange(&reg->is_removed, true))
-        return;
-    snprintf(path, sizeof(path), "%s/REMOVED", reg->cfg->data_dir);
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fputs("this region was removed from its registry\n", f);
-        fflush(f);
-        fsync(fileno(f));
-        fclose(f);
-    }
-    /* Its content goes: nothing is served from here any more. */
-    char blobs[4096];
-    snprintf(blobs, sizeof(blobs), "%s/blobs", reg->cfg->data_dir);
-    size_t n = util_remove_tree(blobs);
-    log_warn("registry", "this region was removed from the registry: stopped serving, "
-                         "removed %zu blob files", n);
-}
+const struct http_handlers registry_http_handlers = {
+    .on_headers = on_headers,
+    .on_malformed = on_malformed,
+    .on_complete = on_complete,
+    .on_reply = on_reply,
+    .on_finished = on_finished,
+};

@@ -119,7 +119,7 @@ int server_main(int argc, char **argv)
         log_error("server", "failed to set up TLS: %s", err_message(&e));
         goto out;
     }
-    http = http_server_start(&hc, reg, &e);
+    http = http_server_start(&hc, &registry_http_handlers, reg, &e);
     if (http == NULL) {
         log_error("server", "failed to start HTTP server: %s", err_message(&e));
         goto out;
