@@ -3,9 +3,12 @@
  * small table of the codes the registry actually answers; others count as "other". */
 #include "metrics.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "util.h"
 
 static const char *route_names[ROUTE_COUNT_] = {
     [ROUTE_OTHER] = "other",         [ROUTE_BASE] = "base",
@@ -28,6 +31,15 @@ static _Atomic uint64_t requests[ROUTE_COUNT_][N_METHODS][N_STATUSES];
 static _Atomic uint64_t bytes_in_total;
 static _Atomic uint64_t bytes_out_total;
 static _Atomic int64_t uploads_in_progress;
+
+/* Registered sources; sources_mu is held while they render, so removal waits for a
+ * render in progress (a scrape is rare: one lock is cheap). */
+static pthread_mutex_t sources_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct source {
+    metrics_source_f *render;
+    void *arg;
+} sources[METRICS_SOURCES_MAX];
+static size_t n_sources;
 static _Atomic uint64_t fsyncs_total;
 static _Atomic uint64_t blobs_committed_total;
 static _Atomic uint64_t blob_bytes_committed_total;
@@ -128,6 +140,39 @@ static void counter(struct buf *out, const char *name, const char *help, uint64_
                (unsigned long long)v);
 }
 
+int metrics_source_add(metrics_source_f *render, void *arg)
+{
+    int rc = -1;
+    AZ(pthread_mutex_lock(&sources_mu));
+    if (n_sources < METRICS_SOURCES_MAX) {
+        sources[n_sources++] = (struct source){.render = render, .arg = arg};
+        rc = 0;
+    }
+    AZ(pthread_mutex_unlock(&sources_mu));
+    return rc;
+}
+
+void metrics_source_remove(metrics_source_f *render, void *arg)
+{
+    AZ(pthread_mutex_lock(&sources_mu));
+    for (size_t i = 0; i < n_sources; i++) {
+        if (sources[i].render == render && sources[i].arg == arg) {
+            memmove(&sources[i], &sources[i + 1], (n_sources - i - 1) * sizeof(sources[0]));
+            n_sources--;
+            break;
+        }
+    }
+    AZ(pthread_mutex_unlock(&sources_mu));
+}
+
+static void render_sources(struct buf *out)
+{
+    AZ(pthread_mutex_lock(&sources_mu));
+    for (size_t i = 0; i < n_sources; i++)
+        sources[i].render(sources[i].arg, out);
+    AZ(pthread_mutex_unlock(&sources_mu));
+}
+
 void metrics_render(struct buf *out)
 {
     buf_appends(out, "# HELP meridian_http_requests_total HTTP requests by route, method and "
@@ -197,4 +242,5 @@ void metrics_render(struct buf *out)
                "good copy.\n# TYPE meridian_blobs_quarantined gauge\nmeridian_blobs_quarantined "
                "%lld\n",
                (long long)atomic_load(&blobs_quarantined));
+    render_sources(out);
 }

@@ -52,7 +52,18 @@ void metrics_count_blob_repaired(void);
 void metrics_blobs_quarantined_add(int delta);
 void metrics_count_scrub_verified(uint64_t size_bytes);
 void metrics_count_scrub_pass(void);
-/* Appends the whole exposition to out. */
+/* A source of metrics beyond the counters above (replication's per-peer gauges, ...):
+ * appends its families to out, in the Prometheus text format. */
+typedef void metrics_source_f(void *arg, struct buf *out);
+/* Registers a source, rendered after the counters in the order added, with arg. Upper
+ * layers register at start-up, so this one renders them without knowing them. -1 when
+ * METRICS_SOURCES_MAX are registered. */
+#define METRICS_SOURCES_MAX 16
+int metrics_source_add(metrics_source_f *render, void *arg);
+/* Unregisters (render, arg), which must have been added; once it returns, render is not
+ * running and will not run with arg. */
+void metrics_source_remove(metrics_source_f *render, void *arg);
+/* Appends the whole exposition to out: the counters, then each registered source. */
 void metrics_render(struct buf *out);
 
 #endif

@@ -6,7 +6,6 @@
 #include "metrics.h"
 #include "name.h"
 #include "oci.h"
-#include "repl.h"
 #include "util.h"
 
 /* distribution-spec end-1: 200 means the registry implements the spec. */
@@ -21,7 +20,6 @@ void oci_health(struct http_req *req)
         struct buf b;
         buf_init(&b, 1024 * 1024);
         metrics_render(&b);
-        repl_render_metrics(req->reg->repl, &b);
         http_reply(req, 200, "text/plain; version=0.0.4", b.data, b.len);
         buf_fini(&b);
         return;

@@ -179,6 +179,8 @@ static bool nap(struct repl *r, int64_t ms)
     return stopping;
 }
 
+static metrics_source_f render_metrics;
+
 struct repl *repl_new(struct registry *reg)
 {
     struct repl *r = xcalloc(1, sizeof(*r));
@@ -200,6 +202,8 @@ struct repl *repl_new(struct registry *reg)
     else
         snprintf(r->self_endpoint, sizeof(r->self_endpoint), "http://%s:%u", cfg->listen_host,
                  cfg->listen_port);
+    /* One replication per process, so the table of sources always has room. */
+    AZ(metrics_source_add(render_metrics, r));
     return r;
 }
 
@@ -207,6 +211,7 @@ void repl_free(struct repl *r)
 {
     if (r == NULL)
         return;
+    metrics_source_remove(render_metrics, r);
     while (r->peers) {
         struct peer *p = r->peers;
         r->peers = p->next;
@@ -1774,8 +1779,10 @@ void repl_free_names(char **names)
     free(names);
 }
 
-void repl_render_metrics(struct repl *r, struct buf *out)
+/* The metrics source of replication (registered by repl_new): per-peer gauges. */
+static void render_metrics(void *arg, struct buf *out)
 {
+    struct repl *r = arg;
     static const char *const families[][3] = {
         {"meridian_replication_lag_events", "gauge", "Events a peer has that this region has not applied."},
         {"meridian_replication_lag_seconds", "gauge", "Age of the oldest unapplied event of a peer."},

@@ -21,6 +21,8 @@
 struct registry;
 struct repl;
 
+/* Creates the replication of reg (threads not started) and registers its per-peer gauges
+ * as a metrics source (metrics.h), unregistered by repl_free. */
 struct repl *repl_new(struct registry *reg);
 /* Records this region as a replication of the registry (first start) and starts the
  * threads. */
@@ -77,7 +79,5 @@ int repl_blob_recover(struct registry *reg, const char *repo, const struct diges
  * array of names (caller frees with repl_free_names). */
 char **repl_target_regions(struct repl *r);
 void repl_free_names(char **names);
-/* Appends per-peer replication metrics (Prometheus text) to out. */
-void repl_render_metrics(struct repl *r, struct buf *out);
 
 #endif
