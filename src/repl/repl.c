@@ -947,6 +947,17 @@ static void *job_worker(void *arg)
         AZ(pthread_mutex_unlock(&r->mu));
         if (is_over)
             return NULL;
+        /* Bytes already here (a shared base layer, most often): nothing to fetch, and
+         * pending_complete links them into the repository in its own transaction, so no
+         * queueing behind another worker's claim on the same blob. */
+        uint64_t have;
+        struct err absent = {0};
+        int64_t want = p->ref_sizes[i];
+        if (r->reg->bs->ops->stat(r->reg->bs, &p->refs[i].digest, &have, &absent) == 0 &&
+            (want < 0 || have == (uint64_t)want)) {
+            job_progress(job, i, want > 0 ? want : 0);
+            continue;
+        }
         char blob_key[600];
         snprintf(blob_key, sizeof(blob_key), "blob:%s", p->refs[i].digest.str);
         /* Another worker may be fetching the same blob for another manifest: wait for

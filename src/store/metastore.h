@@ -118,8 +118,8 @@ typedef int ms_upload_create_f(struct metastore *ms, const char *id, const char 
 typedef int ms_upload_get_f(struct metastore *ms, const char *id, const char *repo,
                             int64_t *acked_bytes, struct err *e);
 /* Records that the first acked_bytes bytes of session id were acknowledged to its client
- * (no-op for an untracked session). Kept as the upload row is, not synced: it outlives a
- * crash of the process; after a power loss the session may resume earlier. */
+ * (no-op for an untracked session). Synced before it returns, like a transaction: the
+ * PATCH that it acknowledges is answered 202 only then. */
 typedef int ms_upload_set_acked_f(struct metastore *ms, const char *id, uint64_t acked_bytes,
                                   struct err *e);
 /* Ids of the sessions of monolithic POSTs (caller frees the list): at start no request
@@ -498,5 +498,16 @@ struct metastore *metastore_sqlite_open(const char *path, const char *region, st
  * in clear are read as they are. Call once, right after opening, before the store is
  * shared with other threads. ERR_IO on a storage failure. */
 int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32], struct err *e);
+
+/* Test support for the query-plan test (tests/unit/test_query_plans.c), which runs EXPLAIN
+ * QUERY PLAN over every statement the SQLite metastore prepares. */
+/* The SQL of the i-th statement of the prepared-statement list and its name in *id; NULL
+ * past the end. */
+const char *metastore_sqlite_statement(size_t i, const char **id);
+/* fn (NULL: none) is called with the text of every statement that any connection opened
+ * afterwards starts to run, the statements prepared per call included. Set it before
+ * opening a store; fn runs on the calling thread and must be thread-safe. */
+typedef void metastore_sqlite_trace_f(void *arg, const char *sql);
+void metastore_sqlite_trace(metastore_sqlite_trace_f *fn, void *arg);
 
 #endif

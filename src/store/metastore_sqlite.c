@@ -31,6 +31,12 @@
 #define SQ_SCHEMA_VERSION 4
 #define SQ_BUSY_TIMEOUT_MS 10000
 #define SQ_PAYLOAD_MAX_BYTES (16u << 20)
+/* Planner statistics: ANALYZE reads at most this many rows of each index (an estimate is
+ * all the planner needs), and PRAGMA optimize re-runs it on stale tables every so many
+ * write commits. The hot statements do not depend on it: their plans are right without
+ * statistics too (tests/unit/test_query_plans.c checks both). */
+#define SQ_ANALYSIS_LIMIT_ROWS 400
+#define SQ_OPTIMIZE_EVERY_COMMITS 10000
 
 /* Version 1 of the schema. Names compare with BINARY collation (bytewise), which is
  * the lexical order the distribution-spec asks of tag and catalog listings. Changes go
@@ -159,7 +165,9 @@ static const char schema_v4_uploads[] =
     "ALTER TABLE uploads ADD COLUMN acked_bytes INTEGER;"
     "ALTER TABLE uploads ADD COLUMN is_single_request INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX IF NOT EXISTS uploads_source ON uploads(source, expires_s)"
-    "  WHERE source IS NOT NULL;";
+    "  WHERE source IS NOT NULL;"
+    /* The start-up sweep of sessions nobody can resume reads only those. */
+    "CREATE INDEX IF NOT EXISTS uploads_single ON uploads(id) WHERE is_single_request = 1;";
 
 /* Every statement the store runs, prepared once per connection on first use. */
 #define SQ_STATEMENTS(X)                                                                       \
@@ -168,7 +176,11 @@ static const char schema_v4_uploads[] =
     X(COMMIT, "COMMIT")                                                                        \
     X(ROLLBACK, "ROLLBACK")                                                                    \
     X(USER_VERSION, "PRAGMA user_version")                                                     \
-    X(HLC_MAX, "SELECT max(hlc) FROM events")                                                  \
+    /* Each origin stamps its events with an increasing clock, so the newest clock in the   \
+     * log is among the last event of each origin: one lookup per region, not a log scan.   \
+     * (A join let the planner take max(hlc) over the whole log first.) */                  \
+    X(HLC_MAX, "SELECT max((SELECT e.hlc FROM events e WHERE e.origin = vv.origin"            \
+               " AND e.origin_seq = vv.seq)) FROM vv")                                         \
     X(REPO_ID, "SELECT id FROM repos WHERE name = ?1")                                         \
     X(REPO_INSERT, "INSERT OR IGNORE INTO repos(name) VALUES (?1)")                            \
     X(REPO_LIST, "SELECT name FROM repos WHERE name > ?1 ORDER BY name COLLATE BINARY LIMIT ?2") \
@@ -193,7 +205,8 @@ static const char schema_v4_uploads[] =
                   " is_manifest) VALUES (?1, ?2, ?3, ?4)")                                     \
     X(REFS_DELETE, "DELETE FROM manifest_refs WHERE repo_id = ?1 AND manifest_digest = ?2")    \
     X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, length(body)"         \
-                 " FROM manifests WHERE repo_id = ?1 AND subject = ?2 AND is_visible = 1"   \
+                 " FROM manifests INDEXED BY manifests_subject WHERE repo_id = ?1"            \
+                 " AND subject = ?2 AND is_visible = 1"                                        \
                  " AND (?3 IS NULL OR artifact_type = ?3) ORDER BY digest")                    \
     X(TAG_GET, "SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")                     \
     X(TAG_UPSERT, "INSERT INTO tags(repo_id, name, digest, updated_ms) VALUES (?1, ?2, ?3, ?4)" \
@@ -215,7 +228,8 @@ static const char schema_v4_uploads[] =
                         " AND acked_bytes IS NOT NULL")                                        \
     X(UPLOAD_COUNT_FROM, "SELECT count(*) FROM uploads WHERE source = ?1 AND expires_s >= ?2")  \
     X(UPLOAD_DELETE, "DELETE FROM uploads WHERE id = ?1")                                      \
-    X(UPLOAD_EXPIRED, "SELECT id FROM uploads WHERE expires_s < ?1 ORDER BY id")               \
+    X(UPLOAD_EXPIRED, "SELECT id FROM uploads INDEXED BY uploads_expires WHERE expires_s < ?1" \
+                      " ORDER BY id")                                                          \
     X(EVENT_INSERT, "INSERT INTO events(origin, hlc, kind, repo, name, digest, payload,"       \
                     " origin_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                    \
     X(VV_GET_ONE, "SELECT seq FROM vv WHERE origin = ?1")                                      \
@@ -229,7 +243,10 @@ static const char schema_v4_uploads[] =
     X(TREG_SET, "INSERT INTO tag_regs(repo, name, digest, hlc, origin)"                        \
                 " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(repo, name) DO UPDATE"               \
                 " SET digest = excluded.digest, hlc = excluded.hlc, origin = excluded.origin") \
-    X(TREG_OF_DIGEST, "SELECT name, hlc, origin FROM tag_regs WHERE repo = ?1 AND digest = ?2") \
+    /* Pinned: without statistics SQLite rates (repo) of the primary key as selective as    \
+     * (repo, digest) and read every register of the repository on each push (issue 21). */ \
+    X(TREG_OF_DIGEST, "SELECT name, hlc, origin FROM tag_regs INDEXED BY tag_regs_digest"     \
+                      " WHERE repo = ?1 AND digest = ?2")                                      \
     X(TREG_OF_REPO, "SELECT name, digest, hlc, origin FROM tag_regs WHERE repo = ?1"          \
                     " ORDER BY name")                                                          \
     X(TOMB_GET, "SELECT hlc, origin FROM manifest_tombs WHERE repo = ?1 AND digest = ?2")      \
@@ -252,13 +269,16 @@ static const char schema_v4_uploads[] =
                             " WHERE repo_id = ?1 AND digest = ?2")                             \
     X(MANIFESTS_OF_REPO, "SELECT digest, media_type, artifact_type, annotations, subject,"     \
                          " body, hlc, origin FROM manifests WHERE repo_id = ?1 ORDER BY digest") \
+    /* The anti-entropy digest needs only the digests: the covering index, no bodies read. */ \
+    X(MANIFEST_DIGESTS_OF_REPO, "SELECT digest FROM manifests WHERE repo_id = ?1"              \
+                                " ORDER BY digest")                                            \
     X(REF_INSERT_SIZED, "INSERT OR IGNORE INTO manifest_refs(repo_id, manifest_digest,"        \
                         " ref_digest, is_manifest, size) VALUES (?1, ?2, ?3, ?4, ?5)")         \
     X(REFS_OF_MANIFEST, "SELECT ref_digest, is_manifest, coalesce(size, -1) FROM manifest_refs" \
                         " WHERE repo_id = ?1 AND manifest_digest = ?2")                        \
     X(PENDING_LIST, "SELECT r.name, m.digest, m.repo_id, m.origin FROM manifests m"            \
                     " JOIN repos r ON r.id = m.repo_id WHERE m.is_visible = 0"                 \
-                    " ORDER BY m.created_ms LIMIT ?1")                                         \
+                    " ORDER BY m.rowid LIMIT ?1") /* rowid: insertion order, in the index */   \
     X(VISIBLE_CHILD, "SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2"             \
                      " AND is_visible = 1")                                                    \
     X(STATUS_GET, "SELECT updated_ms FROM repl_status WHERE repo = ?1 AND digest = ?2"         \
@@ -268,6 +288,10 @@ static const char schema_v4_uploads[] =
                   " ON CONFLICT(repo, digest, region) DO UPDATE SET state = excluded.state,"   \
                   " bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total,"     \
                   " updated_ms = excluded.updated_ms, details = excluded.details")             \
+    X(STATUS_OF_REGION, "SELECT state, bytes_done, bytes_total, updated_ms, details"           \
+                        " FROM repl_status WHERE repo = ?1 AND digest = ?2 AND region = ?3")   \
+    X(MANIFEST_PAYLOAD, "SELECT digest, media_type, artifact_type, annotations, subject, body"  \
+                        " FROM manifests WHERE repo_id = ?1 AND digest = ?2")                  \
     X(STATUS_LIST, "SELECT region, state, bytes_done, bytes_total, updated_ms, details"        \
                    " FROM repl_status WHERE repo = ?1 AND digest = ?2 ORDER BY region")        \
     X(OBJ_GET, "SELECT value, hlc, origin, is_deleted FROM objects WHERE kind = ?1"            \
@@ -290,9 +314,10 @@ static const char schema_v4_uploads[] =
                             " JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest" \
                             " WHERE r.name = ?1 AND t.name = ?2 AND m.is_visible = 1")         \
     X(ALL_BLOBS, "SELECT digest FROM blobs ORDER BY digest")                                   \
-    X(BLOB_LOST_HIDE, "UPDATE manifests SET is_visible = 0 WHERE is_visible = 1 AND"           \
-                      " EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo_id = manifests.repo_id" \
-                      " AND r.manifest_digest = manifests.digest AND r.ref_digest = ?1)")      \
+    X(BLOB_LOST_HIDE, "UPDATE manifests SET is_visible = 0 WHERE rowid IN (SELECT m.rowid"     \
+                      " FROM manifest_refs r JOIN manifests m ON m.repo_id = r.repo_id"        \
+                      " AND m.digest = r.manifest_digest WHERE r.ref_digest = ?1"              \
+                      " AND m.is_visible = 1)")                                                \
     X(BLOB_LOST_UNLINK, "DELETE FROM repo_blobs WHERE digest = ?1")                            \
     X(REFERENCED_BY, "SELECT manifest_digest FROM manifest_refs WHERE repo_id = ?1"            \
                      " AND ref_digest = ?2 AND manifest_digest != ?2 LIMIT 1")                 \
@@ -312,6 +337,41 @@ static const char *const sq_sql[SQ_STMT_COUNT_] = {
 #undef X
 };
 
+static const char *const sq_names[SQ_STMT_COUNT_] = {
+#define X(id, sql) [SQ_##id] = #id,
+    SQ_STATEMENTS(X)
+#undef X
+};
+
+const char *metastore_sqlite_statement(size_t i, const char **id)
+{
+    if (i >= SQ_STMT_COUNT_)
+        return NULL;
+    if (id != NULL)
+        *id = sq_names[i];
+    return sq_sql[i];
+}
+
+/* The query-plan test's observer (metastore_sqlite_trace); set before any store opens. */
+static metastore_sqlite_trace_f *sq_trace_fn;
+static void *sq_trace_arg;
+
+void metastore_sqlite_trace(metastore_sqlite_trace_f *fn, void *arg)
+{
+    sq_trace_fn = fn;
+    sq_trace_arg = arg;
+}
+
+static int on_trace(unsigned type, void *ctx, void *p, void *x)
+{
+    (void)type;
+    (void)ctx;
+    (void)p;
+    if (sq_trace_fn != NULL && x != NULL)
+        sq_trace_fn(sq_trace_arg, (const char *)x);
+    return 0;
+}
+
 struct sq_conn;
 
 struct sq_store {
@@ -325,6 +385,7 @@ struct sq_store {
     struct sq_conn *conns; /* every open connection, for close */
     int64_t hlc_last;
     pthread_mutex_t wmu;   /* one write transaction of this process at a time */
+    uint64_t n_write_commits; /* under wmu: for the periodic PRAGMA optimize */
     /* Group commit (see durable_wait), under dmu: */
     pthread_mutex_t dmu;
     pthread_cond_t dcv;
@@ -334,6 +395,7 @@ struct sq_store {
     /* Set once before the store is shared (metastore_sqlite_set_sealing_key). */
     bool has_seal_key;
     uint8_t seal_key[SECRET_BOX_KEY_BYTES];
+    bool is_unsynced;      /* a commit skipped the sync (tx_commit_unsynced) */
 };
 
 /* Webhook secrets at rest (defined with the replicated objects, below). */
@@ -442,11 +504,16 @@ static struct sq_conn *conn_open(struct sq_store *st, struct err *e)
     }
     sqlite3_extended_result_codes(c->db, 1);
     sqlite3_busy_handler(c->db, on_busy, NULL);
+    if (sq_trace_fn != NULL)
+        sqlite3_trace_v2(c->db, SQLITE_TRACE_STMT, on_trace, NULL);
     /* Both are per connection. NORMAL: SQLite does not fsync the WAL at each commit;
      * tx_commit makes write transactions durable itself, sharing one fsync among the
      * commits that are waiting at the same time (group commit, durable_wait). */
-    rc = sqlite3_exec(c->db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;", NULL,
-                      NULL, NULL);
+    char pragmas[160];
+    snprintf(pragmas, sizeof(pragmas),
+             "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA analysis_limit = %d;",
+             SQ_ANALYSIS_LIMIT_ROWS);
+    rc = sqlite3_exec(c->db, pragmas, NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         db_fail(c, rc, "configure connection", NULL, e);
         goto fail;
@@ -678,6 +745,7 @@ static int durable_wait(struct sq_store *st, struct err *e)
             continue;
         }
         st->is_d_busy = true;
+        st->is_unsynced = false; /* this sync covers every commit made before it */
         uint64_t target = st->d_requested;
         AZ(pthread_mutex_unlock(&st->dmu));
         int sync_rc = wal_sync(st);
@@ -709,12 +777,46 @@ static void tx_rollback(struct sq_conn *c)
     release_wmu(c);
 }
 
+/* Every SQ_OPTIMIZE_EVERY_COMMITS write commits (under wmu, after the commit): PRAGMA
+ * optimize re-analyzes the tables this connection used whose statistics are missing or
+ * stale; usually a no-op. Statistics are advice to the planner, so a failure is logged. */
+static void stats_refresh(struct sq_conn *c)
+{
+    if (!c->has_wmu || ++c->store->n_write_commits % SQ_OPTIMIZE_EVERY_COMMITS != 0)
+        return;
+    int rc = sqlite3_exec(c->db, "PRAGMA optimize", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        log_warn("metastore", "failed to refresh planner statistics: %s", sqlite3_errmsg(c->db));
+}
+
+/* Commits without waiting for the sync, for writes that a crash may lose because they are
+ * fetched again: events applied from a peer (with the version-vector entry that says they
+ * are here, in the same transaction) and a replicated manifest made visible (pending again
+ * if lost). WAL order keeps the next synced commit covering them. One fsync per applied
+ * event bounded replication to ~250 events/s on this machine. sq_vv_get syncs before the
+ * version vector leaves the process, so no peer ever learns of an event that is not
+ * durable here. */
+static int tx_commit_unsynced(struct sq_conn *c, struct err *e)
+{
+    if (exec(c, SQ_COMMIT, e, "") != 0) {
+        tx_rollback(c);
+        return -1;
+    }
+    stats_refresh(c);
+    release_wmu(c);
+    AZ(pthread_mutex_lock(&c->store->dmu));
+    c->store->is_unsynced = true;
+    AZ(pthread_mutex_unlock(&c->store->dmu));
+    return 0;
+}
+
 static int tx_commit(struct sq_conn *c, struct err *e)
 {
     if (exec(c, SQ_COMMIT, e, "") != 0) {
         tx_rollback(c);
         return -1;
     }
+    stats_refresh(c);
     release_wmu(c);
     /* Acknowledged means durable: a write transaction returns once it is synced. */
     if (c->is_write_tx)
@@ -965,6 +1067,20 @@ static int tags_rematerialize(struct sq_conn *c, int64_t repo_id, const char *re
     return result;
 }
 
+/* The payload of a status event (the format peers parse: merge_status). */
+static void status_payload(struct buf *p, const struct meta_status *st)
+{
+    buf_appends(p, "{\"region\":");
+    buf_append_json_string(p, st->region);
+    buf_appends(p, ",\"state\":");
+    buf_append_json_string(p, st->state);
+    buf_printf(p, ",\"bytesDone\":%" PRId64 ",\"bytesTotal\":%" PRId64
+                  ",\"updatedMs\":%" PRId64 ",\"details\":",
+               st->bytes_done, st->bytes_total, st->updated_ms);
+    buf_append_json_string(p, st->details ? st->details : "");
+    buf_appends(p, "}");
+}
+
 /* Records this region's status of an artifact, optionally as a replicated event. */
 static int status_write(struct sq_conn *c, const char *repo, const char *digest,
                         const struct meta_status *st, bool is_event, struct err *e)
@@ -974,17 +1090,13 @@ static int status_write(struct sq_conn *c, const char *repo, const char *digest,
         return -1;
     if (!is_event)
         return 0;
+    /* A region reports only its own status: the row just written is the payload, rebuilt
+     * when the event is read (event_payload_derive). */
+    if (strcmp(st->region, c->store->region) == 0)
+        return event_append(c, "status", repo, NULL, digest, NULL, e);
     struct buf p;
     buf_init(&p, 64 * 1024);
-    buf_appends(&p, "{\"region\":");
-    buf_append_json_string(&p, st->region);
-    buf_appends(&p, ",\"state\":");
-    buf_append_json_string(&p, st->state);
-    buf_printf(&p, ",\"bytesDone\":%" PRId64 ",\"bytesTotal\":%" PRId64
-                   ",\"updatedMs\":%" PRId64 ",\"details\":",
-               st->bytes_done, st->bytes_total, st->updated_ms);
-    buf_append_json_string(&p, st->details ? st->details : "");
-    buf_appends(&p, "}");
+    status_payload(&p, st);
     int rc = event_append(c, "status", repo, NULL, digest, p.data, e);
     buf_fini(&p);
     return rc;
@@ -998,6 +1110,133 @@ static int payload_check(struct buf *b, struct err *e)
     log_error("metastore", "failed to build event payload: larger than %zu bytes",
               b->max_bytes);
     return err_set(e, ERR_INTERNAL, NULL);
+}
+
+
+/* Derived event payloads ------------------------------------------------------
+ * A manifest_put event used to carry the manifest (base64 body, references) and a status
+ * event the status row: copies of what the manifests, manifest_refs and repl_status tables
+ * hold. They are now stored without a payload (NULL) and rebuilt here when the event is
+ * read, in the same format, so peers of any version see the same events. Events written
+ * before keep their stored payload and are served as stored.
+ * A manifest_put whose manifest is gone was superseded by a tombstone that is in the log
+ * too (a row is deleted only when a later tombstone wins): it is served as a "superseded"
+ * event, which every version applies as a no-op (merge_event), leaving the same state as
+ * applying the put and then the tombstone. A status whose row is gone, likewise. */
+
+/* The manifest_put payload of the manifest in row s (MANIFEST_PAYLOAD or
+ * MANIFESTS_OF_REPO: digest, media_type, artifact_type, annotations, subject, body); NULL
+ * with e set if its references cannot be read (a payload without them would make a peer
+ * show the manifest before its blobs are there). */
+static char *manifest_payload(struct sq_conn *c, sqlite3_stmt *s, int64_t repo_id,
+                              struct err *e)
+{
+    struct buf p;
+    buf_init(&p, SQ_PAYLOAD_MAX_BYTES);
+    buf_appends(&p, "{\"mediaType\":");
+    buf_append_json_string(&p, (const char *)sqlite3_column_text(s, 1));
+    for (int col = 2; col <= 4; col++) {
+        static const char *const keys[] = {"", "", "artifactType", "annotations", "subject"};
+        if (sqlite3_column_type(s, col) == SQLITE_NULL)
+            continue;
+        buf_printf(&p, ",\"%s\":", keys[col]);
+        buf_append_json_string(&p, (const char *)sqlite3_column_text(s, col));
+    }
+    buf_appends(&p, ",\"refs\":[");
+    sqlite3_stmt *r;
+    int rr = query(c, SQ_REFS_OF_MANIFEST, &r, e, "it", repo_id,
+                   (const char *)sqlite3_column_text(s, 0));
+    int k = 0;
+    int row = rr == SQLITE_ROW;
+    for (; rr >= 0 && row == 1; row = next_row(c, r, e), k++)
+        buf_printf(&p, "%s{\"digest\":\"%s\",\"isManifest\":%s,\"size\":%" PRId64 "}",
+                   k ? "," : "", sqlite3_column_text(r, 0),
+                   sqlite3_column_int64(r, 1) ? "true" : "false",
+                   (int64_t)sqlite3_column_int64(r, 2));
+    if (rr >= 0)
+        stmt_done(r);
+    if (rr < 0 || row < 0) {
+        buf_fini(&p);
+        return NULL;
+    }
+    char *b64 = base64_encode(sqlite3_column_blob(s, 5), (size_t)sqlite3_column_bytes(s, 5));
+    buf_appends(&p, "],\"body\":\"");
+    buf_appends(&p, b64);
+    buf_appends(&p, "\"}");
+    free(b64);
+    char *out = buf_steal(&p, NULL);
+    buf_fini(&p);
+    return out;
+}
+
+/* Is this payload one that event_payload_derive rebuilds? (Then it is stored as NULL.) */
+static bool is_payload_derivable(const char *kind, const char *origin, const char *payload)
+{
+    if (strcmp(kind, "manifest_put") == 0)
+        return true;
+    if (strcmp(kind, "status") != 0 || payload == NULL)
+        return false;
+    /* A status event reports its origin's own status (merge_status keeps that row). */
+    json_error_t je;
+    json_t *p = json_loads(payload, 0, &je);
+    const char *region = json_string_value(json_object_get(p, "region"));
+    bool is_own = region != NULL && strcmp(region, origin) == 0;
+    json_decref(p);
+    return is_own;
+}
+
+/* Fills in the payload of an event stored without one (see above). *kind may become
+ * "superseded" (a static string: the caller must not free it if it changed). Returns the
+ * payload (the caller frees it; NULL for a superseded event) or sets *failed. */
+static char *event_payload_derive(struct sq_conn *c, const char **kind, const char *origin,
+                                  const char *repo, const char *digest, bool *failed,
+                                  struct err *e)
+{
+    *failed = false;
+    bool is_put = strcmp(*kind, "manifest_put") == 0;
+    if ((!is_put && strcmp(*kind, "status") != 0) || repo == NULL || digest == NULL)
+        return NULL;
+    sqlite3_stmt *s;
+    char *payload = NULL;
+    int rc;
+    if (is_put) {
+        int64_t repo_id;
+        rc = repo_find(c, repo, &repo_id, e);
+        if (rc == 0) {
+            rc = query(c, SQ_MANIFEST_PAYLOAD, &s, e, "it", repo_id, digest);
+            if (rc == SQLITE_ROW) {
+                payload = manifest_payload(c, s, repo_id, e);
+                if (payload == NULL)
+                    rc = -1;
+            }
+            if (rc >= 0)
+                stmt_done(s);
+        }
+    } else {
+        rc = query(c, SQ_STATUS_OF_REGION, &s, e, "ttt", repo, digest, origin);
+        if (rc == SQLITE_ROW) {
+            struct meta_status st = {.region = (char *)origin,
+                                     .state = (char *)sqlite3_column_text(s, 0),
+                                     .bytes_done = sqlite3_column_int64(s, 1),
+                                     .bytes_total = sqlite3_column_int64(s, 2),
+                                     .updated_ms = sqlite3_column_int64(s, 3),
+                                     .details = (char *)sqlite3_column_text(s, 4)};
+            struct buf p;
+            buf_init(&p, 64 * 1024);
+            status_payload(&p, &st);
+            payload = buf_steal(&p, NULL);
+            buf_fini(&p);
+        }
+        if (rc >= 0)
+            stmt_done(s);
+    }
+    if (rc < 0) {
+        *failed = true;
+        return NULL;
+    }
+    if (payload == NULL)
+        *kind = "superseded";
+    return payload;
 }
 
 /* Repositories ------------------------------------------------------------ */
@@ -1247,8 +1486,6 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
     if (c == NULL)
         return -1;
     const char *subject_str = subject != NULL ? subject->str : NULL;
-    struct buf payload;
-    buf_init(&payload, SQ_PAYLOAD_MAX_BYTES);
     int64_t repo_id;
     sqlite3_stmt *s;
 
@@ -1271,23 +1508,10 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
              m->artifact_type, m->annotations_json, subject_str, (int64_t)m->body_len,
              (const void *)m->body, m->body_len, util_now_ms()) != 0)
         goto fail;
-    /* The same digest is the same bytes: a repeated put only (re)points the tag. */
+    /* The same digest is the same bytes: a repeated put only (re)points the tag. The
+     * event is stored without its payload: the manifest row and its references are the
+     * payload, rebuilt when the event is read (event_payload_derive). */
     if (sqlite3_changes(c->db) > 0) {
-        buf_appends(&payload, "{\"mediaType\":");
-        buf_append_json_string(&payload, m->media_type);
-        if (m->artifact_type != NULL) {
-            buf_appends(&payload, ",\"artifactType\":");
-            buf_append_json_string(&payload, m->artifact_type);
-        }
-        if (m->annotations_json != NULL) {
-            buf_appends(&payload, ",\"annotations\":");
-            buf_append_json_string(&payload, m->annotations_json);
-        }
-        if (subject_str != NULL) {
-            buf_appends(&payload, ",\"subject\":");
-            buf_append_json_string(&payload, subject_str);
-        }
-        buf_appends(&payload, ",\"refs\":[");
         int64_t blob_bytes = 0;
         for (size_t i = 0; i < n_refs; i++) {
             /* Sizes of what the manifest needs (blobs and child manifests, checked
@@ -1297,22 +1521,12 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
             if (exec(c, SQ_REF_INSERT_SIZED, e, "ittii", repo_id, m->digest.str,
                      refs[i].digest.str, (int64_t)refs[i].is_manifest, size) != 0)
                 goto fail;
-            buf_printf(&payload, "%s{\"digest\":\"%s\",\"size\":%" PRId64 ",\"isManifest\":%s}",
-                       i ? "," : "", refs[i].digest.str, size,
-                       refs[i].is_manifest ? "true" : "false");
         }
-        char *body64 = base64_encode(m->body, m->body_len);
-        buf_appends(&payload, "],\"body\":\"");
-        buf_appends(&payload, body64);
-        buf_appends(&payload, "\"}");
-        free(body64);
-        if (payload_check(&payload, e) != 0)
-            goto fail;
         if (exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, m->digest.str, put_hlc,
                  c->store->region) != 0)
             goto fail;
-        if (event_append_clock(c, "manifest_put", repo, NULL, m->digest.str, payload.data,
-                               put_hlc, e) != 0)
+        if (event_append_clock(c, "manifest_put", repo, NULL, m->digest.str, NULL, put_hlc,
+                               e) != 0)
             goto fail;
         struct meta_status done = {.region = c->store->region, .state = "Completed",
                                    .bytes_done = blob_bytes, .bytes_total = blob_bytes,
@@ -1346,13 +1560,11 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
     }
     if (tx_commit(c, e) != 0)
         goto out;
-    buf_fini(&payload);
     return 0;
 
 fail:
     tx_rollback(c);
 out:
-    buf_fini(&payload);
     return -1;
 }
 
@@ -1683,7 +1895,8 @@ static int sq_upload_set_acked(struct metastore *ms, const char *id, uint64_t ac
     AZ(pthread_mutex_lock(&c->store->wmu));
     int rc = exec(c, SQ_UPLOAD_SET_ACKED, e, "ti", id, (int64_t)acked_bytes);
     AZ(pthread_mutex_unlock(&c->store->wmu));
-    return rc;
+    /* The acknowledged size is what a PATCH's 202 promises: synced like a transaction. */
+    return rc == 0 ? durable_wait(c->store, e) : rc;
 }
 
 static int sq_upload_list_single(struct metastore *ms, struct meta_name_list *out,
@@ -1781,10 +1994,25 @@ static int sq_events_since(struct metastore *ms, int64_t after_seq, size_t max,
     while (row == 1) {
         buf_reset(&one);
         int64_t seq = sqlite3_column_int64(s, 0);
+        const char *kind = (const char *)sqlite3_column_text(s, 3);
+        char *derived = NULL;
+        if (sqlite3_column_type(s, 7) == SQLITE_NULL && kind != NULL) {
+            bool failed;
+            derived = event_payload_derive(c, &kind, (const char *)sqlite3_column_text(s, 1),
+                                           (const char *)sqlite3_column_text(s, 4),
+                                           (const char *)sqlite3_column_text(s, 6), &failed, e);
+            if (failed) {
+                row = -1;
+                break;
+            }
+        }
         buf_printf(&one, "%s{\"seq\":%" PRId64 ",\"origin\":", n > 0 ? "," : "", seq);
         json_text_col(&one, s, 1);
         buf_printf(&one, ",\"hlc\":%" PRId64 ",\"kind\":", (int64_t)sqlite3_column_int64(s, 2));
-        json_text_col(&one, s, 3);
+        if (kind != NULL)
+            buf_append_json_string(&one, kind);
+        else
+            buf_appends(&one, "null");
         buf_appends(&one, ",\"repo\":");
         json_text_col(&one, s, 4);
         buf_appends(&one, ",\"name\":");
@@ -1793,12 +2021,13 @@ static int sq_events_since(struct metastore *ms, int64_t after_seq, size_t max,
         json_text_col(&one, s, 6);
         buf_appends(&one, ",\"payload\":");
         /* Payloads are JSON objects this file wrote itself. */
-        const char *payload = (const char *)sqlite3_column_text(s, 7);
+        const char *payload = derived != NULL ? derived : (const char *)sqlite3_column_text(s, 7);
         char *clear = seal_payload(c->store, (const char *)sqlite3_column_text(s, 3), payload,
                                    false);
         buf_appends(&one, clear ? clear : payload ? payload : "null");
         free(clear);
         buf_appends(&one, "}");
+        free(derived);
         /* Keep one byte for the closing bracket. */
         if (one.is_too_big || out_json->len + one.len + 1 > out_json->max_bytes)
             break;
@@ -1924,6 +2153,29 @@ static int enable_wal(struct sq_conn *c, struct err *e)
     sqlite3_finalize(s);
     if (!is_wal)
         return err_set(e, ERR_IO, NULL);
+    return 0;
+}
+
+/* A database without planner statistics (new, or from before they were kept) gets them
+ * at open; ANALYZE reads at most SQ_ANALYSIS_LIMIT_ROWS rows per index, so this stays
+ * short on a large database. Later refreshes: stats_refresh. */
+static int stats_seed(struct sq_conn *c, struct err *e)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(c->db, "SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'",
+                                -1, &s, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE) {
+        AZ(pthread_mutex_lock(&c->store->wmu));
+        rc = sqlite3_exec(c->db, "ANALYZE", NULL, NULL, NULL);
+        AZ(pthread_mutex_unlock(&c->store->wmu));
+    }
+    if (rc != SQLITE_OK)
+        return db_fail(c, rc, "gather planner statistics", NULL, e);
     return 0;
 }
 
@@ -2067,7 +2319,7 @@ struct metastore *metastore_sqlite_open(const char *path, const char *region, st
     if (c == NULL)
         goto fail;
     if (enable_wal(c, e) != 0 || migrate(c, e) != 0 || hlc_seed(c, e) != 0 ||
-        deliveries_schema(c, e) != 0 || auth_schema(c, e) != 0)
+        deliveries_schema(c, e) != 0 || auth_schema(c, e) != 0 || stats_seed(c, e) != 0)
         goto fail;
     return &st->base;
 
@@ -2931,6 +3183,20 @@ static int sq_events_read(struct metastore *ms, int64_t after_seq, const struct 
         if (origin_seq > meta_vv_get(vv, origin ? origin : "")) {
             struct meta_event *ev = &list[n++];
             event_from_row(s, ev);
+            if (ev->payload == NULL && ev->kind != NULL) {
+                const char *kind = ev->kind;
+                bool failed;
+                ev->payload = event_payload_derive(c, &kind, ev->origin, ev->repo, ev->digest,
+                                                   &failed, e);
+                if (failed) {
+                    row = -1;
+                    break;
+                }
+                if (kind != ev->kind) {
+                    free(ev->kind);
+                    ev->kind = xstrdup(kind);
+                }
+            }
             char *clear = seal_payload(c->store, ev->kind, ev->payload, false);
             if (clear != NULL) {
                 free(ev->payload);
@@ -2960,6 +3226,12 @@ static int sq_vv_get(struct metastore *ms, struct meta_vv *out, struct err *e)
     memset(out, 0, sizeof(*out));
     struct sq_conn *c = conn_of(ms, e);
     if (c == NULL)
+        return -1;
+    /* What the version vector says is here must survive a crash (tx_commit_unsynced). */
+    AZ(pthread_mutex_lock(&c->store->dmu));
+    bool is_unsynced = c->store->is_unsynced;
+    AZ(pthread_mutex_unlock(&c->store->dmu));
+    if (is_unsynced && durable_wait(c->store, e) != 0)
         return -1;
     sqlite3_stmt *s;
     int rc = query(c, SQ_VV_ALL, &s, e, "");
@@ -3176,13 +3448,17 @@ static int sq_event_apply(struct metastore *ms, const struct meta_event *ev, boo
     }
     if (merge_event(c, ev, e) != 0)
         goto fail;
-    char *sealed = seal_payload(c->store, ev->kind, ev->payload, true);
+    /* Relayed as written locally: without the payload the tables already hold, and with
+     * secrets sealed under this region's key. */
+    const char *stored = is_payload_derivable(ev->kind, ev->origin, ev->payload) ? NULL
+                                                                                 : ev->payload;
+    char *sealed = seal_payload(c->store, ev->kind, stored, true);
     int irc = event_insert(c, ev->origin, ev->origin_seq, (int64_t)ev->hlc, ev->kind, ev->repo,
-                           ev->name, ev->digest, sealed ? sealed : ev->payload, e);
+                           ev->name, ev->digest, sealed ? sealed : stored, e);
     free(sealed);
     if (irc != 0)
         goto fail;
-    if (tx_commit(c, e) != 0)
+    if (tx_commit_unsynced(c, e) != 0)
         return -1;
     *is_new = true;
     return 0;
@@ -3285,7 +3561,7 @@ static int sq_pending_complete(struct metastore *ms, const struct meta_pending *
     }
     if (exec(c, SQ_MANIFEST_SET_VISIBLE, e, "it", repo_id, p->digest.str) != 0)
         goto fail;
-    return tx_commit(c, e);
+    return tx_commit_unsynced(c, e);
 fail:
     tx_rollback(c);
     return -1;
@@ -3390,7 +3666,7 @@ static int repo_digest(struct sq_conn *c, int64_t repo_id, const char *repo,
     if (rc >= 0)
         stmt_done(s);
     if (rc >= 0)
-        rc = query(c, SQ_MANIFESTS_OF_REPO, &s, e, "i", repo_id);
+        rc = query(c, SQ_MANIFEST_DIGESTS_OF_REPO, &s, e, "i", repo_id);
     for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
         int n = snprintf(line, sizeof(line), "m %s\n", sqlite3_column_text(s, 0));
         digest_hasher_update(h, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
@@ -3481,7 +3757,7 @@ static int sq_repo_state(struct metastore *ms, const char *repo, struct meta_eve
     if (tx_begin(c, false, e) != 0)
         return -1;
     int64_t repo_id;
-    sqlite3_stmt *s, *r;
+    sqlite3_stmt *s;
     struct meta_event *list = NULL;
     size_t n = 0;
     int rc = repo_find(c, repo, &repo_id, e);
@@ -3495,32 +3771,12 @@ static int sq_repo_state(struct metastore *ms, const char *repo, struct meta_eve
                                           sqlite3_column_int64(s, 6),
                                           (const char *)sqlite3_column_text(s, 7));
         ev->digest = col_strdup(s, 0);
-        struct buf p;
-        buf_init(&p, SQ_PAYLOAD_MAX_BYTES);
-        buf_appends(&p, "{\"mediaType\":");
-        buf_append_json_string(&p, (const char *)sqlite3_column_text(s, 1));
-        for (int col = 2; col <= 4; col++) {
-            static const char *const keys[] = {"", "", "artifactType", "annotations", "subject"};
-            if (sqlite3_column_type(s, col) == SQLITE_NULL)
-                continue;
-            buf_printf(&p, ",\"%s\":", keys[col]);
-            buf_append_json_string(&p, (const char *)sqlite3_column_text(s, col));
+        ev->payload = manifest_payload(c, s, repo_id, e);
+        if (ev->payload == NULL) {
+            stmt_done(s);
+            rc = -1;
+            break;
         }
-        buf_appends(&p, ",\"refs\":[");
-        int rr = query(c, SQ_REFS_OF_MANIFEST, &r, e, "it", repo_id, ev->digest);
-        int k = 0;
-        for (int row2 = rr == SQLITE_ROW; rr >= 0 && row2 == 1; row2 = next_row(c, r, e), k++)
-            buf_printf(&p, "%s{\"digest\":\"%s\",\"isManifest\":%s,\"size\":%" PRId64 "}",
-                       k ? "," : "", sqlite3_column_text(r, 0),
-                       sqlite3_column_int64(r, 1) ? "true" : "false",
-                       (int64_t)sqlite3_column_int64(r, 2));
-        if (rr >= 0)
-            stmt_done(r);
-        char *b64 = base64_encode(sqlite3_column_blob(s, 5), (size_t)sqlite3_column_bytes(s, 5));
-        buf_printf(&p, "],\"body\":\"%s\"}", b64);
-        free(b64);
-        ev->payload = buf_steal(&p, NULL);
-        buf_fini(&p);
     }
     if (rc >= 0)
         stmt_done(s);

@@ -282,9 +282,14 @@ int upload_sessions_acknowledge(struct upload_sessions *us, struct upload_state 
                                 struct err *e)
 {
     ASSERT(st->is_busy);
-    /* Every byte counted is in the file (the caller flushed): the row never promises
-     * more than the file holds after a crash of the process. */
+    /* Every byte counted is in the file (the caller flushed). A 202 is a promise
+     * (DESIGN, invariant 2): the bytes reach stable storage before the row that counts
+     * them, so after a crash or a power loss the session resumes at this offset. */
     ASSERT(st->stream.written == st->offset);
+    if (fdatasync(st->stream.fd) != 0) {
+        log_error("uploads", "failed to sync upload %s: %s", st->id, strerror(errno));
+        return err_set(e, ERR_IO, NULL);
+    }
     return us->ms->ops->upload_set_acked(us->ms, st->id, st->offset, e);
 }
 

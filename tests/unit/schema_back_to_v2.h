@@ -11,6 +11,7 @@
     "ALTER TABLE audit_log DROP COLUMN last_ms;"                                               \
     /* version 4: upload sources and acknowledged sizes */                                     \
     "DROP INDEX uploads_source;"                                                               \
+    "DROP INDEX uploads_single;"                                                               \
     "ALTER TABLE uploads DROP COLUMN acked_bytes;"                                             \
     "ALTER TABLE uploads DROP COLUMN is_single_request;"                                       \
     "ALTER TABLE uploads DROP COLUMN source;"                                                  \

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "log.h"
 #include "schema_back_to_v2.h"
@@ -141,7 +142,8 @@ static const char *ev_str(json_t *ev, const char *key)
 static json_t *change_events(struct metastore *ms, int64_t after)
 {
     static const char *const change_kinds[] = {"blob_link", "blob_unlink",  "manifest_put",
-                                               "tag_set",   "tag_delete",   "manifest_delete"};
+                                               "tag_set",   "tag_delete",   "manifest_delete",
+                                               "superseded"};
     json_t *all = events_json(ms, after);
     json_t *out = json_array();
     for (size_t i = 0; i < json_array_size(all); i++) {
@@ -1106,7 +1108,9 @@ static void test_every_mutation_logs(void **state)
     assert_int_equal(ms->ops->manifest_delete(ms, "r", &m.digest, &e), -1);
     assert_int_equal(ms->ops->blob_unlink(ms, "r", &ref.digest, &is_orphan, &e), -1);
 
-    static const char *const kinds[] = {"blob_link",  "manifest_put",    "tag_set",
+    /* The put of the deleted manifest reads back as superseded (see
+     * test_manifest_put_event_payload_derived). */
+    static const char *const kinds[] = {"blob_link",  "superseded",    "tag_set",
                                         "manifest_put", "tag_delete",    "manifest_delete",
                                         "blob_unlink"};
     assert_kinds(ms, 0, kinds, 7);
@@ -1122,6 +1126,175 @@ static void test_every_mutation_logs(void **state)
     assert_true(json_is_object(put));
     assert_string_equal(json_string_value(json_object_get(put, "subject")), m.digest.str);
     json_decref(arr);
+}
+
+/* Issue 21, bytes per tag: the manifest_put and status events of a push are stored without
+ * their payload (the manifests, manifest_refs and repl_status rows hold it) and read back
+ * with the payload peers of every version parse. */
+static void test_manifest_put_event_payload_derived(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(7, body, "application/vnd.example.sig");
+    digest_of_buffer(DIGEST_SHA256, m.body, m.body_len, &m.digest); /* peers verify it */
+    struct meta_ref ref = {.digest = dg(1), .size = 10};
+    link_blob(ms, "r", 1, 10);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, &ref, 1, NULL, "v1", &e), 0);
+
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM events WHERE kind IN"
+                                            " ('manifest_put', 'status') AND payload IS NULL",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(s, 0), 2);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+
+    struct meta_event *evs;
+    size_t n;
+    int64_t last;
+    assert_int_equal(ms->ops->events_read(ms, 0, NULL, 100, &evs, &n, &last, &e), 0);
+    bool has_put = false, has_status = false;
+    for (size_t i = 0; i < n; i++) {
+        json_error_t je;
+        json_t *p = evs[i].payload ? json_loads(evs[i].payload, 0, &je) : NULL;
+        if (strcmp(evs[i].kind, "manifest_put") == 0) {
+            has_put = true;
+            assert_non_null(p);
+            assert_string_equal(json_string_value(json_object_get(p, "mediaType")), MT_MANIFEST);
+            assert_string_equal(json_string_value(json_object_get(p, "artifactType")),
+                                "application/vnd.example.sig");
+            assert_string_equal(json_string_value(json_object_get(p, "annotations")),
+                                "{\"k\":\"v\"}");
+            json_t *r0 = json_array_get(json_object_get(p, "refs"), 0);
+            assert_string_equal(json_string_value(json_object_get(r0, "digest")), ref.digest.str);
+            assert_int_equal(json_integer_value(json_object_get(r0, "size")), 10);
+            assert_true(json_is_false(json_object_get(r0, "isManifest")));
+            const char *b64 = json_string_value(json_object_get(p, "body"));
+            size_t len = 0;
+            char *got = base64_decode(b64, strlen(b64), &len);
+            assert_int_equal(len, m.body_len);
+            assert_memory_equal(got, m.body, len);
+            free(got);
+        } else if (strcmp(evs[i].kind, "status") == 0) {
+            has_status = true;
+            assert_non_null(p);
+            assert_string_equal(json_string_value(json_object_get(p, "region")), REGION);
+            assert_string_equal(json_string_value(json_object_get(p, "state")), "Completed");
+            assert_int_equal(json_integer_value(json_object_get(p, "bytesTotal")), 10);
+        }
+        json_decref(p);
+    }
+    assert_true(has_put && has_status);
+
+    /* A peer applies the derived events like the stored ones: same manifest, same tag. */
+    char peer_path[128];
+    snprintf(peer_path, sizeof(peer_path), "%s/peer.db", f->dir);
+    struct metastore *peer = metastore_sqlite_open(peer_path, "eastus", &e);
+    assert_non_null(peer);
+    for (size_t i = 0; i < n; i++) {
+        bool is_new, is_gap;
+        assert_int_equal(peer->ops->event_apply(peer, &evs[i], &is_new, &is_gap, &e), 0);
+        assert_true(is_new);
+        meta_event_fini(&evs[i]);
+    }
+    free(evs);
+    struct digest d;
+    char *mt = NULL;
+    int64_t size, recorded_ms;
+    bool is_visible;
+    assert_int_equal(peer->ops->manifest_lookup(peer, "r", "v1", &d, &mt, &size, &is_visible,
+                                                &recorded_ms, &e),
+                     0);
+    assert_string_equal(d.str, m.digest.str);
+    assert_int_equal(size, (int64_t)m.body_len);
+    free(mt);
+    /* ... and relays them stored the same way, so a third region gets full payloads too. */
+    assert_int_equal(peer->ops->events_read(peer, 0, NULL, 100, &evs, &n, &last, &e), 0);
+    bool has_body = false;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(evs[i].kind, "manifest_put") == 0)
+            has_body = evs[i].payload != NULL && strstr(evs[i].payload, "\"body\":") != NULL;
+        meta_event_fini(&evs[i]);
+    }
+    free(evs);
+    assert_true(has_body);
+    peer->ops->close(peer);
+}
+
+/* A put whose manifest was deleted since reads back as "superseded", which a peer applies
+ * as a no-op (the tombstone that follows in the log decides), advancing its version vector. */
+static void test_superseded_put_is_a_noop_for_peers(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(8, body, NULL);
+    digest_of_buffer(DIGEST_SHA256, m.body, m.body_len, &m.digest);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, NULL, 0, NULL, "v1", &e), 0);
+    assert_int_equal(ms->ops->manifest_delete(ms, "r", &m.digest, &e), 0);
+    struct meta_event *evs;
+    size_t n;
+    int64_t last;
+    assert_int_equal(ms->ops->events_read(ms, 0, NULL, 100, &evs, &n, &last, &e), 0);
+    assert_string_equal(evs[0].kind, "superseded");
+    assert_null(evs[0].payload);
+
+    char peer_path[128];
+    snprintf(peer_path, sizeof(peer_path), "%s/peer.db", f->dir);
+    struct metastore *peer = metastore_sqlite_open(peer_path, "eastus", &e);
+    assert_non_null(peer);
+    bool is_new, is_gap;
+    assert_int_equal(peer->ops->event_apply(peer, &evs[0], &is_new, &is_gap, &e), 0);
+    assert_true(is_new);
+    struct meta_vv vv;
+    assert_int_equal(peer->ops->vv_get(peer, &vv, &e), 0);
+    assert_int_equal(meta_vv_get(&vv, REGION), evs[0].origin_seq);
+    meta_vv_fini(&vv);
+    for (size_t i = 1; i < n; i++)
+        assert_int_equal(peer->ops->event_apply(peer, &evs[i], &is_new, &is_gap, &e), 0);
+    struct meta_manifest got;
+    assert_int_equal(peer->ops->manifest_get(peer, "r", m.digest.str, &got, &e), -1);
+    for (size_t i = 0; i < n; i++)
+        meta_event_fini(&evs[i]);
+    free(evs);
+    peer->ops->close(peer);
+}
+
+/* Events written by the previous version (payload stored in the row) are served as stored. */
+static void test_stored_payloads_served_as_stored(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "INSERT INTO events(origin, hlc, kind, repo, name, digest, payload,"
+                     " origin_seq) VALUES ('old', 5, 'manifest_put', 'gone', NULL, 'sha256:aa',"
+                     " '{\"mediaType\":\"x\",\"refs\":[],\"body\":\"e30=\"}', 1),"
+                     " ('old', 6, 'status', 'gone', NULL, 'sha256:aa', '{\"region\":\"old\"}', 2)",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    struct meta_event *evs;
+    size_t n;
+    int64_t last;
+    assert_int_equal(f->ms->ops->events_read(f->ms, 0, NULL, 100, &evs, &n, &last, &e), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(evs[0].kind, "manifest_put");
+    assert_string_equal(evs[0].payload, "{\"mediaType\":\"x\",\"refs\":[],\"body\":\"e30=\"}");
+    assert_string_equal(evs[1].kind, "status");
+    assert_string_equal(evs[1].payload, "{\"region\":\"old\"}");
+    for (size_t i = 0; i < n; i++)
+        meta_event_fini(&evs[i]);
+    free(evs);
 }
 
 /* Concurrency ------------------------------------------------------------- */
@@ -1505,6 +1678,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_uploads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_since, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_mutation_logs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_put_event_payload_derived, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_superseded_put_is_a_noop_for_peers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stored_payloads_served_as_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_one_winner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readers_not_blocked_by_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_webhook_secrets_sealed_and_clear_rows_migrated, setup,
