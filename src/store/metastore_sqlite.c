@@ -1,4 +1,7 @@
-/* SQLite metastore: the only file that includes <sqlite3.h>. It keeps metadata only;
+/* SQLite metastore: with metastore_sqlite_{uploads,webhooks,access}.c (sections in their
+ * own files, sharing metastore_sqlite_int.h) the only files that include <sqlite3.h>.
+ * This one holds the connections, statements, transactions, schema and migrations,
+ * repositories, blobs, manifests, tags and replication. It keeps metadata only;
  * blob bytes live in the blobstore and callers decide what a name or digest may be.
  * Each thread has its own connection (WAL: readers never wait for the writer); every
  * mutation is one BEGIN IMMEDIATE transaction that also appends its event rows, so the
@@ -25,12 +28,9 @@
 #include "log.h"
 #include "secret.h"
 #include "util.h"
+#include "metastore_sqlite_int.h"
 
-#define SQ_STORE_MAGIC 0x6d737173u /* "msqs" */
-#define SQ_CONN_MAGIC 0x6d737163u  /* "msqc" */
 #define SQ_SCHEMA_VERSION 4
-#define SQ_BUSY_TIMEOUT_MS 10000
-#define SQ_PAYLOAD_MAX_BYTES (16u << 20)
 /* Planner statistics: ANALYZE reads at most this many rows of each index (an estimate is
  * all the planner needs), and PRAGMA optimize re-runs it on stale tables every so many
  * write commits. The hot statements do not depend on it: their plans are right without
@@ -170,166 +170,6 @@ static const char schema_v4_uploads[] =
     "CREATE INDEX IF NOT EXISTS uploads_single ON uploads(id) WHERE is_single_request = 1;";
 
 /* Every statement the store runs, prepared once per connection on first use. */
-#define SQ_STATEMENTS(X)                                                                       \
-    X(BEGIN_READ, "BEGIN")                                                                     \
-    X(BEGIN_WRITE, "BEGIN IMMEDIATE")                                                          \
-    X(COMMIT, "COMMIT")                                                                        \
-    X(ROLLBACK, "ROLLBACK")                                                                    \
-    X(USER_VERSION, "PRAGMA user_version")                                                     \
-    /* Each origin stamps its events with an increasing clock, so the newest clock in the   \
-     * log is among the last event of each origin: one lookup per region, not a log scan.   \
-     * (A join let the planner take max(hlc) over the whole log first.) */                  \
-    X(HLC_MAX, "SELECT max((SELECT e.hlc FROM events e WHERE e.origin = vv.origin"            \
-               " AND e.origin_seq = vv.seq)) FROM vv")                                         \
-    X(REPO_ID, "SELECT id FROM repos WHERE name = ?1")                                         \
-    X(REPO_INSERT, "INSERT OR IGNORE INTO repos(name) VALUES (?1)")                            \
-    X(REPO_LIST, "SELECT name FROM repos WHERE name > ?1 ORDER BY name COLLATE BINARY LIMIT ?2") \
-    X(BLOB_INSERT, "INSERT OR IGNORE INTO blobs(digest, size) VALUES (?1, ?2)")                \
-    X(BLOB_SIZE, "SELECT size FROM blobs WHERE digest = ?1")                                   \
-    X(BLOB_DELETE, "DELETE FROM blobs WHERE digest = ?1")                                      \
-    X(BLOB_IS_USED, "SELECT EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1)"               \
-                    " OR EXISTS (SELECT 1 FROM manifest_refs WHERE ref_digest = ?1)")          \
-    X(LINK_INSERT, "INSERT OR IGNORE INTO repo_blobs(repo_id, digest) VALUES (?1, ?2)")        \
-    X(LINK_SIZE, "SELECT b.size FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest"       \
-                 " WHERE rb.repo_id = ?1 AND rb.digest = ?2")                                  \
-    X(LINK_GET, "SELECT b.size FROM repos r JOIN repo_blobs rb ON rb.repo_id = r.id"           \
-                " JOIN blobs b ON b.digest = rb.digest WHERE r.name = ?1 AND rb.digest = ?2")  \
-    X(LINK_DELETE, "DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")                \
-    X(MANIFEST_SIZE, "SELECT size FROM manifests WHERE repo_id = ?1 AND digest = ?2"           \
-                     " AND is_visible = 1")                                                    \
-    X(MANIFEST_INSERT, "INSERT OR IGNORE INTO manifests(repo_id, digest, media_type,"          \
-                       " artifact_type, annotations, subject, size, body, created_ms)"         \
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                         \
-    X(MANIFEST_DELETE, "DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")             \
-    X(REF_INSERT, "INSERT OR IGNORE INTO manifest_refs(repo_id, manifest_digest, ref_digest,"  \
-                  " is_manifest) VALUES (?1, ?2, ?3, ?4)")                                     \
-    X(REFS_DELETE, "DELETE FROM manifest_refs WHERE repo_id = ?1 AND manifest_digest = ?2")    \
-    X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, length(body)"         \
-                 " FROM manifests INDEXED BY manifests_subject WHERE repo_id = ?1"            \
-                 " AND subject = ?2 AND is_visible = 1"                                        \
-                 " AND (?3 IS NULL OR artifact_type = ?3) ORDER BY digest")                    \
-    X(TAG_GET, "SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")                     \
-    X(TAG_UPSERT, "INSERT INTO tags(repo_id, name, digest, updated_ms) VALUES (?1, ?2, ?3, ?4)" \
-                  " ON CONFLICT(repo_id, name) DO UPDATE"                                      \
-                  " SET digest = excluded.digest, updated_ms = excluded.updated_ms")           \
-    X(TAG_DELETE, "DELETE FROM tags WHERE repo_id = ?1 AND name = ?2")                         \
-    X(TAGS_OF_MANIFEST, "SELECT name FROM tags WHERE repo_id = ?1 AND digest = ?2"             \
-                        " ORDER BY name")                                                      \
-    X(TAGS_DELETE_OF_MANIFEST, "DELETE FROM tags WHERE repo_id = ?1 AND digest = ?2")          \
-    X(TAG_LIST, "SELECT t.name FROM tags t JOIN manifests m ON m.repo_id = t.repo_id"          \
-                " AND m.digest = t.digest AND m.is_visible = 1 WHERE t.repo_id = ?1 AND t.name > ?2" \
-                " ORDER BY t.name COLLATE BINARY LIMIT ?3")                                    \
-    X(UPLOAD_INSERT, "INSERT INTO uploads(id, repo, created_s, expires_s, source, acked_bytes," \
-                     " is_single_request) VALUES (?1, ?2, ?3, ?4, ?5,"                         \
-                     " CASE WHEN ?5 IS NULL THEN NULL ELSE 0 END, ?6)")                        \
-    X(UPLOAD_SINGLE, "SELECT id FROM uploads WHERE is_single_request = 1 ORDER BY id")         \
-    X(UPLOAD_GET, "SELECT acked_bytes FROM uploads WHERE id = ?1 AND (?2 IS NULL OR repo = ?2)") \
-    X(UPLOAD_SET_ACKED, "UPDATE uploads SET acked_bytes = ?2 WHERE id = ?1"                    \
-                        " AND acked_bytes IS NOT NULL")                                        \
-    X(UPLOAD_COUNT_FROM, "SELECT count(*) FROM uploads WHERE source = ?1 AND expires_s >= ?2")  \
-    X(UPLOAD_DELETE, "DELETE FROM uploads WHERE id = ?1")                                      \
-    X(UPLOAD_EXPIRED, "SELECT id FROM uploads INDEXED BY uploads_expires WHERE expires_s < ?1" \
-                      " ORDER BY id")                                                          \
-    X(EVENT_INSERT, "INSERT INTO events(origin, hlc, kind, repo, name, digest, payload,"       \
-                    " origin_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                    \
-    X(VV_GET_ONE, "SELECT seq FROM vv WHERE origin = ?1")                                      \
-    X(VV_SET, "INSERT INTO vv(origin, seq) VALUES (?1, ?2)"                                    \
-              " ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq")                         \
-    X(VV_ALL, "SELECT origin, seq FROM vv ORDER BY origin")                                    \
-    X(EVENTS_READ, "SELECT seq, origin, origin_seq, hlc, kind, repo, name, digest, payload"    \
-                   " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")                        \
-    X(LOG_HEAD, "SELECT coalesce(max(seq), 0) FROM events")                                    \
-    X(TREG_GET, "SELECT digest, hlc, origin FROM tag_regs WHERE repo = ?1 AND name = ?2")      \
-    X(TREG_SET, "INSERT INTO tag_regs(repo, name, digest, hlc, origin)"                        \
-                " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(repo, name) DO UPDATE"               \
-                " SET digest = excluded.digest, hlc = excluded.hlc, origin = excluded.origin") \
-    /* Pinned: without statistics SQLite rates (repo) of the primary key as selective as    \
-     * (repo, digest) and read every register of the repository on each push (issue 21). */ \
-    X(TREG_OF_DIGEST, "SELECT name, hlc, origin FROM tag_regs INDEXED BY tag_regs_digest"     \
-                      " WHERE repo = ?1 AND digest = ?2")                                      \
-    X(TREG_OF_REPO, "SELECT name, digest, hlc, origin FROM tag_regs WHERE repo = ?1"          \
-                    " ORDER BY name")                                                          \
-    X(TOMB_GET, "SELECT hlc, origin FROM manifest_tombs WHERE repo = ?1 AND digest = ?2")      \
-    X(TOMB_SET, "INSERT INTO manifest_tombs(repo, digest, hlc, origin) VALUES (?1, ?2, ?3, ?4)" \
-                " ON CONFLICT(repo, digest) DO UPDATE SET hlc = excluded.hlc,"                 \
-                " origin = excluded.origin")                                                   \
-    X(TOMB_OF_REPO, "SELECT digest, hlc, origin FROM manifest_tombs WHERE repo = ?1"          \
-                    " ORDER BY digest")                                                        \
-    X(MANIFEST_CLOCK, "SELECT hlc, origin, is_visible FROM manifests"                          \
-                      " WHERE repo_id = ?1 AND digest = ?2")                                   \
-    X(MANIFEST_SET_CLOCK, "UPDATE manifests SET hlc = ?3, origin = ?4"                         \
-                          " WHERE repo_id = ?1 AND digest = ?2")                               \
-    X(MANIFEST_INSERT_REMOTE, "INSERT OR IGNORE INTO manifests(repo_id, digest, media_type,"   \
-                              " artifact_type, annotations, subject, size, body, created_ms,"  \
-                              " is_visible, hlc, origin)"                                      \
-                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11)")     \
-    X(MANIFEST_LOOKUP, "SELECT media_type, size, is_visible, created_ms FROM manifests"        \
-                       " WHERE repo_id = ?1 AND digest = ?2")                                  \
-    X(MANIFEST_SET_VISIBLE, "UPDATE manifests SET is_visible = 1"                              \
-                            " WHERE repo_id = ?1 AND digest = ?2")                             \
-    X(MANIFESTS_OF_REPO, "SELECT digest, media_type, artifact_type, annotations, subject,"     \
-                         " body, hlc, origin FROM manifests WHERE repo_id = ?1 ORDER BY digest") \
-    /* The anti-entropy digest needs only the digests: the covering index, no bodies read. */ \
-    X(MANIFEST_DIGESTS_OF_REPO, "SELECT digest FROM manifests WHERE repo_id = ?1"              \
-                                " ORDER BY digest")                                            \
-    X(REF_INSERT_SIZED, "INSERT OR IGNORE INTO manifest_refs(repo_id, manifest_digest,"        \
-                        " ref_digest, is_manifest, size) VALUES (?1, ?2, ?3, ?4, ?5)")         \
-    X(REFS_OF_MANIFEST, "SELECT ref_digest, is_manifest, coalesce(size, -1) FROM manifest_refs" \
-                        " WHERE repo_id = ?1 AND manifest_digest = ?2")                        \
-    X(PENDING_LIST, "SELECT r.name, m.digest, m.repo_id, m.origin FROM manifests m"            \
-                    " JOIN repos r ON r.id = m.repo_id WHERE m.is_visible = 0"                 \
-                    " ORDER BY m.rowid LIMIT ?1") /* rowid: insertion order, in the index */   \
-    X(VISIBLE_CHILD, "SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2"             \
-                     " AND is_visible = 1")                                                    \
-    X(STATUS_GET, "SELECT updated_ms FROM repl_status WHERE repo = ?1 AND digest = ?2"         \
-                  " AND region = ?3")                                                          \
-    X(STATUS_SET, "INSERT INTO repl_status(repo, digest, region, state, bytes_done,"           \
-                  " bytes_total, updated_ms, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" \
-                  " ON CONFLICT(repo, digest, region) DO UPDATE SET state = excluded.state,"   \
-                  " bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total,"     \
-                  " updated_ms = excluded.updated_ms, details = excluded.details")             \
-    X(STATUS_OF_REGION, "SELECT state, bytes_done, bytes_total, updated_ms, details"           \
-                        " FROM repl_status WHERE repo = ?1 AND digest = ?2 AND region = ?3")   \
-    X(MANIFEST_PAYLOAD, "SELECT digest, media_type, artifact_type, annotations, subject, body"  \
-                        " FROM manifests WHERE repo_id = ?1 AND digest = ?2")                  \
-    X(STATUS_LIST, "SELECT region, state, bytes_done, bytes_total, updated_ms, details"        \
-                   " FROM repl_status WHERE repo = ?1 AND digest = ?2 ORDER BY region")        \
-    X(OBJ_GET, "SELECT value, hlc, origin, is_deleted FROM objects WHERE kind = ?1"            \
-               " AND key = ?2")                                                                \
-    X(OBJ_SET, "INSERT INTO objects(kind, key, value, hlc, origin, is_deleted)"                \
-               " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(kind, key) DO UPDATE"             \
-               " SET value = excluded.value, hlc = excluded.hlc, origin = excluded.origin,"    \
-               " is_deleted = excluded.is_deleted")                                            \
-    X(OBJ_LIST, "SELECT key, value FROM objects WHERE kind = ?1 AND is_deleted = 0"            \
-                " ORDER BY key")                                                               \
-    X(CURSOR_GET, "SELECT seq FROM cursors WHERE peer = ?1")                                   \
-    X(CURSOR_SET, "INSERT INTO cursors(peer, seq) VALUES (?1, ?2)"                             \
-                  " ON CONFLICT(peer) DO UPDATE SET seq = excluded.seq")                       \
-    X(ALL_REPOS, "SELECT id, name FROM repos ORDER BY name")                                   \
-    X(MANIFEST_BY_REPO_DIGEST, "SELECT m.digest, m.media_type, m.artifact_type, m.annotations," \
-                               " m.body FROM repos r JOIN manifests m ON m.repo_id = r.id"     \
-                               " WHERE r.name = ?1 AND m.digest = ?2 AND m.is_visible = 1")    \
-    X(MANIFEST_BY_REPO_TAG, "SELECT m.digest, m.media_type, m.artifact_type, m.annotations,"   \
-                            " m.body FROM repos r JOIN tags t ON t.repo_id = r.id"             \
-                            " JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest" \
-                            " WHERE r.name = ?1 AND t.name = ?2 AND m.is_visible = 1")         \
-    X(ALL_BLOBS, "SELECT digest FROM blobs ORDER BY digest")                                   \
-    X(BLOB_LOST_HIDE, "UPDATE manifests SET is_visible = 0 WHERE rowid IN (SELECT m.rowid"     \
-                      " FROM manifest_refs r JOIN manifests m ON m.repo_id = r.repo_id"        \
-                      " AND m.digest = r.manifest_digest WHERE r.ref_digest = ?1"              \
-                      " AND m.is_visible = 1)")                                                \
-    X(BLOB_LOST_UNLINK, "DELETE FROM repo_blobs WHERE digest = ?1")                            \
-    X(REFERENCED_BY, "SELECT manifest_digest FROM manifest_refs WHERE repo_id = ?1"            \
-                     " AND ref_digest = ?2 AND manifest_digest != ?2 LIMIT 1")                 \
-    X(EVENTS_SINCE, "SELECT seq, origin, hlc, kind, repo, name, digest, payload"               \
-                    " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
-
-enum sq_stmt {
-#define X(id, sql) SQ_##id,
-    SQ_STATEMENTS(X)
-#undef X
-        SQ_STMT_COUNT_
-};
 
 static const char *const sq_sql[SQ_STMT_COUNT_] = {
 #define X(id, sql) [SQ_##id] = sql,
@@ -372,31 +212,6 @@ static int on_trace(unsigned type, void *ctx, void *p, void *x)
     return 0;
 }
 
-struct sq_conn;
-
-struct sq_store {
-    struct metastore base; /* first: the ops table dispatches on &base */
-    unsigned magic;
-    char *path;
-    char *region;
-    pthread_key_t key; /* this thread's struct sq_conn */
-    pthread_mutex_t mu;
-    /* Under mu: */
-    struct sq_conn *conns; /* every open connection, for close */
-    int64_t hlc_last;
-    pthread_mutex_t wmu;   /* one write transaction of this process at a time */
-    uint64_t n_write_commits; /* under wmu: for the periodic PRAGMA optimize */
-    /* Group commit (see durable_wait), under dmu: */
-    pthread_mutex_t dmu;
-    pthread_cond_t dcv;
-    uint64_t d_requested;  /* commits that asked to be made durable */
-    uint64_t d_synced;     /* commits known durable */
-    bool is_d_busy;        /* a thread is syncing the WAL now */
-    /* Set once before the store is shared (metastore_sqlite_set_sealing_key). */
-    bool has_seal_key;
-    uint8_t seal_key[SECRET_BOX_KEY_BYTES];
-    bool is_unsynced;      /* a commit skipped the sync (tx_commit_unsynced) */
-};
 
 /* Webhook secrets at rest (defined with the replicated objects, below). */
 static char *seal_value(const struct sq_store *st, const char *kind, const char *value_json,
@@ -404,16 +219,6 @@ static char *seal_value(const struct sq_store *st, const char *kind, const char 
 static char *seal_payload(const struct sq_store *st, const char *event_kind,
                           const char *payload, bool is_seal);
 
-struct sq_conn {
-    unsigned magic;
-    struct sq_store *store;
-    bool is_write_tx;      /* the open transaction is a write transaction */
-    bool has_wmu;          /* this connection holds the store's writer mutex */
-    sqlite3 *db;
-    sqlite3_stmt *stmts[SQ_STMT_COUNT_];
-    struct sq_conn *prev;
-    struct sq_conn *next;
-};
 
 static const struct metastore_ops sq_ops;
 static int on_busy(void *arg, int n);
@@ -431,8 +236,8 @@ static struct sq_store *store_of(struct metastore *ms)
 /* Logs the SQLite message and maps rc: busy after the timeout -> ERR_UNAVAILABLE, a
  * full disk -> ERR_NO_SPACE, a uniqueness clash -> ERR_CONFLICT, else ERR_IO. The
  * client message stays the code's default. Returns -1. */
-static int db_fail(struct sq_conn *c, int rc, const char *what, const char *sql,
-                   struct err *e)
+int sq_db_fail(struct sq_conn *c, int rc, const char *what, const char *sql,
+               struct err *e)
 {
     log_error("metastore", "failed to %s: %s (%s)%s%s", what, sqlite3_errmsg(c->db),
               sqlite3_errstr(rc), sql != NULL ? " sql=" : "", sql != NULL ? sql : "");
@@ -515,7 +320,7 @@ static struct sq_conn *conn_open(struct sq_store *st, struct err *e)
              SQ_ANALYSIS_LIMIT_ROWS);
     rc = sqlite3_exec(c->db, pragmas, NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
-        db_fail(c, rc, "configure connection", NULL, e);
+        sq_db_fail(c, rc, "configure connection", NULL, e);
         goto fail;
     }
     return c;
@@ -546,7 +351,7 @@ static struct sq_conn *conn_get(struct sq_store *st, struct err *e)
     return c;
 }
 
-static struct sq_conn *conn_of(struct metastore *ms, struct err *e)
+struct sq_conn *sq_conn_of(struct metastore *ms, struct err *e)
 {
     return conn_get(store_of(ms), e);
 }
@@ -559,7 +364,7 @@ static sqlite3_stmt *stmt_get(struct sq_conn *c, enum sq_stmt id, struct err *e)
         int rc = sqlite3_prepare_v3(c->db, sq_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
                                     &c->stmts[id], NULL);
         if (rc != SQLITE_OK) {
-            db_fail(c, rc, "prepare statement", sq_sql[id], e);
+            sq_db_fail(c, rc, "prepare statement", sq_sql[id], e);
             return NULL;
         }
     }
@@ -567,7 +372,7 @@ static sqlite3_stmt *stmt_get(struct sq_conn *c, enum sq_stmt id, struct err *e)
 }
 
 /* Ends a use of a cached statement; bindings are cleared so no pointer outlives it. */
-static void stmt_done(sqlite3_stmt *s)
+void sq_stmt_done(sqlite3_stmt *s)
 {
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
@@ -575,7 +380,7 @@ static void stmt_done(sqlite3_stmt *s)
 
 /* Binds the variadic arguments by fmt, one char per parameter in order:
  *   't' const char * (NULL binds NULL)   'i' int64_t   'b' const void *, size_t */
-static int bind_args(sqlite3_stmt *s, const char *fmt, va_list ap)
+int sq_bind_args(sqlite3_stmt *s, const char *fmt, va_list ap)
 {
     int rc = SQLITE_OK;
     for (int i = 0; fmt[i] != '\0' && rc == SQLITE_OK; i++) {
@@ -608,21 +413,21 @@ static int bind_args(sqlite3_stmt *s, const char *fmt, va_list ap)
 /* Binds and steps statement id once. Returns SQLITE_ROW or SQLITE_DONE with the
  * statement in *out (the caller reads further rows, then calls stmt_done), or -1 with e
  * set and the statement already reset. */
-static int query(struct sq_conn *c, enum sq_stmt id, sqlite3_stmt **out, struct err *e,
-                 const char *fmt, ...)
+int sq_query(struct sq_conn *c, enum sq_stmt id, sqlite3_stmt **out, struct err *e,
+             const char *fmt, ...)
 {
     sqlite3_stmt *s = stmt_get(c, id, e);
     if (s == NULL)
         return -1;
     va_list ap;
     va_start(ap, fmt);
-    int rc = bind_args(s, fmt, ap);
+    int rc = sq_bind_args(s, fmt, ap);
     va_end(ap);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(s);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        db_fail(c, rc, "run statement", sq_sql[id], e);
-        stmt_done(s);
+        sq_db_fail(c, rc, "run statement", sq_sql[id], e);
+        sq_stmt_done(s);
         return -1;
     }
     *out = s;
@@ -630,35 +435,35 @@ static int query(struct sq_conn *c, enum sq_stmt id, sqlite3_stmt **out, struct 
 }
 
 /* Runs a statement that returns no rows; 0 or -1. */
-static int exec(struct sq_conn *c, enum sq_stmt id, struct err *e, const char *fmt, ...)
+int sq_exec(struct sq_conn *c, enum sq_stmt id, struct err *e, const char *fmt, ...)
 {
     sqlite3_stmt *s = stmt_get(c, id, e);
     if (s == NULL)
         return -1;
     va_list ap;
     va_start(ap, fmt);
-    int rc = bind_args(s, fmt, ap);
+    int rc = sq_bind_args(s, fmt, ap);
     va_end(ap);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(s);
-    stmt_done(s);
+    sq_stmt_done(s);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return db_fail(c, rc, "run statement", sq_sql[id], e);
+        return sq_db_fail(c, rc, "run statement", sq_sql[id], e);
     return 0;
 }
 
 /* Reads a step result after the first: 1 for a row, 0 at the end, -1 on error. */
-static int next_row(struct sq_conn *c, sqlite3_stmt *s, struct err *e)
+int sq_next_row(struct sq_conn *c, sqlite3_stmt *s, struct err *e)
 {
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
         return 1;
     if (rc == SQLITE_DONE)
         return 0;
-    return db_fail(c, rc, "read rows", sqlite3_sql(s), e);
+    return sq_db_fail(c, rc, "read rows", sqlite3_sql(s), e);
 }
 
-static char *col_strdup(sqlite3_stmt *s, int i)
+char *sq_col_strdup(sqlite3_stmt *s, int i)
 {
     const unsigned char *v = sqlite3_column_text(s, i);
     return v != NULL ? xstrdup((const char *)v) : NULL;
@@ -672,6 +477,53 @@ static void col_digest(sqlite3_stmt *s, int i, struct digest *d)
     d->alg = strncmp(d->str, "sha512:", 7) == 0 ? DIGEST_SHA512 : DIGEST_SHA256;
 }
 
+/* One-shot statements (prepared per call, for what is not on a hot path) ----- */
+
+int sq_vrun(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e,
+            const char *fmt, va_list ap)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, &s, NULL);
+    if (rc != SQLITE_OK) {
+        sq_db_fail(c, rc, "prepare statement", sql, e);
+        sqlite3_finalize(s);
+        return -1;
+    }
+    rc = sq_bind_args(s, fmt, ap);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        sq_db_fail(c, rc, "run statement", sql, e);
+        sqlite3_finalize(s);
+        return -1;
+    }
+    *out = s;
+    return rc;
+}
+
+int sq_run(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e,
+           const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = sq_vrun(c, sql, out, e, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int sq_run_exec(struct sq_conn *c, const char *sql, struct err *e, const char *fmt, ...)
+{
+    sqlite3_stmt *s = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = sq_vrun(c, sql, &s, e, fmt, ap);
+    va_end(ap);
+    if (rc < 0)
+        return -1;
+    sqlite3_finalize(s);
+    return 0;
+}
+
 /* Transactions ------------------------------------------------------------ */
 
 /* Write transactions take the write lock up front (IMMEDIATE) so they wait in the busy
@@ -680,14 +532,14 @@ static void col_digest(sqlite3_stmt *s, int i, struct digest *d)
 /* Write transactions of this process take wmu first: they queue on a mutex instead of
  * colliding on SQLite's write lock and backing off in its busy handler. wmu is held
  * until COMMIT or ROLLBACK, not across the group-commit wait. */
-static int tx_begin(struct sq_conn *c, bool is_write, struct err *e)
+int sq_tx_begin(struct sq_conn *c, bool is_write, struct err *e)
 {
     c->is_write_tx = is_write;
     if (is_write) {
         AZ(pthread_mutex_lock(&c->store->wmu));
         c->has_wmu = true;
     }
-    int rc = exec(c, is_write ? SQ_BEGIN_WRITE : SQ_BEGIN_READ, e, "");
+    int rc = sq_exec(c, is_write ? SQ_BEGIN_WRITE : SQ_BEGIN_READ, e, "");
     if (rc != 0 && c->has_wmu) {
         c->has_wmu = false;
         AZ(pthread_mutex_unlock(&c->store->wmu));
@@ -734,7 +586,7 @@ static int wal_sync(struct sq_store *st)
 /* Returns once every transaction committed before the call is on stable storage.
  * Commits that arrive while one thread is syncing wait for the next sync, which covers
  * them all: under concurrency one fdatasync serves many acknowledged writes. */
-static int durable_wait(struct sq_store *st, struct err *e)
+int sq_durable_wait(struct sq_store *st, struct err *e)
 {
     int rc = 0;
     AZ(pthread_mutex_lock(&st->dmu));
@@ -767,12 +619,12 @@ static int durable_wait(struct sq_store *st, struct err *e)
     return rc;
 }
 
-static void tx_rollback(struct sq_conn *c)
+void sq_tx_rollback(struct sq_conn *c)
 {
     /* SQLite may already have rolled back on its own (for example on SQLITE_FULL). */
     if (!sqlite3_get_autocommit(c->db)) {
         struct err ignored;
-        exec(c, SQ_ROLLBACK, &ignored, "");
+        sq_exec(c, SQ_ROLLBACK, &ignored, "");
     }
     release_wmu(c);
 }
@@ -798,8 +650,8 @@ static void stats_refresh(struct sq_conn *c)
  * durable here. */
 static int tx_commit_unsynced(struct sq_conn *c, struct err *e)
 {
-    if (exec(c, SQ_COMMIT, e, "") != 0) {
-        tx_rollback(c);
+    if (sq_exec(c, SQ_COMMIT, e, "") != 0) {
+        sq_tx_rollback(c);
         return -1;
     }
     stats_refresh(c);
@@ -810,17 +662,17 @@ static int tx_commit_unsynced(struct sq_conn *c, struct err *e)
     return 0;
 }
 
-static int tx_commit(struct sq_conn *c, struct err *e)
+int sq_tx_commit(struct sq_conn *c, struct err *e)
 {
-    if (exec(c, SQ_COMMIT, e, "") != 0) {
-        tx_rollback(c);
+    if (sq_exec(c, SQ_COMMIT, e, "") != 0) {
+        sq_tx_rollback(c);
         return -1;
     }
     stats_refresh(c);
     release_wmu(c);
     /* Acknowledged means durable: a write transaction returns once it is synced. */
     if (c->is_write_tx)
-        return durable_wait(c->store, e);
+        return sq_durable_wait(c->store, e);
     return 0;
 }
 
@@ -849,11 +701,11 @@ static void hlc_seen(struct sq_store *st, uint64_t remote)
 static int vv_read(struct sq_conn *c, const char *origin, int64_t *seq, struct err *e)
 {
     sqlite3_stmt *s;
-    int rc = query(c, SQ_VV_GET_ONE, &s, e, "t", origin);
+    int rc = sq_query(c, SQ_VV_GET_ONE, &s, e, "t", origin);
     if (rc < 0)
         return -1;
     *seq = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    stmt_done(s);
+    sq_stmt_done(s);
     return 0;
 }
 
@@ -863,10 +715,10 @@ static int event_insert(struct sq_conn *c, const char *origin, int64_t origin_se
                         const char *kind, const char *repo, const char *name,
                         const char *digest, const char *payload, struct err *e)
 {
-    if (exec(c, SQ_EVENT_INSERT, e, "tittttti", origin, hlc, kind, repo, name, digest, payload,
-             origin_seq) != 0)
+    if (sq_exec(c, SQ_EVENT_INSERT, e, "tittttti", origin, hlc, kind, repo, name, digest, payload,
+                origin_seq) != 0)
         return -1;
-    return exec(c, SQ_VV_SET, e, "ti", origin, origin_seq);
+    return sq_exec(c, SQ_VV_SET, e, "ti", origin, origin_seq);
 }
 
 /* Appends one local event inside the caller's write transaction, stamped with the next
@@ -907,25 +759,25 @@ static int tag_materialize(struct sq_conn *c, int64_t repo_id, const char *repo,
                            const char *name, struct err *e)
 {
     sqlite3_stmt *s;
-    int rc = query(c, SQ_TREG_GET, &s, e, "tt", repo, name);
+    int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, name);
     if (rc < 0)
         return -1;
-    char *digest = rc == SQLITE_ROW ? col_strdup(s, 0) : NULL;
-    stmt_done(s);
+    char *digest = rc == SQLITE_ROW ? sq_col_strdup(s, 0) : NULL;
+    sq_stmt_done(s);
     bool has_manifest = false;
     if (digest != NULL) {
-        rc = query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, digest);
+        rc = sq_query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, digest);
         if (rc < 0) {
             free(digest);
             return -1;
         }
         has_manifest = rc == SQLITE_ROW;
-        stmt_done(s);
+        sq_stmt_done(s);
     }
     if (has_manifest)
-        rc = exec(c, SQ_TAG_UPSERT, e, "itti", repo_id, name, digest, util_now_ms());
+        rc = sq_exec(c, SQ_TAG_UPSERT, e, "itti", repo_id, name, digest, util_now_ms());
     else
-        rc = exec(c, SQ_TAG_DELETE, e, "it", repo_id, name);
+        rc = sq_exec(c, SQ_TAG_DELETE, e, "it", repo_id, name);
     free(digest);
     return rc;
 }
@@ -938,7 +790,7 @@ static int tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const
 {
     sqlite3_stmt *s;
     *is_applied = false;
-    int rc = query(c, SQ_TREG_GET, &s, e, "tt", repo, name);
+    int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, name);
     if (rc < 0)
         return -1;
     bool wins = true;
@@ -947,10 +799,10 @@ static int tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const
         const char *cur_origin = (const char *)sqlite3_column_text(s, 2);
         wins = hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)cur_hlc, cur_origin ? cur_origin : "");
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     if (!wins)
         return 0;
-    if (exec(c, SQ_TREG_SET, e, "tttit", repo, name, digest, hlc, origin) != 0)
+    if (sq_exec(c, SQ_TREG_SET, e, "tttit", repo, name, digest, hlc, origin) != 0)
         return -1;
     *is_applied = true;
     return tag_materialize(c, repo_id, repo, name, e);
@@ -963,29 +815,29 @@ static int tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, cons
                       int64_t hlc, const char *origin, struct err *e)
 {
     sqlite3_stmt *s;
-    int rc = query(c, SQ_TOMB_GET, &s, e, "tt", repo, digest);
+    int rc = sq_query(c, SQ_TOMB_GET, &s, e, "tt", repo, digest);
     if (rc < 0)
         return -1;
     bool wins = true;
     if (rc == SQLITE_ROW)
         wins = hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sqlite3_column_int64(s, 0),
                             (const char *)sqlite3_column_text(s, 1));
-    stmt_done(s);
+    sq_stmt_done(s);
     if (!wins)
         return 0;
-    if (exec(c, SQ_TOMB_SET, e, "ttit", repo, digest, hlc, origin) != 0)
+    if (sq_exec(c, SQ_TOMB_SET, e, "ttit", repo, digest, hlc, origin) != 0)
         return -1;
-    rc = query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, digest);
+    rc = sq_query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, digest);
     if (rc < 0)
         return -1;
     bool is_older = rc == SQLITE_ROW &&
                     hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sqlite3_column_int64(s, 0),
                                  (const char *)sqlite3_column_text(s, 1));
-    stmt_done(s);
+    sq_stmt_done(s);
     if (is_older) {
-        if (exec(c, SQ_TAGS_DELETE_OF_MANIFEST, e, "it", repo_id, digest) != 0 ||
-            exec(c, SQ_REFS_DELETE, e, "it", repo_id, digest) != 0 ||
-            exec(c, SQ_MANIFEST_DELETE, e, "it", repo_id, digest) != 0)
+        if (sq_exec(c, SQ_TAGS_DELETE_OF_MANIFEST, e, "it", repo_id, digest) != 0 ||
+            sq_exec(c, SQ_REFS_DELETE, e, "it", repo_id, digest) != 0 ||
+            sq_exec(c, SQ_MANIFEST_DELETE, e, "it", repo_id, digest) != 0)
             return -1;
     }
     return 0;
@@ -998,14 +850,14 @@ static int tag_names_of(struct sq_conn *c, const char *repo, const char *digest,
 {
     memset(out, 0, sizeof(*out));
     sqlite3_stmt *s;
-    int rc = query(c, SQ_TREG_OF_DIGEST, &s, e, "tt", repo, digest);
+    int rc = sq_query(c, SQ_TREG_OF_DIGEST, &s, e, "tt", repo, digest);
     if (rc < 0)
         return -1;
-    for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+    for (int row = rc == SQLITE_ROW; row == 1; row = sq_next_row(c, s, e)) {
         out->names = xrealloc(out->names, (out->n + 1) * sizeof(char *));
-        out->names[out->n++] = col_strdup(s, 0);
+        out->names[out->n++] = sq_col_strdup(s, 0);
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     return 0;
 }
 
@@ -1038,13 +890,13 @@ static int tomb_covers(struct sq_conn *c, const char *repo, const char *digest, 
                        const char *origin, bool *covered, struct err *e)
 {
     sqlite3_stmt *s;
-    int rc = query(c, SQ_TOMB_GET, &s, e, "tt", repo, digest);
+    int rc = sq_query(c, SQ_TOMB_GET, &s, e, "tt", repo, digest);
     if (rc < 0)
         return -1;
     *covered = rc == SQLITE_ROW &&
                hlc_lww_wins((uint64_t)sqlite3_column_int64(s, 0),
                             (const char *)sqlite3_column_text(s, 1), (uint64_t)hlc, origin);
-    stmt_done(s);
+    sq_stmt_done(s);
     return 0;
 }
 
@@ -1085,8 +937,8 @@ static void status_payload(struct buf *p, const struct meta_status *st)
 static int status_write(struct sq_conn *c, const char *repo, const char *digest,
                         const struct meta_status *st, bool is_event, struct err *e)
 {
-    if (exec(c, SQ_STATUS_SET, e, "ttttiiit", repo, digest, st->region, st->state,
-             st->bytes_done, st->bytes_total, st->updated_ms, st->details) != 0)
+    if (sq_exec(c, SQ_STATUS_SET, e, "ttttiiit", repo, digest, st->region, st->state,
+                st->bytes_done, st->bytes_total, st->updated_ms, st->details) != 0)
         return -1;
     if (!is_event)
         return 0;
@@ -1144,17 +996,17 @@ static char *manifest_payload(struct sq_conn *c, sqlite3_stmt *s, int64_t repo_i
     }
     buf_appends(&p, ",\"refs\":[");
     sqlite3_stmt *r;
-    int rr = query(c, SQ_REFS_OF_MANIFEST, &r, e, "it", repo_id,
-                   (const char *)sqlite3_column_text(s, 0));
+    int rr = sq_query(c, SQ_REFS_OF_MANIFEST, &r, e, "it", repo_id,
+                      (const char *)sqlite3_column_text(s, 0));
     int k = 0;
     int row = rr == SQLITE_ROW;
-    for (; rr >= 0 && row == 1; row = next_row(c, r, e), k++)
+    for (; rr >= 0 && row == 1; row = sq_next_row(c, r, e), k++)
         buf_printf(&p, "%s{\"digest\":\"%s\",\"isManifest\":%s,\"size\":%" PRId64 "}",
                    k ? "," : "", sqlite3_column_text(r, 0),
                    sqlite3_column_int64(r, 1) ? "true" : "false",
                    (int64_t)sqlite3_column_int64(r, 2));
     if (rr >= 0)
-        stmt_done(r);
+        sq_stmt_done(r);
     if (rr < 0 || row < 0) {
         buf_fini(&p);
         return NULL;
@@ -1203,17 +1055,17 @@ static char *event_payload_derive(struct sq_conn *c, const char **kind, const ch
         int64_t repo_id;
         rc = repo_find(c, repo, &repo_id, e);
         if (rc == 0) {
-            rc = query(c, SQ_MANIFEST_PAYLOAD, &s, e, "it", repo_id, digest);
+            rc = sq_query(c, SQ_MANIFEST_PAYLOAD, &s, e, "it", repo_id, digest);
             if (rc == SQLITE_ROW) {
                 payload = manifest_payload(c, s, repo_id, e);
                 if (payload == NULL)
                     rc = -1;
             }
             if (rc >= 0)
-                stmt_done(s);
+                sq_stmt_done(s);
         }
     } else {
-        rc = query(c, SQ_STATUS_OF_REGION, &s, e, "ttt", repo, digest, origin);
+        rc = sq_query(c, SQ_STATUS_OF_REGION, &s, e, "ttt", repo, digest, origin);
         if (rc == SQLITE_ROW) {
             struct meta_status st = {.region = (char *)origin,
                                      .state = (char *)sqlite3_column_text(s, 0),
@@ -1228,7 +1080,7 @@ static char *event_payload_derive(struct sq_conn *c, const char **kind, const ch
             buf_fini(&p);
         }
         if (rc >= 0)
-            stmt_done(s);
+            sq_stmt_done(s);
     }
     if (rc < 0) {
         *failed = true;
@@ -1245,19 +1097,19 @@ static char *event_payload_derive(struct sq_conn *c, const char **kind, const ch
 static int repo_find(struct sq_conn *c, const char *repo, int64_t *id, struct err *e)
 {
     sqlite3_stmt *s;
-    int rc = query(c, SQ_REPO_ID, &s, e, "t", repo);
+    int rc = sq_query(c, SQ_REPO_ID, &s, e, "t", repo);
     if (rc < 0)
         return -1;
     if (rc == SQLITE_ROW)
         *id = sqlite3_column_int64(s, 0);
-    stmt_done(s);
+    sq_stmt_done(s);
     return rc == SQLITE_ROW ? 0 : 1;
 }
 
 /* Creates repo's row on first use (inside a write transaction). */
 static int repo_ensure(struct sq_conn *c, const char *repo, int64_t *id, struct err *e)
 {
-    if (exec(c, SQ_REPO_INSERT, e, "t", repo) != 0)
+    if (sq_exec(c, SQ_REPO_INSERT, e, "t", repo) != 0)
         return -1;
     int rc = repo_find(c, repo, id, e);
     if (rc > 0) {
@@ -1269,8 +1121,8 @@ static int repo_ensure(struct sq_conn *c, const char *repo, int64_t *id, struct 
 
 /* Collects the names a listing query returns, `rc` being its first step. At most
  * limit names are kept (limit < 0: all); has_more says whether a further row came. */
-static int collect_names(struct sq_conn *c, sqlite3_stmt *s, int rc, long limit,
-                         struct meta_name_list *out, struct err *e)
+int sq_collect_names(struct sq_conn *c, sqlite3_stmt *s, int rc, long limit,
+                     struct meta_name_list *out, struct err *e)
 {
     size_t cap = 0;
     int row = rc == SQLITE_ROW ? 1 : 0;
@@ -1283,10 +1135,10 @@ static int collect_names(struct sq_conn *c, sqlite3_stmt *s, int rc, long limit,
             cap = cap ? cap * 2 : 16;
             out->names = xrealloc(out->names, cap * sizeof(*out->names));
         }
-        out->names[out->n++] = col_strdup(s, 0);
-        row = next_row(c, s, e);
+        out->names[out->n++] = sq_col_strdup(s, 0);
+        row = sq_next_row(c, s, e);
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     if (row < 0) {
         meta_name_list_fini(out);
         return -1;
@@ -1311,20 +1163,20 @@ static int sq_blob_link(struct metastore *ms, const char *repo, const struct dig
     AN(d);
     if (size > (uint64_t)INT64_MAX)
         return err_set(e, ERR_SIZE_INVALID, NULL);
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     struct buf payload;
     buf_init(&payload, SQ_PAYLOAD_MAX_BYTES);
     int64_t repo_id;
 
-    if (tx_begin(c, true, e) != 0)
+    if (sq_tx_begin(c, true, e) != 0)
         goto out;
     if (repo_ensure(c, repo, &repo_id, e) != 0)
         goto fail;
-    if (exec(c, SQ_BLOB_INSERT, e, "ti", d->str, (int64_t)size) != 0)
+    if (sq_exec(c, SQ_BLOB_INSERT, e, "ti", d->str, (int64_t)size) != 0)
         goto fail;
-    if (exec(c, SQ_LINK_INSERT, e, "it", repo_id, d->str) != 0)
+    if (sq_exec(c, SQ_LINK_INSERT, e, "it", repo_id, d->str) != 0)
         goto fail;
     /* Linking what is already linked changes nothing and logs nothing. */
     if (sqlite3_changes(c->db) > 0) {
@@ -1334,13 +1186,13 @@ static int sq_blob_link(struct metastore *ms, const char *repo, const struct dig
         if (event_append(c, "blob_link", repo, NULL, d->str, payload.data, e) != 0)
             goto fail;
     }
-    if (tx_commit(c, e) != 0)
+    if (sq_tx_commit(c, e) != 0)
         goto out;
     buf_fini(&payload);
     return 0;
 
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
 out:
     buf_fini(&payload);
     return -1;
@@ -1349,16 +1201,16 @@ out:
 static int sq_blob_get(struct metastore *ms, const char *repo, const struct digest *d,
                        uint64_t *size, struct err *e)
 {
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_LINK_GET, &s, e, "tt", repo, d->str);
+    int rc = sq_query(c, SQ_LINK_GET, &s, e, "tt", repo, d->str);
     if (rc < 0)
         return -1;
     if (rc == SQLITE_ROW)
         *size = (uint64_t)sqlite3_column_int64(s, 0);
-    stmt_done(s);
+    sq_stmt_done(s);
     if (rc != SQLITE_ROW)
         return err_set(e, ERR_BLOB_UNKNOWN, NULL);
     return 0;
@@ -1367,16 +1219,16 @@ static int sq_blob_get(struct metastore *ms, const char *repo, const struct dige
 static int sq_blob_find(struct metastore *ms, const struct digest *d, uint64_t *size,
                         struct err *e)
 {
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_BLOB_SIZE, &s, e, "t", d->str);
+    int rc = sq_query(c, SQ_BLOB_SIZE, &s, e, "t", d->str);
     if (rc < 0)
         return -1;
     if (rc == SQLITE_ROW)
         *size = (uint64_t)sqlite3_column_int64(s, 0);
-    stmt_done(s);
+    sq_stmt_done(s);
     if (rc != SQLITE_ROW)
         return err_set(e, ERR_BLOB_UNKNOWN, NULL);
     return 0;
@@ -1386,27 +1238,27 @@ static int sq_blob_find(struct metastore *ms, const struct digest *d, uint64_t *
 static int referenced_by(struct sq_conn *c, int64_t repo_id, const char *digest, struct err *e)
 {
     sqlite3_stmt *s;
-    int rc = query(c, SQ_REFERENCED_BY, &s, e, "it", repo_id, digest);
+    int rc = sq_query(c, SQ_REFERENCED_BY, &s, e, "it", repo_id, digest);
     if (rc < 0)
         return -1;
     if (rc == SQLITE_ROW)
         err_set(e, ERR_IN_USE, "%s is referenced by manifest %s; delete that first", digest,
                 (const char *)sqlite3_column_text(s, 0));
-    stmt_done(s);
+    sq_stmt_done(s);
     return rc == SQLITE_ROW ? -1 : 0;
 }
 
 static int sq_blob_unlink(struct metastore *ms, const char *repo, const struct digest *d,
                           bool *is_orphan, struct err *e)
 {
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     int64_t repo_id;
     sqlite3_stmt *s;
     bool is_used = true;
 
-    if (tx_begin(c, true, e) != 0)
+    if (sq_tx_begin(c, true, e) != 0)
         return -1;
     int rc = repo_find(c, repo, &repo_id, e);
     if (rc != 0) {
@@ -1417,31 +1269,31 @@ static int sq_blob_unlink(struct metastore *ms, const char *repo, const struct d
     /* Visible means pullable: a blob a manifest of the repository needs stays. */
     if (referenced_by(c, repo_id, d->str, e) != 0)
         goto fail;
-    if (exec(c, SQ_LINK_DELETE, e, "it", repo_id, d->str) != 0)
+    if (sq_exec(c, SQ_LINK_DELETE, e, "it", repo_id, d->str) != 0)
         goto fail;
     if (sqlite3_changes(c->db) == 0) {
         err_set(e, ERR_BLOB_UNKNOWN, NULL);
         goto fail;
     }
     /* Orphan: linked in no repository and referenced by no manifest anywhere. */
-    rc = query(c, SQ_BLOB_IS_USED, &s, e, "t", d->str);
+    rc = sq_query(c, SQ_BLOB_IS_USED, &s, e, "t", d->str);
     if (rc < 0)
         goto fail;
     is_used = rc == SQLITE_ROW && sqlite3_column_int(s, 0) != 0;
-    stmt_done(s);
-    if (!is_used && exec(c, SQ_BLOB_DELETE, e, "t", d->str) != 0)
+    sq_stmt_done(s);
+    if (!is_used && sq_exec(c, SQ_BLOB_DELETE, e, "t", d->str) != 0)
         goto fail;
     if (event_append(c, "blob_unlink", repo, NULL, d->str,
                      is_used ? "{\"is_orphan\":false}" : "{\"is_orphan\":true}", e) != 0)
         goto fail;
-    if (tx_commit(c, e) != 0)
+    if (sq_tx_commit(c, e) != 0)
         return -1;
     if (is_orphan != NULL)
         *is_orphan = !is_used;
     return 0;
 
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
     return -1;
 }
 
@@ -1456,12 +1308,12 @@ static int check_ref(struct sq_conn *c, int64_t repo_id, const struct meta_ref *
                      struct err *e)
 {
     sqlite3_stmt *s;
-    int rc = query(c, ref->is_manifest ? SQ_MANIFEST_SIZE : SQ_LINK_SIZE, &s, e, "it", repo_id,
-                   ref->digest.str);
+    int rc = sq_query(c, ref->is_manifest ? SQ_MANIFEST_SIZE : SQ_LINK_SIZE, &s, e, "it", repo_id,
+                      ref->digest.str);
     if (rc < 0)
         return -1;
     int64_t size = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-    stmt_done(s);
+    sq_stmt_done(s);
     if (rc != SQLITE_ROW)
         return err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, "manifest references unknown %s %s",
                        ref->is_manifest ? "manifest" : "blob", ref->digest.str);
@@ -1482,14 +1334,14 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
     AN(m->media_type);
     ASSERT(m->body != NULL || m->body_len == 0);
     ASSERT(refs != NULL || n_refs == 0);
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     const char *subject_str = subject != NULL ? subject->str : NULL;
     int64_t repo_id;
     sqlite3_stmt *s;
 
-    if (tx_begin(c, true, e) != 0)
+    if (sq_tx_begin(c, true, e) != 0)
         goto out;
     /* Rolled back with everything else if a reference turns out to be missing. */
     if (repo_ensure(c, repo, &repo_id, e) != 0)
@@ -1504,9 +1356,9 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
      * after any tombstone of the same manifest (the tombstone stays: it still orders
      * older puts arriving from peers). */
     int64_t put_hlc = hlc_next(c->store);
-    if (exec(c, SQ_MANIFEST_INSERT, e, "itttttibi", repo_id, m->digest.str, m->media_type,
-             m->artifact_type, m->annotations_json, subject_str, (int64_t)m->body_len,
-             (const void *)m->body, m->body_len, util_now_ms()) != 0)
+    if (sq_exec(c, SQ_MANIFEST_INSERT, e, "itttttibi", repo_id, m->digest.str, m->media_type,
+                m->artifact_type, m->annotations_json, subject_str, (int64_t)m->body_len,
+                (const void *)m->body, m->body_len, util_now_ms()) != 0)
         goto fail;
     /* The same digest is the same bytes: a repeated put only (re)points the tag. The
      * event is stored without its payload: the manifest row and its references are the
@@ -1518,12 +1370,12 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
              * above): the replication status counts bytes copied against their sum. */
             int64_t size = refs[i].size;
             blob_bytes += size;
-            if (exec(c, SQ_REF_INSERT_SIZED, e, "ittii", repo_id, m->digest.str,
-                     refs[i].digest.str, (int64_t)refs[i].is_manifest, size) != 0)
+            if (sq_exec(c, SQ_REF_INSERT_SIZED, e, "ittii", repo_id, m->digest.str,
+                        refs[i].digest.str, (int64_t)refs[i].is_manifest, size) != 0)
                 goto fail;
         }
-        if (exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, m->digest.str, put_hlc,
-                 c->store->region) != 0)
+        if (sq_exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, m->digest.str, put_hlc,
+                    c->store->region) != 0)
             goto fail;
         if (event_append_clock(c, "manifest_put", repo, NULL, m->digest.str, NULL, put_hlc,
                                e) != 0)
@@ -1538,15 +1390,15 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
     }
     /* A copy replicated from a peer and still waiting for content is complete now:
      * every reference was checked above. */
-    if (exec(c, SQ_MANIFEST_SET_VISIBLE, e, "it", repo_id, m->digest.str) != 0)
+    if (sq_exec(c, SQ_MANIFEST_SET_VISIBLE, e, "it", repo_id, m->digest.str) != 0)
         goto fail;
     if (tag != NULL) {
-        int rc = query(c, SQ_TREG_GET, &s, e, "tt", repo, tag);
+        int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, tag);
         if (rc < 0)
             goto fail;
         const unsigned char *cur = rc == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
         bool is_same = cur != NULL && strcmp((const char *)cur, m->digest.str) == 0;
-        stmt_done(s);
+        sq_stmt_done(s);
         if (!is_same) {
             int64_t tag_hlc = hlc_next(c->store);
             bool applied;
@@ -1558,12 +1410,12 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
                 goto fail;
         }
     }
-    if (tx_commit(c, e) != 0)
+    if (sq_tx_commit(c, e) != 0)
         goto out;
     return 0;
 
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
 out:
     return -1;
 }
@@ -1573,11 +1425,11 @@ out:
 static void manifest_from_row(sqlite3_stmt *s, struct meta_manifest *out)
 {
     col_digest(s, 0, &out->digest);
-    out->media_type = col_strdup(s, 1);
+    out->media_type = sq_col_strdup(s, 1);
     if (out->media_type == NULL)
         out->media_type = xstrdup("");
-    out->artifact_type = col_strdup(s, 2);
-    out->annotations_json = col_strdup(s, 3);
+    out->artifact_type = sq_col_strdup(s, 2);
+    out->annotations_json = sq_col_strdup(s, 3);
     const void *body = sqlite3_column_blob(s, 4);
     size_t len = (size_t)sqlite3_column_bytes(s, 4);
     /* NUL-terminated for the convenience of JSON parsers; body_len is authoritative. */
@@ -1593,7 +1445,7 @@ static int sq_manifest_get(struct metastore *ms, const char *repo, const char *r
 {
     AN(reference);
     memset(out, 0, sizeof(*out));
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     int64_t repo_id;
@@ -1603,13 +1455,13 @@ static int sq_manifest_get(struct metastore *ms, const char *repo, const char *r
      * resolves repository, tag and manifest at once. A tag never contains ':', a digest
      * always does (distribution-spec: Pulling manifests, the <reference> grammar). */
     bool is_digest = strchr(reference, ':') != NULL;
-    int rc = query(c, is_digest ? SQ_MANIFEST_BY_REPO_DIGEST : SQ_MANIFEST_BY_REPO_TAG, &s, e,
-                   "tt", repo, reference);
+    int rc = sq_query(c, is_digest ? SQ_MANIFEST_BY_REPO_DIGEST : SQ_MANIFEST_BY_REPO_TAG, &s, e,
+                      "tt", repo, reference);
     if (rc < 0)
         return -1;
     if (rc == SQLITE_ROW)
         manifest_from_row(s, out);
-    stmt_done(s);
+    sq_stmt_done(s);
     if (rc == SQLITE_ROW)
         return 0;
     /* Not found: say whether the repository is unknown or only the manifest. */
@@ -1622,7 +1474,7 @@ static int sq_manifest_get(struct metastore *ms, const char *repo, const char *r
 static int sq_manifest_delete(struct metastore *ms, const char *repo, const struct digest *d,
                               struct err *e)
 {
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     struct buf payload;
@@ -1630,7 +1482,7 @@ static int sq_manifest_delete(struct metastore *ms, const char *repo, const stru
     int64_t repo_id;
     sqlite3_stmt *s;
 
-    if (tx_begin(c, true, e) != 0)
+    if (sq_tx_begin(c, true, e) != 0)
         goto out;
     int rc = repo_find(c, repo, &repo_id, e);
     if (rc != 0) {
@@ -1640,10 +1492,10 @@ static int sq_manifest_delete(struct metastore *ms, const char *repo, const stru
     }
     /* A copy still waiting for its content (replicated, not visible yet) can be deleted
      * too: the delete is a tombstone every region applies. */
-    rc = query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, d->str);
+    rc = sq_query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, d->str);
     if (rc < 0)
         goto fail;
-    stmt_done(s);
+    sq_stmt_done(s);
     if (rc != SQLITE_ROW) {
         err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
         goto fail;
@@ -1653,7 +1505,7 @@ static int sq_manifest_delete(struct metastore *ms, const char *repo, const stru
         goto fail;
     /* The event names the tags that went with the manifest. */
     buf_appends(&payload, "{\"tags\":[");
-    rc = query(c, SQ_TAGS_OF_MANIFEST, &s, e, "it", repo_id, d->str);
+    rc = sq_query(c, SQ_TAGS_OF_MANIFEST, &s, e, "it", repo_id, d->str);
     if (rc < 0)
         goto fail;
     int row = rc == SQLITE_ROW ? 1 : 0;
@@ -1661,9 +1513,9 @@ static int sq_manifest_delete(struct metastore *ms, const char *repo, const stru
         if (i > 0)
             buf_appends(&payload, ",");
         buf_append_json_string(&payload, (const char *)sqlite3_column_text(s, 0));
-        row = next_row(c, s, e);
+        row = sq_next_row(c, s, e);
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     if (row < 0)
         goto fail;
     buf_appends(&payload, "]}");
@@ -1680,13 +1532,13 @@ static int sq_manifest_delete(struct metastore *ms, const char *repo, const stru
     if (event_append_clock(c, "manifest_delete", repo, NULL, d->str, payload.data, del_hlc,
                            e) != 0)
         goto fail;
-    if (tx_commit(c, e) != 0)
+    if (sq_tx_commit(c, e) != 0)
         goto out;
     buf_fini(&payload);
     return 0;
 
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
 out:
     buf_fini(&payload);
     return -1;
@@ -1697,14 +1549,14 @@ out:
 static int sq_tag_delete(struct metastore *ms, const char *repo, const char *tag,
                          struct err *e)
 {
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     int64_t repo_id;
     sqlite3_stmt *s;
     struct digest old;
 
-    if (tx_begin(c, true, e) != 0)
+    if (sq_tx_begin(c, true, e) != 0)
         return -1;
     int rc = repo_find(c, repo, &repo_id, e);
     if (rc != 0) {
@@ -1712,12 +1564,12 @@ static int sq_tag_delete(struct metastore *ms, const char *repo, const char *tag
             err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
         goto fail;
     }
-    rc = query(c, SQ_TAG_GET, &s, e, "it", repo_id, tag);
+    rc = sq_query(c, SQ_TAG_GET, &s, e, "it", repo_id, tag);
     if (rc < 0)
         goto fail;
     if (rc == SQLITE_ROW)
         col_digest(s, 0, &old);
-    stmt_done(s);
+    sq_stmt_done(s);
     if (rc != SQLITE_ROW) {
         err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
         goto fail;
@@ -1728,10 +1580,10 @@ static int sq_tag_delete(struct metastore *ms, const char *repo, const char *tag
         goto fail;
     if (event_append_clock(c, "tag_delete", repo, tag, old.str, NULL, del_hlc, e) != 0)
         goto fail;
-    return tx_commit(c, e);
+    return sq_tx_commit(c, e);
 
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
     return -1;
 }
 
@@ -1739,13 +1591,13 @@ static int sq_tag_list(struct metastore *ms, const char *repo, const char *last,
                        struct meta_name_list *out, struct err *e)
 {
     memset(out, 0, sizeof(*out));
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     int64_t repo_id;
     sqlite3_stmt *s;
 
-    if (tx_begin(c, false, e) != 0)
+    if (sq_tx_begin(c, false, e) != 0)
         return -1;
     int rc = repo_find(c, repo, &repo_id, e);
     if (rc != 0) {
@@ -1755,21 +1607,21 @@ static int sq_tag_list(struct metastore *ms, const char *repo, const char *last,
     }
     /* distribution-spec: Listing Tags -- n=0 is an empty list with no Link. */
     if (n != 0) {
-        rc = query(c, SQ_TAG_LIST, &s, e, "iti", repo_id, last != NULL ? last : "",
-                   page_limit(n));
+        rc = sq_query(c, SQ_TAG_LIST, &s, e, "iti", repo_id, last != NULL ? last : "",
+                      page_limit(n));
         if (rc < 0)
             goto fail;
-        if (collect_names(c, s, rc, n, out, e) != 0)
+        if (sq_collect_names(c, s, rc, n, out, e) != 0)
             goto fail;
     }
-    if (tx_commit(c, e) != 0) {
+    if (sq_tx_commit(c, e) != 0) {
         meta_name_list_fini(out);
         return -1;
     }
     return 0;
 
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
     return -1;
 }
 
@@ -1777,16 +1629,16 @@ static int sq_repo_list(struct metastore *ms, const char *last, long n,
                         struct meta_name_list *out, struct err *e)
 {
     memset(out, 0, sizeof(*out));
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     if (n == 0)
         return 0;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_REPO_LIST, &s, e, "ti", last != NULL ? last : "", page_limit(n));
+    int rc = sq_query(c, SQ_REPO_LIST, &s, e, "ti", last != NULL ? last : "", page_limit(n));
     if (rc < 0)
         return -1;
-    return collect_names(c, s, rc, n, out, e);
+    return sq_collect_names(c, s, rc, n, out, e);
 }
 
 static int sq_referrers(struct metastore *ms, const char *repo, const struct digest *d,
@@ -1794,14 +1646,14 @@ static int sq_referrers(struct metastore *ms, const char *repo, const struct dig
                         struct err *e)
 {
     memset(out, 0, sizeof(*out));
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     int64_t repo_id;
     sqlite3_stmt *s;
     size_t cap = 0;
 
-    if (tx_begin(c, false, e) != 0)
+    if (sq_tx_begin(c, false, e) != 0)
         return -1;
     int rc = repo_find(c, repo, &repo_id, e);
     if (rc < 0)
@@ -1809,8 +1661,8 @@ static int sq_referrers(struct metastore *ms, const char *repo, const struct dig
     /* distribution-spec: Listing Referrers -- never 404; an unknown repository simply
      * has no referrers. */
     if (rc > 0)
-        return tx_commit(c, e);
-    rc = query(c, SQ_REFERRERS, &s, e, "itt", repo_id, d->str, artifact_type);
+        return sq_tx_commit(c, e);
+    rc = sq_query(c, SQ_REFERRERS, &s, e, "itt", repo_id, d->str, artifact_type);
     if (rc < 0)
         goto fail;
     int row = rc == SQLITE_ROW ? 1 : 0;
@@ -1822,16 +1674,16 @@ static int sq_referrers(struct metastore *ms, const char *repo, const struct dig
         struct meta_referrer *r = &out->items[out->n++];
         memset(r, 0, sizeof(*r));
         col_digest(s, 0, &r->digest);
-        r->media_type = col_strdup(s, 1);
-        r->artifact_type = col_strdup(s, 2);
-        r->annotations_json = col_strdup(s, 3);
+        r->media_type = sq_col_strdup(s, 1);
+        r->artifact_type = sq_col_strdup(s, 2);
+        r->annotations_json = sq_col_strdup(s, 3);
         r->size = sqlite3_column_int64(s, 4);
-        row = next_row(c, s, e);
+        row = sq_next_row(c, s, e);
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     if (row < 0)
         goto fail;
-    if (tx_commit(c, e) != 0) {
+    if (sq_tx_commit(c, e) != 0) {
         meta_referrer_list_fini(out);
         return -1;
     }
@@ -1839,122 +1691,8 @@ static int sq_referrers(struct metastore *ms, const char *repo, const struct dig
 
 fail:
     meta_referrer_list_fini(out);
-    tx_rollback(c);
+    sq_tx_rollback(c);
     return -1;
-}
-
-/* Upload sessions --------------------------------------------------------- */
-
-/* Upload sessions are region-local (design: a push never splits), so these are single
- * autocommit statements with no event rows. */
-/* Upload rows are written outside transactions (autocommit, not synced: a session is not
- * a durable promise), but still queued on wmu like the transactions: without it they
- * collided with them on SQLite's write lock and slept in on_busy (785 sleeps in 4 s of
- * small-image pushes, all from these two). */
-static int sq_upload_create(struct metastore *ms, const char *id, const char *repo,
-                            int64_t expires_at_s, const char *source, bool is_single_request,
-                            struct err *e)
-{
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    AZ(pthread_mutex_lock(&c->store->wmu));
-    int rc = exec(c, SQ_UPLOAD_INSERT, e, "ttiiti", id, repo, util_now_s(), expires_at_s,
-                  source, (int64_t)is_single_request);
-    AZ(pthread_mutex_unlock(&c->store->wmu));
-    return rc;
-}
-
-static int sq_upload_get(struct metastore *ms, const char *id, const char *repo,
-                         int64_t *acked_bytes, struct err *e)
-{
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    sqlite3_stmt *s;
-    int rc = query(c, SQ_UPLOAD_GET, &s, e, "tt", id, repo);
-    if (rc < 0)
-        return -1;
-    if (rc == SQLITE_ROW && acked_bytes != NULL)
-        *acked_bytes = sqlite3_column_type(s, 0) == SQLITE_NULL ? -1
-                                                                : sqlite3_column_int64(s, 0);
-    stmt_done(s);
-    if (rc != SQLITE_ROW)
-        return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
-    return 0;
-}
-
-/* Not synced, like the rest of the row: it outlives a crash of the process (the kernel
- * holds the WAL), which is what it is for; see ms_upload_set_acked_f. */
-static int sq_upload_set_acked(struct metastore *ms, const char *id, uint64_t acked_bytes,
-                               struct err *e)
-{
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    AZ(pthread_mutex_lock(&c->store->wmu));
-    int rc = exec(c, SQ_UPLOAD_SET_ACKED, e, "ti", id, (int64_t)acked_bytes);
-    AZ(pthread_mutex_unlock(&c->store->wmu));
-    /* The acknowledged size is what a PATCH's 202 promises: synced like a transaction. */
-    return rc == 0 ? durable_wait(c->store, e) : rc;
-}
-
-static int sq_upload_list_single(struct metastore *ms, struct meta_name_list *out,
-                                 struct err *e)
-{
-    memset(out, 0, sizeof(*out));
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    sqlite3_stmt *s;
-    int rc = query(c, SQ_UPLOAD_SINGLE, &s, e, "");
-    if (rc < 0)
-        return -1;
-    return collect_names(c, s, rc, -1, out, e);
-}
-
-static int sq_upload_count_from(struct metastore *ms, const char *source, int64_t now_s,
-                                int64_t *n, struct err *e)
-{
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    sqlite3_stmt *s;
-    int rc = query(c, SQ_UPLOAD_COUNT_FROM, &s, e, "ti", source, now_s);
-    if (rc < 0)
-        return -1;
-    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    stmt_done(s);
-    return 0;
-}
-
-static int sq_upload_delete(struct metastore *ms, const char *id, struct err *e)
-{
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    AZ(pthread_mutex_lock(&c->store->wmu));
-    int rc = exec(c, SQ_UPLOAD_DELETE, e, "t", id);
-    AZ(pthread_mutex_unlock(&c->store->wmu));
-    if (rc != 0)
-        return -1;
-    if (sqlite3_changes(c->db) == 0)
-        return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
-    return 0;
-}
-
-static int sq_upload_list_expired(struct metastore *ms, int64_t now_s,
-                                  struct meta_name_list *out, struct err *e)
-{
-    memset(out, 0, sizeof(*out));
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    sqlite3_stmt *s;
-    int rc = query(c, SQ_UPLOAD_EXPIRED, &s, e, "i", now_s);
-    if (rc < 0)
-        return -1;
-    return collect_names(c, s, rc, -1, out, e);
 }
 
 /* Event feed -------------------------------------------------------------- */
@@ -1974,7 +1712,7 @@ static int sq_events_since(struct metastore *ms, int64_t after_seq, size_t max,
 {
     AN(out_json);
     *last_seq = after_seq;
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     if (buf_appends(out_json, "[") != 0)
@@ -1984,7 +1722,7 @@ static int sq_events_since(struct metastore *ms, int64_t after_seq, size_t max,
 
     int64_t limit = max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_EVENTS_SINCE, &s, e, "ii", after_seq, limit);
+    int rc = sq_query(c, SQ_EVENTS_SINCE, &s, e, "ii", after_seq, limit);
     if (rc < 0)
         return -1;
     struct buf one;
@@ -2034,9 +1772,9 @@ static int sq_events_since(struct metastore *ms, int64_t after_seq, size_t max,
         buf_append(out_json, one.data, one.len);
         *last_seq = seq;
         n++;
-        row = next_row(c, s, e);
+        row = sq_next_row(c, s, e);
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     buf_fini(&one);
     if (row < 0) {
         *last_seq = after_seq;
@@ -2091,13 +1829,13 @@ static void sq_close(struct metastore *ms)
 static int migrate(struct sq_conn *c, struct err *e)
 {
     sqlite3_stmt *s;
-    if (tx_begin(c, true, e) != 0)
+    if (sq_tx_begin(c, true, e) != 0)
         return -1;
-    int rc = query(c, SQ_USER_VERSION, &s, e, "");
+    int rc = sq_query(c, SQ_USER_VERSION, &s, e, "");
     if (rc < 0)
         goto fail;
     int64_t version = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    stmt_done(s);
+    sq_stmt_done(s);
     if (version > SQ_SCHEMA_VERSION) {
         log_error("metastore", "failed to open database: schema version %" PRId64
                   " is newer than this build's %d", version, SQ_SCHEMA_VERSION);
@@ -2118,7 +1856,7 @@ static int migrate(struct sq_conn *c, struct err *e)
         if (rc != SQLITE_OK) {
             char what[64];
             snprintf(what, sizeof(what), "upgrade schema to version %" PRId64, v + 1);
-            db_fail(c, rc, what, NULL, e);
+            sq_db_fail(c, rc, what, NULL, e);
             goto fail;
         }
     }
@@ -2127,10 +1865,10 @@ static int migrate(struct sq_conn *c, struct err *e)
     else if (version < SQ_SCHEMA_VERSION)
         log_info("metastore", "upgraded schema from version %" PRId64 " to %d", version,
                  SQ_SCHEMA_VERSION);
-    return tx_commit(c, e);
+    return sq_tx_commit(c, e);
 
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
     return -1;
 }
 
@@ -2142,7 +1880,7 @@ static int enable_wal(struct sq_conn *c, struct err *e)
     if (rc == SQLITE_OK)
         rc = sqlite3_step(s);
     if (rc != SQLITE_ROW) {
-        db_fail(c, rc, "enable WAL", NULL, e);
+        sq_db_fail(c, rc, "enable WAL", NULL, e);
         sqlite3_finalize(s);
         return -1;
     }
@@ -2175,31 +1913,24 @@ static int stats_seed(struct sq_conn *c, struct err *e)
         AZ(pthread_mutex_unlock(&c->store->wmu));
     }
     if (rc != SQLITE_OK)
-        return db_fail(c, rc, "gather planner statistics", NULL, e);
+        return sq_db_fail(c, rc, "gather planner statistics", NULL, e);
     return 0;
 }
 
 static int hlc_seed(struct sq_conn *c, struct err *e)
 {
     sqlite3_stmt *s;
-    int rc = query(c, SQ_HLC_MAX, &s, e, "");
+    int rc = sq_query(c, SQ_HLC_MAX, &s, e, "");
     if (rc < 0)
         return -1;
     /* The clock never goes below what the log already holds, across restarts too. */
     c->store->hlc_last = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    stmt_done(s);
+    sq_stmt_done(s);
     return 0;
 }
 
-/* Webhook deliveries: defined in their own section at the end of this file. */
-static int deliveries_schema(struct sq_conn *c, struct err *e);
-static ms_delivery_add_f sq_delivery_add;
-static ms_delivery_due_f sq_delivery_due;
-static ms_delivery_update_f sq_delivery_update;
-static ms_delivery_list_f sq_delivery_list;
-static ms_delivery_prune_f sq_delivery_prune;
-
-/* Replication: defined in its own section at the end of this file. */
+/* Replication: defined in its own section at the end of this file. Uploads, webhook
+ * deliveries and access control: in their own files (metastore_sqlite_int.h). */
 static ms_events_read_f sq_events_read;
 static ms_vv_get_f sq_vv_get;
 static ms_event_apply_f sq_event_apply;
@@ -2221,19 +1952,6 @@ static ms_object_put_f sq_object_put;
 static ms_object_delete_f sq_object_delete;
 static ms_object_get_f sq_object_get;
 static ms_object_list_f sq_object_list;
-
-/* Access control: defined in its own section at the end of this file. */
-static int auth_schema(struct sq_conn *c, struct err *e);
-static ms_identity_put_f sq_identity_put;
-static ms_identity_delete_f sq_identity_delete;
-static ms_role_set_f sq_role_set;
-static ms_auth_load_f sq_auth_load;
-static ms_auth_generation_f sq_auth_generation;
-static ms_audit_append_f sq_audit_append;
-static ms_audit_list_f sq_audit_list;
-static ms_audit_set_count_f sq_audit_set_count;
-static ms_upload_set_owner_f sq_upload_set_owner;
-static ms_upload_count_owned_f sq_upload_count_owned;
 
 static const struct metastore_ops sq_ops = {
     .name = "sqlite",
@@ -2319,7 +2037,7 @@ struct metastore *metastore_sqlite_open(const char *path, const char *region, st
     if (c == NULL)
         goto fail;
     if (enable_wal(c, e) != 0 || migrate(c, e) != 0 || hlc_seed(c, e) != 0 ||
-        deliveries_schema(c, e) != 0 || auth_schema(c, e) != 0 || stats_seed(c, e) != 0)
+        sq_deliveries_schema(c, e) != 0 || sq_auth_schema(c, e) != 0 || stats_seed(c, e) != 0)
         goto fail;
     return &st->base;
 
@@ -2365,720 +2083,6 @@ void meta_referrer_list_fini(struct meta_referrer_list *l)
     }
     FREE_AND_NULL(l->items);
     l->n = 0;
-}
-
-/* ==========================================================================
- * Webhook deliveries (webhook.c). Region-local rows, no event rows.
- * Kept apart from the tables above: the table is created idempotently at open
- * (CREATE ... IF NOT EXISTS) rather than by a user_version step, and the few
- * statements are prepared per call.
- * XXX: fold the table into the next schema migration and the statements into
- * SQ_STATEMENTS once the replication schema settles.
- *
- *   webhook_deliveries: seq (insertion order) | id (UUID) | webhook | action | payload
- *     | state pending/delivered/failed | attempts | status_code | latency_ms | response
- *     | created_ms | updated_ms | next_attempt_ms
- *   pending --attempt 2xx--> delivered
- *   pending --attempt fails--> pending (next_attempt_ms later) | failed (attempts used up)
- * ========================================================================== */
-
-static const char schema_deliveries[] =
-    "CREATE TABLE IF NOT EXISTS webhook_deliveries ("
-    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  id TEXT NOT NULL UNIQUE,"
-    "  webhook TEXT NOT NULL,"
-    "  action TEXT NOT NULL,"
-    "  payload TEXT NOT NULL,"
-    "  state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),"
-    "  attempts INTEGER NOT NULL,"
-    "  status_code INTEGER NOT NULL,"
-    "  latency_ms INTEGER NOT NULL,"
-    "  response TEXT,"
-    "  created_ms INTEGER NOT NULL,"
-    "  updated_ms INTEGER NOT NULL,"
-    "  next_attempt_ms INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS webhook_deliveries_due"
-    "  ON webhook_deliveries(next_attempt_ms) WHERE state = 'pending';"
-    "CREATE INDEX IF NOT EXISTS webhook_deliveries_webhook ON webhook_deliveries(webhook, seq);";
-
-#define DQ_COLUMNS                                                                              \
-    "id, webhook, action, payload, state, attempts, status_code, latency_ms, response,"        \
-    " created_ms, updated_ms, next_attempt_ms"
-
-static const char *const delivery_states[] = {
-    [META_DELIVERY_PENDING] = "pending",
-    [META_DELIVERY_DELIVERED] = "delivered",
-    [META_DELIVERY_FAILED] = "failed",
-};
-
-static int deliveries_schema(struct sq_conn *c, struct err *e)
-{
-    int rc = sqlite3_exec(c->db, schema_deliveries, NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return db_fail(c, rc, "create webhook_deliveries", NULL, e);
-    return 0;
-}
-
-/* Prepares sql, binds (bind_args formats) and steps once. SQLITE_ROW or SQLITE_DONE with
- * the statement in *out (the caller finalizes it), or -1 with e set. */
-static int dq_run(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e,
-                  const char *fmt, ...)
-{
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(c->db, sql, -1, &s, NULL);
-    if (rc != SQLITE_OK) {
-        db_fail(c, rc, "prepare statement", sql, e);
-        sqlite3_finalize(s);
-        return -1;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    rc = bind_args(s, fmt, ap);
-    va_end(ap);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        db_fail(c, rc, "run statement", sql, e);
-        sqlite3_finalize(s);
-        return -1;
-    }
-    *out = s;
-    return rc;
-}
-
-static void delivery_from_row(sqlite3_stmt *s, struct meta_delivery *d)
-{
-    memset(d, 0, sizeof(*d));
-    const unsigned char *id = sqlite3_column_text(s, 0);
-    snprintf(d->id, sizeof(d->id), "%s", id != NULL ? (const char *)id : "");
-    d->webhook = col_strdup(s, 1);
-    d->action = col_strdup(s, 2);
-    d->payload = col_strdup(s, 3);
-    const unsigned char *state = sqlite3_column_text(s, 4);
-    d->state = META_DELIVERY_PENDING;
-    for (int i = 0; i < 3; i++) {
-        if (state != NULL && strcmp((const char *)state, delivery_states[i]) == 0)
-            d->state = (enum meta_delivery_state)i;
-    }
-    d->attempts = sqlite3_column_int(s, 5);
-    d->status_code = sqlite3_column_int(s, 6);
-    d->latency_ms = sqlite3_column_int64(s, 7);
-    d->response = col_strdup(s, 8);
-    d->created_ms = sqlite3_column_int64(s, 9);
-    d->updated_ms = sqlite3_column_int64(s, 10);
-    d->next_attempt_ms = sqlite3_column_int64(s, 11);
-}
-
-/* Reads every row of s (first step result rc) into out; finalizes s. */
-static int collect_deliveries(struct sq_conn *c, sqlite3_stmt *s, int rc,
-                              struct meta_delivery_list *out, struct err *e)
-{
-    size_t cap = 0;
-    int row = rc == SQLITE_ROW ? 1 : 0;
-    while (row == 1) {
-        if (out->n == cap) {
-            cap = cap ? cap * 2 : 16;
-            out->items = xrealloc(out->items, cap * sizeof(*out->items));
-        }
-        delivery_from_row(s, &out->items[out->n++]);
-        row = next_row(c, s, e);
-    }
-    sqlite3_finalize(s);
-    if (row < 0) {
-        meta_delivery_list_fini(out);
-        return -1;
-    }
-    return 0;
-}
-
-static int sq_delivery_add(struct metastore *ms, const struct meta_delivery *items, size_t n,
-                           struct err *e)
-{
-    static const char sql[] = "INSERT INTO webhook_deliveries(" DQ_COLUMNS ")"
-                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    if (n == 0)
-        return 0;
-    if (tx_begin(c, true, e) != 0)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        const struct meta_delivery *d = &items[i];
-        sqlite3_stmt *s;
-        if (dq_run(c, sql, &s, e, "tttttiiitiii", d->id, d->webhook, d->action, d->payload,
-                   delivery_states[d->state], (int64_t)d->attempts, (int64_t)d->status_code,
-                   d->latency_ms, d->response, d->created_ms, d->updated_ms,
-                   d->next_attempt_ms) < 0)
-            goto fail;
-        sqlite3_finalize(s);
-    }
-    return tx_commit(c, e);
-fail:
-    tx_rollback(c);
-    return -1;
-}
-
-static int sq_delivery_due(struct metastore *ms, int64_t now_ms, size_t max,
-                           struct meta_delivery_list *out, int64_t *next_due_ms, struct err *e)
-{
-    static const char due[] = "SELECT " DQ_COLUMNS " FROM webhook_deliveries"
-                              " WHERE state = 'pending' AND next_attempt_ms <= ?1"
-                              " ORDER BY next_attempt_ms, seq LIMIT ?2";
-    static const char next[] = "SELECT min(next_attempt_ms) FROM webhook_deliveries"
-                               " WHERE state = 'pending' AND next_attempt_ms > ?1";
-    memset(out, 0, sizeof(*out));
-    *next_due_ms = INT64_MAX;
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    int64_t limit = max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
-    if (tx_begin(c, false, e) != 0)
-        return -1;
-    sqlite3_stmt *s;
-    int rc = dq_run(c, due, &s, e, "ii", now_ms, limit);
-    if (rc < 0 || collect_deliveries(c, s, rc, out, e) != 0)
-        goto fail;
-    if (out->n == max) {
-        *next_due_ms = now_ms; /* more may be due at once */
-    } else {
-        rc = dq_run(c, next, &s, e, "i", now_ms);
-        if (rc < 0)
-            goto fail;
-        if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
-            *next_due_ms = sqlite3_column_int64(s, 0);
-        sqlite3_finalize(s);
-    }
-    tx_rollback(c); /* read-only: nothing to commit */
-    return 0;
-fail:
-    tx_rollback(c);
-    meta_delivery_list_fini(out);
-    return -1;
-}
-
-static int sq_delivery_update(struct metastore *ms, const struct meta_delivery *d,
-                              struct err *e)
-{
-    static const char sql[] = "UPDATE webhook_deliveries SET state = ?2, attempts = ?3,"
-                              " status_code = ?4, latency_ms = ?5, response = ?6,"
-                              " updated_ms = ?7, next_attempt_ms = ?8 WHERE id = ?1";
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    sqlite3_stmt *s;
-    if (dq_run(c, sql, &s, e, "ttiiitii", d->id, delivery_states[d->state],
-               (int64_t)d->attempts, (int64_t)d->status_code, d->latency_ms, d->response,
-               d->updated_ms, d->next_attempt_ms) < 0)
-        return -1;
-    sqlite3_finalize(s);
-    if (sqlite3_changes(c->db) == 0)
-        return err_set(e, ERR_NOT_FOUND, "no such delivery");
-    return 0;
-}
-
-static int sq_delivery_list(struct metastore *ms, const char *webhook, size_t max,
-                            struct meta_delivery_list *out, struct err *e)
-{
-    static const char sql[] = "SELECT " DQ_COLUMNS " FROM webhook_deliveries"
-                              " WHERE webhook = ?1 ORDER BY seq DESC LIMIT ?2";
-    memset(out, 0, sizeof(*out));
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    int64_t limit = max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
-    sqlite3_stmt *s;
-    int rc = dq_run(c, sql, &s, e, "ti", webhook, limit);
-    if (rc < 0)
-        return -1;
-    return collect_deliveries(c, s, rc, out, e);
-}
-
-static int sq_delivery_prune(struct metastore *ms, const char *webhook, size_t keep,
-                             bool is_pending_too, struct err *e)
-{
-    static const char sql[] =
-        "DELETE FROM webhook_deliveries WHERE webhook = ?1 AND (?3 OR state <> 'pending')"
-        " AND seq NOT IN (SELECT seq FROM webhook_deliveries WHERE webhook = ?1"
-        " AND state <> 'pending' ORDER BY seq DESC LIMIT ?2)";
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    int64_t limit = keep > (size_t)INT64_MAX ? INT64_MAX : (int64_t)keep;
-    sqlite3_stmt *s;
-    if (dq_run(c, sql, &s, e, "tii", webhook, limit, (int64_t)is_pending_too) < 0)
-        return -1;
-    sqlite3_finalize(s);
-    return 0;
-}
-
-void meta_delivery_fini(struct meta_delivery *d)
-{
-    if (d == NULL)
-        return;
-    FREE_AND_NULL(d->webhook);
-    FREE_AND_NULL(d->action);
-    FREE_AND_NULL(d->payload);
-    FREE_AND_NULL(d->response);
-}
-
-void meta_delivery_list_fini(struct meta_delivery_list *l)
-{
-    if (l == NULL)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        meta_delivery_fini(&l->items[i]);
-    FREE_AND_NULL(l->items);
-    l->n = 0;
-}
-
-/* ==========================================================================
- * Access control (authz.c): identities, role bindings, the audit log and upload
- * session owners. Region-local rows, no event rows. Like the webhook deliveries above,
- * the tables are created idempotently at open and the statements prepared per call
- * (none of them is on the hot path: authz.c keeps a snapshot of identities and
- * bindings in memory and polls the generation).
- * XXX: fold into the next schema migration and SQ_STATEMENTS when the schema settles.
- *
- *   identities:     name | kind user/robot | secret_hash | description | created_ms
- *                   | expires_s (0 = never)
- *   role_bindings:  (subject, role, pattern) | created_ms
- *   auth_meta:      k = 'generation' -> v, bumped by every identity or binding change
- *   audit_log:      id (increasing) | time_ms | actor | action | target | status
- *                   | remote | detail | count | last_ms (count, last_ms: schema v3; the
- *                   table itself is created by schema_v3_audit, so that its columns are
- *                   defined in one place)
- *   upload_owners:  upload id -> owner; rows whose session is gone are not counted and
- *                   are pruned when a new owner row is written
- * ========================================================================== */
-
-static const char schema_auth[] =
-    "CREATE TABLE IF NOT EXISTS identities ("
-    "  name TEXT PRIMARY KEY,"
-    "  kind TEXT NOT NULL CHECK (kind IN ('user', 'robot')),"
-    "  secret_hash TEXT NOT NULL,"
-    "  description TEXT,"
-    "  created_ms INTEGER NOT NULL,"
-    "  expires_s INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS role_bindings ("
-    "  subject TEXT NOT NULL,"
-    "  role TEXT NOT NULL,"
-    "  pattern TEXT NOT NULL,"
-    "  created_ms INTEGER NOT NULL,"
-    "  PRIMARY KEY (subject, role, pattern)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS auth_meta ("
-    "  k TEXT PRIMARY KEY,"
-    "  v INTEGER NOT NULL) WITHOUT ROWID;"
-    "INSERT OR IGNORE INTO auth_meta(k, v) VALUES ('generation', 1);"
-    "CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log(actor, id);"
-    "CREATE TABLE IF NOT EXISTS upload_owners ("
-    "  id TEXT PRIMARY KEY,"
-    "  owner TEXT NOT NULL) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS upload_owners_owner ON upload_owners(owner);";
-
-static int auth_schema(struct sq_conn *c, struct err *e)
-{
-    int rc = sqlite3_exec(c->db, schema_auth, NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return db_fail(c, rc, "create access-control tables", NULL, e);
-    return 0;
-}
-
-/* Prepares sql, binds (bind_args formats) and steps once: SQLITE_ROW or SQLITE_DONE with
- * the statement in *out (the caller finalizes it), or -1 with e set. */
-static int az_vrun(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e,
-                   const char *fmt, va_list ap)
-{
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(c->db, sql, -1, &s, NULL);
-    if (rc != SQLITE_OK) {
-        db_fail(c, rc, "prepare statement", sql, e);
-        sqlite3_finalize(s);
-        return -1;
-    }
-    rc = bind_args(s, fmt, ap);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        db_fail(c, rc, "run statement", sql, e);
-        sqlite3_finalize(s);
-        return -1;
-    }
-    *out = s;
-    return rc;
-}
-
-static int az_run(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e,
-                  const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = az_vrun(c, sql, out, e, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-/* az_run for statements whose rows are not read: 0 or -1. */
-static int az_exec(struct sq_conn *c, const char *sql, struct err *e, const char *fmt, ...)
-{
-    sqlite3_stmt *s = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = az_vrun(c, sql, &s, e, fmt, ap);
-    va_end(ap);
-    if (rc < 0)
-        return -1;
-    sqlite3_finalize(s);
-    return 0;
-}
-
-static int bump_generation(struct sq_conn *c, struct err *e)
-{
-    return az_exec(c, "UPDATE auth_meta SET v = v + 1 WHERE k = 'generation'", e, "");
-}
-
-static int sq_identity_put(struct metastore *ms, const struct meta_identity *id,
-                           bool is_create, struct err *e)
-{
-    static const char insert[] =
-        "INSERT INTO identities(name, kind, secret_hash, description, created_ms, expires_s)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-    static const char update[] =
-        "UPDATE identities SET secret_hash = ?3, description = coalesce(?4, description),"
-        " expires_s = ?5 WHERE name = ?1 AND kind = ?2";
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    if (tx_begin(c, true, e) != 0)
-        return -1;
-    if (is_create) {
-        sqlite3_stmt *s;
-        int rc = az_run(c, "SELECT 1 FROM identities WHERE name = ?1", &s, e, "t", id->name);
-        if (rc < 0)
-            goto fail;
-        sqlite3_finalize(s);
-        if (rc == SQLITE_ROW) {
-            err_set(e, ERR_CONFLICT, "an identity named %s exists", id->name);
-            goto fail;
-        }
-        if (az_exec(c, insert, e, "ttttii", id->name, id->kind, id->secret_hash,
-                    id->description, util_now_ms(), id->expires_s) != 0)
-            goto fail;
-    } else {
-        if (az_exec(c, update, e, "tttti", id->name, id->kind, id->secret_hash,
-                    id->description, id->expires_s) != 0)
-            goto fail;
-        if (sqlite3_changes(c->db) == 0) {
-            err_set(e, ERR_NOT_FOUND, "no %s named %s", id->kind, id->name);
-            goto fail;
-        }
-    }
-    if (bump_generation(c, e) != 0)
-        goto fail;
-    return tx_commit(c, e);
-fail:
-    tx_rollback(c);
-    return -1;
-}
-
-static int sq_identity_delete(struct metastore *ms, const char *name, const char *kind,
-                              struct err *e)
-{
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    if (tx_begin(c, true, e) != 0)
-        return -1;
-    if (az_exec(c, "DELETE FROM identities WHERE name = ?1 AND (?2 IS NULL OR kind = ?2)", e,
-                "tt", name, kind) != 0)
-        goto fail;
-    if (sqlite3_changes(c->db) == 0) {
-        err_set(e, ERR_NOT_FOUND, "no %s named %s", kind != NULL ? kind : "identity", name);
-        goto fail;
-    }
-    if (az_exec(c, "DELETE FROM role_bindings WHERE subject = ?1", e, "t", name) != 0 ||
-        bump_generation(c, e) != 0)
-        goto fail;
-    return tx_commit(c, e);
-fail:
-    tx_rollback(c);
-    return -1;
-}
-
-static int sq_role_set(struct metastore *ms, const struct meta_binding *b, bool is_bound,
-                       bool *is_changed, struct err *e)
-{
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    *is_changed = false;
-    if (tx_begin(c, true, e) != 0)
-        return -1;
-    int rc = is_bound ? az_exec(c, "INSERT OR IGNORE INTO role_bindings(subject, role, pattern,"
-                                   " created_ms) VALUES (?1, ?2, ?3, ?4)",
-                                e, "ttti", b->subject, b->role, b->pattern, util_now_ms())
-                      : az_exec(c, "DELETE FROM role_bindings WHERE subject = ?1 AND role = ?2"
-                                   " AND pattern = ?3",
-                                e, "ttt", b->subject, b->role, b->pattern);
-    if (rc != 0)
-        goto fail;
-    *is_changed = sqlite3_changes(c->db) > 0;
-    if (!is_bound && !*is_changed) {
-        err_set(e, ERR_NOT_FOUND, "no such role binding");
-        goto fail;
-    }
-    if (*is_changed && bump_generation(c, e) != 0)
-        goto fail;
-    return tx_commit(c, e);
-fail:
-    tx_rollback(c);
-    return -1;
-}
-
-static int read_generation(struct sq_conn *c, int64_t *out, struct err *e)
-{
-    sqlite3_stmt *s;
-    int rc = az_run(c, "SELECT v FROM auth_meta WHERE k = 'generation'", &s, e, "");
-    if (rc < 0)
-        return -1;
-    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_finalize(s);
-    return 0;
-}
-
-static int sq_auth_generation(struct metastore *ms, int64_t *out, struct err *e)
-{
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    return read_generation(c, out, e);
-}
-
-static int sq_auth_load(struct metastore *ms, struct meta_auth_state *out, struct err *e)
-{
-    memset(out, 0, sizeof(*out));
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    sqlite3_stmt *s = NULL;
-    size_t cap = 0;
-    if (tx_begin(c, false, e) != 0)
-        return -1;
-    if (read_generation(c, &out->generation, e) != 0)
-        goto fail;
-    int rc = az_run(c, "SELECT name, kind, secret_hash, description, created_ms, expires_s"
-                       " FROM identities ORDER BY name",
-                    &s, e, "");
-    if (rc < 0)
-        goto fail;
-    int row = rc == SQLITE_ROW ? 1 : 0;
-    while (row == 1) {
-        if (out->n_identities == cap) {
-            cap = cap ? cap * 2 : 16;
-            out->identities = xrealloc(out->identities, cap * sizeof(*out->identities));
-        }
-        struct meta_identity *id = &out->identities[out->n_identities++];
-        id->name = col_strdup(s, 0);
-        id->kind = col_strdup(s, 1);
-        id->secret_hash = col_strdup(s, 2);
-        id->description = col_strdup(s, 3);
-        id->created_ms = sqlite3_column_int64(s, 4);
-        id->expires_s = sqlite3_column_int64(s, 5);
-        row = next_row(c, s, e);
-    }
-    sqlite3_finalize(s);
-    if (row < 0)
-        goto fail;
-    cap = 0;
-    rc = az_run(c, "SELECT subject, role, pattern, created_ms FROM role_bindings"
-                   " ORDER BY subject, pattern, role",
-                &s, e, "");
-    if (rc < 0)
-        goto fail;
-    row = rc == SQLITE_ROW ? 1 : 0;
-    while (row == 1) {
-        if (out->n_bindings == cap) {
-            cap = cap ? cap * 2 : 16;
-            out->bindings = xrealloc(out->bindings, cap * sizeof(*out->bindings));
-        }
-        struct meta_binding *b = &out->bindings[out->n_bindings++];
-        b->subject = col_strdup(s, 0);
-        b->role = col_strdup(s, 1);
-        b->pattern = col_strdup(s, 2);
-        b->created_ms = sqlite3_column_int64(s, 3);
-        row = next_row(c, s, e);
-    }
-    sqlite3_finalize(s);
-    if (row < 0)
-        goto fail;
-    tx_rollback(c); /* read-only */
-    return 0;
-fail:
-    tx_rollback(c);
-    meta_auth_state_fini(out);
-    return -1;
-}
-
-static int sq_audit_append(struct metastore *ms, const struct meta_audit *a, uint64_t max_rows,
-                           int64_t *id_out, struct err *e)
-{
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    if (tx_begin(c, true, e) != 0)
-        return -1;
-    if (az_exec(c, "INSERT INTO audit_log(time_ms, actor, action, target, status, remote,"
-                   " detail, count, last_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?1)",
-                e, "itttitt", a->time_ms, a->actor, a->action, a->target, (int64_t)a->status,
-                a->remote, a->detail) != 0)
-        goto fail;
-    int64_t id = sqlite3_last_insert_rowid(c->db);
-    /* Ids only grow (AUTOINCREMENT), so the newest max_rows are those above id - max_rows. */
-    if (max_rows > 0 && (uint64_t)id > max_rows &&
-        az_exec(c, "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE id <= ?1"
-                   " ORDER BY id LIMIT 100)",
-                e, "i", id - (int64_t)max_rows) != 0)
-        goto fail;
-    if (tx_commit(c, e) != 0)
-        return -1;
-    if (id_out != NULL)
-        *id_out = id;
-    return 0;
-fail:
-    tx_rollback(c);
-    return -1;
-}
-
-static int sq_audit_set_count(struct metastore *ms, int64_t id, int64_t count, int64_t last_ms,
-                              struct err *e)
-{
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    if (tx_begin(c, true, e) != 0)
-        return -1;
-    if (az_exec(c, "UPDATE audit_log SET count = max(count, ?2),"
-                   " last_ms = max(coalesce(last_ms, time_ms), ?3) WHERE id = ?1",
-                e, "iii", id, count, last_ms) != 0) {
-        tx_rollback(c);
-        return -1;
-    }
-    return tx_commit(c, e);
-}
-
-static int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
-                         struct meta_audit **out, size_t *n_out, struct err *e)
-{
-    *out = NULL;
-    *n_out = 0;
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    int64_t limit = q->limit > 10000 ? 10000 : (int64_t)q->limit;
-    sqlite3_stmt *s;
-    int rc = az_run(c, "SELECT id, time_ms, actor, action, target, status, remote, detail,"
-                       " count, coalesce(last_ms, time_ms) FROM audit_log WHERE (?1 = 0 OR id < ?1) AND (?2 IS NULL OR actor = ?2)"
-                       " AND (?3 IS NULL OR substr(action, 1, length(?3)) = ?3)"
-                       " ORDER BY id DESC LIMIT ?4",
-                    &s, e, "itti", q->before_id, q->actor, q->action, limit);
-    if (rc < 0)
-        return -1;
-    size_t cap = 0;
-    int row = rc == SQLITE_ROW ? 1 : 0;
-    while (row == 1) {
-        if (*n_out == cap) {
-            cap = cap ? cap * 2 : 32;
-            *out = xrealloc(*out, cap * sizeof(**out));
-        }
-        struct meta_audit *a = &(*out)[(*n_out)++];
-        a->id = sqlite3_column_int64(s, 0);
-        a->time_ms = sqlite3_column_int64(s, 1);
-        a->actor = col_strdup(s, 2);
-        a->action = col_strdup(s, 3);
-        a->target = col_strdup(s, 4);
-        a->status = sqlite3_column_int(s, 5);
-        a->remote = col_strdup(s, 6);
-        a->detail = col_strdup(s, 7);
-        a->count = sqlite3_column_int64(s, 8);
-        a->last_ms = sqlite3_column_int64(s, 9);
-        row = next_row(c, s, e);
-    }
-    sqlite3_finalize(s);
-    if (row < 0) {
-        meta_audit_free(*out, *n_out);
-        *out = NULL;
-        *n_out = 0;
-        return -1;
-    }
-    return 0;
-}
-
-static int sq_upload_set_owner(struct metastore *ms, const char *id, const char *owner,
-                               struct err *e)
-{
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    if (tx_begin(c, true, e) != 0)
-        return -1;
-    if (az_exec(c, "DELETE FROM upload_owners WHERE id NOT IN (SELECT id FROM uploads)", e,
-                "") != 0 ||
-        az_exec(c, "INSERT OR REPLACE INTO upload_owners(id, owner) VALUES (?1, ?2)", e, "tt",
-                id, owner) != 0) {
-        tx_rollback(c);
-        return -1;
-    }
-    return tx_commit(c, e);
-}
-
-static int sq_upload_count_owned(struct metastore *ms, const char *owner, int64_t now_s,
-                                 int64_t *n, struct err *e)
-{
-    struct sq_conn *c = conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    sqlite3_stmt *s;
-    int rc = az_run(c, "SELECT count(*) FROM upload_owners o JOIN uploads u ON u.id = o.id"
-                       " WHERE o.owner = ?1 AND u.expires_s >= ?2",
-                    &s, e, "ti", owner, now_s);
-    if (rc < 0)
-        return -1;
-    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_finalize(s);
-    return 0;
-}
-
-void meta_auth_state_fini(struct meta_auth_state *st)
-{
-    if (st == NULL)
-        return;
-    for (size_t i = 0; i < st->n_identities; i++) {
-        free(st->identities[i].name);
-        free(st->identities[i].kind);
-        free(st->identities[i].secret_hash);
-        free(st->identities[i].description);
-    }
-    for (size_t i = 0; i < st->n_bindings; i++) {
-        free(st->bindings[i].subject);
-        free(st->bindings[i].role);
-        free(st->bindings[i].pattern);
-    }
-    FREE_AND_NULL(st->identities);
-    FREE_AND_NULL(st->bindings);
-    st->n_identities = 0;
-    st->n_bindings = 0;
-}
-
-void meta_audit_free(struct meta_audit *list, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(list[i].actor);
-        free(list[i].action);
-        free(list[i].target);
-        free(list[i].remote);
-        free(list[i].detail);
-    }
-    free(list);
 }
 
 /* ==========================================================================
@@ -3144,14 +2148,14 @@ void meta_status_free(struct meta_status *list, size_t n)
 static void event_from_row(sqlite3_stmt *s, struct meta_event *ev)
 {
     ev->seq = sqlite3_column_int64(s, 0);
-    ev->origin = col_strdup(s, 1);
+    ev->origin = sq_col_strdup(s, 1);
     ev->origin_seq = sqlite3_column_int64(s, 2);
     ev->hlc = (uint64_t)sqlite3_column_int64(s, 3);
-    ev->kind = col_strdup(s, 4);
-    ev->repo = col_strdup(s, 5);
-    ev->name = col_strdup(s, 6);
-    ev->digest = col_strdup(s, 7);
-    ev->payload = col_strdup(s, 8);
+    ev->kind = sq_col_strdup(s, 4);
+    ev->repo = sq_col_strdup(s, 5);
+    ev->name = sq_col_strdup(s, 6);
+    ev->digest = sq_col_strdup(s, 7);
+    ev->payload = sq_col_strdup(s, 8);
 }
 
 #define EVENTS_SCAN_MAX 20000 /* rows examined per read, so one call stays short */
@@ -3163,13 +2167,13 @@ static int sq_events_read(struct metastore *ms, int64_t after_seq, const struct 
     *out = NULL;
     *n_out = 0;
     *last_seq = after_seq;
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    if (tx_begin(c, false, e) != 0)
+    if (sq_tx_begin(c, false, e) != 0)
         return -1;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_EVENTS_READ, &s, e, "ii", after_seq, (int64_t)EVENTS_SCAN_MAX);
+    int rc = sq_query(c, SQ_EVENTS_READ, &s, e, "ii", after_seq, (int64_t)EVENTS_SCAN_MAX);
     if (rc < 0)
         goto fail;
     struct meta_event *list = xcalloc(max ? max : 1, sizeof(*list));
@@ -3203,47 +2207,47 @@ static int sq_events_read(struct metastore *ms, int64_t after_seq, const struct 
                 ev->payload = clear;
             }
         }
-        row = next_row(c, s, e);
+        row = sq_next_row(c, s, e);
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     if (row < 0) {
         for (size_t i = 0; i < n; i++)
             meta_event_fini(&list[i]);
         free(list);
         goto fail;
     }
-    tx_commit(c, e);
+    sq_tx_commit(c, e);
     *out = list;
     *n_out = n;
     return 0;
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
     return -1;
 }
 
 static int sq_vv_get(struct metastore *ms, struct meta_vv *out, struct err *e)
 {
     memset(out, 0, sizeof(*out));
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     /* What the version vector says is here must survive a crash (tx_commit_unsynced). */
     AZ(pthread_mutex_lock(&c->store->dmu));
     bool is_unsynced = c->store->is_unsynced;
     AZ(pthread_mutex_unlock(&c->store->dmu));
-    if (is_unsynced && durable_wait(c->store, e) != 0)
+    if (is_unsynced && sq_durable_wait(c->store, e) != 0)
         return -1;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_VV_ALL, &s, e, "");
+    int rc = sq_query(c, SQ_VV_ALL, &s, e, "");
     if (rc < 0)
         return -1;
-    for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+    for (int row = rc == SQLITE_ROW; row == 1; row = sq_next_row(c, s, e)) {
         out->origins = xrealloc(out->origins, (out->n + 1) * sizeof(char *));
         out->seqs = xrealloc(out->seqs, (out->n + 1) * sizeof(int64_t));
-        out->origins[out->n] = col_strdup(s, 0);
+        out->origins[out->n] = sq_col_strdup(s, 0);
         out->seqs[out->n++] = sqlite3_column_int64(s, 1);
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     return 0;
 }
 
@@ -3285,11 +2289,11 @@ static int merge_manifest_put(struct sq_conn *c, const struct meta_event *ev, st
     if (repo_ensure(c, ev->repo, &repo_id, e) != 0)
         goto out;
     json_t *annotations = json_object_get(p, "annotations");
-    if (exec(c, SQ_MANIFEST_INSERT_REMOTE, e, "itttttibiit", repo_id, d.str, media_type,
-             json_string_value(json_object_get(p, "artifactType")),
-             json_is_string(annotations) ? json_string_value(annotations) : NULL,
-             json_string_value(json_object_get(p, "subject")), (int64_t)body_len,
-             (const void *)body, body_len, util_now_ms(), (int64_t)ev->hlc, ev->origin) != 0)
+    if (sq_exec(c, SQ_MANIFEST_INSERT_REMOTE, e, "itttttibiit", repo_id, d.str, media_type,
+                json_string_value(json_object_get(p, "artifactType")),
+                json_is_string(annotations) ? json_string_value(annotations) : NULL,
+                json_string_value(json_object_get(p, "subject")), (int64_t)body_len,
+                (const void *)body, body_len, util_now_ms(), (int64_t)ev->hlc, ev->origin) != 0)
         goto out;
     if (sqlite3_changes(c->db) > 0) {
         json_t *refs = json_object_get(p, "refs");
@@ -3300,9 +2304,9 @@ static int merge_manifest_put(struct sq_conn *c, const struct meta_event *ev, st
             struct err ignore = {0};
             if (rd == NULL || digest_parse(rd, strlen(rd), &rdig, &ignore) != 0)
                 goto bad;
-            if (exec(c, SQ_REF_INSERT_SIZED, e, "ittii", repo_id, d.str, rdig.str,
-                     (int64_t)json_is_true(json_object_get(r, "isManifest")),
-                     (int64_t)json_integer_value(json_object_get(r, "size"))) != 0)
+            if (sq_exec(c, SQ_REF_INSERT_SIZED, e, "ittii", repo_id, d.str, rdig.str,
+                        (int64_t)json_is_true(json_object_get(r, "isManifest")),
+                        (int64_t)json_integer_value(json_object_get(r, "size"))) != 0)
                 goto out;
         }
         if (tags_rematerialize(c, repo_id, ev->repo, d.str, e) != 0)
@@ -3311,15 +2315,15 @@ static int merge_manifest_put(struct sq_conn *c, const struct meta_event *ev, st
         /* Already here: the put clock is a last-writer-wins register too, so that a
          * tombstone orders against the latest put whatever the arrival order. */
         sqlite3_stmt *s;
-        int rc = query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, d.str);
+        int rc = sq_query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, d.str);
         if (rc < 0)
             goto out;
         bool is_later = rc == SQLITE_ROW &&
                         hlc_lww_wins(ev->hlc, ev->origin, (uint64_t)sqlite3_column_int64(s, 0),
                                      (const char *)sqlite3_column_text(s, 1));
-        stmt_done(s);
-        if (is_later && exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, d.str,
-                             (int64_t)ev->hlc, ev->origin) != 0)
+        sq_stmt_done(s);
+        if (is_later && sq_exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, d.str,
+                                (int64_t)ev->hlc, ev->origin) != 0)
             goto out;
     }
     result = 0;
@@ -3343,7 +2347,7 @@ static int merge_object(struct sq_conn *c, const struct meta_event *ev, bool is_
         return err_set(e, ERR_BAD_REQUEST, "object event without kind or key");
     }
     sqlite3_stmt *s;
-    int rc = query(c, SQ_OBJ_GET, &s, e, "tt", kind, ev->name);
+    int rc = sq_query(c, SQ_OBJ_GET, &s, e, "tt", kind, ev->name);
     if (rc < 0) {
         json_decref(p);
         return -1;
@@ -3351,14 +2355,14 @@ static int merge_object(struct sq_conn *c, const struct meta_event *ev, bool is_
     bool wins = rc != SQLITE_ROW ||
                 hlc_lww_wins(ev->hlc, ev->origin, (uint64_t)sqlite3_column_int64(s, 1),
                              (const char *)sqlite3_column_text(s, 2));
-    stmt_done(s);
+    sq_stmt_done(s);
     rc = 0;
     if (wins) {
         char *value = is_delete ? NULL
                                 : json_dumps(json_object_get(p, "value"), JSON_COMPACT);
         char *sealed = value ? seal_value(c->store, kind, value, true) : NULL;
-        rc = exec(c, SQ_OBJ_SET, e, "tttiti", kind, ev->name, sealed ? sealed : value,
-                  (int64_t)ev->hlc, ev->origin, (int64_t)is_delete);
+        rc = sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, ev->name, sealed ? sealed : value,
+                     (int64_t)ev->hlc, ev->origin, (int64_t)is_delete);
         free(sealed);
         free(value);
     }
@@ -3383,10 +2387,10 @@ static int merge_status(struct sq_conn *c, const struct meta_event *ev, struct e
     if (st.region && st.state && ev->repo && ev->digest &&
         strcmp(st.region, c->store->region) != 0) {
         sqlite3_stmt *s;
-        rc = query(c, SQ_STATUS_GET, &s, e, "ttt", ev->repo, ev->digest, st.region);
+        rc = sq_query(c, SQ_STATUS_GET, &s, e, "ttt", ev->repo, ev->digest, st.region);
         if (rc >= 0) {
             bool is_newer = rc != SQLITE_ROW || sqlite3_column_int64(s, 0) <= st.updated_ms;
-            stmt_done(s);
+            sq_stmt_done(s);
             rc = is_newer ? status_write(c, ev->repo, ev->digest, &st, false, e) : 0;
         }
     }
@@ -3429,21 +2433,21 @@ static int sq_event_apply(struct metastore *ms, const struct meta_event *ev, boo
 {
     *is_new = false;
     *is_gap = false;
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    if (tx_begin(c, true, e) != 0)
+    if (sq_tx_begin(c, true, e) != 0)
         return -1;
     int64_t have;
     if (vv_read(c, ev->origin, &have, e) != 0)
         goto fail;
     if (ev->origin_seq <= have || strcmp(ev->origin, c->store->region) == 0) {
-        tx_rollback(c);
+        sq_tx_rollback(c);
         return 0; /* seen already (our own events come back through relays too) */
     }
     if (ev->origin_seq > have + 1) {
         *is_gap = true;
-        tx_rollback(c);
+        sq_tx_rollback(c);
         return 0;
     }
     if (merge_event(c, ev, e) != 0)
@@ -3463,22 +2467,22 @@ static int sq_event_apply(struct metastore *ms, const struct meta_event *ev, boo
     *is_new = true;
     return 0;
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
     return -1;
 }
 
 static int sq_state_merge(struct metastore *ms, const struct meta_event *ev, struct err *e)
 {
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    if (tx_begin(c, true, e) != 0)
+    if (sq_tx_begin(c, true, e) != 0)
         return -1;
     if (merge_event(c, ev, e) != 0) {
-        tx_rollback(c);
+        sq_tx_rollback(c);
         return -1;
     }
-    return tx_commit(c, e);
+    return sq_tx_commit(c, e);
 }
 
 static int sq_pending_list(struct metastore *ms, size_t max, struct meta_pending **out,
@@ -3486,30 +2490,30 @@ static int sq_pending_list(struct metastore *ms, size_t max, struct meta_pending
 {
     *out = NULL;
     *n_out = 0;
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    if (tx_begin(c, false, e) != 0)
+    if (sq_tx_begin(c, false, e) != 0)
         return -1;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_PENDING_LIST, &s, e, "i", (int64_t)max);
+    int rc = sq_query(c, SQ_PENDING_LIST, &s, e, "i", (int64_t)max);
     if (rc < 0)
         goto fail;
     struct meta_pending *list = xcalloc(max ? max : 1, sizeof(*list));
     int64_t *repo_ids = xcalloc(max ? max : 1, sizeof(int64_t));
     size_t n = 0;
-    for (int row = rc == SQLITE_ROW; row == 1 && n < max; row = next_row(c, s, e)) {
-        list[n].repo = col_strdup(s, 0);
+    for (int row = rc == SQLITE_ROW; row == 1 && n < max; row = sq_next_row(c, s, e)) {
+        list[n].repo = sq_col_strdup(s, 0);
         col_digest(s, 1, &list[n].digest);
-        list[n].origin = col_strdup(s, 3);
+        list[n].origin = sq_col_strdup(s, 3);
         repo_ids[n++] = sqlite3_column_int64(s, 2);
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     for (size_t i = 0; i < n; i++) {
-        rc = query(c, SQ_REFS_OF_MANIFEST, &s, e, "it", repo_ids[i], list[i].digest.str);
+        rc = sq_query(c, SQ_REFS_OF_MANIFEST, &s, e, "it", repo_ids[i], list[i].digest.str);
         if (rc < 0)
             break;
-        for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+        for (int row = rc == SQLITE_ROW; row == 1; row = sq_next_row(c, s, e)) {
             size_t k = list[i].n_refs++;
             list[i].refs = xrealloc(list[i].refs, list[i].n_refs * sizeof(*list[i].refs));
             list[i].ref_sizes = xrealloc(list[i].ref_sizes, list[i].n_refs * sizeof(int64_t));
@@ -3518,25 +2522,25 @@ static int sq_pending_list(struct metastore *ms, size_t max, struct meta_pending
             list[i].refs[k].is_manifest = sqlite3_column_int64(s, 1) != 0;
             list[i].ref_sizes[k] = sqlite3_column_int64(s, 2);
         }
-        stmt_done(s);
+        sq_stmt_done(s);
     }
     free(repo_ids);
-    tx_commit(c, e);
+    sq_tx_commit(c, e);
     *out = list;
     *n_out = n;
     return 0;
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
     return -1;
 }
 
 static int sq_pending_complete(struct metastore *ms, const struct meta_pending *p,
                                struct err *e)
 {
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    if (tx_begin(c, true, e) != 0)
+    if (sq_tx_begin(c, true, e) != 0)
         return -1;
     int64_t repo_id;
     sqlite3_stmt *s;
@@ -3545,41 +2549,41 @@ static int sq_pending_complete(struct metastore *ms, const struct meta_pending *
     for (size_t i = 0; i < p->n_refs; i++) {
         const char *d = p->refs[i].digest.str;
         if (p->refs[i].is_manifest) {
-            int rc = query(c, SQ_VISIBLE_CHILD, &s, e, "it", repo_id, d);
+            int rc = sq_query(c, SQ_VISIBLE_CHILD, &s, e, "it", repo_id, d);
             if (rc < 0)
                 goto fail;
-            stmt_done(s);
+            sq_stmt_done(s);
             if (rc != SQLITE_ROW) {
                 err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, "child manifest %s not here yet", d);
                 goto fail;
             }
             continue;
         }
-        if (exec(c, SQ_BLOB_INSERT, e, "ti", d, p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0) != 0 ||
-            exec(c, SQ_LINK_INSERT, e, "it", repo_id, d) != 0)
+        if (sq_exec(c, SQ_BLOB_INSERT, e, "ti", d, p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0) != 0 ||
+            sq_exec(c, SQ_LINK_INSERT, e, "it", repo_id, d) != 0)
             goto fail;
     }
-    if (exec(c, SQ_MANIFEST_SET_VISIBLE, e, "it", repo_id, p->digest.str) != 0)
+    if (sq_exec(c, SQ_MANIFEST_SET_VISIBLE, e, "it", repo_id, p->digest.str) != 0)
         goto fail;
     return tx_commit_unsynced(c, e);
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
     return -1;
 }
 
 static int sq_status_set(struct metastore *ms, const char *repo, const struct digest *d,
                          const struct meta_status *st, bool is_event, struct err *e)
 {
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    if (tx_begin(c, true, e) != 0)
+    if (sq_tx_begin(c, true, e) != 0)
         return -1;
     if (status_write(c, repo, d->str, st, is_event, e) != 0) {
-        tx_rollback(c);
+        sq_tx_rollback(c);
         return -1;
     }
-    return tx_commit(c, e);
+    return sq_tx_commit(c, e);
 }
 
 static int sq_status_list(struct metastore *ms, const char *repo, const struct digest *d,
@@ -3587,26 +2591,26 @@ static int sq_status_list(struct metastore *ms, const char *repo, const struct d
 {
     *out = NULL;
     *n_out = 0;
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_STATUS_LIST, &s, e, "tt", repo, d->str);
+    int rc = sq_query(c, SQ_STATUS_LIST, &s, e, "tt", repo, d->str);
     if (rc < 0)
         return -1;
     struct meta_status *list = NULL;
     size_t n = 0;
-    for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+    for (int row = rc == SQLITE_ROW; row == 1; row = sq_next_row(c, s, e)) {
         list = xrealloc(list, (n + 1) * sizeof(*list));
-        list[n].region = col_strdup(s, 0);
-        list[n].state = col_strdup(s, 1);
+        list[n].region = sq_col_strdup(s, 0);
+        list[n].state = sq_col_strdup(s, 1);
         list[n].bytes_done = sqlite3_column_int64(s, 2);
         list[n].bytes_total = sqlite3_column_int64(s, 3);
         list[n].updated_ms = sqlite3_column_int64(s, 4);
-        list[n].details = col_strdup(s, 5);
+        list[n].details = sq_col_strdup(s, 5);
         n++;
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     *out = list;
     *n_out = n;
     return 0;
@@ -3614,37 +2618,37 @@ static int sq_status_list(struct metastore *ms, const char *repo, const struct d
 
 static int sq_cursor_get(struct metastore *ms, const char *peer, int64_t *seq, struct err *e)
 {
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_CURSOR_GET, &s, e, "t", peer);
+    int rc = sq_query(c, SQ_CURSOR_GET, &s, e, "t", peer);
     if (rc < 0)
         return -1;
     *seq = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    stmt_done(s);
+    sq_stmt_done(s);
     return 0;
 }
 
 static int sq_cursor_set(struct metastore *ms, const char *peer, int64_t seq, struct err *e)
 {
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    return exec(c, SQ_CURSOR_SET, e, "ti", peer, seq);
+    return sq_exec(c, SQ_CURSOR_SET, e, "ti", peer, seq);
 }
 
 static int sq_log_head(struct metastore *ms, int64_t *seq, struct err *e)
 {
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_LOG_HEAD, &s, e, "");
+    int rc = sq_query(c, SQ_LOG_HEAD, &s, e, "");
     if (rc < 0)
         return -1;
     *seq = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    stmt_done(s);
+    sq_stmt_done(s);
     return 0;
 }
 
@@ -3655,8 +2659,8 @@ static int repo_digest(struct sq_conn *c, int64_t repo_id, const char *repo,
     struct hasher *h = digest_hasher_new(DIGEST_SHA256);
     sqlite3_stmt *s;
     char line[1024];
-    int rc = query(c, SQ_TREG_OF_REPO, &s, e, "t", repo);
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+    int rc = sq_query(c, SQ_TREG_OF_REPO, &s, e, "t", repo);
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         const unsigned char *dg = sqlite3_column_text(s, 1);
         int n = snprintf(line, sizeof(line), "t %s %s %" PRId64 " %s\n",
                          sqlite3_column_text(s, 0), dg ? (const char *)dg : "-",
@@ -3664,24 +2668,24 @@ static int repo_digest(struct sq_conn *c, int64_t repo_id, const char *repo,
         digest_hasher_update(h, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     }
     if (rc >= 0)
-        stmt_done(s);
+        sq_stmt_done(s);
     if (rc >= 0)
-        rc = query(c, SQ_MANIFEST_DIGESTS_OF_REPO, &s, e, "i", repo_id);
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+        rc = sq_query(c, SQ_MANIFEST_DIGESTS_OF_REPO, &s, e, "i", repo_id);
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         int n = snprintf(line, sizeof(line), "m %s\n", sqlite3_column_text(s, 0));
         digest_hasher_update(h, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     }
     if (rc >= 0)
-        stmt_done(s);
+        sq_stmt_done(s);
     if (rc >= 0)
-        rc = query(c, SQ_TOMB_OF_REPO, &s, e, "t", repo);
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+        rc = sq_query(c, SQ_TOMB_OF_REPO, &s, e, "t", repo);
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         int n = snprintf(line, sizeof(line), "x %s %" PRId64 " %s\n", sqlite3_column_text(s, 0),
                          (int64_t)sqlite3_column_int64(s, 1), sqlite3_column_text(s, 2));
         digest_hasher_update(h, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     }
     if (rc >= 0)
-        stmt_done(s);
+        sq_stmt_done(s);
     digest_hasher_final(h, out);
     digest_hasher_free(h);
     return rc < 0 ? -1 : 0;
@@ -3689,25 +2693,25 @@ static int repo_digest(struct sq_conn *c, int64_t repo_id, const char *repo,
 
 static int sq_summary(struct metastore *ms, struct buf *out, struct err *e)
 {
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    if (tx_begin(c, false, e) != 0)
+    if (sq_tx_begin(c, false, e) != 0)
         return -1;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_ALL_REPOS, &s, e, "");
+    int rc = sq_query(c, SQ_ALL_REPOS, &s, e, "");
     if (rc < 0)
         goto fail;
     size_t n = 0;
     int64_t *ids = NULL;
     char **names = NULL;
-    for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+    for (int row = rc == SQLITE_ROW; row == 1; row = sq_next_row(c, s, e)) {
         ids = xrealloc(ids, (n + 1) * sizeof(int64_t));
         names = xrealloc(names, (n + 1) * sizeof(char *));
         ids[n] = sqlite3_column_int64(s, 0);
-        names[n++] = col_strdup(s, 1);
+        names[n++] = sq_col_strdup(s, 1);
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     buf_appends(out, "{");
     int result = 0;
     for (size_t i = 0; i < n; i++) {
@@ -3725,10 +2729,10 @@ static int sq_summary(struct metastore *ms, struct buf *out, struct err *e)
     buf_appends(out, "}");
     free(ids);
     free(names);
-    tx_commit(c, e);
+    sq_tx_commit(c, e);
     return result;
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
     return -1;
 }
 
@@ -3751,10 +2755,10 @@ static int sq_repo_state(struct metastore *ms, const char *repo, struct meta_eve
 {
     *out = NULL;
     *n_out = 0;
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    if (tx_begin(c, false, e) != 0)
+    if (sq_tx_begin(c, false, e) != 0)
         return -1;
     int64_t repo_id;
     sqlite3_stmt *s;
@@ -3762,47 +2766,47 @@ static int sq_repo_state(struct metastore *ms, const char *repo, struct meta_eve
     size_t n = 0;
     int rc = repo_find(c, repo, &repo_id, e);
     if (rc != 0) {
-        tx_commit(c, e);
+        sq_tx_commit(c, e);
         return rc < 0 ? -1 : 0;
     }
-    rc = query(c, SQ_MANIFESTS_OF_REPO, &s, e, "i", repo_id);
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+    rc = sq_query(c, SQ_MANIFESTS_OF_REPO, &s, e, "i", repo_id);
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         struct meta_event *ev = state_add(&list, &n, "manifest_put", repo,
                                           sqlite3_column_int64(s, 6),
                                           (const char *)sqlite3_column_text(s, 7));
-        ev->digest = col_strdup(s, 0);
+        ev->digest = sq_col_strdup(s, 0);
         ev->payload = manifest_payload(c, s, repo_id, e);
         if (ev->payload == NULL) {
-            stmt_done(s);
+            sq_stmt_done(s);
             rc = -1;
             break;
         }
     }
     if (rc >= 0)
-        stmt_done(s);
+        sq_stmt_done(s);
     if (rc >= 0)
-        rc = query(c, SQ_TREG_OF_REPO, &s, e, "t", repo);
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+        rc = sq_query(c, SQ_TREG_OF_REPO, &s, e, "t", repo);
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         bool is_deleted = sqlite3_column_type(s, 1) == SQLITE_NULL;
         struct meta_event *ev = state_add(&list, &n, is_deleted ? "tag_delete" : "tag_set", repo,
                                           sqlite3_column_int64(s, 2),
                                           (const char *)sqlite3_column_text(s, 3));
-        ev->name = col_strdup(s, 0);
-        ev->digest = col_strdup(s, 1);
+        ev->name = sq_col_strdup(s, 0);
+        ev->digest = sq_col_strdup(s, 1);
     }
     if (rc >= 0)
-        stmt_done(s);
+        sq_stmt_done(s);
     if (rc >= 0)
-        rc = query(c, SQ_TOMB_OF_REPO, &s, e, "t", repo);
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+        rc = sq_query(c, SQ_TOMB_OF_REPO, &s, e, "t", repo);
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         struct meta_event *ev = state_add(&list, &n, "manifest_delete", repo,
                                           sqlite3_column_int64(s, 1),
                                           (const char *)sqlite3_column_text(s, 2));
-        ev->digest = col_strdup(s, 0);
+        ev->digest = sq_col_strdup(s, 0);
     }
     if (rc >= 0)
-        stmt_done(s);
-    tx_commit(c, e);
+        sq_stmt_done(s);
+    sq_tx_commit(c, e);
     if (rc < 0) {
         for (size_t i = 0; i < n; i++)
             meta_event_fini(&list[i]);
@@ -3819,10 +2823,10 @@ static int sq_manifest_lookup(struct metastore *ms, const char *repo, const char
                               bool *is_visible, int64_t *recorded_ms, struct err *e)
 {
     *media_type = NULL;
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    if (tx_begin(c, false, e) != 0)
+    if (sq_tx_begin(c, false, e) != 0)
         return -1;
     int64_t repo_id;
     sqlite3_stmt *s;
@@ -3836,36 +2840,36 @@ static int sq_manifest_lookup(struct metastore *ms, const char *repo, const char
         if (digest_parse(reference, strlen(reference), d, e) != 0)
             goto fail;
     } else {
-        rc = query(c, SQ_TREG_GET, &s, e, "tt", repo, reference);
+        rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, reference);
         if (rc < 0)
             goto fail;
         bool found = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL;
         if (found)
             col_digest(s, 0, d);
-        stmt_done(s);
+        sq_stmt_done(s);
         if (!found) {
             err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
             goto fail;
         }
     }
-    rc = query(c, SQ_MANIFEST_LOOKUP, &s, e, "it", repo_id, d->str);
+    rc = sq_query(c, SQ_MANIFEST_LOOKUP, &s, e, "it", repo_id, d->str);
     if (rc < 0)
         goto fail;
     if (rc == SQLITE_ROW) {
-        *media_type = col_strdup(s, 0);
+        *media_type = sq_col_strdup(s, 0);
         *size = sqlite3_column_int64(s, 1);
         *is_visible = sqlite3_column_int64(s, 2) != 0;
         *recorded_ms = sqlite3_column_int64(s, 3);
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     if (rc != SQLITE_ROW) {
         err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
         goto fail;
     }
-    tx_commit(c, e);
+    sq_tx_commit(c, e);
     return 0;
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
     return -1;
 }
 
@@ -3970,22 +2974,22 @@ static int seal_clear_rows(struct sq_conn *c, size_t *n_sealed, struct err *e)
     struct seal_row *rows = NULL;
     size_t n = 0;
     sqlite3_stmt *s = NULL;
-    int rc = dq_run(c, "SELECT kind, key, value FROM objects WHERE kind = ?1"
+    int rc = sq_run(c, "SELECT kind, key, value FROM objects WHERE kind = ?1"
                        " AND value IS NOT NULL", &s, e, "t", SQ_SEALED_KIND);
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         char *text = seal_value(c->store, (const char *)sqlite3_column_text(s, 0),
                                 (const char *)sqlite3_column_text(s, 2), true);
         if (text == NULL)
             continue;
         rows = xrealloc(rows, (n + 1) * sizeof(*rows));
-        rows[n++] = (struct seal_row){col_strdup(s, 0), col_strdup(s, 1), 0, text};
+        rows[n++] = (struct seal_row){sq_col_strdup(s, 0), sq_col_strdup(s, 1), 0, text};
     }
     if (rc >= 0)
         sqlite3_finalize(s);
     size_t n_objects = n;
     if (rc >= 0)
-        rc = dq_run(c, "SELECT seq, payload FROM events WHERE kind = 'object_put'", &s, e, "");
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+        rc = sq_run(c, "SELECT seq, payload FROM events WHERE kind = 'object_put'", &s, e, "");
+    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         char *text = seal_payload(c->store, "object_put",
                                   (const char *)sqlite3_column_text(s, 1), true);
         if (text == NULL)
@@ -3997,10 +3001,10 @@ static int seal_clear_rows(struct sq_conn *c, size_t *n_sealed, struct err *e)
         sqlite3_finalize(s);
     for (size_t i = 0; i < n && rc >= 0; i++) {
         if (i < n_objects)
-            rc = dq_run(c, "UPDATE objects SET value = ?1 WHERE kind = ?2 AND key = ?3", &s, e,
+            rc = sq_run(c, "UPDATE objects SET value = ?1 WHERE kind = ?2 AND key = ?3", &s, e,
                         "ttt", rows[i].text, rows[i].k1, rows[i].k2);
         else
-            rc = dq_run(c, "UPDATE events SET payload = ?1 WHERE seq = ?2", &s, e, "ti",
+            rc = sq_run(c, "UPDATE events SET payload = ?1 WHERE seq = ?2", &s, e, "ti",
                         rows[i].text, rows[i].seq);
         if (rc >= 0)
             sqlite3_finalize(s);
@@ -4021,7 +3025,7 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
     ASSERT(st->magic == SQ_STORE_MAGIC);
     memcpy(st->seal_key, key, SECRET_BOX_KEY_BYTES);
     st->has_seal_key = true;
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     /* secure_delete: the clear bytes an update leaves behind on the page or the freelist
@@ -4029,12 +3033,12 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
     if (sqlite3_exec(c->db, "PRAGMA secure_delete = ON", NULL, NULL, NULL) != SQLITE_OK)
         return err_set(e, ERR_IO, NULL);
     size_t n_sealed = 0;
-    int rc = tx_begin(c, true, e);
+    int rc = sq_tx_begin(c, true, e);
     if (rc == 0 && seal_clear_rows(c, &n_sealed, e) != 0) {
-        tx_rollback(c);
+        sq_tx_rollback(c);
         rc = -1;
     } else if (rc == 0) {
-        rc = tx_commit(c, e);
+        rc = sq_tx_commit(c, e);
     }
     sqlite3_exec(c->db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
     if (rc != 0 || n_sealed == 0)
@@ -4055,7 +3059,7 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
 static int sq_object_put(struct metastore *ms, const char *kind, const char *key,
                          const char *value_json, struct err *e)
 {
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     char *sealed = seal_value(c->store, kind, value_json, true);
@@ -4068,39 +3072,39 @@ static int sq_object_put(struct metastore *ms, const char *kind, const char *key
     buf_appends(&p, ",\"value\":");
     buf_appends(&p, value_json);
     buf_appends(&p, "}");
-    if (payload_check(&p, e) != 0 || tx_begin(c, true, e) != 0) {
+    if (payload_check(&p, e) != 0 || sq_tx_begin(c, true, e) != 0) {
         buf_fini(&p);
         free(sealed);
         return -1;
     }
     int64_t hlc = hlc_next(c->store);
-    if (exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, value_json, hlc, c->store->region,
-             (int64_t)0) != 0 ||
+    if (sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, value_json, hlc, c->store->region,
+                (int64_t)0) != 0 ||
         event_append_clock(c, "object_put", NULL, key, NULL, p.data, hlc, e) != 0) {
-        tx_rollback(c);
+        sq_tx_rollback(c);
         buf_fini(&p);
         free(sealed);
         return -1;
     }
     buf_fini(&p);
     free(sealed);
-    return tx_commit(c, e);
+    return sq_tx_commit(c, e);
 }
 
 static int sq_object_delete(struct metastore *ms, const char *kind, const char *key,
                             struct err *e)
 {
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    if (tx_begin(c, true, e) != 0)
+    if (sq_tx_begin(c, true, e) != 0)
         return -1;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_OBJ_GET, &s, e, "tt", kind, key);
+    int rc = sq_query(c, SQ_OBJ_GET, &s, e, "tt", kind, key);
     if (rc < 0)
         goto fail;
     bool exists = rc == SQLITE_ROW && sqlite3_column_int64(s, 3) == 0;
-    stmt_done(s);
+    sq_stmt_done(s);
     if (!exists) {
         err_set(e, ERR_NOT_FOUND, "no %s named %s", kind, key);
         goto fail;
@@ -4111,15 +3115,15 @@ static int sq_object_delete(struct metastore *ms, const char *kind, const char *
     buf_appends(&p, "{\"kind\":");
     buf_append_json_string(&p, kind);
     buf_appends(&p, "}");
-    rc = exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, NULL, hlc, c->store->region, (int64_t)1);
+    rc = sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, NULL, hlc, c->store->region, (int64_t)1);
     if (rc == 0)
         rc = event_append_clock(c, "object_delete", NULL, key, NULL, p.data, hlc, e);
     buf_fini(&p);
     if (rc != 0)
         goto fail;
-    return tx_commit(c, e);
+    return sq_tx_commit(c, e);
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
     return -1;
 }
 
@@ -4127,16 +3131,16 @@ static int sq_object_get(struct metastore *ms, const char *kind, const char *key
                          char **value_json, struct err *e)
 {
     *value_json = NULL;
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_OBJ_GET, &s, e, "tt", kind, key);
+    int rc = sq_query(c, SQ_OBJ_GET, &s, e, "tt", kind, key);
     if (rc < 0)
         return -1;
     if (rc == SQLITE_ROW && sqlite3_column_int64(s, 3) == 0)
-        *value_json = col_strdup(s, 0);
-    stmt_done(s);
+        *value_json = sq_col_strdup(s, 0);
+    sq_stmt_done(s);
     if (*value_json == NULL)
         return err_set(e, ERR_NOT_FOUND, "no %s named %s", kind, key);
     char *clear = seal_value(c->store, kind, *value_json, false);
@@ -4152,18 +3156,18 @@ static int sq_object_list(struct metastore *ms, const char *kind, struct meta_na
 {
     memset(keys, 0, sizeof(*keys));
     memset(values, 0, sizeof(*values));
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_OBJ_LIST, &s, e, "t", kind);
+    int rc = sq_query(c, SQ_OBJ_LIST, &s, e, "t", kind);
     if (rc < 0)
         return -1;
-    for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+    for (int row = rc == SQLITE_ROW; row == 1; row = sq_next_row(c, s, e)) {
         keys->names = xrealloc(keys->names, (keys->n + 1) * sizeof(char *));
         values->names = xrealloc(values->names, (values->n + 1) * sizeof(char *));
-        keys->names[keys->n++] = col_strdup(s, 0);
-        char *v = col_strdup(s, 1);
+        keys->names[keys->n++] = sq_col_strdup(s, 0);
+        char *v = sq_col_strdup(s, 1);
         char *clear = v ? seal_value(c->store, kind, v, false) : NULL;
         if (clear != NULL) {
             free(v);
@@ -4171,7 +3175,7 @@ static int sq_object_list(struct metastore *ms, const char *kind, struct meta_na
         }
         values->names[values->n++] = v ? v : xstrdup("{}");
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     return 0;
 }
 
@@ -4179,42 +3183,42 @@ static int sq_manifest_tags(struct metastore *ms, const char *repo, const struct
                             struct meta_name_list *out, struct err *e)
 {
     memset(out, 0, sizeof(*out));
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    if (tx_begin(c, false, e) != 0)
+    if (sq_tx_begin(c, false, e) != 0)
         return -1;
     int64_t repo_id;
     sqlite3_stmt *s;
     int rc = repo_find(c, repo, &repo_id, e);
     if (rc == 0) {
-        rc = query(c, SQ_TAGS_OF_MANIFEST, &s, e, "it", repo_id, d->str);
-        for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = next_row(c, s, e)) {
+        rc = sq_query(c, SQ_TAGS_OF_MANIFEST, &s, e, "it", repo_id, d->str);
+        for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
             out->names = xrealloc(out->names, (out->n + 1) * sizeof(char *));
-            out->names[out->n++] = col_strdup(s, 0);
+            out->names[out->n++] = sq_col_strdup(s, 0);
         }
         if (rc >= 0)
-            stmt_done(s);
+            sq_stmt_done(s);
     }
-    tx_commit(c, e);
+    sq_tx_commit(c, e);
     return rc < 0 ? -1 : 0;
 }
 
 static int sq_blob_list_all(struct metastore *ms, struct meta_name_list *out, struct err *e)
 {
     memset(out, 0, sizeof(*out));
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     sqlite3_stmt *s;
-    int rc = query(c, SQ_ALL_BLOBS, &s, e, "");
+    int rc = sq_query(c, SQ_ALL_BLOBS, &s, e, "");
     if (rc < 0)
         return -1;
-    for (int row = rc == SQLITE_ROW; row == 1; row = next_row(c, s, e)) {
+    for (int row = rc == SQLITE_ROW; row == 1; row = sq_next_row(c, s, e)) {
         out->names = xrealloc(out->names, (out->n + 1) * sizeof(char *));
-        out->names[out->n++] = col_strdup(s, 0);
+        out->names[out->n++] = sq_col_strdup(s, 0);
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     return 0;
 }
 
@@ -4222,19 +3226,19 @@ static int sq_blob_lost(struct metastore *ms, const struct digest *d, size_t *n_
                         struct err *e)
 {
     *n_manifests = 0;
-    struct sq_conn *c = conn_of(ms, e);
+    struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    if (tx_begin(c, true, e) != 0)
+    if (sq_tx_begin(c, true, e) != 0)
         return -1;
-    if (exec(c, SQ_BLOB_LOST_HIDE, e, "t", d->str) != 0)
+    if (sq_exec(c, SQ_BLOB_LOST_HIDE, e, "t", d->str) != 0)
         goto fail;
     *n_manifests = (size_t)sqlite3_changes(c->db);
-    if (exec(c, SQ_BLOB_LOST_UNLINK, e, "t", d->str) != 0 ||
-        exec(c, SQ_BLOB_DELETE, e, "t", d->str) != 0)
+    if (sq_exec(c, SQ_BLOB_LOST_UNLINK, e, "t", d->str) != 0 ||
+        sq_exec(c, SQ_BLOB_DELETE, e, "t", d->str) != 0)
         goto fail;
-    return tx_commit(c, e);
+    return sq_tx_commit(c, e);
 fail:
-    tx_rollback(c);
+    sq_tx_rollback(c);
     return -1;
 }
