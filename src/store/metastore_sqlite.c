@@ -29,7 +29,11 @@
 #include "secret.h"
 #include "util.h"
 #include "metastore_sqlite_int.h"
+#include "schema_sql.h"
 
+/* The schema: one .sql file per migration step in src/store/schema/sqlite/ (v1.sql,
+ * v2.sql, v3_audit.sql, ...), embedded at build time as sq_schema_<file> (schema_sql.h,
+ * made by scripts/embed_sql.py). A change goes into a new step, never into a step's file. */
 #define SQ_SCHEMA_VERSION 4
 /* Planner statistics: ANALYZE reads at most this many rows of each index (an estimate is
  * all the planner needs), and PRAGMA optimize re-runs it on stale tables every so many
@@ -37,137 +41,6 @@
  * statistics too (tests/unit/test_query_plans.c checks both). */
 #define SQ_ANALYSIS_LIMIT_ROWS 400
 #define SQ_OPTIMIZE_EVERY_COMMITS 10000
-
-/* Version 1 of the schema. Names compare with BINARY collation (bytewise), which is
- * the lexical order the distribution-spec asks of tag and catalog listings. Changes go
- * into a new migration step keyed on PRAGMA user_version, never into this text. */
-static const char schema_v1[] =
-    "CREATE TABLE IF NOT EXISTS repos ("
-    "  id INTEGER PRIMARY KEY,"
-    "  name TEXT NOT NULL UNIQUE COLLATE BINARY);"
-    "CREATE TABLE IF NOT EXISTS blobs ("
-    "  digest TEXT PRIMARY KEY,"
-    "  size INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS repo_blobs ("
-    "  repo_id INTEGER NOT NULL REFERENCES repos(id),"
-    "  digest TEXT NOT NULL REFERENCES blobs(digest),"
-    "  PRIMARY KEY (repo_id, digest)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS repo_blobs_digest ON repo_blobs(digest);"
-    "CREATE TABLE IF NOT EXISTS manifests ("
-    "  repo_id INTEGER NOT NULL REFERENCES repos(id),"
-    "  digest TEXT NOT NULL,"
-    "  media_type TEXT NOT NULL,"
-    "  artifact_type TEXT,"
-    "  annotations TEXT,"
-    "  subject TEXT,"
-    "  size INTEGER NOT NULL,"
-    "  body BLOB NOT NULL,"
-    "  created_ms INTEGER NOT NULL,"
-    "  PRIMARY KEY (repo_id, digest));"
-    "CREATE INDEX IF NOT EXISTS manifests_subject ON manifests(repo_id, subject)"
-    "  WHERE subject IS NOT NULL;"
-    "CREATE TABLE IF NOT EXISTS manifest_refs ("
-    "  repo_id INTEGER NOT NULL,"
-    "  manifest_digest TEXT NOT NULL,"
-    "  ref_digest TEXT NOT NULL,"
-    "  is_manifest INTEGER NOT NULL,"
-    "  PRIMARY KEY (repo_id, manifest_digest, ref_digest),"
-    "  FOREIGN KEY (repo_id, manifest_digest) REFERENCES manifests(repo_id, digest)"
-    "    ON DELETE CASCADE) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS manifest_refs_ref ON manifest_refs(ref_digest);"
-    "CREATE TABLE IF NOT EXISTS tags ("
-    "  repo_id INTEGER NOT NULL,"
-    "  name TEXT NOT NULL COLLATE BINARY,"
-    "  digest TEXT NOT NULL,"
-    "  updated_ms INTEGER NOT NULL,"
-    "  PRIMARY KEY (repo_id, name),"
-    "  FOREIGN KEY (repo_id, digest) REFERENCES manifests(repo_id, digest)"
-    "    ON DELETE CASCADE) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS tags_digest ON tags(repo_id, digest);"
-    "CREATE TABLE IF NOT EXISTS uploads ("
-    "  id TEXT PRIMARY KEY,"
-    "  repo TEXT NOT NULL,"
-    "  created_s INTEGER NOT NULL,"
-    "  expires_s INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS uploads_expires ON uploads(expires_s);"
-    "CREATE TABLE IF NOT EXISTS events ("
-    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  origin TEXT NOT NULL,"
-    "  hlc INTEGER NOT NULL,"
-    "  kind TEXT NOT NULL,"
-    "  repo TEXT,"
-    "  name TEXT,"
-    "  digest TEXT,"
-    "  payload TEXT);";
-
-/* Version 2: geo-replication. Events carry their origin's sequence number; a version
- * vector records how far each origin's events have been applied; tags are
- * last-writer-wins registers (tag_regs, digest NULL = deleted) of which `tags` holds
- * the resolvable part; deleted manifests leave tombstones; manifests replicated from
- * a peer stay invisible until their content is here (visible means pullable);
- * per-region replication status; replicated registry objects; peer cursors. */
-static const char schema_v2[] =
-    "ALTER TABLE events ADD COLUMN origin_seq INTEGER NOT NULL DEFAULT 0;"
-    "CREATE UNIQUE INDEX IF NOT EXISTS events_origin ON events(origin, origin_seq);"
-    "CREATE TABLE IF NOT EXISTS vv (origin TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
-    "  WITHOUT ROWID;"
-    "ALTER TABLE manifests ADD COLUMN is_visible INTEGER NOT NULL DEFAULT 1;"
-    "ALTER TABLE manifests ADD COLUMN hlc INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE manifests ADD COLUMN origin TEXT NOT NULL DEFAULT '';"
-    "CREATE INDEX IF NOT EXISTS manifests_pending ON manifests(is_visible)"
-    "  WHERE is_visible = 0;"
-    "ALTER TABLE manifest_refs ADD COLUMN size INTEGER;"
-    "CREATE TABLE IF NOT EXISTS tag_regs ("
-    "  repo TEXT NOT NULL, name TEXT NOT NULL, digest TEXT,"
-    "  hlc INTEGER NOT NULL, origin TEXT NOT NULL,"
-    "  PRIMARY KEY (repo, name)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS tag_regs_digest ON tag_regs(repo, digest);"
-    "CREATE TABLE IF NOT EXISTS manifest_tombs ("
-    "  repo TEXT NOT NULL, digest TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL,"
-    "  PRIMARY KEY (repo, digest)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS repl_status ("
-    "  repo TEXT NOT NULL, digest TEXT NOT NULL, region TEXT NOT NULL, state TEXT NOT NULL,"
-    "  bytes_done INTEGER NOT NULL, bytes_total INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
-    "  details TEXT, PRIMARY KEY (repo, digest, region)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS objects ("
-    "  kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT, hlc INTEGER NOT NULL,"
-    "  origin TEXT NOT NULL, is_deleted INTEGER NOT NULL,"
-    "  PRIMARY KEY (kind, key)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS cursors (peer TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
-    "  WITHOUT ROWID;";
-
-/* Version 3: the audit log aggregates refusals (audit_agg.c): an entry stands for
- * `count` of them, the last at last_ms. Self-contained: audit_log used to be created
- * only by schema_auth (after the migrations), so this step creates the table as it was
- * when absent (a fresh file, or one from before access control) and then adds the
- * columns. */
-static const char schema_v3_audit[] =
-    "CREATE TABLE IF NOT EXISTS audit_log ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  time_ms INTEGER NOT NULL,"
-    "  actor TEXT NOT NULL,"
-    "  action TEXT NOT NULL,"
-    "  target TEXT,"
-    "  status INTEGER NOT NULL,"
-    "  remote TEXT,"
-    "  detail TEXT);"
-    "ALTER TABLE audit_log ADD COLUMN count INTEGER NOT NULL DEFAULT 1;"
-    "ALTER TABLE audit_log ADD COLUMN last_ms INTEGER;";
-
-/* Version 4 (issue 9, items 4 and 16; self-contained): an upload session records the
- * address of the client that started it, for the per-address cap, and the size last
- * acknowledged to that client, so that a session cut by a crash in the middle of a PATCH
- * resumes there. acked_bytes NULL: a region's own fetch session, or one from before this
- * version, resumed from whatever its file holds. is_single_request: the session of one
- * monolithic POST, which no client can resume (it never learnt the id). */
-static const char schema_v4_uploads[] =
-    "ALTER TABLE uploads ADD COLUMN source TEXT;"
-    "ALTER TABLE uploads ADD COLUMN acked_bytes INTEGER;"
-    "ALTER TABLE uploads ADD COLUMN is_single_request INTEGER NOT NULL DEFAULT 0;"
-    "CREATE INDEX IF NOT EXISTS uploads_source ON uploads(source, expires_s)"
-    "  WHERE source IS NOT NULL;"
-    /* The start-up sweep of sessions nobody can resume reads only those. */
-    "CREATE INDEX IF NOT EXISTS uploads_single ON uploads(id) WHERE is_single_request = 1;";
 
 /* Every statement the store runs, prepared once per connection on first use. */
 
@@ -212,13 +85,11 @@ static int on_trace(unsigned type, void *ctx, void *p, void *x)
     return 0;
 }
 
-
 /* Webhook secrets at rest (defined with the replicated objects, below). */
 static char *seal_value(const struct sq_store *st, const char *kind, const char *value_json,
                         bool is_seal);
 static char *seal_payload(const struct sq_store *st, const char *event_kind,
                           const char *payload, bool is_seal);
-
 
 static const struct metastore_ops sq_ops;
 static int on_busy(void *arg, int n);
@@ -963,7 +834,6 @@ static int payload_check(struct buf *b, struct err *e)
               b->max_bytes);
     return err_set(e, ERR_INTERNAL, NULL);
 }
-
 
 /* Derived event payloads ------------------------------------------------------
  * A manifest_put event used to carry the manifest (base64 body, references) and a status
@@ -1842,9 +1712,10 @@ static int migrate(struct sq_conn *c, struct err *e)
         err_set(e, ERR_IO, NULL);
         goto fail;
     }
-    /* Step i brings the schema from version i to i + 1; each runs once, in order. */
-    static const char *const steps[] = {schema_v1, schema_v2, schema_v3_audit,
-                                        schema_v4_uploads};
+    /* Step i brings the schema from version i to i + 1; each runs once, in order. The
+     * steps are the files of src/store/schema/sqlite/, in version order. */
+    static const char *const steps[] = {sq_schema_v1, sq_schema_v2, sq_schema_v3_audit,
+                                        sq_schema_v4_uploads};
     _Static_assert(sizeof(steps) / sizeof(steps[0]) == SQ_SCHEMA_VERSION,
                    "one migration step per schema version");
     for (int64_t v = version; v < SQ_SCHEMA_VERSION; v++) {

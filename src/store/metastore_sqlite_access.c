@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
+#include "schema_sql.h"
 #include "util.h"
 
 /* ==========================================================================
@@ -36,33 +37,9 @@
  *                   are pruned when a new owner row is written
  * ========================================================================== */
 
-static const char schema_auth[] =
-    "CREATE TABLE IF NOT EXISTS identities ("
-    "  name TEXT PRIMARY KEY,"
-    "  kind TEXT NOT NULL CHECK (kind IN ('user', 'robot')),"
-    "  secret_hash TEXT NOT NULL,"
-    "  description TEXT,"
-    "  created_ms INTEGER NOT NULL,"
-    "  expires_s INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS role_bindings ("
-    "  subject TEXT NOT NULL,"
-    "  role TEXT NOT NULL,"
-    "  pattern TEXT NOT NULL,"
-    "  created_ms INTEGER NOT NULL,"
-    "  PRIMARY KEY (subject, role, pattern)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS auth_meta ("
-    "  k TEXT PRIMARY KEY,"
-    "  v INTEGER NOT NULL) WITHOUT ROWID;"
-    "INSERT OR IGNORE INTO auth_meta(k, v) VALUES ('generation', 1);"
-    "CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log(actor, id);"
-    "CREATE TABLE IF NOT EXISTS upload_owners ("
-    "  id TEXT PRIMARY KEY,"
-    "  owner TEXT NOT NULL) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS upload_owners_owner ON upload_owners(owner);";
-
 int sq_auth_schema(struct sq_conn *c, struct err *e)
 {
-    int rc = sqlite3_exec(c->db, schema_auth, NULL, NULL, NULL);
+    int rc = sqlite3_exec(c->db, sq_schema_access, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return sq_db_fail(c, rc, "create access-control tables", NULL, e);
     return 0;

@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
+#include "schema_sql.h"
 #include "util.h"
 
 /* ==========================================================================
@@ -30,25 +31,6 @@
  *   pending --attempt fails--> pending (next_attempt_ms later) | failed (attempts used up)
  * ========================================================================== */
 
-static const char schema_deliveries[] =
-    "CREATE TABLE IF NOT EXISTS webhook_deliveries ("
-    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  id TEXT NOT NULL UNIQUE,"
-    "  webhook TEXT NOT NULL,"
-    "  action TEXT NOT NULL,"
-    "  payload TEXT NOT NULL,"
-    "  state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),"
-    "  attempts INTEGER NOT NULL,"
-    "  status_code INTEGER NOT NULL,"
-    "  latency_ms INTEGER NOT NULL,"
-    "  response TEXT,"
-    "  created_ms INTEGER NOT NULL,"
-    "  updated_ms INTEGER NOT NULL,"
-    "  next_attempt_ms INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS webhook_deliveries_due"
-    "  ON webhook_deliveries(next_attempt_ms) WHERE state = 'pending';"
-    "CREATE INDEX IF NOT EXISTS webhook_deliveries_webhook ON webhook_deliveries(webhook, seq);";
-
 #define DQ_COLUMNS                                                                              \
     "id, webhook, action, payload, state, attempts, status_code, latency_ms, response,"        \
     " created_ms, updated_ms, next_attempt_ms"
@@ -61,7 +43,7 @@ static const char *const delivery_states[] = {
 
 int sq_deliveries_schema(struct sq_conn *c, struct err *e)
 {
-    int rc = sqlite3_exec(c->db, schema_deliveries, NULL, NULL, NULL);
+    int rc = sqlite3_exec(c->db, sq_schema_deliveries, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return sq_db_fail(c, rc, "create webhook_deliveries", NULL, e);
     return 0;
