@@ -1917,44 +1917,7 @@ fail:
     return NULL;
 }
 
-/* Result helpers ---------------------------------------------------------- */
-
-/* XXX: these belong to metastore.h rather than to one backend; they move to a
- * metastore.c when a second backend arrives. */
-void meta_manifest_fini(struct meta_manifest *m)
-{
-    if (m == NULL)
-        return;
-    FREE_AND_NULL(m->media_type);
-    FREE_AND_NULL(m->artifact_type);
-    FREE_AND_NULL(m->annotations_json);
-    FREE_AND_NULL(m->body);
-    m->body_len = 0;
-}
-
-void meta_name_list_fini(struct meta_name_list *l)
-{
-    if (l == NULL)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        free(l->names[i]);
-    FREE_AND_NULL(l->names);
-    l->n = 0;
-    l->has_more = false;
-}
-
-void meta_referrer_list_fini(struct meta_referrer_list *l)
-{
-    if (l == NULL)
-        return;
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->items[i].media_type);
-        free(l->items[i].artifact_type);
-        free(l->items[i].annotations_json);
-    }
-    FREE_AND_NULL(l->items);
-    l->n = 0;
-}
+/* Result helpers (meta_*_fini): in metastore.c, shared by every backend. */
 
 /* ==========================================================================
  * Replication (repl.c): the event log read by peers, events applied from them, pending
@@ -1966,55 +1929,6 @@ void meta_referrer_list_fini(struct meta_referrer_list *l)
  *                                           \--> appended to events (relay), vv advanced
  *   fetcher --pending_list--> content fetched --pending_complete--> is_visible = 1
  * ========================================================================== */
-
-void meta_event_fini(struct meta_event *ev)
-{
-    if (ev == NULL)
-        return;
-    FREE_AND_NULL(ev->origin);
-    FREE_AND_NULL(ev->kind);
-    FREE_AND_NULL(ev->repo);
-    FREE_AND_NULL(ev->name);
-    FREE_AND_NULL(ev->digest);
-    FREE_AND_NULL(ev->payload);
-}
-
-void meta_vv_fini(struct meta_vv *vv)
-{
-    for (size_t i = 0; i < vv->n; i++)
-        free(vv->origins[i]);
-    FREE_AND_NULL(vv->origins);
-    FREE_AND_NULL(vv->seqs);
-    vv->n = 0;
-}
-
-int64_t meta_vv_get(const struct meta_vv *vv, const char *origin)
-{
-    for (size_t i = 0; vv != NULL && i < vv->n; i++) {
-        if (strcmp(vv->origins[i], origin) == 0)
-            return vv->seqs[i];
-    }
-    return 0;
-}
-
-void meta_pending_fini(struct meta_pending *p)
-{
-    FREE_AND_NULL(p->repo);
-    FREE_AND_NULL(p->origin);
-    FREE_AND_NULL(p->refs);
-    FREE_AND_NULL(p->ref_sizes);
-    p->n_refs = 0;
-}
-
-void meta_status_free(struct meta_status *list, size_t n)
-{
-    for (size_t i = 0; list != NULL && i < n; i++) {
-        free(list[i].region);
-        free(list[i].state);
-        free(list[i].details);
-    }
-    free(list);
-}
 
 static void event_from_row(sqlite3_stmt *s, struct meta_event *ev)
 {

@@ -361,35 +361,3 @@ int sq_upload_count_owned(struct metastore *ms, const char *owner, int64_t now_s
     return 0;
 }
 
-void meta_auth_state_fini(struct meta_auth_state *st)
-{
-    if (st == NULL)
-        return;
-    for (size_t i = 0; i < st->n_identities; i++) {
-        free(st->identities[i].name);
-        free(st->identities[i].kind);
-        free(st->identities[i].secret_hash);
-        free(st->identities[i].description);
-    }
-    for (size_t i = 0; i < st->n_bindings; i++) {
-        free(st->bindings[i].subject);
-        free(st->bindings[i].role);
-        free(st->bindings[i].pattern);
-    }
-    FREE_AND_NULL(st->identities);
-    FREE_AND_NULL(st->bindings);
-    st->n_identities = 0;
-    st->n_bindings = 0;
-}
-
-void meta_audit_free(struct meta_audit *list, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(list[i].actor);
-        free(list[i].action);
-        free(list[i].target);
-        free(list[i].remote);
-        free(list[i].detail);
-    }
-    free(list);
-}

@@ -215,22 +215,3 @@ int sq_delivery_prune(struct metastore *ms, const char *webhook, size_t keep,
     return 0;
 }
 
-void meta_delivery_fini(struct meta_delivery *d)
-{
-    if (d == NULL)
-        return;
-    FREE_AND_NULL(d->webhook);
-    FREE_AND_NULL(d->action);
-    FREE_AND_NULL(d->payload);
-    FREE_AND_NULL(d->response);
-}
-
-void meta_delivery_list_fini(struct meta_delivery_list *l)
-{
-    if (l == NULL)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        meta_delivery_fini(&l->items[i]);
-    FREE_AND_NULL(l->items);
-    l->n = 0;
-}
