@@ -54,9 +54,7 @@ static void mark_removed(struct registry *reg)
         fclose(f);
     }
     /* Its content goes: nothing is served from here any more. */
-    char blobs[4096];
-    snprintf(blobs, sizeof(blobs), "%s/blobs", reg->cfg->data_dir);
-    size_t n = util_remove_tree(blobs);
+    size_t n = reg->bs->ops->remove_all(reg->bs);
     log_warn("registry", "this region was removed from the registry: stopped serving, "
                          "removed %zu blob files", n);
 }

@@ -60,6 +60,9 @@ typedef void blobstore_remove_f(struct blobstore *bs, const struct digest *d);
  * replicated manifests' configs in tests and tools). The caller verified d. */
 typedef int blobstore_put_f(struct blobstore *bs, const struct digest *d, const void *p,
                             uint64_t len, struct err *e);
+/* Removes every stored blob (this region was removed from its registry); returns how many
+ * were removed. Upload sessions are not touched. */
+typedef size_t blobstore_remove_all_f(struct blobstore *bs);
 typedef void blobstore_close_f(struct blobstore *bs);
 
 struct blobstore_ops {
@@ -73,6 +76,7 @@ struct blobstore_ops {
     blobstore_stat_f *stat;
     blobstore_remove_f *remove;
     blobstore_put_f *put;
+    blobstore_remove_all_f *remove_all;
     blobstore_close_f *close;
 };
 

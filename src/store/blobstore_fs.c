@@ -693,6 +693,15 @@ static void fs_remove(struct blobstore *bs, const struct digest *d)
     }
 }
 
+static size_t fs_remove_all(struct blobstore *bs)
+{
+    struct fs_store *fs = fs_of(bs);
+    char path[PATH_MAX];
+    if (fs_path(fs, FS_PATH_BLOBS, NULL, NULL, path) != 0)
+        return 0;
+    return util_remove_tree(path);
+}
+
 static int fs_put(struct blobstore *bs, const struct digest *d, const void *p, uint64_t len,
                   struct err *e)
 {
@@ -763,6 +772,7 @@ static const struct blobstore_ops fs_ops = {
     .stat = fs_stat,
     .remove = fs_remove,
     .put = fs_put,
+    .remove_all = fs_remove_all,
     .close = fs_close,
 };
 
