@@ -2002,6 +2002,17 @@ static int sq_events_read(struct metastore *ms, int64_t after_seq, const struct 
         goto fail;
     }
     sq_tx_commit(c, e);
+    /* Nothing leaves the region before it is durable here: a commit is visible to readers
+     * a moment before its sync completes, and a peer holding an event its origin lost in a
+     * power failure would diverge (the origin would reuse the sequence number). A sync
+     * requested after the read covers every commit the read saw; concurrent commits share
+     * it (group commit). */
+    if (n > 0 && sq_durable_wait(c->store, e) != 0) {
+        for (size_t k = 0; k < n; k++)
+            meta_event_fini(&list[k]);
+        free(list);
+        return -1;
+    }
     *out = list;
     *n_out = n;
     return 0;
