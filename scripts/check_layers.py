@@ -4,9 +4,10 @@
 Reads every `#include "..."` line under src/ and fails (exit 1) on an include that points
 up a layer or sideways (a folder including one of a later layer in LAYERS, or another
 folder of its own layer), on a cycle between folders, on a folder that is not in LAYERS,
-and on an include that names no file of src/ (or one that several folders hold: headers
-are included by file name). A folder may include itself and the folders of the layers
-before its own; src/main.c sits above every folder.
+on a file other than main.c in src/ itself, and on an include that names no file of src/
+(or one that several folders hold: headers are included by file name). A folder may
+include itself and the folders of the layers before its own; src/main.c sits above every
+folder.
 
 usage: scripts/check_layers.py [SRC_DIR]     (prints one line per violation)
 """
@@ -28,6 +29,7 @@ LAYERS = [
     ["server"],
 ]
 TOP = "."  # src/main.c: may include every folder
+TOP_FILES = {"main.c"}
 # Headers made at build time, and the folder whose sources they belong to.
 GENERATED = {"schema_sql.h": "store"}
 FOLDERS = [f for layer in LAYERS for f in layer]
@@ -95,6 +97,9 @@ def check(src):
     for folder in sorted({f for fs in homes.values() for f in fs}):
         if folder != TOP and folder not in FOLDERS:
             problems.append(f"src/{folder}/: folder not in LAYERS of {sys.argv[0]}")
+    for name in sorted(n for n, fs in homes.items() if TOP in fs and n not in TOP_FILES):
+        problems.append(f"src/{name}: only {', '.join(sorted(TOP_FILES))} sits in src/ itself; "
+                        "move it into the folder of its layer")
     if problems:
         return problems
     edges = {}
