@@ -299,7 +299,7 @@ json_t *scrub_status_json(struct scrub *s)
     AZ(pthread_mutex_unlock(&s->mu));
     struct blobstore_quarantined *q = NULL;
     size_t n = 0;
-    blobstore_fs_quarantined(s->reg->bs, &q, &n);
+    s->reg->bs->ops->quarantined(s->reg->bs, &q, &n);
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_object();

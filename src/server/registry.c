@@ -165,7 +165,7 @@ struct registry *registry_open(struct config *cfg, struct err *e)
      * except those of monolithic POSTs cut by a crash, which nobody can finish: they go
      * now rather than at expiry (their bytes, and their slots under the session caps). */
     size_t n_open = 0;
-    blobstore_fs_each_upload(reg->bs, count_upload, &n_open);
+    reg->bs->ops->upload_each(reg->bs, count_upload, &n_open);
     metrics_uploads_in_progress_add((int)n_open);
     size_t n_orphans = upload_sessions_remove_orphans(reg->uploads);
     if (n_orphans > 0)
@@ -232,7 +232,7 @@ void registry_sweep_uploads(struct registry *reg)
             ctx.n_removed++;
     }
     meta_name_list_fini(&expired);
-    blobstore_fs_each_upload(reg->bs, on_upload_file, &ctx);
+    reg->bs->ops->upload_each(reg->bs, on_upload_file, &ctx);
     if (ctx.n_removed)
         log_info("uploads", "reclaimed %zu expired or orphaned upload sessions", ctx.n_removed);
 }

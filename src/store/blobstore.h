@@ -63,6 +63,15 @@ typedef int blobstore_put_f(struct blobstore *bs, const struct digest *d, const 
 /* Removes every stored blob (this region was removed from its registry); returns how many
  * were removed. Upload sessions are not touched. */
 typedef size_t blobstore_remove_all_f(struct blobstore *bs);
+/* Lists the upload sessions the store holds bytes for (the expiry sweep and the count at
+ * start-up): calls fn for each id, and fn may remove that upload. */
+typedef void blobstore_upload_each_f(struct blobstore *bs,
+                                     void (*fn)(const char *id, void *arg), void *arg);
+struct blobstore_quarantined;
+/* Lists the copies found bad and moved out of service, oldest first: *out (caller frees)
+ * and *n (a backend that keeps none answers 0). */
+typedef void blobstore_quarantined_f(struct blobstore *bs, struct blobstore_quarantined **out,
+                                     size_t *n);
 typedef void blobstore_close_f(struct blobstore *bs);
 
 struct blobstore_ops {
@@ -77,6 +86,8 @@ struct blobstore_ops {
     blobstore_remove_f *remove;
     blobstore_put_f *put;
     blobstore_remove_all_f *remove_all;
+    blobstore_upload_each_f *upload_each;
+    blobstore_quarantined_f *quarantined;
     blobstore_close_f *close;
 };
 
@@ -96,14 +107,5 @@ struct blobstore_quarantined {
     bool is_repaired;        /* a good copy has been stored since */
 };
 
-/* Lists the quarantined copies (filesystem backend only), oldest first: *out (caller
- * frees) and *n. */
-void blobstore_fs_quarantined(struct blobstore *bs, struct blobstore_quarantined **out,
-                              size_t *n);
-
-/* Lists upload session ids present on disk (for expiry sweeps). Calls fn for each id.
- * Filesystem backend only. */
-void blobstore_fs_each_upload(struct blobstore *bs, void (*fn)(const char *id, void *arg),
-                              void *arg);
 
 #endif

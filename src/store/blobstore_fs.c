@@ -49,6 +49,8 @@ struct fs_store {
 };
 
 static const struct blobstore_ops fs_ops;
+static blobstore_upload_each_f fs_upload_each;
+static blobstore_quarantined_f fs_quarantined;
 
 static struct fs_store *fs_of(struct blobstore *bs)
 {
@@ -773,6 +775,8 @@ static const struct blobstore_ops fs_ops = {
     .remove = fs_remove,
     .put = fs_put,
     .remove_all = fs_remove_all,
+    .upload_each = fs_upload_each,
+    .quarantined = fs_quarantined,
     .close = fs_close,
 };
 
@@ -943,10 +947,9 @@ fail:
     return NULL;
 }
 
-void blobstore_fs_each_upload(struct blobstore *bs, void (*fn)(const char *id, void *arg),
-                              void *arg)
+static void fs_upload_each(struct blobstore *bs, void (*fn)(const char *id, void *arg),
+                           void *arg)
 {
-    ASSERT(bs->ops == &fs_ops);
     struct fs_store *fs = fs_of(bs);
     char dir[PATH_MAX];
     char text[128];
@@ -978,10 +981,9 @@ void blobstore_fs_each_upload(struct blobstore *bs, void (*fn)(const char *id, v
     free(ids);
 }
 
-void blobstore_fs_quarantined(struct blobstore *bs, struct blobstore_quarantined **out,
-                              size_t *n)
+static void fs_quarantined(struct blobstore *bs, struct blobstore_quarantined **out,
+                           size_t *n)
 {
-    ASSERT(bs->ops == &fs_ops);
     struct fs_store *fs = fs_of(bs);
     AZ(pthread_mutex_lock(&fs->mu));
     *n = fs->n_quarantined;

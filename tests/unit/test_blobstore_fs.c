@@ -570,7 +570,7 @@ static void test_each_upload(void **state)
     fclose(fp);
 
     struct seen s = {.bs = f->bs};
-    blobstore_fs_each_upload(f->bs, on_upload, &s);
+    f->bs->ops->upload_each(f->bs, on_upload, &s);
     assert_int_equal(s.n, 3);
     qsort(ids, 3, sizeof(ids[0]), cmp_id);
     qsort(s.ids, s.n, sizeof(s.ids[0]), cmp_id);
@@ -581,7 +581,7 @@ static void test_each_upload(void **state)
     memset(&s, 0, sizeof(s));
     s.bs = f->bs;
     s.is_removing = true;
-    blobstore_fs_each_upload(f->bs, on_upload, &s);
+    f->bs->ops->upload_each(f->bs, on_upload, &s);
     assert_int_equal(s.n, 3);
     assert_int_equal(count_sub(f, "uploads"), 1);
 }
@@ -638,7 +638,7 @@ static size_t count_quarantined(struct blobstore *bs, size_t *n_repaired)
 {
     struct blobstore_quarantined *q = NULL;
     size_t n = 0;
-    blobstore_fs_quarantined(bs, &q, &n);
+    bs->ops->quarantined(bs, &q, &n);
     *n_repaired = 0;
     for (size_t i = 0; i < n; i++)
         *n_repaired += q[i].is_repaired;
