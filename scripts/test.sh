@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test suite:
+#   0. the layer check (scripts/check_layers.py): folders of src/ include downwards only
 #   1. unit tests (cmocka, meson test --suite unit) on build/
 #   2. end-to-end tests (pytest tests/e2e) against build/meridian
 #   3. an AddressSanitizer + UBSan build in build-asan/: its unit tests, and the e2e tests
@@ -163,6 +164,19 @@ finish() {
     echo "$total_pass passed, $total_fail failed"
     [ "$total_fail" -eq 0 ]
 }
+
+# --- 0: the layer check (no build needed) ----------------------------------------------------
+
+# One test per problem found: an upward include, a cycle between folders, an unknown folder.
+layers_log="$LOG_DIR/layers.log"
+layers_rc=0
+step layers "$layers_log" "$PYTHON" scripts/check_layers.py || layers_rc=$?
+layers_n=$(sed -n 's/^check_layers: \([0-9][0-9]*\) problem.*/\1/p' "$layers_log" | tail -n 1)
+if [ "$layers_rc" -eq 0 ] && [ "${layers_n:-1}" -eq 0 ]; then
+    record layers 1 0 0 "src/ folders include downwards only"
+else
+    record layers 0 "${layers_n:-1}" 0 "upward includes or cycles: see build-logs/layers.log"
+fi
 
 # --- dependencies and the release build ------------------------------------------------------
 

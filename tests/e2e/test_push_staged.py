@@ -1,5 +1,5 @@
 """Uploads past the first MiB, which the server stages and writes on its writer threads
-(src/upload_writer.h): chunk boundaries anywhere, several uploads at once, a PATCH broken
+(src/store/upload_writer.h): chunk boundaries anywhere, several uploads at once, a PATCH broken
 mid-body after staging began (cut back to where it started), a wrong digest. Whatever
 the path, the session reports exactly the bytes acknowledged and the blob is exact."""
 

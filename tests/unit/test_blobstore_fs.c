@@ -354,6 +354,30 @@ static void test_upload_remove(void **state)
     assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
 }
 
+/* A removed region's blobs all go through the seam (repl.c no longer builds the path). */
+static void test_remove_all(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct err e = {0};
+    struct digest d256;
+    struct digest d512;
+    uint64_t size = 0;
+
+    fake_digest(DIGEST_SHA256, 7, &d256);
+    fake_digest(DIGEST_SHA512, 7, &d512);
+    assert_int_equal(bs->ops->put(bs, &d256, "{\"a\":1}", 7, &e), 0);
+    assert_int_equal(bs->ops->put(bs, &d512, "", 0, &e), 0);
+    assert_int_equal(bs->ops->upload_create(bs, "0123456789abcdef0123456789abcdef", &e), 0);
+    assert_true(bs->ops->remove_all(bs) >= 2);
+    assert_int_equal(bs->ops->stat(bs, &d256, &size, &e), -1);
+    assert_int_equal(bs->ops->stat(bs, &d512, &size, &e), -1);
+    /* Upload sessions stay. */
+    int fd = bs->ops->upload_open(bs, "0123456789abcdef0123456789abcdef", &size, &e);
+    assert_true(fd >= 0);
+    close(fd);
+}
+
 static void test_put_and_remove(void **state)
 {
     struct fixture *f = *state;
@@ -546,7 +570,7 @@ static void test_each_upload(void **state)
     fclose(fp);
 
     struct seen s = {.bs = f->bs};
-    blobstore_fs_each_upload(f->bs, on_upload, &s);
+    f->bs->ops->upload_each(f->bs, on_upload, &s);
     assert_int_equal(s.n, 3);
     qsort(ids, 3, sizeof(ids[0]), cmp_id);
     qsort(s.ids, s.n, sizeof(s.ids[0]), cmp_id);
@@ -557,7 +581,7 @@ static void test_each_upload(void **state)
     memset(&s, 0, sizeof(s));
     s.bs = f->bs;
     s.is_removing = true;
-    blobstore_fs_each_upload(f->bs, on_upload, &s);
+    f->bs->ops->upload_each(f->bs, on_upload, &s);
     assert_int_equal(s.n, 3);
     assert_int_equal(count_sub(f, "uploads"), 1);
 }
@@ -614,7 +638,7 @@ static size_t count_quarantined(struct blobstore *bs, size_t *n_repaired)
 {
     struct blobstore_quarantined *q = NULL;
     size_t n = 0;
-    blobstore_fs_quarantined(bs, &q, &n);
+    bs->ops->quarantined(bs, &q, &n);
     *n_repaired = 0;
     for (size_t i = 0; i < n; i++)
         *n_repaired += q[i].is_repaired;
@@ -842,6 +866,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_commits_same_digest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_blob_and_upload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_and_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_removes_leftover_tmp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_ids_refused, setup, teardown),

@@ -18,7 +18,7 @@
 
 #include "config.h"
 #include "metastore.h"
-#include "registry.h"
+#include "registry_ctx.h"
 #include "util.h"
 #include "webhook.h"
 #include "webhook_def.h"

@@ -1,0 +1,38 @@
+/* The management API under /_meridian/v1/ (JSON in, JSON out). Resources register
+ * their handlers in one table (mgmt_api.c); each resource lives in its own file
+ * (mgmt_<resource>.c). Errors are {"error":{"code","message"}}. */
+#ifndef MERIDIAN_MGMT_API_H
+#define MERIDIAN_MGMT_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "http.h"
+
+#define MGMT_BODY_MAX (1024 * 1024)
+
+/* Path parameters captured from a route pattern such as "replications/{name}". */
+struct mgmt_params {
+    const char *names[4];
+    char *values[4];
+    size_t n;
+};
+
+/* Value of a captured parameter, or NULL. */
+const char *mgmt_param(const struct mgmt_params *p, const char *name);
+
+typedef void mgmt_handler_f(struct http_req *req, const struct mgmt_params *p);
+
+/* Called by the router for paths under MGMT_PREFIX once the body is in. */
+void mgmt_api_handle(struct http_req *req);
+
+/* Replies with a JSON value (takes ownership of v, also on failure). */
+void mgmt_reply_json(struct http_req *req, int status, json_t *v);
+/* Replies with an error. */
+void mgmt_reply_error(struct http_req *req, enum err_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Parses the request body as a JSON object; replies 400 and returns NULL if it is not one.
+ * An empty body gives an empty object. Caller decrefs. */
+json_t *mgmt_body_object(struct http_req *req);
+
+#endif

@@ -1,0 +1,292 @@
+/* Management API of regions: /_meridian/v1/replications[/{location}], and the peer
+ * API under /_meridian/v1/replication/ (events long poll, introduce, summary, state)
+ * that regions use among themselves. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mgmt_api.h"
+#include "registry_ctx.h"
+#include "repl.h"
+#include "repl_codec.h"
+#include "util.h"
+
+#define EVENTS_WAIT_MAX_S 60
+#define EVENTS_BATCH_MAX 2000
+#define EVENTS_REPLY_MAX (48u << 20)
+
+static void reply_err(struct http_req *req, const struct err *e)
+{
+    http_reply_mgmt_err(req, e);
+}
+
+/* GET replications */
+void mgmt_replications_list(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    mgmt_reply_json(req, 200, repl_replications_json(req->reg->repl, NULL));
+}
+
+/* GET replications/{location} */
+void mgmt_replications_show(struct http_req *req, const struct mgmt_params *p)
+{
+    json_t *list = repl_replications_json(req->reg->repl, mgmt_param(p, "location"));
+    if (json_array_size(list) == 0) {
+        json_decref(list);
+        mgmt_reply_error(req, ERR_NOT_FOUND, "no replication named %s",
+                         mgmt_param(p, "location"));
+        return;
+    }
+    json_t *one = json_incref(json_array_get(list, 0));
+    json_decref(list);
+    mgmt_reply_json(req, 200, one);
+}
+
+/* POST replications {"location","endpoint"} */
+void mgmt_replications_create(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    json_t *body = mgmt_body_object(req);
+    struct err e = {0};
+    if (body == NULL)
+        return;
+    const char *location = json_string_value(json_object_get(body, "location"));
+    const char *endpoint = json_string_value(json_object_get(body, "endpoint"));
+    if (repl_add(req->reg->repl, location, endpoint, &e) != 0) {
+        json_decref(body);
+        reply_err(req, &e);
+        return;
+    }
+    json_t *list = repl_replications_json(req->reg->repl, location);
+    json_t *one = json_incref(json_array_get(list, 0));
+    json_decref(list);
+    json_decref(body);
+    mgmt_reply_json(req, 201, one ? one : json_object());
+}
+
+/* DELETE replications/{location} */
+void mgmt_replications_delete(struct http_req *req, const struct mgmt_params *p)
+{
+    struct err e = {0};
+    if (repl_remove(req->reg->repl, mgmt_param(p, "location"), &e) != 0) {
+        reply_err(req, &e);
+        return;
+    }
+    http_reply(req, 202, "application/json", "{}", 2);
+}
+
+/* Peer API ------------------------------------------------------------------------------ */
+
+struct events_wait {
+    unsigned magic;
+    int64_t deadline_ms;
+    int64_t seen_head;  /* the log head when the poll was parked */
+};
+#define EVENTS_WAIT_MAGIC 0x45565754u
+
+static void events_wait_cleanup(struct http_req *req)
+{
+    struct events_wait *w = req->handler_state;
+    if (w)
+        ASSERT(w->magic == EVENTS_WAIT_MAGIC);
+    free(w);
+    req->handler_state = NULL;
+}
+
+/* http_park_f: the worker is done with req; the replication manager owns it now. */
+static void on_parked(struct http_req *req, void *arg)
+{
+    struct events_wait *w = req->handler_state;
+    (void)arg;
+    ASSERT(w->magic == EVENTS_WAIT_MAGIC);
+    repl_wait_register(req->reg->repl, req, w->seen_head, w->deadline_ms);
+}
+
+/* Only regions of this registry may read its log. */
+static bool is_member(struct registry *reg, const char *location)
+{
+    if (location == NULL)
+        return false;
+    char *value = NULL;
+    struct err e = {0};
+    if (reg->ms->ops->object_get(reg->ms, "replication", location, &value, &e) != 0)
+        return false;
+    free(value);
+    return true;
+}
+
+static int64_t query_i64(struct http_req *req, const char *name, int64_t dflt, int64_t max)
+{
+    const char *v = http_req_query(req, name);
+    uint64_t n;
+    if (v == NULL || util_parse_u64(v, strlen(v), &n) != 0)
+        return dflt;
+    return (int64_t)n > max ? max : (int64_t)n;
+}
+
+/* GET replication/events?after=N&vv=...&wait=S&max=M&from=REGION: long poll. */
+void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct registry *reg = req->reg;
+    struct err e = {0};
+    struct meta_vv vv = {0};
+    const char *from = http_req_query(req, "from");
+    if (!is_member(reg, from)) {
+        mgmt_reply_error(req, ERR_DENIED, "%s is not a region of this registry",
+                         from ? from : "the caller");
+        return;
+    }
+    if (repl_codec_vv_parse(http_req_query(req, "vv"), &vv, &e) != 0) {
+        reply_err(req, &e);
+        return;
+    }
+    int64_t after = query_i64(req, "after", 0, INT64_MAX);
+    int64_t max = query_i64(req, "max", 500, EVENTS_BATCH_MAX);
+    struct events_wait *w = req->handler_state;
+    if (w == NULL) {
+        w = xcalloc(1, sizeof(*w));
+        w->magic = EVENTS_WAIT_MAGIC;
+        w->deadline_ms = util_now_ms() + query_i64(req, "wait", 0, EVENTS_WAIT_MAX_S) * 1000;
+        req->handler_state = w;
+        req->handler_cleanup = events_wait_cleanup;
+    }
+    int64_t head = 0, last = after;
+    struct meta_event *events = NULL;
+    size_t n = 0;
+    if (reg->ms->ops->log_head(reg->ms, &head, &e) != 0 ||
+        reg->ms->ops->events_read(reg->ms, after, &vv, (size_t)(max > 0 ? max : 1), &events, &n,
+                                  &last, &e) != 0) {
+        meta_vv_fini(&vv);
+        reply_err(req, &e);
+        return;
+    }
+    meta_vv_fini(&vv);
+    /* Hold the poll open until there is news, unless this node is shutting down. */
+    if (n == 0 && util_now_ms() < w->deadline_ms && atomic_load(&reg->is_ready)) {
+        free(events);
+        w->seen_head = head;
+        http_req_suspend(req, on_parked, NULL);
+        return;
+    }
+    struct buf b;
+    buf_init(&b, EVENTS_REPLY_MAX);
+    buf_appends(&b, "{\"events\":[");
+    size_t written = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t before = b.len;
+        if (i)
+            buf_append(&b, ",", 1);
+        repl_codec_event_to_json(&events[i], &b);
+        if (b.is_too_big) {
+            /* Send what fits; the caller resumes after the last event sent. */
+            b.is_too_big = false;
+            b.len = before;
+            b.data[before] = '\0';
+            last = i ? events[i - 1].seq : after;
+            break;
+        }
+        written++;
+        meta_event_fini(&events[i]);
+    }
+    for (size_t i = written; i < n; i++)
+        meta_event_fini(&events[i]);
+    free(events);
+    buf_printf(&b, "],\"last\":%" PRId64 ",\"head\":%" PRId64 ",\"region\":", last, head);
+    buf_append_json_string(&b, reg->cfg->region);
+    buf_appends(&b, "}");
+    http_reply(req, 200, "application/json", b.data, b.len);
+    buf_fini(&b);
+}
+
+/* POST replication/introduce {"registry","location","endpoint"} */
+void mgmt_repl_introduce(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct err e = {0};
+    json_t *body = mgmt_body_object(req);
+    if (body == NULL)
+        return;
+    int rc = repl_introduce(req->reg->repl,
+                            json_string_value(json_object_get(body, "registry")),
+                            json_string_value(json_object_get(body, "location")),
+                            json_string_value(json_object_get(body, "endpoint")), &e);
+    json_decref(body);
+    if (rc != 0) {
+        reply_err(req, &e);
+        return;
+    }
+    mgmt_reply_json(req, 200, json_pack("{s:s, s:s}", "registry", req->reg->cfg->registry_name,
+                                        "location", req->reg->cfg->region));
+}
+
+/* GET replication/summary */
+void mgmt_repl_summary(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct err e = {0};
+    struct buf b;
+    buf_init(&b, EVENTS_REPLY_MAX);
+    if (req->reg->ms->ops->summary(req->reg->ms, &b, &e) != 0) {
+        buf_fini(&b);
+        reply_err(req, &e);
+        return;
+    }
+    http_reply(req, 200, "application/json", b.data, b.len);
+    buf_fini(&b);
+}
+
+/* GET replication/state?repository=R */
+void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct err e = {0};
+    const char *repo = http_req_query(req, "repository");
+    if (repo == NULL) {
+        mgmt_reply_error(req, ERR_BAD_REQUEST, "repository is required");
+        return;
+    }
+    struct meta_event *items = NULL;
+    size_t n = 0;
+    if (req->reg->ms->ops->repo_state(req->reg->ms, repo, &items, &n, &e) != 0) {
+        reply_err(req, &e);
+        return;
+    }
+    struct buf b;
+    buf_init(&b, EVENTS_REPLY_MAX * 2);
+    buf_appends(&b, "{\"state\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            buf_append(&b, ",", 1);
+        repl_codec_event_to_json(&items[i], &b);
+        meta_event_fini(&items[i]);
+    }
+    free(items);
+    buf_appends(&b, "]}");
+    if (b.is_too_big) {
+        buf_fini(&b);
+        mgmt_reply_error(req, ERR_INTERNAL, "repository state too large to send");
+        return;
+    }
+    http_reply(req, 200, "application/json", b.data, b.len);
+    buf_fini(&b);
+}
+
+/* POST replication/leave {"registry","location"}: this region was removed. */
+void mgmt_repl_leave(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct err e = {0};
+    json_t *body = mgmt_body_object(req);
+    if (body == NULL)
+        return;
+    int rc = repl_leave(req->reg->repl, json_string_value(json_object_get(body, "registry")),
+                        json_string_value(json_object_get(body, "location")), &e);
+    json_decref(body);
+    if (rc != 0) {
+        reply_err(req, &e);
+        return;
+    }
+    http_reply(req, 200, "application/json", "{}", 2);
+}

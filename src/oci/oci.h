@@ -1,0 +1,31 @@
+/* The /v2/ handlers, one resource per file (oci_*.c), called by the router
+ * (server/registry.c), and the helpers they share. */
+#ifndef MERIDIAN_OCI_H
+#define MERIDIAN_OCI_H
+
+#include <stdbool.h>
+
+#include "http.h"
+#include "registry_ctx.h"
+
+/* Handlers: each a resource of the OCI API (file in parentheses). */
+void oci_base(struct http_req *req);                   /* oci_base.c: /v2/ */
+void oci_health(struct http_req *req);                 /* oci_base.c: /healthz /readyz /metrics */
+void oci_blob(struct http_req *req);                   /* oci_blobs.c: GET HEAD DELETE */
+int oci_upload_headers(struct http_req *req);          /* oci_uploads.c: sets sinks */
+void oci_upload(struct http_req *req);                 /* oci_uploads.c */
+void oci_manifest(struct http_req *req);               /* oci_manifests.c */
+void oci_tags(struct http_req *req);                   /* oci_tags.c */
+void oci_referrers(struct http_req *req);              /* oci_referrers.c */
+void oci_catalog(struct http_req *req);                /* oci_catalog.c */
+
+/* Shared by handlers: validates req->repo; replies NAME_INVALID and returns false
+ * when it is not a valid repository name. */
+bool oci_check_repo(struct http_req *req);
+/* Parses the n/last pagination parameters; replies and returns -1 when invalid.
+ * *n is -1 when absent. */
+int oci_pagination(struct http_req *req, long *n, const char **last);
+/* Adds the Link header for the next page when there is more. base is the path. */
+void oci_link_next(struct http_req *req, const char *base, long n, const char *last);
+
+#endif

@@ -1,0 +1,203 @@
+/* /v2/<name>/manifests/<reference>: PUT, GET, HEAD, DELETE (distribution-spec
+ * "Pulling manifests", "Pushing manifests", "Deleting manifests").
+ * Manifests are stored byte for byte; their digest is the digest of those bytes.
+ * A manifest is accepted only when everything it references is in the repository
+ * (visible means pullable). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "manifest.h"
+#include "metrics.h"
+#include "name.h"
+#include "oci.h"
+#include "repl.h"
+#include "util.h"
+#include "webhook.h"
+
+/* Validates req->ref as a tag or a digest; replies and returns -1 when invalid. */
+static int parse_reference(struct http_req *req, bool *is_digest, struct digest *d)
+{
+    struct err e = {0};
+    size_t len = strlen(req->ref);
+    *is_digest = name_reference_is_digest(req->ref, len);
+    if (*is_digest) {
+        if (digest_parse(req->ref, len, d, &e) != 0) {
+            http_reply_err(req, &e);
+            return -1;
+        }
+        return 0;
+    }
+    if (!name_is_valid_tag(req->ref, len)) {
+        /* Only a push names a new tag; on reads and deletes a malformed tag is one
+         * the registry cannot hold, so it is unknown (as distribution answers). */
+        if (strcmp(req->method, "PUT") == 0)
+            http_reply_error(req, ERR_TAG_INVALID, "invalid tag");
+        else
+            http_reply_error(req, ERR_MANIFEST_UNKNOWN, "no manifest with that reference");
+        return -1;
+    }
+    return 0;
+}
+
+/* A push or delete of m took effect in this region: regional webhooks fire. */
+static void notify(struct http_req *req, const char *action, const char *tag,
+                   const struct meta_manifest *m)
+{
+    struct webhook_effect ev = {.action = action, .repo = req->repo, .tag = tag,
+                                .digest = m->digest.str, .media_type = m->media_type,
+                                .size = (int64_t)m->body_len, .request_id = req->request_id,
+                                .method = req->method, .host = http_req_header(req, "Host")};
+    webhook_on_effect(req->reg, &ev);
+}
+
+static void manifest_get(struct http_req *req, bool is_digest)
+{
+    struct registry *reg = req->reg;
+    struct err e = {0};
+    struct meta_manifest m = {0};
+    if (reg->ms->ops->manifest_get(reg->ms, req->repo, req->ref, &m, &e) != 0) {
+        if (e.code == ERR_NAME_UNKNOWN)
+            e.code = ERR_MANIFEST_UNKNOWN;
+        http_reply_err(req, &e);
+        return;
+    }
+    /* A tag is resolved to the stored type only if the client accepts it; a digest
+     * names exact bytes, which are served whatever the Accept header says. */
+    const char *accept = http_req_header_all(req, "Accept");
+    if (!is_digest && accept && !manifest_accept_allows(accept, m.media_type)) {
+        bool lists_manifest_types = manifest_accept_allows(accept, MT_OCI_MANIFEST) ||
+                                    manifest_accept_allows(accept, MT_OCI_INDEX) ||
+                                    manifest_accept_allows(accept, MT_DOCKER_MANIFEST) ||
+                                    manifest_accept_allows(accept, MT_DOCKER_LIST);
+        if (lists_manifest_types) {
+            http_reply_error(req, ERR_MANIFEST_UNKNOWN,
+                             "manifest is %s, which the Accept header does not allow",
+                             m.media_type);
+            meta_manifest_fini(&m);
+            return;
+        }
+    }
+    http_reply_header(req, "Docker-Content-Digest", "%s", m.digest.str);
+    http_reply_header(req, "ETag", "\"%s\"", m.digest.str);
+    http_reply(req, 200, m.media_type, m.body, m.body_len);
+    meta_manifest_fini(&m);
+}
+
+static void manifest_put(struct http_req *req, bool is_digest, const struct digest *ref_digest)
+{
+    struct registry *reg = req->reg;
+    struct err e = {0};
+    struct manifest mf;
+    const char *ct = http_req_header(req, "Content-Type");
+    if (manifest_parse(req->body.data ? req->body.data : "", req->body.len, ct, &mf, &e) != 0) {
+        http_reply_err(req, &e);
+        return;
+    }
+    struct meta_manifest m = {0};
+    digest_of_buffer(is_digest ? ref_digest->alg : DIGEST_SHA256, req->body.data,
+                     req->body.len, &m.digest);
+    if (is_digest && !digest_equal(&m.digest, ref_digest)) {
+        http_reply_error(req, ERR_DIGEST_INVALID, "manifest digest is %s, not %s", m.digest.str,
+                         ref_digest->str);
+        manifest_fini(&mf);
+        return;
+    }
+    m.media_type = mf.media_type;
+    m.artifact_type = mf.artifact_type;
+    m.annotations_json = mf.annotations_json;
+    m.body = req->body.data;
+    m.body_len = req->body.len;
+
+    size_t n_refs = mf.kind == MANIFEST_KIND_IMAGE ? 1 + mf.n_layers : mf.n_children;
+    struct meta_ref *refs = xcalloc(n_refs, sizeof(*refs));
+    if (mf.kind == MANIFEST_KIND_IMAGE) {
+        refs[0].digest = mf.config.digest;
+        refs[0].size = mf.config.size;
+        for (size_t i = 0; i < mf.n_layers; i++) {
+            refs[1 + i].digest = mf.layers[i].digest;
+            refs[1 + i].size = mf.layers[i].size;
+        }
+    } else {
+        for (size_t i = 0; i < mf.n_children; i++) {
+            refs[i].digest = mf.children[i].digest;
+            refs[i].size = mf.children[i].size;
+            refs[i].is_manifest = true;
+        }
+    }
+    /* DESIGN invariant 6: a push never splits. Blobs pushed into this repository in
+     * another region are fetched from it before the manifest is accepted here. Only
+     * this repository's links count, here and at the peers (a copy held for another
+     * repository is no proof: see manifest_put in metastore.h). */
+    for (size_t i = 0; i < n_refs; i++) {
+        uint64_t size;
+        struct err fe = {0};
+        if (refs[i].is_manifest ||
+            reg->ms->ops->blob_get(reg->ms, req->repo, &refs[i].digest, &size, &fe) == 0)
+            continue;
+        if (repl_fetch_blob_now(reg->repl, req->repo, &refs[i].digest, &fe) != 0 &&
+            fe.code != ERR_BLOB_UNKNOWN)
+            log_warn("manifests", "failed to fetch %s from other regions: %s",
+                     refs[i].digest.str, err_message(&fe));
+    }
+    int rc = reg->ms->ops->manifest_put(reg->ms, req->repo, &m, refs, n_refs,
+                                        mf.has_subject ? &mf.subject.digest : NULL,
+                                        is_digest ? NULL : req->ref, &e);
+    free(refs);
+    if (rc != 0) {
+        http_reply_err(req, &e);
+        manifest_fini(&mf);
+        return;
+    }
+    metrics_count_manifest_put();
+    repl_log_grew(reg->repl); /* peers' long polls get the event now, not at the next tick */
+    notify(req, "push", is_digest ? NULL : req->ref, &m);
+    http_reply_header(req, "Location", "/v2/%s/manifests/%s", req->repo, m.digest.str);
+    http_reply_header(req, "Docker-Content-Digest", "%s", m.digest.str);
+    /* distribution-spec: a registry that processes subject answers with OCI-Subject. */
+    if (mf.has_subject)
+        http_reply_header(req, "OCI-Subject", "%s", mf.subject.digest.str);
+    http_reply(req, 201, NULL, NULL, 0);
+    manifest_fini(&mf);
+}
+
+static void manifest_delete(struct http_req *req, bool is_digest, const struct digest *d)
+{
+    struct registry *reg = req->reg;
+    struct err e = {0};
+    if (!reg->cfg->is_delete_enabled) {
+        http_reply_error(req, ERR_UNSUPPORTED, "deletes are disabled on this registry");
+        return;
+    }
+    /* What is deleted, for the webhook payload (a tag delete names its manifest). */
+    struct meta_manifest gone = {0};
+    struct err ignored = {0};
+    bool is_known = reg->ms->ops->manifest_get(reg->ms, req->repo, req->ref, &gone, &ignored) == 0;
+    int rc = is_digest ? reg->ms->ops->manifest_delete(reg->ms, req->repo, d, &e)
+                       : reg->ms->ops->tag_delete(reg->ms, req->repo, req->ref, &e);
+    if (rc != 0) {
+        meta_manifest_fini(&gone);
+        if (e.code == ERR_NAME_UNKNOWN)
+            e.code = ERR_MANIFEST_UNKNOWN;
+        http_reply_err(req, &e);
+        return;
+    }
+    if (is_known)
+        notify(req, "delete", is_digest ? NULL : req->ref, &gone);
+    meta_manifest_fini(&gone);
+    http_reply(req, 202, NULL, NULL, 0);
+}
+
+void oci_manifest(struct http_req *req)
+{
+    bool is_digest;
+    struct digest d;
+    if (!oci_check_repo(req) || parse_reference(req, &is_digest, &d) != 0)
+        return;
+    if (strcmp(req->method, "PUT") == 0)
+        manifest_put(req, is_digest, &d);
+    else if (strcmp(req->method, "DELETE") == 0)
+        manifest_delete(req, is_digest, &d);
+    else
+        manifest_get(req, is_digest);
+}

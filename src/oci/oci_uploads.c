@@ -1,0 +1,361 @@
+/* /v2/<name>/blobs/uploads/: starting, streaming, checking, finishing and cancelling
+ * blob uploads (distribution-spec "Pushing blobs": monolithic POST+PUT, the single
+ * POST with ?digest=, chunked PATCH with Content-Range, cross-repository mount).
+ *
+ * Bytes are written to the session's file and hashed as they arrive (the body sink),
+ * so memory does not grow with blob size. A request that fails cuts the file back
+ * to where it started, so a chunked upload resumes from what was acknowledged; a failed
+ * single-request upload (nothing to resume) deletes its session. A PATCH is acknowledged
+ * only once its size is recorded: after a crash the session resumes there. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "authz.h"
+#include "log.h"
+#include "metrics.h"
+#include "name.h"
+#include "range.h"
+#include "oci.h"
+#include "upload_sessions.h"
+#include "util.h"
+
+#define UPLOAD_REQ_MAGIC 0x55504c44u
+
+struct upload_req {
+    unsigned magic;
+    struct upload_state *st;
+    uint64_t start_offset;     /* session size when this request began */
+    bool has_range;            /* Content-Range given: the chunk's exact extent */
+    uint64_t range_len;
+    bool has_digest;           /* finishing request (PUT, or POST ?digest=) */
+    struct digest digest;
+    bool is_single_request;    /* the whole upload in this request: deleted if it fails */
+    bool is_done;              /* committed or deleted: nothing to roll back */
+};
+
+static struct upload_req *upload_req_of(struct http_req *req)
+{
+    struct upload_req *u = req->sink_state;
+    if (u)
+        ASSERT(u->magic == UPLOAD_REQ_MAGIC);
+    return u;
+}
+
+static void set_session_headers(struct http_req *req, const char *id, uint64_t offset)
+{
+    http_reply_header(req, "Location", "/v2/%s/blobs/uploads/%s", req->repo, id);
+    http_reply_header(req, "Docker-Upload-UUID", "%s", id);
+    /* distribution-spec: Range is inclusive; an empty session reports 0-0. */
+    http_reply_header(req, "Range", "0-%llu",
+                      (unsigned long long)(offset ? offset - 1 : 0));
+}
+
+static int on_body(struct http_req *req, const char *data, size_t len)
+{
+    struct upload_req *u = upload_req_of(req);
+    if (u->has_range && u->st->offset - u->start_offset + len > u->range_len)
+        return err_set(&req->err, ERR_SIZE_INVALID, "chunk is longer than its Content-Range");
+    return upload_sessions_append(u->st, data, len, &req->err);
+}
+
+/* Ends a failed request's use of its session at once: its bytes are cut away and the
+ * session is free for the client's retry even before this reply is on the wire.
+ * A failed single-request upload (a monolithic POST, or a PUT bringing the whole body
+ * to an empty session) has nothing to resume: its session and file go at once, so
+ * that failures do not pile up against the session caps until they expire. */
+static void end_failed(struct http_req *req, struct upload_req *u)
+{
+    struct err e = {0};
+    if (u->st == NULL)
+        return;
+    if (u->is_single_request) {
+        upload_sessions_delete(req->reg->uploads, u->st);
+    } else {
+        upload_sessions_truncate(u->st, u->start_offset, &e);
+        upload_sessions_release(req->reg->uploads, u->st);
+    }
+    u->st = NULL;
+    u->is_done = true;
+}
+
+static void on_cleanup(struct http_req *req)
+{
+    struct upload_req *u = upload_req_of(req);
+    if (u == NULL)
+        return;
+    if (u->st && !u->is_done) {
+        /* A failed body (an error, a full disk) or a client gone before the reply. */
+        if (req->status == 0 || req->status >= 300)
+            end_failed(req, u);
+        else
+            upload_sessions_release(req->reg->uploads, u->st);
+    }
+    u->magic = 0;
+    free(u);
+    req->sink_state = NULL;
+}
+
+/* Ends a request refused on its headers: nothing was written, so the session stays as
+ * it was (even a single-request one: bad input changes nothing). */
+static void end_refused(struct http_req *req, struct upload_req *u)
+{
+    u->is_single_request = false;
+    end_failed(req, u);
+}
+
+/* Takes the session and prepares to stream the body into it. */
+static int begin_stream(struct http_req *req, struct upload_state *st)
+{
+    struct upload_req *u = xcalloc(1, sizeof(*u));
+    u->magic = UPLOAD_REQ_MAGIC;
+    u->st = st;
+    u->start_offset = st->offset;
+    req->sink_state = u;
+    req->sink = on_body;
+    req->sink_cleanup = on_cleanup;
+    return 0;
+}
+
+/* Reads an optional Content-Range; replies (400 or 416) and returns -1 if it is bad
+ * or does not start where the session ends. */
+static int check_content_range(struct http_req *req, struct upload_req *u)
+{
+    const char *cr = http_req_header(req, "Content-Range");
+    if (cr == NULL)
+        return 0;
+    uint64_t start, end;
+    if (range_parse_content_range(cr, &start, &end) != 0) {
+        http_reply_error(req, ERR_BLOB_UPLOAD_INVALID, "malformed Content-Range");
+        end_refused(req, u);
+        return -1;
+    }
+    /* distribution-spec: a chunk out of order gets 416 with the session's state. */
+    if (start != u->st->offset) {
+        http_reply_error(req, ERR_RANGE_INVALID, "chunk starts at %llu, upload is at %llu",
+                         (unsigned long long)start, (unsigned long long)u->st->offset);
+        set_session_headers(req, u->st->id, u->st->offset);
+        end_refused(req, u);
+        return -1;
+    }
+    u->has_range = true;
+    u->range_len = end - start + 1;
+    const char *cl = http_req_header(req, "Content-Length");
+    uint64_t n;
+    if (cl && util_parse_u64(cl, strlen(cl), &n) == 0 && n != u->range_len) {
+        http_reply_error(req, ERR_SIZE_INVALID, "Content-Length does not match Content-Range");
+        end_refused(req, u);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_digest_param(struct http_req *req, struct digest *d)
+{
+    const char *v = http_req_query(req, "digest");
+    struct err e = {0};
+    if (v == NULL) {
+        http_reply_error(req, ERR_DIGEST_INVALID, "digest query parameter is required");
+        return -1;
+    }
+    if (digest_parse(v, strlen(v), d, &e) != 0) {
+        http_reply_err(req, &e);
+        return -1;
+    }
+    return 0;
+}
+
+/* POST ?mount=<digest>&from=<repo>: link a blob another repository holds.
+ * Returns true if it replied 201. */
+static bool try_mount(struct http_req *req)
+{
+    struct registry *reg = req->reg;
+    const char *mount = http_req_query(req, "mount");
+    const char *from = http_req_query(req, "from");
+    struct digest d;
+    struct err e = {0};
+    uint64_t size;
+    if (mount == NULL || from == NULL || digest_parse(mount, strlen(mount), &d, &e) != 0)
+        return false;
+    if (!name_is_valid_repo(from, strlen(from)))
+        return false;
+    /* Mounting reads the source: without pull on it, fall back to an upload. */
+    if (!authz_can(req, from, AUTH_PERM_PULL, true))
+        return false;
+    if (reg->ms->ops->blob_get(reg->ms, from, &d, &size, &e) != 0)
+        return false;
+    if (reg->ms->ops->blob_link(reg->ms, req->repo, &d, size, &e) != 0) {
+        http_reply_err(req, &e);
+        return true;
+    }
+    http_reply_header(req, "Location", "/v2/%s/blobs/%s", req->repo, d.str);
+    http_reply_header(req, "Docker-Content-Digest", "%s", d.str);
+    http_reply(req, 201, NULL, NULL, 0);
+    return true;
+}
+
+/* Per-address cap on sessions in progress: it holds for every client, also without
+ * auth, where the per-identity cap has no identity to count. Replies 429 and returns -1
+ * when source holds as many as allowed. XXX: count then create is not atomic, so
+ * concurrent POSTs from one address may pass the cap by up to the number of threads. */
+static int admit_source(struct http_req *req, const char *source)
+{
+    struct registry *reg = req->reg;
+    unsigned cap = reg->cfg->upload_sessions_per_ip;
+    int64_t n = 0;
+    struct err e = {0};
+    if (cap == 0)
+        return 0;
+    if (reg->ms->ops->upload_count_from(reg->ms, source, util_now_s(), &n, &e) != 0) {
+        http_reply_err(req, &e);
+        return -1;
+    }
+    if (n >= (int64_t)cap) {
+        http_reply_error(req, ERR_TOOMANYREQUESTS,
+                         "too many upload sessions in progress (at most %u per address)", cap);
+        return -1;
+    }
+    return 0;
+}
+
+static void start_upload(struct http_req *req)
+{
+    struct registry *reg = req->reg;
+    struct err e = {0};
+    char id[33];
+    if (http_req_has_query(req, "mount") && try_mount(req))
+        return;
+    struct digest d;
+    bool is_monolithic = http_req_has_query(req, "digest");
+    if (is_monolithic && parse_digest_param(req, &d) != 0)
+        return;
+    if (authz_upload_admit(req) != 0)
+        return;
+    char addr[64];
+    char source[64];
+    http_req_remote_addr(req, addr, sizeof(addr));
+    util_addr_group(addr, source, sizeof(source));
+    if (admit_source(req, source) != 0)
+        return;
+    if (upload_sessions_create(reg->uploads, req->repo, reg->cfg->upload_ttl_s, source,
+                               is_monolithic, id, &e) != 0) {
+        http_reply_err(req, &e);
+        return;
+    }
+    authz_upload_started(req, id);
+    if (!is_monolithic) {
+        set_session_headers(req, id, 0);
+        http_reply(req, 202, NULL, NULL, 0);
+        return;
+    }
+    struct upload_state *st;
+    if (upload_sessions_acquire(reg->uploads, id, req->repo, &st, &e) != 0) {
+        http_reply_err(req, &e);
+        return;
+    }
+    begin_stream(req, st);
+    struct upload_req *u = upload_req_of(req);
+    u->has_digest = true;
+    u->digest = d;
+    u->is_single_request = true;
+}
+
+int oci_upload_headers(struct http_req *req)
+{
+    struct registry *reg = req->reg;
+    struct err e = {0};
+    if (!oci_check_repo(req))
+        return -1;
+    if (req->route == ROUTE_UPLOAD_START) {
+        start_upload(req);
+        return 0;
+    }
+    struct digest d;
+    bool is_put = strcmp(req->method, "PUT") == 0;
+    if (is_put && parse_digest_param(req, &d) != 0)
+        return -1;
+    struct upload_state *st;
+    if (upload_sessions_acquire(reg->uploads, req->ref, req->repo, &st, &e) != 0) {
+        http_reply_err(req, &e);
+        return -1;
+    }
+    if (strcmp(req->method, "GET") == 0) {
+        set_session_headers(req, st->id, st->offset);
+        upload_sessions_release(reg->uploads, st);
+        http_reply(req, 204, NULL, NULL, 0);
+        return 0;
+    }
+    if (strcmp(req->method, "DELETE") == 0) {
+        upload_sessions_delete(reg->uploads, st);
+        http_reply(req, 204, NULL, NULL, 0);
+        return 0;
+    }
+    begin_stream(req, st);
+    struct upload_req *u = upload_req_of(req);
+    if (is_put) {
+        u->has_digest = true;
+        u->digest = d;
+    }
+    if (check_content_range(req, u) != 0)
+        return -1;
+    /* POST then PUT with the body: the upload is this one request (monolithic). */
+    u->is_single_request = is_put && u->start_offset == 0;
+    return 0;
+}
+
+/* Verifies and commits the session as a blob, links it into the repository. */
+static void finish_upload(struct http_req *req, struct upload_req *u)
+{
+    struct registry *reg = req->reg;
+    struct err e = {0};
+    uint64_t size = u->st->offset;
+    AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+    int rc = upload_sessions_commit(reg->uploads, u->st, &u->digest, &e);
+    if (rc == 0)
+        rc = reg->ms->ops->blob_link(reg->ms, req->repo, &u->digest, size, &e);
+    AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    if (rc != 0) {
+        http_reply_err(req, &e);
+        end_failed(req, u);
+        return;
+    }
+    metrics_count_blob_committed(size);
+    u->is_done = true;
+    upload_sessions_delete(reg->uploads, u->st);
+    u->st = NULL;
+    http_reply_header(req, "Location", "/v2/%s/blobs/%s", req->repo, u->digest.str);
+    http_reply_header(req, "Docker-Content-Digest", "%s", u->digest.str);
+    http_reply(req, 201, NULL, NULL, 0);
+}
+
+void oci_upload(struct http_req *req)
+{
+    struct upload_req *u = upload_req_of(req);
+    if (u == NULL || u->st == NULL) {
+        http_reply_error(req, ERR_INTERNAL, NULL);
+        return;
+    }
+    if (u->has_range && u->st->offset - u->start_offset != u->range_len) {
+        http_reply_error(req, ERR_SIZE_INVALID, "chunk is shorter than its Content-Range");
+        end_failed(req, u);
+        return;
+    }
+    if (u->has_digest) {
+        finish_upload(req, u);
+        return;
+    }
+    struct err e = {0};
+    if (upload_sessions_flush(u->st, &e) != 0 ||
+        upload_sessions_acknowledge(req->reg->uploads, u->st, &e) != 0) {
+        http_reply_err(req, &e);
+        end_failed(req, u);
+        return;
+    }
+    set_session_headers(req, u->st->id, u->st->offset);
+    http_reply(req, 202, NULL, NULL, 0);
+    /* Release the session now, not when the request is freed: that happens after the
+     * reply is on the wire, and a client may already send its next chunk or the final
+     * PUT on another connection. */
+    u->is_done = true;
+    upload_sessions_release(req->reg->uploads, u->st);
+    u->st = NULL;
+}

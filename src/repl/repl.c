@@ -1,0 +1,1869 @@
+/* The replication engine: peer set, pullers, fetch workers, manager.
+ *
+ *   manager ──(1 s)── reload replications -> start/stop one puller per peer
+ *           ─(25 ms)── wake long polls whose log grew or whose deadline passed
+ *   prober  ──(1 s)─── probe every peer at once (round trips: nearest first when
+ *                      fetching; two missed probes: Unreachable); ship fetch progress
+ *                      as InProgress status events
+ *   syncer  ─(sync-interval)── anti-entropy: scrub local blobs, compare summaries,
+ *                              merge differences
+ *   puller[peer] ── GET peer/events?vv=..&after=cursor (long poll) -> apply -> cursor
+ *   fetcher[2]  ── pending manifests -> fetch missing blobs, up to 4 at once, each from
+ *                  the nearest reachable region known to hold it, a second source raced
+ *                  when the first is slow (Range resume, verify) -> make visible ->
+ *                  status Completed (a replicated event)
+ *
+ * Shared state (peers, waiters, in-flight fetches) is under r->mu; no lock is held
+ * across a network or disk wait. */
+#include "repl.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "hlc.h"
+#include "httpc.h"
+#include "log.h"
+#include "metrics.h"
+#include "registry_ctx.h"
+#include "repl_codec.h"
+#include "upload_sessions.h"
+#include "util.h"
+#include "webhook.h"
+
+/* Takes this region out of the registry: see registry_ctx.h's is_removed. */
+static void mark_removed(struct registry *reg)
+{
+    char path[4096];
+    /* The manager (a peer deleted us) and a handler (a peer told us) may race here. */
+    if (atomic_exchange(&reg->is_removed, true))
+        return;
+    snprintf(path, sizeof(path), "%s/REMOVED", reg->cfg->data_dir);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs("this region was removed from its registry\n", f);
+        fflush(f);
+        fsync(fileno(f));
+        fclose(f);
+    }
+    /* Its content goes: nothing is served from here any more. */
+    size_t n = reg->bs->ops->remove_all(reg->bs);
+    log_warn("registry", "this region was removed from the registry: stopped serving, "
+                         "removed %zu blob files", n);
+}
+
+/* A long poll that outlives wait + 5 s is a dead path (a peer whose link passes no bytes):
+ * it is dropped and the puller reconnects. */
+#define REPL_POLL_WAIT_S 10
+#define REPL_BATCH_MAX 500
+#define REPL_EVENTS_BODY_MAX (64u << 20)
+#define FETCH_WORKERS 2
+#define FETCH_ATTEMPTS_BEFORE_FAILED 5
+#define LINK_CHECK_TIMEOUT_MS 10000
+#define FETCH_ATTEMPTS_PER_CALL 3
+#define FETCH_PARALLEL 4            /* blobs of one manifest fetched at once */
+#define FETCH_CONNECT_TIMEOUT_MS 3000
+#define FETCH_STALL_S 5             /* a source that sends nothing this long is dropped */
+#define FETCH_HEDGE_MIN_MS 400      /* start a second source after max(this, 4 x RTT) */
+#define PROBE_INTERVAL_MS 1000
+#define PROBE_TIMEOUT_MS 1500       /* two missed probes in a row: Unreachable */
+#define PROGRESS_INTERVAL_MS 1000   /* InProgress status events, at most this often */
+
+struct peer {
+    char *location;
+    char *endpoint;
+    bool is_stopping;      /* set under repl.mu; the puller exits and frees the peer */
+    /* live state, under repl.mu */
+    int failures;
+    int64_t last_ok_ms;
+    int64_t lag_events;
+    double lag_seconds;
+    double rtt_ms;
+    uint64_t bytes_copied;
+    uint64_t fetch_retries;
+    uint64_t fetch_failures;
+    int n_started;
+    struct repl *r;
+    struct peer *next;
+};
+
+struct waiter {
+    struct http_req *req;
+    int64_t seen_head;
+    int64_t deadline_ms;
+    struct waiter *next;
+};
+
+/* A manifest or blob being fetched, so that no two workers copy the same thing. */
+struct inflight {
+    char key[600];
+    int64_t done;
+    int64_t total;
+    int64_t done_sent;      /* bytes last shipped in an InProgress status event */
+    int64_t sent_ms;        /* when */
+    bool is_finishing;      /* the final status is being written: send no progress */
+    struct inflight *next;
+};
+
+/* Retry bookkeeping for pending manifests that failed to complete. */
+struct retry {
+    char key[600];
+    int attempts;
+    int64_t next_ms;
+    struct retry *next;
+};
+
+struct repl {
+    struct registry *reg;
+    pthread_mutex_t mu;
+    pthread_mutex_t status_mu; /* this region's status writes (see set_status) */
+    pthread_cond_t cv;
+    /* Set under mu (so waits on cv see it); read without it by the loops and by the
+     * transfers' progress callback, which abandons a transfer when it turns true.
+     * Plain reads of an atomic_bool (here and of reg->is_removed) are atomic loads. */
+    atomic_bool is_stopping;
+    bool is_kicked;
+    bool is_log_grown;      /* see repl_log_grew */
+    struct peer *peers;
+    int n_pullers;          /* live puller threads */
+    struct waiter *waiters;
+    struct inflight *inflight;
+    struct retry *retries;
+    pthread_t manager;
+    pthread_t syncer;
+    pthread_t prober;
+    pthread_t fetchers[FETCH_WORKERS];
+    atomic_bool is_started; /* the threads run: set by repl_start, cleared by repl_stop */
+    char auth_header[512];   /* "Authorization: Basic ..." or empty */
+    char bind_ip[128];       /* local address for outbound traffic, or empty */
+    char self_endpoint[512];
+};
+
+static const char *self_region(struct repl *r)
+{
+    return r->reg->cfg->region;
+}
+
+static struct metastore *ms_of(struct repl *r)
+{
+    return r->reg->ms;
+}
+
+/* Sleeps up to ms, waking early on stop. Returns true when stopping. */
+static bool nap(struct repl *r, int64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    AZ(pthread_mutex_lock(&r->mu));
+    while (!r->is_stopping) {
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT)
+            break;
+    }
+    bool stopping = r->is_stopping;
+    AZ(pthread_mutex_unlock(&r->mu));
+    return stopping;
+}
+
+static metrics_source_f render_metrics;
+
+struct repl *repl_new(struct registry *reg)
+{
+    struct repl *r = xcalloc(1, sizeof(*r));
+    r->reg = reg;
+    AZ(pthread_mutex_init(&r->mu, NULL));
+    AZ(pthread_mutex_init(&r->status_mu, NULL));
+    AZ(pthread_cond_init(&r->cv, NULL));
+    const struct config *cfg = reg->cfg;
+    const char *peer_auth = auth_peer_authorization(cfg);
+    if (peer_auth)
+        snprintf(r->auth_header, sizeof(r->auth_header), "Authorization: %s", peer_auth);
+    /* Outbound traffic leaves from the listen address, which names this region to
+     * peers and proxies; a wildcard listen address leaves the choice to the kernel. */
+    if (strcmp(cfg->listen_host, "0.0.0.0") != 0 && strcmp(cfg->listen_host, "::") != 0 &&
+        strcmp(cfg->listen_host, "localhost") != 0)
+        snprintf(r->bind_ip, sizeof(r->bind_ip), "%s", cfg->listen_host);
+    if (cfg->advertise)
+        snprintf(r->self_endpoint, sizeof(r->self_endpoint), "%s", cfg->advertise);
+    else
+        snprintf(r->self_endpoint, sizeof(r->self_endpoint), "http://%s:%u", cfg->listen_host,
+                 cfg->listen_port);
+    /* One replication per process, so the table of sources always has room. */
+    AZ(metrics_source_add(render_metrics, r));
+    return r;
+}
+
+void repl_free(struct repl *r)
+{
+    if (r == NULL)
+        return;
+    metrics_source_remove(render_metrics, r);
+    while (r->peers) {
+        struct peer *p = r->peers;
+        r->peers = p->next;
+        free(p->location);
+        free(p->endpoint);
+        free(p);
+    }
+    while (r->inflight) {
+        struct inflight *f = r->inflight;
+        r->inflight = f->next;
+        free(f);
+    }
+    while (r->retries) {
+        struct retry *t = r->retries;
+        r->retries = t->next;
+        free(t);
+    }
+    pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->status_mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+/* Outbound HTTP with the peer credential ------------------------------------ */
+
+static int peer_call(struct repl *r, const char *method, const char *url, const char *body,
+                     long timeout_ms, struct httpc_response *resp, struct err *e)
+{
+    const char *headers[3] = {NULL, NULL, NULL};
+    size_t n = 0;
+    if (r->auth_header[0])
+        headers[n++] = r->auth_header;
+    if (body)
+        headers[n++] = "Content-Type: application/json";
+    struct httpc_request rq = {.method = method, .url = url, .headers = headers,
+                               .body = body, .body_len = body ? strlen(body) : 0,
+                               .timeout_ms = timeout_ms, .connect_timeout_ms = 5000,
+                               .interface = r->bind_ip[0] ? r->bind_ip : NULL,
+                               .abort = &r->is_stopping};
+    return httpc_do(&rq, resp, e);
+}
+
+/* Peer set -------------------------------------------------------------------- */
+
+static struct peer *find_peer(struct repl *r, const char *location)
+{
+    for (struct peer *p = r->peers; p; p = p->next) {
+        if (strcmp(p->location, location) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+/* Reachable means its last pull or round-trip probe answered. Before the first answer
+ * (a region just added) it is not Unreachable yet. Caller holds r->mu. */
+static bool peer_is_unreachable(const struct peer *p, int64_t now_ms)
+{
+    return p->failures >= 2 || (p->last_ok_ms > 0 && now_ms - p->last_ok_ms > 60000);
+}
+
+static void *puller_main(void *arg);
+static void probe_one(struct repl *r, const char *location, const char *endpoint);
+
+/* Reloads the replications and starts or stops pullers to match. */
+static void sync_peers(struct repl *r)
+{
+    struct meta_name_list keys = {0}, values = {0};
+    struct err e = {0};
+    if (ms_of(r)->ops->object_list(ms_of(r), "replication", &keys, &values, &e) != 0)
+        return;
+    bool is_member = false;
+    for (size_t i = 0; i < keys.n; i++)
+        is_member |= strcmp(keys.names[i], self_region(r)) == 0;
+    if (!is_member && !r->reg->is_removed) {
+        /* Another region deleted this one's replication: leave the registry. */
+        mark_removed(r->reg);
+    }
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct peer *p = r->peers; p; p = p->next)
+        p->is_stopping = true;
+    for (size_t i = 0; i < keys.n && !r->reg->is_removed; i++) {
+        if (strcmp(keys.names[i], self_region(r)) == 0)
+            continue;
+        json_error_t je;
+        json_t *v = json_loads(values.names[i], 0, &je);
+        const char *endpoint = v ? json_string_value(json_object_get(v, "endpoint")) : NULL;
+        if (endpoint == NULL) {
+            json_decref(v);
+            continue;
+        }
+        struct peer *p = find_peer(r, keys.names[i]);
+        if (p && strcmp(p->endpoint, endpoint) != 0) {
+            free(p->endpoint);
+            p->endpoint = xstrdup(endpoint);
+        }
+        if (p == NULL) {
+            p = xcalloc(1, sizeof(*p));
+            p->r = r;
+            p->location = xstrdup(keys.names[i]);
+            p->endpoint = xstrdup(endpoint);
+            p->rtt_ms = 1e9;
+            p->next = r->peers;
+            r->peers = p;
+        }
+        p->is_stopping = false;
+        json_decref(v);
+    }
+    /* Start pullers for new peers; peers gone from the set are unlinked and their
+     * pullers, seeing is_stopping, free them on the way out. */
+    for (struct peer **pp = &r->peers; *pp;) {
+        struct peer *p = *pp;
+        if (p->is_stopping) {
+            *pp = p->next;
+            log_info("repl", "stopped replicating with %s", p->location);
+            continue;
+        }
+        if (p->n_started == 0 && !r->is_stopping) {
+            pthread_t t;
+            p->n_started = 1;
+            r->n_pullers++;
+            AZ(pthread_create(&t, NULL, puller_main, p));
+            AZ(pthread_detach(t));
+        }
+        pp = &p->next;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+    meta_name_list_fini(&keys);
+    meta_name_list_fini(&values);
+}
+
+/* Pulling events ---------------------------------------------------------------- */
+
+static bool peer_should_stop(struct peer *p)
+{
+    AZ(pthread_mutex_lock(&p->r->mu));
+    bool stop = p->is_stopping || p->r->is_stopping;
+    AZ(pthread_mutex_unlock(&p->r->mu));
+    return stop;
+}
+
+static void note_failure(struct peer *p, const char *what, const struct err *e)
+{
+    AZ(pthread_mutex_lock(&p->r->mu));
+    p->failures++;
+    int failures = p->failures;
+    AZ(pthread_mutex_unlock(&p->r->mu));
+    if (failures == 1 || failures % 30 == 0)
+        log_warn("repl", "failed to %s from %s: %s (failures=%d)", what, p->location,
+                 e ? err_message(e) : "bad reply", failures);
+}
+
+/* Applies one batch; returns the log position to resume after, or -1 on failure. */
+static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool *any_pending)
+{
+    struct repl *r = p->r;
+    size_t n = json_array_size(events);
+    for (size_t i = 0; i < n; i++) {
+        struct meta_event ev;
+        struct err e = {0};
+        if (repl_codec_event_from_json(json_array_get(events, i), &ev, &e) != 0) {
+            log_warn("repl", "failed to read event from %s: %s", p->location, err_message(&e));
+            return -1;
+        }
+        bool is_new = false, is_gap = false;
+        if (ms_of(r)->ops->event_apply(ms_of(r), &ev, &is_new, &is_gap, &e) != 0) {
+            log_error("repl", "failed to apply event %s#%" PRId64 " from %s: %s", ev.origin,
+                      ev.origin_seq, p->location, err_message(&e));
+            meta_event_fini(&ev);
+            return i ? cursor : -1;
+        }
+        if (is_gap) {
+            /* Not the next event of its origin: leave it for a later pass. */
+            meta_event_fini(&ev);
+            return cursor;
+        }
+        if (is_new && strcmp(ev.kind, "manifest_put") == 0)
+            *any_pending = true;
+        bool is_delete = strcmp(ev.kind, "manifest_delete") == 0 ||
+                         strcmp(ev.kind, "tag_delete") == 0;
+        struct digest d;
+        struct err ignore = {0};
+        if (is_new && is_delete && ev.repo && ev.digest &&
+            digest_parse(ev.digest, strlen(ev.digest), &d, &ignore) == 0)
+            webhook_on_replicated(r->reg, "delete", ev.repo, &d,
+                                   strcmp(ev.kind, "tag_delete") == 0 ? ev.name : NULL);
+        cursor = ev.seq;
+        meta_event_fini(&ev);
+    }
+    return cursor;
+}
+
+static void *puller_main(void *arg)
+{
+    struct peer *p = arg;
+    struct repl *r = p->r;
+    int64_t backoff_ms = 200;
+    log_info("repl", "replicating with %s at %s", p->location, p->endpoint);
+    /* Know at once whether it answers, rather than after the first long poll. */
+    AZ(pthread_mutex_lock(&r->mu));
+    char *location = xstrdup(p->location), *endpoint = xstrdup(p->endpoint);
+    AZ(pthread_mutex_unlock(&r->mu));
+    probe_one(r, location, endpoint);
+    free(location);
+    free(endpoint);
+    while (!peer_should_stop(p)) {
+        struct err e = {0};
+        struct meta_vv vv = {0};
+        int64_t cursor = 0;
+        if (ms_of(r)->ops->vv_get(ms_of(r), &vv, &e) != 0 ||
+            ms_of(r)->ops->cursor_get(ms_of(r), p->location, &cursor, &e) != 0) {
+            meta_vv_fini(&vv);
+            nap(r, 1000);
+            continue;
+        }
+        struct buf url;
+        buf_init(&url, 64 * 1024);
+        AZ(pthread_mutex_lock(&r->mu));
+        buf_printf(&url, "%s/_meridian/v1/replication/events?after=%" PRId64 "&wait=%d&max=%d"
+                         "&from=%s&vv=",
+                   p->endpoint, cursor, REPL_POLL_WAIT_S, REPL_BATCH_MAX, self_region(r));
+        AZ(pthread_mutex_unlock(&r->mu));
+        repl_codec_vv_to_string(&vv, &url);
+        meta_vv_fini(&vv);
+        struct httpc_response resp;
+        httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
+        int rc = peer_call(r, "GET", url.data, NULL, (REPL_POLL_WAIT_S + 5) * 1000L, &resp, &e);
+        buf_fini(&url);
+        json_t *body = NULL;
+        if (rc == 0 && resp.status == 200 && !resp.body.is_too_big) {
+            json_error_t je;
+            body = json_loadb(resp.body.data, resp.body.len, 0, &je);
+        }
+        if (body == NULL) {
+            if (rc == 0)
+                err_set(&e, ERR_UNAVAILABLE, "peer answered %ld", resp.status);
+            httpc_response_fini(&resp);
+            note_failure(p, "pull events", &e);
+            if (nap(r, backoff_ms))
+                break;
+            backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
+            continue;
+        }
+        httpc_response_fini(&resp);
+        backoff_ms = 200;
+        json_t *events = json_object_get(body, "events");
+        json_int_t last = json_integer_value(json_object_get(body, "last"));
+        json_int_t head = json_integer_value(json_object_get(body, "head"));
+        bool any_pending = false;
+        int64_t next = apply_batch(p, events, cursor, &any_pending);
+        size_t n_events = json_array_size(events);
+        /* With every event of the batch handled, resume after what the peer examined. */
+        if (next >= 0 && (n_events == 0 || next == json_integer_value(json_object_get(
+                                                      json_array_get(events, n_events - 1),
+                                                      "seq"))))
+            next = last > next ? last : next;
+        if (next > cursor)
+            ms_of(r)->ops->cursor_set(ms_of(r), p->location, next, &e);
+        double lag_s = 0;
+        if (n_events > 0) {
+            uint64_t first_hlc = (uint64_t)json_integer_value(
+                json_object_get(json_array_get(events, 0), "hlc"));
+            lag_s = (double)(util_now_ms() - hlc_wall_ms(first_hlc)) / 1000.0;
+            if (lag_s < 0)
+                lag_s = 0;
+        }
+        AZ(pthread_mutex_lock(&r->mu));
+        p->failures = 0;
+        p->last_ok_ms = util_now_ms();
+        p->lag_events = head > next ? (int64_t)(head - next) : 0;
+        p->lag_seconds = p->lag_events > 0 ? lag_s : 0;
+        AZ(pthread_mutex_unlock(&r->mu));
+        json_decref(body);
+        if (n_events > 0)
+            repl_log_grew(r); /* relayed: this region's own pollers get them at once */
+        if (any_pending)
+            repl_kick(r);
+        if (next < 0 && nap(r, 1000))
+            break;
+    }
+    log_debug("repl", "puller for %s exits", p->location);
+    AZ(pthread_mutex_lock(&r->mu));
+    r->n_pullers--;
+    /* A peer still in the set is freed by repl_free; a removed one is ours to free. */
+    bool is_ours = p->is_stopping && find_peer(r, p->location) != p;
+    if (is_ours) {
+        free(p->location);
+        free(p->endpoint);
+        free(p);
+    }
+    AZ(pthread_cond_broadcast(&r->cv));
+    AZ(pthread_mutex_unlock(&r->mu));
+    return NULL;
+}
+
+/* Fetching content ---------------------------------------------------------------- */
+
+/* Peers ordered nearest first (by measured round trip), reachable ones before the
+ * rest. Returns copies of (location, endpoint) pairs; caller frees. */
+struct peer_ref {
+    char *location;
+    char *endpoint;
+    double rtt_ms;          /* sort key: the round trip, pushed back by failures */
+    double measured_rtt_ms; /* the round trip itself (1e9 before the first probe) */
+};
+
+static bool is_listed(char *const *names, const char *name)
+{
+    for (size_t i = 0; names && names[i]; i++) {
+        if (strcmp(names[i], name) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int by_rtt(const void *a, const void *b)
+{
+    const struct peer_ref *x = a, *y = b;
+    return x->rtt_ms < y->rtt_ms ? -1 : x->rtt_ms > y->rtt_ms ? 1 : 0;
+}
+
+/* The peers named in only (every peer when only is NULL), nearest first; those marked
+ * Unreachable come last, after those with a recent failure. */
+static struct peer_ref *peers_ranked(struct repl *r, char *const *only, size_t *n)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    int64_t now = util_now_ms();
+    size_t count = 0;
+    for (struct peer *p = r->peers; p; p = p->next)
+        count++;
+    struct peer_ref *out = xcalloc(count + 1, sizeof(*out));
+    size_t i = 0;
+    for (struct peer *p = r->peers; p; p = p->next) {
+        if (only && !is_listed(only, p->location))
+            continue;
+        out[i].location = xstrdup(p->location);
+        out[i].endpoint = xstrdup(p->endpoint);
+        out[i].measured_rtt_ms = p->rtt_ms;
+        out[i].rtt_ms = p->rtt_ms + (peer_is_unreachable(p, now) ? 2e9 : p->failures ? 1e9 : 0);
+        i++;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+    qsort(out, i, sizeof(*out), by_rtt);
+    *n = i;
+    return out;
+}
+
+static struct peer_ref *peers_by_distance(struct repl *r, size_t *n)
+{
+    return peers_ranked(r, NULL, n);
+}
+
+static void peer_refs_free(struct peer_ref *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(refs[i].location);
+        free(refs[i].endpoint);
+    }
+    free(refs);
+}
+
+static void count_peer(struct repl *r, const char *location, uint64_t bytes, int retries,
+                       int failures)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    struct peer *p = find_peer(r, location);
+    if (p) {
+        p->bytes_copied += bytes;
+        p->fetch_retries += (uint64_t)retries;
+        p->fetch_failures += (uint64_t)failures;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+/* Claims key for this worker; false if another worker has it. */
+static bool inflight_claim(struct repl *r, const char *key, int64_t total)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct inflight *f = r->inflight; f; f = f->next) {
+        if (strcmp(f->key, key) == 0) {
+            AZ(pthread_mutex_unlock(&r->mu));
+            return false;
+        }
+    }
+    struct inflight *f = xcalloc(1, sizeof(*f));
+    snprintf(f->key, sizeof(f->key), "%s", key);
+    f->total = total;
+    /* The first progress event goes out a PROGRESS_INTERVAL_MS after the start, moving
+     * or not: a copy that ends sooner sends only its final state. */
+    f->done_sent = -1;
+    f->sent_ms = util_now_ms();
+    f->next = r->inflight;
+    r->inflight = f;
+    AZ(pthread_mutex_unlock(&r->mu));
+    return true;
+}
+
+static void inflight_release(struct repl *r, const char *key)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct inflight **pp = &r->inflight; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->key, key) == 0) {
+            struct inflight *f = *pp;
+            *pp = f->next;
+            free(f);
+            break;
+        }
+    }
+    AZ(pthread_cond_broadcast(&r->cv));
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+/* One pending manifest whose blobs are being fetched, several at once. The per-blob
+ * progress sums into the manifest's in-flight entry (its live bytesCopied). */
+struct fetch_job {
+    struct repl *r;
+    const struct meta_pending *p;
+    char key[600];
+    char **sources;         /* regions that hold the content, NULL-terminated */
+    int64_t *blob_done;     /* per ref: bytes here so far; under r->mu */
+    size_t next;            /* next ref to take; under r->mu */
+    bool is_failed;         /* under r->mu */
+    struct err err;         /* the first failure; under r->mu */
+};
+
+struct fetch_sink {
+    struct upload_state *st;
+    struct err err;
+    uint64_t received;
+    struct fetch_job *job;      /* the manifest this blob is fetched for, or NULL */
+    size_t ref;                 /* index of the blob in job->p->refs */
+    struct repl *r;
+};
+
+static void job_progress(struct fetch_job *job, size_t ref, int64_t done)
+{
+    struct repl *r = job->r;
+    AZ(pthread_mutex_lock(&r->mu));
+    job->blob_done[ref] = done;
+    int64_t sum = 0;
+    for (size_t i = 0; i < job->p->n_refs; i++)
+        sum += job->blob_done[i];
+    for (struct inflight *f = r->inflight; f; f = f->next) {
+        if (strcmp(f->key, job->key) == 0)
+            f->done = sum;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+static int on_fetch_bytes(void *arg, long status, const void *p, size_t n)
+{
+    struct fetch_sink *fs = arg;
+    /* A peer that ignored our Range sends the whole blob again: start over. */
+    if (status == 200 && fs->received == 0 && fs->st->offset > 0 &&
+        upload_sessions_truncate(fs->st, 0, &fs->err) != 0)
+        return -1;
+    if (upload_sessions_append(fs->st, p, n, &fs->err) != 0)
+        return -1;
+    fs->received += n;
+    if (fs->job)
+        job_progress(fs->job, fs->ref, (int64_t)fs->st->offset);
+    return 0;
+}
+
+/* Upload-session id for a fetch of d: derived from the digest so that a fetch broken
+ * by a crash resumes from the bytes already on disk. */
+static void fetch_id(const struct digest *d, char id[33])
+{
+    memcpy(id, digest_hex(d), 32);
+    id[32] = '\0';
+}
+
+/* 0 when a peer, asked nearest first, links blob d in repo (a HEAD of the blob in that
+ * repository, which a peer answers only for its own link); else ERR_BLOB_UNKNOWN. */
+static int peer_links_blob(struct repl *r, const char *repo, const struct digest *d,
+                           struct err *e)
+{
+    size_t n_peers;
+    struct peer_ref *peers = peers_by_distance(r, &n_peers);
+    bool is_linked = false;
+    for (size_t i = 0; i < n_peers && !is_linked && !r->is_stopping; i++) {
+        char url[2048];
+        snprintf(url, sizeof(url), "%s/v2/%s/blobs/%s", peers[i].endpoint, repo, d->str);
+        struct httpc_response resp;
+        struct err ignore = {0};
+        httpc_response_init(&resp, 1024);
+        is_linked = peer_call(r, "HEAD", url, NULL, LINK_CHECK_TIMEOUT_MS, &resp, &ignore) == 0 &&
+                    resp.status == 200;
+        httpc_response_fini(&resp);
+    }
+    peer_refs_free(peers, n_peers);
+    if (!is_linked)
+        return err_set(e, ERR_BLOB_UNKNOWN, "no region holds %s in %s", d->str, repo);
+    return 0;
+}
+
+/* Sources that went silent count as failures of the peer (two make it Unreachable), so
+ * the next fetch starts elsewhere without waiting for the round-trip probe. */
+static void note_sources(struct repl *r, const struct peer_ref *peers,
+                         const struct httpc_source_result *res, size_t n)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    for (size_t i = 0; i < n; i++) {
+        struct peer *p = res[i].is_transport_error ? find_peer(r, peers[i].location) : NULL;
+        if (p)
+            p->failures++;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+/* True when every source answered that it does not hold (or will not serve) the blob. */
+static bool is_unknown_everywhere(const struct httpc_source_result *res, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        long s = res[i].status;
+        if (!res[i].is_tried || res[i].is_transport_error || (s != 404 && s != 401 && s != 403))
+            return false;
+    }
+    return n > 0;
+}
+
+/* True when blob d's bytes are here with the size the registry recorded for them (a copy
+ * of another size is damaged: it is fetched again and the commit replaces it). */
+static bool is_usable_here(struct registry *reg, const struct digest *d, uint64_t *size)
+{
+    struct err ignore = {0};
+    uint64_t recorded;
+    if (reg->bs->ops->stat(reg->bs, d, size, &ignore) != 0)
+        return false;
+    return reg->ms->ops->blob_find(reg->ms, d, &recorded, &ignore) != 0 || recorded == *size;
+}
+
+/* Fetches blob d of repo, resuming with Range, verifying the digest, committing it and
+ * linking it into repo. Bytes already here (held for another repository, or fetched
+ * earlier) are linked without a copy: at once when the caller knows repo holds d (a
+ * manifest replicated from the region that accepted it), after a peer confirms that it
+ * links d in repo when is_link_checked. Sources: the regions named in `sources` (known to
+ * hold it; NULL: any peer), reachable and nearest first; a second is raced against the
+ * first when the first is slow to answer, and one that goes silent is dropped within
+ * FETCH_STALL_S. job (or NULL) receives the progress. */
+static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
+                      bool is_link_checked, char *const *sources, struct fetch_job *job,
+                      size_t ref, struct err *e)
+{
+    struct registry *reg = r->reg;
+    uint64_t size;
+    struct err ignore = {0};
+    if (is_usable_here(reg, d, &size)) {
+        if (is_link_checked && peer_links_blob(r, repo, d, e) != 0)
+            return -1;
+        /* Under the GC lock, looking again: a blob DELETE may have removed the bytes
+         * meanwhile (they were an orphan); then they are fetched like any others. */
+        AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+        bool is_here = is_usable_here(reg, d, &size);
+        int rc = is_here ? reg->ms->ops->blob_link(reg->ms, repo, d, size, e) : 0;
+        AZ(pthread_rwlock_unlock(&reg->gc_lock));
+        if (is_here)
+            return rc;
+    }
+    char id[33];
+    fetch_id(d, id);
+    struct upload_state *st = NULL;
+    if (upload_sessions_acquire_or_create(reg->uploads, id, repo, reg->cfg->upload_ttl_s, &st,
+                                          e) != 0)
+        return -1;
+    size_t n_peers;
+    struct peer_ref *peers = peers_ranked(r, sources, &n_peers);
+    if (n_peers == 0 && sources) {
+        /* No known holder is a peer any more (the origin left): ask everyone. */
+        peer_refs_free(peers, n_peers);
+        peers = peers_ranked(r, NULL, &n_peers);
+    }
+    int rc = -1;
+    err_set(e, ERR_BLOB_UNKNOWN, "no region holds %s", d->str);
+    char **urls = xcalloc(n_peers + 1, sizeof(*urls));
+    for (size_t i = 0; i < n_peers; i++) {
+        size_t len = strlen(peers[i].endpoint) + strlen(repo) + strlen(d->str) + 16;
+        urls[i] = xmalloc(len);
+        snprintf(urls[i], len, "%s/v2/%s/blobs/%s", peers[i].endpoint, repo, d->str);
+    }
+    struct httpc_source_result *res = xcalloc(n_peers + 1, sizeof(*res));
+    const char *headers[2] = {r->auth_header[0] ? r->auth_header : NULL, NULL};
+    double rtt = n_peers > 0 && peers[0].measured_rtt_ms < 1e9 ? peers[0].measured_rtt_ms : 0;
+    long hedge_ms = rtt * 4 > FETCH_HEDGE_MIN_MS ? (long)(rtt * 4) : FETCH_HEDGE_MIN_MS;
+    /* A few attempts: each resumes where the last one broke. */
+    for (int attempt = 0; n_peers > 0 && attempt < FETCH_ATTEMPTS_PER_CALL && rc != 0 &&
+                          !r->is_stopping;
+         attempt++) {
+        struct fetch_sink fs = {.st = st, .r = r, .job = job, .ref = ref};
+        struct httpc_get_any g = {.urls = (const char *const *)urls, .n_urls = n_peers,
+                                  .headers = headers, .range_start = st->offset,
+                                  .connect_timeout_ms = FETCH_CONNECT_TIMEOUT_MS,
+                                  .stall_timeout_s = FETCH_STALL_S,
+                                  .hedge_after_ms = n_peers > 1 ? hedge_ms : 0,
+                                  .sink = on_fetch_bytes, .sink_arg = &fs,
+                                  .interface = r->bind_ip[0] ? r->bind_ip : NULL,
+                                  .abort = &r->is_stopping};
+        int winner = -1;
+        struct err te = {0};
+        int64_t t0_ns = util_mono_ns();
+        int grc = httpc_get_any(&g, res, &winner, &te);
+        log_debug("repl", "fetch of %s from %s: %" PRIu64 " bytes in %.3f s", d->str,
+                  winner >= 0 ? peers[winner].location : "none", fs.received,
+                  (double)(util_mono_ns() - t0_ns) / 1e9);
+        note_sources(r, peers, res, n_peers);
+        if (winner >= 0)
+            count_peer(r, peers[winner].location, fs.received, attempt > 0, 0);
+        if (fs.err.code != ERR_NONE) {
+            *e = fs.err;
+            break; /* local disk trouble: no point asking others */
+        }
+        if (grc != 0) {
+            if (te.code == ERR_RANGE_INVALID && st->offset > 0) {
+                /* Our partial file is longer than the blob: start again. */
+                upload_sessions_truncate(st, 0, &ignore);
+                continue;
+            }
+            if (is_unknown_everywhere(res, n_peers)) {
+                err_set(e, ERR_BLOB_UNKNOWN, "no region asked holds %s", d->str);
+                break;
+            }
+            *e = te;
+            log_info("repl", "fetch of %s broke at %" PRIu64 " bytes: %s", d->str, st->offset,
+                     err_message(&te));
+            continue;
+        }
+        AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+        uint64_t got = st->offset;
+        rc = upload_sessions_commit(reg->uploads, st, d, e);
+        if (rc == 0)
+            rc = reg->ms->ops->blob_link(reg->ms, repo, d, got, e);
+        AZ(pthread_rwlock_unlock(&reg->gc_lock));
+        log_debug("repl", "commit of %s: %.3f s after the fetch began", d->str,
+                  (double)(util_mono_ns() - t0_ns) / 1e9);
+        if (rc != 0 && e->code == ERR_DIGEST_INVALID) {
+            log_warn("repl", "content of %s from %s did not verify; fetching again", d->str,
+                     peers[winner].location);
+            upload_sessions_truncate(st, 0, &ignore);
+            count_peer(r, peers[winner].location, 0, 0, 1);
+        }
+    }
+    for (size_t i = 0; i < n_peers; i++)
+        free(urls[i]);
+    free(urls);
+    free(res);
+    peer_refs_free(peers, n_peers);
+    if (rc == 0) {
+        upload_sessions_delete(reg->uploads, st);
+        /* size was only set if the bytes were here already: read what was committed. */
+        if (reg->bs->ops->stat(reg->bs, d, &size, &ignore) == 0)
+            metrics_count_blob_committed(size);
+    } else {
+        upload_sessions_release(reg->uploads, st);
+    }
+    return rc;
+}
+
+/* Status rows and events of this region are written under status_mu, so a progress
+ * event never lands after the final state of the same fetch. */
+static void set_status(struct repl *r, const char *repo, const struct digest *d,
+                       const char *state, int64_t done, int64_t total, const char *details,
+                       bool is_event)
+{
+    struct meta_status st = {.region = (char *)self_region(r), .state = (char *)state,
+                             .bytes_done = done, .bytes_total = total,
+                             .updated_ms = util_now_ms(), .details = (char *)details};
+    struct err e = {0};
+    AZ(pthread_mutex_lock(&r->status_mu));
+    if (ms_of(r)->ops->status_set(ms_of(r), repo, d, &st, is_event, &e) != 0)
+        log_warn("repl", "failed to record status of %s@%s: %s", repo, d->str, err_message(&e));
+    AZ(pthread_mutex_unlock(&r->status_mu));
+    if (is_event)
+        repl_log_grew(r);
+}
+
+static struct retry *retry_of(struct repl *r, const char *key, bool create)
+{
+    for (struct retry *t = r->retries; t; t = t->next) {
+        if (strcmp(t->key, key) == 0)
+            return t;
+    }
+    if (!create)
+        return NULL;
+    struct retry *t = xcalloc(1, sizeof(*t));
+    snprintf(t->key, sizeof(t->key), "%s", key);
+    t->next = r->retries;
+    r->retries = t;
+    return t;
+}
+
+static void retry_forget(struct repl *r, const char *key)
+{
+    for (struct retry **pp = &r->retries; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->key, key) == 0) {
+            struct retry *t = *pp;
+            *pp = t->next;
+            free(t);
+            return;
+        }
+    }
+}
+
+/* Regions known to hold the content of p: the region that put it and every region that
+ * announced it Completed (status events). Fetching only from them keeps a region that
+ * has nothing (or that nobody can reach) out of the way. NULL (any peer) when none is
+ * known, as for content recorded before origins were. */
+static char **holders_of(struct repl *r, const struct meta_pending *p)
+{
+    struct meta_status *rows = NULL;
+    size_t n_rows = 0;
+    struct err e = {0};
+    if (ms_of(r)->ops->status_list(ms_of(r), p->repo, &p->digest, &rows, &n_rows, &e) != 0)
+        n_rows = 0;
+    char **out = xcalloc(n_rows + 2, sizeof(*out));
+    size_t n = 0;
+    if (p->origin && p->origin[0] && strcmp(p->origin, self_region(r)) != 0)
+        out[n++] = xstrdup(p->origin);
+    for (size_t i = 0; i < n_rows; i++) {
+        if (strcmp(rows[i].state, "Completed") == 0 && !is_listed(out, rows[i].region) &&
+            strcmp(rows[i].region, self_region(r)) != 0)
+            out[n++] = xstrdup(rows[i].region);
+    }
+    meta_status_free(rows, n_rows);
+    if (n == 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* Takes the blobs of a job one after another until none is left or one failed. */
+static void *job_worker(void *arg)
+{
+    struct fetch_job *job = arg;
+    struct repl *r = job->r;
+    const struct meta_pending *p = job->p;
+    for (;;) {
+        AZ(pthread_mutex_lock(&r->mu));
+        while (job->next < p->n_refs && p->refs[job->next].is_manifest)
+            job->next++; /* children become visible through their own events */
+        size_t i = job->next;
+        bool is_over = i >= p->n_refs || job->is_failed || r->is_stopping;
+        if (!is_over)
+            job->next++;
+        AZ(pthread_mutex_unlock(&r->mu));
+        if (is_over)
+            return NULL;
+        /* Bytes already here (a shared base layer, most often): nothing to fetch, and
+         * pending_complete links them into the repository in its own transaction, so no
+         * queueing behind another worker's claim on the same blob. */
+        uint64_t have;
+        struct err absent = {0};
+        int64_t want = p->ref_sizes[i];
+        if (r->reg->bs->ops->stat(r->reg->bs, &p->refs[i].digest, &have, &absent) == 0 &&
+            (want < 0 || have == (uint64_t)want)) {
+            job_progress(job, i, want > 0 ? want : 0);
+            continue;
+        }
+        char blob_key[600];
+        snprintf(blob_key, sizeof(blob_key), "blob:%s", p->refs[i].digest.str);
+        /* Another worker may be fetching the same blob for another manifest: wait for
+         * it rather than copy it twice. */
+        while (!inflight_claim(r, blob_key, 0) && !r->is_stopping)
+            nap(r, 50);
+        struct err e = {0};
+        int rc = fetch_blob(r, p->repo, &p->refs[i].digest, false, job->sources, job, i, &e);
+        inflight_release(r, blob_key);
+        if (rc == 0) {
+            job_progress(job, i, p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0);
+            continue;
+        }
+        AZ(pthread_mutex_lock(&r->mu));
+        if (!job->is_failed) {
+            job->is_failed = true;
+            job->err = e;
+        }
+        AZ(pthread_mutex_unlock(&r->mu));
+    }
+}
+
+/* Marks a manifest's in-flight entry as ending, so no progress event is sent for it
+ * any more (emit_progress). */
+static void inflight_finishing(struct repl *r, const char *key)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct inflight *f = r->inflight; f; f = f->next) {
+        if (strcmp(f->key, key) == 0)
+            f->is_finishing = true;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+/* Brings one pending manifest's content here and makes it visible. */
+static void complete_pending(struct repl *r, const struct meta_pending *p)
+{
+    char key[600];
+    snprintf(key, sizeof(key), "%s@%s", p->repo, p->digest.str);
+    AZ(pthread_mutex_lock(&r->mu));
+    struct retry *t = retry_of(r, key, false);
+    bool is_waiting = t && t->next_ms > util_now_ms();
+    AZ(pthread_mutex_unlock(&r->mu));
+    if (is_waiting)
+        return;
+    int64_t total = 0;
+    size_t n_blobs = 0;
+    for (size_t i = 0; i < p->n_refs; i++) {
+        total += p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0;
+        n_blobs += !p->refs[i].is_manifest;
+    }
+    if (!inflight_claim(r, key, total))
+        return;
+    /* Here at once; elsewhere with the first progress event (emit_progress). */
+    set_status(r, p->repo, &p->digest, "InProgress", 0, total, "", false);
+    struct fetch_job job = {.r = r, .p = p, .sources = holders_of(r, p),
+                            .blob_done = xcalloc(p->n_refs + 1, sizeof(int64_t))};
+    snprintf(job.key, sizeof(job.key), "%s", key);
+    /* Config and layers at once: each waits a round trip or more for its first byte. */
+    size_t n_threads = n_blobs < FETCH_PARALLEL ? n_blobs : FETCH_PARALLEL;
+    pthread_t threads[FETCH_PARALLEL];
+    size_t n_started = 0;
+    for (size_t i = 1; i < n_threads; i++) {
+        if (pthread_create(&threads[n_started], NULL, job_worker, &job) == 0)
+            n_started++;
+    }
+    job_worker(&job);
+    for (size_t i = 0; i < n_started; i++)
+        AZ(pthread_join(threads[i], NULL));
+    struct err e = job.err;
+    bool is_ok = !job.is_failed;
+    int64_t done = 0;
+    for (size_t i = 0; i < p->n_refs; i++)
+        done += job.blob_done[i];
+    free(job.blob_done);
+    repl_free_names(job.sources);
+    bool is_waiting_child = false;
+    if (is_ok && !r->is_stopping) {
+        /* Visible means pullable: under the GC lock (shared), every blob must still be here
+         * with its size: a copy quarantined since it was looked at (registry_blob_recover
+         * records the loss under the exclusive lock) sends the manifest back to the queue. */
+        AZ(pthread_rwlock_rdlock(&r->reg->gc_lock));
+        int crc = 0;
+        for (size_t i = 0; i < p->n_refs && crc == 0; i++) {
+            uint64_t have;
+            if (!p->refs[i].is_manifest && !is_usable_here(r->reg, &p->refs[i].digest, &have))
+                crc = err_set(&e, ERR_BLOB_UNKNOWN, "blob %s went away before %s was shown",
+                              p->refs[i].digest.str, p->digest.str);
+        }
+        if (crc == 0)
+            crc = ms_of(r)->ops->pending_complete(ms_of(r), p, &e);
+        AZ(pthread_rwlock_unlock(&r->reg->gc_lock));
+        if (crc == 0) {
+            inflight_finishing(r, key);
+            set_status(r, p->repo, &p->digest, "Completed", total, total, "", true);
+            log_info("repl", "replicated %s@%s (%" PRId64 " bytes)", p->repo, p->digest.str,
+                     total);
+            AZ(pthread_mutex_lock(&r->mu));
+            retry_forget(r, key);
+            AZ(pthread_mutex_unlock(&r->mu));
+            webhook_on_replicated(r->reg, "push", p->repo, &p->digest, NULL);
+        } else if (e.code == ERR_MANIFEST_BLOB_UNKNOWN) {
+            is_waiting_child = true; /* a child manifest is not here yet */
+        } else {
+            is_ok = false;
+        }
+    }
+    if (!is_ok && !r->is_stopping) {
+        AZ(pthread_mutex_lock(&r->mu));
+        t = retry_of(r, key, true);
+        t->attempts++;
+        int64_t delay_ms = 500LL << (t->attempts < 10 ? t->attempts : 10);
+        if (delay_ms > r->reg->cfg->fetch_backoff_max_s * 1000)
+            delay_ms = r->reg->cfg->fetch_backoff_max_s * 1000;
+        t->next_ms = util_now_ms() + delay_ms;
+        int attempts = t->attempts;
+        AZ(pthread_mutex_unlock(&r->mu));
+        bool is_failed = attempts >= FETCH_ATTEMPTS_BEFORE_FAILED;
+        inflight_finishing(r, key);
+        set_status(r, p->repo, &p->digest, is_failed ? "Failed" : "InProgress", done, total,
+                   err_message(&e), is_failed && attempts == FETCH_ATTEMPTS_BEFORE_FAILED);
+        log_warn("repl", "failed to replicate %s@%s (attempt %d, next in %" PRId64 " ms): %s",
+                 p->repo, p->digest.str, attempts, delay_ms, err_message(&e));
+    }
+    (void)is_waiting_child;
+    inflight_release(r, key);
+}
+
+static void *fetcher_main(void *arg)
+{
+    struct repl *r = arg;
+    while (!r->is_stopping) {
+        struct meta_pending *list = NULL;
+        size_t n = 0;
+        struct err e = {0};
+        if (ms_of(r)->ops->pending_list(ms_of(r), 64, &list, &n, &e) == 0) {
+            for (size_t i = 0; i < n && !r->is_stopping; i++)
+                complete_pending(r, &list[i]);
+            for (size_t i = 0; i < n; i++)
+                meta_pending_fini(&list[i]);
+            free(list);
+        }
+        AZ(pthread_mutex_lock(&r->mu));
+        if (!r->is_kicked && !r->is_stopping) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait(&r->cv, &r->mu, &until);
+        }
+        r->is_kicked = false;
+        AZ(pthread_mutex_unlock(&r->mu));
+    }
+    return NULL;
+}
+
+void repl_kick(struct repl *r)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    r->is_kicked = true;
+    AZ(pthread_cond_broadcast(&r->cv));
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+bool repl_progress(struct repl *r, const char *repo, const struct digest *d, int64_t *done,
+                   int64_t *total)
+{
+    char key[600];
+    snprintf(key, sizeof(key), "%s@%s", repo, d->str);
+    bool found = false;
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct inflight *f = r->inflight; f; f = f->next) {
+        if (strcmp(f->key, key) == 0) {
+            *done = f->done;
+            *total = f->total;
+            found = true;
+        }
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+    return found;
+}
+
+int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d,
+                        struct err *e)
+{
+    char blob_key[600];
+    snprintf(blob_key, sizeof(blob_key), "blob:%s", d->str);
+    while (!inflight_claim(r, blob_key, 0)) {
+        if (nap(r, 50))
+            return err_set(e, ERR_UNAVAILABLE, "shutting down");
+    }
+    /* Another request or worker may have linked it meanwhile; a link whose file is gone
+     * or has the wrong size (quarantined by the scrub or an open) is fetched again. */
+    uint64_t size, on_disk;
+    struct err ignore = {0};
+    int rc = 0;
+    if (r->reg->ms->ops->blob_get(r->reg->ms, repo, d, &size, &ignore) != 0 ||
+        r->reg->bs->ops->stat(r->reg->bs, d, &on_disk, &ignore) != 0 || on_disk != size)
+        rc = fetch_blob(r, repo, d, true, NULL, NULL, 0, e);
+    inflight_release(r, blob_key);
+    return rc;
+}
+
+/* Long polls ------------------------------------------------------------------------ */
+
+void repl_wait_register(struct repl *r, struct http_req *req, int64_t seen_head,
+                        int64_t deadline_ms)
+{
+    struct waiter *w = xcalloc(1, sizeof(*w));
+    w->req = req;
+    w->seen_head = seen_head;
+    w->deadline_ms = deadline_ms;
+    AZ(pthread_mutex_lock(&r->mu));
+    if (r->is_stopping) {
+        AZ(pthread_mutex_unlock(&r->mu));
+        free(w);
+        http_req_resume(req);
+        return;
+    }
+    w->next = r->waiters;
+    r->waiters = w;
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+/* Resumes waiters whose log grew or whose time is up (all of them when stopping). */
+static void wake_waiters(struct repl *r, bool is_all)
+{
+    int64_t head = 0;
+    struct err e = {0};
+    if (!is_all && ms_of(r)->ops->log_head(ms_of(r), &head, &e) != 0)
+        return;
+    int64_t now = util_now_ms();
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct waiter **pp = &r->waiters; *pp;) {
+        struct waiter *w = *pp;
+        if (is_all || head > w->seen_head || now >= w->deadline_ms) {
+            *pp = w->next;
+            http_req_resume(w->req);
+            free(w);
+            continue;
+        }
+        pp = &w->next;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+/* Round trips and anti-entropy ----------------------------------------------------------- */
+
+/* Times one GET /healthz of a peer; an answer marks it reachable. */
+static void probe_one(struct repl *r, const char *location, const char *endpoint)
+{
+    char url[1024];
+    snprintf(url, sizeof(url), "%s/healthz", endpoint);
+    struct httpc_response resp;
+    struct err e = {0};
+    httpc_response_init(&resp, 4096);
+    int64_t t0 = util_mono_ns();
+    int rc = peer_call(r, "GET", url, NULL, 5000, &resp, &e);
+    double ms = (double)(util_mono_ns() - t0) / 1e6;
+    AZ(pthread_mutex_lock(&r->mu));
+    struct peer *p = find_peer(r, location);
+    if (p && rc == 0 && resp.status == 200) {
+        /* Smooth the estimate so one slow probe does not reorder the peers. */
+        p->rtt_ms = p->rtt_ms >= 1e9 ? ms : 0.7 * p->rtt_ms + 0.3 * ms;
+        /* An answer proves the peer reachable even while a long poll is parked. */
+        p->last_ok_ms = util_now_ms();
+        p->failures = 0;
+    } else if (p) {
+        p->failures++;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+    httpc_response_fini(&resp);
+}
+
+/* Probes every peer at once (a silent one must not delay the others' probes), each
+ * bounded by PROBE_TIMEOUT_MS: two missed probes in a row make a peer Unreachable. */
+static void probe_peers(struct repl *r)
+{
+    size_t n;
+    struct peer_ref *peers = peers_by_distance(r, &n);
+    char **urls = xcalloc(n + 1, sizeof(*urls));
+    long *statuses = xcalloc(n + 1, sizeof(*statuses));
+    double *times_ms = xcalloc(n + 1, sizeof(*times_ms));
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(peers[i].endpoint) + 16;
+        urls[i] = xmalloc(len);
+        snprintf(urls[i], len, "%s/healthz", peers[i].endpoint);
+    }
+    const char *headers[2] = {r->auth_header[0] ? r->auth_header : NULL, NULL};
+    httpc_get_many((const char *const *)urls, n, headers, PROBE_TIMEOUT_MS,
+                   r->bind_ip[0] ? r->bind_ip : NULL, statuses, times_ms);
+    AZ(pthread_mutex_lock(&r->mu));
+    for (size_t i = 0; i < n; i++) {
+        struct peer *p = find_peer(r, peers[i].location);
+        if (p == NULL)
+            continue;
+        if (statuses[i] == 200) {
+            /* Smooth the estimate so one slow probe does not reorder the peers. */
+            p->rtt_ms = p->rtt_ms >= 1e9 ? times_ms[i] : 0.7 * p->rtt_ms + 0.3 * times_ms[i];
+            p->last_ok_ms = util_now_ms();
+            p->failures = 0;
+        } else {
+            p->failures++;
+            if (p->failures == 2)
+                log_warn("repl", "peer %s is unreachable: %s", p->location,
+                         statuses[i] ? "unexpected answer to a probe" : "no answer to probes");
+        }
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+    for (size_t i = 0; i < n; i++)
+        free(urls[i]);
+    free(urls);
+    free(statuses);
+    free(times_ms);
+    peer_refs_free(peers, n);
+}
+
+/* Ships the progress of running fetches as InProgress status events (at most one per
+ * manifest per PROGRESS_INTERVAL_MS, only when bytes moved), so that every region, not
+ * only this one, sees how far this region's copy is. */
+static void emit_progress(struct repl *r)
+{
+    struct progress_item {
+        char key[600];
+        int64_t done;
+        int64_t total;
+    } items[16];
+    size_t n = 0;
+    int64_t now = util_now_ms();
+    AZ(pthread_mutex_lock(&r->mu));
+    for (struct inflight *f = r->inflight; f && n < 16; f = f->next) {
+        if (strncmp(f->key, "blob:", 5) == 0 || f->is_finishing || f->done == f->done_sent ||
+            now - f->sent_ms < PROGRESS_INTERVAL_MS)
+            continue;
+        snprintf(items[n].key, sizeof(items[n].key), "%s", f->key);
+        items[n].done = f->done;
+        items[n].total = f->total;
+        n++;
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+    for (size_t i = 0; i < n && !r->is_stopping; i++) {
+        const char *at = strrchr(items[i].key, '@');
+        struct digest d;
+        struct err e = {0};
+        if (at == NULL || digest_parse(at + 1, strlen(at + 1), &d, &e) != 0)
+            continue;
+        char repo[sizeof(items[i].key)];
+        snprintf(repo, sizeof(repo), "%.*s", (int)(at - items[i].key), items[i].key);
+        /* Under status_mu and only while the fetch is not finishing: the final state is
+         * always the last status event of this fetch. */
+        AZ(pthread_mutex_lock(&r->status_mu));
+        bool is_live = false;
+        AZ(pthread_mutex_lock(&r->mu));
+        for (struct inflight *f = r->inflight; f; f = f->next) {
+            if (strcmp(f->key, items[i].key) == 0 && !f->is_finishing) {
+                is_live = true;
+                f->done_sent = items[i].done;
+                f->sent_ms = now;
+            }
+        }
+        AZ(pthread_mutex_unlock(&r->mu));
+        if (is_live) {
+            struct meta_status st = {.region = (char *)self_region(r), .state = "InProgress",
+                                     .bytes_done = items[i].done,
+                                     .bytes_total = items[i].total,
+                                     .updated_ms = util_now_ms(), .details = ""};
+            if (ms_of(r)->ops->status_set(ms_of(r), repo, &d, &st, true, &e) != 0)
+                log_warn("repl", "failed to record progress of %s: %s", items[i].key,
+                         err_message(&e));
+        }
+        AZ(pthread_mutex_unlock(&r->status_mu));
+        if (is_live)
+            repl_log_grew(r);
+    }
+}
+
+/* Fetches a peer's state of one repository and merges it (tags by last-writer-wins,
+ * manifests and tombstones); content then follows through the fetch workers. */
+static void repair_repo(struct repl *r, const struct peer_ref *peer, const char *repo)
+{
+    char *esc = xmalloc(strlen(repo) * 3 + 1);
+    size_t k = 0;
+    for (const char *c = repo; *c; c++) {
+        if (*c == '/') {
+            memcpy(esc + k, "%2F", 3);
+            k += 3;
+        } else {
+            esc[k++] = *c;
+        }
+    }
+    esc[k] = '\0';
+    char url[2048];
+    snprintf(url, sizeof(url), "%s/_meridian/v1/replication/state?repository=%s",
+             peer->endpoint, esc);
+    free(esc);
+    struct httpc_response resp;
+    struct err e = {0};
+    httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
+    if (peer_call(r, "GET", url, NULL, 60000, &resp, &e) != 0 || resp.status != 200) {
+        httpc_response_fini(&resp);
+        return;
+    }
+    json_error_t je;
+    json_t *body = json_loadb(resp.body.data, resp.body.len, 0, &je);
+    httpc_response_fini(&resp);
+    json_t *items = json_object_get(body, "state");
+    size_t merged = 0;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        struct meta_event ev;
+        if (repl_codec_event_from_json(json_array_get(items, i), &ev, &e) != 0)
+            continue;
+        if (ms_of(r)->ops->state_merge(ms_of(r), &ev, &e) == 0)
+            merged++;
+        meta_event_fini(&ev);
+    }
+    json_decref(body);
+    log_info("repl", "anti-entropy: merged %zu records of %s from %s", merged, repo,
+             peer->location);
+    repl_kick(r);
+}
+
+/* Checks that every blob this region records is still on its disk; a lost copy makes
+ * the manifests needing it pending again, and the fetch workers bring it back. */
+static void scrub_blobs(struct repl *r)
+{
+    struct meta_name_list digests = {0};
+    struct err e = {0};
+    if (ms_of(r)->ops->blob_list_all(ms_of(r), &digests, &e) != 0)
+        return;
+    size_t n_lost = 0;
+    for (size_t i = 0; i < digests.n && !r->is_stopping; i++) {
+        struct digest d;
+        uint64_t size;
+        struct err se = {0};
+        if (digest_parse(digests.names[i], strlen(digests.names[i]), &d, &se) != 0)
+            continue;
+        if (r->reg->bs->ops->stat(r->reg->bs, &d, &size, &se) == 0 || se.code != ERR_BLOB_UNKNOWN)
+            continue;
+        size_t n_manifests = 0;
+        if (ms_of(r)->ops->blob_lost(ms_of(r), &d, &n_manifests, &e) == 0) {
+            n_lost++;
+            log_warn("repl", "blob %s is missing from local storage; %zu manifests wait for "
+                             "it to be fetched again", d.str, n_manifests);
+        }
+    }
+    meta_name_list_fini(&digests);
+    if (n_lost)
+        repl_kick(r);
+}
+
+static void anti_entropy(struct repl *r)
+{
+    scrub_blobs(r);
+    struct buf mine;
+    struct err e = {0};
+    buf_init(&mine, REPL_EVENTS_BODY_MAX);
+    if (ms_of(r)->ops->summary(ms_of(r), &mine, &e) != 0) {
+        buf_fini(&mine);
+        return;
+    }
+    json_error_t je;
+    json_t *local = json_loadb(mine.data, mine.len, 0, &je);
+    buf_fini(&mine);
+    size_t n;
+    struct peer_ref *peers = peers_by_distance(r, &n);
+    for (size_t i = 0; i < n && !r->is_stopping; i++) {
+        char url[1024];
+        snprintf(url, sizeof(url), "%s/_meridian/v1/replication/summary", peers[i].endpoint);
+        struct httpc_response resp;
+        httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
+        if (peer_call(r, "GET", url, NULL, 30000, &resp, &e) == 0 && resp.status == 200) {
+            json_t *remote = json_loadb(resp.body.data, resp.body.len, 0, &je);
+            const char *repo;
+            json_t *v;
+            json_object_foreach(remote, repo, v)
+            {
+                json_t *mine_v = json_object_get(local, repo);
+                if (mine_v == NULL || !json_equal(mine_v, v))
+                    repair_repo(r, &peers[i], repo);
+            }
+            json_decref(remote);
+        }
+        httpc_response_fini(&resp);
+    }
+    peer_refs_free(peers, n);
+    json_decref(local);
+}
+
+/* Waiters and the peer set: kept apart from the network work below, so a peer that
+ * does not answer never delays waking the long polls. */
+static void *manager_main(void *arg)
+{
+    struct repl *r = arg;
+    int64_t next_sync_peers = 0;
+    while (!r->is_stopping) {
+        int64_t now = util_now_ms();
+        wake_waiters(r, false);
+        if (now >= next_sync_peers) {
+            sync_peers(r);
+            next_sync_peers = now + 1000;
+        }
+        /* Long polls wake at once on a write of this node (repl_log_grew), else
+         * within this period of a new event (a cheap max(seq) read). */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 25 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        AZ(pthread_mutex_lock(&r->mu));
+        while (!r->is_stopping && !r->is_log_grown) {
+            if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT)
+                break;
+        }
+        r->is_log_grown = false;
+        AZ(pthread_mutex_unlock(&r->mu));
+    }
+    return NULL;
+}
+
+void repl_log_grew(struct repl *r)
+{
+    if (r == NULL)
+        return;
+    AZ(pthread_mutex_lock(&r->mu));
+    r->is_log_grown = true;
+    AZ(pthread_cond_broadcast(&r->cv));
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+/* Round-trip probes and anti-entropy, which wait on peers. */
+static void *syncer_main(void *arg)
+{
+    struct repl *r = arg;
+    int64_t next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
+    while (!r->is_stopping) {
+        int64_t now = util_now_ms();
+        if (now >= next_anti_entropy && !r->reg->is_removed) {
+            anti_entropy(r);
+            next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
+        }
+        nap(r, 250);
+    }
+    return NULL;
+}
+
+/* Round-trip probes and progress events, every second: apart from anti-entropy, which
+ * may wait long on a peer, so that an unreachable peer is known within seconds. */
+static void *prober_main(void *arg)
+{
+    struct repl *r = arg;
+    while (!r->is_stopping) {
+        int64_t t0 = util_now_ms();
+        if (!r->reg->is_removed)
+            probe_peers(r);
+        emit_progress(r);
+        int64_t spent = util_now_ms() - t0;
+        nap(r, spent < PROBE_INTERVAL_MS ? PROBE_INTERVAL_MS - spent : 1);
+    }
+    return NULL;
+}
+
+/* Lifecycle -------------------------------------------------------------------------- */
+
+static json_t *replication_value(const char *location, const char *endpoint)
+{
+    return json_pack("{s:s, s:s, s:I}", "location", location, "endpoint", endpoint,
+                     "createdMs", (json_int_t)util_now_ms());
+}
+
+static int put_replication(struct repl *r, const char *location, const char *endpoint,
+                           struct err *e)
+{
+    json_t *v = replication_value(location, endpoint);
+    char *s = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    int rc = ms_of(r)->ops->object_put(ms_of(r), "replication", location, s, e);
+    free(s);
+    return rc;
+}
+
+int repl_start(struct repl *r, struct err *e)
+{
+    char *value = NULL;
+    struct err ge = {0};
+    const char *self = self_region(r);
+    bool is_same = false;
+    if (ms_of(r)->ops->object_get(ms_of(r), "replication", self, &value, &ge) == 0) {
+        json_error_t je;
+        json_t *v = json_loads(value, 0, &je);
+        const char *ep = v ? json_string_value(json_object_get(v, "endpoint")) : NULL;
+        is_same = ep && strcmp(ep, r->self_endpoint) == 0;
+        json_decref(v);
+        free(value);
+    }
+    if (r->reg->is_removed) {
+        log_warn("repl", "this region was removed from the registry; not replicating");
+        return 0;
+    }
+    if (!is_same && put_replication(r, self, r->self_endpoint, e) != 0)
+        return -1;
+    AZ(pthread_create(&r->manager, NULL, manager_main, r));
+    AZ(pthread_create(&r->syncer, NULL, syncer_main, r));
+    AZ(pthread_create(&r->prober, NULL, prober_main, r));
+    for (int i = 0; i < FETCH_WORKERS; i++)
+        AZ(pthread_create(&r->fetchers[i], NULL, fetcher_main, r));
+    atomic_store(&r->is_started, true);
+    return 0;
+}
+
+void repl_stop(struct repl *r)
+{
+    if (r == NULL || !atomic_load(&r->is_started))
+        return;
+    AZ(pthread_mutex_lock(&r->mu));
+    atomic_store(&r->is_stopping, true);
+    for (struct peer *p = r->peers; p; p = p->next)
+        p->is_stopping = true;
+    AZ(pthread_cond_broadcast(&r->cv));
+    AZ(pthread_mutex_unlock(&r->mu));
+    pthread_join(r->manager, NULL);
+    pthread_join(r->syncer, NULL);
+    pthread_join(r->prober, NULL);
+    for (int i = 0; i < FETCH_WORKERS; i++)
+        pthread_join(r->fetchers[i], NULL);
+    wake_waiters(r, true);
+    AZ(pthread_mutex_lock(&r->mu));
+    while (r->n_pullers > 0)
+        pthread_cond_wait(&r->cv, &r->mu);
+    AZ(pthread_mutex_unlock(&r->mu));
+    atomic_store(&r->is_started, false);
+}
+
+/* Replications (management API) -------------------------------------------------- */
+
+json_t *repl_replications_json(struct repl *r, const char *location)
+{
+    struct meta_name_list keys = {0}, values = {0};
+    struct err e = {0};
+    json_t *out = json_array();
+    if (ms_of(r)->ops->object_list(ms_of(r), "replication", &keys, &values, &e) != 0)
+        return out;
+    int64_t now = util_now_ms();
+    for (size_t i = 0; i < keys.n; i++) {
+        if (location && strcmp(location, keys.names[i]) != 0)
+            continue;
+        json_error_t je;
+        json_t *v = json_loads(values.names[i], 0, &je);
+        if (v == NULL)
+            continue;
+        bool is_local = strcmp(keys.names[i], self_region(r)) == 0;
+        const char *state = "Ready";
+        /* A removed region replicates with no one: it knows nothing of the others. */
+        if (r->reg->is_removed)
+            state = is_local ? "Removed" : "Unknown";
+        json_int_t lag_events = 0;
+        double lag_s = 0, rtt = 0;
+        json_int_t bytes_copied = 0;
+        AZ(pthread_mutex_lock(&r->mu));
+        struct peer *p = r->reg->is_removed ? NULL : find_peer(r, keys.names[i]);
+        if (p) {
+            lag_events = p->lag_events;
+            lag_s = p->lag_seconds;
+            rtt = p->rtt_ms < 1e9 ? p->rtt_ms : 0;
+            bytes_copied = (json_int_t)p->bytes_copied;
+            if (peer_is_unreachable(p, now))
+                state = "Unreachable";
+            else if (p->last_ok_ms == 0 || p->lag_events > 0)
+                state = "Syncing";
+        }
+        int64_t to_copy = 0;
+        if (is_local) {
+            for (struct inflight *f = r->inflight; f; f = f->next) {
+                if (strncmp(f->key, "blob:", 5) != 0 && f->total > f->done)
+                    to_copy += f->total - f->done;
+            }
+            if (to_copy > 0 && !r->reg->is_removed)
+                state = "Syncing";
+        }
+        AZ(pthread_mutex_unlock(&r->mu));
+        json_object_set_new(v, "state", json_string(state));
+        json_object_set_new(v, "isLocal", json_boolean(is_local));
+        json_object_set_new(v, "lagEvents", json_integer(lag_events));
+        json_object_set_new(v, "lagSeconds", json_real(lag_s));
+        json_object_set_new(v, "bytesToCopy", json_integer(to_copy));
+        json_object_set_new(v, "bytesCopied", json_integer(bytes_copied));
+        json_object_set_new(v, "rttMs", json_real(rtt));
+        json_array_append_new(out, v);
+    }
+    meta_name_list_fini(&keys);
+    meta_name_list_fini(&values);
+    return out;
+}
+
+static bool is_valid_endpoint(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 8 && n < 400 && (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0) &&
+           strpbrk(s, " \t\r\n\"'<>") == NULL && s[n - 1] != '/';
+}
+
+int repl_add(struct repl *r, const char *location, const char *endpoint, struct err *e)
+{
+    if (location == NULL || !repl_codec_is_valid_region(location))
+        return err_set(e, ERR_BAD_REQUEST, "location must be 1-63 characters of a-z, 0-9, '-'");
+    if (endpoint == NULL || !is_valid_endpoint(endpoint))
+        return err_set(e, ERR_BAD_REQUEST, "endpoint must be an http(s) URL without a "
+                                           "trailing slash");
+    char *value = NULL;
+    struct err ge = {0};
+    if (ms_of(r)->ops->object_get(ms_of(r), "replication", location, &value, &ge) == 0) {
+        free(value);
+        return err_set(e, ERR_CONFLICT, "replication %s already exists", location);
+    }
+    /* Introduce ourselves first: a region that cannot be reached, or that belongs to
+     * another registry, is not recorded. */
+    json_t *intro = json_pack("{s:s, s:s, s:s}", "registry", r->reg->cfg->registry_name,
+                              "location", self_region(r), "endpoint", r->self_endpoint);
+    char *body = json_dumps(intro, JSON_COMPACT);
+    json_decref(intro);
+    char url[1024];
+    snprintf(url, sizeof(url), "%s/_meridian/v1/replication/introduce", endpoint);
+    struct httpc_response resp;
+    httpc_response_init(&resp, 64 * 1024);
+    int rc = peer_call(r, "POST", url, body, 15000, &resp, e);
+    free(body);
+    if (rc == 0 && resp.status != 200 && resp.status != 201) {
+        json_error_t je;
+        json_t *reply = json_loadb(resp.body.data, resp.body.len, 0, &je);
+        const char *msg = json_string_value(json_object_get(json_object_get(reply, "error"),
+                                                            "message"));
+        rc = err_set(e, resp.status == 401 || resp.status == 403 ? ERR_DENIED : ERR_CONFLICT,
+                     "%s refused to join: %s", location, msg ? msg : "no reason given");
+        json_decref(reply);
+    }
+    httpc_response_fini(&resp);
+    if (rc != 0)
+        return -1;
+    if (put_replication(r, location, endpoint, e) != 0)
+        return -1;
+    log_info("repl", "added replication %s at %s", location, endpoint);
+    return 0;
+}
+
+int repl_remove(struct repl *r, const char *location, struct err *e)
+{
+    if (location && strcmp(location, self_region(r)) == 0)
+        return err_set(e, ERR_CONFLICT, "a region cannot remove itself; ask another region");
+    char *value = NULL;
+    struct err ge = {0};
+    char endpoint[512] = "";
+    if (ms_of(r)->ops->object_get(ms_of(r), "replication", location, &value, &ge) == 0) {
+        json_error_t je;
+        json_t *v = json_loads(value, 0, &je);
+        const char *ep = json_string_value(json_object_get(v, "endpoint"));
+        snprintf(endpoint, sizeof(endpoint), "%s", ep ? ep : "");
+        json_decref(v);
+        free(value);
+    }
+    if (ms_of(r)->ops->object_delete(ms_of(r), "replication", location, e) != 0)
+        return -1;
+    log_info("repl", "removed replication %s", location);
+    /* Tell the region itself: the others stop answering it, so it would not learn of
+     * its removal from their logs. Best effort: the removal stands either way. */
+    if (endpoint[0]) {
+        json_t *bye = json_pack("{s:s, s:s}", "registry", r->reg->cfg->registry_name,
+                                "location", location);
+        char *body = json_dumps(bye, JSON_COMPACT);
+        json_decref(bye);
+        char url[1024];
+        snprintf(url, sizeof(url), "%s/_meridian/v1/replication/leave", endpoint);
+        struct httpc_response resp;
+        struct err le = {0};
+        httpc_response_init(&resp, 64 * 1024);
+        if (peer_call(r, "POST", url, body, 10000, &resp, &le) != 0 || resp.status != 200)
+            log_warn("repl", "failed to tell %s it was removed: %s", location,
+                     le.code ? err_message(&le) : "it refused");
+        httpc_response_fini(&resp);
+        free(body);
+    }
+    return 0;
+}
+
+int repl_leave(struct repl *r, const char *registry_name, const char *location, struct err *e)
+{
+    if (registry_name == NULL || strcmp(registry_name, r->reg->cfg->registry_name) != 0 ||
+        location == NULL || strcmp(location, self_region(r)) != 0)
+        return err_set(e, ERR_CONFLICT, "this is region %s of registry %s", self_region(r),
+                       r->reg->cfg->registry_name);
+    mark_removed(r->reg);
+    repl_kick(r);
+    return 0;
+}
+
+int repl_introduce(struct repl *r, const char *registry_name, const char *location,
+                   const char *endpoint, struct err *e)
+{
+    if (registry_name == NULL || strcmp(registry_name, r->reg->cfg->registry_name) != 0)
+        return err_set(e, ERR_CONFLICT, "this region belongs to registry %s",
+                       r->reg->cfg->registry_name);
+    if (location == NULL || !repl_codec_is_valid_region(location) || endpoint == NULL ||
+        !is_valid_endpoint(endpoint))
+        return err_set(e, ERR_BAD_REQUEST, "bad location or endpoint");
+    if (strcmp(location, self_region(r)) == 0)
+        return err_set(e, ERR_CONFLICT, "a region of that name is this one");
+    char *value = NULL;
+    struct err ge = {0};
+    if (ms_of(r)->ops->object_get(ms_of(r), "replication", location, &value, &ge) == 0) {
+        free(value);
+        return 0; /* already known */
+    }
+    log_info("repl", "introduced to %s at %s", location, endpoint);
+    return put_replication(r, location, endpoint, e);
+}
+
+char **repl_target_regions(struct repl *r)
+{
+    struct meta_name_list keys = {0}, values = {0};
+    struct err e = {0};
+    char **out;
+    if (ms_of(r)->ops->object_list(ms_of(r), "replication", &keys, &values, &e) != 0) {
+        out = xcalloc(2, sizeof(char *));
+        out[0] = xstrdup(self_region(r));
+        return out;
+    }
+    out = xcalloc(keys.n + 2, sizeof(char *));
+    size_t n = 0;
+    bool has_self = false;
+    for (size_t i = 0; i < keys.n; i++) {
+        has_self |= strcmp(keys.names[i], self_region(r)) == 0;
+        out[n++] = xstrdup(keys.names[i]);
+    }
+    if (!has_self)
+        out[n++] = xstrdup(self_region(r));
+    meta_name_list_fini(&keys);
+    meta_name_list_fini(&values);
+    return out;
+}
+
+void repl_free_names(char **names)
+{
+    for (size_t i = 0; names && names[i]; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* The metrics source of replication (registered by repl_new): per-peer gauges. */
+static void render_metrics(void *arg, struct buf *out)
+{
+    struct repl *r = arg;
+    static const char *const families[][3] = {
+        {"meridian_replication_lag_events", "gauge", "Events a peer has that this region has not applied."},
+        {"meridian_replication_lag_seconds", "gauge", "Age of the oldest unapplied event of a peer."},
+        {"meridian_replication_bytes_copied_total", "counter", "Blob bytes fetched from a peer."},
+        {"meridian_replication_fetch_retries_total", "counter", "Blob fetches resumed or retried."},
+        {"meridian_replication_fetch_failures_total", "counter", "Blob fetches that failed verification."},
+        {"meridian_replication_peer_up", "gauge", "1 when the peer answered recently."},
+    };
+    AZ(pthread_mutex_lock(&r->mu));
+    for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+        buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", families[f][0], families[f][2],
+                   families[f][0], families[f][1]);
+        for (struct peer *p = r->peers; p; p = p->next) {
+            double v = f == 0   ? (double)p->lag_events
+                       : f == 1 ? p->lag_seconds
+                       : f == 2 ? (double)p->bytes_copied
+                       : f == 3 ? (double)p->fetch_retries
+                       : f == 4 ? (double)p->fetch_failures
+                                : (p->failures < 2 && p->last_ok_ms > 0 ? 1.0 : 0.0);
+            buf_printf(out, "%s{peer=\"%s\"} %.17g\n", families[f][0], p->location, v);
+        }
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+int repl_blob_recover(struct registry *reg, const char *repo, const struct digest *d,
+                      struct err *e)
+{
+    struct err fe = {0};
+    if (repo != NULL && reg->repl != NULL && repl_fetch_blob_now(reg->repl, repo, d, &fe) == 0) {
+        log_info("registry", "fetched blob %s back from a peer", d->str);
+        return 0;
+    }
+    size_t n_manifests = 0;
+    struct err le = {0};
+    /* Exclusive: a replicated manifest being made visible (complete_pending) either
+     * finished before (and is hidden now) or checks its blobs after (and waits). */
+    AZ(pthread_rwlock_wrlock(&reg->gc_lock));
+    int lrc = reg->ms->ops->blob_lost(reg->ms, d, &n_manifests, &le);
+    AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    if (lrc != 0)
+        log_error("registry", "failed to record the loss of blob %s: %s", d->str,
+                  err_message(&le));
+    else
+        log_warn("registry", "blob %s has no good copy here; %zu manifests are hidden until "
+                             "it is fetched from a peer or pushed again", d->str, n_manifests);
+    if (reg->repl != NULL)
+        repl_kick(reg->repl);
+    return err_set(e, ERR_BLOB_UNKNOWN, NULL);
+}

@@ -1,0 +1,83 @@
+/* Geo-replication engine of one region (docs/replication.md): pulls every peer's event
+ * log with a long poll, merges events into local state, fetches the content of
+ * manifests this region must hold from the nearest peer that has it, reports
+ * per-artifact status, and periodically compares digest summaries with peers to
+ * repair anything an event stream missed. Threads: one puller per peer, fetch
+ * workers, and a manager (peer set, round-trip probes, anti-entropy, long-poll
+ * wake-ups). Request threads never wait on the network here except for the
+ * push-that-splits fetch (repl_fetch_blob_now), which holds no lock. */
+#ifndef MERIDIAN_REPL_H
+#define MERIDIAN_REPL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "digest.h"
+#include "err.h"
+#include "http.h"
+
+struct registry;
+struct repl;
+
+/* Creates the replication of reg (threads not started) and registers its per-peer gauges
+ * as a metrics source (metrics.h), unregistered by repl_free. */
+struct repl *repl_new(struct registry *reg);
+/* Records this region as a replication of the registry (first start) and starts the
+ * threads. */
+int repl_start(struct repl *r, struct err *e);
+/* Stops the threads and answers every suspended long poll. */
+void repl_stop(struct repl *r);
+void repl_free(struct repl *r);
+
+/* Long polls of the peer API: resumes req when the log grows past seen_head or at
+ * deadline_ms (wall clock). Called from the request's park callback (http.h): req is
+ * suspended, and belongs to the replication engine until it is resumed. */
+void repl_wait_register(struct repl *r, struct http_req *req, int64_t seen_head,
+                        int64_t deadline_ms);
+
+/* Replications (regions of the registry) as a JSON array, each with live state
+ * (state, lagEvents, lagSeconds, bytesToCopy, isLocal). location NULL = all. */
+json_t *repl_replications_json(struct repl *r, const char *location);
+/* Adds a region: records it and introduces this region to it. ERR_CONFLICT if it
+ * exists, ERR_BAD_REQUEST for bad input, ERR_UNAVAILABLE if it cannot be reached. */
+int repl_add(struct repl *r, const char *location, const char *endpoint, struct err *e);
+/* Removes a region. ERR_NOT_FOUND if unknown. */
+int repl_remove(struct repl *r, const char *location, struct err *e);
+/* This region was removed by another (peer API): it leaves the registry. */
+int repl_leave(struct repl *r, const char *registry_name, const char *location, struct err *e);
+/* Accepts an introduction from region `location` at `endpoint` (peer API). */
+int repl_introduce(struct repl *r, const char *registry_name, const char *location,
+                   const char *endpoint, struct err *e);
+
+/* The event log grew (a local write): wakes the long polls waiting on it now rather
+ * than at the next 25 ms tick. */
+void repl_log_grew(struct repl *r);
+/* Wakes the fetch workers (a manifest became pending). */
+void repl_kick(struct repl *r);
+/* Live progress of this region's copy of repo@digest, if a fetch is running. */
+bool repl_progress(struct repl *r, const char *repo, const struct digest *d, int64_t *done,
+                   int64_t *total);
+/* A manifest PUT names blob d that repo does not link in this region: fetch it now from
+ * a peer that links it in repo (a push never splits), or link the copy held here for
+ * another repository once a peer confirms repo links d. ERR_BLOB_UNKNOWN if no peer
+ * links d in repo. */
+int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d,
+                        struct err *e);
+
+/* The copy of blob d here was found damaged (and quarantined) or is missing although
+ * recorded. With repo (a request names it), fetch it back now from a peer that holds it,
+ * as the push that splits does: 0 once it is back. Otherwise, or when no peer has it,
+ * every manifest needing it is hidden until the fetch workers bring it back or it is
+ * pushed again (visible means pullable), the event is logged, and -1 is returned with
+ * ERR_BLOB_UNKNOWN. Waits on the network (peers) but holds no lock. reg->repl may be
+ * NULL (replication off). */
+int repl_blob_recover(struct registry *reg, const char *repo, const struct digest *d,
+                      struct err *e);
+/* The regions an artifact must reach (every replication today), as a NULL-terminated
+ * array of names (caller frees with repl_free_names). */
+char **repl_target_regions(struct repl *r);
+void repl_free_names(char **names);
+
+#endif

@@ -1,0 +1,185 @@
+/* `meridian serve`: load config, open storage, listen, then wait for SIGTERM/SIGINT
+ * while a background thread reclaims expired upload sessions. On a signal the
+ * listener stops accepting, in-flight requests finish (bounded by shutdown-grace),
+ * and storage is closed. Signals are taken synchronously with sigwait, so no code
+ * runs in a signal handler. */
+#include "server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "registry.h"
+#include "tls.h"
+#include "repl.h"
+#include "scrub.h"
+#include "util.h"
+
+struct sweeper {
+    struct registry *reg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool is_stopping;
+};
+
+static void *sweep_loop(void *arg)
+{
+    struct sweeper *sw = arg;
+    AZ(pthread_mutex_lock(&sw->mu));
+    while (!sw->is_stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += sw->reg->cfg->upload_sweep_interval_s;
+        int rc = pthread_cond_timedwait(&sw->cv, &sw->mu, &until);
+        if (sw->is_stopping)
+            break;
+        if (rc == ETIMEDOUT) {
+            AZ(pthread_mutex_unlock(&sw->mu));
+            registry_sweep_uploads(sw->reg);
+            AZ(pthread_mutex_lock(&sw->mu));
+        }
+    }
+    AZ(pthread_mutex_unlock(&sw->mu));
+    return NULL;
+}
+
+int server_main(int argc, char **argv)
+{
+    struct config cfg;
+    struct err e = {0};
+    bool is_help = false;
+    int status = 1;
+    struct registry *reg = NULL;
+    struct http_server *http = NULL;
+
+    config_defaults(&cfg);
+    if (config_load(&cfg, argc, argv, &is_help, &e) != 0) {
+        fprintf(stderr, "meridian serve: %s\n(see meridian serve --help)\n", err_message(&e));
+        config_fini(&cfg);
+        return 2;
+    }
+    if (is_help) {
+        config_usage(stdout);
+        config_fini(&cfg);
+        return 0;
+    }
+    log_setup(cfg.log_level, cfg.region);
+    /* Everything the server creates is private to it (meta.db and its -wal/-shm,
+     * blobs, uploads, keys), whatever umask it was started with; the stores also
+     * create with explicit modes, this covers files made by libraries (SQLite). */
+    umask(077);
+
+    /* Block the signals in every thread; this thread takes them with sigwait. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    AZ(pthread_sigmask(SIG_BLOCK, &sigs, NULL));
+    signal(SIGPIPE, SIG_IGN);
+
+    reg = registry_open(&cfg, &e);
+    if (reg == NULL) {
+        log_error("server", "failed to open storage in %s: %s", cfg.data_dir, err_message(&e));
+        goto out;
+    }
+    /* Sessions that expired while the process was down are reclaimed at once. */
+    registry_sweep_uploads(reg);
+
+    struct http_config hc = {
+        .listen_host = cfg.listen_host,
+        .listen_port = cfg.listen_port,
+        .threads = cfg.threads,
+        .is_access_log = cfg.is_access_log,
+        .conn_timeout_s = cfg.conn_timeout_s,
+        .conn_limit = cfg.conn_limit,
+        .conn_limit_per_ip = cfg.conn_limit_per_ip,
+        .header_timeout_s = (unsigned)cfg.header_timeout_s,
+        .body_timeout_s = (unsigned)cfg.body_timeout_s,
+        .body_min_rate = cfg.body_min_rate,
+        .is_tls = cfg.tls_cert_file != NULL,
+        .tls_priorities = cfg.tls_priorities,
+    };
+    if ((cfg.tls_cert_file == NULL) != (cfg.tls_key_file == NULL)) {
+        log_error("server", "failed to set up TLS: tls-cert and tls-key go together");
+        goto out;
+    }
+    if (hc.is_tls && tls_load(cfg.tls_cert_file, cfg.tls_key_file, &e) != 0) {
+        log_error("server", "failed to load the TLS certificate: %s", err_message(&e));
+        goto out;
+    }
+    if (hc.is_tls && tls_check_priorities(cfg.tls_priorities, &e) != 0) {
+        log_error("server", "failed to set up TLS: %s", err_message(&e));
+        goto out;
+    }
+    http = http_server_start(&hc, &registry_http_handlers, reg, &e);
+    if (http == NULL) {
+        log_error("server", "failed to start HTTP server: %s", err_message(&e));
+        goto out;
+    }
+    bool is_v6 = strchr(cfg.listen_host, ':') != NULL;
+    log_info("server", "listening on %s://%s%s%s:%u data=%s threads=%u",
+             hc.is_tls ? "https" : "http", is_v6 ? "[" : "", cfg.listen_host, is_v6 ? "]" : "",
+             http_server_port(http), cfg.data_dir, cfg.threads);
+    if (repl_start(reg->repl, &e) != 0) {
+        log_error("server", "failed to start replication: %s", err_message(&e));
+        goto out;
+    }
+    reg->scrub = scrub_start(reg);
+    atomic_store(&reg->is_ready, true);
+
+    struct sweeper sw = {.reg = reg};
+    AZ(pthread_mutex_init(&sw.mu, NULL));
+    AZ(pthread_cond_init(&sw.cv, NULL));
+    pthread_t sweep_thread;
+    AZ(pthread_create(&sweep_thread, NULL, sweep_loop, &sw));
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            /* New handshakes get the new pair; a bad pair keeps the old one. */
+            if (hc.is_tls && tls_load(cfg.tls_cert_file, cfg.tls_key_file, &e) != 0)
+                log_error("server", "failed to reload the TLS certificate: %s",
+                          err_message(&e));
+            else if (hc.is_tls)
+                log_info("server", "SIGHUP: reloaded TLS certificate %s", cfg.tls_cert_file);
+            else
+                log_info("server", "SIGHUP: nothing to reload");
+            continue;
+        }
+        log_info("server", "received signal %d: shutting down", sig);
+        break;
+    }
+    atomic_store(&reg->is_ready, false);
+    /* Replication first: it answers the long polls parked on the HTTP server. */
+    repl_stop(reg->repl);
+    http_server_stop(http, cfg.shutdown_grace_ms);
+    http = NULL;
+    scrub_stop(reg->scrub);
+    reg->scrub = NULL;
+
+    AZ(pthread_mutex_lock(&sw.mu));
+    sw.is_stopping = true;
+    AZ(pthread_cond_signal(&sw.cv));
+    AZ(pthread_mutex_unlock(&sw.mu));
+    AZ(pthread_join(sweep_thread, NULL));
+    pthread_mutex_destroy(&sw.mu);
+    pthread_cond_destroy(&sw.cv);
+    status = 0;
+    log_info("server", "stopped");
+out:
+    if (http)
+        http_server_stop(http, 0);
+    registry_close(reg);
+    config_fini(&cfg);
+    return status;
+}

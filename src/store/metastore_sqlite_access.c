@@ -1,0 +1,363 @@
+/* SQLite metastore: access control (authz.c): identities, role bindings, the audit log
+ * and upload-session owners. Region-local rows, no event rows. */
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+#include "metastore_sqlite_int.h"
+#include "schema_sql.h"
+#include "util.h"
+
+/* ==========================================================================
+ * Access control (authz.c): identities, role bindings, the audit log and upload
+ * session owners. Region-local rows, no event rows. Like the webhook deliveries
+ * (metastore_sqlite_webhooks.c), the tables are created idempotently at open and the
+ * statements prepared per call
+ * (none of them is on the hot path: authz.c keeps a snapshot of identities and
+ * bindings in memory and polls the generation).
+ * XXX: fold into the next schema migration and SQ_STATEMENTS when the schema settles.
+ *
+ *   identities:     name | kind user/robot | secret_hash | description | created_ms
+ *                   | expires_s (0 = never)
+ *   role_bindings:  (subject, role, pattern) | created_ms
+ *   auth_meta:      k = 'generation' -> v, bumped by every identity or binding change
+ *   audit_log:      id (increasing) | time_ms | actor | action | target | status
+ *                   | remote | detail | count | last_ms (count, last_ms: schema v3; the
+ *                   table itself is created by schema_v3_audit, so that its columns are
+ *                   defined in one place)
+ *   upload_owners:  upload id -> owner; rows whose session is gone are not counted and
+ *                   are pruned when a new owner row is written
+ * ========================================================================== */
+
+int sq_auth_schema(struct sq_conn *c, struct err *e)
+{
+    int rc = sqlite3_exec(c->db, sq_schema_access, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return sq_db_fail(c, rc, "create access-control tables", NULL, e);
+    return 0;
+}
+
+static int bump_generation(struct sq_conn *c, struct err *e)
+{
+    return sq_run_exec(c, "UPDATE auth_meta SET v = v + 1 WHERE k = 'generation'", e, "");
+}
+
+int sq_identity_put(struct metastore *ms, const struct meta_identity *id,
+                    bool is_create, struct err *e)
+{
+    static const char insert[] =
+        "INSERT INTO identities(name, kind, secret_hash, description, created_ms, expires_s)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    static const char update[] =
+        "UPDATE identities SET secret_hash = ?3, description = coalesce(?4, description),"
+        " expires_s = ?5 WHERE name = ?1 AND kind = ?2";
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    if (is_create) {
+        sqlite3_stmt *s;
+        int rc = sq_run(c, "SELECT 1 FROM identities WHERE name = ?1", &s, e, "t", id->name);
+        if (rc < 0)
+            goto fail;
+        sqlite3_finalize(s);
+        if (rc == SQLITE_ROW) {
+            err_set(e, ERR_CONFLICT, "an identity named %s exists", id->name);
+            goto fail;
+        }
+        if (sq_run_exec(c, insert, e, "ttttii", id->name, id->kind, id->secret_hash,
+                        id->description, util_now_ms(), id->expires_s) != 0)
+            goto fail;
+    } else {
+        if (sq_run_exec(c, update, e, "tttti", id->name, id->kind, id->secret_hash,
+                        id->description, id->expires_s) != 0)
+            goto fail;
+        if (sqlite3_changes(c->db) == 0) {
+            err_set(e, ERR_NOT_FOUND, "no %s named %s", id->kind, id->name);
+            goto fail;
+        }
+    }
+    if (bump_generation(c, e) != 0)
+        goto fail;
+    return sq_tx_commit(c, e);
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
+int sq_identity_delete(struct metastore *ms, const char *name, const char *kind,
+                       struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    if (sq_run_exec(c, "DELETE FROM identities WHERE name = ?1 AND (?2 IS NULL OR kind = ?2)", e,
+                    "tt", name, kind) != 0)
+        goto fail;
+    if (sqlite3_changes(c->db) == 0) {
+        err_set(e, ERR_NOT_FOUND, "no %s named %s", kind != NULL ? kind : "identity", name);
+        goto fail;
+    }
+    if (sq_run_exec(c, "DELETE FROM role_bindings WHERE subject = ?1", e, "t", name) != 0 ||
+        bump_generation(c, e) != 0)
+        goto fail;
+    return sq_tx_commit(c, e);
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
+int sq_role_set(struct metastore *ms, const struct meta_binding *b, bool is_bound,
+                bool *is_changed, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    *is_changed = false;
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    int rc = is_bound ? sq_run_exec(c, "INSERT OR IGNORE INTO role_bindings(subject, role, pattern,"
+                                       " created_ms) VALUES (?1, ?2, ?3, ?4)",
+                                    e, "ttti", b->subject, b->role, b->pattern, util_now_ms())
+                      : sq_run_exec(c, "DELETE FROM role_bindings WHERE subject = ?1 AND role = ?2"
+                                       " AND pattern = ?3",
+                                    e, "ttt", b->subject, b->role, b->pattern);
+    if (rc != 0)
+        goto fail;
+    *is_changed = sqlite3_changes(c->db) > 0;
+    if (!is_bound && !*is_changed) {
+        err_set(e, ERR_NOT_FOUND, "no such role binding");
+        goto fail;
+    }
+    if (*is_changed && bump_generation(c, e) != 0)
+        goto fail;
+    return sq_tx_commit(c, e);
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
+static int read_generation(struct sq_conn *c, int64_t *out, struct err *e)
+{
+    sqlite3_stmt *s;
+    int rc = sq_run(c, "SELECT v FROM auth_meta WHERE k = 'generation'", &s, e, "");
+    if (rc < 0)
+        return -1;
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_finalize(s);
+    return 0;
+}
+
+int sq_auth_generation(struct metastore *ms, int64_t *out, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    return read_generation(c, out, e);
+}
+
+int sq_auth_load(struct metastore *ms, struct meta_auth_state *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s = NULL;
+    size_t cap = 0;
+    if (sq_tx_begin(c, false, e) != 0)
+        return -1;
+    if (read_generation(c, &out->generation, e) != 0)
+        goto fail;
+    int rc = sq_run(c, "SELECT name, kind, secret_hash, description, created_ms, expires_s"
+                       " FROM identities ORDER BY name",
+                    &s, e, "");
+    if (rc < 0)
+        goto fail;
+    int row = rc == SQLITE_ROW ? 1 : 0;
+    while (row == 1) {
+        if (out->n_identities == cap) {
+            cap = cap ? cap * 2 : 16;
+            out->identities = xrealloc(out->identities, cap * sizeof(*out->identities));
+        }
+        struct meta_identity *id = &out->identities[out->n_identities++];
+        id->name = sq_col_strdup(s, 0);
+        id->kind = sq_col_strdup(s, 1);
+        id->secret_hash = sq_col_strdup(s, 2);
+        id->description = sq_col_strdup(s, 3);
+        id->created_ms = sqlite3_column_int64(s, 4);
+        id->expires_s = sqlite3_column_int64(s, 5);
+        row = sq_next_row(c, s, e);
+    }
+    sqlite3_finalize(s);
+    if (row < 0)
+        goto fail;
+    cap = 0;
+    rc = sq_run(c, "SELECT subject, role, pattern, created_ms FROM role_bindings"
+                   " ORDER BY subject, pattern, role",
+                &s, e, "");
+    if (rc < 0)
+        goto fail;
+    row = rc == SQLITE_ROW ? 1 : 0;
+    while (row == 1) {
+        if (out->n_bindings == cap) {
+            cap = cap ? cap * 2 : 16;
+            out->bindings = xrealloc(out->bindings, cap * sizeof(*out->bindings));
+        }
+        struct meta_binding *b = &out->bindings[out->n_bindings++];
+        b->subject = sq_col_strdup(s, 0);
+        b->role = sq_col_strdup(s, 1);
+        b->pattern = sq_col_strdup(s, 2);
+        b->created_ms = sqlite3_column_int64(s, 3);
+        row = sq_next_row(c, s, e);
+    }
+    sqlite3_finalize(s);
+    if (row < 0)
+        goto fail;
+    sq_tx_rollback(c); /* read-only */
+    return 0;
+fail:
+    sq_tx_rollback(c);
+    meta_auth_state_fini(out);
+    return -1;
+}
+
+int sq_audit_append(struct metastore *ms, const struct meta_audit *a, uint64_t max_rows,
+                    int64_t *id_out, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    if (sq_run_exec(c, "INSERT INTO audit_log(time_ms, actor, action, target, status, remote,"
+                       " detail, count, last_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?1)",
+                    e, "itttitt", a->time_ms, a->actor, a->action, a->target, (int64_t)a->status,
+                    a->remote, a->detail) != 0)
+        goto fail;
+    int64_t id = sqlite3_last_insert_rowid(c->db);
+    /* Ids only grow (AUTOINCREMENT), so the newest max_rows are those above id - max_rows. */
+    if (max_rows > 0 && (uint64_t)id > max_rows &&
+        sq_run_exec(c, "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE id <= ?1"
+                       " ORDER BY id LIMIT 100)",
+                    e, "i", id - (int64_t)max_rows) != 0)
+        goto fail;
+    if (sq_tx_commit(c, e) != 0)
+        return -1;
+    if (id_out != NULL)
+        *id_out = id;
+    return 0;
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
+int sq_audit_set_count(struct metastore *ms, int64_t id, int64_t count, int64_t last_ms,
+                       struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    if (sq_run_exec(c, "UPDATE audit_log SET count = max(count, ?2),"
+                       " last_ms = max(coalesce(last_ms, time_ms), ?3) WHERE id = ?1",
+                    e, "iii", id, count, last_ms) != 0) {
+        sq_tx_rollback(c);
+        return -1;
+    }
+    return sq_tx_commit(c, e);
+}
+
+int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
+                  struct meta_audit **out, size_t *n_out, struct err *e)
+{
+    *out = NULL;
+    *n_out = 0;
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    int64_t limit = q->limit > 10000 ? 10000 : (int64_t)q->limit;
+    sqlite3_stmt *s;
+    int rc = sq_run(c, "SELECT id, time_ms, actor, action, target, status, remote, detail,"
+                       " count, coalesce(last_ms, time_ms) FROM audit_log WHERE (?1 = 0 OR id < ?1) AND (?2 IS NULL OR actor = ?2)"
+                       " AND (?3 IS NULL OR substr(action, 1, length(?3)) = ?3)"
+                       " ORDER BY id DESC LIMIT ?4",
+                    &s, e, "itti", q->before_id, q->actor, q->action, limit);
+    if (rc < 0)
+        return -1;
+    size_t cap = 0;
+    int row = rc == SQLITE_ROW ? 1 : 0;
+    while (row == 1) {
+        if (*n_out == cap) {
+            cap = cap ? cap * 2 : 32;
+            *out = xrealloc(*out, cap * sizeof(**out));
+        }
+        struct meta_audit *a = &(*out)[(*n_out)++];
+        a->id = sqlite3_column_int64(s, 0);
+        a->time_ms = sqlite3_column_int64(s, 1);
+        a->actor = sq_col_strdup(s, 2);
+        a->action = sq_col_strdup(s, 3);
+        a->target = sq_col_strdup(s, 4);
+        a->status = sqlite3_column_int(s, 5);
+        a->remote = sq_col_strdup(s, 6);
+        a->detail = sq_col_strdup(s, 7);
+        a->count = sqlite3_column_int64(s, 8);
+        a->last_ms = sqlite3_column_int64(s, 9);
+        row = sq_next_row(c, s, e);
+    }
+    sqlite3_finalize(s);
+    if (row < 0) {
+        meta_audit_free(*out, *n_out);
+        *out = NULL;
+        *n_out = 0;
+        return -1;
+    }
+    return 0;
+}
+
+int sq_upload_set_owner(struct metastore *ms, const char *id, const char *owner,
+                        struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    if (sq_run_exec(c, "DELETE FROM upload_owners WHERE id NOT IN (SELECT id FROM uploads)", e,
+                    "") != 0 ||
+        sq_run_exec(c, "INSERT OR REPLACE INTO upload_owners(id, owner) VALUES (?1, ?2)", e, "tt",
+                    id, owner) != 0) {
+        sq_tx_rollback(c);
+        return -1;
+    }
+    return sq_tx_commit(c, e);
+}
+
+int sq_upload_count_owned(struct metastore *ms, const char *owner, int64_t now_s,
+                          int64_t *n, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = sq_run(c, "SELECT count(*) FROM upload_owners o JOIN uploads u ON u.id = o.id"
+                       " WHERE o.owner = ?1 AND u.expires_s >= ?2",
+                    &s, e, "ti", owner, now_s);
+    if (rc < 0)
+        return -1;
+    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_finalize(s);
+    return 0;
+}
+

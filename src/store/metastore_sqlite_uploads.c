@@ -1,0 +1,130 @@
+/* SQLite metastore: upload sessions. Region-local rows (a push never splits), written
+ * outside transactions; see metastore_sqlite.c for the store and its helpers. */
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+#include "metastore_sqlite_int.h"
+#include "util.h"
+
+/* Upload sessions --------------------------------------------------------- */
+
+/* Upload sessions are region-local (design: a push never splits), so these are single
+ * autocommit statements with no event rows. */
+/* Upload rows are written outside transactions (autocommit, not synced: a session is not
+ * a durable promise), but still queued on wmu like the transactions: without it they
+ * collided with them on SQLite's write lock and slept in on_busy (785 sleeps in 4 s of
+ * small-image pushes, all from these two). */
+int sq_upload_create(struct metastore *ms, const char *id, const char *repo,
+                     int64_t expires_at_s, const char *source, bool is_single_request,
+                     struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    AZ(pthread_mutex_lock(&c->store->wmu));
+    int rc = sq_exec(c, SQ_UPLOAD_INSERT, e, "ttiiti", id, repo, util_now_s(), expires_at_s,
+                     source, (int64_t)is_single_request);
+    AZ(pthread_mutex_unlock(&c->store->wmu));
+    return rc;
+}
+
+int sq_upload_get(struct metastore *ms, const char *id, const char *repo,
+                  int64_t *acked_bytes, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = sq_query(c, SQ_UPLOAD_GET, &s, e, "tt", id, repo);
+    if (rc < 0)
+        return -1;
+    if (rc == SQLITE_ROW && acked_bytes != NULL)
+        *acked_bytes = sqlite3_column_type(s, 0) == SQLITE_NULL ? -1
+                                                                : sqlite3_column_int64(s, 0);
+    sq_stmt_done(s);
+    if (rc != SQLITE_ROW)
+        return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
+    return 0;
+}
+
+/* Not synced, like the rest of the row: it outlives a crash of the process (the kernel
+ * holds the WAL), which is what it is for; see ms_upload_set_acked_f. */
+int sq_upload_set_acked(struct metastore *ms, const char *id, uint64_t acked_bytes,
+                        struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    AZ(pthread_mutex_lock(&c->store->wmu));
+    int rc = sq_exec(c, SQ_UPLOAD_SET_ACKED, e, "ti", id, (int64_t)acked_bytes);
+    AZ(pthread_mutex_unlock(&c->store->wmu));
+    /* The acknowledged size is what a PATCH's 202 promises: synced like a transaction. */
+    return rc == 0 ? sq_durable_wait(c->store, e) : rc;
+}
+
+int sq_upload_list_single(struct metastore *ms, struct meta_name_list *out,
+                          struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = sq_query(c, SQ_UPLOAD_SINGLE, &s, e, "");
+    if (rc < 0)
+        return -1;
+    return sq_collect_names(c, s, rc, -1, out, e);
+}
+
+int sq_upload_count_from(struct metastore *ms, const char *source, int64_t now_s,
+                         int64_t *n, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = sq_query(c, SQ_UPLOAD_COUNT_FROM, &s, e, "ti", source, now_s);
+    if (rc < 0)
+        return -1;
+    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sq_stmt_done(s);
+    return 0;
+}
+
+int sq_upload_delete(struct metastore *ms, const char *id, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    AZ(pthread_mutex_lock(&c->store->wmu));
+    int rc = sq_exec(c, SQ_UPLOAD_DELETE, e, "t", id);
+    AZ(pthread_mutex_unlock(&c->store->wmu));
+    if (rc != 0)
+        return -1;
+    if (sqlite3_changes(c->db) == 0)
+        return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
+    return 0;
+}
+
+int sq_upload_list_expired(struct metastore *ms, int64_t now_s,
+                           struct meta_name_list *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s;
+    int rc = sq_query(c, SQ_UPLOAD_EXPIRED, &s, e, "i", now_s);
+    if (rc < 0)
+        return -1;
+    return sq_collect_names(c, s, rc, -1, out, e);
+}
