@@ -24,6 +24,11 @@ struct auth_request;
  * request (the sink has set req's error). */
 typedef int http_body_sink_f(struct http_req *req, const char *data, size_t len);
 
+/* A streamed reply body (http_reply_stream): puts the next bytes into p and returns how
+ * many (> 0), 0 at the end, -1 when the body broke (the connection is then cut). It may
+ * block: servers that stream replies run a thread per connection. */
+typedef long http_reader_f(void *arg, char *p, size_t max);
+
 /* Hands a suspended request to the thread that will resume it (see http_req_suspend). */
 typedef void http_park_f(struct http_req *req, void *arg);
 
@@ -52,6 +57,9 @@ struct http_req {
     int status;
     struct buf reply_headers; /* "Name: value\n" lines */
     struct buf reply_body;
+    http_reader_f *reply_reader; /* set: stream the body from it (http_reply_stream) */
+    void *reply_reader_arg;   /* owned by the handler (handler_state) */
+    uint64_t reply_reader_len; /* UINT64_MAX: unknown (sent chunked) */
     int reply_fd;             /* >= 0: send this fd (sendfile) instead of reply_body */
     uint64_t reply_fd_offset;
     uint64_t reply_fd_len;
@@ -69,6 +77,7 @@ struct http_req {
     bool is_replied;          /* a reply was set before the body ended */
 
     struct auth_request *auth; /* who asks and what they may do (authz.c); owned by it */
+    void *app;                /* http_handlers.arg of the server */
     void *impl;               /* the MHD connection; http.c only */
     char *raw_target;         /* the request-target as sent (not decoded); http.c only */
     const char *raw_target_at; /* where MHD had it in the request line (headers phase) */
@@ -94,6 +103,12 @@ const char *http_req_query_joined(struct http_req *req, const char *name);
 /* The client's address as text ("127.0.0.1", "::1"); "" when unknown. */
 void http_req_remote_addr(struct http_req *req, char *out, size_t out_len);
 
+/* The request-target as the client sent it (path and query, not decoded). */
+const char *http_req_target(struct http_req *req);
+/* Calls fn for every request header, in order. */
+typedef void http_header_f(void *arg, const char *name, const char *value);
+void http_req_each_header(struct http_req *req, http_header_f *fn, void *arg);
+
 /* Replies. */
 void http_reply_header(struct http_req *req, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -101,6 +116,10 @@ void http_reply_header(struct http_req *req, const char *name, const char *fmt, 
 void http_reply(struct http_req *req, int status, const char *ct, const void *p, size_t n);
 /* Sets status and an fd to send [offset, offset+len) from; takes ownership of fd. */
 void http_reply_fd(struct http_req *req, int status, int fd, uint64_t offset, uint64_t len);
+/* Sets status and a body pulled from read(arg, ...) as it is sent; len is its length
+ * (UINT64_MAX: unknown). arg must live until the request is freed (handler_state). */
+void http_reply_stream(struct http_req *req, int status, uint64_t len, http_reader_f *read,
+                       void *arg);
 /* OCI error body {"errors":[{"code","message","detail"}]} with the code's status. */
 void http_reply_err(struct http_req *req, const struct err *e);
 /* Shorthand: builds an err from code and message and replies with it. */
@@ -122,6 +141,15 @@ void http_req_resume(struct http_req *req);
 
 /* Server. */
 struct http_server;
+/* What a server calls for each request; the registry's (registry.h) unless given. */
+struct http_handlers {
+    void (*on_headers)(struct http_req *req);  /* route; set a sink or reply at once */
+    void (*on_complete)(struct http_req *req); /* the body is in: reply */
+    void (*on_malformed)(struct http_req *req, const char *why);
+    void (*on_reply)(struct http_req *req);    /* the reply is about to be queued */
+    void (*on_finished)(struct http_req *req, int status);
+    void *arg;                                 /* becomes req->app */
+};
 struct http_config {
     const char *listen_host;  /* IPv4/IPv6 literal or hostname */
     uint16_t listen_port;
@@ -135,6 +163,8 @@ struct http_config {
     unsigned body_min_rate;      /* plus a second per this many bytes received (0: none) */
     bool is_tls;                 /* HTTPS with the certificate of tls.c (loaded before start) */
     const char *tls_priorities;  /* GnuTLS priority string of HTTPS connections */
+    const struct http_handlers *handlers; /* NULL: the registry's */
+    bool is_thread_per_connection; /* handlers may block (the front); no long polls */
 };
 /* Starts listening; NULL with e set on failure. */
 struct http_server *http_server_start(const struct http_config *cfg, struct registry *reg,
