@@ -916,7 +916,7 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
     AZ(pthread_mutex_init(&s->watch_mu, NULL));
     AZ(pthread_cond_init(&s->watch_cv, NULL));
     /* Options that depend on the configuration. */
-    struct MHD_OptionItem extra[5];
+    struct MHD_OptionItem extra[6];
     size_t n_extra = 0;
     extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                                                (intptr_t)cfg->conn_limit_per_ip, NULL};
@@ -934,7 +934,6 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
             extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
                                                        (void *)cfg->tls_priorities};
     }
-    extra[n_extra] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME;
     unsigned threads = cfg->threads ? cfg->threads : 1;
@@ -944,6 +943,9 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
                 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
         threads = 0;
     }
+    if (threads > 0)
+        extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
+    extra[n_extra] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (cfg->is_tls)
@@ -951,7 +953,6 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->conn_limit,
         /* Each connection allocates and clears this pool: 64 KiB holds any request header
