@@ -752,7 +752,8 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
         snprintf(urls[i], len, "%s/v2/%s/blobs/%s", peers[i].endpoint, repo, d->str);
     }
     struct httpc_source_result *res = xcalloc(n_peers + 1, sizeof(*res));
-    const char *headers[2] = {r->auth_header[0] ? r->auth_header : NULL, NULL};
+    const char *headers[3] = {REPL_FETCH_HEADER ": 1", r->auth_header[0] ? r->auth_header : NULL,
+                              NULL};
     double rtt = n_peers > 0 && peers[0].measured_rtt_ms < 1e9 ? peers[0].measured_rtt_ms : 0;
     long hedge_ms = rtt * 4 > FETCH_HEDGE_MIN_MS ? (long)(rtt * 4) : FETCH_HEDGE_MIN_MS;
     /* A few attempts: each resumes where the last one broke. */

@@ -57,6 +57,10 @@ void repl_kick(struct repl *r);
 /* Live progress of this region's copy of repo@digest, if a fetch is running. */
 bool repl_progress(struct repl *r, const char *repo, const struct digest *d, int64_t *done,
                    int64_t *total);
+/* Sent with every blob fetch from a peer: a region answers such a GET from what it holds
+ * and never fetches it from its own peers in turn (no chains, no fetch loops). */
+#define REPL_FETCH_HEADER "Meridian-Peer-Fetch"
+
 /* A manifest PUT names blob d that repo does not link in this region: fetch it now from
  * a peer that links it in repo (a push never splits), or link the copy held here for
  * another repository once a peer confirms repo links d. ERR_BLOB_UNKNOWN if no peer

@@ -330,3 +330,44 @@ def test_front_readyz_and_no_healthy_region(geo, front):
     wait_for(lambda: request(f, "GET", "/readyz")[0] == 503, 5, "front not ready")
     r1.start()
     wait_for(lambda: request(f, "GET", "/v2/")[0] == 200, 5, "r1 back")
+
+
+def test_pull_of_a_blob_pushed_in_another_region_never_misses(geo, front):
+    """A blob pushed to r1 a moment ago (no manifest yet, so replication does not copy it)
+    is served by r2 to its clients: r2 fetches it from r1 once however many clients ask
+    at the same time, verifies it and keeps it. HEAD stays a fast 404 (clients probe with
+    HEAD before uploading) and a blob no region holds is still a 404."""
+    cluster = geo(2)
+    r1, r2 = cluster
+    f = front([r1, r2], routes=[("127.0.5.0/24", "r1"), ("127.0.6.0/24", "r2")])
+    repo = unique_repo("miss")
+    blob = os.urandom(2 << 20)
+    digest = sha256_digest(blob)
+    assert push_blob(f, repo, blob, NET_R1) == "r1"
+    path = "/v2/%s/blobs/%s" % (repo, digest)
+    status, h, _ = request(f, "HEAD", path, source=NET_R2)
+    assert status == 404 and h["meridian-region"] == "r2"
+
+    results = []
+
+    def pull():
+        results.append(request(f, "GET", path, source=NET_R2, timeout_s=60))
+    threads = [threading.Thread(target=pull) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 40
+    for status, h, body in results:
+        assert status == 200, (status, body[:300])
+        assert h["meridian-region"] == "r2"
+        assert sha256_digest(body) == digest
+    # One fetch from r1 for the forty misses: r1 served the blob once.
+    served = r1.log_text().count("method=GET path=%s status=200" % path)
+    assert served == 1, served
+    # r2 keeps it: a HEAD answers 200 now, without asking r1.
+    status, h, _ = request(f, "HEAD", path, source=NET_R2)
+    assert status == 200 and h["meridian-region"] == "r2"
+    missing = "/v2/%s/blobs/%s" % (repo, sha256_digest(b"nowhere"))
+    status, h, body = request(f, "GET", missing, source=NET_R2)
+    assert status == 404 and json.loads(body)["errors"][0]["code"] == "BLOB_UNKNOWN"
