@@ -371,3 +371,50 @@ def test_pull_of_a_blob_pushed_in_another_region_never_misses(geo, front):
     missing = "/v2/%s/blobs/%s" % (repo, sha256_digest(b"nowhere"))
     status, h, body = request(f, "GET", missing, source=NET_R2)
     assert status == 404 and json.loads(body)["errors"][0]["code"] == "BLOB_UNKNOWN"
+
+
+def test_pull_of_a_tag_r2_has_heard_of_but_not_applied_never_misses(geo, front):
+    """Pushed to r1; r2 has the manifest event but cannot complete it yet (its blob fetches
+    from r1 break: a reset after 64 KiB). A client routed to r2 pulls the tag and the
+    manifest by digest all the same: r2 serves them from r1. Once the link heals, the blob
+    is served by r2 too."""
+    cluster = geo(2)
+    r1, r2 = cluster
+    f = front([r1, r2], routes=[("127.0.5.0/24", "r1"), ("127.0.6.0/24", "r2")])
+    repo = unique_repo("heard")
+    r1.proxy.reset_after(64 << 10, times=100000, src=r2.host)
+    layer = os.urandom(2 << 20)
+    layer_digest = sha256_digest(layer)
+    assert push_blob(f, repo, layer, NET_R1) == "r1"
+    config, manifest = config_and_manifest(layer_digest, len(layer))
+    assert push_blob(f, repo, config, NET_R1) == "r1"
+    status, _, body = request(f, "PUT", "/v2/%s/manifests/v1" % repo, source=NET_R1,
+                              body=manifest, headers={"Content-Type": MT_OCI_MANIFEST})
+    assert status == 201, body
+    mdigest = sha256_digest(manifest)
+
+    def heard_not_visible():
+        r = r2.api("GET", "image-versions", params={"repository": repo, "reference": "v1"})
+        # As a peer asks (no pull-through): what r2 itself can show.
+        direct = r2.get("/v2/%s/manifests/v1" % repo, headers={"Accept": MANIFEST_ACCEPT,
+                                                                "Meridian-Peer-Fetch": "1"})
+        return r.status_code == 200 and direct.status_code == 404
+    wait_for(heard_not_visible, 20, "r2 has heard of v1 and cannot show it yet")
+
+    for ref in ("v1", mdigest):
+        for method in ("GET", "HEAD"):
+            status, h, body = request(f, method, "/v2/%s/manifests/%s" % (repo, ref),
+                                      source=NET_R2, headers={"Accept": MANIFEST_ACCEPT})
+            assert status == 200, (method, ref, status, body[:300])
+            assert h["meridian-region"] == "r2"
+            assert h["docker-content-digest"] == mdigest
+            if method == "GET":
+                assert body == manifest
+    r1.proxy.clear()
+    status, h, body = request(f, "GET", "/v2/%s/blobs/%s" % (repo, layer_digest),
+                              source=NET_R2, timeout_s=60)
+    assert status == 200 and h["meridian-region"] == "r2"
+    assert sha256_digest(body) == layer_digest
+    # A tag no region has stays a 404.
+    status, _, body = request(f, "GET", "/v2/%s/manifests/nope" % repo, source=NET_R2)
+    assert status == 404 and json.loads(body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
