@@ -38,6 +38,8 @@ static void blob_delete(struct http_req *req, const struct digest *d)
  * it now, single-flight, from a peer that links it in the same repository, verifies and
  * keeps it. Not for HEAD (clients probe with HEAD before they upload: that stays a fast
  * 404) nor for a peer's own fetch. 0 when the repository links it now. */
+#define PULL_WAIT_MS 10000 /* for a fetch of the blob already running here */
+
 static int pull_through(struct http_req *req, const struct digest *d)
 {
     struct registry *reg = req->reg;
@@ -47,7 +49,7 @@ static int pull_through(struct http_req *req, const struct digest *d)
         return -1;
     /* XXX: the worker thread waits for the fetch, as the manifest PUT of a split push
      * does; a fetch handed to the replication workers with the request parked would not. */
-    if (repl_fetch_blob_now(reg->repl, req->repo, d, &fe) != 0)
+    if (repl_fetch_blob_within(reg->repl, req->repo, d, PULL_WAIT_MS, &fe) != 0)
         return -1;
     log_info("oci", "fetched blob %s of %s from a peer for a pull", d->str, req->repo);
     return 0;

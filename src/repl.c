@@ -1091,11 +1091,20 @@ bool repl_progress(struct repl *r, const char *repo, const struct digest *d, int
 int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d,
                         struct err *e)
 {
+    return repl_fetch_blob_within(r, repo, d, 0, e);
+}
+
+int repl_fetch_blob_within(struct repl *r, const char *repo, const struct digest *d,
+                           int64_t wait_ms, struct err *e)
+{
     char blob_key[600];
     snprintf(blob_key, sizeof(blob_key), "blob:%s", d->str);
+    int64_t deadline_ms = util_now_ms() + wait_ms;
     while (!inflight_claim(r, blob_key, 0)) {
         if (nap(r, 50))
             return err_set(e, ERR_UNAVAILABLE, "shutting down");
+        if (wait_ms > 0 && util_now_ms() >= deadline_ms)
+            return err_set(e, ERR_BLOB_UNKNOWN, "%s is still on its way here", d->str);
     }
     /* Another request or worker may have linked it meanwhile; a link whose file is gone
      * or has the wrong size (quarantined by the scrub or an open) is fetched again. */

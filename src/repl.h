@@ -78,6 +78,10 @@ int repl_manifest_from_peer(struct repl *r, const char *repo, const char *ref,
  * links d in repo. */
 int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d,
                         struct err *e);
+/* The same, for a pull (issue 14): waits at most wait_ms (0: no limit) for a fetch of d
+ * already running here (a stalled one must not hold the client), then ERR_BLOB_UNKNOWN. */
+int repl_fetch_blob_within(struct repl *r, const char *repo, const struct digest *d,
+                           int64_t wait_ms, struct err *e);
 /* The regions an artifact must reach (every replication today), as a NULL-terminated
  * array of names (caller frees with repl_free_names). */
 char **repl_target_regions(struct repl *r);
