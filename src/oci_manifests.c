@@ -59,15 +59,8 @@ static void manifest_get(struct http_req *req, bool is_digest)
     if (reg->ms->ops->manifest_get(reg->ms, req->repo, req->ref, &m, &e) != 0) {
         if (e.code == ERR_NAME_UNKNOWN)
             e.code = ERR_MANIFEST_UNKNOWN;
-        /* Pull never misses (issue 14): what a peer has and this region has heard of but
-         * not applied yet is served from the peer (never for a peer's own request). */
-        if (e.code != ERR_MANIFEST_UNKNOWN || reg->repl == NULL ||
-            http_req_header(req, REPL_FETCH_HEADER) != NULL ||
-            repl_manifest_from_peer(reg->repl, req->repo, req->ref,
-                                    http_req_header_all(req, "Accept"), &m) != 0) {
-            http_reply_err(req, &e);
-            return;
-        }
+        http_reply_err(req, &e);
+        return;
     }
     /* A tag is resolved to the stored type only if the client accepts it; a digest
      * names exact bytes, which are served whatever the Accept header says. */

@@ -31,9 +31,7 @@
 #include "hlc.h"
 #include "httpc.h"
 #include "log.h"
-#include "manifest.h"
 #include "metrics.h"
-#include "name.h"
 #include "registry.h"
 #include "repl_codec.h"
 #include "upload_sessions.h"
@@ -1115,90 +1113,6 @@ int repl_fetch_blob_within(struct repl *r, const char *repo, const struct digest
         r->reg->bs->ops->stat(r->reg->bs, d, &on_disk, &ignore) != 0 || on_disk != size)
         rc = fetch_blob(r, repo, d, true, NULL, NULL, 0, e);
     inflight_release(r, blob_key);
-    return rc;
-}
-
-/* May this region be missing something a peer has? A peer's events not applied yet, or
- * manifests whose blobs are still on their way. */
-static bool is_behind(struct repl *r)
-{
-    bool is_lagging = false;
-    AZ(pthread_mutex_lock(&r->mu));
-    for (struct peer *p = r->peers; p; p = p->next)
-        is_lagging = is_lagging || p->lag_events > 0;
-    AZ(pthread_mutex_unlock(&r->mu));
-    if (is_lagging)
-        return true;
-    struct meta_pending *list = NULL;
-    size_t n = 0;
-    struct err e = {0};
-    if (ms_of(r)->ops->pending_list(ms_of(r), 1, &list, &n, &e) != 0)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        meta_pending_fini(&list[i]);
-    free(list);
-    return n > 0;
-}
-
-int repl_manifest_from_peer(struct repl *r, const char *repo, const char *ref,
-                            const char *accept, struct meta_manifest *m)
-{
-    if (!is_behind(r))
-        return -1;
-    bool is_digest = name_reference_is_digest(ref, strlen(ref));
-    size_t n_peers;
-    struct peer_ref *peers = peers_by_distance(r, &n_peers);
-    char accept_header[2048];
-    snprintf(accept_header, sizeof(accept_header), "Accept: %s",
-             accept != NULL ? accept
-                            : MT_OCI_MANIFEST ", " MT_OCI_INDEX ", " MT_DOCKER_MANIFEST
-                                              ", " MT_DOCKER_LIST);
-    const char *headers[4] = {REPL_FETCH_HEADER ": 1", accept_header,
-                              r->auth_header[0] ? r->auth_header : NULL, NULL};
-    int rc = -1;
-    for (size_t i = 0; i < n_peers && rc != 0 && !r->is_stopping; i++) {
-        char url[2048];
-        snprintf(url, sizeof(url), "%s/v2/%s/manifests/%s", peers[i].endpoint, repo, ref);
-        /* About one round trip: a true 404 must stay fast. */
-        double rtt = peers[i].measured_rtt_ms < 1e9 ? peers[i].measured_rtt_ms : 100;
-        long timeout_ms = (long)(2 * rtt) + 200;
-        struct httpc_request rq = {.method = "GET", .url = url, .headers = headers,
-                                   .timeout_ms = timeout_ms, .connect_timeout_ms = timeout_ms,
-                                   .interface = r->bind_ip[0] ? r->bind_ip : NULL,
-                                   .abort = &r->is_stopping};
-        struct httpc_response resp;
-        struct err e = {0};
-        httpc_response_init(&resp, MANIFEST_MAX_BYTES);
-        char ct[256];
-        char claimed[DIGEST_STR_MAX + 1];
-        struct digest want;
-        if (httpc_do(&rq, &resp, &e) == 0 && resp.status == 200 && resp.body.len > 0 &&
-            httpc_response_header(&resp, "Content-Type", ct, sizeof(ct)) == 0) {
-            bool has_want = is_digest ? digest_parse(ref, strlen(ref), &want, &e) == 0
-                                      : httpc_response_header(&resp, "Docker-Content-Digest",
-                                                              claimed, sizeof(claimed)) == 0 &&
-                                            digest_parse(claimed, strlen(claimed), &want,
-                                                         &e) == 0;
-            struct digest got;
-            if (has_want)
-                digest_of_buffer(want.alg, resp.body.data, resp.body.len, &got);
-            if (has_want && digest_equal(&got, &want)) {
-                memset(m, 0, sizeof(*m));
-                m->digest = got;
-                m->media_type = xstrdup(ct);
-                m->body_len = resp.body.len;
-                m->body = buf_steal(&resp.body, NULL);
-                rc = 0;
-                log_info("repl", "served manifest %s:%s from %s (not applied here yet)", repo,
-                         ref, peers[i].location);
-            } else if (has_want) {
-                log_warn("repl", "failed to use manifest %s:%s from %s: digest mismatch", repo,
-                         ref, peers[i].location);
-            }
-        }
-        httpc_response_fini(&resp);
-    }
-    peer_refs_free(peers, n_peers);
     return rc;
 }
 

@@ -57,17 +57,6 @@ void repl_kick(struct repl *r);
 /* Live progress of this region's copy of repo@digest, if a fetch is running. */
 bool repl_progress(struct repl *r, const char *repo, const struct digest *d, int64_t *done,
                    int64_t *total);
-/* Pull never misses (manifests): when this region may be behind its peers (a peer has
- * events not applied here, or manifests wait here for their blobs), the manifest ref of
- * repo from the nearest peer that has it, asking each peer once, nearest first, each
- * bounded by about one round trip. The bytes are checked against their digest (ref's, or
- * the peer's Docker-Content-Digest for a tag). 0 with m filled (meta_manifest_fini frees
- * it); -1 when not behind or no peer answered with it. Not kept here: the manifest
- * becomes visible when its event is applied, which this region has already heard of. */
-struct meta_manifest;
-int repl_manifest_from_peer(struct repl *r, const char *repo, const char *ref,
-                            const char *accept, struct meta_manifest *m);
-
 /* Sent with every blob fetch from a peer: a region answers such a GET from what it holds
  * and never fetches it from its own peers in turn (no chains, no fetch loops). */
 #define REPL_FETCH_HEADER "Meridian-Peer-Fetch"
