@@ -3,6 +3,7 @@
 #include "httpc.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,6 +215,39 @@ int httpc_stream_get(const struct httpc_stream *st, long *status, struct err *e)
 
 /* Relay (the front) -------------------------------------------------------------------- */
 
+/* One connection cache for every relay, whichever thread runs it: the front starts a
+ * relay thread per request, so a per-thread cache would never be reused. */
+static CURLSH *relay_share;
+static pthread_mutex_t relay_share_mu[CURL_LOCK_DATA_LAST];
+static pthread_once_t relay_share_once = PTHREAD_ONCE_INIT;
+
+static void on_share_lock(CURL *c, curl_lock_data data, curl_lock_access access, void *arg)
+{
+    (void)c;
+    (void)access;
+    (void)arg;
+    AZ(pthread_mutex_lock(&relay_share_mu[data]));
+}
+
+static void on_share_unlock(CURL *c, curl_lock_data data, void *arg)
+{
+    (void)c;
+    (void)arg;
+    AZ(pthread_mutex_unlock(&relay_share_mu[data]));
+}
+
+static void relay_share_init(void)
+{
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        AZ(pthread_mutex_init(&relay_share_mu[i], NULL));
+    relay_share = curl_share_init();
+    AN(relay_share);
+    curl_share_setopt(relay_share, CURLSHOPT_LOCKFUNC, on_share_lock);
+    curl_share_setopt(relay_share, CURLSHOPT_UNLOCKFUNC, on_share_unlock);
+    curl_share_setopt(relay_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    curl_share_setopt(relay_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+}
+
 struct relay_ctx {
     const struct httpc_relay *r;
     CURL *c;
@@ -288,6 +322,8 @@ int httpc_relay(const struct httpc_relay *r, bool *is_connected, struct err *e)
     AN(c);
     struct relay_ctx ctx = {.r = r, .c = c};
     buf_init(&ctx.head, 64 * 1024);
+    AZ(pthread_once(&relay_share_once, relay_share_init));
+    curl_easy_setopt(c, CURLOPT_SHARE, relay_share);
     struct curl_slist *hdrs = make_headers(r->headers);
     curl_easy_setopt(c, CURLOPT_URL, r->url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
