@@ -823,6 +823,10 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
         /* size was only set if the bytes were here already: read what was committed. */
         if (reg->bs->ops->stat(reg->bs, d, &size, &ignore) == 0)
             metrics_count_blob_committed(size);
+    } else if (st->offset == 0) {
+        /* Nothing to resume from: leave no session behind (a pull of a digest no peer
+         * holds must not leave a file per digest asked). */
+        upload_sessions_delete(reg->uploads, st);
     } else {
         upload_sessions_release(reg->uploads, st);
     }
