@@ -339,6 +339,7 @@ int httpc_relay(const struct httpc_relay *r, bool *is_connected, struct err *e)
     /* Bytes pass through as they are: no decoding, no redirects followed. */
     curl_easy_setopt(c, CURLOPT_HTTP_CONTENT_DECODING, 0L);
     curl_easy_setopt(c, CURLOPT_HTTP_TRANSFER_DECODING, 1L);
+    set_abort(c, r->abort);
     if (strcmp(r->method, "HEAD") == 0)
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     if (r->has_body) {

@@ -123,6 +123,7 @@ struct httpc_relay {
     void *arg;                   /* for read, on_head and sink */
     long connect_timeout_ms;     /* 0 = 10 s */
     long low_speed_time_s;       /* abort after this long without a byte either way; 0 = 60 */
+    const atomic_bool *abort;    /* when it turns true the exchange is abandoned; or NULL */
 };
 
 /* Runs the relay. 0 when the exchange completed; -1 with ERR_UNAVAILABLE when it broke,

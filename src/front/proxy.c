@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ struct proxy_call {
     int resp_pipe[2];    /* relay writes the response body, MHD thread reads */
     pthread_t thread;
     bool has_thread;
+    atomic_bool is_abandoned; /* the client is gone: the relay stops (and sends no more) */
 
     pthread_mutex_t mu;  /* guards what follows */
     pthread_cond_t cv;
@@ -78,6 +80,9 @@ static long on_read(void *arg, char *p, size_t max)
     struct proxy_call *c = arg;
     for (;;) {
         ssize_t n = read(c->req_pipe[0], p, max);
+        /* The end of the pipe is the end of the body only if the client sent it all. */
+        if (n == 0 && atomic_load(&c->is_abandoned))
+            return -1;
         if (n >= 0)
             return (long)n;
         if (errno != EINTR)
@@ -125,7 +130,7 @@ static void *relay_loop(void *arg)
         .method = c->method, .url = c->url, .headers = hdrs,
         .has_body = c->has_body, .body_len = c->body_len,
         .read = on_read, .on_head = on_head, .sink = on_body, .arg = c,
-        .connect_timeout_ms = c->front->connect_timeout_ms,
+        .connect_timeout_ms = c->front->connect_timeout_ms, .abort = &c->is_abandoned,
     };
     struct err e = {0};
     bool is_connected = false;
@@ -176,7 +181,9 @@ static void call_free(struct proxy_call *c)
 {
     if (c == NULL)
         return;
-    /* Unblock the relay whichever way it waits: no more body, nobody reading. */
+    /* Unblock the relay whichever way it waits: no more body, nobody reading, and the
+     * region not to be waited for (a relay that completed is not affected). */
+    atomic_store(&c->is_abandoned, true);
     close_fd(&c->req_pipe[1]);
     close_fd(&c->resp_pipe[0]);
     if (c->has_thread)
