@@ -18,7 +18,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.parse
 
 import pytest
 
@@ -375,3 +374,4 @@ def test_pull_of_a_blob_pushed_in_another_region_never_misses(geo, front):
     # Misses leave nothing behind (no upload session, no file per digest asked).
     uploads = os.path.join(r2.data_dir, "uploads")
     assert os.listdir(uploads) == [], os.listdir(uploads)
+
