@@ -145,7 +145,6 @@ static void usage(FILE *out)
             "(repeatable)\n"
             "  --probe-interval MS       /readyz probe period and timeout (default 1000)\n"
             "  --connect-timeout MS      connect timeout to a region (default 2000)\n"
-            "  --threads N               unused (a thread per connection)\n"
             "  --conn-limit N            connections at once (default 4096)\n"
             "  --conn-limit-per-ip N     connections per client address (default 128, 0 = "
             "none)\n"
@@ -303,8 +302,6 @@ static int parse_options(struct front *f, struct front_options *o, int argc, cha
         } else if (strcmp(opt, "--connect-timeout") == 0) {
             rc = parse_number(opt, v, 60000, &n, e);
             f->connect_timeout_ms = n > 0 ? (long)n : 2000;
-        } else if (strcmp(opt, "--threads") == 0) {
-            rc = parse_number(opt, v, 1024, &n, e);
         } else if (strcmp(opt, "--conn-limit") == 0) {
             rc = parse_number(opt, v, 1000000, &n, e);
             o->hc.conn_limit = (size_t)n;
