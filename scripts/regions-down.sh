@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stops the local three-region registry that scripts/regions-up.sh started: each region
-# by the pid in its pid file (only if that pid is still a `meridian serve`), SIGTERM and
+# and the front by the pid in its pid file (only if that pid is still a `meridian serve`
+# or `meridian front`), SIGTERM and
 # then, after 40 s, SIGKILL. Data stays unless --purge is given (then data/regions/ is
 # removed, peer secret included).
 #
@@ -14,7 +15,7 @@ purge=0
 for arg in "$@"; do
     case "$arg" in
         --purge) purge=1 ;;
-        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
         *) echo "regions-down: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -22,7 +23,7 @@ done
 BASE=${MERIDIAN_REGIONS_DIR:-$ROOT/data/regions}
 
 is_ours() {
-    [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -q "meridian serve"
+    [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -Eq "meridian (serve|front)"
 }
 
 pids=()

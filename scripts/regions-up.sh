@@ -7,6 +7,8 @@
 #   westeurope     http://127.0.1.1:5000   data/regions/westeurope/
 #   eastus         http://127.0.1.2:5000   data/regions/eastus/
 #   southeastasia  http://127.0.1.3:5000   data/regions/southeastasia/
+#   front          http://127.0.4.1:5000   data/regions/front/   (meridian front: one name
+#                                                                for all three, docs/front.md)
 #
 # Each region directory holds data/ (blobs/, uploads/, meta.db), meridian.log and
 # meridian.pid. Running it again starts whatever is not running and leaves the rest.
@@ -22,7 +24,7 @@ build=1
 for arg in "$@"; do
     case "$arg" in
         --no-build) build=0 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "regions-up: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -47,12 +49,13 @@ SECRET=$(cat "$BASE/peer-secret")
 host_of() { echo "127.0.1.$(($1 + 1))"; }
 url_of() { echo "http://$(host_of "$1"):$PORT"; }
 
-# is_ours PIDFILE: the pid in PIDFILE is alive and is a `meridian serve` (not a reused pid)
+# is_ours PIDFILE: the pid in PIDFILE is alive and is a `meridian serve` or `meridian front`
+# (not a reused pid)
 is_ours() {
     local pid
     pid=$(cat "$1" 2>/dev/null) || return 1
     [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "meridian serve"
+    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -Eq "meridian (serve|front)"
 }
 
 log_tail() { tail -n 20 "$1" 2>/dev/null | sed 's/^/    /'; }
@@ -140,6 +143,35 @@ for i in "${!NAMES[@]}"; do
     done
 done
 
+# --- the front: one name for every region ------------------------------------------------
+
+FRONT_HOST=127.0.4.1
+FRONT_URL=http://$FRONT_HOST:$PORT
+fdir=$BASE/front
+mkdir -p "$fdir"
+if is_ours "$fdir/meridian.pid"; then
+    echo "regions-up: front already running (pid $(cat "$fdir/meridian.pid"))"
+else
+    region_args=()
+    for i in "${!NAMES[@]}"; do
+        region_args+=(--region "${NAMES[$i]}=$(url_of "$i")")
+    done
+    # No --route: every client goes to the healthy region with the lowest measured RTT.
+    setsid "$BIN" front --listen "$FRONT_HOST:$PORT" "${region_args[@]}" \
+        >> "$fdir/meridian.log" 2>&1 < /dev/null &
+    echo $! > "$fdir/meridian.pid"
+    echo "regions-up: started front (pid $!) on $FRONT_URL"
+    deadline=$((SECONDS + 30))
+    until curl -fsS -o /dev/null --max-time 2 "$FRONT_URL/readyz" 2>/dev/null; do
+        if ! is_ours "$fdir/meridian.pid" || [ "$SECONDS" -ge "$deadline" ]; then
+            echo "regions-up: the front is not ready; the end of $fdir/meridian.log:" >&2
+            log_tail "$fdir/meridian.log" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+fi
+
 # --- how to use it -----------------------------------------------------------------------
 
 rel=${BASE#"$ROOT"/}
@@ -168,5 +200,12 @@ Push to westeurope, wait until every region holds it, pull from southeastasia:
   build/meridian image-version show demo/alpine:3.20 --expand replication-status \\
       --registry $(url_of 2)
 
-Logs: $rel/<region>/meridian.log      Stop: scripts/regions-down.sh [--purge]
+Or use the one name in front of all three (the nearest healthy region serves each request,
+the Meridian-Region response header says which):
+
+  skopeo copy --dest-tls-verify=false oci:DIR:TAG docker://$FRONT_HOST:$PORT/demo/app:1
+  curl -sI $FRONT_URL/v2/ | grep Meridian-Region
+
+Logs: $rel/<region>/meridian.log, $rel/front/meridian.log
+Stop: scripts/regions-down.sh [--purge]
 EOF

@@ -173,6 +173,32 @@ const char *http_req_query_joined(struct http_req *req, const char *name)
     return s;
 }
 
+const char *http_req_target(struct http_req *req)
+{
+    return req->raw_target;
+}
+
+struct each_header {
+    http_header_f *fn;
+    void *arg;
+};
+
+static enum MHD_Result on_each_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    struct each_header *h = cls;
+    (void)kind;
+    if (key != NULL)
+        h->fn(h->arg, key, value != NULL ? value : "");
+    return MHD_YES;
+}
+
+void http_req_each_header(struct http_req *req, http_header_f *fn, void *arg)
+{
+    struct each_header h = {fn, arg};
+    MHD_get_connection_values(req->impl, MHD_HEADER_KIND, on_each_header, &h);
+}
+
 void http_req_remote_addr(struct http_req *req, char *out, size_t out_len)
 {
     out[0] = '\0';
@@ -208,6 +234,7 @@ void http_reply_header(struct http_req *req, const char *name, const char *fmt, 
 
 static void drop_reply_fd(struct http_req *req)
 {
+    req->reply_reader = NULL;
     if (req->reply_fd >= 0) {
         close(req->reply_fd);
         req->reply_fd = -1;
@@ -234,6 +261,18 @@ void http_reply_fd(struct http_req *req, int status, int fd, uint64_t offset, ui
     req->reply_fd = fd;
     req->reply_fd_offset = offset;
     req->reply_fd_len = len;
+    req->is_replied = true;
+}
+
+void http_reply_stream(struct http_req *req, int status, uint64_t len, http_reader_f *read,
+                       void *arg)
+{
+    drop_reply_fd(req);
+    req->status = status;
+    buf_reset(&req->reply_body);
+    req->reply_reader = read;
+    req->reply_reader_arg = arg;
+    req->reply_reader_len = len;
     req->is_replied = true;
 }
 
@@ -317,6 +356,7 @@ static struct http_req *req_new(struct http_server *s, struct MHD_Connection *co
     req->magic = HTTP_REQ_MAGIC;
     req->reg = s->reg;
     req->handlers = s->handlers;
+    req->app = s->handlers->arg;
     req->impl = conn;
     req->raw_target = xstrdup(raw_target != NULL ? raw_target : "");
     req->reply_fd = -1;
@@ -372,6 +412,17 @@ static void add_headers(struct MHD_Response *resp, struct http_req *req)
     }
 }
 
+static ssize_t on_reply_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct http_req *req = cls;
+    (void)pos;
+    long n = req->reply_reader(req->reply_reader_arg, buf, max);
+    if (n > 0)
+        req->bytes_out += (uint64_t)n;
+    return n > 0 ? (ssize_t)n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM
+                                       : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
 static enum MHD_Result queue_reply(struct MHD_Connection *conn, struct http_req *req)
 {
     struct MHD_Response *resp;
@@ -381,7 +432,13 @@ static enum MHD_Result queue_reply(struct MHD_Connection *conn, struct http_req 
                   req->request_id);
         http_reply_err(req, &e);
     }
-    if (req->reply_fd >= 0) {
+    if (req->reply_reader != NULL) {
+        /* Read on this connection's own thread (is_thread_per_connection); the request
+         * outlives the response's last read (on_completed comes after). */
+        resp = MHD_create_response_from_callback(
+            req->reply_reader_len == UINT64_MAX ? MHD_SIZE_UNKNOWN : req->reply_reader_len,
+            64 * 1024, on_reply_read, req, NULL);
+    } else if (req->reply_fd >= 0) {
         /* MHD sends it with sendfile(2) and closes the fd when the response goes. */
         resp = MHD_create_response_from_fd_at_offset64(req->reply_fd_len, req->reply_fd,
                                                       req->reply_fd_offset);
@@ -686,7 +743,8 @@ static const char *check_head(struct MHD_Connection *conn, struct http_req *req,
 /* Queues the reply while the request body, if any, is still unread. MHD then sends no
  * "100 Continue" and, as the reply says Connection: close, reads no body: a client
  * cannot make us wait for (or store) bytes we are going to refuse anyway. */
-static enum MHD_Result reply_before_body(struct MHD_Connection *conn, struct http_req *req)
+static enum MHD_Result reply_before_body(struct http_server *s, struct MHD_Connection *conn,
+                                        struct http_req *req)
 {
     struct conn_watch *w = watch_of(conn);
     if (w != NULL)
@@ -714,11 +772,11 @@ static enum MHD_Result on_headers(struct http_server *s, struct MHD_Connection *
          * closed, since where its body ends (and the next request starts) is unknown. */
         log_info("http", "refused a malformed request id=%s: %s", req->request_id, why);
         req->handlers->on_malformed(req, why);
-        return reply_before_body(conn, req);
+        return reply_before_body(s, conn, req);
     }
     req->handlers->on_headers(req);
     if (req->is_replied && has_body)
-        return reply_before_body(conn, req);
+        return reply_before_body(s, conn, req);
     watch_body(s, conn, has_body);
     return MHD_YES;
 }
@@ -861,7 +919,7 @@ struct http_server *http_server_start(const struct http_config *cfg,
     AZ(pthread_mutex_init(&s->watch_mu, NULL));
     AZ(pthread_cond_init(&s->watch_cv, NULL));
     /* Options that depend on the configuration. */
-    struct MHD_OptionItem extra[5];
+    struct MHD_OptionItem extra[6];
     size_t n_extra = 0;
     extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                                                (intptr_t)cfg->conn_limit_per_ip, NULL};
@@ -879,9 +937,18 @@ struct http_server *http_server_start(const struct http_config *cfg,
             extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
                                                        (void *)cfg->tls_priorities};
     }
-    extra[n_extra] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME;
+    unsigned threads = cfg->threads ? cfg->threads : 1;
+    if (cfg->is_thread_per_connection) {
+        /* Handlers that block (the front waits on its upstream) get a thread each. */
+        flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+        threads = 0;
+    }
+    if (threads > 0)
+        extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
+    extra[n_extra] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (cfg->is_tls)
@@ -889,7 +956,6 @@ struct http_server *http_server_start(const struct http_config *cfg,
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads ? cfg->threads : 1),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->conn_limit,
         /* Each connection allocates and clears this pool: 64 KiB holds any request header

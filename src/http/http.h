@@ -28,6 +28,11 @@ struct http_handlers;
  * request (the sink has set req's error). */
 typedef int http_body_sink_f(struct http_req *req, const char *data, size_t len);
 
+/* A streamed reply body (http_reply_stream): puts the next bytes into p and returns how
+ * many (> 0), 0 at the end, -1 when the body broke (the connection is then cut). It may
+ * block: servers that stream replies run a thread per connection. */
+typedef long http_reader_f(void *arg, char *p, size_t max);
+
 /* Hands a suspended request to the thread that will resume it (see http_req_suspend). */
 typedef void http_park_f(struct http_req *req, void *arg);
 
@@ -57,6 +62,9 @@ struct http_req {
     int status;
     struct buf reply_headers; /* "Name: value\n" lines */
     struct buf reply_body;
+    http_reader_f *reply_reader; /* set: stream the body from it (http_reply_stream) */
+    void *reply_reader_arg;   /* owned by the handler (handler_state) */
+    uint64_t reply_reader_len; /* UINT64_MAX: unknown (sent chunked) */
     int reply_fd;             /* >= 0: send this fd (sendfile) instead of reply_body */
     uint64_t reply_fd_offset;
     uint64_t reply_fd_len;
@@ -74,6 +82,7 @@ struct http_req {
     bool is_replied;          /* a reply was set before the body ended */
 
     struct auth_request *auth; /* who asks and what they may do (authz.c); owned by it */
+    void *app;                /* http_handlers.arg of the server */
     void *impl;               /* the MHD connection; http.c only */
     char *raw_target;         /* the request-target as sent (not decoded); http.c only */
     const char *raw_target_at; /* where MHD had it in the request line (headers phase) */
@@ -99,6 +108,12 @@ const char *http_req_query_joined(struct http_req *req, const char *name);
 /* The client's address as text ("127.0.0.1", "::1"); "" when unknown. */
 void http_req_remote_addr(struct http_req *req, char *out, size_t out_len);
 
+/* The request-target as the client sent it (path and query, not decoded). */
+const char *http_req_target(struct http_req *req);
+/* Calls fn for every request header, in order. */
+typedef void http_header_f(void *arg, const char *name, const char *value);
+void http_req_each_header(struct http_req *req, http_header_f *fn, void *arg);
+
 /* Replies. */
 void http_reply_header(struct http_req *req, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -106,6 +121,10 @@ void http_reply_header(struct http_req *req, const char *name, const char *fmt, 
 void http_reply(struct http_req *req, int status, const char *ct, const void *p, size_t n);
 /* Sets status and an fd to send [offset, offset+len) from; takes ownership of fd. */
 void http_reply_fd(struct http_req *req, int status, int fd, uint64_t offset, uint64_t len);
+/* Sets status and a body pulled from read(arg, ...) as it is sent; len is its length
+ * (UINT64_MAX: unknown). arg must live until the request is freed (handler_state). */
+void http_reply_stream(struct http_req *req, int status, uint64_t len, http_reader_f *read,
+                       void *arg);
 /* OCI error body {"errors":[{"code","message","detail"}]} with the code's status. */
 void http_reply_err(struct http_req *req, const struct err *e);
 /* Shorthand: builds an err from code and message and replies with it. */
@@ -140,6 +159,7 @@ struct http_config {
     unsigned body_min_rate;      /* plus a second per this many bytes received (0: none) */
     bool is_tls;                 /* HTTPS with the certificate of tls.c (loaded before start) */
     const char *tls_priorities;  /* GnuTLS priority string of HTTPS connections */
+    bool is_thread_per_connection; /* handlers may block (the front); no long polls */
 };
 /* What the server gives the HTTP layer at start-up: the HTTP layer calls these and knows
  * nothing of the registry above it (the state machine at the top of http.c says when).
@@ -161,6 +181,7 @@ struct http_handlers {
     http_on_complete_f *on_complete;
     http_on_reply_f *on_reply;
     http_on_finished_f *on_finished;
+    void *arg;                  /* becomes req->app of every request (the front's state) */
 };
 
 /* Starts listening; NULL with e set on failure. handlers (every member set) and reg must

@@ -3,6 +3,7 @@
 #include "httpc.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +208,169 @@ int httpc_stream_get(const struct httpc_stream *st, long *status, struct err *e)
     else if (rc != CURLE_OK)
         ret = err_set(e, ERR_UNAVAILABLE, "transfer from %s broke: %s", st->url,
                       curl_easy_strerror(rc));
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    return ret;
+}
+
+/* Relay (the front) -------------------------------------------------------------------- */
+
+/* One connection cache for every relay, whichever thread runs it: the front starts a
+ * relay thread per request, so a per-thread cache would never be reused. */
+static CURLSH *relay_share;
+static pthread_mutex_t relay_share_mu[CURL_LOCK_DATA_LAST];
+static pthread_once_t relay_share_once = PTHREAD_ONCE_INIT;
+
+static void on_share_lock(CURL *c, curl_lock_data data, curl_lock_access access, void *arg)
+{
+    (void)c;
+    (void)access;
+    (void)arg;
+    AZ(pthread_mutex_lock(&relay_share_mu[data]));
+}
+
+static void on_share_unlock(CURL *c, curl_lock_data data, void *arg)
+{
+    (void)c;
+    (void)arg;
+    AZ(pthread_mutex_unlock(&relay_share_mu[data]));
+}
+
+static void relay_share_init(void)
+{
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        AZ(pthread_mutex_init(&relay_share_mu[i], NULL));
+    relay_share = curl_share_init();
+    AN(relay_share);
+    curl_share_setopt(relay_share, CURLSHOPT_LOCKFUNC, on_share_lock);
+    curl_share_setopt(relay_share, CURLSHOPT_UNLOCKFUNC, on_share_unlock);
+    curl_share_setopt(relay_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    curl_share_setopt(relay_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+}
+
+struct relay_ctx {
+    const struct httpc_relay *r;
+    CURL *c;
+    struct buf head;         /* header lines of the response being received */
+    bool is_head_sent;
+    bool is_aborted;
+};
+
+static size_t on_relay_read(char *p, size_t size, size_t n, void *arg)
+{
+    struct relay_ctx *ctx = arg;
+    long got = ctx->r->read(ctx->r->arg, p, size * n);
+    if (got < 0) {
+        ctx->is_aborted = true;
+        return CURL_READFUNC_ABORT;
+    }
+    return (size_t)got;
+}
+
+static int relay_head_done(struct relay_ctx *ctx)
+{
+    if (ctx->is_head_sent)
+        return 0;
+    ctx->is_head_sent = true;
+    long status = 0;
+    curl_easy_getinfo(ctx->c, CURLINFO_RESPONSE_CODE, &status);
+    if (ctx->r->on_head(ctx->r->arg, status, ctx->head.data ? ctx->head.data : "",
+                        ctx->head.len) != 0) {
+        ctx->is_aborted = true;
+        return -1;
+    }
+    return 0;
+}
+
+static size_t on_relay_header(char *p, size_t size, size_t n, void *arg)
+{
+    struct relay_ctx *ctx = arg;
+    size_t len = size * n;
+    if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+        buf_reset(&ctx->head); /* a new response (after a 1xx): start over */
+        return len;
+    }
+    if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
+        long status = 0;
+        curl_easy_getinfo(ctx->c, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200 && relay_head_done(ctx) != 0)
+            return 0;
+        return len;
+    }
+    if (buf_append(&ctx->head, p, len) != 0)
+        return 0; /* more header than any registry sends */
+    return len;
+}
+
+static size_t on_relay_body(char *p, size_t size, size_t n, void *arg)
+{
+    struct relay_ctx *ctx = arg;
+    if (relay_head_done(ctx) != 0)
+        return 0;
+    long status = 0;
+    curl_easy_getinfo(ctx->c, CURLINFO_RESPONSE_CODE, &status);
+    if (ctx->r->sink(ctx->r->arg, status, p, size * n) != 0) {
+        ctx->is_aborted = true;
+        return 0;
+    }
+    return size * n;
+}
+
+int httpc_relay(const struct httpc_relay *r, bool *is_connected, struct err *e)
+{
+    CURL *c = curl_easy_init();
+    AN(c);
+    struct relay_ctx ctx = {.r = r, .c = c};
+    buf_init(&ctx.head, 64 * 1024);
+    AZ(pthread_once(&relay_share_once, relay_share_init));
+    curl_easy_setopt(c, CURLOPT_SHARE, relay_share);
+    struct curl_slist *hdrs = make_headers(r->headers);
+    curl_easy_setopt(c, CURLOPT_URL, r->url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_relay_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &ctx);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_relay_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &ctx);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                     r->connect_timeout_ms ? r->connect_timeout_ms : 10000L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, r->low_speed_time_s ? r->low_speed_time_s : 60L);
+    /* Bytes pass through as they are: no decoding, no redirects followed. */
+    curl_easy_setopt(c, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+    curl_easy_setopt(c, CURLOPT_HTTP_TRANSFER_DECODING, 1L);
+    set_abort(c, r->abort);
+    if (strcmp(r->method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    if (r->has_body) {
+        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_relay_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, &ctx);
+        if (r->body_len >= 0)
+            curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
+    } else if (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
+               strcmp(r->method, "PATCH") == 0) {
+        /* An empty body still says so (Content-Length: 0), as the client's did. */
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+    }
+    /* After UPLOAD/POSTFIELDS, which set their own method. */
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
+    CURLcode rc = curl_easy_perform(c);
+    double connect_s = 0;
+    curl_easy_getinfo(c, CURLINFO_CONNECT_TIME, &connect_s);
+    *is_connected = rc != CURLE_COULDNT_CONNECT && rc != CURLE_COULDNT_RESOLVE_HOST &&
+                    !(rc == CURLE_OPERATION_TIMEDOUT && connect_s == 0);
+    int ret = 0;
+    if (rc == CURLE_OK && !ctx.is_head_sent)
+        rc = relay_head_done(&ctx) == 0 ? CURLE_OK : CURLE_WRITE_ERROR;
+    if (rc != CURLE_OK) {
+        log_debug("httpc", "failed to relay %s %s: %s", r->method, r->url,
+                  curl_easy_strerror(rc));
+        ret = err_set(e, ERR_UNAVAILABLE, "cannot reach %s: %s", r->url,
+                      curl_easy_strerror(rc));
+    }
+    buf_fini(&ctx.head);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
     return ret;

@@ -104,6 +104,33 @@ int httpc_get_any(const struct httpc_get_any *g, struct httpc_source_result *res
 void httpc_get_many(const char *const *urls, size_t n, const char *const *headers,
                     long timeout_ms, const char *interface, long *statuses, double *times_ms);
 
+/* A request whose body and response both stream (the front's forwarding): the body is
+ * pulled from `read` as curl sends it, the response head goes to `on_head` once it is
+ * complete (final status, 1xx skipped) and the body to `sink` (any status). Nothing is
+ * buffered whole. */
+typedef long httpc_read_f(void *arg, char *p, size_t max); /* bytes, 0 at the end, -1 abort */
+/* status and the raw header lines ("Name: value\r\n" each); return 0 to go on. */
+typedef int httpc_head_f(void *arg, long status, const char *lines, size_t len);
+struct httpc_relay {
+    const char *method;
+    const char *url;
+    const char *const *headers;  /* NULL-terminated "Name: value" list, or NULL */
+    bool has_body;               /* send a body pulled from read */
+    int64_t body_len;            /* its length, -1: unknown (sent chunked) */
+    httpc_read_f *read;
+    httpc_head_f *on_head;
+    httpc_sink_f *sink;          /* every response body byte, whatever the status */
+    void *arg;                   /* for read, on_head and sink */
+    long connect_timeout_ms;     /* 0 = 10 s */
+    long low_speed_time_s;       /* abort after this long without a byte either way; 0 = 60 */
+    const atomic_bool *abort;    /* when it turns true the exchange is abandoned; or NULL */
+};
+
+/* Runs the relay. 0 when the exchange completed; -1 with ERR_UNAVAILABLE when it broke,
+ * *is_connected false when no connection was made at all (nothing was sent: safe to try
+ * elsewhere). */
+int httpc_relay(const struct httpc_relay *r, bool *is_connected, struct err *e);
+
 /* Call once at start (curl_global_init is not thread-safe). */
 void httpc_global_init(void);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "oci.h"
 #include "range.h"
 #include "repl.h"
@@ -32,6 +33,28 @@ static void blob_delete(struct http_req *req, const struct digest *d)
     http_reply(req, 202, NULL, NULL, 0);
 }
 
+/* Pull never misses (issue 14): a GET of a blob this region does not link in the
+ * repository yet (replication in flight, a blob pushed elsewhere a moment ago) fetches
+ * it now, single-flight, from a peer that links it in the same repository, verifies and
+ * keeps it. Not for HEAD (clients probe with HEAD before they upload: that stays a fast
+ * 404) nor for a peer's own fetch. 0 when the repository links it now. */
+#define PULL_WAIT_MS 10000 /* for a fetch of the blob already running here */
+
+static int pull_through(struct http_req *req, const struct digest *d)
+{
+    struct registry *reg = req->reg;
+    struct err fe = {0};
+    if (strcmp(req->method, "GET") != 0 || reg->repl == NULL ||
+        http_req_header(req, REPL_FETCH_HEADER) != NULL)
+        return -1;
+    /* XXX: the worker thread waits for the fetch, as the manifest PUT of a split push
+     * does; a fetch handed to the replication workers with the request parked would not. */
+    if (repl_fetch_blob_within(reg->repl, req->repo, d, PULL_WAIT_MS, &fe) != 0)
+        return -1;
+    log_info("oci", "fetched blob %s of %s from a peer for a pull", d->str, req->repo);
+    return 0;
+}
+
 void oci_blob(struct http_req *req)
 {
     struct registry *reg = req->reg;
@@ -50,7 +73,9 @@ void oci_blob(struct http_req *req)
         return;
     }
     uint64_t recorded_size;
-    if (reg->ms->ops->blob_get(reg->ms, req->repo, &d, &recorded_size, &e) != 0) {
+    if (reg->ms->ops->blob_get(reg->ms, req->repo, &d, &recorded_size, &e) != 0 &&
+        (e.code != ERR_BLOB_UNKNOWN || pull_through(req, &d) != 0 ||
+         reg->ms->ops->blob_get(reg->ms, req->repo, &d, &recorded_size, &e) != 0)) {
         http_reply_err(req, &e);
         return;
     }

@@ -790,7 +790,8 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
         snprintf(urls[i], len, "%s/v2/%s/blobs/%s", peers[i].endpoint, repo, d->str);
     }
     struct httpc_source_result *res = xcalloc(n_peers + 1, sizeof(*res));
-    const char *headers[2] = {r->auth_header[0] ? r->auth_header : NULL, NULL};
+    const char *headers[3] = {REPL_FETCH_HEADER ": 1", r->auth_header[0] ? r->auth_header : NULL,
+                              NULL};
     double rtt = n_peers > 0 && peers[0].measured_rtt_ms < 1e9 ? peers[0].measured_rtt_ms : 0;
     long hedge_ms = rtt * 4 > FETCH_HEDGE_MIN_MS ? (long)(rtt * 4) : FETCH_HEDGE_MIN_MS;
     /* A few attempts: each resumes where the last one broke. */
@@ -860,6 +861,10 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
         /* size was only set if the bytes were here already: read what was committed. */
         if (reg->bs->ops->stat(reg->bs, d, &size, &ignore) == 0)
             metrics_count_blob_committed(size);
+    } else if (st->offset == 0) {
+        /* Nothing to resume from: leave no session behind (a pull of a digest no peer
+         * holds must not leave a file per digest asked). */
+        upload_sessions_delete(reg->uploads, st);
     } else {
         upload_sessions_release(reg->uploads, st);
     }
@@ -1151,11 +1156,20 @@ bool repl_progress(struct repl *r, const char *repo, const struct digest *d, int
 int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d,
                         struct err *e)
 {
+    return repl_fetch_blob_within(r, repo, d, 0, e);
+}
+
+int repl_fetch_blob_within(struct repl *r, const char *repo, const struct digest *d,
+                           int64_t wait_ms, struct err *e)
+{
     char blob_key[600];
     snprintf(blob_key, sizeof(blob_key), "blob:%s", d->str);
+    int64_t deadline_ms = util_now_ms() + wait_ms;
     while (!inflight_claim(r, blob_key, 0)) {
         if (nap(r, 50))
             return err_set(e, ERR_UNAVAILABLE, "shutting down");
+        if (wait_ms > 0 && util_now_ms() >= deadline_ms)
+            return err_set(e, ERR_BLOB_UNKNOWN, "%s is still on its way here", d->str);
     }
     /* Another request or worker may have linked it meanwhile; a link whose file is gone
      * or has the wrong size (quarantined by the scrub or an open) is fetched again. */

@@ -59,12 +59,20 @@ void repl_kick(struct repl *r);
 /* Live progress of this region's copy of repo@digest, if a fetch is running. */
 bool repl_progress(struct repl *r, const char *repo, const struct digest *d, int64_t *done,
                    int64_t *total);
+/* Sent with every blob fetch from a peer: a region answers such a GET from what it holds
+ * and never fetches it from its own peers in turn (no chains, no fetch loops). */
+#define REPL_FETCH_HEADER "Meridian-Peer-Fetch"
+
 /* A manifest PUT names blob d that repo does not link in this region: fetch it now from
  * a peer that links it in repo (a push never splits), or link the copy held here for
  * another repository once a peer confirms repo links d. ERR_BLOB_UNKNOWN if no peer
  * links d in repo. */
 int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d,
                         struct err *e);
+/* The same, for a pull (issue 14): waits at most wait_ms (0: no limit) for a fetch of d
+ * already running here (a stalled one must not hold the client), then ERR_BLOB_UNKNOWN. */
+int repl_fetch_blob_within(struct repl *r, const char *repo, const struct digest *d,
+                           int64_t wait_ms, struct err *e);
 
 /* The copy of blob d here was found damaged (and quarantined) or is missing although
  * recorded. With repo (a request names it), fetch it back now from a peer that holds it,

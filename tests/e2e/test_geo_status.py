@@ -123,7 +123,9 @@ def test_status_through_a_stalled_transfer(geo):
     assert p.returncode == 2, (p.returncode, p.stdout[-1000:], p.stderr[-1000:])
     e = replication_summary(image_version(b, repo, "v1"))["r2"]
     assert e["state"] in ("Pending", "InProgress") and e["bytesCopied"] < size, e
-    assert b.get("/v2/%s/blobs/%s" % (repo, content.digest)).status_code == 404
+    # what b holds itself (as a peer asks: a client's GET would fetch it from a peer)
+    assert b.get("/v2/%s/blobs/%s" % (repo, content.digest),
+                 headers={"Meridian-Peer-Fetch": "1"}).status_code == 404
 
     a.proxy.heal(src=b.host)
     a.proxy.bandwidth(None, src=b.host)

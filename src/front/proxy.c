@@ -1,0 +1,488 @@
+/* Forwarding for the front (proxy.h). One relay thread per forwarded request runs the
+ * upstream exchange (httpc_relay); the connection's own thread (http.c runs the front
+ * with a thread per connection) feeds it the request body through one pipe and reads
+ * the response body from another as MHD sends it. Pipes bound the memory per request
+ * and give back-pressure both ways.
+ *
+ *   client -> MHD thread --req pipe--> relay thread (curl) --> region
+ *   client <- MHD thread <-resp pipe-- relay thread (curl) <-- region
+ *
+ * Requests without a body that could not connect are tried on the next healthy region
+ * (nothing reached the first); a request with a body is not, as its bytes are gone. */
+#include "proxy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "front.h"
+#include "route.h"
+#include "httpc.h"
+#include "log.h"
+#include "util.h"
+
+#define PROXY_CALL_MAGIC 0x50525843u
+#define TARGET_MAX 8192
+#define HEADERS_MAX 128
+
+struct proxy_call {
+    unsigned magic;
+    struct front *front;
+    size_t region;
+    char *method;
+    char url[TARGET_MAX + 512];
+    char *headers[HEADERS_MAX + 1];
+    size_t n_headers;
+    bool has_body;
+    int64_t body_len;
+    int req_pipe[2];     /* MHD thread writes the body, relay reads */
+    int resp_pipe[2];    /* relay writes the response body, MHD thread reads */
+    pthread_t thread;
+    bool has_thread;
+    atomic_bool is_abandoned; /* the client is gone: the relay stops (and sends no more) */
+
+    pthread_mutex_t mu;  /* guards what follows */
+    pthread_cond_t cv;
+    bool is_head;        /* status and head_lines are set */
+    long status;
+    char *head_lines;
+    bool is_done;        /* the relay returned */
+    int rc;
+    bool is_connected;
+};
+
+static struct proxy_call *call_of(struct http_req *req)
+{
+    struct proxy_call *c = req->handler_state;
+    ASSERT(c == NULL || c->magic == PROXY_CALL_MAGIC);
+    return c;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+/* Relay thread -------------------------------------------------------------------- */
+
+static long on_read(void *arg, char *p, size_t max)
+{
+    struct proxy_call *c = arg;
+    for (;;) {
+        ssize_t n = read(c->req_pipe[0], p, max);
+        /* The end of the pipe is the end of the body only if the client sent it all. */
+        if (n == 0 && atomic_load(&c->is_abandoned))
+            return -1;
+        if (n >= 0)
+            return (long)n;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+static int on_head(void *arg, long status, const char *lines, size_t len)
+{
+    struct proxy_call *c = arg;
+    AZ(pthread_mutex_lock(&c->mu));
+    c->status = status;
+    c->head_lines = xstrndup(lines, len);
+    c->is_head = true;
+    AZ(pthread_cond_broadcast(&c->cv));
+    AZ(pthread_mutex_unlock(&c->mu));
+    return 0;
+}
+
+static int on_body(void *arg, long status, const void *p, size_t n)
+{
+    struct proxy_call *c = arg;
+    const char *s = p;
+    (void)status;
+    while (n > 0) {
+        ssize_t w = write(c->resp_pipe[1], s, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1; /* the client went away (EPIPE): stop the transfer */
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void *relay_loop(void *arg)
+{
+    struct proxy_call *c = arg;
+    const char *hdrs[HEADERS_MAX + 1];
+    for (size_t i = 0; i < c->n_headers; i++)
+        hdrs[i] = c->headers[i];
+    hdrs[c->n_headers] = NULL;
+    struct httpc_relay r = {
+        .method = c->method, .url = c->url, .headers = hdrs,
+        .has_body = c->has_body, .body_len = c->body_len,
+        .read = on_read, .on_head = on_head, .sink = on_body, .arg = c,
+        .connect_timeout_ms = c->front->connect_timeout_ms, .abort = &c->is_abandoned,
+    };
+    struct err e = {0};
+    bool is_connected = false;
+    int rc = httpc_relay(&r, &is_connected, &e);
+    /* The reader sees the end of the body; the body writer sees EPIPE if it is still
+     * sending (the region answered early). */
+    close_fd(&c->resp_pipe[1]);
+    close_fd(&c->req_pipe[0]);
+    AZ(pthread_mutex_lock(&c->mu));
+    c->rc = rc;
+    c->is_connected = is_connected;
+    c->is_done = true;
+    AZ(pthread_cond_broadcast(&c->cv));
+    AZ(pthread_mutex_unlock(&c->mu));
+    return NULL;
+}
+
+/* Call setup ---------------------------------------------------------------------- */
+
+/* Request headers that belong to one hop (RFC 9110 7.6.1) or that curl sets itself. */
+static bool is_hop_header(const char *name)
+{
+    static const char *const hop[] = {"Connection", "Keep-Alive", "Proxy-Connection",
+                                      "Proxy-Authorization", "TE", "Trailer",
+                                      "Transfer-Encoding", "Upgrade", "Content-Length",
+                                      "Expect", NULL};
+    for (size_t i = 0; hop[i]; i++) {
+        if (strcasecmp(name, hop[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void on_req_header(void *arg, const char *name, const char *value)
+{
+    struct proxy_call *c = arg;
+    if (is_hop_header(name) || c->n_headers == HEADERS_MAX)
+        return;
+    /* The Host is kept: a region names its token endpoint after the host the client
+     * used, which is the front's. */
+    size_t n = strlen(name) + strlen(value) + 3;
+    char *h = xmalloc(n);
+    snprintf(h, n, "%s: %s", name, value);
+    c->headers[c->n_headers++] = h;
+}
+
+static void call_free(struct proxy_call *c)
+{
+    if (c == NULL)
+        return;
+    /* Unblock the relay whichever way it waits: no more body, nobody reading, and the
+     * region not to be waited for (a relay that completed is not affected). */
+    atomic_store(&c->is_abandoned, true);
+    close_fd(&c->req_pipe[1]);
+    close_fd(&c->resp_pipe[0]);
+    if (c->has_thread)
+        AZ(pthread_join(c->thread, NULL));
+    close_fd(&c->req_pipe[0]);
+    close_fd(&c->resp_pipe[1]);
+    for (size_t i = 0; i < c->n_headers; i++)
+        free(c->headers[i]);
+    free(c->head_lines);
+    free(c->method);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    c->magic = 0;
+    free(c);
+}
+
+static void on_cleanup(struct http_req *req)
+{
+    call_free(call_of(req));
+    req->handler_state = NULL;
+}
+
+/* Starts the relay of req to region i; NULL when the target is unusable. */
+static struct proxy_call *call_start(struct http_req *req, struct front *f, size_t i,
+                                     bool has_body, int64_t body_len)
+{
+    char target[TARGET_MAX];
+    if (route_strip_pin(http_req_target(req), target, sizeof(target)) != 0 || target[0] != '/')
+        return NULL;
+    struct proxy_call *c = xcalloc(1, sizeof(*c));
+    c->magic = PROXY_CALL_MAGIC;
+    c->front = f;
+    c->region = i;
+    c->method = xstrdup(req->method);
+    c->has_body = has_body;
+    c->body_len = body_len;
+    c->req_pipe[0] = c->req_pipe[1] = c->resp_pipe[0] = c->resp_pipe[1] = -1;
+    AZ(pthread_mutex_init(&c->mu, NULL));
+    AZ(pthread_cond_init(&c->cv, NULL));
+    snprintf(c->url, sizeof(c->url), "%s%s", f->regions[i].url, target);
+    http_req_each_header(req, on_req_header, c);
+    if (pipe2(c->req_pipe, O_CLOEXEC) != 0 || pipe2(c->resp_pipe, O_CLOEXEC) != 0) {
+        log_error("front", "failed to create a pipe: %s", strerror(errno));
+        call_free(c);
+        return NULL;
+    }
+    /* Default pipe sizes (64 KiB): growing them to 1 MiB cost more per small request
+     * (manifests) than it saved on blobs. */
+    if (!has_body)
+        close_fd(&c->req_pipe[1]);
+    AZ(pthread_create(&c->thread, NULL, relay_loop, c));
+    c->has_thread = true;
+    return c;
+}
+
+/* Waits until the region's response head is in, or the relay ended without one. */
+static void call_wait_head(struct proxy_call *c)
+{
+    AZ(pthread_mutex_lock(&c->mu));
+    while (!c->is_head && !c->is_done)
+        AZ(pthread_cond_wait(&c->cv, &c->mu));
+    AZ(pthread_mutex_unlock(&c->mu));
+}
+
+/* Reply ---------------------------------------------------------------------------- */
+
+static long on_reply_read(void *arg, char *p, size_t max)
+{
+    struct proxy_call *c = arg;
+    for (;;) {
+        ssize_t n = read(c->resp_pipe[0], p, max);
+        if (n > 0)
+            return (long)n;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        break;
+    }
+    /* End of the pipe: a whole body only if the relay completed. */
+    AZ(pthread_mutex_lock(&c->mu));
+    while (!c->is_done)
+        AZ(pthread_cond_wait(&c->cv, &c->mu));
+    int rc = c->rc;
+    AZ(pthread_mutex_unlock(&c->mu));
+    return rc == 0 ? 0 : -1;
+}
+
+/* Response headers that belong to one hop or that MHD writes itself. */
+static bool is_own_reply_header(const char *name)
+{
+    return is_hop_header(name) || strcasecmp(name, "Date") == 0;
+}
+
+/* Passes the region's response head on: headers (upload Locations pinned to the region),
+ * Meridian-Region, then the body streamed from the pipe. */
+static void reply_forwarded(struct http_req *req, struct proxy_call *c)
+{
+    struct front *f = c->front;
+    const char *region = f->regions[c->region].name;
+    uint64_t len = UINT64_MAX;
+    bool is_upload = false;
+    char *lines = c->head_lines;
+    for (char *line = lines; line != NULL && *line != '\0';) {
+        char *end = strchr(line, '\n');
+        if (end != NULL)
+            *end = '\0';
+        size_t n = strlen(line);
+        if (n > 0 && line[n - 1] == '\r')
+            line[--n] = '\0';
+        char *colon = strchr(line, ':');
+        if (colon != NULL) {
+            *colon = '\0';
+            char *value = colon + 1;
+            while (*value == ' ' || *value == '\t')
+                value++;
+            uint64_t v;
+            if (strcasecmp(line, "Content-Length") == 0 &&
+                util_parse_u64(value, strlen(value), &v) == 0)
+                len = v;
+            if (strcasecmp(line, "Location") == 0 && strstr(value, "/blobs/uploads/") != NULL &&
+                c->status == 202) {
+                char pinned[TARGET_MAX];
+                if (route_pin_location(value, region, pinned, sizeof(pinned)) == 0) {
+                    http_reply_header(req, "Location", "%s", pinned);
+                    is_upload = true;
+                }
+            } else if (!is_own_reply_header(line)) {
+                http_reply_header(req, line, "%s", value);
+            }
+        }
+        line = end != NULL ? end + 1 : NULL;
+    }
+    http_reply_header(req, "Meridian-Region", "%s", region);
+    if (is_upload)
+        log_debug("front", "upload pinned to region=%s id=%s", region, req->request_id);
+    if (c->status == 204 || c->status == 304)
+        len = 0;
+    http_reply_stream(req, (int)c->status, len, on_reply_read, c);
+}
+
+static void reply_unavailable(struct http_req *req, const char *why)
+{
+    struct err e = {.code = ERR_UNAVAILABLE};
+    snprintf(e.msg, sizeof(e.msg), "%s", why);
+    if (strncmp(req->path, "/v2", 3) == 0)
+        http_reply_err(req, &e);
+    else
+        http_reply_mgmt_err(req, &e);
+}
+
+/* Handlers ------------------------------------------------------------------------- */
+
+static bool is_forwarded(const char *path)
+{
+    return strcmp(path, "/v2") == 0 || strncmp(path, "/v2/", 4) == 0 ||
+           strncmp(path, "/_meridian/v1/", 14) == 0;
+}
+
+static int64_t request_body_len(struct http_req *req, bool *has_body)
+{
+    const char *cl = http_req_header(req, "Content-Length");
+    uint64_t v = 0;
+    if (cl != NULL && util_parse_u64(cl, strlen(cl), &v) == 0) {
+        *has_body = v > 0;
+        return (int64_t)v;
+    }
+    *has_body = http_req_header(req, "Transfer-Encoding") != NULL;
+    return *has_body ? -1 : 0;
+}
+
+static int on_sink(struct http_req *req, const char *data, size_t len)
+{
+    struct proxy_call *c = call_of(req);
+    while (len > 0 && c->req_pipe[1] >= 0) {
+        ssize_t w = write(c->req_pipe[1], data, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            /* The region stopped reading (it answered early or the link broke): drop the
+             * rest; the reply says what happened. */
+            close_fd(&c->req_pipe[1]);
+            break;
+        }
+        data += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static void on_headers(struct http_req *req)
+{
+    struct front *f = req->app;
+    if (strcmp(req->path, "/healthz") == 0 || strcmp(req->path, "/readyz") == 0) {
+        bool is_ok = strcmp(req->path, "/healthz") == 0 || front_is_ready(f);
+        http_reply(req, is_ok ? 200 : 503, "text/plain", is_ok ? "ok\n" : "no healthy region\n",
+                   is_ok ? 3 : 18);
+        return;
+    }
+    if (!is_forwarded(req->path)) {
+        http_reply_error(req, ERR_ROUTE_UNKNOWN, "no such endpoint");
+        return;
+    }
+    bool has_body = false;
+    int64_t body_len = request_body_len(req, &has_body);
+    if (!has_body)
+        return; /* forwarded once complete, where a failed connect can try elsewhere */
+    char client[64];
+    http_req_remote_addr(req, client, sizeof(client));
+    int i = front_choose(f, client, http_req_query(req, ROUTE_PIN_PARAM), NULL);
+    if (i < 0) {
+        reply_unavailable(req, "no healthy region");
+        return;
+    }
+    struct proxy_call *c = call_start(req, f, (size_t)i, true, body_len);
+    if (c == NULL) {
+        http_reply_error(req, ERR_BAD_REQUEST, "request target too long");
+        return;
+    }
+    req->handler_state = c;
+    req->handler_cleanup = on_cleanup;
+    req->sink = on_sink;
+}
+
+static void on_complete(struct http_req *req)
+{
+    struct front *f = req->app;
+    struct proxy_call *c = call_of(req);
+    if (c != NULL) {
+        close_fd(&c->req_pipe[1]); /* the body is all in */
+        call_wait_head(c);
+        if (!c->is_head) {
+            front_mark_down(f, c->region, c->is_connected ? "transfer broke" : "connect failed");
+            reply_unavailable(req, "the region did not answer");
+            return;
+        }
+        if (c->status >= 500)
+            front_mark_down(f, c->region, "5xx");
+        reply_forwarded(req, c);
+        return;
+    }
+    char client[64];
+    http_req_remote_addr(req, client, sizeof(client));
+    const char *pinned = http_req_query(req, ROUTE_PIN_PARAM);
+    bool tried[FRONT_MAX_REGIONS] = {false};
+    for (;;) {
+        int i = front_choose(f, client, pinned, tried);
+        if (i < 0) {
+            reply_unavailable(req, "no healthy region");
+            return;
+        }
+        tried[i] = true;
+        c = call_start(req, f, (size_t)i, false, 0);
+        if (c == NULL) {
+            http_reply_error(req, ERR_BAD_REQUEST, "request target too long");
+            return;
+        }
+        req->handler_state = c;
+        req->handler_cleanup = on_cleanup;
+        call_wait_head(c);
+        if (c->is_head)
+            break;
+        front_mark_down(f, c->region, c->is_connected ? "transfer broke" : "connect failed");
+        if (c->is_connected || pinned != NULL) {
+            reply_unavailable(req, "the region did not answer");
+            return;
+        }
+        /* Nothing reached the region: the next one may serve it. */
+        call_free(c);
+        req->handler_state = NULL;
+        req->handler_cleanup = NULL;
+    }
+    if (c->status >= 500)
+        front_mark_down(f, c->region, "5xx");
+    reply_forwarded(req, c);
+}
+
+static void on_malformed(struct http_req *req, const char *why)
+{
+    struct err e = {.code = ERR_BAD_REQUEST};
+    snprintf(e.msg, sizeof(e.msg), "malformed request: %s", why);
+    http_reply_err(req, &e);
+}
+
+static void on_reply(struct http_req *req)
+{
+    (void)req;
+}
+
+static void on_finished(struct http_req *req, int status)
+{
+    (void)req;
+    (void)status;
+}
+
+const struct http_handlers proxy_handlers = {
+    .on_headers = on_headers,
+    .on_complete = on_complete,
+    .on_malformed = on_malformed,
+    .on_reply = on_reply,
+    .on_finished = on_finished,
+};
