@@ -406,11 +406,12 @@ static void *puller_main(void *arg)
     struct peer *p = arg;
     struct repl *r = p->r;
     int64_t backoff_ms = 200;
-    log_info("repl", "replicating with %s at %s", p->location, p->endpoint);
-    /* Know at once whether it answers, rather than after the first long poll. */
+    /* Know at once whether it answers, rather than after the first long poll. The peer's
+     * endpoint may be replaced under r->mu (sync_peers): read only copies. */
     AZ(pthread_mutex_lock(&r->mu));
     char *location = xstrdup(p->location), *endpoint = xstrdup(p->endpoint);
     AZ(pthread_mutex_unlock(&r->mu));
+    log_info("repl", "replicating with %s at %s", location, endpoint);
     probe_one(r, location, endpoint);
     free(location);
     free(endpoint);
