@@ -1,7 +1,8 @@
 /* libmicrohttpd glue: per-request context, body streaming, replies, access log.
  * The only file that includes <microhttpd.h>. MHD runs a pool of worker threads,
- * each with its own epoll loop; a handler runs on the worker that owns the
- * connection, so handlers must not block on anything but local disk and SQLite.
+ * each with its own epoll loop (poll with HTTPS: http_server_start); a handler runs
+ * on the worker that owns the connection, so handlers must not block on anything but
+ * local disk and SQLite.
  *
  * Request life cycle (MHD calls on_request repeatedly for one request):
  *   request line in     -> on_uri: new http_req holding the raw request-target
@@ -516,6 +517,11 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
     struct http_server *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        /* MHD has made the TLS session and not yet run its handshake. */
+        const union MHD_ConnectionInfo *ti =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (ti != NULL)
+            tls_session_start(ti->tls_session);
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct conn_watch *w = xcalloc(1, sizeof(*w));
@@ -870,8 +876,15 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
                                                        (void *)cfg->tls_priorities};
     }
     extra[n_extra] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                     MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME;
+    /* HTTPS uses poll(): with epoll, libmicrohttpd 0.9.75 keeps a connection whose TLS
+     * handshake waits for the client on its ready list (gnutls_handshake's EAGAIN never
+     * clears the read-ready flag), so the worker spins on recv + epoll_wait(0) until
+     * the next flight arrives: ~1 200 empty rounds per handshake, both cores busy and
+     * 7 % of nginx's new-connection rate. poll() asks for what the handshake waits
+     * for (docs/tls.md). Plain HTTP keeps epoll. */
+    flags |= cfg->is_tls ? MHD_USE_POLL : MHD_USE_EPOLL;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (cfg->is_tls)
