@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -82,6 +83,10 @@ struct http_server {
     bool has_watchdog;
     _Atomic int in_flight;
     _Atomic uint64_t next_id;
+    int listen_fd;              /* ours, not MHD's: accepted by the acceptor thread */
+    pthread_t acceptor;
+    bool has_acceptor;
+    _Atomic bool is_accept_stopping;
 };
 
 /* Request accessors ------------------------------------------------------- */
@@ -883,6 +888,55 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* Server ------------------------------------------------------------------- */
 
+/* One thread accepts and hands each connection to one worker (MHD_add_connection picks
+ * it and wakes only that one). When every worker polled the listening socket itself,
+ * each new connection woke all of them (--threads, 16) and all but one found nothing:
+ * on 2 cores that herd cost about a third of the new-connection rate (docs/tls.md). */
+static void *accept_loop(void *arg)
+{
+    struct http_server *s = arg;
+    for (;;) {
+        struct sockaddr_storage addr;
+        socklen_t len = sizeof(addr);
+        int fd = accept4(s->listen_fd, (struct sockaddr *)&addr, &len,
+                         SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (atomic_load(&s->is_accept_stopping)) {
+            if (fd >= 0)
+                close(fd);
+            return NULL;
+        }
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                log_warn("http", "accept: %s", strerror(errno));
+                struct timespec ts = {0, 10 * 1000 * 1000}; /* let connections close */
+                nanosleep(&ts, NULL);
+            }
+            continue; /* EINTR, ECONNABORTED, ... */
+        }
+        /* Closes fd itself when it refuses (connection limits). */
+        MHD_add_connection(s->daemon, fd, (const struct sockaddr *)&addr, len);
+    }
+}
+
+static int listen_on(const struct addrinfo *ai, struct err *e, const char *host, unsigned port)
+{
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return err_set(e, ERR_UNAVAILABLE, "cannot listen on %s:%u: %s", host, port,
+                       strerror(errno));
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ai->ai_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        int en = errno;
+        close(fd);
+        return err_set(e, ERR_UNAVAILABLE, "cannot listen on %s:%u: %s", host, port,
+                       strerror(en));
+    }
+    return fd;
+}
+
 struct http_server *http_server_start(const struct http_config *cfg, struct registry *reg,
                                       struct err *e)
 {
@@ -903,6 +957,12 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
     s->body_timeout_ns = (int64_t)cfg->body_timeout_s * 1000000000;
     s->body_min_rate = cfg->body_min_rate;
     s->idle_timeout_ns = (int64_t)cfg->conn_timeout_s * 1000000000;
+    s->listen_fd = listen_on(ai, e, cfg->listen_host, cfg->listen_port);
+    if (s->listen_fd < 0) {
+        freeaddrinfo(ai);
+        free(s);
+        return NULL;
+    }
     AZ(pthread_mutex_init(&s->watch_mu, NULL));
     AZ(pthread_cond_init(&s->watch_cv, NULL));
     /* Options that depend on the configuration. */
@@ -913,6 +973,7 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
     if (cfg->is_tls) {
         if (MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
             freeaddrinfo(ai);
+            close(s->listen_fd);
             free(s);
             err_set(e, ERR_UNAVAILABLE, "libmicrohttpd is built without HTTPS support");
             return NULL;
@@ -926,7 +987,7 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
     }
     extra[n_extra] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-                     MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME;
+                     MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET;
     /* HTTPS uses poll(): with epoll, libmicrohttpd 0.9.75 keeps a connection whose TLS
      * handshake waits for the client on its ready list (gnutls_handshake's EAGAIN never
      * clears the read-ready flag), so the worker spins on recv + epoll_wait(0) until
@@ -940,7 +1001,6 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
         flags |= MHD_USE_TLS;
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads ? cfg->threads : 1),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->conn_limit,
@@ -948,7 +1008,6 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
          * clients send and reads uploads in 32 KiB pieces, at a fraction of the cost of
          * a larger pool per request (docs/performance.md). */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
@@ -957,8 +1016,9 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
         MHD_OPTION_END);
     freeaddrinfo(ai);
     if (s->daemon == NULL) {
-        err_set(e, ERR_UNAVAILABLE, "cannot listen on %s:%u", cfg->listen_host,
+        err_set(e, ERR_UNAVAILABLE, "cannot start the HTTP server on %s:%u", cfg->listen_host,
                 cfg->listen_port);
+        close(s->listen_fd);
         pthread_mutex_destroy(&s->watch_mu);
         pthread_cond_destroy(&s->watch_cv);
         free(s);
@@ -968,13 +1028,20 @@ struct http_server *http_server_start(const struct http_config *cfg, struct regi
         AZ(pthread_create(&s->watchdog, NULL, watchdog_loop, s));
         s->has_watchdog = true;
     }
+    AZ(pthread_create(&s->acceptor, NULL, accept_loop, s));
+    s->has_acceptor = true;
     return s;
 }
 
 uint16_t http_server_port(struct http_server *s)
 {
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    return info ? info->port : 0;
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof(addr);
+    if (getsockname(s->listen_fd, (struct sockaddr *)&addr, &len) != 0)
+        return 0;
+    if (addr.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&addr)->sin_port);
 }
 
 void http_server_stop(struct http_server *s, int grace_ms)
@@ -982,9 +1049,12 @@ void http_server_stop(struct http_server *s, int grace_ms)
     if (s == NULL)
         return;
     /* Stop accepting, then give requests already being served time to finish. */
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    if (s->has_acceptor) {
+        atomic_store(&s->is_accept_stopping, true);
+        shutdown(s->listen_fd, SHUT_RDWR); /* wakes the blocked accept4 */
+        AZ(pthread_join(s->acceptor, NULL));
+    }
+    close(s->listen_fd);
     int64_t deadline = util_mono_ns() + (int64_t)grace_ms * 1000000;
     while (atomic_load(&s->in_flight) > 0 && util_mono_ns() < deadline) {
         struct timespec ts = {0, 20 * 1000 * 1000};
