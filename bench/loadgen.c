@@ -92,6 +92,7 @@ struct config {
     const char *pull_set;
     const char *out_dir;
     const char *digest_cache;
+    const char *cacert; /* PEM the server's certificate is checked against (https URLs) */
     int images;
     int pull_images;
     int layers;
@@ -788,6 +789,8 @@ static void client_send(struct client *c, enum method m, const char *url, const 
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 30L);
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 512L * 1024L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "meridian-loadgen/1");
+    if (cfg.cacert != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, cfg.cacert);
     if (hdrs != NULL)
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
 
@@ -1744,6 +1747,7 @@ static void usage(FILE *f)
             "  --files-per-op N     limit-write: files per reported op (default 1)\n"
             "  --digest-cache FILE  remember digests of big generated blobs\n"
             "  --timeout S          per-request timeout (default 600)\n"
+            "  --cacert FILE        trust this PEM certificate for https URLs\n"
             "  --verify             hash pulled blobs and compare to their digests\n");
 }
 
@@ -1771,6 +1775,7 @@ int main(int argc, char **argv)
         O_TIMEOUT,
         O_VERIFY,
         O_DIRECT_IO,
+        O_CACERT,
         O_HELP,
     };
     static const struct option opts[] = {
@@ -1795,6 +1800,7 @@ int main(int argc, char **argv)
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"verify", no_argument, NULL, O_VERIFY},
         {"direct", no_argument, NULL, O_DIRECT_IO},
+        {"cacert", required_argument, NULL, O_CACERT},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -1837,6 +1843,9 @@ int main(int argc, char **argv)
         switch (ch) {
         case O_URL:
             cfg.url = optarg;
+            break;
+        case O_CACERT:
+            cfg.cacert = optarg;
             break;
         case O_SET:
             cfg.set = optarg;

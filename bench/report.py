@@ -119,6 +119,9 @@ def rows(z):
         ("manifest-wrk", "manifest GET by tag, %s conns (wrk)" % z["manifest_conns"], "req/s",
          res("ops_per_s"), ("nginx", "manifest-wrk", res("ops_per_s")),
          [("peer", ">=", 15), ("limit", ">=", 0.30)]),
+        ("conn-new", "new connection per request (Connection: close), %s conns (wrk)"
+         % z["manifest_conns"], "req/s", res("ops_per_s"), ("nginx", "conn-new", res("ops_per_s")),
+         [("peer", ">=", 5), ("limit", ">=", 0.80)]),
         ("mixed", "mixed 1 push : 4 pulls : 15 GETs, %s clients" % z["small_clients"], "ops/s",
          res("ops_per_s"), None, [("peer", ">=", 5)]),
         ("hot-low", "hot manifest+layer pull, %s conns: p99" % z["hot_conns"][0], "ms", p99,
@@ -182,6 +185,9 @@ def main():
                   " (--quick: sizes are tiny, speed means nothing)" if meta.get("quick") else "",
                   meta.get("duration"), meta.get("warmup"), meta.get("hot_rate")))
         print("Load average (1, 5, 15 min): %s." % meta.get("load"))
+        if meta.get("tls"):
+            print("Every server over HTTPS (TLS 1.2/1.3) with one self-signed %s certificate; "
+                  "no kernel TLS on this machine." % meta["tls"])
         print("Peer: %s; %s; %s; Meridian %s." % (
             meta.get("peer"), meta.get("nginx"), meta.get("curl"),
             meta.get("meridian_rev") if meta.get("meridian") else "not serving /v2/ yet"))

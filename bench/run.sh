@@ -7,6 +7,7 @@
 #
 # usage: bench/run.sh [--quick] [--reps N] [--work DIR] [--meridian PATH] [--peer-only]
 #                     [--require-meridian] [--port-base N] [--only LIST] [--keep] [--strict]
+#                     [--tls] [--tls-key rsa|ecdsa]
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,6 +24,8 @@ only=""
 keep=0
 strict=0
 hot_rate=""
+tls=0
+tls_key=rsa
 
 usage() {
     cat <<EOF
@@ -35,7 +38,10 @@ usage: bench/run.sh [options]
   --require-meridian   fail if Meridian does not serve /v2/
   --port-base N        Meridian on N, peer on N+1, nginx on N+2 (default $port_base)
   --only LIST          comma-separated rows to run: push-small,push-large,push-1g-mono,
-                       push-1g-chunked,pull-small,pull-large,manifest,manifest-wrk,mixed,hot
+                       push-1g-chunked,pull-small,pull-large,manifest,manifest-wrk,conn-new,
+                       mixed,hot
+  --tls                every server over HTTPS with one self-signed certificate (all rows)
+  --tls-key TYPE       rsa (RSA-2048, default) or ecdsa (ECDSA P-256)
   --hot-rate R         pulls/s offered in the hot rows (default 200, quick 50)
   --keep               keep the work directory (data, logs, results) afterwards
   --strict             exit 1 if any request to any server failed (default: only peer/nginx)
@@ -55,6 +61,8 @@ while [ $# -gt 0 ]; do
     --hot-rate) hot_rate="$2"; shift ;;
     --keep) keep=1 ;;
     --strict) strict=1 ;;
+    --tls) tls=1 ;;
+    --tls-key) tls_key="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -123,9 +131,34 @@ fi
 port_m=$port_base
 port_p=$((port_base + 1))
 port_n=$((port_base + 2))
-url_m="http://127.0.0.1:$port_m"
-url_p="http://127.0.0.1:$port_p"
-url_n="http://127.0.0.1:$port_n"
+# --tls: one certificate for all three servers; clients trust it (curl, loadgen: --cacert;
+# wrk does not check certificates).
+scheme=http
+tls_label=""
+curl_tls=()
+lg_tls=()
+m_tls=()
+if [ "$tls" = 1 ]; then
+    mkdir -p "$work/tls"
+    case "$tls_key" in
+    rsa) newkey=(-newkey rsa:2048) tls_label="RSA-2048" ;;
+    ecdsa) newkey=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) tls_label="ECDSA P-256" ;;
+    *) echo "run.sh: --tls-key rsa or ecdsa" >&2; exit 2 ;;
+    esac
+    if ! openssl req -x509 "${newkey[@]}" -nodes -days 2 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -keyout "$work/tls/key.pem" \
+        -out "$work/tls/cert.pem" >"$work/logs/openssl.log" 2>&1; then
+        echo "run.sh: openssl could not make the certificate (see $work/logs/openssl.log)" >&2
+        exit 2
+    fi
+    scheme=https
+    curl_tls=(--cacert "$work/tls/cert.pem")
+    lg_tls=(--cacert "$work/tls/cert.pem")
+    m_tls=(--tls-cert "$work/tls/cert.pem" --tls-key "$work/tls/key.pem")
+fi
+url_m="$scheme://127.0.0.1:$port_m"
+url_p="$scheme://127.0.0.1:$port_p"
+url_n="$scheme://127.0.0.1:$port_n"
 clk_tck=$(getconf CLK_TCK)
 
 for p in $port_m $port_p $port_n; do
@@ -169,7 +202,7 @@ trap 'exit 130' INT TERM
 wait_status() {
     local u=$1 want=$2 deadline=$((SECONDS + $3)) got
     while [ $SECONDS -lt $deadline ]; do
-        got=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$u" 2>/dev/null)
+        got=$(curl -s "${curl_tls[@]}" -o /dev/null -m 2 -w '%{http_code}' "$u" 2>/dev/null)
         [ "$got" = "$want" ] && return 0
         sleep 0.1
     done
@@ -194,6 +227,13 @@ storage:
 http:
   addr: 127.0.0.1:$port_p
 EOF
+    if [ "$tls" = 1 ]; then
+        cat >>"$work/peer.yml" <<EOF
+  tls:
+    certificate: $work/tls/cert.pem
+    key: $work/tls/key.pem
+EOF
+    fi
     docker-registry serve "$work/peer.yml" >"$work/logs/peer.log" 2>&1 &
     pid[peer]=$!
     wait_status "$url_p/v2/" 200 30
@@ -206,7 +246,7 @@ start_meridian() {
     # Every load generator connects from 127.0.0.1, up to 1000 connections at once: lift the
     # per-address cap (default 128), which is there for real clients, not for the bench.
     "$work/meridian" serve --listen "127.0.0.1:$port_m" --data "$work/data-meridian" \
-        --no-access-log --conn-limit-per-ip 0 >"$work/logs/meridian.log" 2>&1 &
+        --no-access-log --conn-limit-per-ip 0 "${m_tls[@]}" >"$work/logs/meridian.log" 2>&1 &
     pid[meridian]=$!
     wait_status "$url_m/readyz" 200 20 && wait_status "$url_m/v2/" 200 5
 }
@@ -214,6 +254,12 @@ start_meridian() {
 # nginx serves the exported sets as static files under the same URL paths as a registry.
 start_nginx() {
     mkdir -p "$work/nginx/tmp" "$work/static/v2"
+    local listen_tls=""
+    # nginx 1.22 leaves TLS 1.3 out of its default ssl_protocols: ask for what Meridian speaks.
+    [ "$tls" = 1 ] && listen_tls=" ssl;
+        ssl_certificate $work/tls/cert.pem;
+        ssl_certificate_key $work/tls/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3"
     cat >"$work/nginx/nginx.conf" <<EOF
 worker_processes auto;
 daemon off;
@@ -233,7 +279,7 @@ http {
     types { }
     default_type application/octet-stream;
     server {
-        listen 127.0.0.1:$port_n;
+        listen 127.0.0.1:$port_n$listen_tls;
         root $work/static;
         location = /v2/ { default_type application/json; return 200 '{}'; }
         location ~ /manifests/ { default_type application/vnd.oci.image.manifest.v1+json; }
@@ -342,7 +388,8 @@ measure() {
     if [ "$tool" = wrk ]; then
         out=$(timeout 600 wrk "$@" 2>>"$work/logs/wrk.err" | wrk_json)
     else
-        out=$(timeout 900 "$loadgen" "$@" --url "${url[$server]}" 2>>"$work/logs/loadgen.err")
+        out=$(timeout 900 "$loadgen" "$@" --url "${url[$server]}" "${lg_tls[@]}" \
+            2>>"$work/logs/loadgen.err")
     fi
     c1=$(cpu_ticks "$server")
     peak=$(mem_kib "$server" VmHWM)
@@ -497,9 +544,9 @@ done
 # The pull sets: what push-small/push-large stored in rep 1, or pushed now if those were skipped.
 echo "== pull sets"
 for s in "${regs[@]}"; do
-    want push-small || timeout 600 "$loadgen" push --url "${url[$s]}" --set small-r1 \
+    want push-small || timeout 600 "$loadgen" push --url "${url[$s]}" "${lg_tls[@]}" --set small-r1 \
         "${small[@]}" --clients $small_clients >/dev/null 2>>"$work/logs/loadgen.err"
-    want push-large || timeout 600 "$loadgen" push --url "${url[$s]}" --set large-r1 \
+    want push-large || timeout 600 "$loadgen" push --url "${url[$s]}" "${lg_tls[@]}" --set large-r1 \
         "${large[@]}" --clients $large_clients "${dc[@]}" >/dev/null 2>>"$work/logs/loadgen.err"
 done
 "$loadgen" export --out "$work/static" --set small-r1 "${small[@]}" >/dev/null || harness_failed=1
@@ -514,7 +561,7 @@ for s in "${pullers[@]}"; do
     for set in small large small large; do
         if [ $set = small ]; then args=("${small[@]}" --clients $small_clients); else
             args=("${large[@]}" --clients $large_clients); fi
-        if ! "$loadgen" pull --url "${url[$s]}" --set $set-r1 "${args[@]}" >/dev/null \
+        if ! "$loadgen" pull --url "${url[$s]}" "${lg_tls[@]}" --set $set-r1 "${args[@]}" >/dev/null \
             2>>"$work/logs/loadgen.err"; then
             echo "   warm-up pull of $set-r1 from $s failed (see $work/logs/loadgen.err)"
             [ "$s" = meridian ] || harness_failed=1
@@ -539,6 +586,14 @@ for ((rep = 1; rep <= reps; rep++)); do
             --pull-images $small_images --clients $manifest_conns --threads 2 "${timed[@]}"
         want manifest-wrk && measure "$s" manifest-wrk $rep wrk -t1 -c$manifest_conns \
             -d"${duration}s" --latency -H "$accept" "${url[$s]}$hot_path"
+    done
+done
+# A new connection (and with --tls a full handshake) per request: what clients that do not
+# keep their connections (or a load balancer's health checks) cost.
+for ((rep = 1; rep <= reps; rep++)); do
+    for s in $(order $rep "${pullers[@]}"); do
+        want conn-new && measure "$s" conn-new $rep wrk -t2 -c$manifest_conns \
+            -d"${duration}s" --latency -H "Connection: close" "${url[$s]}/v2/"
     done
 done
 if want mixed; then
@@ -588,7 +643,7 @@ json.dump({
     "disk": " ".join(sh("df -h --output=source,fstype $work | tail -1").split()),
     "load": "$load_start at the start, %s at the end"
             % " ".join(open("/proc/loadavg").read().split()[:3]),
-    "quick": $quick, "reps": $reps, "hot_rate": "$hot_rate",
+    "quick": $quick, "reps": $reps, "hot_rate": "$hot_rate", "tls": "$tls_label",
     "duration": "$duration", "warmup": "$warmup",
     "sizes": {"small_images": $small_images, "small_layers": 3, "small_layer": "$small_layer",
               "small_clients": $small_clients, "large_images": $large_images,

@@ -64,6 +64,10 @@ static const struct option_def options[] = {
     {"tls-key", OPT_STRING, "PEM private key of tls-cert", "(none)"},
     {"tls-priorities", OPT_STRING, "GnuTLS priority string: TLS versions and cipher suites",
      "TLS 1.2+, forward secrecy and AEAD only (README)"},
+    {"tls-min-version", OPT_STRING, "oldest TLS version accepted: 1.2 or 1.3", "1.2"},
+    {"tls-ticket-key-file", OPT_STRING,
+     "secret sealing TLS session tickets; the same file on nodes that share clients",
+     "(random per process)"},
     {"header-timeout", OPT_DURATION, "close connections that take longer to send request headers",
      "30s"},
     {"body-timeout", OPT_DURATION,
@@ -136,6 +140,8 @@ void config_fini(struct config *cfg)
     FREE_AND_NULL(cfg->tls_cert_file);
     FREE_AND_NULL(cfg->tls_key_file);
     FREE_AND_NULL(cfg->tls_priorities);
+    FREE_AND_NULL(cfg->tls_min_version);
+    FREE_AND_NULL(cfg->tls_ticket_key_file);
 }
 
 int config_parse_duration(const char *s, int64_t *out_s)
@@ -238,6 +244,8 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
                       : strcmp(key, "tls-cert") == 0 ? &cfg->tls_cert_file
                       : strcmp(key, "tls-key") == 0 ? &cfg->tls_key_file
                       : strcmp(key, "tls-priorities") == 0 ? &cfg->tls_priorities
+                      : strcmp(key, "tls-min-version") == 0 ? &cfg->tls_min_version
+                      : strcmp(key, "tls-ticket-key-file") == 0 ? &cfg->tls_ticket_key_file
                                                           : &cfg->peer_secret;
         if (strcmp(key, "region") == 0 && !config_is_valid_region(value))
             return err_set(e, ERR_BAD_REQUEST,
@@ -245,6 +253,10 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
         if (strcmp(key, "advertise") == 0 && strncmp(value, "http://", 7) != 0 &&
             strncmp(value, "https://", 8) != 0)
             return err_set(e, ERR_BAD_REQUEST, "advertise: expected an http(s):// URL");
+        if (strcmp(key, "tls-min-version") == 0 && strcmp(value, "1.2") != 0 &&
+            strcmp(value, "1.3") != 0)
+            return err_set(e, ERR_BAD_REQUEST, "tls-min-version: expected 1.2 or 1.3, got \"%s\"",
+                           value);
         free(*slot);
         *slot = xstrdup(value);
         return 0;

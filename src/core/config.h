@@ -12,10 +12,14 @@
 #include "log.h"
 
 /* TLS 1.2 and 1.3 only, and only suites with forward secrecy (ECDHE key exchange in
- * 1.2; 1.3 has no other) and AEAD ciphers: no static RSA, no CBC. GnuTLS syntax. */
+ * 1.2; 1.3 has no other) and AEAD ciphers: no static RSA, no CBC. GnuTLS syntax.
+ * X25519 comes first among the groups because it is the key share clients send
+ * (OpenSSL, Go, curl): with NORMAL's order and server precedence GnuTLS asked for a
+ * P-256 share instead (HelloRetryRequest), a whole extra round trip per handshake. */
 #define CONFIG_TLS_PRIORITIES_DEFAULT                                                      \
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:"        \
     "-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:"           \
+    "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1:"       \
     "%SERVER_PRECEDENCE"
 
 struct config {
@@ -53,6 +57,8 @@ struct config {
     char *tls_cert_file;           /* PEM chain: serve HTTPS when set (with tls_key_file) */
     char *tls_key_file;
     char *tls_priorities;          /* GnuTLS priority string, CONFIG_TLS_PRIORITIES_DEFAULT */
+    char *tls_min_version;         /* "1.2" (default) or "1.3": older versions taken out */
+    char *tls_ticket_key_file;     /* session ticket secret shared by nodes; NULL = random */
     int64_t header_timeout_s;      /* request headers must arrive within this, default 30 */
     int64_t body_timeout_s;        /* a request body's initial allowance, default 30; 0 off */
     unsigned body_min_rate;        /* bytes/s that extend it by a second, default 1024 */

@@ -1,7 +1,8 @@
 /* libmicrohttpd glue: per-request context, body streaming, replies, access log.
  * The only file that includes <microhttpd.h>. MHD runs a pool of worker threads,
- * each with its own epoll loop; a handler runs on the worker that owns the
- * connection, so handlers must not block on anything but local disk and SQLite.
+ * each with its own epoll loop (poll with HTTPS: http_server_start); a handler runs
+ * on the worker that owns the connection, so handlers must not block on anything but
+ * local disk and SQLite.
  *
  * Request life cycle (MHD calls on_request repeatedly for one request):
  *   request line in     -> on_uri: new http_req holding the raw request-target
@@ -18,6 +19,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -81,6 +83,10 @@ struct http_server {
     bool has_watchdog;
     _Atomic int in_flight;
     _Atomic uint64_t next_id;
+    int listen_fd;              /* ours, not MHD's: accepted by the acceptor thread */
+    pthread_t acceptor;
+    bool has_acceptor;
+    _Atomic bool is_accept_stopping;
 };
 
 /* Request accessors ------------------------------------------------------- */
@@ -412,6 +418,42 @@ static void add_headers(struct MHD_Response *resp, struct http_req *req)
     }
 }
 
+/* A file body over TLS. libmicrohttpd's fd responses read 4 KiB at a time when it cannot
+ * use sendfile, so every 4 KiB of a blob became one pread, one TLS record and one send
+ * (4 118 bytes each on the wire). This reads FILE_TLS_BLOCK at a time, which GnuTLS sends
+ * as full 16 KiB records: a quarter of the records, a sixteenth of the reads. */
+#define FILE_TLS_BLOCK (256 * 1024)
+
+struct file_body {
+    int fd;
+    uint64_t offset;
+};
+
+static ssize_t on_file_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct file_body *fb = cls;
+    ssize_t n;
+    do
+        n = pread(fb->fd, buf, max, (off_t)(fb->offset + pos));
+    while (n < 0 && errno == EINTR);
+    /* 0: the file is shorter than the length announced; the client sees a short body. */
+    return n > 0 ? n : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void on_file_done(void *cls)
+{
+    struct file_body *fb = cls;
+    close(fb->fd);
+    free(fb);
+}
+
+static bool is_tls_conn(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ti =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    return ti != NULL && ti->tls_session != NULL;
+}
+
 static ssize_t on_reply_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct http_req *req = cls;
@@ -438,6 +480,19 @@ static enum MHD_Result queue_reply(struct MHD_Connection *conn, struct http_req 
         resp = MHD_create_response_from_callback(
             req->reply_reader_len == UINT64_MAX ? MHD_SIZE_UNKNOWN : req->reply_reader_len,
             64 * 1024, on_reply_read, req, NULL);
+    } else if (req->reply_fd >= 0 && is_tls_conn(conn)) {
+        struct file_body *fb = xmalloc(sizeof(*fb));
+        *fb = (struct file_body){.fd = req->reply_fd, .offset = req->reply_fd_offset};
+        size_t block = req->reply_fd_len == 0            ? 1
+                       : req->reply_fd_len < FILE_TLS_BLOCK ? (size_t)req->reply_fd_len
+                                                            : FILE_TLS_BLOCK;
+        resp = MHD_create_response_from_callback(req->reply_fd_len, block, on_file_read, fb,
+                                                 on_file_done);
+        if (resp)
+            req->reply_fd = -1;
+        else
+            free(fb);
+        req->bytes_out = req->reply_fd_len;
     } else if (req->reply_fd >= 0) {
         /* MHD sends it with sendfile(2) and closes the fd when the response goes. */
         resp = MHD_create_response_from_fd_at_offset64(req->reply_fd_len, req->reply_fd,
@@ -574,6 +629,11 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
     struct http_server *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        /* MHD has made the TLS session and not yet run its handshake. */
+        const union MHD_ConnectionInfo *ti =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (ti != NULL)
+            tls_session_start(ti->tls_session);
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct conn_watch *w = xcalloc(1, sizeof(*w));
@@ -894,6 +954,55 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* Server ------------------------------------------------------------------- */
 
+/* One thread accepts and hands each connection to one worker (MHD_add_connection picks
+ * it and wakes only that one). When every worker polled the listening socket itself,
+ * each new connection woke all of them (--threads, 16) and all but one found nothing:
+ * on 2 cores that herd cost about a third of the new-connection rate (docs/tls.md). */
+static void *accept_loop(void *arg)
+{
+    struct http_server *s = arg;
+    for (;;) {
+        struct sockaddr_storage addr;
+        socklen_t len = sizeof(addr);
+        int fd = accept4(s->listen_fd, (struct sockaddr *)&addr, &len,
+                         SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (atomic_load(&s->is_accept_stopping)) {
+            if (fd >= 0)
+                close(fd);
+            return NULL;
+        }
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                log_warn("http", "accept: %s", strerror(errno));
+                struct timespec ts = {0, 10 * 1000 * 1000}; /* let connections close */
+                nanosleep(&ts, NULL);
+            }
+            continue; /* EINTR, ECONNABORTED, ... */
+        }
+        /* Closes fd itself when it refuses (connection limits). */
+        MHD_add_connection(s->daemon, fd, (const struct sockaddr *)&addr, len);
+    }
+}
+
+static int listen_on(const struct addrinfo *ai, struct err *e, const char *host, unsigned port)
+{
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return err_set(e, ERR_UNAVAILABLE, "cannot listen on %s:%u: %s", host, port,
+                       strerror(errno));
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ai->ai_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        int en = errno;
+        close(fd);
+        return err_set(e, ERR_UNAVAILABLE, "cannot listen on %s:%u: %s", host, port,
+                       strerror(en));
+    }
+    return fd;
+}
+
 struct http_server *http_server_start(const struct http_config *cfg,
                                       const struct http_handlers *handlers,
                                       struct registry *reg, struct err *e)
@@ -916,6 +1025,12 @@ struct http_server *http_server_start(const struct http_config *cfg,
     s->body_timeout_ns = (int64_t)cfg->body_timeout_s * 1000000000;
     s->body_min_rate = cfg->body_min_rate;
     s->idle_timeout_ns = (int64_t)cfg->conn_timeout_s * 1000000000;
+    s->listen_fd = listen_on(ai, e, cfg->listen_host, cfg->listen_port);
+    if (s->listen_fd < 0) {
+        freeaddrinfo(ai);
+        free(s);
+        return NULL;
+    }
     AZ(pthread_mutex_init(&s->watch_mu, NULL));
     AZ(pthread_cond_init(&s->watch_cv, NULL));
     /* Options that depend on the configuration. */
@@ -926,6 +1041,7 @@ struct http_server *http_server_start(const struct http_config *cfg,
     if (cfg->is_tls) {
         if (MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
             freeaddrinfo(ai);
+            close(s->listen_fd);
             free(s);
             err_set(e, ERR_UNAVAILABLE, "libmicrohttpd is built without HTTPS support");
             return NULL;
@@ -937,13 +1053,20 @@ struct http_server *http_server_start(const struct http_config *cfg,
             extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
                                                        (void *)cfg->tls_priorities};
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                     MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET;
+    /* HTTPS uses poll(): with epoll, libmicrohttpd 0.9.75 keeps a connection whose TLS
+     * handshake waits for the client on its ready list (gnutls_handshake's EAGAIN never
+     * clears the read-ready flag), so the worker spins on recv + epoll_wait(0) until
+     * the next flight arrives: ~1 200 empty rounds per handshake, both cores busy and
+     * 7 % of nginx's new-connection rate. poll() asks for what the handshake waits
+     * for (docs/tls.md). Plain HTTP keeps epoll. */
+    flags |= cfg->is_tls ? MHD_USE_POLL : MHD_USE_EPOLL;
     unsigned threads = cfg->threads ? cfg->threads : 1;
     if (cfg->is_thread_per_connection) {
         /* Handlers that block (the front waits on its upstream) get a thread each. */
         flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+                MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
         threads = 0;
     }
     if (threads > 0)
@@ -955,14 +1078,12 @@ struct http_server *http_server_start(const struct http_config *cfg,
         flags |= MHD_USE_TLS;
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->conn_limit,
         /* Each connection allocates and clears this pool: 64 KiB holds any request header
          * clients send and reads uploads in 32 KiB pieces, at a fraction of the cost of
          * a larger pool per request (docs/performance.md). */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
@@ -971,8 +1092,9 @@ struct http_server *http_server_start(const struct http_config *cfg,
         MHD_OPTION_END);
     freeaddrinfo(ai);
     if (s->daemon == NULL) {
-        err_set(e, ERR_UNAVAILABLE, "cannot listen on %s:%u", cfg->listen_host,
+        err_set(e, ERR_UNAVAILABLE, "cannot start the HTTP server on %s:%u", cfg->listen_host,
                 cfg->listen_port);
+        close(s->listen_fd);
         pthread_mutex_destroy(&s->watch_mu);
         pthread_cond_destroy(&s->watch_cv);
         free(s);
@@ -982,13 +1104,20 @@ struct http_server *http_server_start(const struct http_config *cfg,
         AZ(pthread_create(&s->watchdog, NULL, watchdog_loop, s));
         s->has_watchdog = true;
     }
+    AZ(pthread_create(&s->acceptor, NULL, accept_loop, s));
+    s->has_acceptor = true;
     return s;
 }
 
 uint16_t http_server_port(struct http_server *s)
 {
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    return info ? info->port : 0;
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof(addr);
+    if (getsockname(s->listen_fd, (struct sockaddr *)&addr, &len) != 0)
+        return 0;
+    if (addr.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&addr)->sin_port);
 }
 
 void http_server_stop(struct http_server *s, int grace_ms)
@@ -996,9 +1125,12 @@ void http_server_stop(struct http_server *s, int grace_ms)
     if (s == NULL)
         return;
     /* Stop accepting, then give requests already being served time to finish. */
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    if (s->has_acceptor) {
+        atomic_store(&s->is_accept_stopping, true);
+        shutdown(s->listen_fd, SHUT_RDWR); /* wakes the blocked accept4 */
+        AZ(pthread_join(s->acceptor, NULL));
+    }
+    close(s->listen_fd);
     int64_t deadline = util_mono_ns() + (int64_t)grace_ms * 1000000;
     while (atomic_load(&s->in_flight) > 0 && util_mono_ns() < deadline) {
         struct timespec ts = {0, 20 * 1000 * 1000};

@@ -1,8 +1,10 @@
-/* GnuTLS certificate handling for the HTTP server: PEM files -> pcert list + private
- * key, published through an atomic pointer the handshake callback reads. */
+/* GnuTLS for the HTTP server: PEM files -> pcert list + private key, published through
+ * an atomic pointer the handshake callback reads; the session ticket key every new
+ * connection gets; the priority string with the minimum protocol version applied. */
 #include "tls.h"
 
 #include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <stdatomic.h>
@@ -24,6 +26,13 @@ struct tls_pair {
 };
 
 static _Atomic(struct tls_pair *) current;
+
+/* The master key of session tickets: set once before the server starts, then only
+ * read. GnuTLS derives the key that seals tickets from it and the wall-clock time
+ * (lib/stek.c: TOTP over the ticket lifetime), so nodes that share it and agree on the
+ * time resume each other's sessions, and a leaked derived key stops working once the
+ * period it belongs to is over. */
+static gnutls_datum_t ticket_key;
 
 static int read_file(const char *path, gnutls_datum_t *out, struct err *e)
 {
@@ -149,4 +158,64 @@ void *tls_cert_callback(void)
 {
     gnutls_certificate_retrieve_function2 *f = on_certificate;
     return (void *)f;
+}
+
+int tls_tickets_init(const char *key_file, struct err *e)
+{
+    if (ticket_key.data != NULL)
+        return 0;
+    if (key_file == NULL) {
+        if (gnutls_session_ticket_key_generate(&ticket_key) != GNUTLS_E_SUCCESS)
+            return err_set(e, ERR_INTERNAL, "cannot generate a session ticket key");
+        return 0;
+    }
+    /* Any secret file (like token-key-file): its SHA-512 is the 64-byte master key
+     * GnuTLS expects, so operators need no special format. */
+    gnutls_datum_t secret = {0};
+    if (read_file(key_file, &secret, e) != 0)
+        return -1;
+    int rc = 0;
+    if (secret.size < 32) {
+        rc = err_set(e, ERR_BAD_REQUEST, "tls-ticket-key-file %s: fewer than 32 bytes", key_file);
+    } else {
+        ticket_key.data = gnutls_malloc(64);
+        ticket_key.size = 64;
+        if (ticket_key.data == NULL ||
+            gnutls_hash_fast(GNUTLS_DIG_SHA512, secret.data, secret.size, ticket_key.data) < 0) {
+            gnutls_free(ticket_key.data);
+            ticket_key.data = NULL;
+            rc = err_set(e, ERR_INTERNAL, "cannot derive the session ticket key");
+        }
+    }
+    gnutls_memset(secret.data, 0, secret.size);
+    free(secret.data);
+    return rc;
+}
+
+void tls_session_start(void *session)
+{
+    if (session == NULL || ticket_key.data == NULL)
+        return;
+    /* Resumption skips the certificate signature and key exchange: a returning
+     * client's handshake costs a fraction of a full one (docs/tls.md). */
+    if (gnutls_session_ticket_enable_server(session, &ticket_key) != GNUTLS_E_SUCCESS)
+        log_warn("tls", "cannot enable session tickets on a connection");
+}
+
+char *tls_priorities_with_min(const char *priorities, const char *min_version, struct err *e)
+{
+    if (min_version == NULL || strcmp(min_version, "1.2") == 0)
+        return xstrdup(priorities);
+    if (strcmp(min_version, "1.3") != 0) {
+        err_set(e, ERR_BAD_REQUEST, "tls-min-version: expected 1.2 or 1.3, got \"%.20s\"",
+                min_version);
+        return NULL;
+    }
+    /* Later keywords win in a GnuTLS priority string: take the older versions out last. */
+    static const char older[] = ":-VERS-TLS1.2:-VERS-TLS1.1:-VERS-TLS1.0";
+    size_t n = strlen(priorities);
+    char *out = xmalloc(n + sizeof(older));
+    memcpy(out, priorities, n);
+    memcpy(out + n, older, sizeof(older));
+    return out;
 }

@@ -17,6 +17,20 @@ int tls_load(const char *cert_file, const char *key_file, struct err *e);
  * 0, or -1 with ERR_BAD_REQUEST naming where it goes wrong. */
 int tls_check_priorities(const char *priorities, struct err *e);
 
+/* Sets the master key of TLS session tickets: the SHA-512 of key_file's contents (at
+ * least 32 bytes; the same file on the nodes of a region lets a client resume on any
+ * of them), or a random key of this process when key_file is NULL. Once, before the
+ * server starts. */
+int tls_tickets_init(const char *key_file, struct err *e);
+
+/* Prepares a new connection's GnuTLS session (gnutls_session_t) before its handshake:
+ * session tickets, when tls_tickets_init has run. */
+void tls_session_start(void *session);
+
+/* priorities with the protocol versions below min_version ("1.2", "1.3"; NULL: 1.2)
+ * taken out: a new string to free, or NULL with ERR_BAD_REQUEST. */
+char *tls_priorities_with_min(const char *priorities, const char *min_version, struct err *e);
+
 /* Has a pair been loaded? */
 int tls_is_loaded(void);
 

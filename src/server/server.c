@@ -115,11 +115,20 @@ int server_main(int argc, char **argv)
         log_error("server", "failed to load the TLS certificate: %s", err_message(&e));
         goto out;
     }
-    if (hc.is_tls && tls_check_priorities(cfg.tls_priorities, &e) != 0) {
-        log_error("server", "failed to set up TLS: %s", err_message(&e));
-        goto out;
+    char *tls_priorities = NULL;
+    if (hc.is_tls) {
+        tls_priorities = tls_priorities_with_min(cfg.tls_priorities, cfg.tls_min_version, &e);
+        hc.tls_priorities = tls_priorities;
+        if (tls_priorities == NULL || tls_check_priorities(tls_priorities, &e) != 0 ||
+            tls_tickets_init(cfg.tls_ticket_key_file, &e) != 0) {
+            log_error("server", "failed to set up TLS: %s", err_message(&e));
+            free(tls_priorities);
+            goto out;
+        }
     }
     http = http_server_start(&hc, &registry_http_handlers, reg, &e);
+    free(tls_priorities); /* libmicrohttpd keeps its own copy */
+    hc.tls_priorities = NULL;
     if (http == NULL) {
         log_error("server", "failed to start HTTP server: %s", err_message(&e));
         goto out;

@@ -111,6 +111,27 @@ static void test_hardening_defaults_and_options(void **state)
     config_fini(&c);
 }
 
+/* Issue 18: --tls-min-version takes 1.2 or 1.3 only; --tls-ticket-key-file is a path;
+ * the default groups put X25519 first (no HelloRetryRequest for the usual key share). */
+static void test_tls_options(void **state)
+{
+    struct config c;
+    struct err e = {0};
+    (void)state;
+    config_defaults(&c);
+    assert_null(c.tls_min_version);
+    assert_null(c.tls_ticket_key_file);
+    assert_non_null(strstr(c.tls_priorities, "-GROUP-ALL:+GROUP-X25519:"));
+    assert_int_equal(config_set(&c, "tls-min-version", "1.3", &e), 0);
+    assert_string_equal(c.tls_min_version, "1.3");
+    assert_int_equal(config_set(&c, "tls-min-version", "1.1", &e), -1);
+    assert_int_equal(config_set(&c, "tls-min-version", "1.3x", &e), -1);
+    assert_string_equal(c.tls_min_version, "1.3");
+    assert_int_equal(config_set(&c, "tls-ticket-key-file", "/etc/meridian/ticket.key", &e), 0);
+    assert_string_equal(c.tls_ticket_key_file, "/etc/meridian/ticket.key");
+    config_fini(&c);
+}
+
 static void test_durations(void **state)
 {
     int64_t v;
@@ -231,6 +252,7 @@ int main(void)
         cmocka_unit_test(test_scrub_options),
         cmocka_unit_test(test_bad_file_line), cmocka_unit_test(test_help_and_unexpected),
         cmocka_unit_test(test_hardening_defaults_and_options),
+        cmocka_unit_test(test_tls_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
