@@ -528,6 +528,24 @@ static void fs_upload_remove(struct blobstore *bs, const char *id)
 
 /* Blobs ------------------------------------------------------------------- */
 
+/* Opens a stored blob's file and stats it: the fd, or -1 with ERR_BLOB_UNKNOWN when it is
+ * not there, ERR_IO otherwise. */
+static int open_blob_file(const char *path, struct stat *st, struct err *e)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return err_set(e, ERR_BLOB_UNKNOWN, NULL);
+        return fail_io(e, "open blob", path);
+    }
+    if (fstat(fd, st) != 0) {
+        fail_io(e, "stat blob", path);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static int fs_open(struct blobstore *bs, const struct digest *d, uint64_t expected_size,
                    int *fd_out, uint64_t *size, struct err *e)
 {
@@ -540,17 +558,9 @@ static int fs_open(struct blobstore *bs, const struct digest *d, uint64_t expect
         return err_set(e, ERR_DIGEST_INVALID, NULL);
     /* A second round only when a re-push replaced the bad copy while it was checked. */
     for (int round = 0; round < 2; round++) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            if (errno == ENOENT)
-                return err_set(e, ERR_BLOB_UNKNOWN, NULL);
-            return fail_io(e, "open blob", path);
-        }
-        if (fstat(fd, &st) != 0) {
-            fail_io(e, "stat blob", path);
-            close(fd);
+        int fd = open_blob_file(path, &st, e);
+        if (fd < 0)
             return -1;
-        }
         const char *why = NULL;
         if ((uint64_t)st.st_size != expected_size) {
             why = "its size differs from the recorded size";
@@ -600,17 +610,9 @@ static int fs_verify(struct blobstore *bs, const struct digest *d, uint64_t expe
 
     if (fs_path(fs, FS_PATH_BLOB, NULL, d, path) != 0)
         return err_set(e, ERR_DIGEST_INVALID, NULL);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return err_set(e, ERR_BLOB_UNKNOWN, NULL);
-        return fail_io(e, "open blob", path);
-    }
-    if (fstat(fd, &st) != 0) {
-        fail_io(e, "stat blob", path);
-        close(fd);
+    int fd = open_blob_file(path, &st, e);
+    if (fd < 0)
         return -1;
-    }
     const char *why = NULL;
     int rc = 0;
     if ((uint64_t)st.st_size != expected_size) {
