@@ -22,6 +22,7 @@ static const struct option_def options[] = {
     {"listen", OPT_LISTEN, "address and port to listen on (HOST:PORT, [V6]:PORT; port 0 picks one)",
      "127.0.0.1:5000"},
     {"data", OPT_STRING, "data directory: blobs/, uploads/, meta.db", "./data"},
+    {"blobstore", OPT_STRING, "where blobs are kept: a directory or file://DIR", "DATA"},
     {"region", OPT_STRING, "name of this region, stamped on log lines and events", "local"},
     {"threads", OPT_UINT, "HTTP worker threads", "16"},
     {"upload-ttl", OPT_DURATION, "upload sessions expire after this long (e.g. 90s, 15m, 24h)",
@@ -130,6 +131,7 @@ void config_fini(struct config *cfg)
 {
     FREE_AND_NULL(cfg->listen_host);
     FREE_AND_NULL(cfg->data_dir);
+    FREE_AND_NULL(cfg->blobstore);
     FREE_AND_NULL(cfg->region);
     FREE_AND_NULL(cfg->advertise);
     FREE_AND_NULL(cfg->registry_name);
@@ -235,6 +237,7 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
         return parse_listen(cfg, value, e);
     case OPT_STRING: {
         char **slot = strcmp(key, "data") == 0            ? &cfg->data_dir
+                      : strcmp(key, "blobstore") == 0     ? &cfg->blobstore
                       : strcmp(key, "region") == 0        ? &cfg->region
                       : strcmp(key, "advertise") == 0     ? &cfg->advertise
                       : strcmp(key, "registry-name") == 0 ? &cfg->registry_name

@@ -26,6 +26,7 @@ struct config {
     char *listen_host;             /* default 127.0.0.1 */
     uint16_t listen_port;          /* default 5000 */
     char *data_dir;                /* default ./data */
+    char *blobstore;               /* blobstore_open's spec; NULL: the store under data_dir */
     char *region;                  /* default "local" */
     unsigned threads;              /* HTTP worker threads, default 16 */
     int64_t upload_ttl_s;          /* upload sessions expire after this, default 86400 */

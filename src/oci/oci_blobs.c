@@ -1,8 +1,10 @@
-/* /v2/<name>/blobs/<digest>: GET (with Range, sent with sendfile), HEAD, DELETE.
- * A blob is served only when the repository links it, and its bytes come straight
- * from the blobstore's file descriptor, which the store hands out only for a copy of
- * the recorded size that was not changed since it was verified. */
+/* /v2/<name>/blobs/<digest>: GET (with Range), HEAD, DELETE.
+ * A blob is served only when the repository links it, and its bytes come as the
+ * blobstore answers (blobstore.h): its file descriptor (sent with sendfile), a stream,
+ * or a redirect URL (307). The store answers only for a copy of the recorded size that
+ * was not changed since it was verified. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -55,13 +57,55 @@ static int pull_through(struct http_req *req, const struct digest *d)
     return 0;
 }
 
+/* http_reader_f over a blobstore stream, and its cleanup (the request's handler state). */
+static long on_stream_read(void *arg, char *p, size_t max)
+{
+    struct blobstore_body *body = arg;
+    return body->read(body->arg, p, max);
+}
+
+static void on_stream_cleanup(struct http_req *req)
+{
+    struct blobstore_body *body = req->handler_state;
+    body->close(body->arg);
+    free(body);
+    req->handler_state = NULL;
+    req->handler_cleanup = NULL;
+}
+
+/* Sends bytes [start, start + len) of the blob as the store answered: from its file
+ * descriptor (sendfile), pulled from its stream, or by sending the client to its URL. */
+static void reply_body(struct http_req *req, int status, struct blobstore_body *body,
+                       uint64_t start, uint64_t len)
+{
+    switch (body->kind) {
+    case BLOBSTORE_BODY_FD:
+        http_reply_fd(req, status, body->fd, body->fd_offset, len);
+        return;
+    case BLOBSTORE_BODY_STREAM: {
+        struct blobstore_body *kept = xmalloc(sizeof(*kept));
+        *kept = *body;
+        req->handler_state = kept;
+        req->handler_cleanup = on_stream_cleanup;
+        http_reply_stream(req, status, len, on_stream_read, kept);
+        return;
+    }
+    case BLOBSTORE_BODY_REDIRECT:
+        /* The client sends its Range (if any) to the URL; none of our headers apply. */
+        (void)start;
+        buf_reset(&req->reply_headers);
+        http_reply_header(req, "Location", "%s", body->url);
+        http_reply(req, 307, NULL, NULL, 0);
+        free(body->url);
+        return;
+    }
+}
+
 void oci_blob(struct http_req *req)
 {
     struct registry *reg = req->reg;
     struct err e = {0};
     struct digest d;
-    uint64_t size;
-    int fd;
     if (!oci_check_repo(req))
         return;
     if (digest_parse(req->ref, strlen(req->ref), &d, &e) != 0) {
@@ -72,19 +116,36 @@ void oci_blob(struct http_req *req)
         blob_delete(req, &d);
         return;
     }
-    uint64_t recorded_size;
-    if (reg->ms->ops->blob_get(reg->ms, req->repo, &d, &recorded_size, &e) != 0 &&
+    uint64_t size;
+    if (reg->ms->ops->blob_get(reg->ms, req->repo, &d, &size, &e) != 0 &&
         (e.code != ERR_BLOB_UNKNOWN || pull_through(req, &d) != 0 ||
-         reg->ms->ops->blob_get(reg->ms, req->repo, &d, &recorded_size, &e) != 0)) {
+         reg->ms->ops->blob_get(reg->ms, req->repo, &d, &size, &e) != 0)) {
         http_reply_err(req, &e);
         return;
     }
+    char etag[DIGEST_STR_MAX + 3];
+    snprintf(etag, sizeof(etag), "\"%s\"", d.str);
+    const char *range = http_req_header(req, "Range");
+    /* RFC 9110 13.1.5: a Range under an If-Range that does not match is ignored. */
+    if (!range_if_range_matches(http_req_header(req, "If-Range"), etag))
+        range = NULL;
+    uint64_t start = 0, end = 0;
+    enum range_result rr = range ? range_parse_request(range, size, &start, &end) : RANGE_IGNORE;
+    uint64_t len = rr == RANGE_OK ? end - start + 1 : size;
+    if (rr != RANGE_OK)
+        start = 0;
+    /* A HEAD sends no body: the store checks the copy but opens no range, and a redirect
+     * would only cost the client a round trip. */
+    bool is_head = strcmp(req->method, "HEAD") == 0;
+    uint64_t open_len = is_head || rr == RANGE_UNSATISFIABLE ? 0 : len;
+    unsigned accept = is_head ? 0 : BLOBSTORE_ACCEPT_REDIRECT;
     /* The store serves only a copy of the recorded size that is still what was verified;
      * a bad or lost one is fetched back from a peer now, or else answered as unknown. */
-    int rc = reg->bs->ops->open(reg->bs, &d, recorded_size, &fd, &size, &e);
+    struct blobstore_body body;
+    int rc = reg->bs->ops->open(reg->bs, &d, size, start, open_len, accept, &body, &e);
     if (rc != 0 && (e.code == ERR_BLOB_CORRUPT || e.code == ERR_BLOB_UNKNOWN) &&
         repl_blob_recover(reg, req->repo, &d, &e) == 0)
-        rc = reg->bs->ops->open(reg->bs, &d, recorded_size, &fd, &size, &e);
+        rc = reg->bs->ops->open(reg->bs, &d, size, start, open_len, accept, &body, &e);
     if (rc != 0) {
         if (e.code == ERR_BLOB_CORRUPT)
             err_set(&e, ERR_BLOB_UNKNOWN, NULL);
@@ -94,18 +155,10 @@ void oci_blob(struct http_req *req)
     http_reply_header(req, "Docker-Content-Digest", "%s", d.str);
     http_reply_header(req, "Content-Type", "application/octet-stream");
     http_reply_header(req, "Accept-Ranges", "bytes");
-    char etag[DIGEST_STR_MAX + 3];
-    snprintf(etag, sizeof(etag), "\"%s\"", d.str);
     http_reply_header(req, "ETag", "%s", etag);
     http_reply_header(req, "Cache-Control", "max-age=31536000");
-    const char *range = http_req_header(req, "Range");
-    /* RFC 9110 13.1.5: a Range under an If-Range that does not match is ignored. */
-    if (!range_if_range_matches(http_req_header(req, "If-Range"), etag))
-        range = NULL;
-    uint64_t start = 0, end = 0;
-    enum range_result rr = range ? range_parse_request(range, size, &start, &end) : RANGE_IGNORE;
     if (rr == RANGE_UNSATISFIABLE) {
-        close(fd);
+        blobstore_body_close(&body);
         http_reply_error(req, ERR_RANGE_INVALID, "range not satisfiable");
         http_reply_header(req, "Content-Range", "bytes */%llu", (unsigned long long)size);
         return;
@@ -114,8 +167,8 @@ void oci_blob(struct http_req *req)
         http_reply_header(req, "Content-Range", "bytes %llu-%llu/%llu",
                           (unsigned long long)start, (unsigned long long)end,
                           (unsigned long long)size);
-        http_reply_fd(req, 206, fd, start, end - start + 1);
+        reply_body(req, 206, &body, start, len);
         return;
     }
-    http_reply_fd(req, 200, fd, 0, size);
+    reply_body(req, 200, &body, 0, size);
 }

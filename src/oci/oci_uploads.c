@@ -55,7 +55,7 @@ static int on_body(struct http_req *req, const char *data, size_t len)
     struct upload_req *u = upload_req_of(req);
     if (u->has_range && u->st->offset - u->start_offset + len > u->range_len)
         return err_set(&req->err, ERR_SIZE_INVALID, "chunk is longer than its Content-Range");
-    return upload_sessions_append(u->st, data, len, &req->err);
+    return upload_sessions_append(req->reg->uploads, u->st, data, len, &req->err);
 }
 
 /* Ends a failed request's use of its session at once: its bytes are cut away and the
@@ -71,7 +71,7 @@ static void end_failed(struct http_req *req, struct upload_req *u)
     if (u->is_single_request) {
         upload_sessions_delete(req->reg->uploads, u->st);
     } else {
-        upload_sessions_truncate(u->st, u->start_offset, &e);
+        upload_sessions_truncate(req->reg->uploads, u->st, u->start_offset, &e);
         upload_sessions_release(req->reg->uploads, u->st);
     }
     u->st = NULL;
@@ -344,7 +344,7 @@ void oci_upload(struct http_req *req)
         return;
     }
     struct err e = {0};
-    if (upload_sessions_flush(u->st, &e) != 0 ||
+    if (upload_sessions_flush(req->reg->uploads, u->st, &e) != 0 ||
         upload_sessions_acknowledge(req->reg->uploads, u->st, &e) != 0) {
         http_reply_err(req, &e);
         end_failed(req, u);

@@ -664,9 +664,9 @@ static int on_fetch_bytes(void *arg, long status, const void *p, size_t n)
     struct fetch_sink *fs = arg;
     /* A peer that ignored our Range sends the whole blob again: start over. */
     if (status == 200 && fs->received == 0 && fs->st->offset > 0 &&
-        upload_sessions_truncate(fs->st, 0, &fs->err) != 0)
+        upload_sessions_truncate(fs->r->reg->uploads, fs->st, 0, &fs->err) != 0)
         return -1;
-    if (upload_sessions_append(fs->st, p, n, &fs->err) != 0)
+    if (upload_sessions_append(fs->r->reg->uploads, fs->st, p, n, &fs->err) != 0)
         return -1;
     fs->received += n;
     if (fs->job)
@@ -825,7 +825,7 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
         if (grc != 0) {
             if (te.code == ERR_RANGE_INVALID && st->offset > 0) {
                 /* Our partial file is longer than the blob: start again. */
-                upload_sessions_truncate(st, 0, &ignore);
+                upload_sessions_truncate(reg->uploads, st, 0, &ignore);
                 continue;
             }
             if (is_unknown_everywhere(res, n_peers)) {
@@ -848,7 +848,7 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
         if (rc != 0 && e->code == ERR_DIGEST_INVALID) {
             log_warn("repl", "content of %s from %s did not verify; fetching again", d->str,
                      peers[winner].location);
-            upload_sessions_truncate(st, 0, &ignore);
+            upload_sessions_truncate(reg->uploads, st, 0, &ignore);
             count_peer(r, peers[winner].location, 0, 0, 1);
         }
     }

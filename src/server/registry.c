@@ -130,21 +130,31 @@ static int load_sealing_key(const char *data_dir, uint8_t key[SECRET_BOX_KEY_BYT
 
 struct registry *registry_open(struct config *cfg, struct err *e)
 {
-    char path[4096];
     if (util_mkdirs(cfg->data_dir) != 0) {
         err_set(e, ERR_IO, "cannot create data directory");
         return NULL;
     }
-    if (make_private(cfg->data_dir) != 0) {
-        err_set(e, ERR_IO, "cannot make the data directory private");
+    struct blobstore *bs = blobstore_open(cfg->blobstore, cfg->data_dir, e);
+    if (bs == NULL)
         return NULL;
-    }
+    return registry_open_with(cfg, bs, e);
+}
+
+struct registry *registry_open_with(struct config *cfg, struct blobstore *bs, struct err *e)
+{
+    char path[4096];
     struct registry *reg = xcalloc(1, sizeof(*reg));
     reg->cfg = cfg;
     AZ(pthread_rwlock_init(&reg->gc_lock, NULL));
-    reg->bs = blobstore_fs_open(cfg->data_dir, e);
-    if (reg->bs == NULL)
+    reg->bs = bs;
+    if (util_mkdirs(cfg->data_dir) != 0) {
+        err_set(e, ERR_IO, "cannot create data directory");
         goto fail;
+    }
+    if (make_private(cfg->data_dir) != 0) {
+        err_set(e, ERR_IO, "cannot make the data directory private");
+        goto fail;
+    }
     snprintf(path, sizeof(path), "%s/meta.db", cfg->data_dir);
     reg->ms = metastore_sqlite_open(path, cfg->region, e);
     if (reg->ms == NULL)

@@ -7,8 +7,12 @@
 #include "http.h"
 #include "registry_ctx.h"
 
-/* Opens storage under cfg->data_dir. NULL with e set on failure. */
+/* Opens the blobstore cfg->blobstore names (blobstore_open) and the rest of the storage
+ * under cfg->data_dir. NULL with e set on failure. */
 struct registry *registry_open(struct config *cfg, struct err *e);
+/* The same around a blobstore already open (a test's backend); takes it over (closed
+ * with the registry, or at once on failure). */
+struct registry *registry_open_with(struct config *cfg, struct blobstore *bs, struct err *e);
 void registry_close(struct registry *reg);
 /* Reclaims expired upload sessions (bytes and metadata); called periodically. */
 void registry_sweep_uploads(struct registry *reg);

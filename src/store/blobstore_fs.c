@@ -21,6 +21,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "upload_writer.h"
 #include "util.h"
 
 #define FS_STORE_MAGIC 0x62736673u /* "bsfs" */
@@ -46,6 +47,7 @@ struct fs_store {
     pthread_mutex_t mu;
     struct blobstore_quarantined *quarantined; /* under mu */
     size_t n_quarantined;
+    struct upload_writer *writer; /* hashes and writes large uploads (upload_writer.h) */
 };
 
 static const struct blobstore_ops fs_ops;
@@ -452,16 +454,39 @@ static int fs_upload_create(struct blobstore *bs, const char *id, struct err *e)
     return 0;
 }
 
-static int fs_upload_open(struct blobstore *bs, const char *id, uint64_t *size, struct err *e)
+/* An open upload session: its file (appended to by the writer pool, upload_writer.h),
+ * the running hash of its bytes and the staging buffers of a large upload. */
+struct fs_upload {
+    char id[FS_ID_LEN + 1];
+    uint64_t size;               /* bytes appended, staged or written */
+    struct upload_stream stream;
+};
+
+static struct fs_upload *upload_of(struct blobstore_upload *u)
+{
+    AN(u);
+    return (struct fs_upload *)u;
+}
+
+static int write_failed(const struct fs_upload *up, int errnum, struct err *e)
+{
+    char text[128];
+    log_error("blobstore", "failed to write upload %s: %s", up->id,
+              strerror_r(errnum, text, sizeof(text)));
+    return err_set(e, errnum == ENOSPC || errnum == EDQUOT ? ERR_NO_SPACE : ERR_IO, NULL);
+}
+
+static int fs_upload_open(struct blobstore *bs, const char *id, struct blobstore_upload **out,
+                          uint64_t *size, struct err *e)
 {
     struct fs_store *fs = fs_of(bs);
     char path[PATH_MAX];
     struct stat st;
 
+    *out = NULL;
     if (fs_path(fs, FS_PATH_UPLOAD, id, NULL, path) != 0)
         return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
-    /* Read-write so the caller can hash (pread) and truncate a failed chunk; O_APPEND
-     * so every write lands at the end whatever the file offset. */
+    /* Read-write so the hash can be rebuilt (pread) and a failed chunk cut back. */
     int fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT)
@@ -473,41 +498,165 @@ static int fs_upload_open(struct blobstore *bs, const char *id, uint64_t *size, 
         close(fd);
         return -1;
     }
-    *size = (uint64_t)st.st_size;
-    return fd;
+    struct fs_upload *up = xcalloc(1, sizeof(*up));
+    memcpy(up->id, id, FS_ID_LEN + 1);
+    up->size = (uint64_t)st.st_size;
+    upload_stream_init(&up->stream, fd, up->size);
+    *size = up->size;
+    *out = (struct blobstore_upload *)up;
+    return 0;
 }
 
-static int fs_upload_commit(struct blobstore *bs, const char *id, const struct digest *d,
-                            struct err *e)
+/* Re-hashes the bytes already in the file (after a restart or a cut-back). Nothing is
+ * staged or at a writer when the hash is missing. */
+static int rebuild_hash(struct fs_upload *up, struct err *e)
+{
+    char *chunk = xmalloc(1 << 20);
+    struct hasher *h = digest_hasher_new(DIGEST_SHA256);
+    uint64_t pos = 0;
+    while (pos < up->size) {
+        size_t want = up->size - pos < (1u << 20) ? (size_t)(up->size - pos) : (1u << 20);
+        ssize_t got = pread(up->stream.fd, chunk, want, (off_t)pos);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            log_error("blobstore", "failed to re-read upload %s: %s", up->id,
+                      got < 0 ? strerror(errno) : "short file");
+            digest_hasher_free(h);
+            free(chunk);
+            return err_set(e, ERR_IO, NULL);
+        }
+        digest_hasher_update(h, chunk, (size_t)got);
+        pos += (uint64_t)got;
+    }
+    free(chunk);
+    digest_hasher_free(up->stream.hasher);
+    up->stream.hasher = h;
+    return 0;
+}
+
+static int fs_upload_append(struct blobstore *bs, struct blobstore_upload *u, uint64_t offset,
+                            const void *p, size_t n, struct err *e)
 {
     struct fs_store *fs = fs_of(bs);
+    struct fs_upload *up = upload_of(u);
+    if (offset != up->size)
+        return err_set(e, ERR_RANGE_INVALID, "chunk starts at %llu, upload is at %llu",
+                       (unsigned long long)offset, (unsigned long long)up->size);
+    if (up->stream.hasher == NULL && rebuild_hash(up, e) != 0)
+        return -1;
+    int rc = upload_writer_append(fs->writer, &up->stream, p, n);
+    if (rc != 0)
+        return write_failed(up, rc, e);
+    up->size += n;
+    return 0;
+}
+
+static int fs_upload_flush(struct blobstore *bs, struct blobstore_upload *u, bool is_durable,
+                           struct err *e)
+{
+    struct fs_store *fs = fs_of(bs);
+    struct fs_upload *up = upload_of(u);
+    int rc = upload_writer_flush(fs->writer, &up->stream);
+    if (rc != 0)
+        return write_failed(up, rc, e);
+    ASSERT(up->stream.written == up->size);
+    if (is_durable && fdatasync(up->stream.fd) != 0) {
+        char text[128];
+        log_error("blobstore", "failed to sync upload %s: %s", up->id,
+                  strerror_r(errno, text, sizeof(text)));
+        return err_set(e, ERR_IO, NULL);
+    }
+    return 0;
+}
+
+static uint64_t fs_upload_idle(struct blobstore *bs, struct blobstore_upload *u)
+{
+    struct fs_store *fs = fs_of(bs);
+    struct fs_upload *up = upload_of(u);
+    struct err ignore = {0};
+    if (fs_upload_flush(bs, u, false, &ignore) != 0) {
+        upload_writer_discard(fs->writer, &up->stream);
+        up->size = up->stream.written;
+    }
+    upload_stream_release(&up->stream);
+    return up->size;
+}
+
+static int fs_upload_truncate(struct blobstore *bs, struct blobstore_upload *u, uint64_t size,
+                              uint64_t *now, struct err *e)
+{
+    struct fs_store *fs = fs_of(bs);
+    struct fs_upload *up = upload_of(u);
+    /* Bytes still staged lie after `size`: every request starts on a flushed file. */
+    int rc = upload_writer_truncate(fs->writer, &up->stream, size);
+    up->size = up->stream.written;
+    *now = up->size;
+    if (rc != 0) {
+        char text[128];
+        log_error("blobstore", "failed to truncate upload %s: %s", up->id,
+                  strerror_r(rc, text, sizeof(text)));
+        return err_set(e, ERR_IO, NULL);
+    }
+    return 0;
+}
+
+/* Makes upload id's file durable as blob d (the caller verified its bytes): stamp, fsync,
+ * then install. */
+static int commit_file(struct fs_store *fs, const char *id, int fd, const struct digest *d,
+                       struct err *e)
+{
     char path[PATH_MAX];
-    const char *alg;
-
-    if (fs_path(fs, FS_PATH_UPLOAD, id, NULL, path) != 0)
-        return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
-    if (digest_parts(d, &alg) == NULL)
-        return err_set(e, ERR_DIGEST_INVALID, NULL);
-
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
-        return fail_io(e, "open upload", path);
-    }
+    AZ(fs_path(fs, FS_PATH_UPLOAD, id, NULL, path));
     /* Stamped before the fsync, which makes the stamp durable with the bytes. */
-    if (stamp(fd) != 0) {
-        fail_io(e, "stamp upload", path);
-        close(fd);
-        return -1;
-    }
-    if (fsync_counted(fd) != 0) {
-        fail_io(e, "fsync upload", path);
-        close(fd);
-        return -1;
-    }
-    close(fd);
+    if (stamp(fd) != 0)
+        return fail_io(e, "stamp upload", path);
+    if (fsync_counted(fd) != 0)
+        return fail_io(e, "fsync upload", path);
     return install(fs, path, d, e);
+}
+
+static int fs_upload_commit(struct blobstore *bs, struct blobstore_upload *u,
+                            const struct digest *want, struct err *e)
+{
+    struct fs_store *fs = fs_of(bs);
+    struct fs_upload *up = upload_of(u);
+    const char *alg;
+    if (digest_parts(want, &alg) == NULL)
+        return err_set(e, ERR_DIGEST_INVALID, NULL);
+    if (fs_upload_flush(bs, u, false, e) != 0)
+        return -1;
+    struct digest got;
+    if (want->alg == DIGEST_SHA256) {
+        if (up->stream.hasher == NULL && rebuild_hash(up, e) != 0)
+            return -1;
+        digest_hasher_final(up->stream.hasher, &got);
+        digest_hasher_free(up->stream.hasher);
+        up->stream.hasher = NULL; /* rebuilt from the file if the session goes on */
+    } else if (digest_of_fd(want->alg, up->stream.fd, up->size, &got) != 0) {
+        char text[128];
+        log_error("blobstore", "failed to hash upload %s: %s", up->id,
+                  strerror_r(errno, text, sizeof(text)));
+        return err_set(e, ERR_IO, NULL);
+    }
+    if (!digest_equal(&got, want))
+        return err_set(e, ERR_DIGEST_INVALID, "content digest %s does not match %s", got.str,
+                       want->str);
+    return commit_file(fs, up->id, up->stream.fd, want, e);
+}
+
+static void fs_upload_close(struct blobstore *bs, struct blobstore_upload *u)
+{
+    struct fs_store *fs = fs_of(bs);
+    if (u == NULL)
+        return;
+    struct fs_upload *up = upload_of(u);
+    upload_writer_discard(fs->writer, &up->stream);
+    upload_stream_release(&up->stream);
+    if (up->stream.fd >= 0)
+        close(up->stream.fd);
+    digest_hasher_free(up->stream.hasher);
+    free(up);
 }
 
 static void fs_upload_remove(struct blobstore *bs, const char *id)
@@ -546,14 +695,19 @@ static int open_blob_file(const char *path, struct stat *st, struct err *e)
     return fd;
 }
 
+/* Always answers with the file (sendfile, zero copy): accept and length need no more. */
 static int fs_open(struct blobstore *bs, const struct digest *d, uint64_t expected_size,
-                   int *fd_out, uint64_t *size, struct err *e)
+                   uint64_t offset, uint64_t length, unsigned accept,
+                   struct blobstore_body *out, struct err *e)
 {
     struct fs_store *fs = fs_of(bs);
     char path[PATH_MAX];
     struct stat st;
 
-    *fd_out = -1;
+    (void)accept;
+    *out = (struct blobstore_body){.kind = BLOBSTORE_BODY_FD, .fd = -1};
+    if (offset > expected_size || length > expected_size - offset)
+        return err_set(e, ERR_RANGE_INVALID, NULL);
     if (fs_path(fs, FS_PATH_BLOB, NULL, d, path) != 0)
         return err_set(e, ERR_DIGEST_INVALID, NULL);
     /* A second round only when a re-push replaced the bad copy while it was checked. */
@@ -585,8 +739,8 @@ static int fs_open(struct blobstore *bs, const struct digest *d, uint64_t expect
             }
         }
         if (why == NULL) {
-            *fd_out = fd;
-            *size = (uint64_t)st.st_size;
+            out->fd = fd;
+            out->fd_offset = offset;
             return 0;
         }
         close(fd);
@@ -753,6 +907,7 @@ static void fs_close(struct blobstore *bs)
         return;
     struct fs_store *fs = fs_of(bs);
     fs->magic = 0;
+    upload_writer_free(fs->writer);
     AZ(pthread_mutex_lock(&fs->mu));
     for (size_t i = 0; i < fs->n_quarantined; i++) {
         if (!fs->quarantined[i].is_repaired)
@@ -769,15 +924,20 @@ static const struct blobstore_ops fs_ops = {
     .name = "fs",
     .upload_create = fs_upload_create,
     .upload_open = fs_upload_open,
+    .upload_append = fs_upload_append,
+    .upload_flush = fs_upload_flush,
+    .upload_idle = fs_upload_idle,
+    .upload_truncate = fs_upload_truncate,
     .upload_commit = fs_upload_commit,
+    .upload_close = fs_upload_close,
     .upload_remove = fs_upload_remove,
+    .upload_each = fs_upload_each,
     .open = fs_open,
     .verify = fs_verify,
     .stat = fs_stat,
     .remove = fs_remove,
     .put = fs_put,
     .remove_all = fs_remove_all,
-    .upload_each = fs_upload_each,
     .quarantined = fs_quarantined,
     .close = fs_close,
 };
@@ -911,6 +1071,11 @@ struct blobstore *blobstore_fs_open(const char *dir, struct err *e)
     fs->magic = FS_STORE_MAGIC;
     fs->dir = xstrndup(dir, dir_len);
     AZ(pthread_mutex_init(&fs->mu, NULL));
+    /* Two pool threads per core (at most 8): large uploads hash and write on other cores
+     * than the ones reading their sockets, and a thread waiting on the disk in a write
+     * lane leaves another to hash. */
+    long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    fs->writer = upload_writer_new(n_cpus < 1 ? 2u : n_cpus > 4 ? 8u : 2u * (unsigned)n_cpus);
     /* A trailing slash would only make paths uglier. */
     while (dir_len > 1 && fs->dir[dir_len - 1] == '/')
         fs->dir[--dir_len] = '\0';

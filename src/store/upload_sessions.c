@@ -17,7 +17,6 @@
 struct upload_sessions {
     struct blobstore *bs;
     struct metastore *ms;
-    struct upload_writer *writer;
     pthread_mutex_t mu;
     struct upload_state *head;
 };
@@ -27,21 +26,13 @@ struct upload_sessions *upload_sessions_new(struct blobstore *bs, struct metasto
     struct upload_sessions *us = xcalloc(1, sizeof(*us));
     us->bs = bs;
     us->ms = ms;
-    /* Two pool threads per core (at most 8): large uploads hash and write on other
-     * cores than the ones reading their sockets, and a thread waiting on the disk in
-     * a write lane leaves another to hash. */
-    long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    us->writer = upload_writer_new(n_cpus < 1 ? 2u : n_cpus > 4 ? 8u : 2u * (unsigned)n_cpus);
     AZ(pthread_mutex_init(&us->mu, NULL));
     return us;
 }
 
-static void state_free(struct upload_state *st)
+static void state_free(struct upload_sessions *us, struct upload_state *st)
 {
-    upload_stream_release(&st->stream);
-    if (st->stream.fd >= 0)
-        close(st->stream.fd);
-    digest_hasher_free(st->stream.hasher);
+    us->bs->ops->upload_close(us->bs, st->upload);
     free(st->repo);
     free(st);
 }
@@ -53,9 +44,8 @@ void upload_sessions_free(struct upload_sessions *us)
     while (us->head) {
         struct upload_state *st = us->head;
         us->head = st->next;
-        state_free(st);
+        state_free(us, st);
     }
-    upload_writer_free(us->writer);
     pthread_mutex_destroy(&us->mu);
     free(us);
 }
@@ -109,32 +99,6 @@ static bool is_valid_id(const char *id)
     return true;
 }
 
-/* Re-hashes the bytes already in the file (after a restart or a rolled-back write).
- * Nothing is staged or at a writer when the hash is missing. */
-static int rebuild_hash(struct upload_state *st, struct err *e)
-{
-    char *chunk = xmalloc(1 << 20);
-    struct hasher *h = digest_hasher_new(DIGEST_SHA256);
-    uint64_t pos = 0;
-    while (pos < st->offset) {
-        size_t want = st->offset - pos < (1u << 20) ? (size_t)(st->offset - pos) : (1u << 20);
-        ssize_t got = pread(st->stream.fd, chunk, want, (off_t)pos);
-        if (got <= 0) {
-            log_error("uploads", "failed to re-read upload %s: %s", st->id,
-                      got < 0 ? strerror(errno) : "short file");
-            digest_hasher_free(h);
-            free(chunk);
-            return err_set(e, ERR_IO, NULL);
-        }
-        digest_hasher_update(h, chunk, (size_t)got);
-        pos += (uint64_t)got;
-    }
-    free(chunk);
-    digest_hasher_free(st->stream.hasher);
-    st->stream.hasher = h;
-    return 0;
-}
-
 int upload_sessions_acquire(struct upload_sessions *us, const char *id, const char *repo,
                             struct upload_state **out, struct err *e)
 {
@@ -166,14 +130,13 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     if (us->ms->ops->upload_get(us->ms, id, repo, &acked, e) != 0)
         return -1;
     uint64_t size = 0;
-    int fd = us->bs->ops->upload_open(us->bs, id, &size, e);
-    if (fd < 0)
+    struct blobstore_upload *upload;
+    if (us->bs->ops->upload_open(us->bs, id, &upload, &size, e) != 0)
         return -1;
     st = xcalloc(1, sizeof(*st));
     memcpy(st->id, id, 33);
     st->repo = xstrdup(repo);
-    upload_stream_init(&st->stream, fd, size);
-    st->writer = us->writer;
+    st->upload = upload;
     st->offset = size;
     st->is_busy = true;
     /* Published (busy) before the file is touched: a request that loaded the same session
@@ -182,7 +145,7 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     AZ(pthread_mutex_lock(&us->mu));
     if (find(us, id) != NULL) {
         AZ(pthread_mutex_unlock(&us->mu));
-        state_free(st);
+        state_free(us, st);
         return err_set(e, ERR_BLOB_UPLOAD_INVALID, "upload session is in use by another "
                                                    "request");
     }
@@ -192,19 +155,18 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     if (acked >= 0 && size > (uint64_t)acked) {
         /* The process died in the middle of a request: its bytes past the last
          * acknowledged size were never promised. The hash is rebuilt from what stays. */
-        int rc = upload_writer_truncate(st->writer, &st->stream, (uint64_t)acked);
-        if (rc != 0) {
-            log_error("uploads", "failed to cut upload %s back to %" PRId64 " bytes: %s", id,
-                      acked, strerror(rc));
+        if (us->bs->ops->upload_truncate(us->bs, st->upload, (uint64_t)acked, &st->offset, e) !=
+            0) {
+            log_error("uploads", "failed to cut upload %s back to %" PRId64 " bytes", id,
+                      acked);
             AZ(pthread_mutex_lock(&us->mu));
             unlink_state(us, st);
             AZ(pthread_mutex_unlock(&us->mu));
-            state_free(st);
-            return err_set(e, ERR_IO, NULL);
+            state_free(us, st);
+            return -1;
         }
         log_info("uploads", "cut upload %s back from %" PRIu64 " to the %" PRId64
                  " bytes acknowledged before a restart", id, size, acked);
-        st->offset = st->stream.written;
     } else if (acked >= 0 && size < (uint64_t)acked) {
         log_warn("uploads", "upload %s holds %" PRIu64 " bytes, %" PRId64 " were acknowledged "
                  "(lost in a power failure?); it resumes at %" PRIu64, id, size, acked, size);
@@ -226,15 +188,14 @@ int upload_sessions_acquire_or_create(struct upload_sessions *us, const char *id
      * without a row (the row was lost in a crash) is reused as it is. */
     struct err ignore = {0};
     uint64_t size;
-    int fd = us->bs->ops->upload_open(us->bs, id, &size, &ignore);
-    if (fd >= 0 && us->ms->ops->upload_get(us->ms, id, NULL, NULL, &ignore) == 0) {
-        close(fd);
+    struct blobstore_upload *upload = NULL;
+    bool has_bytes = us->bs->ops->upload_open(us->bs, id, &upload, &size, &ignore) == 0;
+    us->bs->ops->upload_close(us->bs, upload);
+    if (has_bytes && us->ms->ops->upload_get(us->ms, id, NULL, NULL, &ignore) == 0) {
         upload_sessions_expire(us, id);
-        fd = -1;
+        has_bytes = false;
     }
-    if (fd >= 0)
-        close(fd);
-    else if (us->bs->ops->upload_create(us->bs, id, e) != 0)
+    if (!has_bytes && us->bs->ops->upload_create(us->bs, id, e) != 0)
         return -1;
     if (us->ms->ops->upload_create(us->ms, id, repo, util_now_s() + ttl_s, NULL, false, e) !=
         0)
@@ -247,105 +208,71 @@ void upload_sessions_release(struct upload_sessions *us, struct upload_state *st
 {
     if (st == NULL)
         return;
-    int rc = upload_writer_flush(st->writer, &st->stream);
-    if (rc != 0) {
-        log_error("uploads", "failed to write upload %s: %s", st->id, strerror(rc));
-        upload_writer_discard(st->writer, &st->stream);
-        st->offset = st->stream.written;
-    }
-    upload_stream_release(&st->stream);
+    uint64_t held = us->bs->ops->upload_idle(us->bs, st->upload);
+    if (held != st->offset)
+        log_error("uploads", "upload %s keeps %" PRIu64 " of its %" PRIu64 " bytes", st->id,
+                  held, st->offset);
+    st->offset = held;
     AZ(pthread_mutex_lock(&us->mu));
     st->is_busy = false;
     AZ(pthread_mutex_unlock(&us->mu));
 }
 
-static int write_failed(struct upload_state *st, int errnum, struct err *e)
-{
-    log_error("uploads", "failed to write upload %s: %s", st->id, strerror(errnum));
-    return err_set(e, errnum == ENOSPC || errnum == EDQUOT ? ERR_NO_SPACE : ERR_IO, NULL);
-}
-
-int upload_sessions_append(struct upload_state *st, const void *p, size_t n, struct err *e)
+int upload_sessions_append(struct upload_sessions *us, struct upload_state *st, const void *p,
+                           size_t n, struct err *e)
 {
     ASSERT(st->is_busy);
-    if (st->stream.hasher == NULL && rebuild_hash(st, e) != 0)
+    if (us->bs->ops->upload_append(us->bs, st->upload, st->offset, p, n, e) != 0)
         return -1;
-    int rc = upload_writer_append(st->writer, &st->stream, p, n);
-    if (rc != 0)
-        return write_failed(st, rc, e);
     st->offset += n;
     return 0;
 }
 
-int upload_sessions_flush(struct upload_state *st, struct err *e)
+int upload_sessions_flush(struct upload_sessions *us, struct upload_state *st, struct err *e)
 {
     ASSERT(st->is_busy);
-    int rc = upload_writer_flush(st->writer, &st->stream);
-    return rc == 0 ? 0 : write_failed(st, rc, e);
+    return us->bs->ops->upload_flush(us->bs, st->upload, false, e);
 }
 
 int upload_sessions_acknowledge(struct upload_sessions *us, struct upload_state *st,
                                 struct err *e)
 {
     ASSERT(st->is_busy);
-    /* Every byte counted is in the file (the caller flushed). A 202 is a promise
-     * (DESIGN, invariant 2): the bytes reach stable storage before the row that counts
-     * them, so after a crash or a power loss the session resumes at this offset. */
-    ASSERT(st->stream.written == st->offset);
-    if (fdatasync(st->stream.fd) != 0) {
-        log_error("uploads", "failed to sync upload %s: %s", st->id, strerror(errno));
-        return err_set(e, ERR_IO, NULL);
-    }
+    /* A 202 is a promise (DESIGN, invariant 2): the bytes reach stable storage before
+     * the row that counts them, so after a crash or a power loss the session resumes at
+     * this offset. */
+    if (us->bs->ops->upload_flush(us->bs, st->upload, true, e) != 0)
+        return -1;
     return us->ms->ops->upload_set_acked(us->ms, st->id, st->offset, e);
 }
 
-int upload_sessions_truncate(struct upload_state *st, uint64_t offset, struct err *e)
+int upload_sessions_truncate(struct upload_sessions *us, struct upload_state *st,
+                             uint64_t offset, struct err *e)
 {
     ASSERT(st->is_busy);
-    /* Bytes still staged lie after `offset`: every request starts on a flushed file. */
-    int rc = upload_writer_truncate(st->writer, &st->stream, offset);
-    st->offset = st->stream.written;
-    if (rc != 0) {
-        log_error("uploads", "failed to truncate upload %s: %s", st->id, strerror(rc));
-        return err_set(e, ERR_IO, NULL);
-    }
-    return 0;
+    return us->bs->ops->upload_truncate(us->bs, st->upload, offset, &st->offset, e);
 }
 
 int upload_sessions_commit(struct upload_sessions *us, struct upload_state *st,
                            const struct digest *want, struct err *e)
 {
     ASSERT(st->is_busy);
-    if (upload_sessions_flush(st, e) != 0)
-        return -1;
-    struct digest got;
-    if (want->alg == DIGEST_SHA256) {
-        if (st->stream.hasher == NULL && rebuild_hash(st, e) != 0)
-            return -1;
-        digest_hasher_final(st->stream.hasher, &got);
-        digest_hasher_free(st->stream.hasher);
-        st->stream.hasher = NULL;
-    } else if (digest_of_fd(want->alg, st->stream.fd, st->offset, &got) != 0) {
-        log_error("uploads", "failed to hash upload %s: %s", st->id, strerror(errno));
-        return err_set(e, ERR_IO, NULL);
-    }
-    if (!digest_equal(&got, want))
-        return err_set(e, ERR_DIGEST_INVALID, "content digest %s does not match %s", got.str,
-                       want->str);
-    return us->bs->ops->upload_commit(us->bs, st->id, want, e);
+    return us->bs->ops->upload_commit(us->bs, st->upload, want, e);
 }
 
 void upload_sessions_delete(struct upload_sessions *us, struct upload_state *st)
 {
-    upload_writer_discard(st->writer, &st->stream);
     struct err e = {0};
     if (us->ms->ops->upload_delete(us->ms, st->id, &e) != 0)
         log_warn("uploads", "failed to delete upload session %s: %s", st->id, err_message(&e));
-    us->bs->ops->upload_remove(us->bs, st->id);
     AZ(pthread_mutex_lock(&us->mu));
     unlink_state(us, st);
     AZ(pthread_mutex_unlock(&us->mu));
-    state_free(st);
+    /* The handle goes before the bytes: a backend removes no upload that is open. */
+    char id[33];
+    memcpy(id, st->id, sizeof(id));
+    state_free(us, st);
+    us->bs->ops->upload_remove(us->bs, id);
     metrics_uploads_in_progress_add(-1);
 }
 
@@ -361,7 +288,7 @@ int upload_sessions_expire(struct upload_sessions *us, const char *id)
         unlink_state(us, st);
     AZ(pthread_mutex_unlock(&us->mu));
     if (st)
-        state_free(st);
+        state_free(us, st);
     struct err e = {0};
     us->ms->ops->upload_delete(us->ms, id, &e);
     us->bs->ops->upload_remove(us->bs, id);

@@ -1,7 +1,7 @@
-/* Upload sessions of this node: the durable part (a metastore row and an upload file
- * in the blobstore) plus, for sessions in use, an in-memory state holding the open
- * file and the running SHA-256 of the bytes so far, so that a chunked upload is
- * hashed once as it arrives. After a restart the state is rebuilt from the file.
+/* Upload sessions of this node: the durable part (a metastore row and the session's
+ * bytes in the blobstore) plus, for sessions in use, an in-memory state holding the
+ * blobstore's open upload handle (which hashes the bytes as they arrive, so a chunked
+ * upload is hashed once). After a restart the handle is opened again from the store.
  * One request at a time may hold a session; a second one gets BLOB_UPLOAD_INVALID. */
 #ifndef MERIDIAN_UPLOAD_SESSIONS_H
 #define MERIDIAN_UPLOAD_SESSIONS_H
@@ -13,16 +13,14 @@
 #include "digest.h"
 #include "err.h"
 #include "metastore.h"
-#include "upload_writer.h"
 
 struct upload_sessions;
 
 struct upload_state {
     char id[33];
     char *repo;
-    uint64_t offset;        /* bytes received (some may still be on their way to the file) */
-    struct upload_stream stream;  /* the file, its running sha256 and staged bytes */
-    struct upload_writer *writer;
+    uint64_t offset;        /* bytes received (some may still be staged by the store) */
+    struct blobstore_upload *upload; /* the store's handle: bytes, running hash, staging */
     bool is_busy;
     struct upload_state *next;
 };
@@ -54,21 +52,23 @@ int upload_sessions_acquire_or_create(struct upload_sessions *us, const char *id
 /* Gives the session back; bytes still staged are written first (a failure to write them
  * is logged and the session keeps only what its file holds). */
 void upload_sessions_release(struct upload_sessions *us, struct upload_state *st);
-/* Appends bytes to the session's file and hash; large uploads are written by a writer
- * thread (upload_writer.h). ERR_IO / ERR_NO_SPACE on failure, after which the caller
- * cuts the session back with upload_sessions_truncate. */
-int upload_sessions_append(struct upload_state *st, const void *p, size_t n, struct err *e);
-/* Puts every byte received into the session's file (not fsync'd): before telling a
- * client how much of its upload the session holds. ERR_IO / ERR_NO_SPACE on failure. */
-int upload_sessions_flush(struct upload_state *st, struct err *e);
+/* Appends bytes to the session through the blobstore's upload handle (which hashes them
+ * and may stage them). ERR_IO / ERR_NO_SPACE on failure, after which the caller cuts the
+ * session back with upload_sessions_truncate. */
+int upload_sessions_append(struct upload_sessions *us, struct upload_state *st, const void *p,
+                           size_t n, struct err *e);
+/* Stores every byte received (not durable yet): before telling a client how much of its
+ * upload the session holds. ERR_IO / ERR_NO_SPACE on failure. */
+int upload_sessions_flush(struct upload_sessions *us, struct upload_state *st, struct err *e);
 /* Records the session's size as acknowledged to its client (call after a successful
  * flush, before the reply): a crash later resumes the session there. ERR_IO on failure. */
 int upload_sessions_acknowledge(struct upload_sessions *us, struct upload_state *st,
                                 struct err *e);
 /* Cuts the session back to `offset` bytes, undoing a failed request's appends. */
-int upload_sessions_truncate(struct upload_state *st, uint64_t offset, struct err *e);
-/* Verifies the bytes against want (ERR_DIGEST_INVALID if they differ) and commits
- * them as a blob (durable). The session stays held; delete it after linking. */
+int upload_sessions_truncate(struct upload_sessions *us, struct upload_state *st,
+                             uint64_t offset, struct err *e);
+/* Has the store verify the bytes against want (ERR_DIGEST_INVALID if they differ) and
+ * commit them as a blob (durable). The session stays held; delete it after linking. */
 int upload_sessions_commit(struct upload_sessions *us, struct upload_state *st,
                            const struct digest *want, struct err *e);
 /* Ends a held session: its row, file and state go. */

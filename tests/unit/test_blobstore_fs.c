@@ -1,6 +1,7 @@
 /* Unit tests for the filesystem blobstore: upload files, commit, blobs, put, the
  * on-disk layout, crash leftovers and refusal of malformed ids and digests.
- * Digests are built by hand: the blobstore trusts the caller to have verified them. */
+ * Digests are built by hand where the blobstore trusts the caller (put, open, stat); an
+ * upload's commit verifies its bytes, so those use real ones. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -107,11 +108,6 @@ static size_t count_sub(const struct fixture *f, const char *sub)
     return count_entries(path);
 }
 
-static void write_str(int fd, const char *s)
-{
-    assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
-}
-
 /* Reads the whole of fd from offset 0 into a NUL-terminated heap string. */
 static char *read_all(int fd)
 {
@@ -131,17 +127,63 @@ static char *read_all(int fd)
     return out;
 }
 
+/* Appends s to upload id through a handle, stored (not durable). */
+static void append_upload(struct blobstore *bs, const char *id, const char *s,
+                          uint64_t expect_size)
+{
+    struct err e = {0};
+    uint64_t size = 99;
+    struct blobstore_upload *u = NULL;
+    assert_int_equal(bs->ops->upload_open(bs, id, &u, &size, &e), 0);
+    assert_int_equal(size, expect_size);
+    assert_int_equal(bs->ops->upload_append(bs, u, size, s, strlen(s), &e), 0);
+    assert_int_equal(bs->ops->upload_flush(bs, u, false, &e), 0);
+    bs->ops->upload_close(bs, u);
+}
+
 /* Creates upload id holding s. */
 static void make_upload(struct blobstore *bs, const char *id, const char *s)
 {
     struct err e = {0};
-    uint64_t size = 99;
     assert_int_equal(bs->ops->upload_create(bs, id, &e), 0);
-    int fd = bs->ops->upload_open(bs, id, &size, &e);
-    assert_true(fd >= 0);
-    assert_int_equal(size, 0);
-    write_str(fd, s);
-    close(fd);
+    append_upload(bs, id, s, 0);
+}
+
+/* Opens upload id only to see that it is there: 0 or -1 with e set. */
+static int probe_upload(struct blobstore *bs, const char *id, uint64_t *size, struct err *e)
+{
+    struct blobstore_upload *u = NULL;
+    int rc = bs->ops->upload_open(bs, id, &u, size, e);
+    bs->ops->upload_close(bs, u);
+    return rc;
+}
+
+/* Commits upload id as blob d through a handle (the store verifies d). */
+static int commit_id(struct blobstore *bs, const char *id, const struct digest *d,
+                     struct err *e)
+{
+    struct blobstore_upload *u = NULL;
+    uint64_t size;
+    if (bs->ops->upload_open(bs, id, &u, &size, e) != 0)
+        return -1;
+    int rc = bs->ops->upload_commit(bs, u, d, e);
+    bs->ops->upload_close(bs, u);
+    return rc;
+}
+
+/* Opens blob d (all of it) as a file descriptor, as a GET does. */
+static int open_fd(struct blobstore *bs, const struct digest *d, uint64_t expected_size,
+                   int *fd, uint64_t *size, struct err *e)
+{
+    struct blobstore_body body;
+    *fd = -1;
+    if (bs->ops->open(bs, d, expected_size, 0, expected_size, 0, &body, e) != 0)
+        return -1;
+    assert_int_equal(body.kind, BLOBSTORE_BODY_FD);
+    assert_int_equal(body.fd_offset, 0);
+    *fd = body.fd;
+    *size = expected_size;
+    return 0;
 }
 
 static void assert_blob_is(struct blobstore *bs, const struct digest *d, const char *s)
@@ -149,7 +191,7 @@ static void assert_blob_is(struct blobstore *bs, const struct digest *d, const c
     struct err e = {0};
     int fd = -1;
     uint64_t size = 0;
-    assert_int_equal(bs->ops->open(bs, d, strlen(s), &fd, &size, &e), 0);
+    assert_int_equal(open_fd(bs, d, strlen(s), &fd, &size, &e), 0);
     assert_true(fd >= 0);
     assert_int_equal(size, strlen(s));
     char *got = read_all(fd);
@@ -182,26 +224,20 @@ static void test_upload_append_commit_open(void **state)
     uint64_t size = 0;
 
     util_random_id(id);
-    fake_digest(DIGEST_SHA256, 1, &d);
+    digest_of_buffer(DIGEST_SHA256, "hello world", 11, &d);
     make_upload(bs, id, "hello ");
 
     /* Reopening reports the current size and appends at the end. */
-    int fd = bs->ops->upload_open(bs, id, &size, &e);
-    assert_true(fd >= 0);
-    assert_int_equal(size, 6);
-    assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
-    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
-    write_str(fd, "world");
-    close(fd);
+    append_upload(bs, id, "world", 6);
 
     /* Not a blob until committed. */
     assert_int_equal(bs->ops->stat(bs, &d, &size, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
 
-    assert_int_equal(bs->ops->upload_commit(bs, id, &d, &e), 0);
+    assert_int_equal(commit_id(bs, id, &d, &e), 0);
 
     /* The upload is gone and the blob sits at its layout path. */
-    assert_int_equal(bs->ops->upload_open(bs, id, &size, &e), -1);
+    assert_int_equal(probe_upload(bs, id, &size, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
     assert_int_equal(count_sub(f, "uploads"), 0);
     char path[PATH_MAX];
@@ -212,7 +248,7 @@ static void test_upload_append_commit_open(void **state)
     assert_int_equal(st.st_size, 11);
 
     int bfd = -1;
-    assert_int_equal(bs->ops->open(bs, &d, 11, &bfd, &size, &e), 0);
+    assert_int_equal(open_fd(bs, &d, 11, &bfd, &size, &e), 0);
     assert_int_equal(size, 11);
     assert_int_equal(fcntl(bfd, F_GETFL) & O_ACCMODE, O_RDONLY);
     assert_true(fcntl(bfd, F_GETFD) & FD_CLOEXEC);
@@ -247,17 +283,17 @@ static void test_duplicate_commit_replaces_copy(void **state)
     struct stat st1;
     struct stat st2;
 
-    fake_digest(DIGEST_SHA256, 2, &d);
+    digest_of_buffer(DIGEST_SHA256, "same bytes", 10, &d);
     util_random_id(id1);
     util_random_id(id2);
     make_upload(bs, id1, "same bytes");
     make_upload(bs, id2, "same bytes");
 
-    assert_int_equal(bs->ops->upload_commit(bs, id1, &d, &e), 0);
+    assert_int_equal(commit_id(bs, id1, &d, &e), 0);
     path_of_blob(f, &d, path);
     assert_int_equal(stat(path, &st1), 0);
 
-    assert_int_equal(bs->ops->upload_commit(bs, id2, &d, &e), 0);
+    assert_int_equal(commit_id(bs, id2, &d, &e), 0);
     assert_int_equal(stat(path, &st2), 0);
     /* The second verified copy takes the name (that is how a re-push repairs a damaged
      * copy); still one file, one link. */
@@ -278,7 +314,7 @@ static void *commit_thread(void *p)
 {
     struct commit_arg *a = p;
     struct err e = {0};
-    a->rc = a->bs->ops->upload_commit(a->bs, a->id, a->d, &e);
+    a->rc = commit_id(a->bs, a->id, a->d, &e);
     return NULL;
 }
 
@@ -292,7 +328,7 @@ static void test_concurrent_commits_same_digest(void **state)
     char path[PATH_MAX];
     char sub[PATH_MAX];
 
-    fake_digest(DIGEST_SHA256, 3, &d);
+    digest_of_buffer(DIGEST_SHA256, "contended", 9, &d);
     for (int i = 0; i < N; i++) {
         args[i].bs = f->bs;
         args[i].d = &d;
@@ -325,14 +361,14 @@ static void test_unknown_blob_and_upload(void **state)
 
     fake_digest(DIGEST_SHA512, 4, &d);
     util_random_id(id);
-    assert_int_equal(bs->ops->open(bs, &d, 7, &fd, &size, &e), -1);
+    assert_int_equal(open_fd(bs, &d, 7, &fd, &size, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
     assert_int_equal(fd, -1);
     assert_int_equal(bs->ops->stat(bs, &d, &size, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
-    assert_int_equal(bs->ops->upload_open(bs, id, &size, &e), -1);
+    assert_int_equal(probe_upload(bs, id, &size, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
-    assert_int_equal(bs->ops->upload_commit(bs, id, &d, &e), -1);
+    assert_int_equal(commit_id(bs, id, &d, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
     /* Removing what is not there is not an error. */
     bs->ops->remove(bs, &d);
@@ -350,7 +386,7 @@ static void test_upload_remove(void **state)
     assert_int_equal(count_sub(f, "uploads"), 1);
     f->bs->ops->upload_remove(f->bs, id);
     assert_int_equal(count_sub(f, "uploads"), 0);
-    assert_int_equal(f->bs->ops->upload_open(f->bs, id, &size, &e), -1);
+    assert_int_equal(probe_upload(f->bs, id, &size, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
 }
 
@@ -373,7 +409,7 @@ static void test_remove_all(void **state)
     assert_int_equal(bs->ops->stat(bs, &d256, &size, &e), -1);
     assert_int_equal(bs->ops->stat(bs, &d512, &size, &e), -1);
     /* Upload sessions stay. */
-    int fd = bs->ops->upload_open(bs, "0123456789abcdef0123456789abcdef", &size, &e);
+    int fd = probe_upload(bs, "0123456789abcdef0123456789abcdef", &size, &e);
     assert_true(fd >= 0);
     close(fd);
 }
@@ -476,10 +512,10 @@ static void test_bad_ids_refused(void **state)
         assert_int_equal(bs->ops->upload_create(bs, bad[i], &e), -1);
         assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
         e.code = ERR_NONE;
-        assert_int_equal(bs->ops->upload_open(bs, bad[i], &size, &e), -1);
+        assert_int_equal(probe_upload(bs, bad[i], &size, &e), -1);
         assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
         e.code = ERR_NONE;
-        assert_int_equal(bs->ops->upload_commit(bs, bad[i], &d, &e), -1);
+        assert_int_equal(commit_id(bs, bad[i], &d, &e), -1);
         assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
         bs->ops->upload_remove(bs, bad[i]);
     }
@@ -514,13 +550,13 @@ static void test_bad_digests_refused(void **state)
         struct err e = {0};
         uint64_t size = 0;
         int fd = -1;
-        assert_int_equal(bs->ops->open(bs, &bad[i], 0, &fd, &size, &e), -1);
+        assert_int_equal(open_fd(bs, &bad[i], 0, &fd, &size, &e), -1);
         assert_int_equal(e.code, ERR_DIGEST_INVALID);
         assert_int_equal(bs->ops->stat(bs, &bad[i], &size, &e), -1);
         assert_int_equal(e.code, ERR_DIGEST_INVALID);
         assert_int_equal(bs->ops->put(bs, &bad[i], "x", 1, &e), -1);
         assert_int_equal(e.code, ERR_DIGEST_INVALID);
-        assert_int_equal(bs->ops->upload_commit(bs, id, &bad[i], &e), -1);
+        assert_int_equal(commit_id(bs, id, &bad[i], &e), -1);
         assert_int_equal(e.code, ERR_DIGEST_INVALID);
         bs->ops->remove(bs, &bad[i]);
     }
@@ -614,7 +650,7 @@ static void commit_real(struct blobstore *bs, const char *s, struct digest *d)
     util_random_id(id);
     digest_of_buffer(DIGEST_SHA256, s, strlen(s), d);
     make_upload(bs, id, s);
-    assert_int_equal(bs->ops->upload_commit(bs, id, d, &e), 0);
+    assert_int_equal(commit_id(bs, id, d, &e), 0);
 }
 
 static void pwrite_at(const char *path, off_t off, const char *s)
@@ -660,7 +696,7 @@ static void test_open_refuses_wrong_size_and_quarantines(void **state)
     commit_real(bs, "hello world", &d);
     path_of_blob(f, &d, path);
     /* A recorded size other than the file's: not served, whatever the content. */
-    assert_int_equal(bs->ops->open(bs, &d, 12, &fd, &size, &e), -1);
+    assert_int_equal(open_fd(bs, &d, 12, &fd, &size, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_CORRUPT);
     assert_int_equal(fd, -1);
     assert_int_equal(access(path, F_OK), -1);
@@ -673,7 +709,7 @@ static void test_open_refuses_wrong_size_and_quarantines(void **state)
     assert_int_equal(count_quarantined(bs, &n_repaired), 1);
     assert_int_equal(n_repaired, 1); /* the recommit repaired the first one */
     assert_int_equal(truncate(path, 5), 0);
-    assert_int_equal(bs->ops->open(bs, &d, 11, &fd, &size, &e), -1);
+    assert_int_equal(open_fd(bs, &d, 11, &fd, &size, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_CORRUPT);
     assert_int_equal(count_sub(f, "quarantine"), 2);
 
@@ -713,7 +749,7 @@ static void test_open_rehashes_written_copy(void **state)
 
     /* A flipped byte of the same size: caught at open, before a byte is served. */
     pwrite_at(path, 4, "O");
-    assert_int_equal(bs->ops->open(bs, &d, 11, &fd, &size, &e), -1);
+    assert_int_equal(open_fd(bs, &d, 11, &fd, &size, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_CORRUPT);
     assert_int_equal(access(path, F_OK), -1);
     assert_int_equal(count_sub(f, "quarantine"), 1);
@@ -775,7 +811,7 @@ static void test_verify_throttle_can_stop(void **state)
     digest_of_buffer(DIGEST_SHA256, big, SIZE, &d);
     make_upload(bs, id, big);
     free(big);
-    assert_int_equal(bs->ops->upload_commit(bs, id, &d, &e), 0);
+    assert_int_equal(commit_id(bs, id, &d, &e), 0);
 
     struct throttle_count t = {.stop_after = 2};
     assert_int_equal(bs->ops->verify(bs, &d, SIZE, on_chunk, &t, &e), -1);
