@@ -475,8 +475,9 @@ static enum MHD_Result queue_reply(struct MHD_Connection *conn, struct http_req 
         http_reply_err(req, &e);
     }
     if (req->reply_reader != NULL) {
-        /* Read on this connection's own thread (is_thread_per_connection); the request
-         * outlives the response's last read (on_completed comes after). */
+        /* Read on the thread serving the connection (its own one with
+         * is_thread_per_connection); the request outlives the response's last read
+         * (on_completed comes after). */
         resp = MHD_create_response_from_callback(
             req->reply_reader_len == UINT64_MAX ? MHD_SIZE_UNKNOWN : req->reply_reader_len,
             64 * 1024, on_reply_read, req, NULL);

@@ -30,7 +30,8 @@ typedef int http_body_sink_f(struct http_req *req, const char *data, size_t len)
 
 /* A streamed reply body (http_reply_stream): puts the next bytes into p and returns how
  * many (> 0), 0 at the end, -1 when the body broke (the connection is then cut). It may
- * block: servers that stream replies run a thread per connection. */
+ * block the thread sending the reply: the front runs a thread per connection; a blob
+ * streamed by the blobstore holds one of the registry's worker threads meanwhile. */
 typedef long http_reader_f(void *arg, char *p, size_t max);
 
 /* Hands a suspended request to the thread that will resume it (see http_req_suspend). */

@@ -1,4 +1,6 @@
 /* Upload writer: takes the hashing and writing of large uploads off the request thread.
+ * The filesystem blobstore's upload handle drives it (blobstore_fs.c); nothing above the
+ * blob seam sees its file descriptor.
  *
  * An upload's first UPLOAD_WRITER_INLINE_BYTES are hashed and written on the request
  * thread as they arrive, so small blobs never leave it. After that the request thread
