@@ -73,32 +73,21 @@ static void on_stream_cleanup(struct http_req *req)
     req->handler_cleanup = NULL;
 }
 
-/* Sends bytes [start, start + len) of the blob as the store answered: from its file
- * descriptor (sendfile), pulled from its stream, or by sending the client to its URL. */
+/* Sends len bytes of the blob as the store answered: from its file descriptor (sendfile)
+ * or pulled from its stream. The reply takes over what body holds. */
 static void reply_body(struct http_req *req, int status, struct blobstore_body *body,
-                       uint64_t start, uint64_t len)
+                       uint64_t len)
 {
-    switch (body->kind) {
-    case BLOBSTORE_BODY_FD:
+    ASSERT(body->kind != BLOBSTORE_BODY_REDIRECT);
+    if (body->kind == BLOBSTORE_BODY_FD) {
         http_reply_fd(req, status, body->fd, body->fd_offset, len);
         return;
-    case BLOBSTORE_BODY_STREAM: {
-        struct blobstore_body *kept = xmalloc(sizeof(*kept));
-        *kept = *body;
-        req->handler_state = kept;
-        req->handler_cleanup = on_stream_cleanup;
-        http_reply_stream(req, status, len, on_stream_read, kept);
-        return;
     }
-    case BLOBSTORE_BODY_REDIRECT:
-        /* The client sends its Range (if any) to the URL; none of our headers apply. */
-        (void)start;
-        buf_reset(&req->reply_headers);
-        http_reply_header(req, "Location", "%s", body->url);
-        http_reply(req, 307, NULL, NULL, 0);
-        free(body->url);
-        return;
-    }
+    struct blobstore_body *kept = xmalloc(sizeof(*kept));
+    *kept = *body;
+    req->handler_state = kept;
+    req->handler_cleanup = on_stream_cleanup;
+    http_reply_stream(req, status, len, on_stream_read, kept);
 }
 
 void oci_blob(struct http_req *req)
@@ -153,6 +142,13 @@ void oci_blob(struct http_req *req)
         return;
     }
     http_reply_header(req, "Docker-Content-Digest", "%s", d.str);
+    if (body.kind == BLOBSTORE_BODY_REDIRECT && rr != RANGE_UNSATISFIABLE) {
+        /* The client sends its Range (if any) to the URL with the rest of its request. */
+        http_reply_header(req, "Location", "%s", body.url);
+        http_reply(req, 307, NULL, NULL, 0);
+        blobstore_body_close(&body);
+        return;
+    }
     http_reply_header(req, "Content-Type", "application/octet-stream");
     http_reply_header(req, "Accept-Ranges", "bytes");
     http_reply_header(req, "ETag", "%s", etag);
@@ -167,8 +163,8 @@ void oci_blob(struct http_req *req)
         http_reply_header(req, "Content-Range", "bytes %llu-%llu/%llu",
                           (unsigned long long)start, (unsigned long long)end,
                           (unsigned long long)size);
-        reply_body(req, 206, &body, start, len);
+        reply_body(req, 206, &body, len);
         return;
     }
-    reply_body(req, 200, &body, 0, size);
+    reply_body(req, 200, &body, size);
 }

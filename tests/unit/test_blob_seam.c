@@ -606,6 +606,7 @@ static void test_redirect_is_answered_307(void **state)
     request(f, "GET", path, NULL, NULL, 0, &r);
     assert_int_equal(r.status, 307);
     assert_header(&r, "Location", want);
+    assert_header(&r, "Docker-Content-Digest", f->d.str);
     assert_int_equal(r.body.len, 0);
     httpc_response_fini(&r);
     /* A ranged GET goes there too: the client sends its Range to the URL. */

@@ -260,6 +260,63 @@ static void test_upload_append_commit_open(void **state)
     assert_int_equal(size, 11);
 }
 
+/* The fs store answers every read with its file, at the offset of the range asked (the
+ * HTTP layer sends it with sendfile), whatever other answers the caller accepts. */
+static void test_open_answers_fd_at_range(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct err e = {0};
+    struct digest d;
+    struct blobstore_body body;
+    digest_of_buffer(DIGEST_SHA256, "hello world", 11, &d);
+    assert_int_equal(bs->ops->put(bs, &d, "hello world", 11, &e), 0);
+    assert_int_equal(bs->ops->open(bs, &d, 11, 6, 5, BLOBSTORE_ACCEPT_REDIRECT, &body, &e), 0);
+    assert_int_equal(body.kind, BLOBSTORE_BODY_FD);
+    assert_int_equal(body.fd_offset, 6);
+    char got[8] = {0};
+    assert_int_equal(pread(body.fd, got, 5, (off_t)body.fd_offset), 5);
+    assert_string_equal(got, "world");
+    blobstore_body_close(&body);
+    assert_int_equal(body.fd, -1);
+    /* A range past the blob is the caller's mistake: refused, nothing opened. */
+    assert_int_equal(bs->ops->open(bs, &d, 11, 6, 6, 0, &body, &e), -1);
+    assert_int_equal(e.code, ERR_RANGE_INVALID);
+}
+
+/* The upload handle: appends only where the session ends, commit checks the digest of
+ * what was appended (a wrong one changes nothing), a cut-back rehashes what stays. */
+static void test_upload_handle_verifies(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct err e = {0};
+    struct blobstore_upload *u = NULL;
+    struct digest good, wrong;
+    char id[33];
+    uint64_t size = 99;
+    util_random_id(id);
+    digest_of_buffer(DIGEST_SHA256, "abcdef", 6, &good);
+    digest_of_buffer(DIGEST_SHA256, "abcdefgh", 8, &wrong);
+    assert_int_equal(bs->ops->upload_create(bs, id, &e), 0);
+    assert_int_equal(bs->ops->upload_open(bs, id, &u, &size, &e), 0);
+    assert_int_equal(size, 0);
+    assert_int_equal(bs->ops->upload_append(bs, u, 0, "abcdefgh", 8, &e), 0);
+    assert_int_equal(bs->ops->upload_append(bs, u, 3, "xyz", 3, &e), -1);
+    assert_int_equal(e.code, ERR_RANGE_INVALID);
+    assert_int_equal(bs->ops->upload_flush(bs, u, true, &e), 0);
+    assert_int_equal(bs->ops->upload_truncate(bs, u, 6, &size, &e), 0);
+    assert_int_equal(size, 6);
+    assert_int_equal(bs->ops->upload_commit(bs, u, &wrong, &e), -1);
+    assert_int_equal(e.code, ERR_DIGEST_INVALID);
+    assert_int_equal(bs->ops->stat(bs, &wrong, &size, &e), -1);
+    assert_int_equal(bs->ops->upload_commit(bs, u, &good, &e), 0);
+    bs->ops->upload_close(bs, u);
+    bs->ops->upload_remove(bs, id);
+    assert_blob_is(bs, &good, "abcdef");
+    assert_int_equal(count_sub(f, "uploads"), 0);
+}
+
 static void test_upload_create_twice_conflicts(void **state)
 {
     struct fixture *f = *state;
@@ -897,6 +954,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_creates_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_append_commit_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_answers_fd_at_range, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_handle_verifies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_create_twice_conflicts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_commit_replaces_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_commits_same_digest, setup, teardown),
