@@ -317,6 +317,27 @@ static void test_upload_handle_verifies(void **state)
     assert_int_equal(count_sub(f, "uploads"), 0);
 }
 
+/* --blobstore: empty means the data directory, a path or file:// the fs store there, and a
+ * scheme no backend serves is refused at start-up rather than ignored. */
+static void test_open_by_spec(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char spec[128];
+    snprintf(spec, sizeof(spec), "file://%s/other", f->dir);
+    struct blobstore *bs = blobstore_open(spec, f->dir, &e);
+    assert_non_null(bs);
+    assert_string_equal(bs->ops->name, "fs");
+    bs->ops->close(bs);
+    assert_int_equal(count_sub(f, "other/blobs"), 2); /* sha256/ and sha512/ made there */
+    bs = blobstore_open(NULL, f->dir, &e);
+    assert_non_null(bs);
+    bs->ops->close(bs);
+    assert_null(blobstore_open("s3://bucket/prefix", f->dir, &e));
+    assert_int_equal(e.code, ERR_BAD_REQUEST);
+    assert_null(strstr(err_message(&e), "bucket"));
+}
+
 static void test_upload_create_twice_conflicts(void **state)
 {
     struct fixture *f = *state;
@@ -956,6 +977,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_upload_append_commit_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_answers_fd_at_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_handle_verifies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_by_spec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_create_twice_conflicts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_commit_replaces_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_commits_same_digest, setup, teardown),
