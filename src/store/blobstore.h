@@ -74,8 +74,8 @@ typedef int blobstore_upload_truncate_f(struct blobstore *bs, struct blobstore_u
  * session's bytes are consumed; the caller still closes the handle and removes the id. */
 typedef int blobstore_upload_commit_f(struct blobstore *bs, struct blobstore_upload *u,
                                       const struct digest *want, struct err *e);
-/* Closes the handle: staged bytes are dropped, stored ones stay (upload_remove drops
- * them). */
+/* Closes the handle (NULL: nothing to do): staged bytes are dropped, stored ones stay
+ * (upload_remove drops them). */
 typedef void blobstore_upload_close_f(struct blobstore *bs, struct blobstore_upload *u);
 /* Removes the bytes of session id; missing is not an error. No handle may be open. */
 typedef void blobstore_upload_remove_f(struct blobstore *bs, const char *id);

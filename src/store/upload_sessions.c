@@ -3,12 +3,10 @@
  * they finish or expire), so a linear scan costs less than a hash table's upkeep. */
 #include "upload_sessions.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
