@@ -32,6 +32,7 @@ async function renderList(main, ctx) {
   };
   search.addEventListener("input", show);
   show();
+  performance.mark("repos-listed"); // the first paint of the list (tests/e2e/test_console.py)
   main.dataset.ready = "true";
 }
 
