@@ -3,15 +3,11 @@
 // leaves the page.
 import { login, saveSession, session, setUnauthorizedHandler, whoami } from "./api.js";
 import { errorBox, h } from "./ui.js";
-import * as mapPage from "./map.js";
-import * as reposPage from "./repos.js";
-import * as versionPage from "./version.js";
-import * as activityPage from "./activity.js";
-import * as adminPage from "./admin.js";
-
+// Pages are loaded when first shown: the first paint waits only for the shell and one page.
 const pages = {
-  map: mapPage, repos: reposPage, repo: reposPage, version: versionPage,
-  activity: activityPage, admin: adminPage,
+  map: () => import("./map.js"), repos: () => import("./repos.js"),
+  repo: () => import("./repos.js"), version: () => import("./version.js"),
+  activity: () => import("./activity.js"), admin: () => import("./admin.js"),
 };
 
 const view = document.getElementById("view");
@@ -100,7 +96,7 @@ async function route() {
     return;
   }
   showShell(s);
-  const page = pages[name] || mapPage;
+  const load = pages[name] || pages.map;
   for (const a of nav.querySelectorAll("a")) {
     if (a.dataset.page === (name === "repo" || name === "version" ? "repos" : name))
       a.setAttribute("aria-current", "page");
@@ -109,6 +105,7 @@ async function route() {
   const main = h("div", { "data-page": name });
   view.replaceChildren(main);
   try {
+    const page = await load();
     await page.render(main, { name, params, session: s, signal: current.signal });
   } catch (e) {
     if (e.name !== "AbortError") main.append(errorBox(e));
