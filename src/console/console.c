@@ -64,7 +64,7 @@ bool console_is_safe_path(const char *rel, size_t rel_len)
             return false;
         is_segment_start = c == '/';
     }
-    return !is_segment_start || rel_len == 0;
+    return !is_segment_start || rel_len == 0; /* no trailing '/' (an empty last segment) */
 }
 
 /* The console directory's real path, resolved on first use: --console-dir, else
@@ -129,8 +129,7 @@ void console_serve(struct http_req *req)
         return;
     }
     char name[CONSOLE_PATH_MAX + 16];
-    snprintf(name, sizeof(name), "%s%s", rel, rel_len == 0 || rel[rel_len - 1] == '/'
-                                                  ? "index.html" : "");
+    snprintf(name, sizeof(name), "%s", rel_len == 0 ? "index.html" : rel);
     const char *type = console_content_type(name);
     char full[PATH_MAX + CONSOLE_PATH_MAX + 32];
     snprintf(full, sizeof(full), "%s/%s", root, name);

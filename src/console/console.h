@@ -12,7 +12,7 @@
 #define CONSOLE_PREFIX "/console"
 
 /* Serves req->path (under CONSOLE_PREFIX) from the console directory: 301 from
- * "/console" to "/console/", index.html for the directory, 304 on a matching
+ * "/console" to "/console/", index.html for "/console/", 304 on a matching
  * If-None-Match, 404 for anything missing, hidden, outside the directory or of a type
  * not in the table. */
 void console_serve(struct http_req *req);

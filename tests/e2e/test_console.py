@@ -400,3 +400,46 @@ def test_first_paint_with_1000_repositories(server_factory, page):
     search.send_keys("r099")
     wait_css(page, "#repos-table tbody tr", cond=lambda r: len(r) == 10)
     assert "10 of 1000" in find(page, "#repo-count")[0].text
+
+
+# -- the long poll behind the live page ---------------------------------------------------------
+
+def test_image_version_etag_and_long_poll(server_factory):
+    """GET image-versions carries an ETag; If-None-Match of it gets 304 at once, and with
+    ?wait=S is held until the version reads differently or S seconds have passed."""
+    srv = server_factory("--threads", "4")
+    repo = "console/poll"
+    push_image(type("R", (), {"url": srv.url})(), repo, "v1", 1024)
+    url = srv.url + "/_meridian/v1/image-versions"
+    q = {"repository": repo, "reference": "v1"}
+    r = requests.get(url, params=q)
+    assert r.status_code == 200 and r.headers["Cache-Control"] == "no-cache", r.headers
+    etag = r.headers["ETag"]
+    assert etag.startswith('"') and etag.endswith('"'), etag
+    assert r.json()["replicationStatus"]["aggregatedState"] == "Completed", r.text
+    r = requests.get(url, params=q, headers={"If-None-Match": etag})
+    assert r.status_code == 304 and r.content == b"" and r.headers["ETag"] == etag, r
+    t0 = time.monotonic()
+    r = requests.get(url, params=dict(q, wait="2"), headers={"If-None-Match": etag})
+    took = time.monotonic() - t0
+    assert r.status_code == 304 and 1.9 <= took < 6, (r.status_code, took)
+    t0 = time.monotonic()
+    r = requests.get(url, params=dict(q, wait="30"), headers={"If-None-Match": '"stale"'})
+    assert r.status_code == 200 and time.monotonic() - t0 < 1.5, r.status_code
+    assert r.headers["ETag"] == etag
+    r = requests.get(url, params=dict(q, wait="soon"), headers={"If-None-Match": etag})
+    assert r.status_code == 400 and r.json()["error"]["code"], r.text
+    # held polls do not hold threads: more of them than the server has workers (--threads 4)
+    # while another client is served at once
+    with ThreadPoolExecutor(12) as pool:
+        t0 = time.monotonic()
+        polls = [pool.submit(lambda: requests.get(
+            url, params=dict(q, wait="3"), headers={"If-None-Match": etag}).status_code)
+            for _ in range(12)]
+        time.sleep(0.5)  # let them park (a fixed pause is fine here: the check is that
+        #                  /v2/ is not queued behind them, and it only gets easier later)
+        t1 = time.monotonic()
+        assert requests.get(srv.url + "/v2/", timeout=5).status_code == 200
+        assert time.monotonic() - t1 < 1.0, "a worker thread was free"
+        assert [f.result() for f in polls] == [304] * 12
+        assert time.monotonic() - t0 >= 2.9
