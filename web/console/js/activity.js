@@ -1,7 +1,7 @@
 // Activity (admins): webhook deliveries with their attempts, per webhook, and the audit
 // log with filters (actor, action prefix, how many), newest first.
 import { get, mgmt, qs } from "./api.js";
-import { errorBox, h, state as badge, table } from "./ui.js";
+import { errorBox, h, table } from "./ui.js";
 
 const deliveryState = { pending: "Pending", delivered: "Completed", failed: "Failed" };
 
@@ -26,7 +26,8 @@ async function webhooks(box, ctx) {
                { title: "Latency", num: true }, { title: "Updated" }, { title: "Next attempt" }],
           events.map((d) => h("tr", { "data-delivery": d.id },
             h("td", { class: "mono" }, d.id.slice(0, 12)), h("td", {}, d.action),
-            h("td", {}, badge(deliveryState[d.state] || d.state), " ", d.state),
+            h("td", {}, h("span", { class: "state s-" + (deliveryState[d.state] || "Pending") },
+                          d.state)),
             h("td", { class: "num" }, d.attempts),
             h("td", {}, d.statusCode === null ? (d.response || "unreachable")
                                               : `${d.statusCode} ${d.response || ""}`),

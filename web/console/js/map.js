@@ -95,7 +95,7 @@ export async function render(main, ctx) {
     "Map data is not installed (scripts/install-deps.sh installs it from npm): regions " +
     "are placed on a plain grid.");
   const list = h("div", {});
-  main.append(legend, h("div", { class: "map-wrap" }, map, details), note,
+  main.append(legend, h("div", { class: "map-wrap" }, map, details), note || "",
               h("h2", {}, "All regions"), list);
 
   let selected = null;
