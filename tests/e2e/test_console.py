@@ -443,3 +443,22 @@ def test_image_version_etag_and_long_poll(server_factory):
         assert time.monotonic() - t1 < 1.0, "a worker thread was free"
         assert [f.result() for f in polls] == [304] * 12
         assert time.monotonic() - t0 >= 2.9
+
+
+# -- through the front ----------------------------------------------------------------------
+
+from test_front import front, request as front_request  # noqa: E402,F401 - the fixture
+
+
+def test_front_forwards_the_console(geo, front):  # noqa: F811
+    cluster = geo(1, join=False)
+    (r1,) = cluster
+    f = front([r1])
+    status, hd, body = front_request(f, "GET", "/console/")
+    assert status == 200 and hd["content-type"] == "text/html; charset=utf-8", (status, hd)
+    assert b'<script type="module" src="js/app.js">' in body
+    assert "script-src 'self'" in hd["content-security-policy"]
+    status, hd, _ = front_request(f, "GET", "/console/js/app.js")
+    assert status == 200 and hd["content-type"].startswith("text/javascript"), (status, hd)
+    assert front_request(f, "GET", "/console")[0] == 301
+    assert front_request(f, "GET", "/console/.hidden.txt")[0] == 404
