@@ -3,7 +3,7 @@
 import { catalog, get } from "./api.js";
 import { errorBox, h, table } from "./ui.js";
 
-const SHOWN_MAX = 500;
+const SHOWN_MAX = 200; // rows drawn at once: the search narrows the rest
 
 const versionHref = (repo, ref) =>
   "#/version?" + new URLSearchParams({ repo, ref }).toString();
