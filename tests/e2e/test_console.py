@@ -197,6 +197,8 @@ def test_login_consumer_sees_no_admin_actions(server_factory, page):
     r = requests.post(srv.url + "/_meridian/v1/roles", auth=admin,
                       json={"subject": "bob", "role": "consumer", "pattern": "golden/*"})
     assert r.status_code in (200, 201), r.text
+    digest = push_image(srv, "golden/app", "v1", 1024, auth=admin)
+    push_image(srv, "secret/thing", "v1", 1024, auth=admin)
 
     # anonymous: the login page, whatever page is asked for
     for hash_ in ("#/repos", "#/admin"):
@@ -217,6 +219,14 @@ def test_login_consumer_sees_no_admin_actions(server_factory, page):
     links = [a.text for a in find(page, "#nav a")]
     assert links == ["Regions", "Repositories"], links
     assert "bob" in find(page, "#who")[0].text
+    # read-only pages: the repositories he may pull, a version and its replication
+    page.get(srv.url + "/console/#/repos")
+    wait_css(page, "#repos-table tbody tr")
+    assert [a.text for a in find(page, "#repos-table a")] == ["golden/app"]
+    page.get(srv.url + "/console/#/version?" + urllib.parse.urlencode(
+        {"repo": "golden/app", "ref": "v1"}))
+    wait_css(page, "#replication tr[data-region=local][data-state=Completed]")
+    assert digest in find(page, "#version-facts")[0].text
     page.get(srv.url + "/console/#/admin")
     wait_css(page, "[data-page=admin] .card", cond=lambda e: "admin role" in e[0].text)
     assert not find(page, "[data-remove], #add-region, #assign-role, button.danger")
@@ -256,9 +266,11 @@ def test_login_consumer_sees_no_admin_actions(server_factory, page):
 
 # -- regions, live replication, faults ---------------------------------------------------------
 
-def push_image(region, repo, tag, layer_size):
-    """A one-layer image pushed to region with raw requests; returns the manifest digest."""
+def push_image(region, repo, tag, layer_size, auth=None):
+    """A one-layer image pushed to region (anything with a .url) with raw requests, with
+    Basic credentials auth if given; returns the manifest digest."""
     s = requests.Session()
+    s.auth = auth
     layer = os.urandom(layer_size)
     config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
     for blob in (config, layer):
@@ -420,7 +432,7 @@ def test_image_version_etag_and_long_poll(server_factory):
     ?wait=S is held until the version reads differently or S seconds have passed."""
     srv = server_factory("--threads", "4")
     repo = "console/poll"
-    push_image(type("R", (), {"url": srv.url})(), repo, "v1", 1024)
+    push_image(srv, repo, "v1", 1024)
     url = srv.url + "/_meridian/v1/image-versions"
     q = {"repository": repo, "reference": "v1"}
     r = requests.get(url, params=q)
