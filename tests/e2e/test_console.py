@@ -101,6 +101,13 @@ def wait_css(driver, css, timeout_s=20, what=None, cond=None):
     return wait_for(check, timeout_s, what or css, interval_s=0.05)
 
 
+def texts(driver, css):
+    """The text of every element matching css, read in one script (pages redraw live, so
+    element handles can go stale between two calls)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)", css)
+
+
 def login(driver, base, user, password):
     open_console(driver, base, "#/login")
     wait_css(driver, "#login")
@@ -222,11 +229,11 @@ def test_login_consumer_sees_no_admin_actions(server_factory, page):
     # read-only pages: the repositories he may pull, a version and its replication
     page.get(srv.url + "/console/#/repos")
     wait_css(page, "#repos-table tbody tr")
-    assert [a.text for a in find(page, "#repos-table a")] == ["golden/app"]
+    assert texts(page, "#repos-table a") == ["golden/app"]
     page.get(srv.url + "/console/#/version?" + urllib.parse.urlencode(
         {"repo": "golden/app", "ref": "v1"}))
     wait_css(page, "#replication tr[data-region=local][data-state=Completed]")
-    assert digest in find(page, "#version-facts")[0].text
+    wait_for(lambda: digest in "".join(texts(page, "#version-facts")), 10, "the digest shown")
     page.get(srv.url + "/console/#/admin")
     wait_css(page, "[data-page=admin] .card", cond=lambda e: "admin role" in e[0].text)
     assert not find(page, "[data-remove], #add-region, #assign-role, button.danger")
@@ -259,9 +266,11 @@ def test_login_consumer_sees_no_admin_actions(server_factory, page):
     wait_css(page, "#audit-list table", what="the audit log")
     find(page, "#audit-action")[0].send_keys("role")
     find(page, "#audit-filter button")[0].click()
-    wait_css(page, "#audit-list tbody tr",
-             cond=lambda rows: all("role" in r.text for r in rows) and
-             any("role.assign" in r.text for r in rows))
+
+    def filtered():
+        rows = texts(page, "#audit-list tbody tr")
+        return rows and all("role" in r for r in rows) and any("role.assign" in r for r in rows)
+    wait_for(filtered, 20, "the audit log filtered to role actions")
 
 
 # -- regions, live replication, faults ---------------------------------------------------------
@@ -333,7 +342,8 @@ def test_map_live_version_and_unreachable_region(geo, page):
     g = find(page, "svg.map g.region[data-region=r3]")[0]
     page.execute_script("arguments[0].focus()", g)
     g.send_keys("\n")
-    wait_css(page, "#region-details dl", cond=lambda d: r3.endpoint in d[0].text)
+    wait_for(lambda: r3.endpoint in "".join(texts(page, "#region-details dl")), 10,
+             "r3's details")
 
     # live replication: r2 copies from r1 through a slowed link (r1's proxy, for r2's
     # connections), its row moves without a reload
