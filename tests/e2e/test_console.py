@@ -262,6 +262,19 @@ def test_login_consumer_sees_no_admin_actions(server_factory, page):
         By.CSS_SELECTOR, "button[data-ok]").click()
     wait_for(lambda: len(requests.get(srv.url + "/_meridian/v1/roles?subject=bob",
                                       auth=admin).json()) == 2, 10, "the role assigned")
+    # a webhook disabled from the admin page, after confirmation
+    r = requests.post(srv.url + "/_meridian/v1/webhooks", auth=admin, json={
+        "name": "hook1", "location": "local", "uri": "http://127.0.0.1:9/x",
+        "actions": ["push"]})
+    assert r.status_code == 201, r.text
+    page.refresh()
+    wait_css(page, "button[data-toggle=hook1]")[0].click()
+    wait_css(page, "dialog[data-confirm][open]")[0].find_element(
+        By.CSS_SELECTOR, "button[data-ok]").click()
+    wait_for(lambda: requests.get(srv.url + "/_meridian/v1/webhooks/hook1", auth=admin)
+             .json()["enabled"] is False, 10, "hook1 disabled")
+    wait_for(lambda: texts(page, "button[data-toggle=hook1]") == ["Enable"], 10,
+             "the page shows it disabled")
     page.get(srv.url + "/console/#/activity")
     wait_css(page, "#audit-list table", what="the audit log")
     find(page, "#audit-action")[0].send_keys("role")

@@ -1,5 +1,5 @@
 // Admin actions (admins only; others are not offered the page): add or remove a region,
-// assign or revoke a role. Every change asks for confirmation first; the server checks the
+// assign or revoke a role, enable or disable a webhook. Every change asks for confirmation first; the server checks the
 // admin role again on each request.
 import { get, mgmt, qs, request } from "./api.js";
 import { confirmDialog, errorBox, h, state, table } from "./ui.js";
@@ -77,6 +77,30 @@ async function roles(box, ctx, redraw) {
     form, msg);
 }
 
+async function webhooks(box, ctx, redraw) {
+  const list = await get(mgmt("webhooks"), { signal: ctx.signal });
+  const msg = h("p", { role: "status" });
+  box.append(list.length === 0 ? h("p", { class: "muted" }, "No webhooks.") :
+    table([{ title: "Webhook" }, { title: "Region" }, { title: "Actions" }, { title: "Scope" },
+           { title: "Receiver" }, { title: "" }],
+      list.map((w) => h("tr", { "data-webhook": w.name },
+        h("td", {}, w.name), h("td", {}, w.location), h("td", {}, (w.actions || []).join(", ")),
+        h("td", { class: "mono" }, w.scope), h("td", { class: "mono" }, w.uri),
+        h("td", {}, h("button", { type: "button", class: w.enabled ? "danger" : "primary",
+          "data-toggle": w.name,
+          onclick: async () => {
+            const verb = w.enabled ? "Disable" : "Enable";
+            if (!await confirmDialog(`${verb} webhook ${w.name}?` + (w.enabled
+              ? " Its receiver gets no more deliveries until it is enabled again." : ""), verb)) return;
+            try {
+              await request("PATCH", mgmt("webhooks/" + encodeURIComponent(w.name)),
+                            { body: { enabled: !w.enabled } });
+              redraw(`Webhook ${w.name} ${w.enabled ? "disabled" : "enabled"}.`);
+            } catch (e) { msg.replaceChildren(errorBox(e)); }
+          } }, w.enabled ? "Disable" : "Enable"))))),
+    msg);
+}
+
 export async function render(main, ctx) {
   main.append(h("h1", {}, "Admin"));
   if (!ctx.session.isAdmin) {
@@ -86,14 +110,18 @@ export async function render(main, ctx) {
   const note = h("p", { role: "status", id: "admin-note" });
   const reg = h("section", { "aria-labelledby": "adm-regions" });
   const rol = h("section", { "aria-labelledby": "adm-roles" });
+  const hooks = h("section", { "aria-labelledby": "adm-hooks" });
   main.append(note, h("h2", { id: "adm-regions" }, "Regions"), reg,
-              h("h2", { id: "adm-roles" }, "Roles"), rol);
+              h("h2", { id: "adm-roles" }, "Roles"), rol,
+              h("h2", { id: "adm-hooks" }, "Webhooks"), hooks);
   const redraw = async (text) => {
     note.textContent = text || "";
     reg.replaceChildren();
     rol.replaceChildren();
+    hooks.replaceChildren();
     await Promise.all([regions(reg, ctx, redraw).catch((e) => reg.append(errorBox(e))),
-                       roles(rol, ctx, redraw).catch((e) => rol.append(errorBox(e)))]);
+                       roles(rol, ctx, redraw).catch((e) => rol.append(errorBox(e))),
+                       webhooks(hooks, ctx, redraw).catch((e) => hooks.append(errorBox(e)))]);
   };
   await redraw();
 }
