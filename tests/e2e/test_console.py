@@ -85,8 +85,10 @@ def is_error(entry):
 
 
 def open_console(driver, base, hash_="#/map"):
+    """A fresh load of the console at hash_, with no session."""
     driver.get(base + "/console/")
     driver.execute_script("sessionStorage.clear()")
+    driver.get("about:blank")
     driver.get(base + "/console/" + hash_)
 
 
@@ -241,9 +243,20 @@ def test_login_consumer_sees_no_admin_actions(server_factory, page):
     wait_css(page, "[data-page=activity] .card", cond=lambda e: "admin role" in e[0].text)
     assert not find(page, "#audit-filter")
 
-    # an admin is offered the actions, each behind a confirmation
+    # logging out ends the session
     find(page, "#logout")[0].click()
     wait_css(page, "#login")
+    assert page.execute_script("return sessionStorage.length") == 0
+
+    # a session whose credentials stop working (secret reset) ends at its next request
+    login(page, srv.url, "bob", CONSUMER_PW)
+    r = requests.post(srv.url + "/_meridian/v1/users/bob/reset-secret", auth=admin, json={})
+    assert r.status_code == 200, r.text
+    page.get(srv.url + "/console/#/repos")
+    wait_css(page, "#login-error", cond=lambda e: "session has ended" in e[0].text)
+    assert page.execute_script("return sessionStorage.length") == 0
+
+    # an admin is offered the actions, each behind a confirmation
     login(page, srv.url, "admin", ADMIN_PW)
     links = [a.text for a in find(page, "#nav a")]
     assert links == ["Regions", "Repositories", "Activity", "Admin"], links

@@ -1,7 +1,10 @@
 // The console's one door to the server: the management API (/_meridian/v1/) and /v2/,
 // with the session's credentials. The management API takes HTTP Basic credentials (README,
 // "How clients authenticate"); they are kept in this tab's sessionStorage only, checked at
-// login through the token endpoint, and dropped at logout or when the tab closes.
+// login through the token endpoint, and dropped at logout or when the tab closes. Every
+// fetch says credentials: "omit": the browser neither sends HTTP credentials of its own nor
+// prompts for them on a 401 with a Basic challenge (the Fetch standard prompts only when
+// credentials are included).
 
 const KEY = "meridian.session";
 

@@ -74,16 +74,19 @@ function renderLogin(message) {
   form.username.focus();
 }
 
+let routeSeq = 0; // a newer route() wins over one still waiting for the server
+
 async function route() {
   if (current) current.abort();
   current = new AbortController();
+  const seq = ++routeSeq;
   let s = session();
   if (!s) {
     // No session: access control may be off (a node on loopback), then no login is needed.
-    // Asked of /v2/ first: its 401 challenges Bearer, which browsers leave to the page,
-    // where the management API's Basic challenge would pop up the browser's own dialog.
+    // /v2/ says so without credentials (200); with access control on it answers 401.
     const base = await fetch("/v2/", { cache: "no-store", credentials: "omit" });
     const me = base.ok ? await whoami(null) : null;
+    if (seq !== routeSeq) return;
     if (me && me.isAdmin) {
       s = { open: true, region: me.region, isAdmin: true };
       saveSession(s);
@@ -113,6 +116,7 @@ async function route() {
 }
 
 setUnauthorizedHandler(() => {
+  if (current) current.abort(); // the page's polls stop with the session
   saveSession(null);
   renderLogin("Your session has ended: log in again.");
 });
