@@ -9,7 +9,7 @@ set -euo pipefail
 
 BUILD_PKGS=(build-essential meson ninja-build pkg-config
             libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libjansson-dev libsqlite3-dev
-            libcmocka-dev libsodium-dev libgnutls28-dev npm)
+            libcmocka-dev libsodium-dev libgnutls28-dev)
 # chromium, chromium-driver, python3-selenium: the web console's browser tests
 TEST_PKGS=(python3-pytest python3-requests skopeo buildah podman valgrind openssl
            chromium chromium-driver python3-selenium)
@@ -49,6 +49,12 @@ npm_deps() {
     echo "install-deps: npm ci (the web console's map code)"
     (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)
 }
+
+# npm fetches the web console's map code; Debian's package only if no npm is installed
+# (a Node.js from elsewhere brings its own, and conflicts with Debian's).
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "install-deps: all ${#pkgs[@]} packages present"
