@@ -23,7 +23,7 @@ LAYERS = [
     ["http", "store"],
     ["auth"],
     ["cli", "repl"],
-    ["oci"],
+    ["oci", "console"],
     ["mgmt"],
     ["front"],
     ["server"],

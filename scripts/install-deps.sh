@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, what Meridian needs to build and test (and, with --bench, to run
 # the benchmarks). Installs only what is missing; runs `apt-get update` once, only if
-# something is missing. Debian 12; runs as root, or through sudo otherwise.
+# something is missing. Debian 12; runs as root, or through sudo otherwise. Then installs
+# the web console's third-party code from npm into node_modules/ (package-lock.json).
 #
 # usage: scripts/install-deps.sh [--bench]
 set -euo pipefail
@@ -9,7 +10,9 @@ set -euo pipefail
 BUILD_PKGS=(build-essential meson ninja-build pkg-config
             libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libjansson-dev libsqlite3-dev
             libcmocka-dev libsodium-dev libgnutls28-dev)
-TEST_PKGS=(python3-pytest python3-requests skopeo buildah podman valgrind openssl)
+# chromium, chromium-driver, python3-selenium: the web console's browser tests
+TEST_PKGS=(python3-pytest python3-requests skopeo buildah podman valgrind openssl
+           chromium chromium-driver python3-selenium)
 BENCH_PKGS=(docker-registry nginx wrk hyperfine)
 
 bench=0
@@ -34,8 +37,28 @@ for p in "${pkgs[@]}"; do
     fi
 done
 
+# The console's map code (d3-geo, topojson-client, world-atlas), as package-lock.json pins
+# it; again only when package-lock.json changed since the last install.
+npm_deps() {
+    local root
+    root=$(cd "$(dirname "$0")/.." && pwd)
+    if [ -f "$root/node_modules/.package-lock.json" ] &&
+        [ "$root/node_modules/.package-lock.json" -nt "$root/package-lock.json" ]; then
+        return 0
+    fi
+    echo "install-deps: npm ci (the web console's map code)"
+    (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+# npm fetches the web console's map code; Debian's package only if no npm is installed
+# (a Node.js from elsewhere brings its own, and conflicts with Debian's).
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+fi
+
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "install-deps: all ${#pkgs[@]} packages present"
+    npm_deps
     exit 0
 fi
 
@@ -62,3 +85,5 @@ if [ "$bench" = 1 ] && [ -d /run/systemd/system ]; then
         fi
     done
 fi
+
+npm_deps

@@ -30,6 +30,8 @@ for arg in "$@"; do
 done
 
 NAMES=(westeurope eastus southeastasia)
+# where each region is (LAT,LON), for the web console's map (docs/console.md)
+LOCATIONS=(53.35,-6.26 37.43,-78.66 1.35,103.82)
 PORT=${MERIDIAN_REGIONS_PORT:-5000}
 BASE=${MERIDIAN_REGIONS_DIR:-$ROOT/data/regions}
 BIN=$ROOT/build/meridian
@@ -78,6 +80,7 @@ for i in "${!NAMES[@]}"; do
         --listen "$(host_of "$i"):$PORT" \
         --advertise "$(url_of "$i")" \
         --data "$dir/data" \
+        --region-location "${LOCATIONS[$i]}" \
         >> "$dir/meridian.log" 2>&1 < /dev/null &
     echo $! > "$dir/meridian.pid"
     echo "regions-up: started $name (pid $!) on $(url_of "$i")"
@@ -205,6 +208,8 @@ the Meridian-Region response header says which):
 
   skopeo copy --dest-tls-verify=false oci:DIR:TAG docker://$FRONT_HOST:$PORT/demo/app:1
   curl -sI $FRONT_URL/v2/ | grep Meridian-Region
+
+The web console, with the three regions on a map: $(url_of 0)/console/
 
 Logs: $rel/<region>/meridian.log, $rel/front/meridian.log
 Stop: scripts/regions-down.sh [--purge]

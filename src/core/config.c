@@ -49,6 +49,10 @@ static const struct option_def options[] = {
     {"webhook-backoff-max", OPT_DURATION, "longest wait between retries of a webhook delivery",
      "5m"},
     {"webhook-max-attempts", OPT_UINT, "attempts before a webhook delivery is given up", "10"},
+    {"region-location", OPT_STRING,
+     "where this region is, LAT,LON in degrees: places it on the console's map", "(none)"},
+    {"console-dir", OPT_STRING, "directory of the web console's files, served at /console/",
+     "console/ beside the binary"},
     /* access control and hardening (authz.c, tls.c) */
     {"auth", OPT_BOOL_ON, "require credentials: users, robots, tokens (README: access control)",
      "on unless listening on loopback"},
@@ -144,6 +148,7 @@ void config_fini(struct config *cfg)
     FREE_AND_NULL(cfg->tls_priorities);
     FREE_AND_NULL(cfg->tls_min_version);
     FREE_AND_NULL(cfg->tls_ticket_key_file);
+    FREE_AND_NULL(cfg->console_dir);
 }
 
 int config_parse_duration(const char *s, int64_t *out_s)
@@ -206,6 +211,28 @@ static int parse_listen(struct config *cfg, const char *v, struct err *e)
     return 0;
 }
 
+/* "LAT,LON" in decimal degrees, latitude -90..90 and longitude -180..180. */
+static int parse_location(struct config *cfg, const char *v, struct err *e)
+{
+    char *end = NULL;
+    double lat = strtod(v, &end);
+    bool is_ok = end != v && *end == ',';
+    double lon = 0;
+    if (is_ok) {
+        const char *p = end + 1;
+        lon = strtod(p, &end);
+        is_ok = end != p && *end == '\0';
+    }
+    if (!is_ok || !(lat >= -90 && lat <= 90) || !(lon >= -180 && lon <= 180))
+        return err_set(e, ERR_BAD_REQUEST,
+                       "region-location: expected LAT,LON in degrees (-90..90,-180..180), got "
+                       "\"%s\"", v);
+    cfg->has_location = true;
+    cfg->latitude = lat;
+    cfg->longitude = lon;
+    return 0;
+}
+
 /* Numeric options for which 0 means "no limit" or "off"; for the others 0 is a mistake. */
 static bool uint_may_be_zero(const char *key)
 {
@@ -236,6 +263,8 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
     case OPT_LISTEN:
         return parse_listen(cfg, value, e);
     case OPT_STRING: {
+        if (strcmp(key, "region-location") == 0)
+            return parse_location(cfg, value, e);
         char **slot = strcmp(key, "data") == 0            ? &cfg->data_dir
                       : strcmp(key, "blobstore") == 0     ? &cfg->blobstore
                       : strcmp(key, "region") == 0        ? &cfg->region
@@ -249,6 +278,7 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
                       : strcmp(key, "tls-priorities") == 0 ? &cfg->tls_priorities
                       : strcmp(key, "tls-min-version") == 0 ? &cfg->tls_min_version
                       : strcmp(key, "tls-ticket-key-file") == 0 ? &cfg->tls_ticket_key_file
+                      : strcmp(key, "console-dir") == 0 ? &cfg->console_dir
                                                           : &cfg->peer_secret;
         if (strcmp(key, "region") == 0 && !config_is_valid_region(value))
             return err_set(e, ERR_BAD_REQUEST,

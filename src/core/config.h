@@ -49,6 +49,10 @@ struct config {
     /* webhooks (docs/webhooks.md) */
     int64_t webhook_backoff_max_ms; /* longest wait between delivery retries, default 5 min */
     unsigned webhook_max_attempts;  /* attempts before a delivery is given up, default 10 */
+    /* the web console (src/console) */
+    bool has_location;             /* --region-location given */
+    double latitude, longitude;    /* where this region is, degrees */
+    char *console_dir;             /* the console's files; NULL = console/ beside the binary */
     /* access control and hardening (authz.c, README "Access control") */
     int auth_mode;                 /* 1 on, 0 off, -1 (default) on unless listening on loopback */
     char *admin_password;          /* bootstrap admin's password; NULL = generate */

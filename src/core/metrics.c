@@ -17,7 +17,7 @@ static const char *route_names[ROUTE_COUNT_] = {
     [ROUTE_TAGS] = "tags",           [ROUTE_REFERRERS] = "referrers",
     [ROUTE_CATALOG] = "catalog",     [ROUTE_HEALTHZ] = "healthz",
     [ROUTE_READYZ] = "readyz",       [ROUTE_METRICS] = "metrics",
-    [ROUTE_MGMT] = "mgmt",
+    [ROUTE_MGMT] = "mgmt",           [ROUTE_CONSOLE] = "console",
 };
 
 static const char *methods[] = {"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OTHER"};

@@ -22,6 +22,7 @@ enum route_id {
     ROUTE_READYZ,
     ROUTE_METRICS,
     ROUTE_MGMT,
+    ROUTE_CONSOLE,
     ROUTE_COUNT_
 };
 

@@ -137,7 +137,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: meridian front --region NAME=URL [--region ...] [options]\n\n"
-            "Forwards the registry API (/v2/, the token endpoint, /_meridian/v1/) to the\n"
+            "Forwards the registry API (/v2/, the token endpoint, /_meridian/v1/) and the web\n"
+            "console (/console/) to the\n"
             "nearest healthy region. See docs/front.md.\n\n"
             "  --listen HOST:PORT        address to listen on (default 127.0.0.1:5000; 0 picks)\n"
             "  --region NAME=URL[,...]   a region and its base URL (repeatable)\n"

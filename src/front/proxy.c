@@ -340,7 +340,8 @@ static void reply_unavailable(struct http_req *req, const char *why)
 static bool is_forwarded(const char *path)
 {
     return strcmp(path, "/v2") == 0 || strncmp(path, "/v2/", 4) == 0 ||
-           strncmp(path, "/_meridian/v1/", 14) == 0;
+           strncmp(path, "/_meridian/v1/", 14) == 0 || strcmp(path, "/console") == 0 ||
+           strncmp(path, "/console/", 9) == 0; /* the web console, served by any region */
 }
 
 static int64_t request_body_len(struct http_req *req, bool *has_body)

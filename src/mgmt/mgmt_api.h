@@ -28,6 +28,11 @@ void mgmt_api_handle(struct http_req *req);
 
 /* Replies with a JSON value (takes ownership of v, also on failure). */
 void mgmt_reply_json(struct http_req *req, int status, json_t *v);
+/* Replies with a JSON value and its ETag (takes ownership of v): 304 when it matches the
+ * request's If-None-Match, and with ?wait=S holds the request (parked, no thread) until
+ * the value differs or S seconds pass (mgmt_longpoll.c). The handler runs again on
+ * every recheck, so it must be safe to repeat (a read). */
+void mgmt_reply_json_polled(struct http_req *req, json_t *v);
 /* Replies with an error. */
 void mgmt_reply_error(struct http_req *req, enum err_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

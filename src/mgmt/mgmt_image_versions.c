@@ -116,5 +116,5 @@ void mgmt_image_versions_show(struct http_req *req, const struct mgmt_params *p)
                             ref, "digest", d.str, "mediaType", media_type, "size",
                             (json_int_t)size, "replicationStatus", status);
     free(media_type);
-    mgmt_reply_json(req, 200, out);
+    mgmt_reply_json_polled(req, out); /* ETag; ?wait=S long polls (the console's live bars) */
 }

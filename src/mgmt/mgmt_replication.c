@@ -211,14 +211,17 @@ void mgmt_repl_introduce(struct http_req *req, const struct mgmt_params *p)
     int rc = repl_introduce(req->reg->repl,
                             json_string_value(json_object_get(body, "registry")),
                             json_string_value(json_object_get(body, "location")),
-                            json_string_value(json_object_get(body, "endpoint")), &e);
+                            json_string_value(json_object_get(body, "endpoint")), body, &e);
     json_decref(body);
     if (rc != 0) {
         reply_err(req, &e);
         return;
     }
-    mgmt_reply_json(req, 200, json_pack("{s:s, s:s}", "registry", req->reg->cfg->registry_name,
-                                        "location", req->reg->cfg->region));
+    /* With this region's coordinates, which the introducing region records. */
+    json_t *out = repl_self_geo(req->reg->repl);
+    json_object_set_new(out, "registry", json_string(req->reg->cfg->registry_name));
+    json_object_set_new(out, "location", json_string(req->reg->cfg->region));
+    mgmt_reply_json(req, 200, out);
 }
 
 /* GET replication/summary */

@@ -1546,16 +1546,44 @@ static void *prober_main(void *arg)
 
 /* Lifecycle -------------------------------------------------------------------------- */
 
-static json_t *replication_value(const char *location, const char *endpoint)
+/* Copies "latitude" and "longitude" (the region's place on the console's map, from its
+ * --region-location) from `from` to `to` when both are numbers in range. */
+static void copy_geo(json_t *to, const json_t *from)
 {
-    return json_pack("{s:s, s:s, s:I}", "location", location, "endpoint", endpoint,
-                     "createdMs", (json_int_t)util_now_ms());
+    json_t *lat = json_object_get(from, "latitude");
+    json_t *lon = json_object_get(from, "longitude");
+    if (!json_is_number(lat) || !json_is_number(lon))
+        return;
+    double la = json_number_value(lat), lo = json_number_value(lon);
+    if (!(la >= -90 && la <= 90 && lo >= -180 && lo <= 180))
+        return;
+    json_object_set_new(to, "latitude", json_real(la));
+    json_object_set_new(to, "longitude", json_real(lo));
 }
 
-static int put_replication(struct repl *r, const char *location, const char *endpoint,
-                           struct err *e)
+json_t *repl_self_geo(struct repl *r)
 {
-    json_t *v = replication_value(location, endpoint);
+    const struct config *cfg = r->reg->cfg;
+    if (!cfg->has_location)
+        return json_object();
+    return json_pack("{s:f, s:f}", "latitude", cfg->latitude, "longitude", cfg->longitude);
+}
+
+static json_t *replication_value(const char *location, const char *endpoint, const json_t *geo)
+{
+    json_t *v = json_pack("{s:s, s:s, s:I}", "location", location, "endpoint", endpoint,
+                          "createdMs", (json_int_t)util_now_ms());
+    copy_geo(v, geo);
+    return v;
+}
+
+/* Records region `location`; geo (may be NULL) holds its coordinates when known: each
+ * writer of a region's record (itself at start, the region adding it, the region it
+ * introduces itself to) passes them, so the last write keeps them. */
+static int put_replication(struct repl *r, const char *location, const char *endpoint,
+                           const json_t *geo, struct err *e)
+{
+    json_t *v = replication_value(location, endpoint, geo);
     char *s = json_dumps(v, JSON_COMPACT);
     json_decref(v);
     int rc = ms_of(r)->ops->object_put(ms_of(r), "replication", location, s, e);
@@ -1574,6 +1602,13 @@ int repl_start(struct repl *r, struct err *e)
         json_t *v = json_loads(value, 0, &je);
         const char *ep = v ? json_string_value(json_object_get(v, "endpoint")) : NULL;
         is_same = ep && strcmp(ep, r->self_endpoint) == 0;
+        /* A moved or newly placed region writes its record again. */
+        json_t *was = json_object();
+        json_t *now = repl_self_geo(r);
+        copy_geo(was, v);
+        is_same = is_same && json_equal(was, now);
+        json_decref(was);
+        json_decref(now);
         json_decref(v);
         free(value);
     }
@@ -1581,7 +1616,10 @@ int repl_start(struct repl *r, struct err *e)
         log_warn("repl", "this region was removed from the registry; not replicating");
         return 0;
     }
-    if (!is_same && put_replication(r, self, r->self_endpoint, e) != 0)
+    json_t *geo = repl_self_geo(r);
+    int rc = is_same ? 0 : put_replication(r, self, r->self_endpoint, geo, e);
+    json_decref(geo);
+    if (rc != 0)
         return -1;
     AZ(pthread_create(&r->manager, NULL, manager_main, r));
     AZ(pthread_create(&r->syncer, NULL, syncer_main, r));
@@ -1698,8 +1736,10 @@ int repl_add(struct repl *r, const char *location, const char *endpoint, struct 
     }
     /* Introduce ourselves first: a region that cannot be reached, or that belongs to
      * another registry, is not recorded. */
-    json_t *intro = json_pack("{s:s, s:s, s:s}", "registry", r->reg->cfg->registry_name,
-                              "location", self_region(r), "endpoint", r->self_endpoint);
+    json_t *intro = repl_self_geo(r);
+    json_object_set_new(intro, "registry", json_string(r->reg->cfg->registry_name));
+    json_object_set_new(intro, "location", json_string(self_region(r)));
+    json_object_set_new(intro, "endpoint", json_string(r->self_endpoint));
     char *body = json_dumps(intro, JSON_COMPACT);
     json_decref(intro);
     char url[1024];
@@ -1717,10 +1757,18 @@ int repl_add(struct repl *r, const char *location, const char *endpoint, struct 
                      "%s refused to join: %s", location, msg ? msg : "no reason given");
         json_decref(reply);
     }
+    /* The region answers with its coordinates, if it has any. */
+    json_t *geo = NULL;
+    if (rc == 0) {
+        json_error_t je;
+        geo = json_loadb(resp.body.data, resp.body.len, 0, &je);
+    }
     httpc_response_fini(&resp);
     if (rc != 0)
         return -1;
-    if (put_replication(r, location, endpoint, e) != 0)
+    rc = put_replication(r, location, endpoint, geo, e);
+    json_decref(geo);
+    if (rc != 0)
         return -1;
     log_info("repl", "added replication %s at %s", location, endpoint);
     return 0;
@@ -1777,7 +1825,7 @@ int repl_leave(struct repl *r, const char *registry_name, const char *location, 
 }
 
 int repl_introduce(struct repl *r, const char *registry_name, const char *location,
-                   const char *endpoint, struct err *e)
+                   const char *endpoint, const json_t *geo, struct err *e)
 {
     if (registry_name == NULL || strcmp(registry_name, r->reg->cfg->registry_name) != 0)
         return err_set(e, ERR_CONFLICT, "this region belongs to registry %s",
@@ -1794,7 +1842,7 @@ int repl_introduce(struct repl *r, const char *registry_name, const char *locati
         return 0; /* already known */
     }
     log_info("repl", "introduced to %s at %s", location, endpoint);
-    return put_replication(r, location, endpoint, e);
+    return put_replication(r, location, endpoint, geo, e);
 }
 
 char **repl_target_regions(struct repl *r)

@@ -38,7 +38,8 @@ void repl_wait_register(struct repl *r, struct http_req *req, int64_t seen_head,
                         int64_t deadline_ms);
 
 /* Replications (regions of the registry) as a JSON array, each with live state
- * (state, lagEvents, lagSeconds, bytesToCopy, isLocal). location NULL = all. */
+ * (state, lagEvents, lagSeconds, bytesToCopy, isLocal) and, when known, the region's
+ * latitude and longitude. location NULL = all. */
 json_t *repl_replications_json(struct repl *r, const char *location);
 /* Adds a region: records it and introduces this region to it. ERR_CONFLICT if it
  * exists, ERR_BAD_REQUEST for bad input, ERR_UNAVAILABLE if it cannot be reached. */
@@ -47,9 +48,13 @@ int repl_add(struct repl *r, const char *location, const char *endpoint, struct 
 int repl_remove(struct repl *r, const char *location, struct err *e);
 /* This region was removed by another (peer API): it leaves the registry. */
 int repl_leave(struct repl *r, const char *registry_name, const char *location, struct err *e);
-/* Accepts an introduction from region `location` at `endpoint` (peer API). */
+/* Accepts an introduction from region `location` at `endpoint` (peer API); geo (may be
+ * NULL) holds its "latitude" and "longitude" when it has a --region-location. */
 int repl_introduce(struct repl *r, const char *registry_name, const char *location,
-                   const char *endpoint, struct err *e);
+                   const char *endpoint, const json_t *geo, struct err *e);
+/* This region's coordinates as {"latitude","longitude"} (empty without
+ * --region-location); caller decrefs. */
+json_t *repl_self_geo(struct repl *r);
 
 /* The event log grew (a local write): wakes the long polls waiting on it now rather
  * than at the next 25 ms tick. */

@@ -24,6 +24,7 @@
 
 #include "authz.h"
 #include "base64.h"
+#include "console.h"
 #include "log.h"
 #include "manifest.h"
 #include "mgmt_api.h"
@@ -339,6 +340,10 @@ static route_step_f *route(struct http_req *req)
         req->body.max_bytes = MGMT_BODY_MAX;
         err_set(&req->err, ERR_BAD_REQUEST, "request body exceeds %d bytes", MGMT_BODY_MAX);
         return NULL;
+    }
+    if (strcmp(path, CONSOLE_PREFIX) == 0 || strncmp(path, CONSOLE_PREFIX "/", 9) == 0) {
+        req->route = ROUTE_CONSOLE; /* static files: the API behind them checks access */
+        return allow(req, get_head) ? console_serve : NULL;
     }
     if (atomic_load(&req->reg->is_removed) && strncmp(path, "/v2", 3) == 0) {
         http_reply_error(req, ERR_UNAVAILABLE, "this region was removed from the registry");

@@ -195,7 +195,8 @@ class Region:
                 "--sync-interval", SYNC_INTERVAL,
                 "--fetch-backoff-max", FETCH_BACKOFF_MAX,
                 "--shutdown-grace", "5s",
-                "--log-level", "info"] + self.cluster.extra_args + self.extra_args
+                "--log-level", "info"] + self.cluster.extra_args + \
+            list(self.cluster.region_args(self.n)) + self.extra_args
 
     def start(self, timeout_s=START_DEADLINE_S):
         """Starts the process (again, on the same data directory after kill9/stop: on the same
@@ -383,11 +384,12 @@ class Region:
 class Cluster:
     """N regions of one registry. regions[0] is r1 (the home region); cluster["r2"] by name."""
 
-    def __init__(self, binary, root, extra_args=()):
+    def __init__(self, binary, root, extra_args=(), region_args=None):
         self.binary = binary
         self.root = str(root)
         self.secret = secrets.token_hex(16)
         self.extra_args = list(extra_args)
+        self.region_args = region_args or (lambda n: [])  # n -> extra flags of region n
         self.regions = []
         self.removed = []             # regions that left with `replication delete`
         os.makedirs(self.root, exist_ok=True)
@@ -774,15 +776,17 @@ def geo_bin():
 
 @pytest.fixture
 def geo(geo_bin, tmp_path_factory, request):
-    """Factory: geo(n=3, join=True, extra_args=(), remove_data=False) -> a started Cluster
+    """Factory: geo(n=3, join=True, extra_args=(), remove_data=False, region_args=None) -> a
+    started Cluster (region_args(n): flags of region n only, e.g. its --region-location)
     (when join: joined, every region listing all as Ready, every pair of regions seen talking
     through the proxies). Everything is stopped after the test; with remove_data=True the
     data directories are removed then, pass or fail (large tests; logs are kept)."""
     clusters = []
     big = []
 
-    def make(n=3, join=True, extra_args=(), wait_ready=True, remove_data=False):
-        c = Cluster(geo_bin, tmp_path_factory.mktemp("geo"), extra_args)
+    def make(n=3, join=True, extra_args=(), wait_ready=True, remove_data=False,
+             region_args=None):
+        c = Cluster(geo_bin, tmp_path_factory.mktemp("geo"), extra_args, region_args)
         clusters.append(c)
         _live_clusters.append(c)
         if remove_data:

@@ -228,6 +228,50 @@ static void test_bad_file_line(void **state)
     unlink(path);
 }
 
+/* --region-location LAT,LON: degrees in range, nothing else; --console-dir a path. */
+static void test_console_options(void **state)
+{
+    static const struct {
+        const char *value;
+        bool is_ok;
+        double lat, lon;
+    } cases[] = {
+        {"50.11,8.68", true, 50.11, 8.68},   {"-33.9,151.2", true, -33.9, 151.2},
+        {"90,180", true, 90, 180},           {"-90,-180", true, -90, -180},
+        {"0,0", true, 0, 0},                 {"90.1,0", false, 0, 0},
+        {"0,180.5", false, 0, 0},            {"50.1", false, 0, 0},
+        {"50.1,", false, 0, 0},              {",8.6", false, 0, 0},
+        {"50.1,8.6,1", false, 0, 0},         {"nan,0", false, 0, 0},
+        {"inf,0", false, 0, 0},              {"50.1;8.6", false, 0, 0},
+        {"50.1, 8.6x", false, 0, 0},         {"north,east", false, 0, 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct config c;
+        struct err e = {0};
+        config_defaults(&c);
+        assert_false(c.has_location);
+        int rc = config_set(&c, "region-location", cases[i].value, &e);
+        if (cases[i].is_ok) {
+            assert_int_equal(rc, 0);
+            assert_true(c.has_location);
+            assert_true(c.latitude == cases[i].lat && c.longitude == cases[i].lon);
+        } else {
+            assert_int_equal(rc, -1);
+            assert_false(c.has_location);
+            assert_non_null(strstr(e.msg, "region-location"));
+        }
+        config_fini(&c);
+    }
+    struct config c;
+    struct err e = {0};
+    config_defaults(&c);
+    assert_null(c.console_dir);
+    assert_int_equal(config_set(&c, "console-dir", "/srv/console", &e), 0);
+    assert_string_equal(c.console_dir, "/srv/console");
+    config_fini(&c);
+}
+
 static void test_help_and_unexpected(void **state)
 {
     char *help_argv[] = {"--help"};
@@ -252,7 +296,7 @@ int main(void)
         cmocka_unit_test(test_scrub_options),
         cmocka_unit_test(test_bad_file_line), cmocka_unit_test(test_help_and_unexpected),
         cmocka_unit_test(test_hardening_defaults_and_options),
-        cmocka_unit_test(test_tls_options),
+        cmocka_unit_test(test_tls_options),  cmocka_unit_test(test_console_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,85 @@
+// Activity (admins): webhook deliveries with their attempts, per webhook, and the audit
+// log with filters (actor, action prefix, how many), newest first.
+import { get, mgmt, qs } from "./api.js";
+import { errorBox, h, table } from "./ui.js";
+
+const deliveryState = { pending: "Pending", delivered: "Completed", failed: "Failed" };
+
+async function webhooks(box, ctx) {
+  const hooks = await get(mgmt("webhooks"), { signal: ctx.signal });
+  if (hooks.length === 0) {
+    box.append(h("p", { class: "muted" }, "No webhooks."));
+    return;
+  }
+  for (const w of hooks) {
+    const section = h("section", { "aria-labelledby": "wh-" + w.name },
+      h("h3", { id: "wh-" + w.name }, `${w.name} `,
+        h("span", { class: "muted" }, `${w.location} · ${(w.actions || []).join(", ")} · ` +
+          `${w.scope} · ${w.enabled ? "enabled" : "disabled"}`)));
+    box.append(section);
+    try {
+      const events = await get(mgmt(`webhooks/${encodeURIComponent(w.name)}/events?n=20`),
+                               { signal: ctx.signal });
+      section.append(events.length === 0 ? h("p", { class: "muted" }, "No deliveries in this region.") :
+        table([{ title: "Delivery" }, { title: "Action" }, { title: "State" },
+               { title: "Attempts", num: true }, { title: "Last answer" },
+               { title: "Latency", num: true }, { title: "Updated" }, { title: "Next attempt" }],
+          events.map((d) => h("tr", { "data-delivery": d.id },
+            h("td", { class: "mono" }, d.id.slice(0, 12)), h("td", {}, d.action),
+            h("td", {}, h("span", { class: "state s-" + (deliveryState[d.state] || "Pending") },
+                          d.state)),
+            h("td", { class: "num" }, d.attempts),
+            h("td", {}, d.statusCode === null ? (d.response || "unreachable")
+                                              : `${d.statusCode} ${d.response || ""}`),
+            h("td", { class: "num" }, d.latencyMs === null ? "–" : `${d.latencyMs} ms`),
+            h("td", {}, d.updatedAt || "–"), h("td", {}, d.nextAttemptAt || "–")))));
+    } catch (e) {
+      section.append(errorBox(e));
+    }
+  }
+}
+
+function audit(box, ctx) {
+  const form = h("form", { class: "inline", id: "audit-filter", "aria-label": "Audit filters" },
+    h("label", {}, "Actor", h("input", { name: "actor", id: "audit-actor" })),
+    h("label", {}, "Action prefix", h("input", { name: "action", id: "audit-action",
+                                                  placeholder: "e.g. manifest, role, login" })),
+    h("label", {}, "Entries", h("input", { name: "limit", type: "number", min: 1, max: 1000,
+                                           value: 100 })),
+    h("button", { type: "submit", class: "primary" }, "Filter"));
+  const out = h("div", { id: "audit-list", "aria-live": "polite" });
+  box.append(form, out);
+  const load = async () => {
+    const q = qs({ actor: form.actor.value, action: form.action.value, limit: form.limit.value });
+    try {
+      const list = await get(mgmt("audit" + (q ? "?" + q : "")), { signal: ctx.signal });
+      out.replaceChildren(list.length === 0 ? h("p", {}, "No entries match.") :
+        table([{ title: "Time" }, { title: "Actor" }, { title: "Action" }, { title: "Target" },
+               { title: "Status", num: true }, { title: "Count", num: true },
+               { title: "From" }, { title: "Detail" }],
+          list.map((a) => h("tr", {},
+            h("td", {}, a.time), h("td", {}, a.actor), h("td", {}, a.action),
+            h("td", { class: "mono" }, a.target || ""), h("td", { class: "num" }, a.status),
+            h("td", { class: "num" }, a.count), h("td", {}, a.remote || ""),
+            h("td", {}, a.detail || "")))));
+    } catch (e) {
+      if (e.name !== "AbortError") out.replaceChildren(errorBox(e));
+    }
+  };
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); load(); });
+  return load();
+}
+
+export async function render(main, ctx) {
+  main.append(h("h1", {}, "Activity"));
+  if (!ctx.session.isAdmin) {
+    main.append(h("p", { class: "card" }, "Activity (webhook deliveries, the audit log) needs the admin role."));
+    return;
+  }
+  const hooks = h("div", { id: "webhooks" });
+  const log = h("div", { id: "audit" });
+  main.append(h("h2", {}, "Webhook deliveries (this region)"), hooks,
+              h("h2", {}, "Audit log"), log);
+  await Promise.all([webhooks(hooks, ctx).catch((e) => hooks.append(errorBox(e))),
+                     audit(log, ctx)]);
+}
