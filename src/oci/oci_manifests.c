@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image_catalog.h"
 #include "log.h"
 #include "manifest.h"
 #include "metrics.h"
@@ -109,6 +110,12 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     m.body = req->body.data;
     m.body_len = req->body.len;
 
+    /* An image definition's tags are versions (docs/image-versions.md). */
+    if (!is_digest && image_catalog_check_push(reg->ms, req->repo, req->ref, &e) != 0) {
+        http_reply_err(req, &e);
+        manifest_fini(&mf);
+        return;
+    }
     size_t n_refs = mf.kind == MANIFEST_KIND_IMAGE ? 1 + mf.n_layers : mf.n_children;
     struct meta_ref *refs = xcalloc(n_refs, sizeof(*refs));
     if (mf.kind == MANIFEST_KIND_IMAGE) {
@@ -145,6 +152,13 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
                                         is_digest ? NULL : req->ref, &e);
     free(refs);
     if (rc != 0) {
+        http_reply_err(req, &e);
+        manifest_fini(&mf);
+        return;
+    }
+    if (!is_digest &&
+        image_catalog_record_push(reg->ms, reg->cfg->region, req->repo, req->ref, &e) != 0) {
+        /* Stored but without its profile: the client's retry records it (idempotent). */
         http_reply_err(req, &e);
         manifest_fini(&mf);
         return;
