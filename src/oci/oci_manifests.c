@@ -147,18 +147,30 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
             log_warn("manifests", "failed to fetch %s from other regions: %s",
                      refs[i].digest.str, err_message(&fe));
     }
+    /* The version's record is written before the manifest, so that every region
+     * applies it (events of one origin apply in order) before it learns of the content:
+     * placement is known from the first event on. Only once every blob is here: a push
+     * refused for a missing blob records nothing. */
+    bool has_blobs = true;
+    for (size_t i = 0; i < n_refs && !is_digest; i++) {
+        uint64_t size;
+        struct err fe = {0};
+        has_blobs &= refs[i].is_manifest || reg->ms->ops->blob_get(reg->ms, req->repo,
+                                                                   &refs[i].digest, &size,
+                                                                   &fe) == 0;
+    }
+    if (!is_digest && has_blobs &&
+        image_catalog_record_push(reg->ms, reg->cfg->region, req->repo, req->ref, &e) != 0) {
+        free(refs);
+        http_reply_err(req, &e);
+        manifest_fini(&mf);
+        return;
+    }
     int rc = reg->ms->ops->manifest_put(reg->ms, req->repo, &m, refs, n_refs,
                                         mf.has_subject ? &mf.subject.digest : NULL,
                                         is_digest ? NULL : req->ref, &e);
     free(refs);
     if (rc != 0) {
-        http_reply_err(req, &e);
-        manifest_fini(&mf);
-        return;
-    }
-    if (!is_digest &&
-        image_catalog_record_push(reg->ms, reg->cfg->region, req->repo, req->ref, &e) != 0) {
-        /* Stored but without its profile: the client's retry records it (idempotent). */
         http_reply_err(req, &e);
         manifest_fini(&mf);
         return;
