@@ -138,6 +138,11 @@ def test_a_definition_takes_versions_only(geo):
         assert err["code"] == "TAG_INVALID", (tag, r.text)
         assert ("latest" in err["message"]) if tag == "latest" else ("MAJOR.MINOR.PATCH" in
                                                                      err["message"]), err
+    # a version whose blobs are missing is refused and records nothing
+    missing = dict(json.loads(body), layers=[{"mediaType": "application/octet-stream",
+                                              "digest": "sha256:" + "ab" * 32, "size": 3}])
+    r = oci.put_manifest(repo, "2.0.0", missing, media_type=MT_OCI_MANIFEST)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN", r.text
     tags = oci.get("/v2/%s/tags/list" % repo).json()["tags"]
     assert tags == ["1.0.0"], tags  # a refused tag stored nothing
     r = r1.api("GET", "image-versions", params={"repository": repo})
