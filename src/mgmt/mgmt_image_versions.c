@@ -13,6 +13,7 @@
 #include "image_catalog.h"
 #include "mgmt_api.h"
 #include "name.h"
+#include "placement.h"
 #include "registry_ctx.h"
 #include "repl.h"
 #include "util.h"
@@ -444,6 +445,7 @@ void mgmt_image_versions_update(struct http_req *req, const struct mgmt_params *
     image_catalog_world_fini(&w);
     if (rec == NULL || image_catalog_put_version(reg->ms, rec, &e) != 0)
         goto fail;
+    placement_reconsider(reg, repo, version); /* this region fetches or releases now */
     char *change = json_dumps(body, JSON_COMPACT);
     authz_audit_as(req, "image-version.update", "%s:%s %.120s", repo, version,
                    change ? change : "");

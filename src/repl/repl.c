@@ -30,8 +30,10 @@
 #include "auth.h"
 #include "hlc.h"
 #include "httpc.h"
+#include "image_catalog.h"
 #include "log.h"
 #include "metrics.h"
+#include "placement.h"
 #include "registry_ctx.h"
 #include "repl_codec.h"
 #include "upload_sessions.h"
@@ -387,6 +389,9 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
         }
         if (is_new && strcmp(ev.kind, "manifest_put") == 0)
             *any_pending = true;
+        if (is_new && strncmp(ev.kind, "object_", 7) == 0 && ev.name && ev.payload &&
+            strstr(ev.payload, "\"kind\":\"" IMAGE_VERSION_KIND "\"") != NULL)
+            placement_reconsider_key(r->reg, ev.name); /* a version's profile changed */
         bool is_delete = strcmp(ev.kind, "manifest_delete") == 0 ||
                          strcmp(ev.kind, "tag_delete") == 0;
         struct digest d;
@@ -1109,8 +1114,11 @@ static void *fetcher_main(void *arg)
         size_t n = 0;
         struct err e = {0};
         if (ms_of(r)->ops->pending_list(ms_of(r), 64, &list, &n, &e) == 0) {
-            for (size_t i = 0; i < n && !r->is_stopping; i++)
-                complete_pending(r, &list[i]);
+            for (size_t i = 0; i < n && !r->is_stopping; i++) {
+                /* filtered replication: only what this region holds is fetched */
+                if (placement_admit_pending(r->reg, list[i].repo, &list[i].digest))
+                    complete_pending(r, &list[i]);
+            }
             for (size_t i = 0; i < n; i++)
                 meta_pending_fini(&list[i]);
             free(list);

@@ -9,7 +9,11 @@ changes nothing.
 Harness: regions.py (three `meridian serve` processes, r1..r3).
 """
 
+import hashlib
 import json
+import os
+import sqlite3
+import time
 
 from regions import MT_OCI_MANIFEST, unique_repo, wait_for
 
@@ -228,3 +232,99 @@ def test_bad_input_changes_nothing(geo):
     p = r1.cli("image-version", "update", "%s:1.0.0" % repo, "--add-region", "mars",
                check=False)
     assert p.returncode == 1 and "unknown region" in p.stderr, p.stderr
+
+
+# -- filtered replication ----------------------------------------------------------------------
+
+def blob_files(region, digest):
+    """Files under the region's blob store named by digest's hex."""
+    hexd = digest.split(":", 1)[1]
+    return [os.path.join(root, f)
+            for root, _dirs, files in os.walk(os.path.join(region.data_dir, "blobs"))
+            for f in files if f == hexd]
+
+
+def db_rows(region, sql, *args):
+    """Rows of a read-only query on the region's metadata database (WAL: readers see the
+    last commit)."""
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(region.data_dir, "meta.db"), uri=True)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def holds(region, repo, img, digests):
+    """(manifest visible, [blob digests with a file], [with a blob row], [linked in repo])
+    in region."""
+    vis = db_rows(region, "SELECT m.is_visible FROM manifests m JOIN repos r ON r.id ="
+                  " m.repo_id WHERE r.name = ? AND m.digest = ?", repo, img.digest)
+    files = [d for d in digests if blob_files(region, d)]
+    rows = [d for d in digests if db_rows(region, "SELECT 1 FROM blobs WHERE digest = ?", d)]
+    links = [d for d in digests
+             if db_rows(region, "SELECT 1 FROM repo_blobs rb JOIN repos r ON r.id = rb.repo_id"
+                        " WHERE r.name = ? AND rb.digest = ?", repo, d)]
+    return (vis[0][0] == 1 if vis else None), files, rows, links
+
+
+def test_a_version_reaches_its_target_regions_only(geo):
+    cluster = geo(3)
+    r1, r2, r3 = cluster
+    repo = unique_repo("golden")
+    definition(r1, repo, defaultTargetRegions=["r1", "r2"])
+    oci = r1.oci()
+    shared = os.urandom(48 * 1024)
+    v1 = oci.push_image(repo, "1.0.0", layer_blobs=[shared, os.urandom(64 * 1024)])
+    v1_blobs = sorted(v1.blobs)
+    only_v1 = [d for d in v1_blobs if d != "sha256:" + hashlib.sha256(shared).hexdigest()]
+    r1.cli("image-version", "wait", "%s:1.0.0" % repo, "--replicated", "--timeout", "2m",
+           timeout_s=150)
+    # a later version for every region sharing one layer (it must survive 1.0.0's removal)
+    v2 = oci.push_image(repo, "1.1.0", layer_blobs=[shared])
+    r1.cli("image-version", "update", "%s:1.1.0" % repo, "--add-region", "r3")
+    r1.cli("image-version", "wait", "%s:1.1.0" % repo, "--replicated", "--timeout", "2m",
+           timeout_s=150)
+    # r2 holds 1.0.0; r3 knows it (show) but holds neither the manifest nor its blobs
+    assert holds(r2, repo, v1, v1_blobs) == (True, v1_blobs, v1_blobs, v1_blobs)
+    doc = wait_for(lambda: version(r3, repo, "1.0.0", missing_ok=True), 30, "1.0.0 in r3")
+    assert doc["digest"] == v1.digest and summary_regions(doc) == ["r1", "r2"], doc
+    assert doc["replicationStatus"]["aggregatedState"] == "Completed", doc
+    visible, files, rows, links = holds(r3, repo, v1, v1_blobs)
+    assert visible is False and files == [d for d in v1_blobs if d not in only_v1], \
+        (visible, files)
+    assert [d for d in rows if d in only_v1] == [] and [d for d in links if d in only_v1] == []
+    r = r3.oci().get_manifest(repo, "1.0.0")
+    assert r.status_code == 404 and r.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN", r.text
+    assert "1.0.0" not in (r3.oci().get("/v2/%s/tags/list" % repo).json().get("tags") or [])
+    # anti-entropy compares what each should hold: two sync rounds later r3 fetched nothing
+    time.sleep(5)  # two --sync-interval rounds: waiting for something that must not happen
+    assert holds(r3, repo, v1, v1_blobs)[1:] == (files, rows, links)
+    assert "replicated %s@%s" % (repo, v1.digest) not in r3.log_text()
+
+    # adding r3 replicates the content there
+    r2.cli("image-version", "update", "%s:1.0.0" % repo, "--add-region", "r3=1")
+    wait_for(lambda: "r3" in targets(version(r1, repo, "1.0.0")), 30, "r1 learns of r3")
+    p = r1.cli("image-version", "wait", "%s:1.0.0" % repo, "--replicated", "--regions", "r3",
+               "--timeout", "2m", timeout_s=150)
+    assert holds(r3, repo, v1, v1_blobs) == (True, v1_blobs, v1_blobs, v1_blobs)
+    assert r3.oci().get_manifest(repo, "1.0.0").status_code == 200
+
+    # removing it deletes the copies r3 no longer needs (the shared layer stays for 1.1.0)
+    r1.cli("image-version", "update", "%s:1.0.0" % repo, "--remove-region", "r3",
+           "--allow-deletion-of-replicated-locations")
+
+    def r3_released():
+        visible, files, rows, links = holds(r3, repo, v1, v1_blobs)
+        return visible is False and not any(d in files for d in only_v1) and (files, rows)
+    files, rows = wait_for(r3_released, 60, "1.0.0 released in r3")
+    shared_d = [d for d in v1_blobs if d not in only_v1]
+    assert files == shared_d and rows == shared_d, (files, rows)
+    assert r3.oci().get_manifest(repo, "1.1.0").status_code == 200
+    assert r3.oci().get_manifest(repo, "1.0.0").status_code == 404
+    for d in v2.blobs:
+        assert r3.oci().get("/v2/%s/blobs/%s" % (repo, d)).status_code == 200
+    # r1 and r2 keep everything
+    for region in (r1, r2):
+        assert holds(region, repo, v1, v1_blobs) == (True, v1_blobs, v1_blobs, v1_blobs)
+    doc = version(r2, repo, "1.0.0")
+    assert summary_regions(doc) == ["r1", "r2"], doc
