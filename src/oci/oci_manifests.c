@@ -57,7 +57,19 @@ static void manifest_get(struct http_req *req, bool is_digest)
     struct registry *reg = req->reg;
     struct err e = {0};
     struct meta_manifest m = {0};
-    if (reg->ms->ops->manifest_get(reg->ms, req->repo, req->ref, &m, &e) != 0) {
+    /* In an image definition, latest is resolved here: the highest version this region
+     * holds, Completed, not excluded, not past end of life (docs/image-versions.md). */
+    char *latest = NULL;
+    if (!is_digest && strcmp(req->ref, IV_LATEST) == 0 &&
+        image_catalog_is_definition(reg->ms, req->repo)) {
+        if ((latest = image_catalog_latest(reg->ms, req->repo, reg->cfg->region, &e)) == NULL) {
+            http_reply_err(req, &e);
+            return;
+        }
+    }
+    int rc = reg->ms->ops->manifest_get(reg->ms, req->repo, latest ? latest : req->ref, &m, &e);
+    free(latest);
+    if (rc != 0) {
         if (e.code == ERR_NAME_UNKNOWN)
             e.code = ERR_MANIFEST_UNKNOWN;
         http_reply_err(req, &e);
@@ -193,6 +205,12 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
     struct err e = {0};
     if (!reg->cfg->is_delete_enabled) {
         http_reply_error(req, ERR_UNSUPPORTED, "deletes are disabled on this registry");
+        return;
+    }
+    /* A version may be protected until its end of life. */
+    if (image_catalog_check_delete(reg->ms, req->repo, is_digest ? NULL : req->ref,
+                                   is_digest ? d : NULL, &e) != 0) {
+        http_reply_err(req, &e);
         return;
     }
     /* What is deleted, for the webhook payload (a tag delete names its manifest). */

@@ -228,3 +228,80 @@ int image_catalog_record_push(struct metastore *ms, const char *self_region, con
     json_decref(def);
     return rc;
 }
+
+char *image_catalog_latest(struct metastore *ms, const char *repo, const char *region,
+                           struct err *e)
+{
+    json_t *records = image_catalog_is_definition(ms, repo)
+                          ? image_catalog_versions(ms, repo, e)
+                          : NULL;
+    if (records == NULL) {
+        if (e->code == 0 || e->code == ERR_NOT_FOUND)
+            err_set(e, ERR_MANIFEST_UNKNOWN, "no manifest with that reference");
+        return NULL;
+    }
+    size_t n = json_array_size(records);
+    struct iv_candidate *c = xcalloc(n + 1, sizeof(*c));
+    for (size_t i = 0; i < n; i++) {
+        c[i].record = json_array_get(records, i);
+        c[i].version = json_string_value(json_object_get(c[i].record, "version"));
+        struct digest d;
+        char *media_type = NULL;
+        int64_t size, recorded_ms;
+        struct err le = {0};
+        if (ms->ops->manifest_lookup(ms, repo, c[i].version, &d, &media_type, &size,
+                                     &c[i].is_completed, &recorded_ms, &le) != 0)
+            c[i].is_completed = false;
+        free(media_type);
+    }
+    long best = iv_latest(c, n, region, util_now_ms());
+    char *out = best >= 0 ? xstrdup(c[best].version) : NULL;
+    free(c);
+    json_decref(records);
+    if (out == NULL)
+        err_set(e, ERR_MANIFEST_UNKNOWN, "no version of %s is latest in %s", repo, region);
+    return out;
+}
+
+static bool blocks_deletion(const json_t *rec, int64_t now_ms)
+{
+    return rec != NULL &&
+           json_is_true(json_object_get(json_object_get(rec, "safetyProfile"),
+                                        "blockDeletionBeforeEndOfLife")) &&
+           !iv_is_end_of_life(rec, now_ms);
+}
+
+int image_catalog_check_delete(struct metastore *ms, const char *repo, const char *tag,
+                               const struct digest *d, struct err *e)
+{
+    if (!image_catalog_is_definition(ms, repo))
+        return 0;
+    struct meta_name_list tags = {0};
+    if (tag != NULL) {
+        tags.names = xcalloc(1, sizeof(char *));
+        tags.names[0] = xstrdup(tag);
+        tags.n = 1;
+    } else {
+        struct err te = {0};
+        if (ms->ops->manifest_tags(ms, repo, d, &tags, &te) != 0)
+            return 0; /* unknown: the delete itself answers */
+    }
+    int rc = 0;
+    int64_t now = util_now_ms();
+    for (size_t i = 0; i < tags.n && rc == 0; i++) {
+        struct err ve = {0};
+        json_t *rec = image_catalog_version(ms, repo, tags.names[i], &ve);
+        if (blocks_deletion(rec, now))
+            rc = err_set(e, ERR_DENIED,
+                         "version %s of %s may not be deleted before its end of life (%s)",
+                         tags.names[i], repo,
+                         json_is_string(json_object_get(json_object_get(rec, "publishingProfile"),
+                                                        "endOfLifeDate"))
+                             ? json_string_value(json_object_get(
+                                   json_object_get(rec, "publishingProfile"), "endOfLifeDate"))
+                             : "none set");
+        json_decref(rec);
+    }
+    meta_name_list_fini(&tags);
+    return rc;
+}

@@ -48,4 +48,14 @@ int image_catalog_check_push(struct metastore *ms, const char *repo, const char 
 int image_catalog_record_push(struct metastore *ms, const char *self_region, const char *repo,
                               const char *tag, struct err *e);
 
+/* The region-local `latest` of definition repo as this region sees it (Completed here:
+ * visible here). The version string (caller frees), or NULL with ERR_MANIFEST_UNKNOWN when
+ * no version qualifies (or repo is no definition). */
+char *image_catalog_latest(struct metastore *ms, const char *repo, const char *region,
+                           struct err *e);
+/* Before a delete of tag (NULL: of manifest d) in repo: ERR_DENIED when a version it
+ * removes blocks deletion before its end of life and has not reached it. 0 otherwise. */
+int image_catalog_check_delete(struct metastore *ms, const char *repo, const char *tag,
+                               const struct digest *d, struct err *e);
+
 #endif

@@ -328,3 +328,85 @@ def test_a_version_reaches_its_target_regions_only(geo):
         assert holds(region, repo, v1, v1_blobs) == (True, v1_blobs, v1_blobs, v1_blobs)
     doc = version(r2, repo, "1.0.0")
     assert summary_regions(doc) == ["r1", "r2"], doc
+
+
+# -- region-local latest, end of life -----------------------------------------------------------
+
+def latest_digest(region, repo):
+    """The digest /v2/ serves for REPO:latest in region, or None (404)."""
+    r = region.oci().get_manifest(repo, "latest")
+    if r.status_code == 404:
+        assert r.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN", r.text
+        return None
+    assert r.status_code == 200, r.text
+    return r.headers["Docker-Content-Digest"]
+
+
+def test_latest_is_resolved_in_each_region(geo):
+    cluster = geo(3)
+    r1, r2, r3 = cluster
+    repo = unique_repo("golden")
+    definition(r1, repo)                     # no defaults: every region is a target
+    assert latest_digest(r1, repo) is None   # no version yet
+    v100 = r1.oci().push_image(repo, "1.0.0", layers=1, layer_size=4096)
+    r1.cli("image-version", "wait", "%s:1.0.0" % repo, "--replicated", "--timeout", "2m",
+           timeout_s=150)
+    for region in cluster:
+        assert latest_digest(region, repo) == v100.digest, region.name
+
+    # 1.1.0 for r1 and r2 only; r2 cannot reach r1, the only holder: it learns of 1.1.0
+    # through r3 (which relays the records but holds no content) and cannot copy it
+    cluster.cut_link(r2, r1)
+    r1.cli("image-version", "create", "%s:1.1.0" % repo, "--target-regions", "r1,r2")
+    v110 = r1.oci().push_image(repo, "1.1.0", layers=1, layer_size=4096)
+    assert latest_digest(r1, repo) == v110.digest       # Completed here at once
+    wait_for(lambda: version(r2, repo, "1.1.0", missing_ok=True), 30, "r2 learns of 1.1.0")
+    time.sleep(3)  # a fetch attempt or two: r2 must still not call 1.1.0 latest
+    assert latest_digest(r2, repo) == v100.digest
+    assert latest_digest(r3, repo) == v100.digest       # not a target there
+    listed = r1.cli_json("image-version", "list", repo, "--region", "r2")
+    assert listed["latest"] == "1.0.0", listed
+    cluster.heal()
+    wait_for(lambda: latest_digest(r2, repo) == v110.digest, 60, "latest moves in r2")
+    assert r2.oci().get_manifest(repo, "1.1.0").status_code == 200
+    listed = wait_for(lambda: (lambda l: l["latest"] == "1.1.0" and l)(
+        r3.cli_json("image-version", "list", repo, "--region", "r2")), 30, "r3's view of r2")
+    assert [v["isLatest"] for v in listed["versions"]] == [False, True], listed
+
+    # excluded from latest: globally, then for one region only
+    r2.cli("image-version", "update", "%s:1.1.0" % repo, "--exclude-from-latest")
+    for region in (r1, r2):
+        wait_for(lambda: latest_digest(region, repo) == v100.digest, 30,
+                 "1.1.0 excluded in %s" % region.name)
+    r2.cli("image-version", "update", "%s:1.1.0" % repo, "--exclude-from-latest=false")
+    r = r2.api("PATCH", "image-versions", params={"repository": repo, "reference": "1.1.0"},
+               json={"addRegions": [{"name": "r2", "excludeFromLatest": True}]})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: latest_digest(r1, repo) == v110.digest, 30, "1.1.0 latest again in r1")
+    assert latest_digest(r2, repo) == v100.digest       # excluded for r2 only
+
+    # end of life: past it, a version leaves latest but stays pullable and flagged
+    r1.cli("image-version", "create", "%s:2.0.0" % repo, "--end-of-life-date", "2020-01-01")
+    v200 = r1.oci().push_image(repo, "2.0.0", layers=1, layer_size=4096)
+    assert latest_digest(r1, repo) == v110.digest
+    assert r1.oci().get_manifest(repo, "2.0.0").headers["Docker-Content-Digest"] == v200.digest
+    doc = version(r1, repo, "2.0.0")
+    assert doc["isEndOfLife"] is True, doc
+    listed = r1.cli_json("image-version", "list", repo)
+    assert {v["version"]: v["isEndOfLife"] for v in listed["versions"]} == \
+        {"1.0.0": False, "1.1.0": False, "2.0.0": True}, listed
+    r1.cli("image-version", "update", "%s:2.0.0" % repo, "--end-of-life-date", "none")
+    assert latest_digest(r1, repo) == v200.digest
+
+    # blockDeletionBeforeEndOfLife refuses deletes by tag and by digest until then
+    r1.cli("image-version", "create", "%s:3.0.0" % repo, "--end-of-life-date", "2099-01-01",
+           "--block-deletion-before-end-of-life", "--exclude-from-latest")
+    v300 = r1.oci().push_image(repo, "3.0.0", layers=1, layer_size=1024)
+    for ref in ("3.0.0", v300.digest):
+        r = r1.oci().delete(r1.oci().manifest_path(repo, ref))
+        assert r.status_code == 403 and r.json()["errors"][0]["code"] == "DENIED", r.text
+        assert "end of life" in r.json()["errors"][0]["message"]
+    assert r1.oci().get_manifest(repo, "3.0.0").status_code == 200
+    r1.cli("image-version", "update", "%s:3.0.0" % repo, "--end-of-life-date", "2020-01-01")
+    r = r1.oci().delete(r1.oci().manifest_path(repo, "3.0.0"))
+    assert r.status_code == 202, r.text
