@@ -14,6 +14,7 @@ static int usage(void)
             "                [--arch ARCH] [--default-target-regions eastus=1,westus=1]\n"
             "                [--default-replica-count N] [--default-storage-class C]\n"
             "                [--exclude-from-latest]\n"
+            "                [--keep-everywhere N [--rollback-regions a,b] [--rollback-days D]]\n"
             "       meridian image-definition show REPO\n"
             "       meridian image-definition list\n"
             "       meridian image-definition delete REPO\n"
@@ -66,6 +67,28 @@ static json_t *create_body(const struct cli *c)
             return NULL;
         }
         json_object_set_new(b, "defaultReplicaCount", json_integer(n));
+    }
+    const char *keep = cli_opt(c, "keep-everywhere");
+    if (keep != NULL) {
+        const char *days = cli_opt(c, "rollback-days");
+        const char *regions = cli_opt(c, "rollback-regions");
+        char *end1, *end2 = NULL;
+        long long k = strtoll(keep, &end1, 10), d = days ? strtoll(days, &end2, 10) : 0;
+        if (end1 == keep || *end1 || (days && (end2 == days || *end2))) {
+            fprintf(stderr, "meridian: bad --keep-everywhere or --rollback-days\n");
+            json_decref(b);
+            return NULL;
+        }
+        json_object_set_new(b, "retention",
+                            json_pack("{s:I, s:o, s:I}", "keepEverywhere", (json_int_t)k,
+                                      "rollbackRegions",
+                                      regions ? cli_target_regions(regions) : json_array(),
+                                      "rollbackDays", (json_int_t)d));
+    } else if (cli_opt(c, "rollback-regions") || cli_opt(c, "rollback-days")) {
+        fprintf(stderr, "meridian: --rollback-regions and --rollback-days need "
+                        "--keep-everywhere\n");
+        json_decref(b);
+        return NULL;
     }
     if (cli_bool_field(c, "exclude-from-latest", b, "excludeFromLatest") != 0) {
         json_decref(b);

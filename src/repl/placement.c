@@ -117,3 +117,67 @@ void placement_reconsider_key(struct registry *reg, const char *key)
     placement_reconsider(reg, repo, colon + 1);
     free(repo);
 }
+
+static void audit(struct registry *reg, const char *repo, const json_t *rec)
+{
+    char target[600], detail[400] = "retention: targets now";
+    snprintf(target, sizeof(target), "%s:%s", repo,
+             json_string_value(json_object_get(rec, "version")));
+    const char **targets = iv_targets(rec);
+    for (size_t i = 0; targets[i]; i++) {
+        size_t len = strlen(detail);
+        snprintf(detail + len, sizeof(detail) - len, "%s%s", i ? "," : " ", targets[i]);
+    }
+    free(targets);
+    struct meta_audit a = {.time_ms = util_now_ms(), .actor = "retention",
+                           .action = "image-version.update", .target = target, .status = 200,
+                           .remote = "-", .detail = detail};
+    int64_t id;
+    struct err e = {0};
+    if (reg->ms->ops->audit_append(reg->ms, &a, reg->cfg->audit_max_rows, &id, &e) != 0)
+        log_warn("placement", "failed to audit retention of %s: %s", target, err_message(&e));
+}
+
+static void retention_of(struct registry *reg, const json_t *def)
+{
+    const char *repo = json_string_value(json_object_get(def, "repository"));
+    struct err e = {0};
+    json_t *records = image_catalog_versions(reg->ms, repo, &e);
+    int64_t now = util_now_ms();
+    for (size_t i = 0; i < json_array_size(records); i++) {
+        const json_t *rec = json_array_get(records, i);
+        const char *source = json_string_value(json_object_get(rec, "sourceRegion"));
+        if (source == NULL || strcmp(source, reg->cfg->region) != 0)
+            continue;
+        json_t *reduced = iv_retention_apply(def, records, i, now);
+        if (reduced == NULL)
+            continue;
+        const char *version = json_string_value(json_object_get(rec, "version"));
+        if (image_catalog_put_version(reg->ms, reduced, &e) != 0) {
+            log_warn("placement", "retention of %s:%s: %s", repo, version, err_message(&e));
+        } else {
+            log_info("placement", "retention reduced %s:%s to its rollback regions", repo,
+                     version);
+            audit(reg, repo, reduced);
+            placement_reconsider(reg, repo, version);
+            if (reg->repl)
+                repl_log_grew(reg->repl);
+        }
+        json_decref(reduced);
+    }
+    json_decref(records);
+}
+
+void placement_retention_run(struct registry *reg)
+{
+    struct err e = {0};
+    json_t *defs = image_catalog_definitions(reg->ms, &e);
+    size_t i;
+    json_t *def;
+    json_array_foreach(defs, i, def)
+    {
+        if (json_object_get(def, "retention") != NULL)
+            retention_of(reg, def);
+    }
+    json_decref(defs);
+}

@@ -28,4 +28,10 @@ void placement_reconsider(struct registry *reg, const char *repo, const char *ve
 /* The same, for an object event key "REPO:VERSION" of kind image_version. */
 void placement_reconsider_key(struct registry *reg, const char *key);
 
+/* Applies the retention policy of every definition to the versions this region is the
+ * source of (so each version is changed by one region only, the same way whichever region
+ * it was pushed to): profile updates, each in the audit log as image-version.update by
+ * "retention". Called periodically (every --sync-interval). */
+void placement_retention_run(struct registry *reg);
+
 #endif

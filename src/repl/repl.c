@@ -1529,6 +1529,7 @@ static void *syncer_main(void *arg)
         int64_t now = util_now_ms();
         if (now >= next_anti_entropy && !r->reg->is_removed) {
             anti_entropy(r);
+            placement_retention_run(r->reg); /* image versions' retention policies */
             next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
         }
         nap(r, 250);

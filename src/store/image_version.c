@@ -258,6 +258,32 @@ static int targets_parse(const json_t *v, const char *field, const struct iv_wor
 
 /* Definitions ------------------------------------------------------------------------ */
 
+/* {"keepEverywhere":N>=1,"rollbackRegions":[names],"rollbackDays":D>=0}, all required. */
+static json_t *retention_parse(const json_t *v, const struct iv_world *w, struct err *e)
+{
+    json_t *keep = json_object_get(v, "keepEverywhere");
+    json_t *regions = json_object_get(v, "rollbackRegions");
+    json_t *days = json_object_get(v, "rollbackDays");
+    if (!json_is_object(v) || json_object_size(v) != 3 || !json_is_integer(keep) ||
+        json_integer_value(keep) < 1 || !json_is_array(regions) || !json_is_integer(days) ||
+        json_integer_value(days) < 0 || json_integer_value(days) > 36500) {
+        err_set(e, ERR_BAD_REQUEST,
+                "retention is {keepEverywhere >= 1, rollbackRegions [...], rollbackDays >= 0}");
+        return NULL;
+    }
+    size_t i;
+    json_t *n;
+    json_array_foreach(regions, i, n)
+    {
+        if (region_of(w, json_string_value(n)) == NULL) {
+            err_set(e, ERR_BAD_REQUEST, "retention: unknown region \"%s\"",
+                    json_is_string(n) ? json_string_value(n) : "(not a name)");
+            return NULL;
+        }
+    }
+    return json_deep_copy(v);
+}
+
 json_t *iv_definition_new(const char *repo, const json_t *body, const struct iv_world *w,
                           struct err *e)
 {
@@ -296,6 +322,11 @@ json_t *iv_definition_new(const char *repo, const json_t *body, const struct iv_
                 goto fail;
             }
             json_object_set(d, key, f);
+        } else if (strcmp(key, "retention") == 0) {
+            json_t *r = retention_parse(f, w, e);
+            if (r == NULL)
+                goto fail;
+            json_object_set_new(d, key, r);
         } else if (strcmp(key, "defaultTargetRegions") != 0) {
             err_set(e, ERR_BAD_REQUEST, "unknown field \"%s\"", key);
             goto fail;
@@ -643,4 +674,57 @@ const char *iv_aggregate(const char *const *states, size_t n)
     if (n > 0 && completed == n)
         return "Completed";
     return started + completed > 0 ? "InProgress" : "Pending";
+}
+
+/* Retention -------------------------------------------------------------------------------- */
+
+static bool is_named(const json_t *names, const char *name)
+{
+    size_t i;
+    json_t *n;
+    json_array_foreach(names, i, n)
+    {
+        if (json_is_string(n) && strcmp(json_string_value(n), name) == 0)
+            return true;
+    }
+    return false;
+}
+
+json_t *iv_retention_apply(const json_t *definition, const json_t *records, size_t i,
+                           int64_t now_ms)
+{
+    json_t *ret = json_object_get(definition, "retention");
+    size_t n = json_array_size(records);
+    if (ret == NULL || i >= n)
+        return NULL;
+    size_t keep = (size_t)json_integer_value(json_object_get(ret, "keepEverywhere"));
+    if (i + keep >= n)
+        return NULL; /* among the newest keep */
+    /* It left the newest `keep` when the version `keep` places above it was published. */
+    const char *since = json_string_value(json_object_get(
+        json_object_get(json_array_get(records, i + keep), "publishingProfile"), "publishedDate"));
+    int64_t since_ms;
+    if (since == NULL || iv_date_parse(since, &since_ms) != 0)
+        return NULL;
+    int64_t days = json_integer_value(json_object_get(ret, "rollbackDays"));
+    if (now_ms < since_ms + days * 86400000)
+        return NULL;
+    const json_t *rec = json_array_get(records, i);
+    const char *source = json_string_value(json_object_get(rec, "sourceRegion"));
+    json_t *keep_in = json_object_get(ret, "rollbackRegions");
+    json_t *out = json_deep_copy(rec);
+    json_t *list = json_object_get(json_object_get(out, "publishingProfile"), "targetRegions");
+    bool is_changed = false;
+    for (size_t j = json_array_size(list); j-- > 0;) {
+        const char *name = json_string_value(json_object_get(json_array_get(list, j), "name"));
+        if (strcmp(name, source) != 0 && !is_named(keep_in, name)) {
+            json_array_remove(list, j);
+            is_changed = true;
+        }
+    }
+    if (!is_changed) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
 }

@@ -6,7 +6,8 @@
  *
  * A definition record:
  *   {"repository","description","os","arch","defaultTargetRegions":[TR...],
- *    "defaultReplicaCount","defaultStorageClass","excludeFromLatest","createdAt"}
+ *    "defaultReplicaCount","defaultStorageClass","excludeFromLatest","createdAt",
+ *    "retention":{"keepEverywhere","rollbackRegions":[names],"rollbackDays"} (optional)}
  * A version record:
  *   {"repository","version","sourceRegion",
  *    "publishingProfile":{"targetRegions":[TR...],"replicaCount","storageClass",
@@ -74,6 +75,14 @@ json_t *iv_profile_new(const char *repo, const char *version, const char *source
  * is false (ERR_CONFLICT). */
 json_t *iv_profile_update(const json_t *record, const json_t *body, const struct iv_world *w,
                           struct err *e);
+
+/* Retention of a definition ({"retention":{"keepEverywhere":N,"rollbackRegions":[...],
+ * "rollbackDays":D}}): records is the definition's version records in version order, i
+ * one of them. A version below the newest N, which left them (when the version N places
+ * above it was published) at least D days before now_ms, keeps only its targets among the
+ * rollback regions and its source region. The new record, or NULL when nothing changes. */
+json_t *iv_retention_apply(const json_t *definition, const json_t *records, size_t i,
+                           int64_t now_ms);
 
 /* Placement: does region hold the content of the version (is it a target)? */
 bool iv_holds(const json_t *record, const char *region);

@@ -410,3 +410,44 @@ def test_latest_is_resolved_in_each_region(geo):
     r1.cli("image-version", "update", "%s:3.0.0" % repo, "--end-of-life-date", "2020-01-01")
     r = r1.oci().delete(r1.oci().manifest_path(repo, "3.0.0"))
     assert r.status_code == 202, r.text
+
+
+# -- retention --------------------------------------------------------------------------------
+
+def test_retention_keeps_old_versions_in_the_rollback_regions(geo):
+    cluster = geo(3)
+    r1, r2, r3 = cluster
+    repo = unique_repo("golden")
+    r1.cli("image-definition", "create", repo, "--keep-everywhere", "1", "--rollback-regions",
+           "r3", "--rollback-days", "0")
+    d = r1.api("GET", "image-definitions", params={"repository": repo}).json()
+    assert d["retention"] == {"keepEverywhere": 1, "rollbackRegions": ["r3"], "rollbackDays": 0}
+    # 1.0.0 is pushed in r2 (its source region): r2 applies the policy to it
+    wait_for(lambda: r2.api("GET", "image-definitions",
+                            params={"repository": repo}).status_code == 200, 30, "definition")
+    v1 = r2.oci().push_image(repo, "1.0.0", layers=1, layer_size=32 * 1024)
+    r2.cli("image-version", "wait", "%s:1.0.0" % repo, "--replicated", "--timeout", "2m",
+           timeout_s=150)
+    time.sleep(3)  # a retention round (--sync-interval 2s) with 1.0.0 the newest: no change
+    assert sorted(targets(version(r1, repo, "1.0.0"))) == ["r1", "r2", "r3"]
+    layer = [b for b in v1.blobs if len(v1.blobs[b]) == 32 * 1024][0]
+    assert blob_files(r1, layer)
+
+    # a newer version anywhere pushes 1.0.0 out of the newest one: reduced to its source and
+    # the rollback region, and r1 deletes its copy
+    r1.oci().push_image(repo, "2.0.0", layers=1, layer_size=1024)
+    wait_for(lambda: sorted(targets(version(r1, repo, "1.0.0"))) == ["r2", "r3"], 30,
+             "retention reduces 1.0.0")
+    wait_for(lambda: not blob_files(r1, layer), 30, "r1 deletes its copy of 1.0.0")
+    assert blob_files(r2, layer) and blob_files(r3, layer)
+    assert r1.oci().get_manifest(repo, "1.0.0").status_code == 404
+    assert r3.oci().get_manifest(repo, "1.0.0").status_code == 200
+    assert sorted(targets(version(r1, repo, "2.0.0"))) == ["r1", "r2", "r3"]
+    # audited as a profile update, in the region that made it, once
+    entries = [a for a in r2.api("GET", "audit", params={"actor": "retention"}).json()
+               if a["target"] == "%s:1.0.0" % repo]
+    assert len(entries) == 1 and entries[0]["action"] == "image-version.update", entries
+    assert "r2,r3" in entries[0]["detail"], entries
+    for region in (r1, r3):
+        assert [a for a in region.api("GET", "audit", params={"actor": "retention"}).json()
+                if a["target"] == "%s:1.0.0" % repo] == []

@@ -324,6 +324,70 @@ static void test_aggregate(void **state)
     assert_string_equal(iv_aggregate(NULL, 0), "Pending");
 }
 
+static void test_retention(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    json_t *body = parse("{\"retention\":{\"keepEverywhere\":2,"
+                         "\"rollbackRegions\":[\"westeurope\"],\"rollbackDays\":30}}");
+    json_t *def = iv_definition_new("golden/base", body, &world, &e);
+    assert_non_null(def);
+    /* four versions from eastus to every region, published a day apart */
+    const int64_t day = 86400000;
+    json_t *records = json_array();
+    static const char *const versions[] = {"1.0.0", "1.1.0", "2.0.0", "2.1.0"};
+    for (int i = 0; i < 4; i++) {
+        struct iv_world w = world;
+        w.now_ms = world.now_ms + i * day;
+        json_array_append_new(records, iv_profile_new("golden/base", versions[i], "eastus",
+                                                      def, NULL, &w, &e));
+    }
+    /* the newest two are kept everywhere, whatever the time */
+    int64_t later = world.now_ms + 400 * day;
+    assert_null(iv_retention_apply(def, records, 2, later));
+    assert_null(iv_retention_apply(def, records, 3, later));
+    /* 1.1.0 left the newest two when 2.1.0 came (day 3): reduced from day 33 on */
+    assert_null(iv_retention_apply(def, records, 1, world.now_ms + 33 * day - 1));
+    json_t *r = iv_retention_apply(def, records, 1, world.now_ms + 33 * day);
+    assert_non_null(r);
+    assert_int_equal(n_targets(r), 2); /* its source and the rollback region */
+    assert_true(iv_holds(r, "eastus") && iv_holds(r, "westeurope"));
+    assert_false(iv_holds(r, "westus"));
+    /* once reduced, nothing more changes */
+    json_array_set(records, 1, r);
+    assert_null(iv_retention_apply(def, records, 1, later));
+    json_decref(r);
+    /* 1.0.0 left them when 2.0.0 came (day 2) */
+    assert_null(iv_retention_apply(def, records, 0, world.now_ms + 32 * day - 1));
+    r = iv_retention_apply(def, records, 0, world.now_ms + 32 * day);
+    assert_non_null(r);
+    json_decref(r);
+    /* no policy: nothing */
+    json_t *plain = iv_definition_new("golden/base", parse("{}"), &world, &e);
+    assert_null(iv_retention_apply(plain, records, 0, later));
+    json_decref(plain);
+    /* bad policies are refused */
+    static const char *const bad[] = {
+        "{\"retention\":{\"keepEverywhere\":0,\"rollbackRegions\":[],\"rollbackDays\":1}}",
+        "{\"retention\":{\"keepEverywhere\":1,\"rollbackRegions\":[\"mars\"],"
+        "\"rollbackDays\":1}}",
+        "{\"retention\":{\"keepEverywhere\":1,\"rollbackRegions\":[],\"rollbackDays\":-1}}",
+        "{\"retention\":{\"keepEverywhere\":1}}",
+        "{\"retention\":5}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *b = parse(bad[i]);
+        struct err be = {0};
+        json_t *d = iv_definition_new("golden/base", b, &world, &be);
+        if (d != NULL || be.code != ERR_BAD_REQUEST)
+            fail_msg("%s accepted", bad[i]);
+        json_decref(b);
+    }
+    json_decref(records);
+    json_decref(def);
+    json_decref(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -331,7 +395,7 @@ int main(void)
         cmocka_unit_test(test_dates),           cmocka_unit_test(test_profile_defaults),
         cmocka_unit_test(test_update_refusals), cmocka_unit_test(test_update_changes),
         cmocka_unit_test(test_definition_refusals), cmocka_unit_test(test_latest),
-        cmocka_unit_test(test_aggregate),
+        cmocka_unit_test(test_aggregate),       cmocka_unit_test(test_retention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
