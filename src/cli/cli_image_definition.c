@@ -22,17 +22,19 @@ static int usage(void)
     return 2;
 }
 
-static const char *const columns[] = {"repository:REPOSITORY", "os:OS", "arch:ARCH",
+static const char *const columns[] = {"repository:REPOSITORY",
+                                      "os:OS",
+                                      "arch:ARCH",
                                       "defaultReplicaCount:REPLICAS",
                                       "excludeFromLatest:EXCLUDE_FROM_LATEST",
-                                      "description:DESCRIPTION", NULL};
+                                      "description:DESCRIPTION",
+                                      NULL};
 
 static void print_definition(const struct cli *c, json_t *d)
 {
-    static const char *const target_cols[] = {"name:DEFAULT_TARGET_REGION",
-                                              "regionalReplicaCount:REPLICAS",
-                                              "storageClass:STORAGE_CLASS",
-                                              "excludeFromLatest:EXCLUDE_FROM_LATEST", NULL};
+    static const char *const target_cols[] = {
+        "name:DEFAULT_TARGET_REGION", "regionalReplicaCount:REPLICAS", "storageClass:STORAGE_CLASS",
+        "excludeFromLatest:EXCLUDE_FROM_LATEST", NULL};
     cli_print(c, d, columns);
     if (c->is_json)
         return;
@@ -47,7 +49,8 @@ static void print_definition(const struct cli *c, json_t *d)
 static json_t *create_body(const struct cli *c)
 {
     json_t *b = json_object();
-    static const char *const texts[][2] = {{"description", "description"}, {"os", "os"},
+    static const char *const texts[][2] = {{"description", "description"},
+                                           {"os", "os"},
                                            {"arch", "arch"},
                                            {"default-storage-class", "defaultStorageClass"}};
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {

@@ -40,7 +40,7 @@ static const char *aggregate(json_t *summary)
 
 /* What this region knows of one artifact. */
 struct artifact {
-    bool is_known;       /* a manifest is recorded here */
+    bool is_known; /* a manifest is recorded here */
     struct digest d;
     char *media_type;
     int64_t size;
@@ -102,12 +102,11 @@ static json_t *status_summary(struct registry *reg, const char *repo, const stru
                        : total > 0                     ? (int)(done * 100 / total)
                                                        : 0;
         json_array_append_new(
-            summary,
-            json_pack("{s:s, s:s, s:i, s:I, s:I, s:o, s:s}", "region", targets[i], "state",
-                      state, "progress", progress, "bytesCopied", (json_int_t)done,
-                      "bytesTotal", (json_int_t)total, "updatedAt",
-                      iso_time(row ? row->updated_ms : a->recorded_ms), "details",
-                      row && row->details ? row->details : ""));
+            summary, json_pack("{s:s, s:s, s:i, s:I, s:I, s:o, s:s}", "region", targets[i], "state",
+                               state, "progress", progress, "bytesCopied", (json_int_t)done,
+                               "bytesTotal", (json_int_t)total, "updatedAt",
+                               iso_time(row ? row->updated_ms : a->recorded_ms), "details",
+                               row && row->details ? row->details : ""));
     }
     meta_status_free(rows, n_rows);
     return summary;
@@ -129,7 +128,7 @@ static const char *state_in(json_t *summary, const char *region)
 struct listed {
     json_t *record;
     struct artifact a;
-    json_t *summary;   /* over its targets */
+    json_t *summary; /* over its targets */
 };
 
 static void listed_fini(struct listed *l, size_t n)
@@ -243,12 +242,10 @@ static void list(struct http_req *req, const char *repo)
                       json_object_get(r, "sourceRegion"), "targetRegions", names,
                       "excludeFromLatest", json_object_get(pp, "excludeFromLatest"),
                       "endOfLifeDate", json_object_get(pp, "endOfLifeDate"), "isEndOfLife",
-                      iv_is_end_of_life(r, now), "state", st ? st : "Pending",
-                      "aggregatedState", aggregate(l[i].summary), "isLatest",
-                      (long)i == best));
+                      iv_is_end_of_life(r, now), "state", st ? st : "Pending", "aggregatedState",
+                      aggregate(l[i].summary), "isLatest", (long)i == best));
     }
-    json_t *out = json_pack("{s:s, s:s, s:o, s:o}", "repository", repo, "region", region,
-                            "latest",
+    json_t *out = json_pack("{s:s, s:s, s:o, s:o}", "repository", repo, "region", region, "latest",
                             best >= 0 ? json_deep_copy(json_object_get(l[best].record, "version"))
                                       : json_null(),
                             "versions", items);
@@ -294,8 +291,8 @@ static void show(struct http_req *req, const char *repo, const char *ref)
         }
     }
     struct artifact a;
-    if (artifact_lookup(reg, repo, version, &a, &e) != 0 && (record == NULL ||
-                                                             e.code != ERR_NOT_FOUND)) {
+    if (artifact_lookup(reg, repo, version, &a, &e) != 0 &&
+        (record == NULL || e.code != ERR_NOT_FOUND)) {
         json_decref(record);
         http_reply_mgmt_err(req, &e);
         return;
@@ -320,11 +317,10 @@ static void show(struct http_req *req, const char *repo, const char *ref)
         http_reply_mgmt_err(req, &e);
         return;
     }
-    json_t *status = json_pack("{s:s, s:o}", "aggregatedState", aggregate(summary), "summary",
-                               summary);
-    json_t *out = json_pack("{s:s, s:s, s:o, s:o, s:I, s:o}", "repository", repo, "reference",
-                            ref, "digest", a.is_known ? json_string(a.d.str) : json_null(),
-                            "mediaType",
+    json_t *status =
+        json_pack("{s:s, s:o}", "aggregatedState", aggregate(summary), "summary", summary);
+    json_t *out = json_pack("{s:s, s:s, s:o, s:o, s:I, s:o}", "repository", repo, "reference", ref,
+                            "digest", a.is_known ? json_string(a.d.str) : json_null(), "mediaType",
                             a.media_type ? json_string(a.media_type) : json_null(), "size",
                             (json_int_t)a.size, "replicationStatus", status);
     if (record != NULL) {

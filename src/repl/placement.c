@@ -48,8 +48,10 @@ bool placement_admit_pending(struct registry *reg, const char *repo, const struc
 static void report(struct registry *reg, const char *repo, const struct digest *d,
                    const char *state)
 {
-    struct meta_status st = {.region = reg->cfg->region, .state = (char *)state,
-                             .updated_ms = util_now_ms(), .details = ""};
+    struct meta_status st = {.region = reg->cfg->region,
+                             .state = (char *)state,
+                             .updated_ms = util_now_ms(),
+                             .details = ""};
     struct err e = {0};
     if (reg->ms->ops->status_set(reg->ms, repo, d, &st, true, &e) != 0)
         log_warn("placement", "failed to record status of %s@%s: %s", repo, d->str,
@@ -87,8 +89,8 @@ void placement_reconsider(struct registry *reg, const char *repo, const char *ve
     int64_t size, recorded_ms;
     bool is_visible;
     struct err e = {0};
-    if (reg->ms->ops->manifest_lookup(reg->ms, repo, version, &d, &media_type, &size,
-                                      &is_visible, &recorded_ms, &e) != 0)
+    if (reg->ms->ops->manifest_lookup(reg->ms, repo, version, &d, &media_type, &size, &is_visible,
+                                      &recorded_ms, &e) != 0)
         return; /* no manifest yet: its arrival is placed by the fetch workers */
     free(media_type);
     bool is_held = placement_is_held(reg, repo, &d);
@@ -98,8 +100,7 @@ void placement_reconsider(struct registry *reg, const char *repo, const char *ve
         return;
     }
     if (is_held && before == META_PLACEMENT_NOT_HELD) {
-        log_info("placement", "%s:%s now targets this region: fetching %s", repo, version,
-                 d.str);
+        log_info("placement", "%s:%s now targets this region: fetching %s", repo, version, d.str);
         report(reg, repo, &d, "Pending");
         if (reg->repl)
             repl_kick(reg->repl);
@@ -129,9 +130,13 @@ static void audit(struct registry *reg, const char *repo, const json_t *rec)
         snprintf(detail + len, sizeof(detail) - len, "%s%s", i ? "," : " ", targets[i]);
     }
     free(targets);
-    struct meta_audit a = {.time_ms = util_now_ms(), .actor = "retention",
-                           .action = "image-version.update", .target = target, .status = 200,
-                           .remote = "-", .detail = detail};
+    struct meta_audit a = {.time_ms = util_now_ms(),
+                           .actor = "retention",
+                           .action = "image-version.update",
+                           .target = target,
+                           .status = 200,
+                           .remote = "-",
+                           .detail = detail};
     int64_t id;
     struct err e = {0};
     if (reg->ms->ops->audit_append(reg->ms, &a, reg->cfg->audit_max_rows, &id, &e) != 0)
@@ -156,8 +161,7 @@ static void retention_of(struct registry *reg, const json_t *def)
         if (image_catalog_put_version(reg->ms, reduced, &e) != 0) {
             log_warn("placement", "retention of %s:%s: %s", repo, version, err_message(&e));
         } else {
-            log_info("placement", "retention reduced %s:%s to its rollback regions", repo,
-                     version);
+            log_info("placement", "retention reduced %s:%s to its rollback regions", repo, version);
             audit(reg, repo, reduced);
             placement_reconsider(reg, repo, version);
             if (reg->repl)

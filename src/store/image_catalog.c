@@ -48,8 +48,7 @@ void image_catalog_world_fini(struct iv_world *w)
     memset(w, 0, sizeof(*w));
 }
 
-static json_t *get_object(struct metastore *ms, const char *kind, const char *key,
-                          struct err *e)
+static json_t *get_object(struct metastore *ms, const char *kind, const char *key, struct err *e)
 {
     char *text = NULL;
     if (ms->ops->object_get(ms, kind, key, &text, e) != 0)
@@ -181,8 +180,7 @@ int image_catalog_put_version(struct metastore *ms, const json_t *record, struct
     return put_object(ms, IMAGE_VERSION_KIND, key, record, e);
 }
 
-int image_catalog_check_push(struct metastore *ms, const char *repo, const char *tag,
-                             struct err *e)
+int image_catalog_check_push(struct metastore *ms, const char *repo, const char *tag, struct err *e)
 {
     struct err de = {0};
     json_t *def = get_object(ms, IMAGE_DEFINITION_KIND, repo, &de);
@@ -232,9 +230,8 @@ int image_catalog_record_push(struct metastore *ms, const char *self_region, con
 char *image_catalog_latest(struct metastore *ms, const char *repo, const char *region,
                            struct err *e)
 {
-    json_t *records = image_catalog_is_definition(ms, repo)
-                          ? image_catalog_versions(ms, repo, e)
-                          : NULL;
+    json_t *records =
+        image_catalog_is_definition(ms, repo) ? image_catalog_versions(ms, repo, e) : NULL;
     if (records == NULL) {
         if (e->code == 0 || e->code == ERR_NOT_FOUND)
             err_set(e, ERR_MANIFEST_UNKNOWN, "no manifest with that reference");

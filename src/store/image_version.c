@@ -37,8 +37,7 @@ int iv_version_parse(const char *s, struct iv_version *out)
 {
     struct iv_version v;
     if (s == NULL || parse_part(&s, &v.major) != 0 || *s++ != '.' ||
-        parse_part(&s, &v.minor) != 0 || *s++ != '.' || parse_part(&s, &v.patch) != 0 ||
-        *s != '\0')
+        parse_part(&s, &v.minor) != 0 || *s++ != '.' || parse_part(&s, &v.patch) != 0 || *s != '\0')
         return -1;
     if (out)
         *out = v;
@@ -73,8 +72,8 @@ static bool digits(const char *s, size_t n, int *out)
 int iv_date_parse(const char *s, int64_t *ms)
 {
     int y, mo, d, h = 0, mi = 0, sec = 0, frac = 0;
-    if (s == NULL || strlen(s) < 10 || !digits(s, 4, &y) || s[4] != '-' ||
-        !digits(s + 5, 2, &mo) || s[7] != '-' || !digits(s + 8, 2, &d))
+    if (s == NULL || strlen(s) < 10 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
+        s[7] != '-' || !digits(s + 8, 2, &d))
         return -1;
     const char *t = s + 10;
     if (*t != '\0') {
@@ -95,8 +94,12 @@ int iv_date_parse(const char *s, int64_t *ms)
     if (y < 1970 || mo < 1 || mo > 12 || d < 1 ||
         d > mdays[mo - 1] + (mo == 2 && is_leap ? 1 : 0) || h > 23 || mi > 59 || sec > 59)
         return -1;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
-                    .tm_min = mi, .tm_sec = sec};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec};
     *ms = (int64_t)timegm(&tm) * 1000 + frac;
     return 0;
 }
@@ -106,8 +109,8 @@ void iv_iso_time(int64_t ms, char *out, size_t out_len)
     time_t s = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&s, &tm);
-    snprintf(out, out_len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    snprintf(out, out_len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
 /* Field checks --------------------------------------------------------------------- */
@@ -140,17 +143,15 @@ static bool is_text(const json_t *v)
     return json_is_string(v) && json_string_length(v) <= IV_TEXT_MAX;
 }
 
-static int check_count(const struct iv_world *w, const char *region, json_int_t n,
-                       struct err *e)
+static int check_count(const struct iv_world *w, const char *region, json_int_t n, struct err *e)
 {
     const struct iv_region *r = region_of(w, region);
     if (n < 1)
-        return err_set(e, ERR_BAD_REQUEST, "regionalReplicaCount of %s must be at least 1",
-                       region);
+        return err_set(e, ERR_BAD_REQUEST, "regionalReplicaCount of %s must be at least 1", region);
     if (n > r->volumes)
         return err_set(e, ERR_BAD_REQUEST,
-                       "regionalReplicaCount of %s is %lld but the region has %d volume%s",
-                       region, (long long)n, r->volumes, r->volumes == 1 ? "" : "s");
+                       "regionalReplicaCount of %s is %lld but the region has %d volume%s", region,
+                       (long long)n, r->volumes, r->volumes == 1 ? "" : "s");
     return 0;
 }
 
@@ -234,8 +235,7 @@ static json_t *find_target(json_t *list, const char *name)
 
 /* Parses a whole target list into out (appending; a region named twice is refused). */
 static int targets_parse(const json_t *v, const char *field, const struct iv_world *w,
-                         json_int_t dflt_count, const char *dflt_class, json_t *out,
-                         struct err *e)
+                         json_int_t dflt_count, const char *dflt_class, json_t *out, struct err *e)
 {
     if (!json_is_array(v))
         return err_set(e, ERR_BAD_REQUEST, "%s must be a list", field);
@@ -287,17 +287,16 @@ static json_t *retention_parse(const json_t *v, const struct iv_world *w, struct
 json_t *iv_definition_new(const char *repo, const json_t *body, const struct iv_world *w,
                           struct err *e)
 {
-    json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:[], s:i, s:s, s:b}", "repository", repo,
-                          "description", "", "os", "", "arch", "", "defaultTargetRegions",
-                          "defaultReplicaCount", 1, "defaultStorageClass",
-                          IV_DEFAULT_STORAGE_CLASS, "excludeFromLatest", 0);
+    json_t *d =
+        json_pack("{s:s, s:s, s:s, s:s, s:[], s:i, s:s, s:b}", "repository", repo, "description",
+                  "", "os", "", "arch", "", "defaultTargetRegions", "defaultReplicaCount", 1,
+                  "defaultStorageClass", IV_DEFAULT_STORAGE_CLASS, "excludeFromLatest", 0);
     const char *key;
     json_t *f;
     /* Scalars first: the default count and class apply to the targets named after. */
     json_object_foreach((json_t *)body, key, f)
     {
-        if (strcmp(key, "description") == 0 || strcmp(key, "os") == 0 ||
-            strcmp(key, "arch") == 0) {
+        if (strcmp(key, "description") == 0 || strcmp(key, "os") == 0 || strcmp(key, "arch") == 0) {
             if (!is_text(f)) {
                 err_set(e, ERR_BAD_REQUEST, "%s must be a string of at most %d bytes", key,
                         IV_TEXT_MAX);
@@ -428,8 +427,8 @@ static int apply(json_t *rec, const json_t *flat, bool is_new, const struct iv_w
                 return err_set(e, ERR_BAD_REQUEST, "%s must be true or false", key);
             json_object_set(sp, key, f);
         } else if (strcmp(key, "targetRegions") == 0 ||
-                   (!is_new && (strcmp(key, "addRegions") == 0 ||
-                                strcmp(key, "removeRegions") == 0))) {
+                   (!is_new &&
+                    (strcmp(key, "addRegions") == 0 || strcmp(key, "removeRegions") == 0))) {
             continue; /* below, once counts and classes are known */
         } else {
             return err_set(e, ERR_BAD_REQUEST, "unknown field \"%s\"", key);
@@ -522,8 +521,7 @@ static int apply(json_t *rec, const json_t *flat, bool is_new, const struct iv_w
         if (!is_new && find_target(json_object_get(pp, "targetRegions"), name) == NULL &&
             !json_is_true(json_object_get(sp, "allowDeletionOfReplicatedLocations"))) {
             err_set(e, ERR_CONFLICT,
-                    "removing %s deletes its copies: set allowDeletionOfReplicatedLocations",
-                    name);
+                    "removing %s deletes its copies: set allowDeletionOfReplicatedLocations", name);
             goto fail;
         }
     }
@@ -550,17 +548,16 @@ json_t *iv_profile_new(const char *repo, const char *version, const char *source
     json_t *klass = json_object_get(definition, "defaultStorageClass");
     char now[40];
     iv_iso_time(w->now_ms, now, sizeof(now));
-    json_t *pp = json_pack("{s:[], s:I, s:s, s:b, s:n, s:s, s:s}", "targetRegions",
-                           "replicaCount", dflt ? json_integer_value(dflt) : (json_int_t)1,
-                           "storageClass",
-                           klass ? json_string_value(klass) : IV_DEFAULT_STORAGE_CLASS,
-                           "excludeFromLatest",
-                           json_is_true(json_object_get(definition, "excludeFromLatest")),
-                           "endOfLifeDate", "replicationMode", "Full", "publishedDate", now);
-    json_t *rec = json_pack("{s:s, s:s, s:s, s:o, s:{s:b, s:b}}", "repository", repo, "version",
-                            version, "sourceRegion", source_region, "publishingProfile", pp,
-                            "safetyProfile", "allowDeletionOfReplicatedLocations", 0,
-                            "blockDeletionBeforeEndOfLife", 0);
+    json_t *pp =
+        json_pack("{s:[], s:I, s:s, s:b, s:n, s:s, s:s}", "targetRegions", "replicaCount",
+                  dflt ? json_integer_value(dflt) : (json_int_t)1, "storageClass",
+                  klass ? json_string_value(klass) : IV_DEFAULT_STORAGE_CLASS, "excludeFromLatest",
+                  json_is_true(json_object_get(definition, "excludeFromLatest")), "endOfLifeDate",
+                  "replicationMode", "Full", "publishedDate", now);
+    json_t *rec =
+        json_pack("{s:s, s:s, s:s, s:o, s:{s:b, s:b}}", "repository", repo, "version", version,
+                  "sourceRegion", source_region, "publishingProfile", pp, "safetyProfile",
+                  "allowDeletionOfReplicatedLocations", 0, "blockDeletionBeforeEndOfLife", 0);
     json_t *flat = body ? flatten(body, e) : json_object();
     if (flat == NULL)
         goto fail;
@@ -604,9 +601,8 @@ json_t *iv_profile_update(const json_t *record, const json_t *body, const struct
 
 static json_t *target_of(const json_t *record, const char *region)
 {
-    return find_target(json_object_get(json_object_get(record, "publishingProfile"),
-                                       "targetRegions"),
-                       region);
+    return find_target(
+        json_object_get(json_object_get(record, "publishingProfile"), "targetRegions"), region);
 }
 
 bool iv_holds(const json_t *record, const char *region)

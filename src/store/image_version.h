@@ -98,7 +98,7 @@ bool iv_is_end_of_life(const json_t *record, int64_t now_ms);
 struct iv_candidate {
     const char *version;
     const json_t *record;
-    bool is_completed;   /* Completed (visible) in the region */
+    bool is_completed; /* Completed (visible) in the region */
 };
 /* The region-local `latest`: the highest version that targets region, is not excluded
  * (globally or for region), is not past end of life and is Completed there; the index

@@ -51,8 +51,8 @@ static int set_state(struct sq_conn *c, int64_t repo_id, const char *digest, int
                        e, "iti", repo_id, digest, state);
 }
 
-int sq_manifest_place(struct metastore *ms, const char *repo, const struct digest *d,
-                      bool is_held, enum meta_placement *before, struct err *e)
+int sq_manifest_place(struct metastore *ms, const char *repo, const struct digest *d, bool is_held,
+                      enum meta_placement *before, struct err *e)
 {
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL || sq_tx_begin(c, true, e) != 0)

@@ -23,13 +23,24 @@ static void test_version_table(void **state)
         const char *s;
         bool is_valid;
     } cases[] = {
-        {"1.0.0", true},      {"0.0.0", true},       {"10.20.30", true},
+        {"1.0.0", true},
+        {"0.0.0", true},
+        {"10.20.30", true},
         {"2147483647.0.1", true},
-        {"2147483648.0.1", false}, {"1.0", false},    {"1.0.0.0", false},
-        {"01.0.0", false},    {"1.00.0", false},     {"v1.0.0", false},
-        {"1.0.0-rc1", false}, {"latest", false},     {"", false},
-        {"1..0", false},      {"1.0.", false},       {".1.0", false},
-        {"1.0.0 ", false},    {"-1.0.0", false},
+        {"2147483648.0.1", false},
+        {"1.0", false},
+        {"1.0.0.0", false},
+        {"01.0.0", false},
+        {"1.00.0", false},
+        {"v1.0.0", false},
+        {"1.0.0-rc1", false},
+        {"latest", false},
+        {"", false},
+        {"1..0", false},
+        {"1.0.", false},
+        {".1.0", false},
+        {"1.0.0 ", false},
+        {"-1.0.0", false},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -42,7 +53,7 @@ static void test_version_table(void **state)
 static void test_version_order(void **state)
 {
     (void)state;
-    static const char *const sorted[] = {"0.0.1", "0.1.0", "0.9.9", "0.10.0", "1.0.0",
+    static const char *const sorted[] = {"0.0.1",  "0.1.0", "0.9.9", "0.10.0", "1.0.0",
                                          "1.0.10", "1.2.0", "2.0.0", "10.0.0"};
     for (size_t i = 0; i + 1 < sizeof(sorted) / sizeof(sorted[0]); i++) {
         struct iv_version a, b;
@@ -63,9 +74,17 @@ static void test_dates(void **state)
     assert_int_equal(iv_date_parse("2027-01-01T12:00:00Z", &ms), 0);
     assert_int_equal(ms, (int64_t)1798761600000 + 12 * 3600 * 1000);
     assert_int_equal(iv_date_parse("2028-02-29", &ms), 0);
-    static const char *const bad[] = {"2027-02-29", "2027-13-01", "2027-00-10", "2027-1-1",
-                                      "20270101", "2027-01-01T25:00:00Z", "2027-01-01T10:00:00",
-                                      "2027-01-01 10:00:00Z", "tomorrow", "", "1969-12-31"};
+    static const char *const bad[] = {"2027-02-29",
+                                      "2027-13-01",
+                                      "2027-00-10",
+                                      "2027-1-1",
+                                      "20270101",
+                                      "2027-01-01T25:00:00Z",
+                                      "2027-01-01T10:00:00",
+                                      "2027-01-01 10:00:00Z",
+                                      "tomorrow",
+                                      "",
+                                      "1969-12-31"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (iv_date_parse(bad[i], &ms) == 0)
             fail_msg("date \"%s\" accepted", bad[i]);
@@ -278,14 +297,12 @@ static void test_latest(void **state)
     json_t *v3 = version_in("1.9.0", "[\"eastus\",\"westus\"]", NULL);
     json_t *v4 = version_in("2.0.0", "[\"eastus\"]", NULL);
     json_t *v5 = version_in("3.0.0", "[\"eastus\",\"westus\"]", "\"excludeFromLatest\":true");
-    json_t *v6 = version_in("4.0.0",
-                            "[\"eastus\",{\"name\":\"westus\",\"excludeFromLatest\":true}]",
-                            NULL);
-    json_t *v7 = version_in("5.0.0", "[\"eastus\",\"westus\"]",
-                            "\"endOfLifeDate\":\"2020-01-01\"");
+    json_t *v6 =
+        version_in("4.0.0", "[\"eastus\",{\"name\":\"westus\",\"excludeFromLatest\":true}]", NULL);
+    json_t *v7 = version_in("5.0.0", "[\"eastus\",\"westus\"]", "\"endOfLifeDate\":\"2020-01-01\"");
     struct iv_candidate c[] = {
         {"1.0.0", v1, true}, {"1.10.0", v2, true}, {"1.9.0", v3, true}, {"2.0.0", v4, true},
-        {"3.0.0", v5, true}, {"4.0.0", v6, true}, {"5.0.0", v7, true},
+        {"3.0.0", v5, true}, {"4.0.0", v6, true},  {"5.0.0", v7, true},
     };
     /* eastus: 4.0.0 (3.0.0 excluded everywhere, 5.0.0 past end of life) */
     assert_int_equal(iv_latest(c, 7, "eastus", world.now_ms), 5);
@@ -339,8 +356,8 @@ static void test_retention(void **state)
     for (int i = 0; i < 4; i++) {
         struct iv_world w = world;
         w.now_ms = world.now_ms + i * day;
-        json_array_append_new(records, iv_profile_new("golden/base", versions[i], "eastus",
-                                                      def, NULL, &w, &e));
+        json_array_append_new(
+            records, iv_profile_new("golden/base", versions[i], "eastus", def, NULL, &w, &e));
     }
     /* the newest two are kept everywhere, whatever the time */
     int64_t later = world.now_ms + 400 * day;
@@ -391,11 +408,16 @@ static void test_retention(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_version_table),   cmocka_unit_test(test_version_order),
-        cmocka_unit_test(test_dates),           cmocka_unit_test(test_profile_defaults),
-        cmocka_unit_test(test_update_refusals), cmocka_unit_test(test_update_changes),
-        cmocka_unit_test(test_definition_refusals), cmocka_unit_test(test_latest),
-        cmocka_unit_test(test_aggregate),       cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_version_table),
+        cmocka_unit_test(test_version_order),
+        cmocka_unit_test(test_dates),
+        cmocka_unit_test(test_profile_defaults),
+        cmocka_unit_test(test_update_refusals),
+        cmocka_unit_test(test_update_changes),
+        cmocka_unit_test(test_definition_refusals),
+        cmocka_unit_test(test_latest),
+        cmocka_unit_test(test_aggregate),
+        cmocka_unit_test(test_retention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,8 +50,8 @@ static void put_image(struct metastore *ms, const char *repo, const char *tag,
         refs[i].size = (int64_t)strlen(blobs[i]);
         assert_int_equal(ms->ops->blob_link(ms, repo, &refs[i].digest, strlen(blobs[i]), &e), 0);
     }
-    struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json",
-                              .body = body, .body_len = len};
+    struct meta_manifest m = {
+        .media_type = "application/vnd.oci.image.manifest.v1+json", .body = body, .body_len = len};
     digest_of_buffer(DIGEST_SHA256, body, len, &m.digest);
     assert_int_equal(ms->ops->manifest_put(ms, repo, &m, refs, n, NULL, tag, &e), 0);
     *out = m.digest;
@@ -107,8 +107,9 @@ static void test_release_keeps_what_others_need(void **state)
     char *mt = NULL;
     int64_t size, recorded;
     bool vis = true;
-    assert_int_equal(ms->ops->manifest_lookup(ms, "golden/base", "1.0.0", &d, &mt, &size, &vis,
-                                              &recorded, &e), 0);
+    assert_int_equal(
+        ms->ops->manifest_lookup(ms, "golden/base", "1.0.0", &d, &mt, &size, &vis, &recorded, &e),
+        0);
     free(mt);
     assert_false(vis);
     assert_true(digest_equal(&d, &v1));
