@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "cli.h"
@@ -159,7 +160,10 @@ static int show(struct cli *c, const char *path)
     if (r == NULL || status != 200)
         return cli_fail(c, r, status, &e);
     const char *expand = cli_opt(c, "expand");
-    print_status(c, r, expand && strcmp(expand, "replication-status") == 0);
+    /* ACG spells it ReplicationStatus */
+    print_status(c, r,
+                 expand && (strcmp(expand, "replication-status") == 0 ||
+                            strcasecmp(expand, "ReplicationStatus") == 0));
     json_decref(r);
     return 0;
 }

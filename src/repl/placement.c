@@ -109,14 +109,19 @@ void placement_reconsider(struct registry *reg, const char *repo, const char *ve
     }
 }
 
-void placement_reconsider_key(struct registry *reg, const char *key)
+void placement_on_object_event(struct registry *reg, const char *key, const char *payload)
 {
+    json_error_t je;
+    json_t *p = json_loads(payload, 0, &je);
+    const char *kind = json_string_value(json_object_get(p, "kind"));
     const char *colon = strrchr(key, ':');
-    if (colon == NULL || colon == key)
-        return;
-    char *repo = xstrndup(key, (size_t)(colon - key));
-    placement_reconsider(reg, repo, colon + 1);
-    free(repo);
+    if (kind != NULL && strcmp(kind, IMAGE_VERSION_KIND) == 0 && colon != NULL &&
+        colon != key) {
+        char *repo = xstrndup(key, (size_t)(colon - key));
+        placement_reconsider(reg, repo, colon + 1);
+        free(repo);
+    }
+    json_decref(p);
 }
 
 static void audit(struct registry *reg, const char *repo, const json_t *rec)

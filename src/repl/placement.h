@@ -25,8 +25,9 @@ bool placement_admit_pending(struct registry *reg, const char *repo, const struc
  * version has no manifest here yet. */
 void placement_reconsider(struct registry *reg, const char *repo, const char *version);
 
-/* The same, for an object event key "REPO:VERSION" of kind image_version. */
-void placement_reconsider_key(struct registry *reg, const char *key);
+/* A replicated object event (object_put/object_delete) was applied: when it is a version
+ * record (key "REPO:VERSION"), the same as placement_reconsider. */
+void placement_on_object_event(struct registry *reg, const char *key, const char *payload);
 
 /* Applies the retention policy of every definition to the versions this region is the
  * source of (so each version is changed by one region only, the same way whichever region

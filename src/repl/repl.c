@@ -30,7 +30,6 @@
 #include "auth.h"
 #include "hlc.h"
 #include "httpc.h"
-#include "image_catalog.h"
 #include "log.h"
 #include "metrics.h"
 #include "placement.h"
@@ -389,9 +388,8 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
         }
         if (is_new && strcmp(ev.kind, "manifest_put") == 0)
             *any_pending = true;
-        if (is_new && strncmp(ev.kind, "object_", 7) == 0 && ev.name && ev.payload &&
-            strstr(ev.payload, "\"kind\":\"" IMAGE_VERSION_KIND "\"") != NULL)
-            placement_reconsider_key(r->reg, ev.name); /* a version's profile changed */
+        if (is_new && strncmp(ev.kind, "object_", 7) == 0 && ev.name && ev.payload)
+            placement_on_object_event(r->reg, ev.name, ev.payload);
         bool is_delete = strcmp(ev.kind, "manifest_delete") == 0 ||
                          strcmp(ev.kind, "tag_delete") == 0;
         struct digest d;
