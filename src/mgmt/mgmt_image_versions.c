@@ -112,6 +112,40 @@ static json_t *status_summary(struct registry *reg, const char *repo, const stru
     return summary;
 }
 
+/* Rows of the regions taken out of record's targets that have not reported Removed since:
+ * state Removing (their copies are being deleted). */
+static json_t *removing_rows(struct registry *reg, const char *repo, const struct artifact *a,
+                             const json_t *record)
+{
+    json_t *rows = json_array();
+    json_t *removing = json_object_get(record, "removingRegions");
+    struct meta_status *st = NULL;
+    size_t n_st = 0;
+    struct err e = {0};
+    if (json_array_size(removing) == 0 || !a->is_known ||
+        reg->ms->ops->status_list(reg->ms, repo, &a->d, &st, &n_st, &e) != 0)
+        return rows;
+    size_t i;
+    json_t *r;
+    json_array_foreach(removing, i, r)
+    {
+        const char *name = json_string_value(json_object_get(r, "name"));
+        int64_t since = json_integer_value(json_object_get(r, "sinceMs"));
+        bool is_done = false;
+        for (size_t j = 0; j < n_st && name; j++)
+            is_done |= strcmp(st[j].region, name) == 0 && strcmp(st[j].state, "Removed") == 0 &&
+                       st[j].updated_ms >= since;
+        if (name && !is_done)
+            json_array_append_new(rows, json_pack("{s:s, s:s, s:i, s:I, s:I, s:o, s:s}", "region",
+                                                  name, "state", "Removing", "progress", 0,
+                                                  "bytesCopied", (json_int_t)0, "bytesTotal",
+                                                  (json_int_t)0, "updatedAt", iso_time(since),
+                                                  "details", "deleting the copies there"));
+    }
+    meta_status_free(st, n_st);
+    return rows;
+}
+
 static const char *state_in(json_t *summary, const char *region)
 {
     size_t i;
@@ -234,6 +268,10 @@ static void list(struct http_req *req, const char *repo)
             json_array_append_new(names, json_string(targets[j]));
         free(targets);
         const char *st = iv_holds(r, region) ? state_in(l[i].summary, region) : "NotTargeted";
+        json_t *removing = iv_holds(r, region) ? NULL : removing_rows(reg, repo, &l[i].a, r);
+        if (removing != NULL && state_in(removing, region) != NULL)
+            st = "Removing";
+        json_decref(removing);
         json_array_append_new(
             items,
             json_pack("{s:O, s:o, s:O, s:o, s:O, s:O, s:b, s:s, s:s, s:b}", "version",
@@ -317,8 +355,14 @@ static void show(struct http_req *req, const char *repo, const char *ref)
         http_reply_mgmt_err(req, &e);
         return;
     }
-    json_t *status =
-        json_pack("{s:s, s:o}", "aggregatedState", aggregate(summary), "summary", summary);
+    /* Aggregated over the targets; regions still deleting their copies are listed after. */
+    const char *agg = aggregate(summary);
+    if (record != NULL) {
+        json_t *rows = removing_rows(reg, repo, &a, record);
+        json_array_extend(summary, rows);
+        json_decref(rows);
+    }
+    json_t *status = json_pack("{s:s, s:o}", "aggregatedState", agg, "summary", summary);
     json_t *out = json_pack("{s:s, s:s, s:o, s:o, s:I, s:o}", "repository", repo, "reference", ref,
                             "digest", a.is_known ? json_string(a.d.str) : json_null(), "mediaType",
                             a.media_type ? json_string(a.media_type) : json_null(), "size",

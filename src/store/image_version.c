@@ -380,6 +380,41 @@ static bool has_source(const json_t *pp, const char *source)
     return find_target(json_object_get(pp, "targetRegions"), source) != NULL;
 }
 
+/* rec's targets changed from old_targets at now_ms: a region that left is Removing from
+ * then on (until it reports Removed), one that is a target again is not. */
+static void note_removals(json_t *rec, const json_t *old_targets, int64_t now_ms)
+{
+    json_t *targets = json_object_get(json_object_get(rec, "publishingProfile"), "targetRegions");
+    json_t *removing = json_object_get(rec, "removingRegions");
+    json_t *kept = json_array();
+    size_t i;
+    json_t *r;
+    json_array_foreach(removing, i, r)
+    {
+        if (find_target(targets, json_string_value(json_object_get(r, "name"))) == NULL)
+            json_array_append(kept, r);
+    }
+    json_array_foreach(old_targets, i, r)
+    {
+        const char *name = json_string_value(json_object_get(r, "name"));
+        if (find_target(targets, name) != NULL)
+            continue;
+        for (size_t j = 0; j < json_array_size(kept); j++) {
+            if (strcmp(json_string_value(json_object_get(json_array_get(kept, j), "name")), name) ==
+                0)
+                json_array_remove(kept, j--);
+        }
+        json_array_append_new(kept,
+                              json_pack("{s:s, s:I}", "name", name, "sinceMs", (json_int_t)now_ms));
+    }
+    if (json_array_size(kept) > 0)
+        json_object_set_new(rec, "removingRegions", kept);
+    else {
+        json_object_del(rec, "removingRegions");
+        json_decref(kept);
+    }
+}
+
 /* Applies flat fields to rec (a private copy). is_new: addRegions/removeRegions are
  * not accepted, and the source region is added rather than required. */
 static int apply(json_t *rec, const json_t *flat, bool is_new, const struct iv_world *w,
@@ -525,6 +560,8 @@ static int apply(json_t *rec, const json_t *flat, bool is_new, const struct iv_w
             goto fail;
         }
     }
+    if (!is_new)
+        note_removals(rec, old, w->now_ms);
     json_decref(old);
     return 0;
 fail:
@@ -657,16 +694,12 @@ long iv_latest(const struct iv_candidate *c, size_t n, const char *region, int64
 const char *iv_aggregate(const char *const *states, size_t n)
 {
     size_t completed = 0, started = 0;
-    bool is_removing = false;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(states[i], "Failed") == 0)
             return "Failed";
-        is_removing |= strcmp(states[i], "Removing") == 0;
         completed += strcmp(states[i], "Completed") == 0;
         started += strcmp(states[i], "InProgress") == 0;
     }
-    if (is_removing)
-        return "Removing";
     if (n > 0 && completed == n)
         return "Completed";
     return started + completed > 0 ? "InProgress" : "Pending";
@@ -722,5 +755,7 @@ json_t *iv_retention_apply(const json_t *definition, const json_t *records, size
         json_decref(out);
         return NULL;
     }
+    note_removals(out, json_object_get(json_object_get(rec, "publishingProfile"), "targetRegions"),
+                  now_ms);
     return out;
 }

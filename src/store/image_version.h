@@ -13,7 +13,9 @@
  *    "publishingProfile":{"targetRegions":[TR...],"replicaCount","storageClass",
  *                         "excludeFromLatest","endOfLifeDate","replicationMode",
  *                         "publishedDate"},
- *    "safetyProfile":{"allowDeletionOfReplicatedLocations","blockDeletionBeforeEndOfLife"}}
+ *    "safetyProfile":{"allowDeletionOfReplicatedLocations","blockDeletionBeforeEndOfLife"},
+ *    "removingRegions":[{"name","sinceMs"}] (regions taken out of the targets, until each
+ *                                           reports Removed; absent when none)}
  * TR = {"name","regionalReplicaCount","storageClass","excludeFromLatest"}. */
 #ifndef MERIDIAN_IMAGE_VERSION_H
 #define MERIDIAN_IMAGE_VERSION_H
@@ -105,7 +107,7 @@ struct iv_candidate {
  * into c, or -1 if none. */
 long iv_latest(const struct iv_candidate *c, size_t n, const char *region, int64_t now_ms);
 
-/* Failed if any failed, else Removing if any is removing, else Completed if all
+/* Over the target regions' states: Failed if any failed, else Completed if all
  * completed, else InProgress if any started or finished, else Pending. */
 const char *iv_aggregate(const char *const *states, size_t n);
 

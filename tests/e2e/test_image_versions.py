@@ -309,9 +309,22 @@ def test_a_version_reaches_its_target_regions_only(geo):
     assert holds(r3, repo, v1, v1_blobs) == (True, v1_blobs, v1_blobs, v1_blobs)
     assert r3.oci().get_manifest(repo, "1.0.0").status_code == 200
 
-    # removing it deletes the copies r3 no longer needs (the shared layer stays for 1.1.0)
+    # removing it deletes the copies r3 no longer needs (the shared layer stays for 1.1.0);
+    # while r3 has not done so (here: it is cut off), the others report it Removing
+    cluster.partition([r3], [r1, r2])
     r1.cli("image-version", "update", "%s:1.0.0" % repo, "--remove-region", "r3",
            "--allow-deletion-of-replicated-locations")
+    doc = version(r1, repo, "1.0.0")
+    assert summary_regions(doc) == ["r1", "r2", "r3"], doc
+    assert {e["region"]: e["state"] for e in doc["replicationStatus"]["summary"]}["r3"] == \
+        "Removing", doc
+    assert doc["replicationStatus"]["aggregatedState"] == "Completed", doc  # targets only
+    listed = r1.cli_json("image-version", "list", repo, "--region", "r3")
+    assert {v["version"]: v["state"] for v in listed["versions"]}["1.0.0"] == "Removing"
+    assert holds(r3, repo, v1, v1_blobs)[0] is True   # not yet
+    cluster.heal()
+    wait_for(lambda: summary_regions(version(r1, repo, "1.0.0")) == ["r1", "r2"], 60,
+             "r3 reports its copy removed")
 
     def r3_released():
         visible, files, rows, links = holds(r3, repo, v1, v1_blobs)

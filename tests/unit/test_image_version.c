@@ -237,6 +237,17 @@ static void test_update_changes(void **state)
     assert_non_null(r3);
     assert_int_equal(n_targets(r3), 2);
     assert_false(iv_holds(r3, "westus"));
+    json_t *removing = json_object_get(r3, "removingRegions");
+    assert_int_equal(json_array_size(removing), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(removing, 0), "name")),
+                        "westus");
+    assert_null(json_object_get(r2, "removingRegions"));
+    /* added back: no longer removing */
+    json_t *back = parse("{\"addRegions\":[\"westus\"]}");
+    json_t *r5 = iv_profile_update(r3, back, &world, &e);
+    assert_null(json_object_get(r5, "removingRegions"));
+    json_decref(r5);
+    json_decref(back);
     assert_true(iv_is_excluded(r3, "eastus"));
     assert_true(iv_is_end_of_life(r3, world.now_ms));
     assert_false(iv_is_end_of_life(r2, world.now_ms));
@@ -334,10 +345,8 @@ static void test_aggregate(void **state)
     assert_string_equal(iv_aggregate(b, 2), "InProgress");
     const char *c[] = {"Pending", "Pending"};
     assert_string_equal(iv_aggregate(c, 2), "Pending");
-    const char *d[] = {"Completed", "Failed", "Removing"};
+    const char *d[] = {"Completed", "Failed", "InProgress"};
     assert_string_equal(iv_aggregate(d, 3), "Failed");
-    const char *f[] = {"Completed", "Removing"};
-    assert_string_equal(iv_aggregate(f, 2), "Removing");
     assert_string_equal(iv_aggregate(NULL, 0), "Pending");
 }
 
