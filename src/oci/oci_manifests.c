@@ -213,6 +213,13 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
         http_reply_err(req, &e);
         return;
     }
+    /* The versions this delete removes: their records go with them. */
+    struct meta_name_list versions = {0};
+    if (image_catalog_versions_of(reg->ms, req->repo, is_digest ? NULL : req->ref,
+                                  is_digest ? d : NULL, &versions, &e) != 0) {
+        http_reply_err(req, &e);
+        return;
+    }
     /* What is deleted, for the webhook payload (a tag delete names its manifest). */
     struct meta_manifest gone = {0};
     struct err ignored = {0};
@@ -220,12 +227,15 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
     int rc = is_digest ? reg->ms->ops->manifest_delete(reg->ms, req->repo, d, &e)
                        : reg->ms->ops->tag_delete(reg->ms, req->repo, req->ref, &e);
     if (rc != 0) {
+        meta_name_list_fini(&versions);
         meta_manifest_fini(&gone);
         if (e.code == ERR_NAME_UNKNOWN)
             e.code = ERR_MANIFEST_UNKNOWN;
         http_reply_err(req, &e);
         return;
     }
+    image_catalog_forget(reg->ms, req->repo, &versions);
+    meta_name_list_fini(&versions);
     if (is_known)
         notify(req, "delete", is_digest ? NULL : req->ref, &gone);
     meta_manifest_fini(&gone);

@@ -302,3 +302,33 @@ int image_catalog_check_delete(struct metastore *ms, const char *repo, const cha
     meta_name_list_fini(&tags);
     return rc;
 }
+
+int image_catalog_versions_of(struct metastore *ms, const char *repo, const char *tag,
+                              const struct digest *d, struct meta_name_list *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    if (!image_catalog_is_definition(ms, repo))
+        return 0;
+    if (tag != NULL) {
+        if (iv_version_parse(tag, NULL) == 0) {
+            out->names = xcalloc(1, sizeof(char *));
+            out->names[out->n++] = xstrdup(tag);
+        }
+        return 0;
+    }
+    struct err te = {0};
+    if (ms->ops->manifest_tags(ms, repo, d, out, &te) != 0 && te.code != ERR_MANIFEST_UNKNOWN &&
+        te.code != ERR_NAME_UNKNOWN)
+        return err_set(e, te.code, "%s", te.msg);
+    return 0;
+}
+
+void image_catalog_forget(struct metastore *ms, const char *repo, const struct meta_name_list *v)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        char key[NAME_MAX_BYTES + TAG_MAX_BYTES + 2];
+        version_key(repo, v->names[i], key, sizeof(key));
+        struct err e = {0};
+        ms->ops->object_delete(ms, IMAGE_VERSION_KIND, key, &e); /* ERR_NOT_FOUND: none */
+    }
+}

@@ -58,4 +58,11 @@ char *image_catalog_latest(struct metastore *ms, const char *repo, const char *r
 int image_catalog_check_delete(struct metastore *ms, const char *repo, const char *tag,
                                const struct digest *d, struct err *e);
 
+/* The version tags a delete of tag (NULL: of manifest d) in definition repo removes, to
+ * forget after it (caller frees the list); empty for a plain repository. */
+int image_catalog_versions_of(struct metastore *ms, const char *repo, const char *tag,
+                              const struct digest *d, struct meta_name_list *out, struct err *e);
+/* Deletes the records of those versions (a replicated delete each; absent ones skipped). */
+void image_catalog_forget(struct metastore *ms, const char *repo, const struct meta_name_list *v);
+
 #endif

@@ -423,6 +423,12 @@ def test_latest_is_resolved_in_each_region(geo):
     r1.cli("image-version", "update", "%s:3.0.0" % repo, "--end-of-life-date", "2020-01-01")
     r = r1.oci().delete(r1.oci().manifest_path(repo, "3.0.0"))
     assert r.status_code == 202, r.text
+    # a deleted version is forgotten everywhere, its profile with it
+    for region in cluster:
+        wait_for(lambda: version(region, repo, "3.0.0", missing_ok=True) is None, 30,
+                 "3.0.0 forgotten in %s" % region.name)
+    listed = r2.cli_json("image-version", "list", repo)
+    assert [v["version"] for v in listed["versions"]] == ["1.0.0", "1.1.0", "2.0.0"], listed
 
 
 # -- retention --------------------------------------------------------------------------------
