@@ -1,4 +1,4 @@
-/* `meridian image-definition create|show|list|delete REPO`: a repository whose tags are
+/* `meridian image-definition create|update|show|list|delete REPO`: a repository whose tags are
  * versions MAJOR.MINOR.PATCH, each with a publishing profile whose defaults come from the
  * definition (docs/image-versions.md). */
 #include <stdio.h>
@@ -15,6 +15,7 @@ static int usage(void)
             "                [--default-replica-count N] [--default-storage-class C]\n"
             "                [--exclude-from-latest]\n"
             "                [--keep-everywhere N [--rollback-regions a,b] [--rollback-days D]]\n"
+            "       meridian image-definition update REPO [the options of create]\n"
             "       meridian image-definition show REPO\n"
             "       meridian image-definition list\n"
             "       meridian image-definition delete REPO\n"
@@ -124,6 +125,11 @@ int cli_image_definition(struct cli *c)
     } else if (strcmp(c->verb, "create") == 0) {
         method = "POST";
         want = 201;
+        if ((body = create_body(c)) == NULL)
+            return 2;
+    } else if (strcmp(c->verb, "update") == 0) {
+        method = "PATCH";
+        want = 200;
         if ((body = create_body(c)) == NULL)
             return 2;
     } else if (strcmp(c->verb, "delete") == 0) {

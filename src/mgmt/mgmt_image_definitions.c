@@ -112,6 +112,55 @@ fail:
     http_reply_mgmt_err(req, &e);
 }
 
+/* PATCH image-definitions?repository=R {fields of create; "retention": null clears it}:
+ * the definition's defaults and policy from now on (versions keep their profiles). */
+void mgmt_image_definitions_update(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct registry *reg = req->reg;
+    struct err e = {0};
+    const char *repo = repo_param(req);
+    if (repo == NULL)
+        return;
+    json_t *body = mgmt_body_object(req);
+    if (body == NULL)
+        return;
+    json_t *merged = NULL, *def = NULL;
+    json_t *have = image_catalog_definition(reg->ms, repo, &e);
+    if (have == NULL)
+        goto fail;
+    merged = json_deep_copy(have);
+    json_object_del(merged, "repository");
+    json_object_del(merged, "createdAt");
+    json_object_update(merged, body);
+    if (json_is_null(json_object_get(merged, "retention")))
+        json_object_del(merged, "retention");
+    struct iv_world w;
+    if (image_catalog_world(reg->ms, reg->cfg->region, &w, &e) != 0)
+        goto fail;
+    def = iv_definition_new(repo, merged, &w, &e);
+    image_catalog_world_fini(&w);
+    if (def == NULL)
+        goto fail;
+    json_object_set(def, "createdAt", json_object_get(have, "createdAt"));
+    if (image_catalog_put_definition(reg->ms, def, &e) != 0)
+        goto fail;
+    char *change = json_dumps(body, JSON_COMPACT);
+    authz_audit_as(req, "image-definition.update", "%s %.120s", repo, change ? change : "");
+    free(change);
+    json_decref(have);
+    json_decref(merged);
+    json_decref(body);
+    mgmt_reply_json(req, 200, def);
+    return;
+fail:
+    json_decref(have);
+    json_decref(merged);
+    json_decref(def);
+    json_decref(body);
+    http_reply_mgmt_err(req, &e);
+}
+
 /* DELETE image-definitions?repository=R: only a definition without versions. */
 void mgmt_image_definitions_delete(struct http_req *req, const struct mgmt_params *p)
 {

@@ -272,6 +272,8 @@ MGMT_OPS = [
      PUBLISHERS, 201),
     ("list_definitions", "GET", "image-definitions", None, READERS | {"outsider"}, 200),
     ("show_definition", "GET", "image-definitions?repository=" + DEFINED, None, READERS, 200),
+    ("update_definition", "PATCH", "image-definitions?repository=" + DEFINED,
+     lambda: {"description": secrets.token_hex(4)}, PUBLISHERS, 200),
     ("delete_definition", "DELETE", "image-definitions?repository=" + DEFINED, None,
      PUBLISHERS, 409),  # allowed, but it still has a version
     ("list_versions", "GET", "image-versions?repository=" + DEFINED, None, READERS, 200),

@@ -154,6 +154,21 @@ def test_a_definition_takes_versions_only(geo):
     # by digest (index children, referrers) is fine
     img = oci.push_image(repo, None, layers=1, by_digest=True)
     assert oci.get_manifest(repo, img.digest).status_code == 200
+    # a definition's defaults and policy change with update; bad input changes nothing
+    d = r1.cli_json("image-definition", "update", repo, "--description", "new text",
+                    "--keep-everywhere", "2", "--rollback-regions", "r1")
+    assert d["description"] == "new text" and d["os"] == "linux", d
+    assert d["retention"] == {"keepEverywhere": 2, "rollbackRegions": ["r1"], "rollbackDays": 0}
+    before = r1.api("GET", "image-definitions", params={"repository": repo}).json()
+    for body in ({"defaultTargetRegions": ["mars"]}, {"retention": {"keepEverywhere": 0}},
+                 {"colour": "red"}):
+        r = r1.api("PATCH", "image-definitions", params={"repository": repo}, json=body)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "BAD_REQUEST", r.text
+    assert r1.api("GET", "image-definitions", params={"repository": repo}).json() == before
+    r = r1.api("PATCH", "image-definitions", params={"repository": repo},
+               json={"retention": None})
+    assert r.status_code == 200 and "retention" not in r.json(), r.text
+    assert r.json()["createdAt"] == before["createdAt"]
     # a definition with versions is not deleted; without, it is
     assert_mgmt_error(r1.api("DELETE", "image-definitions", params={"repository": repo}),
                       409, "CONFLICT")
