@@ -658,6 +658,9 @@ static const struct mgmt_rule {
 } mgmt_rules[] = {
     {NULL, "token", NEED_NONE, 0, NULL},
     {NULL, "replication/{rest...}", NEED_PEER, 0, NULL},
+    /* o: the repository is optional: without it, any identity lists what it may pull */
+    {"GET", "image-definitions", NEED_REPO, AUTH_PERM_PULL, "o:repository"},
+    {NULL, "image-definitions", NEED_REPO, AUTH_PERM_PUSH, "q:repository"},
     {"GET", "image-versions", NEED_REPO, AUTH_PERM_PULL, "q:repository"},
     {NULL, "image-versions", NEED_REPO, AUTH_PERM_PUSH, "q:repository"},
     {"GET", "image-versions/{rest...}", NEED_REPO, AUTH_PERM_PULL, "q:repository"},
@@ -752,7 +755,9 @@ static struct requirement required(struct http_req *req)
             r.perms = rule->perms;
             if (rule->repo != NULL) {
                 r.repo = http_req_query(req, rule->repo + 2);
-                if (r.repo == NULL || !name_is_valid_repo(r.repo, strlen(r.repo)))
+                if (r.repo == NULL && rule->repo[0] == 'o')
+                    r.need = NEED_AUTHENTICATED; /* the handler filters by pull rights */
+                else if (r.repo == NULL || !name_is_valid_repo(r.repo, strlen(r.repo)))
                     r.need = NEED_ADMIN; /* no repository named: registry-wide */
             }
             break;

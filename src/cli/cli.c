@@ -31,7 +31,9 @@ static const struct cli_noun nouns[] = {
 
 /* Flags that never take a value, whatever follows them. */
 static const char *const bool_flags[] = {"replicated", "yes", "all", "enabled", "disabled",
-                                         "exclude-from-latest", "no-wait", "help", NULL};
+                                         "exclude-from-latest", "no-wait", "help",
+                                         "allow-deletion-of-replicated-locations",
+                                         "block-deletion-before-end-of-life", NULL};
 
 static bool is_bool_flag(const char *name)
 {

@@ -46,6 +46,12 @@ void cli_print(const struct cli *c, json_t *rows, const char *const *columns);
 /* Percent-encodes s for a path (keeps '/' when keep_slash). Caller frees. */
 char *cli_escape(const char *s, bool keep_slash);
 
+/* Image versions (cli_image_version.c): "eastus=2,westus=1=premium" (commas or spaces)
+ * as the API's list of target-region strings. */
+json_t *cli_target_regions(const char *s);
+/* --name true|false as a JSON boolean into o[key]; -1 (message printed) when malformed. */
+int cli_bool_field(const struct cli *c, const char *name, json_t *o, const char *key);
+
 typedef int cli_noun_f(struct cli *c);
 
 #endif

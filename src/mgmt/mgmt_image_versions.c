@@ -1,13 +1,19 @@
-/* GET /_meridian/v1/image-versions?repository=R&reference=TAG|DIGEST: an image
- * version and its replication status in every target region. Any region answers:
- * its own state is live, the others' come from their replicated status events. */
+/* /_meridian/v1/image-versions?repository=R[&reference=TAG|DIGEST]:
+ *   GET with a reference: an image version, its publishing profile (in an image
+ *     definition) and its replication status in every target region. Any region answers:
+ *     its own state is live, the others' come from their replicated status events.
+ *   GET without: the versions of definition R and the region-local latest (&region=X).
+ *   POST: a version's profile before its push; PATCH: change a version's profile. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "authz.h"
+#include "image_catalog.h"
 #include "mgmt_api.h"
 #include "name.h"
+#include "placement.h"
 #include "registry_ctx.h"
 #include "repl.h"
 #include "util.h"
@@ -17,67 +23,58 @@ static json_t *iso_time(int64_t ms)
     if (ms <= 0)
         return json_null();
     char out[64];
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    snprintf(out, sizeof(out), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    iv_iso_time(ms, out, sizeof(out));
     return json_string(out);
 }
 
-/* Failed if any failed, else Completed if all completed, else InProgress if any
- * region has started or finished, else Pending. */
 static const char *aggregate(json_t *summary)
 {
-    size_t n = json_array_size(summary), completed = 0, started = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *s = json_string_value(json_object_get(json_array_get(summary, i), "state"));
-        if (strcmp(s, "Failed") == 0)
-            return "Failed";
-        completed += strcmp(s, "Completed") == 0;
-        started += strcmp(s, "InProgress") == 0;
-    }
-    if (n > 0 && completed == n)
-        return "Completed";
-    return started + completed > 0 ? "InProgress" : "Pending";
+    size_t n = json_array_size(summary);
+    const char **states = xcalloc(n + 1, sizeof(*states));
+    for (size_t i = 0; i < n; i++)
+        states[i] = json_string_value(json_object_get(json_array_get(summary, i), "state"));
+    const char *agg = iv_aggregate(states, n);
+    free(states);
+    return agg;
 }
 
-void mgmt_image_versions_show(struct http_req *req, const struct mgmt_params *p)
-{
-    (void)p;
-    struct registry *reg = req->reg;
-    struct err e = {0};
-    const char *repo = http_req_query(req, "repository");
-    const char *ref = http_req_query(req, "reference");
-    if (repo == NULL || !name_is_valid_repo(repo, strlen(repo)) || ref == NULL || !*ref) {
-        mgmt_reply_error(req, ERR_BAD_REQUEST, "repository and reference are required");
-        return;
-    }
+/* What this region knows of one artifact. */
+struct artifact {
+    bool is_known; /* a manifest is recorded here */
     struct digest d;
-    char *media_type = NULL;
-    int64_t size = 0;
-    bool is_visible = false;
-    int64_t recorded_ms = 0;
-    if (reg->ms->ops->manifest_lookup(reg->ms, repo, ref, &d, &media_type, &size, &is_visible,
-                                      &recorded_ms, &e) != 0) {
-        if (e.code == ERR_NAME_UNKNOWN || e.code == ERR_MANIFEST_UNKNOWN)
-            e.code = ERR_NOT_FOUND;
-        http_reply_mgmt_err(req, &e);
-        return;
+    char *media_type;
+    int64_t size;
+    bool is_visible;
+    int64_t recorded_ms;
+};
+
+static int artifact_lookup(struct registry *reg, const char *repo, const char *ref,
+                           struct artifact *a, struct err *e)
+{
+    memset(a, 0, sizeof(*a));
+    if (reg->ms->ops->manifest_lookup(reg->ms, repo, ref, &a->d, &a->media_type, &a->size,
+                                      &a->is_visible, &a->recorded_ms, e) != 0) {
+        if (e->code == ERR_NAME_UNKNOWN || e->code == ERR_MANIFEST_UNKNOWN)
+            e->code = ERR_NOT_FOUND;
+        return -1;
     }
+    a->is_known = true;
+    return 0;
+}
+
+/* Per target region: state, bytes, time, details (summary[] of replicationStatus). */
+static json_t *status_summary(struct registry *reg, const char *repo, const struct artifact *a,
+                              const char *const *targets, struct err *e)
+{
     struct meta_status *rows = NULL;
     size_t n_rows = 0;
-    if (reg->ms->ops->status_list(reg->ms, repo, &d, &rows, &n_rows, &e) != 0) {
-        free(media_type);
-        http_reply_mgmt_err(req, &e);
-        return;
-    }
+    if (a->is_known && reg->ms->ops->status_list(reg->ms, repo, &a->d, &rows, &n_rows, e) != 0)
+        return NULL;
     /* Every region needs the same bytes: a region with nothing to report yet shows the
      * total that others report. */
     int64_t needed = 0;
     for (size_t j = 0; j < n_rows; j++)
         needed = rows[j].bytes_total > needed ? rows[j].bytes_total : needed;
-    char **targets = repl_target_regions(reg->repl);
     json_t *summary = json_array();
     for (size_t i = 0; targets[i]; i++) {
         const struct meta_status *row = NULL;
@@ -89,11 +86,11 @@ void mgmt_image_versions_show(struct http_req *req, const struct mgmt_params *p)
         int64_t done = row ? row->bytes_done : 0;
         int64_t total = row && row->bytes_total > 0 ? row->bytes_total : needed;
         bool is_self = strcmp(targets[i], reg->cfg->region) == 0;
-        if (is_self && is_visible) {
+        if (is_self && a->is_visible) {
             state = "Completed"; /* visible here means pullable here */
-        } else if (is_self) {
+        } else if (is_self && a->is_known) {
             int64_t live_done, live_total;
-            if (repl_progress(reg->repl, repo, &d, &live_done, &live_total)) {
+            if (repl_progress(reg->repl, repo, &a->d, &live_done, &live_total)) {
                 state = "InProgress";
                 done = live_done;
                 total = live_total;
@@ -101,20 +98,407 @@ void mgmt_image_versions_show(struct http_req *req, const struct mgmt_params *p)
                 state = "Pending";
             }
         }
+        int progress = strcmp(state, "Completed") == 0 ? 100
+                       : total > 0                     ? (int)(done * 100 / total)
+                                                       : 0;
         json_array_append_new(
-            summary, json_pack("{s:s, s:s, s:I, s:I, s:o, s:s}", "region", targets[i], "state",
-                               state, "bytesCopied", (json_int_t)done, "bytesTotal",
-                               (json_int_t)total, "updatedAt",
-                               iso_time(row ? row->updated_ms : recorded_ms), "details",
+            summary, json_pack("{s:s, s:s, s:i, s:I, s:I, s:o, s:s}", "region", targets[i], "state",
+                               state, "progress", progress, "bytesCopied", (json_int_t)done,
+                               "bytesTotal", (json_int_t)total, "updatedAt",
+                               iso_time(row ? row->updated_ms : a->recorded_ms), "details",
                                row && row->details ? row->details : ""));
     }
-    repl_free_names(targets);
     meta_status_free(rows, n_rows);
-    json_t *status = json_pack("{s:s, s:o}", "aggregatedState", aggregate(summary), "summary",
-                               summary);
-    json_t *out = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o}", "repository", repo, "reference",
-                            ref, "digest", d.str, "mediaType", media_type, "size",
-                            (json_int_t)size, "replicationStatus", status);
-    free(media_type);
+    return summary;
+}
+
+/* Rows of the regions taken out of record's targets that have not reported Removed since:
+ * state Removing (their copies are being deleted). */
+static json_t *removing_rows(struct registry *reg, const char *repo, const struct artifact *a,
+                             const json_t *record)
+{
+    json_t *rows = json_array();
+    json_t *removing = json_object_get(record, "removingRegions");
+    struct meta_status *st = NULL;
+    size_t n_st = 0;
+    struct err e = {0};
+    if (json_array_size(removing) == 0 || !a->is_known ||
+        reg->ms->ops->status_list(reg->ms, repo, &a->d, &st, &n_st, &e) != 0)
+        return rows;
+    size_t i;
+    json_t *r;
+    json_array_foreach(removing, i, r)
+    {
+        const char *name = json_string_value(json_object_get(r, "name"));
+        int64_t since = json_integer_value(json_object_get(r, "sinceMs"));
+        bool is_done = false;
+        for (size_t j = 0; j < n_st && name; j++)
+            is_done |= strcmp(st[j].region, name) == 0 && strcmp(st[j].state, "Removed") == 0 &&
+                       st[j].updated_ms >= since;
+        if (name && !is_done)
+            json_array_append_new(rows, json_pack("{s:s, s:s, s:i, s:I, s:I, s:o, s:s}", "region",
+                                                  name, "state", "Removing", "progress", 0,
+                                                  "bytesCopied", (json_int_t)0, "bytesTotal",
+                                                  (json_int_t)0, "updatedAt", iso_time(since),
+                                                  "details", "deleting the copies there"));
+    }
+    meta_status_free(st, n_st);
+    return rows;
+}
+
+static const char *state_in(json_t *summary, const char *region)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(summary, i, row)
+    {
+        if (strcmp(json_string_value(json_object_get(row, "region")), region) == 0)
+            return json_string_value(json_object_get(row, "state"));
+    }
+    return NULL;
+}
+
+/* One version of a definition as list and latest need it: record + what is known here. */
+struct listed {
+    json_t *record;
+    struct artifact a;
+    json_t *summary; /* over its targets */
+};
+
+static void listed_fini(struct listed *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(l[i].a.media_type);
+        json_decref(l[i].summary);
+    }
+    free(l);
+}
+
+/* The versions of repo with their status; NULL with e set. *n_out: how many. */
+static struct listed *list_versions(struct registry *reg, const char *repo, json_t **records,
+                                    size_t *n_out, struct err *e)
+{
+    *records = image_catalog_versions(reg->ms, repo, e);
+    if (*records == NULL)
+        return NULL;
+    size_t n = json_array_size(*records);
+    struct listed *l = xcalloc(n + 1, sizeof(*l));
+    for (size_t i = 0; i < n; i++) {
+        l[i].record = json_array_get(*records, i);
+        const char *v = json_string_value(json_object_get(l[i].record, "version"));
+        struct err le = {0};
+        if (artifact_lookup(reg, repo, v, &l[i].a, &le) != 0 && le.code != ERR_NOT_FOUND) {
+            *e = le;
+            listed_fini(l, n);
+            json_decref(*records);
+            return NULL;
+        }
+        const char **targets = iv_targets(l[i].record);
+        l[i].summary = status_summary(reg, repo, &l[i].a, targets, e);
+        free(targets);
+        if (l[i].summary == NULL) {
+            listed_fini(l, n);
+            json_decref(*records);
+            return NULL;
+        }
+    }
+    *n_out = n;
+    return l;
+}
+
+/* Index of the region-local latest among l, or -1. */
+static long latest_of(const struct listed *l, size_t n, const char *region)
+{
+    struct iv_candidate *c = xcalloc(n + 1, sizeof(*c));
+    for (size_t i = 0; i < n; i++) {
+        const char *st = state_in(l[i].summary, region);
+        c[i].version = json_string_value(json_object_get(l[i].record, "version"));
+        c[i].record = l[i].record;
+        c[i].is_completed = l[i].a.is_known && st != NULL && strcmp(st, "Completed") == 0;
+    }
+    long best = iv_latest(c, n, region, util_now_ms());
+    free(c);
+    return best;
+}
+
+static bool is_region_known(struct registry *reg, const char *region, struct err *e)
+{
+    struct iv_world w;
+    if (image_catalog_world(reg->ms, reg->cfg->region, &w, e) != 0)
+        return false;
+    bool found = false;
+    for (size_t i = 0; i < w.n_regions; i++)
+        found |= strcmp(w.regions[i].name, region) == 0;
+    image_catalog_world_fini(&w);
+    if (!found)
+        err_set(e, ERR_BAD_REQUEST, "unknown region \"%s\"", region);
+    return found;
+}
+
+/* GET image-versions?repository=R[&region=X]: R's versions and X's latest. */
+static void list(struct http_req *req, const char *repo)
+{
+    struct registry *reg = req->reg;
+    struct err e = {0};
+    const char *region = http_req_query(req, "region");
+    if (region == NULL)
+        region = reg->cfg->region;
+    json_t *def = image_catalog_definition(reg->ms, repo, &e);
+    if (def == NULL || !is_region_known(reg, region, &e)) {
+        json_decref(def);
+        http_reply_mgmt_err(req, &e);
+        return;
+    }
+    json_decref(def);
+    json_t *records;
+    size_t n = 0;
+    struct listed *l = list_versions(reg, repo, &records, &n, &e);
+    if (l == NULL) {
+        http_reply_mgmt_err(req, &e);
+        return;
+    }
+    long best = latest_of(l, n, region);
+    json_t *items = json_array();
+    int64_t now = util_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = l[i].record, *pp = json_object_get(r, "publishingProfile");
+        json_t *names = json_array();
+        const char **targets = iv_targets(r);
+        for (size_t j = 0; targets[j]; j++)
+            json_array_append_new(names, json_string(targets[j]));
+        free(targets);
+        const char *st = iv_holds(r, region) ? state_in(l[i].summary, region) : "NotTargeted";
+        json_t *removing = iv_holds(r, region) ? NULL : removing_rows(reg, repo, &l[i].a, r);
+        if (removing != NULL && state_in(removing, region) != NULL)
+            st = "Removing";
+        json_decref(removing);
+        json_array_append_new(
+            items,
+            json_pack("{s:O, s:o, s:O, s:o, s:O, s:O, s:b, s:s, s:s, s:b}", "version",
+                      json_object_get(r, "version"), "digest",
+                      l[i].a.is_known ? json_string(l[i].a.d.str) : json_null(), "sourceRegion",
+                      json_object_get(r, "sourceRegion"), "targetRegions", names,
+                      "excludeFromLatest", json_object_get(pp, "excludeFromLatest"),
+                      "endOfLifeDate", json_object_get(pp, "endOfLifeDate"), "isEndOfLife",
+                      iv_is_end_of_life(r, now), "state", st ? st : "Pending", "aggregatedState",
+                      aggregate(l[i].summary), "isLatest", (long)i == best));
+    }
+    json_t *out = json_pack("{s:s, s:s, s:o, s:o}", "repository", repo, "region", region, "latest",
+                            best >= 0 ? json_deep_copy(json_object_get(l[best].record, "version"))
+                                      : json_null(),
+                            "versions", items);
+    listed_fini(l, n);
+    json_decref(records);
+    mgmt_reply_json(req, 200, out);
+}
+
+static void show(struct http_req *req, const char *repo, const char *ref)
+{
+    struct registry *reg = req->reg;
+    struct err e = {0};
+    json_t *record = NULL;
+    char version[TAG_MAX_BYTES + 1];
+    snprintf(version, sizeof(version), "%s", ref);
+    bool is_definition = image_catalog_is_definition(reg->ms, repo);
+    if (is_definition && strcmp(ref, IV_LATEST) == 0) {
+        /* latest is resolved in the answering region */
+        json_t *records;
+        size_t n = 0;
+        struct listed *l = list_versions(reg, repo, &records, &n, &e);
+        if (l == NULL) {
+            http_reply_mgmt_err(req, &e);
+            return;
+        }
+        long best = latest_of(l, n, reg->cfg->region);
+        if (best >= 0)
+            snprintf(version, sizeof(version), "%s",
+                     json_string_value(json_object_get(l[best].record, "version")));
+        listed_fini(l, n);
+        json_decref(records);
+        if (best < 0) {
+            mgmt_reply_error(req, ERR_NOT_FOUND, "no version of %s is latest in %s", repo,
+                             reg->cfg->region);
+            return;
+        }
+    }
+    if (is_definition && iv_version_parse(version, NULL) == 0) {
+        record = image_catalog_version(reg->ms, repo, version, &e);
+        if (record == NULL && e.code != ERR_NOT_FOUND) {
+            http_reply_mgmt_err(req, &e);
+            return;
+        }
+    }
+    struct artifact a;
+    if (artifact_lookup(reg, repo, version, &a, &e) != 0 &&
+        (record == NULL || e.code != ERR_NOT_FOUND)) {
+        json_decref(record);
+        http_reply_mgmt_err(req, &e);
+        return;
+    }
+    /* A definition's version goes to its targets; anything else to every region. */
+    char **all = NULL;
+    const char **targets = NULL;
+    if (record != NULL) {
+        targets = iv_targets(record);
+    } else {
+        all = repl_target_regions(reg->repl);
+        targets = (const char **)all;
+    }
+    json_t *summary = status_summary(reg, repo, &a, targets, &e);
+    if (record != NULL)
+        free(targets);
+    else
+        repl_free_names(all);
+    if (summary == NULL) {
+        free(a.media_type);
+        json_decref(record);
+        http_reply_mgmt_err(req, &e);
+        return;
+    }
+    /* Aggregated over the targets; regions still deleting their copies are listed after. */
+    const char *agg = aggregate(summary);
+    if (record != NULL) {
+        json_t *rows = removing_rows(reg, repo, &a, record);
+        json_array_extend(summary, rows);
+        json_decref(rows);
+    }
+    json_t *status = json_pack("{s:s, s:o}", "aggregatedState", agg, "summary", summary);
+    json_t *out = json_pack("{s:s, s:s, s:o, s:o, s:I, s:o}", "repository", repo, "reference", ref,
+                            "digest", a.is_known ? json_string(a.d.str) : json_null(), "mediaType",
+                            a.media_type ? json_string(a.media_type) : json_null(), "size",
+                            (json_int_t)a.size, "replicationStatus", status);
+    if (record != NULL) {
+        json_object_set(out, "version", json_object_get(record, "version"));
+        json_object_set(out, "sourceRegion", json_object_get(record, "sourceRegion"));
+        json_object_set(out, "publishingProfile", json_object_get(record, "publishingProfile"));
+        json_object_set(out, "safetyProfile", json_object_get(record, "safetyProfile"));
+        json_object_set_new(out, "isEndOfLife",
+                            json_boolean(iv_is_end_of_life(record, util_now_ms())));
+    }
+    free(a.media_type);
+    json_decref(record);
     mgmt_reply_json_polled(req, out); /* ETag; ?wait=S long polls (the console's live bars) */
+}
+
+void mgmt_image_versions_show(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    const char *repo = http_req_query(req, "repository");
+    const char *ref = http_req_query(req, "reference");
+    if (repo == NULL || !name_is_valid_repo(repo, strlen(repo)) || (ref != NULL && !*ref)) {
+        mgmt_reply_error(req, ERR_BAD_REQUEST, "a valid repository is required");
+        return;
+    }
+    if (ref == NULL)
+        list(req, repo);
+    else
+        show(req, repo, ref);
+}
+
+/* The version a write names: repository of a definition and a version string. */
+static json_t *write_target(struct http_req *req, const char **repo, const char **version,
+                            struct err *e)
+{
+    *repo = http_req_query(req, "repository");
+    *version = http_req_query(req, "reference");
+    if (*repo == NULL || !name_is_valid_repo(*repo, strlen(*repo)) || *version == NULL) {
+        err_set(e, ERR_BAD_REQUEST, "repository and reference are required");
+        return NULL;
+    }
+    json_t *def = image_catalog_definition(req->reg->ms, *repo, e);
+    if (def == NULL)
+        return NULL;
+    if (iv_version_parse(*version, NULL) != 0) {
+        json_decref(def);
+        err_set(e, ERR_BAD_REQUEST, "version \"%s\" is not MAJOR.MINOR.PATCH", *version);
+        return NULL;
+    }
+    return def;
+}
+
+/* POST image-versions?repository=R&reference=V {profile}: the profile of a version before
+ * it is pushed (here: this region is its source), so that it goes only where it should. */
+void mgmt_image_versions_create(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct registry *reg = req->reg;
+    struct err e = {0};
+    const char *repo, *version;
+    json_t *body = NULL, *rec = NULL, *have = NULL;
+    json_t *def = write_target(req, &repo, &version, &e);
+    if (def == NULL)
+        goto fail;
+    if ((body = mgmt_body_object(req)) == NULL) {
+        json_decref(def);
+        return;
+    }
+    have = image_catalog_version(reg->ms, repo, version, &e);
+    if (have != NULL || e.code != ERR_NOT_FOUND) {
+        if (have != NULL)
+            err_set(&e, ERR_CONFLICT, "version %s of %s exists: update it", version, repo);
+        goto fail;
+    }
+    struct iv_world w;
+    if (image_catalog_world(reg->ms, reg->cfg->region, &w, &e) != 0)
+        goto fail;
+    rec = iv_profile_new(repo, version, reg->cfg->region, def, body, &w, &e);
+    image_catalog_world_fini(&w);
+    if (rec == NULL || image_catalog_put_version(reg->ms, rec, &e) != 0)
+        goto fail;
+    authz_audit_as(req, "image-version.create", "%s:%s", repo, version);
+    json_decref(def);
+    json_decref(body);
+    mgmt_reply_json(req, 201, rec);
+    return;
+fail:
+    json_decref(have);
+    json_decref(rec);
+    json_decref(def);
+    json_decref(body);
+    http_reply_mgmt_err(req, &e);
+}
+
+/* PATCH image-versions?repository=R&reference=V {targetRegions|addRegions|removeRegions|
+ * excludeFromLatest|endOfLifeDate|...}: the record after the change, or an error and no
+ * change at all. */
+void mgmt_image_versions_update(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct registry *reg = req->reg;
+    struct err e = {0};
+    const char *repo, *version;
+    json_t *body = NULL, *rec = NULL, *have = NULL;
+    json_t *def = write_target(req, &repo, &version, &e);
+    if (def == NULL)
+        goto fail;
+    if ((body = mgmt_body_object(req)) == NULL) {
+        json_decref(def);
+        return;
+    }
+    have = image_catalog_version(reg->ms, repo, version, &e);
+    if (have == NULL)
+        goto fail;
+    struct iv_world w;
+    if (image_catalog_world(reg->ms, reg->cfg->region, &w, &e) != 0)
+        goto fail;
+    rec = iv_profile_update(have, body, &w, &e);
+    image_catalog_world_fini(&w);
+    if (rec == NULL || image_catalog_put_version(reg->ms, rec, &e) != 0)
+        goto fail;
+    placement_reconsider(reg, repo, version); /* this region fetches or releases now */
+    char *change = json_dumps(body, JSON_COMPACT);
+    authz_audit_as(req, "image-version.update", "%s:%s %.120s", repo, version,
+                   change ? change : "");
+    free(change);
+    json_decref(have);
+    json_decref(def);
+    json_decref(body);
+    mgmt_reply_json(req, 200, rec);
+    return;
+fail:
+    json_decref(have);
+    json_decref(rec);
+    json_decref(def);
+    json_decref(body);
+    http_reply_mgmt_err(req, &e);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image_catalog.h"
 #include "log.h"
 #include "manifest.h"
 #include "metrics.h"
@@ -56,7 +57,19 @@ static void manifest_get(struct http_req *req, bool is_digest)
     struct registry *reg = req->reg;
     struct err e = {0};
     struct meta_manifest m = {0};
-    if (reg->ms->ops->manifest_get(reg->ms, req->repo, req->ref, &m, &e) != 0) {
+    /* In an image definition, latest is resolved here: the highest version this region
+     * holds, Completed, not excluded, not past end of life (docs/image-versions.md). */
+    char *latest = NULL;
+    if (!is_digest && strcmp(req->ref, IV_LATEST) == 0 &&
+        image_catalog_is_definition(reg->ms, req->repo)) {
+        if ((latest = image_catalog_latest(reg->ms, req->repo, reg->cfg->region, &e)) == NULL) {
+            http_reply_err(req, &e);
+            return;
+        }
+    }
+    int rc = reg->ms->ops->manifest_get(reg->ms, req->repo, latest ? latest : req->ref, &m, &e);
+    free(latest);
+    if (rc != 0) {
         if (e.code == ERR_NAME_UNKNOWN)
             e.code = ERR_MANIFEST_UNKNOWN;
         http_reply_err(req, &e);
@@ -109,6 +122,12 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     m.body = req->body.data;
     m.body_len = req->body.len;
 
+    /* An image definition's tags are versions (docs/image-versions.md). */
+    if (!is_digest && image_catalog_check_push(reg->ms, req->repo, req->ref, &e) != 0) {
+        http_reply_err(req, &e);
+        manifest_fini(&mf);
+        return;
+    }
     size_t n_refs = mf.kind == MANIFEST_KIND_IMAGE ? 1 + mf.n_layers : mf.n_children;
     struct meta_ref *refs = xcalloc(n_refs, sizeof(*refs));
     if (mf.kind == MANIFEST_KIND_IMAGE) {
@@ -140,6 +159,25 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
             log_warn("manifests", "failed to fetch %s from other regions: %s",
                      refs[i].digest.str, err_message(&fe));
     }
+    /* The version's record is written before the manifest, so that every region
+     * applies it (events of one origin apply in order) before it learns of the content:
+     * placement is known from the first event on. Only once every blob is here: a push
+     * refused for a missing blob records nothing. */
+    bool has_blobs = true;
+    for (size_t i = 0; i < n_refs && !is_digest; i++) {
+        uint64_t size;
+        struct err fe = {0};
+        has_blobs &= refs[i].is_manifest || reg->ms->ops->blob_get(reg->ms, req->repo,
+                                                                   &refs[i].digest, &size,
+                                                                   &fe) == 0;
+    }
+    if (!is_digest && has_blobs &&
+        image_catalog_record_push(reg->ms, reg->cfg->region, req->repo, req->ref, &e) != 0) {
+        free(refs);
+        http_reply_err(req, &e);
+        manifest_fini(&mf);
+        return;
+    }
     int rc = reg->ms->ops->manifest_put(reg->ms, req->repo, &m, refs, n_refs,
                                         mf.has_subject ? &mf.subject.digest : NULL,
                                         is_digest ? NULL : req->ref, &e);
@@ -169,6 +207,19 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
         http_reply_error(req, ERR_UNSUPPORTED, "deletes are disabled on this registry");
         return;
     }
+    /* A version may be protected until its end of life. */
+    if (image_catalog_check_delete(reg->ms, req->repo, is_digest ? NULL : req->ref,
+                                   is_digest ? d : NULL, &e) != 0) {
+        http_reply_err(req, &e);
+        return;
+    }
+    /* The versions this delete removes: their records go with them. */
+    struct meta_name_list versions = {0};
+    if (image_catalog_versions_of(reg->ms, req->repo, is_digest ? NULL : req->ref,
+                                  is_digest ? d : NULL, &versions, &e) != 0) {
+        http_reply_err(req, &e);
+        return;
+    }
     /* What is deleted, for the webhook payload (a tag delete names its manifest). */
     struct meta_manifest gone = {0};
     struct err ignored = {0};
@@ -176,12 +227,15 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
     int rc = is_digest ? reg->ms->ops->manifest_delete(reg->ms, req->repo, d, &e)
                        : reg->ms->ops->tag_delete(reg->ms, req->repo, req->ref, &e);
     if (rc != 0) {
+        meta_name_list_fini(&versions);
         meta_manifest_fini(&gone);
         if (e.code == ERR_NAME_UNKNOWN)
             e.code = ERR_MANIFEST_UNKNOWN;
         http_reply_err(req, &e);
         return;
     }
+    image_catalog_forget(reg->ms, req->repo, &versions);
+    meta_name_list_fini(&versions);
     if (is_known)
         notify(req, "delete", is_digest ? NULL : req->ref, &gone);
     meta_manifest_fini(&gone);

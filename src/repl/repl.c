@@ -32,6 +32,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "metrics.h"
+#include "placement.h"
 #include "registry_ctx.h"
 #include "repl_codec.h"
 #include "upload_sessions.h"
@@ -387,6 +388,8 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
         }
         if (is_new && strcmp(ev.kind, "manifest_put") == 0)
             *any_pending = true;
+        if (is_new && strncmp(ev.kind, "object_", 7) == 0 && ev.name && ev.payload)
+            placement_on_object_event(r->reg, ev.name, ev.payload);
         bool is_delete = strcmp(ev.kind, "manifest_delete") == 0 ||
                          strcmp(ev.kind, "tag_delete") == 0;
         struct digest d;
@@ -1109,8 +1112,11 @@ static void *fetcher_main(void *arg)
         size_t n = 0;
         struct err e = {0};
         if (ms_of(r)->ops->pending_list(ms_of(r), 64, &list, &n, &e) == 0) {
-            for (size_t i = 0; i < n && !r->is_stopping; i++)
-                complete_pending(r, &list[i]);
+            for (size_t i = 0; i < n && !r->is_stopping; i++) {
+                /* filtered replication: only what this region holds is fetched */
+                if (placement_admit_pending(r->reg, list[i].repo, &list[i].digest))
+                    complete_pending(r, &list[i]);
+            }
             for (size_t i = 0; i < n; i++)
                 meta_pending_fini(&list[i]);
             free(list);
@@ -1521,6 +1527,7 @@ static void *syncer_main(void *arg)
         int64_t now = util_now_ms();
         if (now >= next_anti_entropy && !r->reg->is_removed) {
             anti_entropy(r);
+            placement_retention_run(r->reg); /* image versions' retention policies */
             next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
         }
         nap(r, 250);

@@ -419,6 +419,29 @@ typedef int ms_blob_list_all_f(struct metastore *ms, struct meta_name_list *dige
 typedef int ms_blob_lost_f(struct metastore *ms, const struct digest *d, size_t *n_manifests,
                            struct err *e);
 
+/* Placement of image versions (image_version.h, docs/image-versions.md) -----------
+ * A manifest recorded here is in one of three states: pending (content on its way),
+ * visible (held and pullable), or not held (this region is not a target of its version:
+ * it is known, reported, and never fetched). */
+enum meta_placement {
+    META_PLACEMENT_PENDING,
+    META_PLACEMENT_VISIBLE,
+    META_PLACEMENT_NOT_HELD,
+};
+/* Moves manifest repo@d between pending and not held: is_held makes a not-held manifest
+ * pending again (the fetch workers bring its content), !is_held takes a pending one out
+ * of the fetch queue. A visible one is left visible (see manifest_release). *before: its
+ * state before the call. ERR_MANIFEST_UNKNOWN if not recorded here. */
+typedef int ms_manifest_place_f(struct metastore *ms, const char *repo, const struct digest *d,
+                                bool is_held, enum meta_placement *before, struct err *e);
+/* A visible manifest this region stops holding (its region was removed from the
+ * version's targets): in one transaction it becomes not held and the links of its blobs
+ * in repo that no other visible manifest of repo references here go; those of them that
+ * nothing here links or references any more are listed in orphans (their files may be
+ * deleted by the caller). ERR_MANIFEST_UNKNOWN if not recorded; no-op unless visible. */
+typedef int ms_manifest_release_f(struct metastore *ms, const char *repo, const struct digest *d,
+                                  struct meta_name_list *orphans, struct err *e);
+
 struct metastore_ops {
     const char *name;
     ms_blob_link_f *blob_link;
@@ -478,6 +501,8 @@ struct metastore_ops {
     ms_manifest_tags_f *manifest_tags;
     ms_blob_list_all_f *blob_list_all;
     ms_blob_lost_f *blob_lost;
+    ms_manifest_place_f *manifest_place;
+    ms_manifest_release_f *manifest_release;
 };
 
 struct metastore {

@@ -1853,6 +1853,8 @@ static const struct metastore_ops sq_ops = {
     .manifest_tags = sq_manifest_tags,
     .blob_list_all = sq_blob_list_all,
     .blob_lost = sq_blob_lost,
+    .manifest_place = sq_manifest_place,     /* metastore_sqlite_versions.c */
+    .manifest_release = sq_manifest_release,
     .object_put = sq_object_put,
     .object_delete = sq_object_delete,
     .object_get = sq_object_get,
@@ -2645,7 +2647,7 @@ static int sq_manifest_lookup(struct metastore *ms, const char *repo, const char
     if (rc == SQLITE_ROW) {
         *media_type = sq_col_strdup(s, 0);
         *size = sqlite3_column_int64(s, 1);
-        *is_visible = sqlite3_column_int64(s, 2) != 0;
+        *is_visible = sqlite3_column_int64(s, 2) == 1; /* 2: not held (versions.c) */
         *recorded_ms = sqlite3_column_int64(s, 3);
     }
     sq_stmt_done(s);

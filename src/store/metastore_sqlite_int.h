@@ -294,4 +294,8 @@ ms_audit_set_count_f sq_audit_set_count;
 ms_upload_set_owner_f sq_upload_set_owner;
 ms_upload_count_owned_f sq_upload_count_owned;
 
+/* metastore_sqlite_versions.c: placement of image versions (filtered replication). */
+ms_manifest_place_f sq_manifest_place;
+ms_manifest_release_f sq_manifest_release;
+
 #endif

@@ -25,6 +25,7 @@ PEER_SECRET = "matrix-peer-" + secrets.token_hex(8)
 AUTH_ARGS = ["--peer-secret", PEER_SECRET]
 PUBLISHERS = {"admin", "publisher", "robot"}
 READERS = PUBLISHERS | {"consumer"}
+DEFINED = "golden/defined"
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,10 @@ def world(module_server):
     creds["consumer"] = adm.user("con", "consumer-pass", role="consumer", pattern="golden/*")
     creds["robot"] = adm.robot("ci", role="publisher", pattern="golden/*")
     creds["outsider"] = adm.user("out", role="publisher", pattern="other/*")
+    # an image definition with one version (its profile, before any push)
+    adm.call("POST", "image-definitions?repository=" + DEFINED, expect=201, json={})
+    adm.call("POST", "image-versions?repository=%s&reference=1.0.0" % DEFINED, expect=201,
+             json={})
     return srv, creds
 
 
@@ -261,6 +266,25 @@ MGMT_OPS = [
     ("show_replication", "GET", "replications/local", None, {"admin"}, 200),
     ("delete_replication", "DELETE", "replications/elsewhere", None, {"admin"}, 404),
     ("info", "GET", "info", None, {"admin", "publisher", "consumer", "robot", "outsider"}, 200),
+    # image definitions and versions: publishers write, consumers read (issue 12)
+    ("create_definition", "POST",
+     lambda: "image-definitions?repository=golden/d-" + secrets.token_hex(3), lambda: {},
+     PUBLISHERS, 201),
+    ("list_definitions", "GET", "image-definitions", None, READERS | {"outsider"}, 200),
+    ("show_definition", "GET", "image-definitions?repository=" + DEFINED, None, READERS, 200),
+    ("update_definition", "PATCH", "image-definitions?repository=" + DEFINED,
+     lambda: {"description": secrets.token_hex(4)}, PUBLISHERS, 200),
+    ("delete_definition", "DELETE", "image-definitions?repository=" + DEFINED, None,
+     PUBLISHERS, 409),  # allowed, but it still has a version
+    ("list_versions", "GET", "image-versions?repository=" + DEFINED, None, READERS, 200),
+    ("show_version", "GET", "image-versions?repository=%s&reference=1.0.0" % DEFINED, None,
+     READERS, 200),
+    ("create_version", "POST",
+     lambda: "image-versions?repository=%s&reference=%d.0.0" % (DEFINED,
+                                                                secrets.randbelow(10**6) + 2),
+     lambda: {}, PUBLISHERS, 201),
+    ("update_version", "PATCH", "image-versions?repository=%s&reference=1.0.0" % DEFINED,
+     lambda: {"excludeFromLatest": secrets.randbelow(2) == 1}, PUBLISHERS, 200),
 ]
 
 
@@ -273,6 +297,8 @@ def test_management_operation(world, who, name, method, path, body, allowed, ok)
     payload = body() if body else None
     before = adm.call("GET", "users", expect=200).json() + adm.call("GET", "robots").json()
     roles_before = adm.call("GET", "roles", expect=200).json()
+    if callable(path):
+        path = path()
     r = srv.request(method, "/_meridian/v1/" + path, auth=creds[who], json=payload)
     if who in allowed:
         assert r.status_code == ok, (who, name, r.status_code, r.text)
@@ -285,6 +311,15 @@ def test_management_operation(world, who, name, method, path, body, allowed, ok)
     after = adm.call("GET", "users", expect=200).json() + adm.call("GET", "robots").json()
     assert [u["name"] for u in after] == [u["name"] for u in before]
     assert adm.call("GET", "roles", expect=200).json() == roles_before
+
+
+def test_image_definitions_are_listed_to_their_readers_only(world):
+    """Listing definitions needs no repository, so it is filtered by pull rights."""
+    srv, creds = world
+    for who in ("consumer", "publisher", "outsider"):
+        r = srv.request("GET", "/_meridian/v1/image-definitions", auth=creds[who])
+        names = [d["repository"] for d in r.json()]
+        assert (DEFINED in names) == (who != "outsider"), (who, names)
 
 
 def test_info_shows_the_deployment_to_admins_only(world):

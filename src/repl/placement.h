@@ -1,0 +1,38 @@
+/* Filtered replication (docs/image-versions.md, "Placement"): whether this region holds a
+ * manifest's content, decided from the replicated version records (image_version.h), and
+ * what follows when that answer changes: a region added to a version's targets fetches the
+ * content, a region removed from them deletes its copies once nothing else here needs them.
+ * Plain repositories and untagged manifests are held everywhere, as before. */
+#ifndef MERIDIAN_PLACEMENT_H
+#define MERIDIAN_PLACEMENT_H
+
+#include <stdbool.h>
+
+#include "digest.h"
+#include "registry_ctx.h"
+
+/* Does this region hold repo@d? True unless d is tagged in image definition repo only
+ * with versions whose profile does not target this region. */
+bool placement_is_held(struct registry *reg, const char *repo, const struct digest *d);
+
+/* For the fetch workers, before they fetch pending repo@d: true if this region holds it;
+ * otherwise it leaves the fetch queue (recorded, not held) and false is returned. */
+bool placement_admit_pending(struct registry *reg, const char *repo, const struct digest *d);
+
+/* The profile of repo:version changed (here or by a replicated event): fetch its content
+ * (back to pending, status Pending) or stop holding it (not fetched, or released: its blobs'
+ * links and, when nothing here needs them any more, their files go). No-op when the
+ * version has no manifest here yet. */
+void placement_reconsider(struct registry *reg, const char *repo, const char *version);
+
+/* A replicated object event (object_put/object_delete) was applied: when it is a version
+ * record (key "REPO:VERSION"), the same as placement_reconsider. */
+void placement_on_object_event(struct registry *reg, const char *key, const char *payload);
+
+/* Applies the retention policy of every definition to the versions this region is the
+ * source of (so each version is changed by one region only, the same way whichever region
+ * it was pushed to): profile updates, each in the audit log as image-version.update by
+ * "retention". Called periodically (every --sync-interval). */
+void placement_retention_run(struct registry *reg);
+
+#endif

@@ -1,0 +1,156 @@
+/* SQLite metastore: placement of image versions (filtered replication, docs/image-versions.md).
+ * Which regions hold a version is decided above (image_version.c's rules over the replicated
+ * records); this file keeps the region-local consequence in the manifests table's
+ * is_visible column, which gains a third value (no schema step: the column and its partial
+ * index of pending rows exist since version 2):
+ *
+ *   0 pending  --manifest_place(held=false)-->  2 not held (recorded, never fetched)
+ *   2          --manifest_place(held=true)--->  0 (the fetch workers bring the content)
+ *   1 visible  --manifest_release---------->    2, and its blob links here go
+ *
+ * Every reader of is_visible asks "= 1" (visible) or "= 0" (pending), so a not-held
+ * manifest is neither served nor fetched, yet known (image-version show, anti-entropy:
+ * the state digests cover recorded manifests and tag registers, the same in every region
+ * whatever each holds). The statements are prepared per call, like the deliveries'. */
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metastore_sqlite_int.h"
+#include "util.h"
+
+#define PLACE_PENDING 0
+#define PLACE_VISIBLE 1
+#define PLACE_NOT_HELD 2
+
+/* repo_id and is_visible of repo@digest; ERR_MANIFEST_UNKNOWN if not recorded. */
+static int state_of(struct sq_conn *c, const char *repo, const char *digest, int64_t *repo_id,
+                    int64_t *state, struct err *e)
+{
+    static const char sql[] = "SELECT m.repo_id, m.is_visible FROM repos r JOIN manifests m"
+                              " ON m.repo_id = r.id WHERE r.name = ?1 AND m.digest = ?2";
+    sqlite3_stmt *s;
+    int rc = sq_run(c, sql, &s, e, "tt", repo, digest);
+    if (rc < 0)
+        return -1;
+    if (rc == SQLITE_ROW) {
+        *repo_id = sqlite3_column_int64(s, 0);
+        *state = sqlite3_column_int64(s, 1);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_ROW)
+        return err_set(e, ERR_MANIFEST_UNKNOWN, "%s is not recorded in %s", digest, repo);
+    return 0;
+}
+
+static int set_state(struct sq_conn *c, int64_t repo_id, const char *digest, int64_t state,
+                     struct err *e)
+{
+    return sq_run_exec(c, "UPDATE manifests SET is_visible = ?3 WHERE repo_id = ?1 AND digest = ?2",
+                       e, "iti", repo_id, digest, state);
+}
+
+int sq_manifest_place(struct metastore *ms, const char *repo, const struct digest *d, bool is_held,
+                      enum meta_placement *before, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL || sq_tx_begin(c, true, e) != 0)
+        return -1;
+    int64_t repo_id = 0, state = 0;
+    if (state_of(c, repo, d->str, &repo_id, &state, e) != 0)
+        goto fail;
+    *before = state == PLACE_VISIBLE    ? META_PLACEMENT_VISIBLE
+              : state == PLACE_NOT_HELD ? META_PLACEMENT_NOT_HELD
+                                        : META_PLACEMENT_PENDING;
+    if (is_held && state == PLACE_NOT_HELD && set_state(c, repo_id, d->str, PLACE_PENDING, e) != 0)
+        goto fail;
+    if (!is_held && state == PLACE_PENDING && set_state(c, repo_id, d->str, PLACE_NOT_HELD, e) != 0)
+        goto fail;
+    return sq_tx_commit(c, e);
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
+/* 1 if the query (bound to "it": repo_id, digest, or "t": digest) returns a row. */
+static int exists(struct sq_conn *c, const char *sql, const char *fmt, int64_t repo_id,
+                  const char *digest, struct err *e)
+{
+    sqlite3_stmt *s;
+    int rc = fmt[0] == 'i' ? sq_run(c, sql, &s, e, fmt, repo_id, digest)
+                           : sq_run(c, sql, &s, e, fmt, digest);
+    if (rc < 0)
+        return -1;
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW;
+}
+
+int sq_manifest_release(struct metastore *ms, const char *repo, const struct digest *d,
+                        struct meta_name_list *orphans, struct err *e)
+{
+    static const char refs_sql[] = "SELECT ref_digest FROM manifest_refs WHERE repo_id = ?1"
+                                   " AND manifest_digest = ?2 AND is_manifest = 0";
+    /* another visible manifest of the repository needs the blob here */
+    static const char used_here_sql[] =
+        "SELECT 1 FROM manifest_refs r JOIN manifests m ON m.repo_id = r.repo_id"
+        " AND m.digest = r.manifest_digest WHERE r.repo_id = ?1 AND r.ref_digest = ?2"
+        " AND m.is_visible = 1 LIMIT 1";
+    /* the bytes are still needed: linked somewhere, or wanted by a held manifest */
+    static const char needed_sql[] =
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1)"
+        " OR EXISTS (SELECT 1 FROM manifest_refs r JOIN manifests m ON m.repo_id = r.repo_id"
+        " AND m.digest = r.manifest_digest WHERE r.ref_digest = ?1 AND m.is_visible IN (0, 1))";
+    memset(orphans, 0, sizeof(*orphans));
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL || sq_tx_begin(c, true, e) != 0)
+        return -1;
+    struct meta_name_list refs = {0};
+    int64_t repo_id = 0, state = 0;
+    if (state_of(c, repo, d->str, &repo_id, &state, e) != 0)
+        goto fail;
+    if (state != PLACE_VISIBLE) {
+        sq_tx_rollback(c);
+        return 0;
+    }
+    if (set_state(c, repo_id, d->str, PLACE_NOT_HELD, e) != 0)
+        goto fail;
+    sqlite3_stmt *s;
+    int rc = sq_run(c, refs_sql, &s, e, "it", repo_id, d->str);
+    if (rc < 0)
+        goto fail;
+    rc = sq_collect_names(c, s, rc, -1, &refs, e);
+    sqlite3_finalize(s);
+    if (rc != 0)
+        goto fail;
+    for (size_t i = 0; i < refs.n; i++) {
+        int is_used = exists(c, used_here_sql, "it", repo_id, refs.names[i], e);
+        if (is_used < 0)
+            goto fail;
+        if (is_used)
+            continue;
+        if (sq_run_exec(c, "DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2", e, "it",
+                        repo_id, refs.names[i]) != 0)
+            goto fail;
+        int is_needed = exists(c, needed_sql, "t", 0, refs.names[i], e);
+        if (is_needed < 0)
+            goto fail;
+        if (is_needed)
+            continue;
+        if (sq_run_exec(c, "DELETE FROM blobs WHERE digest = ?1", e, "t", refs.names[i]) != 0)
+            goto fail;
+        orphans->names = xrealloc(orphans->names, (orphans->n + 1) * sizeof(char *));
+        orphans->names[orphans->n++] = xstrdup(refs.names[i]);
+    }
+    meta_name_list_fini(&refs);
+    if (sq_tx_commit(c, e) != 0) {
+        meta_name_list_fini(orphans);
+        return -1;
+    }
+    return 0;
+fail:
+    meta_name_list_fini(&refs);
+    meta_name_list_fini(orphans);
+    sq_tx_rollback(c);
+    return -1;
+}

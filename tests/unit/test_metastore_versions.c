@@ -1,0 +1,169 @@
+/* Unit tests for metastore_sqlite_versions.c: placement of manifests for filtered
+ * replication. A manifest replicated from a peer is pending; manifest_place moves it to not
+ * held (never fetched, never visible) and back; manifest_release takes a visible manifest out
+ * of this region, dropping the blob links no other visible manifest needs and naming the
+ * blobs nothing here needs any more. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "digest.h"
+#include "metastore.h"
+#include "util.h"
+
+static char tmpdir[] = "/tmp/meridian-versions-XXXXXX";
+static int db_counter;
+
+static struct metastore *open_store(const char *region)
+{
+    char path[256];
+    struct err e = {0};
+    snprintf(path, sizeof(path), "%s/db%d.sqlite", tmpdir, db_counter++);
+    struct metastore *ms = metastore_sqlite_open(path, region, &e);
+    assert_non_null(ms);
+    return ms;
+}
+
+static void blob(const char *text, struct digest *d)
+{
+    digest_of_buffer(DIGEST_SHA256, text, strlen(text), d);
+}
+
+/* An image manifest over the given blob texts, linked and stored in repo. */
+static void put_image(struct metastore *ms, const char *repo, const char *tag,
+                      const char *const *blobs, size_t n, struct digest *out)
+{
+    struct meta_ref refs[4];
+    char body[1024];
+    size_t len = (size_t)snprintf(body, sizeof(body), "{\"schemaVersion\":2,\"tag\":\"%s\"}", tag);
+    struct err e = {0};
+    for (size_t i = 0; i < n; i++) {
+        memset(&refs[i], 0, sizeof(refs[i]));
+        blob(blobs[i], &refs[i].digest);
+        refs[i].size = (int64_t)strlen(blobs[i]);
+        assert_int_equal(ms->ops->blob_link(ms, repo, &refs[i].digest, strlen(blobs[i]), &e), 0);
+    }
+    struct meta_manifest m = {
+        .media_type = "application/vnd.oci.image.manifest.v1+json", .body = body, .body_len = len};
+    digest_of_buffer(DIGEST_SHA256, body, len, &m.digest);
+    assert_int_equal(ms->ops->manifest_put(ms, repo, &m, refs, n, NULL, tag, &e), 0);
+    *out = m.digest;
+}
+
+static bool is_linked(struct metastore *ms, const char *repo, const char *text)
+{
+    struct digest d;
+    uint64_t size;
+    struct err e = {0};
+    blob(text, &d);
+    return ms->ops->blob_get(ms, repo, &d, &size, &e) == 0;
+}
+
+static bool is_visible(struct metastore *ms, const char *repo, const char *ref)
+{
+    struct meta_manifest m = {0};
+    struct err e = {0};
+    int rc = ms->ops->manifest_get(ms, repo, ref, &m, &e);
+    meta_manifest_fini(&m);
+    return rc == 0;
+}
+
+static void test_release_keeps_what_others_need(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store("eastus");
+    static const char *const v1_blobs[] = {"config-1", "shared-layer", "layer-1"};
+    static const char *const v2_blobs[] = {"config-2", "shared-layer"};
+    static const char *const other_blobs[] = {"layer-1"};
+    struct digest v1, v2, other;
+    put_image(ms, "golden/base", "1.0.0", v1_blobs, 3, &v1);
+    put_image(ms, "golden/base", "2.0.0", v2_blobs, 2, &v2);
+    put_image(ms, "app/other", "1.0.0", other_blobs, 1, &other); /* layer-1 elsewhere too */
+    struct meta_name_list orphans;
+    struct err e = {0};
+    assert_int_equal(ms->ops->manifest_release(ms, "golden/base", &v1, &orphans, &e), 0);
+    /* config-1 only: shared-layer is 2.0.0's, layer-1 still linked in app/other */
+    assert_int_equal(orphans.n, 1);
+    struct digest c1;
+    blob("config-1", &c1);
+    assert_string_equal(orphans.names[0], c1.str);
+    meta_name_list_fini(&orphans);
+    assert_false(is_visible(ms, "golden/base", "1.0.0"));
+    assert_false(is_visible(ms, "golden/base", v1.str));
+    assert_true(is_visible(ms, "golden/base", "2.0.0"));
+    assert_false(is_linked(ms, "golden/base", "config-1"));
+    assert_false(is_linked(ms, "golden/base", "layer-1"));
+    assert_true(is_linked(ms, "golden/base", "shared-layer"));
+    assert_true(is_linked(ms, "app/other", "layer-1"));
+    /* recorded still: its lookup answers, not visible */
+    struct digest d;
+    char *mt = NULL;
+    int64_t size, recorded;
+    bool vis = true;
+    assert_int_equal(
+        ms->ops->manifest_lookup(ms, "golden/base", "1.0.0", &d, &mt, &size, &vis, &recorded, &e),
+        0);
+    free(mt);
+    assert_false(vis);
+    assert_true(digest_equal(&d, &v1));
+    /* releasing again changes nothing; an unknown manifest is an error */
+    assert_int_equal(ms->ops->manifest_release(ms, "golden/base", &v1, &orphans, &e), 0);
+    assert_int_equal(orphans.n, 0);
+    struct digest unknown;
+    blob("nothing", &unknown);
+    assert_int_equal(ms->ops->manifest_release(ms, "golden/base", &unknown, &orphans, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
+    /* a released manifest is put back in the fetch queue by manifest_place(held) */
+    enum meta_placement before;
+    assert_int_equal(ms->ops->manifest_place(ms, "golden/base", &v1, true, &before, &e), 0);
+    assert_int_equal(before, META_PLACEMENT_NOT_HELD);
+    struct meta_pending *list = NULL;
+    size_t n = 0;
+    assert_int_equal(ms->ops->pending_list(ms, 16, &list, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_true(digest_equal(&list[0].digest, &v1));
+    assert_int_equal(list[0].n_refs, 3);
+    /* ... and out of it again by manifest_place(not held) */
+    assert_int_equal(ms->ops->manifest_place(ms, "golden/base", &v1, false, &before, &e), 0);
+    assert_int_equal(before, META_PLACEMENT_PENDING);
+    for (size_t i = 0; i < n; i++)
+        meta_pending_fini(&list[i]);
+    free(list);
+    assert_int_equal(ms->ops->pending_list(ms, 16, &list, &n, &e), 0);
+    assert_int_equal(n, 0);
+    free(list);
+    /* a visible manifest is left visible by manifest_place */
+    assert_int_equal(ms->ops->manifest_place(ms, "golden/base", &v2, false, &before, &e), 0);
+    assert_int_equal(before, META_PLACEMENT_VISIBLE);
+    assert_true(is_visible(ms, "golden/base", "2.0.0"));
+    ms->ops->close(ms);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_release_keeps_what_others_need),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
