@@ -15,7 +15,6 @@
 #include <time.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,24 +64,9 @@ const char *metastore_sqlite_statement(size_t i, const char **id)
     return sq_sql[i];
 }
 
-/* The query-plan test's observer (metastore_sqlite_trace); set before any store opens. */
-static metastore_sqlite_trace_f *sq_trace_fn;
-static void *sq_trace_arg;
-
 void metastore_sqlite_trace(metastore_sqlite_trace_f *fn, void *arg)
 {
-    sq_trace_fn = fn;
-    sq_trace_arg = arg;
-}
-
-static int on_trace(unsigned type, void *ctx, void *p, void *x)
-{
-    (void)type;
-    (void)ctx;
-    (void)p;
-    if (sq_trace_fn != NULL && x != NULL)
-        sq_trace_fn(sq_trace_arg, (const char *)x);
-    return 0;
+    sql_sqlite_trace(fn, arg);
 }
 
 /* Webhook secrets at rest (defined with the replicated objects, below). */
@@ -92,7 +76,6 @@ static char *seal_payload(const struct sq_store *st, const char *event_kind,
                           const char *payload, bool is_seal);
 
 static const struct metastore_ops sq_ops;
-static int on_busy(void *arg, int n);
 
 static struct sq_store *store_of(struct metastore *ms)
 {
@@ -102,35 +85,11 @@ static struct sq_store *store_of(struct metastore *ms)
     return st;
 }
 
-/* Errors ------------------------------------------------------------------ */
-
-/* Logs the SQLite message and maps rc: busy after the timeout -> ERR_UNAVAILABLE, a
- * full disk -> ERR_NO_SPACE, a uniqueness clash -> ERR_CONFLICT, else ERR_IO. The
- * client message stays the code's default. Returns -1. */
+/* Errors: the driver logs the database's message and maps rc into e. Returns -1. */
 int sq_db_fail(struct sq_conn *c, int rc, const char *what, const char *sql,
                struct err *e)
 {
-    log_error("metastore", "failed to %s: %s (%s)%s%s", what, sqlite3_errmsg(c->db),
-              sqlite3_errstr(rc), sql != NULL ? " sql=" : "", sql != NULL ? sql : "");
-    int sys_errno = sqlite3_system_errno(c->db);
-    switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        err_set(e, ERR_UNAVAILABLE, NULL);
-        break;
-    case SQLITE_FULL:
-        err_set(e, ERR_NO_SPACE, NULL);
-        break;
-    case SQLITE_CONSTRAINT:
-        err_set(e, ERR_CONFLICT, NULL);
-        break;
-    default:
-        err_set(e, ERR_IO, NULL);
-        break;
-    }
-    if (e != NULL)
-        e->sys_errno = sys_errno;
-    return -1;
+    return c->store->drv->fail(c->db, rc, what, sql, e);
 }
 
 /* Connections ------------------------------------------------------------- */
@@ -139,10 +98,8 @@ static void conn_close(struct sq_conn *c)
 {
     ASSERT(c->magic == SQ_CONN_MAGIC);
     for (int i = 0; i < SQ_STMT_COUNT_; i++)
-        sqlite3_finalize(c->stmts[i]);
-    int rc = sqlite3_close(c->db);
-    if (rc != SQLITE_OK)
-        log_error("metastore", "failed to close database: %s", sqlite3_errstr(rc));
+        sql_finalize(c->stmts[i]);
+    c->store->drv->close(c->db);
     c->magic = 0;
     free(c);
 }
@@ -166,39 +123,14 @@ static void on_thread_exit(void *p)
 
 static struct sq_conn *conn_open(struct sq_store *st, struct err *e)
 {
+    struct sql_db *db;
+    if (st->drv->open(st->path, &db, e) != 0)
+        return NULL;
     struct sq_conn *c = xcalloc(1, sizeof(*c));
     c->magic = SQ_CONN_MAGIC;
     c->store = st;
-    /* NOMUTEX: a connection belongs to one thread (close runs only when all are idle). */
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-    int rc = sqlite3_open_v2(st->path, &c->db, flags, NULL);
-    if (rc != SQLITE_OK) {
-        log_error("metastore", "failed to open database %s: %s", st->path,
-                  c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
-        err_set(e, ERR_IO, NULL);
-        goto fail;
-    }
-    sqlite3_extended_result_codes(c->db, 1);
-    sqlite3_busy_handler(c->db, on_busy, NULL);
-    if (sq_trace_fn != NULL)
-        sqlite3_trace_v2(c->db, SQLITE_TRACE_STMT, on_trace, NULL);
-    /* Both are per connection. NORMAL: SQLite does not fsync the WAL at each commit;
-     * tx_commit makes write transactions durable itself, sharing one fsync among the
-     * commits that are waiting at the same time (group commit, durable_wait). */
-    char pragmas[160];
-    snprintf(pragmas, sizeof(pragmas),
-             "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA analysis_limit = %d;",
-             SQ_ANALYSIS_LIMIT_ROWS);
-    rc = sqlite3_exec(c->db, pragmas, NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        sq_db_fail(c, rc, "configure connection", NULL, e);
-        goto fail;
-    }
+    c->db = db;
     return c;
-
-fail:
-    conn_close(c);
-    return NULL;
 }
 
 /* This thread's connection, opened on first use. */
@@ -229,12 +161,11 @@ struct sq_conn *sq_conn_of(struct metastore *ms, struct err *e)
 
 /* Statements -------------------------------------------------------------- */
 
-static sqlite3_stmt *stmt_get(struct sq_conn *c, enum sq_stmt id, struct err *e)
+static struct sql_stmt *stmt_get(struct sq_conn *c, enum sq_stmt id, struct err *e)
 {
     if (c->stmts[id] == NULL) {
-        int rc = sqlite3_prepare_v3(c->db, sq_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-                                    &c->stmts[id], NULL);
-        if (rc != SQLITE_OK) {
+        int rc = c->store->drv->prepare(c->db, sq_sql[id], true, &c->stmts[id]);
+        if (rc != SQL_OK) {
             sq_db_fail(c, rc, "prepare statement", sq_sql[id], e);
             return NULL;
         }
@@ -243,60 +174,32 @@ static sqlite3_stmt *stmt_get(struct sq_conn *c, enum sq_stmt id, struct err *e)
 }
 
 /* Ends a use of a cached statement; bindings are cleared so no pointer outlives it. */
-void sq_stmt_done(sqlite3_stmt *s)
+void sq_stmt_done(struct sql_stmt *s)
 {
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
+    sql_reset(s);
 }
 
-/* Binds the variadic arguments by fmt, one char per parameter in order:
- *   't' const char * (NULL binds NULL)   'i' int64_t   'b' const void *, size_t */
-int sq_bind_args(sqlite3_stmt *s, const char *fmt, va_list ap)
+int sq_bind_args(struct sql_stmt *s, const char *fmt, va_list ap)
 {
-    int rc = SQLITE_OK;
-    for (int i = 0; fmt[i] != '\0' && rc == SQLITE_OK; i++) {
-        switch (fmt[i]) {
-        case 't': {
-            const char *v = va_arg(ap, const char *);
-            if (v == NULL)
-                rc = sqlite3_bind_null(s, i + 1);
-            else
-                rc = sqlite3_bind_text(s, i + 1, v, -1, SQLITE_STATIC);
-            break;
-        }
-        case 'i':
-            rc = sqlite3_bind_int64(s, i + 1, va_arg(ap, int64_t));
-            break;
-        case 'b': {
-            const void *p = va_arg(ap, const void *);
-            size_t n = va_arg(ap, size_t);
-            /* A NULL pointer would bind SQL NULL; an empty body is an empty BLOB. */
-            rc = sqlite3_bind_blob64(s, i + 1, p != NULL ? p : "", n, SQLITE_STATIC);
-            break;
-        }
-        default:
-            ASSERT(!"unknown bind format");
-        }
-    }
-    return rc;
+    return s->drv->bind(s, fmt, ap);
 }
 
-/* Binds and steps statement id once. Returns SQLITE_ROW or SQLITE_DONE with the
+/* Binds and steps statement id once. Returns SQL_ROW or SQL_DONE with the
  * statement in *out (the caller reads further rows, then calls stmt_done), or -1 with e
  * set and the statement already reset. */
-int sq_query(struct sq_conn *c, enum sq_stmt id, sqlite3_stmt **out, struct err *e,
+int sq_query(struct sq_conn *c, enum sq_stmt id, struct sql_stmt **out, struct err *e,
              const char *fmt, ...)
 {
-    sqlite3_stmt *s = stmt_get(c, id, e);
+    struct sql_stmt *s = stmt_get(c, id, e);
     if (s == NULL)
         return -1;
     va_list ap;
     va_start(ap, fmt);
     int rc = sq_bind_args(s, fmt, ap);
     va_end(ap);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    if (rc == SQL_OK)
+        rc = sql_step(s);
+    if (rc != SQL_ROW && rc != SQL_DONE) {
         sq_db_fail(c, rc, "run statement", sq_sql[id], e);
         sq_stmt_done(s);
         return -1;
@@ -308,71 +211,79 @@ int sq_query(struct sq_conn *c, enum sq_stmt id, sqlite3_stmt **out, struct err 
 /* Runs a statement that returns no rows; 0 or -1. */
 int sq_exec(struct sq_conn *c, enum sq_stmt id, struct err *e, const char *fmt, ...)
 {
-    sqlite3_stmt *s = stmt_get(c, id, e);
+    struct sql_stmt *s = stmt_get(c, id, e);
     if (s == NULL)
         return -1;
     va_list ap;
     va_start(ap, fmt);
     int rc = sq_bind_args(s, fmt, ap);
     va_end(ap);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
+    if (rc == SQL_OK)
+        rc = sql_step(s);
     sq_stmt_done(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    if (rc != SQL_DONE && rc != SQL_ROW)
         return sq_db_fail(c, rc, "run statement", sq_sql[id], e);
     return 0;
 }
 
 /* Reads a step result after the first: 1 for a row, 0 at the end, -1 on error. */
-int sq_next_row(struct sq_conn *c, sqlite3_stmt *s, struct err *e)
+int sq_next_row(struct sq_conn *c, struct sql_stmt *s, struct err *e)
 {
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
+    int rc = sql_step(s);
+    if (rc == SQL_ROW)
         return 1;
-    if (rc == SQLITE_DONE)
+    if (rc == SQL_DONE)
         return 0;
-    return sq_db_fail(c, rc, "read rows", sqlite3_sql(s), e);
+    return sq_db_fail(c, rc, "read rows", c->store->drv->text_of(s), e);
 }
 
-char *sq_col_strdup(sqlite3_stmt *s, int i)
+char *sq_col_strdup(struct sql_stmt *s, int i)
 {
-    const unsigned char *v = sqlite3_column_text(s, i);
-    return v != NULL ? xstrdup((const char *)v) : NULL;
+    const char *v = sql_col_text(s, i);
+    return v != NULL ? xstrdup(v) : NULL;
 }
 
 /* A digest column written by this file from a validated struct digest. */
-static void col_digest(sqlite3_stmt *s, int i, struct digest *d)
+static void col_digest(struct sql_stmt *s, int i, struct digest *d)
 {
-    const unsigned char *v = sqlite3_column_text(s, i);
-    snprintf(d->str, sizeof(d->str), "%s", v != NULL ? (const char *)v : "");
+    const char *v = sql_col_text(s, i);
+    snprintf(d->str, sizeof(d->str), "%s", v != NULL ? v : "");
     d->alg = strncmp(d->str, "sha512:", 7) == 0 ? DIGEST_SHA512 : DIGEST_SHA256;
+}
+
+/* Runs a script of statements without results (schema text); 0 or -1 with e set. */
+int sq_script(struct sq_conn *c, const char *script, const char *what, struct err *e)
+{
+    int rc = c->store->drv->exec(c->db, script);
+    if (rc != SQL_OK)
+        return sq_db_fail(c, rc, what, NULL, e);
+    return 0;
 }
 
 /* One-shot statements (prepared per call, for what is not on a hot path) ----- */
 
-int sq_vrun(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e,
+int sq_vrun(struct sq_conn *c, const char *sql, struct sql_stmt **out, struct err *e,
             const char *fmt, va_list ap)
 {
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(c->db, sql, -1, &s, NULL);
-    if (rc != SQLITE_OK) {
+    struct sql_stmt *s = NULL;
+    int rc = c->store->drv->prepare(c->db, sql, false, &s);
+    if (rc != SQL_OK) {
         sq_db_fail(c, rc, "prepare statement", sql, e);
-        sqlite3_finalize(s);
         return -1;
     }
     rc = sq_bind_args(s, fmt, ap);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    if (rc == SQL_OK)
+        rc = sql_step(s);
+    if (rc != SQL_ROW && rc != SQL_DONE) {
         sq_db_fail(c, rc, "run statement", sql, e);
-        sqlite3_finalize(s);
+        sql_finalize(s);
         return -1;
     }
     *out = s;
     return rc;
 }
 
-int sq_run(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e,
+int sq_run(struct sq_conn *c, const char *sql, struct sql_stmt **out, struct err *e,
            const char *fmt, ...)
 {
     va_list ap;
@@ -384,24 +295,21 @@ int sq_run(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e
 
 int sq_run_exec(struct sq_conn *c, const char *sql, struct err *e, const char *fmt, ...)
 {
-    sqlite3_stmt *s = NULL;
+    struct sql_stmt *s = NULL;
     va_list ap;
     va_start(ap, fmt);
     int rc = sq_vrun(c, sql, &s, e, fmt, ap);
     va_end(ap);
     if (rc < 0)
         return -1;
-    sqlite3_finalize(s);
+    sql_finalize(s);
     return 0;
 }
 
 /* Transactions ------------------------------------------------------------ */
 
-/* Write transactions take the write lock up front (IMMEDIATE) so they wait in the busy
- * handler instead of failing on lock upgrade; reads use a deferred transaction, which
- * in WAL mode sees one snapshot and never waits for a writer. */
 /* Write transactions of this process take wmu first: they queue on a mutex instead of
- * colliding on SQLite's write lock and backing off in its busy handler. wmu is held
+ * colliding on the database's write lock and backing off in its busy handler. wmu is held
  * until COMMIT or ROLLBACK, not across the group-commit wait. */
 int sq_tx_begin(struct sq_conn *c, bool is_write, struct err *e)
 {
@@ -410,12 +318,15 @@ int sq_tx_begin(struct sq_conn *c, bool is_write, struct err *e)
         AZ(pthread_mutex_lock(&c->store->wmu));
         c->has_wmu = true;
     }
-    int rc = sq_exec(c, is_write ? SQ_BEGIN_WRITE : SQ_BEGIN_READ, e, "");
-    if (rc != 0 && c->has_wmu) {
+    int rc = c->store->drv->begin(c->db, is_write);
+    if (rc == SQL_OK)
+        return 0;
+    sq_db_fail(c, rc, "run statement", is_write ? "BEGIN (write)" : "BEGIN", e);
+    if (c->has_wmu) {
         c->has_wmu = false;
         AZ(pthread_mutex_unlock(&c->store->wmu));
     }
-    return rc;
+    return -1;
 }
 
 static void release_wmu(struct sq_conn *c)
@@ -426,39 +337,14 @@ static void release_wmu(struct sq_conn *c)
     }
 }
 
-/* SQLite's own busy_timeout sleeps in whole milliseconds; writers of this process queue on
- * wmu instead (tx_begin), so the lock is busy only briefly (autocommit writes, another
- * process): wait in short steps up to SQ_BUSY_TIMEOUT_MS. */
-static int on_busy(void *arg, int n)
-{
-    (void)arg;
-    int64_t waited_us = 0;
-    for (int i = 0; i < n; i++)
-        waited_us += i < 20 ? 50 * (i + 1) : 1000;
-    if (waited_us > (int64_t)SQ_BUSY_TIMEOUT_MS * 1000)
-        return 0;
-    struct timespec ts = {0, (n < 20 ? 50 * (n + 1) : 1000) * 1000L};
-    nanosleep(&ts, NULL);
-    return 1;
-}
-
-static int wal_sync(struct sq_store *st)
-{
-    char wal[4200];
-    snprintf(wal, sizeof(wal), "%s-wal", st->path);
-    int fd = open(wal, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : -1; /* no WAL: everything is in the database file */
-    int rc = fdatasync(fd);
-    close(fd);
-    return rc;
-}
-
 /* Returns once every transaction committed before the call is on stable storage.
  * Commits that arrive while one thread is syncing wait for the next sync, which covers
- * them all: under concurrency one fdatasync serves many acknowledged writes. */
+ * them all: under concurrency one fdatasync serves many acknowledged writes. A driver
+ * whose commits are durable on their own has no sync: nothing to wait for. */
 int sq_durable_wait(struct sq_store *st, struct err *e)
 {
+    if (st->drv->sync == NULL)
+        return 0;
     int rc = 0;
     AZ(pthread_mutex_lock(&st->dmu));
     uint64_t ticket = ++st->d_requested;
@@ -470,7 +356,7 @@ int sq_durable_wait(struct sq_store *st, struct err *e)
         st->is_d_busy = true;
         uint64_t target = st->d_requested;
         AZ(pthread_mutex_unlock(&st->dmu));
-        int sync_rc = wal_sync(st);
+        int sync_rc = st->drv->sync(st->path);
         int saved = errno;
         AZ(pthread_mutex_lock(&st->dmu));
         st->is_d_busy = false;
@@ -491,24 +377,31 @@ int sq_durable_wait(struct sq_store *st, struct err *e)
 
 void sq_tx_rollback(struct sq_conn *c)
 {
-    /* SQLite may already have rolled back on its own (for example on SQLITE_FULL). */
-    if (!sqlite3_get_autocommit(c->db)) {
-        struct err ignored;
-        sq_exec(c, SQ_ROLLBACK, &ignored, "");
-    }
+    c->store->drv->rollback(c->db);
     release_wmu(c);
 }
 
-/* Every SQ_OPTIMIZE_EVERY_COMMITS write commits (under wmu, after the commit): PRAGMA
- * optimize re-analyzes the tables this connection used whose statistics are missing or
- * stale; usually a no-op. Statistics are advice to the planner, so a failure is logged. */
+/* Every SQ_OPTIMIZE_EVERY_COMMITS write commits (under wmu, after the commit) the driver
+ * refreshes stale planner statistics; usually a no-op. */
 static void stats_refresh(struct sq_conn *c)
 {
     if (!c->has_wmu || ++c->store->n_write_commits % SQ_OPTIMIZE_EVERY_COMMITS != 0)
         return;
-    int rc = sqlite3_exec(c->db, "PRAGMA optimize", NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        log_warn("metastore", "failed to refresh planner statistics: %s", sqlite3_errmsg(c->db));
+    if (c->store->drv->refresh_stats != NULL)
+        c->store->drv->refresh_stats(c->db);
+}
+
+static int tx_commit(struct sq_conn *c, struct err *e)
+{
+    int rc = c->store->drv->commit(c->db);
+    if (rc != SQL_OK) {
+        sq_db_fail(c, rc, "run statement", "COMMIT", e);
+        sq_tx_rollback(c);
+        return -1;
+    }
+    stats_refresh(c);
+    release_wmu(c);
+    return 0;
 }
 
 /* Commits without waiting for the sync, for writes that a crash may lose because they are
@@ -520,23 +413,13 @@ static void stats_refresh(struct sq_conn *c)
  * an event that is not durable here. */
 static int tx_commit_unsynced(struct sq_conn *c, struct err *e)
 {
-    if (sq_exec(c, SQ_COMMIT, e, "") != 0) {
-        sq_tx_rollback(c);
-        return -1;
-    }
-    stats_refresh(c);
-    release_wmu(c);
-    return 0;
+    return tx_commit(c, e);
 }
 
 int sq_tx_commit(struct sq_conn *c, struct err *e)
 {
-    if (sq_exec(c, SQ_COMMIT, e, "") != 0) {
-        sq_tx_rollback(c);
+    if (tx_commit(c, e) != 0)
         return -1;
-    }
-    stats_refresh(c);
-    release_wmu(c);
     /* Acknowledged means durable: a write transaction returns once it is synced. */
     if (c->is_write_tx)
         return sq_durable_wait(c->store, e);
@@ -567,11 +450,11 @@ static void hlc_seen(struct sq_store *st, uint64_t remote)
 /* Reads the version-vector entry of origin (0 if none) inside a transaction. */
 static int vv_read(struct sq_conn *c, const char *origin, int64_t *seq, struct err *e)
 {
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_VV_GET_ONE, &s, e, "t", origin);
     if (rc < 0)
         return -1;
-    *seq = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    *seq = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
     sq_stmt_done(s);
     return 0;
 }
@@ -625,11 +508,11 @@ static int repo_ensure(struct sq_conn *c, const char *repo, int64_t *id, struct 
 static int tag_materialize(struct sq_conn *c, int64_t repo_id, const char *repo,
                            const char *name, struct err *e)
 {
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, name);
     if (rc < 0)
         return -1;
-    char *digest = rc == SQLITE_ROW ? sq_col_strdup(s, 0) : NULL;
+    char *digest = rc == SQL_ROW ? sq_col_strdup(s, 0) : NULL;
     sq_stmt_done(s);
     bool has_manifest = false;
     if (digest != NULL) {
@@ -638,7 +521,7 @@ static int tag_materialize(struct sq_conn *c, int64_t repo_id, const char *repo,
             free(digest);
             return -1;
         }
-        has_manifest = rc == SQLITE_ROW;
+        has_manifest = rc == SQL_ROW;
         sq_stmt_done(s);
     }
     if (has_manifest)
@@ -655,15 +538,15 @@ static int tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const
                      const char *digest, int64_t hlc, const char *origin, bool *is_applied,
                      struct err *e)
 {
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     *is_applied = false;
     int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, name);
     if (rc < 0)
         return -1;
     bool wins = true;
-    if (rc == SQLITE_ROW) {
-        int64_t cur_hlc = sqlite3_column_int64(s, 1);
-        const char *cur_origin = (const char *)sqlite3_column_text(s, 2);
+    if (rc == SQL_ROW) {
+        int64_t cur_hlc = sql_col_int64(s, 1);
+        const char *cur_origin = sql_col_text(s, 2);
         wins = hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)cur_hlc, cur_origin ? cur_origin : "");
     }
     sq_stmt_done(s);
@@ -681,14 +564,14 @@ static int tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const
 static int tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const char *digest,
                       int64_t hlc, const char *origin, struct err *e)
 {
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_TOMB_GET, &s, e, "tt", repo, digest);
     if (rc < 0)
         return -1;
     bool wins = true;
-    if (rc == SQLITE_ROW)
-        wins = hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sqlite3_column_int64(s, 0),
-                            (const char *)sqlite3_column_text(s, 1));
+    if (rc == SQL_ROW)
+        wins = hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sql_col_int64(s, 0),
+                            sql_col_text(s, 1));
     sq_stmt_done(s);
     if (!wins)
         return 0;
@@ -697,9 +580,9 @@ static int tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, cons
     rc = sq_query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, digest);
     if (rc < 0)
         return -1;
-    bool is_older = rc == SQLITE_ROW &&
-                    hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sqlite3_column_int64(s, 0),
-                                 (const char *)sqlite3_column_text(s, 1));
+    bool is_older = rc == SQL_ROW &&
+                    hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sql_col_int64(s, 0),
+                                 sql_col_text(s, 1));
     sq_stmt_done(s);
     if (is_older) {
         if (sq_exec(c, SQ_TAGS_DELETE_OF_MANIFEST, e, "it", repo_id, digest) != 0 ||
@@ -716,11 +599,11 @@ static int tag_names_of(struct sq_conn *c, const char *repo, const char *digest,
                         struct meta_name_list *out, struct err *e)
 {
     memset(out, 0, sizeof(*out));
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_TREG_OF_DIGEST, &s, e, "tt", repo, digest);
     if (rc < 0)
         return -1;
-    for (int row = rc == SQLITE_ROW; row == 1; row = sq_next_row(c, s, e)) {
+    for (int row = rc == SQL_ROW; row == 1; row = sq_next_row(c, s, e)) {
         out->names = xrealloc(out->names, (out->n + 1) * sizeof(char *));
         out->names[out->n++] = sq_col_strdup(s, 0);
     }
@@ -756,13 +639,13 @@ static int delete_tags_of(struct sq_conn *c, int64_t repo_id, const char *repo,
 static int tomb_covers(struct sq_conn *c, const char *repo, const char *digest, int64_t hlc,
                        const char *origin, bool *covered, struct err *e)
 {
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_TOMB_GET, &s, e, "tt", repo, digest);
     if (rc < 0)
         return -1;
-    *covered = rc == SQLITE_ROW &&
-               hlc_lww_wins((uint64_t)sqlite3_column_int64(s, 0),
-                            (const char *)sqlite3_column_text(s, 1), (uint64_t)hlc, origin);
+    *covered = rc == SQL_ROW &&
+               hlc_lww_wins((uint64_t)sql_col_int64(s, 0),
+                            sql_col_text(s, 1), (uint64_t)hlc, origin);
     sq_stmt_done(s);
     return 0;
 }
@@ -845,38 +728,38 @@ static int payload_check(struct buf *b, struct err *e)
  * MANIFESTS_OF_REPO: digest, media_type, artifact_type, annotations, subject, body); NULL
  * with e set if its references cannot be read (a payload without them would make a peer
  * show the manifest before its blobs are there). */
-static char *manifest_payload(struct sq_conn *c, sqlite3_stmt *s, int64_t repo_id,
+static char *manifest_payload(struct sq_conn *c, struct sql_stmt *s, int64_t repo_id,
                               struct err *e)
 {
     struct buf p;
     buf_init(&p, SQ_PAYLOAD_MAX_BYTES);
     buf_appends(&p, "{\"mediaType\":");
-    buf_append_json_string(&p, (const char *)sqlite3_column_text(s, 1));
+    buf_append_json_string(&p, sql_col_text(s, 1));
     for (int col = 2; col <= 4; col++) {
         static const char *const keys[] = {"", "", "artifactType", "annotations", "subject"};
-        if (sqlite3_column_type(s, col) == SQLITE_NULL)
+        if (sql_col_is_null(s, col))
             continue;
         buf_printf(&p, ",\"%s\":", keys[col]);
-        buf_append_json_string(&p, (const char *)sqlite3_column_text(s, col));
+        buf_append_json_string(&p, sql_col_text(s, col));
     }
     buf_appends(&p, ",\"refs\":[");
-    sqlite3_stmt *r;
+    struct sql_stmt *r;
     int rr = sq_query(c, SQ_REFS_OF_MANIFEST, &r, e, "it", repo_id,
-                      (const char *)sqlite3_column_text(s, 0));
+                      sql_col_text(s, 0));
     int k = 0;
-    int row = rr == SQLITE_ROW;
+    int row = rr == SQL_ROW;
     for (; rr >= 0 && row == 1; row = sq_next_row(c, r, e), k++)
         buf_printf(&p, "%s{\"digest\":\"%s\",\"isManifest\":%s,\"size\":%" PRId64 "}",
-                   k ? "," : "", sqlite3_column_text(r, 0),
-                   sqlite3_column_int64(r, 1) ? "true" : "false",
-                   (int64_t)sqlite3_column_int64(r, 2));
+                   k ? "," : "", sql_col_text(r, 0),
+                   sql_col_int64(r, 1) ? "true" : "false",
+                   (int64_t)sql_col_int64(r, 2));
     if (rr >= 0)
         sq_stmt_done(r);
     if (rr < 0 || row < 0) {
         buf_fini(&p);
         return NULL;
     }
-    char *b64 = base64_encode(sqlite3_column_blob(s, 5), (size_t)sqlite3_column_bytes(s, 5));
+    char *b64 = base64_encode(sql_col_blob(s, 5), sql_col_bytes(s, 5));
     buf_appends(&p, "],\"body\":\"");
     buf_appends(&p, b64);
     buf_appends(&p, "\"}");
@@ -907,7 +790,7 @@ static char *event_payload_derive(struct sq_conn *c, const char **kind, const ch
     bool is_put = strcmp(*kind, "manifest_put") == 0;
     if ((!is_put && strcmp(*kind, "status") != 0) || repo == NULL || digest == NULL)
         return NULL;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     char *payload = NULL;
     int rc;
     if (is_put) {
@@ -916,7 +799,7 @@ static char *event_payload_derive(struct sq_conn *c, const char **kind, const ch
         if (rc == 0) {
             rc = sq_query(c, SQ_MANIFEST_PAYLOAD, &s, e, "it", repo_id, digest);
             bool is_queried = rc >= 0;
-            if (rc == SQLITE_ROW) {
+            if (rc == SQL_ROW) {
                 payload = manifest_payload(c, s, repo_id, e);
                 if (payload == NULL)
                     rc = -1;
@@ -926,13 +809,13 @@ static char *event_payload_derive(struct sq_conn *c, const char **kind, const ch
         }
     } else {
         rc = sq_query(c, SQ_STATUS_OF_REGION, &s, e, "ttt", repo, digest, origin);
-        if (rc == SQLITE_ROW) {
+        if (rc == SQL_ROW) {
             struct meta_status st = {.region = (char *)origin,
-                                     .state = (char *)sqlite3_column_text(s, 0),
-                                     .bytes_done = sqlite3_column_int64(s, 1),
-                                     .bytes_total = sqlite3_column_int64(s, 2),
-                                     .updated_ms = sqlite3_column_int64(s, 3),
-                                     .details = (char *)sqlite3_column_text(s, 4)};
+                                     .state = (char *)sql_col_text(s, 0),
+                                     .bytes_done = sql_col_int64(s, 1),
+                                     .bytes_total = sql_col_int64(s, 2),
+                                     .updated_ms = sql_col_int64(s, 3),
+                                     .details = (char *)sql_col_text(s, 4)};
             struct buf p;
             buf_init(&p, 64 * 1024);
             status_payload(&p, &st);
@@ -956,14 +839,14 @@ static char *event_payload_derive(struct sq_conn *c, const char **kind, const ch
 /* 0 and *id if repo exists, 1 if not, -1 on error. */
 static int repo_find(struct sq_conn *c, const char *repo, int64_t *id, struct err *e)
 {
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_REPO_ID, &s, e, "t", repo);
     if (rc < 0)
         return -1;
-    if (rc == SQLITE_ROW)
-        *id = sqlite3_column_int64(s, 0);
+    if (rc == SQL_ROW)
+        *id = sql_col_int64(s, 0);
     sq_stmt_done(s);
-    return rc == SQLITE_ROW ? 0 : 1;
+    return rc == SQL_ROW ? 0 : 1;
 }
 
 /* Creates repo's row on first use (inside a write transaction). */
@@ -981,11 +864,11 @@ static int repo_ensure(struct sq_conn *c, const char *repo, int64_t *id, struct 
 
 /* Collects the names a listing query returns, `rc` being its first step. At most
  * limit names are kept (limit < 0: all); has_more says whether a further row came. */
-int sq_collect_names(struct sq_conn *c, sqlite3_stmt *s, int rc, long limit,
+int sq_collect_names(struct sq_conn *c, struct sql_stmt *s, int rc, long limit,
                      struct meta_name_list *out, struct err *e)
 {
     size_t cap = 0;
-    int row = rc == SQLITE_ROW ? 1 : 0;
+    int row = rc == SQL_ROW ? 1 : 0;
     while (row == 1) {
         if (limit >= 0 && out->n == (size_t)limit) {
             out->has_more = true;
@@ -1039,7 +922,7 @@ static int sq_blob_link(struct metastore *ms, const char *repo, const struct dig
     if (sq_exec(c, SQ_LINK_INSERT, e, "it", repo_id, d->str) != 0)
         goto fail;
     /* Linking what is already linked changes nothing and logs nothing. */
-    if (sqlite3_changes(c->db) > 0) {
+    if (sql_changes(c->db) > 0) {
         buf_printf(&payload, "{\"size\":%" PRIu64 "}", size);
         if (payload_check(&payload, e) != 0)
             goto fail;
@@ -1064,14 +947,14 @@ static int sq_blob_get(struct metastore *ms, const char *repo, const struct dige
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_LINK_GET, &s, e, "tt", repo, d->str);
     if (rc < 0)
         return -1;
-    if (rc == SQLITE_ROW)
-        *size = (uint64_t)sqlite3_column_int64(s, 0);
+    if (rc == SQL_ROW)
+        *size = (uint64_t)sql_col_int64(s, 0);
     sq_stmt_done(s);
-    if (rc != SQLITE_ROW)
+    if (rc != SQL_ROW)
         return err_set(e, ERR_BLOB_UNKNOWN, NULL);
     return 0;
 }
@@ -1082,14 +965,14 @@ static int sq_blob_find(struct metastore *ms, const struct digest *d, uint64_t *
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_BLOB_SIZE, &s, e, "t", d->str);
     if (rc < 0)
         return -1;
-    if (rc == SQLITE_ROW)
-        *size = (uint64_t)sqlite3_column_int64(s, 0);
+    if (rc == SQL_ROW)
+        *size = (uint64_t)sql_col_int64(s, 0);
     sq_stmt_done(s);
-    if (rc != SQLITE_ROW)
+    if (rc != SQL_ROW)
         return err_set(e, ERR_BLOB_UNKNOWN, NULL);
     return 0;
 }
@@ -1097,15 +980,15 @@ static int sq_blob_find(struct metastore *ms, const struct digest *d, uint64_t *
 /* 0 when no manifest of repo_id references digest; else -1 with ERR_IN_USE naming one. */
 static int referenced_by(struct sq_conn *c, int64_t repo_id, const char *digest, struct err *e)
 {
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_REFERENCED_BY, &s, e, "it", repo_id, digest);
     if (rc < 0)
         return -1;
-    if (rc == SQLITE_ROW)
+    if (rc == SQL_ROW)
         err_set(e, ERR_IN_USE, "%s is referenced by manifest %s; delete that first", digest,
-                (const char *)sqlite3_column_text(s, 0));
+                sql_col_text(s, 0));
     sq_stmt_done(s);
-    return rc == SQLITE_ROW ? -1 : 0;
+    return rc == SQL_ROW ? -1 : 0;
 }
 
 static int sq_blob_unlink(struct metastore *ms, const char *repo, const struct digest *d,
@@ -1115,7 +998,7 @@ static int sq_blob_unlink(struct metastore *ms, const char *repo, const struct d
     if (c == NULL)
         return -1;
     int64_t repo_id;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     bool is_used = true;
 
     if (sq_tx_begin(c, true, e) != 0)
@@ -1131,7 +1014,7 @@ static int sq_blob_unlink(struct metastore *ms, const char *repo, const struct d
         goto fail;
     if (sq_exec(c, SQ_LINK_DELETE, e, "it", repo_id, d->str) != 0)
         goto fail;
-    if (sqlite3_changes(c->db) == 0) {
+    if (sql_changes(c->db) == 0) {
         err_set(e, ERR_BLOB_UNKNOWN, NULL);
         goto fail;
     }
@@ -1139,7 +1022,7 @@ static int sq_blob_unlink(struct metastore *ms, const char *repo, const struct d
     rc = sq_query(c, SQ_BLOB_IS_USED, &s, e, "t", d->str);
     if (rc < 0)
         goto fail;
-    is_used = rc == SQLITE_ROW && sqlite3_column_int(s, 0) != 0;
+    is_used = rc == SQL_ROW && (int)sql_col_int64(s, 0) != 0;
     sq_stmt_done(s);
     if (!is_used && sq_exec(c, SQ_BLOB_DELETE, e, "t", d->str) != 0)
         goto fail;
@@ -1167,14 +1050,14 @@ fail:
 static int check_ref(struct sq_conn *c, int64_t repo_id, const struct meta_ref *ref,
                      struct err *e)
 {
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, ref->is_manifest ? SQ_MANIFEST_SIZE : SQ_LINK_SIZE, &s, e, "it", repo_id,
                       ref->digest.str);
     if (rc < 0)
         return -1;
-    int64_t size = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    int64_t size = rc == SQL_ROW ? sql_col_int64(s, 0) : -1;
     sq_stmt_done(s);
-    if (rc != SQLITE_ROW)
+    if (rc != SQL_ROW)
         return err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, "manifest references unknown %s %s",
                        ref->is_manifest ? "manifest" : "blob", ref->digest.str);
     /* image-spec descriptor: size is the exact length of the content it names. */
@@ -1199,7 +1082,7 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
         return -1;
     const char *subject_str = subject != NULL ? subject->str : NULL;
     int64_t repo_id;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
 
     if (sq_tx_begin(c, true, e) != 0)
         goto out;
@@ -1223,7 +1106,7 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
     /* The same digest is the same bytes: a repeated put only (re)points the tag. The
      * event is stored without its payload: the manifest row and its references are the
      * payload, rebuilt when the event is read (event_payload_derive). */
-    if (sqlite3_changes(c->db) > 0) {
+    if (sql_changes(c->db) > 0) {
         int64_t blob_bytes = 0;
         for (size_t i = 0; i < n_refs; i++) {
             /* Sizes of what the manifest needs (blobs and child manifests, checked
@@ -1256,7 +1139,7 @@ static int sq_manifest_put(struct metastore *ms, const char *repo, const struct 
         int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, tag);
         if (rc < 0)
             goto fail;
-        const unsigned char *cur = rc == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
+        const unsigned char *cur = rc == SQL_ROW ? sql_col_text(s, 0) : NULL;
         bool is_same = cur != NULL && strcmp((const char *)cur, m->digest.str) == 0;
         sq_stmt_done(s);
         if (!is_same) {
@@ -1282,7 +1165,7 @@ out:
 
 /* Fills out from a MANIFEST_BY_* row (digest, media_type, artifact_type, annotations,
  * body). */
-static void manifest_from_row(sqlite3_stmt *s, struct meta_manifest *out)
+static void manifest_from_row(struct sql_stmt *s, struct meta_manifest *out)
 {
     col_digest(s, 0, &out->digest);
     out->media_type = sq_col_strdup(s, 1);
@@ -1290,8 +1173,8 @@ static void manifest_from_row(sqlite3_stmt *s, struct meta_manifest *out)
         out->media_type = xstrdup("");
     out->artifact_type = sq_col_strdup(s, 2);
     out->annotations_json = sq_col_strdup(s, 3);
-    const void *body = sqlite3_column_blob(s, 4);
-    size_t len = (size_t)sqlite3_column_bytes(s, 4);
+    const void *body = sql_col_blob(s, 4);
+    size_t len = sql_col_bytes(s, 4);
     /* NUL-terminated for the convenience of JSON parsers; body_len is authoritative. */
     out->body = xmalloc(len + 1);
     if (len > 0)
@@ -1309,7 +1192,7 @@ static int sq_manifest_get(struct metastore *ms, const char *repo, const char *r
     if (c == NULL)
         return -1;
     int64_t repo_id;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
 
     /* The hot path of every pull: one statement (its own implicit read transaction)
      * resolves repository, tag and manifest at once. A tag never contains ':', a digest
@@ -1319,10 +1202,10 @@ static int sq_manifest_get(struct metastore *ms, const char *repo, const char *r
                       "tt", repo, reference);
     if (rc < 0)
         return -1;
-    if (rc == SQLITE_ROW)
+    if (rc == SQL_ROW)
         manifest_from_row(s, out);
     sq_stmt_done(s);
-    if (rc == SQLITE_ROW)
+    if (rc == SQL_ROW)
         return 0;
     /* Not found: say whether the repository is unknown or only the manifest. */
     rc = repo_find(c, repo, &repo_id, e);
@@ -1340,7 +1223,7 @@ static int sq_manifest_delete(struct metastore *ms, const char *repo, const stru
     struct buf payload;
     buf_init(&payload, SQ_PAYLOAD_MAX_BYTES);
     int64_t repo_id;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
 
     if (sq_tx_begin(c, true, e) != 0)
         goto out;
@@ -1356,7 +1239,7 @@ static int sq_manifest_delete(struct metastore *ms, const char *repo, const stru
     if (rc < 0)
         goto fail;
     sq_stmt_done(s);
-    if (rc != SQLITE_ROW) {
+    if (rc != SQL_ROW) {
         err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
         goto fail;
     }
@@ -1368,11 +1251,11 @@ static int sq_manifest_delete(struct metastore *ms, const char *repo, const stru
     rc = sq_query(c, SQ_TAGS_OF_MANIFEST, &s, e, "it", repo_id, d->str);
     if (rc < 0)
         goto fail;
-    int row = rc == SQLITE_ROW ? 1 : 0;
+    int row = rc == SQL_ROW ? 1 : 0;
     for (int i = 0; row == 1; i++) {
         if (i > 0)
             buf_appends(&payload, ",");
-        buf_append_json_string(&payload, (const char *)sqlite3_column_text(s, 0));
+        buf_append_json_string(&payload, sql_col_text(s, 0));
         row = sq_next_row(c, s, e);
     }
     sq_stmt_done(s);
@@ -1413,7 +1296,7 @@ static int sq_tag_delete(struct metastore *ms, const char *repo, const char *tag
     if (c == NULL)
         return -1;
     int64_t repo_id;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     struct digest old;
 
     if (sq_tx_begin(c, true, e) != 0)
@@ -1427,10 +1310,10 @@ static int sq_tag_delete(struct metastore *ms, const char *repo, const char *tag
     rc = sq_query(c, SQ_TAG_GET, &s, e, "it", repo_id, tag);
     if (rc < 0)
         goto fail;
-    if (rc == SQLITE_ROW)
+    if (rc == SQL_ROW)
         col_digest(s, 0, &old);
     sq_stmt_done(s);
-    if (rc != SQLITE_ROW) {
+    if (rc != SQL_ROW) {
         err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
         goto fail;
     }
@@ -1455,7 +1338,7 @@ static int sq_tag_list(struct metastore *ms, const char *repo, const char *last,
     if (c == NULL)
         return -1;
     int64_t repo_id;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
 
     if (sq_tx_begin(c, false, e) != 0)
         return -1;
@@ -1494,7 +1377,7 @@ static int sq_repo_list(struct metastore *ms, const char *last, long n,
         return -1;
     if (n == 0)
         return 0;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_REPO_LIST, &s, e, "ti", last != NULL ? last : "", page_limit(n));
     if (rc < 0)
         return -1;
@@ -1510,7 +1393,7 @@ static int sq_referrers(struct metastore *ms, const char *repo, const struct dig
     if (c == NULL)
         return -1;
     int64_t repo_id;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     size_t cap = 0;
 
     if (sq_tx_begin(c, false, e) != 0)
@@ -1525,7 +1408,7 @@ static int sq_referrers(struct metastore *ms, const char *repo, const struct dig
     rc = sq_query(c, SQ_REFERRERS, &s, e, "itt", repo_id, d->str, artifact_type);
     if (rc < 0)
         goto fail;
-    int row = rc == SQLITE_ROW ? 1 : 0;
+    int row = rc == SQL_ROW ? 1 : 0;
     while (row == 1) {
         if (out->n == cap) {
             cap = cap ? cap * 2 : 8;
@@ -1537,7 +1420,7 @@ static int sq_referrers(struct metastore *ms, const char *repo, const struct dig
         r->media_type = sq_col_strdup(s, 1);
         r->artifact_type = sq_col_strdup(s, 2);
         r->annotations_json = sq_col_strdup(s, 3);
-        r->size = sqlite3_column_int64(s, 4);
+        r->size = sql_col_int64(s, 4);
         row = sq_next_row(c, s, e);
     }
     sq_stmt_done(s);
@@ -1558,9 +1441,9 @@ fail:
 /* Event feed -------------------------------------------------------------- */
 
 /* Appends column i as a JSON string, or null. */
-static void json_text_col(struct buf *b, sqlite3_stmt *s, int i)
+static void json_text_col(struct buf *b, struct sql_stmt *s, int i)
 {
-    const unsigned char *v = sqlite3_column_text(s, i);
+    const unsigned char *v = sql_col_text(s, i);
     if (v == NULL)
         buf_appends(b, "null");
     else
@@ -1581,24 +1464,24 @@ static int sq_events_since(struct metastore *ms, int64_t after_seq, size_t max,
         goto finish;
 
     int64_t limit = max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_EVENTS_SINCE, &s, e, "ii", after_seq, limit);
     if (rc < 0)
         return -1;
     struct buf one;
     buf_init(&one, out_json->max_bytes);
     size_t n = 0;
-    int row = rc == SQLITE_ROW ? 1 : 0;
+    int row = rc == SQL_ROW ? 1 : 0;
     while (row == 1) {
         buf_reset(&one);
-        int64_t seq = sqlite3_column_int64(s, 0);
-        const char *kind = (const char *)sqlite3_column_text(s, 3);
+        int64_t seq = sql_col_int64(s, 0);
+        const char *kind = sql_col_text(s, 3);
         char *derived = NULL;
-        if (sqlite3_column_type(s, 7) == SQLITE_NULL && kind != NULL) {
+        if (sql_col_is_null(s, 7) && kind != NULL) {
             bool failed;
-            derived = event_payload_derive(c, &kind, (const char *)sqlite3_column_text(s, 1),
-                                           (const char *)sqlite3_column_text(s, 4),
-                                           (const char *)sqlite3_column_text(s, 6), &failed, e);
+            derived = event_payload_derive(c, &kind, sql_col_text(s, 1),
+                                           sql_col_text(s, 4),
+                                           sql_col_text(s, 6), &failed, e);
             if (failed) {
                 row = -1;
                 break;
@@ -1606,7 +1489,7 @@ static int sq_events_since(struct metastore *ms, int64_t after_seq, size_t max,
         }
         buf_printf(&one, "%s{\"seq\":%" PRId64 ",\"origin\":", n > 0 ? "," : "", seq);
         json_text_col(&one, s, 1);
-        buf_printf(&one, ",\"hlc\":%" PRId64 ",\"kind\":", (int64_t)sqlite3_column_int64(s, 2));
+        buf_printf(&one, ",\"hlc\":%" PRId64 ",\"kind\":", (int64_t)sql_col_int64(s, 2));
         if (kind != NULL)
             buf_append_json_string(&one, kind);
         else
@@ -1619,8 +1502,8 @@ static int sq_events_since(struct metastore *ms, int64_t after_seq, size_t max,
         json_text_col(&one, s, 6);
         buf_appends(&one, ",\"payload\":");
         /* Payloads are JSON objects this file wrote itself. */
-        const char *payload = derived != NULL ? derived : (const char *)sqlite3_column_text(s, 7);
-        char *clear = seal_payload(c->store, (const char *)sqlite3_column_text(s, 3), payload,
+        const char *payload = derived != NULL ? derived : sql_col_text(s, 7);
+        char *clear = seal_payload(c->store, sql_col_text(s, 3), payload,
                                    false);
         buf_appends(&one, clear ? clear : payload ? payload : "null");
         free(clear);
@@ -1688,14 +1571,14 @@ static void sq_close(struct metastore *ms)
  * opening a fresh file at once do not both create it. */
 static int migrate(struct sq_conn *c, struct err *e)
 {
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
-    int rc = sq_query(c, SQ_USER_VERSION, &s, e, "");
+    int rc = sq_run(c, "PRAGMA user_version", &s, e, "");
     if (rc < 0)
         goto fail;
-    int64_t version = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    sq_stmt_done(s);
+    int64_t version = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
+    sql_finalize(s);
     if (version > SQ_SCHEMA_VERSION) {
         log_error("metastore", "failed to open database: schema version %" PRId64
                   " is newer than this build's %d", version, SQ_SCHEMA_VERSION);
@@ -1711,15 +1594,10 @@ static int migrate(struct sq_conn *c, struct err *e)
     for (int64_t v = version; v < SQ_SCHEMA_VERSION; v++) {
         char set_version[64];
         snprintf(set_version, sizeof(set_version), "PRAGMA user_version = %" PRId64, v + 1);
-        rc = sqlite3_exec(c->db, steps[v], NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec(c->db, set_version, NULL, NULL, NULL);
-        if (rc != SQLITE_OK) {
-            char what[64];
-            snprintf(what, sizeof(what), "upgrade schema to version %" PRId64, v + 1);
-            sq_db_fail(c, rc, what, NULL, e);
+        char what[64];
+        snprintf(what, sizeof(what), "upgrade schema to version %" PRId64, v + 1);
+        if (sq_script(c, steps[v], what, e) != 0 || sq_script(c, set_version, what, e) != 0)
             goto fail;
-        }
     }
     if (version < 1)
         log_info("metastore", "created schema version %d", SQ_SCHEMA_VERSION);
@@ -1736,56 +1614,46 @@ fail:
 /* WAL must be switched on outside a transaction; it then sticks to the file. */
 static int enable_wal(struct sq_conn *c, struct err *e)
 {
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) {
-        sq_db_fail(c, rc, "enable WAL", NULL, e);
-        sqlite3_finalize(s);
+    struct sql_stmt *s = NULL;
+    int rc = sq_run(c, "PRAGMA journal_mode = WAL", &s, e, "");
+    if (rc < 0)
         return -1;
-    }
-    const char *mode = (const char *)sqlite3_column_text(s, 0);
+    const char *mode = rc == SQL_ROW ? sql_col_text(s, 0) : NULL;
     bool is_wal = mode != NULL && strcasecmp(mode, "wal") == 0;
     if (!is_wal)
         log_error("metastore", "failed to enable WAL: journal mode is %s", mode ? mode : "?");
-    sqlite3_finalize(s);
+    sql_finalize(s);
     if (!is_wal)
         return err_set(e, ERR_IO, NULL);
     return 0;
 }
 
 /* A database without planner statistics (new, or from before they were kept) gets them
- * at open; ANALYZE reads at most SQ_ANALYSIS_LIMIT_ROWS rows per index, so this stays
- * short on a large database. Later refreshes: stats_refresh. */
+ * at open; ANALYZE reads at most the driver's analysis limit of rows per index, so this
+ * stays short on a large database. Later refreshes: stats_refresh. */
 static int stats_seed(struct sq_conn *c, struct err *e)
 {
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(c->db, "SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'",
-                                -1, &s, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
-    sqlite3_finalize(s);
-    if (rc == SQLITE_ROW)
+    struct sql_stmt *s = NULL;
+    int rc = sq_run(c, "SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'", &s, e, "");
+    if (rc < 0)
+        return -1;
+    sql_finalize(s);
+    if (rc == SQL_ROW)
         return 0;
-    if (rc == SQLITE_DONE) {
-        AZ(pthread_mutex_lock(&c->store->wmu));
-        rc = sqlite3_exec(c->db, "ANALYZE", NULL, NULL, NULL);
-        AZ(pthread_mutex_unlock(&c->store->wmu));
-    }
-    if (rc != SQLITE_OK)
-        return sq_db_fail(c, rc, "gather planner statistics", NULL, e);
-    return 0;
+    AZ(pthread_mutex_lock(&c->store->wmu));
+    rc = sq_script(c, "ANALYZE", "gather planner statistics", e);
+    AZ(pthread_mutex_unlock(&c->store->wmu));
+    return rc;
 }
 
 static int hlc_seed(struct sq_conn *c, struct err *e)
 {
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_HLC_MAX, &s, e, "");
     if (rc < 0)
         return -1;
     /* The clock never goes below what the log already holds, across restarts too. */
-    c->store->hlc_last = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    c->store->hlc_last = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
     sq_stmt_done(s);
     return 0;
 }
@@ -1878,13 +1746,9 @@ struct metastore *metastore_sqlite_open(const char *path, const char *region, st
 {
     AN(path);
     AN(region);
-    if (!sqlite3_threadsafe()) {
-        log_error("metastore", "failed to open database: SQLite built without threads");
-        err_set(e, ERR_INTERNAL, NULL);
-        return NULL;
-    }
     struct sq_store *st = xcalloc(1, sizeof(*st));
     st->base.ops = &sq_ops;
+    st->drv = &sql_sqlite_driver;
     st->magic = SQ_STORE_MAGIC;
     st->path = xstrdup(path);
     st->region = xstrdup(region);
@@ -1898,7 +1762,9 @@ struct metastore *metastore_sqlite_open(const char *path, const char *region, st
     if (c == NULL)
         goto fail;
     if (enable_wal(c, e) != 0 || migrate(c, e) != 0 || hlc_seed(c, e) != 0 ||
-        sq_deliveries_schema(c, e) != 0 || sq_auth_schema(c, e) != 0 || stats_seed(c, e) != 0)
+        sq_script(c, sq_schema_deliveries, "create webhook_deliveries", e) != 0 ||
+        sq_script(c, sq_schema_access, "create access-control tables", e) != 0 ||
+        stats_seed(c, e) != 0)
         goto fail;
     return &st->base;
 
@@ -1920,12 +1786,12 @@ fail:
  *   fetcher --pending_list--> content fetched --pending_complete--> is_visible = 1
  * ========================================================================== */
 
-static void event_from_row(sqlite3_stmt *s, struct meta_event *ev)
+static void event_from_row(struct sql_stmt *s, struct meta_event *ev)
 {
-    ev->seq = sqlite3_column_int64(s, 0);
+    ev->seq = sql_col_int64(s, 0);
     ev->origin = sq_col_strdup(s, 1);
-    ev->origin_seq = sqlite3_column_int64(s, 2);
-    ev->hlc = (uint64_t)sqlite3_column_int64(s, 3);
+    ev->origin_seq = sql_col_int64(s, 2);
+    ev->hlc = (uint64_t)sql_col_int64(s, 3);
     ev->kind = sq_col_strdup(s, 4);
     ev->repo = sq_col_strdup(s, 5);
     ev->name = sq_col_strdup(s, 6);
@@ -1947,17 +1813,17 @@ static int sq_events_read(struct metastore *ms, int64_t after_seq, const struct 
         return -1;
     if (sq_tx_begin(c, false, e) != 0)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_EVENTS_READ, &s, e, "ii", after_seq, (int64_t)EVENTS_SCAN_MAX);
     if (rc < 0)
         goto fail;
     struct meta_event *list = xcalloc(max ? max : 1, sizeof(*list));
     size_t n = 0;
-    int row = rc == SQLITE_ROW;
+    int row = rc == SQL_ROW;
     while (row == 1 && n < max) {
-        int64_t seq = sqlite3_column_int64(s, 0);
-        const char *origin = (const char *)sqlite3_column_text(s, 1);
-        int64_t origin_seq = sqlite3_column_int64(s, 2);
+        int64_t seq = sql_col_int64(s, 0);
+        const char *origin = sql_col_text(s, 1);
+        int64_t origin_seq = sql_col_int64(s, 2);
         *last_seq = seq;
         if (origin_seq > meta_vv_get(vv, origin ? origin : "")) {
             struct meta_event *ev = &list[n++];
@@ -2017,15 +1883,15 @@ static int sq_vv_get(struct metastore *ms, struct meta_vv *out, struct err *e)
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_VV_ALL, &s, e, "");
     if (rc < 0)
         return -1;
-    for (int row = rc == SQLITE_ROW; row == 1; row = sq_next_row(c, s, e)) {
+    for (int row = rc == SQL_ROW; row == 1; row = sq_next_row(c, s, e)) {
         out->origins = xrealloc(out->origins, (out->n + 1) * sizeof(char *));
         out->seqs = xrealloc(out->seqs, (out->n + 1) * sizeof(int64_t));
         out->origins[out->n] = sq_col_strdup(s, 0);
-        out->seqs[out->n++] = sqlite3_column_int64(s, 1);
+        out->seqs[out->n++] = sql_col_int64(s, 1);
     }
     sq_stmt_done(s);
     /* What the version vector says is here must survive a crash (tx_commit_unsynced): a
@@ -2082,7 +1948,7 @@ static int merge_manifest_put(struct sq_conn *c, const struct meta_event *ev, st
                 json_string_value(json_object_get(p, "subject")), (int64_t)body_len,
                 (const void *)body, body_len, util_now_ms(), (int64_t)ev->hlc, ev->origin) != 0)
         goto out;
-    if (sqlite3_changes(c->db) > 0) {
+    if (sql_changes(c->db) > 0) {
         json_t *refs = json_object_get(p, "refs");
         for (size_t i = 0; i < json_array_size(refs); i++) {
             json_t *r = json_array_get(refs, i);
@@ -2101,13 +1967,13 @@ static int merge_manifest_put(struct sq_conn *c, const struct meta_event *ev, st
     } else {
         /* Already here: the put clock is a last-writer-wins register too, so that a
          * tombstone orders against the latest put whatever the arrival order. */
-        sqlite3_stmt *s;
+        struct sql_stmt *s;
         int rc = sq_query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, d.str);
         if (rc < 0)
             goto out;
-        bool is_later = rc == SQLITE_ROW &&
-                        hlc_lww_wins(ev->hlc, ev->origin, (uint64_t)sqlite3_column_int64(s, 0),
-                                     (const char *)sqlite3_column_text(s, 1));
+        bool is_later = rc == SQL_ROW &&
+                        hlc_lww_wins(ev->hlc, ev->origin, (uint64_t)sql_col_int64(s, 0),
+                                     sql_col_text(s, 1));
         sq_stmt_done(s);
         if (is_later && sq_exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, d.str,
                                 (int64_t)ev->hlc, ev->origin) != 0)
@@ -2133,15 +1999,15 @@ static int merge_object(struct sq_conn *c, const struct meta_event *ev, bool is_
         json_decref(p);
         return err_set(e, ERR_BAD_REQUEST, "object event without kind or key");
     }
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_OBJ_GET, &s, e, "tt", kind, ev->name);
     if (rc < 0) {
         json_decref(p);
         return -1;
     }
-    bool wins = rc != SQLITE_ROW ||
-                hlc_lww_wins(ev->hlc, ev->origin, (uint64_t)sqlite3_column_int64(s, 1),
-                             (const char *)sqlite3_column_text(s, 2));
+    bool wins = rc != SQL_ROW ||
+                hlc_lww_wins(ev->hlc, ev->origin, (uint64_t)sql_col_int64(s, 1),
+                             sql_col_text(s, 2));
     sq_stmt_done(s);
     rc = 0;
     if (wins) {
@@ -2173,10 +2039,10 @@ static int merge_status(struct sq_conn *c, const struct meta_event *ev, struct e
     /* A region is the authority on its own status: others' reports of it are ignored. */
     if (st.region && st.state && ev->repo && ev->digest &&
         strcmp(st.region, c->store->region) != 0) {
-        sqlite3_stmt *s;
+        struct sql_stmt *s;
         rc = sq_query(c, SQ_STATUS_GET, &s, e, "ttt", ev->repo, ev->digest, st.region);
         if (rc >= 0) {
-            bool is_newer = rc != SQLITE_ROW || sqlite3_column_int64(s, 0) <= st.updated_ms;
+            bool is_newer = rc != SQL_ROW || sql_col_int64(s, 0) <= st.updated_ms;
             sq_stmt_done(s);
             rc = is_newer ? status_write(c, ev->repo, ev->digest, &st, false, e) : 0;
         }
@@ -2282,32 +2148,32 @@ static int sq_pending_list(struct metastore *ms, size_t max, struct meta_pending
         return -1;
     if (sq_tx_begin(c, false, e) != 0)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_PENDING_LIST, &s, e, "i", (int64_t)max);
     if (rc < 0)
         goto fail;
     struct meta_pending *list = xcalloc(max ? max : 1, sizeof(*list));
     int64_t *repo_ids = xcalloc(max ? max : 1, sizeof(int64_t));
     size_t n = 0;
-    for (int row = rc == SQLITE_ROW; row == 1 && n < max; row = sq_next_row(c, s, e)) {
+    for (int row = rc == SQL_ROW; row == 1 && n < max; row = sq_next_row(c, s, e)) {
         list[n].repo = sq_col_strdup(s, 0);
         col_digest(s, 1, &list[n].digest);
         list[n].origin = sq_col_strdup(s, 3);
-        repo_ids[n++] = sqlite3_column_int64(s, 2);
+        repo_ids[n++] = sql_col_int64(s, 2);
     }
     sq_stmt_done(s);
     for (size_t i = 0; i < n; i++) {
         rc = sq_query(c, SQ_REFS_OF_MANIFEST, &s, e, "it", repo_ids[i], list[i].digest.str);
         if (rc < 0)
             break;
-        for (int row = rc == SQLITE_ROW; row == 1; row = sq_next_row(c, s, e)) {
+        for (int row = rc == SQL_ROW; row == 1; row = sq_next_row(c, s, e)) {
             size_t k = list[i].n_refs++;
             list[i].refs = xrealloc(list[i].refs, list[i].n_refs * sizeof(*list[i].refs));
             list[i].ref_sizes = xrealloc(list[i].ref_sizes, list[i].n_refs * sizeof(int64_t));
             memset(&list[i].refs[k], 0, sizeof(list[i].refs[k]));
             col_digest(s, 0, &list[i].refs[k].digest);
-            list[i].refs[k].is_manifest = sqlite3_column_int64(s, 1) != 0;
-            list[i].ref_sizes[k] = sqlite3_column_int64(s, 2);
+            list[i].refs[k].is_manifest = sql_col_int64(s, 1) != 0;
+            list[i].ref_sizes[k] = sql_col_int64(s, 2);
         }
         sq_stmt_done(s);
     }
@@ -2330,7 +2196,7 @@ static int sq_pending_complete(struct metastore *ms, const struct meta_pending *
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
     int64_t repo_id;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     if (repo_ensure(c, p->repo, &repo_id, e) != 0)
         goto fail;
     for (size_t i = 0; i < p->n_refs; i++) {
@@ -2340,7 +2206,7 @@ static int sq_pending_complete(struct metastore *ms, const struct meta_pending *
             if (rc < 0)
                 goto fail;
             sq_stmt_done(s);
-            if (rc != SQLITE_ROW) {
+            if (rc != SQL_ROW) {
                 err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, "child manifest %s not here yet", d);
                 goto fail;
             }
@@ -2381,19 +2247,19 @@ static int sq_status_list(struct metastore *ms, const char *repo, const struct d
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_STATUS_LIST, &s, e, "tt", repo, d->str);
     if (rc < 0)
         return -1;
     struct meta_status *list = NULL;
     size_t n = 0;
-    for (int row = rc == SQLITE_ROW; row == 1; row = sq_next_row(c, s, e)) {
+    for (int row = rc == SQL_ROW; row == 1; row = sq_next_row(c, s, e)) {
         list = xrealloc(list, (n + 1) * sizeof(*list));
         list[n].region = sq_col_strdup(s, 0);
         list[n].state = sq_col_strdup(s, 1);
-        list[n].bytes_done = sqlite3_column_int64(s, 2);
-        list[n].bytes_total = sqlite3_column_int64(s, 3);
-        list[n].updated_ms = sqlite3_column_int64(s, 4);
+        list[n].bytes_done = sql_col_int64(s, 2);
+        list[n].bytes_total = sql_col_int64(s, 3);
+        list[n].updated_ms = sql_col_int64(s, 4);
         list[n].details = sq_col_strdup(s, 5);
         n++;
     }
@@ -2408,11 +2274,11 @@ static int sq_cursor_get(struct metastore *ms, const char *peer, int64_t *seq, s
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_CURSOR_GET, &s, e, "t", peer);
     if (rc < 0)
         return -1;
-    *seq = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    *seq = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
     sq_stmt_done(s);
     return 0;
 }
@@ -2430,11 +2296,11 @@ static int sq_log_head(struct metastore *ms, int64_t *seq, struct err *e)
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_LOG_HEAD, &s, e, "");
     if (rc < 0)
         return -1;
-    *seq = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    *seq = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
     sq_stmt_done(s);
     return 0;
 }
@@ -2444,31 +2310,31 @@ static int repo_digest(struct sq_conn *c, int64_t repo_id, const char *repo,
                        struct digest *out, struct err *e)
 {
     struct hasher *h = digest_hasher_new(DIGEST_SHA256);
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     char line[1024];
     int rc = sq_query(c, SQ_TREG_OF_REPO, &s, e, "t", repo);
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
-        const unsigned char *dg = sqlite3_column_text(s, 1);
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+        const unsigned char *dg = sql_col_text(s, 1);
         int n = snprintf(line, sizeof(line), "t %s %s %" PRId64 " %s\n",
-                         sqlite3_column_text(s, 0), dg ? (const char *)dg : "-",
-                         (int64_t)sqlite3_column_int64(s, 2), sqlite3_column_text(s, 3));
+                         sql_col_text(s, 0), dg ? (const char *)dg : "-",
+                         (int64_t)sql_col_int64(s, 2), sql_col_text(s, 3));
         digest_hasher_update(h, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     }
     if (rc >= 0)
         sq_stmt_done(s);
     if (rc >= 0)
         rc = sq_query(c, SQ_MANIFEST_DIGESTS_OF_REPO, &s, e, "i", repo_id);
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
-        int n = snprintf(line, sizeof(line), "m %s\n", sqlite3_column_text(s, 0));
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+        int n = snprintf(line, sizeof(line), "m %s\n", sql_col_text(s, 0));
         digest_hasher_update(h, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     }
     if (rc >= 0)
         sq_stmt_done(s);
     if (rc >= 0)
         rc = sq_query(c, SQ_TOMB_OF_REPO, &s, e, "t", repo);
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
-        int n = snprintf(line, sizeof(line), "x %s %" PRId64 " %s\n", sqlite3_column_text(s, 0),
-                         (int64_t)sqlite3_column_int64(s, 1), sqlite3_column_text(s, 2));
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+        int n = snprintf(line, sizeof(line), "x %s %" PRId64 " %s\n", sql_col_text(s, 0),
+                         (int64_t)sql_col_int64(s, 1), sql_col_text(s, 2));
         digest_hasher_update(h, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     }
     if (rc >= 0)
@@ -2485,17 +2351,17 @@ static int sq_summary(struct metastore *ms, struct buf *out, struct err *e)
         return -1;
     if (sq_tx_begin(c, false, e) != 0)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_ALL_REPOS, &s, e, "");
     if (rc < 0)
         goto fail;
     size_t n = 0;
     int64_t *ids = NULL;
     char **names = NULL;
-    for (int row = rc == SQLITE_ROW; row == 1; row = sq_next_row(c, s, e)) {
+    for (int row = rc == SQL_ROW; row == 1; row = sq_next_row(c, s, e)) {
         ids = xrealloc(ids, (n + 1) * sizeof(int64_t));
         names = xrealloc(names, (n + 1) * sizeof(char *));
-        ids[n] = sqlite3_column_int64(s, 0);
+        ids[n] = sql_col_int64(s, 0);
         names[n++] = sq_col_strdup(s, 1);
     }
     sq_stmt_done(s);
@@ -2548,7 +2414,7 @@ static int sq_repo_state(struct metastore *ms, const char *repo, struct meta_eve
     if (sq_tx_begin(c, false, e) != 0)
         return -1;
     int64_t repo_id;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     struct meta_event *list = NULL;
     size_t n = 0;
     int rc = repo_find(c, repo, &repo_id, e);
@@ -2557,10 +2423,10 @@ static int sq_repo_state(struct metastore *ms, const char *repo, struct meta_eve
         return rc < 0 ? -1 : 0;
     }
     rc = sq_query(c, SQ_MANIFESTS_OF_REPO, &s, e, "i", repo_id);
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         struct meta_event *ev = state_add(&list, &n, "manifest_put", repo,
-                                          sqlite3_column_int64(s, 6),
-                                          (const char *)sqlite3_column_text(s, 7));
+                                          sql_col_int64(s, 6),
+                                          sql_col_text(s, 7));
         ev->digest = sq_col_strdup(s, 0);
         ev->payload = manifest_payload(c, s, repo_id, e);
         if (ev->payload == NULL) {
@@ -2573,11 +2439,11 @@ static int sq_repo_state(struct metastore *ms, const char *repo, struct meta_eve
         sq_stmt_done(s);
     if (rc >= 0)
         rc = sq_query(c, SQ_TREG_OF_REPO, &s, e, "t", repo);
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
-        bool is_deleted = sqlite3_column_type(s, 1) == SQLITE_NULL;
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+        bool is_deleted = sql_col_is_null(s, 1);
         struct meta_event *ev = state_add(&list, &n, is_deleted ? "tag_delete" : "tag_set", repo,
-                                          sqlite3_column_int64(s, 2),
-                                          (const char *)sqlite3_column_text(s, 3));
+                                          sql_col_int64(s, 2),
+                                          sql_col_text(s, 3));
         ev->name = sq_col_strdup(s, 0);
         ev->digest = sq_col_strdup(s, 1);
     }
@@ -2585,10 +2451,10 @@ static int sq_repo_state(struct metastore *ms, const char *repo, struct meta_eve
         sq_stmt_done(s);
     if (rc >= 0)
         rc = sq_query(c, SQ_TOMB_OF_REPO, &s, e, "t", repo);
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         struct meta_event *ev = state_add(&list, &n, "manifest_delete", repo,
-                                          sqlite3_column_int64(s, 1),
-                                          (const char *)sqlite3_column_text(s, 2));
+                                          sql_col_int64(s, 1),
+                                          sql_col_text(s, 2));
         ev->digest = sq_col_strdup(s, 0);
     }
     if (rc >= 0)
@@ -2616,7 +2482,7 @@ static int sq_manifest_lookup(struct metastore *ms, const char *repo, const char
     if (sq_tx_begin(c, false, e) != 0)
         return -1;
     int64_t repo_id;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = repo_find(c, repo, &repo_id, e);
     if (rc != 0) {
         if (rc > 0)
@@ -2630,7 +2496,7 @@ static int sq_manifest_lookup(struct metastore *ms, const char *repo, const char
         rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, reference);
         if (rc < 0)
             goto fail;
-        bool found = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL;
+        bool found = rc == SQL_ROW && !sql_col_is_null(s, 0);
         if (found)
             col_digest(s, 0, d);
         sq_stmt_done(s);
@@ -2642,14 +2508,14 @@ static int sq_manifest_lookup(struct metastore *ms, const char *repo, const char
     rc = sq_query(c, SQ_MANIFEST_LOOKUP, &s, e, "it", repo_id, d->str);
     if (rc < 0)
         goto fail;
-    if (rc == SQLITE_ROW) {
+    if (rc == SQL_ROW) {
         *media_type = sq_col_strdup(s, 0);
-        *size = sqlite3_column_int64(s, 1);
-        *is_visible = sqlite3_column_int64(s, 2) != 0;
-        *recorded_ms = sqlite3_column_int64(s, 3);
+        *size = sql_col_int64(s, 1);
+        *is_visible = sql_col_int64(s, 2) != 0;
+        *recorded_ms = sql_col_int64(s, 3);
     }
     sq_stmt_done(s);
-    if (rc != SQLITE_ROW) {
+    if (rc != SQL_ROW) {
         err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
         goto fail;
     }
@@ -2760,32 +2626,32 @@ static int seal_clear_rows(struct sq_conn *c, size_t *n_sealed, struct err *e)
 {
     struct seal_row *rows = NULL;
     size_t n = 0;
-    sqlite3_stmt *s = NULL;
+    struct sql_stmt *s = NULL;
     int rc = sq_run(c, "SELECT kind, key, value FROM objects WHERE kind = ?1"
                        " AND value IS NOT NULL", &s, e, "t", SQ_SEALED_KIND);
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
-        char *text = seal_value(c->store, (const char *)sqlite3_column_text(s, 0),
-                                (const char *)sqlite3_column_text(s, 2), true);
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+        char *text = seal_value(c->store, sql_col_text(s, 0),
+                                sql_col_text(s, 2), true);
         if (text == NULL)
             continue;
         rows = xrealloc(rows, (n + 1) * sizeof(*rows));
         rows[n++] = (struct seal_row){sq_col_strdup(s, 0), sq_col_strdup(s, 1), 0, text};
     }
     if (rc >= 0)
-        sqlite3_finalize(s);
+        sql_finalize(s);
     size_t n_objects = n;
     if (rc >= 0)
         rc = sq_run(c, "SELECT seq, payload FROM events WHERE kind = 'object_put'", &s, e, "");
-    for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         char *text = seal_payload(c->store, "object_put",
-                                  (const char *)sqlite3_column_text(s, 1), true);
+                                  sql_col_text(s, 1), true);
         if (text == NULL)
             continue;
         rows = xrealloc(rows, (n + 1) * sizeof(*rows));
-        rows[n++] = (struct seal_row){NULL, NULL, sqlite3_column_int64(s, 0), text};
+        rows[n++] = (struct seal_row){NULL, NULL, sql_col_int64(s, 0), text};
     }
     if (rc >= 0)
-        sqlite3_finalize(s);
+        sql_finalize(s);
     for (size_t i = 0; i < n && rc >= 0; i++) {
         if (i < n_objects)
             rc = sq_run(c, "UPDATE objects SET value = ?1 WHERE kind = ?2 AND key = ?3", &s, e,
@@ -2794,7 +2660,7 @@ static int seal_clear_rows(struct sq_conn *c, size_t *n_sealed, struct err *e)
             rc = sq_run(c, "UPDATE events SET payload = ?1 WHERE seq = ?2", &s, e, "ti",
                         rows[i].text, rows[i].seq);
         if (rc >= 0)
-            sqlite3_finalize(s);
+            sql_finalize(s);
     }
     for (size_t i = 0; i < n; i++) {
         free(rows[i].k1);
@@ -2817,7 +2683,8 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
         return -1;
     /* secure_delete: the clear bytes an update leaves behind on the page or the freelist
      * are zeroed, not merely marked free. */
-    if (sqlite3_exec(c->db, "PRAGMA secure_delete = ON", NULL, NULL, NULL) != SQLITE_OK)
+    const struct sql_driver *drv = st->drv;
+    if (drv->set_secure_delete != NULL && drv->set_secure_delete(c->db, true) != SQL_OK)
         return err_set(e, ERR_IO, NULL);
     size_t n_sealed = 0;
     int rc = sq_tx_begin(c, true, e);
@@ -2827,15 +2694,13 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
     } else if (rc == 0) {
         rc = sq_tx_commit(c, e);
     }
-    sqlite3_exec(c->db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
+    if (drv->set_secure_delete != NULL)
+        (void)drv->set_secure_delete(c->db, false);
     if (rc != 0 || n_sealed == 0)
         return rc;
     /* The old page images are still in the WAL: copy the new ones home and empty it. */
-    int busy = 0;
-    if (sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, &busy) !=
-        SQLITE_OK)
-        log_warn("metastore", "failed to checkpoint after sealing webhook secrets: %s",
-                 sqlite3_errmsg(c->db));
+    if (drv->compact_log != NULL && drv->compact_log(c->db) != SQL_OK)
+        log_warn("metastore", "failed to checkpoint after sealing webhook secrets");
     log_info("metastore", "sealed %zu stored webhook definitions that held secrets in clear",
              n_sealed);
     return 0;
@@ -2886,11 +2751,11 @@ static int sq_object_delete(struct metastore *ms, const char *kind, const char *
         return -1;
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_OBJ_GET, &s, e, "tt", kind, key);
     if (rc < 0)
         goto fail;
-    bool exists = rc == SQLITE_ROW && sqlite3_column_int64(s, 3) == 0;
+    bool exists = rc == SQL_ROW && sql_col_int64(s, 3) == 0;
     sq_stmt_done(s);
     if (!exists) {
         err_set(e, ERR_NOT_FOUND, "no %s named %s", kind, key);
@@ -2921,11 +2786,11 @@ static int sq_object_get(struct metastore *ms, const char *kind, const char *key
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_OBJ_GET, &s, e, "tt", kind, key);
     if (rc < 0)
         return -1;
-    if (rc == SQLITE_ROW && sqlite3_column_int64(s, 3) == 0)
+    if (rc == SQL_ROW && sql_col_int64(s, 3) == 0)
         *value_json = sq_col_strdup(s, 0);
     sq_stmt_done(s);
     if (*value_json == NULL)
@@ -2946,11 +2811,11 @@ static int sq_object_list(struct metastore *ms, const char *kind, struct meta_na
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_OBJ_LIST, &s, e, "t", kind);
     if (rc < 0)
         return -1;
-    for (int row = rc == SQLITE_ROW; row == 1; row = sq_next_row(c, s, e)) {
+    for (int row = rc == SQL_ROW; row == 1; row = sq_next_row(c, s, e)) {
         keys->names = xrealloc(keys->names, (keys->n + 1) * sizeof(char *));
         values->names = xrealloc(values->names, (values->n + 1) * sizeof(char *));
         keys->names[keys->n++] = sq_col_strdup(s, 0);
@@ -2976,11 +2841,11 @@ static int sq_manifest_tags(struct metastore *ms, const char *repo, const struct
     if (sq_tx_begin(c, false, e) != 0)
         return -1;
     int64_t repo_id;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = repo_find(c, repo, &repo_id, e);
     if (rc == 0) {
         rc = sq_query(c, SQ_TAGS_OF_MANIFEST, &s, e, "it", repo_id, d->str);
-        for (int row = rc == SQLITE_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+        for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
             out->names = xrealloc(out->names, (out->n + 1) * sizeof(char *));
             out->names[out->n++] = sq_col_strdup(s, 0);
         }
@@ -2997,11 +2862,11 @@ static int sq_blob_list_all(struct metastore *ms, struct meta_name_list *out, st
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_ALL_BLOBS, &s, e, "");
     if (rc < 0)
         return -1;
-    for (int row = rc == SQLITE_ROW; row == 1; row = sq_next_row(c, s, e)) {
+    for (int row = rc == SQL_ROW; row == 1; row = sq_next_row(c, s, e)) {
         out->names = xrealloc(out->names, (out->n + 1) * sizeof(char *));
         out->names[out->n++] = sq_col_strdup(s, 0);
     }
@@ -3020,7 +2885,7 @@ static int sq_blob_lost(struct metastore *ms, const struct digest *d, size_t *n_
         return -1;
     if (sq_exec(c, SQ_BLOB_LOST_HIDE, e, "t", d->str) != 0)
         goto fail;
-    *n_manifests = (size_t)sqlite3_changes(c->db);
+    *n_manifests = (size_t)sql_changes(c->db);
     if (sq_exec(c, SQ_BLOB_LOST_UNLINK, e, "t", d->str) != 0 ||
         sq_exec(c, SQ_BLOB_DELETE, e, "t", d->str) != 0)
         goto fail;

@@ -1,30 +1,30 @@
-/* Internal to the SQLite metastore (metastore_sqlite*.c): the store and per-thread
+/* Internal to the SQL metastore (meta_*.c, metastore_sqlite*.c): the store and per-thread
  * connection, the prepared-statement table, and the connection, statement and
- * transaction helpers the section files share. Nothing outside src/store includes it;
- * <sqlite3.h> stays inside these files. */
+ * transaction helpers the section files share. Nothing outside src/store includes it.
+ * The database itself is behind the driver seam (sql_driver.h): these files make no
+ * library call, and <sqlite3.h> lives in sql_sqlite.c alone.
+ * Code written against the former sqlite3 calls maps one to one: sqlite3_stmt -> struct
+ * sql_stmt, sqlite3_column_int64/text/blob/bytes -> sql_col_*, sqlite3_column_type(s, i)
+ * == SQLITE_NULL -> sql_col_is_null(s, i), sqlite3_finalize -> sql_finalize,
+ * sqlite3_changes(c->db) -> sql_changes(c->db), SQLITE_ROW/DONE/OK -> SQL_ROW/DONE/OK,
+ * sqlite3_exec of a script -> sq_script. */
 #ifndef MERIDIAN_METASTORE_SQLITE_INT_H
 #define MERIDIAN_METASTORE_SQLITE_INT_H
 
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "metastore.h"
 #include "secret.h"
+#include "sql_driver.h"
 
 #define SQ_STORE_MAGIC 0x6d737173u /* "msqs" */
 #define SQ_CONN_MAGIC 0x6d737163u  /* "msqc" */
-#define SQ_BUSY_TIMEOUT_MS 10000
 #define SQ_PAYLOAD_MAX_BYTES (16u << 20)
 
 #define SQ_STATEMENTS(X)                                                                       \
-    X(BEGIN_READ, "BEGIN")                                                                     \
-    X(BEGIN_WRITE, "BEGIN IMMEDIATE")                                                          \
-    X(COMMIT, "COMMIT")                                                                        \
-    X(ROLLBACK, "ROLLBACK")                                                                    \
-    X(USER_VERSION, "PRAGMA user_version")                                                     \
     /* Each origin stamps its events with an increasing clock, so the newest clock in the   \
      * log is among the last event of each origin: one lookup per region, not a log scan.   \
      * (A join let the planner take max(hlc) over the whole log first.) */                  \
@@ -185,7 +185,8 @@ struct sq_conn;
 struct sq_store {
     struct metastore base; /* first: the ops table dispatches on &base */
     unsigned magic;
-    char *path;
+    const struct sql_driver *drv;
+    char *path; /* the driver's open target */
     char *region;
     pthread_key_t key; /* this thread's struct sq_conn */
     pthread_mutex_t mu;
@@ -210,8 +211,8 @@ struct sq_conn {
     struct sq_store *store;
     bool is_write_tx;      /* the open transaction is a write transaction */
     bool has_wmu;          /* this connection holds the store's writer mutex */
-    sqlite3 *db;
-    sqlite3_stmt *stmts[SQ_STMT_COUNT_];
+    struct sql_db *db;
+    struct sql_stmt *stmts[SQ_STMT_COUNT_]; /* prepared on first use */
     struct sq_conn *prev;
     struct sq_conn *next;
 };
@@ -220,30 +221,32 @@ struct sq_conn {
 
 /* This thread's connection to the store ms (opened on first use); NULL with e set. */
 struct sq_conn *sq_conn_of(struct metastore *ms, struct err *e);
-/* Binds and steps prepared statement id once: SQLITE_ROW or SQLITE_DONE with the
+/* Binds and steps prepared statement id once: SQL_ROW or SQL_DONE with the
  * statement in *out (release it with sq_stmt_done), or -1 with e set. */
-int sq_query(struct sq_conn *c, enum sq_stmt id, sqlite3_stmt **out, struct err *e,
+int sq_query(struct sq_conn *c, enum sq_stmt id, struct sql_stmt **out, struct err *e,
              const char *fmt, ...);
 /* Binds and runs prepared statement id to completion; 0 or -1 with e set. */
 int sq_exec(struct sq_conn *c, enum sq_stmt id, struct err *e, const char *fmt, ...);
 /* Ends a use of a cached statement (from sq_query); bindings are cleared. */
-void sq_stmt_done(sqlite3_stmt *s);
+void sq_stmt_done(struct sql_stmt *s);
 /* Collects the names a listing query returns (column 0), rc being its first step:
  * at most limit (limit < 0: all); out->has_more says whether a further row came. */
-int sq_collect_names(struct sq_conn *c, sqlite3_stmt *s, int rc, long limit,
+int sq_collect_names(struct sq_conn *c, struct sql_stmt *s, int rc, long limit,
                      struct meta_name_list *out, struct err *e);
 /* Binds the variadic arguments by fmt, one char per parameter in order: 't' const
  * char * (NULL binds NULL), 'i' int64_t, 'b' const void *, size_t. */
-int sq_bind_args(sqlite3_stmt *s, const char *fmt, va_list ap);
+int sq_bind_args(struct sql_stmt *s, const char *fmt, va_list ap);
 /* Column i as a new string (NULL for SQL NULL); the caller frees it. */
-char *sq_col_strdup(sqlite3_stmt *s, int i);
+char *sq_col_strdup(struct sql_stmt *s, int i);
 /* Logs the SQLite message of a failed call (what, sql) and maps rc into e: busy ->
  * ERR_UNAVAILABLE, full disk -> ERR_NO_SPACE, uniqueness clash -> ERR_CONFLICT, else
  * ERR_IO. Returns -1. */
 int sq_db_fail(struct sq_conn *c, int rc, const char *what, const char *sql,
                struct err *e);
 /* Reads a step result after the first: 1 for a row, 0 at the end, -1 on error. */
-int sq_next_row(struct sq_conn *c, sqlite3_stmt *s, struct err *e);
+int sq_next_row(struct sq_conn *c, struct sql_stmt *s, struct err *e);
+/* Runs a script of statements without results (schema text); 0 or -1 with e set. */
+int sq_script(struct sq_conn *c, const char *script, const char *what, struct err *e);
 /* Opens a transaction (is_write: BEGIN IMMEDIATE under the store's writer mutex). */
 int sq_tx_begin(struct sq_conn *c, bool is_write, struct err *e);
 /* Commits (a write transaction: durable when it returns 0); -1 with e set. */
@@ -254,11 +257,11 @@ void sq_tx_rollback(struct sq_conn *c);
  * WAL sync shared by the threads waiting); -1 with e set when the sync fails. */
 int sq_durable_wait(struct sq_store *st, struct err *e);
 /* One-shot statements: prepare sql, bind (sq_bind_args formats), step once.
- * sq_run: SQLITE_ROW or SQLITE_DONE with the statement in *out (the caller finalizes
+ * sq_run: SQL_ROW or SQL_DONE with the statement in *out (the caller finalizes
  * it), or -1 with e set. sq_run_exec: for statements whose rows are not read, 0 or -1. */
-int sq_vrun(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e,
+int sq_vrun(struct sq_conn *c, const char *sql, struct sql_stmt **out, struct err *e,
             const char *fmt, va_list ap);
-int sq_run(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e,
+int sq_run(struct sq_conn *c, const char *sql, struct sql_stmt **out, struct err *e,
            const char *fmt, ...);
 int sq_run_exec(struct sq_conn *c, const char *sql, struct err *e, const char *fmt, ...);
 
@@ -274,7 +277,6 @@ ms_upload_delete_f sq_upload_delete;
 ms_upload_list_expired_f sq_upload_list_expired;
 
 /* metastore_sqlite_webhooks.c: webhook deliveries (region-local). */
-int sq_deliveries_schema(struct sq_conn *c, struct err *e);
 ms_delivery_add_f sq_delivery_add;
 ms_delivery_due_f sq_delivery_due;
 ms_delivery_update_f sq_delivery_update;
@@ -282,7 +284,6 @@ ms_delivery_list_f sq_delivery_list;
 ms_delivery_prune_f sq_delivery_prune;
 
 /* metastore_sqlite_access.c: identities, role bindings, audit log, upload owners. */
-int sq_auth_schema(struct sq_conn *c, struct err *e);
 ms_identity_put_f sq_identity_put;
 ms_identity_delete_f sq_identity_delete;
 ms_role_set_f sq_role_set;
