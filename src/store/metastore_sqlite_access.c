@@ -117,9 +117,8 @@ int sq_role_set(struct metastore *ms, const struct meta_binding *b, bool is_boun
     *is_changed = false;
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
-    int rc = is_bound ? sq_run_exec(c, "INSERT OR IGNORE INTO role_bindings(subject, role, pattern,"
-                                       " created_ms) VALUES (?1, ?2, ?3, ?4)",
-                                    e, "ttti", b->subject, b->role, b->pattern, util_now_ms())
+    int rc = is_bound ? sq_exec(c, SQ_ROLE_BIND, e, "ttti", b->subject, b->role, b->pattern,
+                                util_now_ms())
                       : sq_run_exec(c, "DELETE FROM role_bindings WHERE subject = ?1 AND role = ?2"
                                        " AND pattern = ?3",
                                     e, "ttt", b->subject, b->role, b->pattern);
@@ -326,8 +325,7 @@ int sq_upload_set_owner(struct metastore *ms, const char *id, const char *owner,
         return -1;
     if (sq_run_exec(c, "DELETE FROM upload_owners WHERE id NOT IN (SELECT id FROM uploads)", e,
                     "") != 0 ||
-        sq_run_exec(c, "INSERT OR REPLACE INTO upload_owners(id, owner) VALUES (?1, ?2)", e, "tt",
-                    id, owner) != 0) {
+        sq_exec(c, SQ_UPLOAD_OWNER_SET, e, "tt", id, owner) != 0) {
         sq_tx_rollback(c);
         return -1;
     }

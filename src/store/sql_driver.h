@@ -25,11 +25,7 @@
 #define SQL_ROW 100
 #define SQL_DONE 101
 
-enum sql_dialect {
-    SQL_DIALECT_SQLITE,
-    SQL_DIALECT_POSTGRES,
-    SQL_DIALECT_COUNT_
-};
+enum sql_dialect { SQL_DIALECT_SQLITE, SQL_DIALECT_POSTGRES, SQL_DIALECT_COUNT_ };
 
 struct sql_driver;
 
@@ -47,8 +43,7 @@ typedef void sql_close_f(struct sql_db *db);
 /* Logs the database's message for a failed call (what, sql) and maps rc into e: a lock
  * timeout -> ERR_UNAVAILABLE, a full disk -> ERR_NO_SPACE, a uniqueness clash ->
  * ERR_CONFLICT, else ERR_IO (sys_errno set when known). Returns -1. */
-typedef int sql_fail_f(struct sql_db *db, int rc, const char *what, const char *sql,
-                       struct err *e);
+typedef int sql_fail_f(struct sql_db *db, int rc, const char *what, const char *sql, struct err *e);
 /* Runs a script of statements without results (schema text); an rc. */
 typedef int sql_exec_f(struct sql_db *db, const char *script);
 

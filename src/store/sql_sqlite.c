@@ -95,12 +95,11 @@ static int on_busy(void *arg, int n)
 /* Logs the SQLite message and maps rc: busy after the timeout -> ERR_UNAVAILABLE, a
  * full disk -> ERR_NO_SPACE, a uniqueness clash -> ERR_CONFLICT, else ERR_IO. The
  * client message stays the code's default. Returns -1. */
-static int lite_fail(struct sql_db *db, int rc, const char *what, const char *sql,
-                     struct err *e)
+static int lite_fail(struct sql_db *db, int rc, const char *what, const char *sql, struct err *e)
 {
     sqlite3 *h = db_of(db);
-    log_error("metastore", "failed to %s: %s (%s)%s%s", what, sqlite3_errmsg(h),
-              sqlite3_errstr(rc), sql != NULL ? " sql=" : "", sql != NULL ? sql : "");
+    log_error("metastore", "failed to %s: %s (%s)%s%s", what, sqlite3_errmsg(h), sqlite3_errstr(rc),
+              sql != NULL ? " sql=" : "", sql != NULL ? sql : "");
     int sys_errno = sqlite3_system_errno(h);
     switch (rc & 0xff) {
     case SQLITE_BUSY:
@@ -184,12 +183,11 @@ static int lite_exec(struct sql_db *db, const char *script)
 
 /* Statements -------------------------------------------------------------- */
 
-static int lite_prepare(struct sql_db *db, const char *sql, bool is_cached,
-                        struct sql_stmt **out)
+static int lite_prepare(struct sql_db *db, const char *sql, bool is_cached, struct sql_stmt **out)
 {
     sqlite3_stmt *h = NULL;
-    int rc = sqlite3_prepare_v3(db_of(db), sql, -1, is_cached ? SQLITE_PREPARE_PERSISTENT : 0,
-                                &h, NULL);
+    int rc =
+        sqlite3_prepare_v3(db_of(db), sql, -1, is_cached ? SQLITE_PREPARE_PERSISTENT : 0, &h, NULL);
     if (rc != SQLITE_OK) {
         sqlite3_finalize(h);
         *out = NULL;
@@ -357,8 +355,9 @@ static void lite_refresh_stats(struct sql_db *db)
  * are zeroed, not merely marked free. */
 static int lite_set_secure_delete(struct sql_db *db, bool is_on)
 {
-    return sqlite3_exec(db_of(db), is_on ? "PRAGMA secure_delete = ON" : "PRAGMA secure_delete = OFF",
-                        NULL, NULL, NULL);
+    return sqlite3_exec(db_of(db),
+                        is_on ? "PRAGMA secure_delete = ON" : "PRAGMA secure_delete = OFF", NULL,
+                        NULL, NULL);
 }
 
 /* The old page images are still in the WAL: copy the new ones home and empty it. */
