@@ -448,7 +448,7 @@ ms_object_list_f sq_object_list;
 
 /* Sections in their own files --------------------------------------------------- */
 
-/* metastore_sqlite_uploads.c: upload sessions (region-local, autocommit). */
+/* meta_uploads.c: upload sessions (region-local, autocommit). */
 ms_upload_create_f sq_upload_create;
 ms_upload_get_f sq_upload_get;
 ms_upload_set_acked_f sq_upload_set_acked;
@@ -457,14 +457,14 @@ ms_upload_count_from_f sq_upload_count_from;
 ms_upload_delete_f sq_upload_delete;
 ms_upload_list_expired_f sq_upload_list_expired;
 
-/* metastore_sqlite_webhooks.c: webhook deliveries (region-local). */
+/* meta_webhooks.c: webhook deliveries (region-local). */
 ms_delivery_add_f sq_delivery_add;
 ms_delivery_due_f sq_delivery_due;
 ms_delivery_update_f sq_delivery_update;
 ms_delivery_list_f sq_delivery_list;
 ms_delivery_prune_f sq_delivery_prune;
 
-/* metastore_sqlite_access.c: identities, role bindings, audit log, upload owners. */
+/* meta_access.c: identities, role bindings, audit log, upload owners. */
 ms_identity_put_f sq_identity_put;
 ms_identity_delete_f sq_identity_delete;
 ms_role_set_f sq_role_set;

@@ -1,5 +1,5 @@
-/* SQLite metastore: upload sessions. Region-local rows (a push never splits), written
- * outside transactions; see metastore_sqlite.c for the store and its helpers. */
+/* SQL metastore (backend-neutral): upload sessions. Region-local rows (a push never
+ * splits), written outside transactions; see meta_sql.c for the store and its helpers. */
 
 #include <inttypes.h>
 #include <jansson.h>

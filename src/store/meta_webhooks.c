@@ -1,4 +1,4 @@
-/* SQLite metastore: webhook deliveries (the queue webhook.c works through), kept in the
+/* SQL metastore (backend-neutral): webhook deliveries (the queue webhook.c works through), kept in the
  * metastore so that a failing sink never loses one. Region-local rows, no event rows. */
 
 #include <inttypes.h>
@@ -16,7 +16,7 @@
 
 /* ==========================================================================
  * Webhook deliveries (webhook.c). Region-local rows, no event rows.
- * Kept apart from the tables of metastore_sqlite.c: the table is created idempotently at open
+ * Kept apart from the migrated tables: the table is created idempotently at open
  * (CREATE ... IF NOT EXISTS) rather than by a user_version step, and the few
  * statements are prepared per call.
  * XXX: fold the table into the next schema migration and the statements into

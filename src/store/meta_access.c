@@ -1,4 +1,4 @@
-/* SQLite metastore: access control (authz.c): identities, role bindings, the audit log
+/* SQL metastore (backend-neutral): access control (authz.c): identities, role bindings, the audit log
  * and upload-session owners. Region-local rows, no event rows. */
 
 #include <inttypes.h>
@@ -17,9 +17,9 @@
 /* ==========================================================================
  * Access control (authz.c): identities, role bindings, the audit log and upload
  * session owners. Region-local rows, no event rows. Like the webhook deliveries
- * (metastore_sqlite_webhooks.c), the tables are created idempotently at open and the
- * statements prepared per call
- * (none of them is on the hot path: authz.c keeps a snapshot of identities and
+ * (meta_webhooks.c), the tables are created idempotently at open (metastore_sqlite.c) and
+ * the statements prepared per call, but for the two whose spelling differs per dialect
+ * (SQ_ROLE_BIND, SQ_UPLOAD_OWNER_SET) (none of them is on the hot path: authz.c keeps a snapshot of identities and
  * bindings in memory and polls the generation).
  * XXX: fold into the next schema migration and SQ_STATEMENTS when the schema settles.
  *
