@@ -146,7 +146,7 @@ int sq_events_since(struct metastore *ms, int64_t after_seq, size_t max, struct 
         buf_appends(&one, ",\"digest\":");
         json_text_col(&one, s, 6);
         buf_appends(&one, ",\"payload\":");
-        /* Payloads are JSON objects this file wrote itself. */
+        /* Payloads are JSON objects the store wrote itself. */
         const char *payload = derived != NULL ? derived : sql_col_text(s, 7);
         char *clear = sq_seal_payload(c->store, sql_col_text(s, 3), payload, false);
         buf_appends(&one, clear ? clear : payload ? payload : "null");

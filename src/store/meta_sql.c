@@ -74,7 +74,7 @@ static struct sq_store *store_of(struct metastore *ms)
 /* Errors: the driver logs the database's message and maps rc into e. Returns -1. */
 int sq_db_fail(struct sq_conn *c, int rc, const char *what, const char *sql, struct err *e)
 {
-    return c->store->drv->fail(c->db, rc, what, sql, e);
+    return c->store->drv->map_error(c->db, rc, what, sql, e);
 }
 
 static void conn_close(struct sq_conn *c)
@@ -225,7 +225,7 @@ char *sq_col_strdup(struct sql_stmt *s, int i)
     return v != NULL ? xstrdup(v) : NULL;
 }
 
-/* A digest column written by this file from a validated struct digest. */
+/* A digest column the store wrote from a validated struct digest. */
 void sq_col_digest(struct sql_stmt *s, int i, struct digest *d)
 {
     const char *v = sql_col_text(s, i);
@@ -467,7 +467,7 @@ void sq_close(struct metastore *ms)
 }
 
 static const struct metastore_ops sq_ops = {
-    .name = "sqlite",
+    .name = "sqlite", /* XXX: per driver (a copy of the table) when a second one lands */
     .blob_link = sq_blob_link,
     .blob_get = sq_blob_get,
     .blob_find = sq_blob_find,

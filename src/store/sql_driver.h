@@ -43,7 +43,8 @@ typedef void sql_close_f(struct sql_db *db);
 /* Logs the database's message for a failed call (what, sql) and maps rc into e: a lock
  * timeout -> ERR_UNAVAILABLE, a full disk -> ERR_NO_SPACE, a uniqueness clash ->
  * ERR_CONFLICT, else ERR_IO (sys_errno set when known). Returns -1. */
-typedef int sql_fail_f(struct sql_db *db, int rc, const char *what, const char *sql, struct err *e);
+typedef int sql_map_error_f(struct sql_db *db, int rc, const char *what, const char *sql,
+                            struct err *e);
 /* Runs a script of statements without results (schema text); an rc. */
 typedef int sql_exec_f(struct sql_db *db, const char *script);
 
@@ -92,7 +93,7 @@ struct sql_driver {
     enum sql_dialect dialect;
     sql_open_f *open;
     sql_close_f *close;
-    sql_fail_f *fail;
+    sql_map_error_f *map_error;
     sql_exec_f *exec;
     sql_prepare_f *prepare;
     sql_bind_f *bind;
