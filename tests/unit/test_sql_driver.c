@@ -1,14 +1,15 @@
 /* Contract tests of the SQL driver seam (sql_driver.h): what the metadata logic relies on
- * from a driver, run against every driver in `drivers` (SQLite today; the PostgreSQL one
- * joins the list with its target). Binding each format, NULLs, empty blobs, reading rows,
- * reuse of a cached statement after reset, changes and inserted ids, transactions (a
- * rollback undoes, a commit keeps, a second connection sees a commit), the error mapping
- * (a uniqueness clash is ERR_CONFLICT, a bad statement is an error rc), and sync. */
-#include <cmocka.h>
+ * from a driver, each test run with a driver's setup (setup_sqlite today; the PostgreSQL
+ * driver adds its setup, with its target, and runs the same tests). Binding each format, NULLs,
+ * empty blobs, reading rows, reuse of a cached statement after reset, changes and inserted ids,
+ * transactions (a rollback undoes, a commit keeps, a second connection sees a commit), the error
+ * mapping (a uniqueness clash is ERR_CONFLICT, a bad statement is an error rc), and sync. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include <stdio.h>
 #include <stdlib.h>
