@@ -4,22 +4,17 @@
  * payloads) and for the local feed (events_since), peer cursors and the log head. */
 #include "metastore.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include "base64.h"
 #include "buf.h"
 #include "hlc.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
-#include "secret.h"
 #include "util.h"
 
 /* The hybrid logical clock (hlc.c) of this store. Called inside the write transaction,

@@ -3,22 +3,11 @@
  * meta_merge.c) and the reads (get, lookup, tag list, referrers, tags of a manifest). */
 #include "metastore.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include "base64.h"
 #include "buf.h"
-#include "hlc.h"
-#include "log.h"
 #include "metastore_sqlite_int.h"
-#include "secret.h"
 #include "util.h"
 
 /* Manifests --------------------------------------------------------------- */

@@ -4,22 +4,14 @@
  * every region reaches the same state whatever order the events arrive in. */
 #include "metastore.h"
 
-#include <errno.h>
-#include <inttypes.h>
 #include <jansson.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "base64.h"
-#include "buf.h"
 #include "hlc.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
-#include "secret.h"
 #include "util.h"
 
 /* Last-writer-wins state ------------------------------------------------------

@@ -2,23 +2,15 @@
  * and deriving the payload of an event stored without one when it is read. */
 #include "metastore.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "base64.h"
 #include "buf.h"
-#include "hlc.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
-#include "secret.h"
-#include "util.h"
 
 /* The payload of a status event (the format peers parse: merge_status). */
 void sq_status_payload(struct buf *p, const struct meta_status *st)

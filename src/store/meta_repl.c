@@ -2,22 +2,11 @@
  * their content (pending), and each region's status of an artifact. */
 #include "metastore.h"
 
-#include <errno.h>
-#include <inttypes.h>
-#include <jansson.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include "base64.h"
 #include "buf.h"
-#include "hlc.h"
-#include "log.h"
 #include "metastore_sqlite_int.h"
-#include "secret.h"
 #include "util.h"
 
 /* Records this region's status of an artifact, optionally as a replicated event. */

@@ -3,22 +3,13 @@
  * state as events, which a peer whose digest differs merges (state_merge). */
 #include "metastore.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include "base64.h"
 #include "buf.h"
-#include "hlc.h"
-#include "log.h"
 #include "metastore_sqlite_int.h"
-#include "secret.h"
 #include "util.h"
 
 /* Hashes the replicated state of one repository: tag registers, manifests, tombstones. */

@@ -4,23 +4,15 @@
  * the query-plan test reads. It makes no library call itself. */
 #include "metastore.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "base64.h"
-#include "buf.h"
-#include "hlc.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
 #include "schema_sql.h"
-#include "secret.h"
 #include "util.h"
 
 /* The schema: one .sql file per migration step in src/store/schema/sqlite/ (v1.sql,
