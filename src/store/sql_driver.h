@@ -1,4 +1,4 @@
-/* The SQL driver seam: what the metadata logic (meta_*.c, metastore_sqlite_*.c) needs from
+/* The SQL driver seam: what the metadata logic (meta_*.c) needs from
  * a SQL database, and nothing more. A driver (sql_sqlite.c today; a PostgreSQL one next to
  * it) is an ops table; the logic holds a struct sql_db and struct sql_stmt and calls the
  * inline wrappers below, so the merge rules and the event log never see a library type.
@@ -10,7 +10,7 @@
  *
  * Result codes are the driver's own ints with three fixed values: SQL_OK (0), SQL_ROW and
  * SQL_DONE (those of SQLite, so its driver passes them through). Any other value is an
- * error the driver explains and maps into struct err with its fail op. */
+ * error the driver explains and maps into struct err with its map_error op. */
 #ifndef MERIDIAN_SQL_DRIVER_H
 #define MERIDIAN_SQL_DRIVER_H
 
