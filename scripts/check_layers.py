@@ -7,7 +7,8 @@ folder of its own layer), on a cycle between folders, on a folder that is not in
 on a file other than main.c in src/ itself, and on an include that names no file of src/
 (or one that several folders hold: headers are included by file name). A folder may
 include itself and the folders of the layers before its own; src/main.c sits above every
-folder.
+folder. A library's header has one home (LIBRARY_HOMES): <sqlite3.h> is included by the
+SQLite driver alone, so the metadata logic stays written once for every SQL driver.
 
 usage: scripts/check_layers.py [SRC_DIR]     (prints one line per violation)
 """
@@ -37,11 +38,20 @@ ORDER = " < ".join("{" + ", ".join(layer) + "}" if len(layer) > 1 else layer[0]
                    for layer in LAYERS)
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
+SYSTEM_INCLUDE = re.compile(r'^\s*#\s*include\s+<([^>]+)>')
+# Library headers and the one file of src/ that may include each (STYLE.md: "Each library
+# has one home"); the others call that file.
+LIBRARY_HOMES = {
+    "sqlite3.h": "store/sql_sqlite.c",
+    "microhttpd.h": "http/http.c",
+    "curl/curl.h": "http/httpc.c",
+}
 
 
 def scan(src):
-    """Returns ({file name: [folders holding it]}, [(folder, path, line number, included)])."""
-    homes, includes = {}, []
+    """Returns ({file name: [folders holding it]}, [(folder, path, line number, included)],
+    [(path under src, line number, library header)])."""
+    homes, includes, libraries = {}, [], []
     for dirpath, dirnames, filenames in os.walk(src):
         dirnames.sort()
         rel = os.path.relpath(dirpath, src)
@@ -56,7 +66,10 @@ def scan(src):
                     m = INCLUDE.match(line)
                     if m:
                         includes.append((folder, os.path.relpath(path, os.path.dirname(src)), n, m.group(1)))
-    return homes, includes
+                    m = SYSTEM_INCLUDE.match(line)
+                    if m and m.group(1) in LIBRARY_HOMES:
+                        libraries.append((os.path.relpath(path, src), n, m.group(1)))
+    return homes, includes, libraries
 
 
 def rank(folder):
@@ -92,8 +105,12 @@ def find_cycle(edges):
 
 
 def check(src):
-    homes, includes = scan(src)
+    homes, includes, libraries = scan(src)
     problems = []
+    for path, n, lib in libraries:
+        if path.replace(os.sep, "/") != LIBRARY_HOMES[lib]:
+            problems.append(f"src/{path}:{n}: <{lib}> belongs to src/{LIBRARY_HOMES[lib]} alone; "
+                            "call that file instead")
     for folder in sorted({f for fs in homes.values() for f in fs}):
         if folder != TOP and folder not in FOLDERS:
             problems.append(f"src/{folder}/: folder not in LAYERS of {sys.argv[0]}")

@@ -1,30 +1,35 @@
-/* Internal to the SQLite metastore (metastore_sqlite*.c): the store and per-thread
+/* Internal to the SQL metastore (meta_*.c, metastore_sqlite*.c): the store and per-thread
  * connection, the prepared-statement table, and the connection, statement and
- * transaction helpers the section files share. Nothing outside src/store includes it;
- * <sqlite3.h> stays inside these files. */
+ * transaction helpers the section files share. Nothing outside src/store includes it.
+ * The database itself is behind the driver seam (sql_driver.h): these files make no
+ * library call, and <sqlite3.h> lives in sql_sqlite.c alone.
+ * Code written against the former sqlite3 calls maps one to one: sqlite3_stmt -> struct
+ * sql_stmt, sqlite3_column_int64/text/blob/bytes -> sql_col_*, sqlite3_column_type(s, i)
+ * == SQLITE_NULL -> sql_col_is_null(s, i), sqlite3_finalize -> sql_finalize,
+ * sqlite3_changes(c->db) -> sql_changes(c->db), SQLITE_ROW/DONE/OK -> SQL_ROW/DONE/OK,
+ * sqlite3_exec of a script -> sq_script. */
 #ifndef MERIDIAN_METASTORE_SQLITE_INT_H
 #define MERIDIAN_METASTORE_SQLITE_INT_H
 
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "metastore.h"
 #include "secret.h"
+#include "sql_driver.h"
 
 #define SQ_STORE_MAGIC 0x6d737173u /* "msqs" */
 #define SQ_CONN_MAGIC 0x6d737163u  /* "msqc" */
-#define SQ_BUSY_TIMEOUT_MS 10000
 #define SQ_PAYLOAD_MAX_BYTES (16u << 20)
 
+/* Every statement the store runs, written once with `?N` placeholders in the spelling
+ * SQLite and PostgreSQL share. Where the dialects differ (INSERT OR IGNORE, INDEXED BY
+ * hints, COLLATE BINARY, rowid) the text here is SQLite's and SQ_STATEMENTS_POSTGRES below
+ * holds PostgreSQL's; a driver whose placeholders are `$N` rewrites them in its prepare.
+ * Transactions are the driver's (sql_driver.h: begin, commit, rollback). */
 #define SQ_STATEMENTS(X)                                                                       \
-    X(BEGIN_READ, "BEGIN")                                                                     \
-    X(BEGIN_WRITE, "BEGIN IMMEDIATE")                                                          \
-    X(COMMIT, "COMMIT")                                                                        \
-    X(ROLLBACK, "ROLLBACK")                                                                    \
-    X(USER_VERSION, "PRAGMA user_version")                                                     \
     /* Each origin stamps its events with an increasing clock, so the newest clock in the   \
      * log is among the last event of each origin: one lookup per region, not a log scan.   \
      * (A join let the planner take max(hlc) over the whole log first.) */                  \
@@ -79,6 +84,9 @@
     X(UPLOAD_DELETE, "DELETE FROM uploads WHERE id = ?1")                                      \
     X(UPLOAD_EXPIRED, "SELECT id FROM uploads INDEXED BY uploads_expires WHERE expires_s < ?1" \
                       " ORDER BY id")                                                          \
+    X(ROLE_BIND, "INSERT OR IGNORE INTO role_bindings(subject, role, pattern, created_ms)"     \
+                 " VALUES (?1, ?2, ?3, ?4)")                                                   \
+    X(UPLOAD_OWNER_SET, "INSERT OR REPLACE INTO upload_owners(id, owner) VALUES (?1, ?2)")     \
     X(EVENT_INSERT, "INSERT INTO events(origin, hlc, kind, repo, name, digest, payload,"       \
                     " origin_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                    \
     X(VV_GET_ONE, "SELECT seq FROM vv WHERE origin = ?1")                                      \
@@ -173,6 +181,44 @@
     X(EVENTS_SINCE, "SELECT seq, origin, hlc, kind, repo, name, digest, payload"               \
                     " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
 
+/* PostgreSQL's text of the statements it spells differently (the driver of issue 11 runs
+ * them; until then nothing prepares them). The tables of PENDING_LIST and BLOB_LOST_HIDE
+ * order and pick rows by SQLite's rowid: their PostgreSQL text comes with that schema's
+ * insertion-order column. */
+#define SQ_STATEMENTS_POSTGRES(X)                                                              \
+    X(REPO_INSERT, "INSERT INTO repos(name) VALUES (?1) ON CONFLICT DO NOTHING")               \
+    X(REPO_LIST, "SELECT name FROM repos WHERE name > ?1 ORDER BY name COLLATE \"C\" LIMIT ?2") \
+    X(BLOB_INSERT, "INSERT INTO blobs(digest, size) VALUES (?1, ?2) ON CONFLICT DO NOTHING")   \
+    X(LINK_INSERT, "INSERT INTO repo_blobs(repo_id, digest) VALUES (?1, ?2)"                   \
+                   " ON CONFLICT DO NOTHING")                                                  \
+    X(MANIFEST_INSERT, "INSERT INTO manifests(repo_id, digest, media_type,"                    \
+                       " artifact_type, annotations, subject, size, body, created_ms)"         \
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING")  \
+    X(REF_INSERT, "INSERT INTO manifest_refs(repo_id, manifest_digest, ref_digest,"            \
+                  " is_manifest) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")              \
+    X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, length(body)"         \
+                 " FROM manifests WHERE repo_id = ?1"                                          \
+                 " AND subject = ?2 AND is_visible = 1"                                        \
+                 " AND (?3 IS NULL OR artifact_type = ?3) ORDER BY digest")                    \
+    X(TAG_LIST, "SELECT t.name FROM tags t JOIN manifests m ON m.repo_id = t.repo_id"          \
+                " AND m.digest = t.digest AND m.is_visible = 1 WHERE t.repo_id = ?1 AND t.name > ?2" \
+                " ORDER BY t.name COLLATE \"C\" LIMIT ?3")                                      \
+    X(UPLOAD_EXPIRED, "SELECT id FROM uploads WHERE expires_s < ?1 ORDER BY id")               \
+    X(ROLE_BIND, "INSERT INTO role_bindings(subject, role, pattern, created_ms)"               \
+                 " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")                            \
+    X(UPLOAD_OWNER_SET, "INSERT INTO upload_owners(id, owner) VALUES (?1, ?2)"                 \
+                        " ON CONFLICT(id) DO UPDATE SET owner = excluded.owner")               \
+    X(TREG_OF_DIGEST, "SELECT name, hlc, origin FROM tag_regs"                                 \
+                      " WHERE repo = ?1 AND digest = ?2")                                      \
+    X(MANIFEST_INSERT_REMOTE, "INSERT INTO manifests(repo_id, digest, media_type,"             \
+                              " artifact_type, annotations, subject, size, body, created_ms,"  \
+                              " is_visible, hlc, origin)"                                      \
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11)"      \
+                              " ON CONFLICT DO NOTHING")                                       \
+    X(REF_INSERT_SIZED, "INSERT INTO manifest_refs(repo_id, manifest_digest,"                  \
+                        " ref_digest, is_manifest, size) VALUES (?1, ?2, ?3, ?4, ?5)"          \
+                        " ON CONFLICT DO NOTHING")
+
 enum sq_stmt {
 #define X(id, sql) SQ_##id,
     SQ_STATEMENTS(X)
@@ -185,7 +231,8 @@ struct sq_conn;
 struct sq_store {
     struct metastore base; /* first: the ops table dispatches on &base */
     unsigned magic;
-    char *path;
+    const struct sql_driver *drv;
+    char *path; /* the driver's open target */
     char *region;
     pthread_key_t key; /* this thread's struct sq_conn */
     pthread_mutex_t mu;
@@ -210,40 +257,46 @@ struct sq_conn {
     struct sq_store *store;
     bool is_write_tx;      /* the open transaction is a write transaction */
     bool has_wmu;          /* this connection holds the store's writer mutex */
-    sqlite3 *db;
-    sqlite3_stmt *stmts[SQ_STMT_COUNT_];
+    struct sql_db *db;
+    struct sql_stmt *stmts[SQ_STMT_COUNT_]; /* prepared on first use */
     struct sq_conn *prev;
     struct sq_conn *next;
 };
 
-/* Connections, statements, transactions (metastore_sqlite.c) ---------------- */
+/* The text of statement id in dialect (SQ_STATEMENTS, or the dialect's own), its name. */
+const char *sq_statement_text(enum sql_dialect dialect, enum sq_stmt id);
+const char *sq_statement_name(enum sq_stmt id);
+
+/* Connections, statements, transactions (meta_sql.c) ------------------------------ */
 
 /* This thread's connection to the store ms (opened on first use); NULL with e set. */
 struct sq_conn *sq_conn_of(struct metastore *ms, struct err *e);
-/* Binds and steps prepared statement id once: SQLITE_ROW or SQLITE_DONE with the
+/* Binds and steps prepared statement id once: SQL_ROW or SQL_DONE with the
  * statement in *out (release it with sq_stmt_done), or -1 with e set. */
-int sq_query(struct sq_conn *c, enum sq_stmt id, sqlite3_stmt **out, struct err *e,
+int sq_query(struct sq_conn *c, enum sq_stmt id, struct sql_stmt **out, struct err *e,
              const char *fmt, ...);
 /* Binds and runs prepared statement id to completion; 0 or -1 with e set. */
 int sq_exec(struct sq_conn *c, enum sq_stmt id, struct err *e, const char *fmt, ...);
 /* Ends a use of a cached statement (from sq_query); bindings are cleared. */
-void sq_stmt_done(sqlite3_stmt *s);
+void sq_stmt_done(struct sql_stmt *s);
 /* Collects the names a listing query returns (column 0), rc being its first step:
  * at most limit (limit < 0: all); out->has_more says whether a further row came. */
-int sq_collect_names(struct sq_conn *c, sqlite3_stmt *s, int rc, long limit,
+int sq_collect_names(struct sq_conn *c, struct sql_stmt *s, int rc, long limit,
                      struct meta_name_list *out, struct err *e);
 /* Binds the variadic arguments by fmt, one char per parameter in order: 't' const
  * char * (NULL binds NULL), 'i' int64_t, 'b' const void *, size_t. */
-int sq_bind_args(sqlite3_stmt *s, const char *fmt, va_list ap);
+int sq_bind_args(struct sql_stmt *s, const char *fmt, va_list ap);
 /* Column i as a new string (NULL for SQL NULL); the caller frees it. */
-char *sq_col_strdup(sqlite3_stmt *s, int i);
+char *sq_col_strdup(struct sql_stmt *s, int i);
 /* Logs the SQLite message of a failed call (what, sql) and maps rc into e: busy ->
  * ERR_UNAVAILABLE, full disk -> ERR_NO_SPACE, uniqueness clash -> ERR_CONFLICT, else
  * ERR_IO. Returns -1. */
 int sq_db_fail(struct sq_conn *c, int rc, const char *what, const char *sql,
                struct err *e);
 /* Reads a step result after the first: 1 for a row, 0 at the end, -1 on error. */
-int sq_next_row(struct sq_conn *c, sqlite3_stmt *s, struct err *e);
+int sq_next_row(struct sq_conn *c, struct sql_stmt *s, struct err *e);
+/* Runs a script of statements without results (schema text); 0 or -1 with e set. */
+int sq_script(struct sq_conn *c, const char *script, const char *what, struct err *e);
 /* Opens a transaction (is_write: BEGIN IMMEDIATE under the store's writer mutex). */
 int sq_tx_begin(struct sq_conn *c, bool is_write, struct err *e);
 /* Commits (a write transaction: durable when it returns 0); -1 with e set. */
@@ -254,17 +307,148 @@ void sq_tx_rollback(struct sq_conn *c);
  * WAL sync shared by the threads waiting); -1 with e set when the sync fails. */
 int sq_durable_wait(struct sq_store *st, struct err *e);
 /* One-shot statements: prepare sql, bind (sq_bind_args formats), step once.
- * sq_run: SQLITE_ROW or SQLITE_DONE with the statement in *out (the caller finalizes
+ * sq_run: SQL_ROW or SQL_DONE with the statement in *out (the caller finalizes
  * it), or -1 with e set. sq_run_exec: for statements whose rows are not read, 0 or -1. */
-int sq_vrun(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e,
+int sq_vrun(struct sq_conn *c, const char *sql, struct sql_stmt **out, struct err *e,
             const char *fmt, va_list ap);
-int sq_run(struct sq_conn *c, const char *sql, sqlite3_stmt **out, struct err *e,
+int sq_run(struct sq_conn *c, const char *sql, struct sql_stmt **out, struct err *e,
            const char *fmt, ...);
 int sq_run_exec(struct sq_conn *c, const char *sql, struct err *e, const char *fmt, ...);
 
+/* Opening and closing (meta_sql.c): a store on driver drv (target: its open argument),
+ * with this thread's connection open; sq_close closes it. */
+struct sq_store *sq_store_open(const struct sql_driver *drv, const char *target,
+                               const char *region, struct err *e);
+ms_close_f sq_close;
+/* Commits without waiting for the sync (see meta_sql.c: for writes fetched again if lost). */
+int sq_tx_commit_unsynced(struct sq_conn *c, struct err *e);
+/* A digest column written from a validated struct digest. */
+void sq_col_digest(struct sql_stmt *s, int i, struct digest *d);
+/* SQL LIMIT for a page of n names plus one to learn whether more follow. */
+int64_t sq_page_limit(long n);
+
+/* The event log (meta_events.c) ---------------------------------------------------- */
+
+/* The store's hybrid logical clock: the next stamp (inside the write transaction, so hlc
+ * order is commit order here), and moving it past a stamp seen from a peer. */
+int64_t sq_hlc_next(struct sq_store *st);
+void sq_hlc_seen(struct sq_store *st, uint64_t remote);
+/* At open: the clock never goes below what the log already holds. */
+int sq_hlc_seed(struct sq_conn *c, struct err *e);
+/* The version-vector entry of origin (0 if none), inside a transaction. */
+int sq_vv_read(struct sq_conn *c, const char *origin, int64_t *seq, struct err *e);
+/* Appends one event row with an explicit origin, origin_seq and hlc and advances the
+ * version vector, in the caller's write transaction. */
+int sq_event_insert(struct sq_conn *c, const char *origin, int64_t origin_seq, int64_t hlc,
+                    const char *kind, const char *repo, const char *name, const char *digest,
+                    const char *payload, struct err *e);
+/* Appends one local event stamped with this region's next sequence number and clock hlc
+ * (sq_event_append: a fresh one). payload: a JSON object or NULL. */
+int sq_event_append_clock(struct sq_conn *c, const char *kind, const char *repo,
+                          const char *name, const char *digest, const char *payload,
+                          int64_t hlc, struct err *e);
+int sq_event_append(struct sq_conn *c, const char *kind, const char *repo, const char *name,
+                    const char *digest, const char *payload, struct err *e);
+ms_events_since_f sq_events_since;
+ms_events_read_f sq_events_read;
+ms_vv_get_f sq_vv_get;
+ms_cursor_get_f sq_cursor_get;
+ms_cursor_set_f sq_cursor_set;
+ms_log_head_f sq_log_head;
+
+/* The merge rules (meta_merge.c) --------------------------------------------------- */
+
+/* Merges a write of tag register (repo, name) := digest (NULL: delete) at (hlc, origin);
+ * *is_applied tells whether it won. */
+int sq_tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const char *name,
+                 const char *digest, int64_t hlc, const char *origin, bool *is_applied,
+                 struct err *e);
+/* Merges a manifest tombstone at (hlc, origin): deletes the manifest when its put is older. */
+int sq_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const char *digest,
+                  int64_t hlc, const char *origin, struct err *e);
+/* Local delete of a manifest: a tag_delete (merge and event) for every register naming it. */
+int sq_delete_tags_of(struct sq_conn *c, int64_t repo_id, const char *repo,
+                      const char *digest, struct err *e);
+/* Tags whose register names digest get their row back once the manifest is here. */
+int sq_tags_rematerialize(struct sq_conn *c, int64_t repo_id, const char *repo,
+                          const char *digest, struct err *e);
+ms_event_apply_f sq_event_apply;
+ms_state_merge_f sq_state_merge;
+
+/* Event payloads (meta_payload.c) -------------------------------------------------- */
+
+void sq_status_payload(struct buf *p, const struct meta_status *st);
+/* Checks a payload builder once, as its sticky error allows. */
+int sq_payload_check(struct buf *b, struct err *e);
+/* The manifest_put payload of the manifest in row s (digest, media_type, artifact_type,
+ * annotations, subject, body); NULL with e set if its references cannot be read. */
+char *sq_manifest_payload(struct sq_conn *c, struct sql_stmt *s, int64_t repo_id,
+                          struct err *e);
+/* Is this payload one that sq_event_payload_derive rebuilds? (Then it is stored as NULL.) */
+bool sq_is_payload_derivable(const char *kind, const char *origin, const char *payload);
+/* Fills in the payload of an event stored without one; *kind may become "superseded". */
+char *sq_event_payload_derive(struct sq_conn *c, const char **kind, const char *origin,
+                              const char *repo, const char *digest, bool *failed,
+                              struct err *e);
+
+/* Replication's bookkeeping (meta_repl.c) ------------------------------------------ */
+
+/* Records this region's status of an artifact, optionally as a replicated event. */
+int sq_status_write(struct sq_conn *c, const char *repo, const char *digest,
+                    const struct meta_status *st, bool is_event, struct err *e);
+ms_pending_list_f sq_pending_list;
+ms_pending_complete_f sq_pending_complete;
+ms_status_set_f sq_status_set;
+ms_status_list_f sq_status_list;
+
+/* Repositories and blobs (meta_blobs.c) -------------------------------------------- */
+
+/* 0 and *id if repo exists, 1 if not, -1 on error. */
+int sq_repo_find(struct sq_conn *c, const char *repo, int64_t *id, struct err *e);
+/* Creates repo's row on first use (inside a write transaction). */
+int sq_repo_ensure(struct sq_conn *c, const char *repo, int64_t *id, struct err *e);
+/* 0 if no other manifest of repo references digest; -1 with ERR_IN_USE (naming one) if one does. */
+int sq_referenced_by(struct sq_conn *c, int64_t repo_id, const char *digest, struct err *e);
+ms_blob_link_f sq_blob_link;
+ms_blob_get_f sq_blob_get;
+ms_blob_find_f sq_blob_find;
+ms_blob_unlink_f sq_blob_unlink;
+ms_repo_list_f sq_repo_list;
+ms_blob_list_all_f sq_blob_list_all;
+ms_blob_lost_f sq_blob_lost;
+
+/* Manifests, tags, referrers (meta_manifests.c) ------------------------------------ */
+
+ms_manifest_put_f sq_manifest_put;
+ms_manifest_get_f sq_manifest_get;
+ms_manifest_delete_f sq_manifest_delete;
+ms_tag_delete_f sq_tag_delete;
+ms_tag_list_f sq_tag_list;
+ms_referrers_f sq_referrers;
+ms_manifest_lookup_f sq_manifest_lookup;
+ms_manifest_tags_f sq_manifest_tags;
+
+/* State digests (meta_state.c) ----------------------------------------------------- */
+
+ms_summary_f sq_summary;
+ms_repo_state_f sq_repo_state;
+
+/* Replicated objects and sealed secrets (meta_objects.c) --------------------------- */
+
+/* A webhook definition (kind) or object_put payload with its secrets sealed (is_seal) or
+ * opened; NULL when nothing changes. */
+char *sq_seal_value(const struct sq_store *st, const char *kind, const char *value_json,
+                    bool is_seal);
+char *sq_seal_payload(const struct sq_store *st, const char *event_kind, const char *payload,
+                      bool is_seal);
+ms_object_put_f sq_object_put;
+ms_object_delete_f sq_object_delete;
+ms_object_get_f sq_object_get;
+ms_object_list_f sq_object_list;
+
 /* Sections in their own files --------------------------------------------------- */
 
-/* metastore_sqlite_uploads.c: upload sessions (region-local, autocommit). */
+/* meta_uploads.c: upload sessions (region-local, autocommit). */
 ms_upload_create_f sq_upload_create;
 ms_upload_get_f sq_upload_get;
 ms_upload_set_acked_f sq_upload_set_acked;
@@ -273,16 +457,14 @@ ms_upload_count_from_f sq_upload_count_from;
 ms_upload_delete_f sq_upload_delete;
 ms_upload_list_expired_f sq_upload_list_expired;
 
-/* metastore_sqlite_webhooks.c: webhook deliveries (region-local). */
-int sq_deliveries_schema(struct sq_conn *c, struct err *e);
+/* meta_webhooks.c: webhook deliveries (region-local). */
 ms_delivery_add_f sq_delivery_add;
 ms_delivery_due_f sq_delivery_due;
 ms_delivery_update_f sq_delivery_update;
 ms_delivery_list_f sq_delivery_list;
 ms_delivery_prune_f sq_delivery_prune;
 
-/* metastore_sqlite_access.c: identities, role bindings, audit log, upload owners. */
-int sq_auth_schema(struct sq_conn *c, struct err *e);
+/* meta_access.c: identities, role bindings, audit log, upload owners. */
 ms_identity_put_f sq_identity_put;
 ms_identity_delete_f sq_identity_delete;
 ms_role_set_f sq_role_set;
@@ -294,7 +476,7 @@ ms_audit_set_count_f sq_audit_set_count;
 ms_upload_set_owner_f sq_upload_set_owner;
 ms_upload_count_owned_f sq_upload_count_owned;
 
-/* metastore_sqlite_versions.c: placement of image versions (filtered replication). */
+/* meta_versions.c: placement of image versions (filtered replication). */
 ms_manifest_place_f sq_manifest_place;
 ms_manifest_release_f sq_manifest_release;
 

@@ -1,4 +1,4 @@
-/* Unit tests for metastore_sqlite_versions.c: placement of manifests for filtered
+/* Unit tests for meta_versions.c: placement of manifests for filtered
  * replication. A manifest replicated from a peer is pending; manifest_place moves it to not
  * held (never fetched, never visible) and back; manifest_release takes a visible manifest out
  * of this region, dropping the blob links no other visible manifest needs and naming the

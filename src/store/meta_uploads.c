@@ -1,10 +1,9 @@
-/* SQLite metastore: upload sessions. Region-local rows (a push never splits), written
- * outside transactions; see metastore_sqlite.c for the store and its helpers. */
+/* SQL metastore (backend-neutral): upload sessions. Region-local rows (a push never
+ * splits), written outside transactions; see meta_sql.c for the store and its helpers. */
 
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,15 +42,15 @@ int sq_upload_get(struct metastore *ms, const char *id, const char *repo,
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_UPLOAD_GET, &s, e, "tt", id, repo);
     if (rc < 0)
         return -1;
-    if (rc == SQLITE_ROW && acked_bytes != NULL)
-        *acked_bytes = sqlite3_column_type(s, 0) == SQLITE_NULL ? -1
-                                                                : sqlite3_column_int64(s, 0);
+    if (rc == SQL_ROW && acked_bytes != NULL)
+        *acked_bytes = sql_col_is_null(s, 0) ? -1
+                                                                : sql_col_int64(s, 0);
     sq_stmt_done(s);
-    if (rc != SQLITE_ROW)
+    if (rc != SQL_ROW)
         return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
     return 0;
 }
@@ -78,7 +77,7 @@ int sq_upload_list_single(struct metastore *ms, struct meta_name_list *out,
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_UPLOAD_SINGLE, &s, e, "");
     if (rc < 0)
         return -1;
@@ -91,11 +90,11 @@ int sq_upload_count_from(struct metastore *ms, const char *source, int64_t now_s
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_UPLOAD_COUNT_FROM, &s, e, "ti", source, now_s);
     if (rc < 0)
         return -1;
-    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    *n = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
     sq_stmt_done(s);
     return 0;
 }
@@ -110,7 +109,7 @@ int sq_upload_delete(struct metastore *ms, const char *id, struct err *e)
     AZ(pthread_mutex_unlock(&c->store->wmu));
     if (rc != 0)
         return -1;
-    if (sqlite3_changes(c->db) == 0)
+    if (sql_changes(c->db) == 0)
         return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
     return 0;
 }
@@ -122,7 +121,7 @@ int sq_upload_list_expired(struct metastore *ms, int64_t now_s,
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_query(c, SQ_UPLOAD_EXPIRED, &s, e, "i", now_s);
     if (rc < 0)
         return -1;

@@ -1,10 +1,9 @@
-/* SQLite metastore: webhook deliveries (the queue webhook.c works through), kept in the
+/* SQL metastore (backend-neutral): webhook deliveries (the queue webhook.c works through), kept in the
  * metastore so that a failing sink never loses one. Region-local rows, no event rows. */
 
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,12 +12,11 @@
 #include "buf.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
-#include "schema_sql.h"
 #include "util.h"
 
 /* ==========================================================================
  * Webhook deliveries (webhook.c). Region-local rows, no event rows.
- * Kept apart from the tables of metastore_sqlite.c: the table is created idempotently at open
+ * Kept apart from the migrated tables: the table is created idempotently at open
  * (CREATE ... IF NOT EXISTS) rather than by a user_version step, and the few
  * statements are prepared per call.
  * XXX: fold the table into the next schema migration and the statements into
@@ -41,43 +39,35 @@ static const char *const delivery_states[] = {
     [META_DELIVERY_FAILED] = "failed",
 };
 
-int sq_deliveries_schema(struct sq_conn *c, struct err *e)
-{
-    int rc = sqlite3_exec(c->db, sq_schema_deliveries, NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return sq_db_fail(c, rc, "create webhook_deliveries", NULL, e);
-    return 0;
-}
-
-static void delivery_from_row(sqlite3_stmt *s, struct meta_delivery *d)
+static void delivery_from_row(struct sql_stmt *s, struct meta_delivery *d)
 {
     memset(d, 0, sizeof(*d));
-    const unsigned char *id = sqlite3_column_text(s, 0);
+    const unsigned char *id = sql_col_text(s, 0);
     snprintf(d->id, sizeof(d->id), "%s", id != NULL ? (const char *)id : "");
     d->webhook = sq_col_strdup(s, 1);
     d->action = sq_col_strdup(s, 2);
     d->payload = sq_col_strdup(s, 3);
-    const unsigned char *state = sqlite3_column_text(s, 4);
+    const unsigned char *state = sql_col_text(s, 4);
     d->state = META_DELIVERY_PENDING;
     for (int i = 0; i < 3; i++) {
         if (state != NULL && strcmp((const char *)state, delivery_states[i]) == 0)
             d->state = (enum meta_delivery_state)i;
     }
-    d->attempts = sqlite3_column_int(s, 5);
-    d->status_code = sqlite3_column_int(s, 6);
-    d->latency_ms = sqlite3_column_int64(s, 7);
+    d->attempts = (int)sql_col_int64(s, 5);
+    d->status_code = (int)sql_col_int64(s, 6);
+    d->latency_ms = sql_col_int64(s, 7);
     d->response = sq_col_strdup(s, 8);
-    d->created_ms = sqlite3_column_int64(s, 9);
-    d->updated_ms = sqlite3_column_int64(s, 10);
-    d->next_attempt_ms = sqlite3_column_int64(s, 11);
+    d->created_ms = sql_col_int64(s, 9);
+    d->updated_ms = sql_col_int64(s, 10);
+    d->next_attempt_ms = sql_col_int64(s, 11);
 }
 
 /* Reads every row of s (first step result rc) into out; finalizes s. */
-static int collect_deliveries(struct sq_conn *c, sqlite3_stmt *s, int rc,
+static int collect_deliveries(struct sq_conn *c, struct sql_stmt *s, int rc,
                               struct meta_delivery_list *out, struct err *e)
 {
     size_t cap = 0;
-    int row = rc == SQLITE_ROW ? 1 : 0;
+    int row = rc == SQL_ROW ? 1 : 0;
     while (row == 1) {
         if (out->n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -86,7 +76,7 @@ static int collect_deliveries(struct sq_conn *c, sqlite3_stmt *s, int rc,
         delivery_from_row(s, &out->items[out->n++]);
         row = sq_next_row(c, s, e);
     }
-    sqlite3_finalize(s);
+    sql_finalize(s);
     if (row < 0) {
         meta_delivery_list_fini(out);
         return -1;
@@ -108,13 +98,13 @@ int sq_delivery_add(struct metastore *ms, const struct meta_delivery *items, siz
         return -1;
     for (size_t i = 0; i < n; i++) {
         const struct meta_delivery *d = &items[i];
-        sqlite3_stmt *s;
+        struct sql_stmt *s;
         if (sq_run(c, sql, &s, e, "tttttiiitiii", d->id, d->webhook, d->action, d->payload,
                    delivery_states[d->state], (int64_t)d->attempts, (int64_t)d->status_code,
                    d->latency_ms, d->response, d->created_ms, d->updated_ms,
                    d->next_attempt_ms) < 0)
             goto fail;
-        sqlite3_finalize(s);
+        sql_finalize(s);
     }
     return sq_tx_commit(c, e);
 fail:
@@ -138,7 +128,7 @@ int sq_delivery_due(struct metastore *ms, int64_t now_ms, size_t max,
     int64_t limit = max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
     if (sq_tx_begin(c, false, e) != 0)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_run(c, due, &s, e, "ii", now_ms, limit);
     if (rc < 0 || collect_deliveries(c, s, rc, out, e) != 0)
         goto fail;
@@ -148,9 +138,9 @@ int sq_delivery_due(struct metastore *ms, int64_t now_ms, size_t max,
         rc = sq_run(c, next, &s, e, "i", now_ms);
         if (rc < 0)
             goto fail;
-        if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
-            *next_due_ms = sqlite3_column_int64(s, 0);
-        sqlite3_finalize(s);
+        if (rc == SQL_ROW && !sql_col_is_null(s, 0))
+            *next_due_ms = sql_col_int64(s, 0);
+        sql_finalize(s);
     }
     sq_tx_rollback(c); /* read-only: nothing to commit */
     return 0;
@@ -169,13 +159,13 @@ int sq_delivery_update(struct metastore *ms, const struct meta_delivery *d,
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     if (sq_run(c, sql, &s, e, "ttiiitii", d->id, delivery_states[d->state],
                (int64_t)d->attempts, (int64_t)d->status_code, d->latency_ms, d->response,
                d->updated_ms, d->next_attempt_ms) < 0)
         return -1;
-    sqlite3_finalize(s);
-    if (sqlite3_changes(c->db) == 0)
+    sql_finalize(s);
+    if (sql_changes(c->db) == 0)
         return err_set(e, ERR_NOT_FOUND, "no such delivery");
     return 0;
 }
@@ -190,7 +180,7 @@ int sq_delivery_list(struct metastore *ms, const char *webhook, size_t max,
     if (c == NULL)
         return -1;
     int64_t limit = max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_run(c, sql, &s, e, "ti", webhook, limit);
     if (rc < 0)
         return -1;
@@ -208,10 +198,10 @@ int sq_delivery_prune(struct metastore *ms, const char *webhook, size_t keep,
     if (c == NULL)
         return -1;
     int64_t limit = keep > (size_t)INT64_MAX ? INT64_MAX : (int64_t)keep;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     if (sq_run(c, sql, &s, e, "tii", webhook, limit, (int64_t)is_pending_too) < 0)
         return -1;
-    sqlite3_finalize(s);
+    sql_finalize(s);
     return 0;
 }
 

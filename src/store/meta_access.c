@@ -1,10 +1,9 @@
-/* SQLite metastore: access control (authz.c): identities, role bindings, the audit log
+/* SQL metastore (backend-neutral): access control (authz.c): identities, role bindings, the audit log
  * and upload-session owners. Region-local rows, no event rows. */
 
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,15 +12,14 @@
 #include "buf.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
-#include "schema_sql.h"
 #include "util.h"
 
 /* ==========================================================================
  * Access control (authz.c): identities, role bindings, the audit log and upload
  * session owners. Region-local rows, no event rows. Like the webhook deliveries
- * (metastore_sqlite_webhooks.c), the tables are created idempotently at open and the
- * statements prepared per call
- * (none of them is on the hot path: authz.c keeps a snapshot of identities and
+ * (meta_webhooks.c), the tables are created idempotently at open (metastore_sqlite.c) and
+ * the statements prepared per call, but for the two whose spelling differs per dialect
+ * (SQ_ROLE_BIND, SQ_UPLOAD_OWNER_SET) (none of them is on the hot path: authz.c keeps a snapshot of identities and
  * bindings in memory and polls the generation).
  * XXX: fold into the next schema migration and SQ_STATEMENTS when the schema settles.
  *
@@ -36,14 +34,6 @@
  *   upload_owners:  upload id -> owner; rows whose session is gone are not counted and
  *                   are pruned when a new owner row is written
  * ========================================================================== */
-
-int sq_auth_schema(struct sq_conn *c, struct err *e)
-{
-    int rc = sqlite3_exec(c->db, sq_schema_access, NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return sq_db_fail(c, rc, "create access-control tables", NULL, e);
-    return 0;
-}
 
 static int bump_generation(struct sq_conn *c, struct err *e)
 {
@@ -65,12 +55,12 @@ int sq_identity_put(struct metastore *ms, const struct meta_identity *id,
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
     if (is_create) {
-        sqlite3_stmt *s;
+        struct sql_stmt *s;
         int rc = sq_run(c, "SELECT 1 FROM identities WHERE name = ?1", &s, e, "t", id->name);
         if (rc < 0)
             goto fail;
-        sqlite3_finalize(s);
-        if (rc == SQLITE_ROW) {
+        sql_finalize(s);
+        if (rc == SQL_ROW) {
             err_set(e, ERR_CONFLICT, "an identity named %s exists", id->name);
             goto fail;
         }
@@ -81,7 +71,7 @@ int sq_identity_put(struct metastore *ms, const struct meta_identity *id,
         if (sq_run_exec(c, update, e, "tttti", id->name, id->kind, id->secret_hash,
                         id->description, id->expires_s) != 0)
             goto fail;
-        if (sqlite3_changes(c->db) == 0) {
+        if (sql_changes(c->db) == 0) {
             err_set(e, ERR_NOT_FOUND, "no %s named %s", id->kind, id->name);
             goto fail;
         }
@@ -105,7 +95,7 @@ int sq_identity_delete(struct metastore *ms, const char *name, const char *kind,
     if (sq_run_exec(c, "DELETE FROM identities WHERE name = ?1 AND (?2 IS NULL OR kind = ?2)", e,
                     "tt", name, kind) != 0)
         goto fail;
-    if (sqlite3_changes(c->db) == 0) {
+    if (sql_changes(c->db) == 0) {
         err_set(e, ERR_NOT_FOUND, "no %s named %s", kind != NULL ? kind : "identity", name);
         goto fail;
     }
@@ -127,15 +117,14 @@ int sq_role_set(struct metastore *ms, const struct meta_binding *b, bool is_boun
     *is_changed = false;
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
-    int rc = is_bound ? sq_run_exec(c, "INSERT OR IGNORE INTO role_bindings(subject, role, pattern,"
-                                       " created_ms) VALUES (?1, ?2, ?3, ?4)",
-                                    e, "ttti", b->subject, b->role, b->pattern, util_now_ms())
+    int rc = is_bound ? sq_exec(c, SQ_ROLE_BIND, e, "ttti", b->subject, b->role, b->pattern,
+                                util_now_ms())
                       : sq_run_exec(c, "DELETE FROM role_bindings WHERE subject = ?1 AND role = ?2"
                                        " AND pattern = ?3",
                                     e, "ttt", b->subject, b->role, b->pattern);
     if (rc != 0)
         goto fail;
-    *is_changed = sqlite3_changes(c->db) > 0;
+    *is_changed = sql_changes(c->db) > 0;
     if (!is_bound && !*is_changed) {
         err_set(e, ERR_NOT_FOUND, "no such role binding");
         goto fail;
@@ -150,12 +139,12 @@ fail:
 
 static int read_generation(struct sq_conn *c, int64_t *out, struct err *e)
 {
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_run(c, "SELECT v FROM auth_meta WHERE k = 'generation'", &s, e, "");
     if (rc < 0)
         return -1;
-    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_finalize(s);
+    *out = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
+    sql_finalize(s);
     return 0;
 }
 
@@ -173,7 +162,7 @@ int sq_auth_load(struct metastore *ms, struct meta_auth_state *out, struct err *
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s = NULL;
+    struct sql_stmt *s = NULL;
     size_t cap = 0;
     if (sq_tx_begin(c, false, e) != 0)
         return -1;
@@ -184,7 +173,7 @@ int sq_auth_load(struct metastore *ms, struct meta_auth_state *out, struct err *
                     &s, e, "");
     if (rc < 0)
         goto fail;
-    int row = rc == SQLITE_ROW ? 1 : 0;
+    int row = rc == SQL_ROW ? 1 : 0;
     while (row == 1) {
         if (out->n_identities == cap) {
             cap = cap ? cap * 2 : 16;
@@ -195,11 +184,11 @@ int sq_auth_load(struct metastore *ms, struct meta_auth_state *out, struct err *
         id->kind = sq_col_strdup(s, 1);
         id->secret_hash = sq_col_strdup(s, 2);
         id->description = sq_col_strdup(s, 3);
-        id->created_ms = sqlite3_column_int64(s, 4);
-        id->expires_s = sqlite3_column_int64(s, 5);
+        id->created_ms = sql_col_int64(s, 4);
+        id->expires_s = sql_col_int64(s, 5);
         row = sq_next_row(c, s, e);
     }
-    sqlite3_finalize(s);
+    sql_finalize(s);
     if (row < 0)
         goto fail;
     cap = 0;
@@ -208,7 +197,7 @@ int sq_auth_load(struct metastore *ms, struct meta_auth_state *out, struct err *
                 &s, e, "");
     if (rc < 0)
         goto fail;
-    row = rc == SQLITE_ROW ? 1 : 0;
+    row = rc == SQL_ROW ? 1 : 0;
     while (row == 1) {
         if (out->n_bindings == cap) {
             cap = cap ? cap * 2 : 16;
@@ -218,10 +207,10 @@ int sq_auth_load(struct metastore *ms, struct meta_auth_state *out, struct err *
         b->subject = sq_col_strdup(s, 0);
         b->role = sq_col_strdup(s, 1);
         b->pattern = sq_col_strdup(s, 2);
-        b->created_ms = sqlite3_column_int64(s, 3);
+        b->created_ms = sql_col_int64(s, 3);
         row = sq_next_row(c, s, e);
     }
-    sqlite3_finalize(s);
+    sql_finalize(s);
     if (row < 0)
         goto fail;
     sq_tx_rollback(c); /* read-only */
@@ -245,7 +234,7 @@ int sq_audit_append(struct metastore *ms, const struct meta_audit *a, uint64_t m
                     e, "itttitt", a->time_ms, a->actor, a->action, a->target, (int64_t)a->status,
                     a->remote, a->detail) != 0)
         goto fail;
-    int64_t id = sqlite3_last_insert_rowid(c->db);
+    int64_t id = sql_last_insert_id(c->db);
     /* Ids only grow (AUTOINCREMENT), so the newest max_rows are those above id - max_rows. */
     if (max_rows > 0 && (uint64_t)id > max_rows &&
         sq_run_exec(c, "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE id <= ?1"
@@ -288,7 +277,7 @@ int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
     if (c == NULL)
         return -1;
     int64_t limit = q->limit > 10000 ? 10000 : (int64_t)q->limit;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_run(c, "SELECT id, time_ms, actor, action, target, status, remote, detail,"
                        " count, coalesce(last_ms, time_ms) FROM audit_log WHERE (?1 = 0 OR id < ?1) AND (?2 IS NULL OR actor = ?2)"
                        " AND (?3 IS NULL OR substr(action, 1, length(?3)) = ?3)"
@@ -297,26 +286,26 @@ int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
     if (rc < 0)
         return -1;
     size_t cap = 0;
-    int row = rc == SQLITE_ROW ? 1 : 0;
+    int row = rc == SQL_ROW ? 1 : 0;
     while (row == 1) {
         if (*n_out == cap) {
             cap = cap ? cap * 2 : 32;
             *out = xrealloc(*out, cap * sizeof(**out));
         }
         struct meta_audit *a = &(*out)[(*n_out)++];
-        a->id = sqlite3_column_int64(s, 0);
-        a->time_ms = sqlite3_column_int64(s, 1);
+        a->id = sql_col_int64(s, 0);
+        a->time_ms = sql_col_int64(s, 1);
         a->actor = sq_col_strdup(s, 2);
         a->action = sq_col_strdup(s, 3);
         a->target = sq_col_strdup(s, 4);
-        a->status = sqlite3_column_int(s, 5);
+        a->status = (int)sql_col_int64(s, 5);
         a->remote = sq_col_strdup(s, 6);
         a->detail = sq_col_strdup(s, 7);
-        a->count = sqlite3_column_int64(s, 8);
-        a->last_ms = sqlite3_column_int64(s, 9);
+        a->count = sql_col_int64(s, 8);
+        a->last_ms = sql_col_int64(s, 9);
         row = sq_next_row(c, s, e);
     }
-    sqlite3_finalize(s);
+    sql_finalize(s);
     if (row < 0) {
         meta_audit_free(*out, *n_out);
         *out = NULL;
@@ -336,8 +325,7 @@ int sq_upload_set_owner(struct metastore *ms, const char *id, const char *owner,
         return -1;
     if (sq_run_exec(c, "DELETE FROM upload_owners WHERE id NOT IN (SELECT id FROM uploads)", e,
                     "") != 0 ||
-        sq_run_exec(c, "INSERT OR REPLACE INTO upload_owners(id, owner) VALUES (?1, ?2)", e, "tt",
-                    id, owner) != 0) {
+        sq_exec(c, SQ_UPLOAD_OWNER_SET, e, "tt", id, owner) != 0) {
         sq_tx_rollback(c);
         return -1;
     }
@@ -350,14 +338,14 @@ int sq_upload_count_owned(struct metastore *ms, const char *owner, int64_t now_s
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_run(c, "SELECT count(*) FROM upload_owners o JOIN uploads u ON u.id = o.id"
                        " WHERE o.owner = ?1 AND u.expires_s >= ?2",
                     &s, e, "ti", owner, now_s);
     if (rc < 0)
         return -1;
-    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_finalize(s);
+    *n = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
+    sql_finalize(s);
     return 0;
 }
 

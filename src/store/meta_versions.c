@@ -1,4 +1,4 @@
-/* SQLite metastore: placement of image versions (filtered replication, docs/image-versions.md).
+/* Metadata logic: placement of image versions (filtered replication, docs/image-versions.md).
  * Which regions hold a version is decided above (image_version.c's rules over the replicated
  * records); this file keeps the region-local consequence in the manifests table's
  * is_visible column, which gains a third value (no schema step: the column and its partial
@@ -13,7 +13,6 @@
  * the state digests cover recorded manifests and tag registers, the same in every region
  * whatever each holds). The statements are prepared per call, like the deliveries'. */
 
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,16 +29,16 @@ static int state_of(struct sq_conn *c, const char *repo, const char *digest, int
 {
     static const char sql[] = "SELECT m.repo_id, m.is_visible FROM repos r JOIN manifests m"
                               " ON m.repo_id = r.id WHERE r.name = ?1 AND m.digest = ?2";
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_run(c, sql, &s, e, "tt", repo, digest);
     if (rc < 0)
         return -1;
-    if (rc == SQLITE_ROW) {
-        *repo_id = sqlite3_column_int64(s, 0);
-        *state = sqlite3_column_int64(s, 1);
+    if (rc == SQL_ROW) {
+        *repo_id = sql_col_int64(s, 0);
+        *state = sql_col_int64(s, 1);
     }
-    sqlite3_finalize(s);
-    if (rc != SQLITE_ROW)
+    sql_finalize(s);
+    if (rc != SQL_ROW)
         return err_set(e, ERR_MANIFEST_UNKNOWN, "%s is not recorded in %s", digest, repo);
     return 0;
 }
@@ -77,13 +76,13 @@ fail:
 static int exists(struct sq_conn *c, const char *sql, const char *fmt, int64_t repo_id,
                   const char *digest, struct err *e)
 {
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = fmt[0] == 'i' ? sq_run(c, sql, &s, e, fmt, repo_id, digest)
                            : sq_run(c, sql, &s, e, fmt, digest);
     if (rc < 0)
         return -1;
-    sqlite3_finalize(s);
-    return rc == SQLITE_ROW;
+    sql_finalize(s);
+    return rc == SQL_ROW;
 }
 
 int sq_manifest_release(struct metastore *ms, const char *repo, const struct digest *d,
@@ -115,12 +114,12 @@ int sq_manifest_release(struct metastore *ms, const char *repo, const struct dig
     }
     if (set_state(c, repo_id, d->str, PLACE_NOT_HELD, e) != 0)
         goto fail;
-    sqlite3_stmt *s;
+    struct sql_stmt *s;
     int rc = sq_run(c, refs_sql, &s, e, "it", repo_id, d->str);
     if (rc < 0)
         goto fail;
     rc = sq_collect_names(c, s, rc, -1, &refs, e);
-    sqlite3_finalize(s);
+    sql_finalize(s);
     if (rc != 0)
         goto fail;
     for (size_t i = 0; i < refs.n; i++) {

@@ -1,0 +1,473 @@
+/* Manifests, tags and referrers, backend-neutral: the local writes (put, delete, tag
+ * delete, each one write transaction that appends its events and merges through
+ * meta_merge.c) and the reads (get, lookup, tag list, referrers, tags of a manifest). */
+#include "metastore.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "buf.h"
+#include "metastore_sqlite_int.h"
+#include "util.h"
+
+/* Manifests --------------------------------------------------------------- */
+
+/* Checks one reference of a manifest being put into repo_id: a blob must be linked in
+ * the repository (pushed or mounted there), a child manifest visible in it, either with
+ * the size its descriptor declares. A blob linked only in another repository does not
+ * count: otherwise a manifest naming it would let its pusher (and every reader of repo_id)
+ * read a repository they may not pull (OCI: "MAY reject"; distribution rejects too). */
+static int check_ref(struct sq_conn *c, int64_t repo_id, const struct meta_ref *ref, struct err *e)
+{
+    struct sql_stmt *s;
+    int rc = sq_query(c, ref->is_manifest ? SQ_MANIFEST_SIZE : SQ_LINK_SIZE, &s, e, "it", repo_id,
+                      ref->digest.str);
+    if (rc < 0)
+        return -1;
+    int64_t size = rc == SQL_ROW ? sql_col_int64(s, 0) : -1;
+    sq_stmt_done(s);
+    if (rc != SQL_ROW)
+        return err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, "manifest references unknown %s %s",
+                       ref->is_manifest ? "manifest" : "blob", ref->digest.str);
+    /* image-spec descriptor: size is the exact length of the content it names. */
+    if (size != ref->size)
+        return err_set(e, ERR_MANIFEST_INVALID,
+                       "descriptor of %s declares size %" PRId64 ", the %s is %" PRId64 " bytes",
+                       ref->digest.str, ref->size, ref->is_manifest ? "manifest" : "blob", size);
+    return 0;
+}
+
+int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_manifest *m,
+                    const struct meta_ref *refs, size_t n_refs, const struct digest *subject,
+                    const char *tag, struct err *e)
+{
+    AN(repo);
+    AN(m);
+    AN(m->media_type);
+    ASSERT(m->body != NULL || m->body_len == 0);
+    ASSERT(refs != NULL || n_refs == 0);
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    const char *subject_str = subject != NULL ? subject->str : NULL;
+    int64_t repo_id;
+    struct sql_stmt *s;
+
+    if (sq_tx_begin(c, true, e) != 0)
+        goto out;
+    /* Rolled back with everything else if a reference turns out to be missing. */
+    if (sq_repo_ensure(c, repo, &repo_id, e) != 0)
+        goto fail;
+    /* distribution-spec: Pushing Manifests -- every referenced blob and child manifest
+     * must be known, checked in the same transaction that makes the manifest visible. */
+    for (size_t i = 0; i < n_refs; i++) {
+        if (check_ref(c, repo_id, &refs[i], e) != 0)
+            goto fail;
+    }
+    /* A local write is newer than anything this region has seen, so its clock puts it
+     * after any tombstone of the same manifest (the tombstone stays: it still orders
+     * older puts arriving from peers). */
+    int64_t put_hlc = sq_hlc_next(c->store);
+    if (sq_exec(c, SQ_MANIFEST_INSERT, e, "itttttibi", repo_id, m->digest.str, m->media_type,
+                m->artifact_type, m->annotations_json, subject_str, (int64_t)m->body_len,
+                (const void *)m->body, m->body_len, util_now_ms()) != 0)
+        goto fail;
+    /* The same digest is the same bytes: a repeated put only (re)points the tag. The
+     * event is stored without its payload: the manifest row and its references are the
+     * payload, rebuilt when the event is read (sq_event_payload_derive). */
+    if (sql_changes(c->db) > 0) {
+        int64_t blob_bytes = 0;
+        for (size_t i = 0; i < n_refs; i++) {
+            /* Sizes of what the manifest needs (blobs and child manifests, checked
+             * above): the replication status counts bytes copied against their sum. */
+            int64_t size = refs[i].size;
+            blob_bytes += size;
+            if (sq_exec(c, SQ_REF_INSERT_SIZED, e, "ittii", repo_id, m->digest.str,
+                        refs[i].digest.str, (int64_t)refs[i].is_manifest, size) != 0)
+                goto fail;
+        }
+        if (sq_exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, m->digest.str, put_hlc,
+                    c->store->region) != 0)
+            goto fail;
+        if (sq_event_append_clock(c, "manifest_put", repo, NULL, m->digest.str, NULL, put_hlc, e) !=
+            0)
+            goto fail;
+        struct meta_status done = {.region = c->store->region,
+                                   .state = "Completed",
+                                   .bytes_done = blob_bytes,
+                                   .bytes_total = blob_bytes,
+                                   .updated_ms = util_now_ms(),
+                                   .details = ""};
+        if (sq_status_write(c, repo, m->digest.str, &done, true, e) != 0)
+            goto fail;
+        if (sq_tags_rematerialize(c, repo_id, repo, m->digest.str, e) != 0)
+            goto fail;
+    }
+    /* A copy replicated from a peer and still waiting for content is complete now:
+     * every reference was checked above. */
+    if (sq_exec(c, SQ_MANIFEST_SET_VISIBLE, e, "it", repo_id, m->digest.str) != 0)
+        goto fail;
+    if (tag != NULL) {
+        int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, tag);
+        if (rc < 0)
+            goto fail;
+        const unsigned char *cur = rc == SQL_ROW ? sql_col_text(s, 0) : NULL;
+        bool is_same = cur != NULL && strcmp((const char *)cur, m->digest.str) == 0;
+        sq_stmt_done(s);
+        if (!is_same) {
+            int64_t tag_hlc = sq_hlc_next(c->store);
+            bool applied;
+            if (sq_tag_merge(c, repo_id, repo, tag, m->digest.str, tag_hlc, c->store->region,
+                             &applied, e) != 0)
+                goto fail;
+            if (sq_event_append_clock(c, "tag_set", repo, tag, m->digest.str, NULL, tag_hlc, e) !=
+                0)
+                goto fail;
+        }
+    }
+    if (sq_tx_commit(c, e) != 0)
+        goto out;
+    return 0;
+
+fail:
+    sq_tx_rollback(c);
+out:
+    return -1;
+}
+
+/* Fills out from a MANIFEST_BY_* row (digest, media_type, artifact_type, annotations,
+ * body). */
+static void manifest_from_row(struct sql_stmt *s, struct meta_manifest *out)
+{
+    sq_col_digest(s, 0, &out->digest);
+    out->media_type = sq_col_strdup(s, 1);
+    if (out->media_type == NULL)
+        out->media_type = xstrdup("");
+    out->artifact_type = sq_col_strdup(s, 2);
+    out->annotations_json = sq_col_strdup(s, 3);
+    const void *body = sql_col_blob(s, 4);
+    size_t len = sql_col_bytes(s, 4);
+    /* NUL-terminated for the convenience of JSON parsers; body_len is authoritative. */
+    out->body = xmalloc(len + 1);
+    if (len > 0)
+        memcpy(out->body, body, len);
+    out->body[len] = '\0';
+    out->body_len = len;
+}
+
+int sq_manifest_get(struct metastore *ms, const char *repo, const char *reference,
+                    struct meta_manifest *out, struct err *e)
+{
+    AN(reference);
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    int64_t repo_id;
+    struct sql_stmt *s;
+
+    /* The hot path of every pull: one statement (its own implicit read transaction)
+     * resolves repository, tag and manifest at once. A tag never contains ':', a digest
+     * always does (distribution-spec: Pulling manifests, the <reference> grammar). */
+    bool is_digest = strchr(reference, ':') != NULL;
+    int rc = sq_query(c, is_digest ? SQ_MANIFEST_BY_REPO_DIGEST : SQ_MANIFEST_BY_REPO_TAG, &s, e,
+                      "tt", repo, reference);
+    if (rc < 0)
+        return -1;
+    if (rc == SQL_ROW)
+        manifest_from_row(s, out);
+    sq_stmt_done(s);
+    if (rc == SQL_ROW)
+        return 0;
+    /* Not found: say whether the repository is unknown or only the manifest. */
+    rc = sq_repo_find(c, repo, &repo_id, e);
+    if (rc < 0)
+        return -1;
+    return err_set(e, rc > 0 ? ERR_NAME_UNKNOWN : ERR_MANIFEST_UNKNOWN, NULL);
+}
+
+int sq_manifest_delete(struct metastore *ms, const char *repo, const struct digest *d,
+                       struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct buf payload;
+    buf_init(&payload, SQ_PAYLOAD_MAX_BYTES);
+    int64_t repo_id;
+    struct sql_stmt *s;
+
+    if (sq_tx_begin(c, true, e) != 0)
+        goto out;
+    int rc = sq_repo_find(c, repo, &repo_id, e);
+    if (rc != 0) {
+        if (rc > 0)
+            err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
+        goto fail;
+    }
+    /* A copy still waiting for its content (replicated, not visible yet) can be deleted
+     * too: the delete is a tombstone every region applies. */
+    rc = sq_query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, d->str);
+    if (rc < 0)
+        goto fail;
+    sq_stmt_done(s);
+    if (rc != SQL_ROW) {
+        err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
+        goto fail;
+    }
+    /* An index that needs this manifest keeps it (visible means pullable). */
+    if (sq_referenced_by(c, repo_id, d->str, e) != 0)
+        goto fail;
+    /* The event names the tags that went with the manifest. */
+    buf_appends(&payload, "{\"tags\":[");
+    rc = sq_query(c, SQ_TAGS_OF_MANIFEST, &s, e, "it", repo_id, d->str);
+    if (rc < 0)
+        goto fail;
+    int row = rc == SQL_ROW ? 1 : 0;
+    for (int i = 0; row == 1; i++) {
+        if (i > 0)
+            buf_appends(&payload, ",");
+        buf_append_json_string(&payload, sql_col_text(s, 0));
+        row = sq_next_row(c, s, e);
+    }
+    sq_stmt_done(s);
+    if (row < 0)
+        goto fail;
+    buf_appends(&payload, "]}");
+    if (sq_payload_check(&payload, e) != 0)
+        goto fail;
+
+    /* distribution-spec: deleting a manifest deletes its tags. They are written as tag
+     * deletes of their own, which every region merges like any tag write. */
+    if (sq_delete_tags_of(c, repo_id, repo, d->str, e) != 0)
+        goto fail;
+    int64_t del_hlc = sq_hlc_next(c->store);
+    if (sq_tomb_merge(c, repo_id, repo, d->str, del_hlc, c->store->region, e) != 0)
+        goto fail;
+    if (sq_event_append_clock(c, "manifest_delete", repo, NULL, d->str, payload.data, del_hlc, e) !=
+        0)
+        goto fail;
+    if (sq_tx_commit(c, e) != 0)
+        goto out;
+    buf_fini(&payload);
+    return 0;
+
+fail:
+    sq_tx_rollback(c);
+out:
+    buf_fini(&payload);
+    return -1;
+}
+
+/* Tags -------------------------------------------------------------------- */
+
+int sq_tag_delete(struct metastore *ms, const char *repo, const char *tag, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    int64_t repo_id;
+    struct sql_stmt *s;
+    struct digest old;
+
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    int rc = sq_repo_find(c, repo, &repo_id, e);
+    if (rc != 0) {
+        if (rc > 0)
+            err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
+        goto fail;
+    }
+    rc = sq_query(c, SQ_TAG_GET, &s, e, "it", repo_id, tag);
+    if (rc < 0)
+        goto fail;
+    if (rc == SQL_ROW)
+        sq_col_digest(s, 0, &old);
+    sq_stmt_done(s);
+    if (rc != SQL_ROW) {
+        err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
+        goto fail;
+    }
+    int64_t del_hlc = sq_hlc_next(c->store);
+    bool applied;
+    if (sq_tag_merge(c, repo_id, repo, tag, NULL, del_hlc, c->store->region, &applied, e) != 0)
+        goto fail;
+    if (sq_event_append_clock(c, "tag_delete", repo, tag, old.str, NULL, del_hlc, e) != 0)
+        goto fail;
+    return sq_tx_commit(c, e);
+
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
+int sq_tag_list(struct metastore *ms, const char *repo, const char *last, long n,
+                struct meta_name_list *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    int64_t repo_id;
+    struct sql_stmt *s;
+
+    if (sq_tx_begin(c, false, e) != 0)
+        return -1;
+    int rc = sq_repo_find(c, repo, &repo_id, e);
+    if (rc != 0) {
+        if (rc > 0)
+            err_set(e, ERR_NAME_UNKNOWN, NULL);
+        goto fail;
+    }
+    /* distribution-spec: Listing Tags -- n=0 is an empty list with no Link. */
+    if (n != 0) {
+        rc = sq_query(c, SQ_TAG_LIST, &s, e, "iti", repo_id, last != NULL ? last : "",
+                      sq_page_limit(n));
+        if (rc < 0)
+            goto fail;
+        if (sq_collect_names(c, s, rc, n, out, e) != 0)
+            goto fail;
+    }
+    if (sq_tx_commit(c, e) != 0) {
+        meta_name_list_fini(out);
+        return -1;
+    }
+    return 0;
+
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
+int sq_referrers(struct metastore *ms, const char *repo, const struct digest *d,
+                 const char *artifact_type, struct meta_referrer_list *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    int64_t repo_id;
+    struct sql_stmt *s;
+    size_t cap = 0;
+
+    if (sq_tx_begin(c, false, e) != 0)
+        return -1;
+    int rc = sq_repo_find(c, repo, &repo_id, e);
+    if (rc < 0)
+        goto fail;
+    /* distribution-spec: Listing Referrers -- never 404; an unknown repository simply
+     * has no referrers. */
+    if (rc > 0)
+        return sq_tx_commit(c, e);
+    rc = sq_query(c, SQ_REFERRERS, &s, e, "itt", repo_id, d->str, artifact_type);
+    if (rc < 0)
+        goto fail;
+    int row = rc == SQL_ROW ? 1 : 0;
+    while (row == 1) {
+        if (out->n == cap) {
+            cap = cap ? cap * 2 : 8;
+            out->items = xrealloc(out->items, cap * sizeof(*out->items));
+        }
+        struct meta_referrer *r = &out->items[out->n++];
+        memset(r, 0, sizeof(*r));
+        sq_col_digest(s, 0, &r->digest);
+        r->media_type = sq_col_strdup(s, 1);
+        r->artifact_type = sq_col_strdup(s, 2);
+        r->annotations_json = sq_col_strdup(s, 3);
+        r->size = sql_col_int64(s, 4);
+        row = sq_next_row(c, s, e);
+    }
+    sq_stmt_done(s);
+    if (row < 0)
+        goto fail;
+    if (sq_tx_commit(c, e) != 0) {
+        meta_referrer_list_fini(out);
+        return -1;
+    }
+    return 0;
+
+fail:
+    meta_referrer_list_fini(out);
+    sq_tx_rollback(c);
+    return -1;
+}
+
+int sq_manifest_lookup(struct metastore *ms, const char *repo, const char *reference,
+                       struct digest *d, char **media_type, int64_t *size, bool *is_visible,
+                       int64_t *recorded_ms, struct err *e)
+{
+    *media_type = NULL;
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (sq_tx_begin(c, false, e) != 0)
+        return -1;
+    int64_t repo_id;
+    struct sql_stmt *s;
+    int rc = sq_repo_find(c, repo, &repo_id, e);
+    if (rc != 0) {
+        if (rc > 0)
+            err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
+        goto fail;
+    }
+    if (strchr(reference, ':') != NULL) {
+        if (digest_parse(reference, strlen(reference), d, e) != 0)
+            goto fail;
+    } else {
+        rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, reference);
+        if (rc < 0)
+            goto fail;
+        bool found = rc == SQL_ROW && !sql_col_is_null(s, 0);
+        if (found)
+            sq_col_digest(s, 0, d);
+        sq_stmt_done(s);
+        if (!found) {
+            err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
+            goto fail;
+        }
+    }
+    rc = sq_query(c, SQ_MANIFEST_LOOKUP, &s, e, "it", repo_id, d->str);
+    if (rc < 0)
+        goto fail;
+    if (rc == SQL_ROW) {
+        *media_type = sq_col_strdup(s, 0);
+        *size = sql_col_int64(s, 1);
+        *is_visible = sql_col_int64(s, 2) == 1; /* 2: not held here (meta_versions.c) */
+        *recorded_ms = sql_col_int64(s, 3);
+    }
+    sq_stmt_done(s);
+    if (rc != SQL_ROW) {
+        err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
+        goto fail;
+    }
+    sq_tx_commit(c, e);
+    return 0;
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
+int sq_manifest_tags(struct metastore *ms, const char *repo, const struct digest *d,
+                     struct meta_name_list *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (sq_tx_begin(c, false, e) != 0)
+        return -1;
+    int64_t repo_id;
+    struct sql_stmt *s;
+    int rc = sq_repo_find(c, repo, &repo_id, e);
+    if (rc == 0) {
+        rc = sq_query(c, SQ_TAGS_OF_MANIFEST, &s, e, "it", repo_id, d->str);
+        for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+            out->names = xrealloc(out->names, (out->n + 1) * sizeof(char *));
+            out->names[out->n++] = sq_col_strdup(s, 0);
+        }
+        if (rc >= 0)
+            sq_stmt_done(s);
+    }
+    sq_tx_commit(c, e);
+    return rc < 0 ? -1 : 0;
+}

@@ -1,0 +1,419 @@
+/* The merge rules, written once whatever database is below: last-writer-wins registers
+ * for tags, manifest tombstones, and the apply path of events from peers. Local writes
+ * (meta_manifests.c) and events applied from peers go through the same functions here, so
+ * every region reaches the same state whatever order the events arrive in. */
+#include "metastore.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base64.h"
+#include "hlc.h"
+#include "log.h"
+#include "metastore_sqlite_int.h"
+#include "util.h"
+
+/* Last-writer-wins state ------------------------------------------------------
+ * Local writes and events applied from peers go through the same merge functions, so
+ * that every region reaches the same state whatever order the events arrive in:
+ *   tag register (repo, name) -> digest | deleted, ordered by (hlc, origin)
+ *   manifest (repo, digest): present since its put clock, or a tombstone with its own;
+ *     the later of the two wins, and a tombstone also deletes older tag registers
+ *     naming the manifest. */
+
+/* Makes `tags` agree with the register of (repo, name): a row when the register names a
+ * manifest this region has a record of, none otherwise. */
+static int tag_materialize(struct sq_conn *c, int64_t repo_id, const char *repo, const char *name,
+                           struct err *e)
+{
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, name);
+    if (rc < 0)
+        return -1;
+    char *digest = rc == SQL_ROW ? sq_col_strdup(s, 0) : NULL;
+    sq_stmt_done(s);
+    bool has_manifest = false;
+    if (digest != NULL) {
+        rc = sq_query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, digest);
+        if (rc < 0) {
+            free(digest);
+            return -1;
+        }
+        has_manifest = rc == SQL_ROW;
+        sq_stmt_done(s);
+    }
+    if (has_manifest)
+        rc = sq_exec(c, SQ_TAG_UPSERT, e, "itti", repo_id, name, digest, util_now_ms());
+    else
+        rc = sq_exec(c, SQ_TAG_DELETE, e, "it", repo_id, name);
+    free(digest);
+    return rc;
+}
+
+/* Merges a write of tag register (repo, name) := digest (NULL: delete) at (hlc, origin).
+ * *is_applied tells whether it won. */
+int sq_tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const char *name,
+                 const char *digest, int64_t hlc, const char *origin, bool *is_applied,
+                 struct err *e)
+{
+    struct sql_stmt *s;
+    *is_applied = false;
+    int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, name);
+    if (rc < 0)
+        return -1;
+    bool wins = true;
+    if (rc == SQL_ROW) {
+        int64_t cur_hlc = sql_col_int64(s, 1);
+        const char *cur_origin = sql_col_text(s, 2);
+        wins = hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)cur_hlc, cur_origin ? cur_origin : "");
+    }
+    sq_stmt_done(s);
+    if (!wins)
+        return 0;
+    if (sq_exec(c, SQ_TREG_SET, e, "tttit", repo, name, digest, hlc, origin) != 0)
+        return -1;
+    *is_applied = true;
+    return tag_materialize(c, repo_id, repo, name, e);
+}
+
+/* Merges a manifest tombstone at (hlc, origin): deletes the manifest when its put is
+ * older. Tag registers are not touched here (that would depend on arrival order); the
+ * region where the delete happens writes a tag_delete for each tag naming it. */
+int sq_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const char *digest,
+                  int64_t hlc, const char *origin, struct err *e)
+{
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_TOMB_GET, &s, e, "tt", repo, digest);
+    if (rc < 0)
+        return -1;
+    bool wins = true;
+    if (rc == SQL_ROW)
+        wins =
+            hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sql_col_int64(s, 0), sql_col_text(s, 1));
+    sq_stmt_done(s);
+    if (!wins)
+        return 0;
+    if (sq_exec(c, SQ_TOMB_SET, e, "ttit", repo, digest, hlc, origin) != 0)
+        return -1;
+    rc = sq_query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, digest);
+    if (rc < 0)
+        return -1;
+    bool is_older =
+        rc == SQL_ROW &&
+        hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sql_col_int64(s, 0), sql_col_text(s, 1));
+    sq_stmt_done(s);
+    if (is_older) {
+        if (sq_exec(c, SQ_TAGS_DELETE_OF_MANIFEST, e, "it", repo_id, digest) != 0 ||
+            sq_exec(c, SQ_REFS_DELETE, e, "it", repo_id, digest) != 0 ||
+            sq_exec(c, SQ_MANIFEST_DELETE, e, "it", repo_id, digest) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Names of the tag registers of repo that name digest (read in full first: the caller
+ * then writes to the same table). */
+static int tag_names_of(struct sq_conn *c, const char *repo, const char *digest,
+                        struct meta_name_list *out, struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_TREG_OF_DIGEST, &s, e, "tt", repo, digest);
+    if (rc < 0)
+        return -1;
+    for (int row = rc == SQL_ROW; row == 1; row = sq_next_row(c, s, e)) {
+        out->names = xrealloc(out->names, (out->n + 1) * sizeof(char *));
+        out->names[out->n++] = sq_col_strdup(s, 0);
+    }
+    sq_stmt_done(s);
+    return 0;
+}
+
+/* Local delete of a manifest: a tag_delete event for every tag register naming it. */
+int sq_delete_tags_of(struct sq_conn *c, int64_t repo_id, const char *repo, const char *digest,
+                      struct err *e)
+{
+    struct meta_name_list tags;
+    if (tag_names_of(c, repo, digest, &tags, e) != 0)
+        return -1;
+    size_t n = tags.n;
+    char **names = tags.names;
+    int result = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t hlc = sq_hlc_next(c->store);
+        bool applied;
+        if (result == 0 &&
+            (sq_tag_merge(c, repo_id, repo, names[i], NULL, hlc, c->store->region, &applied, e) !=
+                 0 ||
+             sq_event_append_clock(c, "tag_delete", repo, names[i], digest, NULL, hlc, e) != 0))
+            result = -1;
+        free(names[i]);
+    }
+    free(names);
+    return result;
+}
+
+/* Is a manifest put at (hlc, origin) superseded by a tombstone? */
+static int tomb_covers(struct sq_conn *c, const char *repo, const char *digest, int64_t hlc,
+                       const char *origin, bool *covered, struct err *e)
+{
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_TOMB_GET, &s, e, "tt", repo, digest);
+    if (rc < 0)
+        return -1;
+    *covered = rc == SQL_ROW && hlc_lww_wins((uint64_t)sql_col_int64(s, 0), sql_col_text(s, 1),
+                                             (uint64_t)hlc, origin);
+    sq_stmt_done(s);
+    return 0;
+}
+
+/* Tags whose register names digest get their row back once the manifest is here. */
+int sq_tags_rematerialize(struct sq_conn *c, int64_t repo_id, const char *repo, const char *digest,
+                          struct err *e)
+{
+    struct meta_name_list tags;
+    if (tag_names_of(c, repo, digest, &tags, e) != 0)
+        return -1;
+    size_t n = tags.n;
+    char **names = tags.names;
+    int result = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (result == 0 && tag_materialize(c, repo_id, repo, names[i], e) != 0)
+            result = -1;
+        free(names[i]);
+    }
+    free(names);
+    return result;
+}
+
+/* manifest_put payload: verifies the body against the digest, then records the
+ * manifest, not visible until its content is here. */
+static int merge_manifest_put(struct sq_conn *c, const struct meta_event *ev, struct err *e)
+{
+    json_error_t je;
+    json_t *p = ev->payload ? json_loads(ev->payload, 0, &je) : NULL;
+    const char *body64 = json_string_value(json_object_get(p, "body"));
+    const char *media_type = json_string_value(json_object_get(p, "mediaType"));
+    struct digest d;
+    size_t body_len = 0;
+    char *body = NULL;
+    int result = -1;
+    if (ev->repo == NULL || ev->digest == NULL || body64 == NULL || media_type == NULL ||
+        digest_parse(ev->digest, strlen(ev->digest), &d, e) != 0) {
+        err_set(e, ERR_BAD_REQUEST, "manifest_put event without repo, digest or body");
+        goto out;
+    }
+    body = base64_decode(body64, strlen(body64), &body_len);
+    struct digest got;
+    if (body == NULL)
+        goto bad;
+    digest_of_buffer(d.alg, body, body_len, &got);
+    if (!digest_equal(&got, &d)) {
+        log_warn("metastore", "manifest %s from %s does not match its digest", d.str, ev->origin);
+        goto bad;
+    }
+    bool covered;
+    if (tomb_covers(c, ev->repo, d.str, (int64_t)ev->hlc, ev->origin, &covered, e) != 0)
+        goto out;
+    if (covered) {
+        result = 0; /* deleted later than it was put */
+        goto out;
+    }
+    int64_t repo_id;
+    if (sq_repo_ensure(c, ev->repo, &repo_id, e) != 0)
+        goto out;
+    json_t *annotations = json_object_get(p, "annotations");
+    if (sq_exec(c, SQ_MANIFEST_INSERT_REMOTE, e, "itttttibiit", repo_id, d.str, media_type,
+                json_string_value(json_object_get(p, "artifactType")),
+                json_is_string(annotations) ? json_string_value(annotations) : NULL,
+                json_string_value(json_object_get(p, "subject")), (int64_t)body_len,
+                (const void *)body, body_len, util_now_ms(), (int64_t)ev->hlc, ev->origin) != 0)
+        goto out;
+    if (sql_changes(c->db) > 0) {
+        json_t *refs = json_object_get(p, "refs");
+        for (size_t i = 0; i < json_array_size(refs); i++) {
+            json_t *r = json_array_get(refs, i);
+            const char *rd = json_string_value(json_object_get(r, "digest"));
+            struct digest rdig;
+            struct err ignore = {0};
+            if (rd == NULL || digest_parse(rd, strlen(rd), &rdig, &ignore) != 0)
+                goto bad;
+            if (sq_exec(c, SQ_REF_INSERT_SIZED, e, "ittii", repo_id, d.str, rdig.str,
+                        (int64_t)json_is_true(json_object_get(r, "isManifest")),
+                        (int64_t)json_integer_value(json_object_get(r, "size"))) != 0)
+                goto out;
+        }
+        if (sq_tags_rematerialize(c, repo_id, ev->repo, d.str, e) != 0)
+            goto out;
+    } else {
+        /* Already here: the put clock is a last-writer-wins register too, so that a
+         * tombstone orders against the latest put whatever the arrival order. */
+        struct sql_stmt *s;
+        int rc = sq_query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, d.str);
+        if (rc < 0)
+            goto out;
+        bool is_later =
+            rc == SQL_ROW &&
+            hlc_lww_wins(ev->hlc, ev->origin, (uint64_t)sql_col_int64(s, 0), sql_col_text(s, 1));
+        sq_stmt_done(s);
+        if (is_later && sq_exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, d.str,
+                                (int64_t)ev->hlc, ev->origin) != 0)
+            goto out;
+    }
+    result = 0;
+    goto out;
+bad:
+    err_set(e, ERR_BAD_REQUEST, "malformed manifest_put event");
+out:
+    free(body);
+    json_decref(p);
+    return result;
+}
+
+static int merge_object(struct sq_conn *c, const struct meta_event *ev, bool is_delete,
+                        struct err *e)
+{
+    json_error_t je;
+    json_t *p = ev->payload ? json_loads(ev->payload, 0, &je) : NULL;
+    const char *kind = json_string_value(json_object_get(p, "kind"));
+    if (kind == NULL || ev->name == NULL) {
+        json_decref(p);
+        return err_set(e, ERR_BAD_REQUEST, "object event without kind or key");
+    }
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_OBJ_GET, &s, e, "tt", kind, ev->name);
+    if (rc < 0) {
+        json_decref(p);
+        return -1;
+    }
+    bool wins = rc != SQL_ROW || hlc_lww_wins(ev->hlc, ev->origin, (uint64_t)sql_col_int64(s, 1),
+                                              sql_col_text(s, 2));
+    sq_stmt_done(s);
+    rc = 0;
+    if (wins) {
+        char *value = is_delete ? NULL : json_dumps(json_object_get(p, "value"), JSON_COMPACT);
+        char *sealed = value ? sq_seal_value(c->store, kind, value, true) : NULL;
+        rc = sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, ev->name, sealed ? sealed : value,
+                     (int64_t)ev->hlc, ev->origin, (int64_t)is_delete);
+        free(sealed);
+        free(value);
+    }
+    json_decref(p);
+    return rc;
+}
+
+static int merge_status(struct sq_conn *c, const struct meta_event *ev, struct err *e)
+{
+    json_error_t je;
+    json_t *p = ev->payload ? json_loads(ev->payload, 0, &je) : NULL;
+    struct meta_status st = {
+        .region = (char *)json_string_value(json_object_get(p, "region")),
+        .state = (char *)json_string_value(json_object_get(p, "state")),
+        .bytes_done = json_integer_value(json_object_get(p, "bytesDone")),
+        .bytes_total = json_integer_value(json_object_get(p, "bytesTotal")),
+        .updated_ms = json_integer_value(json_object_get(p, "updatedMs")),
+        .details = (char *)json_string_value(json_object_get(p, "details")),
+    };
+    int rc = 0;
+    /* A region is the authority on its own status: others' reports of it are ignored. */
+    if (st.region && st.state && ev->repo && ev->digest &&
+        strcmp(st.region, c->store->region) != 0) {
+        struct sql_stmt *s;
+        rc = sq_query(c, SQ_STATUS_GET, &s, e, "ttt", ev->repo, ev->digest, st.region);
+        if (rc >= 0) {
+            bool is_newer = rc != SQL_ROW || sql_col_int64(s, 0) <= st.updated_ms;
+            sq_stmt_done(s);
+            rc = is_newer ? sq_status_write(c, ev->repo, ev->digest, &st, false, e) : 0;
+        }
+    }
+    json_decref(p);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Merges one event into state (no log, no version vector). */
+static int merge_event(struct sq_conn *c, const struct meta_event *ev, struct err *e)
+{
+    sq_hlc_seen(c->store, ev->hlc);
+    const char *k = ev->kind;
+    int64_t repo_id;
+    bool applied;
+    if (strcmp(k, "manifest_put") == 0)
+        return merge_manifest_put(c, ev, e);
+    if (strcmp(k, "object_put") == 0 || strcmp(k, "object_delete") == 0)
+        return merge_object(c, ev, k[7] == 'd', e);
+    if (strcmp(k, "status") == 0)
+        return merge_status(c, ev, e);
+    bool is_tag = strcmp(k, "tag_set") == 0 || strcmp(k, "tag_delete") == 0;
+    bool is_tomb = strcmp(k, "manifest_delete") == 0;
+    if (!is_tag && !is_tomb)
+        return 0; /* region-local bookkeeping (blob links): nothing to merge */
+    if (ev->repo == NULL || (is_tag && ev->name == NULL) || (is_tomb && ev->digest == NULL))
+        return err_set(e, ERR_BAD_REQUEST, "%s event without its fields", k);
+    if (sq_repo_ensure(c, ev->repo, &repo_id, e) != 0)
+        return -1;
+    if (is_tomb)
+        return sq_tomb_merge(c, repo_id, ev->repo, ev->digest, (int64_t)ev->hlc, ev->origin, e);
+    const char *digest = strcmp(k, "tag_set") == 0 ? ev->digest : NULL;
+    if (digest == NULL && strcmp(k, "tag_set") == 0)
+        return err_set(e, ERR_BAD_REQUEST, "tag_set event without digest");
+    return sq_tag_merge(c, repo_id, ev->repo, ev->name, digest, (int64_t)ev->hlc, ev->origin,
+                        &applied, e);
+}
+
+int sq_event_apply(struct metastore *ms, const struct meta_event *ev, bool *is_new, bool *is_gap,
+                   struct err *e)
+{
+    *is_new = false;
+    *is_gap = false;
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    int64_t have;
+    if (sq_vv_read(c, ev->origin, &have, e) != 0)
+        goto fail;
+    if (ev->origin_seq <= have || strcmp(ev->origin, c->store->region) == 0) {
+        sq_tx_rollback(c);
+        return 0; /* seen already (our own events come back through relays too) */
+    }
+    if (ev->origin_seq > have + 1) {
+        *is_gap = true;
+        sq_tx_rollback(c);
+        return 0;
+    }
+    if (merge_event(c, ev, e) != 0)
+        goto fail;
+    /* Relayed as written locally: without the payload the tables already hold, and with
+     * secrets sealed under this region's key. */
+    const char *stored =
+        sq_is_payload_derivable(ev->kind, ev->origin, ev->payload) ? NULL : ev->payload;
+    char *sealed = sq_seal_payload(c->store, ev->kind, stored, true);
+    int irc = sq_event_insert(c, ev->origin, ev->origin_seq, (int64_t)ev->hlc, ev->kind, ev->repo,
+                              ev->name, ev->digest, sealed ? sealed : stored, e);
+    free(sealed);
+    if (irc != 0)
+        goto fail;
+    if (sq_tx_commit_unsynced(c, e) != 0)
+        return -1;
+    *is_new = true;
+    return 0;
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
+int sq_state_merge(struct metastore *ms, const struct meta_event *ev, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    if (merge_event(c, ev, e) != 0) {
+        sq_tx_rollback(c);
+        return -1;
+    }
+    return sq_tx_commit(c, e);
+}

@@ -1,0 +1,322 @@
+/* Replicated objects (webhook definitions and the like), backend-neutral: put, delete,
+ * get, list as last-writer-wins objects with events, and the sealing of webhook secrets
+ * at rest. */
+#include "metastore.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+#include "metastore_sqlite_int.h"
+#include "secret.h"
+#include "util.h"
+
+#define SQ_SEALED_KIND "webhook"
+
+#define SQ_SEALED_MEMBER "customHeaders"
+
+/* Webhook secrets at rest -------------------------------------------------------
+ *
+ * The values of a webhook's customHeaders often are credentials (Authorization: Bearer
+ * ...). With a sealing key they are stored sealed (secret_seal: "enc:v1:...") in
+ * objects.value and in the payload of object_put events, and opened on the way out. The
+ * rest of the definition stays readable (it is what `webhook show` prints anyway).
+ *
+ *   write: object_put, merge_object (from a peer), event_apply   -> seal
+ *   read:  object_get, object_list, events_read, events_since     -> open
+ *
+ * A value that does not open under the key is left as it is: a row still in clear (read
+ * as written until the migration seals it), or one sealed under another key (logged). */
+
+/* Seals (is_seal) or opens the customHeaders values of object value v in place. True if
+ * any changed. A value is sealed unless it already opens under the key, so a clear value
+ * that merely starts like a sealed one is sealed too. */
+static bool seal_headers(const struct sq_store *st, json_t *v, bool is_seal)
+{
+    json_t *headers = json_object_get(v, SQ_SEALED_MEMBER);
+    const char *name;
+    json_t *val;
+    bool is_changed = false;
+    json_object_foreach(headers, name, val)
+    {
+        const char *text = json_string_value(val);
+        if (text == NULL)
+            continue;
+        char *opened = secret_is_sealed(text) ? secret_open(st->seal_key, text) : NULL;
+        char *out = NULL;
+        if (is_seal && opened == NULL)
+            out = secret_seal(st->seal_key, text);
+        else if (!is_seal && opened != NULL)
+            out = opened, opened = NULL;
+        else if (!is_seal && secret_is_sealed(text))
+            log_error("metastore",
+                      "failed to open header %s of a webhook: sealed under another "
+                      "key than this region's secrets.key",
+                      name);
+        if (out != NULL) {
+            AZ(json_string_set(val, out));
+            secret_wipe(out, strlen(out));
+            free(out);
+            is_changed = true;
+        }
+        if (opened != NULL) {
+            secret_wipe(opened, strlen(opened));
+            free(opened);
+        }
+    }
+    return is_changed;
+}
+
+/* value_json of an object of kind as it is stored (is_seal) or handed out: a heap string,
+ * or NULL when it is the same (no key, another kind, nothing to change). */
+char *sq_seal_value(const struct sq_store *st, const char *kind, const char *value_json,
+                    bool is_seal)
+{
+    if (!st->has_seal_key || kind == NULL || strcmp(kind, SQ_SEALED_KIND) != 0 ||
+        value_json == NULL)
+        return NULL;
+    json_error_t je;
+    json_t *v = json_loads(value_json, 0, &je);
+    char *out = NULL;
+    if (v != NULL && seal_headers(st, v, is_seal))
+        out = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    return out;
+}
+
+/* The same for an event payload: object_put events carry {"kind":K,"value":V}. */
+char *sq_seal_payload(const struct sq_store *st, const char *event_kind, const char *payload,
+                      bool is_seal)
+{
+    if (!st->has_seal_key || event_kind == NULL || strcmp(event_kind, "object_put") != 0 ||
+        payload == NULL)
+        return NULL;
+    json_error_t je;
+    json_t *p = json_loads(payload, 0, &je);
+    const char *kind = json_string_value(json_object_get(p, "kind"));
+    char *out = NULL;
+    if (kind != NULL && strcmp(kind, SQ_SEALED_KIND) == 0 &&
+        seal_headers(st, json_object_get(p, "value"), is_seal))
+        out = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    return out;
+}
+
+/* One table's rows to seal: (row key, new text), collected before any update. */
+struct seal_row {
+    char *k1;
+    char *k2;
+    int64_t seq;
+    char *text;
+};
+
+/* Seals the clear rows of objects (kind webhook) and events (object_put). */
+static int seal_clear_rows(struct sq_conn *c, size_t *n_sealed, struct err *e)
+{
+    struct seal_row *rows = NULL;
+    size_t n = 0;
+    struct sql_stmt *s = NULL;
+    int rc = sq_run(c,
+                    "SELECT kind, key, value FROM objects WHERE kind = ?1"
+                    " AND value IS NOT NULL",
+                    &s, e, "t", SQ_SEALED_KIND);
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+        char *text = sq_seal_value(c->store, sql_col_text(s, 0), sql_col_text(s, 2), true);
+        if (text == NULL)
+            continue;
+        rows = xrealloc(rows, (n + 1) * sizeof(*rows));
+        rows[n++] = (struct seal_row){sq_col_strdup(s, 0), sq_col_strdup(s, 1), 0, text};
+    }
+    if (rc >= 0)
+        sql_finalize(s);
+    size_t n_objects = n;
+    if (rc >= 0)
+        rc = sq_run(c, "SELECT seq, payload FROM events WHERE kind = 'object_put'", &s, e, "");
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+        char *text = sq_seal_payload(c->store, "object_put", sql_col_text(s, 1), true);
+        if (text == NULL)
+            continue;
+        rows = xrealloc(rows, (n + 1) * sizeof(*rows));
+        rows[n++] = (struct seal_row){NULL, NULL, sql_col_int64(s, 0), text};
+    }
+    if (rc >= 0)
+        sql_finalize(s);
+    for (size_t i = 0; i < n && rc >= 0; i++) {
+        if (i < n_objects)
+            rc = sq_run(c, "UPDATE objects SET value = ?1 WHERE kind = ?2 AND key = ?3", &s, e,
+                        "ttt", rows[i].text, rows[i].k1, rows[i].k2);
+        else
+            rc = sq_run(c, "UPDATE events SET payload = ?1 WHERE seq = ?2", &s, e, "ti",
+                        rows[i].text, rows[i].seq);
+        if (rc >= 0)
+            sql_finalize(s);
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(rows[i].k1);
+        free(rows[i].k2);
+        free(rows[i].text);
+    }
+    free(rows);
+    *n_sealed = n;
+    return rc < 0 ? -1 : 0;
+}
+
+int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32], struct err *e)
+{
+    struct sq_store *st = (struct sq_store *)ms;
+    ASSERT(st->magic == SQ_STORE_MAGIC);
+    memcpy(st->seal_key, key, SECRET_BOX_KEY_BYTES);
+    st->has_seal_key = true;
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    /* secure_delete: the clear bytes an update leaves behind on the page or the freelist
+     * are zeroed, not merely marked free. */
+    const struct sql_driver *drv = st->drv;
+    if (drv->set_secure_delete != NULL && drv->set_secure_delete(c->db, true) != SQL_OK)
+        return err_set(e, ERR_IO, NULL);
+    size_t n_sealed = 0;
+    int rc = sq_tx_begin(c, true, e);
+    if (rc == 0 && seal_clear_rows(c, &n_sealed, e) != 0) {
+        sq_tx_rollback(c);
+        rc = -1;
+    } else if (rc == 0) {
+        rc = sq_tx_commit(c, e);
+    }
+    if (drv->set_secure_delete != NULL)
+        (void)drv->set_secure_delete(c->db, false);
+    if (rc != 0 || n_sealed == 0)
+        return rc;
+    /* The old page images are still in the WAL: copy the new ones home and empty it. */
+    if (drv->compact_log != NULL && drv->compact_log(c->db) != SQL_OK)
+        log_warn("metastore", "failed to checkpoint after sealing webhook secrets");
+    log_info("metastore", "sealed %zu stored webhook definitions that held secrets in clear",
+             n_sealed);
+    return 0;
+}
+
+/* Replicated objects ------------------------------------------------------------ */
+
+int sq_object_put(struct metastore *ms, const char *kind, const char *key, const char *value_json,
+                  struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    char *sealed = sq_seal_value(c->store, kind, value_json, true);
+    if (sealed != NULL)
+        value_json = sealed;
+    struct buf p;
+    buf_init(&p, SQ_PAYLOAD_MAX_BYTES);
+    buf_appends(&p, "{\"kind\":");
+    buf_append_json_string(&p, kind);
+    buf_appends(&p, ",\"value\":");
+    buf_appends(&p, value_json);
+    buf_appends(&p, "}");
+    if (sq_payload_check(&p, e) != 0 || sq_tx_begin(c, true, e) != 0) {
+        buf_fini(&p);
+        free(sealed);
+        return -1;
+    }
+    int64_t hlc = sq_hlc_next(c->store);
+    if (sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, value_json, hlc, c->store->region,
+                (int64_t)0) != 0 ||
+        sq_event_append_clock(c, "object_put", NULL, key, NULL, p.data, hlc, e) != 0) {
+        sq_tx_rollback(c);
+        buf_fini(&p);
+        free(sealed);
+        return -1;
+    }
+    buf_fini(&p);
+    free(sealed);
+    return sq_tx_commit(c, e);
+}
+
+int sq_object_delete(struct metastore *ms, const char *kind, const char *key, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_OBJ_GET, &s, e, "tt", kind, key);
+    if (rc < 0)
+        goto fail;
+    bool exists = rc == SQL_ROW && sql_col_int64(s, 3) == 0;
+    sq_stmt_done(s);
+    if (!exists) {
+        err_set(e, ERR_NOT_FOUND, "no %s named %s", kind, key);
+        goto fail;
+    }
+    int64_t hlc = sq_hlc_next(c->store);
+    struct buf p;
+    buf_init(&p, 4096);
+    buf_appends(&p, "{\"kind\":");
+    buf_append_json_string(&p, kind);
+    buf_appends(&p, "}");
+    rc = sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, NULL, hlc, c->store->region, (int64_t)1);
+    if (rc == 0)
+        rc = sq_event_append_clock(c, "object_delete", NULL, key, NULL, p.data, hlc, e);
+    buf_fini(&p);
+    if (rc != 0)
+        goto fail;
+    return sq_tx_commit(c, e);
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
+int sq_object_get(struct metastore *ms, const char *kind, const char *key, char **value_json,
+                  struct err *e)
+{
+    *value_json = NULL;
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_OBJ_GET, &s, e, "tt", kind, key);
+    if (rc < 0)
+        return -1;
+    if (rc == SQL_ROW && sql_col_int64(s, 3) == 0)
+        *value_json = sq_col_strdup(s, 0);
+    sq_stmt_done(s);
+    if (*value_json == NULL)
+        return err_set(e, ERR_NOT_FOUND, "no %s named %s", kind, key);
+    char *clear = sq_seal_value(c->store, kind, *value_json, false);
+    if (clear != NULL) {
+        free(*value_json);
+        *value_json = clear;
+    }
+    return 0;
+}
+
+int sq_object_list(struct metastore *ms, const char *kind, struct meta_name_list *keys,
+                   struct meta_name_list *values, struct err *e)
+{
+    memset(keys, 0, sizeof(*keys));
+    memset(values, 0, sizeof(*values));
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_OBJ_LIST, &s, e, "t", kind);
+    if (rc < 0)
+        return -1;
+    for (int row = rc == SQL_ROW; row == 1; row = sq_next_row(c, s, e)) {
+        keys->names = xrealloc(keys->names, (keys->n + 1) * sizeof(char *));
+        values->names = xrealloc(values->names, (values->n + 1) * sizeof(char *));
+        keys->names[keys->n++] = sq_col_strdup(s, 0);
+        char *v = sq_col_strdup(s, 1);
+        char *clear = v ? sq_seal_value(c->store, kind, v, false) : NULL;
+        if (clear != NULL) {
+            free(v);
+            v = clear;
+        }
+        values->names[values->n++] = v ? v : xstrdup("{}");
+    }
+    sq_stmt_done(s);
+    return 0;
+}

@@ -1,0 +1,161 @@
+/* Replication's bookkeeping, backend-neutral: manifests applied from peers that wait for
+ * their content (pending), and each region's status of an artifact. */
+#include "metastore.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "metastore_sqlite_int.h"
+#include "util.h"
+
+/* Records this region's status of an artifact, optionally as a replicated event. */
+int sq_status_write(struct sq_conn *c, const char *repo, const char *digest,
+                    const struct meta_status *st, bool is_event, struct err *e)
+{
+    if (sq_exec(c, SQ_STATUS_SET, e, "ttttiiit", repo, digest, st->region, st->state,
+                st->bytes_done, st->bytes_total, st->updated_ms, st->details) != 0)
+        return -1;
+    if (!is_event)
+        return 0;
+    /* The payload is stored, not rebuilt from the row when read: the row moves on (a
+     * retry rewrites it as InProgress without an event), and a peer that reads this event
+     * later must still see the state it announced (Failed, with its details). */
+    struct buf p;
+    buf_init(&p, 64 * 1024);
+    sq_status_payload(&p, st);
+    int rc = sq_event_append(c, "status", repo, NULL, digest, p.data, e);
+    buf_fini(&p);
+    return rc;
+}
+
+int sq_pending_list(struct metastore *ms, size_t max, struct meta_pending **out, size_t *n_out,
+                    struct err *e)
+{
+    *out = NULL;
+    *n_out = 0;
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (sq_tx_begin(c, false, e) != 0)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_PENDING_LIST, &s, e, "i", (int64_t)max);
+    if (rc < 0)
+        goto fail;
+    struct meta_pending *list = xcalloc(max ? max : 1, sizeof(*list));
+    int64_t *repo_ids = xcalloc(max ? max : 1, sizeof(int64_t));
+    size_t n = 0;
+    for (int row = rc == SQL_ROW; row == 1 && n < max; row = sq_next_row(c, s, e)) {
+        list[n].repo = sq_col_strdup(s, 0);
+        sq_col_digest(s, 1, &list[n].digest);
+        list[n].origin = sq_col_strdup(s, 3);
+        repo_ids[n++] = sql_col_int64(s, 2);
+    }
+    sq_stmt_done(s);
+    for (size_t i = 0; i < n; i++) {
+        rc = sq_query(c, SQ_REFS_OF_MANIFEST, &s, e, "it", repo_ids[i], list[i].digest.str);
+        if (rc < 0)
+            break;
+        for (int row = rc == SQL_ROW; row == 1; row = sq_next_row(c, s, e)) {
+            size_t k = list[i].n_refs++;
+            list[i].refs = xrealloc(list[i].refs, list[i].n_refs * sizeof(*list[i].refs));
+            list[i].ref_sizes = xrealloc(list[i].ref_sizes, list[i].n_refs * sizeof(int64_t));
+            memset(&list[i].refs[k], 0, sizeof(list[i].refs[k]));
+            sq_col_digest(s, 0, &list[i].refs[k].digest);
+            list[i].refs[k].is_manifest = sql_col_int64(s, 1) != 0;
+            list[i].ref_sizes[k] = sql_col_int64(s, 2);
+        }
+        sq_stmt_done(s);
+    }
+    free(repo_ids);
+    sq_tx_commit(c, e);
+    *out = list;
+    *n_out = n;
+    return 0;
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
+int sq_pending_complete(struct metastore *ms, const struct meta_pending *p, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    int64_t repo_id;
+    struct sql_stmt *s;
+    if (sq_repo_ensure(c, p->repo, &repo_id, e) != 0)
+        goto fail;
+    for (size_t i = 0; i < p->n_refs; i++) {
+        const char *d = p->refs[i].digest.str;
+        if (p->refs[i].is_manifest) {
+            int rc = sq_query(c, SQ_VISIBLE_CHILD, &s, e, "it", repo_id, d);
+            if (rc < 0)
+                goto fail;
+            sq_stmt_done(s);
+            if (rc != SQL_ROW) {
+                err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, "child manifest %s not here yet", d);
+                goto fail;
+            }
+            continue;
+        }
+        if (sq_exec(c, SQ_BLOB_INSERT, e, "ti", d, p->ref_sizes[i] > 0 ? p->ref_sizes[i] : 0) !=
+                0 ||
+            sq_exec(c, SQ_LINK_INSERT, e, "it", repo_id, d) != 0)
+            goto fail;
+    }
+    if (sq_exec(c, SQ_MANIFEST_SET_VISIBLE, e, "it", repo_id, p->digest.str) != 0)
+        goto fail;
+    return sq_tx_commit_unsynced(c, e);
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
+int sq_status_set(struct metastore *ms, const char *repo, const struct digest *d,
+                  const struct meta_status *st, bool is_event, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    if (sq_status_write(c, repo, d->str, st, is_event, e) != 0) {
+        sq_tx_rollback(c);
+        return -1;
+    }
+    return sq_tx_commit(c, e);
+}
+
+int sq_status_list(struct metastore *ms, const char *repo, const struct digest *d,
+                   struct meta_status **out, size_t *n_out, struct err *e)
+{
+    *out = NULL;
+    *n_out = 0;
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_STATUS_LIST, &s, e, "tt", repo, d->str);
+    if (rc < 0)
+        return -1;
+    struct meta_status *list = NULL;
+    size_t n = 0;
+    for (int row = rc == SQL_ROW; row == 1; row = sq_next_row(c, s, e)) {
+        list = xrealloc(list, (n + 1) * sizeof(*list));
+        list[n].region = sq_col_strdup(s, 0);
+        list[n].state = sq_col_strdup(s, 1);
+        list[n].bytes_done = sql_col_int64(s, 2);
+        list[n].bytes_total = sql_col_int64(s, 3);
+        list[n].updated_ms = sql_col_int64(s, 4);
+        list[n].details = sq_col_strdup(s, 5);
+        n++;
+    }
+    sq_stmt_done(s);
+    *out = list;
+    *n_out = n;
+    return 0;
+}

@@ -1,0 +1,543 @@
+/* The SQL metastore's store and connections, backend-neutral: one connection per thread
+ * (through the driver seam, sql_driver.h), the prepared statements cached on it, the
+ * helpers every section file uses (sq_query, sq_exec, sq_run, ...), transactions with the
+ * writer mutex, and the group commit that makes acknowledged writes durable. The ops
+ * table of the metastore seam is here; the sections it points to are in meta_*.c. */
+#include "metastore.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metastore_sqlite_int.h"
+#include "util.h"
+
+/* The driver refreshes stale planner statistics every so many write commits (SQLite:
+ * PRAGMA optimize). The hot statements do not depend on them: their plans are right
+ * without statistics too (tests/unit/test_query_plans.c checks both). */
+#define SQ_OPTIMIZE_EVERY_COMMITS 10000
+
+/* Every statement the store runs, prepared once per connection on first use: the text
+ * of SQ_STATEMENTS, or a dialect's own where SQ_STATEMENTS_<DIALECT> has one. */
+
+static const char *const sq_sql[SQ_STMT_COUNT_] = {
+#define X(id, sql) [SQ_##id] = sql,
+    SQ_STATEMENTS(X)
+#undef X
+};
+
+static const char *const sq_names[SQ_STMT_COUNT_] = {
+#define X(id, sql) [SQ_##id] = #id,
+    SQ_STATEMENTS(X)
+#undef X
+};
+
+static const char *const sq_sql_postgres[SQ_STMT_COUNT_] = {
+#define X(id, sql) [SQ_##id] = sql,
+    SQ_STATEMENTS_POSTGRES(X)
+#undef X
+};
+
+const char *sq_statement_text(enum sql_dialect dialect, enum sq_stmt id)
+{
+    ASSERT(id < SQ_STMT_COUNT_);
+    if (dialect == SQL_DIALECT_POSTGRES && sq_sql_postgres[id] != NULL)
+        return sq_sql_postgres[id];
+    return sq_sql[id];
+}
+
+const char *sq_statement_name(enum sq_stmt id)
+{
+    ASSERT(id < SQ_STMT_COUNT_);
+    return sq_names[id];
+}
+
+static struct sq_store *store_of(struct metastore *ms)
+{
+    AN(ms);
+    struct sq_store *st = (struct sq_store *)ms;
+    ASSERT(st->magic == SQ_STORE_MAGIC);
+    return st;
+}
+
+/* Errors: the driver logs the database's message and maps rc into e. Returns -1. */
+int sq_db_fail(struct sq_conn *c, int rc, const char *what, const char *sql, struct err *e)
+{
+    return c->store->drv->map_error(c->db, rc, what, sql, e);
+}
+
+static void conn_close(struct sq_conn *c)
+{
+    ASSERT(c->magic == SQ_CONN_MAGIC);
+    for (int i = 0; i < SQ_STMT_COUNT_; i++)
+        sql_finalize(c->stmts[i]);
+    c->store->drv->close(c->db);
+    c->magic = 0;
+    free(c);
+}
+
+/* pthread key destructor: a thread that used the store is exiting. */
+static void on_thread_exit(void *p)
+{
+    struct sq_conn *c = p;
+    ASSERT(c->magic == SQ_CONN_MAGIC);
+    struct sq_store *st = c->store;
+    AZ(pthread_mutex_lock(&st->mu));
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        st->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    AZ(pthread_mutex_unlock(&st->mu));
+    conn_close(c);
+}
+
+static struct sq_conn *conn_open(struct sq_store *st, struct err *e)
+{
+    struct sql_db *db;
+    if (st->drv->open(st->path, &db, e) != 0)
+        return NULL;
+    struct sq_conn *c = xcalloc(1, sizeof(*c));
+    c->magic = SQ_CONN_MAGIC;
+    c->store = st;
+    c->db = db;
+    return c;
+}
+
+/* This thread's connection, opened on first use. */
+static struct sq_conn *conn_get(struct sq_store *st, struct err *e)
+{
+    struct sq_conn *c = pthread_getspecific(st->key);
+    if (c != NULL) {
+        ASSERT(c->magic == SQ_CONN_MAGIC && c->store == st);
+        return c;
+    }
+    c = conn_open(st, e);
+    if (c == NULL)
+        return NULL;
+    AZ(pthread_setspecific(st->key, c));
+    AZ(pthread_mutex_lock(&st->mu));
+    c->next = st->conns;
+    if (st->conns != NULL)
+        st->conns->prev = c;
+    st->conns = c;
+    AZ(pthread_mutex_unlock(&st->mu));
+    return c;
+}
+
+struct sq_conn *sq_conn_of(struct metastore *ms, struct err *e)
+{
+    return conn_get(store_of(ms), e);
+}
+
+static struct sql_stmt *stmt_get(struct sq_conn *c, enum sq_stmt id, struct err *e)
+{
+    if (c->stmts[id] == NULL) {
+        const char *sql = sq_statement_text(c->store->drv->dialect, id);
+        int rc = c->store->drv->prepare(c->db, sql, true, &c->stmts[id]);
+        if (rc != SQL_OK) {
+            sq_db_fail(c, rc, "prepare statement", sql, e);
+            return NULL;
+        }
+    }
+    return c->stmts[id];
+}
+
+/* Ends a use of a cached statement; bindings are cleared so no pointer outlives it. */
+void sq_stmt_done(struct sql_stmt *s)
+{
+    sql_reset(s);
+}
+
+int sq_bind_args(struct sql_stmt *s, const char *fmt, va_list ap)
+{
+    return s->drv->bind(s, fmt, ap);
+}
+
+/* Binds and steps statement id once. Returns SQL_ROW or SQL_DONE with the
+ * statement in *out (the caller reads further rows, then calls stmt_done), or -1 with e
+ * set and the statement already reset. */
+int sq_query(struct sq_conn *c, enum sq_stmt id, struct sql_stmt **out, struct err *e,
+             const char *fmt, ...)
+{
+    struct sql_stmt *s = stmt_get(c, id, e);
+    if (s == NULL)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = sq_bind_args(s, fmt, ap);
+    va_end(ap);
+    if (rc == SQL_OK)
+        rc = sql_step(s);
+    if (rc != SQL_ROW && rc != SQL_DONE) {
+        sq_db_fail(c, rc, "run statement", c->store->drv->text_of(s), e);
+        sq_stmt_done(s);
+        return -1;
+    }
+    *out = s;
+    return rc;
+}
+
+/* Runs a statement that returns no rows; 0 or -1. */
+int sq_exec(struct sq_conn *c, enum sq_stmt id, struct err *e, const char *fmt, ...)
+{
+    struct sql_stmt *s = stmt_get(c, id, e);
+    if (s == NULL)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = sq_bind_args(s, fmt, ap);
+    va_end(ap);
+    if (rc == SQL_OK)
+        rc = sql_step(s);
+    sq_stmt_done(s);
+    if (rc != SQL_DONE && rc != SQL_ROW)
+        return sq_db_fail(c, rc, "run statement", c->store->drv->text_of(s), e);
+    return 0;
+}
+
+/* Reads a step result after the first: 1 for a row, 0 at the end, -1 on error. */
+int sq_next_row(struct sq_conn *c, struct sql_stmt *s, struct err *e)
+{
+    int rc = sql_step(s);
+    if (rc == SQL_ROW)
+        return 1;
+    if (rc == SQL_DONE)
+        return 0;
+    return sq_db_fail(c, rc, "read rows", c->store->drv->text_of(s), e);
+}
+
+char *sq_col_strdup(struct sql_stmt *s, int i)
+{
+    const char *v = sql_col_text(s, i);
+    return v != NULL ? xstrdup(v) : NULL;
+}
+
+/* A digest column the store wrote from a validated struct digest. */
+void sq_col_digest(struct sql_stmt *s, int i, struct digest *d)
+{
+    const char *v = sql_col_text(s, i);
+    snprintf(d->str, sizeof(d->str), "%s", v != NULL ? v : "");
+    d->alg = strncmp(d->str, "sha512:", 7) == 0 ? DIGEST_SHA512 : DIGEST_SHA256;
+}
+
+/* Runs a script of statements without results (schema text); 0 or -1 with e set. */
+int sq_script(struct sq_conn *c, const char *script, const char *what, struct err *e)
+{
+    int rc = c->store->drv->exec(c->db, script);
+    if (rc != SQL_OK)
+        return sq_db_fail(c, rc, what, NULL, e);
+    return 0;
+}
+
+int sq_vrun(struct sq_conn *c, const char *sql, struct sql_stmt **out, struct err *e,
+            const char *fmt, va_list ap)
+{
+    struct sql_stmt *s = NULL;
+    int rc = c->store->drv->prepare(c->db, sql, false, &s);
+    if (rc != SQL_OK) {
+        sq_db_fail(c, rc, "prepare statement", sql, e);
+        return -1;
+    }
+    rc = sq_bind_args(s, fmt, ap);
+    if (rc == SQL_OK)
+        rc = sql_step(s);
+    if (rc != SQL_ROW && rc != SQL_DONE) {
+        sq_db_fail(c, rc, "run statement", sql, e);
+        sql_finalize(s);
+        return -1;
+    }
+    *out = s;
+    return rc;
+}
+
+int sq_run(struct sq_conn *c, const char *sql, struct sql_stmt **out, struct err *e,
+           const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = sq_vrun(c, sql, out, e, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int sq_run_exec(struct sq_conn *c, const char *sql, struct err *e, const char *fmt, ...)
+{
+    struct sql_stmt *s = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = sq_vrun(c, sql, &s, e, fmt, ap);
+    va_end(ap);
+    if (rc < 0)
+        return -1;
+    sql_finalize(s);
+    return 0;
+}
+
+/* Write transactions of this process take wmu first: they queue on a mutex instead of
+ * colliding on the database's write lock and backing off in its busy handler. wmu is held
+ * until COMMIT or ROLLBACK, not across the group-commit wait. */
+int sq_tx_begin(struct sq_conn *c, bool is_write, struct err *e)
+{
+    c->is_write_tx = is_write;
+    if (is_write) {
+        AZ(pthread_mutex_lock(&c->store->wmu));
+        c->has_wmu = true;
+    }
+    int rc = c->store->drv->begin(c->db, is_write);
+    if (rc == SQL_OK)
+        return 0;
+    sq_db_fail(c, rc, "run statement", is_write ? "BEGIN (write)" : "BEGIN", e);
+    if (c->has_wmu) {
+        c->has_wmu = false;
+        AZ(pthread_mutex_unlock(&c->store->wmu));
+    }
+    return -1;
+}
+
+static void release_wmu(struct sq_conn *c)
+{
+    if (c->has_wmu) {
+        c->has_wmu = false;
+        AZ(pthread_mutex_unlock(&c->store->wmu));
+    }
+}
+
+/* Returns once every transaction committed before the call is on stable storage.
+ * Commits that arrive while one thread is syncing wait for the next sync, which covers
+ * them all: under concurrency one fdatasync serves many acknowledged writes. A driver
+ * whose commits are durable on their own has no sync: nothing to wait for. */
+int sq_durable_wait(struct sq_store *st, struct err *e)
+{
+    if (st->drv->sync == NULL)
+        return 0;
+    int rc = 0;
+    AZ(pthread_mutex_lock(&st->dmu));
+    uint64_t ticket = ++st->d_requested;
+    while (st->d_synced < ticket) {
+        if (st->is_d_busy) {
+            AZ(pthread_cond_wait(&st->dcv, &st->dmu));
+            continue;
+        }
+        st->is_d_busy = true;
+        uint64_t target = st->d_requested;
+        AZ(pthread_mutex_unlock(&st->dmu));
+        int sync_rc = st->drv->sync(st->path);
+        int saved = errno;
+        AZ(pthread_mutex_lock(&st->dmu));
+        st->is_d_busy = false;
+        AZ(pthread_cond_broadcast(&st->dcv));
+        if (sync_rc != 0) {
+            errno = saved;
+            log_error("metastore", "failed to fsync the write-ahead log of %s: %s", st->path,
+                      strerror(saved));
+            rc = err_set(e, saved == ENOSPC ? ERR_NO_SPACE : ERR_IO, NULL);
+            break;
+        }
+        if (target > st->d_synced)
+            st->d_synced = target;
+    }
+    AZ(pthread_mutex_unlock(&st->dmu));
+    return rc;
+}
+
+void sq_tx_rollback(struct sq_conn *c)
+{
+    c->store->drv->rollback(c->db);
+    release_wmu(c);
+}
+
+/* Every SQ_OPTIMIZE_EVERY_COMMITS write commits (under wmu, after the commit) the driver
+ * refreshes stale planner statistics; usually a no-op. */
+static void stats_refresh(struct sq_conn *c)
+{
+    if (!c->has_wmu || ++c->store->n_write_commits % SQ_OPTIMIZE_EVERY_COMMITS != 0)
+        return;
+    if (c->store->drv->refresh_stats != NULL)
+        c->store->drv->refresh_stats(c->db);
+}
+
+static int tx_commit(struct sq_conn *c, struct err *e)
+{
+    int rc = c->store->drv->commit(c->db);
+    if (rc != SQL_OK) {
+        sq_db_fail(c, rc, "run statement", "COMMIT", e);
+        sq_tx_rollback(c);
+        return -1;
+    }
+    stats_refresh(c);
+    release_wmu(c);
+    return 0;
+}
+
+/* Commits without waiting for the sync, for writes that a crash may lose because they are
+ * fetched again: events applied from a peer (with the version-vector entry that says they
+ * are here, in the same transaction) and a replicated manifest made visible (pending again
+ * if lost). WAL order keeps the next synced commit covering them. One fsync per applied
+ * event bounded replication to ~250 events/s on this machine. sq_vv_get syncs after it
+ * reads the version vector and before it leaves the process, so no peer ever learns of
+ * an event that is not durable here. */
+int sq_tx_commit_unsynced(struct sq_conn *c, struct err *e)
+{
+    return tx_commit(c, e);
+}
+
+int sq_tx_commit(struct sq_conn *c, struct err *e)
+{
+    if (tx_commit(c, e) != 0)
+        return -1;
+    /* Acknowledged means durable: a write transaction returns once it is synced. */
+    if (c->is_write_tx)
+        return sq_durable_wait(c->store, e);
+    return 0;
+}
+
+/* Collects the names a listing query returns, `rc` being its first step. At most
+ * limit names are kept (limit < 0: all); has_more says whether a further row came. */
+int sq_collect_names(struct sq_conn *c, struct sql_stmt *s, int rc, long limit,
+                     struct meta_name_list *out, struct err *e)
+{
+    size_t cap = 0;
+    int row = rc == SQL_ROW ? 1 : 0;
+    while (row == 1) {
+        if (limit >= 0 && out->n == (size_t)limit) {
+            out->has_more = true;
+            break;
+        }
+        if (out->n == cap) {
+            cap = cap ? cap * 2 : 16;
+            out->names = xrealloc(out->names, cap * sizeof(*out->names));
+        }
+        out->names[out->n++] = sq_col_strdup(s, 0);
+        row = sq_next_row(c, s, e);
+    }
+    sq_stmt_done(s);
+    if (row < 0) {
+        meta_name_list_fini(out);
+        return -1;
+    }
+    return 0;
+}
+
+/* SQL LIMIT for a page of n names plus one to learn whether more follow. */
+int64_t sq_page_limit(long n)
+{
+    if (n < 0 || (int64_t)n >= INT64_MAX - 1)
+        return -1;
+    return (int64_t)n + 1;
+}
+
+void sq_close(struct metastore *ms)
+{
+    if (ms == NULL)
+        return;
+    struct sq_store *st = store_of(ms);
+    /* After this no thread-exit destructor runs for this store; the connections of
+     * threads still alive are closed below. */
+    AZ(pthread_key_delete(st->key));
+    AZ(pthread_mutex_lock(&st->mu));
+    struct sq_conn *c = st->conns;
+    st->conns = NULL;
+    AZ(pthread_mutex_unlock(&st->mu));
+    while (c != NULL) {
+        struct sq_conn *next = c->next;
+        conn_close(c);
+        c = next;
+    }
+    AZ(pthread_mutex_destroy(&st->mu));
+    pthread_mutex_destroy(&st->dmu);
+    pthread_mutex_destroy(&st->wmu);
+    pthread_cond_destroy(&st->dcv);
+    st->magic = 0;
+    FREE_AND_NULL(st->path);
+    FREE_AND_NULL(st->region);
+    free(st);
+}
+
+static const struct metastore_ops sq_ops = {
+    .name = "sqlite", /* XXX: per driver (a copy of the table) when a second one lands */
+    .blob_link = sq_blob_link,
+    .blob_get = sq_blob_get,
+    .blob_find = sq_blob_find,
+    .blob_unlink = sq_blob_unlink,
+    .manifest_put = sq_manifest_put,
+    .manifest_get = sq_manifest_get,
+    .manifest_delete = sq_manifest_delete,
+    .tag_delete = sq_tag_delete,
+    .tag_list = sq_tag_list,
+    .repo_list = sq_repo_list,
+    .referrers = sq_referrers,
+    .upload_create = sq_upload_create,
+    .upload_get = sq_upload_get,
+    .upload_delete = sq_upload_delete,
+    .upload_list_expired = sq_upload_list_expired,
+    .upload_set_acked = sq_upload_set_acked,
+    .upload_count_from = sq_upload_count_from,
+    .upload_list_single = sq_upload_list_single,
+    .close = sq_close,
+    .events_since = sq_events_since,
+    .events_read = sq_events_read,
+    .vv_get = sq_vv_get,
+    .event_apply = sq_event_apply,
+    .pending_list = sq_pending_list,
+    .pending_complete = sq_pending_complete,
+    .status_set = sq_status_set,
+    .status_list = sq_status_list,
+    .cursor_get = sq_cursor_get,
+    .cursor_set = sq_cursor_set,
+    .log_head = sq_log_head,
+    .summary = sq_summary,
+    .repo_state = sq_repo_state,
+    .state_merge = sq_state_merge,
+    .manifest_lookup = sq_manifest_lookup,
+    .manifest_tags = sq_manifest_tags,
+    .blob_list_all = sq_blob_list_all,
+    .blob_lost = sq_blob_lost,
+    .manifest_place = sq_manifest_place, /* meta_versions.c */
+    .manifest_release = sq_manifest_release,
+    .object_put = sq_object_put,
+    .object_delete = sq_object_delete,
+    .object_get = sq_object_get,
+    .object_list = sq_object_list,
+    .delivery_add = sq_delivery_add,
+    .delivery_due = sq_delivery_due,
+    .delivery_update = sq_delivery_update,
+    .delivery_list = sq_delivery_list,
+    .delivery_prune = sq_delivery_prune,
+    .identity_put = sq_identity_put,
+    .identity_delete = sq_identity_delete,
+    .role_set = sq_role_set,
+    .auth_load = sq_auth_load,
+    .auth_generation = sq_auth_generation,
+    .audit_append = sq_audit_append,
+    .audit_list = sq_audit_list,
+    .audit_set_count = sq_audit_set_count,
+    .upload_set_owner = sq_upload_set_owner,
+    .upload_count_owned = sq_upload_count_owned,
+};
+
+struct sq_store *sq_store_open(const struct sql_driver *drv, const char *target, const char *region,
+                               struct err *e)
+{
+    struct sq_store *st = xcalloc(1, sizeof(*st));
+    st->base.ops = &sq_ops;
+    st->drv = drv;
+    st->magic = SQ_STORE_MAGIC;
+    st->path = xstrdup(target);
+    st->region = xstrdup(region);
+    AZ(pthread_mutex_init(&st->mu, NULL));
+    AZ(pthread_mutex_init(&st->dmu, NULL));
+    AZ(pthread_mutex_init(&st->wmu, NULL));
+    AZ(pthread_cond_init(&st->dcv, NULL));
+    AZ(pthread_key_create(&st->key, on_thread_exit));
+    if (conn_get(st, e) == NULL) {
+        sq_close(&st->base);
+        return NULL;
+    }
+    return st;
+}
