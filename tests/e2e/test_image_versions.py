@@ -119,7 +119,9 @@ def test_versions_follow_their_profile_across_regions(geo):
     listed = r2.cli_json("image-version", "list", repo, "--region", "r3")
     assert [v["version"] for v in listed["versions"]] == ["1.0.0", "2.0.0"], listed
     assert listed["region"] == "r3"
-    assert [v["state"] for v in listed["versions"]][0] == "NotTargeted", listed
+    # r3 shows Removing for 1.0.0 until r2 hears that r3 deleted its copies
+    wait_for(lambda: r2.cli_json("image-version", "list", repo, "--region", "r3")
+             ["versions"][0]["state"] == "NotTargeted", 30, "r3's removal is reported to r2")
 
 
 def test_a_definition_takes_versions_only(geo):
