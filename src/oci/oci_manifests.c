@@ -51,12 +51,27 @@ static void notify(struct http_req *req, const char *action, const char *tag,
     webhook_on_effect(req->reg, &ev);
 }
 
+/* Pull never misses (issue 14): a manifest or tag this region does not show yet (its
+ * event still on the way, its blobs still being copied) is brought from a peer now,
+ * kept and then served like any other (repl_pull_manifest). Never for a peer's own
+ * request, so lookups do not chain. true when the caller should look again. */
+static bool is_pull_through(struct http_req *req, const struct err *e)
+{
+    struct registry *reg = req->reg;
+    if ((e->code != ERR_MANIFEST_UNKNOWN && e->code != ERR_NAME_UNKNOWN) || reg->repl == NULL ||
+        http_req_header(req, REPL_FETCH_HEADER) != NULL)
+        return false;
+    return repl_pull_manifest(reg->repl, req->repo, req->ref) == 0;
+}
+
 static void manifest_get(struct http_req *req, bool is_digest)
 {
     struct registry *reg = req->reg;
     struct err e = {0};
     struct meta_manifest m = {0};
-    if (reg->ms->ops->manifest_get(reg->ms, req->repo, req->ref, &m, &e) != 0) {
+    if (reg->ms->ops->manifest_get(reg->ms, req->repo, req->ref, &m, &e) != 0 &&
+        (!is_pull_through(req, &e) ||
+         reg->ms->ops->manifest_get(reg->ms, req->repo, req->ref, &m, &e) != 0)) {
         if (e.code == ERR_NAME_UNKNOWN)
             e.code = ERR_MANIFEST_UNKNOWN;
         http_reply_err(req, &e);
