@@ -79,6 +79,8 @@ void oci_blob(struct http_req *req)
         http_reply_err(req, &e);
         return;
     }
+    if (oci_data_redirect(req, &d)) /* the bytes come from the data endpoint */
+        return;
     /* The store serves only a copy of the recorded size that is still what was verified;
      * a bad or lost one is fetched back from a peer now, or else answered as unknown. */
     int rc = reg->bs->ops->open(reg->bs, &d, recorded_size, &fd, &size, &e);

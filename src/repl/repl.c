@@ -1189,7 +1189,12 @@ int repl_fetch_blob_within(struct repl *r, const char *repo, const struct digest
 /* Pull never misses: manifests and tags ------------------------------------------------ */
 
 #define PULL_LOOKUP_MARGIN_MS 200 /* added to a peer's round trip: its own work */
-#define PULL_WAIT_MS 10000        /* for a pull of the same reference already running */
+/* A pull waits for the manifest's content (a copy it started or a replication fetch
+ * already running) when at most PULL_WAIT_BYTES are still missing here, for at most
+ * PULL_WAIT_MS; a bigger image is a 404 until its copy, which goes on, is complete.
+ * Concurrent pulls of the same reference wait for the first as long. */
+#define PULL_WAIT_MS 5000
+#define PULL_WAIT_BYTES (32 << 20)
 
 /* Waits until key is no longer in flight here, or until deadline_ms. */
 static void wait_released(struct repl *r, const char *key, int64_t deadline_ms)
@@ -1272,16 +1277,85 @@ static bool is_visible_here(struct repl *r, const char *repo, const struct diges
     return is_visible;
 }
 
-/* Makes manifest p visible here now as a fetch worker would (its blobs fetched,
- * single-flight with the workers, and linked in p->repo before it shows). */
-static void complete_now(struct repl *r, const struct meta_pending *p, int64_t deadline_ms)
+/* A completion run for a pull, on its own thread so the request waits for it only so
+ * long: the copy goes on and is kept when the request has given up. */
+struct pull_completion {
+    struct repl *r;
+    struct meta_pending p;
+    atomic_int refs;      /* the request and the thread */
+    atomic_bool is_done;
+};
+
+static void pull_completion_unref(struct pull_completion *c)
 {
-    char key[600];
-    snprintf(key, sizeof(key), "%s@%s", p->repo, p->digest.str);
-    if (is_visible_here(r, p->repo, &p->digest))
+    if (atomic_fetch_sub(&c->refs, 1) == 1) {
+        meta_pending_fini(&c->p);
+        free(c);
+    }
+}
+
+static void *pull_completion_main(void *arg)
+{
+    struct pull_completion *c = arg;
+    complete_pending(c->r, &c->p);
+    AZ(pthread_mutex_lock(&c->r->mu));
+    atomic_store(&c->is_done, true);
+    AZ(pthread_cond_broadcast(&c->r->cv));
+    AZ(pthread_mutex_unlock(&c->r->mu));
+    pull_completion_unref(c);
+    return NULL;
+}
+
+/* Makes manifest p (taken over) visible here as a fetch worker would: its blobs fetched
+ * (single-flight with the workers) and linked in p->repo before it shows. Waits for
+ * that until deadline_ms; a fetch of it already running (a worker's) is waited for
+ * the same way. */
+static void complete_now(struct repl *r, struct meta_pending *p, int64_t deadline_ms)
+{
+    if (is_visible_here(r, p->repo, &p->digest)) {
+        meta_pending_fini(p);
         return;
-    complete_pending(r, p);
-    wait_released(r, key, deadline_ms); /* a worker had it: its result is ours */
+    }
+    int64_t missing = 0;
+    for (size_t i = 0; i < p->n_refs; i++) {
+        uint64_t have;
+        struct err absent = {0};
+        if (!p->refs[i].is_manifest && p->ref_sizes[i] > 0 &&
+            r->reg->bs->ops->stat(r->reg->bs, &p->refs[i].digest, &have, &absent) != 0)
+            missing += p->ref_sizes[i];
+    }
+    if (missing > PULL_WAIT_BYTES)
+        deadline_ms = util_now_ms(); /* started, not waited for */
+    struct pull_completion *c = xcalloc(1, sizeof(*c));
+    c->r = r;
+    c->p = *p;
+    memset(p, 0, sizeof(*p));
+    atomic_init(&c->refs, 2);
+    pthread_t t;
+    if (pthread_create(&t, NULL, pull_completion_main, c) != 0) {
+        pull_completion_unref(c);
+        pull_completion_unref(c);
+        return;
+    }
+    AZ(pthread_detach(t));
+    char key[600];
+    snprintf(key, sizeof(key), "%s@%s", c->p.repo, c->p.digest.str);
+    AZ(pthread_mutex_lock(&r->mu));
+    while (!r->is_stopping && !atomic_load(&c->is_done) && util_now_ms() < deadline_ms) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 50 * 1000000L;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&r->cv, &r->mu, &until);
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+    /* A worker had it (complete_pending returned at once): its result is ours. */
+    if (atomic_load(&c->is_done))
+        wait_released(r, key, deadline_ms);
+    pull_completion_unref(c);
 }
 
 /* Asks the peers, nearest reachable first, for what a pull of ref in repo needs (the
@@ -1342,7 +1416,7 @@ static bool pull_from_peers(struct repl *r, const char *repo, const char *ref,
         for (int pass = 0; pass < 2; pass++) {
             for (size_t k = 0; k < n_found; k++) {
                 bool is_target = strcmp(found[k].digest.str, target) == 0;
-                if (is_target == (pass == 1))
+                if (is_target == (pass == 1) && found[k].repo != NULL)
                     complete_now(r, &found[k], deadline_ms);
                 if (is_target)
                     is_found = true;
