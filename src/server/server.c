@@ -71,7 +71,7 @@ static int start_data_listener(struct config *cfg, const struct http_config *hc,
              cfg->data_listen_host, is_v6 ? "]" : "", http_server_port(*out));
     if (cfg->data_endpoint == NULL)
         cfg->data_endpoint = xstrdup(url);
-    log_info("server", "data endpoint listening on %s, redirects to %s", url,
+    log_info("server", "data endpoint at %s (redirects name %s)", url,
              cfg->data_endpoint);
     return 0;
 }
