@@ -1188,7 +1188,9 @@ int repl_fetch_blob_within(struct repl *r, const char *repo, const struct digest
 
 /* Pull never misses: manifests and tags ------------------------------------------------ */
 
-#define PULL_LOOKUP_MARGIN_MS 200 /* added to a peer's round trip: its own work */
+/* A peer's lookup answer is awaited for twice its measured round trip plus this (its own
+ * work, a loaded machine); a peer not measured yet counts as 1 s away. */
+#define PULL_LOOKUP_MARGIN_MS 500
 /* A pull waits for the manifest's content (a copy it started or a replication fetch
  * already running) when at most PULL_WAIT_BYTES are still missing here, for at most
  * PULL_WAIT_MS; a bigger image is a 404 until its copy, which goes on, is complete.
@@ -1380,7 +1382,8 @@ static bool pull_from_peers(struct repl *r, const char *repo, const char *ref,
         struct err e = {0};
         httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
         atomic_fetch_add(&r->pull_lookups, 1);
-        int rc = peer_call(r, "GET", url, NULL, (long)rtt + PULL_LOOKUP_MARGIN_MS, &resp, &e);
+        int rc = peer_call(r, "GET", url, NULL, (long)(2 * rtt) + PULL_LOOKUP_MARGIN_MS, &resp,
+                           &e);
         json_t *body = NULL;
         if (rc == 0 && resp.status == 200) {
             json_error_t je;

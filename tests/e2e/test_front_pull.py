@@ -145,14 +145,15 @@ def test_true_404_stays_fast(geo, front):  # noqa: F811
         took = time.monotonic() - t0
         assert status == 404 and h["meridian-region"] == "r2"
         assert json.loads(body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
-        assert took < 2 * FAR_MS / 1000 + 0.35, took
+        # one round trip (0.1 s) to the peer; the rest is slack for a loaded machine
+        assert took < 2 * FAR_MS / 1000 + 0.6, took
     r1.sigstop()
     try:
         t0 = time.monotonic()
         status, _, _ = request(f, "GET", "/v2/%s/manifests/nope2" % repo, source=NET_R2)
         took = time.monotonic() - t0
         assert status == 404
-        # bounded by the peer's round trip plus the margin, not by connect or read timeouts
-        assert took < 2 * FAR_MS / 1000 + 0.6, took
+        # bounded by twice the peer's round trip plus 0.5 s, not by connect or read timeouts
+        assert took < 4 * FAR_MS / 1000 + 0.5 + 0.4, took
     finally:
         r1.sigcont()
