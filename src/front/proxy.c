@@ -323,6 +323,28 @@ static bool is_own_reply_header(const char *name)
     return is_hop_header(name) || strcasecmp(name, "Date") == 0;
 }
 
+/* A small body (a manifest, an error) is read whole and sent with the head in one write,
+ * as the region sent it: the client wakes once. A body that breaks is a 503. */
+#define SMALL_BODY_MAX (64u << 10)
+
+static void reply_unavailable(struct http_req *req, const char *why);
+
+static void reply_small(struct http_req *req, struct proxy_call *c, size_t len)
+{
+    char *body = xmalloc(len + 1);
+    size_t got = 0;
+    long n = 1;
+    while (got < len && (n = httpc_pull_read(c->pull, body + got, len - got)) > 0)
+        got += (size_t)n;
+    if (got < len) {
+        front_mark_down(c->front, c->region, "transfer broke");
+        reply_unavailable(req, "the region did not answer");
+    } else {
+        http_reply(req, (int)c->status, NULL, body, len);
+    }
+    free(body);
+}
+
 /* Passes the region's response head on: headers (upload Locations pinned to the region),
  * Meridian-Region, then the body streamed from the pipe. */
 static void reply_forwarded(struct http_req *req, struct proxy_call *c)
@@ -367,6 +389,10 @@ static void reply_forwarded(struct http_req *req, struct proxy_call *c)
         log_debug("front", "upload pinned to region=%s id=%s", region, req->request_id);
     if (c->status == 204 || c->status == 304)
         len = 0;
+    if (c->pull != NULL && strcmp(req->method, "HEAD") != 0 && len <= SMALL_BODY_MAX) {
+        reply_small(req, c, (size_t)len);
+        return;
+    }
     http_reply_stream(req, (int)c->status, len, c->pull ? on_pull_reply_read : on_reply_read, c);
 }
 
