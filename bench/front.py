@@ -16,7 +16,9 @@ them, and `meridian front` on 127.0.4.1 routing clients from 127.0.5.0/24 to r1 
                served it (r1, the nearest healthy one).
   overhead     manifest GET by one kept-alive client, --rounds rounds of --requests requests
                alternating between r1 directly and the front (routed to r1), same run:
-               median per request each way and the front's overhead.
+               median per request each way and the front's overhead; on loopback, and with
+               --client-latency-ms (default 1) added each way between the client and both
+               (a fault proxy in front of each, so both paths carry the proxy's own cost).
 
 Usage: bench/front.py [--latency-ms 50] [--trials 1000] [--rounds 5] [--requests 400]
   [--cases consistency,failover,overhead] [--meridian build/meridian]
@@ -36,6 +38,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+from faultproxy import FaultProxy  # noqa: E402
 from regions import Cluster, canonical_json  # noqa: E402
 from test_front import FRONT_HOST, Front  # noqa: E402
 
@@ -189,14 +192,25 @@ def failover(front, cluster):
     r2.start()
 
 
-def overhead(front, cluster, rounds, n):
+def overhead(front, cluster, rounds, n, client_latency_ms=0):
     r1 = cluster["r1"]
     c = Client(FRONT_HOST, front.port, NET_R1)
     repo = "bench/overhead-%d" % os.getpid()
     push_image(c, repo, "v1", os.urandom(4096))
     host, port = r1.hostport.split(":")
-    direct = Client(host, int(port))
-    via = Client(FRONT_HOST, front.port, NET_R1)
+    proxies = []
+    if client_latency_ms:
+        # Clients some way off: the same added latency to r1 and to the front. The front
+        # sees the proxy's 127.0.0.1, routed to r1.
+        for upstream in ((host, int(port)), (FRONT_HOST, front.port)):
+            p = FaultProxy(("127.0.0.1", 0), upstream, name="client").start()
+            p.latency(client_latency_ms)
+            proxies.append(p)
+        direct = Client(proxies[0].host, proxies[0].port)
+        via = Client(proxies[1].host, proxies[1].port)
+    else:
+        direct = Client(host, int(port))
+        via = Client(FRONT_HOST, front.port, NET_R1)
     path = "/v2/%s/manifests/v1" % repo
     medians = {"direct": [], "front": []}
     for _ in range(50):  # warm-up
@@ -214,9 +228,13 @@ def overhead(front, cluster, rounds, n):
             medians[name].append(statistics.median(times))
     d = statistics.median(medians["direct"])
     f = statistics.median(medians["front"])
-    print("overhead: manifest GET, one kept-alive client, %d x %d requests each way: median "
+    for p in proxies:
+        p.close()
+    print("overhead: manifest GET, one kept-alive client %s, %d x %d requests each way: median "
           "%.3f ms direct, %.3f ms through the front: +%.3f ms (%+.0f %%); per round direct %s, "
-          "front %s" % (rounds, n, 1000 * d, 1000 * f, 1000 * (f - d), 100 * (f - d) / d,
+          "front %s" % ("on loopback" if not client_latency_ms else
+                        "%d ms away (each way)" % client_latency_ms,
+                        rounds, n, 1000 * d, 1000 * f, 1000 * (f - d), 100 * (f - d) / d,
                          ["%.3f" % (1000 * x) for x in medians["direct"]],
                          ["%.3f" % (1000 * x) for x in medians["front"]]))
 
@@ -227,6 +245,7 @@ def main():
     ap.add_argument("--trials", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--client-latency-ms", type=int, default=1)
     ap.add_argument("--cases", default="consistency,failover,overhead")
     ap.add_argument("--meridian", default=os.path.join(REPO, "build", "meridian"))
     args = ap.parse_args()
@@ -240,12 +259,16 @@ def main():
         for r in cluster:
             r.proxy.latency(args.latency_ms)
         front = Front(os.path.abspath(args.meridian), root, list(cluster),
-                      routes=[("127.0.5.0/24", "r1"), ("127.0.6.0/24", "r2")],
+                      routes=[("127.0.5.0/24", "r1"), ("127.0.6.0/24", "r2"),
+                              ("127.0.0.1/32", "r1")],
                       extra=["--no-access-log", "--log-level", "info"])
         print("two regions, %d ms added each way between them; front on %s"
               % (args.latency_ms, front.hostport))
         if "overhead" in cases:
             overhead(front, cluster, args.rounds, args.requests)
+            if args.client_latency_ms:
+                overhead(front, cluster, args.rounds, max(50, args.requests // 8),
+                         args.client_latency_ms)
         if "consistency" in cases:
             consistency(front, args.trials)
         if "failover" in cases:
