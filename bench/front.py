@@ -19,9 +19,11 @@ them, and `meridian front` on 127.0.4.1 routing clients from 127.0.5.0/24 to r1 
                median per request each way and the front's overhead; on loopback, and with
                --client-latency-ms (default 1) added each way between the client and both
                (a fault proxy in front of each, so both paths carry the proxy's own cost).
+  stream       one --stream-mib blob pushed to r1 through the front and pulled back through
+               it (streamed both ways): MiB/s each way and the front's peak RSS.
 
 Usage: bench/front.py [--latency-ms 50] [--trials 1000] [--rounds 5] [--requests 400]
-  [--cases consistency,failover,overhead] [--meridian build/meridian]
+  [--cases consistency,failover,overhead,stream] [--stream-mib 256] [--meridian build/meridian]
 """
 
 import argparse
@@ -239,6 +241,59 @@ def overhead(front, cluster, rounds, n, client_latency_ms=0):
                          ["%.3f" % (1000 * x) for x in medians["front"]]))
 
 
+def vm_hwm_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return -1
+
+
+def stream(front, mib):
+    repo = "bench/stream-%d" % os.getpid()
+    size = mib << 20
+    chunk = os.urandom(1 << 20)
+    h = hashlib.sha256()
+    for _ in range(mib):
+        h.update(chunk)
+    d = "sha256:" + h.hexdigest()
+    c = Client(FRONT_HOST, front.port, NET_R1)
+    status, hd, _ = c.request("POST", "/v2/%s/blobs/uploads/" % repo)
+    assert status == 202
+    loc = hd["location"] + ("&" if "?" in hd["location"] else "?") + "digest=" + d
+    conn = http.client.HTTPConnection(FRONT_HOST, front.port, timeout=300,
+                                      source_address=(NET_R1, 0))
+    t0 = time.monotonic()
+    conn.putrequest("PUT", loc)
+    conn.putheader("Content-Type", "application/octet-stream")
+    conn.putheader("Content-Length", str(size))
+    conn.endheaders()
+    for _ in range(mib):
+        conn.send(chunk)
+    resp = conn.getresponse()
+    resp.read()
+    up_s = time.monotonic() - t0
+    assert resp.status == 201, resp.status
+    conn.close()
+    conn = http.client.HTTPConnection(FRONT_HOST, front.port, timeout=300,
+                                      source_address=(NET_R1, 0))
+    t0 = time.monotonic()
+    conn.request("GET", "/v2/%s/blobs/%s" % (repo, d))
+    resp = conn.getresponse()
+    got = hashlib.sha256()
+    n = 0
+    while True:
+        b = resp.read(1 << 20)
+        if not b:
+            break
+        got.update(b)
+        n += len(b)
+    down_s = time.monotonic() - t0
+    assert resp.status == 200 and n == size and "sha256:" + got.hexdigest() == d
+    print("stream: %d MiB through the front: %.0f MiB/s up, %.0f MiB/s down; front peak RSS "
+          "%.1f MiB" % (mib, mib / up_s, mib / down_s, vm_hwm_kib(front.proc.pid) / 1024.0))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--latency-ms", type=int, default=50)
@@ -246,7 +301,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--client-latency-ms", type=int, default=1)
-    ap.add_argument("--cases", default="consistency,failover,overhead")
+    ap.add_argument("--stream-mib", type=int, default=256)
+    ap.add_argument("--cases", default="consistency,failover,overhead,stream")
     ap.add_argument("--meridian", default=os.path.join(REPO, "build", "meridian"))
     args = ap.parse_args()
     cases = args.cases.split(",")
@@ -269,6 +325,8 @@ def main():
             if args.client_latency_ms:
                 overhead(front, cluster, args.rounds, max(50, args.requests // 8),
                          args.client_latency_ms)
+        if "stream" in cases:
+            stream(front, args.stream_mib)
         if "consistency" in cases:
             consistency(front, args.trials)
         if "failover" in cases:
