@@ -5,7 +5,8 @@
  * repair anything an event stream missed. Threads: one puller per peer, fetch
  * workers, and a manager (peer set, round-trip probes, anti-entropy, long-poll
  * wake-ups). Request threads never wait on the network here except for the
- * push-that-splits fetch (repl_fetch_blob_now), which holds no lock. */
+ * push-that-splits fetch (repl_fetch_blob_now) and a pull's miss (repl_fetch_blob_within,
+ * repl_pull_manifest), bounded and holding no lock. */
 #ifndef MERIDIAN_REPL_H
 #define MERIDIAN_REPL_H
 
