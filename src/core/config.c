@@ -90,6 +90,15 @@ static const struct option_def options[] = {
      "1000000"},
     {"upload-limit-per-ip", OPT_UINT,
      "concurrent upload sessions started from one client address, 0: none", "256"},
+    /* data endpoint (docs/front.md, "Data endpoints") */
+    {"data-listen", OPT_LISTEN,
+     "also listen here for blob downloads by signed URL (HOST:PORT; port 0 picks one)",
+     "(none)"},
+    {"data-endpoint", OPT_STRING,
+     "answer blob GETs with 307 to this base URL (the data listener as clients reach it)",
+     "http://<data-listen> when data-listen is set"},
+    {"data-url-ttl", OPT_DURATION, "lifetime of the signed URLs of data-endpoint redirects",
+     "60s"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -129,6 +138,7 @@ void config_defaults(struct config *cfg)
     cfg->scrub_rate_bytes = 32u << 20;
     cfg->webhook_backoff_max_ms = 300000;
     cfg->webhook_max_attempts = 10;
+    cfg->data_url_ttl_s = 60;
 }
 
 void config_fini(struct config *cfg)
@@ -146,6 +156,8 @@ void config_fini(struct config *cfg)
     FREE_AND_NULL(cfg->tls_cert_file);
     FREE_AND_NULL(cfg->tls_key_file);
     FREE_AND_NULL(cfg->tls_priorities);
+    FREE_AND_NULL(cfg->data_listen_host);
+    FREE_AND_NULL(cfg->data_endpoint);
     FREE_AND_NULL(cfg->tls_min_version);
     FREE_AND_NULL(cfg->tls_ticket_key_file);
     FREE_AND_NULL(cfg->console_dir);
@@ -190,8 +202,9 @@ int config_parse_bytes(const char *s, uint64_t *out)
     return 0;
 }
 
-static int parse_listen(struct config *cfg, const char *v, struct err *e)
+static int parse_listen(struct config *cfg, const char *key, const char *v, struct err *e)
 {
+    bool is_data = strcmp(key, "data-listen") == 0;
     const char *colon = strrchr(v, ':');
     if (colon == NULL)
         return err_set(e, ERR_BAD_REQUEST, "listen: expected HOST:PORT, got \"%s\"", v);
@@ -205,9 +218,10 @@ static int parse_listen(struct config *cfg, const char *v, struct err *e)
     if (host_len == 0 || util_parse_u64(colon + 1, strlen(colon + 1), &port) != 0 ||
         port > 65535)
         return err_set(e, ERR_BAD_REQUEST, "listen: bad address or port in \"%s\"", v);
-    free(cfg->listen_host);
-    cfg->listen_host = xstrndup(host, host_len);
-    cfg->listen_port = (uint16_t)port;
+    char **slot = is_data ? &cfg->data_listen_host : &cfg->listen_host;
+    free(*slot);
+    *slot = xstrndup(host, host_len);
+    *(is_data ? &cfg->data_listen_port : &cfg->listen_port) = (uint16_t)port;
     return 0;
 }
 
@@ -261,7 +275,7 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
     int64_t d;
     switch (o->kind) {
     case OPT_LISTEN:
-        return parse_listen(cfg, value, e);
+        return parse_listen(cfg, key, value, e);
     case OPT_STRING: {
         if (strcmp(key, "region-location") == 0)
             return parse_location(cfg, value, e);
@@ -279,13 +293,15 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
                       : strcmp(key, "tls-min-version") == 0 ? &cfg->tls_min_version
                       : strcmp(key, "tls-ticket-key-file") == 0 ? &cfg->tls_ticket_key_file
                       : strcmp(key, "console-dir") == 0 ? &cfg->console_dir
+                      : strcmp(key, "data-endpoint") == 0 ? &cfg->data_endpoint
                                                           : &cfg->peer_secret;
         if (strcmp(key, "region") == 0 && !config_is_valid_region(value))
             return err_set(e, ERR_BAD_REQUEST,
                            "region: 1-63 characters of a-z, 0-9 and '-', got \"%s\"", value);
-        if (strcmp(key, "advertise") == 0 && strncmp(value, "http://", 7) != 0 &&
+        if ((strcmp(key, "advertise") == 0 || strcmp(key, "data-endpoint") == 0) &&
+            strncmp(value, "http://", 7) != 0 &&
             strncmp(value, "https://", 8) != 0)
-            return err_set(e, ERR_BAD_REQUEST, "advertise: expected an http(s):// URL");
+            return err_set(e, ERR_BAD_REQUEST, "%s: expected an http(s):// URL", key);
         if (strcmp(key, "tls-min-version") == 0 && strcmp(value, "1.2") != 0 &&
             strcmp(value, "1.3") != 0)
             return err_set(e, ERR_BAD_REQUEST, "tls-min-version: expected 1.2 or 1.3, got \"%s\"",
@@ -343,6 +359,8 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->webhook_backoff_max_ms = (d > 0 ? d : 1) * 1000;
         else if (strcmp(key, "failed-login-interval") == 0)
             cfg->failed_login_interval_ms = (d > 0 ? d : 1) * 1000;
+        else if (strcmp(key, "data-url-ttl") == 0)
+            cfg->data_url_ttl_s = d > 0 ? d : 1;
         else
             cfg->shutdown_grace_ms = (int)(d * 1000);
         return 0;

@@ -73,6 +73,11 @@ struct config {
     int64_t failed_login_interval_ms; /* then one more per interval, default 30 s */
     uint64_t audit_max_rows;       /* audit log entries kept, default 1 000 000; 0 = all */
     unsigned upload_sessions_per_ip; /* concurrent upload sessions per client address, 0: none */
+    /* data endpoint (docs/front.md): blob GETs answered with 307 to a signed URL */
+    char *data_listen_host;        /* second listener for signed blob downloads; NULL = none */
+    uint16_t data_listen_port;
+    char *data_endpoint;           /* base URL of the redirects; NULL = none (or the listener's) */
+    int64_t data_url_ttl_s;        /* lifetime of a signed URL, default 60 */
 };
 
 /* Fills cfg with defaults. */

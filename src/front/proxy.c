@@ -1,8 +1,15 @@
-/* Forwarding for the front (proxy.h). One relay thread per forwarded request runs the
- * upstream exchange (httpc_relay); the connection's own thread (http.c runs the front
- * with a thread per connection) feeds it the request body through one pipe and reads
- * the response body from another as MHD sends it. Pipes bound the memory per request
- * and give back-pressure both ways.
+/* Forwarding for the front (proxy.h). http.c runs the front with a thread per
+ * connection.
+ *
+ * A request without a body (GET, HEAD, DELETE: nearly all of a pull) is relayed on the
+ * connection's own thread (httpc_pull): it drives the exchange with the region until
+ * the head is in, then takes body bytes from it as MHD sends them on. No hand-off.
+ *
+ *   client <-> MHD thread (curl, step by step) <-> region
+ *
+ * A request with a body has a relay thread (httpc_relay); the connection's thread feeds
+ * it the request body through one pipe and reads the response body from another as MHD
+ * sends it. Pipes bound the memory per request and give back-pressure both ways.
  *
  *   client -> MHD thread --req pipe--> relay thread (curl) --> region
  *   client <- MHD thread <-resp pipe-- relay thread (curl) <-- region
@@ -46,6 +53,8 @@ struct proxy_call {
     int resp_pipe[2];    /* relay writes the response body, MHD thread reads */
     pthread_t thread;
     bool has_thread;
+    struct httpc_pull *pull;  /* a request without a body: relayed on this thread */
+    const char *hdrs[HEADERS_MAX + 1];
     atomic_bool is_abandoned; /* the client is gone: the relay stops (and sends no more) */
 
     pthread_mutex_t mu;  /* guards what follows */
@@ -122,12 +131,8 @@ static int on_body(void *arg, long status, const void *p, size_t n)
 static void *relay_loop(void *arg)
 {
     struct proxy_call *c = arg;
-    const char *hdrs[HEADERS_MAX + 1];
-    for (size_t i = 0; i < c->n_headers; i++)
-        hdrs[i] = c->headers[i];
-    hdrs[c->n_headers] = NULL;
     struct httpc_relay r = {
-        .method = c->method, .url = c->url, .headers = hdrs,
+        .method = c->method, .url = c->url, .headers = c->hdrs,
         .has_body = c->has_body, .body_len = c->body_len,
         .read = on_read, .on_head = on_head, .sink = on_body, .arg = c,
         .connect_timeout_ms = c->front->connect_timeout_ms, .abort = &c->is_abandoned,
@@ -188,6 +193,7 @@ static void call_free(struct proxy_call *c)
     close_fd(&c->resp_pipe[0]);
     if (c->has_thread)
         AZ(pthread_join(c->thread, NULL));
+    httpc_pull_free(c->pull);
     close_fd(&c->req_pipe[0]);
     close_fd(&c->resp_pipe[1]);
     for (size_t i = 0; i < c->n_headers; i++)
@@ -206,9 +212,9 @@ static void on_cleanup(struct http_req *req)
     req->handler_state = NULL;
 }
 
-/* Starts the relay of req to region i; NULL when the target is unusable. */
-static struct proxy_call *call_start(struct http_req *req, struct front *f, size_t i,
-                                     bool has_body, int64_t body_len)
+/* A call of req to region i, not started; NULL when the target is unusable. */
+static struct proxy_call *call_new(struct http_req *req, struct front *f, size_t i,
+                                   bool has_body, int64_t body_len)
 {
     char target[TARGET_MAX];
     if (route_strip_pin(http_req_target(req), target, sizeof(target)) != 0 || target[0] != '/')
@@ -225,6 +231,39 @@ static struct proxy_call *call_start(struct http_req *req, struct front *f, size
     AZ(pthread_cond_init(&c->cv, NULL));
     snprintf(c->url, sizeof(c->url), "%s%s", f->regions[i].url, target);
     http_req_each_header(req, on_req_header, c);
+    for (size_t k = 0; k < c->n_headers; k++)
+        c->hdrs[k] = c->headers[k];
+    c->hdrs[c->n_headers] = NULL;
+    return c;
+}
+
+/* A request without a body, relayed on this thread: waits for the region's head. */
+static struct proxy_call *call_pull(struct http_req *req, struct front *f, size_t i)
+{
+    struct proxy_call *c = call_new(req, f, i, false, 0);
+    if (c == NULL)
+        return NULL;
+    struct httpc_relay r = {
+        .method = c->method, .url = c->url, .headers = c->hdrs, .on_head = on_head, .arg = c,
+        .connect_timeout_ms = f->connect_timeout_ms,
+    };
+    c->pull = httpc_pull_start(&r);
+    struct err e = {0};
+    bool is_connected = false;
+    c->rc = httpc_pull_head(c->pull, &is_connected, &e);
+    c->is_connected = is_connected;
+    c->is_done = c->rc != 0;
+    return c;
+}
+
+/* Starts the relay thread of req (with a body) to region i; NULL when the target is
+ * unusable. */
+static struct proxy_call *call_start(struct http_req *req, struct front *f, size_t i,
+                                     bool has_body, int64_t body_len)
+{
+    struct proxy_call *c = call_new(req, f, i, has_body, body_len);
+    if (c == NULL)
+        return NULL;
     if (pipe2(c->req_pipe, O_CLOEXEC) != 0 || pipe2(c->resp_pipe, O_CLOEXEC) != 0) {
         log_error("front", "failed to create a pipe: %s", strerror(errno));
         call_free(c);
@@ -272,10 +311,38 @@ static long on_reply_read(void *arg, char *p, size_t max)
     return rc == 0 ? 0 : -1;
 }
 
+static long on_pull_reply_read(void *arg, char *p, size_t max)
+{
+    struct proxy_call *c = arg;
+    return httpc_pull_read(c->pull, p, max);
+}
+
 /* Response headers that belong to one hop or that MHD writes itself. */
 static bool is_own_reply_header(const char *name)
 {
     return is_hop_header(name) || strcasecmp(name, "Date") == 0;
+}
+
+/* A small body (a manifest, an error) is read whole and sent with the head in one write,
+ * as the region sent it: the client wakes once. A body that breaks is a 503. */
+#define SMALL_BODY_MAX (64u << 10)
+
+static void reply_unavailable(struct http_req *req, const char *why);
+
+static void reply_small(struct http_req *req, struct proxy_call *c, size_t len)
+{
+    char *body = xmalloc(len + 1);
+    size_t got = 0;
+    long n = 1;
+    while (got < len && (n = httpc_pull_read(c->pull, body + got, len - got)) > 0)
+        got += (size_t)n;
+    if (got < len) {
+        front_mark_down(c->front, c->region, "transfer broke");
+        reply_unavailable(req, "the region did not answer");
+    } else {
+        http_reply(req, (int)c->status, NULL, body, len);
+    }
+    free(body);
 }
 
 /* Passes the region's response head on: headers (upload Locations pinned to the region),
@@ -322,7 +389,11 @@ static void reply_forwarded(struct http_req *req, struct proxy_call *c)
         log_debug("front", "upload pinned to region=%s id=%s", region, req->request_id);
     if (c->status == 204 || c->status == 304)
         len = 0;
-    http_reply_stream(req, (int)c->status, len, on_reply_read, c);
+    if (c->pull != NULL && strcmp(req->method, "HEAD") != 0 && len <= SMALL_BODY_MAX) {
+        reply_small(req, c, (size_t)len);
+        return;
+    }
+    http_reply_stream(req, (int)c->status, len, c->pull ? on_pull_reply_read : on_reply_read, c);
 }
 
 static void reply_unavailable(struct http_req *req, const char *why)
@@ -437,14 +508,13 @@ static void on_complete(struct http_req *req)
             return;
         }
         tried[i] = true;
-        c = call_start(req, f, (size_t)i, false, 0);
+        c = call_pull(req, f, (size_t)i);
         if (c == NULL) {
             http_reply_error(req, ERR_BAD_REQUEST, "request target too long");
             return;
         }
         req->handler_state = c;
         req->handler_cleanup = on_cleanup;
-        call_wait_head(c);
         if (c->is_head)
             break;
         front_mark_down(f, c->region, c->is_connected ? "transfer broke" : "connect failed");

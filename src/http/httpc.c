@@ -316,12 +316,9 @@ static size_t on_relay_body(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-int httpc_relay(const struct httpc_relay *r, bool *is_connected, struct err *e)
+/* Sets c up for relay r (ctx receives the callbacks); returns the header list to free. */
+static struct curl_slist *relay_setup(CURL *c, const struct httpc_relay *r, struct relay_ctx *ctx)
 {
-    CURL *c = curl_easy_init();
-    AN(c);
-    struct relay_ctx ctx = {.r = r, .c = c};
-    buf_init(&ctx.head, 64 * 1024);
     AZ(pthread_once(&relay_share_once, relay_share_init));
     curl_easy_setopt(c, CURLOPT_SHARE, relay_share);
     struct curl_slist *hdrs = make_headers(r->headers);
@@ -329,9 +326,9 @@ int httpc_relay(const struct httpc_relay *r, bool *is_connected, struct err *e)
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_relay_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &ctx);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, ctx);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_relay_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &ctx);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, ctx);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                      r->connect_timeout_ms ? r->connect_timeout_ms : 10000L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -345,7 +342,7 @@ int httpc_relay(const struct httpc_relay *r, bool *is_connected, struct err *e)
     if (r->has_body) {
         curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(c, CURLOPT_READFUNCTION, on_relay_read);
-        curl_easy_setopt(c, CURLOPT_READDATA, &ctx);
+        curl_easy_setopt(c, CURLOPT_READDATA, ctx);
         if (r->body_len >= 0)
             curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
     } else if (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
@@ -356,11 +353,27 @@ int httpc_relay(const struct httpc_relay *r, bool *is_connected, struct err *e)
     }
     /* After UPLOAD/POSTFIELDS, which set their own method. */
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
-    CURLcode rc = curl_easy_perform(c);
+    return hdrs;
+}
+
+/* Whether a failed exchange made a connection (something may have reached the peer). */
+static bool relay_was_connected(CURL *c, CURLcode rc)
+{
     double connect_s = 0;
     curl_easy_getinfo(c, CURLINFO_CONNECT_TIME, &connect_s);
-    *is_connected = rc != CURLE_COULDNT_CONNECT && rc != CURLE_COULDNT_RESOLVE_HOST &&
-                    !(rc == CURLE_OPERATION_TIMEDOUT && connect_s == 0);
+    return rc != CURLE_COULDNT_CONNECT && rc != CURLE_COULDNT_RESOLVE_HOST &&
+           !(rc == CURLE_OPERATION_TIMEDOUT && connect_s == 0);
+}
+
+int httpc_relay(const struct httpc_relay *r, bool *is_connected, struct err *e)
+{
+    CURL *c = curl_easy_init();
+    AN(c);
+    struct relay_ctx ctx = {.r = r, .c = c};
+    buf_init(&ctx.head, 64 * 1024);
+    struct curl_slist *hdrs = relay_setup(c, r, &ctx);
+    CURLcode rc = curl_easy_perform(c);
+    *is_connected = relay_was_connected(c, rc);
     int ret = 0;
     if (rc == CURLE_OK && !ctx.is_head_sent)
         rc = relay_head_done(&ctx) == 0 ? CURLE_OK : CURLE_WRITE_ERROR;
@@ -374,6 +387,209 @@ int httpc_relay(const struct httpc_relay *r, bool *is_connected, struct err *e)
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
     return ret;
+}
+
+/* Relays driven by their caller ------------------------------------------------------- *
+ * The exchange runs on the caller's thread, step by step (curl multi with one easy
+ * handle), as the caller needs the head and then body bytes: no thread hand-off, no
+ * pipe. The response body waits in a small buffer; when it is full, curl is paused (the
+ * region is then held back by TCP) until the caller has taken it. A thread keeps one
+ * idle multi and easy handle for its next relay (the front runs a thread per
+ * connection, one request at a time); connections to regions are in the shared cache. */
+
+#define PULL_BUF_MAX (256u << 10)
+
+struct httpc_pull {
+    struct relay_ctx ctx;
+    struct httpc_relay relay;   /* the caller's (its sink unused: bytes go to data) */
+    CURLM *m;
+    CURL *c;
+    struct curl_slist *hdrs;
+    char *data;                 /* body bytes received, not yet read: [off, len) */
+    size_t off, len, cap;
+    bool is_paused;
+    bool is_done;
+    CURLcode rc;
+};
+
+struct pull_handles {
+    CURLM *m;
+    CURL *c;
+};
+
+static pthread_key_t pull_key;
+static pthread_once_t pull_key_once = PTHREAD_ONCE_INIT;
+
+static void pull_handles_free(void *arg)
+{
+    struct pull_handles *h = arg;
+    if (h == NULL)
+        return;
+    curl_multi_cleanup(h->m);
+    curl_easy_cleanup(h->c);
+    free(h);
+}
+
+static void pull_key_init(void)
+{
+    AZ(pthread_key_create(&pull_key, pull_handles_free));
+}
+
+static void buffer_append(struct httpc_pull *pl, const void *p, size_t n)
+{
+    if (pl->len + n > pl->cap) {
+        if (pl->off > 0) {
+            memmove(pl->data, pl->data + pl->off, pl->len - pl->off);
+            pl->len -= pl->off;
+            pl->off = 0;
+        }
+        if (pl->len + n > pl->cap) {
+            pl->cap = pl->len + n > 2 * pl->cap ? pl->len + n : 2 * pl->cap;
+            pl->data = xrealloc(pl->data, pl->cap);
+        }
+    }
+    memcpy(pl->data + pl->len, p, n);
+    pl->len += n;
+}
+
+static size_t on_pull_body(char *p, size_t size, size_t n, void *arg)
+{
+    struct httpc_pull *pl = arg;
+    if (relay_head_done(&pl->ctx) != 0)
+        return 0;
+    /* Full: curl keeps this piece and offers it again once unpaused. */
+    if (pl->len - pl->off >= PULL_BUF_MAX) {
+        pl->is_paused = true;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    buffer_append(pl, p, size * n);
+    return size * n;
+}
+
+struct httpc_pull *httpc_pull_start(const struct httpc_relay *r)
+{
+    ASSERT(!r->has_body);
+    AZ(pthread_once(&pull_key_once, pull_key_init));
+    struct httpc_pull *pl = xcalloc(1, sizeof(*pl));
+    struct pull_handles *h = pthread_getspecific(pull_key);
+    if (h != NULL && h->m != NULL) {
+        pl->m = h->m;
+        pl->c = h->c;
+        h->m = NULL;
+        h->c = NULL;
+    } else {
+        pl->m = curl_multi_init();
+        pl->c = curl_easy_init();
+        AN(pl->m);
+        AN(pl->c);
+    }
+    pl->relay = *r;
+    pl->ctx.r = &pl->relay;
+    pl->ctx.c = pl->c;
+    buf_init(&pl->ctx.head, 64 * 1024);
+    pl->hdrs = relay_setup(pl->c, &pl->relay, &pl->ctx);
+    /* Blob bodies in large reads: fewer calls per MiB (the default is 16 KiB). */
+    curl_easy_setopt(pl->c, CURLOPT_BUFFERSIZE, (long)(PULL_BUF_MAX / 2));
+    curl_easy_setopt(pl->c, CURLOPT_WRITEFUNCTION, on_pull_body);
+    curl_easy_setopt(pl->c, CURLOPT_WRITEDATA, pl);
+    AZ(curl_multi_add_handle(pl->m, pl->c));
+    return pl;
+}
+
+/* Runs the exchange until it ended or until is_enough() holds. */
+static void pull_drive(struct httpc_pull *pl, bool (*is_enough)(const struct httpc_pull *))
+{
+    while (!pl->is_done) {
+        int running = 0;
+        CURLMcode mc = curl_multi_perform(pl->m, &running);
+        int queued;
+        CURLMsg *msg;
+        while ((msg = curl_multi_info_read(pl->m, &queued)) != NULL) {
+            if (msg->msg == CURLMSG_DONE) {
+                pl->is_done = true;
+                pl->rc = msg->data.result;
+            }
+        }
+        if (mc != CURLM_OK && !pl->is_done) {
+            pl->is_done = true;
+            pl->rc = CURLE_SEND_ERROR;
+        }
+        if (pl->is_done || is_enough(pl))
+            return;
+        curl_multi_poll(pl->m, NULL, 0, 1000, NULL);
+    }
+}
+
+static bool has_head(const struct httpc_pull *pl)
+{
+    return pl->ctx.is_head_sent;
+}
+
+static bool has_bytes(const struct httpc_pull *pl)
+{
+    return pl->len > pl->off;
+}
+
+int httpc_pull_head(struct httpc_pull *pl, bool *is_connected, struct err *e)
+{
+    pull_drive(pl, has_head);
+    if (pl->is_done && pl->rc == CURLE_OK && !pl->ctx.is_head_sent)
+        pl->rc = relay_head_done(&pl->ctx) == 0 ? CURLE_OK : CURLE_WRITE_ERROR;
+    *is_connected = !pl->is_done || pl->rc == CURLE_OK || relay_was_connected(pl->c, pl->rc);
+    if (pl->ctx.is_head_sent)
+        return 0;
+    log_debug("httpc", "failed to relay %s %s: %s", pl->relay.method, pl->relay.url,
+              curl_easy_strerror(pl->rc));
+    return err_set(e, ERR_UNAVAILABLE, "cannot reach %s: %s", pl->relay.url,
+                   curl_easy_strerror(pl->rc));
+}
+
+long httpc_pull_read(struct httpc_pull *pl, char *out, size_t max)
+{
+    if (!has_bytes(pl) && pl->is_paused) {
+        pl->is_paused = false;
+        curl_easy_pause(pl->c, CURLPAUSE_CONT); /* may hand over the held piece at once */
+    }
+    if (!has_bytes(pl))
+        pull_drive(pl, has_bytes);
+    if (has_bytes(pl)) {
+        size_t n = pl->len - pl->off < max ? pl->len - pl->off : max;
+        memcpy(out, pl->data + pl->off, n);
+        pl->off += n;
+        if (pl->off == pl->len)
+            pl->off = pl->len = 0;
+        return (long)n;
+    }
+    if (pl->rc != CURLE_OK)
+        log_debug("httpc", "relay of %s %s broke: %s", pl->relay.method, pl->relay.url,
+                  curl_easy_strerror(pl->rc));
+    return pl->rc == CURLE_OK ? 0 : -1;
+}
+
+void httpc_pull_free(struct httpc_pull *pl)
+{
+    if (pl == NULL)
+        return;
+    curl_multi_remove_handle(pl->m, pl->c);
+    curl_slist_free_all(pl->hdrs);
+    buf_fini(&pl->ctx.head);
+    free(pl->data);
+    /* Kept for this thread's next relay; an unfinished exchange's connection is closed
+     * by curl, not reused. */
+    curl_easy_reset(pl->c);
+    struct pull_handles *h = pthread_getspecific(pull_key);
+    if (h == NULL) {
+        h = xcalloc(1, sizeof(*h));
+        AZ(pthread_setspecific(pull_key, h));
+    }
+    if (h->m == NULL) {
+        h->m = pl->m;
+        h->c = pl->c;
+    } else {
+        curl_multi_cleanup(pl->m);
+        curl_easy_cleanup(pl->c);
+    }
+    free(pl);
 }
 
 /* First of several sources ----------------------------------------------------------- */

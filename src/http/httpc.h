@@ -131,6 +131,21 @@ struct httpc_relay {
  * elsewhere). */
 int httpc_relay(const struct httpc_relay *r, bool *is_connected, struct err *e);
 
+/* The same for a request without a body, driven by the caller on its own thread (no
+ * relay thread, no pipe): start, then httpc_pull_head until the response head is in
+ * (r->on_head is called with r->arg), then httpc_pull_read for the body as the caller
+ * sends it on. r->read and r->sink are not used; the body waits in a small buffer (the
+ * region is held back while it is full). */
+struct httpc_pull;
+struct httpc_pull *httpc_pull_start(const struct httpc_relay *r);
+/* 0 once the head was passed to on_head; -1 with ERR_UNAVAILABLE when the exchange ended
+ * without one (*is_connected false: nothing reached the peer, safe to try elsewhere). */
+int httpc_pull_head(struct httpc_pull *p, bool *is_connected, struct err *e);
+/* The next body bytes into out: their number, 0 at the end of a complete body, -1 when
+ * it broke. Blocks until some arrive. */
+long httpc_pull_read(struct httpc_pull *p, char *out, size_t max);
+void httpc_pull_free(struct httpc_pull *p);
+
 /* Call once at start (curl_global_init is not thread-safe). */
 void httpc_global_init(void);
 

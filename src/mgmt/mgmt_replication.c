@@ -240,7 +240,55 @@ void mgmt_repl_summary(struct http_req *req, const struct mgmt_params *p)
     buf_fini(&b);
 }
 
-/* GET replication/state?repository=R */
+/* Keeps, of a repository's state, what a pull of reference (a tag or a digest) needs: the
+ * tag's register, the manifest it names and that manifest's child manifests (an index),
+ * so a peer pulling one tag through gets a few records, not the whole repository.
+ * Returns the number kept (moved to the front; the others are freed). */
+static size_t keep_reference(struct meta_event *items, size_t n, const char *ref)
+{
+    const char *target = strchr(ref, ':') ? ref : NULL;
+    for (size_t i = 0; i < n && target == NULL; i++) {
+        if (strcmp(items[i].kind, "tag_set") == 0 && items[i].name &&
+            strcmp(items[i].name, ref) == 0)
+            target = items[i].digest;
+    }
+    json_t *children = json_array();
+    for (size_t i = 0; i < n && target; i++) {
+        if (strcmp(items[i].kind, "manifest_put") != 0 || items[i].digest == NULL ||
+            strcmp(items[i].digest, target) != 0 || items[i].payload == NULL)
+            continue;
+        json_error_t je;
+        json_t *pl = json_loads(items[i].payload, 0, &je);
+        json_t *refs = json_object_get(pl, "refs");
+        for (size_t k = 0; k < json_array_size(refs); k++) {
+            json_t *r = json_array_get(refs, k);
+            if (json_is_true(json_object_get(r, "isManifest")))
+                json_array_append(children, json_object_get(r, "digest"));
+        }
+        json_decref(pl);
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool is_tag = items[i].name && (strcmp(items[i].kind, "tag_set") == 0 ||
+                                        strcmp(items[i].kind, "tag_delete") == 0);
+        bool keep = is_tag ? strcmp(items[i].name, ref) == 0
+                           : items[i].digest && target && strcmp(items[i].digest, target) == 0;
+        for (size_t k = 0; !keep && !is_tag && items[i].digest && k < json_array_size(children);
+             k++)
+            keep = strcmp(items[i].digest, json_string_value(json_array_get(children, k))) == 0;
+        if (keep) {
+            struct meta_event tmp = items[kept];
+            items[kept++] = items[i];
+            items[i] = tmp;
+        }
+    }
+    for (size_t i = kept; i < n; i++)
+        meta_event_fini(&items[i]);
+    json_decref(children);
+    return kept;
+}
+
+/* GET replication/state?repository=R[&reference=REF] */
 void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
 {
     (void)p;
@@ -256,6 +304,9 @@ void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
         reply_err(req, &e);
         return;
     }
+    const char *ref = http_req_query(req, "reference");
+    if (ref != NULL)
+        n = keep_reference(items, n, ref);
     struct buf b;
     buf_init(&b, EVENTS_REPLY_MAX * 2);
     buf_appends(&b, "{\"state\":[");

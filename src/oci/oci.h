@@ -19,6 +19,12 @@ void oci_tags(struct http_req *req);                   /* oci_tags.c */
 void oci_referrers(struct http_req *req);              /* oci_referrers.c */
 void oci_catalog(struct http_req *req);                /* oci_catalog.c */
 
+/* Data endpoints (oci_data.c): a blob GET answered with 307 to a signed URL on the data
+ * listener (true: replied). Called by oci_blob once the repository links the blob. */
+bool oci_data_redirect(struct http_req *req, const struct digest *d);
+/* The data listener's handler table (server.c starts it on --data-listen). */
+extern const struct http_handlers oci_data_http_handlers;
+
 /* Shared by handlers: validates req->repo; replies NAME_INVALID and returns false
  * when it is not a valid repository name. */
 bool oci_check_repo(struct http_req *req);

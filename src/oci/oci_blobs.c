@@ -112,6 +112,8 @@ void oci_blob(struct http_req *req)
         http_reply_err(req, &e);
         return;
     }
+    if (oci_data_redirect(req, &d)) /* the bytes come from the data endpoint */
+        return;
     char etag[DIGEST_STR_MAX + 3];
     snprintf(etag, sizeof(etag), "\"%s\"", d.str);
     const char *range = http_req_header(req, "Range");

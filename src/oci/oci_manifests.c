@@ -52,6 +52,19 @@ static void notify(struct http_req *req, const char *action, const char *tag,
     webhook_on_effect(req->reg, &ev);
 }
 
+/* Pull never misses (issue 14): a manifest or tag this region does not show yet (its
+ * event still on the way, its blobs still being copied) is brought from a peer now,
+ * kept and then served like any other (repl_pull_manifest). Never for a peer's own
+ * request, so lookups do not chain. true when the caller should look again. */
+static bool is_pull_through(struct http_req *req, const struct err *e)
+{
+    struct registry *reg = req->reg;
+    if ((e->code != ERR_MANIFEST_UNKNOWN && e->code != ERR_NAME_UNKNOWN) || reg->repl == NULL ||
+        http_req_header(req, REPL_FETCH_HEADER) != NULL)
+        return false;
+    return repl_pull_manifest(reg->repl, req->repo, req->ref) == 0;
+}
+
 static void manifest_get(struct http_req *req, bool is_digest)
 {
     struct registry *reg = req->reg;
@@ -67,7 +80,11 @@ static void manifest_get(struct http_req *req, bool is_digest)
             return;
         }
     }
-    int rc = reg->ms->ops->manifest_get(reg->ms, req->repo, latest ? latest : req->ref, &m, &e);
+    const char *ref = latest ? latest : req->ref;
+    /* A miss is looked up in the peers (pull-through), then read again. */
+    int rc = reg->ms->ops->manifest_get(reg->ms, req->repo, ref, &m, &e);
+    if (rc != 0 && latest == NULL && is_pull_through(req, &e))
+        rc = reg->ms->ops->manifest_get(reg->ms, req->repo, ref, &m, &e);
     free(latest);
     if (rc != 0) {
         if (e.code == ERR_NAME_UNKNOWN)

@@ -145,6 +145,8 @@ struct repl {
     char auth_header[512];   /* "Authorization: Basic ..." or empty */
     char bind_ip[128];       /* local address for outbound traffic, or empty */
     char self_endpoint[512];
+    atomic_uint_fast64_t pull_lookups; /* state lookups at peers for a pull's miss */
+    atomic_uint_fast64_t pull_served;  /* manifests a pull made visible from a peer */
 };
 
 static const char *self_region(struct repl *r)
@@ -1190,6 +1192,273 @@ int repl_fetch_blob_within(struct repl *r, const char *repo, const struct digest
     return rc;
 }
 
+/* Pull never misses: manifests and tags ------------------------------------------------ */
+
+/* A peer's lookup answer is awaited for twice its measured round trip plus this (its own
+ * work, a loaded machine); a peer not measured yet counts as 1 s away. */
+#define PULL_LOOKUP_MARGIN_MS 500
+/* A pull waits for the manifest's content (a copy it started or a replication fetch
+ * already running) when at most PULL_WAIT_BYTES are still missing here, for at most
+ * PULL_WAIT_MS; a bigger image is a 404 until its copy, which goes on, is complete.
+ * Concurrent pulls of the same reference wait for the first as long. */
+#define PULL_WAIT_MS 5000
+#define PULL_WAIT_BYTES (32 << 20)
+
+/* Waits until key is no longer in flight here, or until deadline_ms. */
+static void wait_released(struct repl *r, const char *key, int64_t deadline_ms)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    while (!r->is_stopping && util_now_ms() < deadline_ms) {
+        bool is_held = false;
+        for (struct inflight *f = r->inflight; f && !is_held; f = f->next)
+            is_held = strcmp(f->key, key) == 0;
+        if (!is_held)
+            break;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 50 * 1000000L;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&r->cv, &r->mu, &until);
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+}
+
+/* "a/b" -> "a%2Fb" (caller frees). */
+static char *escape_repo(const char *repo)
+{
+    char *esc = xmalloc(strlen(repo) * 3 + 1);
+    size_t k = 0;
+    for (const char *c = repo; *c; c++) {
+        if (*c == '/') {
+            memcpy(esc + k, "%2F", 3);
+            k += 3;
+        } else {
+            esc[k++] = *c;
+        }
+    }
+    esc[k] = '\0';
+    return esc;
+}
+
+/* The pending record a merged manifest_put stands for (its references from the payload),
+ * as the fetch workers would find it. false when the payload has no references list. */
+static bool pending_of_event(const struct meta_event *ev, struct meta_pending *p)
+{
+    json_error_t je;
+    json_t *pl = ev->payload ? json_loads(ev->payload, 0, &je) : NULL;
+    json_t *refs = json_object_get(pl, "refs");
+    struct err ignore = {0};
+    memset(p, 0, sizeof(*p));
+    if (!json_is_array(refs) || ev->repo == NULL || ev->digest == NULL ||
+        digest_parse(ev->digest, strlen(ev->digest), &p->digest, &ignore) != 0) {
+        json_decref(pl);
+        return false;
+    }
+    size_t n = json_array_size(refs);
+    p->repo = xstrdup(ev->repo);
+    p->origin = xstrdup(ev->origin ? ev->origin : "");
+    p->refs = xcalloc(n + 1, sizeof(*p->refs));
+    p->ref_sizes = xcalloc(n + 1, sizeof(*p->ref_sizes));
+    for (size_t i = 0; i < n; i++) {
+        json_t *ref = json_array_get(refs, i);
+        const char *d = json_string_value(json_object_get(ref, "digest"));
+        if (d == NULL || digest_parse(d, strlen(d), &p->refs[p->n_refs].digest, &ignore) != 0)
+            continue;
+        p->refs[p->n_refs].is_manifest = json_is_true(json_object_get(ref, "isManifest"));
+        p->ref_sizes[p->n_refs] = json_integer_value(json_object_get(ref, "size"));
+        p->refs[p->n_refs].size = p->ref_sizes[p->n_refs];
+        p->n_refs++;
+    }
+    json_decref(pl);
+    return true;
+}
+
+static bool is_visible_here(struct repl *r, const char *repo, const struct digest *d)
+{
+    struct meta_manifest m = {0};
+    struct err ignore = {0};
+    bool is_visible = ms_of(r)->ops->manifest_get(ms_of(r), repo, d->str, &m, &ignore) == 0;
+    meta_manifest_fini(&m);
+    return is_visible;
+}
+
+/* A completion run for a pull, on its own thread so the request waits for it only so
+ * long: the copy goes on and is kept when the request has given up. */
+struct pull_completion {
+    struct repl *r;
+    struct meta_pending p;
+    atomic_int refs;      /* the request and the thread */
+    atomic_bool is_done;
+};
+
+static void pull_completion_unref(struct pull_completion *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1) {
+        meta_pending_fini(&c->p);
+        free(c);
+    }
+}
+
+static void *pull_completion_main(void *arg)
+{
+    struct pull_completion *c = arg;
+    complete_pending(c->r, &c->p);
+    AZ(pthread_mutex_lock(&c->r->mu));
+    atomic_store(&c->is_done, true);
+    AZ(pthread_cond_broadcast(&c->r->cv));
+    AZ(pthread_mutex_unlock(&c->r->mu));
+    pull_completion_unref(c);
+    return NULL;
+}
+
+/* Makes manifest p (taken over) visible here as a fetch worker would: its blobs fetched
+ * (single-flight with the workers) and linked in p->repo before it shows. Waits for
+ * that until deadline_ms; a fetch of it already running (a worker's) is waited for
+ * the same way. */
+static void complete_now(struct repl *r, struct meta_pending *p, int64_t deadline_ms)
+{
+    if (is_visible_here(r, p->repo, &p->digest)) {
+        meta_pending_fini(p);
+        return;
+    }
+    int64_t missing = 0;
+    for (size_t i = 0; i < p->n_refs; i++) {
+        uint64_t have;
+        struct err absent = {0};
+        if (!p->refs[i].is_manifest && p->ref_sizes[i] > 0 &&
+            r->reg->bs->ops->stat(r->reg->bs, &p->refs[i].digest, &have, &absent) != 0)
+            missing += p->ref_sizes[i];
+    }
+    if (missing > PULL_WAIT_BYTES)
+        deadline_ms = util_now_ms(); /* started, not waited for */
+    struct pull_completion *c = xcalloc(1, sizeof(*c));
+    c->r = r;
+    c->p = *p;
+    memset(p, 0, sizeof(*p));
+    atomic_init(&c->refs, 2);
+    pthread_t t;
+    if (pthread_create(&t, NULL, pull_completion_main, c) != 0) {
+        pull_completion_unref(c);
+        pull_completion_unref(c);
+        return;
+    }
+    AZ(pthread_detach(t));
+    char key[600];
+    snprintf(key, sizeof(key), "%s@%s", c->p.repo, c->p.digest.str);
+    AZ(pthread_mutex_lock(&r->mu));
+    while (!r->is_stopping && !atomic_load(&c->is_done) && util_now_ms() < deadline_ms) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 50 * 1000000L;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&r->cv, &r->mu, &until);
+    }
+    AZ(pthread_mutex_unlock(&r->mu));
+    /* A worker had it (complete_pending returned at once): its result is ours. */
+    if (atomic_load(&c->is_done))
+        wait_released(r, key, deadline_ms);
+    pull_completion_unref(c);
+}
+
+/* Asks the peers, nearest reachable first, for what a pull of ref in repo needs (the
+ * tag's register, the manifest, its children) and merges it as anti-entropy does; then
+ * makes what it names visible. true when a peer had the manifest. */
+static bool pull_from_peers(struct repl *r, const char *repo, const char *ref,
+                            int64_t deadline_ms)
+{
+    bool is_digest = strchr(ref, ':') != NULL;
+    char *esc = escape_repo(repo);
+    size_t n_peers;
+    struct peer_ref *peers = peers_by_distance(r, &n_peers);
+    bool is_found = false;
+    for (size_t i = 0; i < n_peers && !is_found && !r->is_stopping; i++) {
+        if (peers[i].rtt_ms >= 2e9)
+            break; /* Unreachable ones come last: a true 404 must not wait for them */
+        double rtt = peers[i].measured_rtt_ms < 1e9 ? peers[i].measured_rtt_ms : 1000;
+        char url[2048];
+        snprintf(url, sizeof(url), "%s/_meridian/v1/replication/state?repository=%s&reference=%s",
+                 peers[i].endpoint, esc, ref);
+        struct httpc_response resp;
+        struct err e = {0};
+        httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
+        atomic_fetch_add(&r->pull_lookups, 1);
+        int rc = peer_call(r, "GET", url, NULL, (long)(2 * rtt) + PULL_LOOKUP_MARGIN_MS, &resp,
+                           &e);
+        json_t *body = NULL;
+        if (rc == 0 && resp.status == 200) {
+            json_error_t je;
+            body = json_loadb(resp.body.data, resp.body.len, 0, &je);
+        }
+        httpc_response_fini(&resp);
+        json_t *items = json_object_get(body, "state");
+        struct meta_pending *found = xcalloc(json_array_size(items) + 1, sizeof(*found));
+        size_t n_found = 0;
+        char target[DIGEST_STR_MAX + 1] = "";
+        if (is_digest)
+            snprintf(target, sizeof(target), "%s", ref);
+        for (size_t k = 0; k < json_array_size(items); k++) {
+            struct meta_event ev;
+            if (repl_codec_event_from_json(json_array_get(items, k), &ev, &e) != 0)
+                continue;
+            /* Stored as anti-entropy merges it: the replicated event that follows finds
+             * it here and changes nothing. */
+            if (ms_of(r)->ops->state_merge(ms_of(r), &ev, &e) != 0) {
+                log_warn("repl", "failed to merge %s of %s from %s: %s", ev.kind, repo,
+                         peers[i].location, err_message(&e));
+            } else if (strcmp(ev.kind, "manifest_put") == 0 &&
+                       pending_of_event(&ev, &found[n_found])) {
+                n_found++;
+            } else if (!is_digest && strcmp(ev.kind, "tag_set") == 0 && ev.name && ev.digest &&
+                       strcmp(ev.name, ref) == 0) {
+                snprintf(target, sizeof(target), "%s", ev.digest);
+            }
+            meta_event_fini(&ev);
+        }
+        json_decref(body);
+        /* Child manifests (of an index) first: a parent shows only once they do. */
+        for (int pass = 0; pass < 2; pass++) {
+            for (size_t k = 0; k < n_found; k++) {
+                bool is_target = strcmp(found[k].digest.str, target) == 0;
+                if (is_target == (pass == 1) && found[k].repo != NULL)
+                    complete_now(r, &found[k], deadline_ms);
+                if (is_target)
+                    is_found = true;
+            }
+        }
+        for (size_t k = 0; k < n_found; k++)
+            meta_pending_fini(&found[k]);
+        free(found);
+    }
+    peer_refs_free(peers, n_peers);
+    free(esc);
+    return is_found;
+}
+
+int repl_pull_manifest(struct repl *r, const char *repo, const char *ref)
+{
+    char key[600];
+    snprintf(key, sizeof(key), "pull:%s:%s", repo, ref);
+    int64_t deadline_ms = util_now_ms() + PULL_WAIT_MS;
+    if (!inflight_claim(r, key, 0)) {
+        /* Single-flight: one lookup for any number of concurrent misses. */
+        wait_released(r, key, deadline_ms);
+        return 0;
+    }
+    bool is_found = pull_from_peers(r, repo, ref, deadline_ms);
+    inflight_release(r, key);
+    if (is_found) {
+        atomic_fetch_add(&r->pull_served, 1);
+        log_info("repl", "pulled %s:%s from a peer for a pull", repo, ref);
+    }
+    return is_found ? 0 : -1;
+}
+
 /* Long polls ------------------------------------------------------------------------ */
 
 void repl_wait_register(struct repl *r, struct http_req *req, int64_t seen_head,
@@ -1367,17 +1636,7 @@ static void emit_progress(struct repl *r)
  * manifests and tombstones); content then follows through the fetch workers. */
 static void repair_repo(struct repl *r, const struct peer_ref *peer, const char *repo)
 {
-    char *esc = xmalloc(strlen(repo) * 3 + 1);
-    size_t k = 0;
-    for (const char *c = repo; *c; c++) {
-        if (*c == '/') {
-            memcpy(esc + k, "%2F", 3);
-            k += 3;
-        } else {
-            esc[k++] = *c;
-        }
-    }
-    esc[k] = '\0';
+    char *esc = escape_repo(repo);
     char url[2048];
     snprintf(url, sizeof(url), "%s/_meridian/v1/replication/state?repository=%s",
              peer->endpoint, esc);
@@ -1910,6 +2169,14 @@ static void render_metrics(void *arg, struct buf *out)
         }
     }
     AZ(pthread_mutex_unlock(&r->mu));
+    buf_printf(out, "# HELP meridian_pull_through_lookups_total Peer lookups for a manifest "
+                    "or tag a pull missed here.\n# TYPE meridian_pull_through_lookups_total "
+                    "counter\nmeridian_pull_through_lookups_total %" PRIuFAST64 "\n",
+               (uint_fast64_t)atomic_load(&r->pull_lookups));
+    buf_printf(out, "# HELP meridian_pull_through_manifests_total Manifests a pull made "
+                    "visible from a peer.\n# TYPE meridian_pull_through_manifests_total "
+                    "counter\nmeridian_pull_through_manifests_total %" PRIuFAST64 "\n",
+               (uint_fast64_t)atomic_load(&r->pull_served));
 }
 
 int repl_blob_recover(struct registry *reg, const char *repo, const struct digest *d,

@@ -5,7 +5,8 @@
  * repair anything an event stream missed. Threads: one puller per peer, fetch
  * workers, and a manager (peer set, round-trip probes, anti-entropy, long-poll
  * wake-ups). Request threads never wait on the network here except for the
- * push-that-splits fetch (repl_fetch_blob_now), which holds no lock. */
+ * push-that-splits fetch (repl_fetch_blob_now) and a pull's miss (repl_fetch_blob_within,
+ * repl_pull_manifest), bounded and holding no lock. */
 #ifndef MERIDIAN_REPL_H
 #define MERIDIAN_REPL_H
 
@@ -78,6 +79,15 @@ int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d
  * already running here (a stalled one must not hold the client), then ERR_BLOB_UNKNOWN. */
 int repl_fetch_blob_within(struct repl *r, const char *repo, const struct digest *d,
                            int64_t wait_ms, struct err *e);
+
+/* Pull never misses (issue 14): a GET or HEAD of manifest ref (tag or digest) of repo that
+ * this region does not show. Asks the peers, nearest reachable first, each bounded by its
+ * round trip plus a margin, for the tag's register and the manifest (with its children);
+ * merges what they have as anti-entropy does (so the replicated event is a no-op when it
+ * arrives), fetches the blobs and links them in repo (single-flight with the fetch
+ * workers), and makes the manifest visible. Single-flight per (repo, ref): concurrent
+ * misses wait for the first (at most 10 s). 0 when the caller should look again. */
+int repl_pull_manifest(struct repl *r, const char *repo, const char *ref);
 
 /* The copy of blob d here was found damaged (and quarantined) or is missing although
  * recorded. With repo (a request names it), fetch it back now from a peer that holds it,

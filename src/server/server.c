@@ -19,7 +19,9 @@
 #include "registry.h"
 #include "tls.h"
 #include "repl.h"
+#include "oci.h"
 #include "scrub.h"
+#include "secret.h"
 #include "util.h"
 
 struct sweeper {
@@ -50,6 +52,30 @@ static void *sweep_loop(void *arg)
     return NULL;
 }
 
+/* The data endpoint (oci_data.c): a second listener of this process for blob downloads
+ * by signed URL, with the same limits and TLS as the main one. Without --data-endpoint
+ * the redirects name the listener itself. */
+static int start_data_listener(struct config *cfg, const struct http_config *hc,
+                               struct registry *reg, struct http_server **out, struct err *e)
+{
+    secret_random(reg->data_url_key, sizeof(reg->data_url_key));
+    struct http_config dc = *hc;
+    dc.listen_host = cfg->data_listen_host;
+    dc.listen_port = cfg->data_listen_port;
+    *out = http_server_start(&dc, &oci_data_http_handlers, reg, e);
+    if (*out == NULL)
+        return -1;
+    bool is_v6 = strchr(cfg->data_listen_host, ':') != NULL;
+    char url[600];
+    snprintf(url, sizeof(url), "%s://%s%s%s:%u", hc->is_tls ? "https" : "http", is_v6 ? "[" : "",
+             cfg->data_listen_host, is_v6 ? "]" : "", http_server_port(*out));
+    if (cfg->data_endpoint == NULL)
+        cfg->data_endpoint = xstrdup(url);
+    log_info("server", "data endpoint at %s (redirects name %s)", url,
+             cfg->data_endpoint);
+    return 0;
+}
+
 int server_main(int argc, char **argv)
 {
     struct config cfg;
@@ -58,6 +84,7 @@ int server_main(int argc, char **argv)
     int status = 1;
     struct registry *reg = NULL;
     struct http_server *http = NULL;
+    struct http_server *data_http = NULL;
 
     config_defaults(&cfg);
     if (config_load(&cfg, argc, argv, &is_help, &e) != 0) {
@@ -127,6 +154,12 @@ int server_main(int argc, char **argv)
         }
     }
     http = http_server_start(&hc, &registry_http_handlers, reg, &e);
+    if (http != NULL && cfg.data_listen_host != NULL &&
+        start_data_listener(&cfg, &hc, reg, &data_http, &e) != 0) {
+        log_error("server", "failed to start the data listener: %s", err_message(&e));
+        free(tls_priorities);
+        goto out;
+    }
     free(tls_priorities); /* libmicrohttpd keeps its own copy */
     hc.tls_priorities = NULL;
     if (http == NULL) {
@@ -173,6 +206,9 @@ int server_main(int argc, char **argv)
     repl_stop(reg->repl);
     http_server_stop(http, cfg.shutdown_grace_ms);
     http = NULL;
+    if (data_http)
+        http_server_stop(data_http, cfg.shutdown_grace_ms);
+    data_http = NULL;
     scrub_stop(reg->scrub);
     reg->scrub = NULL;
 
@@ -188,6 +224,8 @@ int server_main(int argc, char **argv)
 out:
     if (http)
         http_server_stop(http, 0);
+    if (data_http)
+        http_server_stop(data_http, 0);
     registry_close(reg);
     config_fini(&cfg);
     return status;

@@ -37,6 +37,7 @@ struct registry {
      * replicating, answers 503 on /v2/, and its blobs are deleted. Kept across restarts
      * by a marker file in the data directory. Read by any thread. */
     atomic_bool is_removed;
+    uint8_t data_url_key[32]; /* signs data endpoint URLs (oci_data.c): random per process */
 };
 
 #endif

@@ -272,6 +272,31 @@ static void test_console_options(void **state)
     config_fini(&c);
 }
 
+/* Data endpoints: a second listen address, the redirect base URL and the URLs' lifetime. */
+static void test_data_endpoint_options(void **state)
+{
+    struct config c;
+    struct err e = {0};
+    (void)state;
+    config_defaults(&c);
+    assert_null(c.data_listen_host);
+    assert_null(c.data_endpoint);
+    assert_int_equal(c.data_url_ttl_s, 60);
+    assert_int_equal(config_set(&c, "data-listen", "[::1]:5001", &e), 0);
+    assert_string_equal(c.data_listen_host, "::1");
+    assert_int_equal(c.data_listen_port, 5001);
+    assert_string_equal(c.listen_host, "127.0.0.1"); /* the main listener is untouched */
+    assert_int_equal(c.listen_port, 5000);
+    assert_int_equal(config_set(&c, "data-endpoint", "https://westeurope.data.example", &e), 0);
+    assert_string_equal(c.data_endpoint, "https://westeurope.data.example");
+    assert_int_equal(config_set(&c, "data-endpoint", "westeurope.data.example", &e), -1);
+    assert_int_equal(e.code, ERR_BAD_REQUEST);
+    assert_int_equal(config_set(&c, "data-listen", "nohostport", &e), -1);
+    assert_int_equal(config_set(&c, "data-url-ttl", "5m", &e), 0);
+    assert_int_equal(c.data_url_ttl_s, 300);
+    config_fini(&c);
+}
+
 static void test_help_and_unexpected(void **state)
 {
     char *help_argv[] = {"--help"};
@@ -297,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_bad_file_line), cmocka_unit_test(test_help_and_unexpected),
         cmocka_unit_test(test_hardening_defaults_and_options),
         cmocka_unit_test(test_tls_options),  cmocka_unit_test(test_console_options),
+        cmocka_unit_test(test_data_endpoint_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
