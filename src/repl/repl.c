@@ -1305,7 +1305,9 @@ static void pull_completion_unref(struct pull_completion *c)
 static void *pull_completion_main(void *arg)
 {
     struct pull_completion *c = arg;
-    complete_pending(c->r, &c->p);
+    /* filtered replication: a region outside a version's targets never pulls it in */
+    if (placement_admit_pending(c->r->reg, c->p.repo, &c->p.digest))
+        complete_pending(c->r, &c->p);
     AZ(pthread_mutex_lock(&c->r->mu));
     atomic_store(&c->is_done, true);
     AZ(pthread_cond_broadcast(&c->r->cv));
