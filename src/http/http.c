@@ -1083,7 +1083,7 @@ struct http_server *http_server_start(const struct http_config *cfg,
         /* Each connection allocates and clears this pool: 64 KiB holds any request header
          * clients send and reads uploads in 32 KiB pieces, at a fraction of the cost of
          * a larger pool per request (docs/performance.md). */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
