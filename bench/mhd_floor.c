@@ -79,6 +79,12 @@ int main(int argc, char **argv)
         return 2;
     }
     memset(body, 'x', sizeof(body));
+    /* Blocked in every thread (they inherit it); main takes them with sigwait. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
     int tls = argc == 5;
     listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
@@ -114,12 +120,7 @@ int main(int argc, char **argv)
     }
     pthread_t t;
     pthread_create(&t, NULL, accept_loop, NULL);
-    sigset_t s;
-    sigemptyset(&s);
-    sigaddset(&s, SIGTERM);
-    sigaddset(&s, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &s, NULL);
     int sig;
-    sigwait(&s, &sig);
-    return 0;
+    sigwait(&stop, &sig);
+    _exit(0);
 }
