@@ -1083,7 +1083,7 @@ struct http_server *http_server_start(const struct http_config *cfg,
         /* Each connection allocates this pool and every request clears it. libmicrohttpd
          * mallocs a pool of up to 32 KiB and mmaps a larger one: a 64 KiB pool cost every
          * new connection an mmap and a munmap, whose TLB shootdown interrupts every core
-         * (a third of the server's time at 10 000 connections/s). 32 KiB still takes
+         * (a fifth of the server's time at 10 000 connections/s). 32 KiB still takes
          * request headers up to 28 KiB (nginx's default line limit is 8 KiB) and reads
          * uploads in 16 KiB pieces (docs/performance.md, HTTPS). */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
