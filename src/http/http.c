@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -78,6 +79,8 @@ struct http_server {
     pthread_mutex_t watch_mu;
     pthread_cond_t watch_cv;
     struct conn_watch *watches; /* under watch_mu */
+    size_t n_watches;           /* open connections; under watch_mu */
+    size_t n_watches_peak;      /* most open since the last malloc_trim; under watch_mu */
     bool is_watch_stopping;     /* under watch_mu */
     pthread_t watchdog;
     bool has_watchdog;
@@ -645,6 +648,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         if (s->watches != NULL)
             s->watches->prev = w;
         s->watches = w;
+        if (++s->n_watches > s->n_watches_peak)
+            s->n_watches_peak = s->n_watches;
         AZ(pthread_mutex_unlock(&s->watch_mu));
         *socket_context = w;
         return;
@@ -659,12 +664,16 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         s->watches = w->next;
     if (w->next != NULL)
         w->next->prev = w->prev;
+    s->n_watches--;
     AZ(pthread_mutex_unlock(&s->watch_mu));
     if (w->is_lingering)
         linger_start(w->fd);
     free(w);
     *socket_context = NULL;
 }
+
+/* Connections that must have closed since the busiest moment before memory is trimmed. */
+#define TRIM_AFTER_CLOSED 64
 
 static void *watchdog_loop(void *arg)
 {
@@ -704,6 +713,15 @@ static void *watchdog_loop(void *arg)
                              "(body-timeout %llds, body-min-rate %llu bytes/s)",
                      n_slow_bodies, (long long)(s->body_timeout_ns / 1000000000),
                      (unsigned long long)s->body_min_rate);
+        if (s->n_watches_peak >= s->n_watches + TRIM_AFTER_CLOSED) {
+            /* A burst of connections has closed. Their 32 KiB pools were malloc'd
+             * (http_server_start) and glibc keeps freed chunks inside its arenas: hand
+             * the whole free pages back, as munmap did when the pools were mmap'd. */
+            s->n_watches_peak = s->n_watches;
+            AZ(pthread_mutex_unlock(&s->watch_mu));
+            malloc_trim(0);
+            AZ(pthread_mutex_lock(&s->watch_mu));
+        }
     }
     AZ(pthread_mutex_unlock(&s->watch_mu));
     return NULL;
@@ -1081,10 +1099,13 @@ struct http_server *http_server_start(const struct http_config *cfg,
         flags, 0, NULL, NULL, on_request, s,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->conn_limit,
-        /* Each connection allocates and clears this pool: 64 KiB holds any request header
-         * clients send and reads uploads in 32 KiB pieces, at a fraction of the cost of
-         * a larger pool per request (docs/performance.md). */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        /* Each connection allocates this pool and every request clears it. libmicrohttpd
+         * mallocs a pool of up to 32 KiB and mmaps a larger one: a 64 KiB pool cost every
+         * new connection an mmap and a munmap, whose TLB shootdown interrupts every core
+         * (a fifth of the server's time at 10 000 connections/s). 32 KiB still takes
+         * request headers up to 28 KiB (nginx's default line limit is 8 KiB) and reads
+         * uploads in 16 KiB pieces (docs/performance.md, HTTPS). */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,

@@ -27,12 +27,19 @@ struct tls_pair {
 
 static _Atomic(struct tls_pair *) current;
 
-/* The master key of session tickets: set once before the server starts, then only
- * read. GnuTLS derives the key that seals tickets from it and the wall-clock time
- * (lib/stek.c: TOTP over the ticket lifetime), so nodes that share it and agree on the
- * time resume each other's sessions, and a leaked derived key stops working once the
- * period it belongs to is over. */
-static gnutls_datum_t ticket_key;
+/* The master key of session tickets. GnuTLS derives the key that seals tickets from it
+ * and the wall-clock time (lib/stek.c: TOTP over the ticket lifetime), so nodes that
+ * share it and agree on the time resume each other's sessions, and a leaked derived key
+ * stops working once the period it belongs to is over. Published like the certificate
+ * pair: SIGHUP swaps in a new one; each session copies the key when it starts
+ * (gnutls_session_ticket_enable_server), and replaced keys stay allocated until exit
+ * because a connection starting at that moment may still be reading one. */
+struct ticket_key {
+    gnutls_datum_t key;
+    struct ticket_key *older;
+};
+
+static _Atomic(struct ticket_key *) current_ticket;
 
 static int read_file(const char *path, gnutls_datum_t *out, struct err *e)
 {
@@ -160,13 +167,23 @@ void *tls_cert_callback(void)
     return (void *)f;
 }
 
-int tls_tickets_init(const char *key_file, struct err *e)
+static void ticket_publish(gnutls_datum_t key)
 {
-    if (ticket_key.data != NULL)
-        return 0;
+    struct ticket_key *t = xcalloc(1, sizeof(*t));
+    t->key = key;
+    t->older = atomic_load(&current_ticket);
+    atomic_store(&current_ticket, t);
+}
+
+int tls_tickets_load(const char *key_file, struct err *e)
+{
     if (key_file == NULL) {
-        if (gnutls_session_ticket_key_generate(&ticket_key) != GNUTLS_E_SUCCESS)
+        if (atomic_load(&current_ticket) != NULL)
+            return 0; /* the random key of this process stays */
+        gnutls_datum_t key = {0};
+        if (gnutls_session_ticket_key_generate(&key) != GNUTLS_E_SUCCESS)
             return err_set(e, ERR_INTERNAL, "cannot generate a session ticket key");
+        ticket_publish(key);
         return 0;
     }
     /* Any secret file (like token-key-file): its SHA-512 is the 64-byte master key
@@ -178,13 +195,13 @@ int tls_tickets_init(const char *key_file, struct err *e)
     if (secret.size < 32) {
         rc = err_set(e, ERR_BAD_REQUEST, "tls-ticket-key-file %s: fewer than 32 bytes", key_file);
     } else {
-        ticket_key.data = gnutls_malloc(64);
-        ticket_key.size = 64;
-        if (ticket_key.data == NULL ||
-            gnutls_hash_fast(GNUTLS_DIG_SHA512, secret.data, secret.size, ticket_key.data) < 0) {
-            gnutls_free(ticket_key.data);
-            ticket_key.data = NULL;
+        gnutls_datum_t key = {.data = gnutls_malloc(64), .size = 64};
+        if (key.data == NULL ||
+            gnutls_hash_fast(GNUTLS_DIG_SHA512, secret.data, secret.size, key.data) < 0) {
+            gnutls_free(key.data);
             rc = err_set(e, ERR_INTERNAL, "cannot derive the session ticket key");
+        } else {
+            ticket_publish(key);
         }
     }
     gnutls_memset(secret.data, 0, secret.size);
@@ -194,11 +211,12 @@ int tls_tickets_init(const char *key_file, struct err *e)
 
 void tls_session_start(void *session)
 {
-    if (session == NULL || ticket_key.data == NULL)
+    struct ticket_key *t = atomic_load(&current_ticket);
+    if (session == NULL || t == NULL)
         return;
     /* Resumption skips the certificate signature and key exchange: a returning
      * client's handshake costs a fraction of a full one (docs/tls.md). */
-    if (gnutls_session_ticket_enable_server(session, &ticket_key) != GNUTLS_E_SUCCESS)
+    if (gnutls_session_ticket_enable_server(session, &t->key) != GNUTLS_E_SUCCESS)
         log_warn("tls", "cannot enable session tickets on a connection");
 }
 

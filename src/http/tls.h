@@ -19,12 +19,14 @@ int tls_check_priorities(const char *priorities, struct err *e);
 
 /* Sets the master key of TLS session tickets: the SHA-512 of key_file's contents (at
  * least 32 bytes; the same file on the nodes of a region lets a client resume on any
- * of them), or a random key of this process when key_file is NULL. Once, before the
- * server starts. */
-int tls_tickets_init(const char *key_file, struct err *e);
+ * of them), or a random key of this process when key_file is NULL (kept when one is
+ * already set). Before the server starts, and again on SIGHUP: connections that start
+ * afterwards seal and open tickets with the new key, connections already open are not
+ * touched. On failure the previous key stays in use. */
+int tls_tickets_load(const char *key_file, struct err *e);
 
 /* Prepares a new connection's GnuTLS session (gnutls_session_t) before its handshake:
- * session tickets, when tls_tickets_init has run. */
+ * session tickets, when tls_tickets_load has run. */
 void tls_session_start(void *session);
 
 /* priorities with the protocol versions below min_version ("1.2", "1.3"; NULL: 1.2)

@@ -147,7 +147,7 @@ int server_main(int argc, char **argv)
         tls_priorities = tls_priorities_with_min(cfg.tls_priorities, cfg.tls_min_version, &e);
         hc.tls_priorities = tls_priorities;
         if (tls_priorities == NULL || tls_check_priorities(tls_priorities, &e) != 0 ||
-            tls_tickets_init(cfg.tls_ticket_key_file, &e) != 0) {
+            tls_tickets_load(cfg.tls_ticket_key_file, &e) != 0) {
             log_error("server", "failed to set up TLS: %s", err_message(&e));
             free(tls_priorities);
             goto out;
@@ -196,6 +196,16 @@ int server_main(int argc, char **argv)
                 log_info("server", "SIGHUP: reloaded TLS certificate %s", cfg.tls_cert_file);
             else
                 log_info("server", "SIGHUP: nothing to reload");
+            /* A rotated ticket key: handshakes from now on seal and open tickets with it;
+             * a file that does not load keeps the current key. */
+            if (hc.is_tls && cfg.tls_ticket_key_file != NULL) {
+                if (tls_tickets_load(cfg.tls_ticket_key_file, &e) != 0)
+                    log_error("server", "failed to reload the TLS session ticket key: %s",
+                              err_message(&e));
+                else
+                    log_info("server", "SIGHUP: new TLS session ticket key from %s",
+                             cfg.tls_ticket_key_file);
+            }
             continue;
         }
         log_info("server", "received signal %d: shutting down", sig);

@@ -110,6 +110,44 @@ def test_ticket_key_file_shared_by_two_nodes(tmp_path):
             assert srv.stop() == 0, srv.log_tail()
 
 
+def test_ticket_key_file_reloaded_on_sighup(tmp_path):
+    """SIGHUP reads --tls-ticket-key-file again: a ticket sealed with the old key no longer
+    resumes, tickets sealed from then on resume on a node that has the new key, and a file
+    that does not load keeps the key in use."""
+    key_file = tmp_path / "ticket.key"
+    key_file.write_bytes(os.urandom(48))
+    next_key = os.urandom(48)
+    (tmp_path / "next.key").write_bytes(next_key)
+    a = start_tls(tmp_path, "--tls-ticket-key-file", key_file, name="a")
+    b = start_tls(tmp_path, "--tls-ticket-key-file", tmp_path / "next.key", name="b")
+    try:
+        shutil.copy(a.live_cert, b.live_cert)
+        shutil.copy(a.live_key, b.live_key)
+        b.signal(signal.SIGHUP)
+        wait_until(lambda: "SIGHUP: reloaded" in b.log_text(), what="b's reload")
+        old_sess, new_sess = tmp_path / "old-sess", tmp_path / "new-sess"
+        assert "\nNew, " in s_client(a, "-tls1_3", "-sess_out", old_sess)
+        assert "\nReused, " in s_client(a, "-tls1_3", "-sess_in", old_sess)
+
+        key_file.write_bytes(next_key)
+        a.signal(signal.SIGHUP)
+        wait_until(lambda: "SIGHUP: new TLS session ticket key" in a.log_text(),
+                   what="the ticket key reload")
+        assert "\nNew, " in s_client(a, "-tls1_3", "-sess_in", old_sess)
+        assert "\nNew, " in s_client(a, "-tls1_3", "-sess_out", new_sess)
+        assert "\nReused, " in s_client(b, "-tls1_3", "-sess_in", new_sess)
+
+        key_file.write_bytes(b"x" * 8)
+        a.signal(signal.SIGHUP)
+        wait_until(lambda: "failed to reload the TLS session ticket key" in a.log_text(),
+                   what="the refused reload")
+        assert "\nReused, " in s_client(a, "-tls1_3", "-sess_in", new_sess)
+        assert get_v2(a).status_code == 200
+    finally:
+        for srv in (a, b):
+            assert srv.stop() == 0, srv.log_tail()
+
+
 def test_ticket_key_file_too_short(tmp_path):
     short = tmp_path / "short.key"
     short.write_bytes(b"x" * 8)
@@ -267,8 +305,22 @@ def check_garbage(tls_srv, junk):
 # --- certificate reload under load -------------------------------------------
 
 
-def test_reload_under_a_request_loop_loses_no_request(tls_srv, tmp_path):
-    srv = tls_srv
+def served_cert_pem(srv):
+    """The leaf certificate a new connection gets, as PEM."""
+    return ssl.get_server_certificate(addr(srv))
+
+
+def same_cert(pem_a, pem_b):
+    return ssl.PEM_cert_to_DER_cert(pem_a) == ssl.PEM_cert_to_DER_cert(pem_b)
+
+
+def test_reload_under_a_request_loop_loses_no_request(tmp_path):
+    """Certificate, key and session ticket key reloaded on SIGHUP four times under three
+    request loops (two opening a connection per request, one keep-alive): every request
+    succeeds, and after each reload new connections get the pair just loaded."""
+    ticket_key = tmp_path / "ticket.key"
+    ticket_key.write_bytes(os.urandom(48))
+    srv = start_tls(tmp_path, "--tls-ticket-key-file", ticket_key)
     next_cert, next_key = make_cert(tmp_path / "next", name="next", cn="meridian-next")
     bundle = tmp_path / "both.pem"
     bundle.write_text(open(srv.cert).read() + open(next_cert).read())
@@ -297,14 +349,18 @@ def test_reload_under_a_request_loop_loses_no_request(tls_srv, tmp_path):
             time.sleep(0.4)
             shutil.copy(c, srv.live_cert)
             shutil.copy(k, srv.live_key)
+            ticket_key.write_bytes(os.urandom(48))
             srv.signal(signal.SIGHUP)
-            wait_until(lambda: srv.log_text().count("SIGHUP: reloaded") == i + 1,
-                       what="reload %d" % (i + 1))
+            wait_until(lambda: srv.log_text().count("SIGHUP: new TLS session ticket key")
+                       == i + 1, what="reload %d" % (i + 1))
+            assert srv.log_text().count("SIGHUP: reloaded TLS certificate") == i + 1
+            assert same_cert(served_cert_pem(srv), open(c).read()), "reload %d" % (i + 1)
         time.sleep(0.4)
     finally:
         stop.set()
         for t in threads:
             t.join(30)
+        assert srv.stop() == 0, srv.log_tail()
     assert counts["failed"] == [], counts["failed"][:5]
     assert counts["ok"] >= 20, counts
 
