@@ -441,6 +441,16 @@ typedef int ms_manifest_place_f(struct metastore *ms, const char *repo, const st
  * deleted by the caller). ERR_MANIFEST_UNKNOWN if not recorded; no-op unless visible. */
 typedef int ms_manifest_release_f(struct metastore *ms, const char *repo, const struct digest *d,
                                   struct meta_name_list *orphans, struct err *e);
+/* A region that does not hold a manifest keeps no copy of its document (its row keeps
+ * digest, media type, size and references, and an empty body): *is_missing tells whether
+ * repo@d is such a row, which must get its body (manifest_body_set) before it is shown.
+ * ERR_MANIFEST_UNKNOWN if not recorded. */
+typedef int ms_manifest_body_missing_f(struct metastore *ms, const char *repo,
+                                       const struct digest *d, bool *is_missing, struct err *e);
+/* Stores the document of a body-less row, fetched from a holder: refused (ERR_DIGEST_INVALID)
+ * unless its digest and size are the recorded ones. A row with a body is left as it is. */
+typedef int ms_manifest_body_set_f(struct metastore *ms, const char *repo, const struct digest *d,
+                                   const void *body, size_t len, struct err *e);
 
 struct metastore_ops {
     const char *name;
@@ -503,6 +513,8 @@ struct metastore_ops {
     ms_blob_lost_f *blob_lost;
     ms_manifest_place_f *manifest_place;
     ms_manifest_release_f *manifest_release;
+    ms_manifest_body_missing_f *manifest_body_missing;
+    ms_manifest_body_set_f *manifest_body_set;
 };
 
 struct metastore {
