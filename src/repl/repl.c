@@ -1076,6 +1076,10 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
                             .blob_done = xcalloc(p->n_refs + 1, sizeof(int64_t))};
     if (fetch_manifest_body(r, p, job.sources, &job.err) != 0)
         job.is_failed = true; /* retried like a blob that could not be fetched */
+    /* Shallow: the metadata now, the blobs on first pull (oci_blobs.c's pull-through). */
+    bool is_shallow = placement_is_shallow(r->reg, p->repo, &p->digest);
+    if (is_shallow)
+        job.next = p->n_refs;
     snprintf(job.key, sizeof(job.key), "%s", key);
     /* Config and layers at once: each waits a round trip or more for its first byte. */
     size_t n_threads = n_blobs < FETCH_PARALLEL ? n_blobs : FETCH_PARALLEL;
@@ -1102,18 +1106,28 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
          * records the loss under the exclusive lock) sends the manifest back to the queue. */
         AZ(pthread_rwlock_rdlock(&r->reg->gc_lock));
         int crc = 0;
-        for (size_t i = 0; i < p->n_refs && crc == 0; i++) {
+        /* Completed covers the children and referrers known now (filtered replication). */
+        if (!placement_dependents_ready(r->reg, p->repo, &p->digest))
+            crc = err_set(&e, ERR_MANIFEST_BLOB_UNKNOWN, "a referrer of %s is not here yet",
+                          p->digest.str);
+        for (size_t i = 0; i < p->n_refs && crc == 0 && !is_shallow; i++) {
             uint64_t have;
             if (!p->refs[i].is_manifest && !is_usable_here(r->reg, &p->refs[i].digest, &have))
                 crc = err_set(&e, ERR_BLOB_UNKNOWN, "blob %s went away before %s was shown",
                               p->refs[i].digest.str, p->digest.str);
         }
         if (crc == 0)
-            crc = ms_of(r)->ops->pending_complete(ms_of(r), p, &e);
+            crc = is_shallow ? ms_of(r)->ops->manifest_show_shallow(ms_of(r), p->repo, &p->digest,
+                                                                     &e)
+                             : ms_of(r)->ops->pending_complete(ms_of(r), p, &e);
         AZ(pthread_rwlock_unlock(&r->reg->gc_lock));
         if (crc == 0) {
             inflight_finishing(r, key);
-            set_status(r, p->repo, &p->digest, "Completed", total, total, "", true);
+            if (is_shallow)
+                set_status(r, p->repo, &p->digest, "Completed", 0, 0,
+                           "Shallow: blobs are fetched on first pull", true);
+            else
+                set_status(r, p->repo, &p->digest, "Completed", total, total, "", true);
             log_info("repl", "replicated %s@%s (%" PRId64 " bytes)", p->repo, p->digest.str,
                      total);
             AZ(pthread_mutex_lock(&r->mu));

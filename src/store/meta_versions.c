@@ -239,3 +239,62 @@ int sq_repo_is_definition(struct sq_conn *c, const char *repo, bool *is_definiti
     *is_definition = rc == SQL_ROW;
     return 0;
 }
+
+int sq_manifest_relatives(struct metastore *ms, const char *repo, const struct digest *d,
+                          bool is_owners, struct meta_name_list *out, struct err *e)
+{
+    static const char owners_sql[] =
+        "SELECT f.manifest_digest FROM repos r JOIN manifest_refs f ON f.repo_id = r.id"
+        " WHERE r.name = ?1 AND f.ref_digest = ?2 AND f.is_manifest = 1"
+        " UNION SELECT m.subject FROM repos r JOIN manifests m ON m.repo_id = r.id"
+        " WHERE r.name = ?1 AND m.digest = ?2 AND m.subject IS NOT NULL";
+    static const char dependents_sql[] =
+        "SELECT f.ref_digest FROM repos r JOIN manifest_refs f ON f.repo_id = r.id"
+        " WHERE r.name = ?1 AND f.manifest_digest = ?2 AND f.is_manifest = 1"
+        " UNION SELECT m.digest FROM repos r JOIN manifests m ON m.repo_id = r.id"
+        " WHERE r.name = ?1 AND m.subject = ?2";
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_run(c, is_owners ? owners_sql : dependents_sql, &s, e, "tt", repo, d->str);
+    if (rc < 0)
+        return -1;
+    rc = sq_collect_names(c, s, rc, -1, out, e);
+    sql_finalize(s);
+    return rc;
+}
+
+int sq_manifest_show_shallow(struct metastore *ms, const char *repo, const struct digest *d,
+                             struct err *e)
+{
+    /* a child manifest of it that is not visible here */
+    static const char child_sql[] =
+        "SELECT 1 FROM manifest_refs f LEFT JOIN manifests m ON m.repo_id = f.repo_id"
+        " AND m.digest = f.ref_digest WHERE f.repo_id = ?1 AND f.manifest_digest = ?2"
+        " AND f.is_manifest = 1 AND (m.is_visible IS NULL OR m.is_visible != 1) LIMIT 1";
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL || sq_tx_begin(c, true, e) != 0)
+        return -1;
+    int64_t repo_id = 0, state = 0;
+    if (state_of(c, repo, d->str, &repo_id, &state, e) != 0)
+        goto fail;
+    if (state != PLACE_PENDING) {
+        sq_tx_rollback(c);
+        return 0;
+    }
+    int is_waiting = exists(c, child_sql, "it", repo_id, d->str, e);
+    if (is_waiting < 0)
+        goto fail;
+    if (is_waiting) {
+        err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, "a child manifest of %s is not here yet", d->str);
+        goto fail;
+    }
+    if (set_state(c, repo_id, d->str, PLACE_VISIBLE, e) != 0)
+        goto fail;
+    return sq_tx_commit(c, e);
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}

@@ -451,6 +451,17 @@ typedef int ms_manifest_body_missing_f(struct metastore *ms, const char *repo,
  * unless its digest and size are the recorded ones. A row with a body is left as it is. */
 typedef int ms_manifest_body_set_f(struct metastore *ms, const char *repo, const struct digest *d,
                                    const void *body, size_t len, struct err *e);
+/* The manifests of repo that repo@d belongs with (is_owners: the indexes that list it and
+ * its subject) or that belong with it (!is_owners: its child manifests and the manifests
+ * whose subject it is), as recorded here whatever their placement. Digests in out. */
+typedef int ms_manifest_relatives_f(struct metastore *ms, const char *repo,
+                                    const struct digest *d, bool is_owners,
+                                    struct meta_name_list *out, struct err *e);
+/* Shows a pending manifest without its blobs (a Shallow version: they are fetched on first
+ * pull): ERR_MANIFEST_BLOB_UNKNOWN if a child manifest is not visible yet; no-op unless
+ * pending. */
+typedef int ms_manifest_show_shallow_f(struct metastore *ms, const char *repo,
+                                       const struct digest *d, struct err *e);
 
 struct metastore_ops {
     const char *name;
@@ -515,6 +526,8 @@ struct metastore_ops {
     ms_manifest_release_f *manifest_release;
     ms_manifest_body_missing_f *manifest_body_missing;
     ms_manifest_body_set_f *manifest_body_set;
+    ms_manifest_relatives_f *manifest_relatives;
+    ms_manifest_show_shallow_f *manifest_show_shallow;
 };
 
 struct metastore {
