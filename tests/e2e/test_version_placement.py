@@ -130,6 +130,14 @@ def test_a_shallow_version_is_fetched_on_first_pull(geo):
     doc = version(r1, repo, "1.0.0")
     by_region = {e["region"]: e for e in doc["replicationStatus"]["summary"]}
     assert by_region["r2"]["state"] == "Completed" and "Shallow" in by_region["r2"]["details"]
+    def completed_everywhere():
+        for region in cluster:
+            doc = version(region, repo, "1.0.0")
+            states = {e["region"]: e["state"] for e in doc["replicationStatus"]["summary"]}
+            if states != {"r1": "Completed", "r2": "Completed"}:
+                return False
+        return True
+    wait_for(completed_everywhere, 30, "every region sees 1.0.0 Completed")
     # r2 holds the metadata (the manifest, visible) and none of the blobs yet
     assert state(r2, repo, img.digest) == 1
     assert manifest_body(r2, repo, img.digest) == img.body
@@ -147,10 +155,7 @@ def test_a_shallow_version_is_fetched_on_first_pull(geo):
         assert r2.oci().get("/v2/%s/blobs/%s" % (repo, d)).status_code == 200
     assert r2.log_text().count("from a peer for a pull") == pulls
     # and the status stays Completed, in every region
-    for region in cluster:
-        doc = version(region, repo, "1.0.0")
-        states = {e["region"]: e["state"] for e in doc["replicationStatus"]["summary"]}
-        assert states == {"r1": "Completed", "r2": "Completed"}, (region.name, states)
+    assert completed_everywhere()
     # r3 is no target: nothing of it there
     assert state(r3, repo, img.digest) == 2 and manifest_body(r3, repo, img.digest) == b""
     assert [d for d in img.blobs if blob_files(r3, d)] == []
