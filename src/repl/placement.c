@@ -127,6 +127,17 @@ static void place_dependents(struct registry *reg, const char *repo, const struc
     meta_name_list_fini(&deps);
 }
 
+bool placement_may_pull_blob(struct registry *reg, const char *repo, const struct digest *d)
+{
+    if (!image_catalog_is_definition(reg->ms, repo))
+        return true;
+    bool is_wanted = true;
+    struct err e = {0};
+    if (reg->ms->ops->blob_is_wanted(reg->ms, repo, d, &is_wanted, &e) != 0)
+        return true; /* when in doubt, serve */
+    return is_wanted;
+}
+
 bool placement_admit_pending(struct registry *reg, const char *repo, const struct digest *d)
 {
     if (placement_is_held(reg, repo, d)) {

@@ -22,6 +22,12 @@ bool placement_is_held(struct registry *reg, const char *repo, const struct dige
  * source)? Then its blobs are fetched on first pull, not ahead. */
 bool placement_is_shallow(struct registry *reg, const char *repo, const struct digest *d);
 
+/* May a pull of blob d in repo fetch it from a peer (oci_blobs.c's pull-through)? Not in
+ * an image definition unless a manifest this region holds needs it (a Shallow version's
+ * first pull, a pull racing the fetch workers): a region never takes in the bytes of a
+ * version it does not hold. */
+bool placement_may_pull_blob(struct registry *reg, const char *repo, const struct digest *d);
+
 /* Before a held manifest is shown and reported Completed: are the manifests that belong
  * with it and are held here (its children and referrers known now) visible? */
 bool placement_dependents_ready(struct registry *reg, const char *repo, const struct digest *d);

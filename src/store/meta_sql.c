@@ -504,6 +504,7 @@ static const struct metastore_ops sq_ops = {
     .manifest_body_set = sq_manifest_body_set,
     .manifest_relatives = sq_manifest_relatives,
     .manifest_show_shallow = sq_manifest_show_shallow,
+    .blob_is_wanted = sq_blob_is_wanted,
     .object_put = sq_object_put,
     .object_delete = sq_object_delete,
     .object_get = sq_object_get,

@@ -298,3 +298,22 @@ fail:
     sq_tx_rollback(c);
     return -1;
 }
+
+int sq_blob_is_wanted(struct metastore *ms, const char *repo, const struct digest *d,
+                      bool *is_wanted, struct err *e)
+{
+    static const char sql[] =
+        "SELECT 1 FROM repos r JOIN manifest_refs f ON f.repo_id = r.id JOIN manifests m"
+        " ON m.repo_id = f.repo_id AND m.digest = f.manifest_digest WHERE r.name = ?1"
+        " AND f.ref_digest = ?2 AND m.is_visible IN (0, 1) LIMIT 1";
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_run(c, sql, &s, e, "tt", repo, d->str);
+    if (rc < 0)
+        return -1;
+    sql_finalize(s);
+    *is_wanted = rc == SQL_ROW;
+    return 0;
+}

@@ -462,6 +462,10 @@ typedef int ms_manifest_relatives_f(struct metastore *ms, const char *repo,
  * pending. */
 typedef int ms_manifest_show_shallow_f(struct metastore *ms, const char *repo,
                                        const struct digest *d, struct err *e);
+/* Does a manifest of repo that this region holds (visible or pending, not "not held")
+ * reference blob d? */
+typedef int ms_blob_is_wanted_f(struct metastore *ms, const char *repo, const struct digest *d,
+                                bool *is_wanted, struct err *e);
 
 struct metastore_ops {
     const char *name;
@@ -528,6 +532,7 @@ struct metastore_ops {
     ms_manifest_body_set_f *manifest_body_set;
     ms_manifest_relatives_f *manifest_relatives;
     ms_manifest_show_shallow_f *manifest_show_shallow;
+    ms_blob_is_wanted_f *blob_is_wanted;
 };
 
 struct metastore {

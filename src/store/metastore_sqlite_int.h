@@ -483,6 +483,7 @@ ms_manifest_body_missing_f sq_manifest_body_missing;
 ms_manifest_body_set_f sq_manifest_body_set;
 ms_manifest_relatives_f sq_manifest_relatives;
 ms_manifest_show_shallow_f sq_manifest_show_shallow;
+ms_blob_is_wanted_f sq_blob_is_wanted;
 /* Is repo an image definition (meta_versions.c)? Its manifests replicated from peers are
  * recorded without their document, which only the regions that hold them fetch. */
 int sq_repo_is_definition(struct sq_conn *c, const char *repo, bool *is_definition,

@@ -85,6 +85,11 @@ def test_a_signed_index_travels_whole_to_its_target_regions(geo):
         assert r3.oci().get_manifest(repo, m.digest).status_code == 404
     assert [d for d in blobs if blob_files(r3, d)] == [], "blobs of 1.0.0 in r3"
     assert db_rows(r3, "SELECT digest FROM blobs") == []
+    # a pull by digest there does not take them in from a peer either
+    for d in blobs:
+        r = r3.oci().get("/v2/%s/blobs/%s" % (repo, d))
+        assert r.status_code == 404 and r.json()["errors"][0]["code"] == "BLOB_UNKNOWN", d
+    assert [d for d in blobs if blob_files(r3, d)] == []
 
     # a referrer pushed to r3, which does not hold its subject, reaches the regions that do
     att_payload = os.urandom(400)
