@@ -58,7 +58,8 @@ void mgmt_image_definitions_get(struct http_req *req, const struct mgmt_params *
 }
 
 /* A definition's versions are MAJOR.MINOR.PATCH: a repository whose tags are not cannot
- * become one (its existing tags would break the rule). */
+ * become one (its existing tags would break the rule). Signature tags
+ * (sha256-<hex>.sig/.att/.sbom) are referrers, allowed. */
 static int check_tags(struct metastore *ms, const char *repo, struct err *e)
 {
     struct meta_name_list tags = {0};
@@ -67,7 +68,7 @@ static int check_tags(struct metastore *ms, const char *repo, struct err *e)
         return te.code == ERR_NAME_UNKNOWN ? 0 : err_set(e, te.code, "%s", te.msg);
     int rc = 0;
     for (size_t i = 0; i < tags.n && rc == 0; i++) {
-        if (iv_version_parse(tags.names[i], NULL) != 0)
+        if (iv_version_parse(tags.names[i], NULL) != 0 && !iv_referrer_tag(tags.names[i], NULL))
             rc = err_set(e, ERR_CONFLICT,
                          "%s has tag \"%s\", which is not a version MAJOR.MINOR.PATCH", repo,
                          tags.names[i]);

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "oci.h"
+#include "placement.h"
 #include "range.h"
 #include "repl.h"
 #include "util.h"
@@ -49,6 +50,8 @@ static int pull_through(struct http_req *req, const struct digest *d)
     if (strcmp(req->method, "GET") != 0 || reg->repl == NULL ||
         http_req_header(req, REPL_FETCH_HEADER) != NULL)
         return -1;
+    if (!placement_may_pull_blob(reg, req->repo, d))
+        return -1; /* filtered replication: not a blob of what this region holds */
     /* XXX: the worker thread waits for the fetch, as the manifest PUT of a split push
      * does; a fetch handed to the replication workers with the request parked would not. */
     if (repl_fetch_blob_within(reg->repl, req->repo, d, PULL_WAIT_MS, &fe) != 0)

@@ -10,37 +10,172 @@
 #include "repl.h"
 #include "util.h"
 
-bool placement_is_held(struct registry *reg, const char *repo, const struct digest *d)
+/* How far placement follows "belongs with" links (index -> child, subject -> referrer):
+ * a signature of a platform manifest of an index is three steps from its version. */
+#define RELATIVES_DEPTH 4
+
+enum question { HOLDS, SHALLOW };
+
+/* Answers q for repo@d from the version records it belongs to: its own version tags, the
+ * subject named by a cosign-scheme tag, and (depth allowing) the indexes that list it and
+ * its subject. *has_owner: some version or manifest it belongs with is known here. */
+static bool ask(struct registry *reg, const char *repo, const struct digest *d, enum question q,
+                int depth, bool *has_owner)
 {
     struct metastore *ms = reg->ms;
-    if (!image_catalog_is_definition(ms, repo))
-        return true;
     struct meta_name_list tags = {0};
     struct err e = {0};
-    if (ms->ops->manifest_tags(ms, repo, d, &tags, &e) != 0)
-        return true; /* when in doubt, hold: a copy too many is repaired later */
-    bool is_held = tags.n == 0;
-    for (size_t i = 0; i < tags.n && !is_held; i++) {
+    if (ms->ops->manifest_tags(ms, repo, d, &tags, &e) != 0) {
+        *has_owner = true;
+        return q == HOLDS; /* when in doubt, hold: a copy too many is repaired later */
+    }
+    bool answer = false;
+    for (size_t i = 0; i < tags.n && !answer; i++) {
+        char subject[DIGEST_STR_MAX];
+        struct digest sd;
         struct err ve = {0};
+        *has_owner = true;
+        if (iv_referrer_tag(tags.names[i], subject)) {
+            bool ignore;
+            answer = depth > 0 && digest_parse(subject, strlen(subject), &sd, &ve) == 0 &&
+                     ask(reg, repo, &sd, q, depth - 1, &ignore);
+            continue;
+        }
         json_t *rec = image_catalog_version(ms, repo, tags.names[i], &ve);
-        is_held = rec == NULL || iv_holds(rec, reg->cfg->region);
+        if (rec == NULL)
+            answer = q == HOLDS; /* a tag from before the definition: held, as before */
+        else
+            answer = q == HOLDS ? iv_holds(rec, reg->cfg->region)
+                                : iv_is_shallow_here(rec, reg->cfg->region);
         json_decref(rec);
     }
     meta_name_list_fini(&tags);
-    return is_held;
+    struct meta_name_list owners = {0};
+    if (answer || depth == 0 || ms->ops->manifest_relatives(ms, repo, d, true, &owners, &e) != 0)
+        return answer;
+    for (size_t i = 0; i < owners.n && !answer; i++) {
+        struct digest od;
+        bool ignore;
+        *has_owner = true;
+        answer = digest_parse(owners.names[i], strlen(owners.names[i]), &od, &e) == 0 &&
+                 ask(reg, repo, &od, q, depth - 1, &ignore);
+    }
+    meta_name_list_fini(&owners);
+    return answer;
+}
+
+bool placement_is_held(struct registry *reg, const char *repo, const struct digest *d)
+{
+    if (!image_catalog_is_definition(reg->ms, repo))
+        return true;
+    bool has_owner = false;
+    /* A manifest that belongs with nothing known here yet (a child pushed before its
+     * index) waits, not held; the arrival of what it belongs with places it again. */
+    return ask(reg, repo, d, HOLDS, RELATIVES_DEPTH, &has_owner);
+}
+
+bool placement_is_shallow(struct registry *reg, const char *repo, const struct digest *d)
+{
+    if (!image_catalog_is_definition(reg->ms, repo))
+        return false;
+    bool has_owner = false;
+    return ask(reg, repo, d, SHALLOW, RELATIVES_DEPTH, &has_owner);
+}
+
+/* The manifests that belong with repo@d: its children, the manifests whose subject it is,
+ * and its cosign-scheme tags' manifests. */
+static void dependents_of(struct registry *reg, const char *repo, const struct digest *d,
+                          struct meta_name_list *out)
+{
+    struct err e = {0};
+    if (reg->ms->ops->manifest_relatives(reg->ms, repo, d, false, out, &e) != 0)
+        memset(out, 0, sizeof(*out));
+    static const char *const kinds[] = {"sig", "att", "sbom"};
+    for (size_t k = 0; k < 3 && strncmp(d->str, "sha256:", 7) == 0; k++) {
+        char tag[128];
+        snprintf(tag, sizeof(tag), "sha256-%s.%s", d->str + 7, kinds[k]);
+        struct digest td;
+        char *media_type = NULL;
+        int64_t size, recorded_ms;
+        bool is_visible;
+        struct err le = {0};
+        if (reg->ms->ops->manifest_lookup(reg->ms, repo, tag, &td, &media_type, &size,
+                                          &is_visible, &recorded_ms, &le) != 0)
+            continue;
+        free(media_type);
+        out->names = xrealloc(out->names, (out->n + 1) * sizeof(char *));
+        out->names[out->n++] = xstrdup(td.str);
+    }
+}
+
+static void place(struct registry *reg, const char *repo, const struct digest *d, int depth);
+
+static void place_dependents(struct registry *reg, const char *repo, const struct digest *d,
+                             int depth)
+{
+    if (depth <= 0)
+        return;
+    struct meta_name_list deps = {0};
+    dependents_of(reg, repo, d, &deps);
+    for (size_t i = 0; i < deps.n; i++) {
+        struct digest dd;
+        struct err e = {0};
+        if (digest_parse(deps.names[i], strlen(deps.names[i]), &dd, &e) == 0 &&
+            !digest_equal(&dd, d))
+            place(reg, repo, &dd, depth - 1);
+    }
+    meta_name_list_fini(&deps);
+}
+
+bool placement_may_pull_blob(struct registry *reg, const char *repo, const struct digest *d)
+{
+    if (!image_catalog_is_definition(reg->ms, repo))
+        return true;
+    bool is_wanted = true;
+    struct err e = {0};
+    if (reg->ms->ops->blob_is_wanted(reg->ms, repo, d, &is_wanted, &e) != 0)
+        return true; /* when in doubt, serve */
+    return is_wanted;
 }
 
 bool placement_admit_pending(struct registry *reg, const char *repo, const struct digest *d)
 {
-    if (placement_is_held(reg, repo, d))
+    if (placement_is_held(reg, repo, d)) {
+        /* its children and referrers recorded before it go with it */
+        if (image_catalog_is_definition(reg->ms, repo))
+            place_dependents(reg, repo, d, RELATIVES_DEPTH);
         return true;
+    }
     enum meta_placement before;
     struct err e = {0};
     if (reg->ms->ops->manifest_place(reg->ms, repo, d, false, &before, &e) != 0)
         log_warn("placement", "failed to place %s@%s: %s", repo, d->str, err_message(&e));
-    else
-        log_info("placement", "%s@%s: not a target region here, recorded only", repo, d->str);
+    else if (before == META_PLACEMENT_PENDING)
+        log_info("placement", "%s@%s: not held in this region, recorded only", repo, d->str);
     return false;
+}
+
+bool placement_dependents_ready(struct registry *reg, const char *repo, const struct digest *d)
+{
+    if (!image_catalog_is_definition(reg->ms, repo))
+        return true;
+    struct meta_name_list deps = {0};
+    dependents_of(reg, repo, d, &deps);
+    bool is_ready = true;
+    for (size_t i = 0; i < deps.n && is_ready; i++) {
+        struct digest dd;
+        char *media_type = NULL;
+        int64_t size, recorded_ms;
+        bool is_visible = false;
+        struct err e = {0};
+        if (reg->ms->ops->manifest_lookup(reg->ms, repo, deps.names[i], &dd, &media_type, &size,
+                                          &is_visible, &recorded_ms, &e) != 0)
+            continue;
+        free(media_type);
+        is_ready = is_visible || !placement_is_held(reg, repo, &dd);
+    }
+    meta_name_list_fini(&deps);
+    return is_ready;
 }
 
 /* This region's status of repo@d as a replicated event, so that the others' view of it
@@ -82,6 +217,28 @@ static void release(struct registry *reg, const char *repo, const struct digest 
     report(reg, repo, d, "Removed");
 }
 
+/* Places repo@d by its current answer, then what belongs with it. */
+static void place(struct registry *reg, const char *repo, const struct digest *d, int depth)
+{
+    struct err e = {0};
+    bool is_held = placement_is_held(reg, repo, d);
+    enum meta_placement before;
+    if (reg->ms->ops->manifest_place(reg->ms, repo, d, is_held, &before, &e) != 0) {
+        if (e.code != ERR_MANIFEST_UNKNOWN)
+            log_warn("placement", "failed to place %s@%s: %s", repo, d->str, err_message(&e));
+        return;
+    }
+    if (is_held && before == META_PLACEMENT_NOT_HELD) {
+        log_info("placement", "%s@%s now held in this region: fetching it", repo, d->str);
+        report(reg, repo, d, "Pending");
+        if (reg->repl)
+            repl_kick(reg->repl);
+    } else if (!is_held && before == META_PLACEMENT_VISIBLE) {
+        release(reg, repo, d);
+    }
+    place_dependents(reg, repo, d, depth);
+}
+
 void placement_reconsider(struct registry *reg, const char *repo, const char *version)
 {
     struct digest d;
@@ -93,20 +250,7 @@ void placement_reconsider(struct registry *reg, const char *repo, const char *ve
                                       &recorded_ms, &e) != 0)
         return; /* no manifest yet: its arrival is placed by the fetch workers */
     free(media_type);
-    bool is_held = placement_is_held(reg, repo, &d);
-    enum meta_placement before;
-    if (reg->ms->ops->manifest_place(reg->ms, repo, &d, is_held, &before, &e) != 0) {
-        log_warn("placement", "failed to place %s@%s: %s", repo, d.str, err_message(&e));
-        return;
-    }
-    if (is_held && before == META_PLACEMENT_NOT_HELD) {
-        log_info("placement", "%s:%s now targets this region: fetching %s", repo, version, d.str);
-        report(reg, repo, &d, "Pending");
-        if (reg->repl)
-            repl_kick(reg->repl);
-    } else if (!is_held && before == META_PLACEMENT_VISIBLE) {
-        release(reg, repo, &d);
-    }
+    place(reg, repo, &d, RELATIVES_DEPTH);
 }
 
 void placement_on_object_event(struct registry *reg, const char *key, const char *payload)

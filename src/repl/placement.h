@@ -2,7 +2,10 @@
  * manifest's content, decided from the replicated version records (image_version.h), and
  * what follows when that answer changes: a region added to a version's targets fetches the
  * content, a region removed from them deletes its copies once nothing else here needs them.
- * Plain repositories and untagged manifests are held everywhere, as before. */
+ * Plain repositories are held everywhere, as before. In an image definition, a manifest
+ * that belongs with a version goes where the version goes: an index's child manifests,
+ * and referrers (a manifest whose subject it is, or a cosign-scheme tag
+ * sha256-<hex>.sig/.att/.sbom) follow their subject. */
 #ifndef MERIDIAN_PLACEMENT_H
 #define MERIDIAN_PLACEMENT_H
 
@@ -11,11 +14,26 @@
 #include "digest.h"
 #include "registry_ctx.h"
 
-/* Does this region hold repo@d? True unless d is tagged in image definition repo only
- * with versions whose profile does not target this region. */
+/* Does this region hold repo@d? Always outside definitions; in one, when a version it is
+ * tagged with, or a manifest it belongs with (its index, its subject), is held here. */
 bool placement_is_held(struct registry *reg, const char *repo, const struct digest *d);
 
-/* For the fetch workers, before they fetch pending repo@d: true if this region holds it;
+/* Is repo@d (or what it belongs with) a Shallow version in this target region (not its
+ * source)? Then its blobs are fetched on first pull, not ahead. */
+bool placement_is_shallow(struct registry *reg, const char *repo, const struct digest *d);
+
+/* May a pull of blob d in repo fetch it from a peer (oci_blobs.c's pull-through)? Not in
+ * an image definition unless a manifest this region holds needs it (a Shallow version's
+ * first pull, a pull racing the fetch workers): a region never takes in the bytes of a
+ * version it does not hold. */
+bool placement_may_pull_blob(struct registry *reg, const char *repo, const struct digest *d);
+
+/* Before a held manifest is shown and reported Completed: are the manifests that belong
+ * with it and are held here (its children and referrers known now) visible? */
+bool placement_dependents_ready(struct registry *reg, const char *repo, const struct digest *d);
+
+/* For the fetch workers, before they fetch pending repo@d: true if this region holds it
+ * (and what belongs with it, recorded before it and not held, joins the fetch queue);
  * otherwise it leaves the fetch queue (recorded, not held) and false is returned. */
 bool placement_admit_pending(struct registry *reg, const char *repo, const struct digest *d);
 

@@ -31,6 +31,7 @@
 #include "hlc.h"
 #include "httpc.h"
 #include "log.h"
+#include "manifest.h"
 #include "metrics.h"
 #include "placement.h"
 #include "registry_ctx.h"
@@ -1012,6 +1013,46 @@ static void inflight_finishing(struct repl *r, const char *key)
     AZ(pthread_mutex_unlock(&r->mu));
 }
 
+/* Filtered replication: a manifest recorded from a region that does not hold it came
+ * without its document (placement); it is fetched by digest from a holder (the origin and
+ * the regions that reported Completed, nearest first, then anyone), verified and stored. */
+static int fetch_manifest_body(struct repl *r, const struct meta_pending *p, char *const *sources,
+                               struct err *e)
+{
+    bool is_missing = false;
+    if (ms_of(r)->ops->manifest_body_missing(ms_of(r), p->repo, &p->digest, &is_missing, e) != 0)
+        return -1;
+    if (!is_missing)
+        return 0;
+    size_t n_peers;
+    struct peer_ref *peers = peers_ranked(r, sources, &n_peers);
+    if (n_peers == 0 && sources) {
+        peer_refs_free(peers, n_peers);
+        peers = peers_ranked(r, NULL, &n_peers);
+    }
+    int rc = err_set(e, ERR_MANIFEST_UNKNOWN, "no region holds manifest %s", p->digest.str);
+    const char *headers[4] = {REPL_FETCH_HEADER ": 1", "Accept: */*",
+                              r->auth_header[0] ? r->auth_header : NULL, NULL};
+    for (size_t i = 0; i < n_peers && rc != 0 && !r->is_stopping; i++) {
+        char url[2048];
+        snprintf(url, sizeof(url), "%s/v2/%s/manifests/%s", peers[i].endpoint, p->repo,
+                 p->digest.str);
+        struct httpc_response resp;
+        httpc_response_init(&resp, MANIFEST_MAX_BYTES);
+        struct httpc_request rq = {.method = "GET", .url = url, .headers = headers,
+                                   .timeout_ms = 15000, .connect_timeout_ms = 5000,
+                                   .interface = r->bind_ip[0] ? r->bind_ip : NULL,
+                                   .abort = &r->is_stopping};
+        struct err he = {0};
+        if (httpc_do(&rq, &resp, &he) == 0 && resp.status == 200 && !resp.body.is_too_big)
+            rc = ms_of(r)->ops->manifest_body_set(ms_of(r), p->repo, &p->digest, resp.body.data,
+                                                  resp.body.len, e);
+        httpc_response_fini(&resp);
+    }
+    peer_refs_free(peers, n_peers);
+    return rc;
+}
+
 /* Brings one pending manifest's content here and makes it visible. */
 static void complete_pending(struct repl *r, const struct meta_pending *p)
 {
@@ -1035,6 +1076,12 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
     set_status(r, p->repo, &p->digest, "InProgress", 0, total, "", false);
     struct fetch_job job = {.r = r, .p = p, .sources = holders_of(r, p),
                             .blob_done = xcalloc(p->n_refs + 1, sizeof(int64_t))};
+    if (fetch_manifest_body(r, p, job.sources, &job.err) != 0)
+        job.is_failed = true; /* retried like a blob that could not be fetched */
+    /* Shallow: the metadata now, the blobs on first pull (oci_blobs.c's pull-through). */
+    bool is_shallow = placement_is_shallow(r->reg, p->repo, &p->digest);
+    if (is_shallow)
+        job.next = p->n_refs;
     snprintf(job.key, sizeof(job.key), "%s", key);
     /* Config and layers at once: each waits a round trip or more for its first byte. */
     size_t n_threads = n_blobs < FETCH_PARALLEL ? n_blobs : FETCH_PARALLEL;
@@ -1061,18 +1108,28 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
          * records the loss under the exclusive lock) sends the manifest back to the queue. */
         AZ(pthread_rwlock_rdlock(&r->reg->gc_lock));
         int crc = 0;
-        for (size_t i = 0; i < p->n_refs && crc == 0; i++) {
+        /* Completed covers the children and referrers known now (filtered replication). */
+        if (!placement_dependents_ready(r->reg, p->repo, &p->digest))
+            crc = err_set(&e, ERR_MANIFEST_BLOB_UNKNOWN, "a referrer of %s is not here yet",
+                          p->digest.str);
+        for (size_t i = 0; i < p->n_refs && crc == 0 && !is_shallow; i++) {
             uint64_t have;
             if (!p->refs[i].is_manifest && !is_usable_here(r->reg, &p->refs[i].digest, &have))
                 crc = err_set(&e, ERR_BLOB_UNKNOWN, "blob %s went away before %s was shown",
                               p->refs[i].digest.str, p->digest.str);
         }
         if (crc == 0)
-            crc = ms_of(r)->ops->pending_complete(ms_of(r), p, &e);
+            crc = is_shallow ? ms_of(r)->ops->manifest_show_shallow(ms_of(r), p->repo, &p->digest,
+                                                                     &e)
+                             : ms_of(r)->ops->pending_complete(ms_of(r), p, &e);
         AZ(pthread_rwlock_unlock(&r->reg->gc_lock));
         if (crc == 0) {
             inflight_finishing(r, key);
-            set_status(r, p->repo, &p->digest, "Completed", total, total, "", true);
+            if (is_shallow)
+                set_status(r, p->repo, &p->digest, "Completed", 0, 0,
+                           "Shallow: blobs are fetched on first pull", true);
+            else
+                set_status(r, p->repo, &p->digest, "Completed", total, total, "", true);
             log_info("repl", "replicated %s@%s (%" PRId64 " bytes)", p->repo, p->digest.str,
                      total);
             AZ(pthread_mutex_lock(&r->mu));

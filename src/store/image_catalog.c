@@ -192,7 +192,7 @@ int image_catalog_check_push(struct metastore *ms, const char *repo, const char 
                        "%s is an image definition: latest is resolved in each region and "
                        "cannot be pushed",
                        repo);
-    if (iv_version_parse(tag, NULL) != 0)
+    if (iv_version_parse(tag, NULL) != 0 && !iv_referrer_tag(tag, NULL))
         return err_set(e, ERR_TAG_INVALID,
                        "%s is an image definition: tags are versions MAJOR.MINOR.PATCH, "
                        "not \"%s\"",
@@ -207,6 +207,10 @@ int image_catalog_record_push(struct metastore *ms, const char *self_region, con
     json_t *def = get_object(ms, IMAGE_DEFINITION_KIND, repo, &de);
     if (def == NULL)
         return de.code == ERR_NOT_FOUND ? 0 : err_set(e, de.code, "%s", de.msg);
+    if (iv_referrer_tag(tag, NULL)) {
+        json_decref(def);
+        return 0; /* a signature's tag: it follows its subject (placement), no profile */
+    }
     struct err ve = {0};
     json_t *have = image_catalog_version(ms, repo, tag, &ve);
     int rc = 0;

@@ -647,6 +647,34 @@ bool iv_holds(const json_t *record, const char *region)
     return target_of(record, region) != NULL;
 }
 
+bool iv_is_shallow_here(const json_t *record, const char *region)
+{
+    const char *mode = json_string_value(
+        json_object_get(json_object_get(record, "publishingProfile"), "replicationMode"));
+    const char *source = json_string_value(json_object_get(record, "sourceRegion"));
+    return iv_holds(record, region) && mode != NULL && strcmp(mode, "Shallow") == 0 &&
+           (source == NULL || strcmp(source, region) != 0);
+}
+
+bool iv_referrer_tag(const char *tag, char subject[DIGEST_STR_MAX])
+{
+    static const char *const kinds[] = {".sig", ".att", ".sbom"};
+    if (strncmp(tag, "sha256-", 7) != 0 || strlen(tag) < 7 + 64)
+        return false;
+    for (size_t i = 7; i < 7 + 64; i++) {
+        if (!((tag[i] >= '0' && tag[i] <= '9') || (tag[i] >= 'a' && tag[i] <= 'f')))
+            return false;
+    }
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        if (strcmp(tag + 7 + 64, kinds[k]) == 0) {
+            if (subject != NULL)
+                snprintf(subject, DIGEST_STR_MAX, "sha256:%.64s", tag + 7);
+            return true;
+        }
+    }
+    return false;
+}
+
 const char **iv_targets(const json_t *record)
 {
     json_t *list = json_object_get(json_object_get(record, "publishingProfile"), "targetRegions");

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "digest.h"
 #include "err.h"
 
 #define IV_LATEST "latest"
@@ -88,6 +89,12 @@ json_t *iv_retention_apply(const json_t *definition, const json_t *records, size
 
 /* Placement: does region hold the content of the version (is it a target)? */
 bool iv_holds(const json_t *record, const char *region);
+/* A Shallow version in a target region other than its source: the region holds its
+ * metadata and fetches its blobs on first pull. */
+bool iv_is_shallow_here(const json_t *record, const char *region);
+/* The older signature scheme's tags, sha256-<hex>.sig / .att / .sbom: referrers that name
+ * their subject (sha256:<hex>, into subject when not NULL), not versions. */
+bool iv_referrer_tag(const char *tag, char subject[DIGEST_STR_MAX]);
 /* The target region names of record, in profile order (NULL-terminated; free the array
  * only: the names belong to record). */
 const char **iv_targets(const json_t *record);

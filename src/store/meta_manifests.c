@@ -103,6 +103,12 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
         if (sq_tags_rematerialize(c, repo_id, repo, m->digest.str, e) != 0)
             goto fail;
     }
+    /* A copy recorded without its document (filtered replication, meta_versions.c) gets it. */
+    else if (sq_run_exec(c, "UPDATE manifests SET body = ?3 WHERE repo_id = ?1 AND digest = ?2"
+                            " AND length(body) = 0",
+                         e, "itb", repo_id, m->digest.str, (const void *)m->body,
+                         m->body_len) != 0)
+        goto fail;
     /* A copy replicated from a peer and still waiting for content is complete now:
      * every reference was checked above. */
     if (sq_exec(c, SQ_MANIFEST_SET_VISIBLE, e, "it", repo_id, m->digest.str) != 0)

@@ -199,17 +199,20 @@ static int merge_manifest_put(struct sq_conn *c, const struct meta_event *ev, st
     size_t body_len = 0;
     char *body = NULL;
     int result = -1;
-    if (ev->repo == NULL || ev->digest == NULL || body64 == NULL || media_type == NULL ||
+    /* Relayed by a region that does not hold it: no body, its size (placement). */
+    json_int_t bodyless_size = json_integer_value(json_object_get(p, "size"));
+    if (ev->repo == NULL || ev->digest == NULL || media_type == NULL ||
+        (body64 == NULL && bodyless_size <= 0) ||
         digest_parse(ev->digest, strlen(ev->digest), &d, e) != 0) {
         err_set(e, ERR_BAD_REQUEST, "manifest_put event without repo, digest or body");
         goto out;
     }
-    body = base64_decode(body64, strlen(body64), &body_len);
+    body = body64 ? base64_decode(body64, strlen(body64), &body_len) : xstrdup("");
     struct digest got;
     if (body == NULL)
         goto bad;
     digest_of_buffer(d.alg, body, body_len, &got);
-    if (!digest_equal(&got, &d)) {
+    if (body64 != NULL && !digest_equal(&got, &d)) {
         log_warn("metastore", "manifest %s from %s does not match its digest", d.str, ev->origin);
         goto bad;
     }
@@ -224,11 +227,18 @@ static int merge_manifest_put(struct sq_conn *c, const struct meta_event *ev, st
     if (sq_repo_ensure(c, ev->repo, &repo_id, e) != 0)
         goto out;
     json_t *annotations = json_object_get(p, "annotations");
+    /* Filtered replication: only the regions that hold it keep its document (placement). */
+    int64_t size = body64 ? (int64_t)body_len : (int64_t)bodyless_size;
+    bool is_definition;
+    if (sq_repo_is_definition(c, ev->repo, &is_definition, e) != 0)
+        goto out;
+    if (is_definition)
+        body_len = 0;
     if (sq_exec(c, SQ_MANIFEST_INSERT_REMOTE, e, "itttttibiit", repo_id, d.str, media_type,
                 json_string_value(json_object_get(p, "artifactType")),
                 json_is_string(annotations) ? json_string_value(annotations) : NULL,
-                json_string_value(json_object_get(p, "subject")), (int64_t)body_len,
-                (const void *)body, body_len, util_now_ms(), (int64_t)ev->hlc, ev->origin) != 0)
+                json_string_value(json_object_get(p, "subject")), size, (const void *)body,
+                body_len, util_now_ms(), (int64_t)ev->hlc, ev->origin) != 0)
         goto out;
     if (sql_changes(c->db) > 0) {
         json_t *refs = json_object_get(p, "refs");

@@ -79,6 +79,26 @@ char *sq_manifest_payload(struct sq_conn *c, struct sql_stmt *s, int64_t repo_id
         buf_fini(&p);
         return NULL;
     }
+    if (sql_col_bytes(s, 5) == 0) {
+        /* Not held here (meta_versions.c): no body to relay, only its size; a region that
+         * holds it fetches the document from a holder. */
+        struct sql_stmt *z;
+        int zr = sq_run(c, "SELECT size FROM manifests WHERE repo_id = ?1 AND digest = ?2", &z, e,
+                        "it", repo_id, sql_col_text(s, 0));
+        if (zr == SQL_ROW)
+            buf_printf(&p, "],\"size\":%" PRId64 "}", (int64_t)sql_col_int64(z, 0));
+        if (zr >= 0)
+            sql_finalize(z);
+        if (zr != SQL_ROW) {
+            if (zr >= 0)
+                err_set(e, ERR_INTERNAL, "manifest row went away");
+            buf_fini(&p);
+            return NULL;
+        }
+        char *out = buf_steal(&p, NULL);
+        buf_fini(&p);
+        return out;
+    }
     char *b64 = base64_encode(sql_col_blob(s, 5), sql_col_bytes(s, 5));
     buf_appends(&p, "],\"body\":\"");
     buf_appends(&p, b64);

@@ -11,8 +11,14 @@
  * Every reader of is_visible asks "= 1" (visible) or "= 0" (pending), so a not-held
  * manifest is neither served nor fetched, yet known (image-version show, anti-entropy:
  * the state digests cover recorded manifests and tag registers, the same in every region
- * whatever each holds). The statements are prepared per call, like the deliveries'. */
+ * whatever each holds). The statements are prepared per call, like the deliveries'.
+ *
+ * A not-held row keeps no manifest bytes: going to 2 empties its body (digest, media type,
+ * size and references stay, which is what the state digests and the fetch queue use), so
+ * the events derived from it are relayed without a body (meta_payload.c) and a region that
+ * becomes a target fetches the document from a holder (manifest_body_set). */
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +52,10 @@ static int state_of(struct sq_conn *c, const char *repo, const char *digest, int
 static int set_state(struct sq_conn *c, int64_t repo_id, const char *digest, int64_t state,
                      struct err *e)
 {
+    if (state == PLACE_NOT_HELD)
+        return sq_run_exec(c, "UPDATE manifests SET is_visible = ?3, body = ?4"
+                              " WHERE repo_id = ?1 AND digest = ?2",
+                           e, "itib", repo_id, digest, state, (const void *)"", (size_t)0);
     return sq_run_exec(c, "UPDATE manifests SET is_visible = ?3 WHERE repo_id = ?1 AND digest = ?2",
                        e, "iti", repo_id, digest, state);
 }
@@ -152,4 +162,158 @@ fail:
     meta_name_list_fini(orphans);
     sq_tx_rollback(c);
     return -1;
+}
+
+/* Body length and recorded size of repo@digest; ERR_MANIFEST_UNKNOWN if not recorded. */
+static int body_of(struct sq_conn *c, const char *repo, const char *digest, int64_t *len,
+                   int64_t *size, struct err *e)
+{
+    static const char sql[] = "SELECT length(m.body), m.size FROM repos r JOIN manifests m"
+                              " ON m.repo_id = r.id WHERE r.name = ?1 AND m.digest = ?2";
+    struct sql_stmt *s;
+    int rc = sq_run(c, sql, &s, e, "tt", repo, digest);
+    if (rc < 0)
+        return -1;
+    if (rc == SQL_ROW) {
+        *len = sql_col_int64(s, 0);
+        *size = sql_col_int64(s, 1);
+    }
+    sql_finalize(s);
+    if (rc != SQL_ROW)
+        return err_set(e, ERR_MANIFEST_UNKNOWN, "%s is not recorded in %s", digest, repo);
+    return 0;
+}
+
+int sq_manifest_body_missing(struct metastore *ms, const char *repo, const struct digest *d,
+                             bool *is_missing, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    int64_t len = 0, size = 0;
+    if (c == NULL || body_of(c, repo, d->str, &len, &size, e) != 0)
+        return -1;
+    *is_missing = len == 0 && size > 0;
+    return 0;
+}
+
+int sq_manifest_body_set(struct metastore *ms, const char *repo, const struct digest *d,
+                         const void *body, size_t len, struct err *e)
+{
+    struct digest got;
+    digest_of_buffer(d->alg, body, len, &got);
+    if (!digest_equal(&got, d))
+        return err_set(e, ERR_DIGEST_INVALID, "the manifest fetched for %s has digest %s", d->str,
+                       got.str);
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL || sq_tx_begin(c, true, e) != 0)
+        return -1;
+    int64_t have = 0, size = 0;
+    if (body_of(c, repo, d->str, &have, &size, e) != 0)
+        goto fail;
+    if (have > 0) {
+        sq_tx_rollback(c);
+        return 0;
+    }
+    if (size != (int64_t)len) {
+        err_set(e, ERR_DIGEST_INVALID, "the manifest fetched for %s has %zu bytes, not %" PRId64,
+                d->str, len, size);
+        goto fail;
+    }
+    if (sq_run_exec(c, "UPDATE manifests SET body = ?3 WHERE digest = ?2 AND repo_id ="
+                       " (SELECT id FROM repos WHERE name = ?1)",
+                    e, "ttb", repo, d->str, body, len) != 0)
+        goto fail;
+    return sq_tx_commit(c, e);
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
+int sq_repo_is_definition(struct sq_conn *c, const char *repo, bool *is_definition, struct err *e)
+{
+    struct sql_stmt *s;
+    int rc = sq_run(c, "SELECT 1 FROM objects WHERE kind = 'image_definition' AND key = ?1"
+                       " AND is_deleted = 0", &s, e, "t", repo);
+    if (rc < 0)
+        return -1;
+    sql_finalize(s);
+    *is_definition = rc == SQL_ROW;
+    return 0;
+}
+
+int sq_manifest_relatives(struct metastore *ms, const char *repo, const struct digest *d,
+                          bool is_owners, struct meta_name_list *out, struct err *e)
+{
+    static const char owners_sql[] =
+        "SELECT f.manifest_digest FROM repos r JOIN manifest_refs f ON f.repo_id = r.id"
+        " WHERE r.name = ?1 AND f.ref_digest = ?2 AND f.is_manifest = 1"
+        " UNION SELECT m.subject FROM repos r JOIN manifests m ON m.repo_id = r.id"
+        " WHERE r.name = ?1 AND m.digest = ?2 AND m.subject IS NOT NULL";
+    static const char dependents_sql[] =
+        "SELECT f.ref_digest FROM repos r JOIN manifest_refs f ON f.repo_id = r.id"
+        " WHERE r.name = ?1 AND f.manifest_digest = ?2 AND f.is_manifest = 1"
+        " UNION SELECT m.digest FROM repos r JOIN manifests m ON m.repo_id = r.id"
+        " WHERE r.name = ?1 AND m.subject = ?2";
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_run(c, is_owners ? owners_sql : dependents_sql, &s, e, "tt", repo, d->str);
+    if (rc < 0)
+        return -1;
+    rc = sq_collect_names(c, s, rc, -1, out, e);
+    sql_finalize(s);
+    return rc;
+}
+
+int sq_manifest_show_shallow(struct metastore *ms, const char *repo, const struct digest *d,
+                             struct err *e)
+{
+    /* a child manifest of it that is not visible here */
+    static const char child_sql[] =
+        "SELECT 1 FROM manifest_refs f LEFT JOIN manifests m ON m.repo_id = f.repo_id"
+        " AND m.digest = f.ref_digest WHERE f.repo_id = ?1 AND f.manifest_digest = ?2"
+        " AND f.is_manifest = 1 AND (m.is_visible IS NULL OR m.is_visible != 1) LIMIT 1";
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL || sq_tx_begin(c, true, e) != 0)
+        return -1;
+    int64_t repo_id = 0, state = 0;
+    if (state_of(c, repo, d->str, &repo_id, &state, e) != 0)
+        goto fail;
+    if (state != PLACE_PENDING) {
+        sq_tx_rollback(c);
+        return 0;
+    }
+    int is_waiting = exists(c, child_sql, "it", repo_id, d->str, e);
+    if (is_waiting < 0)
+        goto fail;
+    if (is_waiting) {
+        err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, "a child manifest of %s is not here yet", d->str);
+        goto fail;
+    }
+    if (set_state(c, repo_id, d->str, PLACE_VISIBLE, e) != 0)
+        goto fail;
+    return sq_tx_commit(c, e);
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
+int sq_blob_is_wanted(struct metastore *ms, const char *repo, const struct digest *d,
+                      bool *is_wanted, struct err *e)
+{
+    static const char sql[] =
+        "SELECT 1 FROM repos r JOIN manifest_refs f ON f.repo_id = r.id JOIN manifests m"
+        " ON m.repo_id = f.repo_id AND m.digest = f.manifest_digest WHERE r.name = ?1"
+        " AND f.ref_digest = ?2 AND m.is_visible IN (0, 1) LIMIT 1";
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_run(c, sql, &s, e, "tt", repo, d->str);
+    if (rc < 0)
+        return -1;
+    sql_finalize(s);
+    *is_wanted = rc == SQL_ROW;
+    return 0;
 }

@@ -441,6 +441,31 @@ typedef int ms_manifest_place_f(struct metastore *ms, const char *repo, const st
  * deleted by the caller). ERR_MANIFEST_UNKNOWN if not recorded; no-op unless visible. */
 typedef int ms_manifest_release_f(struct metastore *ms, const char *repo, const struct digest *d,
                                   struct meta_name_list *orphans, struct err *e);
+/* A region that does not hold a manifest keeps no copy of its document (its row keeps
+ * digest, media type, size and references, and an empty body): *is_missing tells whether
+ * repo@d is such a row, which must get its body (manifest_body_set) before it is shown.
+ * ERR_MANIFEST_UNKNOWN if not recorded. */
+typedef int ms_manifest_body_missing_f(struct metastore *ms, const char *repo,
+                                       const struct digest *d, bool *is_missing, struct err *e);
+/* Stores the document of a body-less row, fetched from a holder: refused (ERR_DIGEST_INVALID)
+ * unless its digest and size are the recorded ones. A row with a body is left as it is. */
+typedef int ms_manifest_body_set_f(struct metastore *ms, const char *repo, const struct digest *d,
+                                   const void *body, size_t len, struct err *e);
+/* The manifests of repo that repo@d belongs with (is_owners: the indexes that list it and
+ * its subject) or that belong with it (!is_owners: its child manifests and the manifests
+ * whose subject it is), as recorded here whatever their placement. Digests in out. */
+typedef int ms_manifest_relatives_f(struct metastore *ms, const char *repo,
+                                    const struct digest *d, bool is_owners,
+                                    struct meta_name_list *out, struct err *e);
+/* Shows a pending manifest without its blobs (a Shallow version: they are fetched on first
+ * pull): ERR_MANIFEST_BLOB_UNKNOWN if a child manifest is not visible yet; no-op unless
+ * pending. */
+typedef int ms_manifest_show_shallow_f(struct metastore *ms, const char *repo,
+                                       const struct digest *d, struct err *e);
+/* Does a manifest of repo that this region holds (visible or pending, not "not held")
+ * reference blob d? */
+typedef int ms_blob_is_wanted_f(struct metastore *ms, const char *repo, const struct digest *d,
+                                bool *is_wanted, struct err *e);
 
 struct metastore_ops {
     const char *name;
@@ -503,6 +528,11 @@ struct metastore_ops {
     ms_blob_lost_f *blob_lost;
     ms_manifest_place_f *manifest_place;
     ms_manifest_release_f *manifest_release;
+    ms_manifest_body_missing_f *manifest_body_missing;
+    ms_manifest_body_set_f *manifest_body_set;
+    ms_manifest_relatives_f *manifest_relatives;
+    ms_manifest_show_shallow_f *manifest_show_shallow;
+    ms_blob_is_wanted_f *blob_is_wanted;
 };
 
 struct metastore {

@@ -479,5 +479,14 @@ ms_upload_count_owned_f sq_upload_count_owned;
 /* meta_versions.c: placement of image versions (filtered replication). */
 ms_manifest_place_f sq_manifest_place;
 ms_manifest_release_f sq_manifest_release;
+ms_manifest_body_missing_f sq_manifest_body_missing;
+ms_manifest_body_set_f sq_manifest_body_set;
+ms_manifest_relatives_f sq_manifest_relatives;
+ms_manifest_show_shallow_f sq_manifest_show_shallow;
+ms_blob_is_wanted_f sq_blob_is_wanted;
+/* Is repo an image definition (meta_versions.c)? Its manifests replicated from peers are
+ * recorded without their document, which only the regions that hold them fetch. */
+int sq_repo_is_definition(struct sq_conn *c, const char *repo, bool *is_definition,
+                          struct err *e);
 
 #endif

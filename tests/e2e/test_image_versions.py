@@ -9,6 +9,7 @@ changes nothing.
 Harness: regions.py (three `meridian serve` processes, r1..r3).
 """
 
+import base64
 import hashlib
 import json
 import os
@@ -284,6 +285,27 @@ def holds(region, repo, img, digests):
     return (vis[0][0] == 1 if vis else None), files, rows, links
 
 
+def manifest_body(region, repo, digest):
+    rows = db_rows(region, "SELECT m.body FROM manifests m JOIN repos r ON r.id = m.repo_id"
+                   " WHERE r.name = ? AND m.digest = ?", repo, digest)
+    assert rows, "%s@%s not recorded in %s" % (repo, digest, region.name)
+    return bytes(rows[0][0])
+
+
+def assert_no_trace(region, body):
+    """Neither the document nor its base64 (an event payload) is in the region's event log or
+    anywhere in its database files (main file and WAL, free pages included)."""
+    b64 = base64.b64encode(body)
+    for (payload,) in db_rows(region, "SELECT payload FROM events WHERE payload IS NOT NULL"):
+        assert b64.decode() not in payload, "an event of %s carries the manifest" % region.name
+    for name in ("meta.db", "meta.db-wal"):
+        path = os.path.join(region.data_dir, name)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                raw = f.read()
+            assert body not in raw and b64 not in raw, "%s holds the manifest" % path
+
+
 def test_a_version_reaches_its_target_regions_only(geo):
     cluster = geo(3)
     r1, r2, r3 = cluster
@@ -317,6 +339,10 @@ def test_a_version_reaches_its_target_regions_only(geo):
     time.sleep(5)  # two --sync-interval rounds: waiting for something that must not happen
     assert holds(r3, repo, v1, v1_blobs)[1:] == (files, rows, links)
     assert "replicated %s@%s" % (repo, v1.digest) not in r3.log_text()
+    # ...nor the manifest document: not in its row, its event log, or anywhere in its files
+    assert manifest_body(r3, repo, v1.digest) == b"", "r3 stores 1.0.0's manifest"
+    assert_no_trace(r3, v1.body)
+    assert manifest_body(r2, repo, v1.digest) == v1.body   # a target keeps it
 
     # adding r3 replicates the content there
     r2.cli("image-version", "update", "%s:1.0.0" % repo, "--add-region", "r3=1")
@@ -324,7 +350,8 @@ def test_a_version_reaches_its_target_regions_only(geo):
     p = r1.cli("image-version", "wait", "%s:1.0.0" % repo, "--replicated", "--regions", "r3",
                "--timeout", "2m", timeout_s=150)
     assert holds(r3, repo, v1, v1_blobs) == (True, v1_blobs, v1_blobs, v1_blobs)
-    assert r3.oci().get_manifest(repo, "1.0.0").status_code == 200
+    got = r3.oci().get_manifest(repo, "1.0.0")
+    assert got.status_code == 200 and got.content == v1.body  # fetched from a holder
 
     # removing it deletes the copies r3 no longer needs (the shared layer stays for 1.1.0);
     # while r3 has not done so (here: it is cut off), the others report it Removing
@@ -351,6 +378,7 @@ def test_a_version_reaches_its_target_regions_only(geo):
     assert files == shared_d and rows == shared_d, (files, rows)
     assert r3.oci().get_manifest(repo, "1.1.0").status_code == 200
     assert r3.oci().get_manifest(repo, "1.0.0").status_code == 404
+    assert manifest_body(r3, repo, v1.digest) == b"", "r3 kept 1.0.0's manifest"
     for d in v2.blobs:
         assert r3.oci().get("/v2/%s/blobs/%s" % (repo, d)).status_code == 200
     # r1 and r2 keep everything

@@ -350,6 +350,50 @@ static void test_aggregate(void **state)
     assert_string_equal(iv_aggregate(NULL, 0), "Pending");
 }
 
+/* Signature-scheme tags are referrers naming their subject; Shallow applies to the target
+ * regions other than the source. */
+static void test_referrer_tags_and_shallow(void **state)
+{
+    (void)state;
+    char subject[DIGEST_STR_MAX];
+    const char *hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    char tag[100];
+    static const char *const kinds[] = {"sig", "att", "sbom"};
+    for (size_t k = 0; k < 3; k++) {
+        snprintf(tag, sizeof(tag), "sha256-%s.%s", hex, kinds[k]);
+        subject[0] = '\0';
+        assert_true(iv_referrer_tag(tag, subject));
+        assert_string_equal(subject + 7, hex);
+        assert_memory_equal(subject, "sha256:", 7);
+    }
+    static const char *const not_referrers[] = {
+        "1.0.0", "sha256-0123.sig", "sha512-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.sig",
+        "sha256-0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef.sig",
+        "sha256-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.sigx",
+        "sha256-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "sha256-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0.sig"};
+    for (size_t i = 0; i < sizeof(not_referrers) / sizeof(not_referrers[0]); i++)
+        assert_false(iv_referrer_tag(not_referrers[i], NULL));
+    struct err e = {0};
+    json_t *def = iv_definition_new("golden/base", parse("{}"), &world, &e);
+    json_t *shallow =
+        parse("{\"targetRegions\":[\"westus\",\"eastus\"],\"replicationMode\":\"Shallow\"}");
+    json_t *full = parse("{\"targetRegions\":[\"westus\",\"eastus\"]}");
+    json_t *rec = iv_profile_new("golden/base", "1.0.0", "westus", def, shallow, &world, &e);
+    assert_non_null(rec);
+    assert_true(iv_is_shallow_here(rec, "eastus"));
+    assert_false(iv_is_shallow_here(rec, "westus"));     /* the source holds everything */
+    assert_false(iv_is_shallow_here(rec, "westeurope")); /* not a target */
+    json_decref(rec);
+    rec = iv_profile_new("golden/base", "1.0.1", "westus", def, full, &world, &e);
+    assert_non_null(rec);
+    assert_false(iv_is_shallow_here(rec, "eastus"));
+    json_decref(rec);
+    json_decref(shallow);
+    json_decref(full);
+    json_decref(def);
+}
+
 static void test_retention(void **state)
 {
     (void)state;
@@ -427,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_latest),
         cmocka_unit_test(test_aggregate),
         cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_referrer_tags_and_shallow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

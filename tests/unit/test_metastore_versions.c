@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
+
+#include "buf.h"
 
 #include "digest.h"
 #include "metastore.h"
@@ -146,6 +149,122 @@ static void test_release_keeps_what_others_need(void **state)
     ms->ops->close(ms);
 }
 
+/* The manifest_put event of d as this store serves it (derived payload), as a JSON object. */
+static json_t *put_event_of(struct metastore *ms, const struct digest *d)
+{
+    struct buf out;
+    buf_init(&out, 1 << 20);
+    int64_t last;
+    struct err e = {0};
+    assert_int_equal(ms->ops->events_since(ms, 0, 1000, &out, &last, &e), 0);
+    json_error_t je;
+    json_t *events = json_loadb(out.data, out.len, 0, &je);
+    buf_fini(&out);
+    assert_non_null(events);
+    json_t *found = NULL;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev)
+    {
+        const char *kind = json_string_value(json_object_get(ev, "kind"));
+        const char *dg = json_string_value(json_object_get(ev, "digest"));
+        if (strcmp(kind, "manifest_put") == 0 && dg && strcmp(dg, d->str) == 0)
+            found = json_incref(ev);
+    }
+    json_decref(events);
+    assert_non_null(found);
+    return found;
+}
+
+/* Applies ev (from region eastus, as its origin_seq-th event) to ms. */
+static void apply_put(struct metastore *ms, json_t *ev, int64_t origin_seq)
+{
+    char *payload = json_dumps(json_object_get(ev, "payload"), JSON_COMPACT);
+    struct meta_event me = {.origin = "eastus", .origin_seq = origin_seq,
+                            .hlc = (uint64_t)json_integer_value(json_object_get(ev, "hlc")),
+                            .kind = "manifest_put",
+                            .repo = (char *)json_string_value(json_object_get(ev, "repo")),
+                            .digest = (char *)json_string_value(json_object_get(ev, "digest")),
+                            .payload = payload};
+    bool is_new = false, is_gap = false;
+    struct err e = {0};
+    assert_int_equal(ms->ops->event_apply(ms, &me, &is_new, &is_gap, &e), 0);
+    assert_true(is_new);
+    assert_false(is_gap);
+    free(payload);
+}
+
+/* A region that does not hold a manifest keeps no copy of its document: released, its
+ * body is emptied and the event it relays carries the size only; a peer applying that
+ * event records it body-less and takes the document only if it matches; a definition's
+ * manifest applied with its body is recorded without it too. */
+static void test_not_held_keeps_no_manifest_bytes(void **state)
+{
+    (void)state;
+    struct metastore *east = open_store("eastus");
+    static const char *const v1_blobs[] = {"config-1", "layer-1"};
+    static const char *const v2_blobs[] = {"config-2"};
+    struct digest v1, v2;
+    put_image(east, "golden/base", "1.0.0", v1_blobs, 2, &v1);
+    put_image(east, "golden/base", "2.0.0", v2_blobs, 1, &v2);
+    char body[1024];
+    size_t len = (size_t)snprintf(body, sizeof(body), "{\"schemaVersion\":2,\"tag\":\"1.0.0\"}");
+    struct meta_name_list orphans;
+    struct err e = {0};
+    bool is_missing = true;
+    assert_int_equal(east->ops->manifest_body_missing(east, "golden/base", &v1, &is_missing, &e),
+                     0);
+    assert_false(is_missing);
+    json_t *held = put_event_of(east, &v1);
+    assert_non_null(json_object_get(json_object_get(held, "payload"), "body"));
+    assert_int_equal(east->ops->manifest_release(east, "golden/base", &v1, &orphans, &e), 0);
+    meta_name_list_fini(&orphans);
+    assert_int_equal(east->ops->manifest_body_missing(east, "golden/base", &v1, &is_missing, &e),
+                     0);
+    assert_true(is_missing);
+    json_t *ev = put_event_of(east, &v1);
+    json_t *payload = json_object_get(ev, "payload");
+    assert_null(json_object_get(payload, "body"));
+    assert_int_equal(json_integer_value(json_object_get(payload, "size")), (json_int_t)len);
+    assert_int_equal(json_array_size(json_object_get(payload, "refs")), 2);
+
+    /* a peer records the body-less event, pending, and needs the document */
+    struct metastore *west = open_store("westus");
+    apply_put(west, ev, 1);
+    assert_int_equal(west->ops->manifest_body_missing(west, "golden/base", &v1, &is_missing, &e),
+                     0);
+    assert_true(is_missing);
+    struct meta_pending *list = NULL;
+    size_t n = 0;
+    assert_int_equal(west->ops->pending_list(west, 16, &list, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(list[0].n_refs, 2);
+    meta_pending_fini(&list[0]);
+    free(list);
+    /* only the bytes of that digest and size are taken */
+    assert_int_equal(west->ops->manifest_body_set(west, "golden/base", &v1, "{}", 2, &e), -1);
+    assert_int_equal(e.code, ERR_DIGEST_INVALID);
+    assert_int_equal(west->ops->manifest_body_set(west, "golden/base", &v1, body, len, &e), 0);
+    assert_int_equal(west->ops->manifest_body_missing(west, "golden/base", &v1, &is_missing, &e),
+                     0);
+    assert_false(is_missing);
+
+    /* in a definition, a manifest applied from a peer is recorded without its document */
+    struct metastore *north = open_store("northeurope");
+    assert_int_equal(north->ops->object_put(north, "image_definition", "golden/base",
+                                            "{\"repository\":\"golden/base\"}", &e),
+                     0);
+    apply_put(north, held, 1);
+    assert_int_equal(north->ops->manifest_body_missing(north, "golden/base", &v1, &is_missing, &e),
+                     0);
+    assert_true(is_missing);
+    json_decref(held);
+    json_decref(ev);
+    east->ops->close(east);
+    west->ops->close(west);
+    north->ops->close(north);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -164,6 +283,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_release_keeps_what_others_need),
+        cmocka_unit_test(test_not_held_keeps_no_manifest_bytes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
