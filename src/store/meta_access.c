@@ -259,9 +259,7 @@ int sq_audit_set_count(struct metastore *ms, int64_t id, int64_t count, int64_t 
         return -1;
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
-    if (sq_run_exec(c, "UPDATE audit_log SET count = max(count, ?2),"
-                       " last_ms = max(coalesce(last_ms, time_ms), ?3) WHERE id = ?1",
-                    e, "iii", id, count, last_ms) != 0) {
+    if (sq_exec(c, SQ_AUDIT_SET_COUNT, e, "iii", id, count, last_ms) != 0) {
         sq_tx_rollback(c);
         return -1;
     }
