@@ -187,7 +187,8 @@
  * SQLite orders or picks rows by rowid, PostgreSQL's schema has an insertion-order column
  * (manifests.seq). A negative LIMIT means none in SQLite and is an error in PostgreSQL:
  * LIMIT NULL is none there, hence NULLIF(..., -1) where a caller may ask for all
- * (sq_page_limit). Two-argument max() is GREATEST. */
+ * (sq_page_limit). Two-argument max() is GREATEST. A parameter first met in `?N IS NULL`
+ * has no type to PostgreSQL: CAST(?N AS TEXT) gives it one. */
 #define SQ_STATEMENTS_POSTGRES(X)                                                              \
     X(REPO_INSERT, "INSERT INTO repos(name) VALUES (?1) ON CONFLICT DO NOTHING")               \
     X(REPO_LIST, "SELECT name FROM repos WHERE name > ?1 ORDER BY name COLLATE \"C\""         \
@@ -203,7 +204,12 @@
     X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, length(body)"         \
                  " FROM manifests WHERE repo_id = ?1"                                          \
                  " AND subject = ?2 AND is_visible = 1"                                        \
-                 " AND (?3 IS NULL OR artifact_type = ?3) ORDER BY digest")                    \
+                 " AND (CAST(?3 AS TEXT) IS NULL OR artifact_type = ?3) ORDER BY digest")      \
+    X(UPLOAD_INSERT, "INSERT INTO uploads(id, repo, created_s, expires_s, source, acked_bytes," \
+                     " is_single_request) VALUES (?1, ?2, ?3, ?4, ?5,"                         \
+                     " CASE WHEN CAST(?5 AS TEXT) IS NULL THEN NULL ELSE 0 END, ?6)")          \
+    X(UPLOAD_GET, "SELECT acked_bytes FROM uploads WHERE id = ?1"                              \
+                  " AND (CAST(?2 AS TEXT) IS NULL OR repo = ?2)")                              \
     X(TAG_LIST, "SELECT t.name FROM tags t JOIN manifests m ON m.repo_id = t.repo_id"          \
                 " AND m.digest = t.digest AND m.is_visible = 1 WHERE t.repo_id = ?1 AND t.name > ?2" \
                 " ORDER BY t.name COLLATE \"C\" LIMIT NULLIF(CAST(?3 AS BIGINT), -1)")     \
