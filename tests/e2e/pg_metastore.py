@@ -83,3 +83,28 @@ def metastore_args(data_dir, extra_args=()):
                           for a in extra_args):
         return []
     return ["--metastore", database_uri(data_dir)]
+
+
+def _literal(v):
+    if v is None:
+        return "NULL"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def query_rows(data_dir, sql, *args):
+    """Rows of a read-only query (`?` placeholders) on data_dir's PostgreSQL database, for
+    tests that look at the metadata directly; values come back as ints where they read as
+    ints, else text."""
+    parts = sql.split("?")
+    assert len(parts) == len(args) + 1, "one argument per ?"
+    text = parts[0] + "".join(_literal(a) + p for a, p in zip(args, parts[1:]))
+    out = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                          "-d", database_uri(data_dir), "-c", text],
+                         check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         timeout=60)
+    rows = []
+    for line in out.stdout.decode().splitlines():
+        rows.append(tuple(int(c) if c.lstrip("-").isdigit() else c for c in line.split("\t")))
+    return rows
