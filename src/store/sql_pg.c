@@ -47,6 +47,9 @@ struct pg_db {
     unsigned n_named;    /* names of prepared statements: s1, s2, ... */
     int64_t changes;
     bool is_in_tx;       /* between a begin and its commit or rollback */
+    /* The one-shot statement whose text the server's unnamed statement holds now: another
+     * one-shot prepared since replaced it, so a run of this one prepares it again. */
+    struct pg_stmt *unnamed_owner;
     char sqlstate[6];    /* of the last failure */
     char *message;       /* of the last failure */
 };
@@ -93,7 +96,7 @@ static int note_failure(struct pg_db *d, const PGresult *res)
     if (state == NULL)
         state = PQstatus(d->h) == CONNECTION_BAD ? "08006" : "XX000";
     snprintf(d->sqlstate, sizeof(d->sqlstate), "%s", state);
-    const char *msg = res != NULL ? PQresultErrorMessage(res) : NULL;
+    const char *msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     if (msg == NULL || msg[0] == '\0')
         msg = PQerrorMessage(d->h);
     free(d->message);
@@ -258,8 +261,11 @@ static int server_prepare(struct pg_stmt *s)
     PGresult *r = PQprepare(d->h, s->name, s->pg_sql, s->n_params, NULL);
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? SQL_OK : note_failure(d, r);
     PQclear(r);
-    if (rc == SQL_OK)
+    if (rc == SQL_OK) {
         s->generation = d->generation;
+        if (s->name[0] == '\0')
+            d->unnamed_owner = s;
+    }
     return rc;
 }
 
@@ -268,6 +274,8 @@ static void pg_finalize(struct sql_stmt *st)
     struct pg_stmt *s = pst(st);
     clear_result(s);
     clear_bindings(s);
+    if (s->db->unnamed_owner == s)
+        s->db->unnamed_owner = NULL;
     /* A named statement lives as long as its connection: say it is no longer needed. */
     if (s->name[0] != '\0' && s->generation == s->db->generation &&
         PQstatus(s->db->h) == CONNECTION_OK &&
@@ -348,7 +356,9 @@ static int run_stmt(struct pg_stmt *s)
     struct pg_db *d = s->db;
     if (ensure_connected(d) != SQL_OK)
         return PG_ERROR;
-    if (s->generation != d->generation && server_prepare(s) != SQL_OK)
+    bool is_stale = s->generation != d->generation ||
+                    (s->name[0] == '\0' && d->unnamed_owner != s);
+    if (is_stale && server_prepare(s) != SQL_OK)
         return PG_ERROR;
     s->res = PQexecPrepared(d->h, s->name, s->n_params, (const char *const *)s->values,
                             s->lengths, s->formats, 0);

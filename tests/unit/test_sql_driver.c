@@ -139,6 +139,31 @@ static void test_bind_and_read_each_type(void **state)
     sql_finalize(sel);
 }
 
+/* Statements prepared one after the other run in any order, each its own text (PostgreSQL:
+ * one-shot statements share the server's unnamed statement). */
+static void test_statements_run_in_any_order(void **state)
+{
+    struct fixture *f = *state;
+    struct sql_stmt *a = prepare(f, "SELECT 'a', ?1", false);
+    struct sql_stmt *b = prepare(f, "SELECT 'b', ?1", false);
+    struct sql_stmt *c = prepare(f, "SELECT 'c', ?1", true);
+    assert_int_equal(run(b, "t", "2"), SQL_ROW);
+    assert_string_equal(sql_col_text(b, 0), "b");
+    assert_int_equal(run(a, "t", "1"), SQL_ROW);
+    assert_string_equal(sql_col_text(a, 0), "a");
+    assert_string_equal(sql_col_text(a, 1), "1");
+    assert_int_equal(run(c, "t", "3"), SQL_ROW);
+    assert_string_equal(sql_col_text(c, 0), "c");
+    sql_reset(c);
+    sql_finalize(a);
+    sql_reset(b);
+    assert_int_equal(run(b, "t", "4"), SQL_ROW);
+    assert_string_equal(sql_col_text(b, 0), "b");
+    assert_string_equal(sql_col_text(b, 1), "4");
+    sql_finalize(b);
+    sql_finalize(c);
+}
+
 static int count_rows(struct fixture *f, struct sql_db *db)
 {
     struct sql_stmt *s = NULL;
@@ -292,6 +317,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bind_and_read_each_type, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_statements_run_in_any_order, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_transactions, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_errors_map_into_err, setup_sqlite, teardown),
     };
@@ -300,6 +326,7 @@ int main(void)
         return failed;
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test_setup_teardown(test_bind_and_read_each_type, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_statements_run_in_any_order, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_transactions, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_errors_map_into_err, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_pg_specifics, setup_pg, teardown),
