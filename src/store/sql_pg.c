@@ -185,21 +185,34 @@ static int ensure_connected(struct pg_db *d)
     return SQL_OK;
 }
 
-/* Runs text without parameters; results other than success are a failure. */
-static int run_plain(struct pg_db *d, const char *sql)
+/* A connection looks fine until it is used after the server went away (a restart): may
+ * the failed call be made again on a new connection? Only outside a transaction, and only
+ * for calls that change nothing if they did run (BEGIN, prepare, SELECT). */
+static bool may_retry(struct pg_db *d, bool is_harmless)
 {
-    if (ensure_connected(d) != SQL_OK)
-        return PG_ERROR;
-    PGresult *r = PQexec(d->h, sql);
-    ExecStatusType st = PQresultStatus(r);
-    int rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? SQL_OK : note_failure(d, r);
-    PQclear(r);
+    return is_harmless && !d->is_in_tx && PQstatus(d->h) == CONNECTION_BAD;
+}
+
+/* Runs text without parameters; results other than success are a failure. */
+static int run_plain(struct pg_db *d, const char *sql, bool is_harmless)
+{
+    int rc = SQL_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (ensure_connected(d) != SQL_OK)
+            return PG_ERROR;
+        PGresult *r = PQexec(d->h, sql);
+        ExecStatusType st = PQresultStatus(r);
+        rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? SQL_OK : note_failure(d, r);
+        PQclear(r);
+        if (rc == SQL_OK || !may_retry(d, is_harmless))
+            break;
+    }
     return rc;
 }
 
 static int pg_exec(struct sql_db *db, const char *script)
 {
-    return run_plain(pdb(db), script);
+    return run_plain(pdb(db), script, false);
 }
 
 /* Statements -------------------------------------------------------------- */
@@ -306,6 +319,8 @@ static int pg_prepare(struct sql_db *db, const char *sql, bool is_cached, struct
     int rc = ensure_connected(d);
     if (rc == SQL_OK)
         rc = server_prepare(s);
+    if (rc != SQL_OK && may_retry(d, true) && ensure_connected(d) == SQL_OK)
+        rc = server_prepare(s);
     if (rc != SQL_OK) {
         s->generation = d->generation + 1; /* nothing to deallocate */
         pg_finalize(&s->base);
@@ -351,7 +366,7 @@ static int pg_bind(struct sql_stmt *st, const char *fmt, va_list ap)
 }
 
 /* Runs the statement with its bindings; the rows are then read one by one. */
-static int run_stmt(struct pg_stmt *s)
+static int run_once(struct pg_stmt *s)
 {
     struct pg_db *d = s->db;
     if (ensure_connected(d) != SQL_OK)
@@ -368,6 +383,17 @@ static int run_stmt(struct pg_stmt *s)
         clear_result(s);
         return rc;
     }
+    return SQL_OK;
+}
+
+static int run_stmt(struct pg_stmt *s)
+{
+    struct pg_db *d = s->db;
+    int rc = run_once(s);
+    if (rc != SQL_OK && may_retry(d, strncmp(s->sql, "SELECT", 6) == 0))
+        rc = run_once(s);
+    if (rc != SQL_OK)
+        return rc;
     const char *tuples = PQcmdTuples(s->res);
     d->changes = tuples[0] != '\0' ? strtoll(tuples, NULL, 10) : 0;
     s->n_rows = PQntuples(s->res);
@@ -501,7 +527,8 @@ static int64_t pg_last_insert_id(struct sql_db *db)
 static int pg_begin(struct sql_db *db, bool is_write)
 {
     struct pg_db *d = pdb(db);
-    int rc = run_plain(d, is_write ? PG_BEGIN_WRITE : "BEGIN ISOLATION LEVEL REPEATABLE READ");
+    int rc =
+        run_plain(d, is_write ? PG_BEGIN_WRITE : "BEGIN ISOLATION LEVEL REPEATABLE READ", true);
     d->is_in_tx = rc == SQL_OK;
     if (rc != SQL_OK && PQtransactionStatus(d->h) == PQTRANS_INERROR)
         PQclear(PQexec(d->h, "ROLLBACK")); /* BEGIN ran, the lock did not */

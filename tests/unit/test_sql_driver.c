@@ -231,6 +231,8 @@ static void test_errors_map_into_err(void **state)
  * NULLIF(.., -1) means none; a write transaction holds the writers' lock, so a second
  * writer waits (here: cannot take it without waiting); a statement prepared before the
  * server dropped the connection runs again after the driver reconnects. */
+static void terminate_others(struct fixture *f, struct sql_db *other);
+
 static void test_pg_specifics(void **state)
 {
     struct fixture *f = *state;
@@ -271,16 +273,21 @@ static void test_pg_specifics(void **state)
     sql_finalize(probe);
     assert_int_equal(f->drv->commit(f->db), SQL_OK);
 
-    /* The server ends this connection; the cached statement runs on a new one. */
-    struct sql_stmt *kill = NULL;
-    assert_int_equal(f->drv->prepare(other,
-                                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                                     " WHERE pid <> pg_backend_pid() AND datname = current_database()"
-                                     " AND application_name = ''",
-                                     false, &kill),
-                     SQL_OK);
-    assert_int_equal(sql_step(kill), SQL_ROW);
-    sql_finalize(kill);
+    /* The server ends this connection (a restart): a SELECT and a BEGIN, which change
+     * nothing if they ran, go through on a new connection; the cached statements with it. */
+    terminate_others(f, other);
+    struct sql_stmt *count = prepare(f, "SELECT count(*) FROM t", true);
+    assert_int_equal(run(count, ""), SQL_ROW);
+    assert_int_equal(sql_col_int64(count, 0), 3);
+    sql_reset(count);
+    terminate_others(f, other);
+    assert_int_equal(f->drv->begin(f->db, false), SQL_OK);
+    assert_int_equal(run(count, ""), SQL_ROW);
+    sql_reset(count);
+    assert_int_equal(f->drv->commit(f->db), SQL_OK);
+    sql_finalize(count);
+    /* A write outside a transaction is not made twice: it fails, the next one runs. */
+    terminate_others(f, other);
     f->drv->close(other);
     int rc = run(ins, "ti", "after", (int64_t)9);
     if (rc != SQL_DONE) { /* the first call learns the connection is gone */
@@ -293,6 +300,20 @@ static void test_pg_specifics(void **state)
     assert_int_equal(rc, SQL_DONE);
     sql_reset(ins);
     sql_finalize(ins);
+}
+
+/* Another connection ends every connection of the test but itself. */
+static void terminate_others(struct fixture *f, struct sql_db *other)
+{
+    struct sql_stmt *kill = NULL;
+    assert_int_equal(f->drv->prepare(other,
+                                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                     " WHERE pid <> pg_backend_pid() AND datname = current_database()"
+                                     " AND application_name = ''",
+                                     false, &kill),
+                     SQL_OK);
+    assert_int_equal(sql_step(kill), SQL_ROW);
+    sql_finalize(kill);
 }
 
 /* Is the PostgreSQL of MERIDIAN_TEST_PG there? */
