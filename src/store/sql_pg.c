@@ -18,7 +18,8 @@
  *
  * Commits are durable when COMMIT returns (synchronous_commit of the server): no sync op.
  * A connection that broke is re-established on the next call outside a transaction, its
- * prepared statements prepared again on first use. */
+ * prepared statements prepared again on first use; a BEGIN, prepare or SELECT that found
+ * it broken is made once more (see may_retry). */
 #include "sql_driver.h"
 
 #include <libpq-fe.h>
