@@ -108,3 +108,15 @@ def query_rows(data_dir, sql, *args):
     for line in out.stdout.decode().splitlines():
         rows.append(tuple(int(c) if c.lstrip("-").isdigit() else c for c in line.split("\t")))
     return rows
+
+
+def cluster_stop():
+    """Stops the session's cluster (its data stays): the servers lose their database."""
+    subprocess.run([os.path.join(_cluster["tools"], "pg-down.sh"), _cluster["dir"]],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+
+
+def cluster_start():
+    """Starts the session's cluster again on its port, with its databases."""
+    for db in list(_cluster["dbs"]):
+        _pg_up(db)
