@@ -235,7 +235,8 @@
                       " WHERE m.repo_id = r.repo_id AND m.digest = r.manifest_digest"          \
                       " AND r.ref_digest = ?1 AND m.is_visible = 1")                           \
     X(EVENTS_READ, "SELECT seq, origin, origin_seq, hlc, kind, repo, name, digest, payload"    \
-                   " FROM events WHERE seq > ?1 ORDER BY seq LIMIT NULLIF(CAST(?2 AS BIGINT), -1)") \
+                   " FROM events WHERE seq > ?1 ORDER BY seq"                                  \
+                   " LIMIT NULLIF(CAST(?2 AS BIGINT), -1)")                                    \
     X(EVENTS_SINCE, "SELECT seq, origin, hlc, kind, repo, name, digest, payload"               \
                     " FROM events WHERE seq > ?1 ORDER BY seq"                                 \
                     " LIMIT NULLIF(CAST(?2 AS BIGINT), -1)")                                   \
