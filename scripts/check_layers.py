@@ -43,6 +43,7 @@ SYSTEM_INCLUDE = re.compile(r'^\s*#\s*include\s+<([^>]+)>')
 # has one home"); the others call that file.
 LIBRARY_HOMES = {
     "sqlite3.h": "store/sql_sqlite.c",
+    "libpq-fe.h": "store/sql_pg.c",
     "microhttpd.h": "http/http.c",
     "curl/curl.h": "http/httpc.c",
 }

@@ -9,9 +9,11 @@ set -euo pipefail
 
 BUILD_PKGS=(build-essential meson ninja-build pkg-config
             libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libjansson-dev libsqlite3-dev
+            libpq-dev
             libcmocka-dev libsodium-dev libgnutls28-dev)
 # chromium, chromium-driver, python3-selenium: the web console's browser tests
-TEST_PKGS=(python3-pytest python3-requests skopeo buildah podman valgrind openssl
+# postgresql-15: the PostgreSQL metastore's tests (tools/pg-up.sh starts a throwaway cluster)
+TEST_PKGS=(postgresql-15 python3-pytest python3-requests skopeo buildah podman valgrind openssl
            chromium chromium-driver python3-selenium)
 BENCH_PKGS=(docker-registry nginx wrk hyperfine)
 

@@ -2,7 +2,9 @@
 # Installs what is missing, builds, and runs every test suite:
 #   0. the layer check (scripts/check_layers.py): folders of src/ include downwards only
 #   1. unit tests (cmocka, meson test --suite unit) on build/
-#   2. end-to-end tests (pytest tests/e2e) against build/meridian
+#   2. end-to-end tests (pytest tests/e2e) against build/meridian, then $PG_E2E_FILES again
+#      with every server's metadata on PostgreSQL (MERIDIAN_TEST_METASTORE=pg); the unit
+#      tests of the PostgreSQL driver and metastore run on a cluster started here (pg-up.sh)
 #   3. an AddressSanitizer + UBSan build in build-asan/: its unit tests, and the e2e tests
 #      matching $ASAN_E2E_FILTER against build-asan/meridian; any sanitizer report fails.
 #   4. a ThreadSanitizer build in build-tsan/: its unit tests, and the e2e tests matching
@@ -11,18 +13,20 @@
 # Counts the results of every suite and ends with one line `N passed, M failed` (skipped
 # tests are reported on the line before, not as passed). Exits non-zero if anything failed.
 #
-# usage: scripts/test.sh [--no-asan] [--no-tsan]
+# usage: scripts/test.sh [--no-asan] [--no-tsan] [--no-pg]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 ASAN=1
 TSAN=1
+PG=1
 for arg in "$@"; do
     case "$arg" in
         --no-asan) ASAN=0 ;;
         --no-tsan) TSAN=0 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        --no-pg) PG=0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -35,6 +39,8 @@ ASAN_E2E_FILTER=${ASAN_E2E_FILTER:-(push or pull or manifests) and not large and
 # the gc lock), not the one-request API checks. The 1 GiB geo test stays behind
 # MERIDIAN_SLOW (its threads are those of test_geo_crash's large image, at 20x the bytes).
 TSAN_E2E_FILTER=${TSAN_E2E_FILTER:-longpoll or concurrency or geo or webhooks or uploads_expiry or test_crash.py or test_push.py or push_staged or test_delete.py or slowloris or auth_tokens or blob_integrity or http_strict or auth_limits or upload_failures or blob_links}
+# The e2e files run a second time on PostgreSQL (about 70 s).
+PG_E2E_FILES=${PG_E2E_FILES:-tests/e2e/test_push.py tests/e2e/test_pull.py tests/e2e/test_tags.py tests/e2e/test_manifests.py tests/e2e/test_delete.py tests/e2e/test_referrers.py tests/e2e/test_catalog.py tests/e2e/test_geo_basic.py tests/e2e/test_pg_restart.py}
 E2E_TIMEOUT_S=${E2E_TIMEOUT_S:-1500}
 LOG_DIR=$ROOT/build-logs
 rm -rf "$LOG_DIR"
@@ -192,11 +198,48 @@ if ! step build "$LOG_DIR/build.log" scripts/build.sh; then
     exit 1
 fi
 
+# --- PostgreSQL for the unit tests of its driver and metastore ------------------------------
+
+# pg_tools: the directory of pg-up.sh / pg-down.sh (tests/e2e/pg_metastore.py looks alike).
+pg_tools() {
+    local d
+    for d in "${MERIDIAN_PG_TOOLS:-}" "$ROOT/../shared/tools" "$ROOT/../../shared/tools" \
+        /work/shared/tools; do
+        if [ -n "$d" ] && [ -x "$d/pg-up.sh" ]; then
+            (cd "$d" && pwd)
+            return
+        fi
+    done
+}
+if [ "$PG" = 1 ]; then
+    PG_TOOLS=$(pg_tools)
+    if [ -z "$PG_TOOLS" ]; then
+        record pg-up 0 1 0 "pg-up.sh not found (set MERIDIAN_PG_TOOLS, or --no-pg)"
+        PG=0
+    else
+        PG_DIR=$(mktemp -d /tmp/meridian-test-pg.XXXXXX)
+        chmod 755 "$PG_DIR"
+        PG_PORT=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        trap '"$PG_TOOLS/pg-down.sh" "$PG_DIR" --rm >/dev/null 2>&1 || true' EXIT
+        if step pg-up "$LOG_DIR/pg-up.log" "$PG_TOOLS/pg-up.sh" "$PG_DIR" "$PG_PORT" unit; then
+            export MERIDIAN_TEST_PG
+            MERIDIAN_TEST_PG=$(grep -E "^postgres(ql)?://" "$LOG_DIR/pg-up.log" | tail -n 1)
+        else
+            record pg-up 0 1 0 "pg-up.sh failed: the PostgreSQL unit tests skip"
+        fi
+    fi
+fi
+
 # --- 1 and 2: unit and e2e on the release build ----------------------------------------------
 
 run_unit unit build
 # MERIDIAN_SLOW=1: the 1 GiB layer across a link reset twice runs too (about 12 s, 2.2 GiB).
 run_pytest e2e MERIDIAN_BIN="$ROOT/build/meridian" MERIDIAN_SLOW=1 -- tests/e2e
+if [ "$PG" = 1 ]; then
+    # shellcheck disable=SC2086 # a list of files
+    run_pytest e2e-postgres MERIDIAN_BIN="$ROOT/build/meridian" MERIDIAN_TEST_METASTORE=pg \
+        MERIDIAN_PG_TOOLS="$PG_TOOLS" -- $PG_E2E_FILES
+fi
 
 # --- 3: sanitizers ---------------------------------------------------------------------------
 

@@ -23,6 +23,8 @@ static const struct option_def options[] = {
      "127.0.0.1:5000"},
     {"data", OPT_STRING, "data directory: blobs/, uploads/, meta.db", "./data"},
     {"blobstore", OPT_STRING, "where blobs are kept: a directory or file://DIR", "DATA"},
+    {"metastore", OPT_STRING, "where metadata is kept: postgres://USER:PASS@HOST:PORT/DB",
+     "SQLite in DATA/meta.db"},
     {"region", OPT_STRING, "name of this region, stamped on log lines and events", "local"},
     {"threads", OPT_UINT, "HTTP worker threads", "16"},
     {"upload-ttl", OPT_DURATION, "upload sessions expire after this long (e.g. 90s, 15m, 24h)",
@@ -146,6 +148,7 @@ void config_fini(struct config *cfg)
     FREE_AND_NULL(cfg->listen_host);
     FREE_AND_NULL(cfg->data_dir);
     FREE_AND_NULL(cfg->blobstore);
+    FREE_AND_NULL(cfg->metastore);
     FREE_AND_NULL(cfg->region);
     FREE_AND_NULL(cfg->advertise);
     FREE_AND_NULL(cfg->registry_name);
@@ -281,6 +284,7 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             return parse_location(cfg, value, e);
         char **slot = strcmp(key, "data") == 0            ? &cfg->data_dir
                       : strcmp(key, "blobstore") == 0     ? &cfg->blobstore
+                      : strcmp(key, "metastore") == 0     ? &cfg->metastore
                       : strcmp(key, "region") == 0        ? &cfg->region
                       : strcmp(key, "advertise") == 0     ? &cfg->advertise
                       : strcmp(key, "registry-name") == 0 ? &cfg->registry_name

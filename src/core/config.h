@@ -27,6 +27,7 @@ struct config {
     uint16_t listen_port;          /* default 5000 */
     char *data_dir;                /* default ./data */
     char *blobstore;               /* blobstore_open's spec; NULL: the store under data_dir */
+    char *metastore;               /* metastore_open's spec; NULL: SQLite in data_dir/meta.db */
     char *region;                  /* default "local" */
     unsigned threads;              /* HTTP worker threads, default 16 */
     int64_t upload_ttl_s;          /* upload sessions expire after this, default 86400 */

@@ -157,7 +157,7 @@ struct registry *registry_open_with(struct config *cfg, struct blobstore *bs, st
         goto fail;
     }
     snprintf(path, sizeof(path), "%s/meta.db", cfg->data_dir);
-    reg->ms = metastore_sqlite_open(path, cfg->region, e);
+    reg->ms = metastore_open(cfg->metastore, path, cfg->region, e);
     if (reg->ms == NULL)
         goto fail;
     uint8_t key[SECRET_BOX_KEY_BYTES];

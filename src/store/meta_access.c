@@ -92,8 +92,10 @@ int sq_identity_delete(struct metastore *ms, const char *name, const char *kind,
         return -1;
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
-    if (sq_run_exec(c, "DELETE FROM identities WHERE name = ?1 AND (?2 IS NULL OR kind = ?2)", e,
-                    "tt", name, kind) != 0)
+    if (sq_run_exec(c,
+                    "DELETE FROM identities WHERE name = ?1"
+                    " AND (CAST(?2 AS TEXT) IS NULL OR kind = ?2)",
+                    e, "tt", name, kind) != 0)
         goto fail;
     if (sql_changes(c->db) == 0) {
         err_set(e, ERR_NOT_FOUND, "no %s named %s", kind != NULL ? kind : "identity", name);
@@ -259,9 +261,7 @@ int sq_audit_set_count(struct metastore *ms, int64_t id, int64_t count, int64_t 
         return -1;
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
-    if (sq_run_exec(c, "UPDATE audit_log SET count = max(count, ?2),"
-                       " last_ms = max(coalesce(last_ms, time_ms), ?3) WHERE id = ?1",
-                    e, "iii", id, count, last_ms) != 0) {
+    if (sq_exec(c, SQ_AUDIT_SET_COUNT, e, "iii", id, count, last_ms) != 0) {
         sq_tx_rollback(c);
         return -1;
     }
@@ -279,8 +279,9 @@ int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
     int64_t limit = q->limit > 10000 ? 10000 : (int64_t)q->limit;
     struct sql_stmt *s;
     int rc = sq_run(c, "SELECT id, time_ms, actor, action, target, status, remote, detail,"
-                       " count, coalesce(last_ms, time_ms) FROM audit_log WHERE (?1 = 0 OR id < ?1) AND (?2 IS NULL OR actor = ?2)"
-                       " AND (?3 IS NULL OR substr(action, 1, length(?3)) = ?3)"
+                       " count, coalesce(last_ms, time_ms) FROM audit_log WHERE (?1 = 0 OR id < ?1)"
+                       " AND (CAST(?2 AS TEXT) IS NULL OR actor = ?2)"
+                       " AND (CAST(?3 AS TEXT) IS NULL OR substr(action, 1, length(?3)) = ?3)"
                        " ORDER BY id DESC LIMIT ?4",
                     &s, e, "itti", q->before_id, q->actor, q->action, limit);
     if (rc < 0)

@@ -460,7 +460,7 @@ void sq_close(struct metastore *ms)
 }
 
 static const struct metastore_ops sq_ops = {
-    .name = "sqlite", /* XXX: per driver (a copy of the table) when a second one lands */
+    .name = "sql", /* the store's copy says which driver (sq_store_open) */
     .blob_link = sq_blob_link,
     .blob_get = sq_blob_get,
     .blob_find = sq_blob_find,
@@ -530,7 +530,9 @@ struct sq_store *sq_store_open(const struct sql_driver *drv, const char *target,
                                struct err *e)
 {
     struct sq_store *st = xcalloc(1, sizeof(*st));
-    st->base.ops = &sq_ops;
+    st->ops = sq_ops;
+    st->ops.name = drv->name;
+    st->base.ops = &st->ops;
     st->drv = drv;
     st->magic = SQ_STORE_MAGIC;
     st->path = xstrdup(target);

@@ -144,3 +144,20 @@ void meta_delivery_list_fini(struct meta_delivery_list *l)
     FREE_AND_NULL(l->items);
     l->n = 0;
 }
+
+bool metastore_spec_is_pg(const char *spec)
+{
+    return spec != NULL &&
+           (strncmp(spec, "postgres://", 11) == 0 || strncmp(spec, "postgresql://", 13) == 0);
+}
+
+struct metastore *metastore_open(const char *spec, const char *default_path, const char *region,
+                                 struct err *e)
+{
+    if (spec == NULL || spec[0] == '\0')
+        return metastore_sqlite_open(default_path, region, e);
+    if (metastore_spec_is_pg(spec))
+        return metastore_pg_open(spec, region, e);
+    err_set(e, ERR_BAD_REQUEST, "metastore: unsupported scheme (expected postgres://...)");
+    return NULL;
+}

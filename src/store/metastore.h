@@ -545,6 +545,18 @@ struct metastore {
  * thread exits (or by close), so readers never wait for a writer. */
 struct metastore *metastore_sqlite_open(const char *path, const char *region, struct err *e);
 
+/* Opens the PostgreSQL metastore at conninfo (a libpq URI or key=value string), creating
+ * or upgrading its schema under an advisory lock (several nodes may start at once).
+ * ERR_UNAVAILABLE when the server cannot be reached. */
+struct metastore *metastore_pg_open(const char *conninfo, const char *region, struct err *e);
+
+/* The metastore spec names: postgres:// or postgresql:// URIs (PostgreSQL); NULL or ""
+ * (SQLite at default_path); anything else is ERR_BAD_REQUEST. */
+struct metastore *metastore_open(const char *spec, const char *default_path, const char *region,
+                                 struct err *e);
+/* Is spec one that metastore_open takes as PostgreSQL's? */
+bool metastore_spec_is_pg(const char *spec);
+
 /* Gives the store the 32-byte key that seals secrets at rest: the values of webhook
  * customHeaders are kept encrypted (secret_seal) in the objects table and the event log
  * and handed out in clear (to the webhook worker, and to peers, which seal them with their

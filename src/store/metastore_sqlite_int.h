@@ -179,15 +179,20 @@
     X(REFERENCED_BY, "SELECT manifest_digest FROM manifest_refs WHERE repo_id = ?1"            \
                      " AND ref_digest = ?2 AND manifest_digest != ?2 LIMIT 1")                 \
     X(EVENTS_SINCE, "SELECT seq, origin, hlc, kind, repo, name, digest, payload"               \
-                    " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+                    " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")                       \
+    X(AUDIT_SET_COUNT, "UPDATE audit_log SET count = max(count, ?2),"                          \
+                       " last_ms = max(coalesce(last_ms, time_ms), ?3) WHERE id = ?1")
 
-/* PostgreSQL's text of the statements it spells differently (the driver of issue 11 runs
- * them; until then nothing prepares them). The tables of PENDING_LIST and BLOB_LOST_HIDE
- * order and pick rows by SQLite's rowid: their PostgreSQL text comes with that schema's
- * insertion-order column. */
+/* PostgreSQL's text of the statements it spells differently (sql_pg.c runs them). Where
+ * SQLite orders or picks rows by rowid, PostgreSQL's schema has an insertion-order column
+ * (manifests.seq). A negative LIMIT means none in SQLite and is an error in PostgreSQL:
+ * LIMIT NULL is none there, hence NULLIF(..., -1) where a caller may ask for all
+ * (sq_page_limit). Two-argument max() is GREATEST. A parameter first met in `?N IS NULL`
+ * has no type to PostgreSQL: CAST(?N AS TEXT) gives it one. */
 #define SQ_STATEMENTS_POSTGRES(X)                                                              \
     X(REPO_INSERT, "INSERT INTO repos(name) VALUES (?1) ON CONFLICT DO NOTHING")               \
-    X(REPO_LIST, "SELECT name FROM repos WHERE name > ?1 ORDER BY name COLLATE \"C\" LIMIT ?2") \
+    X(REPO_LIST, "SELECT name FROM repos WHERE name > ?1 ORDER BY name COLLATE \"C\""         \
+                 " LIMIT NULLIF(CAST(?2 AS BIGINT), -1)")                                      \
     X(BLOB_INSERT, "INSERT INTO blobs(digest, size) VALUES (?1, ?2) ON CONFLICT DO NOTHING")   \
     X(LINK_INSERT, "INSERT INTO repo_blobs(repo_id, digest) VALUES (?1, ?2)"                   \
                    " ON CONFLICT DO NOTHING")                                                  \
@@ -199,10 +204,15 @@
     X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, length(body)"         \
                  " FROM manifests WHERE repo_id = ?1"                                          \
                  " AND subject = ?2 AND is_visible = 1"                                        \
-                 " AND (?3 IS NULL OR artifact_type = ?3) ORDER BY digest")                    \
+                 " AND (CAST(?3 AS TEXT) IS NULL OR artifact_type = ?3) ORDER BY digest")      \
+    X(UPLOAD_INSERT, "INSERT INTO uploads(id, repo, created_s, expires_s, source, acked_bytes," \
+                     " is_single_request) VALUES (?1, ?2, ?3, ?4, ?5,"                         \
+                     " CASE WHEN CAST(?5 AS TEXT) IS NULL THEN NULL ELSE 0 END, ?6)")          \
+    X(UPLOAD_GET, "SELECT acked_bytes FROM uploads WHERE id = ?1"                              \
+                  " AND (CAST(?2 AS TEXT) IS NULL OR repo = ?2)")                              \
     X(TAG_LIST, "SELECT t.name FROM tags t JOIN manifests m ON m.repo_id = t.repo_id"          \
                 " AND m.digest = t.digest AND m.is_visible = 1 WHERE t.repo_id = ?1 AND t.name > ?2" \
-                " ORDER BY t.name COLLATE \"C\" LIMIT ?3")                                      \
+                " ORDER BY t.name COLLATE \"C\" LIMIT NULLIF(CAST(?3 AS BIGINT), -1)")     \
     X(UPLOAD_EXPIRED, "SELECT id FROM uploads WHERE expires_s < ?1 ORDER BY id")               \
     X(ROLE_BIND, "INSERT INTO role_bindings(subject, role, pattern, created_ms)"               \
                  " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")                            \
@@ -217,7 +227,21 @@
                               " ON CONFLICT DO NOTHING")                                       \
     X(REF_INSERT_SIZED, "INSERT INTO manifest_refs(repo_id, manifest_digest,"                  \
                         " ref_digest, is_manifest, size) VALUES (?1, ?2, ?3, ?4, ?5)"          \
-                        " ON CONFLICT DO NOTHING")
+                        " ON CONFLICT DO NOTHING")                                             \
+    X(PENDING_LIST, "SELECT r.name, m.digest, m.repo_id, m.origin FROM manifests m"            \
+                    " JOIN repos r ON r.id = m.repo_id WHERE m.is_visible = 0"                 \
+                    " ORDER BY m.seq LIMIT NULLIF(CAST(?1 AS BIGINT), -1)")                    \
+    X(BLOB_LOST_HIDE, "UPDATE manifests m SET is_visible = 0 FROM manifest_refs r"             \
+                      " WHERE m.repo_id = r.repo_id AND m.digest = r.manifest_digest"          \
+                      " AND r.ref_digest = ?1 AND m.is_visible = 1")                           \
+    X(EVENTS_READ, "SELECT seq, origin, origin_seq, hlc, kind, repo, name, digest, payload"    \
+                   " FROM events WHERE seq > ?1 ORDER BY seq"                                  \
+                   " LIMIT NULLIF(CAST(?2 AS BIGINT), -1)")                                    \
+    X(EVENTS_SINCE, "SELECT seq, origin, hlc, kind, repo, name, digest, payload"               \
+                    " FROM events WHERE seq > ?1 ORDER BY seq"                                 \
+                    " LIMIT NULLIF(CAST(?2 AS BIGINT), -1)")                                   \
+    X(AUDIT_SET_COUNT, "UPDATE audit_log SET count = GREATEST(count, ?2),"                     \
+                       " last_ms = GREATEST(coalesce(last_ms, time_ms), ?3) WHERE id = ?1")
 
 enum sq_stmt {
 #define X(id, sql) SQ_##id,
@@ -230,6 +254,7 @@ struct sq_conn;
 
 struct sq_store {
     struct metastore base; /* first: the ops table dispatches on &base */
+    struct metastore_ops ops; /* the SQL store's, named after its driver */
     unsigned magic;
     const struct sql_driver *drv;
     char *path; /* the driver's open target */

@@ -119,6 +119,8 @@ struct sql_driver {
 
 /* The drivers. */
 extern const struct sql_driver sql_sqlite_driver;
+/* PostgreSQL through libpq (sql_pg.c); its open target is a libpq connection string. */
+extern const struct sql_driver sql_pg_driver;
 /* Observes every statement SQLite runs on connections opened afterwards (the query-plan
  * test); NULL stops it. */
 typedef void sql_sqlite_trace_f(void *arg, const char *sql);

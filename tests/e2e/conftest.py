@@ -14,6 +14,9 @@ Fixtures
   server_factory         start extra servers inside one test (stopped after it)
   module_server_factory  the same, kept for the whole module
 
+With env MERIDIAN_TEST_METASTORE=pg every server keeps its metadata in its own PostgreSQL
+database (pg_metastore.py starts one cluster per session).
+
 Helpers (import them with `from conftest import ...`)
   OCI, Image, MeridianServer, random_bytes, digest_of, canonical_json, parse_metrics,
   metric_sum, error_codes, assert_error, wait_until, unique_name, MT_* media types.
@@ -33,6 +36,8 @@ from dataclasses import dataclass, field
 
 import pytest
 import requests
+
+from pg_metastore import metastore_args
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_BIN = os.path.join(REPO_ROOT, "build", "meridian")
@@ -202,7 +207,8 @@ class MeridianServer:
         # append so that restarts on the same data dir keep earlier logs
         self._log = open(self.log_path, "ab")
         cmd = [self.binary, "serve", "--listen", "%s:0" % self.host, "--data", self.data_dir,
-               "--log-level", "info"] + self.extra_args
+               "--log-level", "info"] + self.extra_args + \
+            metastore_args(self.data_dir, self.extra_args)
         self._log.write(("# %s\n" % " ".join(cmd)).encode())
         self._log.flush()
         offset = self._log.tell()

@@ -16,6 +16,7 @@ import os
 import sqlite3
 import time
 
+import pg_metastore
 from regions import MT_OCI_MANIFEST, unique_repo, wait_for
 
 pytest_plugins = ["geo_plugin"]
@@ -264,7 +265,9 @@ def blob_files(region, digest):
 
 def db_rows(region, sql, *args):
     """Rows of a read-only query on the region's metadata database (WAL: readers see the
-    last commit)."""
+    last commit); on PostgreSQL (MERIDIAN_TEST_METASTORE=pg), on the region's database."""
+    if pg_metastore.is_pg():
+        return pg_metastore.query_rows(region.data_dir, sql, *args)
     db = sqlite3.connect("file:%s?mode=ro" % os.path.join(region.data_dir, "meta.db"), uri=True)
     try:
         return db.execute(sql, args).fetchall()

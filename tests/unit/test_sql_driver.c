@@ -1,6 +1,8 @@
 /* Contract tests of the SQL driver seam (sql_driver.h): what the metadata logic relies on
- * from a driver, each test run with a driver's setup (setup_sqlite today; the PostgreSQL
- * driver adds its setup, with its target, and runs the same tests). Binding each format, NULLs,
+ * from a driver, each test run with each driver's setup: setup_sqlite, and setup_pg on the
+ * PostgreSQL server named by env MERIDIAN_TEST_PG (a libpq URI; scripts/test.sh starts one
+ * with tools/pg-up.sh). Without it, or when it does not answer, the PostgreSQL runs are
+ * skipped with a message. Binding each format, NULLs,
  * empty blobs, reading rows, reuse of a cached statement after reset, changes and inserted ids,
  * transactions (a rollback undoes, a commit keeps, a second connection sees a commit), the error
  * mapping (a uniqueness clash is ERR_CONFLICT, a bad statement is an error rc), and sync. */
@@ -43,9 +45,32 @@ static int setup_sqlite(void **state)
     return 0;
 }
 
+/* PostgreSQL: the same table in its types; id draws the inserted ids (SQLite: rowid). */
+static int setup_pg(void **state)
+{
+    struct fixture *f = xcalloc(1, sizeof(*f));
+    f->drv = &sql_pg_driver;
+    snprintf(f->target, sizeof(f->target), "%s", getenv("MERIDIAN_TEST_PG"));
+    struct err e = {0};
+    if (f->drv->open(f->target, &f->db, &e) != 0)
+        return -1;
+    if (f->drv->exec(f->db, "DROP TABLE IF EXISTS t; CREATE TABLE t(k TEXT PRIMARY KEY,"
+                            " n BIGINT, b BYTEA, id BIGINT GENERATED ALWAYS AS IDENTITY)") !=
+        SQL_OK)
+        return -1;
+    *state = f;
+    return 0;
+}
+
 static int teardown(void **state)
 {
     struct fixture *f = *state;
+    if (f->drv == &sql_pg_driver) {
+        (void)f->drv->exec(f->db, "DROP TABLE IF EXISTS t");
+        f->drv->close(f->db);
+        free(f);
+        return 0;
+    }
     f->drv->close(f->db);
     char path[128];
     static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
@@ -114,6 +139,31 @@ static void test_bind_and_read_each_type(void **state)
     sql_finalize(sel);
 }
 
+/* Statements prepared one after the other run in any order, each its own text (PostgreSQL:
+ * one-shot statements share the server's unnamed statement). */
+static void test_statements_run_in_any_order(void **state)
+{
+    struct fixture *f = *state;
+    struct sql_stmt *a = prepare(f, "SELECT 'a', ?1", false);
+    struct sql_stmt *b = prepare(f, "SELECT 'b', ?1", false);
+    struct sql_stmt *c = prepare(f, "SELECT 'c', ?1", true);
+    assert_int_equal(run(b, "t", "2"), SQL_ROW);
+    assert_string_equal(sql_col_text(b, 0), "b");
+    assert_int_equal(run(a, "t", "1"), SQL_ROW);
+    assert_string_equal(sql_col_text(a, 0), "a");
+    assert_string_equal(sql_col_text(a, 1), "1");
+    assert_int_equal(run(c, "t", "3"), SQL_ROW);
+    assert_string_equal(sql_col_text(c, 0), "c");
+    sql_reset(c);
+    sql_finalize(a);
+    sql_reset(b);
+    assert_int_equal(run(b, "t", "4"), SQL_ROW);
+    assert_string_equal(sql_col_text(b, 0), "b");
+    assert_string_equal(sql_col_text(b, 1), "4");
+    sql_finalize(b);
+    sql_finalize(c);
+}
+
 static int count_rows(struct fixture *f, struct sql_db *db)
 {
     struct sql_stmt *s = NULL;
@@ -177,12 +227,130 @@ static void test_errors_map_into_err(void **state)
     assert_true(f->drv->exec(f->db, "CREATE TABLE t(k TEXT)") != SQL_OK);
 }
 
+/* PostgreSQL specifics: `?N` inside quoted text stays as it is; a negative LIMIT spelled
+ * NULLIF(.., -1) means none; a write transaction holds the writers' lock, so a second
+ * writer waits (here: cannot take it without waiting); a statement prepared before the
+ * server dropped the connection runs again after the driver reconnects. */
+static void terminate_others(struct fixture *f, struct sql_db *other);
+
+static void test_pg_specifics(void **state)
+{
+    struct fixture *f = *state;
+    struct sql_stmt *s = prepare(f, "SELECT '?1', ?1, 'it''s ?2'", false);
+    assert_int_equal(run(s, "t", "x"), SQL_ROW);
+    assert_string_equal(sql_col_text(s, 0), "?1");
+    assert_string_equal(sql_col_text(s, 1), "x");
+    assert_string_equal(sql_col_text(s, 2), "it's ?2");
+    sql_finalize(s);
+
+    struct sql_stmt *ins = prepare(f, "INSERT INTO t(k, n) VALUES (?1, ?2)", true);
+    for (int i = 0; i < 3; i++) {
+        char k[8];
+        snprintf(k, sizeof(k), "k%d", i);
+        assert_int_equal(run(ins, "ti", k, (int64_t)i), SQL_DONE);
+        sql_reset(ins);
+    }
+    struct sql_stmt *lim =
+        prepare(f, "SELECT k FROM t ORDER BY k LIMIT NULLIF(CAST(?1 AS BIGINT), -1)", true);
+    int n = 0;
+    for (int rc = run(lim, "i", (int64_t)-1); rc == SQL_ROW; rc = sql_step(lim))
+        n++;
+    assert_int_equal(n, 3);
+    sql_reset(lim);
+    sql_finalize(lim);
+
+    /* Another connection cannot take the writers' lock while this one writes. */
+    assert_int_equal(f->drv->begin(f->db, true), SQL_OK);
+    struct sql_db *other = NULL;
+    struct err e = {0};
+    assert_int_equal(f->drv->open(f->target, &other, &e), 0);
+    struct sql_stmt *probe = NULL;
+    assert_int_equal(f->drv->prepare(other, "SELECT pg_try_advisory_lock(7882832519763681646)",
+                                     false, &probe),
+                     SQL_OK);
+    assert_int_equal(sql_step(probe), SQL_ROW);
+    assert_int_equal(sql_col_int64(probe, 0), 0);
+    sql_finalize(probe);
+    assert_int_equal(f->drv->commit(f->db), SQL_OK);
+
+    /* The server ends this connection (a restart): a SELECT and a BEGIN, which change
+     * nothing if they ran, go through on a new connection; the cached statements with it. */
+    terminate_others(f, other);
+    struct sql_stmt *count = prepare(f, "SELECT count(*) FROM t", true);
+    assert_int_equal(run(count, ""), SQL_ROW);
+    assert_int_equal(sql_col_int64(count, 0), 3);
+    sql_reset(count);
+    terminate_others(f, other);
+    assert_int_equal(f->drv->begin(f->db, false), SQL_OK);
+    assert_int_equal(run(count, ""), SQL_ROW);
+    sql_reset(count);
+    assert_int_equal(f->drv->commit(f->db), SQL_OK);
+    sql_finalize(count);
+    /* A write outside a transaction is not made twice: it fails, the next one runs. */
+    terminate_others(f, other);
+    f->drv->close(other);
+    int rc = run(ins, "ti", "after", (int64_t)9);
+    if (rc != SQL_DONE) { /* the first call learns the connection is gone */
+        struct err e2 = {0};
+        assert_int_equal(f->drv->map_error(f->db, rc, "insert", NULL, &e2), -1);
+        assert_int_equal(e2.code, ERR_UNAVAILABLE);
+        sql_reset(ins);
+        rc = run(ins, "ti", "after", (int64_t)9);
+    }
+    assert_int_equal(rc, SQL_DONE);
+    sql_reset(ins);
+    sql_finalize(ins);
+}
+
+/* Another connection ends every connection of the test but itself. */
+static void terminate_others(struct fixture *f, struct sql_db *other)
+{
+    struct sql_stmt *kill = NULL;
+    assert_int_equal(f->drv->prepare(other,
+                                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                     " WHERE pid <> pg_backend_pid() AND datname = current_database()"
+                                     " AND application_name = ''",
+                                     false, &kill),
+                     SQL_OK);
+    assert_int_equal(sql_step(kill), SQL_ROW);
+    sql_finalize(kill);
+}
+
+/* Is the PostgreSQL of MERIDIAN_TEST_PG there? */
+static bool pg_reachable(void)
+{
+    const char *uri = getenv("MERIDIAN_TEST_PG");
+    if (uri == NULL || uri[0] == '\0') {
+        printf("[  SKIPPED ] PostgreSQL driver: MERIDIAN_TEST_PG is not set\n");
+        return false;
+    }
+    struct sql_db *db = NULL;
+    struct err e = {0};
+    if (sql_pg_driver.open(uri, &db, &e) != 0) {
+        printf("[  SKIPPED ] PostgreSQL driver: no server answers at MERIDIAN_TEST_PG\n");
+        return false;
+    }
+    sql_pg_driver.close(db);
+    return true;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bind_and_read_each_type, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_statements_run_in_any_order, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_transactions, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_errors_map_into_err, setup_sqlite, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("sqlite", tests, NULL, NULL);
+    if (!pg_reachable())
+        return failed;
+    const struct CMUnitTest pg_tests[] = {
+        cmocka_unit_test_setup_teardown(test_bind_and_read_each_type, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_statements_run_in_any_order, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_transactions, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_errors_map_into_err, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_specifics, setup_pg, teardown),
+    };
+    return failed + cmocka_run_group_tests_name("postgres", pg_tests, NULL, NULL);
 }

@@ -1,0 +1,50 @@
+"""PostgreSQL going away and coming back under a running server (MERIDIAN_TEST_METASTORE=pg
+only): while the database is down, requests that need it answer 503 UNAVAILABLE (a client
+retries), never a 500; once it is back the server goes on without a restart, every
+connection made again, and what was acknowledged before is all there."""
+
+import concurrent.futures
+
+import pytest
+import requests
+
+import pg_metastore
+from conftest import HTTP_TIMEOUT_S, assert_error, random_bytes
+
+pytestmark = pytest.mark.skipif(not pg_metastore.is_pg(),
+                                reason="needs the servers on PostgreSQL (MERIDIAN_TEST_METASTORE=pg)")
+
+
+def test_database_restart_is_unavailable_then_recovered(registry, oci, repo):
+    before = oci.push_image(repo, "before", layer_blobs=[random_bytes(2048)])
+    url = oci.url(oci.manifest_path(repo, "before"))
+
+    def get(_):
+        r = requests.get(url, headers={"Accept": before.media_type, "Connection": "close"},
+                         timeout=HTTP_TIMEOUT_S)
+        return r.status_code, r.content
+
+    def get_many():
+        """Requests on new connections, at once: they reach many of the server's threads."""
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            return list(pool.map(get, range(64)))
+
+    assert [code for code, _ in get_many()] == [200] * 64  # threads with a connection each
+    pg_metastore.cluster_stop()
+    try:
+        r = oci.get(oci.manifest_path(repo, "before"),
+                    headers={"Accept": before.media_type})
+        assert_error(r, 503, "UNAVAILABLE")
+        r = oci.post("/v2/%s/blobs/uploads/" % repo, data=b"")
+        assert_error(r, 503, "UNAVAILABLE")
+    finally:
+        pg_metastore.cluster_start()
+    # Those threads' connections are stale now: each request still goes through.
+    got = get_many()
+    assert [code for code, _ in got] == [200] * 64, got
+    assert all(body == before.body for _, body in got)
+    after = oci.push_image(repo, "after", layer_blobs=[random_bytes(2048)])
+    r = oci.get("/v2/%s/tags/list" % repo)
+    assert r.status_code == 200, r.text
+    assert sorted(r.json()["tags"]) == ["after", "before"]
+    assert oci.get_manifest(repo, "after").content == after.body
