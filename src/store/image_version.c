@@ -248,8 +248,9 @@ static int targets_parse(const json_t *v, const char *field, const struct iv_wor
             return -1;
         const char *name = json_string_value(json_object_get(t, "name"));
         if (find_target(out, name) != NULL) {
-            json_decref(t);
-            return err_set(e, ERR_BAD_REQUEST, "%s names region %s twice", field, name);
+            err_set(e, ERR_BAD_REQUEST, "%s names region %s twice", field, name);
+            json_decref(t); /* after the message: name is t's */
+            return -1;
         }
         json_array_append_new(out, t);
     }
