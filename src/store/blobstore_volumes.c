@@ -152,13 +152,21 @@ int volumes_parse_spec(const char *spec, char **name, char **path, char **klass,
 
 /* Copies ---------------------------------------------------------------------- */
 
-/* Whether volume i holds a copy of d of the expected size (not re-read: open checks). */
+/* Whether volume v holds a copy of d of the expected size (UINT64_MAX: any size, not
+ * checked further). With a size, the copy is opened as a read would: a copy written to
+ * since it was verified is hashed, and set aside when bad, so that place() repairs it. */
 static bool holds(const struct volume *v, const struct digest *d, uint64_t expected_size)
 {
-    uint64_t size;
     struct err e = {0};
-    return v->bs->ops->stat(v->bs, d, &size, &e) == 0 &&
-           (expected_size == UINT64_MAX || size == expected_size);
+    if (expected_size == UINT64_MAX) {
+        uint64_t size;
+        return v->bs->ops->stat(v->bs, d, &size, &e) == 0;
+    }
+    struct blobstore_body body;
+    if (v->bs->ops->open(v->bs, d, expected_size, 0, 0, 0, &body, &e) != 0)
+        return false;
+    blobstore_body_close(&body);
+    return true;
 }
 
 /* Writes a new copy of d on dst from src, through dst's upload handle, so the bytes are
