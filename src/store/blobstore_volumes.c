@@ -5,8 +5,8 @@
  * versions, src/repl/copies.c). Upload sessions live on the first volume, where a new
  * blob lands until it is placed.
  *
- * Reads take the copies in turn (a rotating start), so concurrent pulls of one blob spread
- * over the volumes. A copy that fails its check on open is set aside by its volume's store
+ * Reads spread over the copies: a large one is striped across all good copies (each stripe
+ * from a fixed copy, so the page cache holds it once), a small one takes the copies in turn. A copy that fails its check on open is set aside by its volume's store
  * (quarantine) and the next copy serves the read; the scrub's verify re-reads every copy and
  * repairs a bad one from a good sibling at once. Missing copies are made again by the next
  * place() (the copies pass, src/repl/copies.c, runs it every few seconds). */
@@ -305,11 +305,85 @@ static const struct blobstore_volume *vol_volumes(struct blobstore *bs, size_t *
 
 /* Reads ----------------------------------------------------------------------- */
 
+/* A large read over several copies is striped: bytes [k*S, (k+1)*S) always come from the
+ * k-th good copy modulo their number, in volume order. Every reader maps a stripe to the same
+ * copy, so the page cache holds each byte once (as with one copy) while the disks share the
+ * cold reads; a burst of pulls of one layer reads from all its volumes at once. */
+#define VOL_STRIPE (4u << 20)
+
+struct stripe_stream {
+    int fd[VOL_MAX];
+    size_t n;
+    uint64_t pos, end;
+};
+
+static long stripe_read(void *arg, char *p, size_t max)
+{
+    struct stripe_stream *st = arg;
+    if (st->pos >= st->end)
+        return 0;
+    uint64_t k = st->pos / VOL_STRIPE;
+    uint64_t stop = (k + 1) * VOL_STRIPE < st->end ? (k + 1) * VOL_STRIPE : st->end;
+    size_t want = stop - st->pos < max ? (size_t)(stop - st->pos) : max;
+    ssize_t got = pread(st->fd[k % st->n], p, want, (off_t)st->pos);
+    if (got <= 0)
+        return -1;
+    st->pos += (uint64_t)got;
+    return (long)got;
+}
+
+static void stripe_close(void *arg)
+{
+    struct stripe_stream *st = arg;
+    for (size_t i = 0; i < st->n; i++)
+        close(st->fd[i]);
+    free(st);
+}
+
+/* Opens every good copy of d (each checked by its volume's store as for a single read) into
+ * a striped stream; 1 when it did, 0 when fewer than two copies are good (nothing held). */
+static int open_striped(struct vol_store *vs, const struct digest *d, uint64_t expected_size,
+                        uint64_t offset, uint64_t length, struct blobstore_body *out)
+{
+    struct stripe_stream *st = xcalloc(1, sizeof(*st));
+    for (size_t i = 0; i < vs->n; i++) {
+        struct blobstore_body b;
+        struct err ve = {0};
+        struct volume *v = &vs->vols[i];
+        if (v->bs->ops->open(v->bs, d, expected_size, 0, expected_size, 0, &b, &ve) != 0) {
+            if (ve.code == ERR_BLOB_CORRUPT)
+                log_warn("blobstore", "copy of blob %s on volume %s was bad: serving others",
+                         d->str, v->pub.name);
+            continue;
+        }
+        if (b.kind != BLOBSTORE_BODY_FD) {
+            blobstore_body_close(&b);
+            continue;
+        }
+        st->fd[st->n++] = b.fd;
+    }
+    if (st->n < 2) {
+        stripe_close(st);
+        return 0;
+    }
+    st->pos = offset;
+    st->end = offset + length;
+    *out = (struct blobstore_body){.kind = BLOBSTORE_BODY_STREAM, .fd = -1,
+                                   .read = stripe_read, .close = stripe_close, .arg = st};
+    return 1;
+}
+
 static int vol_open(struct blobstore *bs, const struct digest *d, uint64_t expected_size,
                     uint64_t offset, uint64_t length, unsigned accept,
                     struct blobstore_body *out, struct err *e)
 {
     struct vol_store *vs = vs_of(bs);
+    if (offset > expected_size || length > expected_size - offset)
+        return err_set(e, ERR_RANGE_INVALID, NULL);
+    if (length >= 2 * (uint64_t)VOL_STRIPE && open_striped(vs, d, expected_size, offset, length,
+                                                           out))
+        return 0;
+    /* Small reads (and one good copy): the whole read from one copy, the next in turn. */
     size_t start = atomic_fetch_add(&vs->next_read, 1) % vs->n;
     int code = ERR_BLOB_UNKNOWN;
     for (size_t k = 0; k < vs->n; k++) {

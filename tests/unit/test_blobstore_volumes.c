@@ -222,6 +222,55 @@ static void test_store_copies(void **state)
     nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static void read_stream(struct blobstore *bs, const struct digest *d, uint64_t size,
+                        uint64_t off, uint64_t len, char *out)
+{
+    struct blobstore_body body;
+    struct err e = {0};
+    assert_int_equal(bs->ops->open(bs, d, size, off, len, 0, &body, &e), 0);
+    assert_int_equal(body.kind, BLOBSTORE_BODY_STREAM);
+    uint64_t got = 0;
+    for (long n; (n = body.read(body.arg, out + got, 100000)) > 0;)
+        got += (uint64_t)n;
+    assert_int_equal(got, len);
+    blobstore_body_close(&body);
+}
+
+/* A large read is striped over the copies: the bytes are the blob's, whole or ranged, and
+ * with a copy damaged the others serve it. */
+static void test_striped_reads(void **state)
+{
+    (void)state;
+    assert_non_null(mkdtemp(strcpy(root, "/tmp/meridian-test-volumes-XXXXXX")));
+    struct blobstore *bs = open_three();
+    uint64_t size = (9u << 20) + 12345;
+    char *data = malloc(size), *got = malloc(size);
+    for (uint64_t i = 0; i < size; i++)
+        data[i] = (char)(i * 2654435761u >> 13);
+    struct digest d;
+    struct err e = {0};
+    digest_of_buffer(DIGEST_SHA256, data, size, &d);
+    assert_int_equal(bs->ops->put(bs, &d, data, size, &e), 0);
+    unsigned now;
+    assert_int_equal(bs->ops->place(bs, &d, size, 3, "standard", &now, &e), 0);
+    read_stream(bs, &d, size, 0, size, got);
+    assert_memory_equal(got, data, size);
+    read_stream(bs, &d, size, (1u << 20) - 10, 8u << 20, got);
+    assert_memory_equal(got, data + (1u << 20) - 10, 8u << 20);
+    char path[512];
+    blob_path(1, &d, path, sizeof(path));
+    int fd = open(path, O_WRONLY);
+    assert_int_equal(pwrite(fd, "Z", 1, 5u << 20), 1); /* in the stripe v1 would serve */
+    close(fd);
+    read_stream(bs, &d, size, 0, size, got);
+    assert_memory_equal(got, data, size);
+    assert_false(exists(1, &d));
+    free(data);
+    free(got);
+    bs->ops->close(bs);
+    nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_choose_keeps_copies),
         cmocka_unit_test(test_parse_spec),
         cmocka_unit_test(test_store_copies),
+        cmocka_unit_test(test_striped_reads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
