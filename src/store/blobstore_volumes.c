@@ -12,6 +12,8 @@
  * place() (the copies pass, src/repl/copies.c, runs it every few seconds). */
 #include "blobstore_volumes.h"
 
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,7 @@ struct volume {
     struct blobstore_volume pub; /* name, class, zone: owned */
     char *path;
     struct blobstore *bs;        /* the filesystem store on path */
+    struct prefetcher *prefetch; /* reads stripes ahead (NULL with one volume) */
 };
 
 struct vol_store {
@@ -310,11 +313,116 @@ static const struct blobstore_volume *vol_volumes(struct blobstore *bs, size_t *
  * copy, so the page cache holds each byte once (as with one copy) while the disks share the
  * cold reads; a burst of pulls of one layer reads from all its volumes at once. */
 #define VOL_STRIPE (4u << 20)
+#define VOL_PREFETCH_QUEUE 32
+
+/* One reader thread per volume that reads stripes ahead into the page cache (readahead(2)
+ * blocks until they are read, in this thread, so the volumes work in parallel; a hint such
+ * as POSIX_FADV_WILLNEED was measured not to overlap under a blkio cap). Requests already
+ * queued or recently read are skipped: every concurrent reader asks for the same stripes. */
+struct prefetch_req {
+    int fd;
+    dev_t dev;
+    ino_t ino;
+    uint64_t off;
+};
+struct prefetcher {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool is_stopping;
+    struct prefetch_req q[VOL_PREFETCH_QUEUE]; /* queued, under mu */
+    size_t head, n;
+    struct prefetch_req recent[VOL_PREFETCH_QUEUE]; /* (fd unused) under mu */
+    size_t n_recent;
+};
+
+static bool is_same_req(const struct prefetch_req *a, const struct prefetch_req *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->off == b->off;
+}
+
+static void *prefetch_main(void *arg)
+{
+    struct prefetcher *pf = arg;
+    AZ(pthread_mutex_lock(&pf->mu));
+    for (;;) {
+        while (!pf->is_stopping && pf->n == 0)
+            AZ(pthread_cond_wait(&pf->cv, &pf->mu));
+        if (pf->is_stopping)
+            break;
+        struct prefetch_req r = pf->q[pf->head];
+        pf->head = (pf->head + 1) % VOL_PREFETCH_QUEUE;
+        pf->n--;
+        AZ(pthread_mutex_unlock(&pf->mu));
+        (void)readahead(r.fd, (off64_t)r.off, VOL_STRIPE);
+        close(r.fd);
+        AZ(pthread_mutex_lock(&pf->mu));
+    }
+    while (pf->n > 0) { /* stopping: drop what is queued */
+        close(pf->q[pf->head].fd);
+        pf->head = (pf->head + 1) % VOL_PREFETCH_QUEUE;
+        pf->n--;
+    }
+    AZ(pthread_mutex_unlock(&pf->mu));
+    return NULL;
+}
+
+/* Queues stripe off of fd (a dup is kept) unless it is queued or was read lately. */
+static void prefetch(struct prefetcher *pf, int fd, uint64_t off)
+{
+    struct stat st;
+    if (pf == NULL || fstat(fd, &st) != 0)
+        return;
+    struct prefetch_req r = {.fd = -1, .dev = st.st_dev, .ino = st.st_ino, .off = off};
+    AZ(pthread_mutex_lock(&pf->mu));
+    bool is_known = pf->n == VOL_PREFETCH_QUEUE;
+    for (size_t i = 0; i < pf->n_recent && !is_known; i++)
+        is_known = is_same_req(&pf->recent[i], &r);
+    if (!is_known) {
+        r.fd = dup(fd);
+        if (r.fd >= 0) {
+            pf->q[(pf->head + pf->n) % VOL_PREFETCH_QUEUE] = r;
+            pf->n++;
+            /* remembered as recent from now: the last VOL_PREFETCH_QUEUE requests */
+            memmove(&pf->recent[1], &pf->recent[0],
+                    (VOL_PREFETCH_QUEUE - 1) * sizeof(pf->recent[0]));
+            pf->recent[0] = r;
+            if (pf->n_recent < VOL_PREFETCH_QUEUE)
+                pf->n_recent++;
+            AZ(pthread_cond_signal(&pf->cv));
+        }
+    }
+    AZ(pthread_mutex_unlock(&pf->mu));
+}
+
+static struct prefetcher *prefetcher_start(void)
+{
+    struct prefetcher *pf = xcalloc(1, sizeof(*pf));
+    AZ(pthread_mutex_init(&pf->mu, NULL));
+    AZ(pthread_cond_init(&pf->cv, NULL));
+    AZ(pthread_create(&pf->thread, NULL, prefetch_main, pf));
+    return pf;
+}
+
+static void prefetcher_stop(struct prefetcher *pf)
+{
+    if (pf == NULL)
+        return;
+    AZ(pthread_mutex_lock(&pf->mu));
+    pf->is_stopping = true;
+    AZ(pthread_cond_signal(&pf->cv));
+    AZ(pthread_mutex_unlock(&pf->mu));
+    pthread_join(pf->thread, NULL);
+    pthread_mutex_destroy(&pf->mu);
+    pthread_cond_destroy(&pf->cv);
+    free(pf);
+}
 
 struct stripe_stream {
     int fd[VOL_MAX];
+    struct prefetcher *pf[VOL_MAX]; /* of the volume fd[i] is on */
     size_t n;
-    uint64_t pos, end;
+    uint64_t begin, pos, end;
 };
 
 static long stripe_read(void *arg, char *p, size_t max)
@@ -323,6 +431,13 @@ static long stripe_read(void *arg, char *p, size_t max)
     if (st->pos >= st->end)
         return 0;
     uint64_t k = st->pos / VOL_STRIPE;
+    if (st->pos == st->begin || st->pos % VOL_STRIPE == 0) {
+        /* Entering stripe k: ask the next n stripes' copies for their bytes now, so the
+         * other volumes read ahead while this one answers (readers in lockstep would
+         * otherwise all wait on one volume at a time). */
+        for (uint64_t j = k + 1; j <= k + st->n && j * VOL_STRIPE < st->end; j++)
+            prefetch(st->pf[j % st->n], st->fd[j % st->n], j * VOL_STRIPE);
+    }
     uint64_t stop = (k + 1) * VOL_STRIPE < st->end ? (k + 1) * VOL_STRIPE : st->end;
     size_t want = stop - st->pos < max ? (size_t)(stop - st->pos) : max;
     ssize_t got = pread(st->fd[k % st->n], p, want, (off_t)st->pos);
@@ -360,13 +475,14 @@ static int open_striped(struct vol_store *vs, const struct digest *d, uint64_t e
             blobstore_body_close(&b);
             continue;
         }
+        st->pf[st->n] = v->prefetch;
         st->fd[st->n++] = b.fd;
     }
     if (st->n < 2) {
         stripe_close(st);
         return 0;
     }
-    st->pos = offset;
+    st->begin = st->pos = offset;
     st->end = offset + length;
     *out = (struct blobstore_body){.kind = BLOBSTORE_BODY_STREAM, .fd = -1,
                                    .read = stripe_read, .close = stripe_close, .arg = st};
@@ -495,6 +611,7 @@ static void vol_close(struct blobstore *bs)
         return;
     struct vol_store *vs = vs_of(bs);
     for (size_t i = 0; i < vs->n; i++) {
+        prefetcher_stop(vs->vols[i].prefetch);
         if (vs->vols[i].bs)
             vs->vols[i].bs->ops->close(vs->vols[i].bs);
         free((char *)vs->vols[i].pub.name);
@@ -622,6 +739,8 @@ struct blobstore *blobstore_volumes_open(char *const *specs, size_t n, struct er
         if (v->bs == NULL)
             goto fail;
         vs->pub[i] = v->pub;
+        if (n > 1)
+            v->prefetch = prefetcher_start();
         log_info("blobstore", "volume %s: class %s%s%s", name, klass, zone[0] ? ", zone " : "",
                  zone);
     }
