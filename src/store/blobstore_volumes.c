@@ -315,16 +315,17 @@ static const struct blobstore_volume *vol_volumes(struct blobstore *bs, size_t *
 #define VOL_STRIPE (4u << 20)
 #define VOL_PREFETCH_QUEUE 32
 
-/* One reader thread per volume that reads stripes ahead into the page cache (readahead(2)
- * blocks until they are read, in this thread, so the volumes work in parallel; a hint such
- * as POSIX_FADV_WILLNEED was measured not to overlap under a blkio cap). Requests already
+/* One reader thread per volume that reads stripes ahead into the page cache (in this
+ * thread, so the volumes work in parallel while the client's reader waits on one). Requests already
  * queued or recently read are skipped: every concurrent reader asks for the same stripes. */
 struct prefetch_req {
     int fd;
     dev_t dev;
     ino_t ino;
     uint64_t off;
+    int64_t at_ms; /* when asked: a recent request is skipped for VOL_PREFETCH_RECENT_MS */
 };
+#define VOL_PREFETCH_RECENT_MS 1000
 struct prefetcher {
     pthread_t thread;
     pthread_mutex_t mu;
@@ -334,6 +335,7 @@ struct prefetcher {
     size_t head, n;
     struct prefetch_req recent[VOL_PREFETCH_QUEUE]; /* (fd unused) under mu */
     size_t n_recent;
+    char *scratch; /* VOL_COPY_CHUNK: where the prefetched bytes are read to */
 };
 
 static bool is_same_req(const struct prefetch_req *a, const struct prefetch_req *b)
@@ -354,7 +356,14 @@ static void *prefetch_main(void *arg)
         pf->head = (pf->head + 1) % VOL_PREFETCH_QUEUE;
         pf->n--;
         AZ(pthread_mutex_unlock(&pf->mu));
-        (void)readahead(r.fd, (off64_t)r.off, VOL_STRIPE);
+        /* Read for real: readahead(2) and WILLNEED only start the I/O, and under a blkio
+         * cap it did not overlap with the reader's own reads. */
+        for (uint64_t done = 0; done < VOL_STRIPE;) {
+            ssize_t got = pread(r.fd, pf->scratch, VOL_COPY_CHUNK, (off_t)(r.off + done));
+            if (got <= 0)
+                break;
+            done += (uint64_t)got;
+        }
         close(r.fd);
         AZ(pthread_mutex_lock(&pf->mu));
     }
@@ -373,11 +382,13 @@ static void prefetch(struct prefetcher *pf, int fd, uint64_t off)
     struct stat st;
     if (pf == NULL || fstat(fd, &st) != 0)
         return;
-    struct prefetch_req r = {.fd = -1, .dev = st.st_dev, .ino = st.st_ino, .off = off};
+    struct prefetch_req r = {.fd = -1, .dev = st.st_dev, .ino = st.st_ino, .off = off,
+                             .at_ms = util_mono_ns() / 1000000};
     AZ(pthread_mutex_lock(&pf->mu));
     bool is_known = pf->n == VOL_PREFETCH_QUEUE;
     for (size_t i = 0; i < pf->n_recent && !is_known; i++)
-        is_known = is_same_req(&pf->recent[i], &r);
+        is_known = is_same_req(&pf->recent[i], &r) &&
+                   r.at_ms - pf->recent[i].at_ms < VOL_PREFETCH_RECENT_MS;
     if (!is_known) {
         r.fd = dup(fd);
         if (r.fd >= 0) {
@@ -398,6 +409,7 @@ static void prefetch(struct prefetcher *pf, int fd, uint64_t off)
 static struct prefetcher *prefetcher_start(void)
 {
     struct prefetcher *pf = xcalloc(1, sizeof(*pf));
+    pf->scratch = xmalloc(VOL_COPY_CHUNK);
     AZ(pthread_mutex_init(&pf->mu, NULL));
     AZ(pthread_cond_init(&pf->cv, NULL));
     AZ(pthread_create(&pf->thread, NULL, prefetch_main, pf));
@@ -415,6 +427,7 @@ static void prefetcher_stop(struct prefetcher *pf)
     pthread_join(pf->thread, NULL);
     pthread_mutex_destroy(&pf->mu);
     pthread_cond_destroy(&pf->cv);
+    free(pf->scratch);
     free(pf);
 }
 
