@@ -217,8 +217,10 @@ struct blobstore *blobstore_open(const char *spec, const char *data_dir, struct 
 /* Opens a filesystem blobstore over volumes, each spec "NAME=PATH[,class=C][,zone=Z]"
  * (--volume; class defaults to "standard"). Upload sessions and quarantine live on the
  * first volume; a new blob lands there (or on the first volume of a class named by
- * place) and place() spreads its copies. Reads go to the copies in turn, and a copy found
- * bad or missing is served from a sibling and repaired from it. NULL with e set. */
+ * place) and place() spreads its copies. Large reads are striped over the good
+ * copies (a STREAM body), small ones go to the copies in turn; a copy found bad or
+ * missing is skipped, and the next place() or verify repairs it from a sibling. NULL with
+ * e set. */
 struct blobstore *blobstore_volumes_open(char *const *specs, size_t n, struct err *e);
 
 /* Opens the filesystem blobstore rooted at dir (created if missing); removes
