@@ -134,7 +134,7 @@ static void print_status(const struct cli *c, json_t *v, bool is_expanded)
     static const char *const head[] = {"repository:REPOSITORY", "reference:REFERENCE",
                                        "digest:DIGEST", "size:SIZE", NULL};
     static const char *const status_cols[] = {"region:REGION", "state:STATE",
-                                              "progress:PROGRESS",
+                                              "progress:PROGRESS", "replicas:REPLICAS",
                                               "bytesCopied:BYTES_COPIED",
                                               "bytesTotal:BYTES_TOTAL",
                                               "updatedAt:UPDATED", "details:DETAILS", NULL};

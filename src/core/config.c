@@ -25,6 +25,9 @@ static const struct option_def options[] = {
     {"blobstore", OPT_STRING, "where blobs are kept: a directory or file://DIR", "DATA"},
     {"metastore", OPT_STRING, "where metadata is kept: postgres://USER:PASS@HOST:PORT/DB",
      "SQLite in DATA/meta.db"},
+    {"volume", OPT_STRING,
+     "a volume blobs are kept on, NAME=PATH[,class=C][,zone=Z] (repeatable; replaces "
+     "--blobstore)", "(DATA)"},
     {"region", OPT_STRING, "name of this region, stamped on log lines and events", "local"},
     {"threads", OPT_UINT, "HTTP worker threads", "16"},
     {"upload-ttl", OPT_DURATION, "upload sessions expire after this long (e.g. 90s, 15m, 24h)",
@@ -149,6 +152,10 @@ void config_fini(struct config *cfg)
     FREE_AND_NULL(cfg->data_dir);
     FREE_AND_NULL(cfg->blobstore);
     FREE_AND_NULL(cfg->metastore);
+    for (size_t i = 0; i < cfg->n_volumes; i++)
+        free(cfg->volumes[i]);
+    FREE_AND_NULL(cfg->volumes);
+    cfg->n_volumes = 0;
     FREE_AND_NULL(cfg->region);
     FREE_AND_NULL(cfg->advertise);
     FREE_AND_NULL(cfg->registry_name);
@@ -282,6 +289,14 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
     case OPT_STRING: {
         if (strcmp(key, "region-location") == 0)
             return parse_location(cfg, value, e);
+        if (strcmp(key, "volume") == 0) { /* repeatable: each one adds a volume */
+            if (strchr(value, '=') == NULL)
+                return err_set(e, ERR_BAD_REQUEST,
+                               "volume: expected NAME=PATH[,class=C][,zone=Z], got \"%s\"", value);
+            cfg->volumes = xrealloc(cfg->volumes, (cfg->n_volumes + 1) * sizeof(char *));
+            cfg->volumes[cfg->n_volumes++] = xstrdup(value);
+            return 0;
+        }
         char **slot = strcmp(key, "data") == 0            ? &cfg->data_dir
                       : strcmp(key, "blobstore") == 0     ? &cfg->blobstore
                       : strcmp(key, "metastore") == 0     ? &cfg->metastore

@@ -28,6 +28,8 @@ struct config {
     char *data_dir;                /* default ./data */
     char *blobstore;               /* blobstore_open's spec; NULL: the store under data_dir */
     char *metastore;               /* metastore_open's spec; NULL: SQLite in data_dir/meta.db */
+    char **volumes;                /* --volume specs NAME=PATH[,class=C][,zone=Z], in order */
+    size_t n_volumes;              /* 0: one volume, the blobstore above */
     char *region;                  /* default "local" */
     unsigned threads;              /* HTTP worker threads, default 16 */
     int64_t upload_ttl_s;          /* upload sessions expire after this, default 86400 */

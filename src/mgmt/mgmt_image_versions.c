@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "copies.h"
 #include "authz.h"
 #include "image_catalog.h"
 #include "mgmt_api.h"
@@ -110,6 +111,37 @@ static json_t *status_summary(struct registry *reg, const char *repo, const stru
     }
     meta_status_free(rows, n_rows);
     return summary;
+}
+
+/* Volumes: this region's row counts the copies it holds on its volumes of the target's
+ * class ("copies", and "replicas": "2/3" against regionalReplicaCount): the fewest any
+ * blob of the version has. A store without volumes holds one copy of what is visible. */
+static void add_copies(struct registry *reg, const char *repo, const struct artifact *a,
+                       const json_t *record, json_t *summary)
+{
+    size_t i, j;
+    json_t *row, *t;
+    json_array_foreach(summary, i, row) {
+        if (strcmp(json_string_value(json_object_get(row, "region")), reg->cfg->region) != 0)
+            continue;
+        json_array_foreach(json_object_get(json_object_get(record, "publishingProfile"),
+                                           "targetRegions"), j, t) {
+            if (strcmp(json_string_value(json_object_get(t, "name")), reg->cfg->region) != 0)
+                continue;
+            json_int_t want = json_integer_value(json_object_get(t, "regionalReplicaCount"));
+            int have = 0;
+            if (a->is_visible) {
+                have = copies_of_manifest(reg, repo, &a->d,
+                                          json_string_value(json_object_get(t, "storageClass")));
+                if (have < 0)
+                    have = 1;
+            }
+            char text[48];
+            snprintf(text, sizeof(text), "%d/%lld", have, (long long)want);
+            json_object_set_new(row, "copies", json_integer(have));
+            json_object_set_new(row, "replicas", json_string(text));
+        }
+    }
 }
 
 /* Rows of the regions taken out of record's targets that have not reported Removed since:
@@ -355,6 +387,8 @@ static void show(struct http_req *req, const char *repo, const char *ref)
         http_reply_mgmt_err(req, &e);
         return;
     }
+    if (record != NULL)
+        add_copies(reg, repo, &a, record, summary);
     /* Aggregated over the targets; regions still deleting their copies are listed after. */
     const char *agg = aggregate(summary);
     if (record != NULL) {

@@ -1886,12 +1886,51 @@ static void copy_geo(json_t *to, const json_t *from)
     json_object_set_new(to, "longitude", json_real(lo));
 }
 
+/* Volumes: what a region advertises of its volumes in its record, {"class": count}, so
+ * that any region can check a replica count against it (image_catalog_world). Copied
+ * along with the coordinates by every writer of the record. */
+static void copy_volumes(json_t *to, const json_t *from)
+{
+    json_t *v = json_object_get(from, "volumes");
+    if (!json_is_object(v))
+        return;
+    json_t *out = json_object();
+    const char *k;
+    json_t *n;
+    json_object_foreach(v, k, n) {
+        if (json_is_integer(n) && json_integer_value(n) >= 1 && json_integer_value(n) <= 64 &&
+            strlen(k) <= 32)
+            json_object_set_new(out, k, json_integer(json_integer_value(n)));
+    }
+    json_object_set_new(to, "volumes", out);
+}
+
+static json_t *self_volumes(struct repl *r)
+{
+    struct blobstore *bs = r->reg->bs;
+    if (bs == NULL || bs->ops->volumes == NULL)
+        return NULL;
+    size_t n;
+    const struct blobstore_volume *v = bs->ops->volumes(bs, &n);
+    json_t *out = json_object();
+    for (size_t i = 0; i < n; i++) {
+        json_int_t k = json_integer_value(json_object_get(out, v[i].klass));
+        json_object_set_new(out, v[i].klass, json_integer(k + 1));
+    }
+    return out;
+}
+/* End of volumes. */
+
 json_t *repl_self_geo(struct repl *r)
 {
     const struct config *cfg = r->reg->cfg;
-    if (!cfg->has_location)
-        return json_object();
-    return json_pack("{s:f, s:f}", "latitude", cfg->latitude, "longitude", cfg->longitude);
+    json_t *out = cfg->has_location ? json_pack("{s:f, s:f}", "latitude", cfg->latitude,
+                                                "longitude", cfg->longitude)
+                                    : json_object();
+    json_t *vols = self_volumes(r);
+    if (vols)
+        json_object_set_new(out, "volumes", vols);
+    return out;
 }
 
 static json_t *replication_value(const char *location, const char *endpoint, const json_t *geo)
@@ -1899,6 +1938,7 @@ static json_t *replication_value(const char *location, const char *endpoint, con
     json_t *v = json_pack("{s:s, s:s, s:I}", "location", location, "endpoint", endpoint,
                           "createdMs", (json_int_t)util_now_ms());
     copy_geo(v, geo);
+    copy_volumes(v, geo);
     return v;
 }
 
@@ -1931,6 +1971,7 @@ int repl_start(struct repl *r, struct err *e)
         json_t *was = json_object();
         json_t *now = repl_self_geo(r);
         copy_geo(was, v);
+        copy_volumes(was, v);
         is_same = is_same && json_equal(was, now);
         json_decref(was);
         json_decref(now);

@@ -135,7 +135,9 @@ struct registry *registry_open(struct config *cfg, struct err *e)
         err_set(e, ERR_IO, "cannot create data directory");
         return NULL;
     }
-    struct blobstore *bs = blobstore_open(cfg->blobstore, cfg->data_dir, e);
+    struct blobstore *bs = cfg->n_volumes > 0
+                               ? blobstore_volumes_open(cfg->volumes, cfg->n_volumes, e)
+                               : blobstore_open(cfg->blobstore, cfg->data_dir, e);
     if (bs == NULL)
         return NULL;
     return registry_open_with(cfg, bs, e);

@@ -19,6 +19,7 @@
 #include "registry.h"
 #include "tls.h"
 #include "repl.h"
+#include "copies.h"
 #include "oci.h"
 #include "scrub.h"
 #include "secret.h"
@@ -175,6 +176,7 @@ int server_main(int argc, char **argv)
         goto out;
     }
     reg->scrub = scrub_start(reg);
+    reg->copies = copies_start(reg);
     atomic_store(&reg->is_ready, true);
 
     struct sweeper sw = {.reg = reg};
@@ -221,6 +223,8 @@ int server_main(int argc, char **argv)
     data_http = NULL;
     scrub_stop(reg->scrub);
     reg->scrub = NULL;
+    copies_stop(reg->copies);
+    reg->copies = NULL;
 
     AZ(pthread_mutex_lock(&sw.mu));
     sw.is_stopping = true;

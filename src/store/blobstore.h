@@ -156,6 +156,29 @@ typedef void blobstore_quarantined_f(struct blobstore *bs, struct blobstore_quar
                                      size_t *n);
 typedef void blobstore_close_f(struct blobstore *bs);
 
+/* Copies on volumes (optional: NULL in a backend that keeps one copy of each blob, which
+ * then counts as one volume of every class). A store over several volumes keeps a blob's
+ * copies on distinct volumes; blobstore_volumes.c is the filesystem one. */
+struct blobstore_volume {
+    const char *name;
+    const char *klass; /* storage class, a short lower-case word ("standard") */
+    const char *zone;  /* failure zone ("" when not given) */
+};
+/* The store's volumes (owned by the store, valid until close); *n set. */
+typedef const struct blobstore_volume *blobstore_volumes_f(struct blobstore *bs, size_t *n);
+/* Makes blob d (verified size expected_size) have exactly `copies` good copies on distinct
+ * volumes of class klass, spread across zones where it can: missing ones are copied from a
+ * good copy (re-verified against d as they are written), extra ones (of the class, and any
+ * outside it once the class holds `copies`) removed. copies is at least 1 and at most the
+ * class's volumes. ERR_BLOB_UNKNOWN when no good copy is left. *now: the copies in the class
+ * afterwards (may be NULL). */
+typedef int blobstore_place_f(struct blobstore *bs, const struct digest *d,
+                              uint64_t expected_size, unsigned copies, const char *klass,
+                              unsigned *now, struct err *e);
+/* How many volumes of class klass (NULL: any) hold a copy of d (not re-read). */
+typedef unsigned blobstore_copies_f(struct blobstore *bs, const struct digest *d,
+                                    const char *klass);
+
 struct blobstore_ops {
     const char *name;
     blobstore_upload_create_f *upload_create;
@@ -176,6 +199,9 @@ struct blobstore_ops {
     blobstore_remove_all_f *remove_all;
     blobstore_quarantined_f *quarantined;
     blobstore_close_f *close;
+    blobstore_volumes_f *volumes; /* these three: NULL without volumes */
+    blobstore_place_f *place;
+    blobstore_copies_f *copies;
 };
 
 struct blobstore {
@@ -187,6 +213,15 @@ struct blobstore {
  * Other schemes (s3://) are refused with ERR_UNSUPPORTED until a backend serves them.
  * NULL with e set on failure. */
 struct blobstore *blobstore_open(const char *spec, const char *data_dir, struct err *e);
+
+/* Opens a filesystem blobstore over volumes, each spec "NAME=PATH[,class=C][,zone=Z]"
+ * (--volume; class defaults to "standard"). Upload sessions and quarantine live on the
+ * first volume; a new blob lands there (or on the first volume of a class named by
+ * place) and place() spreads its copies. Large reads are striped over the good
+ * copies (a STREAM body), small ones go to the copies in turn; a copy found bad or
+ * missing is skipped, and the next place() or verify repairs it from a sibling. NULL with
+ * e set. */
+struct blobstore *blobstore_volumes_open(char *const *specs, size_t n, struct err *e);
 
 /* Opens the filesystem blobstore rooted at dir (created if missing); removes
  * leftover temporary files from a previous crash. NULL with e set on failure. */

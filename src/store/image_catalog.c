@@ -9,7 +9,8 @@
 #include "name.h"
 #include "util.h"
 
-/* Volumes do not exist yet: a region holds one copy of what it holds. */
+/* A region that advertises no volumes (the default store, or an older release) holds
+ * one copy of what it holds. */
 #define IMAGE_CATALOG_VOLUMES_PER_REGION 1
 
 int image_catalog_world(struct metastore *ms, const char *self_region, struct iv_world *w,
@@ -19,7 +20,6 @@ int image_catalog_world(struct metastore *ms, const char *self_region, struct iv
     memset(w, 0, sizeof(*w));
     if (ms->ops->object_list(ms, "replication", &keys, &values, e) != 0)
         return -1;
-    meta_name_list_fini(&values);
     bool has_self = false;
     for (size_t i = 0; i < keys.n; i++)
         has_self |= strcmp(keys.names[i], self_region) == 0;
@@ -28,7 +28,14 @@ int image_catalog_world(struct metastore *ms, const char *self_region, struct iv
     for (size_t i = 0; i < keys.n; i++) {
         r[i].name = keys.names[i]; /* owned: freed by world_fini */
         r[i].volumes = IMAGE_CATALOG_VOLUMES_PER_REGION;
+        json_error_t je;
+        json_t *rec = json_loads(values.names[i], 0, &je);
+        json_t *classes = json_object_get(rec, "volumes");
+        if (json_is_object(classes) && json_object_size(classes) > 0)
+            r[i].classes = json_incref(classes);
+        json_decref(rec);
     }
+    meta_name_list_fini(&values);
     if (!has_self) {
         r[keys.n].name = xstrdup(self_region);
         r[keys.n].volumes = IMAGE_CATALOG_VOLUMES_PER_REGION;
@@ -42,8 +49,10 @@ int image_catalog_world(struct metastore *ms, const char *self_region, struct iv
 
 void image_catalog_world_fini(struct iv_world *w)
 {
-    for (size_t i = 0; i < w->n_regions; i++)
+    for (size_t i = 0; i < w->n_regions; i++) {
         free((char *)w->regions[i].name);
+        json_decref(w->regions[i].classes);
+    }
     free((void *)w->regions);
     memset(w, 0, sizeof(*w));
 }

@@ -143,15 +143,22 @@ static bool is_text(const json_t *v)
     return json_is_string(v) && json_string_length(v) <= IV_TEXT_MAX;
 }
 
-static int check_count(const struct iv_world *w, const char *region, json_int_t n, struct err *e)
+/* Volumes: a count must fit the region's volumes of the class (what its record
+ * advertises; a region that advertises none has one volume, of any class). */
+static int check_count(const struct iv_world *w, const char *region, json_int_t n,
+                       const char *klass, struct err *e)
 {
     const struct iv_region *r = region_of(w, region);
     if (n < 1)
         return err_set(e, ERR_BAD_REQUEST, "regionalReplicaCount of %s must be at least 1", region);
-    if (n > r->volumes)
+    int have = r->volumes;
+    if (r->classes != NULL)
+        have = (int)json_integer_value(json_object_get(r->classes, klass ? klass : ""));
+    if (n > have)
         return err_set(e, ERR_BAD_REQUEST,
-                       "regionalReplicaCount of %s is %lld but the region has %d volume%s", region,
-                       (long long)n, r->volumes, r->volumes == 1 ? "" : "s");
+                       "regionalReplicaCount of %s is %lld but the region has %d volume%s of "
+                       "class %s", region, (long long)n, have, have == 1 ? "" : "s",
+                       klass ? klass : "(none)");
     return 0;
 }
 
@@ -211,12 +218,12 @@ static json_t *target_parse(const json_t *v, const struct iv_world *w, json_int_
                 name);
         return NULL;
     }
-    if (check_count(w, name, count, e) != 0)
-        return NULL;
     if (!is_class_name(klass)) {
         err_set(e, ERR_BAD_REQUEST, "bad storage class for %s", name);
         return NULL;
     }
+    if (check_count(w, name, count, klass, e) != 0)
+        return NULL;
     return json_pack("{s:s, s:I, s:s, s:b}", "name", name, "regionalReplicaCount", count,
                      "storageClass", klass, "excludeFromLatest", is_excluded);
 }
@@ -340,7 +347,7 @@ json_t *iv_definition_new(const char *repo, const json_t *body, const struct iv_
         goto fail;
     /* With no list, every region is a target: the count must fit each of them. */
     for (size_t i = 0; !targets && i < w->n_regions; i++) {
-        if (check_count(w, w->regions[i].name, count, e) != 0)
+        if (check_count(w, w->regions[i].name, count, klass, e) != 0)
             goto fail;
     }
     char now[40];
@@ -531,7 +538,7 @@ static int apply(json_t *rec, const json_t *flat, bool is_new, const struct iv_w
     {
         const char *name = json_string_value(json_object_get(t, "name"));
         if (check_count(w, name, json_integer_value(json_object_get(t, "regionalReplicaCount")),
-                        e) != 0)
+                        json_string_value(json_object_get(t, "storageClass")), e) != 0)
             goto fail;
     }
     if (count < 1) {
@@ -544,7 +551,7 @@ static int apply(json_t *rec, const json_t *flat, bool is_new, const struct iv_w
                     "%s is the source region of this version and always a target", source);
             goto fail;
         }
-        if (check_count(w, source, count, e) != 0)
+        if (check_count(w, source, count, klass, e) != 0)
             goto fail;
         json_t *src = json_pack("{s:s, s:I, s:s, s:b}", "name", source, "regionalReplicaCount",
                                 count, "storageClass", klass, "excludeFromLatest", 0);

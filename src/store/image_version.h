@@ -48,6 +48,7 @@ int iv_date_parse(const char *s, int64_t *ms);
 struct iv_region {
     const char *name;
     int volumes;
+    json_t *classes; /* {"class": volumes} the region advertises; NULL: `volumes` of any class */
 };
 struct iv_world {
     const struct iv_region *regions;

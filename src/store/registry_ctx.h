@@ -29,6 +29,7 @@ struct registry {
     struct webhook_worker *webhooks; /* webhook.c: the delivery worker */
     struct repl *repl;
     struct scrub *scrub;             /* scrub.c: background verification of stored blobs */
+    struct copies *copies;           /* copies.c: replica counts on volumes (NULL: none) */
     /* Blob commits hold it shared, garbage collection of a blob's bytes holds it
      * exclusive, so a blob being re-pushed is never removed under the new link. */
     pthread_rwlock_t gc_lock;

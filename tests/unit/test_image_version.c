@@ -14,7 +14,7 @@
 
 #include "image_version.h"
 
-static const struct iv_region regions[] = {{"eastus", 1}, {"westus", 1}, {"westeurope", 1}};
+static const struct iv_region regions[] = {{"eastus", 1, NULL}, {"westus", 1, NULL}, {"westeurope", 1, NULL}};
 static const struct iv_world world = {regions, 3, 1764000000000};
 
 static void test_version_table(void **state)
@@ -160,6 +160,37 @@ static void test_profile_defaults(void **state)
     json_decref(b2);
     json_decref(def);
     json_decref(body);
+}
+
+/* Counts fit the volumes of the requested class a region advertises. */
+static void test_counts_by_class(void **state)
+{
+    (void)state;
+    json_t *classes = parse("{\"standard\":3,\"premium\":1}");
+    struct iv_region vr[] = {{"eastus", 1, classes}, {"westus", 1, NULL}};
+    struct iv_world vw = {vr, 2, 1764000000000};
+    static const struct {
+        const char *target;
+        bool is_ok;
+    } cases[] = {
+        {"eastus=3", true},          {"eastus=3=standard", true}, {"eastus=4", false},
+        {"eastus=1=premium", true}, {"eastus=2=premium", false}, {"eastus=1=archive", false},
+        {"westus=1=premium", true}, {"westus=2", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"targetRegions\":[\"%s\"]}", cases[i].target);
+        json_t *b = parse(body);
+        struct err e = {0};
+        const char *source = strncmp(cases[i].target, "eastus", 6) == 0 ? "eastus" : "westus";
+        json_t *rec = iv_profile_new("golden/base", "1.0.0", source, NULL, b, &vw, &e);
+        if (cases[i].is_ok != (rec != NULL))
+            fail_msg("%s: expected %s (%s)", cases[i].target, cases[i].is_ok ? "ok" : "refusal",
+                     e.code ? err_message(&e) : "accepted");
+        json_decref(rec);
+        json_decref(b);
+    }
+    json_decref(classes);
 }
 
 /* Each bad body is refused with code and the record is not changed. */
@@ -472,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_aggregate),
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_referrer_tags_and_shallow),
+        cmocka_unit_test(test_counts_by_class),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,142 @@
+"""Volumes and replica counts (docs/image-versions.md, "Replica counts and storage classes"):
+a region started with --volume keeps each image version's blobs on regionalReplicaCount
+distinct volumes of the version's storage class; counts above the region's volumes of that
+class are refused (each region advertises its volumes in its replicated record); copies are
+made when content arrives (push or replication) and when a count is raised, removed when it
+is lowered; pulls keep working with one volume's files deleted or damaged, and the lost
+copies are repaired from a sibling volume. The volumes here are plain directories.
+
+Harness: regions.py (`meridian serve` processes r1, r2).
+"""
+
+import glob
+import os
+
+from regions import wait_for, unique_repo
+
+pytest_plugins = ["geo_plugin"]
+
+VOLUMES = ("v0", "v1", "v2")
+
+
+def volume_args(root):
+    """r<n> gets three standard volumes in zones a, b, c and one premium volume."""
+    def args(n):
+        out = []
+        for i, v in enumerate(VOLUMES):
+            out += ["--volume", "%s=%s/r%d/%s,zone=%s" % (v, root, n, v, "abc"[i])]
+        out += ["--volume", "fast=%s/r%d/fast,class=premium,zone=a" % (root, n)]
+        return out
+    return args
+
+
+def blob_file(root, n, volume, digest):
+    hexd = digest.split(":", 1)[1]
+    return os.path.join(root, "r%d" % n, volume, "blobs", "sha256", hexd[:2], hexd)
+
+
+def holders(root, n, digest):
+    return [v for v in VOLUMES + ("fast",) if os.path.exists(blob_file(root, n, v, digest))]
+
+
+def show(region, repo, ver):
+    r = region.api("GET", "image-versions", params={"repository": repo, "reference": ver})
+    assert r.status_code == 200, (r.status_code, r.text)
+    return r.json()
+
+
+def row(doc, region):
+    return [s for s in doc["replicationStatus"]["summary"] if s["region"] == region][0]
+
+
+def update(region, repo, ver, body):
+    return region.api("PATCH", "image-versions",
+                      params={"repository": repo, "reference": ver}, json=body)
+
+
+def test_replica_counts_on_volumes(geo, tmp_path):
+    root = str(tmp_path)
+    cluster = geo(2, region_args=volume_args(root))
+    r1, r2 = cluster
+    repo = unique_repo("golden")
+    r = r1.api("POST", "image-definitions", params={"repository": repo},
+               json={"defaultTargetRegions": ["r1=1", "r2=3"]})
+    assert r.status_code == 201, r.text
+
+    # the push lands in r1 (one copy), replication brings it to r2: three copies, one per
+    # standard volume (zones a, b, c), none on the premium volume
+    img = r1.oci().push_image(repo, "1.0.0", layers=2, layer_size=256 * 1024)
+    blobs = sorted(img.blobs)
+    wait_for(lambda: all(holders(root, 2, d) == list(VOLUMES) for d in blobs), 60,
+             "three copies of each blob in r2")
+    assert all(len(holders(root, 1, d)) == 1 for d in blobs), [holders(root, 1, d) for d in blobs]
+    doc = wait_for(lambda: (lambda d: d if row(d, "r2").get("replicas") == "3/3" else None)(
+        show(r2, repo, "1.0.0")), 30, "r2 reports 3/3")
+    assert row(doc, "r2")["copies"] == 3, doc
+    assert row(show(r1, repo, "1.0.0"), "r1")["replicas"] == "1/1"
+    p = r2.cli("image-version", "show", "%s:1.0.0" % repo, "--expand", "replication-status")
+    assert "3/3" in p.stdout, p.stdout
+
+    # a count above the region's volumes of the class is refused and changes nothing
+    before = show(r1, repo, "1.0.0")["publishingProfile"]
+    for body in ({"addRegions": ["r2=4"]}, {"addRegions": ["r2=2=premium"]},
+                 {"addRegions": ["r2=1=archive"]}):
+        r = update(r1, repo, "1.0.0", body)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "BAD_REQUEST", r.text
+        assert "volume" in r.json()["error"]["message"], r.text
+    assert show(r1, repo, "1.0.0")["publishingProfile"] == before
+
+    # one volume's files deleted, another's damaged: pulls keep serving the right bytes,
+    # and both are repaired from a sibling volume (r2 never asks r1)
+    for d in blobs:
+        os.unlink(blob_file(root, 2, "v1", d))
+        with open(blob_file(root, 2, "v2", d), "r+b") as f:
+            f.write(b"\0garbage")
+    oci2 = r2.oci()
+    for d in blobs:
+        for _ in range(len(VOLUMES)):  # consecutive reads start on each volume in turn
+            assert oci2.get_blob(repo, d) == img.blobs[d]
+    wait_for(lambda: all(holders(root, 2, d) == list(VOLUMES) for d in blobs), 60,
+             "lost copies repaired in r2")
+    for d in blobs:
+        for v in VOLUMES:
+            with open(blob_file(root, 2, v, d), "rb") as f:
+                assert f.read() == img.blobs[d], (v, d)
+    assert glob.glob(os.path.join(root, "r2", "v2", "quarantine", "*")), "damaged copy kept"
+    assert "copied blob" in r2.log_text()
+
+    # lowering removes the extra copies; raising in r1 makes new ones there
+    r = update(r1, repo, "1.0.0", {"addRegions": ["r2=1", "r1=2"]})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: all(len(holders(root, 2, d)) == 1 for d in blobs), 60,
+             "one copy left in r2")
+    wait_for(lambda: all(len(holders(root, 1, d)) == 2 for d in blobs), 60,
+             "two copies in r1")
+    wait_for(lambda: row(show(r2, repo, "1.0.0"), "r2").get("replicas") == "1/1", 30,
+             "r2 reports 1/1")
+    for d in blobs:
+        assert oci2.get_blob(repo, d) == img.blobs[d]
+
+    # the premium class: one copy, on the premium volume only
+    r = update(r1, repo, "1.0.0", {"addRegions": ["r2=1=premium"]})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: all(holders(root, 2, d) == ["fast"] for d in blobs), 60,
+             "the copy moved to the premium volume in r2")
+
+    # a plain repository's blobs are kept once
+    plain = r1.oci().push_image(unique_repo("plain"), "v1", layers=1, layer_size=4096)
+    for d in plain.blobs:
+        assert len(holders(root, 1, d)) == 1
+
+
+def test_without_volumes_one_copy(geo):
+    """The default store (the data directory) is one volume: counts above 1 are refused,
+    and the status counts the one copy."""
+    cluster = geo(1)
+    r1 = cluster[0]
+    repo = unique_repo("golden")
+    r1.cli("image-definition", "create", repo)
+    r1.oci().push_image(repo, "1.0.0", layers=1, layer_size=1024)
+    assert row(show(r1, repo, "1.0.0"), "r1")["replicas"] == "1/1"
+    r = update(r1, repo, "1.0.0", {"addRegions": ["r1=2"]})
+    assert r.status_code == 400 and "volume" in r.json()["error"]["message"], r.text
