@@ -21,6 +21,7 @@
 #include "repl.h"
 #include "oci.h"
 #include "scrub.h"
+#include "gc.h"
 #include "secret.h"
 #include "util.h"
 
@@ -175,6 +176,7 @@ int server_main(int argc, char **argv)
         goto out;
     }
     reg->scrub = scrub_start(reg);
+    reg->gc = gc_start(reg);
     atomic_store(&reg->is_ready, true);
 
     struct sweeper sw = {.reg = reg};
@@ -221,6 +223,8 @@ int server_main(int argc, char **argv)
     data_http = NULL;
     scrub_stop(reg->scrub);
     reg->scrub = NULL;
+    gc_stop(reg->gc);
+    reg->gc = NULL;
 
     AZ(pthread_mutex_lock(&sw.mu));
     sw.is_stopping = true;

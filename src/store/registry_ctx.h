@@ -19,6 +19,7 @@ struct authz;
 struct webhook_worker;
 struct repl;
 struct scrub;
+struct gc;
 
 struct registry {
     struct config *cfg;
@@ -29,6 +30,7 @@ struct registry {
     struct webhook_worker *webhooks; /* webhook.c: the delivery worker */
     struct repl *repl;
     struct scrub *scrub;             /* scrub.c: background verification of stored blobs */
+    struct gc *gc;                   /* gc.c: online garbage collection of blobs */
     /* Blob commits hold it shared, garbage collection of a blob's bytes holds it
      * exclusive, so a blob being re-pushed is never removed under the new link. */
     pthread_rwlock_t gc_lock;

@@ -1,0 +1,70 @@
+/* /_meridian/v1/gc: GET the collector's state; POST gc/run runs a whole pass now
+ * (?dry_run=true: decides and lists, deletes nothing) and answers what went.
+ * /_meridian/v1/storage: bytes held here per repository, unique and shared.
+ * Admin only (authz.c). */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "gc.h"
+#include "mgmt_api.h"
+#include "registry_ctx.h"
+
+static struct gc *gc_of(struct http_req *req)
+{
+    return atomic_load(&req->reg->is_ready) ? req->reg->gc : NULL;
+}
+
+void mgmt_gc_show(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct gc *g = gc_of(req);
+    if (g == NULL) {
+        mgmt_reply_error(req, ERR_UNAVAILABLE, "the garbage collector is not running");
+        return;
+    }
+    mgmt_reply_json(req, 200, gc_status_json(g));
+}
+
+void mgmt_gc_run(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct gc *g = gc_of(req);
+    if (g == NULL) {
+        mgmt_reply_error(req, ERR_UNAVAILABLE, "the garbage collector is not running");
+        return;
+    }
+    const char *dry = http_req_query(req, "dry_run");
+    if (dry != NULL && strcmp(dry, "true") != 0 && strcmp(dry, "false") != 0) {
+        mgmt_reply_error(req, ERR_BAD_REQUEST, "dry_run: expected true or false");
+        return;
+    }
+    struct err e = {0};
+    json_t *out = gc_run(g, dry != NULL && strcmp(dry, "true") == 0, &e);
+    if (out == NULL) {
+        mgmt_reply_error(req, e.code, "%s", err_message(&e));
+        return;
+    }
+    mgmt_reply_json(req, 200, out);
+}
+
+void mgmt_storage_show(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct meta_usage_list u = {0};
+    struct err e = {0};
+    if (req->reg->ms->ops->storage_usage(req->reg->ms, &u, &e) != 0) {
+        mgmt_reply_error(req, e.code, "%s", err_message(&e));
+        return;
+    }
+    json_t *repos = json_array();
+    for (size_t i = 0; i < u.n; i++)
+        json_array_append_new(
+            repos, json_pack("{s:s,s:I,s:I,s:I}", "repository", u.items[i].repo, "unique_bytes",
+                             (json_int_t)u.items[i].unique_bytes, "shared_bytes",
+                             (json_int_t)u.items[i].shared_bytes, "blobs",
+                             (json_int_t)u.items[i].n_blobs));
+    json_t *out = json_pack("{s:s,s:I,s:o}", "region", req->reg->cfg->region, "total_bytes",
+                            (json_int_t)u.total_bytes, "repositories", repos);
+    meta_usage_list_fini(&u);
+    mgmt_reply_json(req, 200, out);
+}
