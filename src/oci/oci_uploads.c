@@ -181,9 +181,16 @@ static bool try_mount(struct http_req *req)
     /* Mounting reads the source: without pull on it, fall back to an upload. */
     if (!authz_can(req, from, AUTH_PERM_PULL, true))
         return false;
-    if (reg->ms->ops->blob_get(reg->ms, from, &d, &size, &e) != 0)
+    /* Shared gc_lock: the collector cannot delete the source's blob between the look-up
+     * and the new link (which restarts its grace). */
+    AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+    int rc = reg->ms->ops->blob_get(reg->ms, from, &d, &size, &e);
+    if (rc == 0)
+        rc = reg->ms->ops->blob_link(reg->ms, req->repo, &d, size, &e) != 0 ? 1 : 0;
+    AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    if (rc < 0)
         return false;
-    if (reg->ms->ops->blob_link(reg->ms, req->repo, &d, size, &e) != 0) {
+    if (rc > 0) {
         http_reply_err(req, &e);
         return true;
     }
