@@ -205,6 +205,22 @@ static void render_metrics(void *arg, struct buf *out)
                n_queued, n_due, g->blobs_reclaimed, g->bytes_reclaimed, g->errors,
                (double)g->last_run_ms / 1000.0);
     AZ(pthread_mutex_unlock(&g->mu));
+    /* Storage accounting: one query over the links per scrape (a join of repo_blobs). */
+    struct meta_usage_list u = {0};
+    if (g->reg->ms->ops->storage_usage(g->reg->ms, &u, &e) != 0)
+        return;
+    buf_printf(out, "# HELP meridian_storage_bytes Bytes of the blobs held here per repository: "
+                    "unique to it, or shared with others.\n# TYPE meridian_storage_bytes gauge\n");
+    for (size_t i = 0; i < u.n; i++)
+        buf_printf(out,
+                   "meridian_storage_bytes{repository=\"%s\",kind=\"unique\"} %" PRId64 "\n"
+                   "meridian_storage_bytes{repository=\"%s\",kind=\"shared\"} %" PRId64 "\n",
+                   u.items[i].repo, u.items[i].unique_bytes, u.items[i].repo,
+                   u.items[i].shared_bytes);
+    buf_printf(out, "# HELP meridian_storage_total_bytes Bytes of every blob held here, once.\n"
+                    "# TYPE meridian_storage_total_bytes gauge\nmeridian_storage_total_bytes %" PRId64
+                    "\n", u.total_bytes);
+    meta_usage_list_fini(&u);
 }
 
 static void *gc_main(void *arg)
