@@ -2,7 +2,8 @@
  * review queue and decides each in its own short transaction (ms gc_collect), deleting
  * the file of a blob found orphaned while still holding gc_lock for writing, so that no
  * upload commit or fetch can link that digest between the decision and the removal.
- * Pushes and pulls are never blocked for longer than one blob's decision.
+ * Digests are decided GC_GROUP at a time (one transaction, one sync): pushes' commits wait
+ * at most for one group's decision and removals.
  *
  *   idle --(gc_interval elapsed)--> tick (<= GC_BATCH blobs) --> idle
  *   gc_run (management API) --> a whole pass, same code, serialized with ticks
@@ -52,32 +53,37 @@ static bool is_stopping(struct gc *g)
     return v;
 }
 
-/* Decides one digest; 1 if its bytes went (or would go), 0 if kept, -1 on error. */
-static int collect_one(struct gc *g, const char *digest, int64_t cutoff, bool is_dry_run,
-                       int64_t *size)
+/* Decides n digests in one transaction; is_orphan[i] says which went (or would go). The
+ * files go before the lock is released. -1 on error (nothing decided). */
+static int collect_group(struct gc *g, const char *const *digests, size_t n, int64_t cutoff,
+                         bool is_dry_run, bool *is_orphan, int64_t *sizes)
 {
     struct registry *reg = g->reg;
-    struct digest d;
     struct err e = {0};
-    bool is_orphan = false;
     if (!is_dry_run)
         AZ(pthread_rwlock_wrlock(&reg->gc_lock));
-    int rc = reg->ms->ops->gc_collect(reg->ms, digest, cutoff, is_dry_run, &is_orphan, size, &e);
-    if (rc == 0 && is_orphan && !is_dry_run) {
-        if (digest_parse(digest, strlen(digest), &d, &e) == 0)
+    int rc = reg->ms->ops->gc_collect(reg->ms, digests, n, cutoff, is_dry_run, is_orphan, sizes,
+                                      &e);
+    for (size_t i = 0; rc == 0 && !is_dry_run && i < n; i++) {
+        struct digest d;
+        struct err pe = {0};
+        if (!is_orphan[i])
+            continue;
+        if (digest_parse(digests[i], strlen(digests[i]), &d, &pe) == 0)
             reg->bs->ops->remove(reg->bs, &d);
         else
-            log_warn("gc", "queued digest %s is not a digest: record dropped, no file", digest);
+            log_warn("gc", "queued digest %s is not a digest: record dropped, no file", digests[i]);
     }
     if (!is_dry_run)
         AZ(pthread_rwlock_unlock(&reg->gc_lock));
     if (rc != 0) {
-        log_warn("gc", "failed to collect %s: %s", digest, err_message(&e));
+        log_warn("gc", "failed to collect %zu blobs from %s: %s", n, digests[0], err_message(&e));
         return -1;
     }
-    if (is_orphan && !is_dry_run)
-        log_info("gc", "deleted blob %s (%" PRId64 " bytes)", digest, *size);
-    return is_orphan ? 1 : 0;
+    for (size_t i = 0; !is_dry_run && i < n; i++)
+        if (is_orphan[i])
+            log_info("gc", "deleted blob %s (%" PRId64 " bytes)", digests[i], sizes[i]);
+    return 0;
 }
 
 /* Reviews the due digests, at most max of them (0: all); appends what goes to blobs
@@ -102,18 +108,24 @@ static void pass(struct gc *g, bool is_dry_run, size_t max, json_t *blobs, uint6
             (*n_errors)++;
             break;
         }
-        for (size_t i = 0; i < due.n && !is_stopping(g); i++) {
-            int64_t size = 0;
-            int rc = collect_one(g, due.names[i], cutoff, is_dry_run, &size);
-            (*n_reviewed)++;
-            if (rc < 0) {
+        for (size_t i = 0; i < due.n && !is_stopping(g); i += GC_GROUP) {
+            size_t n = due.n - i < GC_GROUP ? due.n - i : GC_GROUP;
+            bool is_orphan[GC_GROUP];
+            int64_t sizes[GC_GROUP];
+            *n_reviewed += n;
+            if (collect_group(g, (const char *const *)due.names + i, n, cutoff, is_dry_run,
+                              is_orphan, sizes) != 0) {
                 (*n_errors)++;
-            } else if (rc == 1) {
+                continue;
+            }
+            for (size_t j = 0; j < n; j++) {
+                if (!is_orphan[j])
+                    continue;
                 (*n_reclaimed)++;
-                *n_bytes += (uint64_t)size;
+                *n_bytes += (uint64_t)sizes[j];
                 if (blobs != NULL)
-                    json_array_append_new(blobs, json_pack("{s:s,s:I}", "digest", due.names[i],
-                                                           "size", (json_int_t)size));
+                    json_array_append_new(blobs, json_pack("{s:s,s:I}", "digest", due.names[i + j],
+                                                           "size", (json_int_t)sizes[j]));
             }
         }
         bool is_more = due.has_more && due.n > 0;

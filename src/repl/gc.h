@@ -1,7 +1,7 @@
 /* The garbage collector: a background thread that, every --gc-interval, reviews at most
  * GC_BATCH blobs of the metastore's review queue whose last change is older than
  * --gc-grace, and deletes those no manifest held here references and no repository links
- * (metastore.h, ms_gc_collect_f). Each blob is decided and its file removed under the
+ * (metastore.h, ms_gc_collect_f). Each group of blobs is decided and its files removed under the
  * registry's gc_lock held for writing, which upload commits and replication fetches hold
  * for reading while they store and link a blob: a blob is either linked again before its
  * review (and kept) or stored again after it. Peers reading a file being removed keep
@@ -17,7 +17,8 @@
 struct registry;
 struct gc;
 
-#define GC_BATCH 64 /* blobs reviewed per tick: bounds the work and the lock time */
+#define GC_BATCH 256 /* blobs reviewed per tick: bounds the work of a tick */
+#define GC_GROUP 32  /* blobs decided per transaction and gc_lock hold: bounds a wait */
 
 /* Starts the collector of reg (which must outlive it); with gc_grace_s 0 it only
  * reports. */

@@ -5,8 +5,9 @@
  * repository while linked to it (repo_blobs). The schema's triggers (schema/sqlite/
  * v5_gc.sql) put a digest in gc_queue whenever one of its references goes or a link is
  * added, stamped with that time; the collector reviews only queued digests whose stamp
- * is older than the grace period, one short write transaction each, so it never holds
- * the writer for long and its work per tick is bounded by the number it asks for.
+ * is older than the grace period, a few at a time in one short write transaction (one
+ * sync for the lot), so it never holds the writer for long and its work per tick is
+ * bounded by the number it asks for.
  *
  * Everything here is local to the region: no event is logged. Links are not part of
  * the replicated state (anti-entropy's digests cover manifests and tags), and the bytes
@@ -64,47 +65,58 @@ static int one_int(struct sq_conn *c, const char *sql, const char *digest, int64
     return rc == SQL_ROW;
 }
 
-int sq_gc_collect(struct metastore *ms, const char *digest, int64_t cutoff_ms, bool is_dry_run,
-                  bool *is_orphan, int64_t *size_bytes, struct err *e)
+/* Reviews one digest inside the caller's transaction. */
+static int review(struct sq_conn *c, const char *digest, int64_t cutoff_ms, bool *is_orphan,
+                  int64_t *size_bytes, struct err *e)
 {
     *is_orphan = false;
     *size_bytes = 0;
-    struct sq_conn *c = sq_conn_of(ms, e);
-    if (c == NULL || sq_tx_begin(c, true, e) != 0)
-        return -1;
     int64_t queued_ms = 0;
     int rc = one_int(c, "SELECT queued_ms FROM gc_queue WHERE digest = ?1", digest, &queued_ms, e);
     if (rc < 0)
-        goto fail;
+        return -1;
     /* Gone from the queue or changed since it was listed: a later review decides. */
-    if (rc == 0 || queued_ms > cutoff_ms) {
-        sq_tx_rollback(c);
+    if (rc == 0 || queued_ms > cutoff_ms)
         return 0;
-    }
     if (sq_run_exec(c, stale_links_sql, e, "t", digest) != 0)
-        goto fail;
+        return -1;
     int is_needed = one_int(c, needed_anywhere_sql, digest, NULL, e);
-    int is_linked = is_needed ? 1 : one_int(c, "SELECT 1 FROM repo_blobs WHERE digest = ?1", digest, NULL, e);
-    if (is_needed < 0 || is_linked < 0)
-        goto fail;
+    if (is_needed < 0)
+        return -1;
+    int is_linked =
+        is_needed ? 1 : one_int(c, "SELECT 1 FROM repo_blobs WHERE digest = ?1", digest, NULL, e);
+    if (is_linked < 0)
+        return -1;
     if (!is_needed && !is_linked) {
         rc = one_int(c, "SELECT size FROM blobs WHERE digest = ?1", digest, size_bytes, e);
         if (rc < 0)
-            goto fail;
+            return -1;
         /* A child manifest's digest is queued too; it has no blob record. */
         *is_orphan = rc == 1;
         if (*is_orphan && sq_run_exec(c, "DELETE FROM blobs WHERE digest = ?1", e, "t", digest) != 0)
-            goto fail;
+            return -1;
     }
-    if (sq_run_exec(c, "DELETE FROM gc_queue WHERE digest = ?1", e, "t", digest) != 0)
-        goto fail;
+    return sq_run_exec(c, "DELETE FROM gc_queue WHERE digest = ?1", e, "t", digest);
+}
+
+int sq_gc_collect(struct metastore *ms, const char *const *digests, size_t n, int64_t cutoff_ms,
+                  bool is_dry_run, bool *is_orphan, int64_t *size_bytes, struct err *e)
+{
+    memset(is_orphan, 0, n * sizeof(*is_orphan));
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL || sq_tx_begin(c, true, e) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (review(c, digests[i], cutoff_ms, &is_orphan[i], &size_bytes[i], e) != 0)
+            goto fail;
     if (is_dry_run) {
         sq_tx_rollback(c);
         return 0;
     }
-    return sq_tx_commit(c, e);
+    if (sq_tx_commit(c, e) == 0)
+        return 0;
 fail:
-    *is_orphan = false;
+    memset(is_orphan, 0, n * sizeof(*is_orphan));
     sq_tx_rollback(c);
     return -1;
 }

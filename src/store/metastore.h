@@ -428,14 +428,14 @@ typedef int ms_blob_lost_f(struct metastore *ms, const struct digest *d, size_t 
  * `after` (NULL: from the start), at most max. */
 typedef int ms_gc_due_f(struct metastore *ms, int64_t cutoff_ms, const char *after, size_t max,
                         struct meta_name_list *out, struct err *e);
-/* Reviews one queued digest in one short transaction (is_dry_run: rolled back): if its
- * last change is still at or before cutoff_ms, drops its links from repositories whose
- * manifests (pending or visible) do not reference it, and when no link and no such
- * manifest is left, its blob record: *is_orphan, with *size_bytes, says its bytes may go.
- * The queue row goes either way (a later change queues it again). */
-typedef int ms_gc_collect_f(struct metastore *ms, const char *digest, int64_t cutoff_ms,
-                            bool is_dry_run, bool *is_orphan, int64_t *size_bytes,
-                            struct err *e);
+/* Reviews n queued digests in one short transaction (is_dry_run: rolled back): for each
+ * whose last change is still at or before cutoff_ms, drops its links from repositories
+ * whose manifests (pending or visible) do not reference it, and when no link and no such
+ * manifest is left, its blob record: is_orphan[i], with size_bytes[i], says its bytes
+ * may go. Reviewed queue rows go either way (a later change queues the digest again). */
+typedef int ms_gc_collect_f(struct metastore *ms, const char *const *digests, size_t n,
+                            int64_t cutoff_ms, bool is_dry_run, bool *is_orphan,
+                            int64_t *size_bytes, struct err *e);
 /* Rows in the queue, and those of them due at cutoff_ms. */
 typedef int ms_gc_queue_length_f(struct metastore *ms, int64_t cutoff_ms, int64_t *n_queued,
                                  int64_t *n_due, struct err *e);

@@ -95,7 +95,9 @@ static int collect(struct metastore *ms, const char *text, int64_t cutoff, bool 
     int64_t size = -1;
     struct err e = {0};
     blob(text, &d);
-    assert_int_equal(ms->ops->gc_collect(ms, d.str, cutoff, is_dry_run, &is_orphan, &size, &e), 0);
+    const char *one[] = {d.str};
+    assert_int_equal(ms->ops->gc_collect(ms, one, 1, cutoff, is_dry_run, &is_orphan, &size, &e),
+                     0);
     if (is_orphan)
         assert_int_equal(size, (int64_t)strlen(text));
     return is_orphan ? 1 : 0;
