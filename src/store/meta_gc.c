@@ -187,3 +187,20 @@ fail:
     meta_usage_list_fini(out);
     return -1;
 }
+
+int sq_repo_bytes(struct metastore *ms, const char *repo, int64_t *bytes, struct err *e)
+{
+    static const char sql[] = "SELECT coalesce(sum(b.size), 0) FROM repos r"
+                              " JOIN repo_blobs rb ON rb.repo_id = r.id"
+                              " JOIN blobs b ON b.digest = rb.digest WHERE r.name = ?1";
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_run(c, sql, &s, e, "t", repo);
+    if (rc < 0)
+        return -1;
+    *bytes = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
+    sql_finalize(s);
+    return 0;
+}

@@ -502,6 +502,7 @@ static const struct metastore_ops sq_ops = {
     .gc_collect = sq_gc_collect,
     .gc_queue_length = sq_gc_queue_length,
     .storage_usage = sq_storage_usage,
+    .repo_bytes = sq_repo_bytes,
     .manifest_place = sq_manifest_place, /* meta_versions.c */
     .manifest_release = sq_manifest_release,
     .object_put = sq_object_put,

@@ -455,6 +455,8 @@ struct meta_usage_list {
 };
 void meta_usage_list_fini(struct meta_usage_list *l);
 typedef int ms_storage_usage_f(struct metastore *ms, struct meta_usage_list *out, struct err *e);
+/* Bytes of the blobs linked to repo here (0 if it does not exist). */
+typedef int ms_repo_bytes_f(struct metastore *ms, const char *repo, int64_t *bytes, struct err *e);
 
 /* Placement of image versions (image_version.h, docs/image-versions.md) -----------
  * A manifest recorded here is in one of three states: pending (content on its way),
@@ -544,6 +546,7 @@ struct metastore_ops {
     ms_gc_collect_f *gc_collect;
     ms_gc_queue_length_f *gc_queue_length;
     ms_storage_usage_f *storage_usage;
+    ms_repo_bytes_f *repo_bytes;
 };
 
 struct metastore {

@@ -421,6 +421,7 @@ ms_gc_due_f sq_gc_due;
 ms_gc_collect_f sq_gc_collect;
 ms_gc_queue_length_f sq_gc_queue_length;
 ms_storage_usage_f sq_storage_usage;
+ms_repo_bytes_f sq_repo_bytes;
 
 /* Manifests, tags, referrers (meta_manifests.c) ------------------------------------ */
 

@@ -355,3 +355,41 @@ def test_storage_accounting_api_cli_metrics(srv, meridian_bin):
     out = subprocess.run([meridian_bin, "gc", "status", "--output", "json", "--registry", srv.url],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and '"queue_length"' in out.stdout, (out.stdout, out.stderr)
+
+
+def test_quota_per_repository_pattern_denies_push_and_stores_nothing(srv):
+    oci = srv.oci()
+    r = requests.post(srv.url + "/_meridian/v1/quotas", json={"pattern": "gc/quota-*",
+                                                             "bytes": 3000}, timeout=10)
+    assert r.status_code == 200, r.text
+    bad = requests.post(srv.url + "/_meridian/v1/quotas", json={"pattern": "gc/q", "bytes": -1},
+                        timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["code"]
+    first, second = random_bytes(2000), random_bytes(2000)
+    oci.push_blob("gc/quota-a", first)
+    oci.push_blob("gc/quota-a", first)  # already held: costs nothing
+    loc = oci.start_upload("gc/quota-a").headers["Location"]
+    r = oci.put(loc, params={"digest": digest_of(second)}, data=second,
+                headers={"Content-Type": "application/octet-stream"})
+    assert_error(r, 403, "DENIED")
+    assert "quota" in r.text
+    assert_error(oci.head(oci.blob_path("gc/quota-a", digest_of(second))), 404)
+    assert srv.blob_files(digest_of(second).split(":")[1]) == []
+    assert srv.upload_files() == []
+    # monolithic POST and mount are refused alike; other repositories are not limited
+    r = oci.post("/v2/gc/quota-a/blobs/uploads/", params={"digest": digest_of(second)},
+                 data=second, headers={"Content-Type": "application/octet-stream"})
+    assert_error(r, 403, "DENIED")
+    oci.push_blob("gc/other", second)
+    r = oci.post("/v2/gc/quota-b/blobs/uploads/", params={"mount": digest_of(second),
+                                                         "from": "gc/other"})
+    assert r.status_code == 201, r.text  # 2000 <= 3000: each repository has its own quota
+    oci.push_blob("gc/quota-b", random_bytes(500))
+    r = oci.post("/v2/gc/quota-b/blobs/uploads/", params={"mount": digest_of(first),
+                                                         "from": "gc/quota-a"})
+    assert_error(r, 403, "DENIED")
+    listed = requests.get(srv.url + "/_meridian/v1/quotas", timeout=10).json()
+    assert listed == [{"pattern": "gc/quota-*", "bytes": 3000}]
+    assert requests.delete(srv.url + "/_meridian/v1/quotas", params={"pattern": "gc/quota-*"},
+                           timeout=10).status_code == 200
+    oci.push_blob("gc/quota-a", second)
