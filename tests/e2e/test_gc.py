@@ -357,11 +357,11 @@ def test_storage_accounting_api_cli_metrics(srv, meridian_bin):
     assert out.returncode == 0 and '"queue_length"' in out.stdout, (out.stdout, out.stderr)
 
 
-def test_quota_per_repository_pattern_denies_push_and_stores_nothing(srv):
+def test_quota_per_repository_pattern_denies_push_and_stores_nothing(srv, meridian_bin):
     oci = srv.oci()
-    r = requests.post(srv.url + "/_meridian/v1/quotas", json={"pattern": "gc/quota-*",
-                                                             "bytes": 3000}, timeout=10)
-    assert r.status_code == 200, r.text
+    out = subprocess.run([meridian_bin, "quota", "set", "gc/quota-*", "--bytes", "3000",
+                          "--registry", srv.url], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
     bad = requests.post(srv.url + "/_meridian/v1/quotas", json={"pattern": "gc/q", "bytes": -1},
                         timeout=10)
     assert bad.status_code == 400 and bad.json()["error"]["code"]
@@ -390,6 +390,7 @@ def test_quota_per_repository_pattern_denies_push_and_stores_nothing(srv):
     assert_error(r, 403, "DENIED")
     listed = requests.get(srv.url + "/_meridian/v1/quotas", timeout=10).json()
     assert listed == [{"pattern": "gc/quota-*", "bytes": 3000}]
-    assert requests.delete(srv.url + "/_meridian/v1/quotas", params={"pattern": "gc/quota-*"},
-                           timeout=10).status_code == 200
+    out = subprocess.run([meridian_bin, "quota", "delete", "gc/quota-*", "--registry", srv.url],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
     oci.push_blob("gc/quota-a", second)
