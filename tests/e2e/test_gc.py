@@ -26,6 +26,7 @@ import time
 import pytest
 import requests
 
+from auth_helpers import server_pool  # noqa: F401 - fixture
 from conftest import MT_OCI_MANIFEST, assert_error, canonical_json, digest_of, random_bytes, \
     wait_until
 
@@ -394,3 +395,21 @@ def test_quota_per_repository_pattern_denies_push_and_stores_nothing(srv, meridi
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     oci.push_blob("gc/quota-a", second)
+
+
+def test_gc_storage_quotas_are_admin_only(server_pool):
+    srv = server_pool("--gc-grace", "1s", "--gc-interval", "1h")
+    adm = srv.admin()
+    publisher = adm.user("pub-gc", password="pub-gc-password-1", role="publisher", pattern="*")
+    for method, path, kw in (("GET", "gc", {}), ("POST", "gc/run", {}),
+                             ("POST", "gc/run?dry_run=true", {}), ("GET", "storage", {}),
+                             ("GET", "quotas", {}),
+                             ("POST", "quotas", {"json": {"pattern": "*", "bytes": 1}})):
+        r = srv.request(method, "/_meridian/v1/" + path, auth=publisher, **kw)
+        assert r.status_code == 403, (method, path, r.status_code, r.text)
+        assert r.json()["error"]["code"]
+        r = srv.request(method, "/_meridian/v1/" + path, auth=None, **kw)
+        assert r.status_code == 401, (method, path, r.status_code)
+    assert adm.call("GET", "quotas", expect=200).json() == []
+    adm.call("POST", "gc/run", expect=200)
+    adm.call("GET", "storage", expect=200)
