@@ -174,15 +174,12 @@ def test_collector_runs_by_itself_and_reports_metrics(server_factory):
     for d in img.blobs:
         wait_until(lambda: srv.blob_files(d.split(":")[1]) == [], timeout_s=20,
                    what="the collector to delete %s" % d)
-    m = oci.metrics()
-    names = {s[0] if isinstance(s, tuple) else s for s in m}
     text = requests.get(srv.url + "/metrics", timeout=10).text
     for family in ("meridian_gc_queue_length", "meridian_gc_blobs_reclaimed_total",
                    "meridian_gc_bytes_reclaimed_total", "meridian_gc_errors_total",
                    "meridian_gc_last_run_timestamp_seconds"):
         assert "\n%s " % family in text, family
     assert "\nmeridian_gc_blobs_reclaimed_total %d\n" % len(img.blobs) in text
-    assert names
 
 
 def test_grace_zero_keeps_everything(server_factory):
