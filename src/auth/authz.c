@@ -672,6 +672,10 @@ static const struct mgmt_rule {
     {NULL, "roles", NEED_ADMIN, 0, NULL},
     {NULL, "roles/{rest...}", NEED_ADMIN, 0, NULL},
     {NULL, "scrub", NEED_ADMIN, 0, NULL}, /* lists stored digests */
+    {NULL, "gc", NEED_ADMIN, 0, NULL},        /* deletes stored blobs */
+    {NULL, "gc/{rest...}", NEED_ADMIN, 0, NULL},
+    {NULL, "storage", NEED_ADMIN, 0, NULL},   /* every repository's size */
+    {NULL, "quotas", NEED_ADMIN, 0, NULL},
     {NULL, "audit", NEED_ADMIN, 0, NULL},
     /* Replication topology (endpoints, lag, bytes) is the operator's: admin, reads too. */
     {NULL, "replications", NEED_ADMIN, 0, NULL},

@@ -51,6 +51,10 @@ static const struct option_def options[] = {
      "time between scrubs (every stored blob's size and digest checked), 0: none", "7d"},
     {"scrub-rate", OPT_BYTES, "bytes per second a scrub reads at most (K, M, G suffixes), 0: no limit",
      "32M"},
+    {"gc-grace", OPT_DURATION,
+     "age of an unreferenced blob before the garbage collector deletes it, 0: keep everything",
+     "24h"},
+    {"gc-interval", OPT_DURATION, "time between two garbage collector ticks", "10s"},
     {"webhook-backoff-max", OPT_DURATION, "longest wait between retries of a webhook delivery",
      "5m"},
     {"webhook-max-attempts", OPT_UINT, "attempts before a webhook delivery is given up", "10"},
@@ -141,6 +145,8 @@ void config_defaults(struct config *cfg)
     cfg->fetch_backoff_max_s = 60;
     cfg->scrub_interval_s = 7 * 86400;
     cfg->scrub_rate_bytes = 32u << 20;
+    cfg->gc_grace_s = 86400;
+    cfg->gc_interval_s = 10;
     cfg->webhook_backoff_max_ms = 300000;
     cfg->webhook_max_attempts = 10;
     cfg->data_url_ttl_s = 60;
@@ -374,6 +380,10 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->fetch_backoff_max_s = d > 0 ? d : 1;
         else if (strcmp(key, "scrub-interval") == 0)
             cfg->scrub_interval_s = d; /* 0: no scheduled scrub */
+        else if (strcmp(key, "gc-grace") == 0)
+            cfg->gc_grace_s = d; /* 0: nothing is collected */
+        else if (strcmp(key, "gc-interval") == 0)
+            cfg->gc_interval_s = d > 0 ? d : 1;
         else if (strcmp(key, "webhook-backoff-max") == 0)
             cfg->webhook_backoff_max_ms = (d > 0 ? d : 1) * 1000;
         else if (strcmp(key, "failed-login-interval") == 0)

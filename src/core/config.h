@@ -49,6 +49,9 @@ struct config {
     /* blob integrity (scrub.c) */
     int64_t scrub_interval_s;      /* time between scrub passes, 0 = none; default 7 days */
     uint64_t scrub_rate_bytes;     /* bytes per second a scrub reads at most, 0 = no limit */
+    /* garbage collection (gc.c) */
+    int64_t gc_grace_s;            /* age of an unreferenced blob before it goes, 0 = keep */
+    int64_t gc_interval_s;         /* time between collector ticks */
     /* webhooks (docs/webhooks.md) */
     int64_t webhook_backoff_max_ms; /* longest wait between delivery retries, default 5 min */
     unsigned webhook_max_attempts;  /* attempts before a delivery is given up, default 10 */

@@ -16,6 +16,7 @@
 #include "name.h"
 #include "range.h"
 #include "oci.h"
+#include "quota.h"
 #include "upload_sessions.h"
 #include "util.h"
 
@@ -181,9 +182,18 @@ static bool try_mount(struct http_req *req)
     /* Mounting reads the source: without pull on it, fall back to an upload. */
     if (!authz_can(req, from, AUTH_PERM_PULL, true))
         return false;
-    if (reg->ms->ops->blob_get(reg->ms, from, &d, &size, &e) != 0)
+    /* Shared gc_lock: the collector cannot delete the source's blob between the look-up
+     * and the new link (which restarts its grace). */
+    AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+    int rc = reg->ms->ops->blob_get(reg->ms, from, &d, &size, &e);
+    if (rc == 0 && quota_check(reg->ms, req->repo, &d, size, &e) != 0)
+        rc = 1;
+    else if (rc == 0)
+        rc = reg->ms->ops->blob_link(reg->ms, req->repo, &d, size, &e) != 0 ? 1 : 0;
+    AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    if (rc < 0)
         return false;
-    if (reg->ms->ops->blob_link(reg->ms, req->repo, &d, size, &e) != 0) {
+    if (rc > 0) {
         http_reply_err(req, &e);
         return true;
     }
@@ -308,6 +318,14 @@ static void finish_upload(struct http_req *req, struct upload_req *u)
     struct registry *reg = req->reg;
     struct err e = {0};
     uint64_t size = u->st->offset;
+    if (quota_check(reg->ms, req->repo, &u->digest, size, &e) != 0) {
+        /* Over quota: the pushed bytes go, none is stored (the client cannot resume). */
+        http_reply_err(req, &e);
+        upload_sessions_delete(reg->uploads, u->st);
+        u->st = NULL;
+        u->is_done = true;
+        return;
+    }
     AZ(pthread_rwlock_rdlock(&reg->gc_lock));
     int rc = upload_sessions_commit(reg->uploads, u->st, &u->digest, &e);
     if (rc == 0)

@@ -22,6 +22,7 @@
 #include "copies.h"
 #include "oci.h"
 #include "scrub.h"
+#include "gc.h"
 #include "secret.h"
 #include "util.h"
 
@@ -177,6 +178,7 @@ int server_main(int argc, char **argv)
     }
     reg->scrub = scrub_start(reg);
     reg->copies = copies_start(reg);
+    reg->gc = gc_start(reg);
     atomic_store(&reg->is_ready, true);
 
     struct sweeper sw = {.reg = reg};
@@ -225,6 +227,8 @@ int server_main(int argc, char **argv)
     reg->scrub = NULL;
     copies_stop(reg->copies);
     reg->copies = NULL;
+    gc_stop(reg->gc);
+    reg->gc = NULL;
 
     AZ(pthread_mutex_lock(&sw.mu));
     sw.is_stopping = true;

@@ -64,8 +64,16 @@ int sq_blob_link(struct metastore *ms, const char *repo, const struct digest *d,
         goto fail;
     if (sq_exec(c, SQ_LINK_INSERT, e, "it", repo_id, d->str) != 0)
         goto fail;
+    /* A new link queues the blob for GC review (schema trigger); linking again what is
+     * linked (an upload or fetch finished anew) restarts its grace the same way, so that
+     * the manifest that follows finds it. */
+    bool is_new_link = sql_changes(c->db) > 0;
+    if (!is_new_link &&
+        sq_run_exec(c, "UPDATE gc_queue SET queued_ms = ?2 WHERE digest = ?1", e, "ti", d->str,
+                    util_now_ms()) != 0)
+        goto fail;
     /* Linking what is already linked changes nothing and logs nothing. */
-    if (sql_changes(c->db) > 0) {
+    if (is_new_link) {
         buf_printf(&payload, "{\"size\":%" PRIu64 "}", size);
         if (sq_payload_check(&payload, e) != 0)
             goto fail;

@@ -419,6 +419,45 @@ typedef int ms_blob_list_all_f(struct metastore *ms, struct meta_name_list *dige
 typedef int ms_blob_lost_f(struct metastore *ms, const struct digest *d, size_t *n_manifests,
                            struct err *e);
 
+/* Garbage collection (meta_gc.c, issue 15) ------------------------------------------
+ * A blob's reference count is the manifests naming it (manifest_refs) plus its links;
+ * the review queue (gc_queue) holds the blobs whose count may have reached zero, each
+ * with the time of its last change (a reference dropped, a link added). Region-local:
+ * nothing here is an event. */
+/* Queued digests whose last change is at or before cutoff_ms, in digest order after
+ * `after` (NULL: from the start), at most max. */
+typedef int ms_gc_due_f(struct metastore *ms, int64_t cutoff_ms, const char *after, size_t max,
+                        struct meta_name_list *out, struct err *e);
+/* Reviews n queued digests in one short transaction (is_dry_run: rolled back): for each
+ * whose last change is still at or before cutoff_ms, drops its links from repositories
+ * whose manifests (pending or visible) do not reference it, and when no link and no such
+ * manifest is left, its blob record: is_orphan[i], with size_bytes[i], says its bytes
+ * may go. Reviewed queue rows go either way (a later change queues the digest again). */
+typedef int ms_gc_collect_f(struct metastore *ms, const char *const *digests, size_t n,
+                            int64_t cutoff_ms, bool is_dry_run, bool *is_orphan,
+                            int64_t *size_bytes, struct err *e);
+/* Rows in the queue, and those of them due at cutoff_ms. */
+typedef int ms_gc_queue_length_f(struct metastore *ms, int64_t cutoff_ms, int64_t *n_queued,
+                                 int64_t *n_due, struct err *e);
+
+/* Storage accounting: per repository, the bytes of the blobs linked to it here, split
+ * into unique (linked to no other repository) and shared. */
+struct meta_usage {
+    char *repo;
+    int64_t unique_bytes;
+    int64_t shared_bytes;
+    int64_t n_blobs;
+};
+struct meta_usage_list {
+    struct meta_usage *items;
+    size_t n;
+    int64_t total_bytes; /* every blob held here, counted once */
+};
+void meta_usage_list_fini(struct meta_usage_list *l);
+typedef int ms_storage_usage_f(struct metastore *ms, struct meta_usage_list *out, struct err *e);
+/* Bytes of the blobs linked to repo here (0 if it does not exist). */
+typedef int ms_repo_bytes_f(struct metastore *ms, const char *repo, int64_t *bytes, struct err *e);
+
 /* Placement of image versions (image_version.h, docs/image-versions.md) -----------
  * A manifest recorded here is in one of three states: pending (content on its way),
  * visible (held and pullable), or not held (this region is not a target of its version:
@@ -533,6 +572,11 @@ struct metastore_ops {
     ms_manifest_relatives_f *manifest_relatives;
     ms_manifest_show_shallow_f *manifest_show_shallow;
     ms_blob_is_wanted_f *blob_is_wanted;
+    ms_gc_due_f *gc_due;
+    ms_gc_collect_f *gc_collect;
+    ms_gc_queue_length_f *gc_queue_length;
+    ms_storage_usage_f *storage_usage;
+    ms_repo_bytes_f *repo_bytes;
 };
 
 struct metastore {

@@ -441,6 +441,12 @@ ms_blob_unlink_f sq_blob_unlink;
 ms_repo_list_f sq_repo_list;
 ms_blob_list_all_f sq_blob_list_all;
 ms_blob_lost_f sq_blob_lost;
+/* Garbage collection and storage accounting (meta_gc.c) */
+ms_gc_due_f sq_gc_due;
+ms_gc_collect_f sq_gc_collect;
+ms_gc_queue_length_f sq_gc_queue_length;
+ms_storage_usage_f sq_storage_usage;
+ms_repo_bytes_f sq_repo_bytes;
 
 /* Manifests, tags, referrers (meta_manifests.c) ------------------------------------ */
 

@@ -6,6 +6,10 @@
 #define MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
 
 #define SQL_SCHEMA_BACK_TO_V2                                                                  \
+    /* version 5: the garbage collector's review queue */                                      \
+    "DROP TRIGGER gc_queue_on_unref;"                                                          \
+    "DROP TRIGGER gc_queue_on_link;"                                                           \
+    "DROP TABLE gc_queue;"                                                                     \
     /* version 3: aggregated audit entries */                                                  \
     "ALTER TABLE audit_log DROP COLUMN count;"                                                 \
     "ALTER TABLE audit_log DROP COLUMN last_ms;"                                               \

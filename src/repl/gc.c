@@ -1,0 +1,289 @@
+/* The garbage collector's thread (gc.h). A tick lists up to GC_BATCH due digests of the
+ * review queue and decides each in its own short transaction (ms gc_collect), deleting
+ * the file of a blob found orphaned while still holding gc_lock for writing, so that no
+ * upload commit or fetch can link that digest between the decision and the removal.
+ * Digests are decided GC_GROUP at a time (one transaction, one sync): pushes' commits wait
+ * at most for one group's decision and removals.
+ *
+ *   idle --(gc_interval elapsed)--> tick (<= GC_BATCH blobs) --> idle
+ *   gc_run (management API) --> a whole pass, same code, serialized with ticks
+ */
+#include "gc.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "log.h"
+#include "metrics.h"
+#include "registry_ctx.h"
+#include "util.h"
+
+#define GC_MAGIC 0x67636f6cu /* "gcol" */
+
+struct gc {
+    unsigned magic;
+    struct registry *reg;
+    pthread_t thread;
+    pthread_mutex_t run_mu; /* one pass at a time (tick or request) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* Under mu: */
+    bool is_stopping;
+    int64_t last_run_ms;
+    uint64_t blobs_reclaimed;
+    uint64_t bytes_reclaimed;
+    uint64_t errors;
+    uint64_t passes;
+};
+
+static int64_t cutoff_ms(const struct gc *g)
+{
+    return util_now_ms() - g->reg->cfg->gc_grace_s * 1000;
+}
+
+static bool is_stopping(struct gc *g)
+{
+    AZ(pthread_mutex_lock(&g->mu));
+    bool v = g->is_stopping;
+    AZ(pthread_mutex_unlock(&g->mu));
+    return v;
+}
+
+/* Decides n digests in one transaction; is_orphan[i] says which went (or would go). The
+ * files go before the lock is released. -1 on error (nothing decided). */
+static int collect_group(struct gc *g, const char *const *digests, size_t n, int64_t cutoff,
+                         bool is_dry_run, bool *is_orphan, int64_t *sizes)
+{
+    struct registry *reg = g->reg;
+    struct err e = {0};
+    if (!is_dry_run)
+        AZ(pthread_rwlock_wrlock(&reg->gc_lock));
+    int rc = reg->ms->ops->gc_collect(reg->ms, digests, n, cutoff, is_dry_run, is_orphan, sizes,
+                                      &e);
+    for (size_t i = 0; rc == 0 && !is_dry_run && i < n; i++) {
+        struct digest d;
+        struct err pe = {0};
+        if (!is_orphan[i])
+            continue;
+        if (digest_parse(digests[i], strlen(digests[i]), &d, &pe) == 0)
+            reg->bs->ops->remove(reg->bs, &d);
+        else
+            log_warn("gc", "queued digest %s is not a digest: record dropped, no file", digests[i]);
+    }
+    if (!is_dry_run)
+        AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    if (rc != 0) {
+        log_warn("gc", "failed to collect %zu blobs from %s: %s", n, digests[0], err_message(&e));
+        return -1;
+    }
+    for (size_t i = 0; !is_dry_run && i < n; i++)
+        if (is_orphan[i])
+            log_info("gc", "deleted blob %s (%" PRId64 " bytes)", digests[i], sizes[i]);
+    return 0;
+}
+
+/* Reviews the due digests, at most max of them (0: all); appends what goes to blobs
+ * (may be NULL). */
+static void pass(struct gc *g, bool is_dry_run, size_t max, json_t *blobs, uint64_t *n_reviewed,
+                 uint64_t *n_reclaimed, uint64_t *n_bytes, uint64_t *n_errors)
+{
+    struct registry *reg = g->reg;
+    int64_t cutoff = cutoff_ms(g);
+    char *after = NULL;
+    AZ(pthread_mutex_lock(&g->run_mu));
+    for (;;) {
+        size_t want = GC_BATCH;
+        if (max > 0 && max - *n_reviewed < want)
+            want = max - *n_reviewed;
+        struct meta_name_list due = {0};
+        struct err e = {0};
+        if (want == 0 || is_stopping(g))
+            break;
+        if (reg->ms->ops->gc_due(reg->ms, cutoff, after, want, &due, &e) != 0) {
+            log_warn("gc", "failed to read the review queue: %s", err_message(&e));
+            (*n_errors)++;
+            break;
+        }
+        for (size_t i = 0; i < due.n && !is_stopping(g); i += GC_GROUP) {
+            size_t n = due.n - i < GC_GROUP ? due.n - i : GC_GROUP;
+            bool is_orphan[GC_GROUP];
+            int64_t sizes[GC_GROUP];
+            *n_reviewed += n;
+            if (collect_group(g, (const char *const *)due.names + i, n, cutoff, is_dry_run,
+                              is_orphan, sizes) != 0) {
+                (*n_errors)++;
+                continue;
+            }
+            for (size_t j = 0; j < n; j++) {
+                if (!is_orphan[j])
+                    continue;
+                (*n_reclaimed)++;
+                *n_bytes += (uint64_t)sizes[j];
+                if (blobs != NULL)
+                    json_array_append_new(blobs, json_pack("{s:s,s:I}", "digest", due.names[i + j],
+                                                           "size", (json_int_t)sizes[j]));
+            }
+        }
+        bool is_more = due.has_more && due.n > 0;
+        if (is_more) {
+            free(after);
+            after = xstrdup(due.names[due.n - 1]);
+        }
+        meta_name_list_fini(&due);
+        if (!is_more)
+            break;
+    }
+    AZ(pthread_mutex_unlock(&g->run_mu));
+    free(after);
+    if (is_dry_run)
+        return;
+    AZ(pthread_mutex_lock(&g->mu));
+    g->last_run_ms = util_now_ms();
+    g->blobs_reclaimed += *n_reclaimed;
+    g->bytes_reclaimed += *n_bytes;
+    g->errors += *n_errors;
+    g->passes++;
+    AZ(pthread_mutex_unlock(&g->mu));
+}
+
+json_t *gc_run(struct gc *g, bool is_dry_run, struct err *e)
+{
+    ASSERT(g->magic == GC_MAGIC);
+    if (g->reg->cfg->gc_grace_s <= 0) {
+        err_set(e, ERR_CONFLICT, "garbage collection is off (--gc-grace 0)");
+        return NULL;
+    }
+    uint64_t n_reviewed = 0, n_reclaimed = 0, n_bytes = 0, n_errors = 0;
+    json_t *blobs = json_array();
+    pass(g, is_dry_run, 0, blobs, &n_reviewed, &n_reclaimed, &n_bytes, &n_errors);
+    if (!is_dry_run && n_reclaimed > 0)
+        log_info("gc", "gc run: %" PRIu64 " blobs, %" PRIu64 " bytes deleted", n_reclaimed,
+                 n_bytes);
+    return json_pack("{s:b,s:o,s:I,s:I,s:I,s:I}", "dry_run", is_dry_run, "blobs", blobs,
+                     "blobs_reclaimed", (json_int_t)n_reclaimed, "bytes_reclaimed",
+                     (json_int_t)n_bytes, "reviewed", (json_int_t)n_reviewed, "errors",
+                     (json_int_t)n_errors);
+}
+
+json_t *gc_status_json(struct gc *g)
+{
+    ASSERT(g->magic == GC_MAGIC);
+    int64_t n_queued = -1, n_due = -1;
+    struct err e = {0};
+    if (g->reg->ms->ops->gc_queue_length(g->reg->ms, cutoff_ms(g), &n_queued, &n_due, &e) != 0)
+        log_warn("gc", "failed to read the review queue's length: %s", err_message(&e));
+    AZ(pthread_mutex_lock(&g->mu));
+    json_t *st = json_pack(
+        "{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "enabled", g->reg->cfg->gc_grace_s > 0,
+        "grace_s", (json_int_t)g->reg->cfg->gc_grace_s, "interval_s",
+        (json_int_t)g->reg->cfg->gc_interval_s, "batch", (json_int_t)GC_BATCH, "queue_length",
+        (json_int_t)n_queued, "due", (json_int_t)n_due, "last_run_ms",
+        (json_int_t)g->last_run_ms, "blobs_reclaimed_total", (json_int_t)g->blobs_reclaimed,
+        "bytes_reclaimed_total", (json_int_t)g->bytes_reclaimed, "errors_total",
+        (json_int_t)g->errors);
+    AZ(pthread_mutex_unlock(&g->mu));
+    return st;
+}
+
+/* The metrics source of the collector. */
+static void render_metrics(void *arg, struct buf *out)
+{
+    struct gc *g = arg;
+    int64_t n_queued = 0, n_due = 0;
+    struct err e = {0};
+    (void)g->reg->ms->ops->gc_queue_length(g->reg->ms, cutoff_ms(g), &n_queued, &n_due, &e);
+    AZ(pthread_mutex_lock(&g->mu));
+    buf_printf(out,
+               "# HELP meridian_gc_queue_length Blobs waiting for review by the garbage "
+               "collector.\n# TYPE meridian_gc_queue_length gauge\n"
+               "meridian_gc_queue_length %" PRId64 "\n"
+               "# HELP meridian_gc_queue_due Queued blobs past their grace period.\n"
+               "# TYPE meridian_gc_queue_due gauge\nmeridian_gc_queue_due %" PRId64 "\n"
+               "# HELP meridian_gc_blobs_reclaimed_total Blobs the garbage collector deleted.\n"
+               "# TYPE meridian_gc_blobs_reclaimed_total counter\n"
+               "meridian_gc_blobs_reclaimed_total %" PRIu64 "\n"
+               "# HELP meridian_gc_bytes_reclaimed_total Bytes the garbage collector freed.\n"
+               "# TYPE meridian_gc_bytes_reclaimed_total counter\n"
+               "meridian_gc_bytes_reclaimed_total %" PRIu64 "\n"
+               "# HELP meridian_gc_errors_total Blob reviews that failed.\n"
+               "# TYPE meridian_gc_errors_total counter\nmeridian_gc_errors_total %" PRIu64 "\n"
+               "# HELP meridian_gc_last_run_timestamp_seconds End of the last collector pass.\n"
+               "# TYPE meridian_gc_last_run_timestamp_seconds gauge\n"
+               "meridian_gc_last_run_timestamp_seconds %.3f\n",
+               n_queued, n_due, g->blobs_reclaimed, g->bytes_reclaimed, g->errors,
+               (double)g->last_run_ms / 1000.0);
+    AZ(pthread_mutex_unlock(&g->mu));
+    /* Storage accounting: one query over the links per scrape (a join of repo_blobs). */
+    struct meta_usage_list u = {0};
+    if (g->reg->ms->ops->storage_usage(g->reg->ms, &u, &e) != 0)
+        return;
+    buf_printf(out, "# HELP meridian_storage_bytes Bytes of the blobs held here per repository: "
+                    "unique to it, or shared with others.\n# TYPE meridian_storage_bytes gauge\n");
+    for (size_t i = 0; i < u.n; i++)
+        buf_printf(out,
+                   "meridian_storage_bytes{repository=\"%s\",kind=\"unique\"} %" PRId64 "\n"
+                   "meridian_storage_bytes{repository=\"%s\",kind=\"shared\"} %" PRId64 "\n",
+                   u.items[i].repo, u.items[i].unique_bytes, u.items[i].repo,
+                   u.items[i].shared_bytes);
+    buf_printf(out, "# HELP meridian_storage_total_bytes Bytes of every blob held here, once.\n"
+                    "# TYPE meridian_storage_total_bytes gauge\nmeridian_storage_total_bytes %" PRId64
+                    "\n", u.total_bytes);
+    meta_usage_list_fini(&u);
+}
+
+static void *gc_main(void *arg)
+{
+    struct gc *g = arg;
+    ASSERT(g->magic == GC_MAGIC);
+    for (;;) {
+        int64_t wake_ms = util_now_ms() + g->reg->cfg->gc_interval_s * 1000;
+        struct timespec until = {.tv_sec = wake_ms / 1000, .tv_nsec = (wake_ms % 1000) * 1000000};
+        AZ(pthread_mutex_lock(&g->mu));
+        while (!g->is_stopping && util_now_ms() < wake_ms)
+            pthread_cond_timedwait(&g->cv, &g->mu, &until);
+        bool is_done = g->is_stopping;
+        AZ(pthread_mutex_unlock(&g->mu));
+        if (is_done)
+            break;
+        if (g->reg->cfg->gc_grace_s <= 0)
+            continue;
+        uint64_t n_reviewed = 0, n_reclaimed = 0, n_bytes = 0, n_errors = 0;
+        pass(g, false, GC_BATCH, NULL, &n_reviewed, &n_reclaimed, &n_bytes, &n_errors);
+    }
+    return NULL;
+}
+
+struct gc *gc_start(struct registry *reg)
+{
+    struct gc *g = xcalloc(1, sizeof(*g));
+    g->magic = GC_MAGIC;
+    g->reg = reg;
+    AZ(pthread_mutex_init(&g->run_mu, NULL));
+    AZ(pthread_mutex_init(&g->mu, NULL));
+    AZ(pthread_cond_init(&g->cv, NULL));
+    AZ(metrics_source_add(render_metrics, g));
+    AZ(pthread_create(&g->thread, NULL, gc_main, g));
+    return g;
+}
+
+void gc_stop(struct gc *g)
+{
+    if (g == NULL)
+        return;
+    ASSERT(g->magic == GC_MAGIC);
+    AZ(pthread_mutex_lock(&g->mu));
+    g->is_stopping = true;
+    AZ(pthread_cond_broadcast(&g->cv));
+    AZ(pthread_mutex_unlock(&g->mu));
+    AZ(pthread_join(g->thread, NULL));
+    metrics_source_remove(render_metrics, g);
+    pthread_mutex_destroy(&g->run_mu);
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
+    g->magic = 0;
+    free(g);
+}
