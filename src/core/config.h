@@ -27,6 +27,9 @@ struct config {
     uint16_t listen_port;          /* default 5000 */
     char *data_dir;                /* default ./data */
     char *blobstore;               /* blobstore_open's spec; NULL: the store under data_dir */
+    char *s3_endpoint, *s3_region; /* an s3:// blobstore's server; NULL: from the env */
+    char *s3_access_key, *s3_secret_key; /* its credentials; NULL: from the env */
+    bool is_blob_redirect;         /* blob GETs answered 307 to a presigned URL (s3) */
     char *region;                  /* default "local" */
     unsigned threads;              /* HTTP worker threads, default 16 */
     int64_t upload_ttl_s;          /* upload sessions expire after this, default 86400 */
