@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
+import s3_blobstore
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_BIN = os.path.join(REPO_ROOT, "build", "meridian")
 
@@ -203,6 +205,7 @@ class MeridianServer:
         self._log = open(self.log_path, "ab")
         cmd = [self.binary, "serve", "--listen", "%s:0" % self.host, "--data", self.data_dir,
                "--log-level", "info"] + self.extra_args
+        cmd += s3_blobstore.args_for(self.data_dir, self.extra_args)
         self._log.write(("# %s\n" % " ".join(cmd)).encode())
         self._log.flush()
         offset = self._log.tell()
