@@ -5,6 +5,11 @@
  *   uploads/<id>/c-<offset hex>   the session's bytes from offset, one object per flush
  *   quarantine/<alg>-<hex>-<ms>   a copy found bad, set aside
  *
+ * A blob object carries the digest it was verified against in its metadata
+ * (x-amz-meta-meridian-verified, set by commit and put): an object rewritten behind the
+ * store's back loses it, so a read re-verifies such a copy before serving it (and stamps
+ * it again when good, sets it aside when bad), as the fs store does with its mtime stamp.
+ *
  * Every flush stores the staged bytes as one chunk object, so a durable flush of any size
  * (a tail under the 5 MiB multipart minimum too) is a plain PUT, and any node reopens the
  * session by listing its chunks: the state lives in the bucket, not in a process. The
@@ -15,18 +20,21 @@
 #include "blobstore_s3.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "s3_client.h"
 #include "s3_sigv4.h"
 #include "util.h"
 
 #define STAGE_MAX (16u << 20)      /* staged bytes past this are stored as a chunk */
 #define PART_MIN (5u << 20)        /* S3's smallest multipart part (but the last) */
+#define STAMP "x-amz-meta-meridian-verified"
 
 struct s3_store {
     struct blobstore base;         /* first: the ops dispatch on &base */
@@ -35,7 +43,36 @@ struct s3_store {
     char *bucket;
     bool is_redirect;
     int64_t redirect_ttl_s;
+    /* Copies this process found bad (or found set aside at start) and not repaired since:
+     * what the meridian_blobs_quarantined gauge counts. */
+    pthread_mutex_t mu;
+    struct digest *waiting;
+    size_t n_waiting;
 };
+
+static void note_waiting(struct s3_store *s, const struct digest *d)
+{
+    AZ(pthread_mutex_lock(&s->mu));
+    s->waiting = xrealloc(s->waiting, (s->n_waiting + 1) * sizeof(*s->waiting));
+    s->waiting[s->n_waiting++] = *d;
+    AZ(pthread_mutex_unlock(&s->mu));
+    metrics_blobs_quarantined_add(1);
+}
+
+/* A good copy of d is stored: its quarantined copies count as repaired. */
+static void note_good_copy(struct s3_store *s, const struct digest *d)
+{
+    AZ(pthread_mutex_lock(&s->mu));
+    for (size_t i = 0; i < s->n_waiting;) {
+        if (digest_equal(&s->waiting[i], d)) {
+            s->waiting[i] = s->waiting[--s->n_waiting];
+            metrics_blobs_quarantined_add(-1);
+        } else {
+            i++;
+        }
+    }
+    AZ(pthread_mutex_unlock(&s->mu));
+}
 
 struct chunk {
     uint64_t off, len;
@@ -90,10 +127,21 @@ static long call(struct s3_store *s, const char *method, const char *key, const 
     return status;
 }
 
-static int put_bytes(struct s3_store *s, const char *key, const void *p, size_t n,
-                     struct err *e)
+/* The stamp header of digest d into out (for a blob), or NULL for d NULL. */
+static const char *stamp_of(const struct digest *d, char *out, size_t n)
 {
-    long st = call(s, "PUT", key, "", NULL, p ? p : "", n, e);
+    if (d == NULL)
+        return NULL;
+    snprintf(out, n, STAMP ": %s", d->str);
+    return out;
+}
+
+static int put_bytes(struct s3_store *s, const char *key, const void *p, size_t n,
+                     const struct digest *stamp, struct err *e)
+{
+    char hdr[256];
+    const char *extra[] = {stamp_of(stamp, hdr, sizeof(hdr)), NULL};
+    long st = call(s, "PUT", key, "", extra, p ? p : "", n, e);
     if (st == 200)
         return 0;
     if (st > 0) {
@@ -103,7 +151,8 @@ static int put_bytes(struct s3_store *s, const char *key, const void *p, size_t 
     return -1;
 }
 
-static long head(struct s3_store *s, const char *key, uint64_t *size, struct err *e)
+static long head(struct s3_store *s, const char *key, uint64_t *size, char *stamp,
+                 size_t stamp_len, struct err *e)
 {
     struct httpc_response r;
     httpc_response_init(&r, 0);
@@ -113,17 +162,22 @@ static long head(struct s3_store *s, const char *key, uint64_t *size, struct err
         char len[32];
         if (size && httpc_response_header(&r, "Content-Length", len, sizeof(len)) == 0)
             *size = strtoull(len, NULL, 10);
+        if (stamp && httpc_response_header(&r, STAMP, stamp, stamp_len) != 0)
+            stamp[0] = '\0';
     }
     httpc_response_fini(&r);
     return status;
 }
 
-static int copy_object(struct s3_store *s, const char *from, const char *to, struct err *e)
+/* A server-side copy; with stamp the copy's metadata is replaced by that stamp. */
+static int copy_object(struct s3_store *s, const char *from, const char *to,
+                       const struct digest *stamp, struct err *e)
 {
-    char enc[2048], hdr[2200];
+    char enc[2048], hdr[2200], sh[256];
     s3_uri_encode(from, 1, enc, sizeof(enc));
     snprintf(hdr, sizeof(hdr), "x-amz-copy-source: /%s/%s", s->bucket, enc);
-    const char *extra[] = {hdr, NULL};
+    const char *extra[] = {hdr, stamp ? "x-amz-metadata-directive: REPLACE" : NULL,
+                           stamp_of(stamp, sh, sizeof(sh)), NULL};
     long st = call(s, "PUT", to, "", extra, "", 0, e);
     if (st == 200)
         return 0;
@@ -178,12 +232,12 @@ static int s3_upload_create(struct blobstore *bs, const char *id, struct err *e)
     struct s3_store *s = S(bs);
     char key[512];
     session_key(s, id, ".session", key, sizeof(key));
-    long st = head(s, key, NULL, e);
+    long st = head(s, key, NULL, NULL, 0, e);
     if (st == 200)
         return err_set(e, ERR_CONFLICT, "upload session exists");
     if (st < 0)
         return -1;
-    return put_bytes(s, key, "", 0, e);
+    return put_bytes(s, key, "", 0, NULL, e);
 }
 
 struct listing {
@@ -263,7 +317,7 @@ static int store_stage(struct s3_store *s, struct blobstore_upload *u, struct er
         return 0;
     char key[512];
     chunk_key(s, u->id, u->stored, key, sizeof(key));
-    if (put_bytes(s, key, u->stage, u->stage_len, e) != 0)
+    if (put_bytes(s, key, u->stage, u->stage_len, NULL, e) != 0)
         return -1;
     if (u->n_chunks == u->cap_chunks) {
         u->cap_chunks = u->cap_chunks ? 2 * u->cap_chunks : 8;
@@ -340,7 +394,7 @@ static int s3_upload_truncate(struct blobstore *bs, struct blobstore_upload *u, 
                 struct buf keep;
                 buf_init(&keep, SIZE_MAX);
                 if (read_into(s, key, 0, size - c.off, NULL, &keep, NULL, NULL, e) != 0 ||
-                    put_bytes(s, key, keep.data, keep.len, e) != 0) {
+                    put_bytes(s, key, keep.data, keep.len, NULL, e) != 0) {
                     buf_fini(&keep);
                     rc = -1;
                     break;
@@ -410,12 +464,13 @@ static int upload_part(struct s3_store *s, const char *key, const char *upload_i
 
 /* Assembles the session's chunks (all stored) into key with a multipart upload. */
 static int assemble(struct s3_store *s, struct blobstore_upload *u, const char *key,
-                    struct err *e)
+                    const struct digest *stamp, struct err *e)
 {
     struct httpc_response r;
     httpc_response_init(&r, 64 << 10);
-    char upload_id[256];
-    if (s3_request(s->c, "POST", key, "uploads=", NULL, "", 0, &r, e) != 0) {
+    char upload_id[256], sh[256];
+    const char *extra[] = {stamp_of(stamp, sh, sizeof(sh)), NULL};
+    if (s3_request(s->c, "POST", key, "uploads=", extra, "", 0, &r, e) != 0) {
         httpc_response_fini(&r);
         return -1;
     }
@@ -484,14 +539,19 @@ static int s3_upload_commit(struct blobstore *bs, struct blobstore_upload *u,
         return err_set(e, ERR_DIGEST_INVALID, NULL);
     char key[512];
     blob_key(s, want, key, sizeof(key));
-    if (u->n_chunks == 0)
-        return put_bytes(s, key, "", 0, e);
-    if (u->n_chunks == 1) {
+    int rc;
+    if (u->n_chunks == 0) {
+        rc = put_bytes(s, key, "", 0, want, e);
+    } else if (u->n_chunks == 1) {
         char ck[512];
         chunk_key(s, u->id, 0, ck, sizeof(ck));
-        return copy_object(s, ck, key, e);
+        rc = copy_object(s, ck, key, want, e);
+    } else {
+        rc = assemble(s, u, key, want, e);
     }
-    return assemble(s, u, key, e);
+    if (rc == 0)
+        note_good_copy(s, want);
+    return rc;
 }
 
 static void s3_upload_close(struct blobstore *bs, struct blobstore_upload *u)
@@ -580,20 +640,46 @@ static void quarantine(struct s3_store *s, const struct digest *d)
     snprintf(to, sizeof(to), "%squarantine/%s-%s-%" PRId64, s->prefix, digest_alg_name(d->alg),
              digest_hex(d), util_now_ms());
     struct err e = {0};
-    if (copy_object(s, key, to, &e) != 0)
+    if (copy_object(s, key, to, NULL, &e) != 0)
         log_error("s3", "failed to set %s aside: %s", d->str, err_message(&e));
     delete_key(s, key);
+    note_waiting(s, d);
     log_error("s3", "blob %s was not what was stored: set aside", d->str);
 }
 
-/* Looks blob d up: 0 when it is there with expected_size. */
-static int check_blob(struct s3_store *s, const struct digest *d, uint64_t expected_size,
-                      struct err *e)
+/* Reads all of blob d and checks its digest: 0 when good (stamped verified if it was
+ * not), ERR_BLOB_CORRUPT when bad (set aside). */
+static int verify_bytes(struct s3_store *s, const struct digest *d, uint64_t size,
+                        bool is_stamped, blobstore_throttle_f *throttle, void *throttle_arg,
+                        struct err *e)
 {
     char key[512];
     blob_key(s, d, key, sizeof(key));
+    struct hasher *h = digest_hasher_new(d->alg);
+    int rc = size == 0 ? 0 : read_into(s, key, 0, size, h, NULL, throttle, throttle_arg, e);
+    struct digest got;
+    digest_hasher_final(h, &got);
+    digest_hasher_free(h);
+    if (rc != 0)
+        return -1;
+    if (!digest_equal(&got, d)) {
+        quarantine(s, d);
+        return err_set(e, ERR_BLOB_CORRUPT, NULL);
+    }
+    if (!is_stamped && copy_object(s, key, key, d, e) != 0)
+        log_warn("s3", "failed to stamp %s verified: %s", d->str, err_message(e));
+    return 0;
+}
+
+/* Looks blob d up: 0 when it is there with expected_size and its verified stamp (a copy
+ * without the stamp is read and checked first). *is_stamped: it had the stamp. */
+static int check_blob(struct s3_store *s, const struct digest *d, uint64_t expected_size,
+                      bool *is_stamped, struct err *e)
+{
+    char key[512], stamp[256] = "";
+    blob_key(s, d, key, sizeof(key));
     uint64_t size = 0;
-    long st = head(s, key, &size, e);
+    long st = head(s, key, &size, stamp, sizeof(stamp), e);
     if (st == 404)
         return err_set(e, ERR_BLOB_UNKNOWN, NULL);
     if (st != 200)
@@ -602,6 +688,9 @@ static int check_blob(struct s3_store *s, const struct digest *d, uint64_t expec
         quarantine(s, d);
         return err_set(e, ERR_BLOB_CORRUPT, NULL);
     }
+    *is_stamped = strcmp(stamp, d->str) == 0;
+    if (!*is_stamped)
+        log_warn("s3", "blob %s was rewritten since it was verified: checking it", d->str);
     return 0;
 }
 
@@ -620,7 +709,10 @@ static int s3_open(struct blobstore *bs, const struct digest *d, uint64_t expect
                    struct blobstore_body *out, struct err *e)
 {
     struct s3_store *s = S(bs);
-    if (check_blob(s, d, expected_size, e) != 0)
+    bool is_stamped = false;
+    if (check_blob(s, d, expected_size, &is_stamped, e) != 0)
+        return -1;
+    if (!is_stamped && verify_bytes(s, d, expected_size, false, NULL, NULL, e) != 0)
         return -1;
     char key[512];
     blob_key(s, d, key, sizeof(key));
@@ -642,24 +734,10 @@ static int s3_verify(struct blobstore *bs, const struct digest *d, uint64_t expe
                      blobstore_throttle_f *throttle, void *throttle_arg, struct err *e)
 {
     struct s3_store *s = S(bs);
-    if (check_blob(s, d, expected_size, e) != 0)
+    bool is_stamped = false;
+    if (check_blob(s, d, expected_size, &is_stamped, e) != 0)
         return -1;
-    char key[512];
-    blob_key(s, d, key, sizeof(key));
-    struct hasher *h = digest_hasher_new(d->alg);
-    int rc = expected_size == 0 ? 0
-                                : read_into(s, key, 0, expected_size, h, NULL, throttle,
-                                            throttle_arg, e);
-    struct digest got;
-    digest_hasher_final(h, &got);
-    digest_hasher_free(h);
-    if (rc != 0)
-        return -1;
-    if (!digest_equal(&got, d)) {
-        quarantine(s, d);
-        return err_set(e, ERR_BLOB_CORRUPT, NULL);
-    }
-    return 0;
+    return verify_bytes(s, d, expected_size, is_stamped, throttle, throttle_arg, e);
 }
 
 static int s3_stat(struct blobstore *bs, const struct digest *d, uint64_t *size, struct err *e)
@@ -667,7 +745,7 @@ static int s3_stat(struct blobstore *bs, const struct digest *d, uint64_t *size,
     struct s3_store *s = S(bs);
     char key[512];
     blob_key(s, d, key, sizeof(key));
-    long st = head(s, key, size, e);
+    long st = head(s, key, size, NULL, 0, e);
     if (st == 200)
         return 0;
     if (st == 404)
@@ -689,7 +767,10 @@ static int s3_put(struct blobstore *bs, const struct digest *d, const void *p, u
     struct s3_store *s = S(bs);
     char key[512];
     blob_key(s, d, key, sizeof(key));
-    return put_bytes(s, key, p, (size_t)len, e);
+    if (put_bytes(s, key, p, (size_t)len, d, e) != 0)
+        return -1;
+    note_good_copy(s, d);
+    return 0;
 }
 
 static size_t s3_remove_all(struct blobstore *bs)
@@ -755,6 +836,9 @@ static void s3_close(struct blobstore *bs)
 {
     struct s3_store *s = S(bs);
     s3_client_free(s->c);
+    metrics_blobs_quarantined_add(-(int)s->n_waiting);
+    free(s->waiting);
+    pthread_mutex_destroy(&s->mu);
     free(s->prefix);
     free(s->bucket);
     free(s);
@@ -816,6 +900,7 @@ struct blobstore *blobstore_s3_open(const struct blobstore_s3_options *o, struct
     }
     struct s3_store *s = xcalloc(1, sizeof(*s));
     s->base.ops = &s3_ops;
+    AZ(pthread_mutex_init(&s->mu, NULL));
     s->c = c;
     s->bucket = bucket;
     s->prefix = xmalloc(pl + 2);
@@ -823,7 +908,7 @@ struct blobstore *blobstore_s3_open(const struct blobstore_s3_options *o, struct
     s->is_redirect = o->is_redirect;
     s->redirect_ttl_s = o->redirect_ttl_s > 0 ? o->redirect_ttl_s : 300;
     /* The bucket: made when missing (a store that refuses gets a clear error). */
-    long st = head(s, NULL, NULL, e);
+    long st = head(s, NULL, NULL, NULL, 0, e);
     if (st == 404)
         st = call(s, "PUT", NULL, "", NULL, "", 0, e);
     if (st != 200) {
@@ -833,6 +918,13 @@ struct blobstore *blobstore_s3_open(const struct blobstore_s3_options *o, struct
         s3_close(&s->base);
         return NULL;
     }
+    struct blobstore_quarantined *q;
+    size_t nq;
+    s3_quarantined(&s->base, &q, &nq);
+    for (size_t i = 0; i < nq; i++)
+        if (!q[i].is_repaired)
+            note_waiting(s, &q[i].digest);
+    free(q);
     log_info("blobstore", "blobs in s3 bucket %s under \"%s\"%s", bucket, s->prefix,
              s->is_redirect ? ", GETs redirected" : "");
     return &s->base;

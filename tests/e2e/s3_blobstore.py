@@ -82,3 +82,51 @@ def args_for(data_dir, extra_args):
     os.environ.update(server())
     prefix = hashlib.sha256(os.path.abspath(str(data_dir)).encode()).hexdigest()[:20]
     return ["--blobstore", "s3://%s/%s" % (BUCKET, prefix)]
+
+
+def prefix_of(data_dir):
+    return hashlib.sha256(os.path.abspath(str(data_dir)).encode()).hexdigest()[:20]
+
+
+def available():
+    """An S3 server is given, or one can be started here."""
+    if os.environ.get("S3_ENDPOINT") or _server:
+        return True
+    try:
+        _tools_dir()
+    except RuntimeError:
+        return False
+    import shutil
+    return shutil.which("radosgw") is not None
+
+
+def request(method, key, data=None, query="", headers=()):
+    """(status, body) of one signed request on BUCKET/key through the curl command line
+    (its --aws-sigv4). query: already canonical (sorted, encoded)."""
+    s = server()
+    url = "%s/%s%s%s" % (s["S3_ENDPOINT"], BUCKET, ("/" + key) if key else "",
+                         ("?" + query) if query else "")
+    cmd = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "-X", method,
+           "--aws-sigv4", "aws:amz:%s:s3" % (s.get("S3_REGION") or "us-east-1"),
+           "--user", "%s:%s" % (s["S3_ACCESS_KEY"], s["S3_SECRET_KEY"]),
+           "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
+    for h in headers:
+        cmd += ["-H", h]
+    if method == "HEAD":
+        cmd[cmd.index("-X") + 1:cmd.index("-X") + 2] = ["HEAD"]
+        cmd += ["-I"]
+    if data is not None:
+        cmd += ["--data-binary", "@-"]
+    out = subprocess.run(cmd + [url], input=data, capture_output=True, timeout=120).stdout
+    body, _, code = out.rpartition(b"\n")
+    return int(code), body
+
+
+def list_keys(prefix):
+    """Keys under prefix (one page: the tests keep few)."""
+    import re
+    import urllib.parse
+    status, body = request("GET", "", query="list-type=2&prefix=" +
+                           urllib.parse.quote(prefix, safe=""))
+    assert status == 200, body
+    return re.findall(r"<Key>([^<]*)</Key>", body.decode())
