@@ -13,6 +13,8 @@ BUILD_PKGS=(build-essential meson ninja-build pkg-config
 # chromium, chromium-driver, python3-selenium: the web console's browser tests
 TEST_PKGS=(python3-pytest python3-requests skopeo buildah podman valgrind openssl
            chromium chromium-driver python3-selenium)
+# ceph-*, radosgw: a one-node Ceph RGW for the S3 blob store tests (ceph-rgw-up.sh)
+TEST_PKGS+=(ceph-base ceph-common ceph-mon ceph-osd radosgw)
 BENCH_PKGS=(docker-registry nginx wrk hyperfine)
 
 bench=0

@@ -2,7 +2,8 @@
 # Installs what is missing, builds, and runs every test suite:
 #   0. the layer check (scripts/check_layers.py): folders of src/ include downwards only
 #   1. unit tests (cmocka, meson test --suite unit) on build/
-#   2. end-to-end tests (pytest tests/e2e) against build/meridian
+#   2. end-to-end tests (pytest tests/e2e) against build/meridian, then a subset of them
+#      with the blobs in S3 (Ceph RGW, started by the fixtures)
 #   3. an AddressSanitizer + UBSan build in build-asan/: its unit tests, and the e2e tests
 #      matching $ASAN_E2E_FILTER against build-asan/meridian; any sanitizer report fails.
 #   4. a ThreadSanitizer build in build-tsan/: its unit tests, and the e2e tests matching
@@ -197,6 +198,11 @@ fi
 run_unit unit build
 # MERIDIAN_SLOW=1: the 1 GiB layer across a link reset twice runs too (about 12 s, 2.2 GiB).
 run_pytest e2e MERIDIAN_BIN="$ROOT/build/meridian" MERIDIAN_SLOW=1 -- tests/e2e
+# The S3 blob store (issue 11): a subset again with every server's blobs in a Ceph RGW that
+# the fixtures start once (tests/e2e/s3_blobstore.py; S3_ENDPOINT names another server).
+run_pytest e2e-s3 MERIDIAN_BIN="$ROOT/build/meridian" MERIDIAN_TEST_BLOBSTORE=s3 -- \
+    tests/e2e/test_push.py tests/e2e/test_pull.py tests/e2e/test_push_staged.py \
+    tests/e2e/test_uploads_expiry.py tests/e2e/test_s3_blobstore.py
 
 # --- 3: sanitizers ---------------------------------------------------------------------------
 
