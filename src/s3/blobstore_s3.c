@@ -21,6 +21,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,13 @@ struct blobstore_upload {
     struct chunk *chunks;          /* stored, contiguous from 0 */
     size_t n_chunks, cap_chunks;
     uint64_t stored;               /* bytes in chunks */
+    /* The chunk at stored while it is built by a multipart upload (staged bytes past
+     * STAGE_MAX go there as parts; a flush completes it): one chunk per request, which
+     * commit turns into the blob with one server-side copy. */
+    char mpu_id[256];              /* "" when none */
+    struct buf mpu_parts;          /* its <Part> elements so far */
+    int mpu_n;
+    uint64_t mpu_len;              /* bytes in its parts */
     char *stage;                   /* appended bytes not stored yet */
     size_t stage_len, stage_cap;
     struct hasher *h;              /* of every byte held, when is_hash_valid */
@@ -302,6 +310,7 @@ static int s3_upload_open(struct blobstore *bs, const char *id, struct blobstore
     }
     u->h = digest_hasher_new(DIGEST_SHA256);
     u->is_hash_valid = u->stored == 0;
+    buf_init(&u->mpu_parts, SIZE_MAX);
     *out = u;
     *size = u->stored;
     return 0;
@@ -310,31 +319,116 @@ static int s3_upload_open(struct blobstore *bs, const char *id, struct blobstore
 static int s3_upload_append(struct blobstore *bs, struct blobstore_upload *u, uint64_t offset,
                             const void *p, size_t n, struct err *e);
 
-/* Stores the staged bytes as the chunk at u->stored. */
-static int store_stage(struct s3_store *s, struct blobstore_upload *u, struct err *e)
+static int upload_part(struct s3_store *s, const char *key, const char *upload_id, int number,
+                       const char *copy_from, const void *p, size_t n, char *etag,
+                       size_t etag_len, struct err *e);
+
+static void mpu_query(const struct blobstore_upload *u, char *out, size_t n)
 {
-    if (u->stage_len == 0)
-        return 0;
-    char key[512];
+    char enc[512];
+    s3_uri_encode(u->mpu_id, 0, enc, sizeof(enc));
+    snprintf(out, n, "uploadId=%s", enc);
+}
+
+/* Drops the chunk being built (its parts are deleted by S3). */
+static void mpu_abort(struct s3_store *s, struct blobstore_upload *u)
+{
+    if (u->mpu_id[0]) {
+        char key[512], query[600];
+        chunk_key(s, u->id, u->stored, key, sizeof(key));
+        mpu_query(u, query, sizeof(query));
+        struct err ignore = {0};
+        call(s, "DELETE", key, query, NULL, NULL, 0, &ignore);
+    }
+    u->mpu_id[0] = '\0';
+    buf_reset(&u->mpu_parts);
+    u->mpu_n = 0;
+    u->mpu_len = 0;
+}
+
+/* Sends the staged bytes as the next part of the chunk being built (started if none). */
+static int mpu_part(struct s3_store *s, struct blobstore_upload *u, struct err *e)
+{
+    char key[512], etag[256];
     chunk_key(s, u->id, u->stored, key, sizeof(key));
-    if (put_bytes(s, key, u->stage, u->stage_len, NULL, e) != 0)
+    if (u->mpu_id[0] == '\0') {
+        struct httpc_response r;
+        httpc_response_init(&r, 64 << 10);
+        int rc = s3_request(s->c, "POST", key, "uploads=", NULL, "", 0, &r, e);
+        if (rc == 0 && (r.status != 200 ||
+                        s3_xml_value(r.body.data ? r.body.data : "", "UploadId", u->mpu_id,
+                                     sizeof(u->mpu_id), NULL) != 0)) {
+            u->mpu_id[0] = '\0';
+            rc = err_set(e, ERR_IO, "s3: multipart upload refused (%ld)", r.status);
+        }
+        httpc_response_fini(&r);
+        if (rc != 0)
+            return -1;
+    }
+    if (upload_part(s, key, u->mpu_id, u->mpu_n + 1, NULL, u->stage, u->stage_len, etag,
+                    sizeof(etag), e) != 0)
         return -1;
+    u->mpu_n++;
+    buf_printf(&u->mpu_parts, "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>",
+               u->mpu_n, etag);
+    u->mpu_len += u->stage_len;
+    u->stage_len = 0;
+    return 0;
+}
+
+static void add_chunk(struct blobstore_upload *u, uint64_t len)
+{
     if (u->n_chunks == u->cap_chunks) {
         u->cap_chunks = u->cap_chunks ? 2 * u->cap_chunks : 8;
         u->chunks = xrealloc(u->chunks, u->cap_chunks * sizeof(*u->chunks));
     }
-    u->chunks[u->n_chunks++] = (struct chunk){u->stored, u->stage_len};
-    u->stored += u->stage_len;
-    u->stage_len = 0;
+    u->chunks[u->n_chunks++] = (struct chunk){u->stored, len};
+    u->stored += len;
+}
+
+/* Stores the bytes appended since the last store as the chunk at u->stored: completes
+ * the multipart upload building it, or PUTs them when they are few. */
+static int store_stage(struct s3_store *s, struct blobstore_upload *u, struct err *e)
+{
+    char key[512];
+    chunk_key(s, u->id, u->stored, key, sizeof(key));
+    if (u->mpu_id[0] == '\0') {
+        if (u->stage_len == 0)
+            return 0;
+        if (put_bytes(s, key, u->stage, u->stage_len, NULL, e) != 0)
+            return -1;
+        add_chunk(u, u->stage_len);
+        u->stage_len = 0;
+        return 0;
+    }
+    if (u->stage_len > 0 && mpu_part(s, u, e) != 0)
+        return -1;
+    struct buf body;
+    buf_init(&body, SIZE_MAX);
+    buf_printf(&body, "<CompleteMultipartUpload>%s</CompleteMultipartUpload>",
+               u->mpu_parts.data ? u->mpu_parts.data : "");
+    char query[600];
+    mpu_query(u, query, sizeof(query));
+    long st = call(s, "POST", key, query, NULL, body.data, body.len, e);
+    buf_fini(&body);
+    if (st != 200)
+        return st < 0 ? -1 : err_set(e, ERR_IO, "s3: completing a chunk answered %ld", st);
+    uint64_t len = u->mpu_len;
+    u->mpu_id[0] = '\0';
+    buf_reset(&u->mpu_parts);
+    u->mpu_n = 0;
+    u->mpu_len = 0;
+    add_chunk(u, len);
     return 0;
 }
 
 static int s3_upload_append(struct blobstore *bs, struct blobstore_upload *u, uint64_t offset,
                             const void *p, size_t n, struct err *e)
 {
-    if (offset != u->stored + u->stage_len)
+    uint64_t end = u->stored + u->mpu_len + u->stage_len;
+    if (offset != end)
         return err_set(e, ERR_IO, "append at %" PRIu64 ", the session ends at %" PRIu64,
-                       offset, u->stored + u->stage_len);
+                       offset, end);
     if (u->stage_len + n > u->stage_cap) {
         size_t cap = u->stage_cap ? u->stage_cap : (1u << 20);
         while (cap < u->stage_len + n)
@@ -347,7 +441,7 @@ static int s3_upload_append(struct blobstore *bs, struct blobstore_upload *u, ui
     if (u->is_hash_valid)
         digest_hasher_update(u->h, p, n);
     if (u->stage_len >= STAGE_MAX)
-        return store_stage(S(bs), u, e);
+        return mpu_part(S(bs), u, e);
     return 0;
 }
 
@@ -364,6 +458,7 @@ static uint64_t s3_upload_idle(struct blobstore *bs, struct blobstore_upload *u)
     if (store_stage(S(bs), u, &e) != 0) {
         log_error("s3", "upload %s: dropped %zu staged bytes: %s", u->id, u->stage_len,
                   err_message(&e));
+        mpu_abort(S(bs), u);
         u->stage_len = 0;
         u->is_hash_valid = false;
     }
@@ -378,12 +473,14 @@ static int s3_upload_truncate(struct blobstore *bs, struct blobstore_upload *u, 
 {
     struct s3_store *s = S(bs);
     int rc = 0;
-    if (size < u->stored + u->stage_len)
+    if (size < u->stored + u->mpu_len + u->stage_len)
         u->is_hash_valid = false;
-    if (size >= u->stored) {
-        if (size - u->stored <= u->stage_len)
-            u->stage_len = (size_t)(size - u->stored);
+    if (size >= u->stored + u->mpu_len) {
+        if (size - u->stored - u->mpu_len <= u->stage_len)
+            u->stage_len = (size_t)(size - u->stored - u->mpu_len);
     } else {
+        /* Parts of an unfinished chunk were never flushed: a cut goes below them. */
+        mpu_abort(s, u);
         u->stage_len = 0;
         /* Drop the chunks from the end; one that holds size is cut by rewriting it. */
         while (u->n_chunks > 0 && u->chunks[u->n_chunks - 1].off + u->chunks[u->n_chunks - 1].len > size) {
@@ -409,7 +506,7 @@ static int s3_upload_truncate(struct blobstore *bs, struct blobstore_upload *u, 
             u->stored = c.off;
         }
     }
-    *now = u->stored + u->stage_len;
+    *now = u->stored + u->mpu_len + u->stage_len;
     return rc;
 }
 
@@ -462,47 +559,100 @@ static int upload_part(struct s3_store *s, const char *key, const char *upload_i
     return rc;
 }
 
+/* One part of the blob being assembled: a server-side copy of a chunk, or bytes. */
+struct part {
+    char from[512];            /* the chunk copied, or "" */
+    struct buf bytes;          /* otherwise the part's bytes */
+    char etag[256];
+    int rc;
+    struct err e;
+};
+
+struct assembly {
+    struct s3_store *s;
+    const char *key, *upload_id;
+    struct part *parts;
+    size_t n;
+    atomic_size_t next;
+};
+
+#define COPY_WORKERS 4         /* part copies in flight at once (S3 does them in parallel) */
+
+static void *assembly_worker(void *arg)
+{
+    struct assembly *a = arg;
+    size_t i;
+    while ((i = atomic_fetch_add(&a->next, 1)) < a->n) {
+        struct part *p = &a->parts[i];
+        p->rc = upload_part(a->s, a->key, a->upload_id, (int)i + 1, p->from[0] ? p->from : NULL,
+                            p->bytes.data, p->bytes.len, p->etag, sizeof(p->etag), &p->e);
+    }
+    return NULL;
+}
+
 /* Assembles the session's chunks (all stored) into key with a multipart upload. */
 static int assemble(struct s3_store *s, struct blobstore_upload *u, const char *key,
                     const struct digest *stamp, struct err *e)
 {
-    struct httpc_response r;
-    httpc_response_init(&r, 64 << 10);
-    char upload_id[256], sh[256];
-    const char *extra[] = {stamp_of(stamp, sh, sizeof(sh)), NULL};
-    if (s3_request(s->c, "POST", key, "uploads=", extra, "", 0, &r, e) != 0) {
-        httpc_response_fini(&r);
-        return -1;
-    }
-    if (r.status != 200 ||
-        s3_xml_value(r.body.data ? r.body.data : "", "UploadId", upload_id, sizeof(upload_id),
-                     NULL) != 0) {
-        httpc_response_fini(&r);
-        return err_set(e, ERR_IO, "s3: multipart upload refused (%ld)", r.status);
-    }
-    httpc_response_fini(&r);
-    struct buf done, pending;
-    buf_init(&done, SIZE_MAX);
-    buf_init(&pending, SIZE_MAX);
-    buf_appends(&done, "<CompleteMultipartUpload>");
-    int number = 0, rc = 0;
+    /* The parts: chunks of 5 MiB or more are copied; runs of smaller ones are read back
+     * into one part (every part but the last must reach the minimum). */
+    struct part *parts = xcalloc(u->n_chunks, sizeof(*parts));
+    size_t n = 0;
+    int rc = 0;
+    bool is_pending = false;
     for (size_t i = 0; i < u->n_chunks && rc == 0; i++) {
-        char ck[512], etag[256];
+        char ck[512];
         chunk_key(s, u->id, u->chunks[i].off, ck, sizeof(ck));
-        bool is_last = i + 1 == u->n_chunks;
-        if (pending.len == 0 && u->chunks[i].len >= PART_MIN) {
-            rc = upload_part(s, key, upload_id, ++number, ck, NULL, 0, etag, sizeof(etag), e);
-        } else {
-            rc = read_into(s, ck, 0, u->chunks[i].len, NULL, &pending, NULL, NULL, e);
-            if (rc != 0 || (pending.len < PART_MIN && !is_last))
-                continue;
-            rc = upload_part(s, key, upload_id, ++number, NULL, pending.data, pending.len,
-                             etag, sizeof(etag), e);
-            buf_reset(&pending);
+        if (!is_pending && u->chunks[i].len >= PART_MIN) {
+            snprintf(parts[n++].from, sizeof(parts[0].from), "%s", ck);
+            continue;
         }
-        if (rc == 0)
-            buf_printf(&done, "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>",
-                       number, etag);
+        if (!is_pending) {
+            buf_init(&parts[n].bytes, SIZE_MAX);
+            is_pending = true;
+        }
+        rc = read_into(s, ck, 0, u->chunks[i].len, NULL, &parts[n].bytes, NULL, NULL, e);
+        if (parts[n].bytes.len >= PART_MIN || i + 1 == u->n_chunks) {
+            n++;
+            is_pending = false;
+        }
+    }
+    if (is_pending)
+        n++;
+    char upload_id[256] = "";
+    if (rc == 0) {
+        struct httpc_response r;
+        httpc_response_init(&r, 64 << 10);
+        char sh[256];
+        const char *extra[] = {stamp_of(stamp, sh, sizeof(sh)), NULL};
+        rc = s3_request(s->c, "POST", key, "uploads=", extra, "", 0, &r, e);
+        if (rc == 0 && (r.status != 200 ||
+                        s3_xml_value(r.body.data ? r.body.data : "", "UploadId", upload_id,
+                                     sizeof(upload_id), NULL) != 0))
+            rc = err_set(e, ERR_IO, "s3: multipart upload refused (%ld)", r.status);
+        httpc_response_fini(&r);
+    }
+    if (rc == 0) {
+        struct assembly a = {.s = s, .key = key, .upload_id = upload_id, .parts = parts, .n = n};
+        pthread_t t[COPY_WORKERS];
+        size_t started = 0;
+        for (; started < COPY_WORKERS && started + 1 < n; started++)
+            if (pthread_create(&t[started], NULL, assembly_worker, &a) != 0)
+                break;
+        assembly_worker(&a);
+        for (size_t i = 0; i < started; i++)
+            pthread_join(t[i], NULL);
+    }
+    struct buf done;
+    buf_init(&done, SIZE_MAX);
+    buf_appends(&done, "<CompleteMultipartUpload>");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (parts[i].rc != 0) {
+            *e = parts[i].e;
+            rc = -1;
+        }
+        buf_printf(&done, "<Part><PartNumber>%zu</PartNumber><ETag>%s</ETag></Part>", i + 1,
+                   parts[i].etag);
     }
     buf_appends(&done, "</CompleteMultipartUpload>");
     char enc_id[512], query[600];
@@ -513,12 +663,14 @@ static int assemble(struct s3_store *s, struct blobstore_upload *u, const char *
         if (st != 200)
             rc = st < 0 ? -1 : err_set(e, ERR_IO, "s3: completing the upload answered %ld", st);
     }
-    if (rc != 0) {
+    if (rc != 0 && upload_id[0]) {
         struct err ignore = {0};
         call(s, "DELETE", key, query, NULL, NULL, 0, &ignore);
     }
     buf_fini(&done);
-    buf_fini(&pending);
+    for (size_t i = 0; i < u->n_chunks; i++)
+        buf_fini(&parts[i].bytes);
+    free(parts);
     return rc;
 }
 
@@ -556,9 +708,10 @@ static int s3_upload_commit(struct blobstore *bs, struct blobstore_upload *u,
 
 static void s3_upload_close(struct blobstore *bs, struct blobstore_upload *u)
 {
-    (void)bs;
     if (u == NULL)
         return;
+    mpu_abort(S(bs), u);
+    buf_fini(&u->mpu_parts);
     digest_hasher_free(u->h);
     free(u->chunks);
     free(u->stage);
