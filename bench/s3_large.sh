@@ -38,5 +38,8 @@ for run in $(seq "$RUNS"); do
     [ "${p#* }" = 201 ] || { echo "push answered ${p#* }" >&2; exit 1; }
     m=$(curl -s -o "$TMP/back" -w '%{time_total}' "$URL/v2/bench/r$run/blobs/$DIGEST")
     cmp -s "$TMP/blob" "$TMP/back"
+    # Free the space again (a memstore RGW holds a few GiB).
+    curl -s -o /dev/null -X DELETE "${SIG[@]}" "$S3_ENDPOINT/bench-plain/blob-$run"
+    curl -s -o /dev/null -X DELETE "$URL/v2/bench/r$run/blobs/$DIGEST"
     echo "run $run: ${MIB} MiB  RGW PUT $(mbps "$t") MB/s  GET $(mbps "$g") MB/s  |  Meridian push $(mbps "${p% *}") MB/s  pull $(mbps "$m") MB/s"
 done

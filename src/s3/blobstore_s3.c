@@ -79,6 +79,19 @@ struct chunk {
     uint64_t off, len;
 };
 
+/* A part sent by a thread of its own while the request goes on receiving the next. */
+struct part_job {
+    struct s3_store *s;
+    char key[512];
+    const char *mpu_id;
+    int number;
+    char *p;
+    size_t n, cap;
+    char etag[256];
+    int rc;
+    struct err e;
+};
+
 struct blobstore_upload {
     char id[33];
     struct chunk *chunks;          /* stored, contiguous from 0 */
@@ -90,7 +103,13 @@ struct blobstore_upload {
     char mpu_id[256];              /* "" when none */
     struct buf mpu_parts;          /* its <Part> elements so far */
     int mpu_n;
-    uint64_t mpu_len;              /* bytes in its parts */
+    uint64_t mpu_len;              /* bytes in its parts (the one in flight too) */
+    struct part_job job;           /* the part in flight, when is_job_running */
+    pthread_t job_thread;
+    bool is_job_running;
+    bool is_job_inline;            /* no thread could be started: it ran in the caller */
+    char *spare;                   /* the other stage buffer, while one is in flight */
+    size_t spare_cap;
     char *stage;                   /* appended bytes not stored yet */
     size_t stage_len, stage_cap;
     struct hasher *h;              /* of every byte held, when is_hash_valid */
@@ -330,14 +349,17 @@ static void mpu_query(const struct blobstore_upload *u, char *out, size_t n)
     snprintf(out, n, "uploadId=%s", enc);
 }
 
+static int part_wait(struct blobstore_upload *u, struct err *e);
+
 /* Drops the chunk being built (its parts are deleted by S3). */
 static void mpu_abort(struct s3_store *s, struct blobstore_upload *u)
 {
+    struct err ignore = {0};
+    part_wait(u, &ignore);
     if (u->mpu_id[0]) {
         char key[512], query[600];
         chunk_key(s, u->id, u->stored, key, sizeof(key));
         mpu_query(u, query, sizeof(query));
-        struct err ignore = {0};
         call(s, "DELETE", key, query, NULL, NULL, 0, &ignore);
     }
     u->mpu_id[0] = '\0';
@@ -376,6 +398,70 @@ static int mpu_part(struct s3_store *s, struct blobstore_upload *u, struct err *
     return 0;
 }
 
+static void *part_job_main(void *arg)
+{
+    struct part_job *j = arg;
+    j->rc = upload_part(j->s, j->key, j->mpu_id, j->number, NULL, j->p, j->n, j->etag,
+                        sizeof(j->etag), &j->e);
+    return NULL;
+}
+
+/* Waits for the part in flight: -1 with e set when it failed. */
+static int part_wait(struct blobstore_upload *u, struct err *e)
+{
+    if (!u->is_job_running)
+        return 0;
+    if (!u->is_job_inline)
+        pthread_join(u->job_thread, NULL);
+    u->is_job_running = false;
+    free(u->spare);
+    u->spare = u->job.p;
+    u->spare_cap = u->job.cap;
+    u->job.p = NULL;
+    if (u->job.rc != 0) {
+        *e = u->job.e;
+        return -1;
+    }
+    u->mpu_n++;
+    buf_printf(&u->mpu_parts, "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>",
+               u->mpu_n, u->job.etag);
+    return 0;
+}
+
+/* Sends the staged bytes as the next part from a thread (waiting for the one before):
+ * the request receives the next bytes meanwhile. */
+static int part_send(struct s3_store *s, struct blobstore_upload *u, struct err *e)
+{
+    if (part_wait(u, e) != 0)
+        return -1;
+    if (u->mpu_id[0] == '\0') {
+        /* Starts the multipart upload with the first part, sent here. */
+        return mpu_part(s, u, e);
+    }
+    struct part_job *j = &u->job;
+    j->s = s;
+    chunk_key(s, u->id, u->stored, j->key, sizeof(j->key));
+    j->mpu_id = u->mpu_id;
+    j->number = u->mpu_n + 1;
+    j->p = u->stage;
+    j->cap = u->stage_cap;
+    j->n = u->stage_len;
+    j->rc = 0;
+    u->stage = u->spare;
+    u->stage_cap = u->spare_cap;
+    u->spare = NULL;
+    u->spare_cap = 0;
+    u->mpu_len += u->stage_len;
+    u->stage_len = 0;
+    u->is_job_running = true;
+    u->is_job_inline = pthread_create(&u->job_thread, NULL, part_job_main, j) != 0;
+    if (u->is_job_inline) {
+        part_job_main(j);
+        return part_wait(u, e);
+    }
+    return 0;
+}
+
 static void add_chunk(struct blobstore_upload *u, uint64_t len)
 {
     if (u->n_chunks == u->cap_chunks) {
@@ -390,6 +476,8 @@ static void add_chunk(struct blobstore_upload *u, uint64_t len)
  * the multipart upload building it, or PUTs them when they are few. */
 static int store_stage(struct s3_store *s, struct blobstore_upload *u, struct err *e)
 {
+    if (part_wait(u, e) != 0)
+        return -1;
     char key[512];
     chunk_key(s, u->id, u->stored, key, sizeof(key));
     if (u->mpu_id[0] == '\0') {
@@ -441,7 +529,7 @@ static int s3_upload_append(struct blobstore *bs, struct blobstore_upload *u, ui
     if (u->is_hash_valid)
         digest_hasher_update(u->h, p, n);
     if (u->stage_len >= STAGE_MAX)
-        return mpu_part(S(bs), u, e);
+        return part_send(S(bs), u, e);
     return 0;
 }
 
@@ -465,6 +553,9 @@ static uint64_t s3_upload_idle(struct blobstore *bs, struct blobstore_upload *u)
     free(u->stage);
     u->stage = NULL;
     u->stage_cap = 0;
+    free(u->spare);
+    u->spare = NULL;
+    u->spare_cap = 0;
     return u->stored;
 }
 
@@ -473,6 +564,13 @@ static int s3_upload_truncate(struct blobstore *bs, struct blobstore_upload *u, 
 {
     struct s3_store *s = S(bs);
     int rc = 0;
+    struct err ignore = {0};
+    if (part_wait(u, &ignore) != 0) {
+        /* A part in flight failed: the chunk being built and what followed are lost. */
+        mpu_abort(s, u);
+        u->stage_len = 0;
+        u->is_hash_valid = false;
+    }
     if (size < u->stored + u->mpu_len + u->stage_len)
         u->is_hash_valid = false;
     if (size >= u->stored + u->mpu_len) {
@@ -712,6 +810,7 @@ static void s3_upload_close(struct blobstore *bs, struct blobstore_upload *u)
         return;
     mpu_abort(S(bs), u);
     buf_fini(&u->mpu_parts);
+    free(u->spare);
     digest_hasher_free(u->h);
     free(u->chunks);
     free(u->stage);

@@ -128,7 +128,9 @@ int s3_request(struct s3_client *c, const char *method, const char *key, const c
         .headers = list,
         .body = body,
         .body_len = len,
-        .timeout_ms = 600000,
+        /* S3 that stops answering (a full cluster blocks writes) fails the request
+         * instead of holding a worker: 30 s, plus a second per MiB of body. */
+        .timeout_ms = 30000 + (long)(len >> 20) * 1000,
     };
     int rc = httpc_do(&rq, out, e);
     buf_fini(&path);
