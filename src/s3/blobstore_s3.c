@@ -781,8 +781,8 @@ static int s3_upload_commit(struct blobstore *bs, struct blobstore_upload *u,
     if ((!u->is_hash_valid || want->alg != DIGEST_SHA256) && rehash(s, u, want->alg, e) != 0)
         return -1;
     struct digest got;
-    struct hasher *copy = u->h;
-    digest_hasher_final(copy, &got);
+    digest_hasher_final(u->h, &got);
+    digest_hasher_free(u->h);
     u->h = digest_hasher_new(DIGEST_SHA256);
     u->is_hash_valid = false; /* the hasher was consumed: a retry rebuilds it */
     if (!digest_equal(&got, want))
