@@ -22,7 +22,7 @@ import sys
 LAYERS = [
     ["core"],
     ["http", "store"],
-    ["auth"],
+    ["auth", "s3"],
     ["cli", "repl"],
     ["oci", "console"],
     ["mgmt"],

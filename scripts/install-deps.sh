@@ -15,6 +15,8 @@ BUILD_PKGS=(build-essential meson ninja-build pkg-config
 # postgresql-15: the PostgreSQL metastore's tests (tools/pg-up.sh starts a throwaway cluster)
 TEST_PKGS=(postgresql-15 python3-pytest python3-requests skopeo buildah podman valgrind openssl
            chromium chromium-driver python3-selenium)
+# ceph-*, radosgw: a one-node Ceph RGW for the S3 blob store tests (ceph-rgw-up.sh)
+TEST_PKGS+=(ceph-base ceph-common ceph-mon ceph-osd radosgw)
 BENCH_PKGS=(docker-registry nginx wrk hyperfine)
 
 bench=0

@@ -5,6 +5,7 @@
 #   2. end-to-end tests (pytest tests/e2e) against build/meridian, then $PG_E2E_FILES again
 #      with every server's metadata on PostgreSQL (MERIDIAN_TEST_METASTORE=pg); the unit
 #      tests of the PostgreSQL driver and metastore run on a cluster started here (pg-up.sh)
+#      and a subset with the blobs in S3 (Ceph RGW, started by the fixtures)
 #   3. an AddressSanitizer + UBSan build in build-asan/: its unit tests, and the e2e tests
 #      matching $ASAN_E2E_FILTER against build-asan/meridian; any sanitizer report fails.
 #   4. a ThreadSanitizer build in build-tsan/: its unit tests, and the e2e tests matching
@@ -240,6 +241,11 @@ if [ "$PG" = 1 ]; then
     run_pytest e2e-postgres MERIDIAN_BIN="$ROOT/build/meridian" MERIDIAN_TEST_METASTORE=pg \
         MERIDIAN_PG_TOOLS="$PG_TOOLS" -- $PG_E2E_FILES
 fi
+# The S3 blob store (issue 11): a subset again with every server's blobs in a Ceph RGW that
+# the fixtures start once (tests/e2e/s3_blobstore.py; S3_ENDPOINT names another server).
+run_pytest e2e-s3 MERIDIAN_BIN="$ROOT/build/meridian" MERIDIAN_TEST_BLOBSTORE=s3 -- \
+    tests/e2e/test_push.py tests/e2e/test_pull.py tests/e2e/test_push_staged.py \
+    tests/e2e/test_uploads_expiry.py tests/e2e/test_s3_blobstore.py
 
 # --- 3: sanitizers ---------------------------------------------------------------------------
 

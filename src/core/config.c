@@ -22,12 +22,21 @@ static const struct option_def options[] = {
     {"listen", OPT_LISTEN, "address and port to listen on (HOST:PORT, [V6]:PORT; port 0 picks one)",
      "127.0.0.1:5000"},
     {"data", OPT_STRING, "data directory: blobs/, uploads/, meta.db", "./data"},
-    {"blobstore", OPT_STRING, "where blobs are kept: a directory or file://DIR", "DATA"},
-    {"metastore", OPT_STRING, "where metadata is kept: postgres://USER:PASS@HOST:PORT/DB",
+    {"blobstore", OPT_STRING, "where blobs are kept: a directory, file://DIR or s3://BUCKET/PREFIX",
+     "DATA"},
      "SQLite in DATA/meta.db"},
     {"volume", OPT_STRING,
      "a volume blobs are kept on, NAME=PATH[,class=C][,zone=Z] (repeatable; replaces "
      "--blobstore)", "(DATA)"},
+    {"s3-endpoint", OPT_STRING, "S3 endpoint of an s3:// blobstore (http(s)://host:port)",
+     "env S3_ENDPOINT"},
+    {"s3-region", OPT_STRING, "S3 region signed into requests", "env S3_REGION, us-east-1"},
+    {"s3-access-key", OPT_STRING, "S3 access key", "env AWS_ACCESS_KEY_ID or S3_ACCESS_KEY"},
+    {"s3-secret-key", OPT_STRING, "S3 secret key",
+     "env AWS_SECRET_ACCESS_KEY or S3_SECRET_KEY"},
+    {"blob-redirect", OPT_BOOL_ON,
+     "answer blob GETs with 307 to a presigned S3 URL (valid 5 minutes) instead of streaming",
+     "off"},
     {"region", OPT_STRING, "name of this region, stamped on log lines and events", "local"},
     {"threads", OPT_UINT, "HTTP worker threads", "16"},
     {"upload-ttl", OPT_DURATION, "upload sessions expire after this long (e.g. 90s, 15m, 24h)",
@@ -162,6 +171,10 @@ void config_fini(struct config *cfg)
         free(cfg->volumes[i]);
     FREE_AND_NULL(cfg->volumes);
     cfg->n_volumes = 0;
+    FREE_AND_NULL(cfg->s3_endpoint);
+    FREE_AND_NULL(cfg->s3_region);
+    FREE_AND_NULL(cfg->s3_access_key);
+    FREE_AND_NULL(cfg->s3_secret_key);
     FREE_AND_NULL(cfg->region);
     FREE_AND_NULL(cfg->advertise);
     FREE_AND_NULL(cfg->registry_name);
@@ -319,6 +332,10 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
                       : strcmp(key, "tls-ticket-key-file") == 0 ? &cfg->tls_ticket_key_file
                       : strcmp(key, "console-dir") == 0 ? &cfg->console_dir
                       : strcmp(key, "data-endpoint") == 0 ? &cfg->data_endpoint
+                      : strcmp(key, "s3-endpoint") == 0 ? &cfg->s3_endpoint
+                      : strcmp(key, "s3-region") == 0 ? &cfg->s3_region
+                      : strcmp(key, "s3-access-key") == 0 ? &cfg->s3_access_key
+                      : strcmp(key, "s3-secret-key") == 0 ? &cfg->s3_secret_key
                                                           : &cfg->peer_secret;
         if (strcmp(key, "region") == 0 && !config_is_valid_region(value))
             return err_set(e, ERR_BAD_REQUEST,
@@ -418,6 +435,8 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->is_access_log = on;
         else if (strcmp(key, "auth") == 0 || strcmp(key, "no-auth") == 0)
             cfg->auth_mode = on ? 1 : 0;
+        else if (strcmp(key, "blob-redirect") == 0)
+            cfg->is_blob_redirect = on;
         else
             cfg->is_delete_enabled = on;
         return 0;

@@ -30,6 +30,9 @@ struct config {
     char *metastore;               /* metastore_open's spec; NULL: SQLite in data_dir/meta.db */
     char **volumes;                /* --volume specs NAME=PATH[,class=C][,zone=Z], in order */
     size_t n_volumes;              /* 0: one volume, the blobstore above */
+    char *s3_endpoint, *s3_region; /* an s3:// blobstore's server; NULL: from the env */
+    char *s3_access_key, *s3_secret_key; /* its credentials; NULL: from the env */
+    bool is_blob_redirect;         /* blob GETs answered 307 to a presigned URL (s3) */
     char *region;                  /* default "local" */
     unsigned threads;              /* HTTP worker threads, default 16 */
     int64_t upload_ttl_s;          /* upload sessions expire after this, default 86400 */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "authz.h"
+#include "blobstore_s3.h"
 #include "base64.h"
 #include "console.h"
 #include "log.h"
@@ -135,9 +136,22 @@ struct registry *registry_open(struct config *cfg, struct err *e)
         err_set(e, ERR_IO, "cannot create data directory");
         return NULL;
     }
-    struct blobstore *bs = cfg->n_volumes > 0
-                               ? blobstore_volumes_open(cfg->volumes, cfg->n_volumes, e)
-                               : blobstore_open(cfg->blobstore, cfg->data_dir, e);
+    struct blobstore *bs;
+    if (cfg->blobstore != NULL && strncmp(cfg->blobstore, "s3://", 5) == 0) {
+        struct blobstore_s3_options o = {
+            .spec = cfg->blobstore,
+            .endpoint = cfg->s3_endpoint,
+            .region = cfg->s3_region,
+            .access_key = cfg->s3_access_key,
+            .secret_key = cfg->s3_secret_key,
+            .is_redirect = cfg->is_blob_redirect,
+        };
+        bs = blobstore_s3_open(&o, e);
+    } else if (cfg->n_volumes > 0) {
+        bs = blobstore_volumes_open(cfg->volumes, cfg->n_volumes, e);
+    } else {
+        bs = blobstore_open(cfg->blobstore, cfg->data_dir, e);
+    }
     if (bs == NULL)
         return NULL;
     return registry_open_with(cfg, bs, e);

@@ -16,7 +16,7 @@ struct blobstore *blobstore_open(const char *spec, const char *data_dir, struct 
         return blobstore_fs_open(spec + 7, e);
     if (strstr(spec, "://") == NULL)
         return blobstore_fs_open(spec, e);
-    /* s3:// comes with the scale-out tier (issue 11). */
+    /* s3:// is opened by the server with blobstore_s3_open (src/s3 sits above store). */
     log_error("blobstore", "failed to open blobstore %s: no backend serves this scheme", spec);
     err_set(e, ERR_BAD_REQUEST, "blobstore: unsupported scheme (expected a directory or file://)");
     return NULL;

@@ -210,7 +210,8 @@ struct blobstore {
 
 /* Opens the blobstore a registry keeps its blobs in, named by spec (--blobstore): NULL or
  * "" for the filesystem store under data_dir, "file://DIR" (or a path) for one under DIR.
- * Other schemes (s3://) are refused with ERR_UNSUPPORTED until a backend serves them.
+ * Other schemes are refused here: s3:// is opened by the server with blobstore_s3_open
+ * (src/s3/blobstore_s3.h), which joins this seam and the HTTP client one layer up.
  * NULL with e set on failure. */
 struct blobstore *blobstore_open(const char *spec, const char *data_dir, struct err *e);
 

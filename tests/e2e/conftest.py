@@ -38,6 +38,7 @@ import pytest
 import requests
 
 from pg_metastore import metastore_args
+import s3_blobstore
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_BIN = os.path.join(REPO_ROOT, "build", "meridian")
@@ -209,6 +210,7 @@ class MeridianServer:
         cmd = [self.binary, "serve", "--listen", "%s:0" % self.host, "--data", self.data_dir,
                "--log-level", "info"] + self.extra_args + \
             metastore_args(self.data_dir, self.extra_args)
+        cmd += s3_blobstore.args_for(self.data_dir, self.extra_args)
         self._log.write(("# %s\n" % " ".join(cmd)).encode())
         self._log.flush()
         offset = self._log.tell()

@@ -1,0 +1,132 @@
+"""The S3 blob store under the e2e fixtures: with MERIDIAN_TEST_BLOBSTORE=s3 every server
+the fixtures start keeps its blobs in S3 (`--blobstore s3://meridian-e2e/<prefix>`), one
+prefix per data directory (so a restart on the same data finds its blobs again).
+
+The S3 server: S3_ENDPOINT/S3_ACCESS_KEY/S3_SECRET_KEY (and S3_REGION) from the environment
+when set, otherwise a Ceph RGW started once per test session with ceph-rgw-up.sh (memstore,
+under a temporary directory, stopped and removed at exit). MERIDIAN_RGW_TOOLS names the
+folder of ceph-rgw-up.sh (default: ../shared/tools beside the repository, then
+/work/shared/tools).
+"""
+import atexit
+import hashlib
+import os
+import shlex
+import socket
+import subprocess
+import tempfile
+
+BUCKET = "meridian-e2e"
+_server = {}
+
+
+def is_on():
+    return os.environ.get("MERIDIAN_TEST_BLOBSTORE", "") == "s3"
+
+
+def _tools_dir():
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.dirname(os.path.dirname(here))
+    for d in (os.environ.get("MERIDIAN_RGW_TOOLS"), os.path.join(repo, "..", "shared", "tools"),
+              "/work/shared/tools"):
+        if d and os.path.isfile(os.path.join(d, "ceph-rgw-up.sh")):
+            return d
+    raise RuntimeError("ceph-rgw-up.sh not found: set MERIDIAN_RGW_TOOLS or S3_ENDPOINT")
+
+
+def _free_port():
+    # RGW takes PORT and the monitor PORT+1: pick a pair that is free now.
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no free port pair for RGW")
+
+
+def server():
+    """{S3_ENDPOINT, S3_REGION, S3_ACCESS_KEY, S3_SECRET_KEY}, starting RGW at first use."""
+    if _server:
+        return _server
+    if os.environ.get("S3_ENDPOINT"):
+        for k in ("S3_ENDPOINT", "S3_REGION", "S3_ACCESS_KEY", "S3_SECRET_KEY"):
+            _server[k] = os.environ.get(k, "us-east-1" if k == "S3_REGION" else "")
+        return _server
+    tools = _tools_dir()
+    d = tempfile.mkdtemp(prefix="meridian-rgw-")
+    env = dict(os.environ, CEPH_OSD_STORE=os.environ.get("CEPH_OSD_STORE", "memstore"))
+    out = subprocess.run([os.path.join(tools, "ceph-rgw-up.sh"), d, str(_free_port())],
+                         env=env, capture_output=True, text=True, timeout=300)
+    atexit.register(subprocess.run, [os.path.join(tools, "ceph-rgw-down.sh"), d, "--rm"],
+                    capture_output=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError("ceph-rgw-up.sh failed:\n" + out.stderr[-3000:])
+    for line in out.stdout.splitlines():
+        k, _, v = line.partition("=")
+        if k.startswith("S3_"):
+            _server[k] = shlex.split(v)[0] if v else ""
+    return _server
+
+
+def args_for(data_dir, extra_args):
+    """The flags that put a server's blobs in S3 (none when off or given by the test)."""
+    if not is_on() or any(str(a).startswith("--blobstore") for a in extra_args):
+        return []
+    # The endpoint and keys reach the server through its environment (inherited), not
+    # its command line, which the logs and `ps` show.
+    os.environ.update(server())
+    prefix = hashlib.sha256(os.path.abspath(str(data_dir)).encode()).hexdigest()[:20]
+    return ["--blobstore", "s3://%s/%s" % (BUCKET, prefix)]
+
+
+def prefix_of(data_dir):
+    return hashlib.sha256(os.path.abspath(str(data_dir)).encode()).hexdigest()[:20]
+
+
+def available():
+    """An S3 server is given, or one can be started here."""
+    if os.environ.get("S3_ENDPOINT") or _server:
+        return True
+    try:
+        _tools_dir()
+    except RuntimeError:
+        return False
+    import shutil
+    return shutil.which("radosgw") is not None
+
+
+def request(method, key, data=None, query="", headers=()):
+    """(status, body) of one signed request on BUCKET/key through the curl command line
+    (its --aws-sigv4). query: already canonical (sorted, encoded)."""
+    s = server()
+    url = "%s/%s%s%s" % (s["S3_ENDPOINT"], BUCKET, ("/" + key) if key else "",
+                         ("?" + query) if query else "")
+    cmd = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "-X", method,
+           "--aws-sigv4", "aws:amz:%s:s3" % (s.get("S3_REGION") or "us-east-1"),
+           "--user", "%s:%s" % (s["S3_ACCESS_KEY"], s["S3_SECRET_KEY"]),
+           "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
+    for h in headers:
+        cmd += ["-H", h]
+    if method == "HEAD":
+        cmd[cmd.index("-X") + 1:cmd.index("-X") + 2] = ["HEAD"]
+        cmd += ["-I"]
+    if data is not None:
+        cmd += ["--data-binary", "@-"]
+    out = subprocess.run(cmd + [url], input=data, capture_output=True, timeout=120).stdout
+    body, _, code = out.rpartition(b"\n")
+    return int(code), body
+
+
+def list_keys(prefix):
+    """Keys under prefix (one page: the tests keep few)."""
+    import re
+    import urllib.parse
+    status, body = request("GET", "", query="list-type=2&prefix=" +
+                           urllib.parse.quote(prefix, safe=""))
+    assert status == 200, body
+    return re.findall(r"<Key>([^<]*)</Key>", body.decode())
