@@ -311,8 +311,10 @@ static int bootstrap(struct authz *az, struct err *e)
     struct meta_identity id = {.name = "admin",
                                .kind = "user",
                                .secret_hash = hash,
-                               .description = "bootstrap administrator"};
-    struct meta_binding b = {.subject = "admin", .role = "admin", .pattern = "*"};
+                               .description = "bootstrap administrator",
+                               .is_bootstrap = true};
+    struct meta_binding b = {
+        .subject = "admin", .role = "admin", .pattern = "*", .is_bootstrap = true};
     bool is_changed;
     if (az->ms->ops->identity_put(az->ms, &id, true, e) != 0 ||
         az->ms->ops->role_set(az->ms, &b, true, &is_changed, e) != 0)
