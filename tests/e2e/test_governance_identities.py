@@ -200,3 +200,65 @@ def test_only_the_hash_crosses_a_link(geo):
             if os.path.isfile(path):
                 with open(path, "rb") as f:
                     assert password.encode() not in f.read(), path
+
+
+def bearer_pull(region, tok, repo, digest):
+    r = requests.get(region.url + "/v2/%s/manifests/%s" % (repo, digest), timeout=30,
+                     headers={"Authorization": "Bearer " + tok, "Accept": MT_OCI_MANIFEST})
+    return r.status_code
+
+
+def get_token(region, scope):
+    r = call(region, "GET", "/_meridian/v1/token", params={"service": "meridian", "scope": scope})
+    assert r.status_code == 200, r.text
+    return r.json()["token"]
+
+
+def kid_of(tok):
+    import base64
+    import json
+    head = tok.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))["kid"]
+
+
+def write_keys(path, *lines):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)  # a new inode: the servers see the change whatever the mtime
+
+
+def test_token_key_rollover_without_downtime(geo, tmp_path):
+    key_file = str(tmp_path / "token.keys")
+    old, new = "old-key-" + "a" * 24, "new-key-" + "b" * 24
+    write_keys(key_file, old)
+    c = geo(n=2, join=False, extra_args=["--auth", "--admin-password", ADMIN_PASSWORD,
+                                         "--token-key-file", key_file])
+    for r in c:
+        _with_admin(r)
+    c.join(c["r2"])
+    c.wait_members()
+    r1, r2 = c["r1"], c["r2"]
+    digest = push(r1, "gov/rot")
+    wait_for(lambda: pull_status(r2, ADMIN, "gov/rot", digest) == 200, REPL_S, "gov/rot at r2")
+    scope = "repository:gov/rot:pull"
+    t_old = get_token(r1, scope)
+    assert bearer_pull(r2, t_old, "gov/rot", digest) == 200  # one key for the registry
+
+    # Step 1 of a rotation: the new key signs, the old one is still accepted.
+    write_keys(key_file, new, old)
+    t_new = wait_for(lambda: (lambda t: t if kid_of(t) != kid_of(t_old) else None)(
+        get_token(r2, scope)), REPL_S, "r2 to sign with the new key")
+    wait_for(lambda: kid_of(get_token(r1, scope)) == kid_of(t_new), REPL_S,
+             "r1 to sign with the new key")
+    for region in c:
+        assert bearer_pull(region, t_old, "gov/rot", digest) == 200, region.name
+        assert bearer_pull(region, t_new, "gov/rot", digest) == 200, region.name
+
+    # Step 2: the old key withdrawn: its tokens are refused, the new ones still work.
+    write_keys(key_file, new)
+    for region in c:
+        wait_for(lambda: bearer_pull(region, t_old, "gov/rot", digest) == 401, REPL_S,
+                 "the old key's token to be refused at %s" % region.name)
+        assert bearer_pull(region, t_new, "gov/rot", digest) == 200, region.name
