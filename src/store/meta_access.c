@@ -124,7 +124,7 @@ static int publish_binding(struct sq_conn *c, const char *subject, const char *r
 /* Applies the winning value of a replicated identity or binding to the tables (called
  * by merge_object inside its transaction). Other kinds: nothing. */
 int sq_access_on_object(struct sq_conn *c, const char *kind, const char *key,
-                        const char *value_json, struct err *e)
+                        const char *value_json, const char *origin, struct err *e)
 {
     bool is_identity = strcmp(kind, SQ_ACCESS_IDENTITY_KIND) == 0;
     if (!is_identity && strcmp(kind, SQ_ACCESS_BINDING_KIND) != 0)
@@ -168,6 +168,17 @@ int sq_access_on_object(struct sq_conn *c, const char *kind, const char *key,
             goto out;
     }
     rc = bump_generation(c, e);
+    /* Audited where it lands too, naming the region it was made in. */
+    if (rc == 0) {
+        char detail[128];
+        snprintf(detail, sizeof(detail), "origin=%s %s", origin, v != NULL ? "put" : "delete");
+        rc = sq_run_exec(c, "INSERT INTO audit_log(time_ms, actor, action, target, status, remote,"
+                            " detail, count, last_ms) VALUES (?1, 'peer', ?2, ?3, 200, ?4, ?5, 1,"
+                            " ?1)",
+                         e, "itttt", util_now_ms(),
+                         is_identity ? "identity.replicated" : "role.replicated", key, origin,
+                         detail);
+    }
 out:
     json_decref(v);
     return rc;

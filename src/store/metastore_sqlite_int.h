@@ -473,7 +473,7 @@ ms_role_set_f sq_role_set;
 #define SQ_ACCESS_IDENTITY_KIND "identity"
 #define SQ_ACCESS_BINDING_KIND "role_binding"
 int sq_access_on_object(struct sq_conn *c, const char *kind, const char *key,
-                        const char *value_json, struct err *e);
+                        const char *value_json, const char *origin, struct err *e);
 int sq_access_publish_local(struct sq_conn *c, struct err *e);
 ms_auth_load_f sq_auth_load;
 ms_auth_generation_f sq_auth_generation;

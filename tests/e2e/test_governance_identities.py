@@ -144,6 +144,15 @@ def test_role_binding_replicated_and_revoked(geo):
         roles = call(region, "GET", "/_meridian/v1/roles").json()
         assert any(b["subject"] == "bob" and b["pattern"] == "gov/*"
                    for b in roles), roles
+    # Audited where it was made and where it landed, with the region it came from.
+    local = call(c["r2"], "GET", "/_meridian/v1/audit", params={"action": "role.assign"}).json()
+    assert any("subject=bob" in (a["detail"] or "") for a in local), local
+    for region in (c["r1"], c["r3"]):
+        got = wait_for(lambda: [a for a in call(region, "GET", "/_meridian/v1/audit",
+                                                params={"action": "role.replicated"}).json()
+                                if a["target"] == "bob consumer gov/*"], REPL_S,
+                       "the replicated binding in the audit of %s" % region.name)
+        assert got[0]["detail"] == "origin=r2 put" and got[0]["actor"] == "peer", got
     r = call(c["r3"], "DELETE", "/_meridian/v1/roles",
              params={"subject": "bob", "role": "consumer", "pattern": "gov/*"})
     assert r.status_code == 204, r.text
