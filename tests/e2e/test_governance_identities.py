@@ -47,6 +47,13 @@ def auth_cluster(geo, n=3):
     return c
 
 
+def wait_known(region, path):
+    """Waits until region's admin view has users/NAME or robots/NAME, so that a client's
+    login is not tried (and throttled as a failed login) before the identity arrived."""
+    wait_for(lambda: call(region, "GET", "/_meridian/v1/" + path).status_code == 200, REPL_S,
+             "%s at %s" % (path, region.name))
+
+
 def call(region, method, path, auth=ADMIN, **kw):
     kw.setdefault("timeout", 30)
     return requests.request(method, region.url + path, auth=auth, allow_redirects=False, **kw)
@@ -98,8 +105,9 @@ def test_user_created_in_one_region_logs_in_and_pulls_in_another(geo):
                 json={"subject": "alice", "role": "consumer",
                       "pattern": "gov/*"}).status_code in (200, 201)
     alice = ("alice", "alice-pw-123456")
+    wait_known(r3, "users/alice")
     wait_for(lambda: token_status(r3, alice, "repository:gov/app:pull") == 200, REPL_S,
-             "alice to log in at r3")
+             "alice to log in at r3", interval_s=0.5)
     wait_for(lambda: pull_status(r3, alice, "gov/app", digest) == 200, REPL_S,
              "alice to pull gov/app at r3")
     # Listed there like a local user; a wrong password is still refused.
@@ -118,8 +126,9 @@ def test_revoked_robot_refused_everywhere(geo):
                 json={"subject": "ci", "role": "consumer",
                       "pattern": "gov/ci"}).status_code in (200, 201)
     for region in c:
+        wait_known(region, "robots/ci")
         wait_for(lambda: pull_status(region, robot, "gov/ci", digest) == 200, REPL_S,
-                 "robot ci to pull at %s" % region.name)
+                 "robot ci to pull at %s" % region.name, interval_s=0.5)
     assert call(c["r2"], "DELETE", "/_meridian/v1/robots/ci").status_code == 204
     for region in c:
         wait_for(lambda: pull_status(region, robot, "gov/ci", digest) == 401, REPL_S,
@@ -133,6 +142,7 @@ def test_role_binding_replicated_and_revoked(geo):
     assert call(c["r1"], "POST", "/_meridian/v1/users",
                 json={"name": "bob", "password": "bob-pw-12345678"}).status_code == 201
     bob = ("bob", "bob-pw-12345678")
+    wait_known(c["r3"], "users/bob")
     wait_for(lambda: pull_status(c["r3"], bob, "gov/lib", digest) == 403, REPL_S,
              "bob known but without a role at r3")
     assert call(c["r2"], "POST", "/_meridian/v1/roles",
@@ -181,7 +191,7 @@ def test_concurrent_password_resets_converge(geo):
     loser = "carol-pw-222222" if obj[2] == "r1" else "carol-pw-111111"
     for region in c:
         wait_for(lambda: token_status(region, ("carol", winner), "") == 200, REPL_S,
-                 "the winning password at %s" % region.name)
+                 "the winning password at %s" % region.name, interval_s=0.5)
         assert token_status(region, ("carol", loser), "") == 401
 
 
