@@ -192,8 +192,8 @@ int sq_access_publish_local(struct sq_conn *c, struct err *e)
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
     struct sql_stmt *s;
-    int rc = sq_run(c, "SELECT name FROM identities i WHERE NOT EXISTS (SELECT 1 FROM objects o"
-                       " WHERE o.kind = ?1 AND o.key = i.name)",
+    int rc = sq_run(c, "SELECT name FROM identities WHERE NOT EXISTS (SELECT 1 FROM objects"
+                       " WHERE objects.kind = ?1 AND objects.key = identities.name)",
                     &s, e, "t", SQ_ACCESS_IDENTITY_KIND);
     for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         names.names = xrealloc(names.names, (names.n + 1) * sizeof(char *));
@@ -202,9 +202,10 @@ int sq_access_publish_local(struct sq_conn *c, struct err *e)
     if (rc >= 0)
         sql_finalize(s);
     if (rc >= 0)
-        rc = sq_run(c, "SELECT subject, role, pattern FROM role_bindings b WHERE NOT EXISTS"
-                       " (SELECT 1 FROM objects o WHERE o.kind = ?1"
-                       " AND o.key = b.subject || ' ' || b.role || ' ' || b.pattern)",
+        rc = sq_run(c, "SELECT subject, role, pattern FROM role_bindings WHERE NOT EXISTS"
+                       " (SELECT 1 FROM objects WHERE objects.kind = ?1 AND objects.key ="
+                       " role_bindings.subject || ' ' || role_bindings.role || ' ' ||"
+                       " role_bindings.pattern)",
                     &s, e, "t", SQ_ACCESS_BINDING_KIND);
     for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         bindings.names = xrealloc(bindings.names, (bindings.n + 3) * sizeof(char *));
