@@ -20,8 +20,8 @@
  * below); the audit log and upload owners are region-local. Like the webhook deliveries
  * (meta_webhooks.c), the tables are created idempotently at open (metastore_sqlite.c) and
  * the statements prepared per call, but for the two whose spelling differs per dialect
- * (SQ_ROLE_BIND, SQ_UPLOAD_OWNER_SET) (none of them is on the hot path: authz.c keeps a snapshot of identities and
- * bindings in memory and polls the generation).
+ * (SQ_ROLE_BIND, SQ_UPLOAD_OWNER_SET) (none of them is on the hot path: authz.c keeps a snapshot of
+ * identities and bindings in memory and polls the generation).
  * XXX: fold into the next schema migration and SQ_STATEMENTS when the schema settles.
  *
  *   identities:     name | kind user/robot | secret_hash | description | created_ms
@@ -81,17 +81,17 @@ static int publish_object(struct sq_conn *c, const char *kind, const char *key, 
 static int publish_identity(struct sq_conn *c, const char *name, int64_t hlc, struct err *e)
 {
     struct sql_stmt *s;
-    int rc = sq_run(c, "SELECT kind, secret_hash, description, created_ms, expires_s"
-                       " FROM identities WHERE name = ?1",
+    int rc = sq_run(c,
+                    "SELECT kind, secret_hash, description, created_ms, expires_s"
+                    " FROM identities WHERE name = ?1",
                     &s, e, "t", name);
     if (rc < 0)
         return -1;
     json_t *v = NULL;
     if (rc == SQL_ROW) {
-        v = json_pack("{s:s,s:s,s:I,s:I}", "kind", (const char *)sql_col_text(s, 0),
-                      "secretHash", (const char *)sql_col_text(s, 1), "createdMs",
-                      (json_int_t)sql_col_int64(s, 3), "expiresS",
-                      (json_int_t)sql_col_int64(s, 4));
+        v = json_pack("{s:s,s:s,s:I,s:I}", "kind", (const char *)sql_col_text(s, 0), "secretHash",
+                      (const char *)sql_col_text(s, 1), "createdMs",
+                      (json_int_t)sql_col_int64(s, 3), "expiresS", (json_int_t)sql_col_int64(s, 4));
         if (sql_col_text(s, 2) != NULL)
             json_object_set_new(v, "description", json_string((const char *)sql_col_text(s, 2)));
     }
@@ -135,16 +135,17 @@ int sq_access_on_object(struct sq_conn *c, const char *kind, const char *key,
     if (is_identity) {
         const char *ik = json_string_value(json_object_get(v, "kind"));
         const char *hash = json_string_value(json_object_get(v, "secretHash"));
-        if (v != NULL && (ik == NULL || hash == NULL ||
-                          (strcmp(ik, "user") != 0 && strcmp(ik, "robot") != 0))) {
+        if (v != NULL &&
+            (ik == NULL || hash == NULL || (strcmp(ik, "user") != 0 && strcmp(ik, "robot") != 0))) {
             err_set(e, ERR_BAD_REQUEST, "malformed identity object %s", key);
             goto out;
         }
         if (sq_run_exec(c, "DELETE FROM identities WHERE name = ?1", e, "t", key) != 0)
             goto out;
         if (v != NULL &&
-            sq_run_exec(c, "INSERT INTO identities(name, kind, secret_hash, description,"
-                           " created_ms, expires_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            sq_run_exec(c,
+                        "INSERT INTO identities(name, kind, secret_hash, description,"
+                        " created_ms, expires_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                         e, "ttttii", key, ik, hash,
                         json_string_value(json_object_get(v, "description")),
                         (int64_t)json_integer_value(json_object_get(v, "createdMs")),
@@ -157,14 +158,17 @@ int sq_access_on_object(struct sq_conn *c, const char *kind, const char *key,
             err_set(e, ERR_BAD_REQUEST, "malformed role binding key %s", key);
             goto out;
         }
-        if (sq_run_exec(c, "DELETE FROM role_bindings WHERE subject = ?1 AND role = ?2"
-                           " AND pattern = ?3",
+        if (sq_run_exec(c,
+                        "DELETE FROM role_bindings WHERE subject = ?1 AND role = ?2"
+                        " AND pattern = ?3",
                         e, "ttt", subject, role, pattern) != 0)
             goto out;
-        if (v != NULL && sq_run_exec(c, "INSERT INTO role_bindings(subject, role, pattern,"
-                                        " created_ms) VALUES (?1, ?2, ?3, ?4)",
-                                     e, "ttti", subject, role, pattern,
-                                     (int64_t)json_integer_value(json_object_get(v, "createdMs"))) != 0)
+        if (v != NULL &&
+            sq_run_exec(c,
+                        "INSERT INTO role_bindings(subject, role, pattern,"
+                        " created_ms) VALUES (?1, ?2, ?3, ?4)",
+                        e, "ttti", subject, role, pattern,
+                        (int64_t)json_integer_value(json_object_get(v, "createdMs"))) != 0)
             goto out;
     }
     rc = bump_generation(c, e);
@@ -172,9 +176,10 @@ int sq_access_on_object(struct sq_conn *c, const char *kind, const char *key,
     if (rc == 0) {
         char detail[128];
         snprintf(detail, sizeof(detail), "origin=%s %s", origin, v != NULL ? "put" : "delete");
-        rc = sq_run_exec(c, "INSERT INTO audit_log(time_ms, actor, action, target, status, remote,"
-                            " detail, count, last_ms) VALUES (?1, 'peer', ?2, ?3, 200, ?4, ?5, 1,"
-                            " ?1)",
+        rc = sq_run_exec(c,
+                         "INSERT INTO audit_log(time_ms, actor, action, target, status, remote,"
+                         " detail, count, last_ms) VALUES (?1, 'peer', ?2, ?3, 200, ?4, ?5, 1,"
+                         " ?1)",
                          e, "itttt", util_now_ms(),
                          is_identity ? "identity.replicated" : "role.replicated", key, origin,
                          detail);
@@ -192,8 +197,9 @@ int sq_access_publish_local(struct sq_conn *c, struct err *e)
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
     struct sql_stmt *s;
-    int rc = sq_run(c, "SELECT name FROM identities WHERE NOT EXISTS (SELECT 1 FROM objects"
-                       " WHERE objects.kind = ?1 AND objects.key = identities.name)",
+    int rc = sq_run(c,
+                    "SELECT name FROM identities WHERE NOT EXISTS (SELECT 1 FROM objects"
+                    " WHERE objects.kind = ?1 AND objects.key = identities.name)",
                     &s, e, "t", SQ_ACCESS_IDENTITY_KIND);
     for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         names.names = xrealloc(names.names, (names.n + 1) * sizeof(char *));
@@ -202,10 +208,11 @@ int sq_access_publish_local(struct sq_conn *c, struct err *e)
     if (rc >= 0)
         sql_finalize(s);
     if (rc >= 0)
-        rc = sq_run(c, "SELECT subject, role, pattern FROM role_bindings WHERE NOT EXISTS"
-                       " (SELECT 1 FROM objects WHERE objects.kind = ?1 AND objects.key ="
-                       " role_bindings.subject || ' ' || role_bindings.role || ' ' ||"
-                       " role_bindings.pattern)",
+        rc = sq_run(c,
+                    "SELECT subject, role, pattern FROM role_bindings WHERE NOT EXISTS"
+                    " (SELECT 1 FROM objects WHERE objects.kind = ?1 AND objects.key ="
+                    " role_bindings.subject || ' ' || role_bindings.role || ' ' ||"
+                    " role_bindings.pattern)",
                     &s, e, "t", SQ_ACCESS_BINDING_KIND);
     for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         bindings.names = xrealloc(bindings.names, (bindings.n + 3) * sizeof(char *));
@@ -297,8 +304,8 @@ int sq_identity_delete(struct metastore *ms, const char *name, const char *kind,
     /* The bindings go with the identity, each as its own tombstone. */
     struct meta_name_list doomed = {0};
     struct sql_stmt *s;
-    int rc = sq_run(c, "SELECT role, pattern FROM role_bindings WHERE subject = ?1", &s, e, "t",
-                    name);
+    int rc =
+        sq_run(c, "SELECT role, pattern FROM role_bindings WHERE subject = ?1", &s, e, "t", name);
     for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         doomed.names = xrealloc(doomed.names, (doomed.n + 2) * sizeof(char *));
         doomed.names[doomed.n++] = sq_col_strdup(s, 0);

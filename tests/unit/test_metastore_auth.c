@@ -348,8 +348,8 @@ static int64_t count_sql(const char *path, const char *sql)
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     int64_t n = -1;
-    if (sqlite3_open(path, &db) == SQLITE_OK && sqlite3_prepare_v2(db, sql, -1, &st, NULL) ==
-                                                    SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    if (sqlite3_open(path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
         n = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     sqlite3_close(db);
@@ -363,12 +363,12 @@ static void test_identities_published_on_upgrade(void **state)
     f->ms->ops->close(f->ms);
     f->ms = NULL;
     exec_sql(f->path, SQL_SCHEMA_BACK_TO_V2
-                      "DELETE FROM objects; DELETE FROM events;"
-                      "INSERT INTO identities(name, kind, secret_hash, description, created_ms,"
-                      " expires_s) VALUES ('olduser', 'user', '$argon2id$v=19$m=1,t=1,p=1$x$y',"
-                      " NULL, 1000, 0);"
-                      "INSERT INTO role_bindings(subject, role, pattern, created_ms) VALUES"
-                      " ('olduser', 'consumer', 'team/*', 1000);");
+             "DELETE FROM objects; DELETE FROM events;"
+             "INSERT INTO identities(name, kind, secret_hash, description, created_ms,"
+             " expires_s) VALUES ('olduser', 'user', '$argon2id$v=19$m=1,t=1,p=1$x$y',"
+             " NULL, 1000, 0);"
+             "INSERT INTO role_bindings(subject, role, pattern, created_ms) VALUES"
+             " ('olduser', 'consumer', 'team/*', 1000);");
     f->ms = metastore_sqlite_open(f->path, "local", &e);
     assert_non_null(f->ms);
     assert_int_equal(count_sql(f->path, "SELECT count(*) FROM objects WHERE kind = 'identity'"
