@@ -38,6 +38,7 @@
 #define AUTHZ_LIMIT_KEYS 8192 /* keys per failed-login budget (login_limit.h) */
 #define AUTHZ_AGG_KEYS 4096   /* refusal keys aggregated at once (audit_agg.h) */
 #define AUTHZ_KEY_FILE "token.key"
+#define AUTHZ_MAX_KEYS 4 /* lines of the key file: the signing key and those still accepted */
 #define AUTHZ_ADMIN_FILE "admin-password"
 
 /* A snapshot of identities and bindings, immutable once built. */
@@ -70,7 +71,12 @@ struct authz {
     const struct config *cfg;
     struct metastore *ms;
     bool is_enabled;
-    struct auth_token_key key;
+    /* Token keys (guarded by lock): keys[0] signs, every one verifies. The key file holds
+     * one secret per line, so that a rotation lists the old and the new key for a while;
+     * it is re-read when it changes (key_stamp: size, mtime, inode). */
+    struct auth_token_key keys[AUTHZ_MAX_KEYS];
+    size_t n_keys;
+    char key_stamp[96];
     char dummy_hash[SECRET_HASH_MAX]; /* verified against for unknown names: same timing */
     uint8_t cache_key[32];
 
@@ -178,6 +184,8 @@ static bool identity_is_live(const struct meta_identity *id, int64_t now_s)
     return id != NULL && (id->expires_s == 0 || id->expires_s > now_s);
 }
 
+static void maybe_reload_keys(struct authz *az);
+
 static int reload(struct authz *az, struct err *e)
 {
     struct meta_auth_state st;
@@ -203,6 +211,8 @@ static void maybe_reload(struct authz *az)
         return;
     struct err e = {0};
     int64_t gen = 0;
+    if (az->is_enabled)
+        maybe_reload_keys(az);
     if (az->ms->ops->auth_generation(az->ms, &gen, &e) != 0) {
         log_error("authz", "failed to read the auth generation: %s", err_message(&e));
         return;
@@ -226,17 +236,74 @@ void authz_invalidate(struct authz *az)
 
 /* Setup ------------------------------------------------------------------- */
 
-/* Reads the key file, or creates it (mode 0600) with 32 random bytes written as text,
- * so that it can be copied to the other nodes that must accept this node's tokens.
- * The signing key is the HMAC of the file's text, so any secret of 16+ bytes works. */
+static void key_path(const struct authz *az, char *path, size_t len)
+{
+    if (az->cfg->token_key_file != NULL)
+        snprintf(path, len, "%s", az->cfg->token_key_file);
+    else
+        snprintf(path, len, "%s/%s", az->cfg->data_dir, AUTHZ_KEY_FILE);
+}
+
+/* What identifies a version of the key file, "" when it cannot be stat'ed. */
+static void key_file_stamp(const char *path, char *out, size_t len)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        out[0] = '\0';
+        return;
+    }
+    snprintf(out, len, "%lld:%lld.%09ld:%llu", (long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
+             sb.st_mtim.tv_nsec, (unsigned long long)sb.st_ino);
+}
+
+/* Parses the key file's text: one secret of 16+ bytes per line (blank lines and lines
+ * starting with '#' skipped); each key is the HMAC of its line's text, so any secret
+ * works. The first line signs. */
+static int parse_keys(char *text, struct auth_token_key *keys, size_t *n_keys, struct err *e)
+{
+    *n_keys = 0;
+    for (char *line = text, *next; line != NULL; line = next) {
+        next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        size_t n = strlen(line);
+        while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+            n--;
+        if (n == 0 || line[0] == '#')
+            continue;
+        if (n < 16)
+            return err_set(e, ERR_IO, "a token key is shorter than 16 bytes");
+        if (*n_keys == AUTHZ_MAX_KEYS)
+            return err_set(e, ERR_IO, "more than %d token keys", AUTHZ_MAX_KEYS);
+        uint8_t mac[SECRET_HMAC_BYTES];
+        secret_hmac_sha256((const uint8_t *)"meridian token key", 18, line, n, mac);
+        memcpy(keys[*n_keys].bytes, mac, sizeof(keys[*n_keys].bytes));
+        auth_token_key_id(&keys[*n_keys]);
+        secret_wipe(mac, sizeof(mac));
+        (*n_keys)++;
+    }
+    return *n_keys == 0 ? err_set(e, ERR_IO, "no token key") : 0;
+}
+
+/* Forgets the verified tokens (a key was withdrawn: they must be checked again). */
+static void forget_tokens(struct authz *az)
+{
+    AZ(pthread_mutex_lock(&az->token_mu));
+    for (size_t i = 0; i < AUTHZ_TOKEN_SLOTS; i++) {
+        free(az->tokens[i].tok);
+        memset(&az->tokens[i], 0, sizeof(az->tokens[i]));
+    }
+    AZ(pthread_mutex_unlock(&az->token_mu));
+}
+
+/* Reads the key file into az->keys, or creates it (mode 0600) with 32 random bytes
+ * written as text, so that it can be copied to the other nodes and regions that must
+ * accept this node's tokens. */
 static int load_key(struct authz *az, struct err *e)
 {
     char path[4096];
-    if (az->cfg->token_key_file != NULL)
-        snprintf(path, sizeof(path), "%s", az->cfg->token_key_file);
-    else
-        snprintf(path, sizeof(path), "%s/%s", az->cfg->data_dir, AUTHZ_KEY_FILE);
-    char text[1024];
+    key_path(az, path, sizeof(path));
+    char text[4096];
     ssize_t n = -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT && az->cfg->token_key_file == NULL) {
@@ -256,25 +323,59 @@ static int load_key(struct authz *az, struct err *e)
         log_info("authz", "created token signing key %s", path);
         fd = open(path, O_RDONLY | O_CLOEXEC);
     }
+    char stamp[sizeof(az->key_stamp)];
+    key_file_stamp(path, stamp, sizeof(stamp));
     if (fd >= 0) {
-        n = read(fd, text, sizeof(text));
+        n = read(fd, text, sizeof(text) - 1);
         close(fd);
     }
-    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
-        n--;
-    if (n < 16) {
-        log_error("authz", "failed to read token key %s: %s", path,
-                  n < 0 ? strerror(errno) : "shorter than 16 bytes");
-        secret_wipe(text, sizeof(text));
+    if (n < 0) {
+        log_error("authz", "failed to read token key %s: %s", path, strerror(errno));
         return err_set(e, ERR_IO, "cannot read the token key");
     }
-    uint8_t mac[SECRET_HMAC_BYTES];
-    secret_hmac_sha256((const uint8_t *)"meridian token key", 18, text, (size_t)n, mac);
-    memcpy(az->key.bytes, mac, sizeof(az->key.bytes));
-    auth_token_key_id(&az->key);
+    text[n] = '\0';
+    struct auth_token_key keys[AUTHZ_MAX_KEYS];
+    size_t n_keys = 0;
+    int rc = parse_keys(text, keys, &n_keys, e);
     secret_wipe(text, sizeof(text));
-    secret_wipe(mac, sizeof(mac));
+    if (rc != 0) {
+        log_error("authz", "failed to read token key %s: %s", path, err_message(e));
+        return rc;
+    }
+    AZ(pthread_rwlock_wrlock(&az->lock));
+    memcpy(az->keys, keys, sizeof(keys));
+    az->n_keys = n_keys;
+    snprintf(az->key_stamp, sizeof(az->key_stamp), "%s", stamp);
+    AZ(pthread_rwlock_unlock(&az->lock));
+    secret_wipe(keys, sizeof(keys));
+    forget_tokens(az);
     return 0;
+}
+
+/* Re-reads the key file when it changed since it was read (a rotation step); a file
+ * that does not parse leaves the keys as they were. */
+static void maybe_reload_keys(struct authz *az)
+{
+    char path[4096], stamp[sizeof(az->key_stamp)];
+    key_path(az, path, sizeof(path));
+    key_file_stamp(path, stamp, sizeof(stamp));
+    AZ(pthread_rwlock_rdlock(&az->lock));
+    bool is_same = strcmp(stamp, az->key_stamp) == 0;
+    AZ(pthread_rwlock_unlock(&az->lock));
+    struct err e = {0};
+    if (is_same || stamp[0] == '\0')
+        return;
+    if (load_key(az, &e) != 0) {
+        log_error("authz", "kept the previous token keys: %s", err_message(&e));
+        AZ(pthread_rwlock_wrlock(&az->lock));
+        snprintf(az->key_stamp, sizeof(az->key_stamp), "%s", stamp); /* once per change */
+        AZ(pthread_rwlock_unlock(&az->lock));
+        return;
+    }
+    AZ(pthread_rwlock_rdlock(&az->lock));
+    log_info("authz", "token keys reloaded: %zu accepted, signing with key id %s", az->n_keys,
+             az->keys[0].kid);
+    AZ(pthread_rwlock_unlock(&az->lock));
 }
 
 /* A store with no identity gets user "admin" with role admin on "*". Its password is
@@ -311,8 +412,10 @@ static int bootstrap(struct authz *az, struct err *e)
     struct meta_identity id = {.name = "admin",
                                .kind = "user",
                                .secret_hash = hash,
-                               .description = "bootstrap administrator"};
-    struct meta_binding b = {.subject = "admin", .role = "admin", .pattern = "*"};
+                               .description = "bootstrap administrator",
+                               .is_bootstrap = true};
+    struct meta_binding b = {
+        .subject = "admin", .role = "admin", .pattern = "*", .is_bootstrap = true};
     bool is_changed;
     if (az->ms->ops->identity_put(az->ms, &id, true, e) != 0 ||
         az->ms->ops->role_set(az->ms, &b, true, &is_changed, e) != 0)
@@ -360,8 +463,8 @@ struct authz *authz_open(const struct config *cfg, struct metastore *ms, struct 
     if (load_key(az, e) != 0 || bootstrap(az, e) != 0)
         goto fail;
     atomic_store(&az->next_poll_ms, util_now_ms() + AUTHZ_POLL_MS);
-    log_info("authz", "access control on: tokens live %" PRId64 "s, key id %s", cfg->token_ttl_s,
-             az->key.kid);
+    log_info("authz", "access control on: tokens live %" PRId64 "s, key id %s (%zu accepted)",
+             cfg->token_ttl_s, az->keys[0].kid, az->n_keys);
     return az;
 fail:
     authz_close(az);
@@ -495,7 +598,22 @@ static int verify_token(struct authz *az, const char *tok, size_t len, struct au
         return err_set(e, ERR_UNAUTHORIZED, "token expired");
     }
     const char *aud = az->cfg->registry_name;
-    if (auth_token_verify(tok, len, &az->key, aud, aud, now, out, e) != 0)
+    /* Each accepted key in turn: the signature is checked first, so any other failure
+     * means this key signed it and the token is refused for what it says. */
+    struct auth_token_key keys[AUTHZ_MAX_KEYS];
+    AZ(pthread_rwlock_rdlock(&az->lock));
+    size_t n_keys = az->n_keys;
+    memcpy(keys, az->keys, sizeof(keys));
+    AZ(pthread_rwlock_unlock(&az->lock));
+    int rc = -1;
+    for (size_t i = 0; i < n_keys && rc != 0; i++) {
+        *e = (struct err){0};
+        rc = auth_token_verify(tok, len, &keys[i], aud, aud, now, out, e);
+        if (rc != 0 && strcmp(err_message(e), "invalid token signature") != 0)
+            break;
+    }
+    secret_wipe(keys, sizeof(keys));
+    if (rc != 0)
         return -1;
     char *copy = xstrndup(tok, len);
     AZ(pthread_mutex_lock(&az->token_mu));
@@ -1142,7 +1260,13 @@ int authz_issue(struct http_req *req, enum authz_kind kind, const char *name,
         if (a.perms != 0)
             t.access[t.n_access++] = a;
     }
-    if (auth_token_sign(&t, az->cfg->registry_name, az->cfg->registry_name, &az->key, out) != 0)
+    struct auth_token_key signing;
+    AZ(pthread_rwlock_rdlock(&az->lock));
+    signing = az->keys[0];
+    AZ(pthread_rwlock_unlock(&az->lock));
+    int rc = auth_token_sign(&t, az->cfg->registry_name, az->cfg->registry_name, &signing, out);
+    secret_wipe(&signing, sizeof(signing));
+    if (rc != 0)
         return -1;
     return 0;
 }

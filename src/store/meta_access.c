@@ -16,11 +16,12 @@
 
 /* ==========================================================================
  * Access control (authz.c): identities, role bindings, the audit log and upload
- * session owners. Region-local rows, no event rows. Like the webhook deliveries
+ * session owners. Identities and bindings replicate (see "Registry-wide identities"
+ * below); the audit log and upload owners are region-local. Like the webhook deliveries
  * (meta_webhooks.c), the tables are created idempotently at open (metastore_sqlite.c) and
  * the statements prepared per call, but for the two whose spelling differs per dialect
- * (SQ_ROLE_BIND, SQ_UPLOAD_OWNER_SET) (none of them is on the hot path: authz.c keeps a snapshot of identities and
- * bindings in memory and polls the generation).
+ * (SQ_ROLE_BIND, SQ_UPLOAD_OWNER_SET) (none of them is on the hot path: authz.c keeps a snapshot of
+ * identities and bindings in memory and polls the generation).
  * XXX: fold into the next schema migration and SQ_STATEMENTS when the schema settles.
  *
  *   identities:     name | kind user/robot | secret_hash | description | created_ms
@@ -38,6 +39,206 @@
 static int bump_generation(struct sq_conn *c, struct err *e)
 {
     return sq_run_exec(c, "UPDATE auth_meta SET v = v + 1 WHERE k = 'generation'", e, "");
+}
+
+/* Registry-wide identities ------------------------------------------------------
+ *
+ * Identities and role bindings replicate like the other replicated objects: every change
+ * here also writes the object row (kind "identity", key name; kind "role_binding", key
+ * "subject role pattern") and its object_put / object_delete event in the same
+ * transaction, and a peer's event that wins the object's last-writer-wins register
+ * (meta_merge.c) is applied back to these tables by sq_access_on_object. The tables stay
+ * what authz.c reads; the objects are what crosses a link. An identity's object carries
+ * the Argon2id hash of its secret, never the secret.
+ *
+ * The bootstrap admin and the identities that existed before this (published at open by
+ * sq_access_publish_local) are written at the lowest clock (SQ_ACCESS_LOW_HLC): any
+ * deliberate write anywhere wins over them, so a new region joining a registry never
+ * replaces the registry's admin with its own bootstrap one. */
+
+#define SQ_ACCESS_LOW_HLC 1
+
+static int publish_object(struct sq_conn *c, const char *kind, const char *key, json_t *value,
+                          int64_t hlc, struct err *e)
+{
+    json_t *p = json_pack("{s:s}", "kind", kind);
+    if (value != NULL)
+        json_object_set(p, "value", value);
+    char *payload = json_dumps(p, JSON_COMPACT);
+    char *value_json = value != NULL ? json_dumps(value, JSON_COMPACT) : NULL;
+    json_decref(p);
+    int rc = sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, value_json, hlc, c->store->region,
+                     (int64_t)(value == NULL));
+    if (rc == 0)
+        rc = sq_event_append_clock(c, value != NULL ? "object_put" : "object_delete", NULL, key,
+                                   NULL, payload, hlc, e);
+    free(payload);
+    free(value_json);
+    return rc;
+}
+
+/* Publishes identity name as it now is in the table (a tombstone when absent). */
+static int publish_identity(struct sq_conn *c, const char *name, int64_t hlc, struct err *e)
+{
+    struct sql_stmt *s;
+    int rc = sq_run(c,
+                    "SELECT kind, secret_hash, description, created_ms, expires_s"
+                    " FROM identities WHERE name = ?1",
+                    &s, e, "t", name);
+    if (rc < 0)
+        return -1;
+    json_t *v = NULL;
+    if (rc == SQL_ROW) {
+        v = json_pack("{s:s,s:s,s:I,s:I}", "kind", (const char *)sql_col_text(s, 0), "secretHash",
+                      (const char *)sql_col_text(s, 1), "createdMs",
+                      (json_int_t)sql_col_int64(s, 3), "expiresS", (json_int_t)sql_col_int64(s, 4));
+        if (sql_col_text(s, 2) != NULL)
+            json_object_set_new(v, "description", json_string((const char *)sql_col_text(s, 2)));
+    }
+    sql_finalize(s);
+    rc = publish_object(c, SQ_ACCESS_IDENTITY_KIND, name, v, hlc, e);
+    json_decref(v);
+    return rc;
+}
+
+static void binding_key(const char *subject, const char *role, const char *pattern, struct buf *b)
+{
+    buf_printf(b, "%s %s %s", subject, role, pattern); /* no name or pattern has a space */
+}
+
+static int publish_binding(struct sq_conn *c, const char *subject, const char *role,
+                           const char *pattern, bool is_bound, int64_t hlc, struct err *e)
+{
+    struct buf k;
+    buf_init(&k, 4096);
+    binding_key(subject, role, pattern, &k);
+    json_t *v = is_bound ? json_pack("{s:s,s:s,s:s,s:I}", "subject", subject, "role", role,
+                                     "pattern", pattern, "createdMs", (json_int_t)util_now_ms())
+                         : NULL;
+    int rc = publish_object(c, SQ_ACCESS_BINDING_KIND, k.data, v, hlc, e);
+    json_decref(v);
+    buf_fini(&k);
+    return rc;
+}
+
+/* Applies the winning value of a replicated identity or binding to the tables (called
+ * by merge_object inside its transaction). Other kinds: nothing. */
+int sq_access_on_object(struct sq_conn *c, const char *kind, const char *key,
+                        const char *value_json, const char *origin, struct err *e)
+{
+    bool is_identity = strcmp(kind, SQ_ACCESS_IDENTITY_KIND) == 0;
+    if (!is_identity && strcmp(kind, SQ_ACCESS_BINDING_KIND) != 0)
+        return 0;
+    json_error_t je;
+    json_t *v = value_json != NULL ? json_loads(value_json, 0, &je) : NULL;
+    int rc = -1;
+    if (is_identity) {
+        const char *ik = json_string_value(json_object_get(v, "kind"));
+        const char *hash = json_string_value(json_object_get(v, "secretHash"));
+        if (v != NULL &&
+            (ik == NULL || hash == NULL || (strcmp(ik, "user") != 0 && strcmp(ik, "robot") != 0))) {
+            err_set(e, ERR_BAD_REQUEST, "malformed identity object %s", key);
+            goto out;
+        }
+        if (sq_run_exec(c, "DELETE FROM identities WHERE name = ?1", e, "t", key) != 0)
+            goto out;
+        if (v != NULL &&
+            sq_run_exec(c,
+                        "INSERT INTO identities(name, kind, secret_hash, description,"
+                        " created_ms, expires_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        e, "ttttii", key, ik, hash,
+                        json_string_value(json_object_get(v, "description")),
+                        (int64_t)json_integer_value(json_object_get(v, "createdMs")),
+                        (int64_t)json_integer_value(json_object_get(v, "expiresS"))) != 0)
+            goto out;
+    } else {
+        char subject[512], role[64], pattern[1024];
+        if (strlen(key) >= sizeof(pattern) ||
+            sscanf(key, "%511s %63s %1023s", subject, role, pattern) != 3) {
+            err_set(e, ERR_BAD_REQUEST, "malformed role binding key %s", key);
+            goto out;
+        }
+        if (sq_run_exec(c,
+                        "DELETE FROM role_bindings WHERE subject = ?1 AND role = ?2"
+                        " AND pattern = ?3",
+                        e, "ttt", subject, role, pattern) != 0)
+            goto out;
+        if (v != NULL &&
+            sq_run_exec(c,
+                        "INSERT INTO role_bindings(subject, role, pattern,"
+                        " created_ms) VALUES (?1, ?2, ?3, ?4)",
+                        e, "ttti", subject, role, pattern,
+                        (int64_t)json_integer_value(json_object_get(v, "createdMs"))) != 0)
+            goto out;
+    }
+    rc = bump_generation(c, e);
+    /* Audited where it lands too, naming the region it was made in. */
+    if (rc == 0) {
+        char detail[128];
+        snprintf(detail, sizeof(detail), "origin=%s %s", origin, v != NULL ? "put" : "delete");
+        rc = sq_run_exec(c,
+                         "INSERT INTO audit_log(time_ms, actor, action, target, status, remote,"
+                         " detail, count, last_ms) VALUES (?1, 'peer', ?2, ?3, 200, ?4, ?5, 1,"
+                         " ?1)",
+                         e, "itttt", util_now_ms(),
+                         is_identity ? "identity.replicated" : "role.replicated", key, origin,
+                         detail);
+    }
+out:
+    json_decref(v);
+    return rc;
+}
+
+/* Publishes, at the lowest clock, every identity and binding that has no object yet: the
+ * rows of a store from before registry-wide identities. Idempotent; run at open. */
+int sq_access_publish_local(struct sq_conn *c, struct err *e)
+{
+    struct meta_name_list names = {0}, bindings = {0};
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_run(c,
+                    "SELECT name FROM identities WHERE NOT EXISTS (SELECT 1 FROM objects"
+                    " WHERE objects.kind = ?1 AND objects.key = identities.name)",
+                    &s, e, "t", SQ_ACCESS_IDENTITY_KIND);
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+        names.names = xrealloc(names.names, (names.n + 1) * sizeof(char *));
+        names.names[names.n++] = sq_col_strdup(s, 0);
+    }
+    if (rc >= 0)
+        sql_finalize(s);
+    if (rc >= 0)
+        rc = sq_run(c,
+                    "SELECT subject, role, pattern FROM role_bindings WHERE NOT EXISTS"
+                    " (SELECT 1 FROM objects WHERE objects.kind = ?1 AND objects.key ="
+                    " role_bindings.subject || ' ' || role_bindings.role || ' ' ||"
+                    " role_bindings.pattern)",
+                    &s, e, "t", SQ_ACCESS_BINDING_KIND);
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+        bindings.names = xrealloc(bindings.names, (bindings.n + 3) * sizeof(char *));
+        for (int i = 0; i < 3; i++)
+            bindings.names[bindings.n++] = sq_col_strdup(s, i);
+    }
+    if (rc >= 0)
+        sql_finalize(s);
+    for (size_t i = 0; rc >= 0 && i < names.n; i++)
+        rc = publish_identity(c, names.names[i], SQ_ACCESS_LOW_HLC, e);
+    for (size_t i = 0; rc >= 0 && i + 2 < bindings.n; i += 3)
+        rc = publish_binding(c, bindings.names[i], bindings.names[i + 1], bindings.names[i + 2],
+                             true, SQ_ACCESS_LOW_HLC, e);
+    size_t n_published = names.n + bindings.n / 3;
+    meta_name_list_fini(&names);
+    meta_name_list_fini(&bindings);
+    if (rc < 0) {
+        sq_tx_rollback(c);
+        return -1;
+    }
+    if (sq_tx_commit(c, e) != 0)
+        return -1;
+    if (n_published > 0)
+        log_info("metastore", "published %zu local identities and role bindings to the registry",
+                 n_published);
+    return 0;
 }
 
 int sq_identity_put(struct metastore *ms, const struct meta_identity *id,
@@ -76,7 +277,8 @@ int sq_identity_put(struct metastore *ms, const struct meta_identity *id,
             goto fail;
         }
     }
-    if (bump_generation(c, e) != 0)
+    int64_t hlc = id->is_bootstrap ? SQ_ACCESS_LOW_HLC : sq_hlc_next(c->store);
+    if (publish_identity(c, id->name, hlc, e) != 0 || bump_generation(c, e) != 0)
         goto fail;
     return sq_tx_commit(c, e);
 fail:
@@ -101,7 +303,24 @@ int sq_identity_delete(struct metastore *ms, const char *name, const char *kind,
         err_set(e, ERR_NOT_FOUND, "no %s named %s", kind != NULL ? kind : "identity", name);
         goto fail;
     }
-    if (sq_run_exec(c, "DELETE FROM role_bindings WHERE subject = ?1", e, "t", name) != 0 ||
+    /* The bindings go with the identity, each as its own tombstone. */
+    struct meta_name_list doomed = {0};
+    struct sql_stmt *s;
+    int rc =
+        sq_run(c, "SELECT role, pattern FROM role_bindings WHERE subject = ?1", &s, e, "t", name);
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+        doomed.names = xrealloc(doomed.names, (doomed.n + 2) * sizeof(char *));
+        doomed.names[doomed.n++] = sq_col_strdup(s, 0);
+        doomed.names[doomed.n++] = sq_col_strdup(s, 1);
+    }
+    if (rc >= 0)
+        sql_finalize(s);
+    int64_t hlc = sq_hlc_next(c->store);
+    for (size_t i = 0; rc >= 0 && i + 1 < doomed.n; i += 2)
+        rc = publish_binding(c, name, doomed.names[i], doomed.names[i + 1], false, hlc, e);
+    meta_name_list_fini(&doomed);
+    if (rc < 0 || publish_identity(c, name, hlc, e) != 0 ||
+        sq_run_exec(c, "DELETE FROM role_bindings WHERE subject = ?1", e, "t", name) != 0 ||
         bump_generation(c, e) != 0)
         goto fail;
     return sq_tx_commit(c, e);
@@ -131,7 +350,10 @@ int sq_role_set(struct metastore *ms, const struct meta_binding *b, bool is_boun
         err_set(e, ERR_NOT_FOUND, "no such role binding");
         goto fail;
     }
-    if (*is_changed && bump_generation(c, e) != 0)
+    if (*is_changed &&
+        (publish_binding(c, b->subject, b->role, b->pattern, is_bound,
+                         b->is_bootstrap ? SQ_ACCESS_LOW_HLC : sq_hlc_next(c->store), e) != 0 ||
+         bump_generation(c, e) != 0))
         goto fail;
     return sq_tx_commit(c, e);
 fail:

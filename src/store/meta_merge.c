@@ -306,6 +306,8 @@ static int merge_object(struct sq_conn *c, const struct meta_event *ev, bool is_
         char *sealed = value ? sq_seal_value(c->store, kind, value, true) : NULL;
         rc = sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, ev->name, sealed ? sealed : value,
                      (int64_t)ev->hlc, ev->origin, (int64_t)is_delete);
+        if (rc == 0) /* identities and role bindings: their tables follow the winner */
+            rc = sq_access_on_object(c, kind, ev->name, value, ev->origin, e);
         free(sealed);
         free(value);
     }

@@ -316,7 +316,8 @@ typedef int ms_delivery_prune_f(struct metastore *ms, const char *webhook, size_
 
 /* Access control (authz.c) ----------------------------------------------------
  * Identities (users and robots, each with an Argon2id hash of its secret), role
- * bindings and the audit log. Region-local for now: not in the event log. Every change
+ * bindings and the audit log. Identities and bindings replicate as objects of kinds
+ * "identity" and "role_binding" (meta_access.c); the audit log is region-local. Every change
  * to identities or bindings bumps a generation number in the same transaction, so that
  * every node serving this store notices it by polling auth_generation. */
 
@@ -327,12 +328,14 @@ struct meta_identity {
     char *description;   /* NULL if none */
     int64_t created_ms;
     int64_t expires_s;   /* robots: expiry (epoch seconds); 0 = never */
+    bool is_bootstrap;   /* written at the lowest clock: any other write wins over it */
 };
 struct meta_binding {
     char *subject;       /* identity name or "anonymous" */
     char *role;          /* consumer | publisher | admin */
     char *pattern;       /* repository pattern ("*", "golden/<star>") */
     int64_t created_ms;
+    bool is_bootstrap;   /* as in meta_identity */
 };
 struct meta_auth_state {
     struct meta_identity *identities;

@@ -127,6 +127,7 @@ struct metastore *metastore_sqlite_open(const char *path, const char *region, st
     if (c == NULL || enable_wal(c, e) != 0 || migrate(c, e) != 0 || sq_hlc_seed(c, e) != 0 ||
         sq_script(c, sq_schema_deliveries, "create webhook_deliveries", e) != 0 ||
         sq_script(c, sq_schema_access, "create access-control tables", e) != 0 ||
+        sq_access_publish_local(c, e) != 0 ||
         stats_seed(c, e) != 0) {
         sq_close(&st->base);
         return NULL;

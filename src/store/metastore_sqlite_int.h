@@ -499,6 +499,13 @@ ms_delivery_prune_f sq_delivery_prune;
 ms_identity_put_f sq_identity_put;
 ms_identity_delete_f sq_identity_delete;
 ms_role_set_f sq_role_set;
+/* Registry-wide identities (meta_access.c): the object kinds, the merge hook and the
+ * publishing of rows from before them. */
+#define SQ_ACCESS_IDENTITY_KIND "identity"
+#define SQ_ACCESS_BINDING_KIND "role_binding"
+int sq_access_on_object(struct sq_conn *c, const char *kind, const char *key,
+                        const char *value_json, const char *origin, struct err *e);
+int sq_access_publish_local(struct sq_conn *c, struct err *e);
 ms_auth_load_f sq_auth_load;
 ms_auth_generation_f sq_auth_generation;
 ms_audit_append_f sq_audit_append;

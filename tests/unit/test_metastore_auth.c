@@ -339,6 +339,58 @@ static void test_audit_upgrade_from_v2(void **state)
     assert_int_equal(audit_rows(f->ms, &oldest, &newest), 1);
 }
 
+/* Identities and bindings from before registry-wide identities (rows only, no object, no
+ * event, as a version-2 store wrote them) are published at open: each gets its object
+ * at the lowest clock (so that any deliberate write elsewhere wins) and an event peers
+ * pull; the hash goes, the rows stay; a second open publishes nothing again. */
+static int64_t count_sql(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    if (sqlite3_open(path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void test_identities_published_on_upgrade(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    exec_sql(f->path, SQL_SCHEMA_BACK_TO_V2
+             "DELETE FROM objects; DELETE FROM events;"
+             "INSERT INTO identities(name, kind, secret_hash, description, created_ms,"
+             " expires_s) VALUES ('olduser', 'user', '$argon2id$v=19$m=1,t=1,p=1$x$y',"
+             " NULL, 1000, 0);"
+             "INSERT INTO role_bindings(subject, role, pattern, created_ms) VALUES"
+             " ('olduser', 'consumer', 'team/*', 1000);");
+    f->ms = metastore_sqlite_open(f->path, "local", &e);
+    assert_non_null(f->ms);
+    assert_int_equal(count_sql(f->path, "SELECT count(*) FROM objects WHERE kind = 'identity'"
+                                        " AND key = 'olduser' AND hlc = 1 AND is_deleted = 0"
+                                        " AND value LIKE '%\"secretHash\":\"$argon2id$%'"),
+                     1);
+    assert_int_equal(count_sql(f->path, "SELECT count(*) FROM objects WHERE kind ="
+                                        " 'role_binding' AND key = 'olduser consumer team/*'"),
+                     1);
+    assert_int_equal(count_sql(f->path, "SELECT count(*) FROM events WHERE kind = 'object_put'"),
+                     2);
+    struct meta_auth_state st;
+    assert_int_equal(f->ms->ops->auth_load(f->ms, &st, &e), 0);
+    assert_int_equal(st.n_identities, 1);
+    assert_int_equal(st.n_bindings, 1);
+    meta_auth_state_fini(&st);
+    f->ms->ops->close(f->ms);
+    f->ms = metastore_sqlite_open(f->path, "local", &e);
+    assert_non_null(f->ms);
+    assert_int_equal(count_sql(f->path, "SELECT count(*) FROM events"), 2);
+}
+
 static void test_upload_owners(void **state)
 {
     struct fixture *f = *state;
@@ -371,6 +423,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_set_count, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_upgrade_from_v2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_identities_published_on_upgrade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_owners, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
