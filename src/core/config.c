@@ -24,6 +24,7 @@ static const struct option_def options[] = {
     {"data", OPT_STRING, "data directory: blobs/, uploads/, meta.db", "./data"},
     {"blobstore", OPT_STRING, "where blobs are kept: a directory, file://DIR or s3://BUCKET/PREFIX",
      "DATA"},
+    {"metastore", OPT_STRING, "where metadata is kept: postgres://USER:PASS@HOST:PORT/DB",
      "SQLite in DATA/meta.db"},
     {"volume", OPT_STRING,
      "a volume blobs are kept on, NAME=PATH[,class=C][,zone=Z] (repeatable; replaces "

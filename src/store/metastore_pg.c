@@ -89,7 +89,9 @@ struct metastore *metastore_pg_open(const char *conninfo, const char *region, st
     if (st == NULL)
         return NULL;
     struct sq_conn *c = sq_conn_of(&st->base, e);
-    if (c == NULL || migrate(c, e) != 0 || sq_hlc_seed(c, e) != 0) {
+    /* identities made before they replicated are published (idempotent: meta_access.c) */
+    if (c == NULL || migrate(c, e) != 0 || sq_hlc_seed(c, e) != 0 ||
+        sq_access_publish_local(c, e) != 0) {
         sq_close(&st->base);
         return NULL;
     }
