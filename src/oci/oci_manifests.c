@@ -122,9 +122,21 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     m.body = req->body.data;
     m.body_len = req->body.len;
 
-    /* An image definition's tags are versions (docs/image-versions.md). */
-    if (!is_digest && image_catalog_check_push(reg->ms, req->repo, req->ref, &e) != 0) {
+    /* An image definition's tags are versions, immutable once pushed
+     * (docs/image-versions.md): the same manifest again is a success that stores nothing. */
+    bool is_unchanged = false;
+    if (!is_digest &&
+        image_catalog_check_push(reg->ms, req->repo, req->ref, &m.digest, &is_unchanged, &e) != 0) {
         http_reply_err(req, &e);
+        manifest_fini(&mf);
+        return;
+    }
+    if (is_unchanged) {
+        http_reply_header(req, "Location", "/v2/%s/manifests/%s", req->repo, m.digest.str);
+        http_reply_header(req, "Docker-Content-Digest", "%s", m.digest.str);
+        if (mf.has_subject)
+            http_reply_header(req, "OCI-Subject", "%s", mf.subject.digest.str);
+        http_reply(req, 201, NULL, NULL, 0);
         manifest_fini(&mf);
         return;
     }

@@ -23,7 +23,9 @@ static const char *const reserved_headers[] = {
 static const struct {
     const char *name;
     unsigned bit;
-} actions[] = {{"push", WEBHOOK_ACTION_PUSH}, {"delete", WEBHOOK_ACTION_DELETE}};
+} actions[] = {{"push", WEBHOOK_ACTION_PUSH},
+               {"delete", WEBHOOK_ACTION_DELETE},
+               {"version.conflict", WEBHOOK_ACTION_VERSION_CONFLICT}};
 #define N_ACTIONS (sizeof(actions) / sizeof(actions[0]))
 
 static bool is_alnum(char c)

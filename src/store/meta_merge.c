@@ -10,6 +10,7 @@
 
 #include "base64.h"
 #include "hlc.h"
+#include "image_catalog.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
 #include "util.h"
@@ -51,6 +52,99 @@ static int tag_materialize(struct sq_conn *c, int64_t repo_id, const char *repo,
     return rc;
 }
 
+/* Immutable versions (docs/image-versions.md) ---------------------------------
+ * In an image definition a version is written once: when two puts name different
+ * digests (two regions accepted the same new version before hearing of each other),
+ * the EARLIER (hlc, origin) wins -- first writer wins, the opposite of the tag rule --
+ * and every region records the same conflict object (IMAGE_VERSION_CONFLICT_KIND,
+ * key REPO:VERSION, not an event: each region derives it from the same two puts):
+ *   {"repository","version","winner":{"digest","region"},"losers":[{"digest","region"}]}
+ * Deletes stay last-writer-wins, so a version can be deleted (and, where allowed,
+ * pushed again). */
+static bool is_image_definition(struct sq_conn *c, const char *repo)
+{
+    struct sql_stmt *s;
+    struct err ignore = {0};
+    int rc = sq_query(c, SQ_OBJ_GET, &s, &ignore, "tt", IMAGE_DEFINITION_KIND, repo);
+    if (rc < 0)
+        return false;
+    bool is_def = rc == SQL_ROW && sql_col_int64(s, 3) == 0;
+    sq_stmt_done(s);
+    return is_def;
+}
+
+static int by_digest(const void *a, const void *b)
+{
+    return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "digest")),
+                  json_string_value(json_object_get(*(json_t *const *)b, "digest")));
+}
+
+/* Records that `loser` lost version `name` to `winner`: the same object whatever the
+ * order the puts arrive in (losers sorted by digest, clock the latest put seen). */
+static int version_conflict_record(struct sq_conn *c, const char *repo, const char *name,
+                                   const char *winner, const char *winner_origin,
+                                   const char *loser, const char *loser_origin, int64_t hlc,
+                                   const char *origin, struct err *e)
+{
+    char key[1024];
+    snprintf(key, sizeof(key), "%s:%s", repo, name);
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_OBJ_GET, &s, e, "tt", IMAGE_VERSION_CONFLICT_KIND, key);
+    if (rc < 0)
+        return -1;
+    json_t *losers = json_array();
+    if (rc == SQL_ROW && sql_col_int64(s, 3) == 0) {
+        json_error_t je;
+        const char *v = sql_col_text(s, 0);
+        json_t *old = v ? json_loads(v, 0, &je) : NULL;
+        json_t *l;
+        size_t i;
+        json_array_foreach(json_object_get(old, "losers"), i, l)
+        {
+            if (strcmp(json_string_value(json_object_get(l, "digest")), winner) != 0)
+                json_array_append(losers, l);
+        }
+        json_t *w = json_object_get(old, "winner");
+        const char *wd = json_string_value(json_object_get(w, "digest"));
+        if (wd && strcmp(wd, winner) != 0)
+            json_array_append(losers, w); /* an earlier put than the old winner arrived */
+        json_decref(old);
+        if (!hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sql_col_int64(s, 1),
+                          sql_col_text(s, 2))) {
+            hlc = sql_col_int64(s, 1);
+            origin = sql_col_text(s, 2);
+        }
+    }
+    char *kept_origin = xstrdup(origin);
+    sq_stmt_done(s);
+    bool is_listed = false;
+    json_t *l;
+    size_t i;
+    json_array_foreach(losers, i, l) is_listed |=
+        strcmp(json_string_value(json_object_get(l, "digest")), loser) == 0;
+    if (!is_listed)
+        json_array_append_new(losers, json_pack("{s:s, s:s}", "digest", loser, "region",
+                                                loser_origin));
+    size_t n = json_array_size(losers);
+    json_t **items = xcalloc(n + 1, sizeof(*items));
+    for (i = 0; i < n; i++)
+        items[i] = json_incref(json_array_get(losers, i));
+    qsort(items, n, sizeof(*items), by_digest);
+    json_array_clear(losers);
+    for (i = 0; i < n; i++)
+        json_array_append_new(losers, items[i]);
+    free(items);
+    json_t *rec = json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "repository", repo, "version", name,
+                            "winner", "digest", winner, "region", winner_origin, "losers", losers);
+    char *value = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(rec);
+    rc = sq_exec(c, SQ_OBJ_SET, e, "tttiti", IMAGE_VERSION_CONFLICT_KIND, key, value, hlc, kept_origin,
+                 (int64_t)0);
+    free(value);
+    free(kept_origin);
+    return rc;
+}
+
 /* Merges a write of tag register (repo, name) := digest (NULL: delete) at (hlc, origin).
  * *is_applied tells whether it won. */
 int sq_tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const char *name,
@@ -63,12 +157,34 @@ int sq_tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const cha
     if (rc < 0)
         return -1;
     bool wins = true;
+    char *cur_digest = NULL, *cur_origin = NULL;
+    int64_t cur_hlc = 0;
     if (rc == SQL_ROW) {
-        int64_t cur_hlc = sql_col_int64(s, 1);
-        const char *cur_origin = sql_col_text(s, 2);
-        wins = hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)cur_hlc, cur_origin ? cur_origin : "");
+        cur_hlc = sql_col_int64(s, 1);
+        cur_digest = sq_col_strdup(s, 0);
+        cur_origin = xstrdup(sql_col_text(s, 2) ? (const char *)sql_col_text(s, 2) : "");
+        wins = hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)cur_hlc, cur_origin);
     }
     sq_stmt_done(s);
+    if (digest != NULL && cur_digest != NULL && strcmp(digest, cur_digest) != 0 &&
+        is_image_definition(c, repo)) {
+        /* The record's clock is the later put's, whichever region derives it. */
+        bool is_later = wins;
+        wins = !is_later;
+        int64_t at = is_later ? hlc : cur_hlc;
+        const char *at_origin = is_later ? origin : cur_origin;
+        rc = wins ? version_conflict_record(c, repo, name, digest, origin, cur_digest,
+                                            cur_origin, at, at_origin, e)
+                  : version_conflict_record(c, repo, name, cur_digest, cur_origin, digest,
+                                            origin, at, at_origin, e);
+        if (rc != 0) {
+            free(cur_digest);
+            free(cur_origin);
+            return -1;
+        }
+    }
+    free(cur_digest);
+    free(cur_origin);
     if (!wins)
         return 0;
     if (sq_exec(c, SQ_TREG_SET, e, "tttit", repo, name, digest, hlc, origin) != 0)
