@@ -185,7 +185,7 @@ static int parse_actions(json_t *v, unsigned *out, struct err *e)
         if (bit == 0)
             return err_set(e, ERR_BAD_REQUEST,
                            "actions: unknown action %s%.40s%s (expected "
-                           "push or delete)",
+                           "push, delete or version.conflict)",
                            s ? "\"" : "", s ? s : "(not a string)", s ? "\"" : "");
         bits |= bit;
     }
