@@ -145,3 +145,27 @@ def test_bad_lock_requests_change_nothing(geo):
     assert p.returncode == 1 and "no tag nope" in p.stderr, (p.returncode, p.stderr)
     # nothing refused on /v2/
     r1.oci().push_image(repo, "v1", layers=1, layer_size=512)
+
+
+def test_retention_leaves_locked_versions_alone(geo):
+    cluster = geo(3)
+    r1, r2, r3 = cluster
+    repo = unique_repo("golden")
+    r1.cli("image-definition", "create", repo, "--keep-everywhere", "1", "--rollback-regions",
+           "r3", "--rollback-days", "0")
+    r1.oci().push_image(repo, "1.0.0", layers=1, layer_size=1024)
+    r1.oci().push_image(repo, "1.1.0", layers=1, layer_size=1024)
+    r1.cli("repository", "update", "%s:1.0.0" % repo, "--delete-enabled", "false")
+
+    def targets(ver):
+        doc = r1.api("GET", "image-versions", params={"repository": repo, "reference": ver})
+        return sorted(t["name"] for t in doc.json()["publishingProfile"]["targetRegions"])
+    assert targets("1.0.0") == targets("1.1.0") == ["r1", "r2", "r3"]
+    r1.oci().push_image(repo, "2.0.0", layers=1, layer_size=1024)
+    # the unlocked old version is reduced (the round that reduces it also saw 1.0.0) ...
+    wait_for(lambda: targets("1.1.0") == ["r1", "r3"], 30, "retention reduces 1.1.0")
+    # ... the locked one keeps every region
+    assert targets("1.0.0") == ["r1", "r2", "r3"]
+    entries = [a for a in r1.api("GET", "audit", params={"actor": "retention"}).json()
+               if a["target"] == "%s:1.0.0" % repo]
+    assert entries == [], entries
