@@ -22,6 +22,8 @@
 /* key REPO:VERSION: two regions pushed different digests as one version; written by the
  * merge rule in meta_merge.c, the same in every region (format there). */
 #define IMAGE_VERSION_CONFLICT_KIND "image_version_conflict"
+/* key REPO:VERSION: the writes a version's register is derived from (meta_merge.c). */
+#define IMAGE_VERSION_WRITES_KIND "image_version_writes"
 
 /* The regions of the registry (the replication objects; self_region alone when there are
  * none) with their volume counts, and the time: free with image_catalog_world_fini. */
