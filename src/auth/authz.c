@@ -781,6 +781,9 @@ static const struct mgmt_rule {
     {NULL, "image-definitions", NEED_REPO, AUTH_PERM_PUSH, "q:repository"},
     {"GET", "image-versions", NEED_REPO, AUTH_PERM_PULL, "q:repository"},
     {NULL, "image-versions", NEED_REPO, AUTH_PERM_PUSH, "q:repository"},
+    /* locks (mgmt_repositories.c): admins and publishers of the repository change them */
+    {"GET", "repositories", NEED_REPO, AUTH_PERM_PULL, "q:repository"},
+    {NULL, "repositories", NEED_REPO, AUTH_PERM_PUSH, "q:repository"},
     {"GET", "image-versions/{rest...}", NEED_REPO, AUTH_PERM_PULL, "q:repository"},
     {NULL, "image-versions/{rest...}", NEED_REPO, AUTH_PERM_PUSH, "q:repository"},
     {NULL, "users", NEED_ADMIN, 0, NULL},

@@ -33,7 +33,8 @@ static const struct cli_noun nouns[] = {
 static const char *const bool_flags[] = {"replicated", "yes", "all", "enabled", "disabled",
                                          "exclude-from-latest", "no-wait", "help",
                                          "allow-deletion-of-replicated-locations",
-                                         "block-deletion-before-end-of-life", "dry-run", NULL};
+                                         "block-deletion-before-end-of-life", "dry-run",
+                                         "allow-version-reuse", NULL};
 
 static bool is_bool_flag(const char *name)
 {

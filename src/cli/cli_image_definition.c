@@ -13,7 +13,7 @@ static int usage(void)
             "usage: meridian image-definition create REPO [--description TEXT] [--os OS]\n"
             "                [--arch ARCH] [--default-target-regions eastus=1,westus=1]\n"
             "                [--default-replica-count N] [--default-storage-class C]\n"
-            "                [--exclude-from-latest]\n"
+            "                [--exclude-from-latest] [--allow-version-reuse]\n"
             "                [--keep-everywhere N [--rollback-regions a,b] [--rollback-days D]]\n"
             "       meridian image-definition update REPO [the options of create]\n"
             "       meridian image-definition show REPO\n"
@@ -94,7 +94,8 @@ static json_t *create_body(const struct cli *c)
         json_decref(b);
         return NULL;
     }
-    if (cli_bool_field(c, "exclude-from-latest", b, "excludeFromLatest") != 0) {
+    if (cli_bool_field(c, "exclude-from-latest", b, "excludeFromLatest") != 0 ||
+        cli_bool_field(c, "allow-version-reuse", b, "allowVersionReuse") != 0) {
         json_decref(b);
         return NULL;
     }

@@ -314,6 +314,13 @@ static void list(struct http_req *req, const char *repo)
                       "endOfLifeDate", json_object_get(pp, "endOfLifeDate"), "isEndOfLife",
                       iv_is_end_of_life(r, now), "state", st ? st : "Pending", "aggregatedState",
                       aggregate(l[i].summary), "isLatest", (long)i == best));
+        struct err ce = {0};
+        json_t *conflict = image_catalog_conflict(
+            reg->ms, repo, json_string_value(json_object_get(r, "version")), &ce);
+        if (conflict != NULL)
+            json_object_set_new(json_array_get(items, json_array_size(items) - 1),
+                                "versionState", json_string("Conflicted"));
+        json_decref(conflict);
     }
     json_t *out = json_pack("{s:s, s:s, s:o, s:o}", "repository", repo, "region", region, "latest",
                             best >= 0 ? json_deep_copy(json_object_get(l[best].record, "version"))
@@ -408,6 +415,16 @@ static void show(struct http_req *req, const char *repo, const char *ref)
         json_object_set(out, "safetyProfile", json_object_get(record, "safetyProfile"));
         json_object_set_new(out, "isEndOfLife",
                             json_boolean(iv_is_end_of_life(record, util_now_ms())));
+    }
+    /* Two regions pushed different manifests as this version: both, and which one won. */
+    struct err ce = {0};
+    json_t *conflict =
+        is_definition ? image_catalog_conflict(reg->ms, repo, version, &ce) : NULL;
+    if (conflict != NULL) {
+        json_object_set_new(out, "versionState", json_string("Conflicted"));
+        json_object_del(conflict, "repository");
+        json_object_del(conflict, "version");
+        json_object_set_new(out, "conflict", conflict);
     }
     free(a.media_type);
     json_decref(record);

@@ -8,6 +8,8 @@
 #include "http.h"
 #include "registry_ctx.h"
 
+struct digest;
+
 /* Handlers: each a resource of the OCI API (file in parentheses). */
 void oci_base(struct http_req *req);                   /* oci_base.c: /v2/ */
 void oci_health(struct http_req *req);                 /* oci_base.c: /healthz /readyz /metrics */
@@ -33,5 +35,12 @@ bool oci_check_repo(struct http_req *req);
 int oci_pagination(struct http_req *req, long *n, const char **last);
 /* Adds the Link header for the next page when there is more. base is the path. */
 void oci_link_next(struct http_req *req, const char *base, long n, const char *last);
+
+/* Locks (oci_locks.c, store/repo_locks.h): does the lock on req->repo, tag (NULL: none)
+ * and manifest d (NULL: unknown) forbid op? Replies 403 DENIED, saying which lock, and
+ * returns true when it does. */
+enum oci_lock_op { OCI_LOCK_WRITE, OCI_LOCK_DELETE, OCI_LOCK_READ };
+bool oci_lock_refuses(struct http_req *req, const char *tag, const struct digest *d,
+                      enum oci_lock_op op);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "authz.h"
 #include "oci.h"
+#include "repo_locks.h"
 #include "util.h"
 
 #define CATALOG_BATCH 1000
@@ -32,6 +33,11 @@ static int visible_repos(struct http_req *req, const char *last, long n,
         for (size_t i = 0; i < page.n && !out->has_more; i++) {
             if (!authz_can(req, page.names[i], AUTH_PERM_PULL, false))
                 continue;
+            struct repo_lock lock;
+            struct err le = {0};
+            if (repo_lock_get(ms, page.names[i], NULL, NULL, &lock, &le) == 0 &&
+                !lock.list_enabled)
+                continue; /* locked with listEnabled false */
             if (n > 0 && out->n == (size_t)n) {
                 out->has_more = true;
                 break;

@@ -87,9 +87,18 @@ static void manifest_get(struct http_req *req, bool is_digest)
         rc = reg->ms->ops->manifest_get(reg->ms, req->repo, ref, &m, &e);
     free(latest);
     if (rc != 0) {
+        free(latest);
         if (e.code == ERR_NAME_UNKNOWN)
             e.code = ERR_MANIFEST_UNKNOWN;
         http_reply_err(req, &e);
+        return;
+    }
+    bool is_refused =
+        oci_lock_refuses(req, is_digest ? NULL : (latest ? latest : req->ref), &m.digest,
+                         OCI_LOCK_READ);
+    free(latest);
+    if (is_refused) {
+        meta_manifest_fini(&m);
         return;
     }
     /* A tag is resolved to the stored type only if the client accepts it; a digest
@@ -139,9 +148,36 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     m.body = req->body.data;
     m.body_len = req->body.len;
 
-    /* An image definition's tags are versions (docs/image-versions.md). */
-    if (!is_digest && image_catalog_check_push(reg->ms, req->repo, req->ref, &e) != 0) {
+    /* Locks: of the repository, of the tag and of the manifest the tag names now. */
+    struct digest cur;
+    char *cur_type = NULL;
+    int64_t cur_size, cur_ms;
+    bool cur_visible;
+    struct err le = {0};
+    bool has_cur = !is_digest && reg->ms->ops->manifest_lookup(reg->ms, req->repo, req->ref, &cur,
+                                                               &cur_type, &cur_size,
+                                                               &cur_visible, &cur_ms, &le) == 0;
+    free(cur_type);
+    if (oci_lock_refuses(req, is_digest ? NULL : req->ref,
+                         has_cur ? &cur : (is_digest ? &m.digest : NULL), OCI_LOCK_WRITE)) {
+        manifest_fini(&mf);
+        return;
+    }
+    /* An image definition's tags are versions, immutable once pushed
+     * (docs/image-versions.md): the same manifest again is a success that stores nothing. */
+    bool is_unchanged = false;
+    if (!is_digest &&
+        image_catalog_check_push(reg->ms, req->repo, req->ref, &m.digest, &is_unchanged, &e) != 0) {
         http_reply_err(req, &e);
+        manifest_fini(&mf);
+        return;
+    }
+    if (is_unchanged) {
+        http_reply_header(req, "Location", "/v2/%s/manifests/%s", req->repo, m.digest.str);
+        http_reply_header(req, "Docker-Content-Digest", "%s", m.digest.str);
+        if (mf.has_subject)
+            http_reply_header(req, "OCI-Subject", "%s", mf.subject.digest.str);
+        http_reply(req, 201, NULL, NULL, 0);
         manifest_fini(&mf);
         return;
     }
@@ -223,6 +259,33 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
     if (!reg->cfg->is_delete_enabled) {
         http_reply_error(req, ERR_UNSUPPORTED, "deletes are disabled on this registry");
         return;
+    }
+    /* Locks: of the repository, of the tag, of the manifest and of every tag naming it. */
+    struct digest target;
+    char *t_type = NULL;
+    int64_t t_size, t_ms;
+    bool t_visible;
+    struct err le = {0};
+    bool has_target = is_digest;
+    if (is_digest)
+        target = *d;
+    else
+        has_target = reg->ms->ops->manifest_lookup(reg->ms, req->repo, req->ref, &target,
+                                                   &t_type, &t_size, &t_visible, &t_ms, &le) == 0;
+    free(t_type);
+    if (oci_lock_refuses(req, is_digest ? NULL : req->ref, has_target ? &target : NULL,
+                         OCI_LOCK_DELETE))
+        return;
+    if (is_digest) {
+        struct meta_name_list naming = {0};
+        bool is_refused = false;
+        if (reg->ms->ops->manifest_tags(reg->ms, req->repo, d, &naming, &le) == 0) {
+            for (size_t i = 0; i < naming.n && !is_refused; i++)
+                is_refused = oci_lock_refuses(req, naming.names[i], d, OCI_LOCK_DELETE);
+        }
+        meta_name_list_fini(&naming);
+        if (is_refused)
+            return;
     }
     /* A version may be protected until its end of life. */
     if (image_catalog_check_delete(reg->ms, req->repo, is_digest ? NULL : req->ref,

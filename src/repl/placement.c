@@ -8,6 +8,7 @@
 #include "image_catalog.h"
 #include "log.h"
 #include "repl.h"
+#include "repo_locks.h"
 #include "util.h"
 
 /* How far placement follows "belongs with" links (index -> child, subject -> referrer):
@@ -292,6 +293,22 @@ static void audit(struct registry *reg, const char *repo, const json_t *rec)
         log_warn("placement", "failed to audit retention of %s: %s", target, err_message(&e));
 }
 
+/* Locked against writes or deletes (store/repo_locks.h): retention leaves it alone. */
+static bool is_locked(struct registry *reg, const char *repo, const char *version)
+{
+    struct digest d;
+    char *media_type = NULL;
+    int64_t size, recorded_ms;
+    bool is_visible;
+    struct err e = {0};
+    bool has_d = reg->ms->ops->manifest_lookup(reg->ms, repo, version, &d, &media_type, &size,
+                                               &is_visible, &recorded_ms, &e) == 0;
+    free(media_type);
+    struct repo_lock l;
+    repo_lock_effective(reg->ms, repo, version, has_d ? &d : NULL, &l);
+    return !l.write_enabled || !l.delete_enabled;
+}
+
 static void retention_of(struct registry *reg, const json_t *def)
 {
     const char *repo = json_string_value(json_object_get(def, "repository"));
@@ -303,10 +320,12 @@ static void retention_of(struct registry *reg, const json_t *def)
         const char *source = json_string_value(json_object_get(rec, "sourceRegion"));
         if (source == NULL || strcmp(source, reg->cfg->region) != 0)
             continue;
+        const char *version = json_string_value(json_object_get(rec, "version"));
+        if (is_locked(reg, repo, version))
+            continue; /* a locked version keeps every copy (docs/image-versions.md) */
         json_t *reduced = iv_retention_apply(def, records, i, now);
         if (reduced == NULL)
             continue;
-        const char *version = json_string_value(json_object_get(rec, "version"));
         if (image_catalog_put_version(reg->ms, reduced, &e) != 0) {
             log_warn("placement", "retention of %s:%s: %s", repo, version, err_message(&e));
         } else {

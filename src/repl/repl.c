@@ -38,6 +38,7 @@
 #include "repl_codec.h"
 #include "upload_sessions.h"
 #include "util.h"
+#include "version_conflict.h"
 #include "webhook.h"
 
 /* Takes this region out of the registry: see registry_ctx.h's is_removed. */
@@ -378,12 +379,15 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
             return -1;
         }
         bool is_new = false, is_gap = false;
+        char *conflict_before = version_conflict_before(r->reg, &ev);
         if (ms_of(r)->ops->event_apply(ms_of(r), &ev, &is_new, &is_gap, &e) != 0) {
             log_error("repl", "failed to apply event %s#%" PRId64 " from %s: %s", ev.origin,
                       ev.origin_seq, p->location, err_message(&e));
+            free(conflict_before);
             meta_event_fini(&ev);
             return i ? cursor : -1;
         }
+        version_conflict_after(r->reg, &ev, is_new, conflict_before);
         if (is_gap) {
             /* Not the next event of its origin: leave it for a later pass. */
             meta_event_fini(&ev);

@@ -23,7 +23,9 @@ static const char *const reserved_headers[] = {
 static const struct {
     const char *name;
     unsigned bit;
-} actions[] = {{"push", WEBHOOK_ACTION_PUSH}, {"delete", WEBHOOK_ACTION_DELETE}};
+} actions[] = {{"push", WEBHOOK_ACTION_PUSH},
+               {"delete", WEBHOOK_ACTION_DELETE},
+               {"version.conflict", WEBHOOK_ACTION_VERSION_CONFLICT}};
 #define N_ACTIONS (sizeof(actions) / sizeof(actions[0]))
 
 static bool is_alnum(char c)
@@ -183,7 +185,7 @@ static int parse_actions(json_t *v, unsigned *out, struct err *e)
         if (bit == 0)
             return err_set(e, ERR_BAD_REQUEST,
                            "actions: unknown action %s%.40s%s (expected "
-                           "push or delete)",
+                           "push, delete or version.conflict)",
                            s ? "\"" : "", s ? s : "(not a string)", s ? "\"" : "");
         bits |= bit;
     }

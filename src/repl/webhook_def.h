@@ -25,6 +25,7 @@
  * of them: a ping is sent on request whatever the actions are. */
 #define WEBHOOK_ACTION_PUSH 1u
 #define WEBHOOK_ACTION_DELETE 2u
+#define WEBHOOK_ACTION_VERSION_CONFLICT 4u /* "version.conflict" (docs/image-versions.md) */
 
 /* What took effect in this region (see webhook.h): the input of the payload. */
 struct webhook_effect {

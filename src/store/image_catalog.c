@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "name.h"
 #include "util.h"
 
@@ -189,24 +190,78 @@ int image_catalog_put_version(struct metastore *ms, const json_t *record, struct
     return put_object(ms, IMAGE_VERSION_KIND, key, record, e);
 }
 
-int image_catalog_check_push(struct metastore *ms, const char *repo, const char *tag, struct err *e)
+/* Immutable versions: a version that names a manifest keeps it; one that was deleted
+ * is not pushed again unless the definition allows version reuse. */
+static int check_immutable(struct metastore *ms, const json_t *def, const char *repo,
+                           const char *tag, const struct digest *d, bool *is_unchanged,
+                           struct err *e)
 {
+    struct digest have;
+    char *media_type = NULL;
+    int64_t size, recorded_ms;
+    bool is_visible;
+    struct err le = {0};
+    if (ms->ops->manifest_lookup(ms, repo, tag, &have, &media_type, &size, &is_visible,
+                                 &recorded_ms, &le) == 0) {
+        free(media_type);
+        if (digest_equal(&have, d)) {
+            *is_unchanged = true;
+            return 0;
+        }
+        return err_set(e, ERR_DENIED,
+                       "version %s of %s exists and is immutable (it is %s, not %s)", tag, repo,
+                       have.str, d->str);
+    }
+    if (le.code != ERR_MANIFEST_UNKNOWN && le.code != ERR_NAME_UNKNOWN)
+        return err_set(e, le.code, "%s", le.msg);
+    char key[NAME_MAX_BYTES + TAG_MAX_BYTES + 2];
+    version_key(repo, tag, key, sizeof(key));
+    struct err re = {0};
+    json_t *retired = get_object(ms, IMAGE_VERSION_RETIRED_KIND, key, &re);
+    if (retired == NULL)
+        return re.code == ERR_NOT_FOUND ? 0 : err_set(e, re.code, "%s", re.msg);
+    json_decref(retired);
+    if (json_is_true(json_object_get(def, "allowVersionReuse")))
+        return 0;
+    return err_set(e, ERR_DENIED,
+                   "version %s of %s was deleted and versions are immutable: it cannot be "
+                   "pushed again unless the definition allows version reuse",
+                   tag, repo);
+}
+
+int image_catalog_check_push(struct metastore *ms, const char *repo, const char *tag,
+                             const struct digest *d, bool *is_unchanged, struct err *e)
+{
+    *is_unchanged = false;
     struct err de = {0};
     json_t *def = get_object(ms, IMAGE_DEFINITION_KIND, repo, &de);
     if (def == NULL)
         return de.code == ERR_NOT_FOUND ? 0 : err_set(e, de.code, "%s", de.msg);
-    json_decref(def);
+    int rc = 0;
     if (strcmp(tag, IV_LATEST) == 0)
-        return err_set(e, ERR_TAG_INVALID,
-                       "%s is an image definition: latest is resolved in each region and "
-                       "cannot be pushed",
-                       repo);
-    if (iv_version_parse(tag, NULL) != 0 && !iv_referrer_tag(tag, NULL))
-        return err_set(e, ERR_TAG_INVALID,
-                       "%s is an image definition: tags are versions MAJOR.MINOR.PATCH, "
-                       "not \"%s\"",
-                       repo, tag);
-    return 0;
+        rc = err_set(e, ERR_TAG_INVALID,
+                     "%s is an image definition: latest is resolved in each region and "
+                     "cannot be pushed",
+                     repo);
+    else if (iv_referrer_tag(tag, NULL))
+        rc = 0; /* signature tags (sha256-<hex>.sig/.att/.sbom) follow their subject: not versions */
+    else if (iv_version_parse(tag, NULL) != 0)
+        rc = err_set(e, ERR_TAG_INVALID,
+                     "%s is an image definition: tags are versions MAJOR.MINOR.PATCH, "
+                     "not \"%s\"",
+                     repo, tag);
+    else
+        rc = check_immutable(ms, def, repo, tag, d, is_unchanged, e);
+    json_decref(def);
+    return rc;
+}
+
+json_t *image_catalog_conflict(struct metastore *ms, const char *repo, const char *version,
+                               struct err *e)
+{
+    char key[NAME_MAX_BYTES + TAG_MAX_BYTES + 2];
+    version_key(repo, version, key, sizeof(key));
+    return get_object(ms, IMAGE_VERSION_CONFLICT_KIND, key, e);
 }
 
 int image_catalog_record_push(struct metastore *ms, const char *self_region, const char *repo,
@@ -343,5 +398,11 @@ void image_catalog_forget(struct metastore *ms, const char *repo, const struct m
         version_key(repo, v->names[i], key, sizeof(key));
         struct err e = {0};
         ms->ops->object_delete(ms, IMAGE_VERSION_KIND, key, &e); /* ERR_NOT_FOUND: none */
+        /* Remembered everywhere: the version may not come back with other content. */
+        json_t *retired = json_pack("{s:s, s:s, s:I}", "repository", repo, "version",
+                                    v->names[i], "deletedMs", (json_int_t)util_now_ms());
+        if (put_object(ms, IMAGE_VERSION_RETIRED_KIND, key, retired, &e) != 0)
+            log_warn("catalog", "failed to retire %s: %s", key, err_message(&e));
+        json_decref(retired);
     }
 }

@@ -16,6 +16,14 @@
 
 #define IMAGE_DEFINITION_KIND "image_definition"
 #define IMAGE_VERSION_KIND "image_version"
+/* key REPO:VERSION, {"repository","version","deletedMs"}: a deleted version (not reused
+ * unless the definition has allowVersionReuse). */
+#define IMAGE_VERSION_RETIRED_KIND "image_version_retired"
+/* key REPO:VERSION: two regions pushed different digests as one version; written by the
+ * merge rule in meta_merge.c, the same in every region (format there). */
+#define IMAGE_VERSION_CONFLICT_KIND "image_version_conflict"
+/* key REPO:VERSION: the writes a version's register is derived from (meta_merge.c). */
+#define IMAGE_VERSION_WRITES_KIND "image_version_writes"
 
 /* The regions of the registry (the replication objects; self_region alone when there are
  * none) with their volume counts, and the time: free with image_catalog_world_fini. */
@@ -39,10 +47,17 @@ json_t *image_catalog_version(struct metastore *ms, const char *repo, const char
 json_t *image_catalog_versions(struct metastore *ms, const char *repo, struct err *e);
 int image_catalog_put_version(struct metastore *ms, const json_t *record, struct err *e);
 
-/* Before the push of tag in repo: refuses a tag that is not a version of a definition
- * (ERR_TAG_INVALID, `latest` included). 0 for a plain repository. Writes nothing. */
+/* Before the push of manifest d as tag in repo: refuses a tag that is not a version of a
+ * definition (ERR_TAG_INVALID, `latest` included), a version that names another manifest
+ * (ERR_DENIED: immutable) and a deleted version unless the definition has
+ * allowVersionReuse (ERR_DENIED). *is_unchanged: the version already names d (the push
+ * changes nothing). 0 for a plain repository. Writes nothing. */
 int image_catalog_check_push(struct metastore *ms, const char *repo, const char *tag,
-                             struct err *e);
+                             const struct digest *d, bool *is_unchanged, struct err *e);
+/* The conflict record of repo:version (see IMAGE_VERSION_CONFLICT_KIND), or NULL
+ * (ERR_NOT_FOUND when there was none). */
+json_t *image_catalog_conflict(struct metastore *ms, const char *repo, const char *version,
+                               struct err *e);
 /* After that push was stored: records the version with its profile from the definition's
  * defaults (source: this region) when it has no record yet. 0 for a plain repository. */
 int image_catalog_record_push(struct metastore *ms, const char *self_region, const char *repo,

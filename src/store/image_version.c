@@ -329,6 +329,12 @@ json_t *iv_definition_new(const char *repo, const json_t *body, const struct iv_
                 goto fail;
             }
             json_object_set(d, key, f);
+        } else if (strcmp(key, "allowVersionReuse") == 0) {
+            if (!json_is_boolean(f)) {
+                err_set(e, ERR_BAD_REQUEST, "allowVersionReuse must be true or false");
+                goto fail;
+            }
+            json_object_set(d, key, f);
         } else if (strcmp(key, "retention") == 0) {
             json_t *r = retention_parse(f, w, e);
             if (r == NULL)

@@ -10,6 +10,8 @@
 
 #include "base64.h"
 #include "hlc.h"
+#include "image_catalog.h"
+#include "image_version.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
 #include "util.h"
@@ -51,12 +53,251 @@ static int tag_materialize(struct sq_conn *c, int64_t repo_id, const char *repo,
     return rc;
 }
 
+/* Immutable versions (docs/image-versions.md) ---------------------------------
+ * In an image definition a version is written once: when puts name different digests (two
+ * regions accepted the same new version before hearing of each other), the EARLIER put
+ * wins -- first writer wins, the opposite of the tag rule -- while deletes stay
+ * last-writer-wins so that a version can be deleted (and, where allowed, pushed again).
+ * The register of such a tag is derived from a state every region builds the same from
+ * the same writes, whatever their order (a join of a max and a set):
+ *   IMAGE_VERSION_WRITES_KIND, key REPO:VERSION (registry object, no event):
+ *     {"deleted":{"hlc","origin"} (the latest delete, absent if none),
+ *      "puts":[{"digest","hlc","origin"}] (every put later than it, earliest first)}
+ *   winner = the earliest put; none: deleted.
+ * With two digests or more among the puts, every region derives the same conflict record
+ * (IMAGE_VERSION_CONFLICT_KIND, same key; removed when fewer remain):
+ *   {"repository","version","winner":{"digest","region"},"losers":[{"digest","region"}]}
+ * (losers sorted by digest, each with the region of its earliest put). */
+
+static bool is_image_definition(struct sq_conn *c, const char *repo)
+{
+    struct sql_stmt *s;
+    struct err ignore = {0};
+    int rc = sq_query(c, SQ_OBJ_GET, &s, &ignore, "tt", IMAGE_DEFINITION_KIND, repo);
+    if (rc < 0)
+        return false;
+    bool is_def = rc == SQL_ROW && sql_col_int64(s, 3) == 0;
+    sq_stmt_done(s);
+    return is_def;
+}
+
+static int64_t clock_hlc(const json_t *w)
+{
+    return (int64_t)json_integer_value(json_object_get(w, "hlc"));
+}
+
+static const char *clock_origin(const json_t *w)
+{
+    const char *o = json_string_value(json_object_get(w, "origin"));
+    return o ? o : "";
+}
+
+/* Is write a later than write b by (hlc, origin)? */
+static bool is_later(const json_t *a, const json_t *b)
+{
+    return hlc_lww_wins((uint64_t)clock_hlc(a), clock_origin(a), (uint64_t)clock_hlc(b),
+                        clock_origin(b));
+}
+
+static int by_clock(const void *a, const void *b)
+{
+    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    return is_later(x, y) ? 1 : is_later(y, x) ? -1 : 0;
+}
+
+static int by_digest(const void *a, const void *b)
+{
+    return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "digest")),
+                  json_string_value(json_object_get(*(json_t *const *)b, "digest")));
+}
+
+/* Sorts a JSON array in place. */
+static void array_sort(json_t *arr, int (*cmp)(const void *, const void *))
+{
+    size_t n = json_array_size(arr);
+    json_t **items = xcalloc(n + 1, sizeof(*items));
+    for (size_t i = 0; i < n; i++)
+        items[i] = json_incref(json_array_get(arr, i));
+    qsort(items, n, sizeof(*items), cmp);
+    json_array_clear(arr);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, items[i]);
+    free(items);
+}
+
+/* The state of repo:name, or a new one made from the register (tags written before). */
+static json_t *version_state_load(struct sq_conn *c, const char *repo, const char *name,
+                                  const char *key, struct err *e)
+{
+    struct sql_stmt *s;
+    json_t *state = NULL;
+    int rc = sq_query(c, SQ_OBJ_GET, &s, e, "tt", IMAGE_VERSION_WRITES_KIND, key);
+    if (rc < 0)
+        return NULL;
+    if (rc == SQL_ROW && sql_col_int64(s, 3) == 0 && sql_col_text(s, 0) != NULL) {
+        json_error_t je;
+        state = json_loads(sql_col_text(s, 0), 0, &je);
+    }
+    sq_stmt_done(s);
+    if (json_is_object(state))
+        return state;
+    json_decref(state);
+    state = json_pack("{s:[]}", "puts");
+    rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, name);
+    if (rc < 0) {
+        json_decref(state);
+        return NULL;
+    }
+    if (rc == SQL_ROW) {
+        json_t *w = json_pack("{s:I, s:s}", "hlc", (json_int_t)sql_col_int64(s, 1), "origin",
+                              sql_col_text(s, 2) ? sql_col_text(s, 2) : "");
+        if (sql_col_is_null(s, 0)) {
+            json_object_set_new(state, "deleted", w);
+        } else {
+            json_object_set_new(w, "digest", json_string(sql_col_text(s, 0)));
+            json_array_append_new(json_object_get(state, "puts"), w);
+        }
+    }
+    sq_stmt_done(s);
+    return state;
+}
+
+/* Adds write (digest NULL: a delete) to state: puts not later than the latest delete go. */
+static void version_state_add(json_t *state, const char *digest, int64_t hlc,
+                              const char *origin)
+{
+    json_t *w = json_pack("{s:I, s:s}", "hlc", (json_int_t)hlc, "origin", origin);
+    json_t *deleted = json_object_get(state, "deleted");
+    json_t *puts = json_object_get(state, "puts");
+    if (digest == NULL) {
+        if (deleted == NULL || is_later(w, deleted))
+            json_object_set(state, "deleted", w);
+    } else {
+        json_object_set_new(w, "digest", json_string(digest));
+        bool is_known = false;
+        size_t i;
+        json_t *p;
+        json_array_foreach(puts, i, p) is_known |=
+            json_equal(p, w) != 0;
+        if (!is_known)
+            json_array_append(puts, w);
+    }
+    json_decref(w);
+    deleted = json_object_get(state, "deleted");
+    json_t *kept = json_array();
+    size_t i;
+    json_t *p;
+    json_array_foreach(puts, i, p)
+    {
+        if (deleted == NULL || is_later(p, deleted))
+            json_array_append(kept, p);
+    }
+    array_sort(kept, by_clock);
+    json_object_set_new(state, "puts", kept);
+}
+
+/* The conflict record of state, or NULL when its puts name fewer than two digests. */
+static json_t *version_conflict_of(const json_t *state, const char *repo, const char *name)
+{
+    const json_t *puts = json_object_get(state, "puts");
+    const json_t *winner = json_array_get(puts, 0);
+    const char *won = json_string_value(json_object_get(winner, "digest"));
+    json_t *losers = json_array();
+    size_t i;
+    json_t *p;
+    json_array_foreach(puts, i, p) /* earliest first: the first put of each digest */
+    {
+        const char *d = json_string_value(json_object_get(p, "digest"));
+        bool is_listed = strcmp(d, won) == 0;
+        size_t j;
+        json_t *l;
+        json_array_foreach(losers, j, l) is_listed |=
+            strcmp(json_string_value(json_object_get(l, "digest")), d) == 0;
+        if (!is_listed)
+            json_array_append_new(losers, json_pack("{s:s, s:s}", "digest", d, "region",
+                                                    clock_origin(p)));
+    }
+    if (json_array_size(losers) == 0) {
+        json_decref(losers);
+        return NULL;
+    }
+    array_sort(losers, by_digest);
+    return json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "repository", repo, "version", name,
+                     "winner", "digest", won, "region", clock_origin(winner), "losers", losers);
+}
+
+/* Stores a derived object of key, or deletes it (v NULL), with the state's latest clock. */
+static int derived_set(struct sq_conn *c, const char *kind, const char *key, const json_t *v,
+                       int64_t hlc, const char *origin, struct err *e)
+{
+    char *text = v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    int rc = sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, text, hlc, origin,
+                     (int64_t)(v == NULL));
+    free(text);
+    return rc;
+}
+
+/* sq_tag_merge for a version of an image definition (the rule above). */
+static int version_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const char *name,
+                         const char *digest, int64_t hlc, const char *origin, bool *is_applied,
+                         struct err *e)
+{
+    char key[1024];
+    snprintf(key, sizeof(key), "%s:%s", repo, name);
+    json_t *state = version_state_load(c, repo, name, key, e);
+    if (state == NULL)
+        return -1;
+    version_state_add(state, digest, hlc, origin);
+    const json_t *winner = json_array_get(json_object_get(state, "puts"), 0);
+    const json_t *deleted = json_object_get(state, "deleted");
+    const json_t *reg = winner ? winner : deleted;
+    /* The latest write the state holds: the clock of the derived rows. */
+    const json_t *latest = deleted;
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(state, "puts"), i, p)
+    {
+        if (latest == NULL || is_later(p, latest))
+            latest = p;
+    }
+    const char *won = winner ? json_string_value(json_object_get(winner, "digest")) : NULL;
+    *is_applied = clock_hlc(reg) == hlc && strcmp(clock_origin(reg), origin) == 0 &&
+                  ((won == NULL) == (digest == NULL));
+    json_t *conflict = winner ? version_conflict_of(state, repo, name) : NULL;
+    int rc = derived_set(c, IMAGE_VERSION_WRITES_KIND, key, state, clock_hlc(latest),
+                         clock_origin(latest), e);
+    if (rc == 0) {
+        struct sql_stmt *s;
+        int q = sq_query(c, SQ_OBJ_GET, &s, e, "tt", IMAGE_VERSION_CONFLICT_KIND, key);
+        bool had = q == SQL_ROW && sql_col_int64(s, 3) == 0;
+        if (q >= 0)
+            sq_stmt_done(s);
+        rc = q < 0 ? -1
+             : conflict != NULL || had
+                 ? derived_set(c, IMAGE_VERSION_CONFLICT_KIND, key, conflict, clock_hlc(latest),
+                               clock_origin(latest), e)
+                 : 0;
+    }
+    if (rc == 0)
+        rc = sq_exec(c, SQ_TREG_SET, e, "tttit", repo, name, won, clock_hlc(reg),
+                     clock_origin(reg));
+    if (rc == 0)
+        rc = tag_materialize(c, repo_id, repo, name, e);
+    json_decref(conflict);
+    json_decref(state);
+    return rc;
+}
+
 /* Merges a write of tag register (repo, name) := digest (NULL: delete) at (hlc, origin).
  * *is_applied tells whether it won. */
 int sq_tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const char *name,
                  const char *digest, int64_t hlc, const char *origin, bool *is_applied,
                  struct err *e)
 {
+    /* versions of a definition are immutable (first writer wins); its other tags, such
+     * as signature tags a signer re-pushes, stay last-writer-wins registers */
+    if (is_image_definition(c, repo) && iv_version_parse(name, NULL) == 0)
+        return version_merge(c, repo_id, repo, name, digest, hlc, origin, is_applied, e);
     struct sql_stmt *s;
     *is_applied = false;
     int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, name);

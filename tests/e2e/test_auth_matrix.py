@@ -26,6 +26,7 @@ AUTH_ARGS = ["--peer-secret", PEER_SECRET]
 PUBLISHERS = {"admin", "publisher", "robot"}
 READERS = PUBLISHERS | {"consumer"}
 DEFINED = "golden/defined"
+LOCKED = "golden/locks"
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,8 @@ def world(module_server):
     adm.call("POST", "image-definitions?repository=" + DEFINED, expect=201, json={})
     adm.call("POST", "image-versions?repository=%s&reference=1.0.0" % DEFINED, expect=201,
              json={})
+    # a repository whose locks are read and changed (repository update/show)
+    push_image(srv, ("admin", ADMIN_PASSWORD), LOCKED)
     return srv, creds
 
 
@@ -285,6 +288,13 @@ MGMT_OPS = [
      lambda: {}, PUBLISHERS, 201),
     ("update_version", "PATCH", "image-versions?repository=%s&reference=1.0.0" % DEFINED,
      lambda: {"excludeFromLatest": secrets.randbelow(2) == 1}, PUBLISHERS, 200),
+    # locks (issue 19): admins and publishers of the repository change them, readers see them
+    ("show_lock", "GET", "repositories?repository=%s&reference=v1" % LOCKED, None, READERS,
+     200),
+    ("update_tag_lock", "PATCH", "repositories?repository=%s&reference=v1" % LOCKED,
+     lambda: {"listEnabled": True}, PUBLISHERS, 200),
+    ("update_repository_lock", "PATCH", "repositories?repository=" + LOCKED,
+     lambda: {"readEnabled": True}, PUBLISHERS, 200),
 ]
 
 

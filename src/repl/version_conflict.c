@@ -1,0 +1,81 @@
+#include "version_conflict.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image_catalog.h"
+#include "log.h"
+#include "registry_ctx.h"
+#include "util.h"
+#include "webhook.h"
+
+/* The record as compact text ("" when there is none), to compare before and after. */
+static char *record_text(struct registry *reg, const char *repo, const char *version)
+{
+    struct err e = {0};
+    json_t *rec = image_catalog_conflict(reg->ms, repo, version, &e);
+    char *text = rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : xstrdup("");
+    json_decref(rec);
+    return text;
+}
+
+char *version_conflict_before(struct registry *reg, const struct meta_event *ev)
+{
+    if (strcmp(ev->kind, "tag_set") != 0 || ev->repo == NULL || ev->name == NULL ||
+        !image_catalog_is_definition(reg->ms, ev->repo))
+        return NULL;
+    return record_text(reg, ev->repo, ev->name);
+}
+
+static void report(struct registry *reg, const char *repo, const char *version, const char *text)
+{
+    json_error_t je;
+    json_t *rec = json_loads(text, 0, &je);
+    const json_t *w = json_object_get(rec, "winner");
+    const char *winner = json_string_value(json_object_get(w, "digest"));
+    char target[600], detail[400];
+    snprintf(target, sizeof(target), "%s:%s", repo, version);
+    int len = snprintf(detail, sizeof(detail), "Conflicted: kept %s (%s)", winner,
+                       json_string_value(json_object_get(w, "region")));
+    const json_t *l;
+    size_t i;
+    json_array_foreach(json_object_get(rec, "losers"), i, l)
+    {
+        if (len > 0 && (size_t)len < sizeof(detail))
+            len += snprintf(detail + len, sizeof(detail) - (size_t)len, ", not %s (%s)",
+                            json_string_value(json_object_get(l, "digest")),
+                            json_string_value(json_object_get(l, "region")));
+    }
+    log_warn("versions", "%s %s", target, detail);
+    struct meta_audit a = {.time_ms = util_now_ms(),
+                           .actor = "replication",
+                           .action = "image-version.conflict",
+                           .target = target,
+                           .status = 409,
+                           .remote = "-",
+                           .detail = detail};
+    int64_t id;
+    struct err e = {0};
+    if (reg->ms->ops->audit_append(reg->ms, &a, reg->cfg->audit_max_rows, &id, &e) != 0)
+        log_warn("versions", "failed to audit the conflict of %s: %s", target, err_message(&e));
+    struct webhook_effect ev = {.action = "version.conflict", .repo = repo, .tag = version,
+                                .digest = winner, .size = -1, .request_id = "replication",
+                                .method = "REPLICATE", .host = reg->cfg->region};
+    webhook_on_effect(reg, &ev);
+    json_decref(rec);
+}
+
+void version_conflict_after(struct registry *reg, const struct meta_event *ev, bool is_new,
+                            char *before)
+{
+    if (before == NULL)
+        return;
+    if (is_new) {
+        char *after = record_text(reg, ev->repo, ev->name);
+        if (after[0] != '\0' && strcmp(after, before) != 0)
+            report(reg, ev->repo, ev->name, after);
+        free(after);
+    }
+    free(before);
+}

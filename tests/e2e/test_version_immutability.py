@@ -1,0 +1,221 @@
+"""Immutable versions of image definitions (docs/image-versions.md, "Immutability, locks and
+signatures"), on three regions: a version pushed again with the same manifest succeeds and
+changes nothing; with another manifest it is refused (403 DENIED, "exists and is immutable") in
+every region and nothing is stored; a deleted version cannot be pushed again unless the
+definition allows version reuse; two regions that accept the same new version while
+partitioned end, after the heal, with one winner everywhere (the earlier push), the loser still
+addressable by digest, a `Conflicted` status naming both, and one audit entry and one
+`version.conflict` webhook delivery in each region.
+
+Harness: regions.py (three `meridian serve` processes behind fault proxies).
+"""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from regions import unique_repo, wait_for
+
+pytest_plugins = ["geo_plugin"]
+
+
+def definition(region, repo, **body):
+    r = region.api("POST", "image-definitions", params={"repository": repo}, json=body)
+    assert r.status_code == 201, (r.status_code, r.text)
+
+
+def known_everywhere(cluster, repo):
+    for region in cluster:
+        wait_for(lambda: region.api("GET", "image-definitions",
+                                    params={"repository": repo}).status_code == 200,
+                 30, "definition in %s" % region.name)
+
+
+def served(region, repo, ref):
+    r = region.oci().get_manifest(repo, ref)
+    return r.headers.get("Docker-Content-Digest") if r.status_code == 200 else None
+
+
+def tag_digest_everywhere(cluster, repo, ref, digest, what):
+    """ref names digest in every region's record (visible or not)."""
+    def check():
+        for region in cluster:
+            r = region.api("GET", "image-versions", params={"repository": repo, "reference": ref})
+            if r.status_code != 200 or r.json().get("digest") != digest:
+                return False
+        return True
+    wait_for(check, 60, what)
+
+
+def other_manifest(img):
+    """The same image with one more annotation: another digest, the same blobs."""
+    m = json.loads(img.body)
+    m["annotations"] = {"org.example.rebuilt": "yes"}
+    return json.dumps(m, separators=(",", ":"), sort_keys=True).encode()
+
+
+def assert_denied_immutable(r):
+    assert r.status_code == 403, (r.status_code, r.text)
+    err = r.json()["errors"][0]
+    assert err["code"] == "DENIED", err
+    assert "exists and is immutable" in err["message"], err
+
+
+def test_versions_are_immutable_in_every_region(geo):
+    cluster = geo(3)
+    r1, r2, r3 = cluster
+    repo = unique_repo("golden")
+    definition(r1, repo)
+    known_everywhere(cluster, repo)
+    img = r1.oci().push_image(repo, "1.0.0", layers=1, layer_size=4096)
+    tag_digest_everywhere(cluster, repo, "1.0.0", img.digest, "1.0.0 known everywhere")
+
+    # the same manifest again: 201, and no new event (the log head does not move)
+    head = r1.api("GET", "replication/summary")
+    before = r1.api("GET", "image-versions", params={"repository": repo, "reference": "1.0.0"})
+    r = r1.oci().put_manifest(repo, "1.0.0", img.body, img.media_type)
+    assert r.status_code == 201, (r.status_code, r.text)
+    assert r.headers["Docker-Content-Digest"] == img.digest
+    after = r1.api("GET", "image-versions", params={"repository": repo, "reference": "1.0.0"})
+    assert after.json()["publishingProfile"] == before.json()["publishingProfile"]
+    if head.status_code == 200:
+        assert r1.api("GET", "replication/summary").json() == head.json()
+
+    # another manifest as 1.0.0: refused in every region, nothing stored
+    other = other_manifest(img)
+    other_digest = "sha256:" + __import__("hashlib").sha256(other).hexdigest()
+    for region in cluster:
+        assert_denied_immutable(region.oci().put_manifest(repo, "1.0.0", other, img.media_type))
+    for region in cluster:
+        assert region.oci().get_manifest(repo, other_digest).status_code == 404, region.name
+        assert region.oci().get_manifest(repo, "1.0.0").headers.get(
+            "Docker-Content-Digest") in (img.digest, None), region.name
+    assert served(r1, repo, "1.0.0") == img.digest
+
+    # deleted, the version does not come back ...
+    r = r1.oci().delete("/v2/%s/manifests/1.0.0" % repo)
+    assert r.status_code == 202, (r.status_code, r.text)
+    for region in cluster:
+        def refused():
+            r = region.oci().put_manifest(repo, "1.0.0", other, img.media_type)
+            if r.status_code == 201:
+                raise AssertionError("%s accepted a deleted version again" % region.name)
+            return r.status_code == 403 and "deleted" in r.json()["errors"][0]["message"]
+        wait_for(refused, 30, "the deletion known in %s" % region.name)
+    assert r1.oci().get_manifest(repo, other_digest).status_code == 404
+    # ... unless the definition allows version reuse
+    r = r2.api("PATCH", "image-definitions", params={"repository": repo},
+               json={"allowVersionReuse": True})
+    assert r.status_code == 200, (r.status_code, r.text)
+    wait_for(lambda: r3.api("GET", "image-definitions", params={"repository": repo})
+             .json().get("allowVersionReuse") is True, 30, "the update in r3")
+    r = r3.oci().put_manifest(repo, "1.0.0", other, img.media_type)
+    assert r.status_code == 201, (r.status_code, r.text)
+    tag_digest_everywhere(cluster, repo, "1.0.0", other_digest, "the reused version everywhere")
+
+
+class Receiver:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.got = []
+        rcv = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with rcv.lock:
+                    rcv.got.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                         daemon=True).start()
+        self.url = "http://127.0.0.1:%d/hook" % self.httpd.server_address[1]
+
+    def events(self, action):
+        with self.lock:
+            return [e for e in self.got if e.get("action") == action]
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_concurrent_pushes_of_one_version_resolve_to_the_first(geo):
+    cluster = geo(3)
+    r1, r2, r3 = cluster
+    repo = unique_repo("golden")
+    definition(r1, repo)
+    known_everywhere(cluster, repo)
+    rcvs = {r.name: Receiver() for r in cluster}
+    try:
+        hooks = {}
+        for r in cluster:
+            hooks[r.name] = "conf%s%d" % (r.name, id(rcvs[r.name]) % 100000)
+            r.cli("webhook", "create", hooks[r.name], "--location", r.name, "--uri",
+                  rcvs[r.name].url, "--actions", "version.conflict", "--scope", "*")
+        for r in cluster:
+            wait_for(lambda: set(hooks.values()) <= {w["name"] for w in
+                                                     r.api("GET", "webhooks").json()},
+                     30, "every webhook in %s" % r.name)
+
+        cluster.partition([r1], [r2], [r3])
+        first = r1.oci().push_image(repo, "1.0.0", layers=1, layer_size=2048)
+        second = r2.oci().push_image(repo, "1.0.0", layers=1, layer_size=2048)
+        assert first.digest != second.digest
+        cluster.heal()
+
+        # one winner everywhere: the earlier push; the loser is never served as 1.0.0
+        for region in cluster:
+            wait_for(lambda: served(region, repo, "1.0.0") == first.digest, 90,
+                     "%s to serve the first push as 1.0.0" % region.name)
+        for region in cluster:
+            wait_for(lambda: served(region, repo, second.digest) == second.digest, 90,
+                     "the loser addressable by digest in %s" % region.name)
+
+        # Conflicted, with both digests and regions, the same in every region
+        def conflicted(region):
+            doc = region.api("GET", "image-versions",
+                             params={"repository": repo, "reference": "1.0.0"}).json()
+            return doc if doc.get("versionState") == "Conflicted" else None
+        for region in cluster:
+            doc = wait_for(lambda: conflicted(region), 60, "Conflicted in %s" % region.name)
+            assert doc["digest"] == first.digest, doc
+            assert doc["conflict"] == {"winner": {"digest": first.digest, "region": "r1"},
+                                       "losers": [{"digest": second.digest,
+                                                   "region": "r2"}]}, doc
+            listed = region.api("GET", "image-versions", params={"repository": repo}).json()
+            assert listed["versions"][0]["versionState"] == "Conflicted", listed
+
+        # one audit entry and one webhook delivery per region
+        for region in cluster:
+            def audited():
+                return [a for a in region.api("GET", "audit",
+                                              params={"action": "image-version.conflict"}).json()
+                        if a["target"] == "%s:1.0.0" % repo]
+            entries = wait_for(audited, 30, "the audit entry in %s" % region.name)
+            assert len(entries) == 1, entries
+            assert first.digest in entries[0]["detail"] and second.digest in entries[0]["detail"]
+            got = wait_for(lambda: rcvs[region.name].events("version.conflict"), 30,
+                           "the webhook of %s" % region.name)
+            assert got[0]["target"]["tag"] == "1.0.0", got
+            assert got[0]["target"]["digest"] == first.digest, got
+            assert got[0]["region"] == region.name, got
+        # and no more: a later push of the winner or the loser changes nothing
+        r = r2.oci().put_manifest(repo, "1.0.0", second.body, second.media_type)
+        assert_denied_immutable(r)
+        wait_for(lambda: all(len(rcvs[r.name].events("version.conflict")) == 1 for r in cluster),
+                 5, "one delivery each")
+        for region in cluster:
+            assert len(rcvs[region.name].events("version.conflict")) == 1
+    finally:
+        for rcv in rcvs.values():
+            rcv.stop()
