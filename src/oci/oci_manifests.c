@@ -85,7 +85,6 @@ static void manifest_get(struct http_req *req, bool is_digest)
     int rc = reg->ms->ops->manifest_get(reg->ms, req->repo, ref, &m, &e);
     if (rc != 0 && latest == NULL && is_pull_through(req, &e))
         rc = reg->ms->ops->manifest_get(reg->ms, req->repo, ref, &m, &e);
-    free(latest);
     if (rc != 0) {
         free(latest);
         if (e.code == ERR_NAME_UNKNOWN)
