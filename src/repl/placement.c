@@ -20,6 +20,35 @@ enum question { HOLDS, SHALLOW };
 /* Answers q for repo@d from the version records it belongs to: its own version tags, the
  * subject named by a cosign-scheme tag, and (depth allowing) the indexes that list it and
  * its subject. *has_owner: some version or manifest it belongs with is known here. */
+/* The record of the version whose concurrent push d lost (immutable versions: the loser
+ * stays addressable by digest wherever the version is held), or NULL. */
+static json_t *version_lost_by(struct metastore *ms, const char *repo, const struct digest *d)
+{
+    struct err e = {0};
+    json_t *records = image_catalog_versions(ms, repo, &e);
+    json_t *found = NULL;
+    size_t i;
+    json_t *rec;
+    json_array_foreach(records, i, rec)
+    {
+        const char *version = json_string_value(json_object_get(rec, "version"));
+        json_t *conflict = version ? image_catalog_conflict(ms, repo, version, &e) : NULL;
+        size_t j;
+        json_t *l;
+        json_array_foreach(json_object_get(conflict, "losers"), j, l)
+        {
+            const char *ld = json_string_value(json_object_get(l, "digest"));
+            if (found == NULL && ld != NULL && strcmp(ld, d->str) == 0)
+                found = json_incref(rec);
+        }
+        json_decref(conflict);
+        if (found)
+            break;
+    }
+    json_decref(records);
+    return found;
+}
+
 static bool ask(struct registry *reg, const char *repo, const struct digest *d, enum question q,
                 int depth, bool *has_owner)
 {
@@ -51,6 +80,15 @@ static bool ask(struct registry *reg, const char *repo, const struct digest *d, 
         json_decref(rec);
     }
     meta_name_list_fini(&tags);
+    if (!answer) {
+        json_t *rec = version_lost_by(ms, repo, d);
+        if (rec != NULL) {
+            *has_owner = true;
+            answer = q == HOLDS ? iv_holds(rec, reg->cfg->region)
+                                : iv_is_shallow_here(rec, reg->cfg->region);
+            json_decref(rec);
+        }
+    }
     struct meta_name_list owners = {0};
     if (answer || depth == 0 || ms->ops->manifest_relatives(ms, repo, d, true, &owners, &e) != 0)
         return answer;
@@ -238,6 +276,11 @@ static void place(struct registry *reg, const char *repo, const struct digest *d
         release(reg, repo, d);
     }
     place_dependents(reg, repo, d, depth);
+}
+
+void placement_place_digest(struct registry *reg, const char *repo, const struct digest *d)
+{
+    place(reg, repo, d, RELATIVES_DEPTH);
 }
 
 void placement_reconsider(struct registry *reg, const char *repo, const char *version)

@@ -43,6 +43,10 @@ bool placement_admit_pending(struct registry *reg, const char *repo, const struc
  * version has no manifest here yet. */
 void placement_reconsider(struct registry *reg, const char *repo, const char *version);
 
+/* Places repo@d again by the rules above (e.g. the loser of a concurrent version push,
+ * which stays addressable by digest wherever the version is held). */
+void placement_place_digest(struct registry *reg, const char *repo, const struct digest *d);
+
 /* A replicated object event (object_put/object_delete) was applied: when it is a version
  * record (key "REPO:VERSION"), the same as placement_reconsider. */
 void placement_on_object_event(struct registry *reg, const char *key, const char *payload);

@@ -6,6 +6,7 @@
 
 #include "image_catalog.h"
 #include "log.h"
+#include "placement.h"
 #include "registry_ctx.h"
 #include "util.h"
 #include "webhook.h"
@@ -66,6 +67,25 @@ static void report(struct registry *reg, const char *repo, const char *version, 
     json_decref(rec);
 }
 
+/* A loser is kept addressable by digest where its version is held: placed again now that
+ * the conflict record names it (it had no tag, so it was recorded as not held). */
+static void place_losers(struct registry *reg, const char *repo, const char *text)
+{
+    json_error_t je;
+    json_t *rec = json_loads(text, 0, &je);
+    size_t i;
+    json_t *l;
+    json_array_foreach(json_object_get(rec, "losers"), i, l)
+    {
+        const char *ld = json_string_value(json_object_get(l, "digest"));
+        struct digest d;
+        struct err e = {0};
+        if (ld != NULL && digest_parse(ld, strlen(ld), &d, &e) == 0)
+            placement_place_digest(reg, repo, &d);
+    }
+    json_decref(rec);
+}
+
 void version_conflict_after(struct registry *reg, const struct meta_event *ev, bool is_new,
                             char *before)
 {
@@ -73,8 +93,10 @@ void version_conflict_after(struct registry *reg, const struct meta_event *ev, b
         return;
     if (is_new) {
         char *after = record_text(reg, ev->repo, ev->name);
-        if (after[0] != '\0' && strcmp(after, before) != 0)
+        if (after[0] != '\0' && strcmp(after, before) != 0) {
             report(reg, ev->repo, ev->name, after);
+            place_losers(reg, ev->repo, after);
+        }
         free(after);
     }
     free(before);
