@@ -22,15 +22,20 @@
 #include "secret.h"
 #include "util.h"
 
-static void signature_of(const struct registry *reg, const char *repo, const char *digest,
+/* false when (repo, digest) is too long to have been signed here (names the data listener
+ * takes from a path are not checked before this). */
+static bool signature_of(const struct registry *reg, const char *repo, const char *digest,
                          int64_t expires, char out[2 * SECRET_HMAC_BYTES + 1])
 {
     char msg[1024];
     int n = snprintf(msg, sizeof(msg), "%s\n%s\n%" PRId64, repo, digest, expires);
+    if (n < 0 || (size_t)n >= sizeof(msg))
+        return false;
     uint8_t mac[SECRET_HMAC_BYTES];
     secret_hmac_sha256(reg->data_url_key, sizeof(reg->data_url_key), msg, (size_t)n, mac);
     for (size_t i = 0; i < SECRET_HMAC_BYTES; i++)
         snprintf(out + 2 * i, 3, "%02x", mac[i]);
+    return true;
 }
 
 bool oci_data_redirect(struct http_req *req, const struct digest *d)
@@ -42,7 +47,8 @@ bool oci_data_redirect(struct http_req *req, const struct digest *d)
         return false;
     int64_t expires = util_now_ms() / 1000 + cfg->data_url_ttl_s;
     char sig[2 * SECRET_HMAC_BYTES + 1];
-    signature_of(req->reg, req->repo, d->str, expires, sig);
+    if (!signature_of(req->reg, req->repo, d->str, expires, sig))
+        return false; /* cannot happen for a valid name: served here instead */
     size_t len = strlen(cfg->data_endpoint);
     const char *slash = len > 0 && cfg->data_endpoint[len - 1] == '/' ? "" : "/";
     http_reply_header(req, "Location", "%s%sv2/%s/blobs/%s?expires=%" PRId64 "&signature=%s",
@@ -65,7 +71,8 @@ static bool is_signed(struct http_req *req)
         strlen(sig) != 2 * SECRET_HMAC_BYTES)
         return false;
     char want[2 * SECRET_HMAC_BYTES + 1];
-    signature_of(req->reg, req->repo, req->ref, (int64_t)expires, want);
+    if (!signature_of(req->reg, req->repo, req->ref, (int64_t)expires, want))
+        return false;
     unsigned diff = 0; /* constant time: no byte-by-byte oracle */
     for (size_t i = 0; i < 2 * SECRET_HMAC_BYTES; i++)
         diff |= (unsigned)(want[i] ^ sig[i]);

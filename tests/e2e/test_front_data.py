@@ -98,6 +98,8 @@ def test_tampered_or_expired_data_urls_are_refused(data_reg):
         (u.path.replace(digest, other), q),                                  # other blob
         (u.path.replace("/data/b/", "/data/c/"), q),                         # other repo
         (u.path, {"expires": q["expires"]}),                                 # unsigned
+        # a name longer than any signed message (the signing buffer must not be overrun)
+        (u.path.replace("/data/b/", "/data/" + "b" * 3000 + "/"), q),
     ]
     for path, query in bad:
         r = get(path, query)
