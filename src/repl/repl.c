@@ -136,6 +136,8 @@ struct repl {
     bool is_log_grown;      /* see repl_log_grew */
     struct peer *peers;
     int n_pullers;          /* live puller threads */
+    int n_completions;      /* live pull completion threads (repl_stop waits for them) */
+    atomic_int n_lookups;   /* pull-through lookups at the peers running now */
     struct waiter *waiters;
     struct inflight *inflight;
     struct retry *retries;
@@ -1264,6 +1266,8 @@ int repl_fetch_blob_within(struct repl *r, const char *repo, const struct digest
  * Concurrent pulls of the same reference wait for the first as long. */
 #define PULL_WAIT_MS 5000
 #define PULL_WAIT_BYTES (32 << 20)
+#define PULL_COMPLETIONS_MAX 16 /* pull copies running beside requests at once */
+#define PULL_LOOKUPS_MAX 8 /* pull-through lookups at the peers at once */
 
 /* Waits until key is no longer in flight here, or until deadline_ms. */
 static void wait_released(struct repl *r, const char *key, int64_t deadline_ms)
@@ -1369,11 +1373,13 @@ static void *pull_completion_main(void *arg)
     /* filtered replication: a region outside a version's targets never pulls it in */
     if (placement_admit_pending(c->r->reg, c->p.repo, &c->p.digest))
         complete_pending(c->r, &c->p);
-    AZ(pthread_mutex_lock(&c->r->mu));
+    struct repl *r = c->r;
+    AZ(pthread_mutex_lock(&r->mu));
     atomic_store(&c->is_done, true);
-    AZ(pthread_cond_broadcast(&c->r->cv));
-    AZ(pthread_mutex_unlock(&c->r->mu));
     pull_completion_unref(c);
+    r->n_completions--;
+    AZ(pthread_cond_broadcast(&r->cv));
+    AZ(pthread_mutex_unlock(&r->mu));
     return NULL;
 }
 
@@ -1397,6 +1403,19 @@ static void complete_now(struct repl *r, struct meta_pending *p, int64_t deadlin
     }
     if (missing > PULL_WAIT_BYTES)
         deadline_ms = util_now_ms(); /* started, not waited for */
+    /* At most PULL_COMPLETIONS_MAX copies run beside requests (each a thread with its
+     * fetch helpers); past that, or when stopping, the fetch workers take the manifest,
+     * which the lookup left pending. */
+    AZ(pthread_mutex_lock(&r->mu));
+    bool is_started = !r->is_stopping && r->n_completions < PULL_COMPLETIONS_MAX;
+    if (is_started)
+        r->n_completions++;
+    AZ(pthread_mutex_unlock(&r->mu));
+    if (!is_started) {
+        meta_pending_fini(p);
+        repl_kick(r);
+        return;
+    }
     struct pull_completion *c = xcalloc(1, sizeof(*c));
     c->r = r;
     c->p = *p;
@@ -1406,6 +1425,10 @@ static void complete_now(struct repl *r, struct meta_pending *p, int64_t deadlin
     if (pthread_create(&t, NULL, pull_completion_main, c) != 0) {
         pull_completion_unref(c);
         pull_completion_unref(c);
+        AZ(pthread_mutex_lock(&r->mu));
+        r->n_completions--;
+        AZ(pthread_cond_broadcast(&r->cv));
+        AZ(pthread_mutex_unlock(&r->mu));
         return;
     }
     AZ(pthread_detach(t));
@@ -1443,7 +1466,13 @@ static bool pull_from_peers(struct repl *r, const char *repo, const char *ref,
     for (size_t i = 0; i < n_peers && !is_found && !r->is_stopping; i++) {
         if (peers[i].rtt_ms >= 2e9)
             break; /* Unreachable ones come last: a true 404 must not wait for them */
+        int64_t left_ms = deadline_ms - util_now_ms();
+        if (left_ms <= 0)
+            break; /* the whole lookup is bounded, not each peer */
         double rtt = peers[i].measured_rtt_ms < 1e9 ? peers[i].measured_rtt_ms : 1000;
+        long timeout_ms = (long)(2 * rtt) + PULL_LOOKUP_MARGIN_MS;
+        if (timeout_ms > left_ms)
+            timeout_ms = (long)left_ms;
         char url[2048];
         snprintf(url, sizeof(url), "%s/_meridian/v1/replication/state?repository=%s&reference=%s",
                  peers[i].endpoint, esc, ref);
@@ -1451,8 +1480,7 @@ static bool pull_from_peers(struct repl *r, const char *repo, const char *ref,
         struct err e = {0};
         httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
         atomic_fetch_add(&r->pull_lookups, 1);
-        int rc = peer_call(r, "GET", url, NULL, (long)(2 * rtt) + PULL_LOOKUP_MARGIN_MS, &resp,
-                           &e);
+        int rc = peer_call(r, "GET", url, NULL, timeout_ms, &resp, &e);
         json_t *body = NULL;
         if (rc == 0 && resp.status == 200) {
             json_error_t je;
@@ -1513,7 +1541,15 @@ int repl_pull_manifest(struct repl *r, const char *repo, const char *ref)
         wait_released(r, key, deadline_ms);
         return 0;
     }
+    /* Distinct misses (random tags) each make a lookup at every peer: at most
+     * PULL_LOOKUPS_MAX run at once, past that a miss answers 404 at once. */
+    if (atomic_fetch_add(&r->n_lookups, 1) >= PULL_LOOKUPS_MAX) {
+        atomic_fetch_sub(&r->n_lookups, 1);
+        inflight_release(r, key);
+        return -1;
+    }
     bool is_found = pull_from_peers(r, repo, ref, deadline_ms);
+    atomic_fetch_sub(&r->n_lookups, 1);
     inflight_release(r, key);
     if (is_found) {
         atomic_fetch_add(&r->pull_served, 1);
@@ -1548,8 +1584,11 @@ static void wake_waiters(struct repl *r, bool is_all)
 {
     int64_t head = 0;
     struct err e = {0};
-    if (!is_all && ms_of(r)->ops->log_head(ms_of(r), &head, &e) != 0)
-        return;
+    /* If the log cannot be read (its database is away), only deadlines resume waiters. */
+    bool is_head_known =
+        is_all || ms_of(r)->ops->log_head(ms_of(r), &head, &e) == 0;
+    if (!is_head_known)
+        head = INT64_MIN;
     int64_t now = util_now_ms();
     AZ(pthread_mutex_lock(&r->mu));
     for (struct waiter **pp = &r->waiters; *pp;) {
@@ -2017,7 +2056,7 @@ void repl_stop(struct repl *r)
         pthread_join(r->fetchers[i], NULL);
     wake_waiters(r, true);
     AZ(pthread_mutex_lock(&r->mu));
-    while (r->n_pullers > 0)
+    while (r->n_pullers > 0 || r->n_completions > 0)
         pthread_cond_wait(&r->cv, &r->mu);
     AZ(pthread_mutex_unlock(&r->mu));
     atomic_store(&r->is_started, false);
