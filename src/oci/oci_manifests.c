@@ -223,8 +223,10 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
                                                                    &refs[i].digest, &size,
                                                                    &fe) == 0;
     }
+    bool is_recorded = false;
     if (!is_digest && has_blobs &&
-        image_catalog_record_push(reg->ms, reg->cfg->region, req->repo, req->ref, &e) != 0) {
+        image_catalog_record_push(reg->ms, reg->cfg->region, req->repo, req->ref, &is_recorded,
+                                  &e) != 0) {
         free(refs);
         http_reply_err(req, &e);
         manifest_fini(&mf);
@@ -235,6 +237,8 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
                                         is_digest ? NULL : req->ref, &e);
     free(refs);
     if (rc != 0) {
+        if (is_recorded) /* refused (a size, a child): the version it would create goes too */
+            image_catalog_unrecord_push(reg->ms, req->repo, req->ref);
         http_reply_err(req, &e);
         manifest_fini(&mf);
         return;

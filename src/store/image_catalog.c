@@ -265,8 +265,9 @@ json_t *image_catalog_conflict(struct metastore *ms, const char *repo, const cha
 }
 
 int image_catalog_record_push(struct metastore *ms, const char *self_region, const char *repo,
-                              const char *tag, struct err *e)
+                              const char *tag, bool *is_created, struct err *e)
 {
+    *is_created = false;
     struct err de = {0};
     json_t *def = get_object(ms, IMAGE_DEFINITION_KIND, repo, &de);
     if (def == NULL)
@@ -286,6 +287,7 @@ int image_catalog_record_push(struct metastore *ms, const char *self_region, con
         if (rc == 0) {
             json_t *rec = iv_profile_new(repo, tag, self_region, def, NULL, &w, e);
             rc = rec ? image_catalog_put_version(ms, rec, e) : -1;
+            *is_created = rc == 0;
             json_decref(rec);
             image_catalog_world_fini(&w);
         }
@@ -293,6 +295,16 @@ int image_catalog_record_push(struct metastore *ms, const char *self_region, con
     json_decref(have);
     json_decref(def);
     return rc;
+}
+
+void image_catalog_unrecord_push(struct metastore *ms, const char *repo, const char *tag)
+{
+    char key[NAME_MAX_BYTES + TAG_MAX_BYTES + 2];
+    version_key(repo, tag, key, sizeof(key));
+    struct err e = {0};
+    if (ms->ops->object_delete(ms, IMAGE_VERSION_KIND, key, &e) != 0 && e.code != ERR_NOT_FOUND)
+        log_warn("versions", "failed to delete the record of refused push %s: %s", key,
+                 err_message(&e));
 }
 
 char *image_catalog_latest(struct metastore *ms, const char *repo, const char *region,

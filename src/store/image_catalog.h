@@ -58,10 +58,14 @@ int image_catalog_check_push(struct metastore *ms, const char *repo, const char 
  * (ERR_NOT_FOUND when there was none). */
 json_t *image_catalog_conflict(struct metastore *ms, const char *repo, const char *version,
                                struct err *e);
-/* After that push was stored: records the version with its profile from the definition's
- * defaults (source: this region) when it has no record yet. 0 for a plain repository. */
+/* Before that push is stored: records the version with its profile from the definition's
+ * defaults (source: this region) when it has no record yet (*is_created then set; the
+ * caller undoes it with image_catalog_unrecord_push if the push is refused). 0 for a
+ * plain repository. */
 int image_catalog_record_push(struct metastore *ms, const char *self_region, const char *repo,
-                              const char *tag, struct err *e);
+                              const char *tag, bool *is_created, struct err *e);
+/* Deletes the record image_catalog_record_push created for a push that was then refused. */
+void image_catalog_unrecord_push(struct metastore *ms, const char *repo, const char *tag);
 
 /* The region-local `latest` of definition repo as this region sees it (Completed here:
  * visible here). The version string (caller frees), or NULL with ERR_MANIFEST_UNKNOWN when

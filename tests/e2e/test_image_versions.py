@@ -155,6 +155,14 @@ def test_a_definition_takes_versions_only(geo):
     assert tags == ["1.0.0"], tags  # a refused tag stored nothing
     r = r1.api("GET", "image-versions", params={"repository": repo})
     assert [v["version"] for v in r.json()["versions"]] == ["1.0.0"], r.text
+    # a version whose blobs are here but whose descriptor lies about a size is refused and
+    # leaves no version record behind (it would stay Pending for ever)
+    lying = json.loads(body)
+    lying["layers"][0] = dict(lying["layers"][0], size=lying["layers"][0]["size"] + 5)
+    r = oci.put_manifest(repo, "3.0.0", lying, media_type=MT_OCI_MANIFEST)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "MANIFEST_INVALID", r.text
+    r = r1.api("GET", "image-versions", params={"repository": repo})
+    assert [v["version"] for v in r.json()["versions"]] == ["1.0.0"], r.text
     # by digest (index children, referrers) is fine
     img = oci.push_image(repo, None, layers=1, by_digest=True)
     assert oci.get_manifest(repo, img.digest).status_code == 200
