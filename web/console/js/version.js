@@ -89,7 +89,12 @@ export async function render(main, ctx) {
       return;
     }
     const key = JSON.stringify([pp, iv.safetyProfile, iv.isEndOfLife, extra]);
-    if (key === profileKey) return; // unchanged: keep the latest column already loaded
+    // `latest` moves with the copies (a region resolves it to what it holds): asked again
+    // at every change; the rest is redrawn only when the profile changed.
+    if (key === profileKey) {
+      for (const t of pp.targetRegions || []) loadLatest(t.name);
+      return;
+    }
     profileKey = key;
     const eol = pp.endOfLifeDate ? new Date(pp.endOfLifeDate) : null;
     const days = eol ? Math.ceil((eol - Date.now()) / 86400000) : null;
