@@ -111,8 +111,31 @@ def main(out):
             {"repo": "golden/base", "ref": "1.1"}))
         shot(driver, out, "version", "#referrers table")
 
+        # a version of an image definition: its publishing profile, latest per region,
+        # end of life, and the admin's target-region editor with its confirmation
+        requests.post(r1.url + "/_meridian/v1/image-definitions?repository=golden/workstation",
+                      json={"description": "workstation", "os": "linux", "arch": "amd64",
+                            "defaultTargetRegions": ["r1", "r2"]}).raise_for_status()
+        push_image(r1, "golden/workstation", "1.4.0", 64 * 1024)
+        requests.patch(r1.url + "/_meridian/v1/image-versions?repository=golden/workstation"
+                       "&reference=1.4.0", json={"endOfLifeDate": "2027-03-31"}
+                       ).raise_for_status()
+        driver.get(r1.url + "/console/#/version?" + urllib.parse.urlencode(
+            {"repo": "golden/workstation", "ref": "1.4.0"}))
+        wait_for(lambda: driver.find_elements(
+            By.CSS_SELECTOR, "#replication tr[data-region=r2][data-state=Completed]"), 30,
+            "r2 Completed")
+        wait_for(lambda: "this version" in driver.find_element(
+            By.CSS_SELECTOR, "#targets td[data-latest=r2]").text, 30, "latest in r2")
+        driver.execute_script("document.querySelector('#profile').scrollIntoView()")
+        shot(driver, out, "version-profile", "#update-regions input[value=r3]")
+        driver.find_element(By.CSS_SELECTOR, "#update-regions input[value=r3]").click()
+        driver.find_element(By.CSS_SELECTOR, "#update-regions button[type=submit]").click()
+        shot(driver, out, "version-update-regions", "dialog[data-confirm][open]")
+        driver.find_element(By.CSS_SELECTOR, "dialog[data-confirm] button[value=cancel]").click()
+
         driver.get(r1.url + "/console/#/activity")
-        shot(driver, out, "activity", "#audit-list > *, #webhooks table")
+        shot(driver, out, "activity", "#storage-table")
 
         driver.get(r1.url + "/console/#/admin")
         shot(driver, out, "admin", "#admin-regions")

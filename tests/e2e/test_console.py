@@ -206,7 +206,10 @@ def test_login_consumer_sees_no_admin_actions(server_factory, page):
     r = requests.post(srv.url + "/_meridian/v1/roles", auth=admin,
                       json={"subject": "bob", "role": "consumer", "pattern": "golden/*"})
     assert r.status_code in (200, 201), r.text
-    digest = push_image(srv, "golden/app", "v1", 1024, auth=admin)
+    r = requests.post(srv.url + "/_meridian/v1/image-definitions?repository=golden/app",
+                      auth=admin, json={"description": "console test"})
+    assert r.status_code == 201, r.text
+    digest = push_image(srv, "golden/app", "1.0.0", 1024, auth=admin)
     push_image(srv, "secret/thing", "v1", 1024, auth=admin)
 
     # anonymous: the login page, whatever page is asked for
@@ -233,15 +236,19 @@ def test_login_consumer_sees_no_admin_actions(server_factory, page):
     wait_css(page, "#repos-table tbody tr")
     assert texts(page, "#repos-table a") == ["golden/app"]
     page.get(srv.url + "/console/#/version?" + urllib.parse.urlencode(
-        {"repo": "golden/app", "ref": "v1"}))
+        {"repo": "golden/app", "ref": "1.0.0"}))
     wait_css(page, "#replication tr[data-region=local][data-state=Completed]")
     wait_for(lambda: digest in "".join(texts(page, "#version-facts")), 10, "the digest shown")
+    # the publishing profile, read-only: no update of the target regions for a consumer
+    wait_css(page, "#targets td[data-latest=local]", cond=lambda e: "1.0.0" in e[0].text,
+             what="latest in local")
+    assert not find(page, "#update-regions, #regions-editor *")
     page.get(srv.url + "/console/#/admin")
     wait_css(page, "[data-page=admin] .card", cond=lambda e: "admin role" in e[0].text)
     assert not find(page, "[data-remove], #add-region, #assign-role, button.danger")
     page.get(srv.url + "/console/#/activity")
     wait_css(page, "[data-page=activity] .card", cond=lambda e: "admin role" in e[0].text)
-    assert not find(page, "#audit-filter")
+    assert not find(page, "#audit-filter, #gc *, #storage *")
 
     # logging out ends the session
     find(page, "#logout")[0].click()
@@ -290,6 +297,14 @@ def test_login_consumer_sees_no_admin_actions(server_factory, page):
              "the page shows it disabled")
     page.get(srv.url + "/console/#/activity")
     wait_css(page, "#audit-list table", what="the audit log")
+    # the collector's state and the bytes per repository, as GET gc / GET storage say
+    gc = requests.get(srv.url + "/_meridian/v1/gc", auth=admin).json()
+    wait_css(page, "#gc-status [data-gc=queue]",
+             cond=lambda e: "%d blobs waiting" % gc["queue_length"] in e[0].text)
+    assert texts(page, "#gc-status [data-gc=last-run]") != [""]
+    wait_css(page, "#storage-table tr[data-repository='golden/app']")
+    assert texts(page, "#storage-table tr[data-repository='secret/thing'] td")[3] == "2"
+    assert "not available" in texts(page, "#compliance")[0].lower()
     find(page, "#audit-action")[0].send_keys("role")
     find(page, "#audit-filter button")[0].click()
 
@@ -387,6 +402,41 @@ def test_map_live_version_and_unreachable_region(geo, page):
     assert page.execute_script("return window.__same_document") == marker, "no reload"
     assert r2_row["value"] == r2_row["max"], ("a full bar when Completed", r2_row)
     r1.proxy.bandwidth(None, src=r2.host)
+
+    # an admin (access control off: everyone is) adds r2 to a version's target regions
+    # through the confirmation dialog; r2's rows appear without a reload
+    golden = unique_repo("golden")
+    r = r1.api("POST", "image-definitions", params={"repository": golden},
+               json={"defaultTargetRegions": ["r1"]})
+    assert r.status_code == 201, r.text
+    push_image(r1, golden, "1.0.0", 64 * 1024)
+    page.get(r1.url + "/console/#/version?" + urllib.parse.urlencode(
+        {"repo": golden, "ref": "1.0.0"}))
+    wait_css(page, "#targets td[data-latest=r1]", cond=lambda e: "this version" in e[0].text,
+             what="latest in r1")
+    assert texts(page, "#targets tbody th") == ["r1"]
+    marker = page.execute_script("window.__same_document = 2; return 2")
+    box = wait_css(page, "#update-regions input[value=r2]")[0]
+    assert not box.is_selected()
+    assert not find(page, "#update-regions input[value=r1]")[0].is_enabled(), "the source"
+    box.click()
+    find(page, "#update-regions button[type=submit]")[0].click()
+    dialog = wait_css(page, "dialog[data-confirm][open]")[0]
+    assert "add r2" in dialog.text, dialog.text
+    dialog.find_element(By.CSS_SELECTOR, "button[value=cancel]").click()
+    doc = r1.api("GET", "image-versions", params={"repository": golden, "reference": "1.0.0"})
+    assert [t["name"] for t in doc.json()["publishingProfile"]["targetRegions"]] == ["r1"]
+    find(page, "#update-regions button[type=submit]")[0].click()
+    wait_css(page, "dialog[data-confirm][open]")[0].find_element(
+        By.CSS_SELECTOR, "button[data-ok]").click()
+    wait_for(lambda: texts(page, "#targets tbody th") == ["r1", "r2"], 20, "r2 a target")
+    wait_for(lambda: (row(page, "r2") or {}).get("state") == "Completed", 60, "r2 Completed")
+    wait_css(page, "#targets td[data-latest=r2]", cond=lambda e: "this version" in e[0].text,
+             what="latest in r2")
+    assert page.execute_script("return window.__same_document") == marker, "no reload"
+    doc = r1.api("GET", "image-versions", params={"repository": golden, "reference": "1.0.0"})
+    assert sorted(t["name"] for t in doc.json()["publishingProfile"]["targetRegions"]) == \
+        ["r1", "r2"]
 
     # r2 cut off: the map shows it Unreachable
     page.get(r1.url + "/console/#/map")

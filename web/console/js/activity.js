@@ -1,7 +1,40 @@
-// Activity (admins): webhook deliveries with their attempts, per webhook, and the audit
-// log with filters (actor, action prefix, how many), newest first.
+// Activity (admins): the garbage collector's state and the storage held per repository in
+// this region, webhook deliveries with their attempts, per webhook, and the audit log with
+// filters (actor, action prefix, how many), newest first.
 import { get, mgmt, qs } from "./api.js";
-import { errorBox, h, table } from "./ui.js";
+import { bytes, errorBox, h, table } from "./ui.js";
+
+const when = (ms) => (ms > 0 ? new Date(ms).toLocaleString() : "never");
+
+// GET gc (docs/operations.md): the review queue, what is due, totals, the last pass.
+async function gc(box, ctx) {
+  const g = await get(mgmt("gc"), { signal: ctx.signal });
+  box.append(h("dl", { class: "kv card", id: "gc-status" },
+    h("dt", {}, "Collector"), h("dd", { "data-gc": "enabled" },
+      g.enabled ? `on · grace ${g.grace_s} s · a pass every ${g.interval_s} s` : "off (--gc-grace 0)"),
+    h("dt", {}, "Queue"), h("dd", { "data-gc": "queue" },
+      `${g.queue_length} blobs waiting, ${g.due} past their grace`),
+    h("dt", {}, "Reclaimed"), h("dd", { "data-gc": "reclaimed" },
+      `${g.blobs_reclaimed_total} blobs, ${bytes(g.bytes_reclaimed_total)}`),
+    h("dt", {}, "Errors"), h("dd", { "data-gc": "errors" }, String(g.errors_total)),
+    h("dt", {}, "Last run"), h("dd", { "data-gc": "last-run" }, when(g.last_run_ms))));
+}
+
+// GET storage: bytes linked per repository here (unique to it, shared with others).
+async function storage(box, ctx) {
+  const s = await get(mgmt("storage"), { signal: ctx.signal });
+  const repos = s.repositories || [];
+  box.append(h("p", { id: "storage-total" }, `${bytes(s.total_bytes)} held in ${s.region} ` +
+                                             "(each blob once)."),
+    repos.length === 0 ? h("p", { class: "muted" }, "No repository holds blobs here.") :
+      table([{ title: "Repository" }, { title: "Unique", num: true },
+             { title: "Shared", num: true }, { title: "Blobs", num: true }],
+        repos.map((r) => h("tr", { "data-repository": r.repository },
+          h("td", { class: "mono" }, r.repository),
+          h("td", { class: "num" }, bytes(r.unique_bytes)),
+          h("td", { class: "num" }, bytes(r.shared_bytes)),
+          h("td", { class: "num" }, r.blobs))), { id: "storage-table" }));
+}
 
 const deliveryState = { pending: "Pending", delivered: "Completed", failed: "Failed" };
 
@@ -73,13 +106,24 @@ function audit(box, ctx) {
 export async function render(main, ctx) {
   main.append(h("h1", {}, "Activity"));
   if (!ctx.session.isAdmin) {
-    main.append(h("p", { class: "card" }, "Activity (webhook deliveries, the audit log) needs the admin role."));
+    main.append(h("p", { class: "card" }, "Activity (garbage collection, storage, webhook " +
+                                          "deliveries, the audit log) needs the admin role."));
     return;
   }
+  const collector = h("div", { id: "gc" });
+  const held = h("div", { id: "storage" });
   const hooks = h("div", { id: "webhooks" });
   const log = h("div", { id: "audit" });
-  main.append(h("h2", {}, "Webhook deliveries (this region)"), hooks,
+  main.append(h("h2", {}, "Garbage collection (this region)"), collector,
+              h("h2", {}, "Storage per repository (this region)"), held,
+              h("h2", {}, "Compliance reports"),
+              h("p", { class: "muted", id: "compliance" },
+                "Not available: the registry has no compliance reports yet."),
+              h("h2", {}, "Webhook deliveries (this region)"), hooks,
               h("h2", {}, "Audit log"), log);
-  await Promise.all([webhooks(hooks, ctx).catch((e) => hooks.append(errorBox(e))),
+  const shown = (box) => (e) => { if (e.name !== "AbortError") box.append(errorBox(e)); };
+  await Promise.all([gc(collector, ctx).catch(shown(collector)),
+                     storage(held, ctx).catch(shown(held)),
+                     webhooks(hooks, ctx).catch(shown(hooks)),
                      audit(log, ctx)]);
 }
