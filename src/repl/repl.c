@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "authz.h"
 #include "hlc.h"
 #include "httpc.h"
 #include "log.h"
@@ -397,8 +398,14 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
         }
         if (is_new && strcmp(ev.kind, "manifest_put") == 0)
             *any_pending = true;
-        if (is_new && strncmp(ev.kind, "object_", 7) == 0 && ev.name && ev.payload)
-            placement_on_object_event(r->reg, ev.name, ev.payload);
+        if (is_new && strncmp(ev.kind, "object_", 7) == 0) {
+            /* identities and role bindings are objects too: the next request reloads them
+             * instead of waiting for the next poll (a login tried in between would count
+             * as failed) */
+            authz_invalidate(r->reg->authz);
+            if (ev.name && ev.payload)
+                placement_on_object_event(r->reg, ev.name, ev.payload);
+        }
         bool is_delete = strcmp(ev.kind, "manifest_delete") == 0 ||
                          strcmp(ev.kind, "tag_delete") == 0;
         struct digest d;
