@@ -314,7 +314,8 @@ static int s3_upload_open(struct blobstore *bs, const char *id, struct blobstore
         free(l.chunks);
         return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
     }
-    qsort(l.chunks, l.n, sizeof(*l.chunks), cmp_chunk);
+    if (l.n > 1) /* qsort of NULL, 0 is undefined */
+        qsort(l.chunks, l.n, sizeof(*l.chunks), cmp_chunk);
     struct blobstore_upload *u = xcalloc(1, sizeof(*u));
     memcpy(u->id, id, 33);
     u->chunks = l.chunks;
