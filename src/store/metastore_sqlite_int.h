@@ -112,6 +112,11 @@
                 " origin = excluded.origin")                                                   \
     X(TOMB_OF_REPO, "SELECT digest, hlc, origin FROM manifest_tombs WHERE repo = ?1"          \
                     " ORDER BY digest")                                                        \
+    X(VERSION_OBJECTS_OF_REPO, "SELECT kind, key, value, hlc, origin, is_deleted FROM objects" \
+                               " WHERE (kind = 'image_definition' AND key = ?1)"               \
+                               " OR (kind = 'image_version'"                                  \
+                               " AND substr(key, 1, length(?1) + 1) = ?1 || ':')"             \
+                               " ORDER BY kind, key")                                         \
     X(MANIFEST_CLOCK, "SELECT hlc, origin, is_visible FROM manifests"                          \
                       " WHERE repo_id = ?1 AND digest = ?2")                                   \
     X(MANIFEST_SET_CLOCK, "UPDATE manifests SET hlc = ?3, origin = ?4"                         \
