@@ -240,11 +240,22 @@ void mgmt_repl_summary(struct http_req *req, const struct mgmt_params *p)
     buf_fini(&b);
 }
 
+/* The definition of repo (key REPO) or the version record of ref (key REPO:REF). */
+static bool is_record_of(const char *key, const char *repo, const char *ref)
+{
+    size_t len = strlen(repo);
+    return strncmp(key, repo, len) == 0 &&
+           (key[len] == '\0' || (key[len] == ':' && strcmp(key + len + 1, ref) == 0));
+}
+
 /* Keeps, of a repository's state, what a pull of reference (a tag or a digest) needs: the
- * tag's register, the manifest it names and that manifest's child manifests (an index),
- * so a peer pulling one tag through gets a few records, not the whole repository.
+ * tag's register, the image definition and the version record (the peer decides from
+ * them whether it holds the version), the manifest the tag names and that manifest's
+ * child manifests (an index), so a peer pulling one tag through gets a few records, not
+ * the whole repository.
  * Returns the number kept (moved to the front; the others are freed). */
-static size_t keep_reference(struct meta_event *items, size_t n, const char *ref)
+static size_t keep_reference(struct meta_event *items, size_t n, const char *repo,
+                             const char *ref)
 {
     const char *target = strchr(ref, ':') ? ref : NULL;
     for (size_t i = 0; i < n && target == NULL; i++) {
@@ -271,8 +282,10 @@ static size_t keep_reference(struct meta_event *items, size_t n, const char *ref
     for (size_t i = 0; i < n; i++) {
         bool is_tag = items[i].name && (strcmp(items[i].kind, "tag_set") == 0 ||
                                         strcmp(items[i].kind, "tag_delete") == 0);
-        bool keep = is_tag ? strcmp(items[i].name, ref) == 0
-                           : items[i].digest && target && strcmp(items[i].digest, target) == 0;
+        bool is_object = strncmp(items[i].kind, "object_", 7) == 0 && items[i].name;
+        bool keep = is_tag      ? strcmp(items[i].name, ref) == 0
+                    : is_object ? is_record_of(items[i].name, repo, ref)
+                                : items[i].digest && target && strcmp(items[i].digest, target) == 0;
         for (size_t k = 0; !keep && !is_tag && items[i].digest && k < json_array_size(children);
              k++)
             keep = strcmp(items[i].digest, json_string_value(json_array_get(children, k))) == 0;
@@ -306,7 +319,7 @@ void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
     }
     const char *ref = http_req_query(req, "reference");
     if (ref != NULL)
-        n = keep_reference(items, n, ref);
+        n = keep_reference(items, n, repo, ref);
     struct buf b;
     buf_init(&b, EVENTS_REPLY_MAX * 2);
     buf_appends(&b, "{\"state\":[");

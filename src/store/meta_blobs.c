@@ -65,12 +65,14 @@ int sq_blob_link(struct metastore *ms, const char *repo, const struct digest *d,
     if (sq_exec(c, SQ_LINK_INSERT, e, "it", repo_id, d->str) != 0)
         goto fail;
     /* A new link queues the blob for GC review (schema trigger); linking again what is
-     * linked (an upload or fetch finished anew) restarts its grace the same way, so that
-     * the manifest that follows finds it. */
+     * linked (an upload or fetch finished anew) restarts its grace the same way, queued
+     * again if a review took it off, so that the manifest that follows finds it (the
+     * stamp is also the link time a release reads: meta_versions.c). */
     bool is_new_link = sql_changes(c->db) > 0;
     if (!is_new_link &&
-        sq_run_exec(c, "UPDATE gc_queue SET queued_ms = ?2 WHERE digest = ?1", e, "ti", d->str,
-                    util_now_ms()) != 0)
+        sq_run_exec(c, "INSERT INTO gc_queue(digest, queued_ms) VALUES (?1, ?2)"
+                       " ON CONFLICT(digest) DO UPDATE SET queued_ms = excluded.queued_ms",
+                    e, "ti", d->str, util_now_ms()) != 0)
         goto fail;
     /* Linking what is already linked changes nothing and logs nothing. */
     if (is_new_link) {

@@ -110,6 +110,47 @@ static struct meta_event *state_add(struct meta_event **list, size_t *n, const c
     return ev;
 }
 
+/* Adds the objects a query on repo returns (kind, key, value, hlc, origin, is_deleted) as
+ * object_put/object_delete events; sql NULL: the repository's version records. */
+static int objects_add(struct sq_conn *c, struct meta_event **list, size_t *n, const char *repo,
+                       const char *sql, struct err *e)
+{
+    struct sql_stmt *s;
+    bool is_too_big = false;
+    int rc = sql ? sq_run(c, sql, &s, e, "t", repo)
+                 : sq_query(c, SQ_VERSIONS_OF_REPO, &s, e, "t", repo);
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+        bool is_deleted = sql_col_int64(s, 5) != 0 || sql_col_is_null(s, 2);
+        struct meta_event *ev = state_add(list, n, is_deleted ? "object_delete" : "object_put",
+                                          repo, sql_col_int64(s, 3), sql_col_text(s, 4));
+        ev->name = sq_col_strdup(s, 1);
+        struct buf p;
+        buf_init(&p, SQ_PAYLOAD_MAX_BYTES);
+        buf_appends(&p, "{\"kind\":");
+        buf_append_json_string(&p, sql_col_text(s, 0));
+        if (!is_deleted) {
+            buf_appends(&p, ",\"value\":");
+            buf_appends(&p, sql_col_text(s, 2));
+        }
+        buf_appends(&p, "}");
+        ev->payload = p.is_too_big ? NULL : buf_steal(&p, NULL);
+        buf_fini(&p);
+        if (ev->payload == NULL) {
+            is_too_big = true;
+            break;
+        }
+    }
+    if (rc >= 0) {
+        if (sql)
+            sql_finalize(s);
+        else
+            sq_stmt_done(s);
+    }
+    if (is_too_big)
+        return err_set(e, ERR_INTERNAL, "a record of %s is too large to send", repo);
+    return rc < 0 ? -1 : 0;
+}
+
 int sq_repo_state(struct metastore *ms, const char *repo, struct meta_event **out, size_t *n_out,
                   struct err *e)
 {
@@ -163,6 +204,14 @@ int sq_repo_state(struct metastore *ms, const char *repo, struct meta_event **ou
     }
     if (rc >= 0)
         sq_stmt_done(s);
+    /* The repository's image definition and version records: a region that pulls a tag
+     * through (replication/state?reference=) must know the version's profile before it
+     * decides whether it holds the manifest (placement.c). Merged like their events. */
+    if (rc >= 0)
+        rc = objects_add(c, &list, &n, repo, "SELECT kind, key, value, hlc, origin, is_deleted"
+                         " FROM objects WHERE kind = 'image_definition' AND key = ?1", e);
+    if (rc >= 0)
+        rc = objects_add(c, &list, &n, repo, NULL, e);
     sq_tx_commit(c, e);
     if (rc < 0) {
         for (size_t i = 0; i < n; i++)

@@ -105,6 +105,17 @@ int sq_manifest_release(struct metastore *ms, const char *repo, const struct dig
         "SELECT 1 FROM manifest_refs r JOIN manifests m ON m.repo_id = r.repo_id"
         " AND m.digest = r.manifest_digest WHERE r.repo_id = ?1 AND r.ref_digest = ?2"
         " AND m.is_visible = 1 LIMIT 1";
+    /* Linked again since the manifest was pushed here: a client uploaded the blob anew,
+     * likely for a version whose manifest PUT has not come yet, which would fail
+     * MANIFEST_BLOB_UNKNOWN after the blob got its 201. The link stays; the collector drops
+     * it after its grace if no held manifest names it by then (the link stamped gc_queue).
+     * The link time is gc_queue's stamp (v5_gc.sql: set by every link, re-links included,
+     * sq_blob_link); the push time is the manifest's created_ms, only meaningful for a
+     * manifest pushed in this region (origin here): a fetched one's blobs are linked after
+     * its row is created, so they would all look new. */
+    static const char linked_after_sql[] =
+        "SELECT 1 FROM gc_queue q JOIN manifests m ON m.repo_id = ?1 AND m.digest = ?3"
+        " WHERE q.digest = ?2 AND m.origin = ?4 AND q.queued_ms > m.created_ms";
     /* the bytes are still needed: linked somewhere, or wanted by a held manifest */
     static const char needed_sql[] =
         "SELECT 1 WHERE EXISTS (SELECT 1 FROM repo_blobs WHERE digest = ?1)"
@@ -137,6 +148,13 @@ int sq_manifest_release(struct metastore *ms, const char *repo, const struct dig
         if (is_used < 0)
             goto fail;
         if (is_used)
+            continue;
+        rc = sq_run(c, linked_after_sql, &s, e, "ittt", repo_id, refs.names[i], d->str,
+                    c->store->region);
+        if (rc < 0)
+            goto fail;
+        sql_finalize(s);
+        if (rc == SQL_ROW)
             continue;
         if (sq_run_exec(c, "DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2", e, "it",
                         repo_id, refs.names[i]) != 0)

@@ -257,7 +257,8 @@ typedef int ms_log_head_f(struct metastore *ms, int64_t *seq, struct err *e);
 typedef int ms_summary_f(struct metastore *ms, struct buf *out, struct err *e);
 /* The replicated state of one repository as a list of synthetic events (manifest_put
  * for each manifest with its body, tag_set/tag_delete for each tag register,
- * manifest_delete for each tombstone), for a peer to merge. */
+ * manifest_delete for each tombstone, object_put/object_delete for its image definition
+ * and version records), for a peer to merge. */
 typedef int ms_repo_state_f(struct metastore *ms, const char *repo, struct meta_event **out,
                             size_t *n_out, struct err *e);
 /* Merges one synthetic state event (as from repo_state) without touching the log. */

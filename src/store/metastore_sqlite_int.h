@@ -112,6 +112,10 @@
                 " origin = excluded.origin")                                                   \
     X(TOMB_OF_REPO, "SELECT digest, hlc, origin FROM manifest_tombs WHERE repo = ?1"          \
                     " ORDER BY digest")                                                        \
+    /* Keys of the repository's versions are REPO:VERSION, so in [REPO ":", REPO ";"). */ \
+    X(VERSIONS_OF_REPO, "SELECT kind, key, value, hlc, origin, is_deleted FROM objects"      \
+                        " WHERE kind = 'image_version' AND key >= ?1 || ':'"                  \
+                        " AND key < ?1 || ';' ORDER BY key")                                  \
     X(MANIFEST_CLOCK, "SELECT hlc, origin, is_visible FROM manifests"                          \
                       " WHERE repo_id = ?1 AND digest = ?2")                                   \
     X(MANIFEST_SET_CLOCK, "UPDATE manifests SET hlc = ?3, origin = ?4"                         \

@@ -164,3 +164,25 @@ def test_a_shallow_version_is_fetched_on_first_pull(geo):
     # r3 is no target: nothing of it there
     assert state(r3, repo, img.digest) == 2 and manifest_body(r3, repo, img.digest) == b""
     assert [d for d in img.blobs if blob_files(r3, d)] == []
+
+
+def test_a_pull_through_reply_carries_the_version_record(geo):
+    """A region pulling a version through (replication/state?reference=TAG) merges the
+    definition and the version record with the tag, so it decides whether it holds the
+    version from its profile, not as a tag from before the definition."""
+    r1, _ = geo(2)
+    repo = unique_repo("golden")
+    definition(r1, repo, defaultTargetRegions=["r1"])
+    oci = r1.oci()
+    oci.push_image(repo, "1.0.0", layers=1, layer_size=1024)
+    oci.push_image(repo, "1.0.1", layers=1, layer_size=1024)
+    r = r1.api("GET", "replication/state", params={"repository": repo, "reference": "1.0.0"},
+               auth=("peer", r1.cluster.secret))
+    assert r.status_code == 200, r.text
+    objects = {(ev["kind"], ev["name"]): ev["payload"] for ev in r.json()["state"]
+               if ev["kind"].startswith("object_")}
+    assert sorted(objects) == [("object_put", repo), ("object_put", repo + ":1.0.0")], objects
+    assert objects[("object_put", repo)]["kind"] == "image_definition"
+    record = objects[("object_put", repo + ":1.0.0")]
+    assert record["kind"] == "image_version"
+    assert record["value"]["version"] == "1.0.0"

@@ -198,6 +198,36 @@ static void apply_put(struct metastore *ms, json_t *ev, int64_t origin_seq)
  * body is emptied and the event it relays carries the size only; a peer applying that
  * event records it body-less and takes the document only if it matches; a definition's
  * manifest applied with its body is recorded without it too. */
+/* A blob a client uploads again after a version was pushed here (for the next version,
+ * whose manifest PUT has not come yet) keeps its link when that version is released, so
+ * the PUT that follows finds it; what was linked before the push goes as before. */
+static void test_release_keeps_a_blob_uploaded_since(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store("eastus");
+    static const char *const v1_blobs[] = {"config-1", "next-layer"};
+    struct digest v1, next;
+    put_image(ms, "golden/base", "1.0.0", v1_blobs, 2, &v1);
+    /* the wall clock moves on, then the client uploads next-layer again (a 201) */
+    int64_t pushed_ms = util_now_ms();
+    while (util_now_ms() <= pushed_ms + 1)
+        usleep(500);
+    struct err e = {0};
+    blob("next-layer", &next);
+    assert_int_equal(ms->ops->blob_link(ms, "golden/base", &next, strlen("next-layer"), &e), 0);
+    struct meta_name_list orphans;
+    assert_int_equal(ms->ops->manifest_release(ms, "golden/base", &v1, &orphans, &e), 0);
+    struct digest c1;
+    blob("config-1", &c1);
+    assert_int_equal(orphans.n, 1);
+    assert_string_equal(orphans.names[0], c1.str);
+    meta_name_list_fini(&orphans);
+    assert_false(is_linked(ms, "golden/base", "config-1"));
+    /* linked still: the next version's manifest PUT finds it (check_ref reads the link) */
+    assert_true(is_linked(ms, "golden/base", "next-layer"));
+    ms->ops->close(ms);
+}
+
 static void test_not_held_keeps_no_manifest_bytes(void **state)
 {
     (void)state;
@@ -283,6 +313,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_release_keeps_what_others_need),
+        cmocka_unit_test(test_release_keeps_a_blob_uploaded_since),
         cmocka_unit_test(test_not_held_keeps_no_manifest_bytes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
