@@ -147,6 +147,13 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     m.body = req->body.data;
     m.body_len = req->body.len;
 
+    /* An image definition's referrers stay with their subject's repository. */
+    if (mf.has_subject &&
+        image_catalog_check_subject(reg->ms, req->repo, &mf.subject.digest, &e) != 0) {
+        http_reply_err(req, &e);
+        manifest_fini(&mf);
+        return;
+    }
     /* Locks: of the repository, of the tag and of the manifest the tag names now. */
     struct digest cur;
     char *cur_type = NULL;

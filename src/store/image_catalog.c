@@ -190,6 +190,35 @@ int image_catalog_put_version(struct metastore *ms, const json_t *record, struct
     return put_object(ms, IMAGE_VERSION_KIND, key, record, e);
 }
 
+int image_catalog_check_subject(struct metastore *ms, const char *repo,
+                                const struct digest *subject, struct err *e)
+{
+    if (!image_catalog_is_definition(ms, repo))
+        return 0;
+    struct digest have;
+    char *media_type = NULL;
+    int64_t size, recorded_ms;
+    bool is_visible;
+    struct err le = {0};
+    if (ms->ops->manifest_lookup(ms, repo, subject->str, &have, &media_type, &size,
+                                 &is_visible, &recorded_ms, &le) == 0) {
+        free(media_type);
+        return 0;
+    }
+    if (le.code != ERR_MANIFEST_UNKNOWN && le.code != ERR_NAME_UNKNOWN)
+        return err_set(e, le.code, "%s", le.msg);
+    char *holder = NULL;
+    struct err he = {0};
+    if (ms->ops->manifest_holder(ms, subject, repo, &holder, &he) != 0)
+        return he.code == ERR_MANIFEST_UNKNOWN ? 0 : err_set(e, he.code, "%s", he.msg);
+    err_set(e, ERR_MANIFEST_INVALID,
+            "subject %s is a manifest of another repository (%s), not of image definition %s: "
+            "a referrer must be pushed to its subject's repository",
+            subject->str, holder, repo);
+    free(holder);
+    return -1;
+}
+
 /* Immutable versions: a version that names a manifest keeps it; one that was deleted
  * is not pushed again unless the definition allows version reuse. */
 static int check_immutable(struct metastore *ms, const json_t *def, const char *repo,

@@ -54,6 +54,12 @@ int image_catalog_put_version(struct metastore *ms, const json_t *record, struct
  * changes nothing). 0 for a plain repository. Writes nothing. */
 int image_catalog_check_push(struct metastore *ms, const char *repo, const char *tag,
                              const struct digest *d, bool *is_unchanged, struct err *e);
+/* Before the push of a manifest with subject into repo: a definition's version and its
+ * referrers travel together, so a subject that is a manifest of another repository and not
+ * of repo is refused (ERR_MANIFEST_INVALID naming that repository). A subject known nowhere
+ * passes (a referrer may come before its subject). 0 for a plain repository. */
+int image_catalog_check_subject(struct metastore *ms, const char *repo,
+                                const struct digest *subject, struct err *e);
 /* The conflict record of repo:version (see IMAGE_VERSION_CONFLICT_KIND), or NULL
  * (ERR_NOT_FOUND when there was none). */
 json_t *image_catalog_conflict(struct metastore *ms, const char *repo, const char *version,

@@ -14,9 +14,13 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from conftest import (EMPTY_JSON, EMPTY_JSON_DIGEST, MT_OCI_EMPTY, MT_OCI_MANIFEST,
+                      canonical_json, digest_of)
 from regions import unique_repo, wait_for
 
 pytest_plugins = ["geo_plugin"]
+
+AT_SIG = "application/vnd.example.signature.v1"
 
 
 def definition(region, repo, **body):
@@ -219,3 +223,56 @@ def test_concurrent_pushes_of_one_version_resolve_to_the_first(geo):
     finally:
         for rcv in rcvs.values():
             rcv.stop()
+
+
+def test_a_referrer_of_another_repositorys_manifest_is_refused(geo):
+    """Issue 19 item 4: in an image definition, a manifest whose subject is a manifest of
+    another repository (and not of this one) is refused with 400 MANIFEST_INVALID naming the
+    problem, and nothing is stored. A subject known nowhere stays allowed (OCI lets a
+    referrer come before its subject); plain repositories are unchanged."""
+    cluster = geo(2)
+    r1, r2 = cluster
+    plain = unique_repo("plain")
+    repo = unique_repo("golden")
+    definition(r1, repo)
+    known_everywhere(cluster, repo)
+    elsewhere = r1.oci().push_image(plain, "v1", layers=1)
+    wait_for(lambda: served(r2, plain, elsewhere.digest) == elsewhere.digest, 30,
+             "the plain image in r2")
+
+    for region in cluster:
+        oci = region.oci()
+        oci.push_blob(repo, EMPTY_JSON)
+        body = canonical_json({
+            "schemaVersion": 2, "mediaType": MT_OCI_MANIFEST, "artifactType": AT_SIG,
+            "config": {"mediaType": MT_OCI_EMPTY, "digest": EMPTY_JSON_DIGEST, "size": 2},
+            "layers": [{"mediaType": MT_OCI_EMPTY, "digest": EMPTY_JSON_DIGEST, "size": 2}],
+            "subject": elsewhere.descriptor(), "annotations": {"region": region.name}})
+        r = oci.put_manifest(repo, digest_of(body), body, MT_OCI_MANIFEST)
+        assert r.status_code == 400, (region.name, r.status_code, r.text)
+        err = r.json()["errors"][0]
+        assert err["code"] == "MANIFEST_INVALID", err
+        assert plain in err["message"] and "another repository" in err["message"], err
+        # nothing stored: not by digest, not as a referrer, in no region
+        for other in cluster:
+            assert other.oci().get_manifest(repo, digest_of(body)).status_code == 404
+            listed = other.oci().referrers(repo, elsewhere.digest)
+            assert listed.status_code == 200 and listed.json()["manifests"] == [], listed.text
+        # the same referrer in the plain repository itself is fine
+        oci.push_blob(plain, EMPTY_JSON)
+        r = oci.put_manifest(plain, digest_of(body), body, MT_OCI_MANIFEST)
+        assert r.status_code == 201, (r.status_code, r.text)
+
+    # a subject known nowhere: allowed (it may be pushed later)
+    unknown = {"mediaType": MT_OCI_MANIFEST, "size": 123,
+               "digest": "sha256:" + "ab" * 32}
+    early = r1.oci().push_artifact(repo, AT_SIG, subject=unknown)
+    assert served(r1, repo, early.digest) == early.digest
+    # a subject of this definition: allowed even when another repository holds it too
+    img = r1.oci().push_image(repo, "1.0.0", layers=1)
+    for blob in img.blobs.values():
+        r1.oci().push_blob(plain, blob)
+    r = r1.oci().put_manifest(plain, img.digest, img.body, img.media_type)
+    assert r.status_code == 201, (r.status_code, r.text)
+    sig = r1.oci().push_artifact(repo, AT_SIG, subject=img)
+    assert served(r1, repo, sig.digest) == sig.digest
