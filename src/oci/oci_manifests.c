@@ -310,6 +310,12 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
         http_reply_err(req, &e);
         return;
     }
+    /* Only a version that exists is retired (a delete of an unknown tag changes nothing). */
+    if (has_target && image_catalog_retire(reg->ms, req->repo, &versions, &e) != 0) {
+        meta_name_list_fini(&versions);
+        http_reply_err(req, &e);
+        return;
+    }
     /* What is deleted, for the webhook payload (a tag delete names its manifest). */
     struct meta_manifest gone = {0};
     struct err ignored = {0};

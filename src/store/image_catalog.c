@@ -432,6 +432,22 @@ int image_catalog_versions_of(struct metastore *ms, const char *repo, const char
     return 0;
 }
 
+int image_catalog_retire(struct metastore *ms, const char *repo, const struct meta_name_list *v,
+                         struct err *e)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        char key[NAME_MAX_BYTES + TAG_MAX_BYTES + 2];
+        version_key(repo, v->names[i], key, sizeof(key));
+        json_t *retired = json_pack("{s:s, s:s, s:I}", "repository", repo, "version",
+                                    v->names[i], "deletedMs", (json_int_t)util_now_ms());
+        int rc = put_object(ms, IMAGE_VERSION_RETIRED_KIND, key, retired, e);
+        json_decref(retired);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
 void image_catalog_forget(struct metastore *ms, const char *repo, const struct meta_name_list *v)
 {
     for (size_t i = 0; i < v->n; i++) {
@@ -439,11 +455,5 @@ void image_catalog_forget(struct metastore *ms, const char *repo, const struct m
         version_key(repo, v->names[i], key, sizeof(key));
         struct err e = {0};
         ms->ops->object_delete(ms, IMAGE_VERSION_KIND, key, &e); /* ERR_NOT_FOUND: none */
-        /* Remembered everywhere: the version may not come back with other content. */
-        json_t *retired = json_pack("{s:s, s:s, s:I}", "repository", repo, "version",
-                                    v->names[i], "deletedMs", (json_int_t)util_now_ms());
-        if (put_object(ms, IMAGE_VERSION_RETIRED_KIND, key, retired, &e) != 0)
-            log_warn("catalog", "failed to retire %s: %s", key, err_message(&e));
-        json_decref(retired);
     }
 }

@@ -87,6 +87,13 @@ int image_catalog_check_delete(struct metastore *ms, const char *repo, const cha
  * forget after it (caller frees the list); empty for a plain repository. */
 int image_catalog_versions_of(struct metastore *ms, const char *repo, const char *tag,
                               const struct digest *d, struct meta_name_list *out, struct err *e);
+/* Before that delete: remembers those versions as deleted (a replicated record each), so
+ * that they may not come back with other content. Written first because events of one
+ * origin apply in order: no region sees the tag gone without the record (a re-push there
+ * in between would be accepted). Left in place if the delete then fails: the version
+ * still exists, and an existing version is immutable anyway. */
+int image_catalog_retire(struct metastore *ms, const char *repo, const struct meta_name_list *v,
+                         struct err *e);
 /* Deletes the records of those versions (a replicated delete each; absent ones skipped). */
 void image_catalog_forget(struct metastore *ms, const char *repo, const struct meta_name_list *v);
 

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from conftest import (EMPTY_JSON, EMPTY_JSON_DIGEST, MT_OCI_EMPTY, MT_OCI_MANIFEST,
                       canonical_json, digest_of)
 from regions import unique_repo, wait_for
+from test_image_versions import db_rows
 
 pytest_plugins = ["geo_plugin"]
 
@@ -99,6 +100,15 @@ def test_versions_are_immutable_in_every_region(geo):
     # deleted, the version does not come back ...
     r = r1.oci().delete("/v2/%s/manifests/1.0.0" % repo)
     assert r.status_code == 202, (r.status_code, r.text)
+    # The retirement is logged before the tag's delete: events of one origin apply in
+    # order, so no region sees 1.0.0 gone without knowing it was retired (a push there in
+    # between was accepted: seen flaky before the order was fixed).
+    retired = db_rows(r1, "SELECT seq FROM events WHERE kind = 'object_put' AND name = ?"
+                      " AND payload LIKE '%image_version_retired%'", "%s:1.0.0" % repo)
+    deleted = db_rows(r1, "SELECT seq FROM events WHERE kind = 'tag_delete' AND repo = ?"
+                      " AND name = '1.0.0'", repo)
+    assert len(retired) == 1 and len(deleted) == 1, (retired, deleted)
+    assert retired[0][0] < deleted[0][0], (retired, deleted)
     for region in cluster:
         def refused():
             r = region.oci().put_manifest(repo, "1.0.0", other, img.media_type)
