@@ -122,8 +122,10 @@
                               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11)")     \
     X(MANIFEST_LOOKUP, "SELECT media_type, size, is_visible, created_ms FROM manifests"        \
                        " WHERE repo_id = ?1 AND digest = ?2")                                  \
-    X(MANIFEST_HOLDER, "SELECT r.name FROM manifests m JOIN repos r ON r.id = m.repo_id"       \
-                       " WHERE m.digest = ?1 AND r.name <> ?2 ORDER BY r.name LIMIT 1")        \
+    /* manifests has no index by digest alone: one primary-key probe per repository. */    \
+    X(MANIFEST_HOLDER, "SELECT r.name FROM repos r WHERE r.name <> ?2 AND EXISTS"              \
+                       " (SELECT 1 FROM manifests m WHERE m.repo_id = r.id AND m.digest = ?1)" \
+                       " ORDER BY r.name LIMIT 1")                                             \
     X(MANIFEST_SET_VISIBLE, "UPDATE manifests SET is_visible = 1"                              \
                             " WHERE repo_id = ?1 AND digest = ?2")                             \
     X(MANIFESTS_OF_REPO, "SELECT digest, media_type, artifact_type, annotations, subject,"     \
