@@ -148,8 +148,8 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     m.body_len = req->body.len;
 
     /* An image definition's referrers stay with their subject's repository. */
-    if (mf.has_subject &&
-        image_catalog_check_subject(reg->ms, req->repo, &mf.subject.digest, &e) != 0) {
+    if (image_catalog_check_subject(reg->ms, req->repo, is_digest ? NULL : req->ref,
+                                    mf.has_subject ? &mf.subject.digest : NULL, &e) != 0) {
         http_reply_err(req, &e);
         manifest_fini(&mf);
         return;

@@ -190,11 +190,28 @@ int image_catalog_put_version(struct metastore *ms, const json_t *record, struct
     return put_object(ms, IMAGE_VERSION_KIND, key, record, e);
 }
 
-int image_catalog_check_subject(struct metastore *ms, const char *repo,
+static int check_one_subject(struct metastore *ms, const char *repo,
+                             const struct digest *subject, struct err *e);
+
+int image_catalog_check_subject(struct metastore *ms, const char *repo, const char *tag,
                                 const struct digest *subject, struct err *e)
 {
-    if (!image_catalog_is_definition(ms, repo))
+    if ((subject == NULL && tag == NULL) || !image_catalog_is_definition(ms, repo))
         return 0;
+    if (subject != NULL && check_one_subject(ms, repo, subject, e) != 0)
+        return -1;
+    char named[DIGEST_STR_MAX];
+    struct digest d;
+    struct err pe = {0};
+    if (tag != NULL && iv_referrer_tag(tag, named) &&
+        digest_parse(named, strlen(named), &d, &pe) == 0)
+        return check_one_subject(ms, repo, &d, e);
+    return 0;
+}
+
+static int check_one_subject(struct metastore *ms, const char *repo,
+                             const struct digest *subject, struct err *e)
+{
     struct digest have;
     char *media_type = NULL;
     int64_t size, recorded_ms;

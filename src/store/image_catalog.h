@@ -57,8 +57,10 @@ int image_catalog_check_push(struct metastore *ms, const char *repo, const char 
 /* Before the push of a manifest with subject into repo: a definition's version and its
  * referrers travel together, so a subject that is a manifest of another repository and not
  * of repo is refused (ERR_MANIFEST_INVALID naming that repository). A subject known nowhere
- * passes (a referrer may come before its subject). 0 for a plain repository. */
-int image_catalog_check_subject(struct metastore *ms, const char *repo,
+ * passes (a referrer may come before its subject). The same for the subject a tag of the
+ * older signature scheme (sha256-<hex>.sig/.att/.sbom) names. subject and tag may be NULL.
+ * 0 for a plain repository. */
+int image_catalog_check_subject(struct metastore *ms, const char *repo, const char *tag,
                                 const struct digest *subject, struct err *e);
 /* The conflict record of repo:version (see IMAGE_VERSION_CONFLICT_KIND), or NULL
  * (ERR_NOT_FOUND when there was none). */

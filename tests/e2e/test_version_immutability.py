@@ -273,6 +273,18 @@ def test_a_referrer_of_another_repositorys_manifest_is_refused(geo):
         r = oci.put_manifest(plain, digest_of(body), body, MT_OCI_MANIFEST)
         assert r.status_code == 201, (r.status_code, r.text)
 
+    # the older signature scheme names its subject in the tag: the same rule
+    cosign_tag = "sha256-%s.sig" % elsewhere.digest.split(":", 1)[1]
+    sig_body = canonical_json({
+        "schemaVersion": 2, "mediaType": MT_OCI_MANIFEST, "artifactType": AT_SIG,
+        "config": {"mediaType": MT_OCI_EMPTY, "digest": EMPTY_JSON_DIGEST, "size": 2},
+        "layers": [{"mediaType": MT_OCI_EMPTY, "digest": EMPTY_JSON_DIGEST, "size": 2}]})
+    r = r2.oci().put_manifest(repo, cosign_tag, sig_body, MT_OCI_MANIFEST)
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert r.json()["errors"][0]["code"] == "MANIFEST_INVALID", r.text
+    assert r2.oci().get_manifest(repo, cosign_tag).status_code == 404
+    assert r2.oci().get_manifest(repo, digest_of(sig_body)).status_code == 404
+
     # a subject known nowhere: allowed (it may be pushed later)
     unknown = {"mediaType": MT_OCI_MANIFEST, "size": 123,
                "digest": "sha256:" + "ab" * 32}
@@ -286,3 +298,5 @@ def test_a_referrer_of_another_repositorys_manifest_is_refused(geo):
     assert r.status_code == 201, (r.status_code, r.text)
     sig = r1.oci().push_artifact(repo, AT_SIG, subject=img)
     assert served(r1, repo, sig.digest) == sig.digest
+    cosign = r1.oci().push_artifact(repo, AT_SIG, tag="sha256-%s.sig" % img.digest[7:])
+    assert served(r1, repo, "sha256-%s.sig" % img.digest[7:]) == cosign.digest
