@@ -147,6 +147,13 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     m.body = req->body.data;
     m.body_len = req->body.len;
 
+    /* An image definition's referrers stay with their subject's repository. */
+    if (image_catalog_check_subject(reg->ms, req->repo, is_digest ? NULL : req->ref,
+                                    mf.has_subject ? &mf.subject.digest : NULL, &e) != 0) {
+        http_reply_err(req, &e);
+        manifest_fini(&mf);
+        return;
+    }
     /* Locks: of the repository, of the tag and of the manifest the tag names now. */
     struct digest cur;
     char *cur_type = NULL;
@@ -300,6 +307,12 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
     struct meta_name_list versions = {0};
     if (image_catalog_versions_of(reg->ms, req->repo, is_digest ? NULL : req->ref,
                                   is_digest ? d : NULL, &versions, &e) != 0) {
+        http_reply_err(req, &e);
+        return;
+    }
+    /* Only a version that exists is retired (a delete of an unknown tag changes nothing). */
+    if (has_target && image_catalog_retire(reg->ms, req->repo, &versions, &e) != 0) {
+        meta_name_list_fini(&versions);
         http_reply_err(req, &e);
         return;
     }

@@ -190,6 +190,52 @@ int image_catalog_put_version(struct metastore *ms, const json_t *record, struct
     return put_object(ms, IMAGE_VERSION_KIND, key, record, e);
 }
 
+static int check_one_subject(struct metastore *ms, const char *repo,
+                             const struct digest *subject, struct err *e);
+
+int image_catalog_check_subject(struct metastore *ms, const char *repo, const char *tag,
+                                const struct digest *subject, struct err *e)
+{
+    if ((subject == NULL && tag == NULL) || !image_catalog_is_definition(ms, repo))
+        return 0;
+    if (subject != NULL && check_one_subject(ms, repo, subject, e) != 0)
+        return -1;
+    char named[DIGEST_STR_MAX];
+    struct digest d;
+    struct err pe = {0};
+    if (tag != NULL && iv_referrer_tag(tag, named) &&
+        digest_parse(named, strlen(named), &d, &pe) == 0)
+        return check_one_subject(ms, repo, &d, e);
+    return 0;
+}
+
+static int check_one_subject(struct metastore *ms, const char *repo,
+                             const struct digest *subject, struct err *e)
+{
+    struct digest have;
+    char *media_type = NULL;
+    int64_t size, recorded_ms;
+    bool is_visible;
+    struct err le = {0};
+    if (ms->ops->manifest_lookup(ms, repo, subject->str, &have, &media_type, &size,
+                                 &is_visible, &recorded_ms, &le) == 0) {
+        free(media_type);
+        return 0;
+    }
+    if (le.code != ERR_MANIFEST_UNKNOWN && le.code != ERR_NAME_UNKNOWN)
+        return err_set(e, le.code, "%s", le.msg);
+    char *holder = NULL;
+    struct err he = {0};
+    if (ms->ops->manifest_holder(ms, subject, repo, &holder, &he) != 0)
+        return he.code == ERR_MANIFEST_UNKNOWN ? 0 : err_set(e, he.code, "%s", he.msg);
+    err_set(e, ERR_MANIFEST_INVALID,
+            "subject %s is a manifest of another repository (%s), not of image definition %s: "
+            "a referrer must be pushed to its subject's repository",
+            subject->str, holder, repo);
+    free(holder);
+    return -1;
+}
+
 /* Immutable versions: a version that names a manifest keeps it; one that was deleted
  * is not pushed again unless the definition allows version reuse. */
 static int check_immutable(struct metastore *ms, const json_t *def, const char *repo,
@@ -403,6 +449,22 @@ int image_catalog_versions_of(struct metastore *ms, const char *repo, const char
     return 0;
 }
 
+int image_catalog_retire(struct metastore *ms, const char *repo, const struct meta_name_list *v,
+                         struct err *e)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        char key[NAME_MAX_BYTES + TAG_MAX_BYTES + 2];
+        version_key(repo, v->names[i], key, sizeof(key));
+        json_t *retired = json_pack("{s:s, s:s, s:I}", "repository", repo, "version",
+                                    v->names[i], "deletedMs", (json_int_t)util_now_ms());
+        int rc = put_object(ms, IMAGE_VERSION_RETIRED_KIND, key, retired, e);
+        json_decref(retired);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
 void image_catalog_forget(struct metastore *ms, const char *repo, const struct meta_name_list *v)
 {
     for (size_t i = 0; i < v->n; i++) {
@@ -410,11 +472,5 @@ void image_catalog_forget(struct metastore *ms, const char *repo, const struct m
         version_key(repo, v->names[i], key, sizeof(key));
         struct err e = {0};
         ms->ops->object_delete(ms, IMAGE_VERSION_KIND, key, &e); /* ERR_NOT_FOUND: none */
-        /* Remembered everywhere: the version may not come back with other content. */
-        json_t *retired = json_pack("{s:s, s:s, s:I}", "repository", repo, "version",
-                                    v->names[i], "deletedMs", (json_int_t)util_now_ms());
-        if (put_object(ms, IMAGE_VERSION_RETIRED_KIND, key, retired, &e) != 0)
-            log_warn("catalog", "failed to retire %s: %s", key, err_message(&e));
-        json_decref(retired);
     }
 }

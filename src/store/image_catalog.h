@@ -54,6 +54,14 @@ int image_catalog_put_version(struct metastore *ms, const json_t *record, struct
  * changes nothing). 0 for a plain repository. Writes nothing. */
 int image_catalog_check_push(struct metastore *ms, const char *repo, const char *tag,
                              const struct digest *d, bool *is_unchanged, struct err *e);
+/* Before the push of a manifest with subject into repo: a definition's version and its
+ * referrers travel together, so a subject that is a manifest of another repository and not
+ * of repo is refused (ERR_MANIFEST_INVALID naming that repository). A subject known nowhere
+ * passes (a referrer may come before its subject). The same for the subject a tag of the
+ * older signature scheme (sha256-<hex>.sig/.att/.sbom) names. subject and tag may be NULL.
+ * 0 for a plain repository. */
+int image_catalog_check_subject(struct metastore *ms, const char *repo, const char *tag,
+                                const struct digest *subject, struct err *e);
 /* The conflict record of repo:version (see IMAGE_VERSION_CONFLICT_KIND), or NULL
  * (ERR_NOT_FOUND when there was none). */
 json_t *image_catalog_conflict(struct metastore *ms, const char *repo, const char *version,
@@ -81,6 +89,13 @@ int image_catalog_check_delete(struct metastore *ms, const char *repo, const cha
  * forget after it (caller frees the list); empty for a plain repository. */
 int image_catalog_versions_of(struct metastore *ms, const char *repo, const char *tag,
                               const struct digest *d, struct meta_name_list *out, struct err *e);
+/* Before that delete: remembers those versions as deleted (a replicated record each), so
+ * that they may not come back with other content. Written first because events of one
+ * origin apply in order: no region sees the tag gone without the record (a re-push there
+ * in between would be accepted). Left in place if the delete then fails: the version
+ * still exists, and an existing version is immutable anyway. */
+int image_catalog_retire(struct metastore *ms, const char *repo, const struct meta_name_list *v,
+                         struct err *e);
 /* Deletes the records of those versions (a replicated delete each; absent ones skipped). */
 void image_catalog_forget(struct metastore *ms, const char *repo, const struct meta_name_list *v);
 

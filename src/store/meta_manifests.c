@@ -453,6 +453,25 @@ fail:
     return -1;
 }
 
+int sq_manifest_holder(struct metastore *ms, const struct digest *d, const char *except,
+                       char **repo_out, struct err *e)
+{
+    *repo_out = NULL;
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_MANIFEST_HOLDER, &s, e, "tt", d->str, except);
+    if (rc < 0)
+        return -1;
+    if (rc == SQL_ROW)
+        *repo_out = sq_col_strdup(s, 0);
+    sq_stmt_done(s);
+    if (*repo_out == NULL)
+        return err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
+    return 0;
+}
+
 int sq_manifest_tags(struct metastore *ms, const char *repo, const struct digest *d,
                      struct meta_name_list *out, struct err *e)
 {

@@ -496,6 +496,7 @@ static const struct metastore_ops sq_ops = {
     .state_merge = sq_state_merge,
     .manifest_lookup = sq_manifest_lookup,
     .manifest_tags = sq_manifest_tags,
+    .manifest_holder = sq_manifest_holder,
     .blob_list_all = sq_blob_list_all,
     .blob_lost = sq_blob_lost,
     .gc_due = sq_gc_due,

@@ -411,6 +411,12 @@ typedef int ms_manifest_lookup_f(struct metastore *ms, const char *repo, const c
                                  struct digest *d, char **media_type, int64_t *size,
                                  bool *is_visible, int64_t *recorded_ms, struct err *e);
 
+/* The first repository (by name) other than `except` that holds manifest d, visible here or
+ * not (caller frees *repo_out), or -1 with ERR_MANIFEST_UNKNOWN when none does. Lets an
+ * image definition refuse a referrer whose subject lives in another repository. */
+typedef int ms_manifest_holder_f(struct metastore *ms, const struct digest *d,
+                                 const char *except, char **repo_out, struct err *e);
+
 /* Tags of repo that point at manifest d (sorted). */
 typedef int ms_manifest_tags_f(struct metastore *ms, const char *repo, const struct digest *d,
                                struct meta_name_list *out, struct err *e);
@@ -567,6 +573,7 @@ struct metastore_ops {
     ms_upload_count_owned_f *upload_count_owned;
     ms_manifest_lookup_f *manifest_lookup;
     ms_manifest_tags_f *manifest_tags;
+    ms_manifest_holder_f *manifest_holder;
     ms_blob_list_all_f *blob_list_all;
     ms_blob_lost_f *blob_lost;
     ms_manifest_place_f *manifest_place;

@@ -126,6 +126,10 @@
                               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11)")     \
     X(MANIFEST_LOOKUP, "SELECT media_type, size, is_visible, created_ms FROM manifests"        \
                        " WHERE repo_id = ?1 AND digest = ?2")                                  \
+    /* manifests has no index by digest alone: one primary-key probe per repository. */    \
+    X(MANIFEST_HOLDER, "SELECT r.name FROM repos r WHERE r.name <> ?2 AND EXISTS"              \
+                       " (SELECT 1 FROM manifests m WHERE m.repo_id = r.id AND m.digest = ?1)" \
+                       " ORDER BY r.name LIMIT 1")                                             \
     X(MANIFEST_SET_VISIBLE, "UPDATE manifests SET is_visible = 1"                              \
                             " WHERE repo_id = ?1 AND digest = ?2")                             \
     X(MANIFESTS_OF_REPO, "SELECT digest, media_type, artifact_type, annotations, subject,"     \
@@ -462,6 +466,7 @@ ms_tag_list_f sq_tag_list;
 ms_referrers_f sq_referrers;
 ms_manifest_lookup_f sq_manifest_lookup;
 ms_manifest_tags_f sq_manifest_tags;
+ms_manifest_holder_f sq_manifest_holder;
 
 /* State digests (meta_state.c) ----------------------------------------------------- */
 

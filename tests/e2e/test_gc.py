@@ -410,3 +410,26 @@ def test_gc_storage_quotas_are_admin_only(server_pool):
     assert adm.call("GET", "quotas", expect=200).json() == []
     adm.call("POST", "gc/run", expect=200)
     adm.call("GET", "storage", expect=200)
+
+
+def test_a_locked_manifest_keeps_its_blobs(srv):
+    """Locks and GC (docs/image-versions.md): a delete-locked manifest cannot be deleted, so
+    its blobs stay referenced and no pass collects them; a blob of an unlocked manifest of the
+    same locked-by-tag repository goes once its manifest is deleted. Verification of the rule
+    (the collector counts references; a lock adds none)."""
+    oci = srv.oci()
+    repo = "gc/locked"
+    kept = oci.push_image(repo, tag="v1", layers=2)
+    doomed = oci.push_image(repo, tag="v2", layers=1)
+    r = requests.patch(srv.url + "/_meridian/v1/repositories",
+                       params={"repository": repo, "reference": "v1"},
+                       json={"deleteEnabled": False, "writeEnabled": False}, timeout=30)
+    assert r.status_code == 200, (r.status_code, r.text)
+    assert oci.delete(oci.manifest_path(repo, kept.digest)).status_code == 403
+    assert oci.delete(oci.manifest_path(repo, doomed.digest)).status_code == 202
+    past_grace()
+    gone = {b["digest"] for b in gc_run(srv)["blobs"]}
+    assert gone == set(doomed.blobs) - set(kept.blobs), gone
+    for d, data in kept.blobs.items():
+        assert oci.get_blob(repo, d) == data
+    assert oci.get_manifest(repo, "v1").content == kept.body

@@ -44,6 +44,10 @@ static const struct {
     {"SELECT id, name FROM repos ORDER BY name", "repos",
      "anti-entropy summary: one state digest per repository, so it visits every repository"},
     {"SELECT digest FROM blobs ORDER BY digest", "blobs", "blob scrub: lists every blob"},
+    {"SELECT r.name FROM repos r WHERE r.name <> ?2 AND EXISTS", "repos",
+     "manifest_holder: one primary-key probe of manifests per repository (repositories are "
+     "few next to manifests), only for a referrer pushed into an image definition whose "
+     "subject is not a manifest of it"},
     {"SELECT origin, seq FROM vv ORDER BY origin", "vv", "version vector: one row per region"},
     {"FROM sqlite_schema WHERE", "sqlite_schema", "schema lookups at open: a few dozen rows"},
     {"FROM vv", "vv", "one row per region (the clock seed looks up each one's last event)"},
