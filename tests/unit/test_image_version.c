@@ -100,6 +100,15 @@ static json_t *parse(const char *text)
     return v;
 }
 
+/* A definition with every default (the body is not kept by iv_definition_new). */
+static json_t *definition_of_defaults(const char *repo, const struct iv_world *w, struct err *e)
+{
+    json_t *body = parse("{}");
+    json_t *def = iv_definition_new(repo, body, w, e);
+    json_decref(body);
+    return def;
+}
+
 static const char *target_name(const json_t *rec, size_t i)
 {
     return json_string_value(json_object_get(
@@ -119,7 +128,7 @@ static void test_profile_defaults(void **state)
     (void)state;
     struct err e = {0};
     /* no definition defaults: every region */
-    json_t *def = iv_definition_new("golden/base", parse("{}"), &world, &e);
+    json_t *def = definition_of_defaults("golden/base", &world, &e);
     assert_non_null(def);
     json_t *rec = iv_profile_new("golden/base", "1.0.0", "westus", def, NULL, &world, &e);
     assert_non_null(rec);
@@ -406,7 +415,7 @@ static void test_referrer_tags_and_shallow(void **state)
     for (size_t i = 0; i < sizeof(not_referrers) / sizeof(not_referrers[0]); i++)
         assert_false(iv_referrer_tag(not_referrers[i], NULL));
     struct err e = {0};
-    json_t *def = iv_definition_new("golden/base", parse("{}"), &world, &e);
+    json_t *def = definition_of_defaults("golden/base", &world, &e);
     json_t *shallow =
         parse("{\"targetRegions\":[\"westus\",\"eastus\"],\"replicationMode\":\"Shallow\"}");
     json_t *full = parse("{\"targetRegions\":[\"westus\",\"eastus\"]}");
@@ -464,7 +473,7 @@ static void test_retention(void **state)
     assert_non_null(r);
     json_decref(r);
     /* no policy: nothing */
-    json_t *plain = iv_definition_new("golden/base", parse("{}"), &world, &e);
+    json_t *plain = definition_of_defaults("golden/base", &world, &e);
     assert_null(iv_retention_apply(plain, records, 0, later));
     json_decref(plain);
     /* bad policies are refused */
