@@ -231,6 +231,7 @@ static int derived_set(struct sq_conn *c, const char *kind, const char *key, con
                        int64_t hlc, const char *origin, struct err *e)
 {
     char *text = v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    sq_note_object(c->store, kind);
     int rc = sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, text, hlc, origin,
                      (int64_t)(v == NULL));
     free(text);
@@ -545,6 +546,7 @@ static int merge_object(struct sq_conn *c, const struct meta_event *ev, bool is_
     if (wins) {
         char *value = is_delete ? NULL : json_dumps(json_object_get(p, "value"), JSON_COMPACT);
         char *sealed = value ? sq_seal_value(c->store, kind, value, true) : NULL;
+        sq_note_object(c->store, kind);
         rc = sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, ev->name, sealed ? sealed : value,
                      (int64_t)ev->hlc, ev->origin, (int64_t)is_delete);
         if (rc == 0) /* identities and role bindings: their tables follow the winner */

@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
+#include "repo_locks.h"
 #include "secret.h"
 #include "util.h"
 
@@ -221,6 +222,7 @@ int sq_object_put(struct metastore *ms, const char *kind, const char *key, const
         return -1;
     }
     int64_t hlc = sq_hlc_next(c->store);
+    sq_note_object(c->store, kind);
     if (sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, value_json, hlc, c->store->region,
                 (int64_t)0) != 0 ||
         sq_event_append_clock(c, "object_put", NULL, key, NULL, p.data, hlc, e) != 0) {
@@ -291,6 +293,33 @@ int sq_object_get(struct metastore *ms, const char *kind, const char *key, char 
         *value_json = clear;
     }
     return 0;
+}
+
+void sq_note_object(struct sq_store *st, const char *kind)
+{
+    if (strcmp(kind, REPO_LOCK_KIND) == 0)
+        atomic_store(&st->lock_objects, 2);
+}
+
+bool sq_object_kind_may_exist(struct metastore *ms, const char *kind)
+{
+    struct sq_store *st = (struct sq_store *)ms;
+    if (strcmp(kind, REPO_LOCK_KIND) != 0)
+        return true;
+    int state = atomic_load(&st->lock_objects);
+    if (state != 0)
+        return state == 2;
+    struct err e = {0};
+    struct sq_conn *c = sq_conn_of(ms, &e);
+    struct sql_stmt *s;
+    int rc = c ? sq_run(c, "SELECT 1 FROM objects WHERE kind = ?1 LIMIT 1", &s, &e, "t", kind)
+               : -1;
+    if (rc < 0)
+        return true; /* not known: look */
+    sql_finalize(s);
+    int unknown = 0; /* a write noted meanwhile wins */
+    atomic_compare_exchange_strong(&st->lock_objects, &unknown, rc == SQL_ROW ? 2 : 1);
+    return atomic_load(&st->lock_objects) == 2;
 }
 
 int sq_object_list(struct metastore *ms, const char *kind, struct meta_name_list *keys,

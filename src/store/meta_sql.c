@@ -514,6 +514,7 @@ static const struct metastore_ops sq_ops = {
     .object_put = sq_object_put,
     .object_delete = sq_object_delete,
     .object_get = sq_object_get,
+    .object_kind_may_exist = sq_object_kind_may_exist,
     .object_list = sq_object_list,
     .delivery_add = sq_delivery_add,
     .delivery_due = sq_delivery_due,
@@ -548,6 +549,7 @@ struct sq_store *sq_store_open(const struct sql_driver *drv, const char *target,
     AZ(pthread_mutex_init(&st->wmu, NULL));
     AZ(pthread_cond_init(&st->dcv, NULL));
     AZ(pthread_key_create(&st->key, on_thread_exit));
+    atomic_init(&st->lock_objects, drv->dialect == SQL_DIALECT_SQLITE ? 0 : 2);
     if (conn_get(st, e) == NULL) {
         sq_close(&st->base);
         return NULL;

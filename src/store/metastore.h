@@ -164,6 +164,9 @@ typedef int ms_object_get_f(struct metastore *ms, const char *kind, const char *
                             char **value_json, struct err *e);
 typedef int ms_object_list_f(struct metastore *ms, const char *kind, struct meta_name_list *keys,
                              struct meta_name_list *values, struct err *e);
+/* false only when no object of kind exists (kinds the store tracks: repository locks);
+ * true when some may (then look them up). */
+typedef bool ms_object_kind_may_exist_f(struct metastore *ms, const char *kind);
 
 /* Replication --------------------------------------------------------------
  * Every change is an event stamped with its origin region, the origin's sequence
@@ -541,6 +544,7 @@ struct metastore_ops {
     ms_object_put_f *object_put;
     ms_object_delete_f *object_delete;
     ms_object_get_f *object_get;
+    ms_object_kind_may_exist_f *object_kind_may_exist;
     ms_object_list_f *object_list;
     ms_events_read_f *events_read;
     ms_vv_get_f *vv_get;

@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -282,6 +283,11 @@ struct sq_store {
     bool is_d_busy;        /* a thread is syncing the WAL now */
     /* Set once before the store is shared (metastore_sqlite_set_sealing_key). */
     bool has_seal_key;
+    /* Whether repository_lock objects exist (0 not known yet, 1 none, 2 some): every
+     * manifest GET asks, and a registry without locks should not pay lookups for them.
+     * Set to 2 by every write of one in this process (sq_note_object); a store shared by
+     * several processes (PostgreSQL) starts at 2 and always looks. */
+    atomic_int lock_objects;
     uint8_t seal_key[SECRET_BOX_KEY_BYTES];
 };
 
@@ -484,6 +490,9 @@ char *sq_seal_payload(const struct sq_store *st, const char *event_kind, const c
 ms_object_put_f sq_object_put;
 ms_object_delete_f sq_object_delete;
 ms_object_get_f sq_object_get;
+ms_object_kind_may_exist_f sq_object_kind_may_exist;
+/* Records that an object of kind was written (see sq_store.lock_objects). */
+void sq_note_object(struct sq_store *st, const char *kind);
 ms_object_list_f sq_object_list;
 
 /* Sections in their own files --------------------------------------------------- */

@@ -68,6 +68,8 @@ void repo_lock_effective(struct metastore *ms, const char *repo, const char *tag
                          const struct digest *d, struct repo_lock *out)
 {
     *out = (struct repo_lock){true, true, true, true};
+    if (!ms->ops->object_kind_may_exist(ms, REPO_LOCK_KIND))
+        return; /* no lock anywhere in the registry: nothing to look up */
     const char *tags[] = {NULL, tag, NULL};
     const struct digest *digests[] = {NULL, NULL, d};
     for (size_t k = 0; k < 3; k++) {
