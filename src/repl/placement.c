@@ -148,6 +148,8 @@ static void dependents_of(struct registry *reg, const char *repo, const struct d
 }
 
 static void place(struct registry *reg, const char *repo, const struct digest *d, int depth);
+static void report_removed_if_due(struct registry *reg, const char *repo,
+                                  const struct digest *d);
 
 static void place_dependents(struct registry *reg, const char *repo, const struct digest *d,
                              int depth)
@@ -187,10 +189,13 @@ bool placement_admit_pending(struct registry *reg, const char *repo, const struc
     }
     enum meta_placement before;
     struct err e = {0};
-    if (reg->ms->ops->manifest_place(reg->ms, repo, d, false, &before, &e) != 0)
+    if (reg->ms->ops->manifest_place(reg->ms, repo, d, false, NULL, &before, &e) != 0) {
         log_warn("placement", "failed to place %s@%s: %s", repo, d->str, err_message(&e));
-    else if (before == META_PLACEMENT_PENDING)
+        return false;
+    }
+    if (before == META_PLACEMENT_PENDING)
         log_info("placement", "%s@%s: not held in this region, recorded only", repo, d->str);
+    report_removed_if_due(reg, repo, d);
     return false;
 }
 
@@ -222,6 +227,10 @@ bool placement_dependents_ready(struct registry *reg, const char *repo, const st
 static void report(struct registry *reg, const char *repo, const struct digest *d,
                    const char *state)
 {
+    if (reg->repl) { /* ordered with the fetch workers' status events of it */
+        repl_report_status(reg->repl, repo, d, state, "");
+        return;
+    }
     struct meta_status st = {.region = reg->cfg->region,
                              .state = (char *)state,
                              .updated_ms = util_now_ms(),
@@ -230,6 +239,57 @@ static void report(struct registry *reg, const char *repo, const struct digest *
     if (reg->ms->ops->status_set(reg->ms, repo, d, &st, true, &e) != 0)
         log_warn("placement", "failed to record status of %s@%s: %s", repo, d->str,
                  err_message(&e));
+}
+
+/* Since when (ms) a version named by repo@d lists this region among its removingRegions
+ * (it is not a target any more), or 0. */
+static int64_t removing_since(struct registry *reg, const char *repo, const struct digest *d)
+{
+    struct meta_name_list tags = {0};
+    struct err e = {0};
+    if (reg->ms->ops->manifest_tags(reg->ms, repo, d, &tags, &e) != 0)
+        return 0;
+    int64_t since = 0;
+    for (size_t i = 0; i < tags.n; i++) {
+        json_t *rec = image_catalog_version(reg->ms, repo, tags.names[i], &e);
+        size_t j;
+        json_t *r;
+        json_array_foreach(json_object_get(rec, "removingRegions"), j, r)
+        {
+            const char *name = json_string_value(json_object_get(r, "name"));
+            int64_t at = json_integer_value(json_object_get(r, "sinceMs"));
+            if (name != NULL && strcmp(name, reg->cfg->region) == 0 &&
+                !iv_holds(rec, reg->cfg->region) && at > since)
+                since = at;
+        }
+        json_decref(rec);
+    }
+    meta_name_list_fini(&tags);
+    return since;
+}
+
+/* repo@d is not held here: if its version is waiting for this region's removal, say it is
+ * done (Removed), once. Whatever way it left (released when visible, taken out of the
+ * fetch queue while pending or during its fetch, never held at all), the others show
+ * Removing until this report (docs/image-versions.md). */
+static void report_removed_if_due(struct registry *reg, const char *repo,
+                                  const struct digest *d)
+{
+    int64_t since = removing_since(reg, repo, d);
+    if (since == 0)
+        return;
+    struct meta_status *rows = NULL;
+    size_t n = 0;
+    struct err e = {0};
+    bool is_reported = false;
+    if (reg->ms->ops->status_list(reg->ms, repo, d, &rows, &n, &e) == 0) {
+        for (size_t i = 0; i < n; i++)
+            is_reported |= strcmp(rows[i].region, reg->cfg->region) == 0 &&
+                           strcmp(rows[i].state, "Removed") == 0 && rows[i].updated_ms >= since;
+    }
+    meta_status_free(rows, n);
+    if (!is_reported)
+        report(reg, repo, d, "Removed");
 }
 
 static void release(struct registry *reg, const char *repo, const struct digest *d)
@@ -262,18 +322,27 @@ static void place(struct registry *reg, const char *repo, const struct digest *d
     struct err e = {0};
     bool is_held = placement_is_held(reg, repo, d);
     enum meta_placement before;
-    if (reg->ms->ops->manifest_place(reg->ms, repo, d, is_held, &before, &e) != 0) {
+    /* Pending is announced with the move itself: written after it, it could land after
+     * the fetch's Completed, and the others would show this region Pending for ever. */
+    struct meta_status pending = {.region = reg->cfg->region,
+                                  .state = "Pending",
+                                  .updated_ms = util_now_ms(),
+                                  .details = ""};
+    if (reg->ms->ops->manifest_place(reg->ms, repo, d, is_held, &pending, &before, &e) != 0) {
         if (e.code != ERR_MANIFEST_UNKNOWN)
             log_warn("placement", "failed to place %s@%s: %s", repo, d->str, err_message(&e));
         return;
     }
     if (is_held && before == META_PLACEMENT_NOT_HELD) {
         log_info("placement", "%s@%s now held in this region: fetching it", repo, d->str);
-        report(reg, repo, d, "Pending");
-        if (reg->repl)
+        if (reg->repl) {
+            repl_log_grew(reg->repl);
             repl_kick(reg->repl);
+        }
     } else if (!is_held && before == META_PLACEMENT_VISIBLE) {
         release(reg, repo, d);
+    } else if (!is_held) {
+        report_removed_if_due(reg, repo, d);
     }
     place_dependents(reg, repo, d, depth);
 }

@@ -898,15 +898,23 @@ static void set_status(struct repl *r, const char *repo, const struct digest *d,
                        bool is_event)
 {
     struct meta_status st = {.region = (char *)self_region(r), .state = (char *)state,
-                             .bytes_done = done, .bytes_total = total,
-                             .updated_ms = util_now_ms(), .details = (char *)details};
+                             .bytes_done = done, .bytes_total = total, .details = (char *)details};
     struct err e = {0};
     AZ(pthread_mutex_lock(&r->status_mu));
+    /* Stamped under the lock: a progress event stamped later but written first would
+     * otherwise win over this final state in the other regions (newest updatedMs wins). */
+    st.updated_ms = util_now_ms();
     if (ms_of(r)->ops->status_set(ms_of(r), repo, d, &st, is_event, &e) != 0)
         log_warn("repl", "failed to record status of %s@%s: %s", repo, d->str, err_message(&e));
     AZ(pthread_mutex_unlock(&r->status_mu));
     if (is_event)
         repl_log_grew(r);
+}
+
+void repl_report_status(struct repl *r, const char *repo, const struct digest *d,
+                        const char *state, const char *details)
+{
+    set_status(r, repo, d, state, 0, 0, details, true);
 }
 
 static struct retry *retry_of(struct repl *r, const char *key, bool create)
@@ -1151,6 +1159,18 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
             webhook_on_replicated(r->reg, "push", p->repo, &p->digest, NULL);
         } else if (e.code == ERR_MANIFEST_BLOB_UNKNOWN) {
             is_waiting_child = true; /* a child manifest is not here yet */
+        } else if (e.code == ERR_CONFLICT) {
+            /* Placement took it out of this region during the fetch (its region was
+             * removed from the version's targets): not shown, not retried. Its progress
+             * events may have followed the Removed report: placing it again reports
+             * Removed anew where that is due, after them (status_mu). */
+            inflight_finishing(r, key);
+            AZ(pthread_mutex_lock(&r->mu));
+            retry_forget(r, key);
+            AZ(pthread_mutex_unlock(&r->mu));
+            log_info("repl", "%s@%s: no longer held in this region, fetch dropped", p->repo,
+                     p->digest.str);
+            placement_place_digest(r->reg, p->repo, &p->digest);
         } else {
             is_ok = false;
         }

@@ -62,6 +62,10 @@ json_t *repl_self_geo(struct repl *r);
 void repl_log_grew(struct repl *r);
 /* Wakes the fetch workers (a manifest became pending). */
 void repl_kick(struct repl *r);
+/* Records and announces this region's status of repo@d (a status event), ordered with the
+ * fetch workers' own status events of it (their progress never lands after it). */
+void repl_report_status(struct repl *r, const char *repo, const struct digest *d,
+                        const char *state, const char *details);
 /* Live progress of this region's copy of repo@digest, if a fetch is running. */
 bool repl_progress(struct repl *r, const char *repo, const struct digest *d, int64_t *done,
                    int64_t *total);

@@ -612,8 +612,19 @@ static int merge_event(struct sq_conn *c, const struct meta_event *ev, struct er
     const char *digest = strcmp(k, "tag_set") == 0 ? ev->digest : NULL;
     if (digest == NULL && strcmp(k, "tag_set") == 0)
         return err_set(e, ERR_BAD_REQUEST, "tag_set event without digest");
-    return sq_tag_merge(c, repo_id, ev->repo, ev->name, digest, (int64_t)ev->hlc, ev->origin,
-                        &applied, e);
+    if (sq_tag_merge(c, repo_id, ev->repo, ev->name, digest, (int64_t)ev->hlc, ev->origin,
+                     &applied, e) != 0)
+        return -1;
+    /* Filtered replication: a manifest that arrived before its tag belonged with nothing
+     * known and was recorded as not held (2, meta_versions.c). The tag may make it a
+     * version this region holds: back to pending, so the fetch workers place it again
+     * (placement_admit_pending) instead of it waiting for a profile change for ever. */
+    if (digest != NULL &&
+        sq_run_exec(c, "UPDATE manifests SET is_visible = 0 WHERE repo_id = ?1 AND digest = ?2"
+                       " AND is_visible = 2",
+                    e, "it", repo_id, digest) != 0)
+        return -1;
+    return 0;
 }
 
 int sq_event_apply(struct metastore *ms, const struct meta_event *ev, bool *is_new, bool *is_gap,

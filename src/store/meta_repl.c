@@ -89,10 +89,22 @@ int sq_pending_complete(struct metastore *ms, const struct meta_pending *p, stru
     struct sql_stmt *s;
     if (sq_repo_ensure(c, p->repo, &repo_id, e) != 0)
         goto fail;
+    /* Only a manifest still pending: placement may have taken it out of this region while
+     * its content was fetched (meta_versions.c), and it must not come back visible. */
+    int rc = sq_run(c, "SELECT is_visible FROM manifests WHERE repo_id = ?1 AND digest = ?2", &s,
+                    e, "it", repo_id, p->digest.str);
+    if (rc < 0)
+        goto fail;
+    int64_t state = rc == SQL_ROW ? sql_col_int64(s, 0) : -1;
+    sql_finalize(s);
+    if (state == 2) {
+        err_set(e, ERR_CONFLICT, "%s is no longer held in this region", p->digest.str);
+        goto fail;
+    }
     for (size_t i = 0; i < p->n_refs; i++) {
         const char *d = p->refs[i].digest.str;
         if (p->refs[i].is_manifest) {
-            int rc = sq_query(c, SQ_VISIBLE_CHILD, &s, e, "it", repo_id, d);
+            rc = sq_query(c, SQ_VISIBLE_CHILD, &s, e, "it", repo_id, d);
             if (rc < 0)
                 goto fail;
             sq_stmt_done(s);

@@ -6,6 +6,10 @@
  *
  *   0 pending  --manifest_place(held=false)-->  2 not held (recorded, never fetched)
  *   2          --manifest_place(held=true)--->  0 (the fetch workers bring the content)
+ *   2          --a tag naming it merged-------->  0 (it may have an owner now: the fetch
+ *                                                   workers place it again, meta_merge.c)
+ *   0          --pending_complete / show_shallow->  1; they refuse a row that went to 2
+ *                                                   while its content was being fetched
  *   1 visible  --manifest_release---------->    2, and its blob links here go
  *
  * Every reader of is_visible asks "= 1" (visible) or "= 0" (pending), so a not-held
@@ -61,7 +65,8 @@ static int set_state(struct sq_conn *c, int64_t repo_id, const char *digest, int
 }
 
 int sq_manifest_place(struct metastore *ms, const char *repo, const struct digest *d, bool is_held,
-                      enum meta_placement *before, struct err *e)
+                      const struct meta_status *on_pending, enum meta_placement *before,
+                      struct err *e)
 {
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL || sq_tx_begin(c, true, e) != 0)
@@ -72,7 +77,9 @@ int sq_manifest_place(struct metastore *ms, const char *repo, const struct diges
     *before = state == PLACE_VISIBLE    ? META_PLACEMENT_VISIBLE
               : state == PLACE_NOT_HELD ? META_PLACEMENT_NOT_HELD
                                         : META_PLACEMENT_PENDING;
-    if (is_held && state == PLACE_NOT_HELD && set_state(c, repo_id, d->str, PLACE_PENDING, e) != 0)
+    if (is_held && state == PLACE_NOT_HELD &&
+        (set_state(c, repo_id, d->str, PLACE_PENDING, e) != 0 ||
+         (on_pending != NULL && sq_status_write(c, repo, d->str, on_pending, true, e) != 0)))
         goto fail;
     if (!is_held && state == PLACE_PENDING && set_state(c, repo_id, d->str, PLACE_NOT_HELD, e) != 0)
         goto fail;
@@ -298,6 +305,10 @@ int sq_manifest_show_shallow(struct metastore *ms, const char *repo, const struc
     int64_t repo_id = 0, state = 0;
     if (state_of(c, repo, d->str, &repo_id, &state, e) != 0)
         goto fail;
+    if (state == PLACE_NOT_HELD) { /* taken out of this region meanwhile (pending_complete) */
+        err_set(e, ERR_CONFLICT, "%s is no longer held in this region", d->str);
+        goto fail;
+    }
     if (state != PLACE_PENDING) {
         sq_tx_rollback(c);
         return 0;

@@ -483,9 +483,12 @@ enum meta_placement {
 /* Moves manifest repo@d between pending and not held: is_held makes a not-held manifest
  * pending again (the fetch workers bring its content), !is_held takes a pending one out
  * of the fetch queue. A visible one is left visible (see manifest_release). *before: its
- * state before the call. ERR_MANIFEST_UNKNOWN if not recorded here. */
+ * state before the call. ERR_MANIFEST_UNKNOWN if not recorded here. on_pending (or NULL):
+ * this region's status, written as a status event in the same transaction when a not-held
+ * manifest becomes pending, so that it always precedes the fetch's own (Completed). */
 typedef int ms_manifest_place_f(struct metastore *ms, const char *repo, const struct digest *d,
-                                bool is_held, enum meta_placement *before, struct err *e);
+                                bool is_held, const struct meta_status *on_pending,
+                                enum meta_placement *before, struct err *e);
 /* A visible manifest this region stops holding (its region was removed from the
  * version's targets): in one transaction it becomes not held and the links of its blobs
  * in repo that no other visible manifest of repo references here go; those of them that

@@ -125,7 +125,7 @@ static void test_release_keeps_what_others_need(void **state)
     assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
     /* a released manifest is put back in the fetch queue by manifest_place(held) */
     enum meta_placement before;
-    assert_int_equal(ms->ops->manifest_place(ms, "golden/base", &v1, true, &before, &e), 0);
+    assert_int_equal(ms->ops->manifest_place(ms, "golden/base", &v1, true, NULL, &before, &e), 0);
     assert_int_equal(before, META_PLACEMENT_NOT_HELD);
     struct meta_pending *list = NULL;
     size_t n = 0;
@@ -134,7 +134,7 @@ static void test_release_keeps_what_others_need(void **state)
     assert_true(digest_equal(&list[0].digest, &v1));
     assert_int_equal(list[0].n_refs, 3);
     /* ... and out of it again by manifest_place(not held) */
-    assert_int_equal(ms->ops->manifest_place(ms, "golden/base", &v1, false, &before, &e), 0);
+    assert_int_equal(ms->ops->manifest_place(ms, "golden/base", &v1, false, NULL, &before, &e), 0);
     assert_int_equal(before, META_PLACEMENT_PENDING);
     for (size_t i = 0; i < n; i++)
         meta_pending_fini(&list[i]);
@@ -143,14 +143,14 @@ static void test_release_keeps_what_others_need(void **state)
     assert_int_equal(n, 0);
     free(list);
     /* a visible manifest is left visible by manifest_place */
-    assert_int_equal(ms->ops->manifest_place(ms, "golden/base", &v2, false, &before, &e), 0);
+    assert_int_equal(ms->ops->manifest_place(ms, "golden/base", &v2, false, NULL, &before, &e), 0);
     assert_int_equal(before, META_PLACEMENT_VISIBLE);
     assert_true(is_visible(ms, "golden/base", "2.0.0"));
     ms->ops->close(ms);
 }
 
-/* The manifest_put event of d as this store serves it (derived payload), as a JSON object. */
-static json_t *put_event_of(struct metastore *ms, const struct digest *d)
+/* The event of kind about d as this store serves it (derived payload), as a JSON object. */
+static json_t *event_of(struct metastore *ms, const char *want, const struct digest *d)
 {
     struct buf out;
     buf_init(&out, 1 << 20);
@@ -168,7 +168,7 @@ static json_t *put_event_of(struct metastore *ms, const struct digest *d)
     {
         const char *kind = json_string_value(json_object_get(ev, "kind"));
         const char *dg = json_string_value(json_object_get(ev, "digest"));
-        if (strcmp(kind, "manifest_put") == 0 && dg && strcmp(dg, d->str) == 0)
+        if (strcmp(kind, want) == 0 && dg && strcmp(dg, d->str) == 0)
             found = json_incref(ev);
     }
     json_decref(events);
@@ -176,14 +176,21 @@ static json_t *put_event_of(struct metastore *ms, const struct digest *d)
     return found;
 }
 
+static json_t *put_event_of(struct metastore *ms, const struct digest *d)
+{
+    return event_of(ms, "manifest_put", d);
+}
+
 /* Applies ev (from region eastus, as its origin_seq-th event) to ms. */
 static void apply_put(struct metastore *ms, json_t *ev, int64_t origin_seq)
 {
-    char *payload = json_dumps(json_object_get(ev, "payload"), JSON_COMPACT);
+    json_t *pl = json_object_get(ev, "payload");
+    char *payload = pl && !json_is_null(pl) ? json_dumps(pl, JSON_COMPACT) : NULL;
     struct meta_event me = {.origin = "eastus", .origin_seq = origin_seq,
                             .hlc = (uint64_t)json_integer_value(json_object_get(ev, "hlc")),
-                            .kind = "manifest_put",
+                            .kind = (char *)json_string_value(json_object_get(ev, "kind")),
                             .repo = (char *)json_string_value(json_object_get(ev, "repo")),
+                            .name = (char *)json_string_value(json_object_get(ev, "name")),
                             .digest = (char *)json_string_value(json_object_get(ev, "digest")),
                             .payload = payload};
     bool is_new = false, is_gap = false;
@@ -295,6 +302,99 @@ static void test_not_held_keeps_no_manifest_bytes(void **state)
     north->ops->close(north);
 }
 
+static size_t n_pending(struct metastore *ms)
+{
+    struct meta_pending *list = NULL;
+    size_t n = 0;
+    struct err e = {0};
+    assert_int_equal(ms->ops->pending_list(ms, 16, &list, &n, &e), 0);
+    for (size_t i = 0; i < n; i++)
+        meta_pending_fini(&list[i]);
+    free(list);
+    return n;
+}
+
+/* Placement against the orders events and fetches really come in (flaky e2e of issue 12):
+ * a version's manifest applied before its tag is recorded as not held (it belongs with
+ * nothing yet) and the tag puts it back in the fetch queue; a manifest taken out of this
+ * region while its content was being fetched is not made visible by the fetch's end; and
+ * the Pending status of a manifest placed here again is written with the move itself. */
+static void test_placement_follows_late_tags_and_removals_during_a_fetch(void **state)
+{
+    (void)state;
+    struct metastore *east = open_store("eastus");
+    static const char *const v1_blobs[] = {"config-1", "layer-1"};
+    struct digest v1;
+    put_image(east, "golden/base", "1.0.0", v1_blobs, 2, &v1);
+    json_t *put = put_event_of(east, &v1);
+    json_t *tag = event_of(east, "tag_set", &v1);
+    struct metastore *north = open_store("northeurope");
+    struct err e = {0};
+    assert_int_equal(north->ops->object_put(north, "image_definition", "golden/base",
+                                            "{\"repository\":\"golden/base\"}", &e),
+                     0);
+    apply_put(north, put, 1);
+    assert_int_equal(n_pending(north), 1);
+    /* a fetch worker looks at it between the two events: no tag, so not held */
+    enum meta_placement before;
+    assert_int_equal(north->ops->manifest_place(north, "golden/base", &v1, false, NULL, &before,
+                                                &e),
+                     0);
+    assert_int_equal(before, META_PLACEMENT_PENDING);
+    assert_int_equal(n_pending(north), 0);
+    /* its tag arrives: placed again by the fetch workers, not left out for ever */
+    apply_put(north, tag, 2);
+    assert_int_equal(n_pending(north), 1);
+
+    /* held: the fetch begins; the region is removed from the targets meanwhile */
+    struct meta_pending *list = NULL;
+    size_t n = 0;
+    assert_int_equal(north->ops->pending_list(north, 16, &list, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(north->ops->manifest_place(north, "golden/base", &v1, false, NULL, &before,
+                                                &e),
+                     0);
+    assert_int_equal(before, META_PLACEMENT_PENDING);
+    assert_int_equal(north->ops->pending_complete(north, &list[0], &e), -1);
+    assert_int_equal(e.code, ERR_CONFLICT);
+    assert_false(is_visible(north, "golden/base", v1.str));
+    assert_false(is_linked(north, "golden/base", "layer-1"));
+    e = (struct err){0};
+    assert_int_equal(north->ops->manifest_show_shallow(north, "golden/base", &v1, &e), -1);
+    assert_int_equal(e.code, ERR_CONFLICT);
+    assert_false(is_visible(north, "golden/base", v1.str));
+    meta_pending_fini(&list[0]);
+    free(list);
+
+    /* a target again: pending, with its Pending status (and event) in the same step */
+    struct meta_status pending = {.region = "northeurope", .state = "Pending",
+                                  .updated_ms = util_now_ms(), .details = ""};
+    assert_int_equal(north->ops->manifest_place(north, "golden/base", &v1, true, &pending, &before,
+                                                &e),
+                     0);
+    assert_int_equal(before, META_PLACEMENT_NOT_HELD);
+    struct meta_status *st = NULL;
+    size_t n_st = 0;
+    assert_int_equal(north->ops->status_list(north, "golden/base", &v1, &st, &n_st, &e), 0);
+    assert_int_equal(n_st, 1);
+    assert_string_equal(st[0].state, "Pending");
+    meta_status_free(st, n_st);
+    json_decref(event_of(north, "status", &v1));
+    /* a second call changes nothing and writes no status */
+    pending.state = "Completed";
+    assert_int_equal(north->ops->manifest_place(north, "golden/base", &v1, true, &pending, &before,
+                                                &e),
+                     0);
+    assert_int_equal(before, META_PLACEMENT_PENDING);
+    assert_int_equal(north->ops->status_list(north, "golden/base", &v1, &st, &n_st, &e), 0);
+    assert_string_equal(st[0].state, "Pending");
+    meta_status_free(st, n_st);
+    json_decref(put);
+    json_decref(tag);
+    east->ops->close(east);
+    north->ops->close(north);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -315,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_release_keeps_what_others_need),
         cmocka_unit_test(test_release_keeps_a_blob_uploaded_since),
         cmocka_unit_test(test_not_held_keeps_no_manifest_bytes),
+        cmocka_unit_test(test_placement_follows_late_tags_and_removals_during_a_fetch),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
