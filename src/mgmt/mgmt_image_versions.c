@@ -113,24 +113,41 @@ static json_t *status_summary(struct registry *reg, const char *repo, const stru
     return summary;
 }
 
-/* Volumes: this region's row counts the copies it holds on its volumes of the target's
- * class ("copies", and "replicas": "2/3" against regionalReplicaCount): the fewest any
- * blob of the version has. A store without volumes holds one copy of what is visible. */
+/* Volumes: each target row counts the copies its region holds on its volumes of the
+ * target's class ("copies", and "replicas": "2/3" against regionalReplicaCount): the
+ * fewest any blob of the version has. This region's row is counted now (a store without
+ * volumes holds one copy of what is visible); another region's is the count it last
+ * reported in its status events (repl/copies.c), absent when it reported none (no volumes,
+ * an older release, or a state change since). */
 static void add_copies(struct registry *reg, const char *repo, const struct artifact *a,
                        const json_t *record, json_t *summary)
 {
+    struct meta_status *st = NULL;
+    size_t n_st = 0;
+    struct err e = {0};
+    if (a->is_known && reg->ms->ops->status_list(reg->ms, repo, &a->d, &st, &n_st, &e) != 0)
+        n_st = 0;
     size_t i, j;
     json_t *row, *t;
     json_array_foreach(summary, i, row) {
-        if (strcmp(json_string_value(json_object_get(row, "region")), reg->cfg->region) != 0)
+        const char *region = json_string_value(json_object_get(row, "region"));
+        bool is_self = strcmp(region, reg->cfg->region) == 0;
+        const struct meta_status *reported = NULL;
+        for (size_t k = 0; k < n_st && !is_self; k++) {
+            if (strcmp(st[k].region, region) == 0 && st[k].has_copies)
+                reported = &st[k];
+        }
+        if (!is_self && reported == NULL)
             continue;
         json_array_foreach(json_object_get(json_object_get(record, "publishingProfile"),
                                            "targetRegions"), j, t) {
-            if (strcmp(json_string_value(json_object_get(t, "name")), reg->cfg->region) != 0)
+            if (strcmp(json_string_value(json_object_get(t, "name")), region) != 0)
                 continue;
             json_int_t want = json_integer_value(json_object_get(t, "regionalReplicaCount"));
             int have = 0;
-            if (a->is_visible) {
+            if (!is_self) {
+                have = (int)reported->copies;
+            } else if (a->is_visible) {
                 have = copies_of_manifest(reg, repo, &a->d,
                                           json_string_value(json_object_get(t, "storageClass")));
                 if (have < 0)
@@ -142,6 +159,7 @@ static void add_copies(struct registry *reg, const char *repo, const struct arti
             json_object_set_new(row, "replicas", json_string(text));
         }
     }
+    meta_status_free(st, n_st);
 }
 
 /* Rows of the regions taken out of record's targets that have not reported Removed since:

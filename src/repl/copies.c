@@ -8,6 +8,9 @@
  *      pass but is no longer wanted (a count lowered, a version gone) down to one copy.
  *      Every sync interval, and at start, every blob the region records is checked for
  *      extra copies (what an earlier run left).
+ *   3. Each version of step 1 reports its copies here (the fewest any of its blobs has on
+ *      volumes of its class) in a status event when the count changed since the last
+ *      report (repl_report_copies), so other regions show them too.
  *
  * A pass runs every COPIES_PERIOD_MS, or at once on copies_kick. place() is idempotent, so a
  * pass is also the repair: a copy deleted or set aside since is made again from a sibling.
@@ -22,6 +25,7 @@
 
 #include "image_catalog.h"
 #include "log.h"
+#include "repl.h"
 #include "util.h"
 
 #define COPIES_MAGIC 0x636f7079u /* "copy" */
@@ -92,8 +96,9 @@ static const json_t *own_target(const json_t *record, const char *region)
     return NULL;
 }
 
-/* want as in the header's step 1. */
-static json_t *wanted(struct registry *reg)
+/* want as in the header's step 1; held: [{repo, digest, class}] of those versions, whose
+ * copies are reported after the pass (step 3). */
+static json_t *wanted(struct registry *reg, json_t *held)
 {
     json_t *want = json_object();
     struct err e = {0};
@@ -124,6 +129,9 @@ static json_t *wanted(struct registry *reg)
             add_blobs(reg, repo, m.body, m.body_len, 0,
                           json_integer_value(json_object_get(t, "regionalReplicaCount")),
                           json_string_value(json_object_get(t, "storageClass")), want);
+            json_array_append_new(held, json_pack("{s:s, s:s, s:O}", "repo", repo, "digest",
+                                                  d.str, "class",
+                                                  json_object_get(t, "storageClass")));
             meta_manifest_fini(&m);
         }
         json_decref(versions);
@@ -150,10 +158,31 @@ static unsigned place_one(struct registry *reg, const char *digest, uint64_t siz
     return rc == 0 ? now : 0;
 }
 
+/* Step 3: each held version's copies here, in this region's status of it when the count
+ * changed, so that every region shows them (image-version show). */
+static void report_copies(struct registry *reg, const json_t *held)
+{
+    size_t i;
+    json_t *h;
+    json_array_foreach(held, i, h) {
+        const char *repo = json_string_value(json_object_get(h, "repo"));
+        const char *digest = json_string_value(json_object_get(h, "digest"));
+        struct digest d;
+        struct err e = {0};
+        if (reg->repl == NULL || digest_parse(digest, strlen(digest), &d, &e) != 0)
+            continue;
+        int have = copies_of_manifest(reg, repo, &d,
+                                      json_string_value(json_object_get(h, "class")));
+        if (have >= 0)
+            repl_report_copies(reg->repl, repo, &d, have);
+    }
+}
+
 static void pass(struct copies *c)
 {
     struct registry *reg = c->reg;
-    json_t *want = wanted(reg);
+    json_t *held = json_array();
+    json_t *want = wanted(reg, held);
     json_t *multi = json_object();
     const char *digest;
     json_t *w;
@@ -192,6 +221,8 @@ static void pass(struct copies *c)
     json_decref(want);
     json_decref(c->multi);
     c->multi = multi;
+    report_copies(reg, held);
+    json_decref(held);
 }
 
 static void *copies_main(void *arg)

@@ -917,6 +917,40 @@ void repl_report_status(struct repl *r, const char *repo, const struct digest *d
     set_status(r, repo, d, state, 0, 0, details, true);
 }
 
+void repl_report_copies(struct repl *r, const char *repo, const struct digest *d, int64_t copies)
+{
+    struct meta_status *rows = NULL;
+    size_t n = 0;
+    struct err e = {0};
+    AZ(pthread_mutex_lock(&r->status_mu));
+    if (ms_of(r)->ops->status_list(ms_of(r), repo, d, &rows, &n, &e) != 0) {
+        AZ(pthread_mutex_unlock(&r->status_mu));
+        return;
+    }
+    const struct meta_status *own = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rows[i].region, self_region(r)) == 0)
+            own = &rows[i];
+    }
+    bool is_new = own == NULL || !own->has_copies || own->copies != copies;
+    if (is_new) {
+        /* visible here (the copies pass counts only those): Completed when never said */
+        struct meta_status st = own ? *own
+                                    : (struct meta_status){.region = (char *)self_region(r),
+                                                           .state = "Completed", .details = ""};
+        st.has_copies = true;
+        st.copies = copies;
+        st.updated_ms = util_now_ms();
+        if (ms_of(r)->ops->status_set(ms_of(r), repo, d, &st, true, &e) != 0)
+            log_warn("repl", "failed to record the copies of %s@%s: %s", repo, d->str,
+                     err_message(&e));
+    }
+    AZ(pthread_mutex_unlock(&r->status_mu));
+    meta_status_free(rows, n);
+    if (is_new)
+        repl_log_grew(r);
+}
+
 static struct retry *retry_of(struct repl *r, const char *key, bool create)
 {
     for (struct retry *t = r->retries; t; t = t->next) {

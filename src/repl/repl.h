@@ -66,6 +66,9 @@ void repl_kick(struct repl *r);
  * fetch workers' own status events of it (their progress never lands after it). */
 void repl_report_status(struct repl *r, const char *repo, const struct digest *d,
                         const char *state, const char *details);
+/* This region holds copies copies of repo@d (the copies pass): announced in a status event
+ * (its state unchanged) when it differs from the last count this region reported. */
+void repl_report_copies(struct repl *r, const char *repo, const struct digest *d, int64_t copies);
 /* Live progress of this region's copy of repo@digest, if a fetch is running. */
 bool repl_progress(struct repl *r, const char *repo, const struct digest *d, int64_t *done,
                    int64_t *total);

@@ -569,6 +569,8 @@ static int merge_status(struct sq_conn *c, const struct meta_event *ev, struct e
         .bytes_total = json_integer_value(json_object_get(p, "bytesTotal")),
         .updated_ms = json_integer_value(json_object_get(p, "updatedMs")),
         .details = (char *)json_string_value(json_object_get(p, "details")),
+        .has_copies = json_is_integer(json_object_get(p, "copies")),
+        .copies = json_integer_value(json_object_get(p, "copies")),
     };
     int rc = 0;
     /* A region is the authority on its own status: others' reports of it are ignored. */

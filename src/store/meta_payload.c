@@ -24,6 +24,9 @@ void sq_status_payload(struct buf *p, const struct meta_status *st)
                ",\"details\":",
                st->bytes_done, st->bytes_total, st->updated_ms);
     buf_append_json_string(p, st->details ? st->details : "");
+    /* an extra field: peers of earlier releases ignore it (they read fields by name) */
+    if (st->has_copies)
+        buf_printf(p, ",\"copies\":%" PRId64, st->copies);
     buf_appends(p, "}");
 }
 
@@ -154,7 +157,9 @@ char *sq_event_payload_derive(struct sq_conn *c, const char **kind, const char *
                                      .bytes_done = sql_col_int64(s, 1),
                                      .bytes_total = sql_col_int64(s, 2),
                                      .updated_ms = sql_col_int64(s, 3),
-                                     .details = (char *)sql_col_text(s, 4)};
+                                     .details = (char *)sql_col_text(s, 4),
+                                     .has_copies = sql_col_int64(s, 5) >= 0,
+                                     .copies = sql_col_int64(s, 5)};
             struct buf p;
             buf_init(&p, 64 * 1024);
             sq_status_payload(&p, &st);

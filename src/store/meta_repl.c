@@ -13,8 +13,9 @@
 int sq_status_write(struct sq_conn *c, const char *repo, const char *digest,
                     const struct meta_status *st, bool is_event, struct err *e)
 {
-    if (sq_exec(c, SQ_STATUS_SET, e, "ttttiiit", repo, digest, st->region, st->state,
-                st->bytes_done, st->bytes_total, st->updated_ms, st->details) != 0)
+    if (sq_exec(c, SQ_STATUS_SET, e, "ttttiiiti", repo, digest, st->region, st->state,
+                st->bytes_done, st->bytes_total, st->updated_ms, st->details,
+                st->has_copies ? st->copies : (int64_t)-1) != 0)
         return -1;
     if (!is_event)
         return 0;
@@ -164,6 +165,8 @@ int sq_status_list(struct metastore *ms, const char *repo, const struct digest *
         list[n].bytes_total = sql_col_int64(s, 3);
         list[n].updated_ms = sql_col_int64(s, 4);
         list[n].details = sq_col_strdup(s, 5);
+        list[n].copies = sql_col_int64(s, 6);
+        list[n].has_copies = list[n].copies >= 0;
         n++;
     }
     sq_stmt_done(s);

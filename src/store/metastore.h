@@ -238,6 +238,11 @@ struct meta_status {
     int64_t bytes_total;
     int64_t updated_ms;
     char *details;
+    /* Copies of its blobs on the region's volumes of the target's storage class (the
+     * copies pass reports them, repl/copies.c); has_copies false: not reported (a state
+     * change, a region without volumes, an older release). */
+    bool has_copies;
+    int64_t copies;
 };
 /* Records this region's status of repo@digest; when is_event, also as a replicated
  * status event (state changes, not every progress tick). */

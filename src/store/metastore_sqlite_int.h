@@ -150,16 +150,20 @@
     X(STATUS_GET, "SELECT updated_ms FROM repl_status WHERE repo = ?1 AND digest = ?2"         \
                   " AND region = ?3")                                                          \
     X(STATUS_SET, "INSERT INTO repl_status(repo, digest, region, state, bytes_done,"           \
-                  " bytes_total, updated_ms, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)" \
+                  " bytes_total, updated_ms, details, copies)"                                 \
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULLIF(?9, -1))"                  \
                   " ON CONFLICT(repo, digest, region) DO UPDATE SET state = excluded.state,"   \
                   " bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total,"     \
-                  " updated_ms = excluded.updated_ms, details = excluded.details")             \
-    X(STATUS_OF_REGION, "SELECT state, bytes_done, bytes_total, updated_ms, details"           \
+                  " updated_ms = excluded.updated_ms, details = excluded.details,"             \
+                  " copies = excluded.copies")                                                 \
+    X(STATUS_OF_REGION, "SELECT state, bytes_done, bytes_total, updated_ms, details,"             \
+                        " coalesce(copies, -1)"                                               \
                         " FROM repl_status WHERE repo = ?1 AND digest = ?2 AND region = ?3")   \
     X(MANIFEST_PAYLOAD, "SELECT digest, media_type, artifact_type, annotations, subject, body"  \
                         " FROM manifests WHERE repo_id = ?1 AND digest = ?2")                  \
-    X(STATUS_LIST, "SELECT region, state, bytes_done, bytes_total, updated_ms, details"        \
-                   " FROM repl_status WHERE repo = ?1 AND digest = ?2 ORDER BY region")        \
+    X(STATUS_LIST, "SELECT region, state, bytes_done, bytes_total, updated_ms, details,"       \
+                   " coalesce(copies, -1) FROM repl_status WHERE repo = ?1 AND digest = ?2"    \
+                   " ORDER BY region")                                                         \
     X(OBJ_GET, "SELECT value, hlc, origin, is_deleted FROM objects WHERE kind = ?1"            \
                " AND key = ?2")                                                                \
     X(OBJ_SET, "INSERT INTO objects(kind, key, value, hlc, origin, is_deleted)"                \

@@ -140,3 +140,33 @@ def test_without_volumes_one_copy(geo):
     assert row(show(r1, repo, "1.0.0"), "r1")["replicas"] == "1/1"
     r = update(r1, repo, "1.0.0", {"addRegions": ["r1=2"]})
     assert r.status_code == 400 and "volume" in r.json()["error"]["message"], r.text
+
+
+def test_every_region_shows_every_regions_copies(geo, tmp_path):
+    """Each region reports its copies in its status events (repl/copies.c): show from any
+    region lists every target region's copies, and follows a changed count."""
+    root = str(tmp_path)
+    cluster = geo(2, region_args=volume_args(root))
+    r1, r2 = cluster
+    repo = unique_repo("golden")
+    r = r1.api("POST", "image-definitions", params={"repository": repo},
+               json={"defaultTargetRegions": ["r1=1", "r2=3"]})
+    assert r.status_code == 201, r.text
+    img = r1.oci().push_image(repo, "1.0.0", layers=2, layer_size=64 * 1024)
+    wait_for(lambda: all(holders(root, 2, d) == list(VOLUMES) for d in img.blobs), 60,
+             "three copies of each blob in r2")
+    # r2's copies seen from r1, and r1's from r2 (each a report of the other region)
+    doc = wait_for(lambda: (lambda d: d if row(d, "r2").get("replicas") == "3/3" else None)(
+        show(r1, repo, "1.0.0")), 30, "r1 shows r2's 3/3")
+    assert row(doc, "r2")["copies"] == 3 and row(doc, "r1")["replicas"] == "1/1", doc
+    wait_for(lambda: row(show(r2, repo, "1.0.0"), "r1").get("replicas") == "1/1", 30,
+             "r2 shows r1's 1/1")
+    p = r1.cli("image-version", "show", "%s:1.0.0" % repo, "--expand", "replication-status")
+    assert "3/3" in p.stdout and "1/1" in p.stdout, p.stdout
+    # a lowered count: r2 removes two copies and says so; r1 shows it
+    r = update(r1, repo, "1.0.0", {"addRegions": ["r2=1"]})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: all(len(holders(root, 2, d)) == 1 for d in img.blobs), 60,
+             "one copy left in r2")
+    wait_for(lambda: row(show(r1, repo, "1.0.0"), "r2").get("replicas") == "1/1", 30,
+             "r1 shows r2's 1/1")

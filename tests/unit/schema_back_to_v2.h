@@ -6,6 +6,8 @@
 #define MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
 
 #define SQL_SCHEMA_BACK_TO_V2                                                                  \
+    /* version 6: copies in the status rows */                                                 \
+    "ALTER TABLE repl_status DROP COLUMN copies;"                                              \
     /* version 5: the garbage collector's review queue */                                      \
     "DROP TRIGGER gc_queue_on_unref;"                                                          \
     "DROP TRIGGER gc_queue_on_link;"                                                           \

@@ -72,7 +72,7 @@ static void test_nodes_start_at_once(void **state)
     assert_int_equal(sq_run(c, "SELECT count(*), max(version) FROM meridian_schema", &s, &e, ""),
                      SQL_ROW);
     assert_int_equal(sql_col_int64(s, 0), 1);
-    assert_int_equal(sql_col_int64(s, 1), 2); /* schema version 2: the GC queue */
+    assert_int_equal(sql_col_int64(s, 1), 3); /* schema version 3: copies in the status */
     sql_finalize(s);
     ms->ops->close(ms);
 }
@@ -144,6 +144,49 @@ static void test_push_reads_back(void **state)
     ms->ops->close(ms);
 }
 
+/* A database of schema version 2 (status rows without copies) opens with this build: the
+ * step adds the column, existing rows report no count, a count written reads back. */
+static void test_v2_database_gains_status_copies(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    const char *layer = "layer bytes";
+    struct meta_ref ref = {0};
+    digest_of_buffer(DIGEST_SHA256, layer, strlen(layer), &ref.digest);
+    ref.size = (int64_t)strlen(layer);
+    assert_int_equal(ms->ops->blob_link(ms, "lib/app", &ref.digest, ref.size, &e), 0);
+    char body[] = "{\"schemaVersion\":2}";
+    struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json",
+                              .body = body, .body_len = sizeof(body) - 1};
+    digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
+    assert_int_equal(ms->ops->manifest_put(ms, "lib/app", &m, &ref, 1, NULL, "v1", &e), 0);
+    struct sq_conn *c = sq_conn_of(ms, &e);
+    assert_int_equal(sq_run_exec(c, "ALTER TABLE repl_status DROP COLUMN copies", &e, ""), 0);
+    assert_int_equal(sq_run_exec(c, "UPDATE meridian_schema SET version = 2", &e, ""), 0);
+    ms->ops->close(ms);
+
+    ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    struct meta_status *st = NULL;
+    size_t n = 0;
+    assert_int_equal(ms->ops->status_list(ms, "lib/app", &m.digest, &st, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(st[0].state, "Completed");
+    assert_false(st[0].has_copies);
+    meta_status_free(st, n);
+    struct meta_status two = {.region = "r1", .state = "Completed", .updated_ms = util_now_ms(),
+                              .details = "", .has_copies = true, .copies = 2};
+    assert_int_equal(ms->ops->status_set(ms, "lib/app", &m.digest, &two, true, &e), 0);
+    assert_int_equal(ms->ops->status_list(ms, "lib/app", &m.digest, &st, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_true(st[0].has_copies);
+    assert_int_equal(st[0].copies, 2);
+    meta_status_free(st, n);
+    ms->ops->close(ms);
+}
+
 int main(void)
 {
     const char *uri = getenv("MERIDIAN_TEST_PG");
@@ -155,6 +198,7 @@ int main(void)
         cmocka_unit_test_setup(test_nodes_start_at_once, setup),
         cmocka_unit_test_setup(test_every_statement_prepares, setup),
         cmocka_unit_test_setup(test_push_reads_back, setup),
+        cmocka_unit_test_setup(test_v2_database_gains_status_copies, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,8 +14,10 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <sqlite3.h>
 
 #include "buf.h"
+#include "schema_back_to_v2.h"
 
 #include "digest.h"
 #include "metastore.h"
@@ -23,13 +25,13 @@
 
 static char tmpdir[] = "/tmp/meridian-versions-XXXXXX";
 static int db_counter;
+static char last_path[256];
 
 static struct metastore *open_store(const char *region)
 {
-    char path[256];
     struct err e = {0};
-    snprintf(path, sizeof(path), "%s/db%d.sqlite", tmpdir, db_counter++);
-    struct metastore *ms = metastore_sqlite_open(path, region, &e);
+    snprintf(last_path, sizeof(last_path), "%s/db%d.sqlite", tmpdir, db_counter++);
+    struct metastore *ms = metastore_sqlite_open(last_path, region, &e);
     assert_non_null(ms);
     return ms;
 }
@@ -168,8 +170,10 @@ static json_t *event_of(struct metastore *ms, const char *want, const struct dig
     {
         const char *kind = json_string_value(json_object_get(ev, "kind"));
         const char *dg = json_string_value(json_object_get(ev, "digest"));
-        if (strcmp(kind, want) == 0 && dg && strcmp(dg, d->str) == 0)
+        if (strcmp(kind, want) == 0 && dg && strcmp(dg, d->str) == 0) {
+            json_decref(found); /* the last one */
             found = json_incref(ev);
+        }
     }
     json_decref(events);
     assert_non_null(found);
@@ -395,6 +399,81 @@ static void test_placement_follows_late_tags_and_removals_during_a_fetch(void **
     north->ops->close(north);
 }
 
+/* The status row of region for repo@d in ms (asserted present); the caller frees it. */
+static struct meta_status *status_of(struct metastore *ms, const struct digest *d,
+                                     const char *region, size_t *n)
+{
+    struct meta_status *st = NULL;
+    struct err e = {0};
+    assert_int_equal(ms->ops->status_list(ms, "golden/base", d, &st, n, &e), 0);
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp(st[i].region, region) == 0) {
+            struct meta_status tmp = st[0];
+            st[0] = st[i];
+            st[i] = tmp;
+            return st;
+        }
+    }
+    fail_msg("no status of %s", region);
+    return NULL;
+}
+
+/* Copies in the status (issue 12): a database of schema version 2 opens with this build
+ * and its status rows gain the count (none reported yet); a status written with copies
+ * keeps them and its event carries them as an extra field; a peer merging that event
+ * keeps the count, and one merging an event of an older release (no field) has none. */
+static void test_status_copies_on_a_v2_database_and_from_old_peers(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store("eastus");
+    static const char *const v1_blobs[] = {"config-1", "layer-1"};
+    struct digest v1;
+    put_image(ms, "golden/base", "1.0.0", v1_blobs, 2, &v1); /* Completed here */
+    ms->ops->close(ms);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(last_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, SQL_SCHEMA_BACK_TO_V2, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    struct err e = {0};
+    ms = metastore_sqlite_open(last_path, "eastus", &e);
+    assert_non_null(ms);
+    size_t n = 0;
+    struct meta_status *st = status_of(ms, &v1, "eastus", &n);
+    assert_string_equal(st[0].state, "Completed");
+    assert_false(st[0].has_copies);
+    meta_status_free(st, n);
+    struct meta_status three = {.region = "eastus", .state = "Completed", .bytes_done = 5,
+                                .bytes_total = 5, .updated_ms = util_now_ms(), .details = "",
+                                .has_copies = true, .copies = 3};
+    assert_int_equal(ms->ops->status_set(ms, "golden/base", &v1, &three, true, &e), 0);
+    st = status_of(ms, &v1, "eastus", &n);
+    assert_true(st[0].has_copies);
+    assert_int_equal(st[0].copies, 3);
+    meta_status_free(st, n);
+    json_t *ev = event_of(ms, "status", &v1);
+    json_t *payload = json_object_get(ev, "payload");
+    assert_int_equal(json_integer_value(json_object_get(payload, "copies")), 3);
+    assert_string_equal(json_string_value(json_object_get(payload, "state")), "Completed");
+
+    /* a peer keeps the count; an older release's event (no field) reports none */
+    struct metastore *west = open_store("westus");
+    apply_put(west, ev, 1);
+    st = status_of(west, &v1, "eastus", &n);
+    assert_true(st[0].has_copies);
+    assert_int_equal(st[0].copies, 3);
+    meta_status_free(st, n);
+    json_object_del(payload, "copies");
+    json_object_set_new(payload, "updatedMs", json_integer(util_now_ms() + 1));
+    apply_put(west, ev, 2);
+    st = status_of(west, &v1, "eastus", &n);
+    assert_false(st[0].has_copies);
+    meta_status_free(st, n);
+    json_decref(ev);
+    ms->ops->close(ms);
+    west->ops->close(west);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -416,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_release_keeps_a_blob_uploaded_since),
         cmocka_unit_test(test_not_held_keeps_no_manifest_bytes),
         cmocka_unit_test(test_placement_follows_late_tags_and_removals_during_a_fetch),
+        cmocka_unit_test(test_status_copies_on_a_v2_database_and_from_old_peers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
