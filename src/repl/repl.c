@@ -396,7 +396,8 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
             meta_event_fini(&ev);
             return cursor;
         }
-        if (is_new && strcmp(ev.kind, "manifest_put") == 0)
+        /* a tag may place a manifest recorded before it (meta_merge.c): fetch it now */
+        if (is_new && (strcmp(ev.kind, "manifest_put") == 0 || strcmp(ev.kind, "tag_set") == 0))
             *any_pending = true;
         if (is_new && strncmp(ev.kind, "object_", 7) == 0) {
             /* identities and role bindings are objects too: the next request reloads them
