@@ -1224,6 +1224,8 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
         inflight_finishing(r, key);
         set_status(r, p->repo, &p->digest, is_failed ? "Failed" : "InProgress", done, total,
                    err_message(&e), is_failed && attempts == FETCH_ATTEMPTS_BEFORE_FAILED);
+        /* a removal may have come during this attempt: Removed stays the last word then */
+        placement_place_digest(r->reg, p->repo, &p->digest);
         log_warn("repl", "failed to replicate %s@%s (attempt %d, next in %" PRId64 " ms): %s",
                  p->repo, p->digest.str, attempts, delay_ms, err_message(&e));
     }
