@@ -620,8 +620,9 @@ static int merge_event(struct sq_conn *c, const struct meta_event *ev, struct er
     /* Filtered replication: a manifest that arrived before its tag belonged with nothing
      * known and was recorded as not held (2, meta_versions.c). The tag may make it a
      * version this region holds: back to pending, so the fetch workers place it again
-     * (placement_admit_pending) instead of it waiting for a profile change for ever. */
-    if (digest != NULL &&
+     * (placement_admit_pending) instead of it waiting for a profile change for ever.
+     * Only a write that took effect: a repair re-merging known tags moves nothing. */
+    if (digest != NULL && applied &&
         sq_run_exec(c, "UPDATE manifests SET is_visible = 0 WHERE repo_id = ?1 AND digest = ?2"
                        " AND is_visible = 2",
                     e, "it", repo_id, digest) != 0)
