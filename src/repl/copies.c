@@ -201,7 +201,8 @@ static void *copies_main(void *arg)
     while (!c->is_stopping) {
         c->is_kicked = false;
         AZ(pthread_mutex_unlock(&c->mu));
-        pass(c);
+        if (atomic_load(&c->reg->is_owner))
+            pass(c);
         AZ(pthread_mutex_lock(&c->mu));
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);

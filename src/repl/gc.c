@@ -249,7 +249,7 @@ static void *gc_main(void *arg)
         AZ(pthread_mutex_unlock(&g->mu));
         if (is_done)
             break;
-        if (g->reg->cfg->gc_grace_s <= 0)
+        if (g->reg->cfg->gc_grace_s <= 0 || !atomic_load(&g->reg->is_owner))
             continue;
         uint64_t n_reviewed = 0, n_reclaimed = 0, n_bytes = 0, n_errors = 0;
         pass(g, false, GC_BATCH, NULL, &n_reviewed, &n_reclaimed, &n_bytes, &n_errors);

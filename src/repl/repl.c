@@ -438,6 +438,10 @@ static void *puller_main(void *arg)
         struct err e = {0};
         struct meta_vv vv = {0};
         int64_t cursor = 0;
+        if (!atomic_load(&r->reg->is_owner)) {
+            nap(r, 1000); /* another node of the region pulls */
+            continue;
+        }
         if (ms_of(r)->ops->vv_get(ms_of(r), &vv, &e) != 0 ||
             ms_of(r)->ops->cursor_get(ms_of(r), p->location, &cursor, &e) != 0) {
             meta_vv_fini(&vv);
@@ -1183,7 +1187,8 @@ static void *fetcher_main(void *arg)
         struct meta_pending *list = NULL;
         size_t n = 0;
         struct err e = {0};
-        if (ms_of(r)->ops->pending_list(ms_of(r), 64, &list, &n, &e) == 0) {
+        if (atomic_load(&r->reg->is_owner) &&
+            ms_of(r)->ops->pending_list(ms_of(r), 64, &list, &n, &e) == 0) {
             for (size_t i = 0; i < n && !r->is_stopping; i++) {
                 /* filtered replication: only what this region holds is fetched */
                 if (placement_admit_pending(r->reg, list[i].repo, &list[i].digest))
@@ -1893,7 +1898,7 @@ static void *syncer_main(void *arg)
     int64_t next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
     while (!r->is_stopping) {
         int64_t now = util_now_ms();
-        if (now >= next_anti_entropy && !r->reg->is_removed) {
+        if (now >= next_anti_entropy && !r->reg->is_removed && atomic_load(&r->reg->is_owner)) {
             anti_entropy(r);
             placement_retention_run(r->reg); /* image versions' retention policies */
             next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;

@@ -164,6 +164,7 @@ struct registry *registry_open_with(struct config *cfg, struct blobstore *bs, st
     reg->cfg = cfg;
     AZ(pthread_rwlock_init(&reg->gc_lock, NULL));
     reg->bs = bs;
+    atomic_init(&reg->is_owner, true); /* until a lease says otherwise (lease.c) */
     if (util_mkdirs(cfg->data_dir) != 0) {
         err_set(e, ERR_IO, "cannot create data directory");
         goto fail;
@@ -200,7 +201,8 @@ struct registry *registry_open_with(struct config *cfg, struct blobstore *bs, st
     size_t n_open = 0;
     reg->bs->ops->upload_each(reg->bs, count_upload, &n_open);
     metrics_uploads_in_progress_add((int)n_open);
-    size_t n_orphans = upload_sessions_remove_orphans(reg->uploads);
+    /* Not on a metastore shared with other nodes: theirs may be in flight. Those expire. */
+    size_t n_orphans = cfg->metastore == NULL ? upload_sessions_remove_orphans(reg->uploads) : 0;
     if (n_orphans > 0)
         log_info("uploads", "removed %zu sessions of monolithic uploads cut by a restart",
                  n_orphans);

@@ -40,6 +40,11 @@ struct registry {
      * replicating, answers 503 on /v2/, and its blobs are deleted. Kept across restarts
      * by a marker file in the data directory. Read by any thread. */
     atomic_bool is_removed;
+    /* This node runs the region's background work (replication pulls and fetches,
+     * anti-entropy, retention, GC, scheduled scrubs, replica copies, the upload sweep).
+     * Always on a store of one process; on a store that several nodes share it is the
+     * holder of the region's lease (server/lease.c), so that work is done once. */
+    atomic_bool is_owner;
     uint8_t data_url_key[32]; /* signs data endpoint URLs (oci_data.c): random per process */
 };
 
