@@ -47,7 +47,7 @@ static void try_hold(struct lease *l)
         log_warn("lease", "failed to renew the background-work lease: %s", err_message(&e));
     }
     atomic_store(&l->reg->is_owner, is_owner);
-    if (is_owner != was_owner)
+    if (is_owner != was_owner && l->reg->cfg->metastore != NULL)
         log_info("lease", "%s the region's background work (%s)",
                  is_owner ? "this node runs" : "another node runs", l->holder);
 }
