@@ -77,8 +77,8 @@ static int make_private(const char *data_dir)
 /* DATA/secrets.key: the key that seals webhook secrets in the metastore, 32 random bytes
  * as URL-safe base64 text, created (0600) at first start. Each region has its own: peers
  * receive the secrets in clear over the authenticated peer API and seal them under theirs.
- * XXX: nodes of one region sharing a metastore (scale-out) will need to share this file,
- * as they share token.key. */
+ * Nodes of one region sharing a metastore (scale-out) share this file, as they share
+ * token.key (docs/scale-out.md). */
 static int load_sealing_key(const char *data_dir, uint8_t key[SECRET_BOX_KEY_BYTES])
 {
     char path[4096];
@@ -183,6 +183,11 @@ struct registry *registry_open_with(struct config *cfg, struct blobstore *bs, st
         goto fail;
     }
     int rc = metastore_sqlite_set_sealing_key(reg->ms, key, e);
+    /* Data endpoint URLs are signed with a key derived from this one, so every node of a
+     * region (which share secrets.key) accepts the URLs any of them signed. */
+    static const char data_url_label[] = "meridian data-url key v1";
+    secret_hmac_sha256(key, sizeof(key), data_url_label, sizeof(data_url_label) - 1,
+                       reg->data_url_key);
     secret_wipe(key, sizeof(key));
     if (rc != 0)
         goto fail;

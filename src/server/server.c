@@ -61,7 +61,6 @@ static void *sweep_loop(void *arg)
 static int start_data_listener(struct config *cfg, const struct http_config *hc,
                                struct registry *reg, struct http_server **out, struct err *e)
 {
-    secret_random(reg->data_url_key, sizeof(reg->data_url_key));
     struct http_config dc = *hc;
     dc.listen_host = cfg->data_listen_host;
     dc.listen_port = cfg->data_listen_port;

@@ -45,7 +45,7 @@ struct registry {
      * Always on a store of one process; on a store that several nodes share it is the
      * holder of the region's lease (server/lease.c), so that work is done once. */
     atomic_bool is_owner;
-    uint8_t data_url_key[32]; /* signs data endpoint URLs (oci_data.c): random per process */
+    uint8_t data_url_key[32]; /* signs data endpoint URLs (oci_data.c): from secrets.key */
 };
 
 #endif

@@ -5,6 +5,7 @@ filesystem blob store on a shared directory) behind a round-robin TCP balancer
 nodes in turn).
 
 - a chunked upload started on one node continues and finishes on the other;
+- a data endpoint URL signed by one node is honoured by the other's data listener;
 - concurrent pushes through the balancer: every tag is served by both nodes, and the
   region's event log has one event per origin sequence number, in commit order, with
   clocks strictly increasing along it (no two events of the region share a clock);
@@ -101,6 +102,25 @@ def test_chunked_upload_moves_between_nodes(nodes):
     for srv in (a, b):
         got = requests.get(srv.url + "/v2/%s/blobs/%s" % (repo, dig), timeout=30)
         assert got.status_code == 200 and got.content == data
+
+
+def test_data_url_signed_by_one_node_is_served_by_the_other(server_factory):
+    import re
+    args = NODE_ARGS + ["--data-listen", "127.0.0.1:0"]
+    a = server_factory(*args)
+    b = server_factory(*args, data_dir=a.data_dir)
+    data_of = lambda srv: re.search(r"data endpoint at (http://[0-9.:]+)",  # noqa: E731
+                                    log_text(srv)).group(1)
+    repo = unique_name("e2e/data")
+    data = random_bytes(50_000)
+    dig = OCI(a.url).push_blob(repo, data)
+    r = requests.get(a.url + "/v2/%s/blobs/%s" % (repo, dig), allow_redirects=False, timeout=30)
+    assert r.status_code == 307, (r.status_code, r.text)
+    loc = r.headers["Location"]
+    assert loc.startswith(data_of(a))
+    # the same URL on the other node's data listener (a balancer in front of both)
+    r = requests.get(data_of(b) + loc[len(data_of(a)):], timeout=30)
+    assert r.status_code == 200 and r.content == data
 
 
 # ----------------------------------------------------------------------------
