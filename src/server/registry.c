@@ -232,16 +232,29 @@ void registry_close(struct registry *reg)
     if (reg->bs)
         reg->bs->ops->close(reg->bs);
     pthread_rwlock_destroy(&reg->gc_lock);
+    meta_name_list_fini(&reg->rowless_uploads);
     free(reg);
 }
 
 struct sweep_ctx {
     struct registry *reg;
     size_t n_removed;
+    struct meta_name_list rowless; /* found without a row by this sweep */
 };
 
+static bool name_listed(const struct meta_name_list *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (strcmp(l->names[i], name) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Upload files with no session row (left by a crash between creating the file and
- * committing the row) are removed too. */
+ * committing the row) are removed too. On a metastore shared with other nodes, such a
+ * file may be a session another node is creating right now (file first, then row): it
+ * goes only when the sweep before this one found it without a row too. */
 static void on_upload_file(const char *id, void *arg)
 {
     struct sweep_ctx *ctx = arg;
@@ -253,6 +266,12 @@ static void on_upload_file(const char *id, void *arg)
         return;
     if (upload_sessions_is_active(reg->uploads, id))
         return;
+    if (reg->cfg->metastore != NULL && !name_listed(&reg->rowless_uploads, id)) {
+        struct meta_name_list *l = &ctx->rowless;
+        l->names = xrealloc(l->names, (l->n + 1) * sizeof(char *));
+        l->names[l->n++] = xstrdup(id);
+        return;
+    }
     reg->bs->ops->upload_remove(reg->bs, id);
     metrics_uploads_in_progress_add(-1);
     ctx->n_removed++;
@@ -273,6 +292,8 @@ void registry_sweep_uploads(struct registry *reg)
     }
     meta_name_list_fini(&expired);
     reg->bs->ops->upload_each(reg->bs, on_upload_file, &ctx);
+    meta_name_list_fini(&reg->rowless_uploads);
+    reg->rowless_uploads = ctx.rowless;
     if (ctx.n_removed)
         log_info("uploads", "reclaimed %zu expired or orphaned upload sessions", ctx.n_removed);
 }

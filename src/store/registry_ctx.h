@@ -45,6 +45,9 @@ struct registry {
      * Always on a store of one process; on a store that several nodes share it is the
      * holder of the region's lease (server/lease.c), so that work is done once. */
     atomic_bool is_owner;
+    /* Upload ids the last sweep found without a session row, on a metastore shared with
+     * other nodes (registry.c): only the sweep thread touches it. */
+    struct meta_name_list rowless_uploads;
     uint8_t data_url_key[32]; /* signs data endpoint URLs (oci_data.c): from secrets.key */
 };
 

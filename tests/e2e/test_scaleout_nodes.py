@@ -5,6 +5,8 @@ filesystem blob store on a shared directory) behind a round-robin TCP balancer
 nodes in turn).
 
 - a chunked upload started on one node continues and finishes on the other;
+- an upload whose session row is not there yet (another node between creating its bytes
+  and its row) survives the first sweep that sees it, and goes at the next;
 - a data endpoint URL signed by one node is honoured by the other's data listener;
 - concurrent pushes through the balancer: every tag is served by both nodes, and the
   region's event log has one event per origin sequence number, in commit order, with
@@ -102,6 +104,22 @@ def test_chunked_upload_moves_between_nodes(nodes):
     for srv in (a, b):
         got = requests.get(srv.url + "/v2/%s/blobs/%s" % (repo, dig), timeout=30)
         assert got.status_code == 200 and got.content == data
+
+
+def test_upload_without_row_survives_one_sweep(server_factory):
+    import os
+    a = server_factory(*NODE_ARGS, "--upload-sweep-interval", "1")
+    repo = unique_name("e2e/rowless")
+    loc = a.oci().start_upload(repo).headers["Location"]
+    uid = loc.split("?")[0].rstrip("/").rsplit("/", 1)[1]
+    files = a.upload_files()
+    assert files, "the session has no file"
+    a.stop()
+    pg_metastore.query_rows(a.data_dir, "DELETE FROM uploads WHERE id = ?", uid)
+    a.start()  # its first sweep runs before it is ready
+    assert all(os.path.exists(f) for f in files), "removed at first sight"
+    wait_until(lambda: not any(os.path.exists(f) for f in files), timeout_s=20,
+               what="the rowless upload removed by a later sweep")
 
 
 def test_data_url_signed_by_one_node_is_served_by_the_other(server_factory):
