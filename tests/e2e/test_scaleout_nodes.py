@@ -11,7 +11,8 @@ nodes in turn).
 - concurrent pushes through the balancer: every tag is served by both nodes, and the
   region's event log has one event per origin sequence number, in commit order, with
   clocks strictly increasing along it (no two events of the region share a clock);
-- background work runs on one node (the lease holder); the other takes over when it stops;
+- background work runs on one node (the lease holder); the other takes over when it stops,
+  at once after a clean stop, when the lease runs out after kill -9;
 - a webhook fires once per push, whichever node took the push;
 - a second region pulling from the two-node region while both nodes take concurrent
   pushes ends with every event of the region exactly once.
@@ -185,6 +186,18 @@ def test_one_node_runs_background_work_and_another_takes_over(nodes):
     assert len(holder) == 1 and (":%d:" % owner.proc.pid) in holder[0][0]
     owner.stop()  # a clean stop gives the lease up: no wait for it to run out
     wait_until(lambda: OWNER_LINE in log_text(other), timeout_s=10, what="takeover")
+
+
+def test_lease_of_a_killed_node_runs_out_and_another_takes_it(nodes):
+    a, b, _ = nodes
+    owners = lambda: [s for s in (a, b) if OWNER_LINE in log_text(s)]  # noqa: E731
+    wait_until(lambda: len(owners()) == 1, timeout_s=10, what="one lease holder")
+    owner = owners()[0]
+    other = b if owner is a else a
+    owner.kill()  # -9: nothing given up; the lease runs out (10 s) and the other takes it
+    t0 = time.monotonic()
+    wait_until(lambda: OWNER_LINE in log_text(other), timeout_s=30, what="takeover")
+    assert time.monotonic() - t0 <= 10 + 2 + 5  # the lease's length, a renewal period, slack
 
 
 class Receiver:
