@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gc_fence.h"
 #include "image_catalog.h"
 #include "log.h"
 #include "util.h"
@@ -141,9 +142,9 @@ static unsigned place_one(struct registry *reg, const char *digest, uint64_t siz
     unsigned now = 0;
     if (digest_parse(digest, strlen(digest), &d, &e) != 0)
         return 0;
-    AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+    (void)gc_fence_enter(reg, false);
     int rc = reg->bs->ops->place(reg->bs, &d, size, count, klass, &now, &e);
-    AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    gc_fence_leave(reg, false);
     if (rc != 0 && e.code != ERR_BLOB_UNKNOWN)
         log_warn("copies", "failed to place %u cop%s of %s: %s", count, count == 1 ? "y" : "ies",
                  digest, err_message(&e));

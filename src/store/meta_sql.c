@@ -523,6 +523,7 @@ static const struct metastore_ops sq_ops = {
     .delivery_list = sq_delivery_list,
     .delivery_prune = sq_delivery_prune,
     .lease_hold = sq_lease_hold,
+    .gc_fence = sq_gc_fence,
     .identity_put = sq_identity_put,
     .identity_delete = sq_identity_delete,
     .role_set = sq_role_set,

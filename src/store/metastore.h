@@ -317,6 +317,12 @@ typedef int ms_delivery_due_f(struct metastore *ms, int64_t now_ms, int64_t clai
  * has no other holder: always held. */
 typedef int ms_lease_hold_f(struct metastore *ms, const char *name, const char *holder,
                             int64_t now_ms, int64_t ttl_ms, bool *is_held, struct err *e);
+/* The cross-node half of the GC fence (gc_fence.h): takes (is_enter) or releases a lock
+ * shared by every node of the store, shared or exclusive, on this thread's connection.
+ * With is_try an exclusive enter does not wait: *is_held says whether it got the lock.
+ * A store of one process (SQLite) has no other node: always held, nothing to do. */
+typedef int ms_gc_fence_f(struct metastore *ms, bool is_exclusive, bool is_enter, bool is_try,
+                          bool *is_held, struct err *e);
 /* Records an attempt: state, attempts, status_code, latency_ms, response, updated_ms and
  * next_attempt_ms of the delivery d->id. ERR_NOT_FOUND if it does not exist. */
 typedef int ms_delivery_update_f(struct metastore *ms, const struct meta_delivery *d,
@@ -604,6 +610,7 @@ struct metastore_ops {
     ms_storage_usage_f *storage_usage;
     ms_repo_bytes_f *repo_bytes;
     ms_lease_hold_f *lease_hold;
+    ms_gc_fence_f *gc_fence;
 };
 
 struct metastore {

@@ -512,6 +512,7 @@ ms_delivery_add_f sq_delivery_add;
 ms_delivery_due_f sq_delivery_due;
 ms_delivery_update_f sq_delivery_update;
 ms_lease_hold_f sq_lease_hold;
+ms_gc_fence_f sq_gc_fence;
 ms_delivery_list_f sq_delivery_list;
 ms_delivery_prune_f sq_delivery_prune;
 

@@ -33,7 +33,8 @@ struct registry {
     struct copies *copies;           /* copies.c: replica counts on volumes (NULL: none) */
     struct gc *gc;                   /* gc.c: online garbage collection of blobs */
     /* Blob commits hold it shared, garbage collection of a blob's bytes holds it
-     * exclusive, so a blob being re-pushed is never removed under the new link. */
+     * exclusive, so a blob being re-pushed is never removed under the new link. Taken
+     * through gc_fence.h, which adds the same lock across the nodes of a shared store. */
     pthread_rwlock_t gc_lock;
     atomic_bool is_ready;   /* serving: written by the main thread, read by handlers */
     /* This region was removed from the registry (replication delete): it stops

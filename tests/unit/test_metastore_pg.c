@@ -6,7 +6,8 @@
  * (blobs, manifest, tag) reads back through the same calls as on SQLite, and its event
  * lands in the log. Two nodes of a region (two stores on one database): events stamped by
  * a node whose clock is behind still order after the other node's, one lease has one
- * holder, a claimed webhook delivery is not handed to the other node. */
+ * holder, a claimed webhook delivery is not handed to the other node, the GC fence
+ * held shared by one node keeps the other's collector out. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -256,6 +257,29 @@ static void test_claimed_delivery_goes_to_one_node(void **state)
     b->ops->close(b);
 }
 
+/* A commit on one node (the fence shared) keeps the collector of another (exclusive,
+ * without waiting) from removing bytes until it is done. */
+static void test_gc_fence_spans_nodes(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *a = metastore_pg_open(target, "r1", &e);
+    struct metastore *b = metastore_pg_open(target, "r1", &e);
+    assert_non_null(a);
+    assert_non_null(b);
+    bool held = false;
+    assert_int_equal(a->ops->gc_fence(a, false, true, false, &held, &e), 0);
+    assert_true(held);
+    assert_int_equal(b->ops->gc_fence(b, true, true, true, &held, &e), 0);
+    assert_false(held); /* a commit is in progress on the other node */
+    assert_int_equal(a->ops->gc_fence(a, false, false, false, &held, &e), 0);
+    assert_int_equal(b->ops->gc_fence(b, true, true, true, &held, &e), 0);
+    assert_true(held);
+    assert_int_equal(b->ops->gc_fence(b, true, false, false, &held, &e), 0);
+    a->ops->close(a);
+    b->ops->close(b);
+}
+
 int main(void)
 {
     const char *uri = getenv("MERIDIAN_TEST_PG");
@@ -270,6 +294,7 @@ int main(void)
         cmocka_unit_test_setup(test_nodes_share_one_clock, setup),
         cmocka_unit_test_setup(test_lease_has_one_holder, setup),
         cmocka_unit_test_setup(test_claimed_delivery_goes_to_one_node, setup),
+        cmocka_unit_test_setup(test_gc_fence_spans_nodes, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
