@@ -7,6 +7,9 @@ nodes of a region in turn, as a load balancer without affinity would.
     lb.url            # http://127.0.0.1:PORT
     lb.counts         # connections sent to each backend
     lb.stop()
+
+Also a command for a local run (scripts/scaleout-up.sh):
+    python3 tests/e2e/roundrobin.py LISTEN_PORT HOST:PORT [HOST:PORT ...]
 """
 
 import socket
@@ -14,9 +17,10 @@ import threading
 
 
 class RoundRobin:
-    def __init__(self, backends, host="127.0.0.1"):
+    def __init__(self, backends, host="127.0.0.1", port=0):
         self.backends = list(backends)
         self.host = host
+        self.port = port
         self.counts = [0] * len(self.backends)
         self._next = 0
         self._lock = threading.Lock()
@@ -31,7 +35,7 @@ class RoundRobin:
     def start(self):
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((self.host, 0))
+        self._sock.bind((self.host, self.port))
         self._sock.listen(128)
         threading.Thread(target=self._accept, daemon=True).start()
         return self
@@ -96,3 +100,18 @@ class RoundRobin:
             dst.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+
+
+if __name__ == "__main__":
+    import sys
+    import time
+    if len(sys.argv) < 3:
+        sys.exit("usage: roundrobin.py LISTEN_PORT HOST:PORT [HOST:PORT ...]")
+    targets = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in sys.argv[2:]]
+    lb = RoundRobin(targets, port=int(sys.argv[1])).start()
+    print("round-robin on %s to %s" % (lb.url, " ".join(sys.argv[2:])), flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        lb.stop()
