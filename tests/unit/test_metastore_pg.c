@@ -33,14 +33,18 @@ static int setup(void **state)
 {
     (void)state;
     const char *base = getenv("MERIDIAN_TEST_PG");
+    const char *sep = strchr(base, '?') != NULL ? "&" : "?";
+    /* Named, so that test_sql_driver's "terminate every other connection" (the two may
+     * run at once on one server) leaves these alone. */
+    char named[900];
+    snprintf(named, sizeof(named), "%s%sapplication_name=test_metastore_pg", base, sep);
     struct sql_db *db = NULL;
     struct err e = {0};
-    if (sql_pg_driver.open(base, &db, &e) != 0)
+    if (sql_pg_driver.open(named, &db, &e) != 0)
         return -1;
     int rc = sql_pg_driver.exec(db, "DROP SCHEMA IF EXISTS unit_pg CASCADE; CREATE SCHEMA unit_pg");
     sql_pg_driver.close(db);
-    snprintf(target, sizeof(target), "%s%soptions=-csearch_path%%3Dunit_pg", base,
-             strchr(base, '?') != NULL ? "&" : "?");
+    snprintf(target, sizeof(target), "%s&options=-csearch_path%%3Dunit_pg", named);
     return rc == SQL_OK ? 0 : -1;
 }
 
