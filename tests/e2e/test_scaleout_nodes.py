@@ -4,7 +4,8 @@ filesystem blob store on a shared directory) behind a round-robin TCP balancer
 (roundrobin.py: one connection per request, so consecutive requests of a client reach the
 nodes in turn).
 
-- a chunked upload started on one node continues and finishes on the other;
+- a chunked upload started on one node continues and finishes on the other, also when
+  the node is killed (-9) in the middle of a chunk;
 - an upload whose session row is not there yet (another node between creating its bytes
   and its row) survives the first sweep that sees it, and goes at the next;
 - a data endpoint URL signed by one node is honoured by the other's data listener;
@@ -20,6 +21,7 @@ nodes in turn).
 
 import concurrent.futures
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -99,12 +101,29 @@ def test_chunked_upload_moves_between_nodes(nodes):
         path = r.headers["Location"] if r.headers["Location"].startswith("/") else path
     r = requests.get(a.url + path, timeout=30)
     assert r.status_code == 204 and r.headers["Range"] == "0-%d" % (len(data) - 1)
+
+    # node A killed (-9) in the middle of the next chunk's body: the client asks node B
+    # where the upload stands and sends the chunk again there
+    more = random_bytes(200_000)
+    sock = socket.create_connection(("127.0.0.1", a.port), timeout=30)
+    sock.sendall(("PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                  "Content-Range: %d-%d\r\nContent-Length: %d\r\n\r\n"
+                  % (path, offset, offset + len(more) - 1, len(more))).encode())
+    sock.sendall(more[:120_000])
+    a.kill()
+    sock.close()
+    r = requests.get(b.url + path, timeout=30)
+    assert r.status_code == 204 and r.headers["Range"] == "0-%d" % (offset - 1)
+    r = requests.patch(b.url + path, data=more, timeout=30, headers={
+        "Content-Type": "application/octet-stream",
+        "Content-Range": "%d-%d" % (offset, offset + len(more) - 1)})
+    assert r.status_code == 202, (r.status_code, r.text)
+    data += more
     dig = digest_of(data)
     r = requests.put(b.url + path, params={"digest": dig}, timeout=30)
     assert r.status_code == 201, (r.status_code, r.text)
-    for srv in (a, b):
-        got = requests.get(srv.url + "/v2/%s/blobs/%s" % (repo, dig), timeout=30)
-        assert got.status_code == 200 and got.content == data
+    got = requests.get(b.url + "/v2/%s/blobs/%s" % (repo, dig), timeout=30)
+    assert got.status_code == 200 and got.content == data
 
 
 def test_upload_without_row_survives_one_sweep(server_factory):
