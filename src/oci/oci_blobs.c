@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gc_fence.h"
 #include "log.h"
 #include "oci.h"
 #include "placement.h"
@@ -24,11 +25,11 @@ static void blob_delete(struct http_req *req, const struct digest *d)
         http_reply_error(req, ERR_UNSUPPORTED, "deletes are disabled on this registry");
         return;
     }
-    AZ(pthread_rwlock_wrlock(&reg->gc_lock));
+    bool is_fenced = gc_fence_enter(reg, true);
     int rc = reg->ms->ops->blob_unlink(reg->ms, req->repo, d, &is_orphan, &e);
-    if (rc == 0 && is_orphan)
+    if (rc == 0 && is_orphan && is_fenced) /* else the collector removes it later */
         reg->bs->ops->remove(reg->bs, d);
-    AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    gc_fence_leave(reg, true);
     if (rc != 0) {
         http_reply_err(req, &e);
         return;

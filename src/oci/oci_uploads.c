@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "authz.h"
+#include "gc_fence.h"
 #include "log.h"
 #include "metrics.h"
 #include "name.h"
@@ -182,15 +183,15 @@ static bool try_mount(struct http_req *req)
     /* Mounting reads the source: without pull on it, fall back to an upload. */
     if (!authz_can(req, from, AUTH_PERM_PULL, true))
         return false;
-    /* Shared gc_lock: the collector cannot delete the source's blob between the look-up
+    /* GC fence, shared: the collector cannot delete the source's blob between the look-up
      * and the new link (which restarts its grace). */
-    AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+    (void)gc_fence_enter(reg, false);
     int rc = reg->ms->ops->blob_get(reg->ms, from, &d, &size, &e);
     if (rc == 0 && quota_check(reg->ms, req->repo, &d, size, &e) != 0)
         rc = 1;
     else if (rc == 0)
         rc = reg->ms->ops->blob_link(reg->ms, req->repo, &d, size, &e) != 0 ? 1 : 0;
-    AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    gc_fence_leave(reg, false);
     if (rc < 0)
         return false;
     if (rc > 0) {
@@ -326,11 +327,11 @@ static void finish_upload(struct http_req *req, struct upload_req *u)
         u->is_done = true;
         return;
     }
-    AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+    (void)gc_fence_enter(reg, false);
     int rc = upload_sessions_commit(reg->uploads, u->st, &u->digest, &e);
     if (rc == 0)
         rc = reg->ms->ops->blob_link(reg->ms, req->repo, &u->digest, size, &e);
-    AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    gc_fence_leave(reg, false);
     if (rc != 0) {
         http_reply_err(req, &e);
         end_failed(req, u);

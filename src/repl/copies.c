@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gc_fence.h"
 #include "image_catalog.h"
 #include "log.h"
 #include "repl.h"
@@ -149,9 +150,9 @@ static unsigned place_one(struct registry *reg, const char *digest, uint64_t siz
     unsigned now = 0;
     if (digest_parse(digest, strlen(digest), &d, &e) != 0)
         return 0;
-    AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+    (void)gc_fence_enter(reg, false);
     int rc = reg->bs->ops->place(reg->bs, &d, size, count, klass, &now, &e);
-    AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    gc_fence_leave(reg, false);
     if (rc != 0 && e.code != ERR_BLOB_UNKNOWN)
         log_warn("copies", "failed to place %u cop%s of %s: %s", count, count == 1 ? "y" : "ies",
                  digest, err_message(&e));
@@ -232,7 +233,8 @@ static void *copies_main(void *arg)
     while (!c->is_stopping) {
         c->is_kicked = false;
         AZ(pthread_mutex_unlock(&c->mu));
-        pass(c);
+        if (atomic_load(&c->reg->is_owner))
+            pass(c);
         AZ(pthread_mutex_lock(&c->mu));
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);

@@ -1,7 +1,8 @@
 /* The garbage collector's thread (gc.h). A tick lists up to GC_BATCH due digests of the
  * review queue and decides each in its own short transaction (ms gc_collect), deleting
- * the file of a blob found orphaned while still holding gc_lock for writing, so that no
- * upload commit or fetch can link that digest between the decision and the removal.
+ * the file of a blob found orphaned while still holding the GC fence exclusive (gc_fence.h:
+ * across the nodes of a shared store too), so that no upload commit or fetch can link that
+ * digest between the decision and the removal.
  * Digests are decided GC_GROUP at a time (one transaction, one sync): pushes' commits wait
  * at most for one group's decision and removals.
  *
@@ -17,6 +18,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "gc_fence.h"
 #include "log.h"
 #include "metrics.h"
 #include "registry_ctx.h"
@@ -60,8 +62,12 @@ static int collect_group(struct gc *g, const char *const *digests, size_t n, int
 {
     struct registry *reg = g->reg;
     struct err e = {0};
-    if (!is_dry_run)
-        AZ(pthread_rwlock_wrlock(&reg->gc_lock));
+    /* Not waiting for another node's commits: this group is tried again at a later tick. */
+    if (!is_dry_run && !gc_fence_try_exclusive(reg)) {
+        for (size_t i = 0; i < n; i++)
+            is_orphan[i] = false;
+        return 0;
+    }
     int rc = reg->ms->ops->gc_collect(reg->ms, digests, n, cutoff, is_dry_run, is_orphan, sizes,
                                       &e);
     for (size_t i = 0; rc == 0 && !is_dry_run && i < n; i++) {
@@ -75,7 +81,7 @@ static int collect_group(struct gc *g, const char *const *digests, size_t n, int
             log_warn("gc", "queued digest %s is not a digest: record dropped, no file", digests[i]);
     }
     if (!is_dry_run)
-        AZ(pthread_rwlock_unlock(&reg->gc_lock));
+        gc_fence_leave(reg, true);
     if (rc != 0) {
         log_warn("gc", "failed to collect %zu blobs from %s: %s", n, digests[0], err_message(&e));
         return -1;
@@ -249,7 +255,7 @@ static void *gc_main(void *arg)
         AZ(pthread_mutex_unlock(&g->mu));
         if (is_done)
             break;
-        if (g->reg->cfg->gc_grace_s <= 0)
+        if (g->reg->cfg->gc_grace_s <= 0 || !atomic_load(&g->reg->is_owner))
             continue;
         uint64_t n_reviewed = 0, n_reclaimed = 0, n_bytes = 0, n_errors = 0;
         pass(g, false, GC_BATCH, NULL, &n_reviewed, &n_reclaimed, &n_bytes, &n_errors);

@@ -1,4 +1,5 @@
 /* Filtered replication: placement of manifests by their versions' profiles (placement.h). */
+#include "gc_fence.h"
 #include "placement.h"
 
 #include <jansson.h>
@@ -297,15 +298,15 @@ static void release(struct registry *reg, const char *repo, const struct digest 
     struct meta_name_list orphans = {0};
     struct err e = {0};
     /* Exclusive: no blob commit or fetch links one of these blobs while its file goes. */
-    AZ(pthread_rwlock_wrlock(&reg->gc_lock));
+    bool is_fenced = gc_fence_enter(reg, true);
     int rc = reg->ms->ops->manifest_release(reg->ms, repo, d, &orphans, &e);
-    for (size_t i = 0; rc == 0 && i < orphans.n; i++) {
+    for (size_t i = 0; rc == 0 && is_fenced && i < orphans.n; i++) {
         struct digest b;
         struct err ignore = {0};
         if (digest_parse(orphans.names[i], strlen(orphans.names[i]), &b, &ignore) == 0)
             reg->bs->ops->remove(reg->bs, &b);
     }
-    AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    gc_fence_leave(reg, true);
     if (rc != 0) {
         log_warn("placement", "failed to release %s@%s: %s", repo, d->str, err_message(&e));
         return;

@@ -15,6 +15,7 @@
  *
  * Shared state (peers, waiters, in-flight fetches) is under r->mu; no lock is held
  * across a network or disk wait. */
+#include "gc_fence.h"
 #include "repl.h"
 
 #include <errno.h>
@@ -439,6 +440,10 @@ static void *puller_main(void *arg)
         struct err e = {0};
         struct meta_vv vv = {0};
         int64_t cursor = 0;
+        if (!atomic_load(&r->reg->is_owner)) {
+            nap(r, 1000); /* another node of the region pulls */
+            continue;
+        }
         if (ms_of(r)->ops->vv_get(ms_of(r), &vv, &e) != 0 ||
             ms_of(r)->ops->cursor_get(ms_of(r), p->location, &cursor, &e) != 0) {
             meta_vv_fini(&vv);
@@ -782,10 +787,10 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
             return -1;
         /* Under the GC lock, looking again: a blob DELETE may have removed the bytes
          * meanwhile (they were an orphan); then they are fetched like any others. */
-        AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+        (void)gc_fence_enter(reg, false);
         bool is_here = is_usable_here(reg, d, &size);
         int rc = is_here ? reg->ms->ops->blob_link(reg->ms, repo, d, size, e) : 0;
-        AZ(pthread_rwlock_unlock(&reg->gc_lock));
+        gc_fence_leave(reg, false);
         if (is_here)
             return rc;
     }
@@ -857,12 +862,12 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
                      err_message(&te));
             continue;
         }
-        AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+        (void)gc_fence_enter(reg, false);
         uint64_t got = st->offset;
         rc = upload_sessions_commit(reg->uploads, st, d, e);
         if (rc == 0)
             rc = reg->ms->ops->blob_link(reg->ms, repo, d, got, e);
-        AZ(pthread_rwlock_unlock(&reg->gc_lock));
+        gc_fence_leave(reg, false);
         log_debug("repl", "commit of %s: %.3f s after the fetch began", d->str,
                   (double)(util_mono_ns() - t0_ns) / 1e9);
         if (rc != 0 && e->code == ERR_DIGEST_INVALID) {
@@ -1162,7 +1167,7 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
         /* Visible means pullable: under the GC lock (shared), every blob must still be here
          * with its size: a copy quarantined since it was looked at (registry_blob_recover
          * records the loss under the exclusive lock) sends the manifest back to the queue. */
-        AZ(pthread_rwlock_rdlock(&r->reg->gc_lock));
+        (void)gc_fence_enter(r->reg, false);
         int crc = 0;
         /* Completed covers the children and referrers known now (filtered replication). */
         if (!placement_dependents_ready(r->reg, p->repo, &p->digest))
@@ -1178,7 +1183,7 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
             crc = is_shallow ? ms_of(r)->ops->manifest_show_shallow(ms_of(r), p->repo, &p->digest,
                                                                      &e)
                              : ms_of(r)->ops->pending_complete(ms_of(r), p, &e);
-        AZ(pthread_rwlock_unlock(&r->reg->gc_lock));
+        gc_fence_leave(r->reg, false);
         if (crc == 0) {
             inflight_finishing(r, key);
             if (is_shallow)
@@ -1240,7 +1245,8 @@ static void *fetcher_main(void *arg)
         struct meta_pending *list = NULL;
         size_t n = 0;
         struct err e = {0};
-        if (ms_of(r)->ops->pending_list(ms_of(r), 64, &list, &n, &e) == 0) {
+        if (atomic_load(&r->reg->is_owner) &&
+            ms_of(r)->ops->pending_list(ms_of(r), 64, &list, &n, &e) == 0) {
             for (size_t i = 0; i < n && !r->is_stopping; i++) {
                 /* filtered replication: only what this region holds is fetched */
                 if (placement_admit_pending(r->reg, list[i].repo, &list[i].digest))
@@ -1950,7 +1956,7 @@ static void *syncer_main(void *arg)
     int64_t next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
     while (!r->is_stopping) {
         int64_t now = util_now_ms();
-        if (now >= next_anti_entropy && !r->reg->is_removed) {
+        if (now >= next_anti_entropy && !r->reg->is_removed && atomic_load(&r->reg->is_owner)) {
             anti_entropy(r);
             placement_retention_run(r->reg); /* image versions' retention policies */
             next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
@@ -2398,9 +2404,9 @@ int repl_blob_recover(struct registry *reg, const char *repo, const struct diges
     struct err le = {0};
     /* Exclusive: a replicated manifest being made visible (complete_pending) either
      * finished before (and is hidden now) or checks its blobs after (and waits). */
-    AZ(pthread_rwlock_wrlock(&reg->gc_lock));
+    (void)gc_fence_enter(reg, true);
     int lrc = reg->ms->ops->blob_lost(reg->ms, d, &n_manifests, &le);
-    AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    gc_fence_leave(reg, true);
     if (lrc != 0)
         log_error("registry", "failed to record the loss of blob %s: %s", d->str,
                   err_message(&le));

@@ -196,10 +196,15 @@ static void *scrub_main(void *arg)
     AZ(pthread_mutex_lock(&s->mu));
     while (!s->is_stopping) {
         int64_t now = util_now_ms();
-        bool is_due = s->next_due_ms > 0 && now >= s->next_due_ms;
+        /* Scheduled passes run on the node that owns the region's background work; one
+         * asked for through the API runs where it was asked. */
+        bool is_due = s->next_due_ms > 0 && now >= s->next_due_ms &&
+                      atomic_load(&s->reg->is_owner);
         if (!s->is_requested && !is_due) {
             struct timespec until;
             int64_t wake_ms = s->next_due_ms > 0 ? s->next_due_ms : now + 3600 * 1000;
+            if (wake_ms <= now)
+                wake_ms = now + 1000; /* due, not the owner: look again later */
             until.tv_sec = wake_ms / 1000;
             until.tv_nsec = (wake_ms % 1000) * 1000000;
             pthread_cond_timedwait(&s->cv, &s->mu, &until);

@@ -32,6 +32,9 @@
 #define WEBHOOK_IDLE_RECHECK_MS 60000    /* look at the queue at least this often */
 #define WEBHOOK_STORE_RETRY_MS 1000      /* after a metastore failure */
 #define WEBHOOK_RESPONSE_READ_MAX (64 * 1024)
+/* A batch read is claimed for this long: enough to send all of it (each send is bounded
+ * by WEBHOOK_TIMEOUT_MS), after which another node may take what a dead one left. */
+#define WEBHOOK_CLAIM_MS ((int64_t)WEBHOOK_BATCH * WEBHOOK_TIMEOUT_MS + 30000)
 
 struct webhook_worker {
     unsigned magic;
@@ -385,15 +388,21 @@ static int64_t run_due(struct webhook_worker *w)
         int64_t next_due_ms = INT64_MAX;
         struct err e = {0};
         int64_t now_ms = util_now_ms();
-        if (ms->ops->delivery_due(ms, now_ms, WEBHOOK_BATCH, &due, &next_due_ms, &e) != 0) {
+        if (ms->ops->delivery_due(ms, now_ms, WEBHOOK_CLAIM_MS, WEBHOOK_BATCH, &due,
+                                  &next_due_ms, &e) != 0) {
             log_error("webhook", "failed to read due deliveries: %s", err_message(&e));
             return now_ms + WEBHOOK_STORE_RETRY_MS;
         }
         if (due.n == 0)
             return next_due_ms;
         bool is_store_failing = false;
-        for (size_t i = 0; i < due.n && !is_stopping(w); i++)
+        size_t i = 0;
+        for (; i < due.n && !is_stopping(w); i++)
             is_store_failing |= deliver(w, &due.items[i]) != 0;
+        /* Stopping: the claims not used go back (each row as it was read), so a restart
+         * or another node sends them at once rather than when the claim runs out. */
+        for (; i < due.n; i++)
+            (void)ms->ops->delivery_update(ms, &due.items[i], &e);
         meta_delivery_list_fini(&due);
         /* A delivery whose outcome could not be stored is still due: pause, not spin. */
         if (is_store_failing)

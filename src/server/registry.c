@@ -77,8 +77,8 @@ static int make_private(const char *data_dir)
 /* DATA/secrets.key: the key that seals webhook secrets in the metastore, 32 random bytes
  * as URL-safe base64 text, created (0600) at first start. Each region has its own: peers
  * receive the secrets in clear over the authenticated peer API and seal them under theirs.
- * XXX: nodes of one region sharing a metastore (scale-out) will need to share this file,
- * as they share token.key. */
+ * Nodes of one region sharing a metastore (scale-out) share this file, as they share
+ * token.key (docs/scale-out.md). */
 static int load_sealing_key(const char *data_dir, uint8_t key[SECRET_BOX_KEY_BYTES])
 {
     char path[4096];
@@ -164,6 +164,7 @@ struct registry *registry_open_with(struct config *cfg, struct blobstore *bs, st
     reg->cfg = cfg;
     AZ(pthread_rwlock_init(&reg->gc_lock, NULL));
     reg->bs = bs;
+    atomic_init(&reg->is_owner, true); /* until a lease says otherwise (lease.c) */
     if (util_mkdirs(cfg->data_dir) != 0) {
         err_set(e, ERR_IO, "cannot create data directory");
         goto fail;
@@ -182,6 +183,11 @@ struct registry *registry_open_with(struct config *cfg, struct blobstore *bs, st
         goto fail;
     }
     int rc = metastore_sqlite_set_sealing_key(reg->ms, key, e);
+    /* Data endpoint URLs are signed with a key derived from this one, so every node of a
+     * region (which share secrets.key) accepts the URLs any of them signed. */
+    static const char data_url_label[] = "meridian data-url key v1";
+    secret_hmac_sha256(key, sizeof(key), data_url_label, sizeof(data_url_label) - 1,
+                       reg->data_url_key);
     secret_wipe(key, sizeof(key));
     if (rc != 0)
         goto fail;
@@ -200,7 +206,8 @@ struct registry *registry_open_with(struct config *cfg, struct blobstore *bs, st
     size_t n_open = 0;
     reg->bs->ops->upload_each(reg->bs, count_upload, &n_open);
     metrics_uploads_in_progress_add((int)n_open);
-    size_t n_orphans = upload_sessions_remove_orphans(reg->uploads);
+    /* Not on a metastore shared with other nodes: theirs may be in flight. Those expire. */
+    size_t n_orphans = cfg->metastore == NULL ? upload_sessions_remove_orphans(reg->uploads) : 0;
     if (n_orphans > 0)
         log_info("uploads", "removed %zu sessions of monolithic uploads cut by a restart",
                  n_orphans);
@@ -225,16 +232,29 @@ void registry_close(struct registry *reg)
     if (reg->bs)
         reg->bs->ops->close(reg->bs);
     pthread_rwlock_destroy(&reg->gc_lock);
+    meta_name_list_fini(&reg->rowless_uploads);
     free(reg);
 }
 
 struct sweep_ctx {
     struct registry *reg;
     size_t n_removed;
+    struct meta_name_list rowless; /* found without a row by this sweep */
 };
 
+static bool name_listed(const struct meta_name_list *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (strcmp(l->names[i], name) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Upload files with no session row (left by a crash between creating the file and
- * committing the row) are removed too. */
+ * committing the row) are removed too. On a metastore shared with other nodes, such a
+ * file may be a session another node is creating right now (file first, then row): it
+ * goes only when the sweep before this one found it without a row too. */
 static void on_upload_file(const char *id, void *arg)
 {
     struct sweep_ctx *ctx = arg;
@@ -246,6 +266,12 @@ static void on_upload_file(const char *id, void *arg)
         return;
     if (upload_sessions_is_active(reg->uploads, id))
         return;
+    if (reg->cfg->metastore != NULL && !name_listed(&reg->rowless_uploads, id)) {
+        struct meta_name_list *l = &ctx->rowless;
+        l->names = xrealloc(l->names, (l->n + 1) * sizeof(char *));
+        l->names[l->n++] = xstrdup(id);
+        return;
+    }
     reg->bs->ops->upload_remove(reg->bs, id);
     metrics_uploads_in_progress_add(-1);
     ctx->n_removed++;
@@ -266,6 +292,8 @@ void registry_sweep_uploads(struct registry *reg)
     }
     meta_name_list_fini(&expired);
     reg->bs->ops->upload_each(reg->bs, on_upload_file, &ctx);
+    meta_name_list_fini(&reg->rowless_uploads);
+    reg->rowless_uploads = ctx.rowless;
     if (ctx.n_removed)
         log_info("uploads", "reclaimed %zu expired or orphaned upload sessions", ctx.n_removed);
 }

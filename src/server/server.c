@@ -23,6 +23,7 @@
 #include "oci.h"
 #include "scrub.h"
 #include "gc.h"
+#include "lease.h"
 #include "secret.h"
 #include "util.h"
 
@@ -44,7 +45,7 @@ static void *sweep_loop(void *arg)
         int rc = pthread_cond_timedwait(&sw->cv, &sw->mu, &until);
         if (sw->is_stopping)
             break;
-        if (rc == ETIMEDOUT) {
+        if (rc == ETIMEDOUT && atomic_load(&sw->reg->is_owner)) {
             AZ(pthread_mutex_unlock(&sw->mu));
             registry_sweep_uploads(sw->reg);
             AZ(pthread_mutex_lock(&sw->mu));
@@ -60,7 +61,6 @@ static void *sweep_loop(void *arg)
 static int start_data_listener(struct config *cfg, const struct http_config *hc,
                                struct registry *reg, struct http_server **out, struct err *e)
 {
-    secret_random(reg->data_url_key, sizeof(reg->data_url_key));
     struct http_config dc = *hc;
     dc.listen_host = cfg->data_listen_host;
     dc.listen_port = cfg->data_listen_port;
@@ -85,6 +85,7 @@ int server_main(int argc, char **argv)
     bool is_help = false;
     int status = 1;
     struct registry *reg = NULL;
+    struct lease *lease = NULL;
     struct http_server *http = NULL;
     struct http_server *data_http = NULL;
 
@@ -119,8 +120,11 @@ int server_main(int argc, char **argv)
         log_error("server", "failed to open storage in %s: %s", cfg.data_dir, err_message(&e));
         goto out;
     }
+    /* Of the nodes sharing a metastore, one runs the region's background work. */
+    lease = lease_start(reg);
     /* Sessions that expired while the process was down are reclaimed at once. */
-    registry_sweep_uploads(reg);
+    if (atomic_load(&reg->is_owner))
+        registry_sweep_uploads(reg);
 
     struct http_config hc = {
         .listen_host = cfg.listen_host,
@@ -237,9 +241,12 @@ int server_main(int argc, char **argv)
     AZ(pthread_join(sweep_thread, NULL));
     pthread_mutex_destroy(&sw.mu);
     pthread_cond_destroy(&sw.cv);
+    lease_stop(lease);
+    lease = NULL;
     status = 0;
     log_info("server", "stopped");
 out:
+    lease_stop(lease);
     if (http)
         http_server_stop(http, 0);
     if (data_http)

@@ -277,7 +277,7 @@ int sq_identity_put(struct metastore *ms, const struct meta_identity *id,
             goto fail;
         }
     }
-    int64_t hlc = id->is_bootstrap ? SQ_ACCESS_LOW_HLC : sq_hlc_next(c->store);
+    int64_t hlc = id->is_bootstrap ? SQ_ACCESS_LOW_HLC : sq_hlc_next(c);
     if (publish_identity(c, id->name, hlc, e) != 0 || bump_generation(c, e) != 0)
         goto fail;
     return sq_tx_commit(c, e);
@@ -315,7 +315,7 @@ int sq_identity_delete(struct metastore *ms, const char *name, const char *kind,
     }
     if (rc >= 0)
         sql_finalize(s);
-    int64_t hlc = sq_hlc_next(c->store);
+    int64_t hlc = sq_hlc_next(c);
     for (size_t i = 0; rc >= 0 && i + 1 < doomed.n; i += 2)
         rc = publish_binding(c, name, doomed.names[i], doomed.names[i + 1], false, hlc, e);
     meta_name_list_fini(&doomed);
@@ -352,7 +352,7 @@ int sq_role_set(struct metastore *ms, const struct meta_binding *b, bool is_boun
     }
     if (*is_changed &&
         (publish_binding(c, b->subject, b->role, b->pattern, is_bound,
-                         b->is_bootstrap ? SQ_ACCESS_LOW_HLC : sq_hlc_next(c->store), e) != 0 ||
+                         b->is_bootstrap ? SQ_ACCESS_LOW_HLC : sq_hlc_next(c), e) != 0 ||
          bump_generation(c, e) != 0))
         goto fail;
     return sq_tx_commit(c, e);

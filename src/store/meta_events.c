@@ -18,9 +18,27 @@
 #include "util.h"
 
 /* The hybrid logical clock (hlc.c) of this store. Called inside the write transaction,
- * so hlc order is commit order on this node. */
-int64_t sq_hlc_next(struct sq_store *st)
+ * so hlc order is commit order on this node. On a database that several nodes of the
+ * region share (PostgreSQL), the first call of a write transaction first moves the clock
+ * past the newest one in the log: another node may have written a later clock than this
+ * one's (clock skew, or the same millisecond), and writers are serialized, so nothing
+ * newer can commit before this transaction ends. Every event of the region then has a
+ * clock above the one before it in origin_seq order, and no two share one. */
+int64_t sq_hlc_next(struct sq_conn *c)
 {
+    struct sq_store *st = c->store;
+    if (st->drv->dialect != SQL_DIALECT_SQLITE && c->is_write_tx && !c->is_clock_synced) {
+        struct err e = {0};
+        struct sql_stmt *s;
+        int rc = sq_query(c, SQ_HLC_MAX, &s, &e, "");
+        /* On failure the transaction is broken: its commit fails too, nothing is stamped. */
+        if (rc >= 0) {
+            if (rc == SQL_ROW && !sql_col_is_null(s, 0))
+                sq_hlc_seen(st, (uint64_t)sql_col_int64(s, 0));
+            sq_stmt_done(s);
+            c->is_clock_synced = true;
+        }
+    }
     AZ(pthread_mutex_lock(&st->mu));
     st->hlc_last = (int64_t)hlc_tick((uint64_t)st->hlc_last, util_now_ms());
     int64_t v = st->hlc_last;
@@ -76,7 +94,7 @@ int sq_event_append_clock(struct sq_conn *c, const char *kind, const char *repo,
 int sq_event_append(struct sq_conn *c, const char *kind, const char *repo, const char *name,
                     const char *digest, const char *payload, struct err *e)
 {
-    return sq_event_append_clock(c, kind, repo, name, digest, payload, sq_hlc_next(c->store), e);
+    return sq_event_append_clock(c, kind, repo, name, digest, payload, sq_hlc_next(c), e);
 }
 
 /* Event feed -------------------------------------------------------------- */

@@ -67,7 +67,7 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
     /* A local write is newer than anything this region has seen, so its clock puts it
      * after any tombstone of the same manifest (the tombstone stays: it still orders
      * older puts arriving from peers). */
-    int64_t put_hlc = sq_hlc_next(c->store);
+    int64_t put_hlc = sq_hlc_next(c);
     if (sq_exec(c, SQ_MANIFEST_INSERT, e, "itttttibi", repo_id, m->digest.str, m->media_type,
                 m->artifact_type, m->annotations_json, subject_str, (int64_t)m->body_len,
                 (const void *)m->body, m->body_len, util_now_ms()) != 0)
@@ -121,7 +121,7 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
         bool is_same = cur != NULL && strcmp((const char *)cur, m->digest.str) == 0;
         sq_stmt_done(s);
         if (!is_same) {
-            int64_t tag_hlc = sq_hlc_next(c->store);
+            int64_t tag_hlc = sq_hlc_next(c);
             bool applied;
             if (sq_tag_merge(c, repo_id, repo, tag, m->digest.str, tag_hlc, c->store->region,
                              &applied, e) != 0)
@@ -247,7 +247,7 @@ int sq_manifest_delete(struct metastore *ms, const char *repo, const struct dige
      * deletes of their own, which every region merges like any tag write. */
     if (sq_delete_tags_of(c, repo_id, repo, d->str, e) != 0)
         goto fail;
-    int64_t del_hlc = sq_hlc_next(c->store);
+    int64_t del_hlc = sq_hlc_next(c);
     if (sq_tomb_merge(c, repo_id, repo, d->str, del_hlc, c->store->region, e) != 0)
         goto fail;
     if (sq_event_append_clock(c, "manifest_delete", repo, NULL, d->str, payload.data, del_hlc, e) !=
@@ -294,7 +294,7 @@ int sq_tag_delete(struct metastore *ms, const char *repo, const char *tag, struc
         err_set(e, ERR_MANIFEST_UNKNOWN, NULL);
         goto fail;
     }
-    int64_t del_hlc = sq_hlc_next(c->store);
+    int64_t del_hlc = sq_hlc_next(c);
     bool applied;
     if (sq_tag_merge(c, repo_id, repo, tag, NULL, del_hlc, c->store->region, &applied, e) != 0)
         goto fail;

@@ -383,7 +383,7 @@ int sq_delete_tags_of(struct sq_conn *c, int64_t repo_id, const char *repo, cons
     char **names = tags.names;
     int result = 0;
     for (size_t i = 0; i < n; i++) {
-        int64_t hlc = sq_hlc_next(c->store);
+        int64_t hlc = sq_hlc_next(c);
         bool applied;
         if (result == 0 &&
             (sq_tag_merge(c, repo_id, repo, names[i], NULL, hlc, c->store->region, &applied, e) !=

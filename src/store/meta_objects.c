@@ -221,7 +221,7 @@ int sq_object_put(struct metastore *ms, const char *kind, const char *key, const
         free(sealed);
         return -1;
     }
-    int64_t hlc = sq_hlc_next(c->store);
+    int64_t hlc = sq_hlc_next(c);
     sq_note_object(c->store, kind);
     if (sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, value_json, hlc, c->store->region,
                 (int64_t)0) != 0 ||
@@ -253,7 +253,7 @@ int sq_object_delete(struct metastore *ms, const char *kind, const char *key, st
         err_set(e, ERR_NOT_FOUND, "no %s named %s", kind, key);
         goto fail;
     }
-    int64_t hlc = sq_hlc_next(c->store);
+    int64_t hlc = sq_hlc_next(c);
     struct buf p;
     buf_init(&p, 4096);
     buf_appends(&p, "{\"kind\":");

@@ -285,6 +285,7 @@ int sq_run_exec(struct sq_conn *c, const char *sql, struct err *e, const char *f
 int sq_tx_begin(struct sq_conn *c, bool is_write, struct err *e)
 {
     c->is_write_tx = is_write;
+    c->is_clock_synced = false;
     if (is_write) {
         AZ(pthread_mutex_lock(&c->store->wmu));
         c->has_wmu = true;
@@ -521,6 +522,8 @@ static const struct metastore_ops sq_ops = {
     .delivery_update = sq_delivery_update,
     .delivery_list = sq_delivery_list,
     .delivery_prune = sq_delivery_prune,
+    .lease_hold = sq_lease_hold,
+    .gc_fence = sq_gc_fence,
     .identity_put = sq_identity_put,
     .identity_delete = sq_identity_delete,
     .role_set = sq_role_set,

@@ -112,7 +112,7 @@ fail:
     return -1;
 }
 
-int sq_delivery_due(struct metastore *ms, int64_t now_ms, size_t max,
+int sq_delivery_due(struct metastore *ms, int64_t now_ms, int64_t claim_ms, size_t max,
                     struct meta_delivery_list *out, int64_t *next_due_ms, struct err *e)
 {
     static const char due[] = "SELECT " DQ_COLUMNS " FROM webhook_deliveries"
@@ -120,18 +120,28 @@ int sq_delivery_due(struct metastore *ms, int64_t now_ms, size_t max,
                               " ORDER BY next_attempt_ms, seq LIMIT ?2";
     static const char next[] = "SELECT min(next_attempt_ms) FROM webhook_deliveries"
                                " WHERE state = 'pending' AND next_attempt_ms > ?1";
+    static const char claim[] = "UPDATE webhook_deliveries SET next_attempt_ms = ?2"
+                                " WHERE id = ?1";
     memset(out, 0, sizeof(*out));
     *next_due_ms = INT64_MAX;
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
     int64_t limit = max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
-    if (sq_tx_begin(c, false, e) != 0)
+    /* A claim is a write: writers are serialized (across nodes on PostgreSQL), so two
+     * workers never read the same due row before one of them has claimed it. */
+    bool is_claim = claim_ms > 0;
+    if (sq_tx_begin(c, is_claim, e) != 0)
         return -1;
     struct sql_stmt *s;
     int rc = sq_run(c, due, &s, e, "ii", now_ms, limit);
     if (rc < 0 || collect_deliveries(c, s, rc, out, e) != 0)
         goto fail;
+    for (size_t i = 0; is_claim && i < out->n; i++) {
+        if (sq_run(c, claim, &s, e, "ti", out->items[i].id, now_ms + claim_ms) < 0)
+            goto fail;
+        sql_finalize(s);
+    }
     if (out->n == max) {
         *next_due_ms = now_ms; /* more may be due at once */
     } else {
@@ -141,6 +151,13 @@ int sq_delivery_due(struct metastore *ms, int64_t now_ms, size_t max,
         if (rc == SQL_ROW && !sql_col_is_null(s, 0))
             *next_due_ms = sql_col_int64(s, 0);
         sql_finalize(s);
+    }
+    if (is_claim) {
+        if (sq_tx_commit(c, e) != 0) {
+            meta_delivery_list_fini(out);
+            return -1;
+        }
+        return 0;
     }
     sq_tx_rollback(c); /* read-only: nothing to commit */
     return 0;

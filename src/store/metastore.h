@@ -307,10 +307,27 @@ void meta_delivery_list_fini(struct meta_delivery_list *l);
 typedef int ms_delivery_add_f(struct metastore *ms, const struct meta_delivery *items, size_t n,
                               struct err *e);
 /* Pending deliveries due at now_ms, oldest due first, at most max. *next_due_ms: when
- * the earliest pending delivery not returned is due (INT64_MAX if none). */
-typedef int ms_delivery_due_f(struct metastore *ms, int64_t now_ms, size_t max,
-                              struct meta_delivery_list *out, int64_t *next_due_ms,
-                              struct err *e);
+ * the earliest pending delivery not returned is due (INT64_MAX if none). With claim_ms > 0
+ * the deliveries returned are claimed in the same transaction: none is due again before
+ * now_ms + claim_ms (the caller records each outcome, which sets its next attempt), so
+ * the workers of several nodes sharing the store never send one delivery at once, and a
+ * node that dies mid-send leaves its claims to the others when they run out. */
+typedef int ms_delivery_due_f(struct metastore *ms, int64_t now_ms, int64_t claim_ms,
+                              size_t max, struct meta_delivery_list *out,
+                              int64_t *next_due_ms, struct err *e);
+/* Leases: work that one node of a region must do for all (server/lease.c). Holds lease
+ * `name` for `holder` until now_ms + ttl_ms when it is free, run out (its expiry before
+ * now_ms) or already holder's; *is_held tells whether holder has it now. ttl_ms 0 gives
+ * a held lease up (it runs out at once). A store that only one process opens (SQLite)
+ * has no other holder: always held. */
+typedef int ms_lease_hold_f(struct metastore *ms, const char *name, const char *holder,
+                            int64_t now_ms, int64_t ttl_ms, bool *is_held, struct err *e);
+/* The cross-node half of the GC fence (gc_fence.h): takes (is_enter) or releases a lock
+ * shared by every node of the store, shared or exclusive, on this thread's connection.
+ * With is_try an exclusive enter does not wait: *is_held says whether it got the lock.
+ * A store of one process (SQLite) has no other node: always held, nothing to do. */
+typedef int ms_gc_fence_f(struct metastore *ms, bool is_exclusive, bool is_enter, bool is_try,
+                          bool *is_held, struct err *e);
 /* Records an attempt: state, attempts, status_code, latency_ms, response, updated_ms and
  * next_attempt_ms of the delivery d->id. ERR_NOT_FOUND if it does not exist. */
 typedef int ms_delivery_update_f(struct metastore *ms, const struct meta_delivery *d,
@@ -600,6 +617,8 @@ struct metastore_ops {
     ms_gc_queue_length_f *gc_queue_length;
     ms_storage_usage_f *storage_usage;
     ms_repo_bytes_f *repo_bytes;
+    ms_lease_hold_f *lease_hold;
+    ms_gc_fence_f *gc_fence;
 };
 
 struct metastore {

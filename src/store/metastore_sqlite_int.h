@@ -300,6 +300,7 @@ struct sq_conn {
     struct sq_store *store;
     bool is_write_tx;      /* the open transaction is a write transaction */
     bool has_wmu;          /* this connection holds the store's writer mutex */
+    bool is_clock_synced;  /* the write transaction moved the clock past the log's newest */
     struct sql_db *db;
     struct sql_stmt *stmts[SQ_STMT_COUNT_]; /* prepared on first use */
     struct sq_conn *prev;
@@ -374,7 +375,7 @@ int64_t sq_page_limit(long n);
 
 /* The store's hybrid logical clock: the next stamp (inside the write transaction, so hlc
  * order is commit order here), and moving it past a stamp seen from a peer. */
-int64_t sq_hlc_next(struct sq_store *st);
+int64_t sq_hlc_next(struct sq_conn *c);
 void sq_hlc_seen(struct sq_store *st, uint64_t remote);
 /* At open: the clock never goes below what the log already holds. */
 int sq_hlc_seed(struct sq_conn *c, struct err *e);
@@ -514,6 +515,8 @@ ms_upload_list_expired_f sq_upload_list_expired;
 ms_delivery_add_f sq_delivery_add;
 ms_delivery_due_f sq_delivery_due;
 ms_delivery_update_f sq_delivery_update;
+ms_lease_hold_f sq_lease_hold;
+ms_gc_fence_f sq_gc_fence;
 ms_delivery_list_f sq_delivery_list;
 ms_delivery_prune_f sq_delivery_prune;
 

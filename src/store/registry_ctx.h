@@ -33,14 +33,23 @@ struct registry {
     struct copies *copies;           /* copies.c: replica counts on volumes (NULL: none) */
     struct gc *gc;                   /* gc.c: online garbage collection of blobs */
     /* Blob commits hold it shared, garbage collection of a blob's bytes holds it
-     * exclusive, so a blob being re-pushed is never removed under the new link. */
+     * exclusive, so a blob being re-pushed is never removed under the new link. Taken
+     * through gc_fence.h, which adds the same lock across the nodes of a shared store. */
     pthread_rwlock_t gc_lock;
     atomic_bool is_ready;   /* serving: written by the main thread, read by handlers */
     /* This region was removed from the registry (replication delete): it stops
      * replicating, answers 503 on /v2/, and its blobs are deleted. Kept across restarts
      * by a marker file in the data directory. Read by any thread. */
     atomic_bool is_removed;
-    uint8_t data_url_key[32]; /* signs data endpoint URLs (oci_data.c): random per process */
+    /* This node runs the region's background work (replication pulls and fetches,
+     * anti-entropy, retention, GC, scheduled scrubs, replica copies, the upload sweep).
+     * Always on a store of one process; on a store that several nodes share it is the
+     * holder of the region's lease (server/lease.c), so that work is done once. */
+    atomic_bool is_owner;
+    /* Upload ids the last sweep found without a session row, on a metastore shared with
+     * other nodes (registry.c): only the sweep thread touches it. */
+    struct meta_name_list rowless_uploads;
+    uint8_t data_url_key[32]; /* signs data endpoint URLs (oci_data.c): from secrets.key */
 };
 
 #endif

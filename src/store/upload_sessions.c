@@ -97,6 +97,34 @@ static bool is_valid_id(const char *id)
     return true;
 }
 
+/* Gives back a session taken by acquire that failed before use; returns -1. */
+static int release_busy(struct upload_sessions *us, struct upload_state *st)
+{
+    AZ(pthread_mutex_lock(&us->mu));
+    st->is_busy = false;
+    AZ(pthread_mutex_unlock(&us->mu));
+    return -1;
+}
+
+/* Whether the state this node holds for a session is still the session's: several nodes
+ * of a region (one shared metastore and blobstore) may each receive requests of one
+ * upload, so a client session may have grown (or gone) through another node since this
+ * one last held it. Its acknowledged size tells: appends only extend it, and this node's
+ * offset equals it whenever the session is idle here. False with e set when the store
+ * cannot answer; false with e clear when the state is stale. */
+static bool is_current(struct upload_sessions *us, struct upload_state *st, struct err *e)
+{
+    int64_t acked = -1;
+    if (us->ms->ops->upload_get(us->ms, st->id, st->repo, &acked, e) != 0) {
+        if (e->code != ERR_BLOB_UPLOAD_UNKNOWN)
+            return false;
+        *e = (struct err){0}; /* removed elsewhere: loading it again says so */
+        return false;
+    }
+    /* A replication fetch's session (no acknowledged size) lives on one node only. */
+    return acked < 0 || (uint64_t)acked == st->offset;
+}
+
 int upload_sessions_acquire(struct upload_sessions *us, const char *id, const char *repo,
                             struct upload_state **out, struct err *e)
 {
@@ -117,10 +145,21 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
         }
         st->is_busy = true;
         AZ(pthread_mutex_unlock(&us->mu));
-        *out = st;
-        return 0;
+        if (is_current(us, st, e)) {
+            *out = st;
+            return 0;
+        }
+        if (e->code != 0)
+            return release_busy(us, st);
+        /* Another node of the region moved the session on: drop this node's state and
+         * load it again from storage below. */
+        AZ(pthread_mutex_lock(&us->mu));
+        unlink_state(us, st);
+        AZ(pthread_mutex_unlock(&us->mu));
+        state_free(us, st);
+    } else {
+        AZ(pthread_mutex_unlock(&us->mu));
     }
-    AZ(pthread_mutex_unlock(&us->mu));
 
     /* Not in memory: load it from storage, then publish it unless another request
      * loaded it meanwhile. */

@@ -4,7 +4,10 @@
  * database: one creates the schema under the migration lock, the others find it. Every
  * statement of the table prepares in PostgreSQL's spelling against that schema. A push
  * (blobs, manifest, tag) reads back through the same calls as on SQLite, and its event
- * lands in the log. */
+ * lands in the log. Two nodes of a region (two stores on one database): events stamped by
+ * a node whose clock is behind still order after the other node's, one lease has one
+ * holder, a claimed webhook delivery is not handed to the other node, the GC fence
+ * held shared by one node keeps the other's collector out. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,14 +33,18 @@ static int setup(void **state)
 {
     (void)state;
     const char *base = getenv("MERIDIAN_TEST_PG");
+    const char *sep = strchr(base, '?') != NULL ? "&" : "?";
+    /* Named, so that test_sql_driver's "terminate every other connection" (the two may
+     * run at once on one server) leaves these alone. */
+    char named[900];
+    snprintf(named, sizeof(named), "%s%sapplication_name=test_metastore_pg", base, sep);
     struct sql_db *db = NULL;
     struct err e = {0};
-    if (sql_pg_driver.open(base, &db, &e) != 0)
+    if (sql_pg_driver.open(named, &db, &e) != 0)
         return -1;
     int rc = sql_pg_driver.exec(db, "DROP SCHEMA IF EXISTS unit_pg CASCADE; CREATE SCHEMA unit_pg");
     sql_pg_driver.close(db);
-    snprintf(target, sizeof(target), "%s%soptions=-csearch_path%%3Dunit_pg", base,
-             strchr(base, '?') != NULL ? "&" : "?");
+    snprintf(target, sizeof(target), "%s&options=-csearch_path%%3Dunit_pg", named);
     return rc == SQL_OK ? 0 : -1;
 }
 
@@ -72,7 +79,7 @@ static void test_nodes_start_at_once(void **state)
     assert_int_equal(sq_run(c, "SELECT count(*), max(version) FROM meridian_schema", &s, &e, ""),
                      SQL_ROW);
     assert_int_equal(sql_col_int64(s, 0), 1);
-    assert_int_equal(sql_col_int64(s, 1), 3); /* schema version 3: copies in the status */
+    assert_int_equal(sql_col_int64(s, 1), 4); /* schema version 4: leases */
     sql_finalize(s);
     ms->ops->close(ms);
 }
@@ -164,6 +171,7 @@ static void test_v2_database_gains_status_copies(void **state)
     assert_int_equal(ms->ops->manifest_put(ms, "lib/app", &m, &ref, 1, NULL, "v1", &e), 0);
     struct sq_conn *c = sq_conn_of(ms, &e);
     assert_int_equal(sq_run_exec(c, "ALTER TABLE repl_status DROP COLUMN copies", &e, ""), 0);
+    assert_int_equal(sq_run_exec(c, "DROP TABLE node_leases", &e, ""), 0);
     assert_int_equal(sq_run_exec(c, "UPDATE meridian_schema SET version = 2", &e, ""), 0);
     ms->ops->close(ms);
 
@@ -187,6 +195,139 @@ static void test_v2_database_gains_status_copies(void **state)
     ms->ops->close(ms);
 }
 
+/* Pushes manifest `tag` (a body unique to the tag) through ms. */
+static void push_tag(struct metastore *ms, const char *tag)
+{
+    struct err e = {0};
+    const char *layer = "layer bytes";
+    struct meta_ref ref = {0};
+    digest_of_buffer(DIGEST_SHA256, layer, strlen(layer), &ref.digest);
+    ref.size = (int64_t)strlen(layer);
+    assert_int_equal(ms->ops->blob_link(ms, "lib/app", &ref.digest, ref.size, &e), 0);
+    char body[128];
+    snprintf(body, sizeof(body), "{\"schemaVersion\":2,\"tag\":\"%s\"}", tag);
+    struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json",
+                              .body = body, .body_len = strlen(body)};
+    digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
+    assert_int_equal(ms->ops->manifest_put(ms, "lib/app", &m, &ref, 1, NULL, tag, &e), 0);
+}
+
+/* Node A's clock runs an hour ahead of node B's (or B's is behind): B's later write must
+ * still be stamped after A's, or last-writer-wins would keep A's older tag and peers
+ * would order the region's own events against their commit order. */
+static void test_nodes_share_one_clock(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *a = metastore_pg_open(target, "r1", &e);
+    struct metastore *b = metastore_pg_open(target, "r1", &e);
+    assert_non_null(a);
+    assert_non_null(b);
+    struct sq_store *sa = (struct sq_store *)a;
+    sa->hlc_last = (int64_t)((uint64_t)(util_now_ms() + 3600 * 1000) << 16);
+    push_tag(a, "one");
+    push_tag(b, "two");
+    push_tag(a, "three");
+    push_tag(b, "four");
+    struct sq_conn *c = sq_conn_of(a, &e);
+    struct sql_stmt *s = NULL;
+    int rc = sq_run(c, "SELECT origin_seq, hlc FROM events WHERE origin = 'r1'"
+                       " ORDER BY origin_seq", &s, &e, "");
+    int64_t n = 0, last_seq = 0, last_hlc = 0;
+    for (; rc == SQL_ROW; rc = sql_pg_driver.step(s), n++) {
+        assert_int_equal(sql_col_int64(s, 0), last_seq + 1); /* no gap */
+        assert_true(sql_col_int64(s, 1) > last_hlc);         /* clocks in log order */
+        last_seq = sql_col_int64(s, 0);
+        last_hlc = sql_col_int64(s, 1);
+    }
+    sql_finalize(s);
+    assert_true(n >= 8); /* a manifest and a tag event per push */
+    a->ops->close(a);
+    b->ops->close(b);
+}
+
+static void test_lease_has_one_holder(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *a = metastore_pg_open(target, "r1", &e);
+    struct metastore *b = metastore_pg_open(target, "r1", &e);
+    assert_non_null(a);
+    assert_non_null(b);
+    bool held = false;
+    int64_t now = util_now_ms();
+    assert_int_equal(a->ops->lease_hold(a, "work", "A", now, 10000, &held, &e), 0);
+    assert_true(held);
+    assert_int_equal(b->ops->lease_hold(b, "work", "B", now + 1, 10000, &held, &e), 0);
+    assert_false(held);
+    assert_int_equal(a->ops->lease_hold(a, "work", "A", now + 2, 10000, &held, &e), 0);
+    assert_true(held); /* renewed */
+    /* Run out (A died): B takes it, and A's renewal then fails. */
+    assert_int_equal(b->ops->lease_hold(b, "work", "B", now + 10003, 10000, &held, &e), 0);
+    assert_true(held);
+    assert_int_equal(a->ops->lease_hold(a, "work", "A", now + 10004, 10000, &held, &e), 0);
+    assert_false(held);
+    /* Given up (ttl 0): the other takes it at once. */
+    assert_int_equal(b->ops->lease_hold(b, "work", "B", now + 10005, 0, &held, &e), 0);
+    assert_int_equal(a->ops->lease_hold(a, "work", "A", now + 10006, 10000, &held, &e), 0);
+    assert_true(held);
+    a->ops->close(a);
+    b->ops->close(b);
+}
+
+static void test_claimed_delivery_goes_to_one_node(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *a = metastore_pg_open(target, "r1", &e);
+    struct metastore *b = metastore_pg_open(target, "r1", &e);
+    assert_non_null(a);
+    assert_non_null(b);
+    struct meta_delivery d = {.webhook = "hook", .action = "push", .payload = "{}",
+                              .state = META_DELIVERY_PENDING, .latency_ms = -1,
+                              .created_ms = 1000, .updated_ms = 1000, .next_attempt_ms = 1000};
+    snprintf(d.id, sizeof(d.id), "d1");
+    assert_int_equal(a->ops->delivery_add(a, &d, 1, &e), 0);
+    struct meta_delivery_list got_a = {0}, got_b = {0};
+    int64_t next = 0;
+    assert_int_equal(a->ops->delivery_due(a, 2000, 60000, 10, &got_a, &next, &e), 0);
+    assert_int_equal(got_a.n, 1);
+    assert_int_equal(b->ops->delivery_due(b, 2001, 60000, 10, &got_b, &next, &e), 0);
+    assert_int_equal(got_b.n, 0);
+    assert_int_equal(next, 62000); /* due again when the claim runs out */
+    meta_delivery_list_fini(&got_b);
+    /* A node that died: another one takes it once the claim has run out. */
+    assert_int_equal(b->ops->delivery_due(b, 62001, 60000, 10, &got_b, &next, &e), 0);
+    assert_int_equal(got_b.n, 1);
+    meta_delivery_list_fini(&got_a);
+    meta_delivery_list_fini(&got_b);
+    a->ops->close(a);
+    b->ops->close(b);
+}
+
+/* A commit on one node (the fence shared) keeps the collector of another (exclusive,
+ * without waiting) from removing bytes until it is done. */
+static void test_gc_fence_spans_nodes(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *a = metastore_pg_open(target, "r1", &e);
+    struct metastore *b = metastore_pg_open(target, "r1", &e);
+    assert_non_null(a);
+    assert_non_null(b);
+    bool held = false;
+    assert_int_equal(a->ops->gc_fence(a, false, true, false, &held, &e), 0);
+    assert_true(held);
+    assert_int_equal(b->ops->gc_fence(b, true, true, true, &held, &e), 0);
+    assert_false(held); /* a commit is in progress on the other node */
+    assert_int_equal(a->ops->gc_fence(a, false, false, false, &held, &e), 0);
+    assert_int_equal(b->ops->gc_fence(b, true, true, true, &held, &e), 0);
+    assert_true(held);
+    assert_int_equal(b->ops->gc_fence(b, true, false, false, &held, &e), 0);
+    a->ops->close(a);
+    b->ops->close(b);
+}
+
 int main(void)
 {
     const char *uri = getenv("MERIDIAN_TEST_PG");
@@ -199,6 +340,10 @@ int main(void)
         cmocka_unit_test_setup(test_every_statement_prepares, setup),
         cmocka_unit_test_setup(test_push_reads_back, setup),
         cmocka_unit_test_setup(test_v2_database_gains_status_copies, setup),
+        cmocka_unit_test_setup(test_nodes_share_one_clock, setup),
+        cmocka_unit_test_setup(test_lease_has_one_holder, setup),
+        cmocka_unit_test_setup(test_claimed_delivery_goes_to_one_node, setup),
+        cmocka_unit_test_setup(test_gc_fence_spans_nodes, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

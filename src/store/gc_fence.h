@@ -1,0 +1,24 @@
+/* The GC fence: blob commits and links (shared) against the removal of a blob's bytes
+ * (exclusive), so that no commit links a digest between the decision that its blob is an
+ * orphan and the removal of its bytes. Within a process it is the registry's gc_lock; on
+ * a metastore that several nodes share it is also a lock in the database (ms gc_fence),
+ * so a commit on one node and the garbage collector or a blob DELETE on another are kept
+ * apart too. Enter and leave in pairs, on one thread, outside any transaction. */
+#ifndef MERIDIAN_GC_FENCE_H
+#define MERIDIAN_GC_FENCE_H
+
+#include <stdbool.h>
+
+#include "registry_ctx.h"
+
+/* Enters shared (commits, links) or exclusive (removals), waiting. Returns false if the
+ * database's half could not be taken (the store is away): the process's half is held all
+ * the same and must be left; an exclusive caller must not remove bytes then. */
+bool gc_fence_enter(struct registry *reg, bool is_exclusive);
+/* Exclusive without waiting for other nodes (the garbage collector's ticks, which try
+ * again later): true if held, false if not (nothing held then: do not leave). A waiting
+ * exclusive request would hold up every node's commits behind a long one. */
+bool gc_fence_try_exclusive(struct registry *reg);
+void gc_fence_leave(struct registry *reg, bool is_exclusive);
+
+#endif
