@@ -55,6 +55,12 @@ static const struct option_def options[] = {
     {"advertise", OPT_STRING, "URL other regions use to reach this node", "http://<listen>"},
     {"registry-name", OPT_STRING, "name of the registry this region belongs to", "meridian"},
     {"peer-secret", OPT_STRING, "shared secret authenticating replication traffic", "(none)"},
+    {"peer-ca", OPT_STRING,
+     "PEM CA(s) signing region certificates: peer calls need a client certificate from it "
+     "naming a region (reloaded on SIGHUP)", "(none)"},
+    {"peer-tls-cert", OPT_STRING,
+     "PEM certificate this region presents on its calls to peers (reloaded on SIGHUP)", "(none)"},
+    {"peer-tls-key", OPT_STRING, "PEM private key of peer-tls-cert", "(none)"},
     {"sync-interval", OPT_DURATION, "how often regions compare what they hold", "60s"},
     {"fetch-backoff-max", OPT_DURATION, "longest wait between retries of a blob fetch", "60s"},
     {"scrub-interval", OPT_DURATION,
@@ -180,6 +186,9 @@ void config_fini(struct config *cfg)
     FREE_AND_NULL(cfg->advertise);
     FREE_AND_NULL(cfg->registry_name);
     FREE_AND_NULL(cfg->peer_secret);
+    FREE_AND_NULL(cfg->peer_ca_file);
+    FREE_AND_NULL(cfg->peer_tls_cert_file);
+    FREE_AND_NULL(cfg->peer_tls_key_file);
     FREE_AND_NULL(cfg->admin_password);
     FREE_AND_NULL(cfg->token_key_file);
     FREE_AND_NULL(cfg->token_realm);
@@ -331,6 +340,9 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
                       : strcmp(key, "tls-priorities") == 0 ? &cfg->tls_priorities
                       : strcmp(key, "tls-min-version") == 0 ? &cfg->tls_min_version
                       : strcmp(key, "tls-ticket-key-file") == 0 ? &cfg->tls_ticket_key_file
+                      : strcmp(key, "peer-ca") == 0 ? &cfg->peer_ca_file
+                      : strcmp(key, "peer-tls-cert") == 0 ? &cfg->peer_tls_cert_file
+                      : strcmp(key, "peer-tls-key") == 0 ? &cfg->peer_tls_key_file
                       : strcmp(key, "console-dir") == 0 ? &cfg->console_dir
                       : strcmp(key, "data-endpoint") == 0 ? &cfg->data_endpoint
                       : strcmp(key, "s3-endpoint") == 0 ? &cfg->s3_endpoint

@@ -47,6 +47,9 @@ struct config {
     char *advertise;               /* URL peers use to reach this node; NULL = http://listen */
     char *registry_name;           /* the registry this region belongs to, default "meridian" */
     char *peer_secret;             /* shared secret of replication traffic; NULL = none */
+    char *peer_ca_file;            /* CA of region certificates: peers need one; NULL = none */
+    char *peer_tls_cert_file;      /* this region's client certificate for peer calls */
+    char *peer_tls_key_file;
     int64_t sync_interval_s;       /* anti-entropy comparison period, default 60 */
     int64_t fetch_backoff_max_s;   /* longest wait between blob fetch retries, default 60 */
     /* blob integrity (scrub.c) */

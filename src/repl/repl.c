@@ -256,7 +256,7 @@ static int peer_call(struct repl *r, const char *method, const char *url, const 
                                .body = body, .body_len = body ? strlen(body) : 0,
                                .timeout_ms = timeout_ms, .connect_timeout_ms = 5000,
                                .interface = r->bind_ip[0] ? r->bind_ip : NULL,
-                               .abort = &r->is_stopping};
+                               .abort = &r->is_stopping, .is_peer = true};
     return httpc_do(&rq, resp, e);
 }
 
@@ -826,7 +826,7 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
                                   .hedge_after_ms = n_peers > 1 ? hedge_ms : 0,
                                   .sink = on_fetch_bytes, .sink_arg = &fs,
                                   .interface = r->bind_ip[0] ? r->bind_ip : NULL,
-                                  .abort = &r->is_stopping};
+                                  .abort = &r->is_stopping, .is_peer = true};
         int winner = -1;
         struct err te = {0};
         int64_t t0_ns = util_mono_ns();
@@ -1055,7 +1055,7 @@ static int fetch_manifest_body(struct repl *r, const struct meta_pending *p, cha
         struct httpc_request rq = {.method = "GET", .url = url, .headers = headers,
                                    .timeout_ms = 15000, .connect_timeout_ms = 5000,
                                    .interface = r->bind_ip[0] ? r->bind_ip : NULL,
-                                   .abort = &r->is_stopping};
+                                   .abort = &r->is_stopping, .is_peer = true};
         struct err he = {0};
         if (httpc_do(&rq, &resp, &he) == 0 && resp.status == 200 && !resp.body.is_too_big)
             rc = ms_of(r)->ops->manifest_body_set(ms_of(r), p->repo, &p->digest, resp.body.data,
@@ -1655,7 +1655,7 @@ static void probe_peers(struct repl *r)
     }
     const char *headers[2] = {r->auth_header[0] ? r->auth_header : NULL, NULL};
     httpc_get_many((const char *const *)urls, n, headers, PROBE_TIMEOUT_MS,
-                   r->bind_ip[0] ? r->bind_ip : NULL, statuses, times_ms);
+                   r->bind_ip[0] ? r->bind_ip : NULL, true, statuses, times_ms);
     AZ(pthread_mutex_lock(&r->mu));
     for (size_t i = 0; i < n; i++) {
         struct peer *p = find_peer(r, peers[i].location);
