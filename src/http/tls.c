@@ -305,6 +305,9 @@ static void add_name(struct tls_client_cert *out, const char *name, size_t len)
     if (out->n_names == TLS_CLIENT_MAX_NAMES || len == 0 || len >= TLS_CLIENT_NAME_MAX ||
         memchr(name, '\0', len) != NULL)
         return;
+    for (size_t i = 0; i < out->n_names; i++)
+        if (strlen(out->names[i]) == len && memcmp(out->names[i], name, len) == 0)
+            return; /* the CN repeated as a DNS name */
     memcpy(out->names[out->n_names], name, len);
     out->names[out->n_names][len] = '\0';
     out->n_names++;

@@ -139,6 +139,13 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
                          from ? from : "the caller");
         return;
     }
+    /* With mutual TLS a region pulls as the region its certificate names, and no other:
+     * what is sent depends on who asks (placement, residency). */
+    if (!authz_peer_cert_names(req, from)) {
+        log_warn("repl", "events refused: the peer certificate does not name region %s", from);
+        mgmt_reply_error(req, ERR_DENIED, "the peer certificate does not name region %s", from);
+        return;
+    }
     if (repl_codec_vv_parse(http_req_query(req, "vv"), &vv, &e) != 0) {
         reply_err(req, &e);
         return;

@@ -369,6 +369,20 @@ static void note_failure(struct peer *p, const char *what, const struct err *e)
                  e ? err_message(e) : "bad reply", failures);
 }
 
+/* A peer's answer other than 200, with the reason it gave (a refused region
+ * certificate says why: docs/governance.md), for the log. */
+static void peer_refusal(const struct httpc_response *resp, struct err *e)
+{
+    json_error_t je;
+    json_t *reply = resp->status != 200 ? json_loadb(resp->body.data, resp->body.len, 0, &je)
+                                        : NULL;
+    json_t *error = json_object_get(reply, "error");
+    const char *msg = json_string_value(json_object_get(error, "message"));
+    err_set(e, ERR_UNAVAILABLE, "peer answered %ld%s%.200s", resp->status, msg ? ": " : "",
+            msg ? msg : "");
+    json_decref(reply);
+}
+
 /* Applies one batch; returns the log position to resume after, or -1 on failure. */
 static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool *any_pending)
 {
@@ -464,7 +478,7 @@ static void *puller_main(void *arg)
         }
         if (body == NULL) {
             if (rc == 0)
-                err_set(&e, ERR_UNAVAILABLE, "peer answered %ld", resp.status);
+                peer_refusal(&resp, &e);
             httpc_response_fini(&resp);
             note_failure(p, "pull events", &e);
             if (nap(r, backoff_ms))
