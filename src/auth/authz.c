@@ -1068,7 +1068,7 @@ static int peer_cert_check(struct authz *az, struct http_req *req, struct auth_r
 }
 
 /* With a peer CA (--peer-ca), a peer's request needs a region certificate: with the
- * peer secret as well when one is configured, instead of it when not. In the second
+ * peer secret as well (--peer-auth both), or instead of it (cert). In the second
  * case a request with no other credentials and a region certificate is a peer's on any
  * route (blob and manifest fetches too). A client's own certificate on a client route
  * is not judged: docker and the rest are served as before. 0 to go on; -1 after a
@@ -1076,7 +1076,7 @@ static int peer_cert_check(struct authz *az, struct http_req *req, struct auth_r
 static int peer_cert_gate(struct authz *az, struct http_req *req, struct auth_request *ar,
                           const struct requirement *r)
 {
-    bool is_secret_too = az->cfg->peer_secret != NULL;
+    bool is_secret_too = config_peer_auth(az->cfg) == CONFIG_PEER_AUTH_BOTH;
     bool is_peer_call = ar->kind == AUTHZ_PEER || r->need == NEED_PEER;
     bool may_be_peer = !is_secret_too && ar->kind == AUTHZ_ANONYMOUS && !ar->has_credentials;
     if (!is_peer_call && !may_be_peer)

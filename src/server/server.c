@@ -82,7 +82,7 @@ static int start_data_listener(struct config *cfg, const struct http_config *hc,
 static bool has_peer_tls(const struct config *cfg)
 {
     return cfg->peer_ca_file != NULL || cfg->peer_tls_cert_file != NULL ||
-           cfg->peer_tls_key_file != NULL;
+           cfg->peer_tls_key_file != NULL || cfg->peer_auth != NULL;
 }
 
 /* Mutual TLS between regions (docs/governance.md): the CA that signs region
@@ -91,15 +91,21 @@ static bool has_peer_tls(const struct config *cfg)
  * previous one in use. */
 static int load_peer_tls(const struct config *cfg, bool is_tls, struct err *e)
 {
-    if (!has_peer_tls(cfg))
-        return 0;
-    if (cfg->peer_ca_file != NULL) {
+    enum config_peer_auth mode = config_peer_auth(cfg);
+    if (mode != CONFIG_PEER_AUTH_SECRET) {
+        if (cfg->peer_ca_file == NULL)
+            return err_set(e, ERR_BAD_REQUEST, "peer-auth cert and both need peer-ca");
         if (!is_tls)
             return err_set(e, ERR_BAD_REQUEST,
                            "peer-ca needs tls-cert: client certificates come over HTTPS");
         if (tls_peer_ca_load(cfg->peer_ca_file, e) != 0)
             return -1;
     }
+    if (mode != CONFIG_PEER_AUTH_CERT && cfg->peer_secret == NULL && cfg->peer_auth != NULL)
+        return err_set(e, ERR_BAD_REQUEST, "peer-auth %s needs peer-secret", cfg->peer_auth);
+    if (!has_peer_tls(cfg))
+        return 0;
+    /* With peer-auth secret a peer CA only adds to the CAs our calls trust. */
     return httpc_peer_tls_load(cfg->peer_tls_cert_file, cfg->peer_tls_key_file,
                                cfg->peer_ca_file, e);
 }
