@@ -15,7 +15,8 @@ then measures, with certificates made by `openssl`:
           TLS handshake with a client certificate under mTLS);
   large   then one image with a LARGE_MIB layer pushed to r1, the time from its manifest
           PUT to r2 listing it.
-Prints images/s and MB/s per mode (median of --reps).
+Prints, per mode, images/s and MB/s (wall clock) and the CPU the two regions used (from
+/proc: on a shared machine the wall clock is noisy, the CPU much less), medians of --reps.
 Usage: bench/repl_mtls.py [--images 200] [--large-mib 64] [--reps 3] [--modes ...]
 """
 
@@ -108,6 +109,12 @@ class Region:
             time.sleep(0.05)
         raise RuntimeError("%s not ready" % self.name)
 
+    def cpu_s(self):
+        """User + system CPU seconds the process has used."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=20)
@@ -152,7 +159,7 @@ def wait_tags(s, base, repo, n, timeout_s=600):
     while len(tags_at(s, base, repo)) < n:
         if time.monotonic() > deadline:
             raise RuntimeError("timed out waiting for %d tags of %s" % (n, repo))
-        time.sleep(0.01)
+        time.sleep(0.05)  # the polls cost the region CPU too: few of them
     return time.monotonic()
 
 
@@ -172,16 +179,20 @@ def run_once(binary, mode, pki, args):
         s.verify = verify
         for i in range(args.images):
             push_image(s, r1.url, "bench/small", "t%d" % i, os.urandom(1024))
-        t0 = time.monotonic()
+        def cpu():
+            return r1.cpu_s() + r2.cpu_s()
+        t0, c0 = time.monotonic(), cpu()
         r = s.post(r1.url + "/_meridian/v1/replications",
                    json={"location": "r2", "endpoint": r2.url})
         assert r.status_code == 201, r.text
-        small = args.images / (wait_tags(s, r2.url, "bench/small", args.images) - t0)
+        t1 = wait_tags(s, r2.url, "bench/small", args.images)
+        small = (args.images / (t1 - t0), (cpu() - c0) * 1000 / args.images)
         layer = os.urandom(args.large_mib << 20)
         push_blob(s, r1.url, "bench/large", layer)
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), cpu()
         push_image(s, r1.url, "bench/large", "big", layer)  # the layer is there: cheap
-        large = args.large_mib * 1.048576 / (wait_tags(s, r2.url, "bench/large", 1) - t0)
+        t1 = wait_tags(s, r2.url, "bench/large", 1)
+        large = (args.large_mib * 1.048576 / (t1 - t0), (cpu() - c0) / (args.large_mib / 1024))
         return small, large
     finally:
         for r in (r1, r2):
@@ -208,15 +219,21 @@ def main():
     args = ap.parse_args()
     pki = tempfile.mkdtemp(prefix="repl-mtls-pki-")
     make_pki(pki)
-    print("| mode | small images/s (%d x 1 KiB) | large MB/s (%d MiB) |"
-          % (args.images, args.large_mib))
-    print("|---|---|---|")
+    print("| mode | small: images/s | small: CPU ms per image (both regions) "
+          "| large: MB/s | large: CPU s per GiB (both regions) |")
+    print("|---|---|---|---|---|")
+
+    def cell(xs):
+        return "%.1f (%s)" % (statistics.median(xs), ", ".join("%.1f" % x for x in xs))
     for mode in args.modes.split(","):
         out = run_mode(args.meridian, mode, pki, args)
-        print("| %s | %.1f (%s) | %.0f (%s) |" % (
-            mode, statistics.median(out["small"]),
-            ", ".join("%.1f" % x for x in out["small"]), statistics.median(out["large"]),
-            ", ".join("%.0f" % x for x in out["large"])), flush=True)
+        print("| %s | %s | %s | %s | %s |" % (
+            mode, cell([x[0] for x in out["small"]]), cell([x[1] for x in out["small"]]),
+            cell([x[0] for x in out["large"]]), cell([x[1] for x in out["large"]])),
+            flush=True)
+    print("(%d images of one 1 KiB layer replicated by backfill; one %d MiB layer; "
+          "medians of %d runs, each run in brackets)" % (args.images, args.large_mib,
+                                                          args.reps))
     shutil.rmtree(pki, ignore_errors=True)
 
 

@@ -114,7 +114,7 @@ struct auth_request {
     char action[48];
     char detail[240];
     bool is_peer_cert_checked;    /* mutual TLS: peer_cert holds a verified certificate */
-    struct tls_client_cert peer_cert;
+    struct tls_client_cert *peer_cert; /* read on the requests that need it, else NULL */
 };
 
 /* What a request needs. */
@@ -1036,7 +1036,9 @@ static bool is_introduction(const struct http_req *req)
 static int peer_cert_check(struct authz *az, struct http_req *req, struct auth_request *ar,
                            char *why, size_t why_len, enum metrics_peer_cert *reason)
 {
-    struct tls_client_cert *c = &ar->peer_cert;
+    if (ar->peer_cert == NULL)
+        ar->peer_cert = xmalloc(sizeof(*ar->peer_cert));
+    struct tls_client_cert *c = ar->peer_cert;
     http_req_client_cert(req, c);
     switch (c->verdict) {
     case TLS_CLIENT_NONE:
@@ -1095,8 +1097,8 @@ static int peer_cert_gate(struct authz *az, struct http_req *req, struct auth_re
         return 0;
     metrics_count_peer_cert_refused(reason);
     log_warn("authz", "peer request refused: %s %s from %s: %s%s%s", req->method, req->path,
-             ar->remote, why, ar->peer_cert.subject[0] ? "; subject " : "",
-             ar->peer_cert.subject);
+             ar->remote, why, ar->peer_cert->subject[0] ? "; subject " : "",
+             ar->peer_cert->subject);
     ar->is_denied = true;
     snprintf(ar->detail, sizeof(ar->detail), "peer certificate: %s", why);
     char msg[256];
@@ -1111,7 +1113,7 @@ bool authz_peer_cert_names(struct http_req *req, const char *region)
     if (!tls_peer_ca_is_loaded() || ar == NULL)
         return true;
     return ar->is_peer_cert_checked && region != NULL &&
-           tls_client_names(&ar->peer_cert, region);
+           tls_client_names(ar->peer_cert, region);
 }
 
 /* The check ----------------------------------------------------------------- */
@@ -1557,6 +1559,7 @@ void authz_finish(struct http_req *req, int status)
         return;
     authz_record(req, status);
     ar->magic = 0;
+    free(ar->peer_cert);
     free(ar); /* it holds no secret: names, claims and the client's address */
     req->auth = NULL;
 }

@@ -20,6 +20,7 @@ Harness: regions.py, with each region serving HTTPS (`--tls-cert`) on 127.0.1.N 
 its peers through its proxy on 127.0.2.N (TLS passes through the proxy untouched).
 """
 
+import json
 import os
 import re
 import signal
@@ -29,8 +30,9 @@ import time
 import pytest
 import requests
 
-from regions import (Cluster, Region, _live_clusters, push_image_with_layer, sha256_digest,
-                     unique_repo, wait_converged, wait_for)
+from regions import (MT_OCI_CONFIG, MT_OCI_LAYER, MT_OCI_MANIFEST, Cluster, Region,
+                     _live_clusters, push_image_with_layer, sha256_digest, unique_repo,
+                     wait_converged, wait_for)
 
 pytest_plugins = ["geo_plugin"]
 
@@ -126,7 +128,8 @@ class TlsRegion(Region):
     def join_via_api(self, via):
         """`replication create` through the API (the CLI trusts only the system's CAs)."""
         r = via.api("POST", "replications", json={"location": self.name,
-                                                  "endpoint": self.endpoint})
+                                                  "endpoint": self.endpoint},
+                    auth=self.cluster.admin)
         assert r.status_code == 201, (r.status_code, r.text)
 
     def sighup(self):
@@ -147,10 +150,12 @@ class TlsRegion(Region):
 
 
 class TlsCluster(Cluster):
-    def __init__(self, binary, root, pki, with_secret):
-        super().__init__(binary, root)
+    def __init__(self, binary, root, pki, with_secret, admin=None):
+        # admin: (user, password) of every region, with access control on; else off.
+        super().__init__(binary, root, ["--auth", "--admin-password", admin[1]] if admin else [])
         self.pki = pki
         self.with_secret = with_secret
+        self.admin = admin
 
     def add(self, start=True, join=True, via=None, extra_args=()):
         n = len(self.regions) + len(self.removed) + 1
@@ -185,7 +190,7 @@ def mtls(geo_bin, tmp_path, monkeypatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", pki.bundle("clients-ca.pem", "ca1"))
     clusters = []
 
-    def make(n=3, peer_certs=None, with_secret=False, join=True):
+    def make(n=3, peer_certs=None, with_secret=False, join=True, admin=None):
         peer_certs = peer_certs or {}
         for i in range(1, n + 1):
             name = "r%d" % i
@@ -199,7 +204,7 @@ def mtls(geo_bin, tmp_path, monkeypatch):
                                  days=-1 if kind == "expired" else 2, usage="clientAuth")
             pki.install(cert, key, pki.path("%s-peer.pem" % name),
                         pki.path("%s-peer.key" % name))
-        c = TlsCluster(geo_bin, tmp_path / "geo", pki, with_secret)
+        c = TlsCluster(geo_bin, tmp_path / "geo", pki, with_secret, admin)
         clusters.append(c)
         _live_clusters.append(c)
         for _ in range(n):
@@ -215,12 +220,25 @@ def mtls(geo_bin, tmp_path, monkeypatch):
         pytest.fail("; ".join(problems), pytrace=False)
 
 
-def push_small_image(region, repo, tag):
+def push_small_image(region, repo, tag, auth=None):
+    """An image of one small layer; returns (manifest digest, layer)."""
+    if auth is None:
+        layer = os.urandom(3000) + tag.encode()
+        region.oci().push_blob(repo, layer)
+        digest, _, _ = push_image_with_layer(region, repo, tag, sha256_digest(layer), len(layer))
+        return digest
     oci = region.oci()
+    oci.s.auth = auth
     layer = os.urandom(3000) + tag.encode()
+    config = json.dumps({"architecture": "amd64", "os": "linux", "tag": tag}).encode()
     oci.push_blob(repo, layer)
-    digest, _, _ = push_image_with_layer(region, repo, tag, sha256_digest(layer), len(layer))
-    return digest
+    oci.push_blob(repo, config)
+    m = json.dumps({"schemaVersion": 2, "mediaType": MT_OCI_MANIFEST,
+                    "config": {"mediaType": MT_OCI_CONFIG, "digest": sha256_digest(config),
+                               "size": len(config)},
+                    "layers": [{"mediaType": MT_OCI_LAYER, "digest": sha256_digest(layer),
+                                "size": len(layer)}]}).encode()
+    return oci.push_manifest(repo, tag, m, MT_OCI_MANIFEST), layer
 
 
 def events_with_cert(region, cert=None, caller="r2"):
@@ -267,6 +285,27 @@ def test_three_regions_replicate_with_region_certificates_alone(mtls):
     r = events_with_cert(r1, r2_cert, caller="r3")
     assert r.status_code == 403, r.text
     assert "the peer certificate does not name region r3" in r.text
+
+
+def test_with_access_control_on_peers_fetch_content_by_certificate(mtls):
+    """With credentials required, a peer's blob and manifest fetches on /v2/ carry no
+    Authorization (no secret is configured): its region certificate is its credential."""
+    admin = ("admin", "admin-password-%s" % os.getpid())
+    cluster = mtls(2, admin=admin)
+    r1, r2 = cluster
+    repo = unique_repo("mtls-auth")
+    digest, layer = push_small_image(r1, repo, "v1", auth=admin)
+    s = requests.Session()
+    s.auth = admin
+    url = "%s/v2/%s/manifests/v1" % (r2.url, repo)
+    wait_for(lambda: s.get(url, headers={"Accept": MT_OCI_MANIFEST}, timeout=10)
+             .status_code == 200, 60, "r2 to serve the image pushed to r1")
+    r = s.get("%s/v2/%s/blobs/%s" % (r2.url, repo, sha256_digest(layer)), timeout=10)
+    assert r.status_code == 200 and r.content == layer
+    assert r1.metric("meridian_peer_cert_accepted_total") > 0
+    # Anonymous clients stay anonymous: no certificate, no pull.
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 401, r.text
 
 
 BAD_CERTS = {
