@@ -105,6 +105,10 @@ static int load_peer_tls(const struct config *cfg, bool is_tls, struct err *e)
         return err_set(e, ERR_BAD_REQUEST, "peer-auth %s needs peer-secret", cfg->peer_auth);
     if (!has_peer_tls(cfg))
         return 0;
+    if (mode != CONFIG_PEER_AUTH_SECRET && cfg->peer_tls_cert_file == NULL)
+        log_warn("server", "peer-ca without peer-tls-cert: this region requires region "
+                           "certificates but presents none, so peers that require them "
+                           "refuse its calls");
     /* With peer-auth secret a peer CA only adds to the CAs our calls trust. */
     return httpc_peer_tls_load(cfg->peer_tls_cert_file, cfg->peer_tls_key_file,
                                cfg->peer_ca_file, e);

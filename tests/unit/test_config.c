@@ -351,7 +351,8 @@ int main(void)
         cmocka_unit_test(test_scrub_options),
         cmocka_unit_test(test_bad_file_line), cmocka_unit_test(test_help_and_unexpected),
         cmocka_unit_test(test_hardening_defaults_and_options),
-        cmocka_unit_test(test_tls_options),  cmocka_unit_test(test_peer_auth),  cmocka_unit_test(test_console_options),
+        cmocka_unit_test(test_tls_options),  cmocka_unit_test(test_peer_auth),
+        cmocka_unit_test(test_console_options),
         cmocka_unit_test(test_data_endpoint_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
