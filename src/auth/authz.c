@@ -113,6 +113,8 @@ struct auth_request {
     int64_t retry_after_s;               /* set when a login was refused as throttled */
     char action[48];
     char detail[240];
+    bool is_peer_cert_checked;    /* mutual TLS: peer_cert holds a verified certificate */
+    struct tls_client_cert *peer_cert; /* read on the requests that need it, else NULL */
 };
 
 /* What a request needs. */
@@ -1004,6 +1006,116 @@ static void reply_throttled(struct http_req *req, struct auth_request *ar, bool 
         http_reply_header(req, "Docker-Distribution-API-Version", "registry/2.0");
 }
 
+/* Mutual TLS between regions ------------------------------------------------------ */
+
+/* Does a region of this registry go by name? A replication object exists for every
+ * region the registry has (this one included), replicated like any object. */
+static bool is_registry_region(struct authz *az, const char *name)
+{
+    if (!config_is_valid_region(name))
+        return false;
+    char *value = NULL;
+    struct err e = {0};
+    if (az->ms->ops->object_get(az->ms, "replication", name, &value, &e) != 0)
+        return false;
+    free(value);
+    return true;
+}
+
+/* A region that is not part of the registry yet introduces itself: its certificate
+ * must name a region, and mgmt_repl_introduce checks that it names the one it says it
+ * is (authz_peer_cert_names). */
+static bool is_introduction(const struct http_req *req)
+{
+    return strcmp(req->path, MGMT_PREFIX "replication/introduce") == 0;
+}
+
+/* Is the client certificate of req a region's? 0 when it chains to the peer CA, is in
+ * its validity period and names (CN or DNS SAN) a region of this registry; else -1
+ * with the reason in why and its class in *reason. */
+static int peer_cert_check(struct authz *az, struct http_req *req, struct auth_request *ar,
+                           char *why, size_t why_len, enum metrics_peer_cert *reason)
+{
+    if (ar->peer_cert == NULL)
+        ar->peer_cert = xmalloc(sizeof(*ar->peer_cert));
+    struct tls_client_cert *c = ar->peer_cert;
+    http_req_client_cert(req, c);
+    switch (c->verdict) {
+    case TLS_CLIENT_NONE:
+        *reason = METRICS_PEER_CERT_MISSING;
+        snprintf(why, why_len, "no client certificate (peers need one from the peer CA)");
+        return -1;
+    case TLS_CLIENT_REFUSED:
+        *reason = c->fault == TLS_FAULT_UNTRUSTED ? METRICS_PEER_CERT_UNTRUSTED
+                  : c->fault == TLS_FAULT_EXPIRED ? METRICS_PEER_CERT_EXPIRED
+                                                  : METRICS_PEER_CERT_INVALID;
+        snprintf(why, why_len, "%s", c->why);
+        return -1;
+    case TLS_CLIENT_TRUSTED:
+        break;
+    }
+    bool is_intro = is_introduction(req);
+    for (size_t i = 0; i < c->n_names; i++) {
+        if (is_intro ? config_is_valid_region(c->names[i])
+                     : is_registry_region(az, c->names[i])) {
+            ar->is_peer_cert_checked = true;
+            return 0;
+        }
+    }
+    *reason = METRICS_PEER_CERT_WRONG_REGION;
+    snprintf(why, why_len, "the certificate names no region of this registry (%.63s%s%.63s)",
+             c->n_names > 0 ? c->names[0] : "no name", c->n_names > 1 ? ", " : "",
+             c->n_names > 1 ? c->names[1] : "");
+    return -1;
+}
+
+/* With a peer CA (--peer-ca), a peer's request needs a region certificate: with the
+ * peer secret as well (--peer-auth both), or instead of it (cert). In the second
+ * case a request with no other credentials and a region certificate is a peer's on any
+ * route (blob and manifest fetches too). A client's own certificate on a client route
+ * is not judged: docker and the rest are served as before. 0 to go on; -1 after a
+ * refusal (401), which is logged and counted. */
+static int peer_cert_gate(struct authz *az, struct http_req *req, struct auth_request *ar,
+                          const struct requirement *r)
+{
+    bool is_secret_too = config_peer_auth(az->cfg) == CONFIG_PEER_AUTH_BOTH;
+    bool is_peer_call = ar->kind == AUTHZ_PEER || r->need == NEED_PEER;
+    bool may_be_peer = !is_secret_too && ar->kind == AUTHZ_ANONYMOUS && !ar->has_credentials;
+    if (!is_peer_call && !may_be_peer)
+        return 0;
+    char why[200];
+    enum metrics_peer_cert reason = METRICS_PEER_CERT_INVALID;
+    if (peer_cert_check(az, req, ar, why, sizeof(why), &reason) == 0) {
+        if (may_be_peer) {
+            ar->kind = AUTHZ_PEER;
+            snprintf(ar->name, sizeof(ar->name), "%s", AUTH_PEER_USER);
+        }
+        metrics_count_peer_cert_accepted();
+        return 0;
+    }
+    if (!is_peer_call)
+        return 0;
+    metrics_count_peer_cert_refused(reason);
+    log_warn("authz", "peer request refused: %s %s from %s: %s%s%s", req->method, req->path,
+             ar->remote, why, ar->peer_cert->subject[0] ? "; subject " : "",
+             ar->peer_cert->subject);
+    ar->is_denied = true;
+    snprintf(ar->detail, sizeof(ar->detail), "peer certificate: %s", why);
+    char msg[256];
+    snprintf(msg, sizeof(msg), "peer certificate refused: %s", why);
+    reply_unauthorized(req, az, r, msg, NULL);
+    return -1;
+}
+
+bool authz_peer_cert_names(struct http_req *req, const char *region)
+{
+    struct auth_request *ar = areq(req);
+    if (!tls_peer_ca_is_loaded() || ar == NULL)
+        return true;
+    return ar->is_peer_cert_checked && region != NULL &&
+           tls_client_names(ar->peer_cert, region);
+}
+
 /* The check ----------------------------------------------------------------- */
 
 /* Decides; true to go on, false after replying. */
@@ -1107,9 +1219,11 @@ bool authz_check(struct http_req *req)
     login_limit_source(ar->remote, ar->source);
 
     struct requirement r = required(req);
-    /* With access control off everything is open, except that a configured peer secret
-     * still guards the replication API. */
-    if (!az->is_enabled && !(r.need == NEED_PEER && az->cfg->peer_secret != NULL))
+    bool is_mtls = tls_peer_ca_is_loaded();
+    /* With access control off everything is open, except that a configured peer
+     * credential (secret, certificate) still guards the replication API. */
+    if (!az->is_enabled &&
+        !(r.need == NEED_PEER && (az->cfg->peer_secret != NULL || is_mtls)))
         return true;
     if (r.need == NEED_NONE)
         return true; /* the token endpoint authenticates by itself */
@@ -1133,6 +1247,8 @@ bool authz_check(struct http_req *req)
                            cr.scheme == AUTH_SCHEME_BEARER ? "invalid_token" : NULL);
         return false;
     }
+    if (is_mtls && peer_cert_gate(az, req, ar, &r) != 0)
+        return false;
     if (!az->is_enabled && ar->kind != AUTHZ_PEER) {
         reply_unauthorized(req, az, &r, "replication needs the peer credential", NULL);
         return false;
@@ -1443,6 +1559,7 @@ void authz_finish(struct http_req *req, int status)
         return;
     authz_record(req, status);
     ar->magic = 0;
+    free(ar->peer_cert);
     free(ar); /* it holds no secret: names, claims and the client's address */
     req->auth = NULL;
 }

@@ -27,7 +27,7 @@ enum authz_kind {
     AUTHZ_ANONYMOUS, /* no credentials, or an anonymous token */
     AUTHZ_USER,
     AUTHZ_ROBOT,
-    AUTHZ_PEER, /* another region, with the peer secret */
+    AUTHZ_PEER, /* another region: the peer secret and/or a region certificate */
 };
 
 /* Opens access control for the store: decides whether it is on (config_is_auth_on),
@@ -55,6 +55,9 @@ void authz_audit_flush(struct authz *az);
  * request's own (the source of a cross-repository mount: token grants count too;
  * catalog filtering: roles only, is_token_checked false). */
 bool authz_can(struct http_req *req, const char *repo, unsigned perms, bool is_token_checked);
+/* Mutual TLS between regions: does the request's verified region certificate name
+ * region? true as well when no peer CA is configured (nothing to check). */
+bool authz_peer_cert_names(struct http_req *req, const char *region);
 /* Who the requester is (kind and name; name is "" for anonymous and when off). */
 enum authz_kind authz_who(struct http_req *req, const char **name);
 

@@ -55,6 +55,15 @@ static const struct option_def options[] = {
     {"advertise", OPT_STRING, "URL other regions use to reach this node", "http://<listen>"},
     {"registry-name", OPT_STRING, "name of the registry this region belongs to", "meridian"},
     {"peer-secret", OPT_STRING, "shared secret authenticating replication traffic", "(none)"},
+    {"peer-ca", OPT_STRING,
+     "PEM CA(s) signing region certificates: peer calls need a client certificate from it "
+     "naming a region (reloaded on SIGHUP)", "(none)"},
+    {"peer-tls-cert", OPT_STRING,
+     "PEM certificate this region presents on its calls to peers (reloaded on SIGHUP)", "(none)"},
+    {"peer-tls-key", OPT_STRING, "PEM private key of peer-tls-cert", "(none)"},
+    {"peer-auth", OPT_STRING,
+     "what peers prove: secret, cert (a region certificate) or both",
+     "both with peer-ca and peer-secret, cert with peer-ca, else secret"},
     {"sync-interval", OPT_DURATION, "how often regions compare what they hold", "60s"},
     {"fetch-backoff-max", OPT_DURATION, "longest wait between retries of a blob fetch", "60s"},
     {"scrub-interval", OPT_DURATION,
@@ -180,6 +189,10 @@ void config_fini(struct config *cfg)
     FREE_AND_NULL(cfg->advertise);
     FREE_AND_NULL(cfg->registry_name);
     FREE_AND_NULL(cfg->peer_secret);
+    FREE_AND_NULL(cfg->peer_ca_file);
+    FREE_AND_NULL(cfg->peer_tls_cert_file);
+    FREE_AND_NULL(cfg->peer_tls_key_file);
+    FREE_AND_NULL(cfg->peer_auth);
     FREE_AND_NULL(cfg->admin_password);
     FREE_AND_NULL(cfg->token_key_file);
     FREE_AND_NULL(cfg->token_realm);
@@ -331,6 +344,10 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
                       : strcmp(key, "tls-priorities") == 0 ? &cfg->tls_priorities
                       : strcmp(key, "tls-min-version") == 0 ? &cfg->tls_min_version
                       : strcmp(key, "tls-ticket-key-file") == 0 ? &cfg->tls_ticket_key_file
+                      : strcmp(key, "peer-ca") == 0 ? &cfg->peer_ca_file
+                      : strcmp(key, "peer-tls-cert") == 0 ? &cfg->peer_tls_cert_file
+                      : strcmp(key, "peer-tls-key") == 0 ? &cfg->peer_tls_key_file
+                      : strcmp(key, "peer-auth") == 0 ? &cfg->peer_auth
                       : strcmp(key, "console-dir") == 0 ? &cfg->console_dir
                       : strcmp(key, "data-endpoint") == 0 ? &cfg->data_endpoint
                       : strcmp(key, "s3-endpoint") == 0 ? &cfg->s3_endpoint
@@ -345,6 +362,10 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             strncmp(value, "http://", 7) != 0 &&
             strncmp(value, "https://", 8) != 0)
             return err_set(e, ERR_BAD_REQUEST, "%s: expected an http(s):// URL", key);
+        if (strcmp(key, "peer-auth") == 0 && strcmp(value, "secret") != 0 &&
+            strcmp(value, "cert") != 0 && strcmp(value, "both") != 0)
+            return err_set(e, ERR_BAD_REQUEST,
+                           "peer-auth: expected secret, cert or both, got \"%s\"", value);
         if (strcmp(key, "tls-min-version") == 0 && strcmp(value, "1.2") != 0 &&
             strcmp(value, "1.3") != 0)
             return err_set(e, ERR_BAD_REQUEST, "tls-min-version: expected 1.2 or 1.3, got \"%s\"",
@@ -456,6 +477,18 @@ bool config_is_valid_region(const char *s)
             return false;
     }
     return true;
+}
+
+enum config_peer_auth config_peer_auth(const struct config *cfg)
+{
+    const char *m = cfg->peer_auth;
+    if (m == NULL)
+        return cfg->peer_ca_file == NULL ? CONFIG_PEER_AUTH_SECRET
+               : cfg->peer_secret != NULL ? CONFIG_PEER_AUTH_BOTH
+                                          : CONFIG_PEER_AUTH_CERT;
+    return strcmp(m, "cert") == 0   ? CONFIG_PEER_AUTH_CERT
+           : strcmp(m, "both") == 0 ? CONFIG_PEER_AUTH_BOTH
+                                    : CONFIG_PEER_AUTH_SECRET;
 }
 
 bool config_is_auth_on(const struct config *cfg)

@@ -47,6 +47,10 @@ struct config {
     char *advertise;               /* URL peers use to reach this node; NULL = http://listen */
     char *registry_name;           /* the registry this region belongs to, default "meridian" */
     char *peer_secret;             /* shared secret of replication traffic; NULL = none */
+    char *peer_ca_file;            /* CA of region certificates: peers need one; NULL = none */
+    char *peer_tls_cert_file;      /* this region's client certificate for peer calls */
+    char *peer_tls_key_file;
+    char *peer_auth;               /* "secret", "cert", "both"; NULL: config_peer_auth */
     int64_t sync_interval_s;       /* anti-entropy comparison period, default 60 */
     int64_t fetch_backoff_max_s;   /* longest wait between blob fetch retries, default 60 */
     /* blob integrity (scrub.c) */
@@ -104,6 +108,15 @@ int config_parse_duration(const char *s, int64_t *out_s);
 void config_usage(FILE *out);
 /* Region names: 1-63 of [a-z0-9-], not starting with '-'. */
 bool config_is_valid_region(const char *s);
+/* What a peer proves on the replication API (docs/governance.md): the peer secret, a
+ * region certificate (mutual TLS), or both. --peer-auth, or when not set: both with a
+ * peer CA and a peer secret, cert with a peer CA alone, else secret. */
+enum config_peer_auth {
+    CONFIG_PEER_AUTH_SECRET,
+    CONFIG_PEER_AUTH_CERT,
+    CONFIG_PEER_AUTH_BOTH,
+};
+enum config_peer_auth config_peer_auth(const struct config *cfg);
 /* Is access control on: auth_mode, or when not set, unless listening on loopback? */
 bool config_is_auth_on(const struct config *cfg);
 void config_fini(struct config *cfg);

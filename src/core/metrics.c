@@ -45,6 +45,8 @@ static _Atomic uint64_t blobs_committed_total;
 static _Atomic uint64_t blob_bytes_committed_total;
 static _Atomic uint64_t manifests_put_total;
 static _Atomic uint64_t webhook_deliveries[METRICS_WEBHOOK_COUNT_];
+static _Atomic uint64_t peer_cert_refused[METRICS_PEER_CERT_COUNT_];
+static _Atomic uint64_t peer_cert_accepted;
 static _Atomic uint64_t blobs_corrupt_total;
 static _Atomic uint64_t blobs_repaired_total;
 static _Atomic int64_t blobs_quarantined;
@@ -106,6 +108,17 @@ void metrics_count_webhook_delivery(enum metrics_webhook_outcome outcome)
 {
     if ((unsigned)outcome < METRICS_WEBHOOK_COUNT_)
         atomic_fetch_add_explicit(&webhook_deliveries[outcome], 1, memory_order_relaxed);
+}
+
+void metrics_count_peer_cert_refused(enum metrics_peer_cert reason)
+{
+    if ((unsigned)reason < METRICS_PEER_CERT_COUNT_)
+        atomic_fetch_add_explicit(&peer_cert_refused[reason], 1, memory_order_relaxed);
+}
+
+void metrics_count_peer_cert_accepted(void)
+{
+    atomic_fetch_add_explicit(&peer_cert_accepted, 1, memory_order_relaxed);
 }
 
 void metrics_count_blob_corrupt(void)
@@ -223,6 +236,22 @@ void metrics_render(struct buf *out)
     for (size_t i = 0; i < METRICS_WEBHOOK_COUNT_; i++)
         buf_printf(out, "meridian_webhook_deliveries_total{outcome=\"%s\"} %llu\n", outcomes[i],
                    (unsigned long long)atomic_load(&webhook_deliveries[i]));
+    static const char *const reasons[METRICS_PEER_CERT_COUNT_] = {
+        [METRICS_PEER_CERT_MISSING] = "missing",
+        [METRICS_PEER_CERT_UNTRUSTED] = "untrusted",
+        [METRICS_PEER_CERT_EXPIRED] = "expired",
+        [METRICS_PEER_CERT_WRONG_REGION] = "wrong_region",
+        [METRICS_PEER_CERT_INVALID] = "invalid",
+    };
+    buf_appends(out, "# HELP meridian_peer_cert_refusals_total Peer requests refused for their "
+                     "client certificate (mutual TLS between regions), by reason.\n"
+                     "# TYPE meridian_peer_cert_refusals_total counter\n");
+    for (size_t i = 0; i < METRICS_PEER_CERT_COUNT_; i++)
+        buf_printf(out, "meridian_peer_cert_refusals_total{reason=\"%s\"} %llu\n", reasons[i],
+                   (unsigned long long)atomic_load(&peer_cert_refused[i]));
+    counter(out, "meridian_peer_cert_accepted_total",
+            "Requests admitted as a peer region's by their client certificate.",
+            atomic_load(&peer_cert_accepted));
     counter(out, "meridian_scrub_passes_total", "Scrub passes completed over every stored blob.",
             atomic_load(&scrub_passes_total));
     counter(out, "meridian_scrub_blobs_verified_total",

@@ -45,6 +45,18 @@ enum metrics_webhook_outcome {
     METRICS_WEBHOOK_COUNT_
 };
 void metrics_count_webhook_delivery(enum metrics_webhook_outcome outcome);
+/* Mutual TLS between regions (authz.c): requests a region certificate admitted as a
+ * peer's, and peer requests refused by why their certificate was not good enough. */
+enum metrics_peer_cert {
+    METRICS_PEER_CERT_MISSING,      /* no client certificate */
+    METRICS_PEER_CERT_UNTRUSTED,    /* not issued by the peer CA (or a bad chain) */
+    METRICS_PEER_CERT_EXPIRED,      /* outside its validity period */
+    METRICS_PEER_CERT_WRONG_REGION, /* names no region of this registry */
+    METRICS_PEER_CERT_INVALID,      /* anything else (key usage, malformed) */
+    METRICS_PEER_CERT_COUNT_
+};
+void metrics_count_peer_cert_refused(enum metrics_peer_cert reason);
+void metrics_count_peer_cert_accepted(void);
 /* Blob integrity (blobstore_fs.c, scrub.c): a stored copy found bad (and quarantined),
  * a bad copy replaced by a verified one, the quarantined copies still waiting for that,
  * and what the scrub read. */

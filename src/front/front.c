@@ -82,7 +82,7 @@ static void probe_once(struct front *f, long timeout_ms)
         snprintf(urls[i], sizeof(urls[i]), "%s/readyz", f->regions[i].url);
         list[i] = urls[i];
     }
-    httpc_get_many(list, f->n_regions, NULL, timeout_ms, NULL, statuses, times_ms);
+    httpc_get_many(list, f->n_regions, NULL, timeout_ms, NULL, false, statuses, times_ms);
     for (size_t i = 0; i < f->n_regions; i++) {
         struct front_region *r = &f->regions[i];
         bool is_ok = statuses[i] == 200;

@@ -224,6 +224,15 @@ void http_req_remote_addr(struct http_req *req, char *out, size_t out_len)
                   (socklen_t)out_len);
 }
 
+void http_req_client_cert(struct http_req *req, struct tls_client_cert *out)
+{
+    const union MHD_ConnectionInfo *ti =
+        req->impl != NULL
+            ? MHD_get_connection_info(req->impl, MHD_CONNECTION_INFO_GNUTLS_SESSION)
+            : NULL;
+    tls_client_verify(ti != NULL ? ti->tls_session : NULL, out);
+}
+
 /* Replies ------------------------------------------------------------------ */
 
 void http_reply_header(struct http_req *req, const char *name, const char *fmt, ...)

@@ -15,6 +15,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "tls.h"
 
 /* Where the management API lives: its errors have their own format (http_reply_mgmt_err). */
 #define MGMT_PREFIX "/_meridian/v1/"
@@ -108,6 +109,10 @@ bool http_req_has_query(struct http_req *req, const char *name);
 const char *http_req_query_joined(struct http_req *req, const char *name);
 /* The client's address as text ("127.0.0.1", "::1"); "" when unknown. */
 void http_req_remote_addr(struct http_req *req, char *out, size_t out_len);
+
+/* The client certificate of the request's connection against the peer CA (tls.h):
+ * TLS_CLIENT_NONE over plain HTTP, without a peer CA, or when the client sent none. */
+void http_req_client_cert(struct http_req *req, struct tls_client_cert *out);
 
 /* The request-target as the client sent it (path and query, not decoded). */
 const char *http_req_target(struct http_req *req);

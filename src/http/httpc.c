@@ -10,11 +10,97 @@
 #include <strings.h>
 
 #include "log.h"
+#include "tls.h"
 #include "util.h"
 
 void httpc_global_init(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* Peer TLS identity ------------------------------------------------------------- */
+
+#define PEER_TLS_FILE_MAX (1024 * 1024)
+
+/* Held in memory and handed to curl as blobs (which curl copies): a file replaced under
+ * a running call cannot mix an old certificate with a new key. Published through an
+ * atomic pointer; replaced identities stay allocated until exit, as a call may be
+ * copying one at that moment (a few KiB per rotation). */
+struct peer_tls {
+    struct buf cert, key, ca;
+    struct peer_tls *older;
+};
+
+static _Atomic(struct peer_tls *) current_peer_tls;
+
+static int slurp(const char *path, struct buf *out, struct err *e)
+{
+    buf_init(out, PEER_TLS_FILE_MAX);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return err_set(e, ERR_BAD_REQUEST, "cannot open %s", path);
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        buf_append(out, chunk, n);
+    fclose(f);
+    if (out->len == 0 || out->is_too_big)
+        return err_set(e, ERR_BAD_REQUEST, "%s is empty or too large", path);
+    return 0;
+}
+
+static void peer_tls_free(struct peer_tls *t)
+{
+    if (t->key.data != NULL)
+        memset(t->key.data, 0, t->key.len); /* the private key's bytes */
+    buf_fini(&t->cert);
+    buf_fini(&t->key);
+    buf_fini(&t->ca);
+    free(t);
+}
+
+int httpc_peer_tls_load(const char *cert_file, const char *key_file, const char *ca_file,
+                        struct err *e)
+{
+    if ((cert_file == NULL) != (key_file == NULL))
+        return err_set(e, ERR_BAD_REQUEST, "peer-tls-cert and peer-tls-key go together");
+    struct peer_tls *t = xcalloc(1, sizeof(*t));
+    int rc = 0;
+    if (cert_file != NULL &&
+        (slurp(cert_file, &t->cert, e) != 0 || slurp(key_file, &t->key, e) != 0 ||
+         tls_check_pair_pem(t->cert.data, t->cert.len, t->key.data, t->key.len, e) != 0))
+        rc = -1;
+    if (rc == 0 && ca_file != NULL && slurp(ca_file, &t->ca, e) != 0)
+        rc = -1;
+    if (rc != 0) {
+        peer_tls_free(t);
+        return -1;
+    }
+    t->older = atomic_load(&current_peer_tls);
+    atomic_store(&current_peer_tls, t);
+    return 0;
+}
+
+/* A call to a peer: present this region's certificate, trust the peer CA too. */
+static void set_peer_tls(CURL *c, bool is_peer)
+{
+    struct peer_tls *t = is_peer ? atomic_load(&current_peer_tls) : NULL;
+    if (t == NULL)
+        return;
+    if (t->cert.len > 0) {
+        struct curl_blob cert = {t->cert.data, t->cert.len, CURL_BLOB_COPY};
+        struct curl_blob key = {t->key.data, t->key.len, CURL_BLOB_COPY};
+        curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &cert);
+        curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key);
+        curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    /* Replaces the system CA file, not the system CA directory (Debian's libcurl has
+     * both), so public CAs stay trusted beside the peer CA. */
+    if (t->ca.len > 0) {
+        struct curl_blob ca = {t->ca.data, t->ca.len, CURL_BLOB_COPY};
+        curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &ca);
+    }
 }
 
 void httpc_response_init(struct httpc_response *r, size_t body_max)
@@ -121,6 +207,7 @@ int httpc_do(const struct httpc_request *rq, struct httpc_response *out, struct 
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, rq->timeout_ms);
     if (rq->interface)
         curl_easy_setopt(c, CURLOPT_INTERFACE, rq->interface);
+    set_peer_tls(c, rq->is_peer);
     set_abort(c, rq->abort);
     if (strcmp(rq->method, "HEAD") == 0)
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
@@ -665,6 +752,7 @@ static void any_start(CURLM *m, struct any_source *src, const char *range)
     }
     if (g->interface)
         curl_easy_setopt(c, CURLOPT_INTERFACE, g->interface);
+    set_peer_tls(c, g->is_peer);
     if (range[0])
         curl_easy_setopt(c, CURLOPT_RANGE, range);
     AZ(curl_multi_add_handle(m, c));
@@ -796,7 +884,8 @@ static size_t on_discard(char *p, size_t size, size_t n, void *arg)
 }
 
 void httpc_get_many(const char *const *urls, size_t n, const char *const *headers,
-                    long timeout_ms, const char *interface, long *statuses, double *times_ms)
+                    long timeout_ms, const char *interface, bool is_peer, long *statuses,
+                    double *times_ms)
 {
     CURLM *m = curl_multi_init();
     AN(m);
@@ -813,6 +902,7 @@ void httpc_get_many(const char *const *urls, size_t n, const char *const *header
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
         if (interface)
             curl_easy_setopt(c, CURLOPT_INTERFACE, interface);
+        set_peer_tls(c, is_peer);
         AZ(curl_multi_add_handle(m, c));
         handles[i] = c;
         statuses[i] = 0;

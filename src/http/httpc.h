@@ -35,6 +35,7 @@ struct httpc_request {
     long connect_timeout_ms;     /* 0 = 10 s */
     const char *interface;       /* local address to bind outbound traffic to, or NULL */
     const atomic_bool *abort;    /* when it turns true the transfer is abandoned; or NULL */
+    bool is_peer;                /* a call to a peer region: with the peer TLS identity */
 };
 
 /* Performs the request; the response body is kept up to out->body.max_bytes.
@@ -81,6 +82,7 @@ struct httpc_get_any {
     void *sink_arg;
     const char *interface;       /* local address to bind, or NULL */
     const atomic_bool *abort;    /* when it turns true the transfer is abandoned; or NULL */
+    bool is_peer;                /* the sources are peer regions (httpc_peer_tls_load) */
 };
 
 /* What became of one source of httpc_get_any. */
@@ -100,9 +102,11 @@ int httpc_get_any(const struct httpc_get_any *g, struct httpc_source_result *res
                   int *winner, struct err *e);
 
 /* GETs every url at once and waits for all (bodies discarded): statuses[i] gets the
- * status (0 when no answer within timeout_ms) and times_ms[i] the time it took. */
+ * status (0 when no answer within timeout_ms) and times_ms[i] the time it took. is_peer:
+ * the urls are peer regions (httpc_peer_tls_load). */
 void httpc_get_many(const char *const *urls, size_t n, const char *const *headers,
-                    long timeout_ms, const char *interface, long *statuses, double *times_ms);
+                    long timeout_ms, const char *interface, bool is_peer, long *statuses,
+                    double *times_ms);
 
 /* A request whose body and response both stream (the front's forwarding): the body is
  * pulled from `read` as curl sends it, the response head goes to `on_head` once it is
@@ -145,6 +149,16 @@ int httpc_pull_head(struct httpc_pull *p, bool *is_connected, struct err *e);
  * it broke. Blocks until some arrive. */
 long httpc_pull_read(struct httpc_pull *p, char *out, size_t max);
 void httpc_pull_free(struct httpc_pull *p);
+
+/* The TLS identity of calls to peer regions (is_peer; mutual TLS, docs/governance.md):
+ * the client certificate chain and key this region presents (both or neither), and the
+ * CA file of region certificates, trusted for a peer's server certificate besides the
+ * system's CAs (may be NULL). The files are read into memory and checked (the key must
+ * belong to the certificate): calls that start afterwards use them, calls in flight keep
+ * theirs, so a SIGHUP calls this again to rotate them. On failure the previous identity
+ * stays in use. */
+int httpc_peer_tls_load(const char *cert_file, const char *key_file, const char *ca_file,
+                        struct err *e);
 
 /* Call once at start (curl_global_init is not thread-safe). */
 void httpc_global_init(void);

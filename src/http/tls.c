@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "util.h"
@@ -40,6 +41,16 @@ struct ticket_key {
 };
 
 static _Atomic(struct ticket_key *) current_ticket;
+
+/* The CA(s) that sign region certificates (--peer-ca), published like the pair above:
+ * SIGHUP swaps in a new trust list, requests verifying at that moment may still hold the
+ * old one, so replaced lists stay allocated until exit. */
+struct peer_ca {
+    gnutls_x509_trust_list_t tl;
+    struct peer_ca *older;
+};
+
+static _Atomic(struct peer_ca *) current_ca;
 
 static int read_file(const char *path, gnutls_datum_t *out, struct err *e)
 {
@@ -80,6 +91,16 @@ static int check_pair(const gnutls_datum_t *cert, const gnutls_datum_t *key, str
         return err_set(e, ERR_BAD_REQUEST, "certificate and key do not form a pair: %s",
                        gnutls_strerror(rc));
     return 0;
+}
+
+int tls_check_pair_pem(const void *cert, size_t cert_len, const void *key, size_t key_len,
+                       struct err *e)
+{
+    if (cert_len > TLS_FILE_MAX || key_len > TLS_FILE_MAX)
+        return err_set(e, ERR_BAD_REQUEST, "certificate or key too large");
+    gnutls_datum_t c = {.data = (unsigned char *)cert, .size = (unsigned)cert_len};
+    gnutls_datum_t k = {.data = (unsigned char *)key, .size = (unsigned)key_len};
+    return check_pair(&c, &k, e);
 }
 
 int tls_load(const char *cert_file, const char *key_file, struct err *e)
@@ -211,13 +232,172 @@ int tls_tickets_load(const char *key_file, struct err *e)
 
 void tls_session_start(void *session)
 {
+    if (session == NULL)
+        return;
+    /* Optional, not required: a client without a certificate completes its handshake,
+     * and the routes that need one refuse it (tls.h). */
+    if (atomic_load(&current_ca) != NULL)
+        gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST);
     struct ticket_key *t = atomic_load(&current_ticket);
-    if (session == NULL || t == NULL)
+    if (t == NULL)
         return;
     /* Resumption skips the certificate signature and key exchange: a returning
-     * client's handshake costs a fraction of a full one (docs/tls.md). */
+     * client's handshake costs a fraction of a full one (docs/tls.md). A resumed
+     * session keeps the client certificate of its full handshake, which
+     * tls_client_verify checks again on every request. */
     if (gnutls_session_ticket_enable_server(session, &t->key) != GNUTLS_E_SUCCESS)
         log_warn("tls", "cannot enable session tickets on a connection");
+}
+
+/* Peer CA: client certificates of regions -------------------------------------- */
+
+int tls_peer_ca_load(const char *ca_file, struct err *e)
+{
+    gnutls_datum_t pem = {0};
+    if (read_file(ca_file, &pem, e) != 0)
+        return -1;
+    struct peer_ca *ca = xcalloc(1, sizeof(*ca));
+    int rc = gnutls_x509_trust_list_init(&ca->tl, 0);
+    if (rc == GNUTLS_E_SUCCESS)
+        rc = gnutls_x509_trust_list_add_trust_mem(ca->tl, &pem, NULL, GNUTLS_X509_FMT_PEM, 0,
+                                                  0);
+    free(pem.data);
+    if (rc <= 0) {
+        if (ca->tl != NULL)
+            gnutls_x509_trust_list_deinit(ca->tl, 1);
+        free(ca);
+        return err_set(e, ERR_BAD_REQUEST, "peer-ca %s: %s", ca_file,
+                       rc == 0 ? "no certificate in the file" : gnutls_strerror(rc));
+    }
+    ca->older = atomic_load(&current_ca);
+    atomic_store(&current_ca, ca);
+    return 0;
+}
+
+bool tls_peer_ca_is_loaded(void)
+{
+    return atomic_load(&current_ca) != NULL;
+}
+
+/* Why a chain failed, most telling first: a certificate of another CA is "not issued by
+ * the peer CA" even when it has also expired. */
+static const char *status_why(unsigned status)
+{
+    if (status & (GNUTLS_CERT_SIGNER_NOT_FOUND | GNUTLS_CERT_SIGNER_NOT_CA))
+        return "not issued by the peer CA";
+    if (status & GNUTLS_CERT_SIGNATURE_FAILURE)
+        return "bad signature";
+    if (status & GNUTLS_CERT_EXPIRED)
+        return "certificate expired";
+    if (status & GNUTLS_CERT_NOT_ACTIVATED)
+        return "certificate not yet valid";
+    if (status & GNUTLS_CERT_PURPOSE_MISMATCH)
+        return "not a TLS client certificate (extended key usage)";
+    if (status & GNUTLS_CERT_REVOKED)
+        return "certificate revoked";
+    if (status & GNUTLS_CERT_INSECURE_ALGORITHM)
+        return "insecure signature algorithm";
+    return "certificate not trusted";
+}
+
+static void add_name(struct tls_client_cert *out, const char *name, size_t len)
+{
+    if (out->n_names == TLS_CLIENT_MAX_NAMES || len == 0 || len >= TLS_CLIENT_NAME_MAX ||
+        memchr(name, '\0', len) != NULL)
+        return;
+    for (size_t i = 0; i < out->n_names; i++)
+        if (strlen(out->names[i]) == len && memcmp(out->names[i], name, len) == 0)
+            return; /* the CN repeated as a DNS name */
+    memcpy(out->names[out->n_names], name, len);
+    out->names[out->n_names][len] = '\0';
+    out->n_names++;
+}
+
+/* The leaf's subject, CN and DNS names. */
+static void read_names(gnutls_x509_crt_t leaf, struct tls_client_cert *out)
+{
+    gnutls_datum_t dn = {0};
+    if (gnutls_x509_crt_get_dn3(leaf, &dn, 0) == GNUTLS_E_SUCCESS) {
+        snprintf(out->subject, sizeof(out->subject), "%.*s", (int)dn.size, (char *)dn.data);
+        gnutls_free(dn.data);
+    }
+    char name[TLS_CLIENT_NAME_MAX];
+    size_t size = sizeof(name);
+    if (gnutls_x509_crt_get_dn_by_oid(leaf, GNUTLS_OID_X520_COMMON_NAME, 0, 0, name, &size) ==
+        GNUTLS_E_SUCCESS)
+        add_name(out, name, size);
+    for (unsigned i = 0; i < 64; i++) {
+        size = sizeof(name);
+        int type = gnutls_x509_crt_get_subject_alt_name(leaf, i, name, &size, NULL);
+        if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+            break;
+        if (type == GNUTLS_SAN_DNSNAME)
+            add_name(out, name, size);
+    }
+}
+
+void tls_client_verify(void *session, struct tls_client_cert *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct peer_ca *ca = atomic_load(&current_ca);
+    unsigned n = 0;
+    const gnutls_datum_t *raw =
+        session != NULL ? gnutls_certificate_get_peers(session, &n) : NULL;
+    if (ca == NULL || raw == NULL || n == 0)
+        return;
+    out->verdict = TLS_CLIENT_REFUSED;
+    out->fault = TLS_FAULT_OTHER;
+    if (gnutls_certificate_type_get(session) != GNUTLS_CRT_X509) {
+        snprintf(out->why, sizeof(out->why), "not an X.509 certificate");
+        return;
+    }
+    if (n > TLS_MAX_CHAIN)
+        n = TLS_MAX_CHAIN;
+    gnutls_x509_crt_t crts[TLS_MAX_CHAIN] = {0};
+    unsigned n_ok = 0;
+    for (; n_ok < n; n_ok++) {
+        if (gnutls_x509_crt_init(&crts[n_ok]) != GNUTLS_E_SUCCESS)
+            break;
+        if (gnutls_x509_crt_import(crts[n_ok], &raw[n_ok], GNUTLS_X509_FMT_DER) < 0) {
+            gnutls_x509_crt_deinit(crts[n_ok]);
+            break;
+        }
+    }
+    if (n_ok < n) {
+        snprintf(out->why, sizeof(out->why), "malformed certificate");
+    } else {
+        read_names(crts[0], out);
+        gnutls_typed_vdata_st purpose = {.type = GNUTLS_DT_KEY_PURPOSE_OID,
+                                         .data = (void *)GNUTLS_KP_TLS_WWW_CLIENT};
+        unsigned status = 0;
+        int rc = gnutls_x509_trust_list_verify_crt2(ca->tl, crts, n, &purpose, 1, 0, &status,
+                                                    NULL);
+        if (rc < 0)
+            snprintf(out->why, sizeof(out->why), "cannot verify: %s", gnutls_strerror(rc));
+        else if (status != 0)
+            snprintf(out->why, sizeof(out->why), "%s", status_why(status));
+        if (rc >= 0 && status != 0)
+            out->fault = status & (GNUTLS_CERT_SIGNER_NOT_FOUND | GNUTLS_CERT_SIGNER_NOT_CA |
+                                   GNUTLS_CERT_SIGNATURE_FAILURE)
+                             ? TLS_FAULT_UNTRUSTED
+                         : status & (GNUTLS_CERT_EXPIRED | GNUTLS_CERT_NOT_ACTIVATED)
+                             ? TLS_FAULT_EXPIRED
+                             : TLS_FAULT_OTHER;
+        if (rc >= 0 && status == 0) {
+            out->verdict = TLS_CLIENT_TRUSTED;
+            out->fault = TLS_FAULT_NONE;
+        }
+    }
+    for (unsigned i = 0; i < n_ok; i++)
+        gnutls_x509_crt_deinit(crts[i]);
+}
+
+bool tls_client_names(const struct tls_client_cert *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_names; i++)
+        if (strcasecmp(c->names[i], name) == 0)
+            return true;
+    return false;
 }
 
 char *tls_priorities_with_min(const char *priorities, const char *min_version, struct err *e)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authz.h"
 #include "log.h"
 #include "mgmt_api.h"
 #include "registry_ctx.h"
@@ -138,6 +139,13 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
                          from ? from : "the caller");
         return;
     }
+    /* With mutual TLS a region pulls as the region its certificate names, and no other:
+     * what is sent depends on who asks (placement, residency). */
+    if (!authz_peer_cert_names(req, from)) {
+        log_warn("repl", "events refused: the peer certificate does not name region %s", from);
+        mgmt_reply_error(req, ERR_DENIED, "the peer certificate does not name region %s", from);
+        return;
+    }
     if (repl_codec_vv_parse(http_req_query(req, "vv"), &vv, &e) != 0) {
         reply_err(req, &e);
         return;
@@ -208,6 +216,17 @@ void mgmt_repl_introduce(struct http_req *req, const struct mgmt_params *p)
     json_t *body = mgmt_body_object(req);
     if (body == NULL)
         return;
+    /* With mutual TLS a region introduces itself only under the name its certificate
+     * gives it: a certificate of one region cannot add another to the registry. */
+    const char *location = json_string_value(json_object_get(body, "location"));
+    if (!authz_peer_cert_names(req, location)) {
+        err_set(&e, ERR_DENIED, "the peer certificate does not name region %s",
+                location != NULL ? location : "(none)");
+        log_warn("repl", "introduction refused: %s", err_message(&e));
+        json_decref(body);
+        reply_err(req, &e);
+        return;
+    }
     int rc = repl_introduce(req->reg->repl,
                             json_string_value(json_object_get(body, "registry")),
                             json_string_value(json_object_get(body, "location")),

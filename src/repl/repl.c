@@ -257,7 +257,7 @@ static int peer_call(struct repl *r, const char *method, const char *url, const 
                                .body = body, .body_len = body ? strlen(body) : 0,
                                .timeout_ms = timeout_ms, .connect_timeout_ms = 5000,
                                .interface = r->bind_ip[0] ? r->bind_ip : NULL,
-                               .abort = &r->is_stopping};
+                               .abort = &r->is_stopping, .is_peer = true};
     return httpc_do(&rq, resp, e);
 }
 
@@ -370,6 +370,20 @@ static void note_failure(struct peer *p, const char *what, const struct err *e)
                  e ? err_message(e) : "bad reply", failures);
 }
 
+/* A peer's answer other than 200, with the reason it gave (a refused region
+ * certificate says why: docs/governance.md), for the log. */
+static void peer_refusal(const struct httpc_response *resp, struct err *e)
+{
+    json_error_t je;
+    json_t *reply = resp->status != 200 ? json_loadb(resp->body.data, resp->body.len, 0, &je)
+                                        : NULL;
+    json_t *error = json_object_get(reply, "error");
+    const char *msg = json_string_value(json_object_get(error, "message"));
+    err_set(e, ERR_UNAVAILABLE, "peer answered %ld%s%.200s", resp->status, msg ? ": " : "",
+            msg ? msg : "");
+    json_decref(reply);
+}
+
 /* Applies one batch; returns the log position to resume after, or -1 on failure. */
 static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool *any_pending)
 {
@@ -470,7 +484,7 @@ static void *puller_main(void *arg)
         }
         if (body == NULL) {
             if (rc == 0)
-                err_set(&e, ERR_UNAVAILABLE, "peer answered %ld", resp.status);
+                peer_refusal(&resp, &e);
             httpc_response_fini(&resp);
             note_failure(p, "pull events", &e);
             if (nap(r, backoff_ms))
@@ -832,7 +846,7 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
                                   .hedge_after_ms = n_peers > 1 ? hedge_ms : 0,
                                   .sink = on_fetch_bytes, .sink_arg = &fs,
                                   .interface = r->bind_ip[0] ? r->bind_ip : NULL,
-                                  .abort = &r->is_stopping};
+                                  .abort = &r->is_stopping, .is_peer = true};
         int winner = -1;
         struct err te = {0};
         int64_t t0_ns = util_mono_ns();
@@ -1103,7 +1117,7 @@ static int fetch_manifest_body(struct repl *r, const struct meta_pending *p, cha
         struct httpc_request rq = {.method = "GET", .url = url, .headers = headers,
                                    .timeout_ms = 15000, .connect_timeout_ms = 5000,
                                    .interface = r->bind_ip[0] ? r->bind_ip : NULL,
-                                   .abort = &r->is_stopping};
+                                   .abort = &r->is_stopping, .is_peer = true};
         struct err he = {0};
         if (httpc_do(&rq, &resp, &he) == 0 && resp.status == 200 && !resp.body.is_too_big)
             rc = ms_of(r)->ops->manifest_body_set(ms_of(r), p->repo, &p->digest, resp.body.data,
@@ -1718,7 +1732,7 @@ static void probe_peers(struct repl *r)
     }
     const char *headers[2] = {r->auth_header[0] ? r->auth_header : NULL, NULL};
     httpc_get_many((const char *const *)urls, n, headers, PROBE_TIMEOUT_MS,
-                   r->bind_ip[0] ? r->bind_ip : NULL, statuses, times_ms);
+                   r->bind_ip[0] ? r->bind_ip : NULL, true, statuses, times_ms);
     AZ(pthread_mutex_lock(&r->mu));
     for (size_t i = 0; i < n; i++) {
         struct peer *p = find_peer(r, peers[i].location);

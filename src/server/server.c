@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "httpc.h"
 #include "log.h"
 #include "registry.h"
 #include "tls.h"
@@ -76,6 +77,41 @@ static int start_data_listener(struct config *cfg, const struct http_config *hc,
     log_info("server", "data endpoint at %s (redirects name %s)", url,
              cfg->data_endpoint);
     return 0;
+}
+
+static bool has_peer_tls(const struct config *cfg)
+{
+    return cfg->peer_ca_file != NULL || cfg->peer_tls_cert_file != NULL ||
+           cfg->peer_tls_key_file != NULL || cfg->peer_auth != NULL;
+}
+
+/* Mutual TLS between regions (docs/governance.md): the CA that signs region
+ * certificates, checked on requests peers make, and this region's own certificate for
+ * the calls it makes. At start and on SIGHUP; a file that does not load keeps the
+ * previous one in use. */
+static int load_peer_tls(const struct config *cfg, bool is_tls, struct err *e)
+{
+    enum config_peer_auth mode = config_peer_auth(cfg);
+    if (mode != CONFIG_PEER_AUTH_SECRET) {
+        if (cfg->peer_ca_file == NULL)
+            return err_set(e, ERR_BAD_REQUEST, "peer-auth cert and both need peer-ca");
+        if (!is_tls)
+            return err_set(e, ERR_BAD_REQUEST,
+                           "peer-ca needs tls-cert: client certificates come over HTTPS");
+        if (tls_peer_ca_load(cfg->peer_ca_file, e) != 0)
+            return -1;
+    }
+    if (mode != CONFIG_PEER_AUTH_CERT && cfg->peer_secret == NULL && cfg->peer_auth != NULL)
+        return err_set(e, ERR_BAD_REQUEST, "peer-auth %s needs peer-secret", cfg->peer_auth);
+    if (!has_peer_tls(cfg))
+        return 0;
+    if (mode != CONFIG_PEER_AUTH_SECRET && cfg->peer_tls_cert_file == NULL)
+        log_warn("server", "peer-ca without peer-tls-cert: this region requires region "
+                           "certificates but presents none, so peers that require them "
+                           "refuse its calls");
+    /* With peer-auth secret a peer CA only adds to the CAs our calls trust. */
+    return httpc_peer_tls_load(cfg->peer_tls_cert_file, cfg->peer_tls_key_file,
+                               cfg->peer_ca_file, e);
 }
 
 int server_main(int argc, char **argv)
@@ -148,6 +184,10 @@ int server_main(int argc, char **argv)
         log_error("server", "failed to load the TLS certificate: %s", err_message(&e));
         goto out;
     }
+    if (load_peer_tls(&cfg, hc.is_tls, &e) != 0) {
+        log_error("server", "failed to set up mutual TLS between regions: %s", err_message(&e));
+        goto out;
+    }
     char *tls_priorities = NULL;
     if (hc.is_tls) {
         tls_priorities = tls_priorities_with_min(cfg.tls_priorities, cfg.tls_min_version, &e);
@@ -213,6 +253,15 @@ int server_main(int argc, char **argv)
                 else
                     log_info("server", "SIGHUP: new TLS session ticket key from %s",
                              cfg.tls_ticket_key_file);
+            }
+            /* Region certificates: the CA checks requests from the next one on, our
+             * own certificate goes out on the next call to a peer. */
+            if (has_peer_tls(&cfg)) {
+                if (load_peer_tls(&cfg, hc.is_tls, &e) != 0)
+                    log_error("server", "failed to reload the peer TLS files: %s",
+                              err_message(&e));
+                else
+                    log_info("server", "SIGHUP: reloaded the peer TLS files");
             }
             continue;
         }

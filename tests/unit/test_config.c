@@ -132,6 +132,36 @@ static void test_tls_options(void **state)
     config_fini(&c);
 }
 
+/* Issue 13: mutual TLS between regions. --peer-auth takes secret, cert or both; unset, it
+ * follows what is configured (a peer CA turns certificates on, a secret as well keeps it). */
+static void test_peer_auth(void **state)
+{
+    struct config c;
+    struct err e = {0};
+    (void)state;
+    config_defaults(&c);
+    assert_int_equal(config_peer_auth(&c), CONFIG_PEER_AUTH_SECRET);
+    assert_int_equal(config_set(&c, "peer-secret", "s3cret-s3cret", &e), 0);
+    assert_int_equal(config_peer_auth(&c), CONFIG_PEER_AUTH_SECRET);
+    assert_int_equal(config_set(&c, "peer-ca", "/etc/meridian/peer-ca.pem", &e), 0);
+    assert_int_equal(config_peer_auth(&c), CONFIG_PEER_AUTH_BOTH);
+    free(c.peer_secret);
+    c.peer_secret = NULL;
+    assert_int_equal(config_peer_auth(&c), CONFIG_PEER_AUTH_CERT);
+    assert_int_equal(config_set(&c, "peer-auth", "secret", &e), 0);
+    assert_int_equal(config_peer_auth(&c), CONFIG_PEER_AUTH_SECRET);
+    assert_int_equal(config_set(&c, "peer-auth", "both", &e), 0);
+    assert_int_equal(config_peer_auth(&c), CONFIG_PEER_AUTH_BOTH);
+    assert_int_equal(config_set(&c, "peer-auth", "certs", &e), -1);
+    assert_non_null(strstr(err_message(&e), "peer-auth"));
+    assert_int_equal(config_peer_auth(&c), CONFIG_PEER_AUTH_BOTH);
+    assert_int_equal(config_set(&c, "peer-tls-cert", "r1.pem", &e), 0);
+    assert_int_equal(config_set(&c, "peer-tls-key", "r1.key", &e), 0);
+    assert_string_equal(c.peer_tls_cert_file, "r1.pem");
+    assert_string_equal(c.peer_tls_key_file, "r1.key");
+    config_fini(&c);
+}
+
 static void test_durations(void **state)
 {
     int64_t v;
@@ -321,7 +351,8 @@ int main(void)
         cmocka_unit_test(test_scrub_options),
         cmocka_unit_test(test_bad_file_line), cmocka_unit_test(test_help_and_unexpected),
         cmocka_unit_test(test_hardening_defaults_and_options),
-        cmocka_unit_test(test_tls_options),  cmocka_unit_test(test_console_options),
+        cmocka_unit_test(test_tls_options),  cmocka_unit_test(test_peer_auth),
+        cmocka_unit_test(test_console_options),
         cmocka_unit_test(test_data_endpoint_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
