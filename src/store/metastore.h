@@ -519,6 +519,32 @@ typedef int ms_manifest_show_shallow_f(struct metastore *ms, const char *repo,
 typedef int ms_blob_is_wanted_f(struct metastore *ms, const char *repo, const struct digest *d,
                                 bool *is_wanted, struct err *e);
 
+/* Residency (residency.h) ------------------------------------------------------------
+ * What this region holds of each repository, and the removal of all of it when a residency
+ * policy forbids the region to hold the repository. */
+struct meta_holding {
+    char *repo;
+    int64_t n_manifests; /* visible here (held: document and blobs) */
+    int64_t n_blobs;     /* blobs linked to the repository here */
+};
+struct meta_holding_list {
+    struct meta_holding *items;
+    size_t n;
+};
+void meta_holding_list_fini(struct meta_holding_list *l);
+/* Every repository with a manifest or blob held here, by name. */
+typedef int ms_holdings_f(struct metastore *ms, struct meta_holding_list *out, struct err *e);
+/* Removes everything this region keeps of repo, in one transaction: manifests (documents
+ * included), tags and their registers, tombstones, blob links, replication status, upload
+ * rows, the records of its image definition, versions and locks, and the content of every
+ * event about it (each becomes a redacted stand-in: origin, sequence and clock only, so the
+ * log's numbering holds). Blobs nothing here links or references any more go from the
+ * blobs table and are listed in orphans (the caller deletes their files). Freed pages are
+ * overwritten (no copy of a document is left in the database file or its log).
+ * *n_manifests: manifests removed. No-op (0 removed) when nothing is kept. */
+typedef int ms_repo_purge_f(struct metastore *ms, const char *repo, struct meta_name_list *orphans,
+                            int64_t *n_manifests, struct err *e);
+
 struct metastore_ops {
     const char *name;
     ms_blob_link_f *blob_link;
@@ -592,6 +618,8 @@ struct metastore_ops {
     ms_gc_queue_length_f *gc_queue_length;
     ms_storage_usage_f *storage_usage;
     ms_repo_bytes_f *repo_bytes;
+    ms_holdings_f *holdings;
+    ms_repo_purge_f *repo_purge;
 };
 
 struct metastore {
