@@ -379,6 +379,7 @@ struct meta_audit {
     char *detail;        /* short text or NULL; never a secret */
     int64_t count;       /* refusals this entry stands for (audit_agg.c); 1 for others */
     int64_t last_ms;     /* time of the last of them (= time_ms when count is 1) */
+    char *region;        /* region the change was decided in; NULL (append): this one */
 };
 void meta_audit_free(struct meta_audit *list, size_t n);
 struct meta_audit_query {
@@ -386,6 +387,9 @@ struct meta_audit_query {
     size_t limit;        /* at most this many, newest first */
     const char *actor;   /* only this actor, or NULL */
     const char *action;  /* only actions starting with this, or NULL */
+    const char *region;  /* only entries decided in this region, or NULL */
+    int64_t since_ms;    /* only entries at or after this time (0: any) */
+    int64_t until_ms;    /* only entries at or before this time (0: any) */
 };
 /* Appends a (its id and count are ignored: count 1) as entry *id_out, then deletes the
  * oldest entries so that at most max_rows remain (0: no cap; at most 100 per call, so
