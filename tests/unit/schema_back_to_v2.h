@@ -6,6 +6,9 @@
 #define MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
 
 #define SQL_SCHEMA_BACK_TO_V2                                                                  \
+    /* version 6: the region of audit entries */                                              \
+    "DROP INDEX audit_log_time;"                                                               \
+    "ALTER TABLE audit_log DROP COLUMN region;"                                                \
     /* version 5: the garbage collector's review queue */                                      \
     "DROP TRIGGER gc_queue_on_unref;"                                                          \
     "DROP TRIGGER gc_queue_on_link;"                                                           \
