@@ -133,8 +133,13 @@ void mgmt_repl_holdings(struct http_req *req, const struct mgmt_params *p)
     mgmt_reply_json(req, 200, out);
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* Every region's holdings: {REGION: holdings or null (no answer)}; *regions_out gets the
- * region names, this one first (NULL-terminated; free with names_free). */
+ * region names, sorted (NULL-terminated; free with names_free). */
 static json_t *all_holdings(struct registry *reg, char ***regions_out)
 {
     json_t *by_region = json_object();
@@ -156,6 +161,7 @@ static json_t *all_holdings(struct registry *reg, char ***regions_out)
         json_object_set_new(by_region, loc, h ? h : json_null());
     }
     json_decref(list);
+    qsort(names, k, sizeof(char *), by_name);
     *regions_out = names;
     return by_region;
 }
@@ -230,11 +236,6 @@ static json_t *repositories_of(struct registry *reg, const json_t *by_region)
     }
     json_decref(defs);
     return set; /* jansson keeps insertion order; the caller sorts */
-}
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* One repository's row of the report; NULL when filtered out. */

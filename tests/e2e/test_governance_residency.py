@@ -193,8 +193,8 @@ def test_a_policy_over_existing_content_removes_it_and_reports(geo):
 
     # the policy, set in r2, reaches r3, which removes its copies and audits it
     assert set_policy(r2, "eu-legacy", "eu/*", allowed=["r1", "r2"]).status_code == 200
-    wait_for(lambda: db_rows(r3, "SELECT id FROM repos WHERE name = ?", repo) == [], REPL_S,
-             "r3 removes %s" % repo)
+    wait_for(lambda: r3.api("GET", "audit", params={"action": "residency.enforce"}).json(),
+             REPL_S, "r3 removes %s" % repo)
     assert_holds_nothing_of(r3, repo, img)
     assert r3.oci().get_manifest(plain, "v1").status_code == 200  # others untouched
     for r in (r1, r2):
@@ -255,7 +255,7 @@ def test_compliance_flags_targets_and_the_cli_gates_on_it(geo):
     assert row["heldIn"] == ["r1"] and report["violations"] == 2, row
     # the fix: take r3 out of the version and the definition; compliant again
     r = r1.api("PATCH", "image-versions", params={"repository": repo, "reference": "1.0.0"},
-               json={"removeRegions": ["r3"]})
+               json={"removeRegions": ["r3"], "allowDeletionOfReplicatedLocations": True})
     assert r.status_code == 200, r.text
     r = r1.api("PATCH", "image-definitions", params={"repository": repo},
                json={"defaultTargetRegions": ["r1", "r2"]})
