@@ -297,3 +297,53 @@ def test_bad_policies_are_refused_and_change_nothing(geo):
         assert r.status_code == 400, (q, r.status_code, r.text)
     p = r1.cli("policy", "residency", "set", "x", check=False)
     assert p.returncode == 2, p.stderr
+
+
+def test_only_admins_change_policies_auditors_read_the_report_audit_by_region(geo):
+    from test_governance_identities import auth_cluster, call, wait_known
+    c = auth_cluster(geo)
+    r1, r3 = c["r1"], c["r3"]
+    since = int(time.time() * 1000)
+    for name, role, pattern in (("auditor", "consumer", "*"), ("pub", "publisher", "team/*")):
+        assert call(r1, "POST", "/_meridian/v1/users",
+                    json={"name": name, "password": name + "-pw-123456"}).status_code == 201
+        assert call(r1, "POST", "/_meridian/v1/roles",
+                    json={"subject": name, "role": role, "pattern": pattern}).status_code in \
+            (200, 201)
+    wait_known(r3, "users/pub")
+    auditor, pub = ("auditor", "auditor-pw-123456"), ("pub", "pub-pw-123456")
+    body = {"repositories": "team/*", "allowedRegions": ["r1"]}
+    # a publisher (or a consumer) may not change residency; nothing changes
+    for who in (pub, auditor):
+        wait_for(lambda who=who: call(r3, "GET", "/_meridian/v1/policies/residency",
+                                      auth=who).status_code == 200, REPL_S, "login at r3")
+        r = call(r3, "PUT", "/_meridian/v1/policies/residency/team", auth=who, json=body)
+        assert r.status_code == 403, (who, r.status_code, r.text)
+        r = call(r3, "DELETE", "/_meridian/v1/policies/residency/team", auth=who)
+        assert r.status_code == 403, (who, r.status_code, r.text)
+    assert call(r3, "GET", "/_meridian/v1/policies/residency").json() == []
+    assert call(r3, "PUT", "/_meridian/v1/policies/residency/team", json=body).status_code == 200
+    # the auditor reads the report (every repository: consumer on *); anonymous may not
+    r = call(r1, "GET", "/_meridian/v1/compliance", auth=auditor)
+    assert r.status_code == 200 and r.json()["policies"][0]["name"] == "team", r.text
+    assert call(r1, "GET", "/_meridian/v1/compliance", auth=None).status_code == 401
+    # a push by the publisher into r3 (outside the policy) is refused and audited there
+    tok = call(r3, "GET", "/_meridian/v1/token", auth=pub,
+               params={"service": "meridian", "scope": "repository:team/app:push,pull"})
+    assert tok.status_code == 200, tok.text
+    bearer = tok.json().get("token") or tok.json()["access_token"]
+    r = requests.post(r3.url + "/v2/team/app/blobs/uploads/",
+                      headers={"Authorization": "Bearer " + bearer}, timeout=30)
+    denied(r, "team")
+    refused = call(r3, "GET", "/_meridian/v1/audit", params={"action": "residency.denied"}).json()
+    assert refused and refused[0]["actor"] == "pub" and refused[0]["status"] == 403, refused
+    # the audit of r3, by region: the users were decided in r1, the policy in r3
+    by_r1 = call(r3, "GET", "/_meridian/v1/audit", params={"region": "r1", "since": since}).json()
+    assert {a["action"] for a in by_r1} == {"identity.replicated", "role.replicated"}, by_r1
+    assert {a["target"] for a in by_r1 if a["action"] == "identity.replicated"} == \
+        {"auditor", "pub"}
+    by_r3 = call(r3, "GET", "/_meridian/v1/audit", params={"region": "r3", "since": since}).json()
+    assert "residency.set" in {a["action"] for a in by_r3}, by_r3
+    assert all(a["region"] == "r3" for a in by_r3)
+    p = r3.cli("audit", "list", "--region", "r1", "--since", "10m", "--output", "json")
+    assert {a["region"] for a in json.loads(p.stdout)} == {"r1"}, p.stdout
