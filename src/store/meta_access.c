@@ -508,7 +508,8 @@ int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
                        " AND (CAST(?2 AS TEXT) IS NULL OR actor = ?2)"
                        " AND (CAST(?3 AS TEXT) IS NULL OR substr(action, 1, length(?3)) = ?3)"
                        " AND (CAST(?6 AS TEXT) IS NULL OR coalesce(region, ?5) = ?6)"
-                       " AND (?7 = 0 OR time_ms >= ?7) AND (?8 = 0 OR time_ms <= ?8)"
+                       " AND (CAST(?7 AS BIGINT) = 0 OR time_ms >= ?7)"
+                       " AND (CAST(?8 AS BIGINT) = 0 OR time_ms <= ?8)"
                        " ORDER BY id DESC LIMIT ?4",
                     &s, e, "ittittii", q->before_id, q->actor, q->action, limit,
                     c->store->region, q->region, q->since_ms, q->until_ms);

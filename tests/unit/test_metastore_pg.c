@@ -229,16 +229,18 @@ static void test_audit_region_and_upgrade(void **state)
     struct err e = {0};
     struct metastore *ms = metastore_pg_open(target, "r1", &e);
     assert_non_null(ms);
-    struct meta_audit a = {.time_ms = 1000, .actor = "alice", .action = "user.create",
+    /* times as the clock gives them: past 32 bits */
+    const int64_t t0 = 1796309511000;
+    struct meta_audit a = {.time_ms = t0 + 1000, .actor = "alice", .action = "user.create",
                            .status = 201, .remote = "::1"};
     assert_int_equal(ms->ops->audit_append(ms, &a, 0, NULL, &e), 0);
-    a.time_ms = 2000, a.actor = "bob", a.region = "r2";
+    a.time_ms = t0 + 2000, a.actor = "bob", a.region = "r2";
     assert_int_equal(ms->ops->audit_append(ms, &a, 0, NULL, &e), 0);
     char got[256];
     struct meta_audit_query q = {.limit = 10, .region = "r2"};
     listed(ms, &q, got, sizeof(got));
     assert_string_equal(got, "bob@r2");
-    q = (struct meta_audit_query){.limit = 10, .since_ms = 500, .until_ms = 1500};
+    q = (struct meta_audit_query){.limit = 10, .since_ms = t0 + 500, .until_ms = t0 + 1500};
     listed(ms, &q, got, sizeof(got));
     assert_string_equal(got, "alice@r1");
     /* back to schema 2, with entries as version 2 wrote them */
