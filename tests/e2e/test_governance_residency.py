@@ -131,6 +131,19 @@ def test_content_never_reaches_a_region_outside_the_policy(geo):
     assert repo in summary
     r = r1.api("GET", "replication/state", params={"repository": repo, "from": "r3"}, auth=peer)
     assert r.status_code == 403, (r.status_code, r.text)
+    # and the event stream: r3 is sent stand-ins, r2 the events themselves
+    def stream(to):
+        r = r1.api("GET", "replication/events", auth=peer,
+                   params={"after": 0, "max": 2000, "wait": 0, "from": to, "vv": ""})
+        assert r.status_code == 200, r.text
+        return r.json()["events"]
+    to_r3, to_r2 = stream("r3"), stream("r2")
+    assert len(to_r3) == len(to_r2)
+    assert not [e for e in to_r3 if repo in json.dumps(e)], "an event about it went to r3"
+    redacted = [e for e in to_r3 if e["kind"] == "redacted"]
+    assert len(redacted) >= 3 and all(set(e) <= {"seq", "origin", "originSeq", "hlc", "kind"}
+                                      for e in redacted), redacted[:2]
+    assert [e for e in to_r2 if e.get("repo") == repo]
 
     # pushed while r3 is cut off, then the partition heals: still nothing arrives
     cluster.partition([r3], [r1, r2])
@@ -191,8 +204,22 @@ def test_a_policy_over_existing_content_removes_it_and_reports(geo):
     assert row["heldIn"] == ["r1", "r2", "r3"] and row["state"] == "Compliant", row
     since = int(time.time() * 1000)
 
-    # the policy, set in r2, reaches r3, which removes its copies and audits it
+    # r3 cannot reach the others (its pulls are cut; they still reach it): the policy set in
+    # r2 does not arrive, and the report shows r3's copy as a violation
+    cluster.cut_link(r3, r1)
+    cluster.cut_link(r3, r2)
     assert set_policy(r2, "eu-legacy", "eu/*", allowed=["r1", "r2"]).status_code == 200
+    report = r1.api("GET", "compliance", params={"repository": "eu/*"}).json()
+    row = [x for x in report["repositories"] if x["repository"] == repo][0]
+    assert row["state"] == "Violation" and row["heldIn"] == ["r1", "r2", "r3"], row
+    assert row["violations"] == [{"kind": "held-in-forbidden-region", "region": "r3",
+                                  "policy": "eu-legacy", "manifests": 1, "blobs": 3}], row
+    assert report["violations"] == 1 and all(x["answered"] for x in report["regions"])
+    p = r1.cli("compliance", "report", "--repository", "eu/*", check=False)
+    assert p.returncode == 3 and "held-in-forbidden-region@r3" in p.stdout, (p.returncode,
+                                                                           p.stdout)
+    # healed: the policy reaches r3, which removes its copies and audits it
+    cluster.heal()
     wait_for(lambda: r3.api("GET", "audit", params={"action": "residency.enforce"}).json(),
              REPL_S, "r3 removes %s" % repo)
     assert_holds_nothing_of(r3, repo, img)
