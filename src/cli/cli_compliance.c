@@ -18,8 +18,8 @@ static const char usage_text[] =
     "default-target-forbidden (an image version or definition naming such a region).\n"
     "Exit status 3 when there is a violation, 4 when a region did not answer.\n";
 
-static const char *const cols[] = {"repository", "state", "heldIn:held in",
-                                   "allowedRegions:allowed", "violations", NULL};
+static const char *const cols[] = {
+    "repository", "state", "heldIn:held in", "allowedRegions:allowed", "violations", NULL};
 
 static json_t *joined(const json_t *list)
 {
@@ -41,8 +41,8 @@ static json_t *violations_text(const json_t *list)
         const char *version = json_string_value(json_object_get(v, "version"));
         n += (size_t)snprintf(text + n, sizeof(text) - n, "%s%s@%s%s%s", i ? " " : "",
                               json_string_value(json_object_get(v, "kind")),
-                              json_string_value(json_object_get(v, "region")),
-                              version ? ":" : "", version ? version : "");
+                              json_string_value(json_object_get(v, "region")), version ? ":" : "",
+                              version ? version : "");
     }
     return json_string(n ? text : "-");
 }
@@ -69,8 +69,8 @@ int cli_compliance(struct cli *c)
     bool any_unknown = false;
     size_t i;
     json_t *row;
-    json_array_foreach(json_object_get(r, "regions"), i, row)
-        any_unknown |= !json_is_true(json_object_get(row, "answered"));
+    json_array_foreach(json_object_get(r, "regions"), i, row) any_unknown |=
+        !json_is_true(json_object_get(row, "answered"));
     json_int_t n_violations = json_integer_value(json_object_get(r, "violations"));
     if (c->is_json) {
         cli_print(c, r, cols);
@@ -79,17 +79,18 @@ int cli_compliance(struct cli *c)
         json_array_foreach(json_object_get(r, "repositories"), i, row)
         {
             json_array_append_new(
-                rows, json_pack("{s:O,s:O,s:o,s:o,s:o}", "repository",
-                                json_object_get(row, "repository"), "state",
-                                json_object_get(row, "state"), "heldIn",
-                                joined(json_object_get(row, "heldIn")), "allowedRegions",
-                                joined(json_object_get(row, "allowedRegions")), "violations",
-                                violations_text(json_object_get(row, "violations"))));
+                rows,
+                json_pack("{s:O,s:O,s:o,s:o,s:o}", "repository", json_object_get(row, "repository"),
+                          "state", json_object_get(row, "state"), "heldIn",
+                          joined(json_object_get(row, "heldIn")), "allowedRegions",
+                          joined(json_object_get(row, "allowedRegions")), "violations",
+                          violations_text(json_object_get(row, "violations"))));
         }
         cli_print(c, rows, cols);
         json_decref(rows);
         if (any_unknown)
-            fprintf(stderr, "compliance: some regions did not answer: their holdings are unknown\n");
+            fprintf(stderr,
+                    "compliance: some regions did not answer: their holdings are unknown\n");
     }
     json_decref(r);
     return n_violations > 0 ? 3 : any_unknown ? 4 : 0;

@@ -95,8 +95,7 @@ int cli_policy(struct cli *c)
             size_t i;
             json_t *o;
             if (json_is_array(r)) {
-                json_array_foreach(r, i, o)
-                    flatten(o);
+                json_array_foreach(r, i, o) flatten(o);
             } else {
                 flatten(r);
             }

@@ -156,8 +156,7 @@ static json_t *all_holdings(struct registry *reg, char ***regions_out)
             continue;
         names[k++] = xstrdup(loc);
         struct err pe = {0};
-        json_t *h = repl_peer_get(reg->repl, loc, "replication/holdings", HOLDINGS_TIMEOUT_MS,
-                                  &pe);
+        json_t *h = repl_peer_get(reg->repl, loc, "replication/holdings", HOLDINGS_TIMEOUT_MS, &pe);
         json_object_set_new(by_region, loc, h ? h : json_null());
     }
     json_decref(list);
@@ -187,10 +186,9 @@ static void version_violations(struct registry *reg, const json_t *policies, con
                                                : json_string_value(json_object_get(t, "name"));
         const json_t *p = region ? residency_forbidding(policies, repo, region) : NULL;
         if (p != NULL)
-            json_array_append_new(violations,
-                                  json_pack("{s:s,s:s,s:O}", "kind", "default-target-forbidden",
-                                            "region", region, "policy",
-                                            json_object_get(p, "name")));
+            json_array_append_new(
+                violations, json_pack("{s:s,s:s,s:O}", "kind", "default-target-forbidden", "region",
+                                      region, "policy", json_object_get(p, "name")));
     }
     json_decref(def);
     json_t *records = image_catalog_versions(reg->ms, repo, &e);
@@ -263,23 +261,23 @@ static json_t *report_row(struct registry *reg, const json_t *policies, const ch
         json_array_append_new(held, json_string(regions[r]));
         const json_t *forbidding = residency_forbidding(policies, repo, regions[r]);
         if (forbidding != NULL)
-            json_array_append_new(
-                violations,
-                json_pack("{s:s,s:s,s:O,s:O,s:O}", "kind", "held-in-forbidden-region", "region",
-                          regions[r], "policy", json_object_get(forbidding, "name"), "manifests",
-                          json_object_get(mine, "manifests"), "blobs",
-                          json_object_get(mine, "blobs")));
+            json_array_append_new(violations,
+                                  json_pack("{s:s,s:s,s:O,s:O,s:O}", "kind",
+                                            "held-in-forbidden-region", "region", regions[r],
+                                            "policy", json_object_get(forbidding, "name"),
+                                            "manifests", json_object_get(mine, "manifests"),
+                                            "blobs", json_object_get(mine, "blobs")));
     }
     if (image_catalog_is_definition(reg->ms, repo))
         version_violations(reg, policies, repo, violations);
     json_t *allowed = residency_allowed_json(policies, repo, (const char *const *)regions);
     bool is_compliant = json_array_size(violations) == 0;
-    const char *state = !is_compliant                    ? "Violation"
-                        : json_array_size(unknown) > 0   ? "Unknown"
-                                                         : "Compliant";
+    const char *state = !is_compliant                  ? "Violation"
+                        : json_array_size(unknown) > 0 ? "Unknown"
+                                                       : "Compliant";
     return json_pack("{s:s,s:o,s:o,s:o,s:o,s:s,s:o}", "repository", repo, "policies", matching,
-                     "allowedRegions", allowed, "heldIn", held, "unknownRegions", unknown,
-                     "state", state, "violations", violations);
+                     "allowedRegions", allowed, "heldIn", held, "unknownRegions", unknown, "state",
+                     state, "violations", violations);
 }
 
 /* GET compliance[?repository=PATTERN] */
@@ -305,8 +303,7 @@ void mgmt_compliance_report(struct http_req *req, const struct mgmt_params *p)
     const char **repos = xcalloc(n + 1, sizeof(char *));
     const char *repo;
     json_t *v;
-    json_object_foreach(set, repo, v)
-        repos[k++] = repo;
+    json_object_foreach(set, repo, v) repos[k++] = repo;
     qsort(repos, k, sizeof(char *), by_name);
     json_t *rows = json_array();
     size_t n_violations = 0;
@@ -324,10 +321,9 @@ void mgmt_compliance_report(struct http_req *req, const struct mgmt_params *p)
         json_array_append_new(region_rows,
                               json_pack("{s:s,s:b}", "name", regions[r], "answered",
                                         json_is_object(json_object_get(by_region, regions[r]))));
-    json_t *out = json_pack("{s:s,s:I,s:o,s:O,s:o,s:I}", "region", reg->cfg->region,
-                            "generatedMs", (json_int_t)util_now_ms(), "regions", region_rows,
-                            "policies", policies, "repositories", rows, "violations",
-                            (json_int_t)n_violations);
+    json_t *out = json_pack("{s:s,s:I,s:o,s:O,s:o,s:I}", "region", reg->cfg->region, "generatedMs",
+                            (json_int_t)util_now_ms(), "regions", region_rows, "policies", policies,
+                            "repositories", rows, "violations", (json_int_t)n_violations);
     free(repos);
     json_decref(set);
     json_decref(by_region);

@@ -12,8 +12,8 @@
 #include "residency.h"
 #include "util.h"
 
-static void audit(struct registry *reg, const char *repo, const json_t *policy,
-                  int64_t n_manifests, size_t n_blobs)
+static void audit(struct registry *reg, const char *repo, const json_t *policy, int64_t n_manifests,
+                  size_t n_blobs)
 {
     char detail[300];
     snprintf(detail, sizeof(detail), "policy=%s removed %" PRId64 " manifest%s, %zu blob file%s",

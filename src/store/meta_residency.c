@@ -39,8 +39,8 @@ int sq_holdings(struct metastore *ms, struct meta_holding_list *out, struct err 
     int row = rc == SQL_ROW;
     for (; row == 1; row = sq_next_row(c, s, e)) {
         out->items = xrealloc(out->items, (out->n + 1) * sizeof(*out->items));
-        out->items[out->n++] = (struct meta_holding){sq_col_strdup(s, 0), sql_col_int64(s, 1),
-                                                     sql_col_int64(s, 2)};
+        out->items[out->n++] =
+            (struct meta_holding){sq_col_strdup(s, 0), sql_col_int64(s, 1), sql_col_int64(s, 2)};
     }
     sql_finalize(s);
     if (row < 0) {
@@ -119,10 +119,8 @@ static int delete_rows(struct sq_conn *c, const char *repo, int64_t repo_id,
                        const struct key_prefixes *k, struct err *e)
 {
     static const char *const by_id[] = {
-        "DELETE FROM tags WHERE repo_id = ?1",
-        "DELETE FROM manifest_refs WHERE repo_id = ?1",
-        "DELETE FROM manifests WHERE repo_id = ?1",
-        "DELETE FROM repo_blobs WHERE repo_id = ?1",
+        "DELETE FROM tags WHERE repo_id = ?1",      "DELETE FROM manifest_refs WHERE repo_id = ?1",
+        "DELETE FROM manifests WHERE repo_id = ?1", "DELETE FROM repo_blobs WHERE repo_id = ?1",
         "DELETE FROM repos WHERE id = ?1",
     };
     static const char *const by_name[] = {
@@ -170,8 +168,8 @@ static int drop_unneeded(struct sq_conn *c, const struct meta_name_list *candida
         sql_finalize(s);
         if (rc == SQL_ROW)
             continue;
-        if (sq_run_exec(c, "DELETE FROM blobs WHERE digest = ?1", e, "t",
-                        candidates->names[i]) != 0)
+        if (sq_run_exec(c, "DELETE FROM blobs WHERE digest = ?1", e, "t", candidates->names[i]) !=
+            0)
             return -1;
         orphans->names = xrealloc(orphans->names, (orphans->n + 1) * sizeof(char *));
         orphans->names[orphans->n++] = xstrdup(candidates->names[i]);
@@ -205,8 +203,7 @@ int sq_repo_purge(struct metastore *ms, const char *repo, struct meta_name_list 
     struct sql_stmt *s;
     if (repo_id != 0) {
         if (blobs_of(c, repo_id, &candidates, e) != 0 ||
-            sq_run(c, "SELECT count(*) FROM manifests WHERE repo_id = ?1", &s, e, "i",
-                   repo_id) < 0)
+            sq_run(c, "SELECT count(*) FROM manifests WHERE repo_id = ?1", &s, e, "i", repo_id) < 0)
             goto fail;
         *n_manifests = sql_col_int64(s, 0);
         sql_finalize(s);

@@ -69,8 +69,7 @@ bool residency_allows(const json_t *policies, const char *repo, const char *regi
     return residency_forbidding(policies, repo, region) == NULL;
 }
 
-json_t *residency_allowed_json(const json_t *policies, const char *repo,
-                               const char *const *world)
+json_t *residency_allowed_json(const json_t *policies, const char *repo, const char *const *world)
 {
     json_t *out = json_array();
     for (size_t i = 0; world != NULL && world[i] != NULL; i++) {
@@ -103,9 +102,8 @@ static int deny(const json_t *p, const char *repo, const char *region, const cha
 {
     char rule[400];
     describe(p, rule, sizeof(rule));
-    return err_set(e, ERR_DENIED,
-                   "%s %s may not be held in region %s: residency policy %s (%s) %s", what,
-                   repo, region, json_string_value(json_object_get(p, "name")),
+    return err_set(e, ERR_DENIED, "%s %s may not be held in region %s: residency policy %s (%s) %s",
+                   what, repo, region, json_string_value(json_object_get(p, "name")),
                    json_string_value(json_object_get(p, "repositories")), rule);
 }
 
@@ -152,8 +150,8 @@ static int region_list(const json_t *body, const char *key, bool (*is_valid)(con
     if (list == NULL)
         return 0;
     if (!json_is_array(list) || json_array_size(list) > RESIDENCY_MAX_REGIONS)
-        return err_set(e, ERR_BAD_REQUEST, "%s: expected a list of at most %d region names",
-                       key, RESIDENCY_MAX_REGIONS);
+        return err_set(e, ERR_BAD_REQUEST, "%s: expected a list of at most %d region names", key,
+                       RESIDENCY_MAX_REGIONS);
     for (size_t i = 0; i < json_array_size(list); i++) {
         const char *r = json_string_value(json_array_get(list, i));
         if (r == NULL || !is_valid(r))
@@ -173,8 +171,8 @@ static bool is_valid_name(const char *s)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-                  c == '.';
+        bool ok =
+            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
         if (!ok)
             return false;
     }
@@ -183,8 +181,7 @@ static bool is_valid_name(const char *s)
 
 json_t *residency_policy_new(const char *name, const json_t *body,
                              bool (*is_valid_pattern)(const char *),
-                             bool (*is_valid_region)(const char *), int64_t now_ms,
-                             struct err *e)
+                             bool (*is_valid_region)(const char *), int64_t now_ms, struct err *e)
 {
     if (name == NULL || !is_valid_name(name)) {
         err_set(e, ERR_BAD_REQUEST,
@@ -237,9 +234,12 @@ fail:
 /* Object kinds whose key starts with a repository name (REPO, REPO:REF or REPO@DIGEST). */
 static bool is_repo_kind(const char *kind)
 {
-    static const char *const kinds[] = {IMAGE_DEFINITION_KIND,       IMAGE_VERSION_KIND,
-                                        IMAGE_VERSION_RETIRED_KIND,  IMAGE_VERSION_CONFLICT_KIND,
-                                        IMAGE_VERSION_WRITES_KIND,   REPO_LOCK_KIND,
+    static const char *const kinds[] = {IMAGE_DEFINITION_KIND,
+                                        IMAGE_VERSION_KIND,
+                                        IMAGE_VERSION_RETIRED_KIND,
+                                        IMAGE_VERSION_CONFLICT_KIND,
+                                        IMAGE_VERSION_WRITES_KIND,
+                                        REPO_LOCK_KIND,
                                         NULL};
     for (size_t i = 0; kind != NULL && kinds[i]; i++) {
         if (strcmp(kinds[i], kind) == 0)

@@ -38,8 +38,7 @@ bool residency_allows(const json_t *policies, const char *repo, const char *regi
 
 /* Pure: the regions of world (a NULL-terminated list of names) repo may be held in under
  * policies, as a JSON array of names; caller decrefs. */
-json_t *residency_allowed_json(const json_t *policies, const char *repo,
-                               const char *const *world);
+json_t *residency_allowed_json(const json_t *policies, const char *repo, const char *const *world);
 
 /* 0 if region may hold repo; -1 with ERR_DENIED naming the policy and the regions it allows
  * (or another code when the policies cannot be read: a store that cannot answer refuses). */
@@ -56,8 +55,7 @@ int residency_check_targets(struct metastore *ms, const char *repo, const json_t
  * callers' checks (auth and config own those grammars). */
 json_t *residency_policy_new(const char *name, const json_t *body,
                              bool (*is_valid_pattern)(const char *),
-                             bool (*is_valid_region)(const char *), int64_t now_ms,
-                             struct err *e);
+                             bool (*is_valid_region)(const char *), int64_t now_ms, struct err *e);
 
 /* The repository an event is about (its repo, or for an object event of a kind bound to a
  * repository, the repository in its key), copied into out (size out_len); false when it is

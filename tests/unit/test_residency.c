@@ -39,10 +39,10 @@ static void test_the_rule(void **state)
     static const struct {
         const char *repo, *region, *forbidding;
     } cases[] = {
-        {"eu/app", "eu-1", NULL},         {"eu/app", "eu-2", NULL},
-        {"eu/app", "ap-1", "eu"},         {"eu/app", "us-1", "eu"}, /* first match names it */
-        {"eu/team/app", "ap-1", "eu"},    {"other/app", "ap-1", NULL},
-        {"other/app", "us-1", "no-us"},   {"euro/app", "ap-1", NULL}, /* not eu/ */
+        {"eu/app", "eu-1", NULL},       {"eu/app", "eu-2", NULL},
+        {"eu/app", "ap-1", "eu"},       {"eu/app", "us-1", "eu"}, /* first match names it */
+        {"eu/team/app", "ap-1", "eu"},  {"other/app", "ap-1", NULL},
+        {"other/app", "us-1", "no-us"}, {"euro/app", "ap-1", NULL}, /* not eu/ */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const json_t *p = residency_forbidding(ps, cases[i].repo, cases[i].region);
@@ -51,8 +51,7 @@ static void test_the_rule(void **state)
             assert_true(residency_allows(ps, cases[i].repo, cases[i].region));
         } else {
             assert_non_null(p);
-            assert_string_equal(json_string_value(json_object_get(p, "name")),
-                                cases[i].forbidding);
+            assert_string_equal(json_string_value(json_object_get(p, "name")), cases[i].forbidding);
             assert_false(residency_allows(ps, cases[i].repo, cases[i].region));
         }
     }
@@ -136,8 +135,7 @@ static void test_event_repo_and_redact(void **state)
     } cases[] = {
         {"manifest_put", "eu/app", NULL, NULL, "eu/app"},
         {"status", "eu/app", NULL, "{}", "eu/app"},
-        {"object_put", NULL, "eu/app:1.0.0", "{\"kind\":\"image_version\",\"value\":{}}",
-         "eu/app"},
+        {"object_put", NULL, "eu/app:1.0.0", "{\"kind\":\"image_version\",\"value\":{}}", "eu/app"},
         {"object_put", NULL, "eu/app", "{\"kind\":\"image_definition\",\"value\":{}}", "eu/app"},
         {"object_delete", NULL, "eu/app@sha256:00", "{\"kind\":\"repository_lock\"}", "eu/app"},
         {"object_put", NULL, "eu/app", "{\"kind\":\"quota\",\"value\":{}}", NULL},
@@ -155,9 +153,14 @@ static void test_event_repo_and_redact(void **state)
         if (is_about)
             assert_string_equal(about, cases[i].about);
     }
-    struct meta_event ev = {.seq = 4, .origin = xstrdup("eu-1"), .origin_seq = 3, .hlc = 99,
-                            .kind = xstrdup("manifest_put"), .repo = xstrdup("eu/app"),
-                            .name = xstrdup("v1"), .digest = xstrdup("sha256:00"),
+    struct meta_event ev = {.seq = 4,
+                            .origin = xstrdup("eu-1"),
+                            .origin_seq = 3,
+                            .hlc = 99,
+                            .kind = xstrdup("manifest_put"),
+                            .repo = xstrdup("eu/app"),
+                            .name = xstrdup("v1"),
+                            .digest = xstrdup("sha256:00"),
                             .payload = xstrdup("{\"body\":\"secret\"}")};
     residency_redact(&ev);
     assert_string_equal(ev.kind, RESIDENCY_REDACTED_KIND);
@@ -176,8 +179,7 @@ static void test_event_repo_and_redact(void **state)
 static char tmpdir[] = "/tmp/meridian-residency-XXXXXX";
 
 static void put_image(struct metastore *ms, const char *repo, const char *tag,
-                      const char *const *blobs, size_t n, const char *marker,
-                      struct digest *out)
+                      const char *const *blobs, size_t n, const char *marker, struct digest *out)
 {
     struct meta_ref refs[4];
     char body[256];
