@@ -2,6 +2,7 @@
 #include "residency_enforce.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,8 @@ static bool purge(struct registry *reg, const char *repo, const json_t *policy)
     return true;
 }
 
+static int run(struct registry *reg);
+
 /* The names of every repository this region keeps something of: its repositories' rows
  * and its image definitions (a definition may have no manifest yet). */
 static void known_repos(struct registry *reg, struct meta_name_list *out)
@@ -93,7 +96,20 @@ static void known_repos(struct registry *reg, struct meta_name_list *out)
     meta_name_list_fini(&values);
 }
 
+/* One run at a time (a policy event, the syncer and a management request may each start
+ * one): a second run lists the repositories after the first removed them, so each removal
+ * is done and audited once. */
+static pthread_mutex_t run_mu = PTHREAD_MUTEX_INITIALIZER;
+
 int residency_enforce_run(struct registry *reg)
+{
+    AZ(pthread_mutex_lock(&run_mu));
+    int n = run(reg);
+    AZ(pthread_mutex_unlock(&run_mu));
+    return n;
+}
+
+static int run(struct registry *reg)
 {
     struct err e = {0};
     json_t *policies = residency_policies(reg->ms, &e);

@@ -209,6 +209,7 @@ def test_a_policy_over_existing_content_removes_it_and_reports(geo):
     cluster.cut_link(r3, r1)
     cluster.cut_link(r3, r2)
     assert set_policy(r2, "eu-legacy", "eu/*", allowed=["r1", "r2"]).status_code == 200
+    wait_for(lambda: has_policy(r1, "eu-legacy"), REPL_S, "the policy at r1")
     report = r1.api("GET", "compliance", params={"repository": "eu/*"}).json()
     row = [x for x in report["repositories"] if x["repository"] == repo][0]
     assert row["state"] == "Violation" and row["heldIn"] == ["r1", "r2", "r3"], row
@@ -240,7 +241,10 @@ def test_a_policy_over_existing_content_removes_it_and_reports(geo):
                                           "until": str(since - 1)}).json() == []
 
     # the report after: held in r1 and r2 only, allowed r1 and r2, compliant
-    report = r3.api("GET", "compliance").json()
+    def answered_by_all():
+        rep = r3.api("GET", "compliance").json()
+        return rep if all(x["answered"] for x in rep["regions"]) else None
+    report = wait_for(answered_by_all, REPL_S, "every region to answer r3")
     row = [x for x in report["repositories"] if x["repository"] == repo][0]
     assert row["heldIn"] == ["r1", "r2"] and row["allowedRegions"] == ["r1", "r2"], row
     assert row["policies"] == ["eu-legacy"] and row["violations"] == [], row
@@ -324,6 +328,11 @@ def test_bad_policies_are_refused_and_change_nothing(geo):
         assert r.status_code == 400, (q, r.status_code, r.text)
     p = r1.cli("policy", "residency", "set", "x", check=False)
     assert p.returncode == 2, p.stderr
+    r = r1.api("GET", "compliance", params={"repository": "a b"})
+    assert r.status_code == 400 and r.json()["error"]["code"], r.text
+    p = r1.cli("audit", "list", "--since", "yesterday", check=False)
+    assert p.returncode == 1 and "since" in p.stderr, (p.returncode, p.stderr)
+    assert r1.api("GET", "policies/residency").json() == before
 
 
 def test_only_admins_change_policies_auditors_read_the_report_audit_by_region(geo):
