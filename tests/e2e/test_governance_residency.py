@@ -360,7 +360,7 @@ def test_only_admins_change_policies_auditors_read_the_report_audit_by_region(ge
     assert call(r3, "GET", "/_meridian/v1/policies/residency").json() == []
     assert call(r3, "PUT", "/_meridian/v1/policies/residency/team", json=body).status_code == 200
     # the auditor reads the report (every repository: consumer on *); anonymous may not
-    r = call(r1, "GET", "/_meridian/v1/compliance", auth=auditor)
+    r = call(r3, "GET", "/_meridian/v1/compliance", auth=auditor)
     assert r.status_code == 200 and r.json()["policies"][0]["name"] == "team", r.text
     assert call(r1, "GET", "/_meridian/v1/compliance", auth=None).status_code == 401
     # a push by the publisher into r3 (outside the policy) is refused and audited there
