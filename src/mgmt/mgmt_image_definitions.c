@@ -92,7 +92,10 @@ void mgmt_image_definitions_create(struct http_req *req, const struct mgmt_param
         return;
     json_t *def = NULL;
     struct iv_world w;
-    if (image_catalog_world(reg->ms, reg->cfg->region, &w, &e) != 0)
+    /* Residency: records of a repository are written where it may be held, never here if
+     * it may not (this region would keep, and then remove, the only copy of the record). */
+    if (residency_check(reg->ms, repo, reg->cfg->region, &e) != 0 ||
+        image_catalog_world(reg->ms, reg->cfg->region, &w, &e) != 0)
         goto fail;
     def = iv_definition_new(repo, body, &w, &e);
     image_catalog_world_fini(&w);

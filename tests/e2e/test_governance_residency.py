@@ -168,6 +168,15 @@ def test_image_version_targets_outside_the_policy_are_refused(geo):
     assert r.status_code == 403, (r.status_code, r.text)
     assert r.json()["error"]["code"] == "DENIED" and "golden-eu" in r.json()["error"]["message"]
     assert r1.api("GET", "image-definitions", params={"repository": repo}).status_code == 404
+    # nor is the definition (or a lock) written in r3, whatever its targets
+    wait_policy_everywhere(cluster, "golden-eu")
+    r = r3.api("POST", "image-definitions", params={"repository": repo},
+               json={"defaultTargetRegions": ["r1", "r2"]})
+    assert r.status_code == 403 and "golden-eu" in r.text, (r.status_code, r.text)
+    r = r3.api("PATCH", "repositories", params={"repository": repo},
+               json={"writeEnabled": False})
+    assert r.status_code == 403 and "golden-eu" in r.text, (r.status_code, r.text)
+    assert db_rows(r3, "SELECT key FROM objects WHERE key LIKE ?", repo + "%") == []
     definition(r1, repo, defaultTargetRegions=["r1", "r2"])
     r1.oci().push_image(repo, "1.0.0", layers=1)
     # a version naming r3, at create or by update: refused, the record unchanged
