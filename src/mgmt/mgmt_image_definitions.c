@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "authz.h"
+#include "residency.h"
 #include "image_catalog.h"
 #include "mgmt_api.h"
 #include "name.h"
@@ -91,7 +92,10 @@ void mgmt_image_definitions_create(struct http_req *req, const struct mgmt_param
         return;
     json_t *def = NULL;
     struct iv_world w;
-    if (image_catalog_world(reg->ms, reg->cfg->region, &w, &e) != 0)
+    /* Residency: records of a repository are written where it may be held, never here if
+     * it may not (this region would keep, and then remove, the only copy of the record). */
+    if (residency_check(reg->ms, repo, reg->cfg->region, &e) != 0 ||
+        image_catalog_world(reg->ms, reg->cfg->region, &w, &e) != 0)
         goto fail;
     def = iv_definition_new(repo, body, &w, &e);
     image_catalog_world_fini(&w);
@@ -101,7 +105,8 @@ void mgmt_image_definitions_create(struct http_req *req, const struct mgmt_param
         err_set(&e, ERR_CONFLICT, "%s is already an image definition", repo);
         goto fail;
     }
-    if (check_tags(reg->ms, repo, &e) != 0 || image_catalog_put_definition(reg->ms, def, &e) != 0)
+    if (residency_check_targets(reg->ms, repo, def, &e) != 0 || check_tags(reg->ms, repo, &e) != 0 ||
+        image_catalog_put_definition(reg->ms, def, &e) != 0)
         goto fail;
     authz_audit_as(req, "image-definition.create", "%s", repo);
     json_decref(body);
@@ -144,7 +149,8 @@ void mgmt_image_definitions_update(struct http_req *req, const struct mgmt_param
     if (def == NULL)
         goto fail;
     json_object_set(def, "createdAt", json_object_get(have, "createdAt"));
-    if (image_catalog_put_definition(reg->ms, def, &e) != 0)
+    if (residency_check_targets(reg->ms, repo, def, &e) != 0 ||
+        image_catalog_put_definition(reg->ms, def, &e) != 0)
         goto fail;
     char *change = json_dumps(body, JSON_COMPACT);
     authz_audit_as(req, "image-definition.update", "%s %.120s", repo, change ? change : "");

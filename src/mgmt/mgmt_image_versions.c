@@ -11,6 +11,7 @@
 
 #include "copies.h"
 #include "authz.h"
+#include "residency.h"
 #include "image_catalog.h"
 #include "mgmt_api.h"
 #include "name.h"
@@ -512,7 +513,8 @@ void mgmt_image_versions_create(struct http_req *req, const struct mgmt_params *
         goto fail;
     rec = iv_profile_new(repo, version, reg->cfg->region, def, body, &w, &e);
     image_catalog_world_fini(&w);
-    if (rec == NULL || image_catalog_put_version(reg->ms, rec, &e) != 0)
+    if (rec == NULL || residency_check_targets(reg->ms, repo, rec, &e) != 0 ||
+        image_catalog_put_version(reg->ms, rec, &e) != 0)
         goto fail;
     authz_audit_as(req, "image-version.create", "%s:%s", repo, version);
     json_decref(def);
@@ -552,7 +554,8 @@ void mgmt_image_versions_update(struct http_req *req, const struct mgmt_params *
         goto fail;
     rec = iv_profile_update(have, body, &w, &e);
     image_catalog_world_fini(&w);
-    if (rec == NULL || image_catalog_put_version(reg->ms, rec, &e) != 0)
+    if (rec == NULL || residency_check_targets(reg->ms, repo, rec, &e) != 0 ||
+        image_catalog_put_version(reg->ms, rec, &e) != 0)
         goto fail;
     placement_reconsider(reg, repo, version); /* this region fetches or releases now */
     char *change = json_dumps(body, JSON_COMPACT);

@@ -11,6 +11,7 @@
 #include "registry_ctx.h"
 #include "repl.h"
 #include "repl_codec.h"
+#include "residency.h"
 #include "util.h"
 
 #define EVENTS_WAIT_MAX_S 60
@@ -126,6 +127,39 @@ static int64_t query_i64(struct http_req *req, const char *name, int64_t dflt, i
     return (int64_t)n > max ? max : (int64_t)n;
 }
 
+/* Residency (residency.h): of events read for region `from`, those about a repository it
+ * may not hold are sent as redacted stand-ins (origin, sequence and clock: its version
+ * vector advances past them), and redacted events this region relays for another origin
+ * are left out (whoever asks may be allowed the original: it gets it from the origin or
+ * another holder). A redacted event this region originated is sent as it is. */
+static int withhold(struct registry *reg, const char *from, struct meta_event *events,
+                    size_t *n, struct err *e)
+{
+    json_t *policies = residency_policies(reg->ms, e);
+    if (policies == NULL) {
+        for (size_t i = 0; i < *n; i++)
+            meta_event_fini(&events[i]);
+        return -1;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < *n; i++) {
+        struct meta_event *ev = &events[i];
+        char about[1100];
+        bool is_redacted = strcmp(ev->kind, RESIDENCY_REDACTED_KIND) == 0;
+        if (is_redacted && strcmp(ev->origin, reg->cfg->region) != 0) {
+            meta_event_fini(ev);
+            continue;
+        }
+        if (!is_redacted && residency_event_repo(ev, about, sizeof(about)) &&
+            !residency_allows(policies, about, from))
+            residency_redact(ev);
+        events[kept++] = *ev;
+    }
+    *n = kept;
+    json_decref(policies);
+    return 0;
+}
+
 /* GET replication/events?after=N&vv=...&wait=S&max=M&from=REGION: long poll. */
 void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
 {
@@ -171,8 +205,14 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
         return;
     }
     meta_vv_fini(&vv);
+    size_t n_read = n; /* all of them may be withheld: then answer at once, with `last` */
+    if (withhold(reg, from, events, &n, &e) != 0) {
+        free(events);
+        reply_err(req, &e);
+        return;
+    }
     /* Hold the poll open until there is news, unless this node is shutting down. */
-    if (n == 0 && util_now_ms() < w->deadline_ms && atomic_load(&reg->is_ready)) {
+    if (n_read == 0 && util_now_ms() < w->deadline_ms && atomic_load(&reg->is_ready)) {
         free(events);
         w->seen_head = head;
         http_req_suspend(req, on_parked, NULL);
@@ -255,6 +295,30 @@ void mgmt_repl_summary(struct http_req *req, const struct mgmt_params *p)
         reply_err(req, &e);
         return;
     }
+    /* Residency: a region is not told of repositories it may not hold. */
+    const char *from = http_req_query(req, "from");
+    json_t *policies = from ? residency_policies(req->reg->ms, &e) : NULL;
+    if (from != NULL && policies == NULL) {
+        buf_fini(&b);
+        reply_err(req, &e);
+        return;
+    }
+    if (json_array_size(policies) > 0) {
+        json_error_t je;
+        json_t *all = json_loadb(b.data, b.len, 0, &je);
+        const char *repo;
+        json_t *v, *tmp;
+        json_object_foreach_safe(all, tmp, repo, v)
+        {
+            if (!residency_allows(policies, repo, from))
+                json_object_del(all, repo);
+        }
+        json_decref(policies);
+        buf_fini(&b);
+        mgmt_reply_json(req, 200, all ? all : json_object());
+        return;
+    }
+    json_decref(policies);
     http_reply(req, 200, "application/json", b.data, b.len);
     buf_fini(&b);
 }
@@ -329,6 +393,18 @@ void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
     if (repo == NULL) {
         mgmt_reply_error(req, ERR_BAD_REQUEST, "repository is required");
         return;
+    }
+    const char *from = http_req_query(req, "from");
+    if (from != NULL) {
+        json_t *policies = residency_policies(req->reg->ms, &e);
+        bool is_allowed = policies != NULL && residency_allows(policies, repo, from);
+        json_decref(policies);
+        if (!is_allowed && e.code == 0)
+            err_set(&e, ERR_DENIED, "region %s may not hold repository %s", from, repo);
+        if (!is_allowed) {
+            reply_err(req, &e);
+            return;
+        }
     }
     struct meta_event *items = NULL;
     size_t n = 0;

@@ -10,6 +10,7 @@
 #include "mgmt_api.h"
 #include "name.h"
 #include "registry_ctx.h"
+#include "residency.h"
 #include "repo_locks.h"
 
 /* The scope a request names: *tag or *d set (neither: the repository). 0, or -1 with e. */
@@ -94,7 +95,11 @@ void mgmt_repositories_update(struct http_req *req, const struct mgmt_params *p)
     bool is_digest;
     struct repo_lock l;
     json_t *body = NULL;
-    if (lock_scope(req, &repo, &tag, &d, &is_digest, &e) != 0)
+    /* Residency first: a repository this region may not hold is unknown here, and the
+     * client should learn why, not that it does not exist. */
+    const char *named = http_req_query(req, "repository");
+    if ((named != NULL && residency_check(req->reg->ms, named, req->reg->cfg->region, &e) != 0) ||
+        lock_scope(req, &repo, &tag, &d, &is_digest, &e) != 0)
         goto fail;
     if ((body = mgmt_body_object(req)) == NULL)
         return;

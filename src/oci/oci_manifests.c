@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authz.h"
 #include "image_catalog.h"
 #include "log.h"
 #include "manifest.h"
@@ -13,6 +14,7 @@
 #include "name.h"
 #include "oci.h"
 #include "repl.h"
+#include "residency.h"
 #include "util.h"
 #include "webhook.h"
 
@@ -89,6 +91,13 @@ static void manifest_get(struct http_req *req, bool is_digest)
         free(latest);
         if (e.code == ERR_NAME_UNKNOWN)
             e.code = ERR_MANIFEST_UNKNOWN;
+        /* A repository this region may not hold: say so (and where it may be), rather than
+         * a bare unknown the client would take for a missing image. */
+        struct err re = {0};
+        if (e.code == ERR_MANIFEST_UNKNOWN &&
+            residency_check(reg->ms, req->repo, reg->cfg->region, &re) != 0 &&
+            re.code == ERR_DENIED)
+            e = re;
         http_reply_err(req, &e);
         return;
     }
@@ -127,6 +136,12 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     struct registry *reg = req->reg;
     struct err e = {0};
     struct manifest mf;
+    /* Residency (residency.h): nothing of a repository this region may not hold is stored. */
+    if (residency_check(reg->ms, req->repo, reg->cfg->region, &e) != 0) {
+        authz_audit_as(req, "residency.denied", "%s", err_message(&e));
+        http_reply_err(req, &e);
+        return;
+    }
     const char *ct = http_req_header(req, "Content-Type");
     if (manifest_parse(req->body.data ? req->body.data : "", req->body.len, ct, &mf, &e) != 0) {
         http_reply_err(req, &e);
@@ -230,6 +245,24 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
                                                                    &refs[i].digest, &size,
                                                                    &fe) == 0;
     }
+    /* A version this push creates takes its definition's default targets: none of them may
+     * be a region residency forbids (the definition may predate the policy). */
+    json_t *def = NULL;
+    json_t *have = NULL;
+    if (!is_digest && has_blobs &&
+        (def = image_catalog_definition(reg->ms, req->repo, &e)) != NULL &&
+        (have = image_catalog_version(reg->ms, req->repo, req->ref, &e)) == NULL &&
+        residency_check_targets(reg->ms, req->repo, def, &e) != 0) {
+        json_decref(def);
+        free(refs);
+        authz_audit_as(req, "residency.denied", "%s", err_message(&e));
+        http_reply_err(req, &e);
+        manifest_fini(&mf);
+        return;
+    }
+    json_decref(def);
+    json_decref(have);
+    e = (struct err){0};
     bool is_recorded = false;
     if (!is_digest && has_blobs &&
         image_catalog_record_push(reg->ms, reg->cfg->region, req->repo, req->ref, &is_recorded,

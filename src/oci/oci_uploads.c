@@ -18,6 +18,7 @@
 #include "range.h"
 #include "oci.h"
 #include "quota.h"
+#include "residency.h"
 #include "upload_sessions.h"
 #include "util.h"
 
@@ -233,6 +234,12 @@ static void start_upload(struct http_req *req)
     struct registry *reg = req->reg;
     struct err e = {0};
     char id[33];
+    /* Residency (residency.h): no byte of a repository this region may not hold. */
+    if (residency_check(reg->ms, req->repo, reg->cfg->region, &e) != 0) {
+        authz_audit_as(req, "residency.denied", "%s", err_message(&e));
+        http_reply_err(req, &e);
+        return;
+    }
     if (http_req_has_query(req, "mount") && try_mount(req))
         return;
     struct digest d;
@@ -319,7 +326,9 @@ static void finish_upload(struct http_req *req, struct upload_req *u)
     struct registry *reg = req->reg;
     struct err e = {0};
     uint64_t size = u->st->offset;
-    if (quota_check(reg->ms, req->repo, &u->digest, size, &e) != 0) {
+    /* A policy made while the session was open refuses it too. */
+    if (residency_check(reg->ms, req->repo, reg->cfg->region, &e) != 0 ||
+        quota_check(reg->ms, req->repo, &u->digest, size, &e) != 0) {
         /* Over quota: the pushed bytes go, none is stored (the client cannot resume). */
         http_reply_err(req, &e);
         upload_sessions_delete(reg->uploads, u->st);

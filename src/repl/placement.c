@@ -10,6 +10,7 @@
 #include "log.h"
 #include "repl.h"
 #include "repo_locks.h"
+#include "residency.h"
 #include "util.h"
 
 /* How far placement follows "belongs with" links (index -> child, subject -> referrer):
@@ -171,6 +172,9 @@ static void place_dependents(struct registry *reg, const char *repo, const struc
 
 bool placement_may_pull_blob(struct registry *reg, const char *repo, const struct digest *d)
 {
+    struct err re = {0};
+    if (residency_check(reg->ms, repo, reg->cfg->region, &re) != 0)
+        return false; /* residency: never, whatever this region records of it */
     if (!image_catalog_is_definition(reg->ms, repo))
         return true;
     bool is_wanted = true;

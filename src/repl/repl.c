@@ -38,6 +38,8 @@
 #include "placement.h"
 #include "registry_ctx.h"
 #include "repl_codec.h"
+#include "residency.h"
+#include "residency_enforce.h"
 #include "upload_sessions.h"
 #include "util.h"
 #include "version_conflict.h"
@@ -389,13 +391,26 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
 {
     struct repl *r = p->r;
     size_t n = json_array_size(events);
+    struct err pe = {0};
+    /* Residency: what a sender should have withheld from this region is not merged here
+     * either (its view of the policies may be older than ours). */
+    json_t *policies = n > 0 ? residency_policies(ms_of(r), &pe) : NULL;
+    if (n > 0 && policies == NULL) {
+        log_warn("repl", "failed to read residency policies: %s", err_message(&pe));
+        return -1;
+    }
     for (size_t i = 0; i < n; i++) {
         struct meta_event ev;
         struct err e = {0};
         if (repl_codec_event_from_json(json_array_get(events, i), &ev, &e) != 0) {
             log_warn("repl", "failed to read event from %s: %s", p->location, err_message(&e));
+            json_decref(policies);
             return -1;
         }
+        char about[1100];
+        if (residency_event_repo(&ev, about, sizeof(about)) &&
+            !residency_allows(policies, about, self_region(r)))
+            residency_redact(&ev);
         bool is_new = false, is_gap = false;
         char *conflict_before = version_conflict_before(r->reg, &ev);
         if (ms_of(r)->ops->event_apply(ms_of(r), &ev, &is_new, &is_gap, &e) != 0) {
@@ -403,12 +418,14 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
                       ev.origin_seq, p->location, err_message(&e));
             free(conflict_before);
             meta_event_fini(&ev);
+            json_decref(policies);
             return i ? cursor : -1;
         }
         version_conflict_after(r->reg, &ev, is_new, conflict_before);
         if (is_gap) {
             /* Not the next event of its origin: leave it for a later pass. */
             meta_event_fini(&ev);
+            json_decref(policies);
             return cursor;
         }
         /* a tag may place a manifest recorded before it (meta_merge.c): fetch it now */
@@ -421,6 +438,13 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
             authz_invalidate(r->reg->authz);
             if (ev.name && ev.payload)
                 placement_on_object_event(r->reg, ev.name, ev.payload);
+            if (residency_enforce_on_object_event(r->reg, ev.payload)) {
+                json_t *fresh = residency_policies(ms_of(r), &pe);
+                if (fresh != NULL) {
+                    json_decref(policies);
+                    policies = fresh;
+                }
+            }
         }
         bool is_delete = strcmp(ev.kind, "manifest_delete") == 0 ||
                          strcmp(ev.kind, "tag_delete") == 0;
@@ -433,6 +457,7 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
         cursor = ev.seq;
         meta_event_fini(&ev);
     }
+    json_decref(policies);
     return cursor;
 }
 
@@ -1318,6 +1343,9 @@ int repl_fetch_blob_now(struct repl *r, const char *repo, const struct digest *d
 int repl_fetch_blob_within(struct repl *r, const char *repo, const struct digest *d,
                            int64_t wait_ms, struct err *e)
 {
+    /* Residency: no request brings content of a repository this region may not hold. */
+    if (residency_check(ms_of(r), repo, self_region(r), e) != 0)
+        return -1;
     char blob_key[600];
     snprintf(blob_key, sizeof(blob_key), "blob:%s", d->str);
     int64_t deadline_ms = util_now_ms() + wait_ms;
@@ -1558,8 +1586,9 @@ static bool pull_from_peers(struct repl *r, const char *repo, const char *ref,
         if (timeout_ms > left_ms)
             timeout_ms = (long)left_ms;
         char url[2048];
-        snprintf(url, sizeof(url), "%s/_meridian/v1/replication/state?repository=%s&reference=%s",
-                 peers[i].endpoint, esc, ref);
+        snprintf(url, sizeof(url),
+                 "%s/_meridian/v1/replication/state?repository=%s&reference=%s&from=%s",
+                 peers[i].endpoint, esc, ref, self_region(r));
         struct httpc_response resp;
         struct err e = {0};
         httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
@@ -1617,6 +1646,9 @@ static bool pull_from_peers(struct repl *r, const char *repo, const char *ref,
 
 int repl_pull_manifest(struct repl *r, const char *repo, const char *ref)
 {
+    struct err re = {0};
+    if (residency_check(ms_of(r), repo, self_region(r), &re) != 0)
+        return -1; /* not held here: never fetched for a pull either */
     char key[600];
     snprintf(key, sizeof(key), "pull:%s:%s", repo, ref);
     int64_t deadline_ms = util_now_ms() + PULL_WAIT_MS;
@@ -1824,8 +1856,8 @@ static void repair_repo(struct repl *r, const struct peer_ref *peer, const char 
 {
     char *esc = escape_repo(repo);
     char url[2048];
-    snprintf(url, sizeof(url), "%s/_meridian/v1/replication/state?repository=%s",
-             peer->endpoint, esc);
+    snprintf(url, sizeof(url), "%s/_meridian/v1/replication/state?repository=%s&from=%s",
+             peer->endpoint, esc, self_region(r));
     free(esc);
     struct httpc_response resp;
     struct err e = {0};
@@ -1895,11 +1927,17 @@ static void anti_entropy(struct repl *r)
     json_error_t je;
     json_t *local = json_loadb(mine.data, mine.len, 0, &je);
     buf_fini(&mine);
+    json_t *policies = residency_policies(ms_of(r), &e);
+    if (policies == NULL) {
+        json_decref(local);
+        return;
+    }
     size_t n;
     struct peer_ref *peers = peers_by_distance(r, &n);
     for (size_t i = 0; i < n && !r->is_stopping; i++) {
         char url[1024];
-        snprintf(url, sizeof(url), "%s/_meridian/v1/replication/summary", peers[i].endpoint);
+        snprintf(url, sizeof(url), "%s/_meridian/v1/replication/summary?from=%s",
+                 peers[i].endpoint, self_region(r));
         struct httpc_response resp;
         httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
         if (peer_call(r, "GET", url, NULL, 30000, &resp, &e) == 0 && resp.status == 200) {
@@ -1909,7 +1947,8 @@ static void anti_entropy(struct repl *r)
             json_object_foreach(remote, repo, v)
             {
                 json_t *mine_v = json_object_get(local, repo);
-                if (mine_v == NULL || !json_equal(mine_v, v))
+                if ((mine_v == NULL || !json_equal(mine_v, v)) &&
+                    residency_allows(policies, repo, self_region(r)))
                     repair_repo(r, &peers[i], repo);
             }
             json_decref(remote);
@@ -1918,6 +1957,7 @@ static void anti_entropy(struct repl *r)
     }
     peer_refs_free(peers, n);
     json_decref(local);
+    json_decref(policies);
 }
 
 /* Waiters and the peer set: kept apart from the network work below, so a peer that
@@ -1973,6 +2013,7 @@ static void *syncer_main(void *arg)
         if (now >= next_anti_entropy && !r->reg->is_removed && atomic_load(&r->reg->is_owner)) {
             anti_entropy(r);
             placement_retention_run(r->reg); /* image versions' retention policies */
+            residency_enforce_run(r->reg); /* finishes a removal a crash interrupted */
             next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
         }
         nap(r, 250);
@@ -2430,4 +2471,31 @@ int repl_blob_recover(struct registry *reg, const char *repo, const struct diges
     if (reg->repl != NULL)
         repl_kick(reg->repl);
     return err_set(e, ERR_BLOB_UNKNOWN, NULL);
+}
+
+json_t *repl_peer_get(struct repl *r, const char *location, const char *path, long timeout_ms,
+                      struct err *e)
+{
+    AZ(pthread_mutex_lock(&r->mu));
+    struct peer *p = find_peer(r, location);
+    char *endpoint = p ? xstrdup(p->endpoint) : NULL;
+    AZ(pthread_mutex_unlock(&r->mu));
+    if (endpoint == NULL) {
+        err_set(e, ERR_NOT_FOUND, "no region named %s", location);
+        return NULL;
+    }
+    char url[2048];
+    snprintf(url, sizeof(url), "%s/_meridian/v1/%s", endpoint, path);
+    free(endpoint);
+    struct httpc_response resp;
+    httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
+    json_t *out = NULL;
+    if (peer_call(r, "GET", url, NULL, timeout_ms, &resp, e) == 0) {
+        json_error_t je;
+        out = resp.status == 200 ? json_loadb(resp.body.data, resp.body.len, 0, &je) : NULL;
+        if (out == NULL)
+            err_set(e, ERR_UNAVAILABLE, "region %s answered %ld", location, resp.status);
+    }
+    httpc_response_fini(&resp);
+    return out;
 }

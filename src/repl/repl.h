@@ -109,5 +109,11 @@ int repl_blob_recover(struct registry *reg, const char *repo, const struct diges
  * array of names (caller frees with repl_free_names). */
 char **repl_target_regions(struct repl *r);
 void repl_free_names(char **names);
+/* GET of the peer API path (under /_meridian/v1/) at region location with the peer
+ * credentials: the JSON answer (caller decrefs), or NULL with e set (ERR_NOT_FOUND: not a
+ * peer; ERR_UNAVAILABLE: no answer or not 200). Waits on the network: request threads use
+ * it only where an answer needs every region (the compliance report). */
+json_t *repl_peer_get(struct repl *r, const char *location, const char *path, long timeout_ms,
+                      struct err *e);
 
 #endif

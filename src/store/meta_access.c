@@ -178,8 +178,8 @@ int sq_access_on_object(struct sq_conn *c, const char *kind, const char *key,
         snprintf(detail, sizeof(detail), "origin=%s %s", origin, v != NULL ? "put" : "delete");
         rc = sq_run_exec(c,
                          "INSERT INTO audit_log(time_ms, actor, action, target, status, remote,"
-                         " detail, count, last_ms) VALUES (?1, 'peer', ?2, ?3, 200, ?4, ?5, 1,"
-                         " ?1)",
+                         " detail, count, last_ms, region) VALUES (?1, 'peer', ?2, ?3, 200, ?4,"
+                         " ?5, 1, ?1, ?4)",
                          e, "itttt", util_now_ms(),
                          is_identity ? "identity.replicated" : "role.replicated", key, origin,
                          detail);
@@ -454,9 +454,10 @@ int sq_audit_append(struct metastore *ms, const struct meta_audit *a, uint64_t m
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
     if (sq_run_exec(c, "INSERT INTO audit_log(time_ms, actor, action, target, status, remote,"
-                       " detail, count, last_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?1)",
-                    e, "itttitt", a->time_ms, a->actor, a->action, a->target, (int64_t)a->status,
-                    a->remote, a->detail) != 0)
+                       " detail, count, last_ms, region) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1,"
+                       " ?1, ?8)",
+                    e, "itttittt", a->time_ms, a->actor, a->action, a->target, (int64_t)a->status,
+                    a->remote, a->detail, a->region ? a->region : c->store->region) != 0)
         goto fail;
     int64_t id = sql_last_insert_id(c->db);
     /* Ids only grow (AUTOINCREMENT), so the newest max_rows are those above id - max_rows. */
@@ -500,12 +501,18 @@ int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
         return -1;
     int64_t limit = q->limit > 10000 ? 10000 : (int64_t)q->limit;
     struct sql_stmt *s;
+    /* region NULL: an entry from before the column, decided here (v6_audit_region.sql) */
     int rc = sq_run(c, "SELECT id, time_ms, actor, action, target, status, remote, detail,"
-                       " count, coalesce(last_ms, time_ms) FROM audit_log WHERE (?1 = 0 OR id < ?1)"
+                       " count, coalesce(last_ms, time_ms), coalesce(region, ?5)"
+                       " FROM audit_log WHERE (?1 = 0 OR id < ?1)"
                        " AND (CAST(?2 AS TEXT) IS NULL OR actor = ?2)"
                        " AND (CAST(?3 AS TEXT) IS NULL OR substr(action, 1, length(?3)) = ?3)"
+                       " AND (CAST(?6 AS TEXT) IS NULL OR coalesce(region, ?5) = ?6)"
+                       " AND (CAST(?7 AS BIGINT) = 0 OR time_ms >= ?7)"
+                       " AND (CAST(?8 AS BIGINT) = 0 OR time_ms <= ?8)"
                        " ORDER BY id DESC LIMIT ?4",
-                    &s, e, "itti", q->before_id, q->actor, q->action, limit);
+                    &s, e, "ittittii", q->before_id, q->actor, q->action, limit,
+                    c->store->region, q->region, q->since_ms, q->until_ms);
     if (rc < 0)
         return -1;
     size_t cap = 0;
@@ -526,6 +533,7 @@ int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
         a->detail = sq_col_strdup(s, 7);
         a->count = sql_col_int64(s, 8);
         a->last_ms = sql_col_int64(s, 9);
+        a->region = sq_col_strdup(s, 10);
         row = sq_next_row(c, s, e);
     }
     sql_finalize(s);

@@ -534,6 +534,8 @@ static const struct metastore_ops sq_ops = {
     .audit_set_count = sq_audit_set_count,
     .upload_set_owner = sq_upload_set_owner,
     .upload_count_owned = sq_upload_count_owned,
+    .holdings = sq_holdings, /* meta_residency.c */
+    .repo_purge = sq_repo_purge,
 };
 
 struct sq_store *sq_store_open(const struct sql_driver *drv, const char *target, const char *region,

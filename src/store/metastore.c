@@ -121,6 +121,7 @@ void meta_audit_free(struct meta_audit *list, size_t n)
         free(list[i].target);
         free(list[i].remote);
         free(list[i].detail);
+        free(list[i].region);
     }
     free(list);
 }

@@ -401,6 +401,7 @@ struct meta_audit {
     char *detail;        /* short text or NULL; never a secret */
     int64_t count;       /* refusals this entry stands for (audit_agg.c); 1 for others */
     int64_t last_ms;     /* time of the last of them (= time_ms when count is 1) */
+    char *region;        /* region the change was decided in; NULL (append): this one */
 };
 void meta_audit_free(struct meta_audit *list, size_t n);
 struct meta_audit_query {
@@ -408,6 +409,9 @@ struct meta_audit_query {
     size_t limit;        /* at most this many, newest first */
     const char *actor;   /* only this actor, or NULL */
     const char *action;  /* only actions starting with this, or NULL */
+    const char *region;  /* only entries decided in this region, or NULL */
+    int64_t since_ms;    /* only entries at or after this time (0: any) */
+    int64_t until_ms;    /* only entries at or before this time (0: any) */
 };
 /* Appends a (its id and count are ignored: count 1) as entry *id_out, then deletes the
  * oldest entries so that at most max_rows remain (0: no cap; at most 100 per call, so
@@ -544,6 +548,32 @@ typedef int ms_manifest_show_shallow_f(struct metastore *ms, const char *repo,
 typedef int ms_blob_is_wanted_f(struct metastore *ms, const char *repo, const struct digest *d,
                                 bool *is_wanted, struct err *e);
 
+/* Residency (residency.h) ------------------------------------------------------------
+ * What this region holds of each repository, and the removal of all of it when a residency
+ * policy forbids the region to hold the repository. */
+struct meta_holding {
+    char *repo;
+    int64_t n_manifests; /* visible here (held: document and blobs) */
+    int64_t n_blobs;     /* blobs linked to the repository here */
+};
+struct meta_holding_list {
+    struct meta_holding *items;
+    size_t n;
+};
+void meta_holding_list_fini(struct meta_holding_list *l);
+/* Every repository with a manifest or blob held here, by name. */
+typedef int ms_holdings_f(struct metastore *ms, struct meta_holding_list *out, struct err *e);
+/* Removes everything this region keeps of repo, in one transaction: manifests (documents
+ * included), tags and their registers, tombstones, blob links, replication status, upload
+ * rows, the records of its image definition, versions and locks, and the content of every
+ * event about it (each becomes a redacted stand-in: origin, sequence and clock only, so the
+ * log's numbering holds). Blobs nothing here links or references any more go from the
+ * blobs table and are listed in orphans (the caller deletes their files). Freed pages are
+ * overwritten (no copy of a document is left in the database file or its log).
+ * *n_manifests: manifests removed. No-op (0 removed) when nothing is kept. */
+typedef int ms_repo_purge_f(struct metastore *ms, const char *repo, struct meta_name_list *orphans,
+                            int64_t *n_manifests, struct err *e);
+
 struct metastore_ops {
     const char *name;
     ms_blob_link_f *blob_link;
@@ -619,6 +649,8 @@ struct metastore_ops {
     ms_repo_bytes_f *repo_bytes;
     ms_lease_hold_f *lease_hold;
     ms_gc_fence_f *gc_fence;
+    ms_holdings_f *holdings;
+    ms_repo_purge_f *repo_purge;
 };
 
 struct metastore {

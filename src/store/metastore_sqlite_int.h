@@ -520,6 +520,10 @@ ms_gc_fence_f sq_gc_fence;
 ms_delivery_list_f sq_delivery_list;
 ms_delivery_prune_f sq_delivery_prune;
 
+/* meta_residency.c: holdings and the removal of a repository a residency policy forbids. */
+ms_holdings_f sq_holdings;
+ms_repo_purge_f sq_repo_purge;
+
 /* meta_access.c: identities, role bindings, audit log, upload owners. */
 ms_identity_put_f sq_identity_put;
 ms_identity_delete_f sq_identity_delete;

@@ -6,6 +6,9 @@
 #define MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
 
 #define SQL_SCHEMA_BACK_TO_V2                                                                  \
+    /* version 7: the region of audit entries */                                              \
+    "DROP INDEX audit_log_time;"                                                               \
+    "ALTER TABLE audit_log DROP COLUMN region;"                                                \
     /* version 6: copies in the status rows */                                                 \
     "ALTER TABLE repl_status DROP COLUMN copies;"                                              \
     /* version 5: the garbage collector's review queue */                                      \

@@ -391,6 +391,85 @@ static void test_identities_published_on_upgrade(void **state)
     assert_int_equal(count_sql(f->path, "SELECT count(*) FROM events"), 2);
 }
 
+/* Ids of the entries a query lists, newest first, as "3,1". */
+static void listed(struct metastore *ms, const struct meta_audit_query *q, char *out, size_t len)
+{
+    struct meta_audit *list = NULL;
+    size_t n = 0;
+    struct err e = {0};
+    assert_int_equal(ms->ops->audit_list(ms, q, &list, &n, &e), 0);
+    size_t k = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        k += (size_t)snprintf(out + k, len - k, "%s%s@%s", i ? "," : "", list[i].actor,
+                              list[i].region);
+    meta_audit_free(list, n);
+}
+
+/* Issue 13: the audit listing by the region a change was decided in and by time range
+ * (both bounds inclusive); a replicated change names its origin. */
+static void test_audit_filter_region_and_time(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    struct meta_audit a = {.time_ms = 1000, .actor = "alice", .action = "manifest.put",
+                           .status = 201, .remote = "::1"};
+    assert_int_equal(ms->ops->audit_append(ms, &a, 0, NULL, &e), 0);
+    a.time_ms = 2000, a.actor = "bob", a.region = "eu-1";
+    assert_int_equal(ms->ops->audit_append(ms, &a, 0, NULL, &e), 0);
+    a.time_ms = 3000, a.actor = "carol", a.region = NULL;
+    assert_int_equal(ms->ops->audit_append(ms, &a, 0, NULL, &e), 0);
+    char got[256];
+    struct meta_audit_query q = {.limit = 10};
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "carol@local,bob@eu-1,alice@local");
+    q.region = "local";
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "carol@local,alice@local");
+    q.region = "eu-1";
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "bob@eu-1");
+    q.region = "nowhere";
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "");
+    q = (struct meta_audit_query){.limit = 10, .since_ms = 2000, .until_ms = 3000};
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "carol@local,bob@eu-1");
+    q = (struct meta_audit_query){.limit = 10, .until_ms = 1999};
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "alice@local");
+    q = (struct meta_audit_query){.limit = 10, .since_ms = 1500, .region = "local"};
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "carol@local");
+}
+
+/* A database of schema version 2 with a local entry and a replicated one: after the upgrade
+ * the local one is this region's, the replicated one its origin's. */
+static void test_audit_region_upgrade_from_v2(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    exec_sql(f->path, SQL_SCHEMA_BACK_TO_V2
+             "INSERT INTO audit_log(time_ms, actor, action, target, status, remote, detail)"
+             " VALUES (1000, 'alice', 'user.create', 'users', 201, '::1', 'x'),"
+             " (2000, 'peer', 'identity.replicated', 'bob', 200, 'eu-2', 'origin=eu-2 put');");
+    f->ms = metastore_sqlite_open(f->path, "local", &e);
+    assert_non_null(f->ms);
+    char got[256];
+    struct meta_audit_query q = {.limit = 10};
+    listed(f->ms, &q, got, sizeof(got));
+    assert_string_equal(got, "peer@eu-2,alice@local");
+    q.region = "eu-2";
+    listed(f->ms, &q, got, sizeof(got));
+    assert_string_equal(got, "peer@eu-2");
+    q.region = "local";
+    listed(f->ms, &q, got, sizeof(got));
+    assert_string_equal(got, "alice@local");
+}
+
 static void test_upload_owners(void **state)
 {
     struct fixture *f = *state;
@@ -417,6 +496,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_identities, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_filter_region_and_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_region_upgrade_from_v2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bindings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generation_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),

@@ -79,7 +79,7 @@ static void test_nodes_start_at_once(void **state)
     assert_int_equal(sq_run(c, "SELECT count(*), max(version) FROM meridian_schema", &s, &e, ""),
                      SQL_ROW);
     assert_int_equal(sql_col_int64(s, 0), 1);
-    assert_int_equal(sql_col_int64(s, 1), 4); /* schema version 4: leases */
+    assert_int_equal(sql_col_int64(s, 1), 5); /* schema version 5: the audit region */
     sql_finalize(s);
     ms->ops->close(ms);
 }
@@ -172,6 +172,8 @@ static void test_v2_database_gains_status_copies(void **state)
     struct sq_conn *c = sq_conn_of(ms, &e);
     assert_int_equal(sq_run_exec(c, "ALTER TABLE repl_status DROP COLUMN copies", &e, ""), 0);
     assert_int_equal(sq_run_exec(c, "DROP TABLE node_leases", &e, ""), 0);
+    assert_int_equal(sq_run_exec(c, "DROP INDEX audit_log_time", &e, ""), 0);
+    assert_int_equal(sq_run_exec(c, "ALTER TABLE audit_log DROP COLUMN region", &e, ""), 0);
     assert_int_equal(sq_run_exec(c, "UPDATE meridian_schema SET version = 2", &e, ""), 0);
     ms->ops->close(ms);
 
@@ -328,6 +330,128 @@ static void test_gc_fence_spans_nodes(void **state)
     b->ops->close(b);
 }
 
+static int64_t count_of(struct metastore *ms, const char *sql)
+{
+    struct err e = {0};
+    struct sq_conn *c = sq_conn_of(ms, &e);
+    struct sql_stmt *s = NULL;
+    assert_int_equal(sq_run(c, sql, &s, &e, ""), SQL_ROW);
+    int64_t n = sql_col_int64(s, 0);
+    sql_finalize(s);
+    return n;
+}
+
+static void link_and_put(struct metastore *ms, const char *repo, const char *layer,
+                         const char *marker)
+{
+    struct err e = {0};
+    struct meta_ref ref = {0};
+    digest_of_buffer(DIGEST_SHA256, layer, strlen(layer), &ref.digest);
+    ref.size = (int64_t)strlen(layer);
+    assert_int_equal(ms->ops->blob_link(ms, repo, &ref.digest, ref.size, &e), 0);
+    char body[128];
+    size_t len = (size_t)snprintf(body, sizeof(body), "{\"schemaVersion\":2,\"m\":\"%s\"}", marker);
+    struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json",
+                              .body = body, .body_len = len};
+    digest_of_buffer(DIGEST_SHA256, body, len, &m.digest);
+    assert_int_equal(ms->ops->manifest_put(ms, repo, &m, &ref, 1, NULL, "v1", &e), 0);
+}
+
+/* Residency on PostgreSQL: holdings, and the removal of a repository (rows, records, event
+ * contents, the blob rows nothing else needs), as on SQLite (test_residency.c). */
+static void test_residency_purge(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *ms = metastore_pg_open(target, "r3", &e);
+    assert_non_null(ms);
+    link_and_put(ms, "eu/app", "eu-layer", "EU");
+    link_and_put(ms, "other/app", "other-layer", "OTHER");
+    assert_int_equal(ms->ops->object_put(ms, "image_version", "eu/app:1.0.0", "{}", &e), 0);
+    struct meta_holding_list h;
+    assert_int_equal(ms->ops->holdings(ms, &h, &e), 0);
+    assert_int_equal(h.n, 2);
+    assert_string_equal(h.items[0].repo, "eu/app");
+    assert_int_equal(h.items[0].n_manifests, 1);
+    assert_int_equal(h.items[0].n_blobs, 1);
+    meta_holding_list_fini(&h);
+    struct meta_name_list orphans;
+    int64_t n_manifests = 0;
+    assert_int_equal(ms->ops->repo_purge(ms, "eu/app", &orphans, &n_manifests, &e), 0);
+    assert_int_equal(n_manifests, 1);
+    assert_int_equal(orphans.n, 1);
+    meta_name_list_fini(&orphans);
+    assert_int_equal(count_of(ms, "SELECT count(*) FROM repos WHERE name = 'eu/app'"), 0);
+    assert_int_equal(count_of(ms, "SELECT count(*) FROM manifests"), 1);
+    assert_int_equal(count_of(ms, "SELECT count(*) FROM blobs"), 1);
+    assert_int_equal(count_of(ms, "SELECT count(*) FROM events WHERE repo = 'eu/app'"), 0);
+    assert_int_equal(count_of(ms, "SELECT count(*) FROM objects WHERE kind = 'image_version'"), 0);
+    assert_int_equal(count_of(ms, "SELECT count(*) FROM events WHERE kind = 'redacted'"
+                                  " AND payload IS NULL AND name IS NULL"),
+                     count_of(ms, "SELECT count(*) FROM events WHERE kind = 'redacted'"));
+    assert_true(count_of(ms, "SELECT count(*) FROM events WHERE kind = 'redacted'") >= 3);
+    ms->ops->close(ms);
+}
+
+static void listed(struct metastore *ms, const struct meta_audit_query *q, char *out, size_t len)
+{
+    struct meta_audit *list = NULL;
+    size_t n = 0;
+    struct err e = {0};
+    assert_int_equal(ms->ops->audit_list(ms, q, &list, &n, &e), 0);
+    size_t k = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        k += (size_t)snprintf(out + k, len - k, "%s%s@%s", i ? "," : "", list[i].actor,
+                              list[i].region);
+    meta_audit_free(list, n);
+}
+
+/* The audit by region and time on PostgreSQL, and a schema-2 audit log upgraded: a local
+ * entry is this region's, a replicated one its origin's. */
+static void test_audit_region_and_upgrade(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    /* times as the clock gives them: past 32 bits */
+    const int64_t t0 = 1796309511000;
+    struct meta_audit a = {.time_ms = t0 + 1000, .actor = "alice", .action = "user.create",
+                           .status = 201, .remote = "::1"};
+    assert_int_equal(ms->ops->audit_append(ms, &a, 0, NULL, &e), 0);
+    a.time_ms = t0 + 2000, a.actor = "bob", a.region = "r2";
+    assert_int_equal(ms->ops->audit_append(ms, &a, 0, NULL, &e), 0);
+    char got[256];
+    struct meta_audit_query q = {.limit = 10, .region = "r2"};
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "bob@r2");
+    q = (struct meta_audit_query){.limit = 10, .since_ms = t0 + 500, .until_ms = t0 + 1500};
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "alice@r1");
+    /* back to schema 2, with entries as version 2 wrote them */
+    struct sq_conn *c = sq_conn_of(ms, &e);
+    assert_int_equal(sq_script(c, "DROP INDEX audit_log_time; ALTER TABLE audit_log DROP COLUMN"
+                                  " region; ALTER TABLE repl_status DROP COLUMN copies;"
+                                  " DROP TABLE node_leases; UPDATE meridian_schema SET version = 2;"
+                                  " INSERT INTO audit_log(time_ms, actor, action, target, status,"
+                                  " remote, detail) VALUES (3000, 'peer', 'role.replicated',"
+                                  " 'x', 200, 'r3', 'origin=r3 put'), (4000, 'carol',"
+                                  " 'user.create', 'users', 201, '::1', NULL)",
+                               "step back", &e),
+                     0);
+    ms->ops->close(ms);
+    ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    q = (struct meta_audit_query){.limit = 10};
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "carol@r1,peer@r3,bob@r1,alice@r1"); /* bob's region went */
+    q.region = "r3";
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "peer@r3");
+    ms->ops->close(ms);
+}
+
 int main(void)
 {
     const char *uri = getenv("MERIDIAN_TEST_PG");
@@ -344,6 +468,8 @@ int main(void)
         cmocka_unit_test_setup(test_lease_has_one_holder, setup),
         cmocka_unit_test_setup(test_claimed_delivery_goes_to_one_node, setup),
         cmocka_unit_test_setup(test_gc_fence_spans_nodes, setup),
+        cmocka_unit_test_setup(test_residency_purge, setup),
+        cmocka_unit_test_setup(test_audit_region_and_upgrade, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,338 @@
+/* Unit tests for residency.c (the rule: which regions may hold a repository; policy
+ * validation; which events concern a repository) and meta_residency.c (holdings, and the
+ * removal of everything a region keeps of a repository: rows, records, event contents, blob
+ * rows nothing else needs). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "digest.h"
+#include "metastore.h"
+#include "residency.h"
+#include "util.h"
+
+static json_t *policies_of(const char *text)
+{
+    json_error_t je;
+    json_t *p = json_loads(text, 0, &je);
+    assert_non_null(p);
+    return p;
+}
+
+static void test_the_rule(void **state)
+{
+    (void)state;
+    json_t *ps = policies_of(
+        "[{\"name\":\"eu\",\"repositories\":\"eu/*\",\"allowedRegions\":[\"eu-1\",\"eu-2\"],"
+        "\"deniedRegions\":[]},"
+        "{\"name\":\"no-us\",\"repositories\":\"*\",\"allowedRegions\":[],"
+        "\"deniedRegions\":[\"us-1\"]}]");
+    static const struct {
+        const char *repo, *region, *forbidding;
+    } cases[] = {
+        {"eu/app", "eu-1", NULL},       {"eu/app", "eu-2", NULL},
+        {"eu/app", "ap-1", "eu"},       {"eu/app", "us-1", "eu"}, /* first match names it */
+        {"eu/team/app", "ap-1", "eu"},  {"other/app", "ap-1", NULL},
+        {"other/app", "us-1", "no-us"}, {"euro/app", "ap-1", NULL}, /* not eu/ */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const json_t *p = residency_forbidding(ps, cases[i].repo, cases[i].region);
+        if (cases[i].forbidding == NULL) {
+            assert_null(p);
+            assert_true(residency_allows(ps, cases[i].repo, cases[i].region));
+        } else {
+            assert_non_null(p);
+            assert_string_equal(json_string_value(json_object_get(p, "name")), cases[i].forbidding);
+            assert_false(residency_allows(ps, cases[i].repo, cases[i].region));
+        }
+    }
+    const char *world[] = {"ap-1", "eu-1", "eu-2", "us-1", NULL};
+    json_t *allowed = residency_allowed_json(ps, "eu/app", world);
+    char *text = json_dumps(allowed, JSON_COMPACT);
+    assert_string_equal(text, "[\"eu-1\",\"eu-2\"]");
+    free(text);
+    json_decref(allowed);
+    allowed = residency_allowed_json(ps, "other/app", world);
+    text = json_dumps(allowed, JSON_COMPACT);
+    assert_string_equal(text, "[\"ap-1\",\"eu-1\",\"eu-2\"]");
+    free(text);
+    json_decref(allowed);
+    json_decref(ps);
+    /* no policy: every region */
+    json_t *none = json_array();
+    assert_true(residency_allows(none, "eu/app", "ap-1"));
+    json_decref(none);
+}
+
+static bool any_pattern(const char *s)
+{
+    return s[0] != '\0' && strchr(s, ' ') == NULL;
+}
+
+static bool simple_region(const char *s)
+{
+    return s[0] != '\0' && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == strlen(s);
+}
+
+/* Every bad policy is refused with a message; a good one is normalised. */
+static void test_policy_validation(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *body, *message_part;
+    } bad[] = {
+        {"eu", "{\"allowedRegions\":[\"eu-1\"]}", "repositories"},
+        {"eu", "{\"repositories\":\"a b\",\"allowedRegions\":[\"eu-1\"]}", "repositories"},
+        {"eu", "{\"repositories\":\"eu/*\"}", "allowedRegions or deniedRegions"},
+        {"eu", "{\"repositories\":\"eu/*\",\"allowedRegions\":[]}", "allowedRegions or"},
+        {"eu", "{\"repositories\":\"eu/*\",\"allowedRegions\":\"eu-1\"}", "list"},
+        {"eu", "{\"repositories\":\"eu/*\",\"allowedRegions\":[\"EU 1\"]}", "not a region"},
+        {"eu", "{\"repositories\":\"eu/*\",\"allowedRegions\":[7]}", "not a region"},
+        {"eu", "{\"repositories\":\"eu/*\",\"allowedRegions\":[\"a\",\"a\"]}", "twice"},
+        {"eu", "{\"repositories\":\"eu/*\",\"allowedRegions\":[\"a\"],\"deniedRegions\":[\"a\"]}",
+         "both allowed and denied"},
+        {"eu", "{\"repositories\":\"eu/*\",\"allowedRegions\":[\"a\"],\"extra\":1}", "extra"},
+        {"EU!", "{\"repositories\":\"eu/*\",\"allowedRegions\":[\"a\"]}", "name"},
+        {"", "{\"repositories\":\"eu/*\",\"allowedRegions\":[\"a\"]}", "name"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *body = policies_of(bad[i].body);
+        struct err e = {0};
+        json_t *p = residency_policy_new(bad[i].name, body, any_pattern, simple_region, 5, &e);
+        if (p != NULL)
+            fail_msg("case %zu accepted", i);
+        assert_int_equal(e.code, ERR_BAD_REQUEST);
+        if (strstr(err_message(&e), bad[i].message_part) == NULL)
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err_message(&e), bad[i].message_part);
+        json_decref(body);
+    }
+    json_t *body = policies_of("{\"repositories\":\"eu/*\",\"deniedRegions\":[\"us-1\"]}");
+    struct err e = {0};
+    json_t *p = residency_policy_new("eu", body, any_pattern, simple_region, 5, &e);
+    assert_non_null(p);
+    char *text = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(text, "{\"allowedRegions\":[],\"deniedRegions\":[\"us-1\"],\"name\":\"eu\","
+                              "\"repositories\":\"eu/*\",\"updatedMs\":5}");
+    free(text);
+    json_decref(p);
+    json_decref(body);
+}
+
+static void test_event_repo_and_redact(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *kind, *repo, *name, *payload, *about;
+    } cases[] = {
+        {"manifest_put", "eu/app", NULL, NULL, "eu/app"},
+        {"status", "eu/app", NULL, "{}", "eu/app"},
+        {"object_put", NULL, "eu/app:1.0.0", "{\"kind\":\"image_version\",\"value\":{}}", "eu/app"},
+        {"object_put", NULL, "eu/app", "{\"kind\":\"image_definition\",\"value\":{}}", "eu/app"},
+        {"object_delete", NULL, "eu/app@sha256:00", "{\"kind\":\"repository_lock\"}", "eu/app"},
+        {"object_put", NULL, "eu/app", "{\"kind\":\"quota\",\"value\":{}}", NULL},
+        {"object_put", NULL, "alice", "{\"kind\":\"identity\",\"value\":{}}", NULL},
+        {"object_put", NULL, "eu", "{\"kind\":\"residency_policy\",\"value\":{}}", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct meta_event ev = {.kind = (char *)cases[i].kind,
+                                .repo = (char *)cases[i].repo,
+                                .name = (char *)cases[i].name,
+                                .payload = (char *)cases[i].payload};
+        char about[256] = "";
+        bool is_about = residency_event_repo(&ev, about, sizeof(about));
+        assert_int_equal(is_about, cases[i].about != NULL);
+        if (is_about)
+            assert_string_equal(about, cases[i].about);
+    }
+    struct meta_event ev = {.seq = 4,
+                            .origin = xstrdup("eu-1"),
+                            .origin_seq = 3,
+                            .hlc = 99,
+                            .kind = xstrdup("manifest_put"),
+                            .repo = xstrdup("eu/app"),
+                            .name = xstrdup("v1"),
+                            .digest = xstrdup("sha256:00"),
+                            .payload = xstrdup("{\"body\":\"secret\"}")};
+    residency_redact(&ev);
+    assert_string_equal(ev.kind, RESIDENCY_REDACTED_KIND);
+    assert_null(ev.repo);
+    assert_null(ev.name);
+    assert_null(ev.digest);
+    assert_null(ev.payload);
+    assert_string_equal(ev.origin, "eu-1");
+    assert_int_equal(ev.origin_seq, 3);
+    assert_int_equal(ev.hlc, 99);
+    meta_event_fini(&ev);
+}
+
+/* Metastore: holdings and purge ------------------------------------------------------ */
+
+static char tmpdir[] = "/tmp/meridian-residency-XXXXXX";
+
+static void put_image(struct metastore *ms, const char *repo, const char *tag,
+                      const char *const *blobs, size_t n, const char *marker, struct digest *out)
+{
+    struct meta_ref refs[4];
+    char body[256];
+    size_t len = (size_t)snprintf(body, sizeof(body), "{\"schemaVersion\":2,\"m\":\"%s\"}", marker);
+    struct err e = {0};
+    for (size_t i = 0; i < n; i++) {
+        memset(&refs[i], 0, sizeof(refs[i]));
+        digest_of_buffer(DIGEST_SHA256, blobs[i], strlen(blobs[i]), &refs[i].digest);
+        refs[i].size = (int64_t)strlen(blobs[i]);
+        assert_int_equal(ms->ops->blob_link(ms, repo, &refs[i].digest, strlen(blobs[i]), &e), 0);
+    }
+    struct meta_manifest m = {
+        .media_type = "application/vnd.oci.image.manifest.v1+json", .body = body, .body_len = len};
+    digest_of_buffer(DIGEST_SHA256, body, len, &m.digest);
+    assert_int_equal(ms->ops->manifest_put(ms, repo, &m, refs, n, NULL, tag, &e), 0);
+    *out = m.digest;
+}
+
+static int64_t count(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    if (sqlite3_open(path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* Does the file (database or its log) hold the bytes? */
+static bool file_holds(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return false;
+    size_t cap = 1 << 24, n = 0;
+    char *data = xmalloc(cap);
+    n = fread(data, 1, cap, f);
+    fclose(f);
+    bool found = memmem(data, n, needle, strlen(needle)) != NULL;
+    free(data);
+    return found;
+}
+
+static void test_purge_removes_all_of_a_repository(void **state)
+{
+    (void)state;
+    char path[256];
+    snprintf(path, sizeof(path), "%s/meta.db", tmpdir);
+    struct err e = {0};
+    struct metastore *ms = metastore_sqlite_open(path, "ap-1", &e);
+    assert_non_null(ms);
+    static const char *const eu_blobs[] = {"eu-config", "shared-layer", "eu-layer"};
+    static const char *const other_blobs[] = {"other-config", "shared-layer"};
+    struct digest eu1, eu2, other;
+    put_image(ms, "eu/app", "v1", eu_blobs, 3, "EU-DOCUMENT-ONE", &eu1);
+    put_image(ms, "eu/app", "v2", eu_blobs, 2, "EU-DOCUMENT-TWO", &eu2);
+    put_image(ms, "other/app", "v1", other_blobs, 2, "OTHER-DOCUMENT", &other);
+    assert_int_equal(ms->ops->object_put(ms, "image_version", "eu/app:1.0.0", "{\"v\":1}", &e), 0);
+    assert_int_equal(ms->ops->object_put(ms, "quota", "eu/app", "{\"bytes\":1}", &e), 0);
+    assert_int_equal(ms->ops->upload_create(ms, "up1", "eu/app", 99999999999, NULL, false, &e), 0);
+
+    struct meta_holding_list h;
+    assert_int_equal(ms->ops->holdings(ms, &h, &e), 0);
+    assert_int_equal(h.n, 2);
+    assert_string_equal(h.items[0].repo, "eu/app");
+    assert_int_equal(h.items[0].n_manifests, 2);
+    assert_int_equal(h.items[0].n_blobs, 3);
+    assert_string_equal(h.items[1].repo, "other/app");
+    meta_holding_list_fini(&h);
+
+    struct meta_name_list orphans;
+    int64_t n_manifests = 0;
+    assert_int_equal(ms->ops->repo_purge(ms, "eu/app", &orphans, &n_manifests, &e), 0);
+    assert_int_equal(n_manifests, 2);
+    /* shared-layer stays (other/app links it); the two only eu/app had go */
+    assert_int_equal(orphans.n, 2);
+    struct digest c, l;
+    digest_of_buffer(DIGEST_SHA256, "eu-config", 9, &c);
+    digest_of_buffer(DIGEST_SHA256, "eu-layer", 8, &l);
+    bool has_c = false, has_l = false;
+    for (size_t i = 0; i < orphans.n; i++) {
+        has_c |= strcmp(orphans.names[i], c.str) == 0;
+        has_l |= strcmp(orphans.names[i], l.str) == 0;
+    }
+    assert_true(has_c && has_l);
+    meta_name_list_fini(&orphans);
+
+    assert_int_equal(ms->ops->holdings(ms, &h, &e), 0);
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.items[0].repo, "other/app");
+    meta_holding_list_fini(&h);
+    ms->ops->close(ms);
+
+    static const char *const none[] = {
+        "SELECT count(*) FROM repos WHERE name = 'eu/app'",
+        "SELECT count(*) FROM tag_regs WHERE repo = 'eu/app'",
+        "SELECT count(*) FROM uploads WHERE repo = 'eu/app'",
+        "SELECT count(*) FROM events WHERE repo = 'eu/app'",
+        "SELECT count(*) FROM events WHERE name LIKE 'eu/app%' AND kind LIKE 'object%'"
+        " AND payload LIKE '%image_version%'",
+        "SELECT count(*) FROM objects WHERE kind = 'image_version'",
+    };
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+        if (count(path, none[i]) != 0)
+            fail_msg("left behind: %s", none[i]);
+    }
+    char sql[400];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM blobs WHERE digest IN ('%s', '%s')", c.str,
+             l.str);
+    assert_int_equal(count(path, sql), 0);
+    assert_int_equal(count(path, "SELECT count(*) FROM blobs"), 2); /* shared, other-config */
+    /* the rest is intact: other/app, the quota (not bound to the repository), the log's
+     * numbering (redacted stand-ins keep their place) */
+    assert_int_equal(count(path, "SELECT count(*) FROM manifests"), 1);
+    assert_int_equal(count(path, "SELECT count(*) FROM objects WHERE kind = 'quota'"), 1);
+    assert_true(count(path, "SELECT count(*) FROM events WHERE kind = 'redacted'") >= 3);
+    assert_int_equal(count(path, "SELECT count(*) FROM events WHERE kind = 'redacted' AND"
+                                 " (repo IS NOT NULL OR payload IS NOT NULL)"),
+                     0);
+    char wal[300];
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    assert_false(file_holds(path, "EU-DOCUMENT-ONE"));
+    assert_false(file_holds(wal, "EU-DOCUMENT-ONE"));
+    assert_false(file_holds(path, "EU-DOCUMENT-TWO"));
+    assert_false(file_holds(wal, "EU-DOCUMENT-TWO"));
+    assert_true(file_holds(path, "OTHER-DOCUMENT") || file_holds(wal, "OTHER-DOCUMENT"));
+
+    /* purging what is not kept is a no-op */
+    ms = metastore_sqlite_open(path, "ap-1", &e);
+    assert_non_null(ms);
+    assert_int_equal(ms->ops->repo_purge(ms, "eu/app", &orphans, &n_manifests, &e), 0);
+    assert_int_equal(n_manifests, 0);
+    assert_int_equal(orphans.n, 0);
+    ms->ops->close(ms);
+}
+
+int main(void)
+{
+    if (mkdtemp(tmpdir) == NULL)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_the_rule),
+        cmocka_unit_test(test_policy_validation),
+        cmocka_unit_test(test_event_repo_and_redact),
+        cmocka_unit_test(test_purge_removes_all_of_a_repository),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    if (system(cmd) != 0)
+        rc = rc ? rc : 1;
+    return rc;
+}
