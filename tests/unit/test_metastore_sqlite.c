@@ -719,6 +719,23 @@ static void test_manifest_get_cached_until_a_commit(void **state)
         meta_manifest_fini(&got);
     }
 
+    /* A body over MANIFEST_CACHE_MAX_BODY (8 KiB) is not kept: memory stays bounded. */
+    static char big[9 * 1024];
+    memset(big, ' ', sizeof(big));
+    memcpy(big, "{\"schemaVersion\":2}", 18);
+    struct meta_manifest mb = mf(3, body2, NULL);
+    mb.body = big;
+    mb.body_len = sizeof(big);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &mb, NULL, 0, NULL, "big", &e), 0);
+    for (int i = 0; i < 2; i++) {
+        int before = atomic_load(&n_statements);
+        assert_int_equal(ms->ops->manifest_get(ms, "r", "big", &got, &e), 0);
+        assert_true(atomic_load(&n_statements) > before);
+        assert_int_equal(got.body_len, sizeof(big));
+        meta_manifest_fini(&got);
+    }
+    m2 = mf(2, body2, NULL);
+
     struct cache_change_arg a = {.ms = ms, .path = path, .m2 = &m2};
     run_change(&a, MOVE_TAG);
     assert_int_equal(ms->ops->manifest_get(ms, "r", "v1", &got, &e), 0);
