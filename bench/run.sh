@@ -5,7 +5,8 @@
 # medians with ratios and targets (bench/report.py). Everything listens on 127.0.0.1 only; every
 # load step is bounded in count and time. It does not install or build Meridian: `ninja -C build`.
 #
-# usage: bench/run.sh [--quick] [--reps N] [--work DIR] [--meridian PATH] [--peer-only]
+# usage: bench/run.sh [--quick] [--reps N] [--work DIR] [--meridian PATH] [--meridian-arg A]
+#                     [--peer-only]
 #                     [--require-meridian] [--port-base N] [--only LIST] [--keep] [--strict]
 #                     [--tls] [--tls-key rsa|ecdsa]
 set -uo pipefail
@@ -17,6 +18,7 @@ quick=0
 reps=""
 work=/var/tmp/meridian-bench
 meridian_bin="$repo/build/meridian"
+meridian_args=()
 peer_only=0
 require_meridian=0
 port_base=25300
@@ -34,6 +36,8 @@ usage: bench/run.sh [options]
   --reps N             runs of each scenario per server, for medians (default 3, quick 1)
   --work DIR           scratch directory on the data disk (default $work); emptied first
   --meridian PATH      Meridian binary (default build/meridian)
+  --meridian-arg ARG   one more argument to meridian serve (repeat it: --meridian-arg
+                       --threads --meridian-arg 4)
   --peer-only          leave Meridian out even if it serves /v2/
   --require-meridian   fail if Meridian does not serve /v2/
   --port-base N        Meridian on N, peer on N+1, nginx on N+2 (default $port_base)
@@ -54,6 +58,7 @@ while [ $# -gt 0 ]; do
     --reps) reps="$2"; shift ;;
     --work) work="$2"; shift ;;
     --meridian) meridian_bin="$2"; shift ;;
+    --meridian-arg) meridian_args+=("$2"); shift ;;
     --peer-only) peer_only=1 ;;
     --require-meridian) require_meridian=1 ;;
     --port-base) port_base="$2"; shift ;;
@@ -246,7 +251,7 @@ start_meridian() {
     # Every load generator connects from 127.0.0.1, up to 1000 connections at once: lift the
     # per-address cap (default 128), which is there for real clients, not for the bench.
     "$work/meridian" serve --listen "127.0.0.1:$port_m" --data "$work/data-meridian" \
-        --no-access-log --conn-limit-per-ip 0 "${m_tls[@]}" >"$work/logs/meridian.log" 2>&1 &
+        --no-access-log --conn-limit-per-ip 0 "${m_tls[@]}" "${meridian_args[@]}" >"$work/logs/meridian.log" 2>&1 &
     pid[meridian]=$!
     wait_status "$url_m/readyz" 200 20 && wait_status "$url_m/v2/" 200 5
 }
@@ -542,23 +547,27 @@ for ((rep = 1; rep <= reps; rep++)); do
 done
 
 # The pull sets: what push-small/push-large stored in rep 1, or pushed now if those were skipped.
+# The large set (2 GiB per server) only when a row pulls it.
+large_sets=(large)
+want pull-large || large_sets=()
 echo "== pull sets"
 for s in "${regs[@]}"; do
     want push-small || timeout 600 "$loadgen" push --url "${url[$s]}" "${lg_tls[@]}" --set small-r1 \
         "${small[@]}" --clients $small_clients >/dev/null 2>>"$work/logs/loadgen.err"
-    want push-large || timeout 600 "$loadgen" push --url "${url[$s]}" "${lg_tls[@]}" --set large-r1 \
-        "${large[@]}" --clients $large_clients "${dc[@]}" >/dev/null 2>>"$work/logs/loadgen.err"
+    want push-large || [ ${#large_sets[@]} = 0 ] || timeout 600 "$loadgen" push \
+        --url "${url[$s]}" "${lg_tls[@]}" --set large-r1 "${large[@]}" --clients $large_clients \
+        "${dc[@]}" >/dev/null 2>>"$work/logs/loadgen.err"
 done
 "$loadgen" export --out "$work/static" --set small-r1 "${small[@]}" >/dev/null || harness_failed=1
-"$loadgen" export --out "$work/static" --set large-r1 "${large[@]}" "${dc[@]}" >/dev/null ||
-    harness_failed=1
+[ ${#large_sets[@]} = 0 ] || "$loadgen" export --out "$work/static" --set large-r1 "${large[@]}" \
+    "${dc[@]}" >/dev/null || harness_failed=1
 # Two unmeasured pulls of each set from each server: page cache and server caches warm for
 # all. Two, because Meridian writes large uploads past the page cache (O_DIRECT) while the
 # peer's and nginx's files entered it when written: after one read Meridian's pages sit on the
 # kernel's inactive list and are the first evicted under memory pressure, after two they are
 # as active as the others' (docs/performance.md, "How a large upload is written").
 for s in "${pullers[@]}"; do
-    for set in small large small large; do
+    for set in small "${large_sets[@]}" small "${large_sets[@]}"; do
         if [ $set = small ]; then args=("${small[@]}" --clients $small_clients); else
             args=("${large[@]}" --clients $large_clients); fi
         if ! "$loadgen" pull --url "${url[$s]}" "${lg_tls[@]}" --set $set-r1 "${args[@]}" >/dev/null \

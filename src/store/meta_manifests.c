@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "manifest_cache.h"
 #include "metastore_sqlite_int.h"
 #include "util.h"
 
@@ -176,6 +177,14 @@ int sq_manifest_get(struct metastore *ms, const char *repo, const char *referenc
      * resolves repository, tag and manifest at once. A tag never contains ':', a digest
      * always does (distribution-spec: Pulling manifests, the <reference> grammar). */
     bool is_digest = strchr(reference, ':') != NULL;
+    /* Before that, the cache: an answer from a lookup made since the last commit. The count
+     * is read before the lookup, so a commit that lands during it leaves the entry stale.
+     * Not inside this thread's write transaction, whose own changes are not committed. */
+    struct sq_store *st = c->store;
+    bool is_cached = st->manifests != NULL && !c->has_wmu;
+    uint64_t gen = is_cached ? st->drv->commits() : 0;
+    if (is_cached && manifest_cache_get(st->manifests, repo, reference, gen, out))
+        return 0;
     int rc = sq_query(c, is_digest ? SQ_MANIFEST_BY_REPO_DIGEST : SQ_MANIFEST_BY_REPO_TAG, &s, e,
                       "tt", repo, reference);
     if (rc < 0)
@@ -183,8 +192,11 @@ int sq_manifest_get(struct metastore *ms, const char *repo, const char *referenc
     if (rc == SQL_ROW)
         manifest_from_row(s, out);
     sq_stmt_done(s);
-    if (rc == SQL_ROW)
+    if (rc == SQL_ROW) {
+        if (is_cached)
+            manifest_cache_put(st->manifests, repo, reference, gen, out);
         return 0;
+    }
     /* Not found: say whether the repository is unknown or only the manifest. */
     rc = sq_repo_find(c, repo, &repo_id, e);
     if (rc < 0)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "manifest_cache.h"
 #include "metastore_sqlite_int.h"
 #include "util.h"
 
@@ -454,6 +455,7 @@ void sq_close(struct metastore *ms)
     pthread_mutex_destroy(&st->dmu);
     pthread_mutex_destroy(&st->wmu);
     pthread_cond_destroy(&st->dcv);
+    manifest_cache_free(st->manifests);
     st->magic = 0;
     FREE_AND_NULL(st->path);
     FREE_AND_NULL(st->region);
@@ -555,6 +557,8 @@ struct sq_store *sq_store_open(const struct sql_driver *drv, const char *target,
     AZ(pthread_cond_init(&st->dcv, NULL));
     AZ(pthread_key_create(&st->key, on_thread_exit));
     atomic_init(&st->lock_objects, drv->dialect == SQL_DIALECT_SQLITE ? 0 : 2);
+    if (drv->commits != NULL)
+        st->manifests = manifest_cache_new();
     if (conn_get(st, e) == NULL) {
         sq_close(&st->base);
         return NULL;

@@ -293,6 +293,9 @@ struct sq_store {
      * several processes (PostgreSQL) starts at 2 and always looks. */
     atomic_int lock_objects;
     uint8_t seal_key[SECRET_BOX_KEY_BYTES];
+    /* Manifest lookups by repository and reference, valid while the driver's commit count
+     * stays the same (manifest_cache.h); NULL when the driver cannot count every commit. */
+    struct manifest_cache *manifests;
 };
 
 struct sq_conn {

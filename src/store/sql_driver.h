@@ -88,6 +88,12 @@ typedef void sql_refresh_stats_f(struct sql_db *db);
 typedef int sql_set_secure_delete_f(struct sql_db *db, bool is_on);
 typedef int sql_compact_log_f(struct sql_db *db);
 
+/* Commits made visible through this driver in this process so far, counted after each one
+ * can be seen by every connection: a count read before a lookup that is still the same
+ * later means the database has not changed since (the store's manifest cache). Only for a
+ * database this process alone writes; NULL when other writers exist (PostgreSQL's nodes). */
+typedef uint64_t sql_commits_f(void);
+
 struct sql_driver {
     const char *name;
     enum sql_dialect dialect;
@@ -115,6 +121,7 @@ struct sql_driver {
     sql_refresh_stats_f *refresh_stats;
     sql_set_secure_delete_f *set_secure_delete;
     sql_compact_log_f *compact_log;
+    sql_commits_f *commits;
 };
 
 /* The drivers. */

@@ -591,4 +591,5 @@ const struct sql_driver sql_pg_driver = {
     .refresh_stats = NULL, /* autovacuum analyzes */
     .set_secure_delete = NULL,
     .compact_log = NULL,
+    .commits = NULL,       /* other nodes commit too: no cache can trust a count */
 };

@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +55,9 @@ static sqlite3_stmt *stmt_of(struct sql_stmt *s)
 {
     return ((struct lite_stmt *)s)->h;
 }
+
+/* Commits of every connection of this process (sql_commits_f). */
+static _Atomic uint64_t n_commits;
 
 /* The query-plan test's observer (sql_sqlite_trace); set before any store opens. */
 static sql_sqlite_trace_f *trace_fn;
@@ -136,6 +141,35 @@ static void lite_close(struct sql_db *db)
     free(d);
 }
 
+/* SQLite counts every allocation it makes in process-wide statistics under one global
+ * mutex (memory status, on by default): two lock round trips per malloc, on every thread's
+ * every statement, for figures nothing here reads. Off before the library initializes
+ * (docs/tls.md: a manifest GET makes a dozen). If something initialized SQLite first the
+ * call is refused and the counters stay on: slower, not wrong. */
+static void lite_configure_once(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+/* SQLite calls this after each commit in WAL mode, once the write lock is released, so
+ * the commit is visible to every connection before it is counted. Installing a hook
+ * replaces SQLite's automatic checkpoint, which this does as SQLite would (its default
+ * hook: a passive checkpoint once the log holds 1 000 pages). */
+#define LITE_AUTOCHECKPOINT_PAGES 1000
+static int on_wal_commit(void *arg, sqlite3 *h, const char *db_name, int n_pages)
+{
+    (void)arg;
+    atomic_fetch_add(&n_commits, 1);
+    if (n_pages >= LITE_AUTOCHECKPOINT_PAGES)
+        (void)sqlite3_wal_checkpoint(h, db_name);
+    return SQLITE_OK;
+}
+
+static uint64_t lite_commits(void)
+{
+    return atomic_load(&n_commits);
+}
+
 static int lite_open(const char *path, struct sql_db **out, struct err *e)
 {
     *out = NULL;
@@ -143,6 +177,8 @@ static int lite_open(const char *path, struct sql_db **out, struct err *e)
         log_error("metastore", "failed to open database: SQLite built without threads");
         return err_set(e, ERR_INTERNAL, NULL);
     }
+    static pthread_once_t configured = PTHREAD_ONCE_INIT;
+    AZ(pthread_once(&configured, lite_configure_once));
     struct lite_db *d = xcalloc(1, sizeof(*d));
     d->base.drv = &sql_sqlite_driver;
     /* NOMUTEX: a connection belongs to one thread (close runs only when all are idle). */
@@ -157,6 +193,7 @@ static int lite_open(const char *path, struct sql_db **out, struct err *e)
     }
     sqlite3_extended_result_codes(d->h, 1);
     sqlite3_busy_handler(d->h, on_busy, NULL);
+    sqlite3_wal_hook(d->h, on_wal_commit, NULL);
     if (trace_fn != NULL)
         sqlite3_trace_v2(d->h, SQLITE_TRACE_STMT, on_trace, NULL);
     /* Both are per connection. NORMAL: SQLite does not fsync the WAL at each commit;
@@ -236,16 +273,29 @@ static int lite_step(struct sql_stmt *s)
     return sqlite3_step(stmt_of(s));
 }
 
+/* A write outside a transaction that is reset or finalized before SQLITE_DONE (one that
+ * returns rows) commits there, where SQLite does not call the WAL hook: count it too (a
+ * second count for one commit only costs the manifest cache a lookup). */
+static bool is_autocommit_write(sqlite3_stmt *s)
+{
+    return !sqlite3_stmt_readonly(s) && sqlite3_get_autocommit(sqlite3_db_handle(s));
+}
+
 static void lite_reset(struct sql_stmt *st)
 {
     sqlite3_stmt *s = stmt_of(st);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
+    if (is_autocommit_write(s))
+        atomic_fetch_add(&n_commits, 1);
 }
 
 static void lite_finalize(struct sql_stmt *s)
 {
+    bool is_write = is_autocommit_write(stmt_of(s));
     sqlite3_finalize(stmt_of(s));
+    if (is_write)
+        atomic_fetch_add(&n_commits, 1);
     free(s);
 }
 
@@ -398,4 +448,5 @@ const struct sql_driver sql_sqlite_driver = {
     .refresh_stats = lite_refresh_stats,
     .set_secure_delete = lite_set_secure_delete,
     .compact_log = lite_compact_log,
+    .commits = lite_commits,
 };

@@ -24,6 +24,7 @@
 #include "buf.h"
 #include "log.h"
 #include "schema_back_to_v2.h"
+#include "sql_driver.h"
 #include "metastore.h"
 #include "util.h"
 
@@ -630,6 +631,128 @@ static void test_manifest_delete_cascades(void **state)
     assert_int_equal(ms->ops->manifest_put(ms, "r", &m, NULL, 0, NULL, "v1", &e), 0);
     assert_int_equal(ms->ops->manifest_get(ms, "r", "v1", &got, &e), 0);
     meta_manifest_fini(&got);
+}
+
+/* The manifest cache (manifest_cache.h): a lookup made again before anything commits
+ * runs no statement; a commit from another thread's connection (a tag moved, a tag
+ * deleted) or an autocommit write on a connection outside the store is seen by the next
+ * lookup. */
+static atomic_int n_statements;
+
+static void count_statement(void *arg, const char *sql)
+{
+    (void)arg;
+    (void)sql;
+    atomic_fetch_add(&n_statements, 1);
+}
+
+enum cache_change { MOVE_TAG, RAW_UPDATE, DELETE_TAG };
+
+struct cache_change_arg {
+    struct metastore *ms;
+    const char *path;
+    enum cache_change what;
+    const struct meta_manifest *m2;
+    int rc;
+};
+
+/* Runs on its own thread: the store gives it its own connection. */
+static void *cache_change_thread(void *p)
+{
+    struct cache_change_arg *a = p;
+    struct err e = {0};
+    switch (a->what) {
+    case MOVE_TAG:
+        a->rc = a->ms->ops->manifest_put(a->ms, "r", a->m2, NULL, 0, NULL, "v1", &e);
+        break;
+    case DELETE_TAG:
+        a->rc = a->ms->ops->tag_delete(a->ms, "r", "v1", &e);
+        break;
+    case RAW_UPDATE: {
+        struct sql_db *db = NULL;
+        a->rc = sql_sqlite_driver.open(a->path, &db, &e);
+        if (a->rc == 0) {
+            a->rc = sql_sqlite_driver.exec(
+                db, "UPDATE manifests SET media_type = 'application/x-changed'");
+            sql_sqlite_driver.close(db);
+        }
+        break;
+    }
+    }
+    return NULL;
+}
+
+static void run_change(struct cache_change_arg *a, enum cache_change what)
+{
+    pthread_t t;
+    a->what = what;
+    assert_int_equal(pthread_create(&t, NULL, cache_change_thread, a), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(a->rc, 0);
+}
+
+static void test_manifest_get_cached_until_a_commit(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char path[128];
+    snprintf(path, sizeof(path), "%s/cache.db", f->dir);
+    metastore_sqlite_trace(count_statement, NULL);
+    struct metastore *ms = metastore_sqlite_open(path, REGION, &e);
+    assert_non_null(ms);
+    char body[128], body2[128];
+    struct meta_manifest m = mf(1, body, NULL), m2 = mf(2, body2, NULL);
+    struct meta_manifest got;
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, NULL, 0, NULL, "v1", &e), 0);
+
+    const char *refs[] = {"v1", m.digest.str};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(ms->ops->manifest_get(ms, "r", refs[i], &got, &e), 0);
+        meta_manifest_fini(&got);
+        int before = atomic_load(&n_statements);
+        assert_int_equal(ms->ops->manifest_get(ms, "r", refs[i], &got, &e), 0);
+        assert_int_equal(atomic_load(&n_statements), before);
+        assert_string_equal(got.digest.str, m.digest.str);
+        assert_string_equal(got.media_type, MT_MANIFEST);
+        assert_int_equal(got.body_len, m.body_len);
+        assert_memory_equal(got.body, m.body, m.body_len);
+        meta_manifest_fini(&got);
+    }
+
+    /* A body over MANIFEST_CACHE_MAX_BODY (8 KiB) is not kept: memory stays bounded. */
+    static char big[9 * 1024];
+    memset(big, ' ', sizeof(big));
+    memcpy(big, "{\"schemaVersion\":2}", 18);
+    struct meta_manifest mb = mf(3, body2, NULL);
+    mb.body = big;
+    mb.body_len = sizeof(big);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &mb, NULL, 0, NULL, "big", &e), 0);
+    for (int i = 0; i < 2; i++) {
+        int before = atomic_load(&n_statements);
+        assert_int_equal(ms->ops->manifest_get(ms, "r", "big", &got, &e), 0);
+        assert_true(atomic_load(&n_statements) > before);
+        assert_int_equal(got.body_len, sizeof(big));
+        meta_manifest_fini(&got);
+    }
+    m2 = mf(2, body2, NULL);
+
+    struct cache_change_arg a = {.ms = ms, .path = path, .m2 = &m2};
+    run_change(&a, MOVE_TAG);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", "v1", &got, &e), 0);
+    assert_string_equal(got.digest.str, m2.digest.str);
+    meta_manifest_fini(&got);
+
+    run_change(&a, RAW_UPDATE);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", "v1", &got, &e), 0);
+    assert_string_equal(got.media_type, "application/x-changed");
+    meta_manifest_fini(&got);
+
+    run_change(&a, DELETE_TAG);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", "v1", &got, &e), -1);
+    assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
+
+    metastore_sqlite_trace(NULL, NULL);
+    ms->ops->close(ms);
 }
 
 static void test_tag_delete(void **state)
@@ -1696,6 +1819,8 @@ int main(void)
     log_setup(LOG_LEVEL_ERROR, "test");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_sets_up_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_get_cached_until_a_commit, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data_and_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_sources_and_acked_size, setup, teardown),
