@@ -448,5 +448,10 @@ int sq_log_stats(struct metastore *ms, int64_t *n_events, int64_t *n_tombs, stru
         return -1;
     *n_tombs = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
     sq_stmt_done(s);
+    rc = sq_query(c, SQ_TREGS_DELETED_COUNT, &s, e, "");
+    if (rc < 0)
+        return -1;
+    *n_tombs += rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
+    sq_stmt_done(s);
     return 0;
 }

@@ -217,8 +217,9 @@
                       " details FROM repl_status WHERE repo = ?1 ORDER BY digest, region")    \
     /* Admin status only: both walk their table. */                                        \
     X(EVENTS_COUNT, "SELECT count(*) FROM events")                                            \
-    X(TOMBS_COUNT, "SELECT (SELECT count(*) FROM manifest_tombs)"                             \
-                   " + (SELECT count(*) FROM tag_regs WHERE digest IS NULL)")
+    X(TOMBS_COUNT, "SELECT count(*) FROM manifest_tombs")                                     \
+    X(TREGS_DELETED_COUNT, "SELECT count(*) FROM tag_regs INDEXED BY tag_regs_deleted"         \
+                           " WHERE digest IS NULL")
 
 /* PostgreSQL's text of the statements it spells differently (sql_pg.c runs them). Where
  * SQLite orders or picks rows by rowid, PostgreSQL's schema has an insertion-order column
@@ -284,6 +285,7 @@
                      " LIMIT NULLIF(CAST(?3 AS BIGINT), -1)")                                 \
     X(TOMBS_EXPIRED, "SELECT repo, digest, hlc, origin FROM manifest_tombs"                   \
                      " WHERE hlc < ?1 ORDER BY hlc LIMIT NULLIF(CAST(?2 AS BIGINT), -1)")     \
+    X(TREGS_DELETED_COUNT, "SELECT count(*) FROM tag_regs WHERE digest IS NULL")              \
     X(TREGS_EXPIRED, "SELECT repo, name, hlc, origin FROM tag_regs"                           \
                      " WHERE digest IS NULL AND hlc < ?1 ORDER BY hlc"                        \
                      " LIMIT NULLIF(CAST(?2 AS BIGINT), -1)")
