@@ -71,6 +71,16 @@ def test_fresh_region_joins_after_compaction_and_converges(geo):
     after = [compaction(r)["log_events"] for r in cluster]
     assert all(a < b for a, b in zip(after, events_before)), (events_before, after)
 
+    # the same through the CLI and /metrics
+    shown = cluster[0].cli_json("compaction", "status")
+    assert shown["events_dropped"] > 0 and shown["log_horizon"], shown
+    ran = cluster[1].cli("compaction", "run").stdout
+    assert "events_dropped" in ran or "EVENTS_DROPPED" in ran.upper(), ran
+    metrics = cluster[2].get("/metrics").text
+    dropped = [ln for ln in metrics.splitlines()
+               if ln.startswith("meridian_compaction_events_dropped_total ")]
+    assert dropped and float(dropped[0].split()[1]) > 0, dropped
+
     d = cluster.add()                        # joins through r1, whose log starts above 0
     cluster.wait_members()
     wait_converged(cluster, repos=repos, expect=before, timeout_s=90,
