@@ -90,6 +90,19 @@ bool compact_is_below(const struct meta_vv *vv, const struct meta_horizon *h, si
     return false;
 }
 
+bool compact_is_expired_tombstone(struct registry *reg, const struct meta_event *rec,
+                                  const struct meta_horizon *h, size_t n)
+{
+    int64_t retention_s = reg->cfg->tombstone_retention_s;
+    if (retention_s <= 0 || rec->origin == NULL ||
+        (strcmp(rec->kind, "manifest_delete") != 0 && strcmp(rec->kind, "tag_delete") != 0))
+        return false;
+    const struct meta_horizon *oh = meta_horizon_find(h, n, rec->origin);
+    int64_t before_ms = util_now_ms() - retention_s * 1000;
+    return oh != NULL && (int64_t)rec->hlc <= oh->hlc && before_ms > 0 &&
+           rec->hlc < ((uint64_t)before_ms << 16);
+}
+
 static bool is_stopping(struct compact *c)
 {
     AZ(pthread_mutex_lock(&c->mu));

@@ -40,6 +40,13 @@ void compact_stable(const struct meta_vv *mine, const struct compact_peer *peers
 bool compact_is_below(const struct meta_vv *vv, const struct meta_horizon *h, size_t n,
                       const char **origin);
 
+/* Is rec (a manifest_delete or tag_delete state record) a tombstone this region has
+ * already expired, or would at once: older than --tombstone-retention and at or below the
+ * horizon h of its origin? Anti-entropy does not take such a record back from a peer
+ * that still holds it (a build without compaction keeps tombstones for ever). */
+bool compact_is_expired_tombstone(struct registry *reg, const struct meta_event *rec,
+                                  const struct meta_horizon *h, size_t n);
+
 /* Starts the thread of reg (which must outlive it). */
 struct compact *compact_start(struct registry *reg);
 /* Stops it (between two batches) and frees c. Accepts NULL. */

@@ -1951,14 +1951,21 @@ static void repair_repo(struct repl *r, const struct peer_ref *peer, const char 
     httpc_response_fini(&resp);
     json_t *items = json_object_get(body, "state");
     size_t merged = 0;
+    struct meta_horizon *h = NULL;
+    size_t nh = 0;
+    if (ms_of(r)->ops->log_horizon(ms_of(r), &h, &nh, &e) != 0)
+        nh = 0;
     for (size_t i = 0; i < json_array_size(items); i++) {
         struct meta_event ev;
         if (repl_codec_event_from_json(json_array_get(items, i), &ev, &e) != 0)
             continue;
-        if (ms_of(r)->ops->state_merge(ms_of(r), &ev, &e) == 0)
+        /* A tombstone expired here stays expired (a peer may keep it longer). */
+        if (!compact_is_expired_tombstone(r->reg, &ev, h, nh) &&
+            ms_of(r)->ops->state_merge(ms_of(r), &ev, &e) == 0)
             merged++;
         meta_event_fini(&ev);
     }
+    meta_horizon_list_fini(h, nh);
     json_decref(body);
     log_info("repl", "anti-entropy: merged %zu records of %s from %s", merged, repo,
              peer->location);
