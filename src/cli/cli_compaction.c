@@ -12,9 +12,9 @@ static const char compaction_usage[] =
     "run: drops the events every live peer has acknowledged and the tombstones past\n"
     "--tombstone-retention now, in batches, and prints what went.\n";
 
-static const char *const status_cols[] = {"log_events", "tombstones", "events_dropped",
-                                          "tombstones_removed", "passes", "errors",
-                                          "last_run_ms", NULL};
+static const char *const status_cols[] = {"log_events",         "tombstones", "events_dropped",
+                                          "tombstones_removed", "passes",     "errors",
+                                          "last_run_ms",        NULL};
 static const char *const peer_cols[] = {"region", "acked", "acked_ms", "expired", NULL};
 static const char *const run_cols[] = {"events_dropped", "tombstones_removed", "errors", NULL};
 

@@ -170,8 +170,10 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
                                 "events below this region's log horizon were compacted: "
                                 "catch up from replication/snapshot",
                                 "horizon", horizon_json(h, nh));
-        log_info("repl", "%s asked for events of %s this log no longer holds: it catches up "
-                         "from a snapshot", from, below);
+        log_info("repl",
+                 "%s asked for events of %s this log no longer holds: it catches up "
+                 "from a snapshot",
+                 from, below);
         meta_horizon_list_fini(h, nh);
         meta_vv_fini(&vv);
         mgmt_reply_json(req, 410, out);

@@ -240,8 +240,8 @@ out:
     c->errors += *n_errors;
     AZ(pthread_mutex_unlock(&c->mu));
     if (*n_events > 0 || *n_tombs > 0)
-        log_info("compact", "dropped %" PRIu64 " events and %" PRIu64 " tombstones in %" PRId64
-                            " ms",
+        log_info("compact",
+                 "dropped %" PRIu64 " events and %" PRIu64 " tombstones in %" PRId64 " ms",
                  *n_events, *n_tombs, util_now_ms() - started);
 }
 
@@ -274,13 +274,12 @@ json_t *compact_status_json(struct compact *c)
     size_t na = 0;
     if (ms->ops->peer_acks(ms, &acks, &na, &e) == 0) {
         for (size_t i = 0; i < na; i++)
-            json_array_append_new(peers, json_pack("{s:s, s:s, s:I, s:b}", "region", acks[i].peer,
-                                                   "acked", acks[i].vv, "acked_ms",
-                                                   (json_int_t)acks[i].acked_ms, "expired",
-                                                   reg->cfg->compact_horizon_s > 0 &&
-                                                       acks[i].acked_ms <
-                                                           util_now_ms() -
-                                                               reg->cfg->compact_horizon_s * 1000));
+            json_array_append_new(
+                peers, json_pack("{s:s, s:s, s:I, s:b}", "region", acks[i].peer, "acked",
+                                 acks[i].vv, "acked_ms", (json_int_t)acks[i].acked_ms, "expired",
+                                 reg->cfg->compact_horizon_s > 0 &&
+                                     acks[i].acked_ms <
+                                         util_now_ms() - reg->cfg->compact_horizon_s * 1000));
         meta_peer_ack_list_fini(acks, na);
     }
     AZ(pthread_mutex_lock(&c->mu));
@@ -290,10 +289,9 @@ json_t *compact_status_json(struct compact *c)
         (json_int_t)reg->cfg->compact_horizon_s, "tombstone_retention_s",
         (json_int_t)reg->cfg->tombstone_retention_s, "log_events", (json_int_t)n_events,
         "tombstones", (json_int_t)n_tombs, "log_horizon", horizon, "peers", peers, "passes",
-        (json_int_t)c->passes, "last_run_ms", (json_int_t)c->last_run_ms,
-        "last_run_duration_ms", (json_int_t)c->last_run_duration_ms, "events_dropped",
-        (json_int_t)c->events_dropped, "tombstones_removed", (json_int_t)c->tombs_removed,
-        "errors", (json_int_t)c->errors);
+        (json_int_t)c->passes, "last_run_ms", (json_int_t)c->last_run_ms, "last_run_duration_ms",
+        (json_int_t)c->last_run_duration_ms, "events_dropped", (json_int_t)c->events_dropped,
+        "tombstones_removed", (json_int_t)c->tombs_removed, "errors", (json_int_t)c->errors);
     AZ(pthread_mutex_unlock(&c->mu));
     return out;
 }
@@ -322,8 +320,8 @@ void compact_note_ack(struct compact *c, const char *peer, const char *vv_text, 
         slot->written_ms = now;
     AZ(pthread_mutex_unlock(&c->mu));
     struct err e = {0};
-    if (is_due && c->reg->ms->ops->peer_ack_set(c->reg->ms, peer, vv_text ? vv_text : "", now,
-                                                &e) != 0)
+    if (is_due &&
+        c->reg->ms->ops->peer_ack_set(c->reg->ms, peer, vv_text ? vv_text : "", now, &e) != 0)
         log_warn("compact", "failed to record what %s acknowledged: %s", peer, err_message(&e));
 }
 

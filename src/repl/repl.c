@@ -461,7 +461,8 @@ static size_t forget_deleted(struct repl *r, const char *repo, json_t *remote,
         return 0;
     for (size_t i = 0; i < n; i++) {
         bool is_manifest = strcmp(mine[i].kind, "manifest_put") == 0;
-        bool is_tag = strcmp(mine[i].kind, "tag_set") == 0 || strcmp(mine[i].kind, "tag_delete") == 0;
+        bool is_tag =
+            strcmp(mine[i].kind, "tag_set") == 0 || strcmp(mine[i].kind, "tag_delete") == 0;
         if ((!is_manifest && !is_tag) || !is_covered(&mine[i], h, nh))
             continue;
         bool is_known = false;
@@ -470,17 +471,17 @@ static size_t forget_deleted(struct repl *r, const char *repo, json_t *remote,
             const char *kind = json_string_value(json_object_get(it, "kind"));
             const char *key = json_string_value(json_object_get(it, is_tag ? "name" : "digest"));
             const char *want = is_tag ? mine[i].name : mine[i].digest;
-            bool is_same_kind =
-                kind && (is_tag ? strncmp(kind, "tag_", 4) == 0
-                                : strcmp(kind, "manifest_put") == 0 ||
-                                      strcmp(kind, "manifest_delete") == 0);
+            bool is_same_kind = kind && (is_tag ? strncmp(kind, "tag_", 4) == 0
+                                                : strcmp(kind, "manifest_put") == 0 ||
+                                                      strcmp(kind, "manifest_delete") == 0);
             is_known = is_same_kind && key && want && strcmp(key, want) == 0;
         }
         if (!is_known && ms_of(r)->ops->state_forget(ms_of(r), &mine[i], &e) == 0) {
             n_forgot++;
-            log_info("repl", "snapshot: %s %s of %s was deleted elsewhere (tombstone expired): "
-                             "removed here", is_tag ? "tag" : "manifest",
-                     is_tag ? mine[i].name : mine[i].digest, repo);
+            log_info("repl",
+                     "snapshot: %s %s of %s was deleted elsewhere (tombstone expired): "
+                     "removed here",
+                     is_tag ? "tag" : "manifest", is_tag ? mine[i].name : mine[i].digest, repo);
         }
     }
     for (size_t i = 0; i < n; i++)
@@ -541,8 +542,10 @@ static int catch_up_from_snapshot(struct peer *p, struct err *e)
         h[i].seq = json_integer_value(json_object_get(it, "seq"));
         h[i].hlc = json_integer_value(json_object_get(it, "hlc"));
     }
-    log_info("repl", "catching up from a snapshot of %s (its log no longer holds what this "
-                     "region lacks)", p->location);
+    log_info("repl",
+             "catching up from a snapshot of %s (its log no longer holds what this "
+             "region lacks)",
+             p->location);
     size_t n_objects = merge_records(p, json_object_get(snap, "objects"));
     authz_invalidate(r->reg->authz);
     /* Every repository of either side: one the peer no longer lists may hold deletes. */
@@ -585,8 +588,9 @@ static int catch_up_from_snapshot(struct peer *p, struct err *e)
     if (result == 0)
         result = ms_of(r)->ops->log_adopt(ms_of(r), p->location, h, nh, e);
     if (result == 0)
-        log_info("repl", "caught up from a snapshot of %s: %zu objects, %zu repositories, %zu "
-                         "records merged, %zu deleted records removed, in %" PRId64 " ms",
+        log_info("repl",
+                 "caught up from a snapshot of %s: %zu objects, %zu repositories, %zu "
+                 "records merged, %zu deleted records removed, in %" PRId64 " ms",
                  p->location, n_objects, n_repos, n_records, n_forgot, util_now_ms() - started);
     meta_horizon_list_fini(h, nh);
     json_decref(snap);

@@ -91,8 +91,7 @@ int sq_peer_acks(struct metastore *ms, struct meta_peer_ack **out, size_t *n_out
     return 0;
 }
 
-static int horizon_read(struct sq_conn *c, struct meta_horizon **out, size_t *n_out,
-                        struct err *e)
+static int horizon_read(struct sq_conn *c, struct meta_horizon **out, size_t *n_out, struct err *e)
 {
     *out = NULL;
     *n_out = 0;
@@ -233,8 +232,7 @@ int sq_tombs_expire(struct metastore *ms, int64_t before_hlc, size_t max, size_t
     size_t nh;
     if (horizon_read(c, &h, &nh, e) != 0)
         goto fail;
-    int rc = expire_rows(c, SQ_TOMBS_EXPIRED, SQ_TOMB_DELETE, h, nh, before_hlc, max, n_removed,
-                         e);
+    int rc = expire_rows(c, SQ_TOMBS_EXPIRED, SQ_TOMB_DELETE, h, nh, before_hlc, max, n_removed, e);
     if (rc == 0)
         rc = expire_rows(c, SQ_TREGS_EXPIRED, SQ_TREG_DELETE_DELETED, h, nh, before_hlc, max,
                          n_removed, e);
@@ -358,8 +356,8 @@ int sq_objects_state(struct metastore *ms, struct meta_event **out, size_t *n_ou
     return 0;
 }
 
-int sq_repo_statuses(struct metastore *ms, const char *repo, struct meta_event **out,
-                     size_t *n_out, struct err *e)
+int sq_repo_statuses(struct metastore *ms, const char *repo, struct meta_event **out, size_t *n_out,
+                     struct err *e)
 {
     *out = NULL;
     *n_out = 0;

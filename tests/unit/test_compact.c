@@ -55,12 +55,12 @@ static void test_stable_is_the_minimum_of_live_acknowledgements(void **state)
     (void)state;
     const char *o[] = {"a", "b", "c"};
     struct meta_vv mine = vv_of(3, o, (int64_t[]){10, 5, 4});
-    struct meta_vv p1 = vv_of(2, o, (int64_t[]){7, 5});      /* knows nothing of c */
+    struct meta_vv p1 = vv_of(2, o, (int64_t[]){7, 5}); /* knows nothing of c */
     struct meta_vv p2 = vv_of(3, o, (int64_t[]){9, 3, 4});
     struct meta_vv gone = vv_of(3, o, (int64_t[]){1, 1, 1}); /* silent past the horizon */
     int64_t now = 1000000;
-    struct compact_peer peers[] = {{"p1", &p1, now - 10}, {"p2", &p2, now - 10},
-                                   {"gone", &gone, now - 5000}};
+    struct compact_peer peers[] = {
+        {"p1", &p1, now - 10}, {"p2", &p2, now - 10}, {"gone", &gone, now - 5000}};
     struct meta_vv st;
     compact_stable(&mine, peers, 3, now, 1000, &st);
     assert_int_equal(st.n, 3);
@@ -279,8 +279,12 @@ static void test_forget_and_snapshot_records(void **state)
     }
     free(objs);
     assert_true(has_w1);
-    struct meta_status st = {.region = "far", .state = "Completed", .bytes_done = 3,
-                             .bytes_total = 3, .updated_ms = 9, .details = ""};
+    struct meta_status st = {.region = "far",
+                             .state = "Completed",
+                             .bytes_done = 3,
+                             .bytes_total = 3,
+                             .updated_ms = 9,
+                             .details = ""};
     assert_int_equal(ms->ops->status_set(ms, "r", &d, &st, false, &e), 0);
     assert_int_equal(ms->ops->repo_statuses(ms, "r", &objs, &n, &e), 0);
     assert_int_equal(n, 2); /* far's and this region's own */
