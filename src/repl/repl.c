@@ -459,31 +459,41 @@ static size_t forget_deleted(struct repl *r, const char *repo, json_t *remote,
     struct err e = {0};
     if (ms_of(r)->ops->repo_state(ms_of(r), repo, &mine, &n, &e) != 0)
         return 0;
+    /* What the peer knows, by key: "t NAME" (a tag register), "m DIGEST" (a manifest or
+     * its tombstone). */
+    json_t *known = json_object();
+    for (size_t k = 0; k < json_array_size(remote); k++) {
+        json_t *it = json_array_get(remote, k);
+        const char *kind = json_string_value(json_object_get(it, "kind"));
+        bool is_tag = kind && strncmp(kind, "tag_", 4) == 0;
+        bool is_manifest =
+            kind && (strcmp(kind, "manifest_put") == 0 || strcmp(kind, "manifest_delete") == 0);
+        const char *key = json_string_value(json_object_get(it, is_tag ? "name" : "digest"));
+        char buf[1024];
+        if ((is_tag || is_manifest) && key != NULL) {
+            snprintf(buf, sizeof(buf), "%c %s", is_tag ? 't' : 'm', key);
+            json_object_set_new(known, buf, json_true());
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         bool is_manifest = strcmp(mine[i].kind, "manifest_put") == 0;
         bool is_tag =
             strcmp(mine[i].kind, "tag_set") == 0 || strcmp(mine[i].kind, "tag_delete") == 0;
-        if ((!is_manifest && !is_tag) || !is_covered(&mine[i], h, nh))
+        const char *key = is_tag ? mine[i].name : mine[i].digest;
+        if ((!is_manifest && !is_tag) || key == NULL || !is_covered(&mine[i], h, nh))
             continue;
-        bool is_known = false;
-        for (size_t k = 0; k < json_array_size(remote) && !is_known; k++) {
-            json_t *it = json_array_get(remote, k);
-            const char *kind = json_string_value(json_object_get(it, "kind"));
-            const char *key = json_string_value(json_object_get(it, is_tag ? "name" : "digest"));
-            const char *want = is_tag ? mine[i].name : mine[i].digest;
-            bool is_same_kind = kind && (is_tag ? strncmp(kind, "tag_", 4) == 0
-                                                : strcmp(kind, "manifest_put") == 0 ||
-                                                      strcmp(kind, "manifest_delete") == 0);
-            is_known = is_same_kind && key && want && strcmp(key, want) == 0;
-        }
-        if (!is_known && ms_of(r)->ops->state_forget(ms_of(r), &mine[i], &e) == 0) {
+        char buf[1024];
+        snprintf(buf, sizeof(buf), "%c %s", is_tag ? 't' : 'm', key);
+        if (json_object_get(known, buf) == NULL &&
+            ms_of(r)->ops->state_forget(ms_of(r), &mine[i], &e) == 0) {
             n_forgot++;
             log_info("repl",
                      "snapshot: %s %s of %s was deleted elsewhere (tombstone expired): "
                      "removed here",
-                     is_tag ? "tag" : "manifest", is_tag ? mine[i].name : mine[i].digest, repo);
+                     is_tag ? "tag" : "manifest", key, repo);
         }
     }
+    json_decref(known);
     for (size_t i = 0; i < n; i++)
         meta_event_fini(&mine[i]);
     free(mine);
