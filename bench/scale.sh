@@ -11,13 +11,15 @@
 #
 # usage: bench/scale.sh [--sizes 1000,10000,100000,1000000] [--peer-max N] [--multi KxT]
 #                       [--repl N] [--clients 8] [--work DIR] [--port-base N]
-#                       [--servers meridian,peer]
+#                       [--servers meridian,peer] [--compact]
 #   --sizes     tag counts of the one repository (default 1000,10000,100000,1000000)
 #   --peer-max  largest size measured on the peer (default 100000: at its push rate the
 #               peer takes about an hour per million tags)
 #   --multi     K repositories of T tags each, e.g. 10000x100 (default: none)
 #   --repl      replicate the repository into a fresh region once it has N tags (default 0:
 #               no); N must be one of --sizes
+#   --compact   at each size, also run event-log compaction (POST compaction/run) and record
+#               the database's live bytes per tag before and after it (Meridian only)
 # Everything listens on 127.0.0.1 only. It does not build Meridian: `ninja -C build`.
 set -uo pipefail
 
@@ -32,6 +34,7 @@ clients=8
 work=/var/tmp/meridian-scale
 port_base=25400
 servers_opt=meridian,peer
+compact=0
 meridian_bin="$repo_root/build/meridian"
 
 while [ $# -gt 0 ]; do
@@ -44,6 +47,7 @@ while [ $# -gt 0 ]; do
     --work) work="$2"; shift ;;
     --port-base) port_base="$2"; shift ;;
     --servers) servers_opt="$2"; shift ;;
+    --compact) compact=1 ;;
     --meridian) meridian_bin="$2"; shift ;;
     -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "scale.sh: unknown option $1" >&2; exit 2 ;;
@@ -165,6 +169,18 @@ meta_bytes() {
     esac
 }
 
+# Live bytes of Meridian's database: its pages less the free ones (deleted rows leave free
+# pages that later writes reuse; the file does not shrink without a VACUUM).
+live_bytes() {
+    python3 - "$work/data-meridian/meta.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+pages, free, size = (db.execute("PRAGMA %s" % p).fetchone()[0]
+                     for p in ("page_count", "freelist_count", "page_size"))
+print((pages - free) * size)
+PY
+}
+
 record() { # record SERVER KIND SIZE JSON
     printf '{"server":"%s","kind":"%s","size":%s,"result":%s}\n' "$1" "$2" "$3" "$4" >>"$results"
     printf '  [%5ds] %-8s %-10s %8s %s\n' $SECONDS "$1" "$2" "$3" "$4"
@@ -205,6 +221,15 @@ grow() { # grow SERVER: the one-repository sizes
         bytes=$(meta_bytes "$s")
         record "$s" memory "$size" "{\"rss_kib\":$rss,\"meta_bytes\":$bytes,\"bytes_per_tag\":$(((bytes - prev_bytes) / (size - prev_size)))}"
         prev_bytes=$bytes prev_size=$size
+        if [ "$s" = meridian ] && [ "$compact" = 1 ]; then
+            local live0 live1 ran
+            live0=$(live_bytes)
+            start "$s" || { echo "scale.sh: $s did not restart" >&2; return 1; }
+            ran=$(curl -s -X POST "${url[$s]}/_meridian/v1/compaction/run")
+            stop "$s"
+            live1=$(live_bytes)
+            record "$s" compaction "$size" "{\"live_bytes_before\":$live0,\"live_bytes_after\":$live1,\"live_bytes_per_tag_before\":$((live0 / size)),\"live_bytes_per_tag_after\":$((live1 / size)),\"run\":$ran}"
+        fi
         t0=$(date +%s.%N)
         start "$s" || { echo "scale.sh: $s did not restart" >&2; return 1; }
         t1=$(date +%s.%N)

@@ -797,6 +797,8 @@ static const struct mgmt_rule {
     {NULL, "scrub", NEED_ADMIN, 0, NULL}, /* lists stored digests */
     {NULL, "gc", NEED_ADMIN, 0, NULL},        /* deletes stored blobs */
     {NULL, "gc/{rest...}", NEED_ADMIN, 0, NULL},
+    {NULL, "compaction", NEED_ADMIN, 0, NULL}, /* drops replication history */
+    {NULL, "compaction/{rest...}", NEED_ADMIN, 0, NULL},
     {NULL, "storage", NEED_ADMIN, 0, NULL},   /* every repository's size */
     {NULL, "quotas", NEED_ADMIN, 0, NULL},
     {NULL, "audit", NEED_ADMIN, 0, NULL},

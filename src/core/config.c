@@ -74,6 +74,13 @@ static const struct option_def options[] = {
      "age of an unreferenced blob before the garbage collector deletes it, 0: keep everything",
      "24h"},
     {"gc-interval", OPT_DURATION, "time between two garbage collector ticks", "10s"},
+    {"compact-interval", OPT_DURATION,
+     "time between two event-log compaction passes, 0: never compact", "10m"},
+    {"compact-horizon", OPT_DURATION,
+     "a peer region silent this long no longer holds compaction back (it rejoins from a "
+     "snapshot)", "7d"},
+    {"tombstone-retention", OPT_DURATION,
+     "age of a tombstone every live region has applied before it is removed, 0: keep", "7d"},
     {"webhook-backoff-max", OPT_DURATION, "longest wait between retries of a webhook delivery",
      "5m"},
     {"webhook-max-attempts", OPT_UINT, "attempts before a webhook delivery is given up", "10"},
@@ -166,6 +173,9 @@ void config_defaults(struct config *cfg)
     cfg->scrub_rate_bytes = 32u << 20;
     cfg->gc_grace_s = 86400;
     cfg->gc_interval_s = 10;
+    cfg->compact_interval_s = 600;
+    cfg->compact_horizon_s = 7 * 86400;
+    cfg->tombstone_retention_s = 7 * 86400;
     cfg->webhook_backoff_max_ms = 300000;
     cfg->webhook_max_attempts = 10;
     cfg->data_url_ttl_s = 60;
@@ -423,6 +433,12 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->gc_grace_s = d; /* 0: nothing is collected */
         else if (strcmp(key, "gc-interval") == 0)
             cfg->gc_interval_s = d > 0 ? d : 1;
+        else if (strcmp(key, "compact-interval") == 0)
+            cfg->compact_interval_s = d; /* 0: no scheduled compaction */
+        else if (strcmp(key, "compact-horizon") == 0)
+            cfg->compact_horizon_s = d > 0 ? d : 1;
+        else if (strcmp(key, "tombstone-retention") == 0)
+            cfg->tombstone_retention_s = d; /* 0: tombstones are kept */
         else if (strcmp(key, "webhook-backoff-max") == 0)
             cfg->webhook_backoff_max_ms = (d > 0 ? d : 1) * 1000;
         else if (strcmp(key, "failed-login-interval") == 0)

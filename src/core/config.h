@@ -59,6 +59,10 @@ struct config {
     /* garbage collection (gc.c) */
     int64_t gc_grace_s;            /* age of an unreferenced blob before it goes, 0 = keep */
     int64_t gc_interval_s;         /* time between collector ticks */
+    /* event-log compaction (compact.c) */
+    int64_t compact_interval_s;    /* time between compaction passes, 0 = none */
+    int64_t compact_horizon_s;     /* a peer silent this long no longer holds it back */
+    int64_t tombstone_retention_s; /* age of an applied tombstone before it goes, 0 = keep */
     /* webhooks (docs/webhooks.md) */
     int64_t webhook_backoff_max_ms; /* longest wait between delivery retries, default 5 min */
     unsigned webhook_max_attempts;  /* attempts before a delivery is given up, default 10 */

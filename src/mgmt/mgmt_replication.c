@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "authz.h"
+#include "compact.h"
 #include "log.h"
 #include "mgmt_api.h"
 #include "registry_ctx.h"
@@ -160,6 +161,16 @@ static int withhold(struct registry *reg, const char *from, struct meta_event *e
     return 0;
 }
 
+/* The log horizon as [{"origin","seq","hlc"}]. */
+static json_t *horizon_json(const struct meta_horizon *h, size_t n)
+{
+    json_t *out = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(out, json_pack("{s:s, s:I, s:I}", "origin", h[i].origin, "seq",
+                                             (json_int_t)h[i].seq, "hlc", (json_int_t)h[i].hlc));
+    return out;
+}
+
 /* GET replication/events?after=N&vv=...&wait=S&max=M&from=REGION: long poll. */
 void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
 {
@@ -184,6 +195,33 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
         reply_err(req, &e);
         return;
     }
+    /* What the caller has applied: compaction waits for it (compact.c). Below this log's
+     * horizon it would miss events that are gone: it catches up from a snapshot. */
+    struct meta_horizon *h = NULL;
+    size_t nh = 0;
+    if (reg->ms->ops->log_horizon(reg->ms, &h, &nh, &e) != 0) {
+        meta_vv_fini(&vv);
+        reply_err(req, &e);
+        return;
+    }
+    const char *below = NULL;
+    bool is_below = compact_is_below(&vv, h, nh, &below);
+    compact_note_ack(reg->compact, from, http_req_query(req, "vv"), is_below);
+    if (is_below) {
+        json_t *out = json_pack("{s:{s:s, s:s}, s:o}", "error", "code", "COMPACTED", "message",
+                                "events below this region's log horizon were compacted: "
+                                "catch up from replication/snapshot",
+                                "horizon", horizon_json(h, nh));
+        log_info("repl",
+                 "%s asked for events of %s this log no longer holds: it catches up "
+                 "from a snapshot",
+                 from, below);
+        meta_horizon_list_fini(h, nh);
+        meta_vv_fini(&vv);
+        mgmt_reply_json(req, 410, out);
+        return;
+    }
+    meta_horizon_list_fini(h, nh);
     int64_t after = query_i64(req, "after", 0, INT64_MAX);
     int64_t max = query_i64(req, "max", 500, EVENTS_BATCH_MAX);
     struct events_wait *w = req->handler_state;
@@ -415,6 +453,23 @@ void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
     const char *ref = http_req_query(req, "reference");
     if (ref != NULL)
         n = keep_reference(items, n, repo, ref);
+    /* A snapshot (status=1) carries the replication status rows too. */
+    const char *with_status = http_req_query(req, "status");
+    if (ref == NULL && with_status != NULL && strcmp(with_status, "1") == 0) {
+        struct meta_event *st = NULL;
+        size_t n_st = 0;
+        if (req->reg->ms->ops->repo_statuses(req->reg->ms, repo, &st, &n_st, &e) != 0) {
+            for (size_t i = 0; i < n; i++)
+                meta_event_fini(&items[i]);
+            free(items);
+            reply_err(req, &e);
+            return;
+        }
+        items = xrealloc(items, (n + n_st + 1) * sizeof(*items));
+        memcpy(items + n, st, n_st * sizeof(*st));
+        n += n_st;
+        free(st);
+    }
     struct buf b;
     buf_init(&b, EVENTS_REPLY_MAX * 2);
     buf_appends(&b, "{\"state\":[");
@@ -429,6 +484,85 @@ void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
     if (b.is_too_big) {
         buf_fini(&b);
         mgmt_reply_error(req, ERR_INTERNAL, "repository state too large to send");
+        return;
+    }
+    http_reply(req, 200, "application/json", b.data, b.len);
+    buf_fini(&b);
+}
+
+/* GET replication/snapshot?from=REGION: what a region below this log's horizon merges
+ * instead of the events: the horizon (read first: the tables read after it hold the
+ * effect of every event at or below it), every repository's name (their states follow
+ * from replication/state?repository=R&status=1) and every replicated object. */
+void mgmt_repl_snapshot(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct registry *reg = req->reg;
+    struct err e = {0};
+    const char *from = http_req_query(req, "from");
+    if (!is_member(reg, from)) {
+        mgmt_reply_error(req, ERR_DENIED, "%s is not a region of this registry",
+                         from ? from : "the caller");
+        return;
+    }
+    struct meta_horizon *h = NULL;
+    size_t nh = 0;
+    struct meta_name_list repos = {0};
+    struct meta_event *objects = NULL;
+    size_t n_objects = 0;
+    json_t *policies = NULL;
+    if (reg->ms->ops->log_horizon(reg->ms, &h, &nh, &e) != 0 ||
+        reg->ms->ops->repo_list(reg->ms, "", -1, &repos, &e) != 0 ||
+        reg->ms->ops->objects_state(reg->ms, &objects, &n_objects, &e) != 0 ||
+        (policies = residency_policies(reg->ms, &e)) == NULL) {
+        for (size_t i = 0; i < n_objects; i++)
+            meta_event_fini(&objects[i]);
+        free(objects);
+        meta_horizon_list_fini(h, nh);
+        meta_name_list_fini(&repos);
+        reply_err(req, &e);
+        return;
+    }
+    struct buf b;
+    buf_init(&b, EVENTS_REPLY_MAX);
+    json_t *hv = horizon_json(h, nh);
+    char *hj = json_dumps(hv, JSON_COMPACT);
+    json_decref(hv);
+    buf_appends(&b, "{\"horizon\":");
+    buf_appends(&b, hj ? hj : "[]");
+    free(hj);
+    buf_appends(&b, ",\"repositories\":[");
+    /* Residency: what `from` may not hold is left out, names included. */
+    bool is_first = true;
+    for (size_t i = 0; i < repos.n; i++) {
+        if (!residency_allows(policies, repos.names[i], from))
+            continue;
+        if (!is_first)
+            buf_append(&b, ",", 1);
+        is_first = false;
+        buf_append_json_string(&b, repos.names[i]);
+    }
+    buf_appends(&b, "],\"objects\":[");
+    is_first = true;
+    for (size_t i = 0; i < n_objects; i++) {
+        char about[1100];
+        if (!(residency_event_repo(&objects[i], about, sizeof(about)) &&
+              !residency_allows(policies, about, from))) {
+            if (!is_first)
+                buf_append(&b, ",", 1);
+            is_first = false;
+            repl_codec_event_to_json(&objects[i], &b);
+        }
+        meta_event_fini(&objects[i]);
+    }
+    free(objects);
+    json_decref(policies);
+    buf_appends(&b, "]}");
+    meta_horizon_list_fini(h, nh);
+    meta_name_list_fini(&repos);
+    if (b.is_too_big) {
+        buf_fini(&b);
+        mgmt_reply_error(req, ERR_INTERNAL, "snapshot too large to send");
         return;
     }
     http_reply(req, 200, "application/json", b.data, b.len);

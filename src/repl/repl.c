@@ -30,6 +30,7 @@
 
 #include "auth.h"
 #include "authz.h"
+#include "compact.h"
 #include "hlc.h"
 #include "httpc.h"
 #include "log.h"
@@ -461,6 +462,233 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
     return cursor;
 }
 
+static char *escape_repo(const char *repo);
+
+/* Fetches url from peer p as JSON (NULL with e set). */
+static json_t *peer_get_json(struct peer *p, const char *url, long timeout_ms, struct err *e)
+{
+    struct httpc_response resp;
+    httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
+    json_t *body = NULL;
+    int rc = peer_call(p->r, "GET", url, NULL, timeout_ms, &resp, e);
+    if (rc == 0 && resp.status == 200 && !resp.body.is_too_big) {
+        json_error_t je;
+        body = json_loadb(resp.body.data, resp.body.len, 0, &je);
+    }
+    if (body == NULL && rc == 0)
+        err_set(e, ERR_UNAVAILABLE, "peer answered %ld", resp.status);
+    httpc_response_fini(&resp);
+    return body;
+}
+
+/* Is a local record (manifest put or tag register) one the snapshot's region has applied
+ * (at or below its horizon)? */
+static bool is_covered(const struct meta_event *rec, const struct meta_horizon *h, size_t nh)
+{
+    const struct meta_horizon *oh = meta_horizon_find(h, nh, rec->origin ? rec->origin : "");
+    return oh != NULL && (int64_t)rec->hlc <= oh->hlc;
+}
+
+/* Deletes win: a manifest or tag register here that the peer applied (its horizon covers
+ * it) and no longer has (no record, no tombstone) was deleted there and the tombstone has
+ * since expired; keeping it would bring the deleted manifest back everywhere. */
+static size_t forget_deleted(struct repl *r, const char *repo, json_t *remote,
+                             const struct meta_horizon *h, size_t nh)
+{
+    struct meta_event *mine = NULL;
+    size_t n = 0, n_forgot = 0;
+    struct err e = {0};
+    if (ms_of(r)->ops->repo_state(ms_of(r), repo, &mine, &n, &e) != 0)
+        return 0;
+    /* What the peer knows, by key: "t NAME" (a tag register), "m DIGEST" (a manifest or
+     * its tombstone). */
+    json_t *known = json_object();
+    for (size_t k = 0; k < json_array_size(remote); k++) {
+        json_t *it = json_array_get(remote, k);
+        const char *kind = json_string_value(json_object_get(it, "kind"));
+        bool is_tag = kind && strncmp(kind, "tag_", 4) == 0;
+        bool is_manifest =
+            kind && (strcmp(kind, "manifest_put") == 0 || strcmp(kind, "manifest_delete") == 0);
+        const char *key = json_string_value(json_object_get(it, is_tag ? "name" : "digest"));
+        char buf[1024];
+        if ((is_tag || is_manifest) && key != NULL) {
+            snprintf(buf, sizeof(buf), "%c %s", is_tag ? 't' : 'm', key);
+            json_object_set_new(known, buf, json_true());
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool is_manifest = strcmp(mine[i].kind, "manifest_put") == 0;
+        bool is_tag =
+            strcmp(mine[i].kind, "tag_set") == 0 || strcmp(mine[i].kind, "tag_delete") == 0;
+        const char *key = is_tag ? mine[i].name : mine[i].digest;
+        if ((!is_manifest && !is_tag) || key == NULL || !is_covered(&mine[i], h, nh))
+            continue;
+        char buf[1024];
+        snprintf(buf, sizeof(buf), "%c %s", is_tag ? 't' : 'm', key);
+        if (json_object_get(known, buf) == NULL &&
+            ms_of(r)->ops->state_forget(ms_of(r), &mine[i], &e) == 0) {
+            n_forgot++;
+            log_info("repl",
+                     "snapshot: %s %s of %s was deleted elsewhere (tombstone expired): "
+                     "removed here",
+                     is_tag ? "tag" : "manifest", key, repo);
+        }
+    }
+    json_decref(known);
+    for (size_t i = 0; i < n; i++)
+        meta_event_fini(&mine[i]);
+    free(mine);
+    return n_forgot;
+}
+
+/* Merges records (state events) from p; returns how many merged. */
+/* Merges a snapshot's records (objects or one repository's state). Residency: records about
+ * a repository this region may not hold are left out (the peer filters too, but its view
+ * of the policies may be older); with only_policies, the residency policies alone, so that
+ * the other records are judged by the policies the snapshot carries. */
+static size_t merge_records(struct peer *p, json_t *items, bool only_policies)
+{
+    struct repl *r = p->r;
+    size_t merged = 0;
+    struct err pe = {0};
+    json_t *policies = only_policies ? NULL : residency_policies(ms_of(r), &pe);
+    if (!only_policies && policies == NULL) {
+        log_warn("repl", "snapshot: failed to read residency policies: %s", err_message(&pe));
+        return 0;
+    }
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        struct meta_event ev;
+        struct err e = {0};
+        if (repl_codec_event_from_json(json_array_get(items, i), &ev, &e) != 0)
+            continue;
+        char about[1100];
+        bool is_policy = false;
+        if (strncmp(ev.kind, "object_", 7) == 0 && ev.payload != NULL) {
+            json_error_t je;
+            json_t *pj = json_loads(ev.payload, 0, &je);
+            const char *kind = json_string_value(json_object_get(pj, "kind"));
+            is_policy = kind != NULL && strcmp(kind, RESIDENCY_KIND) == 0;
+            json_decref(pj);
+        }
+        bool is_wanted = only_policies ? is_policy
+                                       : !is_policy && !(residency_event_repo(&ev, about,
+                                                                              sizeof(about)) &&
+                                                         !residency_allows(policies, about,
+                                                                           self_region(r)));
+        if (!is_wanted) {
+            meta_event_fini(&ev);
+            continue;
+        }
+        if (ms_of(r)->ops->state_merge(ms_of(r), &ev, &e) == 0) {
+            merged++;
+            if (strncmp(ev.kind, "object_", 7) == 0 && ev.name && ev.payload)
+                placement_on_object_event(r->reg, ev.name, ev.payload);
+        } else {
+            log_warn("repl", "snapshot: failed to merge %s from %s: %s", ev.kind, p->location,
+                     err_message(&e));
+        }
+        meta_event_fini(&ev);
+    }
+    json_decref(policies);
+    return merged;
+}
+
+/* This region asked p for events p's log no longer holds (compaction, docs/replication.md
+ * "Compaction"): merges p's tables instead (objects, then each repository's state with its
+ * status rows), lets deletes win for what p applied and forgot, then adopts p's horizon
+ * (version vector and log horizon at least it) and reads p's log again from its start. */
+static int catch_up_from_snapshot(struct peer *p, struct err *e)
+{
+    struct repl *r = p->r;
+    char url[2048];
+    AZ(pthread_mutex_lock(&r->mu));
+    snprintf(url, sizeof(url), "%s/_meridian/v1/replication/snapshot?from=%s", p->endpoint,
+             self_region(r));
+    char *endpoint = xstrdup(p->endpoint);
+    AZ(pthread_mutex_unlock(&r->mu));
+    int64_t started = util_now_ms();
+    json_t *snap = peer_get_json(p, url, 60000, e);
+    if (snap == NULL) {
+        free(endpoint);
+        return -1;
+    }
+    json_t *hj = json_object_get(snap, "horizon");
+    size_t nh = json_array_size(hj);
+    struct meta_horizon *h = xcalloc(nh + 1, sizeof(*h));
+    for (size_t i = 0; i < nh; i++) {
+        json_t *it = json_array_get(hj, i);
+        const char *origin = json_string_value(json_object_get(it, "origin"));
+        h[i].origin = xstrdup(origin ? origin : "");
+        h[i].seq = json_integer_value(json_object_get(it, "seq"));
+        h[i].hlc = json_integer_value(json_object_get(it, "hlc"));
+    }
+    log_info("repl",
+             "catching up from a snapshot of %s (its log no longer holds what this "
+             "region lacks)",
+             p->location);
+    size_t n_objects = merge_records(p, json_object_get(snap, "objects"), true);
+    n_objects += merge_records(p, json_object_get(snap, "objects"), false);
+    authz_invalidate(r->reg->authz);
+    /* Every repository of either side: one the peer no longer lists may hold deletes. */
+    struct meta_name_list local = {0};
+    ms_of(r)->ops->repo_list(ms_of(r), "", -1, &local, e);
+    json_t *repos = json_object_get(snap, "repositories");
+    json_t *all = json_array();
+    for (size_t i = 0; i < json_array_size(repos); i++)
+        json_array_append(all, json_array_get(repos, i));
+    for (size_t i = 0; i < local.n; i++)
+        json_array_append_new(all, json_string(local.names[i]));
+    meta_name_list_fini(&local);
+    size_t n_repos = 0, n_records = 0, n_forgot = 0;
+    int result = 0;
+    for (size_t i = 0; i < json_array_size(all) && !r->is_stopping; i++) {
+        const char *repo = json_string_value(json_array_get(all, i));
+        bool is_dup = false;
+        for (size_t k = 0; k < i && !is_dup; k++)
+            is_dup = strcmp(json_string_value(json_array_get(all, k)), repo) == 0;
+        if (is_dup)
+            continue;
+        struct err re = {0};
+        if (residency_check(ms_of(r), repo, self_region(r), &re) != 0) {
+            if (re.code == ERR_DENIED)
+                continue; /* not held here (a residency policy): nothing to ask for */
+            result = err_set(e, re.code, "%s", err_message(&re));
+            break;
+        }
+        char *esc = escape_repo(repo);
+        snprintf(url, sizeof(url),
+                 "%s/_meridian/v1/replication/state?repository=%s&status=1&from=%s", endpoint,
+                 esc, self_region(r));
+        free(esc);
+        json_t *state = peer_get_json(p, url, 60000, e);
+        if (state == NULL) {
+            result = -1;
+            break;
+        }
+        json_t *items = json_object_get(state, "state");
+        n_records += merge_records(p, items, false);
+        n_forgot += forget_deleted(r, repo, items, h, nh);
+        n_repos++;
+        json_decref(state);
+    }
+    json_decref(all);
+    if (result == 0 && r->is_stopping)
+        result = err_set(e, ERR_UNAVAILABLE, "stopping");
+    if (result == 0)
+        result = ms_of(r)->ops->log_adopt(ms_of(r), p->location, h, nh, e);
+    if (result == 0)
+        log_info("repl",
+                 "caught up from a snapshot of %s: %zu objects, %zu repositories, %zu "
+                 "records merged, %zu deleted records removed, in %" PRId64 " ms",
+                 p->location, n_objects, n_repos, n_records, n_forgot, util_now_ms() - started);
+    meta_horizon_list_fini(h, nh);
+    json_decref(snap);
+    free(endpoint);
+    repl_kick(r);
+    repl_log_grew(r);
+    return result;
+}
+
 static void *puller_main(void *arg)
 {
     struct peer *p = arg;
@@ -506,6 +734,17 @@ static void *puller_main(void *arg)
         if (rc == 0 && resp.status == 200 && !resp.body.is_too_big) {
             json_error_t je;
             body = json_loadb(resp.body.data, resp.body.len, 0, &je);
+        }
+        if (rc == 0 && resp.status == 410) {
+            /* Below the peer's log horizon: what is missing is in its tables. */
+            httpc_response_fini(&resp);
+            if (catch_up_from_snapshot(p, &e) != 0) {
+                note_failure(p, "catch up from the snapshot", &e);
+                if (nap(r, backoff_ms))
+                    break;
+                backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
+            }
+            continue;
         }
         if (body == NULL) {
             if (rc == 0)
@@ -1578,6 +1817,8 @@ static bool pull_from_peers(struct repl *r, const char *repo, const char *ref,
     for (size_t i = 0; i < n_peers && !is_found && !r->is_stopping; i++) {
         if (peers[i].rtt_ms >= 2e9)
             break; /* Unreachable ones come last: a true 404 must not wait for them */
+        if (compact_peer_is_behind(r->reg, peers[i].location))
+            continue; /* back from beyond the horizon: not a source until it caught up */
         int64_t left_ms = deadline_ms - util_now_ms();
         if (left_ms <= 0)
             break; /* the whole lookup is bounded, not each peer */
@@ -1871,14 +2112,21 @@ static void repair_repo(struct repl *r, const struct peer_ref *peer, const char 
     httpc_response_fini(&resp);
     json_t *items = json_object_get(body, "state");
     size_t merged = 0;
+    struct meta_horizon *h = NULL;
+    size_t nh = 0;
+    if (ms_of(r)->ops->log_horizon(ms_of(r), &h, &nh, &e) != 0)
+        nh = 0;
     for (size_t i = 0; i < json_array_size(items); i++) {
         struct meta_event ev;
         if (repl_codec_event_from_json(json_array_get(items, i), &ev, &e) != 0)
             continue;
-        if (ms_of(r)->ops->state_merge(ms_of(r), &ev, &e) == 0)
+        /* A tombstone expired here stays expired (a peer may keep it longer). */
+        if (!compact_is_expired_tombstone(r->reg, &ev, h, nh) &&
+            ms_of(r)->ops->state_merge(ms_of(r), &ev, &e) == 0)
             merged++;
         meta_event_fini(&ev);
     }
+    meta_horizon_list_fini(h, nh);
     json_decref(body);
     log_info("repl", "anti-entropy: merged %zu records of %s from %s", merged, repo,
              peer->location);
@@ -1944,6 +2192,12 @@ static void anti_entropy(struct repl *r)
             json_t *remote = json_loadb(resp.body.data, resp.body.len, 0, &je);
             const char *repo;
             json_t *v;
+            /* A region back from beyond the horizon may hold what was deleted and
+             * forgotten here: its state is taken only once it caught up (compact.h). */
+            if (compact_peer_is_behind(r->reg, peers[i].location)) {
+                json_decref(remote);
+                remote = NULL;
+            }
             json_object_foreach(remote, repo, v)
             {
                 json_t *mine_v = json_object_get(local, repo);

@@ -23,6 +23,7 @@
 #include "copies.h"
 #include "oci.h"
 #include "scrub.h"
+#include "compact.h"
 #include "gc.h"
 #include "lease.h"
 #include "secret.h"
@@ -223,6 +224,7 @@ int server_main(int argc, char **argv)
     reg->scrub = scrub_start(reg);
     reg->copies = copies_start(reg);
     reg->gc = gc_start(reg);
+    reg->compact = compact_start(reg);
     atomic_store(&reg->is_ready, true);
 
     struct sweeper sw = {.reg = reg};
@@ -282,6 +284,8 @@ int server_main(int argc, char **argv)
     reg->copies = NULL;
     gc_stop(reg->gc);
     reg->gc = NULL;
+    compact_stop(reg->compact);
+    reg->compact = NULL;
 
     AZ(pthread_mutex_lock(&sw.mu));
     sw.is_stopping = true;

@@ -204,6 +204,14 @@ int sq_hlc_seed(struct sq_conn *c, struct err *e)
     /* The clock never goes below what the log already holds, across restarts too. */
     c->store->hlc_last = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
     sq_stmt_done(s);
+    /* Nor below what compaction or a snapshot took out of the log (log_horizon). */
+    rc = sq_query(c, SQ_HORIZON_MAX_HLC, &s, e, "");
+    if (rc < 0)
+        return -1;
+    int64_t h = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
+    if (h > c->store->hlc_last)
+        c->store->hlc_last = h;
+    sq_stmt_done(s);
     return 0;
 }
 

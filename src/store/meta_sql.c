@@ -538,6 +538,16 @@ static const struct metastore_ops sq_ops = {
     .upload_count_owned = sq_upload_count_owned,
     .holdings = sq_holdings, /* meta_residency.c */
     .repo_purge = sq_repo_purge,
+    .peer_ack_set = sq_peer_ack_set, /* meta_compact.c */
+    .peer_acks = sq_peer_acks,
+    .log_horizon = sq_log_horizon,
+    .log_compact = sq_log_compact,
+    .tombs_expire = sq_tombs_expire,
+    .log_adopt = sq_log_adopt,
+    .objects_state = sq_objects_state,
+    .repo_statuses = sq_repo_statuses,
+    .state_forget = sq_state_forget,
+    .log_stats = sq_log_stats,
 };
 
 struct sq_store *sq_store_open(const struct sql_driver *drv, const char *target, const char *region,

@@ -272,6 +272,67 @@ typedef int ms_repo_state_f(struct metastore *ms, const char *repo, struct meta_
 /* Merges one synthetic state event (as from repo_state) without touching the log. */
 typedef int ms_state_merge_f(struct metastore *ms, const struct meta_event *ev, struct err *e);
 
+/* Event-log compaction (meta_compact.c; docs/replication.md, "Compaction") -----------
+ * A peer's acknowledgement is the version vector it sends when it pulls from this
+ * region. Events every live peer has acknowledged are dropped from the log; the log
+ * horizon records, per origin, the highest origin_seq at or below which this log may lack
+ * events, so that a peer asking for events below it catches up from a snapshot of the
+ * tables (repository states, objects, statuses) instead. */
+
+struct meta_horizon {
+    char *origin;
+    int64_t seq; /* events of origin with origin_seq <= seq may be missing here */
+    int64_t hlc; /* the clock of that origin's event number seq */
+};
+void meta_horizon_list_fini(struct meta_horizon *h, size_t n);
+/* The horizon entry of origin in h (NULL when none). */
+const struct meta_horizon *meta_horizon_find(const struct meta_horizon *h, size_t n,
+                                             const char *origin);
+
+struct meta_peer_ack {
+    char *peer;
+    char *vv;         /* "origin:seq,...", as the peer sent it */
+    int64_t acked_ms; /* when */
+};
+void meta_peer_ack_list_fini(struct meta_peer_ack *a, size_t n);
+
+/* Records what peer acknowledged (vv text) at now_ms; not synced (losing it only makes
+ * compaction wait longer). */
+typedef int ms_peer_ack_set_f(struct metastore *ms, const char *peer, const char *vv,
+                              int64_t now_ms, struct err *e);
+typedef int ms_peer_acks_f(struct metastore *ms, struct meta_peer_ack **out, size_t *n_out,
+                           struct err *e);
+/* The log horizon, one entry per origin that has one. */
+typedef int ms_log_horizon_f(struct metastore *ms, struct meta_horizon **out, size_t *n_out,
+                             struct err *e);
+/* Drops, in one write transaction, up to max of the lowest events of origin with
+ * origin_seq <= upto, and moves the horizon of origin past them. *n_deleted: how many. */
+typedef int ms_log_compact_f(struct metastore *ms, const char *origin, int64_t upto, size_t max,
+                             size_t *n_deleted, struct err *e);
+/* Removes, in one write transaction, up to max manifest tombstones and deleted tag
+ * registers whose clock is below before_hlc and at or below the horizon of their origin
+ * (every live peer has applied them). *n_removed: how many. */
+typedef int ms_tombs_expire_f(struct metastore *ms, int64_t before_hlc, size_t max,
+                              size_t *n_removed, struct err *e);
+/* After merging peer's snapshot taken at horizon h: the version vector and the log
+ * horizon become at least h, and peer's log is read again from its start. */
+typedef int ms_log_adopt_f(struct metastore *ms, const char *peer, const struct meta_horizon *h,
+                           size_t n, struct err *e);
+/* Every replicated object (not the derived image-version records) as object_put and
+ * object_delete records, values opened, for a snapshot. */
+typedef int ms_objects_state_f(struct metastore *ms, struct meta_event **out, size_t *n_out,
+                               struct err *e);
+/* The replication status rows of a repository as status records (origin: the region). */
+typedef int ms_repo_statuses_f(struct metastore *ms, const char *repo, struct meta_event **out,
+                               size_t *n_out, struct err *e);
+/* Deletes win (a region back from beyond the horizon): removes the local record rec names
+ * (manifest_put: the manifest with its references and tag rows; tag_set or tag_delete:
+ * the register and its tag row) without an event. */
+typedef int ms_state_forget_f(struct metastore *ms, const struct meta_event *rec, struct err *e);
+/* Rows in the log and tombstones (manifest tombstones plus deleted tag registers). */
+typedef int ms_log_stats_f(struct metastore *ms, int64_t *n_events, int64_t *n_tombs,
+                           struct err *e);
+
 /* Webhook deliveries -------------------------------------------------------
  * Region-local (not in the event log): a delivery belongs to the region whose
  * webhook fired. Each add/update is one durable transaction. */
@@ -651,6 +712,16 @@ struct metastore_ops {
     ms_gc_fence_f *gc_fence;
     ms_holdings_f *holdings;
     ms_repo_purge_f *repo_purge;
+    ms_peer_ack_set_f *peer_ack_set; /* meta_compact.c */
+    ms_peer_acks_f *peer_acks;
+    ms_log_horizon_f *log_horizon;
+    ms_log_compact_f *log_compact;
+    ms_tombs_expire_f *tombs_expire;
+    ms_log_adopt_f *log_adopt;
+    ms_objects_state_f *objects_state;
+    ms_repo_statuses_f *repo_statuses;
+    ms_state_forget_f *state_forget;
+    ms_log_stats_f *log_stats;
 };
 
 struct metastore {

@@ -194,7 +194,36 @@
     X(EVENTS_SINCE, "SELECT seq, origin, hlc, kind, repo, name, digest, payload"               \
                     " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")                       \
     X(AUDIT_SET_COUNT, "UPDATE audit_log SET count = max(count, ?2),"                          \
-                       " last_ms = max(coalesce(last_ms, time_ms), ?3) WHERE id = ?1")
+                       " last_ms = max(coalesce(last_ms, time_ms), ?3) WHERE id = ?1")       \
+    /* Event-log compaction (meta_compact.c). */                                            \
+    X(ACK_SET, "INSERT INTO peer_acks(peer, vv, acked_ms) VALUES (?1, ?2, ?3)"                 \
+               " ON CONFLICT(peer) DO UPDATE SET vv = excluded.vv, acked_ms = excluded.acked_ms") \
+    X(ACK_ALL, "SELECT peer, vv, acked_ms FROM peer_acks ORDER BY peer")                      \
+    X(HORIZON_ALL, "SELECT origin, seq, hlc FROM log_horizon ORDER BY origin")                \
+    X(HORIZON_MAX_HLC, "SELECT coalesce(max(hlc), 0) FROM log_horizon")                     \
+    X(HORIZON_GET, "SELECT seq, hlc FROM log_horizon WHERE origin = ?1")                      \
+    X(HORIZON_SET, "INSERT INTO log_horizon(origin, seq, hlc) VALUES (?1, ?2, ?3)"             \
+                   " ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq, hlc = excluded.hlc") \
+    X(COMPACT_BATCH, "SELECT origin_seq, hlc FROM events WHERE origin = ?1"                   \
+                     " AND origin_seq <= ?2 ORDER BY origin_seq LIMIT ?3")                    \
+    X(COMPACT_DELETE, "DELETE FROM events WHERE origin = ?1 AND origin_seq <= ?2")            \
+    X(TOMBS_EXPIRED, "SELECT repo, digest, hlc, origin FROM manifest_tombs"                   \
+                     " WHERE hlc < ?1 ORDER BY hlc LIMIT ?2")                                 \
+    X(TOMB_DELETE, "DELETE FROM manifest_tombs WHERE repo = ?1 AND digest = ?2 AND hlc = ?3") \
+    X(TREGS_EXPIRED, "SELECT repo, name, hlc, origin FROM tag_regs"                           \
+                     " WHERE digest IS NULL AND hlc < ?1 ORDER BY hlc LIMIT ?2")              \
+    X(TREG_DELETE_DELETED, "DELETE FROM tag_regs WHERE repo = ?1 AND name = ?2"               \
+                           " AND digest IS NULL AND hlc = ?3")                                \
+    X(TREG_DELETE, "DELETE FROM tag_regs WHERE repo = ?1 AND name = ?2")                      \
+    X(OBJECTS_ALL, "SELECT kind, key, value, hlc, origin, is_deleted FROM objects"            \
+                   " ORDER BY kind, key")                                                     \
+    X(STATUS_OF_REPO, "SELECT digest, region, state, bytes_done, bytes_total, updated_ms,"    \
+                      " details FROM repl_status WHERE repo = ?1 ORDER BY digest, region")    \
+    /* Admin status only: both walk their table. */                                        \
+    X(EVENTS_COUNT, "SELECT count(*) FROM events")                                            \
+    X(TOMBS_COUNT, "SELECT count(*) FROM manifest_tombs")                                     \
+    X(TREGS_DELETED_COUNT, "SELECT count(*) FROM tag_regs INDEXED BY tag_regs_deleted"         \
+                           " WHERE digest IS NULL")
 
 /* PostgreSQL's text of the statements it spells differently (sql_pg.c runs them). Where
  * SQLite orders or picks rows by rowid, PostgreSQL's schema has an insertion-order column
@@ -254,7 +283,16 @@
                     " FROM events WHERE seq > ?1 ORDER BY seq"                                 \
                     " LIMIT NULLIF(CAST(?2 AS BIGINT), -1)")                                   \
     X(AUDIT_SET_COUNT, "UPDATE audit_log SET count = GREATEST(count, ?2),"                     \
-                       " last_ms = GREATEST(coalesce(last_ms, time_ms), ?3) WHERE id = ?1")
+                       " last_ms = GREATEST(coalesce(last_ms, time_ms), ?3) WHERE id = ?1")  \
+    X(COMPACT_BATCH, "SELECT origin_seq, hlc FROM events WHERE origin = ?1"                   \
+                     " AND origin_seq <= ?2 ORDER BY origin_seq"                              \
+                     " LIMIT NULLIF(CAST(?3 AS BIGINT), -1)")                                 \
+    X(TOMBS_EXPIRED, "SELECT repo, digest, hlc, origin FROM manifest_tombs"                   \
+                     " WHERE hlc < ?1 ORDER BY hlc LIMIT NULLIF(CAST(?2 AS BIGINT), -1)")     \
+    X(TREGS_DELETED_COUNT, "SELECT count(*) FROM tag_regs WHERE digest IS NULL")              \
+    X(TREGS_EXPIRED, "SELECT repo, name, hlc, origin FROM tag_regs"                           \
+                     " WHERE digest IS NULL AND hlc < ?1 ORDER BY hlc"                        \
+                     " LIMIT NULLIF(CAST(?2 AS BIGINT), -1)")
 
 enum sq_stmt {
 #define X(id, sql) SQ_##id,
@@ -486,6 +524,18 @@ ms_manifest_holder_f sq_manifest_holder;
 
 ms_summary_f sq_summary;
 ms_repo_state_f sq_repo_state;
+
+/* Event-log compaction (meta_compact.c) -------------------------------------------- */
+ms_peer_ack_set_f sq_peer_ack_set;
+ms_peer_acks_f sq_peer_acks;
+ms_log_horizon_f sq_log_horizon;
+ms_log_compact_f sq_log_compact;
+ms_tombs_expire_f sq_tombs_expire;
+ms_log_adopt_f sq_log_adopt;
+ms_objects_state_f sq_objects_state;
+ms_repo_statuses_f sq_repo_statuses;
+ms_state_forget_f sq_state_forget;
+ms_log_stats_f sq_log_stats;
 
 /* Replicated objects and sealed secrets (meta_objects.c) --------------------------- */
 

@@ -6,6 +6,11 @@
 #define MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
 
 #define SQL_SCHEMA_BACK_TO_V2                                                                  \
+    /* version 8: event-log compaction */                                                     \
+    "DROP INDEX tag_regs_deleted;"                                                             \
+    "DROP INDEX manifest_tombs_hlc;"                                                           \
+    "DROP TABLE log_horizon;"                                                                  \
+    "DROP TABLE peer_acks;"                                                                    \
     /* version 7: the region of audit entries */                                              \
     "DROP INDEX audit_log_time;"                                                               \
     "ALTER TABLE audit_log DROP COLUMN region;"                                                \

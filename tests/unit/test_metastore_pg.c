@@ -79,7 +79,7 @@ static void test_nodes_start_at_once(void **state)
     assert_int_equal(sq_run(c, "SELECT count(*), max(version) FROM meridian_schema", &s, &e, ""),
                      SQL_ROW);
     assert_int_equal(sql_col_int64(s, 0), 1);
-    assert_int_equal(sql_col_int64(s, 1), 5); /* schema version 5: the audit region */
+    assert_int_equal(sql_col_int64(s, 1), 6); /* schema version 6: compaction */
     sql_finalize(s);
     ms->ops->close(ms);
 }
@@ -172,6 +172,8 @@ static void test_v2_database_gains_status_copies(void **state)
     struct sq_conn *c = sq_conn_of(ms, &e);
     assert_int_equal(sq_run_exec(c, "ALTER TABLE repl_status DROP COLUMN copies", &e, ""), 0);
     assert_int_equal(sq_run_exec(c, "DROP TABLE node_leases", &e, ""), 0);
+    assert_int_equal(sq_run_exec(c, "DROP TABLE peer_acks", &e, ""), 0);
+    assert_int_equal(sq_run_exec(c, "DROP TABLE log_horizon", &e, ""), 0);
     assert_int_equal(sq_run_exec(c, "DROP INDEX audit_log_time", &e, ""), 0);
     assert_int_equal(sq_run_exec(c, "ALTER TABLE audit_log DROP COLUMN region", &e, ""), 0);
     assert_int_equal(sq_run_exec(c, "UPDATE meridian_schema SET version = 2", &e, ""), 0);
@@ -433,7 +435,8 @@ static void test_audit_region_and_upgrade(void **state)
     struct sq_conn *c = sq_conn_of(ms, &e);
     assert_int_equal(sq_script(c, "DROP INDEX audit_log_time; ALTER TABLE audit_log DROP COLUMN"
                                   " region; ALTER TABLE repl_status DROP COLUMN copies;"
-                                  " DROP TABLE node_leases; UPDATE meridian_schema SET version = 2;"
+                                  " DROP TABLE node_leases; DROP TABLE peer_acks; DROP TABLE log_horizon;"
+                                  " UPDATE meridian_schema SET version = 2;"
                                   " INSERT INTO audit_log(time_ms, actor, action, target, status,"
                                   " remote, detail) VALUES (3000, 'peer', 'role.replicated',"
                                   " 'x', 200, 'r3', 'origin=r3 put'), (4000, 'carol',"

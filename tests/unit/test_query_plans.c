@@ -62,6 +62,13 @@ static const struct {
      "admin audit listing: walks newest first and stops at the page (LIMIT)"},
     {"DELETE FROM upload_owners WHERE id NOT IN (SELECT id FROM uploads)", "upload_owners",
      "upload_owners holds only live sessions (this statement prunes it on every insert)"},
+    {"FROM peer_acks ORDER BY peer", "peer_acks", "compaction: one row per peer region"},
+    {"FROM log_horizon", "log_horizon", "compaction: one row per origin region"},
+    {"FROM objects ORDER BY kind, key", "objects",
+     "snapshot for a region below the log horizon: every replicated object, once per catch-up"},
+    {"SELECT count(*) FROM events", "events", "compaction status (admin API): rows in the log"},
+    {"SELECT count(*) FROM manifest_tombs", "manifest_tombs",
+     "compaction status (admin API): tombstones held"},
 };
 
 /* The table the statement may scan (allow-list), or NULL. */

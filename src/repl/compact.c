@@ -1,0 +1,432 @@
+/* Event-log compaction's thread (compact.h).
+ *
+ *   idle --(compact_interval)--> pass: stable = compact_stable(vv, peers' acks)
+ *        --> per origin, batches of COMPACT_BATCH events dropped (one short write
+ *            transaction each: a push waits for one batch at most)
+ *        --> batches of expired tombstones removed --> idle
+ *   compact_run (management API) --> the same pass, serialized with the thread's
+ *
+ * Which events may go: an event is dropped once every live peer has acknowledged it (its
+ * version vector, sent when it pulls, covers it). Its effect is then in every live
+ * region's tables, and a region that needs it later (a new region, or one back from
+ * beyond --compact-horizon) gets those tables as a snapshot, so nothing needs the event
+ * itself any more: superseded or not, its state can be rebuilt from the tables. The newest
+ * event of each origin stays (the clock is seeded from it at restart). Tombstones are the
+ * exception: their rows are the state that keeps a deleted manifest deleted, so they stay
+ * for --tombstone-retention after every live peer has applied them. */
+#include "compact.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "hlc.h"
+#include "log.h"
+#include "metrics.h"
+#include "registry_ctx.h"
+#include "repl_codec.h"
+#include "util.h"
+
+#define COMPACT_MAGIC 0x636d7063u /* "cmpc" */
+#define ACK_WRITE_MIN_MS 1000     /* a peer's acknowledgement is written at most this often */
+#define ACKS_KEPT 64
+
+struct ack_note {
+    char peer[128];
+    int64_t written_ms;
+};
+
+struct compact {
+    unsigned magic;
+    struct registry *reg;
+    pthread_t thread;
+    pthread_mutex_t run_mu; /* one pass at a time */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* Under mu: */
+    bool is_stopping;
+    int64_t last_run_ms;
+    int64_t last_run_duration_ms;
+    uint64_t passes;
+    uint64_t events_dropped;
+    uint64_t tombs_removed;
+    uint64_t errors;
+    struct ack_note acks[ACKS_KEPT];
+};
+
+void compact_stable(const struct meta_vv *mine, const struct compact_peer *peers, size_t n,
+                    int64_t now_ms, int64_t horizon_ms, struct meta_vv *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->origins = xcalloc(mine->n + 1, sizeof(char *));
+    out->seqs = xcalloc(mine->n + 1, sizeof(int64_t));
+    for (size_t i = 0; i < mine->n; i++) {
+        int64_t stable = mine->seqs[i] - 1; /* the newest event of an origin stays */
+        for (size_t k = 0; k < n; k++) {
+            if (horizon_ms > 0 && peers[k].acked_ms < now_ms - horizon_ms)
+                continue; /* silent past the horizon: it will catch up from a snapshot */
+            int64_t acked = peers[k].acked ? meta_vv_get(peers[k].acked, mine->origins[i]) : 0;
+            if (acked < stable)
+                stable = acked;
+        }
+        out->origins[out->n] = xstrdup(mine->origins[i]);
+        out->seqs[out->n++] = stable > 0 ? stable : 0;
+    }
+}
+
+bool compact_is_below(const struct meta_vv *vv, const struct meta_horizon *h, size_t n,
+                      const char **origin)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (meta_vv_get(vv, h[i].origin) < h[i].seq) {
+            if (origin)
+                *origin = h[i].origin;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool compact_is_expired_tombstone(struct registry *reg, const struct meta_event *rec,
+                                  const struct meta_horizon *h, size_t n)
+{
+    int64_t retention_s = reg->cfg->tombstone_retention_s;
+    if (retention_s <= 0 || rec->origin == NULL ||
+        (strcmp(rec->kind, "manifest_delete") != 0 && strcmp(rec->kind, "tag_delete") != 0))
+        return false;
+    const struct meta_horizon *oh = meta_horizon_find(h, n, rec->origin);
+    int64_t before_ms = util_now_ms() - retention_s * 1000;
+    return oh != NULL && (int64_t)rec->hlc <= oh->hlc && before_ms > 0 &&
+           rec->hlc < ((uint64_t)before_ms << 16);
+}
+
+static bool is_stopping(struct compact *c)
+{
+    AZ(pthread_mutex_lock(&c->mu));
+    bool v = c->is_stopping;
+    AZ(pthread_mutex_unlock(&c->mu));
+    return v;
+}
+
+/* The peers of this registry (replication objects but this region) with their acks; a
+ * peer never seen pulling is recorded now, so that its silence is measured from here. */
+static int peers_load(struct compact *c, struct compact_peer **out, struct meta_vv **vvs,
+                      size_t *n_out)
+{
+    struct registry *reg = c->reg;
+    struct metastore *ms = reg->ms;
+    struct meta_name_list keys = {0}, values = {0};
+    struct meta_peer_ack *acks = NULL;
+    size_t n_acks = 0;
+    struct err e = {0};
+    *out = NULL;
+    *vvs = NULL;
+    *n_out = 0;
+    if (ms->ops->object_list(ms, "replication", &keys, &values, &e) != 0 ||
+        ms->ops->peer_acks(ms, &acks, &n_acks, &e) != 0) {
+        meta_name_list_fini(&keys);
+        meta_name_list_fini(&values);
+        log_warn("compact", "failed to read the peers: %s", err_message(&e));
+        return -1;
+    }
+    struct compact_peer *peers = xcalloc(keys.n + 1, sizeof(*peers));
+    struct meta_vv *parsed = xcalloc(keys.n + 1, sizeof(*parsed));
+    size_t n = 0;
+    int64_t now = util_now_ms();
+    for (size_t i = 0; i < keys.n; i++) {
+        if (strcmp(keys.names[i], reg->cfg->region) == 0)
+            continue;
+        const struct meta_peer_ack *a = NULL;
+        for (size_t k = 0; k < n_acks && a == NULL; k++)
+            a = strcmp(acks[k].peer, keys.names[i]) == 0 ? &acks[k] : NULL;
+        peers[n].location = xstrdup(keys.names[i]);
+        if (a != NULL && repl_codec_vv_parse(a->vv, &parsed[n], &e) == 0) {
+            peers[n].acked = &parsed[n];
+            peers[n].acked_ms = a->acked_ms;
+        } else {
+            peers[n].acked_ms = now;
+            if (a == NULL)
+                ms->ops->peer_ack_set(ms, keys.names[i], "", now, &e);
+            else
+                peers[n].acked_ms = a->acked_ms;
+        }
+        n++;
+    }
+    meta_name_list_fini(&keys);
+    meta_name_list_fini(&values);
+    meta_peer_ack_list_fini(acks, n_acks);
+    *out = peers;
+    *vvs = parsed;
+    *n_out = n;
+    return 0;
+}
+
+static void peers_free(struct compact_peer *peers, struct meta_vv *vvs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free((char *)peers[i].location);
+        meta_vv_fini(&vvs[i]);
+    }
+    free(peers);
+    free(vvs);
+}
+
+/* One pass, at most max_batches transactions (0: until done). */
+static void pass(struct compact *c, size_t max_batches, uint64_t *n_events, uint64_t *n_tombs,
+                 uint64_t *n_errors)
+{
+    struct registry *reg = c->reg;
+    struct metastore *ms = reg->ms;
+    struct err e = {0};
+    int64_t started = util_now_ms();
+    AZ(pthread_mutex_lock(&c->run_mu));
+    struct meta_vv mine = {0}, stable = {0};
+    struct compact_peer *peers = NULL;
+    struct meta_vv *vvs = NULL;
+    size_t n_peers = 0, batches = 0;
+    if (ms->ops->vv_get(ms, &mine, &e) != 0 || peers_load(c, &peers, &vvs, &n_peers) != 0) {
+        (*n_errors)++;
+        goto out;
+    }
+    compact_stable(&mine, peers, n_peers, started, reg->cfg->compact_horizon_s * 1000, &stable);
+    for (size_t i = 0; i < stable.n && !is_stopping(c); i++) {
+        for (;;) {
+            size_t n = 0;
+            if (max_batches > 0 && batches >= max_batches)
+                break;
+            if (ms->ops->log_compact(ms, stable.origins[i], stable.seqs[i], COMPACT_BATCH, &n,
+                                     &e) != 0) {
+                log_warn("compact", "failed to compact events of %s: %s", stable.origins[i],
+                         err_message(&e));
+                (*n_errors)++;
+                break;
+            }
+            batches++;
+            *n_events += n;
+            if (n < COMPACT_BATCH || is_stopping(c))
+                break;
+        }
+    }
+    if (reg->cfg->tombstone_retention_s > 0) {
+        int64_t before_ms = started - reg->cfg->tombstone_retention_s * 1000;
+        int64_t before_hlc = before_ms > 0 ? (int64_t)((uint64_t)before_ms << 16) : 0;
+        while (!is_stopping(c) && (max_batches == 0 || batches < max_batches)) {
+            size_t n = 0;
+            if (ms->ops->tombs_expire(ms, before_hlc, COMPACT_BATCH, &n, &e) != 0) {
+                log_warn("compact", "failed to expire tombstones: %s", err_message(&e));
+                (*n_errors)++;
+                break;
+            }
+            batches++;
+            *n_tombs += n;
+            if (n == 0)
+                break;
+        }
+    }
+out:
+    meta_vv_fini(&mine);
+    meta_vv_fini(&stable);
+    peers_free(peers, vvs, n_peers);
+    AZ(pthread_mutex_unlock(&c->run_mu));
+    AZ(pthread_mutex_lock(&c->mu));
+    c->passes++;
+    c->last_run_ms = util_now_ms();
+    c->last_run_duration_ms = c->last_run_ms - started;
+    c->events_dropped += *n_events;
+    c->tombs_removed += *n_tombs;
+    c->errors += *n_errors;
+    AZ(pthread_mutex_unlock(&c->mu));
+    if (*n_events > 0 || *n_tombs > 0)
+        log_info("compact",
+                 "dropped %" PRIu64 " events and %" PRIu64 " tombstones in %" PRId64 " ms",
+                 *n_events, *n_tombs, util_now_ms() - started);
+}
+
+json_t *compact_run(struct compact *c, struct err *e)
+{
+    (void)e;
+    uint64_t n_events = 0, n_tombs = 0, n_errors = 0;
+    pass(c, 0, &n_events, &n_tombs, &n_errors);
+    return json_pack("{s:I, s:I, s:I}", "events_dropped", (json_int_t)n_events,
+                     "tombstones_removed", (json_int_t)n_tombs, "errors", (json_int_t)n_errors);
+}
+
+json_t *compact_status_json(struct compact *c)
+{
+    struct registry *reg = c->reg;
+    struct metastore *ms = reg->ms;
+    struct err e = {0};
+    int64_t n_events = -1, n_tombs = -1;
+    ms->ops->log_stats(ms, &n_events, &n_tombs, &e);
+    json_t *horizon = json_object();
+    struct meta_horizon *h = NULL;
+    size_t nh = 0;
+    if (ms->ops->log_horizon(ms, &h, &nh, &e) == 0) {
+        for (size_t i = 0; i < nh; i++)
+            json_object_set_new(horizon, h[i].origin, json_integer(h[i].seq));
+        meta_horizon_list_fini(h, nh);
+    }
+    json_t *peers = json_array();
+    struct meta_peer_ack *acks = NULL;
+    size_t na = 0;
+    if (ms->ops->peer_acks(ms, &acks, &na, &e) == 0) {
+        for (size_t i = 0; i < na; i++)
+            json_array_append_new(
+                peers, json_pack("{s:s, s:s, s:I, s:b}", "region", acks[i].peer, "acked",
+                                 acks[i].vv, "acked_ms", (json_int_t)acks[i].acked_ms, "expired",
+                                 reg->cfg->compact_horizon_s > 0 &&
+                                     acks[i].acked_ms <
+                                         util_now_ms() - reg->cfg->compact_horizon_s * 1000));
+        meta_peer_ack_list_fini(acks, na);
+    }
+    AZ(pthread_mutex_lock(&c->mu));
+    json_t *out = json_pack(
+        "{s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "region",
+        reg->cfg->region, "interval_s", (json_int_t)reg->cfg->compact_interval_s, "horizon_s",
+        (json_int_t)reg->cfg->compact_horizon_s, "tombstone_retention_s",
+        (json_int_t)reg->cfg->tombstone_retention_s, "log_events", (json_int_t)n_events,
+        "tombstones", (json_int_t)n_tombs, "log_horizon", horizon, "peers", peers, "passes",
+        (json_int_t)c->passes, "last_run_ms", (json_int_t)c->last_run_ms, "last_run_duration_ms",
+        (json_int_t)c->last_run_duration_ms, "events_dropped", (json_int_t)c->events_dropped,
+        "tombstones_removed", (json_int_t)c->tombs_removed, "errors", (json_int_t)c->errors);
+    AZ(pthread_mutex_unlock(&c->mu));
+    return out;
+}
+
+void compact_note_ack(struct compact *c, const char *peer, const char *vv_text, bool is_now)
+{
+    if (c == NULL || peer == NULL)
+        return;
+    int64_t now = util_now_ms();
+    bool is_due = is_now;
+    AZ(pthread_mutex_lock(&c->mu));
+    struct ack_note *slot = NULL, *oldest = &c->acks[0];
+    for (size_t i = 0; i < ACKS_KEPT && slot == NULL; i++) {
+        if (strcmp(c->acks[i].peer, peer) == 0)
+            slot = &c->acks[i];
+        else if (c->acks[i].written_ms < oldest->written_ms)
+            oldest = &c->acks[i];
+    }
+    if (slot == NULL) {
+        slot = oldest;
+        snprintf(slot->peer, sizeof(slot->peer), "%s", peer);
+        slot->written_ms = 0;
+    }
+    is_due |= now - slot->written_ms >= ACK_WRITE_MIN_MS;
+    if (is_due)
+        slot->written_ms = now;
+    AZ(pthread_mutex_unlock(&c->mu));
+    struct err e = {0};
+    if (is_due &&
+        c->reg->ms->ops->peer_ack_set(c->reg->ms, peer, vv_text ? vv_text : "", now, &e) != 0)
+        log_warn("compact", "failed to record what %s acknowledged: %s", peer, err_message(&e));
+}
+
+bool compact_peer_is_behind(struct registry *reg, const char *peer)
+{
+    struct metastore *ms = reg->ms;
+    struct meta_horizon *h = NULL;
+    size_t nh = 0;
+    struct meta_peer_ack *acks = NULL;
+    size_t na = 0;
+    struct err e = {0};
+    if (ms->ops->log_horizon(ms, &h, &nh, &e) != 0)
+        return false;
+    bool is_behind = false;
+    if (nh > 0 && ms->ops->peer_acks(ms, &acks, &na, &e) == 0) {
+        for (size_t i = 0; i < na; i++) {
+            struct meta_vv vv = {0};
+            if (strcmp(acks[i].peer, peer) != 0 || acks[i].vv[0] == '\0' ||
+                repl_codec_vv_parse(acks[i].vv, &vv, &e) != 0)
+                continue;
+            is_behind = compact_is_below(&vv, h, nh, NULL);
+            meta_vv_fini(&vv);
+        }
+        meta_peer_ack_list_fini(acks, na);
+    }
+    meta_horizon_list_fini(h, nh);
+    return is_behind;
+}
+
+static void render_metrics(void *arg, struct buf *out)
+{
+    struct compact *c = arg;
+    AZ(pthread_mutex_lock(&c->mu));
+    uint64_t passes = c->passes, events = c->events_dropped, tombs = c->tombs_removed,
+             errors = c->errors;
+    int64_t last = c->last_run_ms;
+    AZ(pthread_mutex_unlock(&c->mu));
+    buf_printf(out,
+               "# HELP meridian_compaction_events_dropped_total Events dropped from the log.\n"
+               "# TYPE meridian_compaction_events_dropped_total counter\n"
+               "meridian_compaction_events_dropped_total %" PRIu64 "\n"
+               "# HELP meridian_compaction_tombstones_removed_total Expired tombstones removed.\n"
+               "# TYPE meridian_compaction_tombstones_removed_total counter\n"
+               "meridian_compaction_tombstones_removed_total %" PRIu64 "\n"
+               "# HELP meridian_compaction_passes_total Compaction passes run.\n"
+               "# TYPE meridian_compaction_passes_total counter\n"
+               "meridian_compaction_passes_total %" PRIu64 "\n"
+               "# HELP meridian_compaction_errors_total Failed compaction batches.\n"
+               "# TYPE meridian_compaction_errors_total counter\n"
+               "meridian_compaction_errors_total %" PRIu64 "\n"
+               "# HELP meridian_compaction_last_run_seconds When the last pass ended (Unix time).\n"
+               "# TYPE meridian_compaction_last_run_seconds gauge\n"
+               "meridian_compaction_last_run_seconds %.3f\n",
+               events, tombs, passes, errors, (double)last / 1000.0);
+}
+
+static void *compact_main(void *arg)
+{
+    struct compact *c = arg;
+    ASSERT(c->magic == COMPACT_MAGIC);
+    for (;;) {
+        int64_t wake_ms = util_now_ms() + c->reg->cfg->compact_interval_s * 1000;
+        struct timespec until = {.tv_sec = wake_ms / 1000, .tv_nsec = (wake_ms % 1000) * 1000000};
+        AZ(pthread_mutex_lock(&c->mu));
+        while (!c->is_stopping && util_now_ms() < wake_ms)
+            pthread_cond_timedwait(&c->cv, &c->mu, &until);
+        bool is_done = c->is_stopping;
+        AZ(pthread_mutex_unlock(&c->mu));
+        if (is_done)
+            break;
+        if (c->reg->cfg->compact_interval_s <= 0 || c->reg->is_removed)
+            continue;
+        uint64_t n_events = 0, n_tombs = 0, n_errors = 0;
+        pass(c, 0, &n_events, &n_tombs, &n_errors);
+    }
+    return NULL;
+}
+
+struct compact *compact_start(struct registry *reg)
+{
+    struct compact *c = xcalloc(1, sizeof(*c));
+    c->magic = COMPACT_MAGIC;
+    c->reg = reg;
+    AZ(pthread_mutex_init(&c->run_mu, NULL));
+    AZ(pthread_mutex_init(&c->mu, NULL));
+    AZ(pthread_cond_init(&c->cv, NULL));
+    AZ(metrics_source_add(render_metrics, c));
+    AZ(pthread_create(&c->thread, NULL, compact_main, c));
+    return c;
+}
+
+void compact_stop(struct compact *c)
+{
+    if (c == NULL)
+        return;
+    ASSERT(c->magic == COMPACT_MAGIC);
+    AZ(pthread_mutex_lock(&c->mu));
+    c->is_stopping = true;
+    AZ(pthread_cond_broadcast(&c->cv));
+    AZ(pthread_mutex_unlock(&c->mu));
+    AZ(pthread_join(c->thread, NULL));
+    metrics_source_remove(render_metrics, c);
+    pthread_mutex_destroy(&c->run_mu);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    c->magic = 0;
+    free(c);
+}

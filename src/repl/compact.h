@@ -1,0 +1,67 @@
+/* Event-log compaction (docs/replication.md, "Compaction"): a background thread that,
+ * every --compact-interval, drops the events every live peer has acknowledged (the
+ * version vector each sends when it pulls from this region), in batches, and removes
+ * tombstones (manifest tombstones and deleted tag registers) older than
+ * --tombstone-retention that every live peer has applied. A peer that has not pulled for
+ * longer than --compact-horizon no longer holds compaction back; when it comes back below
+ * this region's log horizon it catches up from a snapshot of the tables (repl.c). */
+#ifndef MERIDIAN_COMPACT_H
+#define MERIDIAN_COMPACT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "metastore.h"
+
+struct registry;
+struct compact;
+
+#define COMPACT_BATCH 1000 /* events or tombstones per transaction: bounds a push's wait */
+
+/* A peer as compaction sees it: what it last acknowledged, and when. */
+struct compact_peer {
+    const char *location;
+    const struct meta_vv *acked; /* NULL: never pulled from this region */
+    int64_t acked_ms;            /* when it last pulled (or when it was first seen) */
+};
+
+/* The compaction rule (pure): for every origin of mine (this region's version vector),
+ * the highest origin_seq that every live peer has acknowledged, never the newest event of
+ * an origin (it seeds the clock at restart); peers silent since before
+ * now_ms - horizon_ms do not count. Fills out (same origins as mine). */
+void compact_stable(const struct meta_vv *mine, const struct compact_peer *peers, size_t n,
+                    int64_t now_ms, int64_t horizon_ms, struct meta_vv *out);
+
+/* Is a caller with version vector vv below the log horizon h (it would miss events this
+ * log no longer holds)? Sets *origin to the first such origin. */
+bool compact_is_below(const struct meta_vv *vv, const struct meta_horizon *h, size_t n,
+                      const char **origin);
+
+/* Is rec (a manifest_delete or tag_delete state record) a tombstone this region has
+ * already expired, or would at once: older than --tombstone-retention and at or below the
+ * horizon h of its origin? Anti-entropy does not take such a record back from a peer
+ * that still holds it (a build without compaction keeps tombstones for ever). */
+bool compact_is_expired_tombstone(struct registry *reg, const struct meta_event *rec,
+                                  const struct meta_horizon *h, size_t n);
+
+/* Starts the thread of reg (which must outlive it). */
+struct compact *compact_start(struct registry *reg);
+/* Stops it (between two batches) and frees c. Accepts NULL. */
+void compact_stop(struct compact *c);
+/* Runs a whole pass now; a JSON object (new reference) of what it did. */
+json_t *compact_run(struct compact *c, struct err *e);
+/* Settings, log and tombstone rows, horizon, peers' acknowledgements, totals. */
+json_t *compact_status_json(struct compact *c);
+/* A peer pulled with version vector vv_text: recorded at most once a second per peer
+ * (is_now: at once, as when it is below the horizon). */
+void compact_note_ack(struct compact *c, const char *peer, const char *vv_text, bool is_now);
+/* Has peer last acknowledged less than this log's horizon? Such a region is back from
+ * beyond the horizon: its state is not merged here (anti-entropy, pull-through) until it
+ * has caught up from a snapshot, so that what was deleted and forgotten here does not
+ * come back from it. */
+bool compact_peer_is_behind(struct registry *reg, const char *peer);
+
+#endif

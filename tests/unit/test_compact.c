@@ -1,0 +1,365 @@
+/* Unit tests for event-log compaction: the rule (compact_stable: the minimum of what every
+ * live peer acknowledged, never an origin's newest event, peers silent past the horizon
+ * left out; compact_is_below), and the store's side of it (meta_compact.c, schema step
+ * v6_compact): batches drop the lowest events of an origin and raise its horizon; expired
+ * tombstones and deleted tag registers go only once their clock is below the cutoff AND at
+ * or below the horizon of their origin; adopting a snapshot raises the version vector and
+ * the horizon and resets the peer's cursor; the clock never restarts below the horizon; a
+ * deleted record is forgotten without an event; a version-2 database migrates. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "compact.h"
+#include "digest.h"
+#include "metastore.h"
+#include "schema_back_to_v2.h"
+#include "util.h"
+
+static char tmpdir[] = "/tmp/meridian-compact-XXXXXX";
+static int db_counter;
+static char last_path[256];
+
+static struct metastore *open_store(void)
+{
+    struct err e = {0};
+    snprintf(last_path, sizeof(last_path), "%s/db%d.sqlite", tmpdir, db_counter++);
+    struct metastore *ms = metastore_sqlite_open(last_path, "local", &e);
+    assert_non_null(ms);
+    return ms;
+}
+
+static struct meta_vv vv_of(size_t n, const char *const *origins, const int64_t *seqs)
+{
+    struct meta_vv vv = {0};
+    vv.origins = xcalloc(n + 1, sizeof(char *));
+    vv.seqs = xcalloc(n + 1, sizeof(int64_t));
+    for (size_t i = 0; i < n; i++) {
+        vv.origins[i] = xstrdup(origins[i]);
+        vv.seqs[i] = seqs[i];
+    }
+    vv.n = n;
+    return vv;
+}
+
+static void test_stable_is_the_minimum_of_live_acknowledgements(void **state)
+{
+    (void)state;
+    const char *o[] = {"a", "b", "c"};
+    struct meta_vv mine = vv_of(3, o, (int64_t[]){10, 5, 4});
+    struct meta_vv p1 = vv_of(2, o, (int64_t[]){7, 5}); /* knows nothing of c */
+    struct meta_vv p2 = vv_of(3, o, (int64_t[]){9, 3, 4});
+    struct meta_vv gone = vv_of(3, o, (int64_t[]){1, 1, 1}); /* silent past the horizon */
+    int64_t now = 1000000;
+    struct compact_peer peers[] = {
+        {"p1", &p1, now - 10}, {"p2", &p2, now - 10}, {"gone", &gone, now - 5000}};
+    struct meta_vv st;
+    compact_stable(&mine, peers, 3, now, 1000, &st);
+    assert_int_equal(st.n, 3);
+    assert_int_equal(meta_vv_get(&st, "a"), 7);
+    assert_int_equal(meta_vv_get(&st, "b"), 3);
+    assert_int_equal(meta_vv_get(&st, "c"), 0);
+    meta_vv_fini(&st);
+    /* Every peer has everything: the newest event of each origin still stays. */
+    struct compact_peer all[] = {{"p", &mine, now}};
+    compact_stable(&mine, all, 1, now, 1000, &st);
+    assert_int_equal(meta_vv_get(&st, "a"), 9);
+    assert_int_equal(meta_vv_get(&st, "b"), 4);
+    meta_vv_fini(&st);
+    /* A live peer that never pulled holds everything back. */
+    struct compact_peer fresh[] = {{"p", &mine, now}, {"new", NULL, now}};
+    compact_stable(&mine, fresh, 2, now, 1000, &st);
+    assert_int_equal(meta_vv_get(&st, "a"), 0);
+    meta_vv_fini(&st);
+    /* No live peer: only this region's own log counts. */
+    compact_stable(&mine, peers + 2, 1, now, 1000, &st);
+    assert_int_equal(meta_vv_get(&st, "a"), 9);
+    meta_vv_fini(&st);
+    meta_vv_fini(&mine);
+    meta_vv_fini(&p1);
+    meta_vv_fini(&p2);
+    meta_vv_fini(&gone);
+}
+
+static void test_below_the_horizon(void **state)
+{
+    (void)state;
+    const char *o[] = {"a", "b"};
+    struct meta_horizon h[] = {{"a", 5, 0}, {"b", 2, 0}};
+    struct meta_vv ok = vv_of(2, o, (int64_t[]){5, 9});
+    struct meta_vv low = vv_of(2, o, (int64_t[]){9, 1});
+    struct meta_vv empty = {0};
+    const char *which = NULL;
+    assert_false(compact_is_below(&ok, h, 2, &which));
+    assert_true(compact_is_below(&low, h, 2, &which));
+    assert_string_equal(which, "b");
+    assert_true(compact_is_below(&empty, h, 2, NULL));
+    assert_false(compact_is_below(&empty, h, 0, NULL));
+    meta_vv_fini(&ok);
+    meta_vv_fini(&low);
+}
+
+/* Pushes image `tag` (no blobs) into repo; its digest in out. */
+static void push(struct metastore *ms, const char *repo, const char *tag, struct digest *out)
+{
+    char body[128];
+    size_t len = (size_t)snprintf(body, sizeof(body), "{\"schemaVersion\":2,\"t\":\"%s\"}", tag);
+    struct meta_manifest m = {
+        .media_type = "application/vnd.oci.image.manifest.v1+json", .body = body, .body_len = len};
+    digest_of_buffer(DIGEST_SHA256, body, len, &m.digest);
+    struct err e = {0};
+    assert_int_equal(ms->ops->manifest_put(ms, repo, &m, NULL, 0, NULL, tag, &e), 0);
+    if (out)
+        *out = m.digest;
+}
+
+static int64_t n_events(struct metastore *ms, int64_t *n_tombs)
+{
+    int64_t n, t;
+    struct err e = {0};
+    assert_int_equal(ms->ops->log_stats(ms, &n, &t, &e), 0);
+    if (n_tombs)
+        *n_tombs = t;
+    return n;
+}
+
+static int64_t horizon_of(struct metastore *ms, const char *origin, int64_t *hlc)
+{
+    struct meta_horizon *h;
+    size_t n;
+    struct err e = {0};
+    assert_int_equal(ms->ops->log_horizon(ms, &h, &n, &e), 0);
+    const struct meta_horizon *oh = meta_horizon_find(h, n, origin);
+    int64_t seq = oh ? oh->seq : 0;
+    if (hlc)
+        *hlc = oh ? oh->hlc : 0;
+    meta_horizon_list_fini(h, n);
+    return seq;
+}
+
+static void test_compact_drops_the_lowest_events_in_batches(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store();
+    struct err e = {0};
+    for (int i = 0; i < 5; i++) {
+        char tag[16];
+        snprintf(tag, sizeof(tag), "v%d", i);
+        push(ms, "r", tag, NULL); /* manifest_put, tag_set and this region's status */
+    }
+    assert_int_equal(n_events(ms, NULL), 15);
+    size_t n = 0;
+    assert_int_equal(ms->ops->log_compact(ms, "local", 6, 4, &n, &e), 0);
+    assert_int_equal(n, 4); /* one batch, at most max */
+    assert_int_equal(horizon_of(ms, "local", NULL), 4);
+    assert_int_equal(ms->ops->log_compact(ms, "local", 6, 4, &n, &e), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(ms->ops->log_compact(ms, "local", 6, 4, &n, &e), 0);
+    assert_int_equal(n, 0);
+    int64_t hlc;
+    assert_int_equal(horizon_of(ms, "local", &hlc), 6);
+    assert_true(hlc > 0);
+    assert_int_equal(n_events(ms, NULL), 9);
+    /* What is left is events 7..15 of the origin: a reader from the start gets those. */
+    struct meta_event *evs;
+    size_t n_ev;
+    int64_t last;
+    assert_int_equal(ms->ops->events_read(ms, 0, NULL, 100, &evs, &n_ev, &last, &e), 0);
+    assert_int_equal(n_ev, 9);
+    assert_int_equal(evs[0].origin_seq, 7);
+    for (size_t i = 0; i < n_ev; i++)
+        meta_event_fini(&evs[i]);
+    free(evs);
+    /* The clock restarts above what was compacted away. */
+    ms->ops->close(ms);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(last_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DELETE FROM events; UPDATE log_horizon SET hlc = 1 << 62",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    ms = metastore_sqlite_open(last_path, "local", &e);
+    assert_non_null(ms);
+    struct digest d;
+    push(ms, "r", "after", &d);
+    assert_int_equal(ms->ops->events_read(ms, 0, NULL, 100, &evs, &n_ev, &last, &e), 0);
+    assert_true(n_ev >= 1);
+    assert_true(evs[0].hlc > (1ull << 62));
+    for (size_t i = 0; i < n_ev; i++)
+        meta_event_fini(&evs[i]);
+    free(evs);
+    ms->ops->close(ms);
+}
+
+static void test_tombstones_expire_below_cutoff_and_horizon_only(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store();
+    struct err e = {0};
+    struct digest d;
+    push(ms, "r", "v1", &d);
+    push(ms, "r", "v2", NULL);
+    assert_int_equal(ms->ops->manifest_delete(ms, "r", &d, &e), 0); /* tomb + tag delete */
+    push(ms, "r", "v3", NULL); /* so the delete's events are not the newest */
+    int64_t tombs;
+    n_events(ms, &tombs);
+    assert_int_equal(tombs, 2);
+    int64_t far = INT64_MAX;
+    size_t n = 0;
+    /* Not compacted yet: no live peer is known to have applied them. */
+    assert_int_equal(ms->ops->tombs_expire(ms, far, 100, &n, &e), 0);
+    assert_int_equal(n, 0);
+    size_t dropped;
+    assert_int_equal(ms->ops->log_compact(ms, "local", 100, 1000, &dropped, &e), 0);
+    /* Compacted, but younger than the cutoff. */
+    assert_int_equal(ms->ops->tombs_expire(ms, 1, 100, &n, &e), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(ms->ops->tombs_expire(ms, far, 100, &n, &e), 0);
+    assert_int_equal(n, 2);
+    n_events(ms, &tombs);
+    assert_int_equal(tombs, 0);
+    /* The live tags stay. */
+    struct meta_name_list tags = {0};
+    assert_int_equal(ms->ops->tag_list(ms, "r", NULL, -1, &tags, &e), 0);
+    assert_int_equal(tags.n, 2);
+    meta_name_list_fini(&tags);
+    ms->ops->close(ms);
+}
+
+static void test_adopt_raises_vv_and_horizon_and_rereads_the_peer(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store();
+    struct err e = {0};
+    push(ms, "r", "mine", NULL);
+    assert_int_equal(ms->ops->cursor_set(ms, "peer", 42, &e), 0);
+    struct meta_horizon h[] = {{"other", 7, 123}, {"local", 99, 5}};
+    assert_int_equal(ms->ops->log_adopt(ms, "peer", h, 2, &e), 0);
+    struct meta_vv vv;
+    assert_int_equal(ms->ops->vv_get(ms, &vv, &e), 0);
+    assert_int_equal(meta_vv_get(&vv, "other"), 7);
+    assert_int_equal(meta_vv_get(&vv, "local"), 3); /* our own numbering stays ours */
+    meta_vv_fini(&vv);
+    assert_int_equal(horizon_of(ms, "other", NULL), 7);
+    assert_int_equal(horizon_of(ms, "local", NULL), 0);
+    int64_t cursor;
+    assert_int_equal(ms->ops->cursor_get(ms, "peer", &cursor, &e), 0);
+    assert_int_equal(cursor, 0);
+    /* A lower horizon later never lowers either. */
+    struct meta_horizon lower[] = {{"other", 3, 1}};
+    assert_int_equal(ms->ops->log_adopt(ms, "peer", lower, 1, &e), 0);
+    assert_int_equal(horizon_of(ms, "other", NULL), 7);
+    ms->ops->close(ms);
+}
+
+static void test_forget_and_snapshot_records(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store();
+    struct err e = {0};
+    struct digest d;
+    push(ms, "r", "v1", &d);
+    assert_int_equal(ms->ops->object_put(ms, "webhook", "w1", "{\"uri\":\"http://x\"}", &e), 0);
+    struct meta_event *objs;
+    size_t n;
+    assert_int_equal(ms->ops->objects_state(ms, &objs, &n, &e), 0);
+    bool has_w1 = false;
+    for (size_t i = 0; i < n; i++) {
+        has_w1 |= strcmp(objs[i].name, "w1") == 0 && strcmp(objs[i].kind, "object_put") == 0 &&
+                  strstr(objs[i].payload, "\"kind\":\"webhook\"") != NULL;
+        meta_event_fini(&objs[i]);
+    }
+    free(objs);
+    assert_true(has_w1);
+    struct meta_status st = {.region = "far",
+                             .state = "Completed",
+                             .bytes_done = 3,
+                             .bytes_total = 3,
+                             .updated_ms = 9,
+                             .details = ""};
+    assert_int_equal(ms->ops->status_set(ms, "r", &d, &st, false, &e), 0);
+    assert_int_equal(ms->ops->repo_statuses(ms, "r", &objs, &n, &e), 0);
+    assert_int_equal(n, 2); /* far's and this region's own */
+    bool has_far = false;
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(objs[i].kind, "status");
+        has_far |= strcmp(objs[i].origin, "far") == 0 &&
+                   strstr(objs[i].payload, "\"state\":\"Completed\"") != NULL;
+        meta_event_fini(&objs[i]);
+    }
+    free(objs);
+    assert_true(has_far);
+    int64_t before = n_events(ms, NULL);
+    struct meta_event rec = {.kind = "manifest_put", .repo = "r", .digest = (char *)d.str};
+    assert_int_equal(ms->ops->state_forget(ms, &rec, &e), 0);
+    struct meta_event tag = {.kind = "tag_set", .repo = "r", .name = "v1"};
+    assert_int_equal(ms->ops->state_forget(ms, &tag, &e), 0);
+    assert_int_equal(n_events(ms, NULL), before); /* no event: nothing to replicate */
+    struct meta_event *items;
+    assert_int_equal(ms->ops->repo_state(ms, "r", &items, &n, &e), 0);
+    assert_int_equal(n, 0);
+    free(items);
+    ms->ops->close(ms);
+}
+
+static void test_v2_database_migrates(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store();
+    struct err e = {0};
+    push(ms, "r", "v1", NULL);
+    ms->ops->close(ms);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(last_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, SQL_SCHEMA_BACK_TO_V2, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ms = metastore_sqlite_open(last_path, "local", &e);
+    assert_non_null(ms);
+    assert_int_equal(ms->ops->peer_ack_set(ms, "p", "local:2", 5, &e), 0);
+    struct meta_peer_ack *acks;
+    size_t n;
+    assert_int_equal(ms->ops->peer_acks(ms, &acks, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(acks[0].vv, "local:2");
+    meta_peer_ack_list_fini(acks, n);
+    size_t dropped;
+    assert_int_equal(ms->ops->log_compact(ms, "local", 1, 10, &dropped, &e), 0);
+    assert_int_equal(dropped, 1);
+    ms->ops->close(ms);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stable_is_the_minimum_of_live_acknowledgements),
+        cmocka_unit_test(test_below_the_horizon),
+        cmocka_unit_test(test_compact_drops_the_lowest_events_in_batches),
+        cmocka_unit_test(test_tombstones_expire_below_cutoff_and_horizon_only),
+        cmocka_unit_test(test_adopt_raises_vv_and_horizon_and_rereads_the_peer),
+        cmocka_unit_test(test_forget_and_snapshot_records),
+        cmocka_unit_test(test_v2_database_migrates),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
