@@ -65,6 +65,11 @@ static const struct option_def options[] = {
      "age of an unreferenced blob before the garbage collector deletes it, 0: keep everything",
      "24h"},
     {"gc-interval", OPT_DURATION, "time between two garbage collector ticks", "10s"},
+    {"gc-untagged-after", OPT_DURATION,
+     "age of an untagged manifest that nothing keeps before it is deleted (replicated), 0: keep",
+     "0"},
+    {"retention-interval", OPT_DURATION, "time between two passes applying retention rules",
+     "1h"},
     {"webhook-backoff-max", OPT_DURATION, "longest wait between retries of a webhook delivery",
      "5m"},
     {"webhook-max-attempts", OPT_UINT, "attempts before a webhook delivery is given up", "10"},
@@ -157,6 +162,7 @@ void config_defaults(struct config *cfg)
     cfg->scrub_rate_bytes = 32u << 20;
     cfg->gc_grace_s = 86400;
     cfg->gc_interval_s = 10;
+    cfg->retention_interval_s = 3600;
     cfg->webhook_backoff_max_ms = 300000;
     cfg->webhook_max_attempts = 10;
     cfg->data_url_ttl_s = 60;
@@ -400,6 +406,10 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->scrub_interval_s = d; /* 0: no scheduled scrub */
         else if (strcmp(key, "gc-grace") == 0)
             cfg->gc_grace_s = d; /* 0: nothing is collected */
+        else if (strcmp(key, "gc-untagged-after") == 0)
+            cfg->gc_untagged_after_s = d; /* 0: untagged manifests are kept */
+        else if (strcmp(key, "retention-interval") == 0)
+            cfg->retention_interval_s = d > 0 ? d : 1;
         else if (strcmp(key, "gc-interval") == 0)
             cfg->gc_interval_s = d > 0 ? d : 1;
         else if (strcmp(key, "webhook-backoff-max") == 0)

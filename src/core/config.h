@@ -55,6 +55,8 @@ struct config {
     /* garbage collection (gc.c) */
     int64_t gc_grace_s;            /* age of an unreferenced blob before it goes, 0 = keep */
     int64_t gc_interval_s;         /* time between collector ticks */
+    int64_t gc_untagged_after_s;   /* age of an untagged manifest before it goes, 0 = keep */
+    int64_t retention_interval_s;  /* time between retention passes (retention_run.c) */
     /* webhooks (docs/webhooks.md) */
     int64_t webhook_backoff_max_ms; /* longest wait between delivery retries, default 5 min */
     unsigned webhook_max_attempts;  /* attempts before a delivery is given up, default 10 */

@@ -15,7 +15,7 @@
 
 /* The schema: src/store/schema/postgres/pg_v1.sql, ... embedded as sq_schema_pg_v1, ...
  * (scripts/embed_sql.py). A change goes into a new step, never into a step's file. */
-#define PG_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 /* The session advisory lock migrations hold ("meridianmigrate" cut to 63 bits); the
  * writers' lock (sql_pg.c) is another key, so a writer never waits for it. */
 #define PG_MIGRATE_LOCK "7882832519763681647"
@@ -43,7 +43,8 @@ static int migrate_locked(struct sq_conn *c, struct err *e)
     }
     /* Step i brings the schema from version i to i + 1, in one transaction with the new
      * version number (PostgreSQL's DDL is transactional). */
-    static const char *const steps[] = {sq_schema_pg_v1, sq_schema_pg_v2_gc};
+    static const char *const steps[] = {sq_schema_pg_v1, sq_schema_pg_v2_gc,
+                                        sq_schema_pg_v3_untagged};
     _Static_assert(sizeof(steps) / sizeof(steps[0]) == PG_SCHEMA_VERSION,
                    "one migration step per schema version");
     for (int64_t v = version; v < PG_SCHEMA_VERSION; v++) {

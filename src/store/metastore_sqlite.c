@@ -18,7 +18,7 @@
 /* The schema: one .sql file per migration step in src/store/schema/sqlite/ (v1.sql,
  * v2.sql, v3_audit.sql, ...), embedded at build time as sq_schema_<file> (schema_sql.h,
  * made by scripts/embed_sql.py). A change goes into a new step, never into a step's file. */
-#define SQ_SCHEMA_VERSION 5
+#define SQ_SCHEMA_VERSION 6
 
 /* The statements as SQLite runs them, for the query-plan test. */
 const char *metastore_sqlite_statement(size_t i, const char **id)
@@ -58,7 +58,8 @@ static int migrate(struct sq_conn *c, struct err *e)
     /* Step i brings the schema from version i to i + 1; each runs once, in order. The
      * steps are the files of src/store/schema/sqlite/, in version order. */
     static const char *const steps[] = {sq_schema_v1, sq_schema_v2, sq_schema_v3_audit,
-                                        sq_schema_v4_uploads, sq_schema_v5_gc};
+                                        sq_schema_v4_uploads, sq_schema_v5_gc,
+                                        sq_schema_v6_untagged};
     _Static_assert(sizeof(steps) / sizeof(steps[0]) == SQ_SCHEMA_VERSION,
                    "one migration step per schema version");
     for (int64_t v = version; v < SQ_SCHEMA_VERSION; v++) {

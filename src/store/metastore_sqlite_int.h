@@ -458,6 +458,21 @@ ms_blob_lost_f sq_blob_lost;
 /* Garbage collection and storage accounting (meta_gc.c) */
 ms_gc_due_f sq_gc_due;
 ms_gc_collect_f sq_gc_collect;
+/* Retention (meta_retention.c) */
+ms_tag_clocks_f sq_tag_clocks;
+ms_tag_delete_if_f sq_tag_delete_if;
+/* Untagged manifests (meta_untagged.c) */
+ms_untagged_due_f sq_untagged_due;
+ms_untagged_collect_f sq_untagged_collect;
+ms_untagged_count_f sq_untagged_count;
+/* Merges a collector's tombstone (payload {"gc":true}) at (hlc, origin): as sq_tomb_merge,
+ * unless something keeps the manifest here; then it is put again with a newer clock. */
+int sq_untagged_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo,
+                           const char *digest, int64_t hlc, const char *origin, struct err *e);
+/* Is a manifest_delete payload a collector's ({"gc":true})? */
+bool sq_is_gc_tomb(const char *payload);
+/* A put of a manifest already here restarts its untagged grace. */
+int sq_untagged_touch(struct sq_conn *c, int64_t repo_id, const char *digest, struct err *e);
 ms_gc_queue_length_f sq_gc_queue_length;
 ms_storage_usage_f sq_storage_usage;
 ms_repo_bytes_f sq_repo_bytes;

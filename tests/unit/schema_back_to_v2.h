@@ -6,6 +6,13 @@
 #define MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
 
 #define SQL_SCHEMA_BACK_TO_V2                                                                  \
+    /* version 6: untagged manifests' stamps */                                               \
+    "DROP TRIGGER untagged_on_manifest;"                                                       \
+    "DROP TRIGGER untagged_on_manifest_gone;"                                                  \
+    "DROP TRIGGER untagged_on_tag;"                                                            \
+    "DROP TRIGGER untagged_on_tag_move;"                                                       \
+    "DROP TRIGGER untagged_on_tag_gone;"                                                       \
+    "DROP TABLE untagged;"                                                                     \
     /* version 5: the garbage collector's review queue */                                      \
     "DROP TRIGGER gc_queue_on_unref;"                                                          \
     "DROP TRIGGER gc_queue_on_link;"                                                           \
