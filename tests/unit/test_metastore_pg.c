@@ -72,7 +72,7 @@ static void test_nodes_start_at_once(void **state)
     assert_int_equal(sq_run(c, "SELECT count(*), max(version) FROM meridian_schema", &s, &e, ""),
                      SQL_ROW);
     assert_int_equal(sql_col_int64(s, 0), 1);
-    assert_int_equal(sql_col_int64(s, 1), 2); /* schema version 2: the GC queue */
+    assert_int_equal(sql_col_int64(s, 1), 3); /* schema version 3: untagged manifests */
     sql_finalize(s);
     ms->ops->close(ms);
 }

@@ -22,19 +22,40 @@
 #include "digest.h"
 #include "hlc.h"
 #include "metastore.h"
+#include "metastore_sqlite_int.h"
 #include "retention.h"
 #include "schema_back_to_v2.h"
+#include "sql_driver.h"
 #include "util.h"
 
 static char tmpdir[] = "/tmp/meridian-untagged-XXXXXX";
 static int db_counter;
 static char last_path[256];
 
+static bool is_pg; /* the second run: the same tests on PostgreSQL (MERIDIAN_TEST_PG) */
+
+/* A fresh store of region: SQLite in tmpdir, or a schema of its own in PostgreSQL. */
 static struct metastore *open_store(const char *region)
 {
     struct err e = {0};
-    snprintf(last_path, sizeof(last_path), "%s/db%d.sqlite", tmpdir, db_counter++);
-    struct metastore *ms = metastore_sqlite_open(last_path, region, &e);
+    struct metastore *ms;
+    if (is_pg) {
+        const char *base = getenv("MERIDIAN_TEST_PG");
+        char sql[128], target[1024];
+        struct sql_db *db = NULL;
+        int n = db_counter++;
+        assert_int_equal(sql_pg_driver.open(base, &db, &e), 0);
+        snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS untagged_%d CASCADE;"
+                 " CREATE SCHEMA untagged_%d", n, n);
+        assert_int_equal(sql_pg_driver.exec(db, sql), SQL_OK);
+        sql_pg_driver.close(db);
+        snprintf(target, sizeof(target), "%s%soptions=-csearch_path%%3Duntagged_%d", base,
+                 strchr(base, '?') != NULL ? "&" : "?", n);
+        ms = metastore_pg_open(target, region, &e);
+    } else {
+        snprintf(last_path, sizeof(last_path), "%s/db%d.sqlite", tmpdir, db_counter++);
+        ms = metastore_sqlite_open(last_path, region, &e);
+    }
     assert_non_null(ms);
     return ms;
 }
@@ -308,6 +329,38 @@ static void test_v2_database_migrates_with_untagged_stamped(void **state)
     ms->ops->close(ms);
 }
 
+/* PostgreSQL: a database made by schema version 2 (its step undone, data kept) migrates,
+ * its untagged manifests stamped. */
+static void test_pg_v2_database_migrates(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store("local");
+    struct digest tagged, loose;
+    struct err e = {0};
+    put(ms, "app", "{\"a\":1}", "v1", NULL, 0, NULL, &tagged);
+    put(ms, "app", "{\"a\":2}", NULL, NULL, 0, NULL, &loose);
+    struct sq_conn *c = sq_conn_of(ms, &e);
+    assert_non_null(c);
+    assert_int_equal(sq_run_exec(c, "DROP TRIGGER untagged_on_manifest ON manifests", &e, ""), 0);
+    assert_int_equal(sq_run_exec(c, "DROP TRIGGER untagged_on_tag ON tags", &e, ""), 0);
+    assert_int_equal(sq_run_exec(c, "DROP TABLE untagged", &e, ""), 0);
+    assert_int_equal(sq_run_exec(c, "UPDATE meridian_schema SET version = 2", &e, ""), 0);
+    char target[1024];
+    snprintf(target, sizeof(target), "%s%soptions=-csearch_path%%3Duntagged_%d",
+             getenv("MERIDIAN_TEST_PG"), strchr(getenv("MERIDIAN_TEST_PG"), '?') ? "&" : "?",
+             db_counter - 1);
+    ms->ops->close(ms);
+    ms = metastore_pg_open(target, "local", &e);
+    assert_non_null(ms);
+    int64_t n = -1, due = -1;
+    assert_int_equal(ms->ops->untagged_count(ms, later(), &n, &due, &e), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(collect(ms, "local", later(), false), 1);
+    assert_false(exists(ms, "app", &loose));
+    assert_true(exists(ms, "app", &tagged));
+    ms->ops->close(ms);
+}
+
 /* Retention ------------------------------------------------------------------------- */
 
 static void test_retention_select_table(void **state)
@@ -419,5 +472,21 @@ int main(void)
         cmocka_unit_test(test_retention_untagged_grace_per_pattern),
         cmocka_unit_test(test_tag_delete_if_unchanged),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int failed = cmocka_run_group_tests_name("sqlite", tests, setup, teardown);
+    const char *uri = getenv("MERIDIAN_TEST_PG");
+    if (uri == NULL || uri[0] == '\0') {
+        printf("[  SKIPPED ] PostgreSQL: MERIDIAN_TEST_PG is not set\n");
+        return failed;
+    }
+    /* The store's logic again on PostgreSQL (the SQLite-file tests stay SQLite's). */
+    is_pg = true;
+    const struct CMUnitTest pg_tests[] = {
+        cmocka_unit_test(test_untagged_collected_tagged_kept),
+        cmocka_unit_test(test_index_children_and_referrers_kept),
+        cmocka_unit_test(test_only_owner_lists),
+        cmocka_unit_test(test_concurrent_tag_keeps_collected_manifest),
+        cmocka_unit_test(test_tag_delete_if_unchanged),
+        cmocka_unit_test(test_pg_v2_database_migrates),
+    };
+    return failed + cmocka_run_group_tests_name("postgres", pg_tests, NULL, NULL);
 }
