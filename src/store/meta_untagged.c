@@ -31,7 +31,14 @@ static const char kept_sql[] =
     " OR EXISTS (SELECT 1 FROM manifests m JOIN manifests s ON s.repo_id = m.repo_id"
     " AND s.digest = m.subject WHERE m.repo_id = ?1 AND m.digest = ?2)";
 
-static const char gc_payload[] = "{\"tags\":[],\"gc\":true}";
+/* Marks the tombstone of (repo, digest) as the collector's if (hlc, origin) is the one
+ * that won (the mark travels with it in anti-entropy's records, meta_state.c). */
+static int mark_gc(struct sq_conn *c, const char *repo, const char *digest, int64_t hlc,
+                   const char *origin, struct err *e)
+{
+    return sq_run_exec(c, "UPDATE manifest_tombs SET is_gc = 1 WHERE repo = ?1 AND digest = ?2"
+                       " AND hlc = ?3 AND origin = ?4", e, "ttit", repo, digest, hlc, origin);
+}
 
 void meta_untagged_list_fini(struct meta_untagged_list *l)
 {
@@ -121,8 +128,9 @@ static int review(struct sq_conn *c, struct meta_untagged *u, struct err *e)
         return rc < 0 ? -1 : 0;
     int64_t hlc = sq_hlc_next(c->store);
     if (sq_tomb_merge(c, u->repo_id, u->repo, u->digest, hlc, c->store->region, e) != 0 ||
-        sq_event_append_clock(c, "manifest_delete", u->repo, NULL, u->digest, gc_payload, hlc,
-                              e) != 0)
+        mark_gc(c, u->repo, u->digest, hlc, c->store->region, e) != 0 ||
+        sq_event_append_clock(c, "manifest_delete", u->repo, NULL, u->digest, SQ_GC_TOMB_PAYLOAD,
+                              hlc, e) != 0)
         return -1;
     u->is_deleted = true;
     return 0;
@@ -195,7 +203,9 @@ int sq_untagged_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo,
     if (is_kept < 0)
         return -1;
     if (is_kept == 0)
-        return sq_tomb_merge(c, repo_id, repo, digest, hlc, origin, e);
+        return sq_tomb_merge(c, repo_id, repo, digest, hlc, origin, e) != 0
+                   ? -1
+                   : mark_gc(c, repo, digest, hlc, origin, e);
     /* Kept here by a write the collecting region had not seen. The tombstone is recorded
      * (it still orders older puts) and the manifest put again, later than it. */
     struct sql_stmt *s;
@@ -205,7 +215,8 @@ int sq_untagged_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo,
     bool wins = rc != SQL_ROW || hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sql_col_int64(s, 0),
                                               sql_col_text(s, 1));
     sq_stmt_done(s);
-    if (wins && sq_exec(c, SQ_TOMB_SET, e, "ttit", repo, digest, hlc, origin) != 0)
+    if (wins && (sq_exec(c, SQ_TOMB_SET, e, "ttit", repo, digest, hlc, origin) != 0 ||
+                 mark_gc(c, repo, digest, hlc, origin, e) != 0))
         return -1;
     int64_t put_hlc = sq_hlc_next(c->store);
     if (sq_exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, digest, put_hlc, c->store->region) !=

@@ -108,10 +108,11 @@
     X(TREG_OF_REPO, "SELECT name, digest, hlc, origin FROM tag_regs WHERE repo = ?1"          \
                     " ORDER BY name")                                                          \
     X(TOMB_GET, "SELECT hlc, origin FROM manifest_tombs WHERE repo = ?1 AND digest = ?2")      \
+    /* is_gc: set after the write by the collector's tombstones only (meta_untagged.c). */   \
     X(TOMB_SET, "INSERT INTO manifest_tombs(repo, digest, hlc, origin) VALUES (?1, ?2, ?3, ?4)" \
                 " ON CONFLICT(repo, digest) DO UPDATE SET hlc = excluded.hlc,"                 \
-                " origin = excluded.origin")                                                   \
-    X(TOMB_OF_REPO, "SELECT digest, hlc, origin FROM manifest_tombs WHERE repo = ?1"          \
+                " origin = excluded.origin, is_gc = 0")                                        \
+    X(TOMB_OF_REPO, "SELECT digest, hlc, origin, is_gc FROM manifest_tombs WHERE repo = ?1"   \
                     " ORDER BY digest")                                                        \
     /* Keys of the repository's versions are REPO:VERSION, so in [REPO ":", REPO ";"). */ \
     X(VERSIONS_OF_REPO, "SELECT kind, key, value, hlc, origin, is_deleted FROM objects"      \
@@ -469,6 +470,8 @@ ms_untagged_count_f sq_untagged_count;
  * unless something keeps the manifest here; then it is put again with a newer clock. */
 int sq_untagged_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo,
                            const char *digest, int64_t hlc, const char *origin, struct err *e);
+/* The payload of a collector's tombstone event. */
+#define SQ_GC_TOMB_PAYLOAD "{\"tags\":[],\"gc\":true}"
 /* Is a manifest_delete payload a collector's ({"gc":true})? */
 bool sq_is_gc_tomb(const char *payload);
 /* A put of a manifest already here restarts its untagged grace. */

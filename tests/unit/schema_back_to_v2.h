@@ -13,6 +13,7 @@
     "DROP TRIGGER untagged_on_tag_move;"                                                       \
     "DROP TRIGGER untagged_on_tag_gone;"                                                       \
     "DROP TABLE untagged;"                                                                     \
+    "ALTER TABLE manifest_tombs DROP COLUMN is_gc;"                                            \
     /* version 5: the garbage collector's review queue */                                      \
     "DROP TRIGGER gc_queue_on_unref;"                                                          \
     "DROP TRIGGER gc_queue_on_link;"                                                           \

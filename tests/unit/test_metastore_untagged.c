@@ -305,6 +305,40 @@ static void test_concurrent_tag_keeps_collected_manifest(void **state)
     b->ops->close(b);
 }
 
+/* Merges into dst the state records of repo that src sends (anti-entropy's path). */
+static void merge_state(struct metastore *dst, struct metastore *src, const char *repo)
+{
+    struct meta_event *evs = NULL;
+    size_t n = 0;
+    struct err e = {0};
+    assert_int_equal(src->ops->repo_state(src, repo, &evs, &n, &e), 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(dst->ops->state_merge(dst, &evs[i], &e), 0);
+        meta_event_fini(&evs[i]);
+    }
+    free(evs);
+}
+
+/* The same through anti-entropy's records: the collector's tombstone stays marked. */
+static void test_concurrent_tag_keeps_manifest_through_anti_entropy(void **state)
+{
+    (void)state;
+    struct metastore *a = open_store("r1"), *b = open_store("r2");
+    struct digest m;
+    struct err e = {0};
+    put(a, "app", "{\"a\":1}", "t1", NULL, 0, NULL, &m);
+    sync_from(b, a);
+    assert_int_equal(a->ops->tag_delete(a, "app", "t1", &e), 0);
+    put(b, "app", "{\"a\":1}", "t2", NULL, 0, NULL, &m);
+    assert_int_equal(collect(a, "r1", later(), false), 1);
+    merge_state(b, a, "app");
+    assert_true(resolves(b, "app", "t2", &m));
+    merge_state(a, b, "app");
+    assert_true(resolves(a, "app", "t2", &m));
+    a->ops->close(a);
+    b->ops->close(b);
+}
+
 static void test_v2_database_migrates_with_untagged_stamped(void **state)
 {
     (void)state;
@@ -344,6 +378,7 @@ static void test_pg_v2_database_migrates(void **state)
     assert_int_equal(sq_run_exec(c, "DROP TRIGGER untagged_on_manifest ON manifests", &e, ""), 0);
     assert_int_equal(sq_run_exec(c, "DROP TRIGGER untagged_on_tag ON tags", &e, ""), 0);
     assert_int_equal(sq_run_exec(c, "DROP TABLE untagged", &e, ""), 0);
+    assert_int_equal(sq_run_exec(c, "ALTER TABLE manifest_tombs DROP COLUMN is_gc", &e, ""), 0);
     assert_int_equal(sq_run_exec(c, "UPDATE meridian_schema SET version = 2", &e, ""), 0);
     char target[1024];
     snprintf(target, sizeof(target), "%s%soptions=-csearch_path%%3Duntagged_%d",
@@ -467,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_put_again_restarts_grace_dry_run_changes_nothing),
         cmocka_unit_test(test_only_owner_lists),
         cmocka_unit_test(test_concurrent_tag_keeps_collected_manifest),
+        cmocka_unit_test(test_concurrent_tag_keeps_manifest_through_anti_entropy),
         cmocka_unit_test(test_v2_database_migrates_with_untagged_stamped),
         cmocka_unit_test(test_retention_select_table),
         cmocka_unit_test(test_retention_untagged_grace_per_pattern),
@@ -485,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_index_children_and_referrers_kept),
         cmocka_unit_test(test_only_owner_lists),
         cmocka_unit_test(test_concurrent_tag_keeps_collected_manifest),
+        cmocka_unit_test(test_concurrent_tag_keeps_manifest_through_anti_entropy),
         cmocka_unit_test(test_tag_delete_if_unchanged),
         cmocka_unit_test(test_pg_v2_database_migrates),
     };

@@ -46,3 +46,5 @@ INSERT INTO untagged(repo_id, digest, since_ms)
   FROM manifests m WHERE NOT EXISTS
     (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)
   ON CONFLICT (repo_id, digest) DO NOTHING;
+-- Which tombstones the collector wrote (anti-entropy sends them marked).
+ALTER TABLE manifest_tombs ADD COLUMN IF NOT EXISTS is_gc BIGINT NOT NULL DEFAULT 0;

@@ -48,3 +48,6 @@ INSERT OR IGNORE INTO untagged(repo_id, digest, since_ms)
   SELECT m.repo_id, m.digest, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
   FROM manifests m WHERE NOT EXISTS
     (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest);
+-- Which tombstones the collector wrote: anti-entropy sends them marked, so that a region
+-- where something keeps the manifest puts it again instead of deleting it.
+ALTER TABLE manifest_tombs ADD COLUMN is_gc INTEGER NOT NULL DEFAULT 0;
