@@ -193,6 +193,13 @@ static void set_cutoffs(struct gc *g, const struct retention_rules *rules,
     }
 }
 
+static void pause_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    if (ms > 0)
+        nanosleep(&ts, NULL);
+}
+
 static void audit_untagged(struct gc *g, uint64_t n, const char *first)
 {
     char detail[300];
@@ -224,6 +231,7 @@ static void untagged_pass(struct gc *g, bool is_dry_run, size_t max, json_t *out
     char *after_digest = NULL, *first = NULL;
     size_t n_seen = 0;
     uint64_t n_before = *n_deleted;
+    int64_t group_ms = 0;
     while (least_s > 0) {
         size_t want = GC_BATCH;
         if (max > 0 && max - n_seen < want)
@@ -241,7 +249,14 @@ static void untagged_pass(struct gc *g, bool is_dry_run, size_t max, json_t *out
         set_cutoffs(g, &rules, &due, now_ms);
         for (size_t i = 0; i < due.n && !is_stopping(g); i += GC_GROUP) {
             size_t n = due.n - i < GC_GROUP ? due.n - i : GC_GROUP;
-            if (reg->ms->ops->untagged_collect(reg->ms, due.items + i, n, is_dry_run, &e) != 0) {
+            /* Then as long a pause as the group held the writer: pushes' commits get it
+             * at least half the time however long the pass (a mutex is not fair). */
+            if (!is_dry_run)
+                pause_ms(group_ms);
+            int64_t t0 = util_now_ms();
+            int rc = reg->ms->ops->untagged_collect(reg->ms, due.items + i, n, is_dry_run, &e);
+            group_ms = util_now_ms() - t0;
+            if (rc != 0) {
                 log_warn("gc", "failed to collect %zu untagged manifests from %s@%s: %s", n,
                          due.items[i].repo, due.items[i].digest, err_message(&e));
                 (*n_errors)++;
