@@ -21,10 +21,10 @@ static const char usage_text[] =
     "for untagged manifests (0: keep them). run applies every rule now; --dry-run lists\n"
     "what would go and deletes nothing.\n";
 
-static const char *const rule_cols[] = {"pattern", "tags", "keepNewest", "olderThanS",
-                                        "untaggedAfterS", NULL};
-static const char *const item_cols[] = {"repository", "tag", "digest", "rule", "region",
-                                        "deleted", NULL};
+static const char *const rule_cols[] = {"pattern",    "tags",           "keepNewest",
+                                        "olderThanS", "untaggedAfterS", NULL};
+static const char *const item_cols[] = {"repository", "tag",     "digest", "rule",
+                                        "region",     "deleted", NULL};
 
 /* Adds option name (a count or a duration) to body as key; -1 on a bad value. */
 static int add_number(const struct cli *c, json_t *body, const char *name, const char *key,

@@ -21,8 +21,8 @@ void retention_tags_free(struct retention_tag *tags, size_t n)
     free(tags);
 }
 
-int sq_tag_clocks(struct metastore *ms, const char *repo, struct retention_tag **out,
-                  size_t *n_out, struct err *e)
+int sq_tag_clocks(struct metastore *ms, const char *repo, struct retention_tag **out, size_t *n_out,
+                  struct err *e)
 {
     static const char sql[] =
         "SELECT g.name, g.digest, g.hlc, g.origin FROM tag_regs g JOIN repos r ON r.name = g.repo"

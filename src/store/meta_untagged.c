@@ -36,8 +36,10 @@ static const char kept_sql[] =
 static int mark_gc(struct sq_conn *c, const char *repo, const char *digest, int64_t hlc,
                    const char *origin, struct err *e)
 {
-    return sq_run_exec(c, "UPDATE manifest_tombs SET is_gc = 1 WHERE repo = ?1 AND digest = ?2"
-                       " AND hlc = ?3 AND origin = ?4", e, "ttit", repo, digest, hlc, origin);
+    return sq_run_exec(c,
+                       "UPDATE manifest_tombs SET is_gc = 1 WHERE repo = ?1 AND digest = ?2"
+                       " AND hlc = ?3 AND origin = ?4",
+                       e, "ttit", repo, digest, hlc, origin);
 }
 
 void meta_untagged_list_fini(struct meta_untagged_list *l)
@@ -160,8 +162,8 @@ fail:
     return -1;
 }
 
-int sq_untagged_count(struct metastore *ms, int64_t cutoff_ms, int64_t *n_untagged,
-                      int64_t *n_due, struct err *e)
+int sq_untagged_count(struct metastore *ms, int64_t cutoff_ms, int64_t *n_untagged, int64_t *n_due,
+                      struct err *e)
 {
     static const char sql[] = "SELECT count(*), coalesce(sum(CASE WHEN since_ms <= ?1"
                               " THEN 1 ELSE 0 END), 0) FROM untagged";
@@ -180,8 +182,8 @@ int sq_untagged_count(struct metastore *ms, int64_t cutoff_ms, int64_t *n_untagg
 
 int sq_untagged_touch(struct sq_conn *c, int64_t repo_id, const char *digest, struct err *e)
 {
-    return sq_run_exec(c, "UPDATE untagged SET since_ms = ?3 WHERE repo_id = ?1 AND digest = ?2",
-                       e, "iti", repo_id, digest, util_now_ms());
+    return sq_run_exec(c, "UPDATE untagged SET since_ms = ?3 WHERE repo_id = ?1 AND digest = ?2", e,
+                       "iti", repo_id, digest, util_now_ms());
 }
 
 bool sq_is_gc_tomb(const char *payload)
@@ -193,13 +195,19 @@ bool sq_is_gc_tomb(const char *payload)
     return is_gc;
 }
 
-int sq_untagged_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo,
-                           const char *digest, int64_t hlc, const char *origin, struct err *e)
+int sq_untagged_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const char *digest,
+                           int64_t hlc, const char *origin, struct err *e)
 {
-    int64_t is_visible = 0;
-    int rc = one_row(c, "SELECT is_visible FROM manifests WHERE repo_id = ?1 AND digest = ?2",
-                     repo_id, digest, &is_visible, e);
-    int is_kept = rc == 1 ? one_row(c, kept_sql, repo_id, digest, NULL, e) : rc;
+    /* Only a tombstone that would delete the manifest here (later than its put) matters. */
+    struct sql_stmt *cs;
+    int rc = sq_query(c, SQ_MANIFEST_CLOCK, &cs, e, "it", repo_id, digest);
+    if (rc < 0)
+        return -1;
+    bool would_delete =
+        rc == SQL_ROW && hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sql_col_int64(cs, 0),
+                                      (const char *)sql_col_text(cs, 1));
+    sq_stmt_done(cs);
+    int is_kept = would_delete ? one_row(c, kept_sql, repo_id, digest, NULL, e) : 0;
     if (is_kept < 0)
         return -1;
     if (is_kept == 0)
@@ -223,8 +231,7 @@ int sq_untagged_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo,
             0 ||
         sq_event_append_clock(c, "manifest_put", repo, NULL, digest, NULL, put_hlc, e) != 0)
         return -1;
-    log_info("gc",
-             "kept manifest %s@%s that %s collected: something here keeps it; put again",
+    log_info("gc", "kept manifest %s@%s that %s collected: something here keeps it; put again",
              repo, digest, origin);
     return 0;
 }

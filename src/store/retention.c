@@ -105,8 +105,9 @@ char *retention_rule_value(const json_t *body, const char **pattern, struct err 
         return NULL;
     }
     if (keep < 0 && older < 0 && untagged < 0) {
-        err_set(e, ERR_BAD_REQUEST, "expected at least one of keepNewest, olderThanS, "
-                                    "untaggedAfterS");
+        err_set(e, ERR_BAD_REQUEST,
+                "expected at least one of keepNewest, olderThanS, "
+                "untaggedAfterS");
         return NULL;
     }
     json_t *out = json_pack("{s:s}", "tags", tags != NULL ? json_string_value(tags) : "*");

@@ -45,8 +45,10 @@ static struct metastore *open_store(const char *region)
         struct sql_db *db = NULL;
         int n = db_counter++;
         assert_int_equal(sql_pg_driver.open(base, &db, &e), 0);
-        snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS untagged_%d CASCADE;"
-                 " CREATE SCHEMA untagged_%d", n, n);
+        snprintf(sql, sizeof(sql),
+                 "DROP SCHEMA IF EXISTS untagged_%d CASCADE;"
+                 " CREATE SCHEMA untagged_%d",
+                 n, n);
         assert_int_equal(sql_pg_driver.exec(db, sql), SQL_OK);
         sql_pg_driver.close(db);
         snprintf(target, sizeof(target), "%s%soptions=-csearch_path%%3Duntagged_%d", base,
@@ -66,8 +68,7 @@ static struct metastore *open_store(const char *region)
 /* Puts manifest body (tag may be NULL) with child manifests of bodies kids[0..n), subject
  * optional. */
 static void put(struct metastore *ms, const char *repo, const char *body, const char *tag,
-                const char *const *kids, size_t n, const struct digest *subject,
-                struct digest *out)
+                const char *const *kids, size_t n, const struct digest *subject, struct digest *out)
 {
     struct meta_ref refs[4];
     for (size_t i = 0; i < n; i++) {
@@ -416,8 +417,7 @@ static void test_retention_select_table(void **state)
         {{.tags = "v*", .keep_newest = 3, .older_than_s = 15 * 86400, .untagged_after_s = -1},
          "v1,"},
         {{.tags = "*", .keep_newest = 5, .older_than_s = -1, .untagged_after_s = -1}, "latest,"},
-        {{.tags = "dev-*", .keep_newest = 0, .older_than_s = -1, .untagged_after_s = -1},
-         "dev-a,"},
+        {{.tags = "dev-*", .keep_newest = 0, .older_than_s = -1, .untagged_after_s = -1}, "dev-a,"},
         {{.tags = "*", .keep_newest = -1, .older_than_s = -1, .untagged_after_s = 60}, ""},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
@@ -441,9 +441,15 @@ static void test_retention_untagged_grace_per_pattern(void **state)
 {
     (void)state;
     struct retention_rule items[] = {
-        {.pattern = "team/*", .tags = "*", .keep_newest = -1, .older_than_s = -1,
+        {.pattern = "team/*",
+         .tags = "*",
+         .keep_newest = -1,
+         .older_than_s = -1,
          .untagged_after_s = 3600},
-        {.pattern = "keep/*", .tags = "*", .keep_newest = -1, .older_than_s = -1,
+        {.pattern = "keep/*",
+         .tags = "*",
+         .keep_newest = -1,
+         .older_than_s = -1,
          .untagged_after_s = 0},
     };
     struct retention_rules r = {.items = items, .n = 2};
@@ -468,8 +474,8 @@ static void test_tag_delete_if_unchanged(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(tags[0].digest, m1.str);
     put(ms, "app", "{\"a\":2}", "v1", NULL, 0, NULL, &m2); /* pushed again meanwhile */
-    assert_int_not_equal(
-        ms->ops->tag_delete_if(ms, "app", "v1", tags[0].digest, tags[0].hlc, &e), 0);
+    assert_int_not_equal(ms->ops->tag_delete_if(ms, "app", "v1", tags[0].digest, tags[0].hlc, &e),
+                         0);
     assert_int_equal(e.code, ERR_CONFLICT);
     assert_true(resolves(ms, "app", "v1", &m2));
     retention_tags_free(tags, n);
