@@ -164,9 +164,14 @@ def test_multiarch_index_pushes_racing_the_collector(server_factory):
     try:
         for i in range(20):
             kids = [oci.push_image(repo, layers=1, layer_size=512) for _ in range(3)]
+            t_kids = time.monotonic()
             strays.append(oci.push_image(repo, layers=1, layer_size=256))
             time.sleep(0.5)  # the client's gap between its children and its index
-            indexes.append((oci.push_index(repo, kids, tag="v%d" % i), kids))
+            try:
+                indexes.append((oci.push_index(repo, kids, tag="v%d" % i), kids))
+            except AssertionError as exc:  # say whether the machine stretched the gap
+                raise AssertionError("index %d, %.1f s after its children: %s"
+                                     % (i, time.monotonic() - t_kids, exc))
         time.sleep(5.5)  # past the grace of the last strays
         wait_until(lambda: all(oci.get_manifest(repo, s.digest).status_code == 404
                                for s in strays), timeout_s=30, what="strays collected")
