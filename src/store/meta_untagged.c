@@ -22,24 +22,12 @@
 #include "metastore_sqlite_int.h"
 #include "util.h"
 
-/* Something keeps manifest (?1, ?2) here: a tag, an index naming it (its references
- * go with the index), or a subject it refers to that is still here. */
-static const char kept_sql[] =
-    "SELECT 1 WHERE EXISTS (SELECT 1 FROM tags WHERE repo_id = ?1 AND digest = ?2)"
-    " OR EXISTS (SELECT 1 FROM manifest_refs WHERE ref_digest = ?2 AND repo_id = ?1"
-    " AND is_manifest = 1)"
-    " OR EXISTS (SELECT 1 FROM manifests m JOIN manifests s ON s.repo_id = m.repo_id"
-    " AND s.digest = m.subject WHERE m.repo_id = ?1 AND m.digest = ?2)";
-
 /* Marks the tombstone of (repo, digest) as the collector's if (hlc, origin) is the one
  * that won (the mark travels with it in anti-entropy's records, meta_state.c). */
 static int mark_gc(struct sq_conn *c, const char *repo, const char *digest, int64_t hlc,
                    const char *origin, struct err *e)
 {
-    return sq_run_exec(c,
-                       "UPDATE manifest_tombs SET is_gc = 1 WHERE repo = ?1 AND digest = ?2"
-                       " AND hlc = ?3 AND origin = ?4",
-                       e, "ttit", repo, digest, hlc, origin);
+    return sq_exec(c, SQ_TOMB_MARK_GC, e, "ttit", repo, digest, hlc, origin);
 }
 
 void meta_untagged_list_fini(struct meta_untagged_list *l)
@@ -96,18 +84,20 @@ int sq_untagged_due(struct metastore *ms, int64_t cutoff_ms, const char *owner,
     return 0;
 }
 
-/* 1 if the query over (repo_id, digest) returns a row, 0 if not, -1 on error; column 0
- * into *v when non-NULL. */
-static int one_row(struct sq_conn *c, const char *sql, int64_t repo_id, const char *digest,
-                   int64_t *v, struct err *e)
+/* 1 if cached statement id over (repo_id, digest) returns a row, 0 if not, -1 on error;
+ * columns 0 and 1 into *v0, *v1 when non-NULL. */
+static int one_row(struct sq_conn *c, enum sq_stmt id, int64_t repo_id, const char *digest,
+                   int64_t *v0, int64_t *v1, struct err *e)
 {
     struct sql_stmt *s;
-    int rc = sq_run(c, sql, &s, e, "it", repo_id, digest);
+    int rc = sq_query(c, id, &s, e, "it", repo_id, digest);
     if (rc < 0)
         return -1;
-    if (rc == SQL_ROW && v != NULL)
-        *v = sql_col_int64(s, 0);
-    sql_finalize(s);
+    if (rc == SQL_ROW && v0 != NULL)
+        *v0 = sql_col_int64(s, 0);
+    if (rc == SQL_ROW && v1 != NULL)
+        *v1 = sql_col_int64(s, 1);
+    sq_stmt_done(s);
     return rc == SQL_ROW;
 }
 
@@ -116,16 +106,12 @@ static int review(struct sq_conn *c, struct meta_untagged *u, struct err *e)
 {
     u->is_deleted = false;
     int64_t since_ms = 0, is_visible = 0;
-    int rc = one_row(c, "SELECT since_ms FROM untagged WHERE repo_id = ?1 AND digest = ?2",
-                     u->repo_id, u->digest, &since_ms, e);
-    /* Tagged again, deleted, or touched since it was listed: a later review decides. */
-    if (rc <= 0 || since_ms > u->cutoff_ms)
+    int rc = one_row(c, SQ_UNTAGGED_REVIEW, u->repo_id, u->digest, &since_ms, &is_visible, e);
+    /* Tagged again, deleted, or touched since it was listed: a later review decides.
+     * Pending (content on its way): not decided yet. */
+    if (rc <= 0 || since_ms > u->cutoff_ms || is_visible == 0)
         return rc < 0 ? -1 : 0;
-    rc = one_row(c, "SELECT is_visible FROM manifests WHERE repo_id = ?1 AND digest = ?2",
-                 u->repo_id, u->digest, &is_visible, e);
-    if (rc <= 0 || is_visible == 0) /* pending: its content is on its way; not decided yet */
-        return rc < 0 ? -1 : 0;
-    rc = one_row(c, kept_sql, u->repo_id, u->digest, NULL, e);
+    rc = one_row(c, SQ_UNTAGGED_KEPT, u->repo_id, u->digest, NULL, NULL, e);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
     int64_t hlc = sq_hlc_next(c->store);
@@ -182,8 +168,7 @@ int sq_untagged_count(struct metastore *ms, int64_t cutoff_ms, int64_t *n_untagg
 
 int sq_untagged_touch(struct sq_conn *c, int64_t repo_id, const char *digest, struct err *e)
 {
-    return sq_run_exec(c, "UPDATE untagged SET since_ms = ?3 WHERE repo_id = ?1 AND digest = ?2", e,
-                       "iti", repo_id, digest, util_now_ms());
+    return sq_exec(c, SQ_UNTAGGED_TOUCH, e, "iti", repo_id, digest, util_now_ms());
 }
 
 bool sq_is_gc_tomb(const char *payload)
@@ -207,7 +192,7 @@ int sq_untagged_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo,
         rc == SQL_ROW && hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sql_col_int64(cs, 0),
                                       (const char *)sql_col_text(cs, 1));
     sq_stmt_done(cs);
-    int is_kept = would_delete ? one_row(c, kept_sql, repo_id, digest, NULL, e) : 0;
+    int is_kept = would_delete ? one_row(c, SQ_UNTAGGED_KEPT, repo_id, digest, NULL, NULL, e) : 0;
     if (is_kept < 0)
         return -1;
     if (is_kept == 0)

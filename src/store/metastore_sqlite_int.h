@@ -108,6 +108,20 @@
     X(TREG_OF_REPO, "SELECT name, digest, hlc, origin FROM tag_regs WHERE repo = ?1"          \
                     " ORDER BY name")                                                          \
     X(TOMB_GET, "SELECT hlc, origin FROM manifest_tombs WHERE repo = ?1 AND digest = ?2")      \
+    /* Untagged manifests (meta_untagged.c): cached, as a pass runs them per manifest. */ \
+    X(UNTAGGED_REVIEW, "SELECT u.since_ms, m.is_visible FROM untagged u JOIN manifests m"      \
+                       " ON m.repo_id = u.repo_id AND m.digest = u.digest"                     \
+                       " WHERE u.repo_id = ?1 AND u.digest = ?2")                              \
+    /* Kept: a tag, an index naming it, or a subject of it still here. */                   \
+    X(UNTAGGED_KEPT, "SELECT 1 WHERE EXISTS (SELECT 1 FROM tags WHERE repo_id = ?1"            \
+                     " AND digest = ?2) OR EXISTS (SELECT 1 FROM manifest_refs"                \
+                     " WHERE ref_digest = ?2 AND repo_id = ?1 AND is_manifest = 1)"            \
+                     " OR EXISTS (SELECT 1 FROM manifests m JOIN manifests s"                  \
+                     " ON s.repo_id = m.repo_id AND s.digest = m.subject"                      \
+                     " WHERE m.repo_id = ?1 AND m.digest = ?2)")                               \
+    X(UNTAGGED_TOUCH, "UPDATE untagged SET since_ms = ?3 WHERE repo_id = ?1 AND digest = ?2")  \
+    X(TOMB_MARK_GC, "UPDATE manifest_tombs SET is_gc = 1 WHERE repo = ?1 AND digest = ?2"      \
+                    " AND hlc = ?3 AND origin = ?4")                                           \
     /* is_gc: set after the write by the collector's tombstones only (meta_untagged.c). */   \
     X(TOMB_SET, "INSERT INTO manifest_tombs(repo, digest, hlc, origin) VALUES (?1, ?2, ?3, ?4)" \
                 " ON CONFLICT(repo, digest) DO UPDATE SET hlc = excluded.hlc,"                 \
