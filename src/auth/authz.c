@@ -801,6 +801,8 @@ static const struct mgmt_rule {
     {NULL, "compaction/{rest...}", NEED_ADMIN, 0, NULL},
     {NULL, "storage", NEED_ADMIN, 0, NULL},   /* every repository's size */
     {NULL, "quotas", NEED_ADMIN, 0, NULL},
+    {NULL, "retention", NEED_ADMIN, 0, NULL}, /* rules that delete tags */
+    {NULL, "retention/{rest...}", NEED_ADMIN, 0, NULL},
     {NULL, "audit", NEED_ADMIN, 0, NULL},
     /* Replication topology (endpoints, lag, bytes) is the operator's: admin, reads too. */
     {NULL, "replications", NEED_ADMIN, 0, NULL},

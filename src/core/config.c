@@ -81,6 +81,11 @@ static const struct option_def options[] = {
      "snapshot)", "7d"},
     {"tombstone-retention", OPT_DURATION,
      "age of a tombstone every live region has applied before it is removed, 0: keep", "7d"},
+    {"gc-untagged-after", OPT_DURATION,
+     "age of an untagged manifest that nothing keeps before it is deleted (replicated), 0: keep",
+     "0"},
+    {"retention-interval", OPT_DURATION, "time between two passes applying retention rules",
+     "1h"},
     {"webhook-backoff-max", OPT_DURATION, "longest wait between retries of a webhook delivery",
      "5m"},
     {"webhook-max-attempts", OPT_UINT, "attempts before a webhook delivery is given up", "10"},
@@ -176,6 +181,7 @@ void config_defaults(struct config *cfg)
     cfg->compact_interval_s = 600;
     cfg->compact_horizon_s = 7 * 86400;
     cfg->tombstone_retention_s = 7 * 86400;
+    cfg->retention_interval_s = 3600;
     cfg->webhook_backoff_max_ms = 300000;
     cfg->webhook_max_attempts = 10;
     cfg->data_url_ttl_s = 60;
@@ -431,6 +437,10 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->scrub_interval_s = d; /* 0: no scheduled scrub */
         else if (strcmp(key, "gc-grace") == 0)
             cfg->gc_grace_s = d; /* 0: nothing is collected */
+        else if (strcmp(key, "gc-untagged-after") == 0)
+            cfg->gc_untagged_after_s = d; /* 0: untagged manifests are kept */
+        else if (strcmp(key, "retention-interval") == 0)
+            cfg->retention_interval_s = d > 0 ? d : 1;
         else if (strcmp(key, "gc-interval") == 0)
             cfg->gc_interval_s = d > 0 ? d : 1;
         else if (strcmp(key, "compact-interval") == 0)

@@ -63,6 +63,8 @@ struct config {
     int64_t compact_interval_s;    /* time between compaction passes, 0 = none */
     int64_t compact_horizon_s;     /* a peer silent this long no longer holds it back */
     int64_t tombstone_retention_s; /* age of an applied tombstone before it goes, 0 = keep */
+    int64_t gc_untagged_after_s;   /* age of an untagged manifest before it goes, 0 = keep */
+    int64_t retention_interval_s;  /* time between retention passes (retention_run.c) */
     /* webhooks (docs/webhooks.md) */
     int64_t webhook_backoff_max_ms; /* longest wait between delivery retries, default 5 min */
     unsigned webhook_max_attempts;  /* attempts before a delivery is given up, default 10 */

@@ -2,15 +2,18 @@
  * (?dry_run=true: decides and lists, deletes nothing) and answers what went.
  * /_meridian/v1/storage: bytes held here per repository, unique and shared.
  * /_meridian/v1/quotas: storage quotas per repository pattern.
+ * /_meridian/v1/retention: retention rules per repository pattern.
  * Admin only (authz.c). */
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "auth.h"
 #include "gc.h"
 #include "mgmt_api.h"
 #include "quota.h"
+#include "retention.h"
 #include "registry_ctx.h"
 
 static struct gc *gc_of(struct http_req *req)
@@ -139,4 +142,96 @@ void mgmt_quotas_delete(struct http_req *req, const struct mgmt_params *p)
         return;
     }
     mgmt_reply_json(req, 200, json_pack("{s:s}", "deleted", pattern));
+}
+
+/* /_meridian/v1/retention: POST {"pattern", "tags", "keepNewest", "olderThanS",
+ * "untaggedAfterS"} sets the rule of a repository pattern (a replicated object), GET lists
+ * the rules, DELETE ?pattern= removes one; POST retention/run[?dry_run=true] applies them
+ * now (retention_run.h). */
+void mgmt_retention_set(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    json_t *body = mgmt_body_object(req);
+    if (body == NULL)
+        return;
+    const char *pattern = NULL;
+    struct err e = {0};
+    char *value = retention_rule_value(body, &pattern, &e);
+    if (value != NULL && !auth_pattern_is_valid(pattern, strlen(pattern))) {
+        free(value);
+        value = NULL;
+        err_set(&e, ERR_BAD_REQUEST, "pattern: expected a repository pattern ('team/*')");
+    }
+    int rc = value != NULL
+                 ? req->reg->ms->ops->object_put(req->reg->ms, RETENTION_KIND, pattern, value, &e)
+                 : -1;
+    struct retention_rule rule;
+    json_t *out = rc == 0 && retention_rule_parse(pattern, value, &rule) == 0
+                      ? retention_rule_to_json(&rule)
+                      : NULL;
+    if (out != NULL) {
+        free(rule.pattern);
+        free(rule.tags);
+    }
+    free(value);
+    json_decref(body);
+    if (rc != 0) {
+        mgmt_reply_error(req, e.code, "%s", err_message(&e));
+        return;
+    }
+    mgmt_reply_json(req, 200, out);
+}
+
+void mgmt_retention_list(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct retention_rules rules;
+    struct err e = {0};
+    if (retention_rules_load(req->reg->ms, &rules, &e) != 0) {
+        mgmt_reply_error(req, e.code, "%s", err_message(&e));
+        return;
+    }
+    json_t *out = json_array();
+    for (size_t i = 0; i < rules.n; i++)
+        json_array_append_new(out, retention_rule_to_json(&rules.items[i]));
+    retention_rules_fini(&rules);
+    mgmt_reply_json(req, 200, out);
+}
+
+void mgmt_retention_delete(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    const char *pattern = http_req_query(req, "pattern");
+    struct err e = {0};
+    if (pattern == NULL) {
+        mgmt_reply_error(req, ERR_BAD_REQUEST, "pattern: required");
+        return;
+    }
+    if (req->reg->ms->ops->object_delete(req->reg->ms, RETENTION_KIND, pattern, &e) != 0) {
+        mgmt_reply_error(req, e.code, "%s", err_message(&e));
+        return;
+    }
+    mgmt_reply_json(req, 200, json_pack("{s:s}", "deleted", pattern));
+}
+
+void mgmt_retention_run(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    struct gc *g = gc_of(req);
+    if (g == NULL) {
+        mgmt_reply_error(req, ERR_UNAVAILABLE, "the garbage collector is not running");
+        return;
+    }
+    const char *dry = http_req_query(req, "dry_run");
+    if (dry != NULL && strcmp(dry, "true") != 0 && strcmp(dry, "false") != 0) {
+        mgmt_reply_error(req, ERR_BAD_REQUEST, "dry_run: expected true or false");
+        return;
+    }
+    struct err e = {0};
+    json_t *out = gc_retention_run(g, dry != NULL && strcmp(dry, "true") == 0, &e);
+    if (out == NULL) {
+        mgmt_reply_error(req, e.code, "%s", err_message(&e));
+        return;
+    }
+    mgmt_reply_json(req, 200, out);
 }

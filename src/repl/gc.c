@@ -22,6 +22,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "registry_ctx.h"
+#include "repo_locks.h"
+#include "retention.h"
+#include "retention_run.h"
 #include "util.h"
 
 #define GC_MAGIC 0x67636f6cu /* "gcol" */
@@ -40,6 +43,8 @@ struct gc {
     uint64_t bytes_reclaimed;
     uint64_t errors;
     uint64_t passes;
+    uint64_t manifests_deleted;
+    int64_t last_retention_ms;
 };
 
 static int64_t cutoff_ms(const struct gc *g)
@@ -156,23 +161,177 @@ static void pass(struct gc *g, bool is_dry_run, size_t max, json_t *blobs, uint6
     AZ(pthread_mutex_unlock(&g->mu));
 }
 
+/* Untagged manifests -------------------------------------------------------------
+ * Listed past the shortest grace any repository has, then each given its repository's
+ * own (retention rules may set one; a lock on the repository or the manifest keeps it)
+ * and decided GC_GROUP at a time in one transaction (meta_untagged.c). */
+
+/* The shortest untagged grace in force (0: none collects), rules loaded into *rules. */
+static int64_t untagged_least_s(struct gc *g, struct retention_rules *rules)
+{
+    struct err e = {0};
+    if (retention_rules_load(g->reg->ms, rules, &e) != 0) {
+        log_warn("gc", "failed to read the retention rules: %s", err_message(&e));
+        memset(rules, 0, sizeof(*rules));
+        return 0; /* keep: nothing is deleted on a guess */
+    }
+    return retention_untagged_min_s(rules, g->reg->cfg->gc_untagged_after_s);
+}
+
+/* Gives each listed manifest the cutoff of its repository (INT64_MIN: keep it). */
+static void set_cutoffs(struct gc *g, const struct retention_rules *rules,
+                        struct meta_untagged_list *due, int64_t now_ms)
+{
+    for (size_t i = 0; i < due->n; i++) {
+        struct meta_untagged *u = &due->items[i];
+        int64_t grace_s = retention_untagged_after_s(rules, u->repo, g->reg->cfg->gc_untagged_after_s);
+        u->cutoff_ms = grace_s > 0 ? now_ms - grace_s * 1000 : INT64_MIN;
+        struct digest d;
+        struct err pe = {0};
+        struct repo_lock l;
+        if (digest_parse(u->digest, strlen(u->digest), &d, &pe) != 0) {
+            u->cutoff_ms = INT64_MIN;
+            continue;
+        }
+        repo_lock_effective(g->reg->ms, u->repo, NULL, &d, &l);
+        if (!l.delete_enabled)
+            u->cutoff_ms = INT64_MIN;
+    }
+}
+
+static void pause_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    if (ms > 0)
+        nanosleep(&ts, NULL);
+}
+
+static void audit_untagged(struct gc *g, uint64_t n, const char *first)
+{
+    char detail[300];
+    snprintf(detail, sizeof(detail), "%" PRIu64 " untagged manifests deleted (first %s)", n,
+             first);
+    struct meta_audit a = {.time_ms = util_now_ms(),
+                           .actor = "gc",
+                           .action = "gc.untagged",
+                           .target = "*",
+                           .status = 200,
+                           .remote = "-",
+                           .detail = detail};
+    int64_t id;
+    struct err e = {0};
+    if (g->reg->ms->ops->audit_append(g->reg->ms, &a, g->reg->cfg->audit_max_rows, &id, &e) != 0)
+        log_warn("gc", "failed to audit deleted manifests: %s", err_message(&e));
+}
+
+/* Decides the due untagged manifests this region owns, at most max (0: all); appends
+ * {"repository","digest"} of those that go to out (may be NULL). */
+static void untagged_pass(struct gc *g, bool is_dry_run, size_t max, json_t *out,
+                          uint64_t *n_deleted, uint64_t *n_errors)
+{
+    struct registry *reg = g->reg;
+    struct retention_rules rules;
+    int64_t least_s = untagged_least_s(g, &rules);
+    int64_t now_ms = util_now_ms();
+    int64_t after_repo = 0;
+    char *after_digest = NULL, *first = NULL;
+    size_t n_seen = 0;
+    uint64_t n_before = *n_deleted;
+    int64_t group_ms = 0;
+    while (least_s > 0) {
+        size_t want = GC_BATCH;
+        if (max > 0 && max - n_seen < want)
+            want = max - n_seen;
+        struct meta_untagged_list due = {0};
+        struct err e = {0};
+        if (want == 0 || is_stopping(g))
+            break;
+        if (reg->ms->ops->untagged_due(reg->ms, now_ms - least_s * 1000, reg->cfg->region,
+                                       after_repo, after_digest, want, &due, &e) != 0) {
+            log_warn("gc", "failed to list untagged manifests: %s", err_message(&e));
+            (*n_errors)++;
+            break;
+        }
+        set_cutoffs(g, &rules, &due, now_ms);
+        for (size_t i = 0; i < due.n && !is_stopping(g); i += GC_GROUP) {
+            size_t n = due.n - i < GC_GROUP ? due.n - i : GC_GROUP;
+            /* Then as long a pause as the group held the writer: pushes' commits get it
+             * at least half the time however long the pass (a mutex is not fair). */
+            if (!is_dry_run)
+                pause_ms(group_ms);
+            int64_t t0 = util_now_ms();
+            int rc = reg->ms->ops->untagged_collect(reg->ms, due.items + i, n, is_dry_run, &e);
+            group_ms = util_now_ms() - t0;
+            if (rc != 0) {
+                log_warn("gc", "failed to collect %zu untagged manifests from %s@%s: %s", n,
+                         due.items[i].repo, due.items[i].digest, err_message(&e));
+                (*n_errors)++;
+                continue;
+            }
+            for (size_t j = i; j < i + n; j++) {
+                if (!due.items[j].is_deleted)
+                    continue;
+                (*n_deleted)++;
+                if (first == NULL)
+                    first = xstrdup(due.items[j].digest);
+                if (out != NULL)
+                    json_array_append_new(out, json_pack("{s:s,s:s}", "repository",
+                                                         due.items[j].repo, "digest",
+                                                         due.items[j].digest));
+                if (!is_dry_run)
+                    log_info("gc", "deleted untagged manifest %s@%s", due.items[j].repo,
+                             due.items[j].digest);
+            }
+        }
+        n_seen += due.n;
+        bool is_more = due.has_more && due.n > 0;
+        if (is_more) {
+            free(after_digest);
+            after_repo = due.items[due.n - 1].repo_id;
+            after_digest = xstrdup(due.items[due.n - 1].digest);
+        }
+        meta_untagged_list_fini(&due);
+        if (!is_more)
+            break;
+    }
+    if (!is_dry_run && *n_deleted > n_before)
+        audit_untagged(g, *n_deleted - n_before, first);
+    free(first);
+    free(after_digest);
+    retention_rules_fini(&rules);
+}
+
 json_t *gc_run(struct gc *g, bool is_dry_run, struct err *e)
 {
     ASSERT(g->magic == GC_MAGIC);
-    if (g->reg->cfg->gc_grace_s <= 0) {
-        err_set(e, ERR_CONFLICT, "garbage collection is off (--gc-grace 0)");
+    struct retention_rules rules;
+    bool is_untagged_on = untagged_least_s(g, &rules) > 0;
+    retention_rules_fini(&rules);
+    if (g->reg->cfg->gc_grace_s <= 0 && !is_untagged_on) {
+        err_set(e, ERR_CONFLICT, "garbage collection is off (--gc-grace 0, no untagged grace)");
         return NULL;
     }
-    uint64_t n_reviewed = 0, n_reclaimed = 0, n_bytes = 0, n_errors = 0;
-    json_t *blobs = json_array();
-    pass(g, is_dry_run, 0, blobs, &n_reviewed, &n_reclaimed, &n_bytes, &n_errors);
+    uint64_t n_reviewed = 0, n_reclaimed = 0, n_bytes = 0, n_errors = 0, n_manifests = 0;
+    json_t *blobs = json_array(), *manifests = json_array();
+    /* Manifests first: the blobs they release then wait for their own grace. */
+    AZ(pthread_mutex_lock(&g->run_mu));
+    untagged_pass(g, is_dry_run, 0, manifests, &n_manifests, &n_errors);
+    AZ(pthread_mutex_unlock(&g->run_mu));
+    if (!is_dry_run) {
+        AZ(pthread_mutex_lock(&g->mu));
+        g->manifests_deleted += n_manifests;
+        AZ(pthread_mutex_unlock(&g->mu));
+    }
+    if (g->reg->cfg->gc_grace_s > 0)
+        pass(g, is_dry_run, 0, blobs, &n_reviewed, &n_reclaimed, &n_bytes, &n_errors);
     if (!is_dry_run && n_reclaimed > 0)
         log_info("gc", "gc run: %" PRIu64 " blobs, %" PRIu64 " bytes deleted", n_reclaimed,
                  n_bytes);
-    return json_pack("{s:b,s:o,s:I,s:I,s:I,s:I}", "dry_run", is_dry_run, "blobs", blobs,
+    return json_pack("{s:b,s:o,s:I,s:I,s:I,s:I,s:o,s:I}", "dry_run", is_dry_run, "blobs", blobs,
                      "blobs_reclaimed", (json_int_t)n_reclaimed, "bytes_reclaimed",
                      (json_int_t)n_bytes, "reviewed", (json_int_t)n_reviewed, "errors",
-                     (json_int_t)n_errors);
+                     (json_int_t)n_errors, "manifests", manifests, "manifests_deleted",
+                     (json_int_t)n_manifests);
 }
 
 json_t *gc_status_json(struct gc *g)
@@ -182,6 +341,11 @@ json_t *gc_status_json(struct gc *g)
     struct err e = {0};
     if (g->reg->ms->ops->gc_queue_length(g->reg->ms, cutoff_ms(g), &n_queued, &n_due, &e) != 0)
         log_warn("gc", "failed to read the review queue's length: %s", err_message(&e));
+    int64_t n_untagged = -1, n_untagged_due = -1;
+    if (g->reg->ms->ops->untagged_count(g->reg->ms,
+                                        util_now_ms() - g->reg->cfg->gc_untagged_after_s * 1000,
+                                        &n_untagged, &n_untagged_due, &e) != 0)
+        log_warn("gc", "failed to count untagged manifests: %s", err_message(&e));
     AZ(pthread_mutex_lock(&g->mu));
     json_t *st = json_pack(
         "{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "enabled", g->reg->cfg->gc_grace_s > 0,
@@ -191,6 +355,14 @@ json_t *gc_status_json(struct gc *g)
         (json_int_t)g->last_run_ms, "blobs_reclaimed_total", (json_int_t)g->blobs_reclaimed,
         "bytes_reclaimed_total", (json_int_t)g->bytes_reclaimed, "errors_total",
         (json_int_t)g->errors);
+    json_t *untagged = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I}", "untagged_after_s", (json_int_t)g->reg->cfg->gc_untagged_after_s,
+        "untagged", (json_int_t)n_untagged, "untagged_due", (json_int_t)n_untagged_due,
+        "manifests_deleted_total", (json_int_t)g->manifests_deleted, "retention_interval_s",
+        (json_int_t)g->reg->cfg->retention_interval_s, "last_retention_ms",
+        (json_int_t)g->last_retention_ms);
+    json_object_update(st, untagged);
+    json_decref(untagged);
     AZ(pthread_mutex_unlock(&g->mu));
     return st;
 }
@@ -202,6 +374,9 @@ static void render_metrics(void *arg, struct buf *out)
     int64_t n_queued = 0, n_due = 0;
     struct err e = {0};
     (void)g->reg->ms->ops->gc_queue_length(g->reg->ms, cutoff_ms(g), &n_queued, &n_due, &e);
+    int64_t n_untagged = 0, n_untagged_due = 0;
+    (void)g->reg->ms->ops->untagged_count(g->reg->ms, util_now_ms(), &n_untagged, &n_untagged_due,
+                                          &e);
     AZ(pthread_mutex_lock(&g->mu));
     buf_printf(out,
                "# HELP meridian_gc_queue_length Blobs waiting for review by the garbage "
@@ -222,6 +397,14 @@ static void render_metrics(void *arg, struct buf *out)
                "meridian_gc_last_run_timestamp_seconds %.3f\n",
                n_queued, n_due, g->blobs_reclaimed, g->bytes_reclaimed, g->errors,
                (double)g->last_run_ms / 1000.0);
+    buf_printf(out,
+               "# HELP meridian_gc_untagged_manifests Manifests with no tag in this region.\n"
+               "# TYPE meridian_gc_untagged_manifests gauge\n"
+               "meridian_gc_untagged_manifests %" PRId64 "\n"
+               "# HELP meridian_gc_manifests_deleted_total Untagged manifests the collector "
+               "deleted.\n# TYPE meridian_gc_manifests_deleted_total counter\n"
+               "meridian_gc_manifests_deleted_total %" PRIu64 "\n",
+               n_untagged, g->manifests_deleted);
     AZ(pthread_mutex_unlock(&g->mu));
     /* Storage accounting: one query over the links per scrape (a join of repo_blobs). */
     struct meta_usage_list u = {0};
@@ -241,6 +424,35 @@ static void render_metrics(void *arg, struct buf *out)
     meta_usage_list_fini(&u);
 }
 
+/* Applies the retention rules (retention_run.c), serialized with collector passes. */
+static void retention_tick(struct gc *g)
+{
+    struct err e = {0};
+    AZ(pthread_mutex_lock(&g->run_mu));
+    json_t *r = retention_run(g->reg, false, &e);
+    AZ(pthread_mutex_unlock(&g->run_mu));
+    if (r == NULL)
+        log_warn("gc", "failed to apply retention rules: %s", err_message(&e));
+    json_decref(r);
+    AZ(pthread_mutex_lock(&g->mu));
+    g->last_retention_ms = util_now_ms();
+    AZ(pthread_mutex_unlock(&g->mu));
+}
+
+json_t *gc_retention_run(struct gc *g, bool is_dry_run, struct err *e)
+{
+    ASSERT(g->magic == GC_MAGIC);
+    AZ(pthread_mutex_lock(&g->run_mu));
+    json_t *r = retention_run(g->reg, is_dry_run, e);
+    AZ(pthread_mutex_unlock(&g->run_mu));
+    if (r != NULL && !is_dry_run) {
+        AZ(pthread_mutex_lock(&g->mu));
+        g->last_retention_ms = util_now_ms();
+        AZ(pthread_mutex_unlock(&g->mu));
+    }
+    return r;
+}
+
 static void *gc_main(void *arg)
 {
     struct gc *g = arg;
@@ -255,9 +467,23 @@ static void *gc_main(void *arg)
         AZ(pthread_mutex_unlock(&g->mu));
         if (is_done)
             break;
-        if (g->reg->cfg->gc_grace_s <= 0 || !atomic_load(&g->reg->is_owner))
+        if (!atomic_load(&g->reg->is_owner))
+            continue; /* another node of this region holds the background-work lease */
+        uint64_t n_reviewed = 0, n_reclaimed = 0, n_bytes = 0, n_errors = 0, n_manifests = 0;
+        AZ(pthread_mutex_lock(&g->run_mu));
+        untagged_pass(g, false, GC_BATCH, NULL, &n_manifests, &n_errors);
+        AZ(pthread_mutex_unlock(&g->run_mu));
+        AZ(pthread_mutex_lock(&g->mu));
+        g->manifests_deleted += n_manifests;
+        g->errors += n_errors;
+        bool is_retention_due =
+            util_now_ms() - g->last_retention_ms >= g->reg->cfg->retention_interval_s * 1000;
+        AZ(pthread_mutex_unlock(&g->mu));
+        if (is_retention_due)
+            retention_tick(g);
+        if (g->reg->cfg->gc_grace_s <= 0)
             continue;
-        uint64_t n_reviewed = 0, n_reclaimed = 0, n_bytes = 0, n_errors = 0;
+        n_errors = 0;
         pass(g, false, GC_BATCH, NULL, &n_reviewed, &n_reclaimed, &n_bytes, &n_errors);
     }
     return NULL;

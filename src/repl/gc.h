@@ -25,11 +25,15 @@ struct gc;
 struct gc *gc_start(struct registry *reg);
 /* Stops the thread (between two blobs) and frees g. Accepts NULL. */
 void gc_stop(struct gc *g);
-/* Runs a whole pass now, over every due blob (is_dry_run: decides and reports, deletes
- * nothing). Returns a JSON object (new reference): {"dry_run", "blobs":[{"digest",
- * "size"}], "blobs_reclaimed", "bytes_reclaimed", "reviewed", "errors"}; NULL with e set
- * when GC is switched off (--gc-grace 0). */
+/* Runs a whole pass now, over every due untagged manifest then every due blob
+ * (is_dry_run: decides and reports, deletes nothing). Returns a JSON object (new
+ * reference): {"dry_run", "manifests":[{"repository","digest"}], "manifests_deleted",
+ * "blobs":[{"digest", "size"}], "blobs_reclaimed", "bytes_reclaimed", "reviewed",
+ * "errors"}; NULL with e set when GC is switched off (--gc-grace 0 and no untagged grace). */
 json_t *gc_run(struct gc *g, bool is_dry_run, struct err *e);
+/* Applies the retention rules now, serialized with the collector's passes (retention_run.h
+ * for the answer; NULL with e set on a store failure). */
+json_t *gc_retention_run(struct gc *g, bool is_dry_run, struct err *e);
 /* State as a JSON object (new reference): settings, queue length, totals, last run. */
 json_t *gc_status_json(struct gc *g);
 

@@ -104,6 +104,10 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
         if (sq_tags_rematerialize(c, repo_id, repo, m->digest.str, e) != 0)
             goto fail;
     }
+    /* Pushed again: an untagged manifest's grace restarts (an index's children are put
+     * again before their index; the grace then covers the gap from the last one). */
+    else if (sq_untagged_touch(c, repo_id, m->digest.str, e) != 0)
+        goto fail;
     /* A copy recorded without its document (filtered replication, meta_versions.c) gets it. */
     else if (sq_run_exec(c, "UPDATE manifests SET body = ?3 WHERE repo_id = ?1 AND digest = ?2"
                             " AND length(body) = 0",

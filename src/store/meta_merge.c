@@ -609,6 +609,9 @@ static int merge_event(struct sq_conn *c, const struct meta_event *ev, struct er
         return err_set(e, ERR_BAD_REQUEST, "%s event without its fields", k);
     if (sq_repo_ensure(c, ev->repo, &repo_id, e) != 0)
         return -1;
+    if (is_tomb && sq_is_gc_tomb(ev->payload)) /* a collector's: kept if something keeps it here */
+        return sq_untagged_tomb_merge(c, repo_id, ev->repo, ev->digest, (int64_t)ev->hlc,
+                                      ev->origin, e);
     if (is_tomb)
         return sq_tomb_merge(c, repo_id, ev->repo, ev->digest, (int64_t)ev->hlc, ev->origin, e);
     const char *digest = strcmp(k, "tag_set") == 0 ? ev->digest : NULL;

@@ -201,6 +201,9 @@ int sq_repo_state(struct metastore *ms, const char *repo, struct meta_event **ou
         struct meta_event *ev =
             state_add(&list, &n, "manifest_delete", repo, sql_col_int64(s, 1), sql_col_text(s, 2));
         ev->digest = sq_col_strdup(s, 0);
+        /* A collector's tombstone stays one: a region keeping the manifest puts it again. */
+        if (sql_col_int64(s, 3) != 0)
+            ev->payload = xstrdup(SQ_GC_TOMB_PAYLOAD);
     }
     if (rc >= 0)
         sq_stmt_done(s);

@@ -540,6 +540,56 @@ typedef int ms_gc_collect_f(struct metastore *ms, const char *const *digests, si
 typedef int ms_gc_queue_length_f(struct metastore *ms, int64_t cutoff_ms, int64_t *n_queued,
                                  int64_t *n_due, struct err *e);
 
+/* Untagged manifests (meta_untagged.c, issue 15) ----------------------------------
+ * The table `untagged` holds, per manifest with no tag here, the time it became so. The
+ * collector lists those past the grace and owned by this region (the region named by the
+ * manifest's put clock: one region decides each manifest, every region knows which), and
+ * deletes each that nothing keeps -- no tag, no index naming it, no subject it refers to
+ * still here -- as a tombstone marked {"gc":true}. A region applying such a tombstone
+ * while something keeps the manifest there (a tag written concurrently in that region)
+ * does not delete it but puts it again with a newer clock, so every region gets it back:
+ * a collector's delete never loses a concurrently tagged image. */
+struct meta_untagged {
+    int64_t repo_id;   /* paging key with digest */
+    char *repo;
+    char *digest;
+    int64_t since_ms;  /* untagged since */
+    int64_t cutoff_ms; /* collect: only if still untagged since at or before this */
+    bool is_deleted;   /* collect: it went (or, dry, would go) */
+};
+struct meta_untagged_list {
+    struct meta_untagged *items;
+    size_t n;
+    bool has_more;
+};
+void meta_untagged_list_fini(struct meta_untagged_list *l);
+/* Untagged manifests stamped at or before cutoff_ms, visible or recorded here (not
+ * pending), whose put clock names region owner (or no region: data older than
+ * replication), after (after_repo_id, after_digest) in that order, at most max. */
+typedef int ms_untagged_due_f(struct metastore *ms, int64_t cutoff_ms, const char *owner,
+                              int64_t after_repo_id, const char *after_digest, size_t max,
+                              struct meta_untagged_list *out, struct err *e);
+/* Decides items[0..n) in one write transaction (is_dry_run: rolled back): each still
+ * untagged since at or before its cutoff_ms and kept by nothing is deleted as a
+ * replicated tombstone; items[i].is_deleted says which. */
+typedef int ms_untagged_collect_f(struct metastore *ms, struct meta_untagged *items, size_t n,
+                                  bool is_dry_run, struct err *e);
+/* Untagged manifests here, and those of them stamped at or before cutoff_ms. */
+typedef int ms_untagged_count_f(struct metastore *ms, int64_t cutoff_ms, int64_t *n_untagged,
+                                int64_t *n_due, struct err *e);
+
+/* Retention (meta_retention.c, retention.h) ------------------------------------------ */
+struct retention_tag;
+/* The tags of repo present here, each with the clock of its register (its last write):
+ * *out (n_out items; free with retention_tags_free). */
+typedef int ms_tag_clocks_f(struct metastore *ms, const char *repo, struct retention_tag **out,
+                            size_t *n_out, struct err *e);
+void retention_tags_free(struct retention_tag *tags, size_t n);
+/* Deletes tag of repo (a replicated tag delete) only if its register still names digest
+ * at clock hlc; ERR_CONFLICT when it was written since (then nothing changes). */
+typedef int ms_tag_delete_if_f(struct metastore *ms, const char *repo, const char *tag,
+                               const char *digest, int64_t hlc, struct err *e);
+
 /* Storage accounting: per repository, the bytes of the blobs linked to it here, split
  * into unique (linked to no other repository) and shared. */
 struct meta_usage {
@@ -706,6 +756,11 @@ struct metastore_ops {
     ms_gc_due_f *gc_due;
     ms_gc_collect_f *gc_collect;
     ms_gc_queue_length_f *gc_queue_length;
+    ms_untagged_due_f *untagged_due;
+    ms_untagged_collect_f *untagged_collect;
+    ms_untagged_count_f *untagged_count;
+    ms_tag_clocks_f *tag_clocks;
+    ms_tag_delete_if_f *tag_delete_if;
     ms_storage_usage_f *storage_usage;
     ms_repo_bytes_f *repo_bytes;
     ms_lease_hold_f *lease_hold;

@@ -108,10 +108,25 @@
     X(TREG_OF_REPO, "SELECT name, digest, hlc, origin FROM tag_regs WHERE repo = ?1"          \
                     " ORDER BY name")                                                          \
     X(TOMB_GET, "SELECT hlc, origin FROM manifest_tombs WHERE repo = ?1 AND digest = ?2")      \
+    /* Untagged manifests (meta_untagged.c): cached, as a pass runs them per manifest. */ \
+    X(UNTAGGED_REVIEW, "SELECT u.since_ms, m.is_visible FROM untagged u JOIN manifests m"      \
+                       " ON m.repo_id = u.repo_id AND m.digest = u.digest"                     \
+                       " WHERE u.repo_id = ?1 AND u.digest = ?2")                              \
+    /* Kept: a tag, an index naming it, or a subject of it still here. */                   \
+    X(UNTAGGED_KEPT, "SELECT 1 WHERE EXISTS (SELECT 1 FROM tags WHERE repo_id = ?1"            \
+                     " AND digest = ?2) OR EXISTS (SELECT 1 FROM manifest_refs"                \
+                     " WHERE ref_digest = ?2 AND repo_id = ?1 AND is_manifest = 1)"            \
+                     " OR EXISTS (SELECT 1 FROM manifests m JOIN manifests s"                  \
+                     " ON s.repo_id = m.repo_id AND s.digest = m.subject"                      \
+                     " WHERE m.repo_id = ?1 AND m.digest = ?2)")                               \
+    X(UNTAGGED_TOUCH, "UPDATE untagged SET since_ms = ?3 WHERE repo_id = ?1 AND digest = ?2")  \
+    X(TOMB_MARK_GC, "UPDATE manifest_tombs SET is_gc = 1 WHERE repo = ?1 AND digest = ?2"      \
+                    " AND hlc = ?3 AND origin = ?4")                                           \
+    /* is_gc: set after the write by the collector's tombstones only (meta_untagged.c). */   \
     X(TOMB_SET, "INSERT INTO manifest_tombs(repo, digest, hlc, origin) VALUES (?1, ?2, ?3, ?4)" \
                 " ON CONFLICT(repo, digest) DO UPDATE SET hlc = excluded.hlc,"                 \
-                " origin = excluded.origin")                                                   \
-    X(TOMB_OF_REPO, "SELECT digest, hlc, origin FROM manifest_tombs WHERE repo = ?1"          \
+                " origin = excluded.origin, is_gc = 0")                                        \
+    X(TOMB_OF_REPO, "SELECT digest, hlc, origin, is_gc FROM manifest_tombs WHERE repo = ?1"   \
                     " ORDER BY digest")                                                        \
     /* Keys of the repository's versions are REPO:VERSION, so in [REPO ":", REPO ";"). */ \
     X(VERSIONS_OF_REPO, "SELECT kind, key, value, hlc, origin, is_deleted FROM objects"      \
@@ -504,6 +519,23 @@ ms_blob_lost_f sq_blob_lost;
 /* Garbage collection and storage accounting (meta_gc.c) */
 ms_gc_due_f sq_gc_due;
 ms_gc_collect_f sq_gc_collect;
+/* Retention (meta_retention.c) */
+ms_tag_clocks_f sq_tag_clocks;
+ms_tag_delete_if_f sq_tag_delete_if;
+/* Untagged manifests (meta_untagged.c) */
+ms_untagged_due_f sq_untagged_due;
+ms_untagged_collect_f sq_untagged_collect;
+ms_untagged_count_f sq_untagged_count;
+/* Merges a collector's tombstone (payload {"gc":true}) at (hlc, origin): as sq_tomb_merge,
+ * unless something keeps the manifest here; then it is put again with a newer clock. */
+int sq_untagged_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo,
+                           const char *digest, int64_t hlc, const char *origin, struct err *e);
+/* The payload of a collector's tombstone event. */
+#define SQ_GC_TOMB_PAYLOAD "{\"tags\":[],\"gc\":true}"
+/* Is a manifest_delete payload a collector's ({"gc":true})? */
+bool sq_is_gc_tomb(const char *payload);
+/* A put of a manifest already here restarts its untagged grace. */
+int sq_untagged_touch(struct sq_conn *c, int64_t repo_id, const char *digest, struct err *e);
 ms_gc_queue_length_f sq_gc_queue_length;
 ms_storage_usage_f sq_storage_usage;
 ms_repo_bytes_f sq_repo_bytes;

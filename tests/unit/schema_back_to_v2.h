@@ -6,6 +6,14 @@
 #define MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
 
 #define SQL_SCHEMA_BACK_TO_V2                                                                  \
+    /* version 9: untagged manifests' stamps */                                               \
+    "DROP TRIGGER untagged_on_manifest;"                                                       \
+    "DROP TRIGGER untagged_on_manifest_gone;"                                                  \
+    "DROP TRIGGER untagged_on_tag;"                                                            \
+    "DROP TRIGGER untagged_on_tag_move;"                                                       \
+    "DROP TRIGGER untagged_on_tag_gone;"                                                       \
+    "DROP TABLE untagged;"                                                                     \
+    "ALTER TABLE manifest_tombs DROP COLUMN is_gc;"                                            \
     /* version 8: event-log compaction */                                                     \
     "DROP INDEX tag_regs_deleted;"                                                             \
     "DROP INDEX manifest_tombs_hlc;"                                                           \

@@ -79,7 +79,7 @@ static void test_nodes_start_at_once(void **state)
     assert_int_equal(sq_run(c, "SELECT count(*), max(version) FROM meridian_schema", &s, &e, ""),
                      SQL_ROW);
     assert_int_equal(sql_col_int64(s, 0), 1);
-    assert_int_equal(sql_col_int64(s, 1), 6); /* schema version 6: compaction */
+    assert_int_equal(sql_col_int64(s, 1), 7); /* schema version 7: untagged manifests */
     sql_finalize(s);
     ms->ops->close(ms);
 }
