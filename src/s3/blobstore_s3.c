@@ -1097,6 +1097,24 @@ static void s3_close(struct blobstore *bs)
     free(s);
 }
 
+/* Readiness: the bucket answers (HEAD, bounded by timeout_ms) and takes our credentials. */
+static int s3_check(struct blobstore *bs, long timeout_ms, struct err *e)
+{
+    struct s3_store *s = S(bs);
+    struct httpc_response r;
+    httpc_response_init(&r, 0);
+    int rc = s3_request_timed(s->c, "HEAD", NULL, "", NULL, NULL, 0, timeout_ms, &r, e);
+    if (rc != 0) {
+        /* The detail names the endpoint: for the log, not for an unauthenticated body. */
+        log_warn("s3", "readiness: %s", err_message(e));
+        err_set(e, ERR_UNAVAILABLE, "s3: the bucket did not answer within %ld ms", timeout_ms);
+    } else if (r.status != 200) {
+        rc = err_set(e, ERR_UNAVAILABLE, "s3: the bucket answered HTTP %ld", r.status);
+    }
+    httpc_response_fini(&r);
+    return rc;
+}
+
 static const struct blobstore_ops s3_ops = {
     .name = "s3",
     .upload_create = s3_upload_create,
@@ -1117,6 +1135,7 @@ static const struct blobstore_ops s3_ops = {
     .remove_all = s3_remove_all,
     .quarantined = s3_quarantined,
     .close = s3_close,
+    .check = s3_check,
 };
 
 static const char *first_of(const char *a, const char *env1, const char *env2)

@@ -114,6 +114,16 @@ int s3_request(struct s3_client *c, const char *method, const char *key, const c
                const char *const *extra, const void *body, size_t len,
                struct httpc_response *out, struct err *e)
 {
+    /* S3 that stops answering (a full cluster blocks writes) fails the request instead
+     * of holding a worker: 30 s, plus a second per MiB of body. */
+    return s3_request_timed(c, method, key, query, extra, body, len,
+                            30000 + (long)(len >> 20) * 1000, out, e);
+}
+
+int s3_request_timed(struct s3_client *c, const char *method, const char *key,
+                     const char *query, const char *const *extra, const void *body,
+                     size_t len, long timeout_ms, struct httpc_response *out, struct err *e)
+{
     struct buf path, url;
     buf_init(&path, SIZE_MAX);
     buf_init(&url, SIZE_MAX);
@@ -128,9 +138,7 @@ int s3_request(struct s3_client *c, const char *method, const char *key, const c
         .headers = list,
         .body = body,
         .body_len = len,
-        /* S3 that stops answering (a full cluster blocks writes) fails the request
-         * instead of holding a worker: 30 s, plus a second per MiB of body. */
-        .timeout_ms = 30000 + (long)(len >> 20) * 1000,
+        .timeout_ms = timeout_ms,
     };
     int rc = httpc_do(&rq, out, e);
     buf_fini(&path);

@@ -519,6 +519,10 @@ typedef int ms_manifest_show_shallow_f(struct metastore *ms, const char *repo,
 typedef int ms_blob_is_wanted_f(struct metastore *ms, const char *repo, const struct digest *d,
                                 bool *is_wanted, struct err *e);
 
+/* Is the database reachable and its schema there (/readyz)? One trivial read. 0, or -1
+ * with e set (ERR_UNAVAILABLE when the server cannot be reached). */
+typedef int ms_ping_f(struct metastore *ms, struct err *e);
+
 struct metastore_ops {
     const char *name;
     ms_blob_link_f *blob_link;
@@ -592,6 +596,7 @@ struct metastore_ops {
     ms_gc_queue_length_f *gc_queue_length;
     ms_storage_usage_f *storage_usage;
     ms_repo_bytes_f *repo_bytes;
+    ms_ping_f *ping;
 };
 
 struct metastore {

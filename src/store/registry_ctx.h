@@ -20,6 +20,7 @@ struct webhook_worker;
 struct repl;
 struct scrub;
 struct gc;
+struct readiness;
 
 struct registry {
     struct config *cfg;
@@ -32,6 +33,7 @@ struct registry {
     struct scrub *scrub;             /* scrub.c: background verification of stored blobs */
     struct copies *copies;           /* copies.c: replica counts on volumes (NULL: none) */
     struct gc *gc;                   /* gc.c: online garbage collection of blobs */
+    struct readiness *readiness;     /* readiness.c: /readyz's probes of the two stores */
     /* Blob commits hold it shared, garbage collection of a blob's bytes holds it
      * exclusive, so a blob being re-pushed is never removed under the new link. */
     pthread_rwlock_t gc_lock;
