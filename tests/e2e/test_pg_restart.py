@@ -9,7 +9,7 @@ import pytest
 import requests
 
 import pg_metastore
-from conftest import HTTP_TIMEOUT_S, assert_error, random_bytes
+from conftest import HTTP_TIMEOUT_S, assert_error, random_bytes, wait_until
 
 pytestmark = pytest.mark.skipif(not pg_metastore.is_pg(),
                                 reason="needs the servers on PostgreSQL (MERIDIAN_TEST_METASTORE=pg)")
@@ -37,8 +37,17 @@ def test_database_restart_is_unavailable_then_recovered(registry, oci, repo):
         assert_error(r, 503, "UNAVAILABLE")
         r = oci.post("/v2/%s/blobs/uploads/" % repo, data=b"")
         assert_error(r, 503, "UNAVAILABLE")
+        # Readiness names the database; liveness stays 200 (the process is sound).
+        wait_until(lambda: requests.get(registry.url + "/readyz", timeout=10).status_code
+                   == 503, timeout_s=5, what="/readyz 503")
+        body = requests.get(registry.url + "/readyz", timeout=10).json()
+        assert body["failed"] == ["metastore"], body
+        assert body["checks"]["blobstore"] == {"ok": True}
+        assert requests.get(registry.url + "/healthz", timeout=10).status_code == 200
     finally:
         pg_metastore.cluster_start()
+    wait_until(lambda: requests.get(registry.url + "/readyz", timeout=10).status_code == 200,
+               timeout_s=10, what="/readyz 200 once the database is back")
     # Those threads' connections are stale now: each request still goes through.
     got = get_many()
     assert [code for code, _ in got] == [200] * 64, got
