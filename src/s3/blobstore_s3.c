@@ -36,6 +36,9 @@
 #define STAGE_MAX (16u << 20)      /* staged bytes past this are stored as a chunk */
 #define PART_MIN (5u << 20)        /* S3's smallest multipart part (but the last) */
 #define STAMP "x-amz-meta-meridian-verified"
+/* S3's largest object a CopyObject or an UploadPartCopy copies in one request: a larger
+ * chunk is copied as ranges. MERIDIAN_S3_COPY_MAX_BYTES lowers it (tests of that path). */
+#define COPY_MAX (5ull << 30)
 
 struct s3_store {
     struct blobstore base;         /* first: the ops dispatch on &base */
@@ -44,6 +47,7 @@ struct s3_store {
     char *bucket;
     bool is_redirect;
     int64_t redirect_ttl_s;
+    uint64_t copy_max;             /* COPY_MAX, or lower for tests */
     /* Copies this process found bad (or found set aside at start) and not repaired since:
      * what the meridian_blobs_quarantined gauge counts. */
     pthread_mutex_t mu;
@@ -342,6 +346,10 @@ static int s3_upload_append(struct blobstore *bs, struct blobstore_upload *u, ui
 static int upload_part(struct s3_store *s, const char *key, const char *upload_id, int number,
                        const char *copy_from, const void *p, size_t n, char *etag,
                        size_t etag_len, struct err *e);
+static int upload_part_range(struct s3_store *s, const char *key, const char *upload_id,
+                             int number, const char *copy_from, uint64_t from, uint64_t len,
+                             const void *p, size_t n, char *etag, size_t etag_len,
+                             struct err *e);
 
 static void mpu_query(const struct blobstore_upload *u, char *out, size_t n)
 {
@@ -632,10 +640,22 @@ static int upload_part(struct s3_store *s, const char *key, const char *upload_i
                        const char *copy_from, const void *p, size_t n, char *etag,
                        size_t etag_len, struct err *e)
 {
-    char enc_id[512], query[700], hdr[2200];
+    return upload_part_range(s, key, upload_id, number, copy_from, 0, 0, p, n, etag, etag_len,
+                             e);
+}
+
+/* The same; a copy with len > 0 copies bytes [from, from + len) of copy_from. */
+static int upload_part_range(struct s3_store *s, const char *key, const char *upload_id,
+                             int number, const char *copy_from, uint64_t from, uint64_t len,
+                             const void *p, size_t n, char *etag, size_t etag_len,
+                             struct err *e)
+{
+    char enc_id[512], query[700], hdr[2200], range[96];
     s3_uri_encode(upload_id, 0, enc_id, sizeof(enc_id));
     snprintf(query, sizeof(query), "partNumber=%d&uploadId=%s", number, enc_id);
-    const char *extra[] = {hdr, NULL};
+    snprintf(range, sizeof(range), "x-amz-copy-source-range: bytes=%" PRIu64 "-%" PRIu64, from,
+             from + len - 1);
+    const char *extra[] = {hdr, len > 0 ? range : NULL, NULL};
     if (copy_from) {
         char enc[2048];
         s3_uri_encode(copy_from, 1, enc, sizeof(enc));
@@ -661,6 +681,7 @@ static int upload_part(struct s3_store *s, const char *key, const char *upload_i
 /* One part of the blob being assembled: a server-side copy of a chunk, or bytes. */
 struct part {
     char from[512];            /* the chunk copied, or "" */
+    uint64_t range_from, range_len; /* the part of it copied (len 0: all) */
     struct buf bytes;          /* otherwise the part's bytes */
     char etag[256];
     int rc;
@@ -683,8 +704,9 @@ static void *assembly_worker(void *arg)
     size_t i;
     while ((i = atomic_fetch_add(&a->next, 1)) < a->n) {
         struct part *p = &a->parts[i];
-        p->rc = upload_part(a->s, a->key, a->upload_id, (int)i + 1, p->from[0] ? p->from : NULL,
-                            p->bytes.data, p->bytes.len, p->etag, sizeof(p->etag), &p->e);
+        p->rc = upload_part_range(a->s, a->key, a->upload_id, (int)i + 1,
+                                  p->from[0] ? p->from : NULL, p->range_from, p->range_len,
+                                  p->bytes.data, p->bytes.len, p->etag, sizeof(p->etag), &p->e);
     }
     return NULL;
 }
@@ -695,7 +717,12 @@ static int assemble(struct s3_store *s, struct blobstore_upload *u, const char *
 {
     /* The parts: chunks of 5 MiB or more are copied; runs of smaller ones are read back
      * into one part (every part but the last must reach the minimum). */
-    struct part *parts = xcalloc(u->n_chunks, sizeof(*parts));
+    /* A chunk over copy_max (one request's bytes) is copied as ranges of equal length,
+     * each at most copy_max and, copy_max being at least 3 x PART_MIN, at least PART_MIN. */
+    size_t n_alloc = 0;
+    for (size_t i = 0; i < u->n_chunks; i++)
+        n_alloc += 1 + u->chunks[i].len / s->copy_max;
+    struct part *parts = xcalloc(n_alloc, sizeof(*parts));
     size_t n = 0;
     int rc = 0;
     bool is_pending = false;
@@ -703,7 +730,17 @@ static int assemble(struct s3_store *s, struct blobstore_upload *u, const char *
         char ck[512];
         chunk_key(s, u->id, u->chunks[i].off, ck, sizeof(ck));
         if (!is_pending && u->chunks[i].len >= PART_MIN) {
-            snprintf(parts[n++].from, sizeof(parts[0].from), "%s", ck);
+            uint64_t len = u->chunks[i].len;
+            uint64_t pieces = (len + s->copy_max - 1) / s->copy_max;
+            uint64_t piece = (len + pieces - 1) / pieces;
+            for (uint64_t at = 0; at < len; at += piece) {
+                snprintf(parts[n].from, sizeof(parts[0].from), "%s", ck);
+                if (pieces > 1) {
+                    parts[n].range_from = at;
+                    parts[n].range_len = len - at < piece ? len - at : piece;
+                }
+                n++;
+            }
             continue;
         }
         if (!is_pending) {
@@ -767,7 +804,7 @@ static int assemble(struct s3_store *s, struct blobstore_upload *u, const char *
         call(s, "DELETE", key, query, NULL, NULL, 0, &ignore);
     }
     buf_fini(&done);
-    for (size_t i = 0; i < u->n_chunks; i++)
+    for (size_t i = 0; i < n_alloc; i++)
         buf_fini(&parts[i].bytes);
     free(parts);
     return rc;
@@ -793,7 +830,7 @@ static int s3_upload_commit(struct blobstore *bs, struct blobstore_upload *u,
     int rc;
     if (u->n_chunks == 0) {
         rc = put_bytes(s, key, "", 0, want, e);
-    } else if (u->n_chunks == 1) {
+    } else if (u->n_chunks == 1 && u->chunks[0].len <= s->copy_max) {
         char ck[512];
         chunk_key(s, u->id, 0, ck, sizeof(ck));
         rc = copy_object(s, ck, key, want, e);
@@ -1215,6 +1252,13 @@ struct blobstore *blobstore_s3_open(const struct blobstore_s3_options *o, struct
     snprintf(s->prefix, pl + 2, "%.*s%s", (int)pl, p, pl ? "/" : "");
     s->is_redirect = o->is_redirect;
     s->redirect_ttl_s = o->redirect_ttl_s > 0 ? o->redirect_ttl_s : 300;
+    s->copy_max = COPY_MAX;
+    const char *cm = getenv("MERIDIAN_S3_COPY_MAX_BYTES");
+    if (cm != NULL && cm[0]) {
+        uint64_t v = strtoull(cm, NULL, 10);
+        s->copy_max = v < 3 * (uint64_t)PART_MIN ? 3 * (uint64_t)PART_MIN
+                      : v > COPY_MAX ? COPY_MAX : v;
+    }
     /* The bucket: made when missing (a store that refuses gets a clear error). */
     long st = head(s, NULL, NULL, NULL, 0, e);
     if (st == 404)
