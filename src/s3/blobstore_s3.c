@@ -879,6 +879,39 @@ static void keys_free(struct keys *k)
     free(k->v);
 }
 
+/* Aborts the multipart uploads left under prefix: chunks a request was building when its
+ * process died (nobody completes them now; S3 keeps their parts until aborted). */
+static void abort_multipart_under(struct s3_store *s, const char *prefix)
+{
+    char pre[1024], query[1200];
+    s3_uri_encode(prefix, 0, pre, sizeof(pre));
+    snprintf(query, sizeof(query), "prefix=%s&uploads=", pre);
+    struct httpc_response r;
+    httpc_response_init(&r, 4u << 20);
+    struct err e = {0};
+    if (s3_request(s->c, "GET", NULL, query, NULL, NULL, 0, &r, &e) != 0 || r.status != 200) {
+        log_warn("s3", "failed to list the multipart uploads under %s (%ld)", prefix, r.status);
+        httpc_response_fini(&r);
+        return;
+    }
+    const char *p = r.body.data ? r.body.data : "";
+    while ((p = strstr(p, "<Upload>")) != NULL) {
+        char key[1024], id[512], enc[600], q[700];
+        const char *end = strstr(p, "</Upload>");
+        if (end == NULL || s3_xml_value(p, "Key", key, sizeof(key), NULL) != 0 ||
+            s3_xml_value(p, "UploadId", id, sizeof(id), NULL) != 0)
+            break;
+        s3_uri_encode(id, 0, enc, sizeof(enc));
+        snprintf(q, sizeof(q), "uploadId=%s", enc);
+        struct err ignore = {0};
+        long st = call(s, "DELETE", key, q, NULL, NULL, 0, &ignore);
+        if (st != 204 && st != 200 && st != 404)
+            log_warn("s3", "aborting a multipart upload answered %ld", st);
+        p = end;
+    }
+    httpc_response_fini(&r);
+}
+
 static void s3_upload_remove(struct blobstore *bs, const char *id)
 {
     struct s3_store *s = S(bs);
@@ -892,6 +925,7 @@ static void s3_upload_remove(struct blobstore *bs, const char *id)
     for (size_t i = k.n; i-- > 0;)
         if (strstr(k.v[i], "/.session") == NULL)
             delete_key(s, k.v[i]);
+    abort_multipart_under(s, pre);
     for (size_t i = 0; i < k.n; i++)
         if (strstr(k.v[i], "/.session") != NULL)
             delete_key(s, k.v[i]);

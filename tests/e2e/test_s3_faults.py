@@ -257,3 +257,86 @@ def test_rgw_unreachable_for_10s_pushes_and_pulls(server_factory, tmp_path, rgw_
         assert r.status_code == 200 and r.content == m, (tag, r.status_code)
     print("S3 outage: %d requests, %d failed (%d during the outage), slowest %.2f s"
           % (len(rec.rows), len(failed), len([r for r in failed if r in during]), slowest))
+
+
+def start_body(url, method, path, total, send):
+    """Opens a request with Content-Length total and sends only the first `send` bytes of
+    a random body; returns (socket, the whole body) without reading an answer."""
+    import socket
+    u = urllib.parse.urlparse(url)
+    body = random_bytes(total)
+    s = socket.create_connection((u.hostname, u.port), timeout=30)
+    s.sendall(("%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/octet-stream\r\n"
+               "Content-Length: %d\r\n\r\n" % (method, path, u.hostname, u.port, total)).encode())
+    s.sendall(body[:send])
+    return s, body
+
+
+def multipart_uploads(prefix):
+    """Multipart uploads S3 still holds under prefix (not completed, not aborted)."""
+    status, body = s3_blobstore.request("GET", "", query="prefix=%s&uploads=" %
+                                        urllib.parse.quote(prefix, safe=""))
+    assert status == 200, body
+    import re
+    return re.findall(r"<Key>([^<]*)</Key>", body.decode())
+
+
+def test_kill9_mid_upload_resumes_and_never_serves_half_a_blob(server_factory, tmp_path):
+    """kill -9 while three uploads stream their bytes into S3 (each past the 16 MiB a
+    request stages, so a multipart upload of its chunk is open): a chunked session goes on
+    from the size acknowledged before; the two cut monolithic pushes leave no blob; no
+    multipart upload is left behind once the sessions are gone."""
+    data = tmp_path / "data"
+    os.environ.update(s3_blobstore.server())
+    srv = server_factory(*s3_server_args(data, s3_blobstore.server()["S3_ENDPOINT"]),
+                         data_dir=str(data))
+    oci = srv.oci()
+    repo = "s3f/kill"
+    mib = 1024 * 1024
+    # 1. a chunked upload with 6 MiB acknowledged, then a PATCH of 40 MiB cut at 24 MiB
+    layer = random_bytes(46 * mib)
+    loc = oci.start_upload(repo).headers["Location"]
+    r = oci.patch(loc, data=layer[:6 * mib], headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 202 and r.headers["Range"] == "0-%d" % (6 * mib - 1)
+    loc = r.headers["Location"]
+    cut_patch, _ = start_body(srv.url, "PATCH", loc, 40 * mib, 24 * mib)
+    # 2. POST + PUT ?digest= with its body cut at 20 MiB of 30
+    mono = random_bytes(30 * mib)
+    loc2 = oci.start_upload(repo).headers["Location"]
+    sep = "&" if "?" in loc2 else "?"
+    cut_put, _ = start_body(srv.url, "PUT", loc2 + sep + "digest=" + digest_of(mono),
+                            30 * mib, 20 * mib)
+    # 3. a single-request POST ?digest= cut at 18 MiB of 25
+    single = random_bytes(25 * mib)
+    cut_post, _ = start_body(srv.url, "POST", "/v2/%s/blobs/uploads/?digest=%s"
+                             % (repo, digest_of(single)), 25 * mib, 18 * mib)
+    prefix = s3_blobstore.prefix_of(data) + "/uploads/"
+    wait_until(lambda: len(multipart_uploads(prefix)) >= 3, timeout_s=30,
+               what="three chunks being built by multipart uploads")
+    srv.kill()
+    for s in (cut_patch, cut_put, cut_post):
+        s.close()
+    srv.start()
+    oci = srv.oci()
+    # No half-written blob is served, before or after the sessions are finished.
+    for d in (digest_of(layer), digest_of(mono), digest_of(single)):
+        assert_error(oci.get(oci.blob_path(repo, d)), 404, "BLOB_UNKNOWN")
+    # The chunked session resumes at what was acknowledged.
+    r = oci.get(loc)
+    assert r.status_code == 204 and r.headers["Range"] == "0-%d" % (6 * mib - 1), r.headers
+    r = oci.patch(loc, data=layer[6 * mib:], headers={"Content-Type": "application/octet-stream",
+                                                      "Content-Range": "%d-%d" % (
+                                                          6 * mib, len(layer) - 1)})
+    assert r.status_code == 202, r.text
+    sep = "&" if "?" in r.headers["Location"] else "?"
+    r = oci.put(r.headers["Location"] + sep + "digest=" + digest_of(layer))
+    assert r.status_code == 201, r.text
+    r = oci.get(oci.blob_path(repo, digest_of(layer)))
+    assert r.status_code == 200 and r.content == layer
+    # The cut monolithic session is cancelled by its client; the single POST's session
+    # went at the restart. Nothing of theirs stays in the bucket.
+    assert oci.delete(loc2).status_code == 204
+    for d in (digest_of(mono), digest_of(single)):
+        assert_error(oci.get(oci.blob_path(repo, d)), 404, "BLOB_UNKNOWN")
+    assert s3_blobstore.list_keys(prefix) == []
+    assert multipart_uploads(prefix) == []
