@@ -141,14 +141,16 @@ static void chunk_key(struct s3_store *s, const char *id, uint64_t off, char *ou
     snprintf(out, n, "%suploads/%s/c-%016" PRIx64, s->prefix, id, off);
 }
 
-/* A request whose body is discarded: its status, or -1 (e set) when S3 did not answer. */
-static long call(struct s3_store *s, const char *method, const char *key, const char *query,
-                 const char *const *extra, const void *body, size_t len, struct err *e)
+/* A request whose body is discarded, within timeout_ms: its status, or -1 (e set) when S3
+ * did not answer. */
+static long call_timed(struct s3_store *s, const char *method, const char *key,
+                       const char *query, const char *const *extra, const void *body,
+                       size_t len, long timeout_ms, struct err *e)
 {
     struct httpc_response r;
     httpc_response_init(&r, 64 << 10);
     long status = -1;
-    if (s3_request(s->c, method, key, query, extra, body, len, &r, e) == 0) {
+    if (s3_request_timed(s->c, method, key, query, extra, body, len, timeout_ms, &r, e) == 0) {
         status = r.status;
         /* A copy may answer 200 and fail in its body. */
         if (status == 200 && r.body.data && strstr(r.body.data, "<Error>"))
@@ -156,6 +158,14 @@ static long call(struct s3_store *s, const char *method, const char *key, const 
     }
     httpc_response_fini(&r);
     return status;
+}
+
+/* The same with s3_request's bound (30 s and 1 s per MiB of body). */
+static long call(struct s3_store *s, const char *method, const char *key, const char *query,
+                 const char *const *extra, const void *body, size_t len, struct err *e)
+{
+    return call_timed(s, method, key, query, extra, body, len,
+                      30000 + (long)(len >> 20) * 1000, e);
 }
 
 /* The stamp header of digest d into out (for a blob), or NULL for d NULL. */
@@ -200,8 +210,16 @@ static long head(struct s3_store *s, const char *key, uint64_t *size, char *stam
     return status;
 }
 
-/* A server-side copy; with stamp the copy's metadata is replaced by that stamp. */
-static int copy_object(struct s3_store *s, const char *from, const char *to,
+/* How long a server-side copy of n bytes may take: S3 may copy byte by byte (RGW does
+ * for part copies), so as a request with that body (s3_request: 30 s and 1 s per MiB). */
+static long copy_timeout_ms(uint64_t n)
+{
+    return 30000 + (long)(n >> 20) * 1000;
+}
+
+/* A server-side copy of an object of size bytes; with stamp the copy's metadata is
+ * replaced by that stamp. */
+static int copy_object(struct s3_store *s, const char *from, const char *to, uint64_t size,
                        const struct digest *stamp, struct err *e)
 {
     char enc[2048], hdr[2200], sh[256];
@@ -209,7 +227,7 @@ static int copy_object(struct s3_store *s, const char *from, const char *to,
     snprintf(hdr, sizeof(hdr), "x-amz-copy-source: /%s/%s", s->bucket, enc);
     const char *extra[] = {hdr, stamp ? "x-amz-metadata-directive: REPLACE" : NULL,
                            stamp_of(stamp, sh, sizeof(sh)), NULL};
-    long st = call(s, "PUT", to, "", extra, "", 0, e);
+    long st = call_timed(s, "PUT", to, "", extra, "", 0, copy_timeout_ms(size), e);
     if (st == 200)
         return 0;
     if (st > 0)
@@ -347,9 +365,9 @@ static int upload_part(struct s3_store *s, const char *key, const char *upload_i
                        const char *copy_from, const void *p, size_t n, char *etag,
                        size_t etag_len, struct err *e);
 static int upload_part_range(struct s3_store *s, const char *key, const char *upload_id,
-                             int number, const char *copy_from, uint64_t from, uint64_t len,
-                             const void *p, size_t n, char *etag, size_t etag_len,
-                             struct err *e);
+                             int number, const char *copy_from, uint64_t copy_bytes,
+                             uint64_t from, uint64_t len, const void *p, size_t n, char *etag,
+                             size_t etag_len, struct err *e);
 
 static void mpu_query(const struct blobstore_upload *u, char *out, size_t n)
 {
@@ -640,15 +658,16 @@ static int upload_part(struct s3_store *s, const char *key, const char *upload_i
                        const char *copy_from, const void *p, size_t n, char *etag,
                        size_t etag_len, struct err *e)
 {
-    return upload_part_range(s, key, upload_id, number, copy_from, 0, 0, p, n, etag, etag_len,
-                             e);
+    return upload_part_range(s, key, upload_id, number, copy_from, 0, 0, 0, p, n, etag,
+                             etag_len, e);
 }
 
-/* The same; a copy with len > 0 copies bytes [from, from + len) of copy_from. */
+/* The same; a copy with len > 0 copies bytes [from, from + len) of copy_from, and its
+ * bound grows with the bytes copied (copy_bytes). */
 static int upload_part_range(struct s3_store *s, const char *key, const char *upload_id,
-                             int number, const char *copy_from, uint64_t from, uint64_t len,
-                             const void *p, size_t n, char *etag, size_t etag_len,
-                             struct err *e)
+                             int number, const char *copy_from, uint64_t copy_bytes,
+                             uint64_t from, uint64_t len, const void *p, size_t n, char *etag,
+                             size_t etag_len, struct err *e)
 {
     char enc_id[512], query[700], hdr[2200], range[96];
     s3_uri_encode(upload_id, 0, enc_id, sizeof(enc_id));
@@ -663,8 +682,9 @@ static int upload_part_range(struct s3_store *s, const char *key, const char *up
     }
     struct httpc_response r;
     httpc_response_init(&r, 64 << 10);
-    int rc = s3_request(s->c, "PUT", key, query, copy_from ? extra : NULL, copy_from ? "" : p,
-                        copy_from ? 0 : n, &r, e);
+    int rc = s3_request_timed(s->c, "PUT", key, query, copy_from ? extra : NULL,
+                              copy_from ? "" : p, copy_from ? 0 : n,
+                              copy_timeout_ms(copy_from ? copy_bytes : n), &r, e);
     if (rc == 0) {
         bool ok = r.status == 200 && !(r.body.data && strstr(r.body.data, "<Error>"));
         if (ok && copy_from)
@@ -682,6 +702,7 @@ static int upload_part_range(struct s3_store *s, const char *key, const char *up
 struct part {
     char from[512];            /* the chunk copied, or "" */
     uint64_t range_from, range_len; /* the part of it copied (len 0: all) */
+    uint64_t copy_bytes;       /* how many bytes the copy moves */
     struct buf bytes;          /* otherwise the part's bytes */
     char etag[256];
     int rc;
@@ -705,7 +726,8 @@ static void *assembly_worker(void *arg)
     while ((i = atomic_fetch_add(&a->next, 1)) < a->n) {
         struct part *p = &a->parts[i];
         p->rc = upload_part_range(a->s, a->key, a->upload_id, (int)i + 1,
-                                  p->from[0] ? p->from : NULL, p->range_from, p->range_len,
+                                  p->from[0] ? p->from : NULL, p->copy_bytes, p->range_from,
+                                  p->range_len,
                                   p->bytes.data, p->bytes.len, p->etag, sizeof(p->etag), &p->e);
     }
     return NULL;
@@ -735,9 +757,10 @@ static int assemble(struct s3_store *s, struct blobstore_upload *u, const char *
             uint64_t piece = (len + pieces - 1) / pieces;
             for (uint64_t at = 0; at < len; at += piece) {
                 snprintf(parts[n].from, sizeof(parts[0].from), "%s", ck);
+                parts[n].copy_bytes = len - at < piece ? len - at : piece;
                 if (pieces > 1) {
                     parts[n].range_from = at;
-                    parts[n].range_len = len - at < piece ? len - at : piece;
+                    parts[n].range_len = parts[n].copy_bytes;
                 }
                 n++;
             }
@@ -833,7 +856,7 @@ static int s3_upload_commit(struct blobstore *bs, struct blobstore_upload *u,
     } else if (u->n_chunks == 1 && u->chunks[0].len <= s->copy_max) {
         char ck[512];
         chunk_key(s, u->id, 0, ck, sizeof(ck));
-        rc = copy_object(s, ck, key, want, e);
+        rc = copy_object(s, ck, key, u->chunks[0].len, want, e);
     } else {
         rc = assemble(s, u, key, want, e);
     }
@@ -957,14 +980,15 @@ static void s3_upload_each(struct blobstore *bs, void (*fn)(const char *id, void
 
 /* Reading blobs -------------------------------------------------------------- */
 
-static void quarantine(struct s3_store *s, const struct digest *d)
+/* Sets the copy of d (size bytes) aside under quarantine/. */
+static void quarantine(struct s3_store *s, const struct digest *d, uint64_t size)
 {
     char key[512], to[512];
     blob_key(s, d, key, sizeof(key));
     snprintf(to, sizeof(to), "%squarantine/%s-%s-%" PRId64, s->prefix, digest_alg_name(d->alg),
              digest_hex(d), util_now_ms());
     struct err e = {0};
-    if (copy_object(s, key, to, NULL, &e) != 0)
+    if (copy_object(s, key, to, size, NULL, &e) != 0)
         log_error("s3", "failed to set %s aside: %s", d->str, err_message(&e));
     delete_key(s, key);
     note_waiting(s, d);
@@ -987,10 +1011,10 @@ static int verify_bytes(struct s3_store *s, const struct digest *d, uint64_t siz
     if (rc != 0)
         return -1;
     if (!digest_equal(&got, d)) {
-        quarantine(s, d);
+        quarantine(s, d, size);
         return err_set(e, ERR_BLOB_CORRUPT, NULL);
     }
-    if (!is_stamped && copy_object(s, key, key, d, e) != 0)
+    if (!is_stamped && copy_object(s, key, key, size, d, e) != 0)
         log_warn("s3", "failed to stamp %s verified: %s", d->str, err_message(e));
     return 0;
 }
@@ -1009,7 +1033,7 @@ static int check_blob(struct s3_store *s, const struct digest *d, uint64_t expec
     if (st != 200)
         return st < 0 ? -1 : err_set(e, ERR_IO, "s3: HEAD answered %ld", st);
     if (size != expected_size) {
-        quarantine(s, d);
+        quarantine(s, d, size);
         return err_set(e, ERR_BLOB_CORRUPT, NULL);
     }
     *is_stamped = strcmp(stamp, d->str) == 0;
@@ -1212,8 +1236,6 @@ static int s3_check(struct blobstore *bs, long timeout_ms, struct err *e)
     httpc_response_init(&r, 0);
     int rc = s3_request_timed(s->c, "HEAD", NULL, "", NULL, NULL, 0, timeout_ms, &r, e);
     if (rc != 0) {
-        /* The detail names the endpoint: for the log, not for an unauthenticated body. */
-        log_warn("s3", "readiness: %s", err_message(e));
         err_set(e, ERR_UNAVAILABLE, "s3: the bucket did not answer within %ld ms", timeout_ms);
     } else if (r.status != 200) {
         rc = err_set(e, ERR_UNAVAILABLE, "s3: the bucket answered HTTP %ld", r.status);

@@ -141,6 +141,12 @@ int s3_request_timed(struct s3_client *c, const char *method, const char *key,
         .timeout_ms = timeout_ms,
     };
     int rc = httpc_do(&rq, out, e);
+    if (rc != 0) {
+        /* The detail names the endpoint, the bucket and the key: for the log only, not for
+         * the client whose request this was. */
+        log_warn("s3", "%s %s: %s", method, path.data, err_message(e));
+        err_set(e, ERR_UNAVAILABLE, "the object store did not answer");
+    }
     buf_fini(&path);
     buf_fini(&url);
     return rc;

@@ -142,30 +142,44 @@ bool readiness_check(struct readiness *r, struct readiness_result *out)
 {
     AZ(pthread_mutex_lock(&r->mu));
     int64_t now = mono_ms();
-    if (r->checked_mono_ms == 0 || now - r->checked_mono_ms >= r->cache_ms) {
-        if (!r->has_thread) {
-            AZ(pthread_create(&r->thread, NULL, readiness_main, r));
-            r->has_thread = true;
-        }
-        if (!r->is_running) {
-            r->is_wanted = true;
-            r->started_mono_ms = now; /* the wait below counts from the ask */
-            r->stage = "metastore";
-            AZ(pthread_cond_broadcast(&r->cv));
-        }
-        uint64_t seen = r->probes;
-        int64_t deadline = r->started_mono_ms + r->timeout_ms;
-        while (r->probes == seen && now < deadline) {
-            struct timespec ts = {.tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000};
-            int rc = pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-            ASSERT(rc == 0 || rc == ETIMEDOUT);
-            now = mono_ms();
-        }
-        if (r->probes == seen) {
-            timed_out(r, out);
-            AZ(pthread_mutex_unlock(&r->mu));
-            return false;
-        }
+    bool has_result = r->checked_mono_ms != 0;
+    if (has_result && now - r->checked_mono_ms < r->cache_ms) {
+        *out = r->last;
+        AZ(pthread_mutex_unlock(&r->mu));
+        return out->is_metastore_ok && out->is_blobstore_ok;
+    }
+    if (!r->has_thread) {
+        AZ(pthread_create(&r->thread, NULL, readiness_main, r));
+        r->has_thread = true;
+    }
+    if (!r->is_running && !r->is_wanted) {
+        r->is_wanted = true;
+        r->started_mono_ms = now; /* a wait counts from the ask */
+        r->stage = "metastore";
+        AZ(pthread_cond_broadcast(&r->cv));
+    }
+    int64_t deadline = r->started_mono_ms + r->timeout_ms;
+    if (has_result && now < deadline) {
+        /* The probe just asked for runs while this caller gets the last answer (at most a
+         * cache period and a timeout old): a probe behind a loaded database never delays a
+         * load balancer's check, and a failure shows at the next one. */
+        *out = r->last;
+        AZ(pthread_mutex_unlock(&r->mu));
+        return out->is_metastore_ok && out->is_blobstore_ok;
+    }
+    /* The first answer is waited for, within the timeout. */
+    uint64_t seen = r->probes;
+    while (!has_result && r->probes == seen && now < deadline) {
+        struct timespec ts = {.tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000};
+        int rc = pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        ASSERT(rc == 0 || rc == ETIMEDOUT);
+        now = mono_ms();
+    }
+    if (r->probes == seen) {
+        /* A probe still running past the timeout: the store it waits on does not answer. */
+        timed_out(r, out);
+        AZ(pthread_mutex_unlock(&r->mu));
+        return false;
     }
     *out = r->last;
     AZ(pthread_mutex_unlock(&r->mu));

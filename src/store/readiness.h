@@ -1,8 +1,10 @@
 /* Readiness of the two stores (/readyz): the metadata store answers a trivial query and
  * the blob store a cheap probe (ms->ops->ping, bs->ops->check). The probes run on a
  * thread of their own, at most once per cache period however often /readyz is asked, so
- * the endpoint cannot be used to hammer PostgreSQL or S3; a caller waits at most the
- * timeout for a fresh answer, then is told which store did not answer. */
+ * the endpoint cannot be used to hammer PostgreSQL or S3. A caller past the cache period
+ * asks for a probe and gets the last answer at once (only the very first caller waits for
+ * one, at most the timeout); a probe that runs past the timeout is answered as a failure of
+ * the store it waits on. */
 #ifndef MERIDIAN_READINESS_H
 #define MERIDIAN_READINESS_H
 
@@ -28,7 +30,7 @@ struct readiness *readiness_new(struct metastore *ms, struct blobstore *bs, int6
                                 int64_t timeout_ms);
 /* Stops the thread (waits for a probe in flight) and frees r (NULL: nothing). */
 void readiness_free(struct readiness *r);
-/* Both stores answered within the cache period: true. *out: the details either way. */
+/* Both stores answered at the last probe: true. *out: the details either way. */
 bool readiness_check(struct readiness *r, struct readiness_result *out);
 /* How many probes have run (tests: the cache bounds them). */
 uint64_t readiness_probes(struct readiness *r);

@@ -58,30 +58,42 @@ static int reset(void **state)
     return 0;
 }
 
+/* The answer of a probe that started after the caller's last change (a caller gets the
+ * last answer while a new probe runs): two more finished probes. */
+static bool fresh_check(struct readiness *r, struct readiness_result *res)
+{
+    uint64_t n = readiness_probes(r);
+    while (readiness_probes(r) < n + 2) {
+        readiness_check(r, res);
+        usleep(1000);
+    }
+    return readiness_check(r, res);
+}
+
 static void test_ready_and_failures_named(void **state)
 {
     (void)state;
-    struct readiness *r = readiness_new(&ms, &bs, 0, 300); /* no cache: every call probes */
+    struct readiness *r = readiness_new(&ms, &bs, 0, 300); /* no cache: every call asks */
     struct readiness_result res;
-    assert_true(readiness_check(r, &res));
+    assert_true(readiness_check(r, &res)); /* the first answer is waited for */
     assert_true(res.is_metastore_ok && res.is_blobstore_ok);
     assert_string_equal(res.metastore_error, "");
 
     atomic_store(&is_bs_down, true);
-    assert_false(readiness_check(r, &res));
+    assert_false(fresh_check(r, &res));
     assert_true(res.is_metastore_ok);
     assert_false(res.is_blobstore_ok);
     assert_string_equal(res.blobstore_error, "s3: the bucket did not answer");
 
     atomic_store(&is_bs_down, false);
     atomic_store(&is_ms_down, true);
-    assert_false(readiness_check(r, &res));
+    assert_false(fresh_check(r, &res));
     assert_false(res.is_metastore_ok);
     assert_true(res.is_blobstore_ok);
     assert_string_equal(res.metastore_error, "database unavailable");
 
     atomic_store(&is_ms_down, false);
-    assert_true(readiness_check(r, &res));
+    assert_true(fresh_check(r, &res));
     readiness_free(r);
 }
 
@@ -153,12 +165,35 @@ static void test_hanging_probe_is_bounded(void **state)
     readiness_free(r);
 }
 
+/* Past the first answer a caller never waits: while a probe hangs it gets the last answer,
+ * until the probe has run past the timeout; then the store is reported as not answering. */
+static void test_callers_do_not_wait_on_a_probe(void **state)
+{
+    (void)state;
+    struct readiness *r = readiness_new(&ms, &bs, 0, 300);
+    struct readiness_result res;
+    assert_true(readiness_check(r, &res));
+    atomic_store(&is_ms_hanging, true);
+    int64_t t0 = util_mono_ns();
+    assert_true(readiness_check(r, &res)); /* asks for a probe, gets the last answer */
+    assert_true(readiness_check(r, &res));
+    assert_true((util_mono_ns() - t0) / 1000000 < 100);
+    usleep(400 * 1000);
+    t0 = util_mono_ns();
+    assert_false(readiness_check(r, &res));
+    assert_true((util_mono_ns() - t0) / 1000000 < 100);
+    assert_string_equal(res.metastore_error, "no answer within 300 ms");
+    atomic_store(&is_ms_hanging, false);
+    readiness_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_ready_and_failures_named, reset),
         cmocka_unit_test_setup(test_cache_bounds_the_probes, reset),
         cmocka_unit_test_setup(test_hanging_probe_is_bounded, reset),
+        cmocka_unit_test_setup(test_callers_do_not_wait_on_a_probe, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
