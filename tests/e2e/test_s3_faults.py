@@ -109,6 +109,7 @@ def test_rgw_unreachable_for_10s_pushes_and_pulls(server_factory, tmp_path, rgw_
     def fresh_push_works():
         return push_one(base, "s3f/after", "a%d" % next(counter), Recorder(), 10_000)
     wait_until(fresh_push_works, timeout_s=10, what="a push after the heal")
+    recovered_s = time.monotonic() - healed_at
     wait_until(lambda: pull_one(base, "s3f/pull", pulled, Recorder()), timeout_s=10,
                what="a pull after the heal")
     time.sleep(2)  # the clients run on after the heal too
@@ -146,8 +147,10 @@ def test_rgw_unreachable_for_10s_pushes_and_pulls(server_factory, tmp_path, rgw_
         r = check.get("/v2/%s/manifests/%s" % (repo, tag),
                       headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
         assert r.status_code == 200 and r.content == m, (tag, r.status_code)
-    print("S3 outage: %d requests, %d failed (%d during the outage), slowest %.2f s"
-          % (len(rec.rows), len(failed), len([r for r in failed if r in during]), slowest))
+    print("S3 outage: %d requests, %d failed (%d during the outage), slowest %.2f s, "
+          "a push went through %.2f s after the heal"
+          % (len(rec.rows), len(failed), len([r for r in failed if r in during]), slowest,
+             recovered_s))
 
 
 def start_body(url, method, path, total, send):
