@@ -8,7 +8,7 @@
 # usage: bench/run.sh [--quick] [--reps N] [--work DIR] [--meridian PATH] [--meridian-arg A]
 #                     [--peer-only]
 #                     [--require-meridian] [--port-base N] [--only LIST] [--keep] [--strict]
-#                     [--tls] [--tls-key rsa|ecdsa]
+#                     [--tls] [--tls-key rsa|ecdsa] [--tier fs|s3]
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,6 +28,7 @@ strict=0
 hot_rate=""
 tls=0
 tls_key=rsa
+tier=fs
 
 usage() {
     cat <<EOF
@@ -46,6 +47,10 @@ usage: bench/run.sh [options]
                        mixed,hot
   --tls                every server over HTTPS with one self-signed certificate (all rows)
   --tls-key TYPE       rsa (RSA-2048, default) or ecdsa (ECDSA P-256)
+  --tier TIER          fs (default: local files; Meridian on SQLite) or s3: both registries
+                       keep their blobs in one Ceph RGW (ceph-rgw-up.sh, bluestore unless
+                       CEPH_OSD_STORE says otherwise), Meridian its metadata in PostgreSQL
+                       (pg-up.sh); the peer uses its s3 driver, redirects off (both stream)
   --hot-rate R         pulls/s offered in the hot rows (default 200, quick 50)
   --keep               keep the work directory (data, logs, results) afterwards
   --strict             exit 1 if any request to any server failed (default: only peer/nginx)
@@ -68,6 +73,7 @@ while [ $# -gt 0 ]; do
     --strict) strict=1 ;;
     --tls) tls=1 ;;
     --tls-key) tls_key="$2"; shift ;;
+    --tier) tier="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -173,6 +179,42 @@ for p in $port_m $port_p $port_n; do
     fi
 done
 
+# ------------------------------------------------------------------ the s3 tier's servers
+
+m_tier=()
+case "$tier" in
+fs) ;;
+s3)
+    tools=""
+    for d in "${MERIDIAN_TOOLS:-}" "$repo/../shared/tools" /work/shared/tools; do
+        [ -n "$d" ] && [ -x "$d/ceph-rgw-up.sh" ] && [ -x "$d/pg-up.sh" ] && { tools=$d; break; }
+    done
+    if [ -z "$tools" ]; then
+        echo "run.sh: --tier s3 needs ceph-rgw-up.sh and pg-up.sh (set MERIDIAN_TOOLS)" >&2
+        exit 2
+    fi
+    echo "== starting Ceph RGW and PostgreSQL (tier s3)"
+    if ! rgw_env=$(CEPH_OSD_STORE=${CEPH_OSD_STORE:-bluestore} \
+        "$tools/ceph-rgw-up.sh" "$work/ceph" $((port_base + 3)) 2>"$work/logs/rgw-up.log"); then
+        echo "run.sh: ceph-rgw-up.sh failed (see $work/logs/rgw-up.log)" >&2
+        exit 1
+    fi
+    eval "$rgw_env"
+    export S3_ENDPOINT S3_REGION S3_ACCESS_KEY S3_SECRET_KEY
+    if ! pg_uri=$("$tools/pg-up.sh" "$work/pg" $((port_base + 5)) bench 2>"$work/logs/pg-up.log" |
+        grep -E "^postgres(ql)?://" | tail -n 1) || [ -z "$pg_uri" ]; then
+        echo "run.sh: pg-up.sh failed (see $work/logs/pg-up.log)" >&2
+        "$tools/ceph-rgw-down.sh" "$work/ceph" --rm >/dev/null 2>&1
+        exit 1
+    fi
+    # The peer's driver does not make its bucket.
+    curl -sf -X PUT --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$S3_ENDPOINT/bench-peer" >/dev/null || true
+    m_tier=(--metastore "$pg_uri" --blobstore s3://bench-meridian --s3-endpoint "$S3_ENDPOINT")
+    ;;
+*) echo "run.sh: --tier fs or s3" >&2; exit 2 ;;
+esac
+
 # ------------------------------------------------------------------ servers
 
 declare -A pid url
@@ -196,6 +238,10 @@ cleanup() {
     stop_server meridian
     stop_server peer
     stop_server nginx
+    if [ "$tier" = s3 ]; then
+        "$tools/pg-down.sh" "$work/pg" --rm >/dev/null 2>&1
+        "$tools/ceph-rgw-down.sh" "$work/ceph" --rm >/dev/null 2>&1
+    fi
     if [ "$keep" = 0 ]; then
         rm -rf "$work/data-meridian" "$work/data-peer" "$work/static" "$work/limit"
     fi
@@ -214,6 +260,30 @@ wait_status() {
     return 1
 }
 
+# The peer's storage section: local files, or the s3 tier's bucket.
+peer_storage() {
+    if [ "$tier" = s3 ]; then
+        cat <<EOF
+  s3:
+    accesskey: $S3_ACCESS_KEY
+    secretkey: $S3_SECRET_KEY
+    region: $S3_REGION
+    regionendpoint: $S3_ENDPOINT
+    bucket: bench-peer
+    secure: false
+    v4auth: true
+    rootdirectory: /
+  redirect:
+    disable: true
+EOF
+    else
+        cat <<EOF
+  filesystem:
+    rootdirectory: $work/data-peer
+EOF
+    fi
+}
+
 start_peer() {
     mkdir -p "$work/data-peer"
     cat >"$work/peer.yml" <<EOF
@@ -223,8 +293,7 @@ log:
   accesslog:
     disabled: true
 storage:
-  filesystem:
-    rootdirectory: $work/data-peer
+$(peer_storage)
   delete:
     enabled: true
   cache:
@@ -239,7 +308,9 @@ EOF
     key: $work/tls/key.pem
 EOF
     fi
-    docker-registry serve "$work/peer.yml" >"$work/logs/peer.log" 2>&1 &
+    # Distribution 2.8's s3 driver panics when AWS_CA_BUNDLE is set (its HTTP client cannot
+    # take a CA bundle); the bench's RGW is plain HTTP on loopback.
+    env -u AWS_CA_BUNDLE docker-registry serve "$work/peer.yml" >"$work/logs/peer.log" 2>&1 &
     pid[peer]=$!
     wait_status "$url_p/v2/" 200 30
 }
@@ -251,7 +322,8 @@ start_meridian() {
     # Every load generator connects from 127.0.0.1, up to 1000 connections at once: lift the
     # per-address cap (default 128), which is there for real clients, not for the bench.
     "$work/meridian" serve --listen "127.0.0.1:$port_m" --data "$work/data-meridian" \
-        --no-access-log --conn-limit-per-ip 0 "${m_tls[@]}" "${meridian_args[@]}" >"$work/logs/meridian.log" 2>&1 &
+        --no-access-log --conn-limit-per-ip 0 "${m_tls[@]}" "${m_tier[@]}" "${meridian_args[@]}" \
+        >"$work/logs/meridian.log" 2>&1 &
     pid[meridian]=$!
     wait_status "$url_m/readyz" 200 20 && wait_status "$url_m/v2/" 200 5
 }
@@ -652,7 +724,7 @@ json.dump({
     "disk": " ".join(sh("df -h --output=source,fstype $work | tail -1").split()),
     "load": "$load_start at the start, %s at the end"
             % " ".join(open("/proc/loadavg").read().split()[:3]),
-    "quick": $quick, "reps": $reps, "hot_rate": "$hot_rate", "tls": "$tls_label",
+    "quick": $quick, "reps": $reps, "tier": "$tier", "hot_rate": "$hot_rate", "tls": "$tls_label",
     "duration": "$duration", "warmup": "$warmup",
     "sizes": {"small_images": $small_images, "small_layers": 3, "small_layer": "$small_layer",
               "small_clients": $small_clients, "large_images": $large_images,

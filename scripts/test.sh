@@ -41,7 +41,7 @@ ASAN_E2E_FILTER=${ASAN_E2E_FILTER:-(push or pull or manifests) and not large and
 # MERIDIAN_SLOW (its threads are those of test_geo_crash's large image, at 20x the bytes).
 TSAN_E2E_FILTER=${TSAN_E2E_FILTER:-longpoll or concurrency or geo or webhooks or uploads_expiry or test_crash.py or test_push.py or push_staged or test_delete.py or slowloris or auth_tokens or blob_integrity or http_strict or auth_limits or upload_failures or blob_links}
 # The e2e files run a second time on PostgreSQL (about 70 s).
-PG_E2E_FILES=${PG_E2E_FILES:-tests/e2e/test_push.py tests/e2e/test_pull.py tests/e2e/test_tags.py tests/e2e/test_manifests.py tests/e2e/test_delete.py tests/e2e/test_referrers.py tests/e2e/test_catalog.py tests/e2e/test_geo_basic.py tests/e2e/test_pg_restart.py tests/e2e/test_scaleout_nodes.py tests/e2e/test_geo_compaction.py}
+PG_E2E_FILES=${PG_E2E_FILES:-tests/e2e/test_push.py tests/e2e/test_pull.py tests/e2e/test_tags.py tests/e2e/test_manifests.py tests/e2e/test_delete.py tests/e2e/test_referrers.py tests/e2e/test_catalog.py tests/e2e/test_geo_basic.py tests/e2e/test_pg_restart.py tests/e2e/test_scaleout_nodes.py tests/e2e/test_geo_compaction.py tests/e2e/test_readiness.py}
 E2E_TIMEOUT_S=${E2E_TIMEOUT_S:-1500}
 LOG_DIR=$ROOT/build-logs
 rm -rf "$LOG_DIR"
@@ -245,7 +245,7 @@ fi
 # the fixtures start once (tests/e2e/s3_blobstore.py; S3_ENDPOINT names another server).
 run_pytest e2e-s3 MERIDIAN_BIN="$ROOT/build/meridian" MERIDIAN_TEST_BLOBSTORE=s3 -- \
     tests/e2e/test_push.py tests/e2e/test_pull.py tests/e2e/test_push_staged.py \
-    tests/e2e/test_uploads_expiry.py tests/e2e/test_s3_blobstore.py
+    tests/e2e/test_uploads_expiry.py tests/e2e/test_s3_blobstore.py tests/e2e/test_readiness.py
 
 # --- 3: sanitizers ---------------------------------------------------------------------------
 

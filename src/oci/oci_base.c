@@ -3,15 +3,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "metrics.h"
 #include "name.h"
 #include "oci.h"
+#include "readiness.h"
 #include "util.h"
 
 /* distribution-spec end-1: 200 means the registry implements the spec. */
 void oci_base(struct http_req *req)
 {
     http_reply(req, 200, "application/json", "{}", 2);
+}
+
+/* /readyz's JSON body: {"status": ..., "checks": {"metastore": {...}, "blobstore":
+ * {...}}, "failed": [...]}; a store that failed has "ok": false and an "error". */
+static void reply_ready(struct http_req *req, int status, const char *state,
+                        const struct readiness_result *r)
+{
+    json_t *body = json_pack("{s:s}", "status", state);
+    if (r != NULL) {
+        json_t *checks = json_object(), *failed = json_array();
+        const struct {
+            const char *name;
+            bool is_ok;
+            const char *error;
+        } parts[] = {{"metastore", r->is_metastore_ok, r->metastore_error},
+                     {"blobstore", r->is_blobstore_ok, r->blobstore_error}};
+        for (size_t i = 0; i < 2; i++) {
+            json_t *c = json_pack("{s:b}", "ok", parts[i].is_ok);
+            if (!parts[i].is_ok) {
+                json_object_set_new(c, "error", json_string(parts[i].error));
+                json_array_append_new(failed, json_string(parts[i].name));
+            }
+            json_object_set_new(checks, parts[i].name, c);
+        }
+        json_object_set_new(body, "checks", checks);
+        json_object_set_new(body, "failed", failed);
+        json_object_set_new(body, "checked_ms", json_integer(r->checked_ms));
+    }
+    char *text = json_dumps(body, JSON_COMPACT);
+    http_reply(req, status, "application/json", text, strlen(text));
+    free(text);
+    json_decref(body);
 }
 
 void oci_health(struct http_req *req)
@@ -28,15 +63,26 @@ void oci_health(struct http_req *req)
      * process itself is sound, so /healthz (liveness) stays 200 but says why. */
     if (atomic_load(&req->reg->is_removed)) {
         static const char removed[] = "removed: this region was removed from its registry\n";
-        http_reply(req, req->route == ROUTE_READYZ ? 503 : 200, "text/plain", removed,
-                   sizeof(removed) - 1);
+        if (req->route == ROUTE_READYZ)
+            reply_ready(req, 503, "removed", NULL);
+        else
+            http_reply(req, 200, "text/plain", removed, sizeof(removed) - 1);
         return;
     }
-    if (req->route == ROUTE_READYZ && !atomic_load(&req->reg->is_ready)) {
-        http_reply(req, 503, "text/plain", "starting\n", 9);
+    /* /healthz is liveness only: the process answers. It never waits on a store. */
+    if (req->route == ROUTE_HEALTHZ) {
+        http_reply(req, 200, "text/plain", "ok\n", 3);
         return;
     }
-    http_reply(req, 200, "text/plain", "ok\n", 3);
+    if (!atomic_load(&req->reg->is_ready)) {
+        reply_ready(req, 503, "starting", NULL);
+        return;
+    }
+    /* Readiness: both stores answered within the last second (readiness.c bounds the
+     * probes' rate and a caller's wait). */
+    struct readiness_result r;
+    bool is_ready = readiness_check(req->reg->readiness, &r);
+    reply_ready(req, is_ready ? 200 : 503, is_ready ? "ready" : "unavailable", &r);
 }
 
 bool oci_check_repo(struct http_req *req)

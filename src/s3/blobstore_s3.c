@@ -36,6 +36,9 @@
 #define STAGE_MAX (16u << 20)      /* staged bytes past this are stored as a chunk */
 #define PART_MIN (5u << 20)        /* S3's smallest multipart part (but the last) */
 #define STAMP "x-amz-meta-meridian-verified"
+/* S3's largest object a CopyObject or an UploadPartCopy copies in one request: a larger
+ * chunk is copied as ranges. MERIDIAN_S3_COPY_MAX_BYTES lowers it (tests of that path). */
+#define COPY_MAX (5ull << 30)
 
 struct s3_store {
     struct blobstore base;         /* first: the ops dispatch on &base */
@@ -44,6 +47,7 @@ struct s3_store {
     char *bucket;
     bool is_redirect;
     int64_t redirect_ttl_s;
+    uint64_t copy_max;             /* COPY_MAX, or lower for tests */
     /* Copies this process found bad (or found set aside at start) and not repaired since:
      * what the meridian_blobs_quarantined gauge counts. */
     pthread_mutex_t mu;
@@ -137,14 +141,16 @@ static void chunk_key(struct s3_store *s, const char *id, uint64_t off, char *ou
     snprintf(out, n, "%suploads/%s/c-%016" PRIx64, s->prefix, id, off);
 }
 
-/* A request whose body is discarded: its status, or -1 (e set) when S3 did not answer. */
-static long call(struct s3_store *s, const char *method, const char *key, const char *query,
-                 const char *const *extra, const void *body, size_t len, struct err *e)
+/* A request whose body is discarded, within timeout_ms: its status, or -1 (e set) when S3
+ * did not answer. */
+static long call_timed(struct s3_store *s, const char *method, const char *key,
+                       const char *query, const char *const *extra, const void *body,
+                       size_t len, long timeout_ms, struct err *e)
 {
     struct httpc_response r;
     httpc_response_init(&r, 64 << 10);
     long status = -1;
-    if (s3_request(s->c, method, key, query, extra, body, len, &r, e) == 0) {
+    if (s3_request_timed(s->c, method, key, query, extra, body, len, timeout_ms, &r, e) == 0) {
         status = r.status;
         /* A copy may answer 200 and fail in its body. */
         if (status == 200 && r.body.data && strstr(r.body.data, "<Error>"))
@@ -152,6 +158,14 @@ static long call(struct s3_store *s, const char *method, const char *key, const 
     }
     httpc_response_fini(&r);
     return status;
+}
+
+/* The same with s3_request's bound (30 s and 1 s per MiB of body). */
+static long call(struct s3_store *s, const char *method, const char *key, const char *query,
+                 const char *const *extra, const void *body, size_t len, struct err *e)
+{
+    return call_timed(s, method, key, query, extra, body, len,
+                      30000 + (long)(len >> 20) * 1000, e);
 }
 
 /* The stamp header of digest d into out (for a blob), or NULL for d NULL. */
@@ -196,8 +210,16 @@ static long head(struct s3_store *s, const char *key, uint64_t *size, char *stam
     return status;
 }
 
-/* A server-side copy; with stamp the copy's metadata is replaced by that stamp. */
-static int copy_object(struct s3_store *s, const char *from, const char *to,
+/* How long a server-side copy of n bytes may take: S3 may copy byte by byte (RGW does
+ * for part copies), so as a request with that body (s3_request: 30 s and 1 s per MiB). */
+static long copy_timeout_ms(uint64_t n)
+{
+    return 30000 + (long)(n >> 20) * 1000;
+}
+
+/* A server-side copy of an object of size bytes; with stamp the copy's metadata is
+ * replaced by that stamp. */
+static int copy_object(struct s3_store *s, const char *from, const char *to, uint64_t size,
                        const struct digest *stamp, struct err *e)
 {
     char enc[2048], hdr[2200], sh[256];
@@ -205,7 +227,7 @@ static int copy_object(struct s3_store *s, const char *from, const char *to,
     snprintf(hdr, sizeof(hdr), "x-amz-copy-source: /%s/%s", s->bucket, enc);
     const char *extra[] = {hdr, stamp ? "x-amz-metadata-directive: REPLACE" : NULL,
                            stamp_of(stamp, sh, sizeof(sh)), NULL};
-    long st = call(s, "PUT", to, "", extra, "", 0, e);
+    long st = call_timed(s, "PUT", to, "", extra, "", 0, copy_timeout_ms(size), e);
     if (st == 200)
         return 0;
     if (st > 0)
@@ -342,6 +364,10 @@ static int s3_upload_append(struct blobstore *bs, struct blobstore_upload *u, ui
 static int upload_part(struct s3_store *s, const char *key, const char *upload_id, int number,
                        const char *copy_from, const void *p, size_t n, char *etag,
                        size_t etag_len, struct err *e);
+static int upload_part_range(struct s3_store *s, const char *key, const char *upload_id,
+                             int number, const char *copy_from, uint64_t copy_bytes,
+                             uint64_t from, uint64_t len, const void *p, size_t n, char *etag,
+                             size_t etag_len, struct err *e);
 
 static void mpu_query(const struct blobstore_upload *u, char *out, size_t n)
 {
@@ -632,10 +658,23 @@ static int upload_part(struct s3_store *s, const char *key, const char *upload_i
                        const char *copy_from, const void *p, size_t n, char *etag,
                        size_t etag_len, struct err *e)
 {
-    char enc_id[512], query[700], hdr[2200];
+    return upload_part_range(s, key, upload_id, number, copy_from, 0, 0, 0, p, n, etag,
+                             etag_len, e);
+}
+
+/* The same; a copy with len > 0 copies bytes [from, from + len) of copy_from, and its
+ * bound grows with the bytes copied (copy_bytes). */
+static int upload_part_range(struct s3_store *s, const char *key, const char *upload_id,
+                             int number, const char *copy_from, uint64_t copy_bytes,
+                             uint64_t from, uint64_t len, const void *p, size_t n, char *etag,
+                             size_t etag_len, struct err *e)
+{
+    char enc_id[512], query[700], hdr[2200], range[96];
     s3_uri_encode(upload_id, 0, enc_id, sizeof(enc_id));
     snprintf(query, sizeof(query), "partNumber=%d&uploadId=%s", number, enc_id);
-    const char *extra[] = {hdr, NULL};
+    snprintf(range, sizeof(range), "x-amz-copy-source-range: bytes=%" PRIu64 "-%" PRIu64, from,
+             from + len - 1);
+    const char *extra[] = {hdr, len > 0 ? range : NULL, NULL};
     if (copy_from) {
         char enc[2048];
         s3_uri_encode(copy_from, 1, enc, sizeof(enc));
@@ -643,8 +682,9 @@ static int upload_part(struct s3_store *s, const char *key, const char *upload_i
     }
     struct httpc_response r;
     httpc_response_init(&r, 64 << 10);
-    int rc = s3_request(s->c, "PUT", key, query, copy_from ? extra : NULL, copy_from ? "" : p,
-                        copy_from ? 0 : n, &r, e);
+    int rc = s3_request_timed(s->c, "PUT", key, query, copy_from ? extra : NULL,
+                              copy_from ? "" : p, copy_from ? 0 : n,
+                              copy_timeout_ms(copy_from ? copy_bytes : n), &r, e);
     if (rc == 0) {
         bool ok = r.status == 200 && !(r.body.data && strstr(r.body.data, "<Error>"));
         if (ok && copy_from)
@@ -661,6 +701,8 @@ static int upload_part(struct s3_store *s, const char *key, const char *upload_i
 /* One part of the blob being assembled: a server-side copy of a chunk, or bytes. */
 struct part {
     char from[512];            /* the chunk copied, or "" */
+    uint64_t range_from, range_len; /* the part of it copied (len 0: all) */
+    uint64_t copy_bytes;       /* how many bytes the copy moves */
     struct buf bytes;          /* otherwise the part's bytes */
     char etag[256];
     int rc;
@@ -683,8 +725,10 @@ static void *assembly_worker(void *arg)
     size_t i;
     while ((i = atomic_fetch_add(&a->next, 1)) < a->n) {
         struct part *p = &a->parts[i];
-        p->rc = upload_part(a->s, a->key, a->upload_id, (int)i + 1, p->from[0] ? p->from : NULL,
-                            p->bytes.data, p->bytes.len, p->etag, sizeof(p->etag), &p->e);
+        p->rc = upload_part_range(a->s, a->key, a->upload_id, (int)i + 1,
+                                  p->from[0] ? p->from : NULL, p->copy_bytes, p->range_from,
+                                  p->range_len,
+                                  p->bytes.data, p->bytes.len, p->etag, sizeof(p->etag), &p->e);
     }
     return NULL;
 }
@@ -695,7 +739,12 @@ static int assemble(struct s3_store *s, struct blobstore_upload *u, const char *
 {
     /* The parts: chunks of 5 MiB or more are copied; runs of smaller ones are read back
      * into one part (every part but the last must reach the minimum). */
-    struct part *parts = xcalloc(u->n_chunks, sizeof(*parts));
+    /* A chunk over copy_max (one request's bytes) is copied as ranges of equal length,
+     * each at most copy_max and, copy_max being at least 3 x PART_MIN, at least PART_MIN. */
+    size_t n_alloc = 0;
+    for (size_t i = 0; i < u->n_chunks; i++)
+        n_alloc += 1 + u->chunks[i].len / s->copy_max;
+    struct part *parts = xcalloc(n_alloc, sizeof(*parts));
     size_t n = 0;
     int rc = 0;
     bool is_pending = false;
@@ -703,7 +752,18 @@ static int assemble(struct s3_store *s, struct blobstore_upload *u, const char *
         char ck[512];
         chunk_key(s, u->id, u->chunks[i].off, ck, sizeof(ck));
         if (!is_pending && u->chunks[i].len >= PART_MIN) {
-            snprintf(parts[n++].from, sizeof(parts[0].from), "%s", ck);
+            uint64_t len = u->chunks[i].len;
+            uint64_t pieces = (len + s->copy_max - 1) / s->copy_max;
+            uint64_t piece = (len + pieces - 1) / pieces;
+            for (uint64_t at = 0; at < len; at += piece) {
+                snprintf(parts[n].from, sizeof(parts[0].from), "%s", ck);
+                parts[n].copy_bytes = len - at < piece ? len - at : piece;
+                if (pieces > 1) {
+                    parts[n].range_from = at;
+                    parts[n].range_len = parts[n].copy_bytes;
+                }
+                n++;
+            }
             continue;
         }
         if (!is_pending) {
@@ -767,7 +827,7 @@ static int assemble(struct s3_store *s, struct blobstore_upload *u, const char *
         call(s, "DELETE", key, query, NULL, NULL, 0, &ignore);
     }
     buf_fini(&done);
-    for (size_t i = 0; i < u->n_chunks; i++)
+    for (size_t i = 0; i < n_alloc; i++)
         buf_fini(&parts[i].bytes);
     free(parts);
     return rc;
@@ -793,10 +853,10 @@ static int s3_upload_commit(struct blobstore *bs, struct blobstore_upload *u,
     int rc;
     if (u->n_chunks == 0) {
         rc = put_bytes(s, key, "", 0, want, e);
-    } else if (u->n_chunks == 1) {
+    } else if (u->n_chunks == 1 && u->chunks[0].len <= s->copy_max) {
         char ck[512];
         chunk_key(s, u->id, 0, ck, sizeof(ck));
-        rc = copy_object(s, ck, key, want, e);
+        rc = copy_object(s, ck, key, u->chunks[0].len, want, e);
     } else {
         rc = assemble(s, u, key, want, e);
     }
@@ -842,6 +902,39 @@ static void keys_free(struct keys *k)
     free(k->v);
 }
 
+/* Aborts the multipart uploads left under prefix: chunks a request was building when its
+ * process died (nobody completes them now; S3 keeps their parts until aborted). */
+static void abort_multipart_under(struct s3_store *s, const char *prefix)
+{
+    char pre[1024], query[1200];
+    s3_uri_encode(prefix, 0, pre, sizeof(pre));
+    snprintf(query, sizeof(query), "prefix=%s&uploads=", pre);
+    struct httpc_response r;
+    httpc_response_init(&r, 4u << 20);
+    struct err e = {0};
+    if (s3_request(s->c, "GET", NULL, query, NULL, NULL, 0, &r, &e) != 0 || r.status != 200) {
+        log_warn("s3", "failed to list the multipart uploads under %s (%ld)", prefix, r.status);
+        httpc_response_fini(&r);
+        return;
+    }
+    const char *p = r.body.data ? r.body.data : "";
+    while ((p = strstr(p, "<Upload>")) != NULL) {
+        char key[1024], id[512], enc[600], q[700];
+        const char *end = strstr(p, "</Upload>");
+        if (end == NULL || s3_xml_value(p, "Key", key, sizeof(key), NULL) != 0 ||
+            s3_xml_value(p, "UploadId", id, sizeof(id), NULL) != 0)
+            break;
+        s3_uri_encode(id, 0, enc, sizeof(enc));
+        snprintf(q, sizeof(q), "uploadId=%s", enc);
+        struct err ignore = {0};
+        long st = call(s, "DELETE", key, q, NULL, NULL, 0, &ignore);
+        if (st != 204 && st != 200 && st != 404)
+            log_warn("s3", "aborting a multipart upload answered %ld", st);
+        p = end;
+    }
+    httpc_response_fini(&r);
+}
+
 static void s3_upload_remove(struct blobstore *bs, const char *id)
 {
     struct s3_store *s = S(bs);
@@ -855,6 +948,7 @@ static void s3_upload_remove(struct blobstore *bs, const char *id)
     for (size_t i = k.n; i-- > 0;)
         if (strstr(k.v[i], "/.session") == NULL)
             delete_key(s, k.v[i]);
+    abort_multipart_under(s, pre);
     for (size_t i = 0; i < k.n; i++)
         if (strstr(k.v[i], "/.session") != NULL)
             delete_key(s, k.v[i]);
@@ -886,14 +980,15 @@ static void s3_upload_each(struct blobstore *bs, void (*fn)(const char *id, void
 
 /* Reading blobs -------------------------------------------------------------- */
 
-static void quarantine(struct s3_store *s, const struct digest *d)
+/* Sets the copy of d (size bytes) aside under quarantine/. */
+static void quarantine(struct s3_store *s, const struct digest *d, uint64_t size)
 {
     char key[512], to[512];
     blob_key(s, d, key, sizeof(key));
     snprintf(to, sizeof(to), "%squarantine/%s-%s-%" PRId64, s->prefix, digest_alg_name(d->alg),
              digest_hex(d), util_now_ms());
     struct err e = {0};
-    if (copy_object(s, key, to, NULL, &e) != 0)
+    if (copy_object(s, key, to, size, NULL, &e) != 0)
         log_error("s3", "failed to set %s aside: %s", d->str, err_message(&e));
     delete_key(s, key);
     note_waiting(s, d);
@@ -916,10 +1011,10 @@ static int verify_bytes(struct s3_store *s, const struct digest *d, uint64_t siz
     if (rc != 0)
         return -1;
     if (!digest_equal(&got, d)) {
-        quarantine(s, d);
+        quarantine(s, d, size);
         return err_set(e, ERR_BLOB_CORRUPT, NULL);
     }
-    if (!is_stamped && copy_object(s, key, key, d, e) != 0)
+    if (!is_stamped && copy_object(s, key, key, size, d, e) != 0)
         log_warn("s3", "failed to stamp %s verified: %s", d->str, err_message(e));
     return 0;
 }
@@ -938,7 +1033,7 @@ static int check_blob(struct s3_store *s, const struct digest *d, uint64_t expec
     if (st != 200)
         return st < 0 ? -1 : err_set(e, ERR_IO, "s3: HEAD answered %ld", st);
     if (size != expected_size) {
-        quarantine(s, d);
+        quarantine(s, d, size);
         return err_set(e, ERR_BLOB_CORRUPT, NULL);
     }
     *is_stamped = strcmp(stamp, d->str) == 0;
@@ -947,14 +1042,35 @@ static int check_blob(struct s3_store *s, const struct digest *d, uint64_t expec
     return 0;
 }
 
+/* A blob's stream: the first bytes are read before the reply starts (held in head), so an
+ * S3 that does not answer is a 503 rather than a 200 cut short at its first byte. */
+struct s3_stream {
+    struct s3_reader *r;
+    char *head;
+    size_t head_len, head_pos;
+};
+
+#define STREAM_HEAD (64u << 10)
+
 static long stream_read(void *arg, char *p, size_t max)
 {
-    return s3_reader_read(arg, p, max);
+    struct s3_stream *st = arg;
+    if (st->head_pos < st->head_len) {
+        size_t n = st->head_len - st->head_pos;
+        n = n < max ? n : max;
+        memcpy(p, st->head + st->head_pos, n);
+        st->head_pos += n;
+        return (long)n;
+    }
+    return s3_reader_read(st->r, p, max);
 }
 
 static void stream_close(void *arg)
 {
-    s3_reader_close(arg);
+    struct s3_stream *st = arg;
+    s3_reader_close(st->r);
+    free(st->head);
+    free(st);
 }
 
 static int s3_open(struct blobstore *bs, const struct digest *d, uint64_t expected_size,
@@ -976,10 +1092,25 @@ static int s3_open(struct blobstore *bs, const struct digest *d, uint64_t expect
         out->url = s3_presign_get(s->c, key, s->redirect_ttl_s);
         return 0;
     }
+    struct s3_stream *st = xcalloc(1, sizeof(*st));
+    st->r = s3_reader_open(s->c, key, offset, length);
+    if (length > 0) {
+        st->head = xmalloc(STREAM_HEAD);
+        long n = s3_reader_read(st->r, st->head, STREAM_HEAD);
+        if (n < 0) {
+            long status = s3_reader_status(st->r);
+            stream_close(st);
+            if (status == 404)
+                return err_set(e, ERR_BLOB_UNKNOWN, NULL);
+            log_warn("s3", "GET of blob %s failed (HTTP %ld)", d->str, status);
+            return err_set(e, ERR_UNAVAILABLE, "s3: the blob could not be read");
+        }
+        st->head_len = (size_t)n;
+    }
     out->kind = BLOBSTORE_BODY_STREAM;
     out->read = stream_read;
     out->close = stream_close;
-    out->arg = s3_reader_open(s->c, key, offset, length);
+    out->arg = st;
     return 0;
 }
 
@@ -1097,6 +1228,22 @@ static void s3_close(struct blobstore *bs)
     free(s);
 }
 
+/* Readiness: the bucket answers (HEAD, bounded by timeout_ms) and takes our credentials. */
+static int s3_check(struct blobstore *bs, long timeout_ms, struct err *e)
+{
+    struct s3_store *s = S(bs);
+    struct httpc_response r;
+    httpc_response_init(&r, 0);
+    int rc = s3_request_timed(s->c, "HEAD", NULL, "", NULL, NULL, 0, timeout_ms, &r, e);
+    if (rc != 0) {
+        err_set(e, ERR_UNAVAILABLE, "s3: the bucket did not answer within %ld ms", timeout_ms);
+    } else if (r.status != 200) {
+        rc = err_set(e, ERR_UNAVAILABLE, "s3: the bucket answered HTTP %ld", r.status);
+    }
+    httpc_response_fini(&r);
+    return rc;
+}
+
 static const struct blobstore_ops s3_ops = {
     .name = "s3",
     .upload_create = s3_upload_create,
@@ -1117,6 +1264,7 @@ static const struct blobstore_ops s3_ops = {
     .remove_all = s3_remove_all,
     .quarantined = s3_quarantined,
     .close = s3_close,
+    .check = s3_check,
 };
 
 static const char *first_of(const char *a, const char *env1, const char *env2)
@@ -1160,6 +1308,13 @@ struct blobstore *blobstore_s3_open(const struct blobstore_s3_options *o, struct
     snprintf(s->prefix, pl + 2, "%.*s%s", (int)pl, p, pl ? "/" : "");
     s->is_redirect = o->is_redirect;
     s->redirect_ttl_s = o->redirect_ttl_s > 0 ? o->redirect_ttl_s : 300;
+    s->copy_max = COPY_MAX;
+    const char *cm = getenv("MERIDIAN_S3_COPY_MAX_BYTES");
+    if (cm != NULL && cm[0]) {
+        uint64_t v = strtoull(cm, NULL, 10);
+        s->copy_max = v < 3 * (uint64_t)PART_MIN ? 3 * (uint64_t)PART_MIN
+                      : v > COPY_MAX ? COPY_MAX : v;
+    }
     /* The bucket: made when missing (a store that refuses gets a clear error). */
     long st = head(s, NULL, NULL, NULL, 0, e);
     if (st == 404)

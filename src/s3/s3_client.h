@@ -27,6 +27,10 @@ void s3_client_free(struct s3_client *c);
 int s3_request(struct s3_client *c, const char *method, const char *key, const char *query,
                const char *const *extra, const void *body, size_t len,
                struct httpc_response *out, struct err *e);
+/* The same with its own bound on the whole request (s3_request: 30 s and 1 s per MiB). */
+int s3_request_timed(struct s3_client *c, const char *method, const char *key,
+                     const char *query, const char *const *extra, const void *body,
+                     size_t len, long timeout_ms, struct httpc_response *out, struct err *e);
 
 /* Lists the keys under prefix (all pages): fn(key, size, arg) for each object, and with a
  * delimiter fn(common_prefix, -1, arg) for each group. fn returns nonzero to stop. */

@@ -32,11 +32,16 @@
 #include "metrics.h"
 #include "name.h"
 #include "oci.h"
+#include "readiness.h"
 #include "repl.h"
 #include "secret.h"
 #include "upload_sessions.h"
 #include "util.h"
 #include "webhook.h"
+
+/* /readyz probes the stores at most once a second, each probe bounded by 2 s. */
+#define READY_CACHE_MS 1000
+#define READY_TIMEOUT_MS 2000
 
 static void count_upload(const char *id, void *arg)
 {
@@ -192,6 +197,7 @@ struct registry *registry_open_with(struct config *cfg, struct blobstore *bs, st
     if (rc != 0)
         goto fail;
     reg->uploads = upload_sessions_new(reg->bs, reg->ms);
+    reg->readiness = readiness_new(reg->ms, reg->bs, READY_CACHE_MS, READY_TIMEOUT_MS);
     reg->authz = authz_open(cfg, reg->ms, e);
     if (reg->authz == NULL)
         goto fail;
@@ -227,6 +233,7 @@ void registry_close(struct registry *reg)
     webhook_worker_stop(reg->webhooks);
     upload_sessions_free(reg->uploads);
     authz_close(reg->authz);
+    readiness_free(reg->readiness); /* its thread's database connection goes with it */
     if (reg->ms)
         reg->ms->ops->close(reg->ms);
     if (reg->bs)

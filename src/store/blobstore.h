@@ -155,6 +155,10 @@ struct blobstore_quarantined;
 typedef void blobstore_quarantined_f(struct blobstore *bs, struct blobstore_quarantined **out,
                                      size_t *n);
 typedef void blobstore_close_f(struct blobstore *bs);
+/* Can the store take writes and serve reads now (/readyz)? A cheap probe, bounded by
+ * timeout_ms where the backend waits on a network: fs writes and removes a small file,
+ * S3 asks for the bucket (HEAD). 0, or -1 with e set (ERR_UNAVAILABLE or ERR_IO). */
+typedef int blobstore_check_f(struct blobstore *bs, long timeout_ms, struct err *e);
 
 /* Copies on volumes (optional: NULL in a backend that keeps one copy of each blob, which
  * then counts as one volume of every class). A store over several volumes keeps a blob's
@@ -199,6 +203,7 @@ struct blobstore_ops {
     blobstore_remove_all_f *remove_all;
     blobstore_quarantined_f *quarantined;
     blobstore_close_f *close;
+    blobstore_check_f *check;
     blobstore_volumes_f *volumes; /* these three: NULL without volumes */
     blobstore_place_f *place;
     blobstore_copies_f *copies;

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -920,6 +921,26 @@ static void fs_close(struct blobstore *bs)
     free(fs);
 }
 
+/* Readiness: a small file written and removed in DIR/tmp (a read-only or full disk, or
+ * a directory gone, fails here before a push does). */
+static int fs_check(struct blobstore *bs, long timeout_ms, struct err *e)
+{
+    (void)timeout_ms; /* a local disk: no network wait to bound */
+    struct fs_store *fs = (struct fs_store *)bs;
+    static atomic_uint seq;
+    char dir[PATH_MAX], path[PATH_MAX + 64];
+    AZ(fs_path(fs, FS_PATH_TMP, NULL, NULL, dir));
+    snprintf(path, sizeof(path), "%s/.ready-%ld-%u", dir, (long)getpid(),
+             atomic_fetch_add(&seq, 1));
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return fail_io(e, "create", path);
+    int rc = write(fd, "r", 1) == 1 ? 0 : fail_io(e, "write", path);
+    close(fd);
+    unlink(path);
+    return rc;
+}
+
 static const struct blobstore_ops fs_ops = {
     .name = "fs",
     .upload_create = fs_upload_create,
@@ -940,6 +961,7 @@ static const struct blobstore_ops fs_ops = {
     .remove_all = fs_remove_all,
     .quarantined = fs_quarantined,
     .close = fs_close,
+    .check = fs_check,
 };
 
 /* Opening ----------------------------------------------------------------- */

@@ -618,6 +618,20 @@ static void vol_quarantined(struct blobstore *bs, struct blobstore_quarantined *
     }
 }
 
+/* Readiness: every volume must take writes (a blob's copies may go to any of them). */
+static int vol_check(struct blobstore *bs, long timeout_ms, struct err *e)
+{
+    struct vol_store *vs = vs_of(bs);
+    for (size_t i = 0; i < vs->n; i++) {
+        struct blobstore *v = vs->vols[i].bs;
+        struct err ve = {0};
+        if (v->ops->check != NULL && v->ops->check(v, timeout_ms, &ve) != 0)
+            return err_set(e, ve.code, "volume %s: %s", vs->vols[i].pub.name,
+                           err_message(&ve));
+    }
+    return 0;
+}
+
 static void vol_close(struct blobstore *bs)
 {
     if (bs == NULL)
@@ -714,6 +728,7 @@ static const struct blobstore_ops vol_ops = {
     .remove_all = vol_remove_all,
     .quarantined = vol_quarantined,
     .close = vol_close,
+    .check = vol_check,
     .volumes = vol_volumes,
     .place = vol_place,
     .copies = vol_copies,

@@ -462,6 +462,20 @@ void sq_close(struct metastore *ms)
     free(st);
 }
 
+/* One read of a real table by its key, so a missing schema fails too; its own connection
+ * is the calling thread's, made again if it went stale (sql_pg.c). */
+static int sq_ping(struct metastore *ms, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s = NULL;
+    if (sq_run(c, "SELECT 1 FROM repos WHERE id = 0", &s, e, "") < 0)
+        return -1;
+    sql_finalize(s);
+    return 0;
+}
+
 static const struct metastore_ops sq_ops = {
     .name = "sql", /* the store's copy says which driver (sq_store_open) */
     .blob_link = sq_blob_link,
@@ -553,6 +567,7 @@ static const struct metastore_ops sq_ops = {
     .repo_statuses = sq_repo_statuses,
     .state_forget = sq_state_forget,
     .log_stats = sq_log_stats,
+    .ping = sq_ping,
 };
 
 struct sq_store *sq_store_open(const struct sql_driver *drv, const char *target, const char *region,

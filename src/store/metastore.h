@@ -684,6 +684,9 @@ typedef int ms_holdings_f(struct metastore *ms, struct meta_holding_list *out, s
  * *n_manifests: manifests removed. No-op (0 removed) when nothing is kept. */
 typedef int ms_repo_purge_f(struct metastore *ms, const char *repo, struct meta_name_list *orphans,
                             int64_t *n_manifests, struct err *e);
+/* Is the database reachable and its schema there (/readyz)? One trivial read. 0, or -1
+ * with e set (ERR_UNAVAILABLE when the server cannot be reached). */
+typedef int ms_ping_f(struct metastore *ms, struct err *e);
 
 struct metastore_ops {
     const char *name;
@@ -777,6 +780,7 @@ struct metastore_ops {
     ms_repo_statuses_f *repo_statuses;
     ms_state_forget_f *state_forget;
     ms_log_stats_f *log_stats;
+    ms_ping_f *ping;
 };
 
 struct metastore {

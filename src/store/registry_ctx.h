@@ -21,6 +21,7 @@ struct repl;
 struct scrub;
 struct gc;
 struct compact;
+struct readiness;
 
 struct registry {
     struct config *cfg;
@@ -34,6 +35,7 @@ struct registry {
     struct copies *copies;           /* copies.c: replica counts on volumes (NULL: none) */
     struct gc *gc;                   /* gc.c: online garbage collection of blobs */
     struct compact *compact;         /* compact.c: event-log compaction */
+    struct readiness *readiness;     /* readiness.c: /readyz's probes of the two stores */
     /* Blob commits hold it shared, garbage collection of a blob's bytes holds it
      * exclusive, so a blob being re-pushed is never removed under the new link. Taken
      * through gc_fence.h, which adds the same lock across the nodes of a shared store. */
