@@ -325,6 +325,13 @@ void mgmt_repl_introduce(struct http_req *req, const struct mgmt_params *p)
 void mgmt_repl_summary(struct http_req *req, const struct mgmt_params *p)
 {
     (void)p;
+    /* With mutual TLS the caller is the region its certificate names (residency filters
+     * by it): `from` is required and must be that region. */
+    if (!authz_peer_cert_names(req, http_req_query(req, "from"))) {
+        mgmt_reply_error(req, ERR_DENIED, "the peer certificate does not name region %s",
+                         http_req_query(req, "from") ? http_req_query(req, "from") : "(none)");
+        return;
+    }
     struct err e = {0};
     struct buf b;
     buf_init(&b, EVENTS_REPLY_MAX);
@@ -426,6 +433,13 @@ static size_t keep_reference(struct meta_event *items, size_t n, const char *rep
 void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
 {
     (void)p;
+    /* With mutual TLS the caller is the region its certificate names (residency filters
+     * by it): `from` is required and must be that region. */
+    if (!authz_peer_cert_names(req, http_req_query(req, "from"))) {
+        mgmt_reply_error(req, ERR_DENIED, "the peer certificate does not name region %s",
+                         http_req_query(req, "from") ? http_req_query(req, "from") : "(none)");
+        return;
+    }
     struct err e = {0};
     const char *repo = http_req_query(req, "repository");
     if (repo == NULL) {
@@ -497,6 +511,13 @@ void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
 void mgmt_repl_snapshot(struct http_req *req, const struct mgmt_params *p)
 {
     (void)p;
+    /* With mutual TLS the caller is the region its certificate names (residency filters
+     * by it): `from` is required and must be that region. */
+    if (!authz_peer_cert_names(req, http_req_query(req, "from"))) {
+        mgmt_reply_error(req, ERR_DENIED, "the peer certificate does not name region %s",
+                         http_req_query(req, "from") ? http_req_query(req, "from") : "(none)");
+        return;
+    }
     struct registry *reg = req->reg;
     struct err e = {0};
     const char *from = http_req_query(req, "from");

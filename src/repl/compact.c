@@ -210,7 +210,14 @@ static void pass(struct compact *c, size_t max_batches, uint64_t *n_events, uint
                 break;
         }
     }
-    if (reg->cfg->tombstone_retention_s > 0) {
+    /* A region silent past the horizon may still be writing (a partition, not a stop): a
+     * put it made before a delete here would come back with its log if the tombstone were
+     * gone. Tombstones are kept until it is back (or removed from the registry). */
+    bool is_any_silent = false;
+    for (size_t k = 0; k < n_peers; k++)
+        is_any_silent |= reg->cfg->compact_horizon_s > 0 &&
+                         peers[k].acked_ms < started - reg->cfg->compact_horizon_s * 1000;
+    if (reg->cfg->tombstone_retention_s > 0 && !is_any_silent) {
         int64_t before_ms = started - reg->cfg->tombstone_retention_s * 1000;
         int64_t before_hlc = before_ms > 0 ? (int64_t)((uint64_t)before_ms << 16) : 0;
         while (!is_stopping(c) && (max_batches == 0 || batches < max_batches)) {

@@ -634,14 +634,20 @@ static int catch_up_from_snapshot(struct peer *p, struct err *e)
     ms_of(r)->ops->repo_list(ms_of(r), "", -1, &local, e);
     json_t *repos = json_object_get(snap, "repositories");
     json_t *all = json_array();
-    for (size_t i = 0; i < json_array_size(repos); i++)
-        json_array_append(all, json_array_get(repos, i));
+    for (size_t i = 0; i < json_array_size(repos); i++) {
+        if (json_is_string(json_array_get(repos, i)))
+            json_array_append(all, json_array_get(repos, i));
+    }
     for (size_t i = 0; i < local.n; i++)
         json_array_append_new(all, json_string(local.names[i]));
     meta_name_list_fini(&local);
     size_t n_repos = 0, n_records = 0, n_forgot = 0;
     int result = 0;
-    for (size_t i = 0; i < json_array_size(all) && !r->is_stopping; i++) {
+    struct err pe = {0};
+    json_t *policies = residency_policies(ms_of(r), &pe);
+    if (policies == NULL)
+        result = err_set(e, pe.code, "%s", err_message(&pe));
+    for (size_t i = 0; result == 0 && i < json_array_size(all) && !r->is_stopping; i++) {
         const char *repo = json_string_value(json_array_get(all, i));
         bool is_dup = false;
         for (size_t k = 0; k < i && !is_dup; k++)
@@ -660,17 +666,39 @@ static int catch_up_from_snapshot(struct peer *p, struct err *e)
                  "%s/_meridian/v1/replication/state?repository=%s&status=1&from=%s", endpoint,
                  esc, self_region(r));
         free(esc);
-        json_t *state = peer_get_json(p, url, 60000, e);
+        struct httpc_response resp;
+        httpc_response_init(&resp, REPL_EVENTS_BODY_MAX);
+        int rc = peer_call(r, "GET", url, NULL, 60000, &resp, e);
+        json_t *state = NULL;
+        if (rc == 0 && resp.status == 200 && !resp.body.is_too_big) {
+            json_error_t je;
+            state = json_loadb(resp.body.data, resp.body.len, 0, &je);
+        }
+        long status = resp.status;
+        httpc_response_fini(&resp);
+        if (rc == 0 && status == 403) {
+            /* the peer's policies forbid it to tell this region (newer than ours): skip */
+            log_warn("repl", "snapshot: %s withholds %s from this region (residency)",
+                     p->location, repo);
+            continue;
+        }
         if (state == NULL) {
+            if (rc == 0)
+                err_set(e, ERR_UNAVAILABLE, "peer answered %ld", status);
             result = -1;
             break;
         }
         json_t *items = json_object_get(state, "state");
         n_records += merge_records(p, items, false);
-        n_forgot += forget_deleted(r, repo, items, h, nh);
+        /* Deletes win only where the peer may hold the repository: a peer a residency
+         * policy keeps out of it has none of its records (and its horizon still passed
+         * them, over the redacted stand-ins), which says nothing about deletes. */
+        if (residency_allows(policies, repo, p->location))
+            n_forgot += forget_deleted(r, repo, items, h, nh);
         n_repos++;
         json_decref(state);
     }
+    json_decref(policies);
     json_decref(all);
     if (result == 0 && r->is_stopping)
         result = err_set(e, ERR_UNAVAILABLE, "stopping");

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "image_catalog.h"
+#include "gc_fence.h"
 #include "log.h"
 #include "residency.h"
 #include "util.h"
@@ -41,15 +42,15 @@ static bool purge(struct registry *reg, const char *repo, const json_t *policy)
     struct err e = {0};
     /* Exclusive, as a release (placement.c): no commit or fetch links one of these blobs
      * while its file goes. */
-    AZ(pthread_rwlock_wrlock(&reg->gc_lock));
+    bool is_fenced = gc_fence_enter(reg, true); /* spans the nodes of a shared store */
     int rc = reg->ms->ops->repo_purge(reg->ms, repo, &orphans, &n_manifests, &e);
-    for (size_t i = 0; rc == 0 && i < orphans.n; i++) {
+    for (size_t i = 0; rc == 0 && is_fenced && i < orphans.n; i++) {
         struct digest b;
         struct err ignore = {0};
         if (digest_parse(orphans.names[i], strlen(orphans.names[i]), &b, &ignore) == 0)
             reg->bs->ops->remove(reg->bs, &b);
     }
-    AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    gc_fence_leave(reg, true);
     size_t n_blobs = orphans.n;
     meta_name_list_fini(&orphans);
     if (rc != 0) {

@@ -33,11 +33,16 @@ static int delete_tag(struct registry *reg, const char *repo, const struct reten
     struct meta_name_list versions = {0};
     if (image_catalog_versions_of(reg->ms, repo, t->name, NULL, &versions, e) != 0)
         return -1;
-    if (image_catalog_retire(reg->ms, repo, &versions, e) != 0 ||
-        reg->ms->ops->tag_delete_if(reg->ms, repo, t->name, t->digest, t->hlc, e) != 0) {
+    /* The tag first: a tag written again since it was listed is kept (CONFLICT), and its
+     * versions must then stay as they are. */
+    if (reg->ms->ops->tag_delete_if(reg->ms, repo, t->name, t->digest, t->hlc, e) != 0) {
         meta_name_list_fini(&versions);
         return -1;
     }
+    struct err re = {0};
+    if (image_catalog_retire(reg->ms, repo, &versions, &re) != 0)
+        log_warn("retention", "deleted %s:%s but failed to retire its versions: %s", repo,
+                 t->name, err_message(&re));
     image_catalog_forget(reg->ms, repo, &versions);
     meta_name_list_fini(&versions);
     return 0;

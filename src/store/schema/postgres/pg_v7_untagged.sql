@@ -35,10 +35,10 @@ BEGIN
   RETURN NULL;
 END $$;
 DROP TRIGGER IF EXISTS untagged_on_manifest ON manifests;
-CREATE OR REPLACE TRIGGER untagged_on_manifest AFTER INSERT OR DELETE ON manifests
+CREATE TRIGGER untagged_on_manifest AFTER INSERT OR DELETE ON manifests
   FOR EACH ROW EXECUTE FUNCTION untagged_on_manifest();
 DROP TRIGGER IF EXISTS untagged_on_tag ON tags;
-CREATE OR REPLACE TRIGGER untagged_on_tag AFTER INSERT OR UPDATE OF digest OR DELETE ON tags
+CREATE TRIGGER untagged_on_tag AFTER INSERT OR UPDATE OF digest OR DELETE ON tags
   FOR EACH ROW EXECUTE FUNCTION untagged_on_tag();
 -- What is untagged when this version is installed starts its grace now.
 INSERT INTO untagged(repo_id, digest, since_ms)
