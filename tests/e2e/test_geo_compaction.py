@@ -213,3 +213,36 @@ def test_a_region_that_joins_from_a_snapshot_gets_nothing_a_residency_policy_for
     assert eu_repo not in d.oci().get("/v2/_catalog").text
     assert eu.body not in b"".join(open(os.path.join(root, f), "rb").read()
                                    for root, _, files in os.walk(d.data_dir) for f in files)
+
+
+def test_catching_up_from_a_peer_residency_keeps_out_forgets_nothing_of_it(geo):
+    """r2 alone may hold eu/*; r1's horizon passes eu's events as redacted stand-ins. When
+    r2 comes back from beyond the horizon and catches up from r1's snapshot, r1 having no
+    eu record must not read as "deleted there": r2 keeps its only copy."""
+    cluster = geo(2, extra_args=FAST + ["--compact-horizon", "8s"])
+    a, b = cluster
+    r = a.api("PUT", "policies/residency/eu-only",
+              json={"repositories": "eu/*", "deniedRegions": ["r1"]})
+    assert r.status_code in (200, 201), r.text
+    wait_for(lambda: b.api("GET", "policies/residency/eu-only").status_code == 200, 30,
+             "the policy in r2")
+    eu_repo = "eu/" + unique_repo("data").split("/")[-1]
+    imgs = [b.oci().push_image(eu_repo, "v%d" % i) for i in range(3)]
+    open_repo = unique_repo("open")
+    o = a.oci().push_image(open_repo, "v1")
+    wait_for(lambda: manifest_digest(b, open_repo, "v1") == o.digest, 60, "r1's push in r2")
+    wait_for(lambda: compact_now(a) is not None and
+             compaction(a)["log_horizon"].get("r2", 0) > 0, 30, "r1 to compact r2's events",
+             interval_s=0.5)
+    b.terminate()
+    b.wait()
+    for i in range(3):
+        a.oci().push_image(open_repo, "w%d" % i)
+    time.sleep(9)  # r2 silent past the 8 s horizon
+    wait_for(lambda: compact_now(a) is not None and compaction(a)["log_events"] <= 2, 30,
+             "r1 to compact past the silent r2", interval_s=0.5)
+    b.start()
+    wait_for(lambda: "caught up from a snapshot" in b.log_text(), 90, "r2's catch-up")
+    wait_for(lambda: manifest_digest(b, open_repo, "w2") is not None, 60, "r1's pushes in r2")
+    for i, img in enumerate(imgs):
+        assert manifest_digest(b, eu_repo, "v%d" % i) == img.digest, (i, b.log_tail())
