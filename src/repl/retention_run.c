@@ -13,6 +13,7 @@
 #include "repo_locks.h"
 #include "retention.h"
 #include "util.h"
+#include "webhook.h"
 
 /* Why tag (of manifest d) may not be deleted, or NULL: the checks of a DELETE on /v2/. */
 static const char *protection(struct registry *reg, const char *repo, const char *tag,
@@ -41,6 +42,12 @@ static int delete_tag(struct registry *reg, const char *repo, const struct reten
     }
     image_catalog_forget(reg->ms, repo, &versions);
     meta_name_list_fini(&versions);
+    /* As a DELETE on /v2/ would: this region's webhooks (the others' fire on the
+     * replicated delete). */
+    struct webhook_effect ev = {.action = "delete", .repo = repo, .tag = t->name,
+                                .digest = t->digest, .size = -1, .request_id = "retention",
+                                .method = "RETENTION", .host = reg->cfg->region};
+    webhook_on_effect(reg, &ev);
     return 0;
 }
 
