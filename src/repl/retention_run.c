@@ -163,8 +163,7 @@ json_t *retention_run(struct registry *reg, bool is_dry_run, struct err *e)
                          rules.items[r].pulled_within_s >= 0;
     /* This node's own recent pulls count now, not at the next flush (other regions'
      * pulls count once replicated). */
-    if (has_tag_rules)
-        pull_record_flush(reg->pulls);
+    pull_record_flush(reg->pulls);
     struct meta_name_list repos = {0};
     if (has_tag_rules && reg->ms->ops->repo_list(reg->ms, "", -1, &repos, e) != 0) {
         retention_rules_fini(&rules);

@@ -364,6 +364,33 @@ def test_geo_retention_keeps_tags_pulled_in_another_region(geo):
                            for r in (a, b)), timeout_s=60, what="both regions keep v1, v2, v5")
 
 
+def test_pull_times_written_once_per_hour_not_per_get(server_factory):
+    srv = server_factory("--gc-interval", "1h", "--pull-record-interval", "1h")
+    repo = "pulls/once"
+    img = srv.oci().push_image(repo, tag="v1", layers=1, layer_size=64)
+
+    def pull_events():
+        r = requests.get(srv.url + "/_meridian/v1/replication/events",
+                         params={"from": "local", "after": 0, "wait": 0, "max": 5000},
+                         timeout=30)
+        assert r.status_code == 200, r.text
+        return [e for e in r.json()["events"]
+                if e.get("kind") == "object_put" and e.get("name") == repo + "@" + img.digest]
+    # a pass flushes this node's pending pull times: here the only flush (interval 1h)
+    for ref in ("v1", img.digest, "v1"):
+        for _ in range(20):
+            assert srv.oci().get_manifest(repo, ref).status_code == 200
+        api(srv, "POST", "retention/run", params={"dry_run": "true"})
+    assert len(pull_events()) == 1, pull_events()
+    api(srv, "POST", "retention", json={"pattern": "pulls/*", "keepNewest": 0,
+                                        "pulledWithinS": 60})
+    try:
+        out = api(srv, "POST", "retention/run", params={"dry_run": "true"})
+        assert [k["tag"] for k in out["kept"]] == ["v1"] and out["tags"] == []
+    finally:
+        api(srv, "DELETE", "retention", params={"pattern": "pulls/*"})
+
+
 def test_retention_pulled_within_validated(srv):
     for bad in (-1, "1d", 1.5):
         r = requests.post(srv.url + "/_meridian/v1/retention",
