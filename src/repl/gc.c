@@ -21,6 +21,7 @@
 #include "gc_fence.h"
 #include "log.h"
 #include "metrics.h"
+#include "pull_record.h"
 #include "registry_ctx.h"
 #include "repo_locks.h"
 #include "retention.h"
@@ -288,6 +289,7 @@ static void untagged_pass(struct gc *g, bool is_dry_run, size_t max, json_t *out
                         .digest = due.items[j].digest, .size = -1, .request_id = "gc",
                         .method = "GC", .host = reg->cfg->region};
                     webhook_on_effect(reg, &ev);
+                    pull_record_forget(reg->ms, due.items[j].repo, due.items[j].digest);
                 }
             }
         }

@@ -114,6 +114,19 @@ int64_t pull_record_get(struct metastore *ms, const char *repo, const char *dige
     return pulled_ms;
 }
 
+void pull_record_forget(struct metastore *ms, const char *repo, const char *digest)
+{
+    if (pull_record_get(ms, repo, digest) == 0)
+        return; /* never pulled: no tombstone to replicate */
+    size_t len = strlen(repo) + strlen(digest) + 2;
+    char *key = xmalloc(len);
+    snprintf(key, len, "%s@%s", repo, digest);
+    struct err e = {0};
+    if (ms->ops->object_delete(ms, PULL_RECORD_KIND, key, &e) != 0 && e.code != ERR_NOT_FOUND)
+        log_warn("pull_record", "failed to remove the pull time of %s: %s", key, err_message(&e));
+    free(key);
+}
+
 /* Writes one pending pull time if it is news (the stored time is older by the
  * precision, or absent). 1: written, 0: not needed, -1: failed. */
 static int flush_one(struct pull_record *pr, const struct pending *p)

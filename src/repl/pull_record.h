@@ -26,6 +26,9 @@ void pull_record_note(struct pull_record *pr, const char *repo, const char *dige
 /* Writes the pending pull times now (also what the thread does). Returns the number of
  * objects written, or -1 if a write failed (the failed keys stay pending). */
 int pull_record_flush(struct pull_record *pr);
+/* Removes the pull time of a manifest that was deleted (a replicated object delete, only
+ * if one is recorded), so the records do not outlive their manifests. Logs failures. */
+void pull_record_forget(struct metastore *ms, const char *repo, const char *digest);
 /* The latest pull of repo's digest any region recorded (ms), 0 if none. */
 int64_t pull_record_get(struct metastore *ms, const char *repo, const char *digest);
 

@@ -391,6 +391,31 @@ def test_pull_times_written_once_per_hour_not_per_get(server_factory):
         api(srv, "DELETE", "retention", params={"pattern": "pulls/*"})
 
 
+def test_pull_time_removed_with_its_untagged_manifest(server_factory):
+    srv = server_factory("--gc-grace", "1h", "--gc-untagged-after", "1s", "--gc-interval", "1h",
+                         "--pull-record-interval", "1h")
+    repo = "pulls/gone"
+    img = srv.oci().push_image(repo, tag="v1", layers=1, layer_size=64)
+    keep = srv.oci().push_image(repo, tag="v2", layers=1, layer_size=64)
+    for d in (img.digest, keep.digest):
+        assert srv.oci().get_manifest(repo, d).status_code == 200
+    api(srv, "POST", "retention/run", params={"dry_run": "true"})  # flushes the pull times
+
+    def objects(kind):
+        r = requests.get(srv.url + "/_meridian/v1/replication/events",
+                         params={"from": "local", "after": 0, "wait": 0, "max": 5000},
+                         timeout=30)
+        return sorted(e["name"] for e in r.json()["events"] if e.get("kind") == kind
+                      and e.get("name", "").startswith(repo + "@"))
+    assert objects("object_put") == sorted([repo + "@" + img.digest, repo + "@" + keep.digest])
+    assert srv.oci().delete(srv.oci().manifest_path(repo, "v1")).status_code == 202
+    def collected():
+        gc_run(srv)
+        return srv.oci().get_manifest(repo, img.digest, method="HEAD").status_code == 404
+    wait_until(collected, timeout_s=30, what="untagged manifest collected")
+    assert objects("object_delete") == [repo + "@" + img.digest]
+
+
 def test_retention_pulled_within_validated(srv):
     for bad in (-1, "1d", 1.5):
         r = requests.post(srv.url + "/_meridian/v1/retention",
