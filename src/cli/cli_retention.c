@@ -1,5 +1,5 @@
 /* `meridian retention set PATTERN [--tags GLOB] [--keep-newest N] [--older-than D]
- * [--untagged-after D] | list | delete PATTERN | run [--dry-run]`: retention rules per
+ * [--untagged-after D] [--pulled-within D] | list | delete PATTERN | run [--dry-run]`: retention rules per
  * repository pattern (management API retention). Exit status: 0 done, 1 refused or
  * failed, 2 bad usage. */
 #include <stdio.h>
@@ -13,16 +13,18 @@
 static const char usage_text[] =
     "usage: meridian retention set PATTERN [--tags GLOB] [--keep-newest N]\n"
     "                                      [--older-than DURATION] [--untagged-after DURATION]\n"
+    "                                      [--pulled-within DURATION]\n"
     "       meridian retention list | delete PATTERN | run [--dry-run]\n"
     "                      [--registry URL] [--output table|json]\n\n"
     "In each repository PATTERN matches ('team/*'), of the tags GLOB matches (default '*'),\n"
     "newest first by their last write: the N newest are kept, the others older than\n"
     "DURATION (or all of them) are deleted. --untagged-after sets the repositories' grace\n"
-    "for untagged manifests (0: keep them). run applies every rule now; --dry-run lists\n"
+    "for untagged manifests (0: keep them). --pulled-within keeps the tags pulled (by tag\n"
+    "or digest, in any region) within DURATION. run applies every rule now; --dry-run lists\n"
     "what would go and deletes nothing.\n";
 
-static const char *const rule_cols[] = {"pattern",    "tags",           "keepNewest",
-                                        "olderThanS", "untaggedAfterS", NULL};
+static const char *const rule_cols[] = {"pattern",        "tags",          "keepNewest", "olderThanS",
+                                        "untaggedAfterS", "pulledWithinS", NULL};
 static const char *const item_cols[] = {"repository", "tag",     "digest", "rule",
                                         "region",     "deleted", NULL};
 
@@ -69,7 +71,8 @@ int cli_retention(struct cli *c)
             json_object_set_new(body, "tags", json_string(cli_opt(c, "tags")));
         if (add_number(c, body, "keep-newest", "keepNewest", false) != 0 ||
             add_number(c, body, "older-than", "olderThanS", true) != 0 ||
-            add_number(c, body, "untagged-after", "untaggedAfterS", true) != 0) {
+            add_number(c, body, "untagged-after", "untaggedAfterS", true) != 0 ||
+            add_number(c, body, "pulled-within", "pulledWithinS", true) != 0) {
             json_decref(body);
             return 2;
         }
@@ -93,6 +96,9 @@ int cli_retention(struct cli *c)
         cli_print(c, json_object_get(r, "tags"), item_cols);
         printf("%s %lld tags\n", is_dry_run ? "would delete" : "deleted",
                (long long)json_integer_value(json_object_get(r, "deleted")));
+        size_t n_kept = json_array_size(json_object_get(r, "kept"));
+        if (n_kept > 0)
+            printf("kept %zu tags for their recent pulls\n", n_kept);
     } else if (!is_delete) {
         cli_print(c, r, is_run ? item_cols : rule_cols);
     }

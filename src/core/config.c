@@ -86,6 +86,9 @@ static const struct option_def options[] = {
      "0"},
     {"retention-interval", OPT_DURATION, "time between two passes applying retention rules",
      "1h"},
+    {"pull-record-interval", OPT_DURATION,
+     "time between two writes of the manifests' last-pull times (retention's pulledWithinS)",
+     "1m"},
     {"webhook-backoff-max", OPT_DURATION, "longest wait between retries of a webhook delivery",
      "5m"},
     {"webhook-max-attempts", OPT_UINT, "attempts before a webhook delivery is given up", "10"},
@@ -182,6 +185,7 @@ void config_defaults(struct config *cfg)
     cfg->compact_horizon_s = 7 * 86400;
     cfg->tombstone_retention_s = 7 * 86400;
     cfg->retention_interval_s = 3600;
+    cfg->pull_record_interval_s = 60;
     cfg->webhook_backoff_max_ms = 300000;
     cfg->webhook_max_attempts = 10;
     cfg->data_url_ttl_s = 60;
@@ -441,6 +445,8 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->gc_untagged_after_s = d; /* 0: untagged manifests are kept */
         else if (strcmp(key, "retention-interval") == 0)
             cfg->retention_interval_s = d > 0 ? d : 1;
+        else if (strcmp(key, "pull-record-interval") == 0)
+            cfg->pull_record_interval_s = d > 0 ? d : 1;
         else if (strcmp(key, "gc-interval") == 0)
             cfg->gc_interval_s = d > 0 ? d : 1;
         else if (strcmp(key, "compact-interval") == 0)

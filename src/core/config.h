@@ -65,6 +65,7 @@ struct config {
     int64_t tombstone_retention_s; /* age of an applied tombstone before it goes, 0 = keep */
     int64_t gc_untagged_after_s;   /* age of an untagged manifest before it goes, 0 = keep */
     int64_t retention_interval_s;  /* time between retention passes (retention_run.c) */
+    int64_t pull_record_interval_s; /* time between flushes of last-pull times (pull_record.c) */
     /* webhooks (docs/webhooks.md) */
     int64_t webhook_backoff_max_ms; /* longest wait between delivery retries, default 5 min */
     unsigned webhook_max_attempts;  /* attempts before a delivery is given up, default 10 */

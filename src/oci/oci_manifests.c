@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "name.h"
 #include "oci.h"
+#include "pull_record.h"
 #include "repl.h"
 #include "residency.h"
 #include "util.h"
@@ -128,6 +129,9 @@ static void manifest_get(struct http_req *req, bool is_digest)
     http_reply_header(req, "Docker-Content-Digest", "%s", m.digest.str);
     http_reply_header(req, "ETag", "\"%s\"", m.digest.str);
     http_reply(req, 200, m.media_type, m.body, m.body_len);
+    /* A peer's fetch is replication, not a pull; a HEAD only asks. */
+    if (strcmp(req->method, "GET") == 0 && http_req_header(req, REPL_FETCH_HEADER) == NULL)
+        pull_record_note(reg->pulls, req->repo, m.digest.str, util_now_ms());
     meta_manifest_fini(&m);
 }
 

@@ -21,11 +21,13 @@
 #include "gc_fence.h"
 #include "log.h"
 #include "metrics.h"
+#include "pull_record.h"
 #include "registry_ctx.h"
 #include "repo_locks.h"
 #include "retention.h"
 #include "retention_run.h"
 #include "util.h"
+#include "webhook.h"
 
 #define GC_MAGIC 0x67636f6cu /* "gcol" */
 
@@ -278,9 +280,17 @@ static void untagged_pass(struct gc *g, bool is_dry_run, size_t max, json_t *out
                     json_array_append_new(out, json_pack("{s:s,s:s}", "repository",
                                                          due.items[j].repo, "digest",
                                                          due.items[j].digest));
-                if (!is_dry_run)
+                if (!is_dry_run) {
                     log_info("gc", "deleted untagged manifest %s@%s", due.items[j].repo,
                              due.items[j].digest);
+                    /* This region's webhooks (the others' fire on the replicated delete). */
+                    struct webhook_effect ev = {
+                        .action = "delete", .repo = due.items[j].repo,
+                        .digest = due.items[j].digest, .size = -1, .request_id = "gc",
+                        .method = "GC", .host = reg->cfg->region};
+                    webhook_on_effect(reg, &ev);
+                    pull_record_forget(reg->ms, due.items[j].repo, due.items[j].digest);
+                }
             }
         }
         n_seen += due.n;

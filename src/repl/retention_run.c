@@ -8,10 +8,12 @@
 #include "image_catalog.h"
 #include "log.h"
 #include "name.h"
+#include "pull_record.h"
 #include "registry_ctx.h"
 #include "repo_locks.h"
 #include "retention.h"
 #include "util.h"
+#include "webhook.h"
 
 /* Why tag (of manifest d) may not be deleted, or NULL: the checks of a DELETE on /v2/. */
 static const char *protection(struct registry *reg, const char *repo, const char *tag,
@@ -45,6 +47,12 @@ static int delete_tag(struct registry *reg, const char *repo, const struct reten
                  t->name, err_message(&re));
     image_catalog_forget(reg->ms, repo, &versions);
     meta_name_list_fini(&versions);
+    /* As a DELETE on /v2/ would: this region's webhooks (the others' fire on the
+     * replicated delete). */
+    struct webhook_effect ev = {.action = "delete", .repo = repo, .tag = t->name,
+                                .digest = t->digest, .size = -1, .request_id = "retention",
+                                .method = "RETENTION", .host = reg->cfg->region};
+    webhook_on_effect(reg, &ev);
     return 0;
 }
 
@@ -65,7 +73,8 @@ static void audit(struct registry *reg, const char *repo, const char *detail)
 
 /* Applies the rules matching repo; appends to items. Returns the number deleted. */
 static size_t apply_repo(struct registry *reg, const struct retention_rules *rules,
-                         const char *repo, bool is_dry_run, int64_t now_ms, json_t *items)
+                         const char *repo, bool is_dry_run, int64_t now_ms, json_t *items,
+                         json_t *kept)
 {
     struct retention_tag *tags = NULL;
     size_t n = 0, n_deleted = 0;
@@ -76,15 +85,33 @@ static size_t apply_repo(struct registry *reg, const struct retention_rules *rul
     }
     /* A tag any matching rule selects goes (rules are evaluated apart). retention_select
      * sorts by a total order, so the tags keep their places after the first rule. */
+    bool needs_pulls = false;
+    for (size_t r = 0; r < rules->n; r++)
+        needs_pulls |= rules->items[r].pulled_within_s >= 0 &&
+                       name_matches_pattern(rules->items[r].pattern, repo);
+    for (size_t i = 0; needs_pulls && i < n; i++)
+        tags[i].pulled_ms = pull_record_get(reg->ms, repo, tags[i].digest);
     const char **why = xcalloc(n + 1, sizeof(*why));
+    const char **pulled_why = xcalloc(n + 1, sizeof(*pulled_why));
     for (size_t r = 0; r < rules->n; r++) {
         if (!name_matches_pattern(rules->items[r].pattern, repo))
             continue;
         retention_select(&rules->items[r], tags, n, now_ms);
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             if (tags[i].is_selected && why[i] == NULL)
                 why[i] = rules->items[r].pattern;
+            if (tags[i].is_kept_by_pull && pulled_why[i] == NULL)
+                pulled_why[i] = rules->items[r].pattern;
+        }
     }
+    /* Tags a rule keeps only for their recent pulls (and no other rule selects). */
+    for (size_t i = 0; i < n; i++)
+        if (pulled_why[i] != NULL && why[i] == NULL)
+            json_array_append_new(
+                kept, json_pack("{s:s,s:s,s:s,s:s,s:I}", "repository", repo, "tag", tags[i].name,
+                                "digest", tags[i].digest, "rule", pulled_why[i], "pulledMs",
+                                (json_int_t)tags[i].pulled_ms));
+    free(pulled_why);
     char detail[400] = "";
     for (size_t i = 0; i < n; i++) {
         if (why[i] == NULL)
@@ -111,6 +138,8 @@ static size_t apply_repo(struct registry *reg, const struct retention_rules *rul
         json_t *item = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b}", "repository", repo, "tag",
                                  tags[i].name, "digest", tags[i].digest, "rule", why[i], "region",
                                  owner, "deleted", is_deleted);
+        if (tags[i].pulled_ms > 0)
+            json_object_set_new(item, "pulledMs", json_integer(tags[i].pulled_ms));
         if (refused != NULL)
             json_object_set_new(item, "refused", json_string(refused));
         json_array_append_new(items, item);
@@ -131,15 +160,20 @@ json_t *retention_run(struct registry *reg, bool is_dry_run, struct err *e)
     struct retention_rules rules;
     if (retention_rules_load(reg->ms, &rules, e) != 0)
         return NULL;
-    json_t *items = json_array();
+    json_t *items = json_array(), *kept = json_array();
     size_t n_deleted = 0;
     bool has_tag_rules = false;
     for (size_t r = 0; r < rules.n; r++)
-        has_tag_rules |= rules.items[r].keep_newest >= 0 || rules.items[r].older_than_s >= 0;
+        has_tag_rules |= rules.items[r].keep_newest >= 0 || rules.items[r].older_than_s >= 0 ||
+                         rules.items[r].pulled_within_s >= 0;
+    /* This node's own recent pulls count now, not at the next flush (other regions'
+     * pulls count once replicated). */
+    pull_record_flush(reg->pulls);
     struct meta_name_list repos = {0};
     if (has_tag_rules && reg->ms->ops->repo_list(reg->ms, "", -1, &repos, e) != 0) {
         retention_rules_fini(&rules);
         json_decref(items);
+        json_decref(kept);
         return NULL;
     }
     int64_t now_ms = util_now_ms();
@@ -148,10 +182,11 @@ json_t *retention_run(struct registry *reg, bool is_dry_run, struct err *e)
         for (size_t r = 0; r < rules.n && !is_matched; r++)
             is_matched = name_matches_pattern(rules.items[r].pattern, repos.names[i]);
         if (is_matched)
-            n_deleted += apply_repo(reg, &rules, repos.names[i], is_dry_run, now_ms, items);
+            n_deleted +=
+                apply_repo(reg, &rules, repos.names[i], is_dry_run, now_ms, items, kept);
     }
     meta_name_list_fini(&repos);
     retention_rules_fini(&rules);
-    return json_pack("{s:b,s:o,s:I}", "dry_run", is_dry_run, "tags", items, "deleted",
-                     (json_int_t)n_deleted);
+    return json_pack("{s:b,s:o,s:o,s:I}", "dry_run", is_dry_run, "tags", items, "kept", kept,
+                     "deleted", (json_int_t)n_deleted);
 }

@@ -19,8 +19,11 @@ struct registry;
 
 /* Applies every rule now (is_dry_run: decides and lists, deletes nothing). Returns a new
  * JSON object {"dry_run", "tags":[{"repository","tag","digest","rule","region",
- * "deleted", "refused" (a reason, when protected)}], "deleted"}: every tag the rules
- * select, with the region that deletes it; NULL with e set when the store fails. */
+ * "deleted", "refused" (a reason, when protected), "pulledMs"}], "kept":[{"repository",
+ * "tag","digest","rule","pulledMs"}], "deleted"}: every tag the rules select, with the
+ * region that deletes it, and every tag a rule keeps only because it was pulled within
+ * its pulledWithinS (in any region); NULL with e set when the store fails. Flushes this
+ * node's pending pull times first. */
 json_t *retention_run(struct registry *reg, bool is_dry_run, struct err *e);
 
 #endif

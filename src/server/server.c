@@ -24,6 +24,7 @@
 #include "oci.h"
 #include "scrub.h"
 #include "compact.h"
+#include "pull_record.h"
 #include "gc.h"
 #include "lease.h"
 #include "secret.h"
@@ -225,6 +226,7 @@ int server_main(int argc, char **argv)
     reg->copies = copies_start(reg);
     reg->gc = gc_start(reg);
     reg->compact = compact_start(reg);
+    reg->pulls = pull_record_start(reg);
     atomic_store(&reg->is_ready, true);
 
     struct sweeper sw = {.reg = reg};
@@ -286,6 +288,8 @@ int server_main(int argc, char **argv)
     reg->gc = NULL;
     compact_stop(reg->compact);
     reg->compact = NULL;
+    pull_record_stop(reg->pulls); /* after the HTTP server: no more notes */
+    reg->pulls = NULL;
 
     AZ(pthread_mutex_lock(&sw.mu));
     sw.is_stopping = true;

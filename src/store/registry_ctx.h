@@ -21,6 +21,7 @@ struct repl;
 struct scrub;
 struct gc;
 struct compact;
+struct pull_record;
 struct readiness;
 
 struct registry {
@@ -35,6 +36,7 @@ struct registry {
     struct copies *copies;           /* copies.c: replica counts on volumes (NULL: none) */
     struct gc *gc;                   /* gc.c: online garbage collection of blobs */
     struct compact *compact;         /* compact.c: event-log compaction */
+    struct pull_record *pulls;       /* pull_record.c: manifests' last-pull times */
     struct readiness *readiness;     /* readiness.c: /readyz's probes of the two stores */
     /* Blob commits hold it shared, garbage collection of a blob's bytes holds it
      * exclusive, so a blob being re-pushed is never removed under the new link. Taken

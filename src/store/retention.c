@@ -45,8 +45,9 @@ int retention_rule_parse(const char *pattern, const char *value, struct retentio
     out->keep_newest = opt_count(v, "keepNewest");
     out->older_than_s = opt_count(v, "olderThanS");
     out->untagged_after_s = opt_count(v, "untaggedAfterS");
+    out->pulled_within_s = opt_count(v, "pulledWithinS");
     bool is_ok = json_is_object(v) && out->keep_newest >= -1 && out->older_than_s >= -1 &&
-                 out->untagged_after_s >= -1;
+                 out->untagged_after_s >= -1 && out->pulled_within_s >= -1;
     if (!is_ok) {
         json_decref(v);
         memset(out, 0, sizeof(*out));
@@ -78,14 +79,15 @@ char *retention_rule_value(const json_t *body, const char **pattern, struct err 
     *pattern = json_string_value(json_object_get(body, "pattern"));
     const json_t *tags = json_object_get(body, "tags");
     int64_t keep = opt_count(body, "keepNewest"), older = opt_count(body, "olderThanS"),
-            untagged = opt_count(body, "untaggedAfterS");
+            untagged = opt_count(body, "untaggedAfterS"),
+            pulled = opt_count(body, "pulledWithinS");
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)body, key, v)
     {
         if (strcmp(key, "pattern") != 0 && strcmp(key, "tags") != 0 &&
             strcmp(key, "keepNewest") != 0 && strcmp(key, "olderThanS") != 0 &&
-            strcmp(key, "untaggedAfterS") != 0) {
+            strcmp(key, "untaggedAfterS") != 0 && strcmp(key, "pulledWithinS") != 0) {
             err_set(e, ERR_BAD_REQUEST, "unknown member %s", key);
             return NULL;
         }
@@ -99,15 +101,15 @@ char *retention_rule_value(const json_t *body, const char **pattern, struct err 
         err_set(e, ERR_BAD_REQUEST, "tags: expected a tag glob of 1 to 128 characters");
         return NULL;
     }
-    if (keep < -1 || older < -1 || untagged < -1) {
+    if (keep < -1 || older < -1 || untagged < -1 || pulled < -1) {
         err_set(e, ERR_BAD_REQUEST,
-                "keepNewest, olderThanS, untaggedAfterS: expected integers >= 0");
+                "keepNewest, olderThanS, untaggedAfterS, pulledWithinS: expected integers >= 0");
         return NULL;
     }
-    if (keep < 0 && older < 0 && untagged < 0) {
+    if (keep < 0 && older < 0 && untagged < 0 && pulled < 0) {
         err_set(e, ERR_BAD_REQUEST,
                 "expected at least one of keepNewest, olderThanS, "
-                "untaggedAfterS");
+                "untaggedAfterS, pulledWithinS");
         return NULL;
     }
     json_t *out = json_pack("{s:s}", "tags", tags != NULL ? json_string_value(tags) : "*");
@@ -117,6 +119,8 @@ char *retention_rule_value(const json_t *body, const char **pattern, struct err 
         json_object_set_new(out, "olderThanS", json_integer(older));
     if (untagged >= 0)
         json_object_set_new(out, "untaggedAfterS", json_integer(untagged));
+    if (pulled >= 0)
+        json_object_set_new(out, "pulledWithinS", json_integer(pulled));
     char *text = json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(out);
     return text;
@@ -131,6 +135,8 @@ json_t *retention_rule_to_json(const struct retention_rule *r)
         json_object_set_new(o, "olderThanS", json_integer(r->older_than_s));
     if (r->untagged_after_s >= 0)
         json_object_set_new(o, "untaggedAfterS", json_integer(r->untagged_after_s));
+    if (r->pulled_within_s >= 0)
+        json_object_set_new(o, "pulledWithinS", json_integer(r->pulled_within_s));
     return o;
 }
 
@@ -180,7 +186,8 @@ void retention_select(const struct retention_rule *rule, struct retention_tag *t
     int64_t kept = 0;
     for (size_t i = 0; i < n; i++) {
         tags[i].is_selected = false;
-        if (rule->keep_newest < 0 && rule->older_than_s < 0)
+        tags[i].is_kept_by_pull = false;
+        if (rule->keep_newest < 0 && rule->older_than_s < 0 && rule->pulled_within_s < 0)
             continue; /* an untagged-only rule */
         if (fnmatch(rule->tags, tags[i].name, 0) != 0)
             continue;
@@ -188,8 +195,17 @@ void retention_select(const struct retention_rule *rule, struct retention_tag *t
             kept++;
             continue;
         }
-        bool is_old = rule->older_than_s < 0 ||
-                      hlc_wall_ms((uint64_t)tags[i].hlc) < now_ms - rule->older_than_s * 1000;
-        tags[i].is_selected = is_old;
+        /* Only P: a tag pushed within P has not had its chance to be pulled yet. */
+        int64_t age_s = rule->older_than_s >= 0 ? rule->older_than_s
+                        : rule->keep_newest < 0 ? rule->pulled_within_s
+                                                : -1;
+        bool is_old = age_s < 0 || hlc_wall_ms((uint64_t)tags[i].hlc) < now_ms - age_s * 1000;
+        /* Pull times are replicated records, the same in every region once converged;
+         * they lag the real pull by under the precision, which counts on the keeping side. */
+        int64_t pulled_since = now_ms - rule->pulled_within_s * 1000 - PULL_RECORD_PRECISION_MS;
+        bool is_pulled = rule->pulled_within_s >= 0 && tags[i].pulled_ms > 0 &&
+                         tags[i].pulled_ms >= pulled_since;
+        tags[i].is_selected = is_old && !is_pulled;
+        tags[i].is_kept_by_pull = is_old && is_pulled;
     }
 }

@@ -1,10 +1,12 @@
 /* Retention rules per repository pattern (issue 15 item 2): replicated objects of kind
  * RETENTION_KIND, keyed by the repository pattern ("team/<star>", name_matches_pattern),
  * valued {"tags": tag glob (default "*"), "keepNewest": N, "olderThanS": D,
- * "untaggedAfterS": U} (each optional, at least one set). Among the tags of a matching
- * repository that the glob matches, newest first by the tag's last write (its register
- * clock, the same in every region): the N newest are kept; of the others, those older
- * than D go (without D: all of them; without N: every tag older than D). U sets the
+ * "untaggedAfterS": U, "pulledWithinS": P} (each optional, at least one set). Among the
+ * tags of a matching repository that the glob matches, newest first by the tag's last
+ * write (its register clock, the same in every region): the N newest are kept; so is a
+ * tag whose manifest was pulled (by tag or digest, in any region: pulled_ms, a replicated
+ * record) within P; of the others, those older than D go (without D: all of them, or with
+ * only P, those pushed more than P ago; without N: every tag older than D). U sets the
  * untagged grace of the repositories the rule matches (0: keep untagged manifests there),
  * overriding --gc-untagged-after. Pure functions and the object's encoding; the pass that
  * applies the rules is repl/retention_run.c. */
@@ -19,6 +21,11 @@
 #include "metastore.h"
 
 #define RETENTION_KIND "retention_rule"
+/* Last-pull records (repl/pull_record.c): key "<repo>@<digest>", value {"pulledMs": T}. */
+#define PULL_RECORD_KIND "pull_time"
+/* A recorded pull time lags the latest pull by less than this (writes are coarse), so
+ * pulledWithinS counts a pull this much earlier than recorded: on the keeping side. */
+#define PULL_RECORD_PRECISION_MS 3600000
 
 struct retention_rule {
     char *pattern;            /* repositories */
@@ -26,6 +33,7 @@ struct retention_rule {
     int64_t keep_newest;      /* -1: not set */
     int64_t older_than_s;     /* -1: not set */
     int64_t untagged_after_s; /* -1: not set; 0: keep untagged manifests */
+    int64_t pulled_within_s;  /* -1: not set; keep tags pulled this recently */
 };
 struct retention_rules {
     struct retention_rule *items;
@@ -57,7 +65,9 @@ struct retention_tag {
     char *digest;
     int64_t hlc;
     char *origin;
-    bool is_selected; /* out: rule selects it for deletion */
+    int64_t pulled_ms; /* latest pull of digest in any region (ms), 0: none recorded */
+    bool is_selected;  /* out: rule selects it for deletion */
+    bool is_kept_by_pull; /* out: rule would select it but for a recent pull */
 };
 /* Marks in tags[0..n) those rule selects at now_ms (sorts tags newest first). Pure. */
 void retention_select(const struct retention_rule *rule, struct retention_tag *tags, size_t n,

@@ -11,7 +11,9 @@
   image in both once healed;
 - retention rules (API and CLI): keep the newest N tags of a glob, dry run equal to the
   real run, a locked tag left, one audit entry per batch; per-pattern untagged grace; two
-  regions select the same tags and each deletes its own.
+  regions select the same tags and each deletes its own; a tag pulled (by tag or digest)
+  in one region only is kept by a pulledWithinS rule applied in the other, and the dry
+  run lists it as kept; HEAD and replication are not pulls.
 """
 
 import os
@@ -324,6 +326,102 @@ def test_geo_retention_same_selection_each_region_deletes_its_own(geo):
     assert sorted(t["tag"] for t in out_b["tags"] if t["deleted"]) == ["v2"]
     wait_until(lambda: all(sorted(r.oci().tag_list(repo)) == ["v3", "v4"] for r in (a, b)),
                timeout_s=60, what="both regions keep v3, v4")
+
+
+def test_geo_retention_keeps_tags_pulled_in_another_region(geo):
+    cluster = geo(n=2, extra_args=("--gc-interval", "1h", "--retention-interval", "1h",
+                                   "--pull-record-interval", "1s"))
+    a, b = cluster.regions
+    repo = "pull/geo"
+    digests = {}
+    for i in range(1, 6):
+        digests["v%d" % i] = a.oci().push_image(repo, tag="v%d" % i, layers=1,
+                                                layer_size=64).digest
+        wait_until(lambda: b.oci().get_manifest(repo, "v%d" % i, method="HEAD").status_code
+                   == 200, timeout_s=60, what="v%d in b" % i)
+    # pulls in b only: v1 by tag, v2 by digest; v3 only asked about (HEAD), v4 never
+    assert b.oci().get_manifest(repo, "v1").status_code == 200
+    assert b.oci().get_manifest(repo, digests["v2"]).status_code == 200
+    assert b.oci().get_manifest(repo, "v3", method="HEAD").status_code == 200
+    api(a, "POST", "retention", json={"pattern": "pull/*", "keepNewest": 1,
+                                      "pulledWithinS": 86400})
+    assert api(a, "GET", "retention") == [{"pattern": "pull/*", "tags": "*", "keepNewest": 1,
+                                           "pulledWithinS": 86400}]
+    wait_until(lambda: len(api(b, "GET", "retention")) == 1, timeout_s=60,
+               what="rule replicated")
+
+    def dry(r):
+        out = api(r, "POST", "retention/run", params={"dry_run": "true"})
+        return (sorted(t["tag"] for t in out["tags"]), sorted(t["tag"] for t in out["kept"]))
+    # b's pulls reach a through replication: then both regions select the same
+    wait_until(lambda: dry(a)[1] == ["v1", "v2"], timeout_s=60, what="b's pulls seen in a")
+    assert dry(a) == dry(b) == (["v3", "v4"], ["v1", "v2"])
+    kept = api(a, "POST", "retention/run", params={"dry_run": "true"})["kept"]
+    assert all(k["rule"] == "pull/*" and k["pulledMs"] > 0 for k in kept), kept
+    out = api(a, "POST", "retention/run")
+    assert sorted(t["tag"] for t in out["tags"] if t["deleted"]) == ["v3", "v4"]
+    wait_until(lambda: all(sorted(r.oci().tag_list(repo)) == ["v1", "v2", "v5"]
+                           for r in (a, b)), timeout_s=60, what="both regions keep v1, v2, v5")
+
+
+def test_pull_times_written_once_per_hour_not_per_get(server_factory):
+    srv = server_factory("--gc-interval", "1h", "--pull-record-interval", "1h")
+    repo = "pulls/once"
+    img = srv.oci().push_image(repo, tag="v1", layers=1, layer_size=64)
+
+    def pull_events():
+        r = requests.get(srv.url + "/_meridian/v1/replication/events",
+                         params={"from": "local", "after": 0, "wait": 0, "max": 5000},
+                         timeout=30)
+        assert r.status_code == 200, r.text
+        return [e for e in r.json()["events"]
+                if e.get("kind") == "object_put" and e.get("name") == repo + "@" + img.digest]
+    # a pass flushes this node's pending pull times: here the only flush (interval 1h)
+    for ref in ("v1", img.digest, "v1"):
+        for _ in range(20):
+            assert srv.oci().get_manifest(repo, ref).status_code == 200
+        api(srv, "POST", "retention/run", params={"dry_run": "true"})
+    assert len(pull_events()) == 1, pull_events()
+    api(srv, "POST", "retention", json={"pattern": "pulls/*", "keepNewest": 0,
+                                        "pulledWithinS": 60})
+    try:
+        out = api(srv, "POST", "retention/run", params={"dry_run": "true"})
+        assert [k["tag"] for k in out["kept"]] == ["v1"] and out["tags"] == []
+    finally:
+        api(srv, "DELETE", "retention", params={"pattern": "pulls/*"})
+
+
+def test_pull_time_removed_with_its_untagged_manifest(server_factory):
+    srv = server_factory("--gc-grace", "1h", "--gc-untagged-after", "1s", "--gc-interval", "1h",
+                         "--pull-record-interval", "1h")
+    repo = "pulls/gone"
+    img = srv.oci().push_image(repo, tag="v1", layers=1, layer_size=64)
+    keep = srv.oci().push_image(repo, tag="v2", layers=1, layer_size=64)
+    for d in (img.digest, keep.digest):
+        assert srv.oci().get_manifest(repo, d).status_code == 200
+    api(srv, "POST", "retention/run", params={"dry_run": "true"})  # flushes the pull times
+
+    def objects(kind):
+        r = requests.get(srv.url + "/_meridian/v1/replication/events",
+                         params={"from": "local", "after": 0, "wait": 0, "max": 5000},
+                         timeout=30)
+        return sorted(e["name"] for e in r.json()["events"] if e.get("kind") == kind
+                      and e.get("name", "").startswith(repo + "@"))
+    assert objects("object_put") == sorted([repo + "@" + img.digest, repo + "@" + keep.digest])
+    assert srv.oci().delete(srv.oci().manifest_path(repo, "v1")).status_code == 202
+    def collected():
+        gc_run(srv)
+        return srv.oci().get_manifest(repo, img.digest, method="HEAD").status_code == 404
+    wait_until(collected, timeout_s=30, what="untagged manifest collected")
+    assert objects("object_delete") == [repo + "@" + img.digest]
+
+
+def test_retention_pulled_within_validated(srv):
+    for bad in (-1, "1d", 1.5):
+        r = requests.post(srv.url + "/_meridian/v1/retention",
+                          json={"pattern": "x/*", "pulledWithinS": bad}, timeout=30)
+        assert r.status_code == 400 and "pulledWithinS" in r.json()["error"]["message"], r.text
+    assert all(rule["pattern"] != "x/*" for rule in api(srv, "GET", "retention"))
 
 
 def test_retention_is_admin_only(server_pool):

@@ -602,3 +602,36 @@ def test_deleting_a_webhook_drops_its_pending_deliveries(registry, oci, repo):
     create(registry, name, "http://127.0.0.1:9/nothing", actions=["push"])
     assert events(registry, name) == []
     assert api(registry, "DELETE", "webhooks/" + name).status_code == 204
+
+
+def test_retention_and_untagged_collector_deletes_fire_webhooks(registry, receiver, oci, repo):
+    """Deletes made by retention rules and by the collector of untagged manifests fire this
+    region's delete webhooks, as a DELETE on /v2/ does (method RETENTION / GC)."""
+    name = hook_name("retain")
+    create(registry, name, receiver.url, actions=["delete"], scope=repo)
+    old = oci.push_image(repo, tag="v1", layers=1, layer_size=64)
+    oci.push_image(repo, tag="v2", layers=1, layer_size=64)
+    r = api(registry, "POST", "retention",
+            json={"pattern": repo, "keepNewest": 1, "untaggedAfterS": 1})
+    assert r.status_code == 200, r.text
+    try:
+        r = api(registry, "POST", "retention/run")
+        assert r.status_code == 200 and r.json()["deleted"] == 1, r.text
+        got = wait_until(lambda: receiver.events(name, "delete"), what="retention delete event")
+        ev = got[0]["json"]
+        assert ev["target"]["repository"] == repo and ev["target"]["tag"] == "v1"
+        assert ev["target"]["digest"] == old.digest
+        assert ev["request"]["method"] == "RETENTION" and ev["region"] == REGION
+
+        # v1's manifest is now untagged: past its 1 s grace the collector deletes it
+        def collected():
+            r = api(registry, "POST", "gc/run")
+            assert r.status_code == 200, r.text
+            return len(receiver.events(name, "delete")) >= 2
+        wait_until(collected, timeout_s=30, what="untagged delete event")
+        ev = receiver.events(name, "delete")[1]["json"]
+        assert ev["target"]["digest"] == old.digest and "tag" not in ev["target"]
+        assert ev["request"]["method"] == "GC"
+        assert len(receiver.events(name, "delete")) == 2
+    finally:
+        api(registry, "DELETE", "retention", params={"pattern": repo})

@@ -403,38 +403,88 @@ static void test_retention_select_table(void **state)
 {
     (void)state;
     int64_t now = 100 * 86400000LL;
+    const int64_t day = 86400000LL;
     struct {
         const char *name;
         int64_t age_days;
-    } in[] = {{"v1", 30}, {"v2", 20}, {"v3", 10}, {"v4", 1}, {"dev-a", 40}, {"latest", 50}};
+        int64_t pulled_days_ago; /* -1: never pulled */
+    } in[] = {{"v1", 30, 2},      {"v2", 20, -1},  {"v3", 10, 9},
+              {"v4", 1, -1},      {"dev-a", 40, 0}, {"latest", 50, 6}};
     struct {
         struct retention_rule rule;
         const char *selected; /* names, in newest-first order */
+        const char *kept_by_pull;
     } cases[] = {
-        {{.tags = "v*", .keep_newest = 2, .older_than_s = -1, .untagged_after_s = -1}, "v2,v1,"},
-        {{.tags = "v*", .keep_newest = -1, .older_than_s = 15 * 86400, .untagged_after_s = -1},
-         "v2,v1,"},
-        {{.tags = "v*", .keep_newest = 3, .older_than_s = 15 * 86400, .untagged_after_s = -1},
-         "v1,"},
-        {{.tags = "*", .keep_newest = 5, .older_than_s = -1, .untagged_after_s = -1}, "latest,"},
-        {{.tags = "dev-*", .keep_newest = 0, .older_than_s = -1, .untagged_after_s = -1}, "dev-a,"},
-        {{.tags = "*", .keep_newest = -1, .older_than_s = -1, .untagged_after_s = 60}, ""},
+        {{.tags = "v*", .keep_newest = 2, .older_than_s = -1, .untagged_after_s = -1,
+          .pulled_within_s = -1},
+         "v2,v1,", ""},
+        {{.tags = "v*", .keep_newest = -1, .older_than_s = 15 * 86400, .untagged_after_s = -1,
+          .pulled_within_s = -1},
+         "v2,v1,", ""},
+        {{.tags = "v*", .keep_newest = 3, .older_than_s = 15 * 86400, .untagged_after_s = -1,
+          .pulled_within_s = -1},
+         "v1,", ""},
+        {{.tags = "*", .keep_newest = 5, .older_than_s = -1, .untagged_after_s = -1,
+          .pulled_within_s = -1},
+         "latest,", ""},
+        {{.tags = "dev-*", .keep_newest = 0, .older_than_s = -1, .untagged_after_s = -1,
+          .pulled_within_s = -1},
+         "dev-a,", ""},
+        {{.tags = "*", .keep_newest = -1, .older_than_s = -1, .untagged_after_s = 60,
+          .pulled_within_s = -1},
+         "", ""},
+        /* keep the newest 2 (v4, v3) and those pulled within 7 days (v1, dev-a, latest) */
+        {{.tags = "*", .keep_newest = 2, .older_than_s = -1, .untagged_after_s = -1,
+          .pulled_within_s = 7 * 86400},
+         "v2,", "v1,dev-a,latest,"},
+        /* pulledWithinS alone: neither pulled nor pushed within 5 days (v4 is 1 day old) */
+        {{.tags = "*", .keep_newest = -1, .older_than_s = -1, .untagged_after_s = -1,
+          .pulled_within_s = 5 * 86400},
+         "v3,v2,latest,", "v1,dev-a,"},
+        /* with olderThanS: only tags older than 15 days are candidates */
+        {{.tags = "v*", .keep_newest = -1, .older_than_s = 15 * 86400, .untagged_after_s = -1,
+          .pulled_within_s = 3 * 86400},
+         "v2,", "v1,"},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         struct retention_tag tags[6];
         for (size_t i = 0; i < 6; i++) {
             tags[i] = (struct retention_tag){
                 .name = (char *)in[i].name,
-                .hlc = (int64_t)((uint64_t)(now - in[i].age_days * 86400000LL) << HLC_LOGICAL_BITS),
-                .origin = "r1"};
+                .hlc = (int64_t)((uint64_t)(now - in[i].age_days * day) << HLC_LOGICAL_BITS),
+                .origin = "r1",
+                .pulled_ms = in[i].pulled_days_ago < 0 ? 0 : now - in[i].pulled_days_ago * day};
         }
         retention_select(&cases[c].rule, tags, 6, now);
-        char got[128] = "";
-        for (size_t i = 0; i < 6; i++)
+        char got[128] = "", kept[128] = "";
+        for (size_t i = 0; i < 6; i++) {
             if (tags[i].is_selected)
                 snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s,", tags[i].name);
+            if (tags[i].is_kept_by_pull)
+                snprintf(kept + strlen(kept), sizeof(kept) - strlen(kept), "%s,", tags[i].name);
+        }
         assert_string_equal(got, cases[c].selected);
+        assert_string_equal(kept, cases[c].kept_by_pull);
     }
+}
+
+/* A pull recorded just past the window counts within the precision (the keeping side),
+ * and not beyond it. */
+static void test_retention_pulled_precision(void **state)
+{
+    (void)state;
+    int64_t now = 100 * 86400000LL;
+    struct retention_rule rule = {.tags = "*", .keep_newest = 0, .older_than_s = -1,
+                                  .untagged_after_s = -1, .pulled_within_s = 86400};
+    int64_t edge = now - 86400000LL - PULL_RECORD_PRECISION_MS;
+    struct retention_tag tags[2] = {
+        {.name = "in", .hlc = (int64_t)((uint64_t)(now - 5 * 86400000LL) << HLC_LOGICAL_BITS),
+         .origin = "r1", .pulled_ms = edge},
+        {.name = "out", .hlc = (int64_t)((uint64_t)(now - 6 * 86400000LL) << HLC_LOGICAL_BITS),
+         .origin = "r1", .pulled_ms = edge - 1}};
+    retention_select(&rule, tags, 2, now);
+    assert_false(tags[0].is_selected);
+    assert_true(tags[1].is_selected);
 }
 
 static void test_retention_untagged_grace_per_pattern(void **state)
@@ -511,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_tag_keeps_manifest_through_anti_entropy),
         cmocka_unit_test(test_v2_database_migrates_with_untagged_stamped),
         cmocka_unit_test(test_retention_select_table),
+        cmocka_unit_test(test_retention_pulled_precision),
         cmocka_unit_test(test_retention_untagged_grace_per_pattern),
         cmocka_unit_test(test_tag_delete_if_unchanged),
     };
