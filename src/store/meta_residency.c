@@ -141,7 +141,8 @@ static int delete_rows(struct sq_conn *c, const char *repo, int64_t repo_id,
     }
     static const char *const kinds[] = {"image_definition",      "image_version",
                                         "image_version_retired", "image_version_conflict",
-                                        "image_version_writes",  "repository_lock"};
+                                        "image_version_writes",  "repository_lock",
+                                        "pull_time"};
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         if (sq_run_exec(c,
                         "DELETE FROM objects WHERE kind = ?1 AND (key = ?2"

@@ -9,6 +9,7 @@
 #include "image_catalog.h"
 #include "name.h"
 #include "repo_locks.h"
+#include "retention.h"
 #include "util.h"
 
 json_t *residency_policies(struct metastore *ms, struct err *e)
@@ -240,6 +241,7 @@ static bool is_repo_kind(const char *kind)
                                         IMAGE_VERSION_CONFLICT_KIND,
                                         IMAGE_VERSION_WRITES_KIND,
                                         REPO_LOCK_KIND,
+                                        PULL_RECORD_KIND,
                                         NULL};
     for (size_t i = 0; kind != NULL && kinds[i]; i++) {
         if (strcmp(kinds[i], kind) == 0)
