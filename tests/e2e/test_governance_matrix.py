@@ -186,3 +186,35 @@ def test_bad_matrix_is_refused_with_a_clear_message(geo, tmp_path):
     assert p.returncode == 2 and "bad.json" in p.stderr, (p.returncode, p.stderr)
     p = r1.cli("compliance", "check", check=False)
     assert p.returncode == 2 and "--matrix FILE" in p.stderr
+
+
+def test_audit_by_repository(geo):
+    """Issue 13 item 5: the audit by repository, through the API and the CLI: the refused
+    pushes of a repository (residency.denied), not those of a repository whose name it
+    starts."""
+    r1, r2 = geo(2)
+    prefix = "ar%s" % secrets.token_hex(3)
+    repo, longer = prefix + "/app", prefix + "/app2"
+    r = r1.api("PUT", "policies/residency/" + prefix, json={"repositories": prefix + "/*",
+                                                           "allowedRegions": ["r1"]})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: r2.api("GET", "policies/residency/" + prefix).status_code == 200, REPL_S,
+             "the policy at r2")
+    for name in (repo, longer, repo):
+        r = r2.oci().put_manifest(name, "v1", b'{"schemaVersion":2}',
+                                  "application/vnd.oci.image.manifest.v1+json")
+        assert r.status_code == 403, (r.status_code, r.text)
+    entries = r2.api("GET", "audit", params={"repository": repo}).json()
+    assert [(a["action"], a["target"]) for a in entries] == \
+        [("residency.denied", repo + "@v1")] * 2, entries
+    entries = r2.api("GET", "audit", params={"repository": longer}).json()
+    assert [a["target"] for a in entries] == [longer + "@v1"], entries
+    assert r2.api("GET", "audit", params={"repository": prefix}).json() == []
+    listed = r2.cli_json("audit", "list", "--repository", repo)
+    assert [a["id"] for a in listed] == [a["id"] for a in entries_of(r2, repo)], listed
+    r = r2.api("GET", "audit", params={"repository": "Not A Repo"})
+    assert r.status_code == 400 and "repository" in r.json()["error"]["message"], r.text
+
+
+def entries_of(region, repo):
+    return region.api("GET", "audit", params={"repository": repo}).json()
