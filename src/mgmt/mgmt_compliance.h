@@ -19,7 +19,6 @@ json_t *mgmt_image_version_doc(struct registry *reg, const char *repo, const cha
                                struct err *e);
 /* The version of definition repo that is latest in region (free it); NULL when none or on
  * an error (e set). */
-char *mgmt_image_latest(struct registry *reg, const char *repo, const char *region,
-                        struct err *e);
+char *mgmt_image_latest(struct registry *reg, const char *repo, const char *region, struct err *e);
 
 #endif

@@ -39,8 +39,8 @@ static int region_list_check(const json_t *rule, const char *key, size_t at, cha
     if (list == NULL)
         return 0;
     if (!json_is_array(list))
-        return err_set(e, ERR_BAD_REQUEST, "rules[%zu].%s: expected an array of region names",
-                       at, key);
+        return err_set(e, ERR_BAD_REQUEST, "rules[%zu].%s: expected an array of region names", at,
+                       key);
     size_t i;
     json_t *v;
     json_array_foreach(list, i, v)
@@ -51,8 +51,8 @@ static int region_list_check(const json_t *rule, const char *key, size_t at, cha
             known |= strcmp(regions[r], name) == 0;
         if (!known)
             return err_set(e, ERR_BAD_REQUEST, "rules[%zu].%s[%zu]: %s%s%s", at, key, i,
-                           name ? "unknown region \"" : "expected a region name",
-                           name ? name : "", name ? "\"" : "");
+                           name ? "unknown region \"" : "expected a region name", name ? name : "",
+                           name ? "\"" : "");
     }
     return 0;
 }
@@ -61,8 +61,8 @@ static int positive_check(const json_t *rule, const char *key, size_t at, struct
 {
     const json_t *v = json_object_get(rule, key);
     if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < 1))
-        return err_set(e, ERR_BAD_REQUEST, "rules[%zu].%s: expected an integer of at least 1",
-                       at, key);
+        return err_set(e, ERR_BAD_REQUEST, "rules[%zu].%s: expected an integer of at least 1", at,
+                       key);
     return 0;
 }
 
@@ -79,8 +79,8 @@ static int matrix_check(const json_t *matrix, char **regions, struct err *e)
     }
     if (!json_is_array(rules) || json_array_size(rules) == 0)
         return err_set(e, ERR_BAD_REQUEST, "rules: expected a non-empty array of rules");
-    static const char *const fields[] = {"repositories", "requiredRegions", "minReplicaCount",
-                                         "forbiddenRegions", "maxLatestAgeS", NULL};
+    static const char *const fields[] = {"repositories",     "requiredRegions", "minReplicaCount",
+                                         "forbiddenRegions", "maxLatestAgeS",   NULL};
     size_t at;
     json_t *rule;
     json_array_foreach(rules, at, rule)
@@ -180,8 +180,8 @@ static void latest_age(json_t *item, const json_t *rule, int64_t age_ms)
 }
 
 /* One item per version of definition repo. */
-static int version_items(struct registry *reg, const char *repo, const json_t *rule,
-                         size_t rule_at, json_t *items, struct tally *t, struct err *e)
+static int version_items(struct registry *reg, const char *repo, const json_t *rule, size_t rule_at,
+                         json_t *items, struct tally *t, struct err *e)
 {
     json_t *records = image_catalog_versions(reg->ms, repo, e);
     if (records == NULL)
@@ -216,11 +216,10 @@ static int version_items(struct registry *reg, const char *repo, const json_t *r
                 json_object_set(copies, region, json_object_get(row, "copies"));
         }
         json_t *item = json_pack(
-            "{s:s,s:s,s:O,s:I,s:O,s:O,s:o,s:o,s:O,s:O,s:b,s:n,s:b}", "repository", repo,
-            "version", version, "digest", json_object_get(doc, "digest"), "rule",
-            (json_int_t)rule_at, "sourceRegion", json_object_get(doc, "sourceRegion"),
-            "targetRegions", json_object_get(json_object_get(doc, "publishingProfile"),
-                                             "targetRegions"),
+            "{s:s,s:s,s:O,s:I,s:O,s:O,s:o,s:o,s:O,s:O,s:b,s:n,s:b}", "repository", repo, "version",
+            version, "digest", json_object_get(doc, "digest"), "rule", (json_int_t)rule_at,
+            "sourceRegion", json_object_get(doc, "sourceRegion"), "targetRegions",
+            json_object_get(json_object_get(doc, "publishingProfile"), "targetRegions"),
             "replicaRegions", present, "copies", copies, "state",
             json_object_get(json_object_get(doc, "replicationStatus"), "aggregatedState"),
             "endOfLifeDate",
@@ -262,18 +261,18 @@ static json_t *repository_item(struct registry *reg, const char *repo, const jso
         else if (json_object_get(json_object_get(h, "repositories"), repo) != NULL)
             json_array_append_new(present, json_string(regions[r]));
     }
-    json_t *item = json_pack("{s:s,s:n,s:I,s:o,s:o,s:n,s:b,s:n}", "repository", repo,
-                             "version", "rule", (json_int_t)rule_at, "replicaRegions", present,
-                             "unknownRegions", unknown, "copies", "endOfLifePassed", false,
-                             "latestAgeS");
+    json_t *item =
+        json_pack("{s:s,s:n,s:I,s:o,s:o,s:n,s:b,s:n}", "repository", repo, "version", "rule",
+                  (json_int_t)rule_at, "replicaRegions", present, "unknownRegions", unknown,
+                  "copies", "endOfLifePassed", false, "latestAgeS");
     json_object_set_new(item, "latestTooOld", json_false());
     struct digest d;
     char *media_type = NULL;
     int64_t size = 0, recorded_ms = 0;
     bool is_visible = false;
     struct err e = {0};
-    if (reg->ms->ops->manifest_lookup(reg->ms, repo, "latest", &d, &media_type, &size,
-                                      &is_visible, &recorded_ms, &e) == 0 &&
+    if (reg->ms->ops->manifest_lookup(reg->ms, repo, "latest", &d, &media_type, &size, &is_visible,
+                                      &recorded_ms, &e) == 0 &&
         is_visible)
         latest_age(item, rule, util_now_ms() - recorded_ms);
     free(media_type);
@@ -355,8 +354,8 @@ void mgmt_compliance_check(struct http_req *req, const struct mgmt_params *p)
         if (image_catalog_is_definition(reg->ms, repos[i]))
             version_items(reg, repos[i], rule, at, items, &t, &e);
         else
-            json_array_append_new(
-                items, repository_item(reg, repos[i], rule, at, regions, by_region, &t));
+            json_array_append_new(items,
+                                  repository_item(reg, repos[i], rule, at, regions, by_region, &t));
     }
     if (e.code != ERR_NONE) {
         free(repos);
