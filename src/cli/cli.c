@@ -34,7 +34,7 @@ static const char *const bool_flags[] = {"replicated", "yes", "all", "enabled", 
                                          "exclude-from-latest", "no-wait", "help",
                                          "allow-deletion-of-replicated-locations",
                                          "block-deletion-before-end-of-life", "dry-run",
-                                         "allow-version-reuse", NULL};
+                                         "allow-version-reuse", "enforce", NULL};
 
 static bool is_bool_flag(const char *name)
 {

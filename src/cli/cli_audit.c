@@ -10,11 +10,12 @@
 
 static const char usage_text[] =
     "usage: meridian audit list [--actor NAME] [--action PREFIX] [--top N] [--before ID]\n"
-    "                           [--region R] [--since T] [--until T]\n"
+    "                           [--region R] [--since T] [--until T] [--repository R]\n"
     "                           [--registry URL] [--output table|json]\n\n"
     "--region: entries of changes decided in region R (a peer's, for changes applied\n"
     "from it). T: 2026-12-03T14:00:00Z, epoch milliseconds, or a duration back from now\n"
-    "(15m, 24h); --since and --until are inclusive.\n"
+    "(15m, 24h); --since and --until are inclusive. --repository: entries whose target is\n"
+    "the repository or one of its manifests, blobs or versions (REPO@..., REPO:...).\n"
     "Entries: who (actor), what (action, target, status), when (time) and from where\n"
     "(remote), newest first. Actions: manifest.put, manifest.delete, blob.push,\n"
     "blob.delete, upload.cancel, user.*, robot.*, role.assign, role.revoke, mgmt.write,\n"
@@ -36,7 +37,8 @@ int cli_audit(struct cli *c)
     buf_appends(&q, cli_opt(c, "top") ? cli_opt(c, "top") : "50");
     static const char *const params[][2] = {{"actor", "actor"},   {"action", "action"},
                                             {"before", "before"}, {"region", "region"},
-                                            {"since", "since"},   {"until", "until"}};
+                                            {"since", "since"},   {"until", "until"},
+                                            {"repository", "repository"}};
     for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
         const char *v = cli_opt(c, params[i][0]);
         if (v == NULL)

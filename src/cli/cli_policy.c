@@ -11,16 +11,19 @@
 static const char usage_text[] =
     "usage: meridian policy residency set NAME --repositories PATTERN\n"
     "                                 [--allowed-regions R1,R2] [--denied-regions R3]\n"
+    "                                 [--enforce]\n"
     "       meridian policy residency list | show NAME | delete NAME\n"
     "                                 [--registry URL] [--output table|json]\n\n"
     "The repositories PATTERN matches ('eu/*') may be held only in the allowed regions\n"
     "(every region when none is given) and never in a denied one. Enforced in every\n"
     "region: pushes there are DENIED, replication withholds the content, image-version\n"
-    "targets there are refused, and a region that holds such content already removes it.\n"
+    "targets there are refused. Content a region held before the policy is reported\n"
+    "(compliance report: held-in-forbidden-region) and, with --enforce, removed there\n"
+    "(audited residency.enforce); setting the policy again with --enforce removes it later.\n"
     "Changing a policy needs the admin role.\n";
 
 static const char *const cols[] = {"name", "repositories", "allowedRegions:allowed",
-                                   "deniedRegions:denied", NULL};
+                                   "deniedRegions:denied", "enforce", NULL};
 
 /* "a,b c" -> ["a","b","c"] */
 static json_t *region_list(const char *s)
@@ -83,6 +86,7 @@ int cli_policy(struct cli *c)
             json_object_set_new(body, "allowedRegions", region_list(cli_opt(c, "allowed-regions")));
         if (cli_opt(c, "denied-regions") != NULL)
             json_object_set_new(body, "deniedRegions", region_list(cli_opt(c, "denied-regions")));
+        json_object_set_new(body, "enforce", json_boolean(cli_opt(c, "enforce") != NULL));
         r = cli_call(c, "PUT", path, body, &status, &e);
         json_decref(body);
     } else {

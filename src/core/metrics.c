@@ -147,6 +147,45 @@ void metrics_count_scrub_pass(void)
     atomic_fetch_add_explicit(&scrub_passes_total, 1, memory_order_relaxed);
 }
 
+static _Atomic uint64_t compliance_violations[METRICS_COMPLIANCE_COUNT_];
+static _Atomic int64_t compliance_checked_ms;
+
+static const char *const compliance_kinds[METRICS_COMPLIANCE_COUNT_] = {
+    [METRICS_COMPLIANCE_MISSING_REQUIRED_REGION] = "missing-required-region",
+    [METRICS_COMPLIANCE_BELOW_MIN_REPLICAS] = "below-min-replicas",
+    [METRICS_COMPLIANCE_IN_FORBIDDEN_REGION] = "in-forbidden-region",
+    [METRICS_COMPLIANCE_END_OF_LIFE_PASSED] = "end-of-life-passed",
+    [METRICS_COMPLIANCE_LATEST_TOO_OLD] = "latest-too-old",
+};
+
+const char *metrics_compliance_kind_name(enum metrics_compliance_kind k)
+{
+    return compliance_kinds[k];
+}
+
+void metrics_compliance_set(const uint64_t counts[METRICS_COMPLIANCE_COUNT_], int64_t at_ms)
+{
+    for (size_t i = 0; i < METRICS_COMPLIANCE_COUNT_; i++)
+        atomic_store(&compliance_violations[i], counts[i]);
+    atomic_store(&compliance_checked_ms, at_ms);
+}
+
+static void render_compliance(struct buf *out)
+{
+    buf_appends(out, "# HELP meridian_compliance_violations Violations found by the last "
+                     "compliance matrix check made on this node, by kind.\n"
+                     "# TYPE meridian_compliance_violations gauge\n");
+    for (size_t i = 0; i < METRICS_COMPLIANCE_COUNT_; i++)
+        buf_printf(out, "meridian_compliance_violations{kind=\"%s\"} %llu\n", compliance_kinds[i],
+                   (unsigned long long)atomic_load(&compliance_violations[i]));
+    buf_printf(out,
+               "# HELP meridian_compliance_last_check_timestamp_seconds When the last compliance "
+               "matrix check ran on this node (0: never).\n"
+               "# TYPE meridian_compliance_last_check_timestamp_seconds gauge\n"
+               "meridian_compliance_last_check_timestamp_seconds %.3f\n",
+               (double)atomic_load(&compliance_checked_ms) / 1000.0);
+}
+
 static void counter(struct buf *out, const char *name, const char *help, uint64_t v)
 {
     buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
@@ -249,6 +288,7 @@ void metrics_render(struct buf *out)
     for (size_t i = 0; i < METRICS_PEER_CERT_COUNT_; i++)
         buf_printf(out, "meridian_peer_cert_refusals_total{reason=\"%s\"} %llu\n", reasons[i],
                    (unsigned long long)atomic_load(&peer_cert_refused[i]));
+    render_compliance(out);
     counter(out, "meridian_peer_cert_accepted_total",
             "Requests admitted as a peer region's by their client certificate.",
             atomic_load(&peer_cert_accepted));

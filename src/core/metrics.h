@@ -28,6 +28,18 @@ enum route_id {
 
 const char *metrics_route_name(enum route_id r);
 
+/* The violations the last compliance matrix check found, by kind (gauges). */
+enum metrics_compliance_kind {
+    METRICS_COMPLIANCE_MISSING_REQUIRED_REGION,
+    METRICS_COMPLIANCE_BELOW_MIN_REPLICAS,
+    METRICS_COMPLIANCE_IN_FORBIDDEN_REGION,
+    METRICS_COMPLIANCE_END_OF_LIFE_PASSED,
+    METRICS_COMPLIANCE_LATEST_TOO_OLD,
+    METRICS_COMPLIANCE_COUNT_
+};
+const char *metrics_compliance_kind_name(enum metrics_compliance_kind k);
+void metrics_compliance_set(const uint64_t counts[METRICS_COMPLIANCE_COUNT_], int64_t at_ms);
+
 /* Records one finished request. method is "GET", "PUT", ...; status the HTTP status. */
 void metrics_count_request(enum route_id route, const char *method, int status,
                            uint64_t bytes_in, uint64_t bytes_out);

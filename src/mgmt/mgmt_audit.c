@@ -1,11 +1,13 @@
 /* /_meridian/v1/audit: the audit log, newest first.
  *   GET audit[?limit=N][&before=ID][&actor=NAME][&action=PREFIX][&region=R]
- *            [&since=T][&until=T]
+ *            [&since=T][&until=T][&repository=REPO]
  *     -> [{"id","time","actor","action","target","status","remote","detail","count",
  *          "lastTime","region"}]
  * region: where the change was decided (this region, or a peer's for a change applied from
  * it). T: an ISO 8601 UTC time (2026-12-03T14:00:00Z), epoch milliseconds, or a duration
- * back from now (90s, 15m, 24h, 2d); since and until are inclusive.
+ * back from now (90s, 15m, 24h, 2d); since and until are inclusive. repository: entries
+ * whose target is REPO or names it before '@' or ':' (manifests, blobs, versions,
+ * residency removals).
  * count: how many refusals the entry stands for (refusals are aggregated per source,
  * actor, action and minute, audit_agg.h; 1 for every other entry), the last at lastTime.
  * Page with before = the last id of the previous page. Admin only (authz.c). */
@@ -17,6 +19,7 @@
 #include "config.h"
 #include "mgmt_api.h"
 #include "mgmt_users.h"
+#include "name.h"
 #include "registry_ctx.h"
 #include "util.h"
 
@@ -58,7 +61,12 @@ void mgmt_audit_list(struct http_req *req, const struct mgmt_params *p)
     struct meta_audit_query q = {.limit = 100,
                                  .actor = http_req_query(req, "actor"),
                                  .action = http_req_query(req, "action"),
-                                 .region = http_req_query(req, "region")};
+                                 .region = http_req_query(req, "region"),
+                                 .repository = http_req_query(req, "repository")};
+    if (q.repository != NULL && !name_is_valid_repo(q.repository, strlen(q.repository))) {
+        mgmt_reply_error(req, ERR_BAD_REQUEST, "repository must be a repository name");
+        return;
+    }
     if (q.region != NULL && !config_is_valid_region(q.region)) {
         mgmt_reply_error(req, ERR_BAD_REQUEST, "region must be a region name");
         return;

@@ -14,6 +14,7 @@
 #include "residency.h"
 #include "image_catalog.h"
 #include "mgmt_api.h"
+#include "mgmt_compliance.h"
 #include "name.h"
 #include "placement.h"
 #include "registry_ctx.h"
@@ -350,48 +351,22 @@ static void list(struct http_req *req, const char *repo)
     mgmt_reply_json(req, 200, out);
 }
 
-static void show(struct http_req *req, const char *repo, const char *ref)
+/* The document of version (resolved; ref as asked) of repo: what show answers. NULL with e set. */
+static json_t *version_doc(struct registry *reg, const char *repo, const char *ref,
+                           const char *version, struct err *e)
 {
-    struct registry *reg = req->reg;
-    struct err e = {0};
     json_t *record = NULL;
-    char version[TAG_MAX_BYTES + 1];
-    snprintf(version, sizeof(version), "%s", ref);
     bool is_definition = image_catalog_is_definition(reg->ms, repo);
-    if (is_definition && strcmp(ref, IV_LATEST) == 0) {
-        /* latest is resolved in the answering region */
-        json_t *records;
-        size_t n = 0;
-        struct listed *l = list_versions(reg, repo, &records, &n, &e);
-        if (l == NULL) {
-            http_reply_mgmt_err(req, &e);
-            return;
-        }
-        long best = latest_of(l, n, reg->cfg->region);
-        if (best >= 0)
-            snprintf(version, sizeof(version), "%s",
-                     json_string_value(json_object_get(l[best].record, "version")));
-        listed_fini(l, n);
-        json_decref(records);
-        if (best < 0) {
-            mgmt_reply_error(req, ERR_NOT_FOUND, "no version of %s is latest in %s", repo,
-                             reg->cfg->region);
-            return;
-        }
-    }
     if (is_definition && iv_version_parse(version, NULL) == 0) {
-        record = image_catalog_version(reg->ms, repo, version, &e);
-        if (record == NULL && e.code != ERR_NOT_FOUND) {
-            http_reply_mgmt_err(req, &e);
-            return;
-        }
+        record = image_catalog_version(reg->ms, repo, version, e);
+        if (record == NULL && e->code != ERR_NOT_FOUND)
+            return NULL;
     }
     struct artifact a;
-    if (artifact_lookup(reg, repo, version, &a, &e) != 0 &&
-        (record == NULL || e.code != ERR_NOT_FOUND)) {
+    if (artifact_lookup(reg, repo, version, &a, e) != 0 &&
+        (record == NULL || e->code != ERR_NOT_FOUND)) {
         json_decref(record);
-        http_reply_mgmt_err(req, &e);
-        return;
+        return NULL;
     }
     /* A definition's version goes to its targets; anything else to every region. */
     char **all = NULL;
@@ -402,7 +377,7 @@ static void show(struct http_req *req, const char *repo, const char *ref)
         all = repl_target_regions(reg->repl);
         targets = (const char **)all;
     }
-    json_t *summary = status_summary(reg, repo, &a, targets, &e);
+    json_t *summary = status_summary(reg, repo, &a, targets, e);
     if (record != NULL)
         free(targets);
     else
@@ -410,8 +385,7 @@ static void show(struct http_req *req, const char *repo, const char *ref)
     if (summary == NULL) {
         free(a.media_type);
         json_decref(record);
-        http_reply_mgmt_err(req, &e);
-        return;
+        return NULL;
     }
     if (record != NULL)
         add_copies(reg, repo, &a, record, summary);
@@ -447,6 +421,58 @@ static void show(struct http_req *req, const char *repo, const char *ref)
     }
     free(a.media_type);
     json_decref(record);
+    return out;
+}
+
+json_t *mgmt_image_version_doc(struct registry *reg, const char *repo, const char *version,
+                               struct err *e)
+{
+    return version_doc(reg, repo, version, version, e);
+}
+
+/* The version of definition repo that is latest in region; NULL when none (or e set). */
+char *mgmt_image_latest(struct registry *reg, const char *repo, const char *region,
+                        struct err *e)
+{
+    json_t *records;
+    size_t n = 0;
+    struct listed *l = list_versions(reg, repo, &records, &n, e);
+    if (l == NULL)
+        return NULL;
+    long best = latest_of(l, n, region);
+    char *out = best >= 0 ? xstrdup(json_string_value(json_object_get(l[best].record, "version")))
+                          : NULL;
+    listed_fini(l, n);
+    json_decref(records);
+    return out;
+}
+
+static void show(struct http_req *req, const char *repo, const char *ref)
+{
+    struct registry *reg = req->reg;
+    struct err e = {0};
+    char version[TAG_MAX_BYTES + 1];
+    snprintf(version, sizeof(version), "%s", ref);
+    if (image_catalog_is_definition(reg->ms, repo) && strcmp(ref, IV_LATEST) == 0) {
+        /* latest is resolved in the answering region */
+        char *best = mgmt_image_latest(reg, repo, reg->cfg->region, &e);
+        if (best == NULL && e.code != 0) {
+            http_reply_mgmt_err(req, &e);
+            return;
+        }
+        if (best == NULL) {
+            mgmt_reply_error(req, ERR_NOT_FOUND, "no version of %s is latest in %s", repo,
+                             reg->cfg->region);
+            return;
+        }
+        snprintf(version, sizeof(version), "%s", best);
+        free(best);
+    }
+    json_t *out = version_doc(reg, repo, ref, version, &e);
+    if (out == NULL) {
+        http_reply_mgmt_err(req, &e);
+        return;
+    }
     mgmt_reply_json_polled(req, out); /* ETag; ?wait=S long polls (the console's live bars) */
 }
 

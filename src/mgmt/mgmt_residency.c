@@ -16,6 +16,7 @@
 #include "config.h"
 #include "image_catalog.h"
 #include "mgmt_api.h"
+#include "mgmt_compliance.h"
 #include "name.h"
 #include "registry_ctx.h"
 #include "repl.h"
@@ -140,7 +141,7 @@ static int by_name(const void *a, const void *b)
 
 /* Every region's holdings: {REGION: holdings or null (no answer)}; *regions_out gets the
  * region names, sorted (NULL-terminated; free with names_free). */
-static json_t *all_holdings(struct registry *reg, char ***regions_out)
+json_t *mgmt_all_holdings(struct registry *reg, char ***regions_out)
 {
     json_t *by_region = json_object();
     json_t *list = reg->repl ? repl_replications_json(reg->repl, NULL) : json_array();
@@ -165,7 +166,7 @@ static json_t *all_holdings(struct registry *reg, char ***regions_out)
     return by_region;
 }
 
-static void names_free(char **names)
+void mgmt_names_free(char **names)
 {
     for (size_t i = 0; names && names[i]; i++)
         free(names[i]);
@@ -297,7 +298,7 @@ void mgmt_compliance_report(struct http_req *req, const struct mgmt_params *p)
         return;
     }
     char **regions = NULL;
-    json_t *by_region = all_holdings(reg, &regions);
+    json_t *by_region = mgmt_all_holdings(reg, &regions);
     json_t *set = repositories_of(reg, by_region);
     size_t n = json_object_size(set), k = 0;
     const char **repos = xcalloc(n + 1, sizeof(char *));
@@ -328,6 +329,6 @@ void mgmt_compliance_report(struct http_req *req, const struct mgmt_params *p)
     json_decref(set);
     json_decref(by_region);
     json_decref(policies);
-    names_free(regions);
+    mgmt_names_free(regions);
     mgmt_reply_json(req, 200, out);
 }

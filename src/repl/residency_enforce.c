@@ -123,7 +123,8 @@ static int run(struct registry *reg)
         struct meta_name_list repos = {0};
         known_repos(reg, &repos);
         for (size_t i = 0; i < repos.n; i++) {
-            const json_t *p = residency_forbidding(policies, repos.names[i], reg->cfg->region);
+            const json_t *p =
+                residency_forbidding_enforced(policies, repos.names[i], reg->cfg->region);
             if (p != NULL && purge(reg, repos.names[i], p))
                 n_removed++;
         }

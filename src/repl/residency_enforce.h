@@ -1,6 +1,7 @@
 /* Residency over existing content (docs/governance.md, "Residency"): when a policy forbids
  * this region a repository it holds (a policy created or tightened after the content
- * arrived), the region removes everything it keeps of it: documents, tags, records, blob
+ * arrived) and asks for it ("enforce": true; residency_forbidding_enforced), the region
+ * removes everything it keeps of it: documents, tags, records, blob
  * links, the blob files nothing else here needs, and the content of its events (each
  * becomes a redacted stand-in). Each removal is logged and audited (residency.enforce). The
  * other regions are not told: the compliance report (mgmt) asks each region what it holds. */
@@ -11,7 +12,8 @@
 
 #include "registry_ctx.h"
 
-/* Removes every repository this region keeps that a residency policy forbids here. Returns
+/* Removes every repository this region keeps that an enforced residency policy forbids here
+ * (a policy without "enforce" only reports such copies: the compliance report). Returns
  * the number of repositories removed. Called when a policy changes (here or from a peer) and
  * periodically (every --sync-interval): a region down when the policy arrived, or whose
  * removal failed, removes it on the next pass (the metadata goes in one transaction).

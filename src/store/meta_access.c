@@ -510,9 +510,12 @@ int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
                        " AND (CAST(?6 AS TEXT) IS NULL OR coalesce(region, ?5) = ?6)"
                        " AND (CAST(?7 AS BIGINT) = 0 OR time_ms >= ?7)"
                        " AND (CAST(?8 AS BIGINT) = 0 OR time_ms <= ?8)"
+                       /* the repository, or it before '@' or ':' (not a longer name) */
+                       " AND (CAST(?9 AS TEXT) IS NULL OR target = ?9"
+                       " OR substr(target, 1, length(?9) + 1) IN (?9 || '@', ?9 || ':'))"
                        " ORDER BY id DESC LIMIT ?4",
-                    &s, e, "ittittii", q->before_id, q->actor, q->action, limit,
-                    c->store->region, q->region, q->since_ms, q->until_ms);
+                    &s, e, "ittittiit", q->before_id, q->actor, q->action, limit,
+                    c->store->region, q->region, q->since_ms, q->until_ms, q->repository);
     if (rc < 0)
         return -1;
     size_t cap = 0;

@@ -471,6 +471,8 @@ struct meta_audit_query {
     const char *actor;   /* only this actor, or NULL */
     const char *action;  /* only actions starting with this, or NULL */
     const char *region;  /* only entries decided in this region, or NULL */
+    const char *repository; /* only entries whose target is it or names it before '@'
+                             * or ':' (manifest, blob, version), or NULL */
     int64_t since_ms;    /* only entries at or after this time (0: any) */
     int64_t until_ms;    /* only entries at or before this time (0: any) */
 };

@@ -65,6 +65,23 @@ const json_t *residency_forbidding(const json_t *policies, const char *repo, con
     return NULL;
 }
 
+const json_t *residency_forbidding_enforced(const json_t *policies, const char *repo,
+                                           const char *region)
+{
+    size_t i;
+    const json_t *p;
+    json_array_foreach(policies, i, p)
+    {
+        const char *pattern = json_string_value(json_object_get(p, "repositories"));
+        /* a policy from before the flag was enforced: it stays so */
+        const json_t *enforce = json_object_get(p, "enforce");
+        if (name_matches_pattern(pattern, repo) && !policy_allows(p, region) &&
+            (enforce == NULL || json_is_true(enforce)))
+            return p;
+    }
+    return NULL;
+}
+
 bool residency_allows(const json_t *policies, const char *repo, const char *region)
 {
     return residency_forbidding(policies, repo, region) == NULL;
@@ -195,7 +212,8 @@ json_t *residency_policy_new(const char *name, const json_t *body,
         err_set(e, ERR_BAD_REQUEST, "repositories: expected a repository pattern ('eu/*')");
         return NULL;
     }
-    const char *known[] = {"name", "repositories", "allowedRegions", "deniedRegions", NULL};
+    const char *known[] = {"name", "repositories", "allowedRegions", "deniedRegions", "enforce",
+                           NULL};
     const char *key;
     const json_t *val;
     json_object_foreach((json_t *)body, key, val)
@@ -207,6 +225,11 @@ json_t *residency_policy_new(const char *name, const json_t *body,
             err_set(e, ERR_BAD_REQUEST, "%s: not a member of a residency policy", key);
             return NULL;
         }
+    }
+    const json_t *enforce = json_object_get(body, "enforce");
+    if (enforce != NULL && !json_is_boolean(enforce)) {
+        err_set(e, ERR_BAD_REQUEST, "enforce: expected true or false");
+        return NULL;
     }
     json_t *allowed = json_array(), *denied = json_array();
     if (region_list(body, "allowedRegions", is_valid_region, allowed, e) != 0 ||
@@ -223,9 +246,9 @@ json_t *residency_policy_new(const char *name, const json_t *body,
             goto fail;
         }
     }
-    return json_pack("{s:s,s:s,s:o,s:o,s:I}", "name", name, "repositories", pattern,
-                     "allowedRegions", allowed, "deniedRegions", denied, "updatedMs",
-                     (json_int_t)now_ms);
+    return json_pack("{s:s,s:s,s:o,s:o,s:b,s:I}", "name", name, "repositories", pattern,
+                     "allowedRegions", allowed, "deniedRegions", denied, "enforce",
+                     json_is_true(enforce), "updatedMs", (json_int_t)now_ms);
 fail:
     json_decref(allowed);
     json_decref(denied);

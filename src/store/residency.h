@@ -34,6 +34,10 @@ const json_t *residency_forbidding(const json_t *policies, const char *repo, con
 /* Pure: may region hold repo under policies (no policy matching repo: yes)? The regions it
  * may be held in, when some policy restricts them, are not listed here: see
  * residency_allowed_json. */
+/* The first policy that forbids repo in region and asks for existing copies to be removed
+ * ("enforce": true, or a policy written before the flag existed); NULL when none. */
+const json_t *residency_forbidding_enforced(const json_t *policies, const char *repo,
+                                           const char *region);
 bool residency_allows(const json_t *policies, const char *repo, const char *region);
 
 /* Pure: the regions of world (a NULL-terminated list of names) repo may be held in under

@@ -34,8 +34,10 @@ def named(prefix):
     return "%s-%s" % (prefix, secrets.token_hex(3))
 
 
-def set_policy(region, name, repositories, allowed=None, denied=None):
+def set_policy(region, name, repositories, allowed=None, denied=None, enforce=None):
     body = {"repositories": repositories}
+    if enforce is not None:
+        body["enforce"] = enforce
     if allowed is not None:
         body["allowedRegions"] = allowed
     if denied is not None:
@@ -217,7 +219,8 @@ def test_a_policy_over_existing_content_removes_it_and_reports(geo):
     # r2 does not arrive, and the report shows r3's copy as a violation
     cluster.cut_link(r3, r1)
     cluster.cut_link(r3, r2)
-    assert set_policy(r2, "eu-legacy", "eu/*", allowed=["r1", "r2"]).status_code == 200
+    assert set_policy(r2, "eu-legacy", "eu/*", allowed=["r1", "r2"],
+                      enforce=True).status_code == 200
     wait_for(lambda: has_policy(r1, "eu-legacy"), REPL_S, "the policy at r1")
     report = r1.api("GET", "compliance", params={"repository": "eu/*"}).json()
     row = [x for x in report["repositories"] if x["repository"] == repo][0]
@@ -262,6 +265,43 @@ def test_a_policy_over_existing_content_removes_it_and_reports(geo):
     assert other.digest  # pushed
 
 
+def test_a_tightened_policy_reports_and_removes_only_with_enforce(geo):
+    """Issue 13 item 1: tightening a policy over existing content reports the violation;
+    with --enforce the forbidden region removes its copies (audited)."""
+    cluster = geo(3)
+    r1, r2, r3 = cluster
+    repo = named("tight/app")
+    img = r1.oci().push_image(repo, "v1", layers=1)
+    wait_for(lambda: r3.oci().get_manifest(repo, "v1").status_code == 200, REPL_S, "v1 at r3")
+    r1.cli("policy", "residency", "set", "tight", "--repositories", "tight/*",
+           "--allowed-regions", "r1,r2")
+    shown = json.loads(r1.cli("policy", "residency", "show", "tight", "--output",
+                              "json").stdout)
+    assert shown["enforce"] is False, shown
+    # r3 has applied the policy (its enforcement runs as it applies it): it keeps its copy,
+    # refuses new pushes, and the report shows the violation
+    wait_for(lambda: has_policy(r3, "tight"), REPL_S, "the policy at r3")
+    barrier(cluster, r1, r3)
+    assert r3.oci().get_manifest(repo, "v1").status_code == 200
+    assert r3.api("GET", "audit", params={"action": "residency.enforce"}).json() == []
+    denied(r3.oci().put_manifest(repo, "v2", img.body), "tight")
+    p = r1.cli("compliance", "report", "--repository", "tight/*", "--output", "json",
+               check=False)
+    assert p.returncode == 3, (p.returncode, p.stdout, p.stderr)
+    row = json.loads(p.stdout)["repositories"][0]
+    assert [(v["kind"], v["region"]) for v in row["violations"]] == \
+        [("held-in-forbidden-region", "r3")], row
+    # the same policy with --enforce: r3 removes its copies and audits it
+    r1.cli("policy", "residency", "set", "tight", "--repositories", "tight/*",
+           "--allowed-regions", "r1,r2", "--enforce")
+    wait_for(lambda: r3.api("GET", "audit", params={"action": "residency.enforce"}).json(),
+             REPL_S, "r3 removes %s" % repo)
+    assert_holds_nothing_of(r3, repo, img)
+    assert r2.oci().get_manifest(repo, "v1").status_code == 200
+    p = r1.cli("compliance", "report", "--repository", "tight/*", check=False)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+
+
 def test_compliance_flags_targets_and_the_cli_gates_on_it(geo):
     cluster = geo(3)
     r1, r2, r3 = cluster
@@ -275,7 +315,7 @@ def test_compliance_flags_targets_and_the_cli_gates_on_it(geo):
     assert p.returncode == 0 and "Compliant" in p.stdout, p.stdout
     # the CLI sets the policy (r3 then removes its copy), the report flags the records
     r1.cli("policy", "residency", "set", "golden-reg", "--repositories", "golden/*",
-           "--allowed-regions", "r1,r2")
+           "--allowed-regions", "r1,r2", "--enforce")
     shown = json.loads(r1.cli("policy", "residency", "show", "golden-reg", "--output",
                               "json").stdout)
     assert shown["allowedRegions"] == ["r1", "r2"] and shown["deniedRegions"] == [], shown
@@ -316,7 +356,7 @@ def test_bad_policies_are_refused_and_change_nothing(geo):
         ("eu", {"repositories": "eu/*", "allowedRegions": "r1"}),             # not a list
         ("eu", {"repositories": "eu/*", "allowedRegions": ["R 1"]}),          # bad region
         ("eu", {"repositories": "eu/*", "allowedRegions": ["r1"], "deniedRegions": ["r1"]}),
-        ("eu", {"repositories": "eu/*", "allowedRegions": ["r1"], "enforce": True}),
+        ("eu", {"repositories": "eu/*", "allowedRegions": ["r1"], "enforce": "yes"}),
         ("EU!", {"repositories": "eu/*", "allowedRegions": ["r1"]}),          # bad name
         ("keep", {"repositories": "", "allowedRegions": ["r1"]}),             # empty pattern
     ]

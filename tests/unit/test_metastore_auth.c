@@ -444,6 +444,40 @@ static void test_audit_filter_region_and_time(void **state)
     assert_string_equal(got, "carol@local");
 }
 
+/* Issue 13 item 5: the audit by repository: entries whose target is the repository, or
+ * names it before "@" or ":" (a manifest, a blob, a version); never another repository
+ * whose name starts the same. */
+static void test_audit_filter_repository(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    static const struct {
+        const char *actor, *target;
+    } rows[] = {{"a", "eu/app"},          {"b", "eu/app@sha256:00"}, {"c", "eu/app:1.0.0"},
+                {"d", "eu/app2"},         {"e", "eu/app2@latest"},   {"f", "eu"},
+                {"g", "policies/residency/x"}};
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct meta_audit a = {.time_ms = 1000 + (int64_t)i, .actor = (char *)rows[i].actor,
+                               .action = "manifest.put", .target = (char *)rows[i].target,
+                               .status = 201, .remote = "::1"};
+        assert_int_equal(ms->ops->audit_append(ms, &a, 0, NULL, &e), 0);
+    }
+    char got[256];
+    struct meta_audit_query q = {.limit = 10, .repository = "eu/app"};
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "c@local,b@local,a@local");
+    q.repository = "eu/app2";
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "e@local,d@local");
+    q.repository = "eu/ap";
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "");
+    q = (struct meta_audit_query){.limit = 10, .repository = "eu/app", .since_ms = 1001};
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "c@local,b@local");
+}
+
 /* A database of schema version 2 with a local entry and a replicated one: after the upgrade
  * the local one is this region's, the replicated one its origin's. */
 static void test_audit_region_upgrade_from_v2(void **state)
@@ -498,6 +532,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_identities, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_filter_region_and_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_region_upgrade_from_v2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_filter_repository, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bindings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generation_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),

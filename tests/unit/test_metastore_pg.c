@@ -431,6 +431,19 @@ static void test_audit_region_and_upgrade(void **state)
     q = (struct meta_audit_query){.limit = 10, .since_ms = t0 + 500, .until_ms = t0 + 1500};
     listed(ms, &q, got, sizeof(got));
     assert_string_equal(got, "alice@r1");
+    /* by repository: the target is it, or names it before "@" or ":" */
+    a.time_ms = t0 + 2500, a.actor = "dave", a.region = NULL, a.target = "eu/app@sha256:00";
+    assert_int_equal(ms->ops->audit_append(ms, &a, 0, NULL, &e), 0);
+    a.actor = "erin", a.target = "eu/app2";
+    assert_int_equal(ms->ops->audit_append(ms, &a, 0, NULL, &e), 0);
+    a.actor = "fay", a.target = "eu/app";
+    assert_int_equal(ms->ops->audit_append(ms, &a, 0, NULL, &e), 0);
+    q = (struct meta_audit_query){.limit = 10, .repository = "eu/app"};
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "fay@r1,dave@r1");
+    q.repository = "eu/ap";
+    listed(ms, &q, got, sizeof(got));
+    assert_string_equal(got, "");
     /* back to schema 2, with entries as version 2 wrote them */
     struct sq_conn *c = sq_conn_of(ms, &e);
     assert_int_equal(sq_script(c, "DROP INDEX audit_log_time; ALTER TABLE audit_log DROP COLUMN"
@@ -448,7 +461,7 @@ static void test_audit_region_and_upgrade(void **state)
     assert_non_null(ms);
     q = (struct meta_audit_query){.limit = 10};
     listed(ms, &q, got, sizeof(got));
-    assert_string_equal(got, "carol@r1,peer@r3,bob@r1,alice@r1"); /* bob's region went */
+    assert_string_equal(got, "carol@r1,peer@r3,fay@r1,erin@r1,dave@r1,bob@r1,alice@r1");
     q.region = "r3";
     listed(ms, &q, got, sizeof(got));
     assert_string_equal(got, "peer@r3");

@@ -101,6 +101,8 @@ static void test_policy_validation(void **state)
         {"eu", "{\"repositories\":\"eu/*\",\"allowedRegions\":[\"a\"],\"deniedRegions\":[\"a\"]}",
          "both allowed and denied"},
         {"eu", "{\"repositories\":\"eu/*\",\"allowedRegions\":[\"a\"],\"extra\":1}", "extra"},
+        {"eu", "{\"repositories\":\"eu/*\",\"allowedRegions\":[\"a\"],\"enforce\":1}",
+         "enforce: expected true or false"},
         {"EU!", "{\"repositories\":\"eu/*\",\"allowedRegions\":[\"a\"]}", "name"},
         {"", "{\"repositories\":\"eu/*\",\"allowedRegions\":[\"a\"]}", "name"},
     };
@@ -120,11 +122,40 @@ static void test_policy_validation(void **state)
     json_t *p = residency_policy_new("eu", body, any_pattern, simple_region, 5, &e);
     assert_non_null(p);
     char *text = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
-    assert_string_equal(text, "{\"allowedRegions\":[],\"deniedRegions\":[\"us-1\"],\"name\":\"eu\","
+    assert_string_equal(text, "{\"allowedRegions\":[],\"deniedRegions\":[\"us-1\"],"
+                              "\"enforce\":false,\"name\":\"eu\","
                               "\"repositories\":\"eu/*\",\"updatedMs\":5}");
     free(text);
     json_decref(p);
     json_decref(body);
+}
+
+/* Issue 13 item 1: only an enforced policy (or one from before the flag) removes existing
+ * copies; an unenforced one still forbids (pushes, replication), and reports. */
+static void test_only_enforced_policies_remove(void **state)
+{
+    (void)state;
+    json_t *ps = policies_of(
+        "[{\"name\":\"report\",\"repositories\":\"eu/*\",\"allowedRegions\":[\"eu-1\"],"
+        "\"deniedRegions\":[],\"enforce\":false},"
+        "{\"name\":\"remove\",\"repositories\":\"eu/*\",\"allowedRegions\":[],"
+        "\"deniedRegions\":[\"us-1\"],\"enforce\":true},"
+        "{\"name\":\"old\",\"repositories\":\"ap/*\",\"allowedRegions\":[\"ap-1\"],"
+        "\"deniedRegions\":[]}]");
+    /* forbidden in ap-1 by "report" only: forbidden, not removed */
+    assert_string_equal(json_string_value(json_object_get(
+                            residency_forbidding(ps, "eu/app", "ap-1"), "name")), "report");
+    assert_null(residency_forbidding_enforced(ps, "eu/app", "ap-1"));
+    /* in us-1 "report" matches first, "remove" asks for removal */
+    assert_string_equal(json_string_value(json_object_get(
+                            residency_forbidding_enforced(ps, "eu/app", "us-1"), "name")),
+                        "remove");
+    /* a policy written before the flag keeps removing */
+    assert_string_equal(json_string_value(json_object_get(
+                            residency_forbidding_enforced(ps, "ap/app", "eu-1"), "name")),
+                        "old");
+    assert_null(residency_forbidding_enforced(ps, "eu/app", "eu-1"));
+    json_decref(ps);
 }
 
 static void test_event_repo_and_redact(void **state)
@@ -326,6 +357,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_the_rule),
         cmocka_unit_test(test_policy_validation),
+        cmocka_unit_test(test_only_enforced_policies_remove),
         cmocka_unit_test(test_event_repo_and_redact),
         cmocka_unit_test(test_purge_removes_all_of_a_repository),
     };
