@@ -129,8 +129,10 @@ int sq_delivery_due(struct metastore *ms, int64_t now_ms, int64_t claim_ms, size
         return -1;
     int64_t limit = max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
     /* A claim is a write: writers are serialized (across nodes on PostgreSQL), so two
-     * workers never read the same due row before one of them has claimed it. */
-    bool is_claim = claim_ms > 0;
+     * workers never read the same due row before one of them has claimed it.
+     * A SQLite store belongs to one process with one worker: nothing to claim against, and
+     * a claim left by a crash would only hold its deliveries back after the restart. */
+    bool is_claim = claim_ms > 0 && ((struct sq_store *)ms)->drv->dialect != SQL_DIALECT_SQLITE;
     if (sq_tx_begin(c, is_claim, e) != 0)
         return -1;
     struct sql_stmt *s;
