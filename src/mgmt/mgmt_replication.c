@@ -206,7 +206,8 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
     }
     const char *below = NULL;
     bool is_below = compact_is_below(&vv, h, nh, &below);
-    compact_note_ack(reg->compact, from, http_req_query(req, "vv"), is_below);
+    compact_note_ack(atomic_load(&reg->is_ready) ? reg->compact : NULL, from,
+                     http_req_query(req, "vv"), is_below); /* set before is_ready */
     if (is_below) {
         json_t *out = json_pack("{s:{s:s, s:s}, s:o}", "error", "code", "COMPACTED", "message",
                                 "events below this region's log horizon were compacted: "

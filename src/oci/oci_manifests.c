@@ -131,7 +131,8 @@ static void manifest_get(struct http_req *req, bool is_digest)
     http_reply(req, 200, m.media_type, m.body, m.body_len);
     /* A peer's fetch is replication, not a pull; a HEAD only asks. */
     if (strcmp(req->method, "GET") == 0 && http_req_header(req, REPL_FETCH_HEADER) == NULL)
-        pull_record_note(reg->pulls, req->repo, m.digest.str, util_now_ms());
+        pull_record_note(atomic_load(&reg->is_ready) ? reg->pulls : NULL, req->repo,
+                         m.digest.str, util_now_ms()); /* reg->pulls is set before is_ready */
     meta_manifest_fini(&m);
 }
 

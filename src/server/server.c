@@ -222,11 +222,13 @@ int server_main(int argc, char **argv)
         log_error("server", "failed to start replication: %s", err_message(&e));
         goto out;
     }
+    /* Pull times and compaction first: the collector's retention pass uses reg->pulls.
+     * Request handlers see these only once is_ready is published below. */
+    reg->pulls = pull_record_start(reg);
+    reg->compact = compact_start(reg);
     reg->scrub = scrub_start(reg);
     reg->copies = copies_start(reg);
     reg->gc = gc_start(reg);
-    reg->compact = compact_start(reg);
-    reg->pulls = pull_record_start(reg);
     atomic_store(&reg->is_ready, true);
 
     struct sweeper sw = {.reg = reg};
