@@ -64,13 +64,8 @@
                  " AND subject = ?2 AND is_visible = 1"                                        \
                  " AND (?3 IS NULL OR artifact_type = ?3) ORDER BY digest")                    \
     X(TAG_GET, "SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")                     \
-    X(TAG_UPSERT, "INSERT INTO tags(repo_id, name, digest, updated_ms) VALUES (?1, ?2, ?3, ?4)" \
-                  " ON CONFLICT(repo_id, name) DO UPDATE"                                      \
-                  " SET digest = excluded.digest, updated_ms = excluded.updated_ms")           \
-    X(TAG_DELETE, "DELETE FROM tags WHERE repo_id = ?1 AND name = ?2")                         \
     X(TAGS_OF_MANIFEST, "SELECT name FROM tags WHERE repo_id = ?1 AND digest = ?2"             \
                         " ORDER BY name")                                                      \
-    X(TAGS_DELETE_OF_MANIFEST, "DELETE FROM tags WHERE repo_id = ?1 AND digest = ?2")          \
     X(TAG_LIST, "SELECT t.name FROM tags t JOIN manifests m ON m.repo_id = t.repo_id"          \
                 " AND m.digest = t.digest AND m.is_visible = 1 WHERE t.repo_id = ?1 AND t.name > ?2" \
                 " ORDER BY t.name COLLATE BINARY LIMIT ?3")                                    \
@@ -469,9 +464,6 @@ int sq_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const ch
 /* Local delete of a manifest: a tag_delete (merge and event) for every register naming it. */
 int sq_delete_tags_of(struct sq_conn *c, int64_t repo_id, const char *repo,
                       const char *digest, struct err *e);
-/* Tags whose register names digest get their row back once the manifest is here. */
-int sq_tags_rematerialize(struct sq_conn *c, int64_t repo_id, const char *repo,
-                          const char *digest, struct err *e);
 ms_event_apply_f sq_event_apply;
 ms_state_merge_f sq_state_merge;
 
