@@ -35,6 +35,23 @@
     "    WHERE repo_id = old.repo_id AND digest = old.digest); END;"                           \
     "PRAGMA user_version = 9;"
 
+/* PostgreSQL: version 8 undone (pg_v8_tags_view.sql), the same way. */
+#define PG_SQL_SCHEMA_BACK_TO_V7                                                               \
+    "DROP TRIGGER untagged_on_treg ON tag_regs;"                                               \
+    "DROP FUNCTION untagged_on_treg();"                                                        \
+    "CREATE TABLE tags_v7 AS SELECT repo_id, name, digest FROM tags;"                          \
+    "DROP VIEW tags;"                                                                          \
+    "CREATE TABLE tags (repo_id BIGINT NOT NULL, name TEXT COLLATE \"C\" NOT NULL,"            \
+    "  digest TEXT COLLATE \"C\" NOT NULL, updated_ms BIGINT NOT NULL,"                        \
+    "  PRIMARY KEY (repo_id, name), FOREIGN KEY (repo_id, digest)"                             \
+    "  REFERENCES manifests(repo_id, digest) ON DELETE CASCADE);"                              \
+    "CREATE INDEX tags_digest ON tags(repo_id, digest);"                                       \
+    "INSERT INTO tags SELECT repo_id, name, digest, 1 FROM tags_v7;"                           \
+    "DROP TABLE tags_v7;"                                                                      \
+    "CREATE TRIGGER untagged_on_tag AFTER INSERT OR UPDATE OF digest OR DELETE ON tags"        \
+    "  FOR EACH ROW EXECUTE FUNCTION untagged_on_tag();"                                       \
+    "UPDATE meridian_schema SET version = 7;"
+
 #define SQL_SCHEMA_BACK_TO_V2                                                                  \
     SQL_SCHEMA_BACK_TO_V9                                                                      \
     /* version 9: untagged manifests' stamps */                                               \
