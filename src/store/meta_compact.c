@@ -416,12 +416,10 @@ int sq_state_forget(struct metastore *ms, const struct meta_event *rec, struct e
     if (rc < 0)
         goto fail;
     if (is_manifest && rc == 0 &&
-        (sq_exec(c, SQ_TAGS_DELETE_OF_MANIFEST, e, "it", repo_id, rec->digest) != 0 ||
-         sq_exec(c, SQ_REFS_DELETE, e, "it", repo_id, rec->digest) != 0 ||
+        (sq_exec(c, SQ_REFS_DELETE, e, "it", repo_id, rec->digest) != 0 ||
          sq_exec(c, SQ_MANIFEST_DELETE, e, "it", repo_id, rec->digest) != 0))
         goto fail;
-    if (is_tag && (sq_exec(c, SQ_TREG_DELETE, e, "tt", rec->repo, rec->name) != 0 ||
-                   (rc == 0 && sq_exec(c, SQ_TAG_DELETE, e, "it", repo_id, rec->name) != 0)))
+    if (is_tag && sq_exec(c, SQ_TREG_DELETE, e, "tt", rec->repo, rec->name) != 0)
         goto fail;
     return sq_tx_commit(c, e);
 fail:

@@ -101,8 +101,6 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
                                    .details = ""};
         if (sq_status_write(c, repo, m->digest.str, &done, true, e) != 0)
             goto fail;
-        if (sq_tags_rematerialize(c, repo_id, repo, m->digest.str, e) != 0)
-            goto fail;
     }
     /* Pushed again: an untagged manifest's grace restarts (an index's children are put
      * again before their index; the grace then covers the gap from the last one). */

@@ -24,34 +24,8 @@
  *     the later of the two wins, and a tombstone also deletes older tag registers
  *     naming the manifest. */
 
-/* Makes `tags` agree with the register of (repo, name): a row when the register names a
- * manifest this region has a record of, none otherwise. */
-static int tag_materialize(struct sq_conn *c, int64_t repo_id, const char *repo, const char *name,
-                           struct err *e)
-{
-    struct sql_stmt *s;
-    int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, name);
-    if (rc < 0)
-        return -1;
-    char *digest = rc == SQL_ROW ? sq_col_strdup(s, 0) : NULL;
-    sq_stmt_done(s);
-    bool has_manifest = false;
-    if (digest != NULL) {
-        rc = sq_query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, digest);
-        if (rc < 0) {
-            free(digest);
-            return -1;
-        }
-        has_manifest = rc == SQL_ROW;
-        sq_stmt_done(s);
-    }
-    if (has_manifest)
-        rc = sq_exec(c, SQ_TAG_UPSERT, e, "itti", repo_id, name, digest, util_now_ms());
-    else
-        rc = sq_exec(c, SQ_TAG_DELETE, e, "it", repo_id, name);
-    free(digest);
-    return rc;
-}
+/* `tags` is a view of the registers that name a manifest this region has a record of
+ * (schema v10_tags_view): a register write is the whole tag write. */
 
 /* Immutable versions (docs/image-versions.md) ---------------------------------
  * In an image definition a version is written once: when puts name different digests (two
@@ -282,8 +256,6 @@ static int version_merge(struct sq_conn *c, int64_t repo_id, const char *repo, c
     if (rc == 0)
         rc = sq_exec(c, SQ_TREG_SET, e, "tttit", repo, name, won, clock_hlc(reg),
                      clock_origin(reg));
-    if (rc == 0)
-        rc = tag_materialize(c, repo_id, repo, name, e);
     json_decref(conflict);
     json_decref(state);
     return rc;
@@ -316,7 +288,7 @@ int sq_tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const cha
     if (sq_exec(c, SQ_TREG_SET, e, "tttit", repo, name, digest, hlc, origin) != 0)
         return -1;
     *is_applied = true;
-    return tag_materialize(c, repo_id, repo, name, e);
+    return 0;
 }
 
 /* Merges a manifest tombstone at (hlc, origin): deletes the manifest when its put is
@@ -346,8 +318,7 @@ int sq_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const ch
         hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sql_col_int64(s, 0), sql_col_text(s, 1));
     sq_stmt_done(s);
     if (is_older) {
-        if (sq_exec(c, SQ_TAGS_DELETE_OF_MANIFEST, e, "it", repo_id, digest) != 0 ||
-            sq_exec(c, SQ_REFS_DELETE, e, "it", repo_id, digest) != 0 ||
+        if (sq_exec(c, SQ_REFS_DELETE, e, "it", repo_id, digest) != 0 ||
             sq_exec(c, SQ_MANIFEST_DELETE, e, "it", repo_id, digest) != 0)
             return -1;
     }
@@ -408,25 +379,6 @@ static int tomb_covers(struct sq_conn *c, const char *repo, const char *digest, 
                                              (uint64_t)hlc, origin);
     sq_stmt_done(s);
     return 0;
-}
-
-/* Tags whose register names digest get their row back once the manifest is here. */
-int sq_tags_rematerialize(struct sq_conn *c, int64_t repo_id, const char *repo, const char *digest,
-                          struct err *e)
-{
-    struct meta_name_list tags;
-    if (tag_names_of(c, repo, digest, &tags, e) != 0)
-        return -1;
-    size_t n = tags.n;
-    char **names = tags.names;
-    int result = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (result == 0 && tag_materialize(c, repo_id, repo, names[i], e) != 0)
-            result = -1;
-        free(names[i]);
-    }
-    free(names);
-    return result;
 }
 
 /* manifest_put payload: verifies the body against the digest, then records the
@@ -496,8 +448,6 @@ static int merge_manifest_put(struct sq_conn *c, const struct meta_event *ev, st
                         (int64_t)json_integer_value(json_object_get(r, "size"))) != 0)
                 goto out;
         }
-        if (sq_tags_rematerialize(c, repo_id, ev->repo, d.str, e) != 0)
-            goto out;
     } else {
         /* Already here: the put clock is a last-writer-wins register too, so that a
          * tombstone orders against the latest put whatever the arrival order. */

@@ -64,16 +64,13 @@
                  " AND subject = ?2 AND is_visible = 1"                                        \
                  " AND (?3 IS NULL OR artifact_type = ?3) ORDER BY digest")                    \
     X(TAG_GET, "SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")                     \
-    X(TAG_UPSERT, "INSERT INTO tags(repo_id, name, digest, updated_ms) VALUES (?1, ?2, ?3, ?4)" \
-                  " ON CONFLICT(repo_id, name) DO UPDATE"                                      \
-                  " SET digest = excluded.digest, updated_ms = excluded.updated_ms")           \
-    X(TAG_DELETE, "DELETE FROM tags WHERE repo_id = ?1 AND name = ?2")                         \
     X(TAGS_OF_MANIFEST, "SELECT name FROM tags WHERE repo_id = ?1 AND digest = ?2"             \
                         " ORDER BY name")                                                      \
-    X(TAGS_DELETE_OF_MANIFEST, "DELETE FROM tags WHERE repo_id = ?1 AND digest = ?2")          \
-    X(TAG_LIST, "SELECT t.name FROM tags t JOIN manifests m ON m.repo_id = t.repo_id"          \
-                " AND m.digest = t.digest AND m.is_visible = 1 WHERE t.repo_id = ?1 AND t.name > ?2" \
-                " ORDER BY t.name COLLATE BINARY LIMIT ?3")                                    \
+    /* The registers, not the `tags` view: the view would probe each manifest twice. */  \
+    X(TAG_LIST, "SELECT g.name FROM repos r JOIN tag_regs g ON g.repo = r.name"               \
+                " JOIN manifests m ON m.repo_id = r.id AND m.digest = g.digest"               \
+                " AND m.is_visible = 1 WHERE r.id = ?1 AND g.name > ?2"                       \
+                " ORDER BY g.name COLLATE BINARY LIMIT ?3")                                    \
     X(UPLOAD_INSERT, "INSERT INTO uploads(id, repo, created_s, expires_s, source, acked_bytes," \
                      " is_single_request) VALUES (?1, ?2, ?3, ?4, ?5,"                         \
                      " CASE WHEN ?5 IS NULL THEN NULL ELSE 0 END, ?6)")                        \
@@ -195,9 +192,9 @@
                                " m.body FROM repos r JOIN manifests m ON m.repo_id = r.id"     \
                                " WHERE r.name = ?1 AND m.digest = ?2 AND m.is_visible = 1")    \
     X(MANIFEST_BY_REPO_TAG, "SELECT m.digest, m.media_type, m.artifact_type, m.annotations,"   \
-                            " m.body FROM repos r JOIN tags t ON t.repo_id = r.id"             \
-                            " JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest" \
-                            " WHERE r.name = ?1 AND t.name = ?2 AND m.is_visible = 1")         \
+                            " m.body FROM tag_regs g JOIN repos r ON r.name = g.repo"          \
+                            " JOIN manifests m ON m.repo_id = r.id AND m.digest = g.digest"    \
+                            " WHERE g.repo = ?1 AND g.name = ?2 AND m.is_visible = 1")         \
     X(ALL_BLOBS, "SELECT digest FROM blobs ORDER BY digest")                                   \
     X(BLOB_LOST_HIDE, "UPDATE manifests SET is_visible = 0 WHERE rowid IN (SELECT m.rowid"     \
                       " FROM manifest_refs r JOIN manifests m ON m.repo_id = r.repo_id"        \
@@ -267,9 +264,10 @@
                      " CASE WHEN CAST(?5 AS TEXT) IS NULL THEN NULL ELSE 0 END, ?6)")          \
     X(UPLOAD_GET, "SELECT acked_bytes FROM uploads WHERE id = ?1"                              \
                   " AND (CAST(?2 AS TEXT) IS NULL OR repo = ?2)")                              \
-    X(TAG_LIST, "SELECT t.name FROM tags t JOIN manifests m ON m.repo_id = t.repo_id"          \
-                " AND m.digest = t.digest AND m.is_visible = 1 WHERE t.repo_id = ?1 AND t.name > ?2" \
-                " ORDER BY t.name COLLATE \"C\" LIMIT NULLIF(CAST(?3 AS BIGINT), -1)")     \
+    X(TAG_LIST, "SELECT g.name FROM repos r JOIN tag_regs g ON g.repo = r.name"               \
+                " JOIN manifests m ON m.repo_id = r.id AND m.digest = g.digest"               \
+                " AND m.is_visible = 1 WHERE r.id = ?1 AND g.name > ?2"                       \
+                " ORDER BY g.name COLLATE \"C\" LIMIT NULLIF(CAST(?3 AS BIGINT), -1)")     \
     X(UPLOAD_EXPIRED, "SELECT id FROM uploads WHERE expires_s < ?1 ORDER BY id")               \
     X(ROLE_BIND, "INSERT INTO role_bindings(subject, role, pattern, created_ms)"               \
                  " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")                            \
@@ -469,9 +467,6 @@ int sq_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const ch
 /* Local delete of a manifest: a tag_delete (merge and event) for every register naming it. */
 int sq_delete_tags_of(struct sq_conn *c, int64_t repo_id, const char *repo,
                       const char *digest, struct err *e);
-/* Tags whose register names digest get their row back once the manifest is here. */
-int sq_tags_rematerialize(struct sq_conn *c, int64_t repo_id, const char *repo,
-                          const char *digest, struct err *e);
 ms_event_apply_f sq_event_apply;
 ms_state_merge_f sq_state_merge;
 

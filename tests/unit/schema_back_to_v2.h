@@ -5,7 +5,55 @@
 #ifndef MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
 #define MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
 
+/* Version 10 undone: `tags` a table again (filled from the view), its v9 triggers. */
+#define SQL_SCHEMA_BACK_TO_V9                                                                  \
+    "DROP TRIGGER untagged_on_treg;"                                                           \
+    "DROP TRIGGER untagged_on_treg_move;"                                                      \
+    "DROP TRIGGER untagged_on_treg_gone;"                                                      \
+    "CREATE TEMP TABLE tags_v9 AS SELECT repo_id, name, digest FROM tags;"                     \
+    "DROP VIEW tags;"                                                                          \
+    "CREATE TABLE tags (repo_id INTEGER NOT NULL, name TEXT NOT NULL COLLATE BINARY,"          \
+    "  digest TEXT NOT NULL, updated_ms INTEGER NOT NULL, PRIMARY KEY (repo_id, name),"       \
+    "  FOREIGN KEY (repo_id, digest) REFERENCES manifests(repo_id, digest)"                    \
+    "    ON DELETE CASCADE) WITHOUT ROWID;"                                                    \
+    "CREATE INDEX tags_digest ON tags(repo_id, digest);"                                       \
+    "INSERT INTO tags SELECT repo_id, name, digest, 1 FROM tags_v9;"                           \
+    "DROP TABLE tags_v9;"                                                                      \
+    "CREATE TRIGGER untagged_on_tag AFTER INSERT ON tags BEGIN"                                \
+    "  DELETE FROM untagged WHERE repo_id = new.repo_id AND digest = new.digest; END;"         \
+    "CREATE TRIGGER untagged_on_tag_move AFTER UPDATE OF digest ON tags"                       \
+    "  WHEN old.digest <> new.digest BEGIN"                                                    \
+    "  DELETE FROM untagged WHERE repo_id = new.repo_id AND digest = new.digest;"              \
+    "  INSERT OR REPLACE INTO untagged(repo_id, digest, since_ms) SELECT old.repo_id,"         \
+    "    old.digest, 1 WHERE EXISTS (SELECT 1 FROM manifests WHERE repo_id = old.repo_id"      \
+    "    AND digest = old.digest) AND NOT EXISTS (SELECT 1 FROM tags"                          \
+    "    WHERE repo_id = old.repo_id AND digest = old.digest); END;"                           \
+    "CREATE TRIGGER untagged_on_tag_gone AFTER DELETE ON tags BEGIN"                           \
+    "  INSERT OR REPLACE INTO untagged(repo_id, digest, since_ms) SELECT old.repo_id,"         \
+    "    old.digest, 1 WHERE EXISTS (SELECT 1 FROM manifests WHERE repo_id = old.repo_id"      \
+    "    AND digest = old.digest) AND NOT EXISTS (SELECT 1 FROM tags"                          \
+    "    WHERE repo_id = old.repo_id AND digest = old.digest); END;"                           \
+    "PRAGMA user_version = 9;"
+
+/* PostgreSQL: version 8 undone (pg_v8_tags_view.sql), the same way. */
+#define PG_SQL_SCHEMA_BACK_TO_V7                                                               \
+    "DROP TRIGGER untagged_on_treg ON tag_regs;"                                               \
+    "DROP FUNCTION untagged_on_treg();"                                                        \
+    "CREATE TABLE tags_v7 AS SELECT repo_id, name, digest FROM tags;"                          \
+    "DROP VIEW tags;"                                                                          \
+    "CREATE TABLE tags (repo_id BIGINT NOT NULL, name TEXT COLLATE \"C\" NOT NULL,"            \
+    "  digest TEXT COLLATE \"C\" NOT NULL, updated_ms BIGINT NOT NULL,"                        \
+    "  PRIMARY KEY (repo_id, name), FOREIGN KEY (repo_id, digest)"                             \
+    "  REFERENCES manifests(repo_id, digest) ON DELETE CASCADE);"                              \
+    "CREATE INDEX tags_digest ON tags(repo_id, digest);"                                       \
+    "INSERT INTO tags SELECT repo_id, name, digest, 1 FROM tags_v7;"                           \
+    "DROP TABLE tags_v7;"                                                                      \
+    "CREATE TRIGGER untagged_on_tag AFTER INSERT OR UPDATE OF digest OR DELETE ON tags"        \
+    "  FOR EACH ROW EXECUTE FUNCTION untagged_on_tag();"                                       \
+    "UPDATE meridian_schema SET version = 7;"
+
 #define SQL_SCHEMA_BACK_TO_V2                                                                  \
+    SQL_SCHEMA_BACK_TO_V9                                                                      \
     /* version 9: untagged manifests' stamps */                                               \
     "DROP TRIGGER untagged_on_manifest;"                                                       \
     "DROP TRIGGER untagged_on_manifest_gone;"                                                  \

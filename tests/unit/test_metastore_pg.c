@@ -24,6 +24,7 @@
 #include "digest.h"
 #include "metastore.h"
 #include "metastore_sqlite_int.h"
+#include "schema_back_to_v2.h"
 #include "util.h"
 
 static char target[1024];
@@ -79,7 +80,7 @@ static void test_nodes_start_at_once(void **state)
     assert_int_equal(sq_run(c, "SELECT count(*), max(version) FROM meridian_schema", &s, &e, ""),
                      SQL_ROW);
     assert_int_equal(sql_col_int64(s, 0), 1);
-    assert_int_equal(sql_col_int64(s, 1), 7); /* schema version 7: untagged manifests */
+    assert_int_equal(sql_col_int64(s, 1), 8); /* schema version 8: tags a view */
     sql_finalize(s);
     ms->ops->close(ms);
 }
@@ -170,6 +171,7 @@ static void test_v2_database_gains_status_copies(void **state)
     digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
     assert_int_equal(ms->ops->manifest_put(ms, "lib/app", &m, &ref, 1, NULL, "v1", &e), 0);
     struct sq_conn *c = sq_conn_of(ms, &e);
+    assert_int_equal(sq_script(c, PG_SQL_SCHEMA_BACK_TO_V7, "v8 back", &e), 0);
     assert_int_equal(sq_run_exec(c, "ALTER TABLE repl_status DROP COLUMN copies", &e, ""), 0);
     assert_int_equal(sq_run_exec(c, "DROP TABLE node_leases", &e, ""), 0);
     assert_int_equal(sq_run_exec(c, "DROP TABLE peer_acks", &e, ""), 0);
@@ -446,6 +448,7 @@ static void test_audit_region_and_upgrade(void **state)
     assert_string_equal(got, "");
     /* back to schema 2, with entries as version 2 wrote them */
     struct sq_conn *c = sq_conn_of(ms, &e);
+    assert_int_equal(sq_script(c, PG_SQL_SCHEMA_BACK_TO_V7, "v8 back", &e), 0);
     assert_int_equal(sq_script(c, "DROP INDEX audit_log_time; ALTER TABLE audit_log DROP COLUMN"
                                   " region; ALTER TABLE repl_status DROP COLUMN copies;"
                                   " DROP TABLE node_leases; DROP TABLE peer_acks; DROP TABLE log_horizon;"

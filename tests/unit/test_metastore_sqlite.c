@@ -191,8 +191,10 @@ static void test_open_sets_up_schema(void **state)
         {"SELECT user_version >= 1 FROM pragma_user_version", "1"},
         {"PRAGMA journal_mode", "wal"},
         {"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('blobs', 'events',"
-         " 'manifest_refs', 'manifests', 'repo_blobs', 'repos', 'tags', 'uploads')",
+         " 'manifest_refs', 'manifests', 'repo_blobs', 'repos', 'tag_regs', 'uploads')",
          "8"},
+        /* Version 10: the tags of a repository are its registers that name a manifest. */
+        {"SELECT type FROM sqlite_master WHERE name = 'tags'", "view"},
     };
     for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
         assert_int_equal(sqlite3_prepare_v2(db, checks[i][0], -1, &s, NULL), SQLITE_OK);
@@ -1117,9 +1119,82 @@ static void test_schema_v2_database_migrates(void **state)
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(s, 0), 9);
+    assert_int_equal(sqlite3_column_int(s, 0), 10);
     sqlite3_finalize(s);
     sqlite3_close(db);
+}
+
+/* One integer from a query of the database file. */
+static int64_t db_int(const char *path, const char *sql, const char *arg)
+{
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    if (arg != NULL)
+        sqlite3_bind_text(s, 1, arg, -1, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
+}
+
+/* A database of schema version 9 (`tags` a table kept beside the registers) opens with
+ * this build: `tags` becomes a view of the registers with the same rows, and a tag moved
+ * afterwards still stamps the manifest it leaves as untagged (the triggers follow). */
+static void test_schema_v9_tags_table_becomes_view(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char b1[128], b2[128];
+    struct meta_manifest m1 = mf(1, b1, NULL), m2 = mf(2, b2, NULL);
+    struct meta_manifest got;
+    struct meta_name_list l;
+    sqlite3 *db;
+
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m1, NULL, 0, NULL, "a", &e), 0);
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m2, NULL, 0, NULL, "b", &e), 0);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, SQL_SCHEMA_BACK_TO_V9, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM tags", NULL), 2);
+    assert_int_equal(db_int(f->path, "SELECT type = 'table' FROM sqlite_master"
+                                     " WHERE name = 'tags'", NULL), 1);
+
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    assert_non_null(f->ms);
+    struct metastore *ms = f->ms;
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 10);
+    assert_int_equal(db_int(f->path, "SELECT type = 'view' FROM sqlite_master"
+                                     " WHERE name = 'tags'", NULL), 1);
+    assert_int_equal(ms->ops->tag_list(ms, "r", NULL, -1, &l, &e), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.names[0], "a");
+    assert_string_equal(l.names[1], "b");
+    meta_name_list_fini(&l);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", "a", &got, &e), 0);
+    assert_string_equal(got.digest.str, m1.digest.str);
+    meta_manifest_fini(&got);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM untagged", NULL), 0);
+
+    /* "a" moves to m2: m1 has no tag left, m2 keeps being tagged. */
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m2, NULL, 0, NULL, "a", &e), 0);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", "a", &got, &e), 0);
+    assert_string_equal(got.digest.str, m2.digest.str);
+    meta_manifest_fini(&got);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM untagged WHERE digest = ?1",
+                            m1.digest.str), 1);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM untagged WHERE digest = ?1",
+                            m2.digest.str), 0);
+    /* Deleting the last tag of m2 stamps it too. */
+    assert_int_equal(ms->ops->tag_delete(ms, "r", "a", &e), 0);
+    assert_int_equal(ms->ops->tag_delete(ms, "r", "b", &e), 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM untagged WHERE digest = ?1",
+                            m2.digest.str), 1);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM tags", NULL), 0);
 }
 
 /* Event log --------------------------------------------------------------- */
@@ -1825,6 +1900,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_sources_and_acked_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v2_database_migrates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_v9_tags_table_becomes_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_error_is_generic_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_link_get_find_unlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_referenced_by_manifest_is_not_orphan, setup,

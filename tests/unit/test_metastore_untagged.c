@@ -376,6 +376,7 @@ static void test_pg_v2_database_migrates(void **state)
     put(ms, "app", "{\"a\":2}", NULL, NULL, 0, NULL, &loose);
     struct sq_conn *c = sq_conn_of(ms, &e);
     assert_non_null(c);
+    assert_int_equal(sq_script(c, PG_SQL_SCHEMA_BACK_TO_V7, "v8 back", &e), 0);
     assert_int_equal(sq_run_exec(c, "DROP TRIGGER untagged_on_manifest ON manifests", &e, ""), 0);
     assert_int_equal(sq_run_exec(c, "DROP TRIGGER untagged_on_tag ON tags", &e, ""), 0);
     assert_int_equal(sq_run_exec(c, "DROP TABLE untagged", &e, ""), 0);

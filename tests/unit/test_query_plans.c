@@ -222,11 +222,9 @@ static const char seed_sql[] =
     "  SELECT repo_id, digest, 'sha256:shared', 0, 1 FROM manifests;"
     "INSERT INTO manifest_refs(repo_id, manifest_digest, ref_digest, is_manifest, size)"
     "  SELECT repo_id, digest, printf('sha256:l%064d', rowid % 20000 + 1), 0, 1 FROM manifests;"
-    "INSERT INTO tags(repo_id, name, digest, updated_ms)"
-    "  SELECT repo_id, printf('t%06d', rowid), digest, 1 FROM manifests;"
     "INSERT INTO tag_regs(repo, name, digest, hlc, origin)"
-    "  SELECT r.name, t.name, t.digest, 1, 'westeurope' FROM tags t"
-    "  JOIN repos r ON r.id = t.repo_id WHERE t.name LIKE 't%';"
+    "  SELECT r.name, printf('t%06d', m.rowid), m.digest, 1, 'westeurope' FROM manifests m"
+    "  JOIN repos r ON r.id = m.repo_id;"
     "INSERT INTO manifest_tombs(repo, digest, hlc, origin)"
     "  SELECT 'big', printf('sha256:gone%064d', i), i, 'eastus' FROM n WHERE i <= 5000;"
     "INSERT INTO repl_status(repo, digest, region, state, bytes_done, bytes_total, updated_ms)"
@@ -798,8 +796,8 @@ static void test_checker_catches_prefix_only_search(void **state)
                                      "no statistics"),
                      1);
     assert_int_equal(check_statement(f->db, "sort before limit",
-                                     "SELECT name FROM tags WHERE repo_id = ?1"
-                                     " ORDER BY updated_ms LIMIT 10",
+                                     "SELECT name FROM tag_regs WHERE repo = ?1"
+                                     " ORDER BY hlc LIMIT 10",
                                      "no statistics"),
                      1);
     assert_int_equal(check_statement(f->db, "log scan", "SELECT max(hlc) FROM events",
