@@ -380,6 +380,26 @@ int sq_auth_generation(struct metastore *ms, int64_t *out, struct err *e)
     return read_generation(c, out, e);
 }
 
+static void identity_read(struct sql_stmt *s, void *elem)
+{
+    struct meta_identity *id = elem;
+    id->name = sq_col_strdup(s, 0);
+    id->kind = sq_col_strdup(s, 1);
+    id->secret_hash = sq_col_strdup(s, 2);
+    id->description = sq_col_strdup(s, 3);
+    id->created_ms = sql_col_int64(s, 4);
+    id->expires_s = sql_col_int64(s, 5);
+}
+
+static void binding_read(struct sql_stmt *s, void *elem)
+{
+    struct meta_binding *b = elem;
+    b->subject = sq_col_strdup(s, 0);
+    b->role = sq_col_strdup(s, 1);
+    b->pattern = sq_col_strdup(s, 2);
+    b->created_ms = sql_col_int64(s, 3);
+}
+
 int sq_auth_load(struct metastore *ms, struct meta_auth_state *out, struct err *e)
 {
     memset(out, 0, sizeof(*out));
@@ -387,7 +407,7 @@ int sq_auth_load(struct metastore *ms, struct meta_auth_state *out, struct err *
     if (c == NULL)
         return -1;
     struct sql_stmt *s = NULL;
-    size_t cap = 0;
+    void *items;
     if (sq_tx_begin(c, false, e) != 0)
         return -1;
     if (read_generation(c, &out->generation, e) != 0)
@@ -397,45 +417,22 @@ int sq_auth_load(struct metastore *ms, struct meta_auth_state *out, struct err *
                     &s, e, "");
     if (rc < 0)
         goto fail;
-    int row = rc == SQL_ROW ? 1 : 0;
-    while (row == 1) {
-        if (out->n_identities == cap) {
-            cap = cap ? cap * 2 : 16;
-            out->identities = xrealloc(out->identities, cap * sizeof(*out->identities));
-        }
-        struct meta_identity *id = &out->identities[out->n_identities++];
-        id->name = sq_col_strdup(s, 0);
-        id->kind = sq_col_strdup(s, 1);
-        id->secret_hash = sq_col_strdup(s, 2);
-        id->description = sq_col_strdup(s, 3);
-        id->created_ms = sql_col_int64(s, 4);
-        id->expires_s = sql_col_int64(s, 5);
-        row = sq_next_row(c, s, e);
-    }
+    rc = sq_collect_rows(c, s, rc, sizeof(*out->identities), identity_read, &items,
+                         &out->n_identities, e);
+    out->identities = items;
     sql_finalize(s);
-    if (row < 0)
+    if (rc < 0)
         goto fail;
-    cap = 0;
     rc = sq_run(c, "SELECT subject, role, pattern, created_ms FROM role_bindings"
                    " ORDER BY subject, pattern, role",
                 &s, e, "");
     if (rc < 0)
         goto fail;
-    row = rc == SQL_ROW ? 1 : 0;
-    while (row == 1) {
-        if (out->n_bindings == cap) {
-            cap = cap ? cap * 2 : 16;
-            out->bindings = xrealloc(out->bindings, cap * sizeof(*out->bindings));
-        }
-        struct meta_binding *b = &out->bindings[out->n_bindings++];
-        b->subject = sq_col_strdup(s, 0);
-        b->role = sq_col_strdup(s, 1);
-        b->pattern = sq_col_strdup(s, 2);
-        b->created_ms = sql_col_int64(s, 3);
-        row = sq_next_row(c, s, e);
-    }
+    rc = sq_collect_rows(c, s, rc, sizeof(*out->bindings), binding_read, &items,
+                         &out->n_bindings, e);
+    out->bindings = items;
     sql_finalize(s);
-    if (row < 0)
+    if (rc < 0)
         goto fail;
     sq_tx_rollback(c); /* read-only */
     return 0;
@@ -491,6 +488,22 @@ int sq_audit_set_count(struct metastore *ms, int64_t id, int64_t count, int64_t 
     return sq_tx_commit(c, e);
 }
 
+static void audit_read(struct sql_stmt *s, void *elem)
+{
+    struct meta_audit *a = elem;
+    a->id = sql_col_int64(s, 0);
+    a->time_ms = sql_col_int64(s, 1);
+    a->actor = sq_col_strdup(s, 2);
+    a->action = sq_col_strdup(s, 3);
+    a->target = sq_col_strdup(s, 4);
+    a->status = (int)sql_col_int64(s, 5);
+    a->remote = sq_col_strdup(s, 6);
+    a->detail = sq_col_strdup(s, 7);
+    a->count = sql_col_int64(s, 8);
+    a->last_ms = sql_col_int64(s, 9);
+    a->region = sq_col_strdup(s, 10);
+}
+
 int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
                   struct meta_audit **out, size_t *n_out, struct err *e)
 {
@@ -518,29 +531,11 @@ int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
                     c->store->region, q->region, q->since_ms, q->until_ms, q->repository);
     if (rc < 0)
         return -1;
-    size_t cap = 0;
-    int row = rc == SQL_ROW ? 1 : 0;
-    while (row == 1) {
-        if (*n_out == cap) {
-            cap = cap ? cap * 2 : 32;
-            *out = xrealloc(*out, cap * sizeof(**out));
-        }
-        struct meta_audit *a = &(*out)[(*n_out)++];
-        a->id = sql_col_int64(s, 0);
-        a->time_ms = sql_col_int64(s, 1);
-        a->actor = sq_col_strdup(s, 2);
-        a->action = sq_col_strdup(s, 3);
-        a->target = sq_col_strdup(s, 4);
-        a->status = (int)sql_col_int64(s, 5);
-        a->remote = sq_col_strdup(s, 6);
-        a->detail = sq_col_strdup(s, 7);
-        a->count = sql_col_int64(s, 8);
-        a->last_ms = sql_col_int64(s, 9);
-        a->region = sq_col_strdup(s, 10);
-        row = sq_next_row(c, s, e);
-    }
+    void *items;
+    rc = sq_collect_rows(c, s, rc, sizeof(**out), audit_read, &items, n_out, e);
+    *out = items;
     sql_finalize(s);
-    if (row < 0) {
+    if (rc < 0) {
         meta_audit_free(*out, *n_out);
         *out = NULL;
         *n_out = 0;
