@@ -1310,6 +1310,16 @@ bool authz_can(struct http_req *req, const char *repo, unsigned perms, bool is_t
         return true;
     if ((role_perms(az, ar, repo) & perms) != perms)
         return false;
+    /* A peer is shown (the catalog) only what its region may hold. */
+    const char *region = ar->kind == AUTHZ_PEER && repo != NULL ? peer_region(req, ar) : NULL;
+    if (region != NULL) {
+        struct err e = {0};
+        json_t *policies = residency_policies(az->ms, &e);
+        bool may_hold = policies != NULL && residency_allows(policies, repo, region);
+        json_decref(policies);
+        if (!may_hold)
+            return false;
+    }
     if (is_token_checked && ar->has_token &&
         (auth_token_perms(&ar->token, AUTH_RES_REPOSITORY, repo) & perms) != perms)
         return false;

@@ -459,6 +459,10 @@ def test_a_region_certificate_reads_only_what_residency_lets_its_region_hold(mtl
     assert fetch(plain, "manifests/" + plain_digest).status_code == 200
     r = fetch(plain, "blobs/" + sha256_digest(plain_layer))
     assert r.status_code == 200 and r.content == plain_layer
+    # The catalog shows r2's certificate only what r2 may hold.
+    r = requests.get(r1.url + "/v2/_catalog", cert=r2_cert, timeout=10)
+    assert r.status_code == 200, r.text
+    assert plain in r.json()["repositories"] and kept not in r.json()["repositories"], r.text
     # The certificate names the region: a header naming another one changes nothing.
     r = requests.get("%s/v2/%s/manifests/v1" % (r1.url, kept), cert=r2_cert, timeout=10,
                      headers={"Accept": MT_OCI_MANIFEST, "Meridian-Peer-Fetch": "r1"})
