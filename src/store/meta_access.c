@@ -201,12 +201,10 @@ int sq_access_publish_local(struct sq_conn *c, struct err *e)
                     "SELECT name FROM identities WHERE NOT EXISTS (SELECT 1 FROM objects"
                     " WHERE objects.kind = ?1 AND objects.key = identities.name)",
                     &s, e, "t", SQ_ACCESS_IDENTITY_KIND);
-    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
-        names.names = xrealloc(names.names, (names.n + 1) * sizeof(char *));
-        names.names[names.n++] = sq_col_strdup(s, 0);
-    }
-    if (rc >= 0)
+    if (rc >= 0) {
+        rc = sq_collect_columns(c, s, rc, 1, &names, e);
         sql_finalize(s);
+    }
     if (rc >= 0)
         rc = sq_run(c,
                     "SELECT subject, role, pattern FROM role_bindings WHERE NOT EXISTS"
@@ -214,13 +212,10 @@ int sq_access_publish_local(struct sq_conn *c, struct err *e)
                     " role_bindings.subject || ' ' || role_bindings.role || ' ' ||"
                     " role_bindings.pattern)",
                     &s, e, "t", SQ_ACCESS_BINDING_KIND);
-    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
-        bindings.names = xrealloc(bindings.names, (bindings.n + 3) * sizeof(char *));
-        for (int i = 0; i < 3; i++)
-            bindings.names[bindings.n++] = sq_col_strdup(s, i);
-    }
-    if (rc >= 0)
+    if (rc >= 0) {
+        rc = sq_collect_columns(c, s, rc, 3, &bindings, e);
         sql_finalize(s);
+    }
     for (size_t i = 0; rc >= 0 && i < names.n; i++)
         rc = publish_identity(c, names.names[i], SQ_ACCESS_LOW_HLC, e);
     for (size_t i = 0; rc >= 0 && i + 2 < bindings.n; i += 3)
@@ -308,13 +303,10 @@ int sq_identity_delete(struct metastore *ms, const char *name, const char *kind,
     struct sql_stmt *s;
     int rc =
         sq_run(c, "SELECT role, pattern FROM role_bindings WHERE subject = ?1", &s, e, "t", name);
-    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
-        doomed.names = xrealloc(doomed.names, (doomed.n + 2) * sizeof(char *));
-        doomed.names[doomed.n++] = sq_col_strdup(s, 0);
-        doomed.names[doomed.n++] = sq_col_strdup(s, 1);
-    }
-    if (rc >= 0)
+    if (rc >= 0) {
+        rc = sq_collect_columns(c, s, rc, 2, &doomed, e);
         sql_finalize(s);
+    }
     int64_t hlc = sq_hlc_next(c);
     for (size_t i = 0; rc >= 0 && i + 1 < doomed.n; i += 2)
         rc = publish_binding(c, name, doomed.names[i], doomed.names[i + 1], false, hlc, e);

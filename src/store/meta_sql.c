@@ -446,6 +446,22 @@ int sq_collect_rows(struct sq_conn *c, struct sql_stmt *s, int rc, size_t size,
     return row < 0 ? -1 : 0;
 }
 
+int sq_collect_columns(struct sq_conn *c, struct sql_stmt *s, int rc, int ncols,
+                       struct meta_name_list *out, struct err *e)
+{
+    int row = rc == SQL_ROW ? 1 : 0;
+    for (; row == 1; row = sq_next_row(c, s, e)) {
+        out->names = xrealloc(out->names, (out->n + (size_t)ncols) * sizeof(*out->names));
+        for (int i = 0; i < ncols; i++)
+            out->names[out->n++] = sq_col_strdup(s, i);
+    }
+    if (row < 0) {
+        meta_name_list_fini(out);
+        return -1;
+    }
+    return 0;
+}
+
 int sq_count_due(struct sq_conn *c, const char *table, const char *at, int64_t cutoff_ms,
                  int64_t *n, int64_t *n_due, struct err *e)
 {

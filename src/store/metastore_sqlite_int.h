@@ -390,6 +390,11 @@ int sq_collect_names(struct sq_conn *c, struct sql_stmt *s, int rc, long limit,
 typedef void sq_row_read_f(struct sql_stmt *s, void *elem);
 int sq_collect_rows(struct sq_conn *c, struct sql_stmt *s, int rc, size_t size,
                     sq_row_read_f *read_row, void **items, size_t *n, struct err *e);
+/* Collects columns 0..ncols-1 of each row a query returns (rc its first step) as strings,
+ * row after row, into out->names (ncols per row). The statement is left to the caller to
+ * release. 0, or -1 with e set (out freed). */
+int sq_collect_columns(struct sq_conn *c, struct sql_stmt *s, int rc, int ncols,
+                       struct meta_name_list *out, struct err *e);
 /* The rows of table, and of them those whose column `at` (ms) is at most cutoff_ms: a
  * queue's length and what of it is due. table and at are the caller's constants. */
 int sq_count_due(struct sq_conn *c, const char *table, const char *at, int64_t cutoff_ms,
