@@ -26,6 +26,7 @@
 #include "metrics.h"
 #include "name.h"
 #include "registry_ctx.h"
+#include "residency.h"
 #include "secret.h"
 #include "util.h"
 
@@ -115,6 +116,7 @@ struct auth_request {
     char detail[240];
     bool is_peer_cert_checked;    /* mutual TLS: peer_cert holds a verified certificate */
     struct tls_client_cert *peer_cert; /* read on the requests that need it, else NULL */
+    char peer_region[64]; /* the registry region a verified certificate names, else "" */
 };
 
 /* What a request needs. */
@@ -1065,6 +1067,7 @@ static int peer_cert_check(struct authz *az, struct http_req *req, struct auth_r
         if (is_intro ? config_is_valid_region(c->names[i])
                      : is_registry_region(az, c->names[i])) {
             ar->is_peer_cert_checked = true;
+            snprintf(ar->peer_region, sizeof(ar->peer_region), "%s", c->names[i]);
             return 0;
         }
     }
@@ -1124,6 +1127,43 @@ bool authz_peer_cert_names(struct http_req *req, const char *region)
 
 /* The check ----------------------------------------------------------------- */
 
+/* The region a peer reads for: the one its certificate names, else the one its fetch
+ * header names (with the shared secret, the caller's word); NULL when neither names one
+ * (a peer of a release that sent no name). */
+static const char *peer_region(struct http_req *req, struct auth_request *ar)
+{
+    if (ar->peer_region[0] != '\0')
+        return ar->peer_region;
+    const char *named = http_req_header(req, AUTHZ_PEER_FETCH_HEADER);
+    return named != NULL && config_is_valid_region(named) ? named : NULL;
+}
+
+/* A peer reads a repository's content only if its region may hold it (residency.h): a
+ * region certificate must not open what a policy keeps from its region. true to go on,
+ * false after replying (403 DENIED, or the store's error). */
+static bool peer_residency_allows(struct http_req *req, struct authz *az,
+                                  struct auth_request *ar, const char *repo)
+{
+    const char *region = peer_region(req, ar);
+    if (repo == NULL || region == NULL)
+        return true;
+    struct err e = {0};
+    json_t *policies = residency_policies(az->ms, &e);
+    if (policies == NULL) {
+        http_reply_err(req, &e);
+        return false;
+    }
+    const json_t *forbidding = residency_forbidding(policies, repo, region);
+    if (forbidding != NULL) {
+        const char *policy = json_string_value(json_object_get(forbidding, "name"));
+        snprintf(ar->detail, sizeof(ar->detail), "residency policy %s keeps %s from %s",
+                 policy != NULL ? policy : "?", repo, region);
+        reply_denied(req);
+    }
+    json_decref(policies);
+    return forbidding == NULL;
+}
+
 /* Decides; true to go on, false after replying. */
 static bool decide(struct http_req *req, struct authz *az, const struct requirement *r)
 {
@@ -1142,9 +1182,9 @@ static bool decide(struct http_req *req, struct authz *az, const struct requirem
         break;
     }
     if (ar->kind == AUTHZ_PEER) {
-        /* A peer reads everything a region holds, and nothing else. */
+        /* A peer reads what its region may hold, and nothing else. */
         if (req->route != ROUTE_MGMT && is_read(req->method))
-            return true;
+            return peer_residency_allows(req, az, ar, r->repo);
         reply_denied(req);
         return false;
     }
@@ -1270,6 +1310,16 @@ bool authz_can(struct http_req *req, const char *repo, unsigned perms, bool is_t
         return true;
     if ((role_perms(az, ar, repo) & perms) != perms)
         return false;
+    /* A peer is shown (the catalog) only what its region may hold. */
+    const char *region = ar->kind == AUTHZ_PEER && repo != NULL ? peer_region(req, ar) : NULL;
+    if (region != NULL) {
+        struct err e = {0};
+        json_t *policies = residency_policies(az->ms, &e);
+        bool may_hold = policies != NULL && residency_allows(policies, repo, region);
+        json_decref(policies);
+        if (!may_hold)
+            return false;
+    }
     if (is_token_checked && ar->has_token &&
         (auth_token_perms(&ar->token, AUTH_RES_REPOSITORY, repo) & perms) != perms)
         return false;

@@ -22,6 +22,12 @@
 
 struct authz;
 
+/* Sent by a region with every /v2/ fetch from a peer, valued with its own region name: the
+ * region answers from what it holds (no chained fetches) and reads for the peer only
+ * repositories a residency policy lets that region hold. A region certificate names the
+ * region itself; with the peer secret alone this header is what names it. */
+#define AUTHZ_PEER_FETCH_HEADER "Meridian-Peer-Fetch"
+
 enum authz_kind {
     AUTHZ_OFF,       /* access control is disabled */
     AUTHZ_ANONYMOUS, /* no credentials, or an anonymous token */

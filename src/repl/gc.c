@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "blob_sweep.h"
 #include "buf.h"
 #include "gc_fence.h"
 #include "log.h"
@@ -47,6 +48,8 @@ struct gc {
     uint64_t passes;
     uint64_t manifests_deleted;
     int64_t last_retention_ms;
+    int64_t last_sweep_ms; /* 0: not yet since start-up (a crash's leftovers go first) */
+    uint64_t files_removed;
 };
 
 static int64_t cutoff_ms(const struct gc *g)
@@ -311,6 +314,22 @@ static void untagged_pass(struct gc *g, bool is_dry_run, size_t max, json_t *out
     retention_rules_fini(&rules);
 }
 
+/* The file sweep (blob_sweep.h) over files older than the grace, serialized with the
+ * passes; the files it removed (or would). */
+static uint64_t sweep(struct gc *g, bool is_dry_run, json_t *out, uint64_t *n_errors)
+{
+    AZ(pthread_mutex_lock(&g->run_mu));
+    uint64_t n = blob_sweep_run(g->reg, cutoff_ms(g), is_dry_run, out, n_errors);
+    AZ(pthread_mutex_unlock(&g->run_mu));
+    if (is_dry_run)
+        return n;
+    AZ(pthread_mutex_lock(&g->mu));
+    g->last_sweep_ms = util_now_ms();
+    g->files_removed += n;
+    AZ(pthread_mutex_unlock(&g->mu));
+    return n;
+}
+
 json_t *gc_run(struct gc *g, bool is_dry_run, struct err *e)
 {
     ASSERT(g->magic == GC_MAGIC);
@@ -332,16 +351,21 @@ json_t *gc_run(struct gc *g, bool is_dry_run, struct err *e)
         g->manifests_deleted += n_manifests;
         AZ(pthread_mutex_unlock(&g->mu));
     }
-    if (g->reg->cfg->gc_grace_s > 0)
+    json_t *files = json_array();
+    uint64_t n_files = 0;
+    if (g->reg->cfg->gc_grace_s > 0) {
         pass(g, is_dry_run, 0, blobs, &n_reviewed, &n_reclaimed, &n_bytes, &n_errors);
+        n_files = sweep(g, is_dry_run, files, &n_errors);
+    }
     if (!is_dry_run && n_reclaimed > 0)
         log_info("gc", "gc run: %" PRIu64 " blobs, %" PRIu64 " bytes deleted", n_reclaimed,
                  n_bytes);
-    return json_pack("{s:b,s:o,s:I,s:I,s:I,s:I,s:o,s:I}", "dry_run", is_dry_run, "blobs", blobs,
-                     "blobs_reclaimed", (json_int_t)n_reclaimed, "bytes_reclaimed",
+    return json_pack("{s:b,s:o,s:I,s:I,s:I,s:I,s:o,s:I,s:o,s:I}", "dry_run", is_dry_run, "blobs",
+                     blobs, "blobs_reclaimed", (json_int_t)n_reclaimed, "bytes_reclaimed",
                      (json_int_t)n_bytes, "reviewed", (json_int_t)n_reviewed, "errors",
                      (json_int_t)n_errors, "manifests", manifests, "manifests_deleted",
-                     (json_int_t)n_manifests);
+                     (json_int_t)n_manifests, "files", files, "files_removed",
+                     (json_int_t)n_files);
 }
 
 json_t *gc_status_json(struct gc *g)
@@ -366,9 +390,10 @@ json_t *gc_status_json(struct gc *g)
         "bytes_reclaimed_total", (json_int_t)g->bytes_reclaimed, "errors_total",
         (json_int_t)g->errors);
     json_t *untagged = json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I}", "untagged_after_s", (json_int_t)g->reg->cfg->gc_untagged_after_s,
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "untagged_after_s", (json_int_t)g->reg->cfg->gc_untagged_after_s,
         "untagged", (json_int_t)n_untagged, "untagged_due", (json_int_t)n_untagged_due,
-        "manifests_deleted_total", (json_int_t)g->manifests_deleted, "retention_interval_s",
+        "manifests_deleted_total", (json_int_t)g->manifests_deleted, "files_removed_total",
+        (json_int_t)g->files_removed, "retention_interval_s",
         (json_int_t)g->reg->cfg->retention_interval_s, "last_retention_ms",
         (json_int_t)g->last_retention_ms);
     json_object_update(st, untagged);
@@ -495,6 +520,17 @@ static void *gc_main(void *arg)
             continue;
         n_errors = 0;
         pass(g, false, GC_BATCH, NULL, &n_reviewed, &n_reclaimed, &n_bytes, &n_errors);
+        AZ(pthread_mutex_lock(&g->mu));
+        bool is_sweep_due = g->last_sweep_ms == 0 ||
+                            util_now_ms() - g->last_sweep_ms >= GC_SWEEP_INTERVAL_S * 1000;
+        AZ(pthread_mutex_unlock(&g->mu));
+        if (is_sweep_due) {
+            n_errors = 0;
+            (void)sweep(g, false, NULL, &n_errors);
+            AZ(pthread_mutex_lock(&g->mu));
+            g->errors += n_errors;
+            AZ(pthread_mutex_unlock(&g->mu));
+        }
     }
     return NULL;
 }

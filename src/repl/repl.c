@@ -152,6 +152,7 @@ struct repl {
     pthread_t fetchers[FETCH_WORKERS];
     atomic_bool is_started; /* the threads run: set by repl_start, cleared by repl_stop */
     char auth_header[512];   /* "Authorization: Basic ..." or empty */
+    char fetch_header[96];   /* REPL_FETCH_HEADER ": <this region>" */
     char bind_ip[128];       /* local address for outbound traffic, or empty */
     char self_endpoint[512];
     atomic_uint_fast64_t pull_lookups; /* state lookups at peers for a pull's miss */
@@ -202,6 +203,7 @@ struct repl *repl_new(struct registry *reg)
     const char *peer_auth = auth_peer_authorization(cfg);
     if (peer_auth)
         snprintf(r->auth_header, sizeof(r->auth_header), "Authorization: %s", peer_auth);
+    snprintf(r->fetch_header, sizeof(r->fetch_header), "%s: %s", REPL_FETCH_HEADER, cfg->region);
     /* Outbound traffic leaves from the listen address, which names this region to
      * peers and proxies; a wildcard listen address leaves the choice to the kernel. */
     if (strcmp(cfg->listen_host, "0.0.0.0") != 0 && strcmp(cfg->listen_host, "::") != 0 &&
@@ -1122,7 +1124,7 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
         snprintf(urls[i], len, "%s/v2/%s/blobs/%s", peers[i].endpoint, repo, d->str);
     }
     struct httpc_source_result *res = xcalloc(n_peers + 1, sizeof(*res));
-    const char *headers[3] = {REPL_FETCH_HEADER ": 1", r->auth_header[0] ? r->auth_header : NULL,
+    const char *headers[3] = {r->fetch_header, r->auth_header[0] ? r->auth_header : NULL,
                               NULL};
     double rtt = n_peers > 0 && peers[0].measured_rtt_ms < 1e9 ? peers[0].measured_rtt_ms : 0;
     long hedge_ms = rtt * 4 > FETCH_HEDGE_MIN_MS ? (long)(rtt * 4) : FETCH_HEDGE_MIN_MS;
@@ -1398,7 +1400,7 @@ static int fetch_manifest_body(struct repl *r, const struct meta_pending *p, cha
         peers = peers_ranked(r, NULL, &n_peers);
     }
     int rc = err_set(e, ERR_MANIFEST_UNKNOWN, "no region holds manifest %s", p->digest.str);
-    const char *headers[4] = {REPL_FETCH_HEADER ": 1", "Accept: */*",
+    const char *headers[4] = {r->fetch_header, "Accept: */*",
                               r->auth_header[0] ? r->auth_header : NULL, NULL};
     for (size_t i = 0; i < n_peers && rc != 0 && !r->is_stopping; i++) {
         char url[2048];

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "authz.h"
 #include "buf.h"
 #include "digest.h"
 #include "err.h"
@@ -72,9 +73,10 @@ void repl_report_copies(struct repl *r, const char *repo, const struct digest *d
 /* Live progress of this region's copy of repo@digest, if a fetch is running. */
 bool repl_progress(struct repl *r, const char *repo, const struct digest *d, int64_t *done,
                    int64_t *total);
-/* Sent with every blob fetch from a peer: a region answers such a GET from what it holds
- * and never fetches it from its own peers in turn (no chains, no fetch loops). */
-#define REPL_FETCH_HEADER "Meridian-Peer-Fetch"
+/* Sent with every blob fetch from a peer, valued with the fetching region's name: a region
+ * answers such a GET from what it holds and never fetches it from its own peers in turn (no
+ * chains, no fetch loops); authz reads for the named region only what it may hold. */
+#define REPL_FETCH_HEADER AUTHZ_PEER_FETCH_HEADER
 
 /* A manifest PUT names blob d that repo does not link in this region: fetch it now from
  * a peer that links it in repo (a push never splits), or link the copy held here for

@@ -16,10 +16,10 @@
  * (a policy without "enforce" only reports such copies: the compliance report). Returns
  * the number of repositories removed. Called when a policy changes (here or from a peer) and
  * periodically (every --sync-interval): a region down when the policy arrived, or whose
- * removal failed, removes it on the next pass (the metadata goes in one transaction).
- * XXX: a crash between that commit and the deletion of the blob files leaves those files
- * without rows (as placement's release does); a pass over the blob directory for files with
- * no row would delete them. */
+ * removal failed, removes it on the next pass (the metadata goes in one transaction). A
+ * crash between that commit and the deletion of the blob files leaves those files without
+ * rows (as placement's release does): the garbage collector's file sweep removes them
+ * (blob_sweep.h). */
 int residency_enforce_run(struct registry *reg);
 
 /* A replicated object event was applied here (payload as in the event): runs the

@@ -149,6 +149,14 @@ typedef int blobstore_put_f(struct blobstore *bs, const struct digest *d, const 
 /* Removes every stored blob (this region was removed from its registry); returns how many
  * were removed. Upload sessions are not touched. */
 typedef size_t blobstore_remove_all_f(struct blobstore *bs);
+/* Lists the blobs the store holds, each with the time its copy was stored (ms since the
+ * epoch): the file sweep (src/repl/blob_sweep.h) removes those the metastore has no row of.
+ * fn is called after the listing is read, so it may remove the blob. Optional: NULL in a
+ * backend that cannot list its blobs cheaply (S3: no sweep). */
+typedef void blobstore_each_blob_f(struct blobstore *bs,
+                                   void (*fn)(const struct digest *d, int64_t stored_ms,
+                                              void *arg),
+                                   void *arg);
 struct blobstore_quarantined;
 /* Lists the copies found bad and set aside, oldest first: *out (caller frees) and *n (a
  * backend that keeps none answers 0). */
@@ -204,6 +212,7 @@ struct blobstore_ops {
     blobstore_quarantined_f *quarantined;
     blobstore_close_f *close;
     blobstore_check_f *check;
+    blobstore_each_blob_f *each_blob; /* NULL: cannot list */
     blobstore_volumes_f *volumes; /* these three: NULL without volumes */
     blobstore_place_f *place;
     blobstore_copies_f *copies;

@@ -53,6 +53,7 @@ struct fs_store {
 
 static const struct blobstore_ops fs_ops;
 static blobstore_upload_each_f fs_upload_each;
+static blobstore_each_blob_f fs_each_blob;
 static blobstore_quarantined_f fs_quarantined;
 
 static struct fs_store *fs_of(struct blobstore *bs)
@@ -962,6 +963,7 @@ static const struct blobstore_ops fs_ops = {
     .quarantined = fs_quarantined,
     .close = fs_close,
     .check = fs_check,
+    .each_blob = fs_each_blob,
 };
 
 /* Opening ----------------------------------------------------------------- */
@@ -1180,4 +1182,73 @@ static void fs_quarantined(struct blobstore *bs, struct blobstore_quarantined **
     if (*n)
         memcpy(*out, fs->quarantined, *n * sizeof(**out));
     AZ(pthread_mutex_unlock(&fs->mu));
+}
+
+/* One blob file of the listing: its digest and when it was put in place. */
+struct fs_listed {
+    struct digest d;
+    int64_t stored_ms;
+};
+
+/* Appends the blobs of DIR/blobs/<alg>/<xx> to *out. A blob file is only ever written
+ * under another name and renamed into place (which sets its ctime; its mtime is the
+ * verified stamp), so ctime is when this copy was stored. */
+static void list_blob_dir(const struct fs_store *fs, const char *dir, const char *alg,
+                          struct fs_listed **out, size_t *n, size_t *cap)
+{
+    DIR *dp = opendir(dir);
+    if (dp == NULL)
+        return;
+    for (struct dirent *de = readdir(dp); de != NULL; de = readdir(dp)) {
+        char name[160], path[PATH_MAX], want[PATH_MAX];
+        struct digest d;
+        struct err e = {0};
+        struct stat st;
+        if (de->d_name[0] == '.' ||
+            snprintf(name, sizeof(name), "%s:%s", alg, de->d_name) >= (int)sizeof(name) ||
+            digest_parse(name, strlen(name), &d, &e) != 0 ||
+            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path) ||
+            fs_path(fs, FS_PATH_BLOB, NULL, &d, want) != 0 || strcmp(path, want) != 0 ||
+            lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 256;
+            *out = xrealloc(*out, *cap * sizeof(**out));
+        }
+        (*out)[*n].d = d;
+        (*out)[(*n)++].stored_ms =
+            (int64_t)st.st_ctim.tv_sec * 1000 + st.st_ctim.tv_nsec / 1000000;
+    }
+    closedir(dp);
+}
+
+static void fs_each_blob(struct blobstore *bs,
+                         void (*fn)(const struct digest *d, int64_t stored_ms, void *arg),
+                         void *arg)
+{
+    struct fs_store *fs = fs_of(bs);
+    char blobs[PATH_MAX];
+    AZ(fs_path(fs, FS_PATH_BLOBS, NULL, NULL, blobs));
+    struct fs_listed *listed = NULL;
+    size_t n = 0, cap = 0;
+    static const char *const algs[] = {"sha256", "sha512"};
+    for (size_t a = 0; a < sizeof(algs) / sizeof(algs[0]); a++) {
+        char alg_dir[PATH_MAX];
+        if (snprintf(alg_dir, sizeof(alg_dir), "%s/%s", blobs, algs[a]) >= (int)sizeof(alg_dir))
+            continue;
+        DIR *dp = opendir(alg_dir);
+        if (dp == NULL)
+            continue;
+        for (struct dirent *de = readdir(dp); de != NULL; de = readdir(dp)) {
+            char sub[PATH_MAX];
+            if (strlen(de->d_name) != 2 || !is_lower_hex(de->d_name, 2) ||
+                snprintf(sub, sizeof(sub), "%s/%s", alg_dir, de->d_name) >= (int)sizeof(sub))
+                continue;
+            list_blob_dir(fs, sub, algs[a], &listed, &n, &cap);
+        }
+        closedir(dp);
+    }
+    for (size_t i = 0; i < n; i++)
+        fn(&listed[i].d, listed[i].stored_ms, arg);
+    free(listed);
 }

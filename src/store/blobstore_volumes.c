@@ -708,6 +708,16 @@ static int vol_put(struct blobstore *bs, const struct digest *d, const void *p, 
     return FIRST(bs)->ops->put(FIRST(bs), d, p, len, e);
 }
 
+/* Every volume's blobs: a blob with copies on several volumes is listed once per copy. */
+static void vol_each_blob(struct blobstore *bs,
+                          void (*fn)(const struct digest *d, int64_t stored_ms, void *arg),
+                          void *arg)
+{
+    struct vol_store *vs = vs_of(bs);
+    for (size_t i = 0; i < vs->n; i++)
+        vs->vols[i].bs->ops->each_blob(vs->vols[i].bs, fn, arg);
+}
+
 static const struct blobstore_ops vol_ops = {
     .name = "volumes",
     .upload_create = vol_upload_create,
@@ -729,6 +739,7 @@ static const struct blobstore_ops vol_ops = {
     .quarantined = vol_quarantined,
     .close = vol_close,
     .check = vol_check,
+    .each_blob = vol_each_blob,
     .volumes = vol_volumes,
     .place = vol_place,
     .copies = vol_copies,

@@ -201,12 +201,10 @@ int sq_access_publish_local(struct sq_conn *c, struct err *e)
                     "SELECT name FROM identities WHERE NOT EXISTS (SELECT 1 FROM objects"
                     " WHERE objects.kind = ?1 AND objects.key = identities.name)",
                     &s, e, "t", SQ_ACCESS_IDENTITY_KIND);
-    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
-        names.names = xrealloc(names.names, (names.n + 1) * sizeof(char *));
-        names.names[names.n++] = sq_col_strdup(s, 0);
-    }
-    if (rc >= 0)
+    if (rc >= 0) {
+        rc = sq_collect_columns(c, s, rc, 1, &names, e);
         sql_finalize(s);
+    }
     if (rc >= 0)
         rc = sq_run(c,
                     "SELECT subject, role, pattern FROM role_bindings WHERE NOT EXISTS"
@@ -214,13 +212,10 @@ int sq_access_publish_local(struct sq_conn *c, struct err *e)
                     " role_bindings.subject || ' ' || role_bindings.role || ' ' ||"
                     " role_bindings.pattern)",
                     &s, e, "t", SQ_ACCESS_BINDING_KIND);
-    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
-        bindings.names = xrealloc(bindings.names, (bindings.n + 3) * sizeof(char *));
-        for (int i = 0; i < 3; i++)
-            bindings.names[bindings.n++] = sq_col_strdup(s, i);
-    }
-    if (rc >= 0)
+    if (rc >= 0) {
+        rc = sq_collect_columns(c, s, rc, 3, &bindings, e);
         sql_finalize(s);
+    }
     for (size_t i = 0; rc >= 0 && i < names.n; i++)
         rc = publish_identity(c, names.names[i], SQ_ACCESS_LOW_HLC, e);
     for (size_t i = 0; rc >= 0 && i + 2 < bindings.n; i += 3)
@@ -308,13 +303,10 @@ int sq_identity_delete(struct metastore *ms, const char *name, const char *kind,
     struct sql_stmt *s;
     int rc =
         sq_run(c, "SELECT role, pattern FROM role_bindings WHERE subject = ?1", &s, e, "t", name);
-    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
-        doomed.names = xrealloc(doomed.names, (doomed.n + 2) * sizeof(char *));
-        doomed.names[doomed.n++] = sq_col_strdup(s, 0);
-        doomed.names[doomed.n++] = sq_col_strdup(s, 1);
-    }
-    if (rc >= 0)
+    if (rc >= 0) {
+        rc = sq_collect_columns(c, s, rc, 2, &doomed, e);
         sql_finalize(s);
+    }
     int64_t hlc = sq_hlc_next(c);
     for (size_t i = 0; rc >= 0 && i + 1 < doomed.n; i += 2)
         rc = publish_binding(c, name, doomed.names[i], doomed.names[i + 1], false, hlc, e);
@@ -380,6 +372,26 @@ int sq_auth_generation(struct metastore *ms, int64_t *out, struct err *e)
     return read_generation(c, out, e);
 }
 
+static void identity_read(struct sql_stmt *s, void *elem)
+{
+    struct meta_identity *id = elem;
+    id->name = sq_col_strdup(s, 0);
+    id->kind = sq_col_strdup(s, 1);
+    id->secret_hash = sq_col_strdup(s, 2);
+    id->description = sq_col_strdup(s, 3);
+    id->created_ms = sql_col_int64(s, 4);
+    id->expires_s = sql_col_int64(s, 5);
+}
+
+static void binding_read(struct sql_stmt *s, void *elem)
+{
+    struct meta_binding *b = elem;
+    b->subject = sq_col_strdup(s, 0);
+    b->role = sq_col_strdup(s, 1);
+    b->pattern = sq_col_strdup(s, 2);
+    b->created_ms = sql_col_int64(s, 3);
+}
+
 int sq_auth_load(struct metastore *ms, struct meta_auth_state *out, struct err *e)
 {
     memset(out, 0, sizeof(*out));
@@ -387,7 +399,7 @@ int sq_auth_load(struct metastore *ms, struct meta_auth_state *out, struct err *
     if (c == NULL)
         return -1;
     struct sql_stmt *s = NULL;
-    size_t cap = 0;
+    void *items;
     if (sq_tx_begin(c, false, e) != 0)
         return -1;
     if (read_generation(c, &out->generation, e) != 0)
@@ -397,45 +409,22 @@ int sq_auth_load(struct metastore *ms, struct meta_auth_state *out, struct err *
                     &s, e, "");
     if (rc < 0)
         goto fail;
-    int row = rc == SQL_ROW ? 1 : 0;
-    while (row == 1) {
-        if (out->n_identities == cap) {
-            cap = cap ? cap * 2 : 16;
-            out->identities = xrealloc(out->identities, cap * sizeof(*out->identities));
-        }
-        struct meta_identity *id = &out->identities[out->n_identities++];
-        id->name = sq_col_strdup(s, 0);
-        id->kind = sq_col_strdup(s, 1);
-        id->secret_hash = sq_col_strdup(s, 2);
-        id->description = sq_col_strdup(s, 3);
-        id->created_ms = sql_col_int64(s, 4);
-        id->expires_s = sql_col_int64(s, 5);
-        row = sq_next_row(c, s, e);
-    }
+    rc = sq_collect_rows(c, s, rc, sizeof(*out->identities), identity_read, &items,
+                         &out->n_identities, e);
+    out->identities = items;
     sql_finalize(s);
-    if (row < 0)
+    if (rc < 0)
         goto fail;
-    cap = 0;
     rc = sq_run(c, "SELECT subject, role, pattern, created_ms FROM role_bindings"
                    " ORDER BY subject, pattern, role",
                 &s, e, "");
     if (rc < 0)
         goto fail;
-    row = rc == SQL_ROW ? 1 : 0;
-    while (row == 1) {
-        if (out->n_bindings == cap) {
-            cap = cap ? cap * 2 : 16;
-            out->bindings = xrealloc(out->bindings, cap * sizeof(*out->bindings));
-        }
-        struct meta_binding *b = &out->bindings[out->n_bindings++];
-        b->subject = sq_col_strdup(s, 0);
-        b->role = sq_col_strdup(s, 1);
-        b->pattern = sq_col_strdup(s, 2);
-        b->created_ms = sql_col_int64(s, 3);
-        row = sq_next_row(c, s, e);
-    }
+    rc = sq_collect_rows(c, s, rc, sizeof(*out->bindings), binding_read, &items,
+                         &out->n_bindings, e);
+    out->bindings = items;
     sql_finalize(s);
-    if (row < 0)
+    if (rc < 0)
         goto fail;
     sq_tx_rollback(c); /* read-only */
     return 0;
@@ -491,6 +480,22 @@ int sq_audit_set_count(struct metastore *ms, int64_t id, int64_t count, int64_t 
     return sq_tx_commit(c, e);
 }
 
+static void audit_read(struct sql_stmt *s, void *elem)
+{
+    struct meta_audit *a = elem;
+    a->id = sql_col_int64(s, 0);
+    a->time_ms = sql_col_int64(s, 1);
+    a->actor = sq_col_strdup(s, 2);
+    a->action = sq_col_strdup(s, 3);
+    a->target = sq_col_strdup(s, 4);
+    a->status = (int)sql_col_int64(s, 5);
+    a->remote = sq_col_strdup(s, 6);
+    a->detail = sq_col_strdup(s, 7);
+    a->count = sql_col_int64(s, 8);
+    a->last_ms = sql_col_int64(s, 9);
+    a->region = sq_col_strdup(s, 10);
+}
+
 int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
                   struct meta_audit **out, size_t *n_out, struct err *e)
 {
@@ -518,29 +523,11 @@ int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
                     c->store->region, q->region, q->since_ms, q->until_ms, q->repository);
     if (rc < 0)
         return -1;
-    size_t cap = 0;
-    int row = rc == SQL_ROW ? 1 : 0;
-    while (row == 1) {
-        if (*n_out == cap) {
-            cap = cap ? cap * 2 : 32;
-            *out = xrealloc(*out, cap * sizeof(**out));
-        }
-        struct meta_audit *a = &(*out)[(*n_out)++];
-        a->id = sql_col_int64(s, 0);
-        a->time_ms = sql_col_int64(s, 1);
-        a->actor = sq_col_strdup(s, 2);
-        a->action = sq_col_strdup(s, 3);
-        a->target = sq_col_strdup(s, 4);
-        a->status = (int)sql_col_int64(s, 5);
-        a->remote = sq_col_strdup(s, 6);
-        a->detail = sq_col_strdup(s, 7);
-        a->count = sql_col_int64(s, 8);
-        a->last_ms = sql_col_int64(s, 9);
-        a->region = sq_col_strdup(s, 10);
-        row = sq_next_row(c, s, e);
-    }
+    void *items;
+    rc = sq_collect_rows(c, s, rc, sizeof(**out), audit_read, &items, n_out, e);
+    *out = items;
     sql_finalize(s);
-    if (row < 0) {
+    if (rc < 0) {
         meta_audit_free(*out, *n_out);
         *out = NULL;
         *n_out = 0;

@@ -61,6 +61,14 @@ int sq_peer_ack_set(struct metastore *ms, const char *peer, const char *vv, int6
     return sq_tx_commit_unsynced(c, e);
 }
 
+static void peer_ack_read(struct sql_stmt *s, void *elem)
+{
+    struct meta_peer_ack *a = elem;
+    a->peer = sq_col_strdup(s, 0);
+    a->vv = sq_col_strdup(s, 1);
+    a->acked_ms = sql_col_int64(s, 2);
+}
+
 int sq_peer_acks(struct metastore *ms, struct meta_peer_ack **out, size_t *n_out, struct err *e)
 {
     *out = NULL;
@@ -72,23 +80,24 @@ int sq_peer_acks(struct metastore *ms, struct meta_peer_ack **out, size_t *n_out
     int rc = sq_query(c, SQ_ACK_ALL, &s, e, "");
     if (rc < 0)
         return -1;
-    struct meta_peer_ack *list = NULL;
-    size_t n = 0;
-    int row = rc == SQL_ROW;
-    for (; row == 1; row = sq_next_row(c, s, e)) {
-        list = xrealloc(list, (n + 1) * sizeof(*list));
-        list[n].peer = sq_col_strdup(s, 0);
-        list[n].vv = sq_col_strdup(s, 1);
-        list[n++].acked_ms = sql_col_int64(s, 2);
-    }
+    void *items;
+    rc = sq_collect_rows(c, s, rc, sizeof(**out), peer_ack_read, &items, n_out, e);
     sq_stmt_done(s);
-    if (row < 0) {
-        meta_peer_ack_list_fini(list, n);
-        return -1;
+    *out = items;
+    if (rc != 0) {
+        meta_peer_ack_list_fini(*out, *n_out);
+        *out = NULL;
+        *n_out = 0;
     }
-    *out = list;
-    *n_out = n;
-    return 0;
+    return rc;
+}
+
+static void horizon_row_read(struct sql_stmt *s, void *elem)
+{
+    struct meta_horizon *h = elem;
+    h->origin = sq_col_strdup(s, 0);
+    h->seq = sql_col_int64(s, 1);
+    h->hlc = sql_col_int64(s, 2);
 }
 
 static int horizon_read(struct sq_conn *c, struct meta_horizon **out, size_t *n_out, struct err *e)
@@ -99,23 +108,16 @@ static int horizon_read(struct sq_conn *c, struct meta_horizon **out, size_t *n_
     int rc = sq_query(c, SQ_HORIZON_ALL, &s, e, "");
     if (rc < 0)
         return -1;
-    struct meta_horizon *list = NULL;
-    size_t n = 0;
-    int row = rc == SQL_ROW;
-    for (; row == 1; row = sq_next_row(c, s, e)) {
-        list = xrealloc(list, (n + 1) * sizeof(*list));
-        list[n].origin = sq_col_strdup(s, 0);
-        list[n].seq = sql_col_int64(s, 1);
-        list[n++].hlc = sql_col_int64(s, 2);
-    }
+    void *items;
+    rc = sq_collect_rows(c, s, rc, sizeof(**out), horizon_row_read, &items, n_out, e);
     sq_stmt_done(s);
-    if (row < 0) {
-        meta_horizon_list_fini(list, n);
-        return -1;
+    *out = items;
+    if (rc != 0) {
+        meta_horizon_list_fini(*out, *n_out);
+        *out = NULL;
+        *n_out = 0;
     }
-    *out = list;
-    *n_out = n;
-    return 0;
+    return rc;
 }
 
 int sq_log_horizon(struct metastore *ms, struct meta_horizon **out, size_t *n_out, struct err *e)

@@ -124,19 +124,8 @@ fail:
 int sq_gc_queue_length(struct metastore *ms, int64_t cutoff_ms, int64_t *n_queued, int64_t *n_due,
                        struct err *e)
 {
-    static const char sql[] = "SELECT count(*), coalesce(sum(CASE WHEN queued_ms <= ?1"
-                              " THEN 1 ELSE 0 END), 0) FROM gc_queue";
     struct sq_conn *c = sq_conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    struct sql_stmt *s;
-    int rc = sq_run(c, sql, &s, e, "i", cutoff_ms);
-    if (rc < 0)
-        return -1;
-    *n_queued = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
-    *n_due = rc == SQL_ROW ? sql_col_int64(s, 1) : 0;
-    sql_finalize(s);
-    return 0;
+    return c == NULL ? -1 : sq_count_due(c, "gc_queue", "queued_ms", cutoff_ms, n_queued, n_due, e);
 }
 
 void meta_usage_list_fini(struct meta_usage_list *l)

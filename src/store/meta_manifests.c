@@ -106,6 +106,17 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
      * again before their index; the grace then covers the gap from the last one). */
     else if (sq_untagged_touch(c, repo_id, m->digest.str, e) != 0)
         goto fail;
+    /* ...and, with no tag to keep it (a tag_set below keeps it in every region, see
+     * sq_untagged_tomb_merge), the put is a write of its own with a new clock and event: a
+     * collector's tombstone another region wrote before it (not having seen it) is older
+     * and loses everywhere, rather than deleting what the client just pushed under its
+     * index. */
+    else if (tag == NULL && sql_changes(c->db) > 0 &&
+             (sq_exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, m->digest.str, put_hlc,
+                      c->store->region) != 0 ||
+              sq_event_append_clock(c, "manifest_put", repo, NULL, m->digest.str, NULL, put_hlc,
+                                    e) != 0))
+        goto fail;
     /* A copy recorded without its document (filtered replication, meta_versions.c) gets it. */
     else if (sq_run_exec(c, "UPDATE manifests SET body = ?3 WHERE repo_id = ?1 AND digest = ?2"
                             " AND length(body) = 0",

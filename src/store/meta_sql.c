@@ -426,6 +426,59 @@ int sq_collect_names(struct sq_conn *c, struct sql_stmt *s, int rc, long limit,
     return 0;
 }
 
+int sq_collect_rows(struct sq_conn *c, struct sql_stmt *s, int rc, size_t size,
+                    sq_row_read_f *read_row, void **items, size_t *n, struct err *e)
+{
+    size_t cap = 0;
+    *items = NULL;
+    *n = 0;
+    int row = rc == SQL_ROW ? 1 : 0;
+    for (; row == 1; row = sq_next_row(c, s, e)) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *items = xrealloc(*items, cap * size);
+        }
+        void *elem = (char *)*items + *n * size;
+        memset(elem, 0, size);
+        read_row(s, elem);
+        (*n)++;
+    }
+    return row < 0 ? -1 : 0;
+}
+
+int sq_collect_columns(struct sq_conn *c, struct sql_stmt *s, int rc, int ncols,
+                       struct meta_name_list *out, struct err *e)
+{
+    int row = rc == SQL_ROW ? 1 : 0;
+    for (; row == 1; row = sq_next_row(c, s, e)) {
+        out->names = xrealloc(out->names, (out->n + (size_t)ncols) * sizeof(*out->names));
+        for (int i = 0; i < ncols; i++)
+            out->names[out->n++] = sq_col_strdup(s, i);
+    }
+    if (row < 0) {
+        meta_name_list_fini(out);
+        return -1;
+    }
+    return 0;
+}
+
+int sq_count_due(struct sq_conn *c, const char *table, const char *at, int64_t cutoff_ms,
+                 int64_t *n, int64_t *n_due, struct err *e)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*), coalesce(sum(CASE WHEN %s <= ?1 THEN 1 ELSE 0 END), 0) FROM %s",
+             at, table);
+    struct sql_stmt *s;
+    int rc = sq_run(c, sql, &s, e, "i", cutoff_ms);
+    if (rc < 0)
+        return -1;
+    *n = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
+    *n_due = rc == SQL_ROW ? sql_col_int64(s, 1) : 0;
+    sql_finalize(s);
+    return 0;
+}
+
 /* SQL LIMIT for a page of n names plus one to learn whether more follow. */
 int64_t sq_page_limit(long n)
 {

@@ -381,6 +381,22 @@ void sq_stmt_done(struct sql_stmt *s);
  * at most limit (limit < 0: all); out->has_more says whether a further row came. */
 int sq_collect_names(struct sq_conn *c, struct sql_stmt *s, int rc, long limit,
                      struct meta_name_list *out, struct err *e);
+/* Collects the rows a query returns, rc being its first step, into an array of elements
+ * of `size` bytes: read_row decodes the current row of s into a zeroed element. The
+ * statement is left to the caller to release. 0, or -1 with e set when a step failed
+ * (the elements read so far stay in *items, *n, for the caller's fini). */
+typedef void sq_row_read_f(struct sql_stmt *s, void *elem);
+int sq_collect_rows(struct sq_conn *c, struct sql_stmt *s, int rc, size_t size,
+                    sq_row_read_f *read_row, void **items, size_t *n, struct err *e);
+/* Collects columns 0..ncols-1 of each row a query returns (rc its first step) as strings,
+ * row after row, into out->names (ncols per row). The statement is left to the caller to
+ * release. 0, or -1 with e set (out freed). */
+int sq_collect_columns(struct sq_conn *c, struct sql_stmt *s, int rc, int ncols,
+                       struct meta_name_list *out, struct err *e);
+/* The rows of table, and of them those whose column `at` (ms) is at most cutoff_ms: a
+ * queue's length and what of it is due. table and at are the caller's constants. */
+int sq_count_due(struct sq_conn *c, const char *table, const char *at, int64_t cutoff_ms,
+                 int64_t *n, int64_t *n_due, struct err *e);
 /* Binds the variadic arguments by fmt, one char per parameter in order: 't' const
  * char * (NULL binds NULL), 'i' int64_t, 'b' const void *, size_t. */
 int sq_bind_args(struct sql_stmt *s, const char *fmt, va_list ap);

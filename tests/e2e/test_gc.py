@@ -97,6 +97,37 @@ def test_orphaned_blobs_reclaimed_after_grace_not_before(srv):
     assert st["last_run_ms"] > 0
 
 
+def test_blob_files_with_no_row_are_swept_after_the_grace(srv):
+    """A crash between a purge's commit (rows gone) and the removal of its files (residency
+    enforcement, placement's release) leaves blob files no row names: the sweep of gc run
+    removes them once older than the grace, and nothing a row names."""
+    oci = srv.oci()
+    kept = oci.push_image("gc/sweep", tag="kept", layers=1)
+    data = random_bytes(5000)
+    d = digest_of(data)
+    hexd = d.split(":")[1]
+    folder = os.path.join(srv.data_dir, "blobs", "sha256", hexd[:2])
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, hexd), "wb") as f:
+        f.write(data)
+    assert has_rows(srv, d)["blobs"] is False
+    out = gc_run(srv)
+    assert out["files"] == [] and out["files_removed"] == 0  # within the grace
+    assert srv.blob_files(hexd) != []
+    past_grace()
+    dry = gc_run(srv, dry_run=True)
+    assert dry["files"] == [{"digest": d, "size": len(data)}], dry
+    assert srv.blob_files(hexd) != []
+    out = gc_run(srv)
+    assert out["files"] == [{"digest": d, "size": len(data)}] and out["files_removed"] == 1, out
+    assert srv.blob_files(hexd) == []
+    assert gc(srv)["files_removed_total"] == 1
+    for digest, body in kept.blobs.items():
+        assert oci.get_blob("gc/sweep", digest) == body
+    assert oci.get_manifest("gc/sweep", "kept").content == kept.body
+    assert gc_run(srv)["files"] == []
+
+
 def test_blob_still_referenced_elsewhere_is_kept(srv):
     oci = srv.oci()
     shared = random_bytes(2048)

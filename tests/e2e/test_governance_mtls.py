@@ -430,3 +430,40 @@ def test_rotation_with_sighup_keeps_replicating(mtls):
              "r2 to log the bad CA file")
     push_and_wait("after-bad-reload")
     assert [r.all_refusals() for r in cluster] == [joined[0], joined[1] + 1]  # the CA1 probe
+
+
+def test_a_region_certificate_reads_only_what_residency_lets_its_region_hold(mtls):
+    """A region operator holding r2's certificate fetches /v2/ content from r1 as a peer: only
+    that of repositories r2 may hold. A residency policy keeping a repository out of r2 keeps
+    its manifests and blobs from r2's certificate too (403 DENIED)."""
+    admin = ("admin", "admin-password-%s" % os.getpid())
+    cluster = mtls(2, admin=admin)
+    r1, r2 = cluster
+    tag = os.urandom(3).hex()
+    kept, plain = "kept%s/app" % tag, "open%s/app" % tag
+    r = r1.api("PUT", "policies/residency/kept" + tag, auth=admin,
+               json={"repositories": "kept%s/*" % tag, "allowedRegions": ["r1"]})
+    assert r.status_code == 200, r.text
+    kept_digest, kept_layer = push_small_image(r1, kept, "v1", auth=admin)
+    plain_digest, plain_layer = push_small_image(r1, plain, "v1", auth=admin)
+    p = cluster.pki
+    r2_cert = (p.path("r2-peer.pem"), p.path("r2-peer.key"))
+
+    def fetch(repo, what):
+        return requests.get("%s/v2/%s/%s" % (r1.url, repo, what), cert=r2_cert, timeout=10,
+                            headers={"Accept": MT_OCI_MANIFEST, "Meridian-Peer-Fetch": "r2"})
+    for what in ("manifests/" + kept_digest, "manifests/v1",
+                 "blobs/" + sha256_digest(kept_layer), "tags/list"):
+        r = fetch(kept, what)
+        assert r.status_code == 403 and "DENIED" in r.text, (what, r.status_code, r.text)
+    assert fetch(plain, "manifests/" + plain_digest).status_code == 200
+    r = fetch(plain, "blobs/" + sha256_digest(plain_layer))
+    assert r.status_code == 200 and r.content == plain_layer
+    # The catalog shows r2's certificate only what r2 may hold.
+    r = requests.get(r1.url + "/v2/_catalog", cert=r2_cert, timeout=10)
+    assert r.status_code == 200, r.text
+    assert plain in r.json()["repositories"] and kept not in r.json()["repositories"], r.text
+    # The certificate names the region: a header naming another one changes nothing.
+    r = requests.get("%s/v2/%s/manifests/v1" % (r1.url, kept), cert=r2_cert, timeout=10,
+                     headers={"Accept": MT_OCI_MANIFEST, "Meridian-Peer-Fetch": "r1"})
+    assert r.status_code == 403, r.text

@@ -432,3 +432,28 @@ def test_only_admins_change_policies_auditors_read_the_report_audit_by_region(ge
     assert all(a["region"] == "r3" for a in by_r3)
     p = r3.cli("audit", "list", "--region", "r1", "--since", "10m", "--output", "json")
     assert {a["region"] for a in json.loads(p.stdout)} == {"r1"}, p.stdout
+
+
+def test_a_peer_secret_naming_its_region_reads_only_what_the_region_may_hold(geo):
+    """Peers say which region fetches (Meridian-Peer-Fetch: REGION): with the shared peer
+    secret, /v2/ reads for a region a policy keeps out of a repository are refused."""
+    from test_governance_identities import ADMIN, auth_cluster, call
+    c = auth_cluster(geo, n=2)
+    r1 = c["r1"]
+    kept, plain = named("kept") + "/app", named("open") + "/app"
+    body = {"repositories": kept.split("/")[0] + "/*", "allowedRegions": ["r1"]}
+    assert call(r1, "PUT", "/_meridian/v1/policies/residency/kept", json=body).status_code == 200
+    layer = os.urandom(2000)
+    for repo in (kept, plain):
+        oci = r1.oci()
+        oci.s.auth = ADMIN
+        oci.push_blob(repo, layer)
+    peer = ("peer", c.secret)
+
+    def fetch(repo, region):
+        return call(r1, "GET", "/v2/%s/blobs/%s" % (repo, digest_of(layer)), auth=peer,
+                    headers={"Meridian-Peer-Fetch": region})
+    r = fetch(kept, "r2")
+    assert r.status_code == 403 and "DENIED" in r.text, (r.status_code, r.text)
+    assert fetch(kept, "r1").status_code == 200
+    assert fetch(plain, "r2").status_code == 200

@@ -667,6 +667,68 @@ static int cmp_id(const void *a, const void *b)
     return strcmp(a, b);
 }
 
+struct listed_blobs {
+    struct blobstore *bs;
+    struct digest d[4];
+    int64_t stored_ms[4];
+    size_t n;
+};
+
+static void on_blob(const struct digest *d, int64_t stored_ms, void *arg)
+{
+    struct listed_blobs *l = arg;
+    assert_true(l->n < 4);
+    l->d[l->n] = *d;
+    l->stored_ms[l->n++] = stored_ms;
+    l->bs->ops->remove(l->bs, d); /* the sweep may remove what it is given */
+}
+
+/* The file sweep's listing: every blob (both algorithms) with the time it was put in place
+ * (its ctime: the mtime is the verified stamp), and nothing that is not a blob file. */
+static void test_each_blob_lists_blobs_with_their_store_time(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct digest d256, d512;
+    struct err e = {0};
+    fake_digest(DIGEST_SHA256, 11, &d256);
+    fake_digest(DIGEST_SHA512, 12, &d512);
+    int64_t before_ms = util_now_ms() - 1000;
+    assert_int_equal(bs->ops->put(bs, &d256, "abc", 3, &e), 0);
+    assert_int_equal(bs->ops->put(bs, &d512, "defg", 4, &e), 0);
+    /* Not blobs: a name that is no digest, one in the wrong fan-out directory. */
+    char path[PATH_MAX];
+    const char *hex = d256.str + strlen("sha256:");
+    snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/stray", f->dir, hex);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    char misplaced[PATH_MAX / 2];
+    snprintf(misplaced, sizeof(misplaced), "%s/blobs/sha256/%s", f->dir,
+             hex[0] == '0' && hex[1] == '0' ? "01" : "00");
+    assert_int_equal(mkdir(misplaced, 0700), 0);
+    snprintf(path, sizeof(path), "%s/%s", misplaced, hex);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+
+    struct listed_blobs l = {.bs = bs};
+    bs->ops->each_blob(bs, on_blob, &l);
+    assert_int_equal(l.n, 2);
+    bool has256 = false, has512 = false;
+    for (size_t i = 0; i < l.n; i++) {
+        has256 |= strcmp(l.d[i].str, d256.str) == 0;
+        has512 |= strcmp(l.d[i].str, d512.str) == 0;
+        assert_true(l.stored_ms[i] >= before_ms && l.stored_ms[i] <= util_now_ms() + 1000);
+    }
+    assert_true(has256 && has512);
+    uint64_t size;
+    assert_int_not_equal(bs->ops->stat(bs, &d256, &size, &e), 0);
+    l.n = 0;
+    bs->ops->each_blob(bs, on_blob, &l);
+    assert_int_equal(l.n, 0);
+}
+
 static void test_each_upload(void **state)
 {
     struct fixture *f = *state;
@@ -989,6 +1051,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_ids_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_digests_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_each_upload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_each_blob_lists_blobs_with_their_store_time, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_open_fails_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_wrong_size_and_quarantines, setup,
                                         teardown),

@@ -306,6 +306,60 @@ static void test_concurrent_tag_keeps_collected_manifest(void **state)
     b->ops->close(b);
 }
 
+/* r1 collects untagged M while r2, not having heard, pushes M again (the same bytes: an
+ * index's child before its index). The re-put is a write of its own, later than the
+ * collector's tombstone: r2 keeps M, and the index pushed next finds it. The tombstone is
+ * applied with a clock between M's first put and the re-put (as it is when the re-put is the
+ * later write), whatever the machine's timing. */
+static void test_put_again_wins_over_an_older_collector_tombstone(void **state)
+{
+    (void)state;
+    struct metastore *a = open_store("r1"), *b = open_store("r2");
+    const char *kid_body = "{\"arch\":\"arm64\"}";
+    struct digest m, index;
+    struct err e = {0};
+    put(a, "multi", kid_body, NULL, NULL, 0, NULL, &m);
+    struct meta_event *evs = NULL;
+    size_t n = 0;
+    int64_t last = 0;
+    assert_int_equal(a->ops->events_read(a, 0, NULL, 100000, &evs, &n, &last, &e), 0);
+    assert_string_equal(evs[0].kind, "manifest_put");
+    uint64_t put_hlc = evs[0].hlc;
+    for (size_t i = 0; i < n; i++)
+        meta_event_fini(&evs[i]);
+    free(evs);
+    sync_from(b, a);
+    assert_int_equal(collect(a, "r1", later(), false), 1);
+    put(b, "multi", kid_body, NULL, NULL, 0, NULL, &m);
+    assert_int_equal(a->ops->events_read(a, 0, NULL, 100000, &evs, &n, &last, &e), 0);
+    bool is_new = false, is_gap;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(evs[i].kind, "manifest_delete") == 0)
+            evs[i].hlc = put_hlc + 1; /* after r1's put, before r2's re-put */
+        assert_int_equal(b->ops->event_apply(b, &evs[i], &is_new, &is_gap, &e), 0);
+    }
+    assert_string_equal(evs[n - 1].kind, "manifest_delete");
+    assert_true(is_new);
+    for (size_t i = 0; i < n; i++)
+        meta_event_fini(&evs[i]);
+    free(evs);
+    assert_true(exists(b, "multi", &m));
+    put(b, "multi", "{\"manifests\":[\"arm64\"]}", "v1", &kid_body, 1, NULL, &index);
+    assert_true(resolves(b, "multi", "v1", &index));
+    /* The re-put is an event of r2's (r1 hears of it and orders it against its tombstone). */
+    assert_int_equal(b->ops->events_read(b, 0, NULL, 100000, &evs, &n, &last, &e), 0);
+    size_t reputs = 0;
+    for (size_t i = 0; i < n; i++) {
+        reputs += strcmp(evs[i].origin, "r2") == 0 && strcmp(evs[i].kind, "manifest_put") == 0 &&
+                  strcmp(evs[i].digest, m.str) == 0;
+        meta_event_fini(&evs[i]);
+    }
+    free(evs);
+    assert_int_equal(reputs, 1);
+    a->ops->close(a);
+    b->ops->close(b);
+}
+
 /* Merges into dst the state records of repo that src sends (anti-entropy's path). */
 static void merge_state(struct metastore *dst, struct metastore *src, const char *repo)
 {
@@ -559,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_put_again_restarts_grace_dry_run_changes_nothing),
         cmocka_unit_test(test_only_owner_lists),
         cmocka_unit_test(test_concurrent_tag_keeps_collected_manifest),
+        cmocka_unit_test(test_put_again_wins_over_an_older_collector_tombstone),
         cmocka_unit_test(test_concurrent_tag_keeps_manifest_through_anti_entropy),
         cmocka_unit_test(test_v2_database_migrates_with_untagged_stamped),
         cmocka_unit_test(test_retention_select_table),
@@ -579,6 +634,7 @@ int main(void)
         cmocka_unit_test(test_index_children_and_referrers_kept),
         cmocka_unit_test(test_only_owner_lists),
         cmocka_unit_test(test_concurrent_tag_keeps_collected_manifest),
+        cmocka_unit_test(test_put_again_wins_over_an_older_collector_tombstone),
         cmocka_unit_test(test_concurrent_tag_keeps_manifest_through_anti_entropy),
         cmocka_unit_test(test_tag_delete_if_unchanged),
         cmocka_unit_test(test_pg_v2_database_migrates),
