@@ -238,14 +238,15 @@ static struct proxy_call *call_new(struct http_req *req, struct front *f, size_t
 }
 
 /* A request without a body, relayed on this thread: waits for the region's head. */
-static struct proxy_call *call_pull(struct http_req *req, struct front *f, size_t i)
+static struct proxy_call *call_pull(struct http_req *req, struct front *f, size_t i,
+                                    long connect_timeout_ms)
 {
     struct proxy_call *c = call_new(req, f, i, false, 0);
     if (c == NULL)
         return NULL;
     struct httpc_relay r = {
         .method = c->method, .url = c->url, .headers = c->hdrs, .on_head = on_head, .arg = c,
-        .connect_timeout_ms = f->connect_timeout_ms,
+        .connect_timeout_ms = connect_timeout_ms,
     };
     c->pull = httpc_pull_start(&r);
     struct err e = {0};
@@ -337,7 +338,7 @@ static void reply_small(struct http_req *req, struct proxy_call *c, size_t len)
     while (got < len && (n = httpc_pull_read(c->pull, body + got, len - got)) > 0)
         got += (size_t)n;
     if (got < len) {
-        front_mark_down(c->front, c->region, "transfer broke");
+        front_mark_down(c->front, c->region, "transfer broke", false);
         reply_unavailable(req, "the region did not answer");
     } else {
         http_reply(req, (int)c->status, NULL, body, len);
@@ -466,8 +467,18 @@ static void on_headers(struct http_req *req)
     char client[64];
     http_req_remote_addr(req, client, sizeof(client));
     int i = front_choose(f, client, http_req_query(req, ROUTE_PIN_PARAM), NULL);
+    /* None in rotation: the first region (in routing order) that takes a connection,
+     * found before the body is read, while a refusal costs nothing. */
+    bool tried[FRONT_MAX_REGIONS] = {false};
+    while (i < 0 && (i = front_choose_fallback(f, client, tried)) >= 0) {
+        tried[i] = true;
+        if (!front_region_connects(f, (size_t)i, FRONT_FALLBACK_CONNECT_MS)) {
+            front_mark_down(f, (size_t)i, "connect failed", true);
+            i = -1;
+        }
+    }
     if (i < 0) {
-        reply_unavailable(req, "no healthy region");
+        reply_unavailable(req, "no region available");
         return;
     }
     struct proxy_call *c = call_start(req, f, (size_t)i, true, body_len);
@@ -488,12 +499,13 @@ static void on_complete(struct http_req *req)
         close_fd(&c->req_pipe[1]); /* the body is all in */
         call_wait_head(c);
         if (!c->is_head) {
-            front_mark_down(f, c->region, c->is_connected ? "transfer broke" : "connect failed");
+            front_mark_down(f, c->region, c->is_connected ? "transfer broke" : "connect failed",
+                            !c->is_connected);
             reply_unavailable(req, "the region did not answer");
             return;
         }
         if (c->status >= 500)
-            front_mark_down(f, c->region, "5xx");
+            front_mark_down(f, c->region, "5xx", false);
         reply_forwarded(req, c);
         return;
     }
@@ -503,12 +515,21 @@ static void on_complete(struct http_req *req)
     bool tried[FRONT_MAX_REGIONS] = {false};
     for (;;) {
         int i = front_choose(f, client, pinned, tried);
+        long connect_ms = f->connect_timeout_ms;
+        /* None (left) in rotation: try the others anyway, as their probes may only have
+         * been slow; a short connect bound keeps a dead one cheap. A pinned upload has
+         * its region whatever its health. */
+        if (i < 0 && pinned == NULL) {
+            i = front_choose_fallback(f, client, tried);
+            if (connect_ms > FRONT_FALLBACK_CONNECT_MS)
+                connect_ms = FRONT_FALLBACK_CONNECT_MS;
+        }
         if (i < 0) {
-            reply_unavailable(req, "no healthy region");
+            reply_unavailable(req, "no region available");
             return;
         }
         tried[i] = true;
-        c = call_pull(req, f, (size_t)i);
+        c = call_pull(req, f, (size_t)i, connect_ms);
         if (c == NULL) {
             http_reply_error(req, ERR_BAD_REQUEST, "request target too long");
             return;
@@ -517,7 +538,8 @@ static void on_complete(struct http_req *req)
         req->handler_cleanup = on_cleanup;
         if (c->is_head)
             break;
-        front_mark_down(f, c->region, c->is_connected ? "transfer broke" : "connect failed");
+        front_mark_down(f, c->region, c->is_connected ? "transfer broke" : "connect failed",
+                        !c->is_connected);
         if (c->is_connected || pinned != NULL) {
             reply_unavailable(req, "the region did not answer");
             return;
@@ -528,7 +550,7 @@ static void on_complete(struct http_req *req)
         req->handler_cleanup = NULL;
     }
     if (c->status >= 500)
-        front_mark_down(f, c->region, "5xx");
+        front_mark_down(f, c->region, "5xx", false);
     reply_forwarded(req, c);
 }
 

@@ -10,6 +10,7 @@ pick their source address to look like clients of different networks: 127.0.5.1 
 
 import hashlib
 import http.client
+import http.server
 import json
 import os
 import re
@@ -375,3 +376,118 @@ def test_pull_of_a_blob_pushed_in_another_region_never_misses(geo, front):
     uploads = os.path.join(r2.data_dir, "uploads")
     assert os.listdir(uploads) == [], os.listdir(uploads)
 
+
+
+class SlowReadyz:
+    """A small HTTP proxy in front of one region that forwards every request as it is, except
+    /readyz while `slow` is set: that answer is held for hold_s (past the front's probe
+    timeout), as when a region is too loaded to answer its probe in time but still serves."""
+
+    def __init__(self, region, hold_s=1.5):
+        self.name = region.name
+        self.upstream = region.hostport
+        self.hold_s = hold_s
+        self.slow = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def forward(self):
+                if self.path == "/readyz" and outer.slow.is_set():
+                    time.sleep(outer.hold_s)
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                host, port = outer.upstream.split(":")
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() not in ("connection", "content-length")}
+                    if body is not None or self.command in ("POST", "PUT", "PATCH"):
+                        headers["Content-Length"] = str(n)
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    self.send_response_only(resp.status)
+                    for k, v in resp.getheaders():
+                        if k.lower() not in ("connection", "content-length",
+                                             "transfer-encoding"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = forward
+
+        self.server = http.server.ThreadingHTTPServer((FRONT_HOST, 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://%s:%d" % (FRONT_HOST, self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_requests_succeed_while_every_probe_times_out(geo, front):
+    """Both regions answer their /readyz probes too late (a load spike) but still serve: the
+    front has no region in rotation, yet it tries the regions anyway, in routing order, and
+    the clients' requests succeed (a whole push and pull, bodies included), each in the
+    region its network is routed to. With every region truly down, the front answers 503
+    UNAVAILABLE at once."""
+    cluster = geo(2)
+    r1, r2 = cluster
+    slow = [SlowReadyz(r) for r in (r1, r2)]
+    try:
+        f = front(slow, routes=[("127.0.5.0/24", "r1"), ("127.0.6.0/24", "r2")],
+                  extra=["--probe-interval", "300"])
+        assert request(f, "GET", "/readyz")[0] == 200
+        for s in slow:
+            s.slow.set()
+        wait_for(lambda: request(f, "GET", "/readyz")[0] == 503, 10,
+                 "every region out of rotation")
+        for source, want in ((NET_R1, "r1"), (NET_R2, "r2")):
+            status, h, body = request(f, "GET", "/v2/", source=source)
+            assert status == 200 and h["meridian-region"] == want, (status, body)
+        # A whole push (the manifest PUT has a body and is not pinned) and the pull back.
+        repo = unique_repo("slowprobes")
+        layer = os.urandom(100_000)
+        assert push_blob(f, repo, layer, NET_R1) == "r1"
+        config, manifest = config_and_manifest(sha256_digest(layer), len(layer))
+        assert push_blob(f, repo, config, NET_R1) == "r1"
+        status, h, body = request(f, "PUT", "/v2/%s/manifests/v1" % repo, source=NET_R1,
+                                  body=manifest, headers={"Content-Type": MT_OCI_MANIFEST})
+        assert status == 201 and h["meridian-region"] == "r1", (status, body)
+        status, h, body = request(f, "GET", "/v2/%s/manifests/v1" % repo, source=NET_R1,
+                                  headers={"Accept": MANIFEST_ACCEPT})
+        assert status == 200 and body == manifest and h["meridian-region"] == "r1"
+        status, h, body = request(f, "GET", "/v2/%s/blobs/%s" % (repo, sha256_digest(layer)),
+                                  source=NET_R1)
+        assert status == 200 and body == layer
+        # Still none in rotation: the requests above were the front's fallback.
+        assert request(f, "GET", "/readyz")[0] == 503
+    finally:
+        for s in slow:
+            s.close()
+
+    # Every region down for real: refused at once, so a prompt 503, body or not.
+    g = front([r1, r2], routes=[("127.0.5.0/24", "r1")], extra=["--probe-interval", "300"])
+    r1.kill9()
+    r2.kill9()
+    wait_for(lambda: request(g, "GET", "/readyz")[0] == 503, 10, "every region out")
+    for method, body in (("GET", None), ("PUT", b"{}")):
+        t0 = time.monotonic()
+        status, h, data = request(g, method, "/v2/%s/manifests/v2" % repo, body=body,
+                                  headers={"Content-Type": MT_OCI_MANIFEST})
+        took = time.monotonic() - t0
+        assert status == 503, (status, data)
+        assert json.loads(data)["errors"][0]["code"] == "UNAVAILABLE"
+        assert "meridian-region" not in h
+        assert took < 1.0, took
