@@ -274,6 +274,8 @@ static int add_region(struct front *f, const char *spec, size_t spec_len, struct
     snprintf(r->port, sizeof(r->port), "%.*s", (int)port_len, port ? port : "");
     if (port == NULL)
         snprintf(r->port, sizeof(r->port), "%s", is_https ? "443" : "80");
+    if (!is_https && host_end == url + url_len)
+        r->pool = upstream_pool_new(r->host, r->port);
     r->rtt_ms = -1;
     return 0;
 }

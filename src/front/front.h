@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "route.h"
+#include "upstream.h"
 
 #define FRONT_MAX_REGIONS 32
 
@@ -17,6 +18,7 @@ struct front_region {
     char *url;           /* base URL, no trailing slash */
     char *host;          /* of url, for the connect check (front_region_connects) */
     char port[8];
+    struct upstream_pool *pool; /* plain http, no path: GET and HEAD go raw (upstream.h) */
     bool is_healthy;     /* under front.mu */
     bool is_refused;     /* under front.mu: its last failure was a refused connection (dead),
                           * not a timeout (slow); cleared by a good probe */

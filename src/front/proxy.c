@@ -54,6 +54,8 @@ struct proxy_call {
     pthread_t thread;
     bool has_thread;
     struct httpc_pull *pull;  /* a request without a body: relayed on this thread */
+    struct upstream_call *raw; /* a GET or HEAD to a plain-HTTP region: the same, raw */
+    char *lines;         /* the response's header lines (head_lines or in raw's buffer) */
     const char *hdrs[HEADERS_MAX + 1];
     atomic_bool is_abandoned; /* the client is gone: the relay stops (and sends no more) */
 
@@ -105,6 +107,7 @@ static int on_head(void *arg, long status, const char *lines, size_t len)
     AZ(pthread_mutex_lock(&c->mu));
     c->status = status;
     c->head_lines = xstrndup(lines, len);
+    c->lines = c->head_lines;
     c->is_head = true;
     AZ(pthread_cond_broadcast(&c->cv));
     AZ(pthread_mutex_unlock(&c->mu));
@@ -194,6 +197,7 @@ static void call_free(struct proxy_call *c)
     if (c->has_thread)
         AZ(pthread_join(c->thread, NULL));
     httpc_pull_free(c->pull);
+    upstream_call_free(c->raw);
     close_fd(&c->req_pipe[0]);
     close_fd(&c->resp_pipe[1]);
     for (size_t i = 0; i < c->n_headers; i++)
@@ -244,6 +248,18 @@ static struct proxy_call *call_pull(struct http_req *req, struct front *f, size_
     struct proxy_call *c = call_new(req, f, i, false, 0);
     if (c == NULL)
         return NULL;
+    struct front_region *region = &f->regions[i];
+    if (region->pool != NULL && (strcmp(c->method, "GET") == 0 || strcmp(c->method, "HEAD") == 0)) {
+        size_t lines_len;
+        bool is_connected = false;
+        c->rc = upstream_call_start(region->pool, c->method, c->url + strlen(region->url), c->hdrs,
+                                    connect_timeout_ms, &c->raw, &c->status, &c->lines,
+                                    &lines_len, &is_connected);
+        c->is_connected = is_connected;
+        c->is_head = c->rc == 0;
+        c->is_done = c->rc != 0;
+        return c;
+    }
     struct httpc_relay r = {
         .method = c->method, .url = c->url, .headers = c->hdrs, .on_head = on_head, .arg = c,
         .connect_timeout_ms = connect_timeout_ms,
@@ -312,10 +328,11 @@ static long on_reply_read(void *arg, char *p, size_t max)
     return rc == 0 ? 0 : -1;
 }
 
+/* Body bytes of a request relayed on the connection's thread (raw or through curl). */
 static long on_pull_reply_read(void *arg, char *p, size_t max)
 {
     struct proxy_call *c = arg;
-    return httpc_pull_read(c->pull, p, max);
+    return c->raw ? upstream_call_read(c->raw, p, max) : httpc_pull_read(c->pull, p, max);
 }
 
 /* Response headers that belong to one hop or that MHD writes itself. */
@@ -335,7 +352,7 @@ static void reply_small(struct http_req *req, struct proxy_call *c, size_t len)
     char *body = xmalloc(len + 1);
     size_t got = 0;
     long n = 1;
-    while (got < len && (n = httpc_pull_read(c->pull, body + got, len - got)) > 0)
+    while (got < len && (n = on_pull_reply_read(c, body + got, len - got)) > 0)
         got += (size_t)n;
     if (got < len) {
         front_mark_down(c->front, c->region, "transfer broke", false);
@@ -354,8 +371,7 @@ static void reply_forwarded(struct http_req *req, struct proxy_call *c)
     const char *region = f->regions[c->region].name;
     uint64_t len = UINT64_MAX;
     bool is_upload = false;
-    char *lines = c->head_lines;
-    for (char *line = lines; line != NULL && *line != '\0';) {
+    for (char *line = c->lines; line != NULL && *line != '\0';) {
         char *end = strchr(line, '\n');
         if (end != NULL)
             *end = '\0';
@@ -390,11 +406,13 @@ static void reply_forwarded(struct http_req *req, struct proxy_call *c)
         log_debug("front", "upload pinned to region=%s id=%s", region, req->request_id);
     if (c->status == 204 || c->status == 304)
         len = 0;
-    if (c->pull != NULL && strcmp(req->method, "HEAD") != 0 && len <= SMALL_BODY_MAX) {
+    bool is_on_thread = c->pull != NULL || c->raw != NULL;
+    if (is_on_thread && strcmp(req->method, "HEAD") != 0 && len <= SMALL_BODY_MAX) {
         reply_small(req, c, (size_t)len);
         return;
     }
-    http_reply_stream(req, (int)c->status, len, c->pull ? on_pull_reply_read : on_reply_read, c);
+    http_reply_stream(req, (int)c->status, len, is_on_thread ? on_pull_reply_read : on_reply_read,
+                      c);
 }
 
 static void reply_unavailable(struct http_req *req, const char *why)
