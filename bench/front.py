@@ -292,16 +292,25 @@ def overhead(front, cluster, rounds, n, client_latency_ms=0, nginx=None):
     for _ in range(50):  # warm-up
         for _, client in clients:
             client.request("GET", path, headers={"Accept": ACCEPT})
+    # CPU time of the proxies themselves (every thread; nginx: master and worker): what
+    # each costs per request, less sensitive to the machine's load than latency is.
+    pids = {"front": [front.proc.pid]}
+    if nginx is not None:
+        pids["nginx"] = [nginx.proc.pid] + children(nginx.proc.pid)
+    cpu0 = {name: cpu_ns(p) for name, p in pids.items()}
     for _ in range(rounds):
-        for name, client in clients:
-            times = []
-            for _ in range(n):
+        times = {name: [] for name, _ in clients}
+        # Request by request in turn, so that load swings hit every path alike.
+        for _ in range(n):
+            for name, client in clients:
                 t0 = time.perf_counter()
                 status, h, _ = client.request("GET", path, headers={"Accept": ACCEPT})
-                times.append(time.perf_counter() - t0)
+                times[name].append(time.perf_counter() - t0)
                 assert status == 200
                 assert name != "front" or h["meridian-region"] == "r1"
-            medians[name].append(statistics.median(times))
+        for name in times:
+            medians[name].append(statistics.median(times[name]))
+    cpu = {name: (cpu_ns(p) - cpu0[name]) / (rounds * n) / 1e6 for name, p in pids.items()}
     for p in proxies:
         p.close()
     d = statistics.median(medians["direct"])
@@ -310,14 +319,35 @@ def overhead(front, cluster, rounds, n, client_latency_ms=0, nginx=None):
         if name == "direct":
             continue
         m = statistics.median(medians[name])
-        parts.append("%s %.3f ms: +%.3f ms (%+.0f %%)" % (name, 1000 * m, 1000 * (m - d),
-                                                          100 * (m - d) / d))
+        parts.append("%s %.3f ms: +%.3f ms (%+.0f %%), its CPU %.3f ms per request"
+                     % (name, 1000 * m, 1000 * (m - d), 100 * (m - d) / d, cpu[name]))
     print("overhead: manifest GET, one kept-alive client %s, %d x %d requests each, "
           "alternating; load average %s: median direct %.3f ms; %s; per round %s"
           % ("on loopback" if not client_latency_ms else
              "%d ms away (each way)" % client_latency_ms, rounds, n, load_average(),
              1000 * d, "; ".join(parts),
              {name: ["%.3f" % (1000 * x) for x in v] for name, v in medians.items()}))
+
+
+def children(pid):
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+            out += [int(x) for x in f.read().split()]
+    return out
+
+
+def cpu_ns(pids):
+    """CPU time on the processor so far of every thread of pids, in ns (schedstat)."""
+    total = 0
+    for pid in pids:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                    total += int(f.read().split()[0])
+            except FileNotFoundError:
+                pass
+    return total
 
 
 def load_average():
