@@ -491,3 +491,134 @@ def test_requests_succeed_while_every_probe_times_out(geo, front):
         assert json.loads(data)["errors"][0]["code"] == "UNAVAILABLE"
         assert "meridian-region" not in h
         assert took < 1.0, took
+
+
+class FramingRegion:
+    """A stand-in region (raw sockets, one thread per connection) whose answers use every
+    HTTP/1.1 body framing the front must relay: Content-Length, chunked (several chunks,
+    an extension, a trailer), a body ended by closing the connection, a 100 Continue
+    before the final answer, and a HEAD. It counts connections, so keep-alive reuse shows,
+    and can close its kept-alive connections (as a region restarting does)."""
+
+    CHUNKS = [os.urandom(5000), b"x", os.urandom(70_000)]
+
+    def __init__(self):
+        import socket
+        self.sock = socket.socket()
+        self.sock.bind((FRONT_HOST, 0))
+        self.sock.listen(64)
+        self.name = "fake"
+        self.url = "http://%s:%d" % (FRONT_HOST, self.sock.getsockname()[1])
+        self.connections = 0
+        self.data_connections = 0   # connections that carried more than probes
+        self.conns = []
+        self.body = os.urandom(100_000)
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self.conns.append(conn)
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def drop_connections(self):
+        for c in self.conns:
+            try:
+                c.shutdown(2)
+            except OSError:
+                pass
+        self.conns = []
+
+    def serve(self, conn):
+        buf = b""
+        is_counted = False
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    got = conn.recv(65536)
+                    if not got:
+                        return
+                    buf += got
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                method, target = head.split(b"\r\n")[0].split(b" ")[:2]
+                if target != b"/readyz" and not is_counted:
+                    self.data_connections += 1
+                    is_counted = True
+                if not self.answer(conn, method.decode(), target.decode()):
+                    conn.close()
+                    return
+        except OSError:
+            return
+
+    def answer(self, conn, method, target):
+        """Sends the answer; False when it ended by closing the connection."""
+        if target == "/readyz":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        elif target == "/v2/length":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Kind: length\r\n\r\n"
+                         % len(self.body) + (self.body if method != "HEAD" else b""))
+        elif target == "/v2/chunked":
+            out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kind: chunked\r\n\r\n"
+            for i, c in enumerate(self.CHUNKS):
+                out += b"%x%s\r\n" % (len(c), b";ext=1" if i == 1 else b"") + c + b"\r\n"
+            conn.sendall(out[:1000])
+            time.sleep(0.05)  # the framing split across reads
+            conn.sendall(out[1000:] + b"0\r\nX-Trailer: t\r\n\r\n")
+        elif target == "/v2/continue":
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        elif target == "/v2/close":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + self.body)
+            return False
+        else:
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        return True
+
+    def close(self):
+        self.sock.close()
+        self.drop_connections()
+
+
+def test_bodiless_requests_relay_every_body_framing_and_reuse_connections(front):
+    """GET and HEAD go to a plain-HTTP region over the front's own kept-alive sockets
+    (src/front/upstream.c), not libcurl: every framing a region may use comes back whole
+    with its headers, connections are reused, and a kept-alive connection the region
+    closed is replaced without the client seeing it."""
+    region = FramingRegion()
+    try:
+        f = front([region])
+        conn = http.client.HTTPConnection(FRONT_HOST, f.port, timeout=30,
+                                          source_address=(NET_R1, 0))
+
+        def get(method, path):
+            conn.request(method, path)
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        for _ in range(2):
+            status, h, body = get("GET", "/v2/length")
+            assert status == 200 and body == region.body and h["x-kind"] == "length"
+            assert h["meridian-region"] == "fake"
+            status, h, body = get("GET", "/v2/chunked")
+            assert status == 200 and h["x-kind"] == "chunked"
+            assert body == b"".join(FramingRegion.CHUNKS)
+            status, h, body = get("HEAD", "/v2/length")
+            assert status == 200 and body == b"" and h["content-length"] == str(len(region.body))
+            status, h, body = get("GET", "/v2/continue")
+            assert status == 404 and body == b"{}"
+        # One connection from the front carried all of them (the probes have their own).
+        assert region.data_connections == 1, region.data_connections
+        status, h, body = get("GET", "/v2/close")
+        assert status == 200 and body == region.body
+        # The region drops its kept-alive connections: the next request goes on a new one.
+        region.drop_connections()
+        before = region.data_connections
+        status, h, body = get("GET", "/v2/length")
+        assert status == 200 and body == region.body
+        assert region.data_connections == before + 1
+        conn.close()
+    finally:
+        region.close()
