@@ -249,12 +249,13 @@ static struct proxy_call *call_pull(struct http_req *req, struct front *f, size_
     if (c == NULL)
         return NULL;
     struct front_region *region = &f->regions[i];
-    if (region->pool != NULL && (strcmp(c->method, "GET") == 0 || strcmp(c->method, "HEAD") == 0)) {
+    bool is_get_or_head = strcmp(c->method, "GET") == 0 || strcmp(c->method, "HEAD") == 0;
+    if (region->pool != NULL && is_get_or_head) {
         size_t lines_len;
         bool is_connected = false;
-        c->rc = upstream_call_start(region->pool, c->method, c->url + strlen(region->url), c->hdrs,
-                                    connect_timeout_ms, &c->raw, &c->status, &c->lines,
-                                    &lines_len, &is_connected);
+        const char *target = c->url + strlen(region->url);
+        c->rc = upstream_call_start(region->pool, c->method, target, c->hdrs, connect_timeout_ms,
+                                    &c->raw, &c->status, &c->lines, &lines_len, &is_connected);
         c->is_connected = is_connected;
         c->is_head = c->rc == 0;
         c->is_done = c->rc != 0;
