@@ -559,11 +559,13 @@ static void on_complete(struct http_req *req)
             break;
         front_mark_down(f, c->region, c->is_connected ? "transfer broke" : "connect failed",
                         !c->is_connected);
-        if (c->is_connected || pinned != NULL) {
+        /* Nothing reached the region, or it was a GET or HEAD (safe to repeat) that got
+         * no answer: the next region may serve it. */
+        bool is_safe = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+        if ((c->is_connected && !is_safe) || pinned != NULL) {
             reply_unavailable(req, "the region did not answer");
             return;
         }
-        /* Nothing reached the region: the next one may serve it. */
         call_free(c);
         req->handler_state = NULL;
         req->handler_cleanup = NULL;

@@ -502,12 +502,12 @@ class FramingRegion:
 
     CHUNKS = [os.urandom(5000), b"x", os.urandom(70_000)]
 
-    def __init__(self):
+    def __init__(self, name="fake"):
         import socket
         self.sock = socket.socket()
         self.sock.bind((FRONT_HOST, 0))
         self.sock.listen(64)
-        self.name = "fake"
+        self.name = name
         self.url = "http://%s:%d" % (FRONT_HOST, self.sock.getsockname()[1])
         self.connections = 0
         self.data_connections = 0   # connections that carried more than probes
@@ -571,6 +571,8 @@ class FramingRegion:
         elif target == "/v2/continue":
             conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\n"
                          b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        elif target == "/v2/hangup" and self.name == "hangs-up":
+            return False  # read the request, closed without a word
         elif target == "/v2/close":
             conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + self.body)
             return False
@@ -622,3 +624,25 @@ def test_bodiless_requests_relay_every_body_framing_and_reuse_connections(front)
         conn.close()
     finally:
         region.close()
+
+
+def test_get_that_breaks_before_its_answer_moves_on_to_the_next_region(front):
+    """A region that takes a GET and closes the connection without answering (it crashed
+    mid-request) fails that request only: a GET is safe to repeat, so the front asks the
+    next region rather than answering 503. A request that is not safe to repeat (DELETE)
+    is not sent twice."""
+    broken, good = FramingRegion("hangs-up"), FramingRegion("good")
+    try:
+        f = front([broken, good], routes=[("127.0.5.0/24", "hangs-up")])
+        status, h, body = request(f, "GET", "/v2/hangup")
+        assert status == 404 and h["meridian-region"] == "good", (status, h, body)
+        # Back in rotation at its next good probe; then a DELETE that it hangs up on.
+        wait_for(lambda: request(f, "GET", "/v2/length")[1]["meridian-region"] == "hangs-up",
+                 10, "hangs-up back in rotation")
+        before = good.data_connections
+        status, h, body = request(f, "DELETE", "/v2/hangup")
+        assert status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+        assert good.data_connections == before
+    finally:
+        broken.close()
+        good.close()
