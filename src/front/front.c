@@ -5,13 +5,10 @@
 #include "front.h"
 
 #include <errno.h>
-#include <netdb.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,27 +71,11 @@ void front_mark_down(struct front *f, size_t i, const char *why, bool is_refused
 
 bool front_region_connects(struct front *f, size_t i, long timeout_ms)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *ai = NULL;
-    if (getaddrinfo(f->regions[i].host, f->regions[i].port, &hints, &ai) != 0)
+    int fd = upstream_connect(f->regions[i].host, f->regions[i].port, timeout_ms);
+    if (fd < 0)
         return false;
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    bool is_open = false;
-    if (fd >= 0) {
-        int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
-        if (rc == 0) {
-            is_open = true;
-        } else if (errno == EINPROGRESS) {
-            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-            int soerr = 0;
-            socklen_t len = sizeof(soerr);
-            is_open = poll(&pfd, 1, (int)timeout_ms) == 1 &&
-                      getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0;
-        }
-        close(fd);
-    }
-    freeaddrinfo(ai);
-    return is_open;
+    close(fd);
+    return true;
 }
 
 bool front_is_ready(struct front *f)

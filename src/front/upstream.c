@@ -83,12 +83,11 @@ static void pool_put(struct upstream_pool *p, int fd)
         close(fd);
 }
 
-/* A new connection to the pool's region within timeout_ms; -1 when none. */
-static int connect_to(struct upstream_pool *p, long timeout_ms)
+int upstream_connect(const char *host, const char *port, long timeout_ms)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct addrinfo *ai = NULL;
-    if (getaddrinfo(p->host, p->port, &hints, &ai) != 0)
+    if (getaddrinfo(host, port, &hints, &ai) != 0)
         return -1;
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     bool is_open = false;
@@ -350,7 +349,7 @@ int upstream_call_start(struct upstream_pool *pool, const char *method, const ch
         if (!is_closed)
             return -1;
     }
-    c->fd = connect_to(pool, connect_timeout_ms);
+    c->fd = upstream_connect(pool->host, pool->port, connect_timeout_ms);
     if (c->fd < 0) {
         *is_connected = false;
         return -1;

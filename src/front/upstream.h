@@ -16,6 +16,10 @@ struct upstream_pool;
 /* A pool for host:port (numeric or a name, resolved at each new connection). */
 struct upstream_pool *upstream_pool_new(const char *host, const char *port);
 
+/* A TCP connection to host:port opened within timeout_ms (blocking from then on, with
+ * TCP_NODELAY and a 60 s send and receive timeout); -1 when none. */
+int upstream_connect(const char *host, const char *port, long timeout_ms);
+
 /* One exchange. */
 struct upstream_call;
 
