@@ -19,11 +19,14 @@ them, and `meridian front` on 127.0.4.1 routing clients from 127.0.5.0/24 to r1 
                median per request each way and the front's overhead; on loopback, and with
                --client-latency-ms (default 1) added each way between the client and both
                (a fault proxy in front of each, so both paths carry the proxy's own cost).
+               nginx as a plain reverse proxy (upstream keepalive) in front of r1 is a third
+               path in the same rounds: a well-tuned proxy's overhead on the same hop.
   stream       one --stream-mib blob pushed to r1 through the front and pulled back through
                it (streamed both ways): MiB/s each way and the front's peak RSS.
 
 Usage: bench/front.py [--latency-ms 50] [--trials 1000] [--rounds 5] [--requests 400]
-  [--cases consistency,failover,overhead,stream] [--stream-mib 256] [--meridian build/meridian]
+  [--cases consistency,failover,overhead,stream] [--stream-mib 256] [--no-nginx]
+  [--meridian build/meridian]
 """
 
 import argparse
@@ -31,7 +34,10 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -194,51 +200,159 @@ def failover(front, cluster):
     r2.start()
 
 
-def overhead(front, cluster, rounds, n, client_latency_ms=0):
+NGINX_HOST = "127.0.4.2"
+
+
+class Nginx:
+    """nginx as a plain reverse proxy in front of one region: the floor for the front's own
+    overhead (a well-tuned proxy on the same hop). One worker, upstream connections kept
+    alive, tcp_nodelay (nginx's default), no access log, responses buffered (the default;
+    a manifest fits nginx's buffers)."""
+
+    def __init__(self, root, upstream):
+        self.dir = os.path.join(root, "nginx")
+        os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
+        s = socket.socket()
+        s.bind((NGINX_HOST, 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        conf = os.path.join(self.dir, "nginx.conf")
+        tmp = os.path.join(self.dir, "tmp")
+        with open(conf, "w") as f:
+            f.write("""worker_processes 1;
+daemon off;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/error.log error;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path %(tmp)s;
+    proxy_temp_path %(tmp)s;
+    fastcgi_temp_path %(tmp)s;
+    uwsgi_temp_path %(tmp)s;
+    scgi_temp_path %(tmp)s;
+    upstream region { server %(upstream)s; keepalive 16; }
+    server {
+        listen %(host)s:%(port)d;
+        location / {
+            proxy_pass http://region;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+        }
+    }
+}
+""" % {"dir": self.dir, "tmp": tmp, "upstream": upstream, "host": NGINX_HOST,
+                   "port": self.port})
+        self.proc = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf,
+                                      "-e", os.path.join(self.dir, "error.log")],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection((NGINX_HOST, self.port), timeout=1).close()
+                break
+            except OSError:
+                assert self.proc.poll() is None, "nginx exited; see %s/error.log" % self.dir
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.05)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def overhead(front, cluster, rounds, n, client_latency_ms=0, nginx=None):
+    """Manifest GET medians through r1 directly, the front and (when given) nginx, in
+    alternating rounds of the same run."""
     r1 = cluster["r1"]
     c = Client(FRONT_HOST, front.port, NET_R1)
     repo = "bench/overhead-%d" % os.getpid()
     push_image(c, repo, "v1", os.urandom(4096))
     host, port = r1.hostport.split(":")
+    targets = [("direct", (host, int(port)), None), ("front", (FRONT_HOST, front.port), NET_R1)]
+    if nginx is not None:
+        targets.append(("nginx", (NGINX_HOST, nginx.port), None))
     proxies = []
-    if client_latency_ms:
-        # Clients some way off: the same added latency to r1 and to the front. The front
-        # sees the proxy's 127.0.0.1, routed to r1.
-        for upstream in ((host, int(port)), (FRONT_HOST, front.port)):
+    clients = []
+    for name, upstream, source in targets:
+        if client_latency_ms:
+            # Clients some way off: the same added latency to each. The front sees the
+            # proxy's 127.0.0.1, routed to r1.
             p = FaultProxy(("127.0.0.1", 0), upstream, name="client").start()
             p.latency(client_latency_ms)
             proxies.append(p)
-        direct = Client(proxies[0].host, proxies[0].port)
-        via = Client(proxies[1].host, proxies[1].port)
-    else:
-        direct = Client(host, int(port))
-        via = Client(FRONT_HOST, front.port, NET_R1)
+            clients.append((name, Client(p.host, p.port)))
+        else:
+            clients.append((name, Client(upstream[0], upstream[1], source)))
     path = "/v2/%s/manifests/v1" % repo
-    medians = {"direct": [], "front": []}
+    medians = {name: [] for name, _ in clients}
     for _ in range(50):  # warm-up
-        direct.request("GET", path, headers={"Accept": ACCEPT})
-        via.request("GET", path, headers={"Accept": ACCEPT})
+        for _, client in clients:
+            client.request("GET", path, headers={"Accept": ACCEPT})
+    # CPU time of the proxies themselves (every thread; nginx: master and worker): what
+    # each costs per request, less sensitive to the machine's load than latency is.
+    pids = {"front": [front.proc.pid]}
+    if nginx is not None:
+        pids["nginx"] = [nginx.proc.pid] + children(nginx.proc.pid)
+    cpu0 = {name: cpu_ns(p) for name, p in pids.items()}
     for _ in range(rounds):
-        for name, client in (("direct", direct), ("front", via)):
-            times = []
-            for _ in range(n):
+        times = {name: [] for name, _ in clients}
+        # Request by request in turn, so that load swings hit every path alike.
+        for _ in range(n):
+            for name, client in clients:
                 t0 = time.perf_counter()
                 status, h, _ = client.request("GET", path, headers={"Accept": ACCEPT})
-                times.append(time.perf_counter() - t0)
+                times[name].append(time.perf_counter() - t0)
                 assert status == 200
-                assert name == "direct" or h["meridian-region"] == "r1"
-            medians[name].append(statistics.median(times))
-    d = statistics.median(medians["direct"])
-    f = statistics.median(medians["front"])
+                assert name != "front" or h["meridian-region"] == "r1"
+        for name in times:
+            medians[name].append(statistics.median(times[name]))
+    cpu = {name: (cpu_ns(p) - cpu0[name]) / (rounds * n) / 1e6 for name, p in pids.items()}
     for p in proxies:
         p.close()
-    print("overhead: manifest GET, one kept-alive client %s, %d x %d requests each way: median "
-          "%.3f ms direct, %.3f ms through the front: +%.3f ms (%+.0f %%); per round direct %s, "
-          "front %s" % ("on loopback" if not client_latency_ms else
-                        "%d ms away (each way)" % client_latency_ms,
-                        rounds, n, 1000 * d, 1000 * f, 1000 * (f - d), 100 * (f - d) / d,
-                         ["%.3f" % (1000 * x) for x in medians["direct"]],
-                         ["%.3f" % (1000 * x) for x in medians["front"]]))
+    d = statistics.median(medians["direct"])
+    parts = []
+    for name in medians:
+        if name == "direct":
+            continue
+        m = statistics.median(medians[name])
+        parts.append("%s %.3f ms: +%.3f ms (%+.0f %%), its CPU %.3f ms per request"
+                     % (name, 1000 * m, 1000 * (m - d), 100 * (m - d) / d, cpu[name]))
+    print("overhead: manifest GET, one kept-alive client %s, %d x %d requests each, "
+          "alternating; load average %s: median direct %.3f ms; %s; per round %s"
+          % ("on loopback" if not client_latency_ms else
+             "%d ms away (each way)" % client_latency_ms, rounds, n, load_average(),
+             1000 * d, "; ".join(parts),
+             {name: ["%.3f" % (1000 * x) for x in v] for name, v in medians.items()}))
+
+
+def children(pid):
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+            out += [int(x) for x in f.read().split()]
+    return out
+
+
+def cpu_ns(pids):
+    """CPU time on the processor so far of every thread of pids, in ns (schedstat)."""
+    total = 0
+    for pid in pids:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                    total += int(f.read().split()[0])
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def load_average():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def vm_hwm_kib(pid):
@@ -314,6 +428,8 @@ def main():
     ap.add_argument("--client-latency-ms", type=int, default=1)
     ap.add_argument("--stream-mib", type=int, default=256)
     ap.add_argument("--cases", default="consistency,failover,overhead,stream")
+    ap.add_argument("--no-nginx", dest="nginx", action="store_false",
+                    help="leave nginx (the reverse-proxy floor) out of the overhead case")
     ap.add_argument("--meridian", default=os.path.join(REPO, "build", "meridian"))
     args = ap.parse_args()
     cases = args.cases.split(",")
@@ -332,10 +448,15 @@ def main():
         print("two regions, %d ms added each way between them; front on %s"
               % (args.latency_ms, front.hostport))
         if "overhead" in cases:
-            overhead(front, cluster, args.rounds, args.requests)
-            if args.client_latency_ms:
-                overhead(front, cluster, args.rounds, max(50, args.requests // 8),
-                         args.client_latency_ms)
+            nginx = Nginx(root, cluster["r1"].hostport) if args.nginx else None
+            try:
+                overhead(front, cluster, args.rounds, args.requests, nginx=nginx)
+                if args.client_latency_ms:
+                    overhead(front, cluster, args.rounds, max(50, args.requests // 8),
+                             args.client_latency_ms, nginx=nginx)
+            finally:
+                if nginx is not None:
+                    nginx.close()
         if "stream" in cases:
             stream(front, cluster, args.stream_mib)
         if "consistency" in cases:

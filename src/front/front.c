@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "proxy.h"
 #include "http.h"
@@ -40,14 +41,41 @@ int front_choose(struct front *f, const char *client_addr, const char *pinned,
     return route_choose(f->nets, f->n_nets, regions, f->n_regions, client_addr, pinned);
 }
 
-void front_mark_down(struct front *f, size_t i, const char *why)
+int front_choose_fallback(struct front *f, const char *client_addr, const bool *tried)
+{
+    struct route_region slow[FRONT_MAX_REGIONS], refused[FRONT_MAX_REGIONS];
+    AZ(pthread_mutex_lock(&f->mu));
+    for (size_t i = 0; i < f->n_regions; i++) {
+        const struct front_region *r = &f->regions[i];
+        bool is_left = !(tried && tried[i]);
+        slow[i] = (struct route_region){r->name, is_left && !r->is_refused, r->rtt_ms};
+        refused[i] = (struct route_region){r->name, is_left && r->is_refused, r->rtt_ms};
+    }
+    AZ(pthread_mutex_unlock(&f->mu));
+    int i = route_choose(f->nets, f->n_nets, slow, f->n_regions, client_addr, NULL);
+    if (i < 0)
+        i = route_choose(f->nets, f->n_nets, refused, f->n_regions, client_addr, NULL);
+    return i;
+}
+
+void front_mark_down(struct front *f, size_t i, const char *why, bool is_refused)
 {
     AZ(pthread_mutex_lock(&f->mu));
     bool was = f->regions[i].is_healthy;
     f->regions[i].is_healthy = false;
+    f->regions[i].is_refused = f->regions[i].is_refused || is_refused;
     AZ(pthread_mutex_unlock(&f->mu));
     if (was)
         log_warn("front", "region %s out of rotation: %s", f->regions[i].name, why);
+}
+
+bool front_region_connects(struct front *f, size_t i, long timeout_ms)
+{
+    int fd = upstream_connect(f->regions[i].host, f->regions[i].port, timeout_ms);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
 }
 
 bool front_is_ready(struct front *f)
@@ -86,17 +114,21 @@ static void probe_once(struct front *f, long timeout_ms)
     for (size_t i = 0; i < f->n_regions; i++) {
         struct front_region *r = &f->regions[i];
         bool is_ok = statuses[i] == 200;
+        /* No answer well before the timeout: refused (dead), not slow. */
+        bool is_refused = statuses[i] == 0 && times_ms[i] < 0.5 * (double)timeout_ms;
         AZ(pthread_mutex_lock(&f->mu));
         bool was = r->is_healthy;
         r->is_healthy = is_ok;
+        r->is_refused = is_refused;
         if (is_ok)
             r->rtt_ms = r->rtt_ms < 0 ? times_ms[i] : 0.8 * r->rtt_ms + 0.2 * times_ms[i];
         AZ(pthread_mutex_unlock(&f->mu));
         if (is_ok && !was)
             log_info("front", "region %s in rotation rtt_ms=%.2f", r->name, times_ms[i]);
         else if (!is_ok && was)
-            log_warn("front", "region %s out of rotation: readyz status=%ld", r->name,
-                     statuses[i]);
+            log_warn("front", "region %s out of rotation: readyz %s", r->name,
+                     statuses[i] != 0 ? "answered not ready"
+                                      : is_refused ? "refused" : "timed out");
     }
 }
 
@@ -190,9 +222,41 @@ static int add_region(struct front *f, const char *spec, size_t spec_len, struct
             strncmp(f->regions[i].name, spec, name_len) == 0)
             return err_set(e, ERR_BAD_REQUEST, "region: %.*s given twice", (int)name_len, spec);
     }
+    /* Host and port, for the connect check: "[v6]:port", "host:port" or "host". */
+    bool is_https = url[4] == 's';
+    const char *host = url + (is_https ? 8 : 7);
+    const char *host_end = host;
+    while (host_end < url + url_len && *host_end != '/')
+        host_end++;
+    const char *port = NULL;
+    const char *name_end = host_end;
+    if (*host == '[') {
+        const char *close = memchr(host, ']', (size_t)(host_end - host));
+        if (close == NULL)
+            return err_set(e, ERR_BAD_REQUEST, "region: bad URL \"%.*s\"", (int)url_len, url);
+        if (close + 1 < host_end && close[1] == ':')
+            port = close + 2;
+        name_end = close;
+        host++;
+    } else {
+        const char *colon = memchr(host, ':', (size_t)(host_end - host));
+        if (colon != NULL) {
+            port = colon + 1;
+            name_end = colon;
+        }
+    }
+    size_t port_len = port ? (size_t)(host_end - port) : 0;
+    if (name_end == host || (port != NULL && (port_len == 0 || port_len > 5)))
+        return err_set(e, ERR_BAD_REQUEST, "region: bad URL \"%.*s\"", (int)url_len, url);
     struct front_region *r = &f->regions[f->n_regions++];
     r->name = xstrndup(spec, name_len);
     r->url = xstrndup(url, url_len);
+    r->host = xstrndup(host, (size_t)(name_end - host));
+    snprintf(r->port, sizeof(r->port), "%.*s", (int)port_len, port ? port : "");
+    if (port == NULL)
+        snprintf(r->port, sizeof(r->port), "%s", is_https ? "443" : "80");
+    if (!is_https && host_end == url + url_len)
+        r->pool = upstream_pool_new(r->host, r->port);
     r->rtt_ms = -1;
     return 0;
 }
@@ -344,6 +408,7 @@ static void front_fini(struct front *f, struct front_options *o)
     for (size_t i = 0; i < f->n_regions; i++) {
         free(f->regions[i].name);
         free(f->regions[i].url);
+        free(f->regions[i].host);
     }
     free(f->nets);
     pthread_mutex_destroy(&f->mu);

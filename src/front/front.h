@@ -9,13 +9,19 @@
 #include <stddef.h>
 
 #include "route.h"
+#include "upstream.h"
 
 #define FRONT_MAX_REGIONS 32
 
 struct front_region {
     char *name;
     char *url;           /* base URL, no trailing slash */
+    char *host;          /* of url, for the connect check (front_region_connects) */
+    char port[8];
+    struct upstream_pool *pool; /* plain http, no path: GET and HEAD go raw (upstream.h) */
     bool is_healthy;     /* under front.mu */
+    bool is_refused;     /* under front.mu: its last failure was a refused connection (dead),
+                          * not a timeout (slow); cleared by a good probe */
     double rtt_ms;       /* under front.mu; < 0: not measured */
 };
 
@@ -33,9 +39,23 @@ struct front {
 int front_choose(struct front *f, const char *client_addr, const char *pinned,
                  const bool *tried);
 
+/* When no region is in rotation (every probe failed, maybe only because they were slow):
+ * the region to try anyway, skipping tried[i], in routing order (client network, then
+ * round trip, unmeasured last) among regions whose last failure was not a refused
+ * connection, then among those that refused; -1 when every one was tried. */
+int front_choose_fallback(struct front *f, const char *client_addr, const bool *tried);
+
 /* Takes region i out of rotation at once (a passive error); the next good probe brings
- * it back. */
-void front_mark_down(struct front *f, size_t i, const char *why);
+ * it back. is_refused: the region refused the connection (dead, not slow). */
+void front_mark_down(struct front *f, size_t i, const char *why, bool is_refused);
+
+/* Does a TCP connection to region i open within timeout_ms? (Before a request's body is
+ * taken, when no region is in rotation: a refusal then costs the client nothing.) */
+bool front_region_connects(struct front *f, size_t i, long timeout_ms);
+
+/* The connect bound for regions tried out of rotation: short, so that a dead or
+ * black-holed region costs the request little. */
+#define FRONT_FALLBACK_CONNECT_MS 300L
 
 /* Is any region healthy (the front's own /readyz)? */
 bool front_is_ready(struct front *f);

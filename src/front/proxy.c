@@ -54,6 +54,8 @@ struct proxy_call {
     pthread_t thread;
     bool has_thread;
     struct httpc_pull *pull;  /* a request without a body: relayed on this thread */
+    struct upstream_call *raw; /* a GET or HEAD to a plain-HTTP region: the same, raw */
+    char *lines;         /* the response's header lines (head_lines or in raw's buffer) */
     const char *hdrs[HEADERS_MAX + 1];
     atomic_bool is_abandoned; /* the client is gone: the relay stops (and sends no more) */
 
@@ -105,6 +107,7 @@ static int on_head(void *arg, long status, const char *lines, size_t len)
     AZ(pthread_mutex_lock(&c->mu));
     c->status = status;
     c->head_lines = xstrndup(lines, len);
+    c->lines = c->head_lines;
     c->is_head = true;
     AZ(pthread_cond_broadcast(&c->cv));
     AZ(pthread_mutex_unlock(&c->mu));
@@ -194,6 +197,7 @@ static void call_free(struct proxy_call *c)
     if (c->has_thread)
         AZ(pthread_join(c->thread, NULL));
     httpc_pull_free(c->pull);
+    upstream_call_free(c->raw);
     close_fd(&c->req_pipe[0]);
     close_fd(&c->resp_pipe[1]);
     for (size_t i = 0; i < c->n_headers; i++)
@@ -238,14 +242,28 @@ static struct proxy_call *call_new(struct http_req *req, struct front *f, size_t
 }
 
 /* A request without a body, relayed on this thread: waits for the region's head. */
-static struct proxy_call *call_pull(struct http_req *req, struct front *f, size_t i)
+static struct proxy_call *call_pull(struct http_req *req, struct front *f, size_t i,
+                                    long connect_timeout_ms)
 {
     struct proxy_call *c = call_new(req, f, i, false, 0);
     if (c == NULL)
         return NULL;
+    struct front_region *region = &f->regions[i];
+    bool is_get_or_head = strcmp(c->method, "GET") == 0 || strcmp(c->method, "HEAD") == 0;
+    if (region->pool != NULL && is_get_or_head) {
+        size_t lines_len;
+        bool is_connected = false;
+        const char *target = c->url + strlen(region->url);
+        c->rc = upstream_call_start(region->pool, c->method, target, c->hdrs, connect_timeout_ms,
+                                    &c->raw, &c->status, &c->lines, &lines_len, &is_connected);
+        c->is_connected = is_connected;
+        c->is_head = c->rc == 0;
+        c->is_done = c->rc != 0;
+        return c;
+    }
     struct httpc_relay r = {
         .method = c->method, .url = c->url, .headers = c->hdrs, .on_head = on_head, .arg = c,
-        .connect_timeout_ms = f->connect_timeout_ms,
+        .connect_timeout_ms = connect_timeout_ms,
     };
     c->pull = httpc_pull_start(&r);
     struct err e = {0};
@@ -311,10 +329,11 @@ static long on_reply_read(void *arg, char *p, size_t max)
     return rc == 0 ? 0 : -1;
 }
 
+/* Body bytes of a request relayed on the connection's thread (raw or through curl). */
 static long on_pull_reply_read(void *arg, char *p, size_t max)
 {
     struct proxy_call *c = arg;
-    return httpc_pull_read(c->pull, p, max);
+    return c->raw ? upstream_call_read(c->raw, p, max) : httpc_pull_read(c->pull, p, max);
 }
 
 /* Response headers that belong to one hop or that MHD writes itself. */
@@ -334,10 +353,10 @@ static void reply_small(struct http_req *req, struct proxy_call *c, size_t len)
     char *body = xmalloc(len + 1);
     size_t got = 0;
     long n = 1;
-    while (got < len && (n = httpc_pull_read(c->pull, body + got, len - got)) > 0)
+    while (got < len && (n = on_pull_reply_read(c, body + got, len - got)) > 0)
         got += (size_t)n;
     if (got < len) {
-        front_mark_down(c->front, c->region, "transfer broke");
+        front_mark_down(c->front, c->region, "transfer broke", false);
         reply_unavailable(req, "the region did not answer");
     } else {
         http_reply(req, (int)c->status, NULL, body, len);
@@ -353,8 +372,7 @@ static void reply_forwarded(struct http_req *req, struct proxy_call *c)
     const char *region = f->regions[c->region].name;
     uint64_t len = UINT64_MAX;
     bool is_upload = false;
-    char *lines = c->head_lines;
-    for (char *line = lines; line != NULL && *line != '\0';) {
+    for (char *line = c->lines; line != NULL && *line != '\0';) {
         char *end = strchr(line, '\n');
         if (end != NULL)
             *end = '\0';
@@ -389,11 +407,13 @@ static void reply_forwarded(struct http_req *req, struct proxy_call *c)
         log_debug("front", "upload pinned to region=%s id=%s", region, req->request_id);
     if (c->status == 204 || c->status == 304)
         len = 0;
-    if (c->pull != NULL && strcmp(req->method, "HEAD") != 0 && len <= SMALL_BODY_MAX) {
+    bool is_on_thread = c->pull != NULL || c->raw != NULL;
+    if (is_on_thread && strcmp(req->method, "HEAD") != 0 && len <= SMALL_BODY_MAX) {
         reply_small(req, c, (size_t)len);
         return;
     }
-    http_reply_stream(req, (int)c->status, len, c->pull ? on_pull_reply_read : on_reply_read, c);
+    http_reply_stream(req, (int)c->status, len, is_on_thread ? on_pull_reply_read : on_reply_read,
+                      c);
 }
 
 static void reply_unavailable(struct http_req *req, const char *why)
@@ -466,8 +486,18 @@ static void on_headers(struct http_req *req)
     char client[64];
     http_req_remote_addr(req, client, sizeof(client));
     int i = front_choose(f, client, http_req_query(req, ROUTE_PIN_PARAM), NULL);
+    /* None in rotation: the first region (in routing order) that takes a connection,
+     * found before the body is read, while a refusal costs nothing. */
+    bool tried[FRONT_MAX_REGIONS] = {false};
+    while (i < 0 && (i = front_choose_fallback(f, client, tried)) >= 0) {
+        tried[i] = true;
+        if (!front_region_connects(f, (size_t)i, FRONT_FALLBACK_CONNECT_MS)) {
+            front_mark_down(f, (size_t)i, "connect failed", true);
+            i = -1;
+        }
+    }
     if (i < 0) {
-        reply_unavailable(req, "no healthy region");
+        reply_unavailable(req, "no region available");
         return;
     }
     struct proxy_call *c = call_start(req, f, (size_t)i, true, body_len);
@@ -488,12 +518,13 @@ static void on_complete(struct http_req *req)
         close_fd(&c->req_pipe[1]); /* the body is all in */
         call_wait_head(c);
         if (!c->is_head) {
-            front_mark_down(f, c->region, c->is_connected ? "transfer broke" : "connect failed");
+            front_mark_down(f, c->region, c->is_connected ? "transfer broke" : "connect failed",
+                            !c->is_connected);
             reply_unavailable(req, "the region did not answer");
             return;
         }
         if (c->status >= 500)
-            front_mark_down(f, c->region, "5xx");
+            front_mark_down(f, c->region, "5xx", false);
         reply_forwarded(req, c);
         return;
     }
@@ -503,12 +534,21 @@ static void on_complete(struct http_req *req)
     bool tried[FRONT_MAX_REGIONS] = {false};
     for (;;) {
         int i = front_choose(f, client, pinned, tried);
+        long connect_ms = f->connect_timeout_ms;
+        /* None (left) in rotation: try the others anyway, as their probes may only have
+         * been slow; a short connect bound keeps a dead one cheap. A pinned upload has
+         * its region whatever its health. */
+        if (i < 0 && pinned == NULL) {
+            i = front_choose_fallback(f, client, tried);
+            if (connect_ms > FRONT_FALLBACK_CONNECT_MS)
+                connect_ms = FRONT_FALLBACK_CONNECT_MS;
+        }
         if (i < 0) {
-            reply_unavailable(req, "no healthy region");
+            reply_unavailable(req, "no region available");
             return;
         }
         tried[i] = true;
-        c = call_pull(req, f, (size_t)i);
+        c = call_pull(req, f, (size_t)i, connect_ms);
         if (c == NULL) {
             http_reply_error(req, ERR_BAD_REQUEST, "request target too long");
             return;
@@ -517,18 +557,21 @@ static void on_complete(struct http_req *req)
         req->handler_cleanup = on_cleanup;
         if (c->is_head)
             break;
-        front_mark_down(f, c->region, c->is_connected ? "transfer broke" : "connect failed");
-        if (c->is_connected || pinned != NULL) {
+        front_mark_down(f, c->region, c->is_connected ? "transfer broke" : "connect failed",
+                        !c->is_connected);
+        /* Nothing reached the region, or it was a GET or HEAD (safe to repeat) that got
+         * no answer: the next region may serve it. */
+        bool is_safe = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+        if ((c->is_connected && !is_safe) || pinned != NULL) {
             reply_unavailable(req, "the region did not answer");
             return;
         }
-        /* Nothing reached the region: the next one may serve it. */
         call_free(c);
         req->handler_state = NULL;
         req->handler_cleanup = NULL;
     }
     if (c->status >= 500)
-        front_mark_down(f, c->region, "5xx");
+        front_mark_down(f, c->region, "5xx", false);
     reply_forwarded(req, c);
 }
 

@@ -918,15 +918,17 @@ void httpc_get_many(const char *const *urls, size_t n, const char *const *header
     CURLMsg *msg;
     int left = 0;
     while ((msg = curl_multi_info_read(m, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE || msg->data.result != CURLE_OK)
+        if (msg->msg != CURLMSG_DONE)
             continue;
         for (size_t i = 0; i < n; i++) {
             if (handles[i] != msg->easy_handle)
                 continue;
+            /* A failure's time too: one that ended early (refused) is not a timeout. */
             double total_s = 0;
-            curl_easy_getinfo(handles[i], CURLINFO_RESPONSE_CODE, &statuses[i]);
             curl_easy_getinfo(handles[i], CURLINFO_TOTAL_TIME, &total_s);
             times_ms[i] = total_s * 1000.0;
+            if (msg->data.result == CURLE_OK)
+                curl_easy_getinfo(handles[i], CURLINFO_RESPONSE_CODE, &statuses[i]);
         }
     }
     for (size_t i = 0; i < n; i++) {

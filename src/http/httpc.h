@@ -102,7 +102,8 @@ int httpc_get_any(const struct httpc_get_any *g, struct httpc_source_result *res
                   int *winner, struct err *e);
 
 /* GETs every url at once and waits for all (bodies discarded): statuses[i] gets the
- * status (0 when no answer within timeout_ms) and times_ms[i] the time it took. is_peer:
+ * status (0 when no answer within timeout_ms) and times_ms[i] the time it took, answered
+ * or not (a refused connection: well under timeout_ms). is_peer:
  * the urls are peer regions (httpc_peer_tls_load). */
 void httpc_get_many(const char *const *urls, size_t n, const char *const *headers,
                     long timeout_ms, const char *interface, bool is_peer, long *statuses,

@@ -10,6 +10,7 @@ pick their source address to look like clients of different networks: 127.0.5.1 
 
 import hashlib
 import http.client
+import http.server
 import json
 import os
 import re
@@ -375,3 +376,273 @@ def test_pull_of_a_blob_pushed_in_another_region_never_misses(geo, front):
     uploads = os.path.join(r2.data_dir, "uploads")
     assert os.listdir(uploads) == [], os.listdir(uploads)
 
+
+
+class SlowReadyz:
+    """A small HTTP proxy in front of one region that forwards every request as it is, except
+    /readyz while `slow` is set: that answer is held for hold_s (past the front's probe
+    timeout), as when a region is too loaded to answer its probe in time but still serves."""
+
+    def __init__(self, region, hold_s=1.5):
+        self.name = region.name
+        self.upstream = region.hostport
+        self.hold_s = hold_s
+        self.slow = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def forward(self):
+                if self.path == "/readyz" and outer.slow.is_set():
+                    time.sleep(outer.hold_s)
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                host, port = outer.upstream.split(":")
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() not in ("connection", "content-length")}
+                    if body is not None or self.command in ("POST", "PUT", "PATCH"):
+                        headers["Content-Length"] = str(n)
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    self.send_response_only(resp.status)
+                    for k, v in resp.getheaders():
+                        if k.lower() not in ("connection", "content-length",
+                                             "transfer-encoding"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = forward
+
+        self.server = http.server.ThreadingHTTPServer((FRONT_HOST, 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://%s:%d" % (FRONT_HOST, self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_requests_succeed_while_every_probe_times_out(geo, front):
+    """Both regions answer their /readyz probes too late (a load spike) but still serve: the
+    front has no region in rotation, yet it tries the regions anyway, in routing order, and
+    the clients' requests succeed (a whole push and pull, bodies included), each in the
+    region its network is routed to. With every region truly down, the front answers 503
+    UNAVAILABLE at once."""
+    cluster = geo(2)
+    r1, r2 = cluster
+    slow = [SlowReadyz(r) for r in (r1, r2)]
+    try:
+        f = front(slow, routes=[("127.0.5.0/24", "r1"), ("127.0.6.0/24", "r2")],
+                  extra=["--probe-interval", "300"])
+        assert request(f, "GET", "/readyz")[0] == 200
+        for s in slow:
+            s.slow.set()
+        wait_for(lambda: request(f, "GET", "/readyz")[0] == 503, 10,
+                 "every region out of rotation")
+        for source, want in ((NET_R1, "r1"), (NET_R2, "r2")):
+            status, h, body = request(f, "GET", "/v2/", source=source)
+            assert status == 200 and h["meridian-region"] == want, (status, body)
+        # A whole push (the manifest PUT has a body and is not pinned) and the pull back.
+        repo = unique_repo("slowprobes")
+        layer = os.urandom(100_000)
+        assert push_blob(f, repo, layer, NET_R1) == "r1"
+        config, manifest = config_and_manifest(sha256_digest(layer), len(layer))
+        assert push_blob(f, repo, config, NET_R1) == "r1"
+        status, h, body = request(f, "PUT", "/v2/%s/manifests/v1" % repo, source=NET_R1,
+                                  body=manifest, headers={"Content-Type": MT_OCI_MANIFEST})
+        assert status == 201 and h["meridian-region"] == "r1", (status, body)
+        status, h, body = request(f, "GET", "/v2/%s/manifests/v1" % repo, source=NET_R1,
+                                  headers={"Accept": MANIFEST_ACCEPT})
+        assert status == 200 and body == manifest and h["meridian-region"] == "r1"
+        status, h, body = request(f, "GET", "/v2/%s/blobs/%s" % (repo, sha256_digest(layer)),
+                                  source=NET_R1)
+        assert status == 200 and body == layer
+        # Still none in rotation: the requests above were the front's fallback.
+        assert request(f, "GET", "/readyz")[0] == 503
+    finally:
+        for s in slow:
+            s.close()
+
+    # Every region down for real: refused at once, so a prompt 503, body or not.
+    g = front([r1, r2], routes=[("127.0.5.0/24", "r1")], extra=["--probe-interval", "300"])
+    r1.kill9()
+    r2.kill9()
+    wait_for(lambda: request(g, "GET", "/readyz")[0] == 503, 10, "every region out")
+    for method, body in (("GET", None), ("PUT", b"{}")):
+        t0 = time.monotonic()
+        status, h, data = request(g, method, "/v2/%s/manifests/v2" % repo, body=body,
+                                  headers={"Content-Type": MT_OCI_MANIFEST})
+        took = time.monotonic() - t0
+        assert status == 503, (status, data)
+        assert json.loads(data)["errors"][0]["code"] == "UNAVAILABLE"
+        assert "meridian-region" not in h
+        assert took < 1.0, took
+
+
+class FramingRegion:
+    """A stand-in region (raw sockets, one thread per connection) whose answers use every
+    HTTP/1.1 body framing the front must relay: Content-Length, chunked (several chunks,
+    an extension, a trailer), a body ended by closing the connection, a 100 Continue
+    before the final answer, and a HEAD. It counts connections, so keep-alive reuse shows,
+    and can close its kept-alive connections (as a region restarting does)."""
+
+    CHUNKS = [os.urandom(5000), b"x", os.urandom(70_000)]
+
+    def __init__(self, name="fake"):
+        import socket
+        self.sock = socket.socket()
+        self.sock.bind((FRONT_HOST, 0))
+        self.sock.listen(64)
+        self.name = name
+        self.url = "http://%s:%d" % (FRONT_HOST, self.sock.getsockname()[1])
+        self.connections = 0
+        self.data_connections = 0   # connections that carried more than probes
+        self.conns = []
+        self.body = os.urandom(100_000)
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self.conns.append(conn)
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def drop_connections(self):
+        for c in self.conns:
+            try:
+                c.shutdown(2)
+            except OSError:
+                pass
+        self.conns = []
+
+    def serve(self, conn):
+        buf = b""
+        is_counted = False
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    got = conn.recv(65536)
+                    if not got:
+                        return
+                    buf += got
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                method, target = head.split(b"\r\n")[0].split(b" ")[:2]
+                if target != b"/readyz" and not is_counted:
+                    self.data_connections += 1
+                    is_counted = True
+                if not self.answer(conn, method.decode(), target.decode()):
+                    conn.close()
+                    return
+        except OSError:
+            return
+
+    def answer(self, conn, method, target):
+        """Sends the answer; False when it ended by closing the connection."""
+        if target == "/readyz":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        elif target == "/v2/length":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Kind: length\r\n\r\n"
+                         % len(self.body) + (self.body if method != "HEAD" else b""))
+        elif target == "/v2/chunked":
+            out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kind: chunked\r\n\r\n"
+            for i, c in enumerate(self.CHUNKS):
+                out += b"%x%s\r\n" % (len(c), b";ext=1" if i == 1 else b"") + c + b"\r\n"
+            conn.sendall(out[:1000])
+            time.sleep(0.05)  # the framing split across reads
+            conn.sendall(out[1000:] + b"0\r\nX-Trailer: t\r\n\r\n")
+        elif target == "/v2/continue":
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        elif target == "/v2/hangup" and self.name == "hangs-up":
+            return False  # read the request, closed without a word
+        elif target == "/v2/close":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + self.body)
+            return False
+        else:
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        return True
+
+    def close(self):
+        self.sock.close()
+        self.drop_connections()
+
+
+def test_bodiless_requests_relay_every_body_framing_and_reuse_connections(front):
+    """GET and HEAD go to a plain-HTTP region over the front's own kept-alive sockets
+    (src/front/upstream.c), not libcurl: every framing a region may use comes back whole
+    with its headers, connections are reused, and a kept-alive connection the region
+    closed is replaced without the client seeing it."""
+    region = FramingRegion()
+    try:
+        f = front([region])
+        conn = http.client.HTTPConnection(FRONT_HOST, f.port, timeout=30,
+                                          source_address=(NET_R1, 0))
+
+        def get(method, path):
+            conn.request(method, path)
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        for _ in range(2):
+            status, h, body = get("GET", "/v2/length")
+            assert status == 200 and body == region.body and h["x-kind"] == "length"
+            assert h["meridian-region"] == "fake"
+            status, h, body = get("GET", "/v2/chunked")
+            assert status == 200 and h["x-kind"] == "chunked"
+            assert body == b"".join(FramingRegion.CHUNKS)
+            status, h, body = get("HEAD", "/v2/length")
+            assert status == 200 and body == b"" and h["content-length"] == str(len(region.body))
+            status, h, body = get("GET", "/v2/continue")
+            assert status == 404 and body == b"{}"
+        # One connection from the front carried all of them (the probes have their own).
+        assert region.data_connections == 1, region.data_connections
+        status, h, body = get("GET", "/v2/close")
+        assert status == 200 and body == region.body
+        # The region drops its kept-alive connections: the next request goes on a new one.
+        region.drop_connections()
+        before = region.data_connections
+        status, h, body = get("GET", "/v2/length")
+        assert status == 200 and body == region.body
+        assert region.data_connections == before + 1
+        conn.close()
+    finally:
+        region.close()
+
+
+def test_get_that_breaks_before_its_answer_moves_on_to_the_next_region(front):
+    """A region that takes a GET and closes the connection without answering (it crashed
+    mid-request) fails that request only: a GET is safe to repeat, so the front asks the
+    next region rather than answering 503. A request that is not safe to repeat (DELETE)
+    is not sent twice."""
+    broken, good = FramingRegion("hangs-up"), FramingRegion("good")
+    try:
+        f = front([broken, good], routes=[("127.0.5.0/24", "hangs-up")])
+        status, h, body = request(f, "GET", "/v2/hangup")
+        assert status == 404 and h["meridian-region"] == "good", (status, h, body)
+        # Back in rotation at its next good probe; then a DELETE that it hangs up on.
+        wait_for(lambda: request(f, "GET", "/v2/length")[1]["meridian-region"] == "hangs-up",
+                 10, "hangs-up back in rotation")
+        before = good.data_connections
+        status, h, body = request(f, "DELETE", "/v2/hangup")
+        assert status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+        assert good.data_connections == before
+    finally:
+        broken.close()
+        good.close()
