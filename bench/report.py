@@ -106,6 +106,42 @@ def rows_s3(z):
     return out
 
 
+def large_cpu_table(recs):
+    """Tier s3: CPU seconds per GiB moved in the large rows, Meridian's own and the Ceph
+    daemons' (radosgw, OSD, monitor), against RGW alone moving the same bytes."""
+    rows_out = []
+    for row in ("push-large", "pull-large"):
+        def per_gib(server, key):
+            vals = []
+            for r in recs:
+                if r["server"] != server or r["row"] != row or r["result"].get("failed"):
+                    continue
+                d = r["result"]
+                moved = d.get("bytes_down", 0) + d.get("bytes_up", 0)
+                v = r.get(key)
+                if moved and v is not None:
+                    vals.append(v / (moved / GIB))
+            return med(vals)
+        m_own, m_ceph = per_gib("meridian", "cpu_s"), per_gib("meridian", "rgw_cpu_s")
+        rgw = per_gib("rgw", "cpu_s")
+        if rgw is None or m_own is None:
+            continue
+        rows_out.append("| %s | %s | %s | %s | %s |" % (
+            row, fmt(m_own, "ms"), fmt(m_ceph, "ms"),
+            fmt(None if m_ceph is None else m_own + m_ceph, "ms"), fmt(rgw, "ms")))
+    if not rows_out:
+        return
+    print("CPU seconds per GiB moved (large rows; medians): Meridian's own, the Ceph daemons' "
+          "while serving Meridian, and the Ceph daemons' for RGW alone (curl's own CPU not "
+          "counted, nor the loadgen's).")
+    print()
+    print("| row | Meridian | Ceph, for Meridian | together | Ceph, RGW alone |")
+    print("|---|---:|---:|---:|---:|")
+    for line in rows_out:
+        print(line)
+    print()
+
+
 def nodes_table(recs):
     """Tier s3: one node of the region against two on manifest GET, and where the CPU went."""
     one = [r for r in recs if r["row"] == "nodes-1" and not r["result"].get("failed")]
@@ -141,7 +177,8 @@ def nodes_table(recs):
         on_cpu = sum(v for k, v in waits if k.startswith("CPU:"))
         locks = sum(v for k, v in waits if k.startswith(("Lock:", "LWLock:")))
         other = sum(v for k, v in waits if k != "sample") - on_cpu - locks
-        per = " + ".join(fmt(v) for v in rs[len(rs) // 2]["result"].get("per_node", []))
+        mid = sorted(rs, key=lambda r: r["result"]["ops_per_s"])[len(rs) // 2]
+        per = " + ".join(fmt(v) for v in mid["result"].get("per_node", []))
         print("| %s | %s | %s | %s | %s | %s | %s | %d %% | %d, %d, %d (%d) |" % (
             label, fmt(rps), per, fmt(ms["node"], "ms"), fmt(ms["pg"], "ms"),
             fmt(ms["wrk"], "ms"), fmt(ms["other"], "ms"), round(busy * 100), on_cpu, locks,
@@ -352,6 +389,7 @@ def main():
                   "| - |" % (label, fmt(d)))
     print()
     if tier == "s3":
+        large_cpu_table(recs)
         nodes_table(recs)
     if has_m:
         print("Targets met: %d of %d." % (met_count[0], met_count[0] + met_count[1]))

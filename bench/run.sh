@@ -6,9 +6,9 @@
 # load step is bounded in count and time. It does not install or build Meridian: `ninja -C build`.
 #
 # usage: bench/run.sh [--quick] [--reps N] [--work DIR] [--meridian PATH] [--meridian-arg A]
-#                     [--peer-only]
+#                     [--peer-only] [--no-peer]
 #                     [--require-meridian] [--port-base N] [--only LIST] [--keep] [--strict]
-#                     [--tls] [--tls-key rsa|ecdsa] [--tier fs|s3] [--nodes-reps N]
+#                     [--tls] [--tls-key rsa|ecdsa] [--tier fs|s3] [--nodes-reps N] [--nodes-perf]
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,10 +17,12 @@ repo=$(cd "$here/.." && pwd)
 quick=0
 reps=""
 nodes_reps=""
+nodes_perf=0
 work=/var/tmp/meridian-bench
 meridian_bin="$repo/build/meridian"
 meridian_args=()
 peer_only=0
+no_peer=0
 require_meridian=0
 port_base=25300
 only=""
@@ -37,11 +39,14 @@ usage: bench/run.sh [options]
   --quick              tiny sizes, ~1-2 s per scenario: a smoke test of the harness, not speed
   --reps N             runs of each scenario per server, for medians (default 3, quick 1)
   --nodes-reps N       runs of the nodes row (tier s3: one node, then two; default --reps)
+  --nodes-perf         profile the nodes row with perf record -a -g (its figures then carry
+                       perf's cost): logs/perf-nodes-N-rREP.txt, by process and by function
   --work DIR           scratch directory on the data disk (default $work); emptied first
   --meridian PATH      Meridian binary (default build/meridian)
   --meridian-arg ARG   one more argument to meridian serve (repeat it: --meridian-arg
                        --threads --meridian-arg 4)
   --peer-only          leave Meridian out even if it serves /v2/
+  --no-peer            leave the peer out (Meridian against the limits only)
   --require-meridian   fail if Meridian does not serve /v2/
   --port-base N        Meridian on N, peer on N+1, nginx on N+2 (default $port_base)
   --only LIST          comma-separated rows to run: push-small,push-large,push-1g-mono,
@@ -64,10 +69,12 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --reps) reps="$2"; shift ;;
     --nodes-reps) nodes_reps="$2"; shift ;;
+    --nodes-perf) nodes_perf=1 ;;
     --work) work="$2"; shift ;;
     --meridian) meridian_bin="$2"; shift ;;
     --meridian-arg) meridian_args+=("$2"); shift ;;
     --peer-only) peer_only=1 ;;
+    --no-peer) no_peer=1 ;;
     --require-meridian) require_meridian=1 ;;
     --port-base) port_base="$2"; shift ;;
     --only) only=",$2," ; shift ;;
@@ -469,11 +476,12 @@ harness_failed=0
 peer_errors=0
 meridian_errors=0
 
-record() { # record SERVER ROW REP CPU_TICKS PEAK_KIB JSON
-    local cpu
+record() { # record SERVER ROW REP CPU_TICKS PEAK_KIB JSON [RGW_CPU_TICKS]
+    local cpu extra=""
     cpu=$(awk -v t="$4" -v h="$clk_tck" 'BEGIN { printf "%.3f", t / h }')
-    printf '{"server":"%s","row":"%s","rep":%s,"cpu_s":%s,"peak_kib":%s,"result":%s}\n' \
-        "$1" "$2" "$3" "$cpu" "$5" "$6" >>"$results"
+    [ -n "${7:-}" ] && extra=$(awk -v t="$7" -v h="$clk_tck" 'BEGIN { printf ",\"rgw_cpu_s\":%.3f", t / h }')
+    printf '{"server":"%s","row":"%s","rep":%s,"cpu_s":%s,"peak_kib":%s%s,"result":%s}\n' \
+        "$1" "$2" "$3" "$cpu" "$5" "$extra" "$6" >>"$results"
 }
 
 count_errors() { # count_errors SERVER JSON
@@ -501,10 +509,12 @@ summary() {
 
 # measure SERVER ROW REP TOOL ARGS...: one measured run; TOOL is loadgen or wrk.
 measure() {
-    local server=$1 row=$2 rep=$3 tool=$4 out c0 c1 peak
+    local server=$1 row=$2 rep=$3 tool=$4 out c0 c1 peak r0="" r1=""
     shift 4
     sync
     reset_peak "$server"
+    # Tier s3: the Ceph daemons' CPU too, whoever drives them.
+    [ "$tier" = s3 ] && [ "$server" != rgw ] && r0=$(cpu_ticks rgw)
     c0=$(cpu_ticks "$server")
     if [ "$tool" = wrk ]; then
         out=$(timeout 600 wrk "$@" 2>>"$work/logs/wrk.err" | wrk_json)
@@ -515,6 +525,7 @@ measure() {
             2>>"$work/logs/loadgen.err")
     fi
     c1=$(cpu_ticks "$server")
+    [ -n "$r0" ] && r1=$(( $(cpu_ticks rgw) - r0 ))
     peak=$(mem_kib "$server" VmHWM)
     if [ -z "$out" ] || [ "${out:0:1}" != "{" ]; then
         echo "run.sh: $row against $server produced no result (see $work/logs/)" >&2
@@ -522,7 +533,7 @@ measure() {
         out='{"errors":1,"failed":true}'
     fi
     count_errors "$server" "$out"
-    record "$server" "$row" "$rep" $((c1 - c0)) "$peak" "$out"
+    record "$server" "$row" "$rep" $((c1 - c0)) "$peak" "$out" "$r1"
     printf '  [%4ds] %-16s %-9s rep %s: %s\n' $SECONDS "$row" "$server" "$rep" "$(summary "$out")"
 }
 
@@ -606,7 +617,12 @@ nodes_run() {
             "${url[${names[$i]}]}$hot_path" >"$work/logs/nodes-wrk$i.out" 2>>"$work/logs/wrk.err" &
         wpids+=($!)
     done
-    local samples=$((${duration%.*} * 2 - 1))
+    local samples=$((${duration%.*} * 2 - 1)) perf_pid=""
+    if [ "$nodes_perf" = 1 ]; then
+        perf record -a -g -F 499 -o "$work/logs/perf-nodes-$n-r$rep.data" -- \
+            sleep "$duration" >/dev/null 2>>"$work/logs/perf.err" &
+        perf_pid=$!
+    fi
     {
         for ((i = 0; i < samples; i++)); do
             echo "SELECT pg_sleep(0.5); SELECT 'sample';"
@@ -618,6 +634,20 @@ nodes_run() {
         >"$work/logs/nodes-waits.txt"
     wait "${wpids[@]}"
     m1=$(machine_ticks)
+    if [ -n "$perf_pid" ]; then
+        wait "$perf_pid"
+        {
+            echo "== samples by process"
+            perf report -i "$work/logs/perf-nodes-$n-r$rep.data" --stdio --no-children \
+                --sort comm 2>/dev/null | grep -v '^#' | grep '%' | head -25
+            echo "== meridian, by function"
+            perf report -i "$work/logs/perf-nodes-$n-r$rep.data" --stdio --no-children -g none \
+                --comm meridian,MHD-worker --sort sym 2>/dev/null | grep -v '^#' | grep '%' | head -40
+            echo "== postgres, by function"
+            perf report -i "$work/logs/perf-nodes-$n-r$rep.data" --stdio --no-children -g none \
+                --comm postgres --sort sym 2>/dev/null | grep -v '^#' | grep '%' | head -25
+        } >"$work/logs/perf-nodes-$n-r$rep.txt"
+    fi
     for p in "${procs[@]}"; do c1[$p]=$(cpu_ticks "$p"); done
     local rps=0 errs=0 p99=0 per="" out wrk_cpu=0 t
     for ((i = 0; i < n; i++)); do
@@ -635,7 +665,7 @@ nodes_run() {
         cpu="$cpu${cpu:+,}\"$p\":$(awk -v t=$((c1[$p] - c0[$p])) -v h="$clk_tck" 'BEGIN { printf "%.3f", t / h }')"
     done
     waits=$(sort "$work/logs/nodes-waits.txt" | uniq -c |
-        awk '{ printf "%s\"%s\":%d", NR > 1 ? "," : "", $2, $1 }')
+        awk '{ printf "%s\"%s\":%d", (NR > 1 ? "," : ""), $2, $1 }')
     out=$(awk -v b0="${m0% *}" -v t0="${m0#* }" -v b1="${m1% *}" -v t1="${m1#* }" -v h="$clk_tck" \
         -v n="$n" -v rps="$rps" -v per="$per" -v errs="$errs" -v p99="$p99" -v cpu="$cpu" \
         -v wrk="$wrk_cpu" -v waits="$waits" -v samples="$samples" -v seconds="$duration" 'BEGIN {
@@ -674,7 +704,7 @@ if awk -v l="${load_start%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; t
     echo "   warning: load average $load_start before the run: other work will skew the figures"
 fi
 echo "== starting servers (work dir $work)"
-if ! start_peer; then
+if [ "$no_peer" = 0 ] && ! start_peer; then
     echo "run.sh: docker-registry did not become ready (see $work/logs/peer.log)" >&2
     exit 1
 fi
@@ -697,6 +727,7 @@ if ! start_nginx; then
 fi
 regs=(peer)
 [ "$have_meridian" = 1 ] && regs=(meridian peer)
+[ "$no_peer" = 1 ] && regs=(meridian)
 pullers=("${regs[@]}" nginx)
 # Tier s3: the large rows also measure RGW alone, in turn with the registries.
 large_pushers=("${regs[@]}")
