@@ -261,7 +261,8 @@ cleanup() {
         "$tools/ceph-rgw-down.sh" "$work/ceph" --rm >/dev/null 2>&1
     fi
     if [ "$keep" = 0 ]; then
-        rm -rf "$work/data-meridian" "$work/data-peer" "$work/static" "$work/limit"
+        rm -rf "$work/data-meridian" "$work/data-meridian2" "$work/data-peer" "$work/static" \
+            "$work/limit" "$work/rgw-layer"
     fi
 }
 trap cleanup EXIT
