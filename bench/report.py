@@ -87,6 +87,111 @@ def pretty(size):
     return size + " B"
 
 
+def rows_s3(z):
+    """Tier s3 (issue 11): the same rows, limits and targets of the scale-out tier. The large
+    rows' limit is RGW alone (plain PUT/GET of the same bytes in the same run); the small rows
+    keep nginx as a reference, without a target."""
+    out = []
+    targets = {"push-small": [("peer", ">=", 3)], "pull-small": [("peer", ">=", 5)],
+               "manifest": [("peer", ">=", 5)], "manifest-wrk": [("peer", ">=", 5)],
+               "push-large": [("limit", ">=", 0.90)], "pull-large": [("limit", ">=", 0.90)]}
+    for rid, label, unit, metric, limit, _ in rows(z):
+        if rid in ("push-large", "pull-large") and unit == "MiB/s":
+            limit = ("rgw", rid, res("mib_per_s"))
+        elif rid in ("push-large", "pull-large"):
+            continue  # CPU per GiB: RGW's own daemons are not comparable with a registry
+        elif limit and limit[0] == "limit":
+            limit = None  # the fs tier's write+fsync limit says nothing about RGW
+        out.append((rid, label, unit, metric, limit, targets.get(rid, [])))
+    return out
+
+
+def large_cpu_table(recs):
+    """Tier s3: CPU seconds per GiB moved in the large rows, Meridian's own and the Ceph
+    daemons' (radosgw, OSD, monitor), against RGW alone moving the same bytes."""
+    rows_out = []
+    for row in ("push-large", "pull-large"):
+        def per_gib(server, key):
+            vals = []
+            for r in recs:
+                if r["server"] != server or r["row"] != row or r["result"].get("failed"):
+                    continue
+                d = r["result"]
+                moved = d.get("bytes_down", 0) + d.get("bytes_up", 0)
+                v = r.get(key)
+                if moved and v is not None:
+                    vals.append(v / (moved / GIB))
+            return med(vals)
+        m_own, m_ceph = per_gib("meridian", "cpu_s"), per_gib("meridian", "rgw_cpu_s")
+        rgw = per_gib("rgw", "cpu_s")
+        if rgw is None or m_own is None:
+            continue
+        rows_out.append("| %s | %s | %s | %s | %s |" % (
+            row, fmt(m_own, "ms"), fmt(m_ceph, "ms"),
+            fmt(None if m_ceph is None else m_own + m_ceph, "ms"), fmt(rgw, "ms")))
+    if not rows_out:
+        return
+    print("CPU seconds per GiB moved (large rows; medians): Meridian's own, the Ceph daemons' "
+          "while serving Meridian, and the Ceph daemons' for RGW alone (curl's own CPU not "
+          "counted, nor the loadgen's).")
+    print()
+    print("| row | Meridian | Ceph, for Meridian | together | Ceph, RGW alone |")
+    print("|---|---:|---:|---:|---:|")
+    for line in rows_out:
+        print(line)
+    print()
+
+
+def nodes_table(recs):
+    """Tier s3: one node of the region against two on manifest GET, and where the CPU went."""
+    one = [r for r in recs if r["row"] == "nodes-1" and not r["result"].get("failed")]
+    two = [r for r in recs if r["row"] == "nodes-2" and not r["result"].get("failed")]
+    if not one or not two:
+        return
+    print("Manifest GET by tag, 32 connections: one node of the region (one wrk, 2 threads) "
+          "against two nodes on the same PostgreSQL (one wrk of 16 connections per node, at "
+          "once). CPU in ms per request (all cores; medians over the runs).")
+    print()
+    print("| nodes | req/s | per node | Meridian ms/req | PostgreSQL ms/req | wrk ms/req "
+          "| other processes ms/req | machine busy | PG backends seen active: on CPU, waiting "
+          "on a lock, other waits (samples) |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---|")
+    for label, rs in (("1", one), ("2", two)):
+        rps = med([r["result"]["ops_per_s"] for r in rs])
+        ms = {}
+        for key in ("node", "pg", "wrk", "other"):
+            vals = []
+            for r in rs:
+                d = r["result"]
+                reqs = d["ops_per_s"] * d["seconds"] if d.get("seconds") else None
+                c = d["cpu_s"]
+                cpu = (c.get("meridian", 0) + c.get("meridian2", 0) if key == "node"
+                       else d["machine_busy_s"] - sum(c.values()) if key == "other"
+                       else c.get(key, 0))
+                if reqs:
+                    vals.append(cpu * 1000 / reqs)
+            ms[key] = med(vals)
+        busy = med([r["result"]["machine_busy_s"] / r["result"]["machine_s"] for r in rs])
+        waits = [(k, v) for r in rs for k, v in r["result"].get("pg_waits", {}).items()]
+        samples = sum(v for k, v in waits if k == "sample")
+        on_cpu = sum(v for k, v in waits if k.startswith("CPU:"))
+        locks = sum(v for k, v in waits if k.startswith(("Lock:", "LWLock:")))
+        other = sum(v for k, v in waits if k != "sample") - on_cpu - locks
+        mid = sorted(rs, key=lambda r: r["result"]["ops_per_s"])[len(rs) // 2]
+        per = " + ".join(fmt(v) for v in mid["result"].get("per_node", []))
+        print("| %s | %s | %s | %s | %s | %s | %s | %d %% | %d, %d, %d (%d) |" % (
+            label, fmt(rps), per, fmt(ms["node"], "ms"), fmt(ms["pg"], "ms"),
+            fmt(ms["wrk"], "ms"), fmt(ms["other"], "ms"), round(busy * 100), on_cpu, locks,
+            other, samples))
+    r1 = med([r["result"]["ops_per_s"] for r in one])
+    r2 = med([r["result"]["ops_per_s"] for r in two])
+    x = ratio(r2, r1)
+    print()
+    print("Two nodes / one node: %sx (target >= 1.7x: %s)." % (
+        fmt(x, "x"), "n/a" if x is None else "met" if x >= 1.7 else "not met"))
+    print()
+
+
 def rows(z):
     """The table's rows for the sizes in meta z (the issue's sizes unless --quick)."""
     z = dict(z)
@@ -176,7 +281,8 @@ def main():
     z = dict(DEFAULT_SIZES)
     z.update(meta.get("sizes", {}))
     hot_conns = z["hot_conns"]
-    ROWS = rows(z)
+    tier = meta.get("tier", "fs")
+    ROWS = rows_s3(z) if tier == "s3" else rows(z)
 
     if meta:
         print("Run: %s; %s; %s. Medians of %s runs%s; timed rows run %s s each after %s s of "
@@ -209,7 +315,8 @@ def main():
                 texts.append("%s %sx peer" % (op, fmt(x, "x")))
                 oks.append(check(op, rp, x))
             elif vs == "limit":
-                name = "nginx" if limit and limit[0] == "nginx" else "limit"
+                name = {"nginx": "nginx", "rgw": "RGW alone"}.get(limit[0] if limit else "",
+                                                                   "limit")
                 texts.append("%s %d%% %s" % (op, round(x * 100), name) if x < 1.0 or op == ">="
                              else "%s %sx %s" % (op, fmt(x, "x"), name))
                 oks.append(check(op, rl, x))
@@ -281,6 +388,9 @@ def main():
             print("| limit: write with O_DIRECT + fsync, %s | MiB/s | - | - | %s | - | - | - "
                   "| - |" % (label, fmt(d)))
     print()
+    if tier == "s3":
+        large_cpu_table(recs)
+        nodes_table(recs)
     if has_m:
         print("Targets met: %d of %d." % (met_count[0], met_count[0] + met_count[1]))
     else:
@@ -299,7 +409,9 @@ def main():
         spec = next((x for x in ROWS if x[0] == row), None)
         unit = spec[2] if spec else "MiB/s"
         metric = spec[3] if spec else res("mib_per_s")
-        if server == "limit" and row == "push-small":
+        if row.startswith("nodes-"):
+            metric, unit = res("ops_per_s"), "req/s"
+        elif server == "limit" and row == "push-small":
             metric, unit = res("ops_per_s"), "images/s"
         elif server == "limit":
             metric, unit = res("mib_per_s"), "MiB/s"

@@ -6,9 +6,9 @@
 # load step is bounded in count and time. It does not install or build Meridian: `ninja -C build`.
 #
 # usage: bench/run.sh [--quick] [--reps N] [--work DIR] [--meridian PATH] [--meridian-arg A]
-#                     [--peer-only]
+#                     [--peer-only] [--no-peer]
 #                     [--require-meridian] [--port-base N] [--only LIST] [--keep] [--strict]
-#                     [--tls] [--tls-key rsa|ecdsa] [--tier fs|s3]
+#                     [--tls] [--tls-key rsa|ecdsa] [--tier fs|s3] [--nodes-reps N] [--nodes-perf]
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,10 +16,13 @@ repo=$(cd "$here/.." && pwd)
 
 quick=0
 reps=""
+nodes_reps=""
+nodes_perf=0
 work=/var/tmp/meridian-bench
 meridian_bin="$repo/build/meridian"
 meridian_args=()
 peer_only=0
+no_peer=0
 require_meridian=0
 port_base=25300
 only=""
@@ -35,16 +38,20 @@ usage() {
 usage: bench/run.sh [options]
   --quick              tiny sizes, ~1-2 s per scenario: a smoke test of the harness, not speed
   --reps N             runs of each scenario per server, for medians (default 3, quick 1)
+  --nodes-reps N       runs of the nodes row (tier s3: one node, then two; default --reps)
+  --nodes-perf         profile the nodes row with perf record -a -g (its figures then carry
+                       perf's cost): logs/perf-nodes-N-rREP.txt, by process and by function
   --work DIR           scratch directory on the data disk (default $work); emptied first
   --meridian PATH      Meridian binary (default build/meridian)
   --meridian-arg ARG   one more argument to meridian serve (repeat it: --meridian-arg
                        --threads --meridian-arg 4)
   --peer-only          leave Meridian out even if it serves /v2/
+  --no-peer            leave the peer out (Meridian against the limits only)
   --require-meridian   fail if Meridian does not serve /v2/
   --port-base N        Meridian on N, peer on N+1, nginx on N+2 (default $port_base)
   --only LIST          comma-separated rows to run: push-small,push-large,push-1g-mono,
                        push-1g-chunked,pull-small,pull-large,manifest,manifest-wrk,conn-new,
-                       mixed,hot
+                       mixed,hot,nodes (nodes: tier s3 only)
   --tls                every server over HTTPS with one self-signed certificate (all rows)
   --tls-key TYPE       rsa (RSA-2048, default) or ecdsa (ECDSA P-256)
   --tier TIER          fs (default: local files; Meridian on SQLite) or s3: both registries
@@ -61,10 +68,13 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1 ;;
     --reps) reps="$2"; shift ;;
+    --nodes-reps) nodes_reps="$2"; shift ;;
+    --nodes-perf) nodes_perf=1 ;;
     --work) work="$2"; shift ;;
     --meridian) meridian_bin="$2"; shift ;;
     --meridian-arg) meridian_args+=("$2"); shift ;;
     --peer-only) peer_only=1 ;;
+    --no-peer) no_peer=1 ;;
     --require-meridian) require_meridian=1 ;;
     --port-base) port_base="$2"; shift ;;
     --only) only=",$2," ; shift ;;
@@ -211,6 +221,10 @@ s3)
     curl -sf -X PUT --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
         -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$S3_ENDPOINT/bench-peer" >/dev/null || true
     m_tier=(--metastore "$pg_uri" --blobstore s3://bench-meridian --s3-endpoint "$S3_ENDPOINT")
+    # RGW alone: plain SigV4 PUTs and GETs of the large rows' bytes, in bucket bench-rgw.
+    rgw_sig=(--aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY"
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
+    curl -sf -X PUT "${rgw_sig[@]}" "$S3_ENDPOINT/bench-rgw" >/dev/null || true
     ;;
 *) echo "run.sh: --tier fs or s3" >&2; exit 2 ;;
 esac
@@ -218,8 +232,11 @@ esac
 # ------------------------------------------------------------------ servers
 
 declare -A pid url
-pid[meridian]="" pid[peer]="" pid[nginx]=""
+pid[meridian]="" pid[peer]="" pid[nginx]="" pid[meridian2]=""
 url[meridian]=$url_m url[peer]=$url_p url[nginx]=$url_n
+# Tier s3: a second node of Meridian's region (same database, same bucket) for the nodes row.
+port_m2=$((port_base + 7))
+url[meridian2]="$scheme://127.0.0.1:$port_m2"
 
 stop_server() {
     local name=$1 p=${pid[$1]}
@@ -236,6 +253,7 @@ stop_server() {
 
 cleanup() {
     stop_server meridian
+    stop_server meridian2
     stop_server peer
     stop_server nginx
     if [ "$tier" = s3 ]; then
@@ -243,7 +261,8 @@ cleanup() {
         "$tools/ceph-rgw-down.sh" "$work/ceph" --rm >/dev/null 2>&1
     fi
     if [ "$keep" = 0 ]; then
-        rm -rf "$work/data-meridian" "$work/data-peer" "$work/static" "$work/limit"
+        rm -rf "$work/data-meridian" "$work/data-meridian2" "$work/data-peer" "$work/static" \
+            "$work/limit" "$work/rgw-layer"
     fi
 }
 trap cleanup EXIT
@@ -328,6 +347,16 @@ start_meridian() {
     wait_status "$url_m/readyz" 200 20 && wait_status "$url_m/v2/" 200 5
 }
 
+# The region's second node (tier s3): the same database and bucket, its own port and --data.
+start_meridian2() {
+    mkdir -p "$work/data-meridian2"
+    "$work/meridian" serve --listen "127.0.0.1:$port_m2" --data "$work/data-meridian2" \
+        --no-access-log --conn-limit-per-ip 0 "${m_tls[@]}" "${m_tier[@]}" "${meridian_args[@]}" \
+        >"$work/logs/meridian2.log" 2>&1 &
+    pid[meridian2]=$!
+    wait_status "${url[meridian2]}/readyz" 200 20 && wait_status "${url[meridian2]}/v2/" 200 5
+}
+
 # nginx serves the exported sets as static files under the same URL paths as a registry.
 start_nginx() {
     mkdir -p "$work/nginx/tmp" "$work/static/v2"
@@ -369,8 +398,31 @@ EOF
     wait_status "$url_n/v2/" 200 10
 }
 
-# All processes of a server: the process and its children (nginx workers).
+# A daemon's pid from its pid file (first line), if that process still runs.
+pidfile_pid() {
+    local p
+    p=$(head -n 1 "$1" 2>/dev/null) || return 0
+    [ -n "$p" ] && [ -d "/proc/$p" ] && echo "$p"
+}
+
+# All processes of a server: the process and its children (nginx workers). "rgw" is the
+# Ceph daemons that serve the bucket (radosgw, the OSD, the monitor); "pg" the PostgreSQL
+# postmaster and its backends.
 server_pids() {
+    if [ "$1" = rgw ]; then
+        local d
+        for d in client.rgw.a osd.0 mon.a; do pidfile_pid "$work/ceph/run/$d.pid"; done
+        return 0
+    fi
+    if [ "$1" = pg ]; then
+        local base=$work/pg pm
+        [ -f "$work/pg/datadir" ] && base=$(cat "$work/pg/datadir")
+        pm=$(pidfile_pid "$base/data/postmaster.pid")
+        [ -n "$pm" ] || return 0
+        echo "$pm"
+        pgrep -P "$pm" 2>/dev/null
+        return 0
+    fi
     local p=${pid[$1]}
     [ -n "$p" ] || return 0
     echo "$p"
@@ -425,11 +477,12 @@ harness_failed=0
 peer_errors=0
 meridian_errors=0
 
-record() { # record SERVER ROW REP CPU_TICKS PEAK_KIB JSON
-    local cpu
+record() { # record SERVER ROW REP CPU_TICKS PEAK_KIB JSON [RGW_CPU_TICKS]
+    local cpu extra=""
     cpu=$(awk -v t="$4" -v h="$clk_tck" 'BEGIN { printf "%.3f", t / h }')
-    printf '{"server":"%s","row":"%s","rep":%s,"cpu_s":%s,"peak_kib":%s,"result":%s}\n' \
-        "$1" "$2" "$3" "$cpu" "$5" "$6" >>"$results"
+    [ -n "${7:-}" ] && extra=$(awk -v t="$7" -v h="$clk_tck" 'BEGIN { printf ",\"rgw_cpu_s\":%.3f", t / h }')
+    printf '{"server":"%s","row":"%s","rep":%s,"cpu_s":%s,"peak_kib":%s%s,"result":%s}\n' \
+        "$1" "$2" "$3" "$cpu" "$5" "$extra" "$6" >>"$results"
 }
 
 count_errors() { # count_errors SERVER JSON
@@ -457,18 +510,23 @@ summary() {
 
 # measure SERVER ROW REP TOOL ARGS...: one measured run; TOOL is loadgen or wrk.
 measure() {
-    local server=$1 row=$2 rep=$3 tool=$4 out c0 c1 peak
+    local server=$1 row=$2 rep=$3 tool=$4 out c0 c1 peak r0="" r1=""
     shift 4
     sync
     reset_peak "$server"
+    # Tier s3: the Ceph daemons' CPU too, whoever drives them.
+    [ "$tier" = s3 ] && [ "$server" != rgw ] && r0=$(cpu_ticks rgw)
     c0=$(cpu_ticks "$server")
     if [ "$tool" = wrk ]; then
         out=$(timeout 600 wrk "$@" 2>>"$work/logs/wrk.err" | wrk_json)
+    elif [ "$tool" = rgw ]; then
+        out=$(rgw_io "$@")
     else
         out=$(timeout 900 "$loadgen" "$@" --url "${url[$server]}" "${lg_tls[@]}" \
             2>>"$work/logs/loadgen.err")
     fi
     c1=$(cpu_ticks "$server")
+    [ -n "$r0" ] && r1=$(( $(cpu_ticks rgw) - r0 ))
     peak=$(mem_kib "$server" VmHWM)
     if [ -z "$out" ] || [ "${out:0:1}" != "{" ]; then
         echo "run.sh: $row against $server produced no result (see $work/logs/)" >&2
@@ -476,7 +534,7 @@ measure() {
         out='{"errors":1,"failed":true}'
     fi
     count_errors "$server" "$out"
-    record "$server" "$row" "$rep" $((c1 - c0)) "$peak" "$out"
+    record "$server" "$row" "$rep" $((c1 - c0)) "$peak" "$out" "$r1"
     printf '  [%4ds] %-16s %-9s rep %s: %s\n' $SECONDS "$row" "$server" "$rep" "$(summary "$out")"
 }
 
@@ -505,6 +563,128 @@ wrk_json() {
     }'
 }
 
+# rgw_io push|pull SET: RGW alone, the large rows' bytes with plain curl (SigV4, unsigned
+# payload): $large_images objects of $large_layer each, $large_clients at a time, PUT into
+# or GET from bench-rgw/SET/. Prints the loadgen's JSON shape.
+rgw_io() {
+    local op=$1 set=$2 t0 t1 codes n=$large_images size
+    size=$(stat -c %s "$rgw_file")
+    codes="$work/logs/rgw-$op.codes"
+    t0=$(date +%s.%N)
+    if [ "$op" = push ]; then
+        seq 0 $((n - 1)) | timeout 900 xargs -P "$large_clients" -I{} curl -s -o /dev/null \
+            -w '%{http_code}\n' -X PUT "${rgw_sig[@]}" -T "$rgw_file" \
+            "$S3_ENDPOINT/bench-rgw/$set/{}" >"$codes" 2>>"$work/logs/rgw.err"
+    else
+        seq 0 $((n - 1)) | timeout 900 xargs -P "$large_clients" -I{} curl -s -o /dev/null \
+            -w '%{http_code}\n' "${rgw_sig[@]}" "$S3_ENDPOINT/bench-rgw/$set/{}" \
+            >"$codes" 2>>"$work/logs/rgw.err"
+    fi
+    t1=$(date +%s.%N)
+    awk -v n="$n" -v size="$size" -v t="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+        -v dir="$([ "$op" = push ] && echo up || echo down)" '
+        $1 == 200 { ok++ }
+        END {
+            bytes = ok * size
+            printf "{\"scenario\":\"rgw-%s\",\"ops\":%d,\"errors\":%d,", dir, ok, n - ok
+            printf "\"bytes_%s\":%d,\"seconds\":%.3f,", dir, bytes, t
+            printf "\"ops_per_s\":%.3f,\"mib_per_s\":%.3f}\n", ok / t, bytes / t / 1048576
+        }' "$codes"
+}
+
+# Busy and total clock ticks of the whole machine, all cores (/proc/stat; busy leaves out
+# idle and iowait).
+machine_ticks() {
+    awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' \
+        /proc/stat
+}
+
+# nodes_run N REP: manifest GET by tag (the wrk rows' path), 32 connections in all, either
+# on one node (one wrk, 2 threads) or split over the region's two nodes (one wrk per node,
+# 1 thread each, at once). Besides req/s it records where the machine's CPU went: each node,
+# PostgreSQL (postmaster and backends), the Ceph daemons, the load generators, and the
+# machine's busy share, plus what PostgreSQL's active backends waited on, sampled twice a
+# second (pg_stat_activity): a lock shared by the nodes would show up there as Lock waits.
+nodes_run() {
+    local n=$1 rep=$2 i p conns=$((manifest_conns / $1)) threads=$((2 / $1))
+    local names=(meridian meridian2) procs=(meridian meridian2 pg rgw) wpids=() m0 m1
+    declare -A c0 c1
+    sync
+    for p in "${procs[@]}"; do c0[$p]=$(cpu_ticks "$p"); done
+    m0=$(machine_ticks)
+    for ((i = 0; i < n; i++)); do
+        /usr/bin/time -f '%U %S' -o "$work/logs/nodes-wrk$i.time" timeout 600 \
+            wrk -t$threads -c$conns -d"${duration}s" --latency -H "$accept" \
+            "${url[${names[$i]}]}$hot_path" >"$work/logs/nodes-wrk$i.out" 2>>"$work/logs/wrk.err" &
+        wpids+=($!)
+    done
+    local samples=$((${duration%.*} * 2 - 1)) perf_pid=""
+    if [ "$nodes_perf" = 1 ]; then
+        perf record -a -g -F 499 -o "$work/logs/perf-nodes-$n-r$rep.data" -- \
+            sleep "$duration" >/dev/null 2>>"$work/logs/perf.err" &
+        perf_pid=$!
+    fi
+    {
+        for ((i = 0; i < samples; i++)); do
+            echo "SELECT pg_sleep(0.5); SELECT 'sample';"
+            echo "SELECT coalesce(wait_event_type, 'CPU') || ':' ||"
+            echo "  coalesce(wait_event, 'running') FROM pg_stat_activity WHERE state = 'active'"
+            echo "  AND datname = current_database() AND pid <> pg_backend_pid();"
+        done
+    } | timeout 600 psql -Atq "$pg_uri" 2>>"$work/logs/psql.err" | grep . \
+        >"$work/logs/nodes-waits.txt"
+    wait "${wpids[@]}"
+    m1=$(machine_ticks)
+    if [ -n "$perf_pid" ]; then
+        wait "$perf_pid"
+        {
+            echo "== samples by process"
+            perf report -i "$work/logs/perf-nodes-$n-r$rep.data" --stdio --no-children \
+                --sort comm 2>/dev/null | grep -v '^#' | grep '%' | head -25
+            echo "== meridian, by function"
+            perf report -i "$work/logs/perf-nodes-$n-r$rep.data" --stdio --no-children -g none \
+                --comm meridian,MHD-worker --sort sym 2>/dev/null | grep -v '^#' | grep '%' | head -40
+            echo "== postgres, by function"
+            perf report -i "$work/logs/perf-nodes-$n-r$rep.data" --stdio --no-children -g none \
+                --comm postgres --sort sym 2>/dev/null | grep -v '^#' | grep '%' | head -25
+        } >"$work/logs/perf-nodes-$n-r$rep.txt"
+    fi
+    for p in "${procs[@]}"; do c1[$p]=$(cpu_ticks "$p"); done
+    local rps=0 errs=0 p99=0 per="" out wrk_cpu=0 t
+    for ((i = 0; i < n; i++)); do
+        out=$(wrk_json <"$work/logs/nodes-wrk$i.out")
+        [ -n "$out" ] || { out='{"ops_per_s":0,"errors":1}'; harness_failed=1; }
+        local re='"ops_per_s":([0-9.]+)' rq='"errors":([0-9]+)' r9='"p99":([0-9.]+)'
+        [[ $out =~ $re ]] && { rps=$(awk -v a="$rps" -v b="${BASH_REMATCH[1]}" 'BEGIN { print a + b }'); per="$per${per:+,}${BASH_REMATCH[1]}"; }
+        [[ $out =~ $rq ]] && errs=$((errs + BASH_REMATCH[1]))
+        [[ $out =~ $r9 ]] && p99=$(awk -v a="$p99" -v b="${BASH_REMATCH[1]}" 'BEGIN { print ((b > a) ? b : a) }')
+        t=$(tail -n 1 "$work/logs/nodes-wrk$i.time")
+        wrk_cpu=$(awk -v a="$wrk_cpu" -v u="${t% *}" -v s="${t#* }" 'BEGIN { print a + u + s }')
+    done
+    local cpu="" waits
+    for p in "${procs[@]}"; do
+        cpu="$cpu${cpu:+,}\"$p\":$(awk -v t=$((c1[$p] - c0[$p])) -v h="$clk_tck" 'BEGIN { printf "%.3f", t / h }')"
+    done
+    waits=$(sort "$work/logs/nodes-waits.txt" | uniq -c |
+        awk '{ printf "%s\"%s\":%d", (NR > 1 ? "," : ""), $2, $1 }')
+    out=$(awk -v b0="${m0% *}" -v t0="${m0#* }" -v b1="${m1% *}" -v t1="${m1#* }" -v h="$clk_tck" \
+        -v n="$n" -v rps="$rps" -v per="$per" -v errs="$errs" -v p99="$p99" -v cpu="$cpu" \
+        -v wrk="$wrk_cpu" -v waits="$waits" -v samples="$samples" -v seconds="$duration" 'BEGIN {
+        printf "{\"scenario\":\"nodes\",\"nodes\":%d,\"ops_per_s\":%.1f,\"per_node\":[%s],", n, rps, per
+        printf "\"errors\":%d,\"req_errors\":0,\"op_ms\":{\"p99\":%s},", errs, p99
+        printf "\"seconds\":%s,", seconds
+        printf "\"cpu_s\":{%s,\"wrk\":%.3f},", cpu, wrk
+        printf "\"machine_busy_s\":%.3f,\"machine_s\":%.3f,", (b1 - b0) / h, (t1 - t0) / h
+        printf "\"pg_samples\":%d,\"pg_waits\":{%s}}\n", samples, waits
+    }')
+    count_errors meridian "$out"
+    record meridian "nodes-$n" "$rep" $((c1[meridian] - c0[meridian] + c1[meridian2] - c0[meridian2])) \
+        0 "$out"
+    printf '  [%4ds] %-16s %-9s rep %s: req/s %s (%s) busy %s of %s CPU s\n' $SECONDS "nodes-$n" \
+        meridian "$rep" "$rps" "$per" "$(awk -v b="${m1% *}" -v a="${m0% *}" -v h="$clk_tck" 'BEGIN { printf "%.1f", (b - a) / h }')" \
+        "$(awk -v b="${m1#* }" -v a="${m0#* }" -v h="$clk_tck" 'BEGIN { printf "%.1f", (b - a) / h }')"
+}
+
 want() { [ -z "$only" ] || [[ "$only" == *",$1,"* ]]; }
 
 # Servers in turn, the first one rotating with the repetition so none always goes first.
@@ -525,7 +705,7 @@ if awk -v l="${load_start%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; t
     echo "   warning: load average $load_start before the run: other work will skew the figures"
 fi
 echo "== starting servers (work dir $work)"
-if ! start_peer; then
+if [ "$no_peer" = 0 ] && ! start_peer; then
     echo "run.sh: docker-registry did not become ready (see $work/logs/peer.log)" >&2
     exit 1
 fi
@@ -548,7 +728,21 @@ if ! start_nginx; then
 fi
 regs=(peer)
 [ "$have_meridian" = 1 ] && regs=(meridian peer)
+[ "$no_peer" = 1 ] && regs=(meridian)
 pullers=("${regs[@]}" nginx)
+# Tier s3: the large rows also measure RGW alone, in turn with the registries.
+large_pushers=("${regs[@]}")
+large_pullers=("${pullers[@]}")
+if [ "$tier" = s3 ]; then
+    rgw_file="$work/rgw-layer"
+    head -c "$large_layer" /dev/urandom >"$rgw_file" || exit 1
+    large_pushers+=(rgw)
+    large_pullers+=(rgw)
+    if [ "$have_meridian" = 1 ] && want nodes && ! start_meridian2; then
+        echo "run.sh: the second Meridian node did not start (see $work/logs/meridian2.log)" >&2
+        exit 1
+    fi
+fi
 
 sleep 1
 for s in "${regs[@]}"; do
@@ -594,9 +788,13 @@ for ((rep = 1; rep <= reps; rep++)); do
             --layer-size "$small_layer" --clients $small_clients --files-per-op 5
     fi
     if want push-large; then
-        for s in $(order $rep "${regs[@]}"); do
-            measure "$s" push-large $rep loadgen push --set large-r$rep "${large[@]}" \
-                --clients $large_clients "${dc[@]}"
+        for s in $(order $rep "${large_pushers[@]}"); do
+            if [ "$s" = rgw ]; then
+                measure rgw push-large $rep rgw push large-r$rep
+            else
+                measure "$s" push-large $rep loadgen push --set large-r$rep "${large[@]}" \
+                    --clients $large_clients "${dc[@]}"
+            fi
         done
         limit push-large limit-write --out "$work/limit" --images $large_images \
             --layer-size "$large_layer" --clients $large_clients
@@ -630,6 +828,12 @@ for s in "${regs[@]}"; do
         --url "${url[$s]}" "${lg_tls[@]}" --set large-r1 "${large[@]}" --clients $large_clients \
         "${dc[@]}" >/dev/null 2>>"$work/logs/loadgen.err"
 done
+if [ "$tier" = s3 ] && [ ${#large_sets[@]} != 0 ]; then
+    want push-large || rgw_io push large-r1 >/dev/null
+    # Warm like the others: two unmeasured reads of each object.
+    rgw_io pull large-r1 >/dev/null
+    rgw_io pull large-r1 >/dev/null
+fi
 "$loadgen" export --out "$work/static" --set small-r1 "${small[@]}" >/dev/null || harness_failed=1
 [ ${#large_sets[@]} = 0 ] || "$loadgen" export --out "$work/static" --set large-r1 "${large[@]}" \
     "${dc[@]}" >/dev/null || harness_failed=1
@@ -654,7 +858,11 @@ echo "== pull and GET"
 timed=(--duration "$duration" --warmup "$warmup")
 hot_path="/v2/bench/small-r1-0/manifests/i0"
 for ((rep = 1; rep <= reps; rep++)); do
-    for s in $(order $rep "${pullers[@]}"); do
+    for s in $(order $rep "${large_pullers[@]}"); do
+        if [ "$s" = rgw ]; then
+            want pull-large && measure rgw pull-large $rep rgw pull large-r1
+            continue
+        fi
         want pull-small && measure "$s" pull-small $rep loadgen pull --set small-r1 \
             "${small[@]}" --clients $small_clients
         want pull-large && measure "$s" pull-large $rep loadgen pull --set large-r1 \
@@ -669,6 +877,14 @@ for ((rep = 1; rep <= reps; rep++)); do
             -d"${duration}s" --latency -H "$accept" "${url[$s]}$hot_path"
     done
 done
+# Tier s3: one node of the region against two (issue 11: two nodes >= 1.7x one node).
+if [ "$tier" = s3 ] && [ "$have_meridian" = 1 ] && want nodes; then
+    for ((rep = 1; rep <= ${nodes_reps:-$reps}; rep++)); do
+        for n in $(order $rep 1 2); do
+            nodes_run "$n" "$rep"
+        done
+    done
+fi
 # A new connection (and with --tls a full handshake) per request: what clients that do not
 # keep their connections (or a load balancer's health checks) cost.
 for ((rep = 1; rep <= reps; rep++)); do
