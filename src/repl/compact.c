@@ -295,7 +295,8 @@ json_t *compact_status_json(struct compact *c)
     AZ(pthread_mutex_lock(&c->mu));
     json_t *out = json_pack(
         "{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "region",
-        reg->cfg->region, "is_scheduled_here", (int)atomic_load(&reg->is_owner), "interval_s", (json_int_t)reg->cfg->compact_interval_s, "horizon_s",
+        reg->cfg->region, "is_scheduled_here", (int)atomic_load(&reg->is_owner), "interval_s",
+        (json_int_t)reg->cfg->compact_interval_s, "horizon_s",
         (json_int_t)reg->cfg->compact_horizon_s, "tombstone_retention_s",
         (json_int_t)reg->cfg->tombstone_retention_s, "log_events", (json_int_t)n_events,
         "tombstones", (json_int_t)n_tombs, "log_horizon", horizon, "peers", peers, "passes",
