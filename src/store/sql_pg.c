@@ -348,6 +348,8 @@ static int ensure_connected(struct pg_db *d)
     d->is_given_up = false;
     learn_answer_timeout(d);
     d->generation++;
+    if (d->is_given_up) /* connected, then no answer: made again on the next call */
+        return note_failure(d, NULL);
     log_info("metastore", "reconnected to PostgreSQL");
     return SQL_OK;
 }
