@@ -16,6 +16,10 @@ bool oci_lock_refuses(struct http_req *req, const char *tag, const struct digest
                                            : l.read_enabled;
     if (allowed)
         return false;
+    if (l.is_unknown) { /* the store did not answer (it logged why): retryable, not locked */
+        http_reply_error(req, ERR_UNAVAILABLE, "the repository's locks could not be read");
+        return true;
+    }
     http_reply_error(req, ERR_DENIED, "%s%s%s is locked: %s is disabled (meridian repository "
                      "update changes it)",
                      req->repo, tag ? ":" : (d ? "@" : ""), tag ? tag : (d ? d->str : ""),

@@ -6,6 +6,9 @@
  *        --> batches of expired tombstones removed --> idle
  *   compact_run (management API) --> the same pass, serialized with the thread's
  *
+ * Of the nodes of a scale-out region, only the holder of the background-work lease
+ * (server/lease.c) runs the scheduled passes: one pass per region, not one per node.
+ *
  * Which events may go: an event is dropped once every live peer has acknowledged it (its
  * version vector, sent when it pulls, covers it). Its effect is then in every live
  * region's tables, and a region that needs it later (a new region, or one back from
@@ -291,8 +294,9 @@ json_t *compact_status_json(struct compact *c)
     }
     AZ(pthread_mutex_lock(&c->mu));
     json_t *out = json_pack(
-        "{s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "region",
-        reg->cfg->region, "interval_s", (json_int_t)reg->cfg->compact_interval_s, "horizon_s",
+        "{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "region",
+        reg->cfg->region, "is_scheduled_here", (int)atomic_load(&reg->is_owner), "interval_s",
+        (json_int_t)reg->cfg->compact_interval_s, "horizon_s",
         (json_int_t)reg->cfg->compact_horizon_s, "tombstone_retention_s",
         (json_int_t)reg->cfg->tombstone_retention_s, "log_events", (json_int_t)n_events,
         "tombstones", (json_int_t)n_tombs, "log_horizon", horizon, "peers", peers, "passes",
@@ -401,6 +405,8 @@ static void *compact_main(void *arg)
             break;
         if (c->reg->cfg->compact_interval_s <= 0 || c->reg->is_removed)
             continue;
+        if (!atomic_load(&c->reg->is_owner))
+            continue; /* another node of this region holds the background-work lease */
         uint64_t n_events = 0, n_tombs = 0, n_errors = 0;
         pass(c, 0, &n_events, &n_tombs, &n_errors);
     }

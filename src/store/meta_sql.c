@@ -545,6 +545,7 @@ static const struct metastore_ops sq_ops = {
     .upload_create = sq_upload_create,
     .upload_get = sq_upload_get,
     .upload_delete = sq_upload_delete,
+    .upload_claim = sq_upload_claim,
     .upload_list_expired = sq_upload_list_expired,
     .upload_set_acked = sq_upload_set_acked,
     .upload_count_from = sq_upload_count_from,

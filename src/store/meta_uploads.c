@@ -127,3 +127,35 @@ int sq_upload_list_expired(struct metastore *ms, int64_t now_s,
         return -1;
     return sq_collect_names(c, s, rc, -1, out, e);
 }
+
+/* A session's claim is a session-level advisory lock keyed by the first 60 bits of its id
+ * (random hex): below 2^60, so never one of the fixed keys (migrations, writers, GC
+ * fence: all above 2^62). Only the calling thread's connection holds it, and the
+ * server drops it with the connection: a node killed mid-request frees its sessions. */
+int sq_upload_claim(struct metastore *ms, const char *id, bool is_claim, bool *is_held,
+                    struct err *e)
+{
+    *is_held = is_claim;
+    struct sq_store *st = (struct sq_store *)ms;
+    if (st->drv->dialect == SQL_DIALECT_SQLITE)
+        return 0;
+    char prefix[16];
+    snprintf(prefix, sizeof(prefix), "%.15s", id);
+    int64_t key = (int64_t)strtoull(prefix, NULL, 16);
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_run(c, is_claim ? "SELECT CASE WHEN pg_try_advisory_lock(?1) THEN 1 ELSE 0 END"
+                                : "SELECT CASE WHEN pg_advisory_unlock(?1) THEN 1 ELSE 0 END",
+                    &s, e, "i", key);
+    if (rc < 0)
+        return -1;
+    bool is_ok = rc == SQL_ROW && sql_col_int64(s, 0) == 1;
+    sql_finalize(s);
+    if (is_claim)
+        *is_held = is_ok;
+    else if (!is_ok) /* the connection was made again since: the server dropped it then */
+        log_warn("uploads", "upload session %s was no longer claimed when given up", id);
+    return 0;
+}

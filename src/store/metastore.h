@@ -131,6 +131,13 @@ typedef int ms_upload_count_from_f(struct metastore *ms, const char *source, int
                                    int64_t *n, struct err *e);
 /* ERR_BLOB_UPLOAD_UNKNOWN if id does not exist. */
 typedef int ms_upload_delete_f(struct metastore *ms, const char *id, struct err *e);
+/* The cross-node half of a session's exclusive use (upload_sessions.c): takes
+ * (is_claim) or gives up the claim on session id, without waiting; *is_held says whether
+ * this node holds it now. Held by the calling thread's connection, so a request gives it
+ * up on the thread that took it; released by the database if the node dies. A store of
+ * one process always grants it (the in-memory busy flag is the whole lock there). */
+typedef int ms_upload_claim_f(struct metastore *ms, const char *id, bool is_claim,
+                              bool *is_held, struct err *e);
 /* Ids of sessions that expired before now_s (caller frees the list). */
 typedef int ms_upload_list_expired_f(struct metastore *ms, int64_t now_s,
                                      struct meta_name_list *out, struct err *e);
@@ -706,6 +713,7 @@ struct metastore_ops {
     ms_upload_create_f *upload_create;
     ms_upload_get_f *upload_get;
     ms_upload_delete_f *upload_delete;
+    ms_upload_claim_f *upload_claim;
     ms_upload_list_expired_f *upload_list_expired;
     ms_upload_set_acked_f *upload_set_acked;
     ms_upload_count_from_f *upload_count_from;

@@ -605,6 +605,7 @@ ms_upload_set_acked_f sq_upload_set_acked;
 ms_upload_list_single_f sq_upload_list_single;
 ms_upload_count_from_f sq_upload_count_from;
 ms_upload_delete_f sq_upload_delete;
+ms_upload_claim_f sq_upload_claim;
 ms_upload_list_expired_f sq_upload_list_expired;
 
 /* meta_webhooks.c: webhook deliveries (region-local). */

@@ -32,7 +32,7 @@ static void lock_key(const char *repo, const char *tag, const struct digest *d, 
 int repo_lock_get(struct metastore *ms, const char *repo, const char *tag,
                   const struct digest *d, struct repo_lock *out, struct err *e)
 {
-    *out = (struct repo_lock){true, true, true, true};
+    *out = (struct repo_lock){true, true, true, true, false};
     char key[NAME_MAX_BYTES + DIGEST_STR_MAX + 2];
     lock_key(repo, tag, d, key, sizeof(key));
     char *text = NULL;
@@ -67,7 +67,7 @@ int repo_lock_put(struct metastore *ms, const char *repo, const char *tag,
 void repo_lock_effective(struct metastore *ms, const char *repo, const char *tag,
                          const struct digest *d, struct repo_lock *out)
 {
-    *out = (struct repo_lock){true, true, true, true};
+    *out = (struct repo_lock){true, true, true, true, false};
     if (!ms->ops->object_kind_may_exist(ms, REPO_LOCK_KIND))
         return; /* no lock anywhere in the registry: nothing to look up */
     const char *tags[] = {NULL, tag, NULL};
@@ -77,8 +77,10 @@ void repo_lock_effective(struct metastore *ms, const char *repo, const char *tag
             continue;
         struct repo_lock one;
         struct err e = {0};
-        if (repo_lock_get(ms, repo, tags[k], digests[k], &one, &e) != 0)
-            one = (struct repo_lock){false, false, true, true}; /* fail closed for changes */
+        if (repo_lock_get(ms, repo, tags[k], digests[k], &one, &e) != 0) {
+            one = (struct repo_lock){false, false, true, true, false}; /* fail closed for changes */
+            out->is_unknown = true;
+        }
         for (size_t i = 0; i < N_ATTRS; i++)
             *attr_of(out, i) = *attr_of(out, i) && *attr_of(&one, i);
     }

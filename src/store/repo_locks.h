@@ -20,6 +20,7 @@
 
 struct repo_lock {
     bool write_enabled, delete_enabled, read_enabled, list_enabled;
+    bool is_unknown; /* repo_lock_effective: the store could not answer (see there) */
 };
 
 /* The attributes set on exactly one scope: repo alone (tag and d NULL), repo:tag or
@@ -31,7 +32,8 @@ int repo_lock_put(struct metastore *ms, const char *repo, const char *tag,
                   const struct digest *d, const struct repo_lock *l, struct err *e);
 /* What applies to a manifest reached through tag (NULL: by digest) and/or digest d (NULL:
  * unknown): the AND of the repository's, the tag's and the manifest's attributes. A store
- * failure counts as unlocked for reads and as locked for writes and deletes. */
+ * failure counts as unlocked for reads and as locked for writes and deletes, and sets
+ * is_unknown (a request refused for it is told to retry, not that the image is locked). */
 void repo_lock_effective(struct metastore *ms, const char *repo, const char *tag,
                          const struct digest *d, struct repo_lock *out);
 

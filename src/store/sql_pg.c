@@ -19,10 +19,23 @@
  * Commits are durable when COMMIT returns (synchronous_commit of the server): no sync op.
  * A connection that broke is re-established on the next call outside a transaction, its
  * prepared statements prepared again on first use; a BEGIN, prepare or SELECT that found
- * it broken is made once more (see may_retry). */
+ * it broken is made once more (see may_retry).
+ *
+ * Bounds (a dead, blackholed or hung server must not hold a request for ever): each
+ * connection is made with connect_timeout, TCP keepalives and tcp_user_timeout (a peer
+ * that stopped answering at the TCP level is found dead in about ten seconds) and
+ * sessions run with statement_timeout and idle_in_transaction_session_timeout (a query
+ * or an abandoned transaction ends on the server, with its locks), each unless the
+ * conninfo sets it (the user's value wins; see with_bounds). A path that still carries
+ * TCP but no answer (a hung server, a proxy that stopped forwarding) is covered on this
+ * side: a call waits for its answer at most the session's statement_timeout plus
+ * PG_ANSWER_SLACK_MS, then the connection is given up (made again on the next call)
+ * and the call fails as a lost connection: 503 to a client. */
 #include "sql_driver.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +53,25 @@
 #define PG_BEGIN_WRITE                                                                         \
     "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(7882832519763681646)"
 #define PG_MAX_PARAMS 32
+/* Connection settings applied unless the conninfo (or libpq's environment) sets them. */
+#define PG_CONNECT_TIMEOUT_S "3"
+#define PG_KEEPALIVES_IDLE_S "5"
+#define PG_KEEPALIVES_INTERVAL_S "2"
+#define PG_KEEPALIVES_COUNT "3"
+#define PG_TCP_USER_TIMEOUT_MS "10000"
+/* The session's bounds, as server options; the user's options come after, so a
+ * statement_timeout in them wins. 10 s: every statement of this registry is indexed and
+ * batched (GC, compaction: 1000 rows a transaction), so a healthy one never nears it, and
+ * a request thread serves other connections too (http.c): it must not wait much longer.
+ * The server-side keepalives let the server drop a node gone from the network (and the
+ * session locks it held) as fast as the node notices the server gone. */
+#define PG_STATEMENT_TIMEOUT_MS 10000
+#define PG_SESSION_OPTIONS                                                                     \
+    "-c statement_timeout=10000 -c idle_in_transaction_session_timeout=10000"                  \
+    " -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"         \
+    " -c tcp_user_timeout=10000"
+/* How much longer than statement_timeout a call waits for the server's answer. */
+#define PG_ANSWER_SLACK_MS 2000
 
 struct pg_db {
     struct sql_db base;
@@ -48,6 +80,8 @@ struct pg_db {
     unsigned n_named;    /* names of prepared statements: s1, s2, ... */
     int64_t changes;
     bool is_in_tx;       /* between a begin and its commit or rollback */
+    bool is_given_up;    /* a call got no answer in time: the connection is made again */
+    int answer_timeout_ms; /* statement_timeout + PG_ANSWER_SLACK_MS; 0: no bound */
     /* The one-shot statement whose text the server's unnamed statement holds now: another
      * one-shot prepared since replaced it, so a run of this one prepares it again. */
     struct pg_stmt *unnamed_owner;
@@ -95,9 +129,11 @@ static int note_failure(struct pg_db *d, const PGresult *res)
 {
     const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (state == NULL)
-        state = PQstatus(d->h) == CONNECTION_BAD ? "08006" : "XX000";
+        state = PQstatus(d->h) == CONNECTION_BAD || d->is_given_up ? "08006" : "XX000";
     snprintf(d->sqlstate, sizeof(d->sqlstate), "%s", state);
     const char *msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (res == NULL && d->is_given_up)
+        msg = "no answer from the server in time: connection given up";
     if (msg == NULL || msg[0] == '\0')
         msg = PQerrorMessage(d->h);
     free(d->message);
@@ -152,12 +188,70 @@ static void on_notice(void *arg, const char *message)
     log_debug("metastore", "postgres: %s", message);
 }
 
+/* Is keyword set by the parsed conninfo, or by libpq's environment variable env? */
+static const char *user_value(const PQconninfoOption *opts, const char *keyword,
+                              const char *env)
+{
+    for (const PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, keyword) == 0 && o->val != NULL && o->val[0] != '\0')
+            return o->val;
+    }
+    const char *v = env != NULL ? getenv(env) : NULL;
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* Connects to target (a conninfo string or URI) with the bounds of this file's header
+ * added where target leaves them unset. */
+static PGconn *connect_bounded(const char *target)
+{
+    static const struct {
+        const char *keyword, *env, *value;
+    } defaults[] = {
+        {"connect_timeout", "PGCONNECT_TIMEOUT", PG_CONNECT_TIMEOUT_S},
+        {"keepalives", NULL, "1"},
+        {"keepalives_idle", NULL, PG_KEEPALIVES_IDLE_S},
+        {"keepalives_interval", NULL, PG_KEEPALIVES_INTERVAL_S},
+        {"keepalives_count", NULL, PG_KEEPALIVES_COUNT},
+        {"tcp_user_timeout", NULL, PG_TCP_USER_TIMEOUT_MS},
+    };
+    enum { N_DEFAULTS = sizeof(defaults) / sizeof(defaults[0]) };
+    PQconninfoOption *opts = PQconninfoParse(target, NULL);
+    if (opts == NULL) /* not parseable: libpq says why when it tries */
+        return PQconnectdb(target);
+    const char *keywords[N_DEFAULTS + 3], *values[N_DEFAULTS + 3];
+    size_t n = 0;
+    keywords[n] = "dbname"; /* expanded: every setting of target, as given */
+    values[n++] = target;
+    for (size_t i = 0; i < N_DEFAULTS; i++) {
+        if (user_value(opts, defaults[i].keyword, defaults[i].env) == NULL) {
+            keywords[n] = defaults[i].keyword;
+            values[n++] = defaults[i].value;
+        }
+    }
+    /* Server options: ours first, the user's after (the last -c of a setting wins). */
+    const char *theirs = user_value(opts, "options", "PGOPTIONS");
+    size_t options_len = sizeof(PG_SESSION_OPTIONS) + 1 + (theirs != NULL ? strlen(theirs) : 0);
+    char *options = xmalloc(options_len);
+    snprintf(options, options_len, "%s%s%s", PG_SESSION_OPTIONS, theirs != NULL ? " " : "",
+             theirs != NULL ? theirs : "");
+    keywords[n] = "options";
+    values[n++] = options;
+    keywords[n] = NULL;
+    values[n] = NULL;
+    PGconn *h = PQconnectdbParams(keywords, values, 1);
+    free(options);
+    PQconninfoFree(opts);
+    return h;
+}
+
+static void learn_answer_timeout(struct pg_db *d);
+
 static int pg_open(const char *target, struct sql_db **out, struct err *e)
 {
     *out = NULL;
     struct pg_db *d = xcalloc(1, sizeof(*d));
     d->base.drv = &sql_pg_driver;
-    d->h = PQconnectdb(target);
+    d->h = connect_bounded(target);
     if (d->h == NULL || PQstatus(d->h) != CONNECTION_OK) {
         /* The URI may hold a password: name the failure, not the target. */
         log_error("metastore", "failed to connect to PostgreSQL: %s",
@@ -166,22 +260,96 @@ static int pg_open(const char *target, struct sql_db **out, struct err *e)
         return err_set(e, ERR_UNAVAILABLE, NULL);
     }
     PQsetNoticeProcessor(d->h, on_notice, NULL);
+    learn_answer_timeout(d);
     *out = &d->base;
     return 0;
+}
+
+/* Waits for the answer to what was just sent, at most d->answer_timeout_ms; returns it
+ * like PQexec (the first error, else the last result), or NULL when it did not come in
+ * time (the connection is then given up) or the connection failed. */
+static PGresult *await_answer(struct pg_db *d, int is_sent)
+{
+    if (!is_sent)
+        return NULL;
+    int64_t deadline_ms = util_mono_ns() / 1000000 + d->answer_timeout_ms;
+    PGresult *kept = NULL;
+    for (;;) {
+        int flushed = PQflush(d->h); /* 1: more to send */
+        if (flushed < 0)
+            break;
+        if (flushed == 0 && !PQisBusy(d->h)) {
+            PGresult *r = PQgetResult(d->h);
+            if (r == NULL)
+                return kept;
+            if (kept != NULL && PQresultStatus(kept) == PGRES_FATAL_ERROR) {
+                PQclear(r);
+            } else {
+                PQclear(kept);
+                kept = r;
+            }
+            continue;
+        }
+        int wait_ms = -1;
+        if (d->answer_timeout_ms > 0) {
+            int64_t left = deadline_ms - util_mono_ns() / 1000000;
+            if (left <= 0) {
+                d->is_given_up = true;
+                log_warn("metastore", "PostgreSQL did not answer within %d ms: giving the "
+                         "connection up", d->answer_timeout_ms);
+                break;
+            }
+            wait_ms = (int)left;
+        }
+        struct pollfd p = {.fd = PQsocket(d->h), .events = POLLIN | (flushed ? POLLOUT : 0)};
+        int rc = poll(&p, 1, wait_ms);
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (rc > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(d->h))
+            break;
+    }
+    PQclear(kept);
+    return NULL;
+}
+
+static PGresult *exec_bounded(struct pg_db *d, const char *sql)
+{
+    return await_answer(d, PQsendQuery(d->h, sql));
+}
+
+/* The session's statement_timeout (ours, or the user's) sets how long a call waits. */
+static void learn_answer_timeout(struct pg_db *d)
+{
+    /* Non-blocking: a send that the kernel cannot take at once waits in await_answer,
+     * under its bound, not in libpq. */
+    if (PQsetnonblocking(d->h, 1) != 0)
+        log_warn("metastore", "failed to make the PostgreSQL connection non-blocking");
+    d->answer_timeout_ms = PG_STATEMENT_TIMEOUT_MS + PG_ANSWER_SLACK_MS; /* until known */
+    PGresult *r = exec_bounded(d, "SELECT setting FROM pg_settings"
+                                  " WHERE name = 'statement_timeout'");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        long ms = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+        d->answer_timeout_ms = ms > 0 ? (int)ms + PG_ANSWER_SLACK_MS : 0;
+    }
+    PQclear(r);
 }
 
 /* Outside a transaction, a connection that broke (server restarted, network) is made
  * again; statements prepare again on their next run. 0, or PG_ERROR. */
 static int ensure_connected(struct pg_db *d)
 {
-    if (PQstatus(d->h) == CONNECTION_OK)
+    if (PQstatus(d->h) == CONNECTION_OK && !d->is_given_up)
         return SQL_OK;
     if (d->is_in_tx) /* the transaction is lost with the connection: no silent reconnect */
         return note_failure(d, NULL);
     PQreset(d->h);
     if (PQstatus(d->h) != CONNECTION_OK)
         return note_failure(d, NULL);
+    d->is_given_up = false;
+    learn_answer_timeout(d);
     d->generation++;
+    if (d->is_given_up) /* connected, then no answer: made again on the next call */
+        return note_failure(d, NULL);
     log_info("metastore", "reconnected to PostgreSQL");
     return SQL_OK;
 }
@@ -191,7 +359,7 @@ static int ensure_connected(struct pg_db *d)
  * for calls that change nothing if they did run (BEGIN, prepare, SELECT). */
 static bool may_retry(struct pg_db *d, bool is_harmless)
 {
-    return is_harmless && !d->is_in_tx && PQstatus(d->h) == CONNECTION_BAD;
+    return is_harmless && !d->is_in_tx && PQstatus(d->h) == CONNECTION_BAD && !d->is_given_up;
 }
 
 /* Runs text without parameters; results other than success are a failure. */
@@ -201,7 +369,7 @@ static int run_plain(struct pg_db *d, const char *sql, bool is_harmless)
     for (int attempt = 0; attempt < 2; attempt++) {
         if (ensure_connected(d) != SQL_OK)
             return PG_ERROR;
-        PGresult *r = PQexec(d->h, sql);
+        PGresult *r = exec_bounded(d, sql);
         ExecStatusType st = PQresultStatus(r);
         rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? SQL_OK : note_failure(d, r);
         PQclear(r);
@@ -272,7 +440,7 @@ static void clear_bindings(struct pg_stmt *s)
 static int server_prepare(struct pg_stmt *s)
 {
     struct pg_db *d = s->db;
-    PGresult *r = PQprepare(d->h, s->name, s->pg_sql, s->n_params, NULL);
+    PGresult *r = await_answer(d, PQsendPrepare(d->h, s->name, s->pg_sql, s->n_params, NULL));
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? SQL_OK : note_failure(d, r);
     PQclear(r);
     if (rc == SQL_OK) {
@@ -292,11 +460,11 @@ static void pg_finalize(struct sql_stmt *st)
         s->db->unnamed_owner = NULL;
     /* A named statement lives as long as its connection: say it is no longer needed. */
     if (s->name[0] != '\0' && s->generation == s->db->generation &&
-        PQstatus(s->db->h) == CONNECTION_OK &&
+        PQstatus(s->db->h) == CONNECTION_OK && !s->db->is_given_up &&
         PQtransactionStatus(s->db->h) != PQTRANS_INERROR) {
         char sql[40];
         snprintf(sql, sizeof(sql), "DEALLOCATE %s", s->name);
-        PQclear(PQexec(s->db->h, sql));
+        PQclear(exec_bounded(s->db, sql));
     }
     free(s->sql);
     free(s->pg_sql);
@@ -376,8 +544,9 @@ static int run_once(struct pg_stmt *s)
                     (s->name[0] == '\0' && d->unnamed_owner != s);
     if (is_stale && server_prepare(s) != SQL_OK)
         return PG_ERROR;
-    s->res = PQexecPrepared(d->h, s->name, s->n_params, (const char *const *)s->values,
-                            s->lengths, s->formats, 0);
+    s->res = await_answer(d, PQsendQueryPrepared(d->h, s->name, s->n_params,
+                                                 (const char *const *)s->values, s->lengths,
+                                                 s->formats, 0));
     ExecStatusType st = PQresultStatus(s->res);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         int rc = note_failure(d, s->res);
@@ -513,7 +682,7 @@ static int64_t pg_changes(struct sql_db *db)
 static int64_t pg_last_insert_id(struct sql_db *db)
 {
     struct pg_db *d = pdb(db);
-    PGresult *r = PQexec(d->h, "SELECT lastval()");
+    PGresult *r = exec_bounded(d, "SELECT lastval()");
     int64_t id = 0;
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
         id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -531,8 +700,8 @@ static int pg_begin(struct sql_db *db, bool is_write)
     int rc =
         run_plain(d, is_write ? PG_BEGIN_WRITE : "BEGIN ISOLATION LEVEL REPEATABLE READ", true);
     d->is_in_tx = rc == SQL_OK;
-    if (rc != SQL_OK && PQtransactionStatus(d->h) == PQTRANS_INERROR)
-        PQclear(PQexec(d->h, "ROLLBACK")); /* BEGIN ran, the lock did not */
+    if (rc != SQL_OK && !d->is_given_up && PQtransactionStatus(d->h) == PQTRANS_INERROR)
+        PQclear(exec_bounded(d, "ROLLBACK")); /* BEGIN ran, the lock did not */
     return rc;
 }
 
@@ -541,7 +710,8 @@ static int pg_commit(struct sql_db *db)
 {
     struct pg_db *d = pdb(db);
     d->is_in_tx = false;
-    PGresult *r = PQexec(d->h, "COMMIT");
+    /* Not answered in time: the outcome is unknown, so it is a failure (not acknowledged) */
+    PGresult *r = d->is_given_up ? NULL : exec_bounded(d, "COMMIT");
     int rc = SQL_OK;
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         rc = note_failure(d, r);
@@ -560,8 +730,10 @@ static void pg_rollback(struct sql_db *db)
     struct pg_db *d = pdb(db);
     d->is_in_tx = false;
     PGTransactionStatusType ts = PQtransactionStatus(d->h);
-    if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)
-        PQclear(PQexec(d->h, "ROLLBACK"));
+    /* A connection given up is not used again: the server ends its transaction when
+     * idle_in_transaction_session_timeout runs out, or when the socket closes. */
+    if (!d->is_given_up && (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR))
+        PQclear(exec_bounded(d, "ROLLBACK"));
 }
 
 const struct sql_driver sql_pg_driver = {

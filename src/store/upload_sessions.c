@@ -1,6 +1,8 @@
 /* Upload session table: a mutex-guarded list of in-memory states for sessions that
  * were touched since start. The list is short (sessions in use, plus idle ones until
- * they finish or expire), so a linear scan costs less than a hash table's upkeep. */
+ * they finish or expire), so a linear scan costs less than a hash table's upkeep.
+ * A session is used by one request at a time: the busy flag on this node, and a claim in
+ * the shared metastore across the nodes of a region (see claim). */
 #include "upload_sessions.h"
 
 #include <inttypes.h>
@@ -97,9 +99,36 @@ static bool is_valid_id(const char *id)
     return true;
 }
 
-/* Gives back a session taken by acquire that failed before use; returns -1. */
-static int release_busy(struct upload_sessions *us, struct upload_state *st)
+/* The cross-node half of a session's exclusive use: several nodes of a region may each
+ * receive requests of one upload, and the busy flag only covers this node. The claim
+ * (ms_upload_claim_f) is taken after the busy flag and given up before it is cleared,
+ * so one request of this node holds both at once; another node's request finds the
+ * claim held and gets the same answer as a second request here. */
+static int claim(struct upload_sessions *us, const char *id, struct err *e)
 {
+    bool is_held = false;
+    if (us->ms->ops->upload_claim(us->ms, id, true, &is_held, e) != 0)
+        return -1;
+    if (!is_held)
+        return err_set(e, ERR_BLOB_UPLOAD_INVALID, "upload session is in use by another "
+                                                   "request");
+    return 0;
+}
+
+static void unclaim(struct upload_sessions *us, const char *id)
+{
+    struct err e = {0};
+    bool is_held;
+    if (us->ms->ops->upload_claim(us->ms, id, false, &is_held, &e) != 0)
+        log_warn("uploads", "failed to give up the claim on upload session %s: %s", id,
+                 err_message(&e));
+}
+
+/* Gives back a session taken by acquire that failed before use; returns -1. */
+static int release_busy(struct upload_sessions *us, struct upload_state *st, bool is_claimed)
+{
+    if (is_claimed)
+        unclaim(us, st->id);
     AZ(pthread_mutex_lock(&us->mu));
     st->is_busy = false;
     AZ(pthread_mutex_unlock(&us->mu));
@@ -131,6 +160,7 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     *out = NULL;
     if (!is_valid_id(id))
         return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
+    bool is_claimed = false;
     AZ(pthread_mutex_lock(&us->mu));
     struct upload_state *st = find(us, id);
     if (st) {
@@ -145,12 +175,15 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
         }
         st->is_busy = true;
         AZ(pthread_mutex_unlock(&us->mu));
+        if (claim(us, id, e) != 0)
+            return release_busy(us, st, false);
+        is_claimed = true;
         if (is_current(us, st, e)) {
             *out = st;
             return 0;
         }
         if (e->code != 0)
-            return release_busy(us, st);
+            return release_busy(us, st, true);
         /* Another node of the region moved the session on: drop this node's state and
          * load it again from storage below. */
         AZ(pthread_mutex_lock(&us->mu));
@@ -162,14 +195,18 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     }
 
     /* Not in memory: load it from storage, then publish it unless another request
-     * loaded it meanwhile. */
-    int64_t acked = -1;
-    if (us->ms->ops->upload_get(us->ms, id, repo, &acked, e) != 0)
+     * loaded it meanwhile. The claim comes first: no other node appends while the size is
+     * read. */
+    if (!is_claimed && claim(us, id, e) != 0)
         return -1;
+    int64_t acked = -1;
     uint64_t size = 0;
     struct blobstore_upload *upload;
-    if (us->bs->ops->upload_open(us->bs, id, &upload, &size, e) != 0)
+    if (us->ms->ops->upload_get(us->ms, id, repo, &acked, e) != 0 ||
+        us->bs->ops->upload_open(us->bs, id, &upload, &size, e) != 0) {
+        unclaim(us, id);
         return -1;
+    }
     st = xcalloc(1, sizeof(*st));
     memcpy(st->id, id, 33);
     st->repo = xstrdup(repo);
@@ -183,6 +220,7 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     if (find(us, id) != NULL) {
         AZ(pthread_mutex_unlock(&us->mu));
         state_free(us, st);
+        unclaim(us, id); /* the other request's claim stays: the lock counts its takers */
         return err_set(e, ERR_BLOB_UPLOAD_INVALID, "upload session is in use by another "
                                                    "request");
     }
@@ -200,6 +238,7 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
             unlink_state(us, st);
             AZ(pthread_mutex_unlock(&us->mu));
             state_free(us, st);
+            unclaim(us, id);
             return -1;
         }
         log_info("uploads", "cut upload %s back from %" PRIu64 " to the %" PRId64
@@ -250,6 +289,7 @@ void upload_sessions_release(struct upload_sessions *us, struct upload_state *st
         log_error("uploads", "upload %s keeps %" PRIu64 " of its %" PRIu64 " bytes", st->id,
                   held, st->offset);
     st->offset = held;
+    unclaim(us, st->id);
     AZ(pthread_mutex_lock(&us->mu));
     st->is_busy = false;
     AZ(pthread_mutex_unlock(&us->mu));
@@ -310,6 +350,7 @@ void upload_sessions_delete(struct upload_sessions *us, struct upload_state *st)
     memcpy(id, st->id, sizeof(id));
     state_free(us, st);
     us->bs->ops->upload_remove(us->bs, id);
+    unclaim(us, id);
     metrics_uploads_in_progress_add(-1);
 }
 
@@ -322,13 +363,23 @@ int upload_sessions_expire(struct upload_sessions *us, const char *id)
         return -1;
     }
     if (st)
-        unlink_state(us, st);
+        st->is_busy = true; /* no request of this node takes it while the claim is asked */
     AZ(pthread_mutex_unlock(&us->mu));
-    if (st)
-        state_free(us, st);
     struct err e = {0};
+    if (claim(us, id, &e) != 0) { /* in use through another node, or no database */
+        if (st)
+            release_busy(us, st, false);
+        return -1;
+    }
+    if (st) {
+        AZ(pthread_mutex_lock(&us->mu));
+        unlink_state(us, st);
+        AZ(pthread_mutex_unlock(&us->mu));
+        state_free(us, st);
+    }
     us->ms->ops->upload_delete(us->ms, id, &e);
     us->bs->ops->upload_remove(us->bs, id);
+    unclaim(us, id);
     metrics_uploads_in_progress_add(-1);
     return 0;
 }

@@ -5,7 +5,8 @@ filesystem blob store on a shared directory) behind a round-robin TCP balancer
 nodes in turn).
 
 - a chunked upload started on one node continues and finishes on the other, also when
-  the node is killed (-9) in the middle of a chunk;
+  the node is killed (-9) in the middle of a chunk; a request on a session in use through
+  one node is refused through the other, as on one node;
 - an upload whose session row is not there yet (another node between creating its bytes
   and its row) survives the first sweep that sees it, and goes at the next;
 - a data endpoint URL signed by one node is honoured by the other's data listener;
@@ -13,7 +14,8 @@ nodes in turn).
   region's event log has one event per origin sequence number, in commit order, with
   clocks strictly increasing along it (no two events of the region share a clock);
 - background work runs on one node (the lease holder); the other takes over when it stops,
-  at once after a clean stop, when the lease runs out after kill -9;
+  at once after a clean stop, when the lease runs out after kill -9; scheduled compaction
+  passes too;
 - a webhook fires once per push, whichever node took the push;
 - a second region pulling from the two-node region while both nodes take concurrent
   pushes ends with every event of the region exactly once.
@@ -21,10 +23,12 @@ nodes in turn).
 
 import concurrent.futures
 import json
+import select
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -126,6 +130,77 @@ def test_chunked_upload_moves_between_nodes(nodes):
     assert got.status_code == 200 and got.content == data
 
 
+def patch_held_open(srv, path, body):
+    """Starts a PATCH of body through srv and sends half of it: the request holds the
+    session until the rest comes. Status requests (GET) through srv tell when it holds it
+    (400 while it does); the PATCH itself is refused if it arrives while such a GET holds
+    the session, and is then sent again. Returns the open socket."""
+    head = ("PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+            "Content-Range: 0-%d\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+            % (path, len(body) - 1, len(body))).encode()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+        sock.sendall(head + body[:len(body) // 2])
+        while time.monotonic() < deadline:
+            if requests.get(srv.url + path, timeout=30).status_code == 400:
+                return sock
+            readable, _, _ = select.select([sock], [], [], 0.05)
+            if readable:  # answered already: refused while a GET held the session
+                break
+        sock.close()
+    pytest.fail("no PATCH held the session")
+
+
+def test_session_in_use_through_one_node_is_refused_through_the_other(nodes):
+    """One request at a time per upload session, across the nodes: while a PATCH is in
+    flight through node A (its body half sent), a PATCH and a PUT of the same session
+    through node B get what a second request on one node gets (400 BLOB_UPLOAD_INVALID)
+    and write nothing; the first PATCH then finishes and the upload completes through B
+    with exactly the client's bytes."""
+    a, b, _ = nodes
+    repo = unique_name("e2e/claim")
+    first = random_bytes(200_000)
+    r = requests.post(a.url + "/v2/%s/blobs/uploads/" % repo, data=b"", timeout=30)
+    assert r.status_code == 202, r.text
+    path = urlparse(r.headers["Location"]).path
+    sock = patch_held_open(a, path, first)
+    try:
+        intruder = random_bytes(200_000)
+        r = requests.patch(b.url + path, data=intruder, timeout=30, headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Range": "0-%d" % (len(intruder) - 1)})
+        assert r.status_code == 400, (r.status_code, r.text)
+        assert r.json()["errors"][0]["code"] == "BLOB_UPLOAD_INVALID", r.text
+        r = requests.put(b.url + path, params={"digest": digest_of(intruder)}, timeout=30)
+        assert r.status_code == 400, (r.status_code, r.text)
+        assert r.json()["errors"][0]["code"] == "BLOB_UPLOAD_INVALID", r.text
+        sock.sendall(first[len(first) // 2:])
+        reply = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 202"), reply[:200]
+    finally:
+        sock.close()
+    r = requests.get(b.url + path, timeout=30)
+    assert r.status_code == 204 and r.headers["Range"] == "0-%d" % (len(first) - 1), \
+        (r.status_code, r.headers)
+    rest = random_bytes(50_000)
+    r = requests.patch(b.url + path, data=rest, timeout=30, headers={
+        "Content-Type": "application/octet-stream",
+        "Content-Range": "%d-%d" % (len(first), len(first) + len(rest) - 1)})
+    assert r.status_code == 202, (r.status_code, r.text)
+    data = first + rest
+    r = requests.put(a.url + path, params={"digest": digest_of(data)}, timeout=30)
+    assert r.status_code == 201, (r.status_code, r.text)
+    for srv in (a, b):
+        got = requests.get(srv.url + "/v2/%s/blobs/%s" % (repo, digest_of(data)), timeout=30)
+        assert got.status_code == 200 and got.content == data
+
+
 def test_upload_without_row_survives_one_sweep(server_factory):
     import os
     a = server_factory(*NODE_ARGS, "--upload-sweep-interval", "1")
@@ -217,6 +292,33 @@ def test_lease_of_a_killed_node_runs_out_and_another_takes_it(nodes):
     t0 = time.monotonic()
     wait_until(lambda: OWNER_LINE in log_text(other), timeout_s=30, what="takeover")
     assert time.monotonic() - t0 <= 10 + 2 + 5  # the lease's length, a renewal period, slack
+
+
+def compaction(srv):
+    r = requests.get(srv.url + "/_meridian/v1/compaction", timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_only_the_lease_holder_compacts_and_another_takes_over(server_factory):
+    """Scheduled compaction passes run on the lease holder only (one pass per region, not
+    one per node); after the holder is killed (-9) the other node runs them."""
+    args = NODE_ARGS + ["--compact-interval", "1s"]
+    a = server_factory(*args)
+    b = server_factory(*args, data_dir=a.data_dir)
+    owners = lambda: [s for s in (a, b) if OWNER_LINE in log_text(s)]  # noqa: E731
+    wait_until(lambda: len(owners()) == 1, timeout_s=10, what="one lease holder")
+    owner = owners()[0]
+    other = b if owner is a else a
+    wait_until(lambda: compaction(owner)["passes"] >= 3, timeout_s=15,
+               what="the holder's passes")
+    st = compaction(other)
+    assert st["passes"] == 0, st  # the other node's thread ran no pass
+    assert st["is_scheduled_here"] is False and compaction(owner)["is_scheduled_here"] is True
+    owner.kill()
+    wait_until(lambda: compaction(other)["passes"] >= 2, timeout_s=30,
+               what="the other node's passes after the takeover")
+    assert compaction(other)["is_scheduled_here"] is True
 
 
 class Receiver:

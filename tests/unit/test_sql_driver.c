@@ -302,6 +302,44 @@ static void test_pg_specifics(void **state)
     sql_finalize(ins);
 }
 
+/* One setting of db's session, as SHOW prints it. */
+static void assert_setting(struct sql_db *db, const char *name, const char *want)
+{
+    char sql[96];
+    snprintf(sql, sizeof(sql), "SHOW %s", name);
+    struct sql_stmt *s = NULL;
+    assert_int_equal(sql_pg_driver.prepare(db, sql, false, &s), SQL_OK);
+    assert_int_equal(sql_step(s), SQL_ROW);
+    assert_string_equal(sql_col_text(s, 0), want);
+    sql_finalize(s);
+}
+
+/* Sessions are bounded (sql_pg.c) unless the conninfo says otherwise: the user's value
+ * wins, and a statement past the bound fails as a retryable ERR_UNAVAILABLE. */
+static void test_pg_session_bounds(void **state)
+{
+    struct fixture *f = *state;
+    assert_setting(f->db, "statement_timeout", "10s");
+    assert_setting(f->db, "idle_in_transaction_session_timeout", "10s");
+    assert_setting(f->db, "tcp_keepalives_idle", "5");
+    char target[600];
+    snprintf(target, sizeof(target), "%s%soptions=-c%%20statement_timeout%%3D300", f->target,
+             strchr(f->target, '?') != NULL ? "&" : "?");
+    struct sql_db *db = NULL;
+    struct err e = {0};
+    assert_int_equal(sql_pg_driver.open(target, &db, &e), 0);
+    assert_setting(db, "statement_timeout", "300ms");
+    assert_setting(db, "idle_in_transaction_session_timeout", "10s");
+    struct sql_stmt *s = NULL;
+    assert_int_equal(sql_pg_driver.prepare(db, "SELECT pg_sleep(2)", false, &s), SQL_OK);
+    int rc = sql_step(s);
+    assert_true(rc != SQL_ROW && rc != SQL_DONE);
+    sql_pg_driver.map_error(db, rc, "sleep", NULL, &e);
+    assert_int_equal(e.code, ERR_UNAVAILABLE);
+    sql_finalize(s);
+    sql_pg_driver.close(db);
+}
+
 /* Another connection ends every connection of the test but itself. */
 static void terminate_others(struct fixture *f, struct sql_db *other)
 {
@@ -351,6 +389,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transactions, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_errors_map_into_err, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_pg_specifics, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_session_bounds, setup_pg, teardown),
     };
     return failed + cmocka_run_group_tests_name("postgres", pg_tests, NULL, NULL);
 }

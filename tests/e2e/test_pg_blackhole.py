@@ -1,0 +1,142 @@
+"""PostgreSQL blackholed under a running server (MERIDIAN_TEST_METASTORE=pg only): the
+server reaches PostgreSQL through a fault proxy (faultproxy.py) that, for 10 s, accepts
+connections and forwards nothing, and freezes the connections it carries for good (they
+stay dead after the heal, like a path whose NAT state was lost): a server that waits for an
+answer on them without a bound hangs for ever.
+
+- While PostgreSQL is unreachable, every failed push or pull is a 5xx with an OCI error
+  body, answered within REQUEST_BOUND_S (libpq's connect_timeout, and each call's wait for
+  an answer bounded by statement_timeout + slack: sql_pg.c); /readyz is 503 naming the
+  metastore, /healthz stays 200.
+- Nothing acknowledged is lost: every blob and manifest answered 201, before, during or
+  after the outage, pulls afterwards with its exact bytes.
+- The service resumes by itself (no restart): the frozen connections are given up and made
+  again."""
+
+import threading
+import time
+import urllib.parse
+
+import pytest
+import requests
+
+import pg_metastore
+from conftest import random_bytes, wait_until
+from fault_clients import Recorder, pull_one, push_one
+from faultproxy import FaultProxy
+
+pytestmark = pytest.mark.skipif(not pg_metastore.is_pg(),
+                                reason="needs the servers on PostgreSQL (MERIDIAN_TEST_METASTORE=pg)")
+
+OUTAGE_S = 10
+# A call's wait: statement_timeout (10 s) + slack (2 s); a reconnect's connect_timeout
+# (3 s) for the calls a failed request still makes; a request may also wait behind another
+# one stalled on its server thread (http.c: a thread serves many connections).
+REQUEST_BOUND_S = 30
+CLIENT_TIMEOUT_S = 60     # the clients' own (fault_clients.py)
+
+
+def readyz(url):
+    r = requests.get(url + "/readyz", timeout=REQUEST_BOUND_S)
+    return r.status_code, r.json()
+
+
+def proxied(uri, proxy):
+    u = urllib.parse.urlsplit(uri)
+    netloc = u.netloc.rsplit("@", 1)
+    hostport = "%s:%d" % (proxy.host, proxy.port)
+    netloc = netloc[0] + "@" + hostport if len(netloc) == 2 else hostport
+    return urllib.parse.urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
+
+
+def test_postgres_blackholed_for_10s_pushes_and_pulls(server_factory, tmp_path):
+    data = tmp_path / "data"
+    uri = pg_metastore.database_uri(data)
+    u = urllib.parse.urlsplit(uri)
+    proxy = FaultProxy(upstream=(u.hostname, u.port), name="postgres").start()
+    try:
+        run(server_factory, data, proxy, uri)
+    finally:
+        proxy.close()
+
+
+def run(server_factory, data, proxy, uri):
+    srv = server_factory("--metastore", proxied(uri, proxy), data_dir=str(data))
+    base = srv.url
+    rec = Recorder()
+    oci = srv.oci()
+    big, small = random_bytes(1024 * 1024 + 5), random_bytes(4096)
+    pulled = {oci.push_blob("pgb/pull", big): big, oci.push_blob("pgb/pull", small): small}
+    stop = threading.Event()
+    counter = iter(range(1_000_000))
+    errors = []
+
+    def pusher(layer_size):
+        while not stop.is_set():
+            push_one(base, "pgb/push", "t%d" % next(counter), rec, layer_size)
+            time.sleep(0.05)
+
+    def puller():
+        try:
+            while not stop.is_set():
+                pull_one(base, "pgb/pull", pulled, rec)
+                time.sleep(0.05)
+        except AssertionError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pusher, args=(n,), daemon=True)
+               for n in (20_000, 2 * 1024 * 1024)]
+    threads += [threading.Thread(target=puller, daemon=True) for _ in range(2)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(rec.acked_manifests) >= 3, timeout_s=30, what="pushes going")
+    proxy.blackhole()
+    down_at = time.monotonic()
+    try:
+        wait_until(lambda: readyz(base)[0] == 503, timeout_s=REQUEST_BOUND_S,
+                   what="/readyz 503")
+        status, body = readyz(base)
+        # The metastore named first; a probe stuck on it leaves the blob store unchecked.
+        assert status == 503 and body["failed"][0] == "metastore", body
+        assert body["checks"]["blobstore"].get("ok") or "not checked" in \
+            body["checks"]["blobstore"]["error"], body
+        assert requests.get(base + "/healthz", timeout=REQUEST_BOUND_S).status_code == 200
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
+    finally:
+        proxy.heal()
+    healed_at = time.monotonic()
+    # Recovery without a restart: /readyz, a push and a pull all succeed again.
+    wait_until(lambda: readyz(base)[0] == 200, timeout_s=REQUEST_BOUND_S,
+               what="/readyz 200 after the heal")
+    acked_at_heal = len(rec.acked_manifests)
+    wait_until(lambda: len(rec.acked_manifests) >= acked_at_heal + 3,
+               timeout_s=2 * REQUEST_BOUND_S, what="pushes going again after the heal")
+    recovered_s = time.monotonic() - healed_at
+    wait_until(lambda: pull_one(base, "pgb/pull", pulled, Recorder()), timeout_s=10,
+               what="a pull after the heal")
+    stop.set()
+    for t in threads:
+        t.join(timeout=CLIENT_TIMEOUT_S + 10)
+        assert not t.is_alive(), "a client hung"
+    assert not errors, errors
+
+    failed = [r for r in rec.rows if not (isinstance(r[2], int) and r[2] < 400)]
+    assert [r for r in failed if r[0] >= down_at], "the outage went unseen"
+    for _, what, outcome, code, _took in failed:
+        assert isinstance(outcome, int) and 500 <= outcome < 600 and code is not None, \
+            (what, outcome, code)
+    slowest = max(r[4] for r in rec.rows)
+    assert slowest < REQUEST_BOUND_S, sorted(rec.rows, key=lambda r: -r[4])[:5]
+    check = srv.oci()
+    for d, b in rec.acked_blobs.items():
+        r = check.get(check.blob_path("pgb/push", d))
+        assert r.status_code == 200 and r.content == b, (d, r.status_code)
+    for (repo, tag), m in rec.acked_manifests.items():
+        r = check.get("/v2/%s/manifests/%s" % (repo, tag),
+                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        assert r.status_code == 200 and r.content == m, (tag, r.status_code)
+    print("PostgreSQL blackholed %d s: %d requests, %d failed (codes %s), slowest %.1f s, "
+          "%d manifests acknowledged, pushes again %.1f s after the heal"
+          % (OUTAGE_S, len(rec.rows), len(failed),
+             sorted({(r[2], r[3]) for r in failed}, key=str), slowest,
+             len(rec.acked_manifests), recovered_s))
