@@ -295,7 +295,7 @@ json_t *compact_status_json(struct compact *c)
     AZ(pthread_mutex_lock(&c->mu));
     json_t *out = json_pack(
         "{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "region",
-        reg->cfg->region, "is_scheduled_here", (int)atomic_load(&reg->is_owner), "interval_s",
+        reg->cfg->region, "is_scheduled_here", (int)registry_is_owner(reg), "interval_s",
         (json_int_t)reg->cfg->compact_interval_s, "horizon_s",
         (json_int_t)reg->cfg->compact_horizon_s, "tombstone_retention_s",
         (json_int_t)reg->cfg->tombstone_retention_s, "log_events", (json_int_t)n_events,
@@ -405,7 +405,7 @@ static void *compact_main(void *arg)
             break;
         if (c->reg->cfg->compact_interval_s <= 0 || c->reg->is_removed)
             continue;
-        if (!atomic_load(&c->reg->is_owner))
+        if (!registry_is_owner(c->reg))
             continue; /* another node of this region holds the background-work lease */
         uint64_t n_events = 0, n_tombs = 0, n_errors = 0;
         pass(c, 0, &n_events, &n_tombs, &n_errors);

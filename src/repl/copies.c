@@ -233,7 +233,7 @@ static void *copies_main(void *arg)
     while (!c->is_stopping) {
         c->is_kicked = false;
         AZ(pthread_mutex_unlock(&c->mu));
-        if (atomic_load(&c->reg->is_owner))
+        if (registry_is_owner(c->reg))
             pass(c);
         AZ(pthread_mutex_lock(&c->mu));
         struct timespec until;

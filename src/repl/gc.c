@@ -502,7 +502,7 @@ static void *gc_main(void *arg)
         AZ(pthread_mutex_unlock(&g->mu));
         if (is_done)
             break;
-        if (!atomic_load(&g->reg->is_owner))
+        if (!registry_is_owner(g->reg))
             continue; /* another node of this region holds the background-work lease */
         uint64_t n_reviewed = 0, n_reclaimed = 0, n_bytes = 0, n_errors = 0, n_manifests = 0;
         AZ(pthread_mutex_lock(&g->run_mu));

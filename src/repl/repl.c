@@ -737,7 +737,7 @@ static void *puller_main(void *arg)
         struct err e = {0};
         struct meta_vv vv = {0};
         int64_t cursor = 0;
-        if (!atomic_load(&r->reg->is_owner)) {
+        if (!registry_is_owner(r->reg)) {
             nap(r, 1000); /* another node of the region pulls */
             continue;
         }
@@ -1553,7 +1553,7 @@ static void *fetcher_main(void *arg)
         struct meta_pending *list = NULL;
         size_t n = 0;
         struct err e = {0};
-        if (atomic_load(&r->reg->is_owner) &&
+        if (registry_is_owner(r->reg) &&
             ms_of(r)->ops->pending_list(ms_of(r), 64, &list, &n, &e) == 0) {
             for (size_t i = 0; i < n && !r->is_stopping; i++) {
                 /* filtered replication: only what this region holds is fetched */
@@ -2294,7 +2294,7 @@ static void *syncer_main(void *arg)
     int64_t next_anti_entropy = util_now_ms() + r->reg->cfg->sync_interval_s * 1000;
     while (!r->is_stopping) {
         int64_t now = util_now_ms();
-        if (now >= next_anti_entropy && !r->reg->is_removed && atomic_load(&r->reg->is_owner)) {
+        if (now >= next_anti_entropy && !r->reg->is_removed && registry_is_owner(r->reg)) {
             anti_entropy(r);
             placement_retention_run(r->reg); /* image versions' retention policies */
             residency_enforce_run(r->reg); /* finishes a removal a crash interrupted */

@@ -199,7 +199,7 @@ static void *scrub_main(void *arg)
         /* Scheduled passes run on the node that owns the region's background work; one
          * asked for through the API runs where it was asked. */
         bool is_due = s->next_due_ms > 0 && now >= s->next_due_ms &&
-                      atomic_load(&s->reg->is_owner);
+                      registry_is_owner(s->reg);
         if (!s->is_requested && !is_due) {
             struct timespec until;
             int64_t wake_ms = s->next_due_ms > 0 ? s->next_due_ms : now + 3600 * 1000;

@@ -40,8 +40,13 @@ static void try_hold(struct lease *l)
     bool is_owner;
     if (ms->ops->lease_hold(ms, LEASE_NAME, l->holder, now, LEASE_TTL_MS, &is_held, &e) == 0) {
         is_owner = is_held;
-        if (is_held)
+        if (is_held) {
             l->held_until_ms = now + LEASE_TTL_MS;
+            /* On a shared store, stop one renewal period before the lease runs out should
+             * the next renewals hang on the store (another node may then take it). */
+            if (l->reg->cfg->metastore != NULL)
+                atomic_store(&l->reg->owner_until_ms, now + LEASE_TTL_MS - LEASE_RENEW_MS);
+        }
     } else {
         is_owner = was_owner && now < l->held_until_ms - LEASE_RENEW_MS;
         log_warn("lease", "failed to renew the background-work lease: %s", err_message(&e));

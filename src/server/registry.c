@@ -170,6 +170,7 @@ struct registry *registry_open_with(struct config *cfg, struct blobstore *bs, st
     AZ(pthread_rwlock_init(&reg->gc_lock, NULL));
     reg->bs = bs;
     atomic_init(&reg->is_owner, true); /* until a lease says otherwise (lease.c) */
+    atomic_init(&reg->owner_until_ms, INT64_MAX);
     if (util_mkdirs(cfg->data_dir) != 0) {
         err_set(e, ERR_IO, "cannot create data directory");
         goto fail;

@@ -48,7 +48,7 @@ static void *sweep_loop(void *arg)
         int rc = pthread_cond_timedwait(&sw->cv, &sw->mu, &until);
         if (sw->is_stopping)
             break;
-        if (rc == ETIMEDOUT && atomic_load(&sw->reg->is_owner)) {
+        if (rc == ETIMEDOUT && registry_is_owner(sw->reg)) {
             AZ(pthread_mutex_unlock(&sw->mu));
             registry_sweep_uploads(sw->reg);
             AZ(pthread_mutex_lock(&sw->mu));
@@ -161,7 +161,7 @@ int server_main(int argc, char **argv)
     /* Of the nodes sharing a metastore, one runs the region's background work. */
     lease = lease_start(reg);
     /* Sessions that expired while the process was down are reclaimed at once. */
-    if (atomic_load(&reg->is_owner))
+    if (registry_is_owner(reg))
         registry_sweep_uploads(reg);
 
     struct http_config hc = {

@@ -13,6 +13,7 @@
 #include "blobstore.h"
 #include "config.h"
 #include "metastore.h"
+#include "util.h"
 
 struct upload_sessions;
 struct authz;
@@ -52,10 +53,20 @@ struct registry {
      * Always on a store of one process; on a store that several nodes share it is the
      * holder of the region's lease (server/lease.c), so that work is done once. */
     atomic_bool is_owner;
+    /* ... and only until then (ms): a node whose lease renewal hangs on the store stops
+     * one renewal period before another node may take the lease (lease.c). INT64_MAX
+     * when no lease is kept. Read through registry_is_owner. */
+    _Atomic int64_t owner_until_ms;
     /* Upload ids the last sweep found without a session row, on a metastore shared with
      * other nodes (registry.c): only the sweep thread touches it. */
     struct meta_name_list rowless_uploads;
     uint8_t data_url_key[32]; /* signs data endpoint URLs (oci_data.c): from secrets.key */
 };
+
+/* Whether this node runs the region's background work now (is_owner, within its lease). */
+static inline bool registry_is_owner(struct registry *reg)
+{
+    return atomic_load(&reg->is_owner) && util_now_ms() < atomic_load(&reg->owner_until_ms);
+}
 
 #endif
