@@ -527,3 +527,16 @@ def test_cli_refuses_hostile_arguments(srv, unchanged, meridian_bin, args):
     p = cli(srv, meridian_bin, *args)
     assert p.returncode != 0, (p.stdout, p.stderr)
     assert "Traceback" not in p.stderr and p.returncode < 128, p.stderr
+
+
+def test_no_stored_name_holds_a_control_byte(srv):
+    """Last: after every case above, no key the API lists holds a NUL or control byte."""
+    names = [p["name"] for p in api(srv, "GET", "policies/residency").json()]
+    names += [p["repositories"] for p in api(srv, "GET", "policies/residency").json()]
+    names += [q["pattern"] for q in api(srv, "GET", "quotas").json()]
+    names += [r["pattern"] for r in api(srv, "GET", "retention").json()]
+    names += [r["tags"] for r in api(srv, "GET", "retention").json()]
+    names += [w["name"] for w in api(srv, "GET", "webhooks").json()]
+    names += [d["repository"] for d in api(srv, "GET", "image-definitions").json()]
+    assert names and all(isinstance(n, str) and no_control_bytes(n) for n in names), names
+    assert_healthy(srv)
