@@ -909,7 +909,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     watch_body(s, conn, false); /* the body is in */
     if (req->is_body_error) {
-        http_reply_err(req, &req->err);
+        /* the management API answers in its own error format, also before its handler */
+        if (strncmp(req->path, MGMT_PREFIX, strlen(MGMT_PREFIX)) == 0)
+            http_reply_mgmt_err(req, &req->err);
+        else
+            http_reply_err(req, &req->err);
         /* Undo and release what the sink held now, before the reply goes out, so the
          * client's immediate retry finds its upload session free. */
         if (req->sink_cleanup) {

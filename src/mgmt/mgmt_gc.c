@@ -87,6 +87,16 @@ void mgmt_quotas_set(struct http_req *req, const struct mgmt_params *p)
         return;
     const char *pattern = json_string_value(json_object_get(body, "pattern"));
     json_t *bytes = json_object_get(body, "bytes");
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v)
+    {
+        if (strcmp(key, "pattern") != 0 && strcmp(key, "bytes") != 0) {
+            mgmt_reply_error(req, ERR_BAD_REQUEST, "unknown member %s", key);
+            json_decref(body);
+            return;
+        }
+    }
     if (pattern == NULL || !auth_pattern_is_valid(pattern, strlen(pattern)) ||
         !json_is_integer(bytes) || json_integer_value(bytes) < 0) {
         json_decref(body);

@@ -138,9 +138,31 @@ static bool is_class_name(const char *s)
     return true;
 }
 
+/* Free text (a description): no control bytes but tab and newline, which would forge
+ * lines or drive a terminal where the CLI prints it. */
 static bool is_text(const json_t *v)
 {
-    return json_is_string(v) && json_string_length(v) <= IV_TEXT_MAX;
+    if (!json_is_string(v) || json_string_length(v) > IV_TEXT_MAX)
+        return false;
+    const unsigned char *s = (const unsigned char *)json_string_value(v);
+    for (size_t i = 0; i < json_string_length(v); i++) {
+        if ((s[i] < 0x20 && s[i] != '\t' && s[i] != '\n') || s[i] == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* A word (os, arch): printable ASCII, no space. */
+static bool is_word(const json_t *v)
+{
+    if (!is_text(v))
+        return false;
+    const unsigned char *s = (const unsigned char *)json_string_value(v);
+    for (size_t i = 0; i < json_string_length(v); i++) {
+        if (s[i] <= 0x20 || s[i] >= 0x7f)
+            return false;
+    }
+    return true;
 }
 
 /* Volumes: a count must fit the region's volumes of the class (what its record
@@ -305,9 +327,14 @@ json_t *iv_definition_new(const char *repo, const json_t *body, const struct iv_
     json_object_foreach((json_t *)body, key, f)
     {
         if (strcmp(key, "description") == 0 || strcmp(key, "os") == 0 || strcmp(key, "arch") == 0) {
-            if (!is_text(f)) {
-                err_set(e, ERR_BAD_REQUEST, "%s must be a string of at most %d bytes", key,
-                        IV_TEXT_MAX);
+            bool is_ok = strcmp(key, "description") == 0 ? is_text(f)
+                         : json_string_length(f) == 0     ? json_is_string(f)
+                                                          : is_word(f);
+            if (!is_ok) {
+                err_set(e, ERR_BAD_REQUEST,
+                        "%s must be a string of at most %d bytes without control characters "
+                        "(os, arch: printable ASCII, no space)",
+                        key, IV_TEXT_MAX);
                 goto fail;
             }
             json_object_set(d, key, f);

@@ -185,8 +185,8 @@ static int region_list(const json_t *body, const char *key, bool (*is_valid)(con
 static bool is_valid_name(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > RESIDENCY_NAME_MAX)
-        return false;
+    if (n == 0 || n > RESIDENCY_NAME_MAX || s[0] == '.')
+        return false; /* "." and ".." are path segments, not names */
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         bool ok =
@@ -203,7 +203,7 @@ json_t *residency_policy_new(const char *name, const json_t *body,
 {
     if (name == NULL || !is_valid_name(name)) {
         err_set(e, ERR_BAD_REQUEST,
-                "name: expected 1 to %d characters of a-z, 0-9, '-', '_' and '.'",
+                "name: expected 1 to %d characters of a-z, 0-9, '-', '_' and '.', not first '.'",
                 RESIDENCY_NAME_MAX);
         return NULL;
     }

@@ -37,15 +37,33 @@ static int64_t opt_count(const json_t *o, const char *key)
     return (int64_t)json_integer_value(v);
 }
 
+/* A duration in seconds, as opt_count, and -2 past RETENTION_DURATION_MAX_S: callers turn
+ * it into milliseconds before now, where 2^63 - 1 would wrap round and select every tag. */
+static int64_t opt_duration(const json_t *o, const char *key)
+{
+    int64_t s = opt_count(o, key);
+    return s > RETENTION_DURATION_MAX_S ? -2 : s;
+}
+
+/* A tag glob: printable ASCII without space (tags are [A-Za-z0-9_.-], plus glob bytes). */
+static bool is_tag_glob(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return false;
+    }
+    return len > 0;
+}
+
 int retention_rule_parse(const char *pattern, const char *value, struct retention_rule *out)
 {
     memset(out, 0, sizeof(*out));
     json_t *v = json_loads(value, 0, NULL);
     const char *tags = json_string_value(json_object_get(v, "tags"));
     out->keep_newest = opt_count(v, "keepNewest");
-    out->older_than_s = opt_count(v, "olderThanS");
-    out->untagged_after_s = opt_count(v, "untaggedAfterS");
-    out->pulled_within_s = opt_count(v, "pulledWithinS");
+    out->older_than_s = opt_duration(v, "olderThanS");
+    out->untagged_after_s = opt_duration(v, "untaggedAfterS");
+    out->pulled_within_s = opt_duration(v, "pulledWithinS");
     bool is_ok = json_is_object(v) && out->keep_newest >= -1 && out->older_than_s >= -1 &&
                  out->untagged_after_s >= -1 && out->pulled_within_s >= -1;
     if (!is_ok) {
@@ -78,9 +96,9 @@ char *retention_rule_value(const json_t *body, const char **pattern, struct err 
 {
     *pattern = json_string_value(json_object_get(body, "pattern"));
     const json_t *tags = json_object_get(body, "tags");
-    int64_t keep = opt_count(body, "keepNewest"), older = opt_count(body, "olderThanS"),
-            untagged = opt_count(body, "untaggedAfterS"),
-            pulled = opt_count(body, "pulledWithinS");
+    int64_t keep = opt_count(body, "keepNewest"), older = opt_duration(body, "olderThanS"),
+            untagged = opt_duration(body, "untaggedAfterS"),
+            pulled = opt_duration(body, "pulledWithinS");
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)body, key, v)
@@ -96,14 +114,17 @@ char *retention_rule_value(const json_t *body, const char **pattern, struct err 
         err_set(e, ERR_BAD_REQUEST, "pattern: expected a repository pattern");
         return NULL;
     }
-    if (tags != NULL && (!json_is_string(tags) || json_string_length(tags) == 0 ||
-                         json_string_length(tags) > 128)) {
-        err_set(e, ERR_BAD_REQUEST, "tags: expected a tag glob of 1 to 128 characters");
+    if (tags != NULL && (!json_is_string(tags) || json_string_length(tags) > 128 ||
+                         !is_tag_glob(json_string_value(tags), json_string_length(tags)))) {
+        err_set(e, ERR_BAD_REQUEST,
+                "tags: expected a tag glob of 1 to 128 printable ASCII characters");
         return NULL;
     }
     if (keep < -1 || older < -1 || untagged < -1 || pulled < -1) {
         err_set(e, ERR_BAD_REQUEST,
-                "keepNewest, olderThanS, untaggedAfterS, pulledWithinS: expected integers >= 0");
+                "keepNewest, olderThanS, untaggedAfterS, pulledWithinS: expected integers >= 0 "
+                "(durations at most %lld s)",
+                (long long)RETENTION_DURATION_MAX_S);
         return NULL;
     }
     if (keep < 0 && older < 0 && untagged < 0 && pulled < 0) {

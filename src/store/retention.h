@@ -21,6 +21,8 @@
 #include "metastore.h"
 
 #define RETENTION_KIND "retention_rule"
+/* The longest duration a rule may give (100 years): more would overflow as milliseconds. */
+#define RETENTION_DURATION_MAX_S ((int64_t)100 * 365 * 86400)
 /* Last-pull records (repl/pull_record.c): key "<repo>@<digest>", value {"pulledMs": T}. */
 #define PULL_RECORD_KIND "pull_time"
 /* A recorded pull time lags the latest pull by less than this (writes are coarse), so

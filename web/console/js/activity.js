@@ -1,5 +1,5 @@
 // Activity (admins): the garbage collector's state and the storage held per repository in
-// this region, webhook deliveries with their attempts, per webhook, and the audit log with
+// this region, the residency compliance report (every region), webhook deliveries with their attempts, per webhook, and the audit log with
 // filters (actor, action prefix, how many), newest first.
 import { get, mgmt, qs } from "./api.js";
 import { bytes, errorBox, h, table } from "./ui.js";
@@ -34,6 +34,27 @@ async function storage(box, ctx) {
           h("td", { class: "num" }, bytes(r.unique_bytes)),
           h("td", { class: "num" }, bytes(r.shared_bytes)),
           h("td", { class: "num" }, r.blobs))), { id: "storage-table" }));
+}
+
+// GET compliance (docs/governance.md, "Residency"): each repository's holdings against the
+// regions its residency policies allow, with every violation; a region that did not answer
+// makes its repositories Unknown, never Compliant.
+async function compliance(box, ctx) {
+  const c = await get(mgmt("compliance"), { signal: ctx.signal });
+  const silent = (c.regions || []).filter((r) => !r.answered).map((r) => r.name);
+  const repos = c.repositories || [];
+  box.append(h("p", { id: "compliance-summary" },
+    `${repos.length} repositories, ${c.violations} violations, ` +
+    `${(c.policies || []).length} residency policies` +
+    (silent.length ? `; no answer from ${silent.join(", ")}` : "") + "."),
+    repos.length === 0 ? h("p", { class: "muted" }, "No repository to report on.") :
+      table([{ title: "Repository" }, { title: "State" }, { title: "Held in" },
+             { title: "Allowed in" }, { title: "Violations", num: true }],
+        repos.map((r) => h("tr", { "data-repository": r.repository },
+          h("td", { class: "mono" }, r.repository), h("td", {}, r.state),
+          h("td", {}, (r.heldIn || []).join(", ")),
+          h("td", {}, (r.allowedRegions || []).join(", ")),
+          h("td", { class: "num" }, (r.violations || []).length))), { id: "compliance-table" }));
 }
 
 const deliveryState = { pending: "Pending", delivered: "Completed", failed: "Failed" };
@@ -114,16 +135,16 @@ export async function render(main, ctx) {
   const held = h("div", { id: "storage" });
   const hooks = h("div", { id: "webhooks" });
   const log = h("div", { id: "audit" });
+  const report = h("div", { id: "compliance" });
   main.append(h("h2", {}, "Garbage collection (this region)"), collector,
               h("h2", {}, "Storage per repository (this region)"), held,
-              h("h2", {}, "Compliance reports"),
-              h("p", { class: "muted", id: "compliance" },
-                "Not available: the registry has no compliance reports yet."),
+              h("h2", {}, "Residency compliance (every region)"), report,
               h("h2", {}, "Webhook deliveries (this region)"), hooks,
               h("h2", {}, "Audit log"), log);
   const shown = (box) => (e) => { if (e.name !== "AbortError") box.append(errorBox(e)); };
   await Promise.all([gc(collector, ctx).catch(shown(collector)),
                      storage(held, ctx).catch(shown(held)),
+                     compliance(report, ctx).catch(shown(report)),
                      webhooks(hooks, ctx).catch(shown(hooks)),
                      audit(log, ctx)]);
 }
