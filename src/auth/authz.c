@@ -1129,13 +1129,14 @@ bool authz_peer_cert_names(struct http_req *req, const char *region)
 
 /* The region a peer reads for: the one its certificate names, else the one its fetch
  * header names (with the shared secret, the caller's word); NULL when neither names one
- * (a peer of a release that sent no name). */
+ * (a peer of a release that sent no name: those sent "1", which names no region). */
 static const char *peer_region(struct http_req *req, struct auth_request *ar)
 {
     if (ar->peer_region[0] != '\0')
         return ar->peer_region;
     const char *named = http_req_header(req, AUTHZ_PEER_FETCH_HEADER);
-    return named != NULL && config_is_valid_region(named) ? named : NULL;
+    return named != NULL && strcmp(named, "1") != 0 && config_is_valid_region(named) ? named
+                                                                                     : NULL;
 }
 
 /* A peer reads a repository's content only if its region may hold it (residency.h): a

@@ -270,7 +270,10 @@ static int parse_head(struct upstream_call *c, size_t head_end, bool is_head_met
         c->framing = BODY_TO_EOF;
     if (c->framing == BODY_TO_EOF)
         c->is_keep_alive = false;
-    c->is_done = c->framing == BODY_NONE || (c->framing == BODY_LENGTH && c->left == 0);
+    /* An interim 1xx head ends nothing: until the final head is in, the connection is
+     * not reusable (upstream_call_free pools only a done exchange). */
+    c->is_done = s >= 200 &&
+                 (c->framing == BODY_NONE || (c->framing == BODY_LENGTH && c->left == 0));
     c->step = CHUNK_SIZE;
     return 0;
 }

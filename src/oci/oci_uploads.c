@@ -186,7 +186,10 @@ static bool try_mount(struct http_req *req)
         return false;
     /* GC fence, shared: the collector cannot delete the source's blob between the look-up
      * and the new link (which restarts its grace). */
-    (void)gc_fence_enter(reg, false);
+    if (gc_fence_enter_shared(reg, &e) != 0) {
+        http_reply_err(req, &e);
+        return true;
+    }
     int rc = reg->ms->ops->blob_get(reg->ms, from, &d, &size, &e);
     if (rc == 0 && quota_check(reg->ms, req->repo, &d, size, &e) != 0)
         rc = 1;
@@ -336,11 +339,13 @@ static void finish_upload(struct http_req *req, struct upload_req *u)
         u->is_done = true;
         return;
     }
-    (void)gc_fence_enter(reg, false);
-    int rc = upload_sessions_commit(reg->uploads, u->st, &u->digest, &e);
-    if (rc == 0)
-        rc = reg->ms->ops->blob_link(reg->ms, req->repo, &u->digest, size, &e);
-    gc_fence_leave(reg, false);
+    int rc = gc_fence_enter_shared(reg, &e);
+    if (rc == 0) {
+        rc = upload_sessions_commit(reg->uploads, u->st, &u->digest, &e);
+        if (rc == 0)
+            rc = reg->ms->ops->blob_link(reg->ms, req->repo, &u->digest, size, &e);
+        gc_fence_leave(reg, false);
+    }
     if (rc != 0) {
         http_reply_err(req, &e);
         end_failed(req, u);

@@ -150,9 +150,11 @@ static unsigned place_one(struct registry *reg, const char *digest, uint64_t siz
     unsigned now = 0;
     if (digest_parse(digest, strlen(digest), &d, &e) != 0)
         return 0;
-    (void)gc_fence_enter(reg, false);
-    int rc = reg->bs->ops->place(reg->bs, &d, size, count, klass, &now, &e);
-    gc_fence_leave(reg, false);
+    int rc = gc_fence_enter_shared(reg, &e);
+    if (rc == 0) {
+        rc = reg->bs->ops->place(reg->bs, &d, size, count, klass, &now, &e);
+        gc_fence_leave(reg, false);
+    }
     if (rc != 0 && e.code != ERR_BLOB_UNKNOWN)
         log_warn("copies", "failed to place %u cop%s of %s: %s", count, count == 1 ? "y" : "ies",
                  digest, err_message(&e));

@@ -1095,7 +1095,8 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
             return -1;
         /* Under the GC lock, looking again: a blob DELETE may have removed the bytes
          * meanwhile (they were an orphan); then they are fetched like any others. */
-        (void)gc_fence_enter(reg, false);
+        if (gc_fence_enter_shared(reg, e) != 0)
+            return -1;
         bool is_here = is_usable_here(reg, d, &size);
         int rc = is_here ? reg->ms->ops->blob_link(reg->ms, repo, d, size, e) : 0;
         gc_fence_leave(reg, false);
@@ -1170,12 +1171,14 @@ static int fetch_blob(struct repl *r, const char *repo, const struct digest *d,
                      err_message(&te));
             continue;
         }
-        (void)gc_fence_enter(reg, false);
         uint64_t got = st->offset;
-        rc = upload_sessions_commit(reg->uploads, st, d, e);
-        if (rc == 0)
-            rc = reg->ms->ops->blob_link(reg->ms, repo, d, got, e);
-        gc_fence_leave(reg, false);
+        rc = gc_fence_enter_shared(reg, e);
+        if (rc == 0) {
+            rc = upload_sessions_commit(reg->uploads, st, d, e);
+            if (rc == 0)
+                rc = reg->ms->ops->blob_link(reg->ms, repo, d, got, e);
+            gc_fence_leave(reg, false);
+        }
         log_debug("repl", "commit of %s: %.3f s after the fetch began", d->str,
                   (double)(util_mono_ns() - t0_ns) / 1e9);
         if (rc != 0 && e->code == ERR_DIGEST_INVALID) {
@@ -1475,10 +1478,10 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
         /* Visible means pullable: under the GC lock (shared), every blob must still be here
          * with its size: a copy quarantined since it was looked at (registry_blob_recover
          * records the loss under the exclusive lock) sends the manifest back to the queue. */
-        (void)gc_fence_enter(r->reg, false);
-        int crc = 0;
+        int crc = gc_fence_enter_shared(r->reg, &e);
+        bool is_fenced = crc == 0;
         /* Completed covers the children and referrers known now (filtered replication). */
-        if (!placement_dependents_ready(r->reg, p->repo, &p->digest))
+        if (crc == 0 && !placement_dependents_ready(r->reg, p->repo, &p->digest))
             crc = err_set(&e, ERR_MANIFEST_BLOB_UNKNOWN, "a referrer of %s is not here yet",
                           p->digest.str);
         for (size_t i = 0; i < p->n_refs && crc == 0 && !is_shallow; i++) {
@@ -1491,7 +1494,8 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
             crc = is_shallow ? ms_of(r)->ops->manifest_show_shallow(ms_of(r), p->repo, &p->digest,
                                                                      &e)
                              : ms_of(r)->ops->pending_complete(ms_of(r), p, &e);
-        gc_fence_leave(r->reg, false);
+        if (is_fenced)
+            gc_fence_leave(r->reg, false);
         if (crc == 0) {
             inflight_finishing(r, key);
             if (is_shallow)

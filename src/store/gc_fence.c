@@ -25,6 +25,15 @@ bool gc_fence_enter(struct registry *reg, bool is_exclusive)
     return enter_db(reg, is_exclusive, false);
 }
 
+int gc_fence_enter_shared(struct registry *reg, struct err *e)
+{
+    AZ(pthread_rwlock_rdlock(&reg->gc_lock));
+    if (enter_db(reg, false, false))
+        return 0;
+    AZ(pthread_rwlock_unlock(&reg->gc_lock));
+    return err_set(e, ERR_UNAVAILABLE, "the metadata store did not grant the GC fence; try again");
+}
+
 bool gc_fence_try_exclusive(struct registry *reg)
 {
     AZ(pthread_rwlock_wrlock(&reg->gc_lock));

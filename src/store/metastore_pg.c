@@ -76,14 +76,21 @@ fail:
 /* Creates or upgrades the schema, one node at a time. */
 static int migrate(struct sq_conn *c, struct err *e)
 {
-    if (sq_script(c, "SELECT pg_advisory_lock(" PG_MIGRATE_LOCK ")", "take the migration lock",
-                  e) != 0)
-        return -1;
-    int rc = migrate_locked(c, e);
-    /* Released with the session anyway: a failure here only logs. */
-    struct err ignored = {0};
-    (void)sq_script(c, "SELECT pg_advisory_unlock(" PG_MIGRATE_LOCK ")",
-                    "release the migration lock", &ignored);
+    /* Without the statement bound: a step over a large database, or the wait for another
+     * node's migration, may take longer than any request may. */
+    if (sql_pg_set_unbounded(c->db, true) != 0)
+        return err_set(e, ERR_UNAVAILABLE, "failed to lift the statement bound to migrate");
+    int rc = sq_script(c, "SELECT pg_advisory_lock(" PG_MIGRATE_LOCK ")",
+                       "take the migration lock", e);
+    if (rc == 0) {
+        rc = migrate_locked(c, e);
+        /* Released with the session anyway: a failure here only logs. */
+        struct err ignored = {0};
+        (void)sq_script(c, "SELECT pg_advisory_unlock(" PG_MIGRATE_LOCK ")",
+                        "release the migration lock", &ignored);
+    }
+    if (sql_pg_set_unbounded(c->db, false) != 0 && rc == 0)
+        rc = err_set(e, ERR_UNAVAILABLE, "failed to restore the statement bound");
     return rc;
 }
 

@@ -128,6 +128,10 @@ struct sql_driver {
 extern const struct sql_driver sql_sqlite_driver;
 /* PostgreSQL through libpq (sql_pg.c); its open target is a libpq connection string. */
 extern const struct sql_driver sql_pg_driver;
+/* Lifts (is_unbounded) or restores a PostgreSQL session's statement_timeout and the wait
+ * for each answer: migrations may run long on a large database, and a node starting
+ * waits for another node's migration. 0, or -1 when the setting failed. */
+int sql_pg_set_unbounded(struct sql_db *db, bool is_unbounded);
 /* Observes every statement SQLite runs on connections opened afterwards (the query-plan
  * test); NULL stops it. */
 typedef void sql_sqlite_trace_f(void *arg, const char *sql);

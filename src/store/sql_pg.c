@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,6 +298,11 @@ static PGresult *await_answer(struct pg_db *d, int is_sent)
                 d->is_given_up = true;
                 log_warn("metastore", "PostgreSQL did not answer within %d ms: giving the "
                          "connection up", d->answer_timeout_ms);
+                /* Closed at once, not at the next call: a server that is only slow ends
+                 * the session and frees the locks it holds for us (the writers' lock of an
+                 * open transaction, the GC fence) instead of keeping them until the idle
+                 * bound. libpq makes the connection again on the next call (PQreset). */
+                (void)shutdown(PQsocket(d->h), SHUT_RDWR);
                 break;
             }
             wait_ms = (int)left;
@@ -382,6 +388,20 @@ static int run_plain(struct pg_db *d, const char *sql, bool is_harmless)
 static int pg_exec(struct sql_db *db, const char *script)
 {
     return run_plain(pdb(db), script, false);
+}
+
+int sql_pg_set_unbounded(struct sql_db *db, bool is_unbounded)
+{
+    struct pg_db *d = pdb(db);
+    /* RESET goes back to the value the connection started with (ours or the user's). */
+    if (run_plain(d, is_unbounded ? "SET statement_timeout = 0" : "RESET statement_timeout",
+                  false) != SQL_OK)
+        return -1;
+    if (is_unbounded)
+        d->answer_timeout_ms = 0;
+    else
+        learn_answer_timeout(d);
+    return 0;
 }
 
 /* Statements -------------------------------------------------------------- */

@@ -340,6 +340,31 @@ static void test_pg_session_bounds(void **state)
     sql_pg_driver.close(db);
 }
 
+/* Migrations run without the bound (a long step, another node's migration), and the
+ * session gets its own bound back after. */
+static void test_pg_unbounded_for_migrations(void **state)
+{
+    struct fixture *f = *state;
+    char target[600];
+    snprintf(target, sizeof(target), "%s%soptions=-c%%20statement_timeout%%3D300", f->target,
+             strchr(f->target, '?') != NULL ? "&" : "?");
+    struct sql_db *db = NULL;
+    struct err e = {0};
+    assert_int_equal(sql_pg_driver.open(target, &db, &e), 0);
+    assert_int_equal(sql_pg_set_unbounded(db, true), 0);
+    struct sql_stmt *s = NULL;
+    assert_int_equal(sql_pg_driver.prepare(db, "SELECT pg_sleep(0.6)", false, &s), SQL_OK);
+    assert_int_equal(sql_step(s), SQL_ROW);
+    sql_finalize(s);
+    assert_int_equal(sql_pg_set_unbounded(db, false), 0);
+    assert_setting(db, "statement_timeout", "300ms");
+    assert_int_equal(sql_pg_driver.prepare(db, "SELECT pg_sleep(0.6)", false, &s), SQL_OK);
+    int rc = sql_step(s);
+    assert_true(rc != SQL_ROW && rc != SQL_DONE);
+    sql_finalize(s);
+    sql_pg_driver.close(db);
+}
+
 /* Another connection ends every connection of the test but itself. */
 static void terminate_others(struct fixture *f, struct sql_db *other)
 {
@@ -390,6 +415,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors_map_into_err, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_pg_specifics, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_pg_session_bounds, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_unbounded_for_migrations, setup_pg, teardown),
     };
     return failed + cmocka_run_group_tests_name("postgres", pg_tests, NULL, NULL);
 }

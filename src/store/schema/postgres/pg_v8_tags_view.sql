@@ -3,6 +3,11 @@
 -- same meaning): no second copy written per push. The untagged triggers (v7) follow the
 -- registers instead of the table.
 DROP TRIGGER IF EXISTS untagged_on_tag ON tags;
+-- Every tag becomes a register if it is not one (the table was always kept in step with
+-- the registers on PostgreSQL; this keeps the step safe on any data).
+INSERT INTO tag_regs(repo, name, digest, hlc, origin)
+  SELECT r.name, t.name, t.digest, 0, '' FROM tags t JOIN repos r ON r.id = t.repo_id
+  ON CONFLICT DO NOTHING;
 DROP TABLE IF EXISTS tags;
 CREATE OR REPLACE VIEW tags(repo_id, name, digest) AS
   SELECT r.id, g.name, g.digest FROM tag_regs g JOIN repos r ON r.name = g.repo

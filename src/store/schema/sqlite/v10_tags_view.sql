@@ -8,6 +8,11 @@ DROP TRIGGER IF EXISTS untagged_on_tag_move;
 DROP TRIGGER IF EXISTS untagged_on_tag_gone;
 DROP TRIGGER IF EXISTS untagged_on_manifest;
 DROP INDEX IF EXISTS tags_digest;
+-- A tag written before version 2 has no register (v2 added them for new writes only):
+-- it becomes one (clock 0, no origin: older than any replicated write) before the table
+-- goes.
+INSERT OR IGNORE INTO tag_regs(repo, name, digest, hlc, origin)
+  SELECT r.name, t.name, t.digest, 0, '' FROM tags t JOIN repos r ON r.id = t.repo_id;
 DROP TABLE IF EXISTS tags;
 CREATE VIEW IF NOT EXISTS tags(repo_id, name, digest) AS
   SELECT r.id, g.name, g.digest FROM tag_regs g JOIN repos r ON r.name = g.repo
