@@ -96,7 +96,7 @@ def _literal(v):
 def query_rows(data_dir, sql, *args):
     """Rows of a read-only query (`?` placeholders) on data_dir's PostgreSQL database, for
     tests that look at the metadata directly; values come back as ints where they read as
-    ints, else text."""
+    ints, bytes for bytea, else text."""
     parts = sql.split("?")
     assert len(parts) == len(args) + 1, "one argument per ?"
     text = parts[0] + "".join(_literal(a) + p for a, p in zip(args, parts[1:]))
@@ -106,8 +106,16 @@ def query_rows(data_dir, sql, *args):
                          timeout=60)
     rows = []
     for line in out.stdout.decode().splitlines():
-        rows.append(tuple(int(c) if c.lstrip("-").isdigit() else c for c in line.split("\t")))
+        rows.append(tuple(_value(c) for c in line.split("\t")))
     return rows
+
+
+def _value(c):
+    if c.lstrip("-").isdigit():
+        return int(c)
+    if c.startswith("\\x") and all(ch in "0123456789abcdef" for ch in c[2:]):
+        return bytes.fromhex(c[2:])  # bytea (psql prints it as hex)
+    return c
 
 
 def cluster_stop():

@@ -10,6 +10,7 @@ it checks the same thing on both instead of finding nothing where the tier keeps
   stored_blobs(data_dir, hex)      where blob `hex` is stored: file paths or "s3:KEY"
   blob_store_entries(data_dir)     everything in the blob area, with names relative to it
   upload_entries(data_dir)         the upload sessions' files or objects
+  upload_sessions(data_dir)        the ids of the sessions those belong to
   stored_size(loc), stored_bytes(loc)  of one of those
   on_sqlite(), on_fs_blobs()       which store the tier has (for skip markers)
   server_args(data_dir, extra_args) the `serve` flags that put a server on the tier; every
@@ -98,6 +99,14 @@ def upload_entries(data_dir):
     if s3_blobstore.is_on():
         return [S3 + k for k in s3_blobstore.list_keys(_s3_prefix(data_dir, "uploads"))]
     return list(_walk(os.path.join(str(data_dir), "uploads")))
+
+
+def upload_sessions(data_dir):
+    """Sorted ids of the upload sessions that have storage: the files under DATA/uploads
+    are named by their session, the objects in S3 are under uploads/<id>/."""
+    if s3_blobstore.is_on():
+        return sorted({loc.rsplit("/", 2)[-2] for loc in upload_entries(data_dir)})
+    return sorted(os.path.basename(p) for p in upload_entries(data_dir))
 
 
 def stored_bytes(loc):
