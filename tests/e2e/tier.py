@@ -38,7 +38,9 @@ def server_args(data_dir, extra_args=()):
     """The flags that put the server on data_dir on the tier (none on the embedded default,
     and none for a store the test chose itself with --metastore or --blobstore)."""
     extra = [str(a) for a in extra_args]
-    return pg_metastore.metastore_args(data_dir, extra) + s3_blobstore.args_for(data_dir, extra)
+    blobs = [] if "--volume" in extra else s3_blobstore.args_for(data_dir, extra)
+    # (--volume: the test chose its blob store, directories on volumes, test_volumes.py)
+    return pg_metastore.metastore_args(data_dir, extra) + blobs
 
 
 def meta_rows(data_dir, sql, *args):
