@@ -83,6 +83,11 @@ void metrics_count_request(enum route_id route, const char *method, int status,
     atomic_fetch_add_explicit(&bytes_out_total, bytes_out, memory_order_relaxed);
 }
 
+void metrics_count_bytes_out(uint64_t n)
+{
+    atomic_fetch_add_explicit(&bytes_out_total, n, memory_order_relaxed);
+}
+
 void metrics_uploads_in_progress_add(int delta)
 {
     atomic_fetch_add_explicit(&uploads_in_progress, delta, memory_order_relaxed);

@@ -43,6 +43,9 @@ void metrics_compliance_set(const uint64_t counts[METRICS_COMPLIANCE_COUNT_], in
 /* Records one finished request. method is "GET", "PUT", ...; status the HTTP status. */
 void metrics_count_request(enum route_id route, const char *method, int status,
                            uint64_t bytes_in, uint64_t bytes_out);
+/* Body bytes of a streamed reply, counted as they are sent (the request itself was counted
+ * when its reply was queued, before a byte of the stream was read). */
+void metrics_count_bytes_out(uint64_t n);
 /* Open upload sessions: +1 when one starts, -1 when it finishes, is cancelled or expires. */
 void metrics_uploads_in_progress_add(int delta);
 void metrics_count_fsync(void);

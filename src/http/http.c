@@ -471,8 +471,10 @@ static ssize_t on_reply_read(void *cls, uint64_t pos, char *buf, size_t max)
     struct http_req *req = cls;
     (void)pos;
     long n = req->reply_reader(req->reply_reader_arg, buf, max);
-    if (n > 0)
+    if (n > 0) {
         req->bytes_out += (uint64_t)n;
+        metrics_count_bytes_out((uint64_t)n);
+    }
     return n > 0 ? (ssize_t)n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM
                                        : MHD_CONTENT_READER_END_WITH_ERROR;
 }

@@ -26,6 +26,8 @@ import pytest
 import requests
 import urllib3
 
+import tier
+
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -80,7 +82,7 @@ class AuthServer:
         log = open(self.log_path, "ab")
         offset = log.tell()
         cmd = [meridian_bin(), "serve", "--listen", "%s:0" % self.host, "--data", self.data_dir,
-               "--log-level", "info"] + self.args
+               "--log-level", "info"] + self.args + tier.server_args(self.data_dir, self.args)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MERIDIAN_")}
         env["MERIDIAN_BIN"] = meridian_bin()
         if self.env:

@@ -28,6 +28,8 @@ from pathlib import Path
 import pytest
 import requests
 
+import tier
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -120,7 +122,8 @@ class RegistryProcess:
                 raise AssertionError(f"meridian binary not found at {binary}: build it first "
                                      "(scripts/build.sh) or set MERIDIAN_BIN")
             cmd = [str(binary), "serve", "--listen", "127.0.0.1:0", "--data", str(self.data_dir),
-                   "--log-level", "info"] + self.extra_args
+                   "--log-level", "info"] + self.extra_args + \
+                tier.server_args(self.data_dir, self.extra_args)
         elif self.kind == "distribution":
             port = free_port()
             cfg = self.workdir / "distribution.yml"

@@ -37,8 +37,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from pg_metastore import metastore_args
-import s3_blobstore
+import tier
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_BIN = os.path.join(REPO_ROOT, "build", "meridian")
@@ -209,8 +208,7 @@ class MeridianServer:
         self._log = open(self.log_path, "ab")
         cmd = [self.binary, "serve", "--listen", "%s:0" % self.host, "--data", self.data_dir,
                "--log-level", "info"] + self.extra_args + \
-            metastore_args(self.data_dir, self.extra_args)
-        cmd += s3_blobstore.args_for(self.data_dir, self.extra_args)
+            tier.server_args(self.data_dir, self.extra_args)
         self._log.write(("# %s\n" % " ".join(cmd)).encode())
         self._log.flush()
         offset = self._log.tell()
@@ -305,24 +303,15 @@ class MeridianServer:
             return "(no log)"
         return "\n".join(lines[-n:])
 
-    # -- on-disk inspection (layout per DESIGN.md "Storage on the embedded default")
+    # -- what is stored (tier.py: DATA/blobs and DATA/uploads, or the S3 prefix's objects)
     def blob_files(self, hexdigest):
-        """Paths under DATA/blobs whose file name is the given hex digest."""
-        found = []
-        for root, _dirs, files in os.walk(os.path.join(self.data_dir, "blobs")):
-            for f in files:
-                if f == hexdigest:
-                    found.append(os.path.join(root, f))
-        return found
+        """Where the blob of the given hex digest is stored: paths under DATA/blobs, or
+        "s3:KEY" on the S3 blob store (read them with tier.stored_bytes)."""
+        return tier.stored_blobs(self.data_dir, hexdigest)
 
     def upload_files(self):
-        d = os.path.join(self.data_dir, "uploads")
-        if not os.path.isdir(d):
-            return []
-        out = []
-        for root, _dirs, files in os.walk(d):
-            out.extend(os.path.join(root, f) for f in files)
-        return out
+        """The upload sessions' files under DATA/uploads, or their objects in S3."""
+        return tier.upload_entries(self.data_dir)
 
     def oci(self):
         return OCI(self.url)

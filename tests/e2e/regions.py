@@ -56,7 +56,7 @@ import pytest
 import requests
 
 from faultproxy import FaultProxy
-from pg_metastore import metastore_args
+import tier
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIB = 1 << 20
@@ -198,7 +198,8 @@ class Region:
                 "--shutdown-grace", "5s",
                 "--log-level", "info"] + self.cluster.extra_args + \
             list(self.cluster.region_args(self.n)) + self.extra_args + \
-            metastore_args(self.data_dir, self.cluster.extra_args + self.extra_args)
+            tier.server_args(self.data_dir, self.cluster.extra_args +
+                             list(self.cluster.region_args(self.n)) + self.extra_args)
 
     def start(self, timeout_s=START_DEADLINE_S):
         """Starts the process (again, on the same data directory after kill9/stop: on the same

@@ -122,11 +122,35 @@ def request(method, key, data=None, query="", headers=()):
     return int(code), body
 
 
-def list_keys(prefix):
-    """Keys under prefix (one page: the tests keep few)."""
+def list_objects(prefix):
+    """[(key, size)] of every object under prefix, page after page."""
     import re
     import urllib.parse
-    status, body = request("GET", "", query="list-type=2&prefix=" +
-                           urllib.parse.quote(prefix, safe=""))
-    assert status == 200, body
-    return re.findall(r"<Key>([^<]*)</Key>", body.decode())
+    out, token = [], None
+    while True:
+        query = "list-type=2&prefix=" + urllib.parse.quote(prefix, safe="")
+        if token:  # canonical order: continuation-token sorts before list-type
+            query = "continuation-token=%s&%s" % (urllib.parse.quote(token, safe=""), query)
+        status, body = request("GET", "", query=query)
+        assert status == 200, body
+        text = body.decode()
+        for c in re.findall(r"<Contents>(.*?)</Contents>", text, re.S):
+            key = re.search(r"<Key>([^<]*)</Key>", c).group(1)
+            size = re.search(r"<Size>(\d+)</Size>", c)
+            out.append((key, int(size.group(1)) if size else 0))
+        m = re.search(r"<NextContinuationToken>([^<]*)</NextContinuationToken>", text)
+        if "<IsTruncated>true</IsTruncated>" not in text or not m:
+            return out
+        token = m.group(1)
+
+
+def list_keys(prefix):
+    """Keys under prefix."""
+    return [k for k, _size in list_objects(prefix)]
+
+
+def get_object(key):
+    """The bytes of BUCKET/key."""
+    status, body = request("GET", key)
+    assert status == 200, (key, status, body[:200])
+    return body

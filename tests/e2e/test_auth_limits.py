@@ -7,12 +7,12 @@ the audit table keeps at most --audit-max-rows entries; NUL in credentials is re
 
 Clients on other addresses bind 127.0.0.N as their source (loopback only)."""
 
-import os
 import time
 
 import requests
 from requests.adapters import HTTPAdapter
 
+import tier
 from auth_helpers import (ADMIN_PASSWORD, assert_oci_error, basic, server_pool,  # noqa: F401
                           token)
 
@@ -56,8 +56,7 @@ def audit(srv, **params):
 
 
 def db_bytes(srv):
-    return sum(os.path.getsize(os.path.join(srv.data_dir, f))
-               for f in ("meta.db", "meta.db-wal") if os.path.exists(os.path.join(srv.data_dir, f)))
+    return tier.meta_bytes(srv.data_dir)
 
 
 def test_bad_header_flood_is_aggregated(server_pool):

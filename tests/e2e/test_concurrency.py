@@ -9,6 +9,7 @@ import time
 
 import requests
 
+import tier
 from conftest import (MT_OCI_MANIFEST, OCI, canonical_json, digest_of, random_bytes)
 
 N = 20
@@ -55,8 +56,7 @@ def test_same_layer_pushed_by_20_clients_is_stored_once(registry, repo):
         assert c.get_blob(r, d) == layer
     files = registry.blob_files(d.split(":")[1])
     assert len(files) == 1, files
-    with open(files[0], "rb") as f:
-        assert hashlib.sha256(f.read()).hexdigest() == d.split(":")[1]
+    assert hashlib.sha256(tier.stored_bytes(files[0])).hexdigest() == d.split(":")[1]
 
     # and 20 manifests referencing it, pushed at once, are all accepted and pullable
     cfgs = [canonical_json({"architecture": "amd64", "os": "linux", "i": i}) for i in range(N)]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import requests
 
+import tier
 from clients_helpers import (OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, RegistryProcess,
                              sha256_digest, wait_for)
 
@@ -207,19 +208,18 @@ def check_data_dir(reg, seed):
         leftovers = [str(p.relative_to(data)) for p in tmp.rglob("*")]
         assert not leftovers, f"leftovers in DATA/tmp after restart (seed {seed}): " \
                               f"{leftovers[:20]}"
-    blobs = data / "blobs"
     hex_len = {"sha256": 64, "sha512": 128}
-    for p in (blobs.rglob("*") if blobs.exists() else []):
-        if p.is_dir():
-            continue
-        rel = p.relative_to(blobs)
-        ok = (len(rel.parts) == 3 and rel.parts[0] in hex_len
-              and len(rel.parts[2]) == hex_len[rel.parts[0]]
-              and rel.parts[2].startswith(rel.parts[1]))
-        assert ok, f"unexpected file under DATA/blobs after restart: {rel} (seed {seed})"
-        h = hashlib.new(rel.parts[0], p.read_bytes()).hexdigest()
-        assert h == rel.parts[2], \
-            f"DATA/blobs/{rel} does not match its digest after kill -9 (seed {seed})"
+    # "<alg>/<hex[:2]>/<hex>" under DATA/blobs, "<alg>/<hex>" under an S3 prefix's blobs/
+    fan_out = 3 if tier.on_fs_blobs() else 2
+    for rel, loc in tier.blob_store_entries(reg.data_dir):
+        parts = rel.split("/")
+        ok = (len(parts) == fan_out and parts[0] in hex_len
+              and len(parts[-1]) == hex_len[parts[0]]
+              and parts[-1].startswith(parts[1]))
+        assert ok, f"unexpected blob store entry after restart: {rel} (seed {seed})"
+        h = hashlib.new(parts[0], tier.stored_bytes(loc)).hexdigest()
+        assert h == parts[-1], \
+            f"stored blob {rel} does not match its digest after kill -9 (seed {seed})"
 
 
 def test_kill9_during_pushes_keeps_acknowledged_writes(tmp_path):

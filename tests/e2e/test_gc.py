@@ -18,7 +18,6 @@ repository links: their rows and their files. Checked here, on real servers:
 
 import os
 import random
-import sqlite3
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ import time
 import pytest
 import requests
 
+import tier
 from auth_helpers import server_pool  # noqa: F401 - fixture
 from conftest import MT_OCI_MANIFEST, assert_error, canonical_json, digest_of, random_bytes, \
     wait_until
@@ -47,11 +47,7 @@ def gc_run(srv, dry_run=False):
 
 
 def rows(srv, sql, *args):
-    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(srv.data_dir, "meta.db"), uri=True)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
+    return tier.meta_rows(srv.data_dir, sql, *args)
 
 
 def has_rows(srv, digest):

@@ -13,6 +13,7 @@ import time
 
 import requests
 
+import tier
 from regions import (MIB, Pattern, blob_stream_digest, manifest_digest, push_blob_stream,
                      push_image_with_layer, unique_repo, wait_converged, wait_for,
                      wait_replicated_cli)
@@ -79,11 +80,10 @@ class VisibilityWatcher(threading.Thread):
             self.violations.append("manifest visible while its layer answers %d"
                                    % h.status_code)
         hexd = self.content.digest.split(":", 1)[1]
-        for root, _dirs, files in os.walk(os.path.join(region.data_dir, "blobs")):
-            if hexd in files:
-                n = os.path.getsize(os.path.join(root, hexd))
-                if n != size:
-                    self.violations.append("blob file on disk has %d of %d bytes" % (n, size))
+        for loc in tier.stored_blobs(region.data_dir, hexd):
+            n = tier.stored_size(loc)
+            if n != size:
+                self.violations.append("blob %s has %d of %d bytes" % (loc, n, size))
 
 
 def test_kill9_while_replicating_a_large_image_then_restart_resumes(geo):

@@ -7,12 +7,12 @@ Three regions with access control on; each test makes its own cluster (the geo f
 
 import glob
 import os
-import sqlite3
 import types
 
 import requests
 
 from auth_helpers import ADMIN_PASSWORD, image_parts, digest_of, MT_OCI_MANIFEST
+import tier
 from regions import wait_for
 
 pytest_plugins = ["geo_plugin"]
@@ -86,13 +86,9 @@ def push(region, repo, tag="v1"):
 
 def identity_object(region, name):
     """(value, hlc, origin, deleted) of the replicated object of identity name, or None."""
-    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(region.data_dir, "meta.db"), uri=True,
-                         timeout=10)
-    try:
-        return db.execute("SELECT value, hlc, origin, is_deleted FROM objects WHERE kind ="
-                          " 'identity' AND key = ?", (name,)).fetchone()
-    finally:
-        db.close()
+    rows = tier.meta_rows(region.data_dir, "SELECT value, hlc, origin, is_deleted FROM objects"
+                          " WHERE kind = 'identity' AND key = ?", name)
+    return rows[0] if rows else None
 
 
 def test_user_created_in_one_region_logs_in_and_pulls_in_another(geo):

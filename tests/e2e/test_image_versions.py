@@ -13,10 +13,9 @@ import base64
 import hashlib
 import json
 import os
-import sqlite3
 import time
 
-import pg_metastore
+import tier
 from regions import MT_OCI_MANIFEST, unique_repo, wait_for
 
 pytest_plugins = ["geo_plugin"]
@@ -264,23 +263,13 @@ def test_bad_input_changes_nothing(geo):
 # -- filtered replication ----------------------------------------------------------------------
 
 def blob_files(region, digest):
-    """Files under the region's blob store named by digest's hex."""
-    hexd = digest.split(":", 1)[1]
-    return [os.path.join(root, f)
-            for root, _dirs, files in os.walk(os.path.join(region.data_dir, "blobs"))
-            for f in files if f == hexd]
+    """Where the region's blob store keeps digest (files, or objects on S3)."""
+    return tier.stored_blobs(region.data_dir, digest.split(":", 1)[1])
 
 
 def db_rows(region, sql, *args):
-    """Rows of a read-only query on the region's metadata database (WAL: readers see the
-    last commit); on PostgreSQL (MERIDIAN_TEST_METASTORE=pg), on the region's database."""
-    if pg_metastore.is_pg():
-        return pg_metastore.query_rows(region.data_dir, sql, *args)
-    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(region.data_dir, "meta.db"), uri=True)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
+    """Rows of a read-only query on the region's metadata (SQLite or PostgreSQL)."""
+    return tier.meta_rows(region.data_dir, sql, *args)
 
 
 def holds(region, repo, img, digests):

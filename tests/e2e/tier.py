@@ -1,0 +1,125 @@
+"""What a test looks at behind a server's API, on the tier the suite runs on.
+
+The e2e suite runs on the embedded default (SQLite in DATA/meta.db, blobs under DATA/blobs)
+and on the scale-out tier (MERIDIAN_TEST_METASTORE=pg: metadata in PostgreSQL,
+MERIDIAN_TEST_BLOBSTORE=s3: blobs in S3). A test that checks what is stored asks here, so
+it checks the same thing on both instead of finding nothing where the tier keeps nothing.
+
+  meta_rows(data_dir, sql, *args)  rows of a read-only query on the server's metadata
+  meta_bytes(data_dir)             the metadata's size on disk (files, or the database)
+  stored_blobs(data_dir, hex)      where blob `hex` is stored: file paths or "s3:KEY"
+  blob_store_entries(data_dir)     everything in the blob area, with names relative to it
+  upload_entries(data_dir)         the upload sessions' files or objects
+  upload_sessions(data_dir)        the ids of the sessions those belong to
+  stored_size(loc), stored_bytes(loc)  of one of those
+  on_sqlite(), on_fs_blobs()       which store the tier has (for skip markers)
+  server_args(data_dir, extra_args) the `serve` flags that put a server on the tier; every
+                                    launcher of the suite adds them
+"""
+
+import os
+import sqlite3
+
+import pg_metastore
+import s3_blobstore
+
+S3 = "s3:"
+
+
+def on_sqlite():
+    return not pg_metastore.is_pg()
+
+
+def on_fs_blobs():
+    return not s3_blobstore.is_on()
+
+
+def server_args(data_dir, extra_args=()):
+    """The flags that put the server on data_dir on the tier (none on the embedded default,
+    and none for a store the test chose itself with --metastore or --blobstore)."""
+    extra = [str(a) for a in extra_args]
+    blobs = [] if "--volume" in extra else s3_blobstore.args_for(data_dir, extra)
+    # (--volume: the test chose its blob store, directories on volumes, test_volumes.py)
+    return pg_metastore.metastore_args(data_dir, extra) + blobs
+
+
+def meta_rows(data_dir, sql, *args):
+    """Rows of a read-only query (`?` placeholders) on the metadata of the server on
+    data_dir: its meta.db (WAL: readers see the last commit) or its PostgreSQL database."""
+    if pg_metastore.is_pg():
+        return pg_metastore.query_rows(data_dir, sql, *args)
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(str(data_dir), "meta.db"), uri=True,
+                         timeout=10)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def meta_bytes(data_dir):
+    """The size of the metadata: meta.db and its WAL, or the PostgreSQL database."""
+    if pg_metastore.is_pg():
+        return pg_metastore.query_rows(data_dir,
+                                       "SELECT pg_database_size(current_database())")[0][0]
+    return sum(os.path.getsize(os.path.join(str(data_dir), f)) for f in ("meta.db", "meta.db-wal")
+               if os.path.exists(os.path.join(str(data_dir), f)))
+
+
+def _walk(root):
+    for d, _dirs, files in os.walk(root):
+        for f in files:
+            yield os.path.join(d, f)
+
+
+def _s3_prefix(data_dir, sub):
+    return "%s/%s/" % (s3_blobstore.prefix_of(str(data_dir)), sub)
+
+
+def stored_blobs(data_dir, hexdigest):
+    """Where the blob of hex digest `hexdigest` is stored (any algorithm): paths under
+    DATA/blobs, or "s3:KEY" of the objects under the server's prefix."""
+    if s3_blobstore.is_on():
+        return [S3 + k for k in s3_blobstore.list_keys(_s3_prefix(data_dir, "blobs"))
+                if k.rsplit("/", 1)[-1] == hexdigest]
+    return [p for p in _walk(os.path.join(str(data_dir), "blobs"))
+            if os.path.basename(p) == hexdigest]
+
+
+def blob_store_entries(data_dir):
+    """[(relative name, location)] of everything in the blob area: on the filesystem store
+    "<alg>/<hex[:2]>/<hex>" under DATA/blobs, on S3 "<alg>/<hex>" under the prefix's blobs/."""
+    if s3_blobstore.is_on():
+        pre = _s3_prefix(data_dir, "blobs")
+        return [(k[len(pre):], S3 + k) for k in s3_blobstore.list_keys(pre)]
+    root = os.path.join(str(data_dir), "blobs")
+    return [(os.path.relpath(p, root), p) for p in _walk(root)]
+
+
+def upload_entries(data_dir):
+    """The upload sessions' storage: files under DATA/uploads, or "s3:KEY" of the objects
+    under the prefix's uploads/ (uploads/<id>/.session and its chunks)."""
+    if s3_blobstore.is_on():
+        return [S3 + k for k in s3_blobstore.list_keys(_s3_prefix(data_dir, "uploads"))]
+    return list(_walk(os.path.join(str(data_dir), "uploads")))
+
+
+def upload_sessions(data_dir):
+    """Sorted ids of the upload sessions that have storage: the files under DATA/uploads
+    are named by their session, the objects in S3 are under uploads/<id>/."""
+    if s3_blobstore.is_on():
+        return sorted({loc.rsplit("/", 2)[-2] for loc in upload_entries(data_dir)})
+    return sorted(os.path.basename(p) for p in upload_entries(data_dir))
+
+
+def stored_bytes(loc):
+    if loc.startswith(S3):
+        return s3_blobstore.get_object(loc[len(S3):])
+    with open(loc, "rb") as f:
+        return f.read()
+
+
+def stored_size(loc):
+    if loc.startswith(S3):
+        key = loc[len(S3):]
+        return dict(s3_blobstore.list_objects(key)).get(key, 0)
+    return os.path.getsize(loc)
