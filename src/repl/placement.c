@@ -194,8 +194,7 @@ static bool is_held_after_all(struct registry *reg, const char *repo, const stru
 {
     if (!placement_is_held(reg, repo, d))
         return false;
-    log_info("placement", "%s@%s: held after all (its version was merged meanwhile)", repo,
-             d->str);
+    log_info("placement", "%s@%s: held after all (its version was merged meanwhile)", repo, d->str);
     place(reg, repo, d, RELATIVES_DEPTH);
     return true;
 }
