@@ -184,6 +184,21 @@ bool placement_may_pull_blob(struct registry *reg, const char *repo, const struc
     return is_wanted;
 }
 
+/* After repo@d was moved to not held: is it held after all? The answer was read before
+ * the move, and a tag or version record merged in between (by a puller, concurrently)
+ * found the manifest still pending or visible and left it so; nothing would place it
+ * again and the region would stay Pending for ever. Asked once more now that the move is
+ * committed (whatever merges later sees it not held and places it itself); if held,
+ * it is placed again: back to pending, fetched. */
+static bool is_held_after_all(struct registry *reg, const char *repo, const struct digest *d)
+{
+    if (!placement_is_held(reg, repo, d))
+        return false;
+    log_info("placement", "%s@%s: held after all (its version was merged meanwhile)", repo, d->str);
+    place(reg, repo, d, RELATIVES_DEPTH);
+    return true;
+}
+
 bool placement_admit_pending(struct registry *reg, const char *repo, const struct digest *d)
 {
     if (placement_is_held(reg, repo, d)) {
@@ -198,6 +213,8 @@ bool placement_admit_pending(struct registry *reg, const char *repo, const struc
         log_warn("placement", "failed to place %s@%s: %s", repo, d->str, err_message(&e));
         return false;
     }
+    if (before == META_PLACEMENT_PENDING && is_held_after_all(reg, repo, d))
+        return false; /* pending again: the next round fetches it */
     if (before == META_PLACEMENT_PENDING)
         log_info("placement", "%s@%s: not held in this region, recorded only", repo, d->str);
     report_removed_if_due(reg, repo, d);
@@ -349,6 +366,8 @@ static void place(struct registry *reg, const char *repo, const struct digest *d
     } else if (!is_held) {
         report_removed_if_due(reg, repo, d);
     }
+    if (!is_held && before != META_PLACEMENT_NOT_HELD && is_held_after_all(reg, repo, d))
+        return; /* placed again, with what belongs with it */
     place_dependents(reg, repo, d, depth);
 }
 

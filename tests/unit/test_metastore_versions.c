@@ -19,8 +19,11 @@
 #include "buf.h"
 #include "schema_back_to_v2.h"
 
+#include "config.h"
 #include "digest.h"
 #include "metastore.h"
+#include "placement.h"
+#include "registry_ctx.h"
 #include "util.h"
 
 static char tmpdir[] = "/tmp/meridian-versions-XXXXXX";
@@ -399,6 +402,84 @@ static void test_placement_follows_late_tags_and_removals_during_a_fetch(void **
     north->ops->close(north);
 }
 
+/* A puller merging an event just before the fetch worker's move (interleaved below). */
+static const struct metastore_ops *real_ops;
+static json_t *merged_before_move;
+static int64_t merged_seq;
+
+static int manifest_place_after_a_merge(struct metastore *ms, const char *repo,
+                                        const struct digest *d, bool is_held,
+                                        const struct meta_status *on_pending,
+                                        enum meta_placement *before, struct err *e)
+{
+    if (!is_held && merged_before_move != NULL) {
+        apply_put(ms, merged_before_move, merged_seq);
+        merged_before_move = NULL;
+    }
+    return real_ops->manifest_place(ms, repo, d, is_held, on_pending, before, e);
+}
+
+/* The e2e stall on PostgreSQL ("image-version wait --replicated" left a target region
+ * Pending): a fetch worker finds a version's manifest with no tag yet, so not held; its
+ * tag is merged before the worker's move is written, so the merge finds the manifest still
+ * pending and leaves it; the move then took it out of the fetch queue for ever. The same
+ * for a placement by a version record (placement_place_digest). Now placed again. */
+static void test_a_tag_merged_during_a_not_held_move_places_again(void **state)
+{
+    (void)state;
+    struct metastore *east = open_store("eastus");
+    static const char *const v1_blobs[] = {"config-1", "layer-1"};
+    static const char *const v2_blobs[] = {"config-2", "layer-2"};
+    struct digest v1, v2;
+    put_image(east, "golden/base", "1.0.0", v1_blobs, 2, &v1);
+    put_image(east, "golden/base", "2.0.0", v2_blobs, 2, &v2);
+    json_t *put1 = put_event_of(east, &v1), *tag1 = event_of(east, "tag_set", &v1);
+    json_t *put2 = put_event_of(east, &v2), *tag2 = event_of(east, "tag_set", &v2);
+    struct metastore *north = open_store("northeurope");
+    struct err e = {0};
+    assert_int_equal(north->ops->object_put(north, "image_definition", "golden/base",
+                                            "{\"repository\":\"golden/base\"}", &e),
+                     0);
+    struct config cfg;
+    config_defaults(&cfg);
+    free(cfg.region);
+    cfg.region = xstrdup("northeurope");
+    struct registry reg = {.cfg = &cfg, .ms = north}; /* no replication: nothing fetched */
+    real_ops = north->ops;
+    struct metastore_ops interleaved = *north->ops;
+    interleaved.manifest_place = manifest_place_after_a_merge;
+    north->ops = &interleaved;
+
+    /* the fetch workers' admission */
+    apply_put(north, put1, 1);
+    assert_int_equal(n_pending(north), 1);
+    merged_before_move = tag1;
+    merged_seq = 2;
+    assert_false(placement_admit_pending(&reg, "golden/base", &v1));
+    assert_null(merged_before_move); /* the merge did come in between */
+    assert_int_equal(n_pending(north), 1);
+    assert_true(placement_admit_pending(&reg, "golden/base", &v1));
+
+    /* a placement (e.g. after a version record's event) */
+    apply_put(north, put2, 3);
+    assert_int_equal(n_pending(north), 2);
+    merged_before_move = tag2;
+    merged_seq = 4;
+    placement_place_digest(&reg, "golden/base", &v2);
+    assert_null(merged_before_move);
+    assert_int_equal(n_pending(north), 2);
+    assert_true(placement_admit_pending(&reg, "golden/base", &v2));
+
+    north->ops = real_ops;
+    config_fini(&cfg);
+    json_decref(put1);
+    json_decref(tag1);
+    json_decref(put2);
+    json_decref(tag2);
+    east->ops->close(east);
+    north->ops->close(north);
+}
+
 /* The status row of region for repo@d in ms (asserted present); the caller frees it. */
 static struct meta_status *status_of(struct metastore *ms, const struct digest *d,
                                      const char *region, size_t *n)
@@ -495,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_release_keeps_a_blob_uploaded_since),
         cmocka_unit_test(test_not_held_keeps_no_manifest_bytes),
         cmocka_unit_test(test_placement_follows_late_tags_and_removals_during_a_fetch),
+        cmocka_unit_test(test_a_tag_merged_during_a_not_held_move_places_again),
         cmocka_unit_test(test_status_copies_on_a_v2_database_and_from_old_peers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
