@@ -213,7 +213,8 @@ struct registry *registry_open_with(struct config *cfg, struct blobstore *bs, st
     size_t n_open = 0;
     reg->bs->ops->upload_each(reg->bs, count_upload, &n_open);
     metrics_uploads_in_progress_add((int)n_open);
-    /* Not on a metastore shared with other nodes: theirs may be in flight. Those expire. */
+    /* Not on a metastore shared with other nodes: theirs may be in flight. There the
+     * sweep removes them once no request holds them (registry_sweep_uploads). */
     size_t n_orphans = cfg->metastore == NULL ? upload_sessions_remove_orphans(reg->uploads) : 0;
     if (n_orphans > 0)
         log_info("uploads", "removed %zu sessions of monolithic uploads cut by a restart",
@@ -241,6 +242,7 @@ void registry_close(struct registry *reg)
         reg->bs->ops->close(reg->bs);
     pthread_rwlock_destroy(&reg->gc_lock);
     meta_name_list_fini(&reg->rowless_uploads);
+    meta_name_list_fini(&reg->single_uploads);
     free(reg);
 }
 
@@ -299,6 +301,12 @@ void registry_sweep_uploads(struct registry *reg)
             ctx.n_removed++;
     }
     meta_name_list_fini(&expired);
+    /* Monolithic POSTs cut by a crash (of any node: on a shared metastore they are not
+     * removed at start) go once two sweeps found them and no request holds them. */
+    struct meta_name_list singles = {0};
+    ctx.n_removed += upload_sessions_sweep_singles(reg->uploads, &reg->single_uploads, &singles);
+    meta_name_list_fini(&reg->single_uploads);
+    reg->single_uploads = singles;
     reg->bs->ops->upload_each(reg->bs, on_upload_file, &ctx);
     meta_name_list_fini(&reg->rowless_uploads);
     reg->rowless_uploads = ctx.rowless;

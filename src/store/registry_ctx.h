@@ -60,6 +60,9 @@ struct registry {
     /* Upload ids the last sweep found without a session row, on a metastore shared with
      * other nodes (registry.c): only the sweep thread touches it. */
     struct meta_name_list rowless_uploads;
+    /* Sessions of monolithic POSTs the last sweep found (registry.c): the next one removes
+     * those still there that no request holds. Only the sweep thread touches it. */
+    struct meta_name_list single_uploads;
     uint8_t data_url_key[32]; /* signs data endpoint URLs (oci_data.c): from secrets.key */
 };
 

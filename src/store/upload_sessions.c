@@ -402,6 +402,43 @@ size_t upload_sessions_remove_orphans(struct upload_sessions *us)
     return n;
 }
 
+static bool is_listed(const struct meta_name_list *l, const char *id)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (strcmp(l->names[i], id) == 0)
+            return true;
+    }
+    return false;
+}
+
+size_t upload_sessions_sweep_singles(struct upload_sessions *us,
+                                     const struct meta_name_list *seen_before,
+                                     struct meta_name_list *seen_now)
+{
+    struct meta_name_list singles = {0};
+    struct err e = {0};
+    size_t n = 0;
+    memset(seen_now, 0, sizeof(*seen_now));
+    if (us->ms->ops->upload_list_single(us->ms, &singles, &e) != 0) {
+        log_error("uploads", "failed to list the sessions of monolithic uploads: %s",
+                  err_message(&e));
+        return 0;
+    }
+    for (size_t i = 0; i < singles.n; i++) {
+        /* expire takes the claim first: a session a request holds (here or on another
+         * node) stays. */
+        if (is_listed(seen_before, singles.names[i]) &&
+            upload_sessions_expire(us, singles.names[i]) == 0) {
+            n++;
+            continue;
+        }
+        seen_now->names = xrealloc(seen_now->names, (seen_now->n + 1) * sizeof(char *));
+        seen_now->names[seen_now->n++] = xstrdup(singles.names[i]);
+    }
+    meta_name_list_fini(&singles);
+    return n;
+}
+
 bool upload_sessions_is_active(struct upload_sessions *us, const char *id)
 {
     AZ(pthread_mutex_lock(&us->mu));

@@ -37,6 +37,15 @@ int upload_sessions_create(struct upload_sessions *us, const char *repo, int64_t
 /* At start, before serving: removes the sessions of monolithic POSTs that a crash cut
  * (nobody can finish them) and returns how many. */
 size_t upload_sessions_remove_orphans(struct upload_sessions *us);
+/* On a running node: removes the sessions of monolithic POSTs that seen_before (the
+ * previous call's seen_now) listed too and that no request holds (their claim is free,
+ * so the request that wrote them is gone: it holds the claim from just after creating
+ * the session until it ends). The two calls apart cover the moment between creating
+ * such a session and claiming it. seen_now receives the ids left (caller frees it).
+ * Returns how many went. */
+size_t upload_sessions_sweep_singles(struct upload_sessions *us,
+                                     const struct meta_name_list *seen_before,
+                                     struct meta_name_list *seen_now);
 /* Takes exclusive use of session id of repo. ERR_BLOB_UPLOAD_UNKNOWN if there is no
  * such session for repo, ERR_BLOB_UPLOAD_INVALID if another request holds it. A client
  * session loaded from storage (after a restart) is cut back to the size last

@@ -216,6 +216,46 @@ def test_upload_without_row_survives_one_sweep(server_factory):
                what="the rowless upload removed by a later sweep")
 
 
+def test_monolithic_post_in_flight_through_one_node_outlives_the_others_sweeps(server_factory):
+    """The lease holder's sweep removes monolithic POST sessions that no request holds
+    (cut by a crash); one whose POST is streaming through the other node is held (its
+    claim) and stays across several sweeps: the POST then completes with its bytes."""
+    a = server_factory(*NODE_ARGS, "--upload-sweep-interval", "1")
+    b = server_factory(*NODE_ARGS, "--upload-sweep-interval", "1", data_dir=a.data_dir)
+    owners = lambda: [s for s in (a, b) if OWNER_LINE in log_text(s)]  # noqa: E731
+    wait_until(lambda: len(owners()) == 1, timeout_s=15, what="one lease holder")
+    other = b if owners()[0] is a else a
+    repo = unique_name("e2e/single")
+    data = random_bytes(300_000)
+    head = ("POST /v2/%s/blobs/uploads/?digest=%s HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/octet-stream\r\nContent-Length: %d\r\n"
+            "Connection: close\r\n\r\n" % (repo, digest_of(data), len(data))).encode()
+    singles = lambda: pg_metastore.query_rows(  # noqa: E731
+        a.data_dir, "SELECT id FROM uploads WHERE is_single_request = 1")
+    sock = socket.create_connection(("127.0.0.1", other.port), timeout=30)
+    try:
+        sock.sendall(head + data[:len(data) // 2])
+        wait_until(lambda: len(singles()) == 1, timeout_s=10, what="the POST's session")
+        # a negative check: the session must stay across several sweeps of the holder
+        deadline = time.monotonic() + 3.5
+        while time.monotonic() < deadline:
+            assert len(singles()) == 1, "the sweep removed a session in flight"
+            time.sleep(0.25)
+        sock.sendall(data[len(data) // 2:])
+        reply = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 201"), reply[:300]
+    finally:
+        sock.close()
+    for srv in (a, b):
+        got = requests.get(srv.url + "/v2/%s/blobs/%s" % (repo, digest_of(data)), timeout=30)
+        assert got.status_code == 200 and got.content == data
+
+
 def test_data_url_signed_by_one_node_is_served_by_the_other(server_factory):
     import re
     args = NODE_ARGS + ["--data-listen", "127.0.0.1:0"]
