@@ -93,17 +93,12 @@ bool compact_is_below(const struct meta_vv *vv, const struct meta_horizon *h, si
     return false;
 }
 
-bool compact_is_expired_tombstone(struct registry *reg, const struct meta_event *rec,
-                                  const struct meta_horizon *h, size_t n)
+int64_t compact_tombs_cutoff_hlc(struct registry *reg, int64_t now_ms)
 {
-    int64_t retention_s = reg->cfg->tombstone_retention_s;
-    if (retention_s <= 0 || rec->origin == NULL ||
-        (strcmp(rec->kind, "manifest_delete") != 0 && strcmp(rec->kind, "tag_delete") != 0))
-        return false;
-    const struct meta_horizon *oh = meta_horizon_find(h, n, rec->origin);
-    int64_t before_ms = util_now_ms() - retention_s * 1000;
-    return oh != NULL && (int64_t)rec->hlc <= oh->hlc && before_ms > 0 &&
-           rec->hlc < ((uint64_t)before_ms << 16);
+    int64_t before_ms = now_ms - reg->cfg->tombstone_retention_s * 1000;
+    if (reg->cfg->tombstone_retention_s <= 0 || before_ms <= 0)
+        return 0;
+    return (int64_t)((uint64_t)before_ms << 16);
 }
 
 static bool is_stopping(struct compact *c)
@@ -220,9 +215,8 @@ static void pass(struct compact *c, size_t max_batches, uint64_t *n_events, uint
     for (size_t k = 0; k < n_peers; k++)
         is_any_silent |= reg->cfg->compact_horizon_s > 0 &&
                          peers[k].acked_ms < started - reg->cfg->compact_horizon_s * 1000;
-    if (reg->cfg->tombstone_retention_s > 0 && !is_any_silent) {
-        int64_t before_ms = started - reg->cfg->tombstone_retention_s * 1000;
-        int64_t before_hlc = before_ms > 0 ? (int64_t)((uint64_t)before_ms << 16) : 0;
+    int64_t before_hlc = compact_tombs_cutoff_hlc(reg, started);
+    if (before_hlc > 0 && !is_any_silent) {
         while (!is_stopping(c) && (max_batches == 0 || batches < max_batches)) {
             size_t n = 0;
             if (ms->ops->tombs_expire(ms, before_hlc, COMPACT_BATCH, &n, &e) != 0) {

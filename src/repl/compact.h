@@ -40,12 +40,11 @@ void compact_stable(const struct meta_vv *mine, const struct compact_peer *peers
 bool compact_is_below(const struct meta_vv *vv, const struct meta_horizon *h, size_t n,
                       const char **origin);
 
-/* Is rec (a manifest_delete or tag_delete state record) a tombstone this region has
- * already expired, or would at once: older than --tombstone-retention and at or below the
- * horizon h of its origin? Anti-entropy does not take such a record back from a peer
- * that still holds it (a build without compaction keeps tombstones for ever). */
-bool compact_is_expired_tombstone(struct registry *reg, const struct meta_event *rec,
-                                  const struct meta_horizon *h, size_t n);
+/* The clock below which a tombstone is older than --tombstone-retention at now_ms (0 when
+ * tombstones are kept): the cutoff of the expiry pass (tombs_expire), and the one state
+ * merges from peers pass to state_merge, so that a tombstone this region expired is not
+ * taken back from a peer that still holds it (a build without compaction keeps them). */
+int64_t compact_tombs_cutoff_hlc(struct registry *reg, int64_t now_ms);
 
 /* Starts the thread of reg (which must outlive it). */
 struct compact *compact_start(struct registry *reg);

@@ -558,6 +558,8 @@ static size_t merge_records(struct peer *p, json_t *items, bool only_policies)
         log_warn("repl", "snapshot: failed to read residency policies: %s", err_message(&pe));
         return 0;
     }
+    /* A tombstone expired here is not taken back (state_merge). */
+    int64_t tombs_before = compact_tombs_cutoff_hlc(r->reg, util_now_ms());
     for (size_t i = 0; i < json_array_size(items); i++) {
         struct meta_event ev;
         struct err e = {0};
@@ -581,7 +583,7 @@ static size_t merge_records(struct peer *p, json_t *items, bool only_policies)
             meta_event_fini(&ev);
             continue;
         }
-        if (ms_of(r)->ops->state_merge(ms_of(r), &ev, &e) == 0) {
+        if (ms_of(r)->ops->state_merge(ms_of(r), &ev, tombs_before, &e) == 0) {
             merged++;
             if (strncmp(ev.kind, "object_", 7) == 0 && ev.name && ev.payload)
                 placement_on_object_event(r->reg, ev.name, ev.payload);
@@ -1881,13 +1883,14 @@ static bool pull_from_peers(struct repl *r, const char *repo, const char *ref,
         char target[DIGEST_STR_MAX + 1] = "";
         if (is_digest)
             snprintf(target, sizeof(target), "%s", ref);
+        int64_t tombs_before = compact_tombs_cutoff_hlc(r->reg, util_now_ms());
         for (size_t k = 0; k < json_array_size(items); k++) {
             struct meta_event ev;
             if (repl_codec_event_from_json(json_array_get(items, k), &ev, &e) != 0)
                 continue;
             /* Stored as anti-entropy merges it: the replicated event that follows finds
-             * it here and changes nothing. */
-            if (ms_of(r)->ops->state_merge(ms_of(r), &ev, &e) != 0) {
+             * it here and changes nothing; a tombstone expired here is not taken back. */
+            if (ms_of(r)->ops->state_merge(ms_of(r), &ev, tombs_before, &e) != 0) {
                 log_warn("repl", "failed to merge %s of %s from %s: %s", ev.kind, repo,
                          peers[i].location, err_message(&e));
             } else if (strcmp(ev.kind, "manifest_put") == 0 &&
@@ -2146,21 +2149,17 @@ static void repair_repo(struct repl *r, const struct peer_ref *peer, const char 
     httpc_response_fini(&resp);
     json_t *items = json_object_get(body, "state");
     size_t merged = 0;
-    struct meta_horizon *h = NULL;
-    size_t nh = 0;
-    if (ms_of(r)->ops->log_horizon(ms_of(r), &h, &nh, &e) != 0)
-        nh = 0;
+    /* A tombstone expired here stays expired (a peer may keep it longer): state_merge
+     * leaves it out in the transaction of the merge, whatever pass runs meanwhile. */
+    int64_t tombs_before = compact_tombs_cutoff_hlc(r->reg, util_now_ms());
     for (size_t i = 0; i < json_array_size(items); i++) {
         struct meta_event ev;
         if (repl_codec_event_from_json(json_array_get(items, i), &ev, &e) != 0)
             continue;
-        /* A tombstone expired here stays expired (a peer may keep it longer). */
-        if (!compact_is_expired_tombstone(r->reg, &ev, h, nh) &&
-            ms_of(r)->ops->state_merge(ms_of(r), &ev, &e) == 0)
+        if (ms_of(r)->ops->state_merge(ms_of(r), &ev, tombs_before, &e) == 0)
             merged++;
         meta_event_fini(&ev);
     }
-    meta_horizon_list_fini(h, nh);
     json_decref(body);
     log_info("repl", "anti-entropy: merged %zu records of %s from %s", merged, repo,
              peer->location);

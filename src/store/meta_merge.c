@@ -626,14 +626,38 @@ fail:
     return -1;
 }
 
-int sq_state_merge(struct metastore *ms, const struct meta_event *ev, struct err *e)
+/* Would compaction remove this tombstone record (as sq_tombs_expire decides): older than
+ * before_hlc and at or below the horizon of its origin? Then it expired here, or is due
+ * to: a peer that keeps tombstones longer must not bring it back. */
+static int is_expired_tomb(struct sq_conn *c, const struct meta_event *ev, int64_t before_hlc,
+                           bool *is_expired, struct err *e)
+{
+    *is_expired = false;
+    if (before_hlc <= 0 || ev->origin == NULL || (int64_t)ev->hlc >= before_hlc ||
+        (strcmp(ev->kind, "manifest_delete") != 0 && strcmp(ev->kind, "tag_delete") != 0))
+        return 0;
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_HORIZON_GET, &s, e, "t", ev->origin);
+    if (rc < 0)
+        return -1;
+    *is_expired = rc == SQL_ROW && (int64_t)ev->hlc <= sql_col_int64(s, 1);
+    sq_stmt_done(s);
+    return 0;
+}
+
+int sq_state_merge(struct metastore *ms, const struct meta_event *ev, int64_t tombs_before_hlc,
+                   struct err *e)
 {
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
+    /* The check and the merge share the write transaction, which excludes the one of
+     * sq_tombs_expire: a tombstone is either merged before it expires, or seen expired. */
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
-    if (merge_event(c, ev, e) != 0) {
+    bool is_expired;
+    if (is_expired_tomb(c, ev, tombs_before_hlc, &is_expired, e) != 0 ||
+        (!is_expired && merge_event(c, ev, e) != 0)) {
         sq_tx_rollback(c);
         return -1;
     }

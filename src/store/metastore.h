@@ -276,8 +276,13 @@ typedef int ms_summary_f(struct metastore *ms, struct buf *out, struct err *e);
  * and version records), for a peer to merge. */
 typedef int ms_repo_state_f(struct metastore *ms, const char *repo, struct meta_event **out,
                             size_t *n_out, struct err *e);
-/* Merges one synthetic state event (as from repo_state) without touching the log. */
-typedef int ms_state_merge_f(struct metastore *ms, const struct meta_event *ev, struct err *e);
+/* Merges one synthetic state event (as from repo_state) without touching the log. A
+ * tombstone record (manifest_delete, tag_delete) with a clock below tombs_before_hlc and at
+ * or below the log horizon of its origin is left out, in the same transaction: it expired
+ * here (tombs_expire with that cutoff), or would, and a peer that keeps tombstones longer
+ * must not bring it back. tombs_before_hlc 0: every record is merged. */
+typedef int ms_state_merge_f(struct metastore *ms, const struct meta_event *ev,
+                             int64_t tombs_before_hlc, struct err *e);
 
 /* Event-log compaction (meta_compact.c; docs/replication.md, "Compaction") -----------
  * A peer's acknowledgement is the version vector it sends when it pulls from this

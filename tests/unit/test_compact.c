@@ -234,6 +234,51 @@ static void test_tombstones_expire_below_cutoff_and_horizon_only(void **state)
     ms->ops->close(ms);
 }
 
+/* A peer that keeps tombstones longer (a build without compaction) serves them in its
+ * state: merged after they expired here, they stay out, checked in the merge's own
+ * transaction; one younger than the cutoff, or above the horizon, is merged. */
+static void test_state_merge_does_not_bring_an_expired_tombstone_back(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store();
+    struct err e = {0};
+    struct digest d;
+    push(ms, "r", "v1", &d);
+    push(ms, "r", "v2", NULL);
+    assert_int_equal(ms->ops->manifest_delete(ms, "r", &d, &e), 0); /* tomb + tag delete */
+    push(ms, "r", "v3", NULL);
+    struct meta_event *peer = NULL; /* the peer's copy keeps both tombstones */
+    size_t n_peer = 0;
+    assert_int_equal(ms->ops->repo_state(ms, "r", &peer, &n_peer, &e), 0);
+    size_t dropped, n = 0;
+    assert_int_equal(ms->ops->log_compact(ms, "local", 100, 1000, &dropped, &e), 0);
+    int64_t far = INT64_MAX, tombs;
+    assert_int_equal(ms->ops->tombs_expire(ms, far, 100, &n, &e), 0);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n_peer; i++)
+        assert_int_equal(ms->ops->state_merge(ms, &peer[i], far, &e), 0);
+    n_events(ms, &tombs);
+    assert_int_equal(tombs, 0);
+    assert_int_equal(ms->ops->tombs_expire(ms, far, 100, &n, &e), 0);
+    assert_int_equal(n, 0);
+    /* Younger than the cutoff (or tombstones kept: 0): merged. */
+    for (size_t i = 0; i < n_peer; i++)
+        assert_int_equal(ms->ops->state_merge(ms, &peer[i], 1, &e), 0);
+    n_events(ms, &tombs);
+    assert_int_equal(tombs, 2);
+    /* Above the horizon of their origin (never applied here): merged. */
+    struct metastore *fresh = open_store();
+    for (size_t i = 0; i < n_peer; i++)
+        assert_int_equal(fresh->ops->state_merge(fresh, &peer[i], far, &e), 0);
+    n_events(fresh, &tombs);
+    assert_int_equal(tombs, 2);
+    for (size_t i = 0; i < n_peer; i++)
+        meta_event_fini(&peer[i]);
+    free(peer);
+    fresh->ops->close(fresh);
+    ms->ops->close(ms);
+}
+
 static void test_adopt_raises_vv_and_horizon_and_rereads_the_peer(void **state)
 {
     (void)state;
@@ -357,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_below_the_horizon),
         cmocka_unit_test(test_compact_drops_the_lowest_events_in_batches),
         cmocka_unit_test(test_tombstones_expire_below_cutoff_and_horizon_only),
+        cmocka_unit_test(test_state_merge_does_not_bring_an_expired_tombstone_back),
         cmocka_unit_test(test_adopt_raises_vv_and_horizon_and_rereads_the_peer),
         cmocka_unit_test(test_forget_and_snapshot_records),
         cmocka_unit_test(test_v2_database_migrates),

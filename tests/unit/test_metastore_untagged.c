@@ -368,7 +368,7 @@ static void merge_state(struct metastore *dst, struct metastore *src, const char
     struct err e = {0};
     assert_int_equal(src->ops->repo_state(src, repo, &evs, &n, &e), 0);
     for (size_t i = 0; i < n; i++) {
-        assert_int_equal(dst->ops->state_merge(dst, &evs[i], &e), 0);
+        assert_int_equal(dst->ops->state_merge(dst, &evs[i], 0, &e), 0);
         meta_event_fini(&evs[i]);
     }
     free(evs);
