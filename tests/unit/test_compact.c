@@ -4,9 +4,9 @@
  * v6_compact): batches drop the lowest events of an origin and raise its horizon; expired
  * tombstones and deleted tag registers go only once their clock is below the cutoff AND at
  * or below the horizon of their origin, and a peer's state does not bring them back;
- * adopting a snapshot raises the version vector and
- * the horizon and resets the peer's cursor; the clock never restarts below the horizon; a
- * deleted record is forgotten without an event; a version-2 database migrates. */
+ * adopting a snapshot raises the version vector and the horizon and resets the peer's
+ * cursor; the clock never restarts below the horizon; a deleted record is forgotten
+ * without an event; a version-2 database migrates. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
