@@ -52,6 +52,31 @@
     "  FOR EACH ROW EXECUTE FUNCTION untagged_on_tag();"                                       \
     "UPDATE meridian_schema SET version = 7;"
 
+/* PostgreSQL: every step after version 2 undone (pg_v3 .. pg_v8), newest first. */
+#define PG_SQL_SCHEMA_BACK_TO_V2                                                               \
+    PG_SQL_SCHEMA_BACK_TO_V7                                                                   \
+    /* version 7: untagged manifests' stamps */                                               \
+    "DROP TRIGGER untagged_on_manifest ON manifests;"                                          \
+    "DROP TRIGGER untagged_on_tag ON tags;"                                                    \
+    "DROP FUNCTION untagged_on_manifest();"                                                    \
+    "DROP FUNCTION untagged_on_tag();"                                                         \
+    "DROP FUNCTION untagged_mark(BIGINT, TEXT);"                                               \
+    "DROP TABLE untagged;"                                                                     \
+    "ALTER TABLE manifest_tombs DROP COLUMN is_gc;"                                            \
+    /* version 6: event-log compaction */                                                     \
+    "DROP INDEX tag_regs_deleted;"                                                             \
+    "DROP INDEX manifest_tombs_hlc;"                                                           \
+    "DROP TABLE log_horizon;"                                                                  \
+    "DROP TABLE peer_acks;"                                                                    \
+    /* version 5: the region of audit entries */                                              \
+    "DROP INDEX audit_log_time;"                                                               \
+    "ALTER TABLE audit_log DROP COLUMN region;"                                                \
+    /* version 4: leases */                                                                    \
+    "DROP TABLE node_leases;"                                                                  \
+    /* version 3: copies in the status rows */                                                 \
+    "ALTER TABLE repl_status DROP COLUMN copies;"                                              \
+    "UPDATE meridian_schema SET version = 2;"
+
 #define SQL_SCHEMA_BACK_TO_V2                                                                  \
     SQL_SCHEMA_BACK_TO_V9                                                                      \
     /* version 9: untagged manifests' stamps */                                               \
