@@ -2,10 +2,13 @@
 its server here too): start one `meridian serve`, run client load (pushers and pullers)
 while something happens, and print the collector-idle / during-`gc run` table."""
 
+import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -38,6 +41,20 @@ def start(binary, data, flags=()):
         time.sleep(0.02)
     p.kill()
     raise SystemExit("server did not start")
+
+
+@contextlib.contextmanager
+def server(binary, flags, prefix):
+    """start() on a fresh temporary data directory; yields the url, then stops the server
+    and removes the directory."""
+    data = tempfile.mkdtemp(prefix=prefix)
+    proc, url = start(binary, data, flags)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def load(url, stop, counts, kib, clients):

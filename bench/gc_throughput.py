@@ -14,13 +14,11 @@ Prints a table. Usage: bench/gc_throughput.py [--garbage 1000] [--blob-kib 4]
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gc_bench import OCI, REPO, gc_table, start  # noqa: E402
+from gc_bench import OCI, REPO, gc_table, server  # noqa: E402
 
 
 def main():
@@ -30,9 +28,7 @@ def main():
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--meridian", default=os.path.join(REPO, "build", "meridian"))
     a = ap.parse_args()
-    data = tempfile.mkdtemp(prefix="gc-bench-")
-    proc, url = start(a.meridian, data, ["--gc-grace", "1s", "--gc-interval", "1h"])
-    try:
+    with server(a.meridian, ["--gc-grace", "1s", "--gc-interval", "1h"], "gc-bench-") as url:
         oci = OCI(url)
         for i in range(a.garbage):
             img = oci.push_image("bench/garbage-%d" % (i % 10), layers=2,
@@ -42,11 +38,6 @@ def main():
         print("garbage: %d blobs of ~%d KiB; %d client threads pushing, %d pulling"
               % (3 * a.garbage, a.blob_kib, a.clients, a.clients))
         gc_table(url, a.blob_kib, a.clients, "blobs", "blobs_reclaimed")
-    finally:
-        proc.terminate()
-        proc.wait()
-        shutil.rmtree(data, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

@@ -14,14 +14,12 @@ Usage: bench/gc_untagged.py [--manifests 10000] [--clients 2] [--meridian build/
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gc_bench import OCI, REPO, gc_table, start  # noqa: E402
+from gc_bench import OCI, REPO, gc_table, server  # noqa: E402
 from conftest import MT_OCI_CONFIG, MT_OCI_LAYER, MT_OCI_MANIFEST, canonical_json, \
     digest_of, random_bytes  # noqa: E402
 
@@ -58,11 +56,9 @@ def main():
     ap.add_argument("--meridian", default=os.path.join(REPO, "build", "meridian"))
     ap.add_argument("--metastore", default=None, help="a --metastore spec (PostgreSQL)")
     a = ap.parse_args()
-    data = tempfile.mkdtemp(prefix="gc-untagged-bench-")
     extra = ["--metastore", a.metastore] if a.metastore else []
-    proc, url = start(a.meridian, data, ["--gc-grace", "1h", "--gc-untagged-after", "1s",
-                                         "--gc-interval", "1h"] + extra)
-    try:
+    flags = ["--gc-grace", "1h", "--gc-untagged-after", "1s", "--gc-interval", "1h"] + extra
+    with server(a.meridian, flags, "gc-untagged-bench-") as url:
         t0 = time.monotonic()
         fill(url, a.manifests)
         fill_s = time.monotonic() - t0
@@ -70,11 +66,6 @@ def main():
         print("%d untagged manifests (pushed in %.1f s); %d client threads pushing, %d pulling"
               % (a.manifests, fill_s, a.clients, a.clients))
         gc_table(url, 4, a.clients, "manifests", "manifests_deleted")
-    finally:
-        proc.terminate()
-        proc.wait()
-        shutil.rmtree(data, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()
