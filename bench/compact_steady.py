@@ -28,7 +28,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
 sys.path.insert(0, HERE)
 from conftest import OCI  # noqa: E402
-from gc_throughput import start  # noqa: E402
+from gc_bench import start  # noqa: E402
 
 MT = "application/vnd.oci.image.manifest.v1+json"
 
@@ -49,7 +49,7 @@ def main():
     data = tempfile.mkdtemp(prefix="compact-bench-")
     os.environ["MERIDIAN_COMPACT_INTERVAL"] = "2s"
     os.environ["MERIDIAN_TOMBSTONE_RETENTION"] = "1s"
-    proc, url = start(a.meridian, data)
+    proc, url = start(a.meridian, data, ["--gc-grace", "1s", "--gc-interval", "1h"])
     try:
         oci = OCI(url)
         base = oci.push_image("bench/steady", tag="base", layers=1, layer_size=256)

@@ -42,11 +42,14 @@
 #define AUTHZ_MAX_KEYS 4 /* lines of the key file: the signing key and those still accepted */
 #define AUTHZ_ADMIN_FILE "admin-password"
 
-/* A snapshot of identities and bindings, immutable once built. */
+/* A snapshot of identities, bindings and residency policies, immutable once built. The
+ * policies ride along because every peer /v2/ read checks them: listing and parsing them
+ * per read cost more than the read; a policy write bumps the same generation. */
 struct policy {
     struct meta_auth_state st;
     struct auth_binding *bindings;
     size_t n_bindings;
+    json_t *residency; /* residency_policies() */
 };
 
 /* A Basic credential verified recently: HMAC of (name, secret, stored hash) under a
@@ -146,6 +149,7 @@ static void policy_free(struct policy *p)
         return;
     meta_auth_state_fini(&p->st);
     free(p->bindings);
+    json_decref(p->residency);
     free(p);
 }
 
@@ -195,7 +199,14 @@ static int reload(struct authz *az, struct err *e)
     struct meta_auth_state st;
     if (az->ms->ops->auth_load(az->ms, &st, e) != 0)
         return -1;
+    /* Read after the generation: a policy written in between moves it past this one. */
+    json_t *residency = residency_policies(az->ms, e);
+    if (residency == NULL) {
+        meta_auth_state_fini(&st);
+        return -1;
+    }
     struct policy *p = policy_build(&st);
+    p->residency = residency;
     AZ(pthread_rwlock_wrlock(&az->lock));
     struct policy *old = az->policy;
     az->policy = p;
@@ -1140,28 +1151,26 @@ static const char *peer_region(struct http_req *req, struct auth_request *ar)
 }
 
 /* A peer reads a repository's content only if its region may hold it (residency.h): a
- * region certificate must not open what a policy keeps from its region. true to go on,
- * false after replying (403 DENIED, or the store's error). */
+ * region certificate must not open what a policy keeps from its region. The policies are
+ * the snapshot's (maybe_reload: a policy written through this node counts from the next
+ * request, one written through another node of a shared store within AUTHZ_POLL_MS).
+ * true to go on, false after replying 403 DENIED. */
 static bool peer_residency_allows(struct http_req *req, struct authz *az,
                                   struct auth_request *ar, const char *repo)
 {
     const char *region = peer_region(req, ar);
     if (repo == NULL || region == NULL)
         return true;
-    struct err e = {0};
-    json_t *policies = residency_policies(az->ms, &e);
-    if (policies == NULL) {
-        http_reply_err(req, &e);
-        return false;
-    }
-    const json_t *forbidding = residency_forbidding(policies, repo, region);
+    AZ(pthread_rwlock_rdlock(&az->lock));
+    const json_t *forbidding = residency_forbidding(az->policy->residency, repo, region);
     if (forbidding != NULL) {
         const char *policy = json_string_value(json_object_get(forbidding, "name"));
         snprintf(ar->detail, sizeof(ar->detail), "residency policy %s keeps %s from %s",
                  policy != NULL ? policy : "?", repo, region);
-        reply_denied(req);
     }
-    json_decref(policies);
+    AZ(pthread_rwlock_unlock(&az->lock));
+    if (forbidding != NULL)
+        reply_denied(req);
     return forbidding == NULL;
 }
 
@@ -1274,8 +1283,7 @@ bool authz_check(struct http_req *req)
         return true;
     if (r.need == NEED_NONE)
         return true; /* the token endpoint authenticates by itself */
-    if (az->is_enabled)
-        maybe_reload(az);
+    maybe_reload(az); /* with access control off: a peer's residency policies */
 
     const char *hv = http_req_header(req, "Authorization");
     struct auth_credentials cr;
@@ -1314,10 +1322,9 @@ bool authz_can(struct http_req *req, const char *repo, unsigned perms, bool is_t
     /* A peer is shown (the catalog) only what its region may hold. */
     const char *region = ar->kind == AUTHZ_PEER && repo != NULL ? peer_region(req, ar) : NULL;
     if (region != NULL) {
-        struct err e = {0};
-        json_t *policies = residency_policies(az->ms, &e);
-        bool may_hold = policies != NULL && residency_allows(policies, repo, region);
-        json_decref(policies);
+        AZ(pthread_rwlock_rdlock(&az->lock));
+        bool may_hold = residency_allows(az->policy->residency, repo, region);
+        AZ(pthread_rwlock_unlock(&az->lock));
         if (!may_hold)
             return false;
     }

@@ -32,9 +32,11 @@ void mgmt_gc_show(struct http_req *req, const struct mgmt_params *p)
     mgmt_reply_json(req, 200, gc_status_json(g));
 }
 
-void mgmt_gc_run(struct http_req *req, const struct mgmt_params *p)
+typedef json_t *gc_pass_f(struct gc *g, bool is_dry_run, struct err *e);
+
+/* POST gc/run and retention/run: run one pass now; ?dry_run=true decides and lists only. */
+static void run_pass(struct http_req *req, gc_pass_f *pass)
 {
-    (void)p;
     struct gc *g = gc_of(req);
     if (g == NULL) {
         mgmt_reply_error(req, ERR_UNAVAILABLE, "the garbage collector is not running");
@@ -46,12 +48,34 @@ void mgmt_gc_run(struct http_req *req, const struct mgmt_params *p)
         return;
     }
     struct err e = {0};
-    json_t *out = gc_run(g, dry != NULL && strcmp(dry, "true") == 0, &e);
+    json_t *out = pass(g, dry != NULL && strcmp(dry, "true") == 0, &e);
     if (out == NULL) {
         mgmt_reply_error(req, e.code, "%s", err_message(&e));
         return;
     }
     mgmt_reply_json(req, 200, out);
+}
+
+/* DELETE quotas|retention?pattern=: removes the replicated object of one pattern. */
+static void pattern_object_delete(struct http_req *req, const char *kind)
+{
+    const char *pattern = http_req_query(req, "pattern");
+    struct err e = {0};
+    if (pattern == NULL) {
+        mgmt_reply_error(req, ERR_BAD_REQUEST, "pattern: required");
+        return;
+    }
+    if (req->reg->ms->ops->object_delete(req->reg->ms, kind, pattern, &e) != 0) {
+        mgmt_reply_error(req, e.code, "%s", err_message(&e));
+        return;
+    }
+    mgmt_reply_json(req, 200, json_pack("{s:s}", "deleted", pattern));
+}
+
+void mgmt_gc_run(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    run_pass(req, gc_run);
 }
 
 void mgmt_storage_show(struct http_req *req, const struct mgmt_params *p)
@@ -141,17 +165,7 @@ void mgmt_quotas_list(struct http_req *req, const struct mgmt_params *p)
 void mgmt_quotas_delete(struct http_req *req, const struct mgmt_params *p)
 {
     (void)p;
-    const char *pattern = http_req_query(req, "pattern");
-    struct err e = {0};
-    if (pattern == NULL) {
-        mgmt_reply_error(req, ERR_BAD_REQUEST, "pattern: required");
-        return;
-    }
-    if (req->reg->ms->ops->object_delete(req->reg->ms, QUOTA_KIND, pattern, &e) != 0) {
-        mgmt_reply_error(req, e.code, "%s", err_message(&e));
-        return;
-    }
-    mgmt_reply_json(req, 200, json_pack("{s:s}", "deleted", pattern));
+    pattern_object_delete(req, QUOTA_KIND);
 }
 
 /* /_meridian/v1/retention: POST {"pattern", "tags", "keepNewest", "olderThanS",
@@ -211,37 +225,11 @@ void mgmt_retention_list(struct http_req *req, const struct mgmt_params *p)
 void mgmt_retention_delete(struct http_req *req, const struct mgmt_params *p)
 {
     (void)p;
-    const char *pattern = http_req_query(req, "pattern");
-    struct err e = {0};
-    if (pattern == NULL) {
-        mgmt_reply_error(req, ERR_BAD_REQUEST, "pattern: required");
-        return;
-    }
-    if (req->reg->ms->ops->object_delete(req->reg->ms, RETENTION_KIND, pattern, &e) != 0) {
-        mgmt_reply_error(req, e.code, "%s", err_message(&e));
-        return;
-    }
-    mgmt_reply_json(req, 200, json_pack("{s:s}", "deleted", pattern));
+    pattern_object_delete(req, RETENTION_KIND);
 }
 
 void mgmt_retention_run(struct http_req *req, const struct mgmt_params *p)
 {
     (void)p;
-    struct gc *g = gc_of(req);
-    if (g == NULL) {
-        mgmt_reply_error(req, ERR_UNAVAILABLE, "the garbage collector is not running");
-        return;
-    }
-    const char *dry = http_req_query(req, "dry_run");
-    if (dry != NULL && strcmp(dry, "true") != 0 && strcmp(dry, "false") != 0) {
-        mgmt_reply_error(req, ERR_BAD_REQUEST, "dry_run: expected true or false");
-        return;
-    }
-    struct err e = {0};
-    json_t *out = gc_retention_run(g, dry != NULL && strcmp(dry, "true") == 0, &e);
-    if (out == NULL) {
-        mgmt_reply_error(req, e.code, "%s", err_message(&e));
-        return;
-    }
-    mgmt_reply_json(req, 200, out);
+    run_pass(req, gc_retention_run);
 }

@@ -51,6 +51,7 @@ void mgmt_residency_set(struct http_req *req, const struct mgmt_params *p)
         return;
     }
     authz_audit_as(req, "residency.set", "%s", value);
+    authz_invalidate(reg->authz); /* the next peer read obeys it (authz.c keeps policies) */
     free(value);
     if (reg->repl)
         repl_log_grew(reg->repl);
@@ -101,6 +102,7 @@ void mgmt_residency_delete(struct http_req *req, const struct mgmt_params *p)
         return;
     }
     authz_audit_as(req, "residency.delete", "%s", name);
+    authz_invalidate(req->reg->authz);
     if (req->reg->repl)
         repl_log_grew(req->reg->repl);
     mgmt_reply_json(req, 200, json_pack("{s:s}", "deleted", name));

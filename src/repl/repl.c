@@ -2745,8 +2745,16 @@ int repl_blob_recover(struct registry *reg, const char *repo, const struct diges
     size_t n_manifests = 0;
     struct err le = {0};
     /* Exclusive: a replicated manifest being made visible (complete_pending) either
-     * finished before (and is hidden now) or checks its blobs after (and waits). */
-    (void)gc_fence_enter(reg, true);
+     * finished before (and is hidden now) or checks its blobs after (and waits). Without
+     * the database's half another node could make one visible under the hiding: record
+     * nothing then; the next read of the blob tries again. */
+    if (!gc_fence_enter(reg, true)) {
+        gc_fence_leave(reg, true);
+        log_error("registry", "blob %s has no good copy here; its loss is not recorded (the "
+                              "metadata store did not grant the GC fence): tried again on its "
+                              "next read", d->str);
+        return err_set(e, ERR_UNAVAILABLE, "the metadata store is unavailable; try again");
+    }
     int lrc = reg->ms->ops->blob_lost(reg->ms, d, &n_manifests, &le);
     gc_fence_leave(reg, true);
     if (lrc != 0)

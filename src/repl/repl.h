@@ -103,8 +103,9 @@ int repl_pull_manifest(struct repl *r, const char *repo, const char *ref);
  * as the push that splits does: 0 once it is back. Otherwise, or when no peer has it,
  * every manifest needing it is hidden until the fetch workers bring it back or it is
  * pushed again (visible means pullable), the event is logged, and -1 is returned with
- * ERR_BLOB_UNKNOWN. Waits on the network (peers) but holds no lock. reg->repl may be
- * NULL (replication off). */
+ * ERR_BLOB_UNKNOWN; -1 with ERR_UNAVAILABLE and nothing hidden when the metadata store
+ * did not grant the exclusive GC fence (the next read tries again). Waits on the network
+ * (peers) but holds no lock. reg->repl may be NULL (replication off). */
 int repl_blob_recover(struct registry *reg, const char *repo, const struct digest *d,
                       struct err *e);
 /* The regions an artifact must reach (every replication today), as a NULL-terminated

@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
+#include "residency.h"
 #include "util.h"
 
 /* ==========================================================================
@@ -27,7 +28,8 @@
  *   identities:     name | kind user/robot | secret_hash | description | created_ms
  *                   | expires_s (0 = never)
  *   role_bindings:  (subject, role, pattern) | created_ms
- *   auth_meta:      k = 'generation' -> v, bumped by every identity or binding change
+ *   auth_meta:      k = 'generation' -> v, bumped by every identity, binding or residency
+ *                   policy change
  *   audit_log:      id (increasing) | time_ms | actor | action | target | status
  *                   | remote | detail | count | last_ms (count, last_ms: schema v3; the
  *                   table itself is created by schema_v3_audit, so that its columns are
@@ -39,6 +41,11 @@
 static int bump_generation(struct sq_conn *c, struct err *e)
 {
     return sq_run_exec(c, "UPDATE auth_meta SET v = v + 1 WHERE k = 'generation'", e, "");
+}
+
+int sq_access_on_policy_write(struct sq_conn *c, const char *kind, struct err *e)
+{
+    return strcmp(kind, RESIDENCY_KIND) == 0 ? bump_generation(c, e) : 0;
 }
 
 /* Registry-wide identities ------------------------------------------------------

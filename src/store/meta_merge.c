@@ -501,6 +501,8 @@ static int merge_object(struct sq_conn *c, const struct meta_event *ev, bool is_
                      (int64_t)ev->hlc, ev->origin, (int64_t)is_delete);
         if (rc == 0) /* identities and role bindings: their tables follow the winner */
             rc = sq_access_on_object(c, kind, ev->name, value, ev->origin, e);
+        if (rc == 0)
+            rc = sq_access_on_policy_write(c, kind, e);
         free(sealed);
         free(value);
     }

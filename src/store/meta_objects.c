@@ -225,6 +225,7 @@ int sq_object_put(struct metastore *ms, const char *kind, const char *key, const
     sq_note_object(c->store, kind);
     if (sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, value_json, hlc, c->store->region,
                 (int64_t)0) != 0 ||
+        sq_access_on_policy_write(c, kind, e) != 0 ||
         sq_event_append_clock(c, "object_put", NULL, key, NULL, p.data, hlc, e) != 0) {
         sq_tx_rollback(c);
         buf_fini(&p);
@@ -260,6 +261,8 @@ int sq_object_delete(struct metastore *ms, const char *kind, const char *key, st
     buf_append_json_string(&p, kind);
     buf_appends(&p, "}");
     rc = sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, NULL, hlc, c->store->region, (int64_t)1);
+    if (rc == 0)
+        rc = sq_access_on_policy_write(c, kind, e);
     if (rc == 0)
         rc = sq_event_append_clock(c, "object_delete", NULL, key, NULL, p.data, hlc, e);
     buf_fini(&p);

@@ -417,8 +417,9 @@ typedef int ms_delivery_prune_f(struct metastore *ms, const char *webhook, size_
  * Identities (users and robots, each with an Argon2id hash of its secret), role
  * bindings and the audit log. Identities and bindings replicate as objects of kinds
  * "identity" and "role_binding" (meta_access.c); the audit log is region-local. Every change
- * to identities or bindings bumps a generation number in the same transaction, so that
- * every node serving this store notices it by polling auth_generation. */
+ * to identities or bindings (and to residency policies: authz.c keeps them parsed in its
+ * snapshot) bumps a generation number in the same transaction, so that every node serving
+ * this store notices it by polling auth_generation. */
 
 struct meta_identity {
     char *name;

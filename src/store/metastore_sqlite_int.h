@@ -632,6 +632,10 @@ ms_role_set_f sq_role_set;
 int sq_access_on_object(struct sq_conn *c, const char *kind, const char *key,
                         const char *value_json, const char *origin, struct err *e);
 int sq_access_publish_local(struct sq_conn *c, struct err *e);
+/* In the transaction that wrote an object of kind (put, delete, a peer's that won): a
+ * residency policy bumps the auth generation too (authz.c keeps the parsed policies in
+ * its snapshot, rebuilt when the generation moves). */
+int sq_access_on_policy_write(struct sq_conn *c, const char *kind, struct err *e);
 ms_auth_load_f sq_auth_load;
 ms_auth_generation_f sq_auth_generation;
 ms_audit_append_f sq_audit_append;

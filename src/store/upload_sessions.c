@@ -103,16 +103,21 @@ static bool is_valid_id(const char *id)
  * receive requests of one upload, and the busy flag only covers this node. The claim
  * (ms_upload_claim_f) is taken after the busy flag and given up before it is cleared,
  * so one request of this node holds both at once; another node's request finds the
- * claim held and gets the same answer as a second request here. */
+ * claim held and gets the same answer as a second request here, unless the holder is a
+ * sweep that already deleted the session's row (upload_sessions_expire): then the
+ * session is gone for the client, 404 BLOB_UPLOAD_UNKNOWN, not "in use". */
 static int claim(struct upload_sessions *us, const char *id, struct err *e)
 {
     bool is_held = false;
     if (us->ms->ops->upload_claim(us->ms, id, true, &is_held, e) != 0)
         return -1;
-    if (!is_held)
-        return err_set(e, ERR_BLOB_UPLOAD_INVALID, "upload session is in use by another "
-                                                   "request");
-    return 0;
+    if (is_held)
+        return 0;
+    struct err ge = {0};
+    if (us->ms->ops->upload_get(us->ms, id, NULL, NULL, &ge) != 0 &&
+        ge.code == ERR_BLOB_UPLOAD_UNKNOWN)
+        return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
+    return err_set(e, ERR_BLOB_UPLOAD_INVALID, "upload session is in use by another request");
 }
 
 static void unclaim(struct upload_sessions *us, const char *id)
@@ -131,6 +136,7 @@ static int release_busy(struct upload_sessions *us, struct upload_state *st, boo
         unclaim(us, st->id);
     AZ(pthread_mutex_lock(&us->mu));
     st->is_busy = false;
+    st->is_expiring = false;
     AZ(pthread_mutex_unlock(&us->mu));
     return -1;
 }
@@ -165,7 +171,10 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     struct upload_state *st = find(us, id);
     if (st) {
         if (st->is_busy) {
+            bool is_expiring = st->is_expiring;
             AZ(pthread_mutex_unlock(&us->mu));
+            if (is_expiring) /* the sweep removes it now */
+                return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
             return err_set(e, ERR_BLOB_UPLOAD_INVALID, "upload session is in use by another "
                                                        "request");
         }
@@ -362,8 +371,10 @@ int upload_sessions_expire(struct upload_sessions *us, const char *id)
         AZ(pthread_mutex_unlock(&us->mu));
         return -1;
     }
-    if (st)
+    if (st) {
         st->is_busy = true; /* no request of this node takes it while the claim is asked */
+        st->is_expiring = true;
+    }
     AZ(pthread_mutex_unlock(&us->mu));
     struct err e = {0};
     if (claim(us, id, &e) != 0) { /* in use through another node, or no database */

@@ -22,6 +22,7 @@ struct upload_state {
     uint64_t offset;        /* bytes received (some may still be staged by the store) */
     struct blobstore_upload *upload; /* the store's handle: bytes, running hash, staging */
     bool is_busy;
+    bool is_expiring; /* busy because the sweep removes it: gone for the client */
     struct upload_state *next;
 };
 

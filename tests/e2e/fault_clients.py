@@ -1,8 +1,9 @@
-"""Clients for the fault tests (test_s3_faults.py, test_pg_restart.py): pushes and pulls
-that record every answer (status, OCI error code, time taken) instead of asserting, so a
-test can check afterwards that every failure was retryable, that none took too long, and
-that every acknowledged blob and manifest is still there."""
+"""Clients for the fault tests (test_s3_faults.py, test_pg_restart.py, test_pg_blackhole.py):
+pushes and pulls that record every answer (status, OCI error code, time taken) instead of
+asserting, so a test can check afterwards that every failure was retryable, that none took
+too long, and that every acknowledged blob and manifest is still there."""
 
+import itertools
 import json
 import threading
 import time
@@ -132,3 +133,61 @@ def pull_one(base, repo, blobs, rec):
         else:
             ok = False
     return ok
+
+
+class ClientLoad:
+    """Clients running while a fault is made: two pushers (a 20 kB and a 2 MiB chunked
+    layer) into push_repo, and `pullers` pullers of the blobs `pulled` (digest -> bytes) in
+    pull_repo, each pausing pause_s between rounds; every answer goes into self.rec."""
+
+    def __init__(self, base, push_repo, pull_repo, pulled, pullers=2, pause_s=0.05):
+        self.base, self.push_repo, self.pull_repo = base, push_repo, pull_repo
+        self.pulled, self.pause_s = pulled, pause_s
+        self.rec = Recorder()
+        self.errors = []  # what a puller asserted (wrong bytes)
+        self._stop = threading.Event()
+        self._tags = itertools.count()
+        self._threads = [threading.Thread(target=self._push, args=(n,), daemon=True)
+                         for n in (20_000, 2 * 1024 * 1024)]
+        self._threads += [threading.Thread(target=self._pull, daemon=True)
+                          for _ in range(pullers)]
+
+    def _push(self, layer_size):
+        while not self._stop.is_set():
+            push_one(self.base, self.push_repo, "t%d" % next(self._tags), self.rec, layer_size)
+            time.sleep(self.pause_s)
+
+    def _pull(self):
+        try:
+            while not self._stop.is_set():
+                pull_one(self.base, self.pull_repo, self.pulled, self.rec)
+                time.sleep(self.pause_s)
+        except AssertionError as exc:
+            self.errors.append(exc)
+
+    def start(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self):
+        """Stops the clients; none may hang, no pull may have seen wrong bytes."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=CLIENT_TIMEOUT_S + 30)
+            assert not t.is_alive(), "a client hung"
+        assert not self.errors, self.errors
+
+    def failed(self):
+        """The rows that were not a success (a status >= 400 or an exception)."""
+        return [r for r in self.rec.rows if not (isinstance(r[2], int) and r[2] < 400)]
+
+    def assert_acked_all_there(self, oci):
+        """Every blob and manifest answered 201 pulls now with its exact bytes."""
+        for d, b in self.rec.acked_blobs.items():
+            r = oci.get(oci.blob_path(self.push_repo, d))
+            assert r.status_code == 200 and r.content == b, (d, r.status_code)
+        for (repo, tag), m in self.rec.acked_manifests.items():
+            r = oci.get("/v2/%s/manifests/%s" % (repo, tag),
+                        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+            assert r.status_code == 200 and r.content == m, (tag, r.status_code)

@@ -457,3 +457,36 @@ def test_a_peer_secret_naming_its_region_reads_only_what_the_region_may_hold(geo
     assert r.status_code == 403 and "DENIED" in r.text, (r.status_code, r.text)
     assert fetch(kept, "r1").status_code == 200
     assert fetch(plain, "r2").status_code == 200
+
+
+def test_a_policy_written_counts_from_the_very_next_peer_read(geo):
+    """Peer reads check the policies this node keeps parsed (authz.c): each write of a
+    policy (set, changed, deleted) is obeyed by the very next peer read, not a poll later."""
+    from test_governance_identities import ADMIN, auth_cluster, call
+    c = auth_cluster(geo, n=1)
+    r1 = c["r1"]
+    repo = named("late") + "/app"
+    layer = os.urandom(2000)
+    oci = r1.oci()
+    oci.s.auth = ADMIN
+    oci.push_blob(repo, layer)
+    peer = ("peer", c.secret)
+
+    def fetch():
+        return call(r1, "GET", "/v2/%s/blobs/%s" % (repo, digest_of(layer)), auth=peer,
+                    headers={"Meridian-Peer-Fetch": "r2"}).status_code
+
+    def put(**body):
+        body["repositories"] = repo.split("/")[0] + "/*"
+        r = call(r1, "PUT", "/_meridian/v1/policies/residency/late", json=body)
+        assert r.status_code == 200, r.text
+
+    for _ in range(3):  # reads before any policy: the kept snapshot has none
+        assert fetch() == 200
+        put(allowedRegions=["r1"])
+        assert fetch() == 403
+        put(allowedRegions=["r1", "r2"])
+        assert fetch() == 200
+        put(deniedRegions=["r2"])
+        assert fetch() == 403
+        assert call(r1, "DELETE", "/_meridian/v1/policies/residency/late").status_code == 200

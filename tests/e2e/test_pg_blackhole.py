@@ -13,7 +13,6 @@ answer on them without a bound hangs for ever.
 - The service resumes by itself (no restart): the frozen connections are given up and made
   again."""
 
-import threading
 import time
 import urllib.parse
 
@@ -22,7 +21,7 @@ import requests
 
 import pg_metastore
 from conftest import random_bytes, wait_until
-from fault_clients import Recorder, pull_one, push_one
+from fault_clients import ClientLoad, Recorder, pull_one
 from faultproxy import FaultProxy
 
 pytestmark = pytest.mark.skipif(not pg_metastore.is_pg(),
@@ -33,7 +32,6 @@ OUTAGE_S = 10
 # (3 s) for the calls a failed request still makes; a request may also wait behind another
 # one stalled on its server thread (http.c: a thread serves many connections).
 REQUEST_BOUND_S = 30
-CLIENT_TIMEOUT_S = 60     # the clients' own (fault_clients.py)
 
 
 def readyz(url):
@@ -63,32 +61,11 @@ def test_postgres_blackholed_for_10s_pushes_and_pulls(server_factory, tmp_path):
 def run(server_factory, data, proxy, uri):
     srv = server_factory("--metastore", proxied(uri, proxy), data_dir=str(data))
     base = srv.url
-    rec = Recorder()
     oci = srv.oci()
     big, small = random_bytes(1024 * 1024 + 5), random_bytes(4096)
     pulled = {oci.push_blob("pgb/pull", big): big, oci.push_blob("pgb/pull", small): small}
-    stop = threading.Event()
-    counter = iter(range(1_000_000))
-    errors = []
-
-    def pusher(layer_size):
-        while not stop.is_set():
-            push_one(base, "pgb/push", "t%d" % next(counter), rec, layer_size)
-            time.sleep(0.05)
-
-    def puller():
-        try:
-            while not stop.is_set():
-                pull_one(base, "pgb/pull", pulled, rec)
-                time.sleep(0.05)
-        except AssertionError as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=pusher, args=(n,), daemon=True)
-               for n in (20_000, 2 * 1024 * 1024)]
-    threads += [threading.Thread(target=puller, daemon=True) for _ in range(2)]
-    for t in threads:
-        t.start()
+    load = ClientLoad(base, "pgb/push", "pgb/pull", pulled).start()
+    rec = load.rec
     wait_until(lambda: len(rec.acked_manifests) >= 3, timeout_s=30, what="pushes going")
     proxy.blackhole()
     down_at = time.monotonic()
@@ -114,27 +91,16 @@ def run(server_factory, data, proxy, uri):
     recovered_s = time.monotonic() - healed_at
     wait_until(lambda: pull_one(base, "pgb/pull", pulled, Recorder()), timeout_s=10,
                what="a pull after the heal")
-    stop.set()
-    for t in threads:
-        t.join(timeout=CLIENT_TIMEOUT_S + 10)
-        assert not t.is_alive(), "a client hung"
-    assert not errors, errors
+    load.stop()
 
-    failed = [r for r in rec.rows if not (isinstance(r[2], int) and r[2] < 400)]
+    failed = load.failed()
     assert [r for r in failed if r[0] >= down_at], "the outage went unseen"
     for _, what, outcome, code, _took in failed:
         assert isinstance(outcome, int) and 500 <= outcome < 600 and code is not None, \
             (what, outcome, code)
     slowest = max(r[4] for r in rec.rows)
     assert slowest < REQUEST_BOUND_S, sorted(rec.rows, key=lambda r: -r[4])[:5]
-    check = srv.oci()
-    for d, b in rec.acked_blobs.items():
-        r = check.get(check.blob_path("pgb/push", d))
-        assert r.status_code == 200 and r.content == b, (d, r.status_code)
-    for (repo, tag), m in rec.acked_manifests.items():
-        r = check.get("/v2/%s/manifests/%s" % (repo, tag),
-                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
-        assert r.status_code == 200 and r.content == m, (tag, r.status_code)
+    load.assert_acked_all_there(srv.oci())
     print("PostgreSQL blackholed %d s: %d requests, %d failed (codes %s), slowest %.1f s, "
           "%d manifests acknowledged, pushes again %.1f s after the heal"
           % (OUTAGE_S, len(rec.rows), len(failed),

@@ -4,7 +4,6 @@ retries), never a 500; once it is back the server goes on without a restart, eve
 connection made again, and what was acknowledged before is all there."""
 
 import concurrent.futures
-import threading
 import time
 
 import pytest
@@ -12,7 +11,7 @@ import requests
 
 import pg_metastore
 from conftest import HTTP_TIMEOUT_S, assert_error, random_bytes, wait_until
-from fault_clients import Recorder, pull_one, push_one
+from fault_clients import ClientLoad
 
 pytestmark = pytest.mark.skipif(not pg_metastore.is_pg(),
                                 reason="needs the servers on PostgreSQL (MERIDIAN_TEST_METASTORE=pg)")
@@ -69,30 +68,11 @@ def test_database_restart_mid_push_loses_nothing_acknowledged(server_factory, tm
     pulls afterwards, and pushes succeed again without restarting the server."""
     srv = server_factory(data_dir=str(tmp_path / "data"))
     base = srv.url
-    rec = Recorder()
     oci = srv.oci()
     pulled = {oci.push_blob("pgr/pull", random_bytes(100_000)): None}
     pulled = {d: oci.get(oci.blob_path("pgr/pull", d)).content for d in pulled}
-    stop = threading.Event()
-    counter = iter(range(1_000_000))
-    errors = []
-
-    def pusher(layer_size):
-        while not stop.is_set():
-            push_one(base, "pgr/push", "t%d" % next(counter), rec, layer_size)
-
-    def puller():
-        try:
-            while not stop.is_set():
-                pull_one(base, "pgr/pull", pulled, rec)
-        except AssertionError as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=pusher, args=(n,), daemon=True)
-               for n in (20_000, 2 * 1024 * 1024)]
-    threads.append(threading.Thread(target=puller, daemon=True))
-    for t in threads:
-        t.start()
+    load = ClientLoad(base, "pgr/push", "pgr/pull", pulled, pullers=1, pause_s=0).start()
+    rec = load.rec
     wait_until(lambda: len(rec.acked_manifests) >= 3, timeout_s=30, what="pushes going")
     down_at = time.monotonic()
     pg_metastore.cluster_stop()
@@ -104,24 +84,13 @@ def test_database_restart_mid_push_loses_nothing_acknowledged(server_factory, tm
     acked_at_restart = len(rec.acked_manifests)
     wait_until(lambda: len(rec.acked_manifests) >= acked_at_restart + 3, timeout_s=30,
                what="pushes going again after the restart")
-    stop.set()
-    for t in threads:
-        t.join(timeout=90)
-        assert not t.is_alive(), "a client hung"
-    assert not errors, errors
-    failed = [r for r in rec.rows if not (isinstance(r[2], int) and r[2] < 400)]
+    load.stop()
+    failed = load.failed()
     assert [r for r in failed if down_at <= r[0] <= up_at + 1], "the restart went unseen"
     for _, what, outcome, code, took in failed:
         assert isinstance(outcome, int) and 500 <= outcome < 600 and code is not None, \
             (what, outcome, code)
     assert max(r[4] for r in rec.rows) < 15, sorted(rec.rows, key=lambda r: -r[4])[:5]
-    check = srv.oci()
-    for d, b in rec.acked_blobs.items():
-        r = check.get(check.blob_path("pgr/push", d))
-        assert r.status_code == 200 and r.content == b, (d, r.status_code)
-    for (repo, tag), m in rec.acked_manifests.items():
-        r = check.get("/v2/%s/manifests/%s" % (repo, tag),
-                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
-        assert r.status_code == 200 and r.content == m, (tag, r.status_code)
+    load.assert_acked_all_there(srv.oci())
     print("PostgreSQL restart: %d requests, %d failed, %d manifests acknowledged"
           % (len(rec.rows), len(failed), len(rec.acked_manifests)))

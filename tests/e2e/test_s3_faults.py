@@ -15,8 +15,8 @@ blob is ever served.
 With MERIDIAN_TEST_METASTORE=pg the servers keep their metadata in PostgreSQL too (the
 whole scale-out tier)."""
 
+import itertools
 import os
-import threading
 import time
 import urllib.parse
 
@@ -26,7 +26,7 @@ import requests
 import s3_blobstore
 import tier
 from conftest import assert_error, digest_of, random_bytes, wait_until
-from fault_clients import Recorder, pull_one, push_one
+from fault_clients import ClientLoad, Recorder, pull_one, push_one
 from faultproxy import FaultProxy
 
 pytestmark = pytest.mark.skipif(not s3_blobstore.available(),
@@ -34,7 +34,6 @@ pytestmark = pytest.mark.skipif(not s3_blobstore.available(),
 
 OUTAGE_S = 10
 REQUEST_BOUND_S = 15      # no request may take longer than this, outage or not
-CLIENT_TIMEOUT_S = 60     # the clients' own (fault_clients.py)
 
 
 @pytest.fixture
@@ -61,35 +60,13 @@ def test_rgw_unreachable_for_10s_pushes_and_pulls(server_factory, tmp_path, rgw_
     data = tmp_path / "data"
     srv = server_factory(*s3_server_args(data, rgw_proxy.url), data_dir=str(data))
     base = srv.url
-    rec = Recorder()
     # Pulled throughout: one small and one large layer (several S3 reads each).
     big, small = random_bytes(3 * 1024 * 1024 + 5), random_bytes(4096)
     oci = srv.oci()
     pulled = {oci.push_blob("s3f/pull", big): big, oci.push_blob("s3f/pull", small): small}
-
-    stop = threading.Event()
-    counter = iter(range(1_000_000))
-
-    def pusher(layer_size):
-        while not stop.is_set():
-            push_one(base, "s3f/push", "t%d" % next(counter), rec, layer_size)
-            time.sleep(0.05)
-
-    errors = []
-
-    def puller():
-        try:
-            while not stop.is_set():
-                pull_one(base, "s3f/pull", pulled, rec)
-                time.sleep(0.05)
-        except AssertionError as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=pusher, args=(n,), daemon=True)
-               for n in (20_000, 2 * 1024 * 1024)]
-    threads += [threading.Thread(target=puller, daemon=True) for _ in range(2)]
-    for t in threads:
-        t.start()
+    load = ClientLoad(base, "s3f/push", "s3f/pull", pulled).start()
+    rec = load.rec
+    after_tags = itertools.count()
     time.sleep(2)
     rgw_proxy.cut()
     cut_at = time.monotonic()
@@ -108,20 +85,16 @@ def test_rgw_unreachable_for_10s_pushes_and_pulls(server_factory, tmp_path, rgw_
     wait_until(lambda: readyz(base)[0] == 200, timeout_s=10, what="/readyz 200 after the heal")
 
     def fresh_push_works():
-        return push_one(base, "s3f/after", "a%d" % next(counter), Recorder(), 10_000)
+        return push_one(base, "s3f/after", "a%d" % next(after_tags), Recorder(), 10_000)
     wait_until(fresh_push_works, timeout_s=10, what="a push after the heal")
     recovered_s = time.monotonic() - healed_at
     wait_until(lambda: pull_one(base, "s3f/pull", pulled, Recorder()), timeout_s=10,
                what="a pull after the heal")
     time.sleep(2)  # the clients run on after the heal too
-    stop.set()
-    for t in threads:
-        t.join(timeout=CLIENT_TIMEOUT_S + 10)
-        assert not t.is_alive(), "a client hung"
-    assert not errors, errors
+    load.stop()
 
     during = [r for r in rec.rows if cut_at + 0.5 <= r[0] <= healed_at]
-    failed = [r for r in rec.rows if not (isinstance(r[2], int) and r[2] < 400)]
+    failed = load.failed()
     # The outage was seen by pushes and pulls alike.
     assert any(r[1].startswith("push") for r in failed if r in during), rec.rows[-40:]
     assert any(r[1].startswith("pull") for r in failed if r in during), rec.rows[-40:]
@@ -140,14 +113,7 @@ def test_rgw_unreachable_for_10s_pushes_and_pulls(server_factory, tmp_path, rgw_
     assert slowest < REQUEST_BOUND_S, sorted(rec.rows, key=lambda r: -r[4])[:5]
     # Nothing acknowledged is lost.
     assert rec.acked_manifests, "no push went through at all"
-    check = srv.oci()
-    for d, b in rec.acked_blobs.items():
-        r = check.get(check.blob_path("s3f/push", d))
-        assert r.status_code == 200 and r.content == b, (d, r.status_code)
-    for (repo, tag), m in rec.acked_manifests.items():
-        r = check.get("/v2/%s/manifests/%s" % (repo, tag),
-                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
-        assert r.status_code == 200 and r.content == m, (tag, r.status_code)
+    load.assert_acked_all_there(srv.oci())
     print("S3 outage: %d requests, %d failed (%d during the outage), slowest %.2f s, "
           "a push went through %.2f s after the heal"
           % (len(rec.rows), len(failed), len([r for r in failed if r in during]), slowest,

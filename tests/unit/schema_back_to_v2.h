@@ -5,6 +5,16 @@
 #ifndef MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
 #define MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
 
+/* Event-log compaction and the region of audit entries undone: the same text on both
+ * backends (SQLite versions 8 and 7, PostgreSQL 6 and 5). */
+#define SQL_BACK_COMPACTION_AND_AUDIT_REGION                                                   \
+    "DROP INDEX tag_regs_deleted;"                                                             \
+    "DROP INDEX manifest_tombs_hlc;"                                                           \
+    "DROP TABLE log_horizon;"                                                                  \
+    "DROP TABLE peer_acks;"                                                                    \
+    "DROP INDEX audit_log_time;"                                                               \
+    "ALTER TABLE audit_log DROP COLUMN region;"
+
 /* Version 10 undone: `tags` a table again (filled from the view), its v9 triggers. */
 #define SQL_SCHEMA_BACK_TO_V9                                                                  \
     "DROP TRIGGER untagged_on_treg;"                                                           \
@@ -52,6 +62,25 @@
     "  FOR EACH ROW EXECUTE FUNCTION untagged_on_tag();"                                       \
     "UPDATE meridian_schema SET version = 7;"
 
+/* PostgreSQL: every step after version 2 undone (pg_v3 .. pg_v8), newest first. */
+#define PG_SQL_SCHEMA_BACK_TO_V2                                                               \
+    PG_SQL_SCHEMA_BACK_TO_V7                                                                   \
+    /* version 7: untagged manifests' stamps */                                               \
+    "DROP TRIGGER untagged_on_manifest ON manifests;"                                          \
+    "DROP TRIGGER untagged_on_tag ON tags;"                                                    \
+    "DROP FUNCTION untagged_on_manifest();"                                                    \
+    "DROP FUNCTION untagged_on_tag();"                                                         \
+    "DROP FUNCTION untagged_mark(BIGINT, TEXT);"                                               \
+    "DROP TABLE untagged;"                                                                     \
+    "ALTER TABLE manifest_tombs DROP COLUMN is_gc;"                                            \
+    /* version 6: event-log compaction; version 5: the region of audit entries */             \
+    SQL_BACK_COMPACTION_AND_AUDIT_REGION                                                       \
+    /* version 4: leases */                                                                    \
+    "DROP TABLE node_leases;"                                                                  \
+    /* version 3: copies in the status rows */                                                 \
+    "ALTER TABLE repl_status DROP COLUMN copies;"                                              \
+    "UPDATE meridian_schema SET version = 2;"
+
 #define SQL_SCHEMA_BACK_TO_V2                                                                  \
     SQL_SCHEMA_BACK_TO_V9                                                                      \
     /* version 9: untagged manifests' stamps */                                               \
@@ -62,14 +91,8 @@
     "DROP TRIGGER untagged_on_tag_gone;"                                                       \
     "DROP TABLE untagged;"                                                                     \
     "ALTER TABLE manifest_tombs DROP COLUMN is_gc;"                                            \
-    /* version 8: event-log compaction */                                                     \
-    "DROP INDEX tag_regs_deleted;"                                                             \
-    "DROP INDEX manifest_tombs_hlc;"                                                           \
-    "DROP TABLE log_horizon;"                                                                  \
-    "DROP TABLE peer_acks;"                                                                    \
-    /* version 7: the region of audit entries */                                              \
-    "DROP INDEX audit_log_time;"                                                               \
-    "ALTER TABLE audit_log DROP COLUMN region;"                                                \
+    /* version 8: event-log compaction; version 7: the region of audit entries */             \
+    SQL_BACK_COMPACTION_AND_AUDIT_REGION                                                       \
     /* version 6: copies in the status rows */                                                 \
     "ALTER TABLE repl_status DROP COLUMN copies;"                                              \
     /* version 5: the garbage collector's review queue */                                      \

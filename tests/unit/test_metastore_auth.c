@@ -147,6 +147,52 @@ static void test_bindings(void **state)
     assert_int_equal(e.code, ERR_NOT_FOUND);
 }
 
+/* Residency policies ride in authz.c's snapshot: every write of one moves the generation
+ * (put, delete, and a peer's that is applied), other objects do not. */
+static void test_residency_policy_writes_move_the_generation(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    const char *policy = "{\"name\":\"eu\",\"repositories\":\"eu/*\",\"allowedRegions\":[\"local\"]}";
+    int64_t g = generation(ms);
+    assert_int_equal(ms->ops->object_put(ms, "webhook", "w", "{\"url\":\"http://x\"}", &e), 0);
+    assert_int_equal(generation(ms), g);
+    assert_int_equal(ms->ops->object_put(ms, "residency_policy", "eu", policy, &e), 0);
+    assert_true(generation(ms) > g);
+    g = generation(ms);
+    assert_int_equal(ms->ops->object_delete(ms, "residency_policy", "eu", &e), 0);
+    assert_true(generation(ms) > g);
+
+    /* The same two events applied at a peer region. */
+    struct meta_event *evs = NULL;
+    size_t n = 0;
+    int64_t last = 0;
+    assert_int_equal(ms->ops->events_read(ms, 0, NULL, 100, &evs, &n, &last, &e), 0);
+    char peer_path[128];
+    snprintf(peer_path, sizeof(peer_path), "%s/peer.db", f->dir);
+    struct metastore *peer = metastore_sqlite_open(peer_path, "peer", &e);
+    assert_non_null(peer);
+    size_t n_policy_events = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool is_policy = evs[i].payload != NULL && strstr(evs[i].payload, "residency_policy");
+        int64_t before = generation(peer);
+        bool is_new = false, is_gap = false;
+        assert_int_equal(peer->ops->event_apply(peer, &evs[i], &is_new, &is_gap, &e), 0);
+        assert_true(is_new);
+        if (is_policy) {
+            assert_true(generation(peer) > before);
+            n_policy_events++;
+        } else {
+            assert_int_equal(generation(peer), before);
+        }
+        meta_event_fini(&evs[i]);
+    }
+    free(evs);
+    assert_int_equal(n_policy_events, 2);
+    peer->ops->close(peer);
+}
+
 static void test_generation_survives_reopen(void **state)
 {
     struct fixture *f = *state;
@@ -535,6 +581,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_filter_repository, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bindings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generation_survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_residency_policy_writes_move_the_generation, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_set_count, setup, teardown),

@@ -108,28 +108,39 @@ static void test_every_statement_prepares(void **state)
     ms->ops->close(ms);
 }
 
+/* Pushes a manifest of `body` (one layer) to lib/app as `tag`; its digest into *out. */
+static void push_body(struct metastore *ms, char *body, size_t body_len, const char *tag,
+                      struct digest *out)
+{
+    struct err e = {0};
+    const char *layer = "layer bytes";
+    struct meta_ref ref = {0};
+    digest_of_buffer(DIGEST_SHA256, layer, strlen(layer), &ref.digest);
+    ref.size = (int64_t)strlen(layer);
+    assert_int_equal(ms->ops->blob_link(ms, "lib/app", &ref.digest, ref.size, &e), 0);
+    struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json",
+                              .body = body, .body_len = body_len};
+    digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
+    assert_int_equal(ms->ops->manifest_put(ms, "lib/app", &m, &ref, 1, NULL, tag, &e), 0);
+    if (out != NULL)
+        *out = m.digest;
+}
+
 static void test_push_reads_back(void **state)
 {
     (void)state;
     struct err e = {0};
     struct metastore *ms = metastore_pg_open(target, "r1", &e);
     assert_non_null(ms);
-    const char *layer = "layer bytes";
-    struct meta_ref ref = {0};
-    digest_of_buffer(DIGEST_SHA256, layer, strlen(layer), &ref.digest);
-    ref.size = (int64_t)strlen(layer);
-    assert_int_equal(ms->ops->blob_link(ms, "lib/app", &ref.digest, ref.size, &e), 0);
     char body[] = "{\"schemaVersion\":2,\"x\":\"\\u0000\"}";
-    struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json",
-                              .body = body, .body_len = sizeof(body) - 1};
-    digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
-    assert_int_equal(ms->ops->manifest_put(ms, "lib/app", &m, &ref, 1, NULL, "v1", &e), 0);
+    struct digest d;
+    push_body(ms, body, sizeof(body) - 1, "v1", &d);
 
     struct meta_manifest got = {0};
     assert_int_equal(ms->ops->manifest_get(ms, "lib/app", "v1", &got, &e), 0);
-    assert_int_equal(got.body_len, m.body_len);
-    assert_memory_equal(got.body, body, m.body_len);
-    assert_string_equal(got.digest.str, m.digest.str);
+    assert_int_equal(got.body_len, sizeof(body) - 1);
+    assert_memory_equal(got.body, body, sizeof(body) - 1);
+    assert_string_equal(got.digest.str, d.str);
     meta_manifest_fini(&got);
 
     struct meta_name_list tags = {0};
@@ -160,40 +171,26 @@ static void test_v2_database_gains_status_copies(void **state)
     struct err e = {0};
     struct metastore *ms = metastore_pg_open(target, "r1", &e);
     assert_non_null(ms);
-    const char *layer = "layer bytes";
-    struct meta_ref ref = {0};
-    digest_of_buffer(DIGEST_SHA256, layer, strlen(layer), &ref.digest);
-    ref.size = (int64_t)strlen(layer);
-    assert_int_equal(ms->ops->blob_link(ms, "lib/app", &ref.digest, ref.size, &e), 0);
     char body[] = "{\"schemaVersion\":2}";
-    struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json",
-                              .body = body, .body_len = sizeof(body) - 1};
-    digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
-    assert_int_equal(ms->ops->manifest_put(ms, "lib/app", &m, &ref, 1, NULL, "v1", &e), 0);
+    struct digest d;
+    push_body(ms, body, sizeof(body) - 1, "v1", &d);
     struct sq_conn *c = sq_conn_of(ms, &e);
-    assert_int_equal(sq_script(c, PG_SQL_SCHEMA_BACK_TO_V7, "v8 back", &e), 0);
-    assert_int_equal(sq_run_exec(c, "ALTER TABLE repl_status DROP COLUMN copies", &e, ""), 0);
-    assert_int_equal(sq_run_exec(c, "DROP TABLE node_leases", &e, ""), 0);
-    assert_int_equal(sq_run_exec(c, "DROP TABLE peer_acks", &e, ""), 0);
-    assert_int_equal(sq_run_exec(c, "DROP TABLE log_horizon", &e, ""), 0);
-    assert_int_equal(sq_run_exec(c, "DROP INDEX audit_log_time", &e, ""), 0);
-    assert_int_equal(sq_run_exec(c, "ALTER TABLE audit_log DROP COLUMN region", &e, ""), 0);
-    assert_int_equal(sq_run_exec(c, "UPDATE meridian_schema SET version = 2", &e, ""), 0);
+    assert_int_equal(sq_script(c, PG_SQL_SCHEMA_BACK_TO_V2, "back to v2", &e), 0);
     ms->ops->close(ms);
 
     ms = metastore_pg_open(target, "r1", &e);
     assert_non_null(ms);
     struct meta_status *st = NULL;
     size_t n = 0;
-    assert_int_equal(ms->ops->status_list(ms, "lib/app", &m.digest, &st, &n, &e), 0);
+    assert_int_equal(ms->ops->status_list(ms, "lib/app", &d, &st, &n, &e), 0);
     assert_int_equal(n, 1);
     assert_string_equal(st[0].state, "Completed");
     assert_false(st[0].has_copies);
     meta_status_free(st, n);
     struct meta_status two = {.region = "r1", .state = "Completed", .updated_ms = util_now_ms(),
                               .details = "", .has_copies = true, .copies = 2};
-    assert_int_equal(ms->ops->status_set(ms, "lib/app", &m.digest, &two, true, &e), 0);
-    assert_int_equal(ms->ops->status_list(ms, "lib/app", &m.digest, &st, &n, &e), 0);
+    assert_int_equal(ms->ops->status_set(ms, "lib/app", &d, &two, true, &e), 0);
+    assert_int_equal(ms->ops->status_list(ms, "lib/app", &d, &st, &n, &e), 0);
     assert_int_equal(n, 1);
     assert_true(st[0].has_copies);
     assert_int_equal(st[0].copies, 2);
@@ -204,18 +201,9 @@ static void test_v2_database_gains_status_copies(void **state)
 /* Pushes manifest `tag` (a body unique to the tag) through ms. */
 static void push_tag(struct metastore *ms, const char *tag)
 {
-    struct err e = {0};
-    const char *layer = "layer bytes";
-    struct meta_ref ref = {0};
-    digest_of_buffer(DIGEST_SHA256, layer, strlen(layer), &ref.digest);
-    ref.size = (int64_t)strlen(layer);
-    assert_int_equal(ms->ops->blob_link(ms, "lib/app", &ref.digest, ref.size, &e), 0);
     char body[128];
     snprintf(body, sizeof(body), "{\"schemaVersion\":2,\"tag\":\"%s\"}", tag);
-    struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json",
-                              .body = body, .body_len = strlen(body)};
-    digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
-    assert_int_equal(ms->ops->manifest_put(ms, "lib/app", &m, &ref, 1, NULL, tag, &e), 0);
+    push_body(ms, body, strlen(body), tag, NULL);
 }
 
 /* Node A's clock runs an hour ahead of node B's (or B's is behind): B's later write must
@@ -448,16 +436,12 @@ static void test_audit_region_and_upgrade(void **state)
     assert_string_equal(got, "");
     /* back to schema 2, with entries as version 2 wrote them */
     struct sq_conn *c = sq_conn_of(ms, &e);
-    assert_int_equal(sq_script(c, PG_SQL_SCHEMA_BACK_TO_V7, "v8 back", &e), 0);
-    assert_int_equal(sq_script(c, "DROP INDEX audit_log_time; ALTER TABLE audit_log DROP COLUMN"
-                                  " region; ALTER TABLE repl_status DROP COLUMN copies;"
-                                  " DROP TABLE node_leases; DROP TABLE peer_acks; DROP TABLE log_horizon;"
-                                  " UPDATE meridian_schema SET version = 2;"
-                                  " INSERT INTO audit_log(time_ms, actor, action, target, status,"
+    assert_int_equal(sq_script(c, PG_SQL_SCHEMA_BACK_TO_V2, "back to v2", &e), 0);
+    assert_int_equal(sq_script(c, "INSERT INTO audit_log(time_ms, actor, action, target, status,"
                                   " remote, detail) VALUES (3000, 'peer', 'role.replicated',"
                                   " 'x', 200, 'r3', 'origin=r3 put'), (4000, 'carol',"
                                   " 'user.create', 'users', 201, '::1', NULL)",
-                               "step back", &e),
+                               "version 2 rows", &e),
                      0);
     ms->ops->close(ms);
     ms = metastore_pg_open(target, "r1", &e);

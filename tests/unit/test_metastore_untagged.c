@@ -430,12 +430,7 @@ static void test_pg_v2_database_migrates(void **state)
     put(ms, "app", "{\"a\":2}", NULL, NULL, 0, NULL, &loose);
     struct sq_conn *c = sq_conn_of(ms, &e);
     assert_non_null(c);
-    assert_int_equal(sq_script(c, PG_SQL_SCHEMA_BACK_TO_V7, "v8 back", &e), 0);
-    assert_int_equal(sq_run_exec(c, "DROP TRIGGER untagged_on_manifest ON manifests", &e, ""), 0);
-    assert_int_equal(sq_run_exec(c, "DROP TRIGGER untagged_on_tag ON tags", &e, ""), 0);
-    assert_int_equal(sq_run_exec(c, "DROP TABLE untagged", &e, ""), 0);
-    assert_int_equal(sq_run_exec(c, "ALTER TABLE manifest_tombs DROP COLUMN is_gc", &e, ""), 0);
-    assert_int_equal(sq_run_exec(c, "UPDATE meridian_schema SET version = 2", &e, ""), 0);
+    assert_int_equal(sq_script(c, PG_SQL_SCHEMA_BACK_TO_V2, "back to v2", &e), 0);
     char target[1024];
     snprintf(target, sizeof(target), "%s%soptions=-csearch_path%%3Duntagged_%d",
              getenv("MERIDIAN_TEST_PG"), strchr(getenv("MERIDIAN_TEST_PG"), '?') ? "&" : "?",

@@ -1,0 +1,219 @@
+/* Unit tests for the upload session table (upload_sessions.c) against what the sweep does
+ * to a session while a client asks for it: a session the sweep is removing is gone for the
+ * client (ERR_BLOB_UPLOAD_UNKNOWN: 404), whether this node's sweep holds it or another
+ * node's holds its claim after deleting its row; a session another request holds is still
+ * "in use" (ERR_BLOB_UPLOAD_INVALID). The metastore's claim is wrapped to stand for
+ * another node and to stop the sweep half-way. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* cmocka.h needs the four headers above first. */
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blobstore.h"
+#include "metastore.h"
+#include "upload_sessions.h"
+#include "util.h"
+
+struct fixture {
+    char dir[64];
+    struct blobstore *bs;
+    struct metastore *ms;
+    struct metastore_ops ops; /* ms's, with upload_claim wrapped */
+    const struct metastore_ops *real;
+    struct upload_sessions *us;
+};
+
+/* The wrapped claim's state (one test at a time). */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    const struct metastore_ops *real;
+    bool is_held_elsewhere; /* another node holds every claim */
+    bool is_sweep_stopped;  /* the next claim waits in the claim until go */
+    bool is_in_claim;
+    bool is_go;
+} w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static int wrapped_claim(struct metastore *ms, const char *id, bool is_claim, bool *is_held,
+                         struct err *e)
+{
+    AZ(pthread_mutex_lock(&w.mu));
+    if (is_claim && w.is_held_elsewhere) {
+        AZ(pthread_mutex_unlock(&w.mu));
+        *is_held = false;
+        return 0;
+    }
+    if (is_claim && w.is_sweep_stopped) {
+        w.is_sweep_stopped = false;
+        w.is_in_claim = true;
+        AZ(pthread_cond_broadcast(&w.cv));
+        while (!w.is_go)
+            AZ(pthread_cond_wait(&w.cv, &w.mu));
+    }
+    AZ(pthread_mutex_unlock(&w.mu));
+    return w.real->upload_claim(ms, id, is_claim, is_held, e);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = xcalloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/meridian-us-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    struct err e = {0};
+    char path[128];
+    snprintf(path, sizeof(path), "%s/meta.db", f->dir);
+    f->bs = blobstore_fs_open(f->dir, &e);
+    f->ms = metastore_sqlite_open(path, "local", &e);
+    if (f->bs == NULL || f->ms == NULL)
+        return -1;
+    f->real = f->ms->ops;
+    f->ops = *f->real;
+    f->ops.upload_claim = wrapped_claim;
+    f->ms->ops = &f->ops;
+    w.real = f->real;
+    w.is_held_elsewhere = w.is_sweep_stopped = w.is_in_claim = w.is_go = false;
+    f->us = upload_sessions_new(f->bs, f->ms);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    upload_sessions_free(f->us);
+    f->ms->ops = f->real;
+    f->ms->ops->close(f->ms);
+    f->bs->ops->close(f->bs);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* A session of repo "r" holding some bytes, its state in memory here (idle). */
+static void make_session(struct fixture *f, char id[33])
+{
+    struct err e = {0};
+    assert_int_equal(upload_sessions_create(f->us, "r", 3600, "127.0.0.1", false, id, &e), 0);
+    struct upload_state *st = NULL;
+    assert_int_equal(upload_sessions_acquire(f->us, id, "r", &st, &e), 0);
+    assert_int_equal(upload_sessions_append(f->us, st, "abc", 3, &e), 0);
+    assert_int_equal(upload_sessions_acknowledge(f->us, st, &e), 0);
+    upload_sessions_release(f->us, st);
+}
+
+static int acquire_code(struct fixture *f, const char *id)
+{
+    struct upload_state *st = NULL;
+    struct err e = {0};
+    if (upload_sessions_acquire(f->us, id, "r", &st, &e) == 0) {
+        upload_sessions_release(f->us, st);
+        return 0;
+    }
+    return e.code;
+}
+
+struct sweep_arg {
+    struct fixture *f;
+    const char *id;
+    int rc;
+};
+
+static void *sweep(void *p)
+{
+    struct sweep_arg *a = p;
+    a->rc = upload_sessions_expire(a->f->us, a->id);
+    return NULL;
+}
+
+/* This node's sweep has taken the session (its claim not yet answered): a status
+ * request then is told the session is gone, not that it is in use. */
+static void test_session_the_sweep_removes_here_is_unknown(void **state)
+{
+    struct fixture *f = *state;
+    char id[33];
+    make_session(f, id);
+    w.is_sweep_stopped = true;
+    struct sweep_arg a = {.f = f, .id = id, .rc = -2};
+    pthread_t t;
+    AZ(pthread_create(&t, NULL, sweep, &a));
+    AZ(pthread_mutex_lock(&w.mu));
+    while (!w.is_in_claim)
+        AZ(pthread_cond_wait(&w.cv, &w.mu));
+    AZ(pthread_mutex_unlock(&w.mu));
+
+    assert_int_equal(acquire_code(f, id), ERR_BLOB_UPLOAD_UNKNOWN);
+
+    AZ(pthread_mutex_lock(&w.mu));
+    w.is_go = true;
+    AZ(pthread_cond_broadcast(&w.cv));
+    AZ(pthread_mutex_unlock(&w.mu));
+    AZ(pthread_join(t, NULL));
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(acquire_code(f, id), ERR_BLOB_UPLOAD_UNKNOWN);
+}
+
+/* Another node's sweep holds the claim and has deleted the row (it removes the bytes
+ * now): gone for the client. Its claim held by a request while the row stays: in use. */
+static void test_session_another_node_sweeps_is_unknown(void **state)
+{
+    struct fixture *f = *state;
+    char swept[33], busy[33];
+    make_session(f, swept);
+    make_session(f, busy);
+    struct err e = {0};
+    w.is_held_elsewhere = true;
+    assert_int_equal(f->ms->ops->upload_delete(f->ms, swept, &e), 0);
+
+    assert_int_equal(acquire_code(f, swept), ERR_BLOB_UPLOAD_UNKNOWN);
+    assert_int_equal(acquire_code(f, busy), ERR_BLOB_UPLOAD_INVALID);
+
+    w.is_held_elsewhere = false;
+    assert_int_equal(acquire_code(f, busy), 0);
+}
+
+/* A request of this node holds the session: the sweep leaves it, a second request is
+ * told it is in use. */
+static void test_session_a_request_holds_is_in_use(void **state)
+{
+    struct fixture *f = *state;
+    char id[33];
+    make_session(f, id);
+    struct upload_state *st = NULL;
+    struct err e = {0};
+    assert_int_equal(upload_sessions_acquire(f->us, id, "r", &st, &e), 0);
+    assert_int_equal(upload_sessions_expire(f->us, id), -1);
+    assert_int_equal(acquire_code(f, id), ERR_BLOB_UPLOAD_INVALID);
+    upload_sessions_release(f->us, st);
+    assert_int_equal(acquire_code(f, id), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_session_the_sweep_removes_here_is_unknown, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_session_another_node_sweeps_is_unknown, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_session_a_request_holds_is_in_use, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
