@@ -191,10 +191,12 @@ static void test_open_sets_up_schema(void **state)
         {"SELECT user_version >= 1 FROM pragma_user_version", "1"},
         {"PRAGMA journal_mode", "wal"},
         {"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('blobs', 'events',"
-         " 'manifest_refs', 'manifests', 'repo_blobs', 'repos', 'tag_regs', 'uploads')",
+         " 'manifest_ref_seqs', 'manifests', 'repo_blobs', 'repos', 'tag_regs', 'uploads')",
          "8"},
         /* Version 10: the tags of a repository are its registers that name a manifest. */
         {"SELECT type FROM sqlite_master WHERE name = 'tags'", "view"},
+        /* Version 11: references name their manifest by seq; manifest_refs a view. */
+        {"SELECT type FROM sqlite_master WHERE name = 'manifest_refs'", "view"},
     };
     for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
         assert_int_equal(sqlite3_prepare_v2(db, checks[i][0], -1, &s, NULL), SQLITE_OK);
@@ -1119,7 +1121,7 @@ static void test_schema_v2_database_migrates(void **state)
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(s, 0), 10);
+    assert_int_equal(sqlite3_column_int(s, 0), 11);
     sqlite3_finalize(s);
     sqlite3_close(db);
 }
@@ -1171,7 +1173,7 @@ static void test_schema_v9_tags_table_becomes_view(void **state)
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
     struct metastore *ms = f->ms;
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 10);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 11);
     assert_int_equal(db_int(f->path, "SELECT type = 'view' FROM sqlite_master"
                                      " WHERE name = 'tags'", NULL), 1);
     assert_int_equal(ms->ops->tag_list(ms, "r", NULL, -1, &l, &e), 0);
@@ -1199,6 +1201,82 @@ static void test_schema_v9_tags_table_becomes_view(void **state)
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM untagged WHERE digest = ?1",
                             m2.digest.str), 1);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM tags", NULL), 0);
+}
+
+/* A database of schema version 10 (references keyed by the manifest's digest) opens with
+ * this build: each reference names its manifest by seq, manifest_refs reads the same rows,
+ * a replicated put still carries them, a blob in use stays in use, and deleting the
+ * manifest drops its references (cascade) and queues the blobs for the collector. */
+static void test_schema_v10_refs_by_seq(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char b1[128], b2[128];
+    struct meta_manifest m1 = mf(1, b1, NULL), m2 = mf(2, b2, NULL);
+    struct meta_ref refs[2] = {{.digest = dg(7), .size = 70}, {.digest = dg(8), .size = 80}};
+    bool is_orphan = true;
+    sqlite3 *db;
+
+    link_blob(f->ms, "r", 7, 70);
+    link_blob(f->ms, "r", 8, 80);
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m1, refs, 2, NULL, "a", &e), 0);
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m2, refs, 1, NULL, "b", &e), 0);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, SQL_SCHEMA_BACK_TO_V10 "DELETE FROM gc_queue;", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(db_int(f->path, "SELECT type = 'table' FROM sqlite_master"
+                                     " WHERE name = 'manifest_refs'", NULL), 1);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifest_refs", NULL), 3);
+
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    assert_non_null(f->ms);
+    struct metastore *ms = f->ms;
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 11);
+    assert_int_equal(db_int(f->path, "SELECT type = 'view' FROM sqlite_master"
+                                     " WHERE name = 'manifest_refs'", NULL), 1);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifest_ref_seqs", NULL), 3);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifest_refs WHERE manifest_digest = ?1",
+                            m1.digest.str), 2);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_foreign_key_check", NULL), 0);
+    /* The put events are rebuilt with their references, as before. */
+    json_t *arr = events_json(ms, 0);
+    size_t puts = 0;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *ev = json_array_get(arr, i);
+        if (strcmp(ev_str(ev, "kind"), "manifest_put") != 0)
+            continue;
+        json_t *p = json_object_get(ev, "payload");
+        json_t *pl = json_is_string(p) ? json_loads(json_string_value(p), 0, NULL) : json_incref(p);
+        assert_non_null(pl);
+        size_t want = strcmp(ev_str(ev, "digest"), m1.digest.str) == 0 ? 2 : 1;
+        assert_int_equal(json_array_size(json_object_get(pl, "refs")), want);
+        json_decref(pl);
+        puts++;
+    }
+    json_decref(arr);
+    assert_int_equal(puts, 2);
+    /* In use by a manifest: a blob cannot be unlinked. */
+    assert_int_equal(ms->ops->blob_unlink(ms, "r", &refs[1].digest, &is_orphan, &e), -1);
+    assert_int_equal(e.code, ERR_IN_USE);
+    /* A manifest deleted takes its references along and queues their blobs. */
+    assert_int_equal(ms->ops->manifest_delete(ms, "r", &m1.digest, &e), 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifest_ref_seqs", NULL), 1);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM gc_queue WHERE digest = ?1",
+                            refs[1].digest.str), 1);
+    assert_int_equal(ms->ops->blob_unlink(ms, "r", &refs[1].digest, &is_orphan, &e), 0);
+    /* A new put after the upgrade writes its references by seq. */
+    char b3[128];
+    struct meta_manifest m3 = mf(3, b3, NULL);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m3, refs, 1, NULL, "c", &e), 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifest_refs WHERE manifest_digest = ?1",
+                            m3.digest.str), 1);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifests m JOIN manifest_ref_seqs r"
+                                     " ON r.manifest_seq = m.seq WHERE m.digest = ?1",
+                            m3.digest.str), 1);
 }
 
 /* Event log --------------------------------------------------------------- */
@@ -1905,6 +1983,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_upload_sources_and_acked_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v2_database_migrates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v9_tags_table_becomes_view, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_v10_refs_by_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_error_is_generic_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_link_get_find_unlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_referenced_by_manifest_is_not_orphan, setup,
