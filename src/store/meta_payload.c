@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base64.h"
+#include "body_pack.h"
 #include "buf.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
@@ -102,7 +103,14 @@ char *sq_manifest_payload(struct sq_conn *c, struct sql_stmt *s, int64_t repo_id
         buf_fini(&p);
         return out;
     }
-    char *b64 = base64_encode(sql_col_blob(s, 5), sql_col_bytes(s, 5));
+    char *body;
+    size_t body_len;
+    if (body_unpack(sql_col_blob(s, 5), sql_col_bytes(s, 5), &body, &body_len, e) != 0) {
+        buf_fini(&p);
+        return NULL;
+    }
+    char *b64 = base64_encode(body, body_len);
+    free(body);
     buf_appends(&p, "],\"body\":\"");
     buf_appends(&p, b64);
     buf_appends(&p, "\"}");

@@ -62,7 +62,7 @@
                   " WHERE repo_id = ?1 AND digest = ?2")                                       \
     X(REFS_DELETE, "DELETE FROM manifest_ref_seqs WHERE manifest_seq ="                        \
                    " (SELECT seq FROM manifests WHERE repo_id = ?1 AND digest = ?2)")          \
-    X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, length(body)"         \
+    X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, size"                 \
                  " FROM manifests INDEXED BY manifests_subject WHERE repo_id = ?1"            \
                  " AND subject = ?2 AND is_visible = 1"                                        \
                  " AND (?3 IS NULL OR artifact_type = ?3) ORDER BY digest")                    \
@@ -259,7 +259,7 @@
     X(REF_INSERT, "INSERT INTO manifest_ref_seqs(manifest_seq, ref_digest, is_manifest)"       \
                   " SELECT seq, CAST(?3 AS TEXT), CAST(?4 AS BIGINT) FROM manifests"           \
                   " WHERE repo_id = ?1 AND digest = ?2 ON CONFLICT DO NOTHING")                \
-    X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, length(body)"         \
+    X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, size"                 \
                  " FROM manifests WHERE repo_id = ?1"                                          \
                  " AND subject = ?2 AND is_visible = 1"                                        \
                  " AND (CAST(?3 AS TEXT) IS NULL OR artifact_type = ?3) ORDER BY digest")      \

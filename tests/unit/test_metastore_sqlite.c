@@ -1279,6 +1279,76 @@ static void test_schema_v10_refs_by_seq(void **state)
                             m3.digest.str), 1);
 }
 
+/* Bodies are stored packed (body_pack.c) and served byte for byte, by tag and by digest
+ * and in the put event peers read; a body stored before packing existed reads as it is. */
+static void test_manifest_body_packed(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[] =
+        "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+        "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":"
+        "\"sha256:1143aed0fc24734243c541c69c93e74a00b11839bcea9d7b29acfd586d1ba6ce\","
+        "\"size\":64},\"layers\":[]}";
+    struct meta_manifest m = {.media_type = (char *)MT_MANIFEST, .body = body,
+                              .body_len = sizeof(body) - 1};
+    digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
+    struct meta_manifest got;
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, NULL, 0, NULL, "v1", &e), 0);
+    assert_true(db_int(f->path, "SELECT length(body) FROM manifests WHERE digest = ?1",
+                       m.digest.str) * 2 < (int64_t)m.body_len);
+    assert_int_equal(db_int(f->path, "SELECT size FROM manifests WHERE digest = ?1",
+                            m.digest.str), (int64_t)m.body_len);
+    const char *refs[] = {"v1", m.digest.str};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ms->ops->manifest_get(ms, "r", refs[i], &got, &e), 0);
+        assert_int_equal(got.body_len, m.body_len);
+        assert_memory_equal(got.body, body, m.body_len);
+        meta_manifest_fini(&got);
+    }
+    json_t *arr = events_json(ms, 0);
+    bool has_put = false;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *ev = json_array_get(arr, i);
+        if (strcmp(ev_str(ev, "kind"), "manifest_put") != 0)
+            continue;
+        const char *b64 = json_string_value(json_object_get(json_object_get(ev, "payload"),
+                                                            "body"));
+        assert_non_null(b64);
+        size_t len = 0;
+        char *dec = base64_decode(b64, strlen(b64), &len);
+        assert_int_equal(len, m.body_len);
+        assert_memory_equal(dec, body, len);
+        free(dec);
+        has_put = true;
+    }
+    json_decref(arr);
+    assert_true(has_put);
+
+    /* As a build before packing stored it. */
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "UPDATE manifests SET body = ?1 WHERE digest = ?2",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_blob(st, 1, body, (int)m.body_len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, m.digest.str, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_int_equal(db_int(f->path, "SELECT length(body) FROM manifests WHERE digest = ?1",
+                            m.digest.str), (int64_t)m.body_len);
+    ms->ops->close(ms);
+    f->ms = ms = metastore_sqlite_open(f->path, REGION, &e); /* nothing cached */
+    assert_non_null(ms);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", m.digest.str, &got, &e), 0);
+    assert_int_equal(got.body_len, m.body_len);
+    assert_memory_equal(got.body, body, m.body_len);
+    meta_manifest_fini(&got);
+}
+
 /* Event log --------------------------------------------------------------- */
 
 static void test_events_since(void **state)
@@ -1984,6 +2054,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_v2_database_migrates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v9_tags_table_becomes_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v10_refs_by_seq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_body_packed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_error_is_generic_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_link_get_find_unlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_referenced_by_manifest_is_not_orphan, setup,

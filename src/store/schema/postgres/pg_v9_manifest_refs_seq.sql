@@ -2,7 +2,8 @@
 -- its seq instead of (repo_id, digest) (SQLite's v11_manifest_refs_seq.sql, same meaning):
 -- each reference row and its entry in the by-reference index no longer hold the
 -- manifest's digest. `manifest_refs` becomes a view with the table's columns, for
--- readers; writers use manifest_ref_seqs.
+-- readers; writers use manifest_ref_seqs. From this version on, manifest bodies may be
+-- stored packed (src/store/body_pack.c): the version keeps older builds off the database.
 CREATE TABLE IF NOT EXISTS manifest_ref_seqs (
   manifest_seq BIGINT NOT NULL REFERENCES manifests(seq) ON DELETE CASCADE,
   ref_digest TEXT COLLATE "C" NOT NULL,

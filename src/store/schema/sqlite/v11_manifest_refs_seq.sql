@@ -6,6 +6,9 @@
 -- the order of insertion (PENDING_LIST) is kept. `manifest_refs` becomes a view of
 -- manifest_ref_seqs joined to manifests with the same columns as the table, for readers;
 -- writers use manifest_ref_seqs.
+-- From this version on, manifest bodies may be stored packed (src/store/body_pack.c): the
+-- version number keeps an older build, which would serve them as they are, from opening
+-- the file. Bodies stored before stay as they are and are read as before.
 -- Objects that name manifests or manifest_refs are dropped first and made again at the
 -- end (a rename checks every view and trigger of the schema).
 DROP VIEW IF EXISTS tags;
