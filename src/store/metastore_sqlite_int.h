@@ -494,6 +494,10 @@ ms_state_merge_f sq_state_merge;
 /* Event payloads (meta_payload.c) -------------------------------------------------- */
 
 void sq_status_payload(struct buf *p, const struct meta_status *st);
+/* The payload of a status event as stored: short when origin reports its own status. */
+void sq_status_payload_stored(struct buf *p, const struct meta_status *st, const char *origin);
+/* The JSON payload of an event stored in a short form (malloc'd), NULL if it is not one. */
+char *sq_event_payload_expand(const char *kind, const char *origin, const char *stored);
 /* Checks a payload builder once, as its sticky error allows. */
 int sq_payload_check(struct buf *b, struct err *e);
 /* The manifest_put payload of the manifest in row s (digest, media_type, artifact_type,

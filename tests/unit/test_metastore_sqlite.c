@@ -26,6 +26,7 @@
 #include "schema_back_to_v2.h"
 #include "sql_driver.h"
 #include "metastore.h"
+#include "metastore_sqlite_int.h"
 #include "util.h"
 
 #define REGION "westeurope"
@@ -1517,6 +1518,81 @@ static void test_status_event_keeps_its_snapshot(void **state)
     assert_true(is_seen);
 }
 
+/* Issue 21, bytes per tag: a region's status event about itself is stored short and read
+ * back, by both readers, as exactly the JSON it used to store; another region's status
+ * (relayed) and a payload stored before stay as they are. */
+static void test_status_event_stored_short(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    struct digest d = dg(9);
+    struct meta_status own[2] = {
+        {.region = (char *)REGION, .state = (char *)"Failed", .bytes_done = 3,
+         .bytes_total = 10, .updated_ms = 1796337348625,
+         .details = (char *)"a|b \"quoted\" -|9|"},
+        {.region = (char *)REGION, .state = (char *)"Completed", .bytes_done = 10,
+         .bytes_total = 10, .updated_ms = 1796337348626, .details = NULL, .has_copies = true,
+         .copies = 2},
+    };
+    struct meta_status other = {.region = (char *)"eastus", .state = (char *)"Completed",
+                                .bytes_total = 1, .updated_ms = 5, .details = (char *)""};
+    const struct meta_status *all[3] = {&own[0], &own[1], &other};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ms->ops->status_set(ms, "r", &d, all[i], true, &e), 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM events WHERE kind = 'status'"
+                                     " AND payload LIKE '~1|%' AND length(payload) < 60", NULL),
+                     2);
+    /* as a build before this one stored it */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO events(origin, hlc, kind, repo, digest,"
+                                      " payload, origin_seq) VALUES ('westeurope', 1, 'status',"
+                                      " 'r', 'sha256:x', '{\"region\":\"westeurope\"}', 1000)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    char want[4][256];
+    for (int i = 0; i < 3; i++) {
+        struct buf b;
+        buf_init(&b, 4096);
+        sq_status_payload(&b, all[i]);
+        snprintf(want[i], sizeof(want[i]), "%s", b.data);
+        buf_fini(&b);
+    }
+    snprintf(want[3], sizeof(want[3]), "{\"region\":\"westeurope\"}");
+    /* events_read (replication) */
+    struct meta_event *evs;
+    size_t n;
+    int64_t last;
+    assert_int_equal(ms->ops->events_read(ms, 0, NULL, 100, &evs, &n, &last, &e), 0);
+    int k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(evs[i].kind, "status") == 0)
+            assert_string_equal(evs[i].payload, want[k++]);
+        meta_event_fini(&evs[i]);
+    }
+    free(evs);
+    assert_int_equal(k, 4);
+    /* events_since (the management API's log) */
+    json_t *arr = events_json(ms, 0);
+    k = 0;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *ev = json_array_get(arr, i);
+        if (strcmp(ev_str(ev, "kind"), "status") != 0)
+            continue;
+        char *got = json_dumps(json_object_get(ev, "payload"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_t *w = json_loads(want[k++], 0, NULL);
+        char *exp = json_dumps(w, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        assert_string_equal(got, exp);
+        free(got);
+        free(exp);
+        json_decref(w);
+    }
+    json_decref(arr);
+    assert_int_equal(k, 4);
+}
+
 /* Issue 21, bytes per tag: the manifest_put and status events of a push are stored without
  * their payload (the manifests, manifest_refs and repl_status rows hold it) and read back
  * with the payload peers of every version parse. */
@@ -2055,6 +2131,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_v9_tags_table_becomes_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v10_refs_by_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_body_packed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_event_stored_short, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_error_is_generic_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_link_get_find_unlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_referenced_by_manifest_is_not_orphan, setup,
