@@ -509,7 +509,8 @@ static void test_v8_refs_become_seq(void **state)
     assert_int_equal(sq_script(c, PG_SQL_SCHEMA_BACK_TO_V8 "DELETE FROM gc_queue;", "v9 back",
                                &e),
                      0);
-    assert_int_equal(pg_int(c, "SELECT count(*) FROM pg_class WHERE oid = to_regclass('manifest_refs')"
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM pg_class"
+                               " WHERE oid = to_regclass('manifest_refs')"
                                " AND relkind = 'r'"),
                      1);
     ms->ops->close(ms);
@@ -518,7 +519,8 @@ static void test_v8_refs_become_seq(void **state)
     assert_non_null(ms);
     c = sq_conn_of(ms, &e);
     assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 9);
-    assert_int_equal(pg_int(c, "SELECT count(*) FROM pg_class WHERE oid = to_regclass('manifest_refs')"
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM pg_class"
+                               " WHERE oid = to_regclass('manifest_refs')"
                                " AND relkind = 'v'"),
                      1);
     assert_int_equal(pg_int(c, "SELECT count(*) FROM manifest_ref_seqs"), 2);

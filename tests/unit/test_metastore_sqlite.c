@@ -1240,7 +1240,8 @@ static void test_schema_v10_refs_by_seq(void **state)
     assert_int_equal(db_int(f->path, "SELECT type = 'view' FROM sqlite_master"
                                      " WHERE name = 'manifest_refs'", NULL), 1);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifest_ref_seqs", NULL), 3);
-    assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifest_refs WHERE manifest_digest = ?1",
+    assert_int_equal(db_int(f->path,
+                            "SELECT count(*) FROM manifest_refs WHERE manifest_digest = ?1",
                             m1.digest.str), 2);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_foreign_key_check", NULL), 0);
     /* The put events are rebuilt with their references, as before. */
@@ -1273,7 +1274,8 @@ static void test_schema_v10_refs_by_seq(void **state)
     char b3[128];
     struct meta_manifest m3 = mf(3, b3, NULL);
     assert_int_equal(ms->ops->manifest_put(ms, "r", &m3, refs, 1, NULL, "c", &e), 0);
-    assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifest_refs WHERE manifest_digest = ?1",
+    assert_int_equal(db_int(f->path,
+                            "SELECT count(*) FROM manifest_refs WHERE manifest_digest = ?1",
                             m3.digest.str), 1);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifests m JOIN manifest_ref_seqs r"
                                      " ON r.manifest_seq = m.seq WHERE m.digest = ?1",
