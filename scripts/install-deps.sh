@@ -10,7 +10,7 @@ set -euo pipefail
 BUILD_PKGS=(build-essential meson ninja-build pkg-config
             libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libjansson-dev libsqlite3-dev
             libpq-dev
-            libcmocka-dev libsodium-dev libgnutls28-dev)
+            libcmocka-dev libsodium-dev libgnutls28-dev zlib1g-dev)
 # chromium, chromium-driver, python3-selenium: the web console's browser tests
 # postgresql-15: the PostgreSQL metastore's tests (tools/pg-up.sh starts a throwaway cluster)
 TEST_PKGS=(postgresql-15 python3-pytest python3-requests skopeo buildah podman valgrind openssl

@@ -160,6 +160,8 @@ int sq_events_since(struct metastore *ms, int64_t after_seq, size_t max, struct 
         json_text_col(&one, s, 6);
         buf_appends(&one, ",\"payload\":");
         /* Payloads are JSON objects the store wrote itself. */
+        if (derived == NULL)
+            derived = sq_event_payload_expand(kind, sql_col_text(s, 1), sql_col_text(s, 7));
         const char *payload = derived != NULL ? derived : sql_col_text(s, 7);
         char *clear = sq_seal_payload(c->store, sql_col_text(s, 3), payload, false);
         buf_appends(&one, clear ? clear : payload ? payload : "null");
@@ -280,6 +282,11 @@ int sq_events_read(struct metastore *ms, int64_t after_seq, const struct meta_vv
                     free(ev->kind);
                     ev->kind = xstrdup(kind);
                 }
+            }
+            char *expanded = sq_event_payload_expand(ev->kind, ev->origin, ev->payload);
+            if (expanded != NULL) {
+                free(ev->payload);
+                ev->payload = expanded;
             }
             char *clear = sq_seal_payload(c->store, ev->kind, ev->payload, false);
             if (clear != NULL) {

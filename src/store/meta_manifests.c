@@ -4,8 +4,10 @@
 #include "metastore.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "body_pack.h"
 #include "buf.h"
 #include "manifest_cache.h"
 #include "metastore_sqlite_int.h"
@@ -53,6 +55,12 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
     const char *subject_str = subject != NULL ? subject->str : NULL;
     int64_t repo_id;
     struct sql_stmt *s;
+    /* The body as stored: packed (body_pack.h). */
+    unsigned char *packed;
+    size_t packed_len;
+    body_pack(m->body, m->body_len, &packed, &packed_len);
+    const void *stored = packed != NULL ? (const void *)packed : (const void *)m->body;
+    size_t stored_len = packed != NULL ? packed_len : m->body_len;
 
     if (sq_tx_begin(c, true, e) != 0)
         goto out;
@@ -71,7 +79,7 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
     int64_t put_hlc = sq_hlc_next(c);
     if (sq_exec(c, SQ_MANIFEST_INSERT, e, "itttttibi", repo_id, m->digest.str, m->media_type,
                 m->artifact_type, m->annotations_json, subject_str, (int64_t)m->body_len,
-                (const void *)m->body, m->body_len, util_now_ms()) != 0)
+                stored, stored_len, util_now_ms()) != 0)
         goto fail;
     /* The same digest is the same bytes: a repeated put only (re)points the tag. The
      * event is stored without its payload: the manifest row and its references are the
@@ -120,8 +128,7 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
     /* A copy recorded without its document (filtered replication, meta_versions.c) gets it. */
     else if (sq_run_exec(c, "UPDATE manifests SET body = ?3 WHERE repo_id = ?1 AND digest = ?2"
                             " AND length(body) = 0",
-                         e, "itb", repo_id, m->digest.str, (const void *)m->body,
-                         m->body_len) != 0)
+                         e, "itb", repo_id, m->digest.str, stored, stored_len) != 0)
         goto fail;
     /* A copy replicated from a peer and still waiting for content is complete now:
      * every reference was checked above. */
@@ -147,17 +154,19 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
     }
     if (sq_tx_commit(c, e) != 0)
         goto out;
+    free(packed);
     return 0;
 
 fail:
     sq_tx_rollback(c);
 out:
+    free(packed);
     return -1;
 }
 
 /* Fills out from a MANIFEST_BY_* row (digest, media_type, artifact_type, annotations,
- * body). */
-static void manifest_from_row(struct sql_stmt *s, struct meta_manifest *out)
+ * body); -1 with e set if the stored body is damaged. */
+static int manifest_from_row(struct sql_stmt *s, struct meta_manifest *out, struct err *e)
 {
     sq_col_digest(s, 0, &out->digest);
     out->media_type = sq_col_strdup(s, 1);
@@ -165,14 +174,8 @@ static void manifest_from_row(struct sql_stmt *s, struct meta_manifest *out)
         out->media_type = xstrdup("");
     out->artifact_type = sq_col_strdup(s, 2);
     out->annotations_json = sq_col_strdup(s, 3);
-    const void *body = sql_col_blob(s, 4);
-    size_t len = sql_col_bytes(s, 4);
     /* NUL-terminated for the convenience of JSON parsers; body_len is authoritative. */
-    out->body = xmalloc(len + 1);
-    if (len > 0)
-        memcpy(out->body, body, len);
-    out->body[len] = '\0';
-    out->body_len = len;
+    return body_unpack(sql_col_blob(s, 4), sql_col_bytes(s, 4), &out->body, &out->body_len, e);
 }
 
 int sq_manifest_get(struct metastore *ms, const char *repo, const char *reference,
@@ -202,9 +205,12 @@ int sq_manifest_get(struct metastore *ms, const char *repo, const char *referenc
                       "tt", repo, reference);
     if (rc < 0)
         return -1;
-    if (rc == SQL_ROW)
-        manifest_from_row(s, out);
+    int unpacked = rc == SQL_ROW ? manifest_from_row(s, out, e) : 0;
     sq_stmt_done(s);
+    if (unpacked != 0) {
+        meta_manifest_fini(out);
+        return -1;
+    }
     if (rc == SQL_ROW) {
         if (is_cached)
             manifest_cache_put(st->manifests, repo, reference, gen, out);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base64.h"
+#include "body_pack.h"
 #include "hlc.h"
 #include "image_catalog.h"
 #include "image_version.h"
@@ -428,6 +429,15 @@ static int merge_manifest_put(struct sq_conn *c, const struct meta_event *ev, st
         goto out;
     if (is_definition)
         body_len = 0;
+    /* Stored packed (body_pack.h); size stays the document's. */
+    unsigned char *packed;
+    size_t packed_len;
+    body_pack(body, body_len, &packed, &packed_len);
+    if (packed != NULL) {
+        free(body);
+        body = (char *)packed;
+        body_len = packed_len;
+    }
     if (sq_exec(c, SQ_MANIFEST_INSERT_REMOTE, e, "itttttibiit", repo_id, d.str, media_type,
                 json_string_value(json_object_get(p, "artifactType")),
                 json_is_string(annotations) ? json_string_value(annotations) : NULL,

@@ -2,15 +2,18 @@
  * and deriving the payload of an event stored without one when it is read. */
 #include "metastore.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base64.h"
+#include "body_pack.h"
 #include "buf.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
+#include "util.h"
 
 /* The payload of a status event (the format peers parse: merge_status). */
 void sq_status_payload(struct buf *p, const struct meta_status *st)
@@ -28,6 +31,75 @@ void sq_status_payload(struct buf *p, const struct meta_status *st)
     if (st->has_copies)
         buf_printf(p, ",\"copies\":%" PRId64, st->copies);
     buf_appends(p, "}");
+}
+
+/* A status event a region writes about itself is stored in a short form (~40 bytes instead
+ * of ~120: the region is the event's origin, the field names are implied) and read back as
+ * the JSON above, byte for byte: "~1|state|bytesDone|bytesTotal|updatedMs|copies or -|details"
+ * (details last: it may hold any character). JSON never starts with '~'. */
+#define STATUS_SHORT_PREFIX "~1|"
+
+void sq_status_payload_stored(struct buf *p, const struct meta_status *st, const char *origin)
+{
+    if (strcmp(st->region, origin) != 0 || st->state[0] == '\0' || strchr(st->state, '|')) {
+        sq_status_payload(p, st);
+        return;
+    }
+    buf_printf(p, STATUS_SHORT_PREFIX "%s|%" PRId64 "|%" PRId64 "|%" PRId64 "|", st->state,
+               st->bytes_done, st->bytes_total, st->updated_ms);
+    if (st->has_copies)
+        buf_printf(p, "%" PRId64 "|", st->copies);
+    else
+        buf_appends(p, "-|");
+    buf_appends(p, st->details ? st->details : "");
+}
+
+/* One "|"-ended integer field of a short form at *at; false if it is not one. */
+static bool short_int(const char **at, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(*at, &end, 10);
+    if (errno != 0 || end == *at || *end != '|')
+        return false;
+    *out = v;
+    *at = end + 1;
+    return true;
+}
+
+char *sq_event_payload_expand(const char *kind, const char *origin, const char *stored)
+{
+    if (stored == NULL || strncmp(stored, STATUS_SHORT_PREFIX, 3) != 0 || kind == NULL ||
+        strcmp(kind, "status") != 0 || origin == NULL)
+        return NULL;
+    const char *at = stored + 3;
+    const char *bar = strchr(at, '|');
+    if (bar == NULL)
+        goto damaged;
+    char *state = xstrndup(at, (size_t)(bar - at));
+    at = bar + 1;
+    struct meta_status st = {.region = (char *)origin, .state = state};
+    bool ok = short_int(&at, &st.bytes_done) && short_int(&at, &st.bytes_total) &&
+              short_int(&at, &st.updated_ms);
+    if (ok && strncmp(at, "-|", 2) == 0)
+        at += 2;
+    else if (ok)
+        ok = st.has_copies = short_int(&at, &st.copies);
+    if (!ok) {
+        free(state);
+        goto damaged;
+    }
+    st.details = (char *)at;
+    struct buf p;
+    buf_init(&p, SQ_PAYLOAD_MAX_BYTES);
+    sq_status_payload(&p, &st);
+    free(state);
+    char *out = buf_steal(&p, NULL);
+    buf_fini(&p);
+    return out;
+damaged:
+    log_error("metastore", "status event of %s stored in a damaged short form", origin);
+    return NULL;
 }
 
 /* Checks a payload builder once, as its sticky error allows. */
@@ -102,7 +174,14 @@ char *sq_manifest_payload(struct sq_conn *c, struct sql_stmt *s, int64_t repo_id
         buf_fini(&p);
         return out;
     }
-    char *b64 = base64_encode(sql_col_blob(s, 5), sql_col_bytes(s, 5));
+    char *body;
+    size_t body_len;
+    if (body_unpack(sql_col_blob(s, 5), sql_col_bytes(s, 5), &body, &body_len, e) != 0) {
+        buf_fini(&p);
+        return NULL;
+    }
+    char *b64 = base64_encode(body, body_len);
+    free(body);
     buf_appends(&p, "],\"body\":\"");
     buf_appends(&p, b64);
     buf_appends(&p, "\"}");

@@ -21,10 +21,11 @@ int sq_status_write(struct sq_conn *c, const char *repo, const char *digest,
         return 0;
     /* The payload is stored, not rebuilt from the row when read: the row moves on (a
      * retry rewrites it as InProgress without an event), and a peer that reads this event
-     * later must still see the state it announced (Failed, with its details). */
+     * later must still see the state it announced (Failed, with its details). Short when
+     * it is this region's own (sq_status_payload_stored). */
     struct buf p;
     buf_init(&p, 64 * 1024);
-    sq_status_payload(&p, st);
+    sq_status_payload_stored(&p, st, c->store->region);
     int rc = sq_event_append(c, "status", repo, NULL, digest, p.data, e);
     buf_fini(&p);
     return rc;

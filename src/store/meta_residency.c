@@ -119,7 +119,8 @@ static int delete_rows(struct sq_conn *c, const char *repo, int64_t repo_id,
                        const struct key_prefixes *k, struct err *e)
 {
     static const char *const by_id[] = {
-        "DELETE FROM manifest_refs WHERE repo_id = ?1",
+        "DELETE FROM manifest_ref_seqs WHERE manifest_seq IN"
+        " (SELECT seq FROM manifests WHERE repo_id = ?1)",
         "DELETE FROM manifests WHERE repo_id = ?1", "DELETE FROM repo_blobs WHERE repo_id = ?1",
         "DELETE FROM repos WHERE id = ?1",
     };

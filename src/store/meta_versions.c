@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "body_pack.h"
 #include "metastore_sqlite_int.h"
 #include "util.h"
 
@@ -243,9 +244,15 @@ int sq_manifest_body_set(struct metastore *ms, const char *repo, const struct di
                 d->str, len, size);
         goto fail;
     }
-    if (sq_run_exec(c, "UPDATE manifests SET body = ?3 WHERE digest = ?2 AND repo_id ="
-                       " (SELECT id FROM repos WHERE name = ?1)",
-                    e, "ttb", repo, d->str, body, len) != 0)
+    unsigned char *packed;
+    size_t packed_len;
+    body_pack(body, len, &packed, &packed_len);
+    int rc = sq_run_exec(c, "UPDATE manifests SET body = ?3 WHERE digest = ?2 AND repo_id ="
+                            " (SELECT id FROM repos WHERE name = ?1)",
+                         e, "ttb", repo, d->str, packed != NULL ? (const void *)packed : body,
+                         packed != NULL ? packed_len : len);
+    free(packed);
+    if (rc != 0)
         goto fail;
     return sq_tx_commit(c, e);
 fail:

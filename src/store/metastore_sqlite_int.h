@@ -56,10 +56,13 @@
                        " artifact_type, annotations, subject, size, body, created_ms)"         \
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                         \
     X(MANIFEST_DELETE, "DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")             \
-    X(REF_INSERT, "INSERT OR IGNORE INTO manifest_refs(repo_id, manifest_digest, ref_digest,"  \
-                  " is_manifest) VALUES (?1, ?2, ?3, ?4)")                                     \
-    X(REFS_DELETE, "DELETE FROM manifest_refs WHERE repo_id = ?1 AND manifest_digest = ?2")    \
-    X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, length(body)"         \
+    /* References name their manifest by seq (schema v11); manifest_refs is a view. */      \
+    X(REF_INSERT, "INSERT OR IGNORE INTO manifest_ref_seqs(manifest_seq, ref_digest,"          \
+                  " is_manifest) SELECT seq, ?3, ?4 FROM manifests"                            \
+                  " WHERE repo_id = ?1 AND digest = ?2")                                       \
+    X(REFS_DELETE, "DELETE FROM manifest_ref_seqs WHERE manifest_seq ="                        \
+                   " (SELECT seq FROM manifests WHERE repo_id = ?1 AND digest = ?2)")          \
+    X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, size"                 \
                  " FROM manifests INDEXED BY manifests_subject WHERE repo_id = ?1"            \
                  " AND subject = ?2 AND is_visible = 1"                                        \
                  " AND (?3 IS NULL OR artifact_type = ?3) ORDER BY digest")                    \
@@ -111,8 +114,9 @@
                        " WHERE u.repo_id = ?1 AND u.digest = ?2")                              \
     /* Kept: a tag, an index naming it, or a subject of it still here. */                   \
     X(UNTAGGED_KEPT, "SELECT 1 WHERE EXISTS (SELECT 1 FROM tags WHERE repo_id = ?1"            \
-                     " AND digest = ?2) OR EXISTS (SELECT 1 FROM manifest_refs"                \
-                     " WHERE ref_digest = ?2 AND repo_id = ?1 AND is_manifest = 1)"            \
+                     " AND digest = ?2) OR EXISTS (SELECT 1 FROM manifest_ref_seqs r"          \
+                     " CROSS JOIN manifests p WHERE r.ref_digest = ?2 AND r.is_manifest = 1"   \
+                     " AND p.seq = r.manifest_seq AND p.repo_id = ?1)"                         \
                      " OR EXISTS (SELECT 1 FROM manifests m JOIN manifests s"                  \
                      " ON s.repo_id = m.repo_id AND s.digest = m.subject"                      \
                      " WHERE m.repo_id = ?1 AND m.digest = ?2)")                               \
@@ -150,8 +154,9 @@
     /* The anti-entropy digest needs only the digests: the covering index, no bodies read. */ \
     X(MANIFEST_DIGESTS_OF_REPO, "SELECT digest FROM manifests WHERE repo_id = ?1"              \
                                 " ORDER BY digest")                                            \
-    X(REF_INSERT_SIZED, "INSERT OR IGNORE INTO manifest_refs(repo_id, manifest_digest,"        \
-                        " ref_digest, is_manifest, size) VALUES (?1, ?2, ?3, ?4, ?5)")         \
+    X(REF_INSERT_SIZED, "INSERT OR IGNORE INTO manifest_ref_seqs(manifest_seq, ref_digest,"    \
+                        " is_manifest, size) SELECT seq, ?3, ?4, ?5 FROM manifests"            \
+                        " WHERE repo_id = ?1 AND digest = ?2")                                 \
     X(REFS_OF_MANIFEST, "SELECT ref_digest, is_manifest, coalesce(size, -1) FROM manifest_refs" \
                         " WHERE repo_id = ?1 AND manifest_digest = ?2")                        \
     X(PENDING_LIST, "SELECT r.name, m.digest, m.repo_id, m.origin FROM manifests m"            \
@@ -196,10 +201,8 @@
                             " JOIN manifests m ON m.repo_id = r.id AND m.digest = g.digest"    \
                             " WHERE g.repo = ?1 AND g.name = ?2 AND m.is_visible = 1")         \
     X(ALL_BLOBS, "SELECT digest FROM blobs ORDER BY digest")                                   \
-    X(BLOB_LOST_HIDE, "UPDATE manifests SET is_visible = 0 WHERE rowid IN (SELECT m.rowid"     \
-                      " FROM manifest_refs r JOIN manifests m ON m.repo_id = r.repo_id"        \
-                      " AND m.digest = r.manifest_digest WHERE r.ref_digest = ?1"              \
-                      " AND m.is_visible = 1)")                                                \
+    X(BLOB_LOST_HIDE, "UPDATE manifests SET is_visible = 0 WHERE seq IN (SELECT manifest_seq"  \
+                      " FROM manifest_ref_seqs WHERE ref_digest = ?1) AND is_visible = 1")     \
     X(BLOB_LOST_UNLINK, "DELETE FROM repo_blobs WHERE digest = ?1")                            \
     X(REFERENCED_BY, "SELECT manifest_digest FROM manifest_refs WHERE repo_id = ?1"            \
                      " AND ref_digest = ?2 AND manifest_digest != ?2 LIMIT 1")                 \
@@ -253,9 +256,10 @@
     X(MANIFEST_INSERT, "INSERT INTO manifests(repo_id, digest, media_type,"                    \
                        " artifact_type, annotations, subject, size, body, created_ms)"         \
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING")  \
-    X(REF_INSERT, "INSERT INTO manifest_refs(repo_id, manifest_digest, ref_digest,"            \
-                  " is_manifest) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")              \
-    X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, length(body)"         \
+    X(REF_INSERT, "INSERT INTO manifest_ref_seqs(manifest_seq, ref_digest, is_manifest)"       \
+                  " SELECT seq, CAST(?3 AS TEXT), CAST(?4 AS BIGINT) FROM manifests"           \
+                  " WHERE repo_id = ?1 AND digest = ?2 ON CONFLICT DO NOTHING")                \
+    X(REFERRERS, "SELECT digest, media_type, artifact_type, annotations, size"                 \
                  " FROM manifests WHERE repo_id = ?1"                                          \
                  " AND subject = ?2 AND is_visible = 1"                                        \
                  " AND (CAST(?3 AS TEXT) IS NULL OR artifact_type = ?3) ORDER BY digest")      \
@@ -280,15 +284,16 @@
                               " is_visible, hlc, origin)"                                      \
                               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11)"      \
                               " ON CONFLICT DO NOTHING")                                       \
-    X(REF_INSERT_SIZED, "INSERT INTO manifest_refs(repo_id, manifest_digest,"                  \
-                        " ref_digest, is_manifest, size) VALUES (?1, ?2, ?3, ?4, ?5)"          \
-                        " ON CONFLICT DO NOTHING")                                             \
+    X(REF_INSERT_SIZED, "INSERT INTO manifest_ref_seqs(manifest_seq, ref_digest,"              \
+                        " is_manifest, size) SELECT seq, CAST(?3 AS TEXT), CAST(?4 AS BIGINT),"\
+                        " CAST(?5 AS BIGINT) FROM manifests WHERE repo_id = ?1"                \
+                        " AND digest = ?2 ON CONFLICT DO NOTHING")                             \
     X(PENDING_LIST, "SELECT r.name, m.digest, m.repo_id, m.origin FROM manifests m"            \
                     " JOIN repos r ON r.id = m.repo_id WHERE m.is_visible = 0"                 \
                     " ORDER BY m.seq LIMIT NULLIF(CAST(?1 AS BIGINT), -1)")                    \
-    X(BLOB_LOST_HIDE, "UPDATE manifests m SET is_visible = 0 FROM manifest_refs r"             \
-                      " WHERE m.repo_id = r.repo_id AND m.digest = r.manifest_digest"          \
-                      " AND r.ref_digest = ?1 AND m.is_visible = 1")                           \
+    X(BLOB_LOST_HIDE, "UPDATE manifests m SET is_visible = 0 FROM manifest_ref_seqs r"         \
+                      " WHERE m.seq = r.manifest_seq AND r.ref_digest = ?1"                    \
+                      " AND m.is_visible = 1")                                                 \
     X(EVENTS_READ, "SELECT seq, origin, origin_seq, hlc, kind, repo, name, digest, payload"    \
                    " FROM events WHERE seq > ?1 ORDER BY seq"                                  \
                    " LIMIT NULLIF(CAST(?2 AS BIGINT), -1)")                                    \
@@ -489,6 +494,10 @@ ms_state_merge_f sq_state_merge;
 /* Event payloads (meta_payload.c) -------------------------------------------------- */
 
 void sq_status_payload(struct buf *p, const struct meta_status *st);
+/* The payload of a status event as stored: short when origin reports its own status. */
+void sq_status_payload_stored(struct buf *p, const struct meta_status *st, const char *origin);
+/* The JSON payload of an event stored in a short form (malloc'd), NULL if it is not one. */
+char *sq_event_payload_expand(const char *kind, const char *origin, const char *stored);
 /* Checks a payload builder once, as its sticky error allows. */
 int sq_payload_check(struct buf *b, struct err *e);
 /* The manifest_put payload of the manifest in row s (digest, media_type, artifact_type,

@@ -15,6 +15,7 @@ import json
 import os
 import time
 
+import stored_body
 import tier
 from regions import MT_OCI_MANIFEST, unique_repo, wait_for
 
@@ -289,7 +290,7 @@ def manifest_body(region, repo, digest):
     rows = db_rows(region, "SELECT m.body FROM manifests m JOIN repos r ON r.id = m.repo_id"
                    " WHERE r.name = ? AND m.digest = ?", repo, digest)
     assert rows, "%s@%s not recorded in %s" % (repo, digest, region.name)
-    return bytes(rows[0][0])
+    return stored_body.unpack(rows[0][0])
 
 
 def assert_no_trace(region, body):
@@ -304,6 +305,7 @@ def assert_no_trace(region, body):
             with open(path, "rb") as f:
                 raw = f.read()
             assert body not in raw and b64 not in raw, "%s holds the manifest" % path
+            assert stored_body.pack(body) not in raw, "%s holds the manifest, packed" % path
 
 
 def test_a_version_reaches_its_target_regions_only(geo):

@@ -15,8 +15,75 @@
     "DROP INDEX audit_log_time;"                                                               \
     "ALTER TABLE audit_log DROP COLUMN region;"
 
+/* Version 11 undone: manifest_refs a table keyed by the manifest's digest again, manifests
+ * without seq (a plain rowid table), and what names them as version 10 had it. */
+#define SQL_SCHEMA_BACK_TO_V10                                                                 \
+    "CREATE TEMP TABLE refs_v10 AS SELECT repo_id, manifest_digest, ref_digest, is_manifest,"  \
+    "  size FROM manifest_refs;"                                                               \
+    "DROP VIEW manifest_refs;"                                                                 \
+    "DROP TABLE manifest_ref_seqs;"                                                            \
+    "DROP VIEW tags;"                                                                          \
+    "DROP TRIGGER untagged_on_treg;"                                                           \
+    "DROP TRIGGER untagged_on_treg_move;"                                                      \
+    "DROP TRIGGER untagged_on_treg_gone;"                                                      \
+    "CREATE TABLE manifests_v10 (repo_id INTEGER NOT NULL REFERENCES repos(id),"               \
+    "  digest TEXT NOT NULL, media_type TEXT NOT NULL, artifact_type TEXT, annotations TEXT,"  \
+    "  subject TEXT, size INTEGER NOT NULL, body BLOB NOT NULL, created_ms INTEGER NOT NULL,"  \
+    "  is_visible INTEGER NOT NULL DEFAULT 1, hlc INTEGER NOT NULL DEFAULT 0,"                \
+    "  origin TEXT NOT NULL DEFAULT '', PRIMARY KEY (repo_id, digest));"                      \
+    "INSERT INTO manifests_v10(rowid, repo_id, digest, media_type, artifact_type,"             \
+    "  annotations, subject, size, body, created_ms, is_visible, hlc, origin)"                 \
+    "  SELECT seq, repo_id, digest, media_type, artifact_type, annotations, subject, size,"    \
+    "  body, created_ms, is_visible, hlc, origin FROM manifests;"                              \
+    "DROP TABLE manifests;"                                                                    \
+    "ALTER TABLE manifests_v10 RENAME TO manifests;"                                           \
+    "CREATE INDEX manifests_subject ON manifests(repo_id, subject)"                            \
+    "  WHERE subject IS NOT NULL;"                                                             \
+    "CREATE INDEX manifests_pending ON manifests(is_visible) WHERE is_visible = 0;"            \
+    "CREATE TABLE manifest_refs (repo_id INTEGER NOT NULL, manifest_digest TEXT NOT NULL,"     \
+    "  ref_digest TEXT NOT NULL, is_manifest INTEGER NOT NULL, size INTEGER,"                  \
+    "  PRIMARY KEY (repo_id, manifest_digest, ref_digest),"                                    \
+    "  FOREIGN KEY (repo_id, manifest_digest) REFERENCES manifests(repo_id, digest)"           \
+    "    ON DELETE CASCADE) WITHOUT ROWID;"                                                    \
+    "CREATE INDEX manifest_refs_ref ON manifest_refs(ref_digest);"                             \
+    "INSERT INTO manifest_refs SELECT * FROM refs_v10;"                                        \
+    "DROP TABLE refs_v10;"                                                                     \
+    "CREATE TRIGGER gc_queue_on_unref AFTER DELETE ON manifest_refs BEGIN"                     \
+    "  INSERT OR REPLACE INTO gc_queue(digest, queued_ms) VALUES (old.ref_digest, 1); END;"    \
+    "CREATE VIEW tags(repo_id, name, digest) AS SELECT r.id, g.name, g.digest"                 \
+    "  FROM tag_regs g JOIN repos r ON r.name = g.repo"                                        \
+    "  JOIN manifests m ON m.repo_id = r.id AND m.digest = g.digest;"                          \
+    "CREATE TRIGGER untagged_on_manifest AFTER INSERT ON manifests BEGIN"                      \
+    "  INSERT OR REPLACE INTO untagged(repo_id, digest, since_ms)"                             \
+    "    SELECT new.repo_id, new.digest, 1 WHERE NOT EXISTS (SELECT 1 FROM tags"               \
+    "    WHERE repo_id = new.repo_id AND digest = new.digest); END;"                           \
+    "CREATE TRIGGER untagged_on_manifest_gone AFTER DELETE ON manifests BEGIN"                 \
+    "  DELETE FROM untagged WHERE repo_id = old.repo_id AND digest = old.digest; END;"         \
+    "CREATE TRIGGER untagged_on_treg AFTER INSERT ON tag_regs WHEN new.digest IS NOT NULL"     \
+    "  BEGIN DELETE FROM untagged WHERE repo_id = (SELECT id FROM repos"                       \
+    "  WHERE name = new.repo) AND digest = new.digest; END;"                                   \
+    "CREATE TRIGGER untagged_on_treg_move AFTER UPDATE OF digest ON tag_regs"                  \
+    "  WHEN old.digest IS NOT new.digest BEGIN"                                                \
+    "  DELETE FROM untagged WHERE new.digest IS NOT NULL"                                      \
+    "    AND repo_id = (SELECT id FROM repos WHERE name = new.repo) AND digest = new.digest;"  \
+    "  INSERT OR REPLACE INTO untagged(repo_id, digest, since_ms) SELECT m.repo_id, m.digest," \
+    "    1 FROM repos r JOIN manifests m ON m.repo_id = r.id"                                  \
+    "    WHERE r.name = old.repo AND m.digest = old.digest AND NOT EXISTS (SELECT 1"           \
+    "    FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest); END;"               \
+    "CREATE TRIGGER untagged_on_treg_gone AFTER DELETE ON tag_regs"                            \
+    "  WHEN old.digest IS NOT NULL BEGIN"                                                      \
+    "  INSERT OR REPLACE INTO untagged(repo_id, digest, since_ms) SELECT m.repo_id, m.digest," \
+    "    1 FROM repos r JOIN manifests m ON m.repo_id = r.id"                                  \
+    "    WHERE r.name = old.repo AND m.digest = old.digest AND NOT EXISTS (SELECT 1"           \
+    "    FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest); END;"               \
+    "PRAGMA user_version = 10;"
+
 /* Version 10 undone: `tags` a table again (filled from the view), its v9 triggers. */
 #define SQL_SCHEMA_BACK_TO_V9                                                                  \
+    SQL_SCHEMA_BACK_TO_V10                                                                     \
+    SQL_SCHEMA_V10_BACK_TO_V9
+
+#define SQL_SCHEMA_V10_BACK_TO_V9                                                              \
     "DROP TRIGGER untagged_on_treg;"                                                           \
     "DROP TRIGGER untagged_on_treg_move;"                                                      \
     "DROP TRIGGER untagged_on_treg_gone;"                                                      \
@@ -45,8 +112,31 @@
     "    WHERE repo_id = old.repo_id AND digest = old.digest); END;"                           \
     "PRAGMA user_version = 9;"
 
+/* PostgreSQL: version 9 undone (pg_v9_manifest_refs_seq.sql): manifest_refs a table again. */
+#define PG_SQL_SCHEMA_BACK_TO_V8                                                               \
+    "CREATE TABLE refs_v8 AS SELECT repo_id, manifest_digest, ref_digest, is_manifest, size"   \
+    "  FROM manifest_refs;"                                                                    \
+    "DROP VIEW manifest_refs;"                                                                 \
+    "DROP TABLE manifest_ref_seqs;"                                                            \
+    "CREATE TABLE manifest_refs (repo_id BIGINT NOT NULL,"                                     \
+    "  manifest_digest TEXT COLLATE \"C\" NOT NULL, ref_digest TEXT COLLATE \"C\" NOT NULL,"   \
+    "  is_manifest BIGINT NOT NULL, size BIGINT,"                                              \
+    "  PRIMARY KEY (repo_id, manifest_digest, ref_digest),"                                    \
+    "  FOREIGN KEY (repo_id, manifest_digest) REFERENCES manifests(repo_id, digest)"           \
+    "    ON DELETE CASCADE);"                                                                  \
+    "CREATE INDEX manifest_refs_ref ON manifest_refs(ref_digest);"                             \
+    "INSERT INTO manifest_refs SELECT * FROM refs_v8;"                                         \
+    "DROP TABLE refs_v8;"                                                                      \
+    "CREATE TRIGGER gc_queue_on_unref AFTER DELETE ON manifest_refs"                           \
+    "  FOR EACH ROW EXECUTE FUNCTION gc_queue_on_unref();"                                     \
+    "UPDATE meridian_schema SET version = 8;"
+
 /* PostgreSQL: version 8 undone (pg_v8_tags_view.sql), the same way. */
 #define PG_SQL_SCHEMA_BACK_TO_V7                                                               \
+    PG_SQL_SCHEMA_BACK_TO_V8                                                                   \
+    PG_SQL_SCHEMA_V8_BACK_TO_V7
+
+#define PG_SQL_SCHEMA_V8_BACK_TO_V7                                                            \
     "DROP TRIGGER untagged_on_treg ON tag_regs;"                                               \
     "DROP FUNCTION untagged_on_treg();"                                                        \
     "CREATE TABLE tags_v7 AS SELECT repo_id, name, digest FROM tags;"                          \

@@ -80,7 +80,7 @@ static void test_nodes_start_at_once(void **state)
     assert_int_equal(sq_run(c, "SELECT count(*), max(version) FROM meridian_schema", &s, &e, ""),
                      SQL_ROW);
     assert_int_equal(sql_col_int64(s, 0), 1);
-    assert_int_equal(sql_col_int64(s, 1), 8); /* schema version 8: tags a view */
+    assert_int_equal(sql_col_int64(s, 1), 9); /* schema version 9: references by seq */
     sql_finalize(s);
     ms->ops->close(ms);
 }
@@ -455,6 +455,78 @@ static void test_audit_region_and_upgrade(void **state)
     ms->ops->close(ms);
 }
 
+/* One integer from a query. */
+static int64_t pg_int(struct sq_conn *c, const char *sql)
+{
+    struct err e = {0};
+    struct sql_stmt *s = NULL;
+    assert_int_equal(sq_run(c, sql, &s, &e, ""), SQL_ROW);
+    int64_t v = sql_col_int64(s, 0);
+    sql_finalize(s);
+    return v;
+}
+
+/* A database of schema version 8 (references keyed by the manifest's digest) opens with
+ * this build: the references name their manifest by seq, manifest_refs (a view) reads the
+ * same rows, and deleting the manifest drops them and queues their blobs. */
+static void test_v8_refs_become_seq(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    const char *blobs[2] = {"config bytes", "layer bytes"};
+    struct meta_ref refs[2];
+    memset(refs, 0, sizeof(refs));
+    for (int i = 0; i < 2; i++) {
+        digest_of_buffer(DIGEST_SHA256, blobs[i], strlen(blobs[i]), &refs[i].digest);
+        refs[i].size = (int64_t)strlen(blobs[i]);
+        assert_int_equal(ms->ops->blob_link(ms, "lib/app", &refs[i].digest, refs[i].size, &e),
+                         0);
+    }
+    char body[] = "{\"schemaVersion\":2,\"refs\":2}";
+    struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json",
+                              .body = body, .body_len = sizeof(body) - 1};
+    digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
+    assert_int_equal(ms->ops->manifest_put(ms, "lib/app", &m, refs, 2, NULL, "v1", &e), 0);
+    struct sq_conn *c = sq_conn_of(ms, &e);
+    assert_int_equal(sq_script(c, PG_SQL_SCHEMA_BACK_TO_V8 "DELETE FROM gc_queue;", "v9 back",
+                               &e),
+                     0);
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM pg_class"
+                               " WHERE oid = to_regclass('manifest_refs')"
+                               " AND relkind = 'r'"),
+                     1);
+    ms->ops->close(ms);
+
+    ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    c = sq_conn_of(ms, &e);
+    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 9);
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM pg_class"
+                               " WHERE oid = to_regclass('manifest_refs')"
+                               " AND relkind = 'v'"),
+                     1);
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM manifest_ref_seqs"), 2);
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM manifest_refs r JOIN manifests m"
+                               " ON m.digest = r.manifest_digest AND m.repo_id = r.repo_id"),
+                     2);
+    bool is_orphan = true;
+    assert_int_equal(ms->ops->blob_unlink(ms, "lib/app", &refs[1].digest, &is_orphan, &e), -1);
+    assert_int_equal(e.code, ERR_IN_USE);
+    assert_int_equal(ms->ops->manifest_delete(ms, "lib/app", &m.digest, &e), 0);
+    c = sq_conn_of(ms, &e);
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM manifest_ref_seqs"), 0);
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM gc_queue"), 2);
+    assert_int_equal(ms->ops->blob_unlink(ms, "lib/app", &refs[1].digest, &is_orphan, &e), 0);
+    /* A put after the upgrade writes its references by seq. */
+    assert_int_equal(ms->ops->blob_link(ms, "lib/app", &refs[1].digest, refs[1].size, &e), 0);
+    assert_int_equal(ms->ops->manifest_put(ms, "lib/app", &m, refs, 2, NULL, "v1", &e), 0);
+    c = sq_conn_of(ms, &e);
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM manifest_refs"), 2);
+    ms->ops->close(ms);
+}
+
 int main(void)
 {
     const char *uri = getenv("MERIDIAN_TEST_PG");
@@ -473,6 +545,7 @@ int main(void)
         cmocka_unit_test_setup(test_gc_fence_spans_nodes, setup),
         cmocka_unit_test_setup(test_residency_purge, setup),
         cmocka_unit_test_setup(test_audit_region_and_upgrade, setup),
+        cmocka_unit_test_setup(test_v8_refs_become_seq, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

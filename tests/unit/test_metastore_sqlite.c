@@ -26,6 +26,7 @@
 #include "schema_back_to_v2.h"
 #include "sql_driver.h"
 #include "metastore.h"
+#include "metastore_sqlite_int.h"
 #include "util.h"
 
 #define REGION "westeurope"
@@ -191,10 +192,12 @@ static void test_open_sets_up_schema(void **state)
         {"SELECT user_version >= 1 FROM pragma_user_version", "1"},
         {"PRAGMA journal_mode", "wal"},
         {"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('blobs', 'events',"
-         " 'manifest_refs', 'manifests', 'repo_blobs', 'repos', 'tag_regs', 'uploads')",
+         " 'manifest_ref_seqs', 'manifests', 'repo_blobs', 'repos', 'tag_regs', 'uploads')",
          "8"},
         /* Version 10: the tags of a repository are its registers that name a manifest. */
         {"SELECT type FROM sqlite_master WHERE name = 'tags'", "view"},
+        /* Version 11: references name their manifest by seq; manifest_refs a view. */
+        {"SELECT type FROM sqlite_master WHERE name = 'manifest_refs'", "view"},
     };
     for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
         assert_int_equal(sqlite3_prepare_v2(db, checks[i][0], -1, &s, NULL), SQLITE_OK);
@@ -1119,7 +1122,7 @@ static void test_schema_v2_database_migrates(void **state)
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(s, 0), 10);
+    assert_int_equal(sqlite3_column_int(s, 0), 11);
     sqlite3_finalize(s);
     sqlite3_close(db);
 }
@@ -1171,7 +1174,7 @@ static void test_schema_v9_tags_table_becomes_view(void **state)
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
     struct metastore *ms = f->ms;
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 10);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 11);
     assert_int_equal(db_int(f->path, "SELECT type = 'view' FROM sqlite_master"
                                      " WHERE name = 'tags'", NULL), 1);
     assert_int_equal(ms->ops->tag_list(ms, "r", NULL, -1, &l, &e), 0);
@@ -1199,6 +1202,154 @@ static void test_schema_v9_tags_table_becomes_view(void **state)
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM untagged WHERE digest = ?1",
                             m2.digest.str), 1);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM tags", NULL), 0);
+}
+
+/* A database of schema version 10 (references keyed by the manifest's digest) opens with
+ * this build: each reference names its manifest by seq, manifest_refs reads the same rows,
+ * a replicated put still carries them, a blob in use stays in use, and deleting the
+ * manifest drops its references (cascade) and queues the blobs for the collector. */
+static void test_schema_v10_refs_by_seq(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char b1[128], b2[128];
+    struct meta_manifest m1 = mf(1, b1, NULL), m2 = mf(2, b2, NULL);
+    struct meta_ref refs[2] = {{.digest = dg(7), .size = 70}, {.digest = dg(8), .size = 80}};
+    bool is_orphan = true;
+    sqlite3 *db;
+
+    link_blob(f->ms, "r", 7, 70);
+    link_blob(f->ms, "r", 8, 80);
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m1, refs, 2, NULL, "a", &e), 0);
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m2, refs, 1, NULL, "b", &e), 0);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, SQL_SCHEMA_BACK_TO_V10 "DELETE FROM gc_queue;", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(db_int(f->path, "SELECT type = 'table' FROM sqlite_master"
+                                     " WHERE name = 'manifest_refs'", NULL), 1);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifest_refs", NULL), 3);
+
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    assert_non_null(f->ms);
+    struct metastore *ms = f->ms;
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 11);
+    assert_int_equal(db_int(f->path, "SELECT type = 'view' FROM sqlite_master"
+                                     " WHERE name = 'manifest_refs'", NULL), 1);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifest_ref_seqs", NULL), 3);
+    assert_int_equal(db_int(f->path,
+                            "SELECT count(*) FROM manifest_refs WHERE manifest_digest = ?1",
+                            m1.digest.str), 2);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_foreign_key_check", NULL), 0);
+    /* The put events are rebuilt with their references, as before. */
+    json_t *arr = events_json(ms, 0);
+    size_t puts = 0;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *ev = json_array_get(arr, i);
+        if (strcmp(ev_str(ev, "kind"), "manifest_put") != 0)
+            continue;
+        json_t *p = json_object_get(ev, "payload");
+        json_t *pl = json_is_string(p) ? json_loads(json_string_value(p), 0, NULL) : json_incref(p);
+        assert_non_null(pl);
+        size_t want = strcmp(ev_str(ev, "digest"), m1.digest.str) == 0 ? 2 : 1;
+        assert_int_equal(json_array_size(json_object_get(pl, "refs")), want);
+        json_decref(pl);
+        puts++;
+    }
+    json_decref(arr);
+    assert_int_equal(puts, 2);
+    /* In use by a manifest: a blob cannot be unlinked. */
+    assert_int_equal(ms->ops->blob_unlink(ms, "r", &refs[1].digest, &is_orphan, &e), -1);
+    assert_int_equal(e.code, ERR_IN_USE);
+    /* A manifest deleted takes its references along and queues their blobs. */
+    assert_int_equal(ms->ops->manifest_delete(ms, "r", &m1.digest, &e), 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifest_ref_seqs", NULL), 1);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM gc_queue WHERE digest = ?1",
+                            refs[1].digest.str), 1);
+    assert_int_equal(ms->ops->blob_unlink(ms, "r", &refs[1].digest, &is_orphan, &e), 0);
+    /* A new put after the upgrade writes its references by seq. */
+    char b3[128];
+    struct meta_manifest m3 = mf(3, b3, NULL);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m3, refs, 1, NULL, "c", &e), 0);
+    assert_int_equal(db_int(f->path,
+                            "SELECT count(*) FROM manifest_refs WHERE manifest_digest = ?1",
+                            m3.digest.str), 1);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifests m JOIN manifest_ref_seqs r"
+                                     " ON r.manifest_seq = m.seq WHERE m.digest = ?1",
+                            m3.digest.str), 1);
+}
+
+/* Bodies are stored packed (body_pack.c) and served byte for byte, by tag and by digest
+ * and in the put event peers read; a body stored before packing existed reads as it is. */
+static void test_manifest_body_packed(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[] =
+        "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+        "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":"
+        "\"sha256:1143aed0fc24734243c541c69c93e74a00b11839bcea9d7b29acfd586d1ba6ce\","
+        "\"size\":64},\"layers\":[]}";
+    struct meta_manifest m = {.media_type = (char *)MT_MANIFEST, .body = body,
+                              .body_len = sizeof(body) - 1};
+    digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
+    struct meta_manifest got;
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, NULL, 0, NULL, "v1", &e), 0);
+    assert_true(db_int(f->path, "SELECT length(body) FROM manifests WHERE digest = ?1",
+                       m.digest.str) * 2 < (int64_t)m.body_len);
+    assert_int_equal(db_int(f->path, "SELECT size FROM manifests WHERE digest = ?1",
+                            m.digest.str), (int64_t)m.body_len);
+    const char *refs[] = {"v1", m.digest.str};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ms->ops->manifest_get(ms, "r", refs[i], &got, &e), 0);
+        assert_int_equal(got.body_len, m.body_len);
+        assert_memory_equal(got.body, body, m.body_len);
+        meta_manifest_fini(&got);
+    }
+    json_t *arr = events_json(ms, 0);
+    bool has_put = false;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *ev = json_array_get(arr, i);
+        if (strcmp(ev_str(ev, "kind"), "manifest_put") != 0)
+            continue;
+        const char *b64 = json_string_value(json_object_get(json_object_get(ev, "payload"),
+                                                            "body"));
+        assert_non_null(b64);
+        size_t len = 0;
+        char *dec = base64_decode(b64, strlen(b64), &len);
+        assert_int_equal(len, m.body_len);
+        assert_memory_equal(dec, body, len);
+        free(dec);
+        has_put = true;
+    }
+    json_decref(arr);
+    assert_true(has_put);
+
+    /* As a build before packing stored it. */
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "UPDATE manifests SET body = ?1 WHERE digest = ?2",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_blob(st, 1, body, (int)m.body_len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, m.digest.str, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_int_equal(db_int(f->path, "SELECT length(body) FROM manifests WHERE digest = ?1",
+                            m.digest.str), (int64_t)m.body_len);
+    ms->ops->close(ms);
+    f->ms = ms = metastore_sqlite_open(f->path, REGION, &e); /* nothing cached */
+    assert_non_null(ms);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", m.digest.str, &got, &e), 0);
+    assert_int_equal(got.body_len, m.body_len);
+    assert_memory_equal(got.body, body, m.body_len);
+    meta_manifest_fini(&got);
 }
 
 /* Event log --------------------------------------------------------------- */
@@ -1367,6 +1518,81 @@ static void test_status_event_keeps_its_snapshot(void **state)
         meta_event_fini(&evs[i]);
     free(evs);
     assert_true(is_seen);
+}
+
+/* Issue 21, bytes per tag: a region's status event about itself is stored short and read
+ * back, by both readers, as exactly the JSON it used to store; another region's status
+ * (relayed) and a payload stored before stay as they are. */
+static void test_status_event_stored_short(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    struct digest d = dg(9);
+    struct meta_status own[2] = {
+        {.region = (char *)REGION, .state = (char *)"Failed", .bytes_done = 3,
+         .bytes_total = 10, .updated_ms = 1796337348625,
+         .details = (char *)"a|b \"quoted\" -|9|"},
+        {.region = (char *)REGION, .state = (char *)"Completed", .bytes_done = 10,
+         .bytes_total = 10, .updated_ms = 1796337348626, .details = NULL, .has_copies = true,
+         .copies = 2},
+    };
+    struct meta_status other = {.region = (char *)"eastus", .state = (char *)"Completed",
+                                .bytes_total = 1, .updated_ms = 5, .details = (char *)""};
+    const struct meta_status *all[3] = {&own[0], &own[1], &other};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ms->ops->status_set(ms, "r", &d, all[i], true, &e), 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM events WHERE kind = 'status'"
+                                     " AND payload LIKE '~1|%' AND length(payload) < 60", NULL),
+                     2);
+    /* as a build before this one stored it */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO events(origin, hlc, kind, repo, digest,"
+                                      " payload, origin_seq) VALUES ('westeurope', 1, 'status',"
+                                      " 'r', 'sha256:x', '{\"region\":\"westeurope\"}', 1000)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    char want[4][256];
+    for (int i = 0; i < 3; i++) {
+        struct buf b;
+        buf_init(&b, 4096);
+        sq_status_payload(&b, all[i]);
+        snprintf(want[i], sizeof(want[i]), "%s", b.data);
+        buf_fini(&b);
+    }
+    snprintf(want[3], sizeof(want[3]), "{\"region\":\"westeurope\"}");
+    /* events_read (replication) */
+    struct meta_event *evs;
+    size_t n;
+    int64_t last;
+    assert_int_equal(ms->ops->events_read(ms, 0, NULL, 100, &evs, &n, &last, &e), 0);
+    int k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(evs[i].kind, "status") == 0)
+            assert_string_equal(evs[i].payload, want[k++]);
+        meta_event_fini(&evs[i]);
+    }
+    free(evs);
+    assert_int_equal(k, 4);
+    /* events_since (the management API's log) */
+    json_t *arr = events_json(ms, 0);
+    k = 0;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *ev = json_array_get(arr, i);
+        if (strcmp(ev_str(ev, "kind"), "status") != 0)
+            continue;
+        char *got = json_dumps(json_object_get(ev, "payload"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_t *w = json_loads(want[k++], 0, NULL);
+        char *exp = json_dumps(w, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        assert_string_equal(got, exp);
+        free(got);
+        free(exp);
+        json_decref(w);
+    }
+    json_decref(arr);
+    assert_int_equal(k, 4);
 }
 
 /* Issue 21, bytes per tag: the manifest_put and status events of a push are stored without
@@ -1905,6 +2131,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_upload_sources_and_acked_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v2_database_migrates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v9_tags_table_becomes_view, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_v10_refs_by_seq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_body_packed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_event_stored_short, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_error_is_generic_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_link_get_find_unlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_referenced_by_manifest_is_not_orphan, setup,

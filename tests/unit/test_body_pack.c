@@ -1,0 +1,128 @@
+/* Unit tests for body_pack.c: manifest bodies packed for the metastore come back byte for
+ * byte; bodies stored before packing read as themselves; a damaged packed form is an
+ * error, never other bytes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* cmocka.h needs the four headers above first. */
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "body_pack.h"
+
+static const char manifest[] =
+    "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+    "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":"
+    "\"sha256:1143aed0fc24734243c541c69c93e74a00b11839bcea9d7b29acfd586d1ba6ce\",\"size\":64},"
+    "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":"
+    "\"sha256:edc9983a5f8a590052203d12c58e8d367f7c694a8746b7b9ef87bcc8f5af9e9f\","
+    "\"size\":4096}]}";
+
+/* Packs and unpacks body; returns the stored length. */
+static size_t round_trip(const void *body, size_t len)
+{
+    unsigned char *packed;
+    size_t packed_len;
+    body_pack(body, len, &packed, &packed_len);
+    const void *stored = packed != NULL ? (const void *)packed : body;
+    size_t stored_len = packed != NULL ? packed_len : len;
+    char *out;
+    size_t out_len;
+    struct err e = {0};
+    assert_int_equal(body_unpack(stored, stored_len, &out, &out_len, &e), 0);
+    assert_int_equal(out_len, len);
+    assert_memory_equal(out, body, len);
+    assert_int_equal(out[out_len], '\0');
+    free(out);
+    free(packed);
+    return stored_len;
+}
+
+static void test_manifest_shrinks(void **state)
+{
+    (void)state;
+    size_t len = sizeof(manifest) - 1;
+    size_t stored = round_trip(manifest, len);
+    /* the dictionary holds what manifests repeat: well under half */
+    assert_true(stored * 2 < len);
+}
+
+static void test_small_and_empty(void **state)
+{
+    (void)state;
+    unsigned char *packed;
+    size_t packed_len;
+    body_pack("", 0, &packed, &packed_len);
+    assert_null(packed);
+    assert_int_equal(round_trip("{}", 2), 2); /* not worth packing: stored as it is */
+    assert_int_equal(round_trip("", 0), 0);
+}
+
+/* Bytes that do not compress stay as they are, and a body that starts with NUL (no
+ * manifest does, but the store keeps what it is given) is never read as packed. */
+static void test_incompressible_and_nul_led(void **state)
+{
+    (void)state;
+    unsigned char noise[512];
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < sizeof(noise); i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        noise[i] = (unsigned char)(x >> 24);
+    }
+    noise[0] = '{';
+    assert_int_equal(round_trip(noise, sizeof(noise)), sizeof(noise));
+    noise[0] = 0;
+    assert_int_equal(round_trip(noise, sizeof(noise)), sizeof(noise) + 2);
+    assert_int_equal(round_trip("\0", 1), 3);
+}
+
+/* What every version before packing stored (the body) reads as itself. */
+static void test_plain_stored_body(void **state)
+{
+    (void)state;
+    char *out;
+    size_t out_len;
+    struct err e = {0};
+    assert_int_equal(body_unpack(manifest, sizeof(manifest) - 1, &out, &out_len, &e), 0);
+    assert_int_equal(out_len, sizeof(manifest) - 1);
+    assert_string_equal(out, manifest);
+    free(out);
+}
+
+static void test_damaged_is_an_error(void **state)
+{
+    (void)state;
+    unsigned char *packed;
+    size_t packed_len;
+    body_pack(manifest, sizeof(manifest) - 1, &packed, &packed_len);
+    assert_non_null(packed);
+    char *out = NULL;
+    size_t out_len;
+    struct err e = {0};
+    /* cut short */
+    assert_int_equal(body_unpack(packed, packed_len - 4, &out, &out_len, &e), -1);
+    assert_int_equal(e.code, ERR_INTERNAL);
+    assert_null(out);
+    /* an unknown form */
+    packed[1] = 9;
+    e = (struct err){0};
+    assert_int_equal(body_unpack(packed, packed_len, &out, &out_len, &e), -1);
+    assert_int_equal(e.code, ERR_INTERNAL);
+    free(packed);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_manifest_shrinks),
+        cmocka_unit_test(test_small_and_empty),
+        cmocka_unit_test(test_incompressible_and_nul_led),
+        cmocka_unit_test(test_plain_stored_body),
+        cmocka_unit_test(test_damaged_is_an_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
