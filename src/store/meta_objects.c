@@ -176,18 +176,14 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
     /* secure_delete: the clear bytes an update leaves behind on the page or the freelist
      * are zeroed, not merely marked free. */
     const struct sql_driver *drv = st->drv;
-    if (drv->set_secure_delete != NULL && drv->set_secure_delete(c->db, true) != SQL_OK)
-        return err_set(e, ERR_IO, NULL);
     size_t n_sealed = 0;
     int rc = sq_tx_begin(c, true, e);
-    if (rc == 0 && seal_clear_rows(c, &n_sealed, e) != 0) {
+    if (rc == 0 && (sq_tx_secure_delete(c, e) != 0 || seal_clear_rows(c, &n_sealed, e) != 0)) {
         sq_tx_rollback(c);
         rc = -1;
     } else if (rc == 0) {
         rc = sq_tx_commit(c, e);
     }
-    if (drv->set_secure_delete != NULL)
-        (void)drv->set_secure_delete(c->db, false);
     if (rc != 0 || n_sealed == 0)
         return rc;
     /* The old page images are still in the WAL: copy the new ones home and empty it. */

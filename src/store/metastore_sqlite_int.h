@@ -330,6 +330,10 @@ struct sq_store {
     int64_t hlc_last;
     pthread_mutex_t wmu;   /* one write transaction of this process at a time */
     uint64_t n_write_commits; /* under wmu: for the periodic PRAGMA optimize */
+    /* Under wmu: the connection every write transaction of this process runs on, when the
+     * driver keeps a page cache per connection (drv->setup_writer): see sq_tx_begin. */
+    struct sql_db *wdb;
+    struct sql_stmt *wstmts[SQ_STMT_COUNT_]; /* prepared on first use */
     /* Group commit (see durable_wait), under dmu: */
     pthread_mutex_t dmu;
     pthread_cond_t dcv;
@@ -355,8 +359,13 @@ struct sq_conn {
     bool is_write_tx;      /* the open transaction is a write transaction */
     bool has_wmu;          /* this connection holds the store's writer mutex */
     bool is_clock_synced;  /* the write transaction moved the clock past the log's newest */
+    bool is_secure_delete; /* the write transaction zeroes what it frees (sq_tx_secure_delete) */
+    /* What statements run on: this thread's own connection, or the store's writer during
+     * a write transaction. */
     struct sql_db *db;
-    struct sql_stmt *stmts[SQ_STMT_COUNT_]; /* prepared on first use */
+    struct sql_stmt **stmts;
+    struct sql_db *own_db;
+    struct sql_stmt *own_stmts[SQ_STMT_COUNT_]; /* prepared on first use */
     struct sq_conn *prev;
     struct sq_conn *next;
 };
@@ -417,6 +426,9 @@ int sq_tx_begin(struct sq_conn *c, bool is_write, struct err *e);
 int sq_tx_commit(struct sq_conn *c, struct err *e);
 /* Rolls back the open transaction, if any. */
 void sq_tx_rollback(struct sq_conn *c);
+/* In an open write transaction: what it frees is zeroed, not merely marked free, until it
+ * ends (drivers without the setting: nothing to do). 0, or -1 with e set. */
+int sq_tx_secure_delete(struct sq_conn *c, struct err *e);
 /* Group commit: returns once every commit made so far is on stable storage (one
  * WAL sync shared by the threads waiting); -1 with e set when the sync fails. */
 int sq_durable_wait(struct sq_store *st, struct err *e);
