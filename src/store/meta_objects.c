@@ -113,11 +113,39 @@ struct seal_row {
     char *text;
 };
 
+/* Every event so far is sealed (or holds no secret): the next pass starts after them. */
+static int mark_sealed(struct sq_conn *c, struct err *e)
+{
+    return sq_run_exec(c,
+                       "INSERT INTO auth_meta(k, v) VALUES ('sealed_through_seq',"
+                       " (SELECT coalesce(max(seq), 0) FROM events))"
+                       " ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                       e, "");
+}
+
+/* At a clean close: every event this process wrote or applied was sealed as it was
+ * stored, so the pass at the next start reads only what a version before sealing may
+ * have written since (after a crash it reads from the last mark). */
+void sq_seal_mark_at_close(struct sq_store *st)
+{
+    if (!st->has_seal_key)
+        return;
+    struct err e = {0};
+    struct sq_conn *c = sq_conn_of(&st->base, &e);
+    if (c == NULL || sq_tx_begin(c, true, &e) != 0)
+        return;
+    if (mark_sealed(c, &e) != 0)
+        sq_tx_rollback(c);
+    else
+        (void)sq_tx_commit(c, &e);
+}
+
 /* Seals the clear rows of objects (kind webhook) and events (object_put). Events are
  * sealed as they are written or applied once a key is set, so only those written since
- * the last pass can be in clear (by a version before sealing): the pass records the last
- * event it covered (auth_meta 'sealed_through_seq') and starts after it. Reading the whole
- * log at every start took 2-8 s at a million tags. */
+ * the last mark can be in clear (by a version before sealing): the mark (auth_meta
+ * 'sealed_through_seq', set by this pass and at each clean close) is the last event known
+ * sealed, and the pass starts after it. Reading the whole log at every start took 2-8 s to
+ * ready at a million tags. */
 static int seal_clear_rows(struct sq_conn *c, size_t *n_sealed, struct err *e)
 {
     struct seal_row *rows = NULL;
@@ -167,11 +195,7 @@ static int seal_clear_rows(struct sq_conn *c, size_t *n_sealed, struct err *e)
             sql_finalize(s);
     }
     if (rc >= 0)
-        rc = sq_run_exec(c,
-                         "INSERT INTO auth_meta(k, v) VALUES ('sealed_through_seq',"
-                         " (SELECT coalesce(max(seq), 0) FROM events))"
-                         " ON CONFLICT(k) DO UPDATE SET v = excluded.v",
-                         e, "");
+        rc = mark_sealed(c, e);
     for (size_t i = 0; i < n; i++) {
         free(rows[i].k1);
         free(rows[i].k2);

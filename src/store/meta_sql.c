@@ -534,6 +534,7 @@ void sq_close(struct metastore *ms)
     if (ms == NULL)
         return;
     struct sq_store *st = store_of(ms);
+    sq_seal_mark_at_close(st);
     /* After this no thread-exit destructor runs for this store; the connections of
      * threads still alive are closed below. */
     AZ(pthread_key_delete(st->key));

@@ -600,6 +600,8 @@ char *sq_seal_value(const struct sq_store *st, const char *kind, const char *val
                     bool is_seal);
 char *sq_seal_payload(const struct sq_store *st, const char *event_kind, const char *payload,
                       bool is_seal);
+/* At a clean close: records that every event so far is sealed (a store with a key). */
+void sq_seal_mark_at_close(struct sq_store *st);
 ms_object_put_f sq_object_put;
 ms_object_delete_f sq_object_delete;
 ms_object_get_f sq_object_get;
