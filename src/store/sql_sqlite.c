@@ -1,6 +1,7 @@
 /* The SQLite driver of the SQL seam (sql_driver.h): the only file that includes
- * <sqlite3.h>. A connection belongs to one thread (NOMUTEX); the store above keeps one
- * per thread, so in WAL mode readers never wait for the writer. Commits are not synced
+ * <sqlite3.h>. A connection is used by one thread at a time (NOMUTEX); the store above
+ * keeps one per thread, so in WAL mode readers never wait for the writer, and one for its
+ * write transactions (lite_setup_writer). Commits are not synced
  * here (synchronous = NORMAL): the store's group commit calls sync, which fsyncs the WAL
  * once for every commit waiting at the time. */
 #include "sql_driver.h"
@@ -181,7 +182,8 @@ static int lite_open(const char *path, struct sql_db **out, struct err *e)
     AZ(pthread_once(&configured, lite_configure_once));
     struct lite_db *d = xcalloc(1, sizeof(*d));
     d->base.drv = &sql_sqlite_driver;
-    /* NOMUTEX: a connection belongs to one thread (close runs only when all are idle). */
+    /* NOMUTEX: a connection is used by one thread at a time: its thread's, or the store's
+     * writer by the thread holding the writer mutex (close runs only when all are idle). */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     int rc = sqlite3_open_v2(path, &d->h, flags, NULL);
     if (rc != SQLITE_OK) {
