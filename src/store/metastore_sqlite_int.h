@@ -66,10 +66,12 @@
     X(TAG_GET, "SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")                     \
     X(TAGS_OF_MANIFEST, "SELECT name FROM tags WHERE repo_id = ?1 AND digest = ?2"             \
                         " ORDER BY name")                                                      \
-    /* The registers, not the `tags` view: the view would probe each manifest twice. */  \
-    X(TAG_LIST, "SELECT g.name FROM repos r JOIN tag_regs g ON g.repo = r.name"               \
-                " JOIN manifests m ON m.repo_id = r.id AND m.digest = g.digest"               \
-                " AND m.is_visible = 1 WHERE r.id = ?1 AND g.name > ?2"                       \
+    /* The registers, not the `tags` view: the view would probe each manifest twice. The  \
+     * repository's name by a subquery, not a join: with statistics that say `repos` holds \
+     * one row, SQLite scanned it and sorted the whole tag list before each page. */       \
+    X(TAG_LIST, "SELECT g.name FROM tag_regs g JOIN manifests m ON m.repo_id = ?1"            \
+                " AND m.digest = g.digest AND m.is_visible = 1"                               \
+                " WHERE g.repo = (SELECT name FROM repos WHERE id = ?1) AND g.name > ?2"      \
                 " ORDER BY g.name COLLATE BINARY LIMIT ?3")                                    \
     X(UPLOAD_INSERT, "INSERT INTO uploads(id, repo, created_s, expires_s, source, acked_bytes," \
                      " is_single_request) VALUES (?1, ?2, ?3, ?4, ?5,"                         \
@@ -264,9 +266,9 @@
                      " CASE WHEN CAST(?5 AS TEXT) IS NULL THEN NULL ELSE 0 END, ?6)")          \
     X(UPLOAD_GET, "SELECT acked_bytes FROM uploads WHERE id = ?1"                              \
                   " AND (CAST(?2 AS TEXT) IS NULL OR repo = ?2)")                              \
-    X(TAG_LIST, "SELECT g.name FROM repos r JOIN tag_regs g ON g.repo = r.name"               \
-                " JOIN manifests m ON m.repo_id = r.id AND m.digest = g.digest"               \
-                " AND m.is_visible = 1 WHERE r.id = ?1 AND g.name > ?2"                       \
+    X(TAG_LIST, "SELECT g.name FROM tag_regs g JOIN manifests m ON m.repo_id = ?1"            \
+                " AND m.digest = g.digest AND m.is_visible = 1"                               \
+                " WHERE g.repo = (SELECT name FROM repos WHERE id = ?1) AND g.name > ?2"      \
                 " ORDER BY g.name COLLATE \"C\" LIMIT NULLIF(CAST(?3 AS BIGINT), -1)")     \
     X(UPLOAD_EXPIRED, "SELECT id FROM uploads WHERE expires_s < ?1 ORDER BY id")               \
     X(ROLE_BIND, "INSERT INTO role_bindings(subject, role, pattern, created_ms)"               \
