@@ -11,7 +11,7 @@
 #
 # usage: bench/scale.sh [--sizes 1000,10000,100000,1000000] [--peer-max N] [--multi KxT]
 #                       [--repl N] [--clients 8] [--work DIR] [--port-base N]
-#                       [--servers meridian,peer] [--compact]
+#                       [--servers meridian,peer] [--compact] [--seed DIR:N]
 #   --sizes     tag counts of the one repository (default 1000,10000,100000,1000000)
 #   --peer-max  largest size measured on the peer (default 100000: at its push rate the
 #               peer takes about an hour per million tags)
@@ -20,6 +20,10 @@
 #               no); N must be one of --sizes
 #   --compact   at each size, also run event-log compaction (POST compaction/run) and record
 #               the database's live bytes per tag before and after it (Meridian only)
+#   --seed      start Meridian from a copy of the data directory DIR, whose repository
+#               scale/app already holds the tags t0..t(N-1) pushed by this script (e.g. a
+#               data-meridian kept from an earlier run): sizes up to N are skipped, so a
+#               size just above a million is measured without pushing the million again
 # Everything listens on 127.0.0.1 only. It does not build Meridian: `ninja -C build`.
 set -uo pipefail
 
@@ -35,6 +39,7 @@ work=/var/tmp/meridian-scale
 port_base=25400
 servers_opt=meridian,peer
 compact=0
+seed=""
 meridian_bin="$repo_root/build/meridian"
 
 while [ $# -gt 0 ]; do
@@ -48,8 +53,9 @@ while [ $# -gt 0 ]; do
     --port-base) port_base="$2"; shift ;;
     --servers) servers_opt="$2"; shift ;;
     --compact) compact=1 ;;
+    --seed) seed="$2"; shift ;;
     --meridian) meridian_bin="$2"; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "scale.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -190,6 +196,11 @@ grow() { # grow SERVER: the one-repository sizes
     local s=$1 cur=0 size window out t0 t1 rss bytes prev_size=0 prev_bytes c0 c1
     # Bytes per tag are marginal: the growth since the previous size (or the empty store).
     stop "$s"
+    if [ "$s" = meridian ] && [ -n "$seed" ]; then
+        rm -rf "$work/data-meridian"
+        cp -r "${seed%:*}" "$work/data-meridian" || return 1
+        cur=${seed##*:} prev_size=${seed##*:}
+    fi
     prev_bytes=$(meta_bytes "$s")
     start "$s" || return 1
     out=$("$client" blobs --url "${url[$s]}" --repo scale/app) || {
@@ -198,6 +209,7 @@ grow() { # grow SERVER: the one-repository sizes
         if [ "$s" = peer ] && [ "$size" -gt "$peer_max" ]; then
             break
         fi
+        [ "$size" -gt "$cur" ] || continue
         window=$((size / 2 < 2000 ? size / 2 : 2000))
         if [ $((size - window)) -gt "$cur" ]; then
             "$client" push --url "${url[$s]}" --repo scale/app --from $cur \

@@ -113,13 +113,52 @@ struct seal_row {
     char *text;
 };
 
-/* Seals the clear rows of objects (kind webhook) and events (object_put). */
+/* Every event so far is sealed (or holds no secret): the next pass starts after them. */
+static int mark_sealed(struct sq_conn *c, struct err *e)
+{
+    return sq_run_exec(c,
+                       "INSERT INTO auth_meta(k, v) VALUES ('sealed_through_seq',"
+                       " (SELECT coalesce(max(seq), 0) FROM events))"
+                       " ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                       e, "");
+}
+
+/* At a clean close: every event this process wrote or applied was sealed as it was
+ * stored, so the pass at the next start reads only what a version before sealing may
+ * have written since (after a crash it reads from the last mark). */
+void sq_seal_mark_at_close(struct sq_store *st)
+{
+    if (!st->has_seal_key)
+        return;
+    struct err e = {0};
+    struct sq_conn *c = sq_conn_of(&st->base, &e);
+    if (c == NULL || sq_tx_begin(c, true, &e) != 0)
+        return;
+    if (mark_sealed(c, &e) != 0)
+        sq_tx_rollback(c);
+    else
+        (void)sq_tx_commit(c, &e);
+}
+
+/* Seals the clear rows of objects (kind webhook) and events (object_put). Events are
+ * sealed as they are written or applied once a key is set, so only those written since
+ * the last mark can be in clear (by a version before sealing): the mark (auth_meta
+ * 'sealed_through_seq', set by this pass and at each clean close) is the last event known
+ * sealed, and the pass starts after it. Reading the whole log at every start took 2-8 s to
+ * ready at a million tags. */
 static int seal_clear_rows(struct sq_conn *c, size_t *n_sealed, struct err *e)
 {
     struct seal_row *rows = NULL;
     size_t n = 0;
     struct sql_stmt *s = NULL;
-    int rc = sq_run(c,
+    int64_t sealed_through = 0;
+    int rc = sq_run(c, "SELECT v FROM auth_meta WHERE k = 'sealed_through_seq'", &s, e, "");
+    if (rc == SQL_ROW)
+        sealed_through = sql_col_int64(s, 0);
+    if (rc >= 0)
+        sql_finalize(s);
+    if (rc >= 0)
+        rc = sq_run(c,
                     "SELECT kind, key, value FROM objects WHERE kind = ?1"
                     " AND value IS NOT NULL",
                     &s, e, "t", SQ_SEALED_KIND);
@@ -134,7 +173,8 @@ static int seal_clear_rows(struct sq_conn *c, size_t *n_sealed, struct err *e)
         sql_finalize(s);
     size_t n_objects = n;
     if (rc >= 0)
-        rc = sq_run(c, "SELECT seq, payload FROM events WHERE kind = 'object_put'", &s, e, "");
+        rc = sq_run(c, "SELECT seq, payload FROM events WHERE seq > ?1 AND kind = 'object_put'",
+                    &s, e, "i", sealed_through);
     for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
         char *text = sq_seal_payload(c->store, "object_put", sql_col_text(s, 1), true);
         if (text == NULL)
@@ -154,6 +194,8 @@ static int seal_clear_rows(struct sq_conn *c, size_t *n_sealed, struct err *e)
         if (rc >= 0)
             sql_finalize(s);
     }
+    if (rc >= 0)
+        rc = mark_sealed(c, e);
     for (size_t i = 0; i < n; i++) {
         free(rows[i].k1);
         free(rows[i].k2);
@@ -176,18 +218,14 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
     /* secure_delete: the clear bytes an update leaves behind on the page or the freelist
      * are zeroed, not merely marked free. */
     const struct sql_driver *drv = st->drv;
-    if (drv->set_secure_delete != NULL && drv->set_secure_delete(c->db, true) != SQL_OK)
-        return err_set(e, ERR_IO, NULL);
     size_t n_sealed = 0;
     int rc = sq_tx_begin(c, true, e);
-    if (rc == 0 && seal_clear_rows(c, &n_sealed, e) != 0) {
+    if (rc == 0 && (sq_tx_secure_delete(c, e) != 0 || seal_clear_rows(c, &n_sealed, e) != 0)) {
         sq_tx_rollback(c);
         rc = -1;
     } else if (rc == 0) {
         rc = sq_tx_commit(c, e);
     }
-    if (drv->set_secure_delete != NULL)
-        (void)drv->set_secure_delete(c->db, false);
     if (rc != 0 || n_sealed == 0)
         return rc;
     /* The old page images are still in the WAL: copy the new ones home and empty it. */

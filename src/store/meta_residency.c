@@ -191,11 +191,11 @@ int sq_repo_purge(struct metastore *ms, const char *repo, struct meta_name_list 
     struct key_prefixes k;
     prefixes_of(repo, &k);
     struct meta_name_list candidates = {0};
-    if (drv->set_secure_delete != NULL && drv->set_secure_delete(c->db, true) != SQL_OK)
-        return err_set(e, ERR_IO, NULL);
     int rc = sq_tx_begin(c, true, e);
     if (rc != 0)
         goto out;
+    if (sq_tx_secure_delete(c, e) != 0)
+        goto fail;
     int64_t repo_id = 0;
     int found = sq_repo_find(c, repo, &repo_id, e);
     if (found < 0)
@@ -222,8 +222,6 @@ fail:
     *n_manifests = 0;
     rc = -1;
 out:
-    if (drv->set_secure_delete != NULL)
-        (void)drv->set_secure_delete(c->db, false);
     meta_name_list_fini(&candidates);
     return rc;
 }

@@ -71,12 +71,17 @@ int sq_db_fail(struct sq_conn *c, int rc, const char *what, const char *sql, str
     return c->store->drv->map_error(c->db, rc, what, sql, e);
 }
 
+static void stmts_finalize(struct sql_stmt **stmts)
+{
+    for (int i = 0; i < SQ_STMT_COUNT_; i++)
+        sql_finalize(stmts[i]);
+}
+
 static void conn_close(struct sq_conn *c)
 {
     ASSERT(c->magic == SQ_CONN_MAGIC);
-    for (int i = 0; i < SQ_STMT_COUNT_; i++)
-        sql_finalize(c->stmts[i]);
-    c->store->drv->close(c->db);
+    stmts_finalize(c->own_stmts);
+    c->store->drv->close(c->own_db);
     c->magic = 0;
     free(c);
 }
@@ -106,7 +111,9 @@ static struct sq_conn *conn_open(struct sq_store *st, struct err *e)
     struct sq_conn *c = xcalloc(1, sizeof(*c));
     c->magic = SQ_CONN_MAGIC;
     c->store = st;
+    c->own_db = db;
     c->db = db;
+    c->stmts = c->own_stmts;
     return c;
 }
 
@@ -280,34 +287,69 @@ int sq_run_exec(struct sq_conn *c, const char *sql, struct err *e, const char *f
     return 0;
 }
 
+static void release_wmu(struct sq_conn *c)
+{
+    if (!c->has_wmu)
+        return;
+    struct sq_store *st = c->store;
+    if (c->is_secure_delete) {
+        c->is_secure_delete = false;
+        (void)st->drv->set_secure_delete(c->db, false);
+    }
+    c->db = c->own_db;
+    c->stmts = c->own_stmts;
+    c->has_wmu = false;
+    AZ(pthread_mutex_unlock(&st->wmu));
+}
+
 /* Write transactions of this process take wmu first: they queue on a mutex instead of
  * colliding on the database's write lock and backing off in its busy handler. wmu is held
- * until COMMIT or ROLLBACK, not across the group-commit wait. */
+ * until COMMIT or ROLLBACK, not across the group-commit wait.
+ *
+ * With a driver that keeps a page cache per connection (SQLite), they all run on one
+ * connection, the store's writer, lent to the thread while it holds wmu. SQLite drops a
+ * connection's whole cache when it sees that another connection wrote; with a connection
+ * per thread every write transaction found its cache empty and read the b-trees' upper
+ * pages again (at a million tags, the push's CPU per push was twice that at a thousand).
+ * The writer keeps them across transactions, in a larger cache (drv->setup_writer). */
 int sq_tx_begin(struct sq_conn *c, bool is_write, struct err *e)
 {
+    struct sq_store *st = c->store;
     c->is_write_tx = is_write;
     c->is_clock_synced = false;
     if (is_write) {
-        AZ(pthread_mutex_lock(&c->store->wmu));
+        AZ(pthread_mutex_lock(&st->wmu));
         c->has_wmu = true;
+        if (st->drv->setup_writer != NULL) {
+            if (st->wdb == NULL && (st->drv->open(st->path, &st->wdb, e) != 0 ||
+                                    st->drv->setup_writer(st->wdb, e) != 0)) {
+                if (st->wdb != NULL)
+                    st->drv->close(st->wdb);
+                st->wdb = NULL;
+                release_wmu(c);
+                return -1;
+            }
+            c->db = st->wdb;
+            c->stmts = st->wstmts;
+        }
     }
-    int rc = c->store->drv->begin(c->db, is_write);
+    int rc = st->drv->begin(c->db, is_write);
     if (rc == SQL_OK)
         return 0;
     sq_db_fail(c, rc, "run statement", is_write ? "BEGIN (write)" : "BEGIN", e);
-    if (c->has_wmu) {
-        c->has_wmu = false;
-        AZ(pthread_mutex_unlock(&c->store->wmu));
-    }
+    release_wmu(c);
     return -1;
 }
 
-static void release_wmu(struct sq_conn *c)
+int sq_tx_secure_delete(struct sq_conn *c, struct err *e)
 {
-    if (c->has_wmu) {
-        c->has_wmu = false;
-        AZ(pthread_mutex_unlock(&c->store->wmu));
-    }
+    ASSERT(c->has_wmu);
+    if (c->store->drv->set_secure_delete == NULL)
+        return 0;
+    if (c->store->drv->set_secure_delete(c->db, true) != SQL_OK)
+        return err_set(e, ERR_IO, NULL);
+    c->is_secure_delete = true;
+    return 0;
 }
 
 /* Returns once every transaction committed before the call is on stable storage.
@@ -492,6 +534,7 @@ void sq_close(struct metastore *ms)
     if (ms == NULL)
         return;
     struct sq_store *st = store_of(ms);
+    sq_seal_mark_at_close(st);
     /* After this no thread-exit destructor runs for this store; the connections of
      * threads still alive are closed below. */
     AZ(pthread_key_delete(st->key));
@@ -503,6 +546,11 @@ void sq_close(struct metastore *ms)
         struct sq_conn *next = c->next;
         conn_close(c);
         c = next;
+    }
+    if (st->wdb != NULL) {
+        stmts_finalize(st->wstmts);
+        st->drv->close(st->wdb);
+        st->wdb = NULL;
     }
     AZ(pthread_mutex_destroy(&st->mu));
     pthread_mutex_destroy(&st->dmu);

@@ -69,10 +69,12 @@
     X(TAG_GET, "SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")                     \
     X(TAGS_OF_MANIFEST, "SELECT name FROM tags WHERE repo_id = ?1 AND digest = ?2"             \
                         " ORDER BY name")                                                      \
-    /* The registers, not the `tags` view: the view would probe each manifest twice. */  \
-    X(TAG_LIST, "SELECT g.name FROM repos r JOIN tag_regs g ON g.repo = r.name"               \
-                " JOIN manifests m ON m.repo_id = r.id AND m.digest = g.digest"               \
-                " AND m.is_visible = 1 WHERE r.id = ?1 AND g.name > ?2"                       \
+    /* The registers, not the `tags` view: the view would probe each manifest twice. The  \
+     * repository's name by a subquery, not a join: with statistics that say `repos` holds \
+     * one row, SQLite scanned it and sorted the whole tag list before each page. */       \
+    X(TAG_LIST, "SELECT g.name FROM tag_regs g JOIN manifests m ON m.repo_id = ?1"            \
+                " AND m.digest = g.digest AND m.is_visible = 1"                               \
+                " WHERE g.repo = (SELECT name FROM repos WHERE id = ?1) AND g.name > ?2"      \
                 " ORDER BY g.name COLLATE BINARY LIMIT ?3")                                    \
     X(UPLOAD_INSERT, "INSERT INTO uploads(id, repo, created_s, expires_s, source, acked_bytes," \
                      " is_single_request) VALUES (?1, ?2, ?3, ?4, ?5,"                         \
@@ -268,9 +270,9 @@
                      " CASE WHEN CAST(?5 AS TEXT) IS NULL THEN NULL ELSE 0 END, ?6)")          \
     X(UPLOAD_GET, "SELECT acked_bytes FROM uploads WHERE id = ?1"                              \
                   " AND (CAST(?2 AS TEXT) IS NULL OR repo = ?2)")                              \
-    X(TAG_LIST, "SELECT g.name FROM repos r JOIN tag_regs g ON g.repo = r.name"               \
-                " JOIN manifests m ON m.repo_id = r.id AND m.digest = g.digest"               \
-                " AND m.is_visible = 1 WHERE r.id = ?1 AND g.name > ?2"                       \
+    X(TAG_LIST, "SELECT g.name FROM tag_regs g JOIN manifests m ON m.repo_id = ?1"            \
+                " AND m.digest = g.digest AND m.is_visible = 1"                               \
+                " WHERE g.repo = (SELECT name FROM repos WHERE id = ?1) AND g.name > ?2"      \
                 " ORDER BY g.name COLLATE \"C\" LIMIT NULLIF(CAST(?3 AS BIGINT), -1)")     \
     X(UPLOAD_EXPIRED, "SELECT id FROM uploads WHERE expires_s < ?1 ORDER BY id")               \
     X(ROLE_BIND, "INSERT INTO role_bindings(subject, role, pattern, created_ms)"               \
@@ -335,6 +337,10 @@ struct sq_store {
     int64_t hlc_last;
     pthread_mutex_t wmu;   /* one write transaction of this process at a time */
     uint64_t n_write_commits; /* under wmu: for the periodic PRAGMA optimize */
+    /* Under wmu: the connection every write transaction of this process runs on, when the
+     * driver keeps a page cache per connection (drv->setup_writer): see sq_tx_begin. */
+    struct sql_db *wdb;
+    struct sql_stmt *wstmts[SQ_STMT_COUNT_]; /* prepared on first use */
     /* Group commit (see durable_wait), under dmu: */
     pthread_mutex_t dmu;
     pthread_cond_t dcv;
@@ -360,8 +366,13 @@ struct sq_conn {
     bool is_write_tx;      /* the open transaction is a write transaction */
     bool has_wmu;          /* this connection holds the store's writer mutex */
     bool is_clock_synced;  /* the write transaction moved the clock past the log's newest */
+    bool is_secure_delete; /* the write transaction zeroes what it frees (sq_tx_secure_delete) */
+    /* What statements run on: this thread's own connection, or the store's writer during
+     * a write transaction. */
     struct sql_db *db;
-    struct sql_stmt *stmts[SQ_STMT_COUNT_]; /* prepared on first use */
+    struct sql_stmt **stmts;
+    struct sql_db *own_db;
+    struct sql_stmt *own_stmts[SQ_STMT_COUNT_]; /* prepared on first use */
     struct sq_conn *prev;
     struct sq_conn *next;
 };
@@ -422,6 +433,9 @@ int sq_tx_begin(struct sq_conn *c, bool is_write, struct err *e);
 int sq_tx_commit(struct sq_conn *c, struct err *e);
 /* Rolls back the open transaction, if any. */
 void sq_tx_rollback(struct sq_conn *c);
+/* In an open write transaction: what it frees is zeroed, not merely marked free, until it
+ * ends (drivers without the setting: nothing to do). 0, or -1 with e set. */
+int sq_tx_secure_delete(struct sq_conn *c, struct err *e);
 /* Group commit: returns once every commit made so far is on stable storage (one
  * WAL sync shared by the threads waiting); -1 with e set when the sync fails. */
 int sq_durable_wait(struct sq_store *st, struct err *e);
@@ -597,6 +611,8 @@ char *sq_seal_value(const struct sq_store *st, const char *kind, const char *val
                     bool is_seal);
 char *sq_seal_payload(const struct sq_store *st, const char *event_kind, const char *payload,
                       bool is_seal);
+/* At a clean close: records that every event so far is sealed (a store with a key). */
+void sq_seal_mark_at_close(struct sq_store *st);
 ms_object_put_f sq_object_put;
 ms_object_delete_f sq_object_delete;
 ms_object_get_f sq_object_get;

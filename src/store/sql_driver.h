@@ -87,6 +87,10 @@ typedef int sql_sync_f(const char *target);
 typedef void sql_refresh_stats_f(struct sql_db *db);
 typedef int sql_set_secure_delete_f(struct sql_db *db, bool is_on);
 typedef int sql_compact_log_f(struct sql_db *db);
+/* Optional: configures the one connection that every write transaction of the process
+ * runs on (a driver whose connections keep their own page cache: see sq_tx_begin). NULL:
+ * each thread writes on its own connection. 0, or -1 with e set. */
+typedef int sql_setup_writer_f(struct sql_db *db, struct err *e);
 
 /* Commits made visible through this driver in this process so far, counted after each one
  * can be seen by every connection: a count read before a lookup that is still the same
@@ -121,6 +125,7 @@ struct sql_driver {
     sql_refresh_stats_f *refresh_stats;
     sql_set_secure_delete_f *set_secure_delete;
     sql_compact_log_f *compact_log;
+    sql_setup_writer_f *setup_writer;
     sql_commits_f *commits;
 };
 

@@ -2034,6 +2034,58 @@ static void reopen(struct fixture *f, const uint8_t *key)
         assert_int_equal(metastore_sqlite_set_sealing_key(f->ms, key, &e), 0);
 }
 
+/* auth_meta's sealed_through_seq and the log's last seq, read with plain SQLite. */
+static void seal_mark(const struct fixture *f, int64_t *mark, int64_t *last)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT v FROM auth_meta WHERE k ="
+                                            " 'sealed_through_seq'), (SELECT max(seq) FROM"
+                                            " events)", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    *mark = sqlite3_column_type(s, 0) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 0);
+    *last = sqlite3_column_int64(s, 1);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
+/* The sealing pass at each start reads only the events after the mark a clean close left
+ * (the whole log took seconds at a million tags), and still seals what a version without
+ * a key wrote after it. */
+static void test_seal_pass_starts_after_the_mark_of_the_last_close(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    uint8_t key[32];
+    memset(key, 7, sizeof(key));
+    reopen(f, key);
+    assert_int_equal(f->ms->ops->object_put(f->ms, "replication", "eastus",
+                                            "{\"endpoint\":\"http://x\"}", &e), 0);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    int64_t mark = 0, last = 0;
+    seal_mark(f, &mark, &last);
+    assert_true(last > 0);
+    assert_int_equal(mark, last); /* the events written after the start are covered too */
+
+    reopen(f, NULL); /* a version before sealing writes a secret in clear */
+    assert_int_equal(f->ms->ops->object_put(f->ms, "webhook", "hookone", HOOK_VALUE(CLEAR_TOKEN),
+                                            &e), 0);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    seal_mark(f, &mark, &last);
+    assert_true(mark < last); /* no key, no mark */
+    assert_true(db_files_contain(f, CLEAR_TOKEN));
+    reopen(f, key);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_false(db_files_contain(f, CLEAR_TOKEN));
+    seal_mark(f, &mark, &last);
+    assert_int_equal(mark, last);
+    reopen(f, NULL);
+}
+
 static void test_webhook_secrets_sealed_and_clear_rows_migrated(void **state)
 {
     struct fixture *f = *state;
@@ -2162,6 +2214,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stored_payloads_served_as_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_one_winner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readers_not_blocked_by_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seal_pass_starts_after_the_mark_of_the_last_close,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_webhook_secrets_sealed_and_clear_rows_migrated, setup,
                                         teardown),
     };

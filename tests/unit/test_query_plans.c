@@ -135,6 +135,9 @@ static void workload(struct metastore *ms)
     struct meta_manifest m = {.digest = dg(3), .media_type = (char *)MT_MANIFEST, .body = body,
                               .body_len = (size_t)n};
     assert_int_equal(o->manifest_put(ms, "w/app", &m, refs, 2, NULL, "v1", &e), 0);
+    /* At every start: the pass that seals webhook secrets left in clear. */
+    static const uint8_t seal_key[32] = {1};
+    assert_int_equal(metastore_sqlite_set_sealing_key(ms, seal_key, &e), 0);
     struct meta_manifest got;
     assert_int_equal(o->manifest_get(ms, "w/app", "v1", &got, &e), 0);
     meta_manifest_fini(&got);
@@ -596,6 +599,12 @@ static bool scans_partial_index(sqlite3 *db, const char *table, const char *deta
     return is_partial;
 }
 
+/* During the "one repository" pass: the table that holds one row, so a scan of it is one
+ * row (what such a plan costs besides, a sort of every match, is still caught), and its
+ * alias inside the tags view. */
+static const char *one_row_table;
+static const char *one_row_view_alias;
+
 /* Checks one EXPLAIN QUERY PLAN line; on a violation writes why into why. */
 static bool line_ok(sqlite3 *db, struct parsed *ps, const char *sql, const char *detail,
                     char *why, size_t why_len)
@@ -606,7 +615,9 @@ static bool line_ok(sqlite3 *db, struct parsed *ps, const char *sql, const char 
         char name[64];
         snprintf(name, sizeof(name), "%.*s", (int)strcspn(detail + 5, " "), detail + 5);
         const char *ok_table = allowed_table(sql);
-        if (ok_table != NULL && strcmp(table_of(ps, name), ok_table) == 0) {
+        if ((ok_table != NULL && strcmp(table_of(ps, name), ok_table) == 0) ||
+            (one_row_table != NULL && (strcmp(table_of(ps, name), one_row_table) == 0 ||
+                                       strcmp(name, one_row_view_alias) == 0))) {
             if (ps->n_outer < 16)
                 snprintf(ps->outer[ps->n_outer++], sizeof(ps->outer[0]), "%s", name);
             return true;
@@ -786,8 +797,23 @@ static void test_every_statement_is_bounded(void **state)
                                   NULL),
                      SQLITE_OK);
     int bad_analyzed = check_all(f->db, "analyzed");
+    /* ... and in a registry of one repository, whose statistics (PRAGMA optimize) say so:
+     * a scan of that one row must not cost a sort of the repository's whole tag list
+     * before each page. */
+    assert_int_equal(sqlite3_exec(f->db,
+                                  "DELETE FROM sqlite_stat1 WHERE tbl = 'repos';"
+                                  " INSERT INTO sqlite_stat1 VALUES"
+                                  " ('repos', 'sqlite_autoindex_repos_1', '1 1');"
+                                  " ANALYZE sqlite_schema",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    one_row_table = "repos";
+    one_row_view_alias = "r";
+    int bad_one_repo = check_all(f->db, "one repository");
+    one_row_table = NULL;
     assert_int_equal(bad_fresh, 0);
     assert_int_equal(bad_analyzed, 0);
+    assert_int_equal(bad_one_repo, 0);
 }
 
 /* The checker itself: the statement of issue 21, with the plan it had, is caught. */
