@@ -33,7 +33,18 @@
 #include "s3_sigv4.h"
 #include "util.h"
 
-#define STAGE_MAX (16u << 20)      /* staged bytes past this are stored as a chunk */
+/* A request's bytes are sent as parts of PART_FIRST, then of PART_MAX while the process's
+ * budget of part buffers allows: RGW spends CPU per part (about 14 ms of Ceph CPU per part
+ * measured here: a 256 MiB object in 16 MiB parts costs Ceph 15 % more than one PUT, in
+ * 64 MiB parts 5 %), while a small blob keeps small buffers. The first part stays small so
+ * an upload of a few tens of MiB does not hold 64 MiB. docs/performance.md, issue 11. */
+#define PART_FIRST (16u << 20)
+#define PART_MAX (64u << 20)
+/* Bytes of part buffers past PART_FIRST the uploads of one process may hold at once (each
+ * upload on PART_MAX parts holds two buffers: the one received, the one in flight);
+ * MERIDIAN_S3_PART_BUDGET_BYTES changes it (0: every part is PART_FIRST). */
+#define PART_BUDGET (512ull << 20)
+#define PART_RESERVE (2ull * (PART_MAX - PART_FIRST))
 #define PART_MIN (5u << 20)        /* S3's smallest multipart part (but the last) */
 #define STAMP "x-amz-meta-meridian-verified"
 /* S3's largest object a CopyObject or an UploadPartCopy copies in one request: a larger
@@ -48,6 +59,8 @@ struct s3_store {
     bool is_redirect;
     int64_t redirect_ttl_s;
     uint64_t copy_max;             /* COPY_MAX, or lower for tests */
+    uint64_t part_budget;          /* PART_BUDGET, or as set for tests */
+    atomic_uint_least64_t part_reserved; /* of it, held by uploads on PART_MAX parts */
     /* Copies this process found bad (or found set aside at start) and not repaired since:
      * what the meridian_blobs_quarantined gauge counts. */
     pthread_mutex_t mu;
@@ -102,7 +115,7 @@ struct blobstore_upload {
     size_t n_chunks, cap_chunks;
     uint64_t stored;               /* bytes in chunks */
     /* The chunk at stored while it is built by a multipart upload (staged bytes past
-     * STAGE_MAX go there as parts; a flush completes it): one chunk per request, which
+     * part_bytes go there as parts; a flush completes it): one chunk per request, which
      * commit turns into the blob with one server-side copy. */
     char mpu_id[256];              /* "" when none */
     struct buf mpu_parts;          /* its <Part> elements so far */
@@ -116,6 +129,8 @@ struct blobstore_upload {
     size_t spare_cap;
     char *stage;                   /* appended bytes not stored yet */
     size_t stage_len, stage_cap;
+    size_t part_bytes;             /* the stage is sent as a part when it holds this */
+    uint64_t reserved;             /* of the store's part budget (PART_RESERVE or 0) */
     struct hasher *h;              /* of every byte held, when is_hash_valid */
     bool is_hash_valid;
 };
@@ -352,6 +367,7 @@ static int s3_upload_open(struct blobstore *bs, const char *id, struct blobstore
     }
     u->h = digest_hasher_new(DIGEST_SHA256);
     u->is_hash_valid = u->stored == 0;
+    u->part_bytes = PART_FIRST;
     buf_init(&u->mpu_parts, SIZE_MAX);
     *out = u;
     *size = u->stored;
@@ -537,6 +553,28 @@ static int store_stage(struct s3_store *s, struct blobstore_upload *u, struct er
     return 0;
 }
 
+/* Past its first part, an upload sends PART_MAX parts if the store's budget has room. */
+static void grow_parts(struct s3_store *s, struct blobstore_upload *u)
+{
+    if (u->reserved > 0 || s->part_budget < PART_RESERVE)
+        return;
+    uint64_t was = atomic_fetch_add(&s->part_reserved, PART_RESERVE);
+    if (was + PART_RESERVE > s->part_budget) {
+        atomic_fetch_sub(&s->part_reserved, PART_RESERVE);
+        return;
+    }
+    u->reserved = PART_RESERVE;
+    u->part_bytes = PART_MAX;
+}
+
+/* The upload's part buffers were released: so is its share of the budget. */
+static void shrink_parts(struct s3_store *s, struct blobstore_upload *u)
+{
+    atomic_fetch_sub(&s->part_reserved, u->reserved);
+    u->reserved = 0;
+    u->part_bytes = PART_FIRST;
+}
+
 static int s3_upload_append(struct blobstore *bs, struct blobstore_upload *u, uint64_t offset,
                             const void *p, size_t n, struct err *e)
 {
@@ -544,19 +582,29 @@ static int s3_upload_append(struct blobstore *bs, struct blobstore_upload *u, ui
     if (offset != end)
         return err_set(e, ERR_IO, "append at %" PRIu64 ", the session ends at %" PRIu64,
                        offset, end);
-    if (u->stage_len + n > u->stage_cap) {
-        size_t cap = u->stage_cap ? u->stage_cap : (1u << 20);
-        while (cap < u->stage_len + n)
-            cap *= 2;
-        u->stage = xrealloc(u->stage, cap);
-        u->stage_cap = cap;
+    /* Parts of exactly part_bytes: the stage never grows past one part. */
+    while (n > 0) {
+        size_t take = u->part_bytes - u->stage_len;
+        take = take < n ? take : n;
+        if (u->stage_len + take > u->stage_cap) {
+            size_t cap = u->stage_cap ? u->stage_cap : (1u << 20);
+            while (cap < u->stage_len + take)
+                cap *= 2;
+            u->stage = xrealloc(u->stage, cap);
+            u->stage_cap = cap;
+        }
+        memcpy(u->stage + u->stage_len, p, take);
+        u->stage_len += take;
+        if (u->is_hash_valid)
+            digest_hasher_update(u->h, p, take);
+        p = (const char *)p + take;
+        n -= take;
+        if (u->stage_len >= u->part_bytes) {
+            if (part_send(S(bs), u, e) != 0)
+                return -1;
+            grow_parts(S(bs), u);
+        }
     }
-    memcpy(u->stage + u->stage_len, p, n);
-    u->stage_len += n;
-    if (u->is_hash_valid)
-        digest_hasher_update(u->h, p, n);
-    if (u->stage_len >= STAGE_MAX)
-        return part_send(S(bs), u, e);
     return 0;
 }
 
@@ -583,6 +631,7 @@ static uint64_t s3_upload_idle(struct blobstore *bs, struct blobstore_upload *u)
     free(u->spare);
     u->spare = NULL;
     u->spare_cap = 0;
+    shrink_parts(S(bs), u);
     return u->stored;
 }
 
@@ -870,6 +919,7 @@ static void s3_upload_close(struct blobstore *bs, struct blobstore_upload *u)
     if (u == NULL)
         return;
     mpu_abort(S(bs), u);
+    shrink_parts(S(bs), u);
     buf_fini(&u->mpu_parts);
     free(u->spare);
     digest_hasher_free(u->h);
@@ -1309,6 +1359,11 @@ struct blobstore *blobstore_s3_open(const struct blobstore_s3_options *o, struct
     s->is_redirect = o->is_redirect;
     s->redirect_ttl_s = o->redirect_ttl_s > 0 ? o->redirect_ttl_s : 300;
     s->copy_max = COPY_MAX;
+    s->part_budget = PART_BUDGET;
+    const char *pb = getenv("MERIDIAN_S3_PART_BUDGET_BYTES");
+    if (pb != NULL && pb[0])
+        s->part_budget = strtoull(pb, NULL, 10);
+    atomic_init(&s->part_reserved, 0);
     const char *cm = getenv("MERIDIAN_S3_COPY_MAX_BYTES");
     if (cm != NULL && cm[0]) {
         uint64_t v = strtoull(cm, NULL, 10);

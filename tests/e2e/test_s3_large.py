@@ -6,6 +6,11 @@ multipart upload.
 - test_chunk_over_the_copy_limit_is_copied_as_ranges: the same path with the limit lowered
   (MERIDIAN_S3_COPY_MAX_BYTES=15 MiB, its floor): a 47 MiB monolithic push (one chunk of
   three 16 MiB parts) is assembled from four ranges of about 12 MiB (its ETag says "-4").
+- test_parts_grow_to_64_mib_within_the_budget: a request's chunk is sent as a 16 MiB part,
+  then 64 MiB parts (RGW spends CPU per part) while the process's budget of part buffers
+  has room (MERIDIAN_S3_PART_BUDGET_BYTES set to one upload's share): an upload in flight
+  holds it, so a second one meanwhile stays on 16 MiB parts, and a third after both gets it
+  back. Each chunk's ETag ("-N") counts its parts.
 - test_blob_over_5_gib_in_one_request (slow, about 9 min here: MERIDIAN_SLOW_S3=1, apart from
   MERIDIAN_SLOW which scripts/test.sh sets): 5 GiB + 1 MiB in one PUT,
   generated on the fly (never held in memory or on disk), pulled back and hashed, on a
@@ -57,6 +62,73 @@ def test_chunk_over_the_copy_limit_is_copied_as_ranges(server_factory, tmp_path,
     assert r.status_code == 206 and r.content == data[(16 << 20) - 3:(16 << 20) + 5]
     # No session object stays behind.
     assert s3_blobstore.list_keys(s3_blobstore.prefix_of(data_dir) + "/uploads/") == []
+
+
+def chunk_etag(prefix, loc):
+    """The ETag of the one chunk object of the session at loc (its parts: "-N")."""
+    sid = urllib.parse.urlparse(loc).path.rstrip("/").rsplit("/", 1)[1]
+    chunks = [k for k in s3_blobstore.list_keys(prefix) if "/%s/c-" % sid in k]
+    assert len(chunks) == 1, chunks
+    status, head = s3_blobstore.request("HEAD", chunks[0])
+    assert status == 200
+    return re.search(r'(?im)^etag:\s*"?([^"\r\n]*)', head.decode()).group(1)
+
+
+def test_parts_grow_to_64_mib_within_the_budget(server_factory, tmp_path, monkeypatch):
+    from conftest import digest_of, wait_until
+    from test_s3_faults import start_body
+    mib = 1 << 20
+    monkeypatch.setenv("MERIDIAN_S3_PART_BUDGET_BYTES", str(96 * mib))  # one upload's share
+    os.environ.update(s3_blobstore.server())
+    data_dir = tmp_path / "data"
+    srv = server_factory("--blobstore", "s3://%s/%s" % (s3_blobstore.BUCKET,
+                                                        s3_blobstore.prefix_of(data_dir)),
+                         data_dir=str(data_dir))
+    oci = srv.oci()
+    repo = "s3/parts"
+    prefix = s3_blobstore.prefix_of(data_dir) + "/uploads/"
+    # A: one PATCH of 90 MiB, held after 40 MiB (its first 16 MiB part sent: it holds the
+    # budget from then on).
+    loc_a = oci.start_upload(repo).headers["Location"]
+    sock_a, data_a = start_body(srv.url, "PATCH", loc_a, 90 * mib, 40 * mib)
+
+    def first_part_sent():
+        status, body = s3_blobstore.request("GET", "", query="prefix=%s&uploads=" %
+                                            urllib.parse.quote(prefix, safe=""))
+        m = re.search(r"<Key>([^<]*)</Key>\s*<UploadId>([^<]*)</UploadId>", body.decode())
+        if m is None:
+            return False
+        status, parts = s3_blobstore.request("GET", m.group(1), query="uploadId=%s" %
+                                             urllib.parse.quote(m.group(2), safe=""))
+        return status == 200 and b"<PartNumber>1</PartNumber>" in parts
+    wait_until(first_part_sent, timeout_s=60, what="A's first part in S3")
+    # B meanwhile: 90 MiB in 16 MiB parts (5 + the 10 MiB rest).
+    data_b = random_bytes(90 * mib)
+    loc_b = oci.start_upload(repo).headers["Location"]
+    r = oci.patch(loc_b, data=data_b, headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 202, r.text
+    loc_b = r.headers["Location"]
+    assert chunk_etag(prefix, loc_b).endswith("-6")
+    # A goes on: 16 + 64 + 10 MiB.
+    sock_a.sendall(data_a[40 * mib:])
+    answer = sock_a.recv(65536).decode(errors="replace")
+    sock_a.close()
+    assert answer.startswith("HTTP/1.1 202"), answer[:300]
+    assert chunk_etag(prefix, loc_a).endswith("-3")
+    # C after both: the budget is back.
+    data_c = random_bytes(90 * mib)
+    loc_c = oci.start_upload(repo).headers["Location"]
+    r = oci.patch(loc_c, data=data_c, headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 202, r.text
+    loc_c = r.headers["Location"]
+    assert chunk_etag(prefix, loc_c).endswith("-3")
+    for loc, data in ((loc_a, data_a), (loc_b, data_b), (loc_c, data_c)):
+        sep = "&" if "?" in loc else "?"
+        r = oci.put(loc + sep + "digest=" + digest_of(data))
+        assert r.status_code == 201, r.text
+        r = oci.get(oci.blob_path(repo, digest_of(data)))
+        assert r.status_code == 200 and r.content == data
+    assert s3_blobstore.list_keys(prefix) == []
 
 
 BLOCK = 1 << 20
