@@ -89,6 +89,9 @@ struct authz {
     int64_t generation;
     _Atomic int64_t next_poll_ms;
     pthread_mutex_t reload_mu;
+    /* The generation moved and the reload failed: the snapshot's residency policies may be
+     * out of date, so peer reads fail closed (503) until a reload succeeds. */
+    _Atomic bool is_residency_unknown;
 
     pthread_mutex_t cache_mu;
     struct cred_slot cache[AUTHZ_CACHE_SLOTS];
@@ -238,8 +241,10 @@ static void maybe_reload(struct authz *az)
     if (!is_stale)
         return;
     AZ(pthread_mutex_lock(&az->reload_mu));
-    if (reload(az, &e) != 0)
+    bool is_failed = reload(az, &e) != 0;
+    if (is_failed)
         log_error("authz", "failed to reload identities and roles: %s", err_message(&e));
+    atomic_store(&az->is_residency_unknown, is_failed);
     AZ(pthread_mutex_unlock(&az->reload_mu));
 }
 
@@ -1161,6 +1166,10 @@ static bool peer_residency_allows(struct http_req *req, struct authz *az,
     const char *region = peer_region(req, ar);
     if (repo == NULL || region == NULL)
         return true;
+    if (atomic_load(&az->is_residency_unknown)) {
+        http_reply_error(req, ERR_UNAVAILABLE, "residency policies cannot be read; try again");
+        return false;
+    }
     AZ(pthread_rwlock_rdlock(&az->lock));
     const json_t *forbidding = residency_forbidding(az->policy->residency, repo, region);
     if (forbidding != NULL) {
@@ -1322,6 +1331,8 @@ bool authz_can(struct http_req *req, const char *repo, unsigned perms, bool is_t
     /* A peer is shown (the catalog) only what its region may hold. */
     const char *region = ar->kind == AUTHZ_PEER && repo != NULL ? peer_region(req, ar) : NULL;
     if (region != NULL) {
+        if (atomic_load(&az->is_residency_unknown))
+            return false;
         AZ(pthread_rwlock_rdlock(&az->lock));
         bool may_hold = residency_allows(az->policy->residency, repo, region);
         AZ(pthread_rwlock_unlock(&az->lock));

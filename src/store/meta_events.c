@@ -163,6 +163,8 @@ int sq_events_since(struct metastore *ms, int64_t after_seq, size_t max, struct 
         if (derived == NULL)
             derived = sq_event_payload_expand(kind, sql_col_text(s, 1), sql_col_text(s, 7));
         const char *payload = derived != NULL ? derived : sql_col_text(s, 7);
+        if (derived == NULL && sq_event_payload_is_short(payload))
+            payload = NULL; /* damaged short form (logged): never raw text in the JSON */
         char *clear = sq_seal_payload(c->store, sql_col_text(s, 3), payload, false);
         buf_appends(&one, clear ? clear : payload ? payload : "null");
         free(clear);
@@ -287,6 +289,12 @@ int sq_events_read(struct metastore *ms, int64_t after_seq, const struct meta_vv
             if (expanded != NULL) {
                 free(ev->payload);
                 ev->payload = expanded;
+            } else if (sq_event_payload_is_short(ev->payload)) {
+                /* Damaged (logged): peers get a no-op, never text they cannot parse. */
+                free(ev->payload);
+                ev->payload = NULL;
+                free(ev->kind);
+                ev->kind = xstrdup("superseded");
             }
             char *clear = sq_seal_payload(c->store, ev->kind, ev->payload, false);
             if (clear != NULL) {

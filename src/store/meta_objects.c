@@ -128,7 +128,8 @@ static int mark_sealed(struct sq_conn *c, struct err *e)
  * have written since (after a crash it reads from the last mark). */
 void sq_seal_mark_at_close(struct sq_store *st)
 {
-    if (!st->has_seal_key)
+    /* Only after this process's pass committed: a failed pass must be run again. */
+    if (!st->has_seal_key || !st->is_seal_pass_done)
         return;
     struct err e = {0};
     struct sq_conn *c = sq_conn_of(&st->base, &e);
@@ -226,6 +227,7 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
     } else if (rc == 0) {
         rc = sq_tx_commit(c, e);
     }
+    st->is_seal_pass_done = rc == 0;
     if (rc != 0 || n_sealed == 0)
         return rc;
     /* The old page images are still in the WAL: copy the new ones home and empty it. */

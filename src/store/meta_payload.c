@@ -67,6 +67,11 @@ static bool short_int(const char **at, int64_t *out)
     return true;
 }
 
+bool sq_event_payload_is_short(const char *stored)
+{
+    return stored != NULL && strncmp(stored, STATUS_SHORT_PREFIX, 3) == 0;
+}
+
 char *sq_event_payload_expand(const char *kind, const char *origin, const char *stored)
 {
     if (stored == NULL || strncmp(stored, STATUS_SHORT_PREFIX, 3) != 0 || kind == NULL ||

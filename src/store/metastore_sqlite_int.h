@@ -349,6 +349,7 @@ struct sq_store {
     bool is_d_busy;        /* a thread is syncing the WAL now */
     /* Set once before the store is shared (metastore_sqlite_set_sealing_key). */
     bool has_seal_key;
+    bool is_seal_pass_done; /* the start-up sealing pass committed (its mark may move at close) */
     /* Whether repository_lock objects exist (0 not known yet, 1 none, 2 some): every
      * manifest GET asks, and a registry without locks should not pay lookups for them.
      * Set to 2 by every write of one in this process (sq_note_object); a store shared by
@@ -512,6 +513,8 @@ void sq_status_payload(struct buf *p, const struct meta_status *st);
 void sq_status_payload_stored(struct buf *p, const struct meta_status *st, const char *origin);
 /* The JSON payload of an event stored in a short form (malloc'd), NULL if it is not one. */
 char *sq_event_payload_expand(const char *kind, const char *origin, const char *stored);
+/* Whether a stored payload is in the short form (so one that failed to expand is damaged). */
+bool sq_event_payload_is_short(const char *stored);
 /* Checks a payload builder once, as its sticky error allows. */
 int sq_payload_check(struct buf *b, struct err *e);
 /* The manifest_put payload of the manifest in row s (digest, media_type, artifact_type,

@@ -1244,6 +1244,9 @@ static void test_schema_v10_refs_by_seq(void **state)
                             "SELECT count(*) FROM manifest_refs WHERE manifest_digest = ?1",
                             m1.digest.str), 2);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_foreign_key_check", NULL), 0);
+    /* The rebuild dropped the table's planner statistics: the open gathers them again. */
+    assert_int_equal(db_int(f->path, "SELECT count(*) > 0 FROM sqlite_stat1"
+                                     " WHERE tbl = 'manifests'", NULL), 1);
     /* The put events are rebuilt with their references, as before. */
     json_t *arr = events_json(ms, 0);
     size_t puts = 0;
@@ -1593,6 +1596,40 @@ static void test_status_event_stored_short(void **state)
     }
     json_decref(arr);
     assert_int_equal(k, 4);
+}
+
+/* A short form damaged on disk is never passed on as text: peers get a no-op event, the
+ * management API's log a null payload (the rest of the log stays readable). */
+static void test_damaged_short_status_is_not_passed_on(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    struct digest d = dg(9);
+    struct meta_status st = {.region = (char *)REGION, .state = (char *)"Completed",
+                             .bytes_done = 1, .bytes_total = 1, .updated_ms = 5};
+    assert_int_equal(ms->ops->status_set(ms, "r", &d, &st, true, &e), 0);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE events SET payload = '~1|Completed|x'"
+                                      " WHERE kind = 'status'", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+    struct meta_event *evs;
+    size_t n;
+    int64_t last;
+    assert_int_equal(ms->ops->events_read(ms, 0, NULL, 100, &evs, &n, &last, &e), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(evs[0].kind, "superseded");
+    assert_null(evs[0].payload);
+    meta_event_fini(&evs[0]);
+    free(evs);
+    json_t *arr = events_json(ms, 0);
+    assert_non_null(arr);
+    assert_int_equal(json_array_size(arr), 1);
+    assert_true(json_is_null(json_object_get(json_array_get(arr, 0), "payload")));
+    json_decref(arr);
 }
 
 /* Issue 21, bytes per tag: the manifest_put and status events of a push are stored without
@@ -2186,6 +2223,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_v10_refs_by_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_body_packed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_event_stored_short, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_short_status_is_not_passed_on, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_error_is_generic_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_link_get_find_unlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_referenced_by_manifest_is_not_orphan, setup,

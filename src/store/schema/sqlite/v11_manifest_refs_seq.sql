@@ -100,3 +100,6 @@ BEGIN
     WHERE r.name = old.repo AND m.digest = old.digest
       AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest);
 END;
+-- The rebuild dropped the planner statistics of manifests (and the new table has none):
+-- gather them again (ANALYZE reads at most the connection's analysis_limit rows per index).
+ANALYZE;
