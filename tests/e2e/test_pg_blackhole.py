@@ -128,12 +128,24 @@ def run(server_factory, data, proxy, uri):
     slowest = max(r[4] for r in rec.rows)
     assert slowest < REQUEST_BOUND_S, sorted(rec.rows, key=lambda r: -r[4])[:5]
     check = srv.oci()
+
+    def get_after_heal(path, **kw):
+        # A server thread that has not served since the blackhole still holds its frozen
+        # connection: its first request gives it up after the bound and answers 503
+        # (docs/scale-out.md, "Not yet"); the next one, on the same client connection and
+        # so the same thread, runs on a new connection. A 503 is not a loss; a 404 is.
+        r = check.get(path, **kw)
+        for _ in range(2):
+            if r.status_code != 503:
+                break
+            r = check.get(path, **kw)
+        return r
     for d, b in rec.acked_blobs.items():
-        r = check.get(check.blob_path("pgb/push", d))
+        r = get_after_heal(check.blob_path("pgb/push", d))
         assert r.status_code == 200 and r.content == b, (d, r.status_code)
     for (repo, tag), m in rec.acked_manifests.items():
-        r = check.get("/v2/%s/manifests/%s" % (repo, tag),
-                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        r = get_after_heal("/v2/%s/manifests/%s" % (repo, tag),
+                           headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
         assert r.status_code == 200 and r.content == m, (tag, r.status_code)
     print("PostgreSQL blackholed %d s: %d requests, %d failed (codes %s), slowest %.1f s, "
           "%d manifests acknowledged, pushes again %.1f s after the heal"
