@@ -72,10 +72,22 @@ void mgmt_residency_list(struct http_req *req, const struct mgmt_params *p)
     mgmt_reply_json(req, 200, all);
 }
 
+/* A name no policy can have (bytes outside the grammar, which PostgreSQL refuses to even
+ * compare when they are not UTF-8) names none: 404 without asking the metastore. */
+static bool reply_if_no_such_name(struct http_req *req, const char *name)
+{
+    if (name != NULL && residency_name_is_valid(name))
+        return false;
+    mgmt_reply_error(req, ERR_NOT_FOUND, "no such residency policy");
+    return true;
+}
+
 /* GET policies/residency/{name} */
 void mgmt_residency_show(struct http_req *req, const struct mgmt_params *p)
 {
     const char *name = mgmt_param(p, "name");
+    if (reply_if_no_such_name(req, name))
+        return;
     char *value = NULL;
     struct err e = {0};
     if (req->reg->ms->ops->object_get(req->reg->ms, RESIDENCY_KIND, name, &value, &e) != 0) {
@@ -94,6 +106,8 @@ void mgmt_residency_show(struct http_req *req, const struct mgmt_params *p)
 void mgmt_residency_delete(struct http_req *req, const struct mgmt_params *p)
 {
     const char *name = mgmt_param(p, "name");
+    if (reply_if_no_such_name(req, name))
+        return;
     struct err e = {0};
     if (req->reg->ms->ops->object_delete(req->reg->ms, RESIDENCY_KIND, name, &e) != 0) {
         if (e.code == ERR_NOT_FOUND)

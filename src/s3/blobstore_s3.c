@@ -1028,6 +1028,60 @@ static void s3_upload_each(struct blobstore *bs, void (*fn)(const char *id, void
     keys_free(&k);
 }
 
+/* The blobs under blobs/<alg>/<hex>, each with its object's LastModified: the sweep
+ * (src/repl/blob_sweep.h) removes those older than the grace that no row names (a crash
+ * between a purge's commit and its removal of the object leaves such objects). */
+struct dated_blobs {
+    size_t prefix_len;
+    struct digest *d;
+    int64_t *ms;
+    size_t n, cap;
+};
+
+static int on_blob_key(const char *key, int64_t size, int64_t modified_ms, void *arg)
+{
+    (void)size;
+    struct dated_blobs *b = arg;
+    char name[256];
+    const char *rest = key + b->prefix_len; /* <alg>/<hex> */
+    const char *slash = strchr(rest, '/');
+    if (slash == NULL || strlen(rest) >= sizeof(name))
+        return 0;
+    snprintf(name, sizeof(name), "%.*s:%s", (int)(slash - rest), rest, slash + 1);
+    struct digest d;
+    struct err e = {0};
+    if (digest_parse(name, strlen(name), &d, &e) != 0)
+        return 0; /* not a blob of ours */
+    if (b->n == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 64;
+        b->d = xrealloc(b->d, b->cap * sizeof(*b->d));
+        b->ms = xrealloc(b->ms, b->cap * sizeof(*b->ms));
+    }
+    b->d[b->n] = d;
+    b->ms[b->n++] = modified_ms;
+    return 0;
+}
+
+static void s3_each_blob(struct blobstore *bs,
+                         void (*fn)(const struct digest *d, int64_t stored_ms, void *arg),
+                         void *arg)
+{
+    struct s3_store *s = S(bs);
+    char pre[512];
+    snprintf(pre, sizeof(pre), "%sblobs/", s->prefix);
+    struct dated_blobs b = {.prefix_len = strlen(pre)};
+    struct err e = {0};
+    if (s3_list_dated(s->c, pre, on_blob_key, &b, &e) != 0) {
+        log_warn("s3", "failed to list blobs: %s", err_message(&e));
+    } else {
+        for (size_t i = 0; i < b.n; i++) /* after the listing: fn may remove the blob */
+            if (b.ms[i] > 0) /* no date: never old enough */
+                fn(&b.d[i], b.ms[i], arg);
+    }
+    free(b.d);
+    free(b.ms);
+}
+
 /* Reading blobs -------------------------------------------------------------- */
 
 /* Sets the copy of d (size bytes) aside under quarantine/. */
@@ -1315,6 +1369,7 @@ static const struct blobstore_ops s3_ops = {
     .quarantined = s3_quarantined,
     .close = s3_close,
     .check = s3_check,
+    .each_blob = s3_each_blob,
 };
 
 static const char *first_of(const char *a, const char *env1, const char *env2)

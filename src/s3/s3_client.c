@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -176,8 +177,32 @@ int s3_xml_value(const char *xml, const char *tag, char *out, size_t out_len,
     return 0;
 }
 
-int s3_list(struct s3_client *c, const char *prefix, const char *delimiter, s3_list_f *fn,
-            void *arg, struct err *e)
+/* "2026-12-03T23:04:26.804Z" (ListObjectsV2's LastModified, UTC) in ms; 0 if it does not
+ * parse. */
+static int64_t iso8601_ms(const char *s)
+{
+    struct tm tm = {0};
+    int ms = 0, n = 0;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6)
+        return 0;
+    if (s[n] == '.') {
+        int digits = 0;
+        for (const char *p = s + n + 1; *p >= '0' && *p <= '9'; p++)
+            if (digits < 3) {
+                ms = ms * 10 + (*p - '0');
+                digits++;
+            }
+        for (; digits < 3; digits++)
+            ms *= 10;
+    }
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+static int list_pages(struct s3_client *c, const char *prefix, const char *delimiter,
+                      s3_list_f *fn, s3_list_dated_f *dated_fn, void *arg, struct err *e)
 {
     char token[1024] = "";
     for (;;) {
@@ -210,12 +235,19 @@ int s3_list(struct s3_client *c, const char *prefix, const char *delimiter, s3_l
         /* Objects: <Contents><Key>k</Key>...<Size>n</Size>...</Contents> */
         const char *q2 = p;
         while (!stop && (q2 = strstr(q2, "<Contents>")) != NULL) {
-            char key[1024], size[32];
+            char key[1024], size[32], modified[64] = "";
             const char *end = strstr(q2, "</Contents>");
             if (end == NULL || s3_xml_value(q2, "Key", key, sizeof(key), NULL) != 0 ||
                 s3_xml_value(q2, "Size", size, sizeof(size), NULL) != 0)
                 break;
-            stop = fn(key, strtoll(size, NULL, 10), arg);
+            if (dated_fn != NULL) {
+                const char *lm = strstr(q2, "<LastModified>");
+                if (lm != NULL && lm < end)
+                    s3_xml_value(lm, "LastModified", modified, sizeof(modified), NULL);
+                stop = dated_fn(key, strtoll(size, NULL, 10), iso8601_ms(modified), arg);
+            } else {
+                stop = fn(key, strtoll(size, NULL, 10), arg);
+            }
             q2 = end;
         }
         q2 = p;
@@ -223,7 +255,7 @@ int s3_list(struct s3_client *c, const char *prefix, const char *delimiter, s3_l
             char key[1024];
             if (s3_xml_value(q2, "Prefix", key, sizeof(key), &q2) != 0)
                 break;
-            stop = fn(key, -1, arg);
+            stop = fn != NULL ? fn(key, -1, arg) : 0;
         }
         char trunc[16] = "";
         s3_xml_value(p, "IsTruncated", trunc, sizeof(trunc), NULL);
@@ -233,6 +265,18 @@ int s3_list(struct s3_client *c, const char *prefix, const char *delimiter, s3_l
         if (stop || !more)
             return 0;
     }
+}
+
+int s3_list(struct s3_client *c, const char *prefix, const char *delimiter, s3_list_f *fn,
+            void *arg, struct err *e)
+{
+    return list_pages(c, prefix, delimiter, fn, NULL, arg, e);
+}
+
+int s3_list_dated(struct s3_client *c, const char *prefix, s3_list_dated_f *fn, void *arg,
+                  struct err *e)
+{
+    return list_pages(c, prefix, NULL, NULL, fn, arg, e);
 }
 
 char *s3_presign_get(struct s3_client *c, const char *key, int64_t expires_s)

@@ -37,6 +37,11 @@ int s3_request_timed(struct s3_client *c, const char *method, const char *key,
 typedef int s3_list_f(const char *key, int64_t size, void *arg);
 int s3_list(struct s3_client *c, const char *prefix, const char *delimiter, s3_list_f *fn,
             void *arg, struct err *e);
+/* The same without a delimiter, with each object's LastModified (ms since the epoch; 0
+ * when the server sent none or one that does not parse). */
+typedef int s3_list_dated_f(const char *key, int64_t size, int64_t modified_ms, void *arg);
+int s3_list_dated(struct s3_client *c, const char *prefix, s3_list_dated_f *fn, void *arg,
+                  struct err *e);
 
 /* The first <tag>...</tag> of xml (decoded &amp; etc. not needed for our keys) into out;
  * -1 when absent. from: where the search starts; *next (or NULL) where it ended. */

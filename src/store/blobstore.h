@@ -152,7 +152,7 @@ typedef size_t blobstore_remove_all_f(struct blobstore *bs);
 /* Lists the blobs the store holds, each with the time its copy was stored (ms since the
  * epoch): the file sweep (src/repl/blob_sweep.h) removes those the metastore has no row of.
  * fn is called after the listing is read, so it may remove the blob. Optional: NULL in a
- * backend that cannot list its blobs cheaply (S3: no sweep). */
+ * backend that cannot list its blobs (S3 lists them, with each object's LastModified). */
 typedef void blobstore_each_blob_f(struct blobstore *bs,
                                    void (*fn)(const struct digest *d, int64_t stored_ms,
                                               void *arg),

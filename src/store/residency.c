@@ -182,7 +182,7 @@ static int region_list(const json_t *body, const char *key, bool (*is_valid)(con
     return 0;
 }
 
-static bool is_valid_name(const char *s)
+bool residency_name_is_valid(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > RESIDENCY_NAME_MAX || s[0] == '.')
@@ -201,7 +201,7 @@ json_t *residency_policy_new(const char *name, const json_t *body,
                              bool (*is_valid_pattern)(const char *),
                              bool (*is_valid_region)(const char *), int64_t now_ms, struct err *e)
 {
-    if (name == NULL || !is_valid_name(name)) {
+    if (name == NULL || !residency_name_is_valid(name)) {
         err_set(e, ERR_BAD_REQUEST,
                 "name: expected 1 to %d characters of a-z, 0-9, '-', '_' and '.', not first '.'",
                 RESIDENCY_NAME_MAX);

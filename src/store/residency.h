@@ -53,6 +53,9 @@ int residency_check(struct metastore *ms, const char *repo, const char *region, 
 int residency_check_targets(struct metastore *ms, const char *repo, const json_t *record,
                             struct err *e);
 
+/* A policy name: 1 to RESIDENCY_NAME_MAX of a-z, 0-9, '-', '_' and '.', not first '.'. */
+bool residency_name_is_valid(const char *s);
+
 /* Validates a policy as the management API receives it ({"repositories","allowedRegions",
  * "deniedRegions"}) for name: the stored value (caller decrefs), or NULL with
  * ERR_BAD_REQUEST saying what is wrong. is_valid_pattern and is_valid_region are the

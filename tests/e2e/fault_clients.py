@@ -182,12 +182,20 @@ class ClientLoad:
         """The rows that were not a success (a status >= 400 or an exception)."""
         return [r for r in self.rec.rows if not (isinstance(r[2], int) and r[2] < 400)]
 
-    def assert_acked_all_there(self, oci):
-        """Every blob and manifest answered 201 pulls now with its exact bytes."""
+    def assert_acked_all_there(self, oci, retries_on_503=0):
+        """Every blob and manifest answered 201 pulls now with its exact bytes (a 503 is
+        asked again up to retries_on_503 times, on the same client connection)."""
+        def get(path, **kw):
+            r = oci.get(path, **kw)
+            for _ in range(retries_on_503):
+                if r.status_code != 503:
+                    break
+                r = oci.get(path, **kw)
+            return r
         for d, b in self.rec.acked_blobs.items():
-            r = oci.get(oci.blob_path(self.push_repo, d))
+            r = get(oci.blob_path(self.push_repo, d))
             assert r.status_code == 200 and r.content == b, (d, r.status_code)
         for (repo, tag), m in self.rec.acked_manifests.items():
-            r = oci.get("/v2/%s/manifests/%s" % (repo, tag),
-                        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+            r = get("/v2/%s/manifests/%s" % (repo, tag),
+                    headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
             assert r.status_code == 200 and r.content == m, (tag, r.status_code)

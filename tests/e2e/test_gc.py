@@ -102,10 +102,7 @@ def test_blob_files_with_no_row_are_swept_after_the_grace(srv):
     data = random_bytes(5000)
     d = digest_of(data)
     hexd = d.split(":")[1]
-    folder = os.path.join(srv.data_dir, "blobs", "sha256", hexd[:2])
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, hexd), "wb") as f:
-        f.write(data)
+    tier.put_stray_blob(srv.data_dir, d, data)
     assert has_rows(srv, d)["blobs"] is False
     out = gc_run(srv)
     assert out["files"] == [] and out["files_removed"] == 0  # within the grace

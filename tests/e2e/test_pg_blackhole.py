@@ -100,7 +100,11 @@ def run(server_factory, data, proxy, uri):
             (what, outcome, code)
     slowest = max(r[4] for r in rec.rows)
     assert slowest < REQUEST_BOUND_S, sorted(rec.rows, key=lambda r: -r[4])[:5]
-    load.assert_acked_all_there(srv.oci())
+    # A server thread that has not served since the blackhole still holds its frozen
+    # connection: its first request gives it up after the bound and answers 503
+    # (docs/scale-out.md, "Not yet"); the next one, on the same client connection and so the
+    # same thread, runs on a new connection. A 503 is not a loss; a 404 is.
+    load.assert_acked_all_there(srv.oci(), retries_on_503=2)
     print("PostgreSQL blackholed %d s: %d requests, %d failed (codes %s), slowest %.1f s, "
           "%d manifests acknowledged, pushes again %.1f s after the heal"
           % (OUTAGE_S, len(rec.rows), len(failed),

@@ -154,8 +154,10 @@ def test_retention_leaves_locked_versions_alone(geo):
     r1.cli("image-definition", "create", repo, "--keep-everywhere", "1", "--rollback-regions",
            "r3", "--rollback-days", "0")
     r1.oci().push_image(repo, "1.0.0", layers=1, layer_size=1024)
-    r1.oci().push_image(repo, "1.1.0", layers=1, layer_size=1024)
+    # locked before 1.1.0 comes: the round that 1.1.0's push starts would reduce an unlocked
+    # 1.0.0 at once (keep-everywhere 1), before a lock sent after the push
     r1.cli("repository", "update", "%s:1.0.0" % repo, "--delete-enabled", "false")
+    r1.oci().push_image(repo, "1.1.0", layers=1, layer_size=1024)
 
     def targets(ver):
         doc = r1.api("GET", "image-versions", params={"repository": repo, "reference": ver})

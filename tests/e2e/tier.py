@@ -12,6 +12,7 @@ it checks the same thing on both instead of finding nothing where the tier keeps
   upload_entries(data_dir)         the upload sessions' files or objects
   upload_sessions(data_dir)        the ids of the sessions those belong to
   stored_size(loc), stored_bytes(loc)  of one of those
+  put_stray_blob(data_dir, digest, data)  a blob stored behind the server's back
   on_sqlite(), on_fs_blobs()       which store the tier has (for skip markers)
   server_args(data_dir, extra_args) the `serve` flags that put a server on the tier; every
                                     launcher of the suite adds them
@@ -109,6 +110,22 @@ def upload_sessions(data_dir):
     if s3_blobstore.is_on():
         return sorted({loc.rsplit("/", 2)[-2] for loc in upload_entries(data_dir)})
     return sorted(os.path.basename(p) for p in upload_entries(data_dir))
+
+
+def put_stray_blob(data_dir, digest, data):
+    """Stores `data` as blob `digest` ("alg:hex") behind the server's back, as a crash after
+    a purge's commit leaves it: a file under DATA/blobs/<alg>/<hex[:2]>/, or the object
+    <alg>/<hex> under the prefix's blobs/."""
+    alg, hexd = digest.split(":")
+    if s3_blobstore.is_on():
+        key = "%s%s/%s" % (_s3_prefix(data_dir, "blobs"), alg, hexd)
+        status, body = s3_blobstore.request("PUT", key, data)
+        assert status == 200, (key, status, body[:200])
+        return
+    folder = os.path.join(str(data_dir), "blobs", alg, hexd[:2])
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, hexd), "wb") as f:
+        f.write(data)
 
 
 def stored_bytes(loc):
