@@ -130,11 +130,14 @@ def test_chunked_upload_moves_between_nodes(nodes):
     assert got.status_code == 200 and got.content == data
 
 
-def patch_held_open(srv, path, body):
+def patch_held_open(srv, path, body, other):
     """Starts a PATCH of body through srv and sends half of it: the request holds the
     session until the rest comes. Status requests (GET) through srv tell when it holds it
     (400 while it does); the PATCH itself is refused if it arrives while such a GET holds
-    the session, and is then sent again. Returns the open socket."""
+    the session, and is then sent again. The hold is confirmed through the other node too
+    (400: the database's claim is held), with the PATCH still unanswered after both: a
+    GET's 400 alone may come while the PATCH, holding this node's flag, is being refused
+    the claim a GET just gave up. Returns the open socket."""
     head = ("PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
             "Content-Range: 0-%d\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
             % (path, len(body) - 1, len(body))).encode()
@@ -143,7 +146,9 @@ def patch_held_open(srv, path, body):
         sock = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
         sock.sendall(head + body[:len(body) // 2])
         while time.monotonic() < deadline:
-            if requests.get(srv.url + path, timeout=30).status_code == 400:
+            if (requests.get(srv.url + path, timeout=30).status_code == 400 and
+                    requests.get(other.url + path, timeout=30).status_code == 400 and
+                    not select.select([sock], [], [], 0)[0]):
                 return sock
             readable, _, _ = select.select([sock], [], [], 0.05)
             if readable:  # answered already: refused while a GET held the session
@@ -164,7 +169,7 @@ def test_session_in_use_through_one_node_is_refused_through_the_other(nodes):
     r = requests.post(a.url + "/v2/%s/blobs/uploads/" % repo, data=b"", timeout=30)
     assert r.status_code == 202, r.text
     path = urlparse(r.headers["Location"]).path
-    sock = patch_held_open(a, path, first)
+    sock = patch_held_open(a, path, first, b)
     try:
         intruder = random_bytes(200_000)
         r = requests.patch(b.url + path, data=intruder, timeout=30, headers={
