@@ -70,13 +70,15 @@ uint64_t blob_sweep_run(struct registry *reg, int64_t cutoff_ms, bool is_dry_run
             continue;
         for (size_t j = i; j < end; j++) {
             const struct digest *d = &s.items[j];
+            /* The size first: on S3 it is a request, and nothing may stand between the row
+             * check and the removal (the fence rests on a database connection). */
+            uint64_t size = 0;
+            struct err e = {0};
+            (void)bs->ops->stat(bs, d, &size, &e);
             int rc = has_no_row(reg, d);
             *n_errors += rc < 0;
             if (rc != 1)
                 continue;
-            uint64_t size = 0;
-            struct err e = {0};
-            (void)bs->ops->stat(bs, d, &size, &e);
             if (!is_dry_run) {
                 bs->ops->remove(bs, d);
                 log_info("gc", "sweep: removed blob file %s (%" PRIu64 " bytes): no row names it",

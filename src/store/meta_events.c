@@ -290,7 +290,9 @@ int sq_events_read(struct metastore *ms, int64_t after_seq, const struct meta_vv
                 free(ev->payload);
                 ev->payload = expanded;
             } else if (sq_event_payload_is_short(ev->payload)) {
-                /* Damaged (logged): peers get a no-op, never text they cannot parse. */
+                /* Damaged: peers get a no-op, never text they cannot parse. */
+                log_error("metastore", "event %" PRId64 " has a damaged short payload: sent as"
+                          " a no-op", ev->seq);
                 free(ev->payload);
                 ev->payload = NULL;
                 free(ev->kind);
