@@ -162,6 +162,14 @@ def test_status_of_a_session_another_node_sweeps_is_unknown(server_factory):
             line = other.stdout.readline()
         assert_error(oci.get(locs[0]), 404, "BLOB_UPLOAD_UNKNOWN")
         assert_error(oci.get(locs[1]), 400, "BLOB_UPLOAD_INVALID")
+        # Released before psql exits: a backend frees a leaving client's locks only after
+        # the client is gone, so the next GET could still find them held.
+        other.stdin.write("SELECT pg_advisory_unlock_all(); SELECT 'released';\n")
+        other.stdin.flush()
+        line = other.stdout.readline()
+        while line.strip() != "released":
+            assert line, "psql failed"
+            line = other.stdout.readline()
     finally:
         other.stdin.close()
         other.wait(timeout=30)
