@@ -39,8 +39,9 @@ for i in $(seq 1 "$NODES"); do
     log="$DIR/node$i.log"
     : >"$log"
     # shellcheck disable=SC2086
-    "$BIN" serve --listen 127.0.0.1:0 --data "$DIR/data" --metastore "$URI" \
-        ${MERIDIAN_ARGS:-} >>"$log" 2>&1 &
+    # Every node advertises the balancer: peers must call the region there, not a node.
+    "$BIN" serve --listen 127.0.0.1:0 --advertise "http://127.0.0.1:$PORT" --data "$DIR/data" \
+        --metastore "$URI" ${MERIDIAN_ARGS:-} >>"$log" 2>&1 &
     pids+=($!)
     for _ in $(seq 1 200); do
         addr=$(grep -oE "listening on http://[0-9.]+:[0-9]+" "$log" | head -n 1 | sed 's#.*http://##') || true
