@@ -142,7 +142,10 @@ bool readiness_check(struct readiness *r, struct readiness_result *out)
 {
     AZ(pthread_mutex_lock(&r->mu));
     int64_t now = mono_ms();
-    bool has_result = r->checked_mono_ms != 0;
+    /* An answer older than a cache period and a timeout is no answer: the caller before
+     * this one may have come long ago, and its probe says nothing about the stores now. */
+    bool has_result = r->checked_mono_ms != 0 &&
+                      now - r->checked_mono_ms < r->cache_ms + r->timeout_ms;
     if (has_result && now - r->checked_mono_ms < r->cache_ms) {
         *out = r->last;
         AZ(pthread_mutex_unlock(&r->mu));
@@ -167,7 +170,7 @@ bool readiness_check(struct readiness *r, struct readiness_result *out)
         AZ(pthread_mutex_unlock(&r->mu));
         return out->is_metastore_ok && out->is_blobstore_ok;
     }
-    /* The first answer is waited for, within the timeout. */
+    /* The first answer, or the first after a stale one, is waited for within the timeout. */
     uint64_t seen = r->probes;
     while (!has_result && r->probes == seen && now < deadline) {
         struct timespec ts = {.tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000};

@@ -2,9 +2,10 @@
  * the blob store a cheap probe (ms->ops->ping, bs->ops->check). The probes run on a
  * thread of their own, at most once per cache period however often /readyz is asked, so
  * the endpoint cannot be used to hammer PostgreSQL or S3. A caller past the cache period
- * asks for a probe and gets the last answer at once (only the very first caller waits for
- * one, at most the timeout); a probe that runs past the timeout is answered as a failure of
- * the store it waits on. */
+ * asks for a probe and gets the last answer at once, if that is at most a cache period and
+ * a timeout old; otherwise (the first caller, or one after a quiet spell) it waits for the
+ * probe, at most the timeout. A probe that runs past the timeout is answered as a failure
+ * of the store it waits on. */
 #ifndef MERIDIAN_READINESS_H
 #define MERIDIAN_READINESS_H
 

@@ -1,6 +1,7 @@
 /* Unit tests for readiness.c (/readyz): a store that fails is named, the probes run at
- * most once per cache period however many callers ask, and a probe that hangs is answered
- * "no answer" within the timeout, naming the store it hangs on. Fake stores: only the
+ * most once per cache period however many callers ask, a probe that hangs is answered
+ * "no answer" within the timeout, naming the store it hangs on, and an answer older than
+ * a cache period and a timeout is not served. Fake stores: only the
  * ops readiness calls are set. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -187,6 +188,31 @@ static void test_callers_do_not_wait_on_a_probe(void **state)
     readiness_free(r);
 }
 
+/* A caller after a quiet spell longer than a cache period and a timeout gets the stores as
+ * they are now, not the answer of the probe the previous caller started (a load balancer
+ * that checks every 10 s was told "ready" for a database down since the check before, and
+ * "unavailable" for one back since). Callers within the spell still never wait (above). */
+static void test_an_answer_older_than_the_bound_is_not_served(void **state)
+{
+    (void)state;
+    struct readiness *r = readiness_new(&ms, &bs, 100, 300);
+    struct readiness_result res;
+    assert_true(readiness_check(r, &res));
+    atomic_store(&is_ms_down, true);
+    usleep(500 * 1000); /* quiet: nobody asks for 100 + 300 ms and more */
+    int64_t t0 = util_mono_ns();
+    assert_false(readiness_check(r, &res));
+    assert_true((util_mono_ns() - t0) / 1000000 < 300);
+    assert_string_equal(res.metastore_error, "database unavailable");
+    assert_int_equal(atomic_load(&pings), 2);
+
+    atomic_store(&is_ms_down, false);
+    usleep(500 * 1000);
+    assert_true(readiness_check(r, &res));
+    assert_int_equal(atomic_load(&pings), 3);
+    readiness_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +220,7 @@ int main(void)
         cmocka_unit_test_setup(test_cache_bounds_the_probes, reset),
         cmocka_unit_test_setup(test_hanging_probe_is_bounded, reset),
         cmocka_unit_test_setup(test_callers_do_not_wait_on_a_probe, reset),
+        cmocka_unit_test_setup(test_an_answer_older_than_the_bound_is_not_served, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
