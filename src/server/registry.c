@@ -52,10 +52,11 @@ static void count_upload(const char *id, void *arg)
 /* The data directory holds password hashes, keys and every blob: it is 0700 and its
  * files 0600. A directory made by an older version (0755, files 0644) is fixed here:
  * the directory itself (which alone bars other users from everything below it) and the
- * files of secrets by name. meta.db is created 0600 before SQLite opens it, because
- * SQLite gives its -wal and -shm files the mode of the database file. The blobstore
- * fixes its own directories; blob files keep their old mode behind them. */
-static int make_private(const char *data_dir)
+ * files of secrets by name. On SQLite meta.db is created 0600 before SQLite opens it,
+ * because SQLite gives its -wal and -shm files the mode of the database file (on
+ * PostgreSQL there is no meta.db: an empty one would say the metadata is here). The
+ * blobstore fixes its own directories; blob files keep their old mode behind them. */
+static int make_private(const char *data_dir, bool is_sqlite)
 {
     static const char *const secret_files[] = {"meta.db", "meta.db-wal", "meta.db-shm",
                                                "token.key", "admin-password", "secrets.key"};
@@ -69,6 +70,8 @@ static int make_private(const char *data_dir)
         if (chmod(path, 0600) != 0 && errno != ENOENT)
             log_warn("registry", "failed to make %s private: %s", path, strerror(errno));
     }
+    if (!is_sqlite)
+        return 0;
     snprintf(path, sizeof(path), "%s/meta.db", data_dir);
     int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -175,7 +178,7 @@ struct registry *registry_open_with(struct config *cfg, struct blobstore *bs, st
         err_set(e, ERR_IO, "cannot create data directory");
         goto fail;
     }
-    if (make_private(cfg->data_dir) != 0) {
+    if (make_private(cfg->data_dir, cfg->metastore == NULL || cfg->metastore[0] == '\0') != 0) {
         err_set(e, ERR_IO, "cannot make the data directory private");
         goto fail;
     }
