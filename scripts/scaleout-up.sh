@@ -32,7 +32,10 @@ cleanup() {
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     "$TOOLS/pg-down.sh" "$DIR/pg" >/dev/null 2>&1 || true
 }
-trap cleanup EXIT INT TERM
+# Ctrl-C or kill: exit, and the exit runs cleanup once (a trap on INT alone would run it,
+# then let the script go on to its end and run it again on the exit).
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 backends=()
 for i in $(seq 1 "$NODES"); do
