@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import tarfile
 import time
@@ -89,6 +90,23 @@ class Old:
             assert rc == 0, "%s exited %s:\n%s" % (name, rc, self.log(name))
         self.procs = {}
 
+    def reopen_upload_session(self):
+        """Moves the fixture's open upload session to now, keeping its TTL: the session
+        was opened when the fixture was made, and its absolute expiry (creation + 24 h)
+        has passed on any later day. Resuming it is what is tested, not its expiry."""
+        up = self.exp["upload"]
+        session = up["location"].rstrip("/").rsplit("/", 1)[1]
+        db = sqlite3.connect(os.path.join(self.root, up["region"], "meta.db"))
+        try:
+            with db:
+                n = db.execute("UPDATE uploads SET expires_s = CAST(strftime('%s', 'now') AS "
+                               "INTEGER) + (expires_s - created_s), created_s = "
+                               "CAST(strftime('%s', 'now') AS INTEGER) WHERE id = ?",
+                               (session,)).rowcount
+        finally:
+            db.close()
+        assert n == 1, "the fixture holds no upload session %s" % session
+
     def log(self, name):
         with open(os.path.join(self.root, name + ".log"), "rb") as f:
             return f.read().decode("utf-8", "replace")[-4000:]
@@ -162,6 +180,7 @@ def test_upgrade_keeps_identities_roles_and_webhooks(old):
 
 
 def test_upgrade_resumes_open_upload_at_acknowledged_offset(old):
+    old.reopen_upload_session()
     old.start()
     up = old.exp["upload"]
     path = up["location"]
