@@ -245,12 +245,12 @@ int sq_manifest_body_set(struct metastore *ms, const char *repo, const struct di
         goto fail;
     }
     unsigned char *packed;
-    size_t packed_len;
-    body_pack(body, len, &packed, &packed_len);
-    int rc = sq_run_exec(c, "UPDATE manifests SET body = ?3 WHERE digest = ?2 AND repo_id ="
-                            " (SELECT id FROM repos WHERE name = ?1)",
-                         e, "ttb", repo, d->str, packed != NULL ? (const void *)packed : body,
-                         packed != NULL ? packed_len : len);
+    size_t stored_len;
+    const void *stored = body_stored(body, len, &packed, &stored_len);
+    int rc = sq_run_exec(c,
+                         "UPDATE manifests SET body = ?3 WHERE digest = ?2 AND repo_id ="
+                         " (SELECT id FROM repos WHERE name = ?1)",
+                         e, "ttb", repo, d->str, stored, stored_len);
     free(packed);
     if (rc != 0)
         goto fail;
