@@ -431,6 +431,16 @@ static size_t keep_reference(struct meta_event *items, size_t n, const char *rep
 }
 
 /* GET replication/state?repository=R[&reference=REF] */
+/* Sends b (JSON) and finishes it; an error naming what when it outgrew its cap. */
+static void reply_buf(struct http_req *req, struct buf *b, const char *what)
+{
+    if (b->is_too_big)
+        mgmt_reply_error(req, ERR_INTERNAL, "%s too large to send", what);
+    else
+        http_reply(req, 200, "application/json", b->data, b->len);
+    buf_fini(b);
+}
+
 void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
 {
     (void)p;
@@ -496,13 +506,7 @@ void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
     }
     free(items);
     buf_appends(&b, "]}");
-    if (b.is_too_big) {
-        buf_fini(&b);
-        mgmt_reply_error(req, ERR_INTERNAL, "repository state too large to send");
-        return;
-    }
-    http_reply(req, 200, "application/json", b.data, b.len);
-    buf_fini(&b);
+    reply_buf(req, &b, "repository state");
 }
 
 /* GET replication/snapshot?from=REGION: what a region below this log's horizon merges
@@ -582,13 +586,7 @@ void mgmt_repl_snapshot(struct http_req *req, const struct mgmt_params *p)
     buf_appends(&b, "]}");
     meta_horizon_list_fini(h, nh);
     meta_name_list_fini(&repos);
-    if (b.is_too_big) {
-        buf_fini(&b);
-        mgmt_reply_error(req, ERR_INTERNAL, "snapshot too large to send");
-        return;
-    }
-    http_reply(req, 200, "application/json", b.data, b.len);
-    buf_fini(&b);
+    reply_buf(req, &b, "snapshot");
 }
 
 /* POST replication/leave {"registry","location"}: this region was removed. */

@@ -82,16 +82,44 @@ static int take_password(struct http_req *req, json_t *body, char *out, size_t o
     return 0;
 }
 
-void mgmt_users_create(struct http_req *req, const struct mgmt_params *p)
+/* Stores the password of body (or a generated one) for user name, a new one if is_create,
+ * audits action and replies status with the user (and a generated password, shown once).
+ * body stays the caller's. */
+static void put_password(struct http_req *req, json_t *body, const char *name, bool is_create,
+                         const char *action, int status)
 {
-    (void)p;
     struct registry *reg = req->reg;
-    json_t *body = mgmt_body_object(req);
-    if (body == NULL)
-        return;
     char pw[AUTH_SECRET_MAX + 1];
     char hash[SECRET_HASH_MAX];
     bool is_generated;
+    if (take_password(req, body, pw, sizeof(pw), &is_generated) != 0)
+        return;
+    if (authz_hash_secret(pw, hash, sizeof(hash)) != 0) {
+        mgmt_reply_error(req, ERR_INTERNAL, "cannot hash the password");
+        goto wipe;
+    }
+    struct meta_identity id = {.name = (char *)name, .kind = "user", .secret_hash = hash};
+    struct err e = {0};
+    if (reg->ms->ops->identity_put(reg->ms, &id, is_create, &e) != 0) {
+        http_reply_mgmt_err(req, &e);
+        goto wipe;
+    }
+    authz_invalidate(reg->authz);
+    authz_audit_as(req, action, "name=%s", name);
+    json_t *o = json_pack("{s:s, s:s}", "name", name, "kind", "user");
+    if (is_generated)
+        json_object_set_new(o, "password", json_string(pw));
+    mgmt_reply_json(req, status, o);
+wipe:
+    secret_wipe(pw, sizeof(pw));
+}
+
+void mgmt_users_create(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    json_t *body = mgmt_body_object(req);
+    if (body == NULL)
+        return;
     const char *name = json_string_value(json_object_get(body, "name"));
     if (name == NULL || !auth_name_is_valid(name, strlen(name))) {
         mgmt_reply_error(req, ERR_BAD_REQUEST,
@@ -100,26 +128,7 @@ void mgmt_users_create(struct http_req *req, const struct mgmt_params *p)
                          AUTH_NAME_MAX);
         goto out;
     }
-    if (take_password(req, body, pw, sizeof(pw), &is_generated) != 0)
-        goto out;
-    if (authz_hash_secret(pw, hash, sizeof(hash)) != 0) {
-        mgmt_reply_error(req, ERR_INTERNAL, "cannot hash the password");
-        goto wipe;
-    }
-    struct meta_identity id = {.name = (char *)name, .kind = "user", .secret_hash = hash};
-    struct err e = {0};
-    if (reg->ms->ops->identity_put(reg->ms, &id, true, &e) != 0) {
-        http_reply_mgmt_err(req, &e);
-        goto wipe;
-    }
-    authz_invalidate(reg->authz);
-    authz_audit_as(req, "user.create", "name=%s", name);
-    json_t *o = json_pack("{s:s, s:s}", "name", name, "kind", "user");
-    if (is_generated)
-        json_object_set_new(o, "password", json_string(pw));
-    mgmt_reply_json(req, 201, o);
-wipe:
-    secret_wipe(pw, sizeof(pw));
+    put_password(req, body, name, true, "user.create", 201);
 out:
     json_decref(body);
 }
@@ -192,34 +201,9 @@ void mgmt_users_delete(struct http_req *req, const struct mgmt_params *p)
 
 void mgmt_users_reset_secret(struct http_req *req, const struct mgmt_params *p)
 {
-    struct registry *reg = req->reg;
-    const char *name = mgmt_param(p, "user");
     json_t *body = mgmt_body_object(req);
     if (body == NULL)
         return;
-    char pw[AUTH_SECRET_MAX + 1];
-    char hash[SECRET_HASH_MAX];
-    bool is_generated;
-    if (take_password(req, body, pw, sizeof(pw), &is_generated) != 0)
-        goto out;
-    if (authz_hash_secret(pw, hash, sizeof(hash)) != 0) {
-        mgmt_reply_error(req, ERR_INTERNAL, "cannot hash the password");
-        goto wipe;
-    }
-    struct meta_identity id = {.name = (char *)name, .kind = "user", .secret_hash = hash};
-    struct err e = {0};
-    if (reg->ms->ops->identity_put(reg->ms, &id, false, &e) != 0) {
-        http_reply_mgmt_err(req, &e);
-        goto wipe;
-    }
-    authz_invalidate(reg->authz);
-    authz_audit_as(req, "user.reset-secret", "name=%s", name);
-    json_t *o = json_pack("{s:s, s:s}", "name", name, "kind", "user");
-    if (is_generated)
-        json_object_set_new(o, "password", json_string(pw));
-    mgmt_reply_json(req, 200, o);
-wipe:
-    secret_wipe(pw, sizeof(pw));
-out:
+    put_password(req, body, mgmt_param(p, "user"), false, "user.reset-secret", 200);
     json_decref(body);
 }

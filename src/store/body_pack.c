@@ -69,7 +69,8 @@ static int deflate_v1(const void *body, size_t len, unsigned char *out, size_t c
     return rc == Z_STREAM_END ? 0 : -1; /* Z_OK or Z_BUF_ERROR: it did not fit in cap */
 }
 
-void body_pack(const void *body, size_t len, unsigned char **out, size_t *out_len)
+/* The packed form of body[0, len) in *out (malloc'd), or NULL: to be stored as it is. */
+static void pack(const void *body, size_t len, unsigned char **out, size_t *out_len)
 {
     *out = NULL;
     *out_len = 0;
@@ -95,6 +96,18 @@ void body_pack(const void *body, size_t len, unsigned char **out, size_t *out_le
         return;
     }
     free(p);
+}
+
+const void *body_stored(const void *body, size_t len, unsigned char **packed, size_t *stored_len)
+{
+    size_t packed_len;
+    pack(body, len, packed, &packed_len);
+    if (*packed == NULL) {
+        *stored_len = len;
+        return body;
+    }
+    *stored_len = packed_len;
+    return *packed;
 }
 
 static int inflate_v1(const unsigned char *in, size_t len, char **out, size_t *out_len,

@@ -8,10 +8,11 @@
 
 #include "err.h"
 
-/* The stored form of body[0, len): *out (malloc'd, *out_len bytes) or, when packing does
- * not make it smaller and it cannot be mistaken for a packed body, NULL with the body to
- * be stored as it is. An empty body stays empty (NULL). */
-void body_pack(const void *body, size_t len, unsigned char **out, size_t *out_len);
+/* The stored form of body[0, len), *stored_len bytes: body itself when packing does not
+ * make it smaller and it cannot be mistaken for a packed body (an empty body stays empty),
+ * else a packed copy, also left in *packed (malloc'd: free it once stored; NULL when body
+ * itself is returned). */
+const void *body_stored(const void *body, size_t len, unsigned char **packed, size_t *stored_len);
 
 /* The body of a stored form: *out (malloc'd, NUL-terminated, *out_len bytes without the
  * NUL). A stored form written before packing existed is its own body. -1 with e set

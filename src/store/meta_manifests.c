@@ -57,10 +57,8 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
     struct sql_stmt *s;
     /* The body as stored: packed (body_pack.h). */
     unsigned char *packed;
-    size_t packed_len;
-    body_pack(m->body, m->body_len, &packed, &packed_len);
-    const void *stored = packed != NULL ? (const void *)packed : (const void *)m->body;
-    size_t stored_len = packed != NULL ? packed_len : m->body_len;
+    size_t stored_len;
+    const void *stored = body_stored(m->body, m->body_len, &packed, &stored_len);
 
     if (sq_tx_begin(c, true, e) != 0)
         goto out;

@@ -431,18 +431,15 @@ static int merge_manifest_put(struct sq_conn *c, const struct meta_event *ev, st
         body_len = 0;
     /* Stored packed (body_pack.h); size stays the document's. */
     unsigned char *packed;
-    size_t packed_len;
-    body_pack(body, body_len, &packed, &packed_len);
-    if (packed != NULL) {
-        free(body);
-        body = (char *)packed;
-        body_len = packed_len;
-    }
-    if (sq_exec(c, SQ_MANIFEST_INSERT_REMOTE, e, "itttttibiit", repo_id, d.str, media_type,
-                json_string_value(json_object_get(p, "artifactType")),
-                json_is_string(annotations) ? json_string_value(annotations) : NULL,
-                json_string_value(json_object_get(p, "subject")), size, (const void *)body,
-                body_len, util_now_ms(), (int64_t)ev->hlc, ev->origin) != 0)
+    size_t stored_len;
+    const void *stored = body_stored(body, body_len, &packed, &stored_len);
+    int insert_rc = sq_exec(c, SQ_MANIFEST_INSERT_REMOTE, e, "itttttibiit", repo_id, d.str,
+                            media_type, json_string_value(json_object_get(p, "artifactType")),
+                            json_is_string(annotations) ? json_string_value(annotations) : NULL,
+                            json_string_value(json_object_get(p, "subject")), size, stored,
+                            stored_len, util_now_ms(), (int64_t)ev->hlc, ev->origin);
+    free(packed);
+    if (insert_rc != 0)
         goto out;
     if (sql_changes(c->db) > 0) {
         json_t *refs = json_object_get(p, "refs");

@@ -34,24 +34,33 @@
 #define PLACE_VISIBLE 1
 #define PLACE_NOT_HELD 2
 
-/* repo_id and is_visible of repo@digest; ERR_MANIFEST_UNKNOWN if not recorded. */
-static int state_of(struct sq_conn *c, const char *repo, const char *digest, int64_t *repo_id,
-                    int64_t *state, struct err *e)
+/* The two integers sql (?1 the repository, ?2 the digest) selects of repo@digest;
+ * ERR_MANIFEST_UNKNOWN if not recorded. */
+static int manifest_ints(struct sq_conn *c, const char *sql, const char *repo, const char *digest,
+                         int64_t *a, int64_t *b, struct err *e)
 {
-    static const char sql[] = "SELECT m.repo_id, m.is_visible FROM repos r JOIN manifests m"
-                              " ON m.repo_id = r.id WHERE r.name = ?1 AND m.digest = ?2";
     struct sql_stmt *s;
     int rc = sq_run(c, sql, &s, e, "tt", repo, digest);
     if (rc < 0)
         return -1;
     if (rc == SQL_ROW) {
-        *repo_id = sql_col_int64(s, 0);
-        *state = sql_col_int64(s, 1);
+        *a = sql_col_int64(s, 0);
+        *b = sql_col_int64(s, 1);
     }
     sql_finalize(s);
     if (rc != SQL_ROW)
         return err_set(e, ERR_MANIFEST_UNKNOWN, "%s is not recorded in %s", digest, repo);
     return 0;
+}
+
+/* repo_id and is_visible of repo@digest; ERR_MANIFEST_UNKNOWN if not recorded. */
+static int state_of(struct sq_conn *c, const char *repo, const char *digest, int64_t *repo_id,
+                    int64_t *state, struct err *e)
+{
+    return manifest_ints(c,
+                         "SELECT m.repo_id, m.is_visible FROM repos r JOIN manifests m"
+                         " ON m.repo_id = r.id WHERE r.name = ?1 AND m.digest = ?2",
+                         repo, digest, repo_id, state, e);
 }
 
 static int set_state(struct sq_conn *c, int64_t repo_id, const char *digest, int64_t state,
@@ -194,20 +203,10 @@ fail:
 static int body_of(struct sq_conn *c, const char *repo, const char *digest, int64_t *len,
                    int64_t *size, struct err *e)
 {
-    static const char sql[] = "SELECT length(m.body), m.size FROM repos r JOIN manifests m"
-                              " ON m.repo_id = r.id WHERE r.name = ?1 AND m.digest = ?2";
-    struct sql_stmt *s;
-    int rc = sq_run(c, sql, &s, e, "tt", repo, digest);
-    if (rc < 0)
-        return -1;
-    if (rc == SQL_ROW) {
-        *len = sql_col_int64(s, 0);
-        *size = sql_col_int64(s, 1);
-    }
-    sql_finalize(s);
-    if (rc != SQL_ROW)
-        return err_set(e, ERR_MANIFEST_UNKNOWN, "%s is not recorded in %s", digest, repo);
-    return 0;
+    return manifest_ints(c,
+                         "SELECT length(m.body), m.size FROM repos r JOIN manifests m"
+                         " ON m.repo_id = r.id WHERE r.name = ?1 AND m.digest = ?2",
+                         repo, digest, len, size, e);
 }
 
 int sq_manifest_body_missing(struct metastore *ms, const char *repo, const struct digest *d,
@@ -245,12 +244,12 @@ int sq_manifest_body_set(struct metastore *ms, const char *repo, const struct di
         goto fail;
     }
     unsigned char *packed;
-    size_t packed_len;
-    body_pack(body, len, &packed, &packed_len);
-    int rc = sq_run_exec(c, "UPDATE manifests SET body = ?3 WHERE digest = ?2 AND repo_id ="
-                            " (SELECT id FROM repos WHERE name = ?1)",
-                         e, "ttb", repo, d->str, packed != NULL ? (const void *)packed : body,
-                         packed != NULL ? packed_len : len);
+    size_t stored_len;
+    const void *stored = body_stored(body, len, &packed, &stored_len);
+    int rc = sq_run_exec(c,
+                         "UPDATE manifests SET body = ?3 WHERE digest = ?2 AND repo_id ="
+                         " (SELECT id FROM repos WHERE name = ?1)",
+                         e, "ttb", repo, d->str, stored, stored_len);
     free(packed);
     if (rc != 0)
         goto fail;

@@ -9,6 +9,7 @@
 /* cmocka.h needs the four headers above first. */
 #include <cmocka.h>
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,10 +27,8 @@ static const char manifest[] =
 static size_t round_trip(const void *body, size_t len)
 {
     unsigned char *packed;
-    size_t packed_len;
-    body_pack(body, len, &packed, &packed_len);
-    const void *stored = packed != NULL ? (const void *)packed : body;
-    size_t stored_len = packed != NULL ? packed_len : len;
+    size_t stored_len;
+    const void *stored = body_stored(body, len, &packed, &stored_len);
     char *out;
     size_t out_len;
     struct err e = {0};
@@ -54,10 +53,6 @@ static void test_manifest_shrinks(void **state)
 static void test_small_and_empty(void **state)
 {
     (void)state;
-    unsigned char *packed;
-    size_t packed_len;
-    body_pack("", 0, &packed, &packed_len);
-    assert_null(packed);
     assert_int_equal(round_trip("{}", 2), 2); /* not worth packing: stored as it is */
     assert_int_equal(round_trip("", 0), 0);
 }
@@ -80,6 +75,44 @@ static void test_incompressible_and_nul_led(void **state)
     assert_int_equal(round_trip("\0", 1), 3);
 }
 
+/* The rule in one place: what is stored is the body itself (nothing to free) unless
+ * packing makes it smaller (NUL, then 1) or it starts with NUL (NUL, then 0, then it). */
+static void test_stored_form(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body;
+        size_t len;
+        bool is_itself;
+        unsigned char method; /* second byte of a packed form */
+    } cases[] = {
+        {"", 0, true, 0},          {"{}", 2, true, 0},
+        {"{\"a\":1}", 7, true, 0}, {manifest, sizeof(manifest) - 1, false, 1},
+        {"\0", 1, false, 0},       {"\0{}", 3, false, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        unsigned char *packed = (unsigned char *)"unset";
+        size_t stored_len = 0;
+        const void *stored = body_stored(cases[i].body, cases[i].len, &packed, &stored_len);
+        if (cases[i].is_itself) {
+            assert_ptr_equal(stored, cases[i].body);
+            assert_null(packed);
+            assert_int_equal(stored_len, cases[i].len);
+            continue;
+        }
+        assert_ptr_equal(stored, packed);
+        assert_int_equal(packed[0], 0);
+        assert_int_equal(packed[1], cases[i].method);
+        if (cases[i].method == 0) {
+            assert_int_equal(stored_len, cases[i].len + 2);
+            assert_memory_equal(packed + 2, cases[i].body, cases[i].len);
+        } else {
+            assert_true(stored_len < cases[i].len);
+        }
+        free(packed);
+    }
+}
+
 /* What every version before packing stored (the body) reads as itself. */
 static void test_plain_stored_body(void **state)
 {
@@ -98,7 +131,7 @@ static void test_damaged_is_an_error(void **state)
     (void)state;
     unsigned char *packed;
     size_t packed_len;
-    body_pack(manifest, sizeof(manifest) - 1, &packed, &packed_len);
+    body_stored(manifest, sizeof(manifest) - 1, &packed, &packed_len);
     assert_non_null(packed);
     char *out = NULL;
     size_t out_len;
@@ -121,6 +154,7 @@ int main(void)
         cmocka_unit_test(test_manifest_shrinks),
         cmocka_unit_test(test_small_and_empty),
         cmocka_unit_test(test_incompressible_and_nul_led),
+        cmocka_unit_test(test_stored_form),
         cmocka_unit_test(test_plain_stored_body),
         cmocka_unit_test(test_damaged_is_an_error),
     };

@@ -253,10 +253,9 @@ static bool file_holds_document(const char *path, const char *marker)
     char body[256];
     size_t len = (size_t)snprintf(body, sizeof(body), "{\"schemaVersion\":2,\"m\":\"%s\"}", marker);
     unsigned char *packed;
-    size_t packed_len;
-    body_pack(body, len, &packed, &packed_len);
-    bool found = packed != NULL ? file_holds_bytes(path, packed, packed_len)
-                                : file_holds_bytes(path, body, len);
+    size_t stored_len;
+    const void *stored = body_stored(body, len, &packed, &stored_len);
+    bool found = file_holds_bytes(path, stored, stored_len);
     free(packed);
     return found;
 }
