@@ -33,6 +33,8 @@
 #define AUTHZ_MAGIC 0x415a5a41u     /* "AZZA" */
 #define AUTHZ_REQ_MAGIC 0x41525131u /* "ARQ1" */
 #define AUTHZ_POLL_MS 1000
+/* A peer refused while the residency policies are unknown retries after this poll. */
+_Static_assert(AUTHZ_POLL_MS <= RESIDENCY_UNKNOWN_RETRY_S * 1000, "Retry-After before a reload");
 #define AUTHZ_CACHE_SLOTS 256
 #define AUTHZ_CACHE_TTL_MS 60000
 #define AUTHZ_TOKEN_SLOTS 128
@@ -123,6 +125,7 @@ struct auth_request {
     bool is_peer_cert_checked;    /* mutual TLS: peer_cert holds a verified certificate */
     struct tls_client_cert *peer_cert; /* read on the requests that need it, else NULL */
     char peer_region[64]; /* the registry region a verified certificate names, else "" */
+    bool is_residency_unknown_seen; /* authz_can left a repository out for that reason */
 };
 
 /* What a request needs. */
@@ -1155,21 +1158,37 @@ static const char *peer_region(struct http_req *req, struct auth_request *ar)
                                                                                      : NULL;
 }
 
+/* 503 UNAVAILABLE on /v2/ while the snapshot's residency policies are unknown: a peer is
+ * told to come back (the reload is tried again every AUTHZ_POLL_MS), never given a filtered
+ * answer built without them. */
+static void reply_residency_unknown(struct http_req *req)
+{
+    http_reply_error(req, ERR_UNAVAILABLE, RESIDENCY_UNKNOWN_MSG);
+    http_reply_header(req, "Retry-After", "%d", RESIDENCY_UNKNOWN_RETRY_S);
+    http_reply_header(req, "Docker-Distribution-API-Version", "registry/2.0");
+}
+
 /* A peer reads a repository's content only if its region may hold it (residency.h): a
  * region certificate must not open what a policy keeps from its region. The policies are
  * the snapshot's (maybe_reload: a policy written through this node counts from the next
  * request, one written through another node of a shared store within AUTHZ_POLL_MS).
- * true to go on, false after replying 403 DENIED. */
-static bool peer_residency_allows(struct http_req *req, struct authz *az,
-                                  struct auth_request *ar, const char *repo)
+ * The catalog (no repository) is filtered per repository by authz_can; while the policies
+ * are unknown it is refused here like the rest, rather than listed as empty.
+ * true to go on, false after replying 403 DENIED or 503 UNAVAILABLE. */
+static bool peer_residency_allows(struct http_req *req, struct authz *az, struct auth_request *ar,
+                                  const struct requirement *r)
 {
     const char *region = peer_region(req, ar);
-    if (repo == NULL || region == NULL)
+    const char *repo = r->repo;
+    bool is_filtered = repo != NULL || r->need == NEED_CATALOG;
+    if (!is_filtered || region == NULL)
         return true;
     if (atomic_load(&az->is_residency_unknown)) {
-        http_reply_error(req, ERR_UNAVAILABLE, "residency policies cannot be read; try again");
+        reply_residency_unknown(req);
         return false;
     }
+    if (repo == NULL)
+        return true;
     AZ(pthread_rwlock_rdlock(&az->lock));
     const json_t *forbidding = residency_forbidding(az->policy->residency, repo, region);
     if (forbidding != NULL) {
@@ -1203,7 +1222,7 @@ static bool decide(struct http_req *req, struct authz *az, const struct requirem
     if (ar->kind == AUTHZ_PEER) {
         /* A peer reads what its region may hold, and nothing else. */
         if (req->route != ROUTE_MGMT && is_read(req->method))
-            return peer_residency_allows(req, az, ar, r->repo);
+            return peer_residency_allows(req, az, ar, r);
         reply_denied(req);
         return false;
     }
@@ -1331,8 +1350,10 @@ bool authz_can(struct http_req *req, const char *repo, unsigned perms, bool is_t
     /* A peer is shown (the catalog) only what its region may hold. */
     const char *region = ar->kind == AUTHZ_PEER && repo != NULL ? peer_region(req, ar) : NULL;
     if (region != NULL) {
-        if (atomic_load(&az->is_residency_unknown))
+        if (atomic_load(&az->is_residency_unknown)) {
+            ar->is_residency_unknown_seen = true; /* authz_reply_if_residency_unknown */
             return false;
+        }
         AZ(pthread_rwlock_rdlock(&az->lock));
         bool may_hold = residency_allows(az->policy->residency, repo, region);
         AZ(pthread_rwlock_unlock(&az->lock));
@@ -1342,6 +1363,15 @@ bool authz_can(struct http_req *req, const char *repo, unsigned perms, bool is_t
     if (is_token_checked && ar->has_token &&
         (auth_token_perms(&ar->token, AUTH_RES_REPOSITORY, repo) & perms) != perms)
         return false;
+    return true;
+}
+
+bool authz_reply_if_residency_unknown(struct http_req *req)
+{
+    struct auth_request *ar = areq(req);
+    if (ar == NULL || !ar->is_residency_unknown_seen)
+        return false;
+    reply_residency_unknown(req);
     return true;
 }
 

@@ -61,6 +61,11 @@ void authz_audit_flush(struct authz *az);
  * request's own (the source of a cross-repository mount: token grants count too;
  * catalog filtering: roles only, is_token_checked false). */
 bool authz_can(struct http_req *req, const char *repo, unsigned perms, bool is_token_checked);
+/* After a listing filtered with authz_can (the catalog): true after replying 503
+ * UNAVAILABLE (Retry-After) when authz_can left a repository out of a peer's listing because
+ * the residency policies could not be read (a reload failed meanwhile), so that a peer is
+ * never sent a partial list; false (nothing replied) otherwise. */
+bool authz_reply_if_residency_unknown(struct http_req *req);
 /* Mutual TLS between regions: does the request's verified region certificate name
  * region? true as well when no peer CA is configured (nothing to check). */
 bool authz_peer_cert_names(struct http_req *req, const char *region);

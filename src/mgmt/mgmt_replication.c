@@ -24,6 +24,16 @@ static void reply_err(struct http_req *req, const struct err *e)
     http_reply_mgmt_err(req, e);
 }
 
+/* The residency policies could not be read (cause): what they filter for the asking region
+ * is not sent at all, 503 UNAVAILABLE with Retry-After, as a peer's /v2/ reads are refused
+ * meanwhile (authz.c). */
+static void reply_residency_unknown(struct http_req *req, const struct err *cause)
+{
+    log_warn("repl", "failed to read residency policies: %s", err_message(cause));
+    mgmt_reply_error(req, ERR_UNAVAILABLE, RESIDENCY_UNKNOWN_MSG);
+    http_reply_header(req, "Retry-After", "%d", RESIDENCY_UNKNOWN_RETRY_S);
+}
+
 /* GET replications */
 void mgmt_replications_list(struct http_req *req, const struct mgmt_params *p)
 {
@@ -106,17 +116,30 @@ static void on_parked(struct http_req *req, void *arg)
     repl_wait_register(req->reg->repl, req, w->seen_head, w->deadline_ms);
 }
 
-/* Only regions of this registry may read its log. */
-static bool is_member(struct registry *reg, const char *location)
+/* Only regions of this registry may read its log. true to go on; false after replying
+ * 403 DENIED (not a region) or 503 UNAVAILABLE with Retry-After (the membership could not
+ * be read: it sits beside the residency policies, and the caller should retry as it would
+ * for them). */
+static bool check_member(struct http_req *req, const char *location)
 {
-    if (location == NULL)
-        return false;
+    struct registry *reg = req->reg;
     char *value = NULL;
     struct err e = {0};
-    if (reg->ms->ops->object_get(reg->ms, "replication", location, &value, &e) != 0)
+    if (location != NULL &&
+        reg->ms->ops->object_get(reg->ms, "replication", location, &value, &e) == 0) {
+        free(value);
+        return true;
+    }
+    if (location != NULL && e.code != ERR_NOT_FOUND) {
+        log_warn("repl", "failed to read the membership of %s: %s", location, err_message(&e));
+        mgmt_reply_error(req, ERR_UNAVAILABLE,
+                         "the regions of this registry cannot be read; try again");
+        http_reply_header(req, "Retry-After", "%d", RESIDENCY_UNKNOWN_RETRY_S);
         return false;
-    free(value);
-    return true;
+    }
+    mgmt_reply_error(req, ERR_DENIED, "%s is not a region of this registry",
+                     location ? location : "the caller");
+    return false;
 }
 
 static int64_t query_i64(struct http_req *req, const char *name, int64_t dflt, int64_t max)
@@ -179,11 +202,8 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
     struct err e = {0};
     struct meta_vv vv = {0};
     const char *from = http_req_query(req, "from");
-    if (!is_member(reg, from)) {
-        mgmt_reply_error(req, ERR_DENIED, "%s is not a region of this registry",
-                         from ? from : "the caller");
+    if (!check_member(req, from))
         return;
-    }
     /* With mutual TLS a region pulls as the region its certificate names, and no other:
      * what is sent depends on who asks (placement, residency). */
     if (!authz_peer_cert_names(req, from)) {
@@ -247,7 +267,7 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
     size_t n_read = n; /* all of them may be withheld: then answer at once, with `last` */
     if (withhold(reg, from, events, &n, &e) != 0) {
         free(events);
-        reply_err(req, &e);
+        reply_residency_unknown(req, &e);
         return;
     }
     /* Hold the poll open until there is news, unless this node is shutting down. */
@@ -346,7 +366,7 @@ void mgmt_repl_summary(struct http_req *req, const struct mgmt_params *p)
     json_t *policies = from ? residency_policies(req->reg->ms, &e) : NULL;
     if (from != NULL && policies == NULL) {
         buf_fini(&b);
-        reply_err(req, &e);
+        reply_residency_unknown(req, &e);
         return;
     }
     if (json_array_size(policies) > 0) {
@@ -460,12 +480,14 @@ void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
     const char *from = http_req_query(req, "from");
     if (from != NULL) {
         json_t *policies = residency_policies(req->reg->ms, &e);
-        bool is_allowed = policies != NULL && residency_allows(policies, repo, from);
+        if (policies == NULL) {
+            reply_residency_unknown(req, &e);
+            return;
+        }
+        bool is_allowed = residency_allows(policies, repo, from);
         json_decref(policies);
-        if (!is_allowed && e.code == 0)
-            err_set(&e, ERR_DENIED, "region %s may not hold repository %s", from, repo);
         if (!is_allowed) {
-            reply_err(req, &e);
+            mgmt_reply_error(req, ERR_DENIED, "region %s may not hold repository %s", from, repo);
             return;
         }
     }
@@ -526,27 +548,29 @@ void mgmt_repl_snapshot(struct http_req *req, const struct mgmt_params *p)
     struct registry *reg = req->reg;
     struct err e = {0};
     const char *from = http_req_query(req, "from");
-    if (!is_member(reg, from)) {
-        mgmt_reply_error(req, ERR_DENIED, "%s is not a region of this registry",
-                         from ? from : "the caller");
+    if (!check_member(req, from))
         return;
-    }
     struct meta_horizon *h = NULL;
     size_t nh = 0;
     struct meta_name_list repos = {0};
     struct meta_event *objects = NULL;
     size_t n_objects = 0;
     json_t *policies = NULL;
-    if (reg->ms->ops->log_horizon(reg->ms, &h, &nh, &e) != 0 ||
-        reg->ms->ops->repo_list(reg->ms, "", -1, &repos, &e) != 0 ||
-        reg->ms->ops->objects_state(reg->ms, &objects, &n_objects, &e) != 0 ||
-        (policies = residency_policies(reg->ms, &e)) == NULL) {
+    bool is_read = reg->ms->ops->log_horizon(reg->ms, &h, &nh, &e) == 0 &&
+                   reg->ms->ops->repo_list(reg->ms, "", -1, &repos, &e) == 0 &&
+                   reg->ms->ops->objects_state(reg->ms, &objects, &n_objects, &e) == 0;
+    if (is_read)
+        policies = residency_policies(reg->ms, &e);
+    if (policies == NULL) {
         for (size_t i = 0; i < n_objects; i++)
             meta_event_fini(&objects[i]);
         free(objects);
         meta_horizon_list_fini(h, nh);
         meta_name_list_fini(&repos);
-        reply_err(req, &e);
+        if (is_read)
+            reply_residency_unknown(req, &e);
+        else
+            reply_err(req, &e);
         return;
     }
     struct buf b;

@@ -69,6 +69,10 @@ void oci_catalog(struct http_req *req)
         http_reply_err(req, &e);
         return;
     }
+    if (authz_reply_if_residency_unknown(req)) {
+        meta_name_list_fini(&repos);
+        return;
+    }
     struct buf b;
     buf_init(&b, 64 * 1024 * 1024);
     buf_appends(&b, "{\"repositories\":[");

@@ -22,6 +22,11 @@
  * sequence and clock only): the version vector advances, nothing is merged. */
 #define RESIDENCY_REDACTED_KIND "redacted"
 #define RESIDENCY_MAX_REGIONS 32
+/* While the policies cannot be read, what they would filter for a peer region is not
+ * answered at all (fail closed): 503 UNAVAILABLE with this message and Retry-After (s), the
+ * interval at which the access-control snapshot tries to reload them (authz.c). */
+#define RESIDENCY_UNKNOWN_MSG "residency policies cannot be read; try again"
+#define RESIDENCY_UNKNOWN_RETRY_S 1
 #define RESIDENCY_NAME_MAX 63
 
 /* Every policy value (a JSON array, by name), or NULL with e set on a store failure. */

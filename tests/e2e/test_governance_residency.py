@@ -18,8 +18,10 @@ import time
 
 import requests
 
+from auth_helpers import MT_OCI_MANIFEST
 from conftest import digest_of
 import secrets
+import tier
 
 from regions import unique_repo, wait_for
 from test_image_versions import blob_files, db_rows, definition
@@ -490,3 +492,92 @@ def test_a_policy_written_counts_from_the_very_next_peer_read(geo):
         put(deniedRegions=["r2"])
         assert fetch() == 403
         assert call(r1, "DELETE", "/_meridian/v1/policies/residency/late").status_code == 200
+
+
+def set_policies_readable(region, is_readable):
+    """Makes region's residency policies unreadable (the table of replicated objects that
+    holds them renamed behind the server's back) or readable again, and moves the auth
+    generation, so that the access-control snapshot reloads them (authz.c): a real failed
+    reload, through no hook in the server."""
+    old, new = ("objects_unreadable", "objects") if is_readable else ("objects",
+                                                                      "objects_unreadable")
+    tier.meta_exec(region.data_dir,
+                   "ALTER TABLE %s RENAME TO %s; UPDATE auth_meta SET v = v + 1"
+                   " WHERE k = 'generation'" % (old, new))
+
+
+def test_peer_reads_fail_closed_while_the_policies_cannot_be_read(geo):
+    """While a region cannot read its residency policies (the reload of its access-control
+    snapshot failed), everything they filter for a peer region answers 503 UNAVAILABLE with
+    Retry-After and names nothing: the catalog (it used to answer 200 with an empty list),
+    tag lists, referrers, manifests and blobs, and the replication API (events, summary,
+    state, snapshot). Once the policies read again, the same reads answer as before."""
+    from test_governance_identities import auth_cluster, call, push
+    c = auth_cluster(geo, n=2)
+    r1 = c["r1"]
+    kept, plain = named("kept") + "/app", named("open") + "/app"
+    body = {"repositories": kept.split("/")[0] + "/*", "allowedRegions": ["r1"]}
+    assert call(r1, "PUT", "/_meridian/v1/policies/residency/kept", json=body).status_code == 200
+    digests = {repo: push(r1, repo) for repo in (kept, plain)}
+    layers = {repo: call(r1, "GET", "/v2/%s/manifests/v1" % repo,
+                         headers={"Accept": MT_OCI_MANIFEST}).json()["layers"][0]["digest"]
+              for repo in (kept, plain)}
+    peer = ("peer", c.secret)
+    as_r2 = {"Meridian-Peer-Fetch": "r2", "Accept": MT_OCI_MANIFEST}
+
+    def v2(path):
+        return call(r1, "GET", "/v2/" + path, auth=peer, headers=as_r2)
+
+    def repl(path, **params):
+        params.setdefault("from", "r2")
+        return call(r1, "GET", "/_meridian/v1/replication/" + path, auth=peer, params=params)
+
+    def reads():
+        out = {"catalog": v2("_catalog")}
+        for repo in (kept, plain):
+            out["tags " + repo] = v2("%s/tags/list" % repo)
+            out["manifest " + repo] = v2("%s/manifests/v1" % repo)
+            out["by digest " + repo] = v2("%s/manifests/%s" % (repo, digests[repo]))
+            out["referrers " + repo] = v2("%s/referrers/%s" % (repo, digests[repo]))
+            out["blob " + repo] = v2("%s/blobs/%s" % (repo, layers[repo]))
+            out["state " + repo] = repl("state", repository=repo)
+        out["summary"] = repl("summary")
+        out["events"] = repl("events", after=0, max=2000, wait=0, vv="")
+        out["snapshot"] = repl("snapshot")
+        return out
+
+    def assert_as_usual():
+        got = reads()
+        assert got["catalog"].status_code == 200, got["catalog"].text
+        listed = got["catalog"].json()["repositories"]
+        assert plain in listed and kept not in listed, listed
+        for what in ("tags ", "manifest ", "by digest ", "referrers ", "blob "):
+            assert got[what + plain].status_code == 200, (what, got[what + plain].text)
+            r = got[what + kept]
+            assert r.status_code == 403 and "DENIED" in r.text, (what, r.status_code, r.text)
+        assert got["state " + plain].status_code == 200
+        assert got["state " + kept].status_code == 403
+        for what in ("summary", "events", "snapshot"):
+            assert got[what].status_code == 200, (what, got[what].text)
+            assert kept not in got[what].text, what
+        assert plain in got["summary"].text and plain in got["snapshot"].text
+
+    assert_as_usual()
+    set_policies_readable(r1, False)
+    try:
+        wait_for(lambda: v2("%s/manifests/v1" % plain).status_code == 503, 10,
+                 "the failed reload at r1")
+        wrong = []
+        for what, r in reads().items():
+            assert kept not in r.text and plain not in r.text, (what, r.status_code, r.text)
+            if r.status_code != 503 or int(r.headers.get("Retry-After", 0)) < 1:
+                wrong.append((what, r.status_code, r.headers.get("Retry-After"), r.text[:120]))
+                continue
+            err = r.json()["errors"][0] if "/v2/" in r.url else r.json()["error"]
+            assert err["code"] == "UNAVAILABLE", (what, err)
+        assert not wrong, "\n".join(str(w) for w in wrong)
+    finally:
+        set_policies_readable(r1, True)
+    wait_for(lambda: v2("%s/manifests/v1" % plain).status_code == 200, 10,
+             "the reload at r1 after the policies read again")
+    assert_as_usual()

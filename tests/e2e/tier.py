@@ -13,6 +13,8 @@ it checks the same thing on both instead of finding nothing where the tier keeps
   upload_sessions(data_dir)        the ids of the sessions those belong to
   stored_size(loc), stored_bytes(loc)  of one of those
   put_stray_blob(data_dir, digest, data)  a blob stored behind the server's back
+  meta_exec(data_dir, sql)         statements run on the metadata behind the server's back
+                                   (a fault: a table made unreadable, a counter moved)
   on_sqlite(), on_fs_blobs()       which store the tier has (for skip markers)
   server_args(data_dir, extra_args) the `serve` flags that put a server on the tier; every
                                     launcher of the suite adds them
@@ -53,6 +55,20 @@ def meta_rows(data_dir, sql, *args):
                          timeout=10)
     try:
         return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def meta_exec(data_dir, sql):
+    """Runs sql (statements separated by `;`, no placeholders) on the metadata of the server
+    on data_dir in one transaction, as another client of its store would."""
+    if pg_metastore.is_pg():
+        pg_metastore.query_rows(data_dir, sql)  # one psql -c: one transaction
+        return
+    db = sqlite3.connect(os.path.join(str(data_dir), "meta.db"), timeout=30,
+                         isolation_level=None)
+    try:
+        db.executescript("BEGIN IMMEDIATE; %s; COMMIT;" % sql)
     finally:
         db.close()
 
