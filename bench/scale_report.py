@@ -49,8 +49,10 @@ if multi:
     print("| tags in many repositories | server | pushes/s | GET p50 ms | GET p99 ms |"
           " catalog ms | RSS MiB | bytes/tag | restart s |")
     print("|---|---|---|---|---|---|---|---|---|")
+    # every server with such a run (renamed runs too, e.g. "meridian-10k-repos")
+    multi_servers = sorted({k[0] for k in rows if k[1] == "multi-push"})
     for size in multi:
-        for server in ("meridian", "peer"):
+        for server in multi_servers:
             if (server, "multi-push", size) not in rows:
                 continue
             mem = rows.get((server, "multi-memory", size), {})
