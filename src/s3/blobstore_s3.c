@@ -1382,6 +1382,21 @@ static const char *first_of(const char *a, const char *env1, const char *env2)
     return env2 ? getenv(env2) : NULL;
 }
 
+/* A byte count from the environment variable name: 1 with *out set, 0 when unset or empty,
+ * -1 with e set when it is not a whole decimal number (a typo must not silently become 0). */
+static int env_bytes(const char *name, uint64_t *out, struct err *e)
+{
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    if (util_parse_u64(v, strlen(v), out) != 0) {
+        err_set(e, ERR_BAD_REQUEST, "%s=\"%.60s\" is not a number of bytes (digits only)", name,
+                v);
+        return -1;
+    }
+    return 1;
+}
+
 struct blobstore *blobstore_s3_open(const struct blobstore_s3_options *o, struct err *e)
 {
     if (strncmp(o->spec, "s3://", 5) != 0 || o->spec[5] == '\0' || o->spec[5] == '/') {
@@ -1415,15 +1430,20 @@ struct blobstore *blobstore_s3_open(const struct blobstore_s3_options *o, struct
     s->redirect_ttl_s = o->redirect_ttl_s > 0 ? o->redirect_ttl_s : 300;
     s->copy_max = COPY_MAX;
     s->part_budget = PART_BUDGET;
-    const char *pb = getenv("MERIDIAN_S3_PART_BUDGET_BYTES");
-    if (pb != NULL && pb[0])
-        s->part_budget = strtoull(pb, NULL, 10);
     atomic_init(&s->part_reserved, 0);
-    const char *cm = getenv("MERIDIAN_S3_COPY_MAX_BYTES");
-    if (cm != NULL && cm[0]) {
-        uint64_t v = strtoull(cm, NULL, 10);
+    uint64_t v;
+    int has = env_bytes("MERIDIAN_S3_PART_BUDGET_BYTES", &v, e);
+    if (has == 1)
+        s->part_budget = v;
+    if (has >= 0)
+        has = env_bytes("MERIDIAN_S3_COPY_MAX_BYTES", &v, e);
+    if (has == 1)
         s->copy_max = v < 3 * (uint64_t)PART_MIN ? 3 * (uint64_t)PART_MIN
                       : v > COPY_MAX ? COPY_MAX : v;
+    if (has < 0) {
+        log_error("blobstore", "failed to open s3 bucket %s: %s", bucket, err_message(e));
+        s3_close(&s->base);
+        return NULL;
     }
     /* The bucket: made when missing (a store that refuses gets a clear error). */
     long st = head(s, NULL, NULL, NULL, 0, e);

@@ -9,11 +9,13 @@ What only S3 has, beside the suite that runs on it with MERIDIAN_TEST_BLOBSTORE=
   no session object behind;
 - --blob-redirect answers blob GETs 307 to a presigned URL that S3 honours (Range too),
   and skopeo pulls through it;
-- a server with wrong credentials refuses to start.
+- a server with wrong credentials refuses to start, and so does one whose
+  MERIDIAN_S3_PART_BUDGET_BYTES is not a number (0 still starts: 16 MiB parts only).
 """
 
 import json
 import os
+import re
 
 import pytest
 import requests
@@ -213,3 +215,26 @@ def test_wrong_credentials_refuse_to_start(server_factory, tmp_path):
     with pytest.raises(RuntimeError) as e:
         server_factory(*args, data_dir=str(tmp_path / "data"))
     assert "s3 bucket" in str(e.value)
+
+
+@pytest.mark.parametrize("value", ["abc", "12x", "-1", "18446744073709551616", " 5", "1e9"])
+def test_bad_part_budget_refuses_to_start(server_factory, tmp_path, monkeypatch, value):
+    """A typo in MERIDIAN_S3_PART_BUDGET_BYTES stops the server with the variable and the
+    value named, instead of becoming 0 or a wrong number."""
+    monkeypatch.setenv("MERIDIAN_S3_PART_BUDGET_BYTES", value)
+    args = s3_args(tmp_path / "data")
+    with pytest.raises(RuntimeError) as e:
+        server_factory(*args, data_dir=str(tmp_path / "data"))
+    m = re.search(r"meridian exited with (-?\d+) before listening", str(e.value))
+    assert m and int(m.group(1)) > 0, str(e.value)
+    assert 'MERIDIAN_S3_PART_BUDGET_BYTES="%s" is not a number of bytes' % value in str(e.value)
+
+
+def test_part_budget_zero_starts(server_factory, tmp_path, monkeypatch):
+    monkeypatch.setenv("MERIDIAN_S3_PART_BUDGET_BYTES", "0")  # every part 16 MiB
+    srv = server_factory(*s3_args(tmp_path / "data"), data_dir=str(tmp_path / "data"))
+    oci = srv.oci()
+    data = random_bytes(20 << 20)  # two parts
+    d = digest_of(data)
+    oci.push_blob("s3/budget0", data)
+    assert oci.get_blob("s3/budget0", d) == data
