@@ -315,11 +315,13 @@ static void untagged_pass(struct gc *g, bool is_dry_run, size_t max, json_t *out
 }
 
 /* The file sweep (blob_sweep.h) over files older than the grace, serialized with the
- * passes; the files it removed (or would). A sweep whose listing failed part way is not
- * taken as done: the next tick sweeps again rather than an hour later. */
+ * passes; the files it removed (or would). Its errors are added to *n_errors and, like a
+ * pass's, to the errors total. A sweep whose listing failed part way is not taken as
+ * done: the next tick sweeps again rather than an hour later. */
 static uint64_t sweep(struct gc *g, bool is_dry_run, json_t *out, uint64_t *n_errors,
                       bool *is_complete)
 {
+    uint64_t n_before = *n_errors;
     AZ(pthread_mutex_lock(&g->run_mu));
     uint64_t n = blob_sweep_run(g->reg, cutoff_ms(g), is_dry_run, out, n_errors, is_complete);
     AZ(pthread_mutex_unlock(&g->run_mu));
@@ -329,6 +331,7 @@ static uint64_t sweep(struct gc *g, bool is_dry_run, json_t *out, uint64_t *n_er
     if (*is_complete)
         g->last_sweep_ms = util_now_ms();
     g->files_removed += n;
+    g->errors += *n_errors - n_before;
     AZ(pthread_mutex_unlock(&g->mu));
     return n;
 }
@@ -530,12 +533,8 @@ static void *gc_main(void *arg)
                             util_now_ms() - g->last_sweep_ms >= GC_SWEEP_INTERVAL_S * 1000;
         AZ(pthread_mutex_unlock(&g->mu));
         if (is_sweep_due) {
-            n_errors = 0;
             bool is_complete;
             (void)sweep(g, false, NULL, &n_errors, &is_complete);
-            AZ(pthread_mutex_lock(&g->mu));
-            g->errors += n_errors;
-            AZ(pthread_mutex_unlock(&g->mu));
         }
     }
     return NULL;

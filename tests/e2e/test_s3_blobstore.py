@@ -303,6 +303,8 @@ def test_sweep_counts_a_refused_delete_as_an_error(s3_server):
         assert (out["files"], out["files_removed"], out["errors"]) == ([], 0, 1), out
         assert out["files_complete"] is True
         assert s3_blobstore.list_keys(key) == [key]
+        st = requests.get(srv.url + "/_meridian/v1/gc", timeout=30).json()
+        assert st["errors_total"] == 1 and st["files_removed_total"] == 0, st
     finally:
         status, body = s3_blobstore.request("DELETE", "", query="policy=")
         assert status in (200, 204), (status, body[:300])
@@ -310,3 +312,5 @@ def test_sweep_counts_a_refused_delete_as_an_error(s3_server):
     assert out["files"] == [{"digest": d, "size": len(data)}], out
     assert (out["files_removed"], out["errors"]) == (1, 0)
     assert s3_blobstore.list_keys(key) == []
+    st = requests.get(srv.url + "/_meridian/v1/gc", timeout=30).json()
+    assert st["errors_total"] == 1 and st["files_removed_total"] == 1, st
