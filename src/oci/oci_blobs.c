@@ -28,7 +28,7 @@ static void blob_delete(struct http_req *req, const struct digest *d)
     bool is_fenced = gc_fence_enter(reg, true);
     int rc = reg->ms->ops->blob_unlink(reg->ms, req->repo, d, &is_orphan, &e);
     if (rc == 0 && is_orphan && is_fenced) /* else the collector removes it later */
-        reg->bs->ops->remove(reg->bs, d);
+        (void)reg->bs->ops->remove(reg->bs, d, NULL);
     gc_fence_leave(reg, true);
     if (rc != 0) {
         http_reply_err(req, &e);

@@ -54,13 +54,23 @@ static void note(const struct digest *d, int64_t stored_ms, void *arg)
 }
 
 uint64_t blob_sweep_run(struct registry *reg, int64_t cutoff_ms, bool is_dry_run, json_t *out,
-                        uint64_t *n_errors)
+                        uint64_t *n_errors, bool *is_complete)
 {
     struct blobstore *bs = reg->bs;
+    if (is_complete != NULL)
+        *is_complete = true;
     if (bs->ops->each_blob == NULL)
         return 0;
     struct suspects s = {.reg = reg, .cutoff_ms = cutoff_ms};
-    bs->ops->each_blob(bs, note, &s);
+    struct err le = {0};
+    if (bs->ops->each_blob(bs, note, &s, &le) != 0) {
+        /* What was listed is still swept; the rest waits for a later run. */
+        log_warn("gc", "sweep: failed to list the blob files (%zu found so far): %s", s.n,
+                 err_message(&le));
+        *n_errors += 1;
+        if (is_complete != NULL)
+            *is_complete = false;
+    }
     *n_errors += s.n_errors;
     uint64_t n_removed = 0;
     for (size_t i = 0; i < s.n; i += GC_GROUP) {
@@ -80,7 +90,13 @@ uint64_t blob_sweep_run(struct registry *reg, int64_t cutoff_ms, bool is_dry_run
             if (rc != 1)
                 continue;
             if (!is_dry_run) {
-                bs->ops->remove(bs, d);
+                struct err re = {0};
+                if (bs->ops->remove(bs, d, &re) != 0) {
+                    log_warn("gc", "sweep: failed to remove blob file %s: %s", d->str,
+                             err_message(&re));
+                    *n_errors += 1;
+                    continue;
+                }
                 log_info("gc", "sweep: removed blob file %s (%" PRIu64 " bytes): no row names it",
                          d->str, size);
             }

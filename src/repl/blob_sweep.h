@@ -18,9 +18,12 @@
  * table names, each decided again under the GC fence held exclusive (an upload commit or
  * a fetch stores and links a blob under it shared, so a file on its way to its row is
  * never taken). is_dry_run: lists, removes nothing. Appends {"digest","size"} of each to
- * out (may be NULL). Returns the files removed (or that would be); *n_errors counts the
- * lookups that failed. A store that cannot list its blobs (S3) is not swept: 0. */
+ * out (may be NULL). Returns the files removed (or that would be); *n_errors counts what
+ * failed: lookups, removals (a file the store failed to remove is not counted removed)
+ * and the listing. *is_complete (may be NULL): false when the listing failed part way,
+ * so files may be left that this run never saw. A store that cannot list its blobs is
+ * not swept: 0, complete. */
 uint64_t blob_sweep_run(struct registry *reg, int64_t cutoff_ms, bool is_dry_run, json_t *out,
-                        uint64_t *n_errors);
+                        uint64_t *n_errors, bool *is_complete);
 
 #endif

@@ -86,7 +86,7 @@ static int collect_group(struct gc *g, const char *const *digests, size_t n, int
         if (!is_orphan[i])
             continue;
         if (digest_parse(digests[i], strlen(digests[i]), &d, &pe) == 0)
-            reg->bs->ops->remove(reg->bs, &d);
+            (void)reg->bs->ops->remove(reg->bs, &d, NULL); /* one left: the sweep's */
         else
             log_warn("gc", "queued digest %s is not a digest: record dropped, no file", digests[i]);
     }
@@ -315,17 +315,23 @@ static void untagged_pass(struct gc *g, bool is_dry_run, size_t max, json_t *out
 }
 
 /* The file sweep (blob_sweep.h) over files older than the grace, serialized with the
- * passes; the files it removed (or would). */
-static uint64_t sweep(struct gc *g, bool is_dry_run, json_t *out, uint64_t *n_errors)
+ * passes; the files it removed (or would). Its errors are added to *n_errors and, like a
+ * pass's, to the errors total. A sweep whose listing failed part way is not taken as
+ * done: the next tick sweeps again rather than an hour later. */
+static uint64_t sweep(struct gc *g, bool is_dry_run, json_t *out, uint64_t *n_errors,
+                      bool *is_complete)
 {
+    uint64_t n_before = *n_errors;
     AZ(pthread_mutex_lock(&g->run_mu));
-    uint64_t n = blob_sweep_run(g->reg, cutoff_ms(g), is_dry_run, out, n_errors);
+    uint64_t n = blob_sweep_run(g->reg, cutoff_ms(g), is_dry_run, out, n_errors, is_complete);
     AZ(pthread_mutex_unlock(&g->run_mu));
     if (is_dry_run)
         return n;
     AZ(pthread_mutex_lock(&g->mu));
-    g->last_sweep_ms = util_now_ms();
+    if (*is_complete)
+        g->last_sweep_ms = util_now_ms();
     g->files_removed += n;
+    g->errors += *n_errors - n_before;
     AZ(pthread_mutex_unlock(&g->mu));
     return n;
 }
@@ -353,19 +359,21 @@ json_t *gc_run(struct gc *g, bool is_dry_run, struct err *e)
     }
     json_t *files = json_array();
     uint64_t n_files = 0;
+    bool is_files_complete = true;
     if (g->reg->cfg->gc_grace_s > 0) {
         pass(g, is_dry_run, 0, blobs, &n_reviewed, &n_reclaimed, &n_bytes, &n_errors);
-        n_files = sweep(g, is_dry_run, files, &n_errors);
+        n_files = sweep(g, is_dry_run, files, &n_errors, &is_files_complete);
     }
     if (!is_dry_run && n_reclaimed > 0)
         log_info("gc", "gc run: %" PRIu64 " blobs, %" PRIu64 " bytes deleted", n_reclaimed,
                  n_bytes);
-    return json_pack("{s:b,s:o,s:I,s:I,s:I,s:I,s:o,s:I,s:o,s:I}", "dry_run", is_dry_run, "blobs",
-                     blobs, "blobs_reclaimed", (json_int_t)n_reclaimed, "bytes_reclaimed",
-                     (json_int_t)n_bytes, "reviewed", (json_int_t)n_reviewed, "errors",
-                     (json_int_t)n_errors, "manifests", manifests, "manifests_deleted",
-                     (json_int_t)n_manifests, "files", files, "files_removed",
-                     (json_int_t)n_files);
+    return json_pack("{s:b,s:o,s:I,s:I,s:I,s:I,s:o,s:I,s:o,s:I,s:b}", "dry_run", is_dry_run,
+                     "blobs", blobs, "blobs_reclaimed", (json_int_t)n_reclaimed,
+                     "bytes_reclaimed", (json_int_t)n_bytes, "reviewed", (json_int_t)n_reviewed,
+                     "errors", (json_int_t)n_errors, "manifests", manifests,
+                     "manifests_deleted", (json_int_t)n_manifests, "files", files,
+                     "files_removed", (json_int_t)n_files, "files_complete",
+                     is_files_complete);
 }
 
 json_t *gc_status_json(struct gc *g)
@@ -525,11 +533,8 @@ static void *gc_main(void *arg)
                             util_now_ms() - g->last_sweep_ms >= GC_SWEEP_INTERVAL_S * 1000;
         AZ(pthread_mutex_unlock(&g->mu));
         if (is_sweep_due) {
-            n_errors = 0;
-            (void)sweep(g, false, NULL, &n_errors);
-            AZ(pthread_mutex_lock(&g->mu));
-            g->errors += n_errors;
-            AZ(pthread_mutex_unlock(&g->mu));
+            bool is_complete;
+            (void)sweep(g, false, NULL, &n_errors, &is_complete);
         }
     }
     return NULL;

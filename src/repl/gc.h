@@ -29,7 +29,9 @@ void gc_stop(struct gc *g);
  * (is_dry_run: decides and reports, deletes nothing). Returns a JSON object (new
  * reference): {"dry_run", "manifests":[{"repository","digest"}], "manifests_deleted",
  * "blobs":[{"digest", "size"}], "blobs_reclaimed", "bytes_reclaimed", "reviewed",
- * "files":[{"digest","size"}], "files_removed" (the file sweep, blob_sweep.h), "errors"}; NULL with e set when GC is switched off (--gc-grace 0 and no untagged grace). */
+ * "files":[{"digest","size"}], "files_removed", "files_complete" (the file sweep, blob_sweep.h:
+ * false when its listing failed part way), "errors"}; NULL with e set when GC is switched
+ * off (--gc-grace 0 and no untagged grace). */
 json_t *gc_run(struct gc *g, bool is_dry_run, struct err *e);
 /* Applies the retention rules now, serialized with the collector's passes (retention_run.h
  * for the answer; NULL with e set on a store failure). */

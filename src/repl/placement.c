@@ -325,7 +325,7 @@ static void release(struct registry *reg, const char *repo, const struct digest 
         struct digest b;
         struct err ignore = {0};
         if (digest_parse(orphans.names[i], strlen(orphans.names[i]), &b, &ignore) == 0)
-            reg->bs->ops->remove(reg->bs, &b);
+            (void)reg->bs->ops->remove(reg->bs, &b, NULL);
     }
     gc_fence_leave(reg, true);
     if (rc != 0) {

@@ -48,7 +48,7 @@ static bool purge(struct registry *reg, const char *repo, const json_t *policy)
         struct digest b;
         struct err ignore = {0};
         if (digest_parse(orphans.names[i], strlen(orphans.names[i]), &b, &ignore) == 0)
-            reg->bs->ops->remove(reg->bs, &b);
+            (void)reg->bs->ops->remove(reg->bs, &b, NULL);
     }
     gc_fence_leave(reg, true);
     size_t n_blobs = orphans.n;

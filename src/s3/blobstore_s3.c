@@ -250,12 +250,25 @@ static int copy_object(struct s3_store *s, const char *from, const char *to, uin
     return -1;
 }
 
+/* 0 when key is gone (404: it was already), -1 with e set (may be NULL) when it may not be. */
+static int delete_key_e(struct s3_store *s, const char *key, struct err *e)
+{
+    struct err de = {0};
+    long st = call(s, "DELETE", key, "", NULL, NULL, 0, &de);
+    if (st == 204 || st == 200 || st == 404)
+        return 0;
+    if (st > 0)
+        err_set(&de, ERR_IO, "s3: DELETE answered %ld", st);
+    log_warn("s3", "failed to delete %s: %s", key, err_message(&de));
+    if (e != NULL)
+        *e = de;
+    return -1;
+}
+
+/* Where a key left behind harms nothing (a later pass or the sweep takes it). */
 static void delete_key(struct s3_store *s, const char *key)
 {
-    struct err e = {0};
-    long st = call(s, "DELETE", key, "", NULL, NULL, 0, &e);
-    if (st != 204 && st != 200 && st != 404)
-        log_warn("s3", "DELETE answered %ld", st);
+    (void)delete_key_e(s, key, NULL);
 }
 
 /* Reads all of key's [off, off+len) into the hasher and/or a buffer. */
@@ -1062,24 +1075,33 @@ static int on_blob_key(const char *key, int64_t size, int64_t modified_ms, void 
     return 0;
 }
 
-static void s3_each_blob(struct blobstore *bs,
-                         void (*fn)(const struct digest *d, int64_t stored_ms, void *arg),
-                         void *arg)
+/* XXX: every key of the listing is held in memory (a digest and a date, about 90 bytes a
+ * blob) so that fn may remove blobs; a listing that handed over page by page would keep
+ * the memory flat. */
+static int s3_each_blob(struct blobstore *bs,
+                        void (*fn)(const struct digest *d, int64_t stored_ms, void *arg),
+                        void *arg, struct err *e)
 {
     struct s3_store *s = S(bs);
     char pre[512];
     snprintf(pre, sizeof(pre), "%sblobs/", s->prefix);
     struct dated_blobs b = {.prefix_len = strlen(pre)};
-    struct err e = {0};
-    if (s3_list_dated(s->c, pre, on_blob_key, &b, &e) != 0) {
-        log_warn("s3", "failed to list blobs: %s", err_message(&e));
-    } else {
-        for (size_t i = 0; i < b.n; i++) /* after the listing: fn may remove the blob */
-            if (b.ms[i] > 0) /* no date: never old enough */
-                fn(&b.d[i], b.ms[i], arg);
+    struct err le = {0};
+    int rc = s3_list_dated(s->c, pre, on_blob_key, &b, &le);
+    if (rc != 0) {
+        log_warn("s3", "failed to list blobs (%zu listed before): %s", b.n, err_message(&le));
+        if (e != NULL)
+            *e = le;
     }
+    /* After the listing (fn may remove the blob); the pages that came are swept even when
+     * a later one failed, each blob looked up again before it goes. No date: never old
+     * enough. */
+    for (size_t i = 0; i < b.n; i++)
+        if (b.ms[i] > 0)
+            fn(&b.d[i], b.ms[i], arg);
     free(b.d);
     free(b.ms);
+    return rc;
 }
 
 /* Reading blobs -------------------------------------------------------------- */
@@ -1241,12 +1263,12 @@ static int s3_stat(struct blobstore *bs, const struct digest *d, uint64_t *size,
     return st < 0 ? -1 : err_set(e, ERR_IO, "s3: HEAD answered %ld", st);
 }
 
-static void s3_remove(struct blobstore *bs, const struct digest *d)
+static int s3_remove(struct blobstore *bs, const struct digest *d, struct err *e)
 {
     struct s3_store *s = S(bs);
     char key[512];
     blob_key(s, d, key, sizeof(key));
-    delete_key(s, key);
+    return delete_key_e(s, key, e);
 }
 
 static int s3_put(struct blobstore *bs, const struct digest *d, const void *p, uint64_t len,
@@ -1382,6 +1404,21 @@ static const char *first_of(const char *a, const char *env1, const char *env2)
     return env2 ? getenv(env2) : NULL;
 }
 
+/* A byte count from the environment variable name: 1 with *out set, 0 when unset or empty,
+ * -1 with e set when it is not a whole decimal number (a typo must not silently become 0). */
+static int env_bytes(const char *name, uint64_t *out, struct err *e)
+{
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    if (util_parse_u64(v, strlen(v), out) != 0) {
+        err_set(e, ERR_BAD_REQUEST, "%s=\"%.60s\" is not a number of bytes (digits only)", name,
+                v);
+        return -1;
+    }
+    return 1;
+}
+
 struct blobstore *blobstore_s3_open(const struct blobstore_s3_options *o, struct err *e)
 {
     if (strncmp(o->spec, "s3://", 5) != 0 || o->spec[5] == '\0' || o->spec[5] == '/') {
@@ -1415,15 +1452,20 @@ struct blobstore *blobstore_s3_open(const struct blobstore_s3_options *o, struct
     s->redirect_ttl_s = o->redirect_ttl_s > 0 ? o->redirect_ttl_s : 300;
     s->copy_max = COPY_MAX;
     s->part_budget = PART_BUDGET;
-    const char *pb = getenv("MERIDIAN_S3_PART_BUDGET_BYTES");
-    if (pb != NULL && pb[0])
-        s->part_budget = strtoull(pb, NULL, 10);
     atomic_init(&s->part_reserved, 0);
-    const char *cm = getenv("MERIDIAN_S3_COPY_MAX_BYTES");
-    if (cm != NULL && cm[0]) {
-        uint64_t v = strtoull(cm, NULL, 10);
+    uint64_t v;
+    int has = env_bytes("MERIDIAN_S3_PART_BUDGET_BYTES", &v, e);
+    if (has == 1)
+        s->part_budget = v;
+    if (has >= 0)
+        has = env_bytes("MERIDIAN_S3_COPY_MAX_BYTES", &v, e);
+    if (has == 1)
         s->copy_max = v < 3 * (uint64_t)PART_MIN ? 3 * (uint64_t)PART_MIN
                       : v > COPY_MAX ? COPY_MAX : v;
+    if (has < 0) {
+        log_error("blobstore", "failed to open s3 bucket %s: %s", bucket, err_message(e));
+        s3_close(&s->base);
+        return NULL;
     }
     /* The bucket: made when missing (a store that refuses gets a clear error). */
     long st = head(s, NULL, NULL, NULL, 0, e);

@@ -201,12 +201,16 @@ static int64_t iso8601_ms(const char *s)
     return (int64_t)timegm(&tm) * 1000 + ms;
 }
 
+/* ListObjectsV2 page after page (1000 keys each by default), following
+ * NextContinuationToken while IsTruncated. Anything short of the whole listing is an error
+ * (a caller must not take a part for the whole): a page that is not a ListBucketResult, an
+ * entry that does not parse, a truncated page without a token that fits. */
 static int list_pages(struct s3_client *c, const char *prefix, const char *delimiter,
                       s3_list_f *fn, s3_list_dated_f *dated_fn, void *arg, struct err *e)
 {
-    char token[1024] = "";
+    char token[4096] = "";
     for (;;) {
-        char pre[1024], tok[2048], del[16];
+        char pre[1024], tok[3 * sizeof(token)], del[16];
         s3_uri_encode(prefix, 0, pre, sizeof(pre));
         s3_uri_encode(token, 0, tok, sizeof(tok));
         s3_uri_encode(delimiter ? delimiter : "", 0, del, sizeof(del));
@@ -231,15 +235,23 @@ static int list_pages(struct s3_client *c, const char *prefix, const char *delim
             return -1;
         }
         const char *p = r.body.data ? r.body.data : "";
+        if (strstr(p, "<ListBucketResult") == NULL) {
+            log_error("s3", "list of %s answered 200 without a ListBucketResult", prefix);
+            httpc_response_fini(&r);
+            return err_set(e, ERR_UNAVAILABLE, "s3: list answer did not parse");
+        }
         int stop = 0;
+        bool is_bad = false;
         /* Objects: <Contents><Key>k</Key>...<Size>n</Size>...</Contents> */
         const char *q2 = p;
         while (!stop && (q2 = strstr(q2, "<Contents>")) != NULL) {
             char key[1024], size[32], modified[64] = "";
             const char *end = strstr(q2, "</Contents>");
             if (end == NULL || s3_xml_value(q2, "Key", key, sizeof(key), NULL) != 0 ||
-                s3_xml_value(q2, "Size", size, sizeof(size), NULL) != 0)
+                s3_xml_value(q2, "Size", size, sizeof(size), NULL) != 0) {
+                is_bad = true;
                 break;
+            }
             if (dated_fn != NULL) {
                 const char *lm = strstr(q2, "<LastModified>");
                 if (lm != NULL && lm < end)
@@ -253,16 +265,28 @@ static int list_pages(struct s3_client *c, const char *prefix, const char *delim
         q2 = p;
         while (!stop && (q2 = strstr(q2, "<CommonPrefixes>")) != NULL) {
             char key[1024];
-            if (s3_xml_value(q2, "Prefix", key, sizeof(key), &q2) != 0)
+            if (s3_xml_value(q2, "Prefix", key, sizeof(key), &q2) != 0) {
+                is_bad = true;
                 break;
+            }
             stop = fn != NULL ? fn(key, -1, arg) : 0;
         }
         char trunc[16] = "";
         s3_xml_value(p, "IsTruncated", trunc, sizeof(trunc), NULL);
-        bool more = strcmp(trunc, "true") == 0 &&
-                    s3_xml_value(p, "NextContinuationToken", token, sizeof(token), NULL) == 0;
+        bool more = strcmp(trunc, "true") == 0;
+        /* A token cut to fit the buffer would restart the listing somewhere else. */
+        bool has_token =
+            more && s3_xml_value(p, "NextContinuationToken", token, sizeof(token), NULL) == 0 &&
+            token[0] != '\0' && strlen(token) < sizeof(token) - 1;
         httpc_response_fini(&r);
-        if (stop || !more)
+        if (stop)
+            return 0;
+        if (is_bad || (more && !has_token)) {
+            log_error("s3", "list of %s: %s", prefix,
+                      is_bad ? "an entry did not parse" : "truncated without a usable token");
+            return err_set(e, ERR_UNAVAILABLE, "s3: list answer did not parse");
+        }
+        if (!more)
             return 0;
     }
 }

@@ -33,7 +33,9 @@ int s3_request_timed(struct s3_client *c, const char *method, const char *key,
                      size_t len, long timeout_ms, struct httpc_response *out, struct err *e);
 
 /* Lists the keys under prefix (all pages): fn(key, size, arg) for each object, and with a
- * delimiter fn(common_prefix, -1, arg) for each group. fn returns nonzero to stop. */
+ * delimiter fn(common_prefix, -1, arg) for each group. fn returns nonzero to stop (0).
+ * -1 ERR_UNAVAILABLE when a page did not come or did not parse, or a truncated page gave no
+ * usable continuation token: fn has then seen only the pages before. */
 typedef int s3_list_f(const char *key, int64_t size, void *arg);
 int s3_list(struct s3_client *c, const char *prefix, const char *delimiter, s3_list_f *fn,
             void *arg, struct err *e);

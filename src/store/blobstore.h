@@ -140,8 +140,10 @@ typedef int blobstore_verify_f(struct blobstore *bs, const struct digest *d,
 /* Size of blob d, or -1 with ERR_BLOB_UNKNOWN. */
 typedef int blobstore_stat_f(struct blobstore *bs, const struct digest *d, uint64_t *size,
                              struct err *e);
-/* Removes blob d's bytes (garbage collection). Missing is not an error. */
-typedef void blobstore_remove_f(struct blobstore *bs, const struct digest *d);
+/* Removes blob d's bytes (garbage collection). 0 when they are gone (missing is not an
+ * error); -1 with e set (may be NULL; the backend logs the detail) when they may still be
+ * there: a caller that counts removals counts that as an error. */
+typedef int blobstore_remove_f(struct blobstore *bs, const struct digest *d, struct err *e);
 /* Stores `len` bytes from memory as blob d durably (used for small blobs in tests and
  * tools). The caller verified d. */
 typedef int blobstore_put_f(struct blobstore *bs, const struct digest *d, const void *p,
@@ -151,12 +153,15 @@ typedef int blobstore_put_f(struct blobstore *bs, const struct digest *d, const 
 typedef size_t blobstore_remove_all_f(struct blobstore *bs);
 /* Lists the blobs the store holds, each with the time its copy was stored (ms since the
  * epoch): the file sweep (src/repl/blob_sweep.h) removes those the metastore has no row of.
- * fn is called after the listing is read, so it may remove the blob. Optional: NULL in a
- * backend that cannot list its blobs (S3 lists them, with each object's LastModified). */
-typedef void blobstore_each_blob_f(struct blobstore *bs,
-                                   void (*fn)(const struct digest *d, int64_t stored_ms,
-                                              void *arg),
-                                   void *arg);
+ * fn is called after the listing is read, so it may remove the blob. 0 when every blob was
+ * listed; -1 with e set when part of the listing failed (a directory that cannot be read,
+ * an S3 page that did not come): fn was called for the blobs listed before or beside it.
+ * Optional: NULL in a backend that cannot list its blobs (S3 lists them, with each object's
+ * LastModified). */
+typedef int blobstore_each_blob_f(struct blobstore *bs,
+                                  void (*fn)(const struct digest *d, int64_t stored_ms,
+                                             void *arg),
+                                  void *arg, struct err *e);
 struct blobstore_quarantined;
 /* Lists the copies found bad and set aside, oldest first: *out (caller frees) and *n (a
  * backend that keeps none answers 0). */

@@ -837,20 +837,18 @@ static int fs_stat(struct blobstore *bs, const struct digest *d, uint64_t *size,
 /* XXX: the unlink is not followed by a directory fsync; a blob removed just before a
  * crash may reappear, which is harmless (its metadata is already gone) and the next
  * garbage collection removes it again. */
-static void fs_remove(struct blobstore *bs, const struct digest *d)
+static int fs_remove(struct blobstore *bs, const struct digest *d, struct err *e)
 {
     struct fs_store *fs = fs_of(bs);
     char path[PATH_MAX];
 
     if (fs_path(fs, FS_PATH_BLOB, NULL, d, path) != 0) {
         log_warn("blobstore", "refusing to remove blob with malformed digest");
-        return;
+        return err_set(e, ERR_DIGEST_INVALID, NULL);
     }
-    if (unlink(path) != 0 && errno != ENOENT) {
-        char text[128];
-        log_error("blobstore", "failed to remove blob %s: %s", path,
-                  strerror_r(errno, text, sizeof(text)));
-    }
+    if (unlink(path) != 0 && errno != ENOENT)
+        return fail_io(e, "remove blob", path);
+    return 0;
 }
 
 static size_t fs_remove_all(struct blobstore *bs)
@@ -1193,12 +1191,12 @@ struct fs_listed {
 /* Appends the blobs of DIR/blobs/<alg>/<xx> to *out. A blob file is only ever written
  * under another name and renamed into place (which sets its ctime; its mtime is the
  * verified stamp), so ctime is when this copy was stored. */
-static void list_blob_dir(const struct fs_store *fs, const char *dir, const char *alg,
-                          struct fs_listed **out, size_t *n, size_t *cap)
+static int list_blob_dir(const struct fs_store *fs, const char *dir, const char *alg,
+                         struct fs_listed **out, size_t *n, size_t *cap, struct err *e)
 {
     DIR *dp = opendir(dir);
     if (dp == NULL)
-        return;
+        return errno == ENOENT ? 0 : fail_io(e, "list blob directory", dir);
     for (struct dirent *de = readdir(dp); de != NULL; de = readdir(dp)) {
         char name[160], path[PATH_MAX], want[PATH_MAX];
         struct digest d;
@@ -1220,35 +1218,42 @@ static void list_blob_dir(const struct fs_store *fs, const char *dir, const char
             (int64_t)st.st_ctim.tv_sec * 1000 + st.st_ctim.tv_nsec / 1000000;
     }
     closedir(dp);
+    return 0;
 }
 
-static void fs_each_blob(struct blobstore *bs,
-                         void (*fn)(const struct digest *d, int64_t stored_ms, void *arg),
-                         void *arg)
+static int fs_each_blob(struct blobstore *bs,
+                        void (*fn)(const struct digest *d, int64_t stored_ms, void *arg),
+                        void *arg, struct err *e)
 {
     struct fs_store *fs = fs_of(bs);
     char blobs[PATH_MAX];
     AZ(fs_path(fs, FS_PATH_BLOBS, NULL, NULL, blobs));
     struct fs_listed *listed = NULL;
     size_t n = 0, cap = 0;
+    int rc = 0;
     static const char *const algs[] = {"sha256", "sha512"};
     for (size_t a = 0; a < sizeof(algs) / sizeof(algs[0]); a++) {
         char alg_dir[PATH_MAX];
         if (snprintf(alg_dir, sizeof(alg_dir), "%s/%s", blobs, algs[a]) >= (int)sizeof(alg_dir))
             continue;
         DIR *dp = opendir(alg_dir);
-        if (dp == NULL)
+        if (dp == NULL) {
+            if (errno != ENOENT) /* none of this algorithm yet is no failure */
+                rc = fail_io(e, "list blob directory", alg_dir);
             continue;
+        }
         for (struct dirent *de = readdir(dp); de != NULL; de = readdir(dp)) {
             char sub[PATH_MAX];
             if (strlen(de->d_name) != 2 || !is_lower_hex(de->d_name, 2) ||
                 snprintf(sub, sizeof(sub), "%s/%s", alg_dir, de->d_name) >= (int)sizeof(sub))
                 continue;
-            list_blob_dir(fs, sub, algs[a], &listed, &n, &cap);
+            if (list_blob_dir(fs, sub, algs[a], &listed, &n, &cap, e) != 0)
+                rc = -1; /* the other directories are listed all the same */
         }
         closedir(dp);
     }
     for (size_t i = 0; i < n; i++)
         fn(&listed[i].d, listed[i].stored_ms, arg);
     free(listed);
+    return rc;
 }

@@ -273,7 +273,7 @@ static int vol_place(struct blobstore *bs, const struct digest *d, uint64_t expe
     if (in_place == want) {
         for (size_t i = 0; i < vs->n; i++) {
             if (has[i] && !chosen[i]) {
-                vs->vols[i].bs->ops->remove(vs->vols[i].bs, d);
+                (void)vs->vols[i].bs->ops->remove(vs->vols[i].bs, d, NULL);
                 has[i] = false;
                 log_info("blobstore", "removed extra copy of blob %s from volume %s", d->str,
                          vs->vols[i].pub.name);
@@ -584,11 +584,15 @@ static int vol_stat(struct blobstore *bs, const struct digest *d, uint64_t *size
     return err_set(e, ERR_BLOB_UNKNOWN, NULL);
 }
 
-static void vol_remove(struct blobstore *bs, const struct digest *d)
+/* Every volume's copy: -1 when one of them may be left. */
+static int vol_remove(struct blobstore *bs, const struct digest *d, struct err *e)
 {
     struct vol_store *vs = vs_of(bs);
+    int rc = 0;
     for (size_t i = 0; i < vs->n; i++)
-        vs->vols[i].bs->ops->remove(vs->vols[i].bs, d);
+        if (vs->vols[i].bs->ops->remove(vs->vols[i].bs, d, e) != 0)
+            rc = -1;
+    return rc;
 }
 
 static size_t vol_remove_all(struct blobstore *bs)
@@ -708,14 +712,18 @@ static int vol_put(struct blobstore *bs, const struct digest *d, const void *p, 
     return FIRST(bs)->ops->put(FIRST(bs), d, p, len, e);
 }
 
-/* Every volume's blobs: a blob with copies on several volumes is listed once per copy. */
-static void vol_each_blob(struct blobstore *bs,
-                          void (*fn)(const struct digest *d, int64_t stored_ms, void *arg),
-                          void *arg)
+/* Every volume's blobs: a blob with copies on several volumes is listed once per copy. A
+ * volume that fails to list does not keep the others from being listed. */
+static int vol_each_blob(struct blobstore *bs,
+                         void (*fn)(const struct digest *d, int64_t stored_ms, void *arg),
+                         void *arg, struct err *e)
 {
     struct vol_store *vs = vs_of(bs);
+    int rc = 0;
     for (size_t i = 0; i < vs->n; i++)
-        vs->vols[i].bs->ops->each_blob(vs->vols[i].bs, fn, arg);
+        if (vs->vols[i].bs->ops->each_blob(vs->vols[i].bs, fn, arg, e) != 0)
+            rc = -1;
+    return rc;
 }
 
 static const struct blobstore_ops vol_ops = {

@@ -154,3 +154,23 @@ def get_object(key):
     status, body = request("GET", key)
     assert status == 200, (key, status, body[:200])
     return body
+
+
+def put_many(keys, data):
+    """PUTs `data` as each of keys with one curl process (its URLs from a config file, sent
+    in parallel): thousands of objects in seconds, where a curl per object takes a minute."""
+    s = server()
+    with tempfile.NamedTemporaryFile("w", suffix=".curlrc") as cfg:
+        for k in keys:
+            cfg.write('url = "%s/%s/%s"\n' % (s["S3_ENDPOINT"], BUCKET, k))
+            cfg.write('output = "/dev/null"\n')
+        cfg.flush()
+        cmd = ["curl", "-s", "--fail", "--parallel", "--parallel-max", "16", "-X", "PUT",
+               "--aws-sigv4", "aws:amz:%s:s3" % (s.get("S3_REGION") or "us-east-1"),
+               "--user", "%s:%s" % (s["S3_ACCESS_KEY"], s["S3_SECRET_KEY"]),
+               "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "--data-binary", "@-",
+               "-w", "%{http_code}\n", "--config", cfg.name]
+        out = subprocess.run(cmd, input=data, capture_output=True, timeout=300)
+    codes = out.stdout.decode().split()
+    assert out.returncode == 0 and codes == ["200"] * len(keys), (out.returncode, codes[:5],
+                                                                 out.stderr[-500:])

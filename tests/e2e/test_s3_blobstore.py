@@ -9,11 +9,18 @@ What only S3 has, beside the suite that runs on it with MERIDIAN_TEST_BLOBSTORE=
   no session object behind;
 - --blob-redirect answers blob GETs 307 to a presigned URL that S3 honours (Range too),
   and skopeo pulls through it;
-- a server with wrong credentials refuses to start.
+- a server with wrong credentials refuses to start, and so does one whose
+  MERIDIAN_S3_PART_BUDGET_BYTES is not a number (0 still starts: 16 MiB parts only);
+- the file sweep of `gc run` lists every page of a listing over 1000 keys (ListObjectsV2's
+  continuation tokens), and a DELETE S3 refuses (a bucket policy) is an error, not a file
+  removed, until S3 takes it.
 """
 
+import hashlib
 import json
 import os
+import re
+import time
 
 import pytest
 import requests
@@ -213,3 +220,97 @@ def test_wrong_credentials_refuse_to_start(server_factory, tmp_path):
     with pytest.raises(RuntimeError) as e:
         server_factory(*args, data_dir=str(tmp_path / "data"))
     assert "s3 bucket" in str(e.value)
+
+
+@pytest.mark.parametrize("value", ["abc", "12x", "-1", "18446744073709551616", " 5", "1e9"])
+def test_bad_part_budget_refuses_to_start(server_factory, tmp_path, monkeypatch, value):
+    """A typo in MERIDIAN_S3_PART_BUDGET_BYTES stops the server with the variable and the
+    value named, instead of becoming 0 or a wrong number."""
+    monkeypatch.setenv("MERIDIAN_S3_PART_BUDGET_BYTES", value)
+    args = s3_args(tmp_path / "data")
+    with pytest.raises(RuntimeError) as e:
+        server_factory(*args, data_dir=str(tmp_path / "data"))
+    m = re.search(r"meridian exited with (-?\d+) before listening", str(e.value))
+    assert m and int(m.group(1)) > 0, str(e.value)
+    assert 'MERIDIAN_S3_PART_BUDGET_BYTES="%s" is not a number of bytes' % value in str(e.value)
+
+
+def test_part_budget_zero_starts(server_factory, tmp_path, monkeypatch):
+    monkeypatch.setenv("MERIDIAN_S3_PART_BUDGET_BYTES", "0")  # every part 16 MiB
+    srv = server_factory(*s3_args(tmp_path / "data"), data_dir=str(tmp_path / "data"))
+    oci = srv.oci()
+    data = random_bytes(20 << 20)  # two parts
+    d = digest_of(data)
+    oci.push_blob("s3/budget0", data)
+    assert oci.get_blob("s3/budget0", d) == data
+
+
+GRACE_S = 1
+
+
+def gc_run(srv, dry_run=False):
+    r = requests.post(srv.url + "/_meridian/v1/gc/run",
+                      params={"dry_run": "true" if dry_run else "false"}, timeout=300)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def blobs_prefix(srv):
+    return "%s/blobs/sha256/" % s3_blobstore.prefix_of(srv.data_dir)
+
+
+def test_sweep_follows_the_listing_past_1000_keys(s3_server):
+    """ListObjectsV2 answers at most 1000 keys a page: 1100 objects no row names, put
+    straight into the bucket, are all found (a dry run: the real run's removal of each is
+    what the other sweep tests check, and 1100 of them would take 15 s)."""
+    srv = s3_server("--gc-grace", "%ds" % GRACE_S, "--gc-interval", "1h")
+    digests = ["sha256:" + hashlib.sha256(b"stray %d" % i).hexdigest() for i in range(1100)]
+    pre = blobs_prefix(srv)
+    s3_blobstore.put_many([pre + d.split(":")[1] for d in digests], b"x")
+    assert len(s3_blobstore.list_keys(pre)) == 1100
+    time.sleep(GRACE_S + 1.1)  # LastModified has whole seconds: past the grace for sure
+    dry = gc_run(srv, dry_run=True)
+    assert dry["errors"] == 0 and dry["files_complete"] is True, {k: dry[k] for k in (
+        "errors", "files_complete", "files_removed")}
+    assert sorted(f["digest"] for f in dry["files"]) == sorted(digests)
+    assert dry["files_removed"] == 1100
+
+
+def _deny_deletes(prefix):
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject",
+        "Resource": "arn:aws:s3:::%s/%s*" % (s3_blobstore.BUCKET, prefix)}]}
+    status, body = s3_blobstore.request("PUT", "", json.dumps(policy).encode(), query="policy=")
+    assert status in (200, 204), (status, body[:300])
+
+
+def test_sweep_counts_a_refused_delete_as_an_error(s3_server):
+    """A DELETE S3 answers 403 (a bucket policy denies it) leaves the object: the sweep
+    says so (an error, not a file removed, not in its list), and removes it once S3 takes
+    the DELETE again."""
+    srv = s3_server("--gc-grace", "%ds" % GRACE_S, "--gc-interval", "1h")
+    data = random_bytes(3000)
+    d = digest_of(data)
+    pre = blobs_prefix(srv)
+    key = pre + d.split(":")[1]
+    status, _ = s3_blobstore.request("PUT", key, data)
+    assert status == 200
+    time.sleep(GRACE_S + 1.1)  # LastModified has whole seconds: past the grace for sure
+    _deny_deletes(pre)
+    try:
+        assert s3_blobstore.request("DELETE", key)[0] == 403  # the policy holds
+        out = gc_run(srv)
+        assert (out["files"], out["files_removed"], out["errors"]) == ([], 0, 1), out
+        assert out["files_complete"] is True
+        assert s3_blobstore.list_keys(key) == [key]
+        st = requests.get(srv.url + "/_meridian/v1/gc", timeout=30).json()
+        assert st["errors_total"] == 1 and st["files_removed_total"] == 0, st
+    finally:
+        status, body = s3_blobstore.request("DELETE", "", query="policy=")
+        assert status in (200, 204), (status, body[:300])
+    out = gc_run(srv)
+    assert out["files"] == [{"digest": d, "size": len(data)}], out
+    assert (out["files_removed"], out["errors"]) == (1, 0)
+    assert s3_blobstore.list_keys(key) == []
+    st = requests.get(srv.url + "/_meridian/v1/gc", timeout=30).json()
+    assert st["errors_total"] == 1 and st["files_removed_total"] == 1, st

@@ -7,6 +7,8 @@ through a fault proxy (faultproxy.py) that drops every connection for 10 s.
 - Nothing acknowledged is lost: every blob and manifest answered 201, before, during or
   after the outage, pulls afterwards with its exact bytes.
 - The service resumes by itself (no restart) once RGW answers again.
+- The file sweep of `gc run` while RGW is unreachable reports its listing failed (an
+  error, `files_complete` false), not an empty store; healed, it sweeps.
 
 And kill -9 of a node mid-upload: a chunked upload resumes on the restarted node from what
 was acknowledged, a monolithic one cut short leaves nothing behind, and no half-written
@@ -118,6 +120,35 @@ def test_rgw_unreachable_for_10s_pushes_and_pulls(server_factory, tmp_path, rgw_
           "a push went through %.2f s after the heal"
           % (len(rec.rows), len(failed), len([r for r in failed if r in during]), slowest,
              recovered_s))
+
+
+def test_sweep_while_rgw_unreachable_reports_its_listing_failed(server_factory, tmp_path,
+                                                                rgw_proxy):
+    data = tmp_path / "data"
+    srv = server_factory(*s3_server_args(data, rgw_proxy.url), "--gc-grace", "1s",
+                         "--gc-interval", "1h", data_dir=str(data))
+    stray = random_bytes(2000)
+    d = digest_of(stray)
+    key = "%s/blobs/sha256/%s" % (s3_blobstore.prefix_of(data), d.split(":")[1])
+    assert s3_blobstore.request("PUT", key, stray)[0] == 200  # no row names it
+    time.sleep(2.1)  # past the grace (LastModified has whole seconds)
+
+    def gc_run():
+        r = requests.post(srv.url + "/_meridian/v1/gc/run", params={"dry_run": "false"},
+                          timeout=REQUEST_BOUND_S * 4)
+        assert r.status_code == 200, r.text
+        return r.json()
+    rgw_proxy.cut()
+    try:
+        out = gc_run()
+    finally:
+        rgw_proxy.heal()
+    assert out["errors"] == 1, out  # the listing; nothing else touched S3
+    assert out["files_complete"] is False
+    assert out["files"] == [] and out["files_removed"] == 0
+    out = gc_run()
+    assert out["files_complete"] is True and out["errors"] == 0, out
+    assert out["files"] == [{"digest": d, "size": len(stray)}]
 
 
 def start_body(url, method, path, total, send):

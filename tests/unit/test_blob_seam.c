@@ -3,7 +3,8 @@
  * and without Range, are streamed from its read callback; with redirects on, GETs are
  * answered 307 with its URL; uploads (chunked and monolithic) go through its upload
  * handle, which verifies the digest at commit. Each request goes through the real HTTP
- * layer and router (http_server_start with the registry's handler table). */
+ * layer and router (http_server_start with the registry's handler table). And the file
+ * sweep over a store that lists itself (as S3 does), whose listing or removals fail. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blob_sweep.h"
 #include "blobstore.h"
 #include "config.h"
 #include "http.h"
@@ -58,6 +60,9 @@ struct mem_store {
     unsigned n_commits;
     uint64_t last_offset, last_length;
     unsigned last_accept;
+    /* faults of the file sweep's two calls */
+    bool is_listing_cut;     /* each_blob lists the first blob, then fails */
+    bool is_remove_failing;  /* remove leaves the blob and fails */
 };
 
 struct mem_stream {
@@ -357,16 +362,37 @@ static int mem_stat(struct blobstore *bs, const struct digest *d, uint64_t *size
     return b != NULL ? 0 : err_set(e, ERR_BLOB_UNKNOWN, NULL);
 }
 
-static void mem_remove(struct blobstore *bs, const struct digest *d)
+static int mem_remove(struct blobstore *bs, const struct digest *d, struct err *e)
 {
     struct mem_store *m = mem_of(bs);
     AZ(pthread_mutex_lock(&m->mu));
+    int rc = 0;
     struct mem_blob *b = find_blob(m, d);
-    if (b != NULL) {
+    if (m->is_remove_failing) {
+        rc = err_set(e, ERR_UNAVAILABLE, "the store did not answer");
+    } else if (b != NULL) {
         free(b->p);
         *b = m->blobs[--m->n_blobs];
     }
     AZ(pthread_mutex_unlock(&m->mu));
+    return rc;
+}
+
+/* Every blob, stored an hour ago (older than any cutoff the tests use). */
+static int mem_each_blob(struct blobstore *bs,
+                         void (*fn)(const struct digest *d, int64_t stored_ms, void *arg),
+                         void *arg, struct err *e)
+{
+    struct mem_store *m = mem_of(bs);
+    struct digest listed[MAX_ITEMS];
+    AZ(pthread_mutex_lock(&m->mu));
+    size_t n = m->is_listing_cut && m->n_blobs > 1 ? 1 : m->n_blobs;
+    for (size_t i = 0; i < n; i++)
+        listed[i] = m->blobs[i].d;
+    AZ(pthread_mutex_unlock(&m->mu));
+    for (size_t i = 0; i < n; i++)
+        fn(&listed[i], util_now_ms() - 3600 * 1000, arg);
+    return m->is_listing_cut ? err_set(e, ERR_UNAVAILABLE, "the listing broke off") : 0;
 }
 
 static int mem_put(struct blobstore *bs, const struct digest *d, const void *p, uint64_t len,
@@ -424,6 +450,7 @@ static const struct blobstore_ops mem_ops = {
     .remove_all = mem_remove_all,
     .quarantined = mem_quarantined,
     .close = mem_close,
+    .each_blob = mem_each_blob,
 };
 
 /* Fixture: a registry on the memory store, served on a loopback port ------------------ */
@@ -679,6 +706,86 @@ static void test_chunked_upload_through_the_handle(void **state)
     free(bytes);
 }
 
+/* Two blobs stored behind the registry's back (no row names them): what the sweep is for. */
+static void put_strays(struct fixture *f, struct digest d[2])
+{
+    struct err e = {0};
+    digest_of_buffer(DIGEST_SHA256, "stray one", 9, &d[0]);
+    digest_of_buffer(DIGEST_SHA256, "stray two", 9, &d[1]);
+    assert_int_equal(f->m->base.ops->put(&f->m->base, &d[0], "stray one", 9, &e), 0);
+    assert_int_equal(f->m->base.ops->put(&f->m->base, &d[1], "stray two", 9, &e), 0);
+}
+
+static size_t n_stored(struct fixture *f)
+{
+    AZ(pthread_mutex_lock(&f->m->mu));
+    size_t n = f->m->n_blobs;
+    AZ(pthread_mutex_unlock(&f->m->mu));
+    return n;
+}
+
+/* The sweep removes the blobs no row names and nothing else; complete, no errors. */
+static void test_sweep_removes_rowless_blobs(void **state)
+{
+    struct fixture *f = *state;
+    struct digest d[2];
+    put_strays(f, d);
+    uint64_t n_errors = 0;
+    bool is_complete = false;
+    json_t *out = json_array();
+    uint64_t n = blob_sweep_run(f->reg, util_now_ms(), false, out, &n_errors, &is_complete);
+    assert_int_equal(n, 2);
+    assert_int_equal(json_array_size(out), 2);
+    assert_int_equal(n_errors, 0);
+    assert_true(is_complete);
+    assert_int_equal(n_stored(f), 1); /* the linked blob */
+    json_decref(out);
+}
+
+/* A removal the store failed is an error, not a file removed, and is not listed as one. */
+static void test_sweep_counts_a_failed_removal_as_an_error(void **state)
+{
+    struct fixture *f = *state;
+    struct digest d[2];
+    put_strays(f, d);
+    f->m->is_remove_failing = true;
+    uint64_t n_errors = 0;
+    bool is_complete = false;
+    json_t *out = json_array();
+    uint64_t n = blob_sweep_run(f->reg, util_now_ms(), false, out, &n_errors, &is_complete);
+    assert_int_equal(n, 0);
+    assert_int_equal(json_array_size(out), 0);
+    assert_int_equal(n_errors, 2);
+    assert_true(is_complete);
+    assert_int_equal(n_stored(f), 3);
+    json_decref(out);
+}
+
+/* A listing that broke off is an error and the run is not complete; what was listed is
+ * still swept. */
+static void test_sweep_reports_a_broken_listing(void **state)
+{
+    struct fixture *f = *state;
+    struct digest d[2];
+    put_strays(f, d);
+    /* The first blob listed is a stray: the linked one goes to the end. */
+    AZ(pthread_mutex_lock(&f->m->mu));
+    struct mem_blob linked = f->m->blobs[0];
+    f->m->blobs[0] = f->m->blobs[2];
+    f->m->blobs[2] = linked;
+    AZ(pthread_mutex_unlock(&f->m->mu));
+    f->m->is_listing_cut = true;
+    uint64_t n_errors = 0;
+    bool is_complete = true;
+    json_t *out = json_array();
+    uint64_t n = blob_sweep_run(f->reg, util_now_ms(), false, out, &n_errors, &is_complete);
+    assert_int_equal(n, 1);
+    assert_int_equal(n_errors, 1);
+    assert_false(is_complete);
+    assert_int_equal(n_stored(f), 2);
+    json_decref(out);
+}
+
 static void test_monolithic_upload_through_the_handle(void **state)
 {
     struct fixture *f = *state;
@@ -704,6 +811,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_get_streams_the_blob, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_removes_rowless_blobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_counts_a_failed_removal_as_an_error, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_reports_a_broken_listing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_range_get_streams_the_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_takes_no_redirect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redirect_is_answered_307, setup, teardown),

@@ -449,7 +449,7 @@ static void test_unknown_blob_and_upload(void **state)
     assert_int_equal(commit_id(bs, id, &d, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
     /* Removing what is not there is not an error. */
-    bs->ops->remove(bs, &d);
+    assert_int_equal(bs->ops->remove(bs, &d, NULL), 0);
     bs->ops->upload_remove(bs, id);
 }
 
@@ -517,7 +517,7 @@ static void test_put_and_remove(void **state)
     assert_non_null(strstr(path, "/blobs/sha512/"));
     assert_int_equal(stat(path, &st), 0);
 
-    bs->ops->remove(bs, &d256);
+    assert_int_equal(bs->ops->remove(bs, &d256, NULL), 0);
     assert_int_equal(bs->ops->stat(bs, &d256, &size, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
     assert_int_equal(bs->ops->stat(bs, &d512, &size, &e), 0);
@@ -636,7 +636,8 @@ static void test_bad_digests_refused(void **state)
         assert_int_equal(e.code, ERR_DIGEST_INVALID);
         assert_int_equal(commit_id(bs, id, &bad[i], &e), -1);
         assert_int_equal(e.code, ERR_DIGEST_INVALID);
-        bs->ops->remove(bs, &bad[i]);
+        assert_int_equal(bs->ops->remove(bs, &bad[i], &e), -1); /* refused: nothing removed */
+        assert_int_equal(e.code, ERR_DIGEST_INVALID);
     }
     /* Nothing was written anywhere. */
     assert_int_equal(count_sub(f, "blobs/sha256"), 0);
@@ -674,13 +675,19 @@ struct listed_blobs {
     size_t n;
 };
 
-static void on_blob(const struct digest *d, int64_t stored_ms, void *arg)
+static void on_listed(const struct digest *d, int64_t stored_ms, void *arg)
 {
     struct listed_blobs *l = arg;
     assert_true(l->n < 4);
     l->d[l->n] = *d;
     l->stored_ms[l->n++] = stored_ms;
-    l->bs->ops->remove(l->bs, d); /* the sweep may remove what it is given */
+}
+
+static void on_blob(const struct digest *d, int64_t stored_ms, void *arg)
+{
+    struct listed_blobs *l = arg;
+    on_listed(d, stored_ms, arg);
+    assert_int_equal(l->bs->ops->remove(l->bs, d, NULL), 0); /* the sweep may remove it */
 }
 
 /* The file sweep's listing: every blob (both algorithms) with the time it was put in place
@@ -713,7 +720,7 @@ static void test_each_blob_lists_blobs_with_their_store_time(void **state)
     fclose(fp);
 
     struct listed_blobs l = {.bs = bs};
-    bs->ops->each_blob(bs, on_blob, &l);
+    assert_int_equal(bs->ops->each_blob(bs, on_blob, &l, &e), 0);
     assert_int_equal(l.n, 2);
     bool has256 = false, has512 = false;
     for (size_t i = 0; i < l.n; i++) {
@@ -725,8 +732,42 @@ static void test_each_blob_lists_blobs_with_their_store_time(void **state)
     uint64_t size;
     assert_int_not_equal(bs->ops->stat(bs, &d256, &size, &e), 0);
     l.n = 0;
-    bs->ops->each_blob(bs, on_blob, &l);
+    assert_int_equal(bs->ops->each_blob(bs, on_blob, &l, &e), 0);
     assert_int_equal(l.n, 0);
+}
+
+/* A listing or a removal that fails says so (the sweep counts it as an error, never as a
+ * file removed): a blob directory that cannot be read (here a file where sha512/ belongs)
+ * fails the listing, yet the readable ones are listed; a blob path that cannot be
+ * unlinked (a directory) fails the removal. */
+static void test_each_blob_and_remove_report_failures(void **state)
+{
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct digest d256, d512;
+    struct err e = {0};
+    fake_digest(DIGEST_SHA256, 21, &d256);
+    fake_digest(DIGEST_SHA512, 22, &d512);
+    assert_int_equal(bs->ops->put(bs, &d256, "abc", 3, &e), 0);
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/blobs/sha512", f->dir);
+    assert_true(rmdir(path) == 0 || errno == ENOENT); /* empty: no sha512 blob yet */
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    struct listed_blobs l = {.bs = NULL};
+    assert_int_equal(bs->ops->each_blob(bs, on_listed, &l, &e), -1);
+    assert_int_equal(e.code, ERR_IO);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.d[0].str, d256.str);
+    assert_int_equal(unlink(path), 0);
+
+    const char *hex = d512.str + strlen("sha512:");
+    snprintf(path, sizeof(path), "%s/blobs/sha512/%.2s/%s/x", f->dir, hex, hex);
+    assert_int_equal(util_mkdirs(path), 0); /* the blob's path is a non-empty directory */
+    memset(&e, 0, sizeof(e));
+    assert_int_equal(bs->ops->remove(bs, &d512, &e), -1);
+    assert_int_equal(e.code, ERR_IO);
 }
 
 static void test_each_upload(void **state)
@@ -1052,6 +1093,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_digests_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_each_upload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_each_blob_lists_blobs_with_their_store_time, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_each_blob_and_remove_report_failures, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_open_fails_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_wrong_size_and_quarantines, setup,

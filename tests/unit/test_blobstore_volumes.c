@@ -214,7 +214,7 @@ static void test_store_copies(void **state)
     assert_int_equal(bs->ops->place(bs, &d, len, 1, "standard", &now, &e), 0);
     assert_int_equal(now, 1);
     assert_int_equal(bs->ops->copies(bs, &d, NULL), 1);
-    bs->ops->remove(bs, &d);
+    assert_int_equal(bs->ops->remove(bs, &d, NULL), 0);
     assert_int_equal(bs->ops->copies(bs, &d, NULL), 0);
     assert_int_equal(bs->ops->place(bs, &d, len, 1, "standard", &now, &e), -1);
     assert_int_equal(e.code, ERR_BLOB_UNKNOWN);
