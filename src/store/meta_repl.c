@@ -141,7 +141,11 @@ int sq_status_set(struct metastore *ms, const char *repo, const struct digest *d
         sq_tx_rollback(c);
         return -1;
     }
-    return sq_tx_commit(c, e);
+    /* A status that is not an event (a fetch starting or to be retried) is this region's
+     * row alone, no client waits on it and the fetch writes it again if a crash loses it:
+     * it need not wait for a sync of its own (one per replicated manifest bounded a fresh
+     * region's catch-up). An event is synced: peers may read it once it is stored. */
+    return is_event ? sq_tx_commit(c, e) : sq_tx_commit_unsynced(c, e);
 }
 
 int sq_status_list(struct metastore *ms, const char *repo, const struct digest *d,

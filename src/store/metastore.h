@@ -252,7 +252,8 @@ struct meta_status {
     int64_t copies;
 };
 /* Records this region's status of repo@digest; when is_event, also as a replicated
- * status event (state changes, not every progress tick). */
+ * status event (state changes, not every progress tick), synced before it returns; a
+ * status without an event is this region's row alone and does not wait for a sync. */
 typedef int ms_status_set_f(struct metastore *ms, const char *repo, const struct digest *d,
                             const struct meta_status *st, bool is_event, struct err *e);
 typedef int ms_status_list_f(struct metastore *ms, const char *repo, const struct digest *d,
