@@ -389,6 +389,18 @@ static void peer_refusal(const struct httpc_response *resp, struct err *e)
     json_decref(reply);
 }
 
+/* Merges one record of a peer's state (anti-entropy, the snapshot, the pull-through
+ * lookup) as the event stream applies one: a tag that makes or changes a version conflict
+ * is reported here too, whichever path brings it first (version_conflict.h). */
+static int merge_state(struct repl *r, const struct meta_event *ev, int64_t tombs_before,
+                       struct err *e)
+{
+    char *conflict_before = version_conflict_before(r->reg, ev);
+    int rc = ms_of(r)->ops->state_merge(ms_of(r), ev, tombs_before, e);
+    version_conflict_after(r->reg, ev, rc == 0, conflict_before);
+    return rc;
+}
+
 /* Applies one batch; returns the log position to resume after, or -1 on failure. */
 static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool *any_pending)
 {
@@ -419,7 +431,7 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
         if (ms_of(r)->ops->event_apply(ms_of(r), &ev, &is_new, &is_gap, &e) != 0) {
             log_error("repl", "failed to apply event %s#%" PRId64 " from %s: %s", ev.origin,
                       ev.origin_seq, p->location, err_message(&e));
-            free(conflict_before);
+            version_conflict_after(r->reg, &ev, false, conflict_before);
             meta_event_fini(&ev);
             json_decref(policies);
             return i ? cursor : -1;
@@ -583,7 +595,7 @@ static size_t merge_records(struct peer *p, json_t *items, bool only_policies)
             meta_event_fini(&ev);
             continue;
         }
-        if (ms_of(r)->ops->state_merge(ms_of(r), &ev, tombs_before, &e) == 0) {
+        if (merge_state(r, &ev, tombs_before, &e) == 0) {
             merged++;
             if (strncmp(ev.kind, "object_", 7) == 0 && ev.name && ev.payload)
                 placement_on_object_event(r->reg, ev.name, ev.payload);
@@ -1890,7 +1902,7 @@ static bool pull_from_peers(struct repl *r, const char *repo, const char *ref,
                 continue;
             /* Stored as anti-entropy merges it: the replicated event that follows finds
              * it here and changes nothing; a tombstone expired here is not taken back. */
-            if (ms_of(r)->ops->state_merge(ms_of(r), &ev, tombs_before, &e) != 0) {
+            if (merge_state(r, &ev, tombs_before, &e) != 0) {
                 log_warn("repl", "failed to merge %s of %s from %s: %s", ev.kind, repo,
                          peers[i].location, err_message(&e));
             } else if (strcmp(ev.kind, "manifest_put") == 0 &&
@@ -2156,7 +2168,7 @@ static void repair_repo(struct repl *r, const struct peer_ref *peer, const char 
         struct meta_event ev;
         if (repl_codec_event_from_json(json_array_get(items, i), &ev, &e) != 0)
             continue;
-        if (ms_of(r)->ops->state_merge(ms_of(r), &ev, tombs_before, &e) == 0)
+        if (merge_state(r, &ev, tombs_before, &e) == 0)
             merged++;
         meta_event_fini(&ev);
     }

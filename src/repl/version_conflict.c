@@ -1,6 +1,7 @@
 #include "version_conflict.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,11 +22,17 @@ static char *record_text(struct registry *reg, const char *repo, const char *ver
     return text;
 }
 
+/* Held from before to after: the record read before one merge must not be read again
+ * before another path's merge of the same tag has been compared (two reports). Taken only
+ * for tags of versioned repositories, after the writer's lock is released. */
+static pthread_mutex_t report_mu = PTHREAD_MUTEX_INITIALIZER;
+
 char *version_conflict_before(struct registry *reg, const struct meta_event *ev)
 {
     if (strcmp(ev->kind, "tag_set") != 0 || ev->repo == NULL || ev->name == NULL ||
         !image_catalog_is_definition(reg->ms, ev->repo))
         return NULL;
+    AZ(pthread_mutex_lock(&report_mu));
     return record_text(reg, ev->repo, ev->name);
 }
 
@@ -91,13 +98,13 @@ void version_conflict_after(struct registry *reg, const struct meta_event *ev, b
 {
     if (before == NULL)
         return;
-    if (is_new) {
-        char *after = record_text(reg, ev->repo, ev->name);
-        if (after[0] != '\0' && strcmp(after, before) != 0) {
-            report(reg, ev->repo, ev->name, after);
-            place_losers(reg, ev->repo, after);
-        }
-        free(after);
+    char *after = is_new ? record_text(reg, ev->repo, ev->name) : NULL;
+    bool is_changed = after != NULL && after[0] != '\0' && strcmp(after, before) != 0;
+    AZ(pthread_mutex_unlock(&report_mu));
+    if (is_changed) {
+        report(reg, ev->repo, ev->name, after);
+        place_losers(reg, ev->repo, after);
     }
+    free(after);
     free(before);
 }
