@@ -450,7 +450,6 @@ static size_t keep_reference(struct meta_event *items, size_t n, const char *rep
     return kept;
 }
 
-/* GET replication/state?repository=R[&reference=REF] */
 /* Sends b (JSON) and finishes it; an error naming what when it outgrew its cap. */
 static void reply_buf(struct http_req *req, struct buf *b, const char *what)
 {
@@ -460,6 +459,8 @@ static void reply_buf(struct http_req *req, struct buf *b, const char *what)
         http_reply(req, 200, "application/json", b->data, b->len);
     buf_fini(b);
 }
+
+/* GET replication/state?repository=R[&reference=REF] */
 
 void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
 {

@@ -48,7 +48,8 @@ struct gc {
     uint64_t passes;
     uint64_t manifests_deleted;
     int64_t last_retention_ms;
-    int64_t last_sweep_ms; /* 0: not yet since start-up (a crash's leftovers go first) */
+    int64_t next_sweep_ms;  /* 0: at the first tick (a crash's leftovers go first) */
+    int64_t sweep_retry_ms; /* after an incomplete sweep: the wait before the next, doubling */
     uint64_t files_removed;
 };
 
@@ -317,7 +318,9 @@ static void untagged_pass(struct gc *g, bool is_dry_run, size_t max, json_t *out
 /* The file sweep (blob_sweep.h) over files older than the grace, serialized with the
  * passes; the files it removed (or would). Its errors are added to *n_errors and, like a
  * pass's, to the errors total. A sweep whose listing failed part way is not taken as
- * done: the next tick sweeps again rather than an hour later. */
+ * done: it is tried again after a GC interval, then twice that and so on up to the
+ * hour of a complete sweep, rather than an hour later or at every tick of a listing
+ * that keeps failing. */
 static uint64_t sweep(struct gc *g, bool is_dry_run, json_t *out, uint64_t *n_errors,
                       bool *is_complete)
 {
@@ -328,8 +331,17 @@ static uint64_t sweep(struct gc *g, bool is_dry_run, json_t *out, uint64_t *n_er
     if (is_dry_run)
         return n;
     AZ(pthread_mutex_lock(&g->mu));
-    if (*is_complete)
-        g->last_sweep_ms = util_now_ms();
+    int64_t now = util_now_ms();
+    if (*is_complete) {
+        g->sweep_retry_ms = 0;
+        g->next_sweep_ms = now + GC_SWEEP_INTERVAL_S * 1000;
+    } else {
+        int64_t first = g->reg->cfg->gc_interval_s * 1000;
+        g->sweep_retry_ms = g->sweep_retry_ms > 0 ? g->sweep_retry_ms * 2 : first;
+        if (g->sweep_retry_ms > GC_SWEEP_INTERVAL_S * 1000)
+            g->sweep_retry_ms = GC_SWEEP_INTERVAL_S * 1000;
+        g->next_sweep_ms = now + g->sweep_retry_ms;
+    }
     g->files_removed += n;
     g->errors += *n_errors - n_before;
     AZ(pthread_mutex_unlock(&g->mu));
@@ -529,8 +541,7 @@ static void *gc_main(void *arg)
         n_errors = 0;
         pass(g, false, GC_BATCH, NULL, &n_reviewed, &n_reclaimed, &n_bytes, &n_errors);
         AZ(pthread_mutex_lock(&g->mu));
-        bool is_sweep_due = g->last_sweep_ms == 0 ||
-                            util_now_ms() - g->last_sweep_ms >= GC_SWEEP_INTERVAL_S * 1000;
+        bool is_sweep_due = util_now_ms() >= g->next_sweep_ms;
         AZ(pthread_mutex_unlock(&g->mu));
         if (is_sweep_due) {
             bool is_complete;

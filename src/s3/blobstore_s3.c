@@ -1005,14 +1005,18 @@ static void s3_upload_remove(struct blobstore *bs, const char *id)
     session_key(s, id, "", pre, sizeof(pre));
     struct keys k = {0};
     struct err e = {0};
-    if (s3_list(s->c, pre, NULL, collect, &k, &e) != 0)
+    bool is_all_gone = true;
+    if (s3_list(s->c, pre, NULL, collect, &k, &e) != 0) {
         log_warn("s3", "failed to list upload %s: %s", id, err_message(&e));
-    /* The marker goes last: a session is gone only when all its chunks are. */
+        is_all_gone = false; /* chunks may be on a page that did not come */
+    }
+    /* The marker goes last, and only once every chunk is gone: the session stays listed
+     * (and is removed again by the next sweep) while any of its objects may be left. */
     for (size_t i = k.n; i-- > 0;)
-        if (strstr(k.v[i], "/.session") == NULL)
-            delete_key(s, k.v[i]);
+        if (strstr(k.v[i], "/.session") == NULL && delete_key_e(s, k.v[i], NULL) != 0)
+            is_all_gone = false;
     abort_multipart_under(s, pre);
-    for (size_t i = 0; i < k.n; i++)
+    for (size_t i = 0; is_all_gone && i < k.n; i++)
         if (strstr(k.v[i], "/.session") != NULL)
             delete_key(s, k.v[i]);
     keys_free(&k);
