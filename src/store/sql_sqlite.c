@@ -155,7 +155,12 @@ static void lite_configure_once(void)
 /* SQLite calls this after each commit in WAL mode, once the write lock is released, so
  * the commit is visible to every connection before it is counted. Installing a hook
  * replaces SQLite's automatic checkpoint, which this does as SQLite would (its default
- * hook: a passive checkpoint once the log holds 1 000 pages). */
+ * hook: a passive checkpoint once the log holds 1 000 pages).
+ * It runs on the connection that just committed, under the store's writer mutex, so no
+ * checkpoint starts beside a write: SQLite before 3.51.3 (Debian 12 ships 3.40.1) can
+ * corrupt the database when a passive checkpoint starts while another connection's commit
+ * starts the log over (https://sqlite.org/wal.html, "WAL-reset bug"). A checkpointer
+ * thread beside the writer did, within two minutes (docs/performance.md). */
 #define LITE_AUTOCHECKPOINT_PAGES 1000
 static int on_wal_commit(void *arg, sqlite3 *h, const char *db_name, int n_pages)
 {
