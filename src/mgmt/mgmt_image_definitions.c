@@ -106,7 +106,7 @@ void mgmt_image_definitions_create(struct http_req *req, const struct mgmt_param
         goto fail;
     }
     if (residency_check_targets(reg->ms, repo, def, &e) != 0 || check_tags(reg->ms, repo, &e) != 0 ||
-        image_catalog_put_definition(reg->ms, def, &e) != 0)
+        image_catalog_create_definition(reg->ms, def, &e) != 0)
         goto fail;
     authz_audit_as(req, "image-definition.create", "%s", repo);
     json_decref(body);

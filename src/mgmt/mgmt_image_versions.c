@@ -540,7 +540,7 @@ void mgmt_image_versions_create(struct http_req *req, const struct mgmt_params *
     rec = iv_profile_new(repo, version, reg->cfg->region, def, body, &w, &e);
     image_catalog_world_fini(&w);
     if (rec == NULL || residency_check_targets(reg->ms, repo, rec, &e) != 0 ||
-        image_catalog_put_version(reg->ms, rec, &e) != 0)
+        image_catalog_create_version(reg->ms, rec, &e) != 0)
         goto fail;
     authz_audit_as(req, "image-version.create", "%s:%s", repo, version);
     json_decref(def);

@@ -52,15 +52,8 @@ void mgmt_webhook_create(struct http_req *req, const struct mgmt_params *p)
         http_reply_mgmt_err(req, &e);
         return;
     }
-    struct webhook_def old;
-    /* XXX: check-then-put: two creates of one name racing both succeed and the later
-     * write wins (as it would between regions); an object_put_if_absent would refuse it. */
-    if (webhook_get(reg, d.name, &old, &e) == 0) {
-        webhook_def_fini(&old);
-        mgmt_reply_error(req, ERR_CONFLICT, "webhook %s already exists", d.name);
-        goto out;
-    }
-    if (e.code != ERR_NOT_FOUND || webhook_save(reg, &d, &e) != 0) {
+    /* Of two creates of one name racing here, one gets 409 (the store checks as it writes). */
+    if (webhook_save(reg, &d, true, &e) != 0) {
         http_reply_mgmt_err(req, &e);
         goto out;
     }
@@ -121,7 +114,7 @@ void mgmt_webhook_update(struct http_req *req, const struct mgmt_params *p)
         json_decref(body);
         return;
     }
-    if (webhook_def_patch(&d, body, &e) != 0 || webhook_save(req->reg, &d, &e) != 0) {
+    if (webhook_def_patch(&d, body, &e) != 0 || webhook_save(req->reg, &d, false, &e) != 0) {
         http_reply_mgmt_err(req, &e);
     } else {
         log_info("webhook", "updated webhook %s request=%s", name, req->request_id);

@@ -116,7 +116,8 @@ void webhook_list_free(struct webhook_def *defs, size_t n)
     free(defs);
 }
 
-int webhook_save(struct registry *reg, const struct webhook_def *d, struct err *e)
+int webhook_save(struct registry *reg, const struct webhook_def *d, bool is_create,
+                 struct err *e)
 {
     if (!has_object_store(reg, e))
         return -1;
@@ -124,7 +125,8 @@ int webhook_save(struct registry *reg, const struct webhook_def *d, struct err *
     char *s = json_dumps(v, JSON_COMPACT);
     json_decref(v);
     AN(s);
-    int rc = reg->ms->ops->object_put(reg->ms, WEBHOOK_OBJECT_KIND, d->name, s, e);
+    ms_object_put_f *write = is_create ? reg->ms->ops->object_create : reg->ms->ops->object_put;
+    int rc = write(reg->ms, WEBHOOK_OBJECT_KIND, d->name, s, e);
     free(s);
     return rc;
 }

@@ -48,8 +48,10 @@ int webhook_ping(struct registry *reg, const char *name, char id_out[37], struct
 int webhook_get(struct registry *reg, const char *name, struct webhook_def *out, struct err *e);
 int webhook_list(struct registry *reg, struct webhook_def **out, size_t *n_out, struct err *e);
 void webhook_list_free(struct webhook_def *defs, size_t n);
-/* Stores d (create or replace), replicated to every region. */
-int webhook_save(struct registry *reg, const struct webhook_def *d, struct err *e);
+/* Stores d, replicated to every region: a new webhook (is_create: ERR_CONFLICT when one of
+ * that name exists, checked as it is written) or a replacement. */
+int webhook_save(struct registry *reg, const struct webhook_def *d, bool is_create,
+                 struct err *e);
 /* Deletes webhook name everywhere and forgets its deliveries here. ERR_NOT_FOUND. */
 int webhook_delete(struct registry *reg, const char *name, struct err *e);
 

@@ -83,6 +83,15 @@ static int put_object(struct metastore *ms, const char *kind, const char *key, c
     return rc;
 }
 
+static int create_object(struct metastore *ms, const char *kind, const char *key,
+                         const json_t *v, struct err *e)
+{
+    char *text = json_dumps(v, JSON_COMPACT);
+    int rc = ms->ops->object_create(ms, kind, key, text, e);
+    free(text);
+    return rc;
+}
+
 json_t *image_catalog_definition(struct metastore *ms, const char *repo, struct err *e)
 {
     json_t *d = get_object(ms, IMAGE_DEFINITION_KIND, repo, e);
@@ -121,6 +130,16 @@ int image_catalog_put_definition(struct metastore *ms, const json_t *def, struct
 {
     return put_object(ms, IMAGE_DEFINITION_KIND,
                       json_string_value(json_object_get(def, "repository")), def, e);
+}
+
+int image_catalog_create_definition(struct metastore *ms, const json_t *def, struct err *e)
+{
+    const char *repo = json_string_value(json_object_get(def, "repository"));
+    if (create_object(ms, IMAGE_DEFINITION_KIND, repo, def, e) != 0)
+        return e->code == ERR_CONFLICT
+                   ? err_set(e, ERR_CONFLICT, "%s is already an image definition", repo)
+                   : -1;
+    return 0;
 }
 
 int image_catalog_delete_definition(struct metastore *ms, const char *repo, struct err *e)
@@ -188,6 +207,19 @@ int image_catalog_put_version(struct metastore *ms, const json_t *record, struct
     version_key(json_string_value(json_object_get(record, "repository")),
                 json_string_value(json_object_get(record, "version")), key, sizeof(key));
     return put_object(ms, IMAGE_VERSION_KIND, key, record, e);
+}
+
+int image_catalog_create_version(struct metastore *ms, const json_t *record, struct err *e)
+{
+    const char *repo = json_string_value(json_object_get(record, "repository"));
+    const char *version = json_string_value(json_object_get(record, "version"));
+    char key[NAME_MAX_BYTES + TAG_MAX_BYTES + 2];
+    version_key(repo, version, key, sizeof(key));
+    if (create_object(ms, IMAGE_VERSION_KIND, key, record, e) != 0)
+        return e->code == ERR_CONFLICT
+                   ? err_set(e, ERR_CONFLICT, "version %s of %s exists: update it", version, repo)
+                   : -1;
+    return 0;
 }
 
 static int check_one_subject(struct metastore *ms, const char *repo,

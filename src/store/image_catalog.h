@@ -37,7 +37,10 @@ json_t *image_catalog_definition(struct metastore *ms, const char *repo, struct 
 bool image_catalog_is_definition(struct metastore *ms, const char *repo);
 /* Every definition record, by repository name. */
 json_t *image_catalog_definitions(struct metastore *ms, struct err *e);
+/* put: create or replace; create: ERR_CONFLICT when the record exists (checked as it is
+ * written, so of two creates racing in a region one fails). Same for versions below. */
 int image_catalog_put_definition(struct metastore *ms, const json_t *def, struct err *e);
+int image_catalog_create_definition(struct metastore *ms, const json_t *def, struct err *e);
 int image_catalog_delete_definition(struct metastore *ms, const char *repo, struct err *e);
 
 /* The record of repo:version, or NULL (ERR_NOT_FOUND when there is none). */
@@ -46,6 +49,7 @@ json_t *image_catalog_version(struct metastore *ms, const char *repo, const char
 /* The records of repo's versions, in version order. */
 json_t *image_catalog_versions(struct metastore *ms, const char *repo, struct err *e);
 int image_catalog_put_version(struct metastore *ms, const json_t *record, struct err *e);
+int image_catalog_create_version(struct metastore *ms, const json_t *record, struct err *e);
 
 /* Before the push of manifest d as tag in repo: refuses a tag that is not a version of a
  * definition (ERR_TAG_INVALID, `latest` included), a version that names another manifest

@@ -379,7 +379,10 @@ int sq_cursor_set(struct metastore *ms, const char *peer, int64_t seq, struct er
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    return sq_exec(c, SQ_CURSOR_SET, e, "ti", peer, seq);
+    sq_autocommit_lock(c);
+    int rc = sq_exec(c, SQ_CURSOR_SET, e, "ti", peer, seq);
+    sq_autocommit_unlock(c);
+    return rc;
 }
 
 int sq_log_head(struct metastore *ms, int64_t *seq, struct err *e)

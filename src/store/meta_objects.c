@@ -218,7 +218,6 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
         return -1;
     /* secure_delete: the clear bytes an update leaves behind on the page or the freelist
      * are zeroed, not merely marked free. */
-    const struct sql_driver *drv = st->drv;
     size_t n_sealed = 0;
     int rc = sq_tx_begin(c, true, e);
     if (rc == 0 && (sq_tx_secure_delete(c, e) != 0 || seal_clear_rows(c, &n_sealed, e) != 0)) {
@@ -231,7 +230,7 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
     if (rc != 0 || n_sealed == 0)
         return rc;
     /* The old page images are still in the WAL: copy the new ones home and empty it. */
-    if (drv->compact_log != NULL && drv->compact_log(c->db) != SQL_OK)
+    if (sq_compact_log(c) != SQL_OK)
         log_warn("metastore", "failed to checkpoint after sealing webhook secrets");
     log_info("metastore", "sealed %zu stored webhook definitions that held secrets in clear",
              n_sealed);
@@ -240,8 +239,37 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
 
 /* Replicated objects ------------------------------------------------------------ */
 
-int sq_object_put(struct metastore *ms, const char *kind, const char *key, const char *value_json,
-                  struct err *e)
+/* Whether a live object of (kind, key) exists, in the open write transaction: 1, 0 or -1. */
+static int object_is_live(struct sq_conn *c, const char *kind, const char *key, struct err *e)
+{
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_OBJ_GET, &s, e, "tt", kind, key);
+    if (rc < 0)
+        return -1;
+    int is_live = rc == SQL_ROW && sql_col_int64(s, 3) == 0;
+    sq_stmt_done(s);
+    return is_live;
+}
+
+/* The row and its event, in the open write transaction. */
+static int object_set(struct sq_conn *c, const char *kind, const char *key,
+                      const char *value_json, const char *payload, struct err *e)
+{
+    int64_t hlc = sq_hlc_next(c);
+    sq_note_object(c->store, kind);
+    if (sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, value_json, hlc, c->store->region,
+                (int64_t)0) != 0 ||
+        sq_access_on_policy_write(c, kind, e) != 0)
+        return -1;
+    return sq_event_append_clock(c, "object_put", NULL, key, NULL, payload, hlc, e);
+}
+
+/* A put, or (is_create) a create that refuses an object already there: the check and the
+ * write are one transaction, so of two creates of one key racing in this region one wins
+ * and the other gets ERR_CONFLICT. (Regions still merge by clock: a create in each region
+ * at once ends as the later one everywhere.) */
+static int object_write(struct metastore *ms, const char *kind, const char *key,
+                        const char *value_json, bool is_create, struct err *e)
 {
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
@@ -261,12 +289,10 @@ int sq_object_put(struct metastore *ms, const char *kind, const char *key, const
         free(sealed);
         return -1;
     }
-    int64_t hlc = sq_hlc_next(c);
-    sq_note_object(c->store, kind);
-    if (sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, value_json, hlc, c->store->region,
-                (int64_t)0) != 0 ||
-        sq_access_on_policy_write(c, kind, e) != 0 ||
-        sq_event_append_clock(c, "object_put", NULL, key, NULL, p.data, hlc, e) != 0) {
+    int is_live = is_create ? object_is_live(c, kind, key, e) : 0;
+    if (is_live > 0)
+        err_set(e, ERR_CONFLICT, "%s %s already exists", kind, key);
+    if (is_live != 0 || object_set(c, kind, key, value_json, p.data, e) != 0) {
         sq_tx_rollback(c);
         buf_fini(&p);
         free(sealed);
@@ -275,6 +301,18 @@ int sq_object_put(struct metastore *ms, const char *kind, const char *key, const
     buf_fini(&p);
     free(sealed);
     return sq_tx_commit(c, e);
+}
+
+int sq_object_put(struct metastore *ms, const char *kind, const char *key, const char *value_json,
+                  struct err *e)
+{
+    return object_write(ms, kind, key, value_json, false, e);
+}
+
+int sq_object_create(struct metastore *ms, const char *kind, const char *key,
+                     const char *value_json, struct err *e)
+{
+    return object_write(ms, kind, key, value_json, true, e);
 }
 
 int sq_object_delete(struct metastore *ms, const char *kind, const char *key, struct err *e)

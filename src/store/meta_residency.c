@@ -187,7 +187,6 @@ int sq_repo_purge(struct metastore *ms, const char *repo, struct meta_name_list 
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    const struct sql_driver *drv = c->store->drv;
     struct key_prefixes k;
     prefixes_of(repo, &k);
     struct meta_name_list candidates = {0};
@@ -213,7 +212,7 @@ int sq_repo_purge(struct metastore *ms, const char *repo, struct meta_name_list 
     if (delete_rows(c, repo, repo_id, &k, e) != 0 || drop_unneeded(c, &candidates, orphans, e) != 0)
         goto fail;
     rc = sq_tx_commit(c, e);
-    if (rc == 0 && drv->compact_log != NULL && drv->compact_log(c->db) != SQL_OK)
+    if (rc == 0 && sq_compact_log(c) != SQL_OK)
         log_warn("metastore", "failed to checkpoint after removing repository %s", repo);
     goto out;
 fail:

@@ -143,6 +143,18 @@ struct sq_conn *sq_conn_of(struct metastore *ms, struct err *e)
     return conn_get(store_of(ms), e);
 }
 
+/* Every write of the process holds wmu (sq_autocommit_lock says why): a statement that
+ * writes without it, once the store is open, is a bug the tests must see. */
+static void check_write_locked(struct sq_conn *c, struct sql_stmt *s)
+{
+    const struct sql_driver *drv = c->store->drv;
+    if (drv->is_readonly == NULL || c->has_wmu || c->has_autocommit_lock ||
+        c->store->is_opening || drv->is_readonly(s))
+        return;
+    log_error("metastore", "write outside the writer mutex: %s", drv->text_of(s));
+    ASSERT(!"write outside the writer mutex");
+}
+
 static struct sql_stmt *stmt_get(struct sq_conn *c, enum sq_stmt id, struct err *e)
 {
     if (c->stmts[id] == NULL) {
@@ -153,6 +165,7 @@ static struct sql_stmt *stmt_get(struct sq_conn *c, enum sq_stmt id, struct err 
             return NULL;
         }
     }
+    check_write_locked(c, c->stmts[id]);
     return c->stmts[id];
 }
 
@@ -252,6 +265,7 @@ int sq_vrun(struct sq_conn *c, const char *sql, struct sql_stmt **out, struct er
         sq_db_fail(c, rc, "prepare statement", sql, e);
         return -1;
     }
+    check_write_locked(c, s);
     rc = sq_bind_args(s, fmt, ap);
     if (rc == SQL_OK)
         rc = sql_step(s);
@@ -350,6 +364,41 @@ int sq_tx_secure_delete(struct sq_conn *c, struct err *e)
         return err_set(e, ERR_IO, NULL);
     c->is_secure_delete = true;
     return 0;
+}
+
+/* Every write of this process holds wmu, autocommit statements too (sq_autocommit_lock):
+ * SQLite's commit hook checkpoints on the connection that just committed, under it, and no
+ * checkpoint may start beside a write. SQLite before 3.51.3 (Debian 12 ships 3.40.1) can
+ * corrupt the database when a passive checkpoint starts while another connection's commit
+ * starts the log over (https://sqlite.org/wal.html, "WAL-reset bug"); a checkpointer thread
+ * running beside the writer did, within two minutes (docs/performance.md). */
+void sq_autocommit_lock(struct sq_conn *c)
+{
+    ASSERT(!c->has_wmu && !c->has_autocommit_lock);
+    AZ(pthread_mutex_lock(&c->store->wmu));
+    c->has_autocommit_lock = true;
+}
+
+void sq_autocommit_unlock(struct sq_conn *c)
+{
+    ASSERT(c->has_autocommit_lock);
+    c->has_autocommit_lock = false;
+    AZ(pthread_mutex_unlock(&c->store->wmu));
+}
+
+/* A TRUNCATE checkpoint takes SQLite's write lock itself, but gives up to a passive one when
+ * that lock stays busy past the busy handler: under wmu, like every checkpoint. It waits
+ * for readers to leave the log, holding writes back meanwhile; it runs rarely (the sealing
+ * pass at start, a repository purge). */
+int sq_compact_log(struct sq_conn *c)
+{
+    struct sq_store *st = c->store;
+    if (st->drv->compact_log == NULL)
+        return SQL_OK;
+    sq_autocommit_lock(c);
+    int rc = st->drv->compact_log(c->db);
+    sq_autocommit_unlock(c);
+    return rc;
 }
 
 /* Returns once every transaction committed before the call is on stable storage.
@@ -636,6 +685,7 @@ static const struct metastore_ops sq_ops = {
     .manifest_show_shallow = sq_manifest_show_shallow,
     .blob_is_wanted = sq_blob_is_wanted,
     .object_put = sq_object_put,
+    .object_create = sq_object_create,
     .object_delete = sq_object_delete,
     .object_get = sq_object_get,
     .object_kind_may_exist = sq_object_kind_may_exist,
@@ -688,6 +738,7 @@ struct sq_store *sq_store_open(const struct sql_driver *drv, const char *target,
     AZ(pthread_mutex_init(&st->wmu, NULL));
     AZ(pthread_cond_init(&st->dcv, NULL));
     AZ(pthread_key_create(&st->key, on_thread_exit));
+    st->is_opening = true;
     atomic_init(&st->lock_objects, drv->dialect == SQL_DIALECT_SQLITE ? 0 : 2);
     if (drv->commits != NULL)
         st->manifests = manifest_cache_new();

@@ -29,10 +29,10 @@ int sq_upload_create(struct metastore *ms, const char *id, const char *repo,
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    AZ(pthread_mutex_lock(&c->store->wmu));
+    sq_autocommit_lock(c);
     int rc = sq_exec(c, SQ_UPLOAD_INSERT, e, "ttiiti", id, repo, util_now_s(), expires_at_s,
                      source, (int64_t)is_single_request);
-    AZ(pthread_mutex_unlock(&c->store->wmu));
+    sq_autocommit_unlock(c);
     return rc;
 }
 
@@ -63,9 +63,9 @@ int sq_upload_set_acked(struct metastore *ms, const char *id, uint64_t acked_byt
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    AZ(pthread_mutex_lock(&c->store->wmu));
+    sq_autocommit_lock(c);
     int rc = sq_exec(c, SQ_UPLOAD_SET_ACKED, e, "ti", id, (int64_t)acked_bytes);
-    AZ(pthread_mutex_unlock(&c->store->wmu));
+    sq_autocommit_unlock(c);
     /* The acknowledged size is what a PATCH's 202 promises: synced like a transaction. */
     return rc == 0 ? sq_durable_wait(c->store, e) : rc;
 }
@@ -104,9 +104,9 @@ int sq_upload_delete(struct metastore *ms, const char *id, struct err *e)
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    AZ(pthread_mutex_lock(&c->store->wmu));
+    sq_autocommit_lock(c);
     int rc = sq_exec(c, SQ_UPLOAD_DELETE, e, "t", id);
-    AZ(pthread_mutex_unlock(&c->store->wmu));
+    sq_autocommit_unlock(c);
     if (rc != 0)
         return -1;
     if (sql_changes(c->db) == 0)

@@ -179,12 +179,17 @@ int sq_delivery_update(struct metastore *ms, const struct meta_delivery *d,
     if (c == NULL)
         return -1;
     struct sql_stmt *s;
-    if (sq_run(c, sql, &s, e, "ttiiitii", d->id, delivery_states[d->state],
-               (int64_t)d->attempts, (int64_t)d->status_code, d->latency_ms, d->response,
-               d->updated_ms, d->next_attempt_ms) < 0)
+    sq_autocommit_lock(c);
+    int rc = sq_run(c, sql, &s, e, "ttiiitii", d->id, delivery_states[d->state],
+                    (int64_t)d->attempts, (int64_t)d->status_code, d->latency_ms, d->response,
+                    d->updated_ms, d->next_attempt_ms);
+    if (rc >= 0)
+        sql_finalize(s);
+    int64_t n_changed = rc >= 0 ? sql_changes(c->db) : 0;
+    sq_autocommit_unlock(c);
+    if (rc < 0)
         return -1;
-    sql_finalize(s);
-    if (sql_changes(c->db) == 0)
+    if (n_changed == 0)
         return err_set(e, ERR_NOT_FOUND, "no such delivery");
     return 0;
 }
@@ -218,9 +223,11 @@ int sq_delivery_prune(struct metastore *ms, const char *webhook, size_t keep,
         return -1;
     int64_t limit = keep > (size_t)INT64_MAX ? INT64_MAX : (int64_t)keep;
     struct sql_stmt *s;
-    if (sq_run(c, sql, &s, e, "tii", webhook, limit, (int64_t)is_pending_too) < 0)
-        return -1;
-    sql_finalize(s);
-    return 0;
+    sq_autocommit_lock(c);
+    int rc = sq_run(c, sql, &s, e, "tii", webhook, limit, (int64_t)is_pending_too);
+    if (rc >= 0)
+        sql_finalize(s);
+    sq_autocommit_unlock(c);
+    return rc < 0 ? -1 : 0;
 }
 

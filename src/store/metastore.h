@@ -165,6 +165,8 @@ typedef int ms_events_since_f(struct metastore *ms, int64_t after_seq, size_t ma
  * returns keys and values (same order, by key). value_json must be a JSON object. */
 typedef int ms_object_put_f(struct metastore *ms, const char *kind, const char *key,
                             const char *value_json, struct err *e);
+/* object_create (an ms_object_put_f): as object_put, but ERR_CONFLICT when a live object of
+ * kind and key exists, checked in the same write transaction as the write. */
 typedef int ms_object_delete_f(struct metastore *ms, const char *kind, const char *key,
                                struct err *e);
 typedef int ms_object_get_f(struct metastore *ms, const char *kind, const char *key,
@@ -728,6 +730,7 @@ struct metastore_ops {
     ms_close_f *close;
     ms_events_since_f *events_since;
     ms_object_put_f *object_put;
+    ms_object_put_f *object_create;
     ms_object_delete_f *object_delete;
     ms_object_get_f *object_get;
     ms_object_kind_may_exist_f *object_kind_may_exist;

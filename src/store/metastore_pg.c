@@ -109,5 +109,6 @@ struct metastore *metastore_pg_open(const char *conninfo, const char *region, st
         sq_close(&st->base);
         return NULL;
     }
+    st->is_opening = false;
     return &st->base;
 }

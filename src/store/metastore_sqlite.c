@@ -116,9 +116,9 @@ static int stats_seed(struct sq_conn *c, struct err *e)
     sql_finalize(s);
     if (rc == SQL_ROW)
         return 0;
-    AZ(pthread_mutex_lock(&c->store->wmu));
+    sq_autocommit_lock(c);
     rc = sq_script(c, "ANALYZE", "gather planner statistics", e);
-    AZ(pthread_mutex_unlock(&c->store->wmu));
+    sq_autocommit_unlock(c);
     return rc;
 }
 
@@ -138,5 +138,6 @@ struct metastore *metastore_sqlite_open(const char *path, const char *region, st
         sq_close(&st->base);
         return NULL;
     }
+    st->is_opening = false;
     return &st->base;
 }

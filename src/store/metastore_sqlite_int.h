@@ -347,6 +347,9 @@ struct sq_store {
     uint64_t d_requested;  /* commits that asked to be made durable */
     uint64_t d_synced;     /* commits known durable */
     bool is_d_busy;        /* a thread is syncing the WAL now */
+    /* Until the open sequence ends (one thread, before the store is shared): its
+     * schema writes need not hold wmu. */
+    bool is_opening;
     /* Set once before the store is shared (metastore_sqlite_set_sealing_key). */
     bool has_seal_key;
     bool is_seal_pass_done; /* the start-up sealing pass committed (its mark may move at close) */
@@ -366,6 +369,7 @@ struct sq_conn {
     struct sq_store *store;
     bool is_write_tx;      /* the open transaction is a write transaction */
     bool has_wmu;          /* this connection holds the store's writer mutex */
+    bool has_autocommit_lock; /* ... for an autocommit write (sq_autocommit_lock) */
     bool is_clock_synced;  /* the write transaction moved the clock past the log's newest */
     bool is_secure_delete; /* the write transaction zeroes what it frees (sq_tx_secure_delete) */
     /* What statements run on: this thread's own connection, or the store's writer during
@@ -437,6 +441,13 @@ void sq_tx_rollback(struct sq_conn *c);
 /* In an open write transaction: what it frees is zeroed, not merely marked free, until it
  * ends (drivers without the setting: nothing to do). 0, or -1 with e set. */
 int sq_tx_secure_delete(struct sq_conn *c, struct err *e);
+/* A write outside a transaction (autocommit) runs between these: they hold the writer
+ * mutex, which every write of the process holds (meta_sql.c says why). */
+void sq_autocommit_lock(struct sq_conn *c);
+void sq_autocommit_unlock(struct sq_conn *c);
+/* Moves the write-ahead log home and empties it (drivers without one: nothing to do),
+ * under the writer mutex; outside a transaction. SQL_OK or the driver's error. */
+int sq_compact_log(struct sq_conn *c);
 /* Group commit: returns once every commit made so far is on stable storage (one
  * WAL sync shared by the threads waiting); -1 with e set when the sync fails. */
 int sq_durable_wait(struct sq_store *st, struct err *e);
@@ -617,6 +628,7 @@ char *sq_seal_payload(const struct sq_store *st, const char *event_kind, const c
 /* At a clean close: records that every event so far is sealed (a store with a key). */
 void sq_seal_mark_at_close(struct sq_store *st);
 ms_object_put_f sq_object_put;
+ms_object_put_f sq_object_create;
 ms_object_delete_f sq_object_delete;
 ms_object_get_f sq_object_get;
 ms_object_kind_may_exist_f sq_object_kind_may_exist;

@@ -91,6 +91,9 @@ typedef int sql_compact_log_f(struct sql_db *db);
  * runs on (a driver whose connections keep their own page cache: see sq_tx_begin). NULL:
  * each thread writes on its own connection. 0, or -1 with e set. */
 typedef int sql_setup_writer_f(struct sql_db *db, struct err *e);
+/* Optional: whether s leaves the database as it is (SQLite: sqlite3_stmt_readonly); the
+ * store checks that every other statement runs under its writer mutex. */
+typedef bool sql_is_readonly_f(struct sql_stmt *s);
 
 /* Commits made visible through this driver in this process so far, counted after each one
  * can be seen by every connection: a count read before a lookup that is still the same
@@ -126,6 +129,7 @@ struct sql_driver {
     sql_set_secure_delete_f *set_secure_delete;
     sql_compact_log_f *compact_log;
     sql_setup_writer_f *setup_writer;
+    sql_is_readonly_f *is_readonly;
     sql_commits_f *commits;
 };
 

@@ -432,6 +432,11 @@ static int lite_set_secure_delete(struct sql_db *db, bool is_on)
                         NULL, NULL);
 }
 
+static bool lite_is_readonly(struct sql_stmt *s)
+{
+    return sqlite3_stmt_readonly(stmt_of(s)) != 0;
+}
+
 /* The old page images are still in the WAL: copy the new ones home and empty it. */
 static int lite_compact_log(struct sql_db *db)
 {
@@ -469,6 +474,7 @@ const struct sql_driver sql_sqlite_driver = {
     .sync = lite_sync,
     .refresh_stats = lite_refresh_stats,
     .setup_writer = lite_setup_writer,
+    .is_readonly = lite_is_readonly,
     .set_secure_delete = lite_set_secure_delete,
     .compact_log = lite_compact_log,
     .commits = lite_commits,

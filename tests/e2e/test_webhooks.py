@@ -11,6 +11,7 @@ The multi-region webhook test lives with the geo-replication tests."""
 
 import json
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -268,6 +269,40 @@ def test_api_conflicts_and_unknowns(registry):
     for n in ("0", "1001", "abc", "-1"):
         assert_mgmt_error(api(registry, "GET", "webhooks/%s/events" % name, params={"n": n}),
                           400, "BAD_REQUEST")
+
+
+def test_concurrent_creates_of_one_name_one_wins(registry):
+    """Sixteen clients create the same webhook at once: exactly one gets 201 and the
+    webhook is theirs; the others get 409 (the store checks as it writes, not before).
+    Each request is sent but for its last byte, then the last bytes go out together."""
+    name = hook_name("race")
+    host, port = registry.url.split("//")[1].split(":")
+    socks = []
+    for i in range(16):
+        body = json.dumps({"name": name, "location": REGION,
+                           "uri": "http://127.0.0.1:9/n%d" % i, "actions": ["push"]}).encode()
+        head = ("POST /_meridian/v1/webhooks HTTP/1.1\r\nHost: %s:%s\r\n"
+                "Content-Type: application/json\r\nContent-Length: %d\r\n"
+                "Connection: close\r\n\r\n" % (host, port, len(body))).encode()
+        s = socket.create_connection((host, int(port)), timeout=30)
+        s.sendall(head + body[:-1])
+        socks.append((s, body[-1:]))
+    for s, last in socks:
+        s.sendall(last)
+    statuses = []
+    for s, _ in socks:
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        statuses.append(int(data.split(b" ", 2)[1]))
+    assert sorted(statuses) == [201] + [409] * 15, statuses
+    won = statuses.index(201)
+    got = api(registry, "GET", "webhooks/" + name).json()
+    assert got["uri"] == "http://127.0.0.1:9/n%d" % won
 
 
 def test_ping_from_another_region_is_409_naming_it(registry):

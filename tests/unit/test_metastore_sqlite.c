@@ -2010,6 +2010,99 @@ static void test_readers_not_blocked_by_writer(void **state)
     assert_int_equal(e.code, ERR_MANIFEST_UNKNOWN);
 }
 
+/* Writes outside transactions (upload rows, webhook deliveries, peer cursors) hold the
+ * writer mutex like transactions do: no checkpoint may start beside a write (SQLite's
+ * WAL-reset bug, meta_sql.c). The store aborts on a write without it (check_write_locked),
+ * so running each one here is the check; cursor_set also waits for an open write
+ * transaction. */
+struct autocommit_arg {
+    struct metastore *ms;
+    atomic_int is_done;
+    int rc;
+};
+
+static void *cursor_writer_thread(void *p)
+{
+    struct autocommit_arg *a = p;
+    struct err e = {0};
+    a->rc = a->ms->ops->cursor_set(a->ms, "eastus", 42, &e);
+    atomic_store(&a->is_done, 1);
+    return NULL;
+}
+
+static void test_autocommit_writes_hold_the_writer_mutex(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+
+    assert_int_equal(ms->ops->upload_create(ms, "u-1", "r", util_now_s() + 60, NULL, false, &e),
+                     0);
+    assert_int_equal(ms->ops->upload_delete(ms, "u-1", &e), 0);
+    struct meta_delivery d = {.webhook = (char *)"hook", .action = (char *)"push",
+                              .payload = (char *)"{}", .state = META_DELIVERY_PENDING,
+                              .latency_ms = -1, .created_ms = 1, .updated_ms = 1,
+                              .next_attempt_ms = 1};
+    snprintf(d.id, sizeof(d.id), "00000000-0000-4000-8000-000000000001");
+    assert_int_equal(ms->ops->delivery_add(ms, &d, 1, &e), 0);
+    d.state = META_DELIVERY_DELIVERED;
+    d.attempts = 1;
+    d.status_code = 200;
+    assert_int_equal(ms->ops->delivery_update(ms, &d, &e), 0);
+    snprintf(d.id, sizeof(d.id), "00000000-0000-4000-8000-000000000002");
+    assert_int_equal(ms->ops->delivery_update(ms, &d, &e), -1);
+    assert_int_equal(e.code, ERR_NOT_FOUND);
+    assert_int_equal(ms->ops->delivery_prune(ms, "hook", 0, true, &e), 0);
+    struct meta_delivery_list l;
+    assert_int_equal(ms->ops->delivery_list(ms, "hook", 10, &l, &e), 0);
+    assert_int_equal(l.n, 0);
+    meta_delivery_list_fini(&l);
+
+    /* A write transaction is open on another thread's behalf: cursor_set waits for it. */
+    struct sq_conn *c = sq_conn_of(ms, &e);
+    assert_non_null(c);
+    assert_int_equal(sq_tx_begin(c, true, &e), 0);
+    struct autocommit_arg a = {.ms = ms};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, cursor_writer_thread, &a), 0);
+    usleep(200 * 1000);
+    int was_done_early = atomic_load(&a.is_done);
+    assert_int_equal(sq_tx_commit(c, &e), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(was_done_early, 0);
+    assert_int_equal(a.rc, 0);
+    int64_t seq = 0;
+    assert_int_equal(ms->ops->cursor_get(ms, "eastus", &seq, &e), 0);
+    assert_int_equal(seq, 42);
+}
+
+/* object_create refuses a live object and takes a deleted one's place. */
+static void test_object_create_refuses_an_existing_object(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char *v = NULL;
+    assert_int_equal(ms->ops->object_create(ms, "thing", "a", "{\"n\":1}", &e), 0);
+    assert_int_equal(ms->ops->object_create(ms, "thing", "a", "{\"n\":2}", &e), -1);
+    assert_int_equal(e.code, ERR_CONFLICT);
+    assert_int_equal(ms->ops->object_get(ms, "thing", "a", &v, &e), 0);
+    assert_string_equal(v, "{\"n\":1}");
+    free(v);
+    /* The refused create wrote no event: the log ends with the first. */
+    json_t *arr = events_json(ms, 0);
+    size_t n_puts = 0;
+    for (size_t i = 0; i < json_array_size(arr); i++)
+        n_puts += strcmp(ev_str(json_array_get(arr, i), "kind"), "object_put") == 0;
+    json_decref(arr);
+    assert_int_equal(n_puts, 1);
+    assert_int_equal(ms->ops->object_delete(ms, "thing", "a", &e), 0);
+    assert_int_equal(ms->ops->object_create(ms, "thing", "a", "{\"n\":3}", &e), 0);
+    assert_int_equal(ms->ops->object_get(ms, "thing", "a", &v, &e), 0);
+    assert_string_equal(v, "{\"n\":3}");
+    free(v);
+}
+
 /* Webhook secrets at rest ----------------------------------------------------------- */
 
 #define CLEAR_TOKEN "Bearer 0123456789abcdef-clear-token"
@@ -2253,6 +2346,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stored_payloads_served_as_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_one_winner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readers_not_blocked_by_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_autocommit_writes_hold_the_writer_mutex, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_object_create_refuses_an_existing_object, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_seal_pass_starts_after_the_mark_of_the_last_close,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_webhook_secrets_sealed_and_clear_rows_migrated, setup,

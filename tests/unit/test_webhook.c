@@ -701,7 +701,7 @@ static void put_webhook(struct registry *reg, const char *json)
     struct webhook_def d;
     struct err e = {0};
     assert_int_equal(def_from(json, &d, &e), 0);
-    assert_int_equal(webhook_save(reg, &d, &e), 0);
+    assert_int_equal(webhook_save(reg, &d, false, &e), 0);
     webhook_def_fini(&d);
 }
 
