@@ -838,6 +838,8 @@ static void *puller_main(void *arg)
             break;
     }
     log_debug("repl", "puller for %s exits", p->location);
+    /* Detached: once counted out, the store may close before this thread has exited. */
+    ms_of(r)->ops->thread_release(ms_of(r));
     AZ(pthread_mutex_lock(&r->mu));
     r->n_pullers--;
     /* A peer still in the set is freed by repl_free; a removed one is ours to free. */
@@ -1773,6 +1775,8 @@ static void *pull_completion_main(void *arg)
     if (placement_admit_pending(c->r->reg, c->p.repo, &c->p.digest))
         complete_pending(c->r, &c->p);
     struct repl *r = c->r;
+    /* Detached: once counted out, the store may close before this thread has exited. */
+    ms_of(r)->ops->thread_release(ms_of(r));
     AZ(pthread_mutex_lock(&r->mu));
     atomic_store(&c->is_done, true);
     pull_completion_unref(c);

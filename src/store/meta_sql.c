@@ -103,6 +103,18 @@ static void on_thread_exit(void *p)
     conn_close(c);
 }
 
+/* ms_thread_release_f: the key's value cleared, its destructor does not run at exit. */
+static void sq_thread_release(struct metastore *ms)
+{
+    struct sq_store *st = store_of(ms);
+    struct sq_conn *c = pthread_getspecific(st->key);
+    if (c == NULL)
+        return;
+    ASSERT(!c->has_wmu && !c->has_autocommit_lock);
+    AZ(pthread_setspecific(st->key, NULL));
+    on_thread_exit(c);
+}
+
 static struct sq_conn *conn_open(struct sq_store *st, struct err *e)
 {
     struct sql_db *db;
@@ -651,6 +663,7 @@ static const struct metastore_ops sq_ops = {
     .upload_count_from = sq_upload_count_from,
     .upload_list_single = sq_upload_list_single,
     .close = sq_close,
+    .thread_release = sq_thread_release,
     .events_since = sq_events_since,
     .events_read = sq_events_read,
     .vv_get = sq_vv_get,

@@ -144,6 +144,10 @@ typedef int ms_upload_list_expired_f(struct metastore *ms, int64_t now_s,
 /* Closes every connection and frees ms. No other thread may be using ms, or be exiting
  * after having used it, while this runs. NULL is accepted. */
 typedef void ms_close_f(struct metastore *ms);
+/* The calling thread is done with ms: its connection is closed now, not when the thread
+ * exits. A detached thread calls it before it tells the thread that closes ms it is done
+ * (else its exit would race the close). Nothing to do for a thread that never used ms. */
+typedef void ms_thread_release_f(struct metastore *ms);
 
 struct buf;
 
@@ -728,6 +732,7 @@ struct metastore_ops {
     ms_upload_count_from_f *upload_count_from;
     ms_upload_list_single_f *upload_list_single;
     ms_close_f *close;
+    ms_thread_release_f *thread_release;
     ms_events_since_f *events_since;
     ms_object_put_f *object_put;
     ms_object_put_f *object_create;

@@ -2048,6 +2048,55 @@ static void test_autocommit_writes_hold_the_writer_mutex(void **state)
     assert_int_equal(seq, 42);
 }
 
+/* thread_release closes the calling thread's connection at once (a detached thread's exit
+ * must not race the store's close): it leaves the store's list, and a later use opens a
+ * new one. */
+static size_t conn_count(struct metastore *ms)
+{
+    struct sq_store *st = (struct sq_store *)ms;
+    size_t n = 0;
+    AZ(pthread_mutex_lock(&st->mu));
+    for (struct sq_conn *c = st->conns; c != NULL; c = c->next)
+        n++;
+    AZ(pthread_mutex_unlock(&st->mu));
+    return n;
+}
+
+struct release_arg {
+    struct metastore *ms;
+    size_t n_before, n_after, n_again;
+};
+
+static void *releasing_thread(void *p)
+{
+    struct release_arg *a = p;
+    struct err e = {0};
+    int64_t seq;
+    assert_int_equal(a->ms->ops->cursor_get(a->ms, "nobody", &seq, &e), 0);
+    a->n_before = conn_count(a->ms);
+    a->ms->ops->thread_release(a->ms);
+    a->n_after = conn_count(a->ms);
+    a->ms->ops->thread_release(a->ms); /* a second time: nothing to do */
+    assert_int_equal(a->ms->ops->cursor_get(a->ms, "nobody", &seq, &e), 0);
+    a->n_again = conn_count(a->ms);
+    a->ms->ops->thread_release(a->ms);
+    return NULL;
+}
+
+static void test_thread_release_closes_the_thread_connection(void **state)
+{
+    struct fixture *f = *state;
+    struct release_arg a = {.ms = f->ms};
+    size_t n0 = conn_count(f->ms);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, releasing_thread, &a), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(a.n_before, n0 + 1);
+    assert_int_equal(a.n_after, n0);
+    assert_int_equal(a.n_again, n0 + 1);
+    assert_int_equal(conn_count(f->ms), n0);
+}
+
 /* object_create refuses a live object and takes a deleted one's place. */
 static void test_object_create_refuses_an_existing_object(void **state)
 {
@@ -2321,6 +2370,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_autocommit_writes_hold_the_writer_mutex, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_object_create_refuses_an_existing_object, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_thread_release_closes_the_thread_connection, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_seal_pass_starts_after_the_mark_of_the_last_close,
                                         setup, teardown),
