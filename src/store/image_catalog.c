@@ -74,20 +74,12 @@ static json_t *get_object(struct metastore *ms, const char *kind, const char *ke
     return v;
 }
 
-static int put_object(struct metastore *ms, const char *kind, const char *key, const json_t *v,
-                      struct err *e)
+/* Writes v as the object (kind, key) with write: the store's object_put or object_create. */
+static int write_object(struct metastore *ms, ms_object_put_f *write, const char *kind,
+                        const char *key, const json_t *v, struct err *e)
 {
     char *text = json_dumps(v, JSON_COMPACT);
-    int rc = ms->ops->object_put(ms, kind, key, text, e);
-    free(text);
-    return rc;
-}
-
-static int create_object(struct metastore *ms, const char *kind, const char *key,
-                         const json_t *v, struct err *e)
-{
-    char *text = json_dumps(v, JSON_COMPACT);
-    int rc = ms->ops->object_create(ms, kind, key, text, e);
+    int rc = write(ms, kind, key, text, e);
     free(text);
     return rc;
 }
@@ -128,14 +120,14 @@ json_t *image_catalog_definitions(struct metastore *ms, struct err *e)
 
 int image_catalog_put_definition(struct metastore *ms, const json_t *def, struct err *e)
 {
-    return put_object(ms, IMAGE_DEFINITION_KIND,
-                      json_string_value(json_object_get(def, "repository")), def, e);
+    return write_object(ms, ms->ops->object_put, IMAGE_DEFINITION_KIND,
+                        json_string_value(json_object_get(def, "repository")), def, e);
 }
 
 int image_catalog_create_definition(struct metastore *ms, const json_t *def, struct err *e)
 {
     const char *repo = json_string_value(json_object_get(def, "repository"));
-    if (create_object(ms, IMAGE_DEFINITION_KIND, repo, def, e) != 0)
+    if (write_object(ms, ms->ops->object_create, IMAGE_DEFINITION_KIND, repo, def, e) != 0)
         return e->code == ERR_CONFLICT
                    ? err_set(e, ERR_CONFLICT, "%s is already an image definition", repo)
                    : -1;
@@ -206,7 +198,7 @@ int image_catalog_put_version(struct metastore *ms, const json_t *record, struct
     char key[NAME_MAX_BYTES + TAG_MAX_BYTES + 2];
     version_key(json_string_value(json_object_get(record, "repository")),
                 json_string_value(json_object_get(record, "version")), key, sizeof(key));
-    return put_object(ms, IMAGE_VERSION_KIND, key, record, e);
+    return write_object(ms, ms->ops->object_put, IMAGE_VERSION_KIND, key, record, e);
 }
 
 int image_catalog_create_version(struct metastore *ms, const json_t *record, struct err *e)
@@ -215,7 +207,7 @@ int image_catalog_create_version(struct metastore *ms, const json_t *record, str
     const char *version = json_string_value(json_object_get(record, "version"));
     char key[NAME_MAX_BYTES + TAG_MAX_BYTES + 2];
     version_key(repo, version, key, sizeof(key));
-    if (create_object(ms, IMAGE_VERSION_KIND, key, record, e) != 0)
+    if (write_object(ms, ms->ops->object_create, IMAGE_VERSION_KIND, key, record, e) != 0)
         return e->code == ERR_CONFLICT
                    ? err_set(e, ERR_CONFLICT, "version %s of %s exists: update it", version, repo)
                    : -1;
@@ -489,7 +481,8 @@ int image_catalog_retire(struct metastore *ms, const char *repo, const struct me
         version_key(repo, v->names[i], key, sizeof(key));
         json_t *retired = json_pack("{s:s, s:s, s:I}", "repository", repo, "version",
                                     v->names[i], "deletedMs", (json_int_t)util_now_ms());
-        int rc = put_object(ms, IMAGE_VERSION_RETIRED_KIND, key, retired, e);
+        int rc =
+            write_object(ms, ms->ops->object_put, IMAGE_VERSION_RETIRED_KIND, key, retired, e);
         json_decref(retired);
         if (rc != 0)
             return -1;

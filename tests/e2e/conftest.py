@@ -179,6 +179,16 @@ def metric_sum(samples, name, **labels):
     return total
 
 
+def recv_until_close(sock):
+    """Everything a raw socket receives until the server closes it."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def path_of(location):
     return urllib.parse.urlparse(location).path
 

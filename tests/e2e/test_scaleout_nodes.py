@@ -34,7 +34,7 @@ import pytest
 import requests
 
 import pg_metastore
-from conftest import OCI, digest_of, random_bytes, unique_name, wait_until
+from conftest import OCI, digest_of, random_bytes, recv_until_close, unique_name, wait_until
 from roundrobin import RoundRobin
 
 pytestmark = pytest.mark.skipif(not pg_metastore.is_pg(),
@@ -181,12 +181,7 @@ def test_session_in_use_through_one_node_is_refused_through_the_other(nodes):
         assert r.status_code == 400, (r.status_code, r.text)
         assert r.json()["errors"][0]["code"] == "BLOB_UPLOAD_INVALID", r.text
         sock.sendall(first[len(first) // 2:])
-        reply = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
+        reply = recv_until_close(sock)
         assert reply.startswith(b"HTTP/1.1 202"), reply[:200]
     finally:
         sock.close()
@@ -247,12 +242,7 @@ def test_monolithic_post_in_flight_through_one_node_outlives_the_others_sweeps(s
             assert len(singles()) == 1, "the sweep removed a session in flight"
             time.sleep(0.25)
         sock.sendall(data[len(data) // 2:])
-        reply = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
+        reply = recv_until_close(sock)
         assert reply.startswith(b"HTTP/1.1 201"), reply[:300]
     finally:
         sock.close()

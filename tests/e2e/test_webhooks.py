@@ -20,7 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from conftest import (MT_OCI_MANIFEST, metric_sum, parse_metrics, unique_name, wait_until)
+from conftest import (MT_OCI_MANIFEST, metric_sum, parse_metrics, recv_until_close,
+                      unique_name, wait_until)
 
 REGION = "eastus"
 # Retries between 0.5 s and 1 s apart keep the retry tests short.
@@ -291,12 +292,7 @@ def test_concurrent_creates_of_one_name_one_wins(registry):
         s.sendall(last)
     statuses = []
     for s, _ in socks:
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_until_close(s)
         s.close()
         statuses.append(int(data.split(b" ", 2)[1]))
     assert sorted(statuses) == [201] + [409] * 15, statuses
