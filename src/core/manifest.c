@@ -397,12 +397,29 @@ void manifest_fini(struct manifest *m)
     memset(m, 0, sizeof(*m));
 }
 
+/* The first c in [p, end) outside a quoted-string (RFC 9110 5.6.4: '"' ... '"', with
+ * '\\' escaping the next character), or NULL: a parameter value such as
+ * profile="a,b;c" must not split the list. */
+static const char *find_unquoted(const char *p, const char *end, char c)
+{
+    bool is_quoted = false;
+    for (; p < end; p++) {
+        if (is_quoted && *p == '\\' && p + 1 < end)
+            p++;
+        else if (*p == '"')
+            is_quoted = !is_quoted;
+        else if (!is_quoted && *p == c)
+            return p;
+    }
+    return NULL;
+}
+
 /* Is the parameter list [p, end) (starting after the first ';') one with q=0?
  * RFC 9110 12.4.2: a weight of 0 means "not acceptable". */
 static bool params_have_zero_q(const char *p, const char *end)
 {
     while (p < end) {
-        const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *semi = find_unquoted(p, end, ';');
         const char *stop = semi ? semi : end;
         const char *s = p;
         size_t len = (size_t)(stop - p);
@@ -438,15 +455,13 @@ bool manifest_accept_allows(const char *accept, const char *mt)
         return true;
     if (mt == NULL)
         return false;
-    /* XXX: a quoted parameter value holding ',' or ';' would be split wrongly; no
-     * registry client sends one. A real RFC 9110 list parser would fix it. */
     bool saw_range = false;
     const char *p = accept;
     const char *end_all = accept + strlen(accept);
     while (p < end_all) {
-        const char *comma = strchr(p, ',');
+        const char *comma = find_unquoted(p, end_all, ',');
         const char *end = comma ? comma : end_all;
-        const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *semi = find_unquoted(p, end, ';');
         const char *r = p;
         size_t r_len = (size_t)((semi ? semi : end) - p);
         trim_ows(&r, &r_len);

@@ -595,6 +595,15 @@ static void test_accept_table(void **state)
         {"*/*;q=0", MT_OCI_MANIFEST, false},
         {";q=1", MT_OCI_MANIFEST, true},
         {"text/plain", NULL, false},
+        /* A quoted parameter value may hold ',' and ';' (RFC 9110 5.6.4): one range each */
+        {"text/html;profile=\"a," MT_OCI_MANIFEST "\"", MT_OCI_MANIFEST, false},
+        {"text/html;profile=\"x;q=1, */*\", " MT_OCI_MANIFEST, MT_OCI_MANIFEST, true},
+        {"text/html;profile=\"x;q=1, */*\", " MT_OCI_MANIFEST, MT_OCI_INDEX, false},
+        {MT_OCI_MANIFEST ";profile=\"a;q=0\"", MT_OCI_MANIFEST, true},
+        {MT_OCI_MANIFEST ";profile=\"a;q=0;b\"", MT_OCI_MANIFEST, true},
+        {"text/html;profile=\"a, */*;b=\"", MT_OCI_INDEX, false},
+        {MT_OCI_MANIFEST ";profile=\"a\\\";b\";q=0", MT_OCI_MANIFEST, false},
+        {MT_OCI_MANIFEST ";profile=\"a\\\", */*\"", MT_OCI_INDEX, false},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
