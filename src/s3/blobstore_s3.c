@@ -1050,9 +1050,12 @@ static void s3_upload_each(struct blobstore *bs, void (*fn)(const char *id, void
  * between a purge's commit and its removal of the object leaves such objects). */
 struct dated_blobs {
     size_t prefix_len;
-    struct digest *d;
+    struct digest *d;       /* the blobs of one page of the listing */
     int64_t *ms;
     size_t n, cap;
+    size_t n_listed;        /* over all pages */
+    void (*fn)(const struct digest *d, int64_t stored_ms, void *arg);
+    void *fn_arg;
 };
 
 static int on_blob_key(const char *key, int64_t size, int64_t modified_ms, void *arg)
@@ -1079,9 +1082,19 @@ static int on_blob_key(const char *key, int64_t size, int64_t modified_ms, void 
     return 0;
 }
 
-/* XXX: every key of the listing is held in memory (a digest and a date, about 90 bytes a
- * blob) so that fn may remove blobs; a listing that handed over page by page would keep
- * the memory flat. */
+/* Hands one page's blobs to fn, after the page is read (fn may remove the blob: the next
+ * page starts after the last key of this one). Memory stays at one page (1 000 keys)
+ * however many blobs the bucket holds. No date: never old enough. */
+static void on_blob_page(void *arg)
+{
+    struct dated_blobs *b = arg;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->ms[i] > 0)
+            b->fn(&b->d[i], b->ms[i], b->fn_arg);
+    b->n_listed += b->n;
+    b->n = 0;
+}
+
 static int s3_each_blob(struct blobstore *bs,
                         void (*fn)(const struct digest *d, int64_t stored_ms, void *arg),
                         void *arg, struct err *e)
@@ -1089,20 +1102,16 @@ static int s3_each_blob(struct blobstore *bs,
     struct s3_store *s = S(bs);
     char pre[512];
     snprintf(pre, sizeof(pre), "%sblobs/", s->prefix);
-    struct dated_blobs b = {.prefix_len = strlen(pre)};
+    struct dated_blobs b = {.prefix_len = strlen(pre), .fn = fn, .fn_arg = arg};
     struct err le = {0};
-    int rc = s3_list_dated(s->c, pre, on_blob_key, &b, &le);
+    /* The pages that came are swept even when a later one fails. */
+    int rc = s3_list_dated(s->c, pre, on_blob_key, on_blob_page, &b, &le);
     if (rc != 0) {
-        log_warn("s3", "failed to list blobs (%zu listed before): %s", b.n, err_message(&le));
+        log_warn("s3", "failed to list blobs (%zu listed before): %s", b.n_listed,
+                 err_message(&le));
         if (e != NULL)
             *e = le;
     }
-    /* After the listing (fn may remove the blob); the pages that came are swept even when
-     * a later one failed, each blob looked up again before it goes. No date: never old
-     * enough. */
-    for (size_t i = 0; i < b.n; i++)
-        if (b.ms[i] > 0)
-            fn(&b.d[i], b.ms[i], arg);
     free(b.d);
     free(b.ms);
     return rc;

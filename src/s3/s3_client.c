@@ -206,7 +206,8 @@ static int64_t iso8601_ms(const char *s)
  * (a caller must not take a part for the whole): a page that is not a ListBucketResult, an
  * entry that does not parse, a truncated page without a token that fits. */
 static int list_pages(struct s3_client *c, const char *prefix, const char *delimiter,
-                      s3_list_f *fn, s3_list_dated_f *dated_fn, void *arg, struct err *e)
+                      s3_list_f *fn, s3_list_dated_f *dated_fn, s3_page_end_f *page_end,
+                      void *arg, struct err *e)
 {
     char token[4096] = "";
     for (;;) {
@@ -279,6 +280,10 @@ static int list_pages(struct s3_client *c, const char *prefix, const char *delim
             more && s3_xml_value(p, "NextContinuationToken", token, sizeof(token), NULL) == 0 &&
             token[0] != '\0' && strlen(token) < sizeof(token) - 1;
         httpc_response_fini(&r);
+        /* Before the next page is asked for: the caller may act on this one (delete its
+         * keys: a continuation token names the last key, so later pages do not move). */
+        if (page_end != NULL)
+            page_end(arg);
         if (stop)
             return 0;
         if (is_bad || (more && !has_token)) {
@@ -294,13 +299,13 @@ static int list_pages(struct s3_client *c, const char *prefix, const char *delim
 int s3_list(struct s3_client *c, const char *prefix, const char *delimiter, s3_list_f *fn,
             void *arg, struct err *e)
 {
-    return list_pages(c, prefix, delimiter, fn, NULL, arg, e);
+    return list_pages(c, prefix, delimiter, fn, NULL, NULL, arg, e);
 }
 
-int s3_list_dated(struct s3_client *c, const char *prefix, s3_list_dated_f *fn, void *arg,
-                  struct err *e)
+int s3_list_dated(struct s3_client *c, const char *prefix, s3_list_dated_f *fn,
+                  s3_page_end_f *page_end, void *arg, struct err *e)
 {
-    return list_pages(c, prefix, NULL, NULL, fn, arg, e);
+    return list_pages(c, prefix, NULL, NULL, fn, page_end, arg, e);
 }
 
 char *s3_presign_get(struct s3_client *c, const char *key, int64_t expires_s)

@@ -40,10 +40,13 @@ typedef int s3_list_f(const char *key, int64_t size, void *arg);
 int s3_list(struct s3_client *c, const char *prefix, const char *delimiter, s3_list_f *fn,
             void *arg, struct err *e);
 /* The same without a delimiter, with each object's LastModified (ms since the epoch; 0
- * when the server sent none or one that does not parse). */
+ * when the server sent none or one that does not parse). page_end(arg) (or NULL) is called
+ * after the entries of each page that came (also the last, and one cut short by an entry
+ * that does not parse), before the next page is asked for. */
 typedef int s3_list_dated_f(const char *key, int64_t size, int64_t modified_ms, void *arg);
-int s3_list_dated(struct s3_client *c, const char *prefix, s3_list_dated_f *fn, void *arg,
-                  struct err *e);
+typedef void s3_page_end_f(void *arg);
+int s3_list_dated(struct s3_client *c, const char *prefix, s3_list_dated_f *fn,
+                  s3_page_end_f *page_end, void *arg, struct err *e);
 
 /* The first <tag>...</tag> of xml (decoded &amp; etc. not needed for our keys) into out;
  * -1 when absent. from: where the search starts; *next (or NULL) where it ended. */

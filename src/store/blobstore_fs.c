@@ -328,15 +328,22 @@ static int quarantine(struct fs_store *fs, const struct digest *d, const struct 
     AZ(fs_path(fs, FS_PATH_BLOB, NULL, d, path));
     AZ(fs_path(fs, FS_PATH_BLOB_DIR, NULL, d, blob_dir));
     AZ(fs_path(fs, FS_PATH_QUARANTINE, NULL, NULL, qdir));
-    int64_t now_ms = util_now_ms();
-    snprintf(name, sizeof(name), "%s-%s-%lld", alg, hex, (long long)now_ms);
-    int n = snprintf(qpath, sizeof(qpath), "%s/%s", qdir, name);
-    ASSERT(n > 0 && n < (int)sizeof(qpath));
 
     int rc = -1;
     struct stat st;
     char text[128];
     AZ(pthread_mutex_lock(&fs->mu));
+    /* A name no other copy has: two bad copies of d in one millisecond (a re-push found
+     * bad again at once) would otherwise share it, and the rename would drop the first.
+     * Under mu, which every quarantine takes, the name stays free until the rename. */
+    int64_t now_ms = util_now_ms();
+    for (;; now_ms++) {
+        snprintf(name, sizeof(name), "%s-%s-%lld", alg, hex, (long long)now_ms);
+        int n = snprintf(qpath, sizeof(qpath), "%s/%s", qdir, name);
+        ASSERT(n > 0 && n < (int)sizeof(qpath));
+        if (access(qpath, F_OK) != 0)
+            break;
+    }
     if (stat(path, &st) != 0 || st.st_ino != bad->st_ino || st.st_dev != bad->st_dev) {
         rc = 1;
     } else if (rename(path, qpath) != 0) {
@@ -1249,11 +1256,14 @@ static int fs_each_blob(struct blobstore *bs,
                 continue;
             if (list_blob_dir(fs, sub, algs[a], &listed, &n, &cap, e) != 0)
                 rc = -1; /* the other directories are listed all the same */
+            /* After the directory is read (fn may remove a file of it); one directory of
+             * 256 at a time keeps the memory flat. */
+            for (size_t i = 0; i < n; i++)
+                fn(&listed[i].d, listed[i].stored_ms, arg);
+            n = 0;
         }
         closedir(dp);
     }
-    for (size_t i = 0; i < n; i++)
-        fn(&listed[i].d, listed[i].stored_ms, arg);
     free(listed);
     return rc;
 }
