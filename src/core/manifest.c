@@ -399,19 +399,26 @@ void manifest_fini(struct manifest *m)
 
 /* The first c in [p, end) outside a quoted-string (RFC 9110 5.6.4: '"' ... '"', with
  * '\\' escaping the next character), or NULL: a parameter value such as
- * profile="a,b;c" must not split the list. */
+ * profile="a,b;c" must not split the list. A '"' never closed is an ordinary character
+ * (the first c after it counts), so one stray quote cannot hide the rest of the header. */
 static const char *find_unquoted(const char *p, const char *end, char c)
 {
     bool is_quoted = false;
+    const char *in_quotes = NULL; /* the first c inside the open quoted-string */
     for (; p < end; p++) {
-        if (is_quoted && *p == '\\' && p + 1 < end)
+        if (is_quoted && *p == '\\' && p + 1 < end) {
             p++;
-        else if (*p == '"')
+        } else if (*p == '"') {
             is_quoted = !is_quoted;
-        else if (!is_quoted && *p == c)
-            return p;
+            in_quotes = NULL;
+        } else if (*p == c) {
+            if (!is_quoted)
+                return p;
+            if (in_quotes == NULL)
+                in_quotes = p;
+        }
     }
-    return NULL;
+    return is_quoted ? in_quotes : NULL;
 }
 
 /* Is the parameter list [p, end) (starting after the first ';') one with q=0?

@@ -153,9 +153,9 @@ typedef int blobstore_put_f(struct blobstore *bs, const struct digest *d, const 
 typedef size_t blobstore_remove_all_f(struct blobstore *bs);
 /* Lists the blobs the store holds, each with the time its copy was stored (ms since the
  * epoch): the file sweep (src/repl/blob_sweep.h) removes those the metastore has no row of.
- * fn is called after the part of the listing that names the blob is read (one directory
- * of blob files, one S3 page of 1 000 keys), so it may remove the blob, and memory stays
- * flat. 0 when every blob was
+ * fn is called after the part of the listing that names the blob is read (one of the 256
+ * directories of blob files, one S3 page of 1 000 keys), so it may remove the blob, and
+ * the listing holds only that part in memory. 0 when every blob was
  * listed; -1 with e set when part of the listing failed (a directory that cannot be read,
  * an S3 page that did not come): fn was called for the blobs listed before or beside it.
  * Optional: NULL in a backend that cannot list its blobs (S3 lists them, with each object's

@@ -1257,7 +1257,7 @@ static int fs_each_blob(struct blobstore *bs,
             if (list_blob_dir(fs, sub, algs[a], &listed, &n, &cap, e) != 0)
                 rc = -1; /* the other directories are listed all the same */
             /* After the directory is read (fn may remove a file of it); one directory of
-             * 256 at a time keeps the memory flat. */
+             * the 256 at a time, not the whole store, is held in memory. */
             for (size_t i = 0; i < n; i++)
                 fn(&listed[i].d, listed[i].stored_ms, arg);
             n = 0;

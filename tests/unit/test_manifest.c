@@ -602,6 +602,10 @@ static void test_accept_table(void **state)
         {MT_OCI_MANIFEST ";profile=\"a;q=0\"", MT_OCI_MANIFEST, true},
         {MT_OCI_MANIFEST ";profile=\"a;q=0;b\"", MT_OCI_MANIFEST, true},
         {"text/html;profile=\"a, */*;b=\"", MT_OCI_INDEX, false},
+        /* A quote never closed is an ordinary character: the ranges after it still count */
+        {MT_OCI_MANIFEST ", text/html;x=\"a, " MT_OCI_INDEX, MT_OCI_INDEX, true},
+        {"text/html;x=\"a;q=0, " MT_OCI_INDEX ";q=0", MT_OCI_INDEX, false},
+        {"text/html;x=\"a\\\", " MT_OCI_INDEX, MT_OCI_INDEX, true},
         {MT_OCI_MANIFEST ";profile=\"a\\\";b\";q=0", MT_OCI_MANIFEST, false},
         {MT_OCI_MANIFEST ";profile=\"a\\\", */*\"", MT_OCI_INDEX, false},
     };
