@@ -863,6 +863,48 @@ static size_t count_quarantined(struct blobstore *bs, size_t *n_repaired)
     return n;
 }
 
+/* Every name a quarantine could pick for the next 5 s is taken by a copy set aside before:
+ * the new bad copy gets a name of its own and none of them is replaced (a rename onto a
+ * taken name used to drop the earlier copy, met when two went in one millisecond). */
+static void test_quarantine_never_replaces_an_earlier_copy(void **state)
+{
+    enum { TAKEN = 5000 };
+    struct fixture *f = *state;
+    struct blobstore *bs = f->bs;
+    struct err e = {0};
+    struct digest d;
+    int fd = -1;
+    uint64_t size = 0;
+    char path[PATH_MAX];
+
+    commit_real(bs, "hello world", &d);
+    const char *alg = digest_alg_name(d.alg);
+    const char *hex = digest_hex(&d);
+    int64_t start_ms = util_now_ms();
+    for (int i = 0; i < TAKEN; i++) {
+        snprintf(path, sizeof(path), "%s/quarantine/%s-%s-%lld", f->dir, alg, hex,
+                 (long long)(start_ms + i));
+        FILE *fp = fopen(path, "w");
+        assert_non_null(fp);
+        fputs("earlier", fp);
+        fclose(fp);
+    }
+    assert_int_equal(open_fd(bs, &d, 12, &fd, &size, &e), -1);
+    assert_int_equal(e.code, ERR_BLOB_CORRUPT);
+    assert_true(util_now_ms() < start_ms + TAKEN); /* else the test proves nothing */
+    assert_int_equal(count_sub(f, "quarantine"), TAKEN + 1);
+    for (int i = 0; i < TAKEN; i++) {
+        char text[16] = "";
+        snprintf(path, sizeof(path), "%s/quarantine/%s-%s-%lld", f->dir, alg, hex,
+                 (long long)(start_ms + i));
+        FILE *fp = fopen(path, "r");
+        assert_non_null(fp);
+        assert_non_null(fgets(text, sizeof(text), fp));
+        fclose(fp);
+        assert_string_equal(text, "earlier");
+    }
+}
+
 static void test_open_refuses_wrong_size_and_quarantines(void **state)
 {
     struct fixture *f = *state;
@@ -1097,6 +1139,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_each_blob_and_remove_report_failures, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_open_fails_cleanly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quarantine_never_replaces_an_earlier_copy, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_wrong_size_and_quarantines, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_open_rehashes_written_copy, setup, teardown),
