@@ -138,7 +138,7 @@ int webhook_delete(struct registry *reg, const char *name, struct err *e)
     if (reg->ms->ops->object_delete(reg->ms, WEBHOOK_OBJECT_KIND, name, e) != 0)
         return -1;
     struct err sub = {0};
-    if (reg->ms->ops->delivery_prune(reg->ms, name, 0, true, &sub) != 0)
+    if (reg->ms->ops->delivery_prune(reg->ms, name, 0, WEBHOOK_OBJECT_KIND, &sub) != 0)
         log_error("webhook", "failed to forget the deliveries of deleted webhook %s: %s", name,
                   err_message(&sub));
     return 0;
@@ -336,12 +336,11 @@ static int deliver(struct webhook_worker *w, struct meta_delivery *d)
     int64_t now_ms = util_now_ms();
     if (webhook_get(reg, d->webhook, &def, &e) != 0) {
         if (e.code == ERR_NOT_FOUND) {
-            /* Deleted (perhaps in another region): its deliveries go with it.
-             * XXX: a webhook re-created under the same name between the lookup and the
-             * prune loses a delivery queued in that instant; a definition version
-             * stored with each delivery would close the gap. */
+            /* Deleted (perhaps in another region): its deliveries go with it, unless it
+             * was re-created since the lookup (the prune checks that itself). */
             log_info("webhook", "dropping deliveries of deleted webhook %s", d->webhook);
-            if (reg->ms->ops->delivery_prune(reg->ms, d->webhook, 0, true, &e) == 0)
+            if (reg->ms->ops->delivery_prune(reg->ms, d->webhook, 0, WEBHOOK_OBJECT_KIND,
+                                             &e) == 0)
                 return 0;
             log_error("webhook", "failed to drop deliveries of webhook %s: %s", d->webhook,
                       err_message(&e));
@@ -366,7 +365,7 @@ static int deliver(struct webhook_worker *w, struct meta_delivery *d)
         return -1;
     }
     if (d->state != META_DELIVERY_PENDING &&
-        reg->ms->ops->delivery_prune(reg->ms, d->webhook, WEBHOOK_EVENTS_KEEP, false, &e) != 0)
+        reg->ms->ops->delivery_prune(reg->ms, d->webhook, WEBHOOK_EVENTS_KEEP, NULL, &e) != 0)
         log_error("webhook", "failed to prune deliveries of webhook %s: %s", d->webhook,
                   err_message(&e));
     return 0;

@@ -212,10 +212,17 @@ int sq_delivery_list(struct metastore *ms, const char *webhook, size_t max,
 }
 
 int sq_delivery_prune(struct metastore *ms, const char *webhook, size_t keep,
-                      bool is_pending_too, struct err *e)
+                      const char *gone_kind, struct err *e)
 {
+    /* ?3: gone_kind or NULL. A re-created definition is written (and committed) before
+     * anything is queued for it: this statement sees the definition whenever it sees one
+     * of its deliveries, on SQLite (under wmu, like every write) and on PostgreSQL (one
+     * statement, one snapshot). */
     static const char sql[] =
-        "DELETE FROM webhook_deliveries WHERE webhook = ?1 AND (?3 OR state <> 'pending')"
+        "DELETE FROM webhook_deliveries WHERE webhook = ?1"
+        " AND (CAST(?3 AS TEXT) IS NOT NULL OR state <> 'pending')"
+        " AND NOT EXISTS (SELECT 1 FROM objects WHERE CAST(?3 AS TEXT) IS NOT NULL AND kind = ?3"
+        " AND key = ?1 AND is_deleted = 0)"
         " AND seq NOT IN (SELECT seq FROM webhook_deliveries WHERE webhook = ?1"
         " AND state <> 'pending' ORDER BY seq DESC LIMIT ?2)";
     struct sq_conn *c = sq_conn_of(ms, e);
@@ -224,7 +231,7 @@ int sq_delivery_prune(struct metastore *ms, const char *webhook, size_t keep,
     int64_t limit = keep > (size_t)INT64_MAX ? INT64_MAX : (int64_t)keep;
     struct sql_stmt *s;
     sq_autocommit_lock(c);
-    int rc = sq_run(c, sql, &s, e, "tii", webhook, limit, (int64_t)is_pending_too);
+    int rc = sq_run(c, sql, &s, e, "tit", webhook, limit, gone_kind);
     if (rc >= 0)
         sql_finalize(s);
     sq_autocommit_unlock(c);

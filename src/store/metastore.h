@@ -415,10 +415,12 @@ typedef int ms_delivery_update_f(struct metastore *ms, const struct meta_deliver
 /* Deliveries of webhook, newest first, at most max. */
 typedef int ms_delivery_list_f(struct metastore *ms, const char *webhook, size_t max,
                                struct meta_delivery_list *out, struct err *e);
-/* Deletes the finished deliveries of webhook except the newest keep; with is_pending_too
- * its pending ones as well (the webhook is gone). */
+/* Deletes the finished deliveries of webhook except the newest keep. With gone_kind (the
+ * kind of object that defines webhooks), the webhook is gone: its pending ones go too, but
+ * only while no live object of that kind and name exists, checked in the same statement,
+ * so a webhook re-created under the name meanwhile keeps what was queued for it. */
 typedef int ms_delivery_prune_f(struct metastore *ms, const char *webhook, size_t keep,
-                                bool is_pending_too, struct err *e);
+                                const char *gone_kind, struct err *e);
 
 /* Access control (authz.c) ----------------------------------------------------
  * Identities (users and robots, each with an Argon2id hash of its secret), role

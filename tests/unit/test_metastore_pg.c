@@ -299,6 +299,36 @@ static void test_claimed_delivery_goes_to_one_node(void **state)
     b->ops->close(b);
 }
 
+/* A webhook's deliveries go with it only while no live definition of the name exists, on
+ * either node: one node re-creates it, the other's prune (told it is gone) keeps them. */
+static void test_prune_of_a_gone_webhook_spares_a_recreated_one(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *a = metastore_pg_open(target, "r1", &e);
+    struct metastore *b = metastore_pg_open(target, "r1", &e);
+    assert_non_null(a);
+    assert_non_null(b);
+    struct meta_delivery d = {.webhook = "again", .action = "push", .payload = "{}",
+                              .state = META_DELIVERY_PENDING, .latency_ms = -1,
+                              .created_ms = 1000, .updated_ms = 1000, .next_attempt_ms = 1000};
+    snprintf(d.id, sizeof(d.id), "g1");
+    assert_int_equal(a->ops->object_put(a, "webhook", "again", "{\"url\":\"x\"}", &e), 0);
+    assert_int_equal(a->ops->delivery_add(a, &d, 1, &e), 0);
+    assert_int_equal(b->ops->delivery_prune(b, "again", 0, "webhook", &e), 0);
+    struct meta_delivery_list l = {0};
+    assert_int_equal(b->ops->delivery_list(b, "again", 10, &l, &e), 0);
+    assert_int_equal(l.n, 1);
+    meta_delivery_list_fini(&l);
+    assert_int_equal(a->ops->object_delete(a, "webhook", "again", &e), 0);
+    assert_int_equal(b->ops->delivery_prune(b, "again", 0, "webhook", &e), 0);
+    assert_int_equal(b->ops->delivery_list(b, "again", 10, &l, &e), 0);
+    assert_int_equal(l.n, 0);
+    meta_delivery_list_fini(&l);
+    a->ops->close(a);
+    b->ops->close(b);
+}
+
 /* A commit on one node (the fence shared) keeps the collector of another (exclusive,
  * without waiting) from removing bytes until it is done. */
 static void test_gc_fence_spans_nodes(void **state)
@@ -542,6 +572,7 @@ int main(void)
         cmocka_unit_test_setup(test_nodes_share_one_clock, setup),
         cmocka_unit_test_setup(test_lease_has_one_holder, setup),
         cmocka_unit_test_setup(test_claimed_delivery_goes_to_one_node, setup),
+        cmocka_unit_test_setup(test_prune_of_a_gone_webhook_spares_a_recreated_one, setup),
         cmocka_unit_test_setup(test_gc_fence_spans_nodes, setup),
         cmocka_unit_test_setup(test_residency_purge, setup),
         cmocka_unit_test_setup(test_audit_region_and_upgrade, setup),

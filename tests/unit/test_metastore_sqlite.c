@@ -2037,7 +2037,7 @@ static void test_autocommit_writes_hold_the_writer_mutex(void **state)
     snprintf(d.id, sizeof(d.id), "00000000-0000-4000-8000-000000000002");
     assert_int_equal(ms->ops->delivery_update(ms, &d, &e), -1);
     assert_int_equal(e.code, ERR_NOT_FOUND);
-    assert_int_equal(ms->ops->delivery_prune(ms, "hook", 0, true, &e), 0);
+    assert_int_equal(ms->ops->delivery_prune(ms, "hook", 0, "webhook", &e), 0);
     struct meta_delivery_list l;
     assert_int_equal(ms->ops->delivery_list(ms, "hook", 10, &l, &e), 0);
     assert_int_equal(l.n, 0);

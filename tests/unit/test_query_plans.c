@@ -158,7 +158,7 @@ static void workload(struct metastore *ms)
     assert_int_equal(o->delivery_update(ms, &d, &e), 0);
     assert_int_equal(o->delivery_list(ms, "hook", 10, &dl, &e), 0);
     meta_delivery_list_fini(&dl);
-    assert_int_equal(o->delivery_prune(ms, "hook", 10, false, &e), 0);
+    assert_int_equal(o->delivery_prune(ms, "hook", 10, NULL, &e), 0);
 
     struct meta_identity id = {.name = (char *)"ci", .kind = (char *)"robot",
                                .secret_hash = (char *)"h"};

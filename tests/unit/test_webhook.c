@@ -658,7 +658,7 @@ static void test_delivery_prune(void **state)
     }
     assert_int_equal(ms->ops->delivery_add(ms, items, 6, &e), 0);
     /* Keep the two newest finished ones and every pending one. */
-    assert_int_equal(ms->ops->delivery_prune(ms, "hookP", 2, false, &e), 0);
+    assert_int_equal(ms->ops->delivery_prune(ms, "hookP", 2, NULL, &e), 0);
     struct meta_delivery_list list;
     assert_int_equal(ms->ops->delivery_list(ms, "hookP", 100, &list, &e), 0);
     assert_int_equal(list.n, 4);
@@ -667,8 +667,16 @@ static void test_delivery_prune(void **state)
     assert_string_equal(list.items[2].id, "p3");
     assert_string_equal(list.items[3].id, "p2");
     meta_delivery_list_fini(&list);
+    /* Told the webhook is gone while a live definition of it exists (re-created since the
+     * caller looked): nothing goes, the pending ones are the new webhook's to send. */
+    assert_int_equal(ms->ops->object_put(ms, "webhook", "hookP", "{\"url\":\"x\"}", &e), 0);
+    assert_int_equal(ms->ops->delivery_prune(ms, "hookP", 0, "webhook", &e), 0);
+    assert_int_equal(ms->ops->delivery_list(ms, "hookP", 100, &list, &e), 0);
+    assert_int_equal(list.n, 4);
+    meta_delivery_list_fini(&list);
     /* The webhook is gone: everything goes. */
-    assert_int_equal(ms->ops->delivery_prune(ms, "hookP", 0, true, &e), 0);
+    assert_int_equal(ms->ops->object_delete(ms, "webhook", "hookP", &e), 0);
+    assert_int_equal(ms->ops->delivery_prune(ms, "hookP", 0, "webhook", &e), 0);
     assert_int_equal(ms->ops->delivery_list(ms, "hookP", 100, &list, &e), 0);
     assert_int_equal(list.n, 0);
     meta_delivery_list_fini(&list);
