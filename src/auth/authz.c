@@ -1384,36 +1384,16 @@ enum authz_kind authz_who(struct http_req *req, const char **name)
 
 /* Upload cap -------------------------------------------------------------- */
 
-int authz_upload_admit(struct http_req *req)
+void authz_upload_owner(struct http_req *req, const char **owner, int64_t *max_owned)
 {
     struct authz *az = req->reg->authz;
     struct auth_request *ar = areq(req);
-    if (az == NULL || ar == NULL || (ar->kind != AUTHZ_USER && ar->kind != AUTHZ_ROBOT))
-        return 0;
-    int64_t n = 0;
-    struct err e = {0};
-    if (az->ms->ops->upload_count_owned(az->ms, ar->name, util_now_s(), &n, &e) != 0) {
-        http_reply_err(req, &e);
-        return -1;
-    }
-    if (n >= (int64_t)az->cfg->upload_sessions_per_identity) {
-        http_reply_error(req, ERR_TOOMANYREQUESTS,
-                         "too many upload sessions in progress (at most %u per identity)",
-                         az->cfg->upload_sessions_per_identity);
-        return -1;
-    }
-    return 0;
-}
-
-void authz_upload_started(struct http_req *req, const char *id)
-{
-    struct authz *az = req->reg->authz;
-    struct auth_request *ar = areq(req);
+    *owner = NULL;
+    *max_owned = 0;
     if (az == NULL || ar == NULL || (ar->kind != AUTHZ_USER && ar->kind != AUTHZ_ROBOT))
         return;
-    struct err e = {0};
-    if (az->ms->ops->upload_set_owner(az->ms, id, ar->name, &e) != 0)
-        log_error("authz", "failed to record the owner of upload %s: %s", id, err_message(&e));
+    *owner = ar->name;
+    *max_owned = az->cfg->upload_sessions_per_identity;
 }
 
 /* Token endpoint ---------------------------------------------------------------- */

@@ -72,11 +72,10 @@ bool authz_peer_cert_names(struct http_req *req, const char *region);
 /* Who the requester is (kind and name; name is "" for anonymous and when off). */
 enum authz_kind authz_who(struct http_req *req, const char **name);
 
-/* Per-identity cap on concurrent upload sessions: before creating a session, replies
- * 429 TOOMANYREQUESTS and returns -1 when the requester holds the maximum; after
- * creating one, records the requester as its owner. */
-int authz_upload_admit(struct http_req *req);
-void authz_upload_started(struct http_req *req, const char *id);
+/* Per-identity cap on concurrent upload sessions: the owner a new session is recorded
+ * under and the most sessions that owner may hold (the store counts and creates in one
+ * step: upload_create_capped). NULL and 0 when the requester has no identity to count. */
+void authz_upload_owner(struct http_req *req, const char **owner, int64_t *max_owned);
 
 /* Sets the audit entry of this request (action such as "role.assign", and a short
  * detail that must not hold secrets); without it writes are recorded by route. */

@@ -208,30 +208,6 @@ static bool try_mount(struct http_req *req)
     return true;
 }
 
-/* Per-address cap on sessions in progress: it holds for every client, also without
- * auth, where the per-identity cap has no identity to count. Replies 429 and returns -1
- * when source holds as many as allowed. XXX: count then create is not atomic, so
- * concurrent POSTs from one address may pass the cap by up to the number of threads. */
-static int admit_source(struct http_req *req, const char *source)
-{
-    struct registry *reg = req->reg;
-    unsigned cap = reg->cfg->upload_sessions_per_ip;
-    int64_t n = 0;
-    struct err e = {0};
-    if (cap == 0)
-        return 0;
-    if (reg->ms->ops->upload_count_from(reg->ms, source, util_now_s(), &n, &e) != 0) {
-        http_reply_err(req, &e);
-        return -1;
-    }
-    if (n >= (int64_t)cap) {
-        http_reply_error(req, ERR_TOOMANYREQUESTS,
-                         "too many upload sessions in progress (at most %u per address)", cap);
-        return -1;
-    }
-    return 0;
-}
-
 static void start_upload(struct http_req *req)
 {
     struct registry *reg = req->reg;
@@ -249,20 +225,20 @@ static void start_upload(struct http_req *req)
     bool is_monolithic = http_req_has_query(req, "digest");
     if (is_monolithic && parse_digest_param(req, &d) != 0)
         return;
-    if (authz_upload_admit(req) != 0)
-        return;
     char addr[64];
     char source[64];
     http_req_remote_addr(req, addr, sizeof(addr));
     util_addr_group(addr, source, sizeof(source));
-    if (admit_source(req, source) != 0)
-        return;
+    /* The per-address cap holds for every client, also without auth, where the
+     * per-identity cap has no identity to count; 429 past either (HTTP 429). */
+    struct meta_upload_caps caps = {.now_s = util_now_s(),
+                                    .max_from_source = reg->cfg->upload_sessions_per_ip};
+    authz_upload_owner(req, &caps.owner, &caps.max_owned);
     if (upload_sessions_create(reg->uploads, req->repo, reg->cfg->upload_ttl_s, source,
-                               is_monolithic, id, &e) != 0) {
+                               is_monolithic, &caps, id, &e) != 0) {
         http_reply_err(req, &e);
         return;
     }
-    authz_upload_started(req, id);
     if (!is_monolithic) {
         set_session_headers(req, id, 0);
         http_reply(req, 202, NULL, NULL, 0);

@@ -543,6 +543,15 @@ int sq_audit_list(struct metastore *ms, const struct meta_audit_query *q,
     return 0;
 }
 
+/* In the caller's write transaction. */
+int sq_upload_owner_write(struct sq_conn *c, const char *id, const char *owner, struct err *e)
+{
+    if (sq_run_exec(c, "DELETE FROM upload_owners WHERE id NOT IN (SELECT id FROM uploads)", e,
+                    "") != 0)
+        return -1;
+    return sq_exec(c, SQ_UPLOAD_OWNER_SET, e, "tt", id, owner);
+}
+
 int sq_upload_set_owner(struct metastore *ms, const char *id, const char *owner,
                         struct err *e)
 {
@@ -551,9 +560,7 @@ int sq_upload_set_owner(struct metastore *ms, const char *id, const char *owner,
         return -1;
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
-    if (sq_run_exec(c, "DELETE FROM upload_owners WHERE id NOT IN (SELECT id FROM uploads)", e,
-                    "") != 0 ||
-        sq_exec(c, SQ_UPLOAD_OWNER_SET, e, "tt", id, owner) != 0) {
+    if (sq_upload_owner_write(c, id, owner, e) != 0) {
         sq_tx_rollback(c);
         return -1;
     }
@@ -566,6 +573,13 @@ int sq_upload_count_owned(struct metastore *ms, const char *owner, int64_t now_s
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
+    return sq_upload_owned_in(c, owner, now_s, n, e);
+}
+
+/* On c as it stands: in a write transaction, the count its caller's insert is sure of. */
+int sq_upload_owned_in(struct sq_conn *c, const char *owner, int64_t now_s, int64_t *n,
+                       struct err *e)
+{
     struct sql_stmt *s;
     int rc = sq_run(c, "SELECT count(*) FROM upload_owners o JOIN uploads u ON u.id = o.id"
                        " WHERE o.owner = ?1 AND u.expires_s >= ?2",

@@ -655,6 +655,7 @@ static const struct metastore_ops sq_ops = {
     .repo_list = sq_repo_list,
     .referrers = sq_referrers,
     .upload_create = sq_upload_create,
+    .upload_create_capped = sq_upload_create_capped,
     .upload_get = sq_upload_get,
     .upload_delete = sq_upload_delete,
     .upload_claim = sq_upload_claim,

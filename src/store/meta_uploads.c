@@ -36,6 +36,63 @@ int sq_upload_create(struct metastore *ms, const char *id, const char *repo,
     return rc;
 }
 
+static int count_from(struct sq_conn *c, const char *source, int64_t now_s, int64_t *n,
+                      struct err *e)
+{
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_UPLOAD_COUNT_FROM, &s, e, "ti", source, now_s);
+    if (rc < 0)
+        return -1;
+    *n = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
+    sq_stmt_done(s);
+    return 0;
+}
+
+/* Counts and creates in one write transaction: every other write of this process waits on
+ * wmu, and on PostgreSQL every node's on the writers' lock, so two starts from one address
+ * (or one identity) cannot both see room for one more. Not synced, like upload_create; the
+ * owner row used to be written in a transaction of its own after the session. */
+int sq_upload_create_capped(struct metastore *ms, const char *id, const char *repo,
+                            int64_t expires_at_s, const char *source, bool is_single_request,
+                            const struct meta_upload_caps *caps, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    int64_t n = 0;
+    if (caps->max_from_source > 0 && source != NULL) {
+        if (count_from(c, source, caps->now_s, &n, e) != 0)
+            goto fail;
+        if (n >= caps->max_from_source) {
+            err_set(e, ERR_TOOMANYREQUESTS,
+                    "too many upload sessions in progress (at most %" PRId64 " per address)",
+                    caps->max_from_source);
+            goto fail;
+        }
+    }
+    if (caps->max_owned > 0 && caps->owner != NULL) {
+        if (sq_upload_owned_in(c, caps->owner, caps->now_s, &n, e) != 0)
+            goto fail;
+        if (n >= caps->max_owned) {
+            err_set(e, ERR_TOOMANYREQUESTS,
+                    "too many upload sessions in progress (at most %" PRId64 " per identity)",
+                    caps->max_owned);
+            goto fail;
+        }
+    }
+    if (sq_exec(c, SQ_UPLOAD_INSERT, e, "ttiiti", id, repo, util_now_s(), expires_at_s, source,
+                (int64_t)is_single_request) != 0)
+        goto fail;
+    if (caps->owner != NULL && sq_upload_owner_write(c, id, caps->owner, e) != 0)
+        goto fail;
+    return sq_tx_commit_unsynced(c, e);
+fail:
+    sq_tx_rollback(c);
+    return -1;
+}
+
 int sq_upload_get(struct metastore *ms, const char *id, const char *repo,
                   int64_t *acked_bytes, struct err *e)
 {
@@ -90,13 +147,7 @@ int sq_upload_count_from(struct metastore *ms, const char *source, int64_t now_s
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    struct sql_stmt *s;
-    int rc = sq_query(c, SQ_UPLOAD_COUNT_FROM, &s, e, "ti", source, now_s);
-    if (rc < 0)
-        return -1;
-    *n = rc == SQL_ROW ? sql_col_int64(s, 0) : 0;
-    sq_stmt_done(s);
-    return 0;
+    return count_from(c, source, now_s, n, e);
 }
 
 int sq_upload_delete(struct metastore *ms, const char *id, struct err *e)

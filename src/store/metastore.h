@@ -112,6 +112,20 @@ typedef int ms_referrers_f(struct metastore *ms, const char *repo, const struct 
 typedef int ms_upload_create_f(struct metastore *ms, const char *id, const char *repo,
                                int64_t expires_at_s, const char *source,
                                bool is_single_request, struct err *e);
+/* The caps a client's new session must fit under, counted with its creation in one
+ * write transaction (so concurrent starts cannot pass them together). */
+struct meta_upload_caps {
+    int64_t now_s;           /* sessions that expire before now_s are not counted */
+    int64_t max_from_source; /* sessions from the session's source; 0: no cap */
+    const char *owner;       /* who starts it (recorded for the next count); NULL: no one */
+    int64_t max_owned;       /* sessions owner holds; 0: no cap */
+};
+/* upload_create for a client's session, under caps: -1 ERR_TOOMANYREQUESTS (its message
+ * names the cap) when the new session would pass one, and nothing is created. */
+typedef int ms_upload_create_capped_f(struct metastore *ms, const char *id, const char *repo,
+                                      int64_t expires_at_s, const char *source,
+                                      bool is_single_request,
+                                      const struct meta_upload_caps *caps, struct err *e);
 /* 0 if session id exists for repo (repo NULL: for any), -1 ERR_BLOB_UPLOAD_UNKNOWN
  * otherwise. acked_bytes (may be NULL) receives the size last acknowledged to the client,
  * or -1 if the session does not track it. */
@@ -726,6 +740,7 @@ struct metastore_ops {
     ms_repo_list_f *repo_list;
     ms_referrers_f *referrers;
     ms_upload_create_f *upload_create;
+    ms_upload_create_capped_f *upload_create_capped;
     ms_upload_get_f *upload_get;
     ms_upload_delete_f *upload_delete;
     ms_upload_claim_f *upload_claim;

@@ -640,6 +640,7 @@ ms_object_list_f sq_object_list;
 
 /* meta_uploads.c: upload sessions (region-local, autocommit). */
 ms_upload_create_f sq_upload_create;
+ms_upload_create_capped_f sq_upload_create_capped;
 ms_upload_get_f sq_upload_get;
 ms_upload_set_acked_f sq_upload_set_acked;
 ms_upload_list_single_f sq_upload_list_single;
@@ -683,6 +684,11 @@ ms_audit_list_f sq_audit_list;
 ms_audit_set_count_f sq_audit_set_count;
 ms_upload_set_owner_f sq_upload_set_owner;
 ms_upload_count_owned_f sq_upload_count_owned;
+/* Upload owners on a connection, inside the caller's write transaction (meta_access.c):
+ * the owner row of session id, and the sessions owner holds that expire at or after now_s. */
+int sq_upload_owner_write(struct sq_conn *c, const char *id, const char *owner, struct err *e);
+int sq_upload_owned_in(struct sq_conn *c, const char *owner, int64_t now_s, int64_t *n,
+                       struct err *e);
 
 /* meta_versions.c: placement of image versions (filtered replication). */
 ms_manifest_place_f sq_manifest_place;

@@ -72,14 +72,20 @@ static void unlink_state(struct upload_sessions *us, struct upload_state *st)
 }
 
 int upload_sessions_create(struct upload_sessions *us, const char *repo, int64_t ttl_s,
-                           const char *source, bool is_single_request, char id_out[33],
+                           const char *source, bool is_single_request,
+                           const struct meta_upload_caps *caps, char id_out[33],
                            struct err *e)
 {
     util_random_id(id_out);
     if (us->bs->ops->upload_create(us->bs, id_out, e) != 0)
         return -1;
-    if (us->ms->ops->upload_create(us->ms, id_out, repo, util_now_s() + ttl_s, source,
-                                   is_single_request, e) != 0) {
+    int64_t expires_at_s = util_now_s() + ttl_s;
+    int rc = caps != NULL ? us->ms->ops->upload_create_capped(us->ms, id_out, repo,
+                                                             expires_at_s, source,
+                                                             is_single_request, caps, e)
+                          : us->ms->ops->upload_create(us->ms, id_out, repo, expires_at_s,
+                                                       source, is_single_request, e);
+    if (rc != 0) {
         us->bs->ops->upload_remove(us->bs, id_out);
         return -1;
     }

@@ -30,10 +30,12 @@ struct upload_sessions *upload_sessions_new(struct blobstore *bs, struct metasto
 void upload_sessions_free(struct upload_sessions *us);
 
 /* Creates a session for repo expiring ttl_s from now, started by a client at address
- * source (counted against the per-address cap); writes its id to id_out.
- * is_single_request: for a monolithic POST, whose session no client can resume. */
+ * source; writes its id to id_out. is_single_request: for a monolithic POST, whose session
+ * no client can resume. caps (NULL: none): the per-address and per-identity caps, checked
+ * with the creation in one step (ERR_TOOMANYREQUESTS, and no session). */
 int upload_sessions_create(struct upload_sessions *us, const char *repo, int64_t ttl_s,
-                           const char *source, bool is_single_request, char id_out[33],
+                           const char *source, bool is_single_request,
+                           const struct meta_upload_caps *caps, char id_out[33],
                            struct err *e);
 /* At start, before serving: removes the sessions of monolithic POSTs that a crash cut
  * (nobody can finish them) and returns how many. */

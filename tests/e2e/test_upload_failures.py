@@ -10,14 +10,17 @@
   acknowledged byte, and the upload can be finished from there.
 """
 
+import concurrent.futures
 import os
 import shutil
 import socket
 import stat
 import subprocess
+import threading
 import time
 
 import pytest
+import requests
 
 import tier
 from auth_helpers import ADMIN_PASSWORD, server_pool  # noqa: F401 (fixture)
@@ -196,6 +199,26 @@ def test_sessions_capped_per_address_without_auth(server_factory):
                  headers=OCTET)
     assert_error(r, 400, "DIGEST_INVALID")
     assert oci.start_upload(repo).status_code == 202
+
+
+def test_sessions_cap_holds_for_concurrent_starts(server_factory):
+    """Sixty starts at once from one address with a cap of 10: exactly ten sessions open
+    (the cap is counted with the creation in one step, not before it)."""
+    srv = server_factory("--upload-limit-per-ip", "10")
+    repo = repo_name("per-ip-burst")
+    barrier = threading.Barrier(12)
+
+    def burst(_):
+        s = requests.Session()
+        barrier.wait()
+        return [s.post(srv.url + "/v2/%s/blobs/uploads/" % repo).status_code
+                for _ in range(5)]
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        codes = [c for batch in pool.map(burst, range(12)) for c in batch]
+    assert sorted(set(codes)) == [202, 429], codes
+    assert codes.count(202) == 10, codes
+    assert_error(srv.oci().post("/v2/%s/blobs/uploads/" % repo), 429, "TOOMANYREQUESTS")
 
 
 def test_sessions_capped_per_address_with_auth_too(server_pool):  # noqa: F811

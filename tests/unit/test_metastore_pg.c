@@ -329,6 +329,66 @@ static void test_prune_of_a_gone_webhook_spares_a_recreated_one(void **state)
     b->ops->close(b);
 }
 
+/* Upload starts from one address on two nodes at once, more than its cap: exactly the
+ * cap's worth succeed (the count and the creation are one step under the writers' lock). */
+enum { PG_CAP_TRIES = 15, PG_CAP_MAX = 20 };
+struct pg_cap_arg {
+    struct metastore *ms;
+    pthread_barrier_t *start;
+    unsigned id;
+    unsigned n_created, n_refused, n_failed;
+};
+
+static void *pg_cap_thread(void *p)
+{
+    struct pg_cap_arg *a = p;
+    struct meta_upload_caps caps = {.now_s = 100, .max_from_source = PG_CAP_MAX};
+    pthread_barrier_wait(a->start);
+    for (unsigned i = 0; i < PG_CAP_TRIES; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "cap%u-%u", a->id, i);
+        struct err e = {0};
+        if (a->ms->ops->upload_create_capped(a->ms, id, "r", 500, "203.0.113.77", false, &caps,
+                                             &e) == 0)
+            a->n_created++;
+        else if (e.code == ERR_TOOMANYREQUESTS)
+            a->n_refused++;
+        else
+            a->n_failed++;
+    }
+    a->ms->ops->thread_release(a->ms);
+    return NULL;
+}
+
+static void test_upload_cap_holds_across_nodes(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *nodes[2] = {metastore_pg_open(target, "r1", &e),
+                                  metastore_pg_open(target, "r1", &e)};
+    assert_non_null(nodes[0]);
+    assert_non_null(nodes[1]);
+    pthread_barrier_t start;
+    assert_int_equal(pthread_barrier_init(&start, NULL, 2), 0);
+    struct pg_cap_arg args[2];
+    pthread_t threads[2];
+    for (unsigned i = 0; i < 2; i++) {
+        args[i] = (struct pg_cap_arg){.ms = nodes[i], .start = &start, .id = i};
+        assert_int_equal(pthread_create(&threads[i], NULL, pg_cap_thread, &args[i]), 0);
+    }
+    for (unsigned i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    pthread_barrier_destroy(&start);
+    assert_int_equal(args[0].n_failed + args[1].n_failed, 0);
+    assert_int_equal(args[0].n_created + args[1].n_created, PG_CAP_MAX);
+    assert_int_equal(args[0].n_refused + args[1].n_refused, 2 * PG_CAP_TRIES - PG_CAP_MAX);
+    int64_t n = -1;
+    assert_int_equal(nodes[0]->ops->upload_count_from(nodes[0], "203.0.113.77", 100, &n, &e), 0);
+    assert_int_equal(n, PG_CAP_MAX);
+    nodes[0]->ops->close(nodes[0]);
+    nodes[1]->ops->close(nodes[1]);
+}
+
 /* A commit on one node (the fence shared) keeps the collector of another (exclusive,
  * without waiting) from removing bytes until it is done. */
 static void test_gc_fence_spans_nodes(void **state)
@@ -573,6 +633,7 @@ int main(void)
         cmocka_unit_test_setup(test_lease_has_one_holder, setup),
         cmocka_unit_test_setup(test_claimed_delivery_goes_to_one_node, setup),
         cmocka_unit_test_setup(test_prune_of_a_gone_webhook_spares_a_recreated_one, setup),
+        cmocka_unit_test_setup(test_upload_cap_holds_across_nodes, setup),
         cmocka_unit_test_setup(test_gc_fence_spans_nodes, setup),
         cmocka_unit_test_setup(test_residency_purge, setup),
         cmocka_unit_test_setup(test_audit_region_and_upgrade, setup),

@@ -1014,6 +1014,108 @@ static void test_uploads(void **state)
     assert_int_equal(event_count(ms), n_events);
 }
 
+/* Caps are counted with the creation: a session that would pass one is refused with
+ * TOOMANYREQUESTS naming it, and nothing is created; expired sessions do not count. */
+static void test_upload_create_capped(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    int64_t n = -1;
+    struct meta_upload_caps by_addr = {.now_s = 100, .max_from_source = 2};
+    assert_int_equal(ms->ops->upload_create(ms, "old", "a", 99, "192.0.2.1", false, &e), 0);
+    assert_int_equal(
+        ms->ops->upload_create_capped(ms, "a1", "a", 500, "192.0.2.1", false, &by_addr, &e), 0);
+    assert_int_equal(
+        ms->ops->upload_create_capped(ms, "a2", "a", 500, "192.0.2.1", false, &by_addr, &e), 0);
+    assert_int_equal(
+        ms->ops->upload_create_capped(ms, "a3", "a", 500, "192.0.2.1", false, &by_addr, &e), -1);
+    assert_int_equal(e.code, ERR_TOOMANYREQUESTS);
+    assert_non_null(strstr(err_message(&e), "2 per address"));
+    assert_int_equal(ms->ops->upload_get(ms, "a3", NULL, NULL, &e), -1);
+    /* Another address has room. */
+    assert_int_equal(
+        ms->ops->upload_create_capped(ms, "b1", "a", 500, "192.0.2.9", false, &by_addr, &e), 0);
+
+    struct meta_upload_caps by_owner = {.now_s = 100, .owner = "alice", .max_owned = 1};
+    assert_int_equal(
+        ms->ops->upload_create_capped(ms, "o1", "a", 500, "198.51.100.1", false, &by_owner, &e),
+        0);
+    assert_int_equal(ms->ops->upload_count_owned(ms, "alice", 100, &n, &e), 0);
+    assert_int_equal(n, 1);
+    e = (struct err){0};
+    assert_int_equal(
+        ms->ops->upload_create_capped(ms, "o2", "a", 500, "198.51.100.2", false, &by_owner, &e),
+        -1);
+    assert_int_equal(e.code, ERR_TOOMANYREQUESTS);
+    assert_non_null(strstr(err_message(&e), "1 per identity"));
+    assert_int_equal(ms->ops->upload_get(ms, "o2", NULL, NULL, &e), -1);
+    assert_int_equal(ms->ops->upload_count_owned(ms, "alice", 100, &n, &e), 0);
+    assert_int_equal(n, 1);
+}
+
+/* Starts from one address at once, more than its cap: exactly the cap's worth succeed
+ * (counting, then creating in a second step, let every thread see room). */
+enum { CAP_THREADS = 8, CAP_TRIES = 10, CAP_MAX = 20 };
+struct cap_arg {
+    struct metastore *ms;
+    pthread_barrier_t *start;
+    unsigned id;
+    unsigned n_created, n_refused, n_failed;
+};
+
+static void *cap_thread(void *p)
+{
+    struct cap_arg *a = p;
+    struct meta_upload_caps caps = {.now_s = 100, .max_from_source = CAP_MAX,
+                                    .owner = "bob", .max_owned = CAP_MAX};
+    pthread_barrier_wait(a->start);
+    for (unsigned i = 0; i < CAP_TRIES; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "t%u-%u", a->id, i);
+        struct err e = {0};
+        if (a->ms->ops->upload_create_capped(a->ms, id, "r", 500, "203.0.113.5", false, &caps,
+                                             &e) == 0)
+            a->n_created++;
+        else if (e.code == ERR_TOOMANYREQUESTS)
+            a->n_refused++;
+        else
+            a->n_failed++;
+    }
+    a->ms->ops->thread_release(a->ms);
+    return NULL;
+}
+
+static void test_upload_caps_hold_under_concurrent_starts(void **state)
+{
+    struct fixture *f = *state;
+    struct cap_arg args[CAP_THREADS];
+    pthread_t threads[CAP_THREADS];
+    pthread_barrier_t start;
+    assert_int_equal(pthread_barrier_init(&start, NULL, CAP_THREADS), 0);
+    for (unsigned i = 0; i < CAP_THREADS; i++) {
+        args[i] = (struct cap_arg){.ms = f->ms, .start = &start, .id = i};
+        assert_int_equal(pthread_create(&threads[i], NULL, cap_thread, &args[i]), 0);
+    }
+    for (unsigned i = 0; i < CAP_THREADS; i++)
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    pthread_barrier_destroy(&start);
+    unsigned created = 0, refused = 0;
+    for (unsigned i = 0; i < CAP_THREADS; i++) {
+        assert_int_equal(args[i].n_failed, 0);
+        created += args[i].n_created;
+        refused += args[i].n_refused;
+    }
+    assert_int_equal(created, CAP_MAX);
+    assert_int_equal(refused, CAP_THREADS * CAP_TRIES - CAP_MAX);
+    struct err e = {0};
+    int64_t n = -1;
+    assert_int_equal(f->ms->ops->upload_count_from(f->ms, "203.0.113.5", 100, &n, &e), 0);
+    assert_int_equal(n, CAP_MAX);
+    assert_int_equal(f->ms->ops->upload_count_owned(f->ms, "bob", 100, &n, &e), 0);
+    assert_int_equal(n, CAP_MAX);
+}
+
 /* Client sessions carry their address (the per-address cap) and their acknowledged
  * size; fetch sessions (source NULL) carry neither. */
 static void test_upload_sources_and_acked_size(void **state)
@@ -2367,6 +2469,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stored_payloads_served_as_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_one_winner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readers_not_blocked_by_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_create_capped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_caps_hold_under_concurrent_starts, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_autocommit_writes_hold_the_writer_mutex, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_object_create_refuses_an_existing_object, setup,

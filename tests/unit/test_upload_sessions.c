@@ -111,7 +111,7 @@ static int teardown(void **state)
 static void make_session(struct fixture *f, char id[33])
 {
     struct err e = {0};
-    assert_int_equal(upload_sessions_create(f->us, "r", 3600, "127.0.0.1", false, id, &e), 0);
+    assert_int_equal(upload_sessions_create(f->us, "r", 3600, "127.0.0.1", false, NULL, id, &e), 0);
     struct upload_state *st = NULL;
     assert_int_equal(upload_sessions_acquire(f->us, id, "r", &st, &e), 0);
     assert_int_equal(upload_sessions_append(f->us, st, "abc", 3, &e), 0);
