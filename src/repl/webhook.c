@@ -340,8 +340,13 @@ static int deliver(struct webhook_worker *w, struct meta_delivery *d)
              * was re-created since the lookup (the prune checks that itself). */
             log_info("webhook", "dropping deliveries of deleted webhook %s", d->webhook);
             if (reg->ms->ops->delivery_prune(reg->ms, d->webhook, 0, WEBHOOK_OBJECT_KIND,
-                                             &e) == 0)
+                                             &e) == 0) {
+                /* Kept because re-created: due again as read (a claim released), sent
+                 * by the next pass. Dropped: nothing to update (ERR_NOT_FOUND). */
+                struct err ignored = {0};
+                (void)reg->ms->ops->delivery_update(reg->ms, d, &ignored);
                 return 0;
+            }
             log_error("webhook", "failed to drop deliveries of webhook %s: %s", d->webhook,
                       err_message(&e));
             return -1;

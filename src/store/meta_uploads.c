@@ -48,6 +48,42 @@ static int count_from(struct sq_conn *c, const char *source, int64_t now_s, int6
     return 0;
 }
 
+/* -1 ERR_TOOMANYREQUESTS naming the cap a new session from source would pass, on c as it
+ * stands (in the creating transaction, or before it). */
+static int caps_check(struct sq_conn *c, const char *source, const struct meta_upload_caps *caps,
+                      struct err *e)
+{
+    int64_t n = 0;
+    if (caps->max_from_source > 0 && source != NULL) {
+        if (count_from(c, source, caps->now_s, &n, e) != 0)
+            return -1;
+        if (n >= caps->max_from_source)
+            return err_set(e, ERR_TOOMANYREQUESTS,
+                           "too many upload sessions in progress (at most %" PRId64
+                           " per address)",
+                           caps->max_from_source);
+    }
+    if (caps->max_owned > 0 && caps->owner != NULL) {
+        if (sq_upload_owned_in(c, caps->owner, caps->now_s, &n, e) != 0)
+            return -1;
+        if (n >= caps->max_owned)
+            return err_set(e, ERR_TOOMANYREQUESTS,
+                           "too many upload sessions in progress (at most %" PRId64
+                           " per identity)",
+                           caps->max_owned);
+    }
+    return 0;
+}
+
+int sq_upload_caps_check(struct metastore *ms, const char *source,
+                         const struct meta_upload_caps *caps, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    return caps_check(c, source, caps, e);
+}
+
 /* Counts and creates in one write transaction: every other write of this process waits on
  * wmu, and on PostgreSQL every node's on the writers' lock, so two starts from one address
  * (or one identity) cannot both see room for one more. Not synced, like upload_create; the
@@ -61,27 +97,8 @@ int sq_upload_create_capped(struct metastore *ms, const char *id, const char *re
         return -1;
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
-    int64_t n = 0;
-    if (caps->max_from_source > 0 && source != NULL) {
-        if (count_from(c, source, caps->now_s, &n, e) != 0)
-            goto fail;
-        if (n >= caps->max_from_source) {
-            err_set(e, ERR_TOOMANYREQUESTS,
-                    "too many upload sessions in progress (at most %" PRId64 " per address)",
-                    caps->max_from_source);
-            goto fail;
-        }
-    }
-    if (caps->max_owned > 0 && caps->owner != NULL) {
-        if (sq_upload_owned_in(c, caps->owner, caps->now_s, &n, e) != 0)
-            goto fail;
-        if (n >= caps->max_owned) {
-            err_set(e, ERR_TOOMANYREQUESTS,
-                    "too many upload sessions in progress (at most %" PRId64 " per identity)",
-                    caps->max_owned);
-            goto fail;
-        }
-    }
+    if (caps_check(c, source, caps, e) != 0)
+        goto fail;
     if (sq_exec(c, SQ_UPLOAD_INSERT, e, "ttiiti", id, repo, util_now_s(), expires_at_s, source,
                 (int64_t)is_single_request) != 0)
         goto fail;

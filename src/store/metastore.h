@@ -120,6 +120,11 @@ struct meta_upload_caps {
     const char *owner;       /* who starts it (recorded for the next count); NULL: no one */
     int64_t max_owned;       /* sessions owner holds; 0: no cap */
 };
+/* Whether a new session from source would fit under caps now, without a transaction: a
+ * cheap refusal (-1 ERR_TOOMANYREQUESTS) before anything is created; upload_create_capped
+ * counts again, in the step that creates. */
+typedef int ms_upload_caps_check_f(struct metastore *ms, const char *source,
+                                   const struct meta_upload_caps *caps, struct err *e);
 /* upload_create for a client's session, under caps: -1 ERR_TOOMANYREQUESTS (its message
  * names the cap) when the new session would pass one, and nothing is created. */
 typedef int ms_upload_create_capped_f(struct metastore *ms, const char *id, const char *repo,
@@ -741,6 +746,7 @@ struct metastore_ops {
     ms_referrers_f *referrers;
     ms_upload_create_f *upload_create;
     ms_upload_create_capped_f *upload_create_capped;
+    ms_upload_caps_check_f *upload_caps_check;
     ms_upload_get_f *upload_get;
     ms_upload_delete_f *upload_delete;
     ms_upload_claim_f *upload_claim;

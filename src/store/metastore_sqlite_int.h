@@ -641,6 +641,7 @@ ms_object_list_f sq_object_list;
 /* meta_uploads.c: upload sessions (region-local, autocommit). */
 ms_upload_create_f sq_upload_create;
 ms_upload_create_capped_f sq_upload_create_capped;
+ms_upload_caps_check_f sq_upload_caps_check;
 ms_upload_get_f sq_upload_get;
 ms_upload_set_acked_f sq_upload_set_acked;
 ms_upload_list_single_f sq_upload_list_single;

@@ -76,6 +76,9 @@ int upload_sessions_create(struct upload_sessions *us, const char *repo, int64_t
                            const struct meta_upload_caps *caps, char id_out[33],
                            struct err *e)
 {
+    /* A client at its cap is refused by a read, before anything is created or locked. */
+    if (caps != NULL && us->ms->ops->upload_caps_check(us->ms, source, caps, e) != 0)
+        return -1;
     util_random_id(id_out);
     if (us->bs->ops->upload_create(us->bs, id_out, e) != 0)
         return -1;

@@ -211,7 +211,7 @@ def test_sessions_cap_holds_for_concurrent_starts(server_factory):
     def burst(_):
         s = requests.Session()
         barrier.wait()
-        return [s.post(srv.url + "/v2/%s/blobs/uploads/" % repo).status_code
+        return [s.post(srv.url + "/v2/%s/blobs/uploads/" % repo, timeout=30).status_code
                 for _ in range(5)]
 
     with concurrent.futures.ThreadPoolExecutor(12) as pool:

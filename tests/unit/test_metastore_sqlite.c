@@ -1033,6 +1033,11 @@ static void test_upload_create_capped(void **state)
     assert_int_equal(e.code, ERR_TOOMANYREQUESTS);
     assert_non_null(strstr(err_message(&e), "2 per address"));
     assert_int_equal(ms->ops->upload_get(ms, "a3", NULL, NULL, &e), -1);
+    /* The check alone (a read, before anything is created) says the same. */
+    e = (struct err){0};
+    assert_int_equal(ms->ops->upload_caps_check(ms, "192.0.2.1", &by_addr, &e), -1);
+    assert_int_equal(e.code, ERR_TOOMANYREQUESTS);
+    assert_int_equal(ms->ops->upload_caps_check(ms, "192.0.2.9", &by_addr, &e), 0);
     /* Another address has room. */
     assert_int_equal(
         ms->ops->upload_create_capped(ms, "b1", "a", 500, "192.0.2.9", false, &by_addr, &e), 0);
