@@ -23,6 +23,24 @@ static const char *const known_types[] = {
     MT_DOCKER_LIST,
 };
 
+bool manifest_desc_is_external(const struct manifest_desc *d)
+{
+    static const char *const types[] = {
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    };
+    if (!d->has_urls || d->media_type == NULL)
+        return false;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        if (strcmp(d->media_type, types[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
 bool manifest_is_known_media_type(const char *mt)
 {
     if (mt == NULL)
@@ -192,6 +210,7 @@ static int parse_desc(const json_t *j, const char *where, struct manifest_desc *
             if (!json_is_string(json_array_get(urls, i)))
                 return err_set(e, ERR_MANIFEST_INVALID, "%s.urls[%zu]: must be a string", where, i);
         }
+        out->has_urls = json_array_size(urls) > 0;
     }
     const json_t *data = json_object_get(j, "data");
     if (data != NULL && !json_is_string(data))

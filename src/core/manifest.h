@@ -27,6 +27,7 @@ struct manifest_desc {
     struct digest digest;
     int64_t size;
     char *artifact_type; /* descriptor's artifactType or NULL (absent or "") */
+    bool has_urls;       /* urls: at least one place a client may fetch the content from */
 };
 
 struct manifest {
@@ -47,6 +48,13 @@ struct manifest {
 
 /* Is mt one of the four manifest media types above? */
 bool manifest_is_known_media_type(const char *mt);
+
+/* Is d a layer its pusher need not upload: a Docker foreign layer or an OCI
+ * non-distributable one (deprecated by image-spec 1.1, still in older Windows images),
+ * with urls to fetch it from? Clients that copy such images (containers/image, crane by
+ * default) skip the bytes and push the manifest as it is; Docker Hub and the other large
+ * registries accept it. */
+bool manifest_desc_is_external(const struct manifest_desc *d);
 
 /* Parses body (len bytes). content_type is the request's Content-Type (may be NULL
  * or carry parameters). The effective media type is the body's mediaType field if

@@ -212,9 +212,20 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     if (mf.kind == MANIFEST_KIND_IMAGE) {
         refs[0].digest = mf.config.digest;
         refs[0].size = mf.config.size;
+        n_refs = 1;
         for (size_t i = 0; i < mf.n_layers; i++) {
-            refs[1 + i].digest = mf.layers[i].digest;
-            refs[1 + i].size = mf.layers[i].size;
+            /* An external layer whose bytes were not pushed into this repository is the
+             * client's to fetch from its urls: no reference this registry checks, holds,
+             * replicates or counts copies of. Pushed, it is held like any other layer. */
+            uint64_t size;
+            struct err fe = {0};
+            if (manifest_desc_is_external(&mf.layers[i]) &&
+                reg->ms->ops->blob_get(reg->ms, req->repo, &mf.layers[i].digest, &size,
+                                       &fe) != 0)
+                continue;
+            refs[n_refs].digest = mf.layers[i].digest;
+            refs[n_refs].size = mf.layers[i].size;
+            n_refs++;
         }
     } else {
         for (size_t i = 0; i < mf.n_children; i++) {

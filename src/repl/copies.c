@@ -26,6 +26,7 @@
 #include "gc_fence.h"
 #include "image_catalog.h"
 #include "log.h"
+#include "manifest.h"
 #include "repl.h"
 #include "util.h"
 
@@ -44,6 +45,24 @@ struct copies {
     int64_t last_sweep_ms;
 };
 
+/* An external layer (manifest_desc_is_external) whose bytes were not pushed into repo:
+ * clients fetch it from its urls, and no region holds it. */
+static bool is_external_not_held(struct registry *reg, const char *repo, const json_t *desc,
+                                 const char *digest)
+{
+    struct manifest_desc md = {
+        .media_type = (char *)json_string_value(json_object_get(desc, "mediaType")),
+        .has_urls = json_array_size(json_object_get(desc, "urls")) > 0,
+    };
+    if (!manifest_desc_is_external(&md))
+        return false;
+    struct digest d;
+    uint64_t size;
+    struct err e = {0};
+    return digest_parse(digest, strlen(digest), &d, &e) != 0 ||
+           reg->ms->ops->blob_get(reg->ms, repo, &d, &size, &e) != 0;
+}
+
 /* The blobs a manifest body names: config, layers, and (one level) an index's children. */
 static void add_blobs(struct registry *reg, const char *repo, const char *body, size_t len,
                       int depth, json_int_t count, const char *klass, json_t *want)
@@ -60,7 +79,7 @@ static void add_blobs(struct registry *reg, const char *repo, const char *body, 
     json_array_foreach(descs, i, desc) {
         const char *d = json_string_value(json_object_get(desc, "digest"));
         json_t *size = json_object_get(desc, "size");
-        if (d == NULL || !json_is_integer(size))
+        if (d == NULL || !json_is_integer(size) || is_external_not_held(reg, repo, desc, d))
             continue;
         json_t *have = json_object_get(want, d);
         if (have && json_integer_value(json_object_get(have, "copies")) >= count)

@@ -7,12 +7,13 @@ as stalled and resumed over a new connection.
 """
 
 import json
+import secrets
 import time
 
-from regions import (MIB, ARTIFACT_STATES, Pattern, blob_stream_digest, image_version,
-                     manifest_digest, push_blob_stream, push_image_with_layer,
-                     replication_states, replication_summary, unique_repo, wait_for,
-                     wait_replicated_cli)
+from regions import (MIB, ARTIFACT_STATES, Pattern, blob_stream_digest, canonical_json,
+                     image_version, manifest_digest, push_blob_stream, push_image_with_layer,
+                     replication_states, replication_summary, sha256_digest, unique_repo,
+                     wait_for, wait_replicated_cli)
 
 pytest_plugins = ["geo_plugin"]
 
@@ -186,3 +187,34 @@ def test_wait_reports_progress_and_exits_zero_at_once_when_done(geo):
     t0 = time.monotonic()
     p = wait_replicated_cli(b, repo, "slow", timeout="30s", timeout_s=60)
     assert p.returncode == 0 and time.monotonic() - t0 < 10, (p.returncode, p.stdout)
+
+
+def test_image_with_an_external_layer_replicates_and_completes(geo):
+    """An image whose foreign layer was not pushed (clients fetch it from its urls) is a
+    complete image: the other region serves it and reports it Completed, and nothing waits
+    for the layer's bytes."""
+    cluster = geo(2, remove_data=True)
+    a, b = cluster
+    repo = unique_repo("foreign")
+    oci = a.oci()
+    layer = secrets.token_bytes(4096)
+    oci.push_blob(repo, layer)
+    config = canonical_json({"architecture": "amd64", "os": "windows",
+                             "rootfs": {"type": "layers", "diff_ids": []}})
+    oci.push_blob(repo, config)
+    mt = "application/vnd.docker.distribution.manifest.v2+json"
+    body = canonical_json({
+        "schemaVersion": 2, "mediaType": mt,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": sha256_digest(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                    "digest": "sha256:" + "ab" * 32, "size": 123456789,
+                    "urls": ["https://example.invalid/base.tar.gz"]},
+                   {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "digest": sha256_digest(layer), "size": len(layer)}]})
+    oci.push_manifest(repo, "ltsc", body, mt)
+    p = wait_replicated_cli(a, repo, "ltsc", timeout="60s", timeout_s=90)
+    assert p.returncode == 0, (p.returncode, p.stdout[-1000:], p.stderr[-1000:])
+    got = b.oci().get("/v2/%s/manifests/ltsc" % repo, headers={"Accept": mt})
+    assert got.status_code == 200 and got.content == body, got.status_code
+    assert b.oci().get_blob(repo, sha256_digest(layer)) == layer

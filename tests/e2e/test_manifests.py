@@ -369,6 +369,63 @@ def test_missing_blob_is_manifest_blob_unknown(oci, repo, missing):
     check_put_created(oci, r, repo, body, MT_OCI_MANIFEST)
 
 
+FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+NONDIST = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+
+
+@pytest.mark.parametrize("layer_type,docker", [(FOREIGN, True), (NONDIST, False)])
+def test_external_layer_with_urls_need_not_be_pushed(oci, repo, layer_type, docker):
+    """A foreign (Docker) or non-distributable (OCI) layer with urls is fetched by clients
+    from those urls: containers/image and crane copy such images without its bytes, so the
+    manifest is accepted without them and served as pushed; the other blobs are still
+    required, and the same layer without urls is not accepted without its bytes."""
+    config, layers = image_parts(oci, repo, 1, docker=docker)
+    ghost = random_bytes(300)
+    external = {"mediaType": layer_type, "digest": digest_of(ghost), "size": len(ghost),
+                "urls": ["https://example.invalid/layer.tar.gz"]}
+    mt = MT_DOCKER_MANIFEST if docker else MT_OCI_MANIFEST
+    body = canonical_json({"schemaVersion": 2, "mediaType": mt, "config": config,
+                           "layers": [external] + layers})
+    r = oci.put_manifest(repo, "win", body, mt)
+    check_put_created(oci, r, repo, body, mt)
+    check_served(oci, repo, "win", body, mt)
+    assert not oci.blob_exists(repo, digest_of(ghost))
+    # without urls there is nowhere else to fetch it from
+    bare = {k: v for k, v in external.items() if k != "urls"}
+    body2 = canonical_json({"schemaVersion": 2, "mediaType": mt, "config": config,
+                            "layers": [bare] + layers})
+    assert_error(oci.put_manifest(repo, "bare", body2, mt), 400, "MANIFEST_BLOB_UNKNOWN")
+    # the rest of the image is checked as always
+    missing = random_bytes(200)
+    body3 = canonical_json({"schemaVersion": 2, "mediaType": mt, "config": config,
+                            "layers": [external, {"mediaType": layers[0]["mediaType"],
+                                                  "digest": digest_of(missing),
+                                                  "size": len(missing)}]})
+    assert_error(oci.put_manifest(repo, "half", body3, mt), 400, "MANIFEST_BLOB_UNKNOWN")
+
+
+def test_external_layer_pushed_is_held_like_any_other(oci, repo):
+    """Pushed anyway (docker with allow-nondistributable-artifacts), an external layer is a
+    reference like any other: its size is checked, and its bytes stay while the manifest does."""
+    config, layers = image_parts(oci, repo, 1, docker=True)
+    data = random_bytes(400)
+    oci.push_blob(repo, data)
+    external = {"mediaType": FOREIGN, "digest": digest_of(data), "size": len(data) + 1,
+                "urls": ["https://example.invalid/l.tar.gz"]}
+    body = canonical_json({"schemaVersion": 2, "mediaType": MT_DOCKER_MANIFEST,
+                           "config": config, "layers": [external] + layers})
+    assert_error(oci.put_manifest(repo, "sized", body, MT_DOCKER_MANIFEST), 400,
+                 "MANIFEST_INVALID")
+    external["size"] = len(data)
+    body = canonical_json({"schemaVersion": 2, "mediaType": MT_DOCKER_MANIFEST,
+                           "config": config, "layers": [external] + layers})
+    r = oci.put_manifest(repo, "held", body, MT_DOCKER_MANIFEST)
+    check_put_created(oci, r, repo, body, MT_DOCKER_MANIFEST)
+    # referenced: deleting the blob is refused while the manifest names it
+    assert oci.delete("/v2/%s/blobs/%s" % (repo, digest_of(data))).status_code == 405
+    assert oci.get_blob(repo, digest_of(data)) == data
+
+
 def test_index_with_missing_child_is_manifest_blob_unknown(oci, repo):
     a = oci.push_image(repo, layers=1)
     ghost = {"mediaType": MT_OCI_MANIFEST, "digest": digest_of(b"no such manifest"),

@@ -10,6 +10,8 @@ Harness: regions.py (`meridian serve` processes r1, r2).
 """
 
 import glob
+import hashlib
+import json
 import os
 
 from regions import wait_for, unique_repo
@@ -28,6 +30,10 @@ def volume_args(root):
         out += ["--volume", "fast=%s/r%d/fast,class=premium,zone=a" % (root, n)]
         return out
     return args
+
+
+def digest(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def blob_file(root, n, volume, digest):
@@ -170,3 +176,36 @@ def test_every_region_shows_every_regions_copies(geo, tmp_path):
              "one copy left in r2")
     wait_for(lambda: row(show(r1, repo, "1.0.0"), "r2").get("replicas") == "1/1", 30,
              "r1 shows r2's 1/1")
+
+
+def test_replica_counts_of_an_image_with_an_external_layer(geo, tmp_path):
+    """A foreign layer clients fetch from its urls (not pushed) is not held here: the
+    version's other blobs get their copies and the region reports the count met."""
+    root = str(tmp_path)
+    cluster = geo(1, region_args=volume_args(root))
+    r1 = cluster[0]
+    repo = unique_repo("windows")
+    r = r1.api("POST", "image-definitions", params={"repository": repo},
+               json={"defaultTargetRegions": ["r1=2"]})
+    assert r.status_code == 201, r.text
+    oci = r1.oci()
+    layer = os.urandom(8192)
+    config = json.dumps({"architecture": "amd64", "os": "windows",
+                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    oci.push_blob(repo, layer)
+    oci.push_blob(repo, config)
+    mt = "application/vnd.docker.distribution.manifest.v2+json"
+    body = json.dumps({
+        "schemaVersion": 2, "mediaType": mt,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": digest(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                    "digest": "sha256:" + "cd" * 32, "size": 987654321,
+                    "urls": ["https://example.invalid/base.tar.gz"]},
+                   {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "digest": digest(layer), "size": len(layer)}]}).encode()
+    oci.push_manifest(repo, "10.0.17763", body, mt)
+    wait_for(lambda: all(len(holders(root, 1, d)) == 2
+                         for d in (digest(layer), digest(config))), 60, "two copies in r1")
+    wait_for(lambda: row(show(r1, repo, "10.0.17763"), "r1").get("replicas") == "2/2", 30,
+             "r1 reports 2/2")

@@ -211,6 +211,46 @@ static void test_descriptor_extras(void **state)
     manifest_fini(&m);
 }
 
+/* Layers clients fetch from their urls: Docker foreign and OCI non-distributable types,
+ * with at least one url; anything else (no urls, an ordinary layer with urls) is not. */
+static void test_external_layers(void **state)
+{
+    static const struct {
+        const char *media_type;
+        const char *urls;
+        bool want;
+    } cases[] = {
+        {"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "[\"https://x/l\"]", true},
+        {"application/vnd.docker.image.rootfs.foreign.diff.tar", "[\"https://x/l\"]", true},
+        {"application/vnd.oci.image.layer.nondistributable.v1.tar", "[\"https://x/l\"]", true},
+        {"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "[\"https://x/l\"]",
+         true},
+        {"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd", "[\"https://x/l\"]",
+         true},
+        {"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "[]", false},
+        {"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", NULL, false},
+        {MT_LAYER, "[\"https://x/l\"]", false},
+        {"application/vnd.docker.image.rootfs.diff.tar.gzip", "[\"https://x/l\"]", false},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char layer[512], body[2048];
+        snprintf(layer, sizeof(layer),
+                 "{\"mediaType\":\"%s\",\"digest\":\"" DG_L1 "\",\"size\":5%s%s}",
+                 cases[i].media_type, cases[i].urls ? ",\"urls\":" : "",
+                 cases[i].urls ? cases[i].urls : "");
+        snprintf(body, sizeof(body),
+                 "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":%s,\"layers\":[%s]}",
+                 MT_OCI_MANIFEST, CONFIG, layer);
+        struct manifest m;
+        struct err e = {0};
+        assert_int_equal(parse(body, NULL, &m, &e), 0);
+        assert_int_equal(manifest_desc_is_external(&m.layers[0]), cases[i].want);
+        assert_false(manifest_desc_is_external(&m.config));
+        manifest_fini(&m);
+    }
+}
+
 static void test_oci_index(void **state)
 {
     struct manifest m;
@@ -623,6 +663,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_oci_image),
+        cmocka_unit_test(test_external_layers),
         cmocka_unit_test(test_oci_image_media_type_sources),
         cmocka_unit_test(test_artifact_empty_config_with_subject),
         cmocka_unit_test(test_artifact_type_fallbacks),
