@@ -164,6 +164,16 @@ static void desc_fini(struct manifest_desc *d)
 /* Parses the descriptor j named `where` (e.g. "layers[2]") into *out. image-spec
  * descriptor "Properties": mediaType, digest and size are REQUIRED. On failure *out
  * holds nothing to free. */
+/* A place a client can fetch content from: an http(s) URL without a fragment (as
+ * distribution asks of a foreign layer's urls). */
+static bool is_fetch_url(const char *u)
+{
+    size_t n = strlen(u);
+    bool is_http = (n > 7 && strncasecmp(u, "http://", 7) == 0) ||
+                   (n > 8 && strncasecmp(u, "https://", 8) == 0);
+    return is_http && strchr(u, '#') == NULL;
+}
+
 static int parse_desc(const json_t *j, const char *where, struct manifest_desc *out, struct err *e)
 {
     struct err derr;
@@ -206,11 +216,13 @@ static int parse_desc(const json_t *j, const char *where, struct manifest_desc *
     if (urls != NULL) {
         if (!json_is_array(urls))
             return err_set(e, ERR_MANIFEST_INVALID, "%s.urls: must be an array", where);
-        for (size_t i = 0; i < json_array_size(urls); i++) {
-            if (!json_is_string(json_array_get(urls, i)))
-                return err_set(e, ERR_MANIFEST_INVALID, "%s.urls[%zu]: must be a string", where, i);
-        }
         out->has_urls = json_array_size(urls) > 0;
+        for (size_t i = 0; i < json_array_size(urls); i++) {
+            const json_t *u = json_array_get(urls, i);
+            if (!json_is_string(u))
+                return err_set(e, ERR_MANIFEST_INVALID, "%s.urls[%zu]: must be a string", where, i);
+            out->has_urls &= is_fetch_url(json_string_value(u));
+        }
     }
     const json_t *data = json_object_get(j, "data");
     if (data != NULL && !json_is_string(data))

@@ -27,7 +27,7 @@ struct manifest_desc {
     struct digest digest;
     int64_t size;
     char *artifact_type; /* descriptor's artifactType or NULL (absent or "") */
-    bool has_urls;       /* urls: at least one place a client may fetch the content from */
+    bool has_urls; /* urls: at least one, each an http(s) URL without a fragment */
 };
 
 struct manifest {

@@ -209,23 +209,14 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     }
     size_t n_refs = mf.kind == MANIFEST_KIND_IMAGE ? 1 + mf.n_layers : mf.n_children;
     struct meta_ref *refs = xcalloc(n_refs, sizeof(*refs));
+    bool *is_external = xcalloc(n_refs, sizeof(*is_external));
     if (mf.kind == MANIFEST_KIND_IMAGE) {
         refs[0].digest = mf.config.digest;
         refs[0].size = mf.config.size;
-        n_refs = 1;
         for (size_t i = 0; i < mf.n_layers; i++) {
-            /* An external layer whose bytes were not pushed into this repository is the
-             * client's to fetch from its urls: no reference this registry checks, holds,
-             * replicates or counts copies of. Pushed, it is held like any other layer. */
-            uint64_t size;
-            struct err fe = {0};
-            if (manifest_desc_is_external(&mf.layers[i]) &&
-                reg->ms->ops->blob_get(reg->ms, req->repo, &mf.layers[i].digest, &size,
-                                       &fe) != 0)
-                continue;
-            refs[n_refs].digest = mf.layers[i].digest;
-            refs[n_refs].size = mf.layers[i].size;
-            n_refs++;
+            refs[1 + i].digest = mf.layers[i].digest;
+            refs[1 + i].size = mf.layers[i].size;
+            is_external[1 + i] = manifest_desc_is_external(&mf.layers[i]);
         }
     } else {
         for (size_t i = 0; i < mf.n_children; i++) {
@@ -249,6 +240,21 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
             log_warn("manifests", "failed to fetch %s from other regions: %s",
                      refs[i].digest.str, err_message(&fe));
     }
+    /* An external layer whose bytes are in this repository in no region is the client's to
+     * fetch from its urls: no reference this registry checks, holds, replicates or counts
+     * copies of. Pushed (here, or in another region and fetched above), it is held like any
+     * other layer. */
+    size_t n_kept = 0;
+    for (size_t i = 0; i < n_refs; i++) {
+        uint64_t size;
+        struct err fe = {0};
+        if (is_external[i] &&
+            reg->ms->ops->blob_get(reg->ms, req->repo, &refs[i].digest, &size, &fe) != 0)
+            continue;
+        refs[n_kept++] = refs[i];
+    }
+    n_refs = n_kept;
+    free(is_external);
     /* The version's record is written before the manifest, so that every region
      * applies it (events of one origin apply in order) before it learns of the content:
      * placement is known from the first event on. Only once every blob is here: a push

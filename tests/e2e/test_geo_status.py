@@ -218,3 +218,30 @@ def test_image_with_an_external_layer_replicates_and_completes(geo):
     got = b.oci().get("/v2/%s/manifests/ltsc" % repo, headers={"Accept": mt})
     assert got.status_code == 200 and got.content == body, got.status_code
     assert b.oci().get_blob(repo, sha256_digest(layer)) == layer
+
+
+def test_external_layer_pushed_into_another_region_is_fetched_with_the_push(geo):
+    """The bytes of a foreign layer pushed into the repository in another region are
+    fetched before the manifest is accepted, as any layer's are (a push never splits): the
+    layer is then held here like any other."""
+    cluster = geo(2, remove_data=True)
+    a, b = cluster
+    repo = unique_repo("foreign-split")
+    ext = secrets.token_bytes(5000)
+    b.oci().push_blob(repo, ext)
+    oci = a.oci()
+    config = canonical_json({"architecture": "amd64", "os": "windows",
+                             "rootfs": {"type": "layers", "diff_ids": []}})
+    oci.push_blob(repo, config)
+    mt = "application/vnd.docker.distribution.manifest.v2+json"
+    body = canonical_json({
+        "schemaVersion": 2, "mediaType": mt,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": sha256_digest(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                    "digest": sha256_digest(ext), "size": len(ext),
+                    "urls": ["https://example.invalid/base.tar.gz"]}]})
+    oci.push_manifest(repo, "split", body, mt)
+    # HEAD does not fetch on demand: the bytes are here because the push fetched them
+    assert oci.blob_exists(repo, sha256_digest(ext))
+    assert oci.get_blob(repo, sha256_digest(ext)) == ext

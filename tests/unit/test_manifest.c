@@ -229,6 +229,13 @@ static void test_external_layers(void **state)
          true},
         {"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "[]", false},
         {"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", NULL, false},
+        {"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+         "[\"https://x/l\",\"http://y/l\"]", true},
+        {"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+         "[\"https://x/l\",\"file:///etc/passwd\"]", false},
+        {"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "[\"https://x/l#f\"]",
+         false},
+        {"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "[\"\"]", false},
         {MT_LAYER, "[\"https://x/l\"]", false},
         {"application/vnd.docker.image.rootfs.diff.tar.gzip", "[\"https://x/l\"]", false},
     };
