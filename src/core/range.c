@@ -144,6 +144,36 @@ int range_parse_content_range(const char *s, uint64_t *start, uint64_t *end)
     return 0;
 }
 
+bool range_none_match_fails(const char *inm, const char *etag)
+{
+    if (inm == NULL)
+        return false;
+    const char *want = etag;
+    if (strncmp(want, "W/", 2) == 0)
+        want += 2;
+    size_t want_len = strlen(want);
+    const char *p = inm;
+    while (*p != '\0') {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        const char *s = p;
+        trim_ows(&s, &len);
+        if (len == 1 && s[0] == '*')
+            return true;
+        if (len >= 2 && s[0] == 'W' && s[1] == '/') {
+            s += 2;
+            len -= 2;
+        }
+        if (len >= 2 && s[0] == '"' && s[len - 1] == '"' && len == want_len &&
+            memcmp(s, want, len) == 0)
+            return true;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    return false;
+}
+
 bool range_if_range_matches(const char *if_range, const char *etag)
 {
     if (if_range == NULL)

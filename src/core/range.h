@@ -1,4 +1,5 @@
-/* HTTP Range (blob GET) and upload Content-Range parsing. Pure: no I/O. */
+/* HTTP Range (blob GET), upload Content-Range parsing, and the entity-tag conditions
+ * of a GET (If-Range, If-None-Match). Pure: no I/O. */
 #ifndef MERIDIAN_RANGE_H
 #define MERIDIAN_RANGE_H
 
@@ -32,5 +33,11 @@ int range_parse_content_range(const char *s, uint64_t *start, uint64_t *end);
  * be a strong validator of this representation. false means: ignore Range, send 200
  * with the whole body. */
 bool range_if_range_matches(const char *if_range, const char *etag);
+
+/* RFC 9110 13.1.2: true when the If-None-Match value inm (NULL: none, false) names the
+ * representation whose entity tag is etag (quoted): "*", or a comma-separated list with
+ * one tag equal to it under the weak comparison (a W/ prefix on either side is ignored).
+ * A GET or HEAD then answers 304 Not Modified, without a body. */
+bool range_none_match_fails(const char *inm, const char *etag);
 
 #endif

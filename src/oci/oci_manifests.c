@@ -14,6 +14,7 @@
 #include "name.h"
 #include "oci.h"
 #include "pull_record.h"
+#include "range.h"
 #include "repl.h"
 #include "residency.h"
 #include "util.h"
@@ -127,8 +128,14 @@ static void manifest_get(struct http_req *req, bool is_digest)
         }
     }
     http_reply_header(req, "Docker-Content-Digest", "%s", m.digest.str);
-    http_reply_header(req, "ETag", "\"%s\"", m.digest.str);
-    http_reply(req, 200, m.media_type, m.body, m.body_len);
+    char etag[DIGEST_STR_MAX + 3];
+    snprintf(etag, sizeof(etag), "\"%s\"", m.digest.str);
+    http_reply_header(req, "ETag", "%s", etag);
+    /* RFC 9110 13.1.2: a client (or a cache) that holds these bytes gets 304, no body. */
+    if (range_none_match_fails(http_req_header_all(req, "If-None-Match"), etag))
+        http_reply(req, 304, NULL, NULL, 0);
+    else
+        http_reply(req, 200, m.media_type, m.body, m.body_len);
     /* A peer's fetch is replication, not a pull; a HEAD only asks. */
     if (strcmp(req->method, "GET") == 0 && http_req_header(req, REPL_FETCH_HEADER) == NULL)
         pull_record_note(atomic_load(&reg->is_ready) ? reg->pulls : NULL, req->repo,

@@ -184,6 +184,38 @@ def test_if_range_matching_etag_serves_the_range(oci, repo, blob2k):
     assert r.content == data[100:200]
 
 
+@pytest.mark.parametrize("inm,want", [
+    ('"{d}"', 304), ('W/"{d}"', 304), ("*", 304), ('"x", "{d}"', 304),
+    ('"sha256:%s"' % ("0" * 64), 200),
+])
+def test_blob_if_none_match(oci, repo, blob2k, inm, want):
+    """RFC 9110 13.1.2: a GET or HEAD whose If-None-Match names the blob's entity tag gets
+    304 without a body (before any Range); another tag gets the blob."""
+    data, d = blob2k
+    for method in ("GET", "HEAD"):
+        r = oci.request(method, oci.blob_path(repo, d),
+                        headers={"If-None-Match": inm.format(d=d), "Range": "bytes=0-9"})
+        assert r.status_code == (want if want == 304 else 206), (method, inm, r.status_code)
+        assert r.headers["ETag"] == '"%s"' % d
+        if want == 304:
+            assert r.content == b"" and r.headers["Docker-Content-Digest"] == d
+
+
+def test_manifest_if_none_match(oci, repo):
+    """The same for a manifest, by tag and by digest: 304 without a body when the client
+    names its entity tag, the manifest otherwise."""
+    img = oci.push_image(repo, "v1", layers=1)
+    for ref in ("v1", img.digest):
+        for method in ("GET", "HEAD"):
+            r = oci.request(method, oci.manifest_path(repo, ref),
+                            headers={"If-None-Match": '"%s"' % img.digest})
+            assert r.status_code == 304, (ref, method, r.status_code, r.text[:200])
+            assert r.content == b"" and r.headers["ETag"] == '"%s"' % img.digest
+            r = oci.request(method, oci.manifest_path(repo, ref),
+                            headers={"If-None-Match": '"sha256:%s"' % ("1" * 64)})
+            assert r.status_code == 200, (ref, method, r.status_code)
+
+
 @pytest.mark.parametrize("if_range", [
     '"sha256:%s"' % ("0" * 64),           # another representation's tag
     'W/"{d}"',                            # weak: never matches by strong comparison

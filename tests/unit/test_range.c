@@ -195,6 +195,37 @@ static void test_if_range(void **state)
     }
 }
 
+static void test_if_none_match(void **state)
+{
+    static const char etag[] = "\"sha256:abc\"";
+    static const struct {
+        const char *inm;
+        bool want;
+    } cases[] = {
+        {NULL, false},
+        {"\"sha256:abc\"", true},
+        {"W/\"sha256:abc\"", true},
+        {"*", true},
+        {" * ", true},
+        {"\"x\", \"sha256:abc\"", true},
+        {"\"x\",W/\"sha256:abc\" , \"y\"", true},
+        {"\"x\", \"y\"", false},
+        {"\"sha256:ab\"", false},
+        {"\"sha256:abcd\"", false},
+        {"sha256:abc", false},
+        {"", false},
+        {",,", false},
+        {"\"", false},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bool got = range_none_match_fails(cases[i].inm, etag);
+        if (got != cases[i].want)
+            fail_msg("range_none_match_fails(\"%s\") = %d, want %d",
+                     cases[i].inm ? cases[i].inm : "(null)", got, cases[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -202,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_request_null_and_huge_size),
         cmocka_unit_test(test_content_range_table),
         cmocka_unit_test(test_if_range),
+        cmocka_unit_test(test_if_none_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
