@@ -43,9 +43,10 @@ def churn(cluster, repos, n_tags=12):
     return deleted
 
 
-def wait_compacted(regions, what, n_origins=3):
+def wait_compacted(regions, what, n_origins=3, may_hold_none=()):
     """Compacts until each region keeps only the newest event of each origin and has
-    expired tombstones."""
+    expired tombstones. A region named in may_hold_none needs only to hold none: one that
+    caught up from a snapshot may never have held one."""
     last = {}
 
     def done():
@@ -55,7 +56,10 @@ def wait_compacted(regions, what, n_origins=3):
             s = last[r.name] = compaction(r)
             # the newest event of each origin stays (it seeds the clock), and so does a
             # tombstone such an event wrote
-            ok &= s["tombstones_removed"] > 0 and s["log_events"] <= n_origins
+            if r.name in may_hold_none:
+                ok &= s["tombstones"] == 0 and s["log_events"] <= n_origins
+            else:
+                ok &= s["tombstones_removed"] > 0 and s["log_events"] <= n_origins
             ok &= all(s["log_horizon"].get(o.name, 0) > 0 for o in regions)
         return ok
     wait_for(done, 60, lambda: "%s; last: %s" % (what, last), interval_s=0.5)
@@ -139,8 +143,11 @@ def test_region_offline_past_the_horizon_rejoins_with_deletes_winning(geo):
     for r in cluster:
         assert manifest_digest(r, repo, doomed.digest) is None, r.name
     assert all(registry_state(r, [repo]) == expect for r in cluster)
-    # with r3 back and acknowledging, the tombstones expire everywhere
-    wait_compacted(cluster, "the tombstones to expire once r3 is back")
+    # with r3 back and acknowledging, the tombstones expire everywhere. r3 removes one only
+    # if its snapshot carried it: its first acknowledgement makes it live again, and a peer's
+    # next pass (every second here) may expire the tombstone before r3 reads the snapshot.
+    # Either way the delete won (checked above).
+    wait_compacted(cluster, "the tombstones to expire once r3 is back", may_hold_none=(c.name,))
 
 
 OLD_BIN = os.environ.get("MERIDIAN_OLD_BIN", "/tmp/compact_old/build/meridian")
