@@ -23,6 +23,38 @@ static const char *const known_types[] = {
     MT_DOCKER_LIST,
 };
 
+/* A place a client can fetch content from: an http(s) URL without a fragment (as
+ * distribution asks of a foreign layer's urls). */
+static bool is_fetch_url(const char *u)
+{
+    size_t n = strlen(u);
+    bool is_http = (n > 7 && strncasecmp(u, "http://", 7) == 0) ||
+                   (n > 8 && strncasecmp(u, "https://", 8) == 0);
+    return is_http && strchr(u, '#') == NULL;
+}
+
+/* A descriptor's urls: at least one, each a string is_fetch_url accepts. */
+static bool has_fetch_urls(const json_t *urls)
+{
+    if (!json_is_array(urls) || json_array_size(urls) == 0)
+        return false;
+    for (size_t i = 0; i < json_array_size(urls); i++) {
+        const char *u = json_string_value(json_array_get(urls, i));
+        if (u == NULL || !is_fetch_url(u))
+            return false;
+    }
+    return true;
+}
+
+bool manifest_json_desc_is_external(const json_t *desc)
+{
+    struct manifest_desc d = {
+        .media_type = (char *)json_string_value(json_object_get(desc, "mediaType")),
+        .has_urls = has_fetch_urls(json_object_get(desc, "urls")),
+    };
+    return manifest_desc_is_external(&d);
+}
+
 bool manifest_desc_is_external(const struct manifest_desc *d)
 {
     static const char *const types[] = {
@@ -164,16 +196,6 @@ static void desc_fini(struct manifest_desc *d)
 /* Parses the descriptor j named `where` (e.g. "layers[2]") into *out. image-spec
  * descriptor "Properties": mediaType, digest and size are REQUIRED. On failure *out
  * holds nothing to free. */
-/* A place a client can fetch content from: an http(s) URL without a fragment (as
- * distribution asks of a foreign layer's urls). */
-static bool is_fetch_url(const char *u)
-{
-    size_t n = strlen(u);
-    bool is_http = (n > 7 && strncasecmp(u, "http://", 7) == 0) ||
-                   (n > 8 && strncasecmp(u, "https://", 8) == 0);
-    return is_http && strchr(u, '#') == NULL;
-}
-
 static int parse_desc(const json_t *j, const char *where, struct manifest_desc *out, struct err *e)
 {
     struct err derr;
@@ -216,13 +238,11 @@ static int parse_desc(const json_t *j, const char *where, struct manifest_desc *
     if (urls != NULL) {
         if (!json_is_array(urls))
             return err_set(e, ERR_MANIFEST_INVALID, "%s.urls: must be an array", where);
-        out->has_urls = json_array_size(urls) > 0;
         for (size_t i = 0; i < json_array_size(urls); i++) {
-            const json_t *u = json_array_get(urls, i);
-            if (!json_is_string(u))
+            if (!json_is_string(json_array_get(urls, i)))
                 return err_set(e, ERR_MANIFEST_INVALID, "%s.urls[%zu]: must be a string", where, i);
-            out->has_urls &= is_fetch_url(json_string_value(u));
         }
+        out->has_urls = has_fetch_urls(urls);
     }
     const json_t *data = json_object_get(j, "data");
     if (data != NULL && !json_is_string(data))

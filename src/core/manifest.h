@@ -55,6 +55,9 @@ bool manifest_is_known_media_type(const char *mt);
  * default) skip the bytes and push the manifest as it is; Docker Hub and the other large
  * registries accept it. */
 bool manifest_desc_is_external(const struct manifest_desc *d);
+/* The same for a descriptor as stored JSON (a manifest body read back). */
+struct json_t;
+bool manifest_json_desc_is_external(const struct json_t *desc);
 
 /* Parses body (len bytes). content_type is the request's Content-Type (may be NULL
  * or carry parameters). The effective media type is the body's mediaType field if

@@ -50,11 +50,7 @@ struct copies {
 static bool is_external_not_held(struct registry *reg, const char *repo, const json_t *desc,
                                  const char *digest)
 {
-    struct manifest_desc md = {
-        .media_type = (char *)json_string_value(json_object_get(desc, "mediaType")),
-        .has_urls = json_array_size(json_object_get(desc, "urls")) > 0,
-    };
-    if (!manifest_desc_is_external(&md))
+    if (!manifest_json_desc_is_external(desc))
         return false;
     struct digest d;
     uint64_t size;

@@ -11,6 +11,8 @@
 /* cmocka.h needs the four headers above first. */
 #include <cmocka.h>
 
+#include <jansson.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +255,11 @@ static void test_external_layers(void **state)
         struct err e = {0};
         assert_int_equal(parse(body, NULL, &m, &e), 0);
         assert_int_equal(manifest_desc_is_external(&m.layers[0]), cases[i].want);
+        /* The same judgement on the stored JSON (copies.c reads bodies back). */
+        json_t *j = json_loads(layer, 0, NULL);
+        assert_non_null(j);
+        assert_int_equal(manifest_json_desc_is_external(j), cases[i].want);
+        json_decref(j);
         assert_false(manifest_desc_is_external(&m.config));
         manifest_fini(&m);
     }
