@@ -189,6 +189,30 @@ def test_wait_reports_progress_and_exits_zero_at_once_when_done(geo):
     assert p.returncode == 0 and time.monotonic() - t0 < 10, (p.returncode, p.stdout)
 
 
+DOCKER_MT = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def foreign(digest, size):
+    """A Docker foreign layer's descriptor, fetched by clients from its urls."""
+    return {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+            "digest": digest, "size": size, "urls": ["https://example.invalid/base.tar.gz"]}
+
+
+def push_windows_image(oci, repo, tag, layers):
+    """Pushes a Windows config and a Docker manifest of it with the given layer
+    descriptors; returns the manifest bytes."""
+    config = canonical_json({"architecture": "amd64", "os": "windows",
+                             "rootfs": {"type": "layers", "diff_ids": []}})
+    oci.push_blob(repo, config)
+    body = canonical_json({
+        "schemaVersion": 2, "mediaType": DOCKER_MT,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": sha256_digest(config), "size": len(config)},
+        "layers": layers})
+    oci.push_manifest(repo, tag, body, DOCKER_MT)
+    return body
+
+
 def test_image_with_an_external_layer_replicates_and_completes(geo):
     """An image whose foreign layer was not pushed (clients fetch it from its urls) is a
     complete image: the other region serves it and reports it Completed, and nothing waits
@@ -199,20 +223,11 @@ def test_image_with_an_external_layer_replicates_and_completes(geo):
     oci = a.oci()
     layer = secrets.token_bytes(4096)
     oci.push_blob(repo, layer)
-    config = canonical_json({"architecture": "amd64", "os": "windows",
-                             "rootfs": {"type": "layers", "diff_ids": []}})
-    oci.push_blob(repo, config)
-    mt = "application/vnd.docker.distribution.manifest.v2+json"
-    body = canonical_json({
-        "schemaVersion": 2, "mediaType": mt,
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                   "digest": sha256_digest(config), "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-                    "digest": "sha256:" + "ab" * 32, "size": 123456789,
-                    "urls": ["https://example.invalid/base.tar.gz"]},
-                   {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                    "digest": sha256_digest(layer), "size": len(layer)}]})
-    oci.push_manifest(repo, "ltsc", body, mt)
+    body = push_windows_image(oci, repo, "ltsc", [
+        foreign("sha256:" + "ab" * 32, 123456789),
+        {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+         "digest": sha256_digest(layer), "size": len(layer)}])
+    mt = DOCKER_MT
     p = wait_replicated_cli(a, repo, "ltsc", timeout="60s", timeout_s=90)
     assert p.returncode == 0, (p.returncode, p.stdout[-1000:], p.stderr[-1000:])
     got = b.oci().get("/v2/%s/manifests/ltsc" % repo, headers={"Accept": mt})
@@ -230,18 +245,7 @@ def test_external_layer_pushed_into_another_region_is_fetched_with_the_push(geo)
     ext = secrets.token_bytes(5000)
     b.oci().push_blob(repo, ext)
     oci = a.oci()
-    config = canonical_json({"architecture": "amd64", "os": "windows",
-                             "rootfs": {"type": "layers", "diff_ids": []}})
-    oci.push_blob(repo, config)
-    mt = "application/vnd.docker.distribution.manifest.v2+json"
-    body = canonical_json({
-        "schemaVersion": 2, "mediaType": mt,
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                   "digest": sha256_digest(config), "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-                    "digest": sha256_digest(ext), "size": len(ext),
-                    "urls": ["https://example.invalid/base.tar.gz"]}]})
-    oci.push_manifest(repo, "split", body, mt)
+    push_windows_image(oci, repo, "split", [foreign(sha256_digest(ext), len(ext))])
     # HEAD does not fetch on demand: the bytes are here because the push fetched them
     assert oci.blob_exists(repo, sha256_digest(ext))
     assert oci.get_blob(repo, sha256_digest(ext)) == ext
