@@ -93,12 +93,32 @@ bool compact_is_below(const struct meta_vv *vv, const struct meta_horizon *h, si
     return false;
 }
 
-int64_t compact_tombs_cutoff_hlc(struct registry *reg, int64_t now_ms)
+int64_t compact_tombs_cutoff(const struct meta_horizon *applied, size_t n_applied,
+                             const struct compact_peer *peers, size_t n, int64_t now_ms,
+                             int64_t horizon_ms, int64_t retention_ms)
 {
-    int64_t before_ms = now_ms - reg->cfg->tombstone_retention_s * 1000;
-    if (reg->cfg->tombstone_retention_s <= 0 || before_ms <= 0)
+    int64_t before_ms = now_ms - retention_ms;
+    if (retention_ms <= 0 || before_ms <= 0)
         return 0;
-    return (int64_t)((uint64_t)before_ms << 16);
+    int64_t cutoff = (int64_t)((uint64_t)before_ms << 16);
+    for (size_t k = 0; k < n; k++) {
+        if (horizon_ms > 0 && peers[k].acked_ms < now_ms - horizon_ms)
+            return 0; /* silent: it may be cut off and writing, not stopped */
+        const struct meta_vv *acked = peers[k].acked;
+        for (size_t i = 0; acked != NULL && i < acked->n; i++) {
+            const struct meta_horizon *mine = meta_horizon_find(applied, n_applied,
+                                                                acked->origins[i]);
+            if (mine != NULL && mine->seq >= acked->seqs[i])
+                continue;
+            /* The peer holds events of this origin not applied here yet: they carry
+             * clocks above the newest applied one, and a put among them is older than
+             * any tombstone above that clock, which must be here when it arrives. */
+            int64_t newest = mine != NULL ? mine->hlc : 0;
+            if (newest < cutoff)
+                cutoff = newest;
+        }
+    }
+    return cutoff;
 }
 
 static bool is_stopping(struct compact *c)
@@ -111,10 +131,9 @@ static bool is_stopping(struct compact *c)
 
 /* The peers of this registry (replication objects but this region) with their acks; a
  * peer never seen pulling is recorded now, so that its silence is measured from here. */
-static int peers_load(struct compact *c, struct compact_peer **out, struct meta_vv **vvs,
-                      size_t *n_out)
+static int peers_load(struct registry *reg, bool record_unseen, struct compact_peer **out,
+                      struct meta_vv **vvs, size_t *n_out)
 {
-    struct registry *reg = c->reg;
     struct metastore *ms = reg->ms;
     struct meta_name_list keys = {0}, values = {0};
     struct meta_peer_ack *acks = NULL;
@@ -145,11 +164,9 @@ static int peers_load(struct compact *c, struct compact_peer **out, struct meta_
             peers[n].acked = &parsed[n];
             peers[n].acked_ms = a->acked_ms;
         } else {
-            peers[n].acked_ms = now;
-            if (a == NULL)
+            peers[n].acked_ms = a != NULL ? a->acked_ms : now;
+            if (a == NULL && record_unseen)
                 ms->ops->peer_ack_set(ms, keys.names[i], "", now, &e);
-            else
-                peers[n].acked_ms = a->acked_ms;
         }
         n++;
     }
@@ -172,6 +189,40 @@ static void peers_free(struct compact_peer *peers, struct meta_vv *vvs, size_t n
     free(vvs);
 }
 
+/* The cutoff from what the store holds now (applied: its origin clocks); 0 when it cannot
+ * be read (nothing expires, every tombstone is merged). */
+static int64_t tombs_cutoff_of(struct registry *reg, const struct compact_peer *peers, size_t n,
+                               int64_t now_ms)
+{
+    struct metastore *ms = reg->ms;
+    struct meta_horizon *applied = NULL;
+    size_t n_applied = 0;
+    struct err e = {0};
+    if (ms->ops->origin_clocks(ms, &applied, &n_applied, &e) != 0) {
+        log_warn("compact", "failed to read the origin clocks: %s", err_message(&e));
+        return 0;
+    }
+    int64_t cutoff = compact_tombs_cutoff(applied, n_applied, peers, n, now_ms,
+                                          reg->cfg->compact_horizon_s * 1000,
+                                          reg->cfg->tombstone_retention_s * 1000);
+    meta_horizon_list_fini(applied, n_applied);
+    return cutoff;
+}
+
+int64_t compact_tombs_cutoff_now(struct registry *reg, int64_t now_ms)
+{
+    if (reg->cfg->tombstone_retention_s <= 0)
+        return 0;
+    struct compact_peer *peers;
+    struct meta_vv *vvs;
+    size_t n;
+    if (peers_load(reg, false, &peers, &vvs, &n) != 0)
+        return 0;
+    int64_t cutoff = tombs_cutoff_of(reg, peers, n, now_ms);
+    peers_free(peers, vvs, n);
+    return cutoff;
+}
+
 /* One pass, at most max_batches transactions (0: until done). */
 static void pass(struct compact *c, size_t max_batches, uint64_t *n_events, uint64_t *n_tombs,
                  uint64_t *n_errors)
@@ -185,7 +236,8 @@ static void pass(struct compact *c, size_t max_batches, uint64_t *n_events, uint
     struct compact_peer *peers = NULL;
     struct meta_vv *vvs = NULL;
     size_t n_peers = 0, batches = 0;
-    if (ms->ops->vv_get(ms, &mine, &e) != 0 || peers_load(c, &peers, &vvs, &n_peers) != 0) {
+    if (ms->ops->vv_get(ms, &mine, &e) != 0 ||
+        peers_load(reg, true, &peers, &vvs, &n_peers) != 0) {
         (*n_errors)++;
         goto out;
     }
@@ -208,15 +260,9 @@ static void pass(struct compact *c, size_t max_batches, uint64_t *n_events, uint
                 break;
         }
     }
-    /* A region silent past the horizon may still be writing (a partition, not a stop): a
-     * put it made before a delete here would come back with its log if the tombstone were
-     * gone. Tombstones are kept until it is back (or removed from the registry). */
-    bool is_any_silent = false;
-    for (size_t k = 0; k < n_peers; k++)
-        is_any_silent |= reg->cfg->compact_horizon_s > 0 &&
-                         peers[k].acked_ms < started - reg->cfg->compact_horizon_s * 1000;
-    int64_t before_hlc = compact_tombs_cutoff_hlc(reg, started);
-    if (before_hlc > 0 && !is_any_silent) {
+    /* Read after the events went: tombstones follow the rule of compact_tombs_cutoff. */
+    int64_t before_hlc = tombs_cutoff_of(reg, peers, n_peers, started);
+    if (before_hlc > 0) {
         while (!is_stopping(c) && (max_batches == 0 || batches < max_batches)) {
             size_t n = 0;
             if (ms->ops->tombs_expire(ms, before_hlc, COMPACT_BATCH, &n, &e) != 0) {
@@ -286,14 +332,18 @@ json_t *compact_status_json(struct compact *c)
                                          util_now_ms() - reg->cfg->compact_horizon_s * 1000));
         meta_peer_ack_list_fini(acks, na);
     }
+    /* What may expire now: tombstones older than this (0: none may). */
+    int64_t cutoff_ms = compact_tombs_cutoff_now(reg, util_now_ms()) >> 16;
     AZ(pthread_mutex_lock(&c->mu));
     json_t *out = json_pack(
-        "{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "region",
+        "{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "region",
         reg->cfg->region, "is_scheduled_here", (int)registry_is_owner(reg), "interval_s",
         (json_int_t)reg->cfg->compact_interval_s, "horizon_s",
         (json_int_t)reg->cfg->compact_horizon_s, "tombstone_retention_s",
         (json_int_t)reg->cfg->tombstone_retention_s, "log_events", (json_int_t)n_events,
-        "tombstones", (json_int_t)n_tombs, "log_horizon", horizon, "peers", peers, "passes",
+        "tombstones", (json_int_t)n_tombs, "tombstone_cutoff_ms", (json_int_t)cutoff_ms,
+        "log_horizon", horizon, "peers", peers, "passes",
         (json_int_t)c->passes, "last_run_ms", (json_int_t)c->last_run_ms, "last_run_duration_ms",
         (json_int_t)c->last_run_duration_ms, "events_dropped", (json_int_t)c->events_dropped,
         "tombstones_removed", (json_int_t)c->tombs_removed, "errors", (json_int_t)c->errors);

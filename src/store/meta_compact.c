@@ -128,6 +128,30 @@ int sq_log_horizon(struct metastore *ms, struct meta_horizon **out, size_t *n_ou
     return horizon_read(c, out, n_out, e);
 }
 
+int sq_origin_clocks(struct metastore *ms, struct meta_horizon **out, size_t *n_out,
+                     struct err *e)
+{
+    *out = NULL;
+    *n_out = 0;
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_ORIGIN_CLOCKS, &s, e, "");
+    if (rc < 0)
+        return -1;
+    void *items;
+    rc = sq_collect_rows(c, s, rc, sizeof(**out), horizon_row_read, &items, n_out, e);
+    sq_stmt_done(s);
+    *out = items;
+    if (rc != 0) {
+        meta_horizon_list_fini(*out, *n_out);
+        *out = NULL;
+        *n_out = 0;
+    }
+    return rc;
+}
+
 /* Raises the horizon of origin to (seq, hlc) if it is below; in a write transaction. */
 static int horizon_raise(struct sq_conn *c, const char *origin, int64_t seq, int64_t hlc,
                          struct err *e)

@@ -730,6 +730,7 @@ static const struct metastore_ops sq_ops = {
     .peer_ack_set = sq_peer_ack_set, /* meta_compact.c */
     .peer_acks = sq_peer_acks,
     .log_horizon = sq_log_horizon,
+    .origin_clocks = sq_origin_clocks,
     .log_compact = sq_log_compact,
     .tombs_expire = sq_tombs_expire,
     .log_adopt = sq_log_adopt,

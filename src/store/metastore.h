@@ -343,6 +343,11 @@ typedef int ms_peer_acks_f(struct metastore *ms, struct meta_peer_ack **out, siz
 /* The log horizon, one entry per origin that has one. */
 typedef int ms_log_horizon_f(struct metastore *ms, struct meta_horizon **out, size_t *n_out,
                              struct err *e);
+/* Per origin of the version vector, the newest event applied here: (origin, its
+ * origin_seq, its clock; after a snapshot, the clock of the horizon). Events of an origin
+ * not yet applied here carry a later clock (an origin's clock only grows). */
+typedef int ms_origin_clocks_f(struct metastore *ms, struct meta_horizon **out, size_t *n_out,
+                               struct err *e);
 /* Drops, in one write transaction, up to max of the lowest events of origin with
  * origin_seq <= upto, and moves the horizon of origin past them. *n_deleted: how many. */
 typedef int ms_log_compact_f(struct metastore *ms, const char *origin, int64_t upto, size_t max,
@@ -821,6 +826,7 @@ struct metastore_ops {
     ms_peer_ack_set_f *peer_ack_set; /* meta_compact.c */
     ms_peer_acks_f *peer_acks;
     ms_log_horizon_f *log_horizon;
+    ms_origin_clocks_f *origin_clocks;
     ms_log_compact_f *log_compact;
     ms_tombs_expire_f *tombs_expire;
     ms_log_adopt_f *log_adopt;

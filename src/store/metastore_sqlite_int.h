@@ -217,6 +217,12 @@
                " ON CONFLICT(peer) DO UPDATE SET vv = excluded.vv, acked_ms = excluded.acked_ms") \
     X(ACK_ALL, "SELECT peer, vv, acked_ms FROM peer_acks ORDER BY peer")                      \
     X(HORIZON_ALL, "SELECT origin, seq, hlc FROM log_horizon ORDER BY origin")                \
+    /* Per origin, the newest event applied here and its clock: the event itself (the       \
+     * newest of each origin is never compacted), or the horizon after a snapshot. */       \
+    X(ORIGIN_CLOCKS, "SELECT vv.origin, vv.seq, coalesce((SELECT e.hlc FROM events e"         \
+                     " WHERE e.origin = vv.origin AND e.origin_seq = vv.seq),"                \
+                     " (SELECT h.hlc FROM log_horizon h WHERE h.origin = vv.origin), 0)"      \
+                     " FROM vv ORDER BY vv.origin")                                           \
     X(HORIZON_MAX_HLC, "SELECT coalesce(max(hlc), 0) FROM log_horizon")                     \
     X(HORIZON_GET, "SELECT seq, hlc FROM log_horizon WHERE origin = ?1")                      \
     X(HORIZON_SET, "INSERT INTO log_horizon(origin, seq, hlc) VALUES (?1, ?2, ?3)"             \
@@ -609,6 +615,7 @@ ms_repo_state_f sq_repo_state;
 ms_peer_ack_set_f sq_peer_ack_set;
 ms_peer_acks_f sq_peer_acks;
 ms_log_horizon_f sq_log_horizon;
+ms_origin_clocks_f sq_origin_clocks;
 ms_log_compact_f sq_log_compact;
 ms_tombs_expire_f sq_tombs_expire;
 ms_log_adopt_f sq_log_adopt;

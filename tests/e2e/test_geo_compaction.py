@@ -150,6 +150,62 @@ def test_region_offline_past_the_horizon_rejoins_with_deletes_winning(geo):
     wait_compacted(cluster, "the tombstones to expire once r3 is back", may_hold_none=(c.name,))
 
 
+def test_a_put_from_a_region_not_yet_pulled_meets_the_tombstone_it_predates(geo):
+    """A link that fails one way: r2 keeps pulling from r1 (and so acknowledging r1's
+    delete) while r1 cannot pull r2's writes. A put r2 made of the manifest before r1
+    deleted it must still meet the tombstone when it finally arrives: the delete is newer
+    and wins in both regions. r1 keeps the tombstone past its retention until it has pulled
+    what r2 acknowledged holding."""
+    cluster = geo(2, extra_args=FAST)
+    a, b = cluster
+    repo = unique_repo("one-way")
+    keep = a.oci().push_image(repo, "keep")
+    wait_converged(cluster, repos=[repo], expect={repo: {"keep": keep.digest}})
+    cluster.partition([a], [b])
+    # the same image put in both regions during the split: first in r2, then in r1, which
+    # deletes it (its tombstone is newer than r2's put) and writes on
+    img = b.oci().push_image(repo, "from-r2")
+    for blob in img.blobs.values():
+        a.oci().push_blob(repo, blob)
+    a.oci().push_manifest(repo, "from-r1", img.body, img.media_type)
+    r = a.oci().delete("/v2/%s/manifests/%s" % (repo, img.digest))
+    assert r.status_code == 202, (r.status_code, r.text)
+    later = a.oci().push_image(repo, "later")     # the delete is not r1's newest event
+    expect = {repo: {"keep": keep.digest, "later": later.digest}}
+    assert registry_state(a, [repo]) == expect
+
+    # the link comes back one way: r2 pulls r1's log (the delete wins there) and
+    # acknowledges it, so r1 compacts its log past the delete; r1 still cannot pull r2
+    a.proxy.heal(src=b.host)
+    wait_converged([b], repos=[repo], expect=expect, timeout_s=60,
+                   what="r2 to apply r1's delete")
+    last = {}
+
+    def r1_compacted_past_the_delete():
+        compact_now(a)
+        s = last["r1"] = compaction(a)
+        return s["log_events"] <= 2 and s["log_horizon"].get("r1", 0) > 0
+    wait_for(r1_compacted_past_the_delete, 60,
+             lambda: "r1 to compact its log past the delete; last: %s" % last, interval_s=0.5)
+    # the tombstone is older than the retention and r2 has applied it, but r2 holds writes
+    # r1 has not pulled yet: the tombstone stays for them
+    for _ in range(3):
+        compact_now(a)
+    s = compaction(a)
+    assert s["tombstones"] > 0 and s["tombstones_removed"] == 0, s
+    assert s["tombstone_cutoff_ms"] < int(time.time() * 1000) - 1000, s
+
+    cluster.heal()
+    wait_converged(cluster, repos=[repo], expect=expect, timeout_s=90,
+                   what="both regions to converge with the delete winning")
+    time.sleep(5)  # anti-entropy runs every 2 s: the manifest does not come back
+    for r in cluster:
+        assert manifest_digest(r, repo, img.digest) is None, r.name
+        assert registry_state(r, [repo]) == expect, r.name
+    # once r1 has pulled r2's writes its tombstones expire as usual
+    wait_compacted([a], "r1's tombstones to expire once it has pulled r2", n_origins=2)
+
+
 OLD_BIN = os.environ.get("MERIDIAN_OLD_BIN", "/tmp/compact_old/build/meridian")
 
 

@@ -108,6 +108,48 @@ static void test_below_the_horizon(void **state)
     meta_vv_fini(&low);
 }
 
+/* The tombstone cutoff: older than the retention, none while a peer is silent past the
+ * horizon, and never at or above the newest applied event of an origin a live peer holds
+ * more of (a region back from a partition acknowledges before it is pulled from). */
+static void test_tombstone_cutoff_waits_for_what_live_peers_hold(void **state)
+{
+    (void)state;
+    const char *o[] = {"a", "b"};
+    int64_t now = 1000000, retention = 100000, horizon = 50000;
+    int64_t base = (now - retention) << 16;
+    struct meta_horizon applied[] = {{"a", 9, base + 5}, {"b", 4, 1234}};
+    struct meta_vv same = vv_of(2, o, (int64_t[]){9, 4});
+    struct meta_vv ahead_b = vv_of(2, o, (int64_t[]){3, 6}); /* holds b's 5 and 6 */
+    struct meta_vv ahead_a = vv_of(1, o, (int64_t[]){10});
+    struct meta_vv ahead_c = vv_of(1, (const char *[]){"c"}, (int64_t[]){1});
+    struct compact_peer synced[] = {{"p", &same, now - 10}};
+    assert_int_equal(compact_tombs_cutoff(applied, 2, synced, 1, now, horizon, retention), base);
+    /* No peer at all, or one that never pulled: the retention alone. */
+    assert_int_equal(compact_tombs_cutoff(applied, 2, NULL, 0, now, horizon, retention), base);
+    struct compact_peer unseen[] = {{"p", NULL, now}};
+    assert_int_equal(compact_tombs_cutoff(applied, 2, unseen, 1, now, horizon, retention), base);
+    /* Retention off, or not yet reached since the epoch: nothing expires. */
+    assert_int_equal(compact_tombs_cutoff(applied, 2, synced, 1, now, horizon, 0), 0);
+    assert_int_equal(compact_tombs_cutoff(applied, 2, synced, 1, 50, horizon, retention), 0);
+    /* A live peer holds b's events 5 and 6, not applied here: b's newest applied clock. */
+    struct compact_peer lag_b[] = {{"p", &same, now - 10}, {"q", &ahead_b, now - 20}};
+    assert_int_equal(compact_tombs_cutoff(applied, 2, lag_b, 2, now, horizon, retention), 1234);
+    /* ... above the retention's cutoff, that origin's clock does not lower it. */
+    struct compact_peer lag_a[] = {{"q", &ahead_a, now - 20}};
+    assert_int_equal(compact_tombs_cutoff(applied, 2, lag_a, 1, now, horizon, retention), base);
+    /* An origin never applied here: nothing expires until its events are. */
+    struct compact_peer lag_c[] = {{"q", &ahead_c, now - 20}};
+    assert_int_equal(compact_tombs_cutoff(applied, 2, lag_c, 1, now, horizon, retention), 0);
+    /* The same peer silent past the horizon: nothing expires; no horizon: it counts. */
+    struct compact_peer silent[] = {{"p", &same, now - horizon - 1}};
+    assert_int_equal(compact_tombs_cutoff(applied, 2, silent, 1, now, horizon, retention), 0);
+    assert_int_equal(compact_tombs_cutoff(applied, 2, silent, 1, now, 0, retention), base);
+    meta_vv_fini(&same);
+    meta_vv_fini(&ahead_b);
+    meta_vv_fini(&ahead_a);
+    meta_vv_fini(&ahead_c);
+}
+
 /* Pushes image `tag` (no blobs) into repo; its digest in out. */
 static void push(struct metastore *ms, const char *repo, const char *tag, struct digest *out)
 {
@@ -280,6 +322,51 @@ static void test_state_merge_does_not_bring_an_expired_tombstone_back(void **sta
     ms->ops->close(ms);
 }
 
+/* The origin clocks: the newest applied event of each origin, kept through compaction
+ * (an origin's newest event stays), and the horizon's clock after a snapshot. */
+static void test_origin_clocks_are_the_newest_applied_events(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store();
+    struct err e = {0};
+    push(ms, "r", "v1", NULL);
+    push(ms, "r", "v2", NULL);
+    struct meta_event *evs;
+    size_t n_ev;
+    int64_t last;
+    assert_int_equal(ms->ops->events_read(ms, 0, NULL, 100, &evs, &n_ev, &last, &e), 0);
+    assert_int_equal(n_ev, 6);
+    int64_t newest = (int64_t)evs[n_ev - 1].hlc;
+    for (size_t i = 0; i < n_ev; i++)
+        meta_event_fini(&evs[i]);
+    free(evs);
+    struct meta_horizon *h;
+    size_t n;
+    assert_int_equal(ms->ops->origin_clocks(ms, &h, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(h[0].origin, "local");
+    assert_int_equal(h[0].seq, 6);
+    assert_int_equal(h[0].hlc, newest);
+    meta_horizon_list_fini(h, n);
+    size_t dropped;
+    assert_int_equal(ms->ops->log_compact(ms, "local", 5, 100, &dropped, &e), 0);
+    assert_int_equal(dropped, 5);
+    struct meta_horizon snap[] = {{"other", 7, 123}};
+    assert_int_equal(ms->ops->log_adopt(ms, "peer", snap, 1, &e), 0);
+    assert_int_equal(ms->ops->origin_clocks(ms, &h, &n, &e), 0);
+    assert_int_equal(n, 2);
+    const struct meta_horizon *mine = meta_horizon_find(h, n, "local");
+    const struct meta_horizon *other = meta_horizon_find(h, n, "other");
+    assert_non_null(mine);
+    assert_non_null(other);
+    assert_int_equal(mine->seq, 6);
+    assert_int_equal(mine->hlc, newest);
+    assert_int_equal(other->seq, 7);
+    assert_int_equal(other->hlc, 123);
+    meta_horizon_list_fini(h, n);
+    ms->ops->close(ms);
+}
+
 static void test_adopt_raises_vv_and_horizon_and_rereads_the_peer(void **state)
 {
     (void)state;
@@ -401,6 +488,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stable_is_the_minimum_of_live_acknowledgements),
         cmocka_unit_test(test_below_the_horizon),
+        cmocka_unit_test(test_tombstone_cutoff_waits_for_what_live_peers_hold),
+        cmocka_unit_test(test_origin_clocks_are_the_newest_applied_events),
         cmocka_unit_test(test_compact_drops_the_lowest_events_in_batches),
         cmocka_unit_test(test_tombstones_expire_below_cutoff_and_horizon_only),
         cmocka_unit_test(test_state_merge_does_not_bring_an_expired_tombstone_back),

@@ -163,6 +163,44 @@ static void test_push_reads_back(void **state)
     ms->ops->close(ms);
 }
 
+/* The origin clocks the tombstone rule reads (compact_tombs_cutoff): the newest event of
+ * each origin with its clock, kept through compaction, and a snapshot's horizon clock. */
+static void test_origin_clocks(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    char b1[] = "{\"schemaVersion\":2,\"n\":1}", b2[] = "{\"schemaVersion\":2,\"n\":2}";
+    push_body(ms, b1, sizeof(b1) - 1, "v1", NULL);
+    push_body(ms, b2, sizeof(b2) - 1, "v2", NULL);
+    struct meta_horizon *h;
+    size_t n;
+    assert_int_equal(ms->ops->origin_clocks(ms, &h, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(h[0].origin, "r1");
+    int64_t seq = h[0].seq, hlc = h[0].hlc;
+    assert_true(seq >= 4 && hlc > 0);
+    meta_horizon_list_fini(h, n);
+    size_t dropped;
+    assert_int_equal(ms->ops->log_compact(ms, "r1", seq - 1, 100, &dropped, &e), 0);
+    assert_int_equal(dropped, (size_t)(seq - 1));
+    struct meta_horizon snap[] = {{"r2", 7, 123}};
+    assert_int_equal(ms->ops->log_adopt(ms, "r2", snap, 1, &e), 0);
+    assert_int_equal(ms->ops->origin_clocks(ms, &h, &n, &e), 0);
+    assert_int_equal(n, 2);
+    const struct meta_horizon *mine = meta_horizon_find(h, n, "r1");
+    const struct meta_horizon *other = meta_horizon_find(h, n, "r2");
+    assert_non_null(mine);
+    assert_non_null(other);
+    assert_int_equal(mine->seq, seq);
+    assert_int_equal(mine->hlc, hlc);
+    assert_int_equal(other->seq, 7);
+    assert_int_equal(other->hlc, 123);
+    meta_horizon_list_fini(h, n);
+    ms->ops->close(ms);
+}
+
 /* A database of schema version 2 (status rows without copies) opens with this build: the
  * step adds the column, existing rows report no count, a count written reads back. */
 static void test_v2_database_gains_status_copies(void **state)
@@ -628,6 +666,7 @@ int main(void)
         cmocka_unit_test_setup(test_nodes_start_at_once, setup),
         cmocka_unit_test_setup(test_every_statement_prepares, setup),
         cmocka_unit_test_setup(test_push_reads_back, setup),
+        cmocka_unit_test_setup(test_origin_clocks, setup),
         cmocka_unit_test_setup(test_v2_database_gains_status_copies, setup),
         cmocka_unit_test_setup(test_nodes_share_one_clock, setup),
         cmocka_unit_test_setup(test_lease_has_one_holder, setup),
