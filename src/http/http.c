@@ -294,6 +294,29 @@ void http_reply_stream(struct http_req *req, int status, uint64_t len, http_read
     req->is_replied = true;
 }
 
+/* RFC 9110 15.5.6: a 405 names the methods the target takes (set by the router in
+ * req->allow; a refusal of a method the target takes otherwise names none). */
+static void reply_allow(struct http_req *req, enum err_code code)
+{
+    if (req->allow[0] != '\0' && err_http_status(code) == 405)
+        http_reply_header(req, "Allow", "%s", req->allow);
+}
+
+void http_reply_allow(struct http_req *req, const char *const *methods)
+{
+    size_t at = 0;
+    req->allow[0] = '\0';
+    for (size_t i = 0; methods[i] != NULL; i++) {
+        int n = snprintf(req->allow + at, sizeof(req->allow) - at, "%s%s", i ? ", " : "",
+                         methods[i]);
+        if (n < 0 || (size_t)n >= sizeof(req->allow) - at) {
+            req->allow[at] = '\0'; /* never a partial name */
+            return;
+        }
+        at += (size_t)n;
+    }
+}
+
 void http_reply_err(struct http_req *req, const struct err *e)
 {
     struct buf b;
@@ -305,6 +328,7 @@ void http_reply_err(struct http_req *req, const struct err *e)
     buf_appends(&b, ",\"detail\":null}]}\n");
     /* A failed request's reply carries only the error: drop headers set so far. */
     buf_reset(&req->reply_headers);
+    reply_allow(req, e->code);
     http_reply(req, err_http_status(e->code), "application/json", b.data, b.len);
     /* The challenge (WWW-Authenticate) of a 401 is added by authz.c, which knows it. */
     buf_fini(&b);
@@ -332,6 +356,7 @@ void http_reply_mgmt_err(struct http_req *req, const struct err *e)
     buf_append_json_string(&b, err_message(e));
     buf_appends(&b, "}}\n");
     buf_reset(&req->reply_headers);
+    reply_allow(req, e->code);
     http_reply(req, err_http_status(e->code), "application/json", b.data, b.len);
     buf_fini(&b);
 }

@@ -80,6 +80,7 @@ struct http_req {
     atomic_bool is_parked;    /* from park until http_req_resume */
     bool is_counted;          /* metrics already recorded this request */
     char *kept[8];            /* strings owned by the request (joined headers) */
+    char allow[48];           /* a 405 for a method the target never takes: its Allow */
     size_t n_kept;
     bool is_replied;          /* a reply was set before the body ended */
 
@@ -121,6 +122,8 @@ typedef void http_header_f(void *arg, const char *name, const char *value);
 void http_req_each_header(struct http_req *req, http_header_f *fn, void *arg);
 
 /* Replies. */
+/* The methods (NULL-terminated) a 405 reply to req names in its Allow header. */
+void http_reply_allow(struct http_req *req, const char *const *methods);
 void http_reply_header(struct http_req *req, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Sets status and a body copied from p (n bytes) with Content-Type ct (may be NULL). */

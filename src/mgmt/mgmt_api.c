@@ -91,15 +91,31 @@ fail:
     return false;
 }
 
+/* Adds m to the NULL-terminated list (room for 7) unless it is there. */
+static void add_method(const char **methods, size_t *n, const char *m)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp(methods[i], m) == 0)
+            return;
+    }
+    if (*n < 7)
+        methods[(*n)++] = m;
+}
+
 void mgmt_api_handle(struct http_req *req)
 {
     const char *path = req->path + strlen(MGMT_PREFIX);
     bool is_path_known = false;
+    const char *methods[8] = {0}; /* the path's, for the Allow of a 405 */
+    size_t n_methods = 0;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         struct mgmt_params p = {0};
         if (!match(routes[i].pattern, path, &p))
             continue;
         is_path_known = true;
+        add_method(methods, &n_methods, routes[i].method);
+        if (strcmp(routes[i].method, "GET") == 0)
+            add_method(methods, &n_methods, "HEAD");
         if (strcmp(routes[i].method, req->method) != 0 &&
             !(strcmp(req->method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
             params_fini(&p);
@@ -109,6 +125,7 @@ void mgmt_api_handle(struct http_req *req)
         params_fini(&p);
         return;
     }
+    http_reply_allow(req, methods);
     if (is_path_known)
         mgmt_reply_error(req, ERR_METHOD_NOT_ALLOWED, "method %s not allowed here", req->method);
     else

@@ -22,6 +22,8 @@ static void blob_delete(struct http_req *req, const struct digest *d)
     struct err e = {0};
     bool is_orphan = false;
     if (!reg->cfg->is_delete_enabled) {
+        static const char *const without_delete[] = {"GET", "HEAD", NULL};
+        http_reply_allow(req, without_delete);
         http_reply_error(req, ERR_UNSUPPORTED, "deletes are disabled on this registry");
         return;
     }

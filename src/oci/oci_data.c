@@ -95,6 +95,8 @@ static void on_headers(struct http_req *req)
     req->repo = xstrndup(path + 4, (size_t)(m - path - 4));
     req->ref = xstrdup(m + 7);
     if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        static const char *const get_head[] = {"GET", "HEAD", NULL};
+        http_reply_allow(req, get_head);
         http_reply_error(req, ERR_METHOD_NOT_ALLOWED, "method %s not allowed here", req->method);
         return;
     }

@@ -329,6 +329,8 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
     struct registry *reg = req->reg;
     struct err e = {0};
     if (!reg->cfg->is_delete_enabled) {
+        static const char *const without_delete[] = {"GET", "HEAD", "PUT", NULL};
+        http_reply_allow(req, without_delete);
         http_reply_error(req, ERR_UNSUPPORTED, "deletes are disabled on this registry");
         return;
     }

@@ -342,6 +342,7 @@ static bool allow(struct http_req *req, const char *const *methods)
         if (method_is(req, methods[i]))
             return true;
     }
+    http_reply_allow(req, methods);
     http_reply_error(req, ERR_METHOD_NOT_ALLOWED, "method %s not allowed here", req->method);
     return false;
 }

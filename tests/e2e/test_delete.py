@@ -133,11 +133,15 @@ def test_no_delete_refuses_every_delete_and_changes_nothing(nodelete):
     oci = nodelete.oci()
     repo = "nodelete/app"
     img = oci.push_image(repo, tag="v1", layers=2)
-    for path, code in ((oci.manifest_path(repo, img.digest), "UNSUPPORTED"),
-                       (oci.manifest_path(repo, "v1"), "UNSUPPORTED"),
-                       (oci.blob_path(repo, next(iter(img.blobs))), "UNSUPPORTED")):
+    # a 405 names what the target still takes (RFC 9110 15.5.6)
+    for path, code, allow in ((oci.manifest_path(repo, img.digest), "UNSUPPORTED",
+                               "GET, HEAD, PUT"),
+                              (oci.manifest_path(repo, "v1"), "UNSUPPORTED", "GET, HEAD, PUT"),
+                              (oci.blob_path(repo, next(iter(img.blobs))), "UNSUPPORTED",
+                               "GET, HEAD")):
         r = oci.delete(path)
         assert_error(r, 405, code)
+        assert r.headers.get("Allow") == allow, (path, r.headers)
     assert oci.get_manifest(repo, "v1").content == img.body
     assert oci.get_manifest(repo, img.digest).content == img.body
     for d, b in img.blobs.items():

@@ -244,6 +244,12 @@ def test_wrong_methods_are_refused(oci, state):
     for method, path, kw in probes:
         r = oci.request(method, path, **kw)
         assert r.status_code in (404, 405), (method, path, r.status_code)
+        # a 405 names the methods the target takes, and never the refused one
+        allow = r.headers.get("Allow")
+        if r.status_code == 405:
+            assert allow and method not in allow.split(", "), (method, path, r.headers)
+        else:
+            assert allow is None, (method, path, r.headers)
         codes = error_codes(r)
         assert not codes or codes[0] in SPEC_ERROR_CODES, (method, path, codes)
     unchanged()

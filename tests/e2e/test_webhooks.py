@@ -265,8 +265,12 @@ def test_api_conflicts_and_unknowns(registry):
                          ("GET", ghost + "/events"), ("GET", "bad-name"),
                          ("GET", "abc"), ("POST", "abc/ping")):
         assert_mgmt_error(api(registry, method, "webhooks/" + path), 404, "NOT_FOUND")
-    assert_mgmt_error(api(registry, "PUT", "webhooks/" + name, json={}), 405, "UNSUPPORTED")
-    assert_mgmt_error(api(registry, "DELETE", "webhooks"), 405, "UNSUPPORTED")
+    r = api(registry, "PUT", "webhooks/" + name, json={})
+    assert_mgmt_error(r, 405, "UNSUPPORTED")
+    assert r.headers.get("Allow") == "GET, HEAD, PATCH, DELETE", r.headers
+    r = api(registry, "DELETE", "webhooks")
+    assert_mgmt_error(r, 405, "UNSUPPORTED")
+    assert r.headers.get("Allow") == "POST, GET, HEAD", r.headers
     for n in ("0", "1001", "abc", "-1"):
         assert_mgmt_error(api(registry, "GET", "webhooks/%s/events" % name, params={"n": n}),
                           400, "BAD_REQUEST")
