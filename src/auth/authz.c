@@ -91,8 +91,9 @@ struct authz {
     int64_t generation;
     _Atomic int64_t next_poll_ms;
     pthread_mutex_t reload_mu;
-    /* The generation moved and the reload failed: the snapshot's residency policies may be
-     * out of date, so peer reads fail closed (503) until a reload succeeds. */
+    /* The generation moved and the reload failed, or the generation could not be read:
+     * the snapshot's residency policies may be out of date, so peer reads fail closed
+     * (503) until a reload, or a read of the generation finding the snapshot's, succeeds. */
     _Atomic bool is_residency_unknown;
 
     pthread_mutex_t cache_mu;
@@ -236,13 +237,19 @@ static void maybe_reload(struct authz *az)
         maybe_reload_keys(az);
     if (az->ms->ops->auth_generation(az->ms, &gen, &e) != 0) {
         log_error("authz", "failed to read the auth generation: %s", err_message(&e));
+        /* Whether the policies moved is unknown: peer reads fail closed until a read
+         * tells (the snapshot is kept for the rest, as when a reload fails). */
+        atomic_store(&az->is_residency_unknown, true);
         return;
     }
     AZ(pthread_rwlock_rdlock(&az->lock));
     bool is_stale = gen != az->generation;
     AZ(pthread_rwlock_unlock(&az->lock));
-    if (!is_stale)
+    if (!is_stale) {
+        /* The snapshot is of this generation (a failed reload leaves it older). */
+        atomic_store(&az->is_residency_unknown, false);
         return;
+    }
     AZ(pthread_mutex_lock(&az->reload_mu));
     bool is_failed = reload(az, &e) != 0;
     if (is_failed)
