@@ -93,29 +93,46 @@ bool compact_is_below(const struct meta_vv *vv, const struct meta_horizon *h, si
     return false;
 }
 
+int64_t compact_tombs_cutoff_hlc(struct registry *reg, int64_t now_ms)
+{
+    int64_t before_ms = now_ms - reg->cfg->tombstone_retention_s * 1000;
+    if (reg->cfg->tombstone_retention_s <= 0 || before_ms <= 0)
+        return 0;
+    return (int64_t)((uint64_t)before_ms << 16);
+}
+
 int64_t compact_tombs_cutoff(const struct meta_horizon *applied, size_t n_applied,
                              const struct compact_peer *peers, size_t n, int64_t now_ms,
-                             int64_t horizon_ms, int64_t retention_ms)
+                             int64_t horizon_ms, int64_t retention_ms, struct compact_hold *held)
 {
+    if (held != NULL)
+        *held = (struct compact_hold){0};
     int64_t before_ms = now_ms - retention_ms;
     if (retention_ms <= 0 || before_ms <= 0)
         return 0;
     int64_t cutoff = (int64_t)((uint64_t)before_ms << 16);
     for (size_t k = 0; k < n; k++) {
-        if (horizon_ms > 0 && peers[k].acked_ms < now_ms - horizon_ms)
+        if (horizon_ms > 0 && peers[k].acked_ms < now_ms - horizon_ms) {
+            if (held != NULL)
+                *held = (struct compact_hold){.peer = peers[k].location, .is_silent = true};
             return 0; /* silent: it may be cut off and writing, not stopped */
+        }
         const struct meta_vv *acked = peers[k].acked;
         for (size_t i = 0; acked != NULL && i < acked->n; i++) {
-            const struct meta_horizon *mine = meta_horizon_find(applied, n_applied,
-                                                                acked->origins[i]);
+            const struct meta_horizon *mine =
+                meta_horizon_find(applied, n_applied, acked->origins[i]);
             if (mine != NULL && mine->seq >= acked->seqs[i])
                 continue;
             /* The peer holds events of this origin not applied here yet: they carry
              * clocks above the newest applied one, and a put among them is older than
              * any tombstone above that clock, which must be here when it arrives. */
             int64_t newest = mine != NULL ? mine->hlc : 0;
-            if (newest < cutoff)
+            if (newest < cutoff) {
                 cutoff = newest;
+                if (held != NULL)
+                    *held = (struct compact_hold){.peer = peers[k].location,
+                                                  .origin = acked->origins[i]};
+            }
         }
     }
     return cutoff;
@@ -129,8 +146,9 @@ static bool is_stopping(struct compact *c)
     return v;
 }
 
-/* The peers of this registry (replication objects but this region) with their acks; a
- * peer never seen pulling is recorded now, so that its silence is measured from here. */
+/* The peers of this registry (replication objects but this region) with their acks; with
+ * record_unseen, a peer never seen pulling is recorded now, so that its silence is
+ * measured from here (otherwise it counts as acknowledging now). */
 static int peers_load(struct registry *reg, bool record_unseen, struct compact_peer **out,
                       struct meta_vv **vvs, size_t *n_out)
 {
@@ -190,9 +208,9 @@ static void peers_free(struct compact_peer *peers, struct meta_vv *vvs, size_t n
 }
 
 /* The cutoff from what the store holds now (applied: its origin clocks); 0 when it cannot
- * be read (nothing expires, every tombstone is merged). */
+ * be read (nothing expires). held (may be NULL): what holds it back. */
 static int64_t tombs_cutoff_of(struct registry *reg, const struct compact_peer *peers, size_t n,
-                               int64_t now_ms)
+                               int64_t now_ms, struct compact_hold *held)
 {
     struct metastore *ms = reg->ms;
     struct meta_horizon *applied = NULL;
@@ -204,23 +222,30 @@ static int64_t tombs_cutoff_of(struct registry *reg, const struct compact_peer *
     }
     int64_t cutoff = compact_tombs_cutoff(applied, n_applied, peers, n, now_ms,
                                           reg->cfg->compact_horizon_s * 1000,
-                                          reg->cfg->tombstone_retention_s * 1000);
+                                          reg->cfg->tombstone_retention_s * 1000, held);
     meta_horizon_list_fini(applied, n_applied);
     return cutoff;
 }
 
-int64_t compact_tombs_cutoff_now(struct registry *reg, int64_t now_ms)
+/* For the status: the cutoff in ms now (0: none may expire) and what holds it back
+ * (null, or {"peer", "origin"} / {"peer", "silent": true}). */
+static json_t *tombs_hold_json(struct registry *reg, int64_t now_ms, int64_t *cutoff_ms)
 {
-    if (reg->cfg->tombstone_retention_s <= 0)
-        return 0;
     struct compact_peer *peers;
     struct meta_vv *vvs;
     size_t n;
+    *cutoff_ms = 0;
     if (peers_load(reg, false, &peers, &vvs, &n) != 0)
-        return 0;
-    int64_t cutoff = tombs_cutoff_of(reg, peers, n, now_ms);
+        return json_null();
+    struct compact_hold held = {0};
+    *cutoff_ms = tombs_cutoff_of(reg, peers, n, now_ms, &held) >> 16;
+    json_t *out = json_null();
+    if (held.is_silent)
+        out = json_pack("{s:s, s:b}", "peer", held.peer, "silent", 1);
+    else if (held.origin != NULL)
+        out = json_pack("{s:s, s:s}", "peer", held.peer, "origin", held.origin);
     peers_free(peers, vvs, n);
-    return cutoff;
+    return out;
 }
 
 /* One pass, at most max_batches transactions (0: until done). */
@@ -236,8 +261,7 @@ static void pass(struct compact *c, size_t max_batches, uint64_t *n_events, uint
     struct compact_peer *peers = NULL;
     struct meta_vv *vvs = NULL;
     size_t n_peers = 0, batches = 0;
-    if (ms->ops->vv_get(ms, &mine, &e) != 0 ||
-        peers_load(reg, true, &peers, &vvs, &n_peers) != 0) {
+    if (ms->ops->vv_get(ms, &mine, &e) != 0 || peers_load(reg, true, &peers, &vvs, &n_peers) != 0) {
         (*n_errors)++;
         goto out;
     }
@@ -261,7 +285,7 @@ static void pass(struct compact *c, size_t max_batches, uint64_t *n_events, uint
         }
     }
     /* Read after the events went: tombstones follow the rule of compact_tombs_cutoff. */
-    int64_t before_hlc = tombs_cutoff_of(reg, peers, n_peers, started);
+    int64_t before_hlc = tombs_cutoff_of(reg, peers, n_peers, started, NULL);
     if (before_hlc > 0) {
         while (!is_stopping(c) && (max_batches == 0 || batches < max_batches)) {
             size_t n = 0;
@@ -333,17 +357,17 @@ json_t *compact_status_json(struct compact *c)
         meta_peer_ack_list_fini(acks, na);
     }
     /* What may expire now: tombstones older than this (0: none may). */
-    int64_t cutoff_ms = compact_tombs_cutoff_now(reg, util_now_ms()) >> 16;
+    int64_t cutoff_ms;
+    json_t *held = tombs_hold_json(reg, util_now_ms(), &cutoff_ms);
     AZ(pthread_mutex_lock(&c->mu));
     json_t *out = json_pack(
-        "{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I}",
-        "region",
-        reg->cfg->region, "is_scheduled_here", (int)registry_is_owner(reg), "interval_s",
+        "{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "region", reg->cfg->region, "is_scheduled_here", (int)registry_is_owner(reg), "interval_s",
         (json_int_t)reg->cfg->compact_interval_s, "horizon_s",
         (json_int_t)reg->cfg->compact_horizon_s, "tombstone_retention_s",
         (json_int_t)reg->cfg->tombstone_retention_s, "log_events", (json_int_t)n_events,
         "tombstones", (json_int_t)n_tombs, "tombstone_cutoff_ms", (json_int_t)cutoff_ms,
-        "log_horizon", horizon, "peers", peers, "passes",
+        "tombstones_held_by", held, "log_horizon", horizon, "peers", peers, "passes",
         (json_int_t)c->passes, "last_run_ms", (json_int_t)c->last_run_ms, "last_run_duration_ms",
         (json_int_t)c->last_run_duration_ms, "events_dropped", (json_int_t)c->events_dropped,
         "tombstones_removed", (json_int_t)c->tombs_removed, "errors", (json_int_t)c->errors);

@@ -40,8 +40,16 @@ void compact_stable(const struct meta_vv *mine, const struct compact_peer *peers
 bool compact_is_below(const struct meta_vv *vv, const struct meta_horizon *h, size_t n,
                       const char **origin);
 
+/* What holds the tombstone cutoff back (compact_tombs_cutoff): a silent peer, or a peer
+ * that has acknowledged more of origin than is applied here. Names borrowed from peers. */
+struct compact_hold {
+    const char *peer;   /* NULL: nothing (the retention alone) */
+    const char *origin; /* the origin not yet applied here, or NULL */
+    bool is_silent;     /* peer is silent past the horizon */
+};
+
 /* The tombstone rule (pure): the clock below which a tombstone may expire at now_ms, 0
- * when none may (retention_ms <= 0 keeps them all).
+ * when none may (retention_ms <= 0 keeps them all); held (may be NULL): why it is lower.
  * - A peer silent past horizon_ms may be cut off and writing, not stopped: a put it made
  *   before a delete here would come back with its log if the tombstone were gone, so none
  *   expires until it is back (or removed from the registry).
@@ -49,17 +57,21 @@ bool compact_is_below(const struct meta_vv *vv, const struct meta_horizon *h, si
  *   clock of an origin's newest event applied here (applied: the store's origin_clocks)
  *   while a live peer has acknowledged more of that origin than that: those events, still
  *   on their way here (a region back from a partition acknowledges before it is pulled
- *   from), may hold a put the tombstone must still beat. Their clocks are above the newest
- *   applied one, so an older tombstone is not needed against them. */
+ *   from), may hold a put the tombstone must still beat. An origin stamps its events with
+ *   an increasing clock, so theirs are above the newest applied one, and a tombstone older
+ *   than that is not needed against them. */
 int64_t compact_tombs_cutoff(const struct meta_horizon *applied, size_t n_applied,
                              const struct compact_peer *peers, size_t n, int64_t now_ms,
-                             int64_t horizon_ms, int64_t retention_ms);
+                             int64_t horizon_ms, int64_t retention_ms, struct compact_hold *held);
 
-/* compact_tombs_cutoff with what the store holds at now_ms: the cutoff of the expiry pass
- * (tombs_expire), and the one state merges from peers pass to state_merge, so that a
- * tombstone this region expired, or would, is not taken back from a peer that still holds
- * it (a build without compaction keeps them). 0 when the store cannot be read. */
-int64_t compact_tombs_cutoff_now(struct registry *reg, int64_t now_ms);
+/* The clock below which a tombstone is older than --tombstone-retention at now_ms (0 when
+ * tombstones are kept): the one state merges from peers pass to state_merge, so that a
+ * tombstone this region expired is not taken back from a peer that still holds it (a
+ * build without compaction keeps them). It is not lowered like the expiry pass's
+ * (compact_tombs_cutoff): state_merge also requires the record to be at or below the
+ * horizon of its origin, i.e. applied here once, so a tombstone it leaves out is one this
+ * region removed, and one it still holds merges as a no-op. */
+int64_t compact_tombs_cutoff_hlc(struct registry *reg, int64_t now_ms);
 
 /* Starts the thread of reg (which must outlive it). */
 struct compact *compact_start(struct registry *reg);

@@ -571,7 +571,7 @@ static size_t merge_records(struct peer *p, json_t *items, bool only_policies)
         return 0;
     }
     /* A tombstone expired here is not taken back (state_merge). */
-    int64_t tombs_before = compact_tombs_cutoff_now(r->reg, util_now_ms());
+    int64_t tombs_before = compact_tombs_cutoff_hlc(r->reg, util_now_ms());
     for (size_t i = 0; i < json_array_size(items); i++) {
         struct meta_event ev;
         struct err e = {0};
@@ -1899,7 +1899,7 @@ static bool pull_from_peers(struct repl *r, const char *repo, const char *ref,
         char target[DIGEST_STR_MAX + 1] = "";
         if (is_digest)
             snprintf(target, sizeof(target), "%s", ref);
-        int64_t tombs_before = compact_tombs_cutoff_now(r->reg, util_now_ms());
+        int64_t tombs_before = compact_tombs_cutoff_hlc(r->reg, util_now_ms());
         for (size_t k = 0; k < json_array_size(items); k++) {
             struct meta_event ev;
             if (repl_codec_event_from_json(json_array_get(items, k), &ev, &e) != 0)
@@ -2167,7 +2167,7 @@ static void repair_repo(struct repl *r, const struct peer_ref *peer, const char 
     size_t merged = 0;
     /* A tombstone expired here stays expired (a peer may keep it longer): state_merge
      * leaves it out in the transaction of the merge, whatever pass runs meanwhile. */
-    int64_t tombs_before = compact_tombs_cutoff_now(r->reg, util_now_ms());
+    int64_t tombs_before = compact_tombs_cutoff_hlc(r->reg, util_now_ms());
     for (size_t i = 0; i < json_array_size(items); i++) {
         struct meta_event ev;
         if (repl_codec_event_from_json(json_array_get(items, i), &ev, &e) != 0)

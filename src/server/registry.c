@@ -342,7 +342,18 @@ static bool allow(struct http_req *req, const char *const *methods)
         if (method_is(req, methods[i]))
             return true;
     }
-    http_reply_allow(req, methods);
+    /* The Allow of a 405 names what the target takes here: with --no-delete a manifest or
+     * blob takes no DELETE (its handler refuses one with the same list). */
+    bool is_delete_off = !req->reg->cfg->is_delete_enabled &&
+                         (req->route == ROUTE_MANIFEST || req->route == ROUTE_BLOB);
+    const char *named[8];
+    size_t n = 0;
+    for (size_t i = 0; methods[i] && n < 7; i++) {
+        if (!(is_delete_off && strcmp(methods[i], "DELETE") == 0))
+            named[n++] = methods[i];
+    }
+    named[n] = NULL;
+    http_reply_allow(req, named);
     http_reply_error(req, ERR_METHOD_NOT_ALLOWED, "method %s not allowed here", req->method);
     return false;
 }

@@ -142,6 +142,13 @@ def test_no_delete_refuses_every_delete_and_changes_nothing(nodelete):
         r = oci.delete(path)
         assert_error(r, 405, code)
         assert r.headers.get("Allow") == allow, (path, r.headers)
+    # so does a method the target never takes
+    for method, path, allow in (("POST", oci.manifest_path(repo, "v1"), "GET, HEAD, PUT"),
+                                ("PUT", oci.blob_path(repo, next(iter(img.blobs))),
+                                 "GET, HEAD")):
+        r = oci.request(method, path, data=b"{}")
+        assert_error(r, 405, "UNSUPPORTED")
+        assert r.headers.get("Allow") == allow, (method, path, r.headers)
     assert oci.get_manifest(repo, "v1").content == img.body
     assert oci.get_manifest(repo, img.digest).content == img.body
     for d, b in img.blobs.items():

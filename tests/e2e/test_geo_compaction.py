@@ -160,7 +160,11 @@ def test_a_put_from_a_region_not_yet_pulled_meets_the_tombstone_it_predates(geo)
     a, b = cluster
     repo = unique_repo("one-way")
     keep = a.oci().push_image(repo, "keep")
-    wait_converged(cluster, repos=[repo], expect={repo: {"keep": keep.digest}})
+    early_ms = int(time.time() * 1000)
+    early = b.oci().push_image(repo, "early")
+    wait_converged(cluster, repos=[repo], expect={repo: {"keep": keep.digest,
+                                                         "early": early.digest}})
+    split_ms = int(time.time() * 1000)
     cluster.partition([a], [b])
     # the same image put in both regions during the split: first in r2, then in r1, which
     # deletes it (its tombstone is newer than r2's put) and writes on
@@ -171,7 +175,7 @@ def test_a_put_from_a_region_not_yet_pulled_meets_the_tombstone_it_predates(geo)
     r = a.oci().delete("/v2/%s/manifests/%s" % (repo, img.digest))
     assert r.status_code == 202, (r.status_code, r.text)
     later = a.oci().push_image(repo, "later")     # the delete is not r1's newest event
-    expect = {repo: {"keep": keep.digest, "later": later.digest}}
+    expect = {repo: {"keep": keep.digest, "early": early.digest, "later": later.digest}}
     assert registry_state(a, [repo]) == expect
 
     # the link comes back one way: r2 pulls r1's log (the delete wins there) and
@@ -193,7 +197,9 @@ def test_a_put_from_a_region_not_yet_pulled_meets_the_tombstone_it_predates(geo)
         compact_now(a)
     s = compaction(a)
     assert s["tombstones"] > 0 and s["tombstones_removed"] == 0, s
-    assert s["tombstone_cutoff_ms"] < int(time.time() * 1000) - 1000, s
+    # held at the clock of the newest event of r2 applied in r1: from before the split
+    assert s["tombstones_held_by"] == {"peer": "r2", "origin": "r2"}, s
+    assert early_ms <= s["tombstone_cutoff_ms"] <= split_ms + 1000, (early_ms, split_ms, s)
 
     cluster.heal()
     wait_converged(cluster, repos=[repo], expect=expect, timeout_s=90,

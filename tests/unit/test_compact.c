@@ -122,28 +122,41 @@ static void test_tombstone_cutoff_waits_for_what_live_peers_hold(void **state)
     struct meta_vv ahead_b = vv_of(2, o, (int64_t[]){3, 6}); /* holds b's 5 and 6 */
     struct meta_vv ahead_a = vv_of(1, o, (int64_t[]){10});
     struct meta_vv ahead_c = vv_of(1, (const char *[]){"c"}, (int64_t[]){1});
+    struct compact_hold held;
     struct compact_peer synced[] = {{"p", &same, now - 10}};
-    assert_int_equal(compact_tombs_cutoff(applied, 2, synced, 1, now, horizon, retention), base);
+    assert_int_equal(compact_tombs_cutoff(applied, 2, synced, 1, now, horizon, retention, &held),
+                     base);
+    assert_null(held.peer);
     /* No peer at all, or one that never pulled: the retention alone. */
-    assert_int_equal(compact_tombs_cutoff(applied, 2, NULL, 0, now, horizon, retention), base);
+    assert_int_equal(compact_tombs_cutoff(applied, 2, NULL, 0, now, horizon, retention, &held),
+                     base);
     struct compact_peer unseen[] = {{"p", NULL, now}};
-    assert_int_equal(compact_tombs_cutoff(applied, 2, unseen, 1, now, horizon, retention), base);
+    assert_int_equal(compact_tombs_cutoff(applied, 2, unseen, 1, now, horizon, retention, &held),
+                     base);
     /* Retention off, or not yet reached since the epoch: nothing expires. */
-    assert_int_equal(compact_tombs_cutoff(applied, 2, synced, 1, now, horizon, 0), 0);
-    assert_int_equal(compact_tombs_cutoff(applied, 2, synced, 1, 50, horizon, retention), 0);
+    assert_int_equal(compact_tombs_cutoff(applied, 2, synced, 1, now, horizon, 0, &held), 0);
+    assert_int_equal(compact_tombs_cutoff(applied, 2, synced, 1, 50, horizon, retention, &held), 0);
     /* A live peer holds b's events 5 and 6, not applied here: b's newest applied clock. */
     struct compact_peer lag_b[] = {{"p", &same, now - 10}, {"q", &ahead_b, now - 20}};
-    assert_int_equal(compact_tombs_cutoff(applied, 2, lag_b, 2, now, horizon, retention), 1234);
+    assert_int_equal(compact_tombs_cutoff(applied, 2, lag_b, 2, now, horizon, retention, &held),
+                     1234);
+    assert_string_equal(held.peer, "q");
+    assert_string_equal(held.origin, "b");
+    assert_false(held.is_silent);
     /* ... above the retention's cutoff, that origin's clock does not lower it. */
     struct compact_peer lag_a[] = {{"q", &ahead_a, now - 20}};
-    assert_int_equal(compact_tombs_cutoff(applied, 2, lag_a, 1, now, horizon, retention), base);
+    assert_int_equal(compact_tombs_cutoff(applied, 2, lag_a, 1, now, horizon, retention, &held),
+                     base);
     /* An origin never applied here: nothing expires until its events are. */
     struct compact_peer lag_c[] = {{"q", &ahead_c, now - 20}};
-    assert_int_equal(compact_tombs_cutoff(applied, 2, lag_c, 1, now, horizon, retention), 0);
+    assert_int_equal(compact_tombs_cutoff(applied, 2, lag_c, 1, now, horizon, retention, &held), 0);
     /* The same peer silent past the horizon: nothing expires; no horizon: it counts. */
     struct compact_peer silent[] = {{"p", &same, now - horizon - 1}};
-    assert_int_equal(compact_tombs_cutoff(applied, 2, silent, 1, now, horizon, retention), 0);
-    assert_int_equal(compact_tombs_cutoff(applied, 2, silent, 1, now, 0, retention), base);
+    assert_int_equal(compact_tombs_cutoff(applied, 2, silent, 1, now, horizon, retention, &held),
+                     0);
+    assert_string_equal(held.peer, "p");
+    assert_true(held.is_silent);
+    assert_int_equal(compact_tombs_cutoff(applied, 2, silent, 1, now, 0, retention, &held), base);
     meta_vv_fini(&same);
     meta_vv_fini(&ahead_b);
     meta_vv_fini(&ahead_a);
