@@ -228,3 +228,51 @@ def test_upgrade_regions_go_on_replicating(old):
         r = old.get("west", "/v2/team-a/app/blobs/" + d)
         return r.status_code == 200 and r.content == data
     wait_for(replicated, 30, "the new image to reach west")
+
+
+def test_upgrade_keeps_governance_and_versions(old):
+    """What later releases added (fixtures made by them): a robot's secret and role, an
+    image definition's version record, a residency policy and what it keeps out, a
+    retention rule, a quota and a version's lock, in both regions, and again after a
+    second start."""
+    gov = old.exp.get("governance")
+    if gov is None:
+        pytest.skip("fixture %s predates governance" % old.exp.get("made_by"))
+    api = "/_meridian/v1/"
+    for attempt in range(2):
+        old.start()
+        for name in old.procs:
+            bot = (gov["robot"]["name"], gov["robot"]["secret"])
+            r = old.get(name, "/v2/golden/robotpushed/tags/list", auth=bot)
+            assert r.status_code == 200 and r.json()["tags"] == ["1"], (name, r.text)
+            v = gov["version"]
+            r = old.get(name, api + "image-versions?repository=%s&reference=%s"
+                        % (v["repo"], v["ref"]))
+            assert r.status_code == 200, (name, r.status_code, r.text)
+            assert v["digest"] in r.text, (name, r.text)
+            res = gov["residency"]
+            r = old.get(name, api + "policies/residency/" + res["policy"])
+            assert r.status_code == 200, (name, r.status_code, r.text)
+            r = old.get(name, "/v2/%s/manifests/%s" % (res["repo"], res["ref"]),
+                        headers={"Accept": ACCEPT})
+            if name == res["allowed"]:
+                assert r.status_code == 200 and sha256(r.content) == res["digest"], name
+            else:
+                # refused by the policy (or simply not held): never served
+                assert r.status_code in (403, 404), (name, r.status_code, r.text)
+                assert res["digest"] not in r.text
+            rules = old.get(name, api + "retention").json()
+            assert any(x["pattern"] == gov["retention"]["pattern"] for x in rules), rules
+            quotas = old.get(name, api + "quotas").json()
+            assert any(q["pattern"] == gov["quota"]["pattern"] and
+                       q["bytes"] == gov["quota"]["bytes"] for q in quotas), quotas
+            lk = gov["locked"]
+            r = old.get(name, api + "repositories?repository=%s&reference=%s"
+                        % (lk["repo"], lk["ref"]))
+            assert r.status_code == 200, (name, r.text)
+            attrs = r.json()["changeableAttributes"]
+            assert attrs["writeEnabled"] is False and attrs["deleteEnabled"] is False, attrs
+            r = requests.delete(old.url(name) + "/v2/%s/manifests/%s" % (lk["repo"], lk["ref"]),
+                                auth=old.admin, timeout=10)
+            assert r.status_code in (403, 405), (name, r.status_code, r.text)
+        old.stop()
