@@ -718,17 +718,22 @@ static int identify(struct authz *az, struct auth_request *ar, const struct auth
         return -1;
     case AUTH_SCHEME_BASIC: {
         snprintf(ar->name, sizeof(ar->name), "%s", cr->user);
+        /* The right peer secret is never throttled: comparing it costs no hashing, and
+         * wrong guesses sent from a peer's address would otherwise cut its replication
+         * off (the address's budget). Wrong ones still spend that budget. */
+        bool is_peer = strcmp(cr->user, AUTH_PEER_USER) == 0;
+        if (is_peer && is_peer_secret(az, cr)) {
+            ar->kind = AUTHZ_PEER;
+            return 0;
+        }
         if (login_is_throttled(az, ar, cr->user)) {
             *msg = "too many failed logins";
             return IDENTIFY_THROTTLED;
         }
         bool is_ok;
-        if (strcmp(cr->user, AUTH_PEER_USER) == 0) {
-            is_ok = is_peer_secret(az, cr);
-            if (is_ok)
-                ar->kind = AUTHZ_PEER;
-            else
-                *msg = "invalid peer credentials";
+        if (is_peer) {
+            is_ok = false;
+            *msg = "invalid peer credentials";
         } else {
             is_ok = verify_secret(az, cr->user, cr->secret, cr->secret_len, &ar->kind) == 0;
             if (!is_ok)

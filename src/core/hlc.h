@@ -10,6 +10,9 @@
 
 #define HLC_LOGICAL_BITS 16
 #define HLC_LOGICAL_MASK ((UINT64_C(1) << HLC_LOGICAL_BITS) - 1)
+/* Clocks at or above this (wall time past the year 4000) are refused from peers: one
+ * near 2^63 would carry every region's clock past what a signed 64-bit column holds. */
+#define HLC_MAX_VALID (UINT64_C(1) << 62)
 
 /* Physical milliseconds of a timestamp. */
 static inline int64_t hlc_wall_ms(uint64_t t)

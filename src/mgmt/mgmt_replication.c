@@ -614,7 +614,19 @@ void mgmt_repl_snapshot(struct http_req *req, const struct mgmt_params *p)
     reply_buf(req, &b, "snapshot");
 }
 
-/* POST replication/leave {"registry","location"}: this region was removed. */
+/* GET replication/membership?from=REGION: 200 {"member":true} while REGION is a region of
+ * this registry here, 403 once it is not (a removed region checks its removal with it). */
+void mgmt_repl_membership(struct http_req *req, const struct mgmt_params *p)
+{
+    (void)p;
+    if (!check_member(req, http_req_query(req, "from")))
+        return;
+    static const char body[] = "{\"member\":true}";
+    http_reply(req, 200, "application/json", body, sizeof(body) - 1);
+}
+
+/* POST replication/leave {"registry","location"}: this region was removed, says the
+ * caller; 202, and it leaves once a region of the registry confirms it (repl_leave). */
 void mgmt_repl_leave(struct http_req *req, const struct mgmt_params *p)
 {
     (void)p;
@@ -629,5 +641,5 @@ void mgmt_repl_leave(struct http_req *req, const struct mgmt_params *p)
         reply_err(req, &e);
         return;
     }
-    http_reply(req, 200, "application/json", "{}", 2);
+    http_reply(req, 202, "application/json", "{}", 2);
 }

@@ -137,6 +137,7 @@ struct repl {
      * transfers' progress callback, which abandons a transfer when it turns true.
      * Plain reads of an atomic_bool (here and of reg->is_removed) are atomic loads. */
     atomic_bool is_stopping;
+    atomic_bool is_leave_asked; /* repl_leave: the manager checks it with the peers */
     bool is_kicked;
     bool is_log_grown;      /* see repl_log_grew */
     struct peer *peers;
@@ -286,6 +287,7 @@ static bool peer_is_unreachable(const struct peer *p, int64_t now_ms)
 
 static void *puller_main(void *arg);
 static void probe_one(struct repl *r, const char *location, const char *endpoint);
+static void leave_if_confirmed(struct repl *r);
 
 /* Reloads the replications and starts or stops pullers to match. */
 static void sync_peers(struct repl *r)
@@ -2272,6 +2274,8 @@ static void *manager_main(void *arg)
     while (!r->is_stopping) {
         int64_t now = util_now_ms();
         wake_waiters(r, false);
+        if (atomic_exchange(&r->is_leave_asked, false))
+            leave_if_confirmed(r);
         if (now >= next_sync_peers) {
             sync_peers(r);
             next_sync_peers = now + 1000;
@@ -2641,7 +2645,8 @@ int repl_remove(struct repl *r, const char *location, struct err *e)
         struct httpc_response resp;
         struct err le = {0};
         httpc_response_init(&resp, 64 * 1024);
-        if (peer_call(r, "POST", url, body, 10000, &resp, &le) != 0 || resp.status != 200)
+        if (peer_call(r, "POST", url, body, 10000, &resp, &le) != 0 ||
+            (resp.status != 200 && resp.status != 202))
             log_warn("repl", "failed to tell %s it was removed: %s", location,
                      le.code ? err_message(&le) : "it refused");
         httpc_response_fini(&resp);
@@ -2654,11 +2659,65 @@ int repl_leave(struct repl *r, const char *registry_name, const char *location, 
 {
     if (registry_name == NULL || strcmp(registry_name, r->reg->cfg->registry_name) != 0 ||
         location == NULL || strcmp(location, self_region(r)) != 0)
-        return err_set(e, ERR_CONFLICT, "this is region %s of registry %s", self_region(r),
-                       r->reg->cfg->registry_name);
-    mark_removed(r->reg);
+        return err_set(e, ERR_CONFLICT, "not this region of this registry");
+    atomic_store(&r->is_leave_asked, true);
     repl_kick(r);
     return 0;
+}
+
+/* Is this region's removal confirmed? Being told to leave is not enough: leaving removes
+ * every blob here, and anyone holding the peer secret (or anyone at all, on a region run
+ * without one) could ask. So each peer this region knows is asked whether it still counts
+ * this region as one of the registry's (replication/membership): one that answers 403
+ * (not a region) confirms the removal, one that answers 200 denies it, and a denial wins.
+ * A peer that cannot be reached, or runs a release without the question, says nothing. */
+static bool removal_is_confirmed(struct repl *r)
+{
+    struct meta_name_list keys = {0}, values = {0};
+    struct err e = {0};
+    if (ms_of(r)->ops->object_list(ms_of(r), "replication", &keys, &values, &e) != 0)
+        return false;
+    size_t n_confirmed = 0, n_denied = 0;
+    for (size_t i = 0; i < keys.n && n_denied == 0; i++) {
+        if (strcmp(keys.names[i], self_region(r)) == 0)
+            continue;
+        json_error_t je;
+        json_t *v = json_loads(values.names[i], 0, &je);
+        const char *endpoint = json_string_value(json_object_get(v, "endpoint"));
+        if (endpoint != NULL) {
+            char url[1024];
+            snprintf(url, sizeof(url), "%s/_meridian/v1/replication/membership?from=%s",
+                     endpoint, self_region(r));
+            struct httpc_response resp;
+            struct err pe = {0};
+            httpc_response_init(&resp, 64 * 1024);
+            if (peer_call(r, "GET", url, NULL, 5000, &resp, &pe) == 0) {
+                n_confirmed += resp.status == 403;
+                n_denied += resp.status == 200;
+            }
+            log_info("repl", "asked %s whether this region was removed: %s", keys.names[i],
+                     pe.code ? err_message(&pe)
+                     : resp.status == 403 ? "it was"
+                     : resp.status == 200 ? "it was not"
+                                          : "no answer");
+            httpc_response_fini(&resp);
+        }
+        json_decref(v);
+    }
+    meta_name_list_fini(&keys);
+    meta_name_list_fini(&values);
+    return n_confirmed > 0 && n_denied == 0;
+}
+
+static void leave_if_confirmed(struct repl *r)
+{
+    if (r->reg->is_removed)
+        return;
+    if (removal_is_confirmed(r))
+        mark_removed(r->reg);
+    else
+        log_warn("repl", "told to leave the registry, but no region of it confirms the "
+                         "removal: this region stays");
 }
 
 int repl_introduce(struct repl *r, const char *registry_name, const char *location,

@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "config.h"
+#include "digest.h"
+#include "hlc.h"
+#include "name.h"
 #include "util.h"
 
 bool repl_codec_is_valid_region(const char *s)
@@ -57,8 +60,10 @@ int repl_codec_event_from_json(json_t *obj, struct meta_event *out, struct err *
     json_t *seq = json_object_get(obj, "seq"), *oseq = json_object_get(obj, "originSeq"),
            *hlc = json_object_get(obj, "hlc");
     if (!json_is_integer(seq) || !json_is_integer(oseq) || !json_is_integer(hlc) ||
-        json_integer_value(oseq) < 1 || json_integer_value(seq) < 0)
-        return err_set(e, ERR_BAD_REQUEST, "event: seq, originSeq and hlc must be integers");
+        json_integer_value(oseq) < 1 || json_integer_value(seq) < 0 ||
+        json_integer_value(hlc) < 0 || (uint64_t)json_integer_value(hlc) >= HLC_MAX_VALID)
+        return err_set(e, ERR_BAD_REQUEST,
+                       "event: seq, originSeq and hlc must be integers in range");
     out->seq = json_integer_value(seq);
     out->origin_seq = json_integer_value(oseq);
     out->hlc = (uint64_t)json_integer_value(hlc);
@@ -78,6 +83,17 @@ int repl_codec_event_from_json(json_t *obj, struct meta_event *out, struct err *
     if (is_bad || out->kind == NULL || !repl_codec_is_valid_region(out->origin)) {
         meta_event_fini(out);
         return err_set(e, ERR_BAD_REQUEST, "event: bad origin, kind or field type");
+    }
+    /* Names a client could never have pushed would be served to every region's clients
+     * (and could not be deleted through /v2/): the same grammar as there. */
+    bool is_tag = strcmp(out->kind, "tag_set") == 0 || strcmp(out->kind, "tag_delete") == 0;
+    struct digest d;
+    struct err de = {0};
+    if ((out->repo != NULL && !name_is_valid_repo(out->repo, strlen(out->repo))) ||
+        (is_tag && (out->name == NULL || !name_is_valid_tag(out->name, strlen(out->name)))) ||
+        (out->digest != NULL && digest_parse(out->digest, strlen(out->digest), &d, &de) != 0)) {
+        meta_event_fini(out);
+        return err_set(e, ERR_BAD_REQUEST, "event: bad repository, tag or digest");
     }
     return 0;
 }

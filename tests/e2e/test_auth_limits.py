@@ -230,3 +230,24 @@ def test_nul_in_credentials_is_refused(server_pool):
     assert r.status_code == 400, r.text
     assert "NUL" in r.json()["error"]["message"]
     assert srv.request("GET", "/_meridian/v1/users/erin", auth=ADMIN).status_code == 404
+
+
+def test_wrong_peer_secrets_never_throttle_the_right_one(server_pool):
+    """Wrong peer secrets sent from a peer region's address spend that address's budget
+    (answered 429 once it is spent), but the right secret from the same address is still
+    taken: otherwise anyone sharing the address could cut replication off with one wrong
+    guess every interval."""
+    secret = "peer-secret-0123456789abcdef"
+    srv = server_pool("--failed-login-burst", "3", "--failed-login-interval", "300s",
+                      "--peer-secret", secret)
+    s = client("127.0.0.7")
+    path = "/_meridian/v1/replication/summary"
+    codes = [call(srv, "GET", path, auth=("peer", "wrong-%d" % i), session=s).status_code
+             for i in range(8)]
+    assert set(codes) <= {401, 429} and codes[-1] == 429, codes
+    for _ in range(3):
+        r = call(srv, "GET", path, auth=("peer", secret), session=s)
+        assert r.status_code == 200, (r.status_code, r.text)
+    # the wrong ones are still refused before any check
+    r = call(srv, "GET", path, auth=("peer", "wrong-again"), session=s)
+    assert r.status_code == 429, (r.status_code, r.text)

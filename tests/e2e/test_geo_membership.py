@@ -5,6 +5,7 @@ follow what the links do.
 """
 
 import json
+import os
 import time
 
 from regions import (MANIFEST_ACCEPT, MIB, Pattern, REPLICATION_STATES, manifest_digest, push_blob_stream,
@@ -208,3 +209,41 @@ def test_replication_list_and_show_report_ready_syncing_unreachable(geo):
     c.sigcont()
     cluster.wait_members(ready=True, timeout_s=60)
     assert registry_state(c, [repo]) == registry_state(a, [repo])
+
+
+def test_a_leave_no_region_confirms_changes_nothing(geo):
+    """Being told to leave removes every blob of a region, so it is not taken on the word
+    of whoever holds the peer secret: the region asks its peers, and while they still count
+    it as theirs it stays, serving everything. A leave naming another region or registry
+    is refused without naming this one."""
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("no-leave")
+    img = a.oci().push_image(repo, "kept")
+    wait_converged(cluster, repos=[repo], expect={repo: {"kept": img.digest}})
+    peer = ("peer", cluster.secret)
+    r = b.api("POST", "replication/leave", auth=peer,
+              json={"registry": "meridian", "location": "r9"})
+    assert r.status_code == 409, (r.status_code, r.text)
+    assert "r2" not in r.text and "r9" not in r.text, r.text
+    r = b.api("POST", "replication/leave", auth=peer,
+              json={"registry": "meridian", "location": b.name})
+    assert r.status_code == 202, (r.status_code, r.text)
+    wait_for(lambda: "no region of it confirms the removal" in b.log_text(), 30,
+             "r2 to check its removal with r1")
+    assert "asked r1 whether this region was removed: it was not" in b.log_text()
+    assert b.get("/readyz").status_code == 200
+    assert not os.path.exists(os.path.join(b.data_dir, "REMOVED"))
+    for d, data in img.blobs.items():
+        r = b.get("/v2/%s/blobs/%s" % (repo, d))
+        assert r.status_code == 200 and r.content == data, (d, r.status_code)
+    assert serves(b, repo, "kept")
+    # and it still replicates both ways
+    img2 = b.oci().push_image(repo, "after")
+    wait_converged(cluster, repos=[repo], expect={repo: {"kept": img.digest,
+                                                         "after": img2.digest}})
+    # the membership question: r1 counts r2, not a region it never had
+    assert a.api("GET", "replication/membership?from=r2", auth=peer).status_code == 200
+    r = a.api("GET", "replication/membership?from=r9", auth=peer)
+    assert r.status_code == 403, (r.status_code, r.text)
+    assert a.api("GET", "replication/membership?from=r2").status_code == 401

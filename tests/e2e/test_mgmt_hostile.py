@@ -540,3 +540,21 @@ def test_no_stored_name_holds_a_control_byte(srv):
     names += [d["repository"] for d in api(srv, "GET", "image-definitions").json()]
     assert names and all(isinstance(n, str) and no_control_bytes(n) for n in names), names
     assert_healthy(srv)
+
+
+def test_leave_without_a_registry_to_confirm_it_removes_nothing(srv, oci, unchanged):
+    """A region run alone, with no peer secret (the replication API is then open), told
+    by anyone to leave its registry: no region confirms the removal, so it stays and keeps
+    every blob (it used to remove them all, --no-delete or not)."""
+    img = oci.push_image(IMG_REPO, "leave-probe")
+    r = api(srv, "POST", "replication/leave", json={"registry": "meridian", "location": REGION})
+    assert r.status_code == 202, (r.status_code, r.text)
+    wait_until = time.monotonic() + 30
+    while "no region of it confirms the removal" not in srv.log_tail(400):
+        assert time.monotonic() < wait_until, srv.log_tail()
+        time.sleep(0.1)
+    assert requests.get(srv.url + "/readyz", timeout=10).status_code == 200
+    for d, data in img.blobs.items():
+        assert oci.get_blob(IMG_REPO, d) == data
+    r = oci.delete(oci.manifest_path(IMG_REPO, img.digest))
+    assert r.status_code == 202, (r.status_code, r.text)
