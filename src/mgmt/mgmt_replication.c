@@ -116,6 +116,15 @@ static void on_parked(struct http_req *req, void *arg)
     repl_wait_register(req->reg->repl, req, w->seen_head, w->deadline_ms);
 }
 
+/* A region name as a reply or the log may show it: what a caller sent is echoed only
+ * when it is a valid region name (anything else could be bytes that are not UTF-8). */
+static const char *shown(const char *name)
+{
+    if (name == NULL)
+        return "(none)";
+    return repl_codec_is_valid_region(name) ? name : "(not a region name)";
+}
+
 /* Only regions of this registry may read its log. true to go on; false after replying
  * 403 DENIED (not a region) or 503 UNAVAILABLE with Retry-After (the membership could not
  * be read: it sits beside the residency policies, and the caller should retry as it would
@@ -138,7 +147,7 @@ static bool check_member(struct http_req *req, const char *location)
         return false;
     }
     mgmt_reply_error(req, ERR_DENIED, "%s is not a region of this registry",
-                     location ? location : "the caller");
+                     location ? shown(location) : "the caller");
     return false;
 }
 
@@ -207,8 +216,10 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
     /* With mutual TLS a region pulls as the region its certificate names, and no other:
      * what is sent depends on who asks (placement, residency). */
     if (!authz_peer_cert_names(req, from)) {
-        log_warn("repl", "events refused: the peer certificate does not name region %s", from);
-        mgmt_reply_error(req, ERR_DENIED, "the peer certificate does not name region %s", from);
+        log_warn("repl", "events refused: the peer certificate does not name region %s",
+                 shown(from));
+        mgmt_reply_error(req, ERR_DENIED, "the peer certificate does not name region %s",
+                         shown(from));
         return;
     }
     if (repl_codec_vv_parse(http_req_query(req, "vv"), &vv, &e) != 0) {
@@ -320,7 +331,7 @@ void mgmt_repl_introduce(struct http_req *req, const struct mgmt_params *p)
     const char *location = json_string_value(json_object_get(body, "location"));
     if (!authz_peer_cert_names(req, location)) {
         err_set(&e, ERR_DENIED, "the peer certificate does not name region %s",
-                location != NULL ? location : "(none)");
+                shown(location));
         log_warn("repl", "introduction refused: %s", err_message(&e));
         json_decref(body);
         reply_err(req, &e);
@@ -350,7 +361,7 @@ void mgmt_repl_summary(struct http_req *req, const struct mgmt_params *p)
      * by it): `from` is required and must be that region. */
     if (!authz_peer_cert_names(req, http_req_query(req, "from"))) {
         mgmt_reply_error(req, ERR_DENIED, "the peer certificate does not name region %s",
-                         http_req_query(req, "from") ? http_req_query(req, "from") : "(none)");
+                         shown(http_req_query(req, "from")));
         return;
     }
     struct err e = {0};
@@ -469,7 +480,7 @@ void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
      * by it): `from` is required and must be that region. */
     if (!authz_peer_cert_names(req, http_req_query(req, "from"))) {
         mgmt_reply_error(req, ERR_DENIED, "the peer certificate does not name region %s",
-                         http_req_query(req, "from") ? http_req_query(req, "from") : "(none)");
+                         shown(http_req_query(req, "from")));
         return;
     }
     struct err e = {0};
@@ -543,7 +554,7 @@ void mgmt_repl_snapshot(struct http_req *req, const struct mgmt_params *p)
      * by it): `from` is required and must be that region. */
     if (!authz_peer_cert_names(req, http_req_query(req, "from"))) {
         mgmt_reply_error(req, ERR_DENIED, "the peer certificate does not name region %s",
-                         http_req_query(req, "from") ? http_req_query(req, "from") : "(none)");
+                         shown(http_req_query(req, "from")));
         return;
     }
     struct registry *reg = req->reg;

@@ -247,3 +247,8 @@ def test_a_leave_no_region_confirms_changes_nothing(geo):
     r = a.api("GET", "replication/membership?from=r9", auth=peer)
     assert r.status_code == 403, (r.status_code, r.text)
     assert a.api("GET", "replication/membership?from=r2").status_code == 401
+    # a name that is not one is not echoed (it may not even be UTF-8)
+    for path in ("membership?from=r%FF", "events?from=r%FF&vv="):
+        r = a.api("GET", "replication/" + path, auth=peer)
+        assert r.status_code == 403, (path, r.status_code, r.content)
+        assert "not a region name" in r.json()["error"]["message"], (path, r.content)
