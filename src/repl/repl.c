@@ -806,7 +806,23 @@ static void *puller_main(void *arg)
         backoff_ms = 200;
         json_t *events = json_object_get(body, "events");
         json_int_t last = json_integer_value(json_object_get(body, "last"));
-        json_int_t head = json_integer_value(json_object_get(body, "head"));
+        json_t *head_v = json_object_get(body, "head");
+        json_int_t head = json_integer_value(head_v);
+        /* A peer's positions must add up: never past its own head (a cursor moved there
+         * would skip every later event of that peer), and a head below what this region
+         * has read means its log restarted (restored from an older copy): read it again
+         * from its start; the version vector skips what was applied. */
+        if (json_is_integer(head_v) && head < cursor) {
+            log_warn("repl",
+                     "%s's log restarted below what this region read of it (its head %" PRId64
+                     ", read up to %" PRId64 "): reading it again from its start",
+                     p->location, (int64_t)head, cursor);
+            ms_of(r)->ops->cursor_set(ms_of(r), p->location, 0, &e);
+            json_decref(body);
+            continue;
+        }
+        if (json_is_integer(head_v) && last > head)
+            last = head;
         bool any_pending = false;
         int64_t next = apply_batch(p, events, cursor, &any_pending);
         size_t n_events = json_array_size(events);
