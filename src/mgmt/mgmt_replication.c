@@ -151,13 +151,22 @@ static bool check_member(struct http_req *req, const char *location)
     return false;
 }
 
-static int64_t query_i64(struct http_req *req, const char *name, int64_t dflt, int64_t max)
+/* The non-negative integer query parameter name into *out: dflt when absent, at most max.
+ * false after replying 400 when it is something else (nothing is read or recorded). */
+static bool query_i64(struct http_req *req, const char *name, int64_t dflt, int64_t max,
+                      int64_t *out)
 {
     const char *v = http_req_query(req, name);
     uint64_t n;
-    if (v == NULL || util_parse_u64(v, strlen(v), &n) != 0)
-        return dflt;
-    return (int64_t)n > max ? max : (int64_t)n;
+    *out = dflt;
+    if (v == NULL)
+        return true;
+    if (util_parse_u64(v, strlen(v), &n) != 0 || n > (uint64_t)INT64_MAX) {
+        mgmt_reply_error(req, ERR_BAD_REQUEST, "%s must be a non-negative integer", name);
+        return false;
+    }
+    *out = (int64_t)n > max ? max : (int64_t)n;
+    return true;
 }
 
 /* Residency (residency.h): of events read for region `from`, those about a repository it
@@ -211,6 +220,11 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
     struct err e = {0};
     struct meta_vv vv = {0};
     const char *from = http_req_query(req, "from");
+    int64_t after, max, wait_s;
+    if (!query_i64(req, "after", 0, INT64_MAX, &after) ||
+        !query_i64(req, "max", 500, EVENTS_BATCH_MAX, &max) ||
+        !query_i64(req, "wait", 0, EVENTS_WAIT_MAX_S, &wait_s))
+        return;
     if (!check_member(req, from))
         return;
     /* With mutual TLS a region pulls as the region its certificate names, and no other:
@@ -254,13 +268,11 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
         return;
     }
     meta_horizon_list_fini(h, nh);
-    int64_t after = query_i64(req, "after", 0, INT64_MAX);
-    int64_t max = query_i64(req, "max", 500, EVENTS_BATCH_MAX);
     struct events_wait *w = req->handler_state;
     if (w == NULL) {
         w = xcalloc(1, sizeof(*w));
         w->magic = EVENTS_WAIT_MAGIC;
-        w->deadline_ms = util_now_ms() + query_i64(req, "wait", 0, EVENTS_WAIT_MAX_S) * 1000;
+        w->deadline_ms = util_now_ms() + wait_s * 1000;
         req->handler_state = w;
         req->handler_cleanup = events_wait_cleanup;
     }

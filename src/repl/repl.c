@@ -2364,6 +2364,19 @@ static void *prober_main(void *arg)
 
 /* Copies "latitude" and "longitude" (the region's place on the console's map, from its
  * --region-location) from `from` to `to` when both are numbers in range. */
+/* Coordinates in a record or an introduction: none, or both numbers in range. */
+static bool is_valid_geo(const json_t *geo)
+{
+    json_t *lat = json_object_get(geo, "latitude");
+    json_t *lon = json_object_get(geo, "longitude");
+    if ((lat == NULL || json_is_null(lat)) && (lon == NULL || json_is_null(lon)))
+        return true;
+    if (!json_is_number(lat) || !json_is_number(lon))
+        return false;
+    double la = json_number_value(lat), lo = json_number_value(lon);
+    return la >= -90 && la <= 90 && lo >= -180 && lo <= 180;
+}
+
 static void copy_geo(json_t *to, const json_t *from)
 {
     json_t *lat = json_object_get(from, "latitude");
@@ -2574,8 +2587,9 @@ json_t *repl_replications_json(struct repl *r, const char *location)
 static bool is_valid_endpoint(const char *s)
 {
     size_t n = strlen(s);
+    /* Paths are appended to it: a query or fragment would swallow them. */
     return n > 8 && n < 400 && (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0) &&
-           strpbrk(s, " \t\r\n\"'<>") == NULL && s[n - 1] != '/';
+           strpbrk(s, " \t\r\n\"'<>?#") == NULL && s[n - 1] != '/';
 }
 
 int repl_add(struct repl *r, const char *location, const char *endpoint, struct err *e)
@@ -2747,6 +2761,9 @@ int repl_introduce(struct repl *r, const char *registry_name, const char *locati
         return err_set(e, ERR_BAD_REQUEST, "bad location or endpoint");
     if (strcmp(location, self_region(r)) == 0)
         return err_set(e, ERR_CONFLICT, "a region of that name is this one");
+    if (!is_valid_geo(geo))
+        return err_set(e, ERR_BAD_REQUEST,
+                       "latitude and longitude must be numbers, within +-90 and +-180");
     char *value = NULL;
     struct err ge = {0};
     if (ms_of(r)->ops->object_get(ms_of(r), "replication", location, &value, &ge) == 0) {

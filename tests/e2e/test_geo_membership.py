@@ -252,3 +252,29 @@ def test_a_leave_no_region_confirms_changes_nothing(geo):
         r = a.api("GET", "replication/" + path, auth=peer)
         assert r.status_code == 403, (path, r.status_code, r.content)
         assert "not a region name" in r.json()["error"]["message"], (path, r.content)
+
+
+def test_peer_api_refuses_malformed_parameters_and_introductions(geo):
+    """Bad input on the peer API gets 400 and changes nothing: positions and waits that
+    are not non-negative integers (they fell back to defaults, and a position past 2^63
+    wrapped negative), and introductions whose endpoint has a query or fragment (every
+    peer URL is built by appending a path to it) or whose coordinates are not numbers in
+    range (they were accepted and dropped)."""
+    cluster = geo(2)
+    a, b = cluster
+    peer = ("peer", cluster.secret)
+    for q in ("after=abc", "after=18446744073709551615", "after=-1", "max=-1", "max=1e3",
+              "wait=x", "wait=-5"):
+        r = a.api("GET", "replication/events?from=r2&vv=&" + q, auth=peer)
+        assert r.status_code == 400, (q, r.status_code, r.text)
+        assert "must be a non-negative integer" in r.json()["error"]["message"], (q, r.text)
+    assert a.api("GET", "replication/events?from=r2&vv=&after=0&wait=0",
+                 auth=peer).status_code == 200
+    base = {"registry": "meridian", "location": "r7", "endpoint": "http://127.0.1.7:1"}
+    for extra in ({"endpoint": "http://127.0.1.7:1?x=1"}, {"endpoint": "http://127.0.1.7:1#f"},
+                  {"latitude": "abc", "longitude": 1}, {"latitude": 9999, "longitude": 1},
+                  {"latitude": 10}):
+        r = a.api("POST", "replication/introduce", auth=peer, json=dict(base, **extra))
+        assert r.status_code == 400, (extra, r.status_code, r.text)
+    assert "r7" not in a.replication_states()
+    assert "r7" not in b.replication_states()
