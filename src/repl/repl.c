@@ -70,6 +70,8 @@ static void mark_removed(struct registry *reg)
 /* A long poll that outlives wait + 5 s is a dead path (a peer whose link passes no bytes):
  * it is dropped and the puller reconnects. */
 #define REPL_POLL_WAIT_S 10
+#define LEAVE_CHECK_MS 2000         /* a leave is checked with the peers this often ... */
+#define LEAVE_CHECK_FOR_MS 20000    /* ... for this long */
 #define REPL_BATCH_MAX 500
 #define REPL_EVENTS_BODY_MAX (64u << 20)
 #define FETCH_WORKERS 2
@@ -137,7 +139,9 @@ struct repl {
      * transfers' progress callback, which abandons a transfer when it turns true.
      * Plain reads of an atomic_bool (here and of reg->is_removed) are atomic loads. */
     atomic_bool is_stopping;
-    atomic_bool is_leave_asked; /* repl_leave: the manager checks it with the peers */
+    /* repl_leave: until then the manager asks the peers every LEAVE_CHECK_MS (one that
+     * has not applied the removal yet denies it for a moment). */
+    _Atomic int64_t leave_until_ms;
     bool is_kicked;
     bool is_log_grown;      /* see repl_log_grew */
     struct peer *peers;
@@ -2286,12 +2290,14 @@ static void anti_entropy(struct repl *r)
 static void *manager_main(void *arg)
 {
     struct repl *r = arg;
-    int64_t next_sync_peers = 0;
+    int64_t next_sync_peers = 0, next_leave_check = 0;
     while (!r->is_stopping) {
         int64_t now = util_now_ms();
         wake_waiters(r, false);
-        if (atomic_exchange(&r->is_leave_asked, false))
+        if (atomic_load(&r->leave_until_ms) != 0 && now >= next_leave_check) {
             leave_if_confirmed(r);
+            next_leave_check = now + LEAVE_CHECK_MS;
+        }
         if (now >= next_sync_peers) {
             sync_peers(r);
             next_sync_peers = now + 1000;
@@ -2690,7 +2696,7 @@ int repl_leave(struct repl *r, const char *registry_name, const char *location, 
     if (registry_name == NULL || strcmp(registry_name, r->reg->cfg->registry_name) != 0 ||
         location == NULL || strcmp(location, self_region(r)) != 0)
         return err_set(e, ERR_CONFLICT, "not this region of this registry");
-    atomic_store(&r->is_leave_asked, true);
+    atomic_store(&r->leave_until_ms, util_now_ms() + LEAVE_CHECK_FOR_MS);
     repl_kick(r);
     return 0;
 }
@@ -2700,17 +2706,19 @@ int repl_leave(struct repl *r, const char *registry_name, const char *location, 
  * without one) could ask. So each peer this region knows is asked whether it still counts
  * this region as one of the registry's (replication/membership): one that answers 403
  * (not a region) confirms the removal, one that answers 200 denies it, and a denial wins.
- * A peer that cannot be reached, or runs a release without the question, says nothing. */
-static bool removal_is_confirmed(struct repl *r)
+ * A peer that cannot be reached, or runs a release without the question, says nothing.
+ * 1: confirmed; 0: not (yet); -1: there is no other region to ask. */
+static int removal_check(struct repl *r)
 {
     struct meta_name_list keys = {0}, values = {0};
     struct err e = {0};
     if (ms_of(r)->ops->object_list(ms_of(r), "replication", &keys, &values, &e) != 0)
         return false;
-    size_t n_confirmed = 0, n_denied = 0;
+    size_t n_confirmed = 0, n_denied = 0, n_peers = 0;
     for (size_t i = 0; i < keys.n && n_denied == 0; i++) {
         if (strcmp(keys.names[i], self_region(r)) == 0)
             continue;
+        n_peers++;
         json_error_t je;
         json_t *v = json_loads(values.names[i], 0, &je);
         const char *endpoint = json_string_value(json_object_get(v, "endpoint"));
@@ -2736,18 +2744,31 @@ static bool removal_is_confirmed(struct repl *r)
     }
     meta_name_list_fini(&keys);
     meta_name_list_fini(&values);
+    if (n_peers == 0)
+        return -1;
     return n_confirmed > 0 && n_denied == 0;
 }
 
 static void leave_if_confirmed(struct repl *r)
 {
-    if (r->reg->is_removed)
+    int64_t until = atomic_load(&r->leave_until_ms);
+    if (r->reg->is_removed) {
+        atomic_store(&r->leave_until_ms, 0);
         return;
-    if (removal_is_confirmed(r))
+    }
+    int check = removal_check(r);
+    if (check > 0) {
+        atomic_store(&r->leave_until_ms, 0);
         mark_removed(r->reg);
-    else
+    } else if (check < 0) {
+        atomic_store(&r->leave_until_ms, 0);
+        log_warn("repl", "told to leave the registry, but it knows no other region to "
+                         "confirm the removal: this region stays");
+    } else if (util_now_ms() >= until) {
+        atomic_store(&r->leave_until_ms, 0);
         log_warn("repl", "told to leave the registry, but no region of it confirms the "
                          "removal: this region stays");
+    }
 }
 
 int repl_introduce(struct repl *r, const char *registry_name, const char *location,

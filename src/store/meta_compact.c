@@ -283,12 +283,16 @@ int sq_log_adopt(struct metastore *ms, const char *peer, const struct meta_horiz
         int64_t have;
         if (sq_vv_read(c, h[i].origin, &have, e) != 0)
             goto fail;
-        /* Our own numbering is ours: a peer never knows more of it than we wrote. */
+        /* A peer knows more of this region's own name than its log holds only when the
+         * log was restored from an older copy, or the region is new under a removed
+         * one's name: the snapshot holds the effect of those events, and the numbering
+         * goes on above them, or the peers would take new events for ones they have. */
         bool is_self = strcmp(h[i].origin, c->store->region) == 0;
-        if (!is_self && have < h[i].seq &&
-            sq_exec(c, SQ_VV_SET, e, "ti", h[i].origin, h[i].seq) != 0)
+        if (is_self && have >= h[i].seq)
+            continue; /* the usual case: this log holds its own events */
+        if (have < h[i].seq && sq_exec(c, SQ_VV_SET, e, "ti", h[i].origin, h[i].seq) != 0)
             goto fail;
-        if (!is_self && horizon_raise(c, h[i].origin, h[i].seq, h[i].hlc, e) != 0)
+        if (horizon_raise(c, h[i].origin, h[i].seq, h[i].hlc, e) != 0)
             goto fail;
     }
     /* The peer's log above its horizon is read again (what the snapshot covered is

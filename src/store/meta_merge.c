@@ -4,7 +4,9 @@
  * every region reaches the same state whatever order the events arrive in. */
 #include "metastore.h"
 
+#include <inttypes.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -592,6 +594,26 @@ static int merge_event(struct sq_conn *c, const struct meta_event *ev, struct er
     return 0;
 }
 
+/* A peer holds events of this region's own name that its log does not: its metadata was
+ * restored from an older copy, or it is a new region under the name of a removed one.
+ * The next of them is applied like any peer's event (so this region's numbering goes on
+ * above what the peers have seen, and what was written under the name is here again);
+ * one past a gap is skipped rather than waited for (it may never come: the peer may have
+ * compacted the ones between). Said once per process. */
+static void note_own_history(int64_t have, int64_t seq)
+{
+    static atomic_bool is_said;
+    if (atomic_exchange(&is_said, true))
+        return;
+    log_error("metastore",
+              "a peer holds events of this region's name beyond its own log (#%" PRId64
+              ", this log ends at #%" PRId64 "): restored from an older copy, or a new region "
+              "under a removed one's name. They are applied in order; writes made here "
+              "before they are may not replicate as events (docs/operations.md, \"Restoring "
+              "a region\")",
+              seq, have);
+}
+
 int sq_event_apply(struct metastore *ms, const struct meta_event *ev, bool *is_new, bool *is_gap,
                    struct err *e)
 {
@@ -605,7 +627,10 @@ int sq_event_apply(struct metastore *ms, const struct meta_event *ev, bool *is_n
     int64_t have;
     if (sq_vv_read(c, ev->origin, &have, e) != 0)
         goto fail;
-    if (ev->origin_seq <= have || strcmp(ev->origin, c->store->region) == 0) {
+    bool is_own = strcmp(ev->origin, c->store->region) == 0;
+    if (is_own && ev->origin_seq > have)
+        note_own_history(have, ev->origin_seq);
+    if (ev->origin_seq <= have || (is_own && ev->origin_seq > have + 1)) {
         sq_tx_rollback(c);
         return 0; /* seen already (our own events come back through relays too) */
     }

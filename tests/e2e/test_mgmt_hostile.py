@@ -550,7 +550,7 @@ def test_leave_without_a_registry_to_confirm_it_removes_nothing(srv, oci, unchan
     r = api(srv, "POST", "replication/leave", json={"registry": "meridian", "location": REGION})
     assert r.status_code == 202, (r.status_code, r.text)
     wait_until = time.monotonic() + 30
-    while "no region of it confirms the removal" not in srv.log_tail(400):
+    while "knows no other region to confirm the removal" not in srv.log_tail(400):
         assert time.monotonic() < wait_until, srv.log_tail()
         time.sleep(0.1)
     assert requests.get(srv.url + "/readyz", timeout=10).status_code == 200

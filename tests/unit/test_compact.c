@@ -392,10 +392,21 @@ static void test_adopt_raises_vv_and_horizon_and_rereads_the_peer(void **state)
     struct meta_vv vv;
     assert_int_equal(ms->ops->vv_get(ms, &vv, &e), 0);
     assert_int_equal(meta_vv_get(&vv, "other"), 7);
-    assert_int_equal(meta_vv_get(&vv, "local"), 3); /* our own numbering stays ours */
+    /* The peer knows events of this region's own name past its log (restored from an
+     * older copy, or new under a removed region's name): the numbering goes on above
+     * them, or the peers would take new events for ones they have. */
+    assert_int_equal(meta_vv_get(&vv, "local"), 99);
     meta_vv_fini(&vv);
     assert_int_equal(horizon_of(ms, "other", NULL), 7);
-    assert_int_equal(horizon_of(ms, "local", NULL), 0);
+    assert_int_equal(horizon_of(ms, "local", NULL), 99);
+    push(ms, "r", "after", NULL);
+    assert_int_equal(ms->ops->vv_get(ms, &vv, &e), 0);
+    assert_int_equal(meta_vv_get(&vv, "local"), 102);
+    meta_vv_fini(&vv);
+    /* The usual case: a peer's horizon below this log's own events changes nothing. */
+    struct meta_horizon below[] = {{"local", 50, 5}};
+    assert_int_equal(ms->ops->log_adopt(ms, "peer", below, 1, &e), 0);
+    assert_int_equal(horizon_of(ms, "local", NULL), 99);
     int64_t cursor;
     assert_int_equal(ms->ops->cursor_get(ms, "peer", &cursor, &e), 0);
     assert_int_equal(cursor, 0);
@@ -404,6 +415,49 @@ static void test_adopt_raises_vv_and_horizon_and_rereads_the_peer(void **state)
     assert_int_equal(ms->ops->log_adopt(ms, "peer", lower, 1, &e), 0);
     assert_int_equal(horizon_of(ms, "other", NULL), 7);
     ms->ops->close(ms);
+}
+
+/* Events of this region's own name that its log lacks (a restored copy, or a new region
+ * under a removed one's name) are applied in order, so its numbering goes on above what
+ * the peers have; one past a gap is skipped, never waited for. */
+static void test_own_name_history_is_applied_in_order(void **state)
+{
+    (void)state;
+    struct metastore *old = open_store();
+    struct err e = {0};
+    push(old, "r", "v1", NULL);
+    push(old, "r", "v2", NULL);
+    struct meta_event *evs;
+    size_t n;
+    int64_t last;
+    assert_int_equal(old->ops->events_read(old, 0, NULL, 100, &evs, &n, &last, &e), 0);
+    assert_int_equal(n, 6);
+    struct metastore *fresh = open_store(); /* the same name, "local" */
+    bool is_new, is_gap;
+    assert_int_equal(fresh->ops->event_apply(fresh, &evs[2], &is_new, &is_gap, &e), 0);
+    assert_false(is_new);
+    assert_false(is_gap); /* skipped: the ones before it may never come */
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(fresh->ops->event_apply(fresh, &evs[i], &is_new, &is_gap, &e), 0);
+        assert_true(is_new);
+        assert_false(is_gap);
+    }
+    struct meta_vv vv;
+    assert_int_equal(fresh->ops->vv_get(fresh, &vv, &e), 0);
+    assert_int_equal(meta_vv_get(&vv, "local"), 6);
+    meta_vv_fini(&vv);
+    push(fresh, "r", "v3", NULL);
+    assert_int_equal(fresh->ops->vv_get(fresh, &vv, &e), 0);
+    assert_int_equal(meta_vv_get(&vv, "local"), 9);
+    meta_vv_fini(&vv);
+    /* Applied again (relayed back), they are seen. */
+    assert_int_equal(fresh->ops->event_apply(fresh, &evs[5], &is_new, &is_gap, &e), 0);
+    assert_false(is_new);
+    for (size_t i = 0; i < n; i++)
+        meta_event_fini(&evs[i]);
+    free(evs);
+    fresh->ops->close(fresh);
+    old->ops->close(old);
 }
 
 static void test_forget_and_snapshot_records(void **state)
@@ -507,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_tombstones_expire_below_cutoff_and_horizon_only),
         cmocka_unit_test(test_state_merge_does_not_bring_an_expired_tombstone_back),
         cmocka_unit_test(test_adopt_raises_vv_and_horizon_and_rereads_the_peer),
+        cmocka_unit_test(test_own_name_history_is_applied_in_order),
         cmocka_unit_test(test_forget_and_snapshot_records),
         cmocka_unit_test(test_v2_database_migrates),
     };
