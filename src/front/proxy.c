@@ -47,6 +47,7 @@ struct proxy_call {
     char url[TARGET_MAX + 512];
     char *headers[HEADERS_MAX + 1];
     size_t n_headers;
+    const char *connection; /* the request's Connection header, or NULL */
     bool has_body;
     int64_t body_len;
     int req_pipe[2];     /* MHD thread writes the body, relay reads */
@@ -172,10 +173,27 @@ static bool is_hop_header(const char *name)
     return false;
 }
 
+/* RFC 9110 7.6.1: a header the Connection header names belongs to this hop too. */
+static bool is_named_by(const char *connection, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *s = connection; s != NULL && *s != '\0';) {
+        s += strspn(s, " \t,");
+        size_t n = strcspn(s, " \t,");
+        if (n == len && strncasecmp(s, name, n) == 0)
+            return true;
+        s += n;
+    }
+    return false;
+}
+
 static void on_req_header(void *arg, const char *name, const char *value)
 {
     struct proxy_call *c = arg;
-    if (is_hop_header(name) || c->n_headers == HEADERS_MAX)
+    /* Meridian-* headers are the regions' own (a peer's fetch, the serving region): a
+     * client's are not passed on. on_headers refused more than HEADERS_MAX. */
+    if (is_hop_header(name) || is_named_by(c->connection, name) ||
+        strncasecmp(name, "Meridian-", 9) == 0 || c->n_headers == HEADERS_MAX)
         return;
     /* The Host is kept: a region names its token endpoint after the host the client
      * used, which is the front's. */
@@ -234,6 +252,7 @@ static struct proxy_call *call_new(struct http_req *req, struct front *f, size_t
     AZ(pthread_mutex_init(&c->mu, NULL));
     AZ(pthread_cond_init(&c->cv, NULL));
     snprintf(c->url, sizeof(c->url), "%s%s", f->regions[i].url, target);
+    c->connection = http_req_header_all(req, "Connection");
     http_req_each_header(req, on_req_header, c);
     for (size_t k = 0; k < c->n_headers; k++)
         c->hdrs[k] = c->headers[k];
@@ -428,6 +447,29 @@ static void reply_unavailable(struct http_req *req, const char *why)
 
 /* Handlers ------------------------------------------------------------------------- */
 
+static bool has_dot_segment_or_fragment(const char *target)
+{
+    if (target == NULL || strchr(target, '#') != NULL)
+        return target != NULL;
+    size_t end = strcspn(target, "?");
+    for (size_t at = 0; at < end; at++) {
+        if (target[at] != '/')
+            continue;
+        const char *seg = target + at + 1;
+        size_t n = strcspn(seg, "/?");
+        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return true;
+    }
+    return false;
+}
+
+static void count_header(void *arg, const char *name, const char *value)
+{
+    (void)name;
+    (void)value;
+    (*(size_t *)arg)++;
+}
+
 static bool is_forwarded(const char *path)
 {
     return strcmp(path, "/v2") == 0 || strncmp(path, "/v2/", 4) == 0 ||
@@ -477,6 +519,23 @@ static void on_headers(struct http_req *req)
     }
     if (!is_forwarded(req->path)) {
         http_reply_error(req, ERR_ROUTE_UNKNOWN, "no such endpoint");
+        return;
+    }
+    /* What the front checked is what the region gets: a dot-segment or a fragment would be
+     * resolved or dropped on the way (by a client library, a proxy, or the region), and
+     * the request would act on another path than the one routed and logged. */
+    if (has_dot_segment_or_fragment(req->path) ||
+        has_dot_segment_or_fragment(http_req_target(req))) {
+        http_reply_error(req, ERR_BAD_REQUEST,
+                         "the request target may hold no dot-segment (. or ..) and no fragment");
+        return;
+    }
+    size_t n_headers = 0;
+    http_req_each_header(req, count_header, &n_headers);
+    if (n_headers > HEADERS_MAX) {
+        static const char body[] = "{\"errors\":[{\"code\":\"BAD_REQUEST\",\"message\":"
+                                   "\"too many request header fields\",\"detail\":null}]}\n";
+        http_reply(req, 431, "application/json", body, sizeof(body) - 1);
         return;
     }
     bool has_body = false;

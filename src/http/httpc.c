@@ -194,6 +194,7 @@ int httpc_do(const struct httpc_request *rq, struct httpc_response *out, struct 
     AN(c);
     struct curl_slist *hdrs = make_headers(rq->headers);
     curl_easy_setopt(c, CURLOPT_URL, rq->url);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L); /* sent as given: no dot-segment removal */
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, rq->method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -267,6 +268,7 @@ int httpc_stream_get(const struct httpc_stream *st, long *status, struct err *e)
     struct curl_slist *hdrs = make_headers(st->headers);
     char range[64];
     curl_easy_setopt(c, CURLOPT_URL, st->url);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L); /* sent as given: no dot-segment removal */
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
@@ -410,6 +412,7 @@ static struct curl_slist *relay_setup(CURL *c, const struct httpc_relay *r, stru
     curl_easy_setopt(c, CURLOPT_SHARE, relay_share);
     struct curl_slist *hdrs = make_headers(r->headers);
     curl_easy_setopt(c, CURLOPT_URL, r->url);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L); /* sent as given: no dot-segment removal */
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_relay_header);
@@ -735,6 +738,7 @@ static void any_start(CURLM *m, struct any_source *src, const char *range)
     src->hdrs = make_headers(g->headers);
     src->is_active = true;
     curl_easy_setopt(c, CURLOPT_URL, g->urls[src->index]);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L); /* sent as given: no dot-segment removal */
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, src->hdrs);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
@@ -895,6 +899,7 @@ void httpc_get_many(const char *const *urls, size_t n, const char *const *header
         CURL *c = curl_easy_init();
         AN(c);
         curl_easy_setopt(c, CURLOPT_URL, urls[i]);
+        curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L); /* sent as given: no dot-segment removal */
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_discard);

@@ -646,3 +646,77 @@ def test_get_that_breaks_before_its_answer_moves_on_to_the_next_region(front):
     finally:
         broken.close()
         good.close()
+
+
+class RecordingRegion(FramingRegion):
+    """A stand-in region that keeps the head of every request it gets (bodies are read by
+    their Content-Length) and answers each with 200 {}."""
+
+    def __init__(self):
+        self.heads = []
+        super().__init__("rec")
+
+    def serve(self, conn):
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    got = conn.recv(65536)
+                    if not got:
+                        return
+                    buf += got
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                n = 0
+                for line in head.split(b"\r\n")[1:]:
+                    if line.lower().startswith(b"content-length:"):
+                        n = int(line.split(b":", 1)[1])
+                while len(buf) < n:
+                    got = conn.recv(65536)
+                    if not got:
+                        return
+                    buf += got
+                buf = buf[n:]
+                text = head.decode("latin-1")
+                if not text.startswith("GET /readyz") and not text.startswith("GET /healthz"):
+                    self.heads.append(text)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 2\r\n\r\n{}")
+        except OSError:
+            return
+
+
+def test_front_passes_on_exactly_the_target_and_headers_it_checked(front):
+    """What the front routes and logs is what the region acts on: a target with a
+    dot-segment or a fragment (a client library resolves or drops them on the way, so a
+    DELETE of one repository's manifest reached another's, and /v2/../metrics reached a
+    region's metrics) is refused with 400; headers the Connection header names, and the
+    regions' own Meridian-* headers, are not passed on; more header fields than the front
+    relays get 431 rather than a request that lost some."""
+    region = RecordingRegion()
+    try:
+        f = front([region])
+        for method, target in (("DELETE", "/v2/a/app/manifests/../../other/manifests/v1"),
+                               ("GET", "/v2/../metrics"),
+                               ("DELETE", "/v2/a/app/manifests/v1#/../../zzz"),
+                               ("PUT", "/v2/a/app/manifests/%2e%2e/x"),
+                               ("POST", "/v2/./a/blobs/uploads/")):
+            status, _h, body = request(f, method, target, body=b"x")
+            assert status == 400, (method, target, status, body)
+            assert b"dot-segment" in body, body
+        assert region.heads == [], region.heads
+        status, _h, body = request(f, "PUT", "/v2/a/app/manifests/v1", body=b"{}", headers={
+            "Connection": "keep-alive, X-Secret", "X-Secret": "s", "X-Kept": "k",
+            "Meridian-Peer-Fetch": "r1", "meridian-region": "r2",
+            "Content-Type": "application/json"})
+        assert status == 200, (status, body)
+        head = region.heads[-1].lower()
+        assert head.startswith("put /v2/a/app/manifests/v1 "), head
+        assert "x-kept: k" in head and "content-type: application/json" in head, head
+        assert "x-secret" not in head and "meridian-" not in head, head
+        many = {"X-H%d" % i: "v" for i in range(130)}
+        n_before = len(region.heads)
+        status, _h, body = request(f, "PUT", "/v2/a/app/manifests/v2", body=b"{}", headers=many)
+        assert status == 431, (status, body)
+        assert len(region.heads) == n_before
+    finally:
+        region.close()
