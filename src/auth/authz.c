@@ -687,6 +687,16 @@ static bool login_is_throttled(struct authz *az, struct auth_request *ar, const 
     return true;
 }
 
+static bool peer_source_is_known(struct authz *az, const struct auth_request *ar)
+{
+    if (az->limit == NULL)
+        return true;
+    AZ(pthread_mutex_lock(&az->limit_mu));
+    bool is_known = login_limit_is_known(az->limit, ar->source, AUTH_PEER_USER, mono_ms());
+    AZ(pthread_mutex_unlock(&az->limit_mu));
+    return is_known;
+}
+
 /* After it was checked. */
 static void login_result(struct authz *az, const struct auth_request *ar, const char *user,
                          bool is_ok)
@@ -718,12 +728,15 @@ static int identify(struct authz *az, struct auth_request *ar, const struct auth
         return -1;
     case AUTH_SCHEME_BASIC: {
         snprintf(ar->name, sizeof(ar->name), "%s", cr->user);
-        /* The right peer secret is never throttled: comparing it costs no hashing, and
-         * wrong guesses sent from a peer's address would otherwise cut its replication
-         * off (the address's budget). Wrong ones still spend that budget. */
+        /* From an address a region has authenticated from (within a day), the right
+         * peer secret is taken even while the address's budget is spent: wrong guesses
+         * sent from it (a host sharing the address) would otherwise cut that region's
+         * replication off. Anywhere else the budget comes first, so a throttled guesser
+         * learns nothing from the answer. */
         bool is_peer = strcmp(cr->user, AUTH_PEER_USER) == 0;
-        if (is_peer && is_peer_secret(az, cr)) {
+        if (is_peer && is_peer_secret(az, cr) && peer_source_is_known(az, ar)) {
             ar->kind = AUTHZ_PEER;
+            login_result(az, ar, cr->user, true);
             return 0;
         }
         if (login_is_throttled(az, ar, cr->user)) {
@@ -732,8 +745,11 @@ static int identify(struct authz *az, struct auth_request *ar, const struct auth
         }
         bool is_ok;
         if (is_peer) {
-            is_ok = false;
-            *msg = "invalid peer credentials";
+            is_ok = is_peer_secret(az, cr);
+            if (is_ok)
+                ar->kind = AUTHZ_PEER;
+            else
+                *msg = "invalid peer credentials";
         } else {
             is_ok = verify_secret(az, cr->user, cr->secret, cr->secret_len, &ar->kind) == 0;
             if (!is_ok)

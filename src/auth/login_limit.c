@@ -162,6 +162,15 @@ int64_t login_limit_check(const struct login_limit *l, const char *source, const
     return wait;
 }
 
+bool login_limit_is_known(const struct login_limit *l, const char *source, const char *identity,
+                          int64_t now_ms)
+{
+    char key[LL_KEY_MAX];
+    make_key(key, source, identity);
+    const struct ll_slot *pair = find(&l->pair, key_hash(l, key), key);
+    return pair != NULL && pair->known_until_ms > now_ms;
+}
+
 void login_limit_failed(struct login_limit *l, const char *source, const char *identity,
                         bool is_identity_limited, int64_t now_ms)
 {

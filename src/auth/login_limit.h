@@ -40,6 +40,9 @@ void login_limit_free(struct login_limit *l);
  * budget an attacker must not be able to spend). */
 int64_t login_limit_check(const struct login_limit *l, const char *source, const char *identity,
                           bool is_identity_limited, int64_t now_ms);
+/* Did source log in as identity within LOGIN_LIMIT_KNOWN_MS (and is it still recorded)? */
+bool login_limit_is_known(const struct login_limit *l, const char *source, const char *identity,
+                          int64_t now_ms);
 /* A wrong secret from source for identity: charges the three budgets. */
 void login_limit_failed(struct login_limit *l, const char *source, const char *identity,
                         bool is_identity_limited, int64_t now_ms);

@@ -638,14 +638,35 @@ void mgmt_repl_snapshot(struct http_req *req, const struct mgmt_params *p)
 }
 
 /* GET replication/membership?from=REGION: 200 {"member":true} while REGION is a region of
- * this registry here, 403 once it is not (a removed region checks its removal with it). */
+ * this registry here; 410 {"removed":true} once its removal was applied here; 404 when this
+ * region never knew of it (it may not have applied its addition yet). A region told to
+ * leave checks with this (repl.c, removal_check). */
 void mgmt_repl_membership(struct http_req *req, const struct mgmt_params *p)
 {
     (void)p;
-    if (!check_member(req, http_req_query(req, "from")))
+    struct registry *reg = req->reg;
+    const char *from = http_req_query(req, "from");
+    if (from == NULL || !repl_codec_is_valid_region(from)) {
+        mgmt_reply_error(req, ERR_BAD_REQUEST, "from must name a region");
         return;
-    static const char body[] = "{\"member\":true}";
-    http_reply(req, 200, "application/json", body, sizeof(body) - 1);
+    }
+    bool is_live = false, is_deleted = false;
+    struct err e = {0};
+    if (reg->ms->ops->object_exists(reg->ms, "replication", from, &is_live, &is_deleted, &e) !=
+        0) {
+        mgmt_reply_error(req, ERR_UNAVAILABLE,
+                         "the regions of this registry cannot be read; try again");
+        http_reply_header(req, "Retry-After", "%d", RESIDENCY_UNKNOWN_RETRY_S);
+        return;
+    }
+    if (is_live)
+        mgmt_reply_json(req, 200, json_pack("{s:b}", "member", 1));
+    else if (is_deleted)
+        mgmt_reply_json(req, 410, json_pack("{s:b, s:{s:s, s:s}}", "removed", 1, "error", "code",
+                                            "NOT_FOUND", "message",
+                                            "that region was removed from this registry"));
+    else
+        mgmt_reply_error(req, ERR_NOT_FOUND, "no region of that name is known here");
 }
 
 /* POST replication/leave {"registry","location"}: this region was removed, says the

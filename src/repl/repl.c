@@ -293,6 +293,13 @@ static void *puller_main(void *arg);
 static void probe_one(struct repl *r, const char *location, const char *endpoint);
 static void leave_if_confirmed(struct repl *r);
 
+/* Asks the prober to check this region's removal with the peers, every LEAVE_CHECK_MS for
+ * LEAVE_CHECK_FOR_MS from now (a leave, or a peer refusing this region's pulls). */
+static void leave_check_soon(struct repl *r)
+{
+    atomic_store(&r->leave_until_ms, util_now_ms() + LEAVE_CHECK_FOR_MS);
+}
+
 /* Reloads the replications and starts or stops pullers to match. */
 static void sync_peers(struct repl *r)
 {
@@ -799,6 +806,11 @@ static void *puller_main(void *arg)
         if (body == NULL) {
             if (rc == 0)
                 peer_refusal(&resp, &e);
+            /* The peer no longer counts this region as one of the registry's: the same
+             * question a leave asks, checked the same way (leave_if_confirmed). */
+            if (rc == 0 && resp.status == 403 &&
+                strstr(err_message(&e), "is not a region of this registry") != NULL)
+                leave_check_soon(r);
             httpc_response_fini(&resp);
             note_failure(p, "pull events", &e);
             if (nap(r, backoff_ms))
@@ -2290,14 +2302,10 @@ static void anti_entropy(struct repl *r)
 static void *manager_main(void *arg)
 {
     struct repl *r = arg;
-    int64_t next_sync_peers = 0, next_leave_check = 0;
+    int64_t next_sync_peers = 0;
     while (!r->is_stopping) {
         int64_t now = util_now_ms();
         wake_waiters(r, false);
-        if (atomic_load(&r->leave_until_ms) != 0 && now >= next_leave_check) {
-            leave_if_confirmed(r);
-            next_leave_check = now + LEAVE_CHECK_MS;
-        }
         if (now >= next_sync_peers) {
             sync_peers(r);
             next_sync_peers = now + 1000;
@@ -2355,10 +2363,17 @@ static void *syncer_main(void *arg)
 static void *prober_main(void *arg)
 {
     struct repl *r = arg;
+    int64_t next_leave_check = 0;
     while (!r->is_stopping) {
         int64_t t0 = util_now_ms();
         if (!r->reg->is_removed)
             probe_peers(r);
+        /* Here, not on the manager: asking the peers may wait on one that does not
+         * answer, and the manager wakes the parked long polls. */
+        if (atomic_load(&r->leave_until_ms) != 0 && t0 >= next_leave_check) {
+            leave_if_confirmed(r);
+            next_leave_check = util_now_ms() + LEAVE_CHECK_MS;
+        }
         emit_progress(r);
         int64_t spent = util_now_ms() - t0;
         nap(r, spent < PROBE_INTERVAL_MS ? PROBE_INTERVAL_MS - spent : 1);
@@ -2696,16 +2711,17 @@ int repl_leave(struct repl *r, const char *registry_name, const char *location, 
     if (registry_name == NULL || strcmp(registry_name, r->reg->cfg->registry_name) != 0 ||
         location == NULL || strcmp(location, self_region(r)) != 0)
         return err_set(e, ERR_CONFLICT, "not this region of this registry");
-    atomic_store(&r->leave_until_ms, util_now_ms() + LEAVE_CHECK_FOR_MS);
-    repl_kick(r);
+    leave_check_soon(r);
     return 0;
 }
 
 /* Is this region's removal confirmed? Being told to leave is not enough: leaving removes
  * every blob here, and anyone holding the peer secret (or anyone at all, on a region run
  * without one) could ask. So each peer this region knows is asked whether it still counts
- * this region as one of the registry's (replication/membership): one that answers 403
- * (not a region) confirms the removal, one that answers 200 denies it, and a denial wins.
+ * this region as one of the registry's (replication/membership): one that answers 410
+ * (it applied the removal) confirms it, one that answers 200 denies it, and a denial
+ * wins; one that never knew of this region (404, not applied its addition yet) says
+ * nothing, as does one that cannot be reached or runs a release without the question.
  * A peer that cannot be reached, or runs a release without the question, says nothing.
  * 1: confirmed; 0: not (yet); -1: there is no other region to ask. */
 static int removal_check(struct repl *r)
@@ -2729,15 +2745,21 @@ static int removal_check(struct repl *r)
             struct httpc_response resp;
             struct err pe = {0};
             httpc_response_init(&resp, 64 * 1024);
+            bool is_removed = false, is_member = false;
             if (peer_call(r, "GET", url, NULL, 5000, &resp, &pe) == 0) {
-                n_confirmed += resp.status == 403;
-                n_denied += resp.status == 200;
+                json_t *reply = json_loadb(resp.body.data, resp.body.len, 0, &je);
+                is_removed = resp.status == 410 &&
+                             json_is_true(json_object_get(reply, "removed"));
+                is_member = resp.status == 200 && json_is_true(json_object_get(reply, "member"));
+                json_decref(reply);
             }
+            n_confirmed += is_removed;
+            n_denied += is_member;
             log_info("repl", "asked %s whether this region was removed: %s", keys.names[i],
-                     pe.code ? err_message(&pe)
-                     : resp.status == 403 ? "it was"
-                     : resp.status == 200 ? "it was not"
-                                          : "no answer");
+                     pe.code      ? err_message(&pe)
+                     : is_removed ? "it was"
+                     : is_member  ? "it was not"
+                                  : "no answer");
             httpc_response_fini(&resp);
         }
         json_decref(v);

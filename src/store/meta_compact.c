@@ -287,6 +287,9 @@ int sq_log_adopt(struct metastore *ms, const char *peer, const struct meta_horiz
          * log was restored from an older copy, or the region is new under a removed
          * one's name: the snapshot holds the effect of those events, and the numbering
          * goes on above them, or the peers would take new events for ones they have. */
+        /* The snapshot holds the effect of events up to the horizon: the clock goes on
+         * above their clocks, or a new event could sort below one it follows. */
+        sq_hlc_seen(c->store, (uint64_t)h[i].hlc);
         bool is_self = strcmp(h[i].origin, c->store->region) == 0;
         if (is_self && have >= h[i].seq)
             continue; /* the usual case: this log holds its own events */

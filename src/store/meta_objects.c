@@ -376,6 +376,25 @@ int sq_object_get(struct metastore *ms, const char *kind, const char *key, char 
     return 0;
 }
 
+int sq_object_exists(struct metastore *ms, const char *kind, const char *key, bool *is_live,
+                     bool *is_deleted, struct err *e)
+{
+    *is_live = *is_deleted = false;
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_OBJ_GET, &s, e, "tt", kind, key);
+    if (rc < 0)
+        return -1;
+    if (rc == SQL_ROW) {
+        *is_deleted = sql_col_int64(s, 3) != 0;
+        *is_live = !*is_deleted;
+    }
+    sq_stmt_done(s);
+    return 0;
+}
+
 void sq_note_object(struct sq_store *st, const char *kind)
 {
     if (strcmp(kind, REPO_LOCK_KIND) == 0)

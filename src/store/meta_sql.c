@@ -706,6 +706,7 @@ static const struct metastore_ops sq_ops = {
     .object_create = sq_object_create,
     .object_delete = sq_object_delete,
     .object_get = sq_object_get,
+    .object_exists = sq_object_exists,
     .object_kind_may_exist = sq_object_kind_may_exist,
     .object_list = sq_object_list,
     .delivery_add = sq_delivery_add,

@@ -194,6 +194,9 @@ typedef int ms_object_delete_f(struct metastore *ms, const char *kind, const cha
                                struct err *e);
 typedef int ms_object_get_f(struct metastore *ms, const char *kind, const char *key,
                             char **value_json, struct err *e);
+/* Whether (kind, key) is a live object here, or was deleted (its deletion applied). */
+typedef int ms_object_exists_f(struct metastore *ms, const char *kind, const char *key,
+                               bool *is_live, bool *is_deleted, struct err *e);
 typedef int ms_object_list_f(struct metastore *ms, const char *kind, struct meta_name_list *keys,
                              struct meta_name_list *values, struct err *e);
 /* false only when no object of kind exists (kinds the store tracks: repository locks);
@@ -766,6 +769,7 @@ struct metastore_ops {
     ms_object_put_f *object_create;
     ms_object_delete_f *object_delete;
     ms_object_get_f *object_get;
+    ms_object_exists_f *object_exists;
     ms_object_kind_may_exist_f *object_kind_may_exist;
     ms_object_list_f *object_list;
     ms_events_read_f *events_read;

@@ -638,6 +638,7 @@ ms_object_put_f sq_object_put;
 ms_object_put_f sq_object_create;
 ms_object_delete_f sq_object_delete;
 ms_object_get_f sq_object_get;
+ms_object_exists_f sq_object_exists;
 ms_object_kind_may_exist_f sq_object_kind_may_exist;
 /* Records that an object of kind was written (see sq_store.lock_objects). */
 void sq_note_object(struct sq_store *st, const char *kind);

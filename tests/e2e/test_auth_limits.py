@@ -233,21 +233,33 @@ def test_nul_in_credentials_is_refused(server_pool):
 
 
 def test_wrong_peer_secrets_never_throttle_the_right_one(server_pool):
-    """Wrong peer secrets sent from a peer region's address spend that address's budget
-    (answered 429 once it is spent), but the right secret from the same address is still
-    taken: otherwise anyone sharing the address could cut replication off with one wrong
-    guess every interval."""
+    """Wrong peer secrets sent from a region's address spend that address's budget
+    (answered 429 once it is spent), but the right secret from there is still taken:
+    otherwise anyone sharing the address could cut that region's replication off with one
+    wrong guess every interval. From an address no region has authenticated from, the
+    budget comes first, right secret or not, so a throttled guesser learns nothing."""
     secret = "peer-secret-0123456789abcdef"
     srv = server_pool("--failed-login-burst", "3", "--failed-login-interval", "300s",
                       "--peer-secret", secret)
-    s = client("127.0.0.7")
     path = "/_meridian/v1/replication/summary"
-    codes = [call(srv, "GET", path, auth=("peer", "wrong-%d" % i), session=s).status_code
+    region = client("127.0.0.7")
+    assert call(srv, "GET", path, auth=("peer", secret), session=region).status_code == 200
+    codes = [call(srv, "GET", path, auth=("peer", "wrong-%d" % i), session=region).status_code
              for i in range(8)]
     assert set(codes) <= {401, 429} and codes[-1] == 429, codes
     for _ in range(3):
-        r = call(srv, "GET", path, auth=("peer", secret), session=s)
+        r = call(srv, "GET", path, auth=("peer", secret), session=region)
         assert r.status_code == 200, (r.status_code, r.text)
-    # the wrong ones are still refused before any check
-    r = call(srv, "GET", path, auth=("peer", "wrong-again"), session=s)
+    # past the address's own budget (4 x burst) too: wrong ones are refused before any
+    # check, the right one is still taken
+    codes = [call(srv, "GET", path, auth=("peer", "more-%d" % i), session=region).status_code
+             for i in range(16)]
+    assert codes[-4:] == [429] * 4, codes
+    assert call(srv, "GET", path, auth=("peer", secret), session=region).status_code == 200
+    # a guesser elsewhere: throttled, and the right secret then gets the same 429
+    guesser = client("127.0.0.8")
+    codes = [call(srv, "GET", path, auth=("peer", "guess-%d" % i), session=guesser).status_code
+             for i in range(8)]
+    assert codes[-1] == 429, codes
+    r = call(srv, "GET", path, auth=("peer", secret), session=guesser)
     assert r.status_code == 429, (r.status_code, r.text)

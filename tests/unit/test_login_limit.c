@@ -89,6 +89,11 @@ static void test_identity_budget_and_known_sources(void **state)
     assert_int_equal(login_limit_check(l, "172.16.0.1", "bob", true, now), 0);
     /* the peer credential has no per-identity budget */
     assert_int_equal(login_limit_check(l, "172.16.0.1", "alice", false, now), 0);
+    /* known: a success within LOGIN_LIMIT_KNOWN_MS, for that identity only */
+    assert_true(login_limit_is_known(l, "192.168.1.7", "alice", now));
+    assert_false(login_limit_is_known(l, "192.168.1.7", "bob", now));
+    assert_false(login_limit_is_known(l, "10.1.0.3", "alice", now));
+    assert_false(login_limit_is_known(l, "192.168.1.7", "alice", now + LOGIN_LIMIT_KNOWN_MS));
     login_limit_free(l);
 }
 
