@@ -946,8 +946,14 @@ static struct requirement required(struct http_req *req)
         }
         break;
     }
+    case ROUTE_METRICS:
+        /* Per-repository series name every repository, and the storage totals tell
+         * whether a pushed blob was already stored anywhere: an administrator's
+         * (a scraper sends the credentials of one, or of a robot with that role). */
+        r.need = NEED_ADMIN;
+        break;
     default:
-        r.need = NEED_NONE; /* health, readiness, metrics, unknown (404 already) */
+        r.need = NEED_NONE; /* health, readiness, unknown (404 already) */
         break;
     }
     if (r.need == NEED_REPO && r.repo == NULL)

@@ -363,3 +363,23 @@ def test_bearer_tokens_do_not_open_management(world):
     tok = token(srv, creds["admin"], ["repository:golden/x:pull"])
     r = srv.request("GET", "/_meridian/v1/users", auth=tok)
     assert_oci_error(r, 401, "UNAUTHORIZED")
+
+
+def test_metrics_are_the_administrators_when_access_control_is_on(world):
+    """/metrics names every repository (storage per repository) and its storage totals
+    tell whether a pushed blob was already stored anywhere: with access control on it is
+    an administrator's, like the storage API (it was open to anyone)."""
+    srv, creds = world
+    r = srv.request("GET", "/metrics")
+    assert r.status_code == 401, (r.status_code, r.text[:200])
+    assert LOCKED not in r.text
+    for who in ("publisher", "consumer", "robot", "outsider"):
+        r = srv.request("GET", "/metrics", auth=creds[who])
+        assert r.status_code in (401, 403), (who, r.status_code)
+        assert LOCKED not in r.text, who
+    for who in ("admin", "peer"):  # the regions' own credential reads them too
+        r = srv.request("GET", "/metrics", auth=creds[who])
+        assert r.status_code == 200 and "meridian_http_requests_total" in r.text, who
+    # health and readiness stay open: probes carry no credentials
+    assert srv.request("GET", "/healthz").status_code == 200
+    assert srv.request("GET", "/readyz").status_code == 200

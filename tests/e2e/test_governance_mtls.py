@@ -135,8 +135,14 @@ class TlsRegion(Region):
     def sighup(self):
         self.proc.send_signal(signal.SIGHUP)
 
+    def metrics_text(self):
+        """/metrics, with the administrator's credentials when access control is on."""
+        r = self.get("/metrics", auth=self.cluster.admin)
+        assert r.status_code == 200, (r.status_code, r.text)
+        return r.text
+
     def metric(self, name, labels=""):
-        text = self.get("/metrics").text
+        text = self.metrics_text()
         m = re.search(r"^%s%s (\d+)" % (re.escape(name), re.escape(labels)), text, re.M)
         return int(m.group(1)) if m else 0
 
@@ -144,7 +150,7 @@ class TlsRegion(Region):
         return self.metric("meridian_peer_cert_refusals_total", '{reason="%s"}' % reason)
 
     def all_refusals(self):
-        text = self.get("/metrics").text
+        text = self.metrics_text()
         return sum(int(v) for v in
                    re.findall(r"^meridian_peer_cert_refusals_total\{[^}]*\} (\d+)", text, re.M))
 
