@@ -15,6 +15,7 @@
 
 #include "base64.h"
 #include "config.h"
+#include "digest.h"
 #include "name.h"
 #include "secret.h"
 #include "util.h"
@@ -458,6 +459,14 @@ static void append_b64url(struct buf *b, const void *p, size_t n)
     free(tmp);
 }
 
+void auth_secret_mark(const char *secret_hash, char out[AUTH_SECRET_MARK_LEN + 1])
+{
+    struct digest d;
+    digest_of_buffer(DIGEST_SHA256, secret_hash, strlen(secret_hash), &d);
+    memcpy(out, d.str + strlen("sha256:"), AUTH_SECRET_MARK_LEN);
+    out[AUTH_SECRET_MARK_LEN] = '\0';
+}
+
 int auth_token_sign(const struct auth_token *t, const char *iss, const char *aud,
                     const struct auth_token_key *key, struct buf *out)
 {
@@ -479,6 +488,10 @@ int auth_token_sign(const struct auth_token *t, const char *iss, const char *aud
                ",\"exp\":%" PRId64 ",\"nbf\":%" PRId64 ",\"iat\":%" PRId64 ",\"jti\":", t->exp_s,
                t->iat_s, t->iat_s);
     buf_append_json_string(&part, t->jti);
+    if (t->sh[0] != '\0') {
+        buf_appends(&part, ",\"sh\":");
+        buf_append_json_string(&part, t->sh);
+    }
     buf_appends(&part, ",\"access\":[");
     for (size_t i = 0; i < t->n_access; i++) {
         const struct auth_access *a = &t->access[i];
@@ -619,6 +632,7 @@ int auth_token_verify(const char *tok, size_t tok_len, const struct auth_token_k
     const char *c_aud = json_string_value(json_object_get(claims, "aud"));
     const char *c_sub = json_string_value(json_object_get(claims, "sub"));
     const char *c_jti = json_string_value(json_object_get(claims, "jti"));
+    json_t *c_sh = json_object_get(claims, "sh");
     int64_t nbf = 0;
     if (c_iss == NULL || strcmp(c_iss, iss) != 0 || c_aud == NULL || strcmp(c_aud, aud) != 0) {
         err_set(e, ERR_UNAUTHORIZED, "token is for another service");
@@ -628,7 +642,9 @@ int auth_token_verify(const char *tok, size_t tok_len, const struct auth_token_k
         get_int(claims, "exp", &out->exp_s, true) != 0 ||
         get_int(claims, "iat", &out->iat_s, false) != 0 ||
         get_int(claims, "nbf", &nbf, false) != 0 ||
-        parse_access(json_object_get(claims, "access"), out) != 0) {
+        parse_access(json_object_get(claims, "access"), out) != 0 ||
+        (c_sh != NULL &&
+         (!json_is_string(c_sh) || strlen(json_string_value(c_sh)) != AUTH_SECRET_MARK_LEN))) {
         err_set(e, ERR_UNAUTHORIZED, "malformed token claims");
         goto out;
     }
@@ -643,6 +659,7 @@ int auth_token_verify(const char *tok, size_t tok_len, const struct auth_token_k
     }
     snprintf(out->sub, sizeof(out->sub), "%s", c_sub);
     snprintf(out->jti, sizeof(out->jti), "%s", c_jti != NULL ? c_jti : "");
+    snprintf(out->sh, sizeof(out->sh), "%s", c_sh != NULL ? json_string_value(c_sh) : "");
     rc = 0;
 out:
     json_decref(claims);

@@ -120,11 +120,20 @@ void auth_format_scope(const struct auth_access *a, struct buf *out);
 
 /* Tokens (JWS compact serialisation, HS256, distribution-spec auth/jwt.md claims) -- */
 
+#define AUTH_SECRET_MARK_LEN 16
+/* The mark of a stored secret hash: 16 hex chars of its SHA-256 (names the secret without
+ * revealing it). */
+void auth_secret_mark(const char *secret_hash, char out[AUTH_SECRET_MARK_LEN + 1]);
+
 struct auth_token {
     char sub[AUTH_NAME_MAX + 1]; /* "" for an anonymous token */
     int64_t iat_s;
     int64_t exp_s;
     char jti[33];
+    /* "sh": which secret of sub the token was issued against (auth_secret_mark), so that a
+     * reset secret, or a name deleted and made again, ends the tokens issued before. ""
+     * in a token without it (issued by an older release): not checked. */
+    char sh[AUTH_SECRET_MARK_LEN + 1];
     struct auth_access access[AUTH_TOKEN_MAX_ACCESS];
     size_t n_access;
 };

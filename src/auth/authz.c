@@ -772,9 +772,18 @@ static int identify(struct authz *az, struct auth_request *ar, const struct auth
         const struct meta_identity *id = policy_identity(az->policy, ar->token.sub);
         bool is_live = identity_is_live(id, util_now_s());
         bool is_robot = id != NULL && strcmp(id->kind, "robot") == 0;
+        /* ... with the secret it had when the token was issued: a reset secret, or the
+         * name deleted and made again, ends the tokens issued before. */
+        char mark[AUTH_SECRET_MARK_LEN + 1] = "";
+        if (is_live && id->secret_hash != NULL)
+            auth_secret_mark(id->secret_hash, mark);
         AZ(pthread_rwlock_unlock(&az->lock));
         if (!is_live) {
             *msg = "the token's identity no longer exists";
+            return -1;
+        }
+        if (ar->token.sh[0] != '\0' && strcmp(ar->token.sh, mark) != 0) {
+            *msg = "the token's identity has a new secret since it was issued";
             return -1;
         }
         snprintf(ar->name, sizeof(ar->name), "%s", ar->token.sub);
@@ -1487,6 +1496,13 @@ int authz_issue(struct http_req *req, enum authz_kind kind, const char *name,
     t.iat_s = now;
     t.exp_s = now + *ttl_s;
     secret_random_token(16, t.jti, sizeof(t.jti));
+    if (t.sub[0] != '\0') {
+        AZ(pthread_rwlock_rdlock(&az->lock));
+        const struct meta_identity *id = policy_identity(az->policy, t.sub);
+        if (id != NULL && id->secret_hash != NULL)
+            auth_secret_mark(id->secret_hash, t.sh);
+        AZ(pthread_rwlock_unlock(&az->lock));
+    }
     /* distribution-spec auth/token.md: grant the intersection of what was asked and
      * what the identity may do; a smaller grant is not an error. */
     for (size_t i = 0; i < n_want && t.n_access < AUTH_TOKEN_MAX_ACCESS; i++) {

@@ -133,6 +133,30 @@ def test_robot_expiry_and_role_changes(server_pool):
     assert srv.request("GET", "/v2/", auth=("carol", "brand-new-pw")).status_code == 200
 
 
+def test_a_new_secret_ends_the_tokens_issued_before(server_pool):
+    """A reset secret, or a name deleted and made again, ends the tokens issued before it
+    at once, not when they expire (they used to live out their --token-ttl)."""
+    srv = server_pool("--token-ttl", "10m")
+    adm = srv.admin()
+    user = adm.user("dan", "dan-password-1", role="consumer", pattern="team/*")
+    robot = adm.robot("builder", role="consumer", pattern="team/*")
+    scope = ["repository:team/x:pull"]
+    old_user, old_robot = token(srv, user, scope), token(srv, robot, scope)
+    for tok in (old_user, old_robot):
+        assert srv.request("GET", "/v2/team/x/tags/list", auth=tok).status_code in (200, 404)
+        assert len(jwt_claims(tok)["sh"]) == 16  # names the secret, not its hash
+    adm.call("POST", "users/dan/reset-secret", expect=200, json={"password": "dan-password-2"})
+    adm.call("DELETE", "robots/builder", expect=204)
+    robot2 = adm.robot("builder", role="consumer", pattern="team/*")
+    for tok in (old_user, old_robot):
+        r = srv.request("GET", "/v2/team/x/tags/list", auth=tok)
+        assert_oci_error(r, 401, "UNAUTHORIZED")
+    # tokens issued after work
+    for creds in (("dan", "dan-password-2"), robot2):
+        tok = token(srv, creds, scope)
+        assert srv.request("GET", "/v2/team/x/tags/list", auth=tok).status_code in (200, 404)
+
+
 def test_catalog_is_filtered(server_pool):
     srv = server_pool()
     adm = srv.admin()

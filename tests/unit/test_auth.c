@@ -340,6 +340,40 @@ static char *signed_token(const struct auth_token *t, const struct auth_token_ke
     return buf_steal(&b, NULL);
 }
 
+/* The secret mark: carried when set, absent from a token issued without one, and a mark
+ * of the wrong length makes the claims malformed. */
+static void test_token_secret_mark(void **state)
+{
+    (void)state;
+    struct auth_token_key k = test_key(9);
+    struct auth_token t = {.sub = "dan", .iat_s = 1000, .exp_s = 1300, .jti = "j2"};
+    char mark[AUTH_SECRET_MARK_LEN + 1], other[AUTH_SECRET_MARK_LEN + 1];
+    auth_secret_mark("$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA", mark);
+    auth_secret_mark("$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$b3RoZXI", other);
+    assert_int_equal(strlen(mark), AUTH_SECRET_MARK_LEN);
+    assert_string_not_equal(mark, other);
+    snprintf(t.sh, sizeof(t.sh), "%s", mark);
+    char *tok = signed_token(&t, &k, "meridian");
+    struct auth_token got;
+    struct err e = {0};
+    assert_int_equal(
+        auth_token_verify(tok, strlen(tok), &k, "meridian", "meridian", 1100, &got, &e), 0);
+    assert_string_equal(got.sh, mark);
+    free(tok);
+    t.sh[0] = '\0';
+    tok = signed_token(&t, &k, "meridian");
+    assert_int_equal(
+        auth_token_verify(tok, strlen(tok), &k, "meridian", "meridian", 1100, &got, &e), 0);
+    assert_string_equal(got.sh, "");
+    free(tok);
+    snprintf(t.sh, sizeof(t.sh), "%s", "abc");
+    tok = signed_token(&t, &k, "meridian");
+    assert_int_equal(
+        auth_token_verify(tok, strlen(tok), &k, "meridian", "meridian", 1100, &got, &e), -1);
+    assert_string_equal(err_message(&e), "malformed token claims");
+    free(tok);
+}
+
 static void test_token_round_trip(void **state)
 {
     (void)state;
@@ -508,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_scope),
         cmocka_unit_test(test_b64url),
         cmocka_unit_test(test_token_round_trip),
+        cmocka_unit_test(test_token_secret_mark),
         cmocka_unit_test(test_token_rejects),
         cmocka_unit_test(test_secrets),
         cmocka_unit_test(test_config_auth),
