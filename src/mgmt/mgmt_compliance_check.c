@@ -338,9 +338,12 @@ void mgmt_compliance_check(struct http_req *req, const struct mgmt_params *p)
     const char **repos = repositories_of(reg, by_region, set, &n);
     json_t *items = json_array();
     struct tally t = {0};
+    bool is_partial = false; /* some repository was left out: the caller may not pull it */
     for (size_t i = 0; i < n && e.code == ERR_NONE; i++) {
-        if (!authz_can(req, repos[i], AUTH_PERM_PULL, false))
+        if (!authz_can(req, repos[i], AUTH_PERM_PULL, false)) {
+            is_partial = true;
             continue; /* the caller sees what it may pull (an auditor: consumer on "*") */
+        }
         size_t at;
         json_t *rule = NULL;
         json_array_foreach(rules, at, rule)
@@ -368,7 +371,10 @@ void mgmt_compliance_check(struct http_req *req, const struct mgmt_params *p)
         return;
     }
     int64_t now = util_now_ms();
-    metrics_compliance_set(t.by_kind, now);
+    /* The gauges are the registry's: only a check that saw every repository sets them (one
+     * that saw part of it would clear violations its caller cannot see). */
+    if (!is_partial)
+        metrics_compliance_set(t.by_kind, now);
     json_t *by_kind = json_object();
     json_int_t total = 0;
     for (size_t k = 0; k < METRICS_COMPLIANCE_COUNT_; k++) {

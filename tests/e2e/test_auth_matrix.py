@@ -18,7 +18,7 @@ import secrets
 import pytest
 
 from auth_helpers import (ADMIN_PASSWORD, assert_oci_error, digest_of, image_parts,  # noqa: F401
-                          module_server, push_blob, push_image, token)
+                          module_server, push_blob, push_image, token, wait_until)
 
 IDENTITIES = ["admin", "publisher", "consumer", "robot", "outsider", "anonymous"]
 PEER_SECRET = "matrix-peer-" + secrets.token_hex(8)
@@ -383,3 +383,33 @@ def test_metrics_are_the_administrators_when_access_control_is_on(world):
     # health and readiness stay open: probes carry no credentials
     assert srv.request("GET", "/healthz").status_code == 200
     assert srv.request("GET", "/readyz").status_code == 200
+
+
+def compliance_gauge(srv, kind):
+    text = srv.request("GET", "/metrics", auth=("admin", ADMIN_PASSWORD)).text
+    for line in text.splitlines():
+        if line.startswith('meridian_compliance_violations{kind="%s"} ' % kind):
+            return int(line.split()[1])
+    return None
+
+
+def test_a_partial_compliance_check_leaves_the_registry_gauges(world):
+    """The compliance gauges on /metrics are the registry's: a check by a caller who may
+    pull only part of the registry answers what it may see, and leaves the gauges as the
+    last whole check set them (it used to clear violations it could not see)."""
+    srv, creds = world
+    repo = "golden/compliance-" + secrets.token_hex(3)
+    push_image(srv, creds["admin"], repo, tag="latest")
+    matrix = {"rules": [{"repositories": repo, "maxLatestAgeS": 1}]}
+
+    def whole_check_flags_it():
+        r = srv.request("POST", "/_meridian/v1/compliance/check", auth=creds["admin"],
+                        json=matrix)
+        assert r.status_code == 200, r.text
+        return compliance_gauge(srv, "latest-too-old") == 1
+    wait_until(whole_check_flags_it, 30, what="the whole check to flag latest as too old")
+    r = srv.request("POST", "/_meridian/v1/compliance/check", auth=creds["outsider"],
+                    json=matrix)
+    assert r.status_code == 200, r.text
+    assert r.json()["items"] == [], r.text  # it may not pull the repository
+    assert compliance_gauge(srv, "latest-too-old") == 1
