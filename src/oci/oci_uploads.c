@@ -208,6 +208,25 @@ static bool try_mount(struct http_req *req)
     return true;
 }
 
+/* An upload session is its starter's: another identity resuming it (the id leaked from a
+ * log or a proxy) is told it does not exist. One started with no identity recorded
+ * (access control off, an anonymous or a peer's) is anyone's who holds its id. false
+ * with e set. */
+static bool is_callers_session(struct http_req *req, struct err *e)
+{
+    const char *caller;
+    int64_t max_owned;
+    authz_upload_owner(req, &caller, &max_owned);
+    char *owner = NULL;
+    if (req->reg->ms->ops->upload_owner(req->reg->ms, req->ref, &owner, e) != 0)
+        return false;
+    bool is_ok = owner == NULL || (caller != NULL && strcmp(owner, caller) == 0);
+    free(owner);
+    if (!is_ok)
+        err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, "blob upload unknown to registry");
+    return is_ok;
+}
+
 static void start_upload(struct http_req *req)
 {
     struct registry *reg = req->reg;
@@ -271,7 +290,8 @@ int oci_upload_headers(struct http_req *req)
     if (is_put && parse_digest_param(req, &d) != 0)
         return -1;
     struct upload_state *st;
-    if (upload_sessions_acquire(reg->uploads, req->ref, req->repo, &st, &e) != 0) {
+    if (!is_callers_session(req, &e) ||
+        upload_sessions_acquire(reg->uploads, req->ref, req->repo, &st, &e) != 0) {
         http_reply_err(req, &e);
         return -1;
     }

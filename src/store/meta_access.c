@@ -567,6 +567,22 @@ int sq_upload_set_owner(struct metastore *ms, const char *id, const char *owner,
     return sq_tx_commit(c, e);
 }
 
+int sq_upload_owner(struct metastore *ms, const char *id, char **owner, struct err *e)
+{
+    *owner = NULL;
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_run(c, "SELECT owner FROM upload_owners WHERE id = ?1", &s, e, "t", id);
+    if (rc < 0)
+        return -1;
+    if (rc == SQL_ROW)
+        *owner = sq_col_strdup(s, 0);
+    sql_finalize(s);
+    return 0;
+}
+
 int sq_upload_count_owned(struct metastore *ms, const char *owner, int64_t now_s,
                           int64_t *n, struct err *e)
 {

@@ -725,6 +725,7 @@ static const struct metastore_ops sq_ops = {
     .audit_list = sq_audit_list,
     .audit_set_count = sq_audit_set_count,
     .upload_set_owner = sq_upload_set_owner,
+    .upload_owner = sq_upload_owner,
     .upload_count_owned = sq_upload_count_owned,
     .holdings = sq_holdings, /* meta_residency.c */
     .repo_purge = sq_repo_purge,

@@ -540,6 +540,9 @@ typedef int ms_audit_list_f(struct metastore *ms, const struct meta_audit_query 
 /* Records who started upload session id (for the per-identity cap). */
 typedef int ms_upload_set_owner_f(struct metastore *ms, const char *id, const char *owner,
                                   struct err *e);
+/* Who started upload session id (*owner, heap; NULL when no one was recorded). */
+typedef int ms_upload_owner_f(struct metastore *ms, const char *id, char **owner,
+                              struct err *e);
 /* Number of sessions owner holds that expire at or after now_s. */
 typedef int ms_upload_count_owned_f(struct metastore *ms, const char *owner, int64_t now_s,
                                     int64_t *n, struct err *e);
@@ -800,6 +803,7 @@ struct metastore_ops {
     ms_audit_list_f *audit_list;
     ms_audit_set_count_f *audit_set_count;
     ms_upload_set_owner_f *upload_set_owner;
+    ms_upload_owner_f *upload_owner;
     ms_upload_count_owned_f *upload_count_owned;
     ms_manifest_lookup_f *manifest_lookup;
     ms_manifest_tags_f *manifest_tags;

@@ -692,6 +692,7 @@ ms_audit_append_f sq_audit_append;
 ms_audit_list_f sq_audit_list;
 ms_audit_set_count_f sq_audit_set_count;
 ms_upload_set_owner_f sq_upload_set_owner;
+ms_upload_owner_f sq_upload_owner;
 ms_upload_count_owned_f sq_upload_count_owned;
 /* Upload owners on a connection, inside the caller's write transaction (meta_access.c):
  * the owner row of session id, and the sessions owner holds that expire at or after now_s. */

@@ -413,3 +413,30 @@ def test_a_partial_compliance_check_leaves_the_registry_gauges(world):
     assert r.status_code == 200, r.text
     assert r.json()["items"] == [], r.text  # it may not pull the repository
     assert compliance_gauge(srv, "latest-too-old") == 1
+
+
+def test_an_upload_session_is_its_starters(world):
+    """Another identity that may push to the repository cannot resume, read, finish or
+    cancel a session someone else started (its id leaked from a log or a proxy): it is told
+    the session does not exist, and the starter carries on."""
+    srv, creds = world
+    repo = "golden/session-" + secrets.token_hex(3)
+    r = srv.request("POST", "/v2/%s/blobs/uploads/" % repo, auth=creds["publisher"])
+    assert r.status_code == 202, r.text
+    loc = r.headers["Location"]
+    r = srv.request("PATCH", loc, auth=creds["publisher"], data=b"first",
+                    headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 202, r.text
+    loc = r.headers["Location"]
+    sep = "&" if "?" in loc else "?"
+    data = b"first" + b"second"
+    for method, kw in (("GET", {}), ("PATCH", {"data": b"x"}), ("DELETE", {}),
+                       ("PUT", {"data": b"second"})):
+        target = loc + (sep + "digest=" + digest_of(data) if method == "PUT" else "")
+        r = srv.request(method, target, auth=creds["robot"], **kw)
+        assert_oci_error(r, 404, "BLOB_UPLOAD_UNKNOWN")
+    r = srv.request("PUT", loc + sep + "digest=" + digest_of(data), auth=creds["publisher"],
+                    data=b"second")
+    assert r.status_code == 201, (r.status_code, r.text)
+    r = srv.request("GET", "/v2/%s/blobs/%s" % (repo, digest_of(data)), auth=creds["publisher"])
+    assert r.status_code == 200 and r.content == data
