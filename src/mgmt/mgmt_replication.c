@@ -134,6 +134,11 @@ static bool check_member(struct http_req *req, const char *location)
     struct registry *reg = req->reg;
     char *value = NULL;
     struct err e = {0};
+    if (location != NULL && !repl_codec_is_valid_region(location)) {
+        mgmt_reply_error(req, ERR_DENIED, "%s is not a region of this registry",
+                         shown(location));
+        return false; /* not looked up: no region has such a name */
+    }
     if (location != NULL &&
         reg->ms->ops->object_get(reg->ms, "replication", location, &value, &e) == 0) {
         free(value);

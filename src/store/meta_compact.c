@@ -293,6 +293,8 @@ int sq_log_adopt(struct metastore *ms, const char *peer, const struct meta_horiz
         bool is_self = strcmp(h[i].origin, c->store->region) == 0;
         if (is_self && have >= h[i].seq)
             continue; /* the usual case: this log holds its own events */
+        if (is_self)
+            sq_note_own_history(have, h[i].seq);
         if (have < h[i].seq && sq_exec(c, SQ_VV_SET, e, "ti", h[i].origin, h[i].seq) != 0)
             goto fail;
         if (horizon_raise(c, h[i].origin, h[i].seq, h[i].hlc, e) != 0)

@@ -600,7 +600,7 @@ static int merge_event(struct sq_conn *c, const struct meta_event *ev, struct er
  * above what the peers have seen, and what was written under the name is here again);
  * one past a gap is skipped rather than waited for (it may never come: the peer may have
  * compacted the ones between). Said once per process. */
-static void note_own_history(int64_t have, int64_t seq)
+void sq_note_own_history(int64_t have, int64_t seq)
 {
     static atomic_bool is_said;
     if (atomic_exchange(&is_said, true))
@@ -629,7 +629,7 @@ int sq_event_apply(struct metastore *ms, const struct meta_event *ev, bool *is_n
         goto fail;
     bool is_own = strcmp(ev->origin, c->store->region) == 0;
     if (is_own && ev->origin_seq > have)
-        note_own_history(have, ev->origin_seq);
+        sq_note_own_history(have, ev->origin_seq);
     if (ev->origin_seq <= have || (is_own && ev->origin_seq > have + 1)) {
         sq_tx_rollback(c);
         return 0; /* seen already (our own events come back through relays too) */

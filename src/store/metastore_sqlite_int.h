@@ -618,6 +618,9 @@ ms_log_horizon_f sq_log_horizon;
 ms_origin_clocks_f sq_origin_clocks;
 ms_log_compact_f sq_log_compact;
 ms_tombs_expire_f sq_tombs_expire;
+/* Logs, once per process, that a peer holds events of this region's own name past its
+ * log (#seq, this log ending at #have): meta_merge.c, and log_adopt for a snapshot. */
+void sq_note_own_history(int64_t have, int64_t seq);
 ms_log_adopt_f sq_log_adopt;
 ms_objects_state_f sq_objects_state;
 ms_repo_statuses_f sq_repo_statuses;

@@ -306,7 +306,10 @@ def test_a_region_added_back_under_its_old_name_replicates_its_writes(geo):
         c.terminate()
         c.wait()
     c.remove_data()
-    cluster.removed.remove(c)                 # the same name, fresh data
+    # the same name, fresh data: a data directory of its own (on the scale-out tier its
+    # metadata database and blob prefix are named after it, so they are fresh too)
+    c.data_dir = os.path.join(c.dir, "data-again")
+    cluster.removed.remove(c)
     cluster.regions.append(c)
     c.may_exit = False
     c.start()
