@@ -2724,6 +2724,49 @@ int repl_leave(struct repl *r, const char *registry_name, const char *location, 
  * nothing, as does one that cannot be reached or runs a release without the question.
  * A peer that cannot be reached, or runs a release without the question, says nothing.
  * 1: confirmed; 0: not (yet); -1: there is no other region to ask. */
+/* One peer's answer on this region's membership: 1 removed, -1 still a region, 0 nothing
+ * (never knew of it, unreachable, or an unclear answer). A peer of a release without
+ * `membership` is asked through `events`, which it refuses (403, "not a region of this
+ * registry") to a region it does not count: such a peer cannot tell a removed region from
+ * one it has not heard of yet, and a denial from another peer still wins. */
+static int ask_membership(struct repl *r, const char *endpoint, struct err *pe)
+{
+    char url[1024];
+    snprintf(url, sizeof(url), "%s/_meridian/v1/replication/membership?from=%s", endpoint,
+             self_region(r));
+    struct httpc_response resp;
+    httpc_response_init(&resp, 64 * 1024);
+    int answer = 0;
+    json_error_t je;
+    if (peer_call(r, "GET", url, NULL, 5000, &resp, pe) == 0) {
+        json_t *reply = json_loadb(resp.body.data, resp.body.len, 0, &je);
+        const char *msg =
+            json_string_value(json_object_get(json_object_get(reply, "error"), "message"));
+        if (resp.status == 410 && json_is_true(json_object_get(reply, "removed")))
+            answer = 1;
+        else if (resp.status == 200 && json_is_true(json_object_get(reply, "member")))
+            answer = -1;
+        bool is_older = resp.status == 404 && msg != NULL &&
+                        strcmp(msg, "no such management resource") == 0;
+        json_decref(reply);
+        if (is_older) {
+            snprintf(url, sizeof(url),
+                     "%s/_meridian/v1/replication/events?after=0&wait=0&max=1&vv=&from=%s",
+                     endpoint, self_region(r));
+            httpc_response_fini(&resp);
+            httpc_response_init(&resp, 1 << 20);
+            if (peer_call(r, "GET", url, NULL, 5000, &resp, pe) == 0) {
+                bool is_refused = resp.status == 403 &&
+                                  memmem(resp.body.data, resp.body.len,
+                                         "is not a region of this registry", 32) != NULL;
+                answer = is_refused ? 1 : resp.status == 200 ? -1 : 0;
+            }
+        }
+    }
+    httpc_response_fini(&resp);
+    return answer;
+}
+
 static int removal_check(struct repl *r)
 {
     struct meta_name_list keys = {0}, values = {0};
@@ -2739,28 +2782,15 @@ static int removal_check(struct repl *r)
         json_t *v = json_loads(values.names[i], 0, &je);
         const char *endpoint = json_string_value(json_object_get(v, "endpoint"));
         if (endpoint != NULL) {
-            char url[1024];
-            snprintf(url, sizeof(url), "%s/_meridian/v1/replication/membership?from=%s",
-                     endpoint, self_region(r));
-            struct httpc_response resp;
             struct err pe = {0};
-            httpc_response_init(&resp, 64 * 1024);
-            bool is_removed = false, is_member = false;
-            if (peer_call(r, "GET", url, NULL, 5000, &resp, &pe) == 0) {
-                json_t *reply = json_loadb(resp.body.data, resp.body.len, 0, &je);
-                is_removed = resp.status == 410 &&
-                             json_is_true(json_object_get(reply, "removed"));
-                is_member = resp.status == 200 && json_is_true(json_object_get(reply, "member"));
-                json_decref(reply);
-            }
-            n_confirmed += is_removed;
-            n_denied += is_member;
+            int answer = ask_membership(r, endpoint, &pe);
+            n_confirmed += answer > 0;
+            n_denied += answer < 0;
             log_info("repl", "asked %s whether this region was removed: %s", keys.names[i],
-                     pe.code      ? err_message(&pe)
-                     : is_removed ? "it was"
-                     : is_member  ? "it was not"
-                                  : "no answer");
-            httpc_response_fini(&resp);
+                     pe.code       ? err_message(&pe)
+                     : answer > 0  ? "it was"
+                     : answer < 0  ? "it was not"
+                                   : "no answer");
         }
         json_decref(v);
     }

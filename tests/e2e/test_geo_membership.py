@@ -8,6 +8,8 @@ import json
 import os
 import time
 
+import pytest
+
 from regions import (MANIFEST_ACCEPT, MIB, Pattern, REPLICATION_STATES, manifest_digest, push_blob_stream,
                      push_image_with_layer, registry_state, unique_repo, wait_converged,
                      wait_for, wait_replicated_cli)
@@ -326,3 +328,30 @@ def test_a_region_added_back_under_its_old_name_replicates_its_writes(geo):
         wait_for(lambda: manifest_digest(other, repo, "fresh") == img.digest, 60,
                  "%s to hold the new r3's image" % other.name)
     assert "events of this region's name beyond its own log" in c.log_text(), c.log_tail()
+
+
+OLD_BIN = os.environ.get("MERIDIAN_OLD_BIN", "/tmp/compact_old/build/meridian")
+
+
+@pytest.mark.skipif(not os.path.exists(OLD_BIN), reason="no build of an older release "
+                    "(MERIDIAN_OLD_BIN)")
+def test_a_region_removed_by_an_older_release_still_leaves(geo):
+    """A region of a release without `membership` removes a region of this one: asked, it
+    answers 404 for the route, so the removed region asks it through `events`, which it
+    refuses to a region it no longer counts, and the removed region leaves."""
+    cluster = geo(1)
+    old = cluster[0]
+    new_argv = old.argv
+    old.stop()
+    old.argv = lambda port: [OLD_BIN if a == cluster.binary else a for a in new_argv(port)]
+    old.start()
+    b = cluster.add()                         # this release, joined through the old region
+    cluster.wait_members()
+    repo = unique_repo("old-removes")
+    img = b.oci().push_image(repo, "v1")
+    wait_for(lambda: manifest_digest(old, repo, "v1") == img.digest, 60, "r1 to hold r2's image")
+    old.cli("replication", "delete", b.name)
+    cluster.forget(b)
+    wait_for(lambda: not b.is_running() or b.get("/readyz").status_code == 503, 60,
+             "r2 to leave")
+    assert "asked r1 whether this region was removed: it was" in b.log_text(), b.log_tail()
