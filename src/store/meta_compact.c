@@ -100,12 +100,14 @@ static void horizon_row_read(struct sql_stmt *s, void *elem)
     h->hlc = sql_col_int64(s, 2);
 }
 
-static int horizon_read(struct sq_conn *c, struct meta_horizon **out, size_t *n_out, struct err *e)
+/* Rows (origin, seq, hlc) of query q: the log horizon, or the origin clocks. */
+static int clock_rows_read(struct sq_conn *c, enum sq_stmt q, struct meta_horizon **out,
+                           size_t *n_out, struct err *e)
 {
     *out = NULL;
     *n_out = 0;
     struct sql_stmt *s;
-    int rc = sq_query(c, SQ_HORIZON_ALL, &s, e, "");
+    int rc = sq_query(c, q, &s, e, "");
     if (rc < 0)
         return -1;
     void *items;
@@ -125,31 +127,16 @@ int sq_log_horizon(struct metastore *ms, struct meta_horizon **out, size_t *n_ou
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    return horizon_read(c, out, n_out, e);
+    return clock_rows_read(c, SQ_HORIZON_ALL, out, n_out, e);
 }
 
 int sq_origin_clocks(struct metastore *ms, struct meta_horizon **out, size_t *n_out,
                      struct err *e)
 {
-    *out = NULL;
-    *n_out = 0;
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    struct sql_stmt *s;
-    int rc = sq_query(c, SQ_ORIGIN_CLOCKS, &s, e, "");
-    if (rc < 0)
-        return -1;
-    void *items;
-    rc = sq_collect_rows(c, s, rc, sizeof(**out), horizon_row_read, &items, n_out, e);
-    sq_stmt_done(s);
-    *out = items;
-    if (rc != 0) {
-        meta_horizon_list_fini(*out, *n_out);
-        *out = NULL;
-        *n_out = 0;
-    }
-    return rc;
+    return clock_rows_read(c, SQ_ORIGIN_CLOCKS, out, n_out, e);
 }
 
 /* Raises the horizon of origin to (seq, hlc) if it is below; in a write transaction. */
@@ -256,7 +243,7 @@ int sq_tombs_expire(struct metastore *ms, int64_t before_hlc, size_t max, size_t
         return -1;
     struct meta_horizon *h;
     size_t nh;
-    if (horizon_read(c, &h, &nh, e) != 0)
+    if (clock_rows_read(c, SQ_HORIZON_ALL, &h, &nh, e) != 0)
         goto fail;
     int rc = expire_rows(c, SQ_TOMBS_EXPIRED, SQ_TOMB_DELETE, h, nh, before_hlc, max, n_removed, e);
     if (rc == 0)
