@@ -214,6 +214,9 @@ static bool try_mount(struct http_req *req)
  * with e set. */
 static bool is_callers_session(struct http_req *req, struct err *e)
 {
+    /* With access control off no session has an owner: no store read per request. */
+    if (!authz_is_enabled(req->reg->authz))
+        return true;
     const char *caller;
     int64_t max_owned;
     authz_upload_owner(req, &caller, &max_owned);
