@@ -318,11 +318,14 @@ int sq_events_read(struct metastore *ms, int64_t after_seq, const struct meta_vv
      * a moment before its sync completes, and a peer holding an event its origin lost in a
      * power failure would diverge (the origin would reuse the sequence number). A sync
      * requested after the read covers every commit the read saw; concurrent commits share
-     * it (group commit). */
-    if (n > 0 && sq_durable_wait(c->store, e) != 0) {
+     * it (group commit). The same holds when the filter dropped every row read: the
+     * reader's cursor moves past them, and a crash that lost them would let this region
+     * reuse their positions for events that reader would then never be sent. */
+    if (*last_seq != after_seq && sq_durable_wait(c->store, e) != 0) {
         for (size_t k = 0; k < n; k++)
             meta_event_fini(&list[k]);
         free(list);
+        *last_seq = after_seq;
         return -1;
     }
     *out = list;

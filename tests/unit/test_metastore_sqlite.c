@@ -1881,6 +1881,55 @@ static void test_superseded_put_is_a_noop_for_peers(void **state)
     peer->ops->close(peer);
 }
 
+/* A read whose rows the reader's version vector all filters out still moves the reader's
+ * cursor past them: those applied events (committed without a sync of their own) must be
+ * durable before the cursor is returned, or a crash could reuse their positions unseen. */
+static void test_filtered_read_waits_for_the_rows_it_skips(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(9, body, NULL);
+    digest_of_buffer(DIGEST_SHA256, m.body, m.body_len, &m.digest);
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m, NULL, 0, NULL, "v1", &e), 0);
+    struct meta_event *evs;
+    size_t n;
+    int64_t last;
+    assert_int_equal(f->ms->ops->events_read(f->ms, 0, NULL, 100, &evs, &n, &last, &e), 0);
+    assert_true(n > 0);
+
+    char peer_path[128];
+    snprintf(peer_path, sizeof(peer_path), "%s/peer.db", f->dir);
+    struct metastore *peer = metastore_sqlite_open(peer_path, "eastus", &e);
+    assert_non_null(peer);
+    bool is_new, is_gap;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(peer->ops->event_apply(peer, &evs[i], &is_new, &is_gap, &e), 0);
+        assert_true(is_new);
+    }
+    char *origin = evs[0].origin;
+    int64_t origin_seq = evs[n - 1].origin_seq;
+    struct meta_vv vv = {.origins = &origin, .seqs = &origin_seq, .n = 1};
+    struct sq_store *st = (struct sq_store *)peer;
+    AZ(pthread_mutex_lock(&st->dmu));
+    uint64_t synced_before = st->d_synced;
+    AZ(pthread_mutex_unlock(&st->dmu));
+
+    struct meta_event *none;
+    size_t n_none;
+    assert_int_equal(peer->ops->events_read(peer, 0, &vv, 100, &none, &n_none, &last, &e), 0);
+    assert_int_equal(n_none, 0);
+    free(none);
+    assert_true(last > 0);
+    AZ(pthread_mutex_lock(&st->dmu));
+    assert_true(st->d_synced > synced_before);
+    AZ(pthread_mutex_unlock(&st->dmu));
+    for (size_t i = 0; i < n; i++)
+        meta_event_fini(&evs[i]);
+    free(evs);
+    peer->ops->close(peer);
+}
+
 /* Events written by the previous version (payload stored in the row) are served as stored. */
 static void test_stored_payloads_served_as_stored(void **state)
 {
@@ -2470,6 +2519,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_manifest_put_event_payload_derived, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_superseded_put_is_a_noop_for_peers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_filtered_read_waits_for_the_rows_it_skips, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stored_payloads_served_as_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_one_winner, setup, teardown),
