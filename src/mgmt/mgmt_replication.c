@@ -381,6 +381,9 @@ void mgmt_repl_summary(struct http_req *req, const struct mgmt_params *p)
                          shown(http_req_query(req, "from")));
         return;
     }
+    const char *from = http_req_query(req, "from");
+    if (from != NULL && !check_member(req, from))
+        return; /* as for the events: only this registry's regions are filtered for */
     struct err e = {0};
     struct buf b;
     buf_init(&b, EVENTS_REPLY_MAX);
@@ -390,7 +393,6 @@ void mgmt_repl_summary(struct http_req *req, const struct mgmt_params *p)
         return;
     }
     /* Residency: a region is not told of repositories it may not hold. */
-    const char *from = http_req_query(req, "from");
     json_t *policies = from ? residency_policies(req->reg->ms, &e) : NULL;
     if (from != NULL && policies == NULL) {
         buf_fini(&b);
@@ -507,6 +509,10 @@ void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
         return;
     }
     const char *from = http_req_query(req, "from");
+    /* A region asking is one of this registry's (as for the events): the residency
+     * filter below goes by its name. */
+    if (from != NULL && !check_member(req, from))
+        return;
     if (from != NULL) {
         json_t *policies = residency_policies(req->reg->ms, &e);
         if (policies == NULL) {

@@ -255,6 +255,15 @@ def test_a_leave_no_region_confirms_changes_nothing(geo):
     r = a.api("GET", "replication/events?from=r%FF&vv=", auth=peer)
     assert r.status_code == 403, (r.status_code, r.content)
     assert "not a region name" in r.json()["error"]["message"], r.content
+    # the same for the other reads a region filters by its name (residency): a name that
+    # is not a region's gets 403, not a view filtered for a region that does not exist
+    for path in ("replication/summary?", "replication/state?repository=%s&" % repo):
+        for name, shown in (("r9", "r9"), ("r%FF", "not a region name")):
+            r = a.api("GET", path + "from=" + name, auth=peer)
+            assert r.status_code == 403, (path, name, r.status_code, r.content)
+            assert shown in r.json()["error"]["message"], (path, name, r.content)
+        r = a.api("GET", path + "from=r2", auth=peer)
+        assert r.status_code == 200, (path, r.status_code, r.text)
 
 
 def test_peer_api_refuses_malformed_parameters_and_introductions(geo):
