@@ -1,6 +1,10 @@
 /* Upload session table: a mutex-guarded list of in-memory states for sessions that
- * were touched since start. The list is short (sessions in use, plus idle ones until
- * they finish or expire), so a linear scan costs less than a hash table's upkeep.
+ * were touched since start, most recently used first. The list is short (sessions in use,
+ * plus at most max_idle idle ones), so a linear scan costs less than a hash table's upkeep.
+ * Each state holds an open handle (a file descriptor on the local store): clients that
+ * start uploads and never finish them must not run the process out of descriptors, so
+ * past max_idle the least recently used idle states are closed; their sessions load
+ * again from storage at their next request, as after a restart.
  * A session is used by one request at a time: the busy flag on this node, and a claim in
  * the shared metastore across the nodes of a region (see claim). */
 #include "upload_sessions.h"
@@ -19,6 +23,7 @@ struct upload_sessions {
     struct metastore *ms;
     pthread_mutex_t mu;
     struct upload_state *head;
+    size_t max_idle;
 };
 
 struct upload_sessions *upload_sessions_new(struct blobstore *bs, struct metastore *ms)
@@ -26,8 +31,16 @@ struct upload_sessions *upload_sessions_new(struct blobstore *bs, struct metasto
     struct upload_sessions *us = xcalloc(1, sizeof(*us));
     us->bs = bs;
     us->ms = ms;
+    us->max_idle = UPLOAD_SESSIONS_MAX_IDLE;
     AZ(pthread_mutex_init(&us->mu, NULL));
     return us;
+}
+
+void upload_sessions_set_max_idle(struct upload_sessions *us, size_t n)
+{
+    AZ(pthread_mutex_lock(&us->mu));
+    us->max_idle = n;
+    AZ(pthread_mutex_unlock(&us->mu));
 }
 
 static void state_free(struct upload_sessions *us, struct upload_state *st)
@@ -310,7 +323,29 @@ void upload_sessions_release(struct upload_sessions *us, struct upload_state *st
     unclaim(us, st->id);
     AZ(pthread_mutex_lock(&us->mu));
     st->is_busy = false;
+    /* To the front (most recently used), then past max_idle idle states the rest of the
+     * idle ones leave the list; they are closed after the lock is given up. */
+    unlink_state(us, st);
+    st->next = us->head;
+    us->head = st;
+    struct upload_state *closing = NULL;
+    size_t n_idle = 0;
+    for (struct upload_state **pp = &us->head; *pp != NULL;) {
+        struct upload_state *cur = *pp;
+        if (!cur->is_busy && ++n_idle > us->max_idle) {
+            *pp = cur->next;
+            cur->next = closing;
+            closing = cur;
+            continue;
+        }
+        pp = &cur->next;
+    }
     AZ(pthread_mutex_unlock(&us->mu));
+    while (closing != NULL) {
+        struct upload_state *cur = closing;
+        closing = cur->next;
+        state_free(us, cur);
+    }
 }
 
 int upload_sessions_append(struct upload_sessions *us, struct upload_state *st, const void *p,

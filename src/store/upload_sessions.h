@@ -26,7 +26,12 @@ struct upload_state {
     struct upload_state *next;
 };
 
+/* Idle sessions whose state (and open handle) a node keeps at most; see upload_sessions.c. */
+#define UPLOAD_SESSIONS_MAX_IDLE 256
+
 struct upload_sessions *upload_sessions_new(struct blobstore *bs, struct metastore *ms);
+/* Changes how many idle states are kept (tests). */
+void upload_sessions_set_max_idle(struct upload_sessions *us, size_t n);
 void upload_sessions_free(struct upload_sessions *us);
 
 /* Creates a session for repo expiring ttl_s from now, started by a client at address

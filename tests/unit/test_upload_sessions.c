@@ -17,8 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blobstore.h"
+#include "digest.h"
 #include "metastore.h"
 #include "upload_sessions.h"
 #include "util.h"
@@ -205,6 +207,60 @@ static void test_session_a_request_holds_is_in_use(void **state)
     assert_int_equal(acquire_code(f, id), 0);
 }
 
+/* Descriptors of this process open on the store's upload files. */
+static size_t open_upload_files(struct fixture *f)
+{
+    char dir[96], link[64], target[256];
+    snprintf(dir, sizeof(dir), "%s/uploads/", f->dir);
+    size_t n = 0;
+    for (int fd = 0; fd < 4096; fd++) {
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        if (strncmp(target, dir, strlen(dir)) == 0)
+            n++;
+    }
+    return n;
+}
+
+/* Sessions that clients started and left keep no more open files than max_idle (a client
+ * that never finishes must not run the process out of descriptors), and a session whose
+ * state was closed goes on where it was: its next request loads it from storage. */
+static void test_idle_sessions_past_the_cap_are_closed_and_resume(void **state)
+{
+    struct fixture *f = *state;
+    upload_sessions_set_max_idle(f->us, 2);
+    char ids[5][33];
+    for (int i = 0; i < 5; i++)
+        make_session(f, ids[i]);
+    assert_int_equal(open_upload_files(f), 2);
+
+    struct upload_state *st = NULL;
+    struct err e = {0};
+    assert_int_equal(upload_sessions_acquire(f->us, ids[0], "r", &st, &e), 0);
+    assert_int_equal(st->offset, 3);
+    assert_int_equal(upload_sessions_append(f->us, st, "def", 3, &e), 0);
+    assert_int_equal(upload_sessions_acknowledge(f->us, st, &e), 0);
+    struct digest want;
+    digest_of_buffer(DIGEST_SHA256, "abcdef", 6, &want);
+    assert_int_equal(upload_sessions_commit(f->us, st, &want, &e), 0);
+    upload_sessions_delete(f->us, st);
+    /* a busy session is never closed under its request, however many are idle */
+    assert_int_equal(upload_sessions_acquire(f->us, ids[1], "r", &st, &e), 0);
+    upload_sessions_set_max_idle(f->us, 0);
+    assert_int_equal(acquire_code(f, ids[2]), 0);
+    assert_int_equal(open_upload_files(f), 1);
+    assert_int_equal(upload_sessions_append(f->us, st, "d", 1, &e), 0);
+    assert_int_equal(upload_sessions_acknowledge(f->us, st, &e), 0);
+    upload_sessions_release(f->us, st);
+    assert_int_equal(open_upload_files(f), 0);
+    assert_int_equal(upload_sessions_acquire(f->us, ids[1], "r", &st, &e), 0);
+    assert_int_equal(st->offset, 4);
+    upload_sessions_release(f->us, st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -214,6 +270,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_session_a_request_holds_is_in_use, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_idle_sessions_past_the_cap_are_closed_and_resume,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
