@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http_accept.h"
 #include "http_strict.h"
 #include "log.h"
 #include "metrics.h"
@@ -59,6 +60,8 @@
  * so the watchdog never touches a descriptor that has been reused. */
 struct conn_watch {
     int fd;
+    struct sockaddr_storage addr; /* the client's, for the acceptor's per-address count */
+    bool has_addr;
     int64_t deadline_ns;         /* headers; 0: disarmed (a request is being served) */
     int64_t body_start_ns;       /* 0: no body being read; under watch_mu */
     _Atomic uint64_t body_bytes; /* of the body being read; added to without the lock */
@@ -86,10 +89,8 @@ struct http_server {
     bool has_watchdog;
     _Atomic int in_flight;
     _Atomic uint64_t next_id;
-    int listen_fd;              /* ours, not MHD's: accepted by the acceptor thread */
-    pthread_t acceptor;
-    bool has_acceptor;
-    _Atomic bool is_accept_stopping;
+    int listen_fd;              /* ours, not MHD's: accepted by the acceptor (http_accept.c) */
+    struct http_acceptor *acceptor;
 };
 
 /* Request accessors ------------------------------------------------------- */
@@ -676,6 +677,15 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct conn_watch *w = xcalloc(1, sizeof(*w));
         w->fd = ci != NULL ? ci->connect_fd : -1;
+        const union MHD_ConnectionInfo *ai =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ai != NULL && ai->client_addr != NULL) {
+            size_t len = ai->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                                 : sizeof(struct sockaddr_in);
+            memcpy(&w->addr, ai->client_addr, len);
+            w->has_addr = true;
+            http_acceptor_note(s->acceptor, ai->client_addr, true);
+        }
         w->deadline_ns = s->header_timeout_ns > 0 ? util_mono_ns() + s->header_timeout_ns : 0;
         AZ(pthread_mutex_lock(&s->watch_mu));
         w->next = s->watches;
@@ -700,6 +710,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         w->next->prev = w->prev;
     s->n_watches--;
     AZ(pthread_mutex_unlock(&s->watch_mu));
+    if (w->has_addr)
+        http_acceptor_note(s->acceptor, (const struct sockaddr *)&w->addr, false);
     if (w->is_lingering)
         linger_start(w->fd);
     free(w);
@@ -1015,30 +1027,12 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
  * it and wakes only that one). When every worker polled the listening socket itself,
  * each new connection woke all of them (--threads, 16) and all but one found nothing:
  * on 2 cores that herd cost about a third of the new-connection rate (docs/tls.md). */
-static void *accept_loop(void *arg)
+/* The acceptor's hand-off: MHD takes the connection, or closes it itself when it refuses
+ * (connection limits). */
+static void add_connection(void *ctx, int fd, const struct sockaddr *addr, socklen_t len)
 {
-    struct http_server *s = arg;
-    for (;;) {
-        struct sockaddr_storage addr;
-        socklen_t len = sizeof(addr);
-        int fd = accept4(s->listen_fd, (struct sockaddr *)&addr, &len,
-                         SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (atomic_load(&s->is_accept_stopping)) {
-            if (fd >= 0)
-                close(fd);
-            return NULL;
-        }
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                log_warn("http", "accept: %s", strerror(errno));
-                struct timespec ts = {0, 10 * 1000 * 1000}; /* let connections close */
-                nanosleep(&ts, NULL);
-            }
-            continue; /* EINTR, ECONNABORTED, ... */
-        }
-        /* Closes fd itself when it refuses (connection limits). */
-        MHD_add_connection(s->daemon, fd, (const struct sockaddr *)&addr, len);
-    }
+    struct http_server *s = ctx;
+    MHD_add_connection(s->daemon, fd, addr, len);
 }
 
 static int listen_on(const struct addrinfo *ai, struct err *e, const char *host, unsigned port)
@@ -1164,8 +1158,13 @@ struct http_server *http_server_start(const struct http_config *cfg,
         AZ(pthread_create(&s->watchdog, NULL, watchdog_loop, s));
         s->has_watchdog = true;
     }
-    AZ(pthread_create(&s->acceptor, NULL, accept_loop, s));
-    s->has_acceptor = true;
+    if (http_acceptor_start(s->listen_fd, !cfg->is_tls, cfg->conn_limit_per_ip,
+                            add_connection, s, &s->acceptor) != 0) {
+        err_set(e, ERR_UNAVAILABLE, "cannot start accepting on %s:%u", cfg->listen_host,
+                cfg->listen_port);
+        http_server_stop(s, 0);
+        return NULL;
+    }
     return s;
 }
 
@@ -1185,11 +1184,7 @@ void http_server_stop(struct http_server *s, int grace_ms)
     if (s == NULL)
         return;
     /* Stop accepting, then give requests already being served time to finish. */
-    if (s->has_acceptor) {
-        atomic_store(&s->is_accept_stopping, true);
-        shutdown(s->listen_fd, SHUT_RDWR); /* wakes the blocked accept4 */
-        AZ(pthread_join(s->acceptor, NULL));
-    }
+    http_acceptor_stop(s->acceptor);
     close(s->listen_fd);
     int64_t deadline = util_mono_ns() + (int64_t)grace_ms * 1000000;
     while (atomic_load(&s->in_flight) > 0 && util_mono_ns() < deadline) {
@@ -1199,6 +1194,7 @@ void http_server_stop(struct http_server *s, int grace_ms)
     if (atomic_load(&s->in_flight) > 0)
         log_warn("http", "stopping with %d requests still in flight", atomic_load(&s->in_flight));
     MHD_stop_daemon(s->daemon);
+    http_acceptor_free(s->acceptor); /* after MHD's last connection note */
     if (s->has_watchdog) {
         AZ(pthread_mutex_lock(&s->watch_mu));
         s->is_watch_stopping = true;
