@@ -880,6 +880,22 @@ static enum MHD_Result reply_before_body(struct http_server *s, struct MHD_Conne
     return queue_reply(conn, req);
 }
 
+/* RFC 9112, 3.2.2: a server accepts a target in absolute form ("http://host/path", what
+ * clients send to proxies); routing and forwarding see its origin form ("/path"). A
+ * pointer into target. */
+static const char *origin_form(const char *target)
+{
+    const char *rest;
+    if (strncasecmp(target, "http://", 7) == 0)
+        rest = target + 7;
+    else if (strncasecmp(target, "https://", 8) == 0)
+        rest = target + 8;
+    else
+        return target;
+    const char *slash = strchr(rest, '/');
+    return slash != NULL ? slash : "/";
+}
+
 /* The first call for a request: its line and headers are in, its body is not. */
 static enum MHD_Result on_headers(struct http_server *s, struct MHD_Connection *conn,
                                   struct http_req *req, const char *method, const char *url,
@@ -898,6 +914,13 @@ static enum MHD_Result on_headers(struct http_server *s, struct MHD_Connection *
         log_info("http", "refused a malformed request id=%s: %s", req->request_id, why);
         req->handlers->on_malformed(req, why);
         return reply_before_body(s, conn, req);
+    }
+    /* After the check, which reads the target as it came in MHD's buffer. */
+    if (origin_form(req->raw_target) != req->raw_target) {
+        char *origin = xstrdup(origin_form(req->raw_target));
+        free(req->raw_target);
+        req->raw_target = origin;
+        req->path = origin_form(url);
     }
     req->handlers->on_headers(req);
     if (req->is_replied && has_body)

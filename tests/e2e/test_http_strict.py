@@ -380,3 +380,19 @@ def test_a_tls_handshake_on_the_plain_port_gets_an_http_answer(server_pool):
             data += chunk
         s.close()
         assert responses_in(data) == [b"200"], (pause_s, data[:200])
+
+
+def test_a_target_in_absolute_form_is_served_as_its_path(server_pool):
+    """RFC 9112, 3.2.2: a server accepts "GET http://host/path" (what clients send to a
+    proxy) as "GET /path"; it used to be 404."""
+    srv = server_pool(auth=False)
+    for target, status in ((b"http://registry.example/v2/", b"200"),
+                           (b"HTTPS://registry.example:443/v2/_catalog?n=1", b"200"),
+                           (b"http://registry.example/v2/nothing/here/tags/list", b"404")):
+        data, _ = exchange(srv, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                           b"Connection: close\r\n\r\n")
+        assert responses_in(data) == [status], (target, data[:300])
+    assert "path=/v2/_catalog" in srv.log_text()
+    data, _ = exchange(srv, b"GET http://registry.example/v2/_catalog?n=1 HTTP/1.1\r\n"
+                       b"Host: x\r\nConnection: close\r\n\r\n")
+    assert json.loads(body_of(data)) == {"repositories": []}, data[:300]
