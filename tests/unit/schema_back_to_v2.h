@@ -1,7 +1,7 @@
 /* SQL that turns a database made by the current schema back into the shape schema version
  * 2 gave it (the last version before issue 9), for migration tests: they make data with
  * today's code, step it back, add rows the way version 2 wrote them, and open it again.
- * Each later schema step must add its undo here. */
+ * Each later schema step must add its undo here. SQL_SCHEMA_BACK_TO_V1 goes one step further. */
 #ifndef MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
 #define MERIDIAN_TEST_SCHEMA_BACK_TO_V2_H
 
@@ -199,5 +199,25 @@
     "ALTER TABLE uploads DROP COLUMN is_single_request;"                                       \
     "ALTER TABLE uploads DROP COLUMN source;"                                                  \
     "PRAGMA user_version = 2;"
+
+/* Version 2 undone as well: the log of version 1 (events without origin_seq, no version
+ * vector), manifests and references without the replication columns, no registers,
+ * tombstones, status, objects or cursors. The `tags` table of version 1 is kept. */
+#define SQL_SCHEMA_BACK_TO_V1                                                                  \
+    SQL_SCHEMA_BACK_TO_V2                                                                      \
+    "DROP INDEX events_origin;"                                                                \
+    "ALTER TABLE events DROP COLUMN origin_seq;"                                               \
+    "DROP TABLE vv;"                                                                           \
+    "DROP INDEX manifests_pending;"                                                            \
+    "ALTER TABLE manifests DROP COLUMN is_visible;"                                            \
+    "ALTER TABLE manifests DROP COLUMN hlc;"                                                   \
+    "ALTER TABLE manifests DROP COLUMN origin;"                                                \
+    "ALTER TABLE manifest_refs DROP COLUMN size;"                                              \
+    "DROP TABLE tag_regs;"                                                                     \
+    "DROP TABLE manifest_tombs;"                                                               \
+    "DROP TABLE repl_status;"                                                                  \
+    "DROP TABLE objects;"                                                                      \
+    "DROP TABLE cursors;"                                                                      \
+    "PRAGMA user_version = 1;"
 
 #endif

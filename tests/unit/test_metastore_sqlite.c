@@ -1235,6 +1235,53 @@ static void test_schema_v2_database_migrates(void **state)
 }
 
 /* One integer from a query of the database file. */
+static int64_t db_int(const char *path, const char *sql, const char *arg);
+
+/* A database of schema version 1 whose log holds several events (every push wrote some)
+ * opens with this build: version 2 numbers those events 1, 2, ... per origin (left at 0
+ * they broke its unique index, and the file never opened), the version vector starts past
+ * them, and the next event follows on without reusing a number. */
+static void test_schema_v1_events_numbered(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char b1[128], b2[128], b3[128];
+    struct meta_manifest m1 = mf(1, b1, NULL), m2 = mf(2, b2, NULL), m3 = mf(3, b3, NULL);
+    struct meta_manifest got;
+    sqlite3 *db;
+
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m1, NULL, 0, NULL, "a", &e), 0);
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m2, NULL, 0, NULL, "b", &e), 0);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, SQL_SCHEMA_BACK_TO_V1, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    int64_t n_old = db_int(f->path, "SELECT count(*) FROM events", NULL);
+    assert_true(n_old >= 2);
+
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    assert_non_null(f->ms);
+    struct metastore *ms = f->ms;
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 11);
+    assert_int_equal(db_int(f->path, "SELECT count(DISTINCT origin_seq) FROM events", NULL),
+                     n_old);
+    assert_int_equal(db_int(f->path, "SELECT max(origin_seq) FROM events", NULL), n_old);
+    assert_int_equal(db_int(f->path, "SELECT seq FROM vv WHERE origin = ?1", REGION), n_old);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", "b", &got, &e), 0);
+    assert_string_equal(got.digest.str, m2.digest.str);
+    meta_manifest_fini(&got);
+    /* The log goes on from there, and a peer reading from 0 gets every event once. */
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m3, NULL, 0, NULL, "c", &e), 0);
+    assert_true(db_int(f->path, "SELECT max(origin_seq) FROM events", NULL) > n_old);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM events", NULL),
+                     db_int(f->path, "SELECT count(DISTINCT origin_seq) FROM events", NULL));
+    assert_int_equal(db_int(f->path, "SELECT seq FROM vv WHERE origin = ?1", REGION),
+                     db_int(f->path, "SELECT max(origin_seq) FROM events", NULL));
+    assert_true(event_count(ms) > (size_t)n_old);
+}
+
+/* One integer from a query of the database file. */
 static int64_t db_int(const char *path, const char *sql, const char *arg)
 {
     sqlite3 *db;
@@ -2488,6 +2535,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data_and_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_sources_and_acked_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_v1_events_numbered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v2_database_migrates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v9_tags_table_becomes_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v10_refs_by_seq, setup, teardown),

@@ -5,9 +5,18 @@
 -- a peer stay invisible until their content is here (visible means pullable);
 -- per-region replication status; replicated registry objects; peer cursors.
 ALTER TABLE events ADD COLUMN origin_seq INTEGER NOT NULL DEFAULT 0;
+-- Events version 1 wrote are numbered 1, 2, ... per origin in log order, and the version
+-- vector starts past them: left at 0 they broke the unique index below (a version-1
+-- database with two events never opened), and the next event must not reuse a number.
+-- (Fixed in place: only a version-1 database runs this step, and before this it failed.)
+UPDATE events SET origin_seq = n.rn
+  FROM (SELECT seq, row_number() OVER (PARTITION BY origin ORDER BY seq) AS rn FROM events) AS n
+  WHERE n.seq = events.seq;
 CREATE UNIQUE INDEX IF NOT EXISTS events_origin ON events(origin, origin_seq);
 CREATE TABLE IF NOT EXISTS vv (origin TEXT PRIMARY KEY, seq INTEGER NOT NULL)
   WITHOUT ROWID;
+INSERT OR REPLACE INTO vv(origin, seq)
+  SELECT origin, max(origin_seq) FROM events GROUP BY origin;
 ALTER TABLE manifests ADD COLUMN is_visible INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE manifests ADD COLUMN hlc INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE manifests ADD COLUMN origin TEXT NOT NULL DEFAULT '';
