@@ -53,7 +53,14 @@ static int migrate_locked(struct sq_conn *c, struct err *e)
                                         sq_schema_pg_v9_manifest_refs_seq};
     _Static_assert(sizeof(steps) / sizeof(steps[0]) == PG_SCHEMA_VERSION,
                    "one migration step per schema version");
-    for (int64_t v = version; v < PG_SCHEMA_VERSION; v++) {
+    /* Steps 3 to 7 were written on four branches at once, each numbering its own step 3
+     * (status copies, leases, audit region, compaction or untagged manifests: the same text
+     * as the step it became). A database written by one of those commits says 3 or more
+     * but may lack a step below its number: from there, steps 3 to 7 all run again. They
+     * are idempotent (IF NOT EXISTS, OR REPLACE, ON CONFLICT DO NOTHING), so what is there
+     * stays and what is missing is made. */
+    int64_t from = version >= 3 && version < 7 ? 2 : version;
+    for (int64_t v = from; v < PG_SCHEMA_VERSION; v++) {
         char what[64];
         snprintf(what, sizeof(what), "upgrade schema to version %" PRId64, v + 1);
         if (sq_script(c, steps[v], what, e) != 0 ||

@@ -35,6 +35,44 @@ void metastore_sqlite_trace(metastore_sqlite_trace_f *fn, void *arg)
     sql_sqlite_trace(fn, arg);
 }
 
+/* Steps 6 to 9 were written on four branches at once, and each branch numbered its own
+ * step 6 (status copies, audit region, compaction or untagged manifests: the same text as
+ * the step it became). A database written by one of those commits says version 6 (or 7 or
+ * 8, if a build of the merge order opened it since) but holds other steps than that number
+ * means here. From there, each of those steps is recognised by what it makes, not by the
+ * number: what is there is skipped, what is missing runs. */
+#define SQ_RENUMBERED_FIRST 6
+#define SQ_RENUMBERED_LAST 9
+
+/* A query answering one count: whether step v (6 to 9) has been applied. */
+static const char *step_mark(int64_t v)
+{
+    switch (v) {
+    case 6:
+        return "SELECT count(*) FROM pragma_table_info('repl_status') WHERE name = 'copies'";
+    case 7:
+        return "SELECT count(*) FROM pragma_table_info('audit_log') WHERE name = 'region'";
+    case 8:
+        return "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'peer_acks'";
+    case 9: /* the branch's first text lacked is_gc; the rest of step 9 may run again */
+        return "SELECT count(*) FROM pragma_table_info('manifest_tombs') WHERE name = 'is_gc'";
+    default:
+        return NULL;
+    }
+}
+
+/* 1 if step v's mark is there, 0 if not, -1 with e set. */
+static int step_is_applied(struct sq_conn *c, int64_t v, struct err *e)
+{
+    struct sql_stmt *s;
+    int rc = sq_run(c, step_mark(v), &s, e, "");
+    if (rc < 0)
+        return -1;
+    int is_applied = rc == SQL_ROW && sql_col_int64(s, 0) > 0;
+    sql_finalize(s);
+    return is_applied;
+}
+
 /* Creates or upgrades the schema. Runs in a write transaction so that two processes
  * opening a fresh file at once do not both create it. */
 static int migrate(struct sq_conn *c, struct err *e)
@@ -67,12 +105,21 @@ static int migrate(struct sq_conn *c, struct err *e)
                                         sq_schema_v11_manifest_refs_seq};
     _Static_assert(sizeof(steps) / sizeof(steps[0]) == SQ_SCHEMA_VERSION,
                    "one migration step per schema version");
-    for (int64_t v = version; v < SQ_SCHEMA_VERSION; v++) {
+    bool is_renumbered = version >= SQ_RENUMBERED_FIRST && version < SQ_RENUMBERED_LAST;
+    int64_t from = is_renumbered ? SQ_RENUMBERED_FIRST - 1 : version;
+    for (int64_t v = from; v < SQ_SCHEMA_VERSION; v++) {
         char set_version[64];
         snprintf(set_version, sizeof(set_version), "PRAGMA user_version = %" PRId64, v + 1);
         char what[64];
         snprintf(what, sizeof(what), "upgrade schema to version %" PRId64, v + 1);
-        if (sq_script(c, steps[v], what, e) != 0 || sq_script(c, set_version, what, e) != 0)
+        int is_applied = 0;
+        if (is_renumbered && v + 1 <= SQ_RENUMBERED_LAST) {
+            is_applied = step_is_applied(c, v + 1, e);
+            if (is_applied < 0)
+                goto fail;
+        }
+        if ((is_applied == 0 && sq_script(c, steps[v], what, e) != 0) ||
+            sq_script(c, set_version, what, e) != 0)
             goto fail;
     }
     if (version < 1)

@@ -7,11 +7,13 @@
 
 /* Event-log compaction and the region of audit entries undone: the same text on both
  * backends (SQLite versions 8 and 7, PostgreSQL 6 and 5). */
-#define SQL_BACK_COMPACTION_AND_AUDIT_REGION                                                   \
+#define SQL_BACK_COMPACTION_AND_AUDIT_REGION SQL_BACK_COMPACTION SQL_BACK_AUDIT_REGION
+#define SQL_BACK_COMPACTION                                                                    \
     "DROP INDEX tag_regs_deleted;"                                                             \
     "DROP INDEX manifest_tombs_hlc;"                                                           \
     "DROP TABLE log_horizon;"                                                                  \
-    "DROP TABLE peer_acks;"                                                                    \
+    "DROP TABLE peer_acks;"
+#define SQL_BACK_AUDIT_REGION                                                                  \
     "DROP INDEX audit_log_time;"                                                               \
     "ALTER TABLE audit_log DROP COLUMN region;"
 
@@ -152,17 +154,21 @@
     "  FOR EACH ROW EXECUTE FUNCTION untagged_on_tag();"                                       \
     "UPDATE meridian_schema SET version = 7;"
 
-/* PostgreSQL: every step after version 2 undone (pg_v3 .. pg_v8), newest first. */
-#define PG_SQL_SCHEMA_BACK_TO_V2                                                               \
-    PG_SQL_SCHEMA_BACK_TO_V7                                                                   \
-    /* version 7: untagged manifests' stamps */                                               \
+/* PostgreSQL version 7 (pg_v7_untagged.sql) undone. */
+#define PG_SQL_BACK_UNTAGGED                                                                   \
     "DROP TRIGGER untagged_on_manifest ON manifests;"                                          \
     "DROP TRIGGER untagged_on_tag ON tags;"                                                    \
     "DROP FUNCTION untagged_on_manifest();"                                                    \
     "DROP FUNCTION untagged_on_tag();"                                                         \
     "DROP FUNCTION untagged_mark(BIGINT, TEXT);"                                               \
     "DROP TABLE untagged;"                                                                     \
-    "ALTER TABLE manifest_tombs DROP COLUMN is_gc;"                                            \
+    "ALTER TABLE manifest_tombs DROP COLUMN is_gc;"
+
+/* PostgreSQL: every step after version 2 undone (pg_v3 .. pg_v8), newest first. */
+#define PG_SQL_SCHEMA_BACK_TO_V2                                                               \
+    PG_SQL_SCHEMA_BACK_TO_V7                                                                   \
+    /* version 7: untagged manifests' stamps */                                               \
+    PG_SQL_BACK_UNTAGGED                                                                       \
     /* version 6: event-log compaction; version 5: the region of audit entries */             \
     SQL_BACK_COMPACTION_AND_AUDIT_REGION                                                       \
     /* version 4: leases */                                                                    \
@@ -171,15 +177,19 @@
     "ALTER TABLE repl_status DROP COLUMN copies;"                                              \
     "UPDATE meridian_schema SET version = 2;"
 
-#define SQL_SCHEMA_BACK_TO_V2                                                                  \
-    SQL_SCHEMA_BACK_TO_V9                                                                      \
-    /* version 9: untagged manifests' stamps */                                               \
+/* SQLite version 9 without its last statement (manifest_tombs.is_gc). */
+#define SQL_BACK_UNTAGGED_STAMPS                                                               \
     "DROP TRIGGER untagged_on_manifest;"                                                       \
     "DROP TRIGGER untagged_on_manifest_gone;"                                                  \
     "DROP TRIGGER untagged_on_tag;"                                                            \
     "DROP TRIGGER untagged_on_tag_move;"                                                       \
     "DROP TRIGGER untagged_on_tag_gone;"                                                       \
-    "DROP TABLE untagged;"                                                                     \
+    "DROP TABLE untagged;"
+
+#define SQL_SCHEMA_BACK_TO_V2                                                                  \
+    SQL_SCHEMA_BACK_TO_V9                                                                      \
+    /* version 9: untagged manifests' stamps */                                               \
+    SQL_BACK_UNTAGGED_STAMPS                                                                   \
     "ALTER TABLE manifest_tombs DROP COLUMN is_gc;"                                            \
     /* version 8: event-log compaction; version 7: the region of audit entries */             \
     SQL_BACK_COMPACTION_AND_AUDIT_REGION                                                       \

@@ -655,6 +655,73 @@ static void test_v8_refs_become_seq(void **state)
     ms->ops->close(ms);
 }
 
+/* Steps 3 to 7 were each written as "version 3" on a branch of their own (compaction,
+ * leases, audit region, untagged manifests): a database a commit of one of those branches
+ * wrote says 3 and holds that step only. It opens with every step there (before the fix:
+ * status rows without copies, and every status write failing). */
+static void open_branch_v3(const char *back)
+{
+    struct err e = {0};
+    struct metastore *ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    char body[] = "{\"schemaVersion\":2}";
+    struct digest d;
+    push_body(ms, body, sizeof(body) - 1, "v1", &d);
+    struct sq_conn *c = sq_conn_of(ms, &e);
+    assert_int_equal(sq_script(c, back, "back to a branch's version 3", &e), 0);
+    ms->ops->close(ms);
+
+    ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    c = sq_conn_of(ms, &e);
+    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 9);
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM information_schema.columns WHERE"
+                               " (table_name, column_name) IN (('repl_status', 'copies'),"
+                               " ('audit_log', 'region'), ('manifest_tombs', 'is_gc'))"
+                               " AND table_schema = current_schema()"),
+                     3);
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM pg_class WHERE oid IN"
+                               " (to_regclass('node_leases'), to_regclass('peer_acks'),"
+                               " to_regclass('log_horizon'), to_regclass('untagged'))"),
+                     4);
+    struct meta_status two = {.region = "r1", .state = "Completed", .updated_ms = util_now_ms(),
+                              .details = "", .has_copies = true, .copies = 2};
+    assert_int_equal(ms->ops->status_set(ms, "lib/app", &d, &two, true, &e), 0);
+    ms->ops->close(ms);
+}
+
+#define PG_SQL_BACK_TO_V3_BUT(...)                                                              \
+    PG_SQL_SCHEMA_BACK_TO_V7 __VA_ARGS__ "ALTER TABLE repl_status DROP COLUMN copies;"         \
+                                         "UPDATE meridian_schema SET version = 3;"
+
+static void test_branch_v3_compaction(void **state)
+{
+    (void)state;
+    open_branch_v3(PG_SQL_BACK_TO_V3_BUT(PG_SQL_BACK_UNTAGGED SQL_BACK_AUDIT_REGION
+                                         "DROP TABLE node_leases;"));
+}
+
+static void test_branch_v3_leases(void **state)
+{
+    (void)state;
+    open_branch_v3(
+        PG_SQL_BACK_TO_V3_BUT(PG_SQL_BACK_UNTAGGED SQL_BACK_COMPACTION_AND_AUDIT_REGION));
+}
+
+static void test_branch_v3_audit_region(void **state)
+{
+    (void)state;
+    open_branch_v3(PG_SQL_BACK_TO_V3_BUT(PG_SQL_BACK_UNTAGGED SQL_BACK_COMPACTION
+                                         "DROP TABLE node_leases;"));
+}
+
+static void test_branch_v3_untagged(void **state)
+{
+    (void)state;
+    open_branch_v3(PG_SQL_BACK_TO_V3_BUT(SQL_BACK_COMPACTION_AND_AUDIT_REGION
+                                         "DROP TABLE node_leases;"));
+}
+
 int main(void)
 {
     const char *uri = getenv("MERIDIAN_TEST_PG");
@@ -668,6 +735,10 @@ int main(void)
         cmocka_unit_test_setup(test_push_reads_back, setup),
         cmocka_unit_test_setup(test_origin_clocks, setup),
         cmocka_unit_test_setup(test_v2_database_gains_status_copies, setup),
+        cmocka_unit_test_setup(test_branch_v3_compaction, setup),
+        cmocka_unit_test_setup(test_branch_v3_leases, setup),
+        cmocka_unit_test_setup(test_branch_v3_audit_region, setup),
+        cmocka_unit_test_setup(test_branch_v3_untagged, setup),
         cmocka_unit_test_setup(test_nodes_share_one_clock, setup),
         cmocka_unit_test_setup(test_lease_has_one_holder, setup),
         cmocka_unit_test_setup(test_claimed_delivery_goes_to_one_node, setup),

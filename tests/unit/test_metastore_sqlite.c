@@ -1358,6 +1358,77 @@ static void test_schema_v9_tags_table_becomes_view(void **state)
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM tags", NULL), 0);
 }
 
+/* Steps 6 to 9 were each written as "version 6" on a branch of their own: a database a
+ * commit of one of those branches wrote says 6 and holds that branch's step only. Each of
+ * those shapes opens with this build with every step there (before the fix: the copies of
+ * status rows missing, every manifest push then failing, or the open refused on a
+ * duplicate column). */
+static void open_branch_v6(struct fixture *f, const char *back)
+{
+    struct err e = {0};
+    char b1[128];
+    struct meta_manifest m1 = mf(1, b1, NULL), got;
+    sqlite3 *db;
+
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m1, NULL, 0, NULL, "a", &e), 0);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, back, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 6);
+
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    assert_non_null(f->ms);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 11);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('repl_status')"
+                                     " WHERE name = 'copies'", NULL), 1);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('audit_log')"
+                                     " WHERE name = 'region'", NULL), 1);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_schema WHERE name IN"
+                                     " ('peer_acks', 'log_horizon', 'untagged')", NULL), 3);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('manifest_tombs')"
+                                     " WHERE name = 'is_gc'", NULL), 1);
+    assert_int_equal(f->ms->ops->manifest_get(f->ms, "r", "a", &got, &e), 0);
+    assert_string_equal(got.digest.str, m1.digest.str);
+    meta_manifest_fini(&got);
+    /* a push writes its status row (with copies) */
+    char b2[128];
+    struct meta_manifest m2 = mf(2, b2, NULL);
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m2, NULL, 0, NULL, "b", &e), 0);
+}
+
+#define SQL_BACK_UNTAGGED_ALL                                                                  \
+    SQL_BACK_UNTAGGED_STAMPS "ALTER TABLE manifest_tombs DROP COLUMN is_gc;"
+#define SQL_BACK_COPIES "ALTER TABLE repl_status DROP COLUMN copies;"
+
+static void test_schema_branch_v6_compaction(void **state)
+{
+    open_branch_v6(*state, SQL_SCHEMA_BACK_TO_V9 SQL_BACK_UNTAGGED_ALL SQL_BACK_AUDIT_REGION
+                   SQL_BACK_COPIES "PRAGMA user_version = 6;");
+}
+
+static void test_schema_branch_v6_audit_region(void **state)
+{
+    open_branch_v6(*state, SQL_SCHEMA_BACK_TO_V9 SQL_BACK_UNTAGGED_ALL SQL_BACK_COMPACTION
+                   SQL_BACK_COPIES "PRAGMA user_version = 6;");
+}
+
+static void test_schema_branch_v6_untagged(void **state)
+{
+    /* the branch's first text, without manifest_tombs.is_gc (74bb15a) */
+    open_branch_v6(*state, SQL_SCHEMA_BACK_TO_V9 "ALTER TABLE manifest_tombs DROP COLUMN is_gc;"
+                   SQL_BACK_COMPACTION_AND_AUDIT_REGION SQL_BACK_COPIES
+                   "PRAGMA user_version = 6;");
+}
+
+static void test_schema_branch_v6_untagged_gc(void **state)
+{
+    /* its later text, with is_gc (86f4a00) */
+    open_branch_v6(*state, SQL_SCHEMA_BACK_TO_V9 SQL_BACK_COMPACTION_AND_AUDIT_REGION
+                   SQL_BACK_COPIES "PRAGMA user_version = 6;");
+}
+
 /* A database of schema version 10 (references keyed by the manifest's digest) opens with
  * this build: each reference names its manifest by seq, manifest_refs reads the same rows,
  * a replicated put still carries them, a blob in use stays in use, and deleting the
@@ -2539,6 +2610,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_v2_database_migrates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v9_tags_table_becomes_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v10_refs_by_seq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_branch_v6_compaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_branch_v6_audit_region, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_branch_v6_untagged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_branch_v6_untagged_gc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_body_packed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_event_stored_short, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_short_status_is_not_passed_on, setup,
