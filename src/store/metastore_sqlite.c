@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -35,42 +36,48 @@ void metastore_sqlite_trace(metastore_sqlite_trace_f *fn, void *arg)
     sql_sqlite_trace(fn, arg);
 }
 
-/* Steps 6 to 9 were written on four branches at once, and each branch numbered its own
- * step 6 (status copies, audit region, compaction or untagged manifests: the same text as
- * the step it became). A database written by one of those commits says version 6 (or 7 or
- * 8, if a build of the merge order opened it since) but holds other steps than that number
- * means here. From there, each of those steps is recognised by what it makes, not by the
- * number: what is there is skipped, what is missing runs. */
-#define SQ_RENUMBERED_FIRST 6
+/* Steps 3 to 9 were written on branches at once, each numbering its own step after the
+ * last one merged: step 3 as audit aggregation or as upload sources (branches authlimits
+ * and uploads), step 6 as status copies, audit region, compaction or untagged manifests.
+ * When merged they were renumbered, with the same text. A database written by a commit of
+ * one of those branches says 3 or 6 (or more, if a build of the merge order opened it
+ * since) but holds other steps than that number means here. From a stored version in that
+ * range, steps 3 to 9 all run again: every statement in them is idempotent but ADD COLUMN,
+ * which is left out where the column is already there. */
+#define SQ_RENUMBERED_FIRST 3
 #define SQ_RENUMBERED_LAST 9
 
-/* A query answering one count: whether step v (6 to 9) has been applied. */
-static const char *step_mark(int64_t v)
+/* Step text without its `ALTER TABLE t ADD COLUMN c ...;` lines whose column t already
+ * has (each such statement of the steps is one line): a heap string, or NULL with e set. */
+static char *step_without_present_columns(struct sq_conn *c, const char *step, struct err *e)
 {
-    switch (v) {
-    case 6:
-        return "SELECT count(*) FROM pragma_table_info('repl_status') WHERE name = 'copies'";
-    case 7:
-        return "SELECT count(*) FROM pragma_table_info('audit_log') WHERE name = 'region'";
-    case 8:
-        return "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'peer_acks'";
-    case 9: /* the branch's first text lacked is_gc; the rest of step 9 may run again */
-        return "SELECT count(*) FROM pragma_table_info('manifest_tombs') WHERE name = 'is_gc'";
-    default:
-        return NULL;
+    size_t len = strlen(step);
+    char *out = xmalloc(len + 1);
+    size_t n = 0;
+    for (const char *line = step; *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        size_t line_len = nl != NULL ? (size_t)(nl - line) + 1 : strlen(line);
+        char table[64], column[64];
+        bool is_present = false;
+        if (sscanf(line, "ALTER TABLE %63[a-z_] ADD COLUMN %63[a-z_]", table, column) == 2) {
+            struct sql_stmt *s;
+            int rc = sq_run(c, "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2", &s,
+                            e, "tt", table, column);
+            if (rc < 0) {
+                free(out);
+                return NULL;
+            }
+            is_present = rc == SQL_ROW && sql_col_int64(s, 0) > 0;
+            sql_finalize(s);
+        }
+        if (!is_present) {
+            memcpy(out + n, line, line_len);
+            n += line_len;
+        }
+        line += line_len;
     }
-}
-
-/* 1 if step v's mark is there, 0 if not, -1 with e set. */
-static int step_is_applied(struct sq_conn *c, int64_t v, struct err *e)
-{
-    struct sql_stmt *s;
-    int rc = sq_run(c, step_mark(v), &s, e, "");
-    if (rc < 0)
-        return -1;
-    int is_applied = rc == SQL_ROW && sql_col_int64(s, 0) > 0;
-    sql_finalize(s);
-    return is_applied;
+    out[n] = '\0';
+    return out;
 }
 
 /* Creates or upgrades the schema. Runs in a write transaction so that two processes
@@ -112,14 +119,15 @@ static int migrate(struct sq_conn *c, struct err *e)
         snprintf(set_version, sizeof(set_version), "PRAGMA user_version = %" PRId64, v + 1);
         char what[64];
         snprintf(what, sizeof(what), "upgrade schema to version %" PRId64, v + 1);
-        int is_applied = 0;
+        char *again = NULL;
         if (is_renumbered && v + 1 <= SQ_RENUMBERED_LAST) {
-            is_applied = step_is_applied(c, v + 1, e);
-            if (is_applied < 0)
+            again = step_without_present_columns(c, steps[v], e);
+            if (again == NULL)
                 goto fail;
         }
-        if ((is_applied == 0 && sq_script(c, steps[v], what, e) != 0) ||
-            sq_script(c, set_version, what, e) != 0)
+        int rc = sq_script(c, again != NULL ? again : steps[v], what, e);
+        free(again);
+        if (rc != 0 || sq_script(c, set_version, what, e) != 0)
             goto fail;
     }
     if (version < 1)

@@ -1429,6 +1429,54 @@ static void test_schema_branch_v6_untagged_gc(void **state)
                    SQL_BACK_COPIES "PRAGMA user_version = 6;");
 }
 
+/* Step 3 was written twice as "version 3": audit aggregation (branch authlimits, kept as
+ * 3) and upload sources (branch uploads, made 4 when merged; its first commits without
+ * is_single_request). A database of the uploads branch says 3, has the upload columns and
+ * lacks the audit ones: it opens with both (before the fix: refused, "duplicate column
+ * name: source"). */
+static void open_uploads_branch_v3(struct fixture *f, const char *upload_columns)
+{
+    struct err e = {0};
+    sqlite3 *db;
+
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, SQL_SCHEMA_BACK_TO_V2, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, upload_columns, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    assert_non_null(f->ms);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 11);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('audit_log')"
+                                     " WHERE name IN ('count', 'last_ms', 'region')", NULL), 3);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('uploads') WHERE"
+                                     " name IN ('source', 'acked_bytes', 'is_single_request')",
+                            NULL), 3);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('repl_status')"
+                                     " WHERE name = 'copies'", NULL), 1);
+    assert_int_equal(f->ms->ops->upload_create(f->ms, "u", "r", 5000, "192.0.2.9", true, &e), 0);
+}
+
+#define SQL_UPLOAD_SOURCES                                                                     \
+    "ALTER TABLE uploads ADD COLUMN source TEXT;"                                              \
+    "ALTER TABLE uploads ADD COLUMN acked_bytes INTEGER;"                                      \
+    "CREATE INDEX uploads_source ON uploads(source, expires_s) WHERE source IS NOT NULL;"
+
+static void test_schema_uploads_branch_v3(void **state)
+{
+    open_uploads_branch_v3(*state, SQL_UPLOAD_SOURCES);
+}
+
+static void test_schema_uploads_branch_v3_single(void **state)
+{
+    open_uploads_branch_v3(*state, SQL_UPLOAD_SOURCES "ALTER TABLE uploads ADD COLUMN"
+                                                      " is_single_request INTEGER NOT NULL"
+                                                      " DEFAULT 0;");
+}
+
 /* A database of schema version 10 (references keyed by the manifest's digest) opens with
  * this build: each reference names its manifest by seq, manifest_refs reads the same rows,
  * a replicated put still carries them, a blob in use stays in use, and deleting the
@@ -2611,6 +2659,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_v9_tags_table_becomes_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_v10_refs_by_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_branch_v6_compaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_uploads_branch_v3, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_uploads_branch_v3_single, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_branch_v6_audit_region, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_branch_v6_untagged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_branch_v6_untagged_gc, setup, teardown),
