@@ -383,6 +383,15 @@ static void reply_small(struct http_req *req, struct proxy_call *c, size_t len)
     free(body);
 }
 
+/* An answer whose Location names an upload session the client goes on with: 202 (POST,
+ * PATCH), and the 204 of a status GET and the 416 of a chunk out of order, whose Location
+ * distribution-spec says the next chunk SHOULD use. Without the pin that chunk is routed
+ * anew and may reach a region that does not know the session (404 BLOB_UPLOAD_UNKNOWN). */
+static bool is_session_reply(long status)
+{
+    return status == 202 || status == 204 || status == 416;
+}
+
 /* Passes the region's response head on: headers (upload Locations pinned to the region),
  * Meridian-Region, then the body streamed from the pipe. */
 static void reply_forwarded(struct http_req *req, struct proxy_call *c)
@@ -409,7 +418,7 @@ static void reply_forwarded(struct http_req *req, struct proxy_call *c)
                 util_parse_u64(value, strlen(value), &v) == 0)
                 len = v;
             if (strcasecmp(line, "Location") == 0 && strstr(value, "/blobs/uploads/") != NULL &&
-                c->status == 202) {
+                is_session_reply(c->status)) {
                 char pinned[TARGET_MAX];
                 if (route_pin_location(value, region, pinned, sizeof(pinned)) == 0) {
                     http_reply_header(req, "Location", "%s", pinned);

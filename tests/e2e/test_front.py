@@ -258,6 +258,47 @@ def test_upload_pin_survives_its_region_going_out_of_rotation(geo, front):
     r1.start()
 
 
+def test_upload_locations_of_status_and_416_answers_stay_pinned(geo, front):
+    """distribution-spec: after a 416 the client asks the session's status (GET, 204) and
+    SHOULD send its next chunk to the Location given there (or in the 416). Those Locations
+    keep the pin: a client routed to r2 meanwhile resumes in r1, the session's region,
+    instead of getting BLOB_UPLOAD_UNKNOWN from r2."""
+    cluster = geo(2)
+    r1, r2 = cluster
+    f = front([r1, r2], routes=[("127.0.5.0/24", "r1"), ("127.0.6.0/24", "r2")])
+    repo = unique_repo("pin416")
+    data = os.urandom(200_000)
+    octet = {"Content-Type": "application/octet-stream"}
+    status, h, body = request(f, "POST", "/v2/%s/blobs/uploads/" % repo, source=NET_R1)
+    assert status == 202 and h["meridian-region"] == "r1", (status, body)
+    status, h, body = request(f, "PATCH", h["location"], source=NET_R1, body=data[:100_000],
+                              headers=dict(octet, **{"Content-Range": "0-99999"}))
+    assert status == 202, (status, body)
+    loc = h["location"]
+    # A chunk out of order: 416, with a Location to go on with.
+    status, h, body = request(f, "PATCH", loc, source=NET_R1, body=data[150_000:],
+                              headers=dict(octet, **{"Content-Range": "150000-199999"}))
+    assert status == 416, (status, body)
+    assert "_region=r1" in h["location"], h
+    loc_416 = h["location"]
+    # The status, asked at that Location by a client now routed to r2.
+    status, h, body = request(f, "GET", loc_416, source=NET_R2)
+    assert status == 204 and h["meridian-region"] == "r1", (status, body)
+    assert h["range"] == "0-99999"
+    assert "_region=r1" in h["location"], h
+    # Resumed at the Location the status gave: the session's region takes it.
+    status, h, body = request(f, "PATCH", h["location"], source=NET_R2,
+                              body=data[100_000:150_000],
+                              headers=dict(octet, **{"Content-Range": "100000-149999"}))
+    assert status == 202 and h["meridian-region"] == "r1", (status, body)
+    loc = h["location"]
+    sep = "&" if "?" in loc else "?"
+    status, h, body = request(f, "PUT", loc + sep + "digest=" + sha256_digest(data),
+                              source=NET_R2, body=data[150_000:],
+                              headers=dict(octet, **{"Content-Range": "150000-199999"}))
+    assert status == 201 and h["meridian-region"] == "r1", (status, body)
+
+
 def test_region_killed_under_a_pull_loop_is_out_of_rotation_within_3s(geo, front):
     cluster = geo(2)
     r1, r2 = cluster
