@@ -230,6 +230,24 @@ static bool is_callers_session(struct http_req *req, struct err *e)
     return is_ok;
 }
 
+/* The status of a session another request holds (a PATCH whose client stalled mid-body
+ * keeps it until its body deadline; on the scale-out tier, a request through another
+ * node): its acknowledged size, where the session resumes if that request fails and all
+ * a client may count on. distribution-spec: the status of an active upload MUST be 204
+ * with its Range, which is how a client that lost track resumes. true when it replied;
+ * false when the store has no acknowledged size (a peer's fetch). */
+static bool reply_status_of_held(struct http_req *req)
+{
+    int64_t acked = -1;
+    struct err e = {0};
+    if (req->reg->ms->ops->upload_get(req->reg->ms, req->ref, req->repo, &acked, &e) != 0 ||
+        acked < 0)
+        return false;
+    set_session_headers(req, req->ref, (uint64_t)acked);
+    http_reply(req, 204, NULL, NULL, 0);
+    return true;
+}
+
 static void start_upload(struct http_req *req)
 {
     struct registry *reg = req->reg;
@@ -293,12 +311,19 @@ int oci_upload_headers(struct http_req *req)
     if (is_put && parse_digest_param(req, &d) != 0)
         return -1;
     struct upload_state *st;
-    if (!is_callers_session(req, &e) ||
-        upload_sessions_acquire(reg->uploads, req->ref, req->repo, &st, &e) != 0) {
+    bool is_get = strcmp(req->method, "GET") == 0;
+    if (!is_callers_session(req, &e)) {
         http_reply_err(req, &e);
         return -1;
     }
-    if (strcmp(req->method, "GET") == 0) {
+    if (upload_sessions_acquire(reg->uploads, req->ref, req->repo, &st, &e) != 0) {
+        /* Held by another request: the only BLOB_UPLOAD_INVALID acquire answers. */
+        if (is_get && e.code == ERR_BLOB_UPLOAD_INVALID && reply_status_of_held(req))
+            return 0;
+        http_reply_err(req, &e);
+        return -1;
+    }
+    if (is_get) {
         set_session_headers(req, st->id, st->offset);
         upload_sessions_release(reg->uploads, st);
         http_reply(req, 204, NULL, NULL, 0);

@@ -4,6 +4,9 @@ with GET, cancel, bad digests, cross-repository mount and its fallback."""
 
 import re
 import secrets
+import socket
+import time
+import urllib.parse
 
 import pytest
 import requests
@@ -214,6 +217,49 @@ def test_resume_after_interruption_using_get_status(oci, repo):
     r = oci.patch(loc, data=data[resume_at:],
                   headers={**OCTET, "Content-Range": "%d-%d" % (resume_at, len(data) - 1)})
     assert r.status_code == 202
+    r = oci.put(r.headers["Location"], params={"digest": digest_of(data)}, data=b"")
+    check_blob_created(oci, r, repo, data)
+
+
+def test_status_while_a_stalled_patch_holds_the_session(oci, repo):
+    """A PATCH whose client stalls mid-body holds the session until its body deadline; a
+    status GET meanwhile (how a client that lost track resumes) is still 204 with the
+    acknowledged Range (distribution-spec: a status GET of an active upload MUST be 204),
+    and the upload resumes there once the stalled request is gone."""
+    data = random_bytes(8000)
+    loc = oci.start_upload(repo).headers["Location"]
+    r = oci.patch(loc, data=data[:1000], headers={**OCTET, "Content-Range": "0-999"})
+    assert r.status_code == 202
+    loc = r.headers["Location"]
+    u = urllib.parse.urlparse(oci.base)
+    stalled = socket.create_connection((u.hostname, u.port), timeout=10)
+    try:
+        stalled.sendall(("PATCH %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/"
+                         "octet-stream\r\nContent-Length: 5000\r\nContent-Range: 1000-5999"
+                         "\r\n\r\n" % (path_of(loc), u.netloc)).encode() + data[1000:2000])
+        # The stalled PATCH holds the session once an empty PATCH is refused as busy.
+        deadline = time.monotonic() + 10
+        while True:
+            busy = oci.patch(loc, data=b"", headers=OCTET)
+            if busy.status_code == 400:
+                break
+            assert busy.status_code == 202, (busy.status_code, busy.text)
+            assert time.monotonic() < deadline, "the stalled PATCH never took the session"
+            time.sleep(0.02)
+        st = oci.get(loc)
+        assert st.status_code == 204, (st.status_code, st.text)
+        check_session_headers(st, repo, 1000)
+    finally:
+        stalled.close()
+    # Once the server has seen the stalled request end, the upload resumes at the Range.
+    deadline = time.monotonic() + 10
+    while True:
+        r = oci.patch(loc, data=data[1000:], headers={**OCTET, "Content-Range": "1000-7999"})
+        if r.status_code == 202:
+            break
+        assert r.status_code == 400, (r.status_code, r.text)
+        assert time.monotonic() < deadline, "the stalled PATCH never let the session go"
+        time.sleep(0.02)
     r = oci.put(r.headers["Location"], params={"digest": digest_of(data)}, data=b"")
     check_blob_created(oci, r, repo, data)
 
