@@ -657,6 +657,7 @@ static const struct metastore_ops sq_ops = {
     .upload_create = sq_upload_create,
     .upload_create_capped = sq_upload_create_capped,
     .upload_caps_check = sq_upload_caps_check,
+    .upload_oldest = sq_upload_oldest,
     .upload_get = sq_upload_get,
     .upload_delete = sq_upload_delete,
     .upload_claim = sq_upload_claim,

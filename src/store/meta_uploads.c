@@ -110,6 +110,35 @@ fail:
     return -1;
 }
 
+int sq_upload_oldest(struct metastore *ms, const char *source, const char *owner, int64_t now_s,
+                     int64_t started_before_s, size_t max, struct meta_name_list *out,
+                     struct err *e)
+{
+    memset(out, 0, sizeof(*out));
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    struct sql_stmt *s;
+    int rc = owner != NULL
+                 ? sq_run(c, "SELECT u.id FROM upload_owners o JOIN uploads u ON u.id = o.id"
+                             " WHERE o.owner = ?1 AND u.expires_s >= ?2 AND u.created_s < ?4"
+                             " AND u.is_single_request = 0 ORDER BY u.created_s, u.id LIMIT ?3",
+                          &s, e, "tiii", owner, now_s, (int64_t)max, started_before_s)
+                 : sq_run(c, "SELECT id FROM uploads WHERE source = ?1 AND expires_s >= ?2"
+                             " AND created_s < ?4 AND is_single_request = 0"
+                             " ORDER BY created_s, id LIMIT ?3",
+                          &s, e, "tiii", source != NULL ? source : "", now_s, (int64_t)max,
+                          started_before_s);
+    if (rc < 0)
+        return -1;
+    for (int row = rc == SQL_ROW; row == 1; row = sq_next_row(c, s, e)) {
+        out->names = xrealloc(out->names, (out->n + 1) * sizeof(char *));
+        out->names[out->n++] = sq_col_strdup(s, 0);
+    }
+    sql_finalize(s);
+    return 0;
+}
+
 int sq_upload_get(struct metastore *ms, const char *id, const char *repo,
                   int64_t *acked_bytes, struct err *e)
 {

@@ -157,6 +157,13 @@ typedef int ms_upload_delete_f(struct metastore *ms, const char *id, struct err 
  * one process always grants it (the in-memory busy flag is the whole lock there). */
 typedef int ms_upload_claim_f(struct metastore *ms, const char *id, bool is_claim,
                               bool *is_held, struct err *e);
+/* Ids of the oldest sessions that count against a cap at now_s and were started before
+ * started_before_s, at most max, oldest first (caller frees the list): those owner holds
+ * when owner is not NULL, else those started from source. Sessions of monolithic POSTs are
+ * left out (their request holds them). */
+typedef int ms_upload_oldest_f(struct metastore *ms, const char *source, const char *owner,
+                               int64_t now_s, int64_t started_before_s, size_t max,
+                               struct meta_name_list *out, struct err *e);
 /* Ids of sessions that expired before now_s (caller frees the list). */
 typedef int ms_upload_list_expired_f(struct metastore *ms, int64_t now_s,
                                      struct meta_name_list *out, struct err *e);
@@ -765,6 +772,7 @@ struct metastore_ops {
     ms_upload_set_acked_f *upload_set_acked;
     ms_upload_count_from_f *upload_count_from;
     ms_upload_list_single_f *upload_list_single;
+    ms_upload_oldest_f *upload_oldest;
     ms_close_f *close;
     ms_thread_release_f *thread_release;
     ms_events_since_f *events_since;

@@ -697,6 +697,7 @@ ms_audit_set_count_f sq_audit_set_count;
 ms_upload_set_owner_f sq_upload_set_owner;
 ms_upload_owner_f sq_upload_owner;
 ms_upload_count_owned_f sq_upload_count_owned;
+ms_upload_oldest_f sq_upload_oldest;
 /* Upload owners on a connection, inside the caller's write transaction (meta_access.c):
  * the owner row of session id, and the sessions owner holds that expire at or after now_s. */
 int sq_upload_owner_write(struct sq_conn *c, const char *id, const char *owner, struct err *e);

@@ -84,14 +84,59 @@ static void unlink_state(struct upload_sessions *us, struct upload_state *st)
     }
 }
 
+/* Sessions looked at, oldest first, for one that no request holds. */
+#define REPLACE_CANDIDATES 8
+
+/* A client at a cap (e holds its 429): its oldest session started more than
+ * UPLOAD_SESSIONS_REPLACE_AFTER_S ago that no request holds is removed to make room, so
+ * that the sessions of pushes that were cut off (a CI job killed mid-push leaves each of
+ * its chunked sessions until the TTL) lock an identity or an address out of pushing for
+ * minutes, not for a day. The cap still bounds what is held at once, and a client opening
+ * sessions faster than that is still refused. 0 when one was removed; -1 (e unchanged)
+ * when no candidate is old enough or free. */
+static int replace_oldest(struct upload_sessions *us, const char *source,
+                          const struct meta_upload_caps *caps, struct err *e)
+{
+    struct err ce = {0};
+    int64_t n = 0;
+    /* The cap that is full: the address's first, as caps_check counts them. */
+    bool is_source_full = caps->max_from_source > 0 && source != NULL &&
+                          us->ms->ops->upload_count_from(us->ms, source, caps->now_s, &n,
+                                                         &ce) == 0 &&
+                          n >= caps->max_from_source;
+    if (!is_source_full && (caps->owner == NULL || caps->max_owned <= 0))
+        return -1;
+    struct meta_name_list oldest = {0};
+    if (us->ms->ops->upload_oldest(us->ms, source, is_source_full ? NULL : caps->owner,
+                                   caps->now_s, caps->now_s - UPLOAD_SESSIONS_REPLACE_AFTER_S,
+                                   REPLACE_CANDIDATES, &oldest, &ce) != 0)
+        return -1;
+    int rc = -1;
+    for (size_t i = 0; i < oldest.n && rc != 0; i++) {
+        if (upload_sessions_expire(us, oldest.names[i]) == 0) {
+            log_info("uploads", "upload session %s made room for a new one (%s)",
+                     oldest.names[i], err_message(e));
+            rc = 0;
+        }
+    }
+    meta_name_list_fini(&oldest);
+    return rc;
+}
+
 int upload_sessions_create(struct upload_sessions *us, const char *repo, int64_t ttl_s,
                            const char *source, bool is_single_request,
                            const struct meta_upload_caps *caps, char id_out[33],
                            struct err *e)
 {
-    /* A client at its cap is refused by a read, before anything is created or locked. */
-    if (caps != NULL && us->ms->ops->upload_caps_check(us->ms, source, caps, e) != 0)
-        return -1;
+    /* A client at its cap is refused by a read, before anything is created or locked,
+     * unless a session of its own that no request holds can make room. */
+    if (caps != NULL && us->ms->ops->upload_caps_check(us->ms, source, caps, e) != 0) {
+        if (e->code != ERR_TOOMANYREQUESTS || replace_oldest(us, source, caps, e) != 0)
+            return -1;
+        *e = (struct err){0};
+        if (us->ms->ops->upload_caps_check(us->ms, source, caps, e) != 0)
+            return -1;
+    }
     util_random_id(id_out);
     if (us->bs->ops->upload_create(us->bs, id_out, e) != 0)
         return -1;

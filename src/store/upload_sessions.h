@@ -28,6 +28,9 @@ struct upload_state {
 
 /* Idle sessions whose state (and open handle) a node keeps at most; see upload_sessions.c. */
 #define UPLOAD_SESSIONS_MAX_IDLE 256
+/* A client at its session cap has its oldest session no request holds replaced by the new
+ * one, once that session is this old (seconds); until then it is refused 429. */
+#define UPLOAD_SESSIONS_REPLACE_AFTER_S 600
 
 struct upload_sessions *upload_sessions_new(struct blobstore *bs, struct metastore *ms);
 /* Changes how many idle states are kept (tests). */
@@ -37,7 +40,9 @@ void upload_sessions_free(struct upload_sessions *us);
 /* Creates a session for repo expiring ttl_s from now, started by a client at address
  * source; writes its id to id_out. is_single_request: for a monolithic POST, whose session
  * no client can resume. caps (NULL: none): the per-address and per-identity caps, checked
- * with the creation in one step (ERR_TOOMANYREQUESTS, and no session). */
+ * with the creation in one step (ERR_TOOMANYREQUESTS, and no session), after replacing the
+ * client's oldest session that no request holds if it is UPLOAD_SESSIONS_REPLACE_AFTER_S
+ * old. */
 int upload_sessions_create(struct upload_sessions *us, const char *repo, int64_t ttl_s,
                            const char *source, bool is_single_request,
                            const struct meta_upload_caps *caps, char id_out[33],

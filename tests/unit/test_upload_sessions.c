@@ -19,6 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "blobstore.h"
 #include "digest.h"
 #include "metastore.h"
@@ -261,6 +263,71 @@ static void test_idle_sessions_past_the_cap_are_closed_and_resume(void **state)
     upload_sessions_release(f->us, st);
 }
 
+/* Backdates session id's start by age_s seconds (a session left by a push cut off long
+ * ago). */
+static void age_session(struct fixture *f, const char *id, int age_s)
+{
+    char path[128], sql[160];
+    snprintf(path, sizeof(path), "%s/meta.db", f->dir);
+    snprintf(sql, sizeof(sql), "UPDATE uploads SET created_s = created_s - %d WHERE id = '%s'",
+             age_s, id);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+}
+
+static int create_code(struct fixture *f, const struct meta_upload_caps *caps, char id[33])
+{
+    struct err e = {0};
+    if (upload_sessions_create(f->us, "r", 3600, "192.0.2.7", false, caps, id, &e) == 0)
+        return 0;
+    return e.code;
+}
+
+/* A client at its cap: a new session replaces its oldest one that no request holds once
+ * that one is UPLOAD_SESSIONS_REPLACE_AFTER_S old (pushes cut off long ago must not lock
+ * it out until the TTL), and is refused while its sessions are younger or in use. */
+static void test_a_capped_client_replaces_its_oldest_idle_session(void **state)
+{
+    struct fixture *f = *state;
+    struct meta_upload_caps caps = {.now_s = util_now_s(), .max_from_source = 2};
+    char a[33], b[33], c[33], d[33];
+    assert_int_equal(create_code(f, &caps, a), 0);
+    assert_int_equal(create_code(f, &caps, b), 0);
+    assert_int_equal(create_code(f, &caps, c), ERR_TOOMANYREQUESTS);
+
+    age_session(f, a, UPLOAD_SESSIONS_REPLACE_AFTER_S + 5);
+    assert_int_equal(create_code(f, &caps, c), 0);
+    assert_int_equal(acquire_code(f, a), ERR_BLOB_UPLOAD_UNKNOWN);
+    assert_int_equal(acquire_code(f, b), 0);
+    assert_int_equal(acquire_code(f, c), 0);
+    assert_int_equal(create_code(f, &caps, d), ERR_TOOMANYREQUESTS);
+
+    /* an old session a request holds stays, and the new one is refused */
+    age_session(f, b, UPLOAD_SESSIONS_REPLACE_AFTER_S + 5);
+    struct upload_state *st = NULL;
+    struct err e = {0};
+    assert_int_equal(upload_sessions_acquire(f->us, b, "r", &st, &e), 0);
+    assert_int_equal(create_code(f, &caps, d), ERR_TOOMANYREQUESTS);
+    upload_sessions_release(f->us, st);
+    assert_int_equal(create_code(f, &caps, d), 0);
+    assert_int_equal(acquire_code(f, b), ERR_BLOB_UPLOAD_UNKNOWN);
+
+    /* the per-identity cap the same way, for the identity's own sessions only */
+    struct meta_upload_caps owned = {.now_s = util_now_s(), .owner = "robot", .max_owned = 1};
+    char o1[33], o2[33];
+    assert_int_equal(create_code(f, &owned, o1), 0);
+    assert_int_equal(create_code(f, &owned, o2), ERR_TOOMANYREQUESTS);
+    age_session(f, o1, UPLOAD_SESSIONS_REPLACE_AFTER_S + 5);
+    age_session(f, c, UPLOAD_SESSIONS_REPLACE_AFTER_S + 5);
+    assert_int_equal(create_code(f, &owned, o2), 0);
+    assert_int_equal(acquire_code(f, o1), ERR_BLOB_UPLOAD_UNKNOWN);
+    assert_int_equal(acquire_code(f, c), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +338,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_a_request_holds_is_in_use, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_idle_sessions_past_the_cap_are_closed_and_resume,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_capped_client_replaces_its_oldest_idle_session,
                                         setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
