@@ -806,6 +806,13 @@ static unsigned role_perms(struct authz *az, const struct auth_request *ar, cons
     const char *subject = ar->kind == AUTHZ_ANONYMOUS ? AUTH_ANONYMOUS : ar->name;
     AZ(pthread_rwlock_rdlock(&az->lock));
     unsigned perms = auth_policy_perms(az->policy->bindings, az->policy->n_bindings, subject, repo);
+    /* A user or robot may pull whatever anonymous clients may: clients send their
+     * credentials to every repository of a registry they logged in to, so otherwise
+     * `docker login` would turn a public pull into 403 DENIED. */
+    if (ar->kind == AUTHZ_USER || ar->kind == AUTHZ_ROBOT)
+        perms |=
+            auth_policy_perms(az->policy->bindings, az->policy->n_bindings, AUTH_ANONYMOUS, repo) &
+            AUTH_PERM_PULL;
     AZ(pthread_rwlock_unlock(&az->lock));
     /* Anonymous clients only ever pull, whatever role a binding names. */
     if (ar->kind == AUTHZ_ANONYMOUS)

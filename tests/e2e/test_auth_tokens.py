@@ -1,6 +1,6 @@
 """Access control over time and across identities: token expiry, a robot revoked in the
 middle of a session, robot expiry, role changes taking effect, catalog filtering,
-anonymous pull on and off, the per-identity cap on upload sessions, the audit log,
+anonymous pull on and off (for signed-in identities too), the per-identity cap on upload sessions, the audit log,
 peers (refused without the peer secret), and what the server keeps and logs of secrets.
 """
 
@@ -223,6 +223,32 @@ def test_anonymous_pull_on_and_off(server_pool):
     # off again
     adm.revoke("anonymous", "consumer", "public/*")
     assert_oci_error(get_manifest(srv, None, "public/app"), 401, "UNAUTHORIZED")
+
+
+def test_signed_in_identities_pull_what_anonymous_clients_may(server_pool):
+    """Clients send their credentials to every repository of a registry they logged in
+    to: a user or robot must not lose the pull an anonymous client has (it got 403)."""
+    srv = server_pool()
+    adm = srv.admin()
+    push_image(srv, ADMIN, "public/app")
+    push_image(srv, ADMIN, "private/app")
+    adm.assign("anonymous", "consumer", "public/*")
+    user = adm.user("teamer", role="publisher", pattern="team/*")
+    robot = adm.robot("teambot", role="consumer", pattern="team/*")
+    for who in (user, robot):
+        assert get_manifest(srv, who, "public/app").status_code == 200
+        tok = token(srv, who, ["repository:public/app:pull,push", "repository:private/app:pull"])
+        assert jwt_claims(tok)["access"] == [
+            {"type": "repository", "name": "public/app", "actions": ["pull"]}]
+        assert get_manifest(srv, tok, "public/app").status_code == 200
+        # pull only: anonymous bindings never give more
+        assert_oci_error(push_blob(srv, who, "public/app", b"x"), 403, "DENIED")
+        assert_oci_error(get_manifest(srv, who, "private/app"), 403, "DENIED")
+        r = srv.request("GET", "/v2/_catalog", auth=who)
+        assert r.json()["repositories"] == ["public/app"]
+    # and revoking the anonymous binding takes it from them too
+    adm.revoke("anonymous", "consumer", "public/*")
+    assert_oci_error(get_manifest(srv, user, "public/app"), 403, "DENIED")
 
 
 def test_upload_sessions_capped_per_identity(server_pool):
