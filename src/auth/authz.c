@@ -1491,7 +1491,8 @@ int authz_login(struct http_req *req, const struct auth_credentials *cr, enum au
 }
 
 int authz_issue(struct http_req *req, enum authz_kind kind, const char *name,
-                const struct auth_access *want, size_t n_want, struct buf *out, int64_t *ttl_s)
+                const struct auth_access *want, size_t n_want, struct buf *out, int64_t *ttl_s,
+                struct auth_access granted[AUTH_TOKEN_MAX_ACCESS], size_t *n_granted)
 {
     struct authz *az = req->reg->authz;
     struct auth_request who = {.magic = AUTHZ_REQ_MAGIC, .kind = kind};
@@ -1529,6 +1530,8 @@ int authz_issue(struct http_req *req, enum authz_kind kind, const char *name,
     secret_wipe(&signing, sizeof(signing));
     if (rc != 0)
         return -1;
+    memcpy(granted, t.access, t.n_access * sizeof(t.access[0]));
+    *n_granted = t.n_access;
     return 0;
 }
 

@@ -90,13 +90,15 @@ void authz_invalidate(struct authz *az);
  * none: anonymous); 0 with *kind and name set, -1 when the credentials are wrong
  * (the caller replies 401), or AUTHZ_LOGIN_THROTTLED after replying 429
  * TOOMANYREQUESTS with Retry-After itself (too many failed logins from this address for
- * this identity: the secret was not checked). authz_issue intersects the requested scopes with what the
- * identity may do now and appends the signed token to out; *ttl_s is its lifetime. */
+ * this identity: the secret was not checked). authz_issue intersects the requested scopes with
+ * what the identity may do now and appends the signed token to out; *ttl_s is its lifetime
+ * and granted[0 .. *n_granted) what the token grants (the OAuth2 reply names it). */
 #define AUTHZ_LOGIN_THROTTLED (-2)
 int authz_login(struct http_req *req, const struct auth_credentials *cr, enum authz_kind *kind,
                 char name[AUTH_NAME_MAX + 1]);
 int authz_issue(struct http_req *req, enum authz_kind kind, const char *name,
-                const struct auth_access *want, size_t n_want, struct buf *out, int64_t *ttl_s);
+                const struct auth_access *want, size_t n_want, struct buf *out, int64_t *ttl_s,
+                struct auth_access granted[AUTH_TOKEN_MAX_ACCESS], size_t *n_granted);
 
 /* Hashes a new secret for an identity (Argon2id); 0 or -1. */
 int authz_hash_secret(const char *secret, char *out, size_t out_len);

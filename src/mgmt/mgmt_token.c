@@ -107,7 +107,9 @@ static void issue(struct http_req *req, const struct auth_credentials *cr, const
     struct buf tok;
     buf_init(&tok, AUTH_TOKEN_MAX);
     int64_t ttl_s = 0;
-    if (authz_issue(req, kind, name, want, n_want, &tok, &ttl_s) != 0) {
+    struct auth_access granted[AUTH_TOKEN_MAX_ACCESS];
+    size_t n_granted = 0;
+    if (authz_issue(req, kind, name, want, n_want, &tok, &ttl_s, granted, &n_granted) != 0) {
         buf_fini(&tok);
         http_reply_error(req, ERR_INTERNAL, "cannot issue a token");
         return;
@@ -119,8 +121,19 @@ static void issue(struct http_req *req, const struct auth_credentials *cr, const
     strftime(issued, sizeof(issued), "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_t *o = json_pack("{s:s, s:s, s:I, s:s}", "token", tok.data, "access_token", tok.data,
                           "expires_in", (json_int_t)ttl_s, "issued_at", issued);
-    if (is_oauth && scope != NULL)
-        json_object_set_new(o, "scope", json_string(scope));
+    if (is_oauth && scope != NULL) {
+        /* RFC 6749 5.1: the scope granted, which may be less than the one asked for. */
+        struct buf granted_scope;
+        buf_init(&granted_scope, TOKEN_FORM_MAX);
+        for (size_t i = 0; i < n_granted; i++) {
+            if (i > 0)
+                buf_appends(&granted_scope, " ");
+            auth_format_scope(&granted[i], &granted_scope);
+        }
+        json_object_set_new(o, "scope",
+                            json_string(granted_scope.len > 0 ? granted_scope.data : ""));
+        buf_fini(&granted_scope);
+    }
     secret_wipe(tok.data, tok.len);
     buf_fini(&tok);
     http_reply_header(req, "Cache-Control", "no-store");

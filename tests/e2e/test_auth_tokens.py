@@ -1,6 +1,7 @@
 """Access control over time and across identities: token expiry, a robot revoked in the
 middle of a session, robot expiry, role changes taking effect, catalog filtering,
-anonymous pull on and off (for signed-in identities too), the per-identity cap on upload sessions, the audit log,
+anonymous pull on and off (for signed-in identities too), the granted scope in the
+OAuth2 reply, the per-identity cap on upload sessions, the audit log,
 peers (refused without the peer secret), and what the server keeps and logs of secrets.
 """
 
@@ -249,6 +250,30 @@ def test_signed_in_identities_pull_what_anonymous_clients_may(server_pool):
     # and revoking the anonymous binding takes it from them too
     adm.revoke("anonymous", "consumer", "public/*")
     assert_oci_error(get_manifest(srv, user, "public/app"), 403, "DENIED")
+
+
+def test_oauth2_reply_names_the_granted_scope(server_pool):
+    """RFC 6749 5.1: the scope in the reply is what the token grants, not what was asked."""
+    srv = server_pool()
+    adm = srv.admin()
+    push_image(srv, ADMIN, "golden/a")
+    reader = adm.user("reader2", role="consumer", pattern="golden/*")
+    r = srv.request("POST", "/_meridian/v1/token",
+                    data={"grant_type": "password", "username": reader[0],
+                          "password": reader[1], "service": "meridian",
+                          "client_id": "containerd-client",
+                          "scope": "repository:golden/a:pull,push repository:secret/b:pull "
+                                   "registry:catalog:*"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["scope"] == "repository:golden/a:pull registry:catalog:*"
+    assert jwt_claims(body["access_token"])["access"] == [
+        {"type": "repository", "name": "golden/a", "actions": ["pull"]},
+        {"type": "registry", "name": "catalog", "actions": ["*"]}]
+    r = srv.request("POST", "/_meridian/v1/token",
+                    data={"grant_type": "password", "username": reader[0],
+                          "password": reader[1], "scope": "repository:secret/b:push"})
+    assert r.status_code == 200 and r.json()["scope"] == ""
 
 
 def test_upload_sessions_capped_per_identity(server_pool):
