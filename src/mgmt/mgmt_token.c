@@ -20,6 +20,7 @@
 #include "util.h"
 
 #define TOKEN_FORM_MAX 8192
+#define TOKEN_SCOPES_MAX 256 /* resources one token request may name */
 
 static int hex_value(char c)
 {
@@ -97,11 +98,16 @@ static void issue(struct http_req *req, const struct auth_credentials *cr, const
         reply_bad_credentials(req);
         return;
     }
-    struct auth_access want[AUTH_TOKEN_MAX_ACCESS];
+    /* More resources may be asked for than one token carries (a client mounting from many
+     * repositories asks for them all): the token grants the first AUTH_TOKEN_MAX_ACCESS
+     * of the intersection, and a request needing another is challenged for it. */
+    struct auth_access *want = xcalloc(TOKEN_SCOPES_MAX, sizeof(*want));
     size_t n_want = 0;
     if (scope != NULL &&
-        auth_parse_scope(scope, strlen(scope), want, AUTH_TOKEN_MAX_ACCESS, &n_want) != 0) {
-        http_reply_error(req, ERR_BAD_REQUEST, "malformed scope");
+        auth_parse_scope(scope, strlen(scope), want, TOKEN_SCOPES_MAX, &n_want) != 0) {
+        http_reply_error(req, ERR_BAD_REQUEST,
+                         n_want == TOKEN_SCOPES_MAX ? "too many scopes" : "malformed scope");
+        free(want);
         return;
     }
     struct buf tok;
@@ -109,7 +115,9 @@ static void issue(struct http_req *req, const struct auth_credentials *cr, const
     int64_t ttl_s = 0;
     struct auth_access granted[AUTH_TOKEN_MAX_ACCESS];
     size_t n_granted = 0;
-    if (authz_issue(req, kind, name, want, n_want, &tok, &ttl_s, granted, &n_granted) != 0) {
+    int issue_rc = authz_issue(req, kind, name, want, n_want, &tok, &ttl_s, granted, &n_granted);
+    free(want);
+    if (issue_rc != 0) {
         buf_fini(&tok);
         http_reply_error(req, ERR_INTERNAL, "cannot issue a token");
         return;

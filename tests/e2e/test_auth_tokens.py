@@ -73,6 +73,26 @@ def test_token_scope_is_intersected(server_pool):
     assert access == {("repository", "golden/a"): ["pull"], ("registry", "catalog"): ["*"]}
 
 
+def test_many_scopes_are_intersected_not_refused(server_pool):
+    """A client writing several images may ask at once for every repository it could
+    mount from: more resources than a token carries got 400 "malformed scope"."""
+    srv = server_pool()
+    adm = srv.admin()
+    con = adm.user("many", role="consumer", pattern="golden/*")
+    asked = ["repository:secret/x:pull"] + ["repository:golden/r%02d:pull" % i for i in range(20)]
+    access = jwt_claims(token(srv, con, asked))["access"]
+    # the first 16 granted, in the order asked for; the rest are challenged for later
+    assert [a["name"] for a in access] == ["golden/r%02d" % i for i in range(16)]
+    push_image(srv, ADMIN, "golden/r19")
+    r = get_manifest(srv, token(srv, con, asked), "golden/r19")
+    assert_oci_error(r, 401, "UNAUTHORIZED")
+    assert 'scope="repository:golden/r19:pull"' in r.headers["WWW-Authenticate"]
+    r = token(srv, con, ["repository:golden/r%03d:pull" % i for i in range(257)], expect=400)
+    assert r.json()["errors"][0]["message"] == "too many scopes"
+    r = token(srv, con, ["repository:golden/a:pull", "repository:golden/b"], expect=400)
+    assert r.json()["errors"][0]["message"] == "malformed scope"
+
+
 def test_token_expiry(server_pool):
     srv = server_pool("--token-ttl", "2s")
     repo = "golden/expiry"
