@@ -1036,7 +1036,6 @@ static void reply_unauthorized(struct http_req *req, struct authz *az, const str
     if (error != NULL)
         buf_printf(&ch, ",error=\"%s\"", error);
     http_reply_error(req, ERR_UNAUTHORIZED, "%s", msg);
-    http_reply_header(req, "Docker-Distribution-API-Version", "registry/2.0");
     http_reply_header(req, "WWW-Authenticate", "%s", ch.data);
     buf_fini(&ch);
 }
@@ -1063,8 +1062,6 @@ static void reply_denied(struct http_req *req)
         reply_mgmt_error(req, ERR_DENIED, "requested access to the resource is denied");
     else
         http_reply_error(req, ERR_DENIED, "requested access to the resource is denied");
-    if (req->route != ROUTE_MGMT)
-        http_reply_header(req, "Docker-Distribution-API-Version", "registry/2.0");
 }
 
 /* 429 TOOMANYREQUESTS with Retry-After: the failed-login limit. is_oci: an OCI error
@@ -1079,8 +1076,6 @@ static void reply_throttled(struct http_req *req, struct auth_request *ar, bool 
     else
         reply_mgmt_error(req, ERR_TOOMANYREQUESTS, msg, ar->retry_after_s);
     http_reply_header(req, "Retry-After", "%" PRId64, ar->retry_after_s);
-    if (req->route != ROUTE_MGMT)
-        http_reply_header(req, "Docker-Distribution-API-Version", "registry/2.0");
 }
 
 /* Mutual TLS between regions ------------------------------------------------------ */
@@ -1215,7 +1210,6 @@ static void reply_residency_unknown(struct http_req *req)
 {
     http_reply_error(req, ERR_UNAVAILABLE, RESIDENCY_UNKNOWN_MSG);
     http_reply_header(req, "Retry-After", "%d", RESIDENCY_UNKNOWN_RETRY_S);
-    http_reply_header(req, "Docker-Distribution-API-Version", "registry/2.0");
 }
 
 /* A peer reads a repository's content only if its region may hold it (residency.h): a

@@ -325,8 +325,11 @@ void http_reply_err(struct http_req *req, const struct err *e)
     buf_appends(&b, ",\"message\":");
     buf_append_json_string(&b, err_message(e));
     buf_appends(&b, ",\"detail\":null}]}\n");
-    /* A failed request's reply carries only the error: drop headers set so far. */
+    /* A failed request's reply carries only the error: drop headers set so far, but the
+     * API version, which Distribution sends on every /v2/ reply (clients probe with it). */
     buf_reset(&req->reply_headers);
+    if (req->path != NULL && strncmp(req->path, "/v2", 3) == 0)
+        http_reply_header(req, "Docker-Distribution-API-Version", "registry/2.0");
     reply_allow(req, e->code);
     http_reply(req, err_http_status(e->code), "application/json", b.data, b.len);
     /* The challenge (WWW-Authenticate) of a 401 is added by authz.c, which knows it. */

@@ -264,3 +264,16 @@ def test_unknown_route_error_body_uses_spec_codes(oci):
         assert 400 <= r.status_code < 500, (method, path, r.status_code)
         for c in error_codes(r):
             assert c in SPEC_ERROR_CODES, (method, path, c)
+
+
+def test_error_replies_carry_the_api_version(oci):
+    """Distribution sends Docker-Distribution-API-Version on every /v2/ reply, errors
+    included; the error replies dropped it with the other headers set before them."""
+    for method, path in (("GET", "/v2/no/such/manifests/latest"),
+                         ("GET", "/v2/no/such/blobs/sha256:" + "0" * 64),
+                         ("GET", "/v2/no/such/blobs/uploads/" + "0" * 32),
+                         ("PUT", "/v2/Bad/Name/manifests/x"),
+                         ("GET", "/v2/x/tags/list?n=abc")):
+        r = oci.request(method, path)
+        assert r.status_code >= 400, (path, r.status_code)
+        assert r.headers.get("Docker-Distribution-API-Version") == "registry/2.0", (path, r.headers)
