@@ -1475,6 +1475,15 @@ static int fetch_manifest_body(struct repl *r, const struct meta_pending *p, cha
     return rc;
 }
 
+static bool is_visible_here(struct repl *r, const char *repo, const struct digest *d)
+{
+    struct meta_manifest m = {0};
+    struct err ignore = {0};
+    bool is_visible = ms_of(r)->ops->manifest_get(ms_of(r), repo, d->str, &m, &ignore) == 0;
+    meta_manifest_fini(&m);
+    return is_visible;
+}
+
 /* Brings one pending manifest's content here and makes it visible. */
 static void complete_pending(struct repl *r, const struct meta_pending *p)
 {
@@ -1494,6 +1503,13 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
     }
     if (!inflight_claim(r, key, total))
         return;
+    /* Every fetcher works through a pending list of its own: one read before another
+     * fetcher showed p finds it visible once the claim is free. Shown again, it would
+     * send a second Completed event and fire the push webhooks again (new ids). */
+    if (is_visible_here(r, p->repo, &p->digest)) {
+        inflight_release(r, key);
+        return;
+    }
     /* Here at once; elsewhere with the first progress event (emit_progress). */
     set_status(r, p->repo, &p->digest, "InProgress", 0, total, "", false);
     struct fetch_job job = {.r = r, .p = p, .sources = holders_of(r, p),
@@ -1774,15 +1790,6 @@ static bool pending_of_event(const struct meta_event *ev, struct meta_pending *p
     }
     json_decref(pl);
     return true;
-}
-
-static bool is_visible_here(struct repl *r, const char *repo, const struct digest *d)
-{
-    struct meta_manifest m = {0};
-    struct err ignore = {0};
-    bool is_visible = ms_of(r)->ops->manifest_get(ms_of(r), repo, d->str, &m, &ignore) == 0;
-    meta_manifest_fini(&m);
-    return is_visible;
 }
 
 /* A completion run for a pull, on its own thread so the request waits for it only so

@@ -251,3 +251,37 @@ def test_deliveries_are_retried_until_the_receiver_is_back(geo, receivers):
     assert [(e["id"], e["statusCode"]) for e in js] == [(first["id"], 200)]
     # r1's receiver was never down: one attempt, one event
     assert len(rcvs[a.name].events()) == 1
+
+
+def test_a_replicated_index_fires_each_push_once(geo, receivers):
+    """Every fetcher reads the pending manifests on its own; one that read a list before
+    another fetcher showed a manifest must not show it again (a second push event with a
+    new id, which receivers cannot deduplicate). Many children make that likely."""
+    cluster = geo(2, extra_args=WEBHOOK_ARGS)
+    a, b = cluster
+    rcvs = receivers(cluster)
+    create_hooks(cluster, rcvs)
+    repo = unique_repo("hook-index")
+    oci = a.oci()
+    # r2 paused meanwhile: its fetchers then read the same long pending list at once
+    b.sigstop()
+    try:
+        children = [oci.push_image(repo, layers=1, layer_size=64) for _ in range(300)]
+        index = oci.push_index(repo, children, tag="multi")
+    finally:
+        b.sigcont()
+    digests = [c.digest for c in children] + [index.digest]
+    wait_for(lambda: all(rcvs[b.name].events("push", d) for d in digests), 120,
+             "every child and the index to fire in r2")
+    # a last write, so that a duplicate of anything above would have arrived by now
+    last = oci.push_image(repo, "last")
+    wait_for(lambda: rcvs[b.name].events("push", last.digest), 90, "the last push in r2")
+
+    for r in cluster:
+        got = [e["json"] for e in rcvs[r.name].events("push")]
+        seen = {}
+        for doc in got:
+            seen.setdefault(doc["target"]["digest"], []).append(doc["id"])
+        twice = {d: ids for d, ids in seen.items() if len(ids) > 1}
+        assert twice == {}, (r.name, len(twice), sorted(twice.items())[:3])
+        assert set(seen) == set(digests) | {last.digest}, (r.name, len(seen))
