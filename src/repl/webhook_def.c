@@ -366,8 +366,15 @@ void webhook_def_format_time(int64_t ms, char out[32])
 
 void webhook_def_format_uuid(const char hex32[33], char out[37])
 {
-    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex32, hex32 + 8, hex32 + 12, hex32 + 16,
-             hex32 + 20);
+    /* RFC 9562 version 4: the version nibble is 4 and the variant bits 10, which strict
+     * receivers (a JSON Schema "uuid", isUUID(4)) check. */
+    static const char hex[] = "0123456789abcdef";
+    char v[33];
+    memcpy(v, hex32, sizeof(v));
+    const char *pos = strchr(hex, v[16]);
+    v[12] = '4';
+    v[16] = hex[((pos ? pos - hex : 0) & 0x3) | 0x8];
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", v, v + 8, v + 12, v + 16, v + 20);
 }
 
 /* Sets key to s when s is known and valid UTF-8 (a Host header may be neither). */

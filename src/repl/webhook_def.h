@@ -97,7 +97,8 @@ char *webhook_def_payload(const char *id, int64_t now_ms, const char *region,
  * ("2026-11-25T12:00:00.000Z"). */
 void webhook_def_format_time(int64_t ms, char out[32]);
 
-/* Formats a 32-hex-digit random id as a UUID (8-4-4-4-12) into out. */
+/* Formats a 32-hex-digit random id as a version 4 UUID (8-4-4-4-12; 6 of its bits are
+ * set to the version and variant) into out. */
 void webhook_def_format_uuid(const char hex32[33], char out[37]);
 
 /* A printable excerpt of a receiver's answer (caller frees): at most max bytes of p

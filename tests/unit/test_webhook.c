@@ -422,7 +422,12 @@ static void test_uuid(void **state)
     (void)state;
     char out[37];
     webhook_def_format_uuid("0123456789abcdef0123456789abcdef", out);
-    assert_string_equal(out, "01234567-89ab-cdef-0123-456789abcdef");
+    assert_string_equal(out, "01234567-89ab-4def-8123-456789abcdef");
+    /* version nibble 4 whatever was there; variant 8, 9, a or b keeping the low 2 bits */
+    webhook_def_format_uuid("ffffffffffffffffffffffffffffffff", out);
+    assert_string_equal(out, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+    webhook_def_format_uuid("00000000000050006000000000000000", out);
+    assert_string_equal(out, "00000000-0000-4000-a000-000000000000");
 }
 
 /* Backoff ----------------------------------------------------------------- */
