@@ -134,6 +134,9 @@ struct repl {
     struct registry *reg;
     pthread_mutex_t mu;
     pthread_mutex_t status_mu; /* this region's status writes (see set_status) */
+    /* Showing a manifest (and reading its tags) against applying a peer's tag to it: each
+     * tag's push webhook fires from exactly one side (complete_pending, apply_batch). */
+    pthread_mutex_t hook_mu;
     pthread_cond_t cv;
     /* Set under mu (so waits on cv see it); read without it by the loops and by the
      * transfers' progress callback, which abandons a transfer when it turns true.
@@ -203,6 +206,7 @@ struct repl *repl_new(struct registry *reg)
     r->reg = reg;
     AZ(pthread_mutex_init(&r->mu, NULL));
     AZ(pthread_mutex_init(&r->status_mu, NULL));
+    AZ(pthread_mutex_init(&r->hook_mu, NULL));
     AZ(pthread_cond_init(&r->cv, NULL));
     const struct config *cfg = reg->cfg;
     const char *peer_auth = auth_peer_authorization(cfg);
@@ -248,6 +252,7 @@ void repl_free(struct repl *r)
     }
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->status_mu);
+    pthread_mutex_destroy(&r->hook_mu);
     pthread_cond_destroy(&r->cv);
     free(r);
 }
@@ -414,6 +419,22 @@ static int merge_state(struct repl *r, const struct meta_event *ev, int64_t tomb
     return rc;
 }
 
+/* Whether tag of repo names manifest digest here; *is_shown: and that manifest is shown. */
+static bool tag_names(struct repl *r, const char *repo, const char *tag, const char *digest,
+                      bool *is_shown)
+{
+    struct digest d;
+    char *media_type = NULL;
+    int64_t size = 0, recorded_ms = 0;
+    bool is_visible = false;
+    struct err ignore = {0};
+    bool is_known = ms_of(r)->ops->manifest_lookup(ms_of(r), repo, tag, &d, &media_type, &size,
+                                                   &is_visible, &recorded_ms, &ignore) == 0;
+    free(media_type);
+    *is_shown = is_known && is_visible;
+    return is_known && strcmp(d.str, digest) == 0;
+}
+
 /* Applies one batch; returns the log position to resume after, or -1 on failure. */
 static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool *any_pending)
 {
@@ -441,7 +462,25 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
             residency_redact(&ev);
         bool is_new = false, is_gap = false;
         char *conflict_before = version_conflict_before(r->reg, &ev);
-        if (ms_of(r)->ops->event_apply(ms_of(r), &ev, &is_new, &is_gap, &e) != 0) {
+        /* A tag_set that points its tag at a manifest shown here fires the push webhooks
+         * (one that arrives before its manifest is shown fires with it: complete_pending).
+         * Compared with the tag before, since an event is new whenever the version vector
+         * has not seen it, also when anti-entropy or a pull-through merged it already. */
+        struct digest tagged;
+        struct err de = {0};
+        bool is_tag_set = strcmp(ev.kind, "tag_set") == 0 && ev.repo && ev.name && ev.digest &&
+                          digest_parse(ev.digest, strlen(ev.digest), &tagged, &de) == 0;
+        bool was_named = false, is_shown = false;
+        if (is_tag_set) {
+            AZ(pthread_mutex_lock(&r->hook_mu));
+            was_named = tag_names(r, ev.repo, ev.name, ev.digest, &is_shown);
+        }
+        int arc = ms_of(r)->ops->event_apply(ms_of(r), &ev, &is_new, &is_gap, &e);
+        bool is_tag_shown = arc == 0 && is_new && is_tag_set && !was_named &&
+                            tag_names(r, ev.repo, ev.name, ev.digest, &is_shown) && is_shown;
+        if (is_tag_set)
+            AZ(pthread_mutex_unlock(&r->hook_mu));
+        if (arc != 0) {
             log_error("repl", "failed to apply event %s#%" PRId64 " from %s: %s", ev.origin,
                       ev.origin_seq, p->location, err_message(&e));
             version_conflict_after(r->reg, &ev, false, conflict_before);
@@ -479,9 +518,16 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
         struct digest d;
         struct err ignore = {0};
         if (is_new && is_delete && ev.repo && ev.digest &&
-            digest_parse(ev.digest, strlen(ev.digest), &d, &ignore) == 0)
-            webhook_on_replicated(r->reg, "delete", ev.repo, &d,
-                                   strcmp(ev.kind, "tag_delete") == 0 ? ev.name : NULL);
+            digest_parse(ev.digest, strlen(ev.digest), &d, &ignore) == 0) {
+            const char *tag = strcmp(ev.kind, "tag_delete") == 0 ? ev.name : NULL;
+            webhook_on_replicated(r->reg, "delete", ev.repo, &d, &tag, tag ? 1 : 0);
+        }
+        /* A tag of a manifest shown already: the tag's push takes effect now (a manifest
+         * shown later fires for the tags it has then: complete_pending). */
+        if (is_tag_shown) {
+            const char *tag = ev.name;
+            webhook_on_replicated(r->reg, "push", ev.repo, &tagged, &tag, 1);
+        }
         cursor = ev.seq;
         meta_event_fini(&ev);
     }
@@ -1556,10 +1602,20 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
                 crc = err_set(&e, ERR_BLOB_UNKNOWN, "blob %s went away before %s was shown",
                               p->refs[i].digest.str, p->digest.str);
         }
+        /* The tags it is shown with are read in the same hold of hook_mu: a peer's tag
+         * applied after that fires by itself (apply_batch), one before it is read here. */
+        struct meta_name_list tags = {0};
+        AZ(pthread_mutex_lock(&r->hook_mu));
         if (crc == 0)
             crc = is_shallow ? ms_of(r)->ops->manifest_show_shallow(ms_of(r), p->repo, &p->digest,
                                                                      &e)
                              : ms_of(r)->ops->pending_complete(ms_of(r), p, &e);
+        struct err te = {0};
+        if (crc == 0 &&
+            ms_of(r)->ops->manifest_tags(ms_of(r), p->repo, &p->digest, &tags, &te) != 0)
+            log_warn("repl", "failed to read the tags of %s@%s for webhooks: %s", p->repo,
+                     p->digest.str, err_message(&te));
+        AZ(pthread_mutex_unlock(&r->hook_mu));
         if (is_fenced)
             gc_fence_leave(r->reg, false);
         if (crc == 0) {
@@ -1574,7 +1630,8 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
             AZ(pthread_mutex_lock(&r->mu));
             retry_forget(r, key);
             AZ(pthread_mutex_unlock(&r->mu));
-            webhook_on_replicated(r->reg, "push", p->repo, &p->digest, NULL);
+            webhook_on_replicated(r->reg, "push", p->repo, &p->digest,
+                                  (const char *const *)tags.names, tags.n);
         } else if (e.code == ERR_MANIFEST_BLOB_UNKNOWN) {
             is_waiting_child = true; /* a child manifest is not here yet */
         } else if (e.code == ERR_CONFLICT) {
@@ -1592,6 +1649,7 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
         } else {
             is_ok = false;
         }
+        meta_name_list_fini(&tags);
     }
     if (!is_ok && !r->is_stopping) {
         AZ(pthread_mutex_lock(&r->mu));

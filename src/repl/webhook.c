@@ -492,15 +492,12 @@ void webhook_worker_stop(struct webhook_worker *w)
 }
 
 void webhook_on_replicated(struct registry *reg, const char *action, const char *repo,
-                           const struct digest *d, const char *tag)
+                           const struct digest *d, const char *const *tags, size_t n_tags)
 {
     struct meta_manifest m = {0};
-    struct meta_name_list tags = {0};
     struct err e = {0};
     bool is_push = strcmp(action, "push") == 0;
-    /* A push names its manifest's tags; a delete, what the event names. */
-    if (is_push && (reg->ms->ops->manifest_get(reg->ms, repo, d->str, &m, &e) != 0 ||
-                    reg->ms->ops->manifest_tags(reg->ms, repo, d, &tags, &e) != 0)) {
+    if (is_push && reg->ms->ops->manifest_get(reg->ms, repo, d->str, &m, &e) != 0) {
         log_warn("registry", "failed to describe replicated %s@%s for webhooks: %s", repo,
                  d->str, err_message(&e));
         meta_manifest_fini(&m);
@@ -511,15 +508,11 @@ void webhook_on_replicated(struct registry *reg, const char *action, const char 
                                 .size = is_push ? (int64_t)m.body_len : -1,
                                 .request_id = "replication",
                                 .method = "REPLICATE", .host = reg->cfg->region};
-    if (is_push && tags.n > 0) {
-        for (size_t i = 0; i < tags.n; i++) {
-            ev.tag = tags.names[i];
-            webhook_on_effect(reg, &ev);
-        }
-    } else {
-        ev.tag = tag;
+    for (size_t i = 0; i < n_tags; i++) {
+        ev.tag = tags[i];
         webhook_on_effect(reg, &ev);
     }
-    meta_name_list_fini(&tags);
+    if (n_tags == 0)
+        webhook_on_effect(reg, &ev);
     meta_manifest_fini(&m);
 }

@@ -32,10 +32,12 @@ struct webhook_worker;
  * ev and its strings are only read during the call. */
 void webhook_on_effect(struct registry *reg, const struct webhook_effect *ev);
 /* A push or delete made in another region took effect here: for a push, when its
- * content arrived and the manifest became visible; for a delete, when the event was
- * applied. Regional webhooks of this region fire. tag: the deleted tag, or NULL. */
+ * content arrived and the manifest became visible (with the tags it had then), or when
+ * a tag of a manifest already visible was applied; for a delete, when the event was
+ * applied. Regional webhooks of this region fire, once per tag (tags: n_tags of them),
+ * or once without a tag when n_tags is 0. */
 void webhook_on_replicated(struct registry *reg, const char *action, const char *repo,
-                           const struct digest *d, const char *tag);
+                           const struct digest *d, const char *const *tags, size_t n_tags);
 
 /* Queues a "ping" delivery to webhook name and wakes the worker; id_out gets the
  * delivery id. ERR_NOT_FOUND if there is no such webhook; ERR_CONFLICT if it is

@@ -285,3 +285,41 @@ def test_a_replicated_index_fires_each_push_once(geo, receivers):
         twice = {d: ids for d, ids in seen.items() if len(ids) > 1}
         assert twice == {}, (r.name, len(twice), sorted(twice.items())[:3])
         assert set(seen) == set(digests) | {last.digest}, (r.name, len(seen))
+
+
+def test_a_tag_added_to_a_replicated_manifest_fires_where_it_takes_effect(geo, receivers):
+    """A tag pushed in r1 for a manifest r2 already shows (the same manifest under a second
+    tag, or a manifest pushed by digest and tagged later) takes effect in r2 when the tag
+    event is applied there: r2's push webhook fires for it, once, as r1's does."""
+    cluster = geo(2, extra_args=WEBHOOK_ARGS)
+    a, b = cluster
+    rcvs = receivers(cluster)
+    create_hooks(cluster, rcvs)
+    repo = unique_repo("hook-retag")
+    oci = a.oci()
+
+    img = oci.push_image(repo, "v1")
+    wait_for(lambda: rcvs[b.name].events("push", img.digest), 90, "v1 to fire in r2")
+    oci.push_manifest(repo, "v2", img.body, img.media_type)      # the same manifest again
+    loose = oci.push_image(repo)                                  # by digest: no tag
+    wait_for(lambda: rcvs[b.name].events("push", loose.digest), 90, "the digest push in r2")
+    oci.push_manifest(repo, "late", loose.body, loose.media_type)  # tagged later
+    for r in cluster:
+        wait_for(lambda: len(rcvs[r.name].events("push")) >= 4, 90,
+                 "the tags v2 and late to fire in %s" % r.name)
+    # a last write, so that a duplicate of anything above would have arrived by now
+    last = oci.push_image(repo, "last")
+    for r in cluster:
+        wait_for(lambda: rcvs[r.name].events("push", last.digest), 90,
+                 "the last push to fire in %s" % r.name)
+
+    for r in cluster:
+        docs = [e["json"] for e in rcvs[r.name].events()]
+        summary = sorted((d["action"], d["target"]["digest"], d["target"].get("tag") or "")
+                         for d in docs)
+        assert summary == sorted([("push", img.digest, "v1"), ("push", img.digest, "v2"),
+                                  ("push", loose.digest, ""), ("push", loose.digest, "late"),
+                                  ("push", last.digest, "last")]), (r.name, summary)
+        assert len({d["id"] for d in docs}) == 5, (r.name, docs)
+        for e in rcvs[r.name].events():
+            assert e["visible"] == 200, (r.name, e["json"], e["visible"])
