@@ -52,6 +52,10 @@ void mgmt_webhook_create(struct http_req *req, const struct mgmt_params *p)
         http_reply_mgmt_err(req, &e);
         return;
     }
+    if (webhook_def_check_new(&d, &e) != 0) {
+        http_reply_mgmt_err(req, &e);
+        goto out;
+    }
     /* Of two creates of one name racing here, one gets 409 (the store checks as it writes). */
     if (webhook_save(reg, &d, true, &e) != 0) {
         http_reply_mgmt_err(req, &e);
@@ -114,7 +118,8 @@ void mgmt_webhook_update(struct http_req *req, const struct mgmt_params *p)
         json_decref(body);
         return;
     }
-    if (webhook_def_patch(&d, body, &e) != 0 || webhook_save(req->reg, &d, false, &e) != 0) {
+    if (webhook_def_patch(&d, body, &e) != 0 || webhook_def_check_new(&d, &e) != 0 ||
+        webhook_save(req->reg, &d, false, &e) != 0) {
         http_reply_mgmt_err(req, &e);
     } else {
         log_info("webhook", "updated webhook %s request=%s", name, req->request_id);

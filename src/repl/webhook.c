@@ -265,8 +265,13 @@ static void attempt(struct webhook_worker *w, const struct webhook_def *def,
     snprintf(hdr[nh++], sizeof(hdr[0]), "X-Meridian-Event: %s", d->action);
     snprintf(hdr[nh++], sizeof(hdr[0]), "X-Meridian-Delivery: %s", d->id);
     snprintf(hdr[nh++], sizeof(hdr[0]), "X-Meridian-Webhook: %s", d->webhook);
-    for (size_t i = 0; i < def->n_headers; i++)
-        snprintf(hdr[nh++], sizeof(hdr[0]), "%s: %s", def->headers[i].name, def->headers[i].value);
+    /* A definition stored before such headers were refused may still name one: not sent
+     * (a second X-Meridian-Event could tell a receiver another action). */
+    for (size_t i = 0; i < def->n_headers; i++) {
+        if (!webhook_def_is_delivery_header(def->headers[i].name))
+            snprintf(hdr[nh++], sizeof(hdr[0]), "%s: %s", def->headers[i].name,
+                     def->headers[i].value);
+    }
     for (size_t i = 0; i < nh; i++)
         headers[i] = hdr[i];
     headers[nh] = NULL;

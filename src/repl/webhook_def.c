@@ -124,6 +124,28 @@ static bool is_valid_header_value(const char *s)
     return true;
 }
 
+bool webhook_def_is_delivery_header(const char *name)
+{
+    /* attempt() (webhook.c) sends these itself: a second copy could spoof the event */
+    static const char *const own[] = {"user-agent", "x-meridian-event", "x-meridian-delivery",
+                                      "x-meridian-webhook", NULL};
+    for (size_t i = 0; own[i]; i++) {
+        if (strcasecmp(own[i], name) == 0)
+            return true;
+    }
+    return false;
+}
+
+int webhook_def_check_new(const struct webhook_def *d, struct err *e)
+{
+    for (size_t i = 0; i < d->n_headers; i++) {
+        if (webhook_def_is_delivery_header(d->headers[i].name))
+            return err_set(e, ERR_BAD_REQUEST, "customHeaders: %s is set by the registry",
+                           d->headers[i].name);
+    }
+    return 0;
+}
+
 static bool is_reserved_header(const char *name)
 {
     for (size_t i = 0; reserved_headers[i]; i++) {

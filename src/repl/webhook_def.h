@@ -63,6 +63,15 @@ struct webhook_def {
  * failure -1 with ERR_BAD_REQUEST and a message naming the member, *out zeroed. */
 int webhook_def_parse(json_t *obj, struct webhook_def *out, struct err *e);
 
+/* Whether name (any case) is a header every delivery carries from the registry itself:
+ * User-Agent and X-Meridian-Event, -Delivery, -Webhook. */
+bool webhook_def_is_delivery_header(const char *name);
+
+/* The checks of a definition being created or changed that stored ones (written by older
+ * versions) need not pass: no custom header may repeat a delivery header. 0, or -1 with e
+ * set (BAD_REQUEST naming the header). */
+int webhook_def_check_new(const struct webhook_def *d, struct err *e);
+
 /* Applies a partial update (JSON object; any member of the definition except name,
  * which may only repeat the current one; customHeaders replaces the whole set, null
  * clears it) to *d. All or nothing: on failure -1 with ERR_BAD_REQUEST and *d unchanged. */

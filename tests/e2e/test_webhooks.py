@@ -183,6 +183,11 @@ def test_api_create_show_list_update_delete(registry, receiver):
     assert w2["actions"] == ["push", "delete"] and w2["enabled"] is False and w2["scope"] == "*"
     assert w2["uri"] == receiver.url and w2["customHeaders"] == w["customHeaders"]
     assert api(registry, "GET", "webhooks/" + name).json() == w2
+    # a delivery header of the registry's own is refused in an update too, changing nothing
+    r = api(registry, "PATCH", "webhooks/" + name,
+            json={"customHeaders": {"X-Meridian-Event": "delete"}, "scope": "other/*"})
+    assert "X-Meridian-Event is set by the registry" in assert_mgmt_error(r, 400, "BAD_REQUEST")
+    assert api(registry, "GET", "webhooks/" + name).json() == w2
     # customHeaders: null clears them
     r = api(registry, "PATCH", "webhooks/" + name, json={"customHeaders": None})
     assert r.status_code == 200 and r.json()["customHeaders"] == {}
@@ -211,6 +216,11 @@ BAD_CREATES = [
     ({"scope": "Golden/*"}, "scope must be"),
     ({"enabled": "yes"}, "enabled must be"),
     ({"customHeaders": {"Content-Type": "x"}}, "set by the registry"),
+    # the headers of every delivery: a second X-Meridian-Event could name another action
+    ({"customHeaders": {"X-Meridian-Event": "delete"}}, "X-Meridian-Event is set by the"),
+    ({"customHeaders": {"x-meridian-delivery": "1"}}, "x-meridian-delivery is set by the"),
+    ({"customHeaders": {"X-Meridian-Webhook": "other"}}, "X-Meridian-Webhook is set by the"),
+    ({"customHeaders": {"User-Agent": "x"}}, "User-Agent is set by the registry"),
     ({"customHeaders": {"X-A": "a\r\nX-B: b"}}, "the value of X-A"),
     ({"customHeaders": ["x"]}, "customHeaders must be"),
     ({"colour": "red"}, 'unknown member "colour"'),

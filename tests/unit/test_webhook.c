@@ -417,6 +417,32 @@ static void test_payload_partial(void **state)
     free(s);
 }
 
+static void test_delivery_headers(void **state)
+{
+    (void)state;
+    assert_true(webhook_def_is_delivery_header("User-Agent"));
+    assert_true(webhook_def_is_delivery_header("x-meridian-EVENT"));
+    assert_true(webhook_def_is_delivery_header("X-Meridian-Delivery"));
+    assert_true(webhook_def_is_delivery_header("X-Meridian-Webhook"));
+    assert_false(webhook_def_is_delivery_header("X-Meridian-Team"));
+    assert_false(webhook_def_is_delivery_header("Authorization"));
+    /* Parsed (a stored definition of an older version still reads) but refused as new. */
+    json_error_t je;
+    json_t *v = json_loads("{\"name\":\"hookone\",\"location\":\"eastus\","
+                           "\"uri\":\"http://h/x\",\"actions\":[\"push\"],"
+                           "\"customHeaders\":{\"X-A\":\"1\",\"user-agent\":\"x\"}}",
+                           0, &je);
+    assert_non_null(v);
+    struct webhook_def d;
+    struct err e = {0};
+    assert_int_equal(webhook_def_parse(v, &d, &e), 0);
+    assert_int_equal(webhook_def_check_new(&d, &e), -1);
+    assert_int_equal(e.code, ERR_BAD_REQUEST);
+    assert_non_null(strstr(e.msg, "user-agent is set by the registry"));
+    webhook_def_fini(&d);
+    json_decref(v);
+}
+
 static void test_uuid(void **state)
 {
     (void)state;
@@ -812,6 +838,7 @@ int main(void)
         cmocka_unit_test(test_matches),
         cmocka_unit_test(test_payload_push),
         cmocka_unit_test(test_payload_partial),
+        cmocka_unit_test(test_delivery_headers),
         cmocka_unit_test(test_uuid),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_excerpt),
