@@ -257,6 +257,20 @@ static void attempt(struct webhook_worker *w, const struct webhook_def *def,
                     struct meta_delivery *d)
 {
     const struct config *cfg = w->reg->cfg;
+    if (webhook_def_is_management_target(def->uri)) {
+        /* Stored by a version before such targets were refused: never sent (a webhook that
+         * pings itself would loop for ever). */
+        d->attempts++;
+        d->updated_ms = util_now_ms();
+        d->status_code = 0;
+        free(d->response);
+        d->response = xstrdup("not sent: the uri names a management endpoint (/_meridian/...)");
+        d->state = META_DELIVERY_FAILED;
+        metrics_count_webhook_delivery(METRICS_WEBHOOK_FAILED);
+        log_warn("webhook", "did not deliver %s to webhook %s: its uri names a management "
+                            "endpoint delivery=%s", d->action, d->webhook, d->id);
+        return;
+    }
     char hdr[WEBHOOK_HEADERS_MAX + 5][WEBHOOK_HEADER_NAME_MAX + WEBHOOK_HEADER_VALUE_MAX + 8];
     const char *headers[WEBHOOK_HEADERS_MAX + 6];
     size_t nh = 0;

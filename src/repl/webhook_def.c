@@ -136,8 +136,23 @@ bool webhook_def_is_delivery_header(const char *name)
     return false;
 }
 
+bool webhook_def_is_management_target(const char *uri)
+{
+    /* The path after scheme://host[:port]; query and fragment aside. */
+    const char *rest = strstr(uri, "://");
+    if (rest == NULL)
+        return false;
+    rest += 3;
+    const char *path = rest + strcspn(rest, "/?#");
+    return strncmp(path, "/_meridian/", 11) == 0 || strcmp(path, "/_meridian") == 0;
+}
+
 int webhook_def_check_new(const struct webhook_def *d, struct err *e)
 {
+    if (webhook_def_is_management_target(d->uri))
+        return err_set(e, ERR_BAD_REQUEST, "uri may not name a management endpoint"
+                                           " (/_meridian/...): a registry's webhooks do not"
+                                           " drive its own or another region's API");
     for (size_t i = 0; i < d->n_headers; i++) {
         if (webhook_def_is_delivery_header(d->headers[i].name))
             return err_set(e, ERR_BAD_REQUEST, "customHeaders: %s is set by the registry",

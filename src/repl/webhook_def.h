@@ -67,9 +67,14 @@ int webhook_def_parse(json_t *obj, struct webhook_def *out, struct err *e);
  * User-Agent and X-Meridian-Event, -Delivery, -Webhook. */
 bool webhook_def_is_delivery_header(const char *name);
 
+/* Does uri name a path of Meridian's management API (/_meridian/...)? A webhook aimed
+ * there runs that endpoint on every event (a compaction, a ping of itself: a loop that
+ * never ends), with the answer kept in the delivery record. */
+bool webhook_def_is_management_target(const char *uri);
+
 /* The checks of a definition being created or changed that stored ones (written by older
- * versions) need not pass: no custom header may repeat a delivery header. 0, or -1 with e
- * set (BAD_REQUEST naming the header). */
+ * versions) need not pass: the uri is not a management endpoint, and no custom header may
+ * repeat a delivery header. 0, or -1 with e set (BAD_REQUEST saying which). */
 int webhook_def_check_new(const struct webhook_def *d, struct err *e);
 
 /* Applies a partial update (JSON object; any member of the definition except name,

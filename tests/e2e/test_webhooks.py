@@ -209,6 +209,10 @@ BAD_CREATES = [
     ({"uri": "ftp://example.com/x"}, "uri must be"),
     ({"uri": "example.com/hook"}, "uri must be"),
     ({"uri": "http://"}, "uri must be"),
+    # a registry's own API: a webhook pinging itself looped for ever, 700 deliveries a second
+    ({"uri": "http://127.0.0.1:5000/_meridian/v1/webhooks/x/ping"}, "management endpoint"),
+    ({"uri": "https://registry.example/_meridian/v1/compaction/run?x=1"},
+     "management endpoint"),
     ({"actions": []}, "actions must be"),
     ({"actions": ["push", "pull"]}, 'unknown action "pull"'),
     ({"actions": "push"}, "actions must be"),

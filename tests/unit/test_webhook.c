@@ -417,6 +417,18 @@ static void test_payload_partial(void **state)
     free(s);
 }
 
+static void test_management_targets(void **state)
+{
+    (void)state;
+    assert_true(webhook_def_is_management_target("http://127.0.0.1:5000/_meridian/v1/x"));
+    assert_true(webhook_def_is_management_target("https://r.example/_meridian/"));
+    assert_true(webhook_def_is_management_target("http://r.example:1/_meridian"));
+    assert_false(webhook_def_is_management_target("http://r.example/hooks/_meridian/x"));
+    assert_false(webhook_def_is_management_target("http://r.example/?next=/_meridian/x"));
+    assert_false(webhook_def_is_management_target("http://r.example"));
+    assert_false(webhook_def_is_management_target("http://_meridian.example/x"));
+}
+
 static void test_delivery_headers(void **state)
 {
     (void)state;
@@ -839,6 +851,7 @@ int main(void)
         cmocka_unit_test(test_payload_push),
         cmocka_unit_test(test_payload_partial),
         cmocka_unit_test(test_delivery_headers),
+        cmocka_unit_test(test_management_targets),
         cmocka_unit_test(test_uuid),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_excerpt),
