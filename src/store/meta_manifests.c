@@ -9,6 +9,7 @@
 
 #include "body_pack.h"
 #include "buf.h"
+#include "image_version.h"
 #include "manifest_cache.h"
 #include "metastore_sqlite_int.h"
 #include "util.h"
@@ -112,16 +113,14 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
      * again before their index; the grace then covers the gap from the last one). */
     else if (sq_untagged_touch(c, repo_id, m->digest.str, e) != 0)
         goto fail;
-    /* ...and, with no tag to keep it (a tag_set below keeps it in every region, see
-     * sq_untagged_tomb_merge), the put is a write of its own with a new clock and event: a
-     * collector's tombstone another region wrote before it (not having seen it) is older
-     * and loses everywhere, rather than deleting what the client just pushed under its
-     * index. */
-    else if (tag == NULL && sql_changes(c->db) > 0 &&
-             (sq_exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, m->digest.str, put_hlc,
-                      c->store->region) != 0 ||
-              sq_event_append_clock(c, "manifest_put", repo, NULL, m->digest.str, NULL, put_hlc,
-                                    e) != 0))
+    /* ...and the put is a write of its own with a new clock and event, tagged or not: a
+     * tombstone another region wrote before it (not having seen it: a delete, or a
+     * collector's) is older and loses everywhere, rather than deleting what the client just
+     * pushed. A tag_set does not keep a manifest against a delete (sq_tomb_merge). */
+    else if (sq_exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, m->digest.str, put_hlc,
+                     c->store->region) != 0 ||
+             sq_event_append_clock(c, "manifest_put", repo, NULL, m->digest.str, NULL, put_hlc,
+                                   e) != 0)
         goto fail;
     /* A copy recorded without its document (filtered replication, meta_versions.c) gets it. */
     else if (sq_run_exec(c, "UPDATE manifests SET body = ?3 WHERE repo_id = ?1 AND digest = ?2"
@@ -139,7 +138,14 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
         const unsigned char *cur = rc == SQL_ROW ? sql_col_text(s, 0) : NULL;
         bool is_same = cur != NULL && strcmp((const char *)cur, m->digest.str) == 0;
         sq_stmt_done(s);
-        if (!is_same) {
+        /* A tag pushed again to the digest it names here is still the latest write of it:
+         * a move made meanwhile in another region (not seen here yet) is older and must
+         * lose. Versions of an image definition are first-writer-wins, not moved: a push of
+         * the same digest again changes nothing there (meta_merge.c). */
+        bool is_definition = false;
+        if (is_same && sq_repo_is_definition(c, repo, &is_definition, e) != 0)
+            goto fail;
+        if (!is_same || !(is_definition && iv_version_parse(tag, NULL) == 0)) {
             int64_t tag_hlc = sq_hlc_next(c);
             bool applied;
             if (sq_tag_merge(c, repo_id, repo, tag, m->digest.str, tag_hlc, c->store->region,

@@ -252,6 +252,99 @@ static void test_concurrent_tag_same_winner(void **state)
     b->ops->close(b);
 }
 
+/* Applies every event of src's log to dst (those dst has are skipped). */
+static void sync_from(struct metastore *dst, struct metastore *src)
+{
+    struct log l;
+    read_log(src, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        bool is_new, is_gap;
+        struct err e = {0};
+        assert_int_equal(dst->ops->event_apply(dst, &l.events[i], &is_new, &is_gap, &e), 0);
+        assert_false(is_gap);
+        meta_event_fini(&l.events[i]);
+    }
+    free(l.events);
+}
+
+/* The digest repo:ref resolves to in ms ("" when it does not). */
+static void resolved(struct metastore *ms, const char *repo, const char *ref, char *out)
+{
+    struct digest d;
+    char *mt = NULL;
+    int64_t size, recorded_ms;
+    bool is_visible;
+    struct err e = {0};
+    out[0] = '\0';
+    if (ms->ops->manifest_lookup(ms, repo, ref, &d, &mt, &size, &is_visible, &recorded_ms, &e) ==
+        0)
+        strcpy(out, d.str);
+    free(mt);
+}
+
+static void body_digest(int body_id, struct digest *d)
+{
+    char body[64];
+    snprintf(body, sizeof(body), "{\"schemaVersion\":2,\"n\":%d}", body_id);
+    digest_of_buffer(DIGEST_SHA256, body, strlen(body), d);
+}
+
+/* r1 deletes a manifest; r2, not having seen the delete, is pushed the same manifest again
+ * under a new tag, later. The push is the latest write: it survives in both once they
+ * have each other's events (a repeated put used to write no event, and the tombstone,
+ * newer than the first put, deleted the manifest everywhere). */
+static void test_push_after_a_concurrent_delete_wins(void **state)
+{
+    (void)state;
+    struct metastore *a = open_store("r1"), *b = open_store("r2");
+    put_manifest(a, "app", 1, "t1");
+    sync_from(b, a);
+    struct digest d;
+    body_digest(1, &d);
+    struct err e = {0};
+    assert_int_equal(a->ops->manifest_delete(a, "app", &d, &e), 0);
+    usleep(3000); /* the clocks are wall-time milliseconds */
+    put_manifest(b, "app", 1, "t2");
+    sync_from(a, b);
+    sync_from(b, a);
+    struct metastore *both[] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        char got[DIGEST_STR_MAX];
+        resolved(both[i], "app", "t2", got);
+        assert_string_equal(got, d.str);
+        resolved(both[i], "app", d.str, got);
+        assert_string_equal(got, d.str);
+        resolved(both[i], "app", "t1", got);
+        assert_string_equal(got, "");
+    }
+    a->ops->close(a);
+    b->ops->close(b);
+}
+
+/* t names X in both regions; r2 moves it to Y; later r1, not having seen the move, is
+ * pushed X:t again (a tag it already had): the later write wins in both. */
+static void test_tag_pushed_again_after_a_concurrent_move_wins(void **state)
+{
+    (void)state;
+    struct metastore *a = open_store("r1"), *b = open_store("r2");
+    put_manifest(a, "app", 1, "t");
+    sync_from(b, a);
+    put_manifest(b, "app", 2, "t");
+    usleep(3000);
+    put_manifest(a, "app", 1, "t");
+    sync_from(a, b);
+    sync_from(b, a);
+    struct digest x;
+    body_digest(1, &x);
+    char got_a[DIGEST_STR_MAX], got_b[DIGEST_STR_MAX];
+    resolved(a, "app", "t", got_a);
+    resolved(b, "app", "t", got_b);
+    assert_string_equal(got_a, x.str);
+    assert_string_equal(got_b, x.str);
+    a->ops->close(a);
+    b->ops->close(b);
+}
+
 /* An event whose predecessor from the same origin is missing is refused as a gap. */
 static void test_gap_is_refused(void **state)
 {
@@ -482,6 +575,8 @@ int main(void)
         cmocka_unit_test(test_random_orders_converge),
         cmocka_unit_test(test_concurrent_tag_same_winner),
         cmocka_unit_test(test_gap_is_refused),
+        cmocka_unit_test(test_push_after_a_concurrent_delete_wins),
+        cmocka_unit_test(test_tag_pushed_again_after_a_concurrent_move_wins),
         cmocka_unit_test(test_version_first_writer_wins),
         cmocka_unit_test(test_version_orders_converge),
     };
