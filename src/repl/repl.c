@@ -435,11 +435,19 @@ static bool tag_names(struct repl *r, const char *repo, const char *tag, const c
     return is_known && strcmp(d.str, digest) == 0;
 }
 
-/* Applies one batch; returns the log position to resume after, or -1 on failure. */
-static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool *any_pending)
+/* Applies one batch; returns the log position to resume after, or -1 on failure.
+ * An event that is not the next of its origin (a gap: the peer withheld one before it, a
+ * redacted stand-in it does not relay) is left for a later pass, and the position stays
+ * before it; the batch goes on with the events of other origins, so one origin held up
+ * does not hold up the others this peer relays. *is_stuck: nothing applied, a gap met. */
+static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool *any_pending,
+                           bool *is_stuck)
 {
     struct repl *r = p->r;
     size_t n = json_array_size(events);
+    bool has_gap = false, any_new = false;
+    int64_t resume = cursor;
+    *is_stuck = false;
     struct err pe = {0};
     /* Residency: what a sender should have withheld from this region is not merged here
      * either (its view of the policies may be older than ours). */
@@ -486,15 +494,17 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
             version_conflict_after(r->reg, &ev, false, conflict_before);
             meta_event_fini(&ev);
             json_decref(policies);
-            return i ? cursor : -1;
+            return i ? (has_gap ? resume : cursor) : -1;
         }
         version_conflict_after(r->reg, &ev, is_new, conflict_before);
         if (is_gap) {
-            /* Not the next event of its origin: leave it for a later pass. */
+            /* Not the next event of its origin: leave it (and the position) for a later
+             * pass; the events after it that apply are skipped then by the version vector. */
+            has_gap = true;
             meta_event_fini(&ev);
-            json_decref(policies);
-            return cursor;
+            continue;
         }
+        any_new |= is_new;
         /* a tag may place a manifest recorded before it (meta_merge.c): fetch it now */
         if (is_new && (strcmp(ev.kind, "manifest_put") == 0 || strcmp(ev.kind, "tag_set") == 0))
             *any_pending = true;
@@ -529,10 +539,13 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
             webhook_on_replicated(r->reg, "push", ev.repo, &tagged, &tag, 1);
         }
         cursor = ev.seq;
+        if (!has_gap)
+            resume = cursor;
         meta_event_fini(&ev);
     }
     json_decref(policies);
-    return cursor;
+    *is_stuck = has_gap && !any_new;
+    return resume;
 }
 
 static char *escape_repo(const char *repo);
@@ -885,8 +898,8 @@ static void *puller_main(void *arg)
         }
         if (json_is_integer(head_v) && last > head)
             last = head;
-        bool any_pending = false;
-        int64_t next = apply_batch(p, events, cursor, &any_pending);
+        bool any_pending = false, is_stuck = false;
+        int64_t next = apply_batch(p, events, cursor, &any_pending, &is_stuck);
         size_t n_events = json_array_size(events);
         /* With every event of the batch handled, resume after what the peer examined. */
         if (next >= 0 && (n_events == 0 || next == json_integer_value(json_object_get(
@@ -914,7 +927,9 @@ static void *puller_main(void *arg)
             repl_log_grew(r); /* relayed: this region's own pollers get them at once */
         if (any_pending)
             repl_kick(r);
-        if (next < 0 && nap(r, 1000))
+        /* Only events waiting for one this peer cannot send: ask again later, not at once
+         * (the peer would answer the same batch at once, for as long as the gap lasts). */
+        if ((next < 0 || is_stuck) && nap(r, 1000))
             break;
     }
     log_debug("repl", "puller for %s exits", p->location);
