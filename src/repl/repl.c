@@ -1649,6 +1649,15 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
                                   (const char *const *)tags.names, tags.n);
         } else if (e.code == ERR_MANIFEST_BLOB_UNKNOWN) {
             is_waiting_child = true; /* a child manifest is not here yet */
+        } else if (e.code == ERR_MANIFEST_UNKNOWN) {
+            /* Deleted here during the copy: not shown, not announced Completed (a later
+             * put of it records it pending again and is fetched anew), not retried. */
+            inflight_finishing(r, key);
+            AZ(pthread_mutex_lock(&r->mu));
+            retry_forget(r, key);
+            AZ(pthread_mutex_unlock(&r->mu));
+            log_info("repl", "%s@%s: deleted in this region during its copy, fetch dropped",
+                     p->repo, p->digest.str);
         } else if (e.code == ERR_CONFLICT) {
             /* Placement took it out of this region during the fetch (its region was
              * removed from the version's targets): not shown, not retried. Its progress

@@ -103,6 +103,12 @@ int sq_pending_complete(struct metastore *ms, const struct meta_pending *p, stru
         err_set(e, ERR_CONFLICT, "%s is no longer held in this region", p->digest.str);
         goto fail;
     }
+    /* Deleted here while its content was fetched (a tombstone won): nothing to show, and
+     * its blobs are not linked for it. */
+    if (state < 0) {
+        err_set(e, ERR_MANIFEST_UNKNOWN, "%s was deleted in this region", p->digest.str);
+        goto fail;
+    }
     for (size_t i = 0; i < p->n_refs; i++) {
         const char *d = p->refs[i].digest.str;
         if (p->refs[i].is_manifest) {
