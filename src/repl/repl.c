@@ -1621,10 +1621,20 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
          * applied after that fires by itself (apply_batch), one before it is read here. */
         struct meta_name_list tags = {0};
         AZ(pthread_mutex_lock(&r->hook_mu));
-        if (crc == 0)
-            crc = is_shallow ? ms_of(r)->ops->manifest_show_shallow(ms_of(r), p->repo, &p->digest,
-                                                                     &e)
-                             : ms_of(r)->ops->pending_complete(ms_of(r), p, &e);
+        if (crc == 0 && is_shallow)
+            crc = ms_of(r)->ops->manifest_show_shallow(ms_of(r), p->repo, &p->digest, &e);
+        if (crc == 0 && !is_shallow) {
+            /* Completed is written with the visibility (one transaction), under status_mu
+             * and with the fetch finishing, so no progress event follows it (set_status). */
+            struct meta_status done = {.region = (char *)self_region(r), .state = "Completed",
+                                       .bytes_done = total, .bytes_total = total,
+                                       .details = ""};
+            AZ(pthread_mutex_lock(&r->status_mu));
+            inflight_finishing(r, key);
+            done.updated_ms = util_now_ms();
+            crc = ms_of(r)->ops->pending_complete(ms_of(r), p, &done, &e);
+            AZ(pthread_mutex_unlock(&r->status_mu));
+        }
         struct err te = {0};
         if (crc == 0 &&
             ms_of(r)->ops->manifest_tags(ms_of(r), p->repo, &p->digest, &tags, &te) != 0)
@@ -1639,7 +1649,7 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
                 set_status(r, p->repo, &p->digest, "Completed", 0, 0,
                            "Shallow: blobs are fetched on first pull", true);
             else
-                set_status(r, p->repo, &p->digest, "Completed", total, total, "", true);
+                repl_log_grew(r); /* the Completed event: peers' polls get it at once */
             log_info("repl", "replicated %s@%s (%" PRId64 " bytes)", p->repo, p->digest.str,
                      total);
             AZ(pthread_mutex_lock(&r->mu));

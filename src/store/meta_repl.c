@@ -80,7 +80,8 @@ fail:
     return -1;
 }
 
-int sq_pending_complete(struct metastore *ms, const struct meta_pending *p, struct err *e)
+int sq_pending_complete(struct metastore *ms, const struct meta_pending *p,
+                        const struct meta_status *done, struct err *e)
 {
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
@@ -129,7 +130,12 @@ int sq_pending_complete(struct metastore *ms, const struct meta_pending *p, stru
     }
     if (sq_exec(c, SQ_MANIFEST_SET_VISIBLE, e, "it", repo_id, p->digest.str) != 0)
         goto fail;
-    return sq_tx_commit_unsynced(c, e);
+    /* Shown and announced at once: written apart, a crash between the two left the
+     * manifest visible here and this region InProgress in every other one for ever. */
+    if (done != NULL && sq_status_write(c, p->repo, p->digest.str, done, true, e) != 0)
+        goto fail;
+    /* An event is synced (sq_status_set); the visibility alone is fetched again if lost. */
+    return done != NULL ? sq_tx_commit(c, e) : sq_tx_commit_unsynced(c, e);
 fail:
     sq_tx_rollback(c);
     return -1;

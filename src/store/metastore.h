@@ -268,9 +268,12 @@ typedef int ms_pending_list_f(struct metastore *ms, size_t max, struct meta_pend
                               size_t *n_out, struct err *e);
 /* Makes a pending manifest visible: links its blobs (which the caller has stored and
  * verified; sizes given) into the repository. Fails with ERR_MANIFEST_BLOB_UNKNOWN if a
- * child manifest is not visible yet. */
+ * child manifest is not visible yet. `done` (may be NULL): this region's status of it,
+ * recorded as an event in the same transaction, so no crash leaves it visible here and
+ * never announced. */
+struct meta_status;
 typedef int ms_pending_complete_f(struct metastore *ms, const struct meta_pending *p,
-                                  struct err *e);
+                                  const struct meta_status *done, struct err *e);
 
 /* Replication status of one artifact in one region. */
 struct meta_status {

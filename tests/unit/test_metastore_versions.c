@@ -362,7 +362,7 @@ static void test_placement_follows_late_tags_and_removals_during_a_fetch(void **
                                                 &e),
                      0);
     assert_int_equal(before, META_PLACEMENT_PENDING);
-    assert_int_equal(north->ops->pending_complete(north, &list[0], &e), -1);
+    assert_int_equal(north->ops->pending_complete(north, &list[0], NULL, &e), -1);
     assert_int_equal(e.code, ERR_CONFLICT);
     assert_false(is_visible(north, "golden/base", v1.str));
     assert_false(is_linked(north, "golden/base", "layer-1"));
