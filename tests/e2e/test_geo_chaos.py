@@ -238,3 +238,24 @@ def test_kill9_while_a_region_completes_replicated_images_status_still_tells_the
     assert not bad, ("r2 serves these images but r1 does not see them Completed there",
                      {t: s for t, s in list(bad.items())[:10]}, len(bad))
 
+
+
+@pytest.mark.xfail(strict=True, reason="open defect: a tag register written concurrently with "
+                   "a delete of its manifest (older than the tombstone) stays, hidden, and "
+                   "shows again when the manifest is pushed again under another tag")
+def test_tag_of_a_deleted_manifest_stays_deleted_when_the_manifest_is_pushed_again(geo):
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("zombie")
+    img = a.oci().push_image(repo, "t1")
+    wait_converged(cluster, repos=[repo], expect={repo: {"t1": img.digest}})
+    cluster.partition([a], [b])
+    assert b.oci().push_manifest(repo, "t2", img.body, img.media_type) == img.digest
+    time.sleep(0.01)  # the clocks are wall-time milliseconds: the delete is later than t2
+    delete_manifest(a, repo, img.digest)
+    cluster.heal()
+    wait_converged(cluster, repos=[repo], expect={}, timeout_s=60,
+                   what="the delete (the latest write) to win in both")
+    assert a.oci().push_manifest(repo, "t3", img.body, img.media_type) == img.digest
+    wait_converged(cluster, repos=[repo], expect={repo: {"t3": img.digest}}, timeout_s=20,
+                   what="only the new tag to name the manifest pushed again")
