@@ -298,8 +298,12 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
         reply_residency_unknown(req, &e);
         return;
     }
-    /* Hold the poll open until there is news, unless this node is shutting down. */
-    if (n_read == 0 && util_now_ms() < w->deadline_ms && atomic_load(&reg->is_ready)) {
+    /* Hold the poll open until there is news, unless this node is shutting down. Rows
+     * read that the caller had already (its version vector) are news too: the answer moves
+     * its position past them at once (held, a caller catching up through a log it mostly
+     * has advanced one scan of rows per wait). */
+    if (n_read == 0 && last == after && util_now_ms() < w->deadline_ms &&
+        atomic_load(&reg->is_ready)) {
         free(events);
         w->seen_head = head;
         http_req_suspend(req, on_parked, NULL);

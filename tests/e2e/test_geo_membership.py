@@ -364,3 +364,26 @@ def test_a_region_removed_by_an_older_release_still_leaves(geo):
     wait_for(lambda: not b.is_running() or b.get("/readyz").status_code == 503, 60,
              "r2 to leave")
     assert "asked r1 whether this region was removed: it was" in b.log_text(), b.log_tail()
+
+
+def test_a_read_of_rows_the_caller_has_answers_at_once(geo):
+    """A long poll whose rows the caller's version vector all filters out moves the caller
+    past them at once instead of holding the poll to its deadline: a region catching up
+    through a log it mostly has (a relay's copy of events it got from their origin) used to
+    advance one scan of rows per wait."""
+    cluster = geo(2)
+    a, _ = cluster
+    peer = ("peer", cluster.secret)
+    repo = "geo/have-%d" % os.getpid()
+    a.oci().push_image(repo, "v1")
+    r = a.api("GET", "replication/events?from=r2&vv=&after=0&wait=0&max=1000", auth=peer)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["events"], body
+    # a caller that has every row, also of events that arrive meanwhile (r2's status):
+    # the answer comes before the 30 s wait, past all of them
+    vv = "r1:1000000,r2:1000000"
+    r = a.api("GET", "replication/events?from=r2&vv=%s&after=0&wait=30" % vv, auth=peer,
+              timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["events"] == [] and r.json()["last"] >= body["events"][-1]["seq"], r.json()
