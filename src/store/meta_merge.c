@@ -288,15 +288,47 @@ int sq_tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const cha
     sq_stmt_done(s);
     if (!wins)
         return 0;
+    /* A peer's tag of a manifest deleted after it (a tombstone newer than the tag: the
+     * region that deleted it had not seen the tag) is a tag of nothing: kept as deleted, so
+     * that a later push of the same manifest does not bring it back. sq_tomb_merge does the
+     * same for a tag that came first, so the order of arrival does not matter. A tag written
+     * here is newer than any tombstone here. */
+    if (digest != NULL && strcmp(origin, c->store->region) != 0) {
+        /* A collector's tombstone is left out: a tag concurrent with it keeps the
+         * manifest instead (sq_untagged_tomb_merge). */
+        rc = sq_run(c, "SELECT hlc FROM manifest_tombs WHERE repo = ?1 AND digest = ?2"
+                       " AND is_gc = 0",
+                    &s, e, "tt", repo, digest);
+        if (rc < 0)
+            return -1;
+        bool is_dead = rc == SQL_ROW && sql_col_int64(s, 0) > hlc;
+        sql_finalize(s);
+        if (is_dead)
+            digest = NULL;
+    }
     if (sq_exec(c, SQ_TREG_SET, e, "tttit", repo, name, digest, hlc, origin) != 0)
         return -1;
     *is_applied = true;
     return 0;
 }
 
+/* A peer's delete of a manifest at hlc ends the tags of it older than the delete that
+ * this region has and the deleting region had not seen (a tag written meanwhile in a third
+ * region, or here during a partition): they named what was deleted after them, and a later
+ * push of the same manifest must not bring them back. sq_tag_merge does the same for such
+ * a tag arriving after the delete, so the order of arrival does not matter. */
+static int dead_tags_drop(struct sq_conn *c, const char *repo, const char *digest, int64_t hlc,
+                          struct err *e)
+{
+    return sq_run_exec(c, "UPDATE tag_regs SET digest = NULL"
+                          " WHERE repo = ?1 AND digest = ?2 AND hlc < ?3",
+                       e, "tti", repo, digest, hlc);
+}
+
 /* Merges a manifest tombstone at (hlc, origin): deletes the manifest when its put is
- * older. Tag registers are not touched here (that would depend on arrival order); the
- * region where the delete happens writes a tag_delete for each tag naming it. */
+ * older. Tag registers are not touched here; the region where the delete happens writes a
+ * tag_delete for each tag naming it, and a peer's delete also ends the tags it had not
+ * seen (merge_event, dead_tags_drop). */
 int sq_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const char *digest,
                   int64_t hlc, const char *origin, struct err *e)
 {
@@ -574,7 +606,10 @@ static int merge_event(struct sq_conn *c, const struct meta_event *ev, struct er
         return sq_untagged_tomb_merge(c, repo_id, ev->repo, ev->digest, (int64_t)ev->hlc,
                                       ev->origin, e);
     if (is_tomb)
-        return sq_tomb_merge(c, repo_id, ev->repo, ev->digest, (int64_t)ev->hlc, ev->origin, e);
+        return sq_tomb_merge(c, repo_id, ev->repo, ev->digest, (int64_t)ev->hlc, ev->origin,
+                             e) != 0
+                   ? -1
+                   : dead_tags_drop(c, ev->repo, ev->digest, (int64_t)ev->hlc, e);
     const char *digest = strcmp(k, "tag_set") == 0 ? ev->digest : NULL;
     if (digest == NULL && strcmp(k, "tag_set") == 0)
         return err_set(e, ERR_BAD_REQUEST, "tag_set event without digest");

@@ -1,8 +1,9 @@
 """Faults between regions (hostile scenarios): kill -9 in the middle of pushes on both sides, a
 one-way link while both sides write the same tags, a region restored from an older copy of its
 data directory, a restart while a peer's poll is parked, kill -9 while a region completes a
-backlog of replicated images (its status must still reach the others), and replication status
-after a delete and a push of the same manifest again (an open defect: xfail, strict).
+backlog of replicated images (its status must still reach the others), a tag written
+concurrently with its manifest's delete, and replication status after a delete and a push of
+the same manifest again (an open defect: xfail, strict).
 
 Every wait polls observable state against a deadline (regions.wait_for)."""
 
@@ -240,10 +241,10 @@ def test_kill9_while_a_region_completes_replicated_images_status_still_tells_the
 
 
 
-@pytest.mark.xfail(strict=True, reason="open defect: a tag register written concurrently with "
-                   "a delete of its manifest (older than the tombstone) stays, hidden, and "
-                   "shows again when the manifest is pushed again under another tag")
 def test_tag_of_a_deleted_manifest_stays_deleted_when_the_manifest_is_pushed_again(geo):
+    """A tag written in one region while another, not having seen it, deletes its manifest
+    later: the delete ends it in both, and a push of the same manifest again under another
+    tag does not bring it back (its register used to stay, hidden)."""
     cluster = geo(2)
     a, b = cluster
     repo = unique_repo("zombie")

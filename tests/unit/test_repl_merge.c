@@ -345,6 +345,51 @@ static void test_tag_pushed_again_after_a_concurrent_move_wins(void **state)
     b->ops->close(b);
 }
 
+/* r2 tags a manifest t2 while r1, not having seen the tag, deletes the manifest later. Once
+ * they have each other's events t2 is gone in both, whichever came first, and a push of the
+ * same manifest again under t3 does not bring t2 back (its register used to stay, hidden,
+ * and show again). */
+static void test_tag_older_than_a_delete_stays_gone(void **state)
+{
+    (void)state;
+    for (int order = 0; order < 2; order++) {
+        struct metastore *a = open_store("r1"), *b = open_store("r2");
+        put_manifest(a, "app", 1, "t1");
+        sync_from(b, a);
+        put_manifest(b, "app", 1, "t2");
+        usleep(3000); /* the clocks are wall-time milliseconds: the delete is later */
+        struct digest d;
+        body_digest(1, &d);
+        struct err e = {0};
+        assert_int_equal(a->ops->manifest_delete(a, "app", &d, &e), 0);
+        if (order == 0) {
+            sync_from(a, b); /* the tag reaches the deleting region after its delete */
+            sync_from(b, a);
+        } else {
+            sync_from(b, a); /* the delete reaches the tagging region after its tag */
+            sync_from(a, b);
+        }
+        struct metastore *both[] = {a, b};
+        char got[DIGEST_STR_MAX];
+        for (int i = 0; i < 2; i++) {
+            resolved(both[i], "app", "t2", got);
+            assert_string_equal(got, "");
+        }
+        usleep(3000);
+        put_manifest(a, "app", 1, "t3");
+        sync_from(b, a);
+        sync_from(a, b);
+        for (int i = 0; i < 2; i++) {
+            resolved(both[i], "app", "t3", got);
+            assert_string_equal(got, d.str);
+            resolved(both[i], "app", "t2", got);
+            assert_string_equal(got, "");
+        }
+        a->ops->close(a);
+        b->ops->close(b);
+    }
+}
+
 /* An event whose predecessor from the same origin is missing is refused as a gap. */
 static void test_gap_is_refused(void **state)
 {
@@ -577,6 +622,7 @@ int main(void)
         cmocka_unit_test(test_gap_is_refused),
         cmocka_unit_test(test_push_after_a_concurrent_delete_wins),
         cmocka_unit_test(test_tag_pushed_again_after_a_concurrent_move_wins),
+        cmocka_unit_test(test_tag_older_than_a_delete_stays_gone),
         cmocka_unit_test(test_version_first_writer_wins),
         cmocka_unit_test(test_version_orders_converge),
     };
