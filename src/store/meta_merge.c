@@ -296,13 +296,11 @@ int sq_tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const cha
     if (digest != NULL && strcmp(origin, c->store->region) != 0) {
         /* A collector's tombstone is left out: a tag concurrent with it keeps the
          * manifest instead (sq_untagged_tomb_merge). */
-        rc = sq_run(c, "SELECT hlc FROM manifest_tombs WHERE repo = ?1 AND digest = ?2"
-                       " AND is_gc = 0",
-                    &s, e, "tt", repo, digest);
+        rc = sq_query(c, SQ_TOMB_GET, &s, e, "tt", repo, digest);
         if (rc < 0)
             return -1;
-        bool is_dead = rc == SQL_ROW && sql_col_int64(s, 0) > hlc;
-        sql_finalize(s);
+        bool is_dead = rc == SQL_ROW && sql_col_int64(s, 2) == 0 && sql_col_int64(s, 0) > hlc;
+        sq_stmt_done(s);
         if (is_dead)
             digest = NULL;
     }

@@ -131,11 +131,16 @@ int sq_upload_oldest(struct metastore *ms, const char *source, const char *owner
                           started_before_s);
     if (rc < 0)
         return -1;
-    for (int row = rc == SQL_ROW; row == 1; row = sq_next_row(c, s, e)) {
+    int row = rc == SQL_ROW;
+    for (; row == 1; row = sq_next_row(c, s, e)) {
         out->names = xrealloc(out->names, (out->n + 1) * sizeof(char *));
         out->names[out->n++] = sq_col_strdup(s, 0);
     }
     sql_finalize(s);
+    if (row < 0) { /* a read that failed half-way: no partial list */
+        meta_name_list_fini(out);
+        return -1;
+    }
     return 0;
 }
 

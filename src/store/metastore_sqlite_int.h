@@ -109,7 +109,7 @@
                       " WHERE repo = ?1 AND digest = ?2")                                      \
     X(TREG_OF_REPO, "SELECT name, digest, hlc, origin FROM tag_regs WHERE repo = ?1"          \
                     " ORDER BY name")                                                          \
-    X(TOMB_GET, "SELECT hlc, origin FROM manifest_tombs WHERE repo = ?1 AND digest = ?2")      \
+    X(TOMB_GET, "SELECT hlc, origin, is_gc FROM manifest_tombs WHERE repo = ?1 AND digest = ?2") \
     /* Untagged manifests (meta_untagged.c): cached, as a pass runs them per manifest. */ \
     X(UNTAGGED_REVIEW, "SELECT u.since_ms, m.is_visible FROM untagged u JOIN manifests m"      \
                        " ON m.repo_id = u.repo_id AND m.digest = u.digest"                     \
