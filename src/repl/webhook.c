@@ -28,23 +28,41 @@
 #include "util.h"
 
 #define WEBHOOK_WORKER_MAGIC 0x77686b77u /* "whkw" */
-#define WEBHOOK_BATCH 16                 /* deliveries read per query */
 #define WEBHOOK_IDLE_RECHECK_MS 60000    /* look at the queue at least this often */
 #define WEBHOOK_STORE_RETRY_MS 1000      /* after a metastore failure */
 #define WEBHOOK_RESPONSE_READ_MAX (64 * 1024)
-/* A batch read is claimed for this long: enough to send all of it (each send is bounded
- * by WEBHOOK_TIMEOUT_MS), after which another node may take what a dead one left. */
-#define WEBHOOK_CLAIM_MS ((int64_t)WEBHOOK_BATCH * WEBHOOK_TIMEOUT_MS + 30000)
+/* A delivery read is claimed for this long: enough to send it (a send is bounded by
+ * WEBHOOK_TIMEOUT_MS), after which another node may take what a dead one left. */
+#define WEBHOOK_CLAIM_MS ((int64_t)WEBHOOK_TIMEOUT_MS + 30000)
+
+/* Senders: webhooks served at once. A receiver that accepts and never answers holds one
+ * for WEBHOOK_TIMEOUT_MS per attempt; the others go on. */
+#define WEBHOOK_SENDERS 4
+_Static_assert(WEBHOOK_SENDERS <= META_DELIVERY_SKIP_MAX, "every busy webhook fits the skip list");
+
+struct webhook_worker;
+
+struct webhook_sender {
+    struct webhook_worker *w;
+    pthread_t thread;
+    /* Under w->mu: */
+    bool is_busy;           /* job handed to it (its webhook has a send in flight) */
+    bool is_sending;        /* it took the job */
+    struct meta_delivery job;
+};
 
 struct webhook_worker {
     unsigned magic;
     struct registry *reg;
-    pthread_t thread;
+    pthread_t thread; /* the dispatcher */
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* on CLOCK_MONOTONIC */
+    pthread_cond_t cv;      /* wakes the dispatcher; on CLOCK_MONOTONIC */
+    pthread_cond_t work_cv; /* wakes the senders */
+    struct webhook_sender senders[WEBHOOK_SENDERS];
     /* Under mu: */
     bool is_stopping;
     bool is_kicked;
+    int64_t pause_until_ms; /* the store failed to record an outcome: wait till then */
 };
 
 /* Definitions ------------------------------------------------------------- */
@@ -395,45 +413,121 @@ static int deliver(struct webhook_worker *w, struct meta_delivery *d)
     return 0;
 }
 
-static bool is_stopping(struct webhook_worker *w)
-{
-    AZ(pthread_mutex_lock(&w->mu));
-    bool v = w->is_stopping;
-    AZ(pthread_mutex_unlock(&w->mu));
-    return v;
-}
-
-/* Sends everything due, batch after batch, until nothing is due; returns when the
- * next delivery is due (wall-clock ms), as the last (empty) query saw it. */
-static int64_t run_due(struct webhook_worker *w)
+/* The dispatcher: hands each due delivery to an idle sender, at most one send in flight
+ * per webhook (its deliveries go out in order, and a receiver that never answers holds
+ * one sender, not the others). Returns when to look again (wall-clock ms): now when
+ * every idle sender got work, the next due time otherwise. Called without w->mu. */
+static int64_t dispatch(struct webhook_worker *w)
 {
     struct metastore *ms = w->reg->ms;
-    while (!is_stopping(w)) {
-        struct meta_delivery_list due = {0};
-        int64_t next_due_ms = INT64_MAX;
-        struct err e = {0};
-        int64_t now_ms = util_now_ms();
-        if (ms->ops->delivery_due(ms, now_ms, WEBHOOK_CLAIM_MS, WEBHOOK_BATCH, &due,
-                                  &next_due_ms, &e) != 0) {
-            log_error("webhook", "failed to read due deliveries: %s", err_message(&e));
-            return now_ms + WEBHOOK_STORE_RETRY_MS;
+    char busy[WEBHOOK_SENDERS][WEBHOOK_NAME_MAX + 1];
+    const char *skip[WEBHOOK_SENDERS];
+    size_t n_busy = 0, n_idle = 0;
+    AZ(pthread_mutex_lock(&w->mu));
+    int64_t pause_until_ms = w->pause_until_ms;
+    for (size_t i = 0; i < WEBHOOK_SENDERS; i++) {
+        struct webhook_sender *sd = &w->senders[i];
+        if (!sd->is_busy) {
+            n_idle++;
+            continue;
         }
-        if (due.n == 0)
-            return next_due_ms;
-        bool is_store_failing = false;
-        size_t i = 0;
-        for (; i < due.n && !is_stopping(w); i++)
-            is_store_failing |= deliver(w, &due.items[i]) != 0;
-        /* Stopping: the claims not used go back (each row as it was read), so a restart
-         * or another node sends them at once rather than when the claim runs out. */
-        for (; i < due.n; i++)
-            (void)ms->ops->delivery_update(ms, &due.items[i], &e);
-        meta_delivery_list_fini(&due);
+        snprintf(busy[n_busy], sizeof(busy[0]), "%s", sd->job.webhook);
+        skip[n_busy] = busy[n_busy];
+        n_busy++;
+    }
+    AZ(pthread_mutex_unlock(&w->mu));
+    int64_t now_ms = util_now_ms();
+    if (n_idle == 0)
+        return INT64_MAX; /* a sender kicks when it is done */
+    if (now_ms < pause_until_ms)
+        return pause_until_ms;
+
+    struct meta_delivery_list due = {0};
+    int64_t next_due_ms = INT64_MAX;
+    struct err e = {0};
+    if (ms->ops->delivery_due(ms, now_ms, WEBHOOK_CLAIM_MS, n_idle, skip, n_busy, &due,
+                              &next_due_ms, &e) != 0) {
+        log_error("webhook", "failed to read due deliveries: %s", err_message(&e));
+        return now_ms + WEBHOOK_STORE_RETRY_MS;
+    }
+    AZ(pthread_mutex_lock(&w->mu));
+    for (size_t k = 0; k < due.n; k++) {
+        struct meta_delivery *d = &due.items[k];
+        struct webhook_sender *idle = NULL;
+        bool is_taken = false;
+        for (size_t i = 0; i < WEBHOOK_SENDERS; i++) {
+            struct webhook_sender *sd = &w->senders[i];
+            if (sd->is_busy)
+                is_taken |= strcmp(sd->job.webhook, d->webhook) == 0;
+            else if (idle == NULL)
+                idle = sd;
+        }
+        if (is_taken || idle == NULL || w->is_stopping)
+            continue; /* given back below */
+        idle->job = *d; /* the sender owns its strings now */
+        memset(d, 0, sizeof(*d));
+        idle->is_busy = true;
+        AZ(pthread_cond_broadcast(&w->work_cv));
+    }
+    AZ(pthread_mutex_unlock(&w->mu));
+    /* A later delivery of a webhook handed out in this batch (or one no sender could
+     * take): its claim goes back, as read, and it is read again once the send before it
+     * is done. Written outside w->mu: the store's writer lock is never taken under it. */
+    for (size_t k = 0; k < due.n; k++) {
+        if (due.items[k].webhook != NULL) {
+            (void)ms->ops->delivery_update(ms, &due.items[k], &e);
+            next_due_ms = now_ms;
+        }
+    }
+    meta_delivery_list_fini(&due);
+    return next_due_ms;
+}
+
+static void *send_work(void *arg)
+{
+    struct webhook_sender *sd = arg;
+    struct webhook_worker *w = sd->w;
+    AZ(pthread_mutex_lock(&w->mu));
+    for (;;) {
+        while (!w->is_stopping && !(sd->is_busy && !sd->is_sending))
+            AZ(pthread_cond_wait(&w->work_cv, &w->mu));
+        if (w->is_stopping)
+            break;
+        sd->is_sending = true;
+        AZ(pthread_mutex_unlock(&w->mu));
+        /* Only the sender writes the job; the dispatcher reads its webhook name under
+         * w->mu, so the job is freed only after it is handed back. */
+        bool is_store_failing = deliver(w, &sd->job) != 0;
+        AZ(pthread_mutex_lock(&w->mu));
+        struct meta_delivery done = sd->job;
+        memset(&sd->job, 0, sizeof(sd->job));
         /* A delivery whose outcome could not be stored is still due: pause, not spin. */
         if (is_store_failing)
-            return util_now_ms() + WEBHOOK_STORE_RETRY_MS;
+            w->pause_until_ms = util_now_ms() + WEBHOOK_STORE_RETRY_MS;
+        sd->is_sending = false;
+        sd->is_busy = false;
+        w->is_kicked = true;
+        AZ(pthread_cond_signal(&w->cv));
+        AZ(pthread_mutex_unlock(&w->mu));
+        meta_delivery_fini(&done);
+        AZ(pthread_mutex_lock(&w->mu));
     }
-    return INT64_MAX;
+    /* Stopping with a delivery handed out but not begun: its claim goes back, so a
+     * restart or another node sends it at once rather than when the claim runs out. */
+    struct meta_delivery unsent = {0};
+    bool is_unsent = sd->is_busy && !sd->is_sending;
+    if (is_unsent) {
+        unsent = sd->job;
+        memset(&sd->job, 0, sizeof(sd->job));
+        sd->is_busy = false;
+    }
+    AZ(pthread_mutex_unlock(&w->mu));
+    if (is_unsent) {
+        struct err e = {0};
+        (void)w->reg->ms->ops->delivery_update(w->reg->ms, &unsent, &e);
+        meta_delivery_fini(&unsent);
+    }
+    return NULL;
 }
 
 static void *work(void *arg)
@@ -444,7 +538,7 @@ static void *work(void *arg)
     while (!w->is_stopping) {
         w->is_kicked = false;
         AZ(pthread_mutex_unlock(&w->mu));
-        int64_t next_due_ms = run_due(w);
+        int64_t next_due_ms = dispatch(w);
         AZ(pthread_mutex_lock(&w->mu));
         while (!w->is_stopping && !w->is_kicked) {
             int64_t wait_ms = next_due_ms - util_now_ms();
@@ -479,6 +573,11 @@ struct webhook_worker *webhook_worker_start(struct registry *reg)
     AZ(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC));
     AZ(pthread_cond_init(&w->cv, &ca));
     AZ(pthread_condattr_destroy(&ca));
+    AZ(pthread_cond_init(&w->work_cv, NULL));
+    for (size_t i = 0; i < WEBHOOK_SENDERS; i++) {
+        w->senders[i].w = w;
+        AZ(pthread_create(&w->senders[i].thread, NULL, send_work, &w->senders[i]));
+    }
     AZ(pthread_create(&w->thread, NULL, work, w));
     return w;
 }
@@ -502,10 +601,14 @@ void webhook_worker_stop(struct webhook_worker *w)
     AZ(pthread_mutex_lock(&w->mu));
     w->is_stopping = true;
     AZ(pthread_cond_signal(&w->cv));
+    AZ(pthread_cond_broadcast(&w->work_cv));
     AZ(pthread_mutex_unlock(&w->mu));
     AZ(pthread_join(w->thread, NULL));
+    for (size_t i = 0; i < WEBHOOK_SENDERS; i++)
+        AZ(pthread_join(w->senders[i].thread, NULL));
     AZ(pthread_mutex_destroy(&w->mu));
     AZ(pthread_cond_destroy(&w->cv));
+    AZ(pthread_cond_destroy(&w->work_cv));
     w->magic = 0;
     free(w);
 }

@@ -57,10 +57,11 @@ int webhook_save(struct registry *reg, const struct webhook_def *d, bool is_crea
 /* Deletes webhook name everywhere and forgets its deliveries here. ERR_NOT_FOUND. */
 int webhook_delete(struct registry *reg, const char *name, struct err *e);
 
-/* The delivery worker: one thread per registry. start spawns it (it first resumes
- * whatever was pending before a restart); stop asks it to finish the delivery in
- * flight (at most WEBHOOK_TIMEOUT_MS), joins it and frees w (NULL accepted). kick
- * wakes it at once (a delivery was queued); NULL accepted. */
+/* The delivery worker: a dispatcher thread and a few senders per registry, one send in
+ * flight per webhook. start spawns them (they first resume whatever was pending before a
+ * restart); stop asks them to finish the sends in flight (at most WEBHOOK_TIMEOUT_MS),
+ * joins them and frees w (NULL accepted). kick wakes the dispatcher at once (a delivery
+ * was queued); NULL accepted. */
 struct webhook_worker *webhook_worker_start(struct registry *reg);
 void webhook_worker_stop(struct webhook_worker *w);
 void webhook_worker_kick(struct webhook_worker *w);

@@ -113,10 +113,13 @@ fail:
 }
 
 int sq_delivery_due(struct metastore *ms, int64_t now_ms, int64_t claim_ms, size_t max,
-                    struct meta_delivery_list *out, int64_t *next_due_ms, struct err *e)
+                    const char *const *skip, size_t n_skip, struct meta_delivery_list *out,
+                    int64_t *next_due_ms, struct err *e)
 {
+    /* Unused skip slots hold "", which names no webhook (names are never empty). */
     static const char due[] = "SELECT " DQ_COLUMNS " FROM webhook_deliveries"
                               " WHERE state = 'pending' AND next_attempt_ms <= ?1"
+                              " AND webhook NOT IN (?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
                               " ORDER BY next_attempt_ms, seq LIMIT ?2";
     static const char next[] = "SELECT min(next_attempt_ms) FROM webhook_deliveries"
                                " WHERE state = 'pending' AND next_attempt_ms > ?1";
@@ -127,6 +130,10 @@ int sq_delivery_due(struct metastore *ms, int64_t now_ms, int64_t claim_ms, size
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
+    ASSERT(n_skip <= META_DELIVERY_SKIP_MAX);
+    const char *sk[META_DELIVERY_SKIP_MAX];
+    for (size_t i = 0; i < META_DELIVERY_SKIP_MAX; i++)
+        sk[i] = i < n_skip ? skip[i] : "";
     int64_t limit = max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
     /* A claim is a write: writers are serialized (across nodes on PostgreSQL), so two
      * workers never read the same due row before one of them has claimed it.
@@ -136,7 +143,8 @@ int sq_delivery_due(struct metastore *ms, int64_t now_ms, int64_t claim_ms, size
     if (sq_tx_begin(c, is_claim, e) != 0)
         return -1;
     struct sql_stmt *s;
-    int rc = sq_run(c, due, &s, e, "ii", now_ms, limit);
+    int rc = sq_run(c, due, &s, e, "iitttttttt", now_ms, limit, sk[0], sk[1], sk[2], sk[3],
+                    sk[4], sk[5], sk[6], sk[7]);
     if (rc < 0 || collect_deliveries(c, s, rc, out, e) != 0)
         goto fail;
     for (size_t i = 0; is_claim && i < out->n; i++) {

@@ -423,15 +423,19 @@ void meta_delivery_list_fini(struct meta_delivery_list *l);
 /* Stores n new deliveries in one transaction (ERR_CONFLICT if an id exists). */
 typedef int ms_delivery_add_f(struct metastore *ms, const struct meta_delivery *items, size_t n,
                               struct err *e);
-/* Pending deliveries due at now_ms, oldest due first, at most max. *next_due_ms: when
- * the earliest pending delivery not returned is due (INT64_MAX if none). With claim_ms > 0
+/* Pending deliveries due at now_ms, oldest due first, at most max, none of a webhook
+ * named in skip (n_skip <= META_DELIVERY_SKIP_MAX names: webhooks with a send in flight,
+ * whose later deliveries wait for it). *next_due_ms: when the earliest pending delivery
+ * not returned is due (INT64_MAX if none). With claim_ms > 0
  * the deliveries returned are claimed in the same transaction: none is due again before
  * now_ms + claim_ms (the caller records each outcome, which sets its next attempt), so
  * the workers of several nodes sharing the store never send one delivery at once, and a
  * node that dies mid-send leaves its claims to the others when they run out. */
+#define META_DELIVERY_SKIP_MAX 8
 typedef int ms_delivery_due_f(struct metastore *ms, int64_t now_ms, int64_t claim_ms,
-                              size_t max, struct meta_delivery_list *out,
-                              int64_t *next_due_ms, struct err *e);
+                              size_t max, const char *const *skip, size_t n_skip,
+                              struct meta_delivery_list *out, int64_t *next_due_ms,
+                              struct err *e);
 /* Leases: work that one node of a region must do for all (server/lease.c). Holds lease
  * `name` for `holder` until now_ms + ttl_ms when it is free, run out (its expiry before
  * now_ms) or already holder's; *is_held tells whether holder has it now. ttl_ms 0 gives

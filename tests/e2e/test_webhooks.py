@@ -559,6 +559,81 @@ def test_retries_while_the_port_is_closed(registry, receiver, oci, repo):
     assert len(receiver.events(name, "push")) == 1
 
 
+class SilentReceiver:
+    """Accepts connections and reads them, never answers: a receiver that hangs. Records
+    when each connection was accepted and when the sender gave up on it (closed it)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.accepted = []  # monotonic times
+        self.closed = []    # monotonic times
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.accepted.append(time.monotonic())
+                self.conns.append(conn)
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    def _drain(self, conn):
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
+        with self.lock:
+            self.closed.append(time.monotonic())
+
+    def stop(self):
+        self.sock.close()
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            c.close()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/hook" % self.sock.getsockname()[1]
+
+
+def test_a_receiver_that_never_answers_does_not_hold_back_the_others(registry, receiver, oci,
+                                                                      repo):
+    """A webhook whose receiver accepts and never answers holds its own deliveries (each
+    send waits up to 10 s), not every other webhook's: they are sent meanwhile."""
+    silent = SilentReceiver()
+    slow, fast = hook_name("silent"), hook_name("fast")
+    try:
+        create(registry, slow, silent.url, actions=["push"])
+        create(registry, fast, receiver.url, actions=["push"])
+        for i in range(3):
+            oci.push_image(repo, tag="s%d" % i, layers=1)
+        wait_until(lambda: silent.accepted, timeout_s=30, what="a send to the silent receiver")
+        got = wait_until(lambda: len(receiver.events(fast, "push")) >= 3 and time.monotonic(),
+                         timeout_s=60, what="the other webhook's three deliveries")
+        with silent.lock:
+            first_given_up = min(silent.closed) if silent.closed else None
+        # Delivered while the first send to the silent receiver was still waiting for its
+        # answer, not after it timed out.
+        assert first_given_up is None or got < first_given_up, \
+            "the other webhook waited for the silent receiver's sends to time out"
+        # The silent webhook's later deliveries wait for the first, one send at a time.
+        with silent.lock:
+            assert len(silent.accepted) - len(silent.closed) <= 1
+    finally:
+        api(registry, "DELETE", "webhooks/" + slow)
+        api(registry, "DELETE", "webhooks/" + fast)
+        silent.stop()
+
+
 def test_updating_the_uri_redirects_pending_retries(registry, receiver, oci, repo):
     name = hook_name("move")
     create(registry, name, "http://127.0.0.1:9/nothing-listens", actions=["push"])

@@ -322,14 +322,14 @@ static void test_claimed_delivery_goes_to_one_node(void **state)
     assert_int_equal(a->ops->delivery_add(a, &d, 1, &e), 0);
     struct meta_delivery_list got_a = {0}, got_b = {0};
     int64_t next = 0;
-    assert_int_equal(a->ops->delivery_due(a, 2000, 60000, 10, &got_a, &next, &e), 0);
+    assert_int_equal(a->ops->delivery_due(a, 2000, 60000, 10, NULL, 0, &got_a, &next, &e), 0);
     assert_int_equal(got_a.n, 1);
-    assert_int_equal(b->ops->delivery_due(b, 2001, 60000, 10, &got_b, &next, &e), 0);
+    assert_int_equal(b->ops->delivery_due(b, 2001, 60000, 10, NULL, 0, &got_b, &next, &e), 0);
     assert_int_equal(got_b.n, 0);
     assert_int_equal(next, 62000); /* due again when the claim runs out */
     meta_delivery_list_fini(&got_b);
     /* A node that died: another one takes it once the claim has run out. */
-    assert_int_equal(b->ops->delivery_due(b, 62001, 60000, 10, &got_b, &next, &e), 0);
+    assert_int_equal(b->ops->delivery_due(b, 62001, 60000, 10, NULL, 0, &got_b, &next, &e), 0);
     assert_int_equal(got_b.n, 1);
     meta_delivery_list_fini(&got_a);
     meta_delivery_list_fini(&got_b);

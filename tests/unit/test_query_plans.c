@@ -150,9 +150,9 @@ static void workload(struct metastore *ms)
     assert_int_equal(o->delivery_add(ms, &d, 1, &e), 0);
     struct meta_delivery_list dl;
     int64_t next;
-    assert_int_equal(o->delivery_due(ms, util_now_ms(), 0, 1, &dl, &next, &e), 0);
+    assert_int_equal(o->delivery_due(ms, util_now_ms(), 0, 1, NULL, 0, &dl, &next, &e), 0);
     meta_delivery_list_fini(&dl);
-    assert_int_equal(o->delivery_due(ms, util_now_ms(), 0, 10, &dl, &next, &e), 0);
+    assert_int_equal(o->delivery_due(ms, util_now_ms(), 0, 10, NULL, 0, &dl, &next, &e), 0);
     meta_delivery_list_fini(&dl);
     d.state = META_DELIVERY_DELIVERED;
     assert_int_equal(o->delivery_update(ms, &d, &e), 0);
