@@ -131,8 +131,11 @@ void oci_blob(struct http_req *req)
     }
     if (oci_data_redirect(req, &d)) /* the bytes come from the data endpoint */
         return;
-    const char *range = http_req_header(req, "Range");
-    /* RFC 9110 13.1.5: a Range under an If-Range that does not match is ignored. */
+    bool is_head = strcmp(req->method, "HEAD") == 0;
+    /* RFC 9110 14.2: Range is defined for GET only, so a HEAD answers for the whole blob
+     * (distribution-spec: 200, its size in Content-Length); 13.1.5: a Range under an
+     * If-Range that does not match is ignored. */
+    const char *range = is_head ? NULL : http_req_header(req, "Range");
     if (!range_if_range_matches(http_req_header(req, "If-Range"), etag))
         range = NULL;
     uint64_t start = 0, end = 0;
@@ -142,7 +145,6 @@ void oci_blob(struct http_req *req)
         start = 0;
     /* A HEAD sends no body: the store checks the copy but opens no range, and a redirect
      * would only cost the client a round trip. */
-    bool is_head = strcmp(req->method, "HEAD") == 0;
     uint64_t open_len = is_head || rr == RANGE_UNSATISFIABLE ? 0 : len;
     unsigned accept = is_head ? 0 : BLOBSTORE_ACCEPT_REDIRECT;
     /* The store serves only a copy of the recorded size that is still what was verified;

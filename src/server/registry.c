@@ -395,8 +395,8 @@ typedef void route_step_f(struct http_req *req);
  * (NULL: none; the handler runs when the body is in). */
 static route_step_f *route(struct http_req *req)
 {
+    /* RFC 9110 9.1: what answers GET answers HEAD too (the same headers, no body). */
     static const char *const get_head[] = {"GET", "HEAD", NULL};
-    static const char *const get_only[] = {"GET", NULL};
     static const char *const manifest_methods[] = {"GET", "HEAD", "PUT", "DELETE", NULL};
     static const char *const blob_methods[] = {"GET", "HEAD", "DELETE", NULL};
     static const char *const upload_methods[] = {"GET", "PATCH", "PUT", "DELETE", NULL};
@@ -436,12 +436,12 @@ static route_step_f *route(struct http_req *req)
     size_t rest_len = strlen(rest);
     if (strcmp(rest, "_catalog") == 0) {
         req->route = ROUTE_CATALOG;
-        return allow(req, get_only) ? oci_catalog : NULL;
+        return allow(req, get_head) ? oci_catalog : NULL;
     }
     if (rest_len > 10 && strcmp(rest + rest_len - 10, "/tags/list") == 0) {
         req->route = ROUTE_TAGS;
         set_capture(req, rest, rest_len - 10, NULL);
-        return allow(req, get_only) ? oci_tags : NULL;
+        return allow(req, get_head) ? oci_tags : NULL;
     }
     if ((m = find_marker(rest, "/blobs/uploads/")) != NULL ||
         (rest_len > 14 && strcmp(rest + rest_len - 14, "/blobs/uploads") == 0 &&
@@ -465,7 +465,7 @@ static route_step_f *route(struct http_req *req)
     if ((m = find_marker(rest, "/referrers/")) != NULL) {
         req->route = ROUTE_REFERRERS;
         set_capture(req, rest, (size_t)(m - rest), m + 11);
-        return allow(req, get_only) ? oci_referrers : NULL;
+        return allow(req, get_head) ? oci_referrers : NULL;
     }
     http_reply_error(req, ERR_ROUTE_UNKNOWN, "no such endpoint");
     return NULL;

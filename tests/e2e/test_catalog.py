@@ -92,6 +92,18 @@ def test_catalog_invalid_n(populated, n):
     assert r.status_code == 400, (n, r.status_code, r.text)
 
 
+def test_catalog_head_answers_like_get(populated):
+    """RFC 9110 9.1 and 9.3.2: what answers GET answers HEAD, with the same headers."""
+    srv, _ = populated
+    oci = srv.oci()
+    get = oci.get("/v2/_catalog", params={"n": 3})
+    r = oci.head("/v2/_catalog", params={"n": 3})
+    assert r.status_code == 200, (r.status_code, r.headers)
+    assert r.content == b""
+    for h in ("Content-Type", "Content-Length", "Link"):
+        assert r.headers.get(h) == get.headers.get(h), h
+
+
 def test_new_repository_appears_and_failed_push_adds_none(server_factory):
     srv = server_factory()
     oci = srv.oci()

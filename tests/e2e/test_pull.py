@@ -162,6 +162,22 @@ def test_blob_range_not_satisfiable(oci, repo, blob2k, spec):
     assert r.status_code == 416, (spec, r.status_code)
 
 
+@pytest.mark.parametrize("spec", ["bytes=0-99", "bytes=-1", "bytes=5000-10000"])
+def test_head_blob_ignores_range(oci, repo, blob2k, spec):
+    """RFC 9110 14.2: Range is defined for GET only, and distribution-spec: a HEAD of an
+    existing blob MUST be 200 with the blob's size (the whole blob's headers, no 206 or
+    416 for a range a HEAD never transfers)."""
+    data, d = blob2k
+    get = oci.get(oci.blob_path(repo, d))
+    r = oci.head(oci.blob_path(repo, d), headers={"Range": spec})
+    assert r.status_code == 200, (spec, r.status_code, r.headers)
+    assert r.content == b""
+    assert r.headers["Content-Length"] == str(len(data)) == get.headers["Content-Length"]
+    assert "Content-Range" not in r.headers
+    for h in ("Docker-Content-Digest", "Content-Type", "ETag", "Accept-Ranges"):
+        assert r.headers.get(h) == get.headers.get(h), h
+
+
 @pytest.mark.parametrize("spec", ["items=0-10", "bytes=abc", "bytes=0-1,5-6"])
 def test_blob_unusable_range_serves_whole_blob(oci, repo, blob2k, spec):
     # RFC 9110 14.2: a server may ignore a Range it does not support; it must not
@@ -190,12 +206,13 @@ def test_if_range_matching_etag_serves_the_range(oci, repo, blob2k):
 ])
 def test_blob_if_none_match(oci, repo, blob2k, inm, want):
     """RFC 9110 13.1.2: a GET or HEAD whose If-None-Match names the blob's entity tag gets
-    304 without a body (before any Range); another tag gets the blob."""
+    304 without a body (before any Range); another tag gets the blob (a GET its range, a
+    HEAD, for which Range is not defined, the whole blob's 200)."""
     data, d = blob2k
-    for method in ("GET", "HEAD"):
+    for method, ranged in (("GET", 206), ("HEAD", 200)):
         r = oci.request(method, oci.blob_path(repo, d),
                         headers={"If-None-Match": inm.format(d=d), "Range": "bytes=0-9"})
-        assert r.status_code == (want if want == 304 else 206), (method, inm, r.status_code)
+        assert r.status_code == (want if want == 304 else ranged), (method, inm, r.status_code)
         assert r.headers["ETag"] == '"%s"' % d
         if want == 304:
             assert r.content == b"" and r.headers["Docker-Content-Digest"] == d

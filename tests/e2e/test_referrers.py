@@ -165,6 +165,20 @@ def test_unfiltered_request_has_no_filters_header(oci, family):
     assert "OCI-Filters-Applied" not in r.headers
 
 
+def test_head_answers_like_get(oci, family):
+    """RFC 9110 9.1 and 9.3.2: what answers GET answers HEAD, with the same headers
+    (OCI-Filters-Applied included)."""
+    repo, subject, _refs = family
+    path = "/v2/%s/referrers/%s" % (repo, subject.digest)
+    for params in (None, {"artifactType": AT_SBOM}):
+        get = oci.get(path, params=params)
+        r = oci.head(path, params=params)
+        assert r.status_code == 200, (params, r.status_code, r.headers)
+        assert r.content == b""
+        for h in ("Content-Type", "Content-Length", "OCI-Filters-Applied"):
+            assert r.headers.get(h) == get.headers.get(h), (params, h)
+
+
 def test_unknown_subject_gives_empty_index(oci, repo):
     oci.push_image(repo, layers=1)
     _r, descs = referrers_index(oci, repo, digest_of(b"hello world"))

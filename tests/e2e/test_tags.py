@@ -116,6 +116,19 @@ def test_invalid_n(oci, tagged_repo, n):
     assert r.status_code == 400, (n, r.status_code, r.text)
 
 
+def test_head_answers_like_get(oci, tagged_repo):
+    """RFC 9110 9.1 and 9.3.2: what answers GET answers HEAD, with the same headers."""
+    repo, _tags, _ = tagged_repo
+    path = "/v2/%s/tags/list" % repo
+    get = oci.get(path, params={"n": 2})
+    r = oci.head(path, params={"n": 2})
+    assert r.status_code == 200, (r.status_code, r.headers)
+    assert r.content == b""
+    for h in ("Content-Type", "Content-Length", "Link"):
+        assert r.headers.get(h) == get.headers.get(h), h
+    assert_error(oci.head("/v2/e2e/tags/never/pushed/tags/list"), 404)
+
+
 def test_many_tags_paginate_completely(oci, repo):
     img = oci.push_image(repo, layers=1, layer_size=10)
     tags = ["t%03d" % i for i in range(130)]
