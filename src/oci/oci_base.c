@@ -94,18 +94,23 @@ bool oci_check_repo(struct http_req *req)
     return true;
 }
 
+#define PAGE_MAX 100000 /* the most tags or repositories one page holds */
+
 int oci_pagination(struct http_req *req, long *n, const char **last)
 {
     const char *nv = http_req_query(req, "n");
     *n = -1;
     *last = http_req_query(req, "last");
     if (nv != NULL) {
-        uint64_t v;
-        if (util_parse_u64(nv, strlen(nv), &v) != 0 || v > 100000) {
-            http_reply_error(req, ERR_PAGINATION_INVALID, "n must be a number from 0 to 100000");
+        size_t len = strlen(nv);
+        if (len == 0 || strspn(nv, "0123456789") != len) {
+            http_reply_error(req, ERR_PAGINATION_INVALID, "n must be a non-negative integer");
             return -1;
         }
-        *n = (long)v;
+        /* distribution-spec: fewer than n results are allowed when a Link names the rest,
+         * so a larger n (however many digits) is served PAGE_MAX at a time. */
+        uint64_t v;
+        *n = util_parse_u64(nv, len, &v) != 0 || v > PAGE_MAX ? PAGE_MAX : (long)v;
     }
     return 0;
 }

@@ -5,7 +5,8 @@ import urllib.parse
 
 import pytest
 
-from conftest import (LINK_NEXT_RE, MT_OCI_MANIFEST, assert_error, path_of)
+from conftest import (LINK_NEXT_RE, MT_OCI_MANIFEST, SPEC_ERROR_CODES, assert_error,
+                      error_codes, path_of)
 
 
 @pytest.fixture
@@ -114,6 +115,26 @@ def test_invalid_n(oci, tagged_repo, n):
     repo, _tags, _ = tagged_repo
     r = oci.tags(repo, n=n)
     assert r.status_code == 400, (n, r.status_code, r.text)
+
+
+def test_invalid_n_error_code_is_from_the_spec(oci, tagged_repo):
+    """A 4xx JSON body's code MUST be one of the spec's table (distribution-spec "Error
+    Codes"): not distribution's PAGINATION_NUMBER_INVALID."""
+    repo, _tags, _ = tagged_repo
+    r = oci.tags(repo, n="abc")
+    assert r.status_code == 400
+    assert error_codes(r) and set(error_codes(r)) <= SPEC_ERROR_CODES, r.text
+
+
+@pytest.mark.parametrize("n", ["100001", "99999999999999999999999"])
+def test_n_past_the_page_size_is_not_an_error(oci, tagged_repo, n):
+    """An n larger than the registry's page is a valid request: the spec lets a response
+    hold fewer than n tags when a Link names the rest, so it is served, not refused."""
+    repo, tags, _ = tagged_repo
+    r = oci.tags(repo, n=n)
+    assert r.status_code == 200, (n, r.status_code, r.text)
+    assert r.json()["tags"] == tags
+    assert "Link" not in r.headers
 
 
 def test_head_answers_like_get(oci, tagged_repo):
