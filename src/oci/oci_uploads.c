@@ -311,7 +311,7 @@ int oci_upload_headers(struct http_req *req)
     if (is_put && parse_digest_param(req, &d) != 0)
         return -1;
     struct upload_state *st;
-    bool is_get = strcmp(req->method, "GET") == 0;
+    bool is_get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
     if (!is_callers_session(req, &e)) {
         http_reply_err(req, &e);
         return -1;

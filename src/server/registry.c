@@ -399,7 +399,8 @@ static route_step_f *route(struct http_req *req)
     static const char *const get_head[] = {"GET", "HEAD", NULL};
     static const char *const manifest_methods[] = {"GET", "HEAD", "PUT", "DELETE", NULL};
     static const char *const blob_methods[] = {"GET", "HEAD", "DELETE", NULL};
-    static const char *const upload_methods[] = {"GET", "PATCH", "PUT", "DELETE", NULL};
+    static const char *const upload_methods[] = {"GET", "HEAD", "PATCH", "PUT", "DELETE",
+                                                  NULL};
     static const char *const post_only[] = {"POST", NULL};
     const char *path = req->path;
     const char *m;

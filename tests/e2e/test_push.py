@@ -152,6 +152,19 @@ def test_get_status_of_a_fresh_session(oci, repo):
     check_session_headers(r, repo, 0)
 
 
+def test_head_status_answers_like_get(oci, repo):
+    """RFC 9110 9.1 and 9.3.2: the upload status answers HEAD as it answers GET."""
+    loc = oci.start_upload(repo).headers["Location"]
+    assert oci.patch(loc, data=b"abc", headers={"Content-Range": "0-2"}).status_code == 202
+    get = oci.get(loc)
+    r = oci.head(loc)
+    assert r.status_code == 204, (r.status_code, r.headers)
+    for h in ("Location", "Range", "Docker-Upload-UUID"):
+        assert r.headers.get(h) == get.headers.get(h), h
+    check_session_headers(r, repo, 3)
+    assert_error(oci.head("/v2/%s/blobs/uploads/%s" % (repo, "0" * 32)), 404)
+
+
 def test_out_of_order_chunk_is_416_and_session_survives(oci, repo):
     data = random_bytes(3000)
     loc = oci.start_upload(repo).headers["Location"]
