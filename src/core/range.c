@@ -186,3 +186,28 @@ bool range_if_range_matches(const char *if_range, const char *etag)
     size_t etag_len = strlen(etag);
     return len >= 2 && s[0] == '"' && len == etag_len && memcmp(s, etag, len) == 0;
 }
+
+bool range_if_match_holds(const char *if_match, const char *etag)
+{
+    if (if_match == NULL)
+        return true;
+    size_t want_len = etag ? strlen(etag) : 0;
+    const char *p = if_match;
+    while (*p != '\0') {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        const char *s = p;
+        trim_ows(&s, &len);
+        /* "*": any current representation; otherwise the strong comparison (a weak
+         * tag, W/"...", never matches). */
+        if (etag != NULL && len == 1 && s[0] == '*')
+            return true;
+        if (etag != NULL && len >= 2 && s[0] == '"' && len == want_len &&
+            memcmp(s, etag, len) == 0)
+            return true;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    return false;
+}

@@ -1,5 +1,5 @@
 /* HTTP Range (blob GET), upload Content-Range parsing, and the entity-tag conditions
- * of a GET (If-Range, If-None-Match). Pure: no I/O. */
+ * of a request (If-Range, If-None-Match, If-Match). Pure: no I/O. */
 #ifndef MERIDIAN_RANGE_H
 #define MERIDIAN_RANGE_H
 
@@ -39,5 +39,12 @@ bool range_if_range_matches(const char *if_range, const char *etag);
  * one tag equal to it under the weak comparison (a W/ prefix on either side is ignored).
  * A GET or HEAD then answers 304 Not Modified, without a body. */
 bool range_none_match_fails(const char *inm, const char *etag);
+
+/* RFC 9110 13.1.1: true when the If-Match value if_match (NULL: none, true) holds for the
+ * current representation whose strong entity tag is etag (quoted; NULL: there is none):
+ * "*" when there is one, or a comma-separated list with one tag equal to it under the
+ * strong comparison. A write whose If-Match does not hold answers 412 and changes
+ * nothing. */
+bool range_if_match_holds(const char *if_match, const char *etag);
 
 #endif

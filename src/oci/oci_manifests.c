@@ -45,6 +45,40 @@ static int parse_reference(struct http_req *req, bool *is_digest, struct digest 
     return 0;
 }
 
+/* RFC 9110 13.1.1, 13.1.2 (in 13.2.2's order): a PUT or DELETE carrying If-Match or
+ * If-None-Match is done only if it holds for what the reference names now, whose entity
+ * tag is the manifest's digest (the ETag a GET answers). Clients keeping a referrers tag
+ * schema index use it so that two writers do not lose each other's update
+ * (distribution-spec "Pushing Manifests with Subject"). The check runs just before the
+ * write, not atomically with it. Replies 412 and returns true when it does not hold. */
+static bool precondition_fails(struct http_req *req)
+{
+    struct registry *reg = req->reg;
+    const char *im = http_req_header_all(req, "If-Match");
+    const char *inm = http_req_header_all(req, "If-None-Match");
+    if (im == NULL && inm == NULL)
+        return false;
+    struct digest cur;
+    char *type = NULL;
+    int64_t size, recorded_ms;
+    bool is_visible;
+    struct err e = {0};
+    bool has_cur = reg->ms->ops->manifest_lookup(reg->ms, req->repo, req->ref, &cur, &type, &size,
+                                                 &is_visible, &recorded_ms, &e) == 0;
+    free(type);
+    char etag[DIGEST_STR_MAX + 3] = "";
+    if (has_cur)
+        snprintf(etag, sizeof(etag), "\"%s\"", cur.str);
+    bool holds = im != NULL ? range_if_match_holds(im, has_cur ? etag : NULL)
+                            : !(has_cur && range_none_match_fails(inm, etag));
+    if (holds)
+        return false;
+    http_reply_error(req, ERR_PRECONDITION_FAILED, "%s does not hold: %s names %s",
+                     im != NULL ? "If-Match" : "If-None-Match", req->ref,
+                     has_cur ? cur.str : "nothing");
+    return true;
+}
+
 /* A push or delete of m took effect in this region: regional webhooks fire. */
 static void notify(struct http_req *req, const char *action, const char *tag,
                    const struct meta_manifest *m)
@@ -192,7 +226,8 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
                                                                &cur_visible, &cur_ms, &le) == 0;
     free(cur_type);
     if (oci_lock_refuses(req, is_digest ? NULL : req->ref,
-                         has_cur ? &cur : (is_digest ? &m.digest : NULL), OCI_LOCK_WRITE)) {
+                         has_cur ? &cur : (is_digest ? &m.digest : NULL), OCI_LOCK_WRITE) ||
+        precondition_fails(req)) {
         manifest_fini(&mf);
         return;
     }
@@ -361,6 +396,8 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
         if (is_refused)
             return;
     }
+    if (precondition_fails(req))
+        return;
     /* A version may be protected until its end of life. */
     if (image_catalog_check_delete(reg->ms, req->repo, is_digest ? NULL : req->ref,
                                    is_digest ? d : NULL, &e) != 0) {

@@ -589,3 +589,68 @@ def test_sha512_throughout(oci, repo):
     bad = canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [ghost]})
     assert_error(oci.put_manifest(repo, digest_of(bad, "sha512"), bad, MT_OCI_INDEX), 400,
                  "MANIFEST_BLOB_UNKNOWN")
+
+
+# -- conditional writes (RFC 9110 13.1.1, 13.1.2)
+
+def referrers_tag_index(n):
+    """An index as a client keeping the referrers tag schema pushes it, version n."""
+    return canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [],
+                           "annotations": {"org.example.version": str(n)}})
+
+
+def test_put_with_if_match_needs_the_current_etag(oci, repo):
+    """A client updating the referrers tag schema index sends If-Match with the ETag its
+    GET gave (distribution-spec "Pushing Manifests with Subject"): a stale one is 412 and
+    the update a concurrent writer made survives."""
+    tag = "sha256-" + "a" * 64
+    v1, v2, v3 = (referrers_tag_index(n) for n in (1, 2, 3))
+    assert oci.put_manifest(repo, tag, v1, MT_OCI_INDEX).status_code == 201
+    etag = oci.get_manifest(repo, tag).headers["ETag"]
+    assert etag == '"%s"' % digest_of(v1)
+    # another writer moves the tag on
+    assert oci.put_manifest(repo, tag, v2, MT_OCI_INDEX,
+                            headers={"If-Match": etag}).status_code == 201
+    r = oci.put_manifest(repo, tag, v3, MT_OCI_INDEX, headers={"If-Match": etag})
+    assert_error(r, 412)
+    assert oci.get_manifest(repo, tag).content == v2
+    assert not oci.manifest_exists(repo, digest_of(v3))
+    # a weak tag never matches (strong comparison), "*" matches whatever is there
+    cur = '"%s"' % digest_of(v2)
+    assert_error(oci.put_manifest(repo, tag, v3, MT_OCI_INDEX, headers={"If-Match": "W/" + cur}),
+                 412)
+    assert oci.put_manifest(repo, tag, v3, MT_OCI_INDEX,
+                            headers={"If-Match": '"x", ' + cur}).status_code == 201
+    # If-Match on a tag that does not exist: nothing to match, nothing created
+    assert_error(oci.put_manifest(repo, "absent", v1, MT_OCI_INDEX, headers={"If-Match": "*"}),
+                 412)
+    assert not oci.manifest_exists(repo, "absent")
+
+
+def test_put_with_if_none_match_star_only_creates(oci, repo):
+    v1, v2 = referrers_tag_index(1), referrers_tag_index(2)
+    assert oci.put_manifest(repo, "new", v1, MT_OCI_INDEX,
+                            headers={"If-None-Match": "*"}).status_code == 201
+    assert_error(oci.put_manifest(repo, "new", v2, MT_OCI_INDEX, headers={"If-None-Match": "*"}),
+                 412)
+    assert oci.get_manifest(repo, "new").content == v1
+    assert_error(oci.put_manifest(repo, "new", v2, MT_OCI_INDEX,
+                                  headers={"If-None-Match": '"%s"' % digest_of(v1)}), 412)
+    assert oci.put_manifest(repo, "new", v2, MT_OCI_INDEX,
+                            headers={"If-None-Match": '"%s"' % digest_of(v2)}).status_code == 201
+
+
+def test_delete_with_a_stale_if_match_changes_nothing(oci, repo):
+    v1, v2 = referrers_tag_index(1), referrers_tag_index(2)
+    assert oci.put_manifest(repo, "t", v1, MT_OCI_INDEX).status_code == 201
+    stale = oci.get_manifest(repo, "t").headers["ETag"]
+    assert oci.put_manifest(repo, "t", v2, MT_OCI_INDEX).status_code == 201
+    for ref in ("t", digest_of(v1)):
+        assert_error(oci.delete(oci.manifest_path(repo, ref),
+                                headers={"If-Match": '"%s"' % digest_of(v2)} if ref != "t"
+                                else {"If-Match": stale}), 412)
+    assert oci.get_manifest(repo, "t").content == v2
+    assert oci.manifest_exists(repo, digest_of(v1))
+    assert oci.delete(oci.manifest_path(repo, "t"),
+                      headers={"If-Match": '"%s"' % digest_of(v2)}).status_code == 202
+    assert not oci.manifest_exists(repo, "t")

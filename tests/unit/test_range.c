@@ -226,6 +226,40 @@ static void test_if_none_match(void **state)
     }
 }
 
+static void test_if_match(void **state)
+{
+    static const char etag[] = "\"sha256:abc\"";
+    static const struct {
+        const char *im;
+        bool has_current;
+        bool want;
+    } cases[] = {
+        {NULL, true, true},
+        {NULL, false, true},
+        {"*", true, true},
+        {" * ", true, true},
+        {"*", false, false},
+        {"\"sha256:abc\"", true, true},
+        {"\"sha256:abc\"", false, false},
+        {"\"x\", \"sha256:abc\"", true, true},
+        {"W/\"sha256:abc\"", true, false}, /* strong comparison */
+        {"\"x\", \"y\"", true, false},
+        {"\"sha256:ab\"", true, false},
+        {"\"sha256:abcd\"", true, false},
+        {"sha256:abc", true, false},
+        {"", true, false},
+        {",,", true, false},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bool got = range_if_match_holds(cases[i].im, cases[i].has_current ? etag : NULL);
+        if (got != cases[i].want)
+            fail_msg("range_if_match_holds(\"%s\", %d) = %d, want %d",
+                     cases[i].im ? cases[i].im : "(null)", cases[i].has_current, got,
+                     cases[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +268,7 @@ int main(void)
         cmocka_unit_test(test_content_range_table),
         cmocka_unit_test(test_if_range),
         cmocka_unit_test(test_if_none_match),
+        cmocka_unit_test(test_if_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
