@@ -1,10 +1,12 @@
 /* /v2/<name>/referrers/<digest>[?artifactType=]: the manifests whose subject is the
  * digest, as an OCI image index (distribution-spec "Listing Referrers"). Never 404:
  * an unknown subject has an empty list. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "manifest.h"
 #include "oci.h"
+#include "util.h"
 
 void oci_referrers(struct http_req *req)
 {
@@ -18,13 +20,22 @@ void oci_referrers(struct http_req *req)
         http_reply_err(req, &e);
         return;
     }
-    const char *filter = http_req_query(req, "artifactType");
-    if (filter && filter[0] == '\0')
-        filter = NULL;
-    if (reg->ms->ops->referrers(reg->ms, req->repo, &d, filter, &list, &e) != 0) {
+    const char *q = http_req_query(req, "artifactType");
+    /* The query is decoded as a form, where '+' means a space: a literal '+' of a media
+     * type suffix ("application/spdx+json", as curl sends it) comes back as ' ', which no
+     * media type holds (RFC 6838 4.2), so it is turned back. */
+    char *filter = q && q[0] != '\0' ? xstrdup(q) : NULL;
+    for (char *p = filter; p && *p; p++) {
+        if (*p == ' ')
+            *p = '+';
+    }
+    int rc = reg->ms->ops->referrers(reg->ms, req->repo, &d, filter, &list, &e);
+    free(filter);
+    if (rc != 0) {
         http_reply_err(req, &e);
         return;
     }
+    bool is_filtered = q && q[0] != '\0';
     struct buf b;
     buf_init(&b, 64 * 1024 * 1024);
     buf_appends(&b, "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX "\",\"manifests\":[");
@@ -48,7 +59,7 @@ void oci_referrers(struct http_req *req)
         buf_append(&b, "}", 1);
     }
     buf_appends(&b, "]}\n");
-    if (filter)
+    if (is_filtered)
         http_reply_header(req, "OCI-Filters-Applied", "artifactType");
     http_reply(req, 200, MT_OCI_INDEX, b.data, b.len);
     buf_fini(&b);

@@ -151,6 +151,19 @@ def test_filter_by_artifact_type(oci, family):
                                             if v["artifactType"] == AT_CFG]
 
 
+def test_filter_with_a_literal_plus(oci, family):
+    """A media type suffix's '+' sent as is (curl, a hand-written URL; Go and requests send
+    %2B) reads as a space in a form-decoded query; no media type holds a space, so the
+    filter still matches."""
+    repo, subject, refs = family
+    want = [d for d, v in refs.items() if v["artifactType"] == AT_CFG]
+    assert "+" in AT_CFG
+    r = oci.get("/v2/%s/referrers/%s?artifactType=%s" % (repo, subject.digest, AT_CFG))
+    assert r.status_code == 200, r.text
+    assert r.headers.get("OCI-Filters-Applied") == "artifactType"
+    assert [d["digest"] for d in r.json()["manifests"]] == want
+
+
 def test_filter_that_matches_nothing(oci, family):
     repo, subject, _refs = family
     r, descs = referrers_index(oci, repo, subject.digest,
