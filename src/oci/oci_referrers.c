@@ -1,12 +1,51 @@
-/* /v2/<name>/referrers/<digest>[?artifactType=]: the manifests whose subject is the
- * digest, as an OCI image index (distribution-spec "Listing Referrers"). Never 404:
- * an unknown subject has an empty list. */
+/* /v2/<name>/referrers/<digest>[?artifactType=][&last=]: the manifests whose subject is
+ * the digest, as an OCI image index (distribution-spec "Listing Referrers"). Never 404:
+ * an unknown subject has an empty list. A list too large for one manifest comes in
+ * pages, each with a Link rel="next" to the rest. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "manifest.h"
 #include "oci.h"
 #include "util.h"
+
+/* A page's body stays within what a manifest may be: clients read an index no larger
+ * (oras-go refuses a bigger one), and "cannot be returned in a single manifest" is when
+ * the spec asks for a Link. A single larger descriptor still gets its own page. */
+#define PAGE_BYTES MANIFEST_MAX_BYTES
+
+static void append_descriptor(struct buf *b, const struct meta_referrer *r)
+{
+    buf_appends(b, "{\"mediaType\":");
+    buf_append_json_string(b, r->media_type);
+    buf_appends(b, ",\"digest\":");
+    buf_append_json_string(b, r->digest.str);
+    buf_printf(b, ",\"size\":%lld", (long long)r->size);
+    if (r->artifact_type) {
+        buf_appends(b, ",\"artifactType\":");
+        buf_append_json_string(b, r->artifact_type);
+    }
+    if (r->annotations_json) {
+        buf_appends(b, ",\"annotations\":");
+        buf_appends(b, r->annotations_json);
+    }
+    buf_append(b, "}", 1);
+}
+
+/* Appends s percent-encoded for a query value: only unreserved characters and '/' as
+ * they are (RFC 3986 3.4), so a '+' of a media type stays a '+'. */
+static void append_query_value(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("-._~/", c) != NULL)
+            buf_append(b, s, 1);
+        else
+            buf_printf(b, "%%%02X", c);
+    }
+}
 
 void oci_referrers(struct http_req *req)
 {
@@ -29,39 +68,50 @@ void oci_referrers(struct http_req *req)
         if (*p == ' ')
             *p = '+';
     }
-    int rc = reg->ms->ops->referrers(reg->ms, req->repo, &d, filter, &list, &e);
-    free(filter);
-    if (rc != 0) {
+    if (reg->ms->ops->referrers(reg->ms, req->repo, &d, filter, &list, &e) != 0) {
+        free(filter);
         http_reply_err(req, &e);
         return;
     }
-    bool is_filtered = q && q[0] != '\0';
-    struct buf b;
+    /* The list is ordered by digest: a page starts after the last digest of the one
+     * before (the cursor its Link carries). */
+    const char *last = http_req_query(req, "last");
+    size_t i = 0;
+    while (last != NULL && i < list.n && strcmp(list.items[i].digest.str, last) <= 0)
+        i++;
+    struct buf b, one;
     buf_init(&b, 64 * 1024 * 1024);
+    buf_init(&one, 64 * 1024 * 1024);
     buf_appends(&b, "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX "\",\"manifests\":[");
-    for (size_t i = 0; i < list.n; i++) {
-        const struct meta_referrer *r = &list.items[i];
-        if (i)
+    size_t shown = 0;
+    for (; i < list.n; i++) {
+        buf_reset(&one);
+        append_descriptor(&one, &list.items[i]);
+        if (shown > 0 && b.len + 1 + one.len + 3 > PAGE_BYTES)
+            break;
+        if (shown++)
             buf_append(&b, ",", 1);
-        buf_appends(&b, "{\"mediaType\":");
-        buf_append_json_string(&b, r->media_type);
-        buf_appends(&b, ",\"digest\":");
-        buf_append_json_string(&b, r->digest.str);
-        buf_printf(&b, ",\"size\":%lld", (long long)r->size);
-        if (r->artifact_type) {
-            buf_appends(&b, ",\"artifactType\":");
-            buf_append_json_string(&b, r->artifact_type);
-        }
-        if (r->annotations_json) {
-            buf_appends(&b, ",\"annotations\":");
-            buf_appends(&b, r->annotations_json);
-        }
-        buf_append(&b, "}", 1);
+        buf_append(&b, one.data, one.len);
     }
     buf_appends(&b, "]}\n");
-    if (is_filtered)
+    if (i < list.n) {
+        struct buf link;
+        buf_init(&link, 64 * 1024);
+        buf_printf(&link, "</v2/%s/referrers/%s?last=%s", req->repo, d.str,
+                   list.items[i - 1].digest.str);
+        if (filter) {
+            buf_appends(&link, "&artifactType=");
+            append_query_value(&link, filter);
+        }
+        buf_appends(&link, ">; rel=\"next\"");
+        http_reply_header(req, "Link", "%s", link.data);
+        buf_fini(&link);
+    }
+    if (filter)
         http_reply_header(req, "OCI-Filters-Applied", "artifactType");
     http_reply(req, 200, MT_OCI_INDEX, b.data, b.len);
+    buf_fini(&one);
     buf_fini(&b);
+    free(filter);
     meta_referrer_list_fini(&list);
 }

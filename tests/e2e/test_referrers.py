@@ -4,7 +4,7 @@ annotations, filtering, unknown subjects, subjects pushed later, deletes."""
 
 import pytest
 
-from conftest import (MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST, assert_error,
+from conftest import (LINK_NEXT_RE, MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST, assert_error,
                       canonical_json, digest_of, random_bytes)
 
 AT_SBOM = "application/vnd.example.sbom.v1"
@@ -295,3 +295,37 @@ def test_chain_of_referrers(oci, repo):
     _r, d2 = referrers_index(oci, repo, sbom.digest)
     assert [d["digest"] for d in d1] == [sbom.digest]
     assert [d["digest"] for d in d2] == [sig.digest]
+
+
+def test_list_larger_than_a_manifest_comes_in_pages(oci, repo):
+    """distribution-spec: "A Link header MUST be included in the response when the
+    descriptor list cannot be returned in a single manifest". Three referrers with 1.5 MB
+    of annotations each make a list larger than a manifest may be (4 MiB, the most
+    oras-go reads): it comes in pages within that size, following Link gives each
+    referrer once, and the filter is carried along."""
+    subject = oci.push_image(repo, tag="big", layers=1)
+    want = set()
+    for i in range(3):
+        a = oci.push_artifact(repo, AT_CFG, subject=subject,
+                              annotations={KEY: "%d" % i, "org.example.pad": "x" * 1500000})
+        want.add(a.digest)
+    for params in ({}, {"artifactType": AT_CFG}):
+        got, pages = [], 0
+        r, descs = referrers_index(oci, repo, subject.digest, **params)
+        while True:
+            pages += 1
+            assert len(r.content) <= 4 * 1024 * 1024, (pages, len(r.content))
+            got += [d["digest"] for d in descs]
+            link = r.headers.get("Link")
+            if not link:
+                break
+            m = LINK_NEXT_RE.search(link)
+            assert m, link
+            r = oci.get(m.group(1))
+            assert r.status_code == 200, (r.status_code, r.text[:200])
+            assert r.headers["Content-Type"] == MT_OCI_INDEX
+            if params:
+                assert r.headers.get("OCI-Filters-Applied") == "artifactType"
+            descs = r.json()["manifests"]
+        assert pages == 2, (params, pages)
+        assert sorted(got) == sorted(want) and len(got) == 3, params
