@@ -318,9 +318,41 @@ int sq_tag_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const cha
 static int dead_tags_drop(struct sq_conn *c, const char *repo, const char *digest, int64_t hlc,
                           struct err *e)
 {
-    return sq_run_exec(c, "UPDATE tag_regs SET digest = NULL"
-                          " WHERE repo = ?1 AND digest = ?2 AND hlc < ?3",
-                       e, "tti", repo, digest, hlc);
+    if (!is_image_definition(c, repo))
+        return sq_run_exec(c, "UPDATE tag_regs SET digest = NULL"
+                              " WHERE repo = ?1 AND digest = ?2 AND hlc < ?3",
+                           e, "tti", repo, digest, hlc);
+    /* The versions of a definition are left alone: their register is derived from the
+     * version's writes (version_merge, first writer wins, which a tag arriving after the
+     * delete also goes through), so a version stays what it first named, in every order. */
+    struct sql_stmt *s;
+    int rc = sq_run(c, "SELECT name FROM tag_regs WHERE repo = ?1 AND digest = ?2 AND hlc < ?3",
+                    &s, e, "tti", repo, digest, hlc);
+    if (rc < 0)
+        return -1;
+    size_t n = 0, cap = 0;
+    char **names = NULL;
+    int row = rc == SQL_ROW ? 1 : 0;
+    for (; row == 1; row = sq_next_row(c, s, e)) {
+        const char *name = (const char *)sql_col_text(s, 0);
+        if (iv_version_parse(name, NULL) == 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            names = xrealloc(names, cap * sizeof(*names));
+        }
+        names[n++] = xstrdup(name);
+    }
+    sql_finalize(s);
+    int out = row == 0 ? 0 : -1;
+    for (size_t i = 0; i < n; i++) {
+        if (out == 0)
+            out = sq_run_exec(c, "UPDATE tag_regs SET digest = NULL WHERE repo = ?1 AND name = ?2",
+                              e, "tt", repo, names[i]);
+        free(names[i]);
+    }
+    free(names);
+    return out;
 }
 
 /* Merges a manifest tombstone at (hlc, origin): deletes the manifest when its put is

@@ -560,10 +560,16 @@ static void test_version_orders_converge(void **state)
     (void)state;
     const char *env = getenv("MERIDIAN_SEED");
     unsigned seed0 = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)time(NULL);
-    for (int round = 0; round < 5; round++) {
-        unsigned round_seed = seed0 + (unsigned)round, seed = round_seed;
+    /* Seeds that once diverged run every time, after the random rounds: 1796481069 had a
+     * version's register dropped by a peer's delete of its manifest in one order of
+     * arrival and kept in another (dead_tags_drop, fixed 5 December). */
+    static const unsigned known[] = {1796481069u, 1796481072u};
+    size_t n_known = sizeof(known) / sizeof(known[0]);
+    for (size_t round = 0; round < 5 + n_known; round++) {
+        unsigned round_seed = round < 5 ? seed0 + (unsigned)round : known[round - 5];
+        unsigned seed = round_seed;
         printf("version merge property: seed %u (replay with MERIDIAN_SEED=%u)\n", round_seed,
-               seed0);
+               round < 5 ? seed0 : round_seed);
         static const char *const names[N_REGIONS] = {"r1", "r2", "r3"};
         struct metastore *origin[N_REGIONS];
         struct log logs[N_REGIONS];
