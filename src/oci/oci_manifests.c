@@ -177,6 +177,12 @@ static void manifest_get(struct http_req *req, bool is_digest)
     meta_manifest_fini(&m);
 }
 
+/* image_catalog_may_name_fn: may the pusher (arg, the request) pull repository? */
+static bool may_read(void *arg, const char *repository)
+{
+    return authz_can(arg, repository, AUTH_PERM_PULL, true);
+}
+
 static void manifest_put(struct http_req *req, bool is_digest, const struct digest *ref_digest)
 {
     struct registry *reg = req->reg;
@@ -210,7 +216,8 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
 
     /* An image definition's referrers stay with their subject's repository. */
     if (image_catalog_check_subject(reg->ms, req->repo, is_digest ? NULL : req->ref,
-                                    mf.has_subject ? &mf.subject.digest : NULL, &e) != 0) {
+                                    mf.has_subject ? &mf.subject.digest : NULL, may_read, req,
+                                    &e) != 0) {
         http_reply_err(req, &e);
         manifest_fini(&mf);
         return;

@@ -215,26 +215,29 @@ int image_catalog_create_version(struct metastore *ms, const json_t *record, str
 }
 
 static int check_one_subject(struct metastore *ms, const char *repo,
-                             const struct digest *subject, struct err *e);
+                             const struct digest *subject, image_catalog_may_name_fn may_name,
+                             void *arg, struct err *e);
 
 int image_catalog_check_subject(struct metastore *ms, const char *repo, const char *tag,
-                                const struct digest *subject, struct err *e)
+                                const struct digest *subject, image_catalog_may_name_fn may_name,
+                                void *arg, struct err *e)
 {
     if ((subject == NULL && tag == NULL) || !image_catalog_is_definition(ms, repo))
         return 0;
-    if (subject != NULL && check_one_subject(ms, repo, subject, e) != 0)
+    if (subject != NULL && check_one_subject(ms, repo, subject, may_name, arg, e) != 0)
         return -1;
     char named[DIGEST_STR_MAX];
     struct digest d;
     struct err pe = {0};
     if (tag != NULL && iv_referrer_tag(tag, named) &&
         digest_parse(named, strlen(named), &d, &pe) == 0)
-        return check_one_subject(ms, repo, &d, e);
+        return check_one_subject(ms, repo, &d, may_name, arg, e);
     return 0;
 }
 
 static int check_one_subject(struct metastore *ms, const char *repo,
-                             const struct digest *subject, struct err *e)
+                             const struct digest *subject, image_catalog_may_name_fn may_name,
+                             void *arg, struct err *e)
 {
     struct digest have;
     char *media_type = NULL;
@@ -252,10 +255,13 @@ static int check_one_subject(struct metastore *ms, const char *repo,
     struct err he = {0};
     if (ms->ops->manifest_holder(ms, subject, repo, &holder, &he) != 0)
         return he.code == ERR_MANIFEST_UNKNOWN ? 0 : err_set(e, he.code, "%s", he.msg);
+    /* Naming a repository the pusher may not read would tell it that it exists. */
+    bool is_named = may_name == NULL || may_name(arg, holder);
     err_set(e, ERR_MANIFEST_INVALID,
-            "subject %s is a manifest of another repository (%s), not of image definition %s: "
+            "subject %s is a manifest of another repository%s%s%s, not of image definition %s: "
             "a referrer must be pushed to its subject's repository",
-            subject->str, holder, repo);
+            subject->str, is_named ? " (" : "", is_named ? holder : "", is_named ? ")" : "",
+            repo);
     free(holder);
     return -1;
 }

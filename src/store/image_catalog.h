@@ -58,14 +58,18 @@ int image_catalog_create_version(struct metastore *ms, const json_t *record, str
  * changes nothing). 0 for a plain repository. Writes nothing. */
 int image_catalog_check_push(struct metastore *ms, const char *repo, const char *tag,
                              const struct digest *d, bool *is_unchanged, struct err *e);
+/* May the pusher learn that repository exists? (its pull rights; arg is the caller's) */
+typedef bool (*image_catalog_may_name_fn)(void *arg, const char *repository);
 /* Before the push of a manifest with subject into repo: a definition's version and its
  * referrers travel together, so a subject that is a manifest of another repository and not
- * of repo is refused (ERR_MANIFEST_INVALID naming that repository). A subject known nowhere
+ * of repo is refused (ERR_MANIFEST_INVALID, naming that repository only when may_name, if
+ * given, allows it: the pusher may not be allowed to read it). A subject known nowhere
  * passes (a referrer may come before its subject). The same for the subject a tag of the
  * older signature scheme (sha256-<hex>.sig/.att/.sbom) names. subject and tag may be NULL.
  * 0 for a plain repository. */
 int image_catalog_check_subject(struct metastore *ms, const char *repo, const char *tag,
-                                const struct digest *subject, struct err *e);
+                                const struct digest *subject, image_catalog_may_name_fn may_name,
+                                void *arg, struct err *e);
 /* The conflict record of repo:version (see IMAGE_VERSION_CONFLICT_KIND), or NULL
  * (ERR_NOT_FOUND when there was none). */
 json_t *image_catalog_conflict(struct metastore *ms, const char *repo, const char *version,

@@ -13,12 +13,14 @@ The management API is also tried as the replication peer (the peer secret), whic
 use the replication API and nothing else of it.
 """
 
+import json
 import secrets
 
 import pytest
 
-from auth_helpers import (ADMIN_PASSWORD, assert_oci_error, digest_of, image_parts,  # noqa: F401
-                          module_server, push_blob, push_image, token, wait_until)
+from auth_helpers import (ADMIN_PASSWORD, MT_OCI_MANIFEST, assert_oci_error,  # noqa: F401
+                          digest_of, image_parts, module_server, push_blob, push_image,
+                          token, wait_until)
 
 IDENTITIES = ["admin", "publisher", "consumer", "robot", "outsider", "anonymous"]
 PEER_SECRET = "matrix-peer-" + secrets.token_hex(8)
@@ -440,3 +442,31 @@ def test_an_upload_session_is_its_starters(world):
     assert r.status_code == 201, (r.status_code, r.text)
     r = srv.request("GET", "/v2/%s/blobs/%s" % (repo, digest_of(data)), auth=creds["publisher"])
     assert r.status_code == 200 and r.content == data
+
+
+def test_a_refused_referrer_names_the_subjects_repository_to_its_readers_only(world):
+    """A referrer pushed into an image definition whose subject is a manifest of another
+    repository is refused naming that repository: to a caller who may pull it. A publisher
+    of golden/* is told "another repository" and learns no name it cannot list (the
+    message used to name vault/...)."""
+    srv, creds = world
+    vault = "vault/r-" + secrets.token_hex(4)
+    subject, _layer = push_image(srv, creds["admin"], vault)
+    empty = b"{}"
+    body = json.dumps({
+        "schemaVersion": 2, "mediaType": MT_OCI_MANIFEST, "artifactType": "application/x-sig",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                   "digest": digest_of(empty), "size": len(empty)},
+        "layers": [], "subject": {"mediaType": MT_OCI_MANIFEST, "digest": subject,
+                                  "size": 100}}).encode()
+    cosign_tag = "sha256-%s.sig" % subject.split(":", 1)[1]
+    for who in ("publisher", "robot", "admin"):
+        assert push_blob(srv, creds[who], DEFINED, empty).status_code == 201
+        for ref in (digest_of(body), cosign_tag):
+            r = srv.request("PUT", "/v2/%s/manifests/%s" % (DEFINED, ref), auth=creds[who],
+                            data=body, headers={"Content-Type": MT_OCI_MANIFEST})
+            assert_oci_error(r, 400, "MANIFEST_INVALID")
+            msg = r.json()["errors"][0]["message"]
+            assert "another repository" in msg, msg
+            assert (vault in msg) == (who == "admin"), (who, msg)
+            assert admin_status(srv, "GET", "/v2/%s/manifests/%s" % (DEFINED, ref)) == 404
