@@ -65,14 +65,23 @@ static int artifact_lookup(struct registry *reg, const char *repo, const char *r
     return 0;
 }
 
-/* Per target region: state, bytes, time, details (summary[] of replicationStatus). */
+/* Per target region: state, bytes, time, details (summary[] of replicationStatus). A
+ * target that a residency policy forbids gets nothing more of repo: it is Failed, naming
+ * the policy, unless it still holds its copy from before a policy that is not enforced
+ * (its last report is Completed). Its own report would stay Completed after an enforced
+ * policy removed the copy: the region keeps no record of repo to report anything from. */
 static json_t *status_summary(struct registry *reg, const char *repo, const struct artifact *a,
                               const char *const *targets, struct err *e)
 {
     struct meta_status *rows = NULL;
     size_t n_rows = 0;
-    if (a->is_known && reg->ms->ops->status_list(reg->ms, repo, &a->d, &rows, &n_rows, e) != 0)
+    json_t *policies = residency_policies(reg->ms, e);
+    if (policies == NULL)
         return NULL;
+    if (a->is_known && reg->ms->ops->status_list(reg->ms, repo, &a->d, &rows, &n_rows, e) != 0) {
+        json_decref(policies);
+        return NULL;
+    }
     /* Every region needs the same bytes: a region with nothing to report yet shows the
      * total that others report. */
     int64_t needed = 0;
@@ -101,6 +110,18 @@ static json_t *status_summary(struct registry *reg, const char *repo, const stru
                 state = "Pending";
             }
         }
+        const char *details = row && row->details ? row->details : "";
+        char why[NAME_MAX_BYTES + 256];
+        const json_t *p = residency_forbidding_enforced(policies, repo, targets[i]);
+        if (p == NULL && strcmp(state, "Completed") != 0)
+            p = residency_forbidding(policies, repo, targets[i]);
+        if (p != NULL) {
+            state = "Failed";
+            done = 0;
+            snprintf(why, sizeof(why), "residency policy %s keeps %s from %s",
+                     json_string_value(json_object_get(p, "name")), repo, targets[i]);
+            details = why;
+        }
         int progress = strcmp(state, "Completed") == 0 ? 100
                        : total > 0                     ? (int)(done * 100 / total)
                                                        : 0;
@@ -109,9 +130,10 @@ static json_t *status_summary(struct registry *reg, const char *repo, const stru
                                state, "progress", progress, "bytesCopied", (json_int_t)done,
                                "bytesTotal", (json_int_t)total, "updatedAt",
                                iso_time(row ? row->updated_ms : a->recorded_ms), "details",
-                               row && row->details ? row->details : ""));
+                               details));
     }
     meta_status_free(rows, n_rows);
+    json_decref(policies);
     return summary;
 }
 

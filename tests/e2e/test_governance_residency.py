@@ -305,6 +305,58 @@ def test_a_tightened_policy_reports_and_removes_only_with_enforce(geo):
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
 
 
+def test_a_version_removed_by_an_enforced_policy_is_not_reported_completed_there(geo):
+    """A version pushed to r1, r2 and r3, then an enforced policy keeps it from r3: r3
+    removes its copy, and every region's status of the version says so (r3 Failed, naming
+    the policy), so r3 has no latest, `wait --replicated` fails, and the compliance matrix
+    does not count r3 as a replica. r3 can send no report of its own (it keeps nothing of
+    the repository): the last one it sent, Completed, used to stand in every region."""
+    cluster = geo(3)
+    r1, r2, r3 = cluster
+    repo = named("eu/gold")
+    definition(r1, repo, defaultTargetRegions=["r1", "r2", "r3"])
+    for r in cluster:
+        wait_for(lambda r=r: r.api("GET", "image-definitions",
+                                   params={"repository": repo}).status_code == 200,
+                 REPL_S, "the definition at %s" % r.name)
+    img = r1.oci().push_image(repo, "1.0.0", layers=1)
+    ref = {"repository": repo, "reference": "1.0.0"}
+
+    def status(region):
+        return region.api("GET", "image-versions", params=ref).json()["replicationStatus"]
+    wait_for(lambda: status(r1)["aggregatedState"] == "Completed" and
+             status(r2)["aggregatedState"] == "Completed", REPL_S, "1.0.0 everywhere")
+    assert r1.api("GET", "image-versions",
+                  params={"repository": repo, "region": "r3"}).json()["latest"] == "1.0.0"
+
+    assert set_policy(r2, "eu-gold", "eu/*", allowed=["r1", "r2"],
+                      enforce=True).status_code == 200
+    wait_for(lambda: r3.api("GET", "audit", params={"action": "residency.enforce"}).json(),
+             REPL_S, "r3 removes %s" % repo)
+    assert_holds_nothing_of(r3, repo, img)
+    for r in (r1, r2):
+        st = status(r)
+        rows = {x["region"]: x for x in st["summary"]}
+        assert rows["r1"]["state"] == rows["r2"]["state"] == "Completed", (r.name, st)
+        assert rows["r3"]["state"] == "Failed", (r.name, st)
+        assert "eu-gold" in rows["r3"]["details"] and rows["r3"]["progress"] == 0, rows["r3"]
+        assert st["aggregatedState"] == "Failed", (r.name, st)
+        listed = r.api("GET", "image-versions", params={"repository": repo, "region": "r3"})
+        assert listed.json()["latest"] is None, listed.text
+        assert listed.json()["versions"][0]["state"] == "Failed", listed.text
+    check = r1.api("POST", "compliance/check", json={"rules": [
+        {"repositories": "eu/*", "forbiddenRegions": ["r3"]}]}).json()
+    item = [i for i in check["items"] if i["repository"] == repo][0]
+    assert item["replicaRegions"] == ["r1", "r2"] and item["forbiddenRegionsPresent"] == [], item
+    p = r1.cli("image-version", "wait", "%s:1.0.0" % repo, "--replicated", "--timeout", "20s",
+               check=False)
+    assert p.returncode == 1 and "eu-gold" in p.stdout + p.stderr, (p.returncode, p.stdout,
+                                                                   p.stderr)
+    p = r1.cli("image-version", "wait", "%s:1.0.0" % repo, "--replicated", "--regions",
+               "r1,r2", "--timeout", "20s", check=False)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+
+
 def test_compliance_flags_targets_and_the_cli_gates_on_it(geo):
     cluster = geo(3)
     r1, r2, r3 = cluster
