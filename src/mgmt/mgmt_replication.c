@@ -537,11 +537,10 @@ void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
         return;
     }
     const char *ref = http_req_query(req, "reference");
-    if (ref != NULL)
-        n = keep_reference(items, n, repo, ref);
-    /* A snapshot (status=1) carries the replication status rows too. */
+    /* status=1 (a snapshot, anti-entropy, a pull-through lookup) carries the replication
+     * status rows too: of the reference's manifests, with a reference. */
     const char *with_status = http_req_query(req, "status");
-    if (ref == NULL && with_status != NULL && strcmp(with_status, "1") == 0) {
+    if (with_status != NULL && strcmp(with_status, "1") == 0) {
         struct meta_event *st = NULL;
         size_t n_st = 0;
         if (req->reg->ms->ops->repo_statuses(req->reg->ms, repo, &st, &n_st, &e) != 0) {
@@ -556,6 +555,8 @@ void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
         n += n_st;
         free(st);
     }
+    if (ref != NULL)
+        n = keep_reference(items, n, repo, ref);
     struct buf b;
     buf_init(&b, EVENTS_REPLY_MAX * 2);
     buf_appends(&b, "{\"state\":[");

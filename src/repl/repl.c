@@ -1989,8 +1989,8 @@ static void complete_now(struct repl *r, struct meta_pending *p, int64_t deadlin
 }
 
 /* Asks the peers, nearest reachable first, for what a pull of ref in repo needs (the
- * tag's register, the manifest, its children) and merges it as anti-entropy does; then
- * makes what it names visible. true when a peer had the manifest. */
+ * tag's register, the manifest, its children, their status rows) and merges it as
+ * anti-entropy does; then makes what it names visible. true when a peer had the manifest. */
 static bool pull_from_peers(struct repl *r, const char *repo, const char *ref,
                             int64_t deadline_ms)
 {
@@ -2013,7 +2013,8 @@ static bool pull_from_peers(struct repl *r, const char *repo, const char *ref,
             timeout_ms = (long)left_ms;
         char url[2048];
         snprintf(url, sizeof(url),
-                 "%s/_meridian/v1/replication/state?repository=%s&reference=%s&from=%s",
+                 "%s/_meridian/v1/replication/state?repository=%s&reference=%s&status=1"
+                 "&from=%s",
                  peers[i].endpoint, esc, ref, self_region(r));
         struct httpc_response resp;
         struct err e = {0};
@@ -2278,12 +2279,15 @@ static void emit_progress(struct repl *r)
 }
 
 /* Fetches a peer's state of one repository and merges it (tags by last-writer-wins,
- * manifests and tombstones); content then follows through the fetch workers. */
+ * manifests and tombstones, and the other regions' status rows: a region a residency
+ * policy kept out of the repository has none of the status events it missed); content
+ * then follows through the fetch workers. */
 static void repair_repo(struct repl *r, const struct peer_ref *peer, const char *repo)
 {
     char *esc = escape_repo(repo);
     char url[2048];
-    snprintf(url, sizeof(url), "%s/_meridian/v1/replication/state?repository=%s&from=%s",
+    snprintf(url, sizeof(url),
+             "%s/_meridian/v1/replication/state?repository=%s&status=1&from=%s",
              peer->endpoint, esc, self_region(r));
     free(esc);
     struct httpc_response resp;

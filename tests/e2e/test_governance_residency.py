@@ -357,6 +357,54 @@ def test_a_version_removed_by_an_enforced_policy_is_not_reported_completed_there
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
 
 
+def test_a_region_let_back_in_learns_the_others_status_again(geo):
+    """An enforced policy made r3 remove two versions (and every status event about them);
+    the policy is deleted and they come back to r3, one by anti-entropy, one by a pull
+    there. r3's status of each shows every region Completed again: the other regions'
+    rows come with the repository's state (they stayed Pending in r3 for ever, the events
+    that carried them being redacted there)."""
+    cluster = geo(3)
+    r1, r2, r3 = cluster
+    repos = [named("eu/back"), named("eu/pulled")]
+    for repo in repos:
+        definition(r1, repo, defaultTargetRegions=["r1", "r2", "r3"])
+    for r in cluster:
+        for repo in repos:
+            wait_for(lambda r=r, repo=repo: r.api("GET", "image-definitions", params={
+                "repository": repo}).status_code == 200, REPL_S, "%s at %s" % (repo, r.name))
+
+    def states(region, repo):
+        doc = region.api("GET", "image-versions",
+                         params={"repository": repo, "reference": "1.0.0"})
+        if doc.status_code != 200:
+            return None
+        return {x["region"]: x["state"] for x in doc.json()["replicationStatus"]["summary"]}
+    everywhere = {"r1": "Completed", "r2": "Completed", "r3": "Completed"}
+    for repo in repos:
+        r1.oci().push_image(repo, "1.0.0", layers=1)
+        for r in cluster:
+            wait_for(lambda r=r, repo=repo: states(r, repo) == everywhere, REPL_S,
+                     "%s Completed everywhere as %s sees it" % (repo, r.name))
+
+    assert set_policy(r1, "eu-back", "eu/*", allowed=["r1", "r2"],
+                      enforce=True).status_code == 200
+    wait_for(lambda: len(r3.api("GET", "audit", params={"action": "residency.enforce"}).json())
+             >= 2, REPL_S, "r3 removes both")
+    for src in (r1, r2):
+        barrier(cluster, src, r3)
+    assert db_rows(r3, "SELECT repo FROM repl_status WHERE repo LIKE 'eu/%'") == []
+
+    assert r1.api("DELETE", "policies/residency/eu-back").status_code in (200, 204)
+    wait_for(lambda: not has_policy(r3, "eu-back"), REPL_S, "the deletion at r3")
+    wait_for(lambda: r3.oci().get_manifest(repos[1], "1.0.0").status_code == 200, REPL_S,
+             "a pull of %s at r3" % repos[1])
+    for repo in repos:
+        wait_for(lambda repo=repo: states(r3, repo) == everywhere, REPL_S,
+                 "%s Completed everywhere as r3 sees it" % repo)
+        assert r3.api("GET", "image-versions", params={"repository": repo, "region": "r3"}
+                      ).json()["latest"] == "1.0.0"
+
+
 def test_compliance_flags_targets_and_the_cli_gates_on_it(geo):
     cluster = geo(3)
     r1, r2, r3 = cluster
