@@ -187,7 +187,8 @@ static void add_copies(struct registry *reg, const char *repo, const struct arti
 }
 
 /* Rows of the regions taken out of record's targets that have not reported Removed since:
- * state Removing (their copies are being deleted). */
+ * state Removing (their copies are being deleted). Not a region an enforced residency
+ * policy keeps repo from: it removed its copies, and can report nothing of repo. */
 static json_t *removing_rows(struct registry *reg, const char *repo, const struct artifact *a,
                              const json_t *record)
 {
@@ -199,6 +200,7 @@ static json_t *removing_rows(struct registry *reg, const char *repo, const struc
     if (json_array_size(removing) == 0 || !a->is_known ||
         reg->ms->ops->status_list(reg->ms, repo, &a->d, &st, &n_st, &e) != 0)
         return rows;
+    json_t *policies = residency_policies(reg->ms, &e); /* NULL: none skipped */
     size_t i;
     json_t *r;
     json_array_foreach(removing, i, r)
@@ -209,6 +211,7 @@ static json_t *removing_rows(struct registry *reg, const char *repo, const struc
         for (size_t j = 0; j < n_st && name; j++)
             is_done |= strcmp(st[j].region, name) == 0 && strcmp(st[j].state, "Removed") == 0 &&
                        st[j].updated_ms >= since;
+        is_done |= name && residency_forbidding_enforced(policies, repo, name) != NULL;
         if (name && !is_done)
             json_array_append_new(rows, json_pack("{s:s, s:s, s:i, s:I, s:I, s:o, s:s}", "region",
                                                   name, "state", "Removing", "progress", 0,
@@ -217,6 +220,7 @@ static json_t *removing_rows(struct registry *reg, const char *repo, const struc
                                                   "details", "deleting the copies there"));
     }
     meta_status_free(st, n_st);
+    json_decref(policies);
     return rows;
 }
 

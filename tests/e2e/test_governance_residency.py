@@ -310,7 +310,8 @@ def test_a_version_removed_by_an_enforced_policy_is_not_reported_completed_there
     removes its copy, and every region's status of the version says so (r3 Failed, naming
     the policy), so r3 has no latest, `wait --replicated` fails, and the compliance matrix
     does not count r3 as a replica. r3 can send no report of its own (it keeps nothing of
-    the repository): the last one it sent, Completed, used to stand in every region."""
+    the repository): the last one it sent, Completed, used to stand in every region. Taken
+    out of the version's targets then, r3 is not listed Removing (it was, for ever)."""
     cluster = geo(3)
     r1, r2, r3 = cluster
     repo = named("eu/gold")
@@ -355,6 +356,25 @@ def test_a_version_removed_by_an_enforced_policy_is_not_reported_completed_there
     p = r1.cli("image-version", "wait", "%s:1.0.0" % repo, "--replicated", "--regions",
                "r1,r2", "--timeout", "20s", check=False)
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+
+    # the publisher takes r3 out of the profile: r3 can report nothing of the repository (so
+    # never "Removed"), and has nothing left to remove: it is not listed Removing
+    r = r1.api("PATCH", "image-versions", params=ref, json={
+        "removeRegions": ["r3"], "allowDeletionOfReplicatedLocations": True})
+    assert r.status_code == 200, r.text
+    for r in (r1, r2):
+        wait_for(lambda r=r: "r3" not in [t["name"] for t in r.api(
+            "GET", "image-versions", params=ref).json()["publishingProfile"]["targetRegions"]],
+            REPL_S, "the update at %s" % r.name)
+        st = status(r)
+        assert [x["region"] for x in st["summary"]] == ["r1", "r2"], (r.name, st)
+        assert st["aggregatedState"] == "Completed", (r.name, st)
+        listed = r.api("GET", "image-versions", params={"repository": repo, "region": "r3"})
+        assert listed.json()["versions"][0]["state"] == "NotTargeted", listed.text
+    check = r1.api("POST", "compliance/check", json={"rules": [
+        {"repositories": "eu/*", "forbiddenRegions": ["r3"]}]}).json()
+    item = [i for i in check["items"] if i["repository"] == repo][0]
+    assert item["replicaRegions"] == ["r1", "r2"] and item["compliant"], item
 
 
 def test_a_region_let_back_in_learns_the_others_status_again(geo):
