@@ -183,6 +183,20 @@ static bool may_read(void *arg, const char *repository)
     return authz_can(arg, repository, AUTH_PERM_PULL, true);
 }
 
+/* Whether tag names a manifest of repo now (visible or not). */
+static bool is_tagged(struct registry *reg, const char *repo, const char *tag)
+{
+    struct digest d;
+    char *media_type = NULL;
+    int64_t size, recorded_ms;
+    bool is_visible;
+    struct err e = {0};
+    bool is_found = reg->ms->ops->manifest_lookup(reg->ms, repo, tag, &d, &media_type, &size,
+                                                  &is_visible, &recorded_ms, &e) == 0;
+    free(media_type);
+    return is_found;
+}
+
 static void manifest_put(struct http_req *req, bool is_digest, const struct digest *ref_digest)
 {
     struct registry *reg = req->reg;
@@ -348,7 +362,9 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
                                         is_digest ? NULL : req->ref, &e);
     free(refs);
     if (rc != 0) {
-        if (is_recorded) /* refused (a size, a child): the version it would create goes too */
+        /* Refused (a size, a child): the version it would create goes too, unless a
+         * concurrent push of the version committed first and the record is its own now. */
+        if (is_recorded && !is_tagged(reg, req->repo, req->ref))
             image_catalog_unrecord_push(reg->ms, req->repo, req->ref);
         http_reply_err(req, &e);
         manifest_fini(&mf);

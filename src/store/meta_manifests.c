@@ -41,6 +41,24 @@ static int check_ref(struct sq_conn *c, int64_t repo_id, const struct meta_ref *
     return 0;
 }
 
+/* 0 when tag names d; else -1, ERR_DENIED naming what the version is (the words of
+ * image_catalog_check_push, which refuses the same push when it comes second). */
+static int tag_names_other(struct sq_conn *c, const char *repo, const char *tag,
+                           const struct digest *d, struct err *e)
+{
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, tag);
+    if (rc < 0)
+        return -1;
+    const char *cur = rc == SQL_ROW ? (const char *)sql_col_text(s, 0) : NULL;
+    bool is_other = cur == NULL || strcmp(cur, d->str) != 0;
+    if (is_other)
+        err_set(e, ERR_DENIED, "version %s of %s exists and is immutable (it is %s, not %s)", tag,
+                repo, cur != NULL ? cur : "deleted", d->str);
+    sq_stmt_done(s);
+    return is_other ? -1 : 0;
+}
+
 int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_manifest *m,
                     const struct meta_ref *refs, size_t n_refs, const struct digest *subject,
                     const char *tag, struct err *e)
@@ -150,6 +168,12 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
             bool applied;
             if (sq_tag_merge(c, repo_id, repo, tag, m->digest.str, tag_hlc, c->store->region,
                              &applied, e) != 0)
+                goto fail;
+            /* Only a version (first writer wins) refuses a write made here: another
+             * manifest pushed under it since the handler's check (image_catalog_check_push)
+             * holds it, and this push is refused as that check would have refused it,
+             * rather than answered 201 and never in effect. */
+            if (!applied && tag_names_other(c, repo, tag, &m->digest, e) != 0)
                 goto fail;
             if (sq_event_append_clock(c, "tag_set", repo, tag, m->digest.str, NULL, tag_hlc, e) !=
                 0)

@@ -14,6 +14,8 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import requests
+
 from conftest import (EMPTY_JSON, EMPTY_JSON_DIGEST, MT_OCI_EMPTY, MT_OCI_MANIFEST,
                       canonical_json, digest_of)
 from regions import unique_repo, wait_for
@@ -50,6 +52,13 @@ def tag_digest_everywhere(cluster, repo, ref, digest, what):
                 return False
         return True
     wait_for(check, 60, what)
+
+
+def rebuilt(img, nonce):
+    """The same image with an annotation: another digest per nonce, the same blobs."""
+    m = json.loads(img.body)
+    m["annotations"] = {"org.example.nonce": nonce}
+    return json.dumps(m, separators=(",", ":"), sort_keys=True).encode()
 
 
 def other_manifest(img):
@@ -308,3 +317,43 @@ def test_a_referrer_of_another_repositorys_manifest_is_refused(geo):
     assert served(r1, repo, sig.digest) == sig.digest
     cosign = r1.oci().push_artifact(repo, AT_SIG, tag="sha256-%s.sig" % img.digest[7:])
     assert served(r1, repo, "sha256-%s.sig" % img.digest[7:]) == cosign.digest
+
+
+def test_two_pushes_of_one_new_version_in_one_region_one_is_refused(server_factory):
+    """Two clients push the same new version with different manifests into one region at
+    once. Both pass the handler's immutability check before either commits; the store
+    decides in its write transaction: the first keeps the version (201), the second is
+    refused like any later push of another manifest (403 DENIED), never answered 201 for a
+    version it does not hold (it was, in most rounds, before the fix). The record of the
+    version stays whichever push made it."""
+    srv = server_factory()
+    repo = "golden/race"
+    r = requests.post(srv.url + "/_meridian/v1/image-definitions", params={"repository": repo},
+                      json={}, timeout=30)
+    assert r.status_code == 201, (r.status_code, r.text)
+    base = srv.oci().push_image(repo, "0.0.1", layers=1)
+    for i in range(12):
+        version = "1.0.%d" % i
+        bodies = [rebuilt(base, "a%d" % i), rebuilt(base, "b%d" % i)]
+        answers = [None, None]
+        start = threading.Barrier(2)
+
+        def push(k):
+            oci = srv.oci()
+            start.wait()
+            answers[k] = oci.put_manifest(repo, version, bodies[k], MT_OCI_MANIFEST)
+        pushers = [threading.Thread(target=push, args=(k,)) for k in range(2)]
+        for t in pushers:
+            t.start()
+        for t in pushers:
+            t.join()
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [201, 403], (version, [(a.status_code, a.text) for a in answers])
+        won = next(a for a in answers if a.status_code == 201)
+        assert_denied_immutable(next(a for a in answers if a.status_code == 403))
+        assert served(srv, repo, version) == won.headers["Docker-Content-Digest"], version
+        doc = requests.get(srv.url + "/_meridian/v1/image-versions",
+                           params={"repository": repo, "reference": version}, timeout=30)
+        assert doc.status_code == 200, (version, doc.status_code, doc.text)
+        assert doc.json()["digest"] == won.headers["Docker-Content-Digest"], doc.json()
+        assert doc.json().get("versionState") != "Conflicted", doc.json()

@@ -538,9 +538,20 @@ static void random_version_write(struct metastore *ms, unsigned *seed)
     struct err e = {0};
     switch (rand_r(seed) % 4) {
     case 0:
-    case 1:
-        put_manifest(ms, DEFINED, body_id, version);
+    case 1: {
+        /* A region refuses a push of another manifest under a version it holds (first
+         * writer wins, decided in the write transaction): conflicts come from other
+         * regions' concurrent pushes. */
+        char body[64];
+        struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json"};
+        snprintf(body, sizeof(body), "{\"schemaVersion\":2,\"n\":%d}", body_id);
+        m.body = body;
+        m.body_len = strlen(body);
+        digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
+        if (ms->ops->manifest_put(ms, DEFINED, &m, NULL, 0, NULL, version, &e) != 0)
+            assert_int_equal(e.code, ERR_DENIED);
         break;
+    }
     case 2:
         ms->ops->tag_delete(ms, DEFINED, version, &e);
         break;
