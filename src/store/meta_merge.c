@@ -322,37 +322,23 @@ static int dead_tags_drop(struct sq_conn *c, const char *repo, const char *diges
         return sq_run_exec(c, "UPDATE tag_regs SET digest = NULL"
                               " WHERE repo = ?1 AND digest = ?2 AND hlc < ?3",
                            e, "tti", repo, digest, hlc);
-    /* The versions of a definition are left alone: their register is derived from the
-     * version's writes (version_merge, first writer wins, which a tag arriving after the
-     * delete also goes through), so a version stays what it first named, in every order. */
+    /* A definition's versions are left out: a version's register is derived from its
+     * puts and deletes alone (version_merge, to which sq_tag_merge leaves it too); ended
+     * here, it was ended or not by the order of arrival, and regions differed. */
+    struct meta_name_list names = {0};
     struct sql_stmt *s;
     int rc = sq_run(c, "SELECT name FROM tag_regs WHERE repo = ?1 AND digest = ?2 AND hlc < ?3",
                     &s, e, "tti", repo, digest, hlc);
     if (rc < 0)
         return -1;
-    size_t n = 0, cap = 0;
-    char **names = NULL;
-    int row = rc == SQL_ROW ? 1 : 0;
-    for (; row == 1; row = sq_next_row(c, s, e)) {
-        const char *name = (const char *)sql_col_text(s, 0);
-        if (iv_version_parse(name, NULL) == 0)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            names = xrealloc(names, cap * sizeof(*names));
-        }
-        names[n++] = xstrdup(name);
-    }
+    rc = sq_collect_names(c, s, rc, -1, &names, e);
     sql_finalize(s);
-    int out = row == 0 ? 0 : -1;
-    for (size_t i = 0; i < n; i++) {
-        if (out == 0)
-            out = sq_run_exec(c, "UPDATE tag_regs SET digest = NULL WHERE repo = ?1 AND name = ?2",
-                              e, "tt", repo, names[i]);
-        free(names[i]);
-    }
-    free(names);
-    return out;
+    for (size_t i = 0; rc == 0 && i < names.n; i++)
+        if (iv_version_parse(names.names[i], NULL) != 0)
+            rc = sq_run_exec(c, "UPDATE tag_regs SET digest = NULL WHERE repo = ?1 AND name = ?2",
+                             e, "tt", repo, names.names[i]);
+    meta_name_list_fini(&names);
+    return rc;
 }
 
 /* Merges a manifest tombstone at (hlc, origin): deletes the manifest when its put is

@@ -531,6 +531,63 @@ static char *observe_versions(struct metastore *ms)
     return buf_steal(&b, NULL);
 }
 
+/* r2 pushes version 1.1.0 of a manifest that r1, not having seen it, deletes later.
+ * Whichever arrives first, the version names nothing pullable in both, with the same state
+ * digest, and names the manifest again in both once it is pushed again (a version's
+ * register is derived from the version's own puts and deletes). The tombstone used to end
+ * the version only where it arrived after the version: the state digests differed for ever
+ * and the manifest pushed again showed as 1.1.0 in one region only. */
+static void test_version_older_than_a_delete_stays_gone(void **state)
+{
+    (void)state;
+    for (int order = 0; order < 2; order++) {
+        struct metastore *a = open_store("r1"), *b = open_store("r2");
+        define(a);
+        define(b);
+        put_manifest(a, DEFINED, 1, NULL);
+        sync_from(b, a);
+        put_manifest(b, DEFINED, 1, "1.1.0");
+        usleep(3000); /* the clocks are wall-time milliseconds: the delete is later */
+        struct digest d;
+        body_digest(1, &d);
+        struct err e = {0};
+        assert_int_equal(a->ops->manifest_delete(a, DEFINED, &d, &e), 0);
+        if (order == 0) {
+            sync_from(a, b); /* the version reaches the deleting region after its delete */
+            sync_from(b, a);
+        } else {
+            sync_from(b, a); /* the delete reaches the pushing region after the version */
+            sync_from(a, b);
+        }
+        struct metastore *both[] = {a, b};
+        char got[DIGEST_STR_MAX];
+        char *states[2];
+        for (int i = 0; i < 2; i++) {
+            resolved(both[i], DEFINED, "1.1.0", got);
+            assert_string_equal(got, "");
+            struct buf sb;
+            buf_init(&sb, 1 << 16);
+            assert_int_equal(both[i]->ops->summary(both[i], &sb, &e), 0);
+            states[i] = buf_steal(&sb, NULL);
+        }
+        assert_string_equal(states[0], states[1]);
+        free(states[0]);
+        free(states[1]);
+        usleep(3000);
+        put_manifest(a, DEFINED, 1, "1.2.0");
+        sync_from(b, a);
+        sync_from(a, b);
+        for (int i = 0; i < 2; i++) {
+            resolved(both[i], DEFINED, "1.2.0", got);
+            assert_string_equal(got, d.str);
+            resolved(both[i], DEFINED, "1.1.0", got);
+            assert_string_equal(got, d.str);
+        }
+        a->ops->close(a);
+        b->ops->close(b);
+    }
+}
+
 static void random_version_write(struct metastore *ms, unsigned *seed)
 {
     const char *version = rand_r(seed) % 2 ? "1.0.0" : "1.1.0";
@@ -642,6 +699,7 @@ int main(void)
         cmocka_unit_test(test_tag_older_than_a_delete_stays_gone),
         cmocka_unit_test(test_version_first_writer_wins),
         cmocka_unit_test(test_version_orders_converge),
+        cmocka_unit_test(test_version_older_than_a_delete_stays_gone),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
