@@ -347,6 +347,44 @@ def test_geo_race_every_acknowledged_manifest_whole_in_every_region(geo):
     assert sum(r.api("GET", "gc").json()["blobs_reclaimed_total"] for r in regions) > 0
 
 
+def test_geo_split_push_refused_once_the_blob_region_collected_it(geo):
+    """A client pushes blobs to a only and their manifest to b (a split push). Once a has
+    collected the blobs (past its grace, no manifest there), b refuses the manifest
+    (MANIFEST_BLOB_UNKNOWN), never acknowledges it without them; pushed before, b fetches
+    them from a and accepts, and collections in both regions afterwards keep it whole."""
+    cluster = geo(n=2, extra_args=("--gc-grace", "1s", "--gc-interval", "1h"))
+    a, b = cluster.regions
+    for repo, collect_first in (("gc/split-late", True), ("gc/split-early", False)):
+        layer, config = random_bytes(3000), canonical_json({"repo": repo})
+        body = canonical_json({
+            "schemaVersion": 2, "mediaType": MT_OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": a.oci().push_blob(repo, config), "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": a.oci().push_blob(repo, layer), "size": len(layer)}]})
+        blobs = {digest_of(layer): layer, digest_of(config): config}
+        if collect_first:
+            past_grace()
+            gone = {x["digest"] for x in a.api("POST", "gc/run").json()["blobs"]}
+            assert gone == set(blobs), gone
+            assert_error(b.oci().put_manifest(repo, "x", body, MT_OCI_MANIFEST), 400,
+                         "MANIFEST_BLOB_UNKNOWN")
+            continue
+        r = b.oci().put_manifest(repo, "x", body, MT_OCI_MANIFEST)
+        assert r.status_code == 201, r.text
+
+        def whole(region):
+            oci = region.oci()
+            return oci.get_manifest(repo, "x").content == body and all(
+                oci.get(oci.blob_path(repo, d), allow_redirects=True).content == data
+                for d, data in blobs.items())
+        wait_until(lambda: whole(a) and whole(b), timeout_s=60, what="the image whole in both")
+        past_grace()
+        for region in (a, b):
+            region.api("POST", "gc/run").raise_for_status()
+        assert whole(a) and whole(b)
+
+
 def test_storage_accounting_api_cli_metrics(srv, meridian_bin):
     oci = srv.oci()
     shared = random_bytes(1000)

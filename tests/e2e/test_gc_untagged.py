@@ -238,6 +238,34 @@ def test_geo_tag_written_during_partition_keeps_collected_image(geo):
         assert_error(r.oci().get_manifest(repo, "t1"), 404)
 
 
+def test_geo_index_pushed_during_partition_keeps_collected_child(geo):
+    """a collects an untagged child M while, partitioned from a, b pushes an index naming M
+    (M visible in b). Healed, b keeps M (the index names it there) and puts it again: both
+    regions serve the index and M whole (a fetches M's blobs back from b)."""
+    cluster = geo(n=2, extra_args=("--gc-grace", "30s", "--gc-untagged-after", "2s",
+                                   "--gc-interval", "1s"))
+    a, b = cluster.regions
+    repo = "gcu/split-index"
+    kid = a.oci().push_image(repo, layers=2)
+    wait_until(lambda: b.oci().get_manifest(repo, kid.digest).status_code == 200,
+               timeout_s=60, what="the child replicated")
+    cluster.partition([a], [b])
+    wait_until(lambda: a.oci().get_manifest(repo, kid.digest).status_code == 404,
+               timeout_s=30, what="a collects the untagged child")
+    index = b.oci().push_index(repo, [kid], tag="v1")
+    cluster.heal()
+
+    def whole(region):
+        oci = region.oci()
+        if oci.get_manifest(repo, "v1").content != index.body or \
+                oci.get_manifest(repo, kid.digest).content != kid.body:
+            return False
+        return all(oci.get(oci.blob_path(repo, d), allow_redirects=True).content == data
+                   for d, data in kid.blobs.items())
+    wait_until(lambda: whole(a) and whole(b), timeout_s=90,
+               what="the index and its child whole in both")
+
+
 # Retention rules --------------------------------------------------------------------
 
 
