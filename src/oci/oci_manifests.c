@@ -183,6 +183,20 @@ static bool may_read(void *arg, const char *repository)
     return authz_can(arg, repository, AUTH_PERM_PULL, true);
 }
 
+/* Whether manifest d of repo is visible in this region (pushed here, or replicated whole). */
+static bool is_visible_here(struct registry *reg, const char *repo, const struct digest *d)
+{
+    struct digest got;
+    char *media_type = NULL;
+    int64_t size, recorded_ms;
+    bool is_visible = false;
+    struct err e = {0};
+    bool is_found = reg->ms->ops->manifest_lookup(reg->ms, repo, d->str, &got, &media_type,
+                                                  &size, &is_visible, &recorded_ms, &e) == 0;
+    free(media_type);
+    return is_found && is_visible;
+}
+
 /* Whether tag names a manifest of repo now (visible or not). */
 static bool is_tagged(struct registry *reg, const char *repo, const char *tag)
 {
@@ -295,8 +309,14 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     for (size_t i = 0; i < n_refs; i++) {
         uint64_t size;
         struct err fe = {0};
-        if (refs[i].is_manifest ||
-            reg->ms->ops->blob_get(reg->ms, req->repo, &refs[i].digest, &size, &fe) == 0)
+        /* An index's children pushed in another region come the way a pull brings them
+         * (repl_pull_manifest: the manifest, then its blobs, then visible here). */
+        if (refs[i].is_manifest) {
+            if (reg->repl != NULL && !is_visible_here(reg, req->repo, &refs[i].digest))
+                (void)repl_pull_manifest(reg->repl, req->repo, refs[i].digest.str);
+            continue;
+        }
+        if (reg->ms->ops->blob_get(reg->ms, req->repo, &refs[i].digest, &size, &fe) == 0)
             continue;
         if (repl_fetch_blob_now(reg->repl, req->repo, &refs[i].digest, &fe) != 0 &&
             fe.code != ERR_BLOB_UNKNOWN)

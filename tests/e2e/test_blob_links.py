@@ -283,6 +283,37 @@ def test_split_push_blobs_in_one_region_manifest_in_another(geo):
              "the manifest pushed to r2 to be served by r1")
 
 
+def test_split_push_of_an_index_whose_children_are_in_another_region(geo):
+    """DESIGN invariant 6 for an index: its child image (blobs and manifest) pushed to r1, the
+    index to r2 before replication brought the child there (r1 is 150 ms away from r2): r2
+    brings the child from r1 as a pull would, and accepts the index (it used to answer
+    MANIFEST_BLOB_UNKNOWN)."""
+    a, b = geo(2)
+    repo = unique_repo("split-index")
+    config, layer = new_config(), random_bytes(20_000)
+    push_blobs(a, repo, [config, layer])
+    child = image_body(config, [layer])
+    a.proxy.latency(150, src=b.host)  # r2's replication and lookups at r1 are slow
+    try:
+        r = put_manifest(a, repo, digest_of(child), child)
+        assert r.status_code == 201, (r.status_code, r.text)
+        index = canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [
+            {"mediaType": MT_OCI_MANIFEST, "digest": digest_of(child), "size": len(child),
+             "platform": {"architecture": "amd64", "os": "linux"}}]})
+        r = requests.put("%s/v2/%s/manifests/multi" % (b.url, repo), data=index,
+                         headers={"Content-Type": MT_OCI_INDEX}, timeout=60)
+        assert r.status_code == 201, (r.status_code, r.text)
+    finally:
+        a.proxy.latency(0, src=b.host)
+    got = requests.get("%s/v2/%s/manifests/%s" % (b.url, repo, digest_of(child)),
+                       headers={"Accept": MT_OCI_MANIFEST}, timeout=30)
+    assert got.status_code == 200 and got.content == child
+    got = requests.get("%s/v2/%s/blobs/%s" % (b.url, repo, digest_of(layer)), timeout=30)
+    assert got.status_code == 200 and got.content == layer
+    wait_for(lambda: manifest_digest(a, repo, "multi") == digest_of(index), 60,
+             "the index pushed to r2 to be served by r1")
+
+
 def test_split_push_uses_only_the_repositorys_links(geo):
     """r2 holds the bytes of team-b's image (replicated). A manifest naming them PUT into
     team-a/loot on r2 (or r1) is refused: a copy held for another repository proves nothing.
