@@ -92,6 +92,9 @@ static const struct option_def options[] = {
     {"webhook-backoff-max", OPT_DURATION, "longest wait between retries of a webhook delivery",
      "5m"},
     {"webhook-max-attempts", OPT_UINT, "attempts before a webhook delivery is given up", "10"},
+    {"list-page-max", OPT_UINT,
+     "most tags or repositories in one page of a listing (with or without n), 1 to 100000",
+     "100000"},
     {"region-location", OPT_STRING,
      "where this region is, LAT,LON in degrees: places it on the console's map", "(none)"},
     {"console-dir", OPT_STRING, "directory of the web console's files, served at /console/",
@@ -188,6 +191,7 @@ void config_defaults(struct config *cfg)
     cfg->pull_record_interval_s = 60;
     cfg->webhook_backoff_max_ms = 300000;
     cfg->webhook_max_attempts = 10;
+    cfg->list_page_max = LIST_PAGE_MAX;
     cfg->data_url_ttl_s = 60;
 }
 
@@ -396,7 +400,9 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
     }
     case OPT_UINT:
         if (util_parse_u64(value, strlen(value), &u) != 0 ||
-            u > (strcmp(key, "audit-max-rows") == 0 ? 1000000000u : 1000000u) ||
+            u > (strcmp(key, "audit-max-rows") == 0   ? 1000000000u
+                 : strcmp(key, "list-page-max") == 0 ? (uint64_t)LIST_PAGE_MAX
+                                                     : 1000000u) ||
             (u == 0 && !uint_may_be_zero(key)))
             return err_set(e, ERR_BAD_REQUEST, "option \"%s\": bad number \"%s\"", key, value);
         if (strcmp(key, "threads") == 0)
@@ -411,6 +417,8 @@ int config_set(struct config *cfg, const char *key, const char *value, struct er
             cfg->upload_sessions_per_ip = (unsigned)u;
         else if (strcmp(key, "webhook-max-attempts") == 0)
             cfg->webhook_max_attempts = (unsigned)u;
+        else if (strcmp(key, "list-page-max") == 0)
+            cfg->list_page_max = (unsigned)u;
         else if (strcmp(key, "failed-login-burst") == 0)
             cfg->failed_login_burst = (unsigned)u;
         else if (strcmp(key, "audit-max-rows") == 0)

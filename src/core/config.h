@@ -4,6 +4,10 @@
 #ifndef MERIDIAN_CONFIG_H
 #define MERIDIAN_CONFIG_H
 
+/* The most tags or repositories one listing page holds: 100 000 names of at most 255 bytes
+ * stay well inside the 64 MiB a reply body is built in. */
+#define LIST_PAGE_MAX 100000u
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -69,6 +73,7 @@ struct config {
     /* webhooks (docs/webhooks.md) */
     int64_t webhook_backoff_max_ms; /* longest wait between delivery retries, default 5 min */
     unsigned webhook_max_attempts;  /* attempts before a delivery is given up, default 10 */
+    unsigned list_page_max;         /* most names in one listing page, LIST_PAGE_MAX */
     /* the web console (src/console) */
     bool has_location;             /* --region-location given */
     double latitude, longitude;    /* where this region is, degrees */

@@ -94,12 +94,13 @@ bool oci_check_repo(struct http_req *req)
     return true;
 }
 
-#define PAGE_MAX 100000 /* the most tags or repositories one page holds */
-
 int oci_pagination(struct http_req *req, long *n, const char **last)
 {
+    const long page_max = (long)req->reg->cfg->list_page_max;
     const char *nv = http_req_query(req, "n");
-    *n = -1;
+    /* Without n, the whole list, a page of page_max at a time with a Link to the rest: a
+     * reply is built in memory, and a list past it would otherwise be cut short. */
+    *n = page_max;
     *last = http_req_query(req, "last");
     if (nv != NULL) {
         size_t len = strlen(nv);
@@ -108,9 +109,9 @@ int oci_pagination(struct http_req *req, long *n, const char **last)
             return -1;
         }
         /* distribution-spec: fewer than n results are allowed when a Link names the rest,
-         * so a larger n (however many digits) is served PAGE_MAX at a time. */
+         * so a larger n (however many digits) is served page_max at a time. */
         uint64_t v;
-        *n = util_parse_u64(nv, len, &v) != 0 || v > PAGE_MAX ? PAGE_MAX : (long)v;
+        *n = util_parse_u64(nv, len, &v) != 0 || v > (uint64_t)page_max ? page_max : (long)v;
     }
     return 0;
 }

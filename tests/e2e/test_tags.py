@@ -214,3 +214,35 @@ def test_tag_location_points_to_the_manifest(oci, repo):
     assert r.status_code == 201
     assert path_of(r.headers["Location"]) in ("/v2/%s/manifests/here" % repo,
                                               "/v2/%s/manifests/%s" % (repo, img.digest))
+
+
+def test_a_list_without_n_longer_than_a_page_comes_with_a_link(server_factory, repo):
+    """Without n the whole list is asked for; one longer than the server's page
+    (--list-page-max, 100 000 by default: a reply is built in memory) comes a page at a time
+    with a Link to the rest, instead of being cut short. The catalog pages the same way."""
+    srv = server_factory("--list-page-max", "3")
+    oci = srv.oci()
+    img = oci.push_image(repo, layers=1, layer_size=10)
+    tags = ["t%d" % i for i in range(8)]
+    for t in tags:
+        assert oci.put_manifest(repo, t, img.body, MT_OCI_MANIFEST).status_code == 201
+    r = oci.tags(repo)
+    assert r.status_code == 200
+    assert r.json()["tags"] == tags[:3]
+    assert LINK_NEXT_RE.match(r.headers.get("Link", "")), r.headers
+    pages, _ = oci.paginate("/v2/%s/tags/list" % repo, {})
+    assert [t for p in pages for t in p["tags"]] == tags
+    r = oci.tags(repo, n=50)  # a larger n is served a page at a time too
+    assert r.json()["tags"] == tags[:3] and "Link" in r.headers
+    others = ["%s-%d" % (repo, i) for i in range(4)]
+    for name in others:
+        oci.push_image(name, layers=1, layer_size=10)
+    pages, _ = oci.paginate("/v2/_catalog", {})
+    assert [n for p in pages for n in p["repositories"]] == sorted([repo] + others)
+    assert all(len(p["repositories"]) == 3 for p in pages[:-1])
+
+
+@pytest.mark.parametrize("value", ["0", "100001", "x"])
+def test_list_page_max_out_of_range_is_refused_at_start(server_factory, value):
+    with pytest.raises(RuntimeError):
+        server_factory("--list-page-max", value)
