@@ -112,6 +112,11 @@ fail:
     return -1;
 }
 
+/* The webhook send locks (sq_delivery_due): two-key advisory locks, first key this, second
+ * a hash of the webhook's name. */
+#define WEBHOOK_SEND_LOCK "1836542001" /* "mwh1" */
+#define WEBHOOK_HASH(x) "(hashtext(" x ") & 2147483647)"
+
 int sq_delivery_due(struct metastore *ms, int64_t now_ms, int64_t claim_ms, size_t max,
                     const char *const *skip, size_t n_skip, struct meta_delivery_list *out,
                     int64_t *next_due_ms, struct err *e)
@@ -125,6 +130,40 @@ int sq_delivery_due(struct metastore *ms, int64_t now_ms, int64_t claim_ms, size
                                " WHERE state = 'pending' AND next_attempt_ms > ?1";
     static const char claim[] = "UPDATE webhook_deliveries SET next_attempt_ms = ?2"
                                 " WHERE id = ?1";
+    /* PostgreSQL: one send at a time per webhook across the nodes too. The dispatcher
+     * holds a session advisory lock (two-key form, first key WEBHOOK_SEND_LOCK) per webhook
+     * it has a send in flight for; a webhook whose lock another node holds is not due
+     * here. The locks of webhooks no longer in skip (their send is done) are released
+     * first. A dead node's locks go with its connection; a lock whose session did
+     * nothing for a claim's length (a frozen node: its kernel still answers keepalives)
+     * is ignored, so its claims run out as before and another node sends them. */
+    static const char due_pg[] =
+        "SELECT " DQ_COLUMNS " FROM webhook_deliveries"
+        " WHERE state = 'pending' AND next_attempt_ms <= ?1"
+        " AND webhook NOT IN (?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        " AND NOT EXISTS (SELECT 1 FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory'"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND l.classid = " WEBHOOK_SEND_LOCK " AND l.objsubid = 2"
+        " AND l.objid::bigint = " WEBHOOK_HASH("webhook") " AND (a.state_change IS NULL"
+        " OR a.state_change > now() - CAST(?11 AS BIGINT) * interval '1 millisecond'))"
+        " ORDER BY next_attempt_ms, seq LIMIT ?2";
+    static const char release_pg[] =
+        "SELECT count(pg_advisory_unlock(" WEBHOOK_SEND_LOCK ", l.objid::bigint::integer))"
+        " FROM pg_locks l WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()"
+        " AND l.classid = " WEBHOOK_SEND_LOCK " AND l.objsubid = 2"
+        " AND l.objid::bigint <> ALL (SELECT " WEBHOOK_HASH("n") " FROM unnest(ARRAY["
+        "CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), CAST(?4 AS TEXT),"
+        " CAST(?5 AS TEXT), CAST(?6 AS TEXT), CAST(?7 AS TEXT), CAST(?8 AS TEXT)]) n"
+        " WHERE n <> '')";
+    /* Taken once per session (two names of one hash are one lock: never counted twice,
+     * so one release frees it). */
+    static const char lock_pg[] =
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'"
+        " AND l.pid = pg_backend_pid() AND l.classid = " WEBHOOK_SEND_LOCK
+        " AND l.objsubid = 2 AND l.objid::bigint = " WEBHOOK_HASH("CAST(?1 AS TEXT)") ") THEN 1"
+        " WHEN pg_try_advisory_lock(" WEBHOOK_SEND_LOCK ", " WEBHOOK_HASH("CAST(?1 AS TEXT)")
+        ") THEN 1 ELSE 0 END";
     memset(out, 0, sizeof(*out));
     *next_due_ms = INT64_MAX;
     struct sq_conn *c = sq_conn_of(ms, e);
@@ -143,12 +182,30 @@ int sq_delivery_due(struct metastore *ms, int64_t now_ms, int64_t claim_ms, size
     if (sq_tx_begin(c, is_claim, e) != 0)
         return -1;
     struct sql_stmt *s;
-    int rc = sq_run(c, due, &s, e, "iitttttttt", now_ms, limit, sk[0], sk[1], sk[2], sk[3],
+    int rc;
+    if (is_claim) {
+        rc = sq_run(c, release_pg, &s, e, "tttttttt", sk[0], sk[1], sk[2], sk[3], sk[4], sk[5],
+                    sk[6], sk[7]);
+        if (rc < 0)
+            goto fail;
+        sql_finalize(s);
+    }
+    if (is_claim)
+        rc = sq_run(c, due_pg, &s, e, "iitttttttti", now_ms, limit, sk[0], sk[1], sk[2], sk[3],
+                    sk[4], sk[5], sk[6], sk[7], claim_ms);
+    else
+        rc = sq_run(c, due, &s, e, "iitttttttt", now_ms, limit, sk[0], sk[1], sk[2], sk[3],
                     sk[4], sk[5], sk[6], sk[7]);
     if (rc < 0 || collect_deliveries(c, s, rc, out, e) != 0)
         goto fail;
     for (size_t i = 0; is_claim && i < out->n; i++) {
-        if (sq_run(c, claim, &s, e, "ti", out->items[i].id, now_ms + claim_ms) < 0)
+        const struct meta_delivery *d = &out->items[i];
+        /* Not taken only when a frozen node's session holds it (the read above ignored
+         * it; writers are serialized, so no live node took it since): sent all the same. */
+        if (sq_run(c, lock_pg, &s, e, "t", d->webhook) < 0)
+            goto fail;
+        sql_finalize(s);
+        if (sq_run(c, claim, &s, e, "ti", d->id, now_ms + claim_ms) < 0)
             goto fail;
         sql_finalize(s);
     }

@@ -430,7 +430,10 @@ typedef int ms_delivery_add_f(struct metastore *ms, const struct meta_delivery *
  * the deliveries returned are claimed in the same transaction: none is due again before
  * now_ms + claim_ms (the caller records each outcome, which sets its next attempt), so
  * the workers of several nodes sharing the store never send one delivery at once, and a
- * node that dies mid-send leaves its claims to the others when they run out. */
+ * node that dies mid-send leaves its claims to the others when they run out. A claim also
+ * locks its webhook for the calling thread's session until a call whose skip no longer
+ * names it: no other node takes that webhook's deliveries meanwhile (one send at a time
+ * per webhook across the nodes; a lock of a session idle for claim_ms is ignored). */
 #define META_DELIVERY_SKIP_MAX 8
 typedef int ms_delivery_due_f(struct metastore *ms, int64_t now_ms, int64_t claim_ms,
                               size_t max, const char *const *skip, size_t n_skip,

@@ -328,11 +328,100 @@ static void test_claimed_delivery_goes_to_one_node(void **state)
     assert_int_equal(got_b.n, 0);
     assert_int_equal(next, 62000); /* due again when the claim runs out */
     meta_delivery_list_fini(&got_b);
-    /* A node that died: another one takes it once the claim has run out. */
+    /* A node that died (its connection, and the webhook's send lock, gone): another one
+     * takes it once the claim has run out. */
+    a->ops->close(a);
     assert_int_equal(b->ops->delivery_due(b, 62001, 60000, 10, NULL, 0, &got_b, &next, &e), 0);
     assert_int_equal(got_b.n, 1);
     meta_delivery_list_fini(&got_a);
     meta_delivery_list_fini(&got_b);
+    b->ops->close(b);
+}
+
+/* One send at a time per webhook across the nodes: while node A has a delivery of "hook"
+ * in flight, node B takes the other webhooks' deliveries, not hook's next one (it sent
+ * it at the same time, out of order). A takes it once its send is done; B once A died. */
+static void test_one_send_per_webhook_across_nodes(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *a = metastore_pg_open(target, "r1", &e);
+    struct metastore *b = metastore_pg_open(target, "r1", &e);
+    assert_non_null(a);
+    assert_non_null(b);
+    struct meta_delivery d[3];
+    const char *hooks[3] = {"hook", "hook", "other"};
+    for (int i = 0; i < 3; i++) {
+        d[i] = (struct meta_delivery){.webhook = (char *)hooks[i], .action = "push",
+                                      .payload = "{}", .state = META_DELIVERY_PENDING,
+                                      .latency_ms = -1, .created_ms = 1000 + i,
+                                      .updated_ms = 1000 + i, .next_attempt_ms = 1000 + i};
+        snprintf(d[i].id, sizeof(d[i].id), "s%d", i + 1);
+    }
+    assert_int_equal(a->ops->delivery_add(a, d, 3, &e), 0);
+    struct meta_delivery_list got = {0};
+    int64_t next = 0;
+    assert_int_equal(a->ops->delivery_due(a, 2000, 60000, 1, NULL, 0, &got, &next, &e), 0);
+    assert_int_equal(got.n, 1);
+    assert_string_equal(got.items[0].id, "s1");
+    meta_delivery_list_fini(&got);
+    assert_int_equal(b->ops->delivery_due(b, 2001, 60000, 10, NULL, 0, &got, &next, &e), 0);
+    assert_int_equal(got.n, 1);
+    assert_string_equal(got.items[0].id, "s3");
+    meta_delivery_list_fini(&got);
+    /* A's send of s1 is done (recorded): its next dispatch takes s2. */
+    d[0].state = META_DELIVERY_DELIVERED;
+    assert_int_equal(a->ops->delivery_update(a, &d[0], &e), 0);
+    const char *busy[] = {"other"};
+    assert_int_equal(a->ops->delivery_due(a, 2002, 60000, 10, busy, 1, &got, &next, &e), 0);
+    assert_int_equal(got.n, 1);
+    assert_string_equal(got.items[0].id, "s2");
+    meta_delivery_list_fini(&got);
+    /* A dies mid-send of s2: B sends it when its claim runs out. */
+    a->ops->close(a);
+    assert_int_equal(b->ops->delivery_due(b, 62003, 60000, 10, busy, 1, &got, &next, &e), 0);
+    assert_int_equal(got.n, 1);
+    assert_string_equal(got.items[0].id, "s2");
+    meta_delivery_list_fini(&got);
+    b->ops->close(b);
+}
+
+/* A node frozen mid-send (SIGSTOP, a paused VM: its session stays, so does its webhook
+ * lock) holds its webhook back no longer than a claim: a lock whose session did nothing
+ * for claim_ms is ignored. */
+static void test_frozen_node_holds_a_webhook_back_for_a_claim_only(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *a = metastore_pg_open(target, "r1", &e);
+    struct metastore *b = metastore_pg_open(target, "r1", &e);
+    assert_non_null(a);
+    assert_non_null(b);
+    struct meta_delivery d[2];
+    for (int i = 0; i < 2; i++) {
+        d[i] = (struct meta_delivery){.webhook = "hook", .action = "push", .payload = "{}",
+                                      .state = META_DELIVERY_PENDING, .latency_ms = -1,
+                                      .created_ms = 1000 + i, .updated_ms = 1000 + i,
+                                      .next_attempt_ms = 1000 + i};
+        snprintf(d[i].id, sizeof(d[i].id), "f%d", i + 1);
+    }
+    assert_int_equal(a->ops->delivery_add(a, d, 2, &e), 0);
+    struct meta_delivery_list got = {0};
+    int64_t next = 0;
+    assert_int_equal(a->ops->delivery_due(a, 2000, 60000, 1, NULL, 0, &got, &next, &e), 0);
+    assert_int_equal(got.n, 1);
+    meta_delivery_list_fini(&got);
+    assert_int_equal(b->ops->delivery_due(b, 2001, 60000, 10, NULL, 0, &got, &next, &e), 0);
+    assert_int_equal(got.n, 0);
+    /* A's session idle past a claim of 20 ms: B takes f2 (A's lock ignored). */
+    int64_t until = util_now_ms() + 5000;
+    while (got.n == 0 && util_now_ms() < until) {
+        meta_delivery_list_fini(&got);
+        assert_int_equal(b->ops->delivery_due(b, 2002, 20, 10, NULL, 0, &got, &next, &e), 0);
+    }
+    assert_int_equal(got.n, 1);
+    assert_string_equal(got.items[0].id, "f2");
+    meta_delivery_list_fini(&got);
     a->ops->close(a);
     b->ops->close(b);
 }
@@ -742,6 +831,8 @@ int main(void)
         cmocka_unit_test_setup(test_nodes_share_one_clock, setup),
         cmocka_unit_test_setup(test_lease_has_one_holder, setup),
         cmocka_unit_test_setup(test_claimed_delivery_goes_to_one_node, setup),
+        cmocka_unit_test_setup(test_one_send_per_webhook_across_nodes, setup),
+        cmocka_unit_test_setup(test_frozen_node_holds_a_webhook_back_for_a_claim_only, setup),
         cmocka_unit_test_setup(test_prune_of_a_gone_webhook_spares_a_recreated_one, setup),
         cmocka_unit_test_setup(test_upload_cap_holds_across_nodes, setup),
         cmocka_unit_test_setup(test_gc_fence_spans_nodes, setup),
