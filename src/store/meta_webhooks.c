@@ -137,16 +137,18 @@ int sq_delivery_due(struct metastore *ms, int64_t now_ms, int64_t claim_ms, size
      * first. A dead node's locks go with its connection; a lock whose session did
      * nothing for a claim's length (a frozen node: its kernel still answers keepalives)
      * is ignored, so its claims run out as before and another node sends them. */
+    /* The held locks are read once (MATERIALIZED), not once per row read. */
     static const char due_pg[] =
-        "SELECT " DQ_COLUMNS " FROM webhook_deliveries"
+        "WITH held AS MATERIALIZED (SELECT l.objid::bigint AS h FROM pg_locks l"
+        " LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND l.classid = " WEBHOOK_SEND_LOCK " AND l.objsubid = 2 AND l.granted"
+        " AND (a.state_change IS NULL"
+        " OR a.state_change > now() - CAST(?11 AS BIGINT) * interval '1 millisecond'))"
+        " SELECT " DQ_COLUMNS " FROM webhook_deliveries"
         " WHERE state = 'pending' AND next_attempt_ms <= ?1"
         " AND webhook NOT IN (?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-        " AND NOT EXISTS (SELECT 1 FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE l.locktype = 'advisory'"
-        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND l.classid = " WEBHOOK_SEND_LOCK " AND l.objsubid = 2"
-        " AND l.objid::bigint = " WEBHOOK_HASH("webhook") " AND (a.state_change IS NULL"
-        " OR a.state_change > now() - CAST(?11 AS BIGINT) * interval '1 millisecond'))"
+        " AND " WEBHOOK_HASH("webhook") " NOT IN (SELECT h FROM held)"
         " ORDER BY next_attempt_ms, seq LIMIT ?2";
     static const char release_pg[] =
         "SELECT count(pg_advisory_unlock(" WEBHOOK_SEND_LOCK ", l.objid::bigint::integer))"
