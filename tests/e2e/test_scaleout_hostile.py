@@ -656,3 +656,41 @@ def test_database_restart_under_pushes_through_both_nodes(two):
             for blob in blobs:
                 g = requests.get(s.url + "/v2/%s/blobs/%s" % (repo, digest_of(blob)), timeout=30)
                 assert g.status_code == 200 and g.content == blob
+
+
+def test_collector_killed_mid_run_frees_the_fence_and_leaves_no_half_blob(server_factory):
+    """A GC run through A killed (-9) in its middle: B commits at once (the fence went
+    with A's connections), B's own run finishes the job, and every blob a node answers
+    for has its bytes."""
+    args = NODE_ARGS + ["--gc-grace", "1s", "--gc-interval", "1h"]
+    a = server_factory(*args)
+    b = server_factory(*args, data_dir=a.data_dir)
+    repo = unique_name("e2e/gckill")
+    blobs = {}
+    for i in range(150):  # linked, named by no manifest: collected after the grace
+        data = random_bytes(2000)
+        blobs[OCI((a, b)[i % 2].url).push_blob(repo, data)] = data
+    time.sleep(1.5)  # the grace, a property of the data, not a race
+    out = {}
+
+    def run():
+        try:
+            out["r"] = requests.post(a.url + "/_meridian/v1/gc/run", timeout=60).status_code
+        except requests.RequestException as exc:
+            out["r"] = str(exc)
+    t = threading.Thread(target=run)
+    t.start()
+    wait_until(lambda: any(not OCI(b.url).blob_exists(repo, d) for d in list(blobs)[:20]),
+               timeout_s=30, what="A's run removing blobs", interval_s=0.01)
+    a.kill()
+    t.join()
+    t0 = time.monotonic()
+    OCI(b.url).push_image(repo, tag="after", layers=1, layer_size=500)
+    assert time.monotonic() - t0 < 5
+    r = requests.post(b.url + "/_meridian/v1/gc/run", timeout=60)
+    assert r.status_code == 200, r.text
+    for d, data in blobs.items():
+        h = requests.head(b.url + "/v2/%s/blobs/%s" % (repo, d), timeout=30)
+        assert h.status_code == 404, (d, h.status_code)
+    img = OCI(b.url).get_manifest(repo, "after")
+    assert img.status_code == 200
