@@ -551,7 +551,8 @@ void mgmt_repl_state(struct http_req *req, const struct mgmt_params *p)
             return;
         }
         items = xrealloc(items, (n + n_st + 1) * sizeof(*items));
-        memcpy(items + n, st, n_st * sizeof(*st));
+        if (n_st > 0) /* st is NULL when there is none */
+            memcpy(items + n, st, n_st * sizeof(*st));
         n += n_st;
         free(st);
     }
