@@ -78,6 +78,26 @@ bool front_region_connects(struct front *f, size_t i, long timeout_ms)
     return true;
 }
 
+int front_pinned_region(struct front *f, const char *pinned)
+{
+    for (size_t i = 0; pinned != NULL && i < f->n_regions; i++) {
+        if (strcmp(f->regions[i].name, pinned) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+bool front_region_is_lost(struct front *f, size_t i)
+{
+    bool is_other_up = false;
+    AZ(pthread_mutex_lock(&f->mu));
+    for (size_t k = 0; k < f->n_regions; k++)
+        is_other_up = is_other_up || (k != i && f->regions[k].is_healthy);
+    bool is_lost = !f->regions[i].is_healthy && is_other_up;
+    AZ(pthread_mutex_unlock(&f->mu));
+    return is_lost;
+}
+
 bool front_is_ready(struct front *f)
 {
     bool is_ready = false;

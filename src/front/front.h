@@ -57,6 +57,14 @@ bool front_region_connects(struct front *f, size_t i, long timeout_ms);
  * black-holed region costs the request little. */
 #define FRONT_FALLBACK_CONNECT_MS 300L
 
+/* The region an upload's pin names, or -1 (no pin, or a name no region has). */
+int front_pinned_region(struct front *f, const char *pinned);
+
+/* Is region i lost: out of rotation while another region is in? An upload pinned to it is
+ * then gone, and a GET waiting on it goes elsewhere. (With nothing in rotation the probes
+ * may only have been slow: the region is still tried and waited for.) */
+bool front_region_is_lost(struct front *f, size_t i);
+
 /* Is any region healthy (the front's own /readyz)? */
 bool front_is_ready(struct front *f);
 

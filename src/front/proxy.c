@@ -260,6 +260,16 @@ static struct proxy_call *call_new(struct http_req *req, struct front *f, size_t
     return c;
 }
 
+/* A raw call waiting for bytes from a region the probes took out of rotation (a hung or
+ * black-holed region) gives up at once rather than after 60 s: a GET or HEAD without its
+ * head then goes to the next region, and a broken body ends the client's transfer, which
+ * it resumes (Range) wherever routing now sends it. */
+static bool is_region_lost(void *arg)
+{
+    struct proxy_call *c = arg;
+    return front_region_is_lost(c->front, c->region);
+}
+
 /* A request without a body, relayed on this thread: waits for the region's head. */
 static struct proxy_call *call_pull(struct http_req *req, struct front *f, size_t i,
                                     long connect_timeout_ms)
@@ -274,6 +284,7 @@ static struct proxy_call *call_pull(struct http_req *req, struct front *f, size_
         bool is_connected = false;
         const char *target = c->url + strlen(region->url);
         c->rc = upstream_call_start(region->pool, c->method, target, c->hdrs, connect_timeout_ms,
+                                    is_region_lost, c,
                                     &c->raw, &c->status, &c->lines, &lines_len, &is_connected);
         c->is_connected = is_connected;
         c->is_head = c->rc == 0;
@@ -454,6 +465,19 @@ static void reply_unavailable(struct http_req *req, const char *why)
         http_reply_mgmt_err(req, &e);
 }
 
+/* The region an upload session lives in cannot take it (down, or its link broke): no
+ * other region knows the session, so the client is told it is gone and starts the upload
+ * again (404 BLOB_UPLOAD_UNKNOWN, which clients treat as such and retry), rather than a 503
+ * that some clients give up on or repeat at the same dead region. */
+static void reply_upload_lost(struct http_req *req, struct front *f, size_t i)
+{
+    log_info("front", "upload pinned to region=%s lost: region unavailable id=%s",
+             f->regions[i].name, req->request_id);
+    http_reply_error(req, ERR_BLOB_UPLOAD_UNKNOWN,
+                     "the upload's region %s is unavailable: start the upload again",
+                     f->regions[i].name);
+}
+
 /* Handlers ------------------------------------------------------------------------- */
 
 static bool has_dot_segment_or_fragment(const char *target)
@@ -553,7 +577,13 @@ static void on_headers(struct http_req *req)
         return; /* forwarded once complete, where a failed connect can try elsewhere */
     char client[64];
     http_req_remote_addr(req, client, sizeof(client));
-    int i = front_choose(f, client, http_req_query(req, ROUTE_PIN_PARAM), NULL);
+    const char *pinned = http_req_query(req, ROUTE_PIN_PARAM);
+    int pin = front_pinned_region(f, pinned);
+    if (pin >= 0 && front_region_is_lost(f, (size_t)pin)) {
+        reply_upload_lost(req, f, (size_t)pin); /* before its body is spent on a dead link */
+        return;
+    }
+    int i = front_choose(f, client, pinned, NULL);
     /* None in rotation: the first region (in routing order) that takes a connection,
      * found before the body is read, while a refusal costs nothing. */
     bool tried[FRONT_MAX_REGIONS] = {false};
@@ -588,7 +618,10 @@ static void on_complete(struct http_req *req)
         if (!c->is_head) {
             front_mark_down(f, c->region, c->is_connected ? "transfer broke" : "connect failed",
                             !c->is_connected);
-            reply_unavailable(req, "the region did not answer");
+            if (front_pinned_region(f, http_req_query(req, ROUTE_PIN_PARAM)) == (int)c->region)
+                reply_upload_lost(req, f, c->region);
+            else
+                reply_unavailable(req, "the region did not answer");
             return;
         }
         if (c->status >= 500)
@@ -599,6 +632,11 @@ static void on_complete(struct http_req *req)
     char client[64];
     http_req_remote_addr(req, client, sizeof(client));
     const char *pinned = http_req_query(req, ROUTE_PIN_PARAM);
+    int pin = front_pinned_region(f, pinned);
+    if (pin >= 0 && front_region_is_lost(f, (size_t)pin)) {
+        reply_upload_lost(req, f, (size_t)pin);
+        return;
+    }
     bool tried[FRONT_MAX_REGIONS] = {false};
     for (;;) {
         int i = front_choose(f, client, pinned, tried);
@@ -630,6 +668,10 @@ static void on_complete(struct http_req *req)
         /* Nothing reached the region, or it was a GET or HEAD (safe to repeat) that got
          * no answer: the next region may serve it. */
         bool is_safe = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+        if (pin >= 0) {
+            reply_upload_lost(req, f, (size_t)pin);
+            return;
+        }
         if ((c->is_connected && !is_safe) || pinned != NULL) {
             reply_unavailable(req, "the region did not answer");
             return;

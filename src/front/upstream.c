@@ -2,8 +2,10 @@
  * its exchange: the request head in one send, the response head read into a buffer
  * (its first body bytes with it), then the body read straight into the caller's buffer,
  * framed by Content-Length, chunked encoding or the end of the connection. Sockets are
- * blocking with a 60 s receive timeout (the front's "no byte for 60 s" rule) and
- * TCP_NODELAY. Calls are reused per thread (no allocation per request). */
+ * blocking with TCP_NODELAY and a receive timeout of a slice: a call gives up after 60 s
+ * without a byte (the front's rule), or sooner when its caller says the region is lost
+ * (checked at each slice without a byte, so a waiting call costs no extra system call).
+ * Calls are reused per thread (no allocation per request). */
 #include "upstream.h"
 
 #include <errno.h>
@@ -26,6 +28,7 @@
 #define POOL_IDLE_MAX 64
 #define BUF_SIZE (64u << 10)   /* the response head must fit (as with curl's relay) */
 #define STALL_S 60
+#define SLICE_MS 250           /* how often a call waiting for bytes asks whether to give up */
 
 struct upstream_pool {
     char *host;
@@ -50,6 +53,8 @@ struct upstream_call {
     uint64_t left;             /* body (or chunk) bytes still to come */
     bool is_keep_alive;
     bool is_done;              /* the body was read whole */
+    upstream_give_up_f *give_up;
+    void *give_up_arg;
 };
 
 struct upstream_pool *upstream_pool_new(const char *host, const char *port)
@@ -111,9 +116,10 @@ int upstream_connect(const char *host, const char *port, long timeout_ms)
     /* Blocking from here, bounded by timeouts; small writes leave at once. */
     int one = 1;
     struct timeval stall = {.tv_sec = STALL_S};
+    struct timeval slice = {.tv_usec = SLICE_MS * 1000};
     int flags = 0;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &stall, sizeof(stall)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof(slice)) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &stall, sizeof(stall)) != 0 ||
         (flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
         close(fd);
@@ -180,6 +186,26 @@ static bool send_all(int fd, const char *p, size_t n)
     return true;
 }
 
+/* recv on the call's socket: >0 bytes, 0 at the end of the connection, -1 on error, -2
+ * when nothing came for STALL_S or the caller gave up on the region meanwhile. */
+static long recv_some(struct upstream_call *c, char *p, size_t max)
+{
+    int64_t waited_ns = 0;
+    for (;;) {
+        ssize_t n = recv(c->fd, p, max, 0);
+        if (n >= 0)
+            return (long)n;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -1;
+        waited_ns += (int64_t)SLICE_MS * 1000000;
+        if (waited_ns >= (int64_t)STALL_S * 1000000000 ||
+            (c->give_up != NULL && c->give_up(c->give_up_arg)))
+            return -2;
+    }
+}
+
 /* Receives more bytes after [off, len), moving them to the front if the end is full: >0
  * bytes, 0 at the end of the connection, -1 on error, -2 when nothing came for STALL_S. */
 static long fill(struct upstream_call *c)
@@ -191,16 +217,10 @@ static long fill(struct upstream_call *c)
         c->len -= c->off;
         c->off = 0;
     }
-    for (;;) {
-        ssize_t n = recv(c->fd, c->buf + c->len, BUF_SIZE - c->len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n > 0)
-            c->len += (size_t)n;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return -2;
-        return n < 0 ? -1 : (long)n;
-    }
+    long n = recv_some(c, c->buf + c->len, BUF_SIZE - c->len);
+    if (n > 0)
+        c->len += (size_t)n;
+    return n;
 }
 
 static bool is_token(const char *line, size_t line_len, const char *name, const char **value,
@@ -320,10 +340,13 @@ static int exchange(struct upstream_call *c, bool is_head_method, long *status,
 
 int upstream_call_start(struct upstream_pool *pool, const char *method, const char *target,
                         const char *const *headers, long connect_timeout_ms,
+                        upstream_give_up_f *give_up, void *give_up_arg,
                         struct upstream_call **out, long *status, char **lines,
                         size_t *lines_len, bool *is_connected)
 {
     struct upstream_call *c = call_get(pool);
+    c->give_up = give_up;
+    c->give_up_arg = give_up_arg;
     *out = c;
     *is_connected = true;
     bool has_host = false;
@@ -374,9 +397,7 @@ static long read_stretch(struct upstream_call *c, char *out, size_t max)
         memcpy(out, c->buf + c->off, (size_t)n);
         c->off += (size_t)n;
     } else {
-        do {
-            n = (long)recv(c->fd, out, max, 0);
-        } while (n < 0 && errno == EINTR);
+        n = recv_some(c, out, max);
         if (n <= 0)
             return -1; /* the end before the length, or a stall */
     }
@@ -479,9 +500,7 @@ long upstream_call_read(struct upstream_call *c, char *out, size_t max)
             c->off += (size_t)n;
             return n;
         }
-        do {
-            n = (long)recv(c->fd, out, max, 0);
-        } while (n < 0 && errno == EINTR);
+        n = recv_some(c, out, max);
         if (n == 0)
             c->is_done = true;
         return n < 0 ? -1 : n;

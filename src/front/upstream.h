@@ -23,14 +23,19 @@ int upstream_connect(const char *host, const char *port, long timeout_ms);
 /* One exchange. */
 struct upstream_call;
 
+/* Asked while a call waits for bytes (every quarter second without one): true ends the
+ * wait as a stall would (the region is known to be lost; a GET may go elsewhere). */
+typedef bool upstream_give_up_f(void *arg);
+
 /* Sends `method target` with the given "Name: value" headers (NULL-terminated; the
  * client's Host among them) and waits for the response head: 0 with *status and the raw
  * header lines ("Name: value\r\n" each, in *lines, *lines_len), or -1 when none came;
  * *is_connected false then when no connection could be opened (nothing was sent: safe
- * to try another region). A kept-alive connection that turns out to be closed is
+ * to try another region). give_up (may be NULL) is kept for the call's reads too. A kept-alive connection that turns out to be closed is
  * replaced once (GET and HEAD are safe to repeat). *out is set either way (free it). */
 int upstream_call_start(struct upstream_pool *pool, const char *method, const char *target,
                         const char *const *headers, long connect_timeout_ms,
+                        upstream_give_up_f *give_up, void *give_up_arg,
                         struct upstream_call **out, long *status, char **lines,
                         size_t *lines_len, bool *is_connected);
 
