@@ -132,6 +132,17 @@ static int on_body(void *arg, long status, const void *p, size_t n)
     return 0;
 }
 
+/* A call waiting for bytes from a region the probes took out of rotation (a hung or
+ * black-holed region) gives up at once rather than after 60 s: a GET or HEAD without its
+ * head then goes to the next region, other requests get their 503 (pinned: 404
+ * BLOB_UPLOAD_UNKNOWN), and a broken body ends the client's transfer, which it resumes
+ * (Range) wherever routing now sends it. */
+static bool is_region_lost(void *arg)
+{
+    struct proxy_call *c = arg;
+    return front_region_is_lost(c->front, c->region);
+}
+
 static void *relay_loop(void *arg)
 {
     struct proxy_call *c = arg;
@@ -140,6 +151,7 @@ static void *relay_loop(void *arg)
         .has_body = c->has_body, .body_len = c->body_len,
         .read = on_read, .on_head = on_head, .sink = on_body, .arg = c,
         .connect_timeout_ms = c->front->connect_timeout_ms, .abort = &c->is_abandoned,
+        .give_up = is_region_lost,
     };
     struct err e = {0};
     bool is_connected = false;
@@ -260,16 +272,6 @@ static struct proxy_call *call_new(struct http_req *req, struct front *f, size_t
     return c;
 }
 
-/* A raw call waiting for bytes from a region the probes took out of rotation (a hung or
- * black-holed region) gives up at once rather than after 60 s: a GET or HEAD without its
- * head then goes to the next region, and a broken body ends the client's transfer, which
- * it resumes (Range) wherever routing now sends it. */
-static bool is_region_lost(void *arg)
-{
-    struct proxy_call *c = arg;
-    return front_region_is_lost(c->front, c->region);
-}
-
 /* A request without a body, relayed on this thread: waits for the region's head. */
 static struct proxy_call *call_pull(struct http_req *req, struct front *f, size_t i,
                                     long connect_timeout_ms)
@@ -293,7 +295,7 @@ static struct proxy_call *call_pull(struct http_req *req, struct front *f, size_
     }
     struct httpc_relay r = {
         .method = c->method, .url = c->url, .headers = c->hdrs, .on_head = on_head, .arg = c,
-        .connect_timeout_ms = connect_timeout_ms,
+        .connect_timeout_ms = connect_timeout_ms, .give_up = is_region_lost,
     };
     c->pull = httpc_pull_start(&r);
     struct err e = {0};

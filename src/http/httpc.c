@@ -343,7 +343,23 @@ struct relay_ctx {
     struct buf head;         /* header lines of the response being received */
     bool is_head_sent;
     bool is_aborted;
+    curl_off_t moved;        /* bytes moved either way when the progress was last seen */
 };
+
+/* A relay's progress: abandoned by its caller, or given up on while nothing moves. */
+static int on_relay_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+                             curl_off_t ultotal, curl_off_t ulnow)
+{
+    struct relay_ctx *ctx = arg;
+    const struct httpc_relay *r = ctx->r;
+    (void)dltotal;
+    (void)ultotal;
+    if (r->abort != NULL && atomic_load(r->abort))
+        return 1;
+    bool is_still = dlnow + ulnow == ctx->moved;
+    ctx->moved = dlnow + ulnow;
+    return is_still && r->give_up != NULL && r->give_up(r->arg) ? 1 : 0;
+}
 
 static size_t on_relay_read(char *p, size_t size, size_t n, void *arg)
 {
@@ -426,7 +442,9 @@ static struct curl_slist *relay_setup(CURL *c, const struct httpc_relay *r, stru
     /* Bytes pass through as they are: no decoding, no redirects followed. */
     curl_easy_setopt(c, CURLOPT_HTTP_CONTENT_DECODING, 0L);
     curl_easy_setopt(c, CURLOPT_HTTP_TRANSFER_DECODING, 1L);
-    set_abort(c, r->abort);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_relay_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, ctx);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     if (strcmp(r->method, "HEAD") == 0)
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     if (r->has_body) {

@@ -129,6 +129,9 @@ struct httpc_relay {
     long connect_timeout_ms;     /* 0 = 10 s */
     long low_speed_time_s;       /* abort after this long without a byte either way; 0 = 60 */
     const atomic_bool *abort;    /* when it turns true the exchange is abandoned; or NULL */
+    /* Asked (with arg) whenever no byte moved since it was last asked, about once a second:
+     * true abandons the exchange (its peer is known to be lost). NULL: never. */
+    bool (*give_up)(void *arg);
 };
 
 /* Runs the relay. 0 when the exchange completed; -1 with ERR_UNAVAILABLE when it broke,

@@ -6,9 +6,14 @@ black hole between the front and a region can be made (faultproxy.py)."""
 import http.client
 import json
 import os
+import re
+import threading
 import time
 from types import SimpleNamespace
 
+import pytest
+
+from clients_helpers import OciLayout, assert_same_closure, clients, tool_missing  # noqa: F401
 from regions import MT_OCI_MANIFEST, sha256_digest, unique_repo, wait_converged
 from test_front import (FRONT_HOST, NET_R1, config_and_manifest, front,  # noqa: F401
                         push_blob, request)
@@ -135,3 +140,89 @@ def test_blob_get_broken_by_a_blackhole_ends_soon_and_resumes_elsewhere(geo, fro
     assert h["content-range"] == "bytes %d-%d/%d" % (len(got), len(blob) - 1, len(blob))
     assert sha256_digest(got + rest) == digest
     r1.proxy.heal()
+
+
+def test_requests_with_a_body_to_a_region_blackholed_in_flight_end_within_seconds(geo, front):
+    """Requests with a body sent to r1 as its link is black-holed (the region holds them,
+    never answers) end once the probes take r1 out of rotation, not after the front's
+    60 s stall bound: a monolithic upload gets 503 UNAVAILABLE (and its retry is stored by
+    r2), a chunk of an upload pinned to r1 gets 404 BLOB_UPLOAD_UNKNOWN. Neither is a
+    success for something not stored."""
+    cluster = geo(2)
+    r1, r2 = cluster
+    f = front(via_proxies(cluster), routes=[("127.0.5.0/24", "r1")],
+              extra=["--probe-interval", "2000"])
+    repo = unique_repo("bodyhole")
+    loc = start_upload(f, repo)
+    blob = os.urandom(1 << 20)
+    mono = "/v2/%s/blobs/uploads/?digest=%s" % (repo, sha256_digest(blob))
+    r1.proxy.blackhole()
+    results = {}
+
+    def send(name, method, target):
+        t0 = time.monotonic()
+        results[name] = request(f, method, target, source=NET_R1, body=blob, headers=OCTET,
+                                timeout_s=30) + (time.monotonic() - t0,)
+    threads = [threading.Thread(target=send, args=("patch", "PATCH", loc)),
+               threading.Thread(target=send, args=("mono", "POST", mono))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    status, h, body, took = results["mono"]
+    assert status == 503, (status, body)
+    assert json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+    assert took < 10, took
+    status, h, body, took = results["patch"]
+    assert_upload_unknown(status, h, body)
+    assert took < 10, took
+    # The client's retry lands in r2, which stores the blob.
+    status, h, body = request(f, "POST", mono, source=NET_R1, body=blob, headers=OCTET)
+    assert status == 201 and h["meridian-region"] == "r2", (status, body)
+    status, h, _ = request(f, "HEAD", "/v2/%s/blobs/%s" % (repo, sha256_digest(blob)),
+                           source=NET_R1)
+    assert status == 200 and h["meridian-region"] == "r2"
+    r1.proxy.heal()
+
+
+@pytest.mark.skipif(tool_missing("skopeo") or tool_missing("podman"),
+                    reason="skopeo or podman is not installed")
+def test_skopeo_and_podman_through_the_front_with_a_region_down(geo, front, clients,  # noqa: F811
+                                                                 tmp_path):
+    """Real clients through the front while the region they are routed to is down: with r1
+    killed (kill -9), skopeo pushes and podman pulls; with r1 back (in rotation again) and
+    then its link black-holed just before, podman pushes the image under another tag and
+    skopeo pulls it. r2 serves each time; nothing is left to the 60 s stall bound."""
+    cluster = geo(2)
+    r1, r2 = cluster
+    # The clients connect from 127.0.0.1: routed to r1 while it is healthy.
+    f = front(via_proxies(cluster), routes=[("127.0.0.1/32", "r1")],
+              extra=["--probe-interval", "500"])
+    repo = unique_repo("down")
+    src = OciLayout(tmp_path / "src")
+    desc, _ = src.add_image([{"a/data.bin": os.urandom(2 << 20), "a/hi.txt": b"down\n"}])
+    src.tag(desc, "v1")
+    r1.kill9()
+    t0 = time.monotonic()
+    clients.skopeo("copy", "--preserve-digests", "--dest-tls-verify=false", src.ref("v1"),
+                   "docker://%s/%s:v1" % (f.hostport, repo))
+    clients.podman("pull", "--tls-verify=false", "%s/%s:v1" % (f.hostport, repo))
+    r1.start()
+    wait_converged([r1, r2], repos=[repo])
+    deadline = time.monotonic() + 10
+    while request(f, "GET", "/v2/", source="127.0.0.1")[1].get("meridian-region") != "r1":
+        assert time.monotonic() < deadline, "r1 not back in rotation"
+        time.sleep(0.1)
+    r1.proxy.blackhole()
+    clients.podman("push", "--tls-verify=false", "%s/%s:v1" % (f.hostport, repo),
+                   "docker://%s/%s:v2" % (f.hostport, repo))
+    dst = OciLayout(tmp_path / "dst")
+    clients.skopeo("copy", "--src-tls-verify=false",
+                   "docker://%s/%s:v2" % (f.hostport, repo), dst.ref("v2"))
+    assert len(dst.closure(dst.resolve("v2")["digest"])) == 3  # manifest, config, layer
+    assert time.monotonic() - t0 < 60
+    r1.proxy.heal()
+    with open(f.log_path, errors="replace") as log:
+        text = log.read()
+    assert text.count("region r1 out of rotation") >= 2, text[-3000:]
+    assert re.search(r"method=PUT path=/v2/%s/manifests/v2 status=201" % repo, text)
