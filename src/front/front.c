@@ -65,6 +65,8 @@ void front_mark_down(struct front *f, size_t i, const char *why, bool is_refused
     f->regions[i].is_healthy = false;
     f->regions[i].is_refused = f->regions[i].is_refused || is_refused;
     AZ(pthread_mutex_unlock(&f->mu));
+    if (f->regions[i].pool != NULL)
+        upstream_pool_flush(f->regions[i].pool);
     if (was)
         log_warn("front", "region %s out of rotation: %s", f->regions[i].name, why);
 }
@@ -143,6 +145,8 @@ static void probe_once(struct front *f, long timeout_ms)
         if (is_ok)
             r->rtt_ms = r->rtt_ms < 0 ? times_ms[i] : 0.8 * r->rtt_ms + 0.2 * times_ms[i];
         AZ(pthread_mutex_unlock(&f->mu));
+        if (!is_ok && r->pool != NULL)
+            upstream_pool_flush(r->pool);
         if (is_ok && !was)
             log_info("front", "region %s in rotation rtt_ms=%.2f", r->name, times_ms[i]);
         else if (!is_ok && was)

@@ -88,6 +88,18 @@ static void pool_put(struct upstream_pool *p, int fd)
         close(fd);
 }
 
+void upstream_pool_flush(struct upstream_pool *p)
+{
+    int fds[POOL_IDLE_MAX];
+    AZ(pthread_mutex_lock(&p->mu));
+    size_t n = p->n_idle;
+    memcpy(fds, p->idle, n * sizeof(fds[0]));
+    p->n_idle = 0;
+    AZ(pthread_mutex_unlock(&p->mu));
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
+}
+
 int upstream_connect(const char *host, const char *port, long timeout_ms)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};

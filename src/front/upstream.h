@@ -16,6 +16,11 @@ struct upstream_pool;
 /* A pool for host:port (numeric or a name, resolved at each new connection). */
 struct upstream_pool *upstream_pool_new(const char *host, const char *port);
 
+/* Closes the pool's idle connections: its region left rotation, and the failure may have
+ * left them dead without a FIN or RST (a black hole, a NAT that lost its state), so that a
+ * request sent on one would wait for the stall bound once the region is back. */
+void upstream_pool_flush(struct upstream_pool *pool);
+
 /* A TCP connection to host:port opened within timeout_ms (blocking from then on, with
  * TCP_NODELAY and a 60 s send and receive timeout); -1 when none. */
 int upstream_connect(const char *host, const char *port, long timeout_ms);

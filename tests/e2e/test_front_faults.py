@@ -226,3 +226,50 @@ def test_skopeo_and_podman_through_the_front_with_a_region_down(geo, front, clie
         text = log.read()
     assert text.count("region r1 out of rotation") >= 2, text[-3000:]
     assert re.search(r"method=PUT path=/v2/%s/manifests/v2 status=201" % repo, text)
+
+
+def test_region_back_from_a_blackhole_serves_at_once(geo, front):
+    """A black hole that heals leaves the connections it froze dead (as a NAT that lost its
+    state does): the front must not reuse the kept-alive ones it had to r1 when r1 is back
+    in rotation, or each would hold a request for the 60 s stall bound."""
+    cluster = geo(2)
+    r1, r2 = cluster
+    f = front(via_proxies(cluster), routes=[("127.0.5.0/24", "r1")],
+              extra=["--probe-interval", "500"])
+    # Several kept-alive connections to r1 in the front's pool.
+    results = []
+
+    repo = unique_repo("healed")
+
+    def get():
+        results.append(request(f, "GET", "/v2/", source=NET_R1))
+        results.append(request(f, "POST", "/v2/%s/blobs/uploads/" % repo, source=NET_R1,
+                               body=b"z", headers=OCTET))
+    threads = [threading.Thread(target=get) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(s in (200, 202) and h["meridian-region"] == "r1" for s, h, _ in results)
+    r1.proxy.blackhole()
+    deadline = time.monotonic() + 10
+    while request(f, "GET", "/v2/", source=NET_R1, timeout_s=30)[1].get("meridian-region") != "r2":
+        assert time.monotonic() < deadline, "r1 still in rotation"
+    r1.proxy.heal()
+    deadline = time.monotonic() + 10
+    while True:
+        t0 = time.monotonic()
+        status, h, _ = request(f, "GET", "/v2/", source=NET_R1, timeout_s=30)
+        assert time.monotonic() - t0 < 3, "a request waited on a dead kept-alive connection"
+        if h.get("meridian-region") == "r1":
+            break
+        assert time.monotonic() < deadline, "r1 not back in rotation"
+        time.sleep(0.05)
+    for _ in range(20):
+        t0 = time.monotonic()
+        status, h, _ = request(f, "GET", "/v2/", source=NET_R1, timeout_s=30)
+        assert status == 200 and time.monotonic() - t0 < 3, (status, h)
+        # Requests with a body too (relayed through libcurl's connections).
+        status, h, _ = request(f, "POST", "/v2/%s/blobs/uploads/" % repo, source=NET_R1,
+                               body=b"z", headers=OCTET, timeout_s=30)
+        assert status == 202 and time.monotonic() - t0 < 3, (status, h)
