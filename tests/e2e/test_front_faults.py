@@ -273,3 +273,43 @@ def test_region_back_from_a_blackhole_serves_at_once(geo, front):
         status, h, _ = request(f, "POST", "/v2/%s/blobs/uploads/" % repo, source=NET_R1,
                                body=b"z", headers=OCTET, timeout_s=30)
         assert status == 202 and time.monotonic() - t0 < 3, (status, h)
+
+
+def test_chunked_upload_whose_region_is_killed_mid_body_restarts_elsewhere(geo, front):
+    """A PATCH streamed with Transfer-Encoding: chunked (as podman and buildah send it) is
+    half through when its region is killed (kill -9): the client gets 404
+    BLOB_UPLOAD_UNKNOWN, never a success; the upload started again lands in r2, and the
+    blob it stores there is whole."""
+    cluster = geo(2)
+    r1, r2 = cluster
+    f = front([r1, r2], routes=[("127.0.5.0/24", "r1")])
+    repo = unique_repo("chunkkill")
+    blob = os.urandom(4 << 20)
+    loc = start_upload(f, repo)
+
+    def body():
+        for k in range(0, len(blob), 256 << 10):
+            if k == 1 << 20:
+                r1.kill9()
+                time.sleep(0.3)   # the front's relay sees the region gone mid-body
+            yield blob[k:k + (256 << 10)]
+    conn = http.client.HTTPConnection(FRONT_HOST, f.port, timeout=30,
+                                      source_address=(NET_R1, 0))
+    try:
+        conn.request("PATCH", loc, body=body(), headers=OCTET, encode_chunked=True)
+        resp = conn.getresponse()
+        status, h, data = resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+    assert_upload_unknown(status, h, data)
+    status, h, data = request(f, "POST", "/v2/%s/blobs/uploads/" % repo, source=NET_R1)
+    assert status == 202 and h["meridian-region"] == "r2", (status, data)
+    loc = h["location"]
+    sep = "&" if "?" in loc else "?"
+    status, h, data = request(f, "PUT", loc + sep + "digest=" + sha256_digest(blob),
+                              source=NET_R1, body=blob, headers=OCTET)
+    assert status == 201 and h["meridian-region"] == "r2", (status, data)
+    status, h, data = request(f, "GET", "/v2/%s/blobs/%s" % (repo, sha256_digest(blob)),
+                              source=NET_R1)
+    assert status == 200 and sha256_digest(data) == sha256_digest(blob)
+    r1.start()
