@@ -405,6 +405,14 @@ static bool is_session_reply(long status)
     return status == 202 || status == 204 || status == 416;
 }
 
+/* A Location under the region's own base URL (a region that names itself in absolute
+ * form) made relative, so that the client goes on through the front, not around it. */
+static char *location_through_front(char *value, const char *region_url)
+{
+    size_t n = strlen(region_url);
+    return strncasecmp(value, region_url, n) == 0 && value[n] == '/' ? value + n : value;
+}
+
 /* Passes the region's response head on: headers (upload Locations pinned to the region),
  * Meridian-Region, then the body streamed from the pipe. */
 static void reply_forwarded(struct http_req *req, struct proxy_call *c)
@@ -430,6 +438,8 @@ static void reply_forwarded(struct http_req *req, struct proxy_call *c)
             if (strcasecmp(line, "Content-Length") == 0 &&
                 util_parse_u64(value, strlen(value), &v) == 0)
                 len = v;
+            if (strcasecmp(line, "Location") == 0)
+                value = location_through_front(value, f->regions[c->region].url);
             if (strcasecmp(line, "Location") == 0 && strstr(value, "/blobs/uploads/") != NULL &&
                 is_session_reply(c->status)) {
                 char pinned[TARGET_MAX];

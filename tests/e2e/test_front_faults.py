@@ -13,10 +13,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from clients_helpers import OciLayout, assert_same_closure, clients, tool_missing  # noqa: F401
+from clients_helpers import OciLayout, clients, tool_missing  # noqa: F401
 from regions import MT_OCI_MANIFEST, sha256_digest, unique_repo, wait_converged
-from test_front import (FRONT_HOST, NET_R1, config_and_manifest, front,  # noqa: F401
-                        push_blob, request)
+from test_front import (FRONT_HOST, NET_R1, FramingRegion, config_and_manifest,  # noqa: F401
+                        front, push_blob, request)
 
 pytest_plugins = ["geo_plugin"]
 
@@ -313,3 +313,44 @@ def test_chunked_upload_whose_region_is_killed_mid_body_restarts_elsewhere(geo, 
                               source=NET_R1)
     assert status == 200 and sha256_digest(data) == sha256_digest(blob)
     r1.start()
+
+
+class AbsoluteLocationRegion(FramingRegion):
+    """A stand-in region that names itself in absolute Locations (as a registry configured
+    with its own URL does), with a query string of its own."""
+
+    def answer(self, conn, method, target):
+        if target == "/readyz":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        elif method == "POST" and target == "/v2/a/app/blobs/uploads/":
+            conn.sendall(b"HTTP/1.1 202 Accepted\r\nLocation: %s/v2/a/app/blobs/uploads/u1"
+                         b"?state=s%%3D1\r\nContent-Length: 0\r\n\r\n" % self.url.encode())
+        elif method == "GET" and target == "/v2/a/app/manifests/v1":
+            conn.sendall(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: %s/v2/a/app/manifests/"
+                         b"sha256:ab?x=1\r\nContent-Length: 0\r\n\r\n" % self.url.encode())
+        elif method == "GET" and target == "/v2/a/app/blobs/sha256:cd":
+            conn.sendall(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://data.example:5001"
+                         b"/v2/a/app/blobs/sha256:cd?sig=1\r\nContent-Length: 0\r\n\r\n")
+        else:
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        return True
+
+
+def test_absolute_locations_naming_the_region_are_made_relative(front):
+    """A Location under the region's own URL would send the client around the front,
+    straight to the region (and an upload past its pin): the front makes it relative,
+    keeping its query (and pins an upload's); a Location elsewhere (a data endpoint) is
+    passed on as it is."""
+    region = AbsoluteLocationRegion("abs")
+    try:
+        f = front([region])
+        status, h, _ = request(f, "POST", "/v2/a/app/blobs/uploads/")
+        assert status == 202
+        assert h["location"] == "/v2/a/app/blobs/uploads/u1?state=s%3D1&_region=abs", h
+        status, h, _ = request(f, "GET", "/v2/a/app/manifests/v1")
+        assert status == 307 and h["location"] == "/v2/a/app/manifests/sha256:ab?x=1", h
+        status, h, _ = request(f, "GET", "/v2/a/app/blobs/sha256:cd")
+        assert status == 307, h
+        assert h["location"] == "http://data.example:5001/v2/a/app/blobs/sha256:cd?sig=1", h
+    finally:
+        region.close()
