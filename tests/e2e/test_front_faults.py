@@ -1,7 +1,9 @@
-"""The front under faults between it and a region (docs/front.md, "Uploads stay in one
-region"): what a client sees when the region its upload session lives in is killed or
-black-holed. The front reaches each region through the region's fault proxy here, so a
-black hole between the front and a region can be made (faultproxy.py)."""
+"""The front under faults between it and a region (docs/front.md, "Health" and "Uploads
+stay in one region"): what a client sees when a region is killed (kill -9) or black-holed
+in the middle of its requests (a pinned upload, a monolithic upload, a chunked PATCH, a
+large blob GET resumed with Range), real clients with their region down, a region back
+from a black hole, and absolute Locations. The front reaches each region through the
+region's fault proxy where a black hole is needed (faultproxy.py)."""
 
 import http.client
 import json
