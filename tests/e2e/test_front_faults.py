@@ -356,3 +356,45 @@ def test_absolute_locations_naming_the_region_are_made_relative(front):
         assert h["location"] == "http://data.example:5001/v2/a/app/blobs/sha256:cd?sig=1", h
     finally:
         region.close()
+
+
+@pytest.mark.skipif(tool_missing("skopeo") or tool_missing("podman"),
+                    reason="skopeo or podman is not installed")
+def test_podman_push_survives_its_region_killed_mid_layer(geo, front, clients,  # noqa: F811
+                                                          tmp_path):
+    """podman pushes a 16 MiB layer through the front (a chunked PATCH) and the region is
+    killed once 4 MiB of it are in: the front answers 404 BLOB_UPLOAD_UNKNOWN, podman retries the
+    copy and the push completes in r2. (With the old 503, podman 4.3 gave up: "received
+    unexpected HTTP status: 503 Service Unavailable".)"""
+    cluster = geo(2)
+    r1, r2 = cluster
+    f = front(via_proxies(cluster), routes=[("127.0.0.1/32", "r1")],
+              extra=["--probe-interval", "500"])
+    repo = unique_repo("podkill")
+    src = OciLayout(tmp_path / "src")
+    desc, _ = src.add_image([{"a/data.bin": os.urandom(16 << 20)}])
+    src.tag(desc, "v1")
+    clients.skopeo("copy", src.ref("v1"), "containers-storage:[vfs@%s+%s]localhost/pk:v1"
+                   % (clients.storage[1], clients.runroot))
+    r1.proxy.bandwidth(4 << 20)   # the layer takes about 4 s to go up
+    before = r1.proxy.stats()["up"]
+
+    def kill_mid_layer():   # once 4 MiB of the layer have reached r1
+        deadline = time.monotonic() + 120
+        while r1.proxy.stats()["up"] - before < (4 << 20) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        r1.kill9()
+    killer = threading.Thread(target=kill_mid_layer)
+    killer.start()
+    try:
+        clients.podman("push", "--tls-verify=false", "localhost/pk:v1",
+                       "docker://%s/%s:v1" % (f.hostport, repo))
+    finally:
+        killer.join()
+    with open(f.log_path, errors="replace") as log:
+        text = log.read()
+    assert re.search(r"method=PATCH path=/v2/%s/blobs/uploads/\S+ status=404" % repo, text)
+    assert re.search(r"method=PUT path=/v2/%s/manifests/v1 status=201" % repo, text)
+    status, h, _ = request(f, "GET", "/v2/%s/manifests/v1" % repo, source="127.0.0.1",
+                           headers={"Accept": MT_OCI_MANIFEST})
+    assert status == 200 and h["meridian-region"] == "r2"
