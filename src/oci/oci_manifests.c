@@ -45,6 +45,24 @@ static int parse_reference(struct http_req *req, bool *is_digest, struct digest 
     return 0;
 }
 
+/* Whether ref (a tag or a digest) of repo names a manifest here now: true with its digest in
+ * *d and, when is_visible is not NULL, whether it is pullable (pushed here, or replicated
+ * whole) in *is_visible. */
+static bool ref_lookup(struct registry *reg, const char *repo, const char *ref, struct digest *d,
+                       bool *is_visible)
+{
+    char *media_type = NULL;
+    int64_t size, recorded_ms;
+    bool visible = false;
+    struct err e = {0};
+    bool is_found = reg->ms->ops->manifest_lookup(reg->ms, repo, ref, d, &media_type, &size,
+                                                  &visible, &recorded_ms, &e) == 0;
+    free(media_type);
+    if (is_visible != NULL)
+        *is_visible = is_found && visible;
+    return is_found;
+}
+
 /* RFC 9110 13.1.1, 13.1.2 (in 13.2.2's order): a PUT or DELETE carrying If-Match or
  * If-None-Match is done only if it holds for what the reference names now, whose entity
  * tag is the manifest's digest (the ETag a GET answers). Clients keeping a referrers tag
@@ -59,13 +77,7 @@ static bool precondition_fails(struct http_req *req)
     if (im == NULL && inm == NULL)
         return false;
     struct digest cur;
-    char *type = NULL;
-    int64_t size, recorded_ms;
-    bool is_visible;
-    struct err e = {0};
-    bool has_cur = reg->ms->ops->manifest_lookup(reg->ms, req->repo, req->ref, &cur, &type, &size,
-                                                 &is_visible, &recorded_ms, &e) == 0;
-    free(type);
+    bool has_cur = ref_lookup(reg, req->repo, req->ref, &cur, NULL);
     char etag[DIGEST_STR_MAX + 3] = "";
     if (has_cur)
         snprintf(etag, sizeof(etag), "\"%s\"", cur.str);
@@ -183,34 +195,6 @@ static bool may_read(void *arg, const char *repository)
     return authz_can(arg, repository, AUTH_PERM_PULL, true);
 }
 
-/* Whether manifest d of repo is visible in this region (pushed here, or replicated whole). */
-static bool is_visible_here(struct registry *reg, const char *repo, const struct digest *d)
-{
-    struct digest got;
-    char *media_type = NULL;
-    int64_t size, recorded_ms;
-    bool is_visible = false;
-    struct err e = {0};
-    bool is_found = reg->ms->ops->manifest_lookup(reg->ms, repo, d->str, &got, &media_type,
-                                                  &size, &is_visible, &recorded_ms, &e) == 0;
-    free(media_type);
-    return is_found && is_visible;
-}
-
-/* Whether tag names a manifest of repo now (visible or not). */
-static bool is_tagged(struct registry *reg, const char *repo, const char *tag)
-{
-    struct digest d;
-    char *media_type = NULL;
-    int64_t size, recorded_ms;
-    bool is_visible;
-    struct err e = {0};
-    bool is_found = reg->ms->ops->manifest_lookup(reg->ms, repo, tag, &d, &media_type, &size,
-                                                  &is_visible, &recorded_ms, &e) == 0;
-    free(media_type);
-    return is_found;
-}
-
 static void manifest_put(struct http_req *req, bool is_digest, const struct digest *ref_digest)
 {
     struct registry *reg = req->reg;
@@ -252,14 +236,7 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     }
     /* Locks: of the repository, of the tag and of the manifest the tag names now. */
     struct digest cur;
-    char *cur_type = NULL;
-    int64_t cur_size, cur_ms;
-    bool cur_visible;
-    struct err le = {0};
-    bool has_cur = !is_digest && reg->ms->ops->manifest_lookup(reg->ms, req->repo, req->ref, &cur,
-                                                               &cur_type, &cur_size,
-                                                               &cur_visible, &cur_ms, &le) == 0;
-    free(cur_type);
+    bool has_cur = !is_digest && ref_lookup(reg, req->repo, req->ref, &cur, NULL);
     if (oci_lock_refuses(req, is_digest ? NULL : req->ref,
                          has_cur ? &cur : (is_digest ? &m.digest : NULL), OCI_LOCK_WRITE) ||
         precondition_fails(req)) {
@@ -312,8 +289,13 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
         /* An index's children pushed in another region come the way a pull brings them
          * (repl_pull_manifest: the manifest, then its blobs, then visible here). */
         if (refs[i].is_manifest) {
-            if (reg->repl != NULL && !is_visible_here(reg, req->repo, &refs[i].digest))
-                (void)repl_pull_manifest(reg->repl, req->repo, refs[i].digest.str);
+            struct digest child;
+            bool is_here = false;
+            if (reg->repl != NULL) {
+                (void)ref_lookup(reg, req->repo, refs[i].digest.str, &child, &is_here);
+                if (!is_here)
+                    (void)repl_pull_manifest(reg->repl, req->repo, refs[i].digest.str);
+            }
             continue;
         }
         if (reg->ms->ops->blob_get(reg->ms, req->repo, &refs[i].digest, &size, &fe) == 0)
@@ -384,7 +366,8 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     if (rc != 0) {
         /* Refused (a size, a child): the version it would create goes too, unless a
          * concurrent push of the version committed first and the record is its own now. */
-        if (is_recorded && !is_tagged(reg, req->repo, req->ref))
+        struct digest now;
+        if (is_recorded && !ref_lookup(reg, req->repo, req->ref, &now, NULL))
             image_catalog_unrecord_push(reg->ms, req->repo, req->ref);
         http_reply_err(req, &e);
         manifest_fini(&mf);
@@ -414,17 +397,12 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
     }
     /* Locks: of the repository, of the tag, of the manifest and of every tag naming it. */
     struct digest target;
-    char *t_type = NULL;
-    int64_t t_size, t_ms;
-    bool t_visible;
     struct err le = {0};
     bool has_target = is_digest;
     if (is_digest)
         target = *d;
     else
-        has_target = reg->ms->ops->manifest_lookup(reg->ms, req->repo, req->ref, &target,
-                                                   &t_type, &t_size, &t_visible, &t_ms, &le) == 0;
-    free(t_type);
+        has_target = ref_lookup(reg, req->repo, req->ref, &target, NULL);
     if (oci_lock_refuses(req, is_digest ? NULL : req->ref, has_target ? &target : NULL,
                          OCI_LOCK_DELETE))
         return;
