@@ -37,6 +37,13 @@ def path_of(location):
     return location if location.startswith("/") else "/" + location.split("/", 3)[3]
 
 
+def assert_blob_on(nodes, repo, data):
+    """Every node serves blob `data` of repo, whole."""
+    for s in nodes:
+        g = requests.get(s.url + "/v2/%s/blobs/%s" % (repo, digest_of(data)), timeout=30)
+        assert g.status_code == 200 and g.content == data, (s.url, g.status_code)
+
+
 def test_post_on_one_node_put_on_the_other(two):
     a, b = two
     repo = unique_name("e2e/mono")
@@ -49,9 +56,7 @@ def test_post_on_one_node_put_on_the_other(two):
     assert r.status_code == 204, (r.status_code, r.text)
     r = requests.put(b.url + p, params={"digest": dig}, data=data, headers=OCT, timeout=30)
     assert r.status_code == 201, (r.status_code, r.text)
-    for s in (a, b):
-        g = requests.get(s.url + "/v2/%s/blobs/%s" % (repo, dig), timeout=30)
-        assert g.status_code == 200 and g.content == data
+    assert_blob_on((a, b), repo, data)
     # the session is gone on both nodes
     for s in (a, b):
         r = requests.get(s.url + p, timeout=30)
@@ -91,9 +96,7 @@ def test_cross_repo_mount_on_b_of_a_blob_pushed_on_a(two):
     r = requests.post(b.url + "/v2/%s/blobs/uploads/" % dst,
                       params={"mount": dig, "from": src}, data=b"", timeout=30)
     assert r.status_code == 201, (r.status_code, r.text)
-    for s in (a, b):
-        g = requests.get(s.url + "/v2/%s/blobs/%s" % (dst, dig), timeout=30)
-        assert g.status_code == 200 and g.content == data
+    assert_blob_on((a, b), dst, data)
 
 
 def test_same_blob_to_both_nodes_at_once(two):
@@ -109,9 +112,7 @@ def test_same_blob_to_both_nodes_at_once(two):
             return OCI(srv.url).push_blob(repo, data, how=flows[i % 4])
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             assert list(pool.map(push, range(8))) == [dig] * 8
-        for s in (a, b):
-            g = requests.get(s.url + "/v2/%s/blobs/%s" % (repo, dig), timeout=30)
-            assert g.status_code == 200 and g.content == data
+        assert_blob_on((a, b), repo, data)
 
 
 def test_same_tag_pushed_on_both_nodes_at_once(two):
@@ -184,9 +185,7 @@ def test_blob_delete_racing_a_manifest_push_on_the_other_node(two):
         [t.join() for t in ts]
         assert not (res["put"] == 201 and res["del"] == 202), res
         if res["put"] == 201:
-            for s in (a, b):
-                g = requests.get(s.url + "/v2/%s/blobs/%s" % (repo, digest_of(layer)), timeout=30)
-                assert g.status_code == 200 and g.content == layer, (s.url, g.status_code)
+            assert_blob_on((a, b), repo, layer)
 
 
 def test_upload_delete_on_b_while_patching_on_a(two):
@@ -654,8 +653,7 @@ def test_database_restart_under_pushes_through_both_nodes(two):
                              headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
             assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == dig, (tag, s.url)
             for blob in blobs:
-                g = requests.get(s.url + "/v2/%s/blobs/%s" % (repo, digest_of(blob)), timeout=30)
-                assert g.status_code == 200 and g.content == blob
+                assert_blob_on((s,), repo, blob)
 
 
 def test_collector_killed_mid_run_frees_the_fence_and_leaves_no_half_blob(server_factory):
