@@ -329,3 +329,19 @@ def test_list_larger_than_a_manifest_comes_in_pages(oci, repo):
             descs = r.json()["manifests"]
         assert pages == 2, (params, pages)
         assert sorted(got) == sorted(want) and len(got) == 3, params
+
+
+@pytest.mark.parametrize("last", ["not-a-digest", "\x01\x7f", "z" * 5000,
+                                  "sha256:" + "f" * 64])
+def test_a_hostile_last_cursor_is_only_a_position(oci, repo, last):
+    """?last= is a position in digest order, whatever the client sends: garbage, control
+    bytes or a huge value answer 200 with the referrers after it (none past the end, all
+    before the start), never an error naming it and never a Link that echoes it."""
+    subject = oci.push_image(repo, tag="cursor", layers=1)
+    want = sorted(oci.push_artifact(repo, AT_CFG, subject=subject,
+                                    annotations={KEY: "%d" % i}).digest for i in range(2))
+    r = oci.get("/v2/%s/referrers/%s" % (repo, subject.digest), params={"last": last})
+    assert r.status_code == 200, (r.status_code, r.text[:200])
+    got = [d["digest"] for d in r.json()["manifests"]]
+    assert got == [d for d in want if d > last]
+    assert "Link" not in r.headers
