@@ -71,17 +71,12 @@ static int artifact_lookup(struct registry *reg, const char *repo, const char *r
  * (its last report is Completed). Its own report would stay Completed after an enforced
  * policy removed the copy: the region keeps no record of repo to report anything from. */
 static json_t *status_summary(struct registry *reg, const char *repo, const struct artifact *a,
-                              const char *const *targets, struct err *e)
+                              const char *const *targets, const json_t *policies, struct err *e)
 {
     struct meta_status *rows = NULL;
     size_t n_rows = 0;
-    json_t *policies = residency_policies(reg->ms, e);
-    if (policies == NULL)
+    if (a->is_known && reg->ms->ops->status_list(reg->ms, repo, &a->d, &rows, &n_rows, e) != 0)
         return NULL;
-    if (a->is_known && reg->ms->ops->status_list(reg->ms, repo, &a->d, &rows, &n_rows, e) != 0) {
-        json_decref(policies);
-        return NULL;
-    }
     /* Every region needs the same bytes: a region with nothing to report yet shows the
      * total that others report. */
     int64_t needed = 0;
@@ -133,7 +128,6 @@ static json_t *status_summary(struct registry *reg, const char *repo, const stru
                                details));
     }
     meta_status_free(rows, n_rows);
-    json_decref(policies);
     return summary;
 }
 
@@ -259,26 +253,34 @@ static struct listed *list_versions(struct registry *reg, const char *repo, json
     *records = image_catalog_versions(reg->ms, repo, e);
     if (*records == NULL)
         return NULL;
+    /* Read once for every version, not once per version. */
+    json_t *policies = residency_policies(reg->ms, e);
+    if (policies == NULL) {
+        json_decref(*records);
+        return NULL;
+    }
     size_t n = json_array_size(*records);
     struct listed *l = xcalloc(n + 1, sizeof(*l));
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+    for (; i < n; i++) {
         l[i].record = json_array_get(*records, i);
         const char *v = json_string_value(json_object_get(l[i].record, "version"));
         struct err le = {0};
         if (artifact_lookup(reg, repo, v, &l[i].a, &le) != 0 && le.code != ERR_NOT_FOUND) {
             *e = le;
-            listed_fini(l, n);
-            json_decref(*records);
-            return NULL;
+            break;
         }
         const char **targets = iv_targets(l[i].record);
-        l[i].summary = status_summary(reg, repo, &l[i].a, targets, e);
+        l[i].summary = status_summary(reg, repo, &l[i].a, targets, policies, e);
         free(targets);
-        if (l[i].summary == NULL) {
-            listed_fini(l, n);
-            json_decref(*records);
-            return NULL;
-        }
+        if (l[i].summary == NULL)
+            break;
+    }
+    json_decref(policies);
+    if (i < n) {
+        listed_fini(l, n);
+        json_decref(*records);
+        return NULL;
     }
     *n_out = n;
     return l;
@@ -403,7 +405,9 @@ static json_t *version_doc(struct registry *reg, const char *repo, const char *r
         all = repl_target_regions(reg->repl);
         targets = (const char **)all;
     }
-    json_t *summary = status_summary(reg, repo, &a, targets, e);
+    json_t *policies = residency_policies(reg->ms, e);
+    json_t *summary = policies ? status_summary(reg, repo, &a, targets, policies, e) : NULL;
+    json_decref(policies);
     if (record != NULL)
         free(targets);
     else
