@@ -364,8 +364,9 @@ int sq_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const ch
     rc = sq_query(c, SQ_MANIFEST_CLOCK, &s, e, "it", repo_id, digest);
     if (rc < 0)
         return -1;
+    bool is_here = rc == SQL_ROW;
     bool is_older =
-        rc == SQL_ROW &&
+        is_here &&
         hlc_lww_wins((uint64_t)hlc, origin, (uint64_t)sql_col_int64(s, 0), sql_col_text(s, 1));
     sq_stmt_done(s);
     if (is_older) {
@@ -373,6 +374,10 @@ int sq_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const ch
             sq_exec(c, SQ_MANIFEST_DELETE, e, "it", repo_id, digest) != 0)
             return -1;
     }
+    /* Every region's status of the manifest described copies the delete ends: a push of
+     * it again starts from none (merge_status keeps reports older than the delete out). */
+    if ((is_older || !is_here) && sq_exec(c, SQ_STATUS_DROP, e, "tt", repo, digest) != 0)
+        return -1;
     return 0;
 }
 
@@ -567,6 +572,26 @@ static int merge_object(struct sq_conn *c, const struct meta_event *ev, bool is_
     return rc;
 }
 
+/* Was a region's status, written at hlc, about a copy that a delete of the manifest ended
+ * (a delete here is later than it)? Such a report heard after the delete (the deleting
+ * region had not heard it) would show the region Completed for a push of the same manifest
+ * again, which it does not hold. hlc 0: a state record of a release before this check,
+ * which does not say; taken. */
+static int status_is_stale(struct sq_conn *c, const char *repo, const char *digest, int64_t hlc,
+                           bool *is_stale, struct err *e)
+{
+    *is_stale = false;
+    if (hlc <= 0)
+        return 0;
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_TOMB_GET, &s, e, "tt", repo, digest);
+    if (rc < 0)
+        return -1;
+    *is_stale = rc == SQL_ROW && sql_col_int64(s, 0) > hlc;
+    sq_stmt_done(s);
+    return 0;
+}
+
 static int merge_status(struct sq_conn *c, const struct meta_event *ev, struct err *e)
 {
     json_error_t je;
@@ -583,8 +608,11 @@ static int merge_status(struct sq_conn *c, const struct meta_event *ev, struct e
     };
     int rc = 0;
     /* A region is the authority on its own status: others' reports of it are ignored. */
+    bool is_stale = false;
     if (st.region && st.state && ev->repo && ev->digest &&
-        strcmp(st.region, c->store->region) != 0) {
+        strcmp(st.region, c->store->region) != 0 &&
+        (rc = status_is_stale(c, ev->repo, ev->digest, (int64_t)ev->hlc, &is_stale, e)) == 0 &&
+        !is_stale) {
         struct sql_stmt *s;
         rc = sq_query(c, SQ_STATUS_GET, &s, e, "ttt", ev->repo, ev->digest, st.region);
         if (rc >= 0) {

@@ -168,6 +168,7 @@
                      " AND is_visible = 1")                                                    \
     X(STATUS_GET, "SELECT updated_ms FROM repl_status WHERE repo = ?1 AND digest = ?2"         \
                   " AND region = ?3")                                                          \
+    X(STATUS_DROP, "DELETE FROM repl_status WHERE repo = ?1 AND digest = ?2")                 \
     X(STATUS_SET, "INSERT INTO repl_status(repo, digest, region, state, bytes_done,"           \
                   " bytes_total, updated_ms, details, copies)"                                 \
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULLIF(?9, -1))"                  \
@@ -240,8 +241,10 @@
     X(TREG_DELETE, "DELETE FROM tag_regs WHERE repo = ?1 AND name = ?2")                      \
     X(OBJECTS_ALL, "SELECT kind, key, value, hlc, origin, is_deleted FROM objects"            \
                    " ORDER BY kind, key")                                                     \
-    X(STATUS_OF_REPO, "SELECT digest, region, state, bytes_done, bytes_total, updated_ms,"    \
-                      " details FROM repl_status WHERE repo = ?1 ORDER BY digest, region")    \
+    X(STATUS_OF_REPO, "SELECT s.digest, s.region, s.state, s.bytes_done, s.bytes_total,"     \
+                      " s.updated_ms, s.details, t.hlc FROM repl_status s"                    \
+                      " LEFT JOIN manifest_tombs t ON t.repo = s.repo AND t.digest = s.digest" \
+                      " WHERE s.repo = ?1 ORDER BY s.digest, s.region")                       \
     /* Admin status only: both walk their table. */                                        \
     X(EVENTS_COUNT, "SELECT count(*) FROM events")                                            \
     X(TOMBS_COUNT, "SELECT count(*) FROM manifest_tombs")                                     \

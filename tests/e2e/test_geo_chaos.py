@@ -3,7 +3,8 @@ one-way link while both sides write the same tags, a region restored from an old
 data directory, a restart while a peer's poll is parked, kill -9 while a region completes a
 backlog of replicated images (its status must still reach the others), a tag written
 concurrently with its manifest's delete, and replication status after a delete and a push of
-the same manifest again (an open defect: xfail, strict).
+the same manifest again (the other regions' old reports of it must not count, whether they
+arrived before the delete or after it).
 
 Every wait polls observable state against a deadline (regions.wait_for)."""
 
@@ -24,8 +25,6 @@ def delete_manifest(region, repo, ref):
     assert r.status_code == 202, (region.name, r.status_code, r.text[:300])
 
 
-@pytest.mark.xfail(strict=True, reason="open defect: status rows of other regions outlive a "
-                   "delete, so a push of the same manifest again shows them Completed at once")
 def test_status_of_a_repushed_manifest_is_not_completed_where_it_is_missing(geo):
     """M replicates to r2 (Completed there), r1 deletes it and r2 applies the delete; then r2
     can no longer pull from r1 and r1 pushes the same M again. r2 does not have it: r1 must
@@ -50,6 +49,41 @@ def test_status_of_a_repushed_manifest_is_not_completed_where_it_is_missing(geo)
     assert missing
     assert states.get("r2") != "Completed", (agg, states, "r2 does not hold %s" % img.digest)
     assert p.returncode == 2, (p.returncode, p.stdout[-1000:], p.stderr[-1000:])
+
+
+def test_status_reported_before_a_delete_and_arriving_after_it_does_not_count(geo):
+    """r2 completes M but r1 does not hear of it (r1 cannot pull from r2); r1 deletes M, r2
+    applies the delete, then r2 can no longer pull from r1 and r1 pushes M again. When r1
+    hears from r2 again, r2's report of the old copy arrives after the delete: it must not
+    make r2 Completed for the new push, which r2 does not hold."""
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("late-status")
+    cluster.cut_link(a, b)                       # r1 can no longer pull from r2
+    img = a.oci().push_image(repo, "v1")
+    wait_for(lambda: manifest_digest(b, repo, "v1") == img.digest, 60,
+             "r2 to hold v1 (its report stays at r2)")
+    assert replication_states(a, repo, "v1")[1].get("r2") != "Completed"
+
+    delete_manifest(a, repo, img.digest)
+    wait_for(lambda: manifest_digest(b, repo, img.digest) is None, 30,
+             "r2 to apply the delete")
+    cluster.cut_link(b, a)                       # r2 can no longer pull from r1
+    assert a.oci().push_manifest(repo, "v2", img.body, img.media_type) == img.digest
+
+    b.proxy.heal(src=a.host)                     # r1 hears from r2 again
+    marker = b.oci().push_image(unique_repo("late-status-marker"), "m")
+    wait_for(lambda: manifest_digest(a, marker.repo, "m") == marker.digest, 60,
+             "r1 to apply r2's log past its old report")
+    assert manifest_digest(b, repo, img.digest) is None
+    agg, states = replication_states(a, repo, "v2")
+    assert states.get("r2") != "Completed", (agg, states, "r2 does not hold %s" % img.digest)
+    p = wait_replicated_cli(a, repo, "v2", timeout="3s", timeout_s=60)
+    assert p.returncode == 2, (p.returncode, p.stdout[-1000:], p.stderr[-1000:])
+
+    a.proxy.heal(src=b.host)                     # and once r2 can fetch it, it counts
+    p = wait_replicated_cli(a, repo, "v2", timeout="1m", timeout_s=90)
+    assert p.returncode == 0, (p.stdout[-1000:], p.stderr[-1000:])
 
 
 class Pusher(threading.Thread):

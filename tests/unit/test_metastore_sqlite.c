@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <ftw.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -2646,6 +2647,104 @@ static void test_webhook_secrets_sealed_and_clear_rows_migrated(void **state)
     free(v);
 }
 
+/* A peer's status of a manifest, as its event: region east, written at hlc. */
+static void apply_status(struct metastore *ms, int64_t seq, uint64_t hlc, const struct digest *d)
+{
+    char payload[256];
+    snprintf(payload, sizeof(payload),
+             "{\"region\":\"east\",\"state\":\"Completed\",\"bytesDone\":10,"
+             "\"bytesTotal\":10,\"updatedMs\":%" PRId64 ",\"details\":\"\"}",
+             (int64_t)seq * 1000);
+    struct meta_event ev = {.origin = "east", .origin_seq = seq, .hlc = hlc, .kind = "status",
+                            .repo = "r", .digest = (char *)d->str, .payload = payload};
+    bool is_new = false;
+    bool is_gap = false;
+    struct err e = {0};
+    assert_int_equal(ms->ops->event_apply(ms, &ev, &is_new, &is_gap, &e), 0);
+    assert_true(is_new);
+}
+
+static const char *east_state(struct metastore *ms, const struct digest *d, char *out, size_t n)
+{
+    struct meta_status *st = NULL;
+    size_t n_st = 0;
+    struct err e = {0};
+    assert_int_equal(ms->ops->status_list(ms, "r", d, &st, &n_st, &e), 0);
+    snprintf(out, n, "%s", "none");
+    for (size_t i = 0; i < n_st; i++) {
+        if (strcmp(st[i].region, "east") == 0)
+            snprintf(out, n, "%s", st[i].state);
+        free(st[i].region);
+        free(st[i].state);
+        free(st[i].details);
+    }
+    free(st);
+    return out;
+}
+
+static uint64_t newest_hlc(struct metastore *ms)
+{
+    json_t *ev = events_json(ms, 0);
+    uint64_t hlc = (uint64_t)json_integer_value(
+        json_object_get(json_array_get(ev, json_array_size(ev) - 1), "hlc"));
+    json_decref(ev);
+    return hlc;
+}
+
+/* A delete ends every region's status of the manifest: a push of it again is Pending in a
+ * region until that region reports it anew. A report written before the delete and
+ * arriving after it (the deleting region had not heard it) describes the copy the delete
+ * ended: it is not taken. So is a state record (anti-entropy) from a region that had not
+ * seen the delete. */
+static void test_status_does_not_outlive_a_delete(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[128];
+    char got[32];
+    struct meta_manifest m = mf(7, body, NULL);
+    struct meta_ref ref = {.digest = dg(7), .size = 10};
+    link_blob(ms, "r", 7, 10);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, &ref, 1, NULL, "v1", &e), 0);
+    uint64_t put_hlc = newest_hlc(ms);
+    apply_status(ms, 1, put_hlc + 1, &m.digest);
+    assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "Completed");
+
+    assert_int_equal(ms->ops->manifest_delete(ms, "r", &m.digest, &e), 0);
+    uint64_t del_hlc = newest_hlc(ms);
+    assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "none");
+    link_blob(ms, "r", 7, 10);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, &ref, 1, NULL, "v2", &e), 0);
+    assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "none");
+
+    /* east's report of the old copy, heard only now */
+    apply_status(ms, 2, del_hlc - 1, &m.digest);
+    assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "none");
+    /* a state record of a region without the delete (clock 1: later than no delete) */
+    struct meta_event rec = {.origin = "east", .origin_seq = 1, .hlc = 1, .kind = "status",
+                             .repo = "r", .digest = m.digest.str,
+                             .payload = "{\"region\":\"east\",\"state\":\"Completed\","
+                                        "\"bytesDone\":1,\"bytesTotal\":1,"
+                                        "\"updatedMs\":99999,\"details\":\"\"}"};
+    assert_int_equal(ms->ops->state_merge(ms, &rec, 0, &e), 0);
+    assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "none");
+
+    /* its report after the delete counts */
+    apply_status(ms, 3, newest_hlc(ms) + 1, &m.digest);
+    assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "Completed");
+    /* and this region's state records say which delete they are later than */
+    struct meta_event *recs = NULL;
+    size_t n = 0;
+    assert_int_equal(ms->ops->repo_statuses(ms, "r", &recs, &n, &e), 0);
+    assert_true(n >= 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(recs[i].hlc, del_hlc);
+        meta_event_fini(&recs[i]);
+    }
+    free(recs);
+}
+
 int main(void)
 {
     /* Expected failures are logged at error level; that is part of the behaviour. */
@@ -2710,6 +2809,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_thread_release_closes_the_thread_connection, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_status_does_not_outlive_a_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_pass_starts_after_the_mark_of_the_last_close,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_webhook_secrets_sealed_and_clear_rows_migrated, setup,
