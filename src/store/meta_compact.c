@@ -402,11 +402,14 @@ int sq_repo_statuses(struct metastore *ms, const char *repo, struct meta_event *
                                  .details = (char *)sql_col_text(s, 6)};
         if (st.region == NULL || st.state == NULL)
             continue;
-        /* Its clock says which deletes it is later than (merge_status): every one here,
-         * as a delete drops the rows it ends (sq_tomb_merge). */
-        int64_t tomb_hlc = sql_col_is_null(s, 7) ? 0 : sql_col_int64(s, 7);
-        struct meta_event *ev =
-            record_add(&list, &n, "status", repo, tomb_hlc > 0 ? tomb_hlc : 1, st.region);
+        /* Its clock says which deletes it is later than (merge_status): the report's, or
+         * for a row of a release before the clock, every delete here (a delete drops the
+         * rows it ends: sq_tomb_merge). */
+        int64_t hlc = sql_col_int64(s, 7);
+        int64_t tomb_hlc = sql_col_is_null(s, 8) ? 0 : sql_col_int64(s, 8);
+        if (hlc <= 0)
+            hlc = tomb_hlc > 0 ? tomb_hlc : 1;
+        struct meta_event *ev = record_add(&list, &n, "status", repo, hlc, st.region);
         ev->digest = sq_col_strdup(s, 0);
         struct buf p;
         buf_init(&p, 64 * 1024);

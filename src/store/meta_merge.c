@@ -374,9 +374,12 @@ int sq_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo, const ch
             sq_exec(c, SQ_MANIFEST_DELETE, e, "it", repo_id, digest) != 0)
             return -1;
     }
-    /* Every region's status of the manifest described copies the delete ends: a push of
-     * it again starts from none (merge_status keeps reports older than the delete out). */
-    if ((is_older || !is_here) && sq_exec(c, SQ_STATUS_DROP, e, "tt", repo, digest) != 0)
+    /* Every region's report of the manifest older than the delete described a copy the
+     * delete ends: a push of it again starts from none (merge_status keeps such reports
+     * out when they arrive later). One written after it (it arrived first) stays. A row
+     * of a release before the clock (0) is dropped only where the manifest goes. */
+    if (sq_exec(c, SQ_STATUS_DROP, e, "ttii", repo, digest, hlc, (int64_t)(is_older || !is_here)) !=
+        0)
         return -1;
     return 0;
 }
@@ -618,7 +621,9 @@ static int merge_status(struct sq_conn *c, const struct meta_event *ev, struct e
         if (rc >= 0) {
             bool is_newer = rc != SQL_ROW || sql_col_int64(s, 0) <= st.updated_ms;
             sq_stmt_done(s);
-            rc = is_newer ? sq_status_write(c, ev->repo, ev->digest, &st, false, e) : 0;
+            rc = is_newer ? sq_status_write_peer(c, ev->repo, ev->digest, &st,
+                                                 (int64_t)ev->hlc, e)
+                          : 0;
         }
     }
     json_decref(p);

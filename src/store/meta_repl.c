@@ -9,13 +9,22 @@
 #include "metastore_sqlite_int.h"
 #include "util.h"
 
+/* A status row with the clock of the report it holds (a delete drops the older ones:
+ * sq_tomb_merge). */
+int sq_status_write_peer(struct sq_conn *c, const char *repo, const char *digest,
+                         const struct meta_status *st, int64_t hlc, struct err *e)
+{
+    return sq_exec(c, SQ_STATUS_SET, e, "ttttiiitii", repo, digest, st->region, st->state,
+                   st->bytes_done, st->bytes_total, st->updated_ms, st->details,
+                   st->has_copies ? st->copies : (int64_t)-1, hlc);
+}
+
 /* Records this region's status of an artifact, optionally as a replicated event. */
 int sq_status_write(struct sq_conn *c, const char *repo, const char *digest,
                     const struct meta_status *st, bool is_event, struct err *e)
 {
-    if (sq_exec(c, SQ_STATUS_SET, e, "ttttiiiti", repo, digest, st->region, st->state,
-                st->bytes_done, st->bytes_total, st->updated_ms, st->details,
-                st->has_copies ? st->copies : (int64_t)-1) != 0)
+    int64_t hlc = sq_hlc_next(c);
+    if (sq_status_write_peer(c, repo, digest, st, hlc, e) != 0)
         return -1;
     if (!is_event)
         return 0;
@@ -26,7 +35,7 @@ int sq_status_write(struct sq_conn *c, const char *repo, const char *digest,
     struct buf p;
     buf_init(&p, 64 * 1024);
     sq_status_payload_stored(&p, st, c->store->region);
-    int rc = sq_event_append(c, "status", repo, NULL, digest, p.data, e);
+    int rc = sq_event_append_clock(c, "status", repo, NULL, digest, p.data, hlc, e);
     buf_fini(&p);
     return rc;
 }

@@ -168,14 +168,15 @@
                      " AND is_visible = 1")                                                    \
     X(STATUS_GET, "SELECT updated_ms FROM repl_status WHERE repo = ?1 AND digest = ?2"         \
                   " AND region = ?3")                                                          \
-    X(STATUS_DROP, "DELETE FROM repl_status WHERE repo = ?1 AND digest = ?2")                 \
+    X(STATUS_DROP, "DELETE FROM repl_status WHERE repo = ?1 AND digest = ?2 AND hlc < ?3"     \
+                   " AND (hlc > 0 OR ?4 = 1)")                                                \
     X(STATUS_SET, "INSERT INTO repl_status(repo, digest, region, state, bytes_done,"           \
-                  " bytes_total, updated_ms, details, copies)"                                 \
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULLIF(?9, -1))"                  \
+                  " bytes_total, updated_ms, details, copies, hlc)"                            \
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULLIF(?9, -1), ?10)"             \
                   " ON CONFLICT(repo, digest, region) DO UPDATE SET state = excluded.state,"   \
                   " bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total,"     \
                   " updated_ms = excluded.updated_ms, details = excluded.details,"             \
-                  " copies = excluded.copies")                                                 \
+                  " copies = excluded.copies, hlc = excluded.hlc")                             \
     X(STATUS_OF_REGION, "SELECT state, bytes_done, bytes_total, updated_ms, details,"             \
                         " coalesce(copies, -1)"                                               \
                         " FROM repl_status WHERE repo = ?1 AND digest = ?2 AND region = ?3")   \
@@ -242,7 +243,7 @@
     X(OBJECTS_ALL, "SELECT kind, key, value, hlc, origin, is_deleted FROM objects"            \
                    " ORDER BY kind, key")                                                     \
     X(STATUS_OF_REPO, "SELECT s.digest, s.region, s.state, s.bytes_done, s.bytes_total,"     \
-                      " s.updated_ms, s.details, t.hlc FROM repl_status s"                    \
+                      " s.updated_ms, s.details, s.hlc, t.hlc FROM repl_status s"             \
                       " LEFT JOIN manifest_tombs t ON t.repo = s.repo AND t.digest = s.digest" \
                       " WHERE s.repo = ?1 ORDER BY s.digest, s.region")                       \
     /* Admin status only: both walk their table. */                                        \
@@ -551,6 +552,9 @@ char *sq_event_payload_derive(struct sq_conn *c, const char **kind, const char *
 /* Replication's bookkeeping (meta_repl.c) ------------------------------------------ */
 
 /* Records this region's status of an artifact, optionally as a replicated event. */
+/* Writes a status row holding a report written at hlc (a peer's: merge_status). */
+int sq_status_write_peer(struct sq_conn *c, const char *repo, const char *digest,
+                         const struct meta_status *st, int64_t hlc, struct err *e);
 int sq_status_write(struct sq_conn *c, const char *repo, const char *digest,
                     const struct meta_status *st, bool is_event, struct err *e);
 ms_pending_list_f sq_pending_list;

@@ -17,9 +17,15 @@
     "DROP INDEX audit_log_time;"                                                               \
     "ALTER TABLE audit_log DROP COLUMN region;"
 
+/* Version 12 undone: status rows without their report's clock. */
+#define SQL_SCHEMA_BACK_TO_V11                                                                 \
+    "ALTER TABLE repl_status DROP COLUMN hlc;"                                                 \
+    "PRAGMA user_version = 11;"
+
 /* Version 11 undone: manifest_refs a table keyed by the manifest's digest again, manifests
  * without seq (a plain rowid table), and what names them as version 10 had it. */
 #define SQL_SCHEMA_BACK_TO_V10                                                                 \
+    SQL_SCHEMA_BACK_TO_V11                                                                     \
     "CREATE TEMP TABLE refs_v10 AS SELECT repo_id, manifest_digest, ref_digest, is_manifest,"  \
     "  size FROM manifest_refs;"                                                               \
     "DROP VIEW manifest_refs;"                                                                 \
@@ -114,8 +120,14 @@
     "    WHERE repo_id = old.repo_id AND digest = old.digest); END;"                           \
     "PRAGMA user_version = 9;"
 
+/* PostgreSQL: version 10 undone (pg_v10_status_clock.sql). */
+#define PG_SQL_SCHEMA_BACK_TO_V9                                                               \
+    "ALTER TABLE repl_status DROP COLUMN hlc;"                                                 \
+    "UPDATE meridian_schema SET version = 9;"
+
 /* PostgreSQL: version 9 undone (pg_v9_manifest_refs_seq.sql): manifest_refs a table again. */
 #define PG_SQL_SCHEMA_BACK_TO_V8                                                               \
+    PG_SQL_SCHEMA_BACK_TO_V9                                                                   \
     "CREATE TABLE refs_v8 AS SELECT repo_id, manifest_digest, ref_digest, is_manifest, size"   \
     "  FROM manifest_refs;"                                                                    \
     "DROP VIEW manifest_refs;"                                                                 \

@@ -80,7 +80,7 @@ static void test_nodes_start_at_once(void **state)
     assert_int_equal(sq_run(c, "SELECT count(*), max(version) FROM meridian_schema", &s, &e, ""),
                      SQL_ROW);
     assert_int_equal(sql_col_int64(s, 0), 1);
-    assert_int_equal(sql_col_int64(s, 1), 9); /* schema version 9: references by seq */
+    assert_int_equal(sql_col_int64(s, 1), 10); /* schema version 10: status clocks */
     sql_finalize(s);
     ms->ops->close(ms);
 }
@@ -693,6 +693,48 @@ static int64_t pg_int(struct sq_conn *c, const char *sql)
     return v;
 }
 
+/* A database of schema version 9 (status rows without their report's clock) opens with
+ * this build: its rows stay, at clock 0, and a delete of their manifest still drops them. */
+static void test_v9_status_rows_get_a_clock(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    char body[] = "{\"schemaVersion\":2,\"status\":\"clock\"}";
+    struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json",
+                              .body = body, .body_len = sizeof(body) - 1};
+    digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
+    assert_int_equal(ms->ops->manifest_put(ms, "lib/clock", &m, NULL, 0, NULL, "v1", &e), 0);
+    struct meta_status east = {.region = "east", .state = "Completed",
+                               .updated_ms = util_now_ms(), .details = ""};
+    assert_int_equal(ms->ops->status_set(ms, "lib/clock", &m.digest, &east, false, &e), 0);
+    struct sq_conn *c = sq_conn_of(ms, &e);
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM repl_status WHERE repo = 'lib/clock'"
+                               " AND hlc > 0"),
+                     2);
+    assert_int_equal(sq_script(c, PG_SQL_SCHEMA_BACK_TO_V9, "v10 back", &e), 0);
+    ms->ops->close(ms);
+
+    ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    c = sq_conn_of(ms, &e);
+    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 10);
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM repl_status WHERE repo = 'lib/clock'"
+                               " AND hlc = 0"),
+                     2);
+    struct meta_status *st = NULL;
+    size_t n = 0;
+    assert_int_equal(ms->ops->status_list(ms, "lib/clock", &m.digest, &st, &n, &e), 0);
+    assert_int_equal(n, 2);
+    meta_status_free(st, n);
+    assert_int_equal(ms->ops->manifest_delete(ms, "lib/clock", &m.digest, &e), 0);
+    assert_int_equal(ms->ops->status_list(ms, "lib/clock", &m.digest, &st, &n, &e), 0);
+    assert_int_equal(n, 0);
+    meta_status_free(st, n);
+    ms->ops->close(ms);
+}
+
 /* A database of schema version 8 (references keyed by the manifest's digest) opens with
  * this build: the references name their manifest by seq, manifest_refs (a view) reads the
  * same rows, and deleting the manifest drops them and queues their blobs. */
@@ -729,7 +771,7 @@ static void test_v8_refs_become_seq(void **state)
     ms = metastore_pg_open(target, "r1", &e);
     assert_non_null(ms);
     c = sq_conn_of(ms, &e);
-    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 9);
+    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 10);
     assert_int_equal(pg_int(c, "SELECT count(*) FROM pg_class"
                                " WHERE oid = to_regclass('manifest_refs')"
                                " AND relkind = 'v'"),
@@ -773,7 +815,7 @@ static void open_branch_v3(const char *back)
     ms = metastore_pg_open(target, "r1", &e);
     assert_non_null(ms);
     c = sq_conn_of(ms, &e);
-    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 9);
+    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 10);
     assert_int_equal(pg_int(c, "SELECT count(*) FROM information_schema.columns WHERE"
                                " (table_name, column_name) IN (('repl_status', 'copies'),"
                                " ('audit_log', 'region'), ('manifest_tombs', 'is_gc'))"
@@ -848,6 +890,7 @@ int main(void)
         cmocka_unit_test_setup(test_gc_fence_spans_nodes, setup),
         cmocka_unit_test_setup(test_residency_purge, setup),
         cmocka_unit_test_setup(test_audit_region_and_upgrade, setup),
+        cmocka_unit_test_setup(test_v9_status_rows_get_a_clock, setup),
         cmocka_unit_test_setup(test_v8_refs_become_seq, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

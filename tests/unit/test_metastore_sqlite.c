@@ -1232,7 +1232,7 @@ static void test_schema_v2_database_migrates(void **state)
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(s, 0), 11);
+    assert_int_equal(sqlite3_column_int(s, 0), 12);
     sqlite3_finalize(s);
     sqlite3_close(db);
 }
@@ -1266,7 +1266,7 @@ static void test_schema_v1_events_numbered(void **state)
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
     struct metastore *ms = f->ms;
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 11);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 12);
     assert_int_equal(db_int(f->path, "SELECT count(DISTINCT origin_seq) FROM events", NULL),
                      n_old);
     assert_int_equal(db_int(f->path, "SELECT max(origin_seq) FROM events", NULL), n_old);
@@ -1331,7 +1331,7 @@ static void test_schema_v9_tags_table_becomes_view(void **state)
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
     struct metastore *ms = f->ms;
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 11);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 12);
     assert_int_equal(db_int(f->path, "SELECT type = 'view' FROM sqlite_master"
                                      " WHERE name = 'tags'", NULL), 1);
     assert_int_equal(ms->ops->tag_list(ms, "r", NULL, -1, &l, &e), 0);
@@ -1383,7 +1383,7 @@ static void open_branch_v6(struct fixture *f, const char *back)
 
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 11);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 12);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('repl_status')"
                                      " WHERE name = 'copies'", NULL), 1);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('audit_log')"
@@ -1452,7 +1452,7 @@ static void open_uploads_branch_v3(struct fixture *f, const char *upload_columns
 
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 11);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 12);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('audit_log')"
                                      " WHERE name IN ('count', 'last_ms', 'region')", NULL), 3);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('uploads') WHERE"
@@ -1512,7 +1512,7 @@ static void test_schema_v10_refs_by_seq(void **state)
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
     struct metastore *ms = f->ms;
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 11);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 12);
     assert_int_equal(db_int(f->path, "SELECT type = 'view' FROM sqlite_master"
                                      " WHERE name = 'manifest_refs'", NULL), 1);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifest_ref_seqs", NULL), 3);
@@ -2691,6 +2691,37 @@ static uint64_t newest_hlc(struct metastore *ms)
     return hlc;
 }
 
+/* A database of schema version 11 (status rows without their report's clock) opens with
+ * this build: its rows stay, at clock 0, and a delete of their manifest still drops them. */
+static void test_v11_status_rows_get_a_clock(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(11, body, NULL);
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m, NULL, 0, NULL, "v1", &e), 0);
+    struct meta_status east = {.region = "east", .state = "Completed",
+                               .updated_ms = util_now_ms(), .details = ""};
+    assert_int_equal(f->ms->ops->status_set(f->ms, "r", &m.digest, &east, false, &e), 0);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM repl_status WHERE hlc > 0", NULL), 2);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, SQL_SCHEMA_BACK_TO_V11, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    assert_non_null(f->ms);
+    struct metastore *ms = f->ms;
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 12);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM repl_status WHERE hlc = 0", NULL), 2);
+    char got[32];
+    assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "Completed");
+    assert_int_equal(ms->ops->manifest_delete(ms, "r", &m.digest, &e), 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM repl_status", NULL), 0);
+}
+
 /* A delete ends every region's status of the manifest: a push of it again is Pending in a
  * region until that region reports it anew. A report written before the delete and
  * arriving after it (the deleting region had not heard it) describes the copy the delete
@@ -2731,18 +2762,33 @@ static void test_status_does_not_outlive_a_delete(void **state)
     assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "none");
 
     /* its report after the delete counts */
-    apply_status(ms, 3, newest_hlc(ms) + 1, &m.digest);
+    apply_status(ms, 3, del_hlc + 1, &m.digest);
     assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "Completed");
-    /* and this region's state records say which delete they are later than */
+    /* and this region's state records carry their reports' clocks, later than the delete */
     struct meta_event *recs = NULL;
     size_t n = 0;
     assert_int_equal(ms->ops->repo_statuses(ms, "r", &recs, &n, &e), 0);
     assert_true(n >= 2);
     for (size_t i = 0; i < n; i++) {
-        assert_int_equal(recs[i].hlc, del_hlc);
+        assert_true(recs[i].hlc > del_hlc);
         meta_event_fini(&recs[i]);
     }
     free(recs);
+
+    /* A peer's delete heard after east's report of a push that followed it (east had the
+     * delete, then the manifest again): the delete drops older reports only. */
+    uint64_t report_hlc = newest_hlc(ms) + 1000000;
+    apply_status(ms, 4, report_hlc, &m.digest);
+    struct meta_event del = {.origin = "west", .origin_seq = 1, .hlc = report_hlc - 10,
+                             .kind = "manifest_delete", .repo = "r", .digest = m.digest.str,
+                             .payload = "{\"tags\":[]}"};
+    bool is_new = false;
+    bool is_gap = false;
+    assert_int_equal(ms->ops->event_apply(ms, &del, &is_new, &is_gap, &e), 0);
+    assert_true(is_new);
+    assert_int_equal(ms->ops->manifest_get(ms, "r", m.digest.str, &(struct meta_manifest){0}, &e),
+                     -1);
+    assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "Completed");
 }
 
 int main(void)
@@ -2810,6 +2856,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_thread_release_closes_the_thread_connection, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_status_does_not_outlive_a_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v11_status_rows_get_a_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_pass_starts_after_the_mark_of_the_last_close,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_webhook_secrets_sealed_and_clear_rows_migrated, setup,
