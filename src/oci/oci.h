@@ -35,6 +35,11 @@ bool oci_check_repo(struct http_req *req);
 int oci_pagination(struct http_req *req, long *n, const char **last);
 /* Adds the Link header for the next page when there is more. base is the path. */
 void oci_link_next(struct http_req *req, const char *base, long n, const char *last);
+/* A read that found nothing of req->repo in this region: when a residency policy keeps the
+ * repository out of the region, *e becomes that 403 DENIED (naming the policy and where the
+ * repository may be held) and true is returned; else *e is left as it is. The manifest
+ * pull, the tag list and the referrers list answer alike through it. */
+bool oci_residency_explains(struct http_req *req, struct err *e);
 
 /* Locks (oci_locks.c, store/repo_locks.h): does the lock on req->repo, tag (NULL: none)
  * and manifest d (NULL: unknown) forbid op? Replies 403 DENIED, saying which lock, and

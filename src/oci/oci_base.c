@@ -9,6 +9,7 @@
 #include "name.h"
 #include "oci.h"
 #include "readiness.h"
+#include "residency.h"
 #include "util.h"
 
 /* distribution-spec end-1: 200 means the registry implements the spec. */
@@ -91,6 +92,17 @@ bool oci_check_repo(struct http_req *req)
         http_reply_error(req, ERR_NAME_INVALID, "invalid repository name");
         return false;
     }
+    return true;
+}
+
+bool oci_residency_explains(struct http_req *req, struct err *e)
+{
+    struct err re = {0};
+    /* A store that cannot read the policies leaves the miss a miss: it names nothing. */
+    if (residency_check(req->reg->ms, req->repo, req->reg->cfg->region, &re) == 0 ||
+        re.code != ERR_DENIED)
+        return false;
+    *e = re;
     return true;
 }
 

@@ -141,11 +141,8 @@ static void manifest_get(struct http_req *req, bool is_digest)
             e.code = ERR_MANIFEST_UNKNOWN;
         /* A repository this region may not hold: say so (and where it may be), rather than
          * a bare unknown the client would take for a missing image. */
-        struct err re = {0};
-        if (e.code == ERR_MANIFEST_UNKNOWN &&
-            residency_check(reg->ms, req->repo, reg->cfg->region, &re) != 0 &&
-            re.code == ERR_DENIED)
-            e = re;
+        if (e.code == ERR_MANIFEST_UNKNOWN)
+            oci_residency_explains(req, &e);
         http_reply_err(req, &e);
         return;
     }

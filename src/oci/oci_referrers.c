@@ -1,6 +1,7 @@
 /* /v2/<name>/referrers/<digest>[?artifactType=][&last=]: the manifests whose subject is
  * the digest, as an OCI image index (distribution-spec "Listing Referrers"). Never 404:
- * an unknown subject has an empty list. A list too large for one manifest comes in
+ * an unknown subject has an empty list (a repository a residency policy keeps out of this
+ * region: 403 DENIED, as its manifest pull). A list too large for one manifest comes in
  * pages, each with a Link rel="next" to the rest. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,19 @@ static void append_query_value(struct buf *b, const char *s)
     }
 }
 
+/* true with *e set to the 403 when this region holds nothing of req->repo (it has no row
+ * of it) because a residency policy keeps it out (oci_residency_explains). */
+static bool is_kept_out(struct http_req *req, struct err *e)
+{
+    struct registry *reg = req->reg;
+    struct meta_name_list none = {0};
+    struct err le = {0};
+    /* n = 0 asks whether the repository exists only: ERR_NAME_UNKNOWN without its row. */
+    int rc = reg->ms->ops->tag_list(reg->ms, req->repo, NULL, 0, &none, &le);
+    meta_name_list_fini(&none);
+    return rc != 0 && le.code == ERR_NAME_UNKNOWN && oci_residency_explains(req, e);
+}
+
 void oci_referrers(struct http_req *req)
 {
     struct registry *reg = req->reg;
@@ -69,6 +83,14 @@ void oci_referrers(struct http_req *req)
             *p = '+';
     }
     if (reg->ms->ops->referrers(reg->ms, req->repo, &d, filter, &list, &e) != 0) {
+        free(filter);
+        http_reply_err(req, &e);
+        return;
+    }
+    /* Never 404, but a repository a residency policy keeps out of this region (it holds
+     * nothing of it: no repository row) answers the manifest pull's 403 naming the policy,
+     * not an empty list the client would take for "no referrers". */
+    if (list.n == 0 && is_kept_out(req, &e)) {
         free(filter);
         http_reply_err(req, &e);
         return;

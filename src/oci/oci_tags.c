@@ -44,6 +44,10 @@ void oci_tags(struct http_req *req)
     if (!oci_check_repo(req) || oci_pagination(req, &n, &last) != 0)
         return;
     if (reg->ms->ops->tag_list(reg->ms, req->repo, last, n, &tags, &e) != 0) {
+        /* A repository a residency policy keeps out of this region: the manifest pull's
+         * 403 naming the policy, not a 404 the client would take for a missing one. */
+        if (e.code == ERR_NAME_UNKNOWN)
+            oci_residency_explains(req, &e);
         http_reply_err(req, &e);
         return;
     }

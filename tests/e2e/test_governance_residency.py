@@ -722,3 +722,50 @@ def test_peer_reads_fail_closed_while_the_policies_cannot_be_read(geo, unreadabl
     wait_for(lambda: v2("%s/manifests/v1" % plain).status_code == 200, 10,
              "the reload at r1 after the policies read again")
     assert_as_usual()
+
+
+def test_tag_and_referrer_lists_answer_like_a_manifest_pull_where_a_policy_forbids(geo):
+    """Where a policy keeps a repository out, a manifest pull answers 403 DENIED naming the
+    policy; the tag list (GET and HEAD) and the referrers list answer the same, never a bare
+    404 or an empty list, and name no tag: for content removed by an enforced policy and for
+    content pushed after it (never held). A copy an advisory policy lets the region keep is
+    listed, as its manifests are served."""
+    cluster = geo(2)
+    r1, r2 = cluster
+    repo = named("kept/app")
+    img = r1.oci().push_image(repo, "secret-tag-v1", layers=1)
+    sig = r1.oci().push_artifact(repo, "application/vnd.example.sig", subject=img)
+    wait_for(lambda: r2.oci().get_manifest(repo, sig.digest).status_code == 200, REPL_S,
+             "the referrer at r2")
+    oci2 = r2.oci()
+
+    assert set_policy(r1, "kept", "kept/*", allowed=["r1"]).status_code == 200
+    wait_for(lambda: has_policy(r2, "kept"), REPL_S, "the policy at r2")
+    barrier(cluster, r1, r2)
+    assert oci2.get_manifest(repo, "secret-tag-v1").status_code == 200  # kept: not enforced
+    assert oci2.tag_list(repo) == ["secret-tag-v1"]
+    assert [m["digest"] for m in oci2.referrers(repo, img.digest).json()["manifests"]] == \
+        [sig.digest]
+
+    assert set_policy(r1, "kept", "kept/*", allowed=["r1"], enforce=True).status_code == 200
+    wait_for(lambda: r2.api("GET", "audit", params={"action": "residency.enforce"}).json(),
+             REPL_S, "r2 removes %s" % repo)
+    later = named("kept/new")
+    r1.oci().push_image(later, "secret-tag-v2", layers=1)
+    barrier(cluster, r1, r2)
+    for name, tag in ((repo, "secret-tag-v1"), (later, "secret-tag-v2")):
+        pulled = denied(oci2.get_manifest(name, tag), "kept")
+        r = oci2.tags(name)
+        assert denied(r, "kept") == pulled and "secret-tag" not in r.text, r.text
+        r = oci2.tags(name, n=1, last="a")
+        assert denied(r, "kept") == pulled and "Link" not in r.headers, r.headers
+        r = oci2.head("/v2/%s/tags/list" % name)
+        assert r.status_code == 403 and r.content == b"", (r.status_code, r.content)
+        r = oci2.referrers(name, img.digest)
+        assert denied(r, "kept") == pulled and sig.digest not in r.text, r.text
+        r = oci2.head("/v2/%s/referrers/%s" % (name, img.digest))
+        assert r.status_code == 403, r.status_code
+    # the allowed region lists them as before
+    assert r1.oci().tag_list(repo) == ["secret-tag-v1"]
+    assert [m["digest"] for m in r1.oci().referrers(repo, img.digest).json()["manifests"]] == \
+        [sig.digest]
