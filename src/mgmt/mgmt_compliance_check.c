@@ -209,8 +209,9 @@ static int version_items(struct registry *reg, const char *repo, const json_t *r
         {
             const char *state = json_string_value(json_object_get(row, "state"));
             const char *region = json_string_value(json_object_get(row, "region"));
-            /* Completed: pullable there; Removing: its copies are still there */
-            if (strcmp(state, "Completed") == 0 || strcmp(state, "Removing") == 0)
+            /* Completed: pullable there; Removing, Retained: its copies are still there */
+            if (strcmp(state, "Completed") == 0 || strcmp(state, "Removing") == 0 ||
+                strcmp(state, "Retained") == 0)
                 json_array_append_new(present, json_string(region));
             if (json_object_get(row, "copies") != NULL)
                 json_object_set(copies, region, json_object_get(row, "copies"));

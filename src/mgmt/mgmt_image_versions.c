@@ -182,9 +182,14 @@ static void add_copies(struct registry *reg, const char *repo, const struct arti
 
 /* Rows of the regions taken out of record's targets that have not reported Removed since:
  * state Removing (their copies are being deleted). Not a region an enforced residency
- * policy keeps repo from: it removed its copies, and can report nothing of repo. */
+ * policy keeps repo from: it removed its copies, and can report nothing of repo. A region
+ * a policy that is not enforced keeps repo from receives nothing more of repo, the update
+ * that took it out either: it keeps the copy it held (its last report is Completed), shown
+ * Retained, a final state naming the policy; without one it holds nothing to remove and is
+ * not listed. Retained ends when the policy is enforced (the copy goes) or lifted (the
+ * update arrives, the region releases the copy and reports Removed). */
 static json_t *removing_rows(struct registry *reg, const char *repo, const struct artifact *a,
-                             const json_t *record)
+                             const json_t *record, const json_t *policies)
 {
     json_t *rows = json_array();
     json_t *removing = json_object_get(record, "removingRegions");
@@ -194,27 +199,40 @@ static json_t *removing_rows(struct registry *reg, const char *repo, const struc
     if (json_array_size(removing) == 0 || !a->is_known ||
         reg->ms->ops->status_list(reg->ms, repo, &a->d, &st, &n_st, &e) != 0)
         return rows;
-    json_t *policies = residency_policies(reg->ms, &e); /* NULL: none skipped */
     size_t i;
     json_t *r;
     json_array_foreach(removing, i, r)
     {
         const char *name = json_string_value(json_object_get(r, "name"));
         int64_t since = json_integer_value(json_object_get(r, "sinceMs"));
-        bool is_done = false;
-        for (size_t j = 0; j < n_st && name; j++)
-            is_done |= strcmp(st[j].region, name) == 0 && strcmp(st[j].state, "Removed") == 0 &&
-                       st[j].updated_ms >= since;
-        is_done |= name && residency_forbidding_enforced(policies, repo, name) != NULL;
-        if (name && !is_done)
-            json_array_append_new(rows, json_pack("{s:s, s:s, s:i, s:I, s:I, s:o, s:s}", "region",
-                                                  name, "state", "Removing", "progress", 0,
-                                                  "bytesCopied", (json_int_t)0, "bytesTotal",
-                                                  (json_int_t)0, "updatedAt", iso_time(since),
-                                                  "details", "deleting the copies there"));
+        if (name == NULL || residency_forbidding_enforced(policies, repo, name) != NULL)
+            continue;
+        const struct meta_status *last = NULL;
+        for (size_t j = 0; j < n_st; j++) {
+            if (strcmp(st[j].region, name) == 0)
+                last = &st[j];
+        }
+        if (last != NULL && strcmp(last->state, "Removed") == 0 && last->updated_ms >= since)
+            continue;
+        const char *state = "Removing", *details = "deleting the copies there";
+        char why[NAME_MAX_BYTES + 256];
+        const json_t *p = residency_forbidding(policies, repo, name);
+        if (p != NULL) {
+            if (last == NULL || strcmp(last->state, "Completed") != 0)
+                continue;
+            state = "Retained";
+            snprintf(why, sizeof(why),
+                     "residency policy %s keeps %s from %s but is not enforced: %s keeps the "
+                     "copy it held before the policy (enforce the policy to remove it)",
+                     json_string_value(json_object_get(p, "name")), repo, name, name);
+            details = why;
+        }
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:i, s:I, s:I, s:o, s:s}", "region",
+                                              name, "state", state, "progress", 0, "bytesCopied",
+                                              (json_int_t)0, "bytesTotal", (json_int_t)0,
+                                              "updatedAt", iso_time(since), "details", details));
     }
     meta_status_free(st, n_st);
-    json_decref(policies);
     return rows;
 }
 
@@ -246,19 +264,15 @@ static void listed_fini(struct listed *l, size_t n)
     free(l);
 }
 
-/* The versions of repo with their status; NULL with e set. *n_out: how many. */
-static struct listed *list_versions(struct registry *reg, const char *repo, json_t **records,
-                                    size_t *n_out, struct err *e)
+/* The versions of repo with their status under policies (residency_policies: read once for
+ * every version, not once per version); NULL with e set. *n_out: how many. */
+static struct listed *list_versions(struct registry *reg, const char *repo,
+                                    const json_t *policies, json_t **records, size_t *n_out,
+                                    struct err *e)
 {
     *records = image_catalog_versions(reg->ms, repo, e);
     if (*records == NULL)
         return NULL;
-    /* Read once for every version, not once per version. */
-    json_t *policies = residency_policies(reg->ms, e);
-    if (policies == NULL) {
-        json_decref(*records);
-        return NULL;
-    }
     size_t n = json_array_size(*records);
     struct listed *l = xcalloc(n + 1, sizeof(*l));
     size_t i = 0;
@@ -276,7 +290,6 @@ static struct listed *list_versions(struct registry *reg, const char *repo, json
         if (l[i].summary == NULL)
             break;
     }
-    json_decref(policies);
     if (i < n) {
         listed_fini(l, n);
         json_decref(*records);
@@ -332,8 +345,10 @@ static void list(struct http_req *req, const char *repo)
     json_decref(def);
     json_t *records;
     size_t n = 0;
-    struct listed *l = list_versions(reg, repo, &records, &n, &e);
+    json_t *policies = residency_policies(reg->ms, &e);
+    struct listed *l = policies ? list_versions(reg, repo, policies, &records, &n, &e) : NULL;
     if (l == NULL) {
+        json_decref(policies);
         http_reply_mgmt_err(req, &e);
         return;
     }
@@ -348,9 +363,11 @@ static void list(struct http_req *req, const char *repo)
             json_array_append_new(names, json_string(targets[j]));
         free(targets);
         const char *st = iv_holds(r, region) ? state_in(l[i].summary, region) : "NotTargeted";
-        json_t *removing = iv_holds(r, region) ? NULL : removing_rows(reg, repo, &l[i].a, r);
-        if (removing != NULL && state_in(removing, region) != NULL)
-            st = "Removing";
+        json_t *removing =
+            iv_holds(r, region) ? NULL : removing_rows(reg, repo, &l[i].a, r, policies);
+        const char *rs = removing ? state_in(removing, region) : NULL;
+        if (rs != NULL)
+            st = strcmp(rs, "Retained") == 0 ? "Retained" : "Removing"; /* outlives the row */
         json_decref(removing);
         json_array_append_new(
             items,
@@ -376,6 +393,7 @@ static void list(struct http_req *req, const char *repo)
                             "versions", items);
     listed_fini(l, n);
     json_decref(records);
+    json_decref(policies);
     mgmt_reply_json(req, 200, out);
 }
 
@@ -407,25 +425,27 @@ static json_t *version_doc(struct registry *reg, const char *repo, const char *r
     }
     json_t *policies = residency_policies(reg->ms, e);
     json_t *summary = policies ? status_summary(reg, repo, &a, targets, policies, e) : NULL;
-    json_decref(policies);
     if (record != NULL)
         free(targets);
     else
         repl_free_names(all);
     if (summary == NULL) {
+        json_decref(policies);
         free(a.media_type);
         json_decref(record);
         return NULL;
     }
     if (record != NULL)
         add_copies(reg, repo, &a, record, summary);
-    /* Aggregated over the targets; regions still deleting their copies are listed after. */
+    /* Aggregated over the targets; regions still deleting their copies (or keeping them:
+     * Retained) are listed after. */
     const char *agg = aggregate(summary);
     if (record != NULL) {
-        json_t *rows = removing_rows(reg, repo, &a, record);
+        json_t *rows = removing_rows(reg, repo, &a, record, policies);
         json_array_extend(summary, rows);
         json_decref(rows);
     }
+    json_decref(policies);
     json_t *status = json_pack("{s:s, s:o}", "aggregatedState", agg, "summary", summary);
     json_t *out = json_pack("{s:s, s:s, s:o, s:o, s:I, s:o}", "repository", repo, "reference", ref,
                             "digest", a.is_known ? json_string(a.d.str) : json_null(), "mediaType",
@@ -466,7 +486,9 @@ char *mgmt_image_latest(struct registry *reg, const char *repo, const char *regi
 {
     json_t *records;
     size_t n = 0;
-    struct listed *l = list_versions(reg, repo, &records, &n, e);
+    json_t *policies = residency_policies(reg->ms, e);
+    struct listed *l = policies ? list_versions(reg, repo, policies, &records, &n, e) : NULL;
+    json_decref(policies);
     if (l == NULL)
         return NULL;
     long best = latest_of(l, n, region);

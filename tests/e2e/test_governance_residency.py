@@ -769,3 +769,77 @@ def test_tag_and_referrer_lists_answer_like_a_manifest_pull_where_a_policy_forbi
     assert r1.oci().tag_list(repo) == ["secret-tag-v1"]
     assert [m["digest"] for m in r1.oci().referrers(repo, img.digest).json()["manifests"]] == \
         [sig.digest]
+
+
+def test_a_region_an_advisory_policy_forbids_taken_out_of_targets_ends_retained(geo):
+    """A version held in r1, r2 and r3, then a policy that is not enforced forbids r3: r3
+    keeps its copy (and receives nothing more of the repository, so not the update either).
+    Taken out of the version's targets, r3's row ends Retained, naming the policy and saying
+    why the copy stays, instead of Removing for ever; the CLI shows it, the compliance matrix
+    counts the copy. Enforcing the policy then removes the copy and the row."""
+    cluster = geo(3)
+    r1, r2, r3 = cluster
+    repo = named("adv/gold")
+    definition(r1, repo, defaultTargetRegions=["r1", "r2", "r3"])
+    for r in cluster:
+        wait_for(lambda r=r: r.api("GET", "image-definitions",
+                                   params={"repository": repo}).status_code == 200,
+                 REPL_S, "the definition at %s" % r.name)
+    img = r1.oci().push_image(repo, "1.0.0", layers=1)
+    ref = {"repository": repo, "reference": "1.0.0"}
+
+    def rows(region):
+        st = region.api("GET", "image-versions", params=ref).json()["replicationStatus"]
+        return st, {x["region"]: x for x in st["summary"]}
+    everywhere = {"r1": "Completed", "r2": "Completed", "r3": "Completed"}
+    for r in (r1, r2):
+        wait_for(lambda r=r: {k: v["state"] for k, v in rows(r)[1].items()} == everywhere,
+                 REPL_S, "1.0.0 Completed everywhere as %s sees it" % r.name)
+
+    assert set_policy(r2, "adv-gold", "adv/*", allowed=["r1", "r2"]).status_code == 200
+    wait_for(lambda: has_policy(r3, "adv-gold"), REPL_S, "the policy at r3")
+    r = r1.api("PATCH", "image-versions", params=ref, json={
+        "removeRegions": ["r3"], "allowDeletionOfReplicatedLocations": True})
+    assert r.status_code == 200, r.text
+    for r in (r1, r2):
+        wait_for(lambda r=r: "r3" not in [t["name"] for t in r.api(
+            "GET", "image-versions", params=ref).json()["publishingProfile"]["targetRegions"]],
+            REPL_S, "the update at %s" % r.name)
+    for src in (r1, r2):
+        barrier(cluster, src, r3)
+    assert r3.oci().get_manifest(repo, "1.0.0").status_code == 200  # its copy stays
+    for r in (r1, r2):
+        st, by_region = rows(r)
+        assert [x["region"] for x in st["summary"]] == ["r1", "r2", "r3"], (r.name, st)
+        row = by_region["r3"]
+        assert row["state"] == "Retained", (r.name, row)
+        assert "adv-gold" in row["details"] and "not enforced" in row["details"], row
+        assert st["aggregatedState"] == "Completed", (r.name, st)
+        listed = r.api("GET", "image-versions", params={"repository": repo, "region": "r3"})
+        assert listed.json()["versions"][0]["state"] == "Retained", listed.text
+        assert listed.json()["latest"] is None, listed.text
+    shown = json.loads(r1.cli("image-version", "show", "%s:1.0.0" % repo, "--expand",
+                              "replication-status", "--output", "json").stdout)
+    assert [x["state"] for x in shown["replicationStatus"]["summary"]] == \
+        ["Completed", "Completed", "Retained"], shown
+    table = r1.cli("image-version", "show", "%s:1.0.0" % repo, "--expand",
+                   "replication-status").stdout
+    assert "Retained" in table and "Removing" not in table, table
+    p = r1.cli("image-version", "wait", "%s:1.0.0" % repo, "--replicated", "--timeout", "20s",
+               check=False)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    check = r1.api("POST", "compliance/check", json={"rules": [
+        {"repositories": "adv/*", "forbiddenRegions": ["r3"]}]}).json()
+    item = [i for i in check["items"] if i["repository"] == repo][0]
+    assert item["replicaRegions"] == ["r1", "r2", "r3"], item
+    assert item["forbiddenRegionsPresent"] == ["r3"] and not item["compliant"], item
+
+    # enforced: r3 removes the copy, and the row goes (nothing left there)
+    assert set_policy(r2, "adv-gold", "adv/*", allowed=["r1", "r2"],
+                      enforce=True).status_code == 200
+    wait_for(lambda: r3.api("GET", "audit", params={"action": "residency.enforce"}).json(),
+             REPL_S, "r3 removes %s" % repo)
+    assert_holds_nothing_of(r3, repo, img)
+    for r in (r1, r2):
+        wait_for(lambda r=r: [x["region"] for x in rows(r)[0]["summary"]] == ["r1", "r2"],
+                 REPL_S, "r3's row gone at %s" % r.name)
