@@ -5,7 +5,8 @@
  * The token grants the requested scopes intersected with what the identity may do now
  * (no credentials: what anonymous clients may do); wrong credentials get 401. This is
  * what `podman login`, `skopeo login` and every pull and push go through after a
- * Bearer challenge. */
+ * Bearer challenge. Tokens are for this registry only: their audience is --registry-name,
+ * the service its challenges name, and a request naming another service is refused. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,7 @@ static int hex_value(char c)
 }
 
 /* Copies the form field name (application/x-www-form-urlencoded) of body into out,
- * decoded; -1 when absent or too long. */
+ * decoded; -1 when absent, -2 when longer than out. */
 static int form_field(const char *body, size_t len, const char *name, char *out, size_t out_len)
 {
     size_t name_len = strlen(name);
@@ -56,7 +57,7 @@ static int form_field(const char *body, size_t len, const char *name, char *out,
                     k += 2;
                 }
                 if (n + 1 >= out_len)
-                    return -1;
+                    return -2;
                 out[n++] = c;
             }
             out[n] = '\0';
@@ -85,6 +86,18 @@ static void reply_bad_credentials(struct http_req *req)
     http_reply_error(req, ERR_UNAUTHORIZED, "invalid username or password");
     http_reply_header(req, "WWW-Authenticate", "Basic realm=\"%s\"", req->reg->cfg->registry_name);
 }
+
+/* Does service (the request's `service`: NULL or "" when it names none) name a service
+ * other than this registry? Clients send the one of the challenge, which is this
+ * registry's name; a token for another service would be one this registry signs but no
+ * other accepts (auth_token_verify checks the audience), so it is refused instead. */
+static bool is_other_service(const struct http_req *req, const char *service)
+{
+    return service != NULL && service[0] != '\0' &&
+           strcmp(service, req->reg->cfg->registry_name) != 0;
+}
+
+#define OTHER_SERVICE_FMT "this endpoint issues tokens for service \"%s\" only"
 
 static void issue(struct http_req *req, const struct auth_credentials *cr, const char *scope,
                   bool is_oauth)
@@ -160,6 +173,12 @@ void mgmt_token_get(struct http_req *req, const struct mgmt_params *p)
         reply_bad_credentials(req);
         return;
     }
+    /* Repeated, the values come joined, which names no service: refused too. */
+    if (is_other_service(req, http_req_query_joined(req, "service"))) {
+        auth_credentials_wipe(&cr);
+        http_reply_error(req, ERR_BAD_REQUEST, OTHER_SERVICE_FMT, req->reg->cfg->registry_name);
+        return;
+    }
     issue(req, &cr, http_req_query_joined(req, "scope"), false);
     auth_credentials_wipe(&cr);
 }
@@ -182,6 +201,16 @@ void mgmt_token_post(struct http_req *req, const struct mgmt_params *p)
     if (len > TOKEN_FORM_MAX || form_field(body, len, "grant_type", grant, sizeof(grant)) != 0 ||
         strcmp(grant, "password") != 0) {
         mgmt_reply_json(req, 400, json_pack("{s:s}", "error", "unsupported_grant_type"));
+        goto out;
+    }
+    /* Before the password is checked: no login attempt is spent on it. */
+    char service[256];
+    int service_rc = form_field(body, len, "service", service, sizeof(service));
+    if (service_rc == -2 || (service_rc == 0 && is_other_service(req, service))) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), OTHER_SERVICE_FMT, req->reg->cfg->registry_name);
+        mgmt_reply_json(req, 400, json_pack("{s:s, s:s}", "error", "invalid_request",
+                                            "error_description", msg));
         goto out;
     }
     cr.scheme = AUTH_SCHEME_BASIC;

@@ -424,6 +424,82 @@ def test_tokens_survive_restart_and_shared_key(server_pool, tmp_path):
     assert_oci_error(get_manifest(other, tok, "golden/keep"), 401, "UNAUTHORIZED")
 
 
+def test_the_token_endpoint_issues_tokens_for_this_registry_only(server_pool):
+    """distribution-spec token.md: `service` names the service the token is for. This
+    endpoint signs tokens for this registry (`aud` = --registry-name) only: a request naming
+    another service is refused (400, naming both, no token), by GET and by the OAuth2 form,
+    before any password is checked; absent, or naming this registry, it is served. (Any
+    service used to get a token for this registry.)"""
+    srv = server_pool("--registry-name", "acme")
+    push_image(srv, ADMIN, "golden/svc")
+    r = get_manifest(srv, None, "golden/svc")
+    scheme, p = parse_challenge(r.headers["WWW-Authenticate"])
+    assert p["service"] == "acme", p
+    scope = "repository:golden/svc:pull"
+
+    def get(service):
+        params = [("scope", scope)] + ([("service", service)] if service is not None else [])
+        return srv.request("GET", "/_meridian/v1/token", auth=ADMIN, params=params)
+
+    for other in ("meridian", "registry.docker.io", "acme ", "ACME"):
+        r = get(other)
+        assert_oci_error(r, 400, "BAD_REQUEST")
+        msg = r.json()["errors"][0]["message"]
+        assert "acme" in msg and "token" not in r.json(), msg
+    for other in ("meridian", "acme" + "x" * 300):  # too long to read is not "none" either
+        r = srv.request("POST", "/_meridian/v1/token",
+                        data={"grant_type": "password", "username": "admin",
+                              "password": ADMIN_PASSWORD, "service": other, "scope": scope})
+        assert r.status_code == 400 and r.json()["error"] == "invalid_request", r.text
+        assert "acme" in r.json()["error_description"] and "access_token" not in r.json()
+    # refused before the password: a wrong one is not counted, nor answered 401
+    r = srv.request("POST", "/_meridian/v1/token",
+                    data={"grant_type": "password", "username": "admin", "password": "nope",
+                          "service": "other"})
+    assert r.status_code == 400, r.text
+    for service in ("acme", None):
+        r = get(service)
+        assert r.status_code == 200, r.text
+        claims = jwt_claims(r.json()["token"])
+        assert claims["aud"] == "acme" and claims["iss"] == "acme", claims
+        assert get_manifest(srv, r.json()["token"], "golden/svc").status_code == 200
+    r = srv.request("POST", "/_meridian/v1/token",
+                    data={"grant_type": "password", "username": "admin",
+                          "password": ADMIN_PASSWORD, "service": "acme", "scope": scope})
+    assert r.status_code == 200, r.text
+
+
+def test_a_token_for_another_service_is_refused_with_a_challenge(server_pool, tmp_path):
+    """Two registries sharing a token key file (say a staging and a production registry
+    set up from one secret store): a token the one signs for itself (`aud` its name) is
+    refused by the other, 401 with a Bearer challenge naming its own service and
+    error="invalid_token", and does not open what the other's own tokens would."""
+    key_file = str(tmp_path / "shared.key")
+    with open(key_file, "w") as f:
+        f.write("shared-key-" + secrets.token_hex(16) + "\n")
+    os.chmod(key_file, 0o600)
+    staging = server_pool("--registry-name", "staging", "--token-key-file", key_file,
+                          name="staging")
+    prod = server_pool("--registry-name", "prod", "--token-key-file", key_file, name="prod")
+    for srv in (staging, prod):
+        push_image(srv, ADMIN, "golden/app")
+    scope = "repository:golden/app:pull"
+    r = staging.request("GET", "/_meridian/v1/token", auth=ADMIN,
+                        params={"service": "staging", "scope": scope})
+    foreign = r.json()["token"]
+    assert jwt_claims(foreign)["aud"] == "staging"
+    assert get_manifest(staging, foreign, "golden/app").status_code == 200
+    r = get_manifest(prod, foreign, "golden/app")
+    assert_oci_error(r, 401, "UNAUTHORIZED")
+    scheme, p = parse_challenge(r.headers["WWW-Authenticate"])
+    assert scheme == "bearer" and p["service"] == "prod" and p["error"] == "invalid_token", p
+    assert p["scope"] == scope, p
+    r = prod.request("GET", "/_meridian/v1/token", auth=ADMIN,
+                     params={"service": "prod", "scope": scope})
+    own = r.json()["token"]
+    assert get_manifest(prod, own, "golden/app").status_code == 200
+
+
 def test_quick_start_default_is_open_on_loopback(server_pool):
     srv = server_pool(auth=False)
     assert srv.request("GET", "/v2/").status_code == 200

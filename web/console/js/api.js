@@ -75,8 +75,9 @@ export const qs = (o) =>
 // Checks a username and password with the token endpoint (the OAuth2 password grant that
 // registry clients use; the failed-login limits and the audit log apply to it).
 export async function login(username, password) {
-  const form = new URLSearchParams({ grant_type: "password", username, password,
-                                     service: "meridian" });
+  // No service: the endpoint's own registry, whatever its --registry-name (a service
+  // naming another registry is refused).
+  const form = new URLSearchParams({ grant_type: "password", username, password });
   const resp = await fetch(mgmt("token"), { method: "POST", body: form, cache: "no-store",
                                             credentials: "omit" });
   if (resp.status === 429) {
