@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "tls.h"
+#include "url.h"
 #include "util.h"
 
 void httpc_global_init(void)
@@ -219,9 +220,12 @@ int httpc_do(const struct httpc_request *rq, struct httpc_response *out, struct 
     CURLcode rc = curl_easy_perform(c);
     int ret = 0;
     if (rc != CURLE_OK) {
-        log_debug("httpc", "failed to %s %s: %s", rq->method, rq->url, curl_easy_strerror(rc));
-        ret = err_set(e, ERR_UNAVAILABLE, "cannot reach %s: %s", rq->url,
-                      curl_easy_strerror(rc));
+        /* The URL as it may be shown: a webhook's may hold a secret (its userinfo, a query
+         * token), and this message lands in the log and in the delivery record. */
+        char *shown = url_redact(rq->url);
+        log_debug("httpc", "failed to %s %s: %s", rq->method, shown, curl_easy_strerror(rc));
+        ret = err_set(e, ERR_UNAVAILABLE, "cannot reach %s: %s", shown, curl_easy_strerror(rc));
+        free(shown);
     } else {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
         curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &out->total_s);

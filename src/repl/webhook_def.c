@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "name.h"
+#include "url.h"
 #include "util.h"
 
 static const char *const members[] = {"name",  "location", "uri",           "actions",
@@ -344,7 +345,13 @@ json_t *webhook_def_to_json(const struct webhook_def *d, bool is_redacted)
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(d->name));
     json_object_set_new(o, "location", json_string(d->location));
-    json_object_set_new(o, "uri", json_string(d->uri));
+    if (is_redacted) {
+        char *shown = url_redact(d->uri); /* userinfo and query values: secrets, often */
+        json_object_set_new(o, "uri", json_string(shown));
+        free(shown);
+    } else {
+        json_object_set_new(o, "uri", json_string(d->uri));
+    }
     json_object_set_new(o, "actions", acts);
     json_object_set_new(o, "scope", json_string(d->scope));
     json_object_set_new(o, "enabled", json_boolean(d->is_enabled));

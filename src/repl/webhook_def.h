@@ -83,7 +83,8 @@ int webhook_def_check_new(const struct webhook_def *d, struct err *e);
 int webhook_def_patch(struct webhook_def *d, json_t *patch, struct err *e);
 
 /* The definition as a JSON object (new reference). With is_redacted the values of
- * customHeaders are replaced by "***" (they often hold credentials). */
+ * customHeaders are replaced by "***" (they often hold credentials), and so are the
+ * userinfo and the query values of the uri (url_redact). */
 json_t *webhook_def_to_json(const struct webhook_def *d, bool is_redacted);
 
 /* Releases what webhook_def_parse filled; accepts NULL and zeroed structs. */

@@ -1,6 +1,6 @@
 /* Replicated objects (webhook definitions and the like), backend-neutral: put, delete,
  * get, list as last-writer-wins objects with events, and the sealing of webhook secrets
- * at rest. */
+ * (header values, uri) at rest. */
 #include "metastore.h"
 
 #include <jansson.h>
@@ -17,13 +17,20 @@
 #define SQ_SEALED_KIND "webhook"
 
 #define SQ_SEALED_MEMBER "customHeaders"
+#define SQ_SEALED_URI "uri"
+/* The mark of the last event known sealed. Events before the mark of a release that sealed
+ * the headers only ('sealed_through_seq') may hold a uri in clear: that mark is not trusted,
+ * and the first pass of this one reads the whole log once. */
+#define SQ_SEAL_MARK "sealed_v2_through_seq"
+#define SQ_SEAL_MARK_OLD "sealed_through_seq"
 
 /* Webhook secrets at rest -------------------------------------------------------
  *
  * The values of a webhook's customHeaders often are credentials (Authorization: Bearer
- * ...). With a sealing key they are stored sealed (secret_seal: "enc:v1:...") in
- * objects.value and in the payload of object_put events, and opened on the way out. The
- * rest of the definition stays readable (it is what `webhook show` prints anyway).
+ * ...), and so may its uri be (https://user:password@host/, ?token=...). With a sealing
+ * key they are stored sealed (secret_seal: "enc:v1:...") in objects.value and in the
+ * payload of object_put events, and opened on the way out. The rest of the definition
+ * stays readable (names, region, actions, scope).
  *
  *   write: object_put, merge_object (from a peer), event_apply   -> seal
  *   read:  object_get, object_list, events_read, events_since     -> open
@@ -31,42 +38,52 @@
  * A value that does not open under the key is left as it is: a row still in clear (read
  * as written until the migration seals it), or one sealed under another key (logged). */
 
-/* Seals (is_seal) or opens the customHeaders values of object value v in place. True if
- * any changed. A value is sealed unless it already opens under the key, so a clear value
+/* Seals (is_seal) or opens the string val (what: how the log names it) in place. True if
+ * it changed. A value is sealed unless it already opens under the key, so a clear value
  * that merely starts like a sealed one is sealed too. */
+static bool seal_string(const struct sq_store *st, json_t *val, bool is_seal, const char *what)
+{
+    const char *text = json_string_value(val);
+    if (text == NULL)
+        return false;
+    char *opened = secret_is_sealed(text) ? secret_open(st->seal_key, text) : NULL;
+    char *out = NULL;
+    if (is_seal && opened == NULL)
+        out = secret_seal(st->seal_key, text);
+    else if (!is_seal && opened != NULL)
+        out = opened, opened = NULL;
+    else if (!is_seal && secret_is_sealed(text))
+        log_error("metastore",
+                  "failed to open %s of a webhook: sealed under another key than this "
+                  "region's secrets.key",
+                  what);
+    if (opened != NULL) {
+        secret_wipe(opened, strlen(opened));
+        free(opened);
+    }
+    if (out == NULL)
+        return false;
+    AZ(json_string_set(val, out));
+    secret_wipe(out, strlen(out));
+    free(out);
+    return true;
+}
+
+/* Seals (is_seal) or opens the secrets of webhook value v in place: its customHeaders
+ * values and its uri. True if any changed. */
 static bool seal_headers(const struct sq_store *st, json_t *v, bool is_seal)
 {
     json_t *headers = json_object_get(v, SQ_SEALED_MEMBER);
     const char *name;
     json_t *val;
     bool is_changed = false;
+    char what[160];
     json_object_foreach(headers, name, val)
     {
-        const char *text = json_string_value(val);
-        if (text == NULL)
-            continue;
-        char *opened = secret_is_sealed(text) ? secret_open(st->seal_key, text) : NULL;
-        char *out = NULL;
-        if (is_seal && opened == NULL)
-            out = secret_seal(st->seal_key, text);
-        else if (!is_seal && opened != NULL)
-            out = opened, opened = NULL;
-        else if (!is_seal && secret_is_sealed(text))
-            log_error("metastore",
-                      "failed to open header %s of a webhook: sealed under another "
-                      "key than this region's secrets.key",
-                      name);
-        if (out != NULL) {
-            AZ(json_string_set(val, out));
-            secret_wipe(out, strlen(out));
-            free(out);
-            is_changed = true;
-        }
-        if (opened != NULL) {
-            secret_wipe(opened, strlen(opened));
-            free(opened);
-        }
+        snprintf(what, sizeof(what), "header %s", name);
+        is_changed |= seal_string(st, val, is_seal, what);
     }
+    is_changed |= seal_string(st, json_object_get(v, SQ_SEALED_URI), is_seal, "the uri");
     return is_changed;
 }
 
@@ -116,8 +133,10 @@ struct seal_row {
 /* Every event so far is sealed (or holds no secret): the next pass starts after them. */
 static int mark_sealed(struct sq_conn *c, struct err *e)
 {
+    if (sq_run_exec(c, "DELETE FROM auth_meta WHERE k = '" SQ_SEAL_MARK_OLD "'", e, "") != 0)
+        return -1;
     return sq_run_exec(c,
-                       "INSERT INTO auth_meta(k, v) VALUES ('sealed_through_seq',"
+                       "INSERT INTO auth_meta(k, v) VALUES ('" SQ_SEAL_MARK "',"
                        " (SELECT coalesce(max(seq), 0) FROM events))"
                        " ON CONFLICT(k) DO UPDATE SET v = excluded.v",
                        e, "");
@@ -144,16 +163,17 @@ void sq_seal_mark_at_close(struct sq_store *st)
 /* Seals the clear rows of objects (kind webhook) and events (object_put). Events are
  * sealed as they are written or applied once a key is set, so only those written since
  * the last mark can be in clear (by a version before sealing): the mark (auth_meta
- * 'sealed_through_seq', set by this pass and at each clean close) is the last event known
- * sealed, and the pass starts after it. Reading the whole log at every start took 2-8 s to
- * ready at a million tags. */
+ * SQ_SEAL_MARK, set by this pass and at each clean close) is the last event known
+ * sealed, and the pass starts after it (from the start when there is none: a first start
+ * with a key, or one after a release that sealed the headers only). Reading the whole log
+ * at every start took 2-8 s to ready at a million tags. */
 static int seal_clear_rows(struct sq_conn *c, size_t *n_sealed, struct err *e)
 {
     struct seal_row *rows = NULL;
     size_t n = 0;
     struct sql_stmt *s = NULL;
     int64_t sealed_through = 0;
-    int rc = sq_run(c, "SELECT v FROM auth_meta WHERE k = 'sealed_through_seq'", &s, e, "");
+    int rc = sq_run(c, "SELECT v FROM auth_meta WHERE k = '" SQ_SEAL_MARK "'", &s, e, "");
     if (rc == SQL_ROW)
         sealed_through = sql_col_int64(s, 0);
     if (rc >= 0)
@@ -232,8 +252,8 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
     /* The old page images are still in the WAL: copy the new ones home and empty it. */
     if (sq_compact_log(c) != SQL_OK)
         log_warn("metastore", "failed to checkpoint after sealing webhook secrets");
-    log_info("metastore", "sealed %zu stored webhook definitions that held secrets in clear",
-             n_sealed);
+    log_info("metastore", "sealed %zu stored webhook definitions that held secrets (headers, "
+             "uri) in clear", n_sealed);
     return 0;
 }
 

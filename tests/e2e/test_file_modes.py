@@ -5,9 +5,11 @@ the data directory and every directory under it must still be 0700, and meta.db,
 -shm, blobs, upload files and keys 0600. A data directory left 0755/0644 by an older version is
 made private on start. Webhook secret headers are not stored in clear: not in a new database,
 and not after starting on a database that an older version wrote them into in clear (the
-migration seals them); the receiver still gets the header.
+migration seals them); the receiver still gets the header. The same for a webhook's uri, which
+may hold a secret of its own (userinfo, a query token).
 """
 
+import base64
 import os
 import secrets
 import sqlite3
@@ -150,7 +152,8 @@ def test_clear_secrets_written_by_an_older_version_are_sealed(server_factory, re
                        ('{"kind":"webhook","value":%s}' % value,)).rowcount
         assert n == 1
         # ... and no mark of a sealing pass (a version without sealing never wrote one)
-        db.execute("DELETE FROM auth_meta WHERE k = 'sealed_through_seq'")
+        db.execute("DELETE FROM auth_meta WHERE k IN ('sealed_through_seq',"
+                   " 'sealed_v2_through_seq')")
     db.close()
     assert token.encode() in db_bytes(srv.data_dir)
 
@@ -163,3 +166,55 @@ def test_clear_secrets_written_by_an_older_version_are_sealed(server_factory, re
     assert ping_header(srv.url, "oldhook01", receiver, "Authorization") == token
     r = requests.get(srv.url + "/_meridian/v1/webhooks/oldhook01", timeout=30)
     assert r.json()["customHeaders"] == {"Authorization": "***"}
+
+
+def test_a_uri_in_clear_from_the_release_before_is_sealed_and_still_delivers(server_factory,
+                                                                             receiver):
+    """The release before sealed header values only: its database holds each webhook's uri
+    in clear, in the definition and in its event, under the mark of a sealing pass that
+    covered those events ('sealed_through_seq'). Started on it, this release seals the uri
+    too (the old mark does not say the uri is sealed: the log is read once more), the
+    webhook still delivers to the real URL, and the API shows it redacted."""
+    srv = start_with_umask(server_factory, 0o022)
+    create_webhook(srv.url, "olduri01", receiver.url, {})
+    srv.stop()
+    user_pw = "hookuser:" + secrets.token_hex(8)
+    q_token = secrets.token_hex(12)
+    uri = "http://%s@127.0.0.1:%d/hook?token=%s" % (user_pw, receiver.port, q_token)
+    db = sqlite3.connect(os.path.join(srv.data_dir, "meta.db"))
+    value = ('{"name":"olduri01","location":"%s","uri":"%s","actions":["push"],"scope":"*",'
+             '"enabled":true,"customHeaders":{}}' % (REGION, uri))
+    with db:
+        assert db.execute("UPDATE objects SET value = ? WHERE kind = 'webhook'",
+                          (value,)).rowcount == 1
+        assert db.execute("UPDATE events SET payload = ? WHERE kind = 'object_put'"
+                          " AND payload LIKE '{\"kind\":\"webhook\"%'",
+                          ('{"kind":"webhook","value":%s}' % value,)).rowcount == 1
+        db.execute("DELETE FROM auth_meta WHERE k = 'sealed_v2_through_seq'")
+        db.execute("INSERT OR REPLACE INTO auth_meta(k, v) VALUES ('sealed_through_seq',"
+                   " (SELECT max(seq) FROM events))")
+    db.close()
+    assert q_token.encode() in db_bytes(srv.data_dir)
+
+    srv.start()
+    for secret in (q_token, user_pw):
+        assert secret.encode() not in db_bytes(srv.data_dir)
+    db = sqlite3.connect(os.path.join(srv.data_dir, "meta.db"))
+    stored = db.execute("SELECT value FROM objects WHERE kind = 'webhook'").fetchone()[0]
+    marks = dict(db.execute("SELECT k, v FROM auth_meta WHERE k LIKE 'sealed%'").fetchall())
+    db.close()
+    assert '"uri":"enc:v1:' in stored, stored
+    assert list(marks) == ["sealed_v2_through_seq"], marks
+    r = requests.post(srv.url + "/_meridian/v1/webhooks/olduri01/ping", timeout=30)
+    assert r.status_code == 202, r.text
+    got = wait_until(lambda: receiver.events("olduri01", "ping"), what="the ping at the receiver")
+    assert got[-1]["path"] == "/hook?token=" + q_token
+    assert got[-1]["headers"]["authorization"] == \
+        "Basic " + base64.b64encode(user_pw.encode()).decode()
+    r = requests.get(srv.url + "/_meridian/v1/webhooks/olduri01", timeout=30)
+    assert r.json()["uri"] == "http://***@127.0.0.1:%d/hook?token=***" % receiver.port
+    # a second start on the migrated data is as good as the first
+    srv.restart()
+    assert q_token.encode() not in db_bytes(srv.data_dir)
+    receiver.requests.clear()
+    assert ping_header(srv.url, "olduri01", receiver, "Authorization").startswith("Basic ")

@@ -2453,8 +2453,10 @@ static void test_object_create_refuses_an_existing_object(void **state)
 /* Webhook secrets at rest ----------------------------------------------------------- */
 
 #define CLEAR_TOKEN "Bearer 0123456789abcdef-clear-token"
+/* A receiver's URL holding secrets of its own (userinfo, a query token). */
+#define HOOK_URI "http://hook:url-secret-user@127.0.0.1:9/h?token=url-secret-query"
 #define HOOK_VALUE(token)                                                                   \
-    "{\"name\":\"hookone\",\"location\":\"westeurope\",\"uri\":\"http://127.0.0.1:9/h\","    \
+    "{\"name\":\"hookone\",\"location\":\"westeurope\",\"uri\":\"" HOOK_URI "\","                \
     "\"actions\":[\"push\"],\"scope\":\"*\",\"enabled\":true,"                              \
     "\"customHeaders\":{\"Authorization\":\"" token "\",\"X-Team\":\"infra\"}}"
 
@@ -2511,14 +2513,14 @@ static void reopen(struct fixture *f, const uint8_t *key)
         assert_int_equal(metastore_sqlite_set_sealing_key(f->ms, key, &e), 0);
 }
 
-/* auth_meta's sealed_through_seq and the log's last seq, read with plain SQLite. */
+/* auth_meta's sealed_v2_through_seq and the log's last seq, read with plain SQLite. */
 static void seal_mark(const struct fixture *f, int64_t *mark, int64_t *last)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *s = NULL;
     assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT v FROM auth_meta WHERE k ="
-                                            " 'sealed_through_seq'), (SELECT max(seq) FROM"
+                                            " 'sealed_v2_through_seq'), (SELECT max(seq) FROM"
                                             " events)", -1, &s, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
     *mark = sqlite3_column_type(s, 0) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 0);
@@ -2592,7 +2594,9 @@ static void test_webhook_secrets_sealed_and_clear_rows_migrated(void **state)
     char *raw = raw_object(f, "webhook", "hookone");
     assert_non_null(strstr(raw, "\"Authorization\":\"enc:v1:"));
     assert_non_null(strstr(raw, "\"X-Team\":\"enc:v1:"));
-    assert_non_null(strstr(raw, "\"uri\":\"http://127.0.0.1:9/h\"")); /* the rest stays */
+    assert_non_null(strstr(raw, "\"uri\":\"enc:v1:")); /* the uri too */
+    assert_false(db_files_contain(f, "url-secret"));
+    assert_non_null(strstr(raw, "\"location\":\"westeurope\"")); /* the rest stays */
     free(raw);
     raw = raw_object(f, "replication", "eastus");
     assert_string_equal(raw, "{\"endpoint\":\"http://x\"}"); /* other kinds untouched */
@@ -2791,6 +2795,65 @@ static void test_status_does_not_outlive_a_delete(void **state)
     assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "Completed");
 }
 
+/* Runs sql on the fixture's database with plain SQLite (the store closed). */
+static void raw_exec(const struct fixture *f, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+/* A database of the release that sealed header values only: its pass marked every event
+ * sealed ('sealed_through_seq') with the webhook's uri, secrets and all, still in clear in
+ * the object and in its event. This release seals the uri too: its first pass reads the
+ * whole log (that mark does not say the uri is sealed), and hands the uri out in clear to
+ * the worker and to peers. */
+static void test_webhook_uri_sealed_over_a_mark_of_headers_only(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    uint8_t key[32];
+    memset(key, 7, sizeof(key));
+    assert_int_equal(f->ms->ops->object_put(f->ms, "webhook", "hookone", HOOK_VALUE(CLEAR_TOKEN),
+                                            &e), 0);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    raw_exec(f, "INSERT INTO auth_meta(k, v) VALUES ('sealed_through_seq',"
+                " (SELECT max(seq) FROM events))");
+    assert_true(db_files_contain(f, "url-secret-user"));
+
+    reopen(f, key);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_false(db_files_contain(f, "url-secret"));
+    int64_t mark = 0, last = 0;
+    seal_mark(f, &mark, &last);
+    assert_int_equal(mark, last);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM auth_meta WHERE k ="
+                                            " 'sealed_through_seq'", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(st, 0), 0); /* the old mark is gone */
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    reopen(f, key);
+    char *v = NULL;
+    assert_int_equal(f->ms->ops->object_get(f->ms, "webhook", "hookone", &v, &e), 0);
+    assert_non_null(strstr(v, HOOK_URI));
+    free(v);
+    json_t *ev = events_json(f->ms, 0);
+    char *text = json_dumps(ev, 0);
+    assert_non_null(strstr(text, "url-secret-user@127.0.0.1"));
+    free(text);
+    json_decref(ev);
+}
+
 int main(void)
 {
     /* Expected failures are logged at error level; that is part of the behaviour. */
@@ -2860,6 +2923,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_seal_pass_starts_after_the_mark_of_the_last_close,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_webhook_secrets_sealed_and_clear_rows_migrated, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_webhook_uri_sealed_over_a_mark_of_headers_only, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
