@@ -143,7 +143,11 @@ def test_content_never_reaches_a_region_outside_the_policy(geo):
         assert r.status_code == 200, r.text
         return r.json()["events"]
     to_r3, to_r2 = stream("r3"), stream("r2")
-    assert len(to_r3) == len(to_r2)
+    # one stand-in for each event held back: the same numbering (r1's log may grow between
+    # the two reads, replication goes on: compared up to the shorter one)
+    upto = min(to_r3[-1]["seq"], to_r2[-1]["seq"])
+    assert [e["seq"] for e in to_r3 if e["seq"] <= upto] == \
+        [e["seq"] for e in to_r2 if e["seq"] <= upto]
     assert not [e for e in to_r3 if repo in json.dumps(e)], "an event about it went to r3"
     redacted = [e for e in to_r3 if e["kind"] == "redacted"]
     assert len(redacted) >= 3 and all(set(e) <= {"seq", "origin", "originSeq", "hlc", "kind"}
