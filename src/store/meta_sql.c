@@ -190,8 +190,16 @@ void sq_stmt_done(struct sql_stmt *s)
     sql_reset(s);
 }
 
+/* A format of more or fewer values than the statement's parameters binds the wrong ones
+ * (one left out is NULL, or on SQLite the previous call's value): a bug, logged, and
+ * under the test suites the process stops on it, as check_write_locked does. */
 int sq_bind_args(struct sql_stmt *s, const char *fmt, va_list ap)
 {
+    if (s->drv->param_count != NULL && (int)strlen(fmt) != s->drv->param_count(s)) {
+        log_error("metastore", "bug: %zu values bound to a statement of %d parameters: %s",
+                  strlen(fmt), s->drv->param_count(s), s->drv->text_of(s));
+        ASSERT(getenv("MERIDIAN_STRICT_CHECKS") == NULL);
+    }
     return s->drv->bind(s, fmt, ap);
 }
 

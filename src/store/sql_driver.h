@@ -95,6 +95,10 @@ typedef int sql_setup_writer_f(struct sql_db *db, struct err *e);
  * store checks that every other statement runs under its writer mutex. */
 typedef bool sql_is_readonly_f(struct sql_stmt *s);
 
+/* Optional: how many values s binds (its highest ?N); the store checks every bind
+ * format against it. */
+typedef int sql_param_count_f(struct sql_stmt *s);
+
 /* Commits made visible through this driver in this process so far, counted after each one
  * can be seen by every connection: a count read before a lookup that is still the same
  * later means the database has not changed since (the store's manifest cache). Only for a
@@ -130,6 +134,7 @@ struct sql_driver {
     sql_compact_log_f *compact_log;
     sql_setup_writer_f *setup_writer;
     sql_is_readonly_f *is_readonly;
+    sql_param_count_f *param_count;
     sql_commits_f *commits;
 };
 

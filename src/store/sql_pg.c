@@ -756,6 +756,11 @@ static void pg_rollback(struct sql_db *db)
         PQclear(exec_bounded(d, "ROLLBACK"));
 }
 
+static int pg_param_count(struct sql_stmt *st)
+{
+    return pst(st)->n_params;
+}
+
 const struct sql_driver sql_pg_driver = {
     .name = "postgres",
     .dialect = SQL_DIALECT_POSTGRES,
@@ -783,5 +788,6 @@ const struct sql_driver sql_pg_driver = {
     .refresh_stats = NULL, /* autovacuum analyzes */
     .set_secure_delete = NULL,
     .compact_log = NULL,
+    .param_count = pg_param_count,
     .commits = NULL,       /* other nodes commit too: no cache can trust a count */
 };

@@ -437,6 +437,11 @@ static bool lite_is_readonly(struct sql_stmt *s)
     return sqlite3_stmt_readonly(stmt_of(s)) != 0;
 }
 
+static int lite_param_count(struct sql_stmt *s)
+{
+    return sqlite3_bind_parameter_count(stmt_of(s));
+}
+
 /* The old page images are still in the WAL: copy the new ones home and empty it. */
 static int lite_compact_log(struct sql_db *db)
 {
@@ -475,6 +480,7 @@ const struct sql_driver sql_sqlite_driver = {
     .refresh_stats = lite_refresh_stats,
     .setup_writer = lite_setup_writer,
     .is_readonly = lite_is_readonly,
+    .param_count = lite_param_count,
     .set_secure_delete = lite_set_secure_delete,
     .compact_log = lite_compact_log,
     .commits = lite_commits,
