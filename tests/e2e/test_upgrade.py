@@ -11,12 +11,14 @@ must be as good as the first."""
 
 import glob
 import hashlib
+import http.server
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import tarfile
+import threading
 import time
 
 import pytest
@@ -143,6 +145,10 @@ def check_images(old, name):
         r = old.get(name, "/v2/%s/manifests/%s" % (gone["repo"], gone["ref"]),
                     headers={"Accept": ACCEPT})
         assert r.status_code == 404, (name, gone, r.status_code)
+    for repo, tags in old.exp.get("tags", {}).items():
+        r = old.get(name, "/v2/%s/tags/list" % repo)
+        assert r.status_code == 200, (name, repo, r.status_code, r.text)
+        assert sorted(r.json()["tags"]) == tags, (name, repo, r.json())
     ref = old.exp["referrers"]
     r = old.get(name, "/v2/%s/referrers/%s" % (ref["repo"], ref["subject"]))
     assert r.status_code == 200
@@ -177,6 +183,50 @@ def test_upgrade_keeps_identities_roles_and_webhooks(old):
     hook = r.json()
     assert hook["uri"] == "http://127.0.3.9:9/hook" and hook["scope"] == "golden/*"
     assert "X-Secret" in hook["customHeaders"]
+
+
+class Receiver:
+    """A webhook receiver on a loopback port: the headers of each POST it gets."""
+
+    def __init__(self):
+        got = self.got = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                got.append(dict(self.headers))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/hook" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_upgrade_webhook_sends_its_stored_header_values(old):
+    """The webhook's custom header values (stored in clear by early releases, sealed under
+    the region's secrets.key by later ones) are sent as they were given, after the upgrade."""
+    old.start()
+    rx = Receiver()
+    try:
+        r = requests.patch(old.url("west") + "/_meridian/v1/webhooks/ciwebhook", auth=old.admin,
+                           json={"uri": rx.url}, timeout=10)
+        assert r.status_code == 200, r.text
+        r = requests.post(old.url("west") + "/_meridian/v1/webhooks/ciwebhook/ping",
+                          auth=old.admin, timeout=10)
+        assert r.status_code == 202, r.text
+        wait_for(lambda: rx.got, 30, "the ping delivery")
+        assert rx.got[0].get("X-Secret") == "fixture-webhook-secret", rx.got[0]
+    finally:
+        rx.close()
 
 
 def test_upgrade_resumes_open_upload_at_acknowledged_offset(old):
@@ -250,6 +300,9 @@ def test_upgrade_keeps_governance_and_versions(old):
                         % (v["repo"], v["ref"]))
             assert r.status_code == 200, (name, r.status_code, r.text)
             assert v["digest"] in r.text, (name, r.text)
+            if "status" in v:  # each region's status row, as the fixture's regions held them
+                rows = {x["region"]: x["state"] for x in r.json()["replicationStatus"]["summary"]}
+                assert rows == v["status"], (name, rows)
             res = gov["residency"]
             r = old.get(name, api + "policies/residency/" + res["policy"])
             assert r.status_code == 200, (name, r.status_code, r.text)
