@@ -7,7 +7,12 @@ it (the regions listen on the fixed loopback addresses they stored for each othe
 what a user relies on: every image pulls byte for byte from both regions, deleted things stay
 deleted, users, roles and webhooks survive, an open upload session resumes at its
 acknowledged offset, and the regions go on replicating. A second start on the migrated data
-must be as good as the first."""
+must be as good as the first.
+
+A fixture made on PostgreSQL (expected.json says "metastore": "pg"; the archive holds a
+pg_dump of each region's database) runs with MERIDIAN_TEST_METASTORE=pg: each dump is loaded
+into the region's own database (pg_metastore.py) and the binary under test migrates it. The
+other fixtures are SQLite files and run without that setting."""
 
 import glob
 import hashlib
@@ -26,10 +31,6 @@ import requests
 
 import pg_metastore
 from regions import hermetic_env, meridian_bin, wait_for
-
-# The old release keeps its metadata in SQLite: what it wrote is what is upgraded.
-pytestmark = pytest.mark.skipif(pg_metastore.is_pg(),
-                                reason="upgrades data of an old release, which is SQLite's")
 
 FIXTURES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "fixtures",
                                          "upgrade-*.tar.gz")))
@@ -54,6 +55,18 @@ class Old:
             self.exp = json.load(f)
         self.procs = {}
         self.admin = ("admin", self.exp["admin_password"])
+        self.is_pg = self.exp.get("metastore") == "pg"
+        if self.is_pg:
+            for r in self.exp["regions"]:
+                self.psql(r["name"], "-f", os.path.join(self.root, r["name"] + ".pg.sql"))
+
+    def psql(self, name, *args):
+        """psql on region name's own database (PostgreSQL fixtures)."""
+        uri = pg_metastore.database_uri(os.path.join(self.root, name))
+        out = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", uri] +
+                             list(args), check=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=120)
+        return out.stdout.decode().strip()
 
     def url(self, name):
         r = next(r for r in self.exp["regions"] if r["name"] == name)
@@ -67,6 +80,7 @@ class Old:
                     "--advertise", self.url(r["name"]),
                     "--peer-secret", self.exp["peer_secret"], "--auth",
                     "--sync-interval", "1s", "--shutdown-grace", "5s"]
+            argv += pg_metastore.metastore_args(os.path.join(self.root, r["name"]))
             log = open(os.path.join(self.root, r["name"] + ".log"), "ab")
             self.procs[r["name"]] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                                      stdin=subprocess.DEVNULL,
@@ -98,6 +112,13 @@ class Old:
         has passed on any later day. Resuming it is what is tested, not its expiry."""
         up = self.exp["upload"]
         session = up["location"].rstrip("/").rsplit("/", 1)[1]
+        if self.is_pg:
+            n = self.psql(up["region"], "-c", "UPDATE uploads SET expires_s = "
+                          "extract(epoch FROM now())::BIGINT + (expires_s - created_s), "
+                          "created_s = extract(epoch FROM now())::BIGINT WHERE id = '%s' "
+                          "RETURNING id" % session)
+            assert n == session, "the fixture holds no upload session %s" % session
+            return
         db = sqlite3.connect(os.path.join(self.root, up["region"], "meta.db"))
         try:
             with db:
@@ -120,6 +141,10 @@ class Old:
 
 @pytest.fixture(params=FIXTURES, ids=[os.path.basename(p)[8:-7] for p in FIXTURES])
 def old(request, tmp_path):
+    with tarfile.open(request.param) as tar:
+        is_pg_data = any(n.endswith(".pg.sql") for n in tar.getnames())
+    if is_pg_data != pg_metastore.is_pg():
+        pytest.skip("data of the %s metastore" % ("PostgreSQL" if is_pg_data else "SQLite"))
     o = Old(request.param, tmp_path)
     yield o
     o.stop()
