@@ -14,6 +14,7 @@ pg_dump of each region's database) runs with MERIDIAN_TEST_METASTORE=pg: each du
 into the region's own database (pg_metastore.py) and the binary under test migrates it. The
 other fixtures are SQLite files and run without that setting."""
 
+import fcntl
 import glob
 import hashlib
 import http.server
@@ -23,6 +24,7 @@ import signal
 import sqlite3
 import subprocess
 import tarfile
+import tempfile
 import threading
 import time
 
@@ -145,9 +147,16 @@ def old(request, tmp_path):
         is_pg_data = any(n.endswith(".pg.sql") for n in tar.getnames())
     if is_pg_data != pg_metastore.is_pg():
         pytest.skip("data of the %s metastore" % ("PostgreSQL" if is_pg_data else "SQLite"))
-    o = Old(request.param, tmp_path)
-    yield o
-    o.stop()
+    # The regions listen on the fixed addresses the fixture stored: one test at a time on
+    # this machine, whichever checkout or tier runs it (a second one's servers could not
+    # listen, or its requests reached the first one's).
+    with open(os.path.join(tempfile.gettempdir(), "meridian-test-upgrade.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        o = Old(request.param, tmp_path)
+        try:
+            yield o
+        finally:
+            o.stop()
 
 
 def check_images(old, name):
@@ -303,6 +312,31 @@ def test_upgrade_regions_go_on_replicating(old):
         r = old.get("west", "/v2/team-a/app/blobs/" + d)
         return r.status_code == 200 and r.content == data
     wait_for(replicated, 30, "the new image to reach west")
+
+
+def summary(old, name):
+    """Region name's anti-entropy digests per repository (the peer API), without the
+    repositories it holds blobs of only (nothing to compare) and those a residency policy
+    keeps from the other region."""
+    r = old.get(name, "/_meridian/v1/replication/summary", auth=("peer", old.exp["peer_secret"]))
+    assert r.status_code == 200, (name, r.status_code, r.text)
+    kept = old.exp.get("governance", {}).get("residency", {}).get("repo")
+    return {repo: d for repo, d in r.json().items() if d != sha256(b"") and repo != kept}
+
+
+def test_upgrade_regions_agree_on_their_replicated_state(old):
+    """The migrated regions hold the same replicated state (tag registers, manifests,
+    tombstones) per repository: a step that changed it in one region only would have
+    anti-entropy repair it for ever."""
+    old.start()
+    deadline = time.monotonic() + 30
+    while True:
+        west, east = summary(old, "west"), summary(old, "east")
+        if west == east or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert west == east, {k: (west.get(k), east.get(k)) for k in set(west) | set(east)
+                          if west.get(k) != east.get(k)}
 
 
 def test_upgrade_keeps_governance_and_versions(old):
