@@ -339,6 +339,45 @@ def test_upgrade_regions_agree_on_their_replicated_state(old):
                           if west.get(k) != east.get(k)}
 
 
+def cj(o):
+    return json.dumps(o, separators=(",", ":"), sort_keys=True).encode()
+
+
+def test_upgrade_manifest_deleted_before_starts_pending_when_pushed_again(old):
+    """team-a/gone:x was deleted in west before the upgrade (every fixture); releases before
+    schema 12 kept each region's status row through a delete. Pushed again in east after
+    the upgrade while west is stopped, it must not show west Completed (west's report from
+    before the delete): image-version wait --replicated would return before west holds it."""
+    gone = next((a["ref"] for a in old.exp["absent"]
+                 if a["repo"] == "team-a/gone" and a["ref"].startswith("sha256:")), None)
+    if gone is None:
+        pytest.skip("fixture %s deleted no manifest" % old.exp.get("made_by"))
+    old.start()
+    old.procs["west"].send_signal(signal.SIGTERM)
+    assert old.procs["west"].wait(30) == 0
+    # the same bytes as make_upgrade_fixture.py's image("team-a/gone", "x", [b"gone layer"])
+    config = cj({"architecture": "amd64", "os": "linux", "repo": "team-a/gone", "ref": "x"})
+    descs = []
+    for mt, data in (("application/vnd.oci.image.config.v1+json", config),
+                     ("application/vnd.oci.image.layer.v1.tar+gzip", b"gone layer")):
+        r = requests.post(old.url("east") + "/v2/team-a/gone/blobs/uploads/?digest=" +
+                          sha256(data), data=data, auth=old.admin, timeout=10)
+        assert r.status_code == 201, r.text
+        descs.append({"mediaType": mt, "digest": sha256(data), "size": len(data)})
+    body = cj({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+               "config": descs[0], "layers": descs[1:]})
+    if sha256(body) != gone:
+        pytest.skip("fixture %s made team-a/gone:x otherwise" % old.exp.get("made_by"))
+    r = requests.put(old.url("east") + "/v2/team-a/gone/manifests/x", data=body, auth=old.admin,
+                     headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+                     timeout=10)
+    assert r.status_code == 201, r.text
+    r = old.get("east", "/_meridian/v1/image-versions?repository=team-a/gone&reference=x")
+    assert r.status_code == 200, r.text
+    rows = {x["region"]: x["state"] for x in r.json()["replicationStatus"]["summary"]}
+    assert rows.get("east") == "Completed" and rows.get("west") != "Completed", rows
+
+
 def test_upgrade_keeps_governance_and_versions(old):
     """What later releases added (fixtures made by them): a robot's secret and role, an
     image definition's version record, a residency policy and what it keeps out, a

@@ -80,7 +80,7 @@ static void test_nodes_start_at_once(void **state)
     assert_int_equal(sq_run(c, "SELECT count(*), max(version) FROM meridian_schema", &s, &e, ""),
                      SQL_ROW);
     assert_int_equal(sql_col_int64(s, 0), 1);
-    assert_int_equal(sql_col_int64(s, 1), 10); /* schema version 10: status clocks */
+    assert_int_equal(sql_col_int64(s, 1), 11); /* schema version 11: stale status rows dropped */
     sql_finalize(s);
     ms->ops->close(ms);
 }
@@ -719,7 +719,7 @@ static void test_v9_status_rows_get_a_clock(void **state)
     ms = metastore_pg_open(target, "r1", &e);
     assert_non_null(ms);
     c = sq_conn_of(ms, &e);
-    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 10);
+    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 11);
     assert_int_equal(pg_int(c, "SELECT count(*) FROM repl_status WHERE repo = 'lib/clock'"
                                " AND hlc = 0"),
                      2);
@@ -731,6 +731,56 @@ static void test_v9_status_rows_get_a_clock(void **state)
     assert_int_equal(ms->ops->manifest_delete(ms, "lib/clock", &m.digest, &e), 0);
     assert_int_equal(ms->ops->status_list(ms, "lib/clock", &m.digest, &st, &n, &e), 0);
     assert_int_equal(n, 0);
+    meta_status_free(st, n);
+    ms->ops->close(ms);
+}
+
+/* Releases before schema 10 kept every region's status row through a manifest's delete:
+ * a database of version 10 or before may hold rows (clock 0) of manifests it has no record
+ * of. Step 11 drops them and keeps the rows of recorded manifests and those written since
+ * 10. */
+static void test_v10_stale_status_rows_dropped(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    char body[] = "{\"schemaVersion\":2,\"status\":\"stale\"}";
+    struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json",
+                              .body = body, .body_len = sizeof(body) - 1};
+    digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
+    assert_int_equal(ms->ops->manifest_put(ms, "lib/stale", &m, NULL, 0, NULL, "v1", &e), 0);
+    struct meta_status east = {.region = "east", .state = "Completed",
+                               .updated_ms = util_now_ms(), .details = ""};
+    assert_int_equal(ms->ops->status_set(ms, "lib/stale", &m.digest, &east, false, &e), 0);
+    struct sq_conn *c = sq_conn_of(ms, &e);
+    assert_int_equal(
+        sq_script(c,
+                  "UPDATE repl_status SET hlc = 0 WHERE repo = 'lib/stale';"
+                  "INSERT INTO repl_status(repo, digest, region, state, bytes_done, bytes_total,"
+                  " updated_ms, details, hlc) VALUES"
+                  " ('lib/stale', 'sha256:gone', 'east', 'Completed', 1, 1, 1, '', 0),"
+                  " ('lib/stale', 'sha256:gone', 'west', 'Completed', 1, 1, 1, '', 0),"
+                  " ('lib/stale', 'sha256:since', 'east', 'Completed', 1, 1, 1, '', 7);"
+                  "UPDATE meridian_schema SET version = 10;",
+                  "back to v10 with stale rows", &e),
+        0);
+    ms->ops->close(ms);
+
+    ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    c = sq_conn_of(ms, &e);
+    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 11);
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM repl_status WHERE repo = 'lib/stale'"
+                               " AND digest = 'sha256:gone'"),
+                     0);
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM repl_status WHERE repo = 'lib/stale'"
+                               " AND digest = 'sha256:since'"),
+                     1);
+    struct meta_status *st = NULL;
+    size_t n = 0;
+    assert_int_equal(ms->ops->status_list(ms, "lib/stale", &m.digest, &st, &n, &e), 0);
+    assert_int_equal(n, 2);
     meta_status_free(st, n);
     ms->ops->close(ms);
 }
@@ -771,7 +821,7 @@ static void test_v8_refs_become_seq(void **state)
     ms = metastore_pg_open(target, "r1", &e);
     assert_non_null(ms);
     c = sq_conn_of(ms, &e);
-    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 10);
+    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 11);
     assert_int_equal(pg_int(c, "SELECT count(*) FROM pg_class"
                                " WHERE oid = to_regclass('manifest_refs')"
                                " AND relkind = 'v'"),
@@ -815,7 +865,7 @@ static void open_branch_v3(const char *back)
     ms = metastore_pg_open(target, "r1", &e);
     assert_non_null(ms);
     c = sq_conn_of(ms, &e);
-    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 10);
+    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 11);
     assert_int_equal(pg_int(c, "SELECT count(*) FROM information_schema.columns WHERE"
                                " (table_name, column_name) IN (('repl_status', 'copies'),"
                                " ('audit_log', 'region'), ('manifest_tombs', 'is_gc'))"
@@ -891,6 +941,7 @@ int main(void)
         cmocka_unit_test_setup(test_residency_purge, setup),
         cmocka_unit_test_setup(test_audit_region_and_upgrade, setup),
         cmocka_unit_test_setup(test_v9_status_rows_get_a_clock, setup),
+        cmocka_unit_test_setup(test_v10_stale_status_rows_dropped, setup),
         cmocka_unit_test_setup(test_v8_refs_become_seq, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1232,7 +1232,7 @@ static void test_schema_v2_database_migrates(void **state)
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(s, 0), 12);
+    assert_int_equal(sqlite3_column_int(s, 0), 13);
     sqlite3_finalize(s);
     sqlite3_close(db);
 }
@@ -1266,7 +1266,7 @@ static void test_schema_v1_events_numbered(void **state)
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
     struct metastore *ms = f->ms;
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 12);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 13);
     assert_int_equal(db_int(f->path, "SELECT count(DISTINCT origin_seq) FROM events", NULL),
                      n_old);
     assert_int_equal(db_int(f->path, "SELECT max(origin_seq) FROM events", NULL), n_old);
@@ -1331,7 +1331,7 @@ static void test_schema_v9_tags_table_becomes_view(void **state)
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
     struct metastore *ms = f->ms;
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 12);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 13);
     assert_int_equal(db_int(f->path, "SELECT type = 'view' FROM sqlite_master"
                                      " WHERE name = 'tags'", NULL), 1);
     assert_int_equal(ms->ops->tag_list(ms, "r", NULL, -1, &l, &e), 0);
@@ -1383,7 +1383,7 @@ static void open_branch_v6(struct fixture *f, const char *back)
 
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 12);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 13);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('repl_status')"
                                      " WHERE name = 'copies'", NULL), 1);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('audit_log')"
@@ -1452,7 +1452,7 @@ static void open_uploads_branch_v3(struct fixture *f, const char *upload_columns
 
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 12);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 13);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('audit_log')"
                                      " WHERE name IN ('count', 'last_ms', 'region')", NULL), 3);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('uploads') WHERE"
@@ -1512,7 +1512,7 @@ static void test_schema_v10_refs_by_seq(void **state)
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
     struct metastore *ms = f->ms;
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 12);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 13);
     assert_int_equal(db_int(f->path, "SELECT type = 'view' FROM sqlite_master"
                                      " WHERE name = 'manifest_refs'", NULL), 1);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifest_ref_seqs", NULL), 3);
@@ -2718,12 +2718,54 @@ static void test_v11_status_rows_get_a_clock(void **state)
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
     struct metastore *ms = f->ms;
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 12);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 13);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM repl_status WHERE hlc = 0", NULL), 2);
     char got[32];
     assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "Completed");
     assert_int_equal(ms->ops->manifest_delete(ms, "r", &m.digest, &e), 0);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM repl_status", NULL), 0);
+}
+
+/* Releases before schema 12 kept every region's status row through a manifest's delete:
+ * a database of version 12 or before may hold rows (clock 0) of manifests it has no record
+ * of. Step 13 drops them (a push of the same manifest again would show those regions
+ * Completed at once) and keeps the rows of recorded manifests and those written since 12. */
+static void test_v12_stale_status_rows_dropped(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(12, body, NULL);
+    assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m, NULL, 0, NULL, "v1", &e), 0);
+    struct meta_status east = {.region = "east", .state = "Completed",
+                               .updated_ms = util_now_ms(), .details = ""};
+    assert_int_equal(f->ms->ops->status_set(f->ms, "r", &m.digest, &east, false, &e), 0);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "UPDATE repl_status SET hlc = 0;"
+                     "INSERT INTO repl_status(repo, digest, region, state, bytes_done,"
+                     " bytes_total, updated_ms, details, hlc) VALUES"
+                     " ('r', 'sha256:gone', 'east', 'Completed', 1, 1, 1, '', 0),"
+                     " ('r', 'sha256:gone', 'west', 'Completed', 1, 1, 1, '', 0),"
+                     " ('r', 'sha256:since', 'east', 'Completed', 1, 1, 1, '', 7);"
+                     "PRAGMA user_version = 12;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    assert_non_null(f->ms);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 13);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM repl_status WHERE digest ="
+                                     " 'sha256:gone'", NULL), 0);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM repl_status WHERE digest ="
+                                     " 'sha256:since'", NULL), 1);
+    char got[32];
+    assert_string_equal(east_state(f->ms, &m.digest, got, sizeof(got)), "Completed");
 }
 
 /* A delete ends every region's status of the manifest: a push of it again is Pending in a
@@ -2920,6 +2962,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_status_does_not_outlive_a_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v11_status_rows_get_a_clock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v12_stale_status_rows_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_pass_starts_after_the_mark_of_the_last_close,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_webhook_secrets_sealed_and_clear_rows_migrated, setup,
