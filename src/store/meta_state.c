@@ -72,13 +72,24 @@ int sq_summary(struct metastore *ms, struct buf *out, struct err *e)
         names[n++] = sq_col_strdup(s, 1);
     }
     sq_stmt_done(s);
+    /* A repository with no replicated state (only blobs: links are this region's own, as
+     * an abandoned push leaves them) is left out: a peer could never make its own digest
+     * of it match, and repaired it at every pass for ever. */
+    struct digest none;
+    digest_of_buffer(DIGEST_SHA256, "", 0, &none);
     buf_appends(out, "{");
     int result = 0;
+    bool is_first = true;
     for (size_t i = 0; i < n; i++) {
         struct digest d;
         if (result == 0 && repo_digest(c, ids[i], names[i], &d, e) == 0) {
-            if (i)
+            if (digest_equal(&d, &none)) {
+                free(names[i]);
+                continue;
+            }
+            if (!is_first)
                 buf_append(out, ",", 1);
+            is_first = false;
             buf_append_json_string(out, names[i]);
             buf_printf(out, ":\"%s\"", d.str);
         } else {
