@@ -234,14 +234,39 @@ int sq_blob_lost(struct metastore *ms, const struct digest *d, size_t *n_manifes
         return -1;
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
+    /* Each manifest hidden here was reported Completed by this region: it reports Pending
+     * again in the same transaction, or every region (this one too: its row) would go on
+     * showing it Completed, and image-version wait would return, while it is not pullable
+     * here until the fetch workers bring the blob back (their status follows this one). */
+    struct meta_name_list shown = {0};
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_BLOB_LOST_SHOWN, &s, e, "t", d->str);
+    if (rc < 0 || sq_collect_columns(c, s, rc, 2, &shown, e) != 0) {
+        if (rc >= 0)
+            sq_stmt_done(s);
+        goto fail;
+    }
+    sq_stmt_done(s);
     if (sq_exec(c, SQ_BLOB_LOST_HIDE, e, "t", d->str) != 0)
         goto fail;
     *n_manifests = (size_t)sql_changes(c->db);
+    char details[DIGEST_STR_MAX + 64];
+    snprintf(details, sizeof(details), "blob %s lost here: fetching it again", d->str);
+    struct meta_status pending = {.region = c->store->region,
+                                  .state = "Pending",
+                                  .updated_ms = util_now_ms(),
+                                  .details = details};
+    for (size_t i = 0; i + 1 < shown.n; i += 2) {
+        if (sq_status_write(c, shown.names[i], shown.names[i + 1], &pending, true, e) != 0)
+            goto fail;
+    }
     if (sq_exec(c, SQ_BLOB_LOST_UNLINK, e, "t", d->str) != 0 ||
         sq_exec(c, SQ_BLOB_DELETE, e, "t", d->str) != 0)
         goto fail;
+    meta_name_list_fini(&shown);
     return sq_tx_commit(c, e);
 fail:
+    meta_name_list_fini(&shown);
     sq_tx_rollback(c);
     return -1;
 }

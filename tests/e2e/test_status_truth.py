@@ -1,0 +1,136 @@
+"""Is replication status the truth? `image-version wait --replicated` (and aggregatedState)
+promises that every target region serves the version, manifest and every blob, byte for byte.
+Each test breaks a region's copy or its view under a fault, and checks both ways: when the
+wait returns 0, every region serves the version by digest with the bytes pushed; when a
+region cannot get it, the wait times out (exit 2) and the status does not say Completed.
+
+Every wait polls observable state against a deadline (regions.wait_for)."""
+
+import os
+
+import pytest
+import requests
+
+import tier
+from regions import (HTTP_TIMEOUT_S, MANIFEST_ACCEPT, manifest_digest, replication_states,
+                     unique_repo, wait_for, wait_replicated_cli)
+
+pytest_plugins = ["geo_plugin"]
+
+
+def serves(region, img):
+    """True if region serves img by digest: its manifest and every blob, byte for byte."""
+    r = requests.get("%s/v2/%s/manifests/%s" % (region.url, img.repo, img.digest),
+                     headers={"Accept": MANIFEST_ACCEPT}, timeout=HTTP_TIMEOUT_S)
+    if r.status_code != 200 or r.content != img.body:
+        return False
+    for d, data in img.blobs.items():
+        b = requests.get("%s/v2/%s/blobs/%s" % (region.url, img.repo, d),
+                         timeout=HTTP_TIMEOUT_S)
+        if b.status_code != 200 or b.content != data:
+            return False
+    return True
+
+
+def assert_wait_truthful(region, regions, img, tag):
+    """`wait --replicated` on region returns 0, and then every region serves img."""
+    p = wait_replicated_cli(region, img.repo, tag, timeout="1m", timeout_s=90)
+    assert p.returncode == 0, (p.returncode, p.stdout[-1000:], p.stderr[-1000:])
+    for r in regions:
+        assert serves(r, img), "%s: wait returned 0 but %s does not serve %s@%s" % (
+            region.name, r.name, img.repo, img.digest)
+
+
+def assert_wait_fails(region, repo, tag):
+    """`wait --replicated` does not return 0: 2 (timeout) or 1 (a region Failed)."""
+    p = wait_replicated_cli(region, repo, tag, timeout="3s", timeout_s=60)
+    assert p.returncode in (1, 2), (region.name, p.returncode, p.stdout[-1000:],
+                                    p.stderr[-1000:])
+
+
+def heard_from(cluster, src, dst):
+    """Waits until dst has applied src's log as far as now (a marker pushed to src)."""
+    marker = src.oci().push_image(unique_repo("marker"), "m")
+    wait_for(lambda: manifest_digest(dst, marker.repo, "m") == marker.digest, 60,
+             "%s to apply %s's log up to now" % (dst.name, src.name))
+
+
+def assert_not_completed_in(cluster, region, other, repo, tag):
+    """region no longer serves repo:tag: at once in its own view, and in other's once it has
+    heard from region since, neither shows it Completed and wait does not return 0."""
+    agg, states = replication_states(region, repo, tag)
+    assert states.get(region.name) != "Completed", (region.name, agg, states)
+    assert_wait_fails(region, repo, tag)
+    heard_from(cluster, region, other)
+    agg, states = replication_states(other, repo, tag)
+    assert states.get(region.name) != "Completed", (other.name, agg, states)
+    assert agg != "Completed", (other.name, agg, states)
+    assert_wait_fails(other, repo, tag)
+
+
+def blob_file(region, digest):
+    paths = tier.stored_blobs(region.data_dir, digest.split(":")[1])
+    assert len(paths) == 1, (region.name, digest, paths)
+    return paths[0]
+
+
+on_disk = pytest.mark.skipif(not tier.on_fs_blobs(), reason="damages a blob file on disk")
+
+
+def layer_of(img):
+    """A blob of img that is not its config (the first layer)."""
+    import json
+    return json.loads(img.body)["layers"][0]["digest"]
+
+
+@on_disk
+def test_blob_lost_after_completed_takes_the_region_out_of_completed(geo):
+    """r2 reports M Completed; then its copy of a layer is lost while it cannot reach r1 (a
+    read finds it missing and cannot fetch it back). r2 no longer serves M: neither r2 nor r1
+    may go on showing r2 Completed, and wait must time out; once r2 can fetch it again, the
+    wait returns 0 and both serve it whole."""
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("lost-blob")
+    img = a.oci().push_image(repo, "v1")
+    assert_wait_truthful(a, cluster, img, "v1")
+
+    cluster.cut_link(b, a)                       # r2 can no longer fetch from r1
+    layer = layer_of(img)
+    os.unlink(blob_file(b, layer))
+    r = requests.get("%s/v2/%s/blobs/%s" % (b.url, repo, layer), timeout=HTTP_TIMEOUT_S)
+    assert r.status_code == 404, (r.status_code, r.text[:300])
+    assert manifest_digest(b, repo, img.digest) is None   # hidden: not pullable there
+
+    assert_not_completed_in(cluster, b, a, repo, "v1")
+
+    a.proxy.heal()
+    assert_wait_truthful(a, cluster, img, "v1")
+    assert_wait_truthful(b, cluster, img, "v1")
+
+
+@on_disk
+def test_blob_quarantined_by_the_scrub_takes_the_region_out_of_completed(geo):
+    """The same through the scrub: r2's copy of a layer is damaged (same size), the scrub
+    quarantines it and r2 cannot fetch it back."""
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("quarantined")
+    img = a.oci().push_image(repo, "v1")
+    assert_wait_truthful(a, cluster, img, "v1")
+
+    cluster.cut_link(b, a)
+    layer = layer_of(img)
+    path = blob_file(b, layer)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.write(b"\xff" * size)
+    r = requests.post(b.url + "/_meridian/v1/scrub", timeout=30)
+    assert r.status_code == 202, (r.status_code, r.text[:300])
+    wait_for(lambda: manifest_digest(b, repo, img.digest) is None, 60,
+             "r2's scrub to hide the manifest needing the damaged layer")
+
+    assert_not_completed_in(cluster, b, a, repo, "v1")
+
+    a.proxy.heal()
+    assert_wait_truthful(a, cluster, img, "v1")
