@@ -11,6 +11,7 @@
 #include "image_catalog.h"
 #include "gc_fence.h"
 #include "log.h"
+#include "repl.h"
 #include "residency.h"
 #include "util.h"
 
@@ -63,6 +64,29 @@ static bool purge(struct registry *reg, const char *repo, const json_t *policy)
              repo, json_string_value(json_object_get(policy, "name")), n_manifests, n_blobs);
     audit(reg, repo, policy, n_manifests, n_blobs);
     return true;
+}
+
+/* The other regions an enforced policy forbids repo remove everything of it, their own
+ * status rows too; their last reports kept here would outlive that and, once the policy
+ * goes, show them Completed (and let image-version wait return) while they hold nothing
+ * of repo until they fetch it again. Forgotten, they show Pending until they report anew.
+ * A report such a region sent before its removal and heard after this is forgotten by the
+ * next run (every --sync-interval). */
+static void forget_reports(struct registry *reg, const char *repo, const json_t *policies)
+{
+    if (reg->repl == NULL)
+        return;
+    char **regions = repl_target_regions(reg->repl);
+    for (size_t i = 0; regions[i] != NULL; i++) {
+        if (strcmp(regions[i], reg->cfg->region) == 0 ||
+            residency_forbidding_enforced(policies, repo, regions[i]) == NULL)
+            continue;
+        struct err e = {0};
+        if (reg->ms->ops->status_drop_region(reg->ms, repo, regions[i], &e) != 0)
+            log_warn("residency", "failed to forget %s's reports of %s: %s", regions[i], repo,
+                     err_message(&e));
+    }
+    repl_free_names(regions);
 }
 
 static int run(struct registry *reg);
@@ -127,6 +151,8 @@ static int run(struct registry *reg)
                 residency_forbidding_enforced(policies, repos.names[i], reg->cfg->region);
             if (p != NULL && purge(reg, repos.names[i], p))
                 n_removed++;
+            else if (p == NULL)
+                forget_reports(reg, repos.names[i], policies);
         }
         meta_name_list_fini(&repos);
     }

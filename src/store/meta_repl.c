@@ -169,6 +169,15 @@ int sq_status_set(struct metastore *ms, const char *repo, const struct digest *d
     return is_event ? sq_tx_commit(c, e) : sq_tx_commit_unsynced(c, e);
 }
 
+int sq_status_drop_region(struct metastore *ms, const char *repo, const char *region,
+                          struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    return sq_exec(c, SQ_STATUS_DROP_REGION, e, "tt", repo, region);
+}
+
 int sq_status_list(struct metastore *ms, const char *repo, const struct digest *d,
                    struct meta_status **out, size_t *n_out, struct err *e)
 {

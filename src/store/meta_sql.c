@@ -683,6 +683,7 @@ static const struct metastore_ops sq_ops = {
     .pending_complete = sq_pending_complete,
     .status_set = sq_status_set,
     .status_list = sq_status_list,
+    .status_drop_region = sq_status_drop_region,
     .cursor_get = sq_cursor_get,
     .cursor_set = sq_cursor_set,
     .log_head = sq_log_head,

@@ -296,6 +296,10 @@ typedef int ms_status_set_f(struct metastore *ms, const char *repo, const struct
                             const struct meta_status *st, bool is_event, struct err *e);
 typedef int ms_status_list_f(struct metastore *ms, const char *repo, const struct digest *d,
                              struct meta_status **out, size_t *n_out, struct err *e);
+/* Forgets every report of region (another one) about repo's artifacts: an enforced
+ * residency policy made that region remove everything of repo (residency_enforce.c). */
+typedef int ms_status_drop_region_f(struct metastore *ms, const char *repo, const char *region,
+                                    struct err *e);
 void meta_status_free(struct meta_status *list, size_t n);
 
 /* Last log position of a peer this region has consumed (for resuming the stream). */
@@ -800,6 +804,7 @@ struct metastore_ops {
     ms_pending_complete_f *pending_complete;
     ms_status_set_f *status_set;
     ms_status_list_f *status_list;
+    ms_status_drop_region_f *status_drop_region;
     ms_cursor_get_f *cursor_get;
     ms_cursor_set_f *cursor_set;
     ms_log_head_f *log_head;

@@ -134,3 +134,31 @@ def test_blob_quarantined_by_the_scrub_takes_the_region_out_of_completed(geo):
 
     a.proxy.heal()
     assert_wait_truthful(a, cluster, img, "v1")
+
+
+def test_region_cleared_by_an_enforced_policy_is_not_completed_when_the_policy_goes(geo):
+    """An enforced residency policy makes r2 remove everything of the repository (and
+    every region shows r2 Failed); the policy is deleted while r2 cannot fetch from r1. r2
+    holds nothing of it: r1 must not fall back on r2's report from before the removal
+    (Completed), and wait must not return 0 until r2 has fetched it again."""
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("residency")
+    img = a.oci().push_image(repo, "v1")
+    assert_wait_truthful(a, cluster, img, "v1")
+
+    body = {"repositories": repo, "deniedRegions": ["r2"], "enforce": True}
+    assert a.api("PUT", "policies/residency/no-r2", json=body).status_code == 200
+    wait_for(lambda: b.api("GET", "audit", params={"action": "residency.enforce"}).json(), 60,
+             "r2 to remove %s" % repo)
+    assert not serves(b, img)
+    assert replication_states(a, repo, "v1")[1].get("r2") == "Failed"
+
+    cluster.cut_link(b, a)                       # r2 can no longer fetch from r1
+    assert a.api("DELETE", "policies/residency/no-r2").status_code in (200, 204)
+    agg, states = replication_states(a, repo, "v1")
+    assert states.get("r2") != "Completed", (agg, states, "r2 removed %s" % repo)
+    assert_wait_fails(a, repo, "v1")
+
+    a.proxy.heal()
+    assert_wait_truthful(a, cluster, img, "v1")
