@@ -65,6 +65,18 @@ static int artifact_lookup(struct registry *reg, const char *repo, const char *r
     return 0;
 }
 
+/* Was region removed from the registry (replication delete applied here)? It stopped
+ * serving and deleted its blobs, so its last report (Completed) no longer holds. A region
+ * not heard of yet is not: it is Pending until it reports. */
+static bool is_removed_region(struct registry *reg, const char *region)
+{
+    bool is_live = false, is_deleted = false;
+    struct err e = {0};
+    return reg->ms->ops->object_exists(reg->ms, "replication", region, &is_live, &is_deleted,
+                                       &e) == 0 &&
+           is_deleted && !is_live;
+}
+
 /* Per target region: state, bytes, time, details (summary[] of replicationStatus). A
  * target that a residency policy forbids gets nothing more of repo: it is Failed, naming
  * the policy, unless it still holds its copy from before a policy that is not enforced
@@ -115,6 +127,14 @@ static json_t *status_summary(struct registry *reg, const char *repo, const stru
             done = 0;
             snprintf(why, sizeof(why), "residency policy %s keeps %s from %s",
                      json_string_value(json_object_get(p, "name")), repo, targets[i]);
+            details = why;
+        }
+        if (!is_self && is_removed_region(reg, targets[i])) {
+            state = "Failed";
+            done = 0;
+            snprintf(why, sizeof(why),
+                     "%s was removed from the registry: it serves nothing (take it out of the "
+                     "version's target regions)", targets[i]);
             details = why;
         }
         int progress = strcmp(state, "Completed") == 0 ? 100

@@ -46,6 +46,7 @@ def assert_wait_fails(region, repo, tag):
     p = wait_replicated_cli(region, repo, tag, timeout="3s", timeout_s=60)
     assert p.returncode in (1, 2), (region.name, p.returncode, p.stdout[-1000:],
                                     p.stderr[-1000:])
+    return p
 
 
 def heard_from(cluster, src, dst):
@@ -162,3 +163,32 @@ def test_region_cleared_by_an_enforced_policy_is_not_completed_when_the_policy_g
 
     a.proxy.heal()
     assert_wait_truthful(a, cluster, img, "v1")
+
+
+def test_version_targeting_a_region_removed_from_the_registry(geo):
+    """1.0.0 targets r1, r2 and r3 and is Completed in each; then r3 is removed from the
+    registry (it stops serving and deletes its blobs). r3 no longer serves the version:
+    wait must not return 0 on r1 while r3 is still a target, nor show r3 Completed."""
+    cluster = geo(3)
+    a, b, c = cluster
+    repo = unique_repo("gone-region")
+    r = a.api("POST", "image-definitions", params={"repository": repo},
+              json={"defaultTargetRegions": ["r1", "r2", "r3"]})
+    assert r.status_code == 201, (r.status_code, r.text)
+    img = a.oci().push_image(repo, "1.0.0")
+    assert_wait_truthful(a, cluster, img, "1.0.0")
+
+    a.cli("replication", "delete", c.name)
+    cluster.forget(c)
+    cluster.wait_members(names=[a.name, b.name], regions=[a, b])
+    wait_for(lambda: not serves(c, img), 30, "r3 to stop serving once removed")
+    agg, states = replication_states(a, repo, "1.0.0")
+    assert states.get("r3") != "Completed" and agg != "Completed", (agg, states)
+    p = assert_wait_fails(a, repo, "1.0.0")
+    assert "r3 was removed from the registry" in p.stderr, p.stderr[-1000:]
+
+    # taken out of the targets, the version is Completed again where it is served
+    a.cli("image-version", "update", "%s:1.0.0" % repo, "--remove-region", "r3",
+          "--allow-deletion-of-replicated-locations")
+    assert_wait_truthful(a, [a, b], img, "1.0.0")
+
