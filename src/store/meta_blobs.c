@@ -226,6 +226,36 @@ int sq_blob_list_all(struct metastore *ms, struct meta_name_list *out, struct er
     return 0;
 }
 
+/* Appends to l the (repo, digest) pairs the query id returns (bound to a, and b unless
+ * NULL), but those in l already. */
+static int add_pairs(struct sq_conn *c, enum sq_stmt id, const char *a, const char *b,
+                     struct meta_name_list *l, struct err *e)
+{
+    struct meta_name_list got = {0};
+    struct sql_stmt *s;
+    int rc = b != NULL ? sq_query(c, id, &s, e, "tt", a, b) : sq_query(c, id, &s, e, "t", a);
+    if (rc < 0)
+        return -1;
+    rc = sq_collect_columns(c, s, rc, 2, &got, e);
+    sq_stmt_done(s);
+    if (rc != 0)
+        return -1;
+    for (size_t i = 0; i + 1 < got.n; i += 2) {
+        bool is_in = false;
+        for (size_t j = 0; j + 1 < l->n && !is_in; j += 2)
+            is_in = strcmp(l->names[j], got.names[i]) == 0 &&
+                    strcmp(l->names[j + 1], got.names[i + 1]) == 0;
+        if (is_in)
+            continue;
+        l->names = xrealloc(l->names, (l->n + 2) * sizeof(char *));
+        l->names[l->n++] = got.names[i];
+        l->names[l->n++] = got.names[i + 1];
+        got.names[i] = got.names[i + 1] = NULL;
+    }
+    meta_name_list_fini(&got);
+    return 0;
+}
+
 int sq_blob_lost(struct metastore *ms, const struct digest *d, size_t *n_manifests, struct err *e)
 {
     *n_manifests = 0;
@@ -239,17 +269,21 @@ int sq_blob_lost(struct metastore *ms, const struct digest *d, size_t *n_manifes
      * showing it Completed, and image-version wait would return, while it is not pullable
      * here until the fetch workers bring the blob back (their status follows this one). */
     struct meta_name_list shown = {0};
-    struct sql_stmt *s;
-    int rc = sq_query(c, SQ_BLOB_LOST_SHOWN, &s, e, "t", d->str);
-    if (rc < 0 || sq_collect_columns(c, s, rc, 2, &shown, e) != 0) {
-        if (rc >= 0)
-            sq_stmt_done(s);
+    if (add_pairs(c, SQ_BLOB_LOST_SHOWN, d->str, NULL, &shown, e) != 0)
         goto fail;
-    }
-    sq_stmt_done(s);
+    size_t n_direct = shown.n;
     if (sq_exec(c, SQ_BLOB_LOST_HIDE, e, "t", d->str) != 0)
         goto fail;
-    *n_manifests = (size_t)sql_changes(c->db);
+    /* An index (or an index of indexes) is visible only when its children are (visible
+     * means pullable): those shown over a manifest hidden here are hidden too, and wait
+     * for the fetch workers with it. */
+    for (size_t i = 0; i + 1 < shown.n; i += 2) {
+        if ((i >= n_direct &&
+             sq_exec(c, SQ_MANIFEST_HIDE, e, "tt", shown.names[i], shown.names[i + 1]) != 0) ||
+            add_pairs(c, SQ_PARENTS_SHOWN, shown.names[i], shown.names[i + 1], &shown, e) != 0)
+            goto fail;
+    }
+    *n_manifests = shown.n / 2;
     char details[DIGEST_STR_MAX + 64];
     snprintf(details, sizeof(details), "blob %s lost here: fetching it again", d->str);
     struct meta_status pending = {.region = c->store->region,

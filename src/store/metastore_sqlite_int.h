@@ -213,6 +213,12 @@
                        " JOIN manifests m ON m.seq = s.manifest_seq"                           \
                        " JOIN repos r ON r.id = m.repo_id"                                     \
                        " WHERE s.ref_digest = ?1 AND m.is_visible = 1")                        \
+    X(PARENTS_SHOWN, "SELECT r.name, m.digest FROM manifest_ref_seqs s"                        \
+                     " JOIN manifests m ON m.seq = s.manifest_seq"                             \
+                     " JOIN repos r ON r.id = m.repo_id"                                       \
+                     " WHERE r.name = ?1 AND s.ref_digest = ?2 AND m.is_visible = 1")          \
+    X(MANIFEST_HIDE, "UPDATE manifests SET is_visible = 0 WHERE digest = ?2"                   \
+                     " AND repo_id = (SELECT id FROM repos WHERE name = ?1)")                  \
     X(REFERENCED_BY, "SELECT manifest_digest FROM manifest_refs WHERE repo_id = ?1"            \
                      " AND ref_digest = ?2 AND manifest_digest != ?2 LIMIT 1")                 \
     X(EVENTS_SINCE, "SELECT seq, origin, hlc, kind, repo, name, digest, payload"               \

@@ -29,7 +29,7 @@ def serves(region, img):
                          timeout=HTTP_TIMEOUT_S)
         if b.status_code != 200 or b.content != data:
             return False
-    return True
+    return all(serves(region, child) for child in img.children)
 
 
 def assert_wait_truthful(region, regions, img, tag):
@@ -192,3 +192,30 @@ def test_version_targeting_a_region_removed_from_the_registry(geo):
           "--allow-deletion-of-replicated-locations")
     assert_wait_truthful(a, [a, b], img, "1.0.0")
 
+
+@on_disk
+def test_blob_lost_under_an_index_takes_the_index_out_of_completed(geo):
+    """r2 holds an index of two images; it loses a layer of one child while it cannot fetch
+    from r1. That platform is not pullable in r2: the index (its tag) must not stay
+    Completed there, nor in r1's view, and wait on the index's tag must not return 0."""
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("lost-under-index")
+    oci = a.oci()
+    children = [oci.push_image(repo, None) for _ in range(2)]
+    index = oci.push_index(repo, children, tag="multi")
+    assert_wait_truthful(a, cluster, index, "multi")
+
+    cluster.cut_link(b, a)
+    layer = layer_of(children[0])
+    os.unlink(blob_file(b, layer))
+    r = requests.get("%s/v2/%s/blobs/%s" % (b.url, repo, layer), timeout=HTTP_TIMEOUT_S)
+    assert r.status_code == 404, (r.status_code, r.text[:300])
+    assert manifest_digest(b, repo, children[0].digest) is None
+    assert not serves(b, index)
+
+    assert_not_completed_in(cluster, b, a, repo, "multi")
+
+    a.proxy.heal()
+    assert_wait_truthful(a, cluster, index, "multi")
+    assert_wait_truthful(b, cluster, index, "multi")
