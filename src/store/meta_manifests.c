@@ -101,7 +101,8 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
     /* The same digest is the same bytes: a repeated put only (re)points the tag. The
      * event is stored without its payload: the manifest row and its references are the
      * payload, rebuilt when the event is read (sq_event_payload_derive). */
-    if (sql_changes(c->db) > 0) {
+    bool is_inserted = sql_changes(c->db) > 0;
+    if (is_inserted) {
         int64_t blob_bytes = 0;
         for (size_t i = 0; i < n_refs; i++) {
             /* Sizes of what the manifest needs (blobs and child manifests, checked
@@ -145,10 +146,35 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
                             " AND length(body) = 0",
                          e, "itb", repo_id, m->digest.str, stored, stored_len) != 0)
         goto fail;
-    /* A copy replicated from a peer and still waiting for content is complete now:
-     * every reference was checked above. */
+    /* A copy replicated from a peer and still waiting for content (or hidden for a lost
+     * blob) is complete now: every reference was checked above. The fetch workers will not
+     * announce it (they fetch only what is not visible), so this put does: without it the
+     * others kept this region's last report (Pending) for ever, and image-version wait
+     * --replicated never returned. */
+    int64_t was_visible = 1;
+    if (!is_inserted) {
+        int rc = sq_query(c, SQ_MANIFEST_LOOKUP, &s, e, "it", repo_id, m->digest.str);
+        if (rc < 0)
+            goto fail;
+        if (rc == SQL_ROW)
+            was_visible = sql_col_int64(s, 2);
+        sq_stmt_done(s);
+    }
     if (sq_exec(c, SQ_MANIFEST_SET_VISIBLE, e, "it", repo_id, m->digest.str) != 0)
         goto fail;
+    if (was_visible != 1) {
+        int64_t blob_bytes = 0;
+        for (size_t i = 0; i < n_refs; i++)
+            blob_bytes += refs[i].size;
+        struct meta_status done = {.region = c->store->region,
+                                   .state = "Completed",
+                                   .bytes_done = blob_bytes,
+                                   .bytes_total = blob_bytes,
+                                   .updated_ms = util_now_ms(),
+                                   .details = ""};
+        if (sq_status_write(c, repo, m->digest.str, &done, true, e) != 0)
+            goto fail;
+    }
     if (tag != NULL) {
         int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, tag);
         if (rc < 0)

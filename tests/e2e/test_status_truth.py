@@ -219,3 +219,29 @@ def test_blob_lost_under_an_index_takes_the_index_out_of_completed(geo):
     a.proxy.heal()
     assert_wait_truthful(a, cluster, index, "multi")
     assert_wait_truthful(b, cluster, index, "multi")
+
+
+@on_disk
+def test_pending_manifest_pushed_again_by_a_client_is_reported_completed(geo):
+    """r2 lost a layer of M (M pending there, reported Pending) and cannot fetch from r1; a
+    client pushes M again to r2, which makes it whole there. r2 serves it: its Completed must
+    reach r1, and wait must return 0 (the push used to make M visible without a status
+    event, so r1 showed r2 Pending for ever and wait hung)."""
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("pushed-again")
+    img = a.oci().push_image(repo, "v1")
+    assert_wait_truthful(a, cluster, img, "v1")
+
+    cluster.cut_link(b, a)
+    layer = layer_of(img)
+    os.unlink(blob_file(b, layer))
+    r = requests.get("%s/v2/%s/blobs/%s" % (b.url, repo, layer), timeout=HTTP_TIMEOUT_S)
+    assert r.status_code == 404, (r.status_code, r.text[:300])
+    assert manifest_digest(b, repo, img.digest) is None
+
+    oci = b.oci()
+    oci.push_blob(repo, img.blobs[layer])
+    assert oci.push_manifest(repo, "v1", img.body, img.media_type) == img.digest
+    assert serves(b, img)
+    assert_wait_truthful(a, cluster, img, "v1")
