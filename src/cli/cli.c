@@ -184,9 +184,14 @@ json_t *cli_call(const struct cli *c, const char *method, const char *path, json
     }
     const char *headers[] = {"Content-Type: application/json", "Accept: application/json",
                              auth_header, NULL};
+    long timeout_ms = 120000;
+    if (c->deadline_ms > 0) {
+        int64_t left = c->deadline_ms - util_now_ms();
+        timeout_ms = left < 100 ? 100 : left < timeout_ms ? (long)left : timeout_ms;
+    }
     struct httpc_request rq = {.method = method, .url = url, .headers = headers,
                                .body = payload, .body_len = payload ? strlen(payload) : 0,
-                               .timeout_ms = 120000};
+                               .timeout_ms = timeout_ms};
     struct httpc_response resp;
     httpc_response_init(&resp, CLI_REPLY_MAX);
     json_t *out = NULL;

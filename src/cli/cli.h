@@ -24,6 +24,9 @@ struct cli {
     char *opt_names[CLI_MAX_OPTS]; /* owned */
     const char *opt_values[CLI_MAX_OPTS];
     size_t n_opts;
+    /* util_now_ms() time by which a call must have answered (0: none); a command with a
+     * --timeout of its own sets it, so a region that stops answering cannot hold it past. */
+    int64_t deadline_ms;
 };
 
 /* Lists the nouns, one line each. */

@@ -244,6 +244,7 @@ static int wait_replicated(struct cli *c, const char *path)
     if (cli_opt(c, "replicated") == NULL)
         return usage();
     int64_t deadline = util_now_ms() + timeout_s * 1000;
+    c->deadline_ms = deadline; /* a region that stops answering ends the wait at its timeout */
     char last_line[4096] = "";
     for (;;) {
         struct err e = {0};

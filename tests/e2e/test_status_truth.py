@@ -338,3 +338,19 @@ def test_tag_deleted_and_pushed_again_is_served_by_tag_where_wait_says_so(geo):
     p = wait_replicated_cli(a, repo, "v1", timeout="3s", timeout_s=60)
     if p.returncode == 0:
         assert manifest_digest(b, repo, "v1") == img.digest, "wait returned 0; r2 has no v1"
+
+
+def test_wait_on_a_region_that_stopped_answering_ends_at_its_timeout(geo):
+    """The region wait asks is frozen (SIGSTOP: connections open, no answer): wait must
+    still end at its --timeout with exit 2, not hang on the request."""
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("frozen")
+    img = a.oci().push_image(repo, "v1")
+    assert_wait_truthful(a, cluster, img, "v1")
+    a.sigstop()
+    try:
+        p = wait_replicated_cli(a, repo, "v1", timeout="3s", timeout_s=60)
+    finally:
+        a.sigcont()
+    assert p.returncode == 2, (p.returncode, p.stdout[-1000:], p.stderr[-1000:])
