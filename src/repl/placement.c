@@ -376,6 +376,40 @@ void placement_place_digest(struct registry *reg, const char *repo, const struct
     place(reg, repo, d, RELATIVES_DEPTH);
 }
 
+/* The regions version lists as removingRegions are deleting their copies of repo@d (or
+ * did): their reports from before their removal (Completed) no longer hold, and would show
+ * one of them Completed, and let image-version wait return, if it is made a target again
+ * before its Removed report arrives here. Forgotten, it is Pending until it reports anew.
+ * Its Removed report (written after its removal) is kept: Removing ends with it. */
+static void forget_removed_reports(struct registry *reg, const char *repo, const char *version,
+                                   const struct digest *d)
+{
+    struct err e = {0};
+    json_t *rec = image_catalog_version(reg->ms, repo, version, &e);
+    if (json_array_size(json_object_get(rec, "removingRegions")) == 0) {
+        json_decref(rec);
+        return;
+    }
+    json_t *policies = residency_policies(reg->ms, &e); /* NULL: none read, none skipped */
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(rec, "removingRegions"), i, r)
+    {
+        const char *name = json_string_value(json_object_get(r, "name"));
+        int64_t since = json_integer_value(json_object_get(r, "sinceMs"));
+        /* A region a residency policy keeps repo from is withheld the removal: its last
+         * report (Completed) is the copy it keeps, shown Retained (mgmt_image_versions.c). */
+        if (name == NULL || strcmp(name, reg->cfg->region) == 0 ||
+            residency_forbidding(policies, repo, name) != NULL)
+            continue;
+        if (reg->ms->ops->status_drop_older(reg->ms, repo, d, name, since, &e) != 0)
+            log_warn("placement", "failed to forget %s's reports of %s@%s: %s", name, repo,
+                     d->str, err_message(&e));
+    }
+    json_decref(policies);
+    json_decref(rec);
+}
+
 void placement_reconsider(struct registry *reg, const char *repo, const char *version)
 {
     struct digest d;
@@ -387,6 +421,7 @@ void placement_reconsider(struct registry *reg, const char *repo, const char *ve
                                       &recorded_ms, &e) != 0)
         return; /* no manifest yet: its arrival is placed by the fetch workers */
     free(media_type);
+    forget_removed_reports(reg, repo, version, &d);
     place(reg, repo, &d, RELATIVES_DEPTH);
 }
 

@@ -178,6 +178,15 @@ int sq_status_drop_region(struct metastore *ms, const char *repo, const char *re
     return sq_exec(c, SQ_STATUS_DROP_REGION, e, "tt", repo, region);
 }
 
+int sq_status_drop_older(struct metastore *ms, const char *repo, const struct digest *d,
+                         const char *region, int64_t before_ms, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    return sq_exec(c, SQ_STATUS_DROP_OLDER, e, "ttti", repo, d->str, region, before_ms);
+}
+
 int sq_status_list(struct metastore *ms, const char *repo, const struct digest *d,
                    struct meta_status **out, size_t *n_out, struct err *e)
 {

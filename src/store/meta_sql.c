@@ -684,6 +684,7 @@ static const struct metastore_ops sq_ops = {
     .status_set = sq_status_set,
     .status_list = sq_status_list,
     .status_drop_region = sq_status_drop_region,
+    .status_drop_older = sq_status_drop_older,
     .cursor_get = sq_cursor_get,
     .cursor_set = sq_cursor_set,
     .log_head = sq_log_head,

@@ -300,6 +300,10 @@ typedef int ms_status_list_f(struct metastore *ms, const char *repo, const struc
  * residency policy made that region remove everything of repo (residency_enforce.c). */
 typedef int ms_status_drop_region_f(struct metastore *ms, const char *repo, const char *region,
                                     struct err *e);
+/* Forgets region's (another one's) report of repo@d if it was written before before_ms: a
+ * report from before the region was taken out of the version's targets (placement.c). */
+typedef int ms_status_drop_older_f(struct metastore *ms, const char *repo, const struct digest *d,
+                                   const char *region, int64_t before_ms, struct err *e);
 void meta_status_free(struct meta_status *list, size_t n);
 
 /* Last log position of a peer this region has consumed (for resuming the stream). */
@@ -805,6 +809,7 @@ struct metastore_ops {
     ms_status_set_f *status_set;
     ms_status_list_f *status_list;
     ms_status_drop_region_f *status_drop_region;
+    ms_status_drop_older_f *status_drop_older;
     ms_cursor_get_f *cursor_get;
     ms_cursor_set_f *cursor_set;
     ms_log_head_f *log_head;

@@ -171,6 +171,8 @@
     X(STATUS_DROP, "DELETE FROM repl_status WHERE repo = ?1 AND digest = ?2 AND hlc < ?3"     \
                    " AND (hlc > 0 OR ?4 = 1)")                                                \
     X(STATUS_DROP_REGION, "DELETE FROM repl_status WHERE repo = ?1 AND region = ?2")          \
+    X(STATUS_DROP_OLDER, "DELETE FROM repl_status WHERE repo = ?1 AND digest = ?2"             \
+                         " AND region = ?3 AND updated_ms < ?4")                               \
     X(STATUS_SET, "INSERT INTO repl_status(repo, digest, region, state, bytes_done,"           \
                   " bytes_total, updated_ms, details, copies, hlc)"                            \
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULLIF(?9, -1), ?10)"             \
@@ -573,6 +575,7 @@ ms_pending_complete_f sq_pending_complete;
 ms_status_set_f sq_status_set;
 ms_status_list_f sq_status_list;
 ms_status_drop_region_f sq_status_drop_region;
+ms_status_drop_older_f sq_status_drop_older;
 
 /* Repositories and blobs (meta_blobs.c) -------------------------------------------- */
 

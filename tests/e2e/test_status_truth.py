@@ -354,3 +354,31 @@ def test_wait_on_a_region_that_stopped_answering_ends_at_its_timeout(geo):
     finally:
         a.sigcont()
     assert p.returncode == 2, (p.returncode, p.stdout[-1000:], p.stderr[-1000:])
+
+
+def test_region_taken_out_of_a_version_and_added_back(geo):
+    """1.0.0 targets r1 and r2 (Completed in both); r1 cannot hear from r2 any more, takes
+    r2 out of the targets (r2 releases its copy) and adds it back while r2 cannot fetch it.
+    r2's report from before its removal (Completed) must not count: wait fails until r2
+    has fetched it again."""
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("readded")
+    r = a.api("POST", "image-definitions", params={"repository": repo},
+              json={"defaultTargetRegions": ["r1", "r2"]})
+    assert r.status_code == 201, (r.status_code, r.text)
+    img = a.oci().push_image(repo, "1.0.0")
+    assert_wait_truthful(a, cluster, img, "1.0.0")
+
+    cluster.cut_link(a, b)                       # r1 hears nothing more from r2
+    a.cli("image-version", "update", "%s:1.0.0" % repo, "--remove-region", "r2",
+          "--allow-deletion-of-replicated-locations")
+    wait_for(lambda: not serves(b, img), 30, "r2 to release 1.0.0")
+    cluster.cut_link(b, a)                       # and r2 cannot fetch it back
+    a.cli("image-version", "update", "%s:1.0.0" % repo, "--add-region", "r2")
+    agg, states = replication_states(a, repo, "1.0.0")
+    assert states.get("r2") != "Completed", (agg, states)
+    assert_wait_fails(a, repo, "1.0.0")
+
+    cluster.heal()
+    assert_wait_truthful(a, cluster, img, "1.0.0")
