@@ -9,7 +9,9 @@ Scenarios: a blob lost or quarantined after Completed (also under an index), a p
 cleared a region deleted, a target region removed from the registry, a pending manifest
 pushed again by a client, kill -9 right after Completed, a region added later, a tag moved
 while its old manifest is still copying, the same manifest pushed in two regions under a
-partition, and a tag deleted and pushed again (an open defect: xfail, strict).
+partition, a region taken out of a version's targets and added back, wait against a region
+that stopped answering; and two open defects (xfail, strict): a tag deleted and pushed again,
+a region restored from an older copy of its data directory.
 
 Every wait polls observable state against a deadline (regions.wait_for)."""
 
@@ -382,3 +384,30 @@ def test_region_taken_out_of_a_version_and_added_back(geo):
 
     cluster.heal()
     assert_wait_truthful(a, cluster, img, "1.0.0")
+
+
+@pytest.mark.xfail(strict=True, reason="open defect: a region restored from an older copy of "
+                   "its data directory keeps, in the others, the reports it sent after the "
+                   "copy (Completed) while it cannot fetch what it lost; r1 sees its log "
+                   "restart (repl.c) but keeps its status rows")
+def test_region_restored_from_an_older_copy_is_not_completed_for_what_it_lost(geo):
+    import shutil
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("restored")
+    b.stop()
+    backup = b.data_dir + ".bak"
+    shutil.copytree(b.data_dir, backup)
+    b.start()
+    img = a.oci().push_image(repo, "v1")
+    assert_wait_truthful(a, cluster, img, "v1")
+    b.kill9()
+    shutil.rmtree(b.data_dir)
+    shutil.copytree(backup, b.data_dir)
+    cluster.cut_link(b, a)                       # the restored r2 cannot fetch v1 again
+    b.start()
+    assert not serves(b, img)
+    heard_from(cluster, b, a)
+    agg, states = replication_states(a, repo, "v1")
+    assert states.get("r2") != "Completed", (agg, states)
+    assert_wait_fails(a, repo, "v1")
