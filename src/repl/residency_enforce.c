@@ -72,12 +72,10 @@ static bool purge(struct registry *reg, const char *repo, const json_t *policy)
  * of repo until they fetch it again. Forgotten, they show Pending until they report anew.
  * A report such a region sent before its removal and heard after this is forgotten by the
  * next run (every --sync-interval). */
-static void forget_reports(struct registry *reg, const char *repo, const json_t *policies)
+static void forget_reports(struct registry *reg, const char *repo, const json_t *policies,
+                           char *const *regions)
 {
-    if (reg->repl == NULL)
-        return;
-    char **regions = repl_target_regions(reg->repl);
-    for (size_t i = 0; regions[i] != NULL; i++) {
+    for (size_t i = 0; regions != NULL && regions[i] != NULL; i++) {
         if (strcmp(regions[i], reg->cfg->region) == 0 ||
             residency_forbidding_enforced(policies, repo, regions[i]) == NULL)
             continue;
@@ -86,7 +84,6 @@ static void forget_reports(struct registry *reg, const char *repo, const json_t 
             log_warn("residency", "failed to forget %s's reports of %s: %s", regions[i], repo,
                      err_message(&e));
     }
-    repl_free_names(regions);
 }
 
 static int run(struct registry *reg);
@@ -146,14 +143,17 @@ static int run(struct registry *reg)
     if (json_array_size(policies) > 0) {
         struct meta_name_list repos = {0};
         known_repos(reg, &repos);
+        char **regions = reg->repl != NULL ? repl_target_regions(reg->repl) : NULL;
         for (size_t i = 0; i < repos.n; i++) {
             const json_t *p =
                 residency_forbidding_enforced(policies, repos.names[i], reg->cfg->region);
             if (p != NULL && purge(reg, repos.names[i], p))
                 n_removed++;
             else if (p == NULL)
-                forget_reports(reg, repos.names[i], policies);
+                forget_reports(reg, repos.names[i], policies, regions);
         }
+        if (regions != NULL)
+            repl_free_names(regions);
         meta_name_list_fini(&repos);
     }
     json_decref(policies);
