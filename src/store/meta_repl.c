@@ -169,22 +169,37 @@ int sq_status_set(struct metastore *ms, const char *repo, const struct digest *d
     return is_event ? sq_tx_commit(c, e) : sq_tx_commit_unsynced(c, e);
 }
 
-int sq_status_drop_region(struct metastore *ms, const char *repo, const char *region,
-                          struct err *e)
+/* Runs one of the status drops in a write transaction of its own (every write of the
+ * process holds the writer mutex: sq_autocommit_lock). A drop lost to a crash is made again
+ * by the pass that made it (residency enforcement every --sync-interval, placement when
+ * the version is reconsidered): not synced. */
+static int status_drop(struct metastore *ms, enum sq_stmt id, const char *fmt, const char *repo,
+                       const char *b, const char *region, int64_t before_ms, struct err *e)
 {
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
-    return sq_exec(c, SQ_STATUS_DROP_REGION, e, "tt", repo, region);
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    int rc = b != NULL ? sq_exec(c, id, e, fmt, repo, b, region, before_ms)
+                       : sq_exec(c, id, e, fmt, repo, region);
+    if (rc != 0) {
+        sq_tx_rollback(c);
+        return -1;
+    }
+    return sq_tx_commit_unsynced(c, e);
+}
+
+int sq_status_drop_region(struct metastore *ms, const char *repo, const char *region,
+                          struct err *e)
+{
+    return status_drop(ms, SQ_STATUS_DROP_REGION, "tt", repo, NULL, region, 0, e);
 }
 
 int sq_status_drop_older(struct metastore *ms, const char *repo, const struct digest *d,
                          const char *region, int64_t before_ms, struct err *e)
 {
-    struct sq_conn *c = sq_conn_of(ms, e);
-    if (c == NULL)
-        return -1;
-    return sq_exec(c, SQ_STATUS_DROP_OLDER, e, "ttti", repo, d->str, region, before_ms);
+    return status_drop(ms, SQ_STATUS_DROP_OLDER, "ttti", repo, d->str, region, before_ms, e);
 }
 
 int sq_status_list(struct metastore *ms, const char *repo, const struct digest *d,
