@@ -103,14 +103,11 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
      * payload, rebuilt when the event is read (sq_event_payload_derive). */
     bool is_inserted = sql_changes(c->db) > 0;
     if (is_inserted) {
-        int64_t blob_bytes = 0;
         for (size_t i = 0; i < n_refs; i++) {
             /* Sizes of what the manifest needs (blobs and child manifests, checked
              * above): the replication status counts bytes copied against their sum. */
-            int64_t size = refs[i].size;
-            blob_bytes += size;
             if (sq_exec(c, SQ_REF_INSERT_SIZED, e, "ittii", repo_id, m->digest.str,
-                        refs[i].digest.str, (int64_t)refs[i].is_manifest, size) != 0)
+                        refs[i].digest.str, (int64_t)refs[i].is_manifest, refs[i].size) != 0)
                 goto fail;
         }
         if (sq_exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, m->digest.str, put_hlc,
@@ -118,14 +115,6 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
             goto fail;
         if (sq_event_append_clock(c, "manifest_put", repo, NULL, m->digest.str, NULL, put_hlc, e) !=
             0)
-            goto fail;
-        struct meta_status done = {.region = c->store->region,
-                                   .state = "Completed",
-                                   .bytes_done = blob_bytes,
-                                   .bytes_total = blob_bytes,
-                                   .updated_ms = util_now_ms(),
-                                   .details = ""};
-        if (sq_status_write(c, repo, m->digest.str, &done, true, e) != 0)
             goto fail;
     }
     /* Pushed again: an untagged manifest's grace restarts (an index's children are put
@@ -148,21 +137,12 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
         goto fail;
     /* A copy replicated from a peer and still waiting for content (or hidden for a lost
      * blob) is complete now: every reference was checked above. The fetch workers will not
-     * announce it (they fetch only what is not visible), so this put does: without it the
-     * others kept this region's last report (Pending) for ever, and image-version wait
-     * --replicated never returned. */
-    int64_t was_visible = 1;
-    if (!is_inserted) {
-        int rc = sq_query(c, SQ_MANIFEST_LOOKUP, &s, e, "it", repo_id, m->digest.str);
-        if (rc < 0)
-            goto fail;
-        if (rc == SQL_ROW)
-            was_visible = sql_col_int64(s, 2);
-        sq_stmt_done(s);
-    }
+     * announce it (they fetch only what is not visible), so this put does, as a new one's:
+     * without it the others kept this region's last report (Pending) for ever, and
+     * image-version wait --replicated never returned. The update changes only a hidden row. */
     if (sq_exec(c, SQ_MANIFEST_SET_VISIBLE, e, "it", repo_id, m->digest.str) != 0)
         goto fail;
-    if (was_visible != 1) {
+    if (is_inserted || sql_changes(c->db) > 0) {
         int64_t blob_bytes = 0;
         for (size_t i = 0; i < n_refs; i++)
             blob_bytes += refs[i].size;

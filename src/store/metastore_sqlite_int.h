@@ -150,7 +150,7 @@
                        " (SELECT 1 FROM manifests m WHERE m.repo_id = r.id AND m.digest = ?1)" \
                        " ORDER BY r.name LIMIT 1")                                             \
     X(MANIFEST_SET_VISIBLE, "UPDATE manifests SET is_visible = 1"                              \
-                            " WHERE repo_id = ?1 AND digest = ?2")                             \
+                            " WHERE repo_id = ?1 AND digest = ?2 AND is_visible != 1")         \
     X(MANIFESTS_OF_REPO, "SELECT digest, media_type, artifact_type, annotations, subject,"     \
                          " body, hlc, origin FROM manifests WHERE repo_id = ?1 ORDER BY digest") \
     /* The anti-entropy digest needs only the digests: the covering index, no bodies read. */ \
