@@ -13,8 +13,9 @@ BUILD_PKGS=(build-essential meson ninja-build pkg-config
             libcmocka-dev libsodium-dev libgnutls28-dev zlib1g-dev)
 # chromium, chromium-driver, python3-selenium: the web console's browser tests
 # postgresql-15: the PostgreSQL metastore's tests (tools/pg-up.sh starts a throwaway cluster)
+# faketime: a region whose wall clock is off (test_geo_clock_skew.py)
 TEST_PKGS=(postgresql-15 python3-pytest python3-requests skopeo buildah podman valgrind openssl
-           chromium chromium-driver python3-selenium)
+           chromium chromium-driver python3-selenium faketime)
 # ceph-*, radosgw: a one-node Ceph RGW for the S3 blob store tests (ceph-rgw-up.sh)
 TEST_PKGS+=(ceph-base ceph-common ceph-mon ceph-osd radosgw)
 BENCH_PKGS=(docker-registry nginx wrk hyperfine)

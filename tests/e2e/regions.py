@@ -224,7 +224,8 @@ class Region:
         self._expect_exit = False
         self.stopped = False
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=hermetic_env(),
+                                     stderr=subprocess.STDOUT,
+                                     env=dict(hermetic_env(), **self.cluster.region_env(self.n)),
                                      cwd=self.dir)
         _all_procs.add(self.proc)
         return offset
@@ -387,12 +388,13 @@ class Region:
 class Cluster:
     """N regions of one registry. regions[0] is r1 (the home region); cluster["r2"] by name."""
 
-    def __init__(self, binary, root, extra_args=(), region_args=None):
+    def __init__(self, binary, root, extra_args=(), region_args=None, region_env=None):
         self.binary = binary
         self.root = str(root)
         self.secret = secrets.token_hex(16)
         self.extra_args = list(extra_args)
         self.region_args = region_args or (lambda n: [])  # n -> extra flags of region n
+        self.region_env = region_env or (lambda n: {})    # n -> extra environment of region n
         self.regions = []
         self.removed = []             # regions that left with `replication delete`
         os.makedirs(self.root, exist_ok=True)
@@ -779,8 +781,9 @@ def geo_bin():
 
 @pytest.fixture
 def geo(geo_bin, tmp_path_factory, request):
-    """Factory: geo(n=3, join=True, extra_args=(), remove_data=False, region_args=None) -> a
-    started Cluster (region_args(n): flags of region n only, e.g. its --region-location)
+    """Factory: geo(n=3, join=True, extra_args=(), remove_data=False, region_args=None,
+    region_env=None) -> a started Cluster (region_args(n): flags of region n only, e.g. its
+    --region-location; region_env(n): extra environment of region n's process)
     (when join: joined, every region listing all as Ready, every pair of regions seen talking
     through the proxies). Everything is stopped after the test; with remove_data=True the
     data directories are removed then, pass or fail (large tests; logs are kept)."""
@@ -788,8 +791,9 @@ def geo(geo_bin, tmp_path_factory, request):
     big = []
 
     def make(n=3, join=True, extra_args=(), wait_ready=True, remove_data=False,
-             region_args=None):
-        c = Cluster(geo_bin, tmp_path_factory.mktemp("geo"), extra_args, region_args)
+             region_args=None, region_env=None):
+        c = Cluster(geo_bin, tmp_path_factory.mktemp("geo"), extra_args, region_args,
+                    region_env)
         clusters.append(c)
         _live_clusters.append(c)
         if remove_data:
