@@ -35,10 +35,12 @@ static void try_hold(struct lease *l)
     struct metastore *ms = l->reg->ms;
     struct err e = {0};
     bool is_held = false;
+    /* The store keeps the lease's expiry in its own clock; the holder keeps its deadline
+     * in this node's, counted from before the request, so it ends no later. */
     int64_t now = util_now_ms();
     bool was_owner = atomic_load(&l->reg->is_owner);
     bool is_owner;
-    if (ms->ops->lease_hold(ms, LEASE_NAME, l->holder, now, LEASE_TTL_MS, &is_held, &e) == 0) {
+    if (ms->ops->lease_hold(ms, LEASE_NAME, l->holder, LEASE_TTL_MS, &is_held, &e) == 0) {
         is_owner = is_held;
         if (is_held) {
             l->held_until_ms = now + LEASE_TTL_MS;
@@ -114,8 +116,7 @@ void lease_stop(struct lease *l)
         /* Given up at once, so another node need not wait for it to run out. */
         struct err e = {0};
         bool is_held;
-        (void)l->reg->ms->ops->lease_hold(l->reg->ms, LEASE_NAME, l->holder, util_now_ms(), 0,
-                                          &is_held, &e);
+        (void)l->reg->ms->ops->lease_hold(l->reg->ms, LEASE_NAME, l->holder, 0, &is_held, &e);
     }
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);

@@ -2,21 +2,24 @@
  * Leases, backend-neutral: one row per lease in table node_leases (PostgreSQL only: a
  * SQLite database is opened by one process, which holds every lease). The holder renews
  * before the expiry; a node that dies stops renewing and another takes the lease when it
- * runs out. Expiries are in the nodes' wall-clock milliseconds, so the nodes' clocks must
- * agree to well within a lease's length (NTP). */
+ * runs out. Expiries are in the database server's clock, not the nodes': a node whose
+ * clock runs ahead would otherwise take a lease its holder keeps renewing, and one whose
+ * clock runs behind would wait that much longer to take over from a dead holder. */
 #include "metastore.h"
 
 #include "metastore_sqlite_int.h"
 
-int sq_lease_hold(struct metastore *ms, const char *name, const char *holder, int64_t now_ms,
-                  int64_t ttl_ms, bool *is_held, struct err *e)
+int sq_lease_hold(struct metastore *ms, const char *name, const char *holder, int64_t ttl_ms,
+                  bool *is_held, struct err *e)
 {
     /* Taken or renewed in one statement: the row comes back only if holder has it. */
+#define PG_NOW_MS "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
     static const char sql[] = "INSERT INTO node_leases(name, holder, expires_ms)"
-                              " VALUES (?1, ?2, ?3) ON CONFLICT(name) DO UPDATE"
+                              " VALUES (?1, ?2, " PG_NOW_MS " + ?3) ON CONFLICT(name) DO UPDATE"
                               " SET holder = excluded.holder, expires_ms = excluded.expires_ms"
                               " WHERE node_leases.holder = excluded.holder"
-                              " OR node_leases.expires_ms < ?4 RETURNING holder";
+                              " OR node_leases.expires_ms <= " PG_NOW_MS " RETURNING holder";
+#undef PG_NOW_MS
     *is_held = false;
     struct sq_store *st = (struct sq_store *)ms;
     if (st->drv->dialect == SQL_DIALECT_SQLITE) {
@@ -29,7 +32,7 @@ int sq_lease_hold(struct metastore *ms, const char *name, const char *holder, in
     if (sq_tx_begin(c, true, e) != 0)
         return -1;
     struct sql_stmt *s;
-    int rc = sq_run(c, sql, &s, e, "ttii", name, holder, now_ms + ttl_ms, now_ms);
+    int rc = sq_run(c, sql, &s, e, "tti", name, holder, ttl_ms);
     if (rc < 0) {
         sq_tx_rollback(c);
         return -1;

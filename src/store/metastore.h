@@ -448,12 +448,12 @@ typedef int ms_delivery_due_f(struct metastore *ms, int64_t now_ms, int64_t clai
                               struct meta_delivery_list *out, int64_t *next_due_ms,
                               struct err *e);
 /* Leases: work that one node of a region must do for all (server/lease.c). Holds lease
- * `name` for `holder` until now_ms + ttl_ms when it is free, run out (its expiry before
- * now_ms) or already holder's; *is_held tells whether holder has it now. ttl_ms 0 gives
- * a held lease up (it runs out at once). A store that only one process opens (SQLite)
- * has no other holder: always held. */
+ * `name` for `holder` for ttl_ms from now when it is free, run out or already holder's;
+ * *is_held tells whether holder has it now. "Now" is the shared store's clock, so the
+ * nodes' clocks need not agree. ttl_ms 0 gives a held lease up (it runs out at once).
+ * A store that only one process opens (SQLite) has no other holder: always held. */
 typedef int ms_lease_hold_f(struct metastore *ms, const char *name, const char *holder,
-                            int64_t now_ms, int64_t ttl_ms, bool *is_held, struct err *e);
+                            int64_t ttl_ms, bool *is_held, struct err *e);
 /* The cross-node half of the GC fence (gc_fence.h): takes (is_enter) or releases a lock
  * shared by every node of the store, shared or exclusive, on this thread's connection.
  * With is_try an exclusive enter does not wait: *is_held says whether it got the lock.

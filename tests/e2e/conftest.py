@@ -199,8 +199,9 @@ def path_of(location):
 class MeridianServer:
     """One `meridian serve` process. start() blocks until /readyz answers 200."""
 
-    def __init__(self, binary, data_dir, log_path, extra_args=(), host="127.0.0.1"):
+    def __init__(self, binary, data_dir, log_path, extra_args=(), host="127.0.0.1", env=None):
         self.binary = binary
+        self.env = env                # extra environment of the process (None: as ours)
         self.data_dir = str(data_dir)
         self.log_path = str(log_path)
         self.extra_args = list(extra_args)
@@ -224,7 +225,8 @@ class MeridianServer:
         offset = self._log.tell()
         self._stopping = False
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=self._log, close_fds=True)
+                                     stderr=self._log, close_fds=True,
+                                     env=dict(os.environ, **self.env) if self.env else None)
         deadline = time.monotonic() + timeout_s
         listen_re = re.compile(rb"listening on http://([0-9.]+|\[[0-9a-fA-F:]+\]):(\d+)")
         while True:
@@ -337,11 +339,11 @@ class ServerPool:
         self.label = label
         self.servers = []
 
-    def __call__(self, *extra_args, data_dir=None, host="127.0.0.1"):
+    def __call__(self, *extra_args, data_dir=None, host="127.0.0.1", env=None):
         base = self.tmp_factory.mktemp(self.label)
         data = data_dir or os.path.join(str(base), "data")
         srv = MeridianServer(self.binary, data, os.path.join(str(base), "meridian.log"),
-                             extra_args, host=host)
+                             extra_args, host=host, env=env)
         srv.start()
         self.servers.append(srv)
         _live_servers.append(srv)

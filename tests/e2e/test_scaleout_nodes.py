@@ -23,6 +23,7 @@ nodes in turn).
 
 import concurrent.futures
 import json
+import os
 import select
 import socket
 import threading
@@ -333,6 +334,75 @@ def test_lease_of_a_killed_node_runs_out_and_another_takes_it(nodes):
     t0 = time.monotonic()
     wait_until(lambda: OWNER_LINE in log_text(other), timeout_s=30, what="takeover")
     assert time.monotonic() - t0 <= 10 + 2 + 5  # the lease's length, a renewal period, slack
+
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+needs_faketime = pytest.mark.skipif(not os.path.exists(FAKETIME_LIB),
+                                    reason="libfaketime (Debian package faketime) is not installed")
+
+
+def clock_off(skew):
+    """The environment of a node whose wall clock is off by skew (libfaketime); its
+    monotonic clock stays real."""
+    return {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": skew, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
+def lease_row(srv):
+    rows = pg_metastore.query_rows(srv.data_dir, "SELECT holder, expires_ms FROM node_leases"
+                                   " WHERE name = 'background'")
+    assert len(rows) == 1, rows
+    return rows[0][0], int(rows[0][1])
+
+
+@needs_faketime
+def test_a_node_whose_clock_runs_ahead_leaves_a_held_lease_alone(server_factory):
+    """The holder renews; a node an hour ahead must not take the lease from it (the
+    lease's expiry is in the database's clock, not the nodes')."""
+    a = server_factory(*NODE_ARGS)
+    wait_until(lambda: OWNER_LINE in log_text(a), timeout_s=10, what="a to hold the lease")
+    b = server_factory(*NODE_ARGS, data_dir=a.data_dir, env=clock_off("+1h"))
+    # b tried at its start; two renewals of a after that, and b has tried again meanwhile
+    seen = [lease_row(a)[1]]
+
+    def renewed_twice():
+        holder, expires = lease_row(a)
+        if expires != seen[-1]:
+            seen.append(expires)
+        return len(seen) >= 3 or (":%d:" % a.proc.pid) not in holder
+    wait_until(renewed_twice, timeout_s=20, what="two renewals of the lease")
+    holder, _ = lease_row(a)
+    assert (":%d:" % a.proc.pid) in holder, holder
+    assert OWNER_LINE not in log_text(b)
+
+
+@needs_faketime
+def test_a_node_whose_clock_runs_behind_takes_over_from_a_killed_holder_in_time(server_factory):
+    """The holder dies (-9); a node an hour behind takes the lease when it runs out by the
+    database's clock (10 s), not an hour later."""
+    a = server_factory(*NODE_ARGS)
+    wait_until(lambda: OWNER_LINE in log_text(a), timeout_s=10, what="a to hold the lease")
+    b = server_factory(*NODE_ARGS, data_dir=a.data_dir, env=clock_off("-1h"))
+    assert OWNER_LINE not in log_text(b)
+    a.kill()
+    t0 = time.monotonic()
+    wait_until(lambda: OWNER_LINE in log_text(b), timeout_s=30, what="takeover by b")
+    assert time.monotonic() - t0 <= 10 + 2 + 5  # the lease's length, a renewal period, slack
+
+
+@needs_faketime
+def test_a_tag_pushed_through_a_node_whose_clock_runs_behind_after_another_wins(server_factory):
+    """Two nodes of one region, one an hour behind: a tag pushed through it after a push
+    through the other is the tag's value (the region's clock moves past the newest event
+    in the shared log before each write)."""
+    a = server_factory(*NODE_ARGS)
+    b = server_factory(*NODE_ARGS, data_dir=a.data_dir, env=clock_off("-1h"))
+    repo = unique_name("skewnodes")
+    first = OCI(a.url).push_image(repo, "v1")
+    second = OCI(b.url).push_image(repo, "v1")
+    assert first.digest != second.digest
+    for srv in (a, b):
+        r = OCI(srv.url).get_manifest(repo, "v1")
+        assert r.headers["Docker-Content-Digest"] == second.digest, srv.url
 
 
 def compaction(srv):
