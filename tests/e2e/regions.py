@@ -187,7 +187,7 @@ class Region:
 
     # -- lifecycle
     def argv(self, port):
-        return [self.cluster.binary, "serve",
+        return [self.cluster.region_bin(self.n) or self.cluster.binary, "serve",
                 "--region", self.name,
                 "--listen", "%s:%d" % (self.host, port),
                 "--data", self.data_dir,
@@ -388,13 +388,15 @@ class Region:
 class Cluster:
     """N regions of one registry. regions[0] is r1 (the home region); cluster["r2"] by name."""
 
-    def __init__(self, binary, root, extra_args=(), region_args=None, region_env=None):
+    def __init__(self, binary, root, extra_args=(), region_args=None, region_env=None,
+                 region_bin=None):
         self.binary = binary
         self.root = str(root)
         self.secret = secrets.token_hex(16)
         self.extra_args = list(extra_args)
         self.region_args = region_args or (lambda n: [])  # n -> extra flags of region n
         self.region_env = region_env or (lambda n: {})    # n -> extra environment of region n
+        self.region_bin = region_bin or (lambda n: None)  # n -> region n's program, or None
         self.regions = []
         self.removed = []             # regions that left with `replication delete`
         os.makedirs(self.root, exist_ok=True)
@@ -782,8 +784,9 @@ def geo_bin():
 @pytest.fixture
 def geo(geo_bin, tmp_path_factory, request):
     """Factory: geo(n=3, join=True, extra_args=(), remove_data=False, region_args=None,
-    region_env=None) -> a started Cluster (region_args(n): flags of region n only, e.g. its
-    --region-location; region_env(n): extra environment of region n's process)
+    region_env=None, region_bin=None) -> a started Cluster (region_args(n): flags of region n
+    only, e.g. its --region-location; region_env(n): extra environment of region n's process;
+    region_bin(n): the program region n runs instead of the binary (a wrapper), or None)
     (when join: joined, every region listing all as Ready, every pair of regions seen talking
     through the proxies). Everything is stopped after the test; with remove_data=True the
     data directories are removed then, pass or fail (large tests; logs are kept)."""
@@ -791,9 +794,9 @@ def geo(geo_bin, tmp_path_factory, request):
     big = []
 
     def make(n=3, join=True, extra_args=(), wait_ready=True, remove_data=False,
-             region_args=None, region_env=None):
+             region_args=None, region_env=None, region_bin=None):
         c = Cluster(geo_bin, tmp_path_factory.mktemp("geo"), extra_args, region_args,
-                    region_env)
+                    region_env, region_bin)
         clusters.append(c)
         _live_clusters.append(c)
         if remove_data:
