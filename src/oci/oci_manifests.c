@@ -91,15 +91,15 @@ static bool precondition_fails(struct http_req *req)
     return true;
 }
 
-/* A push or delete of m took effect in this region: regional webhooks fire. */
-static void notify(struct http_req *req, const char *action, const char *tag,
-                   const struct meta_manifest *m)
+/* A push or delete of m takes effect in this region, in tx: regional webhooks fire. */
+static int notify(struct webhook_tx *tx, struct http_req *req, const char *action,
+                  const char *tag, const struct meta_manifest *m, struct err *e)
 {
     struct webhook_effect ev = {.action = action, .repo = req->repo, .tag = tag,
                                 .digest = m->digest.str, .media_type = m->media_type,
                                 .size = (int64_t)m->body_len, .request_id = req->request_id,
                                 .method = req->method, .host = http_req_header(req, "Host")};
-    webhook_on_effect(req->reg, &ev);
+    return webhook_tx_queue(tx, &ev, e);
 }
 
 /* Pull never misses (issue 14): a manifest or tag this region does not show yet (its
@@ -356,9 +356,17 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
         manifest_fini(&mf);
         return;
     }
-    int rc = reg->ms->ops->manifest_put(reg->ms, req->repo, &m, refs, n_refs,
+    /* The push and its webhook deliveries commit together (webhook.h). */
+    struct webhook_tx tx;
+    int rc = webhook_tx_begin(reg, &tx, &e);
+    if (rc == 0) {
+        rc = reg->ms->ops->manifest_put(reg->ms, req->repo, &m, refs, n_refs,
                                         mf.has_subject ? &mf.subject.digest : NULL,
                                         is_digest ? NULL : req->ref, &e);
+        if (rc == 0)
+            rc = notify(&tx, req, "push", is_digest ? NULL : req->ref, &m, &e);
+        rc = webhook_tx_end(&tx, rc, &e);
+    }
     free(refs);
     if (rc != 0) {
         /* Refused (a size, a child): the version it would create goes too, unless a
@@ -372,7 +380,6 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     }
     metrics_count_manifest_put();
     repl_log_grew(reg->repl); /* peers' long polls get the event now, not at the next tick */
-    notify(req, "push", is_digest ? NULL : req->ref, &m);
     http_reply_header(req, "Location", "/v2/%s/manifests/%s", req->repo, m.digest.str);
     http_reply_header(req, "Docker-Content-Digest", "%s", m.digest.str);
     /* distribution-spec: a registry that processes subject answers with OCI-Subject. */
@@ -439,8 +446,15 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
     struct meta_manifest gone = {0};
     struct err ignored = {0};
     bool is_known = reg->ms->ops->manifest_get(reg->ms, req->repo, req->ref, &gone, &ignored) == 0;
-    int rc = is_digest ? reg->ms->ops->manifest_delete(reg->ms, req->repo, d, &e)
+    struct webhook_tx tx;
+    int rc = webhook_tx_begin(reg, &tx, &e);
+    if (rc == 0) {
+        rc = is_digest ? reg->ms->ops->manifest_delete(reg->ms, req->repo, d, &e)
                        : reg->ms->ops->tag_delete(reg->ms, req->repo, req->ref, &e);
+        if (rc == 0 && is_known)
+            rc = notify(&tx, req, "delete", is_digest ? NULL : req->ref, &gone, &e);
+        rc = webhook_tx_end(&tx, rc, &e);
+    }
     if (rc != 0) {
         meta_name_list_fini(&versions);
         meta_manifest_fini(&gone);
@@ -451,8 +465,6 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
     }
     image_catalog_forget(reg->ms, req->repo, &versions);
     meta_name_list_fini(&versions);
-    if (is_known)
-        notify(req, "delete", is_digest ? NULL : req->ref, &gone);
     meta_manifest_fini(&gone);
     http_reply(req, 202, NULL, NULL, 0);
 }

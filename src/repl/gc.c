@@ -266,7 +266,22 @@ static void untagged_pass(struct gc *g, bool is_dry_run, size_t max, json_t *out
             if (!is_dry_run)
                 pause_ms(group_ms);
             int64_t t0 = util_now_ms();
-            int rc = reg->ms->ops->untagged_collect(reg->ms, due.items + i, n, is_dry_run, &e);
+            /* The group and the delete deliveries of this region's webhooks commit together
+             * (webhook.h; the others' fire on the replicated delete). */
+            struct webhook_tx tx = {0};
+            int rc = is_dry_run ? 0 : webhook_tx_begin(reg, &tx, &e);
+            if (rc == 0)
+                rc = reg->ms->ops->untagged_collect(reg->ms, due.items + i, n, is_dry_run, &e);
+            for (size_t j = i; j < i + n && rc == 0 && !is_dry_run; j++) {
+                if (!due.items[j].is_deleted)
+                    continue;
+                struct webhook_effect ev = {
+                    .action = "delete", .repo = due.items[j].repo,
+                    .digest = due.items[j].digest, .size = -1, .request_id = "gc",
+                    .method = "GC", .host = reg->cfg->region};
+                rc = webhook_tx_queue(&tx, &ev, &e);
+            }
+            rc = webhook_tx_end(&tx, rc, &e);
             group_ms = util_now_ms() - t0;
             if (rc != 0) {
                 log_warn("gc", "failed to collect %zu untagged manifests from %s@%s: %s", n,
@@ -287,12 +302,6 @@ static void untagged_pass(struct gc *g, bool is_dry_run, size_t max, json_t *out
                 if (!is_dry_run) {
                     log_info("gc", "deleted untagged manifest %s@%s", due.items[j].repo,
                              due.items[j].digest);
-                    /* This region's webhooks (the others' fire on the replicated delete). */
-                    struct webhook_effect ev = {
-                        .action = "delete", .repo = due.items[j].repo,
-                        .digest = due.items[j].digest, .size = -1, .request_id = "gc",
-                        .method = "GC", .host = reg->cfg->region};
-                    webhook_on_effect(reg, &ev);
                     pull_record_forget(reg->ms, due.items[j].repo, due.items[j].digest);
                 }
             }

@@ -419,6 +419,26 @@ static int merge_state(struct repl *r, const struct meta_event *ev, int64_t tomb
     return rc;
 }
 
+/* A replicated push of p is shown here, in tx: its push deliveries, one per tag it has
+ * (read in tx), or one without a tag. */
+static int queue_shown(struct repl *r, struct webhook_tx *tx, const struct meta_pending *p,
+                       struct err *e)
+{
+    if (!tx->is_open)
+        return 0; /* no webhook: no tags to read */
+    struct meta_name_list tags = {0};
+    if (ms_of(r)->ops->manifest_tags(ms_of(r), p->repo, &p->digest, &tags, e) != 0) {
+        log_warn("repl", "failed to read the tags of %s@%s for webhooks: %s", p->repo,
+                 p->digest.str, err_message(e));
+        e->code = ERR_IO; /* not one of the codes complete_pending reads as a verdict */
+        return -1;
+    }
+    int rc = webhook_tx_queue_replicated(tx, "push", p->repo, &p->digest,
+                                         (const char *const *)tags.names, tags.n, e);
+    meta_name_list_fini(&tags);
+    return rc;
+}
+
 /* Whether tag of repo names manifest digest here; *is_shown: and that manifest is shown. */
 static bool tag_names(struct repl *r, const char *repo, const char *tag, const char *digest,
                       bool *is_shown)
@@ -483,9 +503,31 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
             AZ(pthread_mutex_lock(&r->hook_mu));
             was_named = tag_names(r, ev.repo, ev.name, ev.digest, &is_shown);
         }
-        int arc = ms_of(r)->ops->event_apply(ms_of(r), &ev, &is_new, &is_gap, &e);
+        bool is_delete = strcmp(ev.kind, "manifest_delete") == 0 ||
+                         strcmp(ev.kind, "tag_delete") == 0;
+        /* An event that may fire webhooks is applied with its deliveries, in one
+         * transaction (webhook.h): a crash between the two lost them for good, since the
+         * event, applied, is never fetched again. */
+        struct webhook_tx tx = {0};
+        int arc = is_tag_set || is_delete ? webhook_tx_begin(r->reg, &tx, &e) : 0;
+        if (arc == 0)
+            arc = ms_of(r)->ops->event_apply(ms_of(r), &ev, &is_new, &is_gap, &e);
         bool is_tag_shown = arc == 0 && is_new && is_tag_set && !was_named &&
                             tag_names(r, ev.repo, ev.name, ev.digest, &is_shown) && is_shown;
+        struct digest d;
+        struct err ignore = {0};
+        if (arc == 0 && is_new && is_delete && ev.repo && ev.digest &&
+            digest_parse(ev.digest, strlen(ev.digest), &d, &ignore) == 0) {
+            const char *tag = strcmp(ev.kind, "tag_delete") == 0 ? ev.name : NULL;
+            arc = webhook_tx_queue_replicated(&tx, "delete", ev.repo, &d, &tag, tag ? 1 : 0, &e);
+        }
+        /* A tag of a manifest shown already: the tag's push takes effect now (a manifest
+         * shown later fires for the tags it has then: complete_pending). */
+        if (arc == 0 && is_tag_shown) {
+            const char *tag = ev.name;
+            arc = webhook_tx_queue_replicated(&tx, "push", ev.repo, &tagged, &tag, 1, &e);
+        }
+        arc = webhook_tx_end(&tx, arc, &e);
         if (is_tag_set)
             AZ(pthread_mutex_unlock(&r->hook_mu));
         if (arc != 0) {
@@ -522,21 +564,6 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
                     policies = fresh;
                 }
             }
-        }
-        bool is_delete = strcmp(ev.kind, "manifest_delete") == 0 ||
-                         strcmp(ev.kind, "tag_delete") == 0;
-        struct digest d;
-        struct err ignore = {0};
-        if (is_new && is_delete && ev.repo && ev.digest &&
-            digest_parse(ev.digest, strlen(ev.digest), &d, &ignore) == 0) {
-            const char *tag = strcmp(ev.kind, "tag_delete") == 0 ? ev.name : NULL;
-            webhook_on_replicated(r->reg, "delete", ev.repo, &d, &tag, tag ? 1 : 0);
-        }
-        /* A tag of a manifest shown already: the tag's push takes effect now (a manifest
-         * shown later fires for the tags it has then: complete_pending). */
-        if (is_tag_shown) {
-            const char *tag = ev.name;
-            webhook_on_replicated(r->reg, "push", ev.repo, &tagged, &tag, 1);
         }
         cursor = ev.seq;
         if (!has_gap)
@@ -1617,12 +1644,19 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
                 crc = err_set(&e, ERR_BLOB_UNKNOWN, "blob %s went away before %s was shown",
                               p->refs[i].digest.str, p->digest.str);
         }
-        /* The tags it is shown with are read in the same hold of hook_mu: a peer's tag
-         * applied after that fires by itself (apply_batch), one before it is read here. */
-        struct meta_name_list tags = {0};
+        /* The manifest is shown with its push deliveries, in one transaction (webhook.h),
+         * for the tags it has then, read in the same hold of hook_mu: a peer's tag applied
+         * after that fires by itself (apply_batch), one before it is read here. */
+        struct webhook_tx tx = {0};
         AZ(pthread_mutex_lock(&r->hook_mu));
-        if (crc == 0 && is_shallow)
-            crc = ms_of(r)->ops->manifest_show_shallow(ms_of(r), p->repo, &p->digest, &e);
+        if (crc == 0 && is_shallow) {
+            crc = webhook_tx_begin(r->reg, &tx, &e);
+            if (crc == 0)
+                crc = ms_of(r)->ops->manifest_show_shallow(ms_of(r), p->repo, &p->digest, &e);
+            if (crc == 0)
+                crc = queue_shown(r, &tx, p, &e);
+            crc = webhook_tx_end(&tx, crc, &e);
+        }
         if (crc == 0 && !is_shallow) {
             /* Completed is written with the visibility (one transaction), under status_mu
              * and with the fetch finishing, so no progress event follows it (set_status). */
@@ -1632,14 +1666,14 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
             AZ(pthread_mutex_lock(&r->status_mu));
             inflight_finishing(r, key);
             done.updated_ms = util_now_ms();
-            crc = ms_of(r)->ops->pending_complete(ms_of(r), p, &done, &e);
+            crc = webhook_tx_begin(r->reg, &tx, &e);
+            if (crc == 0)
+                crc = ms_of(r)->ops->pending_complete(ms_of(r), p, &done, &e);
+            if (crc == 0)
+                crc = queue_shown(r, &tx, p, &e);
+            crc = webhook_tx_end(&tx, crc, &e);
             AZ(pthread_mutex_unlock(&r->status_mu));
         }
-        struct err te = {0};
-        if (crc == 0 &&
-            ms_of(r)->ops->manifest_tags(ms_of(r), p->repo, &p->digest, &tags, &te) != 0)
-            log_warn("repl", "failed to read the tags of %s@%s for webhooks: %s", p->repo,
-                     p->digest.str, err_message(&te));
         AZ(pthread_mutex_unlock(&r->hook_mu));
         if (is_fenced)
             gc_fence_leave(r->reg, false);
@@ -1655,8 +1689,6 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
             AZ(pthread_mutex_lock(&r->mu));
             retry_forget(r, key);
             AZ(pthread_mutex_unlock(&r->mu));
-            webhook_on_replicated(r->reg, "push", p->repo, &p->digest,
-                                  (const char *const *)tags.names, tags.n);
         } else if (e.code == ERR_MANIFEST_BLOB_UNKNOWN) {
             is_waiting_child = true; /* a child manifest is not here yet */
         } else if (e.code == ERR_MANIFEST_UNKNOWN) {
@@ -1683,7 +1715,6 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
         } else {
             is_ok = false;
         }
-        meta_name_list_fini(&tags);
     }
     if (!is_ok && !r->is_stopping) {
         AZ(pthread_mutex_lock(&r->mu));

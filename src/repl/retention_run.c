@@ -36,8 +36,19 @@ static int delete_tag(struct registry *reg, const char *repo, const struct reten
     if (image_catalog_versions_of(reg->ms, repo, t->name, NULL, &versions, e) != 0)
         return -1;
     /* The tag first: a tag written again since it was listed is kept (CONFLICT), and its
-     * versions must then stay as they are. */
-    if (reg->ms->ops->tag_delete_if(reg->ms, repo, t->name, t->digest, t->hlc, e) != 0) {
+     * versions must then stay as they are. Deleted with the deliveries of this region's
+     * webhooks, as a DELETE on /v2/ would be (webhook.h; the others' fire on the replicated
+     * delete). */
+    struct webhook_effect ev = {.action = "delete", .repo = repo, .tag = t->name,
+                                .digest = t->digest, .size = -1, .request_id = "retention",
+                                .method = "RETENTION", .host = reg->cfg->region};
+    struct webhook_tx tx;
+    int rc = webhook_tx_begin(reg, &tx, e);
+    if (rc == 0)
+        rc = reg->ms->ops->tag_delete_if(reg->ms, repo, t->name, t->digest, t->hlc, e);
+    if (rc == 0)
+        rc = webhook_tx_queue(&tx, &ev, e);
+    if (webhook_tx_end(&tx, rc, e) != 0) {
         meta_name_list_fini(&versions);
         return -1;
     }
@@ -47,12 +58,6 @@ static int delete_tag(struct registry *reg, const char *repo, const struct reten
                  t->name, err_message(&re));
     image_catalog_forget(reg->ms, repo, &versions);
     meta_name_list_fini(&versions);
-    /* As a DELETE on /v2/ would: this region's webhooks (the others' fire on the
-     * replicated delete). */
-    struct webhook_effect ev = {.action = "delete", .repo = repo, .tag = t->name,
-                                .digest = t->digest, .size = -1, .request_id = "retention",
-                                .method = "RETENTION", .host = reg->cfg->region};
-    webhook_on_effect(reg, &ev);
     return 0;
 }
 

@@ -1,6 +1,6 @@
 /* Webhooks at run time: definitions through the replicated object store, deliveries
  * through this region's metastore, and the worker thread that sends them.
- * Request threads only queue (one durable transaction) and kick the worker; every
+ * Request threads only queue (in the write transaction of the effect) and kick the worker; every
  * network wait and every backoff happens on the worker (STYLE: retries live in the
  * workers). A delivery is sent at least once: a crash after the receiver answered but
  * before the outcome was recorded sends it again (receivers dedupe by payload "id").
@@ -181,41 +181,128 @@ static void delivery_init(struct meta_delivery *d, const char *webhook, const ch
     d->next_attempt_ms = now_ms;
 }
 
-void webhook_on_effect(struct registry *reg, const struct webhook_effect *ev)
+int webhook_tx_begin(struct registry *reg, struct webhook_tx *tx, struct err *e)
+{
+    struct metastore *ms = reg->ms;
+    *tx = (struct webhook_tx){.reg = reg};
+    if (ms->ops->write_begin == NULL || !ms->ops->object_kind_may_exist(ms, META_WEBHOOK_KIND))
+        return 0;
+    if (ms->ops->write_begin(ms, e) != 0)
+        return -1;
+    tx->is_open = true;
+    return 0;
+}
+
+/* A delivery that could not be read or written fails its effect as a store failure, never
+ * as what the effect's own codes mean to its caller (a uniqueness clash is ERR_CONFLICT,
+ * which a fetch worker reads as "no longer placed here"). */
+static int store_failure(struct err *e)
+{
+    if (e != NULL && e->code != ERR_NO_SPACE && e->code != ERR_UNAVAILABLE)
+        e->code = ERR_IO;
+    return -1;
+}
+
+int webhook_tx_queue(struct webhook_tx *tx, const struct webhook_effect *ev, struct err *e)
 {
     AN(ev);
     AN(ev->action);
+    if (!tx->is_open)
+        return 0;
+    struct registry *reg = tx->reg;
     const char *region = reg->cfg->region;
     const char *rid = ev->request_id ? ev->request_id : "-";
     struct webhook_def *defs = NULL;
     size_t n_defs = 0;
-    struct err e = {0};
-    if (webhook_list(reg, &defs, &n_defs, &e) != 0) {
+    if (webhook_list(reg, &defs, &n_defs, e) != 0) {
         log_error("webhook", "failed to list webhooks for %s of %s: %s request=%s", ev->action,
-                  ev->repo ? ev->repo : "-", err_message(&e), rid);
-        return;
+                  ev->repo ? ev->repo : "-", err_message(e), rid);
+        return store_failure(e);
     }
-    struct meta_delivery *items = xcalloc(n_defs, sizeof(*items));
+    struct meta_delivery *items = xcalloc(n_defs ? n_defs : 1, sizeof(*items));
     size_t n = 0;
     int64_t now_ms = util_now_ms();
     for (size_t i = 0; i < n_defs; i++) {
         if (webhook_def_matches(&defs[i], region, ev->action, ev->repo))
             delivery_init(&items[n++], defs[i].name, ev->action, region, ev, now_ms);
     }
-    if (n > 0 && reg->ms->ops->delivery_add(reg->ms, items, n, &e) != 0) {
-        log_error("webhook",
-                  "failed to queue %zu webhook deliveries for %s of %s: %s "
-                  "request=%s",
-                  n, ev->action, ev->repo ? ev->repo : "-", err_message(&e), rid);
-    } else if (n > 0) {
+    int rc = n > 0 ? reg->ms->ops->delivery_add(reg->ms, items, n, e) : 0;
+    if (rc != 0) {
+        log_error("webhook", "failed to queue %zu webhook deliveries for %s of %s: %s request=%s",
+                  n, ev->action, ev->repo ? ev->repo : "-", err_message(e), rid);
+        store_failure(e);
+    }
+    else if (n > 0)
         log_debug("webhook", "queued %zu deliveries for %s of %s request=%s", n, ev->action,
                   ev->repo ? ev->repo : "-", rid);
-        webhook_worker_kick(reg->webhooks);
-    }
+    if (rc == 0)
+        tx->n_queued += n;
     for (size_t i = 0; i < n; i++)
         meta_delivery_fini(&items[i]);
     free(items);
     webhook_list_free(defs, n_defs);
+    return rc;
+}
+
+int webhook_tx_queue_replicated(struct webhook_tx *tx, const char *action, const char *repo,
+                                const struct digest *d, const char *const *tags, size_t n_tags,
+                                struct err *e)
+{
+    if (!tx->is_open)
+        return 0;
+    struct registry *reg = tx->reg;
+    struct meta_manifest m = {0};
+    bool is_push = strcmp(action, "push") == 0;
+    if (is_push && reg->ms->ops->manifest_get(reg->ms, repo, d->str, &m, e) != 0) {
+        log_error("webhook", "failed to describe replicated %s@%s for webhooks: %s", repo,
+                  d->str, err_message(e));
+        meta_manifest_fini(&m);
+        return store_failure(e);
+    }
+    struct webhook_effect ev = {.action = action, .repo = repo, .digest = d->str,
+                                .media_type = m.media_type,
+                                .size = is_push ? (int64_t)m.body_len : -1,
+                                .request_id = "replication",
+                                .method = "REPLICATE", .host = reg->cfg->region};
+    int rc = 0;
+    for (size_t i = 0; i < n_tags && rc == 0; i++) {
+        ev.tag = tags[i];
+        rc = webhook_tx_queue(tx, &ev, e);
+    }
+    if (n_tags == 0)
+        rc = webhook_tx_queue(tx, &ev, e);
+    meta_manifest_fini(&m);
+    return rc;
+}
+
+int webhook_tx_end(struct webhook_tx *tx, int rc, struct err *e)
+{
+    if (!tx->is_open)
+        return rc;
+    struct metastore *ms = tx->reg->ms;
+    tx->is_open = false;
+    struct err ce = {0};
+    if (ms->ops->write_end(ms, rc == 0, &ce) != 0) {
+        if (e != NULL)
+            *e = ce;
+        return -1;
+    }
+    if (rc == 0 && tx->n_queued > 0)
+        webhook_worker_kick(tx->reg->webhooks);
+    return rc;
+}
+
+void webhook_on_effect(struct registry *reg, const struct webhook_effect *ev)
+{
+    struct webhook_tx tx;
+    struct err e = {0};
+    int rc = webhook_tx_begin(reg, &tx, &e);
+    if (rc == 0)
+        rc = webhook_tx_end(&tx, webhook_tx_queue(&tx, ev, &e), &e);
+    if (rc != 0)
+        log_error("webhook", "failed to queue webhook deliveries for %s of %s: %s request=%s",
+                  ev->action, ev->repo ? ev->repo : "-", err_message(&e),
+                  ev->request_id ? ev->request_id : "-");
 }
 
 int webhook_ping(struct registry *reg, const char *name, char id_out[37], struct err *e)
@@ -611,30 +698,4 @@ void webhook_worker_stop(struct webhook_worker *w)
     AZ(pthread_cond_destroy(&w->work_cv));
     w->magic = 0;
     free(w);
-}
-
-void webhook_on_replicated(struct registry *reg, const char *action, const char *repo,
-                           const struct digest *d, const char *const *tags, size_t n_tags)
-{
-    struct meta_manifest m = {0};
-    struct err e = {0};
-    bool is_push = strcmp(action, "push") == 0;
-    if (is_push && reg->ms->ops->manifest_get(reg->ms, repo, d->str, &m, &e) != 0) {
-        log_warn("registry", "failed to describe replicated %s@%s for webhooks: %s", repo,
-                 d->str, err_message(&e));
-        meta_manifest_fini(&m);
-        return;
-    }
-    struct webhook_effect ev = {.action = action, .repo = repo, .digest = d->str,
-                                .media_type = m.media_type,
-                                .size = is_push ? (int64_t)m.body_len : -1,
-                                .request_id = "replication",
-                                .method = "REPLICATE", .host = reg->cfg->region};
-    for (size_t i = 0; i < n_tags; i++) {
-        ev.tag = tags[i];
-        webhook_on_effect(reg, &ev);
-    }
-    if (n_tags == 0)
-        webhook_on_effect(reg, &ev);
-    meta_manifest_fini(&m);
 }

@@ -358,6 +358,7 @@ int sq_object_delete(struct metastore *ms, const char *kind, const char *key, st
     buf_appends(&p, "{\"kind\":");
     buf_append_json_string(&p, kind);
     buf_appends(&p, "}");
+    sq_note_object(c->store, kind);
     rc = sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, NULL, hlc, c->store->region, (int64_t)1);
     if (rc == 0)
         rc = sq_access_on_policy_write(c, kind, e);
@@ -419,11 +420,46 @@ void sq_note_object(struct sq_store *st, const char *kind)
 {
     if (strcmp(kind, REPO_LOCK_KIND) == 0)
         atomic_store(&st->lock_objects, 2);
+    /* Not known until read again after this write (webhooks_may_exist reads under wmu,
+     * which this write holds from here to its commit). */
+    if (strcmp(kind, META_WEBHOOK_KIND) == 0)
+        atomic_store(&st->webhook_objects, 0);
+}
+
+/* Whether a live webhook definition exists: known without a read on SQLite once read
+ * (sq_store.webhook_objects). A read that fails says "some" (then look). */
+static bool webhooks_may_exist(struct sq_store *st)
+{
+    bool is_kept = st->drv->dialect == SQL_DIALECT_SQLITE;
+    int state = is_kept ? atomic_load(&st->webhook_objects) : 0;
+    if (state != 0)
+        return state == 2;
+    struct err e = {0};
+    struct sq_conn *c = sq_conn_of(&st->base, &e);
+    if (c == NULL)
+        return true;
+    /* Under wmu on SQLite: no write of a definition is between its note (sq_note_object)
+     * and its commit, so what is read here is not older than the last note. */
+    bool is_locked = is_kept && !c->has_wmu;
+    if (is_locked)
+        sq_autocommit_lock(c);
+    struct sql_stmt *s;
+    int rc = sq_run(c, "SELECT 1 FROM objects WHERE kind = ?1 AND is_deleted = 0 LIMIT 1", &s,
+                    &e, "t", META_WEBHOOK_KIND);
+    if (rc >= 0)
+        sql_finalize(s);
+    if (rc >= 0 && is_kept) /* still under wmu: no write noted since the read */
+        atomic_store(&st->webhook_objects, rc == SQL_ROW ? 2 : 1);
+    if (is_locked)
+        sq_autocommit_unlock(c);
+    return rc < 0 || rc == SQL_ROW;
 }
 
 bool sq_object_kind_may_exist(struct metastore *ms, const char *kind)
 {
     struct sq_store *st = (struct sq_store *)ms;
+    if (strcmp(kind, META_WEBHOOK_KIND) == 0)
+        return webhooks_may_exist(st);
     if (strcmp(kind, REPO_LOCK_KIND) != 0)
         return true;
     int state = atomic_load(&st->lock_objects);

@@ -339,6 +339,14 @@ static void release_wmu(struct sq_conn *c)
     AZ(pthread_mutex_unlock(&st->wmu));
 }
 
+/* A savepoint statement of the open unit (sq_write_begin), level n. */
+static int savepoint(struct sq_conn *c, const char *verb, int n, struct err *e)
+{
+    char sql[48];
+    snprintf(sql, sizeof(sql), "%s sq_unit_%d", verb, n);
+    return sq_script(c, sql, "run a savepoint statement", e);
+}
+
 /* Write transactions of this process take wmu first: they queue on a mutex instead of
  * colliding on the database's write lock and backing off in its busy handler. wmu is held
  * until COMMIT or ROLLBACK, not across the group-commit wait.
@@ -352,6 +360,17 @@ static void release_wmu(struct sq_conn *c)
 int sq_tx_begin(struct sq_conn *c, bool is_write, struct err *e)
 {
     struct sq_store *st = c->store;
+    if (c->is_unit) {
+        /* Inside a unit of work: a savepoint of its transaction (the clock and the writer
+         * stay as the unit has them). */
+        ASSERT(c->n_savepoints < SQ_SAVEPOINTS_MAX);
+        if (savepoint(c, "SAVEPOINT", c->n_savepoints + 1, e) != 0)
+            return -1;
+        c->n_savepoints++;
+        if (is_write)
+            c->savepoint_writes |= 1u << c->n_savepoints;
+        return 0;
+    }
     c->is_write_tx = is_write;
     c->is_clock_synced = false;
     if (is_write) {
@@ -397,6 +416,8 @@ int sq_tx_secure_delete(struct sq_conn *c, struct err *e)
  * running beside the writer did, within two minutes (docs/performance.md). */
 void sq_autocommit_lock(struct sq_conn *c)
 {
+    if (c->is_unit)
+        return; /* the unit holds wmu: the write joins its transaction */
     ASSERT(!c->has_wmu && !c->has_autocommit_lock);
     AZ(pthread_mutex_lock(&c->store->wmu));
     c->has_autocommit_lock = true;
@@ -404,6 +425,8 @@ void sq_autocommit_lock(struct sq_conn *c)
 
 void sq_autocommit_unlock(struct sq_conn *c)
 {
+    if (c->is_unit && !c->has_autocommit_lock)
+        return;
     ASSERT(c->has_autocommit_lock);
     c->has_autocommit_lock = false;
     AZ(pthread_mutex_unlock(&c->store->wmu));
@@ -464,6 +487,17 @@ int sq_durable_wait(struct sq_store *st, struct err *e)
 
 void sq_tx_rollback(struct sq_conn *c)
 {
+    if (c->is_unit && c->n_savepoints > 0) {
+        /* Undoes this savepoint's writes only; the unit goes on. A failure here leaves the
+         * unit's transaction in doubt: its commit fails then (write_end). */
+        struct err ignored = {0};
+        if (savepoint(c, "ROLLBACK TO", c->n_savepoints, &ignored) != 0 ||
+            savepoint(c, "RELEASE", c->n_savepoints, &ignored) != 0)
+            c->is_unit_failed = true;
+        c->savepoint_writes &= ~(1u << c->n_savepoints);
+        c->n_savepoints--;
+        return;
+    }
     c->store->drv->rollback(c->db);
     release_wmu(c);
 }
@@ -491,6 +525,22 @@ static int tx_commit(struct sq_conn *c, struct err *e)
     return 0;
 }
 
+/* Ends the innermost savepoint of the unit, keeping its writes in the unit. A write
+ * transaction that asked for a synced commit has the unit's commit synced. */
+static int savepoint_release(struct sq_conn *c, bool is_synced, struct err *e)
+{
+    ASSERT(c->n_savepoints > 0);
+    int rc = savepoint(c, "RELEASE", c->n_savepoints, e);
+    if (rc != 0) {
+        sq_tx_rollback(c);
+        return -1;
+    }
+    c->is_unit_synced |= is_synced && (c->savepoint_writes & (1u << c->n_savepoints)) != 0;
+    c->savepoint_writes &= ~(1u << c->n_savepoints);
+    c->n_savepoints--;
+    return 0;
+}
+
 /* Commits without waiting for the sync, for writes that a crash may lose because they are
  * fetched again: events applied from a peer (with the version-vector entry that says they
  * are here, in the same transaction) and a replicated manifest made visible (pending again
@@ -500,17 +550,56 @@ static int tx_commit(struct sq_conn *c, struct err *e)
  * an event that is not durable here. */
 int sq_tx_commit_unsynced(struct sq_conn *c, struct err *e)
 {
+    if (c->is_unit)
+        return savepoint_release(c, false, e);
     return tx_commit(c, e);
 }
 
 int sq_tx_commit(struct sq_conn *c, struct err *e)
 {
+    if (c->is_unit)
+        return savepoint_release(c, true, e);
     if (tx_commit(c, e) != 0)
         return -1;
     /* Acknowledged means durable: a write transaction returns once it is synced. */
     if (c->is_write_tx)
         return sq_durable_wait(c->store, e);
     return 0;
+}
+
+int sq_write_begin(struct metastore *ms, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    ASSERT(!c->is_unit && !c->has_wmu);
+    if (sq_tx_begin(c, true, e) != 0)
+        return -1;
+    c->is_unit = true;
+    c->is_unit_synced = false;
+    c->is_unit_failed = false;
+    c->n_savepoints = 0;
+    c->savepoint_writes = 0;
+    return 0;
+}
+
+int sq_write_end(struct metastore *ms, bool is_commit, struct err *e)
+{
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL)
+        return -1;
+    ASSERT(c->is_unit && c->n_savepoints == 0);
+    c->is_unit = false;
+    if (!is_commit || c->is_unit_failed) {
+        sq_tx_rollback(c);
+        if (!is_commit)
+            return 0;
+        return err_set(e, ERR_IO, NULL);
+    }
+    /* Synced when one of its operations asked for it, as that operation alone would. */
+    if (!c->is_unit_synced)
+        return tx_commit(c, e);
+    return sq_tx_commit(c, e);
 }
 
 /* Collects the names a listing query returns, `rc` being its first step. At most
@@ -719,6 +808,8 @@ static const struct metastore_ops sq_ops = {
     .object_get = sq_object_get,
     .object_exists = sq_object_exists,
     .object_kind_may_exist = sq_object_kind_may_exist,
+    .write_begin = sq_write_begin,
+    .write_end = sq_write_end,
     .object_list = sq_object_list,
     .delivery_add = sq_delivery_add,
     .delivery_due = sq_delivery_due,
@@ -772,6 +863,7 @@ struct sq_store *sq_store_open(const struct sql_driver *drv, const char *target,
     AZ(pthread_key_create(&st->key, on_thread_exit));
     st->is_opening = true;
     atomic_init(&st->lock_objects, drv->dialect == SQL_DIALECT_SQLITE ? 0 : 2);
+    atomic_init(&st->webhook_objects, 0);
     if (drv->commits != NULL)
         st->manifests = manifest_cache_new();
     if (conn_get(st, e) == NULL) {

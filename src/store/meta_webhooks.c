@@ -106,6 +106,11 @@ int sq_delivery_add(struct metastore *ms, const struct meta_delivery *items, siz
             goto fail;
         sql_finalize(s);
     }
+    /* In a unit of work (ms_write_begin_f) the deliveries are as durable as the effect they
+     * announce: synced with a push, unsynced with an event applied from a peer (a crash
+     * that loses it loses both, and the event is fetched and announced again). */
+    if (c->is_unit)
+        return sq_tx_commit_unsynced(c, e);
     return sq_tx_commit(c, e);
 fail:
     sq_tx_rollback(c);

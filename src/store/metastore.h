@@ -206,9 +206,22 @@ typedef int ms_object_exists_f(struct metastore *ms, const char *kind, const cha
                                bool *is_live, bool *is_deleted, struct err *e);
 typedef int ms_object_list_f(struct metastore *ms, const char *kind, struct meta_name_list *keys,
                              struct meta_name_list *values, struct err *e);
-/* false only when no object of kind exists (kinds the store tracks: repository locks);
- * true when some may (then look them up). */
+/* false only when no object of kind exists (kinds the store tracks: repository locks,
+ * live webhook definitions: META_WEBHOOK_KIND); true when some may (then look them up). */
+#define META_WEBHOOK_KIND "webhook"
+
 typedef bool ms_object_kind_may_exist_f(struct metastore *ms, const char *kind);
+
+/* A unit of work: the operations this thread calls between write_begin and write_end run
+ * in one write transaction, which commits (is_commit) or rolls back as a whole; each
+ * operation's own transaction is a savepoint in it (one that fails or rolls back undoes
+ * its own writes only). For an effect and what must be recorded with it, such as the
+ * webhook deliveries that announce it (webhook.c): a crash keeps both or neither.
+ * Holds the store's writer from begin to end: take no lock inside that a writer may wait
+ * for. Not nested. write_begin: 0, or -1 with e set (nothing open). write_end: 0, or -1
+ * with e set when the commit failed (nothing of the unit stays); a rollback returns 0. */
+typedef int ms_write_begin_f(struct metastore *ms, struct err *e);
+typedef int ms_write_end_f(struct metastore *ms, bool is_commit, struct err *e);
 
 /* Replication --------------------------------------------------------------
  * Every change is an event stamped with its origin region, the origin's sequence
@@ -800,6 +813,8 @@ struct metastore_ops {
     ms_object_get_f *object_get;
     ms_object_exists_f *object_exists;
     ms_object_kind_may_exist_f *object_kind_may_exist;
+    ms_write_begin_f *write_begin;
+    ms_write_end_f *write_end;
     ms_object_list_f *object_list;
     ms_events_read_f *events_read;
     ms_vv_get_f *vv_get;

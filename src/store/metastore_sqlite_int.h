@@ -381,11 +381,18 @@ struct sq_store {
      * Set to 2 by every write of one in this process (sq_note_object); a store shared by
      * several processes (PostgreSQL) starts at 2 and always looks. */
     atomic_int lock_objects;
+    /* The same for live webhook definitions (0 not known, 1 none, 2 some): every effect asks
+     * (sq_object_kind_may_exist), and a region without webhooks should not pay for them.
+     * Back to 0 by every write of one in this process, so a deletion is seen; on PostgreSQL
+     * (other processes write too) never kept: each question is one read. */
+    atomic_int webhook_objects;
     uint8_t seal_key[SECRET_BOX_KEY_BYTES];
     /* Manifest lookups by repository and reference, valid while the driver's commit count
      * stays the same (manifest_cache.h); NULL when the driver cannot count every commit. */
     struct manifest_cache *manifests;
 };
+
+#define SQ_SAVEPOINTS_MAX 30 /* nested transactions in a unit of work (sq_conn.savepoint_writes) */
 
 struct sq_conn {
     unsigned magic;
@@ -395,6 +402,14 @@ struct sq_conn {
     bool has_autocommit_lock; /* ... for an autocommit write (sq_autocommit_lock) */
     bool is_clock_synced;  /* the write transaction moved the clock past the log's newest */
     bool is_secure_delete; /* the write transaction zeroes what it frees (sq_tx_secure_delete) */
+    /* A unit of work is open (sq_write_begin): the transactions begun in it are savepoints
+     * of its write transaction, n_savepoints deep; is_unit_synced: one of them asked for a
+     * synced commit, which the unit's commit then waits for. */
+    bool is_unit;
+    bool is_unit_synced;
+    bool is_unit_failed; /* a savepoint could not be undone: the unit must roll back */
+    int n_savepoints;
+    unsigned savepoint_writes; /* bit n: savepoint n was begun as a write transaction */
     /* What statements run on: this thread's own connection, or the store's writer during
      * a write transaction. */
     struct sql_db *db;
@@ -468,6 +483,10 @@ int sq_tx_secure_delete(struct sq_conn *c, struct err *e);
  * mutex, which every write of the process holds (meta_sql.c says why). */
 void sq_autocommit_lock(struct sq_conn *c);
 void sq_autocommit_unlock(struct sq_conn *c);
+/* Units of work (ms_write_begin_f): a write transaction whose nested transactions are
+ * savepoints. */
+ms_write_begin_f sq_write_begin;
+ms_write_end_f sq_write_end;
 /* Moves the write-ahead log home and empties it (drivers without one: nothing to do),
  * under the writer mutex; outside a transaction. SQL_OK or the driver's error. */
 int sq_compact_log(struct sq_conn *c);

@@ -1,0 +1,259 @@
+"""Every effect that fires webhooks fires exactly one delivery per webhook, also across a
+kill -9 and a restart of the region (docs/webhooks.md, "Durable"): a push and a delete made in
+another region and replicated here, a tag deleted by a retention rule, an untagged manifest
+deleted by the collector, and a client's own push and delete. Each delivery is written in the write transaction of its effect
+(src/repl/webhook.h, webhook_tx_*), so a crash keeps both or neither.
+
+The window itself (the effect committed, its delivery not yet) is shown without a fault point
+in the server: a trigger the test puts in the region's own metastore refuses every delivery
+for a while, as a crash between two commits would lose it. The effect must then not take place
+(it is retried: the fetch, the event, the next collector or retention pass) and, once the
+deliveries are let through, fire exactly once. Before 6 December each effect committed alone
+and its refused delivery was only logged: nothing ever fired. Each test then kill -9s the
+region with the deliveries still pending (the receiver down) and checks that after the restart
+every effect fired exactly once.
+
+Receivers are python http.server instances in threads on 127.0.0.1; waits poll observable
+state against a deadline."""
+
+import json
+import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+import tier
+from conftest import wait_until
+from regions import wait_for
+
+pytest_plugins = ["geo_plugin"]
+
+REGION = "eastus"
+BACKOFF = ["--webhook-backoff-max", "1s"]
+
+
+class Receiver:
+    """Records every POST and answers 200; stop()/start() close and reopen the same port."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.got = []
+        self.port = 0
+        self.httpd = None
+
+    def start(self):
+        rcv = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with rcv.lock:
+                    rcv.got.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                         daemon=True).start()
+        return self
+
+    def stop(self):
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/hook" % self.port
+
+    def summary(self):
+        """(action, digest, tag, request method) of each event received, pings left out."""
+        with self.lock:
+            got = list(self.got)
+        return sorted((g["action"], g["target"]["digest"], g["target"].get("tag") or "",
+                       g["request"]["method"]) for g in got if g["action"] != "ping")
+
+    def ids(self):
+        with self.lock:
+            return [g["id"] for g in self.got]
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+def api(srv, method, path, **kw):
+    kw.setdefault("timeout", 30)
+    return requests.request(method, srv.url + "/_meridian/v1/" + path, **kw)
+
+
+def records(srv, hook):
+    r = api(srv, "GET", "webhooks/%s/events" % hook)
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    return r.json()
+
+
+def refuse_deliveries(srv, is_on):
+    """While on, every insert into the region's delivery queue fails (a trigger of the test in
+    the region's metastore; nothing in the server knows of it)."""
+    if is_on and tier.on_sqlite():
+        sql = ("CREATE TRIGGER refuse_delivery BEFORE INSERT ON webhook_deliveries"
+               " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+    elif is_on:
+        sql = ("CREATE OR REPLACE FUNCTION refuse_delivery() RETURNS trigger AS"
+               " $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql;"
+               " CREATE TRIGGER refuse_delivery BEFORE INSERT ON webhook_deliveries"
+               " FOR EACH ROW EXECUTE FUNCTION refuse_delivery()")
+    else:
+        sql = "DROP TRIGGER refuse_delivery" + ("" if tier.on_sqlite() else
+                                                " ON webhook_deliveries")
+    tier.meta_exec(srv.data_dir, sql)
+
+
+def refusals(srv):
+    """How many times the region logged a refused delivery."""
+    with open(srv.log_path, "rb") as f:
+        return f.read().decode(errors="replace").count("refused by the test")
+
+
+def crash_and_restart(srv, receiver, hook, n_pending):
+    """With the receiver down, waits until hook's n_pending deliveries were tried once (so the
+    region is past the effects and their queueing), kill -9s the region, brings the receiver
+    back and restarts the region."""
+    def tried():
+        recs = records(srv, hook)
+        return (len(recs) == n_pending and
+                all(r["state"] == "pending" and r["attempts"] >= 1 for r in recs) and recs)
+    wait_until(tried, timeout_s=60, what="%d deliveries tried while the receiver is down"
+               % n_pending)
+    kill = getattr(srv, "kill9", None) or srv.kill
+    kill()
+    receiver.start()
+    srv.start()
+
+
+def test_replicated_effects_wait_for_their_deliveries(geo, receiver):
+    a, b = geo(2, extra_args=BACKOFF)
+    hook = "refusb%s" % secrets.token_hex(3)
+    b.cli("webhook", "create", hook, "--location", b.name, "--uri", receiver.url,
+          "--actions", "push,delete")
+    wait_for(lambda: hook in {w["name"] for w in a.api("GET", "webhooks").json()}, 60,
+             "the webhook to reach the other region")
+    repo = "e2e/refused/%s" % secrets.token_hex(4)
+    receiver.stop()   # the deliveries stay pending until after the kill
+    refuse_deliveries(b, True)
+    img1 = a.oci().push_image(repo, "v1")
+    wait_for(lambda: refusals(b) >= 2, 60, "b to try to show the push, twice, refused")
+    refuse_deliveries(b, False)
+    wait_for(lambda: len(records(b, hook)) == 1, 60,
+             "the push to take effect in b once its delivery can be written")
+
+    n = refusals(b)
+    refuse_deliveries(b, True)
+    r = a.oci().delete("/v2/%s/manifests/v1" % repo)
+    assert r.status_code == 202, (r.status_code, r.text)
+    wait_for(lambda: refusals(b) >= n + 2, 60, "b to try to apply the delete, twice, refused")
+    refuse_deliveries(b, False)
+    crash_and_restart(b, receiver, hook, 2)
+    img2 = a.oci().push_image(repo, "v2")   # a last one: a duplicate would arrive before it
+    want = sorted([("push", img1.digest, "v1", "REPLICATE"),
+                   ("delete", img1.digest, "v1", "REPLICATE"),
+                   ("push", img2.digest, "v2", "REPLICATE")])
+    wait_for(lambda: len(receiver.summary()) >= 3, 60, "the delete and the last push in b")
+    assert receiver.summary() == want
+    assert len(set(receiver.ids())) == 3
+    assert len(records(b, hook)) == 3
+    assert records(a, hook) == []   # recorded where the webhook is located only
+
+
+def test_retention_and_collector_deletes_wait_for_their_deliveries(server_factory, receiver):
+    srv = server_factory("--region", REGION, *BACKOFF)
+    hook = "refusr%s" % secrets.token_hex(3)
+    repo = "e2e/refused/%s" % secrets.token_hex(4)
+    r = api(srv, "POST", "webhooks", json={"name": hook, "location": REGION, "uri": receiver.url,
+                                           "actions": ["delete"], "scope": repo})
+    assert r.status_code == 201, r.text
+    old = srv.oci().push_image(repo, tag="v1", layers=1)
+    srv.oci().push_image(repo, tag="v2", layers=1)
+    r = api(srv, "POST", "retention", json={"pattern": repo, "keepNewest": 1, "untaggedAfterS": 1})
+    assert r.status_code == 200, r.text
+
+    receiver.stop()   # the deliveries stay pending until after the kill
+    refuse_deliveries(srv, True)
+    r = api(srv, "POST", "retention/run")
+    assert r.status_code == 200 and r.json()["deleted"] == 0, r.text  # refused: v1 stays
+    assert srv.oci().get("/v2/%s/manifests/v1" % repo).status_code == 200
+    refuse_deliveries(srv, False)
+    r = api(srv, "POST", "retention/run")
+    assert r.status_code == 200 and r.json()["deleted"] == 1, r.text
+
+    refuse_deliveries(srv, True)
+    n = refusals(srv)
+
+    def refused():   # v1's manifest, untagged now, is due once past its 1 s grace
+        r = api(srv, "POST", "gc/run")
+        assert r.status_code == 200 and r.json()["manifests_deleted"] == 0, r.text
+        return refusals(srv) > n
+    wait_until(refused, timeout_s=30, what="the collector's delete refused")
+    refuse_deliveries(srv, False)
+
+    def collected():
+        r = api(srv, "POST", "gc/run")
+        assert r.status_code == 200, r.text
+        return r.json()["manifests_deleted"] == 1
+    wait_until(collected, timeout_s=30, what="the untagged manifest collected")
+    crash_and_restart(srv, receiver, hook, 2)
+    # more passes delete nothing and announce nothing; a ping then marks the end of the queue
+    assert api(srv, "POST", "retention/run").json()["deleted"] == 0
+    assert api(srv, "POST", "gc/run").json()["manifests_deleted"] == 0
+    assert api(srv, "POST", "webhooks/%s/ping" % hook).status_code == 202
+    wait_until(lambda: len(receiver.ids()) >= 3, timeout_s=30, what="the deliveries and a ping")
+    assert receiver.summary() == sorted([("delete", old.digest, "v1", "RETENTION"),
+                                         ("delete", old.digest, "", "GC")])
+    assert len(set(receiver.ids())) == 3
+    assert len(records(srv, hook)) == 3
+
+
+def test_a_client_push_and_delete_wait_for_their_deliveries(server_factory, receiver):
+    """A client's push or delete whose delivery cannot be written is refused whole (5xx,
+    nothing changed: the client retries it); before, it was answered 201/202 and its delivery
+    was only logged."""
+    srv = server_factory("--region", REGION, *BACKOFF)
+    hook = "refusc%s" % secrets.token_hex(3)
+    repo = "e2e/refused/%s" % secrets.token_hex(4)
+    r = api(srv, "POST", "webhooks", json={"name": hook, "location": REGION, "uri": receiver.url,
+                                           "actions": ["push", "delete"], "scope": repo})
+    assert r.status_code == 201, r.text
+    oci = srv.oci()
+    img = oci.push_image(repo, tag="v1", layers=1)
+    refuse_deliveries(srv, True)
+    r = oci.put_manifest(repo, "v2", img.body, img.media_type)
+    assert r.status_code >= 500, (r.status_code, r.text)
+    assert oci.get_manifest(repo, "v2").status_code == 404
+    r = oci.delete("/v2/%s/manifests/v1" % repo)
+    assert r.status_code >= 500, (r.status_code, r.text)
+    assert oci.get_manifest(repo, "v1").status_code == 200
+    refuse_deliveries(srv, False)
+    assert oci.put_manifest(repo, "v2", img.body, img.media_type).status_code == 201
+    assert oci.delete("/v2/%s/manifests/v1" % repo).status_code == 202
+    wait_until(lambda: len(receiver.summary()) >= 3, timeout_s=30, what="three deliveries")
+    assert receiver.summary() == sorted([("push", img.digest, "v1", "PUT"),
+                                         ("push", img.digest, "v2", "PUT"),
+                                         ("delete", img.digest, "v1", "DELETE")])
+    assert len(records(srv, hook)) == 3
