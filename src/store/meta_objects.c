@@ -238,22 +238,27 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
         return -1;
     /* secure_delete: the clear bytes an update leaves behind on the page or the freelist
      * are zeroed, not merely marked free. */
-    size_t n_sealed = 0;
+    size_t n_sealed = 0, n_redacted = 0;
     int rc = sq_tx_begin(c, true, e);
-    if (rc == 0 && (sq_tx_secure_delete(c, e) != 0 || seal_clear_rows(c, &n_sealed, e) != 0)) {
+    if (rc == 0 && (sq_tx_secure_delete(c, e) != 0 || seal_clear_rows(c, &n_sealed, e) != 0 ||
+                    sq_delivery_redact_old(c, &n_redacted, e) != 0)) {
         sq_tx_rollback(c);
         rc = -1;
     } else if (rc == 0) {
         rc = sq_tx_commit(c, e);
     }
     st->is_seal_pass_done = rc == 0;
-    if (rc != 0 || n_sealed == 0)
+    if (rc != 0 || n_sealed + n_redacted == 0)
         return rc;
     /* The old page images are still in the WAL: copy the new ones home and empty it. */
     if (sq_compact_log(c) != SQL_OK)
         log_warn("metastore", "failed to checkpoint after sealing webhook secrets");
-    log_info("metastore", "sealed %zu stored webhook definitions that held secrets (headers, "
-             "uri) in clear", n_sealed);
+    if (n_sealed > 0)
+        log_info("metastore", "sealed %zu stored webhook definitions that held secrets "
+                 "(headers, uri) in clear", n_sealed);
+    if (n_redacted > 0)
+        log_info("metastore", "redacted the receiver URL in %zu webhook delivery records "
+                 "written before URLs were redacted", n_redacted);
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "log.h"
 #include "metastore_sqlite_int.h"
+#include "url.h"
 #include "util.h"
 
 /* ==========================================================================
@@ -310,3 +311,69 @@ int sq_delivery_prune(struct metastore *ms, const char *webhook, size_t keep,
     return rc < 0 ? -1 : 0;
 }
 
+
+/* Done once per store: auth_meta holds it from the pass that redacted the old records. */
+#define DELIVERIES_REDACTED_MARK "delivery_urls_redacted"
+#define UNREACHABLE_PREFIX "cannot reach " /* httpc.c's message for a failed transfer */
+
+/* response with the URL of an unreachable receiver redacted (url_redact), or NULL when
+ * it names none or is redacted already. The URL runs to the first ": " (a URL holds no
+ * space), or to the end when the message was cut (err.h's msg limit). */
+static char *redact_response(const char *response)
+{
+    size_t n_prefix = strlen(UNREACHABLE_PREFIX);
+    if (response == NULL || strncmp(response, UNREACHABLE_PREFIX, n_prefix) != 0)
+        return NULL;
+    const char *url = response + n_prefix;
+    const char *end = strstr(url, ": ");
+    size_t url_len = end != NULL ? (size_t)(end - url) : strlen(url);
+    char *clear = xstrndup(url, url_len);
+    char *shown = url_redact(clear);
+    char *out = NULL;
+    if (shown != NULL && strcmp(shown, clear) != 0) {
+        size_t len = n_prefix + strlen(shown) + strlen(url + url_len) + 1;
+        out = xmalloc(len);
+        snprintf(out, len, "%s%s%s", UNREACHABLE_PREFIX, shown, url + url_len);
+    }
+    free(shown);
+    free(clear);
+    return out;
+}
+
+int sq_delivery_redact_old(struct sq_conn *c, size_t *n_redacted, struct err *e)
+{
+    *n_redacted = 0;
+    struct sql_stmt *s;
+    int rc = sq_run(c, "SELECT 1 FROM auth_meta WHERE k = '" DELIVERIES_REDACTED_MARK "'", &s, e,
+                    "");
+    if (rc < 0)
+        return -1;
+    sql_finalize(s);
+    if (rc == SQL_ROW)
+        return 0;
+    /* Collected first, updated after: no statement is left reading the table it writes. */
+    struct meta_name_list rows = {0}; /* id, new response, ... */
+    rc = sq_run(c, "SELECT id, response FROM webhook_deliveries WHERE status_code = 0"
+                   " AND response LIKE '" UNREACHABLE_PREFIX "%'",
+                &s, e, "");
+    for (int row = rc == SQL_ROW; rc >= 0 && row == 1; row = sq_next_row(c, s, e)) {
+        char *text = redact_response(sql_col_text(s, 1));
+        if (text == NULL)
+            continue;
+        rows.names = xrealloc(rows.names, (rows.n + 2) * sizeof(*rows.names));
+        rows.names[rows.n++] = sq_col_strdup(s, 0);
+        rows.names[rows.n++] = text;
+    }
+    if (rc >= 0)
+        sql_finalize(s);
+    for (size_t i = 0; rc >= 0 && i + 1 < rows.n; i += 2)
+        rc = sq_run_exec(c, "UPDATE webhook_deliveries SET response = ?2 WHERE id = ?1", e, "tt",
+                         rows.names[i], rows.names[i + 1]);
+    if (rc >= 0)
+        rc = sq_run_exec(c, "INSERT INTO auth_meta(k, v) VALUES ('" DELIVERIES_REDACTED_MARK
+                            "', 1)",
+                         e, "");
+    *n_redacted = rows.n / 2;
+    meta_name_list_fini(&rows);
+    return rc < 0 ? -1 : 0;
+}

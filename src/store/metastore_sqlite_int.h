@@ -704,6 +704,11 @@ ms_upload_list_expired_f sq_upload_list_expired;
 
 /* meta_webhooks.c: webhook deliveries (region-local). */
 ms_delivery_add_f sq_delivery_add;
+/* In the open write transaction, once per store: the records written before 5 December
+ * kept an unreachable receiver's whole URL in their response (userinfo and query values,
+ * which may be credentials); new ones are redacted as written (httpc.c). Redacts those
+ * (url_redact) and marks the store done. *n_redacted: records changed. 0, or -1 with e. */
+int sq_delivery_redact_old(struct sq_conn *c, size_t *n_redacted, struct err *e);
 ms_delivery_due_f sq_delivery_due;
 ms_delivery_update_f sq_delivery_update;
 ms_lease_hold_f sq_lease_hold;

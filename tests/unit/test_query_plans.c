@@ -69,6 +69,9 @@ static const struct {
     {"SELECT count(*) FROM events", "events", "compaction status (admin API): rows in the log"},
     {"SELECT count(*) FROM manifest_tombs", "manifest_tombs",
      "compaction status (admin API): tombstones held"},
+    {"SELECT id, response FROM webhook_deliveries WHERE status_code = 0", "webhook_deliveries",
+     "at open, once per store: redacts the receiver URL of delivery records written before it "
+     "was redacted (at most 1000 finished ones per webhook)"},
 };
 
 /* The table the statement may scan (allow-list), or NULL. */

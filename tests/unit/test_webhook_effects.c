@@ -5,7 +5,8 @@
  * trigger of the test's own database refuses them), the effect does not take place
  * either, and once they can, the effect and exactly one delivery per webhook are there.
  * Before 6 December the effect committed alone and its delivery, written after it in a
- * transaction of its own, was lost (retention: test_retention_delete). */
+ * transaction of its own, was lost (retention: test_retention_delete). Also: the
+ * redaction of receiver URLs kept in delivery records written before they were redacted. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -329,6 +330,69 @@ static void test_push_and_rollback(void **state)
     assert_int_equal(webhook_tx_end(&tx, 0, &e), 0);
 }
 
+/* Delivery records written before 5 December kept an unreachable receiver's whole URL in
+ * their response (credentials in its userinfo or query included); the pass at open redacts
+ * them once, as records are written now. Fails before 6 December: they stayed as written. */
+static void test_old_delivery_urls_redacted_at_open(void **state)
+{
+    struct fx *f = *state;
+    struct metastore *ms = f->reg.ms;
+    struct err e = {0};
+    static const struct {
+        const char *id;
+        int status_code;
+        const char *before;
+        const char *after;
+    } rows[] = {
+        {"r1", 0, "cannot reach http://ci:s3cret@hooks.example/h?token=abc&team=x: Couldn't "
+                  "connect to server",
+         "cannot reach http://***@hooks.example/h?token=***&team=***: Couldn't connect to "
+         "server"},
+        {"r2", 0, "cannot reach https://hooks.example:8443/h?token=abc", /* cut by err.h */
+         "cannot reach https://hooks.example:8443/h?token=***"},
+        {"r3", 0, "cannot reach http://***@hooks.example/h: Timeout was reached",
+         "cannot reach http://***@hooks.example/h: Timeout was reached"}, /* written now */
+        {"r4", 0, "cannot reach http://hooks.example/h: Timeout was reached",
+         "cannot reach http://hooks.example/h: Timeout was reached"}, /* nothing secret */
+        {"r5", 500, "cannot reach http://a:b@upstream/x?k=v: said the receiver",
+         "cannot reach http://a:b@upstream/x?k=v: said the receiver"}, /* its own body */
+        {"r6", 0, "webhook disabled", "webhook disabled"},
+    };
+    size_t n = sizeof(rows) / sizeof(rows[0]);
+    for (size_t i = 0; i < n; i++) {
+        struct meta_delivery d = {.webhook = "deploy1", .action = "push", .payload = "{}",
+                                  .state = META_DELIVERY_FAILED, .attempts = 10,
+                                  .status_code = rows[i].status_code, .latency_ms = 5,
+                                  .response = (char *)rows[i].before, .created_ms = 1,
+                                  .updated_ms = 2, .next_attempt_ms = 3};
+        snprintf(d.id, sizeof(d.id), "%s", rows[i].id);
+        assert_int_equal(ms->ops->delivery_add(ms, &d, 1, &e), 0);
+    }
+    uint8_t key[32] = {1, 2, 3};
+    assert_int_equal(metastore_sqlite_set_sealing_key(ms, key, &e), 0);
+    struct meta_delivery_list list;
+    assert_int_equal(ms->ops->delivery_list(ms, "deploy1", 100, &list, &e), 0);
+    assert_int_equal(list.n, n);
+    for (size_t i = 0; i < n; i++) {
+        const struct meta_delivery *d = &list.items[n - 1 - i]; /* newest first */
+        assert_string_equal(d->id, rows[i].id);
+        assert_string_equal(d->response, rows[i].after);
+    }
+    meta_delivery_list_fini(&list);
+
+    /* Once: a later start leaves the records as they are (none is written the old way). */
+    struct meta_delivery d = {.webhook = "deploy1", .action = "push", .payload = "{}",
+                              .state = META_DELIVERY_FAILED, .latency_ms = 5,
+                              .response = "cannot reach http://u:p@h/: x", .created_ms = 1,
+                              .updated_ms = 2, .next_attempt_ms = 3};
+    snprintf(d.id, sizeof(d.id), "r7");
+    assert_int_equal(ms->ops->delivery_add(ms, &d, 1, &e), 0);
+    assert_int_equal(metastore_sqlite_set_sealing_key(ms, key, &e), 0);
+    assert_int_equal(ms->ops->delivery_list(ms, "deploy1", 1, &list, &e), 0);
+    assert_string_equal(list.items[0].response, "cannot reach http://u:p@h/: x");
+    meta_delivery_list_fini(&list);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -350,6 +414,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replicated_delete, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_gc_delete, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_push_and_rollback, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_old_delivery_urls_redacted_at_open, fx_setup,
+                                        fx_teardown),
     };
     int failed = cmocka_run_group_tests_name("sqlite", tests, setup, teardown);
     const char *uri = getenv("MERIDIAN_TEST_PG");
