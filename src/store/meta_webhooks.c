@@ -235,6 +235,14 @@ int sq_delivery_due(struct metastore *ms, int64_t now_ms, int64_t claim_ms, size
         return 0;
     }
     sq_tx_rollback(c); /* read-only: nothing to commit */
+    /* No delivery leaves the process before it is durable, with the effect it announces:
+     * an event applied from a peer commits unsynced (sq_tx_commit_unsynced), and a power
+     * loss that took it back after its delivery was sent would have it fetched, applied
+     * and announced again, under another delivery id. One group-commit sync per batch. */
+    if (out->n > 0 && sq_durable_wait(c->store, e) != 0) {
+        meta_delivery_list_fini(out);
+        return -1;
+    }
     return 0;
 fail:
     sq_tx_rollback(c);
