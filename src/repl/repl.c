@@ -1650,12 +1650,20 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
         struct webhook_tx tx = {0};
         AZ(pthread_mutex_lock(&r->hook_mu));
         if (crc == 0 && is_shallow) {
+            /* Completed (metadata only) with the visibility, as below. */
+            struct meta_status done = {.region = (char *)self_region(r), .state = "Completed",
+                                       .details = "Shallow: blobs are fetched on first pull"};
+            AZ(pthread_mutex_lock(&r->status_mu));
+            inflight_finishing(r, key);
+            done.updated_ms = util_now_ms();
             crc = webhook_tx_begin(r->reg, &tx, &e);
             if (crc == 0)
-                crc = ms_of(r)->ops->manifest_show_shallow(ms_of(r), p->repo, &p->digest, &e);
+                crc = ms_of(r)->ops->manifest_show_shallow(ms_of(r), p->repo, &p->digest, &done,
+                                                           &e);
             if (crc == 0)
                 crc = queue_shown(r, &tx, p, &e);
             crc = webhook_tx_end(&tx, crc, &e);
+            AZ(pthread_mutex_unlock(&r->status_mu));
         }
         if (crc == 0 && !is_shallow) {
             /* Completed is written with the visibility (one transaction), under status_mu
@@ -1679,11 +1687,7 @@ static void complete_pending(struct repl *r, const struct meta_pending *p)
             gc_fence_leave(r->reg, false);
         if (crc == 0) {
             inflight_finishing(r, key);
-            if (is_shallow)
-                set_status(r, p->repo, &p->digest, "Completed", 0, 0,
-                           "Shallow: blobs are fetched on first pull", true);
-            else
-                repl_log_grew(r); /* the Completed event: peers' polls get it at once */
+            repl_log_grew(r); /* the Completed event: peers' polls get it at once */
             log_info("repl", "replicated %s@%s (%" PRId64 " bytes)", p->repo, p->digest.str,
                      total);
             AZ(pthread_mutex_lock(&r->mu));

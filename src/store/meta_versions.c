@@ -298,7 +298,7 @@ int sq_manifest_relatives(struct metastore *ms, const char *repo, const struct d
 }
 
 int sq_manifest_show_shallow(struct metastore *ms, const char *repo, const struct digest *d,
-                             struct err *e)
+                             const struct meta_status *done, struct err *e)
 {
     /* a child manifest of it that is not visible here */
     static const char child_sql[] =
@@ -327,6 +327,10 @@ int sq_manifest_show_shallow(struct metastore *ms, const char *repo, const struc
         goto fail;
     }
     if (set_state(c, repo_id, d->str, PLACE_VISIBLE, e) != 0)
+        goto fail;
+    /* Shown and announced at once (as sq_pending_complete): written apart, a crash between
+     * the two left it visible here and this region not Completed anywhere for ever. */
+    if (done != NULL && sq_status_write(c, repo, d->str, done, true, e) != 0)
         goto fail;
     return sq_tx_commit(c, e);
 fail:

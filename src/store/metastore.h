@@ -743,9 +743,11 @@ typedef int ms_manifest_relatives_f(struct metastore *ms, const char *repo,
                                     struct meta_name_list *out, struct err *e);
 /* Shows a pending manifest without its blobs (a Shallow version: they are fetched on first
  * pull): ERR_MANIFEST_BLOB_UNKNOWN if a child manifest is not visible yet; no-op unless
- * pending. */
+ * pending. done (may be NULL): this region's status, written in the same transaction (an
+ * event), as pending_complete does. */
 typedef int ms_manifest_show_shallow_f(struct metastore *ms, const char *repo,
-                                       const struct digest *d, struct err *e);
+                                       const struct digest *d, const struct meta_status *done,
+                                       struct err *e);
 /* Does a manifest of repo that this region holds (visible or pending, not "not held")
  * reference blob d? */
 typedef int ms_blob_is_wanted_f(struct metastore *ms, const char *repo, const struct digest *d,

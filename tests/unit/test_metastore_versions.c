@@ -367,7 +367,7 @@ static void test_placement_follows_late_tags_and_removals_during_a_fetch(void **
     assert_false(is_visible(north, "golden/base", v1.str));
     assert_false(is_linked(north, "golden/base", "layer-1"));
     e = (struct err){0};
-    assert_int_equal(north->ops->manifest_show_shallow(north, "golden/base", &v1, &e), -1);
+    assert_int_equal(north->ops->manifest_show_shallow(north, "golden/base", &v1, NULL, &e), -1);
     assert_int_equal(e.code, ERR_CONFLICT);
     assert_false(is_visible(north, "golden/base", v1.str));
     meta_pending_fini(&list[0]);
@@ -396,6 +396,46 @@ static void test_placement_follows_late_tags_and_removals_during_a_fetch(void **
     assert_int_equal(north->ops->status_list(north, "golden/base", &v1, &st, &n_st, &e), 0);
     assert_string_equal(st[0].state, "Pending");
     meta_status_free(st, n_st);
+    json_decref(put);
+    json_decref(tag);
+    east->ops->close(east);
+    north->ops->close(north);
+}
+
+/* A Shallow version is shown with its Completed report in one transaction: written apart
+ * (before 6 December), a crash between the two left it visible here and this region not
+ * Completed anywhere for ever (nothing reports a manifest that is already visible). */
+static void test_shallow_show_writes_its_completed_report_with_it(void **state)
+{
+    (void)state;
+    struct metastore *east = open_store("eastus");
+    static const char *const v1_blobs[] = {"config-1", "layer-1"};
+    struct digest v1;
+    put_image(east, "golden/base", "1.0.0", v1_blobs, 2, &v1);
+    json_t *put = put_event_of(east, &v1);
+    json_t *tag = event_of(east, "tag_set", &v1);
+    struct metastore *north = open_store("northeurope");
+    struct err e = {0};
+    assert_int_equal(north->ops->object_put(north, "image_definition", "golden/base",
+                                            "{\"repository\":\"golden/base\"}", &e),
+                     0);
+    apply_put(north, put, 1);
+    apply_put(north, tag, 2);
+    assert_int_equal(n_pending(north), 1);
+    struct meta_status done = {.region = "northeurope", .state = "Completed",
+                               .updated_ms = util_now_ms(),
+                               .details = "Shallow: blobs are fetched on first pull"};
+    assert_int_equal(north->ops->manifest_show_shallow(north, "golden/base", &v1, &done, &e), 0);
+    assert_true(is_visible(north, "golden/base", v1.str));
+    assert_false(is_linked(north, "golden/base", "layer-1")); /* fetched on first pull */
+    struct meta_status *st = NULL;
+    size_t n_st = 0;
+    assert_int_equal(north->ops->status_list(north, "golden/base", &v1, &st, &n_st, &e), 0);
+    assert_int_equal(n_st, 1);
+    assert_string_equal(st[0].region, "northeurope");
+    assert_string_equal(st[0].state, "Completed");
+    meta_status_free(st, n_st);
+    json_decref(event_of(north, "status", &v1)); /* announced: an event peers pull */
     json_decref(put);
     json_decref(tag);
     east->ops->close(east);
@@ -576,6 +616,7 @@ int main(void)
         cmocka_unit_test(test_release_keeps_a_blob_uploaded_since),
         cmocka_unit_test(test_not_held_keeps_no_manifest_bytes),
         cmocka_unit_test(test_placement_follows_late_tags_and_removals_during_a_fetch),
+        cmocka_unit_test(test_shallow_show_writes_its_completed_report_with_it),
         cmocka_unit_test(test_a_tag_merged_during_a_not_held_move_places_again),
         cmocka_unit_test(test_status_copies_on_a_v2_database_and_from_old_peers),
     };
