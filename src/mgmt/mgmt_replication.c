@@ -2,6 +2,7 @@
  * API under /_meridian/v1/replication/ (events long poll, introduce, summary, state)
  * that regions use among themselves. */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,6 +175,21 @@ static bool query_i64(struct http_req *req, const char *name, int64_t dflt, int6
     return true;
 }
 
+/* Said once per process: a peer holds an event of this region's name that its log does
+ * not hold (restored from an older copy; the peer records it, and this region's reports
+ * from before it opened its database count again once it has reported them anew). */
+static void note_restored(const char *from, int64_t seq)
+{
+    static atomic_bool is_said;
+    if (atomic_exchange(&is_said, true))
+        return;
+    log_error("repl",
+              "%s holds event #%" PRId64 " of this region's name that this log does not: this "
+              "region was restored from an older copy of its data (docs/replication.md, \"A "
+              "region restored from an older copy\")",
+              from, seq);
+}
+
 /* Residency (residency.h): of events read for region `from`, those about a repository it
  * may not hold are sent as redacted stand-ins (origin, sequence and clock: its version
  * vector advances past them), and redacted events this region relays for another origin
@@ -230,6 +246,13 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
         !query_i64(req, "max", 500, EVENTS_BATCH_MAX, &max) ||
         !query_i64(req, "wait", 0, EVENTS_WAIT_MAX_S, &wait_s))
         return;
+    /* The newest event of this region's name the caller holds: when this log does not
+     * hold that very event, the region was restored from an older copy of its data, and
+     * the answer says so (restored_probe; the caller records it: repl.c). */
+    int64_t held_seq, held_hlc, opened_hlc = 0;
+    if (!query_i64(req, "held_seq", 0, INT64_MAX, &held_seq) ||
+        !query_i64(req, "held_hlc", 0, INT64_MAX, &held_hlc))
+        return;
     if (!check_member(req, from))
         return;
     /* With mutual TLS a region pulls as the region its certificate names, and no other:
@@ -254,6 +277,15 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
         reply_err(req, &e);
         return;
     }
+    if (held_seq > 0 &&
+        reg->ms->ops->restored_probe(reg->ms, held_seq, held_hlc, &opened_hlc, &e) != 0) {
+        meta_horizon_list_fini(h, nh);
+        meta_vv_fini(&vv);
+        reply_err(req, &e);
+        return;
+    }
+    if (opened_hlc != 0)
+        note_restored(from, held_seq);
     const char *below = NULL;
     bool is_below = compact_is_below(&vv, h, nh, &below);
     compact_note_ack(atomic_load(&reg->is_ready) ? reg->compact : NULL, from,
@@ -302,7 +334,7 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
      * read that the caller had already (its version vector) are news too: the answer moves
      * its position past them at once (held, a caller catching up through a log it mostly
      * has advanced one scan of rows per wait). */
-    if (n_read == 0 && last == after && util_now_ms() < w->deadline_ms &&
+    if (n_read == 0 && last == after && opened_hlc == 0 && util_now_ms() < w->deadline_ms &&
         atomic_load(&reg->is_ready)) {
         free(events);
         w->seen_head = head;
@@ -332,7 +364,10 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
     for (size_t i = written; i < n; i++)
         meta_event_fini(&events[i]);
     free(events);
-    buf_printf(&b, "],\"last\":%" PRId64 ",\"head\":%" PRId64 ",\"region\":", last, head);
+    buf_printf(&b, "],\"last\":%" PRId64 ",\"head\":%" PRId64, last, head);
+    if (opened_hlc != 0)
+        buf_printf(&b, ",\"restored\":{\"opened\":%" PRId64 "}", opened_hlc);
+    buf_appends(&b, ",\"region\":");
     buf_append_json_string(&b, reg->cfg->region);
     buf_appends(&b, "}");
     http_reply(req, 200, "application/json", b.data, b.len);

@@ -832,6 +832,43 @@ static int catch_up_from_snapshot(struct peer *p, struct err *e)
     return result;
 }
 
+/* The peer lost events of its own name this region holds (restored from an older copy of
+ * its data, or a new region under a removed one's name), and opened its database at clock
+ * opened: its reports from before are void. Recorded as a replicated object (RESTORED_KIND)
+ * unless one at least as recent is here already: it drops them here at once, in every region
+ * it reaches (relays included), and makes the peer report what it holds again. */
+static void note_restored(struct repl *r, const char *peer, int64_t opened)
+{
+    struct metastore *ms = ms_of(r);
+    struct err e = {0};
+    char *have = NULL;
+    if (ms->ops->object_get(ms, RESTORED_KIND, peer, &have, &e) == 0) {
+        json_error_t je;
+        json_t *v = json_loads(have, 0, &je);
+        json_int_t known = json_integer_value(json_object_get(v, "opened"));
+        json_decref(v);
+        free(have);
+        if (known >= opened)
+            return;
+    } else if (e.code != ERR_NOT_FOUND) {
+        log_warn("repl", "failed to read what is known of %s's restore: %s", peer,
+                 err_message(&e));
+        return;
+    }
+    char value[64];
+    snprintf(value, sizeof(value), "{\"opened\":%" PRId64 "}", opened);
+    memset(&e, 0, sizeof(e));
+    if (ms->ops->object_put(ms, RESTORED_KIND, peer, value, &e) != 0) {
+        log_warn("repl", "failed to record that %s was restored: %s", peer, err_message(&e));
+        return;
+    }
+    log_warn("repl",
+             "%s was restored from an older copy of its data (it lost events of its name this "
+             "region holds): its reports from before it reopened are void until it reports "
+             "again",
+             peer);
+}
+
 static void *puller_main(void *arg)
 {
     struct peer *p = arg;
@@ -860,13 +897,21 @@ static void *puller_main(void *arg)
             nap(r, 1000);
             continue;
         }
+        /* The newest event of the peer's name held here: the peer answers whether its log
+         * holds that very event (if not, it was restored from an older copy). */
+        int64_t held_seq = 0, held_hlc = 0;
+        if (ms_of(r)->ops->origin_newest(ms_of(r), p->location, &held_seq, &held_hlc, &e) != 0)
+            held_seq = 0;
         struct buf url;
         buf_init(&url, 64 * 1024);
         AZ(pthread_mutex_lock(&r->mu));
         buf_printf(&url, "%s/_meridian/v1/replication/events?after=%" PRId64 "&wait=%d&max=%d"
-                         "&from=%s&vv=",
+                         "&from=%s",
                    p->endpoint, cursor, REPL_POLL_WAIT_S, REPL_BATCH_MAX, self_region(r));
         AZ(pthread_mutex_unlock(&r->mu));
+        if (held_seq > 0 && held_hlc > 0)
+            buf_printf(&url, "&held_seq=%" PRId64 "&held_hlc=%" PRId64, held_seq, held_hlc);
+        buf_appends(&url, "&vv=");
         repl_codec_vv_to_string(&vv, &url);
         meta_vv_fini(&vv);
         struct httpc_response resp;
@@ -906,6 +951,9 @@ static void *puller_main(void *arg)
         }
         httpc_response_fini(&resp);
         backoff_ms = 200;
+        json_t *restored = json_object_get(json_object_get(body, "restored"), "opened");
+        if (json_is_integer(restored) && json_integer_value(restored) > 0)
+            note_restored(r, p->location, json_integer_value(restored));
         json_t *events = json_object_get(body, "events");
         json_int_t last = json_integer_value(json_object_get(body, "last"));
         json_t *head_v = json_object_get(body, "head");

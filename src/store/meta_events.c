@@ -216,6 +216,11 @@ int sq_hlc_seed(struct sq_conn *c, struct err *e)
     if (h > c->store->hlc_last)
         c->store->hlc_last = h;
     sq_stmt_done(s);
+    /* The opening clock: every event this process writes is above it, and every event the
+     * region wrote before is below it (its wall clock was earlier then), also one it lost
+     * to a restore from an older copy (restored_probe answers it: meta_restored.c). */
+    c->store->hlc_last = (int64_t)hlc_tick((uint64_t)c->store->hlc_last, util_now_ms());
+    c->store->opened_hlc = c->store->hlc_last;
     return 0;
 }
 

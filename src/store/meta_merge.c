@@ -556,6 +556,15 @@ static int merge_object(struct sq_conn *c, const struct meta_event *ev, bool is_
     }
     bool wins = rc != SQL_ROW || hlc_lww_wins(ev->hlc, ev->origin, (uint64_t)sql_col_int64(s, 1),
                                               sql_col_text(s, 2));
+    /* A restored region's marker keeps the latest reopening, whichever region wrote it
+     * last: the highest clock is the cut in every region, whatever the order. */
+    if (rc == SQL_ROW && !is_delete && strcmp(kind, RESTORED_KIND) == 0) {
+        char *value = json_dumps(json_object_get(p, "value"), JSON_COMPACT);
+        int64_t in = sq_restored_opened(value),
+                have = sq_restored_opened((const char *)sql_col_text(s, 0));
+        wins = in > have || (in == have && wins);
+        free(value);
+    }
     sq_stmt_done(s);
     rc = 0;
     if (wins) {
@@ -568,6 +577,8 @@ static int merge_object(struct sq_conn *c, const struct meta_event *ev, bool is_
             rc = sq_access_on_object(c, kind, ev->name, value, ev->origin, e);
         if (rc == 0)
             rc = sq_access_on_policy_write(c, kind, e);
+        if (rc == 0 && !is_delete)
+            rc = sq_restored_on_put(c, kind, ev->name, value, true, e);
         free(sealed);
         free(value);
     }
@@ -610,12 +621,15 @@ static int merge_status(struct sq_conn *c, const struct meta_event *ev, struct e
         .copies = json_integer_value(json_object_get(p, "copies")),
     };
     int rc = 0;
-    /* A region is the authority on its own status: others' reports of it are ignored. */
-    bool is_stale = false;
+    /* A region is the authority on its own status: others' reports of it are ignored. A
+     * report older than a restore of the region it describes is void (meta_restored.c). */
+    bool is_stale = false, is_void = false;
     if (st.region && st.state && ev->repo && ev->digest &&
         strcmp(st.region, c->store->region) != 0 &&
         (rc = status_is_stale(c, ev->repo, ev->digest, (int64_t)ev->hlc, &is_stale, e)) == 0 &&
-        !is_stale) {
+        !is_stale &&
+        (rc = sq_restored_voids(c, st.region, (int64_t)ev->hlc, &is_void, e)) == 0 &&
+        !is_void) {
         struct sql_stmt *s;
         rc = sq_query(c, SQ_STATUS_GET, &s, e, "ttt", ev->repo, ev->digest, st.region);
         if (rc >= 0) {

@@ -284,7 +284,8 @@ static int object_set(struct sq_conn *c, const char *kind, const char *key,
     sq_note_object(c->store, kind);
     if (sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, value_json, hlc, c->store->region,
                 (int64_t)0) != 0 ||
-        sq_access_on_policy_write(c, kind, e) != 0)
+        sq_access_on_policy_write(c, kind, e) != 0 ||
+        sq_restored_on_put(c, kind, key, value_json, false, e) != 0)
         return -1;
     return sq_event_append_clock(c, "object_put", NULL, key, NULL, payload, hlc, e);
 }

@@ -327,6 +327,22 @@ typedef int ms_cursor_set_f(struct metastore *ms, const char *peer, int64_t seq,
 /* Highest local log position (0 if empty). */
 typedef int ms_log_head_f(struct metastore *ms, int64_t *seq, struct err *e);
 
+/* A region restored from an older copy of its data (docs/replication.md, "A region
+ * restored from an older copy"). RESTORED_KIND objects, keyed by the region's name, value
+ * {"opened": H}: H is the clock at which that region opened the database it restarted
+ * with; its reports with a clock below H are void everywhere but in the region itself,
+ * which reports them again (the register keeps the highest H: meta_restored.c). */
+#define RESTORED_KIND "region_restored"
+/* The newest event of origin this log holds: its origin_seq and clock (0, 0 if none). */
+typedef int ms_origin_newest_f(struct metastore *ms, const char *origin, int64_t *seq,
+                               int64_t *hlc, struct err *e);
+/* A peer holds this region's event numbered seq with clock hlc (the newest of this
+ * region's name it holds). *opened_hlc: 0 when this log holds that very event, or cannot
+ * tell (compacted); else this store's opening clock: the region lost events of its own
+ * name that it had written before it opened its database (restored from an older copy). */
+typedef int ms_restored_probe_f(struct metastore *ms, int64_t seq, int64_t hlc,
+                                int64_t *opened_hlc, struct err *e);
+
 /* Anti-entropy: per repository a digest over its visible tags (name, digest, hlc) and
  * manifests; written as a JSON object {"repo": "sha256:..."} into out. */
 typedef int ms_summary_f(struct metastore *ms, struct buf *out, struct err *e);
@@ -830,6 +846,8 @@ struct metastore_ops {
     ms_cursor_get_f *cursor_get;
     ms_cursor_set_f *cursor_set;
     ms_log_head_f *log_head;
+    ms_origin_newest_f *origin_newest;
+    ms_restored_probe_f *restored_probe;
     ms_summary_f *summary;
     ms_repo_state_f *repo_state;
     ms_state_merge_f *state_merge;

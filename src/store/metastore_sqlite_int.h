@@ -358,6 +358,7 @@ struct sq_store {
     /* Under mu: */
     struct sq_conn *conns; /* every open connection, for close */
     int64_t hlc_last;
+    int64_t opened_hlc; /* the clock at open (sq_hlc_seed): restored_probe's answer */
     pthread_mutex_t wmu;   /* one write transaction of this process at a time */
     uint64_t n_write_commits; /* under wmu: for the periodic PRAGMA optimize */
     /* Under wmu: the connection every write transaction of this process runs on, when the
@@ -662,6 +663,20 @@ ms_tombs_expire_f sq_tombs_expire;
 /* Logs, once per process, that a peer holds events of this region's own name past its
  * log (#seq, this log ending at #have): meta_merge.c, and log_adopt for a snapshot. */
 void sq_note_own_history(int64_t have, int64_t seq);
+/* Region restored from an older copy (meta_restored.c). */
+ms_origin_newest_f sq_origin_newest;
+ms_restored_probe_f sq_restored_probe;
+/* A RESTORED_KIND object (region key, value) written here (is_merge false) or merged from
+ * a peer, in the open write transaction: drops key's status rows older than its opening
+ * clock, or, in the region key itself (merged), reports those of its rows again. Other
+ * kinds: nothing. */
+int sq_restored_on_put(struct sq_conn *c, const char *kind, const char *key, const char *value,
+                       bool is_merge, struct err *e);
+/* Whether a report of region written at hlc is void (older than its restored marker). */
+int sq_restored_voids(struct sq_conn *c, const char *region, int64_t hlc, bool *is_void,
+                      struct err *e);
+/* The opening clock of a RESTORED_KIND value ({"opened": H}); 0 if none. */
+int64_t sq_restored_opened(const char *value);
 ms_log_adopt_f sq_log_adopt;
 ms_objects_state_f sq_objects_state;
 ms_repo_statuses_f sq_repo_statuses;

@@ -10,8 +10,9 @@ cleared a region deleted, a target region removed from the registry, a pending m
 pushed again by a client, kill -9 right after Completed, a region added later, a tag moved
 while its old manifest is still copying, the same manifest pushed in two regions under a
 partition, a region taken out of a version's targets and added back, wait against a region
-that stopped answering; and two open defects (xfail, strict): a tag deleted and pushed again,
-a region restored from an older copy of its data directory.
+that stopped answering, a region restored from an older copy of its data directory (its
+reports relayed through a third region too) and one merely restarted; and an open defect
+(xfail, strict): a tag deleted and pushed again.
 
 Every wait polls observable state against a deadline (regions.wait_for)."""
 
@@ -386,28 +387,100 @@ def test_region_taken_out_of_a_version_and_added_back(geo):
     assert_wait_truthful(a, cluster, img, "1.0.0")
 
 
-@pytest.mark.xfail(strict=True, reason="open defect: a region restored from an older copy of "
-                   "its data directory keeps, in the others, the reports it sent after the "
-                   "copy (Completed) while it cannot fetch what it lost; r1 sees its log "
-                   "restart (repl.c) but keeps its status rows")
-def test_region_restored_from_an_older_copy_is_not_completed_for_what_it_lost(geo):
+def restore_from(region, backup):
+    """Kills region and puts back the copy of its data directory taken earlier."""
     import shutil
+    region.kill9()
+    shutil.rmtree(region.data_dir)
+    shutil.copytree(backup, region.data_dir)
+
+
+def copy_data(region):
+    """Stops region, copies its data directory aside, starts it again; returns the copy."""
+    import shutil
+    region.stop()
+    backup = region.data_dir + ".bak"
+    shutil.copytree(region.data_dir, backup)
+    region.start()
+    return backup
+
+
+def test_region_restored_from_an_older_copy_is_not_completed_for_what_it_lost(geo):
+    """r2's data directory is restored from a copy taken after v0 and before v1, and r2 cannot
+    reach r1 (nor fetch v1 again). r1, pulling from r2, finds that r2 lost events of its own
+    name: r2's reports from before it reopened are void, so r2 is not Completed for v1 (nor
+    for v0, until it reports again). Once the link heals, r2 reports v0 again (its restored
+    database holds it) and fetches v1, and wait returns 0 for both."""
     cluster = geo(2)
     a, b = cluster
     repo = unique_repo("restored")
-    b.stop()
-    backup = b.data_dir + ".bak"
-    shutil.copytree(b.data_dir, backup)
-    b.start()
+    v0 = a.oci().push_image(repo, "v0")
+    assert_wait_truthful(a, cluster, v0, "v0")
+    backup = copy_data(b)
     img = a.oci().push_image(repo, "v1")
     assert_wait_truthful(a, cluster, img, "v1")
-    b.kill9()
-    shutil.rmtree(b.data_dir)
-    shutil.copytree(backup, b.data_dir)
+    restore_from(b, backup)
     cluster.cut_link(b, a)                       # the restored r2 cannot fetch v1 again
     b.start()
     assert not serves(b, img)
-    heard_from(cluster, b, a)
+    wait_for(lambda: replication_states(a, repo, "v1")[1].get("r2") != "Completed", 30,
+             "r1 to stop counting r2's Completed for v1")
     agg, states = replication_states(a, repo, "v1")
-    assert states.get("r2") != "Completed", (agg, states)
+    assert agg != "Completed", (agg, states)
     assert_wait_fails(a, repo, "v1")
+    cluster.heal()
+    assert_wait_truthful(a, cluster, img, "v1")
+    assert_wait_truthful(a, cluster, v0, "v0")
+    assert_wait_truthful(b, cluster, img, "v1")
+
+
+def test_region_restored_is_not_completed_where_its_reports_were_relayed(geo):
+    """r3 hears of r2 only through r1. r2 is restored from a copy taken before v1 and
+    cannot reach anyone: r1 finds it restored, and r3, which held r2's Completed for v1 as
+    r1 relayed it, stops counting it too (r1's record of the restore is relayed the same
+    way); once healed, wait returns 0 in r3."""
+    cluster = geo(3)
+    a, b, c = cluster
+    cluster.cut_link(c, b)                       # r3 never pulls from r2
+    repo = unique_repo("restored-relay")
+    backup = copy_data(b)
+    img = a.oci().push_image(repo, "v1")
+    assert_wait_truthful(c, cluster, img, "v1")
+    restore_from(b, backup)
+    cluster.cut_link(b, a)
+    cluster.cut_link(b, c)
+    b.start()
+    wait_for(lambda: replication_states(c, repo, "v1")[1].get("r2") != "Completed", 30,
+             "r3 to stop counting r2's Completed for v1")
+    assert_wait_fails(c, repo, "v1")
+    cluster.heal()
+    assert_wait_truthful(c, cluster, img, "v1")
+
+
+def test_region_restarted_keeps_its_completed(geo):
+    """A region merely restarted (stopped, then killed -9) is not one restored from an older
+    copy: once r1 has pulled from it again (r1's acknowledgement reached r2 after the
+    restart, with the newest event of r2's name r1 holds, which r2 still holds), r1 still
+    counts its Completed for v1, and wait returns 0 at once."""
+    import time
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("restarted")
+    img = a.oci().push_image(repo, "v1")
+    assert_wait_truthful(a, cluster, img, "v1")
+    for stop in (b.stop, b.kill9):
+        stop()
+        started_ms = int(time.time() * 1000)
+        b.start()
+
+        def r1_pulled_since():
+            r = b.api("GET", "compaction")
+            peers = {p["region"]: p for p in r.json().get("peers", [])}
+            return peers.get("r1", {}).get("acked_ms", 0) > started_ms
+        wait_for(r1_pulled_since, 30, "r1 to pull from the restarted r2")
+        heard_from(cluster, b, a)
+        agg, states = replication_states(a, repo, "v1")
+        assert states.get("r2") == "Completed", (stop.__name__, agg, states)
+        p = wait_replicated_cli(a, repo, "v1", timeout="5s", timeout_s=60)
+        assert p.returncode == 0, (stop.__name__, p.returncode, p.stdout[-1000:])
+        assert "was restored from an older copy" not in a.log_text(), stop.__name__
