@@ -25,6 +25,7 @@
 #include "digest.h"
 #include "metastore.h"
 #include "metastore_sqlite_int.h"
+#include "restored_contract.h"
 #include "schema_back_to_v2.h"
 #include "util.h"
 
@@ -798,6 +799,17 @@ static void test_v10_stale_status_rows_dropped(void **state)
 /* A database of schema version 8 (references keyed by the manifest's digest) opens with
  * this build: the references name their manifest by seq, manifest_refs (a view) reads the
  * same rows, and deleting the manifest drops them and queues their blobs. */
+/* A region restored from an older copy: restored_contract.h, on PostgreSQL. */
+static void test_region_restored_from_an_older_copy(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    restored_contract(ms, "r1");
+    ms->ops->close(ms);
+}
+
 static void test_v8_refs_become_seq(void **state)
 {
     (void)state;
@@ -953,6 +965,7 @@ int main(void)
         cmocka_unit_test_setup(test_v9_status_rows_get_a_clock, setup),
         cmocka_unit_test_setup(test_v10_stale_status_rows_dropped, setup),
         cmocka_unit_test_setup(test_v8_refs_become_seq, setup),
+        cmocka_unit_test_setup(test_region_restored_from_an_older_copy, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

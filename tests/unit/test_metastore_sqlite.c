@@ -28,6 +28,7 @@
 #include "sql_driver.h"
 #include "metastore.h"
 #include "metastore_sqlite_int.h"
+#include "restored_contract.h"
 #include "util.h"
 
 #define REGION "westeurope"
@@ -2837,6 +2838,13 @@ static void test_status_does_not_outlive_a_delete(void **state)
     assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "Completed");
 }
 
+/* A region restored from an older copy: restored_contract.h, on SQLite. */
+static void test_region_restored_from_an_older_copy(void **state)
+{
+    struct fixture *f = *state;
+    restored_contract(f->ms, REGION);
+}
+
 /* Runs sql on the fixture's database with plain SQLite (the store closed). */
 static void raw_exec(const struct fixture *f, const char *sql)
 {
@@ -2967,6 +2975,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_webhook_secrets_sealed_and_clear_rows_migrated, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_region_restored_from_an_older_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_webhook_uri_sealed_over_a_mark_of_headers_only, setup,
                                         teardown),
     };
