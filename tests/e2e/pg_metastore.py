@@ -88,6 +88,30 @@ def _create(db):
     return first.rsplit("/", 1)[0] + "/" + db
 
 
+def _admin(sql):
+    """One statement on the cluster's maintenance database (CREATE/DROP DATABASE)."""
+    first = next(iter(_cluster["dbs"].values()))
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                    "-d", first.rsplit("/", 1)[0] + "/postgres", "-c", sql],
+                   check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+
+
+def copy_database(data_dir):
+    """Copies data_dir's database aside, as a backup would (its server stopped: a template
+    database takes no other session)."""
+    db = database_uri(data_dir).rsplit("/", 1)[1]
+    _admin('DROP DATABASE IF EXISTS "%s_copy"' % db)
+    _admin('CREATE DATABASE "%s_copy" TEMPLATE "%s"' % (db, db))
+
+
+def restore_database(data_dir):
+    """Puts the copy of copy_database back in place of data_dir's database (its server
+    stopped)."""
+    db = database_uri(data_dir).rsplit("/", 1)[1]
+    _admin('DROP DATABASE "%s" WITH (FORCE)' % db)
+    _admin('CREATE DATABASE "%s" TEMPLATE "%s_copy"' % (db, db))
+
+
 def metastore_args(data_dir, extra_args=()):
     if not is_pg() or any(a == "--metastore" or a.startswith("--metastore=")
                           for a in extra_args):

@@ -388,19 +388,23 @@ def test_region_taken_out_of_a_version_and_added_back(geo):
 
 
 def restore_from(region, backup):
-    """Kills region and puts back the copy of its data directory taken earlier."""
+    """Kills region and puts back the copy of its data taken earlier (its data directory,
+    and its database on the scale-out tier; blobs in S3 stay as they are: newer ones the
+    restored metadata does not name are not served)."""
     import shutil
     region.kill9()
     shutil.rmtree(region.data_dir)
     shutil.copytree(backup, region.data_dir)
+    tier.meta_restore(region.data_dir)
 
 
 def copy_data(region):
-    """Stops region, copies its data directory aside, starts it again; returns the copy."""
+    """Stops region, copies its data aside, starts it again; returns the directory's copy."""
     import shutil
     region.stop()
     backup = region.data_dir + ".bak"
     shutil.copytree(region.data_dir, backup)
+    tier.meta_copy(region.data_dir)
     region.start()
     return backup
 

@@ -15,6 +15,9 @@ it checks the same thing on both instead of finding nothing where the tier keeps
   put_stray_blob(data_dir, digest, data)  a blob stored behind the server's back
   meta_exec(data_dir, sql)         statements run on the metadata behind the server's back
                                    (a fault: a table made unreadable, a counter moved)
+  meta_copy(data_dir), meta_restore(data_dir)  a backup of the metadata taken aside, put back
+                                   (the server stopped; on SQLite the data directory's copy
+                                   holds it: nothing to do)
   on_sqlite(), on_fs_blobs()       which store the tier has (for skip markers)
   server_args(data_dir, extra_args) the `serve` flags that put a server on the tier; every
                                     launcher of the suite adds them
@@ -71,6 +74,18 @@ def meta_exec(data_dir, sql):
         db.executescript("BEGIN IMMEDIATE; %s; COMMIT;" % sql)
     finally:
         db.close()
+
+
+def meta_copy(data_dir):
+    """Takes a copy of the metadata where it is not in the data directory (PostgreSQL)."""
+    if pg_metastore.is_pg():
+        pg_metastore.copy_database(data_dir)
+
+
+def meta_restore(data_dir):
+    """Puts the copy of meta_copy back (PostgreSQL); the server is stopped."""
+    if pg_metastore.is_pg():
+        pg_metastore.restore_database(data_dir)
 
 
 def meta_bytes(data_dir):
