@@ -952,7 +952,8 @@ static void *puller_main(void *arg)
         httpc_response_fini(&resp);
         backoff_ms = 200;
         json_t *restored = json_object_get(json_object_get(body, "restored"), "opened");
-        if (json_is_integer(restored) && json_integer_value(restored) > 0)
+        bool is_restored = json_is_integer(restored) && json_integer_value(restored) > 0;
+        if (is_restored)
             note_restored(r, p->location, json_integer_value(restored));
         json_t *events = json_object_get(body, "events");
         json_int_t last = json_integer_value(json_object_get(body, "last"));
@@ -1003,8 +1004,10 @@ static void *puller_main(void *arg)
         if (any_pending)
             repl_kick(r);
         /* Only events waiting for one this peer cannot send: ask again later, not at once
-         * (the peer would answer the same batch at once, for as long as the gap lasts). */
-        if ((next < 0 || is_stuck) && nap(r, 1000))
+         * (the peer would answer the same batch at once, for as long as the gap lasts). The
+         * same for a restored peer with nothing to send: it answers at once (not held) until
+         * it has caught up on its own name. */
+        if ((next < 0 || is_stuck || (is_restored && n_events == 0)) && nap(r, 1000))
             break;
     }
     log_debug("repl", "puller for %s exits", p->location);
