@@ -438,6 +438,23 @@ def test_region_restored_from_an_older_copy_is_not_completed_for_what_it_lost(ge
     assert_wait_truthful(b, cluster, img, "v1")
 
 
+def test_region_restored_gets_back_what_it_wrote_after_the_copy(geo):
+    """v2 is pushed to r2 after the copy of its data was taken, and replicated; r2 is then
+    restored from the copy. The peers hold v2's events under r2's name: r2 applies them as
+    it catches up on its own name, fetches v2's content back from r1, and wait returns 0
+    with both regions serving v2 (r1 first stops counting r2's report of before)."""
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("restored-own")
+    backup = copy_data(b)
+    img = b.oci().push_image(repo, "v2")
+    assert_wait_truthful(a, cluster, img, "v2")
+    restore_from(b, backup)
+    b.start()
+    assert_wait_truthful(a, cluster, img, "v2")
+    assert_wait_truthful(b, cluster, img, "v2")
+
+
 def test_region_restored_is_not_completed_where_its_reports_were_relayed(geo):
     """r3 hears of r2 only through r1. r2 is restored from a copy taken before v1 and
     cannot reach anyone: r1 finds it restored, and r3, which held r2's Completed for v1 as
