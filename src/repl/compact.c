@@ -5,6 +5,8 @@
  *            transaction each: a push waits for one batch at most)
  *        --> batches of expired tombstones removed --> idle
  *   compact_run (management API) --> the same pass, serialized with the thread's
+ *   a peer's poll --compact_note_ack--> acks[] (memory: the status of a tag reads it)
+ *        --> written to peer_acks by this thread, at most once a second per peer
  *
  * Of the nodes of a scale-out region, only the holder of the background-work lease
  * (server/lease.c) runs the scheduled passes: one pass per region, not one per node.
@@ -37,9 +39,17 @@
 #define ACK_WRITE_MIN_MS 1000     /* a peer's acknowledgement is written at most this often */
 #define ACKS_KEPT 64
 
+/* What one peer last acknowledged, as this node heard it: the newest text (read by the
+ * status of a tag at once, compact_ack_seen) and whether the store has it yet. The
+ * compaction thread writes it, at most once per ACK_WRITE_MIN_MS per peer, and never
+ * leaves the newest unwritten: a peer that acknowledged and then went quiet (its next poll
+ * held for up to 10 s) is known to other nodes and after a restart within a second. */
 struct ack_note {
     char peer[128];
+    char *latest;    /* NULL: none heard */
     int64_t written_ms;
+    bool is_pending; /* latest is not in the store yet */
+    bool is_now;     /* ... and is due at once (below the horizon) */
 };
 
 struct compact {
@@ -379,8 +389,7 @@ void compact_note_ack(struct compact *c, const char *peer, const char *vv_text, 
 {
     if (c == NULL || peer == NULL)
         return;
-    int64_t now = util_now_ms();
-    bool is_due = is_now;
+    const char *text = vv_text ? vv_text : "";
     AZ(pthread_mutex_lock(&c->mu));
     struct ack_note *slot = NULL, *oldest = &c->acks[0];
     for (size_t i = 0; i < ACKS_KEPT && slot == NULL; i++) {
@@ -391,17 +400,79 @@ void compact_note_ack(struct compact *c, const char *peer, const char *vv_text, 
     }
     if (slot == NULL) {
         slot = oldest;
+        free(slot->latest);
+        *slot = (struct ack_note){0};
         snprintf(slot->peer, sizeof(slot->peer), "%s", peer);
-        slot->written_ms = 0;
     }
-    is_due |= now - slot->written_ms >= ACK_WRITE_MIN_MS;
-    if (is_due)
-        slot->written_ms = now;
+    if (slot->latest == NULL || strcmp(slot->latest, text) != 0 || is_now) {
+        free(slot->latest);
+        slot->latest = xstrdup(text);
+        slot->is_pending = true;
+        slot->is_now |= is_now;
+    } else if (util_now_ms() - slot->written_ms >= ACK_WRITE_MIN_MS) {
+        slot->is_pending = true; /* the same again: acked_ms says the peer is still pulling */
+    }
+    if (slot->is_pending)
+        AZ(pthread_cond_broadcast(&c->cv));
     AZ(pthread_mutex_unlock(&c->mu));
-    struct err e = {0};
-    if (is_due &&
-        c->reg->ms->ops->peer_ack_set(c->reg->ms, peer, vv_text ? vv_text : "", now, &e) != 0)
-        log_warn("compact", "failed to record what %s acknowledged: %s", peer, err_message(&e));
+}
+
+char *compact_ack_seen(struct compact *c, const char *peer)
+{
+    if (c == NULL || peer == NULL)
+        return NULL;
+    char *out = NULL;
+    AZ(pthread_mutex_lock(&c->mu));
+    for (size_t i = 0; i < ACKS_KEPT && out == NULL; i++) {
+        if (c->acks[i].latest != NULL && strcmp(c->acks[i].peer, peer) == 0)
+            out = xstrdup(c->acks[i].latest);
+    }
+    AZ(pthread_mutex_unlock(&c->mu));
+    return out;
+}
+
+/* When the next pending acknowledgement is due (INT64_MAX: none); under c->mu. */
+static int64_t acks_due_ms(const struct compact *c)
+{
+    int64_t due = INT64_MAX;
+    for (size_t i = 0; i < ACKS_KEPT; i++) {
+        const struct ack_note *a = &c->acks[i];
+        if (!a->is_pending)
+            continue;
+        int64_t at = a->is_now ? 0 : a->written_ms + ACK_WRITE_MIN_MS;
+        due = at < due ? at : due;
+    }
+    return due;
+}
+
+/* Writes every acknowledgement that is due (is_all: every one not written yet, at stop).
+ * This thread is the only writer and always writes a peer's newest text, so the store
+ * never goes back to an older one. */
+static void acks_flush(struct compact *c, bool is_all)
+{
+    for (;;) {
+        char peer[sizeof(c->acks[0].peer)], *text = NULL;
+        int64_t now = util_now_ms();
+        AZ(pthread_mutex_lock(&c->mu));
+        for (size_t i = 0; i < ACKS_KEPT && text == NULL; i++) {
+            struct ack_note *a = &c->acks[i];
+            if (!a->is_pending ||
+                (!is_all && !a->is_now && now - a->written_ms < ACK_WRITE_MIN_MS))
+                continue;
+            memcpy(peer, a->peer, sizeof(peer));
+            text = xstrdup(a->latest);
+            a->is_pending = a->is_now = false;
+            a->written_ms = now;
+        }
+        AZ(pthread_mutex_unlock(&c->mu));
+        if (text == NULL)
+            return;
+        struct err e = {0};
+        if (c->reg->ms->ops->peer_ack_set(c->reg->ms, peer, text, now, &e) != 0)
+            log_warn("compact", "failed to record what %s acknowledged: %s", peer,
+                     err_message(&e));
+        free(text);
+    }
 }
 
 bool compact_peer_is_behind(struct registry *reg, const char *peer)
@@ -457,27 +528,50 @@ static void render_metrics(void *arg, struct buf *out)
                events, tombs, passes, errors, (double)last / 1000.0);
 }
 
+/* The time of the next scheduled pass after now (INT64_MAX: none scheduled). */
+static int64_t next_pass_ms(const struct compact *c, int64_t now)
+{
+    int64_t interval_s = c->reg->cfg->compact_interval_s;
+    return interval_s > 0 ? now + interval_s * 1000 : INT64_MAX;
+}
+
 static void *compact_main(void *arg)
 {
     struct compact *c = arg;
     ASSERT(c->magic == COMPACT_MAGIC);
+    int64_t pass_ms = next_pass_ms(c, util_now_ms());
     for (;;) {
-        int64_t wake_ms = util_now_ms() + c->reg->cfg->compact_interval_s * 1000;
-        struct timespec until = {.tv_sec = wake_ms / 1000, .tv_nsec = (wake_ms % 1000) * 1000000};
         AZ(pthread_mutex_lock(&c->mu));
-        while (!c->is_stopping && util_now_ms() < wake_ms)
+        for (;;) {
+            int64_t due = acks_due_ms(c);
+            int64_t wake_ms = due < pass_ms ? due : pass_ms;
+            if (c->is_stopping || util_now_ms() >= wake_ms)
+                break;
+            /* With no pass scheduled (--compact-interval 0) and nothing to write, sleep until
+             * woken: a deadline of now made this loop spin. */
+            if (wake_ms == INT64_MAX) {
+                AZ(pthread_cond_wait(&c->cv, &c->mu));
+                continue;
+            }
+            struct timespec until = {.tv_sec = wake_ms / 1000,
+                                     .tv_nsec = (wake_ms % 1000) * 1000000};
             pthread_cond_timedwait(&c->cv, &c->mu, &until);
+        }
         bool is_done = c->is_stopping;
         AZ(pthread_mutex_unlock(&c->mu));
         if (is_done)
             break;
-        if (c->reg->cfg->compact_interval_s <= 0 || c->reg->is_removed)
+        acks_flush(c, false);
+        if (util_now_ms() < pass_ms)
             continue;
-        if (!registry_is_owner(c->reg))
-            continue; /* another node of this region holds the background-work lease */
-        uint64_t n_events = 0, n_tombs = 0, n_errors = 0;
-        pass(c, 0, &n_events, &n_tombs, &n_errors);
+        if (!c->reg->is_removed && registry_is_owner(c->reg)) {
+            /* else another node of this region holds the background-work lease */
+            uint64_t n_events = 0, n_tombs = 0, n_errors = 0;
+            pass(c, 0, &n_events, &n_tombs, &n_errors);
+        }
+        pass_ms = next_pass_ms(c, util_now_ms());
     }
+    acks_flush(c, true);
     return NULL;
 }
 
@@ -508,6 +602,8 @@ void compact_stop(struct compact *c)
     pthread_mutex_destroy(&c->run_mu);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
+    for (size_t i = 0; i < ACKS_KEPT; i++)
+        free(c->acks[i].latest);
     c->magic = 0;
     free(c);
 }

@@ -81,9 +81,14 @@ void compact_stop(struct compact *c);
 json_t *compact_run(struct compact *c, struct err *e);
 /* Settings, log and tombstone rows, horizon, peers' acknowledgements, totals. */
 json_t *compact_status_json(struct compact *c);
-/* A peer pulled with version vector vv_text: recorded at most once a second per peer
- * (is_now: at once, as when it is below the horizon). */
+/* A peer pulled with version vector vv_text: kept in memory at once (compact_ack_seen)
+ * and written to the store by the compaction thread at most once a second per peer, the
+ * newest one always in the end (is_now: at once, as when it is below the horizon). The
+ * peer's request thread does not write. */
 void compact_note_ack(struct compact *c, const char *peer, const char *vv_text, bool is_now);
+/* The version vector text peer last acknowledged to this node (newer than the store's for
+ * up to a second), or NULL when none was heard since start. Caller frees. */
+char *compact_ack_seen(struct compact *c, const char *peer);
 /* Has peer last acknowledged less than this log's horizon? Such a region is back from
  * beyond the horizon: its state is not merged here (anti-entropy, pull-through) until it
  * has caught up from a snapshot, so that what was deleted and forgotten here does not

@@ -14,14 +14,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
 
 #include "compact.h"
+#include "config.h"
 #include "digest.h"
 #include "metastore.h"
+#include "registry_ctx.h"
 #include "schema_back_to_v2.h"
 #include "util.h"
 
@@ -536,6 +539,84 @@ static void test_v2_database_migrates(void **state)
     ms->ops->close(ms);
 }
 
+/* The stored acknowledgement of peer ("" when none). Caller frees. */
+static char *stored_ack(struct metastore *ms, const char *peer)
+{
+    struct meta_peer_ack *acks;
+    size_t n;
+    struct err e = {0};
+    assert_int_equal(ms->ops->peer_acks(ms, &acks, &n, &e), 0);
+    char *out = xstrdup("");
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(acks[i].peer, peer) == 0) {
+            free(out);
+            out = xstrdup(acks[i].vv);
+        }
+    }
+    meta_peer_ack_list_fini(acks, n);
+    return out;
+}
+
+/* Polls the store (every 10 ms, for up to 10 s) until peer's acknowledgement is want. */
+static bool stored_ack_becomes(struct metastore *ms, const char *peer, const char *want)
+{
+    int64_t deadline = util_now_ms() + 10000;
+    for (;;) {
+        char *have = stored_ack(ms, peer);
+        bool is_there = strcmp(have, want) == 0;
+        free(have);
+        if (is_there || util_now_ms() > deadline)
+            return is_there;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* A peer's acknowledgements, as the status of a tag reads them: the newest is seen at once
+ * in memory and always reaches the store, also one that came less than a second after
+ * the last write (such a one used to be dropped, and the store kept the older one until
+ * the peer's next poll, up to 10 s later). With --compact-interval 0 (no scheduled pass)
+ * the thread sleeps until there is one to write, and still writes them. */
+static void test_newest_ack_is_seen_at_once_and_always_stored(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store();
+    struct config cfg;
+    config_defaults(&cfg);
+    cfg.compact_interval_s = 0;
+    struct registry reg = {.cfg = &cfg, .ms = ms};
+    struct compact *c = compact_start(&reg);
+    /* Nothing scheduled, nothing to write: the thread sleeps (it used to spin on a deadline
+     * of now, a whole core). CPU time of this process over half a second of wall time. */
+    struct timespec cpu0, cpu1, half = {0, 500 * 1000000L};
+    assert_int_equal(clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0), 0);
+    nanosleep(&half, NULL);
+    assert_int_equal(clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1), 0);
+    int64_t cpu_ms = (cpu1.tv_sec - cpu0.tv_sec) * 1000 + (cpu1.tv_nsec - cpu0.tv_nsec) / 1000000;
+    assert_true(cpu_ms < 100);
+    assert_null(compact_ack_seen(c, "p"));
+    compact_note_ack(c, "p", "local:1", false);
+    char *seen = compact_ack_seen(c, "p");
+    assert_string_equal(seen, "local:1");
+    free(seen);
+    assert_true(stored_ack_becomes(ms, "p", "local:1"));
+    compact_note_ack(c, "p", "local:2", false);
+    compact_note_ack(c, "q", "local:3", false);
+    seen = compact_ack_seen(c, "p");
+    assert_string_equal(seen, "local:2");
+    free(seen);
+    assert_true(stored_ack_becomes(ms, "p", "local:2"));
+    assert_true(stored_ack_becomes(ms, "q", "local:3"));
+    /* One not due yet when the thread stops is written as it stops. */
+    compact_note_ack(c, "p", "local:4", false);
+    compact_stop(c);
+    char *last = stored_ack(ms, "p");
+    assert_string_equal(last, "local:4");
+    free(last);
+    config_fini(&cfg);
+    ms->ops->close(ms);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -564,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_own_name_history_is_applied_in_order),
         cmocka_unit_test(test_forget_and_snapshot_records),
         cmocka_unit_test(test_v2_database_migrates),
+        cmocka_unit_test(test_newest_ack_is_seen_at_once_and_always_stored),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
