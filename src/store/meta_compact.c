@@ -480,3 +480,67 @@ int sq_log_stats(struct metastore *ms, int64_t *n_events, int64_t *n_tombs, stru
     sq_stmt_done(s);
     return 0;
 }
+
+/* The status of a tag: has a peer applied the register's last write (metastore.h)? Every
+ * event of an origin has a higher clock than the one before it (sq_hlc_next), so "ack
+ * covers the write" is "the first event of its origin that ack lacks is later than it";
+ * that event is found by (origin, origin_seq) in this log, or, when this log has none, ack
+ * holds everything of the origin applied here. */
+int sq_tag_acked(struct metastore *ms, const char *repo, const char *tag,
+                 const struct digest *d, const char *peer, const struct meta_vv *ack,
+                 bool *is_acked, struct err *e)
+{
+    *is_acked = false;
+    char *origin = NULL;
+    struct sq_conn *c = sq_conn_of(ms, e);
+    if (c == NULL || sq_tx_begin(c, false, e) != 0)
+        return -1;
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, tag);
+    if (rc < 0)
+        goto fail;
+    bool is_named = rc == SQL_ROW && !sql_col_is_null(s, 0) &&
+                    strcmp((const char *)sql_col_text(s, 0), d->str) == 0;
+    int64_t hlc = rc == SQL_ROW ? sql_col_int64(s, 1) : 0;
+    origin = rc == SQL_ROW ? sq_col_strdup(s, 2) : NULL;
+    sq_stmt_done(s);
+    if (!is_named || origin == NULL) {
+        free(origin);
+        return sq_tx_commit(c, e);
+    }
+    if (origin[0] == '\0' || strcmp(origin, peer) == 0) {
+        /* written before replication (clock 0), or by the peer itself */
+        free(origin);
+        *is_acked = true;
+        return sq_tx_commit(c, e);
+    }
+    if (ack != NULL) {
+        int64_t acked = meta_vv_get(ack, origin), next_hlc = -1;
+        rc = sq_query(c, SQ_EVENT_CLOCK, &s, e, "ti", origin, acked + 1);
+        if (rc < 0)
+            goto fail;
+        if (rc == SQL_ROW)
+            next_hlc = sql_col_int64(s, 0);
+        sq_stmt_done(s);
+        if (next_hlc >= 0) {
+            *is_acked = next_hlc > hlc;
+        } else {
+            /* No event after ack here: ack has all this region applied of origin, unless
+             * the next one was compacted (ack below the horizon) or the register is newer
+             * than every event applied (it came from a state merge). */
+            rc = sq_query(c, SQ_ORIGIN_CLOCK, &s, e, "t", origin);
+            if (rc < 0)
+                goto fail;
+            *is_acked = rc == SQL_ROW && acked >= sql_col_int64(s, 0) &&
+                        hlc <= sql_col_int64(s, 1);
+            sq_stmt_done(s);
+        }
+    }
+    free(origin);
+    return sq_tx_commit(c, e);
+
+fail:
+    free(origin);
+    sq_tx_rollback(c);
+    return -1;
+}

@@ -844,6 +844,7 @@ static const struct metastore_ops sq_ops = {
     .repo_statuses = sq_repo_statuses,
     .state_forget = sq_state_forget,
     .log_stats = sq_log_stats,
+    .tag_acked = sq_tag_acked,
     .ping = sq_ping,
 };
 

@@ -425,6 +425,19 @@ typedef int ms_state_forget_f(struct metastore *ms, const struct meta_event *rec
 /* Rows in the log and tombstones (manifest tombstones plus deleted tag registers). */
 typedef int ms_log_stats_f(struct metastore *ms, int64_t *n_events, int64_t *n_tombs,
                            struct err *e);
+/* Has peer applied the write that last set tag register repo:tag to d, as far as ack (the
+ * version vector peer last acknowledged; NULL: none known) tells (docs/replication.md,
+ * "The status of a tag")? Yes when peer made that write itself, when the register predates
+ * replication (no origin), or when ack covers every event of the write's origin up to the
+ * write's clock (an origin stamps its events with increasing clocks): the event numbered
+ * ack[origin] + 1 is in this log with a later clock, or there is none because ack reaches
+ * the newest event of that origin applied here and the write is not later than it. No
+ * when the register names no manifest or another one, when that event is compacted away
+ * (ack is below this log's horizon: nothing tells), and when the register came from a
+ * state merge ahead of its event. Reads only. */
+typedef int ms_tag_acked_f(struct metastore *ms, const char *repo, const char *tag,
+                           const struct digest *d, const char *peer, const struct meta_vv *ack,
+                           bool *is_acked, struct err *e);
 
 /* Webhook deliveries -------------------------------------------------------
  * Region-local (not in the event log): a delivery belongs to the region whose
@@ -905,6 +918,7 @@ struct metastore_ops {
     ms_repo_statuses_f *repo_statuses;
     ms_state_forget_f *state_forget;
     ms_log_stats_f *log_stats;
+    ms_tag_acked_f *tag_acked;
     ms_ping_f *ping;
 };
 

@@ -239,6 +239,14 @@
                      " (SELECT h.hlc FROM log_horizon h WHERE h.origin = vv.origin), 0)"      \
                      " FROM vv ORDER BY vv.origin")                                           \
     X(HORIZON_MAX_HLC, "SELECT coalesce(max(hlc), 0) FROM log_horizon")                     \
+    /* The status of a tag (sq_tag_acked): the clock of one event of an origin, and the     \
+     * newest event of an origin applied here as ORIGIN_CLOCKS reads it, for one origin.     \
+     * Both are point lookups (events_origin, the key of vv). */                            \
+    X(EVENT_CLOCK, "SELECT hlc FROM events WHERE origin = ?1 AND origin_seq = ?2")            \
+    X(ORIGIN_CLOCK, "SELECT vv.seq, coalesce((SELECT e.hlc FROM events e"                     \
+                    " WHERE e.origin = vv.origin AND e.origin_seq = vv.seq),"                 \
+                    " (SELECT h.hlc FROM log_horizon h WHERE h.origin = vv.origin), 0)"       \
+                    " FROM vv WHERE vv.origin = ?1")                                          \
     X(HORIZON_GET, "SELECT seq, hlc FROM log_horizon WHERE origin = ?1")                      \
     X(HORIZON_SET, "INSERT INTO log_horizon(origin, seq, hlc) VALUES (?1, ?2, ?3)"             \
                    " ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq, hlc = excluded.hlc") \
@@ -682,6 +690,7 @@ ms_objects_state_f sq_objects_state;
 ms_repo_statuses_f sq_repo_statuses;
 ms_state_forget_f sq_state_forget;
 ms_log_stats_f sq_log_stats;
+ms_tag_acked_f sq_tag_acked;
 
 /* Replicated objects and sealed secrets (meta_objects.c) --------------------------- */
 
