@@ -11,6 +11,7 @@
 
 #include "copies.h"
 #include "authz.h"
+#include "compact.h"
 #include "residency.h"
 #include "image_catalog.h"
 #include "mgmt_api.h"
@@ -19,6 +20,7 @@
 #include "placement.h"
 #include "registry_ctx.h"
 #include "repl.h"
+#include "repl_codec.h"
 #include "util.h"
 
 static json_t *iso_time(int64_t ms)
@@ -77,14 +79,55 @@ static bool is_removed_region(struct registry *reg, const char *region)
            is_deleted && !is_live;
 }
 
+/* Has region applied the tag register that names a->d here (its last write)? A region's
+ * report is about a manifest; a version is a tag. A region that holds the manifest but
+ * has not applied the write that set the tag does not serve the version by its tag (the
+ * tag was deleted there and set again while it could not hear of it). What a region has
+ * applied is what it last acknowledged pulling from this one (its version vector): as
+ * this node heard it, and as the store holds it (written within a second, by any node of
+ * this region). Either is true of the region; the store's check is tag_acked. */
+static bool is_tag_applied(struct registry *reg, const char *repo, const char *tag,
+                           const struct artifact *a, const char *region,
+                           const struct meta_peer_ack *acks, size_t n_acks)
+{
+    char *seen = compact_ack_seen(atomic_load(&reg->is_ready) ? reg->compact : NULL, region);
+    const char *stored = NULL;
+    for (size_t i = 0; i < n_acks; i++) {
+        if (strcmp(acks[i].peer, region) == 0)
+            stored = acks[i].vv;
+    }
+    struct meta_vv vvs[2] = {{0}, {0}};
+    size_t n = 0;
+    struct err e = {0};
+    if (seen != NULL && repl_codec_vv_parse(seen, &vvs[n], &e) == 0)
+        n++;
+    if (stored != NULL && repl_codec_vv_parse(stored, &vvs[n], &e) == 0)
+        n++;
+    free(seen);
+    bool is_applied = false;
+    /* With no acknowledgement at all, still true of the region's own write. */
+    for (size_t i = 0; i < (n > 0 ? n : 1) && !is_applied; i++) {
+        if (reg->ms->ops->tag_acked(reg->ms, repo, tag, &a->d, region, n > 0 ? &vvs[i] : NULL,
+                                    &is_applied, &e) != 0)
+            is_applied = false;
+    }
+    for (size_t i = 0; i < n; i++)
+        meta_vv_fini(&vvs[i]);
+    return is_applied;
+}
+
 /* Per target region: state, bytes, time, details (summary[] of replicationStatus). A
  * target that a residency policy forbids gets nothing more of repo: it is Failed, naming
  * the policy, unless it still holds its copy from before a policy that is not enforced
  * (its last report is Completed). Its own report would stay Completed after an enforced
  * policy removed the copy: the region keeps no record of repo to report anything from. */
-static json_t *status_summary(struct registry *reg, const char *repo, const struct artifact *a,
-                              const char *const *targets, const json_t *policies, struct err *e)
+static json_t *status_summary(struct registry *reg, const char *repo, const char *tag,
+                              const struct artifact *a, const char *const *targets,
+                              const json_t *policies, struct err *e)
 {
+    struct meta_peer_ack *acks = NULL;
+    size_t n_acks = 0;
+    bool has_acks = false;
     struct meta_status *rows = NULL;
     size_t n_rows = 0;
     if (a->is_known && reg->ms->ops->status_list(reg->ms, repo, &a->d, &rows, &n_rows, e) != 0)
@@ -119,6 +162,19 @@ static json_t *status_summary(struct registry *reg, const char *repo, const stru
         }
         const char *details = row && row->details ? row->details : "";
         char why[NAME_MAX_BYTES + 256];
+        if (tag != NULL && !is_self && strcmp(state, "Completed") == 0) {
+            struct err ae = {0};
+            if (!has_acks && reg->ms->ops->peer_acks(reg->ms, &acks, &n_acks, &ae) != 0)
+                n_acks = 0; /* then only what this node heard */
+            has_acks = true;
+            if (!is_tag_applied(reg, repo, tag, a, targets[i], acks, n_acks)) {
+                state = "InProgress";
+                snprintf(why, sizeof(why),
+                         "%s holds the manifest but has not acknowledged the latest write of "
+                         "tag %s yet", targets[i], tag);
+                details = why;
+            }
+        }
         const json_t *p = residency_forbidding_enforced(policies, repo, targets[i]);
         if (p == NULL && strcmp(state, "Completed") != 0)
             p = residency_forbidding(policies, repo, targets[i]);
@@ -148,6 +204,7 @@ static json_t *status_summary(struct registry *reg, const char *repo, const stru
                                details));
     }
     meta_status_free(rows, n_rows);
+    meta_peer_ack_list_fini(acks, n_acks);
     return summary;
 }
 
@@ -305,7 +362,7 @@ static struct listed *list_versions(struct registry *reg, const char *repo,
             break;
         }
         const char **targets = iv_targets(l[i].record);
-        l[i].summary = status_summary(reg, repo, &l[i].a, targets, policies, e);
+        l[i].summary = status_summary(reg, repo, v, &l[i].a, targets, policies, e);
         free(targets);
         if (l[i].summary == NULL)
             break;
@@ -444,7 +501,10 @@ static json_t *version_doc(struct registry *reg, const char *repo, const char *r
         targets = (const char **)all;
     }
     json_t *policies = residency_policies(reg->ms, e);
-    json_t *summary = policies ? status_summary(reg, repo, &a, targets, policies, e) : NULL;
+    /* A version is its tag; a digest asked for is the manifest alone. */
+    const char *tag = strchr(version, ':') == NULL ? version : NULL;
+    json_t *summary =
+        policies ? status_summary(reg, repo, tag, &a, targets, policies, e) : NULL;
     if (record != NULL)
         free(targets);
     else

@@ -11,8 +11,9 @@ pushed again by a client, kill -9 right after Completed, a region added later, a
 while its old manifest is still copying, the same manifest pushed in two regions under a
 partition, a region taken out of a version's targets and added back, wait against a region
 that stopped answering, a region restored from an older copy of its data directory (its
-reports relayed through a third region too) and one merely restarted; and an open defect
-(xfail, strict): a tag deleted and pushed again.
+reports relayed through a third region too) and one merely restarted; a tag deleted and
+pushed again (in the region asked, or in a third), which is Completed only where it is served
+by its tag.
 
 Every wait polls observable state against a deadline (regions.wait_for)."""
 
@@ -323,11 +324,12 @@ def test_same_manifest_pushed_in_two_regions_under_a_partition(geo):
     assert_wait_truthful(b, cluster, img, "v1")
 
 
-@pytest.mark.xfail(strict=True, reason="open defect: a region reports its status per manifest, "
-                   "not per tag: a tag deleted and pushed again while r2 cannot hear of it is "
-                   "Completed in r2 (it holds the manifest), and wait returns 0, while a pull "
-                   "of the tag in r2 finds nothing")
 def test_tag_deleted_and_pushed_again_is_served_by_tag_where_wait_says_so(geo):
+    """v1 is Completed in r2, deleted by tag (r2 drops the tag, keeps the manifest), then
+    pushed again in r1 while r2 cannot hear of it. r2's report is about the manifest, which
+    it still holds: the version (the tag) is not served there, so it is not Completed and
+    wait does not return 0 (before: wait returned 0 and a pull of v1 in r2 found nothing).
+    Once healed, r2 applies the tag, acknowledges it, and wait returns 0."""
     cluster = geo(2)
     a, b = cluster
     repo = unique_repo("retag")
@@ -338,9 +340,48 @@ def test_tag_deleted_and_pushed_again_is_served_by_tag_where_wait_says_so(geo):
     wait_for(lambda: manifest_digest(b, repo, "v1") is None, 30, "r2 to drop the tag")
     cluster.cut_link(b, a)                       # r2 hears nothing more from r1
     assert a.oci().push_manifest(repo, "v1", img.body, img.media_type) == img.digest
-    p = wait_replicated_cli(a, repo, "v1", timeout="3s", timeout_s=60)
-    if p.returncode == 0:
-        assert manifest_digest(b, repo, "v1") == img.digest, "wait returned 0; r2 has no v1"
+    agg, states = replication_states(a, repo, "v1")
+    assert states.get(b.name) == "InProgress", (agg, states)
+    assert_wait_fails(a, repo, "v1")
+    assert manifest_digest(b, repo, "v1") is None, "r2 heard of v1 through a cut link"
+
+    cluster.heal()
+    assert_wait_truthful(a, cluster, img, "v1")
+    assert manifest_digest(b, repo, "v1") == img.digest, "wait returned 0; r2 has no v1"
+
+
+def test_tag_set_in_a_third_region_is_completed_where_it_is_served_by_tag(geo):
+    """v1 is pushed in r3 and waited on in r1: r1 knows r2 applied r3's tag write from the
+    version vector r2 acknowledges pulling from r1 (per origin, whichever way the write came),
+    so wait returns 0 and every region serves v1 by its tag. Then r3 deletes v1 by tag and
+    pushes it again while r2 hears from no one: in r1's view r2 is not Completed (it holds
+    the manifest, not the tag) and wait fails; healed, wait returns 0 and r2 serves v1."""
+    cluster = geo(3)
+    a, b, c = cluster
+    repo = unique_repo("third")
+    img = c.oci().push_image(repo, "v1")
+    assert_wait_truthful(a, cluster, img, "v1")
+    for r in cluster:
+        assert manifest_digest(r, repo, "v1") == img.digest, r.name
+    r = c.oci().delete("/v2/%s/manifests/v1" % repo)
+    assert r.status_code == 202, (r.status_code, r.text)
+    for r in cluster:
+        wait_for(lambda r=r: manifest_digest(r, repo, "v1") is None, 30,
+                 "%s to drop the tag" % r.name)
+    cluster.cut_link(b, a)                       # r2 hears from no one
+    cluster.cut_link(b, c)
+    assert c.oci().push_manifest(repo, "v1", img.body, img.media_type) == img.digest
+    wait_for(lambda: manifest_digest(a, repo, "v1") == img.digest, 30, "r1 to apply r3's tag")
+    agg, states = replication_states(a, repo, "v1")
+    assert states.get(b.name) == "InProgress", (agg, states)
+    assert states.get(c.name) == "Completed", (agg, states)
+    assert_wait_fails(a, repo, "v1")
+    assert manifest_digest(b, repo, "v1") is None, "r2 heard of v1 through a cut link"
+
+    cluster.heal()
+    assert_wait_truthful(a, cluster, img, "v1")
+    for r in cluster:
+        assert manifest_digest(r, repo, "v1") == img.digest, r.name
 
 
 def test_wait_on_a_region_that_stopped_answering_ends_at_its_timeout(geo):
