@@ -50,7 +50,7 @@ ASAN_E2E_FILTER=${ASAN_E2E_FILTER:-(push or pull or manifests or front or peer_p
 # the gc lock, a version conflict reported by whichever merge path comes first), not the
 # one-request API checks. The 1 GiB geo test stays behind
 # MERIDIAN_SLOW (its threads are those of test_geo_crash's large image, at 20x the bytes).
-TSAN_E2E_FILTER=${TSAN_E2E_FILTER:-longpoll or concurrency or geo or version_immutability or webhooks or uploads_expiry or test_crash.py or test_push.py or push_staged or test_delete.py or slowloris or auth_tokens or blob_integrity or http_strict or auth_limits or upload_failures or blob_links or peer_positions}
+TSAN_E2E_FILTER=${TSAN_E2E_FILTER:-longpoll or concurrency or geo or version_immutability or webhooks or webhook_effects or uploads_expiry or test_crash.py or test_push.py or push_staged or test_delete.py or slowloris or auth_tokens or blob_integrity or http_strict or auth_limits or upload_failures or blob_links or peer_positions}
 # The scale-out stage runs the whole e2e suite on PostgreSQL + RGW (about 22 minutes), with
 # SCALEOUT_E2E_FILTER as -k if set. --scaleout-quick runs only these files there (about 6
 # minutes): the API's core, geo replication, the PostgreSQL-only and S3 fault tests.

@@ -100,6 +100,30 @@ def hermetic_env():
     return {k: v for k, v in os.environ.items() if not k.startswith("MERIDIAN_")}
 
 
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def faketime_missing():
+    """Why a region cannot run with a skewed clock here, or None. ThreadSanitizer cannot see
+    through libfaketime's wrapper of pthread_cond_timedwait (it reports every such wait as a
+    double lock) nor its unlocked globals: the TSan stage skips these tests (TSAN_OPTIONS)."""
+    if not os.path.exists(FAKETIME_LIB):
+        return "libfaketime (Debian package faketime) is not installed"
+    if os.environ.get("TSAN_OPTIONS"):
+        return "libfaketime under ThreadSanitizer reports races of its own"
+    return None
+
+
+def faketime_env(skew):
+    """The environment of a process whose wall clock is off by skew ("+1h", "-1h") through
+    libfaketime (Debian's faketime); its monotonic clock stays real. Under AddressSanitizer
+    the preloaded library comes before ASan's runtime, which ASan refuses unless told."""
+    env = {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": skew, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    if os.environ.get("ASAN_OPTIONS"):
+        env["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"] + ":verify_asan_link_order=0"
+    return env
+
+
 def wait_for(cond, timeout_s, what, interval_s=0.1):
     """Polls cond() until it returns a true value; fails the test after timeout_s with the last
     value (or the last exception) it saw. `what` may be a callable, asked at the failure."""

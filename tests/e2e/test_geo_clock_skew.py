@@ -12,28 +12,23 @@ replication status read the same in both regions.
 
 Every wait polls observable state against a deadline (regions.wait_for)."""
 
-import os
-
 import pytest
 import requests
 
-from regions import (HTTP_TIMEOUT_S, MANIFEST_ACCEPT, manifest_digest, replication_states,
-                     unique_repo, wait_converged, wait_for, wait_replicated_cli)
+from regions import (HTTP_TIMEOUT_S, MANIFEST_ACCEPT, faketime_env, faketime_missing,
+                     manifest_digest, replication_states, unique_repo, wait_converged, wait_for,
+                     wait_replicated_cli)
 
 pytest_plugins = ["geo_plugin"]
 
-FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
-
-pytestmark = pytest.mark.skipif(not os.path.exists(FAKETIME_LIB),
-                                reason="libfaketime (Debian package faketime) is not installed")
+pytestmark = pytest.mark.skipif(faketime_missing() is not None, reason=str(faketime_missing()))
 
 SKEWS = ["+1h", "-1h"]
 
 
 def skewed(skew):
     """region_env for geo(): r2's wall clock off by skew, its monotonic clock real."""
-    env = {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": skew, "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-           "FAKETIME_NO_CACHE": "1"}
+    env = dict(faketime_env(skew), FAKETIME_NO_CACHE="1")
     return lambda n: env if n == 2 else {}
 
 

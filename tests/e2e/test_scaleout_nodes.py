@@ -23,7 +23,6 @@ nodes in turn).
 
 import concurrent.futures
 import json
-import os
 import select
 import socket
 import threading
@@ -36,6 +35,7 @@ import requests
 
 import pg_metastore
 from conftest import OCI, digest_of, random_bytes, recv_until_close, unique_name, wait_until
+from regions import faketime_env, faketime_missing
 from roundrobin import RoundRobin
 
 pytestmark = pytest.mark.skipif(not pg_metastore.is_pg(),
@@ -336,15 +336,8 @@ def test_lease_of_a_killed_node_runs_out_and_another_takes_it(nodes):
     assert time.monotonic() - t0 <= 10 + 2 + 5  # the lease's length, a renewal period, slack
 
 
-FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
-needs_faketime = pytest.mark.skipif(not os.path.exists(FAKETIME_LIB),
-                                    reason="libfaketime (Debian package faketime) is not installed")
-
-
-def clock_off(skew):
-    """The environment of a node whose wall clock is off by skew (libfaketime); its
-    monotonic clock stays real."""
-    return {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": skew, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+needs_faketime = pytest.mark.skipif(faketime_missing() is not None,
+                                    reason=str(faketime_missing()))
 
 
 def lease_row(srv):
@@ -360,7 +353,7 @@ def test_a_node_whose_clock_runs_ahead_leaves_a_held_lease_alone(server_factory)
     lease's expiry is in the database's clock, not the nodes')."""
     a = server_factory(*NODE_ARGS)
     wait_until(lambda: OWNER_LINE in log_text(a), timeout_s=10, what="a to hold the lease")
-    b = server_factory(*NODE_ARGS, data_dir=a.data_dir, env=clock_off("+1h"))
+    b = server_factory(*NODE_ARGS, data_dir=a.data_dir, env=faketime_env("+1h"))
     # b tried at its start; two renewals of a after that, and b has tried again meanwhile
     seen = [lease_row(a)[1]]
 
@@ -381,7 +374,7 @@ def test_a_node_whose_clock_runs_behind_takes_over_from_a_killed_holder_in_time(
     database's clock (10 s), not an hour later."""
     a = server_factory(*NODE_ARGS)
     wait_until(lambda: OWNER_LINE in log_text(a), timeout_s=10, what="a to hold the lease")
-    b = server_factory(*NODE_ARGS, data_dir=a.data_dir, env=clock_off("-1h"))
+    b = server_factory(*NODE_ARGS, data_dir=a.data_dir, env=faketime_env("-1h"))
     assert OWNER_LINE not in log_text(b)
     a.kill()
     t0 = time.monotonic()
@@ -395,7 +388,7 @@ def test_a_tag_pushed_through_a_node_whose_clock_runs_behind_after_another_wins(
     through the other is the tag's value (the region's clock moves past the newest event
     in the shared log before each write)."""
     a = server_factory(*NODE_ARGS)
-    b = server_factory(*NODE_ARGS, data_dir=a.data_dir, env=clock_off("-1h"))
+    b = server_factory(*NODE_ARGS, data_dir=a.data_dir, env=faketime_env("-1h"))
     repo = unique_name("skewnodes")
     first = OCI(a.url).push_image(repo, "v1")
     second = OCI(b.url).push_image(repo, "v1")
