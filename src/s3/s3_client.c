@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,7 +25,17 @@ struct s3_client {
     char *host;       /* host[:port] as sent in Host */
     char *bucket;
     char *region, *access_key, *secret_key;
+    /* The store's clock minus this node's, in seconds, as its Date header last showed
+     * when it refused a signature: requests are signed in the store's time (as AWS's SDKs
+     * do), so a node whose clock is off still reaches it. 0 until then. */
+    _Atomic int64_t skew_s;
 };
+
+/* Now in the store's time, to sign with. */
+static int64_t signing_now(struct s3_client *c)
+{
+    return util_now_s() + atomic_load(&c->skew_s);
+}
 
 struct s3_client *s3_client_new(const char *endpoint, const char *region,
                                 const char *access_key, const char *secret_key,
@@ -49,6 +60,7 @@ struct s3_client *s3_client_new(const char *endpoint, const char *region,
     h += 3;
     size_t hl = strcspn(h, "/");
     struct s3_client *c = xcalloc(1, sizeof(*c));
+    atomic_init(&c->skew_s, 0);
     c->base = xstrndup(endpoint, (size_t)(h - endpoint) + hl);
     c->host = xstrndup(h, hl);
     c->bucket = xstrdup(bucket);
@@ -90,7 +102,7 @@ static void signed_headers(struct s3_client *c, const char *method, const char *
                            const char **list, size_t list_max)
 {
     char date[S3_AMZ_DATE_LEN];
-    s3_sigv4_date(util_now_s(), date);
+    s3_sigv4_date(signing_now(c), date);
     struct s3_sig_header h[] = {
         {"host", c->host},
         {"x-amz-content-sha256", S3_UNSIGNED_PAYLOAD},
@@ -122,6 +134,28 @@ int s3_request(struct s3_client *c, const char *method, const char *key, const c
                             30000 + (long)(len >> 20) * 1000, out, e);
 }
 
+/* A refusal (403) whose Date is far from this node's signing time: the clocks disagree
+ * (the store refuses signatures 15 minutes off). Takes the store's time from then on and
+ * says so; true when the request should be signed again. */
+static bool corrected_skew(struct s3_client *c, const struct httpc_response *r)
+{
+    char date[64];
+    if (r->status != 403 || httpc_response_header(r, "Date", date, sizeof(date)) != 0)
+        return false;
+    int64_t theirs = s3_http_date(date);
+    if (theirs < 0)
+        return false;
+    int64_t skew = theirs - util_now_s();
+    int64_t before = atomic_load(&c->skew_s);
+    if (skew - before < S3_SKEW_CORRECT_S && before - skew < S3_SKEW_CORRECT_S)
+        return false;
+    atomic_store(&c->skew_s, skew);
+    log_warn("s3", "the object store's clock is %" PRId64 " s %s this node's: requests are "
+             "signed in its time (set this node's clock right: NTP)",
+             skew < 0 ? -skew : skew, skew < 0 ? "behind" : "ahead of");
+    return true;
+}
+
 int s3_request_timed(struct s3_client *c, const char *method, const char *key,
                      const char *query, const char *const *extra, const void *body,
                      size_t len, long timeout_ms, struct httpc_response *out, struct err *e)
@@ -133,16 +167,23 @@ int s3_request_timed(struct s3_client *c, const char *method, const char *key,
     buf_printf(&url, "%s%s%s%s", c->base, path.data, query[0] ? "?" : "", query);
     char store[4][2300];
     const char *list[16];
-    signed_headers(c, method, path.data, query, extra, store, list, 16);
-    struct httpc_request rq = {
-        .method = method,
-        .url = url.data,
-        .headers = list,
-        .body = body,
-        .body_len = len,
-        .timeout_ms = timeout_ms,
-    };
-    int rc = httpc_do(&rq, out, e);
+    int rc = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        signed_headers(c, method, path.data, query, extra, store, list, 16);
+        struct httpc_request rq = {
+            .method = method,
+            .url = url.data,
+            .headers = list,
+            .body = body,
+            .body_len = len,
+            .timeout_ms = timeout_ms,
+        };
+        rc = httpc_do(&rq, out, e);
+        if (rc != 0 || attempt > 0 || !corrected_skew(c, out))
+            break;
+        buf_reset(&out->body); /* signed again in the store's time */
+        buf_reset(&out->headers);
+    }
     if (rc != 0) {
         /* The detail names the endpoint, the bucket and the key: for the log only, not for
          * the client whose request this was. */
@@ -314,7 +355,7 @@ char *s3_presign_get(struct s3_client *c, const char *key, int64_t expires_s)
     buf_init(&path, SIZE_MAX);
     path_of(c, key, &path);
     char date[S3_AMZ_DATE_LEN];
-    s3_sigv4_date(util_now_s(), date);
+    s3_sigv4_date(signing_now(c), date);
     struct s3_creds cr = {c->access_key, c->secret_key, c->region};
     char *url = s3_sigv4_presign(&cr, "GET", c->base, c->host, path.data, date, expires_s);
     buf_fini(&path);

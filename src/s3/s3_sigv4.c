@@ -133,3 +133,22 @@ char *s3_sigv4_presign(const struct s3_creds *c, const char *method, const char 
     buf_fini(&cr);
     return buf_steal(&out, NULL);
 }
+
+int64_t s3_http_date(const char *value)
+{
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    char mon[4] = "";
+    struct tm tm = {0};
+    int n = 0;
+    if (value == NULL ||
+        sscanf(value, "%*3s, %2d %3s %4d %2d:%2d:%2d GMT%n", &tm.tm_mday, mon, &tm.tm_year,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n == 0)
+        return -1;
+    const char *m = strlen(mon) == 3 ? strstr(months, mon) : NULL;
+    if (m == NULL || (m - months) % 3 != 0 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+        tm.tm_year < 1970 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+        return -1;
+    tm.tm_mon = (int)((m - months) / 3);
+    tm.tm_year -= 1900;
+    return (int64_t)timegm(&tm);
+}

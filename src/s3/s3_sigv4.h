@@ -25,6 +25,13 @@ struct s3_sig_header {
 /* amz_date of unix time t (seconds). */
 void s3_sigv4_date(int64_t t, char out[S3_AMZ_DATE_LEN]);
 
+/* A signature is refused when its time is more than 15 minutes from the store's; a clock
+ * this far from the store's own (its Date header) is corrected for (s3_client.c). */
+#define S3_SKEW_CORRECT_S 300
+/* Unix time of an HTTP Date header value ("Sun, 06 Dec 2026 02:47:55 GMT"); -1 if it does
+ * not parse. */
+int64_t s3_http_date(const char *value);
+
 /* Appends s percent-encoded as SigV4 wants it (unreserved kept; '/' kept when keep_slash)
  * to out (NUL-terminated, truncated at out_len). Returns the length it needed. */
 size_t s3_uri_encode(const char *s, int keep_slash, char *out, size_t out_len);

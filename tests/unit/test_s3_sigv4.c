@@ -64,12 +64,27 @@ static void test_uri_encode_and_date(void **state)
     assert_string_equal(date, "20130524T000000Z");
 }
 
+/* The store's Date header, from which a node whose clock is off learns the store's time. */
+static void test_http_date(void **state)
+{
+    (void)state;
+    assert_int_equal(s3_http_date("Sun, 06 Dec 2026 02:47:55 GMT"), 1796525275);
+    assert_int_equal(s3_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), 0);
+    assert_int_equal(s3_http_date("Sun, 06 Dec 2026 02:47:55"), -1);     /* no zone */
+    assert_int_equal(s3_http_date("Sun, 06 Dex 2026 02:47:55 GMT"), -1); /* no month */
+    assert_int_equal(s3_http_date("Sun, 06 ecJ 2026 02:47:55 GMT"), -1); /* not aligned */
+    assert_int_equal(s3_http_date("Sun, 32 Dec 2026 02:47:55 GMT"), -1);
+    assert_int_equal(s3_http_date(""), -1);
+    assert_int_equal(s3_http_date(NULL), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_authorization_header_get_object),
         cmocka_unit_test(test_presigned_url),
         cmocka_unit_test(test_uri_encode_and_date),
+        cmocka_unit_test(test_http_date),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
