@@ -63,8 +63,6 @@ int sq_access_on_policy_write(struct sq_conn *c, const char *kind, struct err *e
  * deliberate write anywhere wins over them, so a new region joining a registry never
  * replaces the registry's admin with its own bootstrap one. */
 
-#define SQ_ACCESS_LOW_HLC 1
-
 static int publish_object(struct sq_conn *c, const char *kind, const char *key, json_t *value,
                           int64_t hlc, struct err *e)
 {

@@ -482,10 +482,13 @@ int sq_log_stats(struct metastore *ms, int64_t *n_events, int64_t *n_tombs, stru
 }
 
 /* The status of a tag: has a peer applied the register's last write (metastore.h)? Every
- * event of an origin has a higher clock than the one before it (sq_hlc_next), so "ack
- * covers the write" is "the first event of its origin that ack lacks is later than it";
- * that event is found by (origin, origin_seq) in this log, or, when this log has none, ack
- * holds everything of the origin applied here. */
+ * event of an origin has a higher clock than the one before it (sq_hlc_next), but for those
+ * written at the lowest clock (the bootstrap admin, identities published at open: also
+ * after other events), which are skipped; a tag write is never one. So "ack covers the
+ * write" is "the first event of its origin that ack lacks, skipping those, is later than
+ * it"; or, when there is none, the write is one this log holds. Only when this log holds
+ * every event after ack (the next one is here, or ack has all applied here): else the
+ * next one was compacted away and nothing tells. */
 int sq_tag_acked(struct metastore *ms, const char *repo, const char *tag,
                  const struct digest *d, const char *peer, const struct meta_vv *ack,
                  bool *is_acked, struct err *e)
@@ -515,24 +518,31 @@ int sq_tag_acked(struct metastore *ms, const char *repo, const char *tag,
         return sq_tx_commit(c, e);
     }
     if (ack != NULL) {
-        int64_t acked = meta_vv_get(ack, origin), next_hlc = -1;
-        rc = sq_query(c, SQ_EVENT_CLOCK, &s, e, "ti", origin, acked + 1);
+        int64_t acked = meta_vv_get(ack, origin), applied = 0, newest_hlc = 0;
+        rc = sq_query(c, SQ_ORIGIN_CLOCK, &s, e, "ti", origin, (int64_t)SQ_ACCESS_LOW_HLC);
         if (rc < 0)
             goto fail;
-        if (rc == SQL_ROW)
-            next_hlc = sql_col_int64(s, 0);
+        if (rc == SQL_ROW) {
+            applied = sql_col_int64(s, 0);
+            newest_hlc = sql_col_int64(s, 1);
+        }
         sq_stmt_done(s);
-        if (next_hlc >= 0) {
-            *is_acked = next_hlc > hlc;
-        } else {
-            /* No event after ack here: ack has all this region applied of origin, unless
-             * the next one was compacted (ack below the horizon) or the register is newer
-             * than every event applied (it came from a state merge). */
-            rc = sq_query(c, SQ_ORIGIN_CLOCK, &s, e, "t", origin);
+        bool is_next_here = acked >= applied;
+        if (!is_next_here) {
+            rc = sq_query(c, SQ_EVENT_CLOCK, &s, e, "ti", origin, acked + 1);
             if (rc < 0)
                 goto fail;
-            *is_acked = rc == SQL_ROW && acked >= sql_col_int64(s, 0) &&
-                        hlc <= sql_col_int64(s, 1);
+            is_next_here = rc == SQL_ROW;
+            sq_stmt_done(s);
+        }
+        if (is_next_here) {
+            rc = sq_query(c, SQ_EVENT_CLOCK_AFTER, &s, e, "tii", origin, acked,
+                          (int64_t)SQ_ACCESS_LOW_HLC);
+            if (rc < 0)
+                goto fail;
+            /* The first later event is after the write, or, with none, the write is here
+             * (not a register merged from a peer's state ahead of its event). */
+            *is_acked = rc == SQL_ROW ? sql_col_int64(s, 0) > hlc : hlc <= newest_hlc;
             sq_stmt_done(s);
         }
     }

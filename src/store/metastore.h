@@ -429,9 +429,10 @@ typedef int ms_log_stats_f(struct metastore *ms, int64_t *n_events, int64_t *n_t
  * version vector peer last acknowledged; NULL: none known) tells (docs/replication.md,
  * "The status of a tag")? Yes when peer made that write itself, when the register predates
  * replication (no origin), or when ack covers every event of the write's origin up to the
- * write's clock (an origin stamps its events with increasing clocks): the event numbered
- * ack[origin] + 1 is in this log with a later clock, or there is none because ack reaches
- * the newest event of that origin applied here and the write is not later than it. No
+ * write's clock (an origin stamps its events with increasing clocks, but for those at the
+ * lowest clock, skipped: meta_compact.c): the first event after ack[origin] in this log has
+ * a later clock, or there is none and the write is not later than the newest event of that
+ * origin applied here. No
  * when the register names no manifest or another one, when that event is compacted away
  * (ack is below this log's horizon: nothing tells), and when the register came from a
  * state merge ahead of its event. Reads only. */

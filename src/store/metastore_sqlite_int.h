@@ -239,12 +239,16 @@
                      " (SELECT h.hlc FROM log_horizon h WHERE h.origin = vv.origin), 0)"      \
                      " FROM vv ORDER BY vv.origin")                                           \
     X(HORIZON_MAX_HLC, "SELECT coalesce(max(hlc), 0) FROM log_horizon")                     \
-    /* The status of a tag (sq_tag_acked): the clock of one event of an origin, and the     \
-     * newest event of an origin applied here as ORIGIN_CLOCKS reads it, for one origin.     \
-     * Both are point lookups (events_origin, the key of vv). */                            \
+    /* The status of a tag (sq_tag_acked): the clock of one event of an origin; the first   \
+     * event after a position and the newest one of an origin (with the position applied    \
+     * here), each skipping those written at the lowest clock (SQ_ACCESS_LOW_HLC). Point    \
+     * lookups and short scans of events_origin from one end. */                           \
     X(EVENT_CLOCK, "SELECT hlc FROM events WHERE origin = ?1 AND origin_seq = ?2")            \
+    X(EVENT_CLOCK_AFTER, "SELECT hlc FROM events WHERE origin = ?1 AND origin_seq > ?2"       \
+                         " AND hlc > ?3 ORDER BY origin_seq LIMIT 1")                         \
     X(ORIGIN_CLOCK, "SELECT vv.seq, coalesce((SELECT e.hlc FROM events e"                     \
-                    " WHERE e.origin = vv.origin AND e.origin_seq = vv.seq),"                 \
+                    " WHERE e.origin = vv.origin AND e.hlc > ?2"                              \
+                    " ORDER BY e.origin_seq DESC LIMIT 1),"                                   \
                     " (SELECT h.hlc FROM log_horizon h WHERE h.origin = vv.origin), 0)"       \
                     " FROM vv WHERE vv.origin = ?1")                                          \
     X(HORIZON_GET, "SELECT seq, hlc FROM log_horizon WHERE origin = ?1")                      \
@@ -752,6 +756,10 @@ ms_role_set_f sq_role_set;
  * publishing of rows from before them. */
 #define SQ_ACCESS_IDENTITY_KIND "identity"
 #define SQ_ACCESS_BINDING_KIND "role_binding"
+/* The clock of the bootstrap admin and of identities published at open (meta_access.c):
+ * the lowest, so any deliberate write wins over them. Their events are the only ones of a
+ * region whose clock is not above the one before (sq_tag_acked skips them). */
+#define SQ_ACCESS_LOW_HLC 1
 int sq_access_on_object(struct sq_conn *c, const char *kind, const char *key,
                         const char *value_json, const char *origin, struct err *e);
 int sq_access_publish_local(struct sq_conn *c, struct err *e);

@@ -214,6 +214,46 @@ static void test_third_region_write_is_acked_per_origin(void **state)
     r3->ops->close(r3);
 }
 
+/* The bootstrap admin is written at the lowest clock (meta_access.c), also after other
+ * events of its region: turning authentication on in a region that has tags already. Its
+ * events break the rising clocks of the region's events; a peer whose vector reaches past
+ * them has still applied the tag written before them. */
+static void test_low_clock_events_after_the_write_do_not_hide_it(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store("r1");
+    struct digest d;
+    push(ms, "app", "v1", 1, &d);
+    int64_t s = tag_set_seq(ms, "v1");
+    struct meta_identity id = {.name = "admin",
+                               .kind = "user",
+                               .secret_hash = "x",
+                               .description = "bootstrap administrator",
+                               .is_bootstrap = true};
+    struct meta_binding b = {
+        .subject = "admin", .role = "admin", .pattern = "*", .is_bootstrap = true};
+    bool is_changed;
+    struct err e = {0};
+    assert_int_equal(ms->ops->identity_put(ms, &id, true, &e), 0);
+    assert_int_equal(ms->ops->role_set(ms, &b, true, &is_changed, &e), 0);
+    struct meta_vv vv = {0};
+    assert_int_equal(ms->ops->vv_get(ms, &vv, &e), 0);
+    int64_t head = meta_vv_get(&vv, "r1");
+    meta_vv_fini(&vv);
+    assert_true(head > s);
+    assert_false(acked(ms, "v1", &d, "r2", "r1", s - 1, NULL, 0));
+    assert_true(acked(ms, "v1", &d, "r2", "r1", s, NULL, 0));    /* next event: low clock */
+    assert_true(acked(ms, "v1", &d, "r2", "r1", head, NULL, 0)); /* last event: low clock */
+
+    /* A later write of the region comes after them and is judged by its own event. */
+    struct digest d2;
+    push(ms, "app", "v1", 2, &d2);
+    int64_t s2 = tag_set_seq(ms, "v1");
+    assert_false(acked(ms, "v1", &d2, "r2", "r1", head, NULL, 0));
+    assert_true(acked(ms, "v1", &d2, "r2", "r1", s2, NULL, 0));
+    ms->ops->close(ms);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -233,6 +273,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_own_write_is_acked_once_the_peer_has_its_event),
         cmocka_unit_test(test_third_region_write_is_acked_per_origin),
+        cmocka_unit_test(test_low_clock_events_after_the_write_do_not_hide_it),
     };
     int failed = cmocka_run_group_tests_name("sqlite", tests, setup, teardown);
     const char *uri = getenv("MERIDIAN_TEST_PG");
