@@ -280,6 +280,11 @@ static int object_is_live(struct sq_conn *c, const char *kind, const char *key, 
 static int object_set(struct sq_conn *c, const char *kind, const char *key,
                       const char *value_json, const char *payload, struct err *e)
 {
+    bool is_kept;
+    if (sq_restored_is_kept(c, kind, key, value_json, &is_kept, e) != 0)
+        return -1;
+    if (is_kept)
+        return 0; /* a restored region's marker keeps its highest reopening */
     int64_t hlc = sq_hlc_next(c);
     sq_note_object(c->store, kind);
     if (sq_exec(c, SQ_OBJ_SET, e, "tttiti", kind, key, value_json, hlc, c->store->region,

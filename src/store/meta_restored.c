@@ -96,6 +96,23 @@ int sq_restored_probe(struct metastore *ms, int64_t seq, int64_t hlc, int64_t *o
     return 0;
 }
 
+int sq_restored_is_kept(struct sq_conn *c, const char *kind, const char *key, const char *value,
+                        bool *is_kept, struct err *e)
+{
+    *is_kept = false;
+    if (strcmp(kind, RESTORED_KIND) != 0 || key == NULL)
+        return 0;
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_OBJ_GET, &s, e, "tt", RESTORED_KIND, key);
+    if (rc < 0)
+        return -1;
+    if (rc == SQL_ROW && sql_col_int64(s, 3) == 0)
+        *is_kept =
+            sq_restored_opened(value) <= sq_restored_opened((const char *)sql_col_text(s, 0));
+    sq_stmt_done(s);
+    return 0;
+}
+
 int sq_restored_voids(struct sq_conn *c, const char *region, int64_t hlc, bool *is_void,
                       struct err *e)
 {

@@ -684,6 +684,11 @@ ms_restored_probe_f sq_restored_probe;
  * kinds: nothing. */
 int sq_restored_on_put(struct sq_conn *c, const char *kind, const char *key, const char *value,
                        bool is_merge, struct err *e);
+/* Whether a RESTORED_KIND value written here for key would lower the reopening held (one
+ * merged from a peer since the writer read it): the held one stays, as it does in every
+ * region the merge rule reaches (meta_merge.c), so the write is dropped. Other kinds: no. */
+int sq_restored_is_kept(struct sq_conn *c, const char *kind, const char *key, const char *value,
+                        bool *is_kept, struct err *e);
 /* Whether a report of region written at hlc is void (older than its restored marker). */
 int sq_restored_voids(struct sq_conn *c, const char *region, int64_t hlc, bool *is_void,
                       struct err *e);

@@ -154,6 +154,17 @@ static void restored_contract(struct metastore *ms, const char *self)
     /* A later reopening merged from a peer moves the cut up and drops what is below it. */
     rc_marker_from_west(ms, 2, h + later + 1, "east", h + 25);
     assert_string_equal(rc_state(ms, "east", &d1, got, sizeof(got)), "none");
+    /* Written here with an earlier reopening after that (a puller here that read the marker
+     * before the merge): the highest stays here too, as in every region its event reaches,
+     * and a report between the two is still refused. */
+    snprintf(value, sizeof(value), "{\"opened\":%" PRId64 "}", h + 10);
+    assert_int_equal(ms->ops->object_put(ms, RESTORED_KIND, "east", value, &e), 0);
+    assert_int_equal(ms->ops->object_get(ms, RESTORED_KIND, "east", &have, &e), 0);
+    assert_int_equal(sq_restored_opened(have), h + 25);
+    free(have);
+    ev = rc_report("east", 6, h + 22, &d1, 50, p1, sizeof(p1));
+    rc_apply(ms, &ev);
+    assert_string_equal(rc_state(ms, "east", &d1, got, sizeof(got)), "none");
 
     /* A marker of this region's own name, heard from a peer: it keeps its rows and reports
      * each again, as an event of its name above the opening clock. */
