@@ -468,9 +468,19 @@ static void acks_flush(struct compact *c, bool is_all)
         if (text == NULL)
             return;
         struct err e = {0};
-        if (c->reg->ms->ops->peer_ack_set(c->reg->ms, peer, text, now, &e) != 0)
+        if (c->reg->ms->ops->peer_ack_set(c->reg->ms, peer, text, now, &e) != 0) {
             log_warn("compact", "failed to record what %s acknowledged: %s", peer,
                      err_message(&e));
+            /* Written again at the next round (a second on), unless a newer one came. */
+            AZ(pthread_mutex_lock(&c->mu));
+            for (size_t i = 0; i < ACKS_KEPT; i++) {
+                if (strcmp(c->acks[i].peer, peer) == 0)
+                    c->acks[i].is_pending = true;
+            }
+            AZ(pthread_mutex_unlock(&c->mu));
+            free(text);
+            return;
+        }
         free(text);
     }
 }

@@ -617,6 +617,45 @@ static void test_newest_ack_is_seen_at_once_and_always_stored(void **state)
     ms->ops->close(ms);
 }
 
+/* The store refuses the first writes of an acknowledgement (a busy or lost database): the
+ * newest is written at a later round all the same (it used to be marked written and left
+ * out of the store until the peer's next poll). */
+static const struct metastore_ops *real_ops;
+static int ack_writes_to_fail;
+
+static int failing_peer_ack_set(struct metastore *ms, const char *peer, const char *vv,
+                                int64_t now_ms, struct err *e)
+{
+    if (ack_writes_to_fail > 0) {
+        ack_writes_to_fail--;
+        return err_set(e, ERR_IO, "refused by the test");
+    }
+    return real_ops->peer_ack_set(ms, peer, vv, now_ms, e);
+}
+
+static void test_ack_refused_by_the_store_is_written_again(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store();
+    real_ops = ms->ops;
+    struct metastore_ops ops = *ms->ops;
+    ops.peer_ack_set = failing_peer_ack_set;
+    ms->ops = &ops;
+    struct config cfg;
+    config_defaults(&cfg);
+    cfg.compact_interval_s = 0;
+    struct registry reg = {.cfg = &cfg, .ms = ms};
+    ack_writes_to_fail = 2;
+    struct compact *c = compact_start(&reg);
+    compact_note_ack(c, "p", "local:1", false);
+    assert_true(stored_ack_becomes(ms, "p", "local:1"));
+    assert_int_equal(ack_writes_to_fail, 0);
+    compact_stop(c);
+    config_fini(&cfg);
+    ms->ops = real_ops;
+    ms->ops->close(ms);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -646,6 +685,7 @@ int main(void)
         cmocka_unit_test(test_forget_and_snapshot_records),
         cmocka_unit_test(test_v2_database_migrates),
         cmocka_unit_test(test_newest_ack_is_seen_at_once_and_always_stored),
+        cmocka_unit_test(test_ack_refused_by_the_store_is_written_again),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
