@@ -276,10 +276,13 @@ def test_peer_api_refuses_malformed_parameters_and_introductions(geo):
     a, b = cluster
     peer = ("peer", cluster.secret)
     for q in ("after=abc", "after=18446744073709551615", "after=-1", "max=-1", "max=1e3",
-              "wait=x", "wait=-5"):
+              "wait=x", "wait=-5", "held_seq=abc", "held_seq=-1",
+              "held_seq=18446744073709551615", "held_seq=1%00", "held_hlc=x", "held_hlc=-7",
+              "held_seq=1&held_hlc=" + "9" * 4000):
         r = a.api("GET", "replication/events?from=r2&vv=&" + q, auth=peer)
         assert r.status_code == 400, (q, r.status_code, r.text)
-        assert "must be a non-negative integer" in r.json()["error"]["message"], (q, r.text)
+        want = "encoded NUL" if "%00" in q else "must be a non-negative integer"
+        assert want in r.json()["error"]["message"], (q, r.text)
     assert a.api("GET", "replication/events?from=r2&vv=&after=0&wait=0",
                  auth=peer).status_code == 200
     base = {"registry": "meridian", "location": "r7", "endpoint": "http://127.0.1.7:1"}
@@ -290,6 +293,8 @@ def test_peer_api_refuses_malformed_parameters_and_introductions(geo):
         assert r.status_code == 400, (extra, r.status_code, r.text)
     assert "r7" not in a.replication_states()
     assert "r7" not in b.replication_states()
+    # a refused restored-region probe (held_seq/held_hlc) took nothing for a restore
+    assert "restored from an older copy" not in a.log_text()
 
 
 def test_a_region_added_back_under_its_old_name_replicates_its_writes(geo):
