@@ -321,6 +321,25 @@ static size_t n_pending(struct metastore *ms)
     return n;
 }
 
+/* eastus pushes golden/base:1.0.0 (v1, two blobs); northeurope, which knows the image
+ * definition, gets its manifest event (*put) and its tag event (*tag) to apply. */
+static struct metastore *north_hearing_v1(struct metastore **east_out, struct digest *v1,
+                                          json_t **put, json_t **tag)
+{
+    struct metastore *east = open_store("eastus");
+    static const char *const v1_blobs[] = {"config-1", "layer-1"};
+    put_image(east, "golden/base", "1.0.0", v1_blobs, 2, v1);
+    *put = put_event_of(east, v1);
+    *tag = event_of(east, "tag_set", v1);
+    struct metastore *north = open_store("northeurope");
+    struct err e = {0};
+    assert_int_equal(north->ops->object_put(north, "image_definition", "golden/base",
+                                            "{\"repository\":\"golden/base\"}", &e),
+                     0);
+    *east_out = east;
+    return north;
+}
+
 /* Placement against the orders events and fetches really come in (flaky e2e of issue 12):
  * a version's manifest applied before its tag is recorded as not held (it belongs with
  * nothing yet) and the tag puts it back in the fetch queue; a manifest taken out of this
@@ -329,17 +348,11 @@ static size_t n_pending(struct metastore *ms)
 static void test_placement_follows_late_tags_and_removals_during_a_fetch(void **state)
 {
     (void)state;
-    struct metastore *east = open_store("eastus");
-    static const char *const v1_blobs[] = {"config-1", "layer-1"};
+    struct metastore *east;
     struct digest v1;
-    put_image(east, "golden/base", "1.0.0", v1_blobs, 2, &v1);
-    json_t *put = put_event_of(east, &v1);
-    json_t *tag = event_of(east, "tag_set", &v1);
-    struct metastore *north = open_store("northeurope");
+    json_t *put, *tag;
+    struct metastore *north = north_hearing_v1(&east, &v1, &put, &tag);
     struct err e = {0};
-    assert_int_equal(north->ops->object_put(north, "image_definition", "golden/base",
-                                            "{\"repository\":\"golden/base\"}", &e),
-                     0);
     apply_put(north, put, 1);
     assert_int_equal(n_pending(north), 1);
     /* a fetch worker looks at it between the two events: no tag, so not held */
@@ -408,17 +421,11 @@ static void test_placement_follows_late_tags_and_removals_during_a_fetch(void **
 static void test_shallow_show_writes_its_completed_report_with_it(void **state)
 {
     (void)state;
-    struct metastore *east = open_store("eastus");
-    static const char *const v1_blobs[] = {"config-1", "layer-1"};
+    struct metastore *east;
     struct digest v1;
-    put_image(east, "golden/base", "1.0.0", v1_blobs, 2, &v1);
-    json_t *put = put_event_of(east, &v1);
-    json_t *tag = event_of(east, "tag_set", &v1);
-    struct metastore *north = open_store("northeurope");
+    json_t *put, *tag;
+    struct metastore *north = north_hearing_v1(&east, &v1, &put, &tag);
     struct err e = {0};
-    assert_int_equal(north->ops->object_put(north, "image_definition", "golden/base",
-                                            "{\"repository\":\"golden/base\"}", &e),
-                     0);
     apply_put(north, put, 1);
     apply_put(north, tag, 2);
     assert_int_equal(n_pending(north), 1);
