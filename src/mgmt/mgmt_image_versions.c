@@ -121,13 +121,23 @@ static bool is_tag_applied(struct registry *reg, const char *repo, const char *t
  * the policy, unless it still holds its copy from before a policy that is not enforced
  * (its last report is Completed). Its own report would stay Completed after an enforced
  * policy removed the copy: the region keeps no record of repo to report anything from. */
+/* The peers' acknowledgements, read once for every version a request reports (as the
+ * policies are), at the first version that needs them. */
+struct acks_read {
+    struct meta_peer_ack *acks;
+    size_t n;
+    bool is_read;
+};
+
+static void acks_read_fini(struct acks_read *ar)
+{
+    meta_peer_ack_list_fini(ar->acks, ar->n);
+}
+
 static json_t *status_summary(struct registry *reg, const char *repo, const char *tag,
                               const struct artifact *a, const char *const *targets,
-                              const json_t *policies, struct err *e)
+                              const json_t *policies, struct acks_read *ar, struct err *e)
 {
-    struct meta_peer_ack *acks = NULL;
-    size_t n_acks = 0;
-    bool has_acks = false;
     struct meta_status *rows = NULL;
     size_t n_rows = 0;
     if (a->is_known && reg->ms->ops->status_list(reg->ms, repo, &a->d, &rows, &n_rows, e) != 0)
@@ -164,10 +174,10 @@ static json_t *status_summary(struct registry *reg, const char *repo, const char
         char why[NAME_MAX_BYTES + 256];
         if (tag != NULL && !is_self && strcmp(state, "Completed") == 0) {
             struct err ae = {0};
-            if (!has_acks && reg->ms->ops->peer_acks(reg->ms, &acks, &n_acks, &ae) != 0)
-                n_acks = 0; /* then only what this node heard */
-            has_acks = true;
-            if (!is_tag_applied(reg, repo, tag, a, targets[i], acks, n_acks)) {
+            if (!ar->is_read && reg->ms->ops->peer_acks(reg->ms, &ar->acks, &ar->n, &ae) != 0)
+                ar->n = 0; /* then only what this node heard */
+            ar->is_read = true;
+            if (!is_tag_applied(reg, repo, tag, a, targets[i], ar->acks, ar->n)) {
                 state = "InProgress";
                 snprintf(why, sizeof(why),
                          "%s holds the manifest but has not acknowledged the latest write of "
@@ -204,7 +214,6 @@ static json_t *status_summary(struct registry *reg, const char *repo, const char
                                details));
     }
     meta_status_free(rows, n_rows);
-    meta_peer_ack_list_fini(acks, n_acks);
     return summary;
 }
 
@@ -352,6 +361,7 @@ static struct listed *list_versions(struct registry *reg, const char *repo,
         return NULL;
     size_t n = json_array_size(*records);
     struct listed *l = xcalloc(n + 1, sizeof(*l));
+    struct acks_read ar = {0};
     size_t i = 0;
     for (; i < n; i++) {
         l[i].record = json_array_get(*records, i);
@@ -362,11 +372,12 @@ static struct listed *list_versions(struct registry *reg, const char *repo,
             break;
         }
         const char **targets = iv_targets(l[i].record);
-        l[i].summary = status_summary(reg, repo, v, &l[i].a, targets, policies, e);
+        l[i].summary = status_summary(reg, repo, v, &l[i].a, targets, policies, &ar, e);
         free(targets);
         if (l[i].summary == NULL)
             break;
     }
+    acks_read_fini(&ar);
     if (i < n) {
         listed_fini(l, n);
         json_decref(*records);
@@ -503,8 +514,10 @@ static json_t *version_doc(struct registry *reg, const char *repo, const char *r
     json_t *policies = residency_policies(reg->ms, e);
     /* A version is its tag; a digest asked for is the manifest alone. */
     const char *tag = strchr(version, ':') == NULL ? version : NULL;
+    struct acks_read ar = {0};
     json_t *summary =
-        policies ? status_summary(reg, repo, tag, &a, targets, policies, e) : NULL;
+        policies ? status_summary(reg, repo, tag, &a, targets, policies, &ar, e) : NULL;
+    acks_read_fini(&ar);
     if (record != NULL)
         free(targets);
     else
