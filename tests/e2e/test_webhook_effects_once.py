@@ -16,15 +16,13 @@ every effect fired exactly once.
 Receivers are python http.server instances in threads on 127.0.0.1; waits poll observable
 state against a deadline."""
 
-import json
 import secrets
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
 import tier
+import webhook_receiver
 from conftest import wait_until
 from regions import wait_for
 
@@ -34,59 +32,17 @@ REGION = "eastus"
 BACKOFF = ["--webhook-backoff-max", "1s"]
 
 
-class Receiver:
-    """Records every POST and answers 200; stop()/start() close and reopen the same port."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.got = []
-        self.port = 0
-        self.httpd = None
-
-    def start(self):
-        rcv = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with rcv.lock:
-                    rcv.got.append(json.loads(body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                         daemon=True).start()
-        return self
-
-    def stop(self):
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d/hook" % self.port
+class Receiver(webhook_receiver.Receiver):
+    """Records every POST and answers 200 (webhook_receiver.py), read as events."""
 
     def summary(self):
         """(action, digest, tag, request method) of each event received, pings left out."""
-        with self.lock:
-            got = list(self.got)
+        got = [r["json"] for r in self.events() if r["json"]]
         return sorted((g["action"], g["target"]["digest"], g["target"].get("tag") or "",
                        g["request"]["method"]) for g in got if g["action"] != "ping")
 
     def ids(self):
-        with self.lock:
-            return [g["id"] for g in self.got]
+        return [r["json"]["id"] for r in self.events() if r["json"]]
 
 
 @pytest.fixture
