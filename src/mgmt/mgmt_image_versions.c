@@ -83,27 +83,32 @@ static bool is_removed_region(struct registry *reg, const char *region)
  * report is about a manifest; a version is a tag. A region that holds the manifest but
  * has not applied the write that set the tag does not serve the version by its tag (the
  * tag was deleted there and set again while it could not hear of it). What a region has
- * applied is what it last acknowledged pulling from this one (its version vector): as
- * this node heard it, and as the store holds it (written within a second, by any node of
- * this region). Either is true of the region; the store's check is tag_acked. */
+ * applied is what it last acknowledged pulling from this one (its version vector), or
+ * from another region that relayed it here (compact.h: a region that cannot poll this one
+ * is known through the others); as this node heard them, and as the store holds them
+ * (written within a second, by any node of this region). Each is true of the region; the
+ * store's check is tag_acked. */
 static bool is_tag_applied(struct registry *reg, const char *repo, const char *tag,
                            const struct artifact *a, const char *region,
                            const struct meta_peer_ack *acks, size_t n_acks)
 {
-    char *seen = compact_ack_seen(atomic_load(&reg->is_ready) ? reg->compact : NULL, region);
-    const char *stored = NULL;
-    for (size_t i = 0; i < n_acks; i++) {
-        if (strcmp(acks[i].peer, region) == 0)
-            stored = acks[i].vv;
-    }
-    struct meta_vv vvs[2] = {{0}, {0}};
+    char **seen = compact_acks_seen(atomic_load(&reg->is_ready) ? reg->compact : NULL, region);
+    size_t n_seen = 0;
+    while (seen[n_seen] != NULL)
+        n_seen++;
+    struct meta_vv *vvs = xcalloc(n_seen + n_acks + 1, sizeof(*vvs));
     size_t n = 0;
     struct err e = {0};
-    if (seen != NULL && repl_codec_vv_parse(seen, &vvs[n], &e) == 0)
-        n++;
-    if (stored != NULL && repl_codec_vv_parse(stored, &vvs[n], &e) == 0)
-        n++;
-    free(seen);
+    for (size_t i = 0; i < n_seen; i++) {
+        if (repl_codec_vv_parse(seen[i], &vvs[n], &e) == 0)
+            n++;
+    }
+    for (size_t i = 0; i < n_acks; i++) {
+        if (compact_ack_is_about(acks[i].peer, region) &&
+            repl_codec_vv_parse(acks[i].vv, &vvs[n], &e) == 0)
+            n++;
+    }
+    compact_acks_seen_free(seen);
     bool is_applied = false;
     /* With no acknowledgement at all, still true of the region's own write. */
     for (size_t i = 0; i < (n > 0 ? n : 1) && !is_applied; i++) {
@@ -113,6 +118,7 @@ static bool is_tag_applied(struct registry *reg, const char *repo, const char *t
     }
     for (size_t i = 0; i < n; i++)
         meta_vv_fini(&vvs[i]);
+    free(vvs);
     return is_applied;
 }
 

@@ -6,10 +6,12 @@
  * which resumes it when the event log grows or after MGMT_POLL_RECHECK_MS (byte
  * progress of a running copy changes without a new event), and the handler runs again. */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "compact.h"
 #include "mgmt_api.h"
 #include "registry_ctx.h"
 #include "repl.h"
@@ -41,7 +43,9 @@ static void on_parked(struct http_req *req, void *arg)
     (void)arg;
     ASSERT(w->magic == POLL_WAIT_MAGIC);
     int64_t recheck_ms = util_now_ms() + MGMT_POLL_RECHECK_MS;
-    repl_wait_register(req->reg->repl, req, w->seen_head,
+    /* A status also changes when a region acknowledges a tag (compact.h): recheck then. */
+    struct compact *c = atomic_load(&req->reg->is_ready) ? req->reg->compact : NULL;
+    repl_wait_register(req->reg->repl, req, w->seen_head, compact_acks_changed(c),
                        recheck_ms < w->deadline_ms ? recheck_ms : w->deadline_ms);
 }
 

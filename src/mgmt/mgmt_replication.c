@@ -19,6 +19,7 @@
 #define EVENTS_WAIT_MAX_S 60
 #define EVENTS_BATCH_MAX 2000
 #define EVENTS_REPLY_MAX (48u << 20)
+#define EVENTS_REPLY_TAIL_MAX (4u << 20) /* positions and relayed acknowledgements */
 
 static void reply_err(struct http_req *req, const struct err *e)
 {
@@ -96,6 +97,7 @@ struct events_wait {
     unsigned magic;
     int64_t deadline_ms;
     int64_t seen_head;  /* the log head when the poll was parked */
+    uint64_t seen_acks; /* compact_acks_changed when the poll came */
 };
 #define EVENTS_WAIT_MAGIC 0x45565754u
 
@@ -114,7 +116,7 @@ static void on_parked(struct http_req *req, void *arg)
     struct events_wait *w = req->handler_state;
     (void)arg;
     ASSERT(w->magic == EVENTS_WAIT_MAGIC);
-    repl_wait_register(req->reg->repl, req, w->seen_head, w->deadline_ms);
+    repl_wait_register(req->reg->repl, req, w->seen_head, w->seen_acks, w->deadline_ms);
 }
 
 /* A region name as a reply or the log may show it: what a caller sent is echoed only
@@ -233,6 +235,33 @@ static json_t *horizon_json(const struct meta_horizon *h, size_t n)
     return out;
 }
 
+/* ,"acks":{REGION:{"vv","age_ms"}}: what every other region last acknowledged to this one,
+ * and this region's own version vector (age 0), for the caller's status of a tag
+ * (compact.h, "Relayed acknowledgements"). */
+static void append_relayed_acks(struct registry *reg, struct compact *compact, const char *from,
+                                struct buf *b)
+{
+    json_t *acks = compact_relay_json(compact, from);
+    struct meta_vv mine = {0};
+    struct err e = {0};
+    if (reg->ms->ops->vv_get(reg->ms, &mine, &e) == 0 && mine.n > 0) {
+        struct buf text;
+        buf_init(&text, 1u << 20);
+        repl_codec_vv_to_string(&mine, &text);
+        json_object_set_new(acks, reg->cfg->region,
+                            json_pack("{s:s, s:i}", "vv", text.data, "age_ms", 0));
+        buf_fini(&text);
+    }
+    meta_vv_fini(&mine);
+    char *out = json_dumps(acks, JSON_COMPACT);
+    json_decref(acks);
+    if (out != NULL) {
+        buf_appends(b, ",\"acks\":");
+        buf_appends(b, out);
+    }
+    free(out);
+}
+
 /* GET replication/events?after=N&vv=...&wait=S&max=M&from=REGION: long poll. */
 void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
 {
@@ -288,8 +317,8 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
         note_restored(from, held_seq);
     const char *below = NULL;
     bool is_below = compact_is_below(&vv, h, nh, &below);
-    compact_note_ack(atomic_load(&reg->is_ready) ? reg->compact : NULL, from,
-                     http_req_query(req, "vv"), is_below); /* set before is_ready */
+    struct compact *compact = atomic_load(&reg->is_ready) ? reg->compact : NULL;
+    compact_note_ack(compact, from, http_req_query(req, "vv"), is_below); /* set before is_ready */
     if (is_below) {
         json_t *out = json_pack("{s:{s:s, s:s}, s:o}", "error", "code", "COMPACTED", "message",
                                 "events below this region's log horizon were compacted: "
@@ -310,6 +339,7 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
         w = xcalloc(1, sizeof(*w));
         w->magic = EVENTS_WAIT_MAGIC;
         w->deadline_ms = util_now_ms() + wait_s * 1000;
+        w->seen_acks = compact_acks_changed(compact);
         req->handler_state = w;
         req->handler_cleanup = events_wait_cleanup;
     }
@@ -335,7 +365,7 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
      * its position past them at once (held, a caller catching up through a log it mostly
      * has advanced one scan of rows per wait). */
     if (n_read == 0 && last == after && opened_hlc == 0 && util_now_ms() < w->deadline_ms &&
-        atomic_load(&reg->is_ready)) {
+        atomic_load(&reg->is_ready) && compact_acks_changed(compact) == w->seen_acks) {
         free(events);
         w->seen_head = head;
         http_req_suspend(req, on_parked, NULL);
@@ -364,11 +394,13 @@ void mgmt_repl_events(struct http_req *req, const struct mgmt_params *p)
     for (size_t i = written; i < n; i++)
         meta_event_fini(&events[i]);
     free(events);
+    b.max_bytes += EVENTS_REPLY_TAIL_MAX; /* the events filled at most EVENTS_REPLY_MAX */
     buf_printf(&b, "],\"last\":%" PRId64 ",\"head\":%" PRId64, last, head);
     if (opened_hlc != 0)
         buf_printf(&b, ",\"restored\":{\"opened\":%" PRId64 "}", opened_hlc);
     buf_appends(&b, ",\"region\":");
     buf_append_json_string(&b, reg->cfg->region);
+    append_relayed_acks(reg, compact, from, &b);
     buf_appends(&b, "}");
     http_reply(req, 200, "application/json", b.data, b.len);
     buf_fini(&b);

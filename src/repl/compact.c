@@ -37,16 +37,19 @@
 
 #define COMPACT_MAGIC 0x636d7063u /* "cmpc" */
 #define ACK_WRITE_MIN_MS 1000     /* a peer's acknowledgement is written at most this often */
-#define ACKS_KEPT 64
+#define ACKS_KEPT 256 /* the peers, and what each relays of the others */
 
 /* What one peer last acknowledged, as this node heard it: the newest text (read by the
- * status of a tag at once, compact_ack_seen) and whether the store has it yet. The
+ * status of a tag at once, compact_acks_seen) and whether the store has it yet. The
  * compaction thread writes it, at most once per ACK_WRITE_MIN_MS per peer, and never
  * leaves the newest unwritten: a peer that acknowledged and then went quiet (its next poll
- * held for up to 10 s) is known to other nodes and after a restart within a second. */
+ * held for up to 10 s) is known to other nodes and after a restart within a second.
+ * A relayed one (what region ABOUT acknowledged to region VIA, as VIA answered a poll of
+ * this region) is kept the same way under the name "ABOUT@VIA" (compact_relay_name). */
 struct ack_note {
-    char peer[128];
-    char *latest;    /* NULL: none heard */
+    char peer[COMPACT_RELAY_NAME_MAX];
+    char *latest;     /* NULL: none heard */
+    int64_t heard_ms; /* when the peer acknowledged it (a relayed one: as VIA heard it) */
     int64_t written_ms;
     bool is_pending; /* latest is not in the store yet */
     bool is_now;     /* ... and is due at once (below the horizon) */
@@ -67,6 +70,7 @@ struct compact {
     uint64_t events_dropped;
     uint64_t tombs_removed;
     uint64_t errors;
+    uint64_t acks_changed; /* bumped when a peer's own acknowledgement changes */
     struct ack_note acks[ACKS_KEPT];
 };
 
@@ -353,17 +357,27 @@ json_t *compact_status_json(struct compact *c)
             json_object_set_new(horizon, h[i].origin, json_integer(h[i].seq));
         meta_horizon_list_fini(h, nh);
     }
-    json_t *peers = json_array();
+    json_t *peers = json_array(), *relayed = json_array();
     struct meta_peer_ack *acks = NULL;
     size_t na = 0;
     if (ms->ops->peer_acks(ms, &acks, &na, &e) == 0) {
-        for (size_t i = 0; i < na; i++)
+        for (size_t i = 0; i < na; i++) {
+            const char *at = strchr(acks[i].peer, '@');
+            if (at != NULL) {
+                /* what another region relayed: for the status of a tag only */
+                json_array_append_new(
+                    relayed, json_pack("{s:s%, s:s, s:s, s:I}", "region", acks[i].peer,
+                                       (size_t)(at - acks[i].peer), "via", at + 1, "acked",
+                                       acks[i].vv, "acked_ms", (json_int_t)acks[i].acked_ms));
+                continue;
+            }
             json_array_append_new(
                 peers, json_pack("{s:s, s:s, s:I, s:b}", "region", acks[i].peer, "acked",
                                  acks[i].vv, "acked_ms", (json_int_t)acks[i].acked_ms, "expired",
                                  reg->cfg->compact_horizon_s > 0 &&
                                      acks[i].acked_ms <
                                          util_now_ms() - reg->cfg->compact_horizon_s * 1000));
+        }
         meta_peer_ack_list_fini(acks, na);
     }
     /* What may expire now: tombstones older than this (0: none may). */
@@ -382,7 +396,29 @@ json_t *compact_status_json(struct compact *c)
         (json_int_t)c->last_run_duration_ms, "events_dropped", (json_int_t)c->events_dropped,
         "tombstones_removed", (json_int_t)c->tombs_removed, "errors", (json_int_t)c->errors);
     AZ(pthread_mutex_unlock(&c->mu));
+    json_object_set_new(out, "relayed_acks", relayed);
     return out;
+}
+
+/* The slot of name, else a free one, else the one written longest ago made free for it;
+ * under c->mu. (A free slot first: before, a second peer heard before the first peer's
+ * acknowledgement was written took that peer's slot, written_ms 0 like a free one.) */
+static struct ack_note *ack_slot(struct compact *c, const char *name)
+{
+    struct ack_note *oldest = NULL;
+    for (size_t i = 0; i < ACKS_KEPT; i++) {
+        struct ack_note *a = &c->acks[i];
+        if (strcmp(a->peer, name) == 0)
+            return a;
+        bool is_free = a->peer[0] == '\0';
+        if (oldest == NULL || (is_free && oldest->peer[0] != '\0') ||
+            (is_free == (oldest->peer[0] == '\0') && a->written_ms < oldest->written_ms))
+            oldest = a;
+    }
+    free(oldest->latest);
+    *oldest = (struct ack_note){0};
+    snprintf(oldest->peer, sizeof(oldest->peer), "%s", name);
+    return oldest;
 }
 
 void compact_note_ack(struct compact *c, const char *peer, const char *vv_text, bool is_now)
@@ -391,25 +427,16 @@ void compact_note_ack(struct compact *c, const char *peer, const char *vv_text, 
         return;
     const char *text = vv_text ? vv_text : "";
     AZ(pthread_mutex_lock(&c->mu));
-    struct ack_note *slot = NULL, *oldest = &c->acks[0];
-    for (size_t i = 0; i < ACKS_KEPT && slot == NULL; i++) {
-        if (strcmp(c->acks[i].peer, peer) == 0)
-            slot = &c->acks[i];
-        else if (c->acks[i].written_ms < oldest->written_ms)
-            oldest = &c->acks[i];
-    }
-    if (slot == NULL) {
-        slot = oldest;
-        free(slot->latest);
-        *slot = (struct ack_note){0};
-        snprintf(slot->peer, sizeof(slot->peer), "%s", peer);
-    }
+    struct ack_note *slot = ack_slot(c, peer);
+    slot->heard_ms = util_now_ms();
     if (slot->latest == NULL || strcmp(slot->latest, text) != 0 || is_now) {
+        if (slot->latest == NULL || strcmp(slot->latest, text) != 0)
+            c->acks_changed++;
         free(slot->latest);
         slot->latest = xstrdup(text);
         slot->is_pending = true;
         slot->is_now |= is_now;
-    } else if (util_now_ms() - slot->written_ms >= ACK_WRITE_MIN_MS) {
+    } else if (slot->heard_ms - slot->written_ms >= ACK_WRITE_MIN_MS) {
         slot->is_pending = true; /* the same again: acked_ms says the peer is still pulling */
     }
     if (slot->is_pending)
@@ -417,17 +444,129 @@ void compact_note_ack(struct compact *c, const char *peer, const char *vv_text, 
     AZ(pthread_mutex_unlock(&c->mu));
 }
 
-char *compact_ack_seen(struct compact *c, const char *peer)
+bool compact_relay_name(const char *about, const char *via, char *out, size_t size)
 {
-    if (c == NULL || peer == NULL)
-        return NULL;
-    char *out = NULL;
+    int n = snprintf(out, size, "%s@%s", about, via);
+    return n > 0 && (size_t)n < size;
+}
+
+void compact_note_relayed(struct compact *c, const char *about, const char *via,
+                          const char *vv_text, int64_t heard_ms)
+{
+    char name[COMPACT_RELAY_NAME_MAX];
+    if (c == NULL || vv_text == NULL || vv_text[0] == '\0' ||
+        !compact_relay_name(about, via, name, sizeof(name)))
+        return;
     AZ(pthread_mutex_lock(&c->mu));
-    for (size_t i = 0; i < ACKS_KEPT && out == NULL; i++) {
-        if (c->acks[i].latest != NULL && strcmp(c->acks[i].peer, peer) == 0)
-            out = xstrdup(c->acks[i].latest);
+    struct ack_note *slot = ack_slot(c, name);
+    /* Two answers of via may arrive out of order only across its nodes: keep the newer. */
+    if (slot->latest == NULL || heard_ms >= slot->heard_ms) {
+        slot->heard_ms = heard_ms;
+        if (slot->latest == NULL || strcmp(slot->latest, vv_text) != 0) {
+            free(slot->latest);
+            slot->latest = xstrdup(vv_text);
+            slot->is_pending = true;
+            AZ(pthread_cond_broadcast(&c->cv));
+        }
     }
     AZ(pthread_mutex_unlock(&c->mu));
+}
+
+/* Is name region's own acknowledgement, or one relayed about region ("region@via")? */
+static bool is_ack_of(const char *name, const char *region)
+{
+    size_t n = strlen(region);
+    return strncmp(name, region, n) == 0 && (name[n] == '\0' || name[n] == '@');
+}
+
+char **compact_acks_seen(struct compact *c, const char *region)
+{
+    char **out = xcalloc(1, sizeof(*out));
+    if (c == NULL || region == NULL)
+        return out;
+    size_t n = 0;
+    AZ(pthread_mutex_lock(&c->mu));
+    for (size_t i = 0; i < ACKS_KEPT; i++) {
+        if (c->acks[i].latest == NULL || !is_ack_of(c->acks[i].peer, region))
+            continue;
+        out = xrealloc(out, (n + 2) * sizeof(*out));
+        out[n++] = xstrdup(c->acks[i].latest);
+        out[n] = NULL;
+    }
+    AZ(pthread_mutex_unlock(&c->mu));
+    return out;
+}
+
+void compact_acks_seen_free(char **texts)
+{
+    for (size_t i = 0; texts != NULL && texts[i] != NULL; i++)
+        free(texts[i]);
+    free(texts);
+}
+
+bool compact_ack_is_about(const char *name, const char *region)
+{
+    return is_ack_of(name, region);
+}
+
+uint64_t compact_acks_changed(struct compact *c)
+{
+    if (c == NULL)
+        return 0;
+    AZ(pthread_mutex_lock(&c->mu));
+    uint64_t v = c->acks_changed;
+    AZ(pthread_mutex_unlock(&c->mu));
+    return v;
+}
+
+json_t *compact_relay_json(struct compact *c, const char *to)
+{
+    json_t *out = json_object();
+    if (c == NULL)
+        return out;
+    struct metastore *ms = c->reg->ms;
+    struct meta_peer_ack *stored = NULL;
+    size_t n_stored = 0;
+    struct err e = {0};
+    if (ms->ops->peer_acks(ms, &stored, &n_stored, &e) != 0) {
+        stored = NULL;
+        n_stored = 0;
+    }
+    int64_t now = util_now_ms();
+    /* A peer's own acknowledgements only (never one relayed to this region: each relay is
+     * first hand), the newer of this node's and the store's (other nodes of the region). */
+    for (size_t i = 0; i < n_stored; i++) {
+        const char *name = stored[i].peer;
+        if (strchr(name, '@') != NULL || strcmp(name, to) == 0 || stored[i].vv[0] == '\0')
+            continue;
+        json_object_set_new(out, name,
+                            json_pack("{s:s, s:I}", "vv", stored[i].vv, "heard_ms",
+                                      (json_int_t)stored[i].acked_ms));
+    }
+    meta_peer_ack_list_fini(stored, n_stored);
+    AZ(pthread_mutex_lock(&c->mu));
+    for (size_t i = 0; i < ACKS_KEPT; i++) {
+        const struct ack_note *a = &c->acks[i];
+        if (a->latest == NULL || a->latest[0] == '\0' || a->peer[0] == '\0' ||
+            strchr(a->peer, '@') != NULL || strcmp(a->peer, to) == 0)
+            continue;
+        json_t *have = json_object_get(out, a->peer);
+        if (have != NULL &&
+            json_integer_value(json_object_get(have, "heard_ms")) > a->heard_ms)
+            continue;
+        json_object_set_new(out, a->peer,
+                            json_pack("{s:s, s:I}", "vv", a->latest, "heard_ms",
+                                      (json_int_t)a->heard_ms));
+    }
+    AZ(pthread_mutex_unlock(&c->mu));
+    /* Sent as an age: the two regions' clocks need not agree. */
+    const char *name;
+    json_t *v;
+    json_object_foreach(out, name, v) {
+        int64_t heard = json_integer_value(json_object_get(v, "heard_ms"));
+        json_object_del(v, "heard_ms");
+        json_object_set_new(v, "age_ms", json_integer(now > heard ? now - heard : 0));
+    }
     return out;
 }
 
@@ -452,7 +591,7 @@ static void acks_flush(struct compact *c, bool is_all)
 {
     for (;;) {
         char peer[sizeof(c->acks[0].peer)], *text = NULL;
-        int64_t now = util_now_ms();
+        int64_t now = util_now_ms(), heard = now;
         AZ(pthread_mutex_lock(&c->mu));
         for (size_t i = 0; i < ACKS_KEPT && text == NULL; i++) {
             struct ack_note *a = &c->acks[i];
@@ -461,6 +600,7 @@ static void acks_flush(struct compact *c, bool is_all)
                 continue;
             memcpy(peer, a->peer, sizeof(peer));
             text = xstrdup(a->latest);
+            heard = a->heard_ms;
             a->is_pending = a->is_now = false;
             a->written_ms = now;
         }
@@ -468,7 +608,7 @@ static void acks_flush(struct compact *c, bool is_all)
         if (text == NULL)
             return;
         struct err e = {0};
-        if (c->reg->ms->ops->peer_ack_set(c->reg->ms, peer, text, now, &e) != 0) {
+        if (c->reg->ms->ops->peer_ack_set(c->reg->ms, peer, text, heard, &e) != 0) {
             log_warn("compact", "failed to record what %s acknowledged: %s", peer,
                      err_message(&e));
             /* Written again at the next round (a second on), unless a newer one came. */

@@ -86,9 +86,35 @@ json_t *compact_status_json(struct compact *c);
  * newest one always in the end (is_now: at once, as when it is below the horizon). The
  * peer's request thread does not write. */
 void compact_note_ack(struct compact *c, const char *peer, const char *vv_text, bool is_now);
-/* The version vector text peer last acknowledged to this node (newer than the store's for
- * up to a second), or NULL when none was heard since start. Caller frees. */
-char *compact_ack_seen(struct compact *c, const char *peer);
+/* What region acknowledged as this node heard it (newer than the store's for up to a
+ * second): its own acknowledgement to this region and those relayed by other regions
+ * (compact_note_relayed); a NULL-terminated list of version vector texts, empty when none
+ * was heard since start. Free with compact_acks_seen_free. */
+char **compact_acks_seen(struct compact *c, const char *region);
+void compact_acks_seen_free(char **texts);
+
+/* Relayed acknowledgements (docs/replication.md, "The status of a tag"). A region answers
+ * a poll with what each other region last acknowledged to it (compact_relay_json), so that
+ * the status of a tag in the polling region knows what a region applied through a relay
+ * when it cannot poll that region itself. They are kept (memory, and the store's peer_acks
+ * under the name "ABOUT@VIA") for that status only: compaction and the horizon read a
+ * region's own acknowledgements, never a relayed one. */
+#define COMPACT_RELAY_NAME_MAX 160 /* two region names (63 each), '@' and NUL */
+/* Writes "about@via" into out; false if it does not fit. */
+bool compact_relay_name(const char *about, const char *via, char *out, size_t size);
+/* Is name (a peer_acks row's) region's own acknowledgement or one relayed about it? */
+bool compact_ack_is_about(const char *name, const char *region);
+/* via told this region that about acknowledged vv_text to it at heard_ms (this node's
+ * clock). An older report than the one kept is ignored. */
+void compact_note_relayed(struct compact *c, const char *about, const char *via,
+                          const char *vv_text, int64_t heard_ms);
+/* {REGION: {"vv": text, "age_ms": N}} of every region's own newest acknowledgement to this
+ * region (this node's and the store's), but the one of region to (the poller). New
+ * reference. */
+json_t *compact_relay_json(struct compact *c, const char *to);
+/* A counter bumped whenever a peer's own acknowledgement changes: a parked poll answers
+ * when it moved, so that what it relays goes on at once. */
+uint64_t compact_acks_changed(struct compact *c);
 /* Has peer last acknowledged less than this log's horizon? Such a region is back from
  * beyond the horizon: its state is not merged here (anti-entropy, pull-through) until it
  * has caught up from a snapshot, so that what was deleted and forgotten here does not

@@ -107,6 +107,7 @@ struct peer {
 struct waiter {
     struct http_req *req;
     int64_t seen_head;
+    uint64_t seen_acks;
     int64_t deadline_ms;
     struct waiter *next;
 };
@@ -294,6 +295,34 @@ static bool peer_is_unreachable(const struct peer *p, int64_t now_ms)
     return p->failures >= 2 || (p->last_ok_ms > 0 && now_ms - p->last_ok_ms > 60000);
 }
 
+
+/* What the peer via answered of the others' acknowledgements ({REGION: {"vv", "age_ms"}},
+ * its own included): kept for the status of a tag (compact.h, "Relayed acknowledgements").
+ * An entry that is not a peer of this region with a version vector and an age is left out
+ * (so a peer cannot fill the table with names). */
+static void note_relayed_acks(struct repl *r, const char *via, json_t *acks)
+{
+    struct compact *c = atomic_load(&r->reg->is_ready) ? r->reg->compact : NULL;
+    if (c == NULL || !json_is_object(acks))
+        return;
+    int64_t now = util_now_ms();
+    const char *region;
+    json_t *v;
+    json_object_foreach(acks, region, v) {
+        const char *text = json_string_value(json_object_get(v, "vv"));
+        json_t *age = json_object_get(v, "age_ms");
+        struct meta_vv vv = {0};
+        struct err e = {0};
+        AZ(pthread_mutex_lock(&r->mu));
+        bool is_peer = find_peer(r, region) != NULL;
+        AZ(pthread_mutex_unlock(&r->mu));
+        if (!is_peer || text == NULL || !json_is_integer(age) || json_integer_value(age) < 0 ||
+            json_integer_value(age) > now || repl_codec_vv_parse(text, &vv, &e) != 0)
+            continue;
+        meta_vv_fini(&vv);
+        compact_note_relayed(c, region, via, text, now - (int64_t)json_integer_value(age));
+    }
+}
 static void *puller_main(void *arg);
 static void probe_one(struct repl *r, const char *location, const char *endpoint);
 static void leave_if_confirmed(struct repl *r);
@@ -955,6 +984,7 @@ static void *puller_main(void *arg)
         bool is_restored = json_is_integer(restored) && json_integer_value(restored) > 0;
         if (is_restored)
             note_restored(r, p->location, json_integer_value(restored));
+        note_relayed_acks(r, p->location, json_object_get(body, "acks"));
         json_t *events = json_object_get(body, "events");
         json_int_t last = json_integer_value(json_object_get(body, "last"));
         json_t *head_v = json_object_get(body, "head");
@@ -2191,11 +2221,12 @@ int repl_pull_manifest(struct repl *r, const char *repo, const char *ref)
 /* Long polls ------------------------------------------------------------------------ */
 
 void repl_wait_register(struct repl *r, struct http_req *req, int64_t seen_head,
-                        int64_t deadline_ms)
+                        uint64_t seen_acks, int64_t deadline_ms)
 {
     struct waiter *w = xcalloc(1, sizeof(*w));
     w->req = req;
     w->seen_head = seen_head;
+    w->seen_acks = seen_acks;
     w->deadline_ms = deadline_ms;
     AZ(pthread_mutex_lock(&r->mu));
     if (r->is_stopping) {
@@ -2209,10 +2240,12 @@ void repl_wait_register(struct repl *r, struct http_req *req, int64_t seen_head,
     AZ(pthread_mutex_unlock(&r->mu));
 }
 
-/* Resumes waiters whose log grew or whose time is up (all of them when stopping). */
+/* Resumes waiters whose log grew, whose relayed acknowledgements changed, or whose time
+ * is up (all of them when stopping). */
 static void wake_waiters(struct repl *r, bool is_all)
 {
     int64_t head = 0;
+    uint64_t acks = compact_acks_changed(atomic_load(&r->reg->is_ready) ? r->reg->compact : NULL);
     struct err e = {0};
     /* If the log cannot be read (its database is away), only deadlines resume waiters. */
     bool is_head_known =
@@ -2223,7 +2256,7 @@ static void wake_waiters(struct repl *r, bool is_all)
     AZ(pthread_mutex_lock(&r->mu));
     for (struct waiter **pp = &r->waiters; *pp;) {
         struct waiter *w = *pp;
-        if (is_all || head > w->seen_head || now >= w->deadline_ms) {
+        if (is_all || head > w->seen_head || acks != w->seen_acks || now >= w->deadline_ms) {
             *pp = w->next;
             http_req_resume(w->req);
             free(w);

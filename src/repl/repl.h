@@ -33,11 +33,12 @@ int repl_start(struct repl *r, struct err *e);
 void repl_stop(struct repl *r);
 void repl_free(struct repl *r);
 
-/* Long polls of the peer API: resumes req when the log grows past seen_head or at
- * deadline_ms (wall clock). Called from the request's park callback (http.h): req is
- * suspended, and belongs to the replication engine until it is resumed. */
+/* Long polls of the peer API: resumes req when the log grows past seen_head, when a peer's
+ * own acknowledgement changes past seen_acks (compact_acks_changed: the answer relays it),
+ * or at deadline_ms (wall clock). Called from the request's park callback (http.h): req
+ * is suspended, and belongs to the replication engine until it is resumed. */
 void repl_wait_register(struct repl *r, struct http_req *req, int64_t seen_head,
-                        int64_t deadline_ms);
+                        uint64_t seen_acks, int64_t deadline_ms);
 
 /* Replications (regions of the registry) as a JSON array, each with live state
  * (state, lagEvents, lagSeconds, bytesToCopy, isLocal) and, when known, the region's

@@ -70,8 +70,9 @@ def poll_once(host, port, after, wait_s, timeout_s):
     assert status == 200, (status, body[:300])
     assert headers.get("content-type") == "application/json", headers
     reply = json.loads(body)
-    assert set(reply) == {"events", "last", "head", "region"}, reply
+    assert set(reply) == {"events", "last", "head", "region", "acks"}, reply
     assert reply["region"] == "local", reply
+    assert isinstance(reply["acks"], dict), reply
     assert isinstance(reply["events"], list), reply
     seqs = [e["seq"] for e in reply["events"]]
     # only news, in log order ("head" is read before the events, so it may lag them)

@@ -384,6 +384,42 @@ def test_tag_set_in_a_third_region_is_completed_where_it_is_served_by_tag(geo):
         assert manifest_digest(r, repo, "v1") == img.digest, r.name
 
 
+def test_tag_applied_through_a_relay_is_completed_while_the_direct_link_is_cut(geo):
+    """r1 and r3 cannot reach each other either way; r2 relays. v1 pushed in r1 reaches r3
+    through r2, which also relays what r3 acknowledged to it when r1 polls it: r1 shows r3
+    Completed and wait returns 0 while the link is still cut, and r3 serves v1 by its tag
+    (before: r3 acknowledged nothing to r1, so r1 showed it InProgress until the link
+    healed). A tag deleted and pushed again while r3 hears from no one is not Completed for
+    r3, relay or not; once r3 hears from r2 again it is."""
+    cluster = geo(3)
+    a, b, c = cluster
+    cluster.cut_link(a, c)
+    cluster.cut_link(c, a)
+    repo = unique_repo("relayed-ack")
+    img = a.oci().push_image(repo, "v1")
+    assert_wait_truthful(a, cluster, img, "v1")
+    assert manifest_digest(c, repo, "v1") == img.digest
+    agg, states = replication_states(a, repo, "v1")
+    assert states.get(c.name) == "Completed", (agg, states)
+
+    r = a.oci().delete("/v2/%s/manifests/v1" % repo)
+    assert r.status_code == 202, (r.status_code, r.text)
+    for r in (b, c):
+        wait_for(lambda r=r: manifest_digest(r, repo, "v1") is None, 30,
+                 "%s to drop the tag" % r.name)
+    cluster.cut_link(c, b)                       # now r3 hears from no one
+    assert a.oci().push_manifest(repo, "v1", img.body, img.media_type) == img.digest
+    heard_from(cluster, a, b)
+    agg, states = replication_states(a, repo, "v1")
+    assert states.get(c.name) == "InProgress", (agg, states)
+    assert_wait_fails(a, repo, "v1")
+    assert manifest_digest(c, repo, "v1") is None, "r3 heard of v1 through a cut link"
+
+    b.proxy.heal(src=c.host)                     # r3 hears from r2 again; r1-r3 still cut
+    assert_wait_truthful(a, cluster, img, "v1")
+    assert manifest_digest(c, repo, "v1") == img.digest, "wait returned 0; r3 has no v1"
+
+
 def test_wait_on_a_region_that_stopped_answering_ends_at_its_timeout(geo):
     """The region wait asks is frozen (SIGSTOP: connections open, no answer): wait must
     still end at its --timeout with exit 2, not hang on the request."""

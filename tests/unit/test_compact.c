@@ -594,17 +594,21 @@ static void test_newest_ack_is_seen_at_once_and_always_stored(void **state)
     assert_int_equal(clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1), 0);
     int64_t cpu_ms = (cpu1.tv_sec - cpu0.tv_sec) * 1000 + (cpu1.tv_nsec - cpu0.tv_nsec) / 1000000;
     assert_true(cpu_ms < 100);
-    assert_null(compact_ack_seen(c, "p"));
+    char **seen = compact_acks_seen(c, "p");
+    assert_null(seen[0]);
+    compact_acks_seen_free(seen);
     compact_note_ack(c, "p", "local:1", false);
-    char *seen = compact_ack_seen(c, "p");
-    assert_string_equal(seen, "local:1");
-    free(seen);
+    seen = compact_acks_seen(c, "p");
+    assert_string_equal(seen[0], "local:1");
+    assert_null(seen[1]);
+    compact_acks_seen_free(seen);
     assert_true(stored_ack_becomes(ms, "p", "local:1"));
     compact_note_ack(c, "p", "local:2", false);
     compact_note_ack(c, "q", "local:3", false);
-    seen = compact_ack_seen(c, "p");
-    assert_string_equal(seen, "local:2");
-    free(seen);
+    seen = compact_acks_seen(c, "p");
+    assert_string_equal(seen[0], "local:2");
+    assert_null(seen[1]);
+    compact_acks_seen_free(seen);
     assert_true(stored_ack_becomes(ms, "p", "local:2"));
     assert_true(stored_ack_becomes(ms, "q", "local:3"));
     /* One not due yet when the thread stops is written as it stops. */
@@ -656,6 +660,83 @@ static void test_ack_refused_by_the_store_is_written_again(void **state)
     ms->ops->close(ms);
 }
 
+/* Relayed acknowledgements: a region answers a poll with what the other regions last
+ * acknowledged to it (never the poller's own, never one relayed to it), each with its age;
+ * the poller keeps them under "about@via" beside the region's own, the newest report of
+ * each relay only, in memory at once and in the store, where compaction does not read
+ * them (its peers are the regions' own rows). */
+static void test_acknowledgements_are_relayed_first_hand_and_kept_apart(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store();
+    struct config cfg;
+    config_defaults(&cfg);
+    cfg.compact_interval_s = 0;
+    struct registry reg = {.cfg = &cfg, .ms = ms};
+    struct compact *c = compact_start(&reg);
+    compact_note_ack(c, "b", "a:5,b:2", false);
+    compact_note_ack(c, "c", "a:4,c:9", false);
+    compact_note_relayed(c, "d", "b", "a:1,d:3", util_now_ms());
+    /* What this region tells c when c polls: b's own, not c's, not the relayed one. */
+    json_t *relay = compact_relay_json(c, "c");
+    assert_int_equal(json_object_size(relay), 1);
+    json_t *b = json_object_get(relay, "b");
+    assert_non_null(b);
+    assert_string_equal(json_string_value(json_object_get(b, "vv")), "a:5,b:2");
+    json_int_t age = json_integer_value(json_object_get(b, "age_ms"));
+    assert_true(age >= 0 && age < 60000);
+    json_decref(relay);
+    /* c's own and what b relayed of c are both seen; an older report of b is ignored. */
+    int64_t now = util_now_ms();
+    compact_note_relayed(c, "c", "b", "a:6,c:9", now);
+    compact_note_relayed(c, "c", "b", "a:5,c:9", now - 5000);
+    char **seen = compact_acks_seen(c, "c");
+    size_t n = 0;
+    bool has_own = false, has_relayed = false;
+    for (; seen[n] != NULL; n++) {
+        has_own |= strcmp(seen[n], "a:4,c:9") == 0;
+        has_relayed |= strcmp(seen[n], "a:6,c:9") == 0;
+    }
+    compact_acks_seen_free(seen);
+    assert_int_equal(n, 2);
+    assert_true(has_own && has_relayed);
+    /* A name that only starts like the region's is not about it. */
+    compact_note_ack(c, "cc", "a:7", false);
+    seen = compact_acks_seen(c, "c");
+    for (n = 0; seen[n] != NULL; n++)
+        ;
+    compact_acks_seen_free(seen);
+    assert_int_equal(n, 2);
+    assert_true(compact_ack_is_about("c@b", "c") && compact_ack_is_about("c", "c"));
+    assert_false(compact_ack_is_about("cc", "c") || compact_ack_is_about("b@c", "c"));
+    assert_true(stored_ack_becomes(ms, "c@b", "a:6,c:9"));
+    assert_true(stored_ack_becomes(ms, "d@b", "a:1,d:3"));
+    /* The store's row (another node of the region) is relayed too, and a relayed row is
+     * not: c polls again after this node restarted. */
+    compact_stop(c);
+    c = compact_start(&reg);
+    relay = compact_relay_json(c, "c");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(relay, "b"), "vv")),
+                        "a:5,b:2");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(relay, "cc"), "vv")),
+                        "a:7");
+    assert_null(json_object_get(relay, "d"));
+    assert_null(json_object_get(relay, "c"));
+    assert_int_equal(json_object_size(relay), 2);
+    json_decref(relay);
+    /* Only a change of a region's own acknowledgement counts for the parked polls. */
+    compact_note_ack(c, "b", "a:5,b:2", false);
+    uint64_t changed = compact_acks_changed(c);
+    compact_note_relayed(c, "c", "b", "a:8,c:9", util_now_ms());
+    compact_note_ack(c, "b", "a:5,b:2", false);
+    assert_int_equal(compact_acks_changed(c), changed);
+    compact_note_ack(c, "b", "a:6,b:2", false);
+    assert_int_equal(compact_acks_changed(c), changed + 1);
+    compact_stop(c);
+    config_fini(&cfg);
+    ms->ops->close(ms);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -686,6 +767,7 @@ int main(void)
         cmocka_unit_test(test_v2_database_migrates),
         cmocka_unit_test(test_newest_ack_is_seen_at_once_and_always_stored),
         cmocka_unit_test(test_ack_refused_by_the_store_is_written_again),
+        cmocka_unit_test(test_acknowledgements_are_relayed_first_hand_and_kept_apart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
