@@ -250,7 +250,12 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
     st->is_seal_pass_done = rc == 0;
     if (rc != 0 || n_sealed + n_redacted == 0)
         return rc;
-    /* The old page images are still in the WAL: copy the new ones home and empty it. */
+    /* The version that wrote the clear rows freed and moved their cells without
+     * secure_delete (page splits, each retry's rewrite of a delivery): stale copies sit in
+     * the free space of pages this pass never touched. Then the old page images are still
+     * in the WAL: copy the new ones home and empty it. */
+    if (sq_rebuild(c) != SQL_OK)
+        log_warn("metastore", "failed to rebuild the database after sealing webhook secrets");
     if (sq_compact_log(c) != SQL_OK)
         log_warn("metastore", "failed to checkpoint after sealing webhook secrets");
     if (n_sealed > 0)

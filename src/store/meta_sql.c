@@ -447,6 +447,20 @@ int sq_compact_log(struct sq_conn *c)
     return rc;
 }
 
+/* Outside a transaction, under wmu like a checkpoint (SQLite's VACUUM takes the write lock
+ * and rewrites every page); it runs once, at the start that sealed rows an older version
+ * left in clear. */
+int sq_rebuild(struct sq_conn *c)
+{
+    struct sq_store *st = c->store;
+    if (st->drv->rebuild == NULL)
+        return SQL_OK;
+    sq_autocommit_lock(c);
+    int rc = st->drv->rebuild(c->db);
+    sq_autocommit_unlock(c);
+    return rc;
+}
+
 /* Returns once every transaction committed before the call is on stable storage.
  * Commits that arrive while one thread is syncing wait for the next sync, which covers
  * them all: under concurrency one fdatasync serves many acknowledged writes. A driver

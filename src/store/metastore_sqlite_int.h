@@ -503,6 +503,10 @@ ms_write_end_f sq_write_end;
 /* Moves the write-ahead log home and empties it (drivers without one: nothing to do),
  * under the writer mutex; outside a transaction. SQL_OK or the driver's error. */
 int sq_compact_log(struct sq_conn *c);
+/* Writes the database afresh from its live rows (driver rebuild; SQL_OK when it has none):
+ * after the sealing pass found clear rows, whose older copies an older version may have
+ * left in the free space of pages (secure_delete zeroes only what this process frees). */
+int sq_rebuild(struct sq_conn *c);
 /* Group commit: returns once every commit made so far is on stable storage (one
  * WAL sync shared by the threads waiting); -1 with e set when the sync fails. */
 int sq_durable_wait(struct sq_store *st, struct err *e);

@@ -83,10 +83,13 @@ typedef int sql_sync_f(const char *target);
 /* Upkeep, all optional (NULL: nothing to do). refresh_stats: cheap re-analysis of stale
  * planner statistics, run every so many write commits. set_secure_delete: overwrite freed
  * bytes (for secrets that were stored in clear). compact_log: move the write-ahead log
- * home and empty it, so old page images leave it. */
+ * home and empty it, so old page images leave it. rebuild: write the database afresh from
+ * its live rows, so no byte of a row freed or overwritten without secure_delete (by an
+ * older version) is left in the free space of a page. */
 typedef void sql_refresh_stats_f(struct sql_db *db);
 typedef int sql_set_secure_delete_f(struct sql_db *db, bool is_on);
 typedef int sql_compact_log_f(struct sql_db *db);
+typedef int sql_rebuild_f(struct sql_db *db);
 /* Optional: configures the one connection that every write transaction of the process
  * runs on (a driver whose connections keep their own page cache: see sq_tx_begin). NULL:
  * each thread writes on its own connection. 0, or -1 with e set. */
@@ -132,6 +135,7 @@ struct sql_driver {
     sql_refresh_stats_f *refresh_stats;
     sql_set_secure_delete_f *set_secure_delete;
     sql_compact_log_f *compact_log;
+    sql_rebuild_f *rebuild;
     sql_setup_writer_f *setup_writer;
     sql_is_readonly_f *is_readonly;
     sql_param_count_f *param_count;

@@ -788,6 +788,7 @@ const struct sql_driver sql_pg_driver = {
     .refresh_stats = NULL, /* autovacuum analyzes */
     .set_secure_delete = NULL,
     .compact_log = NULL,
+    .rebuild = NULL,
     .param_count = pg_param_count,
     .commits = NULL,       /* other nodes commit too: no cache can trust a count */
 };

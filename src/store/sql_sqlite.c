@@ -453,6 +453,17 @@ static int lite_compact_log(struct sql_db *db)
     return rc;
 }
 
+/* VACUUM copies the live rows into a new database and that back over every page: the free
+ * space of each page and the freelist hold zeros after it, whatever wrote them before. */
+static int lite_rebuild(struct sql_db *db)
+{
+    int rc = sqlite3_exec(db_of(db), "VACUUM", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        log_warn("metastore", "failed to rebuild the database (VACUUM): %s",
+                 sqlite3_errmsg(db_of(db)));
+    return rc;
+}
+
 const struct sql_driver sql_sqlite_driver = {
     .name = "sqlite",
     .dialect = SQL_DIALECT_SQLITE,
@@ -483,5 +494,6 @@ const struct sql_driver sql_sqlite_driver = {
     .param_count = lite_param_count,
     .set_secure_delete = lite_set_secure_delete,
     .compact_log = lite_compact_log,
+    .rebuild = lite_rebuild,
     .commits = lite_commits,
 };

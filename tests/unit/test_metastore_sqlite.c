@@ -2904,6 +2904,74 @@ static void test_webhook_uri_sealed_over_a_mark_of_headers_only(void **state)
     json_decref(ev);
 }
 
+/* How many times needle is in meta.db (closed: no WAL beside it). */
+static size_t db_file_count(const struct fixture *f, const char *needle)
+{
+    FILE *fp = fopen(f->path, "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *data = xmalloc((size_t)n);
+    assert_int_equal(fread(data, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    size_t count = 0, len = strlen(needle);
+    for (char *at = data; (at = memmem(at, (size_t)(data + n - at), needle, len)) != NULL; at++)
+        count++;
+    free(data);
+    return count;
+}
+
+/* A database of a release before 5 December, whose receiver was unreachable: each retry
+ * rewrote the delivery's stored error (the receiver's whole URL) without secure_delete,
+ * while other deliveries split the pages, so stale copies of the URL sit in the free space
+ * of pages beside the live row. The first start redacts the row and rebuilds the file: no
+ * copy is left. Fails before 6 December's fix: the pass zeroed the live row's old bytes
+ * only, and the stale copies stayed in meta.db. */
+static void test_stale_copies_of_a_clear_url_gone_after_the_first_start(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    uint8_t key[32];
+    memset(key, 9, sizeof(key));
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+#define DELIVERY_COLUMNS                                                                   \
+    "INSERT INTO webhook_deliveries(id, webhook, action, payload, state, attempts,"       \
+    " status_code, latency_ms, response, created_ms, updated_ms, next_attempt_ms) "
+#define PADDING(from, to)                                                                  \
+    "WITH RECURSIVE n(i) AS (SELECT " #from " UNION ALL SELECT i + 1 FROM n WHERE i < " #to \
+    ") " DELIVERY_COLUMNS "SELECT 'pad' || i, 'other', 'push', printf('%.600c', 'x'),"     \
+    " 'delivered', 1, 200, 1, 'ok', i, i, i FROM n;"
+#define RETRY(n)                                                                           \
+    "UPDATE webhook_deliveries SET attempts = " #n ", updated_ms = " #n "0, response ="    \
+    " 'cannot reach " HOOK_URI ": Couldn''t connect to server (" #n ")' WHERE id = 'old1';"
+    raw_exec(f, "PRAGMA secure_delete = OFF;" DELIVERY_COLUMNS
+                "VALUES ('old1', 'hookone', 'push', '{}', 'pending', 1, 0, 1, 'cannot reach "
+                HOOK_URI ": Couldn''t connect to server (1)', 1, 1, 1);"
+                PADDING(1, 20) RETRY(2) PADDING(21, 40) RETRY(3) PADDING(41, 60) RETRY(4)
+                "DELETE FROM webhook_deliveries WHERE id LIKE 'pad%' AND created_ms % 3 = 0;"
+                PADDING(61, 80) RETRY(5));
+#undef RETRY
+#undef PADDING
+#undef DELIVERY_COLUMNS
+    assert_true(db_file_count(f, "url-secret-user") > 1); /* the live row's, and stale ones */
+
+    reopen(f, key);
+    struct meta_delivery_list list;
+    assert_int_equal(f->ms->ops->delivery_list(f->ms, "hookone", 10, &list, &e), 0);
+    assert_int_equal(list.n, 1);
+    assert_string_equal(list.items[0].response, "cannot reach http://***@127.0.0.1:9/h?token=***"
+                                                ": Couldn't connect to server (5)");
+    meta_delivery_list_fini(&list);
+    assert_int_equal(f->ms->ops->delivery_list(f->ms, "other", 1000, &list, &e), 0);
+    assert_int_equal(list.n, 80 - 20); /* the rest is kept */
+    meta_delivery_list_fini(&list);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_false(db_files_contain(f, "url-secret"));
+}
+
 int main(void)
 {
     /* Expected failures are logged at error level; that is part of the behaviour. */
@@ -2978,6 +3046,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_region_restored_from_an_older_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_webhook_uri_sealed_over_a_mark_of_headers_only, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_stale_copies_of_a_clear_url_gone_after_the_first_start,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
