@@ -5,7 +5,8 @@ tests/e2e/fixtures/upgrade-<label>.tar.gz holds the data directories of two join
 made, expected.json what they hold). Each test unpacks one, starts the binary under test on
 it (the regions listen on the fixed loopback addresses they stored for each other) and checks
 what a user relies on: every image pulls byte for byte from both regions, deleted things stay
-deleted, users, roles and webhooks survive, an open upload session resumes at its
+deleted, users, roles and webhooks survive, the webhooks' delivery records are kept (the
+pending ones are sent) and show no credentials, an open upload session resumes at its
 acknowledged offset, and the regions go on replicating. A second start on the migrated data
 must be as good as the first.
 
@@ -14,6 +15,7 @@ pg_dump of each region's database) runs with MERIDIAN_TEST_METASTORE=pg: each du
 into the region's own database (pg_metastore.py) and the binary under test migrates it. The
 other fixtures are SQLite files and run without that setting."""
 
+import calendar
 import fcntl
 import glob
 import hashlib
@@ -261,6 +263,73 @@ def test_upgrade_webhook_sends_its_stored_header_values(old):
         assert rx.got[0].get("X-Secret") == "fixture-webhook-secret", rx.got[0]
     finally:
         rx.close()
+
+
+def iso_s(ts):
+    """Seconds since the epoch of an "2026-11-25T12:00:00.000Z" time."""
+    return calendar.timegm(time.strptime(ts.split(".")[0].rstrip("Z"), "%Y-%m-%dT%H:%M:%S"))
+
+
+def test_upgrade_keeps_webhook_deliveries_and_sends_the_pending_ones(old):
+    """The delivery records an older release wrote (its receivers were unreachable) are
+    listed after the upgrade, none lost, and those pending a retry go out, under their ids,
+    to the receiver the webhook is then given."""
+    old.start()
+    events = "/_meridian/v1/webhooks/%s/events?n=1000"
+    for hook, recorded in old.exp.get("deliveries", {}).items():
+        r = old.get("west", events % hook)
+        assert r.status_code == 200, (hook, r.status_code, r.text)
+        held = {d["id"]: d for d in r.json()}
+        for d in recorded:
+            assert d["id"] in held, (hook, d, sorted(held))
+            assert held[d["id"]]["action"] == d["action"], (hook, d, held[d["id"]])
+            if d["state"] != "pending":  # a pending one may have been given up since
+                assert held[d["id"]]["state"] == d["state"], (hook, d, held[d["id"]])
+    r = old.get("west", events % "ciwebhook")
+    assert r.status_code == 200, r.text
+    pending = [d for d in r.json() if d["state"] == "pending" and d["action"] != "ping"]
+    if not pending:
+        pytest.skip("fixture %s left no delivery pending" % old.exp.get("made_by"))
+    rx = Receiver()
+    try:
+        r = requests.patch(old.url("west") + "/_meridian/v1/webhooks/ciwebhook", auth=old.admin,
+                           json={"uri": rx.url}, timeout=10)
+        assert r.status_code == 200, r.text
+        # each is due at its nextAttemptAt (the backoff it had when the fixture was made)
+        due = max(iso_s(d["nextAttemptAt"]) for d in pending if d["nextAttemptAt"])
+        wait_for(lambda: {d["id"] for d in pending} <= {h.get("X-Meridian-Delivery")
+                                                        for h in rx.got},
+                 max(0, due - time.time()) + 30, "the pending deliveries")
+    finally:
+        rx.close()
+    assert all(h.get("X-Secret") == "fixture-webhook-secret" for h in rx.got), rx.got
+
+
+def test_upgrade_shows_no_webhook_credentials(old):
+    """A webhook uri's userinfo and query values are shown nowhere after the upgrade: not in
+    the webhook, nor in the stored error of a delivery to its unreachable receiver (records
+    of releases before 5 December kept the full URL there; the first start redacts them),
+    nor in clear in a SQLite region's files."""
+    cred = old.exp.get("credhook")
+    if cred is None:
+        pytest.skip("fixture %s has no webhook with credentials" % old.exp.get("made_by"))
+    old.start()
+    for path in ("/_meridian/v1/webhooks", "/_meridian/v1/webhooks/" + cred["name"],
+                 "/_meridian/v1/webhooks/%s/events?n=1000" % cred["name"]):
+        r = old.get("west", path)
+        assert r.status_code == 200, (path, r.status_code, r.text)
+        for secret in cred["secrets"]:
+            assert secret not in r.text, (path, r.text)
+    r = old.get("west", "/_meridian/v1/webhooks/%s/events?n=1000" % cred["name"])
+    assert any(d["response"] and "***" in d["response"] for d in r.json()), r.text
+    old.stop()
+    if not old.is_pg:
+        for name in ("west", "east"):
+            for f in glob.glob(os.path.join(old.root, name, "meta.db*")):
+                with open(f, "rb") as fh:
+                    data = fh.read()
+                for secret in cred["secrets"]:
+                    assert secret.encode() not in data, (f, secret)
 
 
 def test_upgrade_resumes_open_upload_at_acknowledged_offset(old):
