@@ -88,10 +88,23 @@ static bool is_version(const struct http_head *h, const char *v)
     return h->version_len == strlen(v) && memcmp(h->version, v, h->version_len) == 0;
 }
 
+size_t http_query_args_count(const char *target, size_t len)
+{
+    const char *q = memchr(target, '?', len);
+    if (q == NULL)
+        return 0;
+    size_t n = 1;
+    for (const char *p = q + 1; p < target + len; p++)
+        n += *p == '&';
+    return n;
+}
+
 static const char *check_target(const char *s, size_t len)
 {
     if (len == 0)
         return "empty request-target";
+    if (http_query_args_count(s, len) > HTTP_QUERY_ARGS_MAX)
+        return "more than " HTTP_QUERY_ARGS_MAX_TEXT " query arguments";
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c <= 0x20 || c == 0x7f)

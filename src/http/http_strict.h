@@ -33,13 +33,24 @@ struct http_head {
 
 /* Is the head acceptable? NULL if so; else a static, printable reason for the log:
  * - method a token; version HTTP/1.0 or HTTP/1.1;
- * - request-target without control bytes, spaces or an encoded NUL (%00);
+ * - request-target without control bytes, spaces or an encoded NUL (%00), and with at
+ *   most HTTP_QUERY_ARGS_MAX query arguments (http_query_args_count);
  * - field names tokens, values without NUL, CR, LF or other control bytes (HTAB is fine);
  * - exactly one Host on HTTP/1.1 (at most one on 1.0), its value host[:port] characters;
  * - at most one Content-Length, of digits only;
  * - Transfer-Encoding only on HTTP/1.1, only once, only "chunked", never with
  *   Content-Length (RFC 9112 section 6.1). */
 const char *http_strict_check(const struct http_head *h);
+
+/* More query arguments than any request of ours uses (a token request's scopes, a
+ * listing's n and last): libmicrohttpd 0.9.75 keeps each one in its 32 KiB connection
+ * pool, and some 500 exhaust it (http.c, on_uri). */
+#define HTTP_QUERY_ARGS_MAX 100
+#define HTTP_QUERY_ARGS_MAX_TEXT "100"
+
+/* How many query arguments libmicrohttpd makes of target (of len bytes): one per
+ * '&'-separated piece after the first '?', none without a '?'. */
+size_t http_query_args_count(const char *target, size_t len);
 
 /* Does the head announce a body (a non-zero Content-Length or Transfer-Encoding)?
  * Meaningful only for a head http_strict_check accepted. */

@@ -401,12 +401,21 @@ def test_audit_query_oddities_answered(srv, query):
     assert_healthy(srv)
 
 
-@pytest.mark.xfail(strict=True, reason="libmicrohttpd 0.9.75 runs out of its 32 KiB connection "
-                   "pool parsing ~500 query arguments, logs a 431 and then sends nothing: the "
-                   "connection hangs until --header-timeout (30 s) closes it")
 def test_many_query_arguments_answered_at_once(srv):
-    r = requests.get(srv.url + "/_meridian/v1/audit?" + "limit=1&" * 500, timeout=5)
-    assert r.status_code in (400, 414, 431), r.status_code
+    """libmicrohttpd 0.9.75 runs out of its 32 KiB connection pool parsing ~500 query
+    arguments, logs a 431 and then sends nothing: until 6 December the connection hung until
+    --header-timeout (30 s) closed it (a strict xfail here). More than 100 are refused
+    before it parses them, at once, and the server goes on."""
+    for n in (101, 500, 1500):
+        r = requests.get(srv.url + "/_meridian/v1/audit?" + "&".join(["limit=1"] * n), timeout=5)
+        assert r.status_code == 400, (n, r.status_code)
+        assert_refused(r)
+    # a target longer than the connection's buffer: libmicrohttpd's own 414, at once
+    r = requests.get(srv.url + "/_meridian/v1/audit?" + "&".join(["limit=1"] * 5000), timeout=5)
+    assert r.status_code == 414, r.status_code
+    r = requests.get(srv.url + "/v2/_catalog?" + "&".join(["n=1"] * 100), timeout=5)
+    assert r.status_code in (200, 401), r.status_code
+    assert_healthy(srv)
 
 
 @pytest.mark.parametrize("pattern", ["*" * 300, "\x00", "hx/\x00*", "", "HX/*", "a" * 300])

@@ -166,11 +166,44 @@ static void test_refused(void **state)
     run_cases(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
+/* A target of "GET /v2/?a&a&...a" with n arguments (head in out, of size). */
+static size_t target_with_args(size_t n, char *out, size_t size)
+{
+    size_t len = (size_t)snprintf(out, size, "GET /v2/?a");
+    for (size_t i = 1; i < n && len + 3 < size; i++)
+        len += (size_t)snprintf(out + len, size - len, "&a");
+    len += (size_t)snprintf(out + len, size - len, " HTTP/1.1\nHost: h");
+    return len;
+}
+
+/* libmicrohttpd keeps each query argument in its connection pool and hangs once some 500
+ * exhaust it: more than HTTP_QUERY_ARGS_MAX are refused before it parses them. */
+static void test_query_arguments_counted_and_capped(void **state)
+{
+    (void)state;
+    assert_int_equal(http_query_args_count(S("/v2/")), 0);
+    assert_int_equal(http_query_args_count(S("/v2/?")), 1);
+    assert_int_equal(http_query_args_count(S("/v2/?n=1&last=a")), 2);
+    assert_int_equal(http_query_args_count(S("/v2/a&b?x&&y")), 3); /* '&' before '?': path */
+    static char text[1024];
+    struct http_head h;
+    struct http_field fields[MAX_FIELDS];
+    size_t len = target_with_args(HTTP_QUERY_ARGS_MAX, text, sizeof(text));
+    split(text, len, &h, fields);
+    assert_null(http_strict_check(&h));
+    len = target_with_args(HTTP_QUERY_ARGS_MAX + 1, text, sizeof(text));
+    split(text, len, &h, fields);
+    const char *why = http_strict_check(&h);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "query arguments"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepted),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_query_arguments_counted_and_capped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
