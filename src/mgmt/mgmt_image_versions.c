@@ -86,29 +86,21 @@ static bool is_removed_region(struct registry *reg, const char *region)
  * applied is what it last acknowledged pulling from this one (its version vector), or
  * from another region that relayed it here (compact.h: a region that cannot poll this one
  * is known through the others); as this node heard them, and as the store holds them
- * (written within a second, by any node of this region). Each is true of the region; the
+ * (written within a second, by any node of this region). The newest of them counts
+ * (compact_ack_newest: an older one is not true of a region that went back since); the
  * store's check is tag_acked. */
 static bool is_tag_applied(struct registry *reg, const char *repo, const char *tag,
                            const struct artifact *a, const char *region,
                            const struct meta_peer_ack *acks, size_t n_acks)
 {
-    char **seen = compact_acks_seen(atomic_load(&reg->is_ready) ? reg->compact : NULL, region);
-    size_t n_seen = 0;
-    while (seen[n_seen] != NULL)
-        n_seen++;
-    struct meta_vv *vvs = xcalloc(n_seen + n_acks + 1, sizeof(*vvs));
+    char *newest = compact_ack_newest(atomic_load(&reg->is_ready) ? reg->compact : NULL, region,
+                                      acks, n_acks);
+    struct meta_vv vvs[1] = {{0}};
     size_t n = 0;
     struct err e = {0};
-    for (size_t i = 0; i < n_seen; i++) {
-        if (repl_codec_vv_parse(seen[i], &vvs[n], &e) == 0)
-            n++;
-    }
-    for (size_t i = 0; i < n_acks; i++) {
-        if (compact_ack_is_about(acks[i].peer, region) &&
-            repl_codec_vv_parse(acks[i].vv, &vvs[n], &e) == 0)
-            n++;
-    }
-    compact_acks_seen_free(seen);
+    if (newest != NULL && repl_codec_vv_parse(newest, &vvs[0], &e) == 0)
+        n++;
+    free(newest);
     bool is_applied = false;
     /* With no acknowledgement at all, still true of the region's own write. */
     for (size_t i = 0; i < (n > 0 ? n : 1) && !is_applied; i++) {
@@ -118,7 +110,6 @@ static bool is_tag_applied(struct registry *reg, const char *repo, const char *t
     }
     for (size_t i = 0; i < n; i++)
         meta_vv_fini(&vvs[i]);
-    free(vvs);
     return is_applied;
 }
 

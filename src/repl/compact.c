@@ -509,6 +509,36 @@ bool compact_ack_is_about(const char *name, const char *region)
     return is_ack_of(name, region);
 }
 
+char *compact_ack_newest(struct compact *c, const char *region,
+                         const struct meta_peer_ack *stored, size_t n_stored)
+{
+    const char *best = NULL;
+    int64_t best_ms = INT64_MIN;
+    for (size_t i = 0; region != NULL && i < n_stored; i++) {
+        if (stored[i].vv[0] != '\0' && is_ack_of(stored[i].peer, region) &&
+            stored[i].acked_ms > best_ms) {
+            best = stored[i].vv;
+            best_ms = stored[i].acked_ms;
+        }
+    }
+    char *out = best != NULL ? xstrdup(best) : NULL;
+    if (c == NULL || region == NULL)
+        return out;
+    AZ(pthread_mutex_lock(&c->mu));
+    for (size_t i = 0; i < ACKS_KEPT; i++) {
+        const struct ack_note *a = &c->acks[i];
+        /* Memory first on a tie: the store has it from this node, or an older copy. */
+        if (a->latest == NULL || a->latest[0] == '\0' || !is_ack_of(a->peer, region) ||
+            a->heard_ms < best_ms)
+            continue;
+        free(out);
+        out = xstrdup(a->latest);
+        best_ms = a->heard_ms;
+    }
+    AZ(pthread_mutex_unlock(&c->mu));
+    return out;
+}
+
 uint64_t compact_acks_changed(struct compact *c)
 {
     if (c == NULL)

@@ -104,6 +104,15 @@ void compact_acks_seen_free(char **texts);
 bool compact_relay_name(const char *about, const char *via, char *out, size_t size);
 /* Is name (a peer_acks row's) region's own acknowledgement or one relayed about it? */
 bool compact_ack_is_about(const char *name, const char *region);
+/* The newest report of what region acknowledged (its own or one relayed about it), as this
+ * node heard them and as stored (peer_acks rows, any node): the one heard last, by the time
+ * the acknowledging region's poll was heard (a relayed one: by its age). Not any of them: a
+ * region's vector only grows, so the newest is the largest, unless the region went back (it
+ * was restored from an older copy, or removed and added again under its name), and then an
+ * older report, relayed by a region it no longer polls, would count what it lost. NULL when
+ * none. Caller frees. */
+char *compact_ack_newest(struct compact *c, const char *region,
+                         const struct meta_peer_ack *stored, size_t n_stored);
 /* via told this region that about acknowledged vv_text to it at heard_ms (this node's
  * clock). An older report than the one kept is ignored. */
 void compact_note_relayed(struct compact *c, const char *about, const char *via,

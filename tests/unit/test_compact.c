@@ -737,6 +737,49 @@ static void test_acknowledgements_are_relayed_first_hand_and_kept_apart(void **s
     ms->ops->close(ms);
 }
 
+/* A region that went back (restored from an older copy, or removed and added again under
+ * its name) acknowledges less than before. What a region it no longer polls relays of it
+ * from before stays (that region keeps relaying its last row, older and older): counted
+ * beside the region's own newer one, it made a tag the region lost Completed. The newest
+ * report counts, in memory and in the store alike; a newer relayed one beats an older own. */
+static void test_newest_acknowledgement_counts_not_an_older_relayed_one(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store();
+    struct config cfg;
+    config_defaults(&cfg);
+    cfg.compact_interval_s = 0;
+    struct registry reg = {.cfg = &cfg, .ms = ms};
+    struct compact *c = compact_start(&reg);
+    int64_t now = util_now_ms();
+    compact_note_relayed(c, "c", "d", "a:6,c:9", now - 60000); /* before c went back */
+    compact_note_ack(c, "c", "a:2,c:9", false);                 /* c polls here again */
+    char *newest = compact_ack_newest(c, "c", NULL, 0);
+    assert_string_equal(newest, "a:2,c:9");
+    free(newest);
+    assert_true(stored_ack_becomes(ms, "c", "a:2,c:9"));
+    assert_true(stored_ack_becomes(ms, "c@d", "a:6,c:9"));
+    /* Another node of this region (nothing in its memory) reads the store the same way. */
+    struct meta_peer_ack *stored = NULL;
+    size_t n_stored = 0;
+    struct err e = {0};
+    assert_int_equal(ms->ops->peer_acks(ms, &stored, &n_stored, &e), 0);
+    newest = compact_ack_newest(NULL, "c", stored, n_stored);
+    assert_string_equal(newest, "a:2,c:9");
+    free(newest);
+    /* A relayed report newer than c's own (c cannot poll here any more) is the one. */
+    compact_note_relayed(c, "c", "b", "a:7,c:9", util_now_ms() + 1000);
+    newest = compact_ack_newest(c, "c", stored, n_stored);
+    assert_string_equal(newest, "a:7,c:9");
+    free(newest);
+    newest = compact_ack_newest(c, "cc", stored, n_stored);
+    assert_null(newest);
+    meta_peer_ack_list_fini(stored, n_stored);
+    compact_stop(c);
+    config_fini(&cfg);
+    ms->ops->close(ms);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -768,6 +811,7 @@ int main(void)
         cmocka_unit_test(test_newest_ack_is_seen_at_once_and_always_stored),
         cmocka_unit_test(test_ack_refused_by_the_store_is_written_again),
         cmocka_unit_test(test_acknowledgements_are_relayed_first_hand_and_kept_apart),
+        cmocka_unit_test(test_newest_acknowledgement_counts_not_an_older_relayed_one),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
