@@ -23,6 +23,8 @@
  * and the first pass of this one reads the whole log once. */
 #define SQ_SEAL_MARK "sealed_v2_through_seq"
 #define SQ_SEAL_MARK_OLD "sealed_through_seq"
+/* The file was rebuilt once after the pass: no stale clear copy of an older version left. */
+#define SQ_REBUILT_MARK "rebuilt_after_sealing"
 
 /* Webhook secrets at rest -------------------------------------------------------
  *
@@ -248,14 +250,29 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
         rc = sq_tx_commit(c, e);
     }
     st->is_seal_pass_done = rc == 0;
-    if (rc != 0 || n_sealed + n_redacted == 0)
+    if (rc != 0)
         return rc;
+    /* Done once, also when the pass changed nothing: a release of 5 December sealed the
+     * rows but left the copies below; and until the mark is written (a rebuild that failed,
+     * or a crash before it) it is tried again at the next start. */
+    struct sql_stmt *s;
+    int mark = sq_run(c, "SELECT 1 FROM auth_meta WHERE k = '" SQ_REBUILT_MARK "'", &s, e, "");
+    if (mark >= 0)
+        sql_finalize(s);
+    if (n_sealed + n_redacted == 0 && mark != SQL_DONE)
+        return 0;
     /* The version that wrote the clear rows freed and moved their cells without
      * secure_delete (page splits, each retry's rewrite of a delivery): stale copies sit in
      * the free space of pages this pass never touched. Then the old page images are still
      * in the WAL: copy the new ones home and empty it. */
     if (sq_rebuild(c) != SQL_OK)
         log_warn("metastore", "failed to rebuild the database after sealing webhook secrets");
+    else if (sq_tx_begin(c, true, e) != 0 ||
+             sq_run_exec(c, "INSERT INTO auth_meta(k, v) VALUES ('" SQ_REBUILT_MARK "', 1)"
+                            " ON CONFLICT(k) DO NOTHING", e, "") != 0)
+        sq_tx_rollback(c);
+    else if (sq_tx_commit(c, e) != 0)
+        log_warn("metastore", "failed to record the rebuild: %s", err_message(e));
     if (sq_compact_log(c) != SQL_OK)
         log_warn("metastore", "failed to checkpoint after sealing webhook secrets");
     if (n_sealed > 0)

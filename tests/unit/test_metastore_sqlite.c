@@ -2972,6 +2972,32 @@ static void test_stale_copies_of_a_clear_url_gone_after_the_first_start(void **s
     assert_false(db_files_contain(f, "url-secret"));
 }
 
+/* A database sealed by the release of 5 December (its mark set: no clear row left for the
+ * pass), whose older version had left stale copies of a webhook's URL in the free space of
+ * pages, and with no delivery record to redact: the first start rebuilds it all the same,
+ * once (before, the rebuild ran only when the pass changed a row, so those copies stayed;
+ * and a rebuild that failed or was cut short by a crash was never tried again). */
+static void test_stale_copies_gone_also_when_nothing_is_left_to_seal(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t key[32];
+    memset(key, 9, sizeof(key));
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    raw_exec(f, "PRAGMA secure_delete = OFF;"
+                "CREATE TABLE old_copies(t TEXT);"
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)"
+                " INSERT INTO old_copies SELECT printf('%.600c', 'x') || '" HOOK_URI "' FROM n;"
+                "DROP TABLE old_copies;"
+                "INSERT INTO auth_meta(k, v) VALUES ('sealed_v2_through_seq', 0)"
+                " ON CONFLICT(k) DO NOTHING;");
+    assert_true(db_files_contain(f, "url-secret-user"));
+    reopen(f, key);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_false(db_files_contain(f, "url-secret"));
+}
+
 int main(void)
 {
     /* Expected failures are logged at error level; that is part of the behaviour. */
@@ -3047,6 +3073,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_webhook_uri_sealed_over_a_mark_of_headers_only, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stale_copies_of_a_clear_url_gone_after_the_first_start,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_copies_gone_also_when_nothing_is_left_to_seal,
                                         setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
