@@ -402,19 +402,31 @@ json_t *compact_status_json(struct compact *c)
 
 /* The slot of name, else a free one, else the one written longest ago made free for it;
  * under c->mu. (A free slot first: before, a second peer heard before the first peer's
- * acknowledgement was written took that peer's slot, written_ms 0 like a free one.) */
+ * acknowledgement was written took that peer's slot, written_ms 0 like a free one.) A
+ * relayed one ("about@via") never takes a region's own, and a region's own takes a relayed
+ * one first: past 16 regions they do not all fit, and a region's own that was pushed out
+ * is what compaction writes down, and counted as changed when it came back (its next
+ * poll), which woke every parked poll. NULL: no slot for a relayed one (then the store's
+ * copy is what the status reads). */
 static struct ack_note *ack_slot(struct compact *c, const char *name)
 {
+    bool is_relayed = strchr(name, '@') != NULL;
     struct ack_note *oldest = NULL;
+    int oldest_rank = 3;
     for (size_t i = 0; i < ACKS_KEPT; i++) {
         struct ack_note *a = &c->acks[i];
         if (strcmp(a->peer, name) == 0)
             return a;
-        bool is_free = a->peer[0] == '\0';
-        if (oldest == NULL || (is_free && oldest->peer[0] != '\0') ||
-            (is_free == (oldest->peer[0] == '\0') && a->written_ms < oldest->written_ms))
+        int rank = a->peer[0] == '\0' ? 0 : strchr(a->peer, '@') != NULL ? 1 : 2;
+        if ((is_relayed && rank == 2) || rank > oldest_rank)
+            continue;
+        if (oldest == NULL || rank < oldest_rank || a->written_ms < oldest->written_ms) {
             oldest = a;
+            oldest_rank = rank;
+        }
     }
+    if (oldest == NULL)
+        return NULL;
     free(oldest->latest);
     *oldest = (struct ack_note){0};
     snprintf(oldest->peer, sizeof(oldest->peer), "%s", name);
@@ -459,6 +471,10 @@ void compact_note_relayed(struct compact *c, const char *about, const char *via,
         return;
     AZ(pthread_mutex_lock(&c->mu));
     struct ack_note *slot = ack_slot(c, name);
+    if (slot == NULL) {
+        AZ(pthread_mutex_unlock(&c->mu));
+        return;
+    }
     /* Two answers of via may arrive out of order only across its nodes: keep the newer. */
     if (slot->latest == NULL || heard_ms >= slot->heard_ms) {
         slot->heard_ms = heard_ms;

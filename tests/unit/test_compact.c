@@ -780,6 +780,48 @@ static void test_newest_acknowledgement_counts_not_an_older_relayed_one(void **s
     ms->ops->close(ms);
 }
 
+/* With 17 regions and more (up to 32 are supported), the peers' own acknowledgements and
+ * what each relays of the others (n x (n - 1) names) fill the table. A relayed one must
+ * never push out a region's own: that one is what compaction writes down, and coming back
+ * (its next poll) it counted as changed, which woke every parked poll of the region, whose
+ * answers relayed more, at every region (a storm). */
+static void test_relayed_acknowledgements_never_push_out_a_regions_own(void **state)
+{
+    (void)state;
+    struct metastore *ms = open_store();
+    struct config cfg;
+    config_defaults(&cfg);
+    cfg.compact_interval_s = 0;
+    struct registry reg = {.cfg = &cfg, .ms = ms};
+    struct compact *c = compact_start(&reg);
+    enum { REGIONS = 32 };
+    char name[16], about[16];
+    for (int i = 1; i < REGIONS; i++) {
+        snprintf(name, sizeof(name), "r%d", i);
+        compact_note_ack(c, name, "local:1", false);
+    }
+    uint64_t changed = compact_acks_changed(c);
+    int64_t now = util_now_ms();
+    for (int via = 1; via < REGIONS; via++) {
+        for (int i = 1; i < REGIONS; i++) {
+            snprintf(name, sizeof(name), "r%d", via);
+            snprintf(about, sizeof(about), "r%d", i);
+            compact_note_relayed(c, about, name, "local:1", now);
+        }
+    }
+    for (int i = 1; i < REGIONS; i++) {
+        snprintf(name, sizeof(name), "r%d", i);
+        compact_note_ack(c, name, "local:1", false); /* its next poll: the same */
+        char *newest = compact_ack_newest(c, name, NULL, 0);
+        assert_non_null(newest);
+        free(newest);
+    }
+    assert_int_equal(compact_acks_changed(c), changed);
+    compact_stop(c);
+    config_fini(&cfg);
+    ms->ops->close(ms);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -812,6 +854,7 @@ int main(void)
         cmocka_unit_test(test_ack_refused_by_the_store_is_written_again),
         cmocka_unit_test(test_acknowledgements_are_relayed_first_hand_and_kept_apart),
         cmocka_unit_test(test_newest_acknowledgement_counts_not_an_older_relayed_one),
+        cmocka_unit_test(test_relayed_acknowledgements_never_push_out_a_regions_own),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
