@@ -515,6 +515,36 @@ def test_region_restored_from_an_older_copy_is_not_completed_for_what_it_lost(ge
     assert_wait_truthful(b, cluster, img, "v1")
 
 
+def test_region_restored_out_of_reach_is_not_completed_by_what_it_acknowledged_before(geo):
+    """r3 held the manifest (as base) when a copy of its data was taken; v1 is then set on it
+    in r1 and r3 applies it, and r3 is restored from the copy (v1 lost) where it cannot
+    reach r1 either way, and r2 pulls from no one (it never gets v1, so neither does r3). r1
+    still holds what r3 acknowledged to it before the restore (v1 applied), but r3 has
+    acknowledged less to r2 since, and r2 relays that: the newest counts, so r1 does not show
+    r3 Completed for v1, which r3 does not serve (before: any acknowledgement counted, and
+    r1 showed r3 Completed for ever on its own stale one)."""
+    cluster = geo(3)
+    a, b, c = cluster
+    repo = unique_repo("restored-acked")
+    base = a.oci().push_image(repo, "base")
+    assert_wait_truthful(a, cluster, base, "base")
+    backup = copy_data(c)
+    cluster.cut_link(b, a)                       # r2 pulls from no one: it never gets v1
+    cluster.cut_link(b, c)
+    assert a.oci().push_manifest(repo, "v1", base.body, base.media_type) == base.digest
+    wait_for(lambda: manifest_digest(c, repo, "v1") == base.digest, 30, "r3 to apply v1")
+    wait_for(lambda: replication_states(a, repo, "v1")[1].get(c.name) == "Completed", 30,
+             "r1 to show r3 Completed for v1")
+    restore_from(c, backup)
+    cluster.cut_link(c, a)
+    cluster.cut_link(a, c)
+    c.start()
+    assert manifest_digest(c, repo, "v1") is None
+    wait_for(lambda: replication_states(a, repo, "v1")[1].get(c.name) != "Completed", 30,
+             "r1 to stop counting what r3 acknowledged before its restore")
+    assert manifest_digest(c, repo, "v1") is None, "r3 got v1 through a cut link"
+
+
 def test_region_restored_gets_back_what_it_wrote_after_the_copy(geo):
     """v2 is pushed to r2 after the copy of its data was taken, and replicated; r2 is then
     restored from the copy. The peers hold v2's events under r2's name: r2 applies them as
