@@ -261,11 +261,19 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
         sql_finalize(s);
     if (n_sealed + n_redacted == 0 && mark != SQL_DONE)
         return 0;
+    /* A database that never held a webhook has no such copy: rebuilding it (a big one
+     * takes minutes and twice its size on disk) would only slow its first start. */
+    int ever = sq_run(c, "SELECT 1 WHERE EXISTS (SELECT 1 FROM objects WHERE kind = '"
+                         SQ_SEALED_KIND "') OR EXISTS (SELECT 1 FROM webhook_deliveries)",
+                      &s, e, "");
+    if (ever >= 0)
+        sql_finalize(s);
+    bool is_needed = n_sealed + n_redacted > 0 || ever != SQL_DONE;
     /* The version that wrote the clear rows freed and moved their cells without
      * secure_delete (page splits, each retry's rewrite of a delivery): stale copies sit in
      * the free space of pages this pass never touched. Then the old page images are still
      * in the WAL: copy the new ones home and empty it. */
-    if (sq_rebuild(c) != SQL_OK)
+    if (is_needed && sq_rebuild(c) != SQL_OK)
         log_warn("metastore", "failed to rebuild the database after sealing webhook secrets");
     else if (sq_tx_begin(c, true, e) != 0 ||
              sq_run_exec(c, "INSERT INTO auth_meta(k, v) VALUES ('" SQ_REBUILT_MARK "', 1)"

@@ -2989,6 +2989,8 @@ static void test_stale_copies_gone_also_when_nothing_is_left_to_seal(void **stat
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)"
                 " INSERT INTO old_copies SELECT printf('%.600c', 'x') || '" HOOK_URI "' FROM n;"
                 "DROP TABLE old_copies;"
+                "INSERT INTO objects(kind, key, value, hlc, origin, is_deleted)"
+                " VALUES ('webhook', 'gone', NULL, 1, 'local', 1);"
                 "INSERT INTO auth_meta(k, v) VALUES ('sealed_v2_through_seq', 0)"
                 " ON CONFLICT(k) DO NOTHING;");
     assert_true(db_files_contain(f, "url-secret-user"));
@@ -2996,6 +2998,51 @@ static void test_stale_copies_gone_also_when_nothing_is_left_to_seal(void **stat
     f->ms->ops->close(f->ms);
     f->ms = NULL;
     assert_false(db_files_contain(f, "url-secret"));
+}
+
+/* The pages the database keeps free, read with plain SQLite (the store closed). */
+static int64_t free_pages(const struct fixture *f)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA freelist_count", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+/* A database that never held a webhook (no definition, live or deleted, no delivery
+ * record) has no stale copy of a URL: its first start does not rebuild it (a rebuild of a
+ * large registry takes minutes and twice its size on disk), and marks it done. */
+static void test_no_rebuild_of_a_database_that_never_held_a_webhook(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t key[32];
+    memset(key, 9, sizeof(key));
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    raw_exec(f, "CREATE TABLE filler(t TEXT);"
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)"
+                " INSERT INTO filler SELECT printf('%.600c', 'x') FROM n;"
+                "DROP TABLE filler;"
+                "DELETE FROM auth_meta WHERE k = 'rebuilt_after_sealing';");
+    int64_t before = free_pages(f);
+    assert_true(before > 0);
+    reopen(f, key);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_int_equal(free_pages(f), before);
+    /* With a webhook defined once, the same start rebuilds it. */
+    raw_exec(f, "INSERT INTO objects(kind, key, value, hlc, origin, is_deleted)"
+                " VALUES ('webhook', 'gone', NULL, 1, 'local', 1);"
+                "DELETE FROM auth_meta WHERE k = 'rebuilt_after_sealing';");
+    reopen(f, key);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_int_equal(free_pages(f), 0);
 }
 
 int main(void)
@@ -3073,6 +3120,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_webhook_uri_sealed_over_a_mark_of_headers_only, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stale_copies_of_a_clear_url_gone_after_the_first_start,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_rebuild_of_a_database_that_never_held_a_webhook,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_copies_gone_also_when_nothing_is_left_to_seal,
                                         setup, teardown),
