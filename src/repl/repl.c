@@ -35,6 +35,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "manifest.h"
+#include "merge_effects.h"
 #include "metrics.h"
 #include "placement.h"
 #include "registry_ctx.h"
@@ -442,10 +443,8 @@ static void peer_refusal(const struct httpc_response *resp, struct err *e)
 static int merge_state(struct repl *r, const struct meta_event *ev, int64_t tombs_before,
                        struct err *e)
 {
-    char *conflict_before = version_conflict_before(r->reg, ev);
-    int rc = ms_of(r)->ops->state_merge(ms_of(r), ev, tombs_before, e);
-    version_conflict_after(r->reg, ev, rc == 0, conflict_before);
-    return rc;
+    /* with the webhooks of what it deletes or tags here (merge_effects.h) */
+    return merge_effects_state(r->reg, &r->hook_mu, ev, tombs_before, e);
 }
 
 /* A replicated push of p is shown here, in tx: its push deliveries, one per tag it has
@@ -538,18 +537,18 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
          * transaction (webhook.h): a crash between the two lost them for good, since the
          * event, applied, is never fetched again. */
         struct webhook_tx tx = {0};
+        struct merge_effect fx = {0};
         int arc = is_tag_set || is_delete ? webhook_tx_begin(r->reg, &tx, &e) : 0;
+        if (arc == 0 && is_delete)
+            arc = merge_effect_probe(&tx, &ev, &fx, &e);
         if (arc == 0)
             arc = ms_of(r)->ops->event_apply(ms_of(r), &ev, &is_new, &is_gap, &e);
         bool is_tag_shown = arc == 0 && is_new && is_tag_set && !was_named &&
                             tag_names(r, ev.repo, ev.name, ev.digest, &is_shown) && is_shown;
-        struct digest d;
-        struct err ignore = {0};
-        if (arc == 0 && is_new && is_delete && ev.repo && ev.digest &&
-            digest_parse(ev.digest, strlen(ev.digest), &d, &ignore) == 0) {
-            const char *tag = strcmp(ev.kind, "tag_delete") == 0 ? ev.name : NULL;
-            arc = webhook_tx_queue_replicated(&tx, "delete", ev.repo, &d, &tag, tag ? 1 : 0, &e);
-        }
+        /* A delete fires where it removed something, once whichever path brought it
+         * first (anti-entropy may have: merge_effects.h). */
+        if (arc == 0 && is_new && is_delete)
+            arc = merge_effect_queue(&tx, &ev, &fx, false, &e);
         /* A tag of a manifest shown already: the tag's push takes effect now (a manifest
          * shown later fires for the tags it has then: complete_pending). */
         if (arc == 0 && is_tag_shown) {
@@ -668,7 +667,7 @@ static size_t forget_deleted(struct repl *r, const char *repo, json_t *remote,
         char buf[1024];
         snprintf(buf, sizeof(buf), "%c %s", is_tag ? 't' : 'm', key);
         if (json_object_get(known, buf) == NULL &&
-            ms_of(r)->ops->state_forget(ms_of(r), &mine[i], &e) == 0) {
+            merge_effects_forget(r->reg, &mine[i], &e) == 0) {
             n_forgot++;
             log_info("repl",
                      "snapshot: %s %s of %s was deleted elsewhere (tombstone expired): "

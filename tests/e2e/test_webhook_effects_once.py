@@ -213,3 +213,59 @@ def test_a_client_push_and_delete_wait_for_their_deliveries(server_factory, rece
                                          ("push", img.digest, "v2", "PUT"),
                                          ("delete", img.digest, "v1", "DELETE")])
     assert len(records(srv, hook)) == 3
+
+
+FAST_COMPACTION = ["--compact-interval", "1s", "--tombstone-retention", "1s",
+                   "--compact-horizon", "12s"]
+
+
+def test_effects_a_region_gets_only_by_anti_entropy_fire_once(geo, receiver):
+    """b is away past the compaction horizon while a deletes a manifest (with its tag) and
+    tags a manifest b shows: b never sees those events (a compacted them) and gets the changes
+    from a's tables (the snapshot, anti-entropy). Each fires in b what the replicated events
+    would have, exactly once. Before 6 December a merged state fired nothing: the manifest and
+    its tag vanished from b silently, and the new tag was never announced there."""
+    a, b = geo(2, extra_args=BACKOFF + FAST_COMPACTION)
+    repo = "e2e/repair/%s" % secrets.token_hex(4)
+    hook = "repair%s" % secrets.token_hex(3)
+    b.cli("webhook", "create", hook, "--location", b.name, "--uri", receiver.url,
+          "--actions", "push,delete", "--scope", repo)
+    wait_for(lambda: hook in {w["name"] for w in a.api("GET", "webhooks").json()}, 60,
+             "the webhook to reach a")
+    keep = a.oci().push_image(repo, "keep")
+    doomed = a.oci().push_image(repo, "doomed")
+    wait_for(lambda: len(receiver.summary()) >= 2, 90, "both pushes to fire in b")
+
+    b.terminate()
+    b.wait()
+    r = a.oci().put_manifest(repo, "again", keep.body, keep.media_type)
+    assert r.status_code == 201, (r.status_code, r.text)
+    r = a.oci().delete("/v2/%s/manifests/%s" % (repo, doomed.digest))
+    assert r.status_code == 202, (r.status_code, r.text)
+    a.oci().push_image("e2e/repair-other/%s" % secrets.token_hex(4), "last")  # a's newest event
+
+    def compacted_past_the_delete():   # b is silent past the horizon: a compacts without it
+        assert a.api("POST", "compaction/run").status_code == 200
+        s = a.api("GET", "compaction").json()
+        return s["log_horizon"].get(a.name, 0) > 0 and s["log_events"] <= 2 and s
+    wait_for(compacted_past_the_delete, 60, "a to compact its log past the delete",
+             interval_s=0.5)
+
+    b.start()
+    want = sorted([("push", keep.digest, "keep", "REPLICATE"),
+                   ("push", doomed.digest, "doomed", "REPLICATE"),
+                   ("push", keep.digest, "again", "REPLICATE"),
+                   ("delete", doomed.digest, "doomed", "REPLICATE"),
+                   ("delete", doomed.digest, "", "REPLICATE")])
+    wait_for(lambda: len(receiver.summary()) >= len(want), 90,
+             lambda: "the repaired delete and tag to fire in b; got %s" % receiver.summary())
+    assert "caught up from a snapshot" in b.log_text(), b.log_tail()
+    assert b.oci().get_manifest(repo, doomed.digest).status_code == 404
+    assert b.oci().get_manifest(repo, "again").status_code == 200
+    # a last push through the log: a duplicate of anything above (a later anti-entropy
+    # pass, the snapshot and a repair both merging the delete) would have arrived by then
+    marker = a.oci().push_image(repo, "marker")
+    want.append(("push", marker.digest, "marker", "REPLICATE"))
+    wait_for(lambda: len(receiver.summary()) >= len(want), 90, "the last push to fire in b")
+    assert receiver.summary() == sorted(want)
+    assert len(set(receiver.ids())) == len(want)

@@ -23,6 +23,8 @@
 
 #include "config.h"
 #include "digest.h"
+#include "hlc.h"
+#include "merge_effects.h"
 #include "metastore.h"
 #include "metastore_sqlite_int.h"
 #include "registry_ctx.h"
@@ -373,6 +375,196 @@ static void test_delivery_durable_before_sent(void **state)
     AZ(pthread_mutex_unlock(&st->dmu));
 }
 
+/* A peer's write, later than anything written here (a minute ahead). */
+static uint64_t later_hlc(int k)
+{
+    return ((uint64_t)(util_now_ms() + 60000) << HLC_LOGICAL_BITS) + (uint64_t)k;
+}
+
+/* Merges a record of a peer's state as anti-entropy, the snapshot and the pull-through
+ * lookup do (repl.c merge_state). */
+static int merge_record(struct fx *f, const struct meta_event *rec)
+{
+    static pthread_mutex_t hook_mu = PTHREAD_MUTEX_INITIALIZER;
+    struct err e = {0};
+    return merge_effects_state(&f->reg, &hook_mu, rec, 0, &e);
+}
+
+/* Applies a delete event from a peer as apply_batch does (repl.c). */
+static void apply_delete_event(struct fx *f, const struct meta_event *ev)
+{
+    struct metastore *ms = f->reg.ms;
+    struct err e = {0};
+    struct webhook_tx tx;
+    struct merge_effect fx;
+    bool is_new = false, is_gap = false;
+    assert_int_equal(webhook_tx_begin(&f->reg, &tx, &e), 0);
+    int rc = merge_effect_probe(&tx, ev, &fx, &e);
+    if (rc == 0)
+        rc = ms->ops->event_apply(ms, ev, &is_new, &is_gap, &e);
+    assert_true(is_new);
+    if (rc == 0)
+        rc = merge_effect_queue(&tx, ev, &fx, false, &e);
+    assert_int_equal(webhook_tx_end(&tx, rc, &e), 0);
+}
+
+/* (action, tag or "-") of every delivery of deploy1 about digest d, sorted. */
+static char *deliveries_of(struct fx *f, const struct digest *d)
+{
+    struct meta_delivery_list list;
+    struct err e = {0};
+    assert_int_equal(f->reg.ms->ops->delivery_list(f->reg.ms, "deploy1", 100, &list, &e), 0);
+    char *lines[100];
+    size_t n = 0;
+    for (size_t i = 0; i < list.n && n < 100; i++) {
+        json_error_t je;
+        json_t *p = json_loads(list.items[i].payload, 0, &je);
+        json_t *t = json_object_get(p, "target");
+        if (strcmp(json_string_value(json_object_get(t, "digest")), d->str) == 0) {
+            const char *tag = json_string_value(json_object_get(t, "tag"));
+            char line[200];
+            snprintf(line, sizeof(line), "%s %s %s", list.items[i].action, tag ? tag : "-",
+                     json_string_value(json_object_get(json_object_get(p, "request"),
+                                                       "method")));
+            lines[n++] = xstrdup(line);
+        }
+        json_decref(p);
+    }
+    meta_delivery_list_fini(&list);
+    for (size_t i = 1; i < n; i++) /* insertion sort: a handful */
+        for (size_t j = i; j > 0 && strcmp(lines[j - 1], lines[j]) > 0; j--) {
+            char *t = lines[j];
+            lines[j] = lines[j - 1];
+            lines[j - 1] = t;
+        }
+    char out[2000] = "";
+    for (size_t i = 0; i < n; i++) {
+        snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%s", i ? "; " : "", lines[i]);
+        free(lines[i]);
+    }
+    return xstrdup(out);
+}
+
+static void assert_deliveries(struct fx *f, const struct digest *d, const char *want)
+{
+    char *got = deliveries_of(f, d);
+    if (strcmp(got, want) != 0)
+        fail_msg("deliveries of %s: got \"%s\", want \"%s\"", d->str, got, want);
+    free(got);
+}
+
+/* A delete this region missed in the event log (compacted, or the region was away past the
+ * horizon) arrives as a peer's state: the deleted tag register and the tombstone. Merged,
+ * it fires what the replicated delete fires (a delete of the tag, one of the manifest), in
+ * the merge's transaction (refused, the manifest stays), once: merged again, or its events
+ * arriving after all, nothing more. Fails before 6 December: a state merge fired nothing. */
+static void test_repair_of_a_delete_fires_it_once(void **state)
+{
+    struct fx *f = *state;
+    struct err e = {0};
+    put_webhook(f, HOOK);
+    struct digest d, kept;
+    put(f, "apps/web", "{\"n\":1}", "v1", &d);
+    put(f, "apps/web", "{\"n\":2}", "v2", &kept);
+    struct meta_event tag = {.origin = "westus", .origin_seq = 1, .hlc = later_hlc(1),
+                             .kind = "tag_delete", .repo = "apps/web", .name = "v1"};
+    struct meta_event tomb = {.origin = "westus", .origin_seq = 1, .hlc = later_hlc(2),
+                              .kind = "manifest_delete", .repo = "apps/web", .digest = d.str};
+    refuse_deliveries(f, true);
+    assert_int_equal(merge_record(f, &tag), -1);
+    assert_int_equal(merge_record(f, &tomb), -1);
+    assert_true(has_tag(f, "apps/web", "v1")); /* neither took place without its delivery */
+    assert_deliveries(f, &d, "");
+    allow_deliveries(f);
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(merge_record(f, &tag), 0);
+        assert_int_equal(merge_record(f, &tomb), 0);
+        assert_false(has_tag(f, "apps/web", "v1"));
+        assert_int_equal(f->reg.ms->ops->manifest_get(f->reg.ms, "apps/web", d.str,
+                                                      &(struct meta_manifest){0}, &e), -1);
+        assert_deliveries(f, &d, "delete - REPLICATE; delete v1 REPLICATE");
+    }
+    /* the events of that delete, fetched after the repair: nothing more */
+    struct meta_event tag_ev = tag, tomb_ev = tomb;
+    tag_ev.digest = d.str;
+    tomb_ev.origin_seq = 2;
+    apply_delete_event(f, &tag_ev);
+    apply_delete_event(f, &tomb_ev);
+    assert_deliveries(f, &d, "delete - REPLICATE; delete v1 REPLICATE");
+    assert_deliveries(f, &kept, ""); /* the other tag and manifest are untouched */
+    assert_true(has_tag(f, "apps/web", "v2"));
+}
+
+/* The other order: the events first (one delivery each), then the same delete in a peer's
+ * state (anti-entropy compares tombstones too): nothing more. And a delete that removes
+ * nothing here (a tombstone of a manifest this region never recorded) fires nothing. */
+static void test_delete_event_then_repair_fires_once(void **state)
+{
+    struct fx *f = *state;
+    put_webhook(f, HOOK);
+    struct digest d, never;
+    put(f, "apps/web", "{\"n\":1}", "v1", &d);
+    struct meta_event tag = {.origin = "westus", .origin_seq = 1, .hlc = later_hlc(1),
+                             .kind = "tag_delete", .repo = "apps/web", .name = "v1",
+                             .digest = d.str};
+    struct meta_event tomb = {.origin = "westus", .origin_seq = 2, .hlc = later_hlc(2),
+                              .kind = "manifest_delete", .repo = "apps/web", .digest = d.str};
+    apply_delete_event(f, &tag);
+    apply_delete_event(f, &tomb);
+    assert_deliveries(f, &d, "delete - REPLICATE; delete v1 REPLICATE");
+    tag.digest = NULL; /* a deleted register, as a state record carries it */
+    assert_int_equal(merge_record(f, &tag), 0);
+    assert_int_equal(merge_record(f, &tomb), 0);
+    assert_deliveries(f, &d, "delete - REPLICATE; delete v1 REPLICATE");
+    digest_of_buffer(DIGEST_SHA256, "never", 5, &never);
+    struct meta_event other = {.origin = "westus", .origin_seq = 1, .hlc = later_hlc(3),
+                               .kind = "manifest_delete", .repo = "apps/web",
+                               .digest = never.str};
+    assert_int_equal(merge_record(f, &other), 0);
+    assert_deliveries(f, &never, "");
+}
+
+/* A tag a peer points at a manifest shown here, merged from its state: the push delivery
+ * its event fires (with the tag), once. Fails before 6 December: none. */
+static void test_repair_of_a_tag_fires_its_push_once(void **state)
+{
+    struct fx *f = *state;
+    put_webhook(f, HOOK);
+    struct digest d;
+    put(f, "apps/web", "{\"n\":1}", NULL, &d); /* shown here, by digest */
+    struct meta_event tag = {.origin = "westus", .origin_seq = 1, .hlc = later_hlc(1),
+                             .kind = "tag_set", .repo = "apps/web", .name = "v9",
+                             .digest = d.str};
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(merge_record(f, &tag), 0);
+        assert_true(has_tag(f, "apps/web", "v9"));
+        assert_deliveries(f, &d, "push v9 REPLICATE");
+    }
+}
+
+/* Deletes win after a snapshot (repl.c forget_deleted): a manifest and its tag the peer
+ * applied and no longer has go with their deliveries; forgotten again, nothing more. */
+static void test_forgotten_records_fire_their_deletes(void **state)
+{
+    struct fx *f = *state;
+    struct err e = {0};
+    put_webhook(f, HOOK);
+    struct digest d;
+    put(f, "apps/web", "{\"n\":1}", "v1", &d);
+    struct meta_event *recs = NULL;
+    size_t n = 0;
+    assert_int_equal(f->reg.ms->ops->repo_state(f->reg.ms, "apps/web", &recs, &n, &e), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(merge_effects_forget(&f->reg, &recs[i], &e), 0);
+        assert_false(has_tag(f, "apps/web", "v1"));
+        assert_deliveries(f, &d, "delete - REPLICATE; delete v1 REPLICATE");
+    }
+    for (size_t i = 0; i < n; i++)
+        meta_event_fini(&recs[i]);
+    free(recs);
+}
+
 /* Delivery records written before 5 December kept an unreachable receiver's whole URL in
  * their response (credentials in its userinfo or query included); the pass at open redacts
  * them once, as records are written now. Fails before 6 December: they stayed as written. */
@@ -460,6 +652,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delivery_durable_before_sent, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_old_delivery_urls_redacted_at_open, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_repair_of_a_delete_fires_it_once, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_event_then_repair_fires_once, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_repair_of_a_tag_fires_its_push_once, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_forgotten_records_fire_their_deletes, fx_setup,
                                         fx_teardown),
     };
     int failed = cmocka_run_group_tests_name("sqlite", tests, setup, teardown);
