@@ -103,7 +103,8 @@ int merge_effects_state(struct registry *reg, pthread_mutex_t *hook_mu,
                         const struct meta_event *rec, int64_t tombs_before, struct err *e)
 {
     struct metastore *ms = reg->ms;
-    char *conflict_before = version_conflict_before(reg, rec);
+    struct version_conflict vc;
+    version_conflict_begin(reg, rec, &vc);
     bool is_tag_set = is_kind(rec, "tag_set");
     if (is_tag_set)
         AZ(pthread_mutex_lock(hook_mu));
@@ -116,10 +117,12 @@ int merge_effects_state(struct registry *reg, pthread_mutex_t *hook_mu,
         rc = ms->ops->state_merge(ms, rec, tombs_before, e);
     if (rc == 0)
         rc = merge_effect_queue(&tx, rec, &fx, true, e);
+    if (rc == 0)
+        rc = version_conflict_queue(reg, &tx, rec, true, &vc, e);
     rc = webhook_tx_end(&tx, rc, e);
     if (is_tag_set)
         AZ(pthread_mutex_unlock(hook_mu));
-    version_conflict_after(reg, rec, rc == 0, conflict_before);
+    version_conflict_end(reg, rec, rc == 0, &vc);
     return rc;
 }
 

@@ -38,8 +38,8 @@ int merge_effect_queue(struct webhook_tx *tx, const struct meta_event *ev,
                        const struct merge_effect *fx, bool with_push, struct err *e);
 
 /* Merges one record of a peer's state (ms_state_merge_f) with the deliveries of what it
- * changes, in one unit of work, and reports a version conflict it makes or changes
- * (version_conflict.h).
+ * changes and of a version conflict it makes or changes (version_conflict.h), in one unit
+ * of work.
  * hook_mu is held around a tag_set's merge (repl.c: a manifest shown meanwhile reads its
  * tags under it). 0, or -1 with e set (nothing of it stays). */
 int merge_effects_state(struct registry *reg, pthread_mutex_t *hook_mu,

@@ -517,7 +517,8 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
             !residency_allows(policies, about, self_region(r)))
             residency_redact(&ev);
         bool is_new = false, is_gap = false;
-        char *conflict_before = version_conflict_before(r->reg, &ev);
+        struct version_conflict vc;
+        version_conflict_begin(r->reg, &ev, &vc);
         /* A tag_set that points its tag at a manifest shown here fires the push webhooks
          * (one that arrives before its manifest is shown fires with it: complete_pending).
          * Compared with the tag before, since an event is new whenever the version vector
@@ -555,18 +556,20 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
             const char *tag = ev.name;
             arc = webhook_tx_queue_replicated(&tx, "push", ev.repo, &tagged, &tag, 1, &e);
         }
+        if (arc == 0)
+            arc = version_conflict_queue(r->reg, &tx, &ev, is_new, &vc, &e);
         arc = webhook_tx_end(&tx, arc, &e);
         if (is_tag_set)
             AZ(pthread_mutex_unlock(&r->hook_mu));
         if (arc != 0) {
             log_error("repl", "failed to apply event %s#%" PRId64 " from %s: %s", ev.origin,
                       ev.origin_seq, p->location, err_message(&e));
-            version_conflict_after(r->reg, &ev, false, conflict_before);
+            version_conflict_end(r->reg, &ev, false, &vc);
             meta_event_fini(&ev);
             json_decref(policies);
             return i ? (has_gap ? resume : cursor) : -1;
         }
-        version_conflict_after(r->reg, &ev, is_new, conflict_before);
+        version_conflict_end(r->reg, &ev, is_new, &vc);
         if (is_gap) {
             /* Not the next event of its origin: leave it (and the position) for a later
              * pass; the events after it that apply are skipped then by the version vector. */

@@ -22,20 +22,51 @@ static char *record_text(struct registry *reg, const char *repo, const char *ver
     return text;
 }
 
-/* Held from before to after: the record read before one merge must not be read again
+/* Held from begin to end: the record read before one merge must not be read again
  * before another path's merge of the same tag has been compared (two reports). Taken only
  * for tags of versioned repositories, after the writer's lock is released. */
 static pthread_mutex_t report_mu = PTHREAD_MUTEX_INITIALIZER;
 
-char *version_conflict_before(struct registry *reg, const struct meta_event *ev)
+void version_conflict_begin(struct registry *reg, const struct meta_event *ev,
+                            struct version_conflict *vc)
 {
+    *vc = (struct version_conflict){0};
     if (strcmp(ev->kind, "tag_set") != 0 || ev->repo == NULL || ev->name == NULL ||
         !image_catalog_is_definition(reg->ms, ev->repo))
-        return NULL;
+        return;
     AZ(pthread_mutex_lock(&report_mu));
-    return record_text(reg, ev->repo, ev->name);
+    vc->before = record_text(reg, ev->repo, ev->name);
 }
 
+static bool is_changed(const char *before, const char *after)
+{
+    return after != NULL && after[0] != '\0' && strcmp(after, before) != 0;
+}
+
+int version_conflict_queue(struct registry *reg, struct webhook_tx *tx,
+                           const struct meta_event *ev, bool is_new,
+                           struct version_conflict *vc, struct err *e)
+{
+    if (vc->before == NULL || !is_new || !tx->is_open)
+        return 0;
+    free(vc->after);
+    vc->after = record_text(reg, ev->repo, ev->name); /* read in tx: the merge is in it */
+    if (!is_changed(vc->before, vc->after))
+        return 0;
+    json_error_t je;
+    json_t *rec = json_loads(vc->after, 0, &je);
+    const char *winner =
+        json_string_value(json_object_get(json_object_get(rec, "winner"), "digest"));
+    struct webhook_effect wev = {.action = "version.conflict", .repo = ev->repo,
+                                 .tag = ev->name, .digest = winner, .size = -1,
+                                 .request_id = "replication", .method = "REPLICATE",
+                                 .host = reg->cfg->region};
+    int rc = webhook_tx_queue(tx, &wev, e);
+    json_decref(rec);
+    return rc;
+}
+
+/* Logs and audits the record (its deliveries went with the merge: version_conflict_queue). */
 static void report(struct registry *reg, const char *repo, const char *version, const char *text)
 {
     json_error_t je;
@@ -67,10 +98,6 @@ static void report(struct registry *reg, const char *repo, const char *version, 
     struct err e = {0};
     if (reg->ms->ops->audit_append(reg->ms, &a, reg->cfg->audit_max_rows, &id, &e) != 0)
         log_warn("versions", "failed to audit the conflict of %s: %s", target, err_message(&e));
-    struct webhook_effect ev = {.action = "version.conflict", .repo = repo, .tag = version,
-                                .digest = winner, .size = -1, .request_id = "replication",
-                                .method = "REPLICATE", .host = reg->cfg->region};
-    webhook_on_effect(reg, &ev);
     json_decref(rec);
 }
 
@@ -93,18 +120,24 @@ static void place_losers(struct registry *reg, const char *repo, const char *tex
     json_decref(rec);
 }
 
-void version_conflict_after(struct registry *reg, const struct meta_event *ev, bool is_new,
-                            char *before)
+void version_conflict_end(struct registry *reg, const struct meta_event *ev, bool is_new,
+                          struct version_conflict *vc)
 {
-    if (before == NULL)
+    if (vc->before == NULL)
         return;
-    char *after = is_new ? record_text(reg, ev->repo, ev->name) : NULL;
-    bool is_changed = after != NULL && after[0] != '\0' && strcmp(after, before) != 0;
+    /* Read again when no unit read it (no webhook): a merge that stored ev committed. */
+    char *after = NULL;
+    if (is_new)
+        after = vc->after ? vc->after : record_text(reg, ev->repo, ev->name);
+    else
+        free(vc->after); /* a unit rolled back: what it read did not stay */
+    vc->after = NULL;
+    bool is_new_record = is_changed(vc->before, after);
     AZ(pthread_mutex_unlock(&report_mu));
-    if (is_changed) {
+    if (is_new_record) {
         report(reg, ev->repo, ev->name, after);
         place_losers(reg, ev->repo, after);
     }
     free(after);
-    free(before);
+    FREE_AND_NULL(vc->before);
 }

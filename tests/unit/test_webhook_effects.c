@@ -32,6 +32,7 @@
 #include "retention_run.h"
 #include "sql_driver.h"
 #include "util.h"
+#include "version_conflict.h"
 #include "webhook.h"
 #include "webhook_def.h"
 
@@ -565,6 +566,50 @@ static void test_forgotten_records_fire_their_deletes(void **state)
     free(recs);
 }
 
+/* A version.conflict delivery commits with the merge that makes the conflict (refused, the
+ * merge does not take place either; merged, one delivery; merged again, none). Fails before
+ * 6 December: it was written after the merge, in a transaction of its own. */
+static void test_version_conflict_delivery_goes_with_its_merge(void **state)
+{
+    struct fx *f = *state;
+    struct metastore *ms = f->reg.ms;
+    struct err e = {0};
+    put_webhook(f, "{\"name\":\"deploy1\",\"location\":\"eastus\",\"uri\":\"http://h/\","
+                   "\"actions\":[\"version.conflict\"]}");
+    assert_int_equal(ms->ops->object_put(ms, "image_definition", "golden/def",
+                                         "{\"repository\":\"golden/def\"}", &e),
+                     0);
+    struct digest mine;
+    put(f, "golden/def", "{\"n\":1}", "1.0.0", &mine);
+    struct digest theirs;
+    digest_of_buffer(DIGEST_SHA256, "theirs", 6, &theirs);
+    struct meta_event tag = {.origin = "westus", .origin_seq = 1, .hlc = later_hlc(1),
+                             .kind = "tag_set", .repo = "golden/def", .name = "1.0.0",
+                             .digest = theirs.str};
+    char *v = NULL;
+    refuse_deliveries(f, true);
+    assert_int_equal(merge_record(f, &tag), -1);
+    assert_int_equal(ms->ops->object_get(ms, "image_version_conflict", "golden/def:1.0.0", &v,
+                                         &e),
+                     -1); /* no conflict recorded without its delivery */
+    assert_int_equal(count_deliveries(f, "deploy1", "version.conflict", NULL), 0);
+    allow_deliveries(f);
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(merge_record(f, &tag), 0);
+        assert_int_equal(ms->ops->object_get(ms, "image_version_conflict", "golden/def:1.0.0",
+                                             &v, &e),
+                         0);
+        free(v);
+        v = NULL;
+        json_t *p = NULL;
+        assert_int_equal(count_deliveries(f, "deploy1", "version.conflict", &p), 1);
+        json_t *t = json_object_get(p, "target");
+        assert_string_equal(json_string_value(json_object_get(t, "tag")), "1.0.0");
+        assert_string_equal(json_string_value(json_object_get(t, "digest")), mine.str);
+        json_decref(p);
+    }
+}
+
 /* Delivery records written before 5 December kept an unreachable receiver's whole URL in
  * their response (credentials in its userinfo or query included); the pass at open redacts
  * them once, as records are written now. Fails before 6 December: they stayed as written. */
@@ -661,6 +706,8 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_forgotten_records_fire_their_deletes, fx_setup,
                                         fx_teardown),
+        cmocka_unit_test_setup_teardown(test_version_conflict_delivery_goes_with_its_merge,
+                                        fx_setup, fx_teardown),
     };
     int failed = cmocka_run_group_tests_name("sqlite", tests, setup, teardown);
     const char *uri = getenv("MERIDIAN_TEST_PG");
