@@ -292,19 +292,6 @@ int webhook_tx_end(struct webhook_tx *tx, int rc, struct err *e)
     return rc;
 }
 
-void webhook_on_effect(struct registry *reg, const struct webhook_effect *ev)
-{
-    struct webhook_tx tx;
-    struct err e = {0};
-    int rc = webhook_tx_begin(reg, &tx, &e);
-    if (rc == 0)
-        rc = webhook_tx_end(&tx, webhook_tx_queue(&tx, ev, &e), &e);
-    if (rc != 0)
-        log_error("webhook", "failed to queue webhook deliveries for %s of %s: %s request=%s",
-                  ev->action, ev->repo ? ev->repo : "-", err_message(&e),
-                  ev->request_id ? ev->request_id : "-");
-}
-
 int webhook_ping(struct registry *reg, const char *name, char id_out[37], struct err *e)
 {
     struct webhook_def d;

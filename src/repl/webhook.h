@@ -64,10 +64,6 @@ int webhook_tx_queue_replicated(struct webhook_tx *tx, const char *action, const
  * failed (nothing of it stays). */
 int webhook_tx_end(struct webhook_tx *tx, int rc, struct err *e);
 
-/* An effect whose write is already committed (a version conflict, derived after it): its
- * deliveries in a transaction of their own. Never fails the caller: a failure is logged. */
-void webhook_on_effect(struct registry *reg, const struct webhook_effect *ev);
-
 /* Queues a "ping" delivery to webhook name and wakes the worker; id_out gets the
  * delivery id. ERR_NOT_FOUND if there is no such webhook; ERR_CONFLICT if it is
  * located in another region (its deliveries are sent from there); ERR_IO & co. */

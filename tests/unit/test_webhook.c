@@ -1,6 +1,6 @@
 /* Unit tests for webhooks: definition validation (tables of good and bad input), update
  * merging, matching, the payload, the retry schedule, response excerpts, the delivery
- * queue of the SQLite metastore, and webhook_on_effect's filtering against a real
+ * queue of the SQLite metastore, and the filtering of webhook_tx_queue against a real
  * metastore (no worker thread, no network). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -754,7 +754,7 @@ static void test_delivery_durable(void **state)
     meta_delivery_list_fini(&due);
 }
 
-/* webhook_on_effect -------------------------------------------------------- */
+/* webhook_tx_queue's filtering ----------------------------------------------- */
 
 static void put_webhook(struct registry *reg, const char *json)
 {
@@ -775,6 +775,17 @@ static size_t count_deliveries(struct registry *reg, const char *webhook, const 
         n += strcmp(list.items[i].action, want_action) == 0;
     meta_delivery_list_fini(&list);
     return n;
+}
+
+/* An effect's deliveries in a unit of work of their own (the effect itself is not needed
+ * to see which webhooks match). */
+static void queue_effect(struct registry *reg, const struct webhook_effect *ev)
+{
+    struct webhook_tx tx;
+    struct err e = {0};
+    assert_int_equal(webhook_tx_begin(reg, &tx, &e), 0);
+    int rc = webhook_tx_queue(&tx, ev, &e);
+    assert_int_equal(webhook_tx_end(&tx, rc, &e), 0);
 }
 
 static void test_on_effect(void **state)
@@ -802,13 +813,13 @@ static void test_on_effect(void **state)
                                   .digest = "sha256:aa",
                                   .media_type = "m",
                                   .size = 3};
-    webhook_on_effect(&reg, &push);
+    queue_effect(&reg, &push);
     struct webhook_effect push2 = {
         .action = "push", .repo = "apps/web", .digest = "sha256:bb", .size = 3};
-    webhook_on_effect(&reg, &push2);
+    queue_effect(&reg, &push2);
     struct webhook_effect del = {
         .action = "delete", .repo = "golden/base", .digest = "sha256:aa", .size = -1};
-    webhook_on_effect(&reg, &del);
+    queue_effect(&reg, &del);
 
     assert_int_equal(count_deliveries(&reg, "allpush", "push"), 2);
     assert_int_equal(count_deliveries(&reg, "allpush", "delete"), 0);
