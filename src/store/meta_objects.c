@@ -264,7 +264,7 @@ int metastore_sqlite_set_sealing_key(struct metastore *ms, const uint8_t key[32]
     /* A database that never held a webhook has no such copy: rebuilding it (a big one
      * takes minutes and twice its size on disk) would only slow its first start. */
     int ever = sq_run(c, "SELECT 1 WHERE EXISTS (SELECT 1 FROM objects WHERE kind = '"
-                         SQ_SEALED_KIND "') OR EXISTS (SELECT 1 FROM webhook_deliveries)",
+                         SQ_SEALED_KIND "') OR EXISTS (SELECT 1 FROM webhook_deliveries WHERE seq > 0)",
                       &s, e, "");
     if (ever >= 0)
         sql_finalize(s);
