@@ -1,6 +1,7 @@
 /* Residency in the metadata store, backend-neutral (metastore.h, "Residency"): what this
  * region holds per repository (the compliance report), and the removal of everything it
  * keeps of a repository a residency policy now forbids it to hold. */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,7 +66,7 @@ static void prefixes_of(const char *repo, struct key_prefixes *k)
 /* Object events about repo (image definitions and versions, locks) become redacted: their
  * kind is in the payload, so they are picked in C, not by a LIKE on JSON text. */
 static int redact_object_events(struct sq_conn *c, const char *repo, const struct key_prefixes *k,
-                                struct err *e)
+                                int64_t *n_changed, struct err *e)
 {
     struct sql_stmt *s;
     int64_t *seqs = NULL;
@@ -95,6 +96,7 @@ static int redact_object_events(struct sq_conn *c, const char *repo, const struc
                          "UPDATE events SET kind = ?1, repo = NULL, name = NULL, digest = NULL,"
                          " payload = NULL WHERE seq = ?2",
                          e, "ti", RESIDENCY_REDACTED_KIND, seqs[i]);
+    *n_changed += rc >= 0 ? (int64_t)n : 0;
     free(seqs);
     return rc < 0 ? -1 : 0;
 }
@@ -114,9 +116,10 @@ static int blobs_of(struct sq_conn *c, int64_t repo_id, struct meta_name_list *o
     return rc;
 }
 
-/* Deletes the rows of repo (repo_id: its row, or 0 when it has none). */
+/* Deletes the rows of repo (repo_id: its row, or 0 when it has none); adds the rows deleted
+ * or redacted to *n_changed. */
 static int delete_rows(struct sq_conn *c, const char *repo, int64_t repo_id,
-                       const struct key_prefixes *k, struct err *e)
+                       const struct key_prefixes *k, int64_t *n_changed, struct err *e)
 {
     static const char *const by_id[] = {
         "DELETE FROM manifest_ref_seqs WHERE manifest_seq IN"
@@ -135,10 +138,12 @@ static int delete_rows(struct sq_conn *c, const char *repo, int64_t repo_id,
     for (size_t i = 0; repo_id != 0 && i < sizeof(by_id) / sizeof(by_id[0]); i++) {
         if (sq_run_exec(c, by_id[i], e, "i", repo_id) != 0)
             return -1;
+        *n_changed += sql_changes(c->db);
     }
     for (size_t i = 0; i < sizeof(by_name) / sizeof(by_name[0]); i++) {
         if (sq_run_exec(c, by_name[i], e, "t", repo) != 0)
             return -1;
+        *n_changed += sql_changes(c->db);
     }
     static const char *const kinds[] = {"image_definition",      "image_version",
                                         "image_version_retired", "image_version_conflict",
@@ -150,8 +155,9 @@ static int delete_rows(struct sq_conn *c, const char *repo, int64_t repo_id,
                         " OR substr(key, 1, length(?3)) = ?3 OR substr(key, 1, length(?4)) = ?4)",
                         e, "tttt", kinds[i], repo, k->colon, k->at) != 0)
             return -1;
+        *n_changed += sql_changes(c->db);
     }
-    return redact_object_events(c, repo, k, e);
+    return redact_object_events(c, repo, k, n_changed, e);
 }
 
 /* Of candidates, those nothing here links or references any more: out of the blobs table,
@@ -209,10 +215,29 @@ int sq_repo_purge(struct metastore *ms, const char *repo, struct meta_name_list 
         *n_manifests = sql_col_int64(s, 0);
         sql_finalize(s);
     }
-    if (delete_rows(c, repo, repo_id, &k, e) != 0 || drop_unneeded(c, &candidates, orphans, e) != 0)
+    int64_t n_changed = 0;
+    if (delete_rows(c, repo, repo_id, &k, &n_changed, e) != 0 ||
+        drop_unneeded(c, &candidates, orphans, e) != 0)
         goto fail;
     rc = sq_tx_commit(c, e);
-    if (rc == 0 && sq_compact_log(c) != SQL_OK)
+    if (rc != 0 || n_changed == 0)
+        goto out;
+    /* secure_delete zeroed what this transaction freed, not the older copies of the same
+     * rows: where an earlier write moved a row between pages, as SQLite does when it splits
+     * or merges them, the page it left may keep its old bytes in its unused space, with
+     * secure_delete on or off (tests/unit/test_residency.c). Rebuilding the file leaves
+     * none; then the old page images leave the WAL. */
+    int64_t start_ms = util_now_ms();
+    if (sq_rebuild(c) != SQL_OK)
+        log_error("metastore",
+                  "failed to rebuild the database after removing repository %s: stale copies "
+                  "of its rows may remain in the free space of pages",
+                  repo);
+    else if (c->store->drv->rebuild != NULL)
+        log_info("metastore", "rebuilt the database after removing repository %s in %" PRId64
+                              " ms",
+                 repo, util_now_ms() - start_ms);
+    if (sq_compact_log(c) != SQL_OK)
         log_warn("metastore", "failed to checkpoint after removing repository %s", repo);
     goto out;
 fail:

@@ -449,7 +449,7 @@ int sq_compact_log(struct sq_conn *c)
 
 /* Outside a transaction, under wmu like a checkpoint (SQLite's VACUUM takes the write lock
  * and rewrites every page); it runs once, at the start that sealed rows an older version
- * left in clear. */
+ * left in clear, and after each removal of a repository (sq_repo_purge). */
 int sq_rebuild(struct sq_conn *c)
 {
     struct sq_store *st = c->store;

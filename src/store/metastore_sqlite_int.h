@@ -505,7 +505,10 @@ ms_write_end_f sq_write_end;
 int sq_compact_log(struct sq_conn *c);
 /* Writes the database afresh from its live rows (driver rebuild; SQL_OK when it has none):
  * after the sealing pass found clear rows, whose older copies an older version may have
- * left in the free space of pages (secure_delete zeroes only what this process frees). */
+ * left in the free space of pages, and after a repository's removal, whose rows earlier
+ * writes may have left old copies of where they moved them (secure_delete zeroes only what
+ * is freed while it is on, and not what SQLite leaves behind when it moves cells between
+ * pages). */
 int sq_rebuild(struct sq_conn *c);
 /* Group commit: returns once every commit made so far is on stable storage (one
  * WAL sync shared by the threads waiting); -1 with e set when the sync fails. */

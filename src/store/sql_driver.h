@@ -85,7 +85,8 @@ typedef int sql_sync_f(const char *target);
  * bytes (for secrets that were stored in clear). compact_log: move the write-ahead log
  * home and empty it, so old page images leave it. rebuild: write the database afresh from
  * its live rows, so no byte of a row freed or overwritten without secure_delete (by an
- * older version) is left in the free space of a page. */
+ * older version), or left behind where the row moved between pages (which secure_delete
+ * does not cover), is left in the free space of a page. */
 typedef void sql_refresh_stats_f(struct sql_db *db);
 typedef int sql_set_secure_delete_f(struct sql_db *db, bool is_on);
 typedef int sql_compact_log_f(struct sql_db *db);

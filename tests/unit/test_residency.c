@@ -368,6 +368,141 @@ static void test_purge_removes_all_of_a_repository(void **state)
     ms->ops->close(ms);
 }
 
+
+/* A manifest of repo whose annotation and body hold marker: the annotation is kept verbatim
+ * (the manifests row's annotations column), the body packed (body_pack.c). */
+static void put_marked(struct metastore *ms, const char *repo, const char *tag, const char *marker,
+                       size_t pad, struct digest *out)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char annotations[128], body[2048], filler[1024];
+    snprintf(annotations, sizeof(annotations), "{\"org.example.marker\":\"%s\"}", marker);
+    /* filler that packing cannot shrink much, drawn from the marker: rows of many sizes */
+    uint32_t x = 2166136261u;
+    for (const char *p = marker; *p != '\0'; p++)
+        x = (x ^ (unsigned char)*p) * 16777619u;
+    for (size_t i = 0; i < pad && i + 1 < sizeof(filler); i++) {
+        x = x * 1103515245u + 12345u;
+        filler[i] = alphabet[(x >> 16) % 64];
+    }
+    filler[pad < sizeof(filler) ? pad : sizeof(filler) - 1] = '\0';
+    size_t len = (size_t)snprintf(body, sizeof(body),
+                                  "{\"schemaVersion\":2,\"annotations\":%s,\"pad\":\"%s\"}",
+                                  annotations, filler);
+    struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json",
+                              .annotations_json = annotations,
+                              .body = body,
+                              .body_len = len};
+    digest_of_buffer(DIGEST_SHA256, body, len, &m.digest);
+    struct err e = {0};
+    assert_int_equal(ms->ops->manifest_put(ms, repo, &m, NULL, 0, NULL, tag, &e), 0);
+    *out = m.digest;
+}
+
+/* How many times the file holds the bytes (0 when it does not exist). */
+static size_t file_count_bytes(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return 0;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *data = xmalloc((size_t)n + 1);
+    assert_int_equal(fread(data, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    size_t count = 0, len = strlen(needle);
+    for (char *at = data; (at = memmem(at, (size_t)(data + n - at), needle, len)) != NULL; at++)
+        count++;
+    free(data);
+    return count;
+}
+
+static size_t files_count_bytes(const char *db_path, const char *needle)
+{
+    char side[300];
+    size_t n = file_count_bytes(db_path, needle);
+    snprintf(side, sizeof(side), "%s-wal", db_path);
+    n += file_count_bytes(side, needle);
+    snprintf(side, sizeof(side), "%s-shm", db_path);
+    return n + file_count_bytes(side, needle);
+}
+
+/* The promise of an enforced policy (docs/governance.md, "Residency"): no copy of a manifest
+ * document of the repository is left in meta.db or its WAL after the removal. Manifests of
+ * eu/app pushed among other repositories' manifests share their leaf pages; the deletes of
+ * others that follow make SQLite move cells between sibling leaves, which may leave the old
+ * bytes of a moved row in the unused space of the page it left, secure_delete on or off
+ * (Debian's SQLite has it on by default): the purge's secure_delete zeroes only the cells
+ * it frees. Fails before 6 December: meta.db kept a whole stale row of eu/app (digest,
+ * annotations, packed document) after the removal. */
+static void test_purge_leaves_no_copy_moved_by_earlier_writes(void **state)
+{
+    (void)state;
+    char path[256];
+    snprintf(path, sizeof(path), "%s/moved.db", tmpdir);
+    struct err e = {0};
+    struct metastore *ms = metastore_sqlite_open(path, "ap-1", &e);
+    assert_non_null(ms);
+    enum { N_ROUNDS = 10000, EVERY = 25 };
+    static struct digest others[N_ROUNDS];
+    static char other_repos[N_ROUNDS][32];
+    size_t n_others = 0;
+    uint32_t rnd = 12345; /* a fixed sequence: the same pages split and merge each run */
+    struct digest d;
+    char tag[64], marker[64];
+    for (unsigned i = 0; i < N_ROUNDS; i++) {
+        snprintf(other_repos[n_others], sizeof(other_repos[0]), "other/app-%u", i % 7);
+        snprintf(tag, sizeof(tag), "t%u", i % 50);
+        snprintf(marker, sizeof(marker), "OTHER-%u", i);
+        rnd = rnd * 1103515245u + 12345u;
+        put_marked(ms, other_repos[n_others], tag, marker, 100 + (rnd >> 16) % 200,
+                   &others[n_others]);
+        n_others++;
+        if (i % EVERY == 0) {
+            snprintf(marker, sizeof(marker), "RES15-SECRET-%u", i / EVERY);
+            snprintf(tag, sizeof(tag), "v%u", i / EVERY);
+            put_marked(ms, "eu/app", tag, marker, 50 + i % 200, &d);
+        }
+        /* deletes of others here and there: cells move between sibling leaves */
+        for (int k = 0; i % 10 == 9 && k < 5 && n_others > 0; k++) {
+            rnd = rnd * 1103515245u + 12345u;
+            size_t at = (rnd >> 8) % n_others;
+            assert_int_equal(ms->ops->manifest_delete(ms, other_repos[at], &others[at], &e), 0);
+            n_others--;
+            others[at] = others[n_others];
+            memcpy(other_repos[at], other_repos[n_others], sizeof(other_repos[0]));
+        }
+    }
+    /* The setup's check: with the log copied home, meta.db holds more copies of eu/app's
+     * rows than it has rows (stale ones, where cells moved from). */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    size_t before = file_count_bytes(path, "RES15-SECRET-");
+    if (before <= N_ROUNDS / EVERY)
+        fail_msg("no stale copy to remove: %zu copies of %d rows", before, N_ROUNDS / EVERY);
+
+    struct meta_name_list orphans;
+    int64_t n_manifests = 0;
+    assert_int_equal(ms->ops->repo_purge(ms, "eu/app", &orphans, &n_manifests, &e), 0);
+    assert_int_equal(n_manifests, N_ROUNDS / EVERY);
+    meta_name_list_fini(&orphans);
+    size_t open_after = files_count_bytes(path, "RES15-SECRET-");
+    ms->ops->close(ms);
+    size_t closed_after = files_count_bytes(path, "RES15-SECRET-");
+    if (open_after != 0 || closed_after != 0)
+        fail_msg("%zu copies of eu/app's annotations before the purge, %zu after it (open), %zu "
+                 "after closing",
+                 before, open_after, closed_after);
+    assert_int_equal(count(path, "SELECT count(*) FROM manifests WHERE annotations LIKE "
+                                 "'%RES15-SECRET-%'"),
+                     0);
+}
+
 int main(void)
 {
     if (mkdtemp(tmpdir) == NULL)
@@ -378,6 +513,7 @@ int main(void)
         cmocka_unit_test(test_only_enforced_policies_remove),
         cmocka_unit_test(test_event_repo_and_redact),
         cmocka_unit_test(test_purge_removes_all_of_a_repository),
+        cmocka_unit_test(test_purge_leaves_no_copy_moved_by_earlier_writes),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[128];
