@@ -66,9 +66,22 @@ def barrier(cluster, src, dst):
              "barrier %s -> %s" % (src.name, dst.name))
 
 
-def assert_holds_nothing_of(region, repo, img):
+def db_files_hold(region, needle):
+    """Whether meta.db, its WAL or its shared-memory index holds the bytes."""
+    for name in ("meta.db", "meta.db-wal", "meta.db-shm"):
+        path = os.path.join(region.data_dir, name)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                if needle in f.read():
+                    return True
+    return False
+
+
+def assert_holds_nothing_of(region, repo, img, marker=None):
     """region keeps nothing of repo: no blob file of img, no row, no event about it, no
-    document bytes (nor their base64) in its event log or database files."""
+    document bytes (nor their base64) in its event log or database files, nor marker (bytes
+    of an annotation of img: the store keeps the document packed, its annotations as they
+    are)."""
     for d in img.blobs:
         assert blob_files(region, d) == [], (region.name, d)
     assert db_rows(region, "SELECT id FROM repos WHERE name = ?", repo) == []
@@ -85,6 +98,7 @@ def assert_holds_nothing_of(region, repo, img):
             with open(path, "rb") as f:
                 raw = f.read()
             assert img.body not in raw and b64.encode() not in raw, path
+    assert marker is None or not db_files_hold(region, marker), marker
 
 
 def denied(r, policy):
@@ -278,8 +292,11 @@ def test_a_tightened_policy_reports_and_removes_only_with_enforce(geo):
     cluster = geo(3)
     r1, r2, r3 = cluster
     repo = named("tight/app")
-    img = r1.oci().push_image(repo, "v1", layers=1)
+    marker = "residency-marker-" + secrets.token_hex(8)
+    img = r1.oci().push_image(repo, "v1", layers=1,
+                              annotations={"org.example.marker": marker})
     wait_for(lambda: r3.oci().get_manifest(repo, "v1").status_code == 200, REPL_S, "v1 at r3")
+    assert db_files_hold(r3, marker.encode())  # what the removal must leave none of
     r1.cli("policy", "residency", "set", "tight", "--repositories", "tight/*",
            "--allowed-regions", "r1,r2")
     shown = json.loads(r1.cli("policy", "residency", "show", "tight", "--output",
@@ -303,7 +320,9 @@ def test_a_tightened_policy_reports_and_removes_only_with_enforce(geo):
            "--allowed-regions", "r1,r2", "--enforce")
     wait_for(lambda: r3.api("GET", "audit", params={"action": "residency.enforce"}).json(),
              REPL_S, "r3 removes %s" % repo)
-    assert_holds_nothing_of(r3, repo, img)
+    assert_holds_nothing_of(r3, repo, img, marker.encode())
+    # the file was rebuilt (VACUUM): rows earlier writes moved leave no copy in free space
+    assert "rebuilt the database after removing repository %s" % repo in r3.log_text()
     assert r2.oci().get_manifest(repo, "v1").status_code == 200
     p = r1.cli("compliance", "report", "--repository", "tight/*", check=False)
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
