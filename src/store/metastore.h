@@ -806,7 +806,7 @@ typedef int ms_holdings_f(struct metastore *ms, struct meta_holding_list *out, s
  * blobs table and are listed in orphans (the caller deletes their files). On SQLite, when it
  * removed anything, the file is then rebuilt and its log emptied: no copy of a document is
  * left in the database file or its log, not even one an earlier write left behind where it
- * moved the row (writes wait meanwhile: about a second at 100 000 tags). On PostgreSQL the
+ * moved the row (writes wait meanwhile: about a second at 100 000 tags, 7 s at a million). On PostgreSQL the
  * removed rows stay in the table files as dead tuples until VACUUM FULL.
  * *n_manifests: manifests removed. No-op (0 removed) when nothing is kept. */
 typedef int ms_repo_purge_f(struct metastore *ms, const char *repo, struct meta_name_list *orphans,
