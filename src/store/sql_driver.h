@@ -82,7 +82,7 @@ typedef int sql_sync_f(const char *target);
 
 /* Upkeep, all optional (NULL: nothing to do). refresh_stats: cheap re-analysis of stale
  * planner statistics, run every so many write commits. set_secure_delete: overwrite freed
- * bytes (for secrets that were stored in clear). compact_log: move the write-ahead log
+ * bytes (for secrets that were stored in clear); off: back to the library's default. compact_log: move the write-ahead log
  * home and empty it, so old page images leave it. rebuild: write the database afresh from
  * its live rows, so no byte of a row freed or overwritten without secure_delete (by an
  * older version), or left behind where the row moved between pages (which secure_delete

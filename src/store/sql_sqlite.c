@@ -425,11 +425,16 @@ static int lite_setup_writer(struct sql_db *db, struct err *e)
 
 /* secure_delete: the clear bytes an update leaves behind on the page or the freelist
  * are zeroed, not merely marked free. */
+/* Off means the library's default: Debian builds libsqlite3 with SQLITE_SECURE_DELETE (on
+ * for every connection), and a purge or the sealing pass must not leave the writer
+ * connection with less than that after it (it used to turn it off for good). */
 static int lite_set_secure_delete(struct sql_db *db, bool is_on)
 {
+    bool is_default_on = sqlite3_compileoption_used("SECURE_DELETE") != 0;
     return sqlite3_exec(db_of(db),
-                        is_on ? "PRAGMA secure_delete = ON" : "PRAGMA secure_delete = OFF", NULL,
-                        NULL, NULL);
+                        is_on || is_default_on ? "PRAGMA secure_delete = ON"
+                                               : "PRAGMA secure_delete = OFF",
+                        NULL, NULL, NULL);
 }
 
 static bool lite_is_readonly(struct sql_stmt *s)

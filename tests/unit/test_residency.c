@@ -503,6 +503,32 @@ static void test_purge_leaves_no_copy_moved_by_earlier_writes(void **state)
                      0);
 }
 
+/* After a purge (which turns secure_delete on for its transaction) the writer connection is
+ * back to the library's default, not off: Debian builds libsqlite3 with
+ * SQLITE_SECURE_DELETE, so a manifest deleted later is zeroed where it lay (until 6 December
+ * the purge left the writer with secure_delete off for the rest of the process). */
+static void test_secure_delete_back_to_the_default_after_a_purge(void **state)
+{
+    (void)state;
+    if (!sqlite3_compileoption_used("SECURE_DELETE"))
+        skip(); /* a library whose default is off: nothing to keep */
+    char path[256];
+    snprintf(path, sizeof(path), "%s/default.db", tmpdir);
+    struct err e = {0};
+    struct metastore *ms = metastore_sqlite_open(path, "ap-1", &e);
+    assert_non_null(ms);
+    struct digest d;
+    put_marked(ms, "eu/app", "v1", "PURGED-FIRST", 100, &d);
+    struct meta_name_list orphans;
+    int64_t n_manifests = 0;
+    assert_int_equal(ms->ops->repo_purge(ms, "eu/app", &orphans, &n_manifests, &e), 0);
+    meta_name_list_fini(&orphans);
+    put_marked(ms, "other/app", "v1", "DELETED-LATER", 300, &d);
+    assert_int_equal(ms->ops->manifest_delete(ms, "other/app", &d, &e), 0);
+    ms->ops->close(ms);
+    assert_int_equal(file_count_bytes(path, "DELETED-LATER"), 0);
+}
+
 int main(void)
 {
     if (mkdtemp(tmpdir) == NULL)
@@ -514,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_event_repo_and_redact),
         cmocka_unit_test(test_purge_removes_all_of_a_repository),
         cmocka_unit_test(test_purge_leaves_no_copy_moved_by_earlier_writes),
+        cmocka_unit_test(test_secure_delete_back_to_the_default_after_a_purge),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[128];
