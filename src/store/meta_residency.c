@@ -2,12 +2,14 @@
  * region holds per repository (the compliance report), and the removal of everything it
  * keeps of a repository a residency policy now forbids it to hold. */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "metastore.h"
 #include "metastore_sqlite_int.h"
+#include "name.h"
 #include "residency.h"
 #include "util.h"
 
@@ -217,7 +219,8 @@ int sq_repo_purge(struct metastore *ms, const char *repo, struct meta_name_list 
     }
     int64_t n_changed = 0;
     if (delete_rows(c, repo, repo_id, &k, &n_changed, e) != 0 ||
-        drop_unneeded(c, &candidates, orphans, e) != 0)
+        drop_unneeded(c, &candidates, orphans, e) != 0 ||
+        (n_changed > 0 && sq_rebuild_mark(c, e) != 0))
         goto fail;
     rc = sq_tx_commit(c, e);
     if (rc != 0 || n_changed == 0)
@@ -226,17 +229,11 @@ int sq_repo_purge(struct metastore *ms, const char *repo, struct meta_name_list 
      * rows: where an earlier write moved a row between pages, as SQLite does when it splits
      * or merges them, the page it left may keep its old bytes in its unused space, with
      * secure_delete on or off (tests/unit/test_residency.c). Rebuilding the file leaves
-     * none; then the old page images leave the WAL. */
-    int64_t start_ms = util_now_ms();
-    if (sq_rebuild(c) != SQL_OK)
-        log_error("metastore",
-                  "failed to rebuild the database after removing repository %s: stale copies "
-                  "of its rows may remain in the free space of pages",
-                  repo);
-    else if (c->store->drv->rebuild != NULL)
-        log_info("metastore", "rebuilt the database after removing repository %s in %" PRId64
-                              " ms",
-                 repo, util_now_ms() - start_ms);
+     * none (marked in the transaction: a stop before it is done is made good at the next
+     * open); then the old page images leave the WAL. */
+    char why[NAME_MAX_BYTES + 64];
+    snprintf(why, sizeof(why), "after removing repository %s", repo);
+    (void)sq_rebuild_pending(c, why);
     if (sq_compact_log(c) != SQL_OK)
         log_warn("metastore", "failed to checkpoint after removing repository %s", repo);
     goto out;

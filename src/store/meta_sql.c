@@ -6,6 +6,7 @@
 #include "metastore.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -459,6 +460,52 @@ int sq_rebuild(struct sq_conn *c)
     int rc = st->drv->rebuild(c->db);
     sq_autocommit_unlock(c);
     return rc;
+}
+
+
+/* The removal of a repository marks the rebuild it needs in its own transaction
+ * (sq_rebuild_mark), so that a stop between its commit and the rebuild's end is made good
+ * at the next open (sq_rebuild_if_pending). */
+#define SQ_REBUILD_PENDING "rebuild_pending"
+
+int sq_rebuild_mark(struct sq_conn *c, struct err *e)
+{
+    if (c->store->drv->rebuild == NULL)
+        return 0;
+    return sq_run_exec(c, "INSERT INTO auth_meta(k, v) VALUES ('" SQ_REBUILD_PENDING "', 1)"
+                          " ON CONFLICT(k) DO NOTHING", e, "");
+}
+
+int sq_rebuild_pending(struct sq_conn *c, const char *why)
+{
+    if (c->store->drv->rebuild == NULL)
+        return 0;
+    struct err e = {0};
+    struct sql_stmt *s;
+    int rc = sq_run(c, "SELECT 1 FROM auth_meta WHERE k = '" SQ_REBUILD_PENDING "'", &s, &e, "");
+    if (rc < 0)
+        return -1;
+    sql_finalize(s);
+    if (rc != SQL_ROW)
+        return 0;
+    int64_t start_ms = util_now_ms();
+    if (sq_rebuild(c) != SQL_OK) {
+        log_error("metastore", "failed to rebuild the database %s: stale copies of removed "
+                               "rows may remain in the free space of pages (tried again at "
+                               "the next start)", why);
+        return -1;
+    }
+    if (sq_tx_begin(c, true, &e) != 0)
+        return -1;
+    if (sq_run_exec(c, "DELETE FROM auth_meta WHERE k = '" SQ_REBUILD_PENDING "'", &e, "") != 0) {
+        sq_tx_rollback(c);
+        return -1;
+    }
+    if (sq_tx_commit(c, &e) != 0)
+        return -1;
+    log_info("metastore", "rebuilt the database %s in %" PRId64 " ms", why,
+             util_now_ms() - start_ms);
+    return 1;
 }
 
 /* Returns once every transaction committed before the call is on stable storage.

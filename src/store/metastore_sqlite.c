@@ -195,6 +195,10 @@ struct metastore *metastore_sqlite_open(const char *path, const char *region, st
         sq_close(&st->base);
         return NULL;
     }
+    /* A repository's removal stopped before its rebuild (meta_residency.c): no stale copy
+     * of its rows may stay in the file. Only the start waits for it. */
+    if (sq_rebuild_pending(c, "left pending at the last stop") > 0)
+        (void)sq_compact_log(c);
     st->is_opening = false;
     return &st->base;
 }

@@ -510,6 +510,13 @@ int sq_compact_log(struct sq_conn *c);
  * is freed while it is on, and not what SQLite leaves behind when it moves cells between
  * pages). */
 int sq_rebuild(struct sq_conn *c);
+/* In a write transaction: records that the file needs a rebuild (a driver without one:
+ * nothing). 0, or -1 with e set. */
+int sq_rebuild_mark(struct sq_conn *c, struct err *e);
+/* Outside a transaction: rebuilds the file if it was marked, then clears the mark; why
+ * says what for, in the log ("after removing repository R", "left pending at the last
+ * stop"). 1 rebuilt, 0 nothing pending, -1 failed (the mark stays: tried again). */
+int sq_rebuild_pending(struct sq_conn *c, const char *why);
 /* Group commit: returns once every commit made so far is on stable storage (one
  * WAL sync shared by the threads waiting); -1 with e set when the sync fails. */
 int sq_durable_wait(struct sq_store *st, struct err *e);

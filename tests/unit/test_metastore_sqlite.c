@@ -3045,6 +3045,40 @@ static void test_no_rebuild_of_a_database_that_never_held_a_webhook(void **state
     assert_int_equal(free_pages(f), 0);
 }
 
+/* A repository's removal marks the rebuild it needs in its own transaction: a server that
+ * stopped between that commit and the rebuild's end rebuilds the file at its next open
+ * (stale copies of the removed rows would otherwise stay), and clears the mark. */
+static void test_rebuild_left_pending_is_done_at_open(void **state)
+{
+    struct fixture *f = *state;
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    raw_exec(f, "CREATE TABLE filler(t TEXT);"
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)"
+                " INSERT INTO filler SELECT printf('%.600c', 'x') FROM n;"
+                "DROP TABLE filler;");
+    assert_true(free_pages(f) > 0);
+    reopen(f, NULL); /* nothing pending: the file is left as it is */
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_true(free_pages(f) > 0);
+    raw_exec(f, "INSERT INTO auth_meta(k, v) VALUES ('rebuild_pending', 1);");
+    reopen(f, NULL);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_int_equal(free_pages(f), 0);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM auth_meta WHERE k = "
+                                            "'rebuild_pending'", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(s, 0), 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    reopen(f, NULL);
+}
+
 int main(void)
 {
     /* Expected failures are logged at error level; that is part of the behaviour. */
@@ -3121,6 +3155,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stale_copies_of_a_clear_url_gone_after_the_first_start,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rebuild_left_pending_is_done_at_open, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_no_rebuild_of_a_database_that_never_held_a_webhook,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_copies_gone_also_when_nothing_is_left_to_seal,

@@ -501,6 +501,9 @@ static void test_purge_leaves_no_copy_moved_by_earlier_writes(void **state)
     assert_int_equal(count(path, "SELECT count(*) FROM manifests WHERE annotations LIKE "
                                  "'%RES15-SECRET-%'"),
                      0);
+    /* done: nothing left for the next open to rebuild */
+    assert_int_equal(count(path, "SELECT count(*) FROM auth_meta WHERE k = 'rebuild_pending'"),
+                     0);
 }
 
 /* After a purge (which turns secure_delete on for its transaction) the writer connection is
