@@ -61,7 +61,20 @@ int merge_effect_probe(struct webhook_tx *tx, const struct meta_event *ev,
     if (!tx->is_open || ref == NULL)
         return 0;
     bool is_shown;
-    return lookup(tx->reg->ms, ev->repo, ref, &fx->had, &fx->before, &is_shown, e);
+    struct metastore *ms = tx->reg->ms;
+    if (lookup(ms, ev->repo, ref, &fx->had, &fx->before, &is_shown, e) != 0)
+        return -1;
+    if (!fx->had || !is_kind(ev, "manifest_delete") ||
+        ms->ops->manifest_tags(ms, ev->repo, &fx->before, &fx->tags, e) == 0)
+        return 0;
+    if (e->code != ERR_NO_SPACE && e->code != ERR_UNAVAILABLE)
+        e->code = ERR_IO; /* as lookup: a store failure, not a verdict */
+    return -1;
+}
+
+void merge_effect_fini(struct merge_effect *fx)
+{
+    meta_name_list_fini(&fx->tags);
 }
 
 int merge_effect_queue(struct webhook_tx *tx, const struct meta_event *ev,
@@ -94,6 +107,16 @@ int merge_effect_queue(struct webhook_tx *tx, const struct meta_event *ev,
      * collector's tombstone something here keeps) or a tag a later write moved stays. */
     if (is_here)
         return 0;
+    /* The tags the manifest's delete ended with it (a tag a later write moved keeps). */
+    for (size_t i = 0; i < fx->tags.n; i++) {
+        const char *tag = fx->tags.names[i];
+        bool is_tagged, is_shown;
+        if (lookup(tx->reg->ms, ev->repo, tag, &is_tagged, &now, &is_shown, e) != 0)
+            return -1;
+        if ((!is_tagged || !digest_equal(&now, &fx->before)) &&
+            webhook_tx_queue_replicated(tx, "delete", ev->repo, &fx->before, &tag, 1, e) != 0)
+            return -1;
+    }
     const char *tag = is_kind(ev, "tag_delete") ? ev->name : NULL;
     return webhook_tx_queue_replicated(tx, "delete", ev->repo, &fx->before, &tag, tag ? 1 : 0,
                                        e);
@@ -109,7 +132,7 @@ int merge_effects_state(struct registry *reg, pthread_mutex_t *hook_mu,
     if (is_tag_set)
         AZ(pthread_mutex_lock(hook_mu));
     struct webhook_tx tx = {0};
-    struct merge_effect fx;
+    struct merge_effect fx = {0};
     int rc = ref_of(rec) != NULL ? webhook_tx_begin(reg, &tx, e) : 0;
     if (rc == 0)
         rc = merge_effect_probe(&tx, rec, &fx, e);
@@ -120,6 +143,7 @@ int merge_effects_state(struct registry *reg, pthread_mutex_t *hook_mu,
     if (rc == 0)
         rc = version_conflict_queue(reg, &tx, rec, true, &vc, e);
     rc = webhook_tx_end(&tx, rc, e);
+    merge_effect_fini(&fx);
     if (is_tag_set)
         AZ(pthread_mutex_unlock(hook_mu));
     version_conflict_end(reg, rec, rc == 0, &vc);
@@ -130,28 +154,20 @@ int merge_effects_forget(struct registry *reg, const struct meta_event *rec, str
 {
     struct metastore *ms = reg->ms;
     /* Read as the delete it stands for: a manifest's record, a live tag register (a deleted
-     * one removes nothing a client sees). */
+     * one removes nothing a client sees). Its tags go with the manifest (their registers,
+     * forgotten after it, name nothing here then): one delivery each (merge_effect_queue). */
     struct meta_event as = *rec;
     bool is_manifest = is_kind(rec, "manifest_put");
     as.kind = is_manifest ? "manifest_delete" : is_kind(rec, "tag_set") ? "tag_delete" : NULL;
     struct webhook_tx tx = {0};
-    struct merge_effect fx;
-    struct meta_name_list tags = {0};
+    struct merge_effect fx = {0};
     int rc = as.kind != NULL && ref_of(&as) != NULL ? webhook_tx_begin(reg, &tx, e) : 0;
     if (rc == 0 && tx.is_open)
         rc = merge_effect_probe(&tx, &as, &fx, e);
-    /* Its tags go with the manifest (their registers, forgotten after it, name nothing
-     * here then): one delivery each, as the tag deletes of a replicated delete fire. */
-    if (rc == 0 && tx.is_open && is_manifest && fx.had &&
-        ms->ops->manifest_tags(ms, rec->repo, &fx.before, &tags, e) != 0)
-        rc = -1;
     if (rc == 0)
         rc = ms->ops->state_forget(ms, rec, e);
-    if (rc == 0 && tx.is_open && tags.n > 0)
-        rc = webhook_tx_queue_replicated(&tx, "delete", rec->repo, &fx.before,
-                                         (const char *const *)tags.names, tags.n, e);
     if (rc == 0 && tx.is_open)
         rc = merge_effect_queue(&tx, &as, &fx, false, e);
-    meta_name_list_fini(&tags);
+    merge_effect_fini(&fx);
     return webhook_tx_end(&tx, rc, e);
 }

@@ -23,19 +23,24 @@ struct registry;
 struct merge_effect {
     bool had;             /* the manifest (manifest_delete) or the tag (tag_*) was here */
     struct digest before; /* the manifest it named / the manifest */
+    struct meta_name_list tags; /* manifest_delete: the tags naming it before */
 };
 
 /* Before ev (manifest_delete, tag_delete, tag_set; other kinds: nothing) is merged in tx:
- * reads what it may change into fx; nothing is read when tx is not open (no webhook).
+ * reads what it may change into fx (released with merge_effect_fini, whatever happens);
+ * nothing is read when tx is not open (no webhook).
  * 0, or -1 with e set (a store failure: the unit must roll back). */
 int merge_effect_probe(struct webhook_tx *tx, const struct meta_event *ev,
                        struct merge_effect *fx, struct err *e);
 /* After ev was merged in tx: queues the delete deliveries of what it removed (the manifest:
- * one without a tag; a tag: one naming it and the manifest it named), and, with_push, the
+ * one without a tag, and one for each tag that named it and no longer does: a tag the
+ * deleting region never saw, written here during a partition, ends with it, meta_merge.c
+ * dead_tags_drop; a tag: one naming it and the manifest it named), and, with_push, the
  * push delivery of a tag it points at a manifest shown here that it did not name before.
  * 0, or -1 with e set. */
 int merge_effect_queue(struct webhook_tx *tx, const struct meta_event *ev,
                        const struct merge_effect *fx, bool with_push, struct err *e);
+void merge_effect_fini(struct merge_effect *fx);
 
 /* Merges one record of a peer's state (ms_state_merge_f) with the deliveries of what it
  * changes and of a version conflict it makes or changes (version_conflict.h), in one unit

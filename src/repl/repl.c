@@ -559,6 +559,7 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
         if (arc == 0)
             arc = version_conflict_queue(r->reg, &tx, &ev, is_new, &vc, &e);
         arc = webhook_tx_end(&tx, arc, &e);
+        merge_effect_fini(&fx);
         if (is_tag_set)
             AZ(pthread_mutex_unlock(&r->hook_mu));
         if (arc != 0) {

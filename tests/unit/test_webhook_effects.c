@@ -406,6 +406,7 @@ static void apply_delete_event(struct fx *f, const struct meta_event *ev)
     assert_true(is_new);
     if (rc == 0)
         rc = merge_effect_queue(&tx, ev, &fx, false, &e);
+    merge_effect_fini(&fx);
     assert_int_equal(webhook_tx_end(&tx, rc, &e), 0);
 }
 
@@ -523,6 +524,34 @@ static void test_delete_event_then_repair_fires_once(void **state)
                                .digest = never.str};
     assert_int_equal(merge_record(f, &other), 0);
     assert_deliveries(f, &never, "");
+}
+
+/* A partition heals: a tag written here that the deleting region never saw (older than its
+ * delete) names the manifest the peer deleted; the merged delete removes the manifest and
+ * ends that tag too (meta_merge.c dead_tags_drop), so each goes with its delivery, by the
+ * event or by the state, once (docs/webhooks.md: "and each tag naming it, one delivery
+ * each"). Fails before: only the manifest's delivery, the tag went silently. */
+static void test_delete_ends_a_tag_the_deleter_never_saw_with_its_delivery(void **state)
+{
+    struct fx *f = *state;
+    put_webhook(f, HOOK);
+    for (int path = 0; path < 2; path++) {
+        char body[32];
+        struct digest d;
+        snprintf(body, sizeof(body), "{\"heal\":%d}", path);
+        put(f, "apps/web", body, "local", &d); /* tagged here during the partition */
+        struct meta_event tomb = {.origin = "westus", .origin_seq = (uint64_t)path + 1,
+                                  .hlc = later_hlc(path), .kind = "manifest_delete",
+                                  .repo = "apps/web", .digest = d.str};
+        for (int pass = 0; pass < 2; pass++) {
+            if (path == 0 && pass == 0)
+                apply_delete_event(f, &tomb);
+            else
+                assert_int_equal(merge_record(f, &tomb), 0);
+            assert_false(has_tag(f, "apps/web", "local"));
+            assert_deliveries(f, &d, "delete - REPLICATE; delete local REPLICATE");
+        }
+    }
 }
 
 /* A tag a peer points at a manifest shown here, merged from its state: the push delivery
@@ -702,6 +731,9 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_event_then_repair_fires_once, fx_setup,
                                         fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_delete_ends_a_tag_the_deleter_never_saw_with_its_delivery, fx_setup,
+            fx_teardown),
         cmocka_unit_test_setup_teardown(test_repair_of_a_tag_fires_its_push_once, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_forgotten_records_fire_their_deletes, fx_setup,
