@@ -103,20 +103,21 @@ int merge_effect_queue(struct webhook_tx *tx, const struct meta_event *ev,
         const char *tag = ev->name;
         return webhook_tx_queue_replicated(tx, "push", ev->repo, &now, &tag, 1, e);
     }
-    /* A delete took effect when what it names is gone: a manifest kept (a later put, or a
-     * collector's tombstone something here keeps) or a tag a later write moved stays. */
-    if (is_here)
-        return 0;
-    /* The tags the manifest's delete ended with it (a tag a later write moved keeps). */
+    /* The tags a manifest's delete ended here (those older than it, meta_merge.c
+     * dead_tags_drop), also when the manifest stays (put again here after the delete). */
     for (size_t i = 0; i < fx->tags.n; i++) {
         const char *tag = fx->tags.names[i];
-        bool is_tagged, is_shown;
-        if (lookup(tx->reg->ms, ev->repo, tag, &is_tagged, &now, &is_shown, e) != 0)
+        bool is_tagged, is_tag_shown;
+        if (lookup(tx->reg->ms, ev->repo, tag, &is_tagged, &now, &is_tag_shown, e) != 0)
             return -1;
         if ((!is_tagged || !digest_equal(&now, &fx->before)) &&
             webhook_tx_queue_replicated(tx, "delete", ev->repo, &fx->before, &tag, 1, e) != 0)
             return -1;
     }
+    /* A delete took effect when what it names is gone: a manifest kept (a later put, or a
+     * collector's tombstone something here keeps) or a tag a later write moved stays. */
+    if (is_here)
+        return 0;
     const char *tag = is_kind(ev, "tag_delete") ? ev->name : NULL;
     return webhook_tx_queue_replicated(tx, "delete", ev->repo, &fx->before, &tag, tag ? 1 : 0,
                                        e);

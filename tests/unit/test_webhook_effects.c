@@ -554,6 +554,34 @@ static void test_delete_ends_a_tag_the_deleter_never_saw_with_its_delivery(void 
     }
 }
 
+/* A peer's delete older than the manifest's put here (kept: pushed again here after it)
+ * still ends a tag older than the delete (dead_tags_drop): that tag goes with its delivery,
+ * the manifest, kept, fires nothing. Fails before: the tag went silently. */
+static void test_delete_of_a_kept_manifest_fires_for_the_tag_it_ends(void **state)
+{
+    struct fx *f = *state;
+    put_webhook(f, HOOK);
+    struct digest d;
+    put(f, "apps/web", "{\"kept\":1}", NULL, &d); /* put here now */
+    uint64_t now = (uint64_t)util_now_ms() << HLC_LOGICAL_BITS;
+    struct meta_event tag = {.origin = "westus", .origin_seq = 1,
+                             .hlc = now - ((uint64_t)60000 << HLC_LOGICAL_BITS),
+                             .kind = "tag_set", .repo = "apps/web", .name = "old",
+                             .digest = d.str};
+    assert_int_equal(merge_record(f, &tag), 0);
+    assert_true(has_tag(f, "apps/web", "old"));
+    assert_deliveries(f, &d, "push old REPLICATE");
+    struct meta_event tomb = {.origin = "westus", .origin_seq = 2,
+                              .hlc = now - ((uint64_t)30000 << HLC_LOGICAL_BITS),
+                              .kind = "manifest_delete", .repo = "apps/web", .digest = d.str};
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(merge_record(f, &tomb), 0);
+        assert_false(has_tag(f, "apps/web", "old"));
+        assert_true(has_tag(f, "apps/web", d.str)); /* the manifest stays */
+        assert_deliveries(f, &d, "delete old REPLICATE; push old REPLICATE");
+    }
+}
+
 /* A tag a peer points at a manifest shown here, merged from its state: the push delivery
  * its event fires (with the tag), once. Fails before 6 December: none. */
 static void test_repair_of_a_tag_fires_its_push_once(void **state)
@@ -734,6 +762,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_delete_ends_a_tag_the_deleter_never_saw_with_its_delivery, fx_setup,
             fx_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_of_a_kept_manifest_fires_for_the_tag_it_ends,
+                                        fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_repair_of_a_tag_fires_its_push_once, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_forgotten_records_fire_their_deletes, fx_setup,
