@@ -467,22 +467,6 @@ static int queue_shown(struct repl *r, struct webhook_tx *tx, const struct meta_
     return rc;
 }
 
-/* Whether tag of repo names manifest digest here; *is_shown: and that manifest is shown. */
-static bool tag_names(struct repl *r, const char *repo, const char *tag, const char *digest,
-                      bool *is_shown)
-{
-    struct digest d;
-    char *media_type = NULL;
-    int64_t size = 0, recorded_ms = 0;
-    bool is_visible = false;
-    struct err ignore = {0};
-    bool is_known = ms_of(r)->ops->manifest_lookup(ms_of(r), repo, tag, &d, &media_type, &size,
-                                                   &is_visible, &recorded_ms, &ignore) == 0;
-    free(media_type);
-    *is_shown = is_known && is_visible;
-    return is_known && strcmp(d.str, digest) == 0;
-}
-
 /* Applies one batch; returns the log position to resume after, or -1 on failure.
  * An event that is not the next of its origin (a gap: the peer withheld one before it, a
  * redacted stand-in it does not relay) is left for a later pass, and the position stays
@@ -522,16 +506,16 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
         /* A tag_set that points its tag at a manifest shown here fires the push webhooks
          * (one that arrives before its manifest is shown fires with it: complete_pending).
          * Compared with the tag before, since an event is new whenever the version vector
-         * has not seen it, also when anti-entropy or a pull-through merged it already. */
+         * has not seen it, also when anti-entropy or a pull-through merged it already. The
+         * tag before is read in the unit of work (merge_effect_probe): read before it, the
+         * other node of a PostgreSQL region could merge the same tag by anti-entropy in
+         * between, with its push, and this one fired it again. */
         struct digest tagged;
         struct err de = {0};
         bool is_tag_set = strcmp(ev.kind, "tag_set") == 0 && ev.repo && ev.name && ev.digest &&
                           digest_parse(ev.digest, strlen(ev.digest), &tagged, &de) == 0;
-        bool was_named = false, is_shown = false;
-        if (is_tag_set) {
+        if (is_tag_set)
             AZ(pthread_mutex_lock(&r->hook_mu));
-            was_named = tag_names(r, ev.repo, ev.name, ev.digest, &is_shown);
-        }
         bool is_delete = strcmp(ev.kind, "manifest_delete") == 0 ||
                          strcmp(ev.kind, "tag_delete") == 0;
         /* An event that may fire webhooks is applied with its deliveries, in one
@@ -540,22 +524,16 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
         struct webhook_tx tx = {0};
         struct merge_effect fx = {0};
         int arc = is_tag_set || is_delete ? webhook_tx_begin(r->reg, &tx, &e) : 0;
-        if (arc == 0 && is_delete)
+        if (arc == 0 && (is_tag_set || is_delete))
             arc = merge_effect_probe(&tx, &ev, &fx, &e);
         if (arc == 0)
             arc = ms_of(r)->ops->event_apply(ms_of(r), &ev, &is_new, &is_gap, &e);
-        bool is_tag_shown = arc == 0 && is_new && is_tag_set && !was_named &&
-                            tag_names(r, ev.repo, ev.name, ev.digest, &is_shown) && is_shown;
-        /* A delete fires where it removed something, once whichever path brought it
-         * first (anti-entropy may have: merge_effects.h). */
-        if (arc == 0 && is_new && is_delete)
-            arc = merge_effect_queue(&tx, &ev, &fx, false, &e);
-        /* A tag of a manifest shown already: the tag's push takes effect now (a manifest
-         * shown later fires for the tags it has then: complete_pending). */
-        if (arc == 0 && is_tag_shown) {
-            const char *tag = ev.name;
-            arc = webhook_tx_queue_replicated(&tx, "push", ev.repo, &tagged, &tag, 1, &e);
-        }
+        /* A delete fires where it removed something, a tag where it now names a manifest
+         * shown here that it did not name before (a manifest shown later fires for the tags
+         * it has then: complete_pending); once, whichever path brought the write first
+         * (anti-entropy may have: merge_effects.h). */
+        if (arc == 0 && is_new && (is_tag_set || is_delete))
+            arc = merge_effect_queue(&tx, &ev, &fx, is_tag_set, &e);
         if (arc == 0)
             arc = version_conflict_queue(r->reg, &tx, &ev, is_new, &vc, &e);
         arc = webhook_tx_end(&tx, arc, &e);
