@@ -43,6 +43,15 @@ static bool is_changed(const char *before, const char *after)
     return after != NULL && after[0] != '\0' && strcmp(after, before) != 0;
 }
 
+void version_conflict_probe(struct registry *reg, struct webhook_tx *tx,
+                            const struct meta_event *ev, struct version_conflict *vc)
+{
+    if (vc->before == NULL || !tx->is_open)
+        return;
+    free(vc->before);
+    vc->before = record_text(reg, ev->repo, ev->name); /* read in tx: the writer's lock held */
+}
+
 int version_conflict_queue(struct registry *reg, struct webhook_tx *tx,
                            const struct meta_event *ev, bool is_new,
                            struct version_conflict *vc, struct err *e)

@@ -29,6 +29,12 @@ struct version_conflict {
  * before opening the merge's unit of work (the lock is taken before the writer's). */
 void version_conflict_begin(struct registry *reg, const struct meta_event *ev,
                             struct version_conflict *vc);
+/* In the merge's unit of work tx, before ev is merged: reads the record again there, so
+ * that a merge of the same tag by another node of a PostgreSQL region, committed since
+ * version_conflict_begin read it (report_mu is per process), counts as before and its
+ * conflict is not queued twice (nothing when tx is not open). */
+void version_conflict_probe(struct registry *reg, struct webhook_tx *tx,
+                            const struct meta_event *ev, struct version_conflict *vc);
 /* In the merge's unit of work tx, right after ev was merged (is_new: it was stored): when
  * the record is new or changed, queues the "version.conflict" deliveries in tx, so that they
  * commit with the merge (nothing when tx is not open: no webhook). 0, or -1 with e set (the
