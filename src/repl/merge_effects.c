@@ -136,7 +136,7 @@ int merge_effects_state(struct registry *reg, pthread_mutex_t *hook_mu,
     struct merge_effect fx = {0};
     int rc = ref_of(rec) != NULL ? webhook_tx_begin(reg, &tx, e) : 0;
     if (rc == 0)
-        version_conflict_probe(reg, &tx, rec, &vc);
+        rc = version_conflict_probe(reg, &tx, rec, &vc, e);
     if (rc == 0)
         rc = merge_effect_probe(&tx, rec, &fx, e);
     if (rc == 0)

@@ -525,7 +525,7 @@ static int64_t apply_batch(struct peer *p, json_t *events, int64_t cursor, bool 
         struct merge_effect fx = {0};
         int arc = is_tag_set || is_delete ? webhook_tx_begin(r->reg, &tx, &e) : 0;
         if (arc == 0)
-            version_conflict_probe(r->reg, &tx, &ev, &vc);
+            arc = version_conflict_probe(r->reg, &tx, &ev, &vc, &e);
         if (arc == 0 && (is_tag_set || is_delete))
             arc = merge_effect_probe(&tx, &ev, &fx, &e);
         if (arc == 0)

@@ -12,14 +12,29 @@
 #include "util.h"
 #include "webhook.h"
 
-/* The record as compact text ("" when there is none), to compare before and after. */
-static char *record_text(struct registry *reg, const char *repo, const char *version)
+/* The record as compact text ("" when there is none), to compare before and after; NULL
+ * with *e set when it cannot be read (not the same as none: in a merge's unit of work that
+ * must roll the merge back, or its delivery would be lost or queued twice). */
+static char *record_read(struct registry *reg, const char *repo, const char *version,
+                         struct err *e)
 {
-    struct err e = {0};
-    json_t *rec = image_catalog_conflict(reg->ms, repo, version, &e);
+    struct err re = {0};
+    json_t *rec = image_catalog_conflict(reg->ms, repo, version, &re);
+    if (rec == NULL && re.code != ERR_NOT_FOUND) {
+        *e = re;
+        return NULL;
+    }
     char *text = rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : xstrdup("");
     json_decref(rec);
     return text;
+}
+
+/* Outside a unit of work: a record that cannot be read counts as none (nothing reported). */
+static char *record_text(struct registry *reg, const char *repo, const char *version)
+{
+    struct err e = {0};
+    char *text = record_read(reg, repo, version, &e);
+    return text != NULL ? text : xstrdup("");
 }
 
 /* Held from begin to end: the record read before one merge must not be read again
@@ -43,13 +58,18 @@ static bool is_changed(const char *before, const char *after)
     return after != NULL && after[0] != '\0' && strcmp(after, before) != 0;
 }
 
-void version_conflict_probe(struct registry *reg, struct webhook_tx *tx,
-                            const struct meta_event *ev, struct version_conflict *vc)
+int version_conflict_probe(struct registry *reg, struct webhook_tx *tx,
+                           const struct meta_event *ev, struct version_conflict *vc,
+                           struct err *e)
 {
     if (vc->before == NULL || !tx->is_open)
-        return;
+        return 0;
+    char *before = record_read(reg, ev->repo, ev->name, e); /* in tx: the writer's lock held */
+    if (before == NULL)
+        return -1;
     free(vc->before);
-    vc->before = record_text(reg, ev->repo, ev->name); /* read in tx: the writer's lock held */
+    vc->before = before;
+    return 0;
 }
 
 int version_conflict_queue(struct registry *reg, struct webhook_tx *tx,
@@ -59,7 +79,9 @@ int version_conflict_queue(struct registry *reg, struct webhook_tx *tx,
     if (vc->before == NULL || !is_new || !tx->is_open)
         return 0;
     free(vc->after);
-    vc->after = record_text(reg, ev->repo, ev->name); /* read in tx: the merge is in it */
+    vc->after = record_read(reg, ev->repo, ev->name, e); /* read in tx: the merge is in it */
+    if (vc->after == NULL)
+        return -1;
     if (!is_changed(vc->before, vc->after))
         return 0;
     json_error_t je;

@@ -32,13 +32,17 @@ void version_conflict_begin(struct registry *reg, const struct meta_event *ev,
 /* In the merge's unit of work tx, before ev is merged: reads the record again there, so
  * that a merge of the same tag by another node of a PostgreSQL region, committed since
  * version_conflict_begin read it (report_mu is per process), counts as before and its
- * conflict is not queued twice (nothing when tx is not open). */
-void version_conflict_probe(struct registry *reg, struct webhook_tx *tx,
-                            const struct meta_event *ev, struct version_conflict *vc);
+ * conflict is not queued twice (nothing when tx is not open). 0, or -1 with e set when the
+ * record cannot be read (the unit must roll back: read as none, the delivery would go
+ * twice). */
+int version_conflict_probe(struct registry *reg, struct webhook_tx *tx,
+                           const struct meta_event *ev, struct version_conflict *vc,
+                           struct err *e);
 /* In the merge's unit of work tx, right after ev was merged (is_new: it was stored): when
  * the record is new or changed, queues the "version.conflict" deliveries in tx, so that they
  * commit with the merge (nothing when tx is not open: no webhook). 0, or -1 with e set (the
- * unit must roll back). */
+ * unit must roll back; also when the record cannot be read: read as none, the delivery
+ * would be lost). */
 int version_conflict_queue(struct registry *reg, struct webhook_tx *tx,
                            const struct meta_event *ev, bool is_new,
                            struct version_conflict *vc, struct err *e);
