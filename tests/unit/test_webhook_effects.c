@@ -667,6 +667,55 @@ static void test_version_conflict_delivery_goes_with_its_merge(void **state)
     }
 }
 
+/* The conflict record read right after the merge, in its unit of work, fails (a busy or
+ * lost database): the merge rolls back and is retried, rather than committing with the
+ * record read as none, which lost its version.conflict delivery (until 6 December). */
+static const struct metastore_ops *real_ops;
+static int conflict_reads_left_ok = -1; /* -1: never fail */
+
+static int failing_object_get(struct metastore *ms, const char *kind, const char *key,
+                              char **value_json, struct err *e)
+{
+    if (strcmp(kind, "image_version_conflict") == 0 && conflict_reads_left_ok >= 0 &&
+        conflict_reads_left_ok-- == 0)
+        return err_set(e, ERR_IO, "refused by the test");
+    return real_ops->object_get(ms, kind, key, value_json, e);
+}
+
+static void test_version_conflict_unreadable_after_the_merge_rolls_it_back(void **state)
+{
+    struct fx *f = *state;
+    struct metastore *ms = f->reg.ms;
+    struct err e = {0};
+    put_webhook(f, "{\"name\":\"deploy1\",\"location\":\"eastus\",\"uri\":\"http://h/\","
+                   "\"actions\":[\"version.conflict\"]}");
+    assert_int_equal(ms->ops->object_put(ms, "image_definition", "golden/def",
+                                         "{\"repository\":\"golden/def\"}", &e),
+                     0);
+    struct digest mine, theirs;
+    put(f, "golden/def", "{\"n\":1}", "1.0.0", &mine);
+    digest_of_buffer(DIGEST_SHA256, "theirs", 6, &theirs);
+    struct meta_event tag = {.origin = "westus", .origin_seq = 1, .hlc = later_hlc(1),
+                             .kind = "tag_set", .repo = "golden/def", .name = "1.0.0",
+                             .digest = theirs.str};
+    real_ops = ms->ops;
+    struct metastore_ops ops = *ms->ops;
+    ops.object_get = failing_object_get;
+    ms->ops = &ops;
+    conflict_reads_left_ok = 2; /* before the unit, in it before the merge: then it fails */
+    int rc = merge_record(f, &tag);
+    conflict_reads_left_ok = -1;
+    ms->ops = real_ops;
+    assert_int_equal(rc, -1);
+    char *v = NULL;
+    assert_int_equal(ms->ops->object_get(ms, "image_version_conflict", "golden/def:1.0.0", &v,
+                                         &e),
+                     -1); /* the merge did not stay */
+    assert_int_equal(count_deliveries(f, "deploy1", "version.conflict", NULL), 0);
+    assert_int_equal(merge_record(f, &tag), 0); /* retried: recorded with its delivery */
+    assert_int_equal(count_deliveries(f, "deploy1", "version.conflict", NULL), 1);
+}
+
 /* Delivery records written before 5 December kept an unreachable receiver's whole URL in
  * their response (credentials in its userinfo or query included); the pass at open redacts
  * them once, as records are written now. Fails before 6 December: they stayed as written. */
@@ -770,6 +819,9 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_version_conflict_delivery_goes_with_its_merge,
                                         fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_version_conflict_unreadable_after_the_merge_rolls_it_back, fx_setup,
+            fx_teardown),
     };
     int failed = cmocka_run_group_tests_name("sqlite", tests, setup, teardown);
     const char *uri = getenv("MERIDIAN_TEST_PG");
