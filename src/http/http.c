@@ -789,12 +789,13 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     struct http_req *req = req_new(cls, conn, uri);
     req->raw_target_at = uri;
     /* libmicrohttpd 0.9.75 parses the query into its connection pool after this call;
-     * some 500 arguments exhaust the pool, and it then logs a 431 it has no room left to
-     * send and leaves the connection hanging until the header timeout. Such a target is
+     * some 500 short arguments (or 200 of 100 bytes) exhaust the pool, and it then logs a
+     * 431 it has no room left to send and leaves the connection hanging until the header
+     * timeout. Such a target is
      * refused by the strict check from req's copy; MHD's own is ended at the '?' (its
      * read buffer, writable: it splits the line in place), so it parses no argument. */
     size_t len = strlen(uri);
-    if (http_query_args_count(uri, len) > HTTP_QUERY_ARGS_MAX) {
+    if (http_query_is_too_big(uri, len)) {
         char *q = memchr(uri, '?', len);
         q[1] = '\0';
     }

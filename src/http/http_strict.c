@@ -99,12 +99,18 @@ size_t http_query_args_count(const char *target, size_t len)
     return n;
 }
 
+bool http_query_is_too_big(const char *target, size_t len)
+{
+    size_t n = http_query_args_count(target, len);
+    return n > 0 && len + n * HTTP_QUERY_ARG_COST > HTTP_QUERY_BUDGET;
+}
+
 static const char *check_target(const char *s, size_t len)
 {
     if (len == 0)
         return "empty request-target";
-    if (http_query_args_count(s, len) > HTTP_QUERY_ARGS_MAX)
-        return "more than " HTTP_QUERY_ARGS_MAX_TEXT " query arguments";
+    if (http_query_is_too_big(s, len))
+        return "too many query arguments for their length";
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c <= 0x20 || c == 0x7f)

@@ -33,8 +33,8 @@ struct http_head {
 
 /* Is the head acceptable? NULL if so; else a static, printable reason for the log:
  * - method a token; version HTTP/1.0 or HTTP/1.1;
- * - request-target without control bytes, spaces or an encoded NUL (%00), and with at
- *   most HTTP_QUERY_ARGS_MAX query arguments (http_query_args_count);
+ * - request-target without control bytes, spaces or an encoded NUL (%00), and a query
+ *   within libmicrohttpd's pool (http_query_is_too_big);
  * - field names tokens, values without NUL, CR, LF or other control bytes (HTAB is fine);
  * - exactly one Host on HTTP/1.1 (at most one on 1.0), its value host[:port] characters;
  * - at most one Content-Length, of digits only;
@@ -42,15 +42,21 @@ struct http_head {
  *   Content-Length (RFC 9112 section 6.1). */
 const char *http_strict_check(const struct http_head *h);
 
-/* More query arguments than any request of ours uses (a token request's scopes, a
- * listing's n and last): libmicrohttpd 0.9.75 keeps each one in its 32 KiB connection
- * pool, and some 500 exhaust it (http.c, on_uri). */
-#define HTTP_QUERY_ARGS_MAX 100
-#define HTTP_QUERY_ARGS_MAX_TEXT "100"
+/* libmicrohttpd 0.9.75 keeps the request line and each query argument (some 48 bytes of
+ * bookkeeping apiece) in its 32 KiB connection pool; a target whose arguments would not fit
+ * exhausts it, and the connection then hangs (http.c, on_uri). The check keeps a margin:
+ * the target's bytes plus HTTP_QUERY_ARG_COST per argument within HTTP_QUERY_BUDGET. That
+ * leaves room for every request of ours (a token request with 256 scopes of 30 bytes takes
+ * about 22 KiB of it); a target with no query is not limited here (libmicrohttpd answers a
+ * line too long for its buffer with its own 414). */
+#define HTTP_QUERY_ARG_COST 56
+#define HTTP_QUERY_BUDGET (26 * 1024)
 
 /* How many query arguments libmicrohttpd makes of target (of len bytes): one per
  * '&'-separated piece after the first '?', none without a '?'. */
 size_t http_query_args_count(const char *target, size_t len);
+/* Would libmicrohttpd run out of its pool parsing target's query (the budget above)? */
+bool http_query_is_too_big(const char *target, size_t len);
 
 /* Does the head announce a body (a non-zero Content-Length or Transfer-Encoding)?
  * Meaningful only for a head http_strict_check accepted. */
