@@ -296,7 +296,8 @@ def test_a_tightened_policy_reports_and_removes_only_with_enforce(geo):
     img = r1.oci().push_image(repo, "v1", layers=1,
                               annotations={"org.example.marker": marker})
     wait_for(lambda: r3.oci().get_manifest(repo, "v1").status_code == 200, REPL_S, "v1 at r3")
-    assert db_files_hold(r3, marker.encode())  # what the removal must leave none of
+    if tier.on_sqlite():  # PostgreSQL keeps removed rows as dead tuples (docs/governance.md)
+        assert db_files_hold(r3, marker.encode())  # what the removal must leave none of
     r1.cli("policy", "residency", "set", "tight", "--repositories", "tight/*",
            "--allowed-regions", "r1,r2")
     shown = json.loads(r1.cli("policy", "residency", "show", "tight", "--output",
@@ -322,7 +323,8 @@ def test_a_tightened_policy_reports_and_removes_only_with_enforce(geo):
              REPL_S, "r3 removes %s" % repo)
     assert_holds_nothing_of(r3, repo, img, marker.encode())
     # the file was rebuilt (VACUUM): rows earlier writes moved leave no copy in free space
-    assert "rebuilt the database after removing repository %s" % repo in r3.log_text()
+    if tier.on_sqlite():
+        assert "rebuilt the database after removing repository %s" % repo in r3.log_text()
     assert r2.oci().get_manifest(repo, "v1").status_code == 200
     p = r1.cli("compliance", "report", "--repository", "tight/*", check=False)
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
