@@ -623,6 +623,26 @@ static void test_forgotten_records_fire_their_deletes(void **state)
     free(recs);
 }
 
+/* A versioned repository golden/def whose 1.0.0 this region pushed (mine), a webhook of
+ * version.conflict, and a peer's write of 1.0.0 to another manifest (theirs): the tag_set
+ * event returned (it points into theirs) makes the conflict when merged. */
+static struct meta_event conflicting_tag(struct fx *f, struct digest *mine,
+                                         struct digest *theirs)
+{
+    struct metastore *ms = f->reg.ms;
+    struct err e = {0};
+    put_webhook(f, "{\"name\":\"deploy1\",\"location\":\"eastus\",\"uri\":\"http://h/\","
+                   "\"actions\":[\"version.conflict\"]}");
+    assert_int_equal(ms->ops->object_put(ms, "image_definition", "golden/def",
+                                         "{\"repository\":\"golden/def\"}", &e),
+                     0);
+    put(f, "golden/def", "{\"n\":1}", "1.0.0", mine);
+    digest_of_buffer(DIGEST_SHA256, "theirs", 6, theirs);
+    return (struct meta_event){.origin = "westus", .origin_seq = 1, .hlc = later_hlc(1),
+                               .kind = "tag_set", .repo = "golden/def", .name = "1.0.0",
+                               .digest = theirs->str};
+}
+
 /* A version.conflict delivery commits with the merge that makes the conflict (refused, the
  * merge does not take place either; merged, one delivery; merged again, none). Fails before
  * 6 December: it was written after the merge, in a transaction of its own. */
@@ -631,18 +651,8 @@ static void test_version_conflict_delivery_goes_with_its_merge(void **state)
     struct fx *f = *state;
     struct metastore *ms = f->reg.ms;
     struct err e = {0};
-    put_webhook(f, "{\"name\":\"deploy1\",\"location\":\"eastus\",\"uri\":\"http://h/\","
-                   "\"actions\":[\"version.conflict\"]}");
-    assert_int_equal(ms->ops->object_put(ms, "image_definition", "golden/def",
-                                         "{\"repository\":\"golden/def\"}", &e),
-                     0);
-    struct digest mine;
-    put(f, "golden/def", "{\"n\":1}", "1.0.0", &mine);
-    struct digest theirs;
-    digest_of_buffer(DIGEST_SHA256, "theirs", 6, &theirs);
-    struct meta_event tag = {.origin = "westus", .origin_seq = 1, .hlc = later_hlc(1),
-                             .kind = "tag_set", .repo = "golden/def", .name = "1.0.0",
-                             .digest = theirs.str};
+    struct digest mine, theirs;
+    struct meta_event tag = conflicting_tag(f, &mine, &theirs);
     char *v = NULL;
     refuse_deliveries(f, true);
     assert_int_equal(merge_record(f, &tag), -1);
@@ -687,17 +697,8 @@ static void test_version_conflict_unreadable_after_the_merge_rolls_it_back(void 
     struct fx *f = *state;
     struct metastore *ms = f->reg.ms;
     struct err e = {0};
-    put_webhook(f, "{\"name\":\"deploy1\",\"location\":\"eastus\",\"uri\":\"http://h/\","
-                   "\"actions\":[\"version.conflict\"]}");
-    assert_int_equal(ms->ops->object_put(ms, "image_definition", "golden/def",
-                                         "{\"repository\":\"golden/def\"}", &e),
-                     0);
     struct digest mine, theirs;
-    put(f, "golden/def", "{\"n\":1}", "1.0.0", &mine);
-    digest_of_buffer(DIGEST_SHA256, "theirs", 6, &theirs);
-    struct meta_event tag = {.origin = "westus", .origin_seq = 1, .hlc = later_hlc(1),
-                             .kind = "tag_set", .repo = "golden/def", .name = "1.0.0",
-                             .digest = theirs.str};
+    struct meta_event tag = conflicting_tag(f, &mine, &theirs);
     real_ops = ms->ops;
     struct metastore_ops ops = *ms->ops;
     ops.object_get = failing_object_get;
