@@ -660,6 +660,31 @@ static void test_ack_refused_by_the_store_is_written_again(void **state)
     ms->ops->close(ms);
 }
 
+/* A store and a compaction thread with no scheduled pass: what a peer's acknowledgements
+ * go through (compact_note_ack, compact_note_relayed). */
+struct acks_fx {
+    struct metastore *ms;
+    struct config cfg;
+    struct registry reg;
+    struct compact *c;
+};
+
+static void acks_fx_start(struct acks_fx *x)
+{
+    x->ms = open_store();
+    config_defaults(&x->cfg);
+    x->cfg.compact_interval_s = 0;
+    x->reg = (struct registry){.cfg = &x->cfg, .ms = x->ms};
+    x->c = compact_start(&x->reg);
+}
+
+static void acks_fx_stop(struct acks_fx *x)
+{
+    compact_stop(x->c);
+    config_fini(&x->cfg);
+    x->ms->ops->close(x->ms);
+}
+
 /* Relayed acknowledgements: a region answers a poll with what the other regions last
  * acknowledged to it (never the poller's own, never one relayed to it), each with its age;
  * the poller keeps them under "about@via" beside the region's own, the newest report of
@@ -668,12 +693,10 @@ static void test_ack_refused_by_the_store_is_written_again(void **state)
 static void test_acknowledgements_are_relayed_first_hand_and_kept_apart(void **state)
 {
     (void)state;
-    struct metastore *ms = open_store();
-    struct config cfg;
-    config_defaults(&cfg);
-    cfg.compact_interval_s = 0;
-    struct registry reg = {.cfg = &cfg, .ms = ms};
-    struct compact *c = compact_start(&reg);
+    struct acks_fx x;
+    acks_fx_start(&x);
+    struct metastore *ms = x.ms;
+    struct compact *c = x.c;
     compact_note_ack(c, "b", "a:5,b:2", false);
     compact_note_ack(c, "c", "a:4,c:9", false);
     compact_note_relayed(c, "d", "b", "a:1,d:3", util_now_ms());
@@ -714,7 +737,7 @@ static void test_acknowledgements_are_relayed_first_hand_and_kept_apart(void **s
     /* The store's row (another node of the region) is relayed too, and a relayed row is
      * not: c polls again after this node restarted. */
     compact_stop(c);
-    c = compact_start(&reg);
+    c = x.c = compact_start(&x.reg);
     relay = compact_relay_json(c, "c");
     assert_string_equal(json_string_value(json_object_get(json_object_get(relay, "b"), "vv")),
                         "a:5,b:2");
@@ -732,9 +755,7 @@ static void test_acknowledgements_are_relayed_first_hand_and_kept_apart(void **s
     assert_int_equal(compact_acks_changed(c), changed);
     compact_note_ack(c, "b", "a:6,b:2", false);
     assert_int_equal(compact_acks_changed(c), changed + 1);
-    compact_stop(c);
-    config_fini(&cfg);
-    ms->ops->close(ms);
+    acks_fx_stop(&x);
 }
 
 /* A region that went back (restored from an older copy, or removed and added again under
@@ -745,12 +766,10 @@ static void test_acknowledgements_are_relayed_first_hand_and_kept_apart(void **s
 static void test_newest_acknowledgement_counts_not_an_older_relayed_one(void **state)
 {
     (void)state;
-    struct metastore *ms = open_store();
-    struct config cfg;
-    config_defaults(&cfg);
-    cfg.compact_interval_s = 0;
-    struct registry reg = {.cfg = &cfg, .ms = ms};
-    struct compact *c = compact_start(&reg);
+    struct acks_fx x;
+    acks_fx_start(&x);
+    struct metastore *ms = x.ms;
+    struct compact *c = x.c;
     int64_t now = util_now_ms();
     compact_note_relayed(c, "c", "d", "a:6,c:9", now - 60000); /* before c went back */
     compact_note_ack(c, "c", "a:2,c:9", false);                 /* c polls here again */
@@ -775,9 +794,7 @@ static void test_newest_acknowledgement_counts_not_an_older_relayed_one(void **s
     newest = compact_ack_newest(c, "cc", stored, n_stored);
     assert_null(newest);
     meta_peer_ack_list_fini(stored, n_stored);
-    compact_stop(c);
-    config_fini(&cfg);
-    ms->ops->close(ms);
+    acks_fx_stop(&x);
 }
 
 /* With 17 regions and more (up to 32 are supported), the peers' own acknowledgements and
@@ -788,12 +805,9 @@ static void test_newest_acknowledgement_counts_not_an_older_relayed_one(void **s
 static void test_relayed_acknowledgements_never_push_out_a_regions_own(void **state)
 {
     (void)state;
-    struct metastore *ms = open_store();
-    struct config cfg;
-    config_defaults(&cfg);
-    cfg.compact_interval_s = 0;
-    struct registry reg = {.cfg = &cfg, .ms = ms};
-    struct compact *c = compact_start(&reg);
+    struct acks_fx x;
+    acks_fx_start(&x);
+    struct compact *c = x.c;
     enum { REGIONS = 32 };
     char name[16], about[16];
     for (int i = 1; i < REGIONS; i++) {
@@ -817,9 +831,7 @@ static void test_relayed_acknowledgements_never_push_out_a_regions_own(void **st
         free(newest);
     }
     assert_int_equal(compact_acks_changed(c), changed);
-    compact_stop(c);
-    config_fini(&cfg);
-    ms->ops->close(ms);
+    acks_fx_stop(&x);
 }
 
 static int setup(void **state)
