@@ -75,6 +75,42 @@ static void test_incompressible_and_nul_led(void **state)
     assert_int_equal(round_trip("\0", 1), 3);
 }
 
+/* The packed form of a body does not depend on what was packed before it: streams are kept
+ * from one body to the next, including one left half-way when a body did not shrink. */
+static void test_packing_does_not_depend_on_the_body_before(void **state)
+{
+    (void)state;
+    size_t len = sizeof(manifest) - 1;
+    unsigned char *first, *again, *other;
+    size_t first_len, again_len, other_len;
+    body_stored(manifest, len, &first, &first_len);
+    assert_non_null(first);
+
+    unsigned char noise[4096];
+    uint32_t x = 88172645u;
+    for (size_t i = 0; i < sizeof(noise); i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        noise[i] = (unsigned char)(x >> 24);
+    }
+    noise[0] = '{';
+    for (int round = 0; round < 8; round++) {
+        /* does not shrink: its stream stops before the end of the body */
+        assert_int_equal(round_trip(noise, sizeof(noise)), sizeof(noise));
+        char shifted[sizeof(manifest)];
+        memcpy(shifted, manifest, sizeof(manifest));
+        shifted[len - 10] = (char)('0' + round);
+        body_stored(shifted, len, &other, &other_len);
+        assert_non_null(other);
+        free(other);
+        body_stored(manifest, len, &again, &again_len);
+        assert_non_null(again);
+        assert_int_equal(again_len, first_len);
+        assert_memory_equal(again, first, first_len);
+        free(again);
+    }
+    free(first);
+}
+
 /* The rule in one place: what is stored is the body itself (nothing to free) unless
  * packing makes it smaller (NUL, then 1) or it starts with NUL (NUL, then 0, then it). */
 static void test_stored_form(void **state)
@@ -155,6 +191,7 @@ int main(void)
         cmocka_unit_test(test_small_and_empty),
         cmocka_unit_test(test_incompressible_and_nul_led),
         cmocka_unit_test(test_stored_form),
+        cmocka_unit_test(test_packing_does_not_depend_on_the_body_before),
         cmocka_unit_test(test_plain_stored_body),
         cmocka_unit_test(test_damaged_is_an_error),
     };
