@@ -2,7 +2,7 @@
 # bench/scale.sh: how Meridian's cost grows with the registry (issue 21), side by side with the
 # peer (Debian's docker-registry, CNCF Distribution 2.8). One repository is grown through the
 # given sizes; at each size: push rate (8 clients pushing distinct small manifests as new tags,
-# blobs already present; measured over the last pushes before the size is reached), manifest
+# blobs already present; measured over the 2 000 pushes made once the size is reached), manifest
 # GET p50/p99 by tag, a tag-list page (first and middle) and the full listing, a catalog page,
 # RSS, metadata bytes per tag, and restart to ready. Then, optionally, many repositories of a
 # few tags, and the replication apply rate into a fresh region (Meridian only: the peer has no
@@ -22,8 +22,9 @@
 #               the database's live bytes per tag before and after it (Meridian only)
 #   --seed      start Meridian from a copy of the data directory DIR, whose repository
 #               scale/app already holds the tags t0..t(N-1) pushed by this script (e.g. a
-#               data-meridian kept from an earlier run): sizes up to N are skipped, so a
-#               size just above a million is measured without pushing the million again
+#               data-meridian kept from an earlier run): sizes below N are skipped, so
+#               the pushes at a million are measured without pushing the million again.
+#   Sizes closer than 2 000 to the one before are skipped (its window holds those tags).
 # Everything listens on 127.0.0.1 only. It does not build Meridian: `ninja -C build`.
 set -uo pipefail
 
@@ -193,12 +194,15 @@ record() { # record SERVER KIND SIZE JSON
 }
 
 grow() { # grow SERVER: the one-repository sizes
-    local s=$1 cur=0 size window out t0 t1 rss bytes prev_size=0 prev_bytes c0 c1
+    local s=$1 cur=0 size window=2000 out t0 t1 rss bytes prev_size=0 prev_bytes c0 c1
     # Bytes per tag are marginal: the growth since the previous size (or the empty store).
     stop "$s"
     if [ "$s" = meridian ] && [ -n "$seed" ]; then
         rm -rf "$work/data-meridian"
         cp -r "${seed%:*}" "$work/data-meridian" || return 1
+        # The copy's pages are dirty in the page cache: written back now, not during the
+        # window, where every commit's sync would wait behind them.
+        sync
         cur=${seed##*:} prev_size=${seed##*:}
     fi
     prev_bytes=$(meta_bytes "$s")
@@ -209,20 +213,21 @@ grow() { # grow SERVER: the one-repository sizes
         if [ "$s" = peer ] && [ "$size" -gt "$peer_max" ]; then
             break
         fi
-        [ "$size" -gt "$cur" ] || continue
-        window=$((size / 2 < 2000 ? size / 2 : 2000))
-        if [ $((size - window)) -gt "$cur" ]; then
+        [ "$size" -gt "$cur" ] || [ "$size" = "$cur" ] || continue
+        # The push rate at a size is that of the $window pushes made once the repository holds
+        # that many tags: the same number of pushes at every size, none into a near-empty tree.
+        if [ "$size" -gt "$cur" ]; then
             "$client" push --url "${url[$s]}" --repo scale/app --from $cur \
-                --count $((size - window - cur)) --clients "$clients" >/dev/null ||
-                echo "scale.sh: fill of $s to $((size - window)) had errors" >&2
-            cur=$((size - window))
+                --count $((size - cur)) --clients "$clients" >/dev/null ||
+                echo "scale.sh: fill of $s to $size had errors" >&2
+            cur=$size
         fi
         c0=$(cpu_s "$s")
         out=$("$client" push --url "${url[$s]}" --repo scale/app --from $cur \
-            --count $((size - cur)) --clients "$clients")
+            --count $window --clients "$clients")
         c1=$(cpu_s "$s")
-        record "$s" push "$size" "${out%\}},\"server_cpu_ms_per_push\":$(awk -v a="$c1" -v b="$c0" -v n=$((size - cur)) 'BEGIN { printf "%.3f", (a - b) * 1000 / n }'),\"load\":\"$(cut -d' ' -f1 /proc/loadavg)\"}"
-        cur=$size
+        record "$s" push "$size" "${out%\}},\"server_cpu_ms_per_push\":$(awk -v a="$c1" -v b="$c0" -v n=$window 'BEGIN { printf "%.3f", (a - b) * 1000 / n }'),\"load\":\"$(cut -d' ' -f1 /proc/loadavg)\"}"
+        cur=$((cur + window))
         record "$s" get "$size" "$("$client" get --url "${url[$s]}" --repo scale/app \
             --tags "$size" --count 2000)"
         record "$s" list "$size" "$("$client" list --url "${url[$s]}" --repo scale/app)"
@@ -231,8 +236,8 @@ grow() { # grow SERVER: the one-repository sizes
         stop "$s"
         # After a clean stop the write-ahead log is checkpointed into the database file.
         bytes=$(meta_bytes "$s")
-        record "$s" memory "$size" "{\"rss_kib\":$rss,\"meta_bytes\":$bytes,\"bytes_per_tag\":$(((bytes - prev_bytes) / (size - prev_size)))}"
-        prev_bytes=$bytes prev_size=$size
+        record "$s" memory "$size" "{\"rss_kib\":$rss,\"meta_bytes\":$bytes,\"bytes_per_tag\":$(((bytes - prev_bytes) / (cur - prev_size)))}"
+        prev_bytes=$bytes prev_size=$cur
         if [ "$s" = meridian ] && [ "$compact" = 1 ]; then
             local live0 live1 ran
             live0=$(live_bytes)
