@@ -65,10 +65,10 @@ static int n_deflaters;
 static z_stream *deflater_take(void)
 {
     z_stream *z = NULL;
-    pthread_mutex_lock(&deflaters_mu);
+    AZ(pthread_mutex_lock(&deflaters_mu));
     if (n_deflaters > 0)
         z = deflaters[--n_deflaters];
-    pthread_mutex_unlock(&deflaters_mu);
+    AZ(pthread_mutex_unlock(&deflaters_mu));
     if (z != NULL)
         return z;
     z = xcalloc(1, sizeof(*z));
@@ -84,11 +84,11 @@ static z_stream *deflater_take(void)
 static void deflater_give_back(z_stream *z)
 {
     if (deflateReset(z) == Z_OK) {
-        pthread_mutex_lock(&deflaters_mu);
+        AZ(pthread_mutex_lock(&deflaters_mu));
         bool is_kept = n_deflaters < DEFLATERS_KEPT;
         if (is_kept)
             deflaters[n_deflaters++] = z;
-        pthread_mutex_unlock(&deflaters_mu);
+        AZ(pthread_mutex_unlock(&deflaters_mu));
         if (is_kept)
             return;
     }
