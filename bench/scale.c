@@ -282,9 +282,10 @@ static long list_all(CURL *h, const char *first, double *first_page_ms, long *pa
             return -1;
         }
         (*pages)++;
-        /* Names are t0000000..: count them, not the "tags" key. */
-        for (char *p = s.data; p != NULL && (p = strstr(p, "\"t0")) != NULL; p++)
-            n++;
+        /* Names are t0000000.. (t1000000 and up too): count them, not the "tags" key. */
+        for (char *p = s.data; p != NULL && (p = strstr(p, "\"t")) != NULL; p++)
+            if (p[2] >= '0' && p[2] <= '9')
+                n++;
         char link[1024];
         snprintf(link, sizeof(link), "%s", s.link);
         sink_reset(&s);

@@ -16,8 +16,8 @@
 #   --peer-max  largest size measured on the peer (default 100000: at its push rate the
 #               peer takes about an hour per million tags)
 #   --multi     K repositories of T tags each, e.g. 10000x100 (default: none)
-#   --repl      replicate the repository into a fresh region once it has N tags (default 0:
-#               no); N must be one of --sizes
+#   --repl      replicate the repository into a fresh region once it has N tags and the
+#               2 000 of N's push window (default 0: no); N must be one of --sizes
 #   --compact   at each size, also run event-log compaction (POST compaction/run) and record
 #               the database's live bytes per tag before and after it (Meridian only)
 #   --seed      start Meridian from a copy of the data directory DIR, whose repository
@@ -245,14 +245,15 @@ grow() { # grow SERVER: the one-repository sizes
             ran=$(curl -s -X POST "${url[$s]}/_meridian/v1/compaction/run")
             stop "$s"
             live1=$(live_bytes)
-            record "$s" compaction "$size" "{\"live_bytes_before\":$live0,\"live_bytes_after\":$live1,\"live_bytes_per_tag_before\":$((live0 / size)),\"live_bytes_per_tag_after\":$((live1 / size)),\"run\":$ran}"
+            record "$s" compaction "$size" "{\"live_bytes_before\":$live0,\"live_bytes_after\":$live1,\"live_bytes_per_tag_before\":$((live0 / cur)),\"live_bytes_per_tag_after\":$((live1 / cur)),\"run\":$ran}"
         fi
         t0=$(date +%s.%N)
         start "$s" || { echo "scale.sh: $s did not restart" >&2; return 1; }
         t1=$(date +%s.%N)
         record "$s" restart "$size" "{\"restart_to_ready_s\":$(sub "$t1" "$t0"),\"rss_after_kib\":$(rss_kib "$s")}"
+        # The repository holds cur tags (its window's included): the catch-up is timed to all.
         if [ "$s" = meridian ] && [ "$repl" = "$size" ]; then
-            replicate "$size"
+            replicate "$cur"
         fi
     done
 }
