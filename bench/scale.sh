@@ -21,9 +21,9 @@
 #   --compact   at each size, also run event-log compaction (POST compaction/run) and record
 #               the database's live bytes per tag before and after it (Meridian only)
 #   --seed      start Meridian from a copy of the data directory DIR, whose repository
-#               scale/app already holds the tags t0..t(N-1) pushed by this script (e.g. a
-#               data-meridian kept from an earlier run): sizes below N are skipped, so
-#               the pushes at a million are measured without pushing the million again.
+#               scale/app holds the tags t0..t(N-1) pushed by this script (a data-meridian
+#               kept from a run whose last size was S holds S + 2 000): sizes below N are
+#               skipped, so the pushes at a million are measured without pushing it again.
 #   Sizes closer than 2 000 to the one before are skipped (its window holds those tags).
 # Everything listens on 127.0.0.1 only. It does not build Meridian: `ninja -C build`.
 set -uo pipefail
