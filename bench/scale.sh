@@ -28,6 +28,8 @@
 # Everything listens on 127.0.0.1 only. It does not build Meridian: `ninja -C build`.
 set -uo pipefail
 
+oci_manifest=application/vnd.oci.image.manifest.v1+json
+
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$here/.." && pwd)
 
@@ -193,6 +195,21 @@ record() { # record SERVER KIND SIZE JSON
     printf '  [%5ds] %-8s %-10s %8s %s\n' $SECONDS "$1" "$2" "$3" "$4"
 }
 
+# seed_holds URL N: the seeded repository holds t0..t(N-1) and not tN, or the window would
+# time pushes of tags it already has (a different path: no insert).
+seed_holds() {
+    local last next at_last at_next
+    last=$(printf 't%07d' $(($2 - 1))) next=$(printf 't%07d' "$2")
+    at_last=$(curl -s -o /dev/null -w '%{http_code}' -I -H "Accept: $oci_manifest" \
+        "$1/v2/scale/app/manifests/$last")
+    at_next=$(curl -s -o /dev/null -w '%{http_code}' -I -H "Accept: $oci_manifest" \
+        "$1/v2/scale/app/manifests/$next")
+    [ "$at_last" = 200 ] && [ "$at_next" = 404 ] && return 0
+    echo "scale.sh: --seed DIR:$2 but the copy answers $at_last for $last and $at_next for" \
+        "$next: N must be the number of tags it holds" >&2
+    return 1
+}
+
 grow() { # grow SERVER: the one-repository sizes
     local s=$1 cur=0 size window=2000 out t0 t1 rss bytes prev_size=0 prev_bytes c0 c1
     # Bytes per tag are marginal: the growth since the previous size (or the empty store).
@@ -207,6 +224,9 @@ grow() { # grow SERVER: the one-repository sizes
     fi
     prev_bytes=$(meta_bytes "$s")
     start "$s" || return 1
+    if [ "$s" = meridian ] && [ -n "$seed" ]; then
+        seed_holds "${url[$s]}" "$cur" || return 1
+    fi
     out=$("$client" blobs --url "${url[$s]}" --repo scale/app) || {
         echo "scale.sh: blob upload to $s failed" >&2; return 1; }
     for size in ${sizes//,/ }; do
