@@ -246,6 +246,9 @@ grow() { # grow SERVER: the one-repository sizes
         out=$("$client" push --url "${url[$s]}" --repo scale/app --from $cur \
             --count $window --clients "$clients")
         c1=$(cpu_s "$s")
+        # No answer from the client is no measurement: a line that is not JSON would stop
+        # scale_report.py reading the whole file.
+        [ -n "$out" ] || { echo "scale.sh: the pushes at $size on $s gave no result" >&2; return 1; }
         record "$s" push "$size" "${out%\}},\"server_cpu_ms_per_push\":$(awk -v a="$c1" -v b="$c0" -v n=$window 'BEGIN { printf "%.3f", (a - b) * 1000 / n }'),\"load\":\"$(cut -d' ' -f1 /proc/loadavg)\"}"
         cur=$((cur + window))
         record "$s" get "$size" "$("$client" get --url "${url[$s]}" --repo scale/app \
