@@ -57,22 +57,41 @@ static void test_small_and_empty(void **state)
     assert_int_equal(round_trip("", 0), 0);
 }
 
+/* len bytes that do not compress (xorshift32 from seed). */
+static void fill_noise(unsigned char *buf, size_t len, uint32_t seed)
+{
+    uint32_t x = seed;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        buf[i] = (unsigned char)(x >> 24);
+    }
+}
+
 /* Bytes that do not compress stay as they are, and a body that starts with NUL (no
  * manifest does, but the store keeps what it is given) is never read as packed. */
 static void test_incompressible_and_nul_led(void **state)
 {
     (void)state;
     unsigned char noise[512];
-    uint32_t x = 2463534242u;
-    for (size_t i = 0; i < sizeof(noise); i++) {
-        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-        noise[i] = (unsigned char)(x >> 24);
-    }
+    fill_noise(noise, sizeof(noise), 2463534242u);
     noise[0] = '{';
     assert_int_equal(round_trip(noise, sizeof(noise)), sizeof(noise));
     noise[0] = 0;
     assert_int_equal(round_trip(noise, sizeof(noise)), sizeof(noise) + 2);
     assert_int_equal(round_trip("\0", 1), 3);
+}
+
+/* body packs to exactly want[0, want_len). */
+static void assert_packs_as(const void *body, size_t len, const unsigned char *want,
+                            size_t want_len)
+{
+    unsigned char *packed;
+    size_t packed_len;
+    body_stored(body, len, &packed, &packed_len);
+    assert_non_null(packed);
+    assert_int_equal(packed_len, want_len);
+    assert_memory_equal(packed, want, want_len);
+    free(packed);
 }
 
 /* The packed form of a body does not depend on what was packed before it: streams are kept
@@ -84,37 +103,25 @@ static void test_packing_does_not_depend_on_the_body_before(void **state)
 {
     (void)state;
     size_t len = sizeof(manifest) - 1;
-    unsigned char *first, *again;
-    size_t first_len, again_len;
+    unsigned char *first;
+    size_t first_len;
     body_stored(manifest, len, &first, &first_len);
     assert_non_null(first);
 
     unsigned char noise[4096];
-    uint32_t x = 88172645u;
-    for (size_t i = 0; i < sizeof(noise); i++) {
-        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-        noise[i] = (unsigned char)(x >> 24);
-    }
+    fill_noise(noise, sizeof(noise), 88172645u);
     noise[0] = '{';
     for (int round = 0; round < 8; round++) {
         /* does not shrink: its stream stops before the end of the body */
         assert_int_equal(round_trip(noise, sizeof(noise)), sizeof(noise));
         /* the body packed next, by that stream */
-        body_stored(manifest, len, &again, &again_len);
-        assert_non_null(again);
-        assert_int_equal(again_len, first_len);
-        assert_memory_equal(again, first, first_len);
-        free(again);
+        assert_packs_as(manifest, len, first, first_len);
         char shifted[sizeof(manifest)];
         memcpy(shifted, manifest, sizeof(manifest));
         shifted[len - 10] = (char)('0' + round);
         assert_true(round_trip(shifted, len) < len);
         /* and after a body that did shrink */
-        body_stored(manifest, len, &again, &again_len);
-        assert_non_null(again);
-        assert_int_equal(again_len, first_len);
-        assert_memory_equal(again, first, first_len);
-        free(again);
+        assert_packs_as(manifest, len, first, first_len);
     }
     free(first);
 }
