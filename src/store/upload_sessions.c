@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -166,24 +167,44 @@ static bool is_valid_id(const char *id)
     return true;
 }
 
+/* How long a request waits for a claim another node holds. A node killed in the middle
+ * of a request keeps its claims until the database notices its connection closed, a few
+ * milliseconds later: a client that resumes through another node at once (as it may)
+ * would otherwise be told the session is in use. A live holder still gets its one request
+ * at a time: the waiter then finds the session moved on (416) or, past the wait, in use. */
+#define CLAIM_WAIT_MS 1000
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 /* The cross-node half of a session's exclusive use: several nodes of a region may each
  * receive requests of one upload, and the busy flag only covers this node. The claim
  * (ms_upload_claim_f) is taken after the busy flag and given up before it is cleared,
  * so one request of this node holds both at once; another node's request finds the
- * claim held and gets the same answer as a second request here, unless the holder is a
- * sweep that already deleted the session's row (upload_sessions_expire): then the
- * session is gone for the client, 404 BLOB_UPLOAD_UNKNOWN, not "in use". */
-static int claim(struct upload_sessions *us, const char *id, struct err *e)
+ * claim held and, after waiting up to wait_ms for it, gets the same answer as a second
+ * request here, unless the holder is a sweep that already deleted the session's row
+ * (upload_sessions_expire): then the session is gone for the client, 404
+ * BLOB_UPLOAD_UNKNOWN, not "in use". */
+static int claim(struct upload_sessions *us, const char *id, long wait_ms, struct err *e)
 {
-    bool is_held = false;
-    if (us->ms->ops->upload_claim(us->ms, id, true, &is_held, e) != 0)
-        return -1;
-    if (is_held)
-        return 0;
-    struct err ge = {0};
-    if (us->ms->ops->upload_get(us->ms, id, NULL, NULL, &ge) != 0 &&
-        ge.code == ERR_BLOB_UPLOAD_UNKNOWN)
-        return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
+    int64_t deadline_ns = util_mono_ns() + wait_ms * 1000000L;
+    for (long pause = 2;; pause = pause < 50 ? pause * 2 : 100) {
+        bool is_held = false;
+        if (us->ms->ops->upload_claim(us->ms, id, true, &is_held, e) != 0)
+            return -1;
+        if (is_held)
+            return 0;
+        struct err ge = {0};
+        if (us->ms->ops->upload_get(us->ms, id, NULL, NULL, &ge) != 0 &&
+            ge.code == ERR_BLOB_UPLOAD_UNKNOWN)
+            return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
+        if (util_mono_ns() >= deadline_ns)
+            break;
+        pause_ms(pause);
+    }
     return err_set(e, ERR_BLOB_UPLOAD_INVALID, "upload session is in use by another request");
 }
 
@@ -251,7 +272,7 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
         }
         st->is_busy = true;
         AZ(pthread_mutex_unlock(&us->mu));
-        if (claim(us, id, e) != 0)
+        if (claim(us, id, CLAIM_WAIT_MS, e) != 0)
             return release_busy(us, st, false);
         is_claimed = true;
         if (is_current(us, st, e)) {
@@ -273,7 +294,7 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     /* Not in memory: load it from storage, then publish it unless another request
      * loaded it meanwhile. The claim comes first: no other node appends while the size is
      * read. */
-    if (!is_claimed && claim(us, id, e) != 0)
+    if (!is_claimed && claim(us, id, CLAIM_WAIT_MS, e) != 0)
         return -1;
     int64_t acked = -1;
     uint64_t size = 0;
@@ -466,7 +487,7 @@ int upload_sessions_expire(struct upload_sessions *us, const char *id)
     }
     AZ(pthread_mutex_unlock(&us->mu));
     struct err e = {0};
-    if (claim(us, id, &e) != 0) { /* in use through another node, or no database */
+    if (claim(us, id, 0, &e) != 0) { /* in use through another node, or no database */
         if (st)
             release_busy(us, st, false);
         return -1;
