@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "log_copier.h"
 #include "manifest_cache.h"
 #include "metastore_sqlite_int.h"
 #include "util.h"
@@ -411,10 +412,12 @@ int sq_tx_secure_delete(struct sq_conn *c, struct err *e)
 
 /* Every write of this process holds wmu, autocommit statements too (sq_autocommit_lock):
  * SQLite's commit hook checkpoints on the connection that just committed, under it, and no
- * checkpoint may start beside a write. SQLite before 3.51.3 (Debian 12 ships 3.40.1) can
- * corrupt the database when a passive checkpoint starts while another connection's commit
- * starts the log over (https://sqlite.org/wal.html, "WAL-reset bug"); a checkpointer thread
- * running beside the writer did, within two minutes (docs/performance.md). */
+ * checkpoint may start beside a write that may start the log over. SQLite before 3.51.3
+ * (Debian 12 ships 3.40.1) can corrupt the database when a passive checkpoint starts while
+ * another connection's commit starts the log over (https://sqlite.org/wal.html, "WAL-reset
+ * bug"); a checkpointer thread running beside the writer did, within two minutes
+ * (docs/performance.md). The log copier's checkpoints beside the writes are safe only
+ * because they run under a read transaction opened under wmu (log_copier.c). */
 void sq_autocommit_lock(struct sq_conn *c)
 {
     if (c->is_unit)
@@ -434,17 +437,21 @@ void sq_autocommit_unlock(struct sq_conn *c)
 }
 
 /* A TRUNCATE checkpoint takes SQLite's write lock itself, but gives up to a passive one when
- * that lock stays busy past the busy handler: under wmu, like every checkpoint. It waits
- * for readers to leave the log, holding writes back meanwhile; it runs rarely (the sealing
- * pass at start, a repository purge). */
+ * that lock stays busy past the busy handler: under wmu, like every checkpoint that may end
+ * the log. It waits for readers to leave the log,
+ * holding writes back meanwhile, but not for another checkpoint (SQLite answers busy at
+ * once): the log copier is held between passes first (sq_log_copier_hold). It runs
+ * rarely (the sealing pass at start, a repository purge). */
 int sq_compact_log(struct sq_conn *c)
 {
     struct sq_store *st = c->store;
     if (st->drv->compact_log == NULL)
         return SQL_OK;
+    sq_log_copier_hold(st->copier, true);
     sq_autocommit_lock(c);
     int rc = st->drv->compact_log(c->db);
     sq_autocommit_unlock(c);
+    sq_log_copier_hold(st->copier, false);
     return rc;
 }
 
@@ -582,6 +589,8 @@ static int tx_commit(struct sq_conn *c, struct err *e)
         return -1;
     }
     stats_refresh(c);
+    if (c->has_wmu)
+        sq_log_copier_note_commit(c->store->copier, c->db);
     release_wmu(c);
     return 0;
 }
@@ -759,6 +768,8 @@ void sq_close(struct metastore *ms)
     sq_seal_mark_at_close(st);
     /* After this no thread-exit destructor runs for this store; the connections of
      * threads still alive are closed below. */
+    sq_log_copier_stop(st->copier); /* it uses the writer connection */
+    st->copier = NULL;
     AZ(pthread_key_delete(st->key));
     AZ(pthread_mutex_lock(&st->mu));
     struct sq_conn *c = st->conns;

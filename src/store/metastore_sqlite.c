@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "log_copier.h"
 #include "metastore_sqlite_int.h"
 #include "schema_sql.h"
 #include "util.h"
@@ -200,5 +201,6 @@ struct metastore *metastore_sqlite_open(const char *path, const char *region, st
     if (sq_rebuild_pending(c, "left pending at the last stop") > 0)
         (void)sq_compact_log(c);
     st->is_opening = false;
+    st->copier = sq_log_copier_start(st);
     return &st->base;
 }

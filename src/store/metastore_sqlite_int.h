@@ -403,6 +403,8 @@ struct sq_store {
     /* Manifest lookups by repository and reference, valid while the driver's commit count
      * stays the same (manifest_cache.h); NULL when the driver cannot count every commit. */
     struct manifest_cache *manifests;
+    /* Copies the write-ahead log ahead of the checkpoints (log_copier.h); NULL without. */
+    struct sq_log_copier *copier;
 };
 
 #define SQ_SAVEPOINTS_MAX 30 /* nested transactions in a unit of work (sq_conn.savepoint_writes) */

@@ -109,6 +109,22 @@ typedef int sql_param_count_f(struct sql_stmt *s);
  * database this process alone writes; NULL when other writers exist (PostgreSQL's nodes). */
 typedef uint64_t sql_commits_f(void);
 
+/* Optional, for the log copier (log_copier.c), all five or none. log_commits: the
+ * commits of connection db that wrote to the write-ahead log; log_pages: the log's size
+ * in pages after the last of them. pin: opens (is_on) a read transaction that holds its
+ * snapshot, or ends it (always, even after a failed open; an error if it is still open
+ * after). copier_attach: a copier ends the log of the writer connection db (is_on), whose
+ * commits then leave that to it, up to a bound. copy_log: copies what it may of the log
+ * into the database file, never past a page an open read transaction may still need;
+ * is_whole: under the writer mutex, where it may end the log (and syncs the file as it
+ * does); else beside the writes, where the caller's pin keeps it from the log's end.
+ * *n_copied: the log's frames copied so far, of *n_log; both -1 when another checkpoint
+ * was running (nothing done). */
+typedef uint64_t sql_log_commits_f(struct sql_db *db);
+typedef int64_t sql_log_pages_f(struct sql_db *db);
+typedef int sql_pin_f(struct sql_db *db, bool is_on);
+typedef void sql_copier_attach_f(struct sql_db *db, bool is_on);
+typedef int sql_copy_log_f(struct sql_db *db, bool is_whole, int64_t *n_copied, int64_t *n_log);
 struct sql_driver {
     const char *name;
     enum sql_dialect dialect;
@@ -141,6 +157,11 @@ struct sql_driver {
     sql_is_readonly_f *is_readonly;
     sql_param_count_f *param_count;
     sql_commits_f *commits;
+    sql_log_commits_f *log_commits;
+    sql_log_pages_f *log_pages;
+    sql_pin_f *pin;
+    sql_copier_attach_f *copier_attach;
+    sql_copy_log_f *copy_log;
 };
 
 /* The drivers. */

@@ -40,6 +40,10 @@ struct lite_db {
     struct sql_db base;
     sqlite3 *h;
     sqlite3_stmt *tx[TX_COUNT_]; /* prepared on first use */
+    /* Set by on_wal_commit, read by the log copier's thread (sql_log_commits_f): */
+    _Atomic uint64_t log_commits; /* commits of this connection that wrote to the log */
+    _Atomic int64_t log_pages;    /* the log's size in pages after the last of them */
+    atomic_bool is_copied; /* a log copier ends the log (sql_copier_attach_f) */
 };
 
 struct lite_stmt {
@@ -160,13 +164,21 @@ static void lite_configure_once(void)
  * checkpoint starts beside a write: SQLite before 3.51.3 (Debian 12 ships 3.40.1) can
  * corrupt the database when a passive checkpoint starts while another connection's commit
  * starts the log over (https://sqlite.org/wal.html, "WAL-reset bug"). A checkpointer
- * thread beside the writer did, within two minutes (docs/performance.md). */
+ * thread beside the writer did, within two minutes (docs/performance.md). On the writer
+ * connection of a store whose log copier runs (log_copier.c, which copies the log beside
+ * the writes under a pin that keeps every checkpoint from the log's end, and ends the log
+ * itself under the writer mutex right after a pass, when little is left to copy), this
+ * checkpoints only a log that grew far past the limit: a copier that fell behind. */
 #define LITE_AUTOCHECKPOINT_PAGES 1000
+#define LITE_COPIED_LOG_MAX_PAGES (4 * LITE_AUTOCHECKPOINT_PAGES)
 static int on_wal_commit(void *arg, sqlite3 *h, const char *db_name, int n_pages)
 {
-    (void)arg;
+    struct lite_db *d = arg;
+    atomic_store(&d->log_pages, n_pages);
+    atomic_fetch_add(&d->log_commits, 1);
     atomic_fetch_add(&n_commits, 1);
-    if (n_pages >= LITE_AUTOCHECKPOINT_PAGES)
+    if (n_pages >= (atomic_load(&d->is_copied) ? LITE_COPIED_LOG_MAX_PAGES
+                                               : LITE_AUTOCHECKPOINT_PAGES))
         (void)sqlite3_wal_checkpoint(h, db_name);
     return SQLITE_OK;
 }
@@ -200,7 +212,7 @@ static int lite_open(const char *path, struct sql_db **out, struct err *e)
     }
     sqlite3_extended_result_codes(d->h, 1);
     sqlite3_busy_handler(d->h, on_busy, NULL);
-    sqlite3_wal_hook(d->h, on_wal_commit, NULL);
+    sqlite3_wal_hook(d->h, on_wal_commit, d);
     if (trace_fn != NULL)
         sqlite3_trace_v2(d->h, SQLITE_TRACE_STMT, on_trace, NULL);
     /* Both are per connection. NORMAL: SQLite does not fsync the WAL at each commit;
@@ -447,6 +459,65 @@ static int lite_param_count(struct sql_stmt *s)
     return sqlite3_bind_parameter_count(stmt_of(s));
 }
 
+static uint64_t lite_log_commits(struct sql_db *db)
+{
+    return atomic_load(&((struct lite_db *)db)->log_commits);
+}
+
+static int64_t lite_log_pages(struct sql_db *db)
+{
+    return atomic_load(&((struct lite_db *)db)->log_pages);
+}
+
+/* sql_pin_f: a read transaction that has read, so SQLite holds its snapshot (a deferred
+ * BEGIN reads nothing yet). Its end fails if the transaction is still open after it. */
+static int lite_pin(struct sql_db *db, bool is_on)
+{
+    struct lite_db *d = (struct lite_db *)db;
+    if (!is_on) {
+        lite_rollback(db);
+        return sqlite3_get_autocommit(d->h) ? SQL_OK : SQLITE_ERROR;
+    }
+    int rc = tx_run(d, TX_BEGIN_READ);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(d->h, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL, NULL, NULL);
+    return rc;
+}
+
+static void lite_copier_attach(struct sql_db *db, bool is_on)
+{
+    atomic_store(&((struct lite_db *)db)->is_copied, is_on);
+}
+
+/* A passive checkpoint (sql_copy_log_f). SQLite syncs the log before it copies, and syncs
+ * the database file when it copied the log to its end: beside the writes (!is_whole) the
+ * caller's pin rules that out, and the checkpoint that ends the log syncs what this wrote.
+ * (Syncing the file here too cost the pushes at 1 000 tags 5-10 % and gained nothing at
+ * 100 000: docs/performance.md, "The log copier".) */
+static int lite_copy_log(struct sql_db *db, bool is_whole, int64_t *n_copied,
+                         int64_t *n_log)
+{
+    int n_frames = 0, n_done = 0;
+    *n_copied = *n_log = -1;
+    int rc = sqlite3_wal_checkpoint_v2(db_of(db), NULL, SQLITE_CHECKPOINT_PASSIVE, &n_frames,
+                                       &n_done);
+    if (rc == SQLITE_BUSY)
+        return SQL_OK; /* another checkpoint is running: nothing done */
+    if (rc != SQLITE_OK) {
+        log_warn("metastore", "failed to copy the write-ahead log: %s", sqlite3_errmsg(db_of(db)));
+        return rc;
+    }
+    *n_copied = n_done;
+    *n_log = n_frames;
+    if (!is_whole && n_frames > 0 && n_done >= n_frames) {
+        /* The log copied to its end outside the writer mutex: the next write may start
+         * it over beside another checkpoint (the WAL-reset bug). The pin forbids it. */
+        log_error("metastore", "bug: the log copier copied the whole log (%d frames)", n_frames);
+        ASSERT(getenv("MERIDIAN_STRICT_CHECKS") == NULL);
+    }
+    return SQL_OK;
+}
+
 /* The old page images are still in the WAL: copy the new ones home and empty it. */
 static int lite_compact_log(struct sql_db *db)
 {
@@ -501,4 +572,9 @@ const struct sql_driver sql_sqlite_driver = {
     .compact_log = lite_compact_log,
     .rebuild = lite_rebuild,
     .commits = lite_commits,
+    .log_commits = lite_log_commits,
+    .log_pages = lite_log_pages,
+    .pin = lite_pin,
+    .copier_attach = lite_copier_attach,
+    .copy_log = lite_copy_log,
 };

@@ -24,6 +24,7 @@
 #include "base64.h"
 #include "buf.h"
 #include "log.h"
+#include "log_copier.h"
 #include "schema_back_to_v2.h"
 #include "sql_driver.h"
 #include "metastore.h"
@@ -2281,6 +2282,189 @@ static void *late_writer_thread(void *p)
     return NULL;
 }
 
+/* The log copier (log_copier.c) ------------------------------------------- */
+
+enum { COPY_WRITERS = 4, COPY_PUTS = 600, COPY_READERS = 2 };
+
+struct copy_arg {
+    struct metastore *ms;
+    unsigned id;
+    atomic_bool *is_done;
+    int n_failed;
+};
+
+static void *copy_writer_thread(void *p)
+{
+    struct copy_arg *a = p;
+    for (unsigned i = 0; i < COPY_PUTS; i++) {
+        char body[128], tag[32];
+        struct meta_manifest m = mf(20000 + a->id * COPY_PUTS + i, body, NULL);
+        snprintf(tag, sizeof(tag), "w%u-%u", a->id, i);
+        struct err e = {0};
+        if (a->ms->ops->manifest_put(a->ms, "copied", &m, NULL, 0, NULL, tag, &e) != 0)
+            a->n_failed++;
+    }
+    a->ms->ops->thread_release(a->ms);
+    return NULL;
+}
+
+/* Readers beside the copier: each read is a snapshot the copier must not copy past. */
+static void *copy_reader_thread(void *p)
+{
+    struct copy_arg *a = p;
+    while (!atomic_load(a->is_done)) {
+        struct meta_manifest got;
+        struct err e = {0};
+        if (a->ms->ops->manifest_get(a->ms, "copied", "w0-0", &got, &e) == 0)
+            meta_manifest_fini(&got);
+        else if (e.code != ERR_MANIFEST_UNKNOWN && e.code != ERR_NAME_UNKNOWN)
+            a->n_failed++;
+    }
+    a->ms->ops->thread_release(a->ms);
+    return NULL;
+}
+
+static int integrity_of(const char *path, char *out, size_t out_len)
+{
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    snprintf(out, out_len, "?");
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        return -1;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &s, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+        snprintf(out, out_len, "%s", (const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return 0;
+}
+
+/* Four writers and two readers (2 400 commits): the copier copies part of the log beside
+ * them and ends it itself after a pass (counted only when a copy or an end took place);
+ * afterwards the file is whole and holds every tag. A copier that copied the log to its
+ * end beside a write (the pin left out: checked) stops this process under the strict
+ * checks. What a pass may copy is tested against SQLite in test_sql_driver.c. */
+static void test_log_copier_copies_beside_the_writes(void **state)
+{
+    struct fixture *f = *state;
+    struct sq_store *st = (struct sq_store *)f->ms;
+    assert_non_null(st->copier);
+    atomic_bool is_done = false;
+    struct copy_arg wargs[COPY_WRITERS], rargs[COPY_READERS];
+    pthread_t writers[COPY_WRITERS], readers[COPY_READERS];
+    for (unsigned i = 0; i < COPY_READERS; i++) {
+        rargs[i] = (struct copy_arg){.ms = f->ms, .is_done = &is_done};
+        assert_int_equal(pthread_create(&readers[i], NULL, copy_reader_thread, &rargs[i]), 0);
+    }
+    for (unsigned i = 0; i < COPY_WRITERS; i++) {
+        wargs[i] = (struct copy_arg){.ms = f->ms, .id = i};
+        assert_int_equal(pthread_create(&writers[i], NULL, copy_writer_thread, &wargs[i]), 0);
+    }
+    for (unsigned i = 0; i < COPY_WRITERS; i++)
+        assert_int_equal(pthread_join(writers[i], NULL), 0);
+    atomic_store(&is_done, true);
+    for (unsigned i = 0; i < COPY_READERS; i++)
+        assert_int_equal(pthread_join(readers[i], NULL), 0);
+    for (unsigned i = 0; i < COPY_WRITERS; i++)
+        assert_int_equal(wargs[i].n_failed, 0);
+    for (unsigned i = 0; i < COPY_READERS; i++)
+        assert_int_equal(rargs[i].n_failed, 0);
+    /* The copier runs when it can get the writer mutex: on a loaded machine it may not have
+     * had its turn yet. More commits until it has, against a deadline. */
+    uint64_t n_passes = 0, n_ends = 0;
+    int64_t deadline = util_mono_ns() + 60 * 1000000000LL;
+    for (unsigned i = 0; util_mono_ns() < deadline; i++) {
+        sq_log_copier_counts(st->copier, &n_passes, &n_ends);
+        if (n_passes > 0 && n_ends > 0)
+            break;
+        char body[128];
+        struct meta_manifest m = mf(90000 + i, body, NULL);
+        struct err e = {0};
+        assert_int_equal(f->ms->ops->manifest_put(f->ms, "more", &m, NULL, 0, NULL, "t", &e), 0);
+    }
+    assert_true(n_passes > 0);
+    assert_true(n_ends > 0);
+
+    char result[256];
+    assert_int_equal(integrity_of(f->path, result, sizeof(result)), 0);
+    assert_string_equal(result, "ok");
+    for (unsigned w = 0; w < COPY_WRITERS; w++) {
+        for (unsigned i = 0; i < COPY_PUTS; i++) {
+            char tag[32];
+            snprintf(tag, sizeof(tag), "w%u-%u", w, i);
+            struct meta_manifest got;
+            struct err e = {0};
+            assert_int_equal(f->ms->ops->manifest_get(f->ms, "copied", tag, &got, &e), 0);
+            struct digest want = dg(100000 + 20000 + w * COPY_PUTS + i);
+            assert_true(digest_equal(&got.digest, &want));
+            meta_manifest_fini(&got);
+        }
+    }
+}
+
+/* Pushes until told to stop (is_done). */
+static void *endless_writer_thread(void *p)
+{
+    struct copy_arg *a = p;
+    for (unsigned i = 0; !atomic_load(a->is_done); i++) {
+        char body[128], tag[32];
+        struct meta_manifest m = mf(50000 + a->id * 100000 + i, body, NULL);
+        snprintf(tag, sizeof(tag), "e%u-%u", a->id, i);
+        struct err e = {0};
+        if (a->ms->ops->manifest_put(a->ms, "endless", &m, NULL, 0, NULL, tag, &e) != 0)
+            a->n_failed++;
+    }
+    a->ms->ops->thread_release(a->ms);
+    return NULL;
+}
+
+/* The log's TRUNCATE checkpoint (sq_compact_log: after a repository's removal, the sealing
+ * pass) is never refused because the copier's checkpoint was running beside the writes:
+ * SQLite answers a second checkpoint busy at once, and the removed rows' old page images
+ * would stay in the log (sq_log_copier_hold keeps the copier's out meanwhile). Beside two
+ * writers and a reader, a compaction each time the log is just past the copier's step (a
+ * pass due or running), until the copier has made 30 passes. */
+static void test_log_compaction_is_not_refused_beside_the_copier(void **state)
+{
+    struct fixture *f = *state;
+    struct sq_store *st = (struct sq_store *)f->ms;
+    atomic_bool is_done = false;
+    struct copy_arg args[3];
+    pthread_t threads[3];
+    for (unsigned i = 0; i < 3; i++) {
+        args[i] = (struct copy_arg){.ms = f->ms, .id = i, .is_done = &is_done};
+        assert_int_equal(pthread_create(&threads[i], NULL,
+                                        i < 2 ? endless_writer_thread : copy_reader_thread,
+                                        &args[i]),
+                         0);
+    }
+    struct err e = {0};
+    struct sq_conn *c = sq_conn_of(f->ms, &e);
+    assert_non_null(c);
+    int n_refused = 0;
+    uint64_t n_passes = 0, n_ends = 0;
+    int64_t deadline = util_mono_ns() + 60 * 1000000000LL;
+    while (n_passes < 30 && util_mono_ns() < deadline) {
+        /* Just past the copier's step (500 pages): a pass is due or running now. */
+        AZ(pthread_mutex_lock(&st->wmu));
+        struct sql_db *wdb = st->wdb;
+        AZ(pthread_mutex_unlock(&st->wmu));
+        if (wdb == NULL || st->drv->log_pages(wdb) < 520) {
+            usleep(1000);
+            continue;
+        }
+        n_refused += sq_compact_log(c) != SQL_OK;
+        sq_log_copier_counts(st->copier, &n_passes, &n_ends);
+    }
+    atomic_store(&is_done, true);
+    for (unsigned i = 0; i < 3; i++)
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    for (unsigned i = 0; i < 3; i++)
+        assert_int_equal(args[i].n_failed, 0);
+    assert_true(n_passes >= 30);
+    assert_int_equal(n_refused, 0);
+}
+
 static void test_readers_not_blocked_by_writer(void **state)
 {
     struct fixture *f = *state;
@@ -2338,9 +2522,10 @@ static void test_readers_not_blocked_by_writer(void **state)
 }
 
 /* Writes outside transactions (upload rows, webhook deliveries, peer cursors) hold the
- * writer mutex like transactions do: no checkpoint may start beside a write (SQLite's
- * WAL-reset bug, meta_sql.c). With MERIDIAN_STRICT_CHECKS set (meson.build) the store
- * stops on a write without it (check_write_locked), so running each one is the check. */
+ * writer mutex like transactions do: no checkpoint may start beside a write that may start
+ * the log over (SQLite's WAL-reset bug, meta_sql.c). With MERIDIAN_STRICT_CHECKS set
+ * (meson.build) the store stops on a write without it (check_write_locked), so running
+ * each one is the check. */
 static void test_autocommit_writes_hold_the_writer_mutex(void **state)
 {
     struct fixture *f = *state;
@@ -3133,6 +3318,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stored_payloads_served_as_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_one_winner, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_copier_copies_beside_the_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_compaction_is_not_refused_beside_the_copier,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_readers_not_blocked_by_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_create_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_caps_hold_under_concurrent_starts, setup,

@@ -397,6 +397,116 @@ static bool pg_reachable(void)
     return true;
 }
 
+/* The log copier's driver ops (SQLite; log_copier.c): a copy beside the writes never goes
+ * past the pin's snapshot, and the SQLite behaviour its safety stands on. The write-ahead
+ * log's header holds at bytes 12-15 the checkpoint sequence number, which goes up each
+ * time a write starts the log over. */
+static uint32_t log_restarts(const char *target)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s-wal", target);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    unsigned char h[16];
+    assert_int_equal(fread(h, 1, sizeof(h), fp), sizeof(h));
+    fclose(fp);
+    return (uint32_t)h[12] << 24 | (uint32_t)h[13] << 16 | (uint32_t)h[14] << 8 | h[15];
+}
+
+static void commit_rows(struct fixture *f, int n)
+{
+    static int next;
+    for (int i = 0; i < n; i++) {
+        char sql[128];
+        snprintf(sql, sizeof(sql), "INSERT INTO t(k, b) VALUES ('r%d', randomblob(3000))", next++);
+        assert_int_equal(f->drv->begin(f->db, true), SQL_OK);
+        assert_int_equal(f->drv->exec(f->db, sql), SQL_OK);
+        assert_int_equal(f->drv->commit(f->db), SQL_OK);
+    }
+}
+
+struct copy_conns {
+    struct sql_db *pin, *copy;
+};
+
+static void open_copy_conns(struct fixture *f, struct copy_conns *cc)
+{
+    struct err e = {0};
+    assert_int_equal(f->drv->exec(f->db, "PRAGMA journal_mode = WAL"), SQL_OK);
+    assert_int_equal(f->drv->open(f->target, &cc->pin, &e), 0);
+    assert_int_equal(f->drv->open(f->target, &cc->copy, &e), 0);
+}
+
+static void close_copy_conns(struct fixture *f, struct copy_conns *cc)
+{
+    f->drv->close(cc->pin);
+    f->drv->close(cc->copy);
+}
+
+/* A pin that found part of the log not copied: a copy stops at its snapshot, and while it
+ * is open a write that finds the log copied to its end cannot start it over. */
+static void test_sqlite_log_copy_stops_at_the_pin(void **state)
+{
+    struct fixture *f = *state;
+    const struct sql_driver *drv = f->drv;
+    struct copy_conns cc;
+    open_copy_conns(f, &cc);
+    commit_rows(f, 5);
+    uint64_t n_commits = drv->log_commits(f->db);
+    assert_true(n_commits >= 5);
+    int64_t at_pin = drv->log_pages(f->db);
+    assert_true(at_pin > 0);
+    assert_int_equal(drv->pin(cc.pin, true), SQL_OK);
+    commit_rows(f, 3);
+    assert_int_equal(drv->log_commits(f->db), n_commits + 3);
+    int64_t n_copied = 0, n_log = 0;
+    assert_int_equal(drv->copy_log(cc.copy, false, &n_copied, &n_log), SQL_OK);
+    assert_int_equal(n_log, drv->log_pages(f->db));
+    assert_true(n_log > at_pin);
+    assert_int_equal(n_copied, at_pin); /* up to the pin's snapshot, not past it */
+
+    /* Copied to the end under the pin, then a write: the log is not started over. */
+    assert_int_equal(drv->pin(cc.pin, false), SQL_OK);
+    assert_int_equal(drv->pin(cc.pin, true), SQL_OK);
+    assert_int_equal(drv->copy_log(cc.copy, true, &n_copied, &n_log), SQL_OK);
+    assert_int_equal(n_copied, n_log);
+    uint32_t restarts = log_restarts(f->target);
+    commit_rows(f, 1);
+    assert_int_equal(log_restarts(f->target), restarts);
+    /* Without the pin, the same steps start it over. */
+    assert_int_equal(drv->pin(cc.pin, false), SQL_OK);
+    assert_int_equal(drv->copy_log(cc.copy, true, &n_copied, &n_log), SQL_OK);
+    assert_int_equal(n_copied, n_log);
+    commit_rows(f, 1);
+    assert_int_equal(log_restarts(f->target), restarts + 1);
+    close_copy_conns(f, &cc);
+}
+
+/* A pin that found the log copied to its end: the next write starts the log over (the
+ * pin reads the database file alone), and after it no copy copies anything while the pin
+ * is open, so the log cannot be copied to its end again. */
+static void test_sqlite_log_copy_after_a_restart_copies_nothing(void **state)
+{
+    struct fixture *f = *state;
+    const struct sql_driver *drv = f->drv;
+    struct copy_conns cc;
+    open_copy_conns(f, &cc);
+    commit_rows(f, 5);
+    int64_t n_copied = 0, n_log = 0;
+    assert_int_equal(drv->copy_log(cc.copy, true, &n_copied, &n_log), SQL_OK);
+    assert_true(n_log > 0);
+    assert_int_equal(n_copied, n_log);
+    uint32_t restarts = log_restarts(f->target);
+    assert_int_equal(drv->pin(cc.pin, true), SQL_OK);
+    commit_rows(f, 2);
+    assert_int_equal(log_restarts(f->target), restarts + 1);
+    assert_int_equal(drv->copy_log(cc.copy, false, &n_copied, &n_log), SQL_OK);
+    assert_true(n_log > 0);
+    assert_int_equal(n_copied, 0);
+    assert_int_equal(drv->pin(cc.pin, false), SQL_OK);
+    close_copy_conns(f, &cc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -404,6 +514,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_statements_run_in_any_order, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_transactions, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_errors_map_into_err, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_log_copy_stops_at_the_pin, setup_sqlite,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_log_copy_after_a_restart_copies_nothing,
+                                        setup_sqlite, teardown),
     };
     int failed = cmocka_run_group_tests_name("sqlite", tests, NULL, NULL);
     if (!pg_reachable())
