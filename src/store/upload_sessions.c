@@ -11,6 +11,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,13 +20,43 @@
 #include "metrics.h"
 #include "util.h"
 
+/* Sessions whose claim this node could not give up (its database connection was lost on
+ * the way): the server may hold it on the dead connection until it notices, and until then
+ * no request is using the session. Kept so that a request finding such a claim is told to
+ * retry (503), not that the session is in use; a ring of the most recent ones. */
+#define STRANDED_MAX 16
+
 struct upload_sessions {
     struct blobstore *bs;
     struct metastore *ms;
     pthread_mutex_t mu;
     struct upload_state *head;
     size_t max_idle;
+    char stranded[STRANDED_MAX][33]; /* under mu */
+    size_t n_stranded;               /* under mu: the next slot, mod STRANDED_MAX */
 };
+
+static void stranded_note(struct upload_sessions *us, const char *id, bool is_stranded)
+{
+    AZ(pthread_mutex_lock(&us->mu));
+    for (size_t i = 0; i < STRANDED_MAX; i++) {
+        if (strcmp(us->stranded[i], id) == 0)
+            us->stranded[i][0] = '\0';
+    }
+    if (is_stranded)
+        snprintf(us->stranded[us->n_stranded++ % STRANDED_MAX], 33, "%s", id);
+    AZ(pthread_mutex_unlock(&us->mu));
+}
+
+static bool is_stranded(struct upload_sessions *us, const char *id)
+{
+    bool found = false;
+    AZ(pthread_mutex_lock(&us->mu));
+    for (size_t i = 0; i < STRANDED_MAX && !found; i++)
+        found = strcmp(us->stranded[i], id) == 0;
+    AZ(pthread_mutex_unlock(&us->mu));
+    return found;
+}
 
 struct upload_sessions *upload_sessions_new(struct blobstore *bs, struct metastore *ms)
 {
@@ -195,8 +226,10 @@ static int claim(struct upload_sessions *us, const char *id, long wait_ms, struc
         bool is_held = false;
         if (us->ms->ops->upload_claim(us->ms, id, true, &is_held, e) != 0)
             return -1;
-        if (is_held)
+        if (is_held) {
+            stranded_note(us, id, false);
             return 0;
+        }
         struct err ge = {0};
         if (us->ms->ops->upload_get(us->ms, id, NULL, NULL, &ge) != 0 &&
             ge.code == ERR_BLOB_UPLOAD_UNKNOWN)
@@ -205,6 +238,9 @@ static int claim(struct upload_sessions *us, const char *id, long wait_ms, struc
             break;
         pause_ms(pause);
     }
+    if (is_stranded(us, id))
+        return err_set(e, ERR_UNAVAILABLE, "upload session is held by a lost database "
+                                           "connection; retry later");
     return err_set(e, ERR_BLOB_UPLOAD_INVALID, "upload session is in use by another request");
 }
 
@@ -212,9 +248,11 @@ static void unclaim(struct upload_sessions *us, const char *id)
 {
     struct err e = {0};
     bool is_held;
-    if (us->ms->ops->upload_claim(us->ms, id, false, &is_held, &e) != 0)
+    if (us->ms->ops->upload_claim(us->ms, id, false, &is_held, &e) != 0) {
         log_warn("uploads", "failed to give up the claim on upload session %s: %s", id,
                  err_message(&e));
+        stranded_note(us, id, true);
+    }
 }
 
 /* Gives back a session taken by acquire that failed before use; returns -1. */
