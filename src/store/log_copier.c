@@ -149,8 +149,13 @@ static void unpin(struct sq_log_copier *cp)
     drv->close(cp->pin);
     cp->pin = NULL;
     struct err e = {0};
-    if (drv->open(cp->st->path, &cp->pin, &e) != 0)
-        cp->pin = NULL; /* no more passes (pass checks) */
+    if (drv->open(cp->st->path, &cp->pin, &e) == 0)
+        return;
+    /* No more passes (pass checks): the commit hook ends the log again at SQLite's limit. */
+    cp->pin = NULL;
+    if (cp->attached != NULL)
+        drv->copier_attach(cp->attached, false);
+    cp->attached = NULL;
 }
 
 static void pass(struct sq_log_copier *cp)
