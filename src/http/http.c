@@ -84,7 +84,7 @@ struct http_server {
     struct conn_watch *watches; /* under watch_mu */
     size_t n_watches;           /* open connections; under watch_mu */
     size_t n_watches_peak;      /* most open since the last malloc_trim; under watch_mu */
-    bool is_trim_due;           /* trim again at the next tick; under watch_mu */
+    int trims_due;              /* ticks left that trim again after a burst; under watch_mu */
     bool is_watch_stopping;     /* under watch_mu */
     pthread_t watchdog;
     bool has_watchdog;
@@ -724,6 +724,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 
 /* Connections that must have closed since the busiest moment before memory is trimmed. */
 #define TRIM_AFTER_CLOSED 64
+/* Ticks (250 ms) after a burst that trim again, for pools libmicrohttpd frees late. */
+#define TRIMS_AFTER_BURST 8
 
 static void *watchdog_loop(void *arg)
 {
@@ -764,14 +766,14 @@ static void *watchdog_loop(void *arg)
                      n_slow_bodies, (long long)(s->body_timeout_ns / 1000000000),
                      (unsigned long long)s->body_min_rate);
         bool is_burst_closed = s->n_watches_peak >= s->n_watches + TRIM_AFTER_CLOSED;
-        if (is_burst_closed || s->is_trim_due) {
+        if (is_burst_closed || s->trims_due > 0) {
             /* A burst of connections has closed. Their 32 KiB pools were malloc'd
              * (http_server_start) and glibc keeps freed chunks inside its arenas: hand
              * the whole free pages back, as munmap did when the pools were mmap'd. A
-             * connection leaves the watch list before libmicrohttpd frees its pool, so
-             * pools freed after this trim are handed back by a second one, a tick later
-             * (without it a burst closing at once kept ~10 MiB now and then). */
-            s->is_trim_due = is_burst_closed;
+             * connection leaves the watch list before libmicrohttpd frees its pool, and a
+             * busy worker frees it late: the ticks of the next two seconds trim again
+             * (with one more tick only, a loaded machine now and then kept ~10 MiB). */
+            s->trims_due = is_burst_closed ? TRIMS_AFTER_BURST : s->trims_due - 1;
             s->n_watches_peak = s->n_watches;
             AZ(pthread_mutex_unlock(&s->watch_mu));
             malloc_trim(0);

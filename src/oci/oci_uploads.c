@@ -285,7 +285,8 @@ static void start_upload(struct http_req *req)
         return;
     }
     struct upload_state *st;
-    if (upload_sessions_acquire(reg->uploads, id, req->repo, &st, &e) != 0) {
+    if (upload_sessions_acquire(reg->uploads, id, req->repo, UPLOAD_SESSIONS_WAIT_MS, &st,
+                                &e) != 0) {
         http_reply_err(req, &e);
         return;
     }
@@ -316,7 +317,8 @@ int oci_upload_headers(struct http_req *req)
         http_reply_err(req, &e);
         return -1;
     }
-    if (upload_sessions_acquire(reg->uploads, req->ref, req->repo, &st, &e) != 0) {
+    if (upload_sessions_acquire(reg->uploads, req->ref, req->repo,
+                                is_get ? 0 : UPLOAD_SESSIONS_WAIT_MS, &st, &e) != 0) {
         /* Held by another request: the only BLOB_UPLOAD_INVALID acquire answers. */
         if (is_get && e.code == ERR_BLOB_UPLOAD_INVALID && reply_status_of_held(req))
             return 0;

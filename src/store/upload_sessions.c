@@ -9,6 +9,7 @@
  * the shared metastore across the nodes of a region (see claim). */
 #include "upload_sessions.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -30,6 +31,8 @@ struct upload_sessions {
     struct blobstore *bs;
     struct metastore *ms;
     pthread_mutex_t mu;
+    pthread_cond_t idle_cv; /* a state went idle or left the list (CLOCK_MONOTONIC) */
+    size_t n_waiting;       /* under mu: requests waiting on idle_cv */
     struct upload_state *head;
     size_t max_idle;
     char stranded[STRANDED_MAX][33]; /* under mu */
@@ -65,6 +68,11 @@ struct upload_sessions *upload_sessions_new(struct blobstore *bs, struct metasto
     us->ms = ms;
     us->max_idle = UPLOAD_SESSIONS_MAX_IDLE;
     AZ(pthread_mutex_init(&us->mu, NULL));
+    pthread_condattr_t ca;
+    AZ(pthread_condattr_init(&ca));
+    AZ(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC));
+    AZ(pthread_cond_init(&us->idle_cv, &ca));
+    AZ(pthread_condattr_destroy(&ca));
     return us;
 }
 
@@ -91,6 +99,7 @@ void upload_sessions_free(struct upload_sessions *us)
         us->head = st->next;
         state_free(us, st);
     }
+    pthread_cond_destroy(&us->idle_cv);
     pthread_mutex_destroy(&us->mu);
     free(us);
 }
@@ -106,8 +115,10 @@ static struct upload_state *find(struct upload_sessions *us, const char *id)
 }
 
 /* Caller holds us->mu. */
+/* Caller holds us->mu. Wakes the requests waiting for the session to be given up. */
 static void unlink_state(struct upload_sessions *us, struct upload_state *st)
 {
+    AZ(pthread_cond_broadcast(&us->idle_cv));
     for (struct upload_state **pp = &us->head; *pp; pp = &(*pp)->next) {
         if (*pp == st) {
             *pp = st->next;
@@ -198,13 +209,6 @@ static bool is_valid_id(const char *id)
     return true;
 }
 
-/* How long a request waits for a claim another node holds. A node killed in the middle
- * of a request keeps its claims until the database notices its connection closed, a few
- * milliseconds later: a client that resumes through another node at once (as it may)
- * would otherwise be told the session is in use. A live holder still gets its one request
- * at a time: the waiter then finds the session moved on (416) or, past the wait, in use. */
-#define CLAIM_WAIT_MS 1000
-
 static void pause_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
@@ -215,13 +219,13 @@ static void pause_ms(long ms)
  * receive requests of one upload, and the busy flag only covers this node. The claim
  * (ms_upload_claim_f) is taken after the busy flag and given up before it is cleared,
  * so one request of this node holds both at once; another node's request finds the
- * claim held and, after waiting up to wait_ms for it, gets the same answer as a second
- * request here, unless the holder is a sweep that already deleted the session's row
- * (upload_sessions_expire): then the session is gone for the client, 404
- * BLOB_UPLOAD_UNKNOWN, not "in use". */
-static int claim(struct upload_sessions *us, const char *id, long wait_ms, struct err *e)
+ * claim held and, after waiting for it until deadline_ns (CLOCK_MONOTONIC), gets the
+ * same answer as a second request here, unless the holder is a sweep that already
+ * deleted the session's row (upload_sessions_expire): then the session is gone for the
+ * client, 404 BLOB_UPLOAD_UNKNOWN, not "in use". */
+static int claim(struct upload_sessions *us, const char *id, int64_t deadline_ns,
+                 struct err *e)
 {
-    int64_t deadline_ns = util_mono_ns() + wait_ms * 1000000L;
     for (long pause = 2;; pause = pause < 50 ? pause * 2 : 100) {
         bool is_held = false;
         if (us->ms->ops->upload_claim(us->ms, id, true, &is_held, e) != 0)
@@ -263,6 +267,7 @@ static int release_busy(struct upload_sessions *us, struct upload_state *st, boo
     AZ(pthread_mutex_lock(&us->mu));
     st->is_busy = false;
     st->is_expiring = false;
+    AZ(pthread_cond_broadcast(&us->idle_cv));
     AZ(pthread_mutex_unlock(&us->mu));
     return -1;
 }
@@ -286,15 +291,36 @@ static bool is_current(struct upload_sessions *us, struct upload_state *st, stru
     return acked < 0 || (uint64_t)acked == st->offset;
 }
 
+/* Caller holds us->mu. Waits for a state to go idle or leave the list until deadline_ns
+ * (CLOCK_MONOTONIC); false once it has passed. */
+static bool wait_idle(struct upload_sessions *us, int64_t deadline_ns)
+{
+    if (util_mono_ns() >= deadline_ns)
+        return false;
+    struct timespec until = {.tv_sec = deadline_ns / 1000000000,
+                             .tv_nsec = deadline_ns % 1000000000};
+    us->n_waiting++;
+    int rc = pthread_cond_timedwait(&us->idle_cv, &us->mu, &until);
+    us->n_waiting--;
+    ASSERT(rc == 0 || rc == ETIMEDOUT);
+    return true; /* the caller looks again; the next call sees the deadline */
+}
+
 int upload_sessions_acquire(struct upload_sessions *us, const char *id, const char *repo,
-                            struct upload_state **out, struct err *e)
+                            long wait_ms, struct upload_state **out, struct err *e)
 {
     *out = NULL;
     if (!is_valid_id(id))
         return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
+    int64_t deadline_ns = util_mono_ns() + wait_ms * 1000000L;
     bool is_claimed = false;
     AZ(pthread_mutex_lock(&us->mu));
     struct upload_state *st = find(us, id);
+    /* Held by another request of this node: a client whose connection broke mid-body
+     * resumes at once (as it may, told the acknowledged size by a status request), while
+     * the broken request is still cutting its bytes away. */
+    while (st && st->is_busy && !st->is_expiring && wait_idle(us, deadline_ns))
+        st = find(us, id);
     if (st) {
         if (st->is_busy) {
             bool is_expiring = st->is_expiring;
@@ -310,7 +336,7 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
         }
         st->is_busy = true;
         AZ(pthread_mutex_unlock(&us->mu));
-        if (claim(us, id, CLAIM_WAIT_MS, e) != 0)
+        if (claim(us, id, deadline_ns, e) != 0)
             return release_busy(us, st, false);
         is_claimed = true;
         if (is_current(us, st, e)) {
@@ -332,7 +358,7 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     /* Not in memory: load it from storage, then publish it unless another request
      * loaded it meanwhile. The claim comes first: no other node appends while the size is
      * read. */
-    if (!is_claimed && claim(us, id, CLAIM_WAIT_MS, e) != 0)
+    if (!is_claimed && claim(us, id, deadline_ns, e) != 0)
         return -1;
     int64_t acked = -1;
     uint64_t size = 0;
@@ -386,11 +412,19 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     return 0;
 }
 
+size_t upload_sessions_waiting(struct upload_sessions *us)
+{
+    AZ(pthread_mutex_lock(&us->mu));
+    size_t n = us->n_waiting;
+    AZ(pthread_mutex_unlock(&us->mu));
+    return n;
+}
+
 int upload_sessions_acquire_or_create(struct upload_sessions *us, const char *id,
                                       const char *repo, int64_t ttl_s,
                                       struct upload_state **out, struct err *e)
 {
-    if (upload_sessions_acquire(us, id, repo, out, e) == 0)
+    if (upload_sessions_acquire(us, id, repo, UPLOAD_SESSIONS_WAIT_MS, out, e) == 0)
         return 0;
     if (e->code != ERR_BLOB_UPLOAD_UNKNOWN || !is_valid_id(id))
         return -1;
@@ -412,7 +446,7 @@ int upload_sessions_acquire_or_create(struct upload_sessions *us, const char *id
         0)
         return -1;
     metrics_uploads_in_progress_add(1);
-    return upload_sessions_acquire(us, id, repo, out, e);
+    return upload_sessions_acquire(us, id, repo, UPLOAD_SESSIONS_WAIT_MS, out, e);
 }
 
 void upload_sessions_release(struct upload_sessions *us, struct upload_state *st)
@@ -427,6 +461,7 @@ void upload_sessions_release(struct upload_sessions *us, struct upload_state *st
     unclaim(us, st->id);
     AZ(pthread_mutex_lock(&us->mu));
     st->is_busy = false;
+    AZ(pthread_cond_broadcast(&us->idle_cv));
     /* To the front (most recently used), then past max_idle idle states the rest of the
      * idle ones leave the list; they are closed after the lock is given up. */
     unlink_state(us, st);

@@ -59,12 +59,25 @@ size_t upload_sessions_remove_orphans(struct upload_sessions *us);
 size_t upload_sessions_sweep_singles(struct upload_sessions *us,
                                      const struct meta_name_list *seen_before,
                                      struct meta_name_list *seen_now);
-/* Takes exclusive use of session id of repo. ERR_BLOB_UPLOAD_UNKNOWN if there is no
- * such session for repo, ERR_BLOB_UPLOAD_INVALID if another request holds it. A client
- * session loaded from storage (after a restart) is cut back to the size last
- * acknowledged to its client: bytes of a request that a crash interrupted are dropped. */
+/* How long a request that writes to a session waits for another request to give it up.
+ * A request whose client went away mid-body still holds its session while it cuts its
+ * bytes away, and on the scale-out tier a node killed mid-request keeps its claim until
+ * the database notices its connection closed, a few milliseconds later: a client that
+ * resumes at once (as it may) would otherwise be told the session is in use. A live
+ * holder still gets its one request at a time: the waiter then finds the session moved
+ * on (416) or, past the wait, in use. */
+#define UPLOAD_SESSIONS_WAIT_MS 1000
+
+/* Takes exclusive use of session id of repo, waiting up to wait_ms for another request
+ * to give it up (0: a status request, which answers with the acknowledged size instead).
+ * ERR_BLOB_UPLOAD_UNKNOWN if there is no such session for repo, ERR_BLOB_UPLOAD_INVALID
+ * if another request still holds it. A client session loaded from storage (after a
+ * restart) is cut back to the size last acknowledged to its client: bytes of a request
+ * that a crash interrupted are dropped. */
 int upload_sessions_acquire(struct upload_sessions *us, const char *id, const char *repo,
-                            struct upload_state **out, struct err *e);
+                            long wait_ms, struct upload_state **out, struct err *e);
+/* Requests waiting in acquire for a session this node's requests hold (for tests). */
+size_t upload_sessions_waiting(struct upload_sessions *us);
 /* Like acquire, but creates session id (a caller-chosen 32-hex id) for repo when it
  * does not exist: replication fetches name their session after the blob's digest so
  * that a transfer broken by a crash resumes from the bytes already on disk. */

@@ -14,6 +14,8 @@
 
 #include <ftw.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,7 +119,7 @@ static void make_session(struct fixture *f, char id[33])
     struct err e = {0};
     assert_int_equal(upload_sessions_create(f->us, "r", 3600, "127.0.0.1", false, NULL, id, &e), 0);
     struct upload_state *st = NULL;
-    assert_int_equal(upload_sessions_acquire(f->us, id, "r", &st, &e), 0);
+    assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
     assert_int_equal(upload_sessions_append(f->us, st, "abc", 3, &e), 0);
     assert_int_equal(upload_sessions_acknowledge(f->us, st, &e), 0);
     upload_sessions_release(f->us, st);
@@ -127,7 +129,7 @@ static int acquire_code(struct fixture *f, const char *id)
 {
     struct upload_state *st = NULL;
     struct err e = {0};
-    if (upload_sessions_acquire(f->us, id, "r", &st, &e) == 0) {
+    if (upload_sessions_acquire(f->us, id, "r", 0, &st, &e) == 0) {
         upload_sessions_release(f->us, st);
         return 0;
     }
@@ -202,11 +204,86 @@ static void test_session_a_request_holds_is_in_use(void **state)
     make_session(f, id);
     struct upload_state *st = NULL;
     struct err e = {0};
-    assert_int_equal(upload_sessions_acquire(f->us, id, "r", &st, &e), 0);
+    assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
     assert_int_equal(upload_sessions_expire(f->us, id), -1);
     assert_int_equal(acquire_code(f, id), ERR_BLOB_UPLOAD_INVALID);
     upload_sessions_release(f->us, st);
     assert_int_equal(acquire_code(f, id), 0);
+}
+
+struct writer_arg {
+    struct fixture *f;
+    const char *id;
+    long wait_ms;
+    int code;        /* -1 (taken) or the error code */
+    uint64_t offset; /* where the session resumed, when taken */
+    atomic_bool is_done;
+};
+
+static void *writer(void *p)
+{
+    struct writer_arg *a = p;
+    struct upload_state *st = NULL;
+    struct err e = {0};
+    if (upload_sessions_acquire(a->f->us, a->id, "r", a->wait_ms, &st, &e) != 0) {
+        a->code = e.code;
+    } else {
+        a->offset = st->offset;
+        upload_sessions_release(a->f->us, st);
+    }
+    atomic_store(&a->is_done, true);
+    return NULL;
+}
+
+/* A request holds the session and is failing (its client went away mid-body; it cuts its
+ * unacknowledged bytes away): a writing request that came meanwhile waits for it and
+ * resumes where the holder left the session. A status request does not wait. */
+static void test_a_writing_request_waits_for_the_holder(void **state)
+{
+    struct fixture *f = *state;
+    char id[33];
+    make_session(f, id);
+    struct upload_state *st = NULL;
+    struct err e = {0};
+    assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
+    assert_int_equal(upload_sessions_append(f->us, st, "defg", 4, &e), 0);
+
+    struct writer_arg a = {.f = f, .id = id, .wait_ms = 60 * 1000, .code = -1};
+    pthread_t t;
+    AZ(pthread_create(&t, NULL, writer, &a));
+    while (upload_sessions_waiting(f->us) == 0 && !atomic_load(&a.is_done))
+        sched_yield();
+    assert_false(atomic_load(&a.is_done)); /* it waits, and is not told "in use" */
+    assert_int_equal(acquire_code(f, id), ERR_BLOB_UPLOAD_INVALID);
+
+    assert_int_equal(upload_sessions_truncate(f->us, st, 3, &e), 0);
+    upload_sessions_release(f->us, st);
+    AZ(pthread_join(t, NULL));
+    assert_int_equal(a.code, -1);
+    assert_int_equal(a.offset, 3);
+}
+
+/* A holder that keeps the session past the wait (a client stalled mid-body): the
+ * waiting request is told it is in use, and the holder's session is untouched. */
+static void test_a_writing_request_gives_up_after_its_wait(void **state)
+{
+    struct fixture *f = *state;
+    char id[33];
+    make_session(f, id);
+    struct upload_state *st = NULL;
+    struct err e = {0};
+    assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
+    struct writer_arg a = {.f = f, .id = id, .wait_ms = 50, .code = -1};
+    writer(&a);
+    assert_int_equal(a.code, ERR_BLOB_UPLOAD_INVALID);
+    assert_int_equal(upload_sessions_waiting(f->us), 0);
+    assert_int_equal(upload_sessions_append(f->us, st, "d", 1, &e), 0);
+    assert_int_equal(upload_sessions_acknowledge(f->us, st, &e), 0);
+    upload_sessions_release(f->us, st);
+    a = (struct writer_arg){.f = f, .id = id, .wait_ms = 0, .code = -1};
+    writer(&a);
+    assert_int_equal(a.code, -1);
+    assert_int_equal(a.offset, 4);
 }
 
 /* Descriptors of this process open on the store's upload files. */
@@ -241,7 +318,7 @@ static void test_idle_sessions_past_the_cap_are_closed_and_resume(void **state)
 
     struct upload_state *st = NULL;
     struct err e = {0};
-    assert_int_equal(upload_sessions_acquire(f->us, ids[0], "r", &st, &e), 0);
+    assert_int_equal(upload_sessions_acquire(f->us, ids[0], "r", 0, &st, &e), 0);
     assert_int_equal(st->offset, 3);
     assert_int_equal(upload_sessions_append(f->us, st, "def", 3, &e), 0);
     assert_int_equal(upload_sessions_acknowledge(f->us, st, &e), 0);
@@ -250,7 +327,7 @@ static void test_idle_sessions_past_the_cap_are_closed_and_resume(void **state)
     assert_int_equal(upload_sessions_commit(f->us, st, &want, &e), 0);
     upload_sessions_delete(f->us, st);
     /* a busy session is never closed under its request, however many are idle */
-    assert_int_equal(upload_sessions_acquire(f->us, ids[1], "r", &st, &e), 0);
+    assert_int_equal(upload_sessions_acquire(f->us, ids[1], "r", 0, &st, &e), 0);
     upload_sessions_set_max_idle(f->us, 0);
     assert_int_equal(acquire_code(f, ids[2]), 0);
     assert_int_equal(open_upload_files(f), 1);
@@ -258,7 +335,7 @@ static void test_idle_sessions_past_the_cap_are_closed_and_resume(void **state)
     assert_int_equal(upload_sessions_acknowledge(f->us, st, &e), 0);
     upload_sessions_release(f->us, st);
     assert_int_equal(open_upload_files(f), 0);
-    assert_int_equal(upload_sessions_acquire(f->us, ids[1], "r", &st, &e), 0);
+    assert_int_equal(upload_sessions_acquire(f->us, ids[1], "r", 0, &st, &e), 0);
     assert_int_equal(st->offset, 4);
     upload_sessions_release(f->us, st);
 }
@@ -310,7 +387,7 @@ static void test_a_capped_client_replaces_its_oldest_idle_session(void **state)
     age_session(f, b, UPLOAD_SESSIONS_REPLACE_AFTER_S + 5);
     struct upload_state *st = NULL;
     struct err e = {0};
-    assert_int_equal(upload_sessions_acquire(f->us, b, "r", &st, &e), 0);
+    assert_int_equal(upload_sessions_acquire(f->us, b, "r", 0, &st, &e), 0);
     assert_int_equal(create_code(f, &caps, d), ERR_TOOMANYREQUESTS);
     upload_sessions_release(f->us, st);
     assert_int_equal(create_code(f, &caps, d), 0);
@@ -336,6 +413,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_another_node_sweeps_is_unknown, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_session_a_request_holds_is_in_use, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_writing_request_waits_for_the_holder, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_writing_request_gives_up_after_its_wait, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_idle_sessions_past_the_cap_are_closed_and_resume,
                                         setup, teardown),
