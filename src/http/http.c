@@ -1031,6 +1031,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int status = req->status;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status == 0)
         status = 499; /* client went away before a reply */
+    /* What the request took for its body (an upload session) is given back before its
+     * line is logged: once the log says a request ended, nothing of it is still held. */
+    if (req->sink_cleanup) {
+        req->sink_cleanup(req);
+        req->sink_cleanup = NULL;
+    }
     if (!req->is_counted)
         metrics_count_request((enum route_id)req->route, req->method, status, req->body_bytes,
                               0);

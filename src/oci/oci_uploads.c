@@ -71,6 +71,7 @@ static void end_failed(struct http_req *req, struct upload_req *u)
     struct err e = {0};
     if (u->st == NULL)
         return;
+    upload_sessions_ending(req->reg->uploads, u->st);
     if (u->is_single_request) {
         upload_sessions_delete(req->reg->uploads, u->st);
     } else {

@@ -219,29 +219,49 @@ static void pause_ms(long ms)
  * receive requests of one upload, and the busy flag only covers this node. The claim
  * (ms_upload_claim_f) is taken after the busy flag and given up before it is cleared,
  * so one request of this node holds both at once; another node's request finds the
- * claim held and, after waiting for it until deadline_ns (CLOCK_MONOTONIC), gets the
- * same answer as a second request here, unless the holder is a sweep that already
- * deleted the session's row (upload_sessions_expire): then the session is gone for the
- * client, 404 BLOB_UPLOAD_UNKNOWN, not "in use". */
+ * claim held and, after waiting for it until deadline_ns (CLOCK_MONOTONIC; one of at most
+ * UPLOAD_SESSIONS_MAX_WAITING requests, or not at all), gets the same answer as a second
+ * request here, unless the holder is a sweep that already deleted the session's row
+ * (upload_sessions_expire): then the session is gone for the client, 404
+ * BLOB_UPLOAD_UNKNOWN, not "in use". */
 static int claim(struct upload_sessions *us, const char *id, int64_t deadline_ns,
                  struct err *e)
 {
-    for (long pause = 2;; pause = pause < 50 ? pause * 2 : 100) {
+    bool is_waiting = false; /* counted in n_waiting */
+    int rc = 1;
+    for (long pause = 2; rc == 1; pause = pause < 50 ? pause * 2 : 100) {
         bool is_held = false;
-        if (us->ms->ops->upload_claim(us->ms, id, true, &is_held, e) != 0)
-            return -1;
-        if (is_held) {
-            stranded_note(us, id, false);
-            return 0;
-        }
         struct err ge = {0};
-        if (us->ms->ops->upload_get(us->ms, id, NULL, NULL, &ge) != 0 &&
-            ge.code == ERR_BLOB_UPLOAD_UNKNOWN)
-            return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
-        if (util_mono_ns() >= deadline_ns)
-            break;
-        pause_ms(pause);
+        if (us->ms->ops->upload_claim(us->ms, id, true, &is_held, e) != 0) {
+            rc = -1;
+        } else if (is_held) {
+            stranded_note(us, id, false);
+            rc = 0;
+        } else if (us->ms->ops->upload_get(us->ms, id, NULL, NULL, &ge) != 0 &&
+                   ge.code == ERR_BLOB_UPLOAD_UNKNOWN) {
+            rc = err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, NULL);
+        } else if (util_mono_ns() >= deadline_ns) {
+            rc = 2;
+        } else {
+            AZ(pthread_mutex_lock(&us->mu));
+            if (!is_waiting && us->n_waiting < UPLOAD_SESSIONS_MAX_WAITING) {
+                us->n_waiting++;
+                is_waiting = true;
+            }
+            AZ(pthread_mutex_unlock(&us->mu));
+            if (is_waiting)
+                pause_ms(pause);
+            else
+                rc = 2; /* enough requests wait already: answer at once */
+        }
     }
+    if (is_waiting) {
+        AZ(pthread_mutex_lock(&us->mu));
+        us->n_waiting--;
+        AZ(pthread_mutex_unlock(&us->mu));
+    }
+    if (rc != 2)
+        return rc;
     if (is_stranded(us, id))
         return err_set(e, ERR_UNAVAILABLE, "upload session is held by a lost database "
                                            "connection; retry later");
@@ -267,6 +287,7 @@ static int release_busy(struct upload_sessions *us, struct upload_state *st, boo
     AZ(pthread_mutex_lock(&us->mu));
     st->is_busy = false;
     st->is_expiring = false;
+    st->is_ending = false;
     AZ(pthread_cond_broadcast(&us->idle_cv));
     AZ(pthread_mutex_unlock(&us->mu));
     return -1;
@@ -295,7 +316,7 @@ static bool is_current(struct upload_sessions *us, struct upload_state *st, stru
  * (CLOCK_MONOTONIC); false once it has passed. */
 static bool wait_idle(struct upload_sessions *us, int64_t deadline_ns)
 {
-    if (util_mono_ns() >= deadline_ns)
+    if (util_mono_ns() >= deadline_ns || us->n_waiting >= UPLOAD_SESSIONS_MAX_WAITING)
         return false;
     struct timespec until = {.tv_sec = deadline_ns / 1000000000,
                              .tv_nsec = deadline_ns % 1000000000};
@@ -316,10 +337,11 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     bool is_claimed = false;
     AZ(pthread_mutex_lock(&us->mu));
     struct upload_state *st = find(us, id);
-    /* Held by another request of this node: a client whose connection broke mid-body
-     * resumes at once (as it may, told the acknowledged size by a status request), while
-     * the broken request is still cutting its bytes away. */
-    while (st && st->is_busy && !st->is_expiring && wait_idle(us, deadline_ns))
+    /* Held by a request of this node that is ending: a client whose connection broke
+     * mid-body resumes at once (as it may, told the acknowledged size by a status request)
+     * while the broken request is still cutting its bytes away. That runs on the holder's
+     * own thread, never on this one; a live holder is not waited for. */
+    while (st && st->is_busy && st->is_ending && wait_idle(us, deadline_ns))
         st = find(us, id);
     if (st) {
         if (st->is_busy) {
@@ -412,6 +434,14 @@ int upload_sessions_acquire(struct upload_sessions *us, const char *id, const ch
     return 0;
 }
 
+void upload_sessions_ending(struct upload_sessions *us, struct upload_state *st)
+{
+    AZ(pthread_mutex_lock(&us->mu));
+    ASSERT(st->is_busy);
+    st->is_ending = true;
+    AZ(pthread_mutex_unlock(&us->mu));
+}
+
 size_t upload_sessions_waiting(struct upload_sessions *us)
 {
     AZ(pthread_mutex_lock(&us->mu));
@@ -461,6 +491,7 @@ void upload_sessions_release(struct upload_sessions *us, struct upload_state *st
     unclaim(us, st->id);
     AZ(pthread_mutex_lock(&us->mu));
     st->is_busy = false;
+    st->is_ending = false;
     AZ(pthread_cond_broadcast(&us->idle_cv));
     /* To the front (most recently used), then past max_idle idle states the rest of the
      * idle ones leave the list; they are closed after the lock is given up. */

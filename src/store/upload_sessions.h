@@ -23,6 +23,7 @@ struct upload_state {
     struct blobstore_upload *upload; /* the store's handle: bytes, running hash, staging */
     bool is_busy;
     bool is_expiring; /* busy because the sweep removes it: gone for the client */
+    bool is_ending;   /* busy, and its failed request is giving it back: wait for it */
     struct upload_state *next;
 };
 
@@ -59,24 +60,32 @@ size_t upload_sessions_remove_orphans(struct upload_sessions *us);
 size_t upload_sessions_sweep_singles(struct upload_sessions *us,
                                      const struct meta_name_list *seen_before,
                                      struct meta_name_list *seen_now);
-/* How long a request that writes to a session waits for another request to give it up.
- * A request whose client went away mid-body still holds its session while it cuts its
- * bytes away, and on the scale-out tier a node killed mid-request keeps its claim until
- * the database notices its connection closed, a few milliseconds later: a client that
- * resumes at once (as it may) would otherwise be told the session is in use. A live
- * holder still gets its one request at a time: the waiter then finds the session moved
- * on (416) or, past the wait, in use. */
+/* How long a request that writes to a session waits for a holder that is ending. A request
+ * whose client went away mid-body still holds its session while it cuts its bytes away,
+ * and on the scale-out tier a node killed mid-request keeps its claim until the database
+ * notices its connection closed, a few milliseconds later: a client that resumes at once
+ * (as it may) would otherwise be told the session is in use. A live holder still gets its
+ * one request at a time: a request of the same node is refused at once; one through
+ * another node (which cannot tell a live holder from a dead one) waits, then finds the
+ * session moved on (416) or, past the wait, in use. */
 #define UPLOAD_SESSIONS_WAIT_MS 1000
+/* Requests of this node that may wait at once; past them, a request is answered at once,
+ * so that requests at a held session cannot tie up every HTTP worker. */
+#define UPLOAD_SESSIONS_MAX_WAITING 4
 
-/* Takes exclusive use of session id of repo, waiting up to wait_ms for another request
- * to give it up (0: a status request, which answers with the acknowledged size instead).
+/* Takes exclusive use of session id of repo, waiting up to wait_ms for a holder that is
+ * ending (0: a status request, which answers with the acknowledged size instead).
  * ERR_BLOB_UPLOAD_UNKNOWN if there is no such session for repo, ERR_BLOB_UPLOAD_INVALID
  * if another request still holds it. A client session loaded from storage (after a
  * restart) is cut back to the size last acknowledged to its client: bytes of a request
  * that a crash interrupted are dropped. */
 int upload_sessions_acquire(struct upload_sessions *us, const char *id, const char *repo,
                             long wait_ms, struct upload_state **out, struct err *e);
-/* Requests waiting in acquire for a session this node's requests hold (for tests). */
+/* Marks a held session as being given back by its failed request (before the bytes it
+ * wrote are cut away): requests that come meanwhile wait for it instead of being told
+ * the session is in use. */
+void upload_sessions_ending(struct upload_sessions *us, struct upload_state *st);
+/* Requests of this node waiting in acquire for a session (for tests). */
 size_t upload_sessions_waiting(struct upload_sessions *us);
 /* Like acquire, but creates session id (a caller-chosen 32-hex id) for repo when it
  * does not exist: replication fetches name their session after the blob's digest so

@@ -247,6 +247,7 @@ static void test_a_writing_request_waits_for_the_holder(void **state)
     struct err e = {0};
     assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
     assert_int_equal(upload_sessions_append(f->us, st, "defg", 4, &e), 0);
+    upload_sessions_ending(f->us, st); /* its client went away: it cuts "defg" away */
 
     struct writer_arg a = {.f = f, .id = id, .wait_ms = 60 * 1000, .code = -1};
     pthread_t t;
@@ -263,8 +264,65 @@ static void test_a_writing_request_waits_for_the_holder(void **state)
     assert_int_equal(a.offset, 3);
 }
 
-/* A holder that keeps the session past the wait (a client stalled mid-body): the
- * waiting request is told it is in use, and the holder's session is untouched. */
+/* A live holder (a PATCH still streaming its body) is not waited for: a second request
+ * is told at once that the session is in use, so that requests at a held session cannot
+ * tie up the HTTP workers. */
+static void test_a_live_holder_is_not_waited_for(void **state)
+{
+    struct fixture *f = *state;
+    char id[33];
+    make_session(f, id);
+    struct upload_state *st = NULL;
+    struct err e = {0};
+    assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
+    int64_t start = util_mono_ns();
+    struct writer_arg a = {.f = f, .id = id, .wait_ms = 60 * 1000, .code = -1};
+    writer(&a);
+    assert_int_equal(a.code, ERR_BLOB_UPLOAD_INVALID);
+    assert_true(util_mono_ns() - start < 30 * 1000000000LL); /* not the minute's wait */
+    upload_sessions_release(f->us, st);
+}
+
+/* At most UPLOAD_SESSIONS_MAX_WAITING requests wait at once; the next is answered at
+ * once. Once the holder has ended, the waiters go on: one takes the session, and each of
+ * the others either takes it after that one or is told it is in use. */
+static void test_waiting_requests_are_capped(void **state)
+{
+    struct fixture *f = *state;
+    char id[33];
+    make_session(f, id);
+    struct upload_state *st = NULL;
+    struct err e = {0};
+    assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
+    upload_sessions_ending(f->us, st);
+    struct writer_arg a[UPLOAD_SESSIONS_MAX_WAITING];
+    pthread_t t[UPLOAD_SESSIONS_MAX_WAITING];
+    for (size_t i = 0; i < UPLOAD_SESSIONS_MAX_WAITING; i++) {
+        a[i] = (struct writer_arg){.f = f, .id = id, .wait_ms = 60 * 1000, .code = -1};
+        AZ(pthread_create(&t[i], NULL, writer, &a[i]));
+    }
+    while (upload_sessions_waiting(f->us) < UPLOAD_SESSIONS_MAX_WAITING)
+        sched_yield();
+    int64_t start = util_mono_ns();
+    struct writer_arg extra = {.f = f, .id = id, .wait_ms = 60 * 1000, .code = -1};
+    writer(&extra);
+    assert_int_equal(extra.code, ERR_BLOB_UPLOAD_INVALID);
+    assert_true(util_mono_ns() - start < 30 * 1000000000LL); /* not the minute's wait */
+
+    upload_sessions_release(f->us, st);
+    size_t n_taken = 0;
+    for (size_t i = 0; i < UPLOAD_SESSIONS_MAX_WAITING; i++) {
+        AZ(pthread_join(t[i], NULL));
+        if (a[i].code == -1)
+            n_taken++;
+        else
+            assert_int_equal(a[i].code, ERR_BLOB_UPLOAD_INVALID);
+    }
+    assert_true(n_taken >= 1);
+}
+
+/* A holder that takes longer to end than the wait: the waiting request is told the
+ * session is in use, and the holder's session is untouched. */
 static void test_a_writing_request_gives_up_after_its_wait(void **state)
 {
     struct fixture *f = *state;
@@ -273,6 +331,7 @@ static void test_a_writing_request_gives_up_after_its_wait(void **state)
     struct upload_state *st = NULL;
     struct err e = {0};
     assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
+    upload_sessions_ending(f->us, st);
     struct writer_arg a = {.f = f, .id = id, .wait_ms = 50, .code = -1};
     writer(&a);
     assert_int_equal(a.code, ERR_BLOB_UPLOAD_INVALID);
@@ -418,6 +477,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_writing_request_gives_up_after_its_wait, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_a_live_holder_is_not_waited_for, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_requests_are_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_sessions_past_the_cap_are_closed_and_resume,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_capped_client_replaces_its_oldest_idle_session,
