@@ -114,7 +114,6 @@ static struct upload_state *find(struct upload_sessions *us, const char *id)
     return NULL;
 }
 
-/* Caller holds us->mu. */
 /* Caller holds us->mu. Wakes the requests waiting for the session to be given up. */
 static void unlink_state(struct upload_sessions *us, struct upload_state *st)
 {
@@ -492,9 +491,9 @@ void upload_sessions_release(struct upload_sessions *us, struct upload_state *st
     AZ(pthread_mutex_lock(&us->mu));
     st->is_busy = false;
     st->is_ending = false;
-    AZ(pthread_cond_broadcast(&us->idle_cv));
-    /* To the front (most recently used), then past max_idle idle states the rest of the
-     * idle ones leave the list; they are closed after the lock is given up. */
+    /* To the front (most recently used; unlink_state wakes the waiters), then past
+     * max_idle idle states the rest of the idle ones leave the list; they are closed after
+     * the lock is given up. */
     unlink_state(us, st);
     st->next = us->head;
     us->head = st;
@@ -591,7 +590,9 @@ int upload_sessions_expire(struct upload_sessions *us, const char *id)
     }
     AZ(pthread_mutex_unlock(&us->mu));
     struct err e = {0};
-    if (claim(us, id, 0, &e) != 0) { /* in use through another node, or no database */
+    /* A deadline long past: one try, never a wait (in use through another node, or no
+     * database). */
+    if (claim(us, id, 0, &e) != 0) {
         if (st)
             release_busy(us, st, false);
         return -1;

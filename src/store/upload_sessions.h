@@ -65,8 +65,9 @@ size_t upload_sessions_sweep_singles(struct upload_sessions *us,
  * and on the scale-out tier a node killed mid-request keeps its claim until the database
  * notices its connection closed, a few milliseconds later: a client that resumes at once
  * (as it may) would otherwise be told the session is in use. A live holder still gets its
- * one request at a time: a request of the same node is refused at once; one through
- * another node (which cannot tell a live holder from a dead one) waits, then finds the
+ * one request at a time: a request that finds it in this node's table is refused at once;
+ * one that meets it at the claim (through another node, which cannot tell a live holder
+ * from a dead one, or on this node before the session is loaded) waits, then finds the
  * session moved on (416) or, past the wait, in use. */
 #define UPLOAD_SESSIONS_WAIT_MS 1000
 /* Requests of this node that may wait at once; past them, a request is answered at once,

@@ -276,11 +276,33 @@ static void test_a_live_holder_is_not_waited_for(void **state)
     struct err e = {0};
     assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
     int64_t start = util_mono_ns();
-    struct writer_arg a = {.f = f, .id = id, .wait_ms = 60 * 1000, .code = -1};
+    struct writer_arg a = {.f = f, .id = id, .wait_ms = 10 * 1000, .code = -1};
     writer(&a);
     assert_int_equal(a.code, ERR_BLOB_UPLOAD_INVALID);
-    assert_true(util_mono_ns() - start < 30 * 1000000000LL); /* not the minute's wait */
+    assert_true(util_mono_ns() - start < 5 * 1000000000LL); /* not the wait's 10 s */
     upload_sessions_release(f->us, st);
+}
+
+/* The failed request was a monolithic upload: it deletes its session as it ends. The
+ * request that waited for it is told the session is gone (404), not that it is in use. */
+static void test_a_waiting_request_finds_a_deleted_session_gone(void **state)
+{
+    struct fixture *f = *state;
+    char id[33];
+    make_session(f, id);
+    struct upload_state *st = NULL;
+    struct err e = {0};
+    assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
+    upload_sessions_ending(f->us, st);
+    struct writer_arg a = {.f = f, .id = id, .wait_ms = 60 * 1000, .code = -1};
+    pthread_t t;
+    AZ(pthread_create(&t, NULL, writer, &a));
+    while (upload_sessions_waiting(f->us) == 0 && !atomic_load(&a.is_done))
+        sched_yield();
+    assert_false(atomic_load(&a.is_done));
+    upload_sessions_delete(f->us, st);
+    AZ(pthread_join(t, NULL));
+    assert_int_equal(a.code, ERR_BLOB_UPLOAD_UNKNOWN);
 }
 
 /* At most UPLOAD_SESSIONS_MAX_WAITING requests wait at once; the next is answered at
@@ -301,8 +323,13 @@ static void test_waiting_requests_are_capped(void **state)
         a[i] = (struct writer_arg){.f = f, .id = id, .wait_ms = 60 * 1000, .code = -1};
         AZ(pthread_create(&t[i], NULL, writer, &a[i]));
     }
-    while (upload_sessions_waiting(f->us) < UPLOAD_SESSIONS_MAX_WAITING)
+    bool is_any_done = false;
+    while (upload_sessions_waiting(f->us) < UPLOAD_SESSIONS_MAX_WAITING && !is_any_done) {
         sched_yield();
+        for (size_t i = 0; i < UPLOAD_SESSIONS_MAX_WAITING; i++)
+            is_any_done = is_any_done || atomic_load(&a[i].is_done);
+    }
+    assert_false(is_any_done); /* all four wait */
     int64_t start = util_mono_ns();
     struct writer_arg extra = {.f = f, .id = id, .wait_ms = 60 * 1000, .code = -1};
     writer(&extra);
@@ -479,6 +506,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_live_holder_is_not_waited_for, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_requests_are_capped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_waiting_request_finds_a_deleted_session_gone,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_sessions_past_the_cap_are_closed_and_resume,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_capped_client_replaces_its_oldest_idle_session,
