@@ -291,8 +291,7 @@ static int wait_replicated(struct cli *c, const char *path)
                     (long long)timeout_s);
             return 2;
         }
-        struct timespec ts = {0, WAIT_POLL_MS * 1000000L};
-        nanosleep(&ts, NULL);
+        util_sleep_ms(WAIT_POLL_MS);
     }
 }
 

@@ -277,12 +277,6 @@ static void print_many(const struct cli *c, json_t *r)
     print_webhooks(c, r, false);
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 /* Pings, then (unless --no-wait) polls the events until the ping's first attempt is
  * recorded or PING_WAIT_MS pass, and prints that delivery. Exit 1 if it was not
  * delivered. */
@@ -329,7 +323,7 @@ static int ping(struct cli *c, const char *path_name)
             break;
         json_decref(found);
         found = NULL;
-        sleep_ms(200);
+        util_sleep_ms(200);
     }
     free(id);
     if (found == NULL) {

@@ -30,6 +30,8 @@ void util_assert_fail(const char *expr, const char *file, int line) __attribute_
 int64_t util_now_ms(void);
 int64_t util_now_s(void);
 int64_t util_mono_ns(void);
+/* Sleeps ms milliseconds (none when ms <= 0); a signal may end it early. */
+void util_sleep_ms(int64_t ms);
 
 /* Writes 32 lowercase hex chars of cryptographic randomness plus NUL into out[33]. */
 void util_random_id(char out[33]);

@@ -1238,10 +1238,8 @@ void http_server_stop(struct http_server *s, int grace_ms)
     http_acceptor_stop(s->acceptor);
     close(s->listen_fd);
     int64_t deadline = util_mono_ns() + (int64_t)grace_ms * 1000000;
-    while (atomic_load(&s->in_flight) > 0 && util_mono_ns() < deadline) {
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    while (atomic_load(&s->in_flight) > 0 && util_mono_ns() < deadline)
+        util_sleep_ms(20);
     if (atomic_load(&s->in_flight) > 0)
         log_warn("http", "stopping with %d requests still in flight", atomic_load(&s->in_flight));
     MHD_stop_daemon(s->daemon);

@@ -269,8 +269,7 @@ static void accept_all(struct http_acceptor *a)
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 log_warn("http", "accept: %s", strerror(errno));
-                struct timespec ts = {0, 10 * 1000 * 1000}; /* let connections close */
-                nanosleep(&ts, NULL);
+                util_sleep_ms(10); /* let connections close */
             }
             return; /* EAGAIN: all taken; EINTR, ECONNABORTED: the next round */
         }
@@ -333,8 +332,7 @@ static void *acceptor_loop(void *arg)
         int n = epoll_wait(a->epfd, evs, EVENTS_MAX, next_timeout_ms(a));
         if (n < 0 && errno != EINTR) {
             log_error("http", "epoll_wait of the acceptor: %s", strerror(errno));
-            struct timespec ts = {0, 10 * 1000 * 1000};
-            nanosleep(&ts, NULL);
+            util_sleep_ms(10);
         }
         for (int i = 0; i < n; i++) {
             uint64_t tag = evs[i].data.u64;

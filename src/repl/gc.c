@@ -205,13 +205,6 @@ static void set_cutoffs(struct gc *g, const struct retention_rules *rules,
     }
 }
 
-static void pause_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    if (ms > 0)
-        nanosleep(&ts, NULL);
-}
-
 static void audit_untagged(struct gc *g, uint64_t n, const char *first)
 {
     char detail[300];
@@ -264,7 +257,7 @@ static void untagged_pass(struct gc *g, bool is_dry_run, size_t max, json_t *out
             /* Then as long a pause as the group held the writer: pushes' commits get it
              * at least half the time however long the pass (a mutex is not fair). */
             if (!is_dry_run)
-                pause_ms(group_ms);
+                util_sleep_ms(group_ms);
             int64_t t0 = util_now_ms();
             /* The group and the delete deliveries of this region's webhooks commit together
              * (webhook.h; the others' fire on the replicated delete). */

@@ -208,12 +208,6 @@ static bool is_valid_id(const char *id)
     return true;
 }
 
-static void pause_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* The cross-node half of a session's exclusive use: several nodes of a region may each
  * receive requests of one upload, and the busy flag only covers this node. The claim
  * (ms_upload_claim_f) is taken after the busy flag and given up before it is cleared,
@@ -249,7 +243,7 @@ static int claim(struct upload_sessions *us, const char *id, int64_t deadline_ns
             }
             AZ(pthread_mutex_unlock(&us->mu));
             if (is_waiting)
-                pause_ms(pause);
+                util_sleep_ms(pause);
             else
                 rc = 2; /* enough requests wait already: answer at once */
         }
