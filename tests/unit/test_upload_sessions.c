@@ -235,6 +235,32 @@ static void *writer(void *p)
     return NULL;
 }
 
+/* A new session of repo "r" (make_session), held by a request of the test. */
+static struct upload_state *hold_session(struct fixture *f, char id[33])
+{
+    make_session(f, id);
+    struct upload_state *st = NULL;
+    struct err e = {0};
+    assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
+    return st;
+}
+
+/* Starts writer(a[i]) for each of the n on threads t, and returns once all n wait in
+ * acquire; fails if any of them returned instead of waiting. */
+static void start_waiting_writers(struct fixture *f, struct writer_arg *a, pthread_t *t,
+                                  size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        AZ(pthread_create(&t[i], NULL, writer, &a[i]));
+    bool is_any_done = false;
+    while (upload_sessions_waiting(f->us) < n && !is_any_done) {
+        sched_yield();
+        for (size_t i = 0; i < n; i++)
+            is_any_done = is_any_done || atomic_load(&a[i].is_done);
+    }
+    assert_false(is_any_done); /* each waits, and is not told "in use" */
+}
+
 /* A request holds the session and is failing (its client went away mid-body; it cuts its
  * unacknowledged bytes away): a writing request that came meanwhile waits for it and
  * resumes where the holder left the session. A status request does not wait. */
@@ -242,19 +268,14 @@ static void test_a_writing_request_waits_for_the_holder(void **state)
 {
     struct fixture *f = *state;
     char id[33];
-    make_session(f, id);
-    struct upload_state *st = NULL;
+    struct upload_state *st = hold_session(f, id);
     struct err e = {0};
-    assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
     assert_int_equal(upload_sessions_append(f->us, st, "defg", 4, &e), 0);
     upload_sessions_ending(f->us, st); /* its client went away: it cuts "defg" away */
 
     struct writer_arg a = {.f = f, .id = id, .wait_ms = 60 * 1000, .code = -1};
     pthread_t t;
-    AZ(pthread_create(&t, NULL, writer, &a));
-    while (upload_sessions_waiting(f->us) == 0 && !atomic_load(&a.is_done))
-        sched_yield();
-    assert_false(atomic_load(&a.is_done)); /* it waits, and is not told "in use" */
+    start_waiting_writers(f, &a, &t, 1);
     assert_int_equal(acquire_code(f, id), ERR_BLOB_UPLOAD_INVALID);
 
     assert_int_equal(upload_sessions_truncate(f->us, st, 3, &e), 0);
@@ -271,10 +292,7 @@ static void test_a_live_holder_is_not_waited_for(void **state)
 {
     struct fixture *f = *state;
     char id[33];
-    make_session(f, id);
-    struct upload_state *st = NULL;
-    struct err e = {0};
-    assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
+    struct upload_state *st = hold_session(f, id);
     int64_t start = util_mono_ns();
     struct writer_arg a = {.f = f, .id = id, .wait_ms = 10 * 1000, .code = -1};
     writer(&a);
@@ -289,17 +307,11 @@ static void test_a_waiting_request_finds_a_deleted_session_gone(void **state)
 {
     struct fixture *f = *state;
     char id[33];
-    make_session(f, id);
-    struct upload_state *st = NULL;
-    struct err e = {0};
-    assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
+    struct upload_state *st = hold_session(f, id);
     upload_sessions_ending(f->us, st);
     struct writer_arg a = {.f = f, .id = id, .wait_ms = 60 * 1000, .code = -1};
     pthread_t t;
-    AZ(pthread_create(&t, NULL, writer, &a));
-    while (upload_sessions_waiting(f->us) == 0 && !atomic_load(&a.is_done))
-        sched_yield();
-    assert_false(atomic_load(&a.is_done));
+    start_waiting_writers(f, &a, &t, 1);
     upload_sessions_delete(f->us, st);
     AZ(pthread_join(t, NULL));
     assert_int_equal(a.code, ERR_BLOB_UPLOAD_UNKNOWN);
@@ -312,24 +324,13 @@ static void test_waiting_requests_are_capped(void **state)
 {
     struct fixture *f = *state;
     char id[33];
-    make_session(f, id);
-    struct upload_state *st = NULL;
-    struct err e = {0};
-    assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
+    struct upload_state *st = hold_session(f, id);
     upload_sessions_ending(f->us, st);
     struct writer_arg a[UPLOAD_SESSIONS_MAX_WAITING];
     pthread_t t[UPLOAD_SESSIONS_MAX_WAITING];
-    for (size_t i = 0; i < UPLOAD_SESSIONS_MAX_WAITING; i++) {
+    for (size_t i = 0; i < UPLOAD_SESSIONS_MAX_WAITING; i++)
         a[i] = (struct writer_arg){.f = f, .id = id, .wait_ms = 60 * 1000, .code = -1};
-        AZ(pthread_create(&t[i], NULL, writer, &a[i]));
-    }
-    bool is_any_done = false;
-    while (upload_sessions_waiting(f->us) < UPLOAD_SESSIONS_MAX_WAITING && !is_any_done) {
-        sched_yield();
-        for (size_t i = 0; i < UPLOAD_SESSIONS_MAX_WAITING; i++)
-            is_any_done = is_any_done || atomic_load(&a[i].is_done);
-    }
-    assert_false(is_any_done); /* all four wait */
+    start_waiting_writers(f, a, t, UPLOAD_SESSIONS_MAX_WAITING);
     int64_t start = util_mono_ns();
     struct writer_arg extra = {.f = f, .id = id, .wait_ms = 60 * 1000, .code = -1};
     writer(&extra);
@@ -354,10 +355,8 @@ static void test_a_writing_request_gives_up_after_its_wait(void **state)
 {
     struct fixture *f = *state;
     char id[33];
-    make_session(f, id);
-    struct upload_state *st = NULL;
+    struct upload_state *st = hold_session(f, id);
     struct err e = {0};
-    assert_int_equal(upload_sessions_acquire(f->us, id, "r", 0, &st, &e), 0);
     upload_sessions_ending(f->us, st);
     struct writer_arg a = {.f = f, .id = id, .wait_ms = 50, .code = -1};
     writer(&a);
