@@ -67,28 +67,60 @@ static bool ref_lookup(struct registry *reg, const char *repo, const char *ref, 
  * If-None-Match is done only if it holds for what the reference names now, whose entity
  * tag is the manifest's digest (the ETag a GET answers). Clients keeping a referrers tag
  * schema index use it so that two writers do not lose each other's update
- * (distribution-spec "Pushing Manifests with Subject"). The check runs just before the
- * write, not atomically with it. Replies 412 and returns true when it does not hold. */
-static bool precondition_fails(struct http_req *req)
+ * (distribution-spec "Pushing Manifests with Subject"). */
+static bool is_conditional(struct http_req *req)
 {
-    struct registry *reg = req->reg;
+    return http_req_header_all(req, "If-Match") != NULL ||
+           http_req_header_all(req, "If-None-Match") != NULL;
+}
+
+/* 0 when the request's condition holds (or it has none), else -1 with
+ * ERR_PRECONDITION_FAILED. Run once before the work, to refuse early, and again inside
+ * the write's transaction, where every writer of the store queues behind it: so two
+ * writers that both sent If-Match with the same ETag cannot both succeed. */
+static int precondition_check(struct http_req *req, struct err *e)
+{
     const char *im = http_req_header_all(req, "If-Match");
     const char *inm = http_req_header_all(req, "If-None-Match");
     if (im == NULL && inm == NULL)
-        return false;
+        return 0;
     struct digest cur;
-    bool has_cur = ref_lookup(reg, req->repo, req->ref, &cur, NULL);
+    bool has_cur = ref_lookup(req->reg, req->repo, req->ref, &cur, NULL);
     char etag[DIGEST_STR_MAX + 3] = "";
     if (has_cur)
         snprintf(etag, sizeof(etag), "\"%s\"", cur.str);
     bool holds = im != NULL ? range_if_match_holds(im, has_cur ? etag : NULL)
                             : !(has_cur && range_none_match_fails(inm, etag));
     if (holds)
+        return 0;
+    return err_set(e, ERR_PRECONDITION_FAILED, "%s does not hold: %s names %s",
+                   im != NULL ? "If-Match" : "If-None-Match", req->ref,
+                   has_cur ? cur.str : "nothing");
+}
+
+/* Replies 412 and returns true when the request's condition does not hold now. */
+static bool precondition_fails(struct http_req *req)
+{
+    struct err e = {0};
+    if (precondition_check(req, &e) == 0)
         return false;
-    http_reply_error(req, ERR_PRECONDITION_FAILED, "%s does not hold: %s names %s",
-                     im != NULL ? "If-Match" : "If-None-Match", req->ref,
-                     has_cur ? cur.str : "nothing");
+    http_reply_err(req, &e);
     return true;
+}
+
+/* The transaction of a write and its webhook deliveries; a conditional request's is opened
+ * even without webhooks, and its condition checked again inside it. */
+static int write_tx_begin(struct http_req *req, struct webhook_tx *tx, struct err *e)
+{
+    if (!is_conditional(req))
+        return webhook_tx_begin(req->reg, tx, e);
+    if (webhook_tx_begin_unit(req->reg, tx, e) != 0)
+        return -1;
+    if (precondition_check(req, e) == 0)
+        return 0;
+    struct err ignored = {0};
+    (void)webhook_tx_end(tx, -1, &ignored);
+    return -1;
 }
 
 /* A push or delete of m takes effect in this region, in tx: regional webhooks fire. */
@@ -358,7 +390,7 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     }
     /* The push and its webhook deliveries commit together (webhook.h). */
     struct webhook_tx tx;
-    int rc = webhook_tx_begin(reg, &tx, &e);
+    int rc = write_tx_begin(req, &tx, &e);
     if (rc == 0) {
         rc = reg->ms->ops->manifest_put(reg->ms, req->repo, &m, refs, n_refs,
                                         mf.has_subject ? &mf.subject.digest : NULL,
@@ -447,7 +479,7 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
     struct err ignored = {0};
     bool is_known = reg->ms->ops->manifest_get(reg->ms, req->repo, req->ref, &gone, &ignored) == 0;
     struct webhook_tx tx;
-    int rc = webhook_tx_begin(reg, &tx, &e);
+    int rc = write_tx_begin(req, &tx, &e);
     if (rc == 0) {
         rc = is_digest ? reg->ms->ops->manifest_delete(reg->ms, req->repo, d, &e)
                        : reg->ms->ops->tag_delete(reg->ms, req->repo, req->ref, &e);

@@ -181,16 +181,28 @@ static void delivery_init(struct meta_delivery *d, const char *webhook, const ch
     d->next_attempt_ms = now_ms;
 }
 
-int webhook_tx_begin(struct registry *reg, struct webhook_tx *tx, struct err *e)
+static int tx_begin(struct registry *reg, struct webhook_tx *tx, bool is_unit_wanted,
+                    struct err *e)
 {
     struct metastore *ms = reg->ms;
     *tx = (struct webhook_tx){.reg = reg};
-    if (ms->ops->write_begin == NULL || !ms->ops->object_kind_may_exist(ms, META_WEBHOOK_KIND))
+    if (ms->ops->write_begin == NULL ||
+        (!is_unit_wanted && !ms->ops->object_kind_may_exist(ms, META_WEBHOOK_KIND)))
         return 0;
     if (ms->ops->write_begin(ms, e) != 0)
         return -1;
     tx->is_open = true;
     return 0;
+}
+
+int webhook_tx_begin(struct registry *reg, struct webhook_tx *tx, struct err *e)
+{
+    return tx_begin(reg, tx, false, e);
+}
+
+int webhook_tx_begin_unit(struct registry *reg, struct webhook_tx *tx, struct err *e)
+{
+    return tx_begin(reg, tx, true, e);
 }
 
 /* A delivery that could not be read or written fails its effect as a store failure, never

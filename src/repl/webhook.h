@@ -46,6 +46,10 @@ struct webhook_tx {
 };
 /* 0, or -1 with e set (nothing open). */
 int webhook_tx_begin(struct registry *reg, struct webhook_tx *tx, struct err *e);
+/* As webhook_tx_begin, but opens the unit of work even when no webhook exists: for an
+ * effect whose own check must read in the transaction that writes it (a conditional
+ * request, oci_manifests.c). */
+int webhook_tx_begin_unit(struct registry *reg, struct webhook_tx *tx, struct err *e);
 /* The effect ev took place in this region, in tx: queues one delivery for every enabled
  * webhook located in this region (reg->cfg->region) whose actions include ev->action and
  * whose scope matches ev->repo. 0, or -1 with e set (the unit must then roll back). ev and

@@ -4,6 +4,8 @@ mismatch on PUT by digest."""
 
 import json
 import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -625,6 +627,73 @@ def test_put_with_if_match_needs_the_current_etag(oci, repo):
     assert_error(oci.put_manifest(repo, "absent", v1, MT_OCI_INDEX, headers={"If-Match": "*"}),
                  412)
     assert not oci.manifest_exists(repo, "absent")
+
+
+def race_conditional_puts(oci, repo, tag, headers, race, n=12):
+    """n writers PUT distinct indexes to tag with the same condition at once; the
+    statuses and the bodies, in the writers' order."""
+    bodies = [referrers_tag_index(1000 * (race + 1) + i) for i in range(n)]
+    start = threading.Barrier(n)
+
+    def put(body):
+        start.wait()
+        return oci.put_manifest(repo, tag, body, MT_OCI_INDEX, headers=headers).status_code
+
+    with ThreadPoolExecutor(n) as pool:
+        statuses = list(pool.map(put, bodies))
+    return statuses, bodies
+
+
+@pytest.mark.parametrize("condition", ["If-Match", "If-None-Match"])
+def test_concurrent_conditional_puts_let_one_writer_win(oci, repo, condition):
+    """Writers racing on one condition (If-Match with the ETag they all read, or
+    If-None-Match: * to create): the check is made in the write's transaction, so exactly
+    one succeeds, the tag names its manifest, and no loser's manifest is stored."""
+    for race in range(8):  # the window without the check in the transaction is narrow
+        tag = "sha256-%064x" % race
+        if condition == "If-Match":
+            first = referrers_tag_index(-1 - race)
+            assert oci.put_manifest(repo, tag, first, MT_OCI_INDEX).status_code == 201
+            headers = {"If-Match": oci.get_manifest(repo, tag).headers["ETag"]}
+        else:
+            headers = {"If-None-Match": "*"}
+        statuses, bodies = race_conditional_puts(oci, repo, tag, headers, race)
+        assert sorted(set(statuses)) == [201, 412] and statuses.count(201) == 1, statuses
+        winner = bodies[statuses.index(201)]
+        assert oci.get_manifest(repo, tag).content == winner
+        for body, status in zip(bodies, statuses):
+            if status == 412:
+                assert not oci.manifest_exists(repo, digest_of(body))
+
+
+def test_concurrent_conditional_deletes_and_puts_let_one_writer_win(oci, repo):
+    """Deletes and updates of a tag racing on the ETag they all read: exactly one of them
+    takes effect (a delete that lost finds the tag moved or gone: 412 or 404)."""
+    for race in range(8):
+        tag = "t%d" % race
+        assert oci.put_manifest(repo, tag, referrers_tag_index(-1 - race),
+                                MT_OCI_INDEX).status_code == 201
+        headers = {"If-Match": oci.get_manifest(repo, tag).headers["ETag"]}
+        bodies = [referrers_tag_index(1000 * (race + 1) + i) for i in range(6)]
+        start = threading.Barrier(12)
+
+        def write(i):
+            start.wait()
+            if i < 6:
+                return oci.put_manifest(repo, tag, bodies[i], MT_OCI_INDEX,
+                                        headers=headers).status_code
+            return oci.delete(oci.manifest_path(repo, tag), headers=headers).status_code
+
+        with ThreadPoolExecutor(12) as pool:
+            statuses = list(pool.map(write, range(12)))
+        won = [i for i, st in enumerate(statuses) if st in (201, 202)]
+        assert len(won) == 1, statuses
+        assert all(st in (412, 404) for i, st in enumerate(statuses) if i != won[0]), statuses
+        r = oci.get_manifest(repo, tag)
+        if won[0] < 6:
+            assert r.content == bodies[won[0]]
+        else:
+            assert r.status_code == 404
 
 
 def test_put_with_if_none_match_star_only_creates(oci, repo):
