@@ -302,10 +302,13 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
             is_external[1 + i] = manifest_desc_is_external(&mf.layers[i]);
         }
     } else {
+        /* A child of a manifest type is a manifest; any other is a blob of this
+         * repository (image-spec: an unknown mediaType MUST NOT be an error). BuildKit's
+         * registry cache is an index of layers and a cache config. */
         for (size_t i = 0; i < mf.n_children; i++) {
             refs[i].digest = mf.children[i].digest;
             refs[i].size = mf.children[i].size;
-            refs[i].is_manifest = true;
+            refs[i].is_manifest = manifest_is_known_media_type(mf.children[i].media_type);
         }
     }
     /* DESIGN invariant 6: a push never splits. Blobs pushed into this repository in

@@ -59,7 +59,8 @@ static bool is_external_not_held(struct registry *reg, const char *repo, const j
            reg->ms->ops->blob_get(reg->ms, repo, &d, &size, &e) != 0;
 }
 
-/* The blobs a manifest body names: config, layers, and (one level) an index's children. */
+/* The blobs a manifest body names: config, layers, an index's children that are blobs, and
+ * (one level) the blobs of its child manifests. */
 static void add_blobs(struct registry *reg, const char *repo, const char *body, size_t len,
                       int depth, json_int_t count, const char *klass, json_t *want)
 {
@@ -72,6 +73,12 @@ static void add_blobs(struct registry *reg, const char *repo, const char *body, 
         json_array_extend(descs, json_object_get(m, "layers"));
     size_t i;
     json_t *desc;
+    /* An index's child that is not a manifest is a blob (oci_manifests.c, manifest_put). */
+    json_t *children = json_object_get(m, "manifests");
+    json_array_foreach(children, i, desc) {
+        if (!manifest_is_known_media_type(json_string_value(json_object_get(desc, "mediaType"))))
+            json_array_append(descs, desc);
+    }
     json_array_foreach(descs, i, desc) {
         const char *d = json_string_value(json_object_get(desc, "digest"));
         json_t *size = json_object_get(desc, "size");
@@ -83,12 +90,12 @@ static void add_blobs(struct registry *reg, const char *repo, const char *body, 
         json_object_set_new(want, d, json_pack("{s:I, s:s, s:O}", "copies", count, "class",
                                                klass, "size", size));
     }
-    json_t *children = json_object_get(m, "manifests");
     json_array_foreach(children, i, desc) {
         const char *cd = json_string_value(json_object_get(desc, "digest"));
         struct meta_manifest child = {0};
         struct err e = {0};
         if (depth > 0 || cd == NULL ||
+            !manifest_is_known_media_type(json_string_value(json_object_get(desc, "mediaType"))) ||
             reg->ms->ops->manifest_get(reg->ms, repo, cd, &child, &e) != 0)
             continue;
         add_blobs(reg, repo, child.body, child.body_len, depth + 1, count, klass, want);

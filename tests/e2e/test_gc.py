@@ -27,8 +27,8 @@ import requests
 
 import tier
 from auth_helpers import server_pool  # noqa: F401 - fixture
-from conftest import MT_OCI_MANIFEST, assert_error, canonical_json, digest_of, random_bytes, \
-    wait_until
+from conftest import MT_OCI_INDEX, MT_OCI_MANIFEST, assert_error, canonical_json, digest_of, \
+    random_bytes, wait_until
 
 pytest_plugins = ["geo_plugin"]
 
@@ -91,6 +91,28 @@ def test_orphaned_blobs_reclaimed_after_grace_not_before(srv):
     st = gc(srv)
     assert st["blobs_reclaimed_total"] == len(doomed.blobs)
     assert st["last_run_ms"] > 0
+
+
+def test_blobs_an_index_names_as_children_are_held_by_it(srv):
+    """An index whose children are blobs (BuildKit's registry cache) holds them as an
+    image holds its layers: kept while it exists, collected once it is deleted."""
+    oci = srv.oci()
+    repo = "gc/cache"
+    children = [("application/vnd.oci.image.layer.v1.tar", random_bytes(700)),
+                ("application/vnd.oci.image.layer.v1.tar", random_bytes(701)),
+                ("application/vnd.buildkit.cacheconfig.v0", b'{"cache": "config"}')]
+    blobs = {oci.push_blob(repo, data): data for _mt, data in children}
+    index = canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [
+        {"mediaType": mt, "digest": digest_of(data), "size": len(data)}
+        for mt, data in children]})
+    assert oci.put_manifest(repo, "cache", index, MT_OCI_INDEX).status_code == 201
+    past_grace()
+    assert gc_run(srv)["blobs"] == []
+    for d, data in blobs.items():
+        assert oci.get_blob(repo, d) == data
+    assert oci.delete(oci.manifest_path(repo, digest_of(index))).status_code == 202
+    past_grace()
+    assert sorted(b["digest"] for b in gc_run(srv)["blobs"]) == sorted(blobs)
 
 
 def test_blob_files_with_no_row_are_swept_after_the_grace(srv):

@@ -16,7 +16,7 @@ import requests
 
 from clients_helpers import (OciLayout, assert_same_closure, clients,  # noqa: F401
                              tool_missing)
-from regions import (MANIFEST_ACCEPT, MT_OCI_CONFIG, MT_OCI_LAYER, MT_OCI_MANIFEST,
+from regions import (MANIFEST_ACCEPT, MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_LAYER, MT_OCI_MANIFEST,
                      canonical_json, image_version, manifest_digest, replication_summary,
                      sha256_digest, unique_repo, wait_converged, wait_for,
                      wait_replicated_cli)
@@ -159,6 +159,36 @@ def test_concurrent_writes_of_one_tag_converge_to_one_winner(geo):
             wait_for(lambda: all(manifest_digest(r, repo, d) == d for r in cluster), 60,
                      "manifest %s (written in one region) to be served by digest everywhere"
                      % d)
+
+
+def test_index_of_blobs_replicates_with_its_blobs(geo):
+    """An index whose children are blobs (BuildKit's registry cache) is replicated like any
+    other: every region serves it and the blobs it names."""
+    a, b = geo(2)
+    repo = unique_repo("cache")
+    oci = a.oci()
+    layers = [random.randbytes(2048 + i) for i in range(2)]
+    config = canonical_json({"layers": [{"blob": sha256_digest(x)} for x in layers]})
+    blobs = {sha256_digest(x): x for x in layers + [config]}
+    for x in blobs.values():
+        oci.push_blob(repo, x)
+    children = [{"mediaType": MT_OCI_LAYER, "digest": sha256_digest(x), "size": len(x)}
+                for x in layers]
+    children.append({"mediaType": "application/vnd.buildkit.cacheconfig.v0",
+                     "digest": sha256_digest(config), "size": len(config)})
+    index = canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX,
+                            "manifests": children})
+    r = requests.put("%s/v2/%s/manifests/cache" % (a.url, repo), data=index,
+                     headers={"Content-Type": MT_OCI_INDEX}, timeout=30)
+    assert r.status_code == 201, r.text
+    wait_for(lambda: manifest_digest(b, repo, "cache") == sha256_digest(index), 60,
+             "the index to be served by the other region")
+    g = requests.get("%s/v2/%s/manifests/cache" % (b.url, repo),
+                     headers={"Accept": MT_OCI_INDEX}, timeout=30)
+    assert g.status_code == 200 and g.content == index
+    for d, x in blobs.items():
+        r = requests.get("%s/v2/%s/blobs/%s" % (b.url, repo, d), timeout=30)
+        assert r.status_code == 200 and r.content == x, d
 
 
 def test_tag_and_manifest_deletes_propagate(geo):

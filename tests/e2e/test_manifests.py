@@ -540,6 +540,58 @@ def test_descriptor_media_types_unknown_to_the_registry_are_accepted(oci, repo):
     check_put_created(oci, r, repo, body, MT_OCI_MANIFEST)
 
 
+MT_BUILDKIT_CACHE_CONFIG = "application/vnd.buildkit.cacheconfig.v0"
+
+
+def buildkit_cache_index(oci, repo, push=True):
+    """An index as `docker buildx build --cache-to type=registry` pushes it: its manifests
+    are the cached layers and a cache config, blobs (image-spec: a mediaType the
+    implementation does not know MUST NOT be an error). Returns (body, {digest: bytes})."""
+    layers = [random_bytes(300 + i) for i in range(2)]
+    config = canonical_json({"layers": [{"blob": digest_of(b)} for b in layers]})
+    blobs = {digest_of(b): b for b in layers + [config]}
+    if push:
+        for b in blobs.values():
+            oci.push_blob(repo, b)
+    children = [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                 "digest": digest_of(b), "size": len(b)} for b in layers]
+    children.append({"mediaType": MT_BUILDKIT_CACHE_CONFIG, "digest": digest_of(config),
+                     "size": len(config)})
+    return canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX,
+                           "manifests": children}), blobs
+
+
+def test_index_whose_children_are_blobs_is_accepted(oci, repo):
+    """BuildKit's registry cache: every child of the index is a blob of the repository."""
+    body, blobs = buildkit_cache_index(oci, repo)
+    r = oci.put_manifest(repo, "buildcache", body, MT_OCI_INDEX)
+    check_put_created(oci, r, repo, body, MT_OCI_INDEX)
+    g = oci.get_manifest(repo, "buildcache")
+    assert g.status_code == 200 and g.content == body
+    for d, b in blobs.items():
+        assert oci.get_blob(repo, d) == b
+    # the blobs it names are held by it: a delete leaves the index pullable (or goes)
+    victim = next(iter(blobs))
+    r = oci.delete(oci.blob_path(repo, victim))
+    if oci.get_manifest(repo, "buildcache").status_code == 200:
+        assert oci.get_blob(repo, victim) == blobs[victim], r.status_code
+
+
+def test_index_naming_a_blob_not_in_the_repository_is_manifest_blob_unknown(oci, repo):
+    body, blobs = buildkit_cache_index(oci, repo, push=False)
+    r = oci.put_manifest(repo, "buildcache", body, MT_OCI_INDEX)
+    assert_error(r, 400, "MANIFEST_BLOB_UNKNOWN")
+    assert "blob" in r.text
+    assert not oci.manifest_exists(repo, "buildcache")
+    # a child declared as a manifest must be one: a blob of that digest does not do
+    layer = random_bytes(100)
+    oci.push_blob(repo, layer)
+    fake = canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [
+        {"mediaType": MT_OCI_MANIFEST, "digest": digest_of(layer), "size": len(layer)}]})
+    assert_error(oci.put_manifest(repo, "fake", fake, MT_OCI_INDEX), 400,
+                 "MANIFEST_BLOB_UNKNOWN")
+
+
 def test_manifest_location_is_under_its_repository(oci, repo):
     img = oci.push_image(repo, layers=1)
     r = oci.put_manifest(repo, "loc", img.body, MT_OCI_MANIFEST)

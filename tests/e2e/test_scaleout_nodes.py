@@ -34,8 +34,8 @@ import pytest
 import requests
 
 import pg_metastore
-from conftest import (MT_OCI_INDEX, OCI, canonical_json, digest_of, random_bytes, recv_until_close,
-                      unique_name, wait_until)
+from conftest import (MT_OCI_INDEX, OCI, canonical_json, digest_of, random_bytes,
+                      recv_until_close, unique_name, wait_until)
 from regions import faketime_env, faketime_missing
 from roundrobin import RoundRobin
 
