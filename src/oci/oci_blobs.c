@@ -33,6 +33,11 @@ static void blob_delete(struct http_req *req, const struct digest *d)
         (void)reg->bs->ops->remove(reg->bs, d, NULL);
     gc_fence_leave(reg, true);
     if (rc != 0) {
+        /* Still referenced: a 405 names what the blob still takes (RFC 9110 15.5.6). */
+        if (e.code == ERR_IN_USE) {
+            static const char *const while_referenced[] = {"GET", "HEAD", NULL};
+            http_reply_allow(req, while_referenced);
+        }
         http_reply_err(req, &e);
         return;
     }

@@ -495,6 +495,11 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
         meta_manifest_fini(&gone);
         if (e.code == ERR_NAME_UNKNOWN)
             e.code = ERR_MANIFEST_UNKNOWN;
+        /* Still referenced (an index's child): a 405 names what it still takes. */
+        if (e.code == ERR_IN_USE) {
+            static const char *const while_referenced[] = {"GET", "HEAD", "PUT", NULL};
+            http_reply_allow(req, while_referenced);
+        }
         http_reply_err(req, &e);
         return;
     }
