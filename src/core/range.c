@@ -122,10 +122,21 @@ int range_parse_content_range(const char *s, uint64_t *start, uint64_t *end)
     size_t len = strlen(s);
     trim_ows(&s, &len);
     /* distribution-spec chunked upload: Content-Range: <start>-<end>. Some clients
-     * send the RFC 9110 form's unit prefix, which carries no extra meaning here. */
+     * send the RFC 9110 form, "bytes <start>-<end>/<complete-length or *>": its unit and
+     * its length (the blob's, which the upload's final PUT states) add nothing here. */
+    uint64_t complete = 0;
+    bool has_complete = false; /* "*" or absent: not known */
     if (len > 6 && strncasecmp(s, "bytes", 5) == 0 && (s[5] == ' ' || s[5] == '=')) {
         s += 6;
         len -= 6;
+        const char *slash = memchr(s, '/', len);
+        if (slash != NULL) {
+            size_t tail = len - (size_t)(slash - s) - 1;
+            has_complete = !(tail == 1 && slash[1] == '*');
+            if (has_complete && util_parse_u64(slash + 1, tail, &complete) != 0)
+                return -1;
+            len = (size_t)(slash - s);
+        }
     }
     const char *dash = memchr(s, '-', len);
     if (dash == NULL)
@@ -137,7 +148,7 @@ int range_parse_content_range(const char *s, uint64_t *start, uint64_t *end)
         return -1;
     if (util_parse_u64(dash + 1, len - first_len - 1, &b) != 0)
         return -1;
-    if (b < a)
+    if (b < a || (has_complete && b >= complete)) /* RFC 9110 14.4: within the length */
         return -1;
     *start = a;
     *end = b;

@@ -119,6 +119,24 @@ def test_chunked_upload_with_final_chunk_in_put(oci, repo):
     check_blob_created(oci, r, repo, data)
 
 
+def test_chunks_with_the_rfc_content_range_form(oci, repo):
+    """Content-Range in RFC 9110's form (unit, range, complete length or *) is read as the
+    spec's <start>-<end>; a range past the length it states is refused."""
+    data = random_bytes(3000)
+    loc = oci.start_upload(repo).headers["Location"]
+    r = oci.patch(loc, data=data[:1000], headers={**OCTET, "Content-Range": "bytes 0-999/3000"})
+    assert r.status_code == 202, r.text
+    loc = check_session_headers(r, repo, 1000)
+    assert_error(oci.patch(loc, data=data[1000:2000],
+                           headers={**OCTET, "Content-Range": "bytes 1000-1999/1500"}), 400,
+                 "BLOB_UPLOAD_INVALID")
+    r = oci.patch(loc, data=data[1000:], headers={**OCTET, "Content-Range": "bytes 1000-2999/*"})
+    assert r.status_code == 202, r.text
+    loc = check_session_headers(r, repo, 3000)
+    r = oci.put(loc, params={"digest": digest_of(data)}, data=b"", headers=OCTET)
+    check_blob_created(oci, r, repo, data)
+
+
 def test_streamed_patch_without_content_range(oci, repo):
     data = random_bytes(70_000)
     loc = oci.start_upload(repo).headers["Location"]

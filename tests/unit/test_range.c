@@ -145,7 +145,14 @@ static void test_content_range_table(void **state)
         {"bytes", -1, 0, 0},
         {"bytes ", -1, 0, 0},
         {"bytes0-1", -1, 0, 0},
-        {"bytes 0-99/100", -1, 0, 0},
+        {"bytes 0-99/100", 0, 0, 99},
+        {"bytes 100-199/*", 0, 100, 199},
+        {"bytes 0-99/1000", 0, 0, 99},
+        {"bytes 0-99/99", -1, 0, 0},
+        {"bytes 0-99/", -1, 0, 0},
+        {"bytes 0-99/x", -1, 0, 0},
+        {"bytes 0-99/**", -1, 0, 0},
+        {"0-99/100", -1, 0, 0},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
