@@ -15,7 +15,7 @@
 
 /* The schema: src/store/schema/postgres/pg_v1.sql, ... embedded as sq_schema_pg_v1, ...
  * (scripts/embed_sql.py). A change goes into a new step, never into a step's file. */
-#define PG_SCHEMA_VERSION 11
+#define PG_SCHEMA_VERSION 12
 /* The session advisory lock migrations hold ("meridianmigrate" cut to 63 bits); the
  * writers' lock (sql_pg.c) is another key, so a writer never waits for it. */
 #define PG_MIGRATE_LOCK "7882832519763681647"
@@ -52,7 +52,8 @@ static int migrate_locked(struct sq_conn *c, struct err *e)
                                         sq_schema_pg_v8_tags_view,
                                         sq_schema_pg_v9_manifest_refs_seq,
                                         sq_schema_pg_v10_status_clock,
-                                        sq_schema_pg_v11_status_stale};
+                                        sq_schema_pg_v11_status_stale,
+                                        sq_schema_pg_v12_tag_order};
     _Static_assert(sizeof(steps) / sizeof(steps[0]) == PG_SCHEMA_VERSION,
                    "one migration step per schema version");
     /* Steps 3 to 7 were written on four branches at once, each numbering its own step 3

@@ -20,7 +20,7 @@
 /* The schema: one .sql file per migration step in src/store/schema/sqlite/ (v1.sql,
  * v2.sql, v3_audit.sql, ...), embedded at build time as sq_schema_<file> (schema_sql.h,
  * made by scripts/embed_sql.py). A change goes into a new step, never into a step's file. */
-#define SQ_SCHEMA_VERSION 13
+#define SQ_SCHEMA_VERSION 14
 
 /* The statements as SQLite runs them, for the query-plan test. */
 const char *metastore_sqlite_statement(size_t i, const char **id)
@@ -112,7 +112,8 @@ static int migrate(struct sq_conn *c, struct err *e)
                                         sq_schema_v10_tags_view,
                                         sq_schema_v11_manifest_refs_seq,
                                         sq_schema_v12_status_clock,
-                                        sq_schema_v13_status_stale};
+                                        sq_schema_v13_status_stale,
+                                        sq_schema_v14_tag_order};
     _Static_assert(sizeof(steps) / sizeof(steps[0]) == SQ_SCHEMA_VERSION,
                    "one migration step per schema version");
     bool is_renumbered = version >= SQ_RENUMBERED_FIRST && version < SQ_RENUMBERED_LAST;

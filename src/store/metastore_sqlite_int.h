@@ -71,11 +71,22 @@
                         " ORDER BY name")                                                      \
     /* The registers, not the `tags` view: the view would probe each manifest twice. The  \
      * repository's name by a subquery, not a join: with statistics that say `repos` holds \
-     * one row, SQLite scanned it and sorted the whole tag list before each page. */       \
-    X(TAG_LIST, "SELECT g.name FROM tag_regs g JOIN manifests m ON m.repo_id = ?1"            \
+     * one row, SQLite scanned it and sorted the whole tag list before each page. The     \
+     * spec's order, case-insensitive, ties in byte order (v14_tag_order.sql): the tags    \
+     * without capitals and the others, each from its partial index, merged (the second   \
+     * column is the sort key); each ">=" is where its side starts. */                      \
+    X(TAG_LIST, "SELECT g.name, g.name FROM tag_regs g INDEXED BY tag_regs_lower"             \
+                " JOIN manifests m ON m.repo_id = ?1"                                         \
                 " AND m.digest = g.digest AND m.is_visible = 1"                               \
-                " WHERE g.repo = (SELECT name FROM repos WHERE id = ?1) AND g.name > ?2"      \
-                " ORDER BY g.name COLLATE BINARY LIMIT ?3")                                    \
+                " WHERE g.repo = (SELECT name FROM repos WHERE id = ?1)"                      \
+                " AND g.name = lower(g.name) AND g.name >= lower(?2)"                         \
+                " AND (g.name > lower(?2) OR g.name > ?2)"                                    \
+                " UNION ALL SELECT g.name, lower(g.name)"                                     \
+                " FROM tag_regs g INDEXED BY tag_regs_cased"                                  \
+                " JOIN manifests m ON m.repo_id = ?1 AND m.digest = g.digest"                 \
+                " AND m.is_visible = 1 WHERE g.repo = (SELECT name FROM repos WHERE id = ?1)" \
+                " AND g.name <> lower(g.name) AND lower(g.name) >= lower(?2)"                 \
+                " AND (lower(g.name) > lower(?2) OR g.name > ?2) ORDER BY 2, 1 LIMIT ?3")     \
     X(UPLOAD_INSERT, "INSERT INTO uploads(id, repo, created_s, expires_s, source, acked_bytes," \
                      " is_single_request) VALUES (?1, ?2, ?3, ?4, ?5,"                         \
                      " CASE WHEN ?5 IS NULL THEN NULL ELSE 0 END, ?6)")                        \
@@ -307,8 +318,11 @@
                   " AND (CAST(?2 AS TEXT) IS NULL OR repo = ?2)")                              \
     X(TAG_LIST, "SELECT g.name FROM tag_regs g JOIN manifests m ON m.repo_id = ?1"            \
                 " AND m.digest = g.digest AND m.is_visible = 1"                               \
-                " WHERE g.repo = (SELECT name FROM repos WHERE id = ?1) AND g.name > ?2"      \
-                " ORDER BY g.name COLLATE \"C\" LIMIT NULLIF(CAST(?3 AS BIGINT), -1)")     \
+                " WHERE g.repo = (SELECT name FROM repos WHERE id = ?1)"                      \
+                " AND lower(g.name) >= lower(CAST(?2 AS TEXT) COLLATE \"C\")"                 \
+                " AND (lower(g.name) > lower(CAST(?2 AS TEXT) COLLATE \"C\") OR g.name > ?2)"  \
+                " ORDER BY lower(g.name), g.name"                                             \
+                " LIMIT NULLIF(CAST(?3 AS BIGINT), -1)")                                       \
     X(UPLOAD_EXPIRED, "SELECT id FROM uploads WHERE expires_s < ?1 ORDER BY id")               \
     X(ROLE_BIND, "INSERT INTO role_bindings(subject, role, pattern, created_ms)"               \
                  " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")                            \

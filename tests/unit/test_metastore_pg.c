@@ -82,7 +82,7 @@ static void test_nodes_start_at_once(void **state)
     assert_int_equal(sq_run(c, "SELECT count(*), max(version) FROM meridian_schema", &s, &e, ""),
                      SQL_ROW);
     assert_int_equal(sql_col_int64(s, 0), 1);
-    assert_int_equal(sql_col_int64(s, 1), 11); /* schema version 11: stale status rows dropped */
+    assert_int_equal(sql_col_int64(s, 1), 12); /* schema version 12: tags in case-insensitive order */
     sql_finalize(s);
     ms->ops->close(ms);
 }
@@ -730,7 +730,7 @@ static void test_v9_status_rows_get_a_clock(void **state)
     ms = metastore_pg_open(target, "r1", &e);
     assert_non_null(ms);
     c = sq_conn_of(ms, &e);
-    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 11);
+    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 12);
     assert_int_equal(pg_int(c, "SELECT count(*) FROM repl_status WHERE repo = 'lib/clock'"
                                " AND hlc = 0"),
                      2);
@@ -781,7 +781,7 @@ static void test_v10_stale_status_rows_dropped(void **state)
     ms = metastore_pg_open(target, "r1", &e);
     assert_non_null(ms);
     c = sq_conn_of(ms, &e);
-    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 11);
+    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 12);
     assert_int_equal(pg_int(c, "SELECT count(*) FROM repl_status WHERE repo = 'lib/stale'"
                                " AND digest = 'sha256:gone'"),
                      0);
@@ -843,7 +843,7 @@ static void test_v8_refs_become_seq(void **state)
     ms = metastore_pg_open(target, "r1", &e);
     assert_non_null(ms);
     c = sq_conn_of(ms, &e);
-    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 11);
+    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 12);
     assert_int_equal(pg_int(c, "SELECT count(*) FROM pg_class"
                                " WHERE oid = to_regclass('manifest_refs')"
                                " AND relkind = 'v'"),
@@ -887,7 +887,7 @@ static void open_branch_v3(const char *back)
     ms = metastore_pg_open(target, "r1", &e);
     assert_non_null(ms);
     c = sq_conn_of(ms, &e);
-    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 11);
+    assert_int_equal(pg_int(c, "SELECT max(version) FROM meridian_schema"), 12);
     assert_int_equal(pg_int(c, "SELECT count(*) FROM information_schema.columns WHERE"
                                " (table_name, column_name) IN (('repl_status', 'copies'),"
                                " ('audit_log', 'region'), ('manifest_tombs', 'is_gc'))"

@@ -825,22 +825,28 @@ static void test_tag_list_pagination(void **state)
     struct meta_name_list l;
     char body[128];
     struct meta_manifest m = mf(1, body, NULL);
-    /* Bytewise order: 'B' < 'a' and '-' < '.' < letters. */
+    /* The spec's lexical order, case-insensitive ('a' < 'B' < 'c'; '-' < '.' < letters),
+     * tags equal but for case in byte order ('B' < 'b'). */
     static const char *tags[] = {"c", "a.1", "B", "b", "a", "a-1"};
     static const struct page_case cases[] = {
-        {NULL, -1, "B a a-1 a.1 b c", false},
+        {NULL, -1, "a a-1 a.1 B b c", false},
         {NULL, 0, "", false},
         {"c", 0, "", false},
-        {NULL, 2, "B a", true},
+        {NULL, 2, "a a-1", true},
         {"a", 2, "a-1 a.1", true},
-        {"a.1", 2, "b c", false}, /* the page ends exactly at the end */
+        {"a.1", 2, "B b", true},
+        {"B", 2, "b c", false}, /* the page ends exactly at the end */
         {"b", 5, "c", false},
-        {"c", 5, "", false},      /* last is the last tag */
-        {"zzz", 5, "", false},    /* last past the end */
-        {"0", 1, "B", true},      /* last need not be a tag */
-        {NULL, 6, "B a a-1 a.1 b c", false},
-        {NULL, 100, "B a a-1 a.1 b c", false},
-        {"", -1, "B a a-1 a.1 b c", false},
+        {"c", 5, "", false},    /* last is the last tag */
+        {"zzz", 5, "", false},  /* last past the end */
+        {"ZZZ", 5, "", false},
+        {"0", 1, "a", true},    /* last need not be a tag */
+        {"A", 1, "a", true},    /* nor in the case of one */
+        {"A-1", 2, "a-1 a.1", true},
+        {"b-", 1, "c", false},
+        {NULL, 6, "a a-1 a.1 B b c", false},
+        {NULL, 100, "a a-1 a.1 B b c", false},
+        {"", -1, "a a-1 a.1 B b c", false},
     };
 
     assert_int_equal(ms->ops->tag_list(ms, "r", NULL, -1, &l, &e), -1);
@@ -1234,7 +1240,7 @@ static void test_schema_v2_database_migrates(void **state)
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(s, 0), 13);
+    assert_int_equal(sqlite3_column_int(s, 0), 14);
     sqlite3_finalize(s);
     sqlite3_close(db);
 }
@@ -1268,7 +1274,7 @@ static void test_schema_v1_events_numbered(void **state)
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
     struct metastore *ms = f->ms;
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 13);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 14);
     assert_int_equal(db_int(f->path, "SELECT count(DISTINCT origin_seq) FROM events", NULL),
                      n_old);
     assert_int_equal(db_int(f->path, "SELECT max(origin_seq) FROM events", NULL), n_old);
@@ -1302,6 +1308,45 @@ static int64_t db_int(const char *path, const char *sql, const char *arg)
     return v;
 }
 
+/* A database of schema version 13 (tags listed in byte order, no index of tags with
+ * capitals) opens with this build: its tags, written before, are listed case-insensitively
+ * at once, and pages seek through the new index. */
+static void test_schema_v13_tags_listed_case_insensitively(void **state)
+{
+    struct fixture *f = *state;
+    struct err e = {0};
+    char b1[128];
+    struct meta_manifest m1 = mf(1, b1, NULL);
+    struct meta_name_list l;
+    sqlite3 *db;
+    static const char *tags[] = {"b", "B", "a", "C", "A-1"};
+    for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
+        assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m1, NULL, 0, NULL, tags[i], &e),
+                         0);
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP INDEX tag_regs_cased; DROP INDEX tag_regs_lower;"
+                                      " PRAGMA user_version = 13",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    assert_non_null(f->ms);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 14);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM tag_regs INDEXED BY tag_regs_cased"
+                                     " WHERE repo = 'r' AND name <> lower(name)"
+                                     " AND lower(name) >= ''", NULL),
+                     3);
+    assert_int_equal(f->ms->ops->tag_list(f->ms, "r", NULL, -1, &l, &e), 0);
+    assert_page(&l, &(struct page_case){NULL, -1, "a A-1 B b C", false});
+    meta_name_list_fini(&l);
+    assert_int_equal(f->ms->ops->tag_list(f->ms, "r", "a", 2, &l, &e), 0);
+    assert_page(&l, &(struct page_case){"a", 2, "A-1 B", true});
+    meta_name_list_fini(&l);
+}
+
 /* A database of schema version 9 (`tags` a table kept beside the registers) opens with
  * this build: `tags` becomes a view of the registers with the same rows, and a tag moved
  * afterwards still stamps the manifest it leaves as untagged (the triggers follow). */
@@ -1333,7 +1378,7 @@ static void test_schema_v9_tags_table_becomes_view(void **state)
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
     struct metastore *ms = f->ms;
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 13);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 14);
     assert_int_equal(db_int(f->path, "SELECT type = 'view' FROM sqlite_master"
                                      " WHERE name = 'tags'", NULL), 1);
     assert_int_equal(ms->ops->tag_list(ms, "r", NULL, -1, &l, &e), 0);
@@ -1385,7 +1430,7 @@ static void open_branch_v6(struct fixture *f, const char *back)
 
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 13);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 14);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('repl_status')"
                                      " WHERE name = 'copies'", NULL), 1);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('audit_log')"
@@ -1454,7 +1499,7 @@ static void open_uploads_branch_v3(struct fixture *f, const char *upload_columns
 
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 13);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 14);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('audit_log')"
                                      " WHERE name IN ('count', 'last_ms', 'region')", NULL), 3);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('uploads') WHERE"
@@ -1514,7 +1559,7 @@ static void test_schema_v10_refs_by_seq(void **state)
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
     struct metastore *ms = f->ms;
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 13);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 14);
     assert_int_equal(db_int(f->path, "SELECT type = 'view' FROM sqlite_master"
                                      " WHERE name = 'manifest_refs'", NULL), 1);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM manifest_ref_seqs", NULL), 3);
@@ -2904,7 +2949,7 @@ static void test_v11_status_rows_get_a_clock(void **state)
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
     struct metastore *ms = f->ms;
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 13);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 14);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM repl_status WHERE hlc = 0", NULL), 2);
     char got[32];
     assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "Completed");
@@ -2945,7 +2990,7 @@ static void test_v12_stale_status_rows_dropped(void **state)
 
     f->ms = metastore_sqlite_open(f->path, REGION, &e);
     assert_non_null(f->ms);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 13);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 14);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM repl_status WHERE digest ="
                                      " 'sha256:gone'", NULL), 0);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM repl_status WHERE digest ="
@@ -3304,6 +3349,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_manifest_delete_cascades, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tag_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tag_list_pagination, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_v13_tags_listed_case_insensitively, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_repo_list_pagination, setup, teardown),
         cmocka_unit_test_setup_teardown(test_referrers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uploads, setup, teardown),
