@@ -209,3 +209,31 @@ def test_replica_counts_of_an_image_with_an_external_layer(geo, tmp_path):
                          for d in (digest(layer), digest(config))), 60, "two copies in r1")
     wait_for(lambda: row(show(r1, repo, "10.0.17763"), "r1").get("replicas") == "2/2", 30,
              "r1 reports 2/2")
+
+
+def test_replica_counts_of_an_index_whose_children_are_blobs(geo, tmp_path):
+    """BuildKit's registry cache (an index of layers and a cache config) as a version: its
+    children are blobs, and each gets the version's copies."""
+    root = str(tmp_path)
+    cluster = geo(1, region_args=volume_args(root))
+    r1 = cluster[0]
+    repo = unique_repo("cache")
+    r = r1.api("POST", "image-definitions", params={"repository": repo},
+               json={"defaultTargetRegions": ["r1=2"]})
+    assert r.status_code == 201, r.text
+    oci = r1.oci()
+    layer = os.urandom(4096)
+    cache_config = json.dumps({"layers": [{"blob": digest(layer)}]}).encode()
+    oci.push_blob(repo, layer)
+    oci.push_blob(repo, cache_config)
+    mt = "application/vnd.oci.image.index.v1+json"
+    body = json.dumps({"schemaVersion": 2, "mediaType": mt, "manifests": [
+        {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(layer),
+         "size": len(layer)},
+        {"mediaType": "application/vnd.buildkit.cacheconfig.v0",
+         "digest": digest(cache_config), "size": len(cache_config)}]}).encode()
+    oci.push_manifest(repo, "1.0.0", body, mt)
+    wait_for(lambda: all(len(holders(root, 1, d)) == 2
+                         for d in (digest(layer), digest(cache_config))), 60, "two copies in r1")
+    wait_for(lambda: row(show(r1, repo, "1.0.0"), "r1").get("replicas") == "2/2", 30,
+             "r1 reports 2/2")
