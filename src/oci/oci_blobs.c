@@ -16,13 +16,16 @@
 #include "repl.h"
 #include "util.h"
 
+/* What a blob takes when it may not be deleted (deletes disabled, or still referenced): a
+ * 405 names them (RFC 9110 15.5.6). */
+static const char *const without_delete[] = {"GET", "HEAD", NULL};
+
 static void blob_delete(struct http_req *req, const struct digest *d)
 {
     struct registry *reg = req->reg;
     struct err e = {0};
     bool is_orphan = false;
     if (!reg->cfg->is_delete_enabled) {
-        static const char *const without_delete[] = {"GET", "HEAD", NULL};
         http_reply_allow(req, without_delete);
         http_reply_error(req, ERR_UNSUPPORTED, "deletes are disabled on this registry");
         return;
@@ -33,11 +36,8 @@ static void blob_delete(struct http_req *req, const struct digest *d)
         (void)reg->bs->ops->remove(reg->bs, d, NULL);
     gc_fence_leave(reg, true);
     if (rc != 0) {
-        /* Still referenced: a 405 names what the blob still takes (RFC 9110 15.5.6). */
-        if (e.code == ERR_IN_USE) {
-            static const char *const while_referenced[] = {"GET", "HEAD", NULL};
-            http_reply_allow(req, while_referenced);
-        }
+        if (e.code == ERR_IN_USE)
+            http_reply_allow(req, without_delete);
         http_reply_err(req, &e);
         return;
     }

@@ -424,12 +424,15 @@ static void manifest_put(struct http_req *req, bool is_digest, const struct dige
     manifest_fini(&mf);
 }
 
+/* What a manifest takes when it may not be deleted (deletes disabled, or still referenced):
+ * a 405 names them (RFC 9110 15.5.6). */
+static const char *const without_delete[] = {"GET", "HEAD", "PUT", NULL};
+
 static void manifest_delete(struct http_req *req, bool is_digest, const struct digest *d)
 {
     struct registry *reg = req->reg;
     struct err e = {0};
     if (!reg->cfg->is_delete_enabled) {
-        static const char *const without_delete[] = {"GET", "HEAD", "PUT", NULL};
         http_reply_allow(req, without_delete);
         http_reply_error(req, ERR_UNSUPPORTED, "deletes are disabled on this registry");
         return;
@@ -495,11 +498,8 @@ static void manifest_delete(struct http_req *req, bool is_digest, const struct d
         meta_manifest_fini(&gone);
         if (e.code == ERR_NAME_UNKNOWN)
             e.code = ERR_MANIFEST_UNKNOWN;
-        /* Still referenced (an index's child): a 405 names what it still takes. */
-        if (e.code == ERR_IN_USE) {
-            static const char *const while_referenced[] = {"GET", "HEAD", "PUT", NULL};
-            http_reply_allow(req, while_referenced);
-        }
+        if (e.code == ERR_IN_USE) /* an index's child */
+            http_reply_allow(req, without_delete);
         http_reply_err(req, &e);
         return;
     }

@@ -59,6 +59,12 @@ static bool is_external_not_held(struct registry *reg, const char *repo, const j
            reg->ms->ops->blob_get(reg->ms, repo, &d, &size, &e) != 0;
 }
 
+/* Is this descriptor of an index's child a manifest (else a blob: oci_manifests.c)? */
+static bool is_manifest_desc(const json_t *desc)
+{
+    return manifest_is_known_media_type(json_string_value(json_object_get(desc, "mediaType")));
+}
+
 /* The blobs a manifest body names: config, layers, an index's children that are blobs, and
  * (one level) the blobs of its child manifests. */
 static void add_blobs(struct registry *reg, const char *repo, const char *body, size_t len,
@@ -73,10 +79,9 @@ static void add_blobs(struct registry *reg, const char *repo, const char *body, 
         json_array_extend(descs, json_object_get(m, "layers"));
     size_t i;
     json_t *desc;
-    /* An index's child that is not a manifest is a blob (oci_manifests.c, manifest_put). */
     json_t *children = json_object_get(m, "manifests");
     json_array_foreach(children, i, desc) {
-        if (!manifest_is_known_media_type(json_string_value(json_object_get(desc, "mediaType"))))
+        if (!is_manifest_desc(desc))
             json_array_append(descs, desc);
     }
     json_array_foreach(descs, i, desc) {
@@ -94,8 +99,7 @@ static void add_blobs(struct registry *reg, const char *repo, const char *body, 
         const char *cd = json_string_value(json_object_get(desc, "digest"));
         struct meta_manifest child = {0};
         struct err e = {0};
-        if (depth > 0 || cd == NULL ||
-            !manifest_is_known_media_type(json_string_value(json_object_get(desc, "mediaType"))) ||
+        if (depth > 0 || cd == NULL || !is_manifest_desc(desc) ||
             reg->ms->ops->manifest_get(reg->ms, repo, cd, &child, &e) != 0)
             continue;
         add_blobs(reg, repo, child.body, child.body_len, depth + 1, count, klass, want);

@@ -30,8 +30,10 @@ import re
 import secrets
 import signal
 import subprocess
+import threading
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytest
@@ -86,6 +88,41 @@ def digest_of(data, alg="sha256"):
 def canonical_json(obj):
     """Deterministic, compact JSON bytes (what most clients push)."""
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def referrers_tag_index(n):
+    """An empty OCI index, distinct for each n: what a client keeping the referrers tag
+    schema pushes as it updates it (the documents conditional writes race on)."""
+    return canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [],
+                           "annotations": {"org.example.version": str(n)}})
+
+
+def buildkit_cache_index(layers):
+    """An index as `docker buildx build --cache-to type=registry` pushes it: its children
+    are the cached layers and a cache config, all blobs (image-spec: a mediaType the
+    implementation does not know MUST NOT be an error). (body, {digest: bytes} of the
+    blobs to push first, the config included)."""
+    config = canonical_json({"layers": [{"blob": digest_of(b)} for b in layers]})
+    children = [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                 "digest": digest_of(b), "size": len(b)} for b in layers]
+    children.append({"mediaType": "application/vnd.buildkit.cacheconfig.v0",
+                     "digest": digest_of(config), "size": len(config)})
+    body = canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX,
+                           "manifests": children})
+    return body, {digest_of(b): b for b in list(layers) + [config]}
+
+
+def all_at_once(args, fn):
+    """fn(arg) for every arg, each in its own thread, all released together (the requests
+    of a race); the results in the order of args."""
+    start = threading.Barrier(len(args))
+
+    def run(arg):
+        start.wait()
+        return fn(arg)
+
+    with ThreadPoolExecutor(len(args)) as pool:
+        return list(pool.map(run, args))
 
 
 def unique_name(prefix="t"):

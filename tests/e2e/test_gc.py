@@ -27,8 +27,8 @@ import requests
 
 import tier
 from auth_helpers import server_pool  # noqa: F401 - fixture
-from conftest import MT_OCI_INDEX, MT_OCI_MANIFEST, assert_error, canonical_json, digest_of, \
-    random_bytes, wait_until
+from conftest import MT_OCI_INDEX, MT_OCI_MANIFEST, assert_error, buildkit_cache_index, \
+    canonical_json, digest_of, random_bytes, wait_until
 
 pytest_plugins = ["geo_plugin"]
 
@@ -98,13 +98,9 @@ def test_blobs_an_index_names_as_children_are_held_by_it(srv):
     image holds its layers: kept while it exists, collected once it is deleted."""
     oci = srv.oci()
     repo = "gc/cache"
-    children = [("application/vnd.oci.image.layer.v1.tar", random_bytes(700)),
-                ("application/vnd.oci.image.layer.v1.tar", random_bytes(701)),
-                ("application/vnd.buildkit.cacheconfig.v0", b'{"cache": "config"}')]
-    blobs = {oci.push_blob(repo, data): data for _mt, data in children}
-    index = canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [
-        {"mediaType": mt, "digest": digest_of(data), "size": len(data)}
-        for mt, data in children]})
+    index, blobs = buildkit_cache_index([random_bytes(700), random_bytes(701)])
+    for data in blobs.values():
+        oci.push_blob(repo, data)
     assert oci.put_manifest(repo, "cache", index, MT_OCI_INDEX).status_code == 201
     past_grace()
     assert gc_run(srv)["blobs"] == []

@@ -16,6 +16,7 @@ import requests
 
 from clients_helpers import (OciLayout, assert_same_closure, clients,  # noqa: F401
                              tool_missing)
+from conftest import buildkit_cache_index
 from regions import (MANIFEST_ACCEPT, MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_LAYER, MT_OCI_MANIFEST,
                      canonical_json, image_version, manifest_digest, replication_summary,
                      sha256_digest, unique_repo, wait_converged, wait_for,
@@ -167,17 +168,9 @@ def test_index_of_blobs_replicates_with_its_blobs(geo):
     a, b = geo(2)
     repo = unique_repo("cache")
     oci = a.oci()
-    layers = [random.randbytes(2048 + i) for i in range(2)]
-    config = canonical_json({"layers": [{"blob": sha256_digest(x)} for x in layers]})
-    blobs = {sha256_digest(x): x for x in layers + [config]}
+    index, blobs = buildkit_cache_index([random.randbytes(2048 + i) for i in range(2)])
     for x in blobs.values():
         oci.push_blob(repo, x)
-    children = [{"mediaType": MT_OCI_LAYER, "digest": sha256_digest(x), "size": len(x)}
-                for x in layers]
-    children.append({"mediaType": "application/vnd.buildkit.cacheconfig.v0",
-                     "digest": sha256_digest(config), "size": len(config)})
-    index = canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX,
-                            "manifests": children})
     r = requests.put("%s/v2/%s/manifests/cache" % (a.url, repo), data=index,
                      headers={"Content-Type": MT_OCI_INDEX}, timeout=30)
     assert r.status_code == 201, r.text

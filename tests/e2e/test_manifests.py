@@ -4,15 +4,14 @@ mismatch on PUT by digest."""
 
 import json
 import secrets
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from conftest import (EMPTY_JSON, EMPTY_JSON_DIGEST, MT_DOCKER_LIST, MT_DOCKER_MANIFEST,
                       MT_OCI_CONFIG, MT_OCI_EMPTY, MT_OCI_INDEX, MT_OCI_LAYER,
                       MT_OCI_MANIFEST, assert_error, canonical_json, digest_of, path_of,
-                      random_bytes)
+                      all_at_once, buildkit_cache_index, random_bytes,
+                      referrers_tag_index)
 
 
 def check_put_created(oci, r, repo, body, media_type, digest=None):
@@ -540,30 +539,17 @@ def test_descriptor_media_types_unknown_to_the_registry_are_accepted(oci, repo):
     check_put_created(oci, r, repo, body, MT_OCI_MANIFEST)
 
 
-MT_BUILDKIT_CACHE_CONFIG = "application/vnd.buildkit.cacheconfig.v0"
-
-
-def buildkit_cache_index(oci, repo, push=True):
-    """An index as `docker buildx build --cache-to type=registry` pushes it: its manifests
-    are the cached layers and a cache config, blobs (image-spec: a mediaType the
-    implementation does not know MUST NOT be an error). Returns (body, {digest: bytes})."""
-    layers = [random_bytes(300 + i) for i in range(2)]
-    config = canonical_json({"layers": [{"blob": digest_of(b)} for b in layers]})
-    blobs = {digest_of(b): b for b in layers + [config]}
-    if push:
-        for b in blobs.values():
-            oci.push_blob(repo, b)
-    children = [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                 "digest": digest_of(b), "size": len(b)} for b in layers]
-    children.append({"mediaType": MT_BUILDKIT_CACHE_CONFIG, "digest": digest_of(config),
-                     "size": len(config)})
-    return canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX,
-                           "manifests": children}), blobs
+def pushed_cache_index(oci, repo, push=True):
+    """BuildKit's registry cache index and its blobs, the blobs pushed into repo first."""
+    body, blobs = buildkit_cache_index([random_bytes(300 + i) for i in range(2)])
+    for b in blobs.values() if push else ():
+        oci.push_blob(repo, b)
+    return body, blobs
 
 
 def test_index_whose_children_are_blobs_is_accepted(oci, repo):
     """BuildKit's registry cache: every child of the index is a blob of the repository."""
-    body, blobs = buildkit_cache_index(oci, repo)
+    body, blobs = pushed_cache_index(oci, repo)
     r = oci.put_manifest(repo, "buildcache", body, MT_OCI_INDEX)
     check_put_created(oci, r, repo, body, MT_OCI_INDEX)
     g = oci.get_manifest(repo, "buildcache")
@@ -578,7 +564,7 @@ def test_index_whose_children_are_blobs_is_accepted(oci, repo):
 
 
 def test_index_naming_a_blob_not_in_the_repository_is_manifest_blob_unknown(oci, repo):
-    body, blobs = buildkit_cache_index(oci, repo, push=False)
+    body, blobs = pushed_cache_index(oci, repo, push=False)
     r = oci.put_manifest(repo, "buildcache", body, MT_OCI_INDEX)
     assert_error(r, 400, "MANIFEST_BLOB_UNKNOWN")
     assert "blob" in r.text
@@ -647,12 +633,6 @@ def test_sha512_throughout(oci, repo):
 
 # -- conditional writes (RFC 9110 13.1.1, 13.1.2)
 
-def referrers_tag_index(n):
-    """An index as a client keeping the referrers tag schema pushes it, version n."""
-    return canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [],
-                           "annotations": {"org.example.version": str(n)}})
-
-
 def test_put_with_if_match_needs_the_current_etag(oci, repo):
     """A client updating the referrers tag schema index sends If-Match with the ETag its
     GET gave (distribution-spec "Pushing Manifests with Subject"): a stale one is 412 and
@@ -685,14 +665,8 @@ def race_conditional_puts(oci, repo, tag, headers, race, n=12):
     """n writers PUT distinct indexes to tag with the same condition at once; the
     statuses and the bodies, in the writers' order."""
     bodies = [referrers_tag_index(1000 * (race + 1) + i) for i in range(n)]
-    start = threading.Barrier(n)
-
-    def put(body):
-        start.wait()
-        return oci.put_manifest(repo, tag, body, MT_OCI_INDEX, headers=headers).status_code
-
-    with ThreadPoolExecutor(n) as pool:
-        statuses = list(pool.map(put, bodies))
+    statuses = all_at_once(bodies, lambda body: oci.put_manifest(
+        repo, tag, body, MT_OCI_INDEX, headers=headers).status_code)
     return statuses, bodies
 
 
@@ -727,17 +701,14 @@ def test_concurrent_conditional_deletes_and_puts_let_one_writer_win(oci, repo):
                                 MT_OCI_INDEX).status_code == 201
         headers = {"If-Match": oci.get_manifest(repo, tag).headers["ETag"]}
         bodies = [referrers_tag_index(1000 * (race + 1) + i) for i in range(6)]
-        start = threading.Barrier(12)
 
         def write(i):
-            start.wait()
             if i < 6:
                 return oci.put_manifest(repo, tag, bodies[i], MT_OCI_INDEX,
                                         headers=headers).status_code
             return oci.delete(oci.manifest_path(repo, tag), headers=headers).status_code
 
-        with ThreadPoolExecutor(12) as pool:
-            statuses = list(pool.map(write, range(12)))
+        statuses = all_at_once(range(12), write)
         won = [i for i, st in enumerate(statuses) if st in (201, 202)]
         assert len(won) == 1, statuses
         assert all(st in (412, 404) for i, st in enumerate(statuses) if i != won[0]), statuses

@@ -34,8 +34,8 @@ import pytest
 import requests
 
 import pg_metastore
-from conftest import (MT_OCI_INDEX, OCI, canonical_json, digest_of, random_bytes,
-                      recv_until_close, unique_name, wait_until)
+from conftest import (MT_OCI_INDEX, OCI, all_at_once, digest_of, random_bytes,
+                      recv_until_close, referrers_tag_index, unique_name, wait_until)
 from regions import faketime_env, faketime_missing
 from roundrobin import RoundRobin
 
@@ -345,12 +345,6 @@ def test_concurrent_pushes_through_both_nodes(nodes):
     assert n >= 2 * len(pushed)  # a manifest and a tag event per push at least
 
 
-def canonical_index(n):
-    """An empty index, distinct for each n (as a referrers tag schema index is updated)."""
-    return canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [],
-                           "annotations": {"org.example.version": str(n)}})
-
-
 def test_conditional_puts_through_both_nodes_let_one_writer_win(nodes):
     """If-Match racing across nodes: the check runs in the write's transaction, and the
     nodes' write transactions queue on one database lock, so one writer wins."""
@@ -359,19 +353,12 @@ def test_conditional_puts_through_both_nodes_let_one_writer_win(nodes):
     direct = OCI(a.url)
     for race in range(6):
         tag = "t%d" % race
-        assert direct.put_manifest(repo, tag, canonical_index(-1 - race),
+        assert direct.put_manifest(repo, tag, referrers_tag_index(-1 - race),
                                    MT_OCI_INDEX).status_code == 201
         headers = {"If-Match": direct.get_manifest(repo, tag).headers["ETag"]}
-        bodies = [canonical_index(100 * (race + 1) + i) for i in range(10)]
-        start = threading.Barrier(len(bodies))
-
-        def put(body):
-            oci = balanced(lb)
-            start.wait()
-            return oci.put_manifest(repo, tag, body, MT_OCI_INDEX, headers=headers).status_code
-
-        with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
-            statuses = list(pool.map(put, bodies))
+        bodies = [referrers_tag_index(100 * (race + 1) + i) for i in range(10)]
+        statuses = all_at_once(bodies, lambda body: balanced(lb).put_manifest(
+            repo, tag, body, MT_OCI_INDEX, headers=headers).status_code)
         assert statuses.count(201) == 1 and statuses.count(412) == len(bodies) - 1, statuses
         winner = bodies[statuses.index(201)]
         for srv in (a, b):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 
+from conftest import buildkit_cache_index
 from regions import wait_for, unique_repo
 
 pytest_plugins = ["geo_plugin"]
@@ -178,16 +179,30 @@ def test_every_region_shows_every_regions_copies(geo, tmp_path):
              "r1 shows r2's 1/1")
 
 
+def two_copy_definition(geo, root, name):
+    """One region on volumes and an image definition whose versions keep two copies there:
+    (the region, the repository)."""
+    r1 = geo(1, region_args=volume_args(root))[0]
+    repo = unique_repo(name)
+    r = r1.api("POST", "image-definitions", params={"repository": repo},
+               json={"defaultTargetRegions": ["r1=2"]})
+    assert r.status_code == 201, r.text
+    return r1, repo
+
+
+def wait_two_copies(root, r1, repo, ver, digests):
+    """Every blob of digests on two volumes of r1, and r1 reporting the version's count met."""
+    wait_for(lambda: all(len(holders(root, 1, d)) == 2 for d in digests), 60,
+             "two copies in r1")
+    wait_for(lambda: row(show(r1, repo, ver), "r1").get("replicas") == "2/2", 30,
+             "r1 reports 2/2")
+
+
 def test_replica_counts_of_an_image_with_an_external_layer(geo, tmp_path):
     """A foreign layer clients fetch from its urls (not pushed) is not held here: the
     version's other blobs get their copies and the region reports the count met."""
     root = str(tmp_path)
-    cluster = geo(1, region_args=volume_args(root))
-    r1 = cluster[0]
-    repo = unique_repo("windows")
-    r = r1.api("POST", "image-definitions", params={"repository": repo},
-               json={"defaultTargetRegions": ["r1=2"]})
-    assert r.status_code == 201, r.text
+    r1, repo = two_copy_definition(geo, root, "windows")
     oci = r1.oci()
     layer = os.urandom(8192)
     config = json.dumps({"architecture": "amd64", "os": "windows",
@@ -205,35 +220,17 @@ def test_replica_counts_of_an_image_with_an_external_layer(geo, tmp_path):
                    {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
                     "digest": digest(layer), "size": len(layer)}]}).encode()
     oci.push_manifest(repo, "10.0.17763", body, mt)
-    wait_for(lambda: all(len(holders(root, 1, d)) == 2
-                         for d in (digest(layer), digest(config))), 60, "two copies in r1")
-    wait_for(lambda: row(show(r1, repo, "10.0.17763"), "r1").get("replicas") == "2/2", 30,
-             "r1 reports 2/2")
+    wait_two_copies(root, r1, repo, "10.0.17763", (digest(layer), digest(config)))
 
 
 def test_replica_counts_of_an_index_whose_children_are_blobs(geo, tmp_path):
     """BuildKit's registry cache (an index of layers and a cache config) as a version: its
     children are blobs, and each gets the version's copies."""
     root = str(tmp_path)
-    cluster = geo(1, region_args=volume_args(root))
-    r1 = cluster[0]
-    repo = unique_repo("cache")
-    r = r1.api("POST", "image-definitions", params={"repository": repo},
-               json={"defaultTargetRegions": ["r1=2"]})
-    assert r.status_code == 201, r.text
+    r1, repo = two_copy_definition(geo, root, "cache")
     oci = r1.oci()
-    layer = os.urandom(4096)
-    cache_config = json.dumps({"layers": [{"blob": digest(layer)}]}).encode()
-    oci.push_blob(repo, layer)
-    oci.push_blob(repo, cache_config)
-    mt = "application/vnd.oci.image.index.v1+json"
-    body = json.dumps({"schemaVersion": 2, "mediaType": mt, "manifests": [
-        {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(layer),
-         "size": len(layer)},
-        {"mediaType": "application/vnd.buildkit.cacheconfig.v0",
-         "digest": digest(cache_config), "size": len(cache_config)}]}).encode()
-    oci.push_manifest(repo, "1.0.0", body, mt)
-    wait_for(lambda: all(len(holders(root, 1, d)) == 2
-                         for d in (digest(layer), digest(cache_config))), 60, "two copies in r1")
-    wait_for(lambda: row(show(r1, repo, "1.0.0"), "r1").get("replicas") == "2/2", 30,
-             "r1 reports 2/2")
+    body, blobs = buildkit_cache_index([os.urandom(4096)])
+    for data in blobs.values():
+        oci.push_blob(repo, data)
+    oci.push_manifest(repo, "1.0.0", body, "application/vnd.oci.image.index.v1+json")
+    wait_two_copies(root, r1, repo, "1.0.0", list(blobs))

@@ -1308,6 +1308,21 @@ static int64_t db_int(const char *path, const char *sql, const char *arg)
     return v;
 }
 
+/* Closes the store, runs sql on its file as an older release left it, and opens it again
+ * with this build (its migration steps run). */
+static void reopen_after(struct fixture *f, const char *sql)
+{
+    struct err e = {0};
+    sqlite3 *db;
+    f->ms->ops->close(f->ms);
+    f->ms = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    f->ms = metastore_sqlite_open(f->path, REGION, &e);
+    assert_non_null(f->ms);
+}
+
 /* A database of schema version 13 (tags listed in byte order, no index of tags with
  * capitals) opens with this build: its tags, written before, are listed case-insensitively
  * at once, and pages seek through the new index. */
@@ -1318,22 +1333,12 @@ static void test_schema_v13_tags_listed_case_insensitively(void **state)
     char b1[128];
     struct meta_manifest m1 = mf(1, b1, NULL);
     struct meta_name_list l;
-    sqlite3 *db;
     static const char *tags[] = {"b", "B", "a", "C", "A-1"};
     for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
         assert_int_equal(f->ms->ops->manifest_put(f->ms, "r", &m1, NULL, 0, NULL, tags[i], &e),
                          0);
-    f->ms->ops->close(f->ms);
-    f->ms = NULL;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "DROP INDEX tag_regs_cased; DROP INDEX tag_regs_lower;"
-                                      " PRAGMA user_version = 13",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
-
-    f->ms = metastore_sqlite_open(f->path, REGION, &e);
-    assert_non_null(f->ms);
+    reopen_after(f, "DROP INDEX tag_regs_cased; DROP INDEX tag_regs_lower;"
+                    " PRAGMA user_version = 13");
     assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 14);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM tag_regs INDEXED BY tag_regs_cased"
                                      " WHERE repo = 'r' AND name <> lower(name)"
@@ -2971,25 +2976,13 @@ static void test_v12_stale_status_rows_dropped(void **state)
     struct meta_status east = {.region = "east", .state = "Completed",
                                .updated_ms = util_now_ms(), .details = ""};
     assert_int_equal(f->ms->ops->status_set(f->ms, "r", &m.digest, &east, false, &e), 0);
-    f->ms->ops->close(f->ms);
-    f->ms = NULL;
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_exec(db,
-                     "UPDATE repl_status SET hlc = 0;"
-                     "INSERT INTO repl_status(repo, digest, region, state, bytes_done,"
-                     " bytes_total, updated_ms, details, hlc) VALUES"
-                     " ('r', 'sha256:gone', 'east', 'Completed', 1, 1, 1, '', 0),"
-                     " ('r', 'sha256:gone', 'west', 'Completed', 1, 1, 1, '', 0),"
-                     " ('r', 'sha256:since', 'east', 'Completed', 1, 1, 1, '', 7);"
-                     "PRAGMA user_version = 12;",
-                     NULL, NULL, NULL),
-        SQLITE_OK);
-    sqlite3_close(db);
-
-    f->ms = metastore_sqlite_open(f->path, REGION, &e);
-    assert_non_null(f->ms);
+    reopen_after(f, "UPDATE repl_status SET hlc = 0;"
+                    "INSERT INTO repl_status(repo, digest, region, state, bytes_done,"
+                    " bytes_total, updated_ms, details, hlc) VALUES"
+                    " ('r', 'sha256:gone', 'east', 'Completed', 1, 1, 1, '', 0),"
+                    " ('r', 'sha256:gone', 'west', 'Completed', 1, 1, 1, '', 0),"
+                    " ('r', 'sha256:since', 'east', 'Completed', 1, 1, 1, '', 7);"
+                    "PRAGMA user_version = 12;");
     assert_int_equal(db_int(f->path, "PRAGMA user_version", NULL), 14);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM repl_status WHERE digest ="
                                      " 'sha256:gone'", NULL), 0);
