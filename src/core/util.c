@@ -187,3 +187,48 @@ void util_addr_group(const char *addr, char *out, size_t out_len)
     if (inet_ntop(AF_INET6, &a6, text, sizeof(text)) != NULL)
         snprintf(out, out_len, "%s/64", text);
 }
+
+size_t util_utf8_len(const unsigned char *p, size_t n)
+{
+    static const struct {
+        unsigned char mask, lead, bits;
+        unsigned min;
+    } forms[] = {{0xe0, 0xc0, 0x1f, 0x80}, {0xf0, 0xe0, 0x0f, 0x800}, {0xf8, 0xf0, 0x07, 0x10000}};
+    if (p[0] < 0x80)
+        return 1;
+    size_t len = 0;
+    unsigned min = 0;
+    unsigned cp = 0;
+    for (size_t k = 0; k < 3 && len == 0; k++) {
+        if ((p[0] & forms[k].mask) == forms[k].lead) {
+            len = k + 2;
+            min = forms[k].min;
+            cp = p[0] & forms[k].bits;
+        }
+    }
+    if (len == 0)
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    /* Overlong forms, surrogates and values past U+10FFFF are not valid UTF-8. */
+    if (cp < min || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+        return 0;
+    return len;
+}
+
+bool util_is_utf8(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t len = util_utf8_len(u + i, n - i);
+        if (len == 0)
+            return false;
+        i += len;
+    }
+    return true;
+}

@@ -40,6 +40,12 @@ void util_random_id(char out[33]);
  * (empty, sign, overflow, trailing bytes). */
 int util_parse_u64(const char *s, size_t s_len, uint64_t *out);
 
+/* Length of the valid UTF-8 sequence at p (at most n bytes, n > 0), 0 if invalid (overlong
+ * forms, surrogates and values past U+10FFFF included). */
+size_t util_utf8_len(const unsigned char *p, size_t n);
+/* Are the n bytes at s valid UTF-8? */
+bool util_is_utf8(const char *s, size_t n);
+
 /* fsync the directory at path; 0 or -1 with errno. */
 int util_fsync_dir(const char *path);
 

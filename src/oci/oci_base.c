@@ -114,6 +114,12 @@ int oci_pagination(struct http_req *req, long *n, const char **last)
      * reply is built in memory, and a list past it would otherwise be cut short. */
     *n = page_max;
     *last = http_req_query(req, "last");
+    /* Compared with names as text: bytes that are not UTF-8 are no name's neighbour (and
+     * PostgreSQL refuses them as text). */
+    if (*last != NULL && !util_is_utf8(*last, strlen(*last))) {
+        http_reply_error(req, ERR_PAGINATION_INVALID, "last must be UTF-8");
+        return -1;
+    }
     if (nv != NULL) {
         size_t len = strlen(nv);
         if (len == 0 || strspn(nv, "0123456789") != len) {

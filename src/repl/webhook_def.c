@@ -482,40 +482,6 @@ int64_t webhook_def_backoff_ms(unsigned attempt, int64_t base_ms, int64_t cap_ms
     return delay < 1 ? 1 : delay;
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    static const struct {
-        unsigned char mask, lead, bits;
-        unsigned min;
-    } forms[] = {{0xe0, 0xc0, 0x1f, 0x80}, {0xf0, 0xe0, 0x0f, 0x800}, {0xf8, 0xf0, 0x07, 0x10000}};
-    if (p[0] < 0x80)
-        return 1;
-    size_t len = 0;
-    unsigned min = 0;
-    unsigned cp = 0;
-    for (size_t k = 0; k < 3 && len == 0; k++) {
-        if ((p[0] & forms[k].mask) == forms[k].lead) {
-            len = k + 2;
-            min = forms[k].min;
-            cp = p[0] & forms[k].bits;
-        }
-    }
-    if (len == 0)
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    /* Overlong forms, surrogates and values past U+10FFFF are not valid UTF-8. */
-    if (cp < min || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-        return 0;
-    return len;
-}
-
 char *webhook_def_excerpt(const char *p, size_t n, size_t max)
 {
     static const char more[] = "...";
@@ -524,7 +490,7 @@ char *webhook_def_excerpt(const char *p, size_t n, size_t max)
     size_t i = 0;
     const unsigned char *u = (const unsigned char *)p;
     while (i < n) {
-        size_t len = utf8_len(u + i, n - i);
+        size_t len = util_utf8_len(u + i, n - i);
         bool is_ok = len > 1 ||
                      (len == 1 && (u[i] >= 0x20 || u[i] == '\t' || u[i] == '\n' || u[i] == '\r') &&
                       u[i] != 0x7f);

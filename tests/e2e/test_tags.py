@@ -162,6 +162,25 @@ def test_many_tags_paginate_completely(oci, repo):
     assert all(len(p["tags"]) == 17 for p in pages[:-1])
 
 
+@pytest.mark.parametrize("last", ["%00", "a%00b", "%01%1f%7f", "%ff%fe", "A" * 8192,
+                                  "%E2%84%AA"])
+def test_hostile_last_is_answered_sanely(oci, tagged_repo, last):
+    """`last` is not checked against the tag grammar (it need not be a tag): NUL and control
+    bytes, bytes that are not UTF-8 and a long value page like any other string, on every
+    tier, or are refused as a bad request (an encoded NUL by the HTTP layer, for every
+    request; bytes that are not UTF-8 as a bad `last`); never a server error."""
+    repo, tags, _ = tagged_repo
+    r = oci.get("/v2/%s/tags/list?n=3&last=%s" % (repo, last))
+    assert r.status_code in (200, 400), (r.status_code, r.text[:200])
+    if r.status_code == 200:
+        got = r.json().get("tags") or []
+        assert len(got) <= 3 and all(t in tags for t in got), got
+    else:
+        err = r.json()["errors"][0]
+        assert err["code"] == "UNSUPPORTED" or (err["code"] == "BAD_REQUEST" and
+                                                "malformed request" in err["message"]), err
+
+
 def test_mixed_case_tags_page_consistently(oci, repo):
     img = oci.push_image(repo, layers=1, layer_size=10)
     tags = ["B", "a", "C", "b", "A", "c", "_x", "9"]
