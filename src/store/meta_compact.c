@@ -378,6 +378,36 @@ int sq_objects_state(struct metastore *ms, struct meta_event **out, size_t *n_ou
     return 0;
 }
 
+/* The derived own statuses of a repository (sq_status_own_derived_of_repo), collected. */
+struct own_statuses {
+    struct meta_event *list;
+    size_t n;
+    const char *repo;
+    char **digests; /* of the derived ones, in byte order: their rows are replaced */
+    size_t n_digests;
+};
+
+static void own_status_add(void *arg, const char *digest, const struct meta_status *st,
+                           int64_t hlc)
+{
+    struct own_statuses *o = arg;
+    struct meta_event *ev = record_add(&o->list, &o->n, "status", o->repo, hlc > 0 ? hlc : 1,
+                                       st->region);
+    ev->digest = xstrdup(digest);
+    struct buf p;
+    buf_init(&p, 64 * 1024);
+    sq_status_payload(&p, st);
+    ev->payload = buf_steal(&p, NULL);
+    buf_fini(&p);
+    o->digests = xrealloc(o->digests, (o->n_digests + 1) * sizeof(*o->digests));
+    o->digests[o->n_digests++] = ev->digest;
+}
+
+static int digest_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 int sq_repo_statuses(struct metastore *ms, const char *repo, struct meta_event **out, size_t *n_out,
                      struct err *e)
 {
@@ -386,12 +416,27 @@ int sq_repo_statuses(struct metastore *ms, const char *repo, struct meta_event *
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
+    /* One snapshot: the rows and the manifests this region's derived statuses come from. */
+    if (sq_tx_begin(c, false, e) != 0)
+        return -1;
+    struct own_statuses own = {.repo = repo};
+    if (sq_status_own_derived_of_repo(c, repo, own_status_add, &own, e) != 0) {
+        sq_tx_rollback(c);
+        free(own.digests);
+        records_free(own.list, own.n);
+        return -1;
+    }
+    qsort(own.digests, own.n_digests, sizeof(*own.digests), digest_cmp);
     struct sql_stmt *s;
     int rc = sq_query(c, SQ_STATUS_OF_REPO, &s, e, "t", repo);
-    if (rc < 0)
+    if (rc < 0) {
+        sq_tx_rollback(c);
+        free(own.digests);
+        records_free(own.list, own.n);
         return -1;
-    struct meta_event *list = NULL;
-    size_t n = 0;
+    }
+    struct meta_event *list = own.list;
+    size_t n = own.n;
     int row = rc == SQL_ROW;
     for (; row == 1; row = sq_next_row(c, s, e)) {
         struct meta_status st = {.region = (char *)sql_col_text(s, 1),
@@ -400,7 +445,13 @@ int sq_repo_statuses(struct metastore *ms, const char *repo, struct meta_event *
                                  .bytes_total = sql_col_int64(s, 4),
                                  .updated_ms = sql_col_int64(s, 5),
                                  .details = (char *)sql_col_text(s, 6)};
-        if (st.region == NULL || st.state == NULL)
+        const char *digest = (const char *)sql_col_text(s, 0);
+        if (st.region == NULL || st.state == NULL || digest == NULL)
+            continue;
+        /* A row of this region not Completed of a visible manifest: the derived status
+         * stands for it (meta_repl.c, "The own status"). */
+        if (strcmp(st.region, c->store->region) == 0 &&
+            bsearch(&digest, own.digests, own.n_digests, sizeof(*own.digests), digest_cmp))
             continue;
         /* Its clock says which deletes it is later than (merge_status): the report's, or
          * for a row of a release before the clock, every delete here (a delete drops the
@@ -410,7 +461,7 @@ int sq_repo_statuses(struct metastore *ms, const char *repo, struct meta_event *
         if (hlc <= 0)
             hlc = tomb_hlc > 0 ? tomb_hlc : 1;
         struct meta_event *ev = record_add(&list, &n, "status", repo, hlc, st.region);
-        ev->digest = sq_col_strdup(s, 0);
+        ev->digest = xstrdup(digest);
         struct buf p;
         buf_init(&p, 64 * 1024);
         sq_status_payload(&p, &st);
@@ -418,10 +469,13 @@ int sq_repo_statuses(struct metastore *ms, const char *repo, struct meta_event *
         buf_fini(&p);
     }
     sq_stmt_done(s);
+    free(own.digests);
     if (row < 0) {
+        sq_tx_rollback(c);
         records_free(list, n);
         return -1;
     }
+    sq_tx_commit(c, e);
     *out = list;
     *n_out = n;
     return 0;

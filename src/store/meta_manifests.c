@@ -94,9 +94,10 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
      * after any tombstone of the same manifest (the tombstone stays: it still orders
      * older puts arriving from peers). */
     int64_t put_hlc = sq_hlc_next(c);
+    int64_t put_ms = util_now_ms(); /* also the time of the own Completed (derived from it) */
     if (sq_exec(c, SQ_MANIFEST_INSERT, e, "itttttibi", repo_id, m->digest.str, m->media_type,
                 m->artifact_type, m->annotations_json, subject_str, (int64_t)m->body_len,
-                stored, stored_len, util_now_ms()) != 0)
+                stored, stored_len, put_ms) != 0)
         goto fail;
     /* The same digest is the same bytes: a repeated put only (re)points the tag. The
      * event is stored without its payload: the manifest row and its references are the
@@ -143,16 +144,26 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
     if (sq_exec(c, SQ_MANIFEST_SET_VISIBLE, e, "it", repo_id, m->digest.str) != 0)
         goto fail;
     if (is_inserted || sql_changes(c->db) > 0) {
+        /* Each reference once, as the references are stored (the status derived from them,
+         * meta_repl.c, and a fetch count each once): a layer listed twice is one blob. */
         int64_t blob_bytes = 0;
-        for (size_t i = 0; i < n_refs; i++)
-            blob_bytes += refs[i].size;
+        for (size_t i = 0; i < n_refs; i++) {
+            bool is_repeated = false;
+            for (size_t k = 0; k < i && !is_repeated; k++)
+                is_repeated = digest_equal(&refs[k].digest, &refs[i].digest);
+            blob_bytes += is_repeated ? 0 : refs[i].size;
+        }
         struct meta_status done = {.region = c->store->region,
                                    .state = "Completed",
                                    .bytes_done = blob_bytes,
                                    .bytes_total = blob_bytes,
-                                   .updated_ms = util_now_ms(),
+                                   .updated_ms = is_inserted ? put_ms : util_now_ms(),
                                    .details = ""};
-        if (sq_status_write(c, repo, m->digest.str, &done, true, e) != 0)
+        /* A new manifest's own status is derived from its row when read (meta_repl.c, "The
+         * own status"); one that was hidden may have a row of this region (a fetch's
+         * InProgress) written after its manifest row: this one replaces it. */
+        if ((is_inserted ? sq_status_announce_own(c, repo, m->digest.str, &done, e)
+                         : sq_status_write(c, repo, m->digest.str, &done, true, e)) != 0)
             goto fail;
     }
     if (tag != NULL) {

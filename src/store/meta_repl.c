@@ -19,6 +19,21 @@ int sq_status_write_peer(struct sq_conn *c, const char *repo, const char *digest
                    st->has_copies ? st->copies : (int64_t)-1, hlc);
 }
 
+/* Writes a status event of this region at clock hlc. The payload is stored, not rebuilt from
+ * the row when read: the row moves on (a retry rewrites it as InProgress without an event),
+ * and a peer that reads this event later must still see the state it announced (Failed,
+ * with its details). Short when it is this region's own (sq_status_payload_stored). */
+static int status_event(struct sq_conn *c, const char *repo, const char *digest,
+                        const struct meta_status *st, int64_t hlc, struct err *e)
+{
+    struct buf p;
+    buf_init(&p, 64 * 1024);
+    sq_status_payload_stored(&p, st, c->store->region);
+    int rc = sq_event_append_clock(c, "status", repo, NULL, digest, p.data, hlc, e);
+    buf_fini(&p);
+    return rc;
+}
+
 /* Records this region's status of an artifact, optionally as a replicated event. */
 int sq_status_write(struct sq_conn *c, const char *repo, const char *digest,
                     const struct meta_status *st, bool is_event, struct err *e)
@@ -26,18 +41,78 @@ int sq_status_write(struct sq_conn *c, const char *repo, const char *digest,
     int64_t hlc = sq_hlc_next(c);
     if (sq_status_write_peer(c, repo, digest, st, hlc, e) != 0)
         return -1;
-    if (!is_event)
-        return 0;
-    /* The payload is stored, not rebuilt from the row when read: the row moves on (a
-     * retry rewrites it as InProgress without an event), and a peer that reads this event
-     * later must still see the state it announced (Failed, with its details). Short when
-     * it is this region's own (sq_status_payload_stored). */
-    struct buf p;
-    buf_init(&p, 64 * 1024);
-    sq_status_payload_stored(&p, st, c->store->region);
-    int rc = sq_event_append_clock(c, "status", repo, NULL, digest, p.data, hlc, e);
-    buf_fini(&p);
-    return rc;
+    return is_event ? status_event(c, repo, digest, st, hlc, e) : 0;
+}
+
+/* The own status
+ *
+ * A manifest visible here is Completed here: visible means its blobs and child manifests are
+ * here (checked in the transaction that made it visible). A push announces that to the other
+ * regions (the event) but keeps no row of it: the row was a random insert into the largest
+ * b-tree after manifests, about a tenth of a push's cost at 100 000 tags
+ * (docs/performance.md, "The own status row"). Every reader of this region's status takes it
+ * from the manifest instead (STATUS_OWN_DERIVED) when no Completed row of this region says
+ * more (a copies count, a fetch's bytes); a row of another state of a visible manifest is
+ * left from before (a fetch of an earlier copy, deleted since) and is not shown. No clock
+ * decides it, so no node's wall clock and no other region's re-push of the same manifest
+ * (which takes its origin and clock) can hide it. */
+int sq_status_announce_own(struct sq_conn *c, const char *repo, const char *digest,
+                           const struct meta_status *st, struct err *e)
+{
+    return status_event(c, repo, digest, st, sq_hlc_next(c), e);
+}
+
+/* This region's status of one derived row of STATUS_OWN_DERIVED[_OF_REPO] (strings not
+ * copied: valid until the statement moves on). */
+static struct meta_status own_derived(struct sq_conn *c, struct sql_stmt *s)
+{
+    int64_t bytes = sql_col_int64(s, 3);
+    return (struct meta_status){.region = (char *)c->store->region,
+                                .state = "Completed",
+                                .bytes_done = bytes,
+                                .bytes_total = bytes,
+                                .updated_ms = sql_col_int64(s, 1),
+                                .details = ""};
+}
+
+int sq_status_own_derived(struct sq_conn *c, const char *repo, const char *digest,
+                          struct meta_status *out, bool *found, struct err *e)
+{
+    *found = false;
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_STATUS_OWN_DERIVED, &s, e, "ttt", repo, digest, c->store->region);
+    if (rc < 0)
+        return -1;
+    if (rc == SQL_ROW) {
+        struct meta_status st = own_derived(c, s);
+        *out = (struct meta_status){.region = xstrdup(st.region),
+                                    .state = xstrdup(st.state),
+                                    .bytes_done = st.bytes_done,
+                                    .bytes_total = st.bytes_total,
+                                    .updated_ms = st.updated_ms,
+                                    .details = xstrdup("")};
+        *found = true;
+    }
+    sq_stmt_done(s);
+    return 0;
+}
+
+int sq_status_own_derived_of_repo(struct sq_conn *c, const char *repo, sq_own_status_f *each,
+                                  void *arg, struct err *e)
+{
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_STATUS_OWN_DERIVED_OF_REPO, &s, e, "tt", repo, c->store->region);
+    if (rc < 0)
+        return -1;
+    int row = rc == SQL_ROW;
+    for (; row == 1; row = sq_next_row(c, s, e)) {
+        const char *digest = (const char *)sql_col_text(s, 0);
+        struct meta_status st = own_derived(c, s);
+        if (digest != NULL)
+            each(arg, digest, &st, sql_col_int64(s, 2));
+    }
+    sq_stmt_done(s);
+    return row < 0 ? -1 : 0;
 }
 
 int sq_pending_list(struct metastore *ms, size_t max, struct meta_pending **out, size_t *n_out,
@@ -202,6 +277,34 @@ int sq_status_drop_older(struct metastore *ms, const char *repo, const struct di
     return status_drop(ms, SQ_STATUS_DROP_OLDER, "ttti", repo, d->str, region, before_ms, e);
 }
 
+/* Puts this region's derived status (sq_status_own_derived) in a status list ordered by
+ * region, in place of a row of this region of another state than Completed. */
+static int status_list_own(struct sq_conn *c, const char *repo, const char *digest,
+                           struct meta_status **list, size_t *n, struct err *e)
+{
+    struct meta_status own;
+    bool found;
+    if (sq_status_own_derived(c, repo, digest, &own, &found, e) != 0)
+        return -1;
+    if (!found)
+        return 0;
+    size_t at = 0;
+    while (at < *n && strcmp((*list)[at].region, own.region) < 0)
+        at++;
+    if (at < *n && strcmp((*list)[at].region, own.region) == 0) {
+        free((*list)[at].region);
+        free((*list)[at].state);
+        free((*list)[at].details);
+        (*list)[at] = own;
+        return 0;
+    }
+    *list = xrealloc(*list, (*n + 1) * sizeof(**list));
+    memmove(&(*list)[at + 1], &(*list)[at], (*n - at) * sizeof(**list));
+    (*list)[at] = own;
+    (*n)++;
+    return 0;
+}
+
 int sq_status_list(struct metastore *ms, const char *repo, const struct digest *d,
                    struct meta_status **out, size_t *n_out, struct err *e)
 {
@@ -210,13 +313,19 @@ int sq_status_list(struct metastore *ms, const char *repo, const struct digest *
     struct sq_conn *c = sq_conn_of(ms, e);
     if (c == NULL)
         return -1;
+    /* One snapshot: the rows and the manifest the own status is derived from. */
+    if (sq_tx_begin(c, false, e) != 0)
+        return -1;
     struct sql_stmt *s;
     int rc = sq_query(c, SQ_STATUS_LIST, &s, e, "tt", repo, d->str);
-    if (rc < 0)
+    if (rc < 0) {
+        sq_tx_rollback(c);
         return -1;
+    }
     struct meta_status *list = NULL;
     size_t n = 0;
-    for (int row = rc == SQL_ROW; row == 1; row = sq_next_row(c, s, e)) {
+    int row = rc == SQL_ROW;
+    for (; row == 1; row = sq_next_row(c, s, e)) {
         list = xrealloc(list, (n + 1) * sizeof(*list));
         list[n].region = sq_col_strdup(s, 0);
         list[n].state = sq_col_strdup(s, 1);
@@ -229,6 +338,12 @@ int sq_status_list(struct metastore *ms, const char *repo, const struct digest *
         n++;
     }
     sq_stmt_done(s);
+    if (row < 0 || status_list_own(c, repo, d->str, &list, &n, e) != 0) {
+        sq_tx_rollback(c);
+        meta_status_free(list, n);
+        return -1;
+    }
+    sq_tx_commit(c, e);
     *out = list;
     *n_out = n;
     return 0;

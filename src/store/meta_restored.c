@@ -167,9 +167,35 @@ static int report_again(struct sq_conn *c, int64_t opened, struct err *e)
         n++;
     }
     sql_finalize(s);
+    /* And those derived from a manifest visible here (meta_repl.c, "The own status"),
+     * written as rows now: a state record of them (sq_repo_statuses) then carries the new
+     * report's clock, above the opening one, which the others take. */
+    rc = sq_run(c,
+                "SELECT r.name, m.digest, m.created_ms," SQ_OWN_BYTES " FROM manifests m"
+                " JOIN repos r ON r.id = m.repo_id WHERE m.is_visible = 1"
+                " AND NOT EXISTS (SELECT 1 FROM repl_status s WHERE s.repo = r.name"
+                " AND s.digest = m.digest AND s.region = ?1 AND s.state = 'Completed')",
+                &s, e, "t", self);
+    int row = rc == SQL_ROW;
+    for (; row == 1; row = sq_next_row(c, s, e)) {
+        rows = xrealloc(rows, (n + 1) * sizeof(*rows));
+        rows[n] = (struct row){
+            .repo = sq_col_strdup(s, 0),
+            .digest = sq_col_strdup(s, 1),
+            .st = {.region = (char *)self,
+                   .state = xstrdup("Completed"),
+                   .bytes_done = sql_col_int64(s, 3),
+                   .bytes_total = sql_col_int64(s, 3),
+                   .updated_ms = util_now_ms(), /* reported again now: newer than any */
+                   .details = xstrdup("")},
+        };
+        n++;
+    }
+    if (rc >= 0)
+        sql_finalize(s);
     /* Above the opening clock whichever node of the region answered the probe. */
     sq_hlc_seen(c->store, (uint64_t)opened);
-    rc = 0;
+    rc = rc < 0 || row < 0 ? -1 : 0;
     for (size_t i = 0; i < n; i++) {
         if (rc == 0 && rows[i].repo && rows[i].digest && rows[i].st.state)
             rc = sq_status_write(c, rows[i].repo, rows[i].digest, &rows[i].st, true, e);

@@ -30,6 +30,11 @@
  * hints, COLLATE BINARY, rowid) the text here is SQLite's and SQ_STATEMENTS_POSTGRES below
  * holds PostgreSQL's; a driver whose placeholders are `$N` rewrites them in its prepare.
  * Transactions are the driver's (sql_driver.h: begin, commit, rollback). */
+/* The bytes a manifest m references, each once: its own status's (meta_repl.c). */
+#define SQ_OWN_BYTES                                                                       \
+    " (SELECT coalesce(sum(CASE WHEN f.size > 0 THEN f.size ELSE 0 END), 0)"              \
+    " FROM manifest_refs f WHERE f.repo_id = m.repo_id AND f.manifest_digest = m.digest)"
+
 #define SQ_STATEMENTS(X)                                                                       \
     /* Each origin stamps its events with an increasing clock, so the newest clock in the   \
      * log is among the last event of each origin: one lookup per region, not a log scan.   \
@@ -196,6 +201,20 @@
                         " FROM repl_status WHERE repo = ?1 AND digest = ?2 AND region = ?3")   \
     X(MANIFEST_PAYLOAD, "SELECT digest, media_type, artifact_type, annotations, subject, body"  \
                         " FROM manifests WHERE repo_id = ?1 AND digest = ?2")                  \
+    /* This region's own Completed of a manifest visible here that no Completed row of its \
+     * own reports (a push writes only the event: meta_repl.c, "The own status").          \
+     * Of one manifest (?1 repo, ?2 digest, ?3 this region) or of a repository's (?2). */ \
+    X(STATUS_OWN_DERIVED, "SELECT m.digest, m.created_ms, m.hlc," SQ_OWN_BYTES                 \
+                          " FROM repos r JOIN manifests m ON m.repo_id = r.id"               \
+                          " WHERE r.name = ?1 AND m.digest = ?2 AND m.is_visible = 1"        \
+                          " AND NOT EXISTS (SELECT 1 FROM repl_status s WHERE s.repo = ?1"   \
+                          " AND s.digest = ?2 AND s.region = ?3 AND s.state = 'Completed')") \
+    X(STATUS_OWN_DERIVED_OF_REPO, "SELECT m.digest, m.created_ms, m.hlc," SQ_OWN_BYTES         \
+                          " FROM repos r JOIN manifests m ON m.repo_id = r.id"               \
+                          " WHERE r.name = ?1 AND m.is_visible = 1"                          \
+                          " AND NOT EXISTS (SELECT 1 FROM repl_status s WHERE s.repo = ?1"   \
+                          " AND s.digest = m.digest AND s.region = ?2"                       \
+                          " AND s.state = 'Completed') ORDER BY m.digest")                    \
     X(STATUS_LIST, "SELECT region, state, bytes_done, bytes_total, updated_ms, details,"       \
                    " coalesce(copies, -1) FROM repl_status WHERE repo = ?1 AND digest = ?2"    \
                    " ORDER BY region")                                                         \
@@ -632,6 +651,21 @@ int sq_status_write_peer(struct sq_conn *c, const char *repo, const char *digest
                          const struct meta_status *st, int64_t hlc, struct err *e);
 int sq_status_write(struct sq_conn *c, const char *repo, const char *digest,
                     const struct meta_status *st, bool is_event, struct err *e);
+/* A push's own Completed: the event alone, the row derived when read (meta_repl.c, "The
+ * own status"). */
+int sq_status_announce_own(struct sq_conn *c, const char *repo, const char *digest,
+                           const struct meta_status *st, struct err *e);
+/* This region's derived status of repo@digest: Completed when it is visible here and no
+ * Completed row of this region says more (*found false: a row says it, or it is not here);
+ * the strings of *out are malloc'd. */
+int sq_status_own_derived(struct sq_conn *c, const char *repo, const char *digest,
+                          struct meta_status *out, bool *found, struct err *e);
+/* Calls each for every manifest of repo whose own status is derived, by digest; st and
+ * digest are valid during the call only, hlc is the manifest's clock. */
+typedef void sq_own_status_f(void *arg, const char *digest, const struct meta_status *st,
+                             int64_t hlc);
+int sq_status_own_derived_of_repo(struct sq_conn *c, const char *repo, sq_own_status_f *each,
+                                  void *arg, struct err *e);
 ms_pending_list_f sq_pending_list;
 ms_pending_complete_f sq_pending_complete;
 ms_status_set_f sq_status_set;

@@ -704,6 +704,53 @@ static int64_t pg_int(struct sq_conn *c, const char *sql)
     return v;
 }
 
+/* A push keeps no status row of its own region on PostgreSQL either: the status list and
+ * the state records derive its Completed from the manifest; a row of this region written
+ * before the manifest is not shown, one written after it is. */
+static void test_own_status_derived_from_the_manifest(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct metastore *ms = metastore_pg_open(target, "r1", &e);
+    assert_non_null(ms);
+    char body[] = "{\"schemaVersion\":2,\"status\":\"derived\"}";
+    struct meta_manifest m = {.media_type = "application/vnd.oci.image.manifest.v1+json",
+                              .body = body, .body_len = sizeof(body) - 1};
+    digest_of_buffer(DIGEST_SHA256, body, m.body_len, &m.digest);
+    struct meta_status stale = {.region = "r1", .state = "InProgress", .updated_ms = 1,
+                                .details = ""};
+    assert_int_equal(ms->ops->status_set(ms, "lib/derived", &m.digest, &stale, false, &e), 0);
+    assert_int_equal(ms->ops->manifest_put(ms, "lib/derived", &m, NULL, 0, NULL, "v1", &e), 0);
+    struct sq_conn *c = sq_conn_of(ms, &e);
+    assert_int_equal(pg_int(c, "SELECT count(*) FROM repl_status WHERE repo = 'lib/derived'"
+                               " AND state = 'Completed'"),
+                     0);
+    struct meta_status *st = NULL;
+    size_t n = 0;
+    assert_int_equal(ms->ops->status_list(ms, "lib/derived", &m.digest, &st, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(st[0].region, "r1");
+    assert_string_equal(st[0].state, "Completed");
+    assert_true(st[0].updated_ms > 1);
+    meta_status_free(st, n);
+    struct meta_event *recs = NULL;
+    assert_int_equal(ms->ops->repo_statuses(ms, "lib/derived", &recs, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(recs[0].digest, m.digest.str);
+    assert_non_null(strstr(recs[0].payload, "\"Completed\""));
+    meta_event_fini(&recs[0]);
+    free(recs);
+    struct meta_status two = {.region = "r1", .state = "Completed", .updated_ms = util_now_ms(),
+                              .details = "", .has_copies = true, .copies = 2};
+    assert_int_equal(ms->ops->status_set(ms, "lib/derived", &m.digest, &two, true, &e), 0);
+    assert_int_equal(ms->ops->status_list(ms, "lib/derived", &m.digest, &st, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_true(st[0].has_copies);
+    assert_int_equal(st[0].copies, 2);
+    meta_status_free(st, n);
+    ms->ops->close(ms);
+}
+
 /* A database of schema version 9 (status rows without their report's clock) opens with
  * this build: its rows stay, at clock 0, and a delete of their manifest still drops them. */
 static void test_v9_status_rows_get_a_clock(void **state)
@@ -720,6 +767,10 @@ static void test_v9_status_rows_get_a_clock(void **state)
     struct meta_status east = {.region = "east", .state = "Completed",
                                .updated_ms = util_now_ms(), .details = ""};
     assert_int_equal(ms->ops->status_set(ms, "lib/clock", &m.digest, &east, false, &e), 0);
+    /* A push of an earlier release also wrote its own region's row (derived since). */
+    struct meta_status own = {.region = "r1", .state = "Completed",
+                              .updated_ms = util_now_ms(), .details = ""};
+    assert_int_equal(ms->ops->status_set(ms, "lib/clock", &m.digest, &own, false, &e), 0);
     struct sq_conn *c = sq_conn_of(ms, &e);
     assert_int_equal(pg_int(c, "SELECT count(*) FROM repl_status WHERE repo = 'lib/clock'"
                                " AND hlc > 0"),
@@ -963,6 +1014,7 @@ int main(void)
         cmocka_unit_test_setup(test_residency_purge, setup),
         cmocka_unit_test_setup(test_audit_region_and_upgrade, setup),
         cmocka_unit_test_setup(test_v9_status_rows_get_a_clock, setup),
+        cmocka_unit_test_setup(test_own_status_derived_from_the_manifest, setup),
         cmocka_unit_test_setup(test_v10_stale_status_rows_dropped, setup),
         cmocka_unit_test_setup(test_v8_refs_become_seq, setup),
         cmocka_unit_test_setup(test_region_restored_from_an_older_copy, setup),

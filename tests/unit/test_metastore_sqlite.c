@@ -2943,6 +2943,10 @@ static void test_v11_status_rows_get_a_clock(void **state)
     struct meta_status east = {.region = "east", .state = "Completed",
                                .updated_ms = util_now_ms(), .details = ""};
     assert_int_equal(f->ms->ops->status_set(f->ms, "r", &m.digest, &east, false, &e), 0);
+    /* A push of an earlier release also wrote its own region's row (derived since). */
+    struct meta_status own = {.region = REGION, .state = "Completed",
+                              .updated_ms = util_now_ms(), .details = ""};
+    assert_int_equal(f->ms->ops->status_set(f->ms, "r", &m.digest, &own, false, &e), 0);
     f->ms->ops->close(f->ms);
     f->ms = NULL;
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM repl_status WHERE hlc > 0", NULL), 2);
@@ -2960,6 +2964,129 @@ static void test_v11_status_rows_get_a_clock(void **state)
     assert_string_equal(east_state(ms, &m.digest, got, sizeof(got)), "Completed");
     assert_int_equal(ms->ops->manifest_delete(ms, "r", &m.digest, &e), 0);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM repl_status", NULL), 0);
+}
+
+/* This region's own status of a manifest pushed here, as status_list shows it. */
+static struct meta_status own_status(struct metastore *ms, const struct digest *d)
+{
+    struct meta_status *st = NULL;
+    size_t n_st = 0;
+    struct err e = {0};
+    assert_int_equal(ms->ops->status_list(ms, "r", d, &st, &n_st, &e), 0);
+    struct meta_status out = {.state = xstrdup("none"), .details = xstrdup("")};
+    for (size_t i = 0; i < n_st; i++) {
+        if (i > 0) /* in region order, each region once */
+            assert_true(strcmp(st[i - 1].region, st[i].region) < 0);
+        if (strcmp(st[i].region, REGION) == 0) {
+            free(out.state);
+            free(out.details);
+            out = st[i];
+            st[i] = (struct meta_status){0};
+        }
+    }
+    meta_status_free(st, n_st);
+    free(out.region);
+    out.region = NULL;
+    return out;
+}
+
+/* A push keeps no status row of its own region: its Completed (the blobs' bytes, the time of
+ * the push) is derived from the manifest, and its event still tells the other regions. A row
+ * of this region of another state (a fetch of an earlier copy, deleted since) is not shown;
+ * a Completed row (a copies count) is. */
+static void test_own_status_derived_from_the_manifest(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(21, body, NULL);
+    struct meta_ref refs[2] = {{.digest = dg(1), .size = 10}, {.digest = dg(2), .size = 20}};
+    link_blob(ms, "r", 1, 10);
+    link_blob(ms, "r", 2, 20);
+    /* a stale row of this region: an earlier copy's fetch, written before this push */
+    struct meta_status stale = {.region = REGION, .state = "InProgress", .bytes_done = 3,
+                                .bytes_total = 30, .updated_ms = 1, .details = ""};
+    assert_int_equal(ms->ops->status_set(ms, "r", &m.digest, &stale, false, &e), 0);
+    int64_t before = util_now_ms();
+    int64_t seq0 = last_seq(ms);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, refs, 2, NULL, "v1", &e), 0);
+
+    struct meta_status own = own_status(ms, &m.digest);
+    assert_string_equal(own.state, "Completed");
+    assert_int_equal(own.bytes_done, 30);
+    assert_int_equal(own.bytes_total, 30);
+    assert_true(own.updated_ms >= before && own.updated_ms <= util_now_ms());
+    assert_false(own.has_copies);
+    free(own.state);
+    free(own.details);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM repl_status WHERE region = ?1"
+                                     " AND state = 'Completed'", REGION), 0);
+    /* the event the other regions take it from */
+    json_t *evs = events_json(ms, seq0);
+    bool is_announced = false;
+    for (size_t i = 0; i < json_array_size(evs); i++) {
+        json_t *ev = json_array_get(evs, i);
+        json_t *payload = json_object_get(ev, "payload");
+        is_announced |=
+            strcmp(ev_str(ev, "kind"), "status") == 0 &&
+            strcmp(json_string_value(json_object_get(payload, "region")), REGION) == 0 &&
+            strcmp(json_string_value(json_object_get(payload, "state")), "Completed") == 0 &&
+            json_integer_value(json_object_get(payload, "bytesTotal")) == 30;
+    }
+    json_decref(evs);
+    assert_true(is_announced);
+    /* a state record of it, for a region below the horizon */
+    struct meta_event *recs = NULL;
+    size_t n = 0;
+    assert_int_equal(ms->ops->repo_statuses(ms, "r", &recs, &n, &e), 0);
+    size_t n_own = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(recs[i].origin, REGION) == 0) {
+            n_own++;
+            assert_string_equal(recs[i].digest, m.digest.str);
+            assert_non_null(strstr(recs[i].payload, "\"Completed\""));
+        }
+        meta_event_fini(&recs[i]);
+    }
+    free(recs);
+    assert_int_equal(n_own, 1);
+
+    /* another region's push of the same manifest, merged here, takes its origin (and clock:
+     * SQ_MANIFEST_SET_CLOCK): it is still here, Completed */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE manifests SET origin = 'east'", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    own = own_status(ms, &m.digest);
+    assert_string_equal(own.state, "Completed");
+    assert_int_equal(own.bytes_total, 30);
+    free(own.state);
+    free(own.details);
+
+    /* a row written since (the copies pass) is the status */
+    struct meta_status two = {.region = REGION, .state = "Completed", .bytes_done = 30,
+                              .bytes_total = 30, .updated_ms = util_now_ms(), .details = "",
+                              .has_copies = true, .copies = 2};
+    assert_int_equal(ms->ops->status_set(ms, "r", &m.digest, &two, true, &e), 0);
+    own = own_status(ms, &m.digest);
+    assert_true(own.has_copies);
+    assert_int_equal(own.copies, 2);
+    free(own.state);
+    free(own.details);
+
+    /* deleted: no status of its own (nor a row) */
+    assert_int_equal(ms->ops->manifest_delete(ms, "r", &m.digest, &e), 0);
+    own = own_status(ms, &m.digest);
+    assert_string_equal(own.state, "none");
+    free(own.state);
+    free(own.details);
+    assert_int_equal(ms->ops->repo_statuses(ms, "r", &recs, &n, &e), 0);
+    for (size_t i = 0; i < n; i++)
+        meta_event_fini(&recs[i]);
+    free(recs);
+    assert_int_equal(n, 0);
 }
 
 /* Releases before schema 12 kept every region's status row through a manifest's delete:
@@ -3373,6 +3500,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_status_does_not_outlive_a_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v11_status_rows_get_a_clock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_own_status_derived_from_the_manifest, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_v12_stale_status_rows_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_pass_starts_after_the_mark_of_the_last_close,
                                         setup, teardown),
