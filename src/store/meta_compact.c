@@ -426,7 +426,8 @@ int sq_repo_statuses(struct metastore *ms, const char *repo, struct meta_event *
         records_free(own.list, own.n);
         return -1;
     }
-    qsort(own.digests, own.n_digests, sizeof(*own.digests), digest_cmp);
+    if (own.n_digests > 1) /* NULL when none: qsort and bsearch take no NULL */
+        qsort(own.digests, own.n_digests, sizeof(*own.digests), digest_cmp);
     struct sql_stmt *s;
     int rc = sq_query(c, SQ_STATUS_OF_REPO, &s, e, "t", repo);
     if (rc < 0) {
@@ -450,7 +451,7 @@ int sq_repo_statuses(struct metastore *ms, const char *repo, struct meta_event *
             continue;
         /* A row of this region not Completed of a visible manifest: the derived status
          * stands for it (meta_repl.c, "The own status"). */
-        if (strcmp(st.region, c->store->region) == 0 &&
+        if (own.n_digests > 0 && strcmp(st.region, c->store->region) == 0 &&
             bsearch(&digest, own.digests, own.n_digests, sizeof(*own.digests), digest_cmp))
             continue;
         /* Its clock says which deletes it is later than (merge_status): the report's, or

@@ -166,6 +166,9 @@ int sq_manifest_put(struct metastore *ms, const char *repo, const struct meta_ma
                          : sq_status_write(c, repo, m->digest.str, &done, true, e)) != 0)
             goto fail;
     }
+    /* Put again while visible here: a new clock, so its status again (meta_repl.c). */
+    else if (sq_status_announce_own_again(c, repo_id, repo, m->digest.str, e) != 0)
+        goto fail;
     if (tag != NULL) {
         int rc = sq_query(c, SQ_TREG_GET, &s, e, "tt", repo, tag);
         if (rc < 0)

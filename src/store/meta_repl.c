@@ -62,6 +62,53 @@ int sq_status_announce_own(struct sq_conn *c, const char *repo, const char *dige
     return status_event(c, repo, digest, st, sq_hlc_next(c), e);
 }
 
+/* A put of a manifest already visible here, at a new clock (a client's push of it again, a
+ * collector's delete it outlived): this region's status of it is announced again at that
+ * clock. A delete another region made before it drops this region's report there
+ * (sq_tomb_merge), and the put then brings the manifest back there: without a report later
+ * than the delete, this region showed Pending there for ever. The event alone: the status
+ * here is the Completed row of this region or derived (STATUS_OWN_DERIVED). */
+int sq_status_announce_own_again(struct sq_conn *c, int64_t repo_id, const char *repo,
+                                 const char *digest, struct err *e)
+{
+    struct sql_stmt *s;
+    int rc = sq_query(c, SQ_VISIBLE_CHILD, &s, e, "it", repo_id, digest);
+    if (rc < 0)
+        return -1;
+    sq_stmt_done(s);
+    if (rc != SQL_ROW)
+        return 0;
+    struct meta_status st;
+    bool found;
+    if (sq_status_own_derived(c, repo, digest, &st, &found, e) != 0)
+        return -1;
+    if (!found) { /* a Completed row says it */
+        rc = sq_query(c, SQ_STATUS_OF_REGION, &s, e, "ttt", repo, digest, c->store->region);
+        if (rc < 0)
+            return -1;
+        const char *state = rc == SQL_ROW ? (const char *)sql_col_text(s, 0) : NULL;
+        if (state != NULL && strcmp(state, "Completed") == 0) {
+            st = (struct meta_status){.region = xstrdup(c->store->region),
+                                      .state = xstrdup(state),
+                                      .bytes_done = sql_col_int64(s, 1),
+                                      .bytes_total = sql_col_int64(s, 2),
+                                      .updated_ms = sql_col_int64(s, 3),
+                                      .details = sq_col_strdup(s, 4),
+                                      .has_copies = sql_col_int64(s, 5) >= 0,
+                                      .copies = sql_col_int64(s, 5)};
+            found = true;
+        }
+        sq_stmt_done(s);
+    }
+    if (!found)
+        return 0;
+    rc = sq_status_announce_own(c, repo, digest, &st, e);
+    free(st.region);
+    free(st.state);
+    free(st.details);
+    return rc;
+}
+
 /* This region's status of one derived row of STATUS_OWN_DERIVED[_OF_REPO] (strings not
  * copied: valid until the statement moves on). */
 static struct meta_status own_derived(struct sq_conn *c, struct sql_stmt *s)

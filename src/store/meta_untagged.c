@@ -203,7 +203,8 @@ int sq_untagged_tomb_merge(struct sq_conn *c, int64_t repo_id, const char *repo,
     int64_t put_hlc = sq_hlc_next(c);
     if (sq_exec(c, SQ_MANIFEST_SET_CLOCK, e, "itit", repo_id, digest, put_hlc, c->store->region) !=
             0 ||
-        sq_event_append_clock(c, "manifest_put", repo, NULL, digest, NULL, put_hlc, e) != 0)
+        sq_event_append_clock(c, "manifest_put", repo, NULL, digest, NULL, put_hlc, e) != 0 ||
+        sq_status_announce_own_again(c, repo_id, repo, digest, e) != 0)
         return -1;
     log_info("gc", "kept manifest %s@%s that %s collected: something here keeps it; put again",
              repo, digest, origin);

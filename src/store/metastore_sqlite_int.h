@@ -655,6 +655,9 @@ int sq_status_write(struct sq_conn *c, const char *repo, const char *digest,
  * own status"). */
 int sq_status_announce_own(struct sq_conn *c, const char *repo, const char *digest,
                            const struct meta_status *st, struct err *e);
+/* A visible manifest put again at a new clock: this region's status of it announced again. */
+int sq_status_announce_own_again(struct sq_conn *c, int64_t repo_id, const char *repo,
+                                 const char *digest, struct err *e);
 /* This region's derived status of repo@digest: Completed when it is visible here and no
  * Completed row of this region says more (*found false: a row says it, or it is not here);
  * the strings of *out are malloc'd. */

@@ -324,6 +324,28 @@ def test_same_manifest_pushed_in_two_regions_under_a_partition(geo):
     assert_wait_truthful(b, cluster, img, "v1")
 
 
+def test_push_again_after_a_delete_elsewhere_is_completed_there(geo):
+    """v1 is Completed in both; r2 deletes the manifest while it cannot hear r1 (dropping r1's
+    report of it), and a client pushes the same manifest to r1 again after that. Healed, the
+    push (later) wins in both: r2 takes the manifest back and wait on r2 returns 0, which
+    needs r1's report again, later than r2's delete (before: r1 announced nothing for a
+    manifest it already held, and r2 showed it Pending for ever)."""
+    cluster = geo(2)
+    a, b = cluster
+    repo = unique_repo("again")
+    img = a.oci().push_image(repo, "v1")
+    assert_wait_truthful(a, cluster, img, "v1")
+    cluster.partition([a], [b])
+    r = b.oci().delete("/v2/%s/manifests/%s" % (repo, img.digest))
+    assert r.status_code == 202, (r.status_code, r.text)
+    assert a.oci().push_manifest(repo, "v1", img.body, img.media_type) == img.digest
+    cluster.heal()
+    wait_for(lambda: manifest_digest(b, repo, "v1") == img.digest, 60,
+             "r2 to take the pushed manifest back")
+    assert_wait_truthful(b, cluster, img, "v1")
+    assert_wait_truthful(a, cluster, img, "v1")
+
+
 def test_tag_deleted_and_pushed_again_is_served_by_tag_where_wait_says_so(geo):
     """v1 is Completed in r2, deleted by tag (r2 drops the tag, keeps the manifest), then
     pushed again in r1 while r2 cannot hear of it. r2's report is about the manifest, which

@@ -2922,11 +2922,16 @@ static const char *east_state(struct metastore *ms, const struct digest *d, char
     return out;
 }
 
+/* The latest clock in the log (not the last event's: an event applied from a peer may carry
+ * an older one; a test that took it lost the race with the machine's load). */
 static uint64_t newest_hlc(struct metastore *ms)
 {
     json_t *ev = events_json(ms, 0);
-    uint64_t hlc = (uint64_t)json_integer_value(
-        json_object_get(json_array_get(ev, json_array_size(ev) - 1), "hlc"));
+    uint64_t hlc = 0;
+    for (size_t i = 0; i < json_array_size(ev); i++) {
+        uint64_t h = (uint64_t)json_integer_value(json_object_get(json_array_get(ev, i), "hlc"));
+        hlc = h > hlc ? h : hlc;
+    }
     json_decref(ev);
     return hlc;
 }
@@ -3087,6 +3092,56 @@ static void test_own_status_derived_from_the_manifest(void **state)
         meta_event_fini(&recs[i]);
     free(recs);
     assert_int_equal(n, 0);
+}
+
+/* A manifest put again while visible here is a write with a new clock (it beats a delete
+ * made elsewhere before it): this region's Completed goes with it, later than that delete
+ * (which dropped the region's report there), with what the region reports of it. */
+static void test_put_again_announces_the_own_status_again(void **state)
+{
+    struct fixture *f = *state;
+    struct metastore *ms = f->ms;
+    struct err e = {0};
+    char body[128];
+    struct meta_manifest m = mf(22, body, NULL);
+    struct meta_ref ref = {.digest = dg(3), .size = 40};
+    link_blob(ms, "r", 3, 40);
+    assert_int_equal(ms->ops->manifest_put(ms, "r", &m, &ref, 1, NULL, "v1", &e), 0);
+    struct meta_status two = {.region = REGION, .state = "Completed", .bytes_done = 40,
+                              .bytes_total = 40, .updated_ms = util_now_ms(), .details = "",
+                              .has_copies = true, .copies = 2};
+    assert_int_equal(ms->ops->status_set(ms, "r", &m.digest, &two, true, &e), 0);
+    for (int round = 0; round < 2; round++) {
+        int64_t seq0 = last_seq(ms);
+        assert_int_equal(ms->ops->manifest_put(ms, "r", &m, &ref, 1, NULL, "v2", &e), 0);
+        json_t *evs = events_json(ms, seq0);
+        uint64_t put_hlc = 0, status_hlc = 0;
+        for (size_t i = 0; i < json_array_size(evs); i++) {
+            json_t *ev = json_array_get(evs, i);
+            json_t *payload = json_object_get(ev, "payload");
+            uint64_t hlc = (uint64_t)json_integer_value(json_object_get(ev, "hlc"));
+            if (strcmp(ev_str(ev, "kind"), "manifest_put") == 0)
+                put_hlc = hlc;
+            if (strcmp(ev_str(ev, "kind"), "status") == 0) {
+                assert_string_equal(json_string_value(json_object_get(payload, "region")),
+                                    REGION);
+                assert_string_equal(json_string_value(json_object_get(payload, "state")),
+                                    "Completed");
+                assert_int_equal(json_integer_value(json_object_get(payload, "bytesTotal")), 40);
+                /* the copies count the region reports, while it has one */
+                assert_int_equal(json_is_integer(json_object_get(payload, "copies")), round == 0);
+                status_hlc = hlc;
+            }
+        }
+        json_decref(evs);
+        assert_true(put_hlc > 0);
+        assert_true(status_hlc > put_hlc);
+        /* without a copies count (derived) the next time */
+        sqlite3 *db;
+        assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, "DELETE FROM repl_status", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+    }
 }
 
 /* Releases before schema 12 kept every region's status row through a manifest's delete:
@@ -3501,6 +3556,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_status_does_not_outlive_a_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v11_status_rows_get_a_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_own_status_derived_from_the_manifest, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_put_again_announces_the_own_status_again, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_v12_stale_status_rows_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_pass_starts_after_the_mark_of_the_last_close,
